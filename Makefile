@@ -1,0 +1,41 @@
+# Gatekeeper developer commands. `make demo` and `make test` bootstrap everything they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: demo test lint typecheck bench bootstrap clean
+
+bootstrap: $(VENV_STAMP) $(NODE_STAMP)
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install --quiet --disable-pip-version-check --upgrade pip
+	@$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: bootstrap
+	@$(PY) -m gatekeeper demo --out demo-output
+
+test: bootstrap
+	@$(PY) -m pytest
+
+lint: bootstrap
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+typecheck: bootstrap
+	@$(VENV)/bin/mypy gatekeeper
+
+bench: bootstrap
+	@$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Local development tools: Azurite, the local key and outbox, the local orchestration runner."""

@@ -1,0 +1,92 @@
+"""Per-tenant table naming and the storage account handle.
+
+Repositories take a tenant id and a purpose, never a raw table name, so no code path can be pointed at
+another tenant's table by a value that came from a request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
+
+from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+TENANT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9]{2,31}$")
+TABLE_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+
+
+class TablePurpose(StrEnum):
+    """The tables each tenant owns. Shared, tenant-less tables are named in SharedTable."""
+
+    EVENTS = "Events"  # dedupe records and sealed normalised events
+    GATES = "Gates"  # gate state projections for approvers
+    AUDIT = "Audit"  # the append-only audit log
+    KEYS = "Keys"  # wrapped data keys
+    POLICY = "Policy"  # policy document versions
+
+
+class SharedTable(StrEnum):
+    TENANTS = "gkTenants"  # the tenant registry: source identities -> tenant, secret references
+
+
+class InvalidTenantId(ValueError):
+    pass
+
+
+def validate_tenant_id(tenant_id: str) -> str:
+    if not TENANT_ID_PATTERN.match(tenant_id):
+        raise InvalidTenantId(
+            f"tenant id {tenant_id!r} must be 3-32 lower-case letters and digits, starting with a letter"
+        )
+    return tenant_id
+
+
+def tenant_table_name(tenant_id: str, purpose: TablePurpose) -> str:
+    """`gk<tenant><Purpose>`: unique per tenant and purpose, and a valid Azure table name."""
+    name = f"gk{validate_tenant_id(tenant_id)}{TablePurpose(purpose).value}"
+    if not TABLE_NAME_PATTERN.match(name):  # defensive: the tenant pattern already guarantees it
+        raise InvalidTenantId(f"derived table name {name!r} is not a valid table name")
+    return name
+
+
+@dataclass(frozen=True)
+class StorageAccount:
+    """Clients for one storage account, from a connection string (Azurite, local) or an account URL
+    with a token credential (Azure, managed identity)."""
+
+    connection_string: str | None = None
+    table_endpoint: str | None = None
+    queue_endpoint: str | None = None
+    blob_endpoint: str | None = None
+    credential: object | None = None
+
+    @cached_property
+    def tables(self) -> TableServiceClient:
+        if self.connection_string:
+            return TableServiceClient.from_connection_string(self.connection_string)
+        return TableServiceClient(endpoint=self.table_endpoint, credential=self.credential)  # type: ignore[arg-type]
+
+    @cached_property
+    def queues(self) -> QueueServiceClient:
+        if self.connection_string:
+            return QueueServiceClient.from_connection_string(self.connection_string)
+        return QueueServiceClient(account_url=self.queue_endpoint, credential=self.credential)  # type: ignore[arg-type]
+
+    def table(self, name: str) -> TableClient:
+        return self.tables.get_table_client(name)
+
+    def tenant_table(self, tenant_id: str, purpose: TablePurpose) -> TableClient:
+        return self.tables.get_table_client(tenant_table_name(tenant_id, purpose))
+
+    def ensure_table(self, name: str) -> TableClient:
+        self.tables.create_table_if_not_exists(name)
+        return self.tables.get_table_client(name)
+
+    def ensure_tenant_table(self, tenant_id: str, purpose: TablePurpose) -> TableClient:
+        return self.ensure_table(tenant_table_name(tenant_id, purpose))
+
+    def queue(self, name: str) -> QueueClient:
+        return self.queues.get_queue_client(name)

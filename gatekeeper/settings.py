@@ -1,0 +1,61 @@
+"""Every app setting the product reads, in one place.
+
+The Bicep sets each of these (or the README names it as the admin's), and a test checks that both lists
+agree, so a deployment can never miss a setting the code needs. Read settings only through this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None
+    description: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("GATEKEEPER_STORAGE_CONNECTION", None,
+            "Connection string for the data storage account (local and Azurite only; "
+            "in Azure leave unset and use GATEKEEPER_STORAGE_ACCOUNT with the managed identity).", secret=True),
+    Setting("GATEKEEPER_STORAGE_ACCOUNT", None,
+            "Name of the data storage account reached with the managed identity (Azure)."),
+    Setting("GATEKEEPER_TASK_HUB", "GatekeeperHub", "Durable Functions task hub name (host.json reads it)."),
+    Setting("GATEKEEPER_KEY_MODE", "keyvault",
+            "Where tenant keys live: 'keyvault' (customer-managed keys) or 'local' (development only)."),
+    Setting("GATEKEEPER_KEY_VAULT_URL", None, "Key Vault URL holding tenant keys and the checkpoint key."),
+    Setting("GATEKEEPER_LOCAL_KEY_DIR", ".gatekeeper/keys", "Folder for local JSON Web Keys (key mode 'local')."),
+    Setting("GATEKEEPER_MAX_BODY_BYTES", "1048576", "Largest request body accepted by the ingestion routes."),
+    Setting("GATEKEEPER_TENANT_CACHE_SECONDS", "60", "How long resolved tenant records are cached in process."),
+    Setting("GATEKEEPER_ENTRA_AUDIENCE", None,
+            "Audience (application ID URI or client id) that Entra ID bearer tokens must carry."),
+    Setting("GATEKEEPER_ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com",
+            "Entra ID authority host used to build issuer and JWKS URLs."),
+    Setting("AZURE_CLIENT_ID", None, "Client id of the Function App's user-assigned managed identity."),
+    Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", None, "Application Insights connection string."),
+)
+
+SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+
+
+def get(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The value of a declared setting, or its default. Undeclared names are a programming error."""
+    if name not in SETTING_NAMES:
+        raise KeyError(f"setting {name} is not declared in gatekeeper.settings.SETTINGS")
+    source = os.environ if env is None else env
+    value = source.get(name)
+    if value not in (None, ""):
+        return value
+    return next(s.default for s in SETTINGS if s.name == name)
+
+
+def require(name: str, env: Mapping[str, str] | None = None) -> str:
+    value = get(name, env)
+    if not value:
+        raise RuntimeError(f"app setting {name} is required but not set")
+    return value

@@ -17,7 +17,6 @@ from gatekeeper.errors import Problem
 # Module names under gatekeeper.commands; each defines register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
     "tenants",
-    "demo",
 )
 
 

@@ -38,6 +38,18 @@ SETTINGS: tuple[Setting, ...] = (
             "Entra ID authority host used to build issuer and JWKS URLs."),
     Setting("AZURE_CLIENT_ID", None, "Client id of the Function App's user-assigned managed identity."),
     Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", None, "Application Insights connection string."),
+    Setting("GATEKEEPER_TRUST_EASYAUTH_HEADER", "false",
+            "Read the X-MS-CLIENT-PRINCIPAL header as identity; 'true' only behind App Service authentication, "
+            "which strips client-sent copies and sets its own."),
+    Setting("GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS", "3600",
+            "How long an Entra ID tenant's signing keys (JWKS) are cached before they are fetched again."),
+    Setting("GATEKEEPER_AUDIT_CONTAINER", "audit-checkpoints",
+            "Blob container (immutable, WORM policy in Azure) that receives every signed audit checkpoint."),
+    Setting("GATEKEEPER_CHECKPOINT_EVERY", "100", "Sign an audit checkpoint at least every this many entries."),
+    Setting("GATEKEEPER_CHECKPOINT_MINUTES", "15",
+            "Sign an audit checkpoint when this many minutes passed since the last one and entries were added."),
+    Setting("GATEKEEPER_CHECKPOINT_KEY_NAME", "audit-checkpoint",
+            "Key Vault key (EC P-256 or RSA) that signs audit checkpoints; locally a JWK of that name."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)

@@ -88,5 +88,8 @@ class StorageAccount:
     def ensure_tenant_table(self, tenant_id: str, purpose: TablePurpose) -> TableClient:
         return self.ensure_table(tenant_table_name(tenant_id, purpose))
 
-    def queue(self, name: str) -> QueueClient:
-        return self.queues.get_queue_client(name)
+    def queue(self, name: str, **client_options: object) -> QueueClient:
+        """A queue client; pass message_encode_policy/message_decode_policy for Functions' base64."""
+        if self.connection_string:
+            return QueueClient.from_connection_string(self.connection_string, name, **client_options)  # type: ignore[arg-type]
+        return QueueClient(self.queue_endpoint, name, credential=self.credential, **client_options)  # type: ignore[arg-type]

@@ -1,0 +1,71 @@
+"""Queue triggers: connector events, the dispatcher, and the poison queues that keep what failed."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions.durable_gateway import DurableClientGateway
+from functions.http import services
+from gatekeeper.errors import Problem
+
+# Queue names are part of the deployment contract (Bicep creates them); kept literal so that
+# indexing the app does not import the ingestion code.
+CONNECTOR_EVENTS_QUEUE = "connector-events"
+PIPELINE_EVENTS_QUEUE = "pipeline-events"
+
+log = logging.getLogger("gatekeeper.queues")
+bp = df.Blueprint()
+STORAGE = "AzureWebJobsStorage"
+
+
+@bp.function_name("connector_events")
+@bp.queue_trigger(arg_name="msg", queue_name=CONNECTOR_EVENTS_QUEUE, connection=STORAGE)
+def connector_events(msg: func.QueueMessage) -> None:
+    """PSA/RMM connector events. Permanently bad messages are dead-lettered; transient errors retry."""
+    text = msg.get_body().decode("utf-8", errors="replace")
+    try:
+        outcome = services().ingestion.connector(msg.get_body())
+        log.info("connector message %s: %s", msg.id, outcome.status)
+    except Problem as problem:
+        services().dead_letters.record(CONNECTOR_EVENTS_QUEUE, text, f"{problem.status} {problem.slug}: {problem.detail}")
+
+
+@bp.function_name("dispatch_pipeline_events")
+@bp.queue_trigger(arg_name="msg", queue_name=PIPELINE_EVENTS_QUEUE, connection=STORAGE)
+@bp.durable_client_input(client_name="client")
+def dispatch_pipeline_events(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
+    """Dedupe on the business key and start the gate; raising here makes the host retry the message."""
+    from gatekeeper.ingest.queue import decode_message
+
+    rt = services()
+    text = msg.get_body().decode("utf-8", errors="replace")
+    try:
+        queued = decode_message(rt.sealer, text)
+    except ValueError as exc:
+        rt.dead_letters.record(PIPELINE_EVENTS_QUEUE, text, f"undecodable: {exc}")
+        return
+    result = rt.dispatcher(DurableClientGateway(client)).dispatch(queued.event, queued.event_id)
+    log.info("event %s: %s", queued.event_id, result.disposition.value)
+
+
+@bp.function_name("connector_events_poison")
+@bp.queue_trigger(arg_name="msg", queue_name=CONNECTOR_EVENTS_QUEUE + "-poison", connection=STORAGE)
+def connector_events_poison(msg: func.QueueMessage) -> None:
+    _keep_poison(CONNECTOR_EVENTS_QUEUE, msg)
+
+
+@bp.function_name("pipeline_events_poison")
+@bp.queue_trigger(arg_name="msg", queue_name=PIPELINE_EVENTS_QUEUE + "-poison", connection=STORAGE)
+def pipeline_events_poison(msg: func.QueueMessage) -> None:
+    _keep_poison(PIPELINE_EVENTS_QUEUE, msg)
+
+
+def _keep_poison(queue: str, msg: func.QueueMessage) -> None:
+    text = msg.get_body().decode("utf-8", errors="replace")
+    services().dead_letters.record(
+        queue, text, f"moved to poison after {msg.dequeue_count} attempts", dequeue_count=msg.dequeue_count
+    )
+    log.error("message %s from %s dead-lettered after repeated failures", msg.id, queue)

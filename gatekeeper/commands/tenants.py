@@ -1,0 +1,63 @@
+"""`gatekeeper tenants import FILE` and `gatekeeper tenants list`: the tenant registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gatekeeper.commands.common import add_storage_option, storage_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    tenants = subparsers.add_parser("tenants", help="manage the tenant registry")
+    actions = tenants.add_subparsers(dest="tenants_command", required=True, metavar="ACTION")
+
+    importer = actions.add_parser("import", help="add or replace tenants from a YAML or JSON file")
+    importer.add_argument("file", type=Path)
+    add_storage_option(importer)
+    importer.set_defaults(handler=import_tenants)
+
+    lister = actions.add_parser("list", help="show the registered tenants (never secrets)")
+    lister.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_storage_option(lister)
+    lister.set_defaults(handler=list_tenants)
+
+
+def import_tenants(args: argparse.Namespace) -> int:
+    from gatekeeper.cli import UsageError
+    from gatekeeper.tenancy.registry import RegistryConflict, TenantRegistry, load_tenant_file
+
+    path: Path = args.file
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        records = load_tenant_file(text, filename=str(path))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    registry = TenantRegistry(storage_from_args(args))
+    try:
+        registry.import_records(records)
+    except RegistryConflict as exc:
+        raise UsageError(f"{path}: {exc}") from exc
+    print(f"imported {len(records)} tenant(s): {', '.join(r.tenant_id for r in records)}")
+    return 0
+
+
+def list_tenants(args: argparse.Namespace) -> int:
+    from gatekeeper.tenancy.registry import TenantRegistry
+
+    records = TenantRegistry(storage_from_args(args)).list()
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return 0
+    if not records:
+        print("no tenants registered")
+        return 0
+    print(f"{'TENANT':<16} {'NAME':<28} {'ENABLED':<8} IDENTITIES")
+    for record in records:
+        identities = ", ".join(record.all_identities) or "-"
+        print(f"{record.tenant_id:<16} {record.display_name[:28]:<28} {'yes' if record.enabled else 'no':<8} {identities}")
+    return 0

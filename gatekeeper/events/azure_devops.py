@@ -1,0 +1,332 @@
+"""Azure DevOps → `PipelineEvent`: the "Invoke Azure Function" check (a gate) and service hooks (status).
+
+The check (callback mode) sends the plan coordinates as headers, the `AuthToken` among them; we keep them as
+an `AzureDevOpsCallback` so the orchestrator can later post `TaskCompleted` to
+`{PlanUrl}{ProjectId}/_apis/distributedtask/hubs/{HubName}/plans/{PlanId}/events`. The ids end up in that
+URL path, so they are checked to be GUIDs, and the token never appears in any message.
+
+The check's body is whatever the check configuration says. Our convention (document it to tenants):
+
+    {"environment": "$(Environment.Name)", "repository": "$(Build.Repository.Name)",
+     "ref": "$(Build.SourceBranch)", "commit": "$(Build.SourceVersion)",
+     "requestedBy": "$(Build.RequestedForId)", "runId": "$(Build.BuildId)", "stage": "$(System.StageName)",
+     "action": "deploy", "labels": ["pci"], "evidence": [{"kind": "tests", "uri": "https://..."}]}
+
+Only `environment` is required. A value still reading `$(...)` means the variable is not available to
+checks, and is refused naming the field rather than becoming a literal environment called "$(...)".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+
+from gatekeeper.errors import ValidationProblem
+from gatekeeper.events.common import (
+    Ignored,
+    Payload,
+    header,
+    normalise_status,
+    number_to_text,
+    problem,
+    shown,
+    unexpanded_variable,
+    validate,
+)
+from gatekeeper.events.model import (
+    ActionKind,
+    AzureDevOpsCallback,
+    EventKind,
+    EventSource,
+    EvidenceRef,
+    PipelineEvent,
+)
+
+CHECK_CONTEXT = "Invoke Azure Function check"
+REQUIRED_HEADERS = ("PlanUrl", "ProjectId", "HubName", "PlanId", "JobId", "TimelineId", "TaskInstanceId", "AuthToken")
+_GUID_HEADERS = ("ProjectId", "PlanId", "JobId", "TimelineId", "TaskInstanceId")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_HUB = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+Text = Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=400)]
+
+
+class CheckRequestBody(BaseModel):
+    """The JSON body our "Invoke Azure Function" check convention sends (see the module docstring)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, str_strip_whitespace=True)
+
+    environment: Text
+    repository: Text | None = None
+    ref: Text | None = None
+    commit: Text | None = None
+    requested_by: Text | None = Field(default=None, alias="requestedBy")
+    run_id: Text | None = Field(default=None, alias="runId")
+    stage: Text | None = None
+    action: ActionKind = ActionKind.DEPLOY
+    labels: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
+    evidence: list[EvidenceRef] = Field(default_factory=list, max_length=20)
+
+    @field_validator("environment", "repository", "ref", "commit", "requested_by", "run_id", "stage")
+    @classmethod
+    def _expanded(cls, value: str | None) -> str | None:
+        if unexpanded_variable(value):
+            raise ValueError("holds an unexpanded pipeline variable ($(...)); use a variable available to checks")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_expanded(cls, value: list[str]) -> list[str]:
+        if any(unexpanded_variable(label) for label in value):
+            raise ValueError("holds an unexpanded pipeline variable ($(...))")
+        return value
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _action_lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+def _header_value(headers: Mapping[str, str] | None, name: str) -> str:
+    value = header(headers, name)
+    field = f"header:{name}"
+    if value is None or not value.strip():
+        raise ValidationProblem(f"{CHECK_CONTEXT}: header '{name}' is required", field=field)
+    value = value.strip()
+    if name != "AuthToken" and unexpanded_variable(value):
+        raise ValidationProblem(f"{CHECK_CONTEXT}: header '{name}' holds an unexpanded pipeline variable", field=field)
+    if name in _GUID_HEADERS and not _GUID.match(value):
+        raise ValidationProblem(f"{CHECK_CONTEXT}: header '{name}' must be a GUID", field=field)
+    if name == "HubName" and not _HUB.match(value):
+        raise ValidationProblem(f"{CHECK_CONTEXT}: header 'HubName' must be a hub name such as 'build'", field=field)
+    if name == "PlanUrl":
+        parts = urlsplit(value)
+        secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
+        if not secure or not parts.hostname or parts.query or parts.fragment:
+            raise ValidationProblem(
+                f"{CHECK_CONTEXT}: header 'PlanUrl' must be the https collection URL ($(System.CollectionUri))",
+                field=field,
+            )
+    return value
+
+
+def parse_check_request(
+    headers: Mapping[str, str], body: Mapping[str, Any] | None, *, tenant_id: str
+) -> PipelineEvent:
+    """Normalise an "Invoke Azure Function" check request (callback mode) into a gate request.
+
+    Headers are looked up case-insensitively; a missing one raises `ValidationProblem(field="header:<Name>")`.
+    The run id is the body's `runId`, else the `BuildId` header, else the plan id (unique per run).
+    """
+    values = {name: _header_value(headers, name) for name in REQUIRED_HEADERS}
+    request = validate(CheckRequestBody, {} if body is None else body, context=CHECK_CONTEXT)
+    build_id = header(headers, "BuildId")
+    if build_id is not None and (unexpanded_variable(build_id) or not build_id.strip()):
+        build_id = None
+    run_id = request.run_id or (build_id.strip() if build_id else None) or values["PlanId"]
+    callback = AzureDevOpsCallback(
+        plan_url=values["PlanUrl"],
+        project_id=values["ProjectId"],
+        hub_name=values["HubName"],
+        plan_id=values["PlanId"],
+        job_id=values["JobId"],
+        timeline_id=values["TimelineId"],
+        task_instance_id=values["TaskInstanceId"],
+        auth_token=SecretStr(values["AuthToken"]),
+    )
+    where = f" (stage {request.stage})" if request.stage else ""
+    return PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.AZURE_DEVOPS,
+        kind=EventKind.GATE_REQUEST,
+        action=request.action,
+        environment=request.environment,
+        repository=request.repository,
+        ref=request.ref,
+        commit=request.commit,
+        actor=request.requested_by,
+        run_id=run_id,
+        labels=tuple(request.labels),
+        callback=callback,
+        evidence=tuple(request.evidence),
+        delivery_id=values["TaskInstanceId"],
+        summary=f"{request.action.value} to {request.environment}{where} requested by run {run_id}",
+    )
+
+
+# --- service hooks -----------------------------------------------------------------------------------------
+
+
+class _Message(Payload):
+    text: str | None = None
+
+
+class _HookEnvelope(Payload):
+    id: str | None = None
+    eventType: str
+    message: _Message | None = None
+
+
+class _PipelineRef(Payload):
+    id: int | None = None
+    name: str | None = None
+
+
+class _Run(Payload):
+    id: int
+    name: str | None = None
+    state: str
+    result: str | None = None
+    pipeline: _PipelineRef | None = None
+
+
+class _RunStateResource(Payload):
+    run: _Run
+    pipeline: _PipelineRef | None = None
+
+
+class _RunStateEvent(Payload):
+    resource: _RunStateResource
+
+
+class _Stage(Payload):
+    name: str
+    displayName: str | None = None
+    state: str
+    result: str | None = None
+
+
+class _StageStateResource(Payload):
+    stage: _Stage
+    run: _Run
+    pipeline: _PipelineRef | None = None
+
+
+class _StageStateEvent(Payload):
+    resource: _StageStateResource
+
+
+class _Identity(Payload):
+    uniqueName: str | None = None
+    displayName: str | None = None
+
+
+class _BuildRequest(Payload):
+    requestedFor: _Identity | None = None
+
+
+class _Named(Payload):
+    name: str | None = None
+
+
+class _Build(Payload):
+    id: int
+    buildNumber: str | None = None
+    status: str | None = None
+    result: str | None = None
+    sourceBranch: str | None = None
+    sourceVersion: str | None = None
+    sourceGetVersion: str | None = None
+    definition: _Named | None = None
+    repository: _Named | None = None
+    requestedFor: _Identity | None = None
+    requests: list[_BuildRequest] = []
+    lastChangedBy: _Identity | None = None
+
+
+class _BuildCompleteEvent(Payload):
+    resource: _Build
+
+
+def _who(identity: _Identity | None) -> str | None:
+    return (identity.uniqueName or identity.displayName) if identity else None
+
+
+def _summary(envelope: _HookEnvelope, fallback: str) -> str:
+    text = envelope.message.text if envelope.message and envelope.message.text else fallback
+    return text[:300]
+
+
+def _run_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent:
+    run = validate(_RunStateEvent, payload, context=envelope.eventType).resource.run
+    status = normalise_status(run.result or run.state)
+    return PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.AZURE_DEVOPS,
+        kind=EventKind.RUN_STATUS,
+        run_id=str(run.id),
+        status=status,
+        delivery_id=envelope.id,
+        summary=_summary(envelope, f"Run {run.id} is {status}"),
+    )
+
+
+def _stage_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent:
+    resource = validate(_StageStateEvent, payload, context=envelope.eventType).resource
+    stage = resource.stage
+    status = normalise_status(stage.result or stage.state)
+    return PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.AZURE_DEVOPS,
+        kind=EventKind.STAGE_STATUS,
+        environment=stage.name,
+        run_id=str(resource.run.id),
+        status=status,
+        delivery_id=envelope.id,
+        summary=_summary(envelope, f"Run {resource.run.id} stage {stage.name} is {status}"),
+    )
+
+
+def _source_version(build: _Build) -> tuple[str | None, str | None]:
+    """Ref and commit: the modern fields, else the legacy `LG:<ref>:<sha>` form of `sourceGetVersion`."""
+    if build.sourceBranch or build.sourceVersion:
+        return build.sourceBranch, build.sourceVersion
+    parts = (build.sourceGetVersion or "").split(":")
+    if len(parts) == 3 and parts[0] == "LG":
+        return parts[1] or None, parts[2] or None
+    return None, None
+
+
+def _build_complete(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent:
+    build = validate(_BuildCompleteEvent, payload, context=envelope.eventType).resource
+    if not (build.result or build.status):
+        raise problem(envelope.eventType, "resource.result", "is required")
+    ref, commit = _source_version(build)
+    requested = build.requestedFor or next((r.requestedFor for r in build.requests if r.requestedFor), None)
+    status = normalise_status(build.result or build.status)
+    return PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.AZURE_DEVOPS,
+        kind=EventKind.RUN_STATUS,
+        action=ActionKind.BUILD,
+        repository=build.repository.name if build.repository else None,
+        ref=ref,
+        commit=commit,
+        actor=_who(requested) or _who(build.lastChangedBy),
+        run_id=str(build.id),
+        status=status,
+        delivery_id=envelope.id,
+        summary=_summary(envelope, f"Build {build.buildNumber or build.id} {status}"),
+    )
+
+
+_HOOKS: dict[str, Callable[[Mapping[str, Any], _HookEnvelope, str], PipelineEvent]] = {
+    "ms.vss-pipelines.run-state-changed-event": _run_state,
+    "ms.vss-pipelines.stage-state-changed-event": _stage_state,
+    "build.complete": _build_complete,
+}
+
+
+def parse_service_hook(body: Mapping[str, Any], *, tenant_id: str) -> PipelineEvent | Ignored:
+    """Normalise an Azure DevOps service hook notification; unhandled event types are `Ignored`."""
+    envelope = validate(_HookEnvelope, body, context="Azure DevOps service hook")
+    parser = _HOOKS.get(envelope.eventType)
+    if parser is None:
+        return Ignored(f"Azure DevOps event '{shown(envelope.eventType)}' is not handled")
+    return parser(body, envelope, tenant_id)

@@ -1,0 +1,149 @@
+"""The public generic events API (`POST /api/events`) for any CI: request model and normaliser.
+
+This model IS the contract: `docs/openapi/events.yaml` describes the same fields and a test keeps the two
+in step. Unknown fields are refused (naming them) so a typo such as `enviroment` fails loudly instead of
+silently producing an event without an environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from gatekeeper.events.common import normalise_status, number_to_text, validate
+from gatekeeper.events.model import (
+    ActionKind,
+    EventKind,
+    EventSource,
+    EvidenceRef,
+    PipelineEvent,
+    WebhookCallback,
+)
+
+CONTEXT = "generic event"
+_DEV_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_REQUIRED_FOR_KIND: dict[Any, tuple[str, ...]] = {
+    "gate_request": ("environment",),
+    "deployment_status": ("environment", "status"),
+    "run_status": ("status",),
+}
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+RunId = Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=200)]
+Label = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\s,]+$")]
+
+
+class GenericEvidence(BaseModel):
+    """Quality evidence: where it lives (`uri`) or a small inline document (`data`), exactly one of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["tests", "coverage", "sarif", "slo"]
+    uri: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> GenericEvidence:
+        if (self.uri is None) == (self.data is None):
+            raise ValueError("must have exactly one of 'uri' or 'data'")
+        return self
+
+
+class GenericEventRequest(BaseModel):
+    """Body of `POST /api/events`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
+
+    kind: Literal["gate_request", "deployment_status", "run_status"]
+    action: ActionKind | None = None
+    environment: Name | None = Field(default=None, validate_default=True)
+    repository: Name | None = None
+    ref: Name | None = None
+    commit: Name | None = None
+    actor: Name | None = None
+    run_id: RunId = Field(alias="runId")
+    status: Annotated[str, Field(min_length=1, max_length=50)] | None = Field(default=None, validate_default=True)
+    labels: list[Label] = Field(default_factory=list, max_length=50)
+    callback_url: Annotated[str, Field(max_length=2000)] | None = Field(default=None, alias="callbackUrl")
+    evidence: list[GenericEvidence] = Field(default_factory=list, max_length=20)
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, alias="idempotencyKey"
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _https_only(cls, value: str | None) -> str | None:
+        """https, or plain http to this machine for development; never credentials in the URL."""
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+        except ValueError:
+            raise ValueError("must be an absolute https URL") from None
+        if not host or parts.scheme not in ("https", "http"):
+            raise ValueError("must be an absolute https URL")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials")
+        if parts.scheme == "http" and not _is_dev_host(host):
+            raise ValueError("must use https (http is allowed only for localhost and 127.0.0.1)")
+        return value
+
+    @field_validator("environment", "status")
+    @classmethod
+    def _required_for_kind(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if value is None and info.field_name in _REQUIRED_FOR_KIND.get(kind, ()):
+            raise ValueError(f"is required when kind is '{kind}'")
+        return value
+
+
+def _is_dev_host(host: str) -> bool:
+    if host in _DEV_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_generic(body: Mapping[str, Any], *, tenant_id: str) -> PipelineEvent:
+    """Validate a generic API body and normalise it. Raises `ValidationProblem` naming the field.
+
+    A gate request without an `action` is a deploy. `idempotencyKey`, when given, is kept as the
+    event's delivery id; deduplication still uses the business key (source, run, environment, kind).
+    """
+    request = validate(GenericEventRequest, body, context=CONTEXT)
+    kind = EventKind(request.kind)
+    action = request.action or (ActionKind.DEPLOY if kind is EventKind.GATE_REQUEST else None)
+    status = normalise_status(request.status)
+    return PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.GENERIC,
+        kind=kind,
+        action=action,
+        environment=request.environment,
+        repository=request.repository,
+        ref=request.ref,
+        commit=request.commit,
+        actor=request.actor,
+        run_id=request.run_id,
+        status=status,
+        labels=tuple(request.labels),
+        callback=WebhookCallback(url=request.callback_url) if request.callback_url else None,
+        evidence=tuple(EvidenceRef(kind=e.kind, uri=e.uri, data=e.data) for e in request.evidence),
+        delivery_id=request.idempotency_key,
+        summary=_summary(request, kind, status),
+    )
+
+
+def _summary(request: GenericEventRequest, kind: EventKind, status: str | None) -> str:
+    where = f" to {request.environment}" if request.environment else ""
+    if kind is EventKind.GATE_REQUEST:
+        return f"run {request.run_id}: {(request.action or ActionKind.DEPLOY).value}{where} requested"
+    return f"run {request.run_id}{where} is {status}"

@@ -1,0 +1,297 @@
+"""GitHub webhooks → `PipelineEvent`.
+
+Handled: `deployment_protection_rule` (requested: a gate we must answer), `deployment_status` (created),
+`workflow_run`, `workflow_job` and `ping`. Everything else is answered with an explicit `Ignored` reason.
+The payload has already passed the HMAC check; here we only check that what we need is present and typed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from gatekeeper.errors import ValidationProblem
+from gatekeeper.events.common import Ignored, Payload, normalise_status, problem, shown, validate
+from gatekeeper.events.model import ActionKind, EventKind, EventSource, GitHubCallback, PipelineEvent
+
+
+class _User(Payload):
+    login: str
+
+
+class _Owner(Payload):
+    login: str
+
+
+class _Repository(Payload):
+    name: str
+    full_name: str
+    owner: _Owner
+
+
+class _Installation(Payload):
+    id: int
+
+
+class _Deployment(Payload):
+    id: int
+    sha: str | None = None
+    ref: str | None = None
+    environment: str | None = None
+    creator: _User | None = None
+
+
+class _WorkflowRunRef(Payload):
+    id: int
+
+
+class _Action(Payload):
+    action: str
+
+
+class _ProtectionRuleRequested(Payload):
+    environment: str
+    deployment_callback_url: str
+    deployment: _Deployment | None = None
+    repository: _Repository
+    sender: _User | None = None
+    installation: _Installation | None = None
+
+
+class _DeploymentStatusBody(Payload):
+    state: str
+    environment: str | None = None
+    creator: _User | None = None
+    description: str | None = None
+
+
+class _DeploymentStatusCreated(Payload):
+    deployment_status: _DeploymentStatusBody
+    deployment: _Deployment
+    workflow_run: _WorkflowRunRef | None = None
+    repository: _Repository
+    sender: _User | None = None
+
+
+class _WorkflowRun(Payload):
+    id: int
+    name: str | None = None
+    status: str
+    conclusion: str | None = None
+    head_branch: str | None = None
+    head_sha: str | None = None
+    actor: _User | None = None
+    triggering_actor: _User | None = None
+
+
+class _WorkflowRunEvent(Payload):
+    workflow_run: _WorkflowRun
+    repository: _Repository
+    sender: _User | None = None
+
+
+class _WorkflowJob(Payload):
+    id: int
+    run_id: int
+    name: str | None = None
+    workflow_name: str | None = None
+    status: str
+    conclusion: str | None = None
+    head_branch: str | None = None
+    head_sha: str | None = None
+    labels: list[str] = []
+
+
+class _WorkflowJobEvent(Payload):
+    workflow_job: _WorkflowJob
+    deployment: _Deployment | None = None
+    repository: _Repository
+    sender: _User | None = None
+
+
+class _Ping(Payload):
+    zen: str | None = None
+    hook_id: int | None = None
+
+
+_RUN_URL = re.compile(r"^/(?:api/v3/)?repos/([^/]+)/([^/]+)/actions/runs/(\d+)/deployment_protection_rule/?$")
+
+_ACTIONS: dict[str, frozenset[str]] = {
+    "deployment_protection_rule": frozenset({"requested"}),
+    "deployment_status": frozenset({"created"}),
+    "workflow_run": frozenset({"requested", "in_progress", "completed"}),
+    "workflow_job": frozenset({"queued", "waiting", "in_progress", "completed"}),
+}
+
+
+def _run_status(status: str, conclusion: str | None) -> str | None:
+    """A finished run reports its conclusion (success, failure, ...); an unfinished one its status."""
+    if status == "completed" and conclusion:
+        return normalise_status(conclusion)
+    return normalise_status(status)
+
+
+def _run_id_from_callback(url: str, repository: _Repository, context: str) -> int:
+    """The run id is only in the callback URL: `.../repos/{owner}/{repo}/actions/runs/{id}/deployment_protection_rule`.
+
+    The URL must also name the repository the payload is about, so a payload cannot point our answer
+    (sent with an installation token) at someone else's run.
+    """
+    field = "deployment_callback_url"
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise problem(context, field, "must be an https URL")
+    match = _RUN_URL.match(parts.path)
+    if not match:
+        raise problem(context, field, "does not name a workflow run (…/actions/runs/<id>/deployment_protection_rule)")
+    owner, repo, run_id = match.groups()
+    if f"{owner}/{repo}".lower() != repository.full_name.lower():
+        raise problem(context, field, "names a different repository than 'repository.full_name'")
+    return int(run_id)
+
+
+def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent:
+    context = "deployment_protection_rule"
+    body = validate(_ProtectionRuleRequested, payload, context=context)
+    run_id = _run_id_from_callback(body.deployment_callback_url, body.repository, context)
+    deployment = body.deployment
+    actor = (deployment.creator.login if deployment and deployment.creator else None) or (
+        body.sender.login if body.sender else None
+    )
+    return PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.GITHUB,
+        kind=EventKind.GATE_REQUEST,
+        action=ActionKind.DEPLOY,
+        environment=body.environment,
+        repository=body.repository.full_name,
+        ref=deployment.ref if deployment else None,
+        commit=deployment.sha if deployment else None,
+        actor=actor,
+        run_id=str(run_id),
+        callback=GitHubCallback(
+            owner=body.repository.owner.login,
+            repo=body.repository.name,
+            run_id=run_id,
+            environment_name=body.environment,
+            installation_id=body.installation.id if body.installation else None,
+            deployment_callback_url=body.deployment_callback_url,
+        ),
+        delivery_id=delivery_id,
+        summary=f"{body.repository.full_name}: deployment to {body.environment} requested by {actor or 'unknown'}",
+    )
+
+
+def _deployment_status(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent:
+    context = "deployment_status"
+    body = validate(_DeploymentStatusCreated, payload, context=context)
+    status = body.deployment_status
+    environment = status.environment or body.deployment.environment
+    if not environment:
+        raise problem(context, "deployment.environment", "is required")
+    creator = status.creator or body.deployment.creator or body.sender
+    run_id = body.workflow_run.id if body.workflow_run else body.deployment.id
+    return PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.GITHUB,
+        kind=EventKind.DEPLOYMENT_STATUS,
+        action=ActionKind.DEPLOY,
+        environment=environment,
+        repository=body.repository.full_name,
+        ref=body.deployment.ref,
+        commit=body.deployment.sha,
+        actor=creator.login if creator else None,
+        run_id=str(run_id),
+        status=normalise_status(status.state),
+        delivery_id=delivery_id,
+        summary=f"{body.repository.full_name}: deployment to {environment} is {status.state}",
+    )
+
+
+def _workflow_run(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent:
+    body = validate(_WorkflowRunEvent, payload, context="workflow_run")
+    run = body.workflow_run
+    actor = run.triggering_actor or run.actor or body.sender
+    status = _run_status(run.status, run.conclusion)
+    return PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.GITHUB,
+        kind=EventKind.RUN_STATUS,
+        action=ActionKind.BUILD,
+        repository=body.repository.full_name,
+        ref=run.head_branch,
+        commit=run.head_sha,
+        actor=actor.login if actor else None,
+        run_id=str(run.id),
+        status=status,
+        delivery_id=delivery_id,
+        summary=f"{body.repository.full_name}: workflow run {run.name or run.id} is {status}",
+    )
+
+
+def _workflow_job(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent:
+    body = validate(_WorkflowJobEvent, payload, context="workflow_job")
+    job = body.workflow_job
+    status = _run_status(job.status, job.conclusion)
+    return PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.GITHUB,
+        kind=EventKind.JOB_STATUS,
+        environment=body.deployment.environment if body.deployment else None,
+        repository=body.repository.full_name,
+        ref=job.head_branch,
+        commit=job.head_sha,
+        actor=body.sender.login if body.sender else None,
+        # Jobs of one run share the run id; the job id keeps their business keys apart.
+        run_id=f"{job.run_id}/jobs/{job.id}",
+        status=status,
+        labels=tuple(f"runner:{label}" for label in job.labels),
+        delivery_id=delivery_id,
+        summary=f"{body.repository.full_name}: job {job.name or job.id} is {status}",
+    )
+
+
+def _ping(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent:
+    body = validate(_Ping, payload, context="ping")
+    return PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.GITHUB,
+        kind=EventKind.PING,
+        delivery_id=delivery_id,
+        summary=body.zen or "ping",
+    )
+
+
+_PARSERS: dict[str, Callable[[Mapping[str, Any], str, str | None], PipelineEvent]] = {
+    "deployment_protection_rule": _protection_rule,
+    "deployment_status": _deployment_status,
+    "workflow_run": _workflow_run,
+    "workflow_job": _workflow_job,
+    "ping": _ping,
+}
+
+
+def parse_github(
+    event_name: str, payload: Mapping[str, Any], *, tenant_id: str, delivery_id: str | None
+) -> PipelineEvent | Ignored:
+    """Normalise one GitHub webhook delivery (`X-GitHub-Event` name + JSON body).
+
+    Returns `Ignored` for events and actions we do not act on; raises `ValidationProblem` naming the field
+    when a handled event lacks something we need.
+    """
+    if not isinstance(event_name, str) or not event_name.strip():
+        raise ValidationProblem("GitHub delivery: header 'X-GitHub-Event' is required", field="header:X-GitHub-Event")
+    name = event_name.strip()
+    parser = _PARSERS.get(name)
+    if parser is None:
+        return Ignored(f"GitHub event '{shown(name)}' is not handled")
+    allowed = _ACTIONS.get(name)
+    if allowed is not None:
+        action = validate(_Action, payload, context=name).action
+        if action not in allowed:
+            return Ignored(f"GitHub event '{name}' with action '{shown(action)}' is not handled")
+    elif not isinstance(payload, Mapping):
+        raise ValidationProblem(f"{name}: the payload must be a JSON object", field="$")
+    return parser(payload, tenant_id, delivery_id)

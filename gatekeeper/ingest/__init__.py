@@ -1,0 +1,1 @@
+"""Ingestion: authenticate, parse and hand over incoming pipeline and connector events."""

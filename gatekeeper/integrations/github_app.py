@@ -1,0 +1,302 @@
+"""GitHub App client: answers deployment protection rules and posts progress comments.
+
+The App's private key never leaves Key Vault: we build the JWT signing input ourselves and let Key Vault
+sign its SHA-256 digest (RS256). Locally the same `CryptographyClient` API runs on a JSON Web Key
+(`CryptographyClient.from_jwk`). The App JWT buys an installation token, cached until shortly before expiry.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+import requests
+from azure.keyvault.keys import JsonWebKey
+from azure.keyvault.keys.crypto import SignatureAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import SecretStr
+
+from gatekeeper.events.model import GitHubCallback
+from gatekeeper.integrations.results import CallbackResult
+from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
+from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url, safe_url, same_origin
+
+log = logging.getLogger("gatekeeper.integrations.github")
+
+GITHUB_API_VERSION = "2022-11-28"
+MAX_COMMENT_CHARS = 1024
+MAX_COMMENTS_PER_DEPLOYMENT = 10
+JWT_BACKDATE_SECONDS = 60  # GitHub: set iat 60 s in the past against clock drift
+JWT_LIFETIME_SECONDS = 540  # GitHub: exp at most 10 minutes after now; keep a minute in hand
+TOKEN_REFRESH_MARGIN_SECONDS = 300
+
+ReviewState = Literal["approved", "rejected"]
+
+
+class DigestSigner(Protocol):
+    """What we need from `azure.keyvault.keys.crypto.CryptographyClient` (remote or `from_jwk`)."""
+
+    def sign(self, algorithm: SignatureAlgorithm, digest: bytes, **kwargs: Any) -> Any: ...
+
+
+class GitHubAppError(Exception):
+    """Authentication as the App failed; `result` carries the status and attempts for the caller."""
+
+    def __init__(self, result: CallbackResult):
+        super().__init__(result.detail)
+        self.result = result
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def truncate_comment(comment: str, limit: int = MAX_COMMENT_CHARS) -> str:
+    """GitHub keeps at most 1,024 characters per comment; cut with an ellipsis so the cut is visible."""
+    return comment if len(comment) <= limit else comment[: limit - 1] + "\u2026"
+
+
+def rsa_jwk_from_pem(pem: bytes, kid: str = "github-app") -> JsonWebKey:
+    """A local JSON Web Key (key_ops sign) from the App's downloaded PEM, for local development only;
+    in Azure the same PEM is imported into Key Vault as key `github-app`."""
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("github app key: the PEM is not an RSA private key")
+    return rsa_jwk(key, kid)
+
+
+def rsa_jwk(key: rsa.RSAPrivateKey, kid: str = "github-app") -> JsonWebKey:
+    numbers = key.private_numbers()
+    public = numbers.public_numbers
+
+    def raw(value: int) -> bytes:
+        return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+    return JsonWebKey(
+        kid=kid, kty="RSA", key_ops=["sign", "verify"], n=raw(public.n), e=raw(public.e), d=raw(numbers.d),
+        p=raw(numbers.p), q=raw(numbers.q), dp=raw(numbers.dmp1), dq=raw(numbers.dmq1), qi=raw(numbers.iqmp),
+    )
+
+
+class CommentBudget(Protocol):
+    """Counts comments per deployment (owner/repo/run/environment)."""
+
+    def take(self, key: str, limit: int) -> bool:
+        """Reserve one comment if fewer than `limit` were taken; False when the budget is spent."""
+        ...
+
+
+class InMemoryCommentBudget:
+    """Per-process counter. Good enough: an over-count across instances only means GitHub refuses the
+    extra comment with a 4xx, which is not retried and never blocks the decision."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, limit: int) -> bool:
+        with self._lock:
+            used = self._counts.get(key, 0)
+            if used >= limit:
+                return False
+            self._counts[key] = used + 1
+            return True
+
+    def used(self, key: str) -> int:
+        with self._lock:
+            return self._counts.get(key, 0)
+
+
+def deployment_key(callback: GitHubCallback) -> str:
+    return f"{callback.owner}/{callback.repo}/runs/{callback.run_id}/{callback.environment_name}"
+
+
+class GitHubApp:
+    """One GitHub App (app id + Key Vault key) talking to one API root (github.com or GHES)."""
+
+    def __init__(
+        self,
+        app_id: str | int,
+        signer: DigestSigner,
+        api_url: str = "https://api.github.com",
+        *,
+        session: requests.Session | None = None,
+        policy: RetryPolicy | None = None,
+        budget: CommentBudget | None = None,
+        clock: Callable[[], float] = time.time,
+        allow_loopback_http: bool = False,
+    ):
+        if not str(app_id).strip():
+            raise ValueError("GATEKEEPER_GITHUB_APP_ID: the GitHub App id is required")
+        self.app_id = str(app_id).strip()
+        self.api_url = check_outbound_url(
+            api_url, field="GATEKEEPER_GITHUB_API_URL", allow_loopback_http=allow_loopback_http
+        ).rstrip("/")
+        self._signer = signer
+        self._session = session or requests.Session()
+        self._policy = policy or RetryPolicy()
+        self._budget: CommentBudget = budget or InMemoryCommentBudget()
+        self._clock = clock
+        self._tokens: dict[int, tuple[SecretStr, float]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"GitHubApp(app_id={self.app_id!r}, api_url={self.api_url!r})"
+
+    # --- authentication -------------------------------------------------------------------------------
+
+    def app_jwt(self) -> str:
+        """A short-lived RS256 JWT (iss = app id) signed by Key Vault over our own signing input."""
+        now = int(self._clock())
+        header = {"alg": "RS256", "typ": "JWT"}
+        claims = {"iat": now - JWT_BACKDATE_SECONDS, "exp": now + JWT_LIFETIME_SECONDS, "iss": self.app_id}
+        signing_input = ".".join(
+            _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+        )
+        digest = hashlib.sha256(signing_input.encode("ascii")).digest()
+        signature = self._signer.sign(SignatureAlgorithm.rs256, digest).signature
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def _signed_jwt(self) -> str:
+        try:
+            return self.app_jwt()
+        except Exception as exc:  # Key Vault unreachable, key missing, no sign permission
+            raise GitHubAppError(CallbackResult(
+                ok=False, target="github", detail=f"github app jwt: signing failed ({type(exc).__name__})"
+            )) from None
+
+    def _headers(self, bearer: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {bearer}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": GITHUB_API_VERSION,
+            "User-Agent": "gatekeeper-github-app",
+        }
+
+    def installation_token(self, installation_id: int) -> SecretStr:
+        """An installation access token, from cache while it has more than a few minutes left."""
+        with self._lock:
+            cached = self._tokens.get(installation_id)
+            if cached and cached[1] - TOKEN_REFRESH_MARGIN_SECONDS > self._clock():
+                return cached[0]
+        url = f"{self.api_url}/app/installations/{int(installation_id)}/access_tokens"
+        jwt = self._signed_jwt()
+        outcome = send_with_retry(
+            lambda: self._session.post(url, headers=self._headers(jwt), timeout=self._policy.timeout),
+            self._policy, label="github installation token",
+        )
+        if not outcome.ok or outcome.response is None:
+            raise GitHubAppError(CallbackResult(
+                ok=False, target="github", status_code=outcome.status_code, attempts=outcome.attempts,
+                detail=describe(outcome, "github installation token", [jwt]),
+            ))
+        body = outcome.response.json()
+        token = SecretStr(body["token"])
+        expires_at = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00")).timestamp()
+        with self._lock:
+            self._tokens[installation_id] = (token, expires_at)
+        return token
+
+    def forget_token(self, installation_id: int) -> None:
+        with self._lock:
+            self._tokens.pop(installation_id, None)
+
+    def installation_id_for(self, owner: str, repo: str) -> int:
+        """`GET /repos/{owner}/{repo}/installation` with the App JWT, for events that carry no installation."""
+        jwt = self._signed_jwt()
+        url = f"{self.api_url}/repos/{owner}/{repo}/installation"
+        outcome = send_with_retry(
+            lambda: self._session.get(url, headers=self._headers(jwt), timeout=self._policy.timeout),
+            self._policy, label="github installation lookup",
+        )
+        if not outcome.ok or outcome.response is None:
+            raise GitHubAppError(CallbackResult(
+                ok=False, target="github", status_code=outcome.status_code, attempts=outcome.attempts,
+                detail=describe(outcome, "github installation lookup", [jwt]),
+            ))
+        return int(outcome.response.json()["id"])
+
+    # --- deployment protection rule -------------------------------------------------------------------
+
+    def review_url(self, callback: GitHubCallback) -> str:
+        """The webhook's `deployment_callback_url` when it points at our API root, else the documented path.
+        An installation token is never sent anywhere but the configured GitHub API."""
+        given = callback.deployment_callback_url
+        if given and same_origin(given, self.api_url) and given.startswith(self.api_url + "/"):
+            return given
+        if given:
+            log.warning("github: ignoring deployment_callback_url %s (not under %s)", safe_url(given), self.api_url)
+        return (f"{self.api_url}/repos/{callback.owner}/{callback.repo}/actions/runs/"
+                f"{callback.run_id}/deployment_protection_rule")
+
+    def review(
+        self, callback: GitHubCallback, state: ReviewState | None, comment: str | None, *,
+        action: Literal["complete", "progress"] = "complete",
+    ) -> CallbackResult:
+        """`POST .../deployment_protection_rule` with `environment_name`, `state` and/or `comment`."""
+        body: dict[str, str] = {"environment_name": callback.environment_name}
+        if state is not None:
+            body["state"] = state
+        if comment:
+            body["comment"] = truncate_comment(comment)
+        if "state" not in body and "comment" not in body:
+            return CallbackResult(ok=False, target="github", action=action,
+                                  detail="github review: state or comment is required")
+        try:
+            installation_id = callback.installation_id or self.installation_id_for(callback.owner, callback.repo)
+            token = self.installation_token(installation_id)
+        except GitHubAppError as exc:
+            return exc.result.model_copy(update={"action": action})
+        url = self.review_url(callback)
+        try:
+            check_outbound_url(url, field="callback.deployment_callback_url",
+                               allow_loopback_http=self.api_url.startswith("http://"))
+        except OutboundUrlError as exc:
+            return CallbackResult(ok=False, target="github", action=action, detail=str(exc))
+
+        def post(bearer: SecretStr) -> requests.Response:
+            return self._session.post(url, json=body, headers=self._headers(bearer.get_secret_value()),
+                                      timeout=self._policy.timeout)
+
+        outcome = send_with_retry(lambda: post(token), self._policy, label="github review")
+        attempts = outcome.attempts
+        if outcome.status_code == 401:  # token revoked or expired early: one fresh token, one more try
+            self.forget_token(installation_id)
+            try:
+                token = self.installation_token(installation_id)
+            except GitHubAppError as exc:
+                return exc.result.model_copy(update={"action": action, "attempts": attempts})
+            outcome = send_with_retry(lambda: post(token), self._policy, label="github review")
+            attempts += outcome.attempts
+        what = f"github review {state or 'comment'} {callback.owner}/{callback.repo} run {callback.run_id}"
+        detail = describe(outcome, what, [token.get_secret_value()])
+        (log.info if outcome.ok else log.error)("%s", detail)
+        return CallbackResult(ok=outcome.ok, status_code=outcome.status_code, attempts=attempts,
+                              detail=detail, target="github", action=action)
+
+    def decide(self, callback: GitHubCallback, approved: bool, comment: str | None) -> CallbackResult:
+        """Approve or reject. The decision always goes out; its comment only if the budget allows."""
+        if comment and not self._budget.take(deployment_key(callback), MAX_COMMENTS_PER_DEPLOYMENT):
+            log.info("github: comment budget spent for %s; sending the decision without a comment",
+                     deployment_key(callback))
+            comment = None
+        return self.review(callback, "approved" if approved else "rejected", comment)
+
+    def progress(self, callback: GitHubCallback, comment: str) -> CallbackResult:
+        """A comment-only review while the gate waits. One comment of the ten is kept for the decision."""
+        if not self._budget.take(deployment_key(callback), MAX_COMMENTS_PER_DEPLOYMENT - 1):
+            return CallbackResult(
+                ok=True, skipped=True, target="github", action="progress",
+                detail=(f"github progress: skipped, {MAX_COMMENTS_PER_DEPLOYMENT - 1} progress comments already "
+                        f"posted for {deployment_key(callback)} (GitHub keeps {MAX_COMMENTS_PER_DEPLOYMENT}; "
+                        "the last is kept for the decision)"),
+            )
+        return self.review(callback, None, comment, action="progress")

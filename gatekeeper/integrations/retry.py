@@ -1,0 +1,197 @@
+"""Bounded retries with backoff for outbound HTTP calls (tenacity).
+
+Retry what can heal: connection errors, timeouts, 5xx and 429 (and GitHub's rate-limit 403). Never retry
+other 4xx: the request is wrong and will stay wrong. A server's `Retry-After` (or GitHub's rate-limit reset)
+sets the wait, capped so an activity never sleeps for long. The last outcome is returned, not raised.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+log = logging.getLogger("gatekeeper.integrations")
+
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (requests.ConnectionError, requests.Timeout)
+MAX_DETAIL_CHARS = 300
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try. The defaults keep a failing callback under about a minute of waiting."""
+
+    max_attempts: int = 5
+    initial_wait: float = 1.0
+    max_wait: float = 20.0
+    jitter: float = 1.0
+    max_retry_after: float = 60.0  # cap on a server-requested wait
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts: must be at least 1")
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+
+@dataclass(frozen=True)
+class HttpOutcome:
+    """The last response (or transport error) after all attempts."""
+
+    response: requests.Response | None
+    attempts: int
+    error: str | None = None  # a transport error's class name when there was no response
+    waits: tuple[float, ...] = ()
+
+    @property
+    def status_code(self) -> int | None:
+        return None if self.response is None else self.response.status_code
+
+    @property
+    def ok(self) -> bool:
+        return self.response is not None and 200 <= self.response.status_code < 300
+
+
+def is_retryable_status(response: requests.Response) -> bool:
+    status = response.status_code
+    if status == 429 or status >= 500:
+        return True
+    # GitHub's secondary rate limits answer 403 with Retry-After or an exhausted quota.
+    return status == 403 and (
+        "retry-after" in response.headers or response.headers.get("x-ratelimit-remaining") == "0"
+    )
+
+
+def retry_after_seconds(response: requests.Response, now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait: `Retry-After` (seconds or HTTP date), else GitHub's reset."""
+    now = time.time() if now is None else now
+    value = response.headers.get("retry-after")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            return max(0.0, when.timestamp() - now)
+    if response.headers.get("x-ratelimit-remaining") == "0":
+        reset = response.headers.get("x-ratelimit-reset", "")
+        if reset.isdigit():
+            return max(0.0, float(reset) - now)
+    return None
+
+
+def send_with_retry(
+    attempt: Callable[[], requests.Response],
+    policy: RetryPolicy,
+    *,
+    label: str,
+    retryable: Callable[[requests.Response], bool] = is_retryable_status,
+) -> HttpOutcome:
+    """Call `attempt` (which builds and sends one request, so signatures can be fresh per try) until it
+    succeeds, fails for good, or the attempts run out."""
+    backoff = wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter)
+    count = 0
+    waits: list[float] = []
+
+    def wait(state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            asked = retry_after_seconds(outcome.result())
+            if asked is not None:
+                return min(asked, policy.max_retry_after)
+        return float(backoff(state))
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        policy.sleep(seconds)
+
+    def before_sleep(state: RetryCallState) -> None:
+        outcome = state.outcome
+        if outcome is None:
+            return
+        what = (type(outcome.exception()).__name__ if outcome.failed
+                else f"HTTP {outcome.result().status_code}")
+        log.warning("%s: attempt %d failed (%s); retrying", label, state.attempt_number, what)
+
+    def one() -> requests.Response:
+        nonlocal count
+        count += 1
+        return attempt()
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=wait,
+        retry=retry_if_exception_type(TRANSPORT_ERRORS) | retry_if_result(retryable),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        retry_error_callback=lambda state: state.outcome,
+        reraise=False,
+    )
+    try:
+        result = retrying(one)
+    except requests.RequestException as exc:  # not retryable (e.g. invalid URL)
+        return HttpOutcome(None, count, type(exc).__name__, tuple(waits))
+    if isinstance(result, requests.Response):
+        return HttpOutcome(result, count, None, tuple(waits))
+    # retries exhausted: `result` is the last attempt's future
+    if result.failed:
+        return HttpOutcome(None, count, type(result.exception()).__name__, tuple(waits))
+    return HttpOutcome(result.result(), count, None, tuple(waits))
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def response_message(response: requests.Response) -> str:
+    """The short human part of an error body (GitHub `message`, Azure DevOps/Graph `message`)."""
+    try:
+        body = response.json()
+    except (ValueError, json.JSONDecodeError):
+        return response.text[:MAX_DETAIL_CHARS].strip()
+    if isinstance(body, dict):
+        for candidate in (body.get("message"), (body.get("error") or {}).get("message")
+                          if isinstance(body.get("error"), dict) else body.get("error")):
+            if isinstance(candidate, str) and candidate:
+                return candidate[:MAX_DETAIL_CHARS]
+    return json.dumps(body)[:MAX_DETAIL_CHARS]
+
+
+def describe(outcome: HttpOutcome, what: str, secrets: Iterable[str | None] = ()) -> str:
+    """One line for results, logs and the audit log; secrets removed, length bounded."""
+    tries = f"after {outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''}"
+    if outcome.response is None:
+        text = f"{what}: no response ({outcome.error or 'error'}) {tries}"
+    elif outcome.ok:
+        text = f"{what}: HTTP {outcome.response.status_code} {tries}"
+    else:
+        kind = "retries exhausted" if is_retryable_status(outcome.response) else "not retryable"
+        message = response_message(outcome.response)
+        text = f"{what}: HTTP {outcome.response.status_code} ({kind}) {tries}"
+        if message:
+            text += f": {message}"
+    return redact(text, secrets)[: MAX_DETAIL_CHARS + 100]

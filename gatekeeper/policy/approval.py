@@ -1,0 +1,100 @@
+"""Approval chains as a policy states them: stages of approvers with a quorum and a timeout.
+
+Validated here, where the policy is loaded, so the approvals state machine never meets an impossible
+chain (a quorum larger than the people who could meet it, a timeout of "a month", a last stage that
+escalates to nowhere).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from gatekeeper.policy.durations import parse_duration
+
+GUID = r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
+APPROVER_PATTERN = rf"^(?:{GUID}|group:{GUID}|[^@\s:]+@[^@\s]+\.[^@\s]+)$"
+_APPROVER = re.compile(APPROVER_PATTERN)
+
+
+def _approver(value: str) -> str:
+    if not _APPROVER.match(value):
+        raise ValueError(
+            "must be an Entra ID user object id, a UPN (name@domain) or 'group:<group object id>'"
+        )
+    return value.lower()  # object ids and UPNs are case-insensitive; one spelling for comparisons
+
+
+Approver = Annotated[str, AfterValidator(_approver)]
+
+
+def _timeout(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+class ApprovalStageSpec(BaseModel):
+    """One stage: `quorum` of `approvers` must approve within `timeout`, else `on_timeout`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    approvers: list[Approver] = Field(min_length=1, max_length=50)
+    quorum: int = 1
+    timeout: Annotated[str, AfterValidator(_timeout)]
+    on_timeout: Literal["escalate", "reject"] = "reject"
+
+    @field_validator("approvers")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        seen: dict[str, int] = {}
+        for index, approver in enumerate(value):
+            if approver in seen:
+                raise ValueError(f"@[{index}]: {approver!r} is listed twice (also at [{seen[approver]}])")
+            seen[approver] = index
+        return value
+
+    @field_validator("quorum")
+    @classmethod
+    def _reachable(cls, value: int, info: ValidationInfo) -> int:
+        approvers = info.data.get("approvers")
+        if approvers is None:  # approvers already failed validation; that error is the one to report
+            return value
+        if any(a.startswith("group:") for a in approvers):
+            if value < 1:
+                raise ValueError("must be at least 1")
+        elif not 1 <= value <= len(approvers):
+            raise ValueError(f"must be between 1 and {len(approvers)}")
+        return value
+
+    @property
+    def timeout_delta(self) -> timedelta:
+        return parse_duration(self.timeout)
+
+    @property
+    def has_group(self) -> bool:
+        return any(a.startswith("group:") for a in self.approvers)
+
+
+class ApprovalChainSpec(BaseModel):
+    """Stages in order; a stage that times out with `escalate` hands over to the next stage."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stages: list[ApprovalStageSpec] = Field(min_length=1, max_length=10)
+
+    @field_validator("stages")
+    @classmethod
+    def _coherent(cls, value: list[ApprovalStageSpec]) -> list[ApprovalStageSpec]:
+        names: dict[str, int] = {}
+        for index, stage in enumerate(value):
+            if stage.name in names:
+                raise ValueError(f"@[{index}].name: duplicate stage name {stage.name!r} (also at [{names[stage.name]}])")
+            names[stage.name] = index
+        last = len(value) - 1
+        if value[last].on_timeout == "escalate":
+            raise ValueError(f"@[{last}].on_timeout: the last stage cannot escalate (there is no next stage); use reject")
+        return value

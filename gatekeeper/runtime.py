@@ -1,0 +1,113 @@
+"""Builds the product's services from app settings, once per process.
+
+Trigger functions ask this module for what they need; tests and the demo build the same services
+explicitly against Azurite and local keys, so no code path differs except where the settings point.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from gatekeeper import settings
+from gatekeeper.ingest.deadletter import DeadLetters
+from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
+from gatekeeper.ingest.queue import QueueEventSink, Sealer
+from gatekeeper.ingest.service import IngestionService, TokenValidator
+from gatekeeper.store.tables import StorageAccount
+from gatekeeper.tenancy.registry import TenantRegistry
+from gatekeeper.tenancy.secrets import SecretResolver
+
+
+def storage_from_settings() -> StorageAccount:
+    connection = settings.get("GATEKEEPER_STORAGE_CONNECTION")
+    if connection:
+        return StorageAccount(connection_string=connection)
+    account = settings.require("GATEKEEPER_STORAGE_ACCOUNT")
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential(managed_identity_client_id=settings.get("AZURE_CLIENT_ID"))
+    return StorageAccount(
+        table_endpoint=f"https://{account}.table.core.windows.net",
+        queue_endpoint=f"https://{account}.queue.core.windows.net",
+        blob_endpoint=f"https://{account}.blob.core.windows.net",
+        credential=credential,
+    )
+
+
+@dataclass
+class Runtime:
+    """The long-lived services of one process."""
+
+    storage: StorageAccount
+    sealer: Sealer
+    token_validator: TokenValidator | None = None
+    max_body_bytes: int = 1_048_576
+    tenant_cache_seconds: float = 60.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @cached_property
+    def registry(self) -> TenantRegistry:
+        return TenantRegistry(self.storage, cache_seconds=self.tenant_cache_seconds)
+
+    @cached_property
+    def secrets(self) -> SecretResolver:
+        return SecretResolver()
+
+    @cached_property
+    def sink(self) -> QueueEventSink:
+        sink = QueueEventSink(self.storage, self.sealer)
+        sink.ensure_queue()
+        return sink
+
+    @cached_property
+    def ingestion(self) -> IngestionService:
+        return IngestionService(
+            self.registry,
+            self.secrets,
+            self.sink,
+            max_body_bytes=self.max_body_bytes,
+            token_validator=self.token_validator,
+        )
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.storage)
+
+    def dispatcher(self, gateway: OrchestrationGateway) -> EventDispatcher:
+        return EventDispatcher(self.storage, self.sealer, gateway)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """The process-wide runtime, built lazily from settings on first use (not at import: cold start)."""
+    global _runtime
+    if _runtime is None:
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = _build_from_settings()
+    return _runtime
+
+
+def set_runtime(value: Runtime | None) -> None:
+    """Install a runtime explicitly (the local host and tests), or clear it."""
+    global _runtime
+    _runtime = value
+
+
+def _build_from_settings() -> Runtime:
+    from gatekeeper.security.entra_adapter import token_validator_from_settings
+    from gatekeeper.store.keys import cipher_from_settings
+
+    storage = storage_from_settings()
+    return Runtime(
+        storage=storage,
+        sealer=cipher_from_settings(storage),
+        token_validator=token_validator_from_settings(),
+        max_body_bytes=int(settings.get("GATEKEEPER_MAX_BODY_BYTES") or 1_048_576),
+        tenant_cache_seconds=float(settings.get("GATEKEEPER_TENANT_CACHE_SECONDS") or 60),
+    )

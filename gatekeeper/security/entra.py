@@ -1,0 +1,215 @@
+"""Validate Microsoft Entra ID bearer tokens with PyJWT against the signing tenant's published keys.
+
+A managed service provider serves many Entra tenants, so the JWKS is chosen per token from its `tid`
+(read unverified, shape-checked, and allowed by the caller's tenant registry) and cached per tenant. Then
+the signature (RS256 only), issuer, audience, lifetime and required claims are verified, and only then is
+`tid` compared with the gate's tenant: a forged token is a 401, a genuine one from elsewhere a 403.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.error import HTTPError
+
+import jwt
+from jwt import PyJWKClient
+from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
+
+from gatekeeper import settings
+from gatekeeper.errors import Problem, unauthenticated
+from gatekeeper.security.principal import GUID_PATTERN, Principal, check_tenant, is_app_only
+
+ACCEPTED_ALGORITHMS = ("RS256",)
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "nbf", "iat", "oid", "tid")
+MAX_TOKEN_CHARS = 16 * 1024  # large group lists make tokens big; anything larger is not an Entra token
+MAX_CACHED_TENANTS = 256
+
+
+def refused(detail: str, reason: str) -> Problem:
+    """401 with a stable machine-readable reason (RFC 6750 style) and nothing from the token echoed back."""
+    problem = unauthenticated(detail)
+    problem.extra["reason"] = reason
+    return problem
+
+
+def identity_unavailable() -> Problem:
+    """Our side could not reach Entra ID's key endpoint: a retryable 503, not the caller's fault."""
+    return Problem(503, "identity-provider-unavailable", "Identity provider unavailable",
+                   "The signing keys of Microsoft Entra ID could not be fetched; retry later.")
+
+
+def bearer_token(authorization_header: str | None) -> str:
+    """The token from `Authorization: Bearer <token>`; 401 if absent or in another scheme."""
+    if not authorization_header or not authorization_header.strip():
+        raise refused("An 'Authorization: Bearer <token>' header is required.", "missing-token")
+    parts = authorization_header.strip().split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        raise refused("The Authorization header must use the Bearer scheme with one token.", "malformed")
+    return parts[1]
+
+
+class EntraTokenValidator:
+    """Validates Entra ID v2 access tokens (v1 issuer optional) and returns the caller as a Principal.
+
+    `audience` is the API's client id and/or application ID URI. `allowed_tenants` should be the tenant
+    registry's "is this Entra tenant one of ours?" check: tokens from other tenants are refused before any
+    key is fetched, so a stranger cannot make us call out for arbitrary tenants. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        audience: str | Iterable[str],
+        authority_host: str = "https://login.microsoftonline.com",
+        allowed_tenants: Callable[[str], bool] | None = None,
+        jwks_cache_seconds: float = 3600,
+        *,
+        leeway_seconds: float = 60,
+        accept_v1_issuer: bool = False,
+        refresh_cooldown_seconds: float = 30,
+        http_timeout_seconds: float = 10,
+    ) -> None:
+        self.audiences = [audience] if isinstance(audience, str) else list(audience)
+        if not self.audiences or not all(self.audiences):
+            raise ValueError("audience: at least one non-empty audience is required")
+        self.authority_host = authority_host.rstrip("/")
+        self.allowed_tenants = allowed_tenants
+        self.jwks_cache_seconds = jwks_cache_seconds
+        self.leeway_seconds = leeway_seconds
+        self.accept_v1_issuer = accept_v1_issuer
+        self.refresh_cooldown_seconds = refresh_cooldown_seconds
+        self.http_timeout_seconds = http_timeout_seconds
+        self._clients: OrderedDict[str, PyJWKClient] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, allowed_tenants: Callable[[str], bool] | None = None, env: Mapping[str, str] | None = None
+    ) -> EntraTokenValidator:
+        """Built from GATEKEEPER_ENTRA_AUDIENCE (comma-separated), _AUTHORITY_HOST and _JWKS_CACHE_SECONDS."""
+        audiences = [a.strip() for a in settings.require("GATEKEEPER_ENTRA_AUDIENCE", env).split(",")]
+        return cls(
+            audience=[a for a in audiences if a],
+            authority_host=settings.require("GATEKEEPER_ENTRA_AUTHORITY_HOST", env),
+            allowed_tenants=allowed_tenants,
+            jwks_cache_seconds=float(settings.require("GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS", env)),
+        )
+
+    def jwks_uri(self, tid: str) -> str:
+        return f"{self.authority_host}/{tid}/discovery/v2.0/keys"
+
+    def issuers(self, tid: str) -> list[str]:
+        accepted = [f"{self.authority_host}/{tid}/v2.0"]
+        if self.accept_v1_issuer:
+            accepted.append(f"https://sts.windows.net/{tid}/")
+        return accepted
+
+    def _client_for(self, tid: str) -> PyJWKClient:
+        with self._lock:
+            client = self._clients.get(tid)
+            if client is None:
+                client = PyJWKClient(
+                    self.jwks_uri(tid),
+                    cache_jwk_set=True,
+                    lifespan=self.jwks_cache_seconds,
+                    timeout=self.http_timeout_seconds,
+                    cooldown_duration=self.refresh_cooldown_seconds,
+                )
+                self._clients[tid] = client
+                while len(self._clients) > MAX_CACHED_TENANTS:
+                    self._clients.popitem(last=False)
+            else:
+                self._clients.move_to_end(tid)
+            return client
+
+    def _signing_key(self, tid: str, kid: str) -> Any:
+        try:
+            jwk = self._client_for(tid).get_signing_key(kid)
+        except PyJWKClientConnectionError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, HTTPError) and 400 <= cause.code < 500:
+                raise refused("The token's tenant publishes no signing keys.", "unknown-key") from None
+            raise identity_unavailable() from None
+        except PyJWKClientError:
+            raise refused("The token was signed with a key its tenant does not publish.", "unknown-key") from None
+        if jwk.key_type != "RSA":
+            raise refused("The token was signed with a key of the wrong type.", "algorithm")
+        return jwk.key
+
+    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal:
+        """The verified caller, or Problem 401 (bad token), 403 `wrong-tenant`, 503 (keys unreachable)."""
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            raise refused("The bearer token is missing or too large.", "malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise refused("The bearer token is not a well-formed JWT.", "malformed") from None
+        if header.get("alg") not in ACCEPTED_ALGORITHMS:
+            raise refused("The bearer token is not signed with an accepted algorithm (RS256).", "algorithm")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise refused("The bearer token names no signing key (kid).", "unknown-key")
+        tid = unverified.get("tid")
+        if not isinstance(tid, str) or not GUID_PATTERN.match(tid):
+            raise refused("The bearer token lacks a valid tenant id (tid) claim.", "missing-claim")
+        if self.allowed_tenants is not None and not self.allowed_tenants(tid):
+            raise refused("The bearer token was not issued by an accepted tenant.", "tenant")
+
+        key = self._signing_key(tid, kid)
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=list(ACCEPTED_ALGORITHMS),
+                audience=self.audiences,
+                issuer=self.issuers(tid),
+                leeway=self.leeway_seconds,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise refused("The bearer token has expired.", "expired") from None
+        except jwt.ImmatureSignatureError:
+            raise refused("The bearer token is not valid yet.", "not-yet-valid") from None
+        except jwt.InvalidAudienceError:
+            raise refused("The bearer token was issued for another audience.", "audience") from None
+        except jwt.InvalidIssuerError:
+            raise refused("The bearer token's issuer is not accepted.", "issuer") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise refused(f"The bearer token lacks the required claim '{exc.claim}'.", "missing-claim") from None
+        except jwt.InvalidSignatureError:
+            raise refused("The bearer token's signature is invalid.", "signature") from None
+        except jwt.PyJWTError:
+            raise refused("The bearer token is invalid.", "invalid") from None
+
+        principal = principal_from_claims(claims)
+        return check_tenant(principal, expected_tenant_id)
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """Map verified Entra claims to a Principal; `oid` and `tid` must be GUIDs."""
+    oid, tid = claims.get("oid"), claims.get("tid")
+    if not isinstance(oid, str) or not GUID_PATTERN.match(oid):
+        raise refused("The bearer token's object id (oid) claim is not valid.", "missing-claim")
+    if not isinstance(tid, str) or not GUID_PATTERN.match(tid):
+        raise refused("The bearer token's tenant id (tid) claim is not valid.", "missing-claim")
+
+    def strings(name: str) -> frozenset[str]:
+        value = claims.get(name) or []
+        return frozenset(v for v in value if isinstance(v, str)) if isinstance(value, list) else frozenset()
+
+    names = claims.get("_claim_names")
+    upn = claims.get("preferred_username") or claims.get("upn")
+    return Principal(
+        oid=oid,
+        tid=tid,
+        name=claims.get("name") if isinstance(claims.get("name"), str) else None,
+        upn=upn if isinstance(upn, str) else None,
+        groups=frozenset(g.lower() for g in strings("groups")),
+        roles=strings("roles"),
+        auth="bearer",
+        app_only=is_app_only(claims, claims.get("sub"), oid, claims.get("scp") is not None),
+        groups_overage=bool(claims.get("hasgroups")) or (isinstance(names, dict) and "groups" in names),
+    )

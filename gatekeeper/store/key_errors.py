@@ -1,0 +1,41 @@
+"""Two kinds of key failure, because callers must treat them differently.
+
+`KeyServiceUnavailable` is transient (network, throttling, 5xx, missing permission, disabled key): retry later,
+and never fall back to plain text. `KeyGone` is permanent for the data it concerns (the key was deleted,
+the data key row is missing, or the wrapped key does not unwrap): that is what crypto-shredding looks like.
+"""
+
+from __future__ import annotations
+
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+
+
+class KeyProviderError(Exception):
+    """Base class. Messages name the tenant and the failure kind, never key material."""
+
+
+class KeyServiceUnavailable(KeyProviderError):
+    """The key service (Key Vault, the local key folder or the Keys table) cannot be used right now."""
+
+
+class KeyGone(KeyProviderError):
+    """The key needed for this data no longer exists or does not fit: the data is unreadable for good."""
+
+
+def classify(exc: BaseException, what: str) -> KeyProviderError:
+    """Turn an SDK or crypto exception into one of the two kinds; `what` says what was attempted."""
+    if isinstance(exc, KeyProviderError):
+        return exc
+    if isinstance(exc, ResourceNotFoundError) or (
+        isinstance(exc, HttpResponseError) and exc.status_code == 404
+    ):
+        return KeyGone(f"{what}: the key was not found (deleted or never created)")
+    if isinstance(exc, HttpResponseError) and exc.status_code == 400:
+        return KeyGone(f"{what}: the key service could not unwrap the value with this key")
+    if isinstance(exc, HttpResponseError):
+        return KeyServiceUnavailable(f"{what}: the key service answered HTTP {exc.status_code}")
+    if isinstance(exc, AzureError):
+        return KeyServiceUnavailable(f"{what}: the key service failed ({type(exc).__name__})")
+    if isinstance(exc, ValueError):  # local RSA-OAEP decryption failure: wrong key or damaged wrapped key
+        return KeyGone(f"{what}: the wrapped key does not unwrap with this key")
+    return KeyServiceUnavailable(f"{what}: unexpected failure ({type(exc).__name__})")

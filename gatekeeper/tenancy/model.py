@@ -1,0 +1,84 @@
+"""The tenant record: which sources belong to a tenant and where its secrets are kept.
+
+Secrets are held as references (`env:NAME`: an app setting, which in Azure is a Key Vault reference),
+never as values, so the registry table and its exports never contain a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gatekeeper.store.tables import TENANT_ID_PATTERN
+
+IDENTITY_PATTERN = re.compile(
+    r"^(github:(installation|org|repo)|azure-devops:(org|account)|entra:tenant|"
+    r"connectwise:company|autotask:account|halopsa:instance|ninjarmm:org):\S+$"
+)
+SECRET_REF_PATTERN = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SecretPurpose(StrEnum):
+    """What a tenant secret authenticates. Each maps to one or more references (rotation)."""
+
+    GITHUB_WEBHOOK = "github_webhook"
+    AZURE_DEVOPS_CHECK = "azure_devops_check"
+    AZURE_DEVOPS_SERVICE_HOOK = "azure_devops_service_hook"
+    GENERIC_API_KEY = "generic_api_key"
+    CALLBACK_SIGNING = "callback_signing"
+    CONNECTOR = "connector"
+
+
+class TenantRecord(BaseModel):
+    """One MSP client. `identities` are the source identities that route events to it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN.pattern)
+    display_name: str = Field(min_length=1, max_length=200)
+    identities: tuple[str, ...] = ()
+    entra_tenant_ids: tuple[str, ...] = ()
+    secrets: dict[SecretPurpose, tuple[str, ...]] = Field(default_factory=dict)
+    key_name: str | None = None  # Key Vault key wrapping the tenant's data keys; default tenant-<id>
+    enabled: bool = True
+
+    @field_validator("identities")
+    @classmethod
+    def _identities_are_well_formed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, identity in enumerate(value):
+            if not IDENTITY_PATTERN.match(identity):
+                raise ValueError(
+                    f"identities[{index}]: {identity!r} is not a known source identity "
+                    "(github:installation:<id>, github:org:<login>, github:repo:<owner/name>, "
+                    "azure-devops:org:<url>, azure-devops:account:<id>, entra:tenant:<guid>, connectwise:company:<id>, "
+                    "autotask:account:<id>, halopsa:instance:<host>, ninjarmm:org:<id>)"
+                )
+        return tuple(normalise_identity(i) for i in value)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets_are_references(
+        cls, value: dict[SecretPurpose, tuple[str, ...]]
+    ) -> dict[SecretPurpose, tuple[str, ...]]:
+        for purpose, refs in value.items():
+            for ref in refs:
+                if not SECRET_REF_PATTERN.match(ref):
+                    raise ValueError(
+                        f"secrets.{purpose.value}: references must look like env:SETTING_NAME; "
+                        "put the secret itself in an app setting (a Key Vault reference in Azure)"
+                    )
+        return value
+
+    @property
+    def all_identities(self) -> tuple[str, ...]:
+        return self.identities + tuple(f"entra:tenant:{tid.lower()}" for tid in self.entra_tenant_ids)
+
+
+def normalise_identity(identity: str) -> str:
+    """Identities compare case-insensitively; organisation URLs end with exactly one slash."""
+    prefix = "azure-devops:org:"
+    if identity.startswith(prefix):
+        return prefix + identity[len(prefix) :].lower().rstrip("/") + "/"
+    return identity.lower()

@@ -1,0 +1,191 @@
+"""The tenant registry in Azure Tables: tenant records and an index from source identity to tenant.
+
+Lookups are cached in process for a bounded time, because every ingested event needs one and the
+registry changes rarely; an import invalidates this process's cache at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from gatekeeper.store.tables import SharedTable, StorageAccount
+from gatekeeper.tenancy.model import TenantRecord, normalise_identity
+
+TENANT_PARTITION = "tenant"
+IDENTITY_PARTITION = "identity"
+
+
+class RegistryConflict(ValueError):
+    """An import would map one source identity to two tenants."""
+
+
+def identity_row_key(identity: str) -> str:
+    """Identities hold characters table keys forbid ('/', '#', '?'), so rows are keyed by their hash."""
+    return hashlib.sha256(normalise_identity(identity).encode()).hexdigest()
+
+
+class TenantRegistry:
+    def __init__(
+        self,
+        storage: StorageAccount,
+        cache_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._storage = storage
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._identities: dict[str, tuple[float, str | None]] = {}
+        self._records: dict[str, tuple[float, TenantRecord | None]] = {}
+        self._table: TableClient | None = None
+
+    @property
+    def table(self) -> TableClient:
+        if self._table is None:
+            self._table = self._storage.ensure_table(SharedTable.TENANTS)
+        return self._table
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def get(self, tenant_id: str) -> TenantRecord | None:
+        cached = self._cached(self._records, tenant_id)
+        if cached is not _MISS:
+            return cached  # type: ignore[return-value]
+        record = self._read_record(tenant_id)
+        self._store(self._records, tenant_id, record)
+        return record
+
+    def tenant_for_identity(self, identity: str) -> str | None:
+        key = normalise_identity(identity)
+        cached = self._cached(self._identities, key)
+        if cached is not _MISS:
+            return cached  # type: ignore[return-value]
+        tenant_id = self._read_identity(key)
+        self._store(self._identities, key, tenant_id)
+        return tenant_id
+
+    def resolve(self, identities: Iterable[str]) -> TenantRecord | None:
+        """The enabled tenant the first known identity belongs to, or None."""
+        for identity in identities:
+            tenant_id = self.tenant_for_identity(identity)
+            if tenant_id:
+                record = self.get(tenant_id)
+                return record if record and record.enabled else None
+        return None
+
+    def list(self) -> list[TenantRecord]:
+        entities = self.table.query_entities(f"PartitionKey eq '{TENANT_PARTITION}'")
+        return sorted((TenantRecord.model_validate_json(e["record"]) for e in entities), key=lambda r: r.tenant_id)
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def import_records(self, records: list[TenantRecord]) -> None:
+        """Add or replace tenants. Everything is checked before anything is written."""
+        claimed: dict[str, str] = {}
+        for record in records:
+            for identity in record.all_identities:
+                owner = claimed.setdefault(identity, record.tenant_id)
+                if owner != record.tenant_id:
+                    raise RegistryConflict(f"identity {identity} is claimed by both {owner} and {record.tenant_id}")
+        importing = {r.tenant_id for r in records}
+        for identity, tenant_id in claimed.items():
+            existing = self._read_identity(identity)
+            if existing and existing != tenant_id and existing not in importing:
+                raise RegistryConflict(f"identity {identity} already belongs to another tenant")
+
+        now = datetime.now(UTC).isoformat()
+        for record in records:
+            previous = self._read_record(record.tenant_id)
+            self.table.upsert_entity(
+                {
+                    "PartitionKey": TENANT_PARTITION,
+                    "RowKey": record.tenant_id,
+                    "record": record.model_dump_json(),
+                    "updated_at": now,
+                },
+                mode=UpdateMode.REPLACE,
+            )
+            for identity in record.all_identities:
+                self.table.upsert_entity(
+                    {
+                        "PartitionKey": IDENTITY_PARTITION,
+                        "RowKey": identity_row_key(identity),
+                        "identity": identity,
+                        "tenant_id": record.tenant_id,
+                    },
+                    mode=UpdateMode.REPLACE,
+                )
+            stale = set(previous.all_identities) - set(record.all_identities) if previous else set()
+            for identity in stale:
+                if self._read_identity(identity) == record.tenant_id:
+                    self.table.delete_entity(IDENTITY_PARTITION, identity_row_key(identity))
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._identities.clear()
+            self._records.clear()
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _read_identity(self, identity: str) -> str | None:
+        try:
+            return str(self.table.get_entity(IDENTITY_PARTITION, identity_row_key(identity))["tenant_id"])
+        except ResourceNotFoundError:
+            return None
+
+    def _read_record(self, tenant_id: str) -> TenantRecord | None:
+        try:
+            return TenantRecord.model_validate_json(self.table.get_entity(TENANT_PARTITION, tenant_id)["record"])
+        except ResourceNotFoundError:
+            return None
+
+    def _cached(self, cache: dict, key: str) -> object:
+        with self._lock:
+            hit = cache.get(key)
+        if hit and self._clock() - hit[0] < self._cache_seconds:
+            return hit[1]
+        return _MISS
+
+    def _store(self, cache: dict, key: str, value: object) -> None:
+        with self._lock:
+            cache[key] = (self._clock(), value)
+
+
+_MISS = object()
+
+
+def load_tenant_file(text: str, *, filename: str) -> list[TenantRecord]:
+    """Parse a YAML or JSON tenants file (`tenants: [...]` or a bare list) into validated records."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        document = json.loads(text) if filename.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{filename}: not valid {'JSON' if filename.endswith('.json') else 'YAML'}: {exc}") from exc
+    items = document.get("tenants") if isinstance(document, dict) else document
+    if not isinstance(items, list):
+        raise ValueError(f"{filename}: tenants: expected a list of tenant records")
+    records: list[TenantRecord] = []
+    for index, item in enumerate(items):
+        try:
+            records.append(TenantRecord.model_validate(item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"{filename}: tenants[{index}].{where}: {first['msg']}") from exc
+    seen: set[str] = set()
+    for index, record in enumerate(records):
+        if record.tenant_id in seen:
+            raise ValueError(f"{filename}: tenants[{index}].tenant_id: {record.tenant_id} appears twice")
+        seen.add(record.tenant_id)
+    return records

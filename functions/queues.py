@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import azure.durable_functions as df
@@ -36,18 +37,23 @@ def connector_events(msg: func.QueueMessage) -> None:
 @bp.function_name("dispatch_pipeline_events")
 @bp.queue_trigger(arg_name="msg", queue_name=PIPELINE_EVENTS_QUEUE, connection=STORAGE)
 @bp.durable_client_input(client_name="client")
-def dispatch_pipeline_events(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
+async def dispatch_pipeline_events(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
     """Dedupe on the business key and start the gate; raising here makes the host retry the message."""
+    gateway = DurableClientGateway(client, asyncio.get_running_loop())
+    await asyncio.to_thread(_dispatch, msg.get_body(), gateway)
+
+
+def _dispatch(body: bytes, gateway: DurableClientGateway) -> None:
     from gatekeeper.ingest.queue import decode_message
 
     rt = services()
-    text = msg.get_body().decode("utf-8", errors="replace")
+    text = body.decode("utf-8", errors="replace")
     try:
         queued = decode_message(rt.sealer, text)
     except ValueError as exc:
         rt.dead_letters.record(PIPELINE_EVENTS_QUEUE, text, f"undecodable: {exc}")
         return
-    result = rt.dispatcher(DurableClientGateway(client)).dispatch(queued.event, queued.event_id)
+    result = rt.dispatcher(gateway).dispatch(queued.event, queued.event_id)
     log.info("event %s: %s", queued.event_id, result.disposition.value)
 
 

@@ -17,6 +17,9 @@ from gatekeeper.errors import Problem
 # Module names under gatekeeper.commands; each defines register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
     "tenants",
+    "keys",
+    "evaluate",
+    "package",
 )
 
 

@@ -7,13 +7,14 @@ explicitly against Azurite and local keys, so no code path differs except where 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 
 from gatekeeper import settings
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
-from gatekeeper.ingest.queue import QueueEventSink, Sealer
+from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, QueueEventSink, Sealer
 from gatekeeper.ingest.service import IngestionService, TokenValidator
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.registry import TenantRegistry
@@ -45,7 +46,8 @@ class Runtime:
     token_validator: TokenValidator | None = None
     max_body_bytes: int = 1_048_576
     tenant_cache_seconds: float = 60.0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    queue_name: str = PIPELINE_EVENTS_QUEUE
+    environ: Mapping[str, str] | None = None  # where `env:` secret references resolve; None = os.environ
 
     @cached_property
     def registry(self) -> TenantRegistry:
@@ -53,11 +55,11 @@ class Runtime:
 
     @cached_property
     def secrets(self) -> SecretResolver:
-        return SecretResolver()
+        return SecretResolver(self.environ)
 
     @cached_property
     def sink(self) -> QueueEventSink:
-        sink = QueueEventSink(self.storage, self.sealer)
+        sink = QueueEventSink(self.storage, self.sealer, self.queue_name)
         sink.ensure_queue()
         return sink
 
@@ -74,6 +76,10 @@ class Runtime:
     @cached_property
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.storage)
+
+    def is_registered_entra_tenant(self, entra_tenant_id: str) -> bool:
+        """Only tokens from Entra tenants in the registry are worth fetching signing keys for."""
+        return self.registry.resolve([f"entra:tenant:{entra_tenant_id.lower()}"]) is not None
 
     def dispatcher(self, gateway: OrchestrationGateway) -> EventDispatcher:
         return EventDispatcher(self.storage, self.sealer, gateway)
@@ -100,14 +106,17 @@ def set_runtime(value: Runtime | None) -> None:
 
 
 def _build_from_settings() -> Runtime:
-    from gatekeeper.security.entra_adapter import token_validator_from_settings
     from gatekeeper.store.keys import cipher_from_settings
 
     storage = storage_from_settings()
-    return Runtime(
+    built = Runtime(
         storage=storage,
         sealer=cipher_from_settings(storage),
-        token_validator=token_validator_from_settings(),
         max_body_bytes=int(settings.get("GATEKEEPER_MAX_BODY_BYTES") or 1_048_576),
         tenant_cache_seconds=float(settings.get("GATEKEEPER_TENANT_CACHE_SECONDS") or 60),
     )
+    if settings.get("GATEKEEPER_ENTRA_AUDIENCE"):
+        from gatekeeper.security.entra import EntraTokenValidator
+
+        built.token_validator = EntraTokenValidator.from_settings(allowed_tenants=built.is_registered_entra_tenant)
+    return built

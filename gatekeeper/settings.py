@@ -50,6 +50,29 @@ SETTINGS: tuple[Setting, ...] = (
             "Sign an audit checkpoint when this many minutes passed since the last one and entries were added."),
     Setting("GATEKEEPER_CHECKPOINT_KEY_NAME", "audit-checkpoint",
             "Key Vault key (EC P-256 or RSA) that signs audit checkpoints; locally a JWK of that name."),
+    Setting("GATEKEEPER_DATA_KEY_CACHE_SECONDS", "300",
+            "How long an unwrapped tenant data key is cached in process: Key Vault is asked to unwrap once per "
+            "tenant per period, and crypto-shredding takes effect within it."),
+    Setting("GATEKEEPER_GITHUB_API_URL", "https://api.github.com",
+            "GitHub REST API root (GitHub Enterprise Server: https://<host>/api/v3)."),
+    Setting("GATEKEEPER_GITHUB_APP_ID", None,
+            "The GitHub App's id (JWT issuer) used to answer deployment protection rules."),
+    Setting("GATEKEEPER_GITHUB_APP_KEY_NAME", "github-app",
+            "Key Vault key holding the GitHub App's private key (imported RSA key, sign permission); "
+            "locally a JWK of that name."),
+    Setting("GATEKEEPER_APPROVAL_BASE_URL", None,
+            "Public base URL of the approval page; notifications link to it."),
+    Setting("GATEKEEPER_TEAMS_APP_ID", None,
+            "Teams app id (manifest id) whose activity types the activity-feed notifications use."),
+    Setting("GATEKEEPER_MAIL_SENDER", None,
+            "Mailbox (UPN or object id) that sends fallback mail through Graph sendMail."),
+    Setting("GATEKEEPER_GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0",
+            "Microsoft Graph root (national clouds differ)."),
+    Setting("GATEKEEPER_NOTIFY_MODE", "graph",
+            "How notifications go out: 'graph' (Teams activity feed, mail fallback) or 'outbox' (local files)."),
+    Setting("GATEKEEPER_OUTBOX_DIR", ".gatekeeper/outbox", "Folder the local outbox notifier writes to."),
+    Setting("GATEKEEPER_CALLBACK_MAX_ATTEMPTS", "5",
+            "Attempts per pipeline callback (GitHub, Azure DevOps, webhook) before it is reported as failed."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)

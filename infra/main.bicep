@@ -26,13 +26,6 @@ param teamsAppClientId string
 @maxLength(254)
 param mailSenderAddress string
 
-@description('Key Vault tier: premium keeps keys in HSMs, standard in software.')
-@allowed([
-  'standard'
-  'premium'
-])
-param keyVaultSku string = 'premium'
-
 @description('Seconds an unwrapped tenant data key stays cached in memory (Key Vault is called once per tenant per period).')
 @minValue(60)
 @maxValue(3600)
@@ -114,7 +107,6 @@ module keyVault 'modules/keyvault.bicep' = {
   params: {
     location: location
     name: 'kv-${namePrefix}-${token}'
-    skuName: keyVaultSku
     checkpointKeyName: checkpointKeyName
     appPrincipalId: identity.outputs.principalId
     workspaceId: monitoring.outputs.workspaceId

@@ -116,9 +116,7 @@ def _header_value(headers: Mapping[str, str] | None, name: str) -> str:
     return value
 
 
-def parse_check_request(
-    headers: Mapping[str, str], body: Mapping[str, Any] | None, *, tenant_id: str
-) -> PipelineEvent:
+def parse_check_request(headers: Mapping[str, str], body: Mapping[str, Any] | None, *, tenant_id: str) -> PipelineEvent:
     """Normalise an "Invoke Azure Function" check request (callback mode) into a gate request.
 
     Headers are looked up case-insensitively; a missing one raises `ValidationProblem(field="header:<Name>")`.

@@ -54,7 +54,8 @@ def json_path(loc: Sequence[str | int], root: str = "") -> str:
             continue
         if _PYDANTIC_TAG.search(str(item)):  # union member / validator tags are not payload keys
             continue
-        path = f"{path}.{item}" if path else str(item)
+        key = shown(item)  # an unknown key is sender-chosen text: keep it printable and short
+        path = f"{path}.{key}" if path else key
     return path or "$"
 
 

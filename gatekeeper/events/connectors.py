@@ -137,7 +137,9 @@ def _connectwise(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | 
         device = validate(_CwConfiguration, entity, context=CONTEXT, root="payload.Entity")
         status = normalise_status(device.status.name if device.status else None) or action
         return _event(
-            envelope, source, tenant_id,
+            envelope,
+            source,
+            tenant_id,
             kind=EventKind.ALERT,
             subject=str(cb.ID),
             status=status,
@@ -152,7 +154,9 @@ def _connectwise(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | 
         return Ignored(f"ConnectWise ticket {cb.ID} status '{shown(status_name)}' is not an approval decision")
     kind, status = _decision_kind(approved)
     return _event(
-        envelope, source, tenant_id,
+        envelope,
+        source,
+        tenant_id,
         kind=kind,
         action=action_from_text(
             ticket.type.name if ticket.type else None,
@@ -214,7 +218,9 @@ def _autotask(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | Ign
             return Ignored(f"Autotask ticket {hook.Id} change approval status '{shown(approval)}' is not a decision")
         kind, status = _decision_kind(approved)
         return _event(
-            envelope, source, tenant_id,
+            envelope,
+            source,
+            tenant_id,
             kind=kind,
             action=action_from_text(title),
             subject=str(hook.Id),
@@ -230,7 +236,9 @@ def _autotask(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | Ign
         resolved = _as_int(ci_get(fields, "Status")) == _AT_COMPLETE
         status = "resolved" if resolved else "triggered"
         return _event(
-            envelope, source, tenant_id,
+            envelope,
+            source,
+            tenant_id,
             kind=EventKind.ALERT,
             subject=str(device),
             run_id=str(hook.Id),  # the alert ticket: one device can raise many alerts
@@ -274,10 +282,13 @@ def _halopsa(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | Igno
         ticket = hook.ticket
         approved = decision_from_text(ticket.status_name)
         if approved is None:
-            return Ignored(f"HaloPSA ticket {ticket.id} status '{shown(ticket.status_name)}' is not an approval decision")
+            status_name = shown(ticket.status_name)
+            return Ignored(f"HaloPSA ticket {ticket.id} status '{status_name}' is not an approval decision")
         kind, status = _decision_kind(approved)
         return _event(
-            envelope, source, tenant_id,
+            envelope,
+            source,
+            tenant_id,
             kind=kind,
             action=action_from_text(ticket.tickettype_name, ticket.summary),
             subject=str(ticket.id),
@@ -290,7 +301,9 @@ def _halopsa(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | Igno
         asset = hook.asset
         status = normalise_status(asset.status_name) or normalise_status(hook.event) or "updated"
         return _event(
-            envelope, source, tenant_id,
+            envelope,
+            source,
+            tenant_id,
             kind=EventKind.ALERT,
             subject=str(asset.id),
             status=status,
@@ -344,7 +357,9 @@ def _ninjarmm(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | Ign
         )
         status = _NINJA_ALERT[code]
         return _event(
-            envelope, source, tenant_id,
+            envelope,
+            source,
+            tenant_id,
             kind=EventKind.ALERT,
             subject=str(device_id),
             run_id=str(act.id),  # the activity: one device can raise many alerts
@@ -356,14 +371,17 @@ def _ninjarmm(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | Ign
     if activity_type in _NINJA_PATCH_TYPES and code.endswith(("_PATCH_APPROVED", "_PATCH_REJECTED")):
         kind, status = _decision_kind(code.endswith("_APPROVED"))
         return _event(
-            envelope, source, tenant_id,
+            envelope,
+            source,
+            tenant_id,
             kind=kind,
             action=ActionKind.INFRASTRUCTURE_CHANGE,
             subject=act.seriesUid or str(act.id),
             status=status,
             actor=str(act.userId) if act.userId is not None else None,
             delivery_id=str(act.id),
-            summary=f"NinjaOne patch {status}" + (f" on device {device_id}" if device_id is not None else "")
+            summary=f"NinjaOne patch {status}"
+            + (f" on device {device_id}" if device_id is not None else "")
             + (f": {text}" if text else ""),
         )
     return Ignored(f"NinjaOne activity {shown(act.activityType)}/{shown(act.statusCode)} is not handled")

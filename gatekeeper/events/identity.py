@@ -8,8 +8,9 @@ over the organisation mapped to the MSP.
 
 Formats (values lower-cased where the vendor treats them case-insensitively):
 - `github:repo:<owner/name>`, `github:installation:<id>`, `github:org:<login>`
-- `azure-devops:org:<organization URL with trailing slash>` (service hook `resourceContainers`, or the
-  check's `PlanUrl` header)
+- `azure-devops:org:<organization URL with trailing slash>` (service hook `resourceContainers.*.baseUrl`, or
+  the check's `PlanUrl` header), then `azure-devops:account:<organization GUID>` (service hook
+  `resourceContainers.account.id`, present even where `baseUrl` is not, as in the published samples)
 - `connectwise:company:<CompanyId>`, `autotask:account:<id>`, `halopsa:instance:<host>`, `ninjarmm:org:<id>`
 """
 
@@ -25,6 +26,7 @@ from gatekeeper.events.model import EventSource
 
 _MAX_LEN = 256
 _SAFE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces or control characters
+_GUID = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
 
 
 def _clean(value: Any, *, lower: bool = True) -> str | None:
@@ -85,6 +87,10 @@ def _azure_devops(payload: Mapping[str, Any], headers: Mapping[str, str] | None)
     url = _org_url(header(headers, "PlanUrl"))
     if url:
         yield f"azure-devops:org:{url}"
+    # Service hooks always carry the organisation's account id; the published samples carry nothing else.
+    account = _clean(_get(containers, "account", "id"))
+    if account and _GUID.match(account):
+        yield f"azure-devops:account:{account}"
 
 
 def _envelope(payload: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any]]:
@@ -136,9 +142,7 @@ _BY_SOURCE: dict[EventSource, Callable[[Mapping[str, Any], Mapping[str, str] | N
 }
 
 
-def source_identities(
-    source: EventSource | str, payload: Any, headers: Mapping[str, str] | None = None
-) -> list[str]:
+def source_identities(source: EventSource | str, payload: Any, headers: Mapping[str, str] | None = None) -> list[str]:
     """Tenant lookup hints claimed by an unverified request, most specific first; [] when there are none.
 
     Never raises: any surprise in the input means "no hint", and the request then fails authentication.

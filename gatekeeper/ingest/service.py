@@ -28,6 +28,7 @@ from gatekeeper.ingest.edge import (
     require_json_content_type,
     require_size,
 )
+from gatekeeper.security.principal import Principal
 from gatekeeper.security.signatures import basic_auth_password, verify_github_signature, verify_shared_secret
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
 from gatekeeper.tenancy.registry import TenantRegistry
@@ -49,9 +50,9 @@ class EventSink(Protocol):
 
 
 class TokenValidator(Protocol):
-    """Validates an Entra ID bearer token and returns the caller's Entra tenant id."""
+    """Validates an Entra ID bearer token (gatekeeper.security.entra.EntraTokenValidator)."""
 
-    def tenant_of(self, token: str) -> str: ...
+    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal: ...
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,8 @@ class IngestionService:
         if authorization.lower().startswith("bearer "):
             if self._token_validator is None:
                 raise unauthenticated("Bearer tokens are not configured for this deployment.")
-            entra_tenant = self._token_validator.tenant_of(authorization[7:].strip())
-            tenant = self._registry.resolve([f"entra:tenant:{entra_tenant.lower()}"])
+            principal = self._token_validator.validate(authorization[7:].strip())
+            tenant = self._registry.resolve([f"entra:tenant:{principal.tid.lower()}"])
             if tenant is None:
                 raise unauthenticated()
             return tenant

@@ -110,7 +110,7 @@ def send_with_retry(
 ) -> HttpOutcome:
     """Call `attempt` (which builds and sends one request, so signatures can be fresh per try) until it
     succeeds, fails for good, or the attempts run out."""
-    backoff = wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter)
+    backoff = wait_exponential_jitter(multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter)
     count = 0
     waits: list[float] = []
 

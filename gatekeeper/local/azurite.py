@@ -22,10 +22,16 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: all sockets are held open together so no port repeats."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass
@@ -74,11 +80,29 @@ def _answers(port: int) -> bool:
         return False
 
 
-def start_azurite(root: Path = PROJECT_ROOT, timeout: float = 30.0) -> Azurite:
-    """Start Azurite in memory on three free loopback ports and wait until every service answers."""
+def start_azurite(root: Path = PROJECT_ROOT, timeout: float = 30.0, attempts: int = 3) -> Azurite:
+    """Start Azurite in memory on three free loopback ports and wait until every service answers.
+
+    Another process can take a port between our probe and Azurite's bind, so a start that fails with
+    EADDRINUSE is retried on fresh ports.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_once(root, timeout)
+        except PortTaken:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def _start_once(root: Path, timeout: float) -> Azurite:
     binary = azurite_binary(root)
     workdir = tempfile.mkdtemp(prefix="azurite-")
-    ports = {"blob": free_port(), "queue": free_port(), "table": free_port()}
+    ports = dict(zip(("blob", "queue", "table"), free_ports(3), strict=True))
     args = [
         str(binary),
         "--inMemoryPersistence",
@@ -94,6 +118,9 @@ def start_azurite(root: Path = PROJECT_ROOT, timeout: float = 30.0) -> Azurite:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = Path(workdir, "azurite.log").read_text(errors="replace")
+            shutil.rmtree(workdir, ignore_errors=True)
+            if "EADDRINUSE" in output:
+                raise PortTaken(output[-500:])
             raise RuntimeError(f"Azurite exited with code {process.returncode}: {output[-2000:]}")
         if all(_answers(port) for port in ports.values()):
             return Azurite(process, ports["blob"], ports["queue"], ports["table"], workdir)

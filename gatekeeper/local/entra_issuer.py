@@ -197,7 +197,7 @@ class LocalEntraIssuer:
             self.requests[path] += 1
 
     def _route(self, path: str) -> tuple[int, dict[str, Any]]:
-        if match := _KEYS.match(path):
+        if _KEYS.match(path):
             with self._lock:
                 keys = list(self._keys)
             template = f"{self.authority_host}/{{tenantid}}/v2.0"

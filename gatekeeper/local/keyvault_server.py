@@ -149,7 +149,9 @@ class LocalKeyVault:
         httpd.daemon_threads = True
         httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="local-keyvault", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="local-keyvault", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -123,7 +123,8 @@ def summarize_sarif(log: Any, where: str = "sarif") -> SarifSummary:
         run_path = f"{where}.runs[{r}]"
         if not isinstance(run, Mapping):
             raise SarifError(run_path, "must be an object")
-        results = run.get("results") or []
+        results = run.get("results")
+        results = [] if results is None else results  # null: the tool did not run to completion
         if not isinstance(results, list):
             raise SarifError(f"{run_path}.results", "must be a list")
         rules, by_id = _rules_of(run)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
 import json
 import os
 import secrets
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -143,6 +145,8 @@ class LocalKeyProvider(TenantKeyProvider):
     def __init__(self, key_dir: str | os.PathLike[str], *, key_size: int = LOCAL_KEY_SIZE) -> None:
         self.key_dir = Path(key_dir)
         self._key_size = key_size
+        self._memo: dict[tuple[str, bytes], CryptographyClient] = {}
+        self._memo_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalKeyProvider({str(self.key_dir)!r})"
@@ -210,11 +214,22 @@ class LocalKeyProvider(TenantKeyProvider):
                 raise KeyServiceUnavailable(f"tenant {tenant_id}: local key file could not be created")
         return keys
 
-    @staticmethod
-    def _client(jwk: dict[str, Any]) -> CryptographyClient:
+    def _client(self, jwk: dict[str, Any]) -> CryptographyClient:
+        """A from_jwk client. Loading an RSA-3072 private key is slow (validation), so clients are memoised by
+        kid and a digest of the JWK; callers always re-read the file first, so a destroyed key is never used."""
+        memo_key = (str(jwk["kid"]), hashlib.sha256(json.dumps(jwk, sort_keys=True).encode()).digest())
+        with self._memo_lock:
+            client = self._memo.get(memo_key)
+        if client is not None:
+            return client
         fields: dict[str, Any] = {"kid": jwk["kid"], "kty": jwk["kty"], "key_ops": list(LOCAL_KEY_OPS)}
         fields.update({name: _unb64u(jwk[name]) for name in _JWK_BINARY_FIELDS if name in jwk})
-        return CryptographyClient.from_jwk(JsonWebKey(**fields))
+        client = CryptographyClient.from_jwk(JsonWebKey(**fields))
+        with self._memo_lock:
+            if len(self._memo) >= 256:
+                self._memo.clear()
+            self._memo[memo_key] = client
+        return client
 
     def key_id(self, tenant_id: str) -> str:
         return str(self._current_keys(tenant_id)[-1]["kid"])

@@ -109,102 +109,6 @@ resource app 'Microsoft.Web/sites@2024-11-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      // Every app setting. Platform settings first, then Gatekeeper's own (gatekeeper/settings.py).
-      appSettings: [
-        // Functions host storage through the managed identity (no connection string: shared keys are off).
-        {
-          name: 'AzureWebJobsStorage__credential'
-          value: 'managedidentity'
-        }
-        {
-          name: 'AzureWebJobsStorage__clientId'
-          value: identityClientId
-        }
-        {
-          name: 'AzureWebJobsStorage__blobServiceUri'
-          value: blobEndpoint
-        }
-        {
-          name: 'AzureWebJobsStorage__queueServiceUri'
-          value: queueEndpoint
-        }
-        {
-          name: 'AzureWebJobsStorage__tableServiceUri'
-          value: tableEndpoint
-        }
-        {
-          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
-          value: appInsightsConnectionString
-        }
-        {
-          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
-          value: 'ClientId=${identityClientId};Authorization=AAD'
-        }
-        {
-          name: 'AZURE_CLIENT_ID'
-          value: identityClientId
-        }
-        {
-          name: 'GATEKEEPER_STORAGE_ACCOUNT'
-          value: storageAccountName
-        }
-        {
-          name: 'GATEKEEPER_TASK_HUB'
-          value: 'GatekeeperHub'
-        }
-        {
-          name: 'GATEKEEPER_KEY_MODE'
-          value: 'keyvault'
-        }
-        {
-          name: 'GATEKEEPER_KEY_VAULT_URL'
-          value: keyVaultUri
-        }
-        {
-          name: 'GATEKEEPER_MAX_BODY_BYTES'
-          value: '1048576'
-        }
-        {
-          name: 'GATEKEEPER_TENANT_CACHE_SECONDS'
-          value: '60'
-        }
-        {
-          name: 'GATEKEEPER_ENTRA_AUDIENCE'
-          value: teamsAppClientId
-        }
-        {
-          name: 'GATEKEEPER_ENTRA_AUTHORITY_HOST'
-          value: authorityHost
-        }
-        {
-          name: 'GATEKEEPER_APPROVER_GROUP_ID'
-          value: approverGroupObjectId
-        }
-        {
-          name: 'GATEKEEPER_APPROVAL_BASE_URL'
-          value: 'https://${appName}.azurewebsites.net/api/approvals'
-        }
-        {
-          name: 'GATEKEEPER_MAIL_SENDER'
-          value: mailSenderAddress
-        }
-        {
-          name: 'GATEKEEPER_DATA_KEY_CACHE_SECONDS'
-          value: string(dataKeyCacheSeconds)
-        }
-        {
-          name: 'GATEKEEPER_AUDIT_CONTAINER'
-          value: auditContainerName
-        }
-        {
-          name: 'GATEKEEPER_CHECKPOINT_KEY_NAME'
-          value: checkpointKeyName
-        }
-        {
-          name: 'GATEKEEPER_GITHUB_APP_KEY_NAME'
-          value: githubAppKeyName
-        }
-      ]
     }
     functionAppConfig: {
       deployment: {
@@ -224,6 +128,84 @@ resource app 'Microsoft.Web/sites@2024-11-01' = {
       runtime: {
         name: 'python'
         version: '3.11'
+      }
+    }
+  }
+}
+
+// Every app setting, in one object, written after the app exists so the approval URL can use the app's real
+// default host name. Platform settings first, then Gatekeeper's own (gatekeeper/settings.py).
+resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
+  parent: app
+  name: 'appsettings'
+  properties: {
+    // Functions host storage through the managed identity (no connection string: shared keys are off).
+    AzureWebJobsStorage__credential: 'managedidentity'
+    AzureWebJobsStorage__clientId: identityClientId
+    AzureWebJobsStorage__blobServiceUri: blobEndpoint
+    AzureWebJobsStorage__queueServiceUri: queueEndpoint
+    AzureWebJobsStorage__tableServiceUri: tableEndpoint
+    APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+    AZURE_CLIENT_ID: identityClientId
+    GATEKEEPER_STORAGE_ACCOUNT: storageAccountName
+    GATEKEEPER_TASK_HUB: 'GatekeeperHub'
+    GATEKEEPER_KEY_MODE: 'keyvault'
+    GATEKEEPER_KEY_VAULT_URL: keyVaultUri
+    GATEKEEPER_MAX_BODY_BYTES: '1048576'
+    GATEKEEPER_TENANT_CACHE_SECONDS: '60'
+    GATEKEEPER_ENTRA_AUDIENCE: '${teamsAppClientId},api://${teamsAppClientId}'
+    GATEKEEPER_ENTRA_AUTHORITY_HOST: authorityHost
+    GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS: '3600'
+    // App Service authentication (authsettingsV2 below) strips client-sent principal headers.
+    GATEKEEPER_TRUST_EASYAUTH_HEADER: 'true'
+    GATEKEEPER_APPROVER_GROUP_ID: approverGroupObjectId
+    GATEKEEPER_APPROVAL_BASE_URL: 'https://${app.properties.defaultHostName}/api/approvals'
+    GATEKEEPER_MAIL_SENDER: mailSenderAddress
+    GATEKEEPER_DATA_KEY_CACHE_SECONDS: string(dataKeyCacheSeconds)
+    GATEKEEPER_AUDIT_CONTAINER: auditContainerName
+    GATEKEEPER_CHECKPOINT_KEY_NAME: checkpointKeyName
+    GATEKEEPER_CHECKPOINT_EVERY: '100'
+    GATEKEEPER_CHECKPOINT_MINUTES: '15'
+    GATEKEEPER_GITHUB_APP_KEY_NAME: githubAppKeyName
+  }
+}
+
+// App Service authentication: signs approvers in with Entra ID on the approval page and sets a trusted
+// X-MS-CLIENT-PRINCIPAL header. Anonymous requests still reach the app, because webhooks authenticate
+// with signatures and keys, and each route decides what it requires.
+resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
+  parent: app
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: teamsAppClientId
+          openIdIssuer: '${loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            teamsAppClientId
+            'api://${teamsAppClientId}'
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
       }
     }
   }

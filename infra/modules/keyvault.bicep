@@ -2,7 +2,7 @@
 // so a deleted tenant key can be recovered and nobody can destroy it early.
 //
 // Key naming scheme (docs/deploy.md repeats it for the admin):
-//   tenant-<tenantId>   RSA 3072 or 4096, operations wrapKey/unwrapKey: wraps that tenant's data key.
+//   tenant-<tenantId>   RSA-HSM 3072 or 4096, operations wrapKey/unwrapKey: wraps that tenant's data key.
 //                       Created per tenant at onboarding by an admin (`gatekeeper tenants ...`).
 //   audit-checkpoint    EC P-256, operations sign/verify: signs audit checkpoints. Created here.
 //   github-app          RSA, operation sign: the GitHub App private key, imported by the admin after
@@ -15,13 +15,6 @@ param location string
 @minLength(3)
 @maxLength(24)
 param name string
-
-@description('standard: software-protected keys; premium: HSM-protected keys.')
-@allowed([
-  'standard'
-  'premium'
-])
-param skuName string
 
 @description('Name of the audit checkpoint signing key.')
 param checkpointKeyName string
@@ -38,7 +31,7 @@ param tags object
 var cryptoServiceEncryptionUserRoleId = 'e147488a-f6f5-4113-8e2d-b22465e65bf6'
 var cryptoUserRoleId = '12338af0-0e69-4776-bea7-57ae8d297424'
 
-resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
+resource vault 'Microsoft.KeyVault/vaults@2025-05-01' = {
   name: name
   location: location
   tags: tags
@@ -46,7 +39,7 @@ resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
     tenantId: subscription().tenantId
     sku: {
       family: 'A'
-      name: skuName
+      name: 'premium' // HSM-protected keys: tenant keys and the checkpoint key never leave an HSM
     }
     enableRbacAuthorization: true
     enableSoftDelete: true
@@ -63,12 +56,12 @@ resource vault 'Microsoft.KeyVault/vaults@2024-11-01' = {
   }
 }
 
-resource checkpointKey 'Microsoft.KeyVault/vaults/keys@2024-11-01' = {
+resource checkpointKey 'Microsoft.KeyVault/vaults/keys@2025-05-01' = {
   parent: vault
   name: checkpointKeyName
   tags: tags
   properties: {
-    kty: skuName == 'premium' ? 'EC-HSM' : 'EC'
+    kty: 'EC-HSM'
     curveName: 'P-256'
     keyOps: [
       'sign'

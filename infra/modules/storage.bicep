@@ -38,13 +38,13 @@ var storageRoles = [
   '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
 ]
 
-resource storage 'Microsoft.Storage/storageAccounts@2025-01-01' = {
+resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
   name: name
   location: location
   tags: tags
   kind: 'StorageV2'
   sku: {
-    name: 'Standard_ZRS'
+    name: 'Standard_GRS' // geo-redundant: the audit trail survives the loss of a region
   }
   properties: {
     accessTier: 'Hot'
@@ -82,7 +82,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2025-01-01' = {
   }
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-01-01' = {
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-06-01' = {
   parent: storage
   name: 'default'
   properties: {
@@ -97,7 +97,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-01-01'
   }
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
   parent: blobService
   name: deploymentContainerName
   properties: {
@@ -105,7 +105,7 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
-resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
   parent: blobService
   name: auditContainerName
   properties: {
@@ -115,7 +115,7 @@ resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
 
 // Time-based retention (WORM). Created unlocked because ARM cannot lock a policy; docs/deploy.md has the
 // admin step that locks it, after which nobody (not even the subscription owner) can shorten it.
-resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-01-01' = {
+resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-06-01' = {
   parent: auditContainer
   name: 'default'
   properties: {
@@ -124,12 +124,12 @@ resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/conta
   }
 }
 
-resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2025-01-01' = {
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2025-06-01' = {
   parent: storage
   name: 'default'
 }
 
-resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2025-01-01' = {
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2025-06-01' = {
   parent: storage
   name: 'default'
 }

@@ -1,0 +1,221 @@
+"""The export bundle: everything an auditor needs to verify a tenant's log offline, in one JSON file.
+
+    {
+      "format": "gatekeeper-audit-bundle/1",
+      "tenant": "contoso", "origin": "gatekeeper.audit/contoso", "exported_at": "...Z",
+      "range": {"from": null | "...Z", "to": null | "...Z", "start_seq": a, "end_seq": b},
+      "frontier": ["<hex>", ...],        # compact range of the leaves [0, a) the bundle leaves out
+      "entries": [{seq, tenant, kind, at, actor, instance_id, subject, data (sealed), prev_hash, entry_hash}],
+      "checkpoints": [{note, algorithm, key_id, key_fingerprint, signature}],
+      "consistency": [{"from_size": s1, "to_size": s2, "proof": ["<hex>", ...]}],
+      "public_keys": ["-----BEGIN PUBLIC KEY-----..."]
+    }
+
+Entries are exported sealed, exactly as stored, so the bundle proves integrity without revealing data.
+`end_seq` is always the size of a signed checkpoint (the export signs one first if needed); the last
+checkpoint before `start_seq` is included too, linked by a consistency proof.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gatekeeper.audit.checkpoints import (
+    CheckpointFormatError,
+    SignedCheckpoint,
+    load_public_keys,
+    origin_for,
+)
+from gatekeeper.audit.merkle import CompactRange, MerkleTree
+from gatekeeper.audit.records import entry_canonical, entry_hash
+from gatekeeper.audit.verify import Progress, VerificationResult, verify_log
+from gatekeeper.store.tables import TENANT_ID_PATTERN
+
+BUNDLE_FORMAT = "gatekeeper-audit-bundle/1"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BundleFormatError(ValueError):
+    """The file is not a readable bundle (or key file); the message names the field. CLI exit code 2."""
+
+
+class BundleRange(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    start_seq: int = Field(ge=0)
+    end_seq: int = Field(ge=0)
+
+
+class ConsistencyProof(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_size: int = Field(ge=0)
+    to_size: int = Field(ge=0)
+    proof: list[str] = Field(max_length=128)
+
+    @field_validator("proof")
+    @classmethod
+    def _hex(cls, value: list[str]) -> list[str]:
+        if not all(_HEX64.match(h) for h in value):
+            raise ValueError("every proof hash must be 64 lower-case hex digits")
+        return value
+
+
+class BundleHeader(BaseModel):
+    """Everything but the entries, validated strictly; entries are checked one by one by the verifier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["gatekeeper-audit-bundle/1"]
+    tenant: str = Field(pattern=TENANT_ID_PATTERN.pattern)
+    origin: str
+    exported_at: str
+    range: BundleRange
+    frontier: list[str] = Field(max_length=64)
+    entries: list[Any]
+    checkpoints: list[Any]
+    consistency: list[ConsistencyProof]
+    public_keys: list[str] = Field(default_factory=list)
+
+    @field_validator("frontier")
+    @classmethod
+    def _hex(cls, value: list[str]) -> list[str]:
+        if not all(_HEX64.match(h) for h in value):
+            raise ValueError("every frontier hash must be 64 lower-case hex digits")
+        return value
+
+
+def _leaf(entry: Mapping[str, Any]) -> bytes:
+    """The leaf hash of an entry as stored; a damaged entry gets a hash no honest entry has."""
+    try:
+        return entry_hash(entry_canonical(entry))
+    except (KeyError, TypeError, ValueError):
+        return b"\xff" * 32
+
+
+def build_bundle(
+    tenant_id: str,
+    entries: Sequence[Mapping[str, Any]],
+    checkpoints: Sequence[SignedCheckpoint],
+    *,
+    start_seq: int,
+    end_seq: int,
+    exported_at: str,
+    time_from: str | None = None,
+    time_to: str | None = None,
+    public_keys: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Assemble a bundle from all entries [0, end_seq) (needed for the frontier and proofs), keeping
+    entries [start_seq, end_seq) and the checkpoints that anchor them."""
+    if not 0 <= start_seq <= end_seq <= len(entries):
+        raise ValueError(f"range: start_seq {start_seq} / end_seq {end_seq} outside the {len(entries)} entries read")
+    tree = MerkleTree(_leaf(e) for e in entries[:end_seq])
+    frontier = CompactRange()
+    for i in range(start_seq):
+        frontier.append(tree.leaf(i))
+    by_size: dict[int, SignedCheckpoint] = {}
+    for signed in checkpoints:
+        size = signed.checkpoint().size
+        if size <= end_seq:
+            by_size.setdefault(size, signed)
+    before = [s for s in by_size if s < start_seq]
+    keep = sorted([s for s in by_size if s >= start_seq] + ([max(before)] if before else []))
+    proofs = [
+        {"from_size": a, "to_size": b, "proof": [h.hex() for h in tree.consistency_proof(a, b)]}
+        for a, b in zip(keep, keep[1:], strict=False)
+    ]
+    return {
+        "format": BUNDLE_FORMAT,
+        "tenant": tenant_id,
+        "origin": origin_for(tenant_id),
+        "exported_at": exported_at,
+        "range": {"from": time_from, "to": time_to, "start_seq": start_seq, "end_seq": end_seq},
+        "frontier": [h.hex() for h in frontier.hashes],
+        "entries": [dict(e) for e in entries[start_seq:end_seq]],
+        "checkpoints": [by_size[s].model_dump() for s in keep],
+        "consistency": proofs,
+        "public_keys": list(public_keys),
+    }
+
+
+def dumps(bundle: Mapping[str, Any]) -> bytes:
+    return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def load_bundle(path: str | Path) -> dict[str, Any]:
+    """Read a bundle file; BundleFormatError names the file when it is unreadable or not JSON."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise BundleFormatError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BundleFormatError(f"{path}: not a JSON document ({exc})") from None
+    if not isinstance(data, dict):
+        raise BundleFormatError(f"{path}: top level must be a JSON object")
+    return data
+
+
+def parse_header(bundle: Mapping[str, Any]) -> BundleHeader:
+    try:
+        return BundleHeader.model_validate(bundle)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "bundle"
+        raise BundleFormatError(f"field {where}: {first['msg']}") from None
+
+
+def verify_bundle(
+    bundle: Mapping[str, Any] | bytes | str,
+    public_key_pem: str | bytes | None = None,
+    progress: Progress | None = None,
+) -> VerificationResult:
+    """Verify a bundle offline: the chain, the Merkle root at every checkpoint, the checkpoint signatures,
+    the consistency proofs between checkpoints, and that every entry is covered by a signed checkpoint.
+
+    With `public_key_pem` (the auditor's trusted copy of the checkpoint key, several PEM blocks allowed)
+    signatures are checked against it; without, against the keys embedded in the bundle, which proves
+    integrity only relative to whoever made the bundle (`result.trusted_key` is then False).
+    Raises BundleFormatError when the bundle's header or the key is unreadable."""
+    if isinstance(bundle, bytes | str):
+        try:
+            bundle = json.loads(bundle)
+        except ValueError as exc:
+            raise BundleFormatError(f"bundle: not a JSON document ({exc})") from None
+        if not isinstance(bundle, dict):
+            raise BundleFormatError("bundle: top level must be a JSON object")
+    header = parse_header(bundle)
+    if header.origin != origin_for(header.tenant):
+        raise BundleFormatError(f"field origin: must be {origin_for(header.tenant)!r} for tenant {header.tenant!r}")
+    trusted = public_key_pem is not None
+    try:
+        if trusted:
+            keys = load_public_keys(public_key_pem)  # type: ignore[arg-type]
+        elif header.public_keys:
+            keys = load_public_keys("\n".join(header.public_keys))
+        else:
+            raise BundleFormatError("field public_keys: the bundle carries no key; pass the checkpoint public key")
+    except CheckpointFormatError as exc:
+        raise BundleFormatError(str(exc) if trusted else f"field public_keys: {exc}") from None
+    consistency = {(p.from_size, p.to_size): [bytes.fromhex(h) for h in p.proof] for p in header.consistency}
+    result = verify_log(
+        header.tenant,
+        header.entries,
+        header.checkpoints,
+        keys,
+        start=header.range.start_seq,
+        frontier=[bytes.fromhex(h) for h in header.frontier],
+        consistency=consistency,
+        expected_size=header.range.end_seq,
+        allow_unsigned_tail=False,
+        trusted_key=trusted,
+        progress=progress,
+    )
+    return result

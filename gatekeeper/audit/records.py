@@ -1,0 +1,181 @@
+"""The audit record, its sealed form and the canonical bytes that are hashed.
+
+An entry is hashed in its *sealed* form (the `data` field is the envelope-encrypted string), so the chain
+and the Merkle tree never depend on a tenant key: rotating or destroying a key changes what can be read,
+never what was recorded. Sequence numbers start at 0, so an entry's seq is also its Merkle leaf index and a
+tree of size N covers seq 0..N-1.
+
+Canonical bytes: the RFC 8785 (JCS) serialisation of the JSON array
+`["gatekeeper.audit/1", tenant, seq, kind, at, actor, instance_id, subject, sealed data, prev_hash]`.
+The entry hash is the RFC 6962 leaf hash of those bytes, `SHA-256(0x00 || canonical)`: one digest serves
+as the chain link (the next entry's `prev_hash`) and as the Merkle leaf.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+RECORD_FORMAT = "gatekeeper.audit/1"
+GENESIS_HASH = "0" * 64  # prev_hash of seq 0
+SYSTEM_ACTOR = "system:gatekeeper"
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+MAX_TEXT = 1024  # actor, instance id and subject: identifiers, not documents
+
+# One encoder instance: the C encoder without per-call set-up. ensure_ascii=False plus these separators
+# equals JCS for the strings and integers an entry holds.
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+class RecordKind(StrEnum):
+    """What happened. Every step of a gate lands here; see docs/audit.md for the data each kind carries."""
+
+    EVENT_RECEIVED = "event_received"
+    EVENT_IGNORED = "event_ignored"
+    DECISION = "decision"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_DECIDED = "approval_decided"
+    APPROVAL_ESCALATED = "approval_escalated"
+    APPROVAL_EXPIRED = "approval_expired"
+    HUMAN_TASK_OPENED = "human_task_opened"
+    NOTIFICATION = "notification"
+    CALLBACK = "callback"
+    DEPLOYMENT_FINISHED = "deployment_finished"
+    HEALTH_CHECK = "health_check"
+    ROLLBACK = "rollback"
+    POLICY_CHANGED = "policy_changed"
+    TENANT_CHANGED = "tenant_changed"
+    KEY_ROTATED = "key_rotated"
+
+
+def format_time(value: datetime) -> str:
+    """The one time format in entries and checkpoints: UTC, microseconds, `Z` (RFC 3339)."""
+    if value.tzinfo is None:
+        raise ValueError("at: must be timezone-aware")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def canonical_bytes(
+    tenant: str,
+    seq: int,
+    kind: str,
+    at: str,
+    actor: str,
+    instance_id: str,
+    subject: str,
+    data: str,
+    prev_hash: str,
+) -> bytes:
+    return _CANONICAL.encode(
+        [RECORD_FORMAT, tenant, seq, kind, at, actor, instance_id, subject, data, prev_hash]
+    ).encode("utf-8")
+
+
+def entry_hash(canonical: bytes) -> bytes:
+    """RFC 6962 leaf hash of the canonical bytes: chain link and Merkle leaf in one."""
+    return hashlib.sha256(b"\x00" + canonical).digest()
+
+
+# The fields of a sealed entry, in canonical order; also the keys of an entry in an export bundle.
+ENTRY_FIELDS = ("seq", "tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash", "entry_hash")
+
+
+def entry_canonical(entry: Mapping[str, Any]) -> bytes:
+    return canonical_bytes(
+        entry["tenant"],
+        entry["seq"],
+        entry["kind"],
+        entry["at"],
+        entry["actor"],
+        entry["instance_id"],
+        entry["subject"],
+        entry["data"],
+        entry["prev_hash"],
+    )
+
+
+class AuditInput(BaseModel):
+    """What a caller hands to `AuditLog.append`: validated before anything is sealed or written."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: RecordKind
+    actor: str = Field(min_length=1, max_length=MAX_TEXT)
+    instance_id: str = Field(default="", max_length=MAX_TEXT)
+    subject: str = Field(default="", max_length=MAX_TEXT)
+    data: dict[str, Any] = Field(default_factory=dict)
+    at: datetime | None = None
+
+    @field_validator("actor", "instance_id", "subject")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        if any(ch in value for ch in "\r\n\x00"):
+            raise ValueError("must be a single line without control characters")
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must be timezone-aware (UTC)")
+        return value
+
+
+class AuditRecord(BaseModel):
+    """One committed entry with its data opened (as `append` returns it and the opened exports use it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    seq: int = Field(ge=0)
+    kind: str
+    at: datetime
+    actor: str
+    instance_id: str = ""
+    subject: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    entry_hash: str
+
+    def __repr__(self) -> str:  # data may hold comments and payload fragments: keep it out of reprs and logs
+        return f"AuditRecord(tenant_id={self.tenant_id!r}, seq={self.seq}, kind={self.kind!r})"
+
+    __str__ = __repr__
+
+
+def sealed_entry(
+    tenant: str,
+    seq: int,
+    kind: str,
+    at: str,
+    actor: str,
+    instance_id: str,
+    subject: str,
+    data: str,
+    prev_hash: str,
+) -> dict[str, Any]:
+    """A sealed entry as stored and exported, with its hash computed."""
+    digest = entry_hash(canonical_bytes(tenant, seq, kind, at, actor, instance_id, subject, data, prev_hash))
+    return {
+        "seq": seq,
+        "tenant": tenant,
+        "kind": kind,
+        "at": at,
+        "actor": actor,
+        "instance_id": instance_id,
+        "subject": subject,
+        "data": data,
+        "prev_hash": prev_hash,
+        "entry_hash": digest.hex(),
+    }

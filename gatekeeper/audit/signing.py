@@ -1,0 +1,212 @@
+"""The checkpoint signing key: a Key Vault key in Azure, a local EC P-256 JWK in development.
+
+Both paths sign through `azure.keyvault.keys.crypto.CryptographyClient.sign` over SHA-256(note), so the
+product runs one code path; the private key of a Key Vault key never leaves the vault. The public key is
+exported as PEM for auditors, who verify offline with `python -m gatekeeper audit verify`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from azure.keyvault.keys import JsonWebKey, KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from gatekeeper import settings
+from gatekeeper.audit.checkpoints import ES256, PublicKey, algorithm_for, key_fingerprint, public_key_pem
+from gatekeeper.audit.ports import NoteSignature
+
+_ALGORITHMS = {ES256: SignatureAlgorithm.es256, "RS256": SignatureAlgorithm.rs256}
+_NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
+
+
+class CheckpointKeyError(RuntimeError):
+    """The checkpoint key cannot be loaded or used; the message names the key, never its material."""
+
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64u(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_key_from_jwk(jwk: JsonWebKey) -> PublicKey:
+    """The public half of a Key Vault JsonWebKey (EC P-256 or RSA) as a `cryptography` key."""
+    kty = str(getattr(jwk.kty, "value", jwk.kty) or "")
+    if kty.startswith("EC"):
+        if str(getattr(jwk.crv, "value", jwk.crv)) != "P-256":
+            raise CheckpointKeyError(f"checkpoint key curve {jwk.crv} is not P-256 (ES256)")
+        numbers = ec.EllipticCurvePublicNumbers(
+            int.from_bytes(jwk.x or b"", "big"), int.from_bytes(jwk.y or b"", "big"), ec.SECP256R1()
+        )
+        return numbers.public_key()
+    if kty.startswith("RSA"):
+        return rsa.RSAPublicNumbers(int.from_bytes(jwk.e or b"", "big"), int.from_bytes(jwk.n or b"", "big")).public_key()
+    raise CheckpointKeyError(f"checkpoint key type {kty!r} is neither EC nor RSA")
+
+
+class CheckpointSigner:
+    """Signs checkpoint notes with one CryptographyClient (remote Key Vault key or local JWK)."""
+
+    def __init__(self, client: CryptographyClient, public_key: PublicKey) -> None:
+        self._client = client
+        self._public_key = public_key
+        self.algorithm = algorithm_for(public_key)
+        self.key_fingerprint = key_fingerprint(public_key)
+
+    def __repr__(self) -> str:
+        return f"CheckpointSigner(algorithm={self.algorithm!r}, key_fingerprint={self.key_fingerprint[:16]!r}...)"
+
+    @property
+    def key_id(self) -> str:
+        return str(self._client.key_id or "")
+
+    def public_key_pem(self) -> str:
+        return public_key_pem(self._public_key)
+
+    def sign_note(self, note: bytes) -> NoteSignature:
+        digest = hashlib.sha256(note).digest()
+        try:
+            result = self._client.sign(_ALGORITHMS[self.algorithm], digest)
+        except Exception as exc:  # the SDK's errors may quote request details; keep only the kind
+            raise CheckpointKeyError(f"checkpoint key: signing failed ({type(exc).__name__})") from exc
+        return NoteSignature(
+            algorithm=self.algorithm,
+            key_id=str(result.key_id or self.key_id),
+            key_fingerprint=self.key_fingerprint,
+            signature=bytes(result.signature),
+        )
+
+
+class LocalCheckpointKey:
+    """A development checkpoint key: an EC P-256 JWK in `key_dir/<name>.jwk.json` (mode 0600), created on
+    first use. Signing runs through `CryptographyClient.from_jwk`, exactly as the product's Key Vault path."""
+
+    def __init__(self, key_dir: str | os.PathLike[str], name: str = "audit-checkpoint") -> None:
+        if not _NAME.match(name):
+            raise ValueError(f"name: {name!r} must be 1-127 letters, digits and hyphens")
+        self.key_dir = Path(key_dir)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"LocalCheckpointKey({str(self.key_dir)!r}, {self.name!r})"
+
+    @property
+    def path(self) -> Path:
+        return self.key_dir / f"{self.name}.jwk.json"
+
+    def _create(self) -> None:
+        private = ec.generate_private_key(ec.SECP256R1())
+        numbers = private.private_numbers()
+        jwk = {
+            "kty": "EC",
+            "crv": "P-256",
+            "kid": f"local://keys/{self.name}/{os.urandom(16).hex()}",
+            "x": _b64u(numbers.public_numbers.x.to_bytes(32, "big")),
+            "y": _b64u(numbers.public_numbers.y.to_bytes(32, "big")),
+            "d": _b64u(numbers.private_value.to_bytes(32, "big")),
+            "key_ops": ["sign", "verify"],
+        }
+        self.key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temp = tempfile.mkstemp(dir=self.key_dir, prefix=f".{self.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(jwk, handle)
+            try:
+                os.link(temp, self.path)  # create-if-absent: two processes never end up with two keys
+            except FileExistsError:
+                pass
+        finally:
+            Path(temp).unlink(missing_ok=True)
+
+    def _jwk(self) -> dict[str, Any]:
+        if not self.path.exists():
+            self._create()
+        try:
+            jwk = json.loads(self.path.read_text())
+            if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or not all(jwk.get(k) for k in "xyd"):
+                raise ValueError("not an EC P-256 private JWK")
+        except (OSError, ValueError) as exc:
+            raise CheckpointKeyError(f"local checkpoint key {self.path}: unreadable ({type(exc).__name__})") from None
+        return jwk
+
+    def signer(self) -> CheckpointSigner:
+        jwk = self._jwk()
+        key = JsonWebKey(
+            kid=jwk["kid"],
+            kty="EC",
+            crv="P-256",
+            x=_unb64u(jwk["x"]),
+            y=_unb64u(jwk["y"]),
+            d=_unb64u(jwk["d"]),
+            key_ops=["sign", "verify"],
+        )
+        public = ec.EllipticCurvePublicNumbers(
+            int.from_bytes(key.x, "big"), int.from_bytes(key.y, "big"), ec.SECP256R1()
+        ).public_key()
+        return CheckpointSigner(CryptographyClient.from_jwk(key), public)
+
+    def public_key_pem(self) -> str:
+        return self.signer().public_key_pem()
+
+
+class KeyVaultCheckpointKey:
+    """The checkpoint key in Azure Key Vault (EC P-256 for ES256, or RSA for RS256). Needs keys/get and
+    keys/sign; the current version signs, and each checkpoint records the versioned key id."""
+
+    def __init__(self, vault_url: str, name: str, credential: Any, **client_kwargs: Any) -> None:
+        self.vault_url = vault_url.rstrip("/")
+        self.name = name
+        self._credential = credential
+        self._client_kwargs = client_kwargs
+
+    def __repr__(self) -> str:
+        return f"KeyVaultCheckpointKey({self.vault_url!r}, {self.name!r})"
+
+    def signer(self) -> CheckpointSigner:
+        try:
+            key = KeyClient(self.vault_url, self._credential, **self._client_kwargs).get_key(self.name)
+        except Exception as exc:
+            raise CheckpointKeyError(
+                f"checkpoint key {self.name!r}: cannot be read from Key Vault ({type(exc).__name__})"
+            ) from exc
+        public = public_key_from_jwk(key.key)
+        client = CryptographyClient(str(key.id), self._credential, **self._client_kwargs)
+        return CheckpointSigner(client, public)
+
+    def public_key_pem(self) -> str:
+        return self.signer().public_key_pem()
+
+
+def checkpoint_key_from_settings(env: Mapping[str, str] | None = None) -> LocalCheckpointKey | KeyVaultCheckpointKey:
+    """`GATEKEEPER_KEY_MODE` local: a JWK in GATEKEEPER_LOCAL_KEY_DIR; keyvault: the key
+    GATEKEEPER_CHECKPOINT_KEY_NAME in GATEKEEPER_KEY_VAULT_URL with the managed identity."""
+    mode = (settings.get("GATEKEEPER_KEY_MODE", env) or "").strip().lower()
+    name = settings.require("GATEKEEPER_CHECKPOINT_KEY_NAME", env)
+    if mode == "local":
+        return LocalCheckpointKey(settings.require("GATEKEEPER_LOCAL_KEY_DIR", env), name)
+    if mode == "keyvault":
+        from azure.identity import DefaultAzureCredential
+
+        client_id = settings.get("AZURE_CLIENT_ID", env)
+        credential = DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else (
+            DefaultAzureCredential()
+        )
+        return KeyVaultCheckpointKey(settings.require("GATEKEEPER_KEY_VAULT_URL", env), name, credential)
+    raise ValueError(f"GATEKEEPER_KEY_MODE: must be 'keyvault' or 'local', not {mode!r}")
+
+
+def signer_from_settings(env: Mapping[str, str] | None = None) -> CheckpointSigner:
+    return checkpoint_key_from_settings(env).signer()

@@ -1,0 +1,116 @@
+"""`gatekeeper keys rotate|status --tenant T`: rotate a tenant's keys without touching its data.
+
+`rotate` re-wraps every data key of the tenant under the KEK's current version (after the customer, Key
+Vault's rotation policy or `--new-kek-version` made a new one); `--data-key` makes a new data key active for
+new writes, old data keys stay for reading. The key mode comes from the app settings (GATEKEEPER_KEY_MODE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gatekeeper.commands.common import add_storage_option, storage_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    keys = subparsers.add_parser("keys", help="rotate and inspect tenant encryption keys")
+    actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+
+    rotate = actions.add_parser(
+        "rotate", help="re-wrap the tenant's data keys under the current KEK version (no data is touched)"
+    )
+    rotate.add_argument("--tenant", required=True, help="tenant id")
+    rotate.add_argument("--data-key", action="store_true", help="also make a new data key active for new writes")
+    rotate.add_argument(
+        "--new-kek-version", action="store_true",
+        help="first create a new KEK version (Key Vault: needs the 'rotate' permission; local: adds a JWK)",
+    )
+    add_storage_option(rotate)
+    rotate.set_defaults(handler=rotate_keys)
+
+    status = actions.add_parser("status", help="list the tenant's data keys and the KEK versions wrapping them")
+    status.add_argument("--tenant", required=True, help="tenant id")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    add_storage_option(status)
+    status.set_defaults(handler=key_status)
+
+
+def _tenant(args: argparse.Namespace) -> str:
+    from gatekeeper.cli import UsageError
+    from gatekeeper.store.tables import InvalidTenantId, validate_tenant_id
+
+    try:
+        return validate_tenant_id(args.tenant)
+    except InvalidTenantId as exc:
+        raise UsageError(f"--tenant: {exc}") from None
+
+
+def _ring(args: argparse.Namespace):  # -> DataKeyRing
+    from gatekeeper.cli import UsageError
+    from gatekeeper.store.keyring import DataKeyRing
+    from gatekeeper.store.keys import provider_from_settings
+
+    try:
+        provider = provider_from_settings()
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"app settings: {exc}") from None
+    return DataKeyRing(storage_from_args(args), provider)
+
+
+def rotate_keys(args: argparse.Namespace) -> int:
+    from gatekeeper.store.key_errors import KeyProviderError
+
+    tenant = _tenant(args)
+    ring = _ring(args)
+    try:
+        if args.new_kek_version:
+            print(f"tenant {tenant}: new KEK version {ring.provider.new_version(tenant)}")
+        result = ring.rewrap(tenant)
+        if result.rewrapped or result.already_current:
+            print(
+                f"tenant {tenant}: re-wrapped {len(result.rewrapped)} data key(s) under {result.kek_id}"
+                f" ({len(result.already_current)} already current); no data was touched"
+            )
+        else:
+            print(f"tenant {tenant}: no data keys yet, nothing to re-wrap")
+        if args.data_key:
+            data_key_id = ring.create_data_key(tenant)
+            print(f"tenant {tenant}: data key {data_key_id} is now active for new writes; older keys stay for reading")
+    except KeyProviderError as exc:
+        print(f"gatekeeper: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def key_status(args: argparse.Namespace) -> int:
+    from gatekeeper.store.key_errors import KeyProviderError
+
+    tenant = _tenant(args)
+    ring = _ring(args)
+    try:
+        records = ring.records(tenant)
+        active = ring.active_id(tenant)
+    except KeyProviderError as exc:
+        print(f"gatekeeper: error: {exc}", file=sys.stderr)
+        return 1
+    rows = [
+        {
+            "data_key_id": r.data_key_id,
+            "active": r.data_key_id == active,
+            "kek_id": r.kek_id,
+            "algorithm": r.algorithm,
+            "created": r.created.isoformat() if r.created else None,
+        }
+        for r in records
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"tenant {tenant}: no data keys yet")
+    else:
+        for row in rows:
+            mark = "*" if row["active"] else " "
+            print(f"{mark} {row['data_key_id']}  {row['created']}  {row['algorithm']}  {row['kek_id']}")
+    return 0

@@ -1,0 +1,223 @@
+"""What the gate orchestrators' activities do. Each takes the services and a small JSON input and returns
+a small JSON result; `orchestrators/activities.py` only binds them to Functions activity triggers.
+
+Every step appends to the tenant's audit log. Remote failures of notifications are results (audited),
+not exceptions; a failed pipeline callback raises, so the orchestrator's retry policy applies.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from gatekeeper.approvals.chain import ChainPlan
+from gatekeeper.events.codec import event_from_sealable
+from gatekeeper.events.model import PipelineEvent
+from gatekeeper.gates.model import EvaluationSummary, GateStatus
+from gatekeeper.gates.services import GateServices
+from gatekeeper.gates.store import GateRecord
+from gatekeeper.integrations.notify import Notification
+from gatekeeper.store.tables import TablePurpose, tenant_table_name
+
+log = logging.getLogger("gatekeeper.gates")
+
+SYSTEM_ACTOR = "gatekeeper"
+EVENT_PARTITION = "event"  # the dispatcher's Events table layout
+
+
+class CallbackFailed(RuntimeError):
+    """The pipeline did not acknowledge the callback; raised so the orchestrator's retry policy applies.
+    The message is the integration's scrubbed detail (never a token)."""
+
+
+def _at(payload: dict[str, Any], services: GateServices) -> datetime:
+    value = payload.get("at")
+    return datetime.fromisoformat(value) if value else services.clock()
+
+
+def load_event(services: GateServices, tenant_id: str, event_key: str) -> PipelineEvent:
+    """The sealed event the dispatcher stored: Events table, PartitionKey "event", RowKey = key hash."""
+    table = services.storage.tenant_table(tenant_id, TablePurpose.EVENTS)
+    entity = table.get_entity(EVENT_PARTITION, event_key)
+    document = services.cipher.open_json(
+        tenant_id, tenant_table_name(tenant_id, TablePurpose.EVENTS), EVENT_PARTITION, event_key,
+        entity["sealed_event"],
+    )
+    return event_from_sealable(document)
+
+
+def _title(event: PipelineEvent) -> str:
+    what = (event.action.value if event.action else event.kind.value).replace("_", " ")
+    where = f" to {event.environment}" if event.environment else ""
+    repo = f" of {event.repository}" if event.repository else ""
+    ref = f" ({event.ref.removeprefix('refs/heads/')})" if event.ref else ""
+    return (event.summary or f"{what}{repo}{ref}{where}")[:200]
+
+
+def _audit(services: GateServices, tenant_id: str, kind: str, instance_id: str, subject: str,
+           data: dict[str, Any], at: datetime, actor: str = SYSTEM_ACTOR) -> None:
+    services.audit_for(tenant_id).append(kind, actor, instance_id, subject[:1000], data, at=at)
+
+
+def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
+    """Decide the level, store the full decision in the Gates table, index the gate, audit it."""
+    tenant_id, instance_id = payload["tenant_id"], payload["instance_id"]
+    at = _at(payload, services)
+    event = load_event(services, tenant_id, payload["event_key"])
+    decision = services.decider.decide(event, at)
+    plan = ChainPlan.from_policy(decision.approval) if decision.approval is not None else None
+    requester = tuple(dict.fromkeys(
+        r.strip().lower() for r in (payload.get("requested_by"), event.actor) if r and r.strip()
+    ))
+    title = _title(event)
+    record = GateRecord(
+        instance_id=instance_id, tenant_id=tenant_id, status=GateStatus.EVALUATED, level=str(decision.level),
+        blocked=decision.blocked, rule=decision.rule, reasons=tuple(decision.reasons), title=title,
+        subject={"source": event.source.value, "repository": event.repository, "environment": event.environment,
+                 "ref": event.ref, "commit": event.commit, "run_id": event.run_id,
+                 "action": event.action.value if event.action else None},
+        requester=requester, created_at=at, updated_at=at, plan=plan,
+    )
+    services.index.put(instance_id, tenant_id)
+    services.gates(tenant_id).save(record)
+    _audit(services, tenant_id, "decision", instance_id, title, decision.to_public_json(), at)
+    return EvaluationSummary(
+        level=str(decision.level), blocked=decision.blocked, rule=decision.rule, plan=plan, requester=requester,
+        notify=services.operators_for(tenant_id), has_callback=event.callback is not None, title=title,
+    ).model_dump(mode="json")
+
+
+def request_approval(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
+    """Open a stage: the gate record says which stage, who and until when; the approvers are notified."""
+    tenant_id, gate_id, stage = payload["tenant_id"], payload["gate_id"], int(payload["stage"])
+    at = _at(payload, services)
+    store = services.gates(tenant_id)
+    record = store.load(gate_id)
+    if record is None or record.plan is None:
+        raise RuntimeError(f"gate {gate_id} has no evaluated approval plan")
+    spec = record.plan.stages[stage]
+    deadline = datetime.fromisoformat(payload["deadline"])
+    store.save(record.model_copy(update={
+        "status": GateStatus.AWAITING_APPROVAL, "chain_instance_id": payload["chain_id"], "stage": stage,
+        "stage_started_at": at, "deadline": deadline, "updated_at": at,
+    }))
+    result = _notify(services, tenant_id, gate_id, {
+        "kind": "approval_request", "recipients": spec.approvers,
+        "title": f"Approval needed: {record.title}"[:200],
+        "text": f"Stage '{spec.name}': {spec.quorum} approval(s) needed before {deadline.isoformat()}.",
+        "link": services.approval_link(gate_id), "instance_id": gate_id,
+    }, at)
+    _audit(services, tenant_id, "approval_requested", gate_id, record.title, {
+        "stage": stage, "stage_name": spec.name, "approvers": list(spec.approvers), "quorum": spec.quorum,
+        "deadline": deadline.isoformat(), "notified": result["ok"],
+    }, at)
+    return {"stage": stage, "notified": result["ok"]}
+
+
+def notify(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
+    """Send one notification; the result (ok or not) is audited and returned, never raised."""
+    at = _at(payload, services)
+    return _notify(services, payload["tenant_id"], payload["instance_id"], payload["notification"], at)
+
+
+def _notify(services: GateServices, tenant_id: str, instance_id: str, fields: dict[str, Any], at: datetime) -> dict[str, Any]:
+    recipients = tuple(fields.get("recipients") or ())
+    if not recipients:
+        outcome = {"ok": False, "detail": "no recipients configured", "kind": fields.get("kind")}
+    else:
+        try:
+            notification = Notification.model_validate({**fields, "recipients": recipients})
+            result = services.notifier.notify(tenant_id, notification)
+            outcome = {"ok": result.ok, "detail": result.detail, "kind": notification.kind}
+        except ValidationError as exc:
+            outcome = {"ok": False, "detail": f"notification not sent: {exc.errors()[0]['msg']}",
+                       "kind": fields.get("kind")}
+        except Exception as exc:  # a notifier must not take the gate down; the failure is audited
+            log.warning("notification for %s failed: %s", instance_id, type(exc).__name__)
+            outcome = {"ok": False, "detail": f"notification failed: {type(exc).__name__}", "kind": fields.get("kind")}
+    _audit(services, tenant_id, "notification", instance_id, str(fields.get("title", ""))[:200],
+           {**outcome, "recipients": len(recipients)}, at)
+    return outcome
+
+
+def callback(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
+    """Tell the pipeline. Each attempt is audited; a failed attempt raises CallbackFailed for the retry."""
+    tenant_id, instance_id = payload["tenant_id"], payload["instance_id"]
+    approved, comment = bool(payload["approved"]), str(payload.get("comment") or "")[:1000]
+    at = services.clock()
+    event = load_event(services, tenant_id, payload["event_key"])
+    if event.callback is None:
+        return {"ok": True, "skipped": True, "detail": "the event names no callback"}
+    result = services.callbacks.complete(tenant_id, instance_id, event.callback, approved, comment)
+    _audit(services, tenant_id, "callback", instance_id, _title(event), {
+        "approved": approved, "ok": result.ok, "status_code": result.status_code, "target": result.target,
+        "detail": result.detail[:300],
+    }, at)
+    if not result.ok:
+        raise CallbackFailed(result.detail[:300] or "the pipeline did not acknowledge the callback")
+    return {"ok": True, "status_code": result.status_code, "target": result.target}
+
+
+def open_human_task(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
+    """L3: automation refuses; a person is asked to carry out (or drop) the change by hand."""
+    tenant_id, instance_id = payload["tenant_id"], payload["instance_id"]
+    at = _at(payload, services)
+    store = services.gates(tenant_id)
+    record = store.load(instance_id)
+    title = record.title if record else instance_id
+    if record is not None:
+        store.save(record.model_copy(update={"status": GateStatus.HUMAN_TASK, "updated_at": at}))
+    recipients = tuple(payload.get("recipients") or ()) or services.operators_for(tenant_id)
+    result = _notify(services, tenant_id, instance_id, {
+        "kind": "human_task", "recipients": recipients, "title": f"Human-only change: {title}"[:200],
+        "text": "Automation refused this change (level L3). A person must review and carry it out.",
+        "link": services.approval_link(instance_id), "instance_id": instance_id,
+    }, at)
+    _audit(services, tenant_id, "human_task_opened", instance_id, title,
+           {"reasons": list(record.reasons) if record else [], "notified": result["ok"]}, at)
+    return {"opened": True, "notified": result["ok"]}
+
+
+def record_outcome(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
+    """The gate's final state; a callback that finally failed is audited and alerted, never silent."""
+    tenant_id, instance_id = payload["tenant_id"], payload["instance_id"]
+    at = _at(payload, services)
+    store = services.gates(tenant_id)
+    record = store.load(instance_id)
+    status = GateStatus(payload["status"])
+    cb = payload.get("callback") or {}
+    title = record.title if record else instance_id
+    if record is not None:
+        store.save(record.model_copy(update={
+            "status": status, "decided_at": at, "updated_at": at, "outcome_reason": payload.get("reason"),
+            "callback_ok": cb.get("ok"),
+        }))
+    _audit(services, tenant_id, "decision", instance_id, title, {
+        "final": True, "status": status.value, "level": payload.get("level"), "reason": payload.get("reason"),
+        "callback_ok": cb.get("ok"), "chain": payload.get("chain"),
+    }, at)
+    alerted = None
+    if cb.get("ok") is False:
+        _audit(services, tenant_id, "callback", instance_id, title,
+               {"final": True, "ok": False, "detail": str(cb.get("detail", ""))[:300]}, at)
+        recipients = services.operators_for(tenant_id) or (record.plan.stages[0].approvers if record and record.plan
+                                                           else ())
+        alerted = _notify(services, tenant_id, instance_id, {
+            "kind": "alert", "recipients": recipients, "title": f"Pipeline not told: {title}"[:200],
+            "text": (f"The gate decided '{status.value}' but the pipeline callback failed after all retries: "
+                     f"{str(cb.get('detail', ''))[:300]}. Tell the pipeline by hand."),
+            "link": services.approval_link(instance_id), "instance_id": instance_id,
+        }, at)["ok"]
+    return {"status": status.value, "alerted": alerted}
+
+
+def audit(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
+    """An orchestrator step worth recording (stage passed, escalated, expired, chain decided)."""
+    tenant_id = payload["tenant_id"]
+    at = _at(payload, services)
+    _audit(services, tenant_id, payload["kind"], payload.get("instance_id", ""), payload.get("subject", ""),
+           payload.get("data") or {}, at, payload.get("actor") or SYSTEM_ACTOR)
+    return {"ok": True}

@@ -1,0 +1,90 @@
+"""The services gate activities use, resolved through one registry.
+
+Activities are plain functions called by the Functions host (or the local runner) with a JSON input and
+nothing else, so they find their collaborators here: tests and the demo `configure()` explicit services
+(Azurite, local keys, the outbox, local HTTP servers); in Azure the first activity builds them from app
+settings through `from_settings()` — or the composition root configures them at start-up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+
+from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
+from gatekeeper.gates.store import GateIndex, GateStore
+from gatekeeper.integrations.notify import Notifier
+from gatekeeper.store.envelope import EnvelopeCipher
+from gatekeeper.store.tables import StorageAccount
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _nobody(_tenant_id: str) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass
+class GateServices:
+    storage: StorageAccount
+    cipher: EnvelopeCipher
+    decider: Decider
+    audit_for: Callable[[str], AuditTrail]
+    notifier: Notifier
+    callbacks: PipelineCallbacks
+    approval_base_url: str = "http://localhost:7071"
+    # Who hears about L1 changes and failed callbacks when the policy names nobody (tenant contacts).
+    operators_for: Callable[[str], tuple[str, ...]] = _nobody
+    clock: Callable[[], datetime] = _utc_now
+    _stores: dict[str, GateStore] = field(default_factory=dict, repr=False)
+
+    def gates(self, tenant_id: str) -> GateStore:
+        store = self._stores.get(tenant_id)
+        if store is None:
+            store = self._stores[tenant_id] = GateStore(self.storage, tenant_id, self.cipher)
+        return store
+
+    @cached_property
+    def index(self) -> GateIndex:
+        return GateIndex(self.storage)
+
+    def approval_link(self, gate_id: str) -> str:
+        return f"{self.approval_base_url.rstrip('/')}/api/approvals/{gate_id}"
+
+
+_services: GateServices | None = None
+_factory: Callable[[], GateServices] | None = None
+_lock = threading.Lock()
+
+
+def configure(services: GateServices | None) -> None:
+    """Install the services activities use (tests, the demo, the composition root); None clears them."""
+    global _services
+    with _lock:
+        _services = services
+
+
+def configure_factory(factory: Callable[[], GateServices] | None) -> None:
+    """Install a builder that runs on first use (keeps cold start fast in Azure)."""
+    global _factory
+    with _lock:
+        _factory = factory
+
+
+def get() -> GateServices:
+    global _services
+    if _services is None:
+        with _lock:
+            if _services is None:
+                if _factory is None:
+                    raise RuntimeError(
+                        "gate services are not configured: call gatekeeper.gates.services.configure() or "
+                        "configure_factory() in the composition root (see docs/orchestration.md)"
+                    )
+                _services = _factory()
+    return _services

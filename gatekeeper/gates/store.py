@@ -1,0 +1,211 @@
+"""The gate's state in its tenant's Gates table, and the shared index from instance id to tenant.
+
+Rows of one gate share one partition (the gate's instance id):
+- `gate`: the gate record (sealed JSON: level, subject, requester, approval plan, current stage, deadline,
+  outcome) plus plain `status` and `updated_at` columns for listing;
+- `voter|<object id>`: one per person who voted (create-only, so one person counts once per chain), with
+  the decision, the stage, the vote number and the sealed comment;
+- `seq|<00000>`: one per vote number (create-only, so two concurrent votes never share a number).
+A voter row and its seq row are written in one entity-group transaction: both or neither.
+
+The index (`gkGateIndex`, shared) maps an instance id to its tenant, so the decision route can find the
+right tenant's table from the URL alone; the caller's Entra tenant is then checked against that tenant.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableTransactionError
+from pydantic import BaseModel, ConfigDict
+
+from gatekeeper.approvals.chain import ChainPlan, Decision, RecordedVote
+from gatekeeper.gates.model import GateStatus
+from gatekeeper.store.envelope import EnvelopeCipher
+from gatekeeper.store.repository import TenantRepository, check_key
+from gatekeeper.store.tables import StorageAccount, TablePurpose, validate_tenant_id
+
+GATE_INDEX_TABLE = "gkGateIndex"
+GATE_ROW = "gate"
+VOTER_PREFIX = "voter|"
+SEQ_PREFIX = "seq|"
+MAX_VOTE_ATTEMPTS = 20
+
+
+class GateRecord(BaseModel):
+    """Everything the approval page and the decision route need to know about one gate."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance_id: str
+    tenant_id: str
+    status: GateStatus
+    level: str
+    blocked: bool = False
+    rule: str | None = None
+    reasons: tuple[str, ...] = ()
+    title: str = ""
+    subject: dict[str, Any] = {}
+    requester: tuple[str, ...] = ()
+    created_at: datetime
+    updated_at: datetime
+    chain_instance_id: str | None = None
+    plan: ChainPlan | None = None
+    stage: int | None = None
+    stage_started_at: datetime | None = None
+    deadline: datetime | None = None
+    decided_at: datetime | None = None
+    outcome_reason: str | None = None
+    callback_ok: bool | None = None
+
+
+class StoredVote(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    voter_id: str
+    decision: Decision
+    stage: int
+    at: datetime
+    seq: int
+    raised: bool = False
+    comment: str = ""
+
+    def recorded(self) -> RecordedVote:
+        return RecordedVote(voter_id=self.voter_id, decision=self.decision, stage=self.stage, at=self.at)
+
+
+class VoteExists(Exception):
+    """This person already has a vote on this gate."""
+
+    def __init__(self, vote: StoredVote):
+        super().__init__(f"voter already voted (vote {vote.seq})")
+        self.vote = vote
+
+
+class GateRepository(TenantRepository):
+    purpose = TablePurpose.GATES
+    sealed_properties = frozenset({"record", "comment"})
+
+
+class GateStore:
+    """One tenant's gates."""
+
+    def __init__(self, storage: StorageAccount, tenant_id: str, cipher: EnvelopeCipher):
+        self._repo = GateRepository(storage, validate_tenant_id(tenant_id), cipher)
+        self._ensured = False
+
+    @property
+    def tenant_id(self) -> str:
+        return self._repo.tenant_id
+
+    def _ready(self) -> GateRepository:
+        if not self._ensured:
+            self._repo.ensure_table()
+            self._ensured = True
+        return self._repo
+
+    # gate record ---------------------------------------------------------------------------------
+    def save(self, record: GateRecord) -> None:
+        self._ready().upsert({
+            "PartitionKey": check_key("instance_id", record.instance_id),
+            "RowKey": GATE_ROW,
+            "status": record.status.value,
+            "level": record.level,
+            "updated_at": record.updated_at,
+            "record": record.model_dump(mode="json"),
+        })
+
+    def load(self, instance_id: str) -> GateRecord | None:
+        entity = self._ready().get(check_key("instance_id", instance_id), GATE_ROW)
+        return None if entity is None else GateRecord.model_validate(entity["record"])
+
+    # votes ---------------------------------------------------------------------------------------
+    def votes(self, instance_id: str) -> list[StoredVote]:
+        rows = self._ready().query(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            {"pk": check_key("instance_id", instance_id), "lo": VOTER_PREFIX, "hi": VOTER_PREFIX[:-1] + "}"},
+        )
+        votes = [_vote(row) for row in rows]
+        return sorted(votes, key=lambda v: v.seq)
+
+    def vote_of(self, instance_id: str, voter_id: str) -> StoredVote | None:
+        row = self._ready().get(instance_id, VOTER_PREFIX + check_key("voter_id", voter_id.lower()))
+        return None if row is None else _vote(row)
+
+    def record_vote(
+        self, instance_id: str, voter_id: str, decision: Decision, stage: int, at: datetime, comment: str
+    ) -> StoredVote:
+        """Store a vote under the next free vote number, atomically with the voter's once-only row.
+        Raises VoteExists when this person already voted on this gate."""
+        repo = self._ready()
+        voter = voter_id.lower()
+        existing = self.vote_of(instance_id, voter)
+        if existing is not None:
+            raise VoteExists(existing)
+        seq = len(self.votes(instance_id))
+        for _ in range(MAX_VOTE_ATTEMPTS):
+            vote = StoredVote(voter_id=voter, decision=decision, stage=stage, at=at, seq=seq, comment=comment)
+            try:
+                row: dict[str, Any] = {
+                    "PartitionKey": instance_id, "RowKey": VOTER_PREFIX + voter, "voter_id": voter,
+                    "decision": decision.value, "stage": stage, "at": at, "seq": seq, "raised": False,
+                }
+                if comment:
+                    row["comment"] = comment
+                repo.batch([
+                    row,
+                    {"PartitionKey": instance_id, "RowKey": f"{SEQ_PREFIX}{seq:05d}", "voter_id": voter},
+                ])
+                return vote
+            except (TableTransactionError, ResourceExistsError):
+                again = self.vote_of(instance_id, voter)
+                if again is not None:
+                    raise VoteExists(again) from None
+                seq += 1  # another person took this number first
+        raise RuntimeError(f"could not allocate a vote number for gate {instance_id}")
+
+    def mark_raised(self, instance_id: str, voter_id: str) -> None:
+        self._ready().upsert(
+            {"PartitionKey": instance_id, "RowKey": VOTER_PREFIX + voter_id.lower(), "raised": True}, merge=True
+        )
+
+
+def _vote(row: Any) -> StoredVote:
+    return StoredVote(
+        voter_id=row["voter_id"], decision=Decision(row["decision"]), stage=int(row["stage"]), at=row["at"],
+        seq=int(row["seq"]), raised=bool(row.get("raised")), comment=row.get("comment") or "",
+    )
+
+
+class GateIndex:
+    """Shared: instance id -> tenant id. Written when a gate is evaluated; read by the decision route."""
+
+    def __init__(self, storage: StorageAccount):
+        self._storage = storage
+        self._ensured = False
+
+    def _table(self) -> Any:
+        if not self._ensured:
+            self._storage.ensure_table(GATE_INDEX_TABLE)
+            self._ensured = True
+        return self._storage.table(GATE_INDEX_TABLE)
+
+    def put(self, instance_id: str, tenant_id: str) -> None:
+        entity = {"PartitionKey": check_key("instance_id", instance_id), "RowKey": "tenant",
+                  "tenant_id": validate_tenant_id(tenant_id)}
+        try:
+            self._table().create_entity(entity)
+        except ResourceExistsError:
+            current = self.tenant_of(instance_id)
+            if current != tenant_id:  # an instance id belongs to one tenant, forever
+                raise ValueError(f"gate {instance_id} is already indexed for another tenant") from None
+
+    def tenant_of(self, instance_id: str) -> str | None:
+        try:
+            check_key("instance_id", instance_id)
+            entity = self._table().get_entity(instance_id, "tenant")
+        except (ResourceNotFoundError, ValueError):
+            return None
+        return str(entity["tenant_id"])

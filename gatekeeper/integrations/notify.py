@@ -1,0 +1,213 @@
+"""Notifications to approvers and operators: the model, the `Notifier` interface and the pure payload builders.
+
+Graph cannot post channel or chat messages as an app (outside migration), so approval requests go out as
+Teams activity-feed notifications that link to the approval page, with mail as the fallback. The payloads
+are built here, once, so the Graph notifier and the local outbox show exactly the same thing.
+Implementations: `GraphNotifier` (gatekeeper.integrations.graph_notify) and `OutboxNotifier`
+(gatekeeper.local.outbox); both are importable from here too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from gatekeeper.integrations.graph_notify import GraphNotifier
+    from gatekeeper.local.outbox import OutboxNotifier
+
+NotificationKind = Literal["approval_request", "info", "alert", "human_task"]
+Channel = Literal["teams", "mail", "outbox"]
+
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UPN = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+$")
+GROUP_PREFIX = "group:"
+
+# Activity types declared in the Teams app manifest (infra/teams), one per kind; each template is
+# "{title}" preceded by a short reason, see docs/integrations.md.
+ACTIVITY_TYPES: dict[str, str] = {
+    "approval_request": "approvalRequired",
+    "alert": "gateAlert",
+    "info": "gateInfo",
+    "human_task": "humanTaskAssigned",
+}
+PREVIEW_CHARS = 150  # Teams shows the first 150 characters of previewText
+
+
+class Recipient(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["user", "group"]
+    id: str  # user object id or UPN; group (team) object id
+
+    @property
+    def label(self) -> str:
+        return f"group:{self.id}" if self.kind == "group" else self.id
+
+
+def parse_recipient(value: str) -> Recipient:
+    """`group:<object id>` for an Entra ID group (its team), else a user object id or UPN."""
+    text = value.strip()
+    if text.lower().startswith(GROUP_PREFIX):
+        group_id = text[len(GROUP_PREFIX):]
+        if not GUID.match(group_id):
+            raise ValueError(f"{value!r}: a group recipient is 'group:<object id>' with a GUID")
+        return Recipient(kind="group", id=group_id.lower())
+    if GUID.match(text):
+        return Recipient(kind="user", id=text.lower())
+    if UPN.match(text):
+        return Recipient(kind="user", id=text)
+    raise ValueError(f"{value!r}: not a user object id, user principal name or 'group:<id>'")
+
+
+class Notification(BaseModel):
+    """What to tell whom. `link` points at the approval page (required for approval requests)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: NotificationKind
+    recipients: tuple[str, ...] = Field(min_length=1, max_length=100)
+    title: str = Field(min_length=1, max_length=200)
+    text: str = Field(default="", max_length=4000)
+    link: str | None = None
+    instance_id: str | None = None
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, item in enumerate(value):
+            try:
+                parse_recipient(item)
+            except ValueError as exc:
+                raise ValueError(f"recipients[{index}]: {exc}") from None
+        return tuple(dict.fromkeys(item.strip() for item in value))
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("link: must be an absolute http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _approval_has_link(self) -> Notification:
+        if self.kind == "approval_request" and not self.link:
+            raise ValueError("link: an approval request must link to the approval page")
+        return self
+
+    def parsed_recipients(self) -> list[Recipient]:
+        return [parse_recipient(item) for item in self.recipients]
+
+
+class Delivery(BaseModel):
+    """What happened for one recipient."""
+
+    model_config = ConfigDict(frozen=True)
+    recipient: str
+    channel: Channel | None
+    ok: bool
+    status_code: int | None = None
+    detail: str = ""
+
+
+class NotificationResult(BaseModel):
+    """`ok` when every recipient was reached on some channel. Returned, never raised."""
+
+    model_config = ConfigDict(frozen=True)
+    ok: bool
+    deliveries: tuple[Delivery, ...] = ()
+    path: str | None = None  # the outbox file, for the local notifier
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class Notifier(Protocol):
+    def notify(self, tenant_id: str, notification: Notification) -> NotificationResult: ...
+
+
+# --- pure payload builders (Graph JSON shapes) -------------------------------------------------------
+
+
+def chain_id(notification: Notification) -> int | None:
+    """Same gate and kind -> same chain, so a reminder replaces the earlier card instead of piling up."""
+    if not notification.instance_id:
+        return None
+    digest = hashlib.sha256(f"{notification.instance_id}|{notification.kind}".encode()).digest()
+    return int.from_bytes(digest[:7], "big")  # positive Int64
+
+
+def activity_notification_body(
+    notification: Notification, web_url: str, *, teams_app_id: str | None = None,
+    recipient: Recipient | None = None,
+) -> dict[str, Any]:
+    """The `sendActivityNotification` body: a text topic whose webUrl is the approval page. With a group
+    `recipient` it is the team-scoped form (`teamMembersNotificationRecipient`)."""
+    body: dict[str, Any] = {
+        "topic": {"source": "text", "value": notification.title[:100], "webUrl": web_url},
+        "activityType": ACTIVITY_TYPES[notification.kind],
+        "previewText": {"content": (notification.text or notification.title)[:PREVIEW_CHARS]},
+        "templateParameters": [{"name": "title", "value": notification.title}],
+    }
+    chain = chain_id(notification)
+    if chain is not None:
+        body["chainId"] = chain
+    if teams_app_id:
+        body["teamsAppId"] = teams_app_id
+    if recipient is not None and recipient.kind == "group":
+        body["recipient"] = {"@odata.type": "#microsoft.graph.teamMembersNotificationRecipient",
+                             "teamId": recipient.id}
+    return body
+
+
+def mail_html(notification: Notification, web_url: str | None) -> str:
+    parts = [f"<p><strong>{html.escape(notification.title)}</strong></p>"]
+    if notification.text:
+        parts.append("<p>" + html.escape(notification.text).replace("\n", "<br>") + "</p>")
+    if web_url:
+        label = "Review and decide" if notification.kind == "approval_request" else "Open in Gatekeeper"
+        parts.append(f'<p><a href="{html.escape(web_url, quote=True)}">{label}</a></p>')
+    if notification.instance_id:
+        parts.append(f"<p style=\"color:#666\">Gate {html.escape(notification.instance_id)}</p>")
+    return "\n".join(parts)
+
+
+def mail_subject(notification: Notification) -> str:
+    prefix = {"approval_request": "Approval needed", "alert": "Alert", "info": "Info",
+              "human_task": "Action needed"}[notification.kind]
+    return f"[Gatekeeper] {prefix}: {notification.title}"
+
+
+def send_mail_body(notification: Notification, address: str, web_url: str | None) -> dict[str, Any]:
+    """The `POST /users/{sender}/sendMail` body for one recipient."""
+    return {
+        "message": {
+            "subject": mail_subject(notification),
+            "body": {"contentType": "HTML", "content": mail_html(notification, web_url)},
+            "toRecipients": [{"emailAddress": {"address": address}}],
+        },
+        "saveToSentItems": False,
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """`GraphNotifier` and `OutboxNotifier` on demand, so importing the model never loads msgraph."""
+    if name == "GraphNotifier":
+        from gatekeeper.integrations.graph_notify import GraphNotifier
+
+        return GraphNotifier
+    if name == "OutboxNotifier":
+        from gatekeeper.local.outbox import OutboxNotifier
+
+        return OutboxNotifier
+    raise AttributeError(name)
+
+
+__all__ = [
+    "ACTIVITY_TYPES", "Delivery", "GraphNotifier", "Notification", "NotificationResult", "Notifier",
+    "OutboxNotifier", "Recipient", "activity_notification_body", "parse_recipient", "send_mail_body",
+]

@@ -1,0 +1,83 @@
+"""`approval_chain`: the stages of one approval, driven by the pure state machine in
+`gatekeeper.approvals.chain`.
+
+Per stage: ask (activity), then race the next vote event against the stage's durable timer with
+`task_any`; a vote goes through `chain.apply`, the timer through `chain.expire`; when a decision wins the
+timer is cancelled. Deterministic: time only from `context.current_utc_datetime`, no I/O here; the history
+carries vote events (ids and decisions) and small activity results. No `continue_as_new` while waiting
+(the Python SDK drops events raised during it).
+
+Vote events are numbered (`approval-vote-0`, `-1`, ...) by the decision route, and the chain waits for them
+in order: the Python SDK keeps only the last early event per name and replays it to every later wait on
+that name, so one shared event name would lose and repeat votes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import datetime
+from typing import Any
+
+from gatekeeper.approvals import chain
+from gatekeeper.gates.model import ChainInput, ChainResult, VoteEvent, vote_event_name
+from orchestrators import names
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
+    request = ChainInput.model_validate(context.get_input())
+    base = {"tenant_id": request.tenant_id}
+    state = chain.start(request.plan, request.requester, context.current_utc_datetime)
+    consumed = 0  # vote events taken so far; the next one is vote_event_name(consumed)
+    while not state.closed:
+        stage = state.stage
+        spec = state.current
+        context.set_custom_status({"stage": stage, "stage_name": spec.name, "deadline": _iso(state.deadline)})
+        yield context.call_activity(names.REQUEST_APPROVAL, {
+            **base, "gate_id": request.gate_id, "chain_id": context.instance_id, "stage": stage,
+            "deadline": _iso(state.deadline), "at": _iso(context.current_utc_datetime),
+        })
+        timer = context.create_timer(state.deadline)
+        outcome: chain.Outcome | None = None
+        while not state.closed and state.stage == stage:
+            vote_task = context.wait_for_external_event(vote_event_name(consumed))
+            winner = yield context.task_any([vote_task, timer])
+            if winner is timer:
+                state, outcome = chain.expire(state, context.current_utc_datetime)
+                break
+            consumed += 1
+            event = VoteEvent.model_validate(vote_task.result)
+            vote = chain.Vote(voter_id=event.voter_id, decision=event.decision, at=event.at, stage=event.stage,
+                              groups=frozenset(event.groups), aliases=frozenset(event.aliases))
+            state, outcome = chain.apply(state, vote, now=context.current_utc_datetime)
+            if isinstance(outcome, chain.Refusal):  # the route checked first; this is a race it lost
+                yield context.call_activity(names.AUDIT, {
+                    **base, "kind": "approval_decided", "instance_id": request.gate_id, "actor": event.voter_id,
+                    "subject": request.title, "at": _iso(context.current_utc_datetime),
+                    "data": {"stage": stage, "vote": event.seq, "counted": False, "refusal": outcome.slug},
+                })
+        if not timer.is_completed:
+            timer.cancel()
+        yield context.call_activity(names.AUDIT, _stage_audit(request, stage, spec.name, outcome, state, context))
+    return ChainResult(
+        status=state.status.value, reason=state.reason or "", stage=state.stage,
+        votes=tuple({"voter_id": v.voter_id, "decision": v.decision.value, "stage": v.stage} for v in state.votes),
+        escalations=state.escalations,
+    ).model_dump(mode="json")
+
+
+def _stage_audit(request: ChainInput, stage: int, stage_name: str, outcome: Any, state: chain.ChainState,
+                 context: Any) -> dict[str, Any]:
+    kind = {chain.Escalated: "approval_escalated"}.get(type(outcome), "approval_decided")
+    if isinstance(outcome, chain.ChainRejected) and outcome.reason == "timeout":
+        kind = "approval_expired"
+    return {
+        "tenant_id": request.tenant_id, "kind": kind, "instance_id": request.gate_id, "subject": request.title,
+        "at": _iso(context.current_utc_datetime),
+        "data": {"stage": stage, "stage_name": stage_name, "outcome": type(outcome).__name__,
+                 "approvals": list(state.approvals(stage)), "chain_status": state.status.value,
+                 "next_stage": state.stage if not state.closed else None},
+    }

@@ -1,0 +1,139 @@
+"""Deduplication and gate start: the real queue trigger and the real DurableOrchestrationClient against a
+local server speaking the Durable Functions HTTP API, with the dedupe records in Azurite."""
+
+from __future__ import annotations
+
+import json
+
+import azure.durable_functions as df
+import azure.functions as func
+import pytest
+
+from functions.durable_gateway import DurableClientGateway
+from gatekeeper.ingest.dispatcher import Disposition, gate_input
+from gatekeeper.ingest.queue import decode_message
+from gatekeeper.runtime import set_runtime
+from gatekeeper.store.tables import TablePurpose
+from tests.conftest import ROOT, SHARED_FIXTURES
+from tests.support.durable_api import DurableApiServer
+from tests.support.worker_loop import run_on_worker, worker_loop
+from tests.support.gatekeeper_env import github_request, http_function, make_env
+
+DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.requested.json").read_text())
+
+
+@pytest.fixture
+def env(storage_connection_string, tmp_path):
+    env = make_env(storage_connection_string, tmp_path / "keys")
+    set_runtime(env.runtime)
+    yield env
+    set_runtime(None)
+
+
+@pytest.fixture
+def durable():
+    with DurableApiServer() as server:
+        yield server
+
+
+def deliver(env, event: str, payload: dict, delivery: str | None = None) -> None:
+    response = http_function("github_webhook")(github_request(event, payload, delivery=delivery))
+    assert response.status_code == 202, response.get_body()
+
+
+def run_dispatcher(env, durable) -> None:
+    """What the Functions host does: hand each queued message to the trigger with a client binding."""
+    for text in env.drain():
+        trigger(text.encode(), durable)
+
+
+def trigger(body: bytes, durable) -> None:
+    """Invoke the registered trigger as the worker does: an awaited coroutine given the binding JSON."""
+    function = http_function("dispatch_pipeline_events")
+    run_on_worker(function(func.QueueMessage(id="x", body=body), client=durable.client_binding))
+
+
+def gateway_for(durable) -> DurableClientGateway:
+    """The gateway on a loop running in another thread, as in the worker (dispatch runs off-loop)."""
+    return DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
+
+
+def started(durable) -> list[tuple[str, str, dict]]:
+    return [r for r in durable.requests if r[0] == "POST" and "/orchestrators/" in r[1]]
+
+
+def test_a_gate_request_starts_one_orchestration_with_the_derived_instance_id(env, durable):
+    deliver(env, "deployment_protection_rule", DPR)
+    run_dispatcher(env, durable)
+    [(_, path, body)] = started(durable)
+    assert path.startswith("/durabletask/orchestrators/deployment_gate/gate-")
+    instance_id = path.rsplit("/", 1)[1]
+    assert body["instance_id"] == instance_id and body["tenant_id"] == env.tenant_id
+    assert set(body) == {"tenant_id", "event_key", "instance_id", "requested_by"}  # ids, not payloads
+    record = env.storage.tenant_table(env.tenant_id, TablePurpose.EVENTS).get_entity("event", body["event_key"])
+    assert record["state"] == "started"
+    assert "octo-repo" not in json.dumps(dict(record), default=str)  # the stored event is sealed
+
+
+def test_redeliveries_never_start_a_second_gate(env, durable):
+    deliver(env, "deployment_protection_rule", DPR, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    deliver(env, "deployment_protection_rule", DPR, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")  # manual
+    deliver(env, "deployment_protection_rule", DPR)  # automatic retry: a new delivery id
+    run_dispatcher(env, durable)
+    assert len(started(durable)) == 1
+
+
+def test_another_environment_is_another_gate(env, durable):
+    deliver(env, "deployment_protection_rule", DPR)
+    staging = dict(DPR, environment="staging", deployment=dict(DPR["deployment"], environment="staging"))
+    deliver(env, "deployment_protection_rule", staging)
+    run_dispatcher(env, durable)
+    assert len({path for _, path, _ in started(durable)}) == 2
+
+
+def test_status_events_are_recorded_once(env, durable):
+    payload = json.loads((SHARED_FIXTURES / "github/workflow_run.completed.payload.json").read_text())
+    deliver(env, "workflow_run", payload)
+    deliver(env, "workflow_run", payload)
+    messages = env.drain()
+    gateway = gateway_for(durable)
+    dispatcher = env.runtime.dispatcher(gateway)
+    outcomes = [dispatcher.dispatch(decode_message(env.runtime.sealer, m).event, "e") for m in messages]
+    assert [o.disposition for o in outcomes] == [Disposition.RECORDED, Disposition.DUPLICATE]
+    assert started(durable) == []
+
+
+def test_a_failed_start_is_retried_not_mistaken_for_a_duplicate(env, durable):
+    deliver(env, "deployment_protection_rule", DPR)
+    [text] = env.drain()
+    queued = decode_message(env.runtime.sealer, text)
+    gateway = gateway_for(durable)
+    dispatcher = env.runtime.dispatcher(gateway)
+    durable.fail_next_starts = 1
+    with pytest.raises(Exception, match="storage unavailable"):
+        dispatcher.dispatch(queued.event, queued.event_id)  # the host would retry the message
+    result = dispatcher.dispatch(queued.event, queued.event_id)
+    assert result.disposition is Disposition.STARTED
+    assert durable.instances[queued.event.instance_id]["input"] == gate_input(queued.event)
+    again = dispatcher.dispatch(queued.event, queued.event_id)
+    assert again.disposition is Disposition.DUPLICATE
+
+
+def test_an_existing_instance_is_not_replaced(env, durable):
+    """start_new silently replaces an existing instance, so the dispatcher checks first."""
+    deliver(env, "deployment_protection_rule", DPR)
+    [text] = env.drain()
+    queued = decode_message(env.runtime.sealer, text)
+    durable.instances[queued.event.instance_id] = {"name": "deployment_gate", "instanceId": queued.event.instance_id,
+                                                   "runtimeStatus": "Running"}
+    gateway = gateway_for(durable)
+    assert gateway.exists(queued.event.instance_id)
+    assert env.runtime.dispatcher(gateway).dispatch(queued.event, "e").disposition is Disposition.DUPLICATE
+    assert started(durable) == []
+
+
+def test_undecodable_messages_are_dead_lettered(env, durable):
+    trigger(b'{"v": 1, "tenant": "abc"}', durable)
+    from gatekeeper.ingest.deadletter import DeadLetters
+
+    assert any("undecodable" in d.reason for d in DeadLetters(env.storage).list("pipeline-events"))

@@ -1,0 +1,137 @@
+"""Builds a real Gatekeeper runtime for tests: Azurite storage, local tenant keys, a fresh registry."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
+
+from gatekeeper.runtime import Runtime
+from gatekeeper.store.keys import LocalKeyProvider, build_cipher
+from gatekeeper.store.tables import StorageAccount
+from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
+from gatekeeper.tenancy.registry import IDENTITY_PARTITION, TENANT_PARTITION
+
+GITHUB_SECRET = "gh-webhook-secret-for-tests"
+ADO_CHECK_SECRET = "ado-check-secret-for-tests"
+ADO_HOOK_SECRET = "ado-hook-secret-for-tests"
+API_KEY = "generic-api-key-for-tests"
+ENTRA_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+FIXTURE_IDENTITIES = (
+    "github:org:octo-org",
+    "github:org:octocoders",
+    "github:org:terraform-test-github",
+    "github:repo:codertocat/hello-world",
+    "github:repo:lineville/elastic-machines-testing",
+    "azure-devops:org:https://dev.azure.com/fabrikam/",
+    "azure-devops:account:f844ec47-a9db-4511-8281-8b63f4eaf94e",
+)
+
+
+@dataclass
+class GatekeeperEnv:
+    runtime: Runtime
+    tenant_id: str
+    storage: StorageAccount
+
+    def queue(self) -> QueueClient:
+        return self.storage.queue(
+            self.runtime.queue_name,
+            message_encode_policy=BinaryBase64EncodePolicy(),
+            message_decode_policy=BinaryBase64DecodePolicy(),
+        )
+
+    def queued_texts(self) -> list[str]:
+        return [m.content.decode() for m in self.queue().peek_messages(max_messages=32)]
+
+    def drain(self) -> list[str]:
+        queue = self.queue()
+        texts = []
+        for message in queue.receive_messages(max_messages=32):
+            texts.append(message.content.decode())
+            queue.delete_message(message)
+        return texts
+
+
+def make_env(connection_string: str, key_dir: Path, *, extra_identities: tuple[str, ...] = ()) -> GatekeeperEnv:
+    storage = StorageAccount(connection_string=connection_string)
+    tenant_id = "t" + uuid.uuid4().hex[:12]
+    runtime = Runtime(
+        storage=storage,
+        sealer=build_cipher(storage, LocalKeyProvider(str(key_dir))),
+        tenant_cache_seconds=0,
+        queue_name="q" + uuid.uuid4().hex[:12],
+        environ={
+            "GK_GITHUB": GITHUB_SECRET,
+            "GK_ADO_CHECK": ADO_CHECK_SECRET,
+            "GK_ADO_HOOK": ADO_HOOK_SECRET,
+            "GK_API_KEY": API_KEY,
+        },
+    )
+    registry = runtime.registry
+    # The fixture payloads' organisations are claimed by exactly one tenant at a time.
+    for entity in list(registry.table.list_entities()):
+        if entity["PartitionKey"] in (IDENTITY_PARTITION, TENANT_PARTITION):
+            registry.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    registry.import_records(
+        [
+            TenantRecord(
+                tenant_id=tenant_id,
+                display_name="Contoso",
+                identities=FIXTURE_IDENTITIES + extra_identities,
+                entra_tenant_ids=(ENTRA_TENANT,),
+                secrets={
+                    SecretPurpose.GITHUB_WEBHOOK: ("env:GK_GITHUB",),
+                    SecretPurpose.AZURE_DEVOPS_CHECK: ("env:GK_ADO_CHECK",),
+                    SecretPurpose.AZURE_DEVOPS_SERVICE_HOOK: ("env:GK_ADO_HOOK",),
+                    SecretPurpose.GENERIC_API_KEY: ("env:GK_API_KEY",),
+                },
+            )
+        ]
+    )
+    runtime.sink.ensure_queue()
+    return GatekeeperEnv(runtime, tenant_id, storage)
+
+
+def github_request(
+    event: str, payload: dict[str, Any] | bytes, *, secret: str = GITHUB_SECRET, delivery: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> func.HttpRequest:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    all_headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": signature,
+        "User-Agent": "GitHub-Hookshot/abc123",
+    }
+    all_headers.update(headers or {})
+    return func.HttpRequest("POST", "http://localhost/api/github/webhook", headers=all_headers, body=body)
+
+
+@functools.cache
+def registered_functions() -> dict[str, Any]:
+    """The user functions of the real function app by name (get_functions() may run only once)."""
+    import function_app
+
+    return {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+
+
+def http_function(name: str):  # type: ignore[no-untyped-def]
+    """The user function registered under `name` in the real function app (decorators and all)."""
+    return registered_functions()[name]
+
+
+def problem(response: func.HttpResponse) -> dict[str, Any]:
+    assert response.mimetype == "application/problem+json", response.get_body()
+    return json.loads(response.get_body())

@@ -1,0 +1,65 @@
+"""Bearer header parsing, validator configuration and claim mapping (no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatekeeper.errors import Problem
+from gatekeeper.security.entra import EntraTokenValidator, bearer_token, principal_from_claims
+
+OID = "5f6c2b1e-8d3a-4c1b-9e7f-0a1b2c3d4e5f"
+TID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+@pytest.mark.parametrize("header", ["Bearer abc.def.ghi", "bearer abc.def.ghi", "  BEARER   abc.def.ghi  "])
+def test_bearer_token_extracts_the_token(header):
+    assert bearer_token(header) == "abc.def.ghi"
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [(None, "missing-token"), ("", "missing-token"), ("   ", "missing-token"), ("Basic dXNlcjpwYXNz", "malformed"),
+     ("Bearer", "malformed"), ("Bearer a b", "malformed"), ("abc.def.ghi", "malformed")],
+)
+def test_bearer_token_refuses_other_shapes(header, reason):
+    with pytest.raises(Problem) as info:
+        bearer_token(header)
+    assert (info.value.status, info.value.extra["reason"]) == (401, reason)
+    assert "dXNlcjpwYXNz" not in str(info.value.to_dict())
+
+
+def test_from_settings_reads_audiences_host_and_cache():
+    v = EntraTokenValidator.from_settings(env={
+        "GATEKEEPER_ENTRA_AUDIENCE": "api://gatekeeper, 8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d",
+        "GATEKEEPER_ENTRA_AUTHORITY_HOST": "https://login.microsoftonline.us/",
+        "GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS": "120",
+    })
+    assert v.audiences == ["api://gatekeeper", "8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d"]
+    assert v.jwks_uri(TID) == f"https://login.microsoftonline.us/{TID}/discovery/v2.0/keys"
+    assert v.issuers(TID) == [f"https://login.microsoftonline.us/{TID}/v2.0"]
+    assert v.jwks_cache_seconds == 120
+
+
+def test_from_settings_requires_an_audience():
+    with pytest.raises(RuntimeError, match="GATEKEEPER_ENTRA_AUDIENCE"):
+        EntraTokenValidator.from_settings(env={})
+    with pytest.raises(ValueError, match="audience"):
+        EntraTokenValidator([])
+
+
+def test_v1_issuer_is_opt_in():
+    assert len(EntraTokenValidator("aud").issuers(TID)) == 1
+    assert f"https://sts.windows.net/{TID}/" in EntraTokenValidator("aud", accept_v1_issuer=True).issuers(TID)
+
+
+def test_claims_map_to_principal_with_overage_and_v1_upn():
+    p = principal_from_claims({"oid": OID, "tid": TID, "sub": "pairwise", "scp": "access_as_user",
+                               "upn": "ada@contoso.example", "_claim_names": {"groups": "src1"},
+                               "roles": ["A", 7], "groups": "not-a-list"})
+    assert p.upn == "ada@contoso.example" and p.groups_overage and p.groups == frozenset()
+    assert p.roles == {"A"} and not p.app_only
+
+
+def test_app_only_detection_without_idtyp():
+    assert principal_from_claims({"oid": OID, "tid": TID, "sub": OID}).app_only
+    assert not principal_from_claims({"oid": OID, "tid": TID, "sub": OID, "idtyp": "user"}).app_only

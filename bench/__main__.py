@@ -19,7 +19,7 @@ def main(argv: list[str]) -> int:
     missed = False
     for name in wanted:
         module = importlib.import_module(f"bench.{name}")
-        print(f"== {name[len('bench_'):]}", flush=True)
+        print(f"== {name[len('bench_') :]}", flush=True)
         for result in module.run():
             print("  " + result.line(), flush=True)
             missed |= result.met() is False

@@ -31,7 +31,9 @@ def connector_events(msg: func.QueueMessage) -> None:
         outcome = services().ingestion.connector(msg.get_body())
         log.info("connector message %s: %s", msg.id, outcome.status)
     except Problem as problem:
-        services().dead_letters.record(CONNECTOR_EVENTS_QUEUE, text, f"{problem.status} {problem.slug}: {problem.detail}")
+        services().dead_letters.record(
+            CONNECTOR_EVENTS_QUEUE, text, f"{problem.status} {problem.slug}: {problem.detail}"
+        )
 
 
 @bp.function_name("dispatch_pipeline_events")

@@ -59,5 +59,7 @@ def list_tenants(args: argparse.Namespace) -> int:
     print(f"{'TENANT':<16} {'NAME':<28} {'ENABLED':<8} IDENTITIES")
     for record in records:
         identities = ", ".join(record.all_identities) or "-"
-        print(f"{record.tenant_id:<16} {record.display_name[:28]:<28} {'yes' if record.enabled else 'no':<8} {identities}")
+        print(
+            f"{record.tenant_id:<16} {record.display_name[:28]:<28} {'yes' if record.enabled else 'no':<8} {identities}"
+        )
     return 0

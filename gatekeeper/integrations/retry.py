@@ -24,7 +24,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from gatekeeper.integrations.urls import install_query_redaction
+
 log = logging.getLogger("gatekeeper.integrations")
+install_query_redaction()
 
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (requests.ConnectionError, requests.Timeout)
 MAX_DETAIL_CHARS = 300

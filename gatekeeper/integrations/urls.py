@@ -8,6 +8,8 @@ allowed only when the composition root says so (local development, tests, the de
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -72,3 +74,29 @@ def safe_url(url: str) -> str:
 def same_origin(url: str, base: str) -> bool:
     a, b = urlsplit(url), urlsplit(base)
     return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+_QUERY = re.compile(r"\?[^\s\"']*")
+
+
+class QueryRedactingFilter(logging.Filter):
+    """Removes query strings from HTTP libraries' request-line logs: a callback URL's query may carry a
+    key (e.g. a function key `?code=`), and urllib3 logs request lines at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_QUERY.sub("?<redacted>", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and "?" in record.msg:
+            record.msg = _QUERY.sub("?<redacted>", record.msg)
+        return True
+
+
+_FILTER = QueryRedactingFilter()
+
+
+def install_query_redaction(logger_names: tuple[str, ...] = ("urllib3.connectionpool", "httpx")) -> None:
+    """Idempotent: attach the filter to the loggers that print request URLs."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -14,6 +14,7 @@ for 127.0.0.1 at start-up; clients get `connection_verify=<ca file>` and `verify
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -475,7 +476,7 @@ class _Handler(BaseHTTPRequestHandler):
     vault: LocalKeyVault
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+    def log_message(self, format: str, *args: Any) -> None:
         return None
 
     def _send(self, status: int, body: dict[str, Any] | None, headers: dict[str, str] | None = None) -> None:
@@ -523,11 +524,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(status, answer)
 
-    do_GET = _dispatch  # noqa: N815 - http.server's naming
-    do_POST = _dispatch  # noqa: N815
-    do_DELETE = _dispatch  # noqa: N815
-    do_PATCH = _dispatch  # noqa: N815
-    do_PUT = _dispatch  # noqa: N815
+    do_GET = _dispatch
+    do_POST = _dispatch
+    do_DELETE = _dispatch
+    do_PATCH = _dispatch
+    do_PUT = _dispatch
 
 
 def _make_tls_files(workdir: Path) -> tuple[str, str, str]:
@@ -592,10 +593,8 @@ def _make_tls_files(workdir: Path) -> tuple[str, str, str]:
 def main() -> None:  # pragma: no cover - manual use: python -m gatekeeper.local.keyvault_server
     with LocalKeyVault() as vault:
         print(f"local Key Vault at {vault.vault_url} (CA file {vault.ca_file}); Ctrl-C to stop", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -420,7 +420,7 @@ class LocalAzureDevOpsServer(LocalServer):
                 self.completions.append({"project": project, "hub": hub, "plan": plan, "body": document,
                                          "auth_scheme": scheme})
             return _empty(200)
-        if method == "POST" and len(parts) == 14 and parts[8] == "timelines" and parts[10] == "records" \
+        if method == "POST" and len(parts) == 13 and parts[8] == "timelines" and parts[10] == "records" \
                 and parts[12:] == ["feed"]:
             if not isinstance(document, dict) or not isinstance(document.get("value"), list) \
                     or document.get("count") != len(document["value"]):

@@ -24,7 +24,6 @@ from typing import Any, Literal
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
-from jsonschema.exceptions import best_match
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from gatekeeper.errors import ValidationProblem
@@ -159,13 +158,21 @@ def _schema_message(error: SchemaError) -> str:
     return error.message
 
 
+def _actionable(error: SchemaError) -> SchemaError:
+    """For oneOf/anyOf the top error only says "not valid under any of the given schemas". The branch
+    meant is the one the value has the right type for, so prefer errors other than `type`, then the
+    deepest one."""
+    if not error.context:
+        return error
+    candidates = [e for e in error.context if e.validator != "type"] or list(error.context)
+    return _actionable(max(candidates, key=lambda e: len(e.absolute_path)))
+
+
 def _schema_issues(data: Any) -> list[tuple[str, str]]:
     issues = []
     for error in sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
-        # For anyOf/oneOf the top error says only "is not valid under any of the given schemas"; the
-        # closest branch's error is the one a person can act on.
-        deepest = best_match(error.context) if error.context else error
-        issues.append((format_path(deepest.absolute_path), _schema_message(deepest)))
+        chosen = _actionable(error)
+        issues.append((format_path(chosen.absolute_path), _schema_message(chosen)))
     return issues
 
 

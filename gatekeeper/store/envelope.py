@@ -168,7 +168,9 @@ class EnvelopeCipher:
             try:
                 data_key_id, key = self._keys.active_key(tenant_id)
             except KeyProviderError as exc:
-                raise SealingUnavailable(f"tenant {tenant_id}: cannot seal, the data key is unavailable: {exc}") from exc
+                raise SealingUnavailable(
+                    f"tenant {tenant_id}: cannot seal, the data key is unavailable: {exc}"
+                ) from exc
             except Exception as exc:
                 raise SealingUnavailable(
                     f"tenant {tenant_id}: cannot seal, unexpected key failure ({type(exc).__name__})"

@@ -13,6 +13,7 @@ Plain data keys leave this module only as return values to the cipher, which kee
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import re
 import secrets
@@ -197,18 +198,14 @@ class DataKeyRing:
         """Keep the informative `active` flags in step with the pointer (the pointer is the truth)."""
         updates = [(active, True)] + ([(previous, False)] if previous and previous != active else [])
         for row, flag in updates:
-            try:
+            with contextlib.suppress(AzureError):  # a stale flag is cosmetic; the pointer decides
                 table.update_entity(
                     {"PartitionKey": DATA_KEY_PARTITION, "RowKey": row, "active": flag}, mode=UpdateMode.MERGE
                 )
-            except AzureError:
-                pass  # a stale flag is cosmetic; the pointer decides
 
     def _discard(self, table: TableClient, data_key_id: str) -> None:
-        try:
+        with contextlib.suppress(AzureError):  # an unused, never-active row is harmless
             table.delete_entity(DATA_KEY_PARTITION, data_key_id)
-        except AzureError:
-            pass  # an unused, never-active row is harmless
 
     def _create_first(self, tenant_id: str) -> tuple[str, bytes]:
         table, data_key_id, key = self._insert_new(tenant_id)
@@ -256,6 +253,9 @@ class DataKeyRing:
     def rewrap(self, tenant_id: str) -> RewrapResult:
         """KEK rotation: re-wrap every data key under the KEK's current version. Data is not touched; each new
         wrapping is checked by unwrapping it before it replaces the old one (a bad re-wrap would shred)."""
+        records = self.records(tenant_id)
+        if not records:
+            return RewrapResult(kek_id="", rewrapped=[], already_current=[])
         try:
             client = self.provider.crypto_client(tenant_id)
             current = str(client.key_id or "")
@@ -265,7 +265,7 @@ class DataKeyRing:
             raise KeyServiceUnavailable(f"tenant {tenant_id}: the KEK has no versioned id")
         done: list[str] = []
         skipped: list[str] = []
-        for record in self.records(tenant_id):
+        for record in records:
             if record.kek_id == current:
                 skipped.append(record.data_key_id)
                 continue

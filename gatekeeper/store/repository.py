@@ -122,7 +122,9 @@ class TenantRepository:
     def delete(self, partition_key: str, row_key: str) -> None:
         self._client.delete_entity(check_key("PartitionKey", partition_key), check_key("RowKey", row_key))
 
-    def batch(self, entities: Iterable[Mapping[str, Any]], *, operation: Literal["create", "upsert"] = "create") -> None:
+    def batch(
+        self, entities: Iterable[Mapping[str, Any]], *, operation: Literal["create", "upsert"] = "create"
+    ) -> None:
         """One entity-group transaction (same partition, at most 100 rows): all or nothing."""
         sealed = [self._seal(e) for e in entities]
         if sealed:

@@ -37,7 +37,8 @@ class InvalidTenantId(ValueError):
 
 
 def validate_tenant_id(tenant_id: str) -> str:
-    if not TENANT_ID_PATTERN.match(tenant_id):
+    # fullmatch, not match: `$` would also accept a trailing newline ("acme\n")
+    if not isinstance(tenant_id, str) or not TENANT_ID_PATTERN.fullmatch(tenant_id):
         raise InvalidTenantId(
             f"tenant id {tenant_id!r} must be 3-32 lower-case letters and digits, starting with a letter"
         )
@@ -47,7 +48,7 @@ def validate_tenant_id(tenant_id: str) -> str:
 def tenant_table_name(tenant_id: str, purpose: TablePurpose) -> str:
     """`gk<tenant><Purpose>`: unique per tenant and purpose, and a valid Azure table name."""
     name = f"gk{validate_tenant_id(tenant_id)}{TablePurpose(purpose).value}"
-    if not TABLE_NAME_PATTERN.match(name):  # defensive: the tenant pattern already guarantees it
+    if not TABLE_NAME_PATTERN.fullmatch(name):  # defensive: the tenant pattern already guarantees it
         raise InvalidTenantId(f"derived table name {name!r} is not a valid table name")
     return name
 

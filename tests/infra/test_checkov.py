@@ -68,11 +68,11 @@ def test_no_stale_skip(failed_checks):
 
 
 def test_checkov_catches_a_broken_copy(tmp_path):
-    """The gate can fail: re-enable shared-key access and anonymous blob access in a copy."""
+    """The gate can fail: a copy that lets clients fall back to TLS 1.0 is reported."""
     if not INFRA_PYTHON.exists():
         pytest.skip(SKIP_REASON)
     broken = copy_infra(tmp_path, {"modules/storage.bicep": (
-        "    allowBlobPublicAccess: false\n", "    allowBlobPublicAccess: true\n")})
-    failed = run_checkov(broken / "modules", "--check", "CKV_AZURE_190")
+        "    minimumTlsVersion: 'TLS1_2'\n", "    minimumTlsVersion: 'TLS1_0'\n")})
+    failed = run_checkov(broken / "modules", "--check", "CKV_AZURE_44")
     assert {(c["check_id"], c["resource"]) for c in failed} == {
-        ("CKV_AZURE_190", "Microsoft.Storage/storageAccounts.storage")}
+        ("CKV_AZURE_44", "Microsoft.Storage/storageAccounts.storage")}

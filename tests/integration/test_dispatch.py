@@ -16,8 +16,8 @@ from gatekeeper.runtime import set_runtime
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT, SHARED_FIXTURES
 from tests.support.durable_api import DurableApiServer
-from tests.support.worker_loop import run_on_worker, worker_loop
 from tests.support.gatekeeper_env import github_request, http_function, make_env
+from tests.support.worker_loop import run_on_worker, worker_loop
 
 DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.requested.json").read_text())
 
@@ -124,8 +124,11 @@ def test_an_existing_instance_is_not_replaced(env, durable):
     deliver(env, "deployment_protection_rule", DPR)
     [text] = env.drain()
     queued = decode_message(env.runtime.sealer, text)
-    durable.instances[queued.event.instance_id] = {"name": "deployment_gate", "instanceId": queued.event.instance_id,
-                                                   "runtimeStatus": "Running"}
+    durable.instances[queued.event.instance_id] = {
+        "name": "deployment_gate",
+        "instanceId": queued.event.instance_id,
+        "runtimeStatus": "Running",
+    }
     gateway = gateway_for(durable)
     assert gateway.exists(queued.event.instance_id)
     assert env.runtime.dispatcher(gateway).dispatch(queued.event, "e").disposition is Disposition.DUPLICATE

@@ -7,10 +7,9 @@ import threading
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from gatekeeper.local.keyvault_server import LocalKeyVault
 from gatekeeper.store.envelope import EnvelopeCipher, SealedDataUnreadable, SealingUnavailable
 from gatekeeper.store.keyring import DATA_KEY_PARTITION, DataKeyRing
-from gatekeeper.store.keys import KeyVaultKeyProvider, build_cipher, tenant_key_name
+from gatekeeper.store.keys import KeyVaultKeyProvider, tenant_key_name
 from gatekeeper.store.repository import TenantRepository
 from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_name
 from tests.keyvault_fixtures import (  # noqa: F401

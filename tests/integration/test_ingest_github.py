@@ -66,7 +66,10 @@ def test_published_payloads_are_accepted(env, event, fixture, kind):
 
 @pytest.mark.parametrize(
     ("event", "fixture"),
-    [("check_suite", "check_suite.completed.payload.json"), ("deployment_review", "deployment_review.requested.payload.json")],
+    [
+        ("check_suite", "check_suite.completed.payload.json"),
+        ("deployment_review", "deployment_review.requested.payload.json"),
+    ],
 )
 def test_other_events_are_ignored_with_a_reason(env, event, fixture):
     response = call(github_request(event, shared(fixture)))
@@ -79,10 +82,16 @@ def test_other_events_are_ignored_with_a_reason(env, event, fixture):
 def test_forged_missing_and_unknown_tenant_signatures_look_the_same(env):
     forged = call(github_request("deployment_protection_rule", DPR, secret="not-the-secret"))
     unsigned = call(github_request("deployment_protection_rule", DPR, headers={"X-Hub-Signature-256": ""}))
-    stranger = dict(DPR, organization=dict(DPR["organization"], login="someone-else"),
-                    repository=dict(DPR["repository"], full_name="someone-else/repo",
-                                    owner=dict(DPR["repository"]["owner"], login="someone-else")),
-                    installation={"id": 999})
+    stranger = dict(
+        DPR,
+        organization=dict(DPR["organization"], login="someone-else"),
+        repository=dict(
+            DPR["repository"],
+            full_name="someone-else/repo",
+            owner=dict(DPR["repository"]["owner"], login="someone-else"),
+        ),
+        installation={"id": 999},
+    )
     unknown = call(github_request("deployment_protection_rule", stranger))
     bodies = [problem(r) for r in (forged, unsigned, unknown)]
     assert {r.status_code for r in (forged, unsigned, unknown)} == {401}
@@ -133,8 +142,13 @@ def test_invalid_payload_names_the_field(env):
 
 
 def test_ping_is_answered(env):
-    ping = {"zen": "Keep it logically awesome.", "hook_id": 1, "hook": {"type": "Organization", "id": 1},
-            "organization": DPR["organization"], "sender": DPR["sender"]}
+    ping = {
+        "zen": "Keep it logically awesome.",
+        "hook_id": 1,
+        "hook": {"type": "Organization", "id": 1},
+        "organization": DPR["organization"],
+        "sender": DPR["sender"],
+    }
     response = call(github_request("ping", ping))
     assert response.status_code == 202
 

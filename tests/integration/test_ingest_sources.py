@@ -65,8 +65,16 @@ def check_headers(**overrides: str) -> dict[str, str]:
     return {k: v for k, v in headers.items() if v}
 
 
-CHECK_BODY = json.dumps({"environment": "production", "repository": "fabrikam/web", "runId": "1234",
-                         "ref": "refs/heads/main", "commit": "a1b2c3d", "requestedBy": "alice@fabrikam.com"}).encode()
+CHECK_BODY = json.dumps(
+    {
+        "environment": "production",
+        "repository": "fabrikam/web",
+        "runId": "1234",
+        "ref": "refs/heads/main",
+        "commit": "a1b2c3d",
+        "requestedBy": "alice@fabrikam.com",
+    }
+).encode()
 
 
 def test_check_is_acknowledged_with_200_and_the_token_is_sealed(env, caplog):
@@ -82,8 +90,9 @@ def test_check_is_acknowledged_with_200_and_the_token_is_sealed(env, caplog):
     assert JOB_TOKEN not in repr(event) and JOB_TOKEN not in event.model_dump_json()
 
 
-@pytest.mark.parametrize("missing", ["PlanUrl", "ProjectId", "HubName", "PlanId", "JobId", "TimelineId",
-                                     "TaskInstanceId", "AuthToken"])
+@pytest.mark.parametrize(
+    "missing", ["PlanUrl", "ProjectId", "HubName", "PlanId", "JobId", "TimelineId", "TaskInstanceId", "AuthToken"]
+)
 def test_check_without_a_documented_header_names_it(env, missing):
     response = post("azure_devops_check", CHECK_BODY, check_headers(**{missing: ""}))
     assert response.status_code in (400, 401, 422)
@@ -115,8 +124,9 @@ def basic(password: str) -> str:
 )
 def test_service_hook_samples_are_accepted(env, fixture, kind):
     body = (SHARED_FIXTURES / "azure-devops" / fixture).read_bytes()
-    response = post("azure_devops_service_hook", body,
-                    {"Content-Type": "application/json", "Authorization": basic(ADO_HOOK_SECRET)})
+    response = post(
+        "azure_devops_service_hook", body, {"Content-Type": "application/json", "Authorization": basic(ADO_HOOK_SECRET)}
+    )
     assert response.status_code == 202, response.get_body()
     assert json.loads(response.get_body())["kind"] == kind
     assert len(env.queued_texts()) == 1
@@ -124,15 +134,17 @@ def test_service_hook_samples_are_accepted(env, fixture, kind):
 
 def test_service_hook_with_wrong_password_is_refused(env):
     body = (SHARED_FIXTURES / "azure-devops/build.complete.json").read_bytes()
-    response = post("azure_devops_service_hook", body,
-                    {"Content-Type": "application/json", "Authorization": basic("wrong")})
+    response = post(
+        "azure_devops_service_hook", body, {"Content-Type": "application/json", "Authorization": basic("wrong")}
+    )
     assert response.status_code == 401 and env.queued_texts() == []
 
 
 def test_service_hook_unknown_event_is_ignored(env):
     body = (SHARED_FIXTURES / "azure-devops/ms.vss-pipelinechecks-events.approval-pending.json").read_bytes()
-    response = post("azure_devops_service_hook", body,
-                    {"Content-Type": "application/json", "Authorization": basic(ADO_HOOK_SECRET)})
+    response = post(
+        "azure_devops_service_hook", body, {"Content-Type": "application/json", "Authorization": basic(ADO_HOOK_SECRET)}
+    )
     assert response.status_code in (202, 401)  # approval samples carry no account: unknown tenant is refused
     assert env.queued_texts() == []
 
@@ -171,11 +183,13 @@ def test_generic_api_with_an_entra_bearer_token(env):
             "api://gatekeeper", issuer.authority_host, allowed_tenants=env.runtime.is_registered_entra_tenant
         )
         good = issuer.issue("11111111-1111-1111-1111-111111111111", ENTRA_TENANT, "api://gatekeeper")
-        stranger = issuer.issue("11111111-1111-1111-1111-111111111111", "00000000-0000-0000-0000-000000000001",
-                                "api://gatekeeper")
+        stranger = issuer.issue(
+            "11111111-1111-1111-1111-111111111111", "00000000-0000-0000-0000-000000000001", "api://gatekeeper"
+        )
         ok = post("generic_events", GENERIC, {"Content-Type": "application/json", "Authorization": f"Bearer {good}"})
-        refused = post("generic_events", GENERIC,
-                       {"Content-Type": "application/json", "Authorization": f"Bearer {stranger}"})
+        refused = post(
+            "generic_events", GENERIC, {"Content-Type": "application/json", "Authorization": f"Bearer {stranger}"}
+        )
     assert ok.status_code == 202, ok.get_body()
     assert refused.status_code == 401
     assert len(env.queued_texts()) == 1

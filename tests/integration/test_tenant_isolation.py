@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
 
 from gatekeeper.store.envelope import EnvelopeCipher, SealedDataUnreadable
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
@@ -22,7 +21,7 @@ from tests.keyvault_fixtures import local_cipher, local_key_provider, new_tenant
 pytestmark = pytest.mark.azurite
 
 BAD_TENANT_IDS = ["../x", "..", "A", "ab", "Acme", "ACME", "acme-1", "acme/x", "acme x", "1acme", "a" * 33, "",
-                  "acmé", "gkacmeEvents"]
+                  "acmé", "gkacmeEvents", "acme\n", "acme\x00"]
 
 
 class Events(TenantRepository):
@@ -94,7 +93,7 @@ def test_table_names_are_valid_and_never_collide():
     tenants = ["abc", "abce", "abcevents", "gates", "a" * 32, "keys", "acme1", "acme12", "events"]
     names = {(t, p): tenant_table_name(t, p) for t in tenants for p in TablePurpose}
     for name in names.values():
-        assert TABLE_NAME_PATTERN.match(name) and len(name) <= 63, name
+        assert TABLE_NAME_PATTERN.fullmatch(name) and len(name) <= 63, name
     assert len(set(names.values())) == len(names)
 
 
@@ -123,7 +122,7 @@ def test_get_sees_only_the_own_tenant(two_tenants):
     ],
 )
 def test_crafted_filters_stay_inside_the_tenant_table(two_tenants, filter):
-    a, b, repos = two_tenants
+    a, _, repos = two_tenants
     rows = list(repos[a].query(filter))
     assert rows and {row["owner"] for row in rows} == {a}
     assert {row["payload"]["owner"] for row in rows} == {a}

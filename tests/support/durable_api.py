@@ -43,6 +43,9 @@ class DurableApiServer:
 
             def do_POST(self) -> None:
                 body = self._body()
+                if START.match(self.path) and isinstance(body, str):
+                    # The Python SDK sends the input already serialised: a JSON string holding JSON.
+                    body = json.loads(body)
                 server.requests.append(("POST", self.path, body))
                 if match := RAISE.match(self.path):
                     instance = server.instances.get(match["id"])
@@ -51,9 +54,6 @@ class DurableApiServer:
                     instance.setdefault("events", []).append((match["event"], body))
                     return self._send(202)
                 if match := START.match(self.path):
-                    # The Python SDK sends the input already serialised: a JSON string holding JSON.
-                    if isinstance(body, str):
-                        body = json.loads(body)
                     if server.fail_next_starts:
                         server.fail_next_starts -= 1
                         return self._send(500, {"Message": "storage unavailable"})

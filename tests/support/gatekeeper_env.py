@@ -103,7 +103,11 @@ def make_env(connection_string: str, key_dir: Path, *, extra_identities: tuple[s
 
 
 def github_request(
-    event: str, payload: dict[str, Any] | bytes, *, secret: str = GITHUB_SECRET, delivery: str | None = None,
+    event: str,
+    payload: dict[str, Any] | bytes,
+    *,
+    secret: str = GITHUB_SECRET,
+    delivery: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> func.HttpRequest:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()

@@ -129,7 +129,7 @@ change_windows:
         ("change_windows", {"freezes": [{"name": "f", "start": "2025-12-19T17:00:00+01:00",
                                          "end": "2025-12-19T16:00:00+01:00"}]},
          "change_windows.freezes[0].end", "must be after start"),
-        ("quality", {"objectives": [{"sli": "slo.x", "pass": "<=10%"}]}, "quality.objectives[0].pass_",
+        ("quality", {"objectives": [{"sli": "slo.x", "pass": "<=10%"}]}, "quality.objectives[0].pass",
          "needs a sign"),
     ],
 )

@@ -1,0 +1,117 @@
+"""Issue 2 benchmarks.
+
+(a) cold start: importing `function_app` in a fresh interpreter, as a ratio to a fresh
+    `import azure.functions, azure.durable_functions` (what any Durable Functions app pays). Target <= 1.5.
+(b) ingestion: signed GitHub webhooks per second through the real trigger function (HMAC check, tenant
+    lookup, parsing, sealing, queueing into Azurite), as a ratio to raw `QueueClient.send_message` calls
+    of the same message size against the same Azurite. Target >= 0.8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import azure.functions as func
+
+from bench.common import Ratio
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYLOAD = ROOT / "tests/fixtures/github/deployment_protection_rule.requested.json"
+
+
+def _import_seconds(statement: str, repeats: int = 7) -> float:
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    samples = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        samples.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(samples)
+
+
+def cold_start() -> Ratio:
+    baseline = _import_seconds("import azure.functions, azure.durable_functions")
+    measured = _import_seconds("import function_app")
+    return Ratio(
+        "cold start: import function_app", measured * 1000, baseline * 1000, "ms", "<= 1.5", higher_is_better=False
+    )
+
+
+def ingestion(count: int = 400) -> Ratio:
+    from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
+
+    import function_app
+    from gatekeeper.events.github import parse_github
+    from gatekeeper.ingest.queue import encode_message
+    from gatekeeper.local.stack import start_local_stack
+    from gatekeeper.runtime import set_runtime
+
+    handler = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}["github_webhook"]
+    with start_local_stack() as stack:
+        set_runtime(stack.runtime)
+        secret = stack.secret("env:GK_CONTOSO_GITHUB_SECRET").encode()
+        template = json.loads(PAYLOAD.read_text())
+        requests = []
+        for index in range(count):
+            payload = dict(
+                template,
+                deployment_callback_url=template["deployment_callback_url"].replace(
+                    "289782451", str(10_000_000 + index)
+                ),
+            )
+            body = json.dumps(payload).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "deployment_protection_rule",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest(),
+            }
+            requests.append(func.HttpRequest("POST", "http://localhost/api/github/webhook", headers=headers, body=body))
+        handler(requests[0])  # warm the tenant cache and key cache, as a running app would be
+
+        raw_queue = stack.storage.queue(
+            "bench-raw",
+            message_encode_policy=BinaryBase64EncodePolicy(),
+            message_decode_policy=BinaryBase64DecodePolicy(),
+        )
+        raw_queue.create_queue()
+        # The baseline sends messages of the size the handler queues (a sealed event).
+        event = parse_github("deployment_protection_rule", template, tenant_id="contoso", delivery_id=None)
+        message = encode_message(stack.runtime.sealer, event, uuid.uuid4().hex).encode()
+
+        def raw() -> float:
+            start = time.perf_counter()
+            for _ in range(count):
+                raw_queue.send_message(message)
+            return count / (time.perf_counter() - start)
+
+        def real() -> float:
+            start = time.perf_counter()
+            for request in requests:
+                response = handler(request)
+                assert response.status_code == 202, response.get_body()
+            return count / (time.perf_counter() - start)
+
+        raw_rates, real_rates = [], []
+        for _ in range(3):  # interleaved, so drift on a shared machine hits both alike
+            raw_rates.append(raw())
+            real_rates.append(real())
+        set_runtime(None)
+    return Ratio(
+        "ingestion: signed GitHub events through the handler",
+        statistics.median(real_rates),
+        statistics.median(raw_rates),
+        "events/s",
+        ">= 0.8",
+    )
+
+
+def run() -> list[Ratio]:
+    return [cold_start(), ingestion()]

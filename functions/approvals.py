@@ -1,0 +1,65 @@
+"""Approval routes (public contract). Thin: the logic is `gatekeeper.approvals.service.DecisionService`.
+
+    POST /api/approvals/{instance_id}/decisions   {"decision": "approve"|"reject", "comment": "..."} -> 202
+    GET  /api/approvals/{instance_id}                                                               -> 200
+
+Anonymous at the Functions level on purpose: the caller is identified by Entra ID (App Service
+authentication's X-MS-CLIENT-PRINCIPAL, or a bearer token validated against the tenant's keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions.durable_gateway import DurableClientGateway
+from functions.http import handle, services
+from gatekeeper.approvals.service import DecisionService, OrchestrationGateway
+
+bp = df.Blueprint()
+
+
+def decision_service(gateway: OrchestrationGateway) -> DecisionService:
+    runtime = services()
+
+    def entra_tenants(tenant_id: str) -> tuple[str, ...]:
+        record = runtime.registry.get(tenant_id)
+        return record.entra_tenant_ids if record is not None else ()
+
+    audit_for = getattr(runtime, "audit_for", None)  # the audit log, once the runtime provides it
+    return DecisionService(
+        runtime.storage,
+        runtime.sealer,
+        gateway,
+        entra_tenants_for=entra_tenants,
+        token_validator=runtime.token_validator,
+        audit_for=audit_for,
+    )
+
+
+class _NoGateway:
+    def raise_event(self, instance_id: str, event_name: str, data: Any) -> None:
+        raise RuntimeError("reading a gate raises no events")
+
+
+@bp.function_name("approval_decision")
+@bp.route(route="approvals/{instance_id}/decisions", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.durable_client_input(client_name="client")
+async def approval_decision(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    # The durable client binding wraps the function in an async middleware, so this must be async; the
+    # blocking storage and client calls run on a worker thread.
+    instance_id = req.route_params.get("instance_id", "")
+    service = decision_service(DurableClientGateway(client))
+    return await asyncio.to_thread(
+        handle, req, lambda: service.decide(instance_id, dict(req.headers), req.get_body() or b"")
+    )
+
+
+@bp.function_name("approval_state")
+@bp.route(route="approvals/{instance_id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def approval_state(req: func.HttpRequest) -> func.HttpResponse:
+    instance_id = req.route_params.get("instance_id", "")
+    return handle(req, lambda: decision_service(_NoGateway()).state(instance_id, dict(req.headers)))

@@ -1,0 +1,251 @@
+"""The decision route's logic, free of azure.functions: who is asking, may they decide, record, raise.
+
+    POST /api/approvals/{instance_id}/decisions  {"decision": "approve"|"reject", "comment": "..."}
+    GET  /api/approvals/{instance_id}
+
+Order of checks, so nothing is revealed to a stranger: authenticate (401) -> find the gate's tenant from the
+shared index (404) -> the caller's Entra tenant must be one of the gate tenant's (403 wrong-tenant) -> the
+body (422) -> the gate must be waiting for approval (410 when decided, 409 before it asks) -> the pure state
+machine (`chain.check`: 410 past deadline, 403 self-approval or not an approver, 409 second vote) -> the vote
+is stored create-only under the next vote number (409 on a race with the same person) -> the vote is raised
+to the chain orchestration as event `approval-vote-<n>` -> 202.
+
+If raising fails after the vote was stored, the same person's retry raises it again instead of answering
+409, so a vote is never stored but silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gatekeeper.approvals import chain
+from gatekeeper.errors import Problem, ValidationProblem, unauthenticated
+from gatekeeper.gates.model import GateStatus, VoteEvent, vote_event_name
+from gatekeeper.gates.store import GateIndex, GateRecord, GateStore, StoredVote, VoteExists
+from gatekeeper.security.entra import bearer_token
+from gatekeeper.security.principal import Principal, easyauth_principal, wrong_tenant
+from gatekeeper.store.envelope import EnvelopeCipher
+from gatekeeper.store.tables import StorageAccount
+
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,199}$")
+MAX_BODY_BYTES = 16 * 1024
+
+
+class OrchestrationGateway(Protocol):
+    """Raises events to orchestrations: the Durable client in Azure, the local runner in development.
+    Raises on failure; an exception whose text says the instance is gone/not running maps to 410."""
+
+    def raise_event(self, instance_id: str, event_name: str, data: Any) -> None: ...
+
+
+class TokenValidator(Protocol):
+    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal: ...
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    decision: chain.Decision
+    comment: str = Field(default="", max_length=1000)
+
+
+def not_found() -> Problem:
+    return Problem(404, "gate-not-found", "Gate not found", "No gate with this instance id exists.")
+
+
+def _refusal_problem(refusal: chain.Refusal) -> Problem:
+    return Problem(refusal.status, refusal.slug, refusal.title, refusal.detail)
+
+
+class DecisionService:
+    def __init__(
+        self,
+        storage: StorageAccount,
+        cipher: EnvelopeCipher,
+        gateway: OrchestrationGateway,
+        *,
+        entra_tenants_for: Callable[[str], Iterable[str]],
+        token_validator: TokenValidator | None = None,
+        audit_for: Callable[[str], Any] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        env: Mapping[str, str] | None = None,
+    ):
+        self._storage = storage
+        self._cipher = cipher
+        self._gateway = gateway
+        self._entra_tenants_for = entra_tenants_for
+        self._tokens = token_validator
+        self._audit_for = audit_for
+        self._clock = clock
+        self._env = env
+        self._index = GateIndex(storage)
+        self._stores: dict[str, GateStore] = {}
+
+    # ----- the two routes ------------------------------------------------------------------------------
+
+    def decide(self, instance_id: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        principal = self.identify(headers)
+        store, record = self._gate(instance_id, principal)
+        request = _parse(body)
+        now = self._clock()
+        state = self._state(store, record)
+        vote = chain.Vote(
+            voter_id=principal.oid, decision=request.decision, at=now, stage=record.stage,
+            groups=principal.groups, aliases=frozenset(a for a in (principal.upn,) if a),
+        )
+        refusal = chain.check(state, vote)
+        if isinstance(refusal, chain.DuplicateVote):
+            stored = store.vote_of(instance_id, principal.oid)
+            if stored is not None and not stored.raised:  # stored earlier, raising failed: finish the job
+                return self._raise(store, record, stored, principal, request.comment)
+        if refusal is not None:
+            problem = _refusal_problem(refusal)
+            if isinstance(refusal, chain.NotAnApprover) and principal.groups_overage:
+                problem.detail += " (the token lists too many groups to check membership; ask to be named directly)"
+            raise problem
+        try:
+            stored = store.record_vote(instance_id, principal.oid, request.decision, int(record.stage or 0), now,
+                                       request.comment)
+        except VoteExists as exists:
+            if not exists.vote.raised:
+                return self._raise(store, record, exists.vote, principal, request.comment)
+            raise _refusal_problem(chain.DuplicateVote("one person counts once per approval chain")) from None
+        return self._raise(store, record, stored, principal, request.comment)
+
+    def state(self, instance_id: str, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        principal = self.identify(headers)
+        store, record = self._gate(instance_id, principal)
+        identities = frozenset({principal.oid.lower(), *((principal.upn.lower(),) if principal.upn else ())})
+        groups = frozenset(g.lower() for g in principal.groups)
+        stages = record.plan.stages if record.plan else ()
+        if not any(s.admits(identities, groups) for s in stages):
+            raise Problem(403, "not-an-approver", "Not an approver of this gate",
+                          "Only the approvers named in this gate's approval chain may see it.")
+        votes = store.votes(instance_id)
+        can_decide = False
+        if record.status is GateStatus.AWAITING_APPROVAL and record.stage is not None:
+            probe = chain.Vote(voter_id=principal.oid, decision=chain.Decision.APPROVE, at=self._clock(),
+                               stage=record.stage, groups=groups, aliases=identities)
+            can_decide = chain.check(self._state(store, record, votes), probe) is None
+        current = stages[record.stage] if record.stage is not None and stages else None
+        return 200, {
+            "instance_id": instance_id,
+            "status": record.status.value,
+            "level": record.level,
+            "title": record.title,
+            "subject": record.subject,
+            "reasons": list(record.reasons),
+            "stage": None if current is None else {
+                "index": record.stage, "name": current.name, "approvers": list(current.approvers),
+                "quorum": current.quorum, "deadline": record.deadline.isoformat() if record.deadline else None,
+                "on_timeout": current.on_timeout.value,
+            },
+            "stages": [{"name": s.name, "quorum": s.quorum} for s in stages],
+            "votes": [{"voter_id": v.voter_id, "decision": v.decision.value, "stage": v.stage,
+                       "at": v.at.isoformat(), "comment": v.comment} for v in votes],
+            "can_decide": can_decide,
+            "decided_at": record.decided_at.isoformat() if record.decided_at else None,
+            "outcome": record.outcome_reason,
+        }
+
+    # ----- steps ---------------------------------------------------------------------------------------
+
+    def identify(self, headers: Mapping[str, str]) -> Principal:
+        """The platform's principal (behind App Service authentication) or a validated bearer token."""
+        principal = easyauth_principal(headers, self._env)
+        if principal is None:
+            authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+            token = bearer_token(authorization)
+            if self._tokens is None:
+                raise unauthenticated("Bearer tokens are not accepted: no Entra ID audience is configured.")
+            principal = self._tokens.validate(token)
+        if principal.app_only:
+            raise Problem(403, "not-a-person", "Approvals need a person",
+                          "Application identities cannot approve or reject deployments.")
+        return principal
+
+    def _gate(self, instance_id: str, principal: Principal) -> tuple[GateStore, GateRecord]:
+        if not INSTANCE_ID.match(instance_id or ""):
+            raise not_found()
+        tenant_id = self._index.tenant_of(instance_id)
+        if tenant_id is None:
+            raise not_found()
+        allowed = {t.strip().lower() for t in self._entra_tenants_for(tenant_id)}
+        if principal.tid.lower() not in allowed:
+            raise wrong_tenant()
+        store = self._stores.get(tenant_id)
+        if store is None:
+            store = self._stores[tenant_id] = GateStore(self._storage, tenant_id, self._cipher)
+        record = store.load(instance_id)
+        if record is None:
+            raise not_found()
+        return store, record
+
+    def _state(self, store: GateStore, record: GateRecord, votes: list[StoredVote] | None = None) -> chain.ChainState:
+        """The chain as the route sees it, from the gate record and the stored votes."""
+        if record.status in (GateStatus.APPROVED, GateStatus.REJECTED, GateStatus.HUMAN_TASK):
+            raise Problem(410, "gate-decided", "The gate has already been decided",
+                          f"The gate was {record.status.value} at "
+                          f"{record.decided_at.isoformat() if record.decided_at else 'an earlier time'}.")
+        if record.status is not GateStatus.AWAITING_APPROVAL or record.plan is None or record.stage is None \
+                or record.stage_started_at is None:
+            raise Problem(409, "not-awaiting-approval", "The gate is not waiting for approval",
+                          "This gate has not asked for approval (yet); try again when it has.")
+        recorded = tuple(v.recorded() for v in (votes if votes is not None else store.votes(record.instance_id)))
+        return chain.ChainState(plan=record.plan, requester=frozenset(record.requester), stage=record.stage,
+                                stage_started_at=record.stage_started_at, votes=recorded)
+
+    def _raise(self, store: GateStore, record: GateRecord, stored: StoredVote, principal: Principal,
+               comment: str) -> tuple[int, dict[str, Any]]:
+        assert record.chain_instance_id is not None and record.plan is not None
+        named_groups = frozenset(g for s in record.plan.stages for g in s.groups)
+        event = VoteEvent(
+            seq=stored.seq, voter_id=stored.voter_id, decision=stored.decision, at=stored.at, stage=stored.stage,
+            groups=tuple(sorted(g for g in (x.lower() for x in principal.groups) if g in named_groups)),
+            aliases=tuple(a.lower() for a in (principal.upn,) if a),
+        )
+        try:
+            self._gateway.raise_event(record.chain_instance_id, vote_event_name(stored.seq), event.model_dump(mode="json"))
+        except Exception as exc:
+            text = str(exc).lower()
+            if "gone" in text or "not running" in text or "completed" in text or "failed" in text:
+                raise Problem(410, "gate-decided", "The gate has already been decided",
+                              "The approval is no longer waiting for decisions.") from None
+            raise Problem(503, "orchestration-unavailable", "Try again",
+                          "The vote was stored but could not be delivered yet; send it again.") from None
+        store.mark_raised(record.instance_id, stored.voter_id)
+        if self._audit_for is not None:
+            self._audit_for(record.tenant_id).append(
+                "approval_decided", principal.oid, record.instance_id, record.title[:1000],
+                {"vote": stored.seq, "stage": stored.stage, "decision": stored.decision.value,
+                 "comment": comment[:1000], "upn": principal.upn},
+                at=stored.at,
+            )
+        return 202, {"instance_id": record.instance_id, "status": "accepted", "vote": stored.seq,
+                     "stage": stored.stage, "decision": stored.decision.value}
+
+
+def _parse(body: bytes) -> DecisionRequest:
+    if len(body) > MAX_BODY_BYTES:
+        raise Problem(413, "body-too-large", "The body is too large", f"At most {MAX_BODY_BYTES} bytes.")
+    try:
+        data = json.loads(body.decode("utf-8") or "null")
+    except (UnicodeDecodeError, ValueError):
+        raise ValidationProblem("the body must be a JSON object", field="body") from None
+    if not isinstance(data, dict):
+        raise ValidationProblem("the body must be a JSON object", field="body")
+    try:
+        return DecisionRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        detail = ("must be 'approve' or 'reject'" if field == "decision" and first["type"] == "enum"
+                  else first["msg"])
+        raise ValidationProblem(f"{field}: {detail}", field=field,
+                                errors=[{"field": field, "message": detail}]) from None

@@ -5,11 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 VENV_STAMP := $(VENV)/.installed
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
 .PHONY: demo test lint typecheck bench bootstrap clean
 
-bootstrap: $(VENV_STAMP) $(NODE_STAMP)
+bootstrap: $(VENV_STAMP) $(NODE_STAMP) $(INFRA_STAMP)
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,15 +19,22 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt
 	@$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
+# checkov and pycep pin libraries of their own, so the infrastructure checks get a virtualenv of their own.
+$(INFRA_STAMP): requirements-infra.txt
+	@test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	@$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-infra.txt
+	@touch $@
+
 $(NODE_STAMP): package.json package-lock.json
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-demo: bootstrap
+demo: $(VENV_STAMP) $(NODE_STAMP)
 	@$(PY) -m gatekeeper demo --out demo-output
 
 test: bootstrap
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n 2 --dist loadfile
 
 lint: bootstrap
 	@$(VENV)/bin/ruff check .
@@ -38,4 +47,4 @@ bench: bootstrap
 	@$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) node_modules demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) node_modules demo-output .pytest_cache .mypy_cache .ruff_cache

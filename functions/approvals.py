@@ -50,11 +50,11 @@ class _NoGateway:
 @bp.durable_client_input(client_name="client")
 async def approval_decision(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     # The durable client binding wraps the function in an async middleware, so this must be async; the
-    # blocking storage and client calls run on a worker thread.
+    # blocking storage calls run on a thread and the gateway hands client calls back to this loop.
     instance_id = req.route_params.get("instance_id", "")
-    service = decision_service(DurableClientGateway(client))
+    gateway = DurableClientGateway(client, asyncio.get_running_loop())
     return await asyncio.to_thread(
-        handle, req, lambda: service.decide(instance_id, dict(req.headers), req.get_body() or b"")
+        handle, req, lambda: decision_service(gateway).decide(instance_id, dict(req.headers), req.get_body() or b"")
     )
 
 

@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "keys",
     "evaluate",
     "package",
+    "admin",
+    "audit",
 )
 
 

@@ -11,7 +11,7 @@ param location string = resourceGroup().location
 @maxLength(10)
 param namePrefix string
 
-@description('Object id of the Entra ID group whose members may approve gated deployments.')
+@description('Object id of the Entra ID group of approvers: tenant policies name it as group:<id>, and its members can open the Gatekeeper workbook.')
 @minLength(36)
 @maxLength(36)
 param approverGroupObjectId string
@@ -84,6 +84,7 @@ module monitoring 'modules/monitoring.bicep' = {
     workbookDisplayName: 'Gatekeeper (${namePrefix})'
     logRetentionDays: logRetentionDays
     publisherPrincipalId: identity.outputs.principalId
+    approverGroupObjectId: approverGroupObjectId
     tags: tags
   }
 }
@@ -132,7 +133,6 @@ module functionApp 'modules/functionapp.bicep' = {
     checkpointKeyName: keyVault.outputs.checkpointKeyName
     githubAppKeyName: githubAppKeyName
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
-    approverGroupObjectId: approverGroupObjectId
     teamsAppClientId: teamsAppClientId
     mailSenderAddress: mailSenderAddress
     dataKeyCacheSeconds: dataKeyCacheSeconds

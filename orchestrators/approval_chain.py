@@ -49,7 +49,7 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
                 state, outcome = chain.expire(state, context.current_utc_datetime)
                 break
             consumed += 1
-            event = VoteEvent.model_validate(vote_task.result)
+            event = _vote_event(vote_task.result)
             vote = chain.Vote(voter_id=event.voter_id, decision=event.decision, at=event.at, stage=event.stage,
                               groups=frozenset(event.groups), aliases=frozenset(event.aliases))
             state, outcome = chain.apply(state, vote, now=context.current_utc_datetime)
@@ -67,6 +67,12 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
         votes=tuple({"voter_id": v.voter_id, "decision": v.decision.value, "stage": v.stage} for v in state.votes),
         escalations=state.escalations,
     ).model_dump(mode="json")
+
+
+def _vote_event(data: Any) -> VoteEvent:
+    """The SDK's `DurableOrchestrationClient.raise_event` JSON-encodes the data and then posts it as JSON,
+    so the event arrives as a JSON string; a dict (other clients, the runner) is accepted as well."""
+    return VoteEvent.model_validate_json(data) if isinstance(data, str | bytes) else VoteEvent.model_validate(data)
 
 
 def _stage_audit(request: ChainInput, stage: int, stage_name: str, outcome: Any, state: chain.ChainState,

@@ -51,7 +51,7 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
         status, reason = GateStatus.APPROVED, "L1: executed, people notified"
     elif level == "L2" and summary.plan is None:
         status, reason = GateStatus.REJECTED, "L2 without an approval chain in the policy"
-    elif level == "L2":
+    elif level == "L2" and summary.plan is not None:
         context.set_custom_status({"phase": "awaiting_approval"})
         try:
             chain_result = yield context.call_sub_orchestrator(names.APPROVAL_CHAIN, {

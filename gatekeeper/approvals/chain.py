@@ -59,7 +59,7 @@ class StagePlan(BaseModel):
 
     name: str = Field(min_length=1, max_length=64)
     approvers: tuple[str, ...] = Field(min_length=1, max_length=100)
-    quorum: int = Field(ge=1, le=100)
+    quorum: int = Field(ge=1, le=1000)
     timeout: timedelta
     on_timeout: OnTimeout = OnTimeout.REJECT
 

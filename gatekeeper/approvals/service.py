@@ -124,7 +124,7 @@ class DecisionService:
         identities = frozenset({principal.oid.lower(), *((principal.upn.lower(),) if principal.upn else ())})
         groups = frozenset(g.lower() for g in principal.groups)
         stages = record.plan.stages if record.plan else ()
-        if not any(s.admits(identities, groups) for s in stages):
+        if stages and not any(s.admits(identities, groups) for s in stages):  # no chain: any tenant user
             raise Problem(403, "not-an-approver", "Not an approver of this gate",
                           "Only the approvers named in this gate's approval chain may see it.")
         votes = store.votes(instance_id)
@@ -211,10 +211,11 @@ class DecisionService:
             aliases=tuple(a.lower() for a in (principal.upn,) if a),
         )
         try:
-            self._gateway.raise_event(record.chain_instance_id, vote_event_name(stored.seq), event.model_dump(mode="json"))
+            self._gateway.raise_event(record.chain_instance_id, vote_event_name(stored.seq),
+                                      event.model_dump(mode="json"))
         except Exception as exc:
             text = str(exc).lower()
-            if "gone" in text or "not running" in text or "completed" in text or "failed" in text:
+            if any(word in text for word in ("gone", "not running", "completed", "failed", "no instance")):
                 raise Problem(410, "gate-decided", "The gate has already been decided",
                               "The approval is no longer waiting for decisions.") from None
             raise Problem(503, "orchestration-unavailable", "Try again",

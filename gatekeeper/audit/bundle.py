@@ -115,9 +115,12 @@ def build_bundle(
 ) -> dict[str, Any]:
     """Assemble a bundle from all entries [0, end_seq) (needed for the frontier and proofs), keeping
     entries [start_seq, end_seq) and the checkpoints that anchor them."""
-    if not 0 <= start_seq <= end_seq <= len(entries):
-        raise ValueError(f"range: start_seq {start_seq} / end_seq {end_seq} outside the {len(entries)} entries read")
+    if not 0 <= start_seq <= end_seq:
+        raise ValueError(f"range: start_seq {start_seq} must not exceed end_seq {end_seq}")
+    # Fewer entries than end_seq only happens when entries were removed from storage: export what is
+    # there, declare what should be, and let the verifier name the first missing entry.
     tree = MerkleTree(_leaf(e) for e in entries[:end_seq])
+    start_seq = min(start_seq, tree.size)
     frontier = CompactRange()
     for i in range(start_seq):
         frontier.append(tree.leaf(i))
@@ -131,6 +134,7 @@ def build_bundle(
     proofs = [
         {"from_size": a, "to_size": b, "proof": [h.hex() for h in tree.consistency_proof(a, b)]}
         for a, b in zip(keep, keep[1:], strict=False)
+        if b <= tree.size
     ]
     return {
         "format": BUNDLE_FORMAT,

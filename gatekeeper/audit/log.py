@@ -526,6 +526,16 @@ class AuditLog:
             )
 
     # -- verification ----------------------------------------------------------------------------
+    @property
+    def has_signer(self) -> bool:
+        return self._signer is not None
+
+    def trusted_public_key_pem(self) -> str:
+        """The checkpoint public key as this log's signer knows it (from Key Vault or the local JWK)."""
+        if self._signer is None:
+            raise ValueError("this AuditLog has no checkpoint signer")
+        return self._signer.public_key_pem()
+
     def trusted_keys(self, public_key_pem: str | bytes | None = None) -> dict[str, Any]:
         if public_key_pem is not None:
             return load_public_keys(public_key_pem)

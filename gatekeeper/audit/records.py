@@ -5,8 +5,8 @@ and the Merkle tree never depend on a tenant key: rotating or destroying a key c
 never what was recorded. Sequence numbers start at 0, so an entry's seq is also its Merkle leaf index and a
 tree of size N covers seq 0..N-1.
 
-Canonical bytes: the RFC 8785 (JCS) serialisation of the JSON array
-`["gatekeeper.audit/1", tenant, seq, kind, at, actor, instance_id, subject, sealed data, prev_hash]`.
+Canonical bytes: ten netstrings, `<UTF-8 byte length>:<bytes>,` each, of
+`gatekeeper.audit/1`, tenant, seq (decimal), kind, at, actor, instance_id, subject, sealed data, prev_hash.
 The entry hash is the RFC 6962 leaf hash of those bytes, `SHA-256(0x00 || canonical)`: one digest serves
 as the chain link (the next entry's `prev_hash`) and as the Merkle leaf.
 """
@@ -14,7 +14,6 @@ as the chain link (the next entry's `prev_hash`) and as the Merkle leaf.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -28,10 +27,6 @@ GENESIS_HASH = "0" * 64  # prev_hash of seq 0
 SYSTEM_ACTOR = "system:gatekeeper"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_TEXT = 1024  # actor, instance id and subject: identifiers, not documents
-
-# One encoder instance: the C encoder without per-call set-up. ensure_ascii=False plus these separators
-# equals JCS for the strings and integers an entry holds.
-_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class RecordKind(StrEnum):
@@ -66,6 +61,11 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
+_FORMAT_LEN = len(RECORD_FORMAT)
+_ASCII_FORMAT = "%d:%s," * 10
+_BYTES_FORMAT = b"%d:%b," * 10
+
+
 def canonical_bytes(
     tenant: str,
     seq: int,
@@ -77,9 +77,20 @@ def canonical_bytes(
     data: str,
     prev_hash: str,
 ) -> bytes:
-    return _CANONICAL.encode(
-        [RECORD_FORMAT, tenant, seq, kind, at, actor, instance_id, subject, data, prev_hash]
-    ).encode("utf-8")
+    """Ten netstrings (`<UTF-8 byte length>:<bytes>,`): the format tag, tenant, seq (decimal), kind, at,
+    actor, instance_id, subject, sealed data and prev_hash. Length-prefixed, so no value needs escaping
+    and no two different entries share an encoding."""
+    seq_text = str(seq)
+    text = _ASCII_FORMAT % (
+        _FORMAT_LEN, RECORD_FORMAT, len(tenant), tenant, len(seq_text), seq_text, len(kind), kind, len(at), at,
+        len(actor), actor, len(instance_id), instance_id, len(subject), subject, len(data), data,
+        len(prev_hash), prev_hash,
+    )
+    if text.isascii():  # O(1) in CPython; then character counts are byte counts
+        return text.encode("ascii")
+    parts = [v.encode("utf-8") for v in (RECORD_FORMAT, tenant, seq_text, kind, at, actor, instance_id, subject,
+                                          data, prev_hash)]
+    return _BYTES_FORMAT % tuple(x for part in parts for x in (len(part), part))
 
 
 def entry_hash(canonical: bytes) -> bytes:

@@ -36,7 +36,7 @@ from gatekeeper.audit.checkpoints import (
     verify_signature,
 )
 from gatekeeper.audit.merkle import CompactRange, ProofError, verify_consistency
-from gatekeeper.audit.records import GENESIS_HASH, RECORD_FORMAT
+from gatekeeper.audit.records import GENESIS_HASH, canonical_bytes
 
 _TEXT_FIELDS = ("tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash", "entry_hash")
 Progress = Callable[[int], None]
@@ -192,7 +192,6 @@ def _walk(
     progress: Progress | None,
 ) -> None:
     sha256 = hashlib.sha256
-    encode = _canonical_encoder()
     previous: _Checkpoint | None = None  # last checkpoint that passed
 
     def good_size() -> int:
@@ -238,45 +237,46 @@ def _walk(
     prev2_hex: str | None = None
     seq = start - 1
     batch = 0
-    for entry in entries:
+    hashes = compact.hashes  # the compact range, appended to inline: this loop is the verifier's hot path
+    size = compact.size
+    for index, entry in enumerate(entries):
         seq += 1
-        if type(entry) is not dict:
-            raise _Bad(seq, "entry is not a JSON object")
-        found = entry.get("seq")
-        if found != seq or type(found) is not int:
-            if type(found) is not int:
-                raise _Bad(seq, "field 'seq' is missing or not an integer")
-            if found == seq - 1:
-                raise _Bad(found, "appears twice (a second entry claims the same sequence number)")
-            if found > seq:
-                raise _Bad(seq, f"missing (the next entry present is seq {found})")
-            raise _Bad(seq, f"out of order (seq {found} found where seq {seq} belongs)")
-        values = [entry.get(name) for name in _TEXT_FIELDS]
-        for name, value in zip(_TEXT_FIELDS, values, strict=True):
-            if type(value) is not str:
-                raise _Bad(seq, f"field {name!r} is missing or not a string")
-        if values[0] != tenant:
-            raise _Bad(seq, f"belongs to tenant {values[0]!r}, not {tenant!r} (moved between tenants)")
-        digest = sha256(
-            b"\x00"
-            + encode([RECORD_FORMAT, values[0], seq, values[1], values[2], values[3], values[4], values[5], values[6],
-                      values[7]]).encode("utf-8")
-        ).digest()
+        try:
+            found = entry["seq"]
+            t, k, at, a = entry["tenant"], entry["kind"], entry["at"], entry["actor"]
+            i, su, d, p, h = entry["instance_id"], entry["subject"], entry["data"], entry["prev_hash"], entry["entry_hash"]
+        except (KeyError, TypeError):
+            _diagnose(entries, index, seq, tenant)
+            raise AssertionError("unreachable") from None
+        if (
+            found != seq or type(found) is not int or t != tenant or type(t) is not str or type(k) is not str
+            or type(at) is not str or type(a) is not str or type(i) is not str or type(su) is not str
+            or type(d) is not str or type(p) is not str or type(h) is not str
+        ):
+            _diagnose(entries, index, seq, tenant)
+        digest = sha256(b"\x00" + canonical_bytes(t, seq, k, at, a, i, su, d, p)).digest()
         digest_hex = digest.hex()
-        if prev_hex is not None and values[7] != prev_hex:
-            if prev2_hex is not None and values[7] == prev2_hex and seq - 1 >= good_size():
+        if prev_hex is not None and p != prev_hex:
+            if prev2_hex is not None and p == prev2_hex and seq - 1 >= state.good_size:
                 raise _Bad(seq - 1, f"was inserted: seq {seq} links to seq {seq - 2}")
-            if digest_hex != values[8] or seq - 1 < good_size():
-                if digest_hex != values[8]:
-                    raise _Bad(seq, "content altered: its hash does not match its fields")
+            if digest_hex != h:
+                raise _Bad(seq, "content altered: its hash does not match its fields")
+            if seq - 1 < state.good_size:
                 raise _Bad(seq, f"prev_hash does not match the hash of seq {seq - 1}")
             raise _Bad(seq - 1, f"altered: its hash does not match the prev_hash recorded by seq {seq}")
-        if digest_hex != values[8]:
+        if digest_hex != h:
             raise _Bad(seq, "content altered: its hash does not match its fields")
         prev2_hex, prev_hex = prev_hex, digest_hex
-        compact.append(digest)
-        state.checked = seq - start + 1
+        hashes.append(digest)
+        size += 1
+        merge = size
+        while not merge & 1:
+            right = hashes.pop()
+            hashes[-1] = sha256(b"\x01" + hashes[-1] + right).digest()
+            merge >>= 1
+        compact.size = size
         if seq + 1 == next_size:
+            state.checked = seq - start + 1
             root = compact.root()
             while pending and pending[0].size == seq + 1:
                 cp = pending.pop(0)
@@ -300,6 +300,7 @@ def _walk(
     if progress is not None and batch:
         progress(batch)
     end = seq + 1
+    state.checked = end - start
     for cp in pending:  # checkpoints beyond the last entry: a truncated log, or a forged checkpoint
         problem = _check_signature(cp, keys)
         if problem:
@@ -307,7 +308,25 @@ def _walk(
         raise _Bad(end, f"missing: a signed checkpoint covers {cp.size} entries but the last present is seq {end - 1}")
 
 
-def _canonical_encoder() -> Callable[[list[Any]], str]:
-    import json
-
-    return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+def _diagnose(entries: Sequence[Any], index: int, seq: int, tenant: str) -> None:
+    """The slow path for an entry that failed the fast checks: raise _Bad naming exactly what is wrong."""
+    entry = entries[index]
+    if type(entry) is not dict:
+        raise _Bad(seq, "entry is not a JSON object")
+    found = entry.get("seq")
+    if type(found) is not int:
+        raise _Bad(seq, "field 'seq' is missing or not an integer")
+    if found != seq:
+        if found == seq - 1:
+            raise _Bad(found, "appears twice (a second entry claims the same sequence number)")
+        if found > seq:
+            later = entries[index + 1] if index + 1 < len(entries) else None
+            if isinstance(later, dict) and later.get("seq") == seq:
+                raise _Bad(seq, f"out of order (seq {found} found where seq {seq} belongs)")
+            raise _Bad(seq, f"missing (the next entry present is seq {found})")
+        raise _Bad(seq, f"out of order (seq {found} found where seq {seq} belongs)")
+    for name in _TEXT_FIELDS:
+        if type(entry.get(name)) is not str:
+            raise _Bad(seq, f"field {name!r} is missing or not a string")
+    if entry["tenant"] != tenant:
+        raise _Bad(seq, f"belongs to tenant {entry['tenant']!r}, not {tenant!r} (moved between tenants)")

@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(event, Ignored):
         raise _usage(f"{args.event}: {event.reason}; there is nothing to evaluate")
 
+    evidence: QualityEvidence | None
     try:
         if args.evidence is not None:
             evidence = load_evidence(args.evidence)

@@ -123,7 +123,8 @@ def notify(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
     return _notify(services, payload["tenant_id"], payload["instance_id"], payload["notification"], at)
 
 
-def _notify(services: GateServices, tenant_id: str, instance_id: str, fields: dict[str, Any], at: datetime) -> dict[str, Any]:
+def _notify(services: GateServices, tenant_id: str, instance_id: str, fields: dict[str, Any],
+            at: datetime) -> dict[str, Any]:
     recipients = tuple(fields.get("recipients") or ())
     if not recipients:
         outcome = {"ok": False, "detail": "no recipients configured", "kind": fields.get("kind")}
@@ -151,7 +152,7 @@ def callback(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
     event = load_event(services, tenant_id, payload["event_key"])
     if event.callback is None:
         return {"ok": True, "skipped": True, "detail": "the event names no callback"}
-    result = services.callbacks.complete(tenant_id, instance_id, event.callback, approved, comment)
+    result = services.callbacks.complete(tenant_id, event.callback, approved, comment, {"instance_id": instance_id})
     _audit(services, tenant_id, "callback", instance_id, _title(event), {
         "approved": approved, "ok": result.ok, "status_code": result.status_code, "target": result.target,
         "detail": result.detail[:300],

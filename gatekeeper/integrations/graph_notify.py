@@ -138,7 +138,7 @@ class GraphNotifier:
         if self._http is not None:
             try:
                 self._runner.run(self._http.aclose(), timeout=5)
-            except Exception:  # noqa: BLE001 - closing must not fail the caller
+            except Exception:
                 log.debug("graph: closing the http client failed", exc_info=True)
         self._runner.close()
 
@@ -172,7 +172,7 @@ class GraphNotifier:
                 return Delivery(recipient=recipient.label, channel="teams", ok=True, status_code=204,
                                 detail="teams activity notification sent")
             except (APIError, httpx.HTTPError) as exc:
-                status, text = _error_text(exc)
+                _, text = _error_text(exc)
                 teams_detail = f"teams: {text}"
                 log.warning("graph: activity notification to %s failed (%s); falling back to mail",
                             recipient.label, text)

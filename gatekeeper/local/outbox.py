@@ -13,6 +13,7 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gatekeeper.integrations.notify import (
     Delivery,
@@ -44,7 +45,7 @@ class OutboxNotifier:
         for recipient in notification.parsed_recipients():
             path = (f"/teams/{recipient.id}/sendActivityNotification" if recipient.kind == "group"
                     else f"/users/{recipient.id}/teamwork/sendActivityNotification")
-            entry = {"recipient": recipient.label}
+            entry: dict[str, Any] = {"recipient": recipient.label}
             if web_url:
                 entry["teams"] = {"method": "POST", "path": path, "body": activity_notification_body(
                     notification, web_url, teams_app_id=self._teams_app_id, recipient=recipient)}

@@ -135,14 +135,15 @@ class LocalServer:
                 if payload:
                     self.wfile.write(payload)
 
-            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle  # noqa: N815
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=self.name, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=self.name, daemon=True)
         self._thread.start()
         return self
 
@@ -252,8 +253,10 @@ class LocalGitHubServer(LocalServer):
                  token_ttl_seconds: int = 3600, review_schema: dict[str, Any] | None = None):
         super().__init__()
         self.app_id = str(app_id)
-        self.public_key = (serialization.load_pem_public_key(public_key) if isinstance(public_key, bytes)
-                           else public_key)
+        loaded = serialization.load_pem_public_key(public_key) if isinstance(public_key, bytes) else public_key
+        if not isinstance(loaded, rsa.RSAPublicKey):
+            raise ValueError("public_key: the GitHub App key must be RSA")
+        self.public_key: rsa.RSAPublicKey = loaded
         self.installation_id = installation_id
         self.token_ttl_seconds = token_ttl_seconds
         self._validator = review_validator(review_schema or load_review_schema())
@@ -326,9 +329,9 @@ class LocalGitHubServer(LocalServer):
                                if self.app_id.isdigit() else self.app_id})
         if method == "POST" and len(parts) == 7 and parts[0] == "repos" and parts[3:5] == ["actions", "runs"] \
                 and parts[6] == "deployment_protection_rule":
-            token = _bearer(headers)
+            presented = _bearer(headers)
             with self._lock:
-                valid = token is not None and self.tokens.get(token, 0) > time.time()
+                valid = presented is not None and self.tokens.get(presented, 0) > time.time()
             if not valid:
                 return _json(401, {"message": "Bad credentials"})
             try:

@@ -182,7 +182,7 @@ class LocalOrchestrationRunner:
 
     # ----- client side ---------------------------------------------------------------------------------
 
-    def start(self, name: str, instance_id: str | None = None, input: Any = None) -> str:  # noqa: A002
+    def start(self, name: str, instance_id: str | None = None, input: Any = None) -> str:
         """Schedule a new instance (like `client.start_new`); it runs on the next `run_until_idle`."""
         if name not in self.orchestrators:
             raise RunnerError(f"no orchestrator named {name!r} is registered")
@@ -475,3 +475,27 @@ class LocalOrchestrationRunner:
             message = h.task_failed(now, work.seq, reason, details)
         if instance.running:
             instance.inbox.append(message)
+
+
+class RunnerGateway:
+    """The orchestration gateway (dispatcher and decision route) over a local runner: what the Durable
+    client does in Azure. `auto_run` lets each call run the runner until idle, as the host would."""
+
+    def __init__(self, runner: LocalOrchestrationRunner, *, auto_run: bool = False):
+        self.runner = runner
+        self.auto_run = auto_run
+
+    def exists(self, instance_id: str) -> bool:
+        return self.runner.status(instance_id) is not None
+
+    def start(self, orchestrator: str, instance_id: str, payload: dict[str, Any]) -> None:
+        self.runner.start(orchestrator, instance_id, payload)
+        if self.auto_run:
+            self.runner.run_until_idle()
+
+    def raise_event(self, instance_id: str, event_name: str, data: Any) -> None:
+        # As DurableOrchestrationClient.raise_event does: json.dumps(data), then posted as JSON, so the
+        # orchestration receives a JSON string, not the object.
+        self.runner.raise_event(instance_id, event_name, json.dumps(data))
+        if self.auto_run:
+            self.runner.run_until_idle()

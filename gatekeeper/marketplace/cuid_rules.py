@@ -171,9 +171,9 @@ def check_cuid(cuid: Mapping[str, Any], parameters: Mapping[str, Parameter],
     for control in _all_controls(cuid):
         ctype = str(control.get("type", ""))
         name = str(control.get("name", "?"))
-        if ctype.startswith("Microsoft.") and ctype not in NO_TOOLTIP_CONTROLS:
-            if not str(control.get("toolTip", control.get("tooltip", ""))).strip():
-                add("Tooltips-Should-Be-Present", f"control {name!r} ({ctype}) has no toolTip", name)
+        tooltip = str(control.get("toolTip", control.get("tooltip", ""))).strip()
+        if ctype.startswith("Microsoft.") and ctype not in NO_TOOLTIP_CONTROLS and not tooltip:
+            add("Tooltips-Should-Be-Present", f"control {name!r} ({ctype}) has no toolTip", name)
         if ctype == "Microsoft.Common.TextBox":
             found += _textbox_findings(control, where)
 

@@ -24,7 +24,8 @@ from gatekeeper.marketplace.template_model import Template, from_arm
 from gatekeeper.marketplace.template_rules import check_templates
 
 DEPLOYMENT_SCHEMA = re.compile(r"^https://schema\.management\.azure\.com/schemas/[^/]+/deploymentTemplate\.json#?$")
-PID_NAME = re.compile(r"^pid-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}-partnercenter$")
+GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+PID_NAME = re.compile(rf"^pid-{GUID}-partnercenter$")
 ZIP_NAME = "gatekeeper-marketplace.zip"
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 

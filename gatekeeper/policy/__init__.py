@@ -1,7 +1,7 @@
 """Policy as code: gate levels L0-L3, the per-tenant policy document and its evaluation.
 
-    policy = load_policy("examples/policy.yaml")
-    decision = evaluate(policy, event, evidence, at)   # pure; GateDecision.to_public_json()
+policy = load_policy("examples/policy.yaml")
+decision = evaluate(policy, event, evidence, at)   # pure; GateDecision.to_public_json()
 """
 
 from gatekeeper.policy.approval import ApprovalChainSpec, ApprovalStageSpec

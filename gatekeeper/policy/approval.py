@@ -22,9 +22,7 @@ _APPROVER = re.compile(APPROVER_PATTERN)
 
 def _approver(value: str) -> str:
     if not _APPROVER.match(value):
-        raise ValueError(
-            "must be an Entra ID user object id, a UPN (name@domain) or 'group:<group object id>'"
-        )
+        raise ValueError("must be an Entra ID user object id, a UPN (name@domain) or 'group:<group object id>'")
     return value.lower()  # object ids and UPNs are case-insensitive; one spelling for comparisons
 
 
@@ -92,9 +90,12 @@ class ApprovalChainSpec(BaseModel):
         names: dict[str, int] = {}
         for index, stage in enumerate(value):
             if stage.name in names:
-                raise ValueError(f"@[{index}].name: duplicate stage name {stage.name!r} (also at [{names[stage.name]}])")
+                first = names[stage.name]
+                raise ValueError(f"@[{index}].name: duplicate stage name {stage.name!r} (also at [{first}])")
             names[stage.name] = index
         last = len(value) - 1
         if value[last].on_timeout == "escalate":
-            raise ValueError(f"@[{last}].on_timeout: the last stage cannot escalate (there is no next stage); use reject")
+            raise ValueError(
+                f"@[{last}].on_timeout: the last stage cannot escalate (there is no next stage); use reject"
+            )
         return value

@@ -61,9 +61,7 @@ class PolicyError(ValidationProblem):
         self.source = source
         field, detail = issues[0]
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-        super().__init__(
-            f"{detail}{more}", field=field, errors=[{"field": f, "detail": d} for f, d in issues]
-        )
+        super().__init__(f"{detail}{more}", field=field, errors=[{"field": f, "detail": d} for f, d in issues])
 
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""
@@ -99,7 +97,8 @@ class PolicyDocument(BaseModel):
         seen: dict[str, int] = {}
         for index, rule in enumerate(value):
             if rule.name in seen:
-                raise ValueError(f"@[{index}].name: duplicate rule name {rule.name!r} (also at rules[{seen[rule.name]}])")
+                first = seen[rule.name]
+                raise ValueError(f"@[{index}].name: duplicate rule name {rule.name!r} (also at rules[{first}])")
             seen[rule.name] = index
         return value
 
@@ -113,8 +112,9 @@ class PolicyDocument(BaseModel):
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON form: which policy decided, for the audit log."""
-        canonical = json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True,
-                               separators=(",", ":"))
+        canonical = json.dumps(
+            self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True, separators=(",", ":")
+        )
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -36,11 +36,13 @@ def parse_duration(text: str) -> timedelta:
 
 def format_duration(value: timedelta) -> str:
     """A canonical ISO 8601 duration (days, hours, minutes, seconds) for a positive timedelta."""
-    total = int(value.total_seconds())
-    if total <= 0 or value.microseconds:
-        raise ValueError("only whole, positive seconds can be formatted")
-    days, rest = divmod(total, 86400)
+    if value <= timedelta(0):
+        raise ValueError("only positive durations can be formatted")
+    whole = int(value.total_seconds())
+    days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
-    time = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
+    second_text = f"{seconds}.{value.microseconds:06d}".rstrip("0") if value.microseconds else str(seconds)
+    parts = [(hours, "H"), (minutes, "M")]
+    time = "".join(f"{n}{u}" for n, u in parts if n) + (f"{second_text}S" if seconds or value.microseconds else "")
     return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")

@@ -50,7 +50,7 @@ def branch_of(ref: str | None) -> str | None:
     if ref is None:
         return None
     if ref.startswith("refs/heads/"):
-        return ref[len("refs/heads/"):]
+        return ref[len("refs/heads/") :]
     if ref.startswith("refs/"):
         return None
     return ref

@@ -9,7 +9,6 @@ names are compared case-insensitively (GitHub treats them so); branches are case
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 
 def glob_to_regex(pattern: str) -> str:
@@ -36,19 +35,28 @@ def is_literal(pattern: str) -> bool:
     return not any(c in pattern for c in "*?")
 
 
-@dataclass(frozen=True)
 class GlobSet:
     """Any-of a list of globs, compiled into one regular expression."""
 
-    patterns: tuple[str, ...]
-    case_sensitive: bool = True
+    __slots__ = ("case_sensitive", "patterns", "regex")
 
-    def __post_init__(self) -> None:
-        flags = 0 if self.case_sensitive else re.IGNORECASE
+    def __init__(self, patterns: tuple[str, ...], case_sensitive: bool = True):
+        self.patterns = tuple(patterns)
+        self.case_sensitive = case_sensitive
         body = "|".join(f"(?:{glob_to_regex(p)})" for p in self.patterns)
-        object.__setattr__(self, "_regex", re.compile(f"^(?:{body})$", flags))
+        self.regex = re.compile(f"^(?:{body})$", 0 if case_sensitive else re.IGNORECASE)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GlobSet) and (self.patterns, self.case_sensitive) == (
+            other.patterns,
+            other.case_sensitive,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.patterns, self.case_sensitive))
+
+    def __repr__(self) -> str:
+        return f"GlobSet({self.patterns!r}, case_sensitive={self.case_sensitive})"
 
     def matches(self, value: str | None) -> bool:
-        if value is None:
-            return False
-        return self._regex.match(value) is not None  # type: ignore[attr-defined]
+        return value is not None and self.regex.match(value) is not None

@@ -47,6 +47,7 @@ def index_keys(rule: PolicyRule) -> list[Key] | None:
 class RuleIndex:
     def __init__(self, rules: Sequence[PolicyRule]):
         self._rules = tuple(rules)
+        self._matchers = tuple(rule.match.compiled for rule in self._rules)
         buckets: dict[Key, list[int]] = defaultdict(list)
         unfiled: list[int] = []
         for position, rule in enumerate(self._rules):
@@ -83,8 +84,8 @@ class RuleIndex:
         return list(heapq.merge(*lists))
 
     def first_match(self, ctx: MatchContext) -> PolicyRule | None:
+        matchers = self._matchers
         for position in self.candidates(ctx):
-            rule = self._rules[position]
-            if rule.match.matches(ctx):
-                return rule
+            if matchers[position].matches(ctx):
+                return self._rules[position]
         return None

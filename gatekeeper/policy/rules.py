@@ -7,6 +7,7 @@ Globs are compiled once, when the policy is loaded, so evaluating an event never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,6 +36,51 @@ class MatchContext:
     windows: frozenset[str]  # the WindowConditions that hold now
 
 
+def _matcher(globs: list[str] | None, *, case_sensitive: bool) -> Callable[[str], Any] | None:
+    return GlobSet(tuple(globs), case_sensitive).regex.match if globs else None
+
+
+class CompiledMatch:
+    """A RuleMatch reduced to plain sets and compiled regular expressions.
+
+    Evaluation tests hundreds of rules per event; going through pydantic attribute access for each
+    condition would cost more than the tests themselves, so the hot path uses this instead.
+    """
+
+    __slots__ = ("actions", "branches", "environments", "labels", "repositories", "sources", "spec", "windows")
+
+    def __init__(self, match: RuleMatch):
+        self.spec = tuple(tuple(v) if v is not None else None for v in match.model_dump().values())
+        self.sources = frozenset(match.sources) if match.sources else None
+        self.actions = frozenset(match.actions) if match.actions else None
+        self.environments = _matcher(match.environments, case_sensitive=False)
+        self.repositories = _matcher(match.repositories, case_sensitive=False)
+        self.branches = _matcher(match.branches, case_sensitive=True)
+        self.labels = frozenset(label.lower() for label in match.labels) if match.labels else None
+        self.windows = frozenset(match.change_window) if match.change_window else None
+
+    def __eq__(self, other: object) -> bool:  # derived data: equal when compiled from equal matches
+        return isinstance(other, CompiledMatch) and self.spec == other.spec
+
+    def __hash__(self) -> int:
+        return hash(self.spec)
+
+    def matches(self, ctx: MatchContext) -> bool:
+        if self.sources is not None and ctx.source not in self.sources:
+            return False
+        if self.actions is not None and ctx.action not in self.actions:
+            return False
+        if self.environments is not None and (ctx.environment is None or self.environments(ctx.environment) is None):
+            return False
+        if self.repositories is not None and (ctx.repository is None or self.repositories(ctx.repository) is None):
+            return False
+        if self.branches is not None and (ctx.branch is None or self.branches(ctx.branch) is None):
+            return False
+        if self.labels is not None and not self.labels <= ctx.labels:
+            return False
+        return not (self.windows is not None and self.windows.isdisjoint(ctx.windows))
+
+
 class RuleMatch(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -46,34 +92,18 @@ class RuleMatch(BaseModel):
     labels: list[str] | None = Field(default=None, min_length=1)  # all must be present, case-insensitive
     change_window: list[WindowCondition] | None = Field(default=None, min_length=1)  # any may hold
 
-    _environments: GlobSet | None = PrivateAttr(default=None)
-    _repositories: GlobSet | None = PrivateAttr(default=None)
-    _branches: GlobSet | None = PrivateAttr(default=None)
-    _labels: frozenset[str] = PrivateAttr(default=frozenset())
+    _compiled: CompiledMatch | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any) -> None:
-        if self.environments:
-            self._environments = GlobSet(tuple(self.environments), case_sensitive=False)
-        if self.repositories:
-            self._repositories = GlobSet(tuple(self.repositories), case_sensitive=False)
-        if self.branches:
-            self._branches = GlobSet(tuple(self.branches), case_sensitive=True)
-        self._labels = frozenset(label.lower() for label in self.labels or ())
+        self._compiled = CompiledMatch(self)
+
+    @property
+    def compiled(self) -> CompiledMatch:
+        assert self._compiled is not None
+        return self._compiled
 
     def matches(self, ctx: MatchContext) -> bool:
-        if self.sources is not None and ctx.source not in self.sources:
-            return False
-        if self.actions is not None and ctx.action not in self.actions:
-            return False
-        if self._environments is not None and not self._environments.matches(ctx.environment):
-            return False
-        if self._repositories is not None and not self._repositories.matches(ctx.repository):
-            return False
-        if self._branches is not None and not self._branches.matches(ctx.branch):
-            return False
-        if self._labels and not self._labels <= ctx.labels:
-            return False
-        return not (self.change_window is not None and ctx.windows.isdisjoint(self.change_window))
+        return self.compiled.matches(ctx)
 
 
 class PolicyRule(BaseModel):

@@ -20,6 +20,7 @@ from gatekeeper.policy.globs import GlobSet
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WORKDAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri")
 WindowLevel = Literal["L1", "L2", "L3", "block"]
 _CLOCK = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$")
 
@@ -67,7 +68,7 @@ class BusinessHours(_Scoped):
     """Working hours on working days in one time zone; outside them the level is raised."""
 
     timezone: str
-    days: list[Day] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1)
+    days: list[Day] = Field(default_factory=lambda: list(WORKDAYS), min_length=1)
     start: str = "08:00"
     end: str = "18:00"
     outside_level: WindowLevel = "L2"
@@ -136,6 +137,7 @@ class ChangeWindows(BaseModel):
         seen: dict[str, int] = {}
         for index, freeze in enumerate(value):
             if freeze.name in seen:
-                raise ValueError(f"@[{index}].name: duplicate freeze name {freeze.name!r} (also at [{seen[freeze.name]}])")
+                first = seen[freeze.name]
+                raise ValueError(f"@[{index}].name: duplicate freeze name {freeze.name!r} (also at [{first}])")
             seen[freeze.name] = index
         return value

@@ -97,7 +97,8 @@ class QualityEvidence(BaseModel):
         seen: dict[str, int] = {}
         for index, item in enumerate(value):
             if item.name in seen:
-                raise ValueError(f"@[{index}].name: duplicate SLO indicator {item.name!r} (also at [{seen[item.name]}])")
+                first = seen[item.name]
+                raise ValueError(f"@[{index}].name: duplicate SLO indicator {item.name!r} (also at [{first}])")
             seen[item.name] = index
         return value
 
@@ -157,7 +158,8 @@ def load_evidence(path: str | Path) -> QualityEvidence:
     except OSError as exc:
         raise EvidenceError("(file)", f"cannot be read: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
-        raise EvidenceError("(file)", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        detail = f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise EvidenceError("(file)", detail) from None
     if isinstance(data, dict) and isinstance(data.get("sarif"), str):
         sarif_file = (file.parent / data["sarif"]).resolve()
         try:
@@ -165,5 +167,6 @@ def load_evidence(path: str | Path) -> QualityEvidence:
         except OSError as exc:
             raise EvidenceError("sarif", f"{data['sarif']!r} cannot be read: {exc.strerror}") from None
         except json.JSONDecodeError as exc:
-            raise EvidenceError("sarif", f"{data['sarif']!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+            detail = f"{data['sarif']!r} is not valid JSON: {exc.msg} at line {exc.lineno}"
+            raise EvidenceError("sarif", detail) from None
     return QualityEvidence.from_mapping(data)

@@ -36,7 +36,7 @@ def pydantic_issues(error: ValidationError, prefix: str = "") -> list[tuple[str,
         message = str(item["msg"])
         for noise in ("Value error, ", "Assertion failed, "):
             if message.startswith(noise):
-                message = message[len(noise):]
+                message = message[len(noise) :]
         path = format_path(loc, prefix)
         if message.startswith("@") and ": " in message:
             sub, message = message[1:].split(": ", 1)

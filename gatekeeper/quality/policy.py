@@ -58,7 +58,9 @@ class Objective(BaseModel):
     @model_validator(mode="after")
     def _warning_needs_pass(self) -> Objective:
         if self.warning is not None and self.pass_ is None:
-            raise ValueError("@warning: warning criteria need pass criteria too (an objective without pass is info only)")
+            raise ValueError(
+                "@warning: warning criteria need pass criteria too (an objective without pass is info only)"
+            )
         if self.key_sli and self.pass_ is None:
             raise ValueError("@key_sli: a key objective needs pass criteria")
         return self
@@ -124,6 +126,7 @@ class QualityPolicy(BaseModel):
         for index, objective in enumerate(value):
             name = objective.display_name
             if name in seen:
-                raise ValueError(f"@[{index}].name: duplicate objective {name!r} (also at [{seen[name]}]); give one a name")
+                first = seen[name]
+                raise ValueError(f"@[{index}].name: duplicate objective {name!r} (also at [{first}]); name them apart")
             seen[name] = index
         return value

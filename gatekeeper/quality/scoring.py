@@ -9,6 +9,8 @@ and do not count. A missing indicator fails its objective: absent evidence is ne
 
 from __future__ import annotations
 
+from typing import Literal
+
 from gatekeeper.quality.evidence import QualityEvidence
 from gatekeeper.quality.policy import Objective, QualityPolicy
 from gatekeeper.quality.result import ObjectiveResult, QualityResult, Verdict
@@ -24,8 +26,11 @@ def evaluate_objective(objective: Objective, evidence: QualityEvidence) -> Objec
     verdict: Verdict
     if pass_criteria is None:
         verdict = "info"
-        reason = f"informative only: {objective.sli} = {_fmt(value)}" if value is not None else (
-            f"informative only: no {objective.sli} in the evidence")
+        reason = (
+            f"informative only: {objective.sli} = {_fmt(value)}"
+            if value is not None
+            else (f"informative only: no {objective.sli} in the evidence")
+        )
     elif value is None:
         verdict, reason = "fail", f"no {objective.sli} value in the evidence"
     else:
@@ -80,8 +85,10 @@ def evaluate_quality(policy: QualityPolicy, evidence: QualityEvidence | None) ->
         return QualityResult(result="pass", score=None, objectives=results, summary="no scored quality objectives")
     total = round(sum(r.score for r in results) / max_points * 100.0, 6)
     thresholds = policy.total_score
-    key_failures = [r.name for o, r in zip(policy.objectives, results, strict=True) if o.key_sli and r.verdict == "fail"]
+    pairs = zip(policy.objectives, results, strict=True)
+    key_failures = [r.name for o, r in pairs if o.key_sli and r.verdict == "fail"]
     failed = [r.name for r in results if r.verdict == "fail"]
+    result: Literal["pass", "warning", "fail"]
     if key_failures:
         result = "fail"
         why = f"key objective(s) failed: {', '.join(key_failures)}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import os
 import threading
@@ -30,6 +31,7 @@ from gatekeeper.store.key_errors import KeyGone, KeyProviderError, KeyServiceUna
 from gatekeeper.store.tables import InvalidTenantId, validate_tenant_id
 
 FORMAT = "gk1"
+_FORMAT_BYTES = FORMAT.encode("ascii")
 NONCE_BYTES = 12
 _LOCK_STRIPES = 64
 
@@ -106,16 +108,22 @@ def _unb64u(text: str) -> bytes:
 def associated_data(
     data_key_id: str, tenant_id: str, table: str, partition_key: str, row_key: str
 ) -> bytes:
-    """The GCM associated data: an unambiguous JSON array of everything the ciphertext is bound to."""
-    return json.dumps(
-        [FORMAT, data_key_id, tenant_id, table, partition_key, row_key], ensure_ascii=False, separators=(",", ":")
-    ).encode("utf-8")
+    """The GCM associated data: every field the ciphertext is bound to, each UTF-8 encoded and prefixed with
+    its 4-byte length, so no two different bindings can produce the same bytes."""
+    fields = [value.encode("utf-8") for value in (data_key_id, tenant_id, table, partition_key, row_key)]
+    return _FORMAT_BYTES + b"".join(len(field).to_bytes(4, "big") + field for field in fields)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_tenant(tenant_id: str) -> bool:
+    validate_tenant_id(tenant_id)
+    return True
 
 
 def _check_binding(tenant_id: str, table: str, partition_key: str, row_key: str) -> None:
     try:
-        validate_tenant_id(tenant_id)
-    except (InvalidTenantId, TypeError) as exc:
+        _valid_tenant(tenant_id)
+    except (InvalidTenantId, TypeError) as exc:  # TypeError: unhashable
         raise ValueError(f"tenant_id: {exc}") from None
     for name, value in (("table", table), ("partition_key", partition_key), ("row_key", row_key)):
         if not isinstance(value, str):
@@ -141,7 +149,7 @@ class EnvelopeCipher:
             raise ValueError("max_cached_keys: must be at least 1")
         self._keys = keys
         self.cache_seconds = cache_seconds
-        # ("active", tenant) -> data-key id; ("key", tenant, id) -> AESGCM (the plain key stays inside it)
+        # ("active", tenant) -> (data-key id, AESGCM); ("key", tenant, id) -> AESGCM (the plain key stays inside)
         self._cache = _TTLCache(cache_seconds, max_cached_keys, clock)
         self._stripes = [threading.Lock() for _ in range(_LOCK_STRIPES)]
 
@@ -156,15 +164,13 @@ class EnvelopeCipher:
         self._cache.drop(lambda key: tenant_id is None or key[1] == tenant_id)  # type: ignore[index]
 
     def _active(self, tenant_id: str) -> tuple[str, AESGCM]:
-        data_key_id = self._cache.get(("active", tenant_id))
-        aead = self._cache.get(("key", tenant_id, data_key_id)) if data_key_id else None
-        if data_key_id and aead:
-            return data_key_id, aead
+        active = self._cache.get(("active", tenant_id))
+        if active:
+            return active  # type: ignore[no-any-return]
         with self._stripe(tenant_id):  # one key-service call per tenant, however many threads miss at once
-            data_key_id = self._cache.get(("active", tenant_id))
-            aead = self._cache.get(("key", tenant_id, data_key_id)) if data_key_id else None
-            if data_key_id and aead:
-                return data_key_id, aead
+            active = self._cache.get(("active", tenant_id))
+            if active:
+                return active  # type: ignore[no-any-return]
             try:
                 data_key_id, key = self._keys.active_key(tenant_id)
             except KeyProviderError as exc:
@@ -178,7 +184,7 @@ class EnvelopeCipher:
             aead = AESGCM(key)
             del key
             self._cache.put(("key", tenant_id, data_key_id), aead)
-            self._cache.put(("active", tenant_id), data_key_id)
+            self._cache.put(("active", tenant_id), (data_key_id, aead))
             return data_key_id, aead
 
     def _for_open(self, tenant_id: str, data_key_id: str) -> AESGCM:

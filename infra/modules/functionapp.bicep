@@ -47,9 +47,6 @@ param githubAppKeyName string
 @description('Application Insights connection string (no secret: local auth is disabled).')
 param appInsightsConnectionString string
 
-@description('Entra ID group whose members may approve deployments.')
-param approverGroupObjectId string
-
 @description('Client id of the Entra ID app registration of the Teams app and approval page.')
 param teamsAppClientId string
 
@@ -72,6 +69,8 @@ param workspaceId string
 param tags object
 
 var loginEndpoint = environment().authentication.loginEndpoint
+// The Teams app (infra/teams/manifest.json) whose activity types the notifications use.
+var teamsManifest = loadJsonContent('../teams/manifest.json')
 var authorityHost = endsWith(loginEndpoint, '/') ? substring(loginEndpoint, 0, length(loginEndpoint) - 1) : loginEndpoint
 
 resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
@@ -133,41 +132,51 @@ resource app 'Microsoft.Web/sites@2024-11-01' = {
   }
 }
 
-// Every app setting, in one object, written after the app exists so the approval URL can use the app's real
-// default host name. Platform settings first, then Gatekeeper's own (gatekeeper/settings.py).
-resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
-  parent: app
-  name: 'appsettings'
-  properties: {
-    // Functions host storage through the managed identity (no connection string: shared keys are off).
-    AzureWebJobsStorage__credential: 'managedidentity'
-    AzureWebJobsStorage__clientId: identityClientId
-    AzureWebJobsStorage__blobServiceUri: blobEndpoint
-    AzureWebJobsStorage__queueServiceUri: queueEndpoint
-    AzureWebJobsStorage__tableServiceUri: tableEndpoint
-    APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
-    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
-    AZURE_CLIENT_ID: identityClientId
-    GATEKEEPER_STORAGE_ACCOUNT: storageAccountName
-    GATEKEEPER_TASK_HUB: 'GatekeeperHub'
-    GATEKEEPER_KEY_MODE: 'keyvault'
-    GATEKEEPER_KEY_VAULT_URL: keyVaultUri
-    GATEKEEPER_MAX_BODY_BYTES: '1048576'
-    GATEKEEPER_TENANT_CACHE_SECONDS: '60'
-    GATEKEEPER_ENTRA_AUDIENCE: '${teamsAppClientId},api://${teamsAppClientId}'
-    GATEKEEPER_ENTRA_AUTHORITY_HOST: authorityHost
-    GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS: '3600'
-    // App Service authentication (authsettingsV2 below) strips client-sent principal headers.
-    GATEKEEPER_TRUST_EASYAUTH_HEADER: 'true'
-    GATEKEEPER_APPROVER_GROUP_ID: approverGroupObjectId
-    GATEKEEPER_APPROVAL_BASE_URL: 'https://${app.properties.defaultHostName}/api/approvals'
-    GATEKEEPER_MAIL_SENDER: mailSenderAddress
-    GATEKEEPER_DATA_KEY_CACHE_SECONDS: string(dataKeyCacheSeconds)
-    GATEKEEPER_AUDIT_CONTAINER: auditContainerName
-    GATEKEEPER_CHECKPOINT_KEY_NAME: checkpointKeyName
-    GATEKEEPER_CHECKPOINT_EVERY: '100'
-    GATEKEEPER_CHECKPOINT_MINUTES: '15'
-    GATEKEEPER_GITHUB_APP_KEY_NAME: githubAppKeyName
+// Every app setting Gatekeeper owns. Platform settings first, then Gatekeeper's own (gatekeeper/settings.py).
+var appSettings = {
+  // Functions host storage through the managed identity (no connection string: shared keys are off).
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  AzureWebJobsStorage__blobServiceUri: blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: queueEndpoint
+  AzureWebJobsStorage__tableServiceUri: tableEndpoint
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  AZURE_CLIENT_ID: identityClientId
+  GATEKEEPER_STORAGE_ACCOUNT: storageAccountName
+  GATEKEEPER_TASK_HUB: 'GatekeeperHub'
+  GATEKEEPER_KEY_MODE: 'keyvault'
+  GATEKEEPER_KEY_VAULT_URL: keyVaultUri
+  GATEKEEPER_MAX_BODY_BYTES: '1048576'
+  GATEKEEPER_TENANT_CACHE_SECONDS: '60'
+  GATEKEEPER_ENTRA_AUDIENCE: '${teamsAppClientId},api://${teamsAppClientId}'
+  GATEKEEPER_ENTRA_AUTHORITY_HOST: authorityHost
+  GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS: '3600'
+  // App Service authentication (authsettingsV2 below) strips client-sent principal headers.
+  GATEKEEPER_TRUST_EASYAUTH_HEADER: 'true'
+  // Notifications link to <base>/api/approvals/<gate id>.
+  GATEKEEPER_APPROVAL_BASE_URL: 'https://${app.properties.defaultHostName}'
+  GATEKEEPER_TEAMS_APP_ID: teamsManifest.id
+  GATEKEEPER_GRAPH_BASE_URL: '${environment().graph}v1.0'
+  GATEKEEPER_NOTIFY_MODE: 'graph'
+  GATEKEEPER_MAIL_SENDER: mailSenderAddress
+  GATEKEEPER_DATA_KEY_CACHE_SECONDS: string(dataKeyCacheSeconds)
+  GATEKEEPER_AUDIT_CONTAINER: auditContainerName
+  GATEKEEPER_CHECKPOINT_KEY_NAME: checkpointKeyName
+  GATEKEEPER_CHECKPOINT_EVERY: '100'
+  GATEKEEPER_CHECKPOINT_MINUTES: '15'
+  GATEKEEPER_GITHUB_APP_KEY_NAME: githubAppKeyName
+  GATEKEEPER_GITHUB_API_URL: 'https://api.github.com'
+  GATEKEEPER_CALLBACK_MAX_ATTEMPTS: '5'
+}
+
+// Written through a module that keeps settings an admin added by hand (GATEKEEPER_GITHUB_APP_ID, tenants'
+// Key Vault references), so a redeployment does not remove them.
+module settings 'appsettings.bicep' = {
+  name: 'gatekeeper-appsettings'
+  params: {
+    appName: app.name
+    settings: appSettings
   }
 }
 
@@ -251,4 +260,4 @@ resource appDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-previe
 output id string = app.id
 output name string = app.name
 output hostName string = app.properties.defaultHostName
-output approvalBaseUrl string = 'https://${app.properties.defaultHostName}/api/approvals'
+output approvalBaseUrl string = 'https://${app.properties.defaultHostName}'

@@ -21,11 +21,17 @@ param logRetentionDays int
 @description('Principal id of the Function App identity that publishes telemetry.')
 param publisherPrincipalId string
 
+@description('Object id of the Entra ID group of approvers, who may read the workbook and its telemetry.')
+param approverGroupObjectId string
+
 @description('Tags applied to every resource.')
 param tags object
 
 // Built-in role: Monitoring Metrics Publisher (needed to send telemetry when local auth is disabled).
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
+// Built-in roles for the approvers: read the workbook, and the telemetry it queries.
+var workbookReaderRoleId = 'b279062a-9be3-42a0-92ae-8b3cf002ec4d'
+var monitoringReaderRoleId = '43d0d8ad-25c7-4714-9337-8ba259a9fe05'
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2025-07-01' = {
   name: workspaceName
@@ -81,6 +87,26 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
     sourceId: appInsights.id
     serializedData: loadTextContent('../workbook.json')
     version: '1.0'
+  }
+}
+
+resource approversWorkbookReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(workbook.id, approverGroupObjectId, workbookReaderRoleId)
+  scope: workbook
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', workbookReaderRoleId)
+    principalId: approverGroupObjectId
+    principalType: 'Group'
+  }
+}
+
+resource approversMonitoringReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, approverGroupObjectId, monitoringReaderRoleId)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringReaderRoleId)
+    principalId: approverGroupObjectId
+    principalType: 'Group'
   }
 }
 

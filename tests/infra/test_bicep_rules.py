@@ -175,3 +175,36 @@ def test_main_bicep_has_the_attribution_deployment_and_modules_do_not():
     assert main.count("-partnercenter'") == 1
     for module in Path(INFRA / "modules").glob("*.bicep"):
         assert "partnercenter" not in module.read_text(), module.name
+
+
+@needs_infra_venv
+def test_module_calls_match_the_modules_parameters(parsed_infra):
+    """What `bicep build` would reject: a module given a parameter it lacks, or missing a required one."""
+    problems = []
+    for caller, data in parsed_infra.items():
+        for symbol, module in (data.get("modules") or {}).items():
+            target = (Path(caller).parent / module["detail"]["path"]).as_posix()
+            declared = parsed_infra[target]["parameters"]
+            passed = set(module["config"].get("params") or {})
+            required = {name for name, spec in declared.items() if spec.get("default") is None}
+            if passed - set(declared):
+                problems.append(f"{caller}:{symbol} passes unknown {sorted(passed - set(declared))}")
+            if required - passed:
+                problems.append(f"{caller}:{symbol} misses required {sorted(required - passed)}")
+    assert problems == []
+
+
+@needs_infra_venv
+def test_outputs_used_from_modules_exist(parsed_infra):
+    import re
+
+    problems = []
+    for caller, data in parsed_infra.items():
+        text = (INFRA / caller).read_text()
+        for symbol, module in (data.get("modules") or {}).items():
+            target = (Path(caller).parent / module["detail"]["path"]).as_posix()
+            outputs = set(parsed_infra[target].get("outputs") or {})
+            for used in set(re.findall(rf"\b{symbol}\.outputs\.(\w+)", text)):
+                if used not in outputs:
+                    problems.append(f"{caller}: {symbol}.outputs.{used} is not an output of {target}")
+    assert problems == []

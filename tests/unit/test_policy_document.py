@@ -25,10 +25,20 @@ BASE = {
             "level": "L2",
             "approval": {
                 "stages": [
-                    {"name": "leads", "approvers": ["a@contoso.com", "b@contoso.com"], "quorum": 1,
-                     "timeout": "PT4H", "on_timeout": "escalate"},
-                    {"name": "cab", "approvers": ["c@contoso.com", "d@contoso.com", "e@contoso.com"], "quorum": 2,
-                     "timeout": "PT8H", "on_timeout": "reject"},
+                    {
+                        "name": "leads",
+                        "approvers": ["a@contoso.com", "b@contoso.com"],
+                        "quorum": 1,
+                        "timeout": "PT4H",
+                        "on_timeout": "escalate",
+                    },
+                    {
+                        "name": "cab",
+                        "approvers": ["c@contoso.com", "d@contoso.com", "e@contoso.com"],
+                        "quorum": 2,
+                        "timeout": "PT8H",
+                        "on_timeout": "reject",
+                    },
                 ]
             },
         }
@@ -109,28 +119,50 @@ change_windows:
         ("rules[0].match.actions", ["deploy", "launch"], "rules[0].match.actions[1]", "is not one of"),
         ("rules[0].match.colour", ["red"], "rules[0].match", "unknown field"),
         ("rules[0].approval.stages[0].timeout", "P1M", "rules[0].approval.stages[0].timeout", "does not match"),
-        ("rules[0].approval.stages[0].approvers", ["alice"], "rules[0].approval.stages[0].approvers[0]",
-         "does not match"),
+        (
+            "rules[0].approval.stages[0].approvers",
+            ["alice"],
+            "rules[0].approval.stages[0].approvers[0]",
+            "does not match",
+        ),
         ("rules[0].approval.stages[1].quorum", 0, "rules[0].approval.stages[1].quorum", "less than the minimum"),
         ("rules[0].name", _DELETE, "rules[0]", "'name' is required"),
         ("version", "seven", "version", "is not of type 'integer'"),
         ("defaults", {"level": "L1"}, "defaults.level", "is not one of"),
-        ("quality", {"objectives": [{"sli": "slo.x", "pass": "<=10"}, {"sli": "slo.y", "pass": "about 3"}]},
-         "quality.objectives[1].pass", "does not match"),
+        (
+            "quality",
+            {"objectives": [{"sli": "slo.x", "pass": "<=10"}, {"sli": "slo.y", "pass": "about 3"}]},
+            "quality.objectives[1].pass",
+            "does not match",
+        ),
         # caught by the models
         ("rules[0].approval.stages[0].quorum", 3, "rules[0].approval.stages[0].quorum", "must be between 1 and 2"),
-        ("rules[0].approval.stages[1].on_timeout", "escalate", "rules[0].approval.stages[1].on_timeout",
-         "the last stage cannot escalate"),
-        ("rules[0].approval.stages[1].approvers", ["c@contoso.com", "C@Contoso.com"],
-         "rules[0].approval.stages[1].approvers[1]", "listed twice"),
+        (
+            "rules[0].approval.stages[1].on_timeout",
+            "escalate",
+            "rules[0].approval.stages[1].on_timeout",
+            "the last stage cannot escalate",
+        ),
+        (
+            "rules[0].approval.stages[1].approvers",
+            ["c@contoso.com", "C@Contoso.com"],
+            "rules[0].approval.stages[1].approvers[1]",
+            "listed twice",
+        ),
         ("rules[0].approval.stages[1].name", "leads", "rules[0].approval.stages[1].name", "duplicate stage name"),
-        ("change_windows", {"business_hours": {"timezone": "Europe/Amsterdamm"}},
-         "change_windows.business_hours.timezone", "not an IANA time zone"),
-        ("change_windows", {"freezes": [{"name": "f", "start": "2025-12-19T17:00:00+01:00",
-                                         "end": "2025-12-19T16:00:00+01:00"}]},
-         "change_windows.freezes[0].end", "must be after start"),
-        ("quality", {"objectives": [{"sli": "slo.x", "pass": "<=10%"}]}, "quality.objectives[0].pass",
-         "needs a sign"),
+        (
+            "change_windows",
+            {"business_hours": {"timezone": "Europe/Amsterdamm"}},
+            "change_windows.business_hours.timezone",
+            "not an IANA time zone",
+        ),
+        (
+            "change_windows",
+            {"freezes": [{"name": "f", "start": "2025-12-19T17:00:00+01:00", "end": "2025-12-19T16:00:00+01:00"}]},
+            "change_windows.freezes[0].end",
+            "must be after start",
+        ),
+        ("quality", {"objectives": [{"sli": "slo.x", "pass": "<=10%"}]}, "quality.objectives[0].pass", "needs a sign"),
     ],
 )
 def test_errors_name_the_field(path, value, field, message):
@@ -144,16 +176,17 @@ def test_errors_name_the_field(path, value, field, message):
 
 
 def test_naive_freeze_time_is_refused():
-    document = _with("change_windows", {"freezes": [{"name": "f", "start": "2025-12-19T17:00:00",
-                                                     "end": "2026-01-05T08:00:00+01:00"}]})
+    document = _with(
+        "change_windows",
+        {"freezes": [{"name": "f", "start": "2025-12-19T17:00:00", "end": "2026-01-05T08:00:00+01:00"}]},
+    )
     with pytest.raises(PolicyError) as caught:
         load_policy(document)
     assert caught.value.field == "change_windows.freezes[0].start"
 
 
 def test_group_approver_lifts_the_quorum_limit():
-    stage = {"name": "cab", "approvers": ["group:5f0c7a52-3b8e-4c1d-9a6f-2e4b8d7c1a90"], "quorum": 3,
-             "timeout": "P1D"}
+    stage = {"name": "cab", "approvers": ["group:5f0c7a52-3b8e-4c1d-9a6f-2e4b8d7c1a90"], "quorum": 3, "timeout": "P1D"}
     policy = load_policy(_with("rules[0].approval.stages", [stage]))
     assert policy.rules[0].approval.stages[0].has_group
 

@@ -66,8 +66,9 @@ def test_each_matcher(match, hit, miss):
 
 
 def test_all_conditions_must_hold():
-    policy = policy_with([{"name": "r", "match": {"environments": ["production"], "branches": ["main"]},
-                           "level": "L1"}])
+    policy = policy_with(
+        [{"name": "r", "match": {"environments": ["production"], "branches": ["main"]}, "level": "L1"}]
+    )
     assert decide(policy, event(environment="production", ref="main")).rule == "r"
     assert decide(policy, event(environment="production", ref="develop")).rule is None
 
@@ -78,19 +79,22 @@ def test_empty_match_is_a_catch_all():
 
 
 def test_first_match_wins():
-    policy = policy_with([
-        {"name": "hotfix", "match": {"environments": ["production"], "labels": ["hotfix"]}, "level": "L3"},
-        {"name": "prod", "match": {"environments": ["production"]}, "level": "L2", "approval": CHAIN},
-        {"name": "prod-again", "match": {"environments": ["production"]}, "level": "L0"},
-    ])
+    policy = policy_with(
+        [
+            {"name": "hotfix", "match": {"environments": ["production"], "labels": ["hotfix"]}, "level": "L3"},
+            {"name": "prod", "match": {"environments": ["production"]}, "level": "L2", "approval": CHAIN},
+            {"name": "prod-again", "match": {"environments": ["production"]}, "level": "L0"},
+        ]
+    )
     assert decide(policy, event(environment="production", labels=("hotfix",))).rule == "hotfix"
     decision = decide(policy, event(environment="production"))
     assert (decision.rule, decision.level) == ("prod", GateLevel.L2)
 
 
 def test_no_match_is_l2_with_the_default_chain():
-    policy = policy_with([{"name": "dev", "match": {"environments": ["dev"]}, "level": "L0"}],
-                         defaults={"approval": CHAIN})
+    policy = policy_with(
+        [{"name": "dev", "match": {"environments": ["dev"]}, "level": "L0"}], defaults={"approval": CHAIN}
+    )
     decision = decide(policy, event(environment="production"))
     assert (decision.level, decision.rule) == (GateLevel.L2, None)
     assert decision.reasons[1] == "no rule matched: safe default level L2"
@@ -139,8 +143,14 @@ def test_inferred_action_is_matched_and_explained():
 
 @pytest.mark.parametrize(
     ("ref", "branch"),
-    [("refs/heads/main", "main"), ("main", "main"), ("refs/heads/feature/x", "feature/x"), ("refs/tags/v1", None),
-     ("refs/pull/4/merge", None), (None, None)],
+    [
+        ("refs/heads/main", "main"),
+        ("main", "main"),
+        ("refs/heads/feature/x", "feature/x"),
+        ("refs/tags/v1", None),
+        ("refs/pull/4/merge", None),
+        (None, None),
+    ],
 )
 def test_branch_of(ref, branch):
     assert branch_of(ref) == branch
@@ -148,8 +158,12 @@ def test_branch_of(ref, branch):
 
 # --- change windows ------------------------------------------------------------------------------------------
 
-FREEZE = {"name": "year-end", "start": "2025-12-19T17:00:00+01:00", "end": "2026-01-05T08:00:00+01:00",
-          "environments": ["production"]}
+FREEZE = {
+    "name": "year-end",
+    "start": "2025-12-19T17:00:00+01:00",
+    "end": "2026-01-05T08:00:00+01:00",
+    "environments": ["production"],
+}
 IN_FREEZE = datetime(2025, 12, 23, 10, tzinfo=UTC)
 
 
@@ -160,14 +174,17 @@ def test_freeze_raises_to_l3_by_default_only_in_scope_and_period():
     assert any("change freeze 'year-end'" in r and "raised from L1 to L3" in r for r in frozen.reasons)
     assert decide(policy, event(environment="staging"), at=IN_FREEZE).level is GateLevel.L1
     assert decide(policy, event(environment="production"), at=datetime(2026, 1, 5, 7, tzinfo=UTC)).level is (
-        GateLevel.L1)  # 08:00 +01:00 is the end, exclusive
+        GateLevel.L1
+    )  # 08:00 +01:00 is the end, exclusive
 
 
 def test_freeze_level_rule_override_and_block():
     freeze = {**FREEZE, "level": "L2"}
     policy = policy_with(
-        [{"name": "hotfix", "match": {"labels": ["hotfix"]}, "level": "L1", "on_freeze": "block"},
-         {"name": "any", "level": "L1", "approval": CHAIN}],
+        [
+            {"name": "hotfix", "match": {"labels": ["hotfix"]}, "level": "L1", "on_freeze": "block"},
+            {"name": "any", "level": "L1", "approval": CHAIN},
+        ],
         change_windows={"freezes": [freeze]},
     )
     normal = decide(policy, event(environment="production"), at=IN_FREEZE)
@@ -179,16 +196,23 @@ def test_freeze_level_rule_override_and_block():
 
 def test_rule_matching_on_freeze_condition():
     policy = policy_with(
-        [{"name": "frozen-prod", "match": {"change_window": ["in_freeze"]}, "level": "L3"},
-         {"name": "any", "level": "L0"}],
+        [
+            {"name": "frozen-prod", "match": {"change_window": ["in_freeze"]}, "level": "L3"},
+            {"name": "any", "level": "L0"},
+        ],
         change_windows={"freezes": [FREEZE]},
     )
     assert decide(policy, event(environment="production"), at=IN_FREEZE).rule == "frozen-prod"
     assert decide(policy, event(environment="production"), at=MONDAY_10).rule == "any"
 
 
-HOURS = {"timezone": "Europe/Amsterdam", "days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00",
-         "end": "18:00", "outside_level": "L2"}
+HOURS = {
+    "timezone": "Europe/Amsterdam",
+    "days": ["mon", "tue", "wed", "thu", "fri"],
+    "start": "08:00",
+    "end": "18:00",
+    "outside_level": "L2",
+}
 
 
 @pytest.mark.parametrize(
@@ -239,8 +263,10 @@ def test_business_hours_scope():
 
 # --- quality -------------------------------------------------------------------------------------------------
 
-QUALITY = {"objectives": [{"sli": "slo.errors", "pass": "<1", "warning": "<2", "key_sli": True}],
-           "total_score": {"pass": 90, "warning": 50}}
+QUALITY = {
+    "objectives": [{"sli": "slo.errors", "pass": "<1", "warning": "<2", "key_sli": True}],
+    "total_score": {"pass": 90, "warning": 50},
+}
 
 
 def slo(errors: float) -> QualityEvidence:
@@ -252,8 +278,9 @@ def slo(errors: float) -> QualityEvidence:
     [("L0", "L2", "L2"), ("L1", "L3", "L3"), ("L3", "L2", "L3"), ("L2", "L2", "L2")],
 )
 def test_failing_quality_raises_never_lowers(rule_level, on_fail, expected):
-    policy = policy_with([{"name": "r", "level": rule_level, "approval": CHAIN}],
-                         quality={**QUALITY, "on_fail": on_fail})
+    policy = policy_with(
+        [{"name": "r", "level": rule_level, "approval": CHAIN}], quality={**QUALITY, "on_fail": on_fail}
+    )
     decision = decide(policy, event(environment="x"), slo(5))
     assert decision.quality.result == "fail"
     assert decision.level is GateLevel(expected)
@@ -275,8 +302,7 @@ def test_quality_block_rejects_even_at_l0():
 
 
 def test_quality_warning_uses_on_warning_and_then_the_rules_chain():
-    policy = policy_with([{"name": "r", "level": "L1", "approval": CHAIN}],
-                         quality={**QUALITY, "on_warning": "L2"})
+    policy = policy_with([{"name": "r", "level": "L1", "approval": CHAIN}], quality={**QUALITY, "on_warning": "L2"})
     decision = decide(policy, event(environment="staging"), slo(1.5))
     assert (decision.quality.result, decision.level) == ("warning", GateLevel.L2)
     assert decision.approval is not None and decision.approval.stages[0].name == "leads"
@@ -290,7 +316,7 @@ def test_quality_warning_uses_on_warning_and_then_the_rules_chain():
 def test_time_must_be_aware_and_tenant_must_match():
     policy = policy_with([])
     with pytest.raises(ValueError, match="timezone-aware"):
-        evaluate(policy, event(), None, datetime(2025, 3, 31, 10))  # noqa: DTZ001
+        evaluate(policy, event(), None, datetime(2025, 3, 31, 10))
     with pytest.raises(ValueError, match="tenant 'contoso'"):
         evaluate(load_policy({"version": 1, "tenant": "contoso"}), event(), None, MONDAY_10)
 
@@ -319,9 +345,25 @@ def test_example_policy_levels(fields, rule, level):
 
 def test_example_policy_with_failing_evidence_goes_to_l3():
     policy = load_policy(EXAMPLES / "policy.yaml")
-    decision = decide(policy, event(environment="production", ref="main"),
-                      load_evidence(EXAMPLES / "evidence" / "failing.json"))
+    decision = decide(
+        policy, event(environment="production", ref="main"), load_evidence(EXAMPLES / "evidence" / "failing.json")
+    )
     assert decision.quality.result == "fail" and decision.level is GateLevel.L3
     assert decision.approval is None
     verdicts = {o.name: o.verdict for o in decision.quality.objectives}
     assert verdicts["critical-findings"] == "fail" and verdicts["medium-findings"] == "info"
+
+
+def test_decision_survives_a_json_round_trip():
+    """Decisions travel through the Durable Functions history as JSON."""
+    from gatekeeper.policy import GateDecision
+
+    policy = load_policy(EXAMPLES / "policy.yaml")
+    decision = decide(
+        policy, event(environment="production", ref="main"), load_evidence(EXAMPLES / "evidence" / "warning.json")
+    )
+    public = decision.to_public_json()
+    assert list(public) == ["level", "action", "environment", "rule", "reasons", "quality", "approval", "blocked"]
+    again = GateDecision.model_validate(public)
+    assert again.to_public_json() == public
+    assert again.approval.stages[1].timeout_delta.total_seconds() == 8 * 3600

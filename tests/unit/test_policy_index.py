@@ -17,8 +17,13 @@ def _random_match(rng: random.Random) -> dict:
     match: dict = {}
     if rng.random() < 0.5:
         match["repositories"] = rng.choice(
-            [[f"{rng.choice(OWNERS)}/*"], [f"{rng.choice(OWNERS)}/web", f"{rng.choice(OWNERS)}/**"], ["*/web"],
-             ["**"], [rng.choice(OWNERS)]]
+            [
+                [f"{rng.choice(OWNERS)}/*"],
+                [f"{rng.choice(OWNERS)}/web", f"{rng.choice(OWNERS)}/**"],
+                ["*/web"],
+                ["**"],
+                [rng.choice(OWNERS)],
+            ]
         )
     if rng.random() < 0.5:
         match["environments"] = rng.choice([[rng.choice(ENVIRONMENTS)], ["prod*"], ["Production", "dev"]])
@@ -49,8 +54,10 @@ def _random_context(rng: random.Random) -> MatchContext:
 def test_index_equals_linear_scan():
     rng = random.Random(20250331)
     for _ in range(20):
-        rules = [{"name": f"r{i}", "match": _random_match(rng), "level": rng.choice(["L0", "L1", "L2", "L3"])}
-                 for i in range(rng.randint(1, 60))]
+        rules = [
+            {"name": f"r{i}", "match": _random_match(rng), "level": rng.choice(["L0", "L1", "L2", "L3"])}
+            for i in range(rng.randint(1, 60))
+        ]
         policy = load_policy({"version": 1, "rules": rules})
         for _ in range(200):
             ctx = _random_context(rng)
@@ -59,14 +66,22 @@ def test_index_equals_linear_scan():
 
 
 def test_filing_keys():
-    policy = load_policy({"version": 1, "rules": [
-        {"name": "owner", "match": {"repositories": ["Contoso/*", "fabrikam/api"]}, "level": "L0"},
-        {"name": "mixed-owner", "match": {"repositories": ["contoso/*", "*/web"], "environments": ["dev"]},
-         "level": "L0"},
-        {"name": "env-glob", "match": {"environments": ["prod-*"], "actions": ["deploy"]}, "level": "L0"},
-        {"name": "source", "match": {"sources": ["github"], "labels": ["x"]}, "level": "L0"},
-        {"name": "catch-all", "match": {"branches": ["main"]}, "level": "L0"},
-    ]})
+    policy = load_policy(
+        {
+            "version": 1,
+            "rules": [
+                {"name": "owner", "match": {"repositories": ["Contoso/*", "fabrikam/api"]}, "level": "L0"},
+                {
+                    "name": "mixed-owner",
+                    "match": {"repositories": ["contoso/*", "*/web"], "environments": ["dev"]},
+                    "level": "L0",
+                },
+                {"name": "env-glob", "match": {"environments": ["prod-*"], "actions": ["deploy"]}, "level": "L0"},
+                {"name": "source", "match": {"sources": ["github"], "labels": ["x"]}, "level": "L0"},
+                {"name": "catch-all", "match": {"branches": ["main"]}, "level": "L0"},
+            ],
+        }
+    )
     assert [index_keys(r) for r in policy.rules] == [
         [("owner", "contoso"), ("owner", "fabrikam")],
         [("environment", "dev")],
@@ -77,12 +92,25 @@ def test_filing_keys():
 
 
 def test_only_candidate_rules_are_tested():
-    rules = [{"name": f"customer-{i}", "match": {"repositories": [f"customer{i}/*"], "environments": ["production"]},
-              "level": "L2"} for i in range(500)]
+    rules = [
+        {
+            "name": f"customer-{i}",
+            "match": {"repositories": [f"customer{i}/*"], "environments": ["production"]},
+            "level": "L2",
+        }
+        for i in range(500)
+    ]
     rules.append({"name": "fallback", "level": "L1"})
     policy = load_policy({"version": 1, "rules": rules})
     index = RuleIndex(policy.rules)
-    ctx = MatchContext(source=EventSource.GITHUB, action=ActionKind.DEPLOY, environment="production",
-                       repository="customer321/portal", branch="main", labels=frozenset(), windows=frozenset())
+    ctx = MatchContext(
+        source=EventSource.GITHUB,
+        action=ActionKind.DEPLOY,
+        environment="production",
+        repository="customer321/portal",
+        branch="main",
+        labels=frozenset(),
+        windows=frozenset(),
+    )
     assert index.candidates(ctx) == [321, 500]
     assert index.first_match(ctx).name == "customer-321"

@@ -64,8 +64,14 @@ def test_parse_duration_errors(text, message):
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(timedelta(hours=4), "PT4H"), (timedelta(days=1, hours=12), "P1DT12H"), (timedelta(days=2), "P2D"),
-     (timedelta(minutes=90), "PT1H30M")],
+    [
+        (timedelta(hours=4), "PT4H"),
+        (timedelta(days=1, hours=12), "P1DT12H"),
+        (timedelta(days=2), "P2D"),
+        (timedelta(minutes=90), "PT1H30M"),
+        (timedelta(milliseconds=500), "PT0.5S"),
+        (timedelta(weeks=1, seconds=1), "P7DT1S"),
+    ],
 )
 def test_format_duration_round_trips(value, text):
     assert format_duration(value) == text

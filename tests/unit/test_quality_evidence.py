@@ -37,8 +37,11 @@ def test_inline_sarif(tmp_path):
         ({"slo": [{"name": "a", "value": 1}, {"name": "a", "value": 2}]}, "slo[1].name", "duplicate"),
         ({"slo": [{"name": "9x", "value": 1}]}, "slo[0].name", "pattern"),
         ({"slo": [{"name": "x", "value": "NaN"}]}, "slo[0].value", "finite"),
-        ({"sarif": {"version": "2.1.0", "runs": [{"results": [{"level": "bad"}]}]}},
-         "sarif.runs[0].results[0].level", "not one of"),
+        (
+            {"sarif": {"version": "2.1.0", "runs": [{"results": [{"level": "bad"}]}]}},
+            "sarif.runs[0].results[0].level",
+            "not one of",
+        ),
         ({"coverage": {"line_percent": 80, "lines": 3}}, "coverage.lines", "Extra inputs are not permitted"),
     ],
 )

@@ -25,8 +25,15 @@ def test_codeql_example_log():
     # code-injection (9.3, error), sql-injection (8.8, error), url sanitization (7.8, warning),
     # unused import (note, no severity); clear-text logging is suppressed in source.
     assert summary.model_dump() == {
-        "error": 2, "warning": 1, "note": 1, "none": 0,
-        "critical": 1, "high": 2, "medium": 0, "low": 0, "results": 4,
+        "error": 2,
+        "warning": 1,
+        "note": 1,
+        "none": 0,
+        "critical": 1,
+        "high": 2,
+        "medium": 0,
+        "low": 0,
+        "results": 4,
     }
 
 
@@ -38,8 +45,17 @@ def test_clean_example_skips_fixed_results():
 
 @pytest.mark.parametrize(
     ("score", "bucket"),
-    [(10.0, "critical"), (9.0, "critical"), (8.99, "high"), (7.0, "high"), (6.9, "medium"), (4.0, "medium"),
-     (3.9, "low"), (0.1, "low"), (0.0, None)],
+    [
+        (10.0, "critical"),
+        (9.0, "critical"),
+        (8.99, "high"),
+        (7.0, "high"),
+        (6.9, "medium"),
+        (4.0, "medium"),
+        (3.9, "low"),
+        (0.1, "low"),
+        (0.0, None),
+    ],
 )
 def test_severity_buckets(score, bucket):
     assert severity_bucket(score) == bucket
@@ -61,8 +77,15 @@ def test_level_defaults_and_overrides():
     ]
     summary = summarize_sarif(_log(results, rules))
     assert summary.model_dump() == {
-        "error": 3, "warning": 1, "note": 1, "none": 0,
-        "critical": 1, "high": 0, "medium": 3, "low": 0, "results": 5,
+        "error": 3,
+        "warning": 1,
+        "note": 1,
+        "none": 0,
+        "critical": 1,
+        "high": 0,
+        "medium": 3,
+        "low": 0,
+        "results": 5,
     }
 
 
@@ -78,10 +101,14 @@ def test_rules_from_tool_extensions():
         ({"version": "2.0.0", "runs": []}, "sarif.version"),
         ({"version": "2.1.0"}, "sarif.runs"),
         (_log([{"level": "fatal", "message": {"text": "x"}}]), "sarif.runs[0].results[0].level"),
-        (_log([{"message": {"text": "x"}, "properties": {"security-severity": "high"}}]),
-         "sarif.runs[0].results[0].properties.security-severity"),
-        (_log([{"message": {"text": "x"}, "properties": {"security-severity": "11"}}]),
-         "sarif.runs[0].results[0].properties.security-severity"),
+        (
+            _log([{"message": {"text": "x"}, "properties": {"security-severity": "high"}}]),
+            "sarif.runs[0].results[0].properties.security-severity",
+        ),
+        (
+            _log([{"message": {"text": "x"}, "properties": {"security-severity": "11"}}]),
+            "sarif.runs[0].results[0].properties.security-severity",
+        ),
         ({"version": "2.1.0", "runs": [{"tool": {}, "results": {}}]}, "sarif.runs[0].results"),
     ],
 )

@@ -13,8 +13,12 @@ def _policy(objectives, **extra):
 
 def _evidence(**slo):
     return QualityEvidence.from_mapping(
-        {"slo": [{"name": k, "value": v[0], "baseline": v[1]} if isinstance(v, tuple) else {"name": k, "value": v}
-                 for k, v in slo.items()]}
+        {
+            "slo": [
+                {"name": k, "value": v[0], "baseline": v[1]} if isinstance(v, tuple) else {"name": k, "value": v}
+                for k, v in slo.items()
+            ]
+        }
     )
 
 
@@ -65,9 +69,7 @@ def test_key_objective_warning_does_not_fail():
 
 def test_informative_objective_is_reported_not_scored():
     policy = _policy([{"sli": "sarif.medium", "name": "medium"}, {"sli": "slo.errors", "pass": "<1"}])
-    evidence = QualityEvidence.from_mapping(
-        {"sarif": {"medium": 4}, "slo": [{"name": "errors", "value": 0}]}
-    )
+    evidence = QualityEvidence.from_mapping({"sarif": {"medium": 4}, "slo": [{"name": "errors", "value": 0}]})
     result = evaluate_quality(policy, evidence)
     info = result.objectives[0]
     assert (info.verdict, info.value, info.weight, info.score) == ("info", 4.0, 0.0, 0.0)

@@ -1,0 +1,87 @@
+"""The whole gate on one machine: the real orchestrators and activities in the local runner, the real
+dispatcher and decision route, over storage and services you pass in (Azurite, local keys, local servers).
+
+Used by the end-to-end tests and the demo; in Azure the Functions host and the Durable extension play the
+runner's part and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gatekeeper.approvals.service import DecisionService, TokenValidator
+from gatekeeper.events.model import PipelineEvent
+from gatekeeper.gates import services as gate_services
+from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
+from gatekeeper.gates.services import GateServices
+from gatekeeper.ingest.dispatcher import EventDispatcher
+from gatekeeper.integrations.notify import Notifier
+from gatekeeper.local.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
+from gatekeeper.store.envelope import EnvelopeCipher
+from gatekeeper.store.tables import StorageAccount
+from orchestrators import ACTIVITIES, ORCHESTRATORS
+
+
+@dataclass
+class LocalGates:
+    runner: LocalOrchestrationRunner
+    services: GateServices
+    decisions: DecisionService
+    dispatcher: EventDispatcher
+    gateway: RunnerGateway
+
+    @property
+    def clock(self) -> ManualClock:
+        return self.runner.clock
+
+    def submit(self, event: PipelineEvent) -> str:
+        """Dispatch a gate request as the queue trigger would, and run until nothing moves."""
+        result = self.dispatcher.dispatch(event, event_id=str(uuid.uuid4()))
+        self.runner.run_until_idle()
+        assert result.instance_id is not None, "only gate requests start gates"
+        return result.instance_id
+
+    def decide(self, instance_id: str, headers: Mapping[str, str], decision: str,
+               comment: str = "") -> tuple[int, dict[str, Any]]:
+        """POST /api/approvals/{id}/decisions through the route logic, then let the runner react."""
+        body = json.dumps({"decision": decision, "comment": comment}).encode()
+        answer = self.decisions.decide(instance_id, headers, body)
+        self.runner.run_until_idle()
+        return answer
+
+
+def local_gates(
+    storage: StorageAccount,
+    cipher: EnvelopeCipher,
+    *,
+    decider: Decider,
+    audit_for: Callable[[str], AuditTrail],
+    notifier: Notifier,
+    callbacks: PipelineCallbacks,
+    entra_tenants_for: Callable[[str], Iterable[str]],
+    token_validator: TokenValidator | None = None,
+    operators_for: Callable[[str], tuple[str, ...]] | None = None,
+    clock: ManualClock | None = None,
+    approval_base_url: str = "http://localhost:7071",
+    env: Mapping[str, str] | None = None,
+) -> LocalGates:
+    """Build the local gate and install its services for the activities (gatekeeper.gates.services)."""
+    clock = clock or ManualClock()
+    now: Callable[[], datetime] = clock.now
+    services = GateServices(
+        storage=storage, cipher=cipher, decider=decider, audit_for=audit_for, notifier=notifier,
+        callbacks=callbacks, approval_base_url=approval_base_url, clock=now,
+    )
+    if operators_for is not None:
+        services.operators_for = operators_for
+    gate_services.configure(services)
+    runner = LocalOrchestrationRunner(ORCHESTRATORS, ACTIVITIES, clock)
+    gateway = RunnerGateway(runner)
+    decisions = DecisionService(storage, cipher, gateway, entra_tenants_for=entra_tenants_for,
+                                token_validator=token_validator, audit_for=audit_for, clock=now, env=env)
+    return LocalGates(runner, services, decisions, EventDispatcher(storage, cipher, gateway), gateway)

@@ -1,0 +1,72 @@
+"""azure.yaml, the azd parameters file, the release workflow and the Teams app manifest stay consistent
+with main.bicep and the code."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from gatekeeper.integrations.notify import ACTIVITY_TYPES
+from gatekeeper.marketplace.bicep_params import read_parameters
+from tests.infra.conftest import INFRA, ROOT, load_json
+
+PARAMETERS = read_parameters((INFRA / "main.bicep").read_text())
+ENV_REFERENCE = re.compile(r"^\$\{(?P<name>[A-Z][A-Z0-9_]*)(?:=(?P<default>[^}]*))?\}$")
+
+
+def test_azure_yaml_provisions_main_bicep_and_deploys_the_function_app():
+    config = yaml.safe_load((ROOT / "azure.yaml").read_text())
+    assert config["infra"] == {"provider": "bicep", "path": "infra", "module": "main"}
+    assert config["services"]["api"] == {"project": ".", "language": "python", "host": "function"}
+    # azd finds the app to deploy by this tag
+    assert "'azd-service-name': 'api'" in (INFRA / "modules" / "functionapp.bicep").read_text()
+
+
+def test_azd_parameters_cover_every_parameter_with_the_same_defaults():
+    values = load_json(INFRA / "main.parameters.json")["parameters"]
+    assert set(values) == set(PARAMETERS)
+    for name, parameter in PARAMETERS.items():
+        match = ENV_REFERENCE.match(values[name]["value"])
+        assert match, f"{name}: expected an azd environment reference ${{NAME}} or ${{NAME=default}}"
+        if name == "location":
+            assert match["name"] == "AZURE_LOCATION"
+        elif parameter.has_default:
+            assert match["default"] == parameter.default, f"{name}: azd default differs from main.bicep"
+        else:
+            assert match["default"] is None, f"{name}: a required parameter must come from the azd environment"
+
+
+def test_release_workflow_compiles_packages_and_uploads():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))
+    assert "tags" in triggers["push"]
+    steps = workflow["jobs"]["marketplace-package"]["steps"]
+    script = "\n".join(step.get("run", "") for step in steps)
+    assert "az bicep build --file infra/main.bicep --outfile build/mainTemplate.json" in script
+    assert "python -m gatekeeper package marketplace" in script and "--template build/mainTemplate.json" in script
+    upload = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert upload and upload[0]["with"]["path"] == "build/marketplace/gatekeeper-marketplace.zip"
+    order = [i for i, s in enumerate(steps) if "bicep build" in s.get("run", "")] + \
+            [i for i, s in enumerate(steps) if "package marketplace" in s.get("run", "")]
+    assert order == sorted(order) and len(order) == 2
+
+
+def test_teams_manifest_declares_the_activity_types_the_notifier_sends():
+    manifest = load_json(INFRA / "teams" / "manifest.json")
+    declared = {a["type"]: a["templateText"] for a in manifest["activities"]["activityTypes"]}
+    assert set(declared) == set(ACTIVITY_TYPES.values())
+    for text in declared.values():
+        assert set(re.findall(r"\{(\w+)\}", text)) <= {"title"}, "the notifier only sends the 'title' parameter"
+    assert manifest["webApplicationInfo"]["id"] == "{{MANAGED_IDENTITY_CLIENT_ID}}"
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", manifest["id"])
+    for icon in manifest["icons"].values():
+        assert (INFRA / "teams" / icon).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_workbook_is_a_notebook_with_the_four_views():
+    workbook = load_json(INFRA / "workbook.json")
+    assert workbook["version"] == "Notebook/1.0"
+    titles = " ".join(item["content"].get("title", "") for item in workbook["items"] if item["type"] == 3)
+    for view in ("throughput", "Error rate", "Approval latency", "overrides"):
+        assert view.lower() in titles.lower()

@@ -1,0 +1,86 @@
+"""`gatekeeper audit export|public-key|checkpoint` against Azurite, then `audit verify` offline: the path
+`make demo` takes (export into demo-output/, verify the bundle with the exported public key)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gatekeeper.audit.log import AuditLog
+from gatekeeper.audit.oscal_validate import validation_errors
+from gatekeeper.audit.signing import LocalCheckpointKey
+from gatekeeper.cli import main
+from gatekeeper.store.keys import LocalKeyProvider, build_cipher
+from gatekeeper.store.tables import StorageAccount
+from tests.conftest import SHARED_FIXTURES
+
+pytestmark = pytest.mark.azurite
+
+
+@pytest.fixture
+def settings_env(monkeypatch, tmp_path, storage_connection_string):
+    key_dir = tmp_path / "keys"
+    monkeypatch.setenv("GATEKEEPER_KEY_MODE", "local")
+    monkeypatch.setenv("GATEKEEPER_LOCAL_KEY_DIR", str(key_dir))
+    monkeypatch.setenv("GATEKEEPER_STORAGE_CONNECTION", storage_connection_string)
+    monkeypatch.setenv("GATEKEEPER_CHECKPOINT_EVERY", "4")
+    return key_dir
+
+
+def seed(connection, key_dir, tenant):
+    storage = StorageAccount(connection_string=connection)
+    cipher = build_cipher(storage, LocalKeyProvider(key_dir))
+    log = AuditLog(storage, cipher, LocalCheckpointKey(key_dir).signer(), tenant)
+    log.append("event_received", "system:gatekeeper", "gate-1", "github:contoso/web:1:production",
+               {"repository": "contoso/web", "commit": "9f2c1ab", "source": "github"})
+    log.append("decision", "system:gatekeeper", "gate-1", "github:contoso/web:1:production",
+               {"level": "L1", "outcome": "proceed", "reasons": ["staging branch"]})
+    log.append("callback", "system:gatekeeper", "gate-1", "github:contoso/web:1:production",
+               {"target": "github", "result": "approved", "status": 204})
+    return log
+
+
+def test_export_then_verify_offline(settings_env, storage_connection_string, unique_name, tmp_path, capsys):
+    seed(storage_connection_string, settings_env, unique_name)
+    out = tmp_path / "demo-output"
+    assert main(["audit", "checkpoint", "--tenant", unique_name]) == 0
+    assert capsys.readouterr().out.endswith("no checkpoint due yet (3 unsigned entries; --force signs now)\n")
+    assert main(["audit", "checkpoint", "--tenant", unique_name, "--force"]) == 0
+    assert ": checkpoint at size 3, root " in capsys.readouterr().out
+    assert main(["audit", "export", "--tenant", unique_name, "--format", "bundle",
+                 "--out", str(out / "audit.bundle.json")]) == 0
+    assert main(["audit", "export", "--tenant", unique_name, "--format", "oscal",
+                 "--out", str(out / "audit.oscal.json")]) == 0
+    assert main(["audit", "export", "--tenant", unique_name, "--format", "jsonl",
+                 "--out", str(out / "audit.jsonl"), "--from", "2000-01-01", "--to", "2999-01-01T00:00:00Z"]) == 0
+    assert main(["audit", "public-key", "--out", str(out / "checkpoint-public-key.pem")]) == 0
+    capsys.readouterr()
+
+    assert main(["audit", "verify", str(out / "audit.bundle.json"),
+                 "--public-key", str(out / "checkpoint-public-key.pem")]) == 0
+    assert capsys.readouterr().out.startswith("verified 3 entries, root ")
+    schema = json.loads((SHARED_FIXTURES / "oscal" / "oscal_complete_schema-1.2.3.json").read_text())
+    assert validation_errors(json.loads((out / "audit.oscal.json").read_text()), schema) == []
+    lines = (out / "audit.jsonl").read_text().splitlines()
+    assert [json.loads(line)["kind"] for line in lines] == ["event_received", "decision", "callback"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--tenant", "Bad_Tenant", "--format", "bundle", "--out", "x"], "--tenant:"),
+        (["--tenant", "contoso", "--format", "bundle", "--out", "x", "--from", "last tuesday"], "--from:"),
+        (["--tenant", "contoso", "--format", "bundle", "--out", "x", "--from", "2026-02-01", "--to", "2026-01-01"],
+         "--to: must not be earlier"),
+    ],
+)
+def test_export_bad_input_exits_2(settings_env, argv, message, capsys):
+    assert main(["audit", "export", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_export_with_bad_key_mode_exits_2(settings_env, monkeypatch, capsys):
+    monkeypatch.setenv("GATEKEEPER_KEY_MODE", "floppy")
+    assert main(["audit", "export", "--tenant", "contoso", "--format", "bundle", "--out", "x"]) == 2
+    assert "GATEKEEPER_KEY_MODE" in capsys.readouterr().err

@@ -63,6 +63,7 @@ def parse_time(text: str) -> datetime:
 
 _FORMAT_LEN = len(RECORD_FORMAT)
 _ASCII_FORMAT = "%d:%s," * 10
+LEAF_ASCII_FORMAT = "\x00" + _ASCII_FORMAT  # the leaf-hash input of an all-ASCII entry, for the verifier
 _BYTES_FORMAT = b"%d:%b," * 10
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,9 +37,11 @@ from gatekeeper.audit.checkpoints import (
     verify_signature,
 )
 from gatekeeper.audit.merkle import CompactRange, ProofError, verify_consistency
-from gatekeeper.audit.records import GENESIS_HASH, canonical_bytes
+from gatekeeper.audit.records import GENESIS_HASH, LEAF_ASCII_FORMAT, RECORD_FORMAT, canonical_bytes
 
 _TEXT_FIELDS = ("tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash", "entry_hash")
+_FIELDS = itemgetter("seq", *_TEXT_FIELDS)
+PROGRESS_EVERY = 1024
 Progress = Callable[[int], None]
 
 
@@ -236,69 +239,73 @@ def _walk(
     prev_hex: str | None = GENESIS_HASH if start == 0 else None
     prev2_hex: str | None = None
     seq = start - 1
-    batch = 0
     hashes = compact.hashes  # the compact range, appended to inline: this loop is the verifier's hot path
     size = compact.size
-    for index, entry in enumerate(entries):
-        seq += 1
-        try:
-            found = entry["seq"]
-            t, k, at, a = entry["tenant"], entry["kind"], entry["at"], entry["actor"]
-            i, su, d, p, h = entry["instance_id"], entry["subject"], entry["data"], entry["prev_hash"], entry["entry_hash"]
-        except (KeyError, TypeError):
-            _diagnose(entries, index, seq, tenant)
-            raise AssertionError("unreachable") from None
-        if (
-            found != seq or type(found) is not int or t != tenant or type(t) is not str or type(k) is not str
-            or type(at) is not str or type(a) is not str or type(i) is not str or type(su) is not str
-            or type(d) is not str or type(p) is not str or type(h) is not str
-        ):
-            _diagnose(entries, index, seq, tenant)
-        digest = sha256(b"\x00" + canonical_bytes(t, seq, k, at, a, i, su, d, p)).digest()
-        digest_hex = digest.hex()
-        if prev_hex is not None and p != prev_hex:
-            if prev2_hex is not None and p == prev2_hex and seq - 1 >= state.good_size:
-                raise _Bad(seq - 1, f"was inserted: seq {seq} links to seq {seq - 2}")
+    fields = _FIELDS
+    join = "".join
+    leaf_format = LEAF_ASCII_FORMAT
+    format_len = len(RECORD_FORMAT)
+    for chunk_start in range(0, len(entries), PROGRESS_EVERY):
+        for entry in entries[chunk_start:chunk_start + PROGRESS_EVERY]:
+            seq += 1
+            try:
+                found, t, k, at, a, i, su, d, p, h = fields(entry)
+                join((t, k, at, a, i, su, d, p, h))  # a TypeError unless all nine are strings
+            except (KeyError, TypeError):
+                _diagnose(entries, seq - start, seq, tenant)
+                raise AssertionError("unreachable") from None
+            if found != seq or type(found) is not int or t != tenant:
+                _diagnose(entries, seq - start, seq, tenant)
+            seq_text = str(seq)
+            text = leaf_format % (
+                format_len, RECORD_FORMAT, len(t), t, len(seq_text), seq_text, len(k), k, len(at), at, len(a), a,
+                len(i), i, len(su), su, len(d), d, len(p), p,
+            )
+            if text.isascii():  # the common case; otherwise lengths must count UTF-8 bytes
+                digest = sha256(text.encode("ascii")).digest()
+            else:
+                digest = sha256(b"\x00" + canonical_bytes(t, seq, k, at, a, i, su, d, p)).digest()
+            digest_hex = digest.hex()
+            if p != prev_hex and prev_hex is not None:
+                if prev2_hex is not None and p == prev2_hex and seq - 1 >= state.good_size:
+                    raise _Bad(seq - 1, f"was inserted: seq {seq} links to seq {seq - 2}")
+                if digest_hex != h:
+                    raise _Bad(seq, "content altered: its hash does not match its fields")
+                if seq - 1 < state.good_size:
+                    raise _Bad(seq, f"prev_hash does not match the hash of seq {seq - 1}")
+                raise _Bad(seq - 1, f"altered: its hash does not match the prev_hash recorded by seq {seq}")
             if digest_hex != h:
                 raise _Bad(seq, "content altered: its hash does not match its fields")
-            if seq - 1 < state.good_size:
-                raise _Bad(seq, f"prev_hash does not match the hash of seq {seq - 1}")
-            raise _Bad(seq - 1, f"altered: its hash does not match the prev_hash recorded by seq {seq}")
-        if digest_hex != h:
-            raise _Bad(seq, "content altered: its hash does not match its fields")
-        prev2_hex, prev_hex = prev_hex, digest_hex
-        hashes.append(digest)
-        size += 1
-        merge = size
-        while not merge & 1:
-            right = hashes.pop()
-            hashes[-1] = sha256(b"\x01" + hashes[-1] + right).digest()
-            merge >>= 1
-        compact.size = size
-        if seq + 1 == next_size:
-            state.checked = seq - start + 1
-            root = compact.root()
-            while pending and pending[0].size == seq + 1:
-                cp = pending.pop(0)
-                assert cp.parsed is not None
-                if cp.error is None and cp.parsed.root != root:
-                    problem = _check_signature(cp, keys)
-                    if problem:  # a forged checkpoint; the entries may be fine, but nothing proves them
-                        raise _Bad(good_size(), problem)
-                    raise _Bad(
-                        good_size(),
-                        f"entries {good_size()}..{seq} do not produce the Merkle root signed at size {seq + 1} "
-                        "(rewritten after signing)",
-                    )
-                accept(cp, root_checked=True)
-            next_size = pending[0].size if pending else -1
+            prev2_hex = prev_hex
+            prev_hex = digest_hex
+            hashes.append(digest)
+            size += 1
+            merge = size
+            while not merge & 1:
+                right = hashes.pop()
+                hashes[-1] = sha256(b"\x01" + hashes[-1] + right).digest()
+                merge >>= 1
+            if size == next_size:
+                compact.size = size
+                state.checked = size - start
+                root = compact.root()
+                while pending and pending[0].size == size:
+                    cp = pending.pop(0)
+                    assert cp.parsed is not None
+                    if cp.error is None and cp.parsed.root != root:
+                        problem = _check_signature(cp, keys)
+                        if problem:  # a forged checkpoint; the entries may be fine, but nothing proves them
+                            raise _Bad(good_size(), problem)
+                        raise _Bad(
+                            good_size(),
+                            f"entries {good_size()}..{seq} do not produce the Merkle root signed at size {size} "
+                            "(rewritten after signing)",
+                        )
+                    accept(cp, root_checked=True)
+                next_size = pending[0].size if pending else -1
         if progress is not None:
-            batch += 1
-            if batch == 1024:
-                progress(batch)
-                batch = 0
-    if progress is not None and batch:
-        progress(batch)
+            progress(min(PROGRESS_EVERY, len(entries) - chunk_start))
+    compact.size = size
     end = seq + 1
     state.checked = end - start
     for cp in pending:  # checkpoints beyond the last entry: a truncated log, or a forged checkpoint

@@ -31,7 +31,7 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $@
 
 demo: $(VENV_STAMP) $(NODE_STAMP)
-	@$(PY) -m gatekeeper demo --out demo-output
+	@$(PY) -m demo --out demo-output
 
 test: bootstrap
 	@$(PY) -m pytest -n 2 --dist loadfile

@@ -1,10 +1,16 @@
-"""Composition root: one Durable Functions app that registers every blueprint. No logic here."""
+"""Composition root: one Durable Functions app that registers every blueprint. No logic here.
+
+Gate activity services are built from app settings on the first activity (`gatekeeper.gates.services`
+defaults to `gatekeeper.gates.wiring`), so indexing the app imports none of the gate code (cold start).
+"""
 
 import azure.durable_functions as df
 
+from functions.approvals import bp as approvals_bp
 from functions.ingest import bp as ingest_bp
 from functions.queues import bp as queues_bp
+from orchestrators import bp as orchestrators_bp
 
 app = df.DFApp()
-for blueprint in (ingest_bp, queues_bp):
+for blueprint in (ingest_bp, queues_bp, approvals_bp, orchestrators_bp):
     app.register_functions(blueprint)

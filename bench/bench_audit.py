@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bench.common import Ratio, best_of
+from bench.common import Ratio
 from gatekeeper.audit.bundle import build_bundle, verify_bundle
 from gatekeeper.audit.checkpoints import Checkpoint, origin_for, sign_checkpoint
 from gatekeeper.audit.merkle import CompactRange
@@ -31,6 +31,7 @@ MANY = 300
 VERIFY_ENTRIES = 20_000
 CHECKPOINT_EVERY = 100
 SEALED_BYTES = 600  # a typical sealed decision record: reasons, levels, ids
+ROUNDS = 5
 
 
 def _bundle(signer, tenant: str, n: int) -> dict:
@@ -39,16 +40,32 @@ def _bundle(signer, tenant: str, n: int) -> dict:
     compact, prev = CompactRange(), GENESIS_HASH
     for seq in range(n):
         sealed = "gk1.bench." + base64.urlsafe_b64encode(os.urandom(SEALED_BYTES)).decode().rstrip("=")
-        entry = sealed_entry(tenant, seq, "decision", format_time(t0 + timedelta(seconds=seq)), "system:gatekeeper",
-                             f"gate-{seq // 4}", f"github:contoso/web:{seq // 4}:production", sealed, prev)
+        entry = sealed_entry(
+            tenant,
+            seq,
+            "decision",
+            format_time(t0 + timedelta(seconds=seq)),
+            "system:gatekeeper",
+            f"gate-{seq // 4}",
+            f"github:contoso/web:{seq // 4}:production",
+            sealed,
+            prev,
+        )
         entries.append(entry)
         prev = entry["entry_hash"]
         compact.append(bytes.fromhex(prev))
         if (seq + 1) % CHECKPOINT_EVERY == 0 or seq + 1 == n:
             cp = Checkpoint(origin_for(tenant), seq + 1, compact.root(), format_time(t0 + timedelta(seconds=seq)))
             checkpoints.append(sign_checkpoint(signer, cp))
-    return build_bundle(tenant, entries, checkpoints, start_seq=0, end_seq=n, exported_at=format_time(t0),
-                        public_keys=[signer.public_key_pem()])
+    return build_bundle(
+        tenant,
+        entries,
+        checkpoints,
+        start_seq=0,
+        end_seq=n,
+        exported_at=format_time(t0),
+        public_keys=[signer.public_key_pem()],
+    )
 
 
 def _verify_ratio(key_dir: str) -> Ratio:
@@ -73,8 +90,19 @@ def _verify_ratio(key_dir: str) -> Ratio:
             encrypt(nonce, data, None)
         return VERIFY_ENTRIES / (time.perf_counter() - start)
 
-    return Ratio("offline verify vs raw SHA-256 + AES-GCM over the same bytes", best_of(verify_rate),
-                 best_of(raw_rate), "entries/s", ">= 0.5")
+    # Interleaved rounds, fastest of each: on a shared machine a neighbour's burst should not land on one
+    # side of the ratio only.
+    verify_rates, raw_rates = [], []
+    for _ in range(ROUNDS):
+        verify_rates.append(verify_rate())
+        raw_rates.append(raw_rate())
+    return Ratio(
+        "offline verify vs raw SHA-256 + AES-GCM over the same bytes",
+        max(verify_rates),
+        max(raw_rates),
+        "entries/s",
+        ">= 0.5",
+    )
 
 
 def _append_ratios(key_dir: str) -> list[Ratio]:
@@ -97,11 +125,11 @@ def _append_ratios(key_dir: str) -> list[Ratio]:
 
         def raw_batch_rate(log: AuditLog, count: int) -> float:
             entities = [dict(e) for e in log.table.query_entities("PartitionKey eq 'log' and RowKey lt 'head'")]
-            entities = entities[1:count + 1]
+            entities = entities[1 : count + 1]
             table = storage.ensure_table("raw" + uuid.uuid4().hex[:12])
             start = time.perf_counter()
             for i in range(0, len(entities), 100):
-                table.submit_transaction([("create", e) for e in entities[i:i + 100]])
+                table.submit_transaction([("create", e) for e in entities[i : i + 100]])
             return len(entities) / (time.perf_counter() - start)
 
         data = {"level": "L2", "outcome": "approval_required", "reasons": ["production", "business hours"]}
@@ -113,8 +141,16 @@ def _append_ratios(key_dir: str) -> list[Ratio]:
         single_raw = raw_batch_rate(log, APPENDS)
 
         log = new_log()
-        items = [{"kind": "decision", "actor": "system:gatekeeper", "instance_id": f"gate-{i}",
-                  "subject": f"deploy-{i}", "data": data} for i in range(MANY)]
+        items = [
+            {
+                "kind": "decision",
+                "actor": "system:gatekeeper",
+                "instance_id": f"gate-{i}",
+                "subject": f"deploy-{i}",
+                "data": data,
+            }
+            for i in range(MANY)
+        ]
         start = time.perf_counter()
         log.append_many(items)
         many = MANY / (time.perf_counter() - start)

@@ -10,26 +10,31 @@ authentication's X-MS-CLIENT-PRINCIPAL, or a bearer token validated against the 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from functions.durable_gateway import DurableClientGateway
 from functions.http import handle, services
-from gatekeeper.approvals.service import DecisionService, OrchestrationGateway
+
+if TYPE_CHECKING:
+    from gatekeeper.approvals.service import DecisionService, OrchestrationGateway
 
 bp = df.Blueprint()
 
 
 def decision_service(gateway: OrchestrationGateway) -> DecisionService:
+    # Imported on the first request, not when the host indexes the app (cold start).
+    from gatekeeper.approvals.service import DecisionService
+
     runtime = services()
 
     def entra_tenants(tenant_id: str) -> tuple[str, ...]:
         record = runtime.registry.get(tenant_id)
         return record.entra_tenant_ids if record is not None else ()
 
-    audit_for = getattr(runtime, "audit_for", None)  # the audit log, once the runtime provides it
+    audit_for = runtime.audit_for
     return DecisionService(
         runtime.storage,
         runtime.sealer,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from functools import cached_property
 
 from gatekeeper import settings
@@ -17,8 +18,13 @@ from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
 from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, QueueEventSink, Sealer
 from gatekeeper.ingest.service import IngestionService, TokenValidator
 from gatekeeper.store.tables import StorageAccount
+from gatekeeper.tenancy.model import SecretPurpose
 from gatekeeper.tenancy.registry import TenantRegistry
 from gatekeeper.tenancy.secrets import SecretResolver
+
+if TYPE_CHECKING:
+    from gatekeeper.audit.log import AuditLog
+    from gatekeeper.policy.document import PolicyDocument
 
 
 def storage_from_settings() -> StorageAccount:
@@ -37,6 +43,10 @@ def storage_from_settings() -> StorageAccount:
     )
 
 
+# With no policy published a tenant still gets gates, never automation: L3, a person decides.
+NO_POLICY = {"version": 1, "defaults": {"level": "L3"}, "rules": []}
+
+
 @dataclass
 class Runtime:
     """The long-lived services of one process."""
@@ -47,7 +57,12 @@ class Runtime:
     max_body_bytes: int = 1_048_576
     tenant_cache_seconds: float = 60.0
     queue_name: str = PIPELINE_EVENTS_QUEUE
+    checkpoint_signer: Any = None  # gatekeeper.audit.signing.CheckpointSigner; None = no checkpoints
     environ: Mapping[str, str] | None = None  # where `env:` secret references resolve; None = os.environ
+
+    def __post_init__(self) -> None:
+        self._audit_logs: dict[str, AuditLog] = {}
+        self._audit_lock = threading.Lock()
 
     @cached_property
     def registry(self) -> TenantRegistry:
@@ -81,6 +96,39 @@ class Runtime:
         """Only tokens from Entra tenants in the registry are worth fetching signing keys for."""
         return self.registry.resolve([f"entra:tenant:{entra_tenant_id.lower()}"]) is not None
 
+    def audit_for(self, tenant_id: str) -> AuditLog:
+        """The tenant's audit log (one per tenant per process; its head is read from the table)."""
+        from gatekeeper.audit.log import AuditLog
+
+        with self._audit_lock:
+            log = self._audit_logs.get(tenant_id)
+            if log is None:
+                log = self._audit_logs[tenant_id] = AuditLog(
+                    self.storage, self.sealer, self.checkpoint_signer, tenant_id, env=self.environ
+                )
+            return log
+
+    def policy_for(self, tenant_id: str) -> PolicyDocument:
+        """The tenant's current policy; with none published, the safe default (every change needs a human)."""
+        from gatekeeper.policy.document import load_policy
+        from gatekeeper.policy.store import NoPolicy, PolicyStore
+
+        try:
+            return PolicyStore(self.storage, tenant_id).current().document
+        except NoPolicy:
+            return load_policy(NO_POLICY, name="built-in safe default")
+
+    def operators_for(self, tenant_id: str) -> tuple[str, ...]:
+        record = self.registry.get(tenant_id)
+        return record.operators if record else ()
+
+    def callback_secret(self, tenant_id: str) -> bytes:
+        record = self.registry.get(tenant_id)
+        found = self.secrets.resolve(record, SecretPurpose.CALLBACK_SIGNING) if record else []
+        if not found:
+            raise LookupError(f"tenant {tenant_id} has no callback signing secret configured")
+        return found[0]
+
     def dispatcher(self, gateway: OrchestrationGateway) -> EventDispatcher:
         return EventDispatcher(self.storage, self.sealer, gateway)
 
@@ -109,9 +157,12 @@ def _build_from_settings() -> Runtime:
     from gatekeeper.store.keys import cipher_from_settings
 
     storage = storage_from_settings()
+    from gatekeeper.audit.signing import signer_from_settings
+
     built = Runtime(
         storage=storage,
         sealer=cipher_from_settings(storage),
+        checkpoint_signer=signer_from_settings(),
         max_body_bytes=int(settings.get("GATEKEEPER_MAX_BODY_BYTES") or 1_048_576),
         tenant_cache_seconds=float(settings.get("GATEKEEPER_TENANT_CACHE_SECONDS") or 60),
     )

@@ -10,17 +10,22 @@ carries vote events (ids and decisions) and small activity results. No `continue
 Vote events are numbered (`approval-vote-0`, `-1`, ...) by the decision route, and the chain waits for them
 in order: the Python SDK keeps only the last early event per name and replays it to every later wait on
 that name, so one shared event name would lose and repeat votes.
+
+The chain and its models are imported inside the functions: the host indexes the app without them (cold
+start) and the first run imports them once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gatekeeper.approvals import chain
-from gatekeeper.gates.model import ChainInput, ChainResult, VoteEvent, vote_event_name
 from orchestrators import names
+
+if TYPE_CHECKING:
+    from gatekeeper.approvals.chain import ChainState
+    from gatekeeper.gates.model import ChainInput, VoteEvent
 
 
 def _iso(value: datetime) -> str:
@@ -28,6 +33,9 @@ def _iso(value: datetime) -> str:
 
 
 def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
+    from gatekeeper.approvals import chain
+    from gatekeeper.gates.model import ChainInput, ChainResult, vote_event_name
+
     request = ChainInput.model_validate(context.get_input())
     base = {"tenant_id": request.tenant_id}
     state = chain.start(request.plan, request.requester, context.current_utc_datetime)
@@ -38,7 +46,8 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
         context.set_custom_status({"stage": stage, "stage_name": spec.name, "deadline": _iso(state.deadline)})
         yield context.call_activity(names.REQUEST_APPROVAL, {
             **base, "gate_id": request.gate_id, "chain_id": context.instance_id, "stage": stage,
-            "deadline": _iso(state.deadline), "at": _iso(context.current_utc_datetime),
+            "started_at": _iso(state.stage_started_at), "deadline": _iso(state.deadline),
+            "at": _iso(context.current_utc_datetime),
         })
         timer = context.create_timer(state.deadline)
         outcome: chain.Outcome | None = None
@@ -72,11 +81,15 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
 def _vote_event(data: Any) -> VoteEvent:
     """The SDK's `DurableOrchestrationClient.raise_event` JSON-encodes the data and then posts it as JSON,
     so the event arrives as a JSON string; a dict (other clients, the runner) is accepted as well."""
+    from gatekeeper.gates.model import VoteEvent
+
     return VoteEvent.model_validate_json(data) if isinstance(data, str | bytes) else VoteEvent.model_validate(data)
 
 
-def _stage_audit(request: ChainInput, stage: int, stage_name: str, outcome: Any, state: chain.ChainState,
+def _stage_audit(request: ChainInput, stage: int, stage_name: str, outcome: Any, state: ChainState,
                  context: Any) -> dict[str, Any]:
+    from gatekeeper.approvals import chain
+
     kind = {chain.Escalated: "approval_escalated"}.get(type(outcome), "approval_decided")
     if isinstance(outcome, chain.ChainRejected) and outcome.reason == "timeout":
         kind = "approval_expired"

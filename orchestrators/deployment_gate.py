@@ -8,6 +8,7 @@ evaluate -> by level:
   blocked (or L2 without a chain): stop.
 Then the outcome is recorded; a callback that still fails after its retries is audited and alerted.
 Every activity appends to the audit log. Deterministic: context time only, no I/O here.
+The gate models are imported on the first run, not when the host indexes the app (cold start).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from gatekeeper.gates.model import EvaluationSummary, GateInput, GateStatus, chain_instance_id
 from orchestrators import names
 
 # Durable retry for the pipeline callback: a durable timer between attempts, no sleeping in activities.
@@ -30,6 +30,8 @@ def callback_retry() -> df.RetryOptions:
 
 
 def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
+    from gatekeeper.gates.model import EvaluationSummary, GateInput, GateStatus, chain_instance_id
+
     gate = GateInput.model_validate(context.get_input())
     gate_id = context.instance_id
     base = {"tenant_id": gate.tenant_id, "instance_id": gate_id}

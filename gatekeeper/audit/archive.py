@@ -9,6 +9,7 @@ here, not only from the table.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -50,10 +51,8 @@ class CheckpointArchive:
     def ensure(self) -> None:
         if self._ensured:
             return
-        try:
+        with contextlib.suppress(ResourceExistsError):
             self._container.create_container()
-        except ResourceExistsError:
-            pass
         self._ensured = True
 
     def put(self, tenant_id: str, signed: SignedCheckpoint) -> bool:

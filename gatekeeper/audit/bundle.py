@@ -18,6 +18,7 @@ checkpoint before `start_seq` is included too, linked by a consistency proof.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -133,7 +134,7 @@ def build_bundle(
     keep = sorted([s for s in by_size if s >= start_seq] + ([max(before)] if before else []))
     proofs = [
         {"from_size": a, "to_size": b, "proof": [h.hex() for h in tree.consistency_proof(a, b)]}
-        for a, b in zip(keep, keep[1:], strict=False)
+        for a, b in itertools.pairwise(keep)
         if b <= tree.size
     ]
     return {

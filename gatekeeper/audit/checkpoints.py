@@ -51,7 +51,7 @@ class Checkpoint:
 
     @property
     def tenant(self) -> str:
-        return self.origin[len(ORIGIN_PREFIX):] if self.origin.startswith(ORIGIN_PREFIX) else ""
+        return self.origin[len(ORIGIN_PREFIX) :] if self.origin.startswith(ORIGIN_PREFIX) else ""
 
     def note(self) -> str:
         return f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode('ascii')}\n{self.time}\n"
@@ -102,9 +102,11 @@ class SignedCheckpoint(BaseModel):
     def signed_note_text(self) -> str:
         """The note followed by a C2SP-style signature line, for humans and the OSCAL back-matter."""
         tag = bytes.fromhex(self.key_fingerprint)[:4]
-        return f"{self.note}\n\u2014 {self.algorithm.lower()}:{self.key_id} " + base64.b64encode(
-            tag + self.signature_bytes()
-        ).decode("ascii") + "\n"
+        return (
+            f"{self.note}\n\u2014 {self.algorithm.lower()}:{self.key_id} "
+            + base64.b64encode(tag + self.signature_bytes()).decode("ascii")
+            + "\n"
+        )
 
 
 def sign_checkpoint(signer: NoteSigner, checkpoint: Checkpoint) -> SignedCheckpoint:
@@ -125,9 +127,7 @@ def key_fingerprint(key: PublicKey) -> str:
 
 
 def public_key_pem(key: PublicKey) -> str:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
 def load_public_keys(pem_text: str | bytes) -> dict[str, PublicKey]:

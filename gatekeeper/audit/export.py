@@ -76,7 +76,7 @@ def export_bundle(
     the offline verifier needs for that range: the entries sealed as stored, the compact range of the
     entries before it, the checkpoints and the consistency proofs between them."""
     time_from, time_to = _time_bounds(start, end)
-    if sign_now:
+    if sign_now and log.has_signer:
         log.checkpoint(force=True)
     checkpoints = _signed_checkpoints(log)
     sizes = [c.checkpoint().size for c in checkpoints]
@@ -115,9 +115,7 @@ def _opened(log: AuditLog, entries: Sequence[Mapping[str, Any]]) -> dict[int, di
     return opened
 
 
-def export_jsonl(
-    log: AuditLog, *, start: datetime | None = None, end: datetime | None = None
-) -> Iterator[str]:
+def export_jsonl(log: AuditLog, *, start: datetime | None = None, end: datetime | None = None) -> Iterator[str]:
     """One JSON object per line per entry in the time range, data opened (credential-like keys redacted)."""
     time_from, time_to = _time_bounds(start, end)
     for entry in log.entries():
@@ -143,12 +141,17 @@ def export_oscal(
         bundle, public_key_pem=log.trusted_public_key_pem() if log.has_signer else None
     )
     opened = _opened(log, bundle["entries"])
-    return to_oscal(bundle, opened, verification, generated_at=now or datetime.now(UTC),
-                    time_from=time_from, time_to=time_to)
+    return to_oscal(
+        bundle, opened, verification, generated_at=now or datetime.now(UTC), time_from=time_from, time_to=time_to
+    )
 
 
 def export_bytes(
-    log: AuditLog, fmt: str, *, start: datetime | None = None, end: datetime | None = None,
+    log: AuditLog,
+    fmt: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
     progress: Progress | None = None,
 ) -> bytes:
     """One export as the bytes of a file (the CLI writes them, the HTTP route returns them)."""

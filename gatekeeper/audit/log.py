@@ -18,6 +18,7 @@ holds its predecessor's hash, however many writers there are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -114,20 +115,22 @@ def _int64(value: int) -> EntityProperty:
     return EntityProperty(value, EdmType.INT64)
 
 
-def _data_json(data: Mapping[str, Any]) -> bytes:
+def _data_json(data: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """The data as plain JSON values (datetimes, enums and models converted) and its JSON size in bytes."""
     try:
-        return json.dumps(
-            to_jsonable_python(data), ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
-        ).encode("utf-8")
+        value = to_jsonable_python(data)
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8"))
     except (TypeError, ValueError) as exc:
         raise ValidationProblem(f"data: cannot be recorded as JSON ({type(exc).__name__})", field="data") from None
+    return value, size
 
 
 def _validation_problem(exc: ValidationError) -> ValidationProblem:
     first = exc.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "entry"
     return ValidationProblem(
-        f"{field}: {first['msg']}", field=field,
+        f"{field}: {first['msg']}",
+        field=field,
         errors=[{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()],
     )
 
@@ -167,7 +170,7 @@ def _entry_entity(entry: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("tenant", "kind", "at", "actor", "instance_id", "subject", "prev_hash", "entry_hash"):
         entity[name] = entry[name]
     data: str = entry["data"]
-    chunks = [data[i:i + DATA_CHUNK_CHARS] for i in range(0, len(data), DATA_CHUNK_CHARS)] or [""]
+    chunks = [data[i : i + DATA_CHUNK_CHARS] for i in range(0, len(data), DATA_CHUNK_CHARS)] or [""]
     entity["data"] = chunks[0]
     for i, chunk in enumerate(chunks[1:], start=1):
         entity[f"data_{i}"] = chunk
@@ -198,13 +201,15 @@ class AuditLog:
         self._storage = storage
         self._cipher = cipher
         self._signer = signer
-        every = checkpoint_every if checkpoint_every is not None else int(
-            settings.require("GATEKEEPER_CHECKPOINT_EVERY", env)
+        every = (
+            checkpoint_every
+            if checkpoint_every is not None
+            else int(settings.require("GATEKEEPER_CHECKPOINT_EVERY", env))
         )
         minutes = float(settings.require("GATEKEEPER_CHECKPOINT_MINUTES", env))
         self.checkpoint_every = every
-        self.checkpoint_interval = checkpoint_interval if checkpoint_interval is not None else timedelta(
-            minutes=minutes
+        self.checkpoint_interval = (
+            checkpoint_interval if checkpoint_interval is not None else timedelta(minutes=minutes)
         )
         if self.checkpoint_every < 1:
             raise ValueError("checkpoint_every: must be at least 1")
@@ -240,7 +245,7 @@ class AuditLog:
             size = _int(entity["size"])
             frontier_text = str(entity.get("frontier", ""))
             frontier = tuple(
-                bytes.fromhex(frontier_text[i:i + 2 * HASH_SIZE]) for i in range(0, len(frontier_text), 2 * HASH_SIZE)
+                bytes.fromhex(frontier_text[i : i + 2 * HASH_SIZE]) for i in range(0, len(frontier_text), 2 * HASH_SIZE)
             )
             head = Head(
                 size=size,
@@ -299,8 +304,9 @@ class AuditLog:
     ) -> AuditRecord:
         """Append one entry and return it (with its seq and hash). Raises ValidationProblem naming the
         field for bad input, SealingUnavailable when the tenant key can't be used (nothing is written)."""
-        item = self._input(kind=kind, actor=actor, instance_id=instance_id or "", subject=subject or "",
-                           data=dict(data or {}), at=at)
+        item = self._input(
+            kind=kind, actor=actor, instance_id=instance_id or "", subject=subject or "", data=dict(data or {}), at=at
+        )
         return self._append_items([item])[0]
 
     def append_many(self, items: Sequence[AuditInput | Mapping[str, Any]]) -> list[AuditRecord]:
@@ -323,7 +329,7 @@ class AuditLog:
         while start < len(items):
             end, budget = start, 0
             while end < len(items) and end - start < MAX_ENTRIES_PER_TRANSACTION:
-                cost = len(payloads[end]) * 2 + 2048  # sealed base64 plus fields, generously
+                cost = payloads[end][1] * 2 + 2048  # sealed base64 plus fields, generously
                 if end > start and budget + cost > MAX_TRANSACTION_CHARS:
                     break
                 budget += cost
@@ -332,7 +338,7 @@ class AuditLog:
             start = end
         return records
 
-    def _commit(self, items: list[AuditInput], payloads: list[bytes]) -> list[AuditRecord]:
+    def _commit(self, items: list[AuditInput], payloads: list[tuple[dict[str, Any], int]]) -> list[AuditRecord]:
         retrying = Retrying(
             retry=retry_if_exception_type(_Conflict),
             wait=wait_random_exponential(multiplier=0.005, max=0.25),
@@ -342,7 +348,9 @@ class AuditLog:
         try:
             for attempt in retrying:
                 with attempt:
-                    records, checkpoint = self._try_commit(items, payloads, fresh=attempt.retry_state.attempt_number > 1)
+                    records, checkpoint = self._try_commit(
+                        items, payloads, fresh=attempt.retry_state.attempt_number > 1
+                    )
         except _Conflict:
             raise AuditContention(
                 f"tenant {self.tenant_id}: could not append after {self._max_attempts} attempts (concurrent writers)"
@@ -352,7 +360,7 @@ class AuditLog:
         return records
 
     def _try_commit(
-        self, items: list[AuditInput], payloads: list[bytes], *, fresh: bool
+        self, items: list[AuditInput], payloads: list[tuple[dict[str, Any], int]], *, fresh: bool
     ) -> tuple[list[AuditRecord], Checkpoint | None]:
         with self._lock:
             cached = self._head
@@ -362,33 +370,49 @@ class AuditLog:
         seq, prev = head.size, head.last_hash
         operations: list[tuple[Any, ...]] = []
         records: list[AuditRecord] = []
-        for item, payload in zip(items, payloads, strict=True):
+        for item, (value, size) in zip(items, payloads, strict=True):
             at = item.at or now
-            sealed = self._cipher.seal(self.tenant_id, self.table_name, ENTRY_PARTITION, _row(seq), payload)
+            sealed = self._cipher.seal_json(self.tenant_id, self.table_name, ENTRY_PARTITION, _row(seq), value)
             if len(sealed) > MAX_DATA_CHARS:
-                raise ValidationProblem(
-                    f"data: too large for one audit entry ({len(payload)} bytes of JSON)", field="data"
-                )
+                raise ValidationProblem(f"data: too large for one audit entry ({size} bytes of JSON)", field="data")
             entry = sealed_entry(
-                self.tenant_id, seq, item.kind.value, format_time(at), item.actor, item.instance_id, item.subject,
-                sealed, prev,
+                self.tenant_id,
+                seq,
+                item.kind.value,
+                format_time(at),
+                item.actor,
+                item.instance_id,
+                item.subject,
+                sealed,
+                prev,
             )
             operations.append(("create", _entry_entity(entry)))
             compact.append(bytes.fromhex(entry["entry_hash"]))
-            records.append(AuditRecord(
-                tenant_id=self.tenant_id, seq=seq, kind=item.kind.value, at=at.astimezone(UTC), actor=item.actor,
-                instance_id=item.instance_id, subject=item.subject, data=json.loads(payload),
-                prev_hash=prev, entry_hash=entry["entry_hash"],
-            ))
+            records.append(
+                AuditRecord(
+                    tenant_id=self.tenant_id,
+                    seq=seq,
+                    kind=item.kind.value,
+                    at=at.astimezone(UTC),
+                    actor=item.actor,
+                    instance_id=item.instance_id,
+                    subject=item.subject,
+                    data=value,
+                    prev_hash=prev,
+                    entry_hash=entry["entry_hash"],
+                )
+            )
             prev = entry["entry_hash"]
             seq += 1
-        new_head = Head(seq, prev, tuple(compact.hashes), head.checkpoint_size, head.checkpoint_root,
-                        head.checkpoint_time)
+        new_head = Head(
+            seq, prev, tuple(compact.hashes), head.checkpoint_size, head.checkpoint_root, head.checkpoint_time
+        )
         checkpoint = None
-        if self._due(new_head, now, force=False):
+        if self._signer is not None and self._due(new_head, now, force=False):  # no signer: no checkpoints
             checkpoint = Checkpoint(self.origin, seq, compact.root(), format_time(now))
-            new_head = replace(new_head, checkpoint_size=seq, checkpoint_root=checkpoint.root.hex(),
-                               checkpoint_time=checkpoint.time)
+            new_head = replace(
+                new_head, checkpoint_size=seq, checkpoint_root=checkpoint.root.hex(), checkpoint_time=checkpoint.time
+            )
         try:
             result = self.table.submit_transaction([self._head_operation(head, new_head), *operations])
         except TableTransactionError as exc:
@@ -422,8 +446,12 @@ class AuditLog:
             self.last_checkpoint_error = None
         except Exception as exc:
             self.last_checkpoint_error = type(exc).__name__
-            log.warning("tenant %s: checkpoint at size %d not published yet (%s)", self.tenant_id,
-                        checkpoint.size, type(exc).__name__)
+            log.warning(
+                "tenant %s: checkpoint at size %d not published yet (%s)",
+                self.tenant_id,
+                checkpoint.size,
+                type(exc).__name__,
+            )
 
     def _publish(self, checkpoint: Checkpoint) -> SignedCheckpoint:
         if self._signer is None:
@@ -433,10 +461,8 @@ class AuditLog:
             archived = self.archive.get(self.tenant_id, checkpoint.size)
             signed = archived or signed
         entity = {"PartitionKey": CHECKPOINT_PARTITION, "RowKey": _row(checkpoint.size), **signed.model_dump()}
-        try:
+        with contextlib.suppress(ResourceExistsError):  # already stored by an earlier attempt
             self.table.create_entity(entity)
-        except ResourceExistsError:
-            pass
         return signed
 
     def _stored_checkpoint(self, size: int) -> SignedCheckpoint | None:
@@ -456,18 +482,23 @@ class AuditLog:
             if head.checkpoint_size > 0:
                 latest = self._stored_checkpoint(head.checkpoint_size)
                 if latest is None:
-                    latest = self._publish(Checkpoint(
-                        self.origin, head.checkpoint_size, bytes.fromhex(head.checkpoint_root), head.checkpoint_time
-                    ))
+                    latest = self._publish(
+                        Checkpoint(
+                            self.origin, head.checkpoint_size, bytes.fromhex(head.checkpoint_root), head.checkpoint_time
+                        )
+                    )
             now = self._clock()
             if not self._due(head, now, force=force):
                 return latest
             checkpoint = Checkpoint(self.origin, head.size, head.root(), format_time(now))
-            new_head = replace(head, checkpoint_size=head.size, checkpoint_root=checkpoint.root.hex(),
-                               checkpoint_time=checkpoint.time)
+            new_head = replace(
+                head, checkpoint_size=head.size, checkpoint_root=checkpoint.root.hex(), checkpoint_time=checkpoint.time
+            )
             try:
                 self.table.update_entity(
-                    self._head_entity(new_head), mode=UpdateMode.REPLACE, etag=head.etag,
+                    self._head_entity(new_head),
+                    mode=UpdateMode.REPLACE,
+                    etag=head.etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
             except HttpResponseError as exc:
@@ -511,18 +542,25 @@ class AuditLog:
 
     def open_data(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         """The opened `data` of a sealed entry. Raises SealedDataUnreadable if it was moved or its key is gone."""
-        raw = self._cipher.open(self.tenant_id, self.table_name, ENTRY_PARTITION, _row(int(entry["seq"])),
-                                entry["data"])
-        value = json.loads(raw)
+        value = self._cipher.open_json(
+            self.tenant_id, self.table_name, ENTRY_PARTITION, _row(int(entry["seq"])), entry["data"]
+        )
         return value if isinstance(value, dict) else {"value": value}
 
     def records(self, from_seq: int = 0, to_seq: int | None = None) -> Iterator[AuditRecord]:
         """Entries with their data opened."""
         for entry in self.entries(from_seq, to_seq):
             yield AuditRecord(
-                tenant_id=self.tenant_id, seq=entry["seq"], kind=entry["kind"], at=parse_time(entry["at"]),
-                actor=entry["actor"], instance_id=entry["instance_id"], subject=entry["subject"],
-                data=self.open_data(entry), prev_hash=entry["prev_hash"], entry_hash=entry["entry_hash"],
+                tenant_id=self.tenant_id,
+                seq=entry["seq"],
+                kind=entry["kind"],
+                at=parse_time(entry["at"]),
+                actor=entry["actor"],
+                instance_id=entry["instance_id"],
+                subject=entry["subject"],
+                data=self.open_data(entry),
+                prev_hash=entry["prev_hash"],
+                entry_hash=entry["entry_hash"],
             )
 
     # -- verification ----------------------------------------------------------------------------
@@ -543,7 +581,9 @@ class AuditLog:
             raise ValueError("public_key_pem: needed to verify when the log has no signer")
         return load_public_keys(self._signer.public_key_pem())
 
-    def verify(self, *, public_key_pem: str | bytes | None = None, progress: Progress | None = None) -> VerificationResult:
+    def verify(
+        self, *, public_key_pem: str | bytes | None = None, progress: Progress | None = None
+    ) -> VerificationResult:
         """Online verification of the whole log as stored now: entries, head, table and archived checkpoints.
         Entries after the last checkpoint are allowed (they are reported as `unsigned_tail`)."""
         keys = self.trusted_keys(public_key_pem)
@@ -563,6 +603,10 @@ class AuditLog:
             progress=progress,
         )
         if result.ok and entries and (head is None or head.etag is None):
-            return replace(result, ok=False, first_bad_seq=len(entries),
-                           problem="the log head is missing or unreadable, so removed entries cannot be ruled out")
+            return replace(
+                result,
+                ok=False,
+                first_bad_seq=len(entries),
+                problem="the log head is missing or unreadable, so removed entries cannot be ruled out",
+            )
         return result

@@ -215,9 +215,7 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
         raise ProofError("inclusion proof does not lead to the expected root")
 
 
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
-) -> None:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
     """RFC 9162 2.1.4.2. Raises ProofError naming what failed."""
     if not 0 <= old_size <= new_size:
         raise ProofError(f"tree cannot shrink from size {old_size} to {new_size}")
@@ -243,18 +241,19 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     fr = sr = path[0]
+    sha256 = hashlib.sha256
     for c in path[1:]:
         if sn == 0:
             raise ProofError("consistency proof is longer than the tree is deep")
         if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
+            fr = sha256(_NODE + c + fr).digest()
+            sr = sha256(_NODE + c + sr).digest()
             if not fn & 1:
                 while fn and not fn & 1:
                     fn >>= 1
                     sn >>= 1
         else:
-            sr = node_hash(sr, c)
+            sr = sha256(_NODE + sr + c).digest()
         fn >>= 1
         sn >>= 1
     if sn != 0:

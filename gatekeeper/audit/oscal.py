@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from gatekeeper.audit.checkpoints import SignedCheckpoint
-from gatekeeper.audit.records import SYSTEM_ACTOR, format_time
+from gatekeeper.audit.records import format_time
 from gatekeeper.audit.verify import VerificationResult
 from gatekeeper.audit.views import redact
 
@@ -89,8 +89,12 @@ def _is_human(actor: object) -> bool:
 
 
 class _Builder:
-    def __init__(self, bundle: Mapping[str, Any], opened: Mapping[int, Mapping[str, Any] | None],
-                 verification: VerificationResult) -> None:
+    def __init__(
+        self,
+        bundle: Mapping[str, Any],
+        opened: Mapping[int, Mapping[str, Any] | None],
+        verification: VerificationResult,
+    ) -> None:
         self.bundle = bundle
         self.tenant = str(bundle["tenant"])
         self.opened = opened
@@ -140,8 +144,15 @@ class _Builder:
         human = kind in _HUMAN_KINDS and _is_human(entry.get("actor"))
         if human:
             party_uuid = self.party(_approver(entry, data))
-            origin = {"actors": [{"type": "party", "actor-uuid": party_uuid,
-                                  "role-id": "approver" if kind == "approval_decided" else "policy-owner"}]}
+            origin = {
+                "actors": [
+                    {
+                        "type": "party",
+                        "actor-uuid": party_uuid,
+                        "role-id": "approver" if kind == "approval_decided" else "policy-owner",
+                    }
+                ]
+            }
         else:
             origin = {"actors": [{"type": "tool", "actor-uuid": self.tool_uuid}]}
         props = [
@@ -163,66 +174,92 @@ class _Builder:
         covering = self.covering_checkpoint(seq)
         if covering is not None:
             size = covering.checkpoint().size
-            observation["relevant-evidence"] = [{
-                "href": f"#{self.checkpoint_uuid(covering)}",
-                "description": f"Audit entry {seq} is a leaf of the Merkle tree whose root at size {size} is signed "
-                               "in this checkpoint.",
-            }]
+            observation["relevant-evidence"] = [
+                {
+                    "href": f"#{self.checkpoint_uuid(covering)}",
+                    "description": f"Audit entry {seq} is a leaf of the Merkle tree whose root at size {size} is "
+                    "signed "
+                    "in this checkpoint.",
+                }
+            ]
         self.classify(kind, obs_uuid, entry, data)
         return observation
 
-    def describe(self, kind: str, subject: str, data: Mapping[str, Any] | None,
-                 entry: Mapping[str, Any]) -> tuple[str, str]:
+    def describe(
+        self, kind: str, subject: str, data: Mapping[str, Any] | None, entry: Mapping[str, Any]
+    ) -> tuple[str, str]:
         if data is None:
-            return (_line(f"{kind} for {subject}"),
-                    f"Audit entry {entry['seq']} ({kind}); its data can no longer be opened (the tenant key was "
-                    "destroyed), but its integrity is still proven by the hash chain and the checkpoints.")
+            return (
+                _line(f"{kind} for {subject}"),
+                f"Audit entry {entry['seq']} ({kind}); its data can no longer be opened (the tenant key was "
+                "destroyed), but its integrity is still proven by the hash chain and the checkpoints.",
+            )
         if kind == "decision":
             level = _get(data, "level", "gate_level") or "unknown"
             outcome = _get(data, "outcome", "action", "result") or "recorded"
             reasons = _get(data, "reasons") or []
             lines = "\n".join(f"- {_line(r, 500)}" for r in reasons) if isinstance(reasons, list) else _line(reasons)
-            return (_line(f"Gate decision {level} ({outcome}) for {subject}"),
-                    f"Gatekeeper evaluated the tenant policy for {subject} and set gate level {_line(level)} with "
-                    f"outcome {_line(outcome)}.\n\nReasons:\n{lines or '- none recorded'}")
+            return (
+                _line(f"Gate decision {level} ({outcome}) for {subject}"),
+                f"Gatekeeper evaluated the tenant policy for {subject} and set gate level {_line(level)} with "
+                f"outcome {_line(outcome)}.\n\nReasons:\n{lines or '- none recorded'}",
+            )
         if kind == "approval_decided":
             who = _approver(entry, data)
             decision = _get(data, "decision", "outcome") or "decided"
             comment = _get(data, "comment")
-            text = (f"{who['name']} decided {_line(decision)} on the deployment {subject}"
-                    f"{' at stage ' + _line(data['stage']) if data.get('stage') not in (None, '') else ''}.")
+            text = (
+                f"{who['name']} decided {_line(decision)} on the deployment {subject}"
+                f"{' at stage ' + _line(data['stage']) if data.get('stage') not in (None, '') else ''}."
+            )
             if comment:
                 text += f"\n\nComment: {_line(comment, 2000)}"
             return _line(f"Approval {decision} by {who['name']} for {subject}"), text
         if kind == "approval_requested":
             approvers = _get(data, "approvers") or []
-            names = ", ".join(_line(a.get("name") or a.get("upn") or a.get("id") if isinstance(a, Mapping) else a, 80)
-                              for a in approvers) if isinstance(approvers, list) else _line(approvers)
-            return (_line(f"Approval requested for {subject}"),
-                    f"Approval requested for {subject}"
-                    f"{' from ' + names if names else ''}"
-                    f"{'; deadline ' + _line(data['deadline']) if data.get('deadline') else ''}.")
+            names = (
+                ", ".join(
+                    _line(a.get("name") or a.get("upn") or a.get("id") if isinstance(a, Mapping) else a, 80)
+                    for a in approvers
+                )
+                if isinstance(approvers, list)
+                else _line(approvers)
+            )
+            return (
+                _line(f"Approval requested for {subject}"),
+                f"Approval requested for {subject}"
+                f"{' from ' + names if names else ''}"
+                f"{'; deadline ' + _line(data['deadline']) if data.get('deadline') else ''}.",
+            )
         if kind == "callback":
             target = _get(data, "target", "provider") or "pipeline"
             result = _get(data, "result", "outcome", "state") or "sent"
-            return (_line(f"Pipeline callback to {target}: {result}"),
-                    f"Gatekeeper reported the gate result to {_line(target)} for {subject}: {_line(result)}"
-                    f"{' (HTTP ' + _line(data['status']) + ')' if data.get('status') else ''}.")
+            return (
+                _line(f"Pipeline callback to {target}: {result}"),
+                f"Gatekeeper reported the gate result to {_line(target)} for {subject}: {_line(result)}"
+                f"{' (HTTP ' + _line(data['status']) + ')' if data.get('status') else ''}.",
+            )
         if kind == "rollback":
-            return (_line(f"Rollback of {subject}"),
-                    f"Rollback of {subject}: {_line(_get(data, 'result', 'outcome') or 'started')}. "
-                    f"Reason: {_line(_get(data, 'reason') or 'not recorded', 1000)}.")
+            return (
+                _line(f"Rollback of {subject}"),
+                f"Rollback of {subject}: {_line(_get(data, 'result', 'outcome') or 'started')}. "
+                f"Reason: {_line(_get(data, 'reason') or 'not recorded', 1000)}.",
+            )
         if kind == "policy_changed":
-            return (_line(f"Policy changed to version {_get(data, 'version') or '?'}"),
-                    f"The tenant's gate policy changed (version {_line(_get(data, 'version') or '?')}): "
-                    f"{_line(_get(data, 'summary') or 'no summary recorded', 2000)}")
+            return (
+                _line(f"Policy changed to version {_get(data, 'version') or '?'}"),
+                f"The tenant's gate policy changed (version {_line(_get(data, 'version') or '?')}): "
+                f"{_line(_get(data, 'summary') or 'no summary recorded', 2000)}",
+            )
         if kind == "event_received":
             repo = _get(data, "repository", "repo") or "?"
             commit = _get(data, "commit", "sha") or "?"
-            return (_line(f"Deployment request for {subject}"),
-                    f"Deployment request from {_line(_get(data, 'source') or 'a pipeline')} for repository "
-                    f"{_line(repo)} at commit {_line(commit)}"
-                    f"{' to environment ' + _line(data['environment']) if data.get('environment') else ''}.")
+            return (
+                _line(f"Deployment request for {subject}"),
+                f"Deployment request from {_line(_get(data, 'source') or 'a pipeline')} for repository "
+                f"{_line(repo)} at commit {_line(commit)}"
+                f"{' to environment ' + _line(data['environment']) if data.get('environment') else ''}.",
+            )
         return _line(f"{kind.replace('_', ' ').capitalize()} for {subject}"), f"Audit entry {entry['seq']}: {kind}."
 
     def classify(self, kind: str, obs_uuid: str, entry: Mapping[str, Any], data: Mapping[str, Any] | None) -> None:
@@ -235,10 +272,14 @@ class _Builder:
                 self.violations["cm-5"].append(f"approval at entry {entry['seq']} has no authenticated approver")
         if kind in ("event_received", "policy_changed"):
             self.by_control["sa-10"].append(obs_uuid)
-            if kind == "event_received" and data is not None and not (
-                _get(data, "repository", "repo") and _get(data, "commit", "sha")
+            if (
+                kind == "event_received"
+                and data is not None
+                and not (_get(data, "repository", "repo") and _get(data, "commit", "sha"))
             ):
-                self.violations["sa-10"].append(f"deployment request at entry {entry['seq']} names no repository/commit")
+                self.violations["sa-10"].append(
+                    f"deployment request at entry {entry['seq']} names no repository/commit"
+                )
 
     def check_gates(self, entries: list[Mapping[str, Any]]) -> None:
         """CM-3: an approval-level (L2) decision must be followed by an approving human decision before any
@@ -284,14 +325,14 @@ class _Builder:
             self.violations["au-10"].append("no signed checkpoint covers the exported entries")
         descriptions = {
             "cm-3": "Every deployment request passed the tenant's gate: decisions, approval requests and decisions, "
-                    "pipeline callbacks and rollbacks are recorded for each change.",
+            "pipeline callbacks and rollbacks are recorded for each change.",
             "cm-5": "Changes that need approval were approved by authenticated people other than the requester.",
             "au-9": f"The audit log is append-only, hash-chained and covered by signed Merkle checkpoints kept "
-                    f"in immutable storage; verification: {v.summary()}.",
+            f"in immutable storage; verification: {v.summary()}.",
             "au-10": "Each approval is bound to an authenticated identity and to a signed checkpoint, so it cannot "
-                     "be repudiated or altered afterwards.",
+            "be repudiated or altered afterwards.",
             "sa-10": "Every deployment request names the repository and commit it deploys; policy changes are "
-                     "recorded.",
+            "recorded.",
         }
         out = []
         for control, title in CONTROLS.items():
@@ -306,63 +347,72 @@ class _Builder:
                 "target": {
                     "type": "statement-id",
                     "target-id": f"{control}_smt",
-                    "status": {"state": "satisfied" if satisfied else "not-satisfied",
-                               "reason": "pass" if satisfied else "fail"},
+                    "status": {
+                        "state": "satisfied" if satisfied else "not-satisfied",
+                        "reason": "pass" if satisfied else "fail",
+                    },
                 },
             }
             if violations or not satisfied:
-                finding["target"]["status"]["remarks"] = "\n".join(
-                    f"- {_line(x, 500)}" for x in violations
-                ) or "No evidence for this control in the exported range."
+                finding["target"]["status"]["remarks"] = (
+                    "\n".join(f"- {_line(x, 500)}" for x in violations)
+                    or "No evidence for this control in the exported range."
+                )
             if evidence:
                 finding["related-observations"] = [{"observation-uuid": u} for u in evidence]
             out.append(finding)
         return out
 
     def back_matter(self) -> dict[str, Any]:
-        resources: list[dict[str, Any]] = [{
-            "uuid": self.plan_uuid,
-            "title": "Gatekeeper continuous deployment-gate assessment plan",
-            "description": (
-                "Every deployment request of the tenant is assessed automatically before it runs: Gatekeeper "
-                "evaluates the tenant's policy (method TEST) and sets gate level L0-L3; level L2 requires "
-                "approval by authorised people (separation of duties), level L3 refuses automation. Every step "
-                "is appended to the tenant's tamper-evident audit log (RFC 6962 Merkle tree, signed checkpoints)."
-            ),
-            "props": [_prop("tenant", self.tenant)],
-        }]
+        resources: list[dict[str, Any]] = [
+            {
+                "uuid": self.plan_uuid,
+                "title": "Gatekeeper continuous deployment-gate assessment plan",
+                "description": (
+                    "Every deployment request of the tenant is assessed automatically before it runs: Gatekeeper "
+                    "evaluates the tenant's policy (method TEST) and sets gate level L0-L3; level L2 requires "
+                    "approval by authorised people (separation of duties), level L3 refuses automation. Every step "
+                    "is appended to the tenant's tamper-evident audit log (RFC 6962 Merkle tree, signed checkpoints)."
+                ),
+                "props": [_prop("tenant", self.tenant)],
+            }
+        ]
         for signed in self.checkpoints:
             cp = signed.checkpoint()
-            resources.append({
-                "uuid": self.checkpoint_uuid(signed),
-                "title": f"Signed audit checkpoint: {cp.size} entries",
-                "description": f"Checkpoint of log {cp.origin} at size {cp.size}, signed {signed.algorithm} by key "
-                               f"{signed.key_id}.",
-                "props": [
-                    _prop("tree-size", cp.size),
-                    _prop("root-hash", cp.root.hex()),
-                    _prop("checkpoint-time", cp.time),
-                    _prop("signing-key-fingerprint", signed.key_fingerprint),
-                ],
-                "base64": {
-                    "filename": f"checkpoint-{cp.size:020d}.txt",
-                    "media-type": "text/plain",
-                    "value": base64.b64encode(signed.signed_note_text().encode("utf-8")).decode("ascii"),
-                },
-            })
+            resources.append(
+                {
+                    "uuid": self.checkpoint_uuid(signed),
+                    "title": f"Signed audit checkpoint: {cp.size} entries",
+                    "description": f"Checkpoint of log {cp.origin} at size {cp.size}, signed {signed.algorithm} by key "
+                    f"{signed.key_id}.",
+                    "props": [
+                        _prop("tree-size", cp.size),
+                        _prop("root-hash", cp.root.hex()),
+                        _prop("checkpoint-time", cp.time),
+                        _prop("signing-key-fingerprint", signed.key_fingerprint),
+                    ],
+                    "base64": {
+                        "filename": f"checkpoint-{cp.size:020d}.txt",
+                        "media-type": "text/plain",
+                        "value": base64.b64encode(signed.signed_note_text().encode("utf-8")).decode("ascii"),
+                    },
+                }
+            )
         keys = self.bundle.get("public_keys") or []
         if keys:
-            resources.append({
-                "uuid": self.key_uuid,
-                "title": "Checkpoint signing public key",
-                "description": "PEM public key(s) that verify the checkpoint signatures "
-                               "(python -m gatekeeper audit verify BUNDLE --public-key PEM).",
-                "base64": {
-                    "filename": "checkpoint-public-key.pem",
-                    "media-type": "application/x-pem-file",
-                    "value": base64.b64encode("\n".join(keys).encode("ascii")).decode("ascii"),
-                },
-            })
+            resources.append(
+                {
+                    "uuid": self.key_uuid,
+                    "title": "Checkpoint signing public key",
+                    "description": "PEM public key(s) that verify the checkpoint signatures "
+                    "(python -m gatekeeper audit verify BUNDLE --public-key PEM).",
+                    "base64": {
+                        "filename": "checkpoint-public-key.pem",
+                        "media-type": "application/x-pem-file",
+                        "value": base64.b64encode("\n".join(keys).encode("ascii")).decode("ascii"),
+                    },
+                }
+            )
         return {"resources": resources}
 
 
@@ -380,9 +430,12 @@ def to_oscal(
     builder = _Builder(bundle, opened, verification)
     tenant = builder.tenant
     entries = [
-        e for e in bundle.get("entries", [])
-        if isinstance(e, Mapping) and isinstance(e.get("at"), str)
-        and (time_from is None or e["at"] >= time_from) and (time_to is None or e["at"] <= time_to)
+        e
+        for e in bundle.get("entries", [])
+        if isinstance(e, Mapping)
+        and isinstance(e.get("at"), str)
+        and (time_from is None or e["at"] >= time_from)
+        and (time_to is None or e["at"] <= time_to)
     ]
     observations = [builder.observation(e) for e in entries]
     builder.check_gates(entries)
@@ -405,14 +458,16 @@ def to_oscal(
             _prop("audit-log-verified", "true" if verification.ok else "false"),
         ],
         "local-definitions": {
-            "components": [{
-                "uuid": builder.tool_uuid,
-                "type": "software",
-                "title": "Gatekeeper",
-                "description": "Serverless CI/CD gate: evaluates deployment requests against the tenant policy, "
-                               "runs approval chains and records every step in a signed, append-only audit log.",
-                "status": {"state": "operational"},
-            }],
+            "components": [
+                {
+                    "uuid": builder.tool_uuid,
+                    "type": "software",
+                    "title": "Gatekeeper",
+                    "description": "Serverless CI/CD gate: evaluates deployment requests against the tenant policy, "
+                    "runs approval chains and records every step in a signed, append-only audit log.",
+                    "status": {"state": "operational"},
+                }
+            ],
         },
         "reviewed-controls": {
             "control-selections": [{"include-controls": [{"control-id": c} for c in CONTROLS]}],

@@ -93,10 +93,9 @@ def _narrowed(schema: Mapping[str, Any], document: Mapping[str, Any]) -> Mapping
 
 def validation_errors(document: Mapping[str, Any], schema: Mapping[str, Any] | str | Path) -> list[str]:
     """Every schema violation as 'path: message' (empty when the document is valid)."""
-    if not isinstance(schema, Mapping):
-        schema = json.loads(Path(schema).read_text())
+    loaded: Mapping[str, Any] = schema if isinstance(schema, Mapping) else json.loads(Path(schema).read_text())
     found = []
-    for error in oscal_validator(_narrowed(schema, document)).iter_errors(document):
+    for error in oscal_validator(_narrowed(loaded, document)).iter_errors(document):
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         found.append(f"{where}: {error.message}")
     return found

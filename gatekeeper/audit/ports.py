@@ -7,15 +7,16 @@ satisfies `NoteSigner`. Tests and the verifier depend on these shapes, not on Ke
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class RecordSealer(Protocol):
-    """Seals a record's data for one exact (tenant, table, partition, row); opening elsewhere fails."""
+    """Seals a record's JSON data for one exact (tenant, table, partition, row); opening elsewhere fails.
+    The same shape as `gatekeeper.ingest.queue.Sealer`, so the runtime's sealer serves both."""
 
-    def seal(self, tenant_id: str, table: str, partition_key: str, row_key: str, plaintext: bytes) -> str: ...
+    def seal_json(self, tenant_id: str, table: str, partition_key: str, row_key: str, value: Any) -> str: ...
 
-    def open(self, tenant_id: str, table: str, partition_key: str, row_key: str, sealed: str) -> bytes: ...
+    def open_json(self, tenant_id: str, table: str, partition_key: str, row_key: str, sealed: str) -> Any: ...
 
 
 @dataclass(frozen=True)

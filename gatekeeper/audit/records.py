@@ -5,8 +5,8 @@ and the Merkle tree never depend on a tenant key: rotating or destroying a key c
 never what was recorded. Sequence numbers start at 0, so an entry's seq is also its Merkle leaf index and a
 tree of size N covers seq 0..N-1.
 
-Canonical bytes: ten netstrings, `<UTF-8 byte length>:<bytes>,` each, of
-`gatekeeper.audit/1`, tenant, seq (decimal), kind, at, actor, instance_id, subject, sealed data, prev_hash.
+Canonical bytes: the UTF-8 of `gatekeeper.audit/1`, seq (decimal), tenant, kind, at, actor, instance_id,
+subject, sealed data and prev_hash joined by U+001F (unit separator), which no field may contain.
 The entry hash is the RFC 6962 leaf hash of those bytes, `SHA-256(0x00 || canonical)`: one digest serves
 as the chain link (the next entry's `prev_hash`) and as the Merkle leaf.
 """
@@ -61,10 +61,8 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-_FORMAT_LEN = len(RECORD_FORMAT)
-_ASCII_FORMAT = "%d:%s," * 10
-LEAF_ASCII_FORMAT = "\x00" + _ASCII_FORMAT  # the leaf-hash input of an all-ASCII entry, for the verifier
-_BYTES_FORMAT = b"%d:%b," * 10
+SEPARATOR = "\x1f"  # U+001F UNIT SEPARATOR: never part of a field (the writer and the verifier enforce it)
+LEAF_PREFIX = "\x00" + RECORD_FORMAT + SEPARATOR  # how every leaf-hash input starts, as text
 
 
 def canonical_bytes(
@@ -78,20 +76,17 @@ def canonical_bytes(
     data: str,
     prev_hash: str,
 ) -> bytes:
-    """Ten netstrings (`<UTF-8 byte length>:<bytes>,`): the format tag, tenant, seq (decimal), kind, at,
-    actor, instance_id, subject, sealed data and prev_hash. Length-prefixed, so no value needs escaping
-    and no two different entries share an encoding."""
-    seq_text = str(seq)
-    text = _ASCII_FORMAT % (
-        _FORMAT_LEN, RECORD_FORMAT, len(tenant), tenant, len(seq_text), seq_text, len(kind), kind, len(at), at,
-        len(actor), actor, len(instance_id), instance_id, len(subject), subject, len(data), data,
-        len(prev_hash), prev_hash,
-    )
-    if text.isascii():  # O(1) in CPython; then character counts are byte counts
-        return text.encode("ascii")
-    parts = [v.encode("utf-8") for v in (RECORD_FORMAT, tenant, seq_text, kind, at, actor, instance_id, subject,
-                                          data, prev_hash)]
-    return _BYTES_FORMAT % tuple(x for part in parts for x in (len(part), part))
+    """UTF-8 of the ten fields `gatekeeper.audit/1`, seq (decimal), tenant, kind, at, actor, instance_id,
+    subject, sealed data and prev_hash, joined by U+001F. No field may contain U+001F, so the split is
+    unambiguous; ValueError names the field that does."""
+    fields = (tenant, kind, at, actor, instance_id, subject, data, prev_hash)
+    for name, value in zip(_FIELD_NAMES, fields, strict=True):
+        if SEPARATOR in value:
+            raise ValueError(f"{name}: must not contain the control character U+001F")
+    return f"{RECORD_FORMAT}{SEPARATOR}{seq}{SEPARATOR}{SEPARATOR.join(fields)}".encode()
+
+
+_FIELD_NAMES = ("tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash")
 
 
 def entry_hash(canonical: bytes) -> bytes:
@@ -132,7 +127,7 @@ class AuditInput(BaseModel):
     @field_validator("actor", "instance_id", "subject")
     @classmethod
     def _single_line(cls, value: str) -> str:
-        if any(ch in value for ch in "\r\n\x00"):
+        if any(ord(ch) < 0x20 or ch == "\x7f" for ch in value):
             raise ValueError("must be a single line without control characters")
         return value
 

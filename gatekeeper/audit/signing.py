@@ -8,6 +8,7 @@ exported as PEM for auditors, who verify offline with `python -m gatekeeper audi
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -43,16 +44,23 @@ def _unb64u(text: str) -> bytes:
 
 def public_key_from_jwk(jwk: JsonWebKey) -> PublicKey:
     """The public half of a Key Vault JsonWebKey (EC P-256 or RSA) as a `cryptography` key."""
-    kty = str(getattr(jwk.kty, "value", jwk.kty) or "")
+
+    def field(name: str) -> Any:  # JsonWebKey sets its fields dynamically
+        value = getattr(jwk, name, None)
+        return getattr(value, "value", value)
+
+    kty = str(field("kty") or "")
     if kty.startswith("EC"):
-        if str(getattr(jwk.crv, "value", jwk.crv)) != "P-256":
-            raise CheckpointKeyError(f"checkpoint key curve {jwk.crv} is not P-256 (ES256)")
+        if str(field("crv")) != "P-256":
+            raise CheckpointKeyError(f"checkpoint key curve {field('crv')} is not P-256 (ES256)")
         numbers = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(jwk.x or b"", "big"), int.from_bytes(jwk.y or b"", "big"), ec.SECP256R1()
+            int.from_bytes(field("x") or b"", "big"), int.from_bytes(field("y") or b"", "big"), ec.SECP256R1()
         )
         return numbers.public_key()
     if kty.startswith("RSA"):
-        return rsa.RSAPublicNumbers(int.from_bytes(jwk.e or b"", "big"), int.from_bytes(jwk.n or b"", "big")).public_key()
+        return rsa.RSAPublicNumbers(
+            int.from_bytes(field("e") or b"", "big"), int.from_bytes(field("n") or b"", "big")
+        ).public_key()
     raise CheckpointKeyError(f"checkpoint key type {kty!r} is neither EC nor RSA")
 
 
@@ -124,10 +132,8 @@ class LocalCheckpointKey:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as handle:
                 json.dump(jwk, handle)
-            try:
-                os.link(temp, self.path)  # create-if-absent: two processes never end up with two keys
-            except FileExistsError:
-                pass
+            with contextlib.suppress(FileExistsError):  # create-if-absent: two processes never make two keys
+                os.link(temp, self.path)
         finally:
             Path(temp).unlink(missing_ok=True)
 
@@ -153,9 +159,7 @@ class LocalCheckpointKey:
             d=_unb64u(jwk["d"]),
             key_ops=["sign", "verify"],
         )
-        public = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(key.x, "big"), int.from_bytes(key.y, "big"), ec.SECP256R1()
-        ).public_key()
+        public = public_key_from_jwk(key)
         return CheckpointSigner(CryptographyClient.from_jwk(key), public)
 
     def public_key_pem(self) -> str:
@@ -201,8 +205,8 @@ def checkpoint_key_from_settings(env: Mapping[str, str] | None = None) -> LocalC
         from azure.identity import DefaultAzureCredential
 
         client_id = settings.get("AZURE_CLIENT_ID", env)
-        credential = DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else (
-            DefaultAzureCredential()
+        credential = (
+            DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else (DefaultAzureCredential())
         )
         return KeyVaultCheckpointKey(settings.require("GATEKEEPER_KEY_VAULT_URL", env), name, credential)
     raise ValueError(f"GATEKEEPER_KEY_MODE: must be 'keyvault' or 'local', not {mode!r}")

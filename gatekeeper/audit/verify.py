@@ -23,7 +23,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import repeat
+from operator import add, itemgetter, methodcaller
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,11 +37,10 @@ from gatekeeper.audit.checkpoints import (
     origin_for,
     verify_signature,
 )
-from gatekeeper.audit.merkle import CompactRange, ProofError, verify_consistency
-from gatekeeper.audit.records import GENESIS_HASH, LEAF_ASCII_FORMAT, RECORD_FORMAT, canonical_bytes
+from gatekeeper.audit.merkle import EMPTY_ROOT, CompactRange, ProofError, node_hash, verify_consistency
+from gatekeeper.audit.records import GENESIS_HASH, LEAF_PREFIX, SEPARATOR, canonical_bytes
 
 _TEXT_FIELDS = ("tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash", "entry_hash")
-_FIELDS = itemgetter("seq", *_TEXT_FIELDS)
 PROGRESS_EVERY = 1024
 Progress = Callable[[int], None]
 
@@ -158,12 +158,13 @@ def verify_log(
         compact = CompactRange(start, frontier)
     except ProofError as exc:
         return VerificationResult(False, start, "", 0, 0, start, f"frontier: {exc}", trusted_key)
-    state = _State(start, compact.root())
+    verifier = _Verifier(tenant, keys, start, compact, consistency)
+    state = verifier.state
     cps, broken = _load_checkpoints(checkpoints, tenant)
     try:
         if broken:
             raise _Bad(start, broken[0].error or "malformed checkpoint")
-        _walk(tenant, entries, cps, keys, start, compact, consistency, state, progress)
+        verifier.run(entries, cps, progress)
         end = start + len(entries)
         if expected_size is not None and expected_size > end:
             raise _Bad(end, f"missing: the log records {expected_size} entries but the last present is seq {end - 1}")
@@ -173,150 +174,266 @@ def verify_log(
         if good < end and not allow_unsigned_tail:
             raise _Bad(good, f"entries {good}..{end - 1} are not covered by any signed checkpoint")
         return VerificationResult(
-            True, good, state.root.hex(), state.checked, state.checkpoints,
-            trusted_key=trusted_key, unsigned_tail=end - good,
+            True,
+            good,
+            state.root.hex(),
+            state.checked,
+            state.checkpoints,
+            trusted_key=trusted_key,
+            unsigned_tail=end - good,
         )
     except _Bad as bad:
         return VerificationResult(
-            False, state.good_size, state.root.hex(), state.checked, state.checkpoints, bad.seq, bad.problem,
+            False,
+            state.good_size,
+            state.root.hex(),
+            state.checked,
+            state.checkpoints,
+            bad.seq,
+            bad.problem,
             trusted_key,
         )
 
 
-def _walk(
-    tenant: str,
-    entries: Sequence[Any],
-    cps: list[_Checkpoint],
-    keys: Mapping[str, PublicKey],
-    start: int,
-    compact: CompactRange,
-    consistency: Mapping[tuple[int, int], Sequence[bytes]] | None,
-    state: _State,
-    progress: Progress | None,
-) -> None:
-    sha256 = hashlib.sha256
-    previous: _Checkpoint | None = None  # last checkpoint that passed
+class _Verifier:
+    """Entries are first checked in bulk (C-level map/compare over whole chunks: the common, untampered
+    case); if anything in a chunk does not match, the entry-by-entry walk finds and names the first bad
+    entry. Both apply the same rules."""
 
-    def good_size() -> int:
-        return state.good_size
+    def __init__(
+        self,
+        tenant: str,
+        keys: Mapping[str, PublicKey],
+        start: int,
+        compact: CompactRange,
+        consistency: Mapping[tuple[int, int], Sequence[bytes]] | None,
+    ) -> None:
+        self.tenant = tenant
+        self.keys = keys
+        self.start = start
+        self.compact = compact
+        self.consistency = consistency
+        self.state = _State(start, compact.root())
+        self.previous: _Checkpoint | None = None  # last checkpoint that passed
+        self.pending: list[_Checkpoint] = []
 
-    def accept(cp: _Checkpoint, root_checked: bool) -> None:
-        nonlocal previous
+    # -- checkpoints -----------------------------------------------------------------------------
+    def accept(self, cp: _Checkpoint, root_checked: bool) -> None:
         assert cp.parsed is not None
-        problem = _check_signature(cp, keys)
+        state = self.state
+        problem = _check_signature(cp, self.keys)
         if problem:
-            raise _Bad(good_size(), problem)
+            raise _Bad(state.good_size, problem)
+        previous = self.previous
         if previous is not None and previous.parsed is not None:
             s1, s2 = previous.parsed.size, cp.parsed.size
             if s1 == s2 and previous.parsed.root != cp.parsed.root:
-                raise _Bad(good_size(), f"two signed checkpoints for size {s2} disagree")
-            if s1 != s2 and consistency is not None:
-                proof = consistency.get((s1, s2))
+                raise _Bad(state.good_size, f"two signed checkpoints for size {s2} disagree")
+            if s1 != s2 and self.consistency is not None:
+                proof = self.consistency.get((s1, s2))
                 if proof is None:
-                    raise _Bad(good_size(), f"no consistency proof from checkpoint size {s1} to {s2}")
+                    raise _Bad(state.good_size, f"no consistency proof from checkpoint size {s1} to {s2}")
                 try:
                     verify_consistency(s1, s2, previous.parsed.root, cp.parsed.root, proof)
                 except ProofError as exc:
-                    raise _Bad(good_size(), f"checkpoints at sizes {s1} and {s2} are not consistent: {exc}") from None
+                    raise _Bad(
+                        state.good_size, f"checkpoints at sizes {s1} and {s2} are not consistent: {exc}"
+                    ) from None
         if root_checked:
             state.good_size = cp.parsed.size
             state.root = cp.parsed.root
-        previous = cp
+        self.previous = cp
         state.checkpoints += 1
 
-    # Checkpoints before the range: only their signatures and the proofs linking them can be checked.
-    pending = list(cps)
-    while pending and pending[0].size < start:
-        accept(pending.pop(0), root_checked=False)
-    while pending and pending[0].size == start:
-        cp = pending.pop(0)
-        assert cp.parsed is not None
-        if start and cp.parsed.root != compact.root():
-            raise _Bad(start, f"the frontier does not produce the root signed by the checkpoint at size {start}")
-        accept(cp, root_checked=True)
-    next_size = pending[0].size if pending else -1
+    def checkpoints_at(self, size: int, root: bytes) -> None:
+        """Judge every pending checkpoint of this size against the recomputed root."""
+        state = self.state
+        state.checked = size - self.start
+        while self.pending and self.pending[0].size == size:
+            cp = self.pending.pop(0)
+            assert cp.parsed is not None
+            if cp.error is None and cp.parsed.root != root:
+                problem = _check_signature(cp, self.keys)
+                if problem:  # a forged checkpoint; the entries may be fine, but nothing proves them
+                    raise _Bad(state.good_size, problem)
+                raise _Bad(
+                    state.good_size,
+                    f"entries {state.good_size}..{size - 1} do not produce the Merkle root signed at size {size} "
+                    "(rewritten after signing)",
+                )
+            self.accept(cp, root_checked=True)
 
-    prev_hex: str | None = GENESIS_HASH if start == 0 else None
-    prev2_hex: str | None = None
-    seq = start - 1
-    hashes = compact.hashes  # the compact range, appended to inline: this loop is the verifier's hot path
-    size = compact.size
-    fields = _FIELDS
-    join = "".join
-    leaf_format = LEAF_ASCII_FORMAT
-    format_len = len(RECORD_FORMAT)
-    for chunk_start in range(0, len(entries), PROGRESS_EVERY):
-        for entry in entries[chunk_start:chunk_start + PROGRESS_EVERY]:
-            seq += 1
-            try:
-                found, t, k, at, a, i, su, d, p, h = fields(entry)
-                join((t, k, at, a, i, su, d, p, h))  # a TypeError unless all nine are strings
-            except (KeyError, TypeError):
-                _diagnose(entries, seq - start, seq, tenant)
-                raise AssertionError("unreachable") from None
-            if found != seq or type(found) is not int or t != tenant:
-                _diagnose(entries, seq - start, seq, tenant)
-            seq_text = str(seq)
-            text = leaf_format % (
-                format_len, RECORD_FORMAT, len(t), t, len(seq_text), seq_text, len(k), k, len(at), at, len(a), a,
-                len(i), i, len(su), su, len(d), d, len(p), p,
+    def next_size(self) -> int:
+        return self.pending[0].size if self.pending else -1
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self, entries: Sequence[Any], cps: list[_Checkpoint], progress: Progress | None) -> None:
+        start = self.start
+        self.pending = list(cps)
+        # Checkpoints before the range: only their signatures and the proofs linking them can be checked.
+        while self.pending and self.pending[0].size < start:
+            self.accept(self.pending.pop(0), root_checked=False)
+        first = self.pending[0] if self.pending else None
+        if (
+            start
+            and first is not None
+            and first.size == start
+            and first.parsed
+            and first.parsed.root != self.compact.root()
+        ):
+            raise _Bad(start, f"the frontier does not produce the root signed by the checkpoint at size {start}")
+        self.checkpoints_at(start, self.compact.root())
+
+        digests = self._bulk(entries, progress)
+        if digests is None:
+            self._walk(entries)  # names the first bad entry (and judges checkpoints up to it on the way)
+            raise AssertionError("the entry walk found nothing the bulk check rejected")  # pragma: no cover
+        end = start + len(entries)
+        if start == 0:
+            self._checkpoints_from_levels(digests, end)
+        else:
+            self._checkpoints_streaming(digests)
+        self.state.checked = end - start
+        self.compact_after = end
+        self._beyond(end)
+
+    def _beyond(self, end: int) -> None:
+        for cp in self.pending:  # checkpoints beyond the last entry: a truncated log, or a forged checkpoint
+            problem = _check_signature(cp, self.keys)
+            if problem:
+                raise _Bad(self.state.good_size, problem)
+            raise _Bad(
+                end, f"missing: a signed checkpoint covers {cp.size} entries but the last present is seq {end - 1}"
             )
-            if text.isascii():  # the common case; otherwise lengths must count UTF-8 bytes
-                digest = sha256(text.encode("ascii")).digest()
-            else:
-                digest = sha256(b"\x00" + canonical_bytes(t, seq, k, at, a, i, su, d, p)).digest()
-            digest_hex = digest.hex()
-            if p != prev_hex and prev_hex is not None:
-                if prev2_hex is not None and p == prev2_hex and seq - 1 >= state.good_size:
+
+    def _bulk(self, entries: Sequence[Any], progress: Progress | None) -> list[bytes] | None:
+        """Leaf hashes of all entries when every entry passes every per-entry rule, else None.
+
+        No per-entry separator check is needed here: the writer never hashes a field containing U+001F
+        (canonical_bytes refuses), so honest leaf bytes hold exactly nine; fields that smuggle one in
+        produce different bytes, a different hash, and send the entry to the walk, which names it."""
+        sha256, digest, to_hex = hashlib.sha256, methodcaller("digest"), methodcaller("hex")
+        encode, join, prefix, tenant = methodcaller("encode", "utf-8"), SEPARATOR.join, repeat(LEAF_PREFIX), self.tenant
+        digests: list[bytes] = []
+        prev: str | None = GENESIS_HASH if self.start == 0 else None
+        for offset in range(0, len(entries), PROGRESS_EVERY):
+            chunk = entries[offset : offset + PROGRESS_EVERY]
+            first = self.start + offset
+            count = len(chunk)
+            try:
+                seqs = list(map(_SEQ, chunk))
+                stored = list(map(_HASH, chunk))
+                prevs = list(map(_PREV, chunk))
+                tenants = list(map(_TENANT, chunk))
+                heads = zip(map(add, prefix, map(str, range(first, first + count))))  # 1-tuples
+                # one pipeline, so each leaf text is hashed while still in cache; TypeError: a non-string
+                hashed = list(map(digest, map(sha256, map(encode, map(join, map(add, heads, map(_TAIL, chunk)))))))
+            except (KeyError, TypeError, ValueError):
+                return None
+            if (
+                seqs != list(range(first, first + count))
+                or set(map(type, seqs)) != {int}
+                or (tenants.count(tenant) != count)
+            ):
+                return None
+            hexes = list(map(to_hex, hashed))
+            if hexes != stored:
+                return None
+            if count and prevs != [prevs[0] if prev is None else prev, *hexes[:-1]]:
+                return None
+            if count:
+                prev = hexes[-1]
+            digests.extend(hashed)
+            if progress is not None:
+                progress(count)
+        return digests
+
+    def _checkpoints_from_levels(self, digests: list[bytes], end: int) -> None:
+        """A log exported from seq 0: build every perfect subtree level in bulk, then read each checkpoint's
+        root from it in O(log n)."""
+        sha256, digest, node = hashlib.sha256, methodcaller("digest"), repeat(b"\x01")
+        levels = [digests]
+        while len(levels[-1]) > 1:
+            level = levels[-1]
+            levels.append(list(map(digest, map(sha256, map(add, map(add, node, level[0::2]), level[1::2])))))
+        while self.pending and self.pending[0].size <= end:
+            size = self.pending[0].size
+            self.checkpoints_at(size, _root_from_levels(levels, size))
+
+    def _checkpoints_streaming(self, digests: list[bytes]) -> None:
+        """A range export: continue the frontier's compact range leaf by leaf."""
+        compact = self.compact
+        for leaf in digests:
+            compact.append(leaf)
+            if compact.size == self.next_size():
+                self.checkpoints_at(compact.size, compact.root())
+
+    def _walk(self, entries: Sequence[Any]) -> None:
+        """Entry by entry, in order, with checkpoints judged as their size is reached."""
+        start, tenant, compact, sha256 = self.start, self.tenant, self.compact, hashlib.sha256
+        prev_hex: str | None = GENESIS_HASH if start == 0 else None
+        prev2_hex: str | None = None
+        for index, entry in enumerate(entries):
+            seq = start + index
+            _diagnose(entries, index, seq, tenant)
+            try:
+                canonical = canonical_bytes(
+                    entry["tenant"],
+                    seq,
+                    entry["kind"],
+                    entry["at"],
+                    entry["actor"],
+                    entry["instance_id"],
+                    entry["subject"],
+                    entry["data"],
+                    entry["prev_hash"],
+                )
+            except ValueError as exc:
+                raise _Bad(seq, f"field {exc}") from None
+            digest = sha256(b"\x00" + canonical).digest()
+            digest_hex, p, h = digest.hex(), entry["prev_hash"], entry["entry_hash"]
+            if prev_hex is not None and p != prev_hex:
+                if prev2_hex is not None and p == prev2_hex and seq - 1 >= self.state.good_size:
                     raise _Bad(seq - 1, f"was inserted: seq {seq} links to seq {seq - 2}")
                 if digest_hex != h:
                     raise _Bad(seq, "content altered: its hash does not match its fields")
-                if seq - 1 < state.good_size:
+                if seq - 1 < self.state.good_size:
                     raise _Bad(seq, f"prev_hash does not match the hash of seq {seq - 1}")
                 raise _Bad(seq - 1, f"altered: its hash does not match the prev_hash recorded by seq {seq}")
             if digest_hex != h:
                 raise _Bad(seq, "content altered: its hash does not match its fields")
-            prev2_hex = prev_hex
-            prev_hex = digest_hex
-            hashes.append(digest)
-            size += 1
-            merge = size
-            while not merge & 1:
-                right = hashes.pop()
-                hashes[-1] = sha256(b"\x01" + hashes[-1] + right).digest()
-                merge >>= 1
-            if size == next_size:
-                compact.size = size
-                state.checked = size - start
-                root = compact.root()
-                while pending and pending[0].size == size:
-                    cp = pending.pop(0)
-                    assert cp.parsed is not None
-                    if cp.error is None and cp.parsed.root != root:
-                        problem = _check_signature(cp, keys)
-                        if problem:  # a forged checkpoint; the entries may be fine, but nothing proves them
-                            raise _Bad(good_size(), problem)
-                        raise _Bad(
-                            good_size(),
-                            f"entries {good_size()}..{seq} do not produce the Merkle root signed at size {size} "
-                            "(rewritten after signing)",
-                        )
-                    accept(cp, root_checked=True)
-                next_size = pending[0].size if pending else -1
-        if progress is not None:
-            progress(min(PROGRESS_EVERY, len(entries) - chunk_start))
-    compact.size = size
-    end = seq + 1
-    state.checked = end - start
-    for cp in pending:  # checkpoints beyond the last entry: a truncated log, or a forged checkpoint
-        problem = _check_signature(cp, keys)
-        if problem:
-            raise _Bad(good_size(), problem)
-        raise _Bad(end, f"missing: a signed checkpoint covers {cp.size} entries but the last present is seq {end - 1}")
+            prev2_hex, prev_hex = prev_hex, digest_hex
+            compact.append(digest)
+            if compact.size == self.next_size():
+                self.checkpoints_at(compact.size, compact.root())
+
+
+_SEQ = itemgetter("seq")
+_TAIL = itemgetter("tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash")
+_HASH = itemgetter("entry_hash")
+_PREV = itemgetter("prev_hash")
+_TENANT = itemgetter("tenant")
+
+
+def _root_from_levels(levels: list[list[bytes]], size: int) -> bytes:
+    if size == 0:
+        return EMPTY_ROOT
+    parts: list[bytes] = []
+    position, remaining = 0, size
+    while remaining:
+        width = 1 << (remaining.bit_length() - 1)
+        level = width.bit_length() - 1
+        parts.append(levels[level][position >> level])
+        position += width
+        remaining -= width
+    acc = parts[-1]
+    for h in reversed(parts[:-1]):
+        acc = node_hash(h, acc)
+    return acc
 
 
 def _diagnose(entries: Sequence[Any], index: int, seq: int, tenant: str) -> None:
-    """The slow path for an entry that failed the fast checks: raise _Bad naming exactly what is wrong."""
+    """Raise _Bad naming exactly what is wrong with the entry's shape, if anything."""
     entry = entries[index]
     if type(entry) is not dict:
         raise _Bad(seq, "entry is not a JSON object")

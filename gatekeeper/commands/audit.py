@@ -37,8 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     verify = actions.add_parser("verify", help="verify an exported bundle offline")
     verify.add_argument("bundle", type=Path, help="bundle file from `audit export --format bundle`")
-    verify.add_argument("--public-key", type=Path, metavar="PEM",
-                        help="trusted checkpoint public key(s), PEM (default: the key inside the bundle)")
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="PEM",
+        help="trusted checkpoint public key(s), PEM (default: the key inside the bundle)",
+    )
     verify.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     verify.set_defaults(handler=verify_command)
 
@@ -149,8 +153,9 @@ def verify_command(args: argparse.Namespace) -> int:
     entries = bundle.get("entries")
     total = len(entries) if isinstance(entries, list) else 0
     show = not args.no_progress and total >= PROGRESS_MIN_ENTRIES
-    with tqdm(total=total, unit="entry", file=sys.stderr, disable=None if show else True,
-              desc="verifying", leave=False) as bar:
+    with tqdm(
+        total=total, unit="entry", file=sys.stderr, disable=None if show else True, desc="verifying", leave=False
+    ) as bar:
         try:
             result = verify_bundle(bundle, public_key_pem=pem, progress=bar.update)
         except BundleFormatError as exc:
@@ -158,8 +163,11 @@ def verify_command(args: argparse.Namespace) -> int:
             raise _usage(f"{where}: {exc}") from None
     print(result.summary())
     if result.ok and not result.trusted_key:
-        print("note: signatures were checked against the key inside the bundle; pass --public-key with your own "
-              "copy of the checkpoint key to rule out a re-signed forgery", file=sys.stderr)
+        print(
+            "note: signatures were checked against the key inside the bundle; pass --public-key with your own "
+            "copy of the checkpoint key to rule out a re-signed forgery",
+            file=sys.stderr,
+        )
     return 0 if result.ok else 1
 
 
@@ -178,8 +186,11 @@ def checkpoint_command(args: argparse.Namespace) -> int:
     signed = log.checkpoint(force=args.force)
     if signed is None:
         size = log.head().size
-        print(f"tenant {tenant}: the audit log is empty, nothing to sign" if size == 0 else
-              f"tenant {tenant}: no checkpoint due yet ({size} unsigned entries; --force signs now)")
+        print(
+            f"tenant {tenant}: the audit log is empty, nothing to sign"
+            if size == 0
+            else f"tenant {tenant}: no checkpoint due yet ({size} unsigned entries; --force signs now)"
+        )
         return 0
     cp = signed.checkpoint()
     print(f"tenant {tenant}: checkpoint at size {cp.size}, root {cp.root.hex()}, {cp.time}")

@@ -100,9 +100,10 @@ def request_approval(services: GateServices, payload: dict[str, Any]) -> dict[st
         raise RuntimeError(f"gate {gate_id} has no evaluated approval plan")
     spec = record.plan.stages[stage]
     deadline = datetime.fromisoformat(payload["deadline"])
-    store.save(record.model_copy(update={
+    started = datetime.fromisoformat(payload["started_at"]) if payload.get("started_at") else at
+    store.save(record.model_copy(update={  # the route rebuilds the deadline from start + timeout: same as here
         "status": GateStatus.AWAITING_APPROVAL, "chain_instance_id": payload["chain_id"], "stage": stage,
-        "stage_started_at": at, "deadline": deadline, "updated_at": at,
+        "stage_started_at": started, "deadline": deadline, "updated_at": at,
     }))
     result = _notify(services, tenant_id, gate_id, {
         "kind": "approval_request", "recipients": spec.approvers,

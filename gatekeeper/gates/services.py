@@ -2,8 +2,8 @@
 
 Activities are plain functions called by the Functions host (or the local runner) with a JSON input and
 nothing else, so they find their collaborators here: tests and the demo `configure()` explicit services
-(Azurite, local keys, the outbox, local HTTP servers); in Azure the first activity builds them from app
-settings through `from_settings()` — or the composition root configures them at start-up.
+(Azurite, local keys, the outbox, local HTTP servers); when nothing is configured (Azure), the first
+activity builds them from app settings (`gatekeeper.gates.wiring`); `configure_factory()` replaces that recipe.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def configure(services: GateServices | None) -> None:
 
 
 def configure_factory(factory: Callable[[], GateServices] | None) -> None:
-    """Install a builder that runs on first use (keeps cold start fast in Azure)."""
+    """Install a builder that runs on first use instead of the app-settings recipe (None restores it)."""
     global _factory
     with _lock:
         _factory = factory
@@ -81,10 +81,13 @@ def get() -> GateServices:
     if _services is None:
         with _lock:
             if _services is None:
-                if _factory is None:
-                    raise RuntimeError(
-                        "gate services are not configured: call gatekeeper.gates.services.configure() or "
-                        "configure_factory() in the composition root (see docs/orchestration.md)"
-                    )
-                _services = _factory()
+                _services = (_factory or _from_settings)()
     return _services
+
+
+def _from_settings() -> GateServices:
+    """The production default (Azure, `func start`): built from app settings on first use, imported only
+    then so that indexing the Functions app stays fast."""
+    from gatekeeper.gates.wiring import gate_services_from_settings
+
+    return gate_services_from_settings()

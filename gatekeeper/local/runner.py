@@ -252,6 +252,15 @@ class LocalOrchestrationRunner:
             return steps
         raise AssertionError("unreachable")
 
+    def step(self, instance_id: str) -> bool:
+        """Run one episode of one instance (its oldest pending message), without running activities: lets a
+        test put events between an orchestrator's decision and its activity's result. False if idle."""
+        instance = self._get(instance_id)
+        if not (instance.inbox and instance.running):
+            return False
+        self._episode(instance)
+        return True
+
     def advance(self, delta: timedelta) -> None:
         """Move the clock forward by `delta`, firing every timer that falls due on the way, in order."""
         target = self.clock.now() + delta

@@ -164,13 +164,13 @@ class EnvelopeCipher:
         self._cache.drop(lambda key: tenant_id is None or key[1] == tenant_id)  # type: ignore[index]
 
     def _active(self, tenant_id: str) -> tuple[str, AESGCM]:
-        active = self._cache.get(("active", tenant_id))
+        active: tuple[str, AESGCM] | None = self._cache.get(("active", tenant_id))
         if active:
-            return active  # type: ignore[no-any-return]
+            return active
         with self._stripe(tenant_id):  # one key-service call per tenant, however many threads miss at once
             active = self._cache.get(("active", tenant_id))
             if active:
-                return active  # type: ignore[no-any-return]
+                return active
             try:
                 data_key_id, key = self._keys.active_key(tenant_id)
             except KeyProviderError as exc:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 
 from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable, classify
@@ -84,7 +84,7 @@ class DataKeyRing:
         except AzureError as exc:
             raise KeyServiceUnavailable(f"tenant {tenant_id}: Keys table cannot be created") from exc
 
-    def _get(self, tenant_id: str, partition: str, row: str) -> dict[str, Any] | None:
+    def _get(self, tenant_id: str, partition: str, row: str) -> TableEntity | None:
         try:
             return self._table(tenant_id).get_entity(partition, row)
         except ResourceNotFoundError:  # no such row, or no Keys table yet

@@ -41,6 +41,7 @@ class TenantRecord(BaseModel):
     identities: tuple[str, ...] = ()
     entra_tenant_ids: tuple[str, ...] = ()
     secrets: dict[SecretPurpose, tuple[str, ...]] = Field(default_factory=dict)
+    operators: tuple[str, ...] = ()  # who hears about L1 changes and failed callbacks (UPNs, group:<id>)
     key_name: str | None = None  # Key Vault key wrapping the tenant's data keys; default tenant-<id>
     enabled: bool = True
 

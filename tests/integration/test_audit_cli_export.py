@@ -32,12 +32,27 @@ def seed(connection, key_dir, tenant):
     storage = StorageAccount(connection_string=connection)
     cipher = build_cipher(storage, LocalKeyProvider(key_dir))
     log = AuditLog(storage, cipher, LocalCheckpointKey(key_dir).signer(), tenant)
-    log.append("event_received", "system:gatekeeper", "gate-1", "github:contoso/web:1:production",
-               {"repository": "contoso/web", "commit": "9f2c1ab", "source": "github"})
-    log.append("decision", "system:gatekeeper", "gate-1", "github:contoso/web:1:production",
-               {"level": "L1", "outcome": "proceed", "reasons": ["staging branch"]})
-    log.append("callback", "system:gatekeeper", "gate-1", "github:contoso/web:1:production",
-               {"target": "github", "result": "approved", "status": 204})
+    log.append(
+        "event_received",
+        "system:gatekeeper",
+        "gate-1",
+        "github:contoso/web:1:production",
+        {"repository": "contoso/web", "commit": "9f2c1ab", "source": "github"},
+    )
+    log.append(
+        "decision",
+        "system:gatekeeper",
+        "gate-1",
+        "github:contoso/web:1:production",
+        {"level": "L1", "outcome": "proceed", "reasons": ["staging branch"]},
+    )
+    log.append(
+        "callback",
+        "system:gatekeeper",
+        "gate-1",
+        "github:contoso/web:1:production",
+        {"target": "github", "result": "approved", "status": 204},
+    )
     return log
 
 
@@ -48,17 +63,44 @@ def test_export_then_verify_offline(settings_env, storage_connection_string, uni
     assert capsys.readouterr().out.endswith("no checkpoint due yet (3 unsigned entries; --force signs now)\n")
     assert main(["audit", "checkpoint", "--tenant", unique_name, "--force"]) == 0
     assert ": checkpoint at size 3, root " in capsys.readouterr().out
-    assert main(["audit", "export", "--tenant", unique_name, "--format", "bundle",
-                 "--out", str(out / "audit.bundle.json")]) == 0
-    assert main(["audit", "export", "--tenant", unique_name, "--format", "oscal",
-                 "--out", str(out / "audit.oscal.json")]) == 0
-    assert main(["audit", "export", "--tenant", unique_name, "--format", "jsonl",
-                 "--out", str(out / "audit.jsonl"), "--from", "2000-01-01", "--to", "2999-01-01T00:00:00Z"]) == 0
+    assert (
+        main(
+            ["audit", "export", "--tenant", unique_name, "--format", "bundle", "--out", str(out / "audit.bundle.json")]
+        )
+        == 0
+    )
+    assert (
+        main(["audit", "export", "--tenant", unique_name, "--format", "oscal", "--out", str(out / "audit.oscal.json")])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "audit",
+                "export",
+                "--tenant",
+                unique_name,
+                "--format",
+                "jsonl",
+                "--out",
+                str(out / "audit.jsonl"),
+                "--from",
+                "2000-01-01",
+                "--to",
+                "2999-01-01T00:00:00Z",
+            ]
+        )
+        == 0
+    )
     assert main(["audit", "public-key", "--out", str(out / "checkpoint-public-key.pem")]) == 0
     capsys.readouterr()
 
-    assert main(["audit", "verify", str(out / "audit.bundle.json"),
-                 "--public-key", str(out / "checkpoint-public-key.pem")]) == 0
+    assert (
+        main(
+            ["audit", "verify", str(out / "audit.bundle.json"), "--public-key", str(out / "checkpoint-public-key.pem")]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.startswith("verified 3 entries, root ")
     schema = json.loads((SHARED_FIXTURES / "oscal" / "oscal_complete_schema-1.2.3.json").read_text())
     assert validation_errors(json.loads((out / "audit.oscal.json").read_text()), schema) == []
@@ -71,8 +113,10 @@ def test_export_then_verify_offline(settings_env, storage_connection_string, uni
     [
         (["--tenant", "Bad_Tenant", "--format", "bundle", "--out", "x"], "--tenant:"),
         (["--tenant", "contoso", "--format", "bundle", "--out", "x", "--from", "last tuesday"], "--from:"),
-        (["--tenant", "contoso", "--format", "bundle", "--out", "x", "--from", "2026-02-01", "--to", "2026-01-01"],
-         "--to: must not be earlier"),
+        (
+            ["--tenant", "contoso", "--format", "bundle", "--out", "x", "--from", "2026-02-01", "--to", "2026-01-01"],
+            "--to: must not be earlier",
+        ),
     ],
 )
 def test_export_bad_input_exits_2(settings_env, argv, message, capsys):

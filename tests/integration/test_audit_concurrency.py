@@ -5,6 +5,7 @@ the only coordination is the ETag-guarded entity-group transaction on the head."
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 
@@ -57,9 +58,10 @@ def test_eight_concurrent_writers_leave_a_gap_free_valid_log(storage_connection_
     log = AuditLog(storage, build_cipher(storage, provider), signer, unique_name, checkpoint_every=10, env={})
     entries = list(log.entries())
     assert [e["seq"] for e in entries] == list(range(total))
-    assert Counter(e["subject"] for e in entries) == Counter(f"w{n}-{i}" for n in range(WRITERS)
-                                                             for i in range(APPENDS_EACH))
-    for before, after in zip(entries, entries[1:], strict=False):
+    assert Counter(e["subject"] for e in entries) == Counter(
+        f"w{n}-{i}" for n in range(WRITERS) for i in range(APPENDS_EACH)
+    )
+    for before, after in itertools.pairwise(entries):
         assert after["prev_hash"] == before["entry_hash"]
     by_seq = {r.seq: r for r in returned}
     assert all(by_seq[e["seq"]].entry_hash == e["entry_hash"] for e in entries)

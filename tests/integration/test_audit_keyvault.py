@@ -53,7 +53,9 @@ def test_key_vault_key_signs_checkpoints_that_verify_offline(vault, storage, pro
 
 def test_vault_outage_keeps_appending_and_the_checkpoint_is_repaired(vault, storage, provider, unique_name):
     vault.create_key("audit-outage", "EC")
-    signer = KeyVaultCheckpointKey(vault.vault_url, "audit-outage", vault.credential(), **vault.client_kwargs()).signer()
+    signer = KeyVaultCheckpointKey(
+        vault.vault_url, "audit-outage", vault.credential(), **vault.client_kwargs()
+    ).signer()
     log = AuditLog(storage, build_cipher(storage, provider), signer, unique_name, checkpoint_every=3, env={})
     vault.outage = "unavailable"
     try:

@@ -80,8 +80,13 @@ def make_log(storage, cipher, signer, clock, unique_name):
 
 def fill(log, n, *, start=0):
     return [
-        log.append(RecordKind.DECISION, "system:gatekeeper", f"gate-{i}", f"github:contoso/web:{i}:production",
-                   {"level": "L2", "reasons": [f"reason {i}"], "comment": f"private note {i}"})
+        log.append(
+            RecordKind.DECISION,
+            "system:gatekeeper",
+            f"gate-{i}",
+            f"github:contoso/web:{i}:production",
+            {"level": "L2", "reasons": [f"reason {i}"], "comment": f"private note {i}"},
+        )
         for i in range(start, start + n)
     ]
 
@@ -122,7 +127,8 @@ def test_checkpoints_every_n_entries_go_to_table_and_worm_container(make_log, st
     sizes = [c.checkpoint().size for c in log.checkpoints()]
     assert sizes == [10, 20]
     container = BlobServiceClient.from_connection_string(storage.connection_string).get_container_client(
-        "audit-checkpoints")
+        "audit-checkpoints"
+    )
     names = sorted(b.name for b in container.list_blobs(name_starts_with=f"{unique_name}/"))
     assert names == [blob_name(unique_name, 10), blob_name(unique_name, 20)]
     with pytest.raises(ResourceExistsError):
@@ -185,8 +191,9 @@ def test_failed_signature_does_not_fail_the_append_and_is_repaired(make_log, sig
 
 def test_append_many_spans_transactions(make_log):
     log = make_log(checkpoint_every=1000)
-    items = [{"kind": "notification", "actor": "system:gatekeeper", "subject": f"s{i}", "data": {"i": i}}
-             for i in range(150)]
+    items = [
+        {"kind": "notification", "actor": "system:gatekeeper", "subject": f"s{i}", "data": {"i": i}} for i in range(150)
+    ]
     records = log.append_many(items)
     assert [r.seq for r in records] == list(range(150))
     assert log.head().size == 150
@@ -246,8 +253,12 @@ def test_export_by_time_range(make_log, clock, signer):
     bundle = export_bundle(log, start=start, end=end)
     seqs = [e["seq"] for e in bundle["entries"]]
     assert seqs[0] == 11 and seqs[-1] == 19  # entries 11..16 are in range; 17..19 reach the checkpoint at 20
-    assert bundle["range"] == {"from": "2026-03-01T09:12:00.000000Z", "to": "2026-03-01T09:17:30.000000Z",
-                               "start_seq": 11, "end_seq": 20}
+    assert bundle["range"] == {
+        "from": "2026-03-01T09:12:00.000000Z",
+        "to": "2026-03-01T09:17:30.000000Z",
+        "start_seq": 11,
+        "end_seq": 20,
+    }
     assert verify_bundle(bundle, public_key_pem=signer.public_key_pem()).ok
     lines = list(export_jsonl(log, start=start, end=end))
     assert [json.loads(line)["seq"] for line in lines] == [11, 12, 13, 14, 15, 16]
@@ -259,15 +270,39 @@ def test_export_by_time_range(make_log, clock, signer):
 
 def test_export_oscal_and_jsonl_open_the_records(make_log):
     log = make_log()
-    log.append("event_received", "system:gatekeeper", "gate-1", "github:contoso/web:7:production",
-               {"source": "github", "repository": "contoso/web", "commit": "9f2c1ab", "requested_by": "dev-oid"})
-    log.append("decision", "system:gatekeeper", "gate-1", "github:contoso/web:7:production",
-               {"level": "L2", "outcome": "approval_required", "reasons": ["production"], "requester": "dev-oid"})
-    log.append("approval_decided", "user:approver-oid", "gate-1", "github:contoso/web:7:production",
-               {"decision": "approved", "comment": "ship it", "decision_token": "tok-123",
-                "approver": {"oid": "approver-oid", "name": "Alice Example"}})
-    log.append("callback", "system:gatekeeper", "gate-1", "github:contoso/web:7:production",
-               {"target": "github", "result": "approved", "status": 204})
+    log.append(
+        "event_received",
+        "system:gatekeeper",
+        "gate-1",
+        "github:contoso/web:7:production",
+        {"source": "github", "repository": "contoso/web", "commit": "9f2c1ab", "requested_by": "dev-oid"},
+    )
+    log.append(
+        "decision",
+        "system:gatekeeper",
+        "gate-1",
+        "github:contoso/web:7:production",
+        {"level": "L2", "outcome": "approval_required", "reasons": ["production"], "requester": "dev-oid"},
+    )
+    log.append(
+        "approval_decided",
+        "user:approver-oid",
+        "gate-1",
+        "github:contoso/web:7:production",
+        {
+            "decision": "approved",
+            "comment": "ship it",
+            "decision_token": "tok-123",
+            "approver": {"oid": "approver-oid", "name": "Alice Example"},
+        },
+    )
+    log.append(
+        "callback",
+        "system:gatekeeper",
+        "gate-1",
+        "github:contoso/web:7:production",
+        {"target": "github", "result": "approved", "status": 204},
+    )
     document = export_oscal(log)
     schema = json.loads((SHARED_FIXTURES / "oscal" / "oscal_complete_schema-1.2.3.json").read_text())
     assert validation_errors(document, schema) == []
@@ -276,8 +311,12 @@ def test_export_oscal_and_jsonl_open_the_records(make_log):
     findings = document["assessment-results"]["results"][0]["findings"]
     assert {f["target"]["status"]["state"] for f in findings} == {"satisfied"}
     lines = [json.loads(line) for line in export_jsonl(log)]
-    assert lines[2]["data"] == {"decision": "approved", "comment": "ship it", "decision_token": "[redacted]",
-                                "approver": {"oid": "approver-oid", "name": "Alice Example"}}
+    assert lines[2]["data"] == {
+        "decision": "approved",
+        "comment": "ship it",
+        "decision_token": "[redacted]",
+        "approver": {"oid": "approver-oid", "name": "Alice Example"},
+    }
 
 
 def test_export_for_http(storage, cipher, signer, make_log, unique_name):
@@ -294,3 +333,15 @@ def test_export_for_http(storage, cipher, signer, make_log, unique_name):
 def test_archive_from_endpoint_settings_needs_a_blob_endpoint():
     with pytest.raises(ValueError, match="blob endpoint"):
         CheckpointArchive.from_storage(StorageAccount(table_endpoint="https://x.table.core.windows.net"), "c")
+
+
+def test_a_log_without_signer_appends_and_records_no_checkpoint(storage, cipher, unique_name, caplog):
+    log = AuditLog(storage, cipher, None, unique_name, checkpoint_every=2, env={})
+    for i in range(3):
+        log.append("notification", "system:gatekeeper", data={"i": i})
+    assert log.head().checkpoint_size == 0 and log.checkpoints() == []
+    assert log.last_checkpoint_error is None and "not published" not in caplog.text
+    with pytest.raises(ValueError, match="public_key_pem"):
+        log.verify()
+    bundle = export_bundle(log)  # nothing signed yet: an empty bundle, no entry unproven
+    assert bundle["entries"] == [] and bundle["checkpoints"] == []

@@ -38,12 +38,21 @@ def storage(storage_connection_string):
 
 
 def new_log(storage, keys, tenant, n=N):
-    log = AuditLog(storage, build_cipher(storage, keys["provider"]), keys["signer"], tenant, checkpoint_every=10,
-                   env={})
-    items = [{"kind": "decision", "actor": "system:gatekeeper", "instance_id": f"gate-{i // 3}",
-              "subject": f"deploy-{i}", "data": {"level": "L1", "i": i}} for i in range(n)]
+    log = AuditLog(
+        storage, build_cipher(storage, keys["provider"]), keys["signer"], tenant, checkpoint_every=10, env={}
+    )
+    items = [
+        {
+            "kind": "decision",
+            "actor": "system:gatekeeper",
+            "instance_id": f"gate-{i // 3}",
+            "subject": f"deploy-{i}",
+            "data": {"level": "L1", "i": i},
+        }
+        for i in range(n)
+    ]
     for start in range(0, n, 10):  # one transaction per 10 entries: checkpoints at 10, 20, 30
-        log.append_many(items[start:start + 10])
+        log.append_many(items[start : start + 10])
     return log
 
 
@@ -166,8 +175,9 @@ def test_consistent_forgery_without_the_signing_key(log, keys):
         old = log.table.get_entity("checkpoint", row(size))
         cp = Checkpoint.parse(old["note"])
         forged = sign_checkpoint(keys["attacker"], Checkpoint(cp.origin, size, tree.root(size), cp.time))
-        log.table.upsert_entity({"PartitionKey": "checkpoint", "RowKey": row(size), **forged.model_dump()},
-                                mode=UpdateMode.REPLACE)
+        log.table.upsert_entity(
+            {"PartitionKey": "checkpoint", "RowKey": row(size), **forged.model_dump()}, mode=UpdateMode.REPLACE
+        )
     head = dict(log.table.get_entity("log", "head"))
     head.update(last_hash=prev, cp_root=tree.root(30).hex())
     log.table.upsert_entity(head, mode=UpdateMode.REPLACE)

@@ -235,8 +235,9 @@ def test_rotated_checkpoint_keys_verify_with_both_keys_in_the_pem(signer, attack
     entries = make_entries("contoso", 20)
     first = make_checkpoints("contoso", entries[:10], signer, 10)
     second = make_checkpoints("contoso", entries, attacker, 10)[1:]  # a new key signs from size 20 on
-    bundle = build_bundle("contoso", entries, [*first, *second], start_seq=0, end_seq=20,
-                          exported_at="2026-03-02T00:00:00.000000Z")
+    bundle = build_bundle(
+        "contoso", entries, [*first, *second], start_seq=0, end_seq=20, exported_at="2026-03-02T00:00:00.000000Z"
+    )
     both = signer.public_key_pem() + attacker.public_key_pem()
     assert verify_bundle(bundle, public_key_pem=both).ok
     assert verify_bundle(bundle, public_key_pem=signer.public_key_pem()).first_bad_seq == 10
@@ -265,8 +266,9 @@ def test_range_bundle_edit_inside_the_range(signer, pem):
 
 
 def test_empty_bundle_of_an_empty_log_verifies(signer, pem):
-    bundle = build_bundle("contoso", [], [], start_seq=0, end_seq=0, exported_at="2026-03-02T00:00:00.000000Z",
-                          public_keys=[pem])
+    bundle = build_bundle(
+        "contoso", [], [], start_seq=0, end_seq=0, exported_at="2026-03-02T00:00:00.000000Z", public_keys=[pem]
+    )
     result = check(bundle, pem)
     assert result.ok and result.size == 0
 
@@ -276,6 +278,16 @@ def test_entries_without_any_checkpoint_fail(signer, pem):
     bundle = build_bundle("contoso", entries, [], start_seq=0, end_seq=5, exported_at="2026-03-02T00:00:00.000000Z")
     result = check(bundle, pem)
     assert result.first_bad_seq == 0 and "not covered by any signed checkpoint" in result.problem
+
+
+def test_a_field_smuggling_the_separator_is_named(bundle, pem):
+    """Moving a field boundary into a value (actor absorbs instance_id) is refused, not re-parsed."""
+    entry = bundle["entries"][9]
+    entry["actor"], entry["instance_id"] = entry["actor"] + "\x1f" + entry["instance_id"], ""
+    with pytest.raises(ValueError, match="actor: must not contain"):
+        rehash(entry)  # the writer's own encoder refuses to hash it
+    result = check(bundle, pem)
+    assert result.first_bad_seq == 9 and "actor: must not contain" in result.problem
 
 
 def test_wrong_types_are_named(bundle, pem):

@@ -47,9 +47,7 @@ def test_verify_tampered_names_the_first_bad_entry(files, capsys):
     bundle["entries"][17]["subject"] = "a different deployment"
     bundle_path.write_text(json.dumps(bundle))
     assert main(["audit", "verify", str(bundle_path), "--public-key", str(pem_path)]) == 1
-    assert capsys.readouterr().out == (
-        "first bad entry: seq 17: content altered: its hash does not match its fields\n"
-    )
+    assert capsys.readouterr().out == ("first bad entry: seq 17: content altered: its hash does not match its fields\n")
 
 
 @pytest.mark.parametrize(
@@ -86,7 +84,11 @@ def test_module_entry_point_runs_offline(files):
     bundle_path, pem_path = files
     done = subprocess.run(
         [sys.executable, "-m", "gatekeeper", "audit", "verify", str(bundle_path), "--public-key", str(pem_path)],
-        capture_output=True, text=True, cwd=ROOT_DIR, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT_DIR,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("verified 30 entries, root ")

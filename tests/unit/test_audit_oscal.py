@@ -35,18 +35,39 @@ def opened_for(bundle, *, self_approval: bool = False, skip_approval: bool = Fal
     for entry in bundle["entries"]:
         kind = entry["kind"]
         if kind == "event_received":
-            value = {"source": "github", "repository": "contoso/web", "commit": "9f2c1ab", "environment": "production",
-                     "requested_by": "dev-oid"}
+            value = {
+                "source": "github",
+                "repository": "contoso/web",
+                "commit": "9f2c1ab",
+                "environment": "production",
+                "requested_by": "dev-oid",
+            }
         elif kind == "decision":
-            value = {"level": "L2", "outcome": "approval_required", "requester": "dev-oid",
-                     "reasons": ["environment production requires approval", "change window: business hours"]}
+            value = {
+                "level": "L2",
+                "outcome": "approval_required",
+                "requester": "dev-oid",
+                "reasons": ["environment production requires approval", "change window: business hours"],
+            }
         elif kind == "approval_requested":
-            value = {"stage": "operations", "approvers": [{"name": "Alice Example"}], "deadline": "2026-03-01T17:00:00Z"}
+            value = {
+                "stage": "operations",
+                "approvers": [{"name": "Alice Example"}],
+                "deadline": "2026-03-01T17:00:00Z",
+            }
         elif kind == "approval_decided":
-            approver = {"oid": "dev-oid" if self_approval else "approver-oid", "upn": "alice@contoso.example",
-                        "name": "Alice Example"}
-            value = {"decision": "rejected" if skip_approval else "approved", "stage": "operations",
-                     "comment": "Looks good,\nship it", "approver": approver, "decision_token": "must-not-leak"}
+            approver = {
+                "oid": "dev-oid" if self_approval else "approver-oid",
+                "upn": "alice@contoso.example",
+                "name": "Alice Example",
+            }
+            value = {
+                "decision": "rejected" if skip_approval else "approved",
+                "stage": "operations",
+                "comment": "Looks good,\nship it",
+                "approver": approver,
+                "decision_token": "must-not-leak",
+            }
         else:
             value = {"target": "github", "result": "approved", "status": 204, "auth_token": "must-not-leak-either"}
         data[entry["seq"]] = value
@@ -143,13 +164,14 @@ def test_violations_make_findings_not_satisfied(signer, schema):
     _, document = build(signer, self_approval=True)
     findings = {f["target"]["target-id"]: f for f in document["assessment-results"]["results"][0]["findings"]}
     assert findings["cm-5_smt"]["target"]["status"] == {
-        "state": "not-satisfied", "reason": "fail",
+        "state": "not-satisfied",
+        "reason": "fail",
         "remarks": "- the requester approved their own change (gate-0)\n"
-                   "- the requester approved their own change (gate-1)\n"
-                   "- the requester approved their own change (gate-2)\n"
-                   "- the requester approved their own change (gate-3)\n"
-                   "- the requester approved their own change (gate-4)\n"
-                   "- the requester approved their own change (gate-5)",
+        "- the requester approved their own change (gate-1)\n"
+        "- the requester approved their own change (gate-2)\n"
+        "- the requester approved their own change (gate-3)\n"
+        "- the requester approved their own change (gate-4)\n"
+        "- the requester approved their own change (gate-5)",
     }
     assert validation_errors(document, schema) == []
     _, document = build(signer, skip_approval=True)

@@ -8,6 +8,7 @@ tests that need real sealing run against Azurite with the real EnvelopeCipher.
 from __future__ import annotations
 
 import copy
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,15 @@ def make_entries(tenant: str, n: int, *, first_time: datetime = T0) -> list[dict
         kind = KINDS[seq % len(KINDS)]
         actor = "user:approver-oid" if kind == "approval_decided" else "system:gatekeeper"
         entry = sealed_entry(
-            tenant, seq, kind, format_time(first_time + timedelta(minutes=seq)), actor, f"gate-{seq // 5}",
-            f"github:contoso/web:run-{seq // 5}:production", f"gk1.test.sealed-{tenant}-{seq}", prev,
+            tenant,
+            seq,
+            kind,
+            format_time(first_time + timedelta(minutes=seq)),
+            actor,
+            f"gate-{seq // 5}",
+            f"github:contoso/web:run-{seq // 5}:production",
+            f"gk1.test.sealed-{tenant}-{seq}",
+            prev,
         )
         entries.append(entry)
         prev = entry["entry_hash"]
@@ -54,14 +62,24 @@ def make_checkpoints(
 
 
 def make_bundle(
-    signer: CheckpointSigner, *, tenant: str = "contoso", n: int = 30, every: int = 10,
-    start_seq: int = 0, end_seq: int | None = None,
+    signer: CheckpointSigner,
+    *,
+    tenant: str = "contoso",
+    n: int = 30,
+    every: int = 10,
+    start_seq: int = 0,
+    end_seq: int | None = None,
 ) -> dict[str, Any]:
     entries = make_entries(tenant, n)
     checkpoints = make_checkpoints(tenant, entries, signer, every)
     return build_bundle(
-        tenant, entries, checkpoints, start_seq=start_seq, end_seq=n if end_seq is None else end_seq,
-        exported_at=format_time(T0 + timedelta(days=1)), public_keys=[signer.public_key_pem()],
+        tenant,
+        entries,
+        checkpoints,
+        start_seq=start_seq,
+        end_seq=n if end_seq is None else end_seq,
+        exported_at=format_time(T0 + timedelta(days=1)),
+        public_keys=[signer.public_key_pem()],
     )
 
 
@@ -98,7 +116,7 @@ def forge(
     sizes = [SignedCheckpoint.model_validate(c).checkpoint().size for c in new_checkpoints]
     forged["consistency"] = [
         {"from_size": a, "to_size": b, "proof": [h.hex() for h in tree.consistency_proof(a, b)]}
-        for a, b in zip(sizes, sizes[1:], strict=False)
+        for a, b in itertools.pairwise(sizes)
     ]
     forged["public_keys"] = [*bundle["public_keys"], attacker.public_key_pem()]
     return forged

@@ -186,7 +186,7 @@ def test_the_sdk_keeps_one_early_event_per_name_which_is_why_votes_are_numbered(
     runner.start("c", "c")
     runner.run_until_idle()
     runner.raise_event("c", "vote", "a")
-    runner._episode(runner._instances["c"])  # deliver 'a'; the activity is now pending
+    assert runner.step("c")  # deliver 'a'; the activity is now pending
     runner.raise_event("c", "vote", "b")
     runner.raise_event("c", "vote", "c")
     with pytest.warns(UserWarning, match="duplicate Task completion"):

@@ -1,0 +1,1 @@
+"""The local demo (`make demo`): development tooling, not deployed (see .funcignore)."""

@@ -1,0 +1,408 @@
+"""`make demo`: the whole gate on this machine, printed as a timeline.
+
+Everything that runs is the product's own code: the real trigger functions receive signed requests, the
+real dispatcher dedupes them out of Azurite's queue, the real orchestrators run through the Durable SDK's
+replay code in the local runner, approvers decide through the real decision route with Entra-style tokens,
+and callbacks go to local stand-ins that speak GitHub's, Azure DevOps' and a CI's wire format. Only the
+clock is ours, so an 8-hour approval timeout takes no time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from azure.keyvault.keys.crypto import CryptographyClient
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gatekeeper.cli import main as gatekeeper_cli
+from gatekeeper.errors import Problem
+from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.ingest.queue import decode_message
+from gatekeeper.integrations.factory import build_pipeline_callbacks
+from gatekeeper.integrations.github_app import rsa_jwk
+from gatekeeper.local.entra_issuer import LocalEntraIssuer
+from gatekeeper.local.outbox import OutboxNotifier
+from gatekeeper.local.protocol_servers import LocalAzureDevOpsServer, LocalGitHubServer, LocalWebhookReceiver
+from gatekeeper.local.runner import ManualClock
+from gatekeeper.local.stack import LocalStack, start_local_stack
+from gatekeeper.policy.store import PolicyStore
+from gatekeeper.runtime import set_runtime
+from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.tenancy.model import TenantRecord
+from orchestrators.local import LocalGates, local_gates
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+TENANT = "contoso"
+ENTRA_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+AUDIENCE = "api://gatekeeper-demo"
+GITHUB_APP_ID = "424242"
+JOB_TOKEN = "demo-job-access-token"  # noqa: S105 - the local Azure DevOps stand-in's job token
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # Monday 10:00 in Amsterdam: inside business hours
+
+APPROVERS = {
+    "lisa.devries@contoso.com": "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a01",
+    "anna.jansen@contoso.com": "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a02",
+    "sara.visser@contoso.com": "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a03",
+}
+
+
+@dataclass
+class Timeline:
+    """Prints each step as it happens and keeps a copy for demo-output/timeline.txt."""
+
+    clock: ManualClock
+    lines: list[str] = field(default_factory=list)
+
+    def section(self, title: str) -> None:
+        self._emit("")
+        self._emit(f"== {title}")
+
+    def say(self, text: str, indent: int = 0) -> None:
+        stamp = self.clock.now().strftime("%H:%M")
+        self._emit(f"{stamp}  {'  ' * indent}{text}")
+
+    def _emit(self, line: str) -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+
+@dataclass
+class Demo:
+    stack: LocalStack
+    gates: LocalGates
+    issuer: LocalEntraIssuer
+    github: LocalGitHubServer
+    devops: LocalAzureDevOpsServer
+    receiver: LocalWebhookReceiver
+    outbox: OutboxNotifier
+    timeline: Timeline
+    received: Counter[str] = field(default_factory=Counter)
+    handlers: dict[str, Any] = field(default_factory=dict)
+    webhooks_shown: int = 0
+
+    # -- sending events the way the sources do --------------------------------------------------------
+
+    def post(self, route: str, function: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+        request = func.HttpRequest("POST", f"http://localhost:7071/api/{route}", headers=headers, body=body)
+        response = self.handlers[function](request)
+        answer = json.loads(response.get_body() or b"{}")
+        self.received["rejected" if response.status_code >= 400 else answer.get("status", "accepted")] += 1
+        return response.status_code, answer
+
+    def github_event(self, event: str, payload: dict, *, delivery: str | None = None, forge: bool = False) -> tuple:
+        body = json.dumps(payload).encode()
+        secret = b"not-the-secret" if forge else self.stack.secret("env:GK_CONTOSO_GITHUB_SECRET").encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+            "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest(),
+        }
+        return self.post("github/webhook", "github_webhook", body, headers)
+
+    def generic_event(self, document: dict) -> tuple:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Gatekeeper-Tenant": TENANT,
+            "x-functions-key": self.stack.secret("env:GK_CONTOSO_API_KEY"),
+        }
+        return self.post("events", "generic_events", json.dumps(document).encode(), headers)
+
+    def dispatch(self) -> list[Any]:
+        """What the queue trigger does for each waiting message, then let the orchestrations run."""
+        queue = self.stack.runtime.sink._queue  # noqa: SLF001 - the demo reads the same queue the host would
+        results = []
+        for message in queue.receive_messages(max_messages=32):
+            queued = decode_message(self.stack.runtime.sealer, message.content.decode())
+            results.append(self.gates.dispatcher.dispatch(queued.event, queued.event_id))
+            queue.delete_message(message)
+        self.gates.runner.run_until_idle()
+        return results
+
+    # -- people ------------------------------------------------------------------------------------------
+
+    def decide(self, instance_id: str, upn: str, decision: str, comment: str) -> tuple[int, dict]:
+        # Tokens are checked against the wall clock (as Entra's are); the gate's own clock is the manual one.
+        token = self.issuer.issue(APPROVERS[upn], ENTRA_TENANT, AUDIENCE, upn=upn, name=upn.split("@")[0])
+        try:
+            return self.gates.decide(instance_id, {"Authorization": f"Bearer {token}"}, decision, comment)
+        except Problem as problem:  # the route answers problem+json; the demo shows the status and title
+            return problem.status, problem.to_dict()
+
+    def status(self, instance_id: str) -> str:
+        status = self.gates.runner.status(instance_id)
+        output = status.output if status else None
+        if not isinstance(output, dict):
+            return str(status.runtime_status if status else "unknown")
+        callback = "pipeline called back" if output.get("callback_ok") else "CALLBACK FAILED (audited, alerted)"
+        return f"{output.get('level')} {output.get('status')}: {output.get('reason')}; {callback}"
+
+    def new_webhook_calls(self) -> list[str]:
+        lines = []
+        for delivery in self.receiver.deliveries[self.webhooks_shown :]:
+            body = delivery["body"]
+            lines.append(f"CI webhook called back, signature verified: {body.get('event')} {body.get('state')} "
+                         f"({body.get('comment')})")
+        self.webhooks_shown = len(self.receiver.deliveries)
+        return lines
+
+
+def run(out_dir: Path) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("outbox", "audit.bundle.json", "audit.oscal.json", "audit.jsonl", "checkpoint-public-key.pem"):
+        target = out_dir / stale
+        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    key_dir = Path(tempfile.mkdtemp(prefix="gatekeeper-demo-keys-"))
+    clock = ManualClock(START)
+    timeline = Timeline(clock)
+    timeline.section("Starting a local Gatekeeper: Azurite, local tenant keys, local GitHub / Azure DevOps / CI")
+    app_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    github = LocalGitHubServer(GITHUB_APP_ID, app_key.public_key(), installation_id=41273098).start()
+    devops = LocalAzureDevOpsServer(JOB_TOKEN).start()
+    stack = start_local_stack(EXAMPLES / "tenants.yaml", key_dir)
+    try:
+        receiver = LocalWebhookReceiver(stack.secret("env:GK_CONTOSO_CALLBACK_SECRET").encode()).start()
+        with LocalEntraIssuer() as issuer:
+            demo = _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir)
+            _ingestion(demo)
+            _gates(demo)
+            _audit(demo, out_dir, key_dir)
+        receiver.stop()
+    finally:
+        set_runtime(None)
+        github.stop()
+        devops.stop()
+        stack.stop()
+        shutil.rmtree(key_dir, ignore_errors=True)  # private keys never outlive the demo
+    (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
+    print(f"\nEverything above is in {out_dir}/ (timeline.txt, outbox/, audit.*, checkpoint-public-key.pem).")
+    return 0
+
+
+def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir) -> Demo:  # type: ignore[no-untyped-def]
+    import function_app
+
+    runtime = stack.runtime
+    set_runtime(runtime)
+    # The local Azure DevOps stand-in plays the organisation whose checks call us.
+    record = runtime.registry.get(TENANT)
+    assert record is not None
+    runtime.registry.import_records(
+        [TenantRecord.model_validate({**record.model_dump(), "identities": (*record.identities,
+                                                                             f"azure-devops:org:{devops.plan_url}")})]
+    )
+    from gatekeeper.audit.signing import LocalCheckpointKey
+
+    runtime.checkpoint_signer = LocalCheckpointKey(key_dir_of(stack), "audit-checkpoint").signer()
+    revision = PolicyStore(runtime.storage, TENANT).publish((EXAMPLES / "policy.yaml").read_text(),
+                                                           published_by="admin@contoso.com")
+    runtime.audit_for(TENANT).append("policy_changed", "admin@contoso.com", "", f"policy revision {revision.revision}",
+                                     {"revision": revision.revision, "fingerprint": revision.fingerprint}, at=clock.now())
+    outbox = OutboxNotifier(out_dir / "outbox", portal_url="http://localhost:7071")
+    env = {
+        "GATEKEEPER_GITHUB_APP_ID": GITHUB_APP_ID,
+        "GATEKEEPER_GITHUB_API_URL": github.api_url,
+        "GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "3",
+    }
+    callbacks = build_pipeline_callbacks(
+        env=env, signer=CryptographyClient.from_jwk(rsa_jwk(app_key)),
+        webhook_secret=runtime.callback_secret, allow_loopback_http=True,
+    )
+    validator = EntraTokenValidator(AUDIENCE, issuer.authority_host, allowed_tenants=runtime.is_registered_entra_tenant)
+    gates = local_gates(
+        runtime.storage, runtime.sealer, decider=PolicyDecider(runtime.policy_for), audit_for=runtime.audit_for,
+        notifier=outbox, callbacks=callbacks,
+        entra_tenants_for=lambda t: (runtime.registry.get(t).entra_tenant_ids if runtime.registry.get(t) else ()),
+        token_validator=validator, operators_for=runtime.operators_for, clock=clock,
+        env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"},
+    )
+    timeline.say(f"tenant {TENANT}: policy revision {revision.revision} published "
+                 f"(fingerprint {revision.fingerprint[:12]}), {len(record.identities) + 1} source identities")
+    handlers = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+    return Demo(stack, gates, issuer, github, devops, receiver, outbox, timeline, handlers=handlers)
+
+
+def key_dir_of(stack: LocalStack) -> str:
+    return str(stack.key_dir)
+
+
+# -- act 1: ingestion ---------------------------------------------------------------------------------------
+
+
+def _ingestion(demo: Demo) -> None:
+    t = demo.timeline
+    t.section("1. Events come in: authenticated, normalised, deduplicated")
+    dpr = json.loads((EXAMPLES / "events/github-deployment-protection-rule.json").read_text())
+    status, answer = demo.github_event("deployment_protection_rule", dpr, delivery="b1f7c0de-0001")
+    t.say(f"GitHub deployment_protection_rule for {dpr['repository']['full_name']} -> production: {status} "
+          f"{answer['status']} (gate {answer.get('instanceId')})")
+    demo.production_gate = answer["instanceId"]  # type: ignore[attr-defined]
+    status, answer = demo.github_event("deployment_protection_rule", dpr, delivery="b1f7c0de-0001")
+    t.say(f"the same delivery redelivered from GitHub's UI: {status} {answer['status']} (dedupe happens next)")
+    status, answer = demo.github_event("deployment_protection_rule", dpr, forge=True)
+    t.say(f"the same payload with a forged X-Hub-Signature-256: {status} {answer.get('title')}")
+    suite = json.loads((ROOT.parent / "shared/fixtures/github/check_suite.completed.payload.json").read_text())
+    status, answer = demo.github_event("check_suite", suite)
+    t.say(f"GitHub check_suite: {status} {answer['status']}: {answer.get('reason')}")
+    run = json.loads((ROOT.parent / "shared/fixtures/github/workflow_run.completed.payload.json").read_text())
+    status, answer = demo.github_event("workflow_run", run)
+    t.say(f"GitHub workflow_run completed ({run['workflow_run']['conclusion']}): {status} {answer['status']}")
+    hook = (ROOT.parent / "shared/fixtures/azure-devops/ms.vss-pipelines.run-state-changed-event.json").read_bytes()
+    basic = base64.b64encode(b"gatekeeper:" + demo.stack.secret("env:GK_CONTOSO_ADO_HOOK_SECRET").encode()).decode()
+    status, answer = demo.post("azure-devops/service-hooks", "azure_devops_service_hook", hook,
+                               {"Content-Type": "application/json", "Authorization": f"Basic {basic}"})
+    t.say(f"Azure DevOps service hook run-state-changed: {status} {answer['status']}")
+    for name in ("connectwise.ticket-approved.json", "ninjarmm.condition-triggered.json"):
+        message = (ROOT / "tests/fixtures/connectors" / name).read_bytes()
+        connector = json.loads(message)
+        connector["account"] = {"connectwise": "contoso", "ninjarmm": "42"}[connector["connector"]]
+        if connector["connector"] == "connectwise":
+            connector["payload"]["CompanyId"] = "contoso"
+        demo.handlers["connector_events"](func.QueueMessage(id=name, body=json.dumps(connector).encode()))
+        t.say(f"connector queue message from {connector['connector']}: accepted")
+        demo.received["accepted"] += 1
+    stranger = {"connector": "autotask", "account": "99999999", "payload": {"Id": 1}}
+    demo.handlers["connector_events"](func.QueueMessage(id="stranger", body=json.dumps(stranger).encode()))
+    letters = demo.stack.runtime.dead_letters.list("connector-events")
+    t.say(f"connector message from an unregistered Autotask account: dead-lettered ({letters[-1].reason})")
+    demo.received["dead-lettered"] += 1
+    results = demo.dispatch()
+    outcome = Counter(r.disposition.value for r in results)
+    t.say(f"dispatcher: {dict(outcome)} (the redelivery was recognised by its business key, not its delivery id)")
+    t.say(f"received {sum(demo.received.values())}: {dict(demo.received)}")
+
+
+# -- act 2: the gates ---------------------------------------------------------------------------------------
+
+
+def _gates(demo: Demo) -> None:
+    t = demo.timeline
+    gate = demo.production_gate  # type: ignore[attr-defined]
+    t.section("2. L2: a production deployment waits for two approval stages")
+    _show_decision(demo, gate)
+    _show_new_notifications(demo)
+    status, _ = demo.decide(gate, "lisa.devries@contoso.com", "approve", "Release notes reviewed; go.")
+    t.say(f"lisa.devries approves (release managers, 1 of 2 needed): {status}")
+    _show_new_notifications(demo)
+    demo.timeline.clock.advance(timedelta(minutes=25))
+    status, _ = demo.decide(gate, "anna.jansen@contoso.com", "approve", "CAB: low risk, rollback plan attached.")
+    t.say(f"anna.jansen approves (change advisory board, 2 of 3 needed): {status}")
+    status, body = demo.decide(gate, "anna.jansen@contoso.com", "approve", "again")
+    t.say(f"anna.jansen votes again: {status} {body.get('title')}")
+    status, _ = demo.decide(gate, "sara.visser@contoso.com", "approve", "Agreed.")
+    t.say(f"sara.visser approves: {status} -> quorum reached")
+    for line in demo.github.report():
+        t.say(line)
+    t.say(f"gate outcome: {demo.status(gate)}")
+
+    t.section("3. L0: a CI build runs fully automated")
+    build = _generic(demo, "build-1042", environment="ci", action="build")
+    t.say(f"outcome: {demo.status(build)}")
+
+    t.section("4. L1: a staging deployment from Azure DevOps runs, then people are told")
+    check = json.loads((EXAMPLES / "events/azure-devops-check.request.json").read_text())
+    headers = dict(check["headers"], PlanUrl=demo.devops.plan_url, AuthToken=JOB_TOKEN)
+    headers["X-Gatekeeper-Check-Secret"] = demo.stack.secret("env:GK_CONTOSO_ADO_CHECK_SECRET")
+    status, answer = demo.post("azure-devops/checks", "azure_devops_check", json.dumps(check["body"]).encode(), headers)
+    t.say(f"Azure DevOps check for staging: {status} (acknowledged at once; the job token is sealed)")
+    demo.dispatch()
+    _show_decision(demo, answer["instanceId"])
+    for line in demo.devops.report():
+        t.say(line)
+    _show_new_notifications(demo)
+    t.say(f"outcome: {demo.status(answer['instanceId'])}")
+
+    t.section("5. L3: a privilege escalation is refused to automation and handed to a person")
+    pim = _generic(demo, "pim-77", environment="production", action="privilege_escalation")
+    t.say(f"outcome: {demo.status(pim)}")
+
+    t.section("6. L2 that nobody answers: the timeout denies and the pipeline is told")
+    infra = _generic(demo, "tf-apply-311", environment="production", action="infrastructure_change")
+    t.say("8 hours pass without a decision ...")
+    demo.timeline.clock.advance(timedelta(hours=8, minutes=1))
+    demo.gates.runner.run_until_idle()
+    for line in demo.new_webhook_calls():
+        t.say(line)
+    t.say(f"outcome: {demo.status(infra)}")
+
+
+def _generic(demo: Demo, run_id: str, *, environment: str, action: str) -> str:
+    document = {
+        "kind": "gate_request", "action": action, "environment": environment, "repository": "contoso/platform",
+        "ref": "refs/heads/main", "commit": "4f2a9c1e8b7d", "actor": "dev@contoso.com", "runId": run_id,
+        "callbackUrl": demo.receiver.url + "/ci/gatekeeper",
+    }
+    status, answer = demo.generic_event(document)
+    demo.timeline.say(f"{action} of contoso/platform to {environment} via the generic API: {status}")
+    demo.dispatch()
+    _show_decision(demo, answer["instanceId"])
+    _show_new_notifications(demo)
+    for line in demo.new_webhook_calls():
+        demo.timeline.say(line)
+    return str(answer["instanceId"])
+
+
+def _show_decision(demo: Demo, instance_id: str) -> None:
+    """What the policy decided for this gate, read back from the audit log (where the decision lives)."""
+    for record in demo.stack.runtime.audit_for(TENANT).records():
+        if record.instance_id == instance_id and record.kind == "decision" and "quality" in record.data:
+            data = record.data
+            reason = (data.get("reasons") or [""])[0]
+            demo.timeline.say(f"policy: {data['level']} by rule {data.get('rule')}: {reason}", indent=1)
+            for stage in (data.get("approval") or {}).get("stages", []):
+                demo.timeline.say(f"stage {stage['name']}: {stage['quorum']} of {', '.join(stage['approvers'])}, "
+                                  f"timeout {stage['timeout']} then {stage['on_timeout']}", indent=2)
+
+
+_seen_notifications: set[str] = set()
+
+
+def _show_new_notifications(demo: Demo) -> None:
+    for entry in demo.outbox.read_all(TENANT):
+        note = entry["notification"]
+        key = json.dumps(entry, sort_keys=True)
+        if key in _seen_notifications:
+            continue
+        _seen_notifications.add(key)
+        demo.timeline.say(f"outbox: {note['kind']} to {', '.join(note['recipients'])}: {note['title']}", indent=1)
+
+
+# -- act 3: the audit trail ---------------------------------------------------------------------------------
+
+
+def _audit(demo: Demo, out_dir: Path, key_dir: Path) -> None:
+    t = demo.timeline
+    t.section("7. The audit trail: exported, and verified offline")
+    log = demo.stack.runtime.audit_for(TENANT)
+    log.checkpoint(force=True)
+    for record in log.records():
+        t.say(f"#{record.seq:<3} {record.kind:<20} {record.actor[:36]:<36} {record.subject or ''}"[:150], indent=1)
+    os.environ.update({
+        "GATEKEEPER_STORAGE_CONNECTION": demo.stack.azurite.connection_string,
+        "GATEKEEPER_KEY_MODE": "local",
+        "GATEKEEPER_LOCAL_KEY_DIR": str(key_dir),
+    })
+    for fmt, name in (("bundle", "audit.bundle.json"), ("oscal", "audit.oscal.json"), ("jsonl", "audit.jsonl")):
+        code = gatekeeper_cli(["audit", "export", "--tenant", TENANT, "--format", fmt, "--out", str(out_dir / name)])
+        t.say(f"gatekeeper audit export --format {fmt} -> {out_dir / name} (exit {code})")
+    code = gatekeeper_cli(["audit", "public-key", "--out", str(out_dir / "checkpoint-public-key.pem")])
+    t.say(f"checkpoint public key -> {out_dir / 'checkpoint-public-key.pem'} (exit {code})")
+    code = gatekeeper_cli(["audit", "verify", str(out_dir / "audit.bundle.json"),
+                           "--public-key", str(out_dir / "checkpoint-public-key.pem")])
+    t.say(f"gatekeeper audit verify (offline): exit {code}")
+    if code != 0:
+        raise SystemExit(code)

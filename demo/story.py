@@ -155,8 +155,10 @@ class Demo:
         lines = []
         for delivery in self.receiver.deliveries[self.webhooks_shown :]:
             body = delivery["body"]
-            lines.append(f"CI webhook called back, signature verified: {body.get('event')} {body.get('state')} "
-                         f"({body.get('comment')})")
+            lines.append(
+                f"CI webhook called back, signature verified: {body.get('event')} {body.get('state')} "
+                f"({body.get('comment')})"
+            )
         self.webhooks_shown = len(self.receiver.deliveries)
         return lines
 
@@ -202,16 +204,26 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
     record = runtime.registry.get(TENANT)
     assert record is not None
     runtime.registry.import_records(
-        [TenantRecord.model_validate({**record.model_dump(), "identities": (*record.identities,
-                                                                             f"azure-devops:org:{devops.plan_url}")})]
+        [
+            TenantRecord.model_validate(
+                {**record.model_dump(), "identities": (*record.identities, f"azure-devops:org:{devops.plan_url}")}
+            )
+        ]
     )
     from gatekeeper.audit.signing import LocalCheckpointKey
 
     runtime.checkpoint_signer = LocalCheckpointKey(key_dir_of(stack), "audit-checkpoint").signer()
-    revision = PolicyStore(runtime.storage, TENANT).publish((EXAMPLES / "policy.yaml").read_text(),
-                                                           published_by="admin@contoso.com")
-    runtime.audit_for(TENANT).append("policy_changed", "admin@contoso.com", "", f"policy revision {revision.revision}",
-                                     {"revision": revision.revision, "fingerprint": revision.fingerprint}, at=clock.now())
+    revision = PolicyStore(runtime.storage, TENANT).publish(
+        (EXAMPLES / "policy.yaml").read_text(), published_by="admin@contoso.com"
+    )
+    runtime.audit_for(TENANT).append(
+        "policy_changed",
+        "admin@contoso.com",
+        "",
+        f"policy revision {revision.revision}",
+        {"revision": revision.revision, "fingerprint": revision.fingerprint},
+        at=clock.now(),
+    )
     outbox = OutboxNotifier(out_dir / "outbox", portal_url="http://localhost:7071")
     env = {
         "GATEKEEPER_GITHUB_APP_ID": GITHUB_APP_ID,
@@ -219,19 +231,29 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         "GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "3",
     }
     callbacks = build_pipeline_callbacks(
-        env=env, signer=CryptographyClient.from_jwk(rsa_jwk(app_key)),
-        webhook_secret=runtime.callback_secret, allow_loopback_http=True,
+        env=env,
+        signer=CryptographyClient.from_jwk(rsa_jwk(app_key)),
+        webhook_secret=runtime.callback_secret,
+        allow_loopback_http=True,
     )
     validator = EntraTokenValidator(AUDIENCE, issuer.authority_host, allowed_tenants=runtime.is_registered_entra_tenant)
     gates = local_gates(
-        runtime.storage, runtime.sealer, decider=PolicyDecider(runtime.policy_for), audit_for=runtime.audit_for,
-        notifier=outbox, callbacks=callbacks,
-        entra_tenants_for=lambda t: (runtime.registry.get(t).entra_tenant_ids if runtime.registry.get(t) else ()),
-        token_validator=validator, operators_for=runtime.operators_for, clock=clock,
+        runtime.storage,
+        runtime.sealer,
+        decider=PolicyDecider(runtime.policy_for),
+        audit_for=runtime.audit_for,
+        notifier=outbox,
+        callbacks=callbacks,
+        entra_tenants_for=lambda t: runtime.registry.get(t).entra_tenant_ids if runtime.registry.get(t) else (),
+        token_validator=validator,
+        operators_for=runtime.operators_for,
+        clock=clock,
         env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"},
     )
-    timeline.say(f"tenant {TENANT}: policy revision {revision.revision} published "
-                 f"(fingerprint {revision.fingerprint[:12]}), {len(record.identities) + 1} source identities")
+    timeline.say(
+        f"tenant {TENANT}: policy revision {revision.revision} published "
+        f"(fingerprint {revision.fingerprint[:12]}), {len(record.identities) + 1} source identities"
+    )
     handlers = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
     return Demo(stack, gates, issuer, github, devops, receiver, outbox, timeline, handlers=handlers)
 
@@ -248,8 +270,10 @@ def _ingestion(demo: Demo) -> None:
     t.section("1. Events come in: authenticated, normalised, deduplicated")
     dpr = json.loads((EXAMPLES / "events/github-deployment-protection-rule.json").read_text())
     status, answer = demo.github_event("deployment_protection_rule", dpr, delivery="b1f7c0de-0001")
-    t.say(f"GitHub deployment_protection_rule for {dpr['repository']['full_name']} -> production: {status} "
-          f"{answer['status']} (gate {answer.get('instanceId')})")
+    t.say(
+        f"GitHub deployment_protection_rule for {dpr['repository']['full_name']} -> production: {status} "
+        f"{answer['status']} (gate {answer.get('instanceId')})"
+    )
     demo.production_gate = answer["instanceId"]  # type: ignore[attr-defined]
     status, answer = demo.github_event("deployment_protection_rule", dpr, delivery="b1f7c0de-0001")
     t.say(f"the same delivery redelivered from GitHub's UI: {status} {answer['status']} (dedupe happens next)")
@@ -263,8 +287,12 @@ def _ingestion(demo: Demo) -> None:
     t.say(f"GitHub workflow_run completed ({run['workflow_run']['conclusion']}): {status} {answer['status']}")
     hook = (ROOT.parent / "shared/fixtures/azure-devops/ms.vss-pipelines.run-state-changed-event.json").read_bytes()
     basic = base64.b64encode(b"gatekeeper:" + demo.stack.secret("env:GK_CONTOSO_ADO_HOOK_SECRET").encode()).decode()
-    status, answer = demo.post("azure-devops/service-hooks", "azure_devops_service_hook", hook,
-                               {"Content-Type": "application/json", "Authorization": f"Basic {basic}"})
+    status, answer = demo.post(
+        "azure-devops/service-hooks",
+        "azure_devops_service_hook",
+        hook,
+        {"Content-Type": "application/json", "Authorization": f"Basic {basic}"},
+    )
     t.say(f"Azure DevOps service hook run-state-changed: {status} {answer['status']}")
     for name in ("connectwise.ticket-approved.json", "ninjarmm.condition-triggered.json"):
         message = (ROOT / "tests/fixtures/connectors" / name).read_bytes()
@@ -342,8 +370,14 @@ def _gates(demo: Demo) -> None:
 
 def _generic(demo: Demo, run_id: str, *, environment: str, action: str) -> str:
     document = {
-        "kind": "gate_request", "action": action, "environment": environment, "repository": "contoso/platform",
-        "ref": "refs/heads/main", "commit": "4f2a9c1e8b7d", "actor": "dev@contoso.com", "runId": run_id,
+        "kind": "gate_request",
+        "action": action,
+        "environment": environment,
+        "repository": "contoso/platform",
+        "ref": "refs/heads/main",
+        "commit": "4f2a9c1e8b7d",
+        "actor": "dev@contoso.com",
+        "runId": run_id,
         "callbackUrl": demo.receiver.url + "/ci/gatekeeper",
     }
     status, answer = demo.generic_event(document)
@@ -364,8 +398,11 @@ def _show_decision(demo: Demo, instance_id: str) -> None:
             reason = (data.get("reasons") or [""])[0]
             demo.timeline.say(f"policy: {data['level']} by rule {data.get('rule')}: {reason}", indent=1)
             for stage in (data.get("approval") or {}).get("stages", []):
-                demo.timeline.say(f"stage {stage['name']}: {stage['quorum']} of {', '.join(stage['approvers'])}, "
-                                  f"timeout {stage['timeout']} then {stage['on_timeout']}", indent=2)
+                demo.timeline.say(
+                    f"stage {stage['name']}: {stage['quorum']} of {', '.join(stage['approvers'])}, "
+                    f"timeout {stage['timeout']} then {stage['on_timeout']}",
+                    indent=2,
+                )
 
 
 _seen_notifications: set[str] = set()
@@ -391,18 +428,27 @@ def _audit(demo: Demo, out_dir: Path, key_dir: Path) -> None:
     log.checkpoint(force=True)
     for record in log.records():
         t.say(f"#{record.seq:<3} {record.kind:<20} {record.actor[:36]:<36} {record.subject or ''}"[:150], indent=1)
-    os.environ.update({
-        "GATEKEEPER_STORAGE_CONNECTION": demo.stack.azurite.connection_string,
-        "GATEKEEPER_KEY_MODE": "local",
-        "GATEKEEPER_LOCAL_KEY_DIR": str(key_dir),
-    })
+    os.environ.update(
+        {
+            "GATEKEEPER_STORAGE_CONNECTION": demo.stack.azurite.connection_string,
+            "GATEKEEPER_KEY_MODE": "local",
+            "GATEKEEPER_LOCAL_KEY_DIR": str(key_dir),
+        }
+    )
     for fmt, name in (("bundle", "audit.bundle.json"), ("oscal", "audit.oscal.json"), ("jsonl", "audit.jsonl")):
         code = gatekeeper_cli(["audit", "export", "--tenant", TENANT, "--format", fmt, "--out", str(out_dir / name)])
         t.say(f"gatekeeper audit export --format {fmt} -> {out_dir / name} (exit {code})")
     code = gatekeeper_cli(["audit", "public-key", "--out", str(out_dir / "checkpoint-public-key.pem")])
     t.say(f"checkpoint public key -> {out_dir / 'checkpoint-public-key.pem'} (exit {code})")
-    code = gatekeeper_cli(["audit", "verify", str(out_dir / "audit.bundle.json"),
-                           "--public-key", str(out_dir / "checkpoint-public-key.pem")])
+    code = gatekeeper_cli(
+        [
+            "audit",
+            "verify",
+            str(out_dir / "audit.bundle.json"),
+            "--public-key",
+            str(out_dir / "checkpoint-public-key.pem"),
+        ]
+    )
     t.say(f"gatekeeper audit verify (offline): exit {code}")
     if code != 0:
         raise SystemExit(code)

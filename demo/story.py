@@ -124,7 +124,7 @@ class Demo:
 
     def dispatch(self) -> list[Any]:
         """What the queue trigger does for each waiting message, then let the orchestrations run."""
-        queue = self.stack.runtime.sink._queue  # noqa: SLF001 - the demo reads the same queue the host would
+        queue = self.stack.runtime.sink._queue
         results = []
         for message in queue.receive_messages(max_messages=32):
             queued = decode_message(self.stack.runtime.sealer, message.content.decode())

@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from gatekeeper import settings
 from gatekeeper.ingest.deadletter import DeadLetters

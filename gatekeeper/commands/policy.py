@@ -55,7 +55,7 @@ def publish_policy(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file}: cannot read: {exc.strerror}") from None
     store = _store(args)
     try:  # the audit log is opened first: a change that cannot be audited is not made
-        audit = AuditLog(store._storage, cipher_from_settings(store._storage), signer_from_settings(), args.tenant)  # noqa: SLF001
+        audit = AuditLog(store._storage, cipher_from_settings(store._storage), signer_from_settings(), args.tenant)
     except (ValueError, RuntimeError) as exc:
         raise UsageError(f"app settings: {exc}") from None
     by = args.by or getpass.getuser()
@@ -85,9 +85,8 @@ def show_policy(args: argparse.Namespace) -> int:
         revision = store.revision(args.revision) if args.revision else store.current()
     except NoPolicy as exc:
         raise UsageError(str(exc)) from None
-    print(
-        f"# revision {revision.revision}, published by {revision.published_by} at {revision.published_at:%Y-%m-%dT%H:%M:%SZ}"
-    )
+    when = f"{revision.published_at:%Y-%m-%dT%H:%M:%SZ}"
+    print(f"# revision {revision.revision}, published by {revision.published_by} at {when}")
     print(revision.text, end="" if revision.text.endswith("\n") else "\n")
     return 0
 

@@ -48,7 +48,7 @@ def test_concurrent_publishers_never_lose_a_revision(store):
 
     def publish(i: int) -> None:
         try:
-            PolicyStore(store._storage, store.tenant_id).publish(SMALL, published_by=f"admin{i}")  # noqa: SLF001
+            PolicyStore(store._storage, store.tenant_id).publish(SMALL, published_by=f"admin{i}")
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -79,13 +79,29 @@ def _approver(entry: Mapping[str, Any], data: Mapping[str, Any] | None) -> dict[
                 info[key] = _line(person[key])
     elif person:
         info["name"] = _line(person)
-    info.setdefault("id", info.get("oid") or info.get("upn") or _line(entry.get("actor") or "unknown"))
+    for key in ("upn", "name"):  # the approvals service records the approver's UPN next to the vote
+        if not info.get(key) and data and isinstance(data.get(key), str) and data[key].strip():
+            info[key] = _line(data[key])
+    info.setdefault("id", info.get("oid") or _line(entry.get("actor") or info.get("upn") or "unknown"))
     info.setdefault("name", info.get("upn") or info["id"])
     return info
 
 
 def _is_human(actor: object) -> bool:
     return isinstance(actor, str) and bool(actor) and not actor.startswith("system:")
+
+
+def _human_vote(entry: Mapping[str, Any], data: Mapping[str, Any] | None) -> bool:
+    """A person's counted approval decision (not the chain's own outcome record, not a refused vote)."""
+    return _is_human(entry.get("actor")) and not (data and data.get("counted") is False)
+
+
+def _approves(data: Mapping[str, Any] | None) -> bool:
+    if not data:
+        return False
+    if str(data.get("chain_status") or "").lower() == "approved":
+        return True
+    return str(_get(data, "decision", "outcome", "result") or "").lower() in _APPROVED
 
 
 class _Builder:
@@ -194,9 +210,16 @@ class _Builder:
                 f"Audit entry {entry['seq']} ({kind}); its data can no longer be opened (the tenant key was "
                 "destroyed), but its integrity is still proven by the hash chain and the checkpoints.",
             )
+        if kind == "decision" and data.get("final"):
+            status = _get(data, "status") or "decided"
+            return (
+                _line(f"Gate outcome {status} for {subject}"),
+                f"The gate for {subject} ended {_line(status)} at level {_line(_get(data, 'level') or '?')}"
+                f"{': ' + _line(data['reason'], 500) if data.get('reason') else ''}.",
+            )
         if kind == "decision":
             level = _get(data, "level", "gate_level") or "unknown"
-            outcome = _get(data, "outcome", "action", "result") or "recorded"
+            outcome = _get(data, "outcome", "status") or ("blocked" if data.get("blocked") else "recorded")
             reasons = _get(data, "reasons") or []
             lines = "\n".join(f"- {_line(r, 500)}" for r in reasons) if isinstance(reasons, list) else _line(reasons)
             return (
@@ -233,11 +256,15 @@ class _Builder:
             )
         if kind == "callback":
             target = _get(data, "target", "provider") or "pipeline"
-            result = _get(data, "result", "outcome", "state") or "sent"
+            result = _get(data, "result", "outcome", "state") or (
+                ("approved" if data.get("approved") else "rejected") if "approved" in data else "sent"
+            )
+            status = data.get("status_code") or data.get("status")
             return (
                 _line(f"Pipeline callback to {target}: {result}"),
                 f"Gatekeeper reported the gate result to {_line(target)} for {subject}: {_line(result)}"
-                f"{' (HTTP ' + _line(data['status']) + ')' if data.get('status') else ''}.",
+                f"{' (HTTP ' + _line(status) + ')' if status else ''}"
+                f"{'; the pipeline did not acknowledge it' if data.get('ok') is False else ''}.",
             )
         if kind == "rollback":
             return (
@@ -265,21 +292,19 @@ class _Builder:
     def classify(self, kind: str, obs_uuid: str, entry: Mapping[str, Any], data: Mapping[str, Any] | None) -> None:
         if kind in ("decision", "approval_requested", "approval_decided", "callback", "rollback", "policy_changed"):
             self.by_control["cm-3"].append(obs_uuid)
-        if kind == "approval_decided":
+        if kind == "approval_decided" and _human_vote(entry, data):
             self.by_control["cm-5"].append(obs_uuid)
             self.by_control["au-10"].append(obs_uuid)
-            if not _is_human(entry.get("actor")):
-                self.violations["cm-5"].append(f"approval at entry {entry['seq']} has no authenticated approver")
-        if kind in ("event_received", "policy_changed"):
+        if kind == "policy_changed":
             self.by_control["sa-10"].append(obs_uuid)
-            if (
-                kind == "event_received"
-                and data is not None
-                and not (_get(data, "repository", "repo") and _get(data, "commit", "sha"))
-            ):
-                self.violations["sa-10"].append(
-                    f"deployment request at entry {entry['seq']} names no repository/commit"
-                )
+        if kind in ("event_received", "decision") and data is not None and _get(data, "commit", "sha"):
+            self.by_control["sa-10"].append(obs_uuid)  # the change is tied to a repository revision
+        if (
+            kind == "event_received"
+            and data is not None
+            and not (_get(data, "repository", "repo") and _get(data, "commit", "sha"))
+        ):
+            self.violations["sa-10"].append(f"deployment request at entry {entry['seq']} names no repository/commit")
 
     def check_gates(self, entries: list[Mapping[str, Any]]) -> None:
         """CM-3: an approval-level (L2) decision must be followed by an approving human decision before any
@@ -302,14 +327,18 @@ class _Builder:
                     level = str(_get(data, "level", "gate_level") or "").lower()
                     needs_approval = needs_approval or level in _APPROVAL_LEVELS
                 elif kind == "approval_decided":
-                    who = _approver(entry, data)
-                    if requester and requester in (who.get("oid"), who.get("upn"), who["id"], entry.get("actor")):
-                        self.violations["cm-5"].append(f"the requester approved their own change ({instance})")
-                    if str(_get(data, "decision", "outcome") or "").lower() in _APPROVED:
-                        approved = True
+                    if _human_vote(entry, data):
+                        who = _approver(entry, data)
+                        if requester and str(requester).lower() in {
+                            str(x).lower() for x in (who.get("oid"), who.get("upn"), who["id"], entry.get("actor")) if x
+                        }:
+                            self.violations["cm-5"].append(f"the requester approved their own change ({instance})")
+                    approved = approved or _approves(data)
                 elif kind == "callback" and needs_approval and not approved:
-                    result = str(_get(data, "result", "outcome", "state") or "").lower()
-                    if result in _APPROVED:
+                    told_go = data.get("approved") is True or (
+                        str(_get(data, "result", "outcome", "state") or "").lower() in _APPROVED
+                    )
+                    if told_go:
                         self.violations["cm-3"].append(
                             f"deployment {instance} was approved to the pipeline without a human approval"
                         )

@@ -196,3 +196,94 @@ def test_unreadable_data_is_still_described(signer, schema):
     document = to_oscal(bundle, dict.fromkeys(range(10)), verification, generated_at=NOW)
     assert validation_errors(document, schema) == []
     assert "can no longer be opened" in document["assessment-results"]["results"][0]["observations"][0]["description"]
+
+
+def test_the_records_the_gate_activities_write_map_as_documented(signer, schema):
+    """The data shapes gatekeeper.gates.activities and the approvals service record today."""
+    from gatekeeper.audit.bundle import build_bundle
+    from gatekeeper.audit.records import GENESIS_HASH, sealed_entry
+    from tests.unit.test_audit_support import make_checkpoints
+
+    steps = [
+        (
+            "decision",
+            "system:gatekeeper",
+            {
+                "level": "L2",
+                "action": "deploy",
+                "environment": "production",
+                "rule": "prod-needs-approval",
+                "reasons": ["production"],
+                "quality": {"result": "pass"},
+                "approval": {"stages": []},
+                "blocked": False,
+            },
+        ),
+        (
+            "approval_requested",
+            "system:gatekeeper",
+            {
+                "stage": 0,
+                "stage_name": "ops",
+                "approvers": ["ops@x"],
+                "quorum": 1,
+                "deadline": "2026-03-01T17:00:00+00:00",
+            },
+        ),
+        (
+            "approval_decided",
+            "3f1c-oid",
+            {"vote": 1, "stage": 0, "decision": "approve", "comment": "ok", "upn": "alice@contoso.example"},
+        ),
+        (
+            "approval_decided",
+            "system:gatekeeper",
+            {
+                "stage": 0,
+                "stage_name": "ops",
+                "outcome": "ChainApproved",
+                "approvals": ["3f1c-oid"],
+                "chain_status": "approved",
+            },
+        ),
+        ("callback", "system:gatekeeper", {"approved": True, "ok": True, "status_code": 204, "target": "github"}),
+        ("decision", "system:gatekeeper", {"final": True, "status": "approved", "level": "L2", "reason": None}),
+    ]
+    entries, prev = [], GENESIS_HASH
+    for seq, (kind, actor, _) in enumerate(steps):
+        entry = sealed_entry(
+            "contoso",
+            seq,
+            kind,
+            f"2026-03-01T09:0{seq}:00.000000Z",
+            actor,
+            "gate-1",
+            "contoso/web to production",
+            f"gk1.t.{seq}",
+            prev,
+        )
+        entries.append(entry)
+        prev = entry["entry_hash"]
+    bundle = build_bundle(
+        "contoso",
+        entries,
+        make_checkpoints("contoso", entries, signer, 10),
+        start_seq=0,
+        end_seq=len(entries),
+        exported_at="2026-03-02T00:00:00.000000Z",
+    )
+    verification = verify_bundle(bundle, public_key_pem=signer.public_key_pem())
+    opened = {seq: data for seq, (_, _, data) in enumerate(steps)}
+    document = to_oscal(bundle, opened, verification, generated_at=NOW)
+    assert validation_errors(document, schema) == []
+    result = document["assessment-results"]["results"][0]
+    observations = result["observations"]
+    vote, chain_outcome = observations[2], observations[3]
+    assert vote["origins"][0]["actors"][0]["type"] == "party"
+    party = document["assessment-results"]["metadata"]["parties"][1]
+    assert party["name"] == "alice@contoso.example" and party["uuid"] == vote["origins"][0]["actors"][0]["actor-uuid"]
+    assert chain_outcome["origins"][0]["actors"][0]["type"] == "tool"
+    assert observations[4]["title"] == "Pipeline callback to github: approved"
+    assert observations[5]["title"] == "Gate outcome approved for contoso/web to production"
+    status = {f["target"]["target-id"]: f["target"]["status"]["state"] for f in result["findings"]}
+    assert status["cm-3_smt"] == status["cm-5_smt"] == status["au-9_smt"] == status["au-10_smt"] == "satisfied"

@@ -59,6 +59,11 @@ class GateRecord(BaseModel):
     decided_at: datetime | None = None
     outcome_reason: str | None = None
     callback_ok: bool | None = None
+    # For telemetry (gatekeeper.telemetry): the automated quality verdict at evaluation, to tell a human
+    # override, and when the first approval stage asked, to measure approval latency.
+    quality: str | None = None
+    quality_score: float | None = None
+    approval_requested_at: datetime | None = None
 
 
 class StoredVote(BaseModel):

@@ -1,0 +1,51 @@
+"""Who may export a tenant's audit log over HTTP: a person or service of that tenant's own Entra tenant
+holding the `Gatekeeper.Auditor` app role. Everyone else, including callers naming a tenant that does not
+exist, gets the same 403, so the route reveals nothing about which tenants exist."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Protocol
+
+from gatekeeper.errors import Problem, unauthenticated
+from gatekeeper.security.entra import bearer_token
+from gatekeeper.security.principal import AUDITOR_ROLE, Principal, easyauth_principal, wrong_tenant
+
+
+class TokenValidator(Protocol):
+    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal: ...
+
+
+def identify(headers: Mapping[str, str], validator: TokenValidator | None, env: Mapping[str, str] | None) -> Principal:
+    """The platform's principal (behind App Service authentication) or a validated bearer token."""
+    principal = easyauth_principal(headers, env)
+    if principal is not None:
+        return principal
+    authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+    token = bearer_token(authorization)
+    if validator is None:
+        raise unauthenticated("Bearer tokens are not accepted: no Entra ID audience is configured.")
+    return validator.validate(token)
+
+
+def authorize_auditor(principal: Principal, tenant_id: str, entra_tenants_for: Callable[[str], Iterable[str]]) -> None:
+    allowed = {t.strip().lower() for t in entra_tenants_for(tenant_id)}
+    if principal.tid.lower() not in allowed:
+        raise wrong_tenant()
+    if not principal.has_role(AUDITOR_ROLE):
+        raise Problem(403, "forbidden", "Forbidden", f"Exporting the audit log needs the app role '{AUDITOR_ROLE}'.")
+
+
+def parse_range(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Problem(
+            400, "invalid-query", "Invalid query parameter", f"{name}: not an ISO 8601 instant", field=name
+        ) from None
+    if parsed.tzinfo is None:
+        raise Problem(400, "invalid-query", "Invalid query parameter", f"{name}: needs a time zone", field=name)
+    return parsed

@@ -149,7 +149,9 @@ def parse_check_request(headers: Mapping[str, str], body: Mapping[str, Any] | No
         ref=request.ref,
         commit=request.commit,
         actor=request.requested_by,
-        run_id=run_id,
+        # Each evaluation of the check has its own task instance: a re-run stage is a new gate (it must be
+        # answered), while a repeated delivery of the same evaluation stays a duplicate.
+        run_id=f"{run_id}/checks/{values['TaskInstanceId']}",
         labels=tuple(request.labels),
         callback=callback,
         evidence=tuple(request.evidence),

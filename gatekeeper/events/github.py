@@ -170,7 +170,9 @@ def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: st
         ref=deployment.ref if deployment else None,
         commit=deployment.sha if deployment else None,
         actor=actor,
-        run_id=str(run_id),
+        # A re-run of the job asks again for the same run and environment with a new deployment: keying on
+        # the deployment keeps that a new gate, while a redelivery of the same request stays a duplicate.
+        run_id=f"{run_id}/deployments/{deployment.id}" if deployment else str(run_id),
         callback=GitHubCallback(
             owner=body.repository.owner.login,
             repo=body.repository.name,

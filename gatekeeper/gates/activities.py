@@ -13,12 +13,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gatekeeper import telemetry
 from gatekeeper.approvals.chain import ChainPlan
 from gatekeeper.events.codec import event_from_sealable
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.gates.model import EvaluationSummary, GateStatus
 from gatekeeper.gates.services import GateServices
-from gatekeeper.gates.store import GateRecord
+from gatekeeper.gates.store import GateRecord, GateStore
 from gatekeeper.integrations.notify import Notification
 from gatekeeper.store.tables import TablePurpose, tenant_table_name
 
@@ -80,10 +81,18 @@ def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
                  "ref": event.ref, "commit": event.commit, "run_id": event.run_id,
                  "action": event.action.value if event.action else None},
         requester=requester, created_at=at, updated_at=at, plan=plan,
+        quality=decision.quality.result, quality_score=decision.quality.score,
     )
     services.index.put(instance_id, tenant_id)
     services.gates(tenant_id).save(record)
     _audit(services, tenant_id, "decision", instance_id, title, decision.to_public_json(), at)
+    telemetry.emit(
+        telemetry.Event.GATE_DECISION, tenant=tenant_id, instance_id=instance_id, level=str(decision.level),
+        rule=decision.rule, source=event.source.value, environment=event.environment,
+        action=event.action.value if event.action else None, blocked=decision.blocked,
+        quality=decision.quality.result, quality_score=decision.quality.score,
+        approval_stages=len(plan.stages) if plan is not None else 0,
+    )
     return EvaluationSummary(
         level=str(decision.level), blocked=decision.blocked, rule=decision.rule, plan=plan, requester=requester,
         notify=services.operators_for(tenant_id), has_callback=event.callback is not None, title=title,
@@ -104,6 +113,7 @@ def request_approval(services: GateServices, payload: dict[str, Any]) -> dict[st
     store.save(record.model_copy(update={  # the route rebuilds the deadline from start + timeout: same as here
         "status": GateStatus.AWAITING_APPROVAL, "chain_instance_id": payload["chain_id"], "stage": stage,
         "stage_started_at": started, "deadline": deadline, "updated_at": at,
+        "approval_requested_at": record.approval_requested_at or started,  # the first stage's start
     }))
     result = _notify(services, tenant_id, gate_id, {
         "kind": "approval_request", "recipients": spec.approvers,
@@ -115,6 +125,8 @@ def request_approval(services: GateServices, payload: dict[str, Any]) -> dict[st
         "stage": stage, "stage_name": spec.name, "approvers": list(spec.approvers), "quorum": spec.quorum,
         "deadline": deadline.isoformat(), "notified": result["ok"],
     }, at)
+    telemetry.emit(telemetry.Event.APPROVAL_REQUESTED, tenant=tenant_id, instance_id=gate_id, stage=stage,
+                   approvers=len(spec.approvers), quorum=spec.quorum, notified=bool(result["ok"]))
     return {"stage": stage, "notified": result["ok"]}
 
 
@@ -159,6 +171,8 @@ def callback(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
         "detail": result.detail[:300],
     }, at)
     if not result.ok:
+        telemetry.emit(telemetry.Event.CALLBACK_FAILED, tenant=tenant_id, instance_id=instance_id,
+                       target=result.target, status_code=result.status_code, final=False)
         raise CallbackFailed(result.detail[:300] or "the pipeline did not acknowledge the callback")
     return {"ok": True, "status_code": result.status_code, "target": result.target}
 
@@ -201,8 +215,14 @@ def record_outcome(services: GateServices, payload: dict[str, Any]) -> dict[str,
         "final": True, "status": status.value, "level": payload.get("level"), "reason": payload.get("reason"),
         "callback_ok": cb.get("ok"), "chain": payload.get("chain"),
     }, at)
+    try:  # telemetry must never fail the gate: the outcome is already stored and audited
+        _emit_outcome(store, record, tenant_id, instance_id, payload, status, at)
+    except Exception as exc:
+        log.warning("telemetry for %s failed: %s", instance_id, type(exc).__name__)
     alerted = None
     if cb.get("ok") is False:
+        telemetry.emit(telemetry.Event.CALLBACK_FAILED, tenant=tenant_id, instance_id=instance_id, target=None,
+                       status_code=None, final=True)
         _audit(services, tenant_id, "callback", instance_id, title,
                {"final": True, "ok": False, "detail": str(cb.get("detail", ""))[:300]}, at)
         recipients = services.operators_for(tenant_id) or (record.plan.stages[0].approvers if record and record.plan
@@ -214,6 +234,46 @@ def record_outcome(services: GateServices, payload: dict[str, Any]) -> dict[str,
             "link": services.approval_link(instance_id), "instance_id": instance_id,
         }, at)["ok"]
     return {"status": status.value, "alerted": alerted}
+
+
+def _emit_outcome(store: GateStore, record: GateRecord | None, tenant_id: str, instance_id: str,
+                  payload: dict[str, Any], status: GateStatus, at: datetime) -> None:
+    """GateOutcome; for a closed approval chain also ApprovalDecided (latency from the first approval request
+    to the deciding vote, or to the deadline on timeout) and HitlOverride when people went against the
+    quality verdict (`telemetry.override_kind`)."""
+    level = payload.get("level") or (record.level if record else None)
+    chain = payload.get("chain") if isinstance(payload.get("chain"), dict) else None
+    closed = chain is not None and chain.get("status") in ("approved", "rejected")
+    if closed and chain is not None:
+        decided_by = "timeout" if chain.get("reason") == "timeout" else "approvers"
+    else:
+        decided_by = "person" if status is GateStatus.HUMAN_TASK else "automation"
+    cb = payload.get("callback") or {}
+    telemetry.emit(
+        telemetry.Event.GATE_OUTCOME, tenant=tenant_id, instance_id=instance_id, level=level, status=status.value,
+        decided_by=decided_by, callback_ok=cb.get("ok"),
+        duration_seconds=round((at - record.created_at).total_seconds(), 3) if record else None,
+    )
+    if not closed or chain is None or record is None:
+        return
+    if decided_by == "timeout":
+        decided = record.deadline or at
+    else:
+        counted = {str(v.get("voter_id", "")).strip().lower() for v in chain.get("votes") or ()}
+        decided = max((v.at for v in store.votes(instance_id) if v.voter_id in counted), default=at)
+    requested = record.approval_requested_at or record.created_at
+    telemetry.emit(
+        telemetry.Event.APPROVAL_DECIDED, tenant=tenant_id, instance_id=instance_id, level=level,
+        outcome=chain["status"], decided_by=decided_by, stage=chain.get("stage"), votes=len(chain.get("votes") or ()),
+        escalations=len(chain.get("escalations") or ()), quality=record.quality,
+        latency_seconds=round(max(0.0, (decided - requested).total_seconds()), 3),
+    )
+    kind = telemetry.override_kind(chain["status"] if decided_by == "approvers" else None, record.quality,
+                                   record.quality_score)
+    if kind is not None:
+        telemetry.emit(telemetry.Event.HITL_OVERRIDE, tenant=tenant_id, instance_id=instance_id, level=level,
+                       kind=kind, decision=chain["status"], quality=record.quality,
+                       quality_score=record.quality_score)
 
 
 def audit(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:

@@ -140,3 +140,12 @@ def test_undecodable_messages_are_dead_lettered(env, durable):
     from gatekeeper.ingest.deadletter import DeadLetters
 
     assert any("undecodable" in d.reason for d in DeadLetters(env.storage).list("pipeline-events"))
+
+
+def test_a_rerun_job_is_a_new_gate_so_it_is_answered(env, durable):
+    """GitHub keeps the run id on a re-run but creates a new deployment; that request must be gated too."""
+    deliver(env, "deployment_protection_rule", DPR)
+    rerun = dict(DPR, deployment=dict(DPR["deployment"], id=DPR["deployment"]["id"] + 1))
+    deliver(env, "deployment_protection_rule", rerun)
+    run_dispatcher(env, durable)
+    assert len({path for _, path, _ in started(durable)}) == 2

@@ -47,7 +47,7 @@ def test_check_request_becomes_a_gate_request_with_callback() -> None:
         ActionKind.DEPLOY,
     )
     assert event.environment == "production"
-    assert event.run_id == "4711"
+    assert event.run_id == "4711/checks/a6b1c2d3-e4f5-4a7b-8c9d-0e1f2a3b4c5d"  # one gate per evaluation
     assert event.repository == "web-shop"
     assert event.actor == "d6245f20-2af8-44f4-9451-8107cb2767db"
     assert event.labels == ("pci",)
@@ -138,16 +138,23 @@ def test_bad_body_fields_are_named(body: dict[str, Any], field: str) -> None:
 
 def test_run_id_falls_back_to_build_id_header_then_plan_id() -> None:
     body = {"environment": "production"}
-    assert check(check_headers(BuildId="991"), body).run_id == "991"
-    assert check(check_headers(BuildId="$(build.BuildId)"), body).run_id == "4c5b5d3a-9e1f-4a6b-8f0e-2f6d7a1b3c90"
+    evaluation = "/checks/a6b1c2d3-e4f5-4a7b-8c9d-0e1f2a3b4c5d"
+    assert check(check_headers(BuildId="991"), body).run_id == "991" + evaluation
+    assert (
+        check(check_headers(BuildId="$(build.BuildId)"), body).run_id
+        == "4c5b5d3a-9e1f-4a6b-8f0e-2f6d7a1b3c90" + evaluation
+    )
     assert check(body=body).action is ActionKind.DEPLOY
 
 
-def test_check_redelivery_same_key_other_environment_other_key() -> None:
+def test_check_redelivery_same_key_other_evaluation_or_environment_other_key() -> None:
     first = check()
-    again = check(check_headers(TaskInstanceId="b6b1c2d3-e4f5-4a7b-8c9d-0e1f2a3b4c5d"))
+    redelivered = check()
+    reevaluated = check(check_headers(TaskInstanceId="b6b1c2d3-e4f5-4a7b-8c9d-0e1f2a3b4c5d"))
     staging = check(body={**BODY, "environment": "staging"})
-    assert first.business_key == again.business_key
+    assert first.business_key == redelivered.business_key
+    # a re-run stage evaluates the check again (new task instance): it must get an answer of its own
+    assert first.business_key != reevaluated.business_key
     assert first.business_key != staging.business_key
 
 

@@ -68,7 +68,7 @@ def test_protection_rule_becomes_a_gate_request_with_a_callback() -> None:
     assert event.ref == "master"
     assert event.commit == "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
     assert event.actor == "Codertocat"
-    assert event.run_id == str(RUN_ID)
+    assert event.run_id == f"{RUN_ID}/deployments/145988746"  # a job re-run brings a new deployment
     assert event.callback == GitHubCallback(
         owner="Codertocat",
         repo="Hello-World",
@@ -146,7 +146,7 @@ def test_ghes_callback_url_is_accepted() -> None:
     )
     event = parse("deployment_protection_rule", payload)
     assert isinstance(event, PipelineEvent)
-    assert event.run_id == "42"
+    assert event.run_id == "42/deployments/145988746"
 
 
 def test_unhandled_protection_rule_action_is_ignored() -> None:

@@ -195,7 +195,7 @@ def run(out_dir: Path) -> int:
     return 0
 
 
-def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir) -> Demo:  # type: ignore[no-untyped-def]
+def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir) -> Demo:
     import function_app
 
     runtime = stack.runtime

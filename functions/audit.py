@@ -47,7 +47,7 @@ def audit_export(req: func.HttpRequest) -> func.HttpResponse:
 def audit_checkpoints(timer: func.TimerRequest) -> None:
     """Sign a checkpoint for every tenant whose log has grown and whose interval has passed."""
     rt = services()
-    for record in rt.registry.list():
+    for record in rt.registry.records():
         try:
             signed = rt.audit_for(record.tenant_id).checkpoint()
         except Exception:  # one tenant's outage must not stop the others' checkpoints
@@ -57,7 +57,7 @@ def audit_checkpoints(timer: func.TimerRequest) -> None:
             log.info("checkpoint for %s", record.tenant_id)
 
 
-def _entra_tenants(rt):  # type: ignore[no-untyped-def]
+def _entra_tenants(rt):
     def lookup(tenant_id: str) -> tuple[str, ...]:
         record = rt.registry.get(tenant_id) if tenant_id.isalnum() else None
         return record.entra_tenant_ids if record else ()

@@ -19,7 +19,7 @@ log = logging.getLogger("gatekeeper.http")
 PROBLEM_JSON = "application/problem+json"
 
 
-def services():  # type: ignore[no-untyped-def]
+def services():
     """The process runtime, imported on first use so that indexing the app stays fast (cold start)."""
     from gatekeeper.runtime import runtime
 

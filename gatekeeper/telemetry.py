@@ -107,7 +107,7 @@ def _scalar(event: Event, key: str, value: Any) -> Scalar:
     if not FIELD_NAME.match(key) or any(word in key for word in FORBIDDEN_WORDS):
         raise ValueError(f"telemetry: {event.value}: field name {key!r} is not allowed")
     if value is None or isinstance(value, bool | int):
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"telemetry: {event.value}: field {key!r} must be a finite number")

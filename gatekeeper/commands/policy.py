@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     history.set_defaults(handler=policy_history)
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _store(args: argparse.Namespace):
     from gatekeeper.cli import UsageError
     from gatekeeper.policy.store import PolicyStore
     from gatekeeper.store.tables import InvalidTenantId

@@ -49,7 +49,7 @@ def import_tenants(args: argparse.Namespace) -> int:
 def list_tenants(args: argparse.Namespace) -> int:
     from gatekeeper.tenancy.registry import TenantRegistry
 
-    records = TenantRegistry(storage_from_args(args)).list()
+    records = TenantRegistry(storage_from_args(args)).records()
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return 0

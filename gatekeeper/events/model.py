@@ -48,7 +48,7 @@ class ActionKind(StrEnum):
     INFRASTRUCTURE_CHANGE = "infrastructure_change"
     PRIVILEGE_ESCALATION = "privilege_escalation"
     DATA_EXPORT = "data_export"
-    SECRET_ACCESS = "secret_access"
+    SECRET_ACCESS = "secret_access"  # noqa: S105 - an action kind, not a secret
 
 
 class GitHubCallback(BaseModel):

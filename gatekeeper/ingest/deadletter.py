@@ -55,7 +55,7 @@ class DeadLetters:
             DeadLetter(e["PartitionKey"], e["RowKey"], e["reason"], e["message"], e["recorded_at"]) for e in entities
         ]
 
-    def _table(self):  # type: ignore[no-untyped-def]
+    def _table(self):
         if not self._ready:
             self._storage.ensure_table(DEAD_LETTER_TABLE)
             self._ready = True

@@ -94,13 +94,13 @@ class PolicyStore(TenantRepository):
             for e in self.partition(REVISION_PARTITION)
         ]
 
-    def _client_pointer(self):  # type: ignore[no-untyped-def]
+    def _client_pointer(self):
         try:
             return self._client.get_entity(POINTER_PARTITION, CURRENT)
         except ResourceNotFoundError:
             return None
 
-    def _move_pointer(self, pointer, revision: int) -> bool:  # type: ignore[no-untyped-def]
+    def _move_pointer(self, pointer, revision: int) -> bool:
         entity = {"PartitionKey": POINTER_PARTITION, "RowKey": CURRENT, "revision": revision}
         try:
             if pointer is None:

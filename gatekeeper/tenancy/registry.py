@@ -81,7 +81,7 @@ class TenantRegistry:
                 return record if record and record.enabled else None
         return None
 
-    def list(self) -> list[TenantRecord]:
+    def records(self) -> list[TenantRecord]:
         entities = self.table.query_entities(f"PartitionKey eq '{TENANT_PARTITION}'")
         return sorted((TenantRecord.model_validate_json(e["record"]) for e in entities), key=lambda r: r.tenant_id)
 

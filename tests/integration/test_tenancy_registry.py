@@ -35,7 +35,7 @@ def record(tenant_id: str, *identities: str, **secrets: list[str]) -> TenantReco
 def test_example_file_imports_and_resolves_every_identity(registry):
     records = load_tenant_file((ROOT / "examples/tenants.yaml").read_text(), filename="examples/tenants.yaml")
     registry.import_records(records)
-    assert [r.tenant_id for r in registry.list()] == ["contoso", "fabrikam"]
+    assert [r.tenant_id for r in registry.records()] == ["contoso", "fabrikam"]
     assert registry.resolve(["github:org:OCTO-ORG"]).tenant_id == "contoso"  # case-insensitive
     assert registry.resolve(["azure-devops:org:https://dev.azure.com/Fabrikam"]).tenant_id == "contoso"
     assert registry.resolve(["entra:tenant:72F988BF-86F1-41AF-91AB-2D7CD011DB47"]).tenant_id == "contoso"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import repeat
 from operator import add, itemgetter, methodcaller
 from typing import Any
 
@@ -309,13 +309,13 @@ class _Verifier:
     def _bulk(self, entries: Sequence[Any], progress: Progress | None) -> list[bytes] | None:
         """Leaf hashes of all entries when every entry passes every per-entry rule, else None.
 
-        Per chunk the entries are read once into columns (one C-level itemgetter per entry, then a
-        transpose), and each rule of `_diagnose` and `canonical_bytes` is checked over whole columns: the
-        entry is a dict, seq is exactly the expected int, every text field is exactly a str, the tenant,
-        no field holds U+001F (one scan of the fields' concatenation: a separator in any field is a
-        separator in it), each hash matches its canonical bytes and each prev_hash the hash before."""
+        Per chunk each field is read into a column (one C-level map per field) and every rule of
+        `_diagnose` and `canonical_bytes` is checked over whole columns: each entry is a dict, seq is
+        exactly the expected int, every text field is exactly a str, the tenant matches, no field holds
+        U+001F (one scan of the column's concatenation), each hash matches the entry's canonical bytes and
+        each prev_hash the hash before it."""
         sha256, digest, to_hex, encode = hashlib.sha256, methodcaller("digest"), bytes.hex, str.encode
-        join, separator, tenant, fields = SEPARATOR.join, SEPARATOR, self.tenant, slice(1, 9)
+        join, separator, tenant, getters = SEPARATOR.join, SEPARATOR, self.tenant, _COLUMNS
         digests: list[bytes] = []
         prev: str | None = GENESIS_HASH if self.start == 0 else None
         for offset in range(0, len(entries), CHUNK):
@@ -324,17 +324,15 @@ class _Verifier:
             if set(map(type, chunk)) != {dict}:
                 return None
             try:
-                columns = list(zip(*map(_ROW, chunk), strict=True))
+                seqs, *texts, stored = [tuple(map(get, chunk)) for get in getters]
             except KeyError:
                 return None
-            seqs, tenants, prevs, stored = columns[0], columns[1], columns[8], columns[9]
-            texts = columns[fields]  # tenant .. prev_hash, in canonical order
             if (
                 set(map(type, seqs)) != {int}
                 or seqs != tuple(seq_range)
-                or set(map(type, chain.from_iterable(columns[1:]))) != {str}
-                or tenants.count(tenant) != len(chunk)
-                or separator in "".join(chain.from_iterable(texts))
+                or any(set(map(type, column)) != {str} for column in (*texts, stored))
+                or any(separator in "".join(column) for column in texts)
+                or texts[0].count(tenant) != len(chunk)
             ):
                 return None
             heads = map(add, repeat(LEAF_PREFIX), map(str, seq_range))
@@ -344,6 +342,7 @@ class _Verifier:
             except UnicodeError:  # a lone surrogate: the walk names the field
                 return None
             hexes = tuple(map(to_hex, hashed))
+            prevs = texts[-1]
             if hexes != stored or prevs != (prevs[0] if prev is None else prev, *hexes[:-1]):
                 return None
             prev = hexes[-1]
@@ -412,8 +411,8 @@ class _Verifier:
                 self.checkpoints_at(compact.size, compact.root())
 
 
-# An entry's fields in canonical order, then its hash: one tuple per entry, transposed into columns.
-_ROW = itemgetter("seq", *_TEXT_FIELDS)
+# seq, the text fields of the canonical bytes in their order (tenant .. prev_hash), then entry_hash.
+_COLUMNS = tuple(map(itemgetter, ("seq", *_TEXT_FIELDS)))
 
 
 def _root_from_levels(levels: list[list[bytes]], size: int) -> bytes:

@@ -63,6 +63,21 @@ def _audit(services: GateServices, tenant_id: str, kind: str, instance_id: str, 
     services.audit_for(tenant_id).append(kind, actor, instance_id, subject[:1000], data, at=at)
 
 
+def _event_facts(event: PipelineEvent, requester: tuple[str, ...]) -> dict[str, Any]:
+    """What triggered the gate, for the audit trail: who asked for which revision of what, and where.
+    Callback handles (and the tokens inside them) stay out; only which kind of pipeline waits is kept."""
+    return {
+        "source": event.source.value, "kind": event.kind.value,
+        "action": event.action.value if event.action else None, "environment": event.environment,
+        "repository": event.repository, "ref": event.ref, "commit": event.commit,
+        "requested_by": event.actor, "requester": list(requester), "run_id": event.run_id,
+        "delivery_id": event.delivery_id, "labels": list(event.labels),
+        "evidence": [e.kind for e in event.evidence], "business_key": event.business_key,
+        "callback": event.callback.type if event.callback is not None else None,
+        "received_at": event.received_at.isoformat(),
+    }
+
+
 def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
     """Decide the level, store the full decision in the Gates table, index the gate, audit it."""
     tenant_id, instance_id = payload["tenant_id"], payload["instance_id"]
@@ -85,6 +100,7 @@ def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
     )
     services.index.put(instance_id, tenant_id)
     services.gates(tenant_id).save(record)
+    _audit(services, tenant_id, "event_received", instance_id, title, _event_facts(event, requester), at)
     _audit(services, tenant_id, "decision", instance_id, title, decision.to_public_json(), at)
     telemetry.emit(
         telemetry.Event.GATE_DECISION, tenant=tenant_id, instance_id=instance_id, level=str(decision.level),

@@ -175,7 +175,7 @@ def test_l0_proceeds_calls_back_and_logs(env: Env):
     assert status.runtime_status == "Completed"
     assert status.output["level"] == "L0" and status.output["status"] == "approved" and status.output["callback_ok"]
     assert [c["state"] for c in env.callbacks()] == ["approved"]
-    assert env.audit_kinds(gate) == ["decision", "callback", "decision"]
+    assert env.audit_kinds(gate) == ["event_received", "decision", "callback", "decision"]
     assert env.notifications("info") == []
 
 

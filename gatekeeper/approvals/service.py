@@ -25,11 +25,11 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gatekeeper.approvals import chain
-from gatekeeper.errors import Problem, ValidationProblem, unauthenticated
+from gatekeeper.errors import Problem, ValidationProblem
 from gatekeeper.gates.model import GateStatus, VoteEvent, vote_event_name
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore, StoredVote, VoteExists
-from gatekeeper.security.entra import bearer_token
-from gatekeeper.security.principal import Principal, easyauth_principal, wrong_tenant
+from gatekeeper.security.identity import TokenValidator, identify_caller
+from gatekeeper.security.principal import Principal, wrong_tenant
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.tables import StorageAccount
 
@@ -42,10 +42,6 @@ class OrchestrationGateway(Protocol):
     Raises on failure; an exception whose text says the instance is gone/not running maps to 410."""
 
     def raise_event(self, instance_id: str, event_name: str, data: Any) -> None: ...
-
-
-class TokenValidator(Protocol):
-    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal: ...
 
 
 class DecisionRequest(BaseModel):
@@ -158,13 +154,7 @@ class DecisionService:
 
     def identify(self, headers: Mapping[str, str]) -> Principal:
         """The platform's principal (behind App Service authentication) or a validated bearer token."""
-        principal = easyauth_principal(headers, self._env)
-        if principal is None:
-            authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
-            token = bearer_token(authorization)
-            if self._tokens is None:
-                raise unauthenticated("Bearer tokens are not accepted: no Entra ID audience is configured.")
-            principal = self._tokens.validate(token)
+        principal = identify_caller(headers, self._tokens, self._env)
         if principal.app_only:
             raise Problem(403, "not-a-person", "Approvals need a person",
                           "Application identities cannot approve or reject deployments.")

@@ -4,29 +4,12 @@ exist, gets the same 403, so the route reveals nothing about which tenants exist
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Protocol
 
-from gatekeeper.errors import Problem, unauthenticated
-from gatekeeper.security.entra import bearer_token
-from gatekeeper.security.principal import AUDITOR_ROLE, Principal, easyauth_principal, wrong_tenant
-
-
-class TokenValidator(Protocol):
-    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal: ...
-
-
-def identify(headers: Mapping[str, str], validator: TokenValidator | None, env: Mapping[str, str] | None) -> Principal:
-    """The platform's principal (behind App Service authentication) or a validated bearer token."""
-    principal = easyauth_principal(headers, env)
-    if principal is not None:
-        return principal
-    authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
-    token = bearer_token(authorization)
-    if validator is None:
-        raise unauthenticated("Bearer tokens are not accepted: no Entra ID audience is configured.")
-    return validator.validate(token)
+from gatekeeper.errors import Problem
+from gatekeeper.security.identity import identify_caller as identify  # noqa: F401 - used by the route
+from gatekeeper.security.principal import AUDITOR_ROLE, Principal, wrong_tenant
 
 
 def authorize_auditor(principal: Principal, tenant_id: str, entra_tenants_for: Callable[[str], Iterable[str]]) -> None:

@@ -28,7 +28,7 @@ from gatekeeper.ingest.edge import (
     require_json_content_type,
     require_size,
 )
-from gatekeeper.security.principal import Principal
+from gatekeeper.security.identity import TokenValidator, identify_caller
 from gatekeeper.security.signatures import basic_auth_password, verify_github_signature, verify_shared_secret
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
 from gatekeeper.tenancy.registry import TenantRegistry
@@ -47,12 +47,6 @@ class EventSink(Protocol):
     """Where accepted events go (the `pipeline-events` queue in production)."""
 
     def submit(self, event: PipelineEvent, event_id: str) -> None: ...
-
-
-class TokenValidator(Protocol):
-    """Validates an Entra ID bearer token (gatekeeper.security.entra.EntraTokenValidator)."""
-
-    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal: ...
 
 
 @dataclass(frozen=True)
@@ -144,9 +138,7 @@ class IngestionService:
     def _generic_tenant(self, request: IncomingRequest) -> TenantRecord:
         authorization = request.headers.get("Authorization") or ""
         if authorization.lower().startswith("bearer "):
-            if self._token_validator is None:
-                raise unauthenticated("Bearer tokens are not configured for this deployment.")
-            principal = self._token_validator.validate(authorization[7:].strip())
+            principal = identify_caller({"Authorization": authorization}, self._token_validator)
             tenant = self._registry.resolve([f"entra:tenant:{principal.tid.lower()}"])
             if tenant is None:
                 raise unauthenticated()

@@ -1,0 +1,28 @@
+"""Who is calling: the platform's principal behind App Service authentication, or a validated Entra ID
+bearer token. One place, so every route that needs a person identifies them the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from gatekeeper.errors import unauthenticated
+from gatekeeper.security.entra import bearer_token
+from gatekeeper.security.principal import Principal, easyauth_principal
+
+
+class TokenValidator(Protocol):
+    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal: ...
+
+
+def identify_caller(
+    headers: Mapping[str, str], validator: TokenValidator | None, env: Mapping[str, str] | None = None
+) -> Principal:
+    principal = easyauth_principal(headers, env)
+    if principal is not None:
+        return principal
+    authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+    token = bearer_token(authorization)
+    if validator is None:
+        raise unauthenticated("Bearer tokens are not accepted: no Entra ID audience is configured.")
+    return validator.validate(token)

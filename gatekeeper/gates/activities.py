@@ -96,7 +96,7 @@ def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
                  "ref": event.ref, "commit": event.commit, "run_id": event.run_id,
                  "action": event.action.value if event.action else None},
         requester=requester, created_at=at, updated_at=at, plan=plan,
-        quality=decision.quality.result, quality_score=decision.quality.score,
+        quality=decision.quality.result, quality_score=decision.quality.score, event_key=payload["event_key"],
     )
     services.index.put(instance_id, tenant_id)
     services.gates(tenant_id).save(record)
@@ -137,13 +137,32 @@ def request_approval(services: GateServices, payload: dict[str, Any]) -> dict[st
         "text": f"Stage '{spec.name}': {spec.quorum} approval(s) needed before {deadline.isoformat()}.",
         "link": services.approval_link(gate_id), "instance_id": gate_id,
     }, at)
+    told = _tell_pipeline_it_waits(services, tenant_id, record, (
+        f"Gatekeeper: waiting for approval, stage '{spec.name}' needs {spec.quorum} of "
+        f"{len(spec.approvers)} approver(s) before {deadline:%Y-%m-%d %H:%M} UTC. {services.approval_link(gate_id)}"
+    ))
     _audit(services, tenant_id, "approval_requested", gate_id, record.title, {
         "stage": stage, "stage_name": spec.name, "approvers": list(spec.approvers), "quorum": spec.quorum,
-        "deadline": deadline.isoformat(), "notified": result["ok"],
+        "deadline": deadline.isoformat(), "notified": result["ok"], "pipeline_told": told,
     }, at)
     telemetry.emit(telemetry.Event.APPROVAL_REQUESTED, tenant=tenant_id, instance_id=gate_id, stage=stage,
                    approvers=len(spec.approvers), quorum=spec.quorum, notified=bool(result["ok"]))
     return {"stage": stage, "notified": result["ok"]}
+
+
+def _tell_pipeline_it_waits(services: GateServices, tenant_id: str, record: GateRecord, comment: str) -> bool:
+    """A progress note on the waiting pipeline (GitHub deployment comment, Azure DevOps check console, a
+    `gate.progress` webhook), so nobody stares at a silent pipeline. Best effort: the gate goes on without."""
+    if record.event_key is None:
+        return False
+    try:
+        event = load_event(services, tenant_id, record.event_key)
+        if event.callback is None:
+            return False
+        return bool(services.callbacks.progress(tenant_id, event.callback, comment[:1024]).ok)
+    except Exception:
+        log.warning("progress note for gate %s could not be delivered", record.instance_id, exc_info=True)
+        return False
 
 
 def notify(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class PipelineCallbacks(Protocol):
     def complete(self, tenant_id: str, callback: CallbackHandle, approved: bool, comment: str,
                  context: Mapping[str, Any] | None = None) -> CallbackResult: ...
 
+    def progress(self, tenant_id: str, callback: CallbackHandle, comment: str) -> CallbackResult: ...
+
 
 class PolicyDecider:
     """The policy engine over a per-tenant policy source; evidence comes from the event's inline refs

@@ -64,6 +64,7 @@ class GateRecord(BaseModel):
     quality: str | None = None
     quality_score: float | None = None
     approval_requested_at: datetime | None = None
+    event_key: str | None = None  # the sealed triggering event in the tenant's Events table
 
 
 class StoredVote(BaseModel):

@@ -109,7 +109,11 @@ class Env:
         return [r.kind for r in self.audit.records() if r.instance_id == instance_id]
 
     def callbacks(self) -> list[dict]:
-        return [d["body"] for d in self.receiver.deliveries]
+        """Final answers to the pipeline (`gate.completed`); progress notes are `progress()`."""
+        return [d["body"] for d in self.receiver.deliveries if d["body"].get("event") == "gate.completed"]
+
+    def progress(self) -> list[dict]:
+        return [d["body"] for d in self.receiver.deliveries if d["body"].get("event") == "gate.progress"]
 
     def notifications(self, kind: str) -> list[dict]:
         mine = set(self.gates.runner.instances())
@@ -192,6 +196,8 @@ def test_l1_proceeds_then_notifies(env: Env):
 def test_l2_waits_for_approval_then_proceeds(env: Env):
     gate = env.gates.submit(env.event("production"))
     assert env.status(gate).runtime_status == "Running" and env.callbacks() == []
+    (note,) = env.progress()  # the waiting pipeline is told what it waits for, and where to decide
+    assert "waiting for approval" in note["comment"] and gate in note["comment"]
     (request,) = env.notifications("approval_request")
     assert request["link"].endswith(f"/api/approvals/{gate}") and ANNA in request["recipients"]
     assert env.decide(gate, ANNA)[0] == 202

@@ -22,6 +22,7 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
         "dispatcher: {'started': 1, 'duplicate': 1",
         "forged X-Hub-Signature-256: 401",
         "policy: L2 by rule production-deploy",
+        "GitHub was called back: progress comment",
         "GitHub was called back: review approved",
         "votes again: 409",
         "policy: L0 by rule builds-and-tests",

@@ -65,7 +65,7 @@ class ConsistencyProof(BaseModel):
     @field_validator("proof")
     @classmethod
     def _hex(cls, value: list[str]) -> list[str]:
-        if not all(_HEX64.match(h) for h in value):
+        if not all(map(_HEX64.match, value)):
             raise ValueError("every proof hash must be 64 lower-case hex digits")
         return value
 
@@ -89,7 +89,7 @@ class BundleHeader(BaseModel):
     @field_validator("frontier")
     @classmethod
     def _hex(cls, value: list[str]) -> list[str]:
-        if not all(_HEX64.match(h) for h in value):
+        if not all(map(_HEX64.match, value)):
             raise ValueError("every frontier hash must be 64 lower-case hex digits")
         return value
 
@@ -209,7 +209,7 @@ def verify_bundle(
             raise BundleFormatError("field public_keys: the bundle carries no key; pass the checkpoint public key")
     except CheckpointFormatError as exc:
         raise BundleFormatError(str(exc) if trusted else f"field public_keys: {exc}") from None
-    consistency = {(p.from_size, p.to_size): [bytes.fromhex(h) for h in p.proof] for p in header.consistency}
+    consistency = {(p.from_size, p.to_size): list(map(bytes.fromhex, p.proof)) for p in header.consistency}
     result = verify_log(
         header.tenant,
         header.entries,

@@ -156,6 +156,12 @@ def algorithm_for(key: PublicKey) -> str:
     return RS256
 
 
+# Stateless parameter objects, built once: a verifier checks hundreds of checkpoints per bundle.
+_ECDSA_SHA256 = ec.ECDSA(Prehashed(hashes.SHA256()))
+_PKCS1V15 = padding.PKCS1v15()
+_PREHASHED_SHA256 = Prehashed(hashes.SHA256())
+
+
 def verify_signature(key: PublicKey, algorithm: str, note: bytes, signature: bytes) -> bool:
     """True when `signature` is `algorithm` over SHA-256(note) by `key`."""
     digest = hashlib.sha256(note).digest()
@@ -164,10 +170,10 @@ def verify_signature(key: PublicKey, algorithm: str, note: bytes, signature: byt
             if len(signature) != 64:
                 return False
             der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
-            key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+            key.verify(der, digest, _ECDSA_SHA256)
             return True
         if algorithm == RS256 and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+            key.verify(signature, digest, _PKCS1V15, _PREHASHED_SHA256)
             return True
     except InvalidSignature:
         return False

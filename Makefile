@@ -33,15 +33,15 @@ $(NODE_STAMP): package.json package-lock.json
 demo: $(VENV_STAMP) $(NODE_STAMP)
 	@$(PY) -m demo --out demo-output
 
-test: bootstrap
+test: bootstrap lint typecheck
 	@$(PY) -m pytest -n 2 --dist loadfile
 
-lint: bootstrap
-	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/ruff format --check .
+lint: $(VENV_STAMP)
+	@$(VENV)/bin/ruff check --quiet .
+	@$(VENV)/bin/ruff format --check --quiet .
 
-typecheck: bootstrap
-	@$(VENV)/bin/mypy gatekeeper
+typecheck: $(VENV_STAMP)
+	@$(VENV)/bin/mypy gatekeeper functions orchestrators demo function_app.py
 
 bench: bootstrap
 	@$(PY) -m bench

@@ -53,6 +53,7 @@ def _measure(storage: StorageAccount, vault: LocalKeyVault) -> list[Ratio]:
     aead, nonce = AESGCM(os.urandom(32)), os.urandom(12)
     raw = aead.encrypt(nonce, PAYLOAD, b"aad")
     one = sealed[0]
+
     def seal() -> None:
         cipher.seal(tenants[0], "t", "p", "0", PAYLOAD)
 
@@ -73,6 +74,10 @@ def _measure(storage: StorageAccount, vault: LocalKeyVault) -> list[Ratio]:
         Ratio("open rate vs bare AES-GCM decrypt", open_rate, raw_open_rate, "ops/s", ""),
         Ratio(
             f"Key Vault unwraps for {COUNT:,} seals+opens vs tenants (one per tenant per cache period)",
-            unwraps, len(tenants), "calls", "<= 1", higher_is_better=False,
+            unwraps,
+            len(tenants),
+            "calls",
+            "<= 1",
+            higher_is_better=False,
         ),
     ]

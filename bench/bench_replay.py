@@ -31,19 +31,39 @@ def _ok(_payload: Any) -> dict[str, Any]:
 
 def recorded_chain(decisions: int) -> tuple[LocalOrchestrationRunner, str]:
     """An approval chain that has taken `decisions` approvals (quorum not yet reached), and its id."""
-    runner = LocalOrchestrationRunner({names.APPROVAL_CHAIN: approval_chain},
-                                      {names.REQUEST_APPROVAL: _ok, names.AUDIT: _ok}, ManualClock())
+    runner = LocalOrchestrationRunner(
+        {names.APPROVAL_CHAIN: approval_chain}, {names.REQUEST_APPROVAL: _ok, names.AUDIT: _ok}, ManualClock()
+    )
     gateway = RunnerGateway(runner)
     chain_id = chain_instance_id("gate-bench")
-    plan = {"stages": [{"name": "ops", "approvers": [f"group:{GROUP}"], "quorum": decisions + 1,
-                        "timeout": "P2D", "on_timeout": "reject"}]}
-    runner.start(names.APPROVAL_CHAIN, chain_id, {"tenant_id": "bench", "gate_id": "gate-bench", "plan": plan,
-                                                  "requester": ["dev@contoso.com"], "title": "bench"})
+    plan = {
+        "stages": [
+            {
+                "name": "ops",
+                "approvers": [f"group:{GROUP}"],
+                "quorum": decisions + 1,
+                "timeout": "P2D",
+                "on_timeout": "reject",
+            }
+        ]
+    }
+    runner.start(
+        names.APPROVAL_CHAIN,
+        chain_id,
+        {
+            "tenant_id": "bench",
+            "gate_id": "gate-bench",
+            "plan": plan,
+            "requester": ["dev@contoso.com"],
+            "title": "bench",
+        },
+    )
     runner.run_until_idle()
     for seq in range(decisions):
         runner.clock.advance(timedelta(seconds=30))
-        vote = VoteEvent(seq=seq, voter_id=str(uuid.uuid4()), decision="approve", at=runner.clock.now(), stage=0,
-                         groups=(GROUP,))
+        vote = VoteEvent(
+            seq=seq, voter_id=str(uuid.uuid4()), decision="approve", at=runner.clock.now(), stage=0, groups=(GROUP,)
+        )
         gateway.raise_event(chain_id, vote_event_name(seq), vote.model_dump(mode="json"))
         runner.run_until_idle()
     status = runner.status(chain_id)
@@ -70,11 +90,25 @@ def run() -> list[Ratio]:
         timings[size] = best_of(lambda r=runner, c=chain_id, n=rounds: replay_seconds(r, c, n), REPEATS)
     base = timings[1]
     results = [
-        Ratio(f"replay of {size} decisions ({events[size]} history events) vs 1 decision ({events[1]} events)",
-              timings[size] * 1000, base * 1000, "ms", "", higher_is_better=False)
+        Ratio(
+            f"replay of {size} decisions ({events[size]} history events) vs 1 decision ({events[1]} events)",
+            timings[size] * 1000,
+            base * 1000,
+            "ms",
+            "",
+            higher_is_better=False,
+        )
         for size in SIZES[1:]
     ]
     per_event = {size: timings[size] / events[size] for size in SIZES}
-    results.append(Ratio("replay cost per history event, 100 decisions vs 1 decision",
-                         per_event[100] * 1e6, per_event[1] * 1e6, "us/event", "<= 2.0", higher_is_better=False))
+    results.append(
+        Ratio(
+            "replay cost per history event, 100 decisions vs 1 decision",
+            per_event[100] * 1e6,
+            per_event[1] * 1e6,
+            "us/event",
+            "<= 2.0",
+            higher_is_better=False,
+        )
+    )
     return results

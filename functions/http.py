@@ -48,13 +48,13 @@ def handle(req: func.HttpRequest, action: Callable[[], tuple[int, dict[str, Any]
         return json_response(status, body)
     except Problem as problem:
         log.info("refused %s: %s %s", req.url.split("?")[0], problem.status, problem.slug)
-        telemetry.emit(telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=problem.status,
-                       slug=problem.slug)
+        telemetry.emit(
+            telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=problem.status, slug=problem.slug
+        )
         return problem_response(problem, instance=req.url.split("?")[0])
     except Exception:
         log.exception("unhandled error on %s", req.url.split("?")[0])
-        telemetry.emit(telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=500,
-                       slug="internal-error")
+        telemetry.emit(telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=500, slug="internal-error")
         return problem_response(
             Problem(500, "internal-error", "Internal error", "The event was not accepted; retry later."),
         )

@@ -58,24 +58,68 @@ EVENT_NAMES: frozenset[str] = frozenset(e.value for e in Event)
 
 # Every field of every event; all are required (None where unknown), no others are accepted.
 FIELDS: dict[Event, frozenset[str]] = {
-    Event.GATE_DECISION: frozenset({
-        "tenant", "instance_id", "level", "rule", "source", "environment", "action", "blocked", "quality",
-        "quality_score", "approval_stages",
-    }),
-    Event.GATE_OUTCOME: frozenset({
-        "tenant", "instance_id", "level", "status", "decided_by", "callback_ok", "duration_seconds",
-    }),
-    Event.APPROVAL_REQUESTED: frozenset({
-        "tenant", "instance_id", "stage", "approvers", "quorum", "notified",
-    }),
-    Event.APPROVAL_DECIDED: frozenset({
-        "tenant", "instance_id", "level", "outcome", "decided_by", "stage", "votes", "escalations",
-        "latency_seconds", "quality",
-    }),
+    Event.GATE_DECISION: frozenset(
+        {
+            "tenant",
+            "instance_id",
+            "level",
+            "rule",
+            "source",
+            "environment",
+            "action",
+            "blocked",
+            "quality",
+            "quality_score",
+            "approval_stages",
+        }
+    ),
+    Event.GATE_OUTCOME: frozenset(
+        {
+            "tenant",
+            "instance_id",
+            "level",
+            "status",
+            "decided_by",
+            "callback_ok",
+            "duration_seconds",
+        }
+    ),
+    Event.APPROVAL_REQUESTED: frozenset(
+        {
+            "tenant",
+            "instance_id",
+            "stage",
+            "approvers",
+            "quorum",
+            "notified",
+        }
+    ),
+    Event.APPROVAL_DECIDED: frozenset(
+        {
+            "tenant",
+            "instance_id",
+            "level",
+            "outcome",
+            "decided_by",
+            "stage",
+            "votes",
+            "escalations",
+            "latency_seconds",
+            "quality",
+        }
+    ),
     Event.CALLBACK_FAILED: frozenset({"tenant", "instance_id", "target", "status_code", "final"}),
-    Event.HITL_OVERRIDE: frozenset({
-        "tenant", "instance_id", "level", "kind", "decision", "quality", "quality_score",
-    }),
+    Event.HITL_OVERRIDE: frozenset(
+        {
+            "tenant",
+            "instance_id",
+            "level",
+            "kind",
+            "decision",
+            "quality",
+            "quality_score",
+        }
+    ),
     Event.INGEST_REJECTED: frozenset({"route", "status", "slug"}),
 }
 
@@ -122,7 +166,7 @@ def parse(message: str) -> dict[str, Any] | None:
     if not message.startswith(PREFIX):
         return None
     try:
-        data = json.loads(message[len(PREFIX):])
+        data = json.loads(message[len(PREFIX) :])
     except ValueError:
         return None
     return data if isinstance(data, dict) and data.get("name") in EVENT_NAMES else None

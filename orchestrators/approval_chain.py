@@ -44,11 +44,18 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
         stage = state.stage
         spec = state.current
         context.set_custom_status({"stage": stage, "stage_name": spec.name, "deadline": _iso(state.deadline)})
-        yield context.call_activity(names.REQUEST_APPROVAL, {
-            **base, "gate_id": request.gate_id, "chain_id": context.instance_id, "stage": stage,
-            "started_at": _iso(state.stage_started_at), "deadline": _iso(state.deadline),
-            "at": _iso(context.current_utc_datetime),
-        })
+        yield context.call_activity(
+            names.REQUEST_APPROVAL,
+            {
+                **base,
+                "gate_id": request.gate_id,
+                "chain_id": context.instance_id,
+                "stage": stage,
+                "started_at": _iso(state.stage_started_at),
+                "deadline": _iso(state.deadline),
+                "at": _iso(context.current_utc_datetime),
+            },
+        )
         timer = context.create_timer(state.deadline)
         outcome: chain.Outcome | None = None
         while not state.closed and state.stage == stage:
@@ -59,20 +66,35 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
                 break
             consumed += 1
             event = _vote_event(vote_task.result)
-            vote = chain.Vote(voter_id=event.voter_id, decision=event.decision, at=event.at, stage=event.stage,
-                              groups=frozenset(event.groups), aliases=frozenset(event.aliases))
+            vote = chain.Vote(
+                voter_id=event.voter_id,
+                decision=event.decision,
+                at=event.at,
+                stage=event.stage,
+                groups=frozenset(event.groups),
+                aliases=frozenset(event.aliases),
+            )
             state, outcome = chain.apply(state, vote, now=context.current_utc_datetime)
             if isinstance(outcome, chain.Refusal):  # the route checked first; this is a race it lost
-                yield context.call_activity(names.AUDIT, {
-                    **base, "kind": "approval_decided", "instance_id": request.gate_id, "actor": event.voter_id,
-                    "subject": request.title, "at": _iso(context.current_utc_datetime),
-                    "data": {"stage": stage, "vote": event.seq, "counted": False, "refusal": outcome.slug},
-                })
+                yield context.call_activity(
+                    names.AUDIT,
+                    {
+                        **base,
+                        "kind": "approval_decided",
+                        "instance_id": request.gate_id,
+                        "actor": event.voter_id,
+                        "subject": request.title,
+                        "at": _iso(context.current_utc_datetime),
+                        "data": {"stage": stage, "vote": event.seq, "counted": False, "refusal": outcome.slug},
+                    },
+                )
         if not timer.is_completed:
             timer.cancel()
         yield context.call_activity(names.AUDIT, _stage_audit(request, stage, spec.name, outcome, state, context))
     return ChainResult(
-        status=state.status.value, reason=state.reason or "", stage=state.stage,
+        status=state.status.value,
+        reason=state.reason or "",
+        stage=state.stage,
         votes=tuple({"voter_id": v.voter_id, "decision": v.decision.value, "stage": v.stage} for v in state.votes),
         escalations=state.escalations,
     ).model_dump(mode="json")
@@ -86,17 +108,26 @@ def _vote_event(data: Any) -> VoteEvent:
     return VoteEvent.model_validate_json(data) if isinstance(data, str | bytes) else VoteEvent.model_validate(data)
 
 
-def _stage_audit(request: ChainInput, stage: int, stage_name: str, outcome: Any, state: ChainState,
-                 context: Any) -> dict[str, Any]:
+def _stage_audit(
+    request: ChainInput, stage: int, stage_name: str, outcome: Any, state: ChainState, context: Any
+) -> dict[str, Any]:
     from gatekeeper.approvals import chain
 
     kind = {chain.Escalated: "approval_escalated"}.get(type(outcome), "approval_decided")
     if isinstance(outcome, chain.ChainRejected) and outcome.reason == "timeout":
         kind = "approval_expired"
     return {
-        "tenant_id": request.tenant_id, "kind": kind, "instance_id": request.gate_id, "subject": request.title,
+        "tenant_id": request.tenant_id,
+        "kind": kind,
+        "instance_id": request.gate_id,
+        "subject": request.title,
         "at": _iso(context.current_utc_datetime),
-        "data": {"stage": stage, "stage_name": stage_name, "outcome": type(outcome).__name__,
-                 "approvals": list(state.approvals(stage)), "chain_status": state.status.value,
-                 "next_stage": state.stage if not state.closed else None},
+        "data": {
+            "stage": stage,
+            "stage_name": stage_name,
+            "outcome": type(outcome).__name__,
+            "approvals": list(state.approvals(stage)),
+            "chain_status": state.status.value,
+            "next_stage": state.stage if not state.closed else None,
+        },
     }

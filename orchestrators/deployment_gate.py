@@ -40,9 +40,19 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
         return context.current_utc_datetime.isoformat()
 
     context.set_custom_status({"phase": "evaluating"})
-    summary = EvaluationSummary.model_validate((yield context.call_activity(names.EVALUATE, {
-        **base, "event_key": gate.event_key, "requested_by": gate.requested_by, "at": now(),
-    })))
+    summary = EvaluationSummary.model_validate(
+        (
+            yield context.call_activity(
+                names.EVALUATE,
+                {
+                    **base,
+                    "event_key": gate.event_key,
+                    "requested_by": gate.requested_by,
+                    "at": now(),
+                },
+            )
+        )
+    )
     level = summary.level
     chain_result: dict[str, Any] | None = None
     if summary.blocked:
@@ -56,10 +66,17 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     elif level == "L2" and summary.plan is not None:
         context.set_custom_status({"phase": "awaiting_approval"})
         try:
-            chain_result = yield context.call_sub_orchestrator(names.APPROVAL_CHAIN, {
-                "tenant_id": gate.tenant_id, "gate_id": gate_id, "plan": summary.plan.model_dump(mode="json"),
-                "requester": list(summary.requester), "title": summary.title,
-            }, chain_instance_id(gate_id))
+            chain_result = yield context.call_sub_orchestrator(
+                names.APPROVAL_CHAIN,
+                {
+                    "tenant_id": gate.tenant_id,
+                    "gate_id": gate_id,
+                    "plan": summary.plan.model_dump(mode="json"),
+                    "requester": list(summary.requester),
+                    "title": summary.title,
+                },
+                chain_instance_id(gate_id),
+            )
             approved = chain_result["status"] == "approved"
             status = GateStatus.APPROVED if approved else GateStatus.REJECTED
             reason = f"approval chain {chain_result['status']} ({chain_result['reason']})"
@@ -73,23 +90,53 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     approved = status is GateStatus.APPROVED
     callback: dict[str, Any]
     try:
-        callback = yield context.call_activity_with_retry(names.CALLBACK, callback_retry(), {
-            **base, "event_key": gate.event_key, "approved": approved, "comment": reason,
-        })
+        callback = yield context.call_activity_with_retry(
+            names.CALLBACK,
+            callback_retry(),
+            {
+                **base,
+                "event_key": gate.event_key,
+                "approved": approved,
+                "comment": reason,
+            },
+        )
     except Exception as exc:  # retries exhausted: record it, the outcome activity alerts
         callback = {"ok": False, "detail": str(exc).splitlines()[0][:300]}
 
     if level == "L1" and approved and not summary.blocked:
-        yield context.call_activity(names.NOTIFY, {**base, "at": now(), "notification": {
-            "kind": "info", "recipients": list(summary.notify), "title": f"Executed: {summary.title}"[:200],
-            "text": "Level L1: the change ran automatically; this is the notice that it did.", "instance_id": gate_id,
-        }})
+        yield context.call_activity(
+            names.NOTIFY,
+            {
+                **base,
+                "at": now(),
+                "notification": {
+                    "kind": "info",
+                    "recipients": list(summary.notify),
+                    "title": f"Executed: {summary.title}"[:200],
+                    "text": "Level L1: the change ran automatically; this is the notice that it did.",
+                    "instance_id": gate_id,
+                },
+            },
+        )
 
-    yield context.call_activity(names.RECORD_OUTCOME, {
-        **base, "status": status.value, "reason": reason, "level": level, "at": now(),
-        "callback": {"ok": bool(callback.get("ok")), "detail": callback.get("detail", "")},
-        "chain": chain_result,
-    })
+    yield context.call_activity(
+        names.RECORD_OUTCOME,
+        {
+            **base,
+            "status": status.value,
+            "reason": reason,
+            "level": level,
+            "at": now(),
+            "callback": {"ok": bool(callback.get("ok")), "detail": callback.get("detail", "")},
+            "chain": chain_result,
+        },
+    )
     context.set_custom_status({"phase": "done", "status": status.value})
-    return {"instance_id": gate_id, "level": level, "status": status.value, "reason": reason,
-            "callback_ok": bool(callback.get("ok")), "chain": chain_result}
+    return {
+        "instance_id": gate_id,
+        "level": level,
+        "status": status.value,
+        "reason": reason,
+        "callback_ok": bool(callback.get("ok")),
+        "chain": chain_result,
+    }

@@ -46,8 +46,9 @@ class LocalGates:
         assert result.instance_id is not None, "only gate requests start gates"
         return result.instance_id
 
-    def decide(self, instance_id: str, headers: Mapping[str, str], decision: str,
-               comment: str = "") -> tuple[int, dict[str, Any]]:
+    def decide(
+        self, instance_id: str, headers: Mapping[str, str], decision: str, comment: str = ""
+    ) -> tuple[int, dict[str, Any]]:
         """POST /api/approvals/{id}/decisions through the route logic, then let the runner react."""
         body = json.dumps({"decision": decision, "comment": comment}).encode()
         answer = self.decisions.decide(instance_id, headers, body)
@@ -74,14 +75,28 @@ def local_gates(
     clock = clock or ManualClock()
     now: Callable[[], datetime] = clock.now
     services = GateServices(
-        storage=storage, cipher=cipher, decider=decider, audit_for=audit_for, notifier=notifier,
-        callbacks=callbacks, approval_base_url=approval_base_url, clock=now,
+        storage=storage,
+        cipher=cipher,
+        decider=decider,
+        audit_for=audit_for,
+        notifier=notifier,
+        callbacks=callbacks,
+        approval_base_url=approval_base_url,
+        clock=now,
     )
     if operators_for is not None:
         services.operators_for = operators_for
     gate_services.configure(services)
     runner = LocalOrchestrationRunner(ORCHESTRATORS, ACTIVITIES, clock)
     gateway = RunnerGateway(runner)
-    decisions = DecisionService(storage, cipher, gateway, entra_tenants_for=entra_tenants_for,
-                                token_validator=token_validator, audit_for=audit_for, clock=now, env=env)
+    decisions = DecisionService(
+        storage,
+        cipher,
+        gateway,
+        entra_tenants_for=entra_tenants_for,
+        token_validator=token_validator,
+        audit_for=audit_for,
+        clock=now,
+        env=env,
+    )
     return LocalGates(runner, services, decisions, EventDispatcher(storage, cipher, gateway), gateway)

@@ -32,9 +32,7 @@ def local_keyvault() -> Iterator[LocalKeyVault]:
 @pytest.fixture
 def keyvault_provider(local_keyvault: LocalKeyVault) -> KeyVaultKeyProvider:
     """The production Key Vault provider, pointed at the local server with its CA and a static token."""
-    return KeyVaultKeyProvider(
-        local_keyvault.vault_url, local_keyvault.credential(), **local_keyvault.client_kwargs()
-    )
+    return KeyVaultKeyProvider(local_keyvault.vault_url, local_keyvault.credential(), **local_keyvault.client_kwargs())
 
 
 @pytest.fixture

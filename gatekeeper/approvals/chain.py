@@ -100,7 +100,7 @@ class StagePlan(BaseModel):
 
     @property
     def groups(self) -> frozenset[str]:
-        return frozenset(a[len(GROUP_PREFIX):] for a in self.approvers if a.startswith(GROUP_PREFIX))
+        return frozenset(a[len(GROUP_PREFIX) :] for a in self.approvers if a.startswith(GROUP_PREFIX))
 
     @property
     def users(self) -> frozenset[str]:

@@ -92,8 +92,12 @@ class DecisionService:
         now = self._clock()
         state = self._state(store, record)
         vote = chain.Vote(
-            voter_id=principal.oid, decision=request.decision, at=now, stage=record.stage,
-            groups=principal.groups, aliases=frozenset(a for a in (principal.upn,) if a),
+            voter_id=principal.oid,
+            decision=request.decision,
+            at=now,
+            stage=record.stage,
+            groups=principal.groups,
+            aliases=frozenset(a for a in (principal.upn,) if a),
         )
         refusal = chain.check(state, vote)
         if isinstance(refusal, chain.DuplicateVote):
@@ -106,8 +110,9 @@ class DecisionService:
                 problem.detail += " (the token lists too many groups to check membership; ask to be named directly)"
             raise problem
         try:
-            stored = store.record_vote(instance_id, principal.oid, request.decision, int(record.stage or 0), now,
-                                       request.comment)
+            stored = store.record_vote(
+                instance_id, principal.oid, request.decision, int(record.stage or 0), now, request.comment
+            )
         except VoteExists as exists:
             if not exists.vote.raised:
                 return self._raise(store, record, exists.vote, principal, request.comment)
@@ -121,13 +126,23 @@ class DecisionService:
         groups = frozenset(g.lower() for g in principal.groups)
         stages = record.plan.stages if record.plan else ()
         if stages and not any(s.admits(identities, groups) for s in stages):  # no chain: any tenant user
-            raise Problem(403, "not-an-approver", "Not an approver of this gate",
-                          "Only the approvers named in this gate's approval chain may see it.")
+            raise Problem(
+                403,
+                "not-an-approver",
+                "Not an approver of this gate",
+                "Only the approvers named in this gate's approval chain may see it.",
+            )
         votes = store.votes(instance_id)
         can_decide = False
         if record.status is GateStatus.AWAITING_APPROVAL and record.stage is not None:
-            probe = chain.Vote(voter_id=principal.oid, decision=chain.Decision.APPROVE, at=self._clock(),
-                               stage=record.stage, groups=groups, aliases=identities)
+            probe = chain.Vote(
+                voter_id=principal.oid,
+                decision=chain.Decision.APPROVE,
+                at=self._clock(),
+                stage=record.stage,
+                groups=groups,
+                aliases=identities,
+            )
             can_decide = chain.check(self._state(store, record, votes), probe) is None
         current = stages[record.stage] if record.stage is not None and stages else None
         return 200, {
@@ -137,14 +152,27 @@ class DecisionService:
             "title": record.title,
             "subject": record.subject,
             "reasons": list(record.reasons),
-            "stage": None if current is None else {
-                "index": record.stage, "name": current.name, "approvers": list(current.approvers),
-                "quorum": current.quorum, "deadline": record.deadline.isoformat() if record.deadline else None,
+            "stage": None
+            if current is None
+            else {
+                "index": record.stage,
+                "name": current.name,
+                "approvers": list(current.approvers),
+                "quorum": current.quorum,
+                "deadline": record.deadline.isoformat() if record.deadline else None,
                 "on_timeout": current.on_timeout.value,
             },
             "stages": [{"name": s.name, "quorum": s.quorum} for s in stages],
-            "votes": [{"voter_id": v.voter_id, "decision": v.decision.value, "stage": v.stage,
-                       "at": v.at.isoformat(), "comment": v.comment} for v in votes],
+            "votes": [
+                {
+                    "voter_id": v.voter_id,
+                    "decision": v.decision.value,
+                    "stage": v.stage,
+                    "at": v.at.isoformat(),
+                    "comment": v.comment,
+                }
+                for v in votes
+            ],
             "can_decide": can_decide,
             "decided_at": record.decided_at.isoformat() if record.decided_at else None,
             "outcome": record.outcome_reason,
@@ -156,8 +184,12 @@ class DecisionService:
         """The platform's principal (behind App Service authentication) or a validated bearer token."""
         principal = identify_caller(headers, self._tokens, self._env)
         if principal.app_only:
-            raise Problem(403, "not-a-person", "Approvals need a person",
-                          "Application identities cannot approve or reject deployments.")
+            raise Problem(
+                403,
+                "not-a-person",
+                "Approvals need a person",
+                "Application identities cannot approve or reject deployments.",
+            )
         return principal
 
     def _gate(self, instance_id: str, principal: Principal) -> tuple[GateStore, GateRecord]:
@@ -180,46 +212,90 @@ class DecisionService:
     def _state(self, store: GateStore, record: GateRecord, votes: list[StoredVote] | None = None) -> chain.ChainState:
         """The chain as the route sees it, from the gate record and the stored votes."""
         if record.status in (GateStatus.APPROVED, GateStatus.REJECTED, GateStatus.HUMAN_TASK):
-            raise Problem(410, "gate-decided", "The gate has already been decided",
-                          f"The gate was {record.status.value} at "
-                          f"{record.decided_at.isoformat() if record.decided_at else 'an earlier time'}.")
-        if record.status is not GateStatus.AWAITING_APPROVAL or record.plan is None or record.stage is None \
-                or record.stage_started_at is None:
-            raise Problem(409, "not-awaiting-approval", "The gate is not waiting for approval",
-                          "This gate has not asked for approval (yet); try again when it has.")
+            raise Problem(
+                410,
+                "gate-decided",
+                "The gate has already been decided",
+                f"The gate was {record.status.value} at "
+                f"{record.decided_at.isoformat() if record.decided_at else 'an earlier time'}.",
+            )
+        if (
+            record.status is not GateStatus.AWAITING_APPROVAL
+            or record.plan is None
+            or record.stage is None
+            or record.stage_started_at is None
+        ):
+            raise Problem(
+                409,
+                "not-awaiting-approval",
+                "The gate is not waiting for approval",
+                "This gate has not asked for approval (yet); try again when it has.",
+            )
         recorded = tuple(v.recorded() for v in (votes if votes is not None else store.votes(record.instance_id)))
-        return chain.ChainState(plan=record.plan, requester=frozenset(record.requester), stage=record.stage,
-                                stage_started_at=record.stage_started_at, votes=recorded)
+        return chain.ChainState(
+            plan=record.plan,
+            requester=frozenset(record.requester),
+            stage=record.stage,
+            stage_started_at=record.stage_started_at,
+            votes=recorded,
+        )
 
-    def _raise(self, store: GateStore, record: GateRecord, stored: StoredVote, principal: Principal,
-               comment: str) -> tuple[int, dict[str, Any]]:
+    def _raise(
+        self, store: GateStore, record: GateRecord, stored: StoredVote, principal: Principal, comment: str
+    ) -> tuple[int, dict[str, Any]]:
         assert record.chain_instance_id is not None and record.plan is not None
         named_groups = frozenset(g for s in record.plan.stages for g in s.groups)
         event = VoteEvent(
-            seq=stored.seq, voter_id=stored.voter_id, decision=stored.decision, at=stored.at, stage=stored.stage,
+            seq=stored.seq,
+            voter_id=stored.voter_id,
+            decision=stored.decision,
+            at=stored.at,
+            stage=stored.stage,
             groups=tuple(sorted(g for g in (x.lower() for x in principal.groups) if g in named_groups)),
             aliases=tuple(a.lower() for a in (principal.upn,) if a),
         )
         try:
-            self._gateway.raise_event(record.chain_instance_id, vote_event_name(stored.seq),
-                                      event.model_dump(mode="json"))
+            self._gateway.raise_event(
+                record.chain_instance_id, vote_event_name(stored.seq), event.model_dump(mode="json")
+            )
         except Exception as exc:
             text = str(exc).lower()
             if any(word in text for word in ("gone", "not running", "completed", "failed", "no instance")):
-                raise Problem(410, "gate-decided", "The gate has already been decided",
-                              "The approval is no longer waiting for decisions.") from None
-            raise Problem(503, "orchestration-unavailable", "Try again",
-                          "The vote was stored but could not be delivered yet; send it again.") from None
+                raise Problem(
+                    410,
+                    "gate-decided",
+                    "The gate has already been decided",
+                    "The approval is no longer waiting for decisions.",
+                ) from None
+            raise Problem(
+                503,
+                "orchestration-unavailable",
+                "Try again",
+                "The vote was stored but could not be delivered yet; send it again.",
+            ) from None
         store.mark_raised(record.instance_id, stored.voter_id)
         if self._audit_for is not None:
             self._audit_for(record.tenant_id).append(
-                "approval_decided", principal.oid, record.instance_id, record.title[:1000],
-                {"vote": stored.seq, "stage": stored.stage, "decision": stored.decision.value,
-                 "comment": comment[:1000], "upn": principal.upn},
+                "approval_decided",
+                principal.oid,
+                record.instance_id,
+                record.title[:1000],
+                {
+                    "vote": stored.seq,
+                    "stage": stored.stage,
+                    "decision": stored.decision.value,
+                    "comment": comment[:1000],
+                    "upn": principal.upn,
+                },
                 at=stored.at,
             )
-        return 202, {"instance_id": record.instance_id, "status": "accepted", "vote": stored.seq,
-                     "stage": stored.stage, "decision": stored.decision.value}
+        return 202, {
+            "instance_id": record.instance_id,
+            "status": "accepted",
+            "vote": stored.seq,
+            "stage": stored.stage,
+            "decision": stored.decision.value,
+        }
 
 
 def _parse(body: bytes) -> DecisionRequest:
@@ -236,7 +312,7 @@ def _parse(body: bytes) -> DecisionRequest:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "body"
-        detail = ("must be 'approve' or 'reject'" if field == "decision" and first["type"] == "enum"
-                  else first["msg"])
-        raise ValidationProblem(f"{field}: {detail}", field=field,
-                                errors=[{"field": field, "message": detail}]) from None
+        detail = "must be 'approve' or 'reject'" if field == "decision" and first["type"] == "enum" else first["msg"]
+        raise ValidationProblem(
+            f"{field}: {detail}", field=field, errors=[{"field": field, "message": detail}]
+        ) from None

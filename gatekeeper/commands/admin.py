@@ -24,16 +24,21 @@ GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 def register(subparsers: argparse._SubParsersAction) -> None:
     admin = subparsers.add_parser("admin", help="post-deployment admin steps")
     steps = admin.add_subparsers(dest="step", required=True, metavar="STEP")
-    grant = steps.add_parser("grant-graph-permissions",
-                             help="grant the app's managed identity TeamsActivity.Send and Mail.Send on Graph")
+    grant = steps.add_parser(
+        "grant-graph-permissions", help="grant the app's managed identity TeamsActivity.Send and Mail.Send on Graph"
+    )
     who = grant.add_mutually_exclusive_group(required=True)
-    who.add_argument("--principal-id", help="object id of the managed identity's service principal "
-                                            "(azd output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID)")
+    who.add_argument(
+        "--principal-id",
+        help="object id of the managed identity's service principal (azd output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID)",
+    )
     who.add_argument("--client-id", help="client id of the managed identity (AZURE_MANAGED_IDENTITY_CLIENT_ID)")
     grant.add_argument("--tenant", help="Entra ID tenant to sign in to (default: your az login tenant)")
-    grant.add_argument("--graph-url", default=None,
-                       help="Microsoft Graph root (default: the GATEKEEPER_GRAPH_BASE_URL setting, "
-                            "https://graph.microsoft.com/v1.0)")
+    grant.add_argument(
+        "--graph-url",
+        default=None,
+        help="Microsoft Graph root (default: the GATEKEEPER_GRAPH_BASE_URL setting, https://graph.microsoft.com/v1.0)",
+    )
     grant.set_defaults(handler=run_grant)
 
 
@@ -48,8 +53,9 @@ def _default_credential(tenant: str | None) -> TokenCredential:
     return DefaultAzureCredential(additionally_allowed_tenants=["*"], **({"tenant_id": tenant} if tenant else {}))
 
 
-async def _grant(credential: TokenCredential, graph_url: str, principal_id: str | None,
-                 client_id: str | None) -> tuple[str, list[RoleGrant]]:
+async def _grant(
+    credential: TokenCredential, graph_url: str, principal_id: str | None, client_id: str | None
+) -> tuple[str, list[RoleGrant]]:
     from gatekeeper.integrations.graph_admin import find_principal_id, grant_graph_roles
     from gatekeeper.integrations.graph_notify import make_graph_client
 

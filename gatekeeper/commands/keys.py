@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rotate.add_argument("--tenant", required=True, help="tenant id")
     rotate.add_argument("--data-key", action="store_true", help="also make a new data key active for new writes")
     rotate.add_argument(
-        "--new-kek-version", action="store_true",
+        "--new-kek-version",
+        action="store_true",
         help="first create a new KEK version (Key Vault: needs the 'rotate' permission; local: adds a JWK)",
     )
     add_storage_option(rotate)

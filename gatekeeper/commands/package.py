@@ -27,20 +27,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     package = subparsers.add_parser("package", help="build release packages")
     targets = package.add_subparsers(dest="target", required=True, metavar="TARGET")
     market = targets.add_parser("marketplace", help="build the Azure Marketplace offer zip")
-    market.add_argument("--template", required=True, type=Path,
-                        help="compiled ARM template (bicep build infra/main.bicep --outfile mainTemplate.json)")
+    market.add_argument(
+        "--template",
+        required=True,
+        type=Path,
+        help="compiled ARM template (bicep build infra/main.bicep --outfile mainTemplate.json)",
+    )
     market.add_argument("--out", required=True, type=Path, help="folder to write the offer zip into")
-    market.add_argument("--ui-definition", type=Path, default=DEFAULT_UI_DEFINITION,
-                        help="createUiDefinition.json (default: infra/marketplace/createUiDefinition.json)")
-    market.add_argument("--bicep", type=Path, default=DEFAULT_BICEP,
-                        help="Bicep source the template was compiled from (default: infra/main.bicep)")
-    market.add_argument("--artifacts", type=Path, default=None,
-                        help="folder of nested artifacts to add to the zip, paths kept")
-    market.add_argument("--api-exceptions", type=Path, default=DEFAULT_API_EXCEPTIONS,
-                        help="reviewed apiVersion exceptions (default: infra/checks/api-version-exceptions.json)")
-    market.add_argument("--schema-dir", type=Path, default=None,
-                        help="folder with Azure's createUiDefinition schemas; validates against them when given "
-                             f"(default: {DEFAULT_SCHEMA_DIR} when it exists)")
+    market.add_argument(
+        "--ui-definition",
+        type=Path,
+        default=DEFAULT_UI_DEFINITION,
+        help="createUiDefinition.json (default: infra/marketplace/createUiDefinition.json)",
+    )
+    market.add_argument(
+        "--bicep",
+        type=Path,
+        default=DEFAULT_BICEP,
+        help="Bicep source the template was compiled from (default: infra/main.bicep)",
+    )
+    market.add_argument(
+        "--artifacts", type=Path, default=None, help="folder of nested artifacts to add to the zip, paths kept"
+    )
+    market.add_argument(
+        "--api-exceptions",
+        type=Path,
+        default=DEFAULT_API_EXCEPTIONS,
+        help="reviewed apiVersion exceptions (default: infra/checks/api-version-exceptions.json)",
+    )
+    market.add_argument(
+        "--schema-dir",
+        type=Path,
+        default=None,
+        help="folder with Azure's createUiDefinition schemas; validates against them when given "
+        f"(default: {DEFAULT_SCHEMA_DIR} when it exists)",
+    )
     market.set_defaults(handler=run_marketplace)
 
 
@@ -74,8 +95,11 @@ def run_marketplace(args: argparse.Namespace) -> int:
     except PackageError as exc:
         raise UsageError(str(exc)) from exc
     if findings:
-        print(f"gatekeeper: refusing to package: {len(findings)} problem(s) in the compiled template or "
-              "createUiDefinition:", file=sys.stderr)
+        print(
+            f"gatekeeper: refusing to package: {len(findings)} problem(s) in the compiled template or "
+            "createUiDefinition:",
+            file=sys.stderr,
+        )
         for finding in findings:
             print(f"  {finding}", file=sys.stderr)
         return 1

@@ -44,7 +44,10 @@ def load_event(services: GateServices, tenant_id: str, event_key: str) -> Pipeli
     table = services.storage.tenant_table(tenant_id, TablePurpose.EVENTS)
     entity = table.get_entity(EVENT_PARTITION, event_key)
     document = services.cipher.open_json(
-        tenant_id, tenant_table_name(tenant_id, TablePurpose.EVENTS), EVENT_PARTITION, event_key,
+        tenant_id,
+        tenant_table_name(tenant_id, TablePurpose.EVENTS),
+        EVENT_PARTITION,
+        event_key,
         entity["sealed_event"],
     )
     return event_from_sealable(document)
@@ -58,8 +61,16 @@ def _title(event: PipelineEvent) -> str:
     return (event.summary or f"{what}{repo}{ref}{where}")[:200]
 
 
-def _audit(services: GateServices, tenant_id: str, kind: str, instance_id: str, subject: str,
-           data: dict[str, Any], at: datetime, actor: str = SYSTEM_ACTOR) -> None:
+def _audit(
+    services: GateServices,
+    tenant_id: str,
+    kind: str,
+    instance_id: str,
+    subject: str,
+    data: dict[str, Any],
+    at: datetime,
+    actor: str = SYSTEM_ACTOR,
+) -> None:
     services.audit_for(tenant_id).append(kind, actor, instance_id, subject[:1000], data, at=at)
 
 
@@ -67,12 +78,20 @@ def _event_facts(event: PipelineEvent, requester: tuple[str, ...]) -> dict[str, 
     """What triggered the gate, for the audit trail: who asked for which revision of what, and where.
     Callback handles (and the tokens inside them) stay out; only which kind of pipeline waits is kept."""
     return {
-        "source": event.source.value, "kind": event.kind.value,
-        "action": event.action.value if event.action else None, "environment": event.environment,
-        "repository": event.repository, "ref": event.ref, "commit": event.commit,
-        "requested_by": event.actor, "requester": list(requester), "run_id": event.run_id,
-        "delivery_id": event.delivery_id, "labels": list(event.labels),
-        "evidence": [e.kind for e in event.evidence], "business_key": event.business_key,
+        "source": event.source.value,
+        "kind": event.kind.value,
+        "action": event.action.value if event.action else None,
+        "environment": event.environment,
+        "repository": event.repository,
+        "ref": event.ref,
+        "commit": event.commit,
+        "requested_by": event.actor,
+        "requester": list(requester),
+        "run_id": event.run_id,
+        "delivery_id": event.delivery_id,
+        "labels": list(event.labels),
+        "evidence": [e.kind for e in event.evidence],
+        "business_key": event.business_key,
         "callback": event.callback.type if event.callback is not None else None,
         "received_at": event.received_at.isoformat(),
     }
@@ -85,33 +104,63 @@ def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
     event = load_event(services, tenant_id, payload["event_key"])
     decision = services.decider.decide(event, at)
     plan = ChainPlan.from_policy(decision.approval) if decision.approval is not None else None
-    requester = tuple(dict.fromkeys(
-        r.strip().lower() for r in (payload.get("requested_by"), event.actor) if r and r.strip()
-    ))
+    requester = tuple(
+        dict.fromkeys(r.strip().lower() for r in (payload.get("requested_by"), event.actor) if r and r.strip())
+    )
     title = _title(event)
     record = GateRecord(
-        instance_id=instance_id, tenant_id=tenant_id, status=GateStatus.EVALUATED, level=str(decision.level),
-        blocked=decision.blocked, rule=decision.rule, reasons=tuple(decision.reasons), title=title,
-        subject={"source": event.source.value, "repository": event.repository, "environment": event.environment,
-                 "ref": event.ref, "commit": event.commit, "run_id": event.run_id,
-                 "action": event.action.value if event.action else None},
-        requester=requester, created_at=at, updated_at=at, plan=plan,
-        quality=decision.quality.result, quality_score=decision.quality.score, event_key=payload["event_key"],
+        instance_id=instance_id,
+        tenant_id=tenant_id,
+        status=GateStatus.EVALUATED,
+        level=str(decision.level),
+        blocked=decision.blocked,
+        rule=decision.rule,
+        reasons=tuple(decision.reasons),
+        title=title,
+        subject={
+            "source": event.source.value,
+            "repository": event.repository,
+            "environment": event.environment,
+            "ref": event.ref,
+            "commit": event.commit,
+            "run_id": event.run_id,
+            "action": event.action.value if event.action else None,
+        },
+        requester=requester,
+        created_at=at,
+        updated_at=at,
+        plan=plan,
+        quality=decision.quality.result,
+        quality_score=decision.quality.score,
+        event_key=payload["event_key"],
     )
     services.index.put(instance_id, tenant_id)
     services.gates(tenant_id).save(record)
     _audit(services, tenant_id, "event_received", instance_id, title, _event_facts(event, requester), at)
     _audit(services, tenant_id, "decision", instance_id, title, decision.to_public_json(), at)
     telemetry.emit(
-        telemetry.Event.GATE_DECISION, tenant=tenant_id, instance_id=instance_id, level=str(decision.level),
-        rule=decision.rule, source=event.source.value, environment=event.environment,
-        action=event.action.value if event.action else None, blocked=decision.blocked,
-        quality=decision.quality.result, quality_score=decision.quality.score,
+        telemetry.Event.GATE_DECISION,
+        tenant=tenant_id,
+        instance_id=instance_id,
+        level=str(decision.level),
+        rule=decision.rule,
+        source=event.source.value,
+        environment=event.environment,
+        action=event.action.value if event.action else None,
+        blocked=decision.blocked,
+        quality=decision.quality.result,
+        quality_score=decision.quality.score,
         approval_stages=len(plan.stages) if plan is not None else 0,
     )
     return EvaluationSummary(
-        level=str(decision.level), blocked=decision.blocked, rule=decision.rule, plan=plan, requester=requester,
-        notify=services.operators_for(tenant_id), has_callback=event.callback is not None, title=title,
+        level=str(decision.level),
+        blocked=decision.blocked,
+        rule=decision.rule,
+        plan=plan,
+        requester=requester,
+        notify=services.operators_for(tenant_id),
+        has_callback=event.callback is not None,
+        title=title,
     ).model_dump(mode="json")
 
 
@@ -126,27 +175,68 @@ def request_approval(services: GateServices, payload: dict[str, Any]) -> dict[st
     spec = record.plan.stages[stage]
     deadline = datetime.fromisoformat(payload["deadline"])
     started = datetime.fromisoformat(payload["started_at"]) if payload.get("started_at") else at
-    store.save(record.model_copy(update={  # the route rebuilds the deadline from start + timeout: same as here
-        "status": GateStatus.AWAITING_APPROVAL, "chain_instance_id": payload["chain_id"], "stage": stage,
-        "stage_started_at": started, "deadline": deadline, "updated_at": at,
-        "approval_requested_at": record.approval_requested_at or started,  # the first stage's start
-    }))
-    result = _notify(services, tenant_id, gate_id, {
-        "kind": "approval_request", "recipients": spec.approvers,
-        "title": f"Approval needed: {record.title}"[:200],
-        "text": f"Stage '{spec.name}': {spec.quorum} approval(s) needed before {deadline.isoformat()}.",
-        "link": services.approval_link(gate_id), "instance_id": gate_id,
-    }, at)
-    told = _tell_pipeline_it_waits(services, tenant_id, record, (
-        f"Gatekeeper: waiting for approval, stage '{spec.name}' needs {spec.quorum} of "
-        f"{len(spec.approvers)} approver(s) before {deadline:%Y-%m-%d %H:%M} UTC. {services.approval_link(gate_id)}"
-    ))
-    _audit(services, tenant_id, "approval_requested", gate_id, record.title, {
-        "stage": stage, "stage_name": spec.name, "approvers": list(spec.approvers), "quorum": spec.quorum,
-        "deadline": deadline.isoformat(), "notified": result["ok"], "pipeline_told": told,
-    }, at)
-    telemetry.emit(telemetry.Event.APPROVAL_REQUESTED, tenant=tenant_id, instance_id=gate_id, stage=stage,
-                   approvers=len(spec.approvers), quorum=spec.quorum, notified=bool(result["ok"]))
+    store.save(
+        record.model_copy(
+            update={  # the route rebuilds the deadline from start + timeout: same as here
+                "status": GateStatus.AWAITING_APPROVAL,
+                "chain_instance_id": payload["chain_id"],
+                "stage": stage,
+                "stage_started_at": started,
+                "deadline": deadline,
+                "updated_at": at,
+                "approval_requested_at": record.approval_requested_at or started,  # the first stage's start
+            }
+        )
+    )
+    result = _notify(
+        services,
+        tenant_id,
+        gate_id,
+        {
+            "kind": "approval_request",
+            "recipients": spec.approvers,
+            "title": f"Approval needed: {record.title}"[:200],
+            "text": f"Stage '{spec.name}': {spec.quorum} approval(s) needed before {deadline.isoformat()}.",
+            "link": services.approval_link(gate_id),
+            "instance_id": gate_id,
+        },
+        at,
+    )
+    told = _tell_pipeline_it_waits(
+        services,
+        tenant_id,
+        record,
+        (
+            f"Gatekeeper: waiting for approval, stage '{spec.name}' needs {spec.quorum} of "
+            f"{len(spec.approvers)} approver(s) before {deadline:%Y-%m-%d %H:%M} UTC. {services.approval_link(gate_id)}"
+        ),
+    )
+    _audit(
+        services,
+        tenant_id,
+        "approval_requested",
+        gate_id,
+        record.title,
+        {
+            "stage": stage,
+            "stage_name": spec.name,
+            "approvers": list(spec.approvers),
+            "quorum": spec.quorum,
+            "deadline": deadline.isoformat(),
+            "notified": result["ok"],
+            "pipeline_told": told,
+        },
+        at,
+    )
+    telemetry.emit(
+        telemetry.Event.APPROVAL_REQUESTED,
+        tenant=tenant_id,
+        instance_id=gate_id,
+        stage=stage,
+        approvers=len(spec.approvers),
+        quorum=spec.quorum,
+        notified=bool(result["ok"]),
+    )
     return {"stage": stage, "notified": result["ok"]}
 
 
@@ -171,8 +261,9 @@ def notify(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
     return _notify(services, payload["tenant_id"], payload["instance_id"], payload["notification"], at)
 
 
-def _notify(services: GateServices, tenant_id: str, instance_id: str, fields: dict[str, Any],
-            at: datetime) -> dict[str, Any]:
+def _notify(
+    services: GateServices, tenant_id: str, instance_id: str, fields: dict[str, Any], at: datetime
+) -> dict[str, Any]:
     recipients = tuple(fields.get("recipients") or ())
     if not recipients:
         outcome = {"ok": False, "detail": "no recipients configured", "kind": fields.get("kind")}
@@ -182,13 +273,23 @@ def _notify(services: GateServices, tenant_id: str, instance_id: str, fields: di
             result = services.notifier.notify(tenant_id, notification)
             outcome = {"ok": result.ok, "detail": result.detail, "kind": notification.kind}
         except ValidationError as exc:
-            outcome = {"ok": False, "detail": f"notification not sent: {exc.errors()[0]['msg']}",
-                       "kind": fields.get("kind")}
+            outcome = {
+                "ok": False,
+                "detail": f"notification not sent: {exc.errors()[0]['msg']}",
+                "kind": fields.get("kind"),
+            }
         except Exception as exc:  # a notifier must not take the gate down; the failure is audited
             log.warning("notification for %s failed: %s", instance_id, type(exc).__name__)
             outcome = {"ok": False, "detail": f"notification failed: {type(exc).__name__}", "kind": fields.get("kind")}
-    _audit(services, tenant_id, "notification", instance_id, str(fields.get("title", ""))[:200],
-           {**outcome, "recipients": len(recipients)}, at)
+    _audit(
+        services,
+        tenant_id,
+        "notification",
+        instance_id,
+        str(fields.get("title", ""))[:200],
+        {**outcome, "recipients": len(recipients)},
+        at,
+    )
     return outcome
 
 
@@ -201,13 +302,30 @@ def callback(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
     if event.callback is None:
         return {"ok": True, "skipped": True, "detail": "the event names no callback"}
     result = services.callbacks.complete(tenant_id, event.callback, approved, comment, {"instance_id": instance_id})
-    _audit(services, tenant_id, "callback", instance_id, _title(event), {
-        "approved": approved, "ok": result.ok, "status_code": result.status_code, "target": result.target,
-        "detail": result.detail[:300],
-    }, at)
+    _audit(
+        services,
+        tenant_id,
+        "callback",
+        instance_id,
+        _title(event),
+        {
+            "approved": approved,
+            "ok": result.ok,
+            "status_code": result.status_code,
+            "target": result.target,
+            "detail": result.detail[:300],
+        },
+        at,
+    )
     if not result.ok:
-        telemetry.emit(telemetry.Event.CALLBACK_FAILED, tenant=tenant_id, instance_id=instance_id,
-                       target=result.target, status_code=result.status_code, final=False)
+        telemetry.emit(
+            telemetry.Event.CALLBACK_FAILED,
+            tenant=tenant_id,
+            instance_id=instance_id,
+            target=result.target,
+            status_code=result.status_code,
+            final=False,
+        )
         raise CallbackFailed(result.detail[:300] or "the pipeline did not acknowledge the callback")
     return {"ok": True, "status_code": result.status_code, "target": result.target}
 
@@ -222,13 +340,29 @@ def open_human_task(services: GateServices, payload: dict[str, Any]) -> dict[str
     if record is not None:
         store.save(record.model_copy(update={"status": GateStatus.HUMAN_TASK, "updated_at": at}))
     recipients = tuple(payload.get("recipients") or ()) or services.operators_for(tenant_id)
-    result = _notify(services, tenant_id, instance_id, {
-        "kind": "human_task", "recipients": recipients, "title": f"Human-only change: {title}"[:200],
-        "text": "Automation refused this change (level L3). A person must review and carry it out.",
-        "link": services.approval_link(instance_id), "instance_id": instance_id,
-    }, at)
-    _audit(services, tenant_id, "human_task_opened", instance_id, title,
-           {"reasons": list(record.reasons) if record else [], "notified": result["ok"]}, at)
+    result = _notify(
+        services,
+        tenant_id,
+        instance_id,
+        {
+            "kind": "human_task",
+            "recipients": recipients,
+            "title": f"Human-only change: {title}"[:200],
+            "text": "Automation refused this change (level L3). A person must review and carry it out.",
+            "link": services.approval_link(instance_id),
+            "instance_id": instance_id,
+        },
+        at,
+    )
+    _audit(
+        services,
+        tenant_id,
+        "human_task_opened",
+        instance_id,
+        title,
+        {"reasons": list(record.reasons) if record else [], "notified": result["ok"]},
+        at,
+    )
     return {"opened": True, "notified": result["ok"]}
 
 
@@ -242,37 +376,88 @@ def record_outcome(services: GateServices, payload: dict[str, Any]) -> dict[str,
     cb = payload.get("callback") or {}
     title = record.title if record else instance_id
     if record is not None:
-        store.save(record.model_copy(update={
-            "status": status, "decided_at": at, "updated_at": at, "outcome_reason": payload.get("reason"),
+        store.save(
+            record.model_copy(
+                update={
+                    "status": status,
+                    "decided_at": at,
+                    "updated_at": at,
+                    "outcome_reason": payload.get("reason"),
+                    "callback_ok": cb.get("ok"),
+                }
+            )
+        )
+    _audit(
+        services,
+        tenant_id,
+        "decision",
+        instance_id,
+        title,
+        {
+            "final": True,
+            "status": status.value,
+            "level": payload.get("level"),
+            "reason": payload.get("reason"),
             "callback_ok": cb.get("ok"),
-        }))
-    _audit(services, tenant_id, "decision", instance_id, title, {
-        "final": True, "status": status.value, "level": payload.get("level"), "reason": payload.get("reason"),
-        "callback_ok": cb.get("ok"), "chain": payload.get("chain"),
-    }, at)
+            "chain": payload.get("chain"),
+        },
+        at,
+    )
     try:  # telemetry must never fail the gate: the outcome is already stored and audited
         _emit_outcome(store, record, tenant_id, instance_id, payload, status, at)
     except Exception as exc:
         log.warning("telemetry for %s failed: %s", instance_id, type(exc).__name__)
     alerted = None
     if cb.get("ok") is False:
-        telemetry.emit(telemetry.Event.CALLBACK_FAILED, tenant=tenant_id, instance_id=instance_id, target=None,
-                       status_code=None, final=True)
-        _audit(services, tenant_id, "callback", instance_id, title,
-               {"final": True, "ok": False, "detail": str(cb.get("detail", ""))[:300]}, at)
-        recipients = services.operators_for(tenant_id) or (record.plan.stages[0].approvers if record and record.plan
-                                                           else ())
-        alerted = _notify(services, tenant_id, instance_id, {
-            "kind": "alert", "recipients": recipients, "title": f"Pipeline not told: {title}"[:200],
-            "text": (f"The gate decided '{status.value}' but the pipeline callback failed after all retries: "
-                     f"{str(cb.get('detail', ''))[:300]}. Tell the pipeline by hand."),
-            "link": services.approval_link(instance_id), "instance_id": instance_id,
-        }, at)["ok"]
+        telemetry.emit(
+            telemetry.Event.CALLBACK_FAILED,
+            tenant=tenant_id,
+            instance_id=instance_id,
+            target=None,
+            status_code=None,
+            final=True,
+        )
+        _audit(
+            services,
+            tenant_id,
+            "callback",
+            instance_id,
+            title,
+            {"final": True, "ok": False, "detail": str(cb.get("detail", ""))[:300]},
+            at,
+        )
+        recipients = services.operators_for(tenant_id) or (
+            record.plan.stages[0].approvers if record and record.plan else ()
+        )
+        alerted = _notify(
+            services,
+            tenant_id,
+            instance_id,
+            {
+                "kind": "alert",
+                "recipients": recipients,
+                "title": f"Pipeline not told: {title}"[:200],
+                "text": (
+                    f"The gate decided '{status.value}' but the pipeline callback failed after all retries: "
+                    f"{str(cb.get('detail', ''))[:300]}. Tell the pipeline by hand."
+                ),
+                "link": services.approval_link(instance_id),
+                "instance_id": instance_id,
+            },
+            at,
+        )["ok"]
     return {"status": status.value, "alerted": alerted}
 
 
-def _emit_outcome(store: GateStore, record: GateRecord | None, tenant_id: str, instance_id: str,
-                  payload: dict[str, Any], status: GateStatus, at: datetime) -> None:
+def _emit_outcome(
+    store: GateStore,
+    record: GateRecord | None,
+    tenant_id: str,
+    instance_id: str,
+    payload: dict[str, Any],
+    status: GateStatus,
+    at: datetime,
+) -> None:
     """GateOutcome; for a closed approval chain also ApprovalDecided (latency from the first approval request
     to the deciding vote, or to the deadline on timeout) and HitlOverride when people went against the
     quality verdict (`telemetry.override_kind`)."""
@@ -285,8 +470,13 @@ def _emit_outcome(store: GateStore, record: GateRecord | None, tenant_id: str, i
         decided_by = "person" if status is GateStatus.HUMAN_TASK else "automation"
     cb = payload.get("callback") or {}
     telemetry.emit(
-        telemetry.Event.GATE_OUTCOME, tenant=tenant_id, instance_id=instance_id, level=level, status=status.value,
-        decided_by=decided_by, callback_ok=cb.get("ok"),
+        telemetry.Event.GATE_OUTCOME,
+        tenant=tenant_id,
+        instance_id=instance_id,
+        level=level,
+        status=status.value,
+        decided_by=decided_by,
+        callback_ok=cb.get("ok"),
         duration_seconds=round((at - record.created_at).total_seconds(), 3) if record else None,
     )
     if not closed or chain is None or record is None:
@@ -298,23 +488,46 @@ def _emit_outcome(store: GateStore, record: GateRecord | None, tenant_id: str, i
         decided = max((v.at for v in store.votes(instance_id) if v.voter_id in counted), default=at)
     requested = record.approval_requested_at or record.created_at
     telemetry.emit(
-        telemetry.Event.APPROVAL_DECIDED, tenant=tenant_id, instance_id=instance_id, level=level,
-        outcome=chain["status"], decided_by=decided_by, stage=chain.get("stage"), votes=len(chain.get("votes") or ()),
-        escalations=len(chain.get("escalations") or ()), quality=record.quality,
+        telemetry.Event.APPROVAL_DECIDED,
+        tenant=tenant_id,
+        instance_id=instance_id,
+        level=level,
+        outcome=chain["status"],
+        decided_by=decided_by,
+        stage=chain.get("stage"),
+        votes=len(chain.get("votes") or ()),
+        escalations=len(chain.get("escalations") or ()),
+        quality=record.quality,
         latency_seconds=round(max(0.0, (decided - requested).total_seconds()), 3),
     )
-    kind = telemetry.override_kind(chain["status"] if decided_by == "approvers" else None, record.quality,
-                                   record.quality_score)
+    kind = telemetry.override_kind(
+        chain["status"] if decided_by == "approvers" else None, record.quality, record.quality_score
+    )
     if kind is not None:
-        telemetry.emit(telemetry.Event.HITL_OVERRIDE, tenant=tenant_id, instance_id=instance_id, level=level,
-                       kind=kind, decision=chain["status"], quality=record.quality,
-                       quality_score=record.quality_score)
+        telemetry.emit(
+            telemetry.Event.HITL_OVERRIDE,
+            tenant=tenant_id,
+            instance_id=instance_id,
+            level=level,
+            kind=kind,
+            decision=chain["status"],
+            quality=record.quality,
+            quality_score=record.quality_score,
+        )
 
 
 def audit(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
     """An orchestrator step worth recording (stage passed, escalated, expired, chain decided)."""
     tenant_id = payload["tenant_id"]
     at = _at(payload, services)
-    _audit(services, tenant_id, payload["kind"], payload.get("instance_id", ""), payload.get("subject", ""),
-           payload.get("data") or {}, at, payload.get("actor") or SYSTEM_ACTOR)
+    _audit(
+        services,
+        tenant_id,
+        payload["kind"],
+        payload.get("instance_id", ""),
+        payload.get("subject", ""),
+        payload.get("data") or {},
+        at,
+        payload.get("actor") or SYSTEM_ACTOR,
+    )
     return {"ok": True}

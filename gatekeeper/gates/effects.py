@@ -27,16 +27,29 @@ class Decider(Protocol):
 class AuditTrail(Protocol):
     """One tenant's audit log (gatekeeper.audit.log.AuditLog has this shape)."""
 
-    def append(self, kind: str, actor: str, instance_id: str | None, subject: str | None, data: dict[str, Any],
-               at: datetime | None = None) -> Any: ...
+    def append(
+        self,
+        kind: str,
+        actor: str,
+        instance_id: str | None,
+        subject: str | None,
+        data: dict[str, Any],
+        at: datetime | None = None,
+    ) -> Any: ...
 
 
 class PipelineCallbacks(Protocol):
     """Answers the pipeline that waits on the gate (gatekeeper.integrations.callbacks.PipelineCallbacks).
     Returns a result; never raises for remote failures."""
 
-    def complete(self, tenant_id: str, callback: CallbackHandle, approved: bool, comment: str,
-                 context: Mapping[str, Any] | None = None) -> CallbackResult: ...
+    def complete(
+        self,
+        tenant_id: str,
+        callback: CallbackHandle,
+        approved: bool,
+        comment: str,
+        context: Mapping[str, Any] | None = None,
+    ) -> CallbackResult: ...
 
     def progress(self, tenant_id: str, callback: CallbackHandle, comment: str) -> CallbackResult: ...
 

@@ -114,14 +114,16 @@ class GateStore:
 
     # gate record ---------------------------------------------------------------------------------
     def save(self, record: GateRecord) -> None:
-        self._ready().upsert({
-            "PartitionKey": check_key("instance_id", record.instance_id),
-            "RowKey": GATE_ROW,
-            "status": record.status.value,
-            "level": record.level,
-            "updated_at": record.updated_at,
-            "record": record.model_dump(mode="json"),
-        })
+        self._ready().upsert(
+            {
+                "PartitionKey": check_key("instance_id", record.instance_id),
+                "RowKey": GATE_ROW,
+                "status": record.status.value,
+                "level": record.level,
+                "updated_at": record.updated_at,
+                "record": record.model_dump(mode="json"),
+            }
+        )
 
     def load(self, instance_id: str) -> GateRecord | None:
         entity = self._ready().get(check_key("instance_id", instance_id), GATE_ROW)
@@ -155,15 +157,23 @@ class GateStore:
             vote = StoredVote(voter_id=voter, decision=decision, stage=stage, at=at, seq=seq, comment=comment)
             try:
                 row: dict[str, Any] = {
-                    "PartitionKey": instance_id, "RowKey": VOTER_PREFIX + voter, "voter_id": voter,
-                    "decision": decision.value, "stage": stage, "at": at, "seq": seq, "raised": False,
+                    "PartitionKey": instance_id,
+                    "RowKey": VOTER_PREFIX + voter,
+                    "voter_id": voter,
+                    "decision": decision.value,
+                    "stage": stage,
+                    "at": at,
+                    "seq": seq,
+                    "raised": False,
                 }
                 if comment:
                     row["comment"] = comment
-                repo.batch([
-                    row,
-                    {"PartitionKey": instance_id, "RowKey": f"{SEQ_PREFIX}{seq:05d}", "voter_id": voter},
-                ])
+                repo.batch(
+                    [
+                        row,
+                        {"PartitionKey": instance_id, "RowKey": f"{SEQ_PREFIX}{seq:05d}", "voter_id": voter},
+                    ]
+                )
                 return vote
             except (TableTransactionError, ResourceExistsError):
                 again = self.vote_of(instance_id, voter)
@@ -180,8 +190,13 @@ class GateStore:
 
 def _vote(row: Any) -> StoredVote:
     return StoredVote(
-        voter_id=row["voter_id"], decision=Decision(row["decision"]), stage=int(row["stage"]), at=row["at"],
-        seq=int(row["seq"]), raised=bool(row.get("raised")), comment=row.get("comment") or "",
+        voter_id=row["voter_id"],
+        decision=Decision(row["decision"]),
+        stage=int(row["stage"]),
+        at=row["at"],
+        seq=int(row["seq"]),
+        raised=bool(row.get("raised")),
+        comment=row.get("comment") or "",
     )
 
 
@@ -199,8 +214,11 @@ class GateIndex:
         return self._storage.table(GATE_INDEX_TABLE)
 
     def put(self, instance_id: str, tenant_id: str) -> None:
-        entity = {"PartitionKey": check_key("instance_id", instance_id), "RowKey": "tenant",
-                  "tenant_id": validate_tenant_id(tenant_id)}
+        entity = {
+            "PartitionKey": check_key("instance_id", instance_id),
+            "RowKey": "tenant",
+            "tenant_id": validate_tenant_id(tenant_id),
+        }
         try:
             self._table().create_entity(entity)
         except ResourceExistsError:

@@ -34,8 +34,10 @@ def plan_base(callback: AzureDevOpsCallback) -> str:
     result never contains `//`.
     """
     plan_url = callback.plan_url if callback.plan_url.endswith("/") else callback.plan_url + "/"
-    return (f"{plan_url}{quote(callback.project_id, safe='')}/_apis/distributedtask/hubs/"
-            f"{quote(callback.hub_name, safe='')}/plans/{quote(callback.plan_id, safe='')}")
+    return (
+        f"{plan_url}{quote(callback.project_id, safe='')}/_apis/distributedtask/hubs/"
+        f"{quote(callback.hub_name, safe='')}/plans/{quote(callback.plan_id, safe='')}"
+    )
 
 
 def task_completed_url(callback: AzureDevOpsCallback) -> str:
@@ -53,8 +55,10 @@ def task_completed_body(callback: AzureDevOpsCallback, approved: bool) -> dict[s
 
 
 def feed_url(callback: AzureDevOpsCallback) -> str:
-    return (f"{plan_base(callback)}/timelines/{quote(callback.timeline_id, safe='')}/records/"
-            f"{quote(callback.job_id, safe='')}/feed?api-version={FEED_API_VERSION}")
+    return (
+        f"{plan_base(callback)}/timelines/{quote(callback.timeline_id, safe='')}/records/"
+        f"{quote(callback.job_id, safe='')}/feed?api-version={FEED_API_VERSION}"
+    )
 
 
 class AzureDevOpsClient:
@@ -81,34 +85,46 @@ class AzureDevOpsClient:
             value = f"Bearer {token}"
         return {"Authorization": value, "Content-Type": "application/json", "Accept": "application/json"}
 
-    def _post(self, callback: AzureDevOpsCallback, url: str, body: dict, what: str,
-              action: Literal["complete", "progress"]) -> CallbackResult:
+    def _post(
+        self, callback: AzureDevOpsCallback, url: str, body: dict, what: str, action: Literal["complete", "progress"]
+    ) -> CallbackResult:
         try:
             check_outbound_url(url, field="callback.plan_url", allow_loopback_http=self._allow_loopback_http)
         except OutboundUrlError as exc:
             return CallbackResult(ok=False, target="azure-devops", action=action, detail=str(exc))
         if not callback.auth_token.get_secret_value():
-            return CallbackResult(ok=False, target="azure-devops", action=action,
-                                  detail="callback.auth_token: the check's AuthToken is empty")
+            return CallbackResult(
+                ok=False,
+                target="azure-devops",
+                action=action,
+                detail="callback.auth_token: the check's AuthToken is empty",
+            )
         outcome = send_with_retry(
-            lambda: self._session.post(url, json=body, headers=self._headers(callback),
-                                       timeout=self._policy.timeout),
-            self._policy, label=f"azure devops {what}",
+            lambda: self._session.post(url, json=body, headers=self._headers(callback), timeout=self._policy.timeout),
+            self._policy,
+            label=f"azure devops {what}",
         )
-        detail = describe(outcome, f"azure devops {what} plan {callback.plan_id}",
-                          [callback.auth_token.get_secret_value()])
+        detail = describe(
+            outcome, f"azure devops {what} plan {callback.plan_id}", [callback.auth_token.get_secret_value()]
+        )
         (log.info if outcome.ok else log.error)("%s", detail)
-        return CallbackResult(ok=outcome.ok, status_code=outcome.status_code, attempts=outcome.attempts,
-                              detail=detail, target="azure-devops", action=action)
+        return CallbackResult(
+            ok=outcome.ok,
+            status_code=outcome.status_code,
+            attempts=outcome.attempts,
+            detail=detail,
+            target="azure-devops",
+            action=action,
+        )
 
     def complete(self, callback: AzureDevOpsCallback, approved: bool) -> CallbackResult:
         """Send `TaskCompleted` with result succeeded (approved) or failed."""
         body = task_completed_body(callback, approved)
-        return self._post(callback, task_completed_url(callback), body, f"TaskCompleted {body['result']}",
-                          "complete")
+        return self._post(callback, task_completed_url(callback), body, f"TaskCompleted {body['result']}", "complete")
 
     def progress(self, callback: AzureDevOpsCallback, comment: str) -> CallbackResult:
         """Append a line to the check's live console (`.../timelines/{t}/records/{jobId}/feed`)."""
         lines = [line[:MAX_FEED_LINE_CHARS] for line in comment.splitlines() if line.strip()] or [""]
-        return self._post(callback, feed_url(callback), {"value": lines, "count": len(lines)}, "progress feed",
-                          "progress")
+        return self._post(
+            callback, feed_url(callback), {"value": lines, "count": len(lines)}, "progress feed", "progress"
+        )

@@ -60,8 +60,12 @@ class PipelineCallbacks:
     ) -> CallbackResult:
         """Tell the pipeline the gate's decision: GitHub approved/rejected, ADO succeeded/failed, or a
         signed `gate.completed` webhook."""
-        return self._guard(tenant_id, callback, "complete",
-                           lambda handle: self._complete(tenant_id, handle, approved, comment, context or {}))
+        return self._guard(
+            tenant_id,
+            callback,
+            "complete",
+            lambda handle: self._complete(tenant_id, handle, approved, comment, context or {}),
+        )
 
     def progress(self, tenant_id: str, callback: CallbackHandle | Mapping[str, Any], comment: str) -> CallbackResult:
         """A status line while the gate waits: a GitHub comment-only review (budgeted), a line in the ADO
@@ -70,29 +74,45 @@ class PipelineCallbacks:
 
     # --- internals ------------------------------------------------------------------------------------
 
-    def _guard(self, tenant_id: str, callback: Any, action: str,
-               call: Callable[[CallbackHandle], CallbackResult]) -> CallbackResult:
+    def _guard(
+        self, tenant_id: str, callback: Any, action: str, call: Callable[[CallbackHandle], CallbackResult]
+    ) -> CallbackResult:
         try:
-            handle = callback if isinstance(callback, GitHubCallback | AzureDevOpsCallback | WebhookCallback) \
+            handle = (
+                callback
+                if isinstance(callback, GitHubCallback | AzureDevOpsCallback | WebhookCallback)
                 else _HANDLE.validate_python(callback)
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "callback"
-            return CallbackResult(ok=False, action=action,  # type: ignore[arg-type]
-                                  detail=f"callback.{where}: {first.get('msg', 'invalid')}")
+            return CallbackResult(
+                ok=False,
+                action=action,  # type: ignore[arg-type]
+                detail=f"callback.{where}: {first.get('msg', 'invalid')}",
+            )
         try:
             return call(handle)
         except Exception as exc:  # a bug must still reach the audit log and an operator
             log.exception("callback %s for tenant %s failed unexpectedly", action, tenant_id)
-            return CallbackResult(ok=False, target=handle.type, action=action,  # type: ignore[arg-type]
-                                  detail=f"{handle.type} {action}: unexpected {type(exc).__name__}")
+            return CallbackResult(
+                ok=False,
+                target=handle.type,
+                action=action,  # type: ignore[arg-type]
+                detail=f"{handle.type} {action}: unexpected {type(exc).__name__}",
+            )
 
     def _missing(self, handle: CallbackHandle, action: str, what: str) -> CallbackResult:
-        return CallbackResult(ok=False, target=handle.type, action=action,  # type: ignore[arg-type]
-                              detail=f"{handle.type} {action}: {what} is not configured")
+        return CallbackResult(
+            ok=False,
+            target=handle.type,
+            action=action,  # type: ignore[arg-type]
+            detail=f"{handle.type} {action}: {what} is not configured",
+        )
 
-    def _complete(self, tenant_id: str, handle: CallbackHandle, approved: bool, comment: str,
-                  context: Mapping[str, Any]) -> CallbackResult:
+    def _complete(
+        self, tenant_id: str, handle: CallbackHandle, approved: bool, comment: str, context: Mapping[str, Any]
+    ) -> CallbackResult:
         if isinstance(handle, GitHubCallback):
             if self._github is None:
                 return self._missing(handle, "complete", "the GitHub App (GATEKEEPER_GITHUB_APP_ID)")
@@ -123,8 +143,9 @@ class PipelineCallbacks:
         payload = {"tenant_id": tenant_id, "comment": comment, "sent_at": int(self._clock())}
         return self._send_webhook(tenant_id, handle, "gate.progress", payload, "progress")
 
-    def _send_webhook(self, tenant_id: str, handle: WebhookCallback, event: str, payload: dict,
-                      action: str) -> CallbackResult:
+    def _send_webhook(
+        self, tenant_id: str, handle: WebhookCallback, event: str, payload: dict, action: str
+    ) -> CallbackResult:
         if self._webhooks is None or self._webhook_secret is None:
             return self._missing(handle, action, "the webhook sender or the tenant's signing secret")
         secret = self._webhook_secret(tenant_id)
@@ -141,13 +162,16 @@ def failure_alert(
     """The alert for a callback that finally failed: the pipeline is still waiting and a human must
     finish it by hand (or re-run the callback)."""
     target = {"github": "GitHub", "azure-devops": "Azure DevOps", "webhook": "the CI webhook"}.get(
-        result.target or "", "the pipeline")
+        result.target or "", "the pipeline"
+    )
     return Notification(
         kind="alert",
         recipients=tuple(recipients),
         title=f"Callback to {target} failed; the pipeline may still be waiting",
-        text=(f"{result.detail}\nThe gate's decision could not be delivered. Complete the deployment "
-              "step by hand in the CI, or retry the callback."),
+        text=(
+            f"{result.detail}\nThe gate's decision could not be delivered. Complete the deployment "
+            "step by hand in the CI, or retry the callback."
+        ),
         link=link,
         instance_id=instance_id,
     )

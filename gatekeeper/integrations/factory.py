@@ -77,9 +77,11 @@ def build_pipeline_callbacks(
     app_id = settings.get("GATEKEEPER_GITHUB_APP_ID", env)
     if app_id:
         github = GitHubApp(
-            app_id, signer or github_app_signer(credential, env),
+            app_id,
+            signer or github_app_signer(credential, env),
             settings.get("GATEKEEPER_GITHUB_API_URL", env) or "https://api.github.com",
-            policy=policy, allow_loopback_http=allow_loopback_http,
+            policy=policy,
+            allow_loopback_http=allow_loopback_http,
         )
     return PipelineCallbacks(
         github=github,
@@ -89,9 +91,7 @@ def build_pipeline_callbacks(
     )
 
 
-def build_notifier(
-    *, env: Mapping[str, str] | None = None, credential: TokenCredential | None = None
-) -> Notifier:
+def build_notifier(*, env: Mapping[str, str] | None = None, credential: TokenCredential | None = None) -> Notifier:
     """`GATEKEEPER_NOTIFY_MODE`: 'graph' (msgraph-sdk with `credential`, e.g. the managed identity) or
     'outbox' (files under `GATEKEEPER_OUTBOX_DIR`)."""
     mode = (settings.get("GATEKEEPER_NOTIFY_MODE", env) or "graph").strip().lower()
@@ -100,8 +100,11 @@ def build_notifier(
     if mode == "outbox":
         from gatekeeper.local.outbox import OutboxNotifier
 
-        return OutboxNotifier(settings.get("GATEKEEPER_OUTBOX_DIR", env) or ".gatekeeper/outbox",
-                              portal_url=portal, teams_app_id=teams_app_id)
+        return OutboxNotifier(
+            settings.get("GATEKEEPER_OUTBOX_DIR", env) or ".gatekeeper/outbox",
+            portal_url=portal,
+            teams_app_id=teams_app_id,
+        )
     if mode == "graph":
         if credential is None:
             raise ValueError("GATEKEEPER_NOTIFY_MODE=graph: a credential (managed identity) is required")
@@ -110,7 +113,7 @@ def build_notifier(
         client, http = make_graph_client(
             credential, settings.get("GATEKEEPER_GRAPH_BASE_URL", env) or "https://graph.microsoft.com/v1.0"
         )
-        return GraphNotifier(client, teams_app_id, settings.get("GATEKEEPER_MAIL_SENDER", env),
-                             portal_url=portal, http_client=http)
+        return GraphNotifier(
+            client, teams_app_id, settings.get("GATEKEEPER_MAIL_SENDER", env), portal_url=portal, http_client=http
+        )
     raise ValueError(f"GATEKEEPER_NOTIFY_MODE: must be 'graph' or 'outbox', not {mode!r}")
-

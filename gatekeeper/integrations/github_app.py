@@ -81,8 +81,17 @@ def rsa_jwk(key: rsa.RSAPrivateKey, kid: str = "github-app") -> JsonWebKey:
         return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
     return JsonWebKey(
-        kid=kid, kty="RSA", key_ops=["sign", "verify"], n=raw(public.n), e=raw(public.e), d=raw(numbers.d),
-        p=raw(numbers.p), q=raw(numbers.q), dp=raw(numbers.dmp1), dq=raw(numbers.dmq1), qi=raw(numbers.iqmp),
+        kid=kid,
+        kty="RSA",
+        key_ops=["sign", "verify"],
+        n=raw(public.n),
+        e=raw(public.e),
+        d=raw(numbers.d),
+        p=raw(numbers.p),
+        q=raw(numbers.q),
+        dp=raw(numbers.dmp1),
+        dq=raw(numbers.dmq1),
+        qi=raw(numbers.iqmp),
     )
 
 
@@ -158,9 +167,7 @@ class GitHubApp:
         now = int(self._clock())
         header = {"alg": "RS256", "typ": "JWT"}
         claims = {"iat": now - JWT_BACKDATE_SECONDS, "exp": now + JWT_LIFETIME_SECONDS, "iss": self.app_id}
-        signing_input = ".".join(
-            _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
-        )
+        signing_input = ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
         digest = hashlib.sha256(signing_input.encode("ascii")).digest()
         signature = self._signer.sign(SignatureAlgorithm.rs256, digest).signature
         return f"{signing_input}.{_b64url(signature)}"
@@ -169,9 +176,11 @@ class GitHubApp:
         try:
             return self.app_jwt()
         except Exception as exc:  # Key Vault unreachable, key missing, no sign permission
-            raise GitHubAppError(CallbackResult(
-                ok=False, target="github", detail=f"github app jwt: signing failed ({type(exc).__name__})"
-            )) from None
+            raise GitHubAppError(
+                CallbackResult(
+                    ok=False, target="github", detail=f"github app jwt: signing failed ({type(exc).__name__})"
+                )
+            ) from None
 
     def _headers(self, bearer: str) -> dict[str, str]:
         return {
@@ -191,13 +200,19 @@ class GitHubApp:
         jwt = self._signed_jwt()
         outcome = send_with_retry(
             lambda: self._session.post(url, headers=self._headers(jwt), timeout=self._policy.timeout),
-            self._policy, label="github installation token",
+            self._policy,
+            label="github installation token",
         )
         if not outcome.ok or outcome.response is None:
-            raise GitHubAppError(CallbackResult(
-                ok=False, target="github", status_code=outcome.status_code, attempts=outcome.attempts,
-                detail=describe(outcome, "github installation token", [jwt]),
-            ))
+            raise GitHubAppError(
+                CallbackResult(
+                    ok=False,
+                    target="github",
+                    status_code=outcome.status_code,
+                    attempts=outcome.attempts,
+                    detail=describe(outcome, "github installation token", [jwt]),
+                )
+            )
         body = outcome.response.json()
         token = SecretStr(body["token"])
         expires_at = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00")).timestamp()
@@ -215,13 +230,19 @@ class GitHubApp:
         url = f"{self.api_url}/repos/{owner}/{repo}/installation"
         outcome = send_with_retry(
             lambda: self._session.get(url, headers=self._headers(jwt), timeout=self._policy.timeout),
-            self._policy, label="github installation lookup",
+            self._policy,
+            label="github installation lookup",
         )
         if not outcome.ok or outcome.response is None:
-            raise GitHubAppError(CallbackResult(
-                ok=False, target="github", status_code=outcome.status_code, attempts=outcome.attempts,
-                detail=describe(outcome, "github installation lookup", [jwt]),
-            ))
+            raise GitHubAppError(
+                CallbackResult(
+                    ok=False,
+                    target="github",
+                    status_code=outcome.status_code,
+                    attempts=outcome.attempts,
+                    detail=describe(outcome, "github installation lookup", [jwt]),
+                )
+            )
         return int(outcome.response.json()["id"])
 
     # --- deployment protection rule -------------------------------------------------------------------
@@ -234,11 +255,17 @@ class GitHubApp:
             return given
         if given:
             log.warning("github: ignoring deployment_callback_url %s (not under %s)", safe_url(given), self.api_url)
-        return (f"{self.api_url}/repos/{callback.owner}/{callback.repo}/actions/runs/"
-                f"{callback.run_id}/deployment_protection_rule")
+        return (
+            f"{self.api_url}/repos/{callback.owner}/{callback.repo}/actions/runs/"
+            f"{callback.run_id}/deployment_protection_rule"
+        )
 
     def review(
-        self, callback: GitHubCallback, state: ReviewState | None, comment: str | None, *,
+        self,
+        callback: GitHubCallback,
+        state: ReviewState | None,
+        comment: str | None,
+        *,
         action: Literal["complete", "progress"] = "complete",
     ) -> CallbackResult:
         """`POST .../deployment_protection_rule` with `environment_name`, `state` and/or `comment`."""
@@ -248,8 +275,9 @@ class GitHubApp:
         if comment:
             body["comment"] = truncate_comment(comment)
         if "state" not in body and "comment" not in body:
-            return CallbackResult(ok=False, target="github", action=action,
-                                  detail="github review: state or comment is required")
+            return CallbackResult(
+                ok=False, target="github", action=action, detail="github review: state or comment is required"
+            )
         try:
             installation_id = callback.installation_id or self.installation_id_for(callback.owner, callback.repo)
             token = self.installation_token(installation_id)
@@ -257,14 +285,16 @@ class GitHubApp:
             return exc.result.model_copy(update={"action": action})
         url = self.review_url(callback)
         try:
-            check_outbound_url(url, field="callback.deployment_callback_url",
-                               allow_loopback_http=self.api_url.startswith("http://"))
+            check_outbound_url(
+                url, field="callback.deployment_callback_url", allow_loopback_http=self.api_url.startswith("http://")
+            )
         except OutboundUrlError as exc:
             return CallbackResult(ok=False, target="github", action=action, detail=str(exc))
 
         def post(bearer: SecretStr) -> requests.Response:
-            return self._session.post(url, json=body, headers=self._headers(bearer.get_secret_value()),
-                                      timeout=self._policy.timeout)
+            return self._session.post(
+                url, json=body, headers=self._headers(bearer.get_secret_value()), timeout=self._policy.timeout
+            )
 
         outcome = send_with_retry(lambda: post(token), self._policy, label="github review")
         attempts = outcome.attempts
@@ -279,14 +309,21 @@ class GitHubApp:
         what = f"github review {state or 'comment'} {callback.owner}/{callback.repo} run {callback.run_id}"
         detail = describe(outcome, what, [token.get_secret_value()])
         (log.info if outcome.ok else log.error)("%s", detail)
-        return CallbackResult(ok=outcome.ok, status_code=outcome.status_code, attempts=attempts,
-                              detail=detail, target="github", action=action)
+        return CallbackResult(
+            ok=outcome.ok,
+            status_code=outcome.status_code,
+            attempts=attempts,
+            detail=detail,
+            target="github",
+            action=action,
+        )
 
     def decide(self, callback: GitHubCallback, approved: bool, comment: str | None) -> CallbackResult:
         """Approve or reject. The decision always goes out; its comment only if the budget allows."""
         if comment and not self._budget.take(deployment_key(callback), MAX_COMMENTS_PER_DEPLOYMENT):
-            log.info("github: comment budget spent for %s; sending the decision without a comment",
-                     deployment_key(callback))
+            log.info(
+                "github: comment budget spent for %s; sending the decision without a comment", deployment_key(callback)
+            )
             comment = None
         return self.review(callback, "approved" if approved else "rejected", comment)
 
@@ -294,9 +331,14 @@ class GitHubApp:
         """A comment-only review while the gate waits. One comment of the ten is kept for the decision."""
         if not self._budget.take(deployment_key(callback), MAX_COMMENTS_PER_DEPLOYMENT - 1):
             return CallbackResult(
-                ok=True, skipped=True, target="github", action="progress",
-                detail=(f"github progress: skipped, {MAX_COMMENTS_PER_DEPLOYMENT - 1} progress comments already "
-                        f"posted for {deployment_key(callback)} (GitHub keeps {MAX_COMMENTS_PER_DEPLOYMENT}; "
-                        "the last is kept for the decision)"),
+                ok=True,
+                skipped=True,
+                target="github",
+                action="progress",
+                detail=(
+                    f"github progress: skipped, {MAX_COMMENTS_PER_DEPLOYMENT - 1} progress comments already "
+                    f"posted for {deployment_key(callback)} (GitHub keeps {MAX_COMMENTS_PER_DEPLOYMENT}; "
+                    "the last is kept for the decision)"
+                ),
             )
         return self.review(callback, None, comment, action="progress")

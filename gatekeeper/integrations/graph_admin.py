@@ -37,7 +37,8 @@ class RoleGrant:
 
 async def _service_principal_by_app_id(client: GraphServiceClient, app_id: str) -> ServicePrincipal:
     query = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
-        filter=f"appId eq '{app_id}'", select=["id", "appId", "displayName", "appRoles"])
+        filter=f"appId eq '{app_id}'", select=["id", "appId", "displayName", "appRoles"]
+    )
     page = await client.service_principals.get(request_configuration=RequestConfiguration(query_parameters=query))
     found = list(page.value or []) if page else []
     if len(found) != 1 or not found[0].id:
@@ -64,14 +65,18 @@ async def _existing_role_ids(client: GraphServiceClient, principal_id: str, reso
     return existing
 
 
-async def grant_graph_roles(client: GraphServiceClient, principal_id: str,
-                            roles: Iterable[str] = REQUIRED_GRAPH_ROLES) -> list[RoleGrant]:
+async def grant_graph_roles(
+    client: GraphServiceClient, principal_id: str, roles: Iterable[str] = REQUIRED_GRAPH_ROLES
+) -> list[RoleGrant]:
     """Assign each Graph application role to `principal_id` unless it already has it."""
     principal_id = str(uuid.UUID(principal_id))
     graph = await _service_principal_by_app_id(client, MICROSOFT_GRAPH_APP_ID)
     graph_id = str(graph.id)
-    by_value = {r.value: r for r in graph.app_roles or []
-                if r.value and r.id and "Application" in (r.allowed_member_types or [])}
+    by_value = {
+        r.value: r
+        for r in graph.app_roles or []
+        if r.value and r.id and "Application" in (r.allowed_member_types or [])
+    }
     wanted = list(roles)
     unknown = [role for role in wanted if role not in by_value]
     if unknown:
@@ -83,8 +88,9 @@ async def grant_graph_roles(client: GraphServiceClient, principal_id: str,
         if role_id in existing:
             results.append(RoleGrant(role, role_id, "already granted"))
             continue
-        body = AppRoleAssignment(principal_id=uuid.UUID(principal_id), resource_id=uuid.UUID(graph_id),
-                                 app_role_id=uuid.UUID(role_id))
+        body = AppRoleAssignment(
+            principal_id=uuid.UUID(principal_id), resource_id=uuid.UUID(graph_id), app_role_id=uuid.UUID(role_id)
+        )
         await client.service_principals.by_service_principal_id(graph_id).app_role_assigned_to.post(body)
         results.append(RoleGrant(role, role_id, "granted"))
     return results

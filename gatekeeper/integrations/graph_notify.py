@@ -169,25 +169,30 @@ class GraphNotifier:
         if web_url:
             try:
                 await self._send_activity(recipient, notification, web_url)
-                return Delivery(recipient=recipient.label, channel="teams", ok=True, status_code=204,
-                                detail="teams activity notification sent")
+                return Delivery(
+                    recipient=recipient.label,
+                    channel="teams",
+                    ok=True,
+                    status_code=204,
+                    detail="teams activity notification sent",
+                )
             except (APIError, httpx.HTTPError) as exc:
                 _, text = _error_text(exc)
                 teams_detail = f"teams: {text}"
-                log.warning("graph: activity notification to %s failed (%s); falling back to mail",
-                            recipient.label, text)
+                log.warning(
+                    "graph: activity notification to %s failed (%s); falling back to mail", recipient.label, text
+                )
         return await self._mail(recipient, notification, web_url, teams_detail)
 
     async def _send_activity(self, recipient: Recipient, notification: Notification, web_url: str) -> None:
-        spec = activity_notification_body(notification, web_url, teams_app_id=self._teams_app_id,
-                                          recipient=recipient)
+        spec = activity_notification_body(notification, web_url, teams_app_id=self._teams_app_id, recipient=recipient)
         common: dict[str, Any] = {
-            "topic": TeamworkActivityTopic(source=TeamworkActivityTopicSource.Text, value=spec["topic"]["value"],
-                                           web_url=spec["topic"]["webUrl"]),
+            "topic": TeamworkActivityTopic(
+                source=TeamworkActivityTopicSource.Text, value=spec["topic"]["value"], web_url=spec["topic"]["webUrl"]
+            ),
             "activity_type": spec["activityType"],
             "preview_text": ItemBody(content=spec["previewText"]["content"]),
-            "template_parameters": [KeyValuePair(name=p["name"], value=p["value"])
-                                    for p in spec["templateParameters"]],
+            "template_parameters": [KeyValuePair(name=p["name"], value=p["value"]) for p in spec["templateParameters"]],
             "chain_id": spec.get("chainId"),
             "teams_app_id": spec.get("teamsAppId"),
         }
@@ -203,24 +208,40 @@ class GraphNotifier:
         if recipient.kind == "user" and "@" in recipient.id:
             return recipient.id
         if recipient.kind == "user":
-            user = await self._client.users.by_user_id(recipient.id).get(RequestConfiguration(
-                query_parameters=UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
-                    select=["mail", "userPrincipalName"])))
+            user = await self._client.users.by_user_id(recipient.id).get(
+                RequestConfiguration(
+                    query_parameters=UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
+                        select=["mail", "userPrincipalName"]
+                    )
+                )
+            )
             return (user.mail or user.user_principal_name) if user else None
-        group = await self._client.groups.by_group_id(recipient.id).get(RequestConfiguration(
-            query_parameters=GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(select=["mail"])))
+        group = await self._client.groups.by_group_id(recipient.id).get(
+            RequestConfiguration(
+                query_parameters=GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(select=["mail"])
+            )
+        )
         return group.mail if group else None
 
-    async def _mail(self, recipient: Recipient, notification: Notification, web_url: str | None,
-                    teams_detail: str) -> Delivery:
+    async def _mail(
+        self, recipient: Recipient, notification: Notification, web_url: str | None, teams_detail: str
+    ) -> Delivery:
         if not self._mail_sender:
-            return Delivery(recipient=recipient.label, channel=None, ok=False,
-                            detail=f"{teams_detail}; mail: no GATEKEEPER_MAIL_SENDER configured")
+            return Delivery(
+                recipient=recipient.label,
+                channel=None,
+                ok=False,
+                detail=f"{teams_detail}; mail: no GATEKEEPER_MAIL_SENDER configured",
+            )
         try:
             address = await self._address(recipient)
             if not address:
-                return Delivery(recipient=recipient.label, channel="mail", ok=False,
-                                detail=f"{teams_detail}; mail: the recipient has no mail address")
+                return Delivery(
+                    recipient=recipient.label,
+                    channel="mail",
+                    ok=False,
+                    detail=f"{teams_detail}; mail: the recipient has no mail address",
+                )
             spec = send_mail_body(notification, address, web_url)["message"]
             message = Message(
                 subject=spec["subject"],
@@ -232,7 +253,17 @@ class GraphNotifier:
             )
         except (APIError, httpx.HTTPError) as exc:
             status, text = _error_text(exc)
-            return Delivery(recipient=recipient.label, channel="mail", ok=False, status_code=status,
-                            detail=f"{teams_detail}; mail: {text}")
-        return Delivery(recipient=recipient.label, channel="mail", ok=True, status_code=202,
-                        detail=f"{teams_detail}; mail sent instead")
+            return Delivery(
+                recipient=recipient.label,
+                channel="mail",
+                ok=False,
+                status_code=status,
+                detail=f"{teams_detail}; mail: {text}",
+            )
+        return Delivery(
+            recipient=recipient.label,
+            channel="mail",
+            ok=True,
+            status_code=202,
+            detail=f"{teams_detail}; mail sent instead",
+        )

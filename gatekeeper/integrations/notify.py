@@ -52,7 +52,7 @@ def parse_recipient(value: str) -> Recipient:
     """`group:<object id>` for an Entra ID group (its team), else a user object id or UPN."""
     text = value.strip()
     if text.lower().startswith(GROUP_PREFIX):
-        group_id = text[len(GROUP_PREFIX):]
+        group_id = text[len(GROUP_PREFIX) :]
         if not GUID.match(group_id):
             raise ValueError(f"{value!r}: a group recipient is 'group:<object id>' with a GUID")
         return Recipient(kind="group", id=group_id.lower())
@@ -142,7 +142,10 @@ def chain_id(notification: Notification) -> int | None:
 
 
 def activity_notification_body(
-    notification: Notification, web_url: str, *, teams_app_id: str | None = None,
+    notification: Notification,
+    web_url: str,
+    *,
+    teams_app_id: str | None = None,
     recipient: Recipient | None = None,
 ) -> dict[str, Any]:
     """The `sendActivityNotification` body: a text topic whose webUrl is the approval page. With a group
@@ -159,8 +162,7 @@ def activity_notification_body(
     if teams_app_id:
         body["teamsAppId"] = teams_app_id
     if recipient is not None and recipient.kind == "group":
-        body["recipient"] = {"@odata.type": "#microsoft.graph.teamMembersNotificationRecipient",
-                             "teamId": recipient.id}
+        body["recipient"] = {"@odata.type": "#microsoft.graph.teamMembersNotificationRecipient", "teamId": recipient.id}
     return body
 
 
@@ -172,13 +174,14 @@ def mail_html(notification: Notification, web_url: str | None) -> str:
         label = "Review and decide" if notification.kind == "approval_request" else "Open in Gatekeeper"
         parts.append(f'<p><a href="{html.escape(web_url, quote=True)}">{label}</a></p>')
     if notification.instance_id:
-        parts.append(f"<p style=\"color:#666\">Gate {html.escape(notification.instance_id)}</p>")
+        parts.append(f'<p style="color:#666">Gate {html.escape(notification.instance_id)}</p>')
     return "\n".join(parts)
 
 
 def mail_subject(notification: Notification) -> str:
-    prefix = {"approval_request": "Approval needed", "alert": "Alert", "info": "Info",
-              "human_task": "Action needed"}[notification.kind]
+    prefix = {"approval_request": "Approval needed", "alert": "Alert", "info": "Info", "human_task": "Action needed"}[
+        notification.kind
+    ]
     return f"[Gatekeeper] {prefix}: {notification.title}"
 
 
@@ -208,6 +211,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ACTIVITY_TYPES", "Delivery", "GraphNotifier", "Notification", "NotificationResult", "Notifier",
-    "OutboxNotifier", "Recipient", "activity_notification_body", "parse_recipient", "send_mail_body",
+    "ACTIVITY_TYPES",
+    "Delivery",
+    "GraphNotifier",
+    "Notification",
+    "NotificationResult",
+    "Notifier",
+    "OutboxNotifier",
+    "Recipient",
+    "activity_notification_body",
+    "parse_recipient",
+    "send_mail_body",
 ]

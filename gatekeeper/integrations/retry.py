@@ -78,9 +78,7 @@ def is_retryable_status(response: requests.Response) -> bool:
     if status == 429 or status >= 500:
         return True
     # GitHub's secondary rate limits answer 403 with Retry-After or an exhausted quota.
-    return status == 403 and (
-        "retry-after" in response.headers or response.headers.get("x-ratelimit-remaining") == "0"
-    )
+    return status == 403 and ("retry-after" in response.headers or response.headers.get("x-ratelimit-remaining") == "0")
 
 
 def retry_after_seconds(response: requests.Response, now: float | None = None) -> float | None:
@@ -133,8 +131,7 @@ def send_with_retry(
         outcome = state.outcome
         if outcome is None:
             return
-        what = (type(outcome.exception()).__name__ if outcome.failed
-                else f"HTTP {outcome.result().status_code}")
+        what = type(outcome.exception()).__name__ if outcome.failed else f"HTTP {outcome.result().status_code}"
         log.warning("%s: attempt %d failed (%s); retrying", label, state.attempt_number, what)
 
     def one() -> requests.Response:
@@ -177,8 +174,10 @@ def response_message(response: requests.Response) -> str:
     except (ValueError, json.JSONDecodeError):
         return response.text[:MAX_DETAIL_CHARS].strip()
     if isinstance(body, dict):
-        for candidate in (body.get("message"), (body.get("error") or {}).get("message")
-                          if isinstance(body.get("error"), dict) else body.get("error")):
+        for candidate in (
+            body.get("message"),
+            (body.get("error") or {}).get("message") if isinstance(body.get("error"), dict) else body.get("error"),
+        ):
             if isinstance(candidate, str) and candidate:
                 return candidate[:MAX_DETAIL_CHARS]
     return json.dumps(body)[:MAX_DETAIL_CHARS]

@@ -51,8 +51,14 @@ def check_outbound_url(url: str, *, field: str, allow_loopback_http: bool = Fals
     ip = _ip(host)
     internal = host.lower() == "localhost" or (
         ip is not None
-        and (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-             or ip.is_multicast or ip.is_unspecified)
+        and (
+            ip.is_private
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_reserved
+            or ip.is_multicast
+            or ip.is_unspecified
+        )
     )
     if internal and not loopback_ok:
         raise OutboundUrlError(f"{field}: must not point at a private, loopback or link-local address")

@@ -94,8 +94,12 @@ class WebhookSender:
         except OutboundUrlError as exc:
             return CallbackResult(ok=False, target="webhook", action=action, detail=str(exc))
         if not secret:
-            return CallbackResult(ok=False, target="webhook", action=action,
-                                  detail="webhook secret: the tenant has no webhook signing secret")
+            return CallbackResult(
+                ok=False,
+                target="webhook",
+                action=action,
+                detail="webhook secret: the tenant has no webhook signing secret",
+            )
         delivery = delivery_id or str(uuid.uuid4())
         body = canonical_body({**payload, "event": event, "delivery_id": delivery})
 
@@ -112,8 +116,15 @@ class WebhookSender:
             return self._session.post(url, data=body, headers=headers, timeout=self._policy.timeout)
 
         outcome = send_with_retry(attempt, self._policy, label=f"webhook {event}")
-        detail = describe(outcome, f"webhook {event} to {safe_url(url)} delivery {delivery}",
-                          [secret.decode("utf-8", "ignore")])
+        detail = describe(
+            outcome, f"webhook {event} to {safe_url(url)} delivery {delivery}", [secret.decode("utf-8", "ignore")]
+        )
         (log.info if outcome.ok else log.error)("%s", detail)
-        return CallbackResult(ok=outcome.ok, status_code=outcome.status_code, attempts=outcome.attempts,
-                              detail=detail, target="webhook", action=action)
+        return CallbackResult(
+            ok=outcome.ok,
+            status_code=outcome.status_code,
+            attempts=outcome.attempts,
+            detail=detail,
+            target="webhook",
+            action=action,
+        )

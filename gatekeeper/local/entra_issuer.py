@@ -47,8 +47,15 @@ class SigningKey:
 
     def public_jwk(self, issuer_template: str) -> dict[str, Any]:
         jwk = RSAAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
-        return {"kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid, "n": jwk["n"], "e": jwk["e"],
-                "issuer": issuer_template}
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self.kid,
+            "x5t": self.kid,
+            "n": jwk["n"],
+            "e": jwk["e"],
+            "issuer": issuer_template,
+        }
 
     def public_pem(self) -> bytes:
         return self.private_key.public_key().public_bytes(
@@ -188,8 +195,9 @@ class LocalEntraIssuer:
         """Sign arbitrary claims with the current key (for tests that need a malformed token)."""
         with self._lock:
             key = self._keys[-1]
-        return jwt.encode(dict(claims), key.private_key, algorithm="RS256",
-                          headers={"kid": key.kid, "typ": "JWT", **(headers or {})})
+        return jwt.encode(
+            dict(claims), key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT", **(headers or {})}
+        )
 
     # HTTP ----------------------------------------------------------------------------------------
     def _count(self, path: str) -> None:
@@ -213,11 +221,25 @@ class LocalEntraIssuer:
                 "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
                 "subject_types_supported": ["pairwise"],
                 "id_token_signing_alg_values_supported": ["RS256"],
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt",
-                                                          "client_secret_basic"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "name", "oid", "tid",
-                                     "preferred_username", "ver"],
+                "claims_supported": [
+                    "sub",
+                    "iss",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "nbf",
+                    "name",
+                    "oid",
+                    "tid",
+                    "preferred_username",
+                    "ver",
+                ],
                 "tenant_region_scope": None,
                 "cloud_instance_name": "127.0.0.1",
             }

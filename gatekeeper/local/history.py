@@ -57,12 +57,21 @@ def orchestrator_completed(at: datetime) -> dict[str, Any]:
 
 
 def execution_started(
-    at: datetime, name: str, instance_id: str, execution_id: str, input_json: str | None,
+    at: datetime,
+    name: str,
+    instance_id: str,
+    execution_id: str,
+    input_json: str | None,
     parent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return _event(
-        EventType.EXECUTION_STARTED, at, Name=name, Version="", Input=input_json,
-        OrchestrationInstance={"InstanceId": instance_id, "ExecutionId": execution_id}, ParentInstance=parent,
+        EventType.EXECUTION_STARTED,
+        at,
+        Name=name,
+        Version="",
+        Input=input_json,
+        OrchestrationInstance={"InstanceId": instance_id, "ExecutionId": execution_id},
+        ParentInstance=parent,
     )
 
 
@@ -99,7 +108,12 @@ def sub_orchestration_created(
     at: datetime, seq: int, name: str, instance_id: str, input_json: str | None
 ) -> dict[str, Any]:
     return _event(
-        EventType.SUB_ORCHESTRATION_INSTANCE_CREATED, at, seq, Name=name, Version="", InstanceId=instance_id,
+        EventType.SUB_ORCHESTRATION_INSTANCE_CREATED,
+        at,
+        seq,
+        Name=name,
+        Version="",
+        InstanceId=instance_id,
         Input=input_json,
     )
 

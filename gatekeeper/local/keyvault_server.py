@@ -45,8 +45,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ENTRA_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # any GUID: the challenge only names an authority
 CHALLENGE = (
-    f'Bearer authorization="https://login.microsoftonline.com/{ENTRA_TENANT}", '
-    'resource="https://vault.azure.net"'
+    f'Bearer authorization="https://login.microsoftonline.com/{ENTRA_TENANT}", resource="https://vault.azure.net"'
 )
 KEY_VAULT_SCOPE = "https://vault.azure.net/.default"
 
@@ -506,8 +505,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not secrets.compare_digest(authorization.encode(), f"Bearer {self.vault.token}".encode()):
             with self.vault._lock:
                 self.vault._counts["challenge"] += 1
-            self._error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.",
-                        {"WWW-Authenticate": CHALLENGE})
+            self._error(
+                401,
+                "Unauthorized",
+                "AKV10000: Request is missing a Bearer or PoP token.",
+                {"WWW-Authenticate": CHALLENGE},
+            )
             return
         if self.vault.outage == "forbidden":
             self._error(403, "Forbidden", "The user, group or application does not have keys permissions.")
@@ -546,9 +549,7 @@ def _make_tls_files(workdir: Path) -> tuple[str, str, str]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -562,15 +563,11 @@ def _make_tls_files(workdir: Path) -> tuple[str, str, str]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)

@@ -28,8 +28,9 @@ from gatekeeper.store.tables import validate_tenant_id
 class OutboxNotifier:
     """Writes `<dir>/<tenant>/<utc time>-<kind>-<id>.json` and returns its path in the result."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, portal_url: str | None = None,
-                 teams_app_id: str | None = None):
+    def __init__(
+        self, directory: str | os.PathLike[str], *, portal_url: str | None = None, teams_app_id: str | None = None
+    ):
         self.directory = Path(directory)
         self._portal_url = portal_url
         self._teams_app_id = teams_app_id
@@ -43,14 +44,25 @@ class OutboxNotifier:
         web_url = notification.link or self._portal_url
         requests = []
         for recipient in notification.parsed_recipients():
-            path = (f"/teams/{recipient.id}/sendActivityNotification" if recipient.kind == "group"
-                    else f"/users/{recipient.id}/teamwork/sendActivityNotification")
+            path = (
+                f"/teams/{recipient.id}/sendActivityNotification"
+                if recipient.kind == "group"
+                else f"/users/{recipient.id}/teamwork/sendActivityNotification"
+            )
             entry: dict[str, Any] = {"recipient": recipient.label}
             if web_url:
-                entry["teams"] = {"method": "POST", "path": path, "body": activity_notification_body(
-                    notification, web_url, teams_app_id=self._teams_app_id, recipient=recipient)}
-            entry["mail_fallback"] = {"method": "POST", "path": "/users/{sender}/sendMail",
-                                      "body": send_mail_body(notification, f"<mail of {recipient.label}>", web_url)}
+                entry["teams"] = {
+                    "method": "POST",
+                    "path": path,
+                    "body": activity_notification_body(
+                        notification, web_url, teams_app_id=self._teams_app_id, recipient=recipient
+                    ),
+                }
+            entry["mail_fallback"] = {
+                "method": "POST",
+                "path": "/users/{sender}/sendMail",
+                "body": send_mail_body(notification, f"<mail of {recipient.label}>", web_url),
+            }
             requests.append(entry)
         now = datetime.now(UTC)
         record = {
@@ -67,10 +79,10 @@ class OutboxNotifier:
             temporary = target.with_suffix(".tmp")
             temporary.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
             temporary.replace(target)  # readers never see half a file
-        deliveries = tuple(Delivery(recipient=r, channel="outbox", ok=True, detail=str(target))
-                           for r in notification.recipients)
-        return NotificationResult(ok=True, deliveries=deliveries, path=str(target),
-                                  detail=f"written to {target}")
+        deliveries = tuple(
+            Delivery(recipient=r, channel="outbox", ok=True, detail=str(target)) for r in notification.recipients
+        )
+        return NotificationResult(ok=True, deliveries=deliveries, path=str(target), detail=f"written to {target}")
 
     def read_all(self, tenant_id: str | None = None) -> list[dict]:
         """Every notification in the outbox (oldest first), for the demo and tests."""

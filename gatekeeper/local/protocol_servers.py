@@ -46,24 +46,36 @@ GITHUB_REVIEW_SCHEMA_PATH = (
 # Used only when the published fixture is not next to the repository (e.g. a packaged demo). Same content as
 # the fixture's request body schema (github/rest-api-description, operation actions/review-custom-gates-for-run).
 _EMBEDDED_REVIEW_SCHEMA: dict[str, Any] = {
-    "requestBody": {"content": {"application/json": {"schema": {"anyOf": [
-        {"$ref": "#/components/schemas/review-custom-gates-comment-required"},
-        {"$ref": "#/components/schemas/review-custom-gates-state-required"},
-    ]}}}},
-    "components": {"schemas": {
-        "review-custom-gates-comment-required": {
-            "type": "object",
-            "properties": {"environment_name": {"type": "string"}, "comment": {"type": "string"}},
-            "required": ["environment_name", "comment"],
-        },
-        "review-custom-gates-state-required": {
-            "type": "object",
-            "properties": {"environment_name": {"type": "string"},
-                           "state": {"type": "string", "enum": ["approved", "rejected"]},
-                           "comment": {"type": "string"}},
-            "required": ["environment_name", "state"],
-        },
-    }},
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/review-custom-gates-comment-required"},
+                        {"$ref": "#/components/schemas/review-custom-gates-state-required"},
+                    ]
+                }
+            }
+        }
+    },
+    "components": {
+        "schemas": {
+            "review-custom-gates-comment-required": {
+                "type": "object",
+                "properties": {"environment_name": {"type": "string"}, "comment": {"type": "string"}},
+                "required": ["environment_name", "comment"],
+            },
+            "review-custom-gates-state-required": {
+                "type": "object",
+                "properties": {
+                    "environment_name": {"type": "string"},
+                    "state": {"type": "string", "enum": ["approved", "rejected"]},
+                    "comment": {"type": "string"},
+                },
+                "required": ["environment_name", "state"],
+            },
+        }
+    },
 }
 
 
@@ -126,7 +138,8 @@ class LocalServer:
                 parts = urlsplit(self.path)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status, out_headers, payload = owner._dispatch(
-                    self.command, unquote(parts.path), parse_qs(parts.query), headers, body)
+                    self.command, unquote(parts.path), parse_qs(parts.query), headers, body
+                )
                 self.send_response(status)
                 for name, value in out_headers.items():
                     self.send_header(name, value)
@@ -142,8 +155,9 @@ class LocalServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=self.name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.name, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -170,8 +184,15 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}"
 
     # behaviour
-    def fail_next(self, times: int, status: int = 502, *, path_contains: str = "",
-                  retry_after: int | None = None, body: Any = None) -> None:
+    def fail_next(
+        self,
+        times: int,
+        status: int = 502,
+        *,
+        path_contains: str = "",
+        retry_after: int | None = None,
+        body: Any = None,
+    ) -> None:
         """Answer the next `times` matching requests with `status` (and `Retry-After`), then behave."""
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         with self._lock:
@@ -179,8 +200,7 @@ class LocalServer:
 
     def requests_to(self, path_contains: str, method: str | None = None) -> list[RecordedRequest]:
         with self._lock:
-            return [r for r in self.requests
-                    if path_contains in r.path and (method is None or r.method == method)]
+            return [r for r in self.requests if path_contains in r.path and (method is None or r.method == method)]
 
     def clear(self) -> None:
         with self._lock:
@@ -191,8 +211,9 @@ class LocalServer:
         with self._lock:
             return [r.summary() for r in self.requests]
 
-    def _dispatch(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
-                  body: bytes) -> Response:
+    def _dispatch(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> Response:
         injected: Response | None = None
         with self._lock:
             for failure in self._failures:
@@ -213,8 +234,9 @@ class LocalServer:
     def _failure_body(self, status: int) -> Any:
         return {"message": f"injected failure {status}"}
 
-    def route(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
-              body: bytes) -> Response:
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> Response:
         raise NotImplementedError
 
 
@@ -249,8 +271,15 @@ class LocalGitHubServer(LocalServer):
 
     name = "local GitHub"
 
-    def __init__(self, app_id: str | int, public_key: rsa.RSAPublicKey | bytes, *, installation_id: int = 1,
-                 token_ttl_seconds: int = 3600, review_schema: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        app_id: str | int,
+        public_key: rsa.RSAPublicKey | bytes,
+        *,
+        installation_id: int = 1,
+        token_ttl_seconds: int = 3600,
+        review_schema: dict[str, Any] | None = None,
+    ):
         super().__init__()
         self.app_id = str(app_id)
         loaded = serialization.load_pem_public_key(public_key) if isinstance(public_key, bytes) else public_key
@@ -273,9 +302,13 @@ class LocalGitHubServer(LocalServer):
 
     def comments_for(self, owner: str, repo: str, run_id: int, environment: str) -> list[str]:
         with self._lock:
-            return [r["body"]["comment"] for r in self.reviews
-                    if (r["owner"], r["repo"], r["run_id"]) == (owner, repo, run_id)
-                    and r["body"].get("environment_name") == environment and "comment" in r["body"]]
+            return [
+                r["body"]["comment"]
+                for r in self.reviews
+                if (r["owner"], r["repo"], r["run_id"]) == (owner, repo, run_id)
+                and r["body"].get("environment_name") == environment
+                and "comment" in r["body"]
+            ]
 
     def decisions(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -290,8 +323,9 @@ class LocalGitHubServer(LocalServer):
         if not token:
             return _json(401, {"message": "A JSON web token could not be decoded"})
         try:
-            claims = pyjwt.decode(token, self.public_key, algorithms=["RS256"],
-                                  options={"require": ["iat", "exp", "iss"]})
+            claims = pyjwt.decode(
+                token, self.public_key, algorithms=["RS256"], options={"require": ["iat", "exp", "iss"]}
+            )
         except pyjwt.PyJWTError as exc:
             return _json(401, {"message": f"A JSON web token could not be decoded ({type(exc).__name__})"})
         now = time.time()
@@ -303,11 +337,16 @@ class LocalGitHubServer(LocalServer):
             self.jwt_claims.append(claims)
         return None
 
-    def route(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
-              body: bytes) -> Response:
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> Response:
         parts = path.strip("/").split("/")
-        if method == "POST" and len(parts) == 4 and parts[:2] == ["app", "installations"] \
-                and parts[3] == "access_tokens":
+        if (
+            method == "POST"
+            and len(parts) == 4
+            and parts[:2] == ["app", "installations"]
+            and parts[3] == "access_tokens"
+        ):
             if (error := self._app_jwt_error(headers)) is not None:
                 return error
             if parts[2] != str(self.installation_id):
@@ -316,19 +355,28 @@ class LocalGitHubServer(LocalServer):
             expires = time.time() + self.token_ttl_seconds
             with self._lock:
                 self.tokens[token] = expires
-            return _json(201, {
-                "token": token,
-                "expires_at": datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "permissions": {"actions": "read", "deployments": "write"},
-                "repository_selection": "all",
-            })
+            return _json(
+                201,
+                {
+                    "token": token,
+                    "expires_at": datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "permissions": {"actions": "read", "deployments": "write"},
+                    "repository_selection": "all",
+                },
+            )
         if method == "GET" and len(parts) == 4 and parts[0] == "repos" and parts[3] == "installation":
             if (error := self._app_jwt_error(headers)) is not None:
                 return error
-            return _json(200, {"id": self.installation_id, "app_id": int(self.app_id)
-                               if self.app_id.isdigit() else self.app_id})
-        if method == "POST" and len(parts) == 7 and parts[0] == "repos" and parts[3:5] == ["actions", "runs"] \
-                and parts[6] == "deployment_protection_rule":
+            return _json(
+                200, {"id": self.installation_id, "app_id": int(self.app_id) if self.app_id.isdigit() else self.app_id}
+            )
+        if (
+            method == "POST"
+            and len(parts) == 7
+            and parts[0] == "repos"
+            and parts[3:5] == ["actions", "runs"]
+            and parts[6] == "deployment_protection_rule"
+        ):
             presented = _bearer(headers)
             with self._lock:
                 valid = presented is not None and self.tokens.get(presented, 0) > time.time()
@@ -340,11 +388,9 @@ class LocalGitHubServer(LocalServer):
                 return _json(400, {"message": "Problems parsing JSON"})
             errors = sorted(self._validator.iter_errors(document), key=lambda e: list(e.path))
             if errors:
-                return _json(422, {"message": "Validation Failed",
-                                   "errors": [e.message for e in errors]})
+                return _json(422, {"message": "Validation Failed", "errors": [e.message for e in errors]})
             with self._lock:
-                self.reviews.append({"owner": parts[1], "repo": parts[2], "run_id": int(parts[5]),
-                                     "body": document})
+                self.reviews.append({"owner": parts[1], "repo": parts[2], "run_id": int(parts[5]), "body": document})
             return _empty(204)
         return _json(404, {"message": "Not Found"})
 
@@ -354,9 +400,11 @@ class LocalGitHubServer(LocalServer):
             for review in self.reviews:
                 body = review["body"]
                 what = f"review {body['state']}" if "state" in body else "progress comment"
-                lines.append(f"GitHub was called back: {what} for {review['owner']}/{review['repo']} run "
-                             f"{review['run_id']} environment {body['environment_name']}"
-                             + (f" ({body['comment']!r})" if body.get("comment") else ""))
+                lines.append(
+                    f"GitHub was called back: {what} for {review['owner']}/{review['repo']} run "
+                    f"{review['run_id']} environment {body['environment_name']}"
+                    + (f" ({body['comment']!r})" if body.get("comment") else "")
+                )
         return lines
 
 
@@ -395,14 +443,19 @@ class LocalAzureDevOpsServer(LocalServer):
                 return "basic"
         return None
 
-    def route(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
-              body: bytes) -> Response:
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> Response:
         if "//" in path:
             return _json(404, {"message": "The resource cannot be found (double slash in the path)."})
         parts = path.strip("/").split("/")
         # {org}/{project}/_apis/distributedtask/hubs/{hub}/plans/{plan}/...
-        if len(parts) < 8 or parts[0] != self.organization or parts[2:5] != ["_apis", "distributedtask", "hubs"] \
-                or parts[6] != "plans":
+        if (
+            len(parts) < 8
+            or parts[0] != self.organization
+            or parts[2:5] != ["_apis", "distributedtask", "hubs"]
+            or parts[6] != "plans"
+        ):
             return _json(404, {"message": "The resource cannot be found."})
         scheme = self._auth_scheme(headers)
         if scheme is None:
@@ -416,29 +469,44 @@ class LocalAzureDevOpsServer(LocalServer):
         if method == "POST" and parts[8:] == ["events"]:
             if api_version != "2.0-preview.1":
                 return _json(400, {"message": f"api-version {api_version!r} is not the documented 2.0-preview.1"})
-            if not isinstance(document, dict) or set(document) != self.EVENT_KEYS \
-                    or document["name"] != "TaskCompleted" or document["result"] not in ("succeeded", "failed"):
+            if (
+                not isinstance(document, dict)
+                or set(document) != self.EVENT_KEYS
+                or document["name"] != "TaskCompleted"
+                or document["result"] not in ("succeeded", "failed")
+            ):
                 return _json(400, {"message": "Expected {name: TaskCompleted, taskId, jobId, result}."})
             with self._lock:
-                self.completions.append({"project": project, "hub": hub, "plan": plan, "body": document,
-                                         "auth_scheme": scheme})
+                self.completions.append(
+                    {"project": project, "hub": hub, "plan": plan, "body": document, "auth_scheme": scheme}
+                )
             return _empty(200)
-        if method == "POST" and len(parts) == 13 and parts[8] == "timelines" and parts[10] == "records" \
-                and parts[12:] == ["feed"]:
-            if not isinstance(document, dict) or not isinstance(document.get("value"), list) \
-                    or document.get("count") != len(document["value"]):
+        if (
+            method == "POST"
+            and len(parts) == 13
+            and parts[8] == "timelines"
+            and parts[10] == "records"
+            and parts[12:] == ["feed"]
+        ):
+            if (
+                not isinstance(document, dict)
+                or not isinstance(document.get("value"), list)
+                or document.get("count") != len(document["value"])
+            ):
                 return _json(400, {"message": "Expected {value: [lines], count: n}."})
             with self._lock:
-                self.feed.append({"plan": plan, "timeline": parts[9], "record": parts[11],
-                                  "lines": document["value"]})
+                self.feed.append({"plan": plan, "timeline": parts[9], "record": parts[11], "lines": document["value"]})
             return _empty(200)
         return _json(404, {"message": "The resource cannot be found."})
 
     def report(self) -> list[str]:
         with self._lock:
             lines = [f"Azure DevOps check console: {line}" for entry in self.feed for line in entry["lines"]]
-            lines += [f"Azure DevOps was called back: TaskCompleted {c['body']['result']} for plan {c['plan']} "
-                      f"task {c['body']['taskId']}" for c in self.completions]
+            lines += [
+                f"Azure DevOps was called back: TaskCompleted {c['body']['result']} for plan {c['plan']} "
+                f"task {c['body']['taskId']}"
+                for c in self.completions
+            ]
         return lines
 
 
@@ -459,28 +527,41 @@ class LocalWebhookReceiver(LocalServer):
     def __repr__(self) -> str:
         return f"LocalWebhookReceiver(url={self.url if self._server else None!r})"
 
-    def route(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
-              body: bytes) -> Response:
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> Response:
         if method != "POST":
             return _json(405, {"message": "POST only"})
         verified = verify_webhook_signature(
-            self._secret, headers.get(TIMESTAMP_HEADER.lower(), ""), body,
-            headers.get(SIGNATURE_HEADER.lower(), ""), self.tolerance,
+            self._secret,
+            headers.get(TIMESTAMP_HEADER.lower(), ""),
+            body,
+            headers.get(SIGNATURE_HEADER.lower(), ""),
+            self.tolerance,
         )
         if not verified:
             return _json(401, {"message": "signature does not verify"})
         delivery = headers.get(DELIVERY_HEADER.lower(), "")
         with self._lock:
             duplicate = any(d["delivery_id"] == delivery for d in self.deliveries)
-            self.deliveries.append({"path": path, "event": headers.get(EVENT_HEADER.lower()),
-                                    "delivery_id": delivery, "duplicate": duplicate, "body": json.loads(body)})
+            self.deliveries.append(
+                {
+                    "path": path,
+                    "event": headers.get(EVENT_HEADER.lower()),
+                    "delivery_id": delivery,
+                    "duplicate": duplicate,
+                    "body": json.loads(body),
+                }
+            )
         return _json(200, {"received": True, "duplicate": duplicate})
 
     def report(self) -> list[str]:
         with self._lock:
-            return [f"CI webhook received {d['event']} (signature verified)"
-                    + (f": {d['body'].get('state')}" if d["body"].get("state") else "")
-                    for d in self.deliveries]
+            return [
+                f"CI webhook received {d['event']} (signature verified)"
+                + (f": {d['body'].get('state')}" if d["body"].get("state") else "")
+                for d in self.deliveries
+            ]
 
 
 # --- Microsoft Graph ---------------------------------------------------------------------------------
@@ -498,8 +579,14 @@ class StaticTokenCredential:
     def __repr__(self) -> str:
         return "StaticTokenCredential(token=***)"
 
-    def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
-                  enable_cae: bool = False, **kwargs: Any) -> AccessToken:
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
         self.scopes_requested.append(scopes)
         return AccessToken(self._token, int(time.time()) + self._expires_in)
 
@@ -521,8 +608,14 @@ class LocalGraphServer(LocalServer):
 
     name = "local Microsoft Graph"
 
-    def __init__(self, token: str, *, users: dict[str, dict[str, Any]] | None = None,
-                 groups: dict[str, dict[str, Any]] | None = None, not_installed: Iterable[str] = ()):
+    def __init__(
+        self,
+        token: str,
+        *,
+        users: dict[str, dict[str, Any]] | None = None,
+        groups: dict[str, dict[str, Any]] | None = None,
+        not_installed: Iterable[str] = (),
+    ):
         super().__init__()
         self._token = token
         self.users = {k.lower(): v for k, v in (users or {}).items()}
@@ -536,8 +629,13 @@ class LocalGraphServer(LocalServer):
         return f"{self.url}/v1.0"
 
     def throttle_next(self, times: int, retry_after: int = 1, path_contains: str = "") -> None:
-        self.fail_next(times, 429, path_contains=path_contains, retry_after=retry_after, body={
-            "error": {"code": "TooManyRequests", "message": "Too many requests; retry after the given seconds."}})
+        self.fail_next(
+            times,
+            429,
+            path_contains=path_contains,
+            retry_after=retry_after,
+            body={"error": {"code": "TooManyRequests", "message": "Too many requests; retry after the given seconds."}},
+        )
 
     def _failure_body(self, status: int) -> Any:
         return {"error": {"code": "InjectedFailure", "message": f"injected failure {status}"}}
@@ -560,13 +658,16 @@ class LocalGraphServer(LocalServer):
             return "previewText.content is required"
         if team_scope is not None:
             recipient = document.get("recipient") or {}
-            if recipient.get("@odata.type") != "#microsoft.graph.teamMembersNotificationRecipient" \
-                    or str(recipient.get("teamId", "")).lower() != team_scope:
+            if (
+                recipient.get("@odata.type") != "#microsoft.graph.teamMembersNotificationRecipient"
+                or str(recipient.get("teamId", "")).lower() != team_scope
+            ):
                 return "recipient must be a teamMembersNotificationRecipient for this team"
         return None
 
-    def route(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
-              body: bytes) -> Response:
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> Response:
         if _bearer(headers) != self._token:
             return self._error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
         parts = path.strip("/").split("/")
@@ -577,8 +678,12 @@ class LocalGraphServer(LocalServer):
             document = _lower_keys(json.loads(body)) if body else None
         except ValueError:
             return self._error(400, "BadRequest", "Unable to read JSON request payload.")
-        if method == "POST" and len(parts) == 4 and parts[0] == "users" and parts[2:] == \
-                ["teamwork", "sendActivityNotification"]:
+        if (
+            method == "POST"
+            and len(parts) == 4
+            and parts[0] == "users"
+            and parts[2:] == ["teamwork", "sendActivityNotification"]
+        ):
             return self._activity("user", parts[1], document)
         if method == "POST" and len(parts) == 3 and parts[0] == "teams" and parts[2] == "sendActivityNotification":
             return self._activity("team", parts[1], document)
@@ -588,8 +693,9 @@ class LocalGraphServer(LocalServer):
             if not message.get("subject") or not recipients:
                 return self._error(400, "ErrorInvalidRecipients", "message.subject and toRecipients are required")
             with self._lock:
-                self.mails.append({"sender": parts[1], "to": [r["emailAddress"]["address"] for r in recipients],
-                                   "message": message})
+                self.mails.append(
+                    {"sender": parts[1], "to": [r["emailAddress"]["address"] for r in recipients], "message": message}
+                )
             return _empty(202)
         if method == "GET" and len(parts) == 2 and parts[0] in ("users", "groups"):
             directory = self.users if parts[0] == "users" else self.groups
@@ -604,18 +710,24 @@ class LocalGraphServer(LocalServer):
         if problem:
             return self._error(400, "BadRequest", problem)
         if target.lower() in self.not_installed:
-            return self._error(403, "Forbidden", (
-                "Application is not authorized to generate custom text notifications to the recipient. Ensure "
-                "that the expected Teams app is installed in the target scope (user, team, or chat)."))
+            return self._error(
+                403,
+                "Forbidden",
+                (
+                    "Application is not authorized to generate custom text notifications to the recipient. Ensure "
+                    "that the expected Teams app is installed in the target scope (user, team, or chat)."
+                ),
+            )
         with self._lock:
             self.activity_notifications.append({"scope": scope, "target": target, "body": document})
         return _empty(204)
 
     def report(self) -> list[str]:
         with self._lock:
-            lines = [f"Teams activity feed ({n['scope']} {n['target']}): {n['body']['activityType']} - "
-                     f"{n['body']['topic']['value']} -> {n['body']['topic']['webUrl']}"
-                     for n in self.activity_notifications]
-            lines += [f"Mail from {m['sender']} to {', '.join(m['to'])}: {m['message']['subject']}"
-                      for m in self.mails]
+            lines = [
+                f"Teams activity feed ({n['scope']} {n['target']}): {n['body']['activityType']} - "
+                f"{n['body']['topic']['value']} -> {n['body']['topic']['webUrl']}"
+                for n in self.activity_notifications
+            ]
+            lines += [f"Mail from {m['sender']} to {', '.join(m['to'])}: {m['message']['subject']}" for m in self.mails]
         return lines

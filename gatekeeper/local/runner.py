@@ -310,7 +310,8 @@ class LocalOrchestrationRunner:
         if parent is not None:
             parent_instance = self._get(parent[0])
             parent_ref = {
-                "Name": parent_instance.name, "TaskScheduleId": parent[1],
+                "Name": parent_instance.name,
+                "TaskScheduleId": parent[1],
                 "OrchestrationInstance": {"InstanceId": parent[0], "ExecutionId": parent_instance.execution_id},
             }
         instance.inbox.append(
@@ -416,7 +417,9 @@ class LocalOrchestrationRunner:
                 if kind == 1:
                     options = action["retryOptions"]
                     instance.retries[seq] = _Retry(
-                        name, input_json, int(options["maxNumberOfAttempts"]),
+                        name,
+                        input_json,
+                        int(options["maxNumberOfAttempts"]),
                         timedelta(milliseconds=int(options["firstRetryIntervalInMilliseconds"])),
                     )
                 events.append(h.task_scheduled(now, seq, name, input_json))

@@ -31,7 +31,8 @@ def read_parameters(text: str) -> dict[str, Parameter]:
             value = match.group("value")
             default = value.strip().strip("'") if value is not None else None
             parameters[match.group("name")] = Parameter(
-                match.group("name"), match.group("type"), "secure" in pending, value is not None, default)
+                match.group("name"), match.group("type"), "secure" in pending, value is not None, default
+            )
             pending = []
         elif line and not line.startswith("//") and not raw.startswith((" ", "\t", "]", ")")):
             pending = []

@@ -32,17 +32,25 @@ SCHEMA_FILES = (
     "CreateUIDefinition.ProviderControl.json",
 )
 # Controls that have no toolTip property (ARM-TTK's list).
-NO_TOOLTIP_CONTROLS = frozenset({
-    "Microsoft.Common.InfoBox", "Microsoft.Common.Section", "Microsoft.Common.TextBlock",
-    "Microsoft.Solutions.ArmApiControl", "Microsoft.Solutions.GraphApiControl",
-    "Microsoft.Common.EditableGrid", "Microsoft.Solutions.JitConfigurator",
-})
+NO_TOOLTIP_CONTROLS = frozenset(
+    {
+        "Microsoft.Common.InfoBox",
+        "Microsoft.Common.Section",
+        "Microsoft.Common.TextBlock",
+        "Microsoft.Solutions.ArmApiControl",
+        "Microsoft.Solutions.GraphApiControl",
+        "Microsoft.Common.EditableGrid",
+        "Microsoft.Solutions.JitConfigurator",
+    }
+)
 # Outputs only managed applications produce; ARM-TTK skips them.
-MANAGED_APP_OUTPUTS = frozenset({"applicationresourcename", "jitaccesspolicy", "managedidentity",
-                                 "managedresourcegroupid"})
+MANAGED_APP_OUTPUTS = frozenset(
+    {"applicationresourcename", "jitaccesspolicy", "managedidentity", "managedresourcegroupid"}
+)
 CONTROL_REFERENCE = re.compile(
     r"\[\s*(?:basics\(\s*'(?P<control>[^']+)'\s*\)|steps\(\s*'(?P<step>[^']+)'\s*\)(?:\.(?P<element>\w+))?)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 # The published 0.1.2-preview schema predates controls and properties the portal accepts today. Each
 # relaxation applied before validation is listed here with its reason; none is needed by the current file.
@@ -67,8 +75,7 @@ def load_schema_registry(schema_dir: Path) -> tuple[dict[str, Any], Registry]:
     return root, registry
 
 
-def validate_schema(cuid: Mapping[str, Any], schema_dir: Path, where: str = "createUiDefinition.json"
-                    ) -> list[Finding]:
+def validate_schema(cuid: Mapping[str, Any], schema_dir: Path, where: str = "createUiDefinition.json") -> list[Finding]:
     schema, registry = load_schema_registry(schema_dir)
     validator = Draft4Validator(schema, registry=registry)
     found = []
@@ -106,8 +113,9 @@ def _find_key(value: Any, key: str, parent: str = "") -> Iterator[tuple[str, Any
             yield from _find_key(item, key, parent)
 
 
-def check_cuid(cuid: Mapping[str, Any], parameters: Mapping[str, Parameter],
-               where: str = "createUiDefinition.json") -> list[Finding]:
+def check_cuid(
+    cuid: Mapping[str, Any], parameters: Mapping[str, Parameter], where: str = "createUiDefinition.json"
+) -> list[Finding]:
     """ARM-TTK's createUiDefinition rules against the main template's parameters."""
     found: list[Finding] = []
 
@@ -130,17 +138,26 @@ def check_cuid(cuid: Mapping[str, Any], parameters: Mapping[str, Parameter],
         if name.lower() in MANAGED_APP_OUTPUTS:
             continue
         if name not in parameters:
-            add("Outputs-Must-Be-Present-In-Template-Parameters",
-                f"output {name!r} is not a parameter of the template", f"outputs/{name}")
+            add(
+                "Outputs-Must-Be-Present-In-Template-Parameters",
+                f"output {name!r} is not a parameter of the template",
+                f"outputs/{name}",
+            )
     for name, parameter in parameters.items():
         if name in outputs:
             continue
         if not parameter.has_default:
-            add("Parameters-Without-Default-Must-Exist-In-CreateUIDefinition",
-                f"template parameter {name!r} has no default value and is not in the outputs", "outputs")
+            add(
+                "Parameters-Without-Default-Must-Exist-In-CreateUIDefinition",
+                f"template parameter {name!r} has no default value and is not in the outputs",
+                "outputs",
+            )
         else:
-            add("Outputs-Must-Match-Template-Parameters",
-                f"template parameter {name!r} is not asked for (every parameter must be an output)", "outputs")
+            add(
+                "Outputs-Must-Match-Template-Parameters",
+                f"template parameter {name!r} is not asked for (every parameter must be an output)",
+                "outputs",
+            )
 
     location = outputs.get("location")
     if location is None:
@@ -154,19 +171,26 @@ def check_cuid(cuid: Mapping[str, Any], parameters: Mapping[str, Parameter],
         if isinstance(step, Mapping):
             steps[step.get("name")] = {c.get("name") for c in _controls(step.get("elements"))}
     for name, expression in outputs.items():
-        texts = [expression] if isinstance(expression, str) else [
-            v for v in (expression.values() if isinstance(expression, Mapping) else []) if isinstance(v, str)]
+        texts = (
+            [expression]
+            if isinstance(expression, str)
+            else [v for v in (expression.values() if isinstance(expression, Mapping) else []) if isinstance(v, str)]
+        )
         for text in texts:
             for match in CONTROL_REFERENCE.finditer(text):
                 control, step, element = match.group("control"), match.group("step"), match.group("element")
                 if control and control not in basics:
-                    add("Controls-In-Outputs-Must-Exist", f"basics control {control!r} does not exist",
-                        f"outputs/{name}")
+                    add(
+                        "Controls-In-Outputs-Must-Exist",
+                        f"basics control {control!r} does not exist",
+                        f"outputs/{name}",
+                    )
                 if step and step not in steps:
                     add("Controls-In-Outputs-Must-Exist", f"step {step!r} does not exist", f"outputs/{name}")
                 elif step and element and element not in steps[step]:
-                    add("Controls-In-Outputs-Must-Exist", f"step {step!r} has no control {element!r}",
-                        f"outputs/{name}")
+                    add(
+                        "Controls-In-Outputs-Must-Exist", f"step {step!r} has no control {element!r}", f"outputs/{name}"
+                    )
 
     for control in _all_controls(cuid):
         ctype = str(control.get("type", ""))
@@ -194,8 +218,9 @@ def _textbox_findings(control: Mapping[str, Any], where: str) -> list[Finding]:
     found = []
     regex = None
     if constraints.get("validations"):
-        regex = next((v.get("regex") for v in constraints["validations"]
-                      if isinstance(v, Mapping) and v.get("regex")), None)
+        regex = next(
+            (v.get("regex") for v in constraints["validations"] if isinstance(v, Mapping) and v.get("regex")), None
+        )
     elif constraints.get("regex"):
         regex = constraints["regex"]
         if not constraints.get("validationMessage"):

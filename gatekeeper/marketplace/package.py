@@ -58,14 +58,21 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 def _partner_center_findings(where: str, main: Template, all_templates: list[Template]) -> list[Finding]:
     rule = "Customer-Usage-Attribution"
+
     def is_pid(name: Any) -> bool:
         return isinstance(name, str) and name.lower().startswith("pid-")
 
     in_main = [r for r in main.resources if r.type.lower() == "microsoft.resources/deployments" and is_pid(r.name)]
     found = []
     if len(in_main) != 1:
-        found.append(Finding(rule, where, f"the main template must contain exactly one 'pid-<GUID>-partnercenter' "
-                                          f"deployment, found {len(in_main)}"))
+        found.append(
+            Finding(
+                rule,
+                where,
+                f"the main template must contain exactly one 'pid-<GUID>-partnercenter' "
+                f"deployment, found {len(in_main)}",
+            )
+        )
     for resource in in_main:
         if not PID_NAME.match(str(resource.name)):
             found.append(Finding(rule, where, f"{resource.name!r} is not of the form pid-<GUID>-partnercenter"))
@@ -82,8 +89,13 @@ def check_inputs(inputs: PackageInputs, today: date) -> tuple[dict[str, Any], di
     where = inputs.template.name
     found: list[Finding] = []
     if not DEPLOYMENT_SCHEMA.match(str(template.get("$schema", ""))):
-        found.append(Finding("DeploymentTemplate-Schema-Is-Correct", where,
-                             "$schema is not a deploymentTemplate.json schema: is this a compiled ARM template?"))
+        found.append(
+            Finding(
+                "DeploymentTemplate-Schema-Is-Correct",
+                where,
+                "$schema is not a deploymentTemplate.json schema: is this a compiled ARM template?",
+            )
+        )
     templates = from_arm(where, template)
     main = templates[0]
     if inputs.bicep is not None:
@@ -93,9 +105,14 @@ def check_inputs(inputs: PackageInputs, today: date) -> tuple[dict[str, Any], di
         if set(declared) != set(main.parameters):
             missing = sorted(set(declared) - set(main.parameters))
             extra = sorted(set(main.parameters) - set(declared))
-            found.append(Finding("Template-Matches-Bicep", where,
-                                 f"parameters differ from {inputs.bicep.name} (missing: {missing or 'none'}, "
-                                 f"unexpected: {extra or 'none'}); rebuild mainTemplate.json from the Bicep"))
+            found.append(
+                Finding(
+                    "Template-Matches-Bicep",
+                    where,
+                    f"parameters differ from {inputs.bicep.name} (missing: {missing or 'none'}, "
+                    f"unexpected: {extra or 'none'}); rebuild mainTemplate.json from the Bicep",
+                )
+            )
     found += check_cuid(cuid, main.parameters, inputs.ui_definition.name)
     if inputs.schema_dir is not None:
         found += validate_schema(cuid, inputs.schema_dir, inputs.ui_definition.name)

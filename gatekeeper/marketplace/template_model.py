@@ -59,16 +59,25 @@ def from_pycep(path: str, data: Mapping[str, Any], *, is_main: bool) -> Template
     resources = []
     for symbol, spec in (data.get("resources") or {}).items():
         config = spec.get("config") or {}
-        resources.append(Resource(symbol, str(spec.get("type")), str(spec.get("api_version")),
-                                  config.get("location"), "location" in config, config.get("name")))
+        resources.append(
+            Resource(
+                symbol,
+                str(spec.get("type")),
+                str(spec.get("api_version")),
+                config.get("location"),
+                "location" in config,
+                config.get("name"),
+            )
+        )
     passed = []
     for name, spec in (data.get("modules") or {}).items():
         params = (spec.get("config") or {}).get("params") or {}
         if "location" in params:
             passed.append((name, params["location"]))
     outputs = {name: spec.get("value") for name, spec in (data.get("outputs") or {}).items()}
-    return Template(path, is_main, "bicep", parameters, resources, outputs,
-                    frozenset((data.get("variables") or {}).keys()), passed)
+    return Template(
+        path, is_main, "bicep", parameters, resources, outputs, frozenset((data.get("variables") or {}).keys()), passed
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- ARM
@@ -95,8 +104,9 @@ def _collect_arm(where: str, data: Mapping[str, Any], is_main: bool, out: list[T
     parameters = {}
     for name, spec in (data.get("parameters") or {}).items():
         kind = str(spec.get("type", "")).lower()
-        parameters[name] = Parameter(name, kind, kind in ("securestring", "secureobject"),
-                                     "defaultValue" in spec, spec.get("defaultValue"))
+        parameters[name] = Parameter(
+            name, kind, kind in ("securestring", "secureobject"), "defaultValue" in spec, spec.get("defaultValue")
+        )
     resources: list[Resource] = []
     passed: list[tuple[str, Any]] = []
     nested: list[tuple[str, Mapping[str, Any]]] = []
@@ -106,8 +116,16 @@ def _collect_arm(where: str, data: Mapping[str, Any], is_main: bool, out: list[T
             rtype = str(body.get("type", ""))
             # A child declared inside its parent may use the short type ('blobServices').
             full_type = f"{prefix}/{rtype}" if prefix and "/" not in rtype else rtype
-            resources.append(Resource(symbol, full_type, str(body.get("apiVersion", "")),
-                                      body.get("location"), "location" in body, body.get("name")))
+            resources.append(
+                Resource(
+                    symbol,
+                    full_type,
+                    str(body.get("apiVersion", "")),
+                    body.get("location"),
+                    "location" in body,
+                    body.get("name"),
+                )
+            )
             props = body.get("properties") or {}
             if full_type.lower() == "microsoft.resources/deployments" and isinstance(props, Mapping):
                 params = props.get("parameters") or {}
@@ -121,9 +139,21 @@ def _collect_arm(where: str, data: Mapping[str, Any], is_main: bool, out: list[T
                 walk(body["resources"], full_type)
 
     walk(data.get("resources"), "")
-    outputs = {name: spec.get("value") if isinstance(spec, Mapping) else spec
-               for name, spec in (data.get("outputs") or {}).items()}
-    out.append(Template(where, is_main, "arm", parameters, resources, outputs,
-                        frozenset((data.get("variables") or {}).keys()), passed))
+    outputs = {
+        name: spec.get("value") if isinstance(spec, Mapping) else spec
+        for name, spec in (data.get("outputs") or {}).items()
+    }
+    out.append(
+        Template(
+            where,
+            is_main,
+            "arm",
+            parameters,
+            resources,
+            outputs,
+            frozenset((data.get("variables") or {}).keys()),
+            passed,
+        )
+    )
     for symbol, inner in nested:
         _collect_arm(f"{where}#{symbol}", inner, False, out)

@@ -85,41 +85,66 @@ def location_not_hardcoded(template: Template) -> list[Finding]:
             if template.is_main:
                 ok = _is_rg_location_call(location.default) or (
                     isinstance(location.default, str)
-                    and location.default.strip().lower() in ("global", "[resourcegroup().location]",
-                                                             "[deployment().location]"))
+                    and location.default.strip().lower()
+                    in ("global", "[resourcegroup().location]", "[deployment().location]")
+                )
                 if not ok:
-                    found.append(Finding(rule, template.path,
-                                         f"the location parameter's default must be resourceGroup().location, "
-                                         f"deployment().location or 'global', not {location.default!r}"))
+                    found.append(
+                        Finding(
+                            rule,
+                            template.path,
+                            f"the location parameter's default must be resourceGroup().location, "
+                            f"deployment().location or 'global', not {location.default!r}",
+                        )
+                    )
             elif not _is_rg_location_call(location.default):
-                found.append(Finding(rule, template.path,
-                                     "the location parameter of a module must not have a default value"))
+                found.append(
+                    Finding(rule, template.path, "the location parameter of a module must not have a default value")
+                )
     for resource in template.resources:
         if not resource.has_location:
             continue
         literal = _location_literal(template, resource.location)
         if literal is not None:
-            found.append(Finding(rule, f"{template.path}:{resource.symbol}",
-                                 f"location is hard-coded as {literal!r}; use the location parameter"))
+            found.append(
+                Finding(
+                    rule,
+                    f"{template.path}:{resource.symbol}",
+                    f"location is hard-coded as {literal!r}; use the location parameter",
+                )
+            )
         elif _is_rg_location_call(resource.location):
-            found.append(Finding(rule, f"{template.path}:{resource.symbol}",
-                                 "use the location parameter, not resourceGroup().location"))
+            found.append(
+                Finding(
+                    rule,
+                    f"{template.path}:{resource.symbol}",
+                    "use the location parameter, not resourceGroup().location",
+                )
+            )
     for module, value in template.passed_locations:
         literal = _location_literal(template, value)
         if literal is not None:
-            found.append(Finding(rule, f"{template.path}:{module}",
-                                 f"module location is hard-coded as {literal!r}; pass the location parameter"))
+            found.append(
+                Finding(
+                    rule,
+                    f"{template.path}:{module}",
+                    f"module location is hard-coded as {literal!r}; pass the location parameter",
+                )
+            )
         elif _is_rg_location_call(value):
-            found.append(Finding(rule, f"{template.path}:{module}",
-                                 "pass the location parameter, not resourceGroup().location"))
+            found.append(
+                Finding(rule, f"{template.path}:{module}", "pass the location parameter, not resourceGroup().location")
+            )
     return found
 
 
 def secure_parameters_without_defaults(template: Template) -> list[Finding]:
     rule = "Secure-String-Parameters-Cannot-Have-Default"
-    return [Finding(rule, f"{template.path}:{p.name}", "a secure parameter must not have a default value")
-            for p in template.parameters.values()
-            if p.secure and p.has_default and p.default not in ("", {}, None)]
+    return [
+        Finding(rule, f"{template.path}:{p.name}", "a secure parameter must not have a default value")
+        for p in template.parameters.values()
+        if p.secure and p.has_default and p.default not in ("", {}, None)
+    ]
 
 
 def _mentions_parameter(value: Any, name: str, kind: str) -> bool:
@@ -152,8 +177,9 @@ def outputs_without_secrets(template: Template) -> list[Finding]:
     return found
 
 
-def api_versions_recent(template: Template, today: date, exceptions: Mapping[str, str],
-                        max_age_days: int = MAX_API_AGE_DAYS) -> list[Finding]:
+def api_versions_recent(
+    template: Template, today: date, exceptions: Mapping[str, str], max_age_days: int = MAX_API_AGE_DAYS
+) -> list[Finding]:
     """Every apiVersion younger than `max_age_days` and not a preview, unless listed in `exceptions`."""
     rule = "apiVersions-Should-Be-Recent"
     oldest = today - timedelta(days=max_age_days)
@@ -170,8 +196,13 @@ def api_versions_recent(template: Template, today: date, exceptions: Mapping[str
         if match.group("suffix"):
             found.append(Finding(rule, where, f"{key}: preview API versions are not allowed"))
         if date.fromisoformat(match.group("date")) <= oldest:
-            found.append(Finding(rule, where, f"{key}: the apiVersion is older than {max_age_days} days "
-                                              f"(on or before {oldest.isoformat()})"))
+            found.append(
+                Finding(
+                    rule,
+                    where,
+                    f"{key}: the apiVersion is older than {max_age_days} days (on or before {oldest.isoformat()})",
+                )
+            )
     return found
 
 

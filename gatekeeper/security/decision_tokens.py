@@ -45,25 +45,44 @@ class DecisionClaims(BaseModel):
 
 
 def invalid_token() -> Problem:
-    return Problem(403, "invalid-decision-token", "Invalid decision token",
-                   "The decision token is malformed or was not issued by this gate.", field="decision_token")
+    return Problem(
+        403,
+        "invalid-decision-token",
+        "Invalid decision token",
+        "The decision token is malformed or was not issued by this gate.",
+        field="decision_token",
+    )
 
 
 def mismatch(field: str) -> Problem:
-    return Problem(403, "decision-token-mismatch", "Decision token mismatch",
-                   f"The decision token was issued for a different {field.replace('_', ' ')}.", field=field)
+    return Problem(
+        403,
+        "decision-token-mismatch",
+        "Decision token mismatch",
+        f"The decision token was issued for a different {field.replace('_', ' ')}.",
+        field=field,
+    )
 
 
 def expired() -> Problem:
-    return Problem(410, "decision-token-expired", "Decision token expired",
-                   "The decision token has expired; the decision window for this approval is over.",
-                   field="decision_token")
+    return Problem(
+        410,
+        "decision-token-expired",
+        "Decision token expired",
+        "The decision token has expired; the decision window for this approval is over.",
+        field="decision_token",
+    )
 
 
 def already_used() -> Problem:
     """For the caller whose single-use record already exists."""
-    return Problem(409, "decision-token-used", "Decision token already used",
-                   "This decision token has already been used.", field="decision_token")
+    return Problem(
+        409,
+        "decision-token-used",
+        "Decision token already used",
+        "This decision token has already been used.",
+        field="decision_token",
+    )
 
 
 def _b64(data: bytes) -> str:
@@ -163,5 +182,10 @@ def verify(
 
 def single_use_entity(claims: DecisionClaims) -> dict[str, Any]:
     """The row that marks a token as used: one partition per gate, the jti as row key."""
-    return {"PartitionKey": f"decision-token|{claims.instance_id}", "RowKey": claims.jti,
-            "ApproverOid": claims.approver_oid, "Stage": claims.stage, "ExpiresAt": claims.exp}
+    return {
+        "PartitionKey": f"decision-token|{claims.instance_id}",
+        "RowKey": claims.jti,
+        "ApproverOid": claims.approver_oid,
+        "Stage": claims.stage,
+        "ExpiresAt": claims.exp,
+    }

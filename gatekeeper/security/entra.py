@@ -37,8 +37,12 @@ def refused(detail: str, reason: str) -> Problem:
 
 def identity_unavailable() -> Problem:
     """Our side could not reach Entra ID's key endpoint: a retryable 503, not the caller's fault."""
-    return Problem(503, "identity-provider-unavailable", "Identity provider unavailable",
-                   "The signing keys of Microsoft Entra ID could not be fetched; retry later.")
+    return Problem(
+        503,
+        "identity-provider-unavailable",
+        "Identity provider unavailable",
+        "The signing keys of Microsoft Entra ID could not be fetched; retry later.",
+    )
 
 
 def bearer_token(authorization_header: str | None) -> str:

@@ -70,8 +70,12 @@ def function_key_principal() -> Principal:
 
 def wrong_tenant() -> Problem:
     """A valid identity from another Entra ID tenant than the gate's (403, never 401: retrying won't help)."""
-    return Problem(403, "wrong-tenant", "Wrong tenant",
-                   "The identity belongs to a different Microsoft Entra ID tenant than this gate.")
+    return Problem(
+        403,
+        "wrong-tenant",
+        "Wrong tenant",
+        "The identity belongs to a different Microsoft Entra ID tenant than this gate.",
+    )
 
 
 def check_tenant(principal: Principal, expected_tenant_id: str | None) -> Principal:

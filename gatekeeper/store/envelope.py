@@ -105,9 +105,7 @@ def _unb64u(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def associated_data(
-    data_key_id: str, tenant_id: str, table: str, partition_key: str, row_key: str
-) -> bytes:
+def associated_data(data_key_id: str, tenant_id: str, table: str, partition_key: str, row_key: str) -> bytes:
     """The GCM associated data: every field the ciphertext is bound to, each UTF-8 encoded and prefixed with
     its 4-byte length, so no two different bindings can produce the same bytes."""
     fields = [value.encode("utf-8") for value in (data_key_id, tenant_id, table, partition_key, row_key)]

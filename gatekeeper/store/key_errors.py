@@ -26,9 +26,7 @@ def classify(exc: BaseException, what: str) -> KeyProviderError:
     """Turn an SDK or crypto exception into one of the two kinds; `what` says what was attempted."""
     if isinstance(exc, KeyProviderError):
         return exc
-    if isinstance(exc, ResourceNotFoundError) or (
-        isinstance(exc, HttpResponseError) and exc.status_code == 404
-    ):
+    if isinstance(exc, ResourceNotFoundError) or (isinstance(exc, HttpResponseError) and exc.status_code == 404):
         return KeyGone(f"{what}: the key was not found (deleted or never created)")
     if isinstance(exc, HttpResponseError) and exc.status_code == 400:
         return KeyGone(f"{what}: the key service could not unwrap the value with this key")

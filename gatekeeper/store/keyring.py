@@ -131,8 +131,10 @@ class DataKeyRing:
             return []
         except AzureError as exc:
             raise KeyServiceUnavailable(f"tenant {tenant_id}: Keys table cannot be read") from exc
-        return sorted((self._to_record(e) for e in entities), key=lambda r: (r.created or dt.datetime.min.replace(
-            tzinfo=dt.UTC), r.data_key_id))
+        return sorted(
+            (self._to_record(e) for e in entities),
+            key=lambda r: (r.created or dt.datetime.min.replace(tzinfo=dt.UTC), r.data_key_id),
+        )
 
     def active_id(self, tenant_id: str) -> str | None:
         pointer = self._pointer(tenant_id)
@@ -210,9 +212,7 @@ class DataKeyRing:
     def _create_first(self, tenant_id: str) -> tuple[str, bytes]:
         table, data_key_id, key = self._insert_new(tenant_id)
         try:
-            table.create_entity(
-                {"PartitionKey": POINTER_PARTITION, "RowKey": POINTER_ROW, "data_key_id": data_key_id}
-            )
+            table.create_entity({"PartitionKey": POINTER_PARTITION, "RowKey": POINTER_ROW, "data_key_id": data_key_id})
         except ResourceExistsError:
             self._discard(table, data_key_id)  # another process won the race; use its key
             winner = self._pointer(tenant_id)

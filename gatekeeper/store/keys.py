@@ -162,8 +162,14 @@ class LocalKeyProvider(TenantKeyProvider):
         numbers = private.private_numbers()
         public = numbers.public_numbers
         values = {
-            "n": public.n, "e": public.e, "d": numbers.d, "p": numbers.p, "q": numbers.q,
-            "dp": numbers.dmp1, "dq": numbers.dmq1, "qi": numbers.iqmp,
+            "n": public.n,
+            "e": public.e,
+            "d": numbers.d,
+            "p": numbers.p,
+            "q": numbers.q,
+            "dp": numbers.dmp1,
+            "dq": numbers.dmq1,
+            "qi": numbers.iqmp,
         }
         jwk: dict[str, Any] = {"kty": "RSA", "kid": self._kid(tenant_id, secrets.token_hex(16))}
         jwk.update({name: _b64u(_int_bytes(value)) for name, value in values.items()})
@@ -273,9 +279,7 @@ def build_cipher(
     max_cached_keys: int = 1024,
 ) -> EnvelopeCipher:
     """The product's cipher: data keys in each tenant's Keys table, wrapped by the provider's KEKs."""
-    return EnvelopeCipher(
-        DataKeyRing(storage, provider), cache_seconds=cache_seconds, max_cached_keys=max_cached_keys
-    )
+    return EnvelopeCipher(DataKeyRing(storage, provider), cache_seconds=cache_seconds, max_cached_keys=max_cached_keys)
 
 
 def provider_from_settings(env: Mapping[str, str] | None = None) -> TenantKeyProvider:
@@ -288,8 +292,8 @@ def provider_from_settings(env: Mapping[str, str] | None = None) -> TenantKeyPro
 
         vault_url = settings.require("GATEKEEPER_KEY_VAULT_URL", env)
         client_id = settings.get("AZURE_CLIENT_ID", env)
-        credential = DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else (
-            DefaultAzureCredential()
+        credential = (
+            DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else (DefaultAzureCredential())
         )
         return KeyVaultKeyProvider(vault_url, credential)
     raise ValueError(f"GATEKEEPER_KEY_MODE: must be 'keyvault' or 'local', not {mode!r}")

@@ -59,13 +59,26 @@ POLICY = {
         {"name": "dev", "match": {"environments": ["dev"]}, "level": "L0"},
         {"name": "staging", "match": {"environments": ["staging"]}, "level": "L1"},
         {"name": "secrets", "match": {"actions": ["secret_access"]}, "level": "L3"},
-        {"name": "cab", "match": {"environments": ["production"]}, "level": "L2",
-         "approval": {"stages": [stage("cab", [ANNA, PIET, SARA, f"group:{OPS_GROUP}"], quorum=2)]}},
-        {"name": "escalating", "match": {"environments": ["prod-eu"]}, "level": "L2",
-         "approval": {"stages": [stage("team", [ANNA], on_timeout="escalate"),
-                                 stage("managers", [TOM], timeout="PT2H")]}},
-        {"name": "two-stage", "match": {"environments": ["prod-us"]}, "level": "L2",
-         "approval": {"stages": [stage("leads", [ANNA, PIET]), stage("managers", [TOM])]}},
+        {
+            "name": "cab",
+            "match": {"environments": ["production"]},
+            "level": "L2",
+            "approval": {"stages": [stage("cab", [ANNA, PIET, SARA, f"group:{OPS_GROUP}"], quorum=2)]},
+        },
+        {
+            "name": "escalating",
+            "match": {"environments": ["prod-eu"]},
+            "level": "L2",
+            "approval": {
+                "stages": [stage("team", [ANNA], on_timeout="escalate"), stage("managers", [TOM], timeout="PT2H")]
+            },
+        },
+        {
+            "name": "two-stage",
+            "match": {"environments": ["prod-us"]},
+            "level": "L2",
+            "approval": {"stages": [stage("leads", [ANNA, PIET]), stage("managers", [TOM])]},
+        },
     ],
 }
 
@@ -85,9 +98,17 @@ class Env:
 
     def event(self, environment: str, action: ActionKind = ActionKind.DEPLOY, **extra: Any) -> PipelineEvent:
         return PipelineEvent(
-            tenant_id=self.tenant_id, source=EventSource.GENERIC, kind=EventKind.GATE_REQUEST, action=action,
-            environment=environment, repository="contoso/webshop", ref="refs/heads/main", commit="a1b2c3d",
-            actor=REQUESTER, run_id=uuid.uuid4().hex, callback=WebhookCallback(url=self.receiver.url + "/ci/hook"),
+            tenant_id=self.tenant_id,
+            source=EventSource.GENERIC,
+            kind=EventKind.GATE_REQUEST,
+            action=action,
+            environment=environment,
+            repository="contoso/webshop",
+            ref="refs/heads/main",
+            commit="a1b2c3d",
+            actor=REQUESTER,
+            run_id=uuid.uuid4().hex,
+            callback=WebhookCallback(url=self.receiver.url + "/ci/hook"),
             **extra,
         )
 
@@ -117,8 +138,11 @@ class Env:
 
     def notifications(self, kind: str) -> list[dict]:
         mine = set(self.gates.runner.instances())
-        return [n["notification"] for n in self.outbox.read_all(self.tenant_id)
-                if n["notification"]["kind"] == kind and n["notification"]["instance_id"] in mine]
+        return [
+            n["notification"]
+            for n in self.outbox.read_all(self.tenant_id)
+            if n["notification"]["kind"] == kind and n["notification"]["instance_id"] in mine
+        ]
 
 
 @dataclass
@@ -141,8 +165,15 @@ def shared(azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared
     tenant_id = "t" + uuid.uuid4().hex[:12]
     audit = AuditLog(storage, cipher, None, tenant_id, checkpoint_every=10_000, checkpoint_interval=timedelta(days=365))
     with LocalEntraIssuer() as issuer:
-        yield Shared(storage, cipher, tenant_id, audit, issuer, OutboxNotifier(tmp_path_factory.mktemp("outbox")),
-                     ManualClock(START))
+        yield Shared(
+            storage,
+            cipher,
+            tenant_id,
+            audit,
+            issuer,
+            OutboxNotifier(tmp_path_factory.mktemp("outbox")),
+            ManualClock(START),
+        )
 
 
 @pytest.fixture
@@ -153,14 +184,21 @@ def env(shared: Shared) -> Iterator[Env]:
         webhooks=WebhookSender(policy=RetryPolicy(max_attempts=1), allow_loopback_http=True),
         webhook_secret=lambda _tenant: WEBHOOK_SECRET,
     )
-    validator = EntraTokenValidator(AUDIENCE, authority_host=shared.issuer.authority_host,
-                                    allowed_tenants=lambda tid: tid in (TID, OTHER_TID))
+    validator = EntraTokenValidator(
+        AUDIENCE, authority_host=shared.issuer.authority_host, allowed_tenants=lambda tid: tid in (TID, OTHER_TID)
+    )
     shared.clock.advance(timedelta(days=1))  # each test starts on a fresh day; the clock never goes back
     gates = local_gates(
-        shared.storage, shared.cipher, decider=PolicyDecider(lambda _t: policy), audit_for=lambda _t: shared.audit,
-        notifier=shared.outbox, callbacks=callbacks,
+        shared.storage,
+        shared.cipher,
+        decider=PolicyDecider(lambda _t: policy),
+        audit_for=lambda _t: shared.audit,
+        notifier=shared.outbox,
+        callbacks=callbacks,
         entra_tenants_for=lambda t: (TID,) if t == shared.tenant_id else (),
-        token_validator=validator, operators_for=lambda _t: (OPERATOR,), clock=shared.clock,
+        token_validator=validator,
+        operators_for=lambda _t: (OPERATOR,),
+        clock=shared.clock,
         env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"},
     )
     try:

@@ -25,16 +25,19 @@ INFRA_PYTHON = INFRA_VENV / "bin" / "python"
 CHECKOV = INFRA_VENV / "bin" / "checkov"
 PARSE_SCRIPT = Path(__file__).with_name("parse_bicep.py")
 SCHEMA_DIR = ROOT.parent / "shared" / "fixtures" / "arm"
-SKIP_REASON = (".venv-infra is absent (create it: python3 -m venv .venv-infra && "
-               ".venv-infra/bin/pip install -r requirements-infra.txt)")
+SKIP_REASON = (
+    ".venv-infra is absent (create it: python3 -m venv .venv-infra && "
+    ".venv-infra/bin/pip install -r requirements-infra.txt)"
+)
 
 needs_infra_venv = pytest.mark.skipif(not INFRA_PYTHON.exists(), reason=SKIP_REASON)
 
 
 def parse_bicep_dir(folder: Path) -> dict[str, Any]:
     """Every .bicep file under `folder`, parsed by pycep: {relative path: parsed JSON}."""
-    result = subprocess.run([str(INFRA_PYTHON), str(PARSE_SCRIPT), str(folder)],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [str(INFRA_PYTHON), str(PARSE_SCRIPT), str(folder)], capture_output=True, text=True, timeout=120, check=False
+    )
     if result.returncode != 0:
         raise AssertionError(f"Bicep does not parse:\n{result.stderr}")
     return json.loads(result.stdout)
@@ -43,8 +46,7 @@ def parse_bicep_dir(folder: Path) -> dict[str, Any]:
 def templates_of(parsed: dict[str, Any]) -> list[Template]:
     """The main template first, then every module."""
     main = [from_pycep(path, data, is_main=True) for path, data in parsed.items() if path == "main.bicep"]
-    modules = [from_pycep(path, data, is_main=False) for path, data in sorted(parsed.items())
-               if path != "main.bicep"]
+    modules = [from_pycep(path, data, is_main=False) for path, data in sorted(parsed.items()) if path != "main.bicep"]
     return main + modules
 
 
@@ -77,5 +79,6 @@ def load_json(path: Path) -> Any:
 
 
 def run_gatekeeper(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gatekeeper", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "gatekeeper", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )

@@ -20,12 +20,16 @@ DECLARED = {s.name: s for s in settings.SETTINGS}
 def _bicep_settings(parsed: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
     module = parsed["modules/functionapp.bicep"]
     writer = parsed["modules/appsettings.bicep"]
-    configs = [r for r in writer["resources"].values()
-               if r["type"] == "Microsoft.Web/sites/config" and r["config"].get("name") == "appsettings"]
+    configs = [
+        r
+        for r in writer["resources"].values()
+        if r["type"] == "Microsoft.Web/sites/config" and r["config"].get("name") == "appsettings"
+    ]
     assert len(configs) == 1, "appsettings.bicep must write app settings in exactly one 'appsettings' resource"
     uses = [m for m in (module.get("modules") or {}).values() if m["detail"]["path"] == "appsettings.bicep"]
-    assert len(uses) == 1 and uses[0]["config"]["params"]["settings"] == "appSettings", \
+    assert len(uses) == 1 and uses[0]["config"]["params"]["settings"] == "appSettings", (
         "functionapp.bicep must pass its appSettings variable to appsettings.bicep"
+    )
     identifiers = set(module.get("parameters") or {}) | set(module.get("variables") or {})
     return module["variables"]["appSettings"]["value"], identifiers
 
@@ -38,9 +42,11 @@ def bicep_settings(parsed_infra):
 def test_every_setting_the_code_reads_is_deployed_or_the_admins(bicep_settings):
     values, _ = bicep_settings
     missing = sorted(set(DECLARED) - set(values) - set(CONTRACT["admin"]))
-    assert missing == [], (f"settings.py declares {missing}, which infra/modules/functionapp.bicep does not set; "
-                           "set them there, or list them under 'admin' in infra/checks/app-settings.json "
-                           "with a reason and document them in docs/deploy.md")
+    assert missing == [], (
+        f"settings.py declares {missing}, which infra/modules/functionapp.bicep does not set; "
+        "set them there, or list them under 'admin' in infra/checks/app-settings.json "
+        "with a reason and document them in docs/deploy.md"
+    )
 
 
 def test_every_setting_the_bicep_sets_is_declared_or_a_platform_setting(bicep_settings):

@@ -26,8 +26,14 @@ EXCEPTIONS = load_json(INFRA / "checks" / "api-version-exceptions.json")["except
 def test_every_bicep_file_parses(parsed_infra):
     expected = {p.relative_to(INFRA).as_posix() for p in INFRA.rglob("*.bicep")}
     assert set(parsed_infra) == expected
-    assert {"main.bicep", "modules/functionapp.bicep", "modules/storage.bicep", "modules/keyvault.bicep",
-            "modules/monitoring.bicep", "modules/identity.bicep"} <= expected
+    assert {
+        "main.bicep",
+        "modules/functionapp.bicep",
+        "modules/storage.bicep",
+        "modules/keyvault.bicep",
+        "modules/monitoring.bicep",
+        "modules/identity.bicep",
+    } <= expected
     for path, data in parsed_infra.items():
         assert data.get("resources") or data.get("modules"), f"{path} declares nothing"
 
@@ -59,20 +65,28 @@ def test_light_parameter_reader_agrees_with_pycep(parsed_infra):
 
 @needs_infra_venv
 def test_broken_copy_is_caught_by_each_rule(tmp_path):
-    broken = copy_infra(tmp_path, {
-        # a module with a hard-coded region
-        "modules/identity.bicep": ("  location: location\n", "  location: 'westeurope'\n"),
-        # an output that leaks the storage account key
-        "modules/storage.bicep": ("output id string = storage.id\n",
-                                  "output id string = storage.id\n"
-                                  "output accountKey string = storage.listKeys().keys[0].value\n"),
-        # a secure parameter with a default, and a preview API version
-        "main.bicep": ("param namePrefix string\n",
-                       "param namePrefix string\n\n@secure()\nparam adminPassword string = 'hunter2'\n"
-                       "output leaked string = adminPassword\n"),
-        "modules/monitoring.bicep": ("Microsoft.OperationalInsights/workspaces@2025-07-01",
-                                     "Microsoft.OperationalInsights/workspaces@2025-12-01-preview"),
-    })
+    broken = copy_infra(
+        tmp_path,
+        {
+            # a module with a hard-coded region
+            "modules/identity.bicep": ("  location: location\n", "  location: 'westeurope'\n"),
+            # an output that leaks the storage account key
+            "modules/storage.bicep": (
+                "output id string = storage.id\n",
+                "output id string = storage.id\noutput accountKey string = storage.listKeys().keys[0].value\n",
+            ),
+            # a secure parameter with a default, and a preview API version
+            "main.bicep": (
+                "param namePrefix string\n",
+                "param namePrefix string\n\n@secure()\nparam adminPassword string = 'hunter2'\n"
+                "output leaked string = adminPassword\n",
+            ),
+            "modules/monitoring.bicep": (
+                "Microsoft.OperationalInsights/workspaces@2025-07-01",
+                "Microsoft.OperationalInsights/workspaces@2025-12-01-preview",
+            ),
+        },
+    )
     findings = check_templates(templates_of(parse_bicep_dir(broken)), date.today(), EXCEPTIONS)
     by_rule = {(f.rule, f.where) for f in findings}
     assert ("Location-Should-Not-Be-Hardcoded", "modules/identity.bicep:identity") in by_rule
@@ -85,17 +99,30 @@ def test_broken_copy_is_caught_by_each_rule(tmp_path):
 
 @needs_infra_venv
 def test_hard_coded_module_location_in_main_is_caught(tmp_path):
-    broken = copy_infra(tmp_path, {"main.bicep": ("    location: location\n    name: '${namePrefix}-id-${token}'",
-                                                  "    location: 'eastus'\n    name: '${namePrefix}-id-${token}'")})
+    broken = copy_infra(
+        tmp_path,
+        {
+            "main.bicep": (
+                "    location: location\n    name: '${namePrefix}-id-${token}'",
+                "    location: 'eastus'\n    name: '${namePrefix}-id-${token}'",
+            )
+        },
+    )
     main = templates_of(parse_bicep_dir(broken))[0]
     assert [f.where for f in location_not_hardcoded(main)] == ["main.bicep:identity"]
 
 
 # ----------------------------------------------------------------------- rule units (no .venv-infra needed)
 
+
 def _pycep(parameters=None, resources=None, outputs=None, modules=None):
-    return {"parameters": parameters or {}, "variables": {}, "resources": resources or {},
-            "outputs": outputs or {}, "modules": modules or {}}
+    return {
+        "parameters": parameters or {},
+        "variables": {},
+        "resources": resources or {},
+        "outputs": outputs or {},
+        "modules": modules or {},
+    }
 
 
 def _resource(rtype="Microsoft.Storage/storageAccounts", api="2025-06-01", location="location"):
@@ -109,13 +136,18 @@ def test_module_location_parameter_must_not_have_a_default():
     params = {"location": {"decorators": [], "type": "string", "default": "westeurope"}}
     template = from_pycep("m.bicep", _pycep(params, {"r": _resource()}), is_main=False)
     assert [f.message for f in location_not_hardcoded(template)] == [
-        "the location parameter of a module must not have a default value"]
+        "the location parameter of a module must not have a default value"
+    ]
 
 
 def test_main_location_default_must_be_the_resource_group_location():
-    good = {"location": {"decorators": [], "type": "string",
-                         "default": {"function": {"type": "resource_group", "parameters": {},
-                                                  "property_name": "location"}}}}
+    good = {
+        "location": {
+            "decorators": [],
+            "type": "string",
+            "default": {"function": {"type": "resource_group", "parameters": {}, "property_name": "location"}},
+        }
+    }
     bad = {"location": {"decorators": [], "type": "string", "default": "westeurope"}}
     assert location_not_hardcoded(from_pycep("main.bicep", _pycep(good), is_main=True)) == []
     assert len(location_not_hardcoded(from_pycep("main.bicep", _pycep(bad), is_main=True))) == 1
@@ -127,9 +159,10 @@ def test_global_and_parameter_locations_are_not_hard_coded():
 
 
 def test_list_function_in_an_interpolated_output_is_a_secret():
-    outputs = {"conn": {"decorators": [], "type": "string",
-                        "value": "AccountKey=${sa.listKeys().keys[0].value}"},
-               "fine": {"decorators": [], "type": "string", "value": "sa"}}
+    outputs = {
+        "conn": {"decorators": [], "type": "string", "value": "AccountKey=${sa.listKeys().keys[0].value}"},
+        "fine": {"decorators": [], "type": "string", "value": "sa"},
+    }
     findings = outputs_without_secrets(from_pycep("m.bicep", _pycep(outputs=outputs), is_main=False))
     assert [f.where for f in findings] == ["m.bicep:output conn"]
 
@@ -139,13 +172,16 @@ def test_secure_parameter_without_default_is_fine():
     assert secure_parameters_without_defaults(from_pycep("m.bicep", _pycep(params), is_main=False)) == []
 
 
-@pytest.mark.parametrize(("api", "today", "expected"), [
-    ("2025-06-01", date(2026, 11, 21), 0),
-    ("2024-11-21", date(2026, 11, 21), 1),   # exactly 730 days: too old
-    ("2024-11-22", date(2026, 11, 21), 0),   # 729 days
-    ("2026-01-01-preview", date(2026, 11, 21), 1),
-    ("latest", date(2026, 11, 21), 1),
-])
+@pytest.mark.parametrize(
+    ("api", "today", "expected"),
+    [
+        ("2025-06-01", date(2026, 11, 21), 0),
+        ("2024-11-21", date(2026, 11, 21), 1),  # exactly 730 days: too old
+        ("2024-11-22", date(2026, 11, 21), 0),  # 729 days
+        ("2026-01-01-preview", date(2026, 11, 21), 1),
+        ("latest", date(2026, 11, 21), 1),
+    ],
+)
 def test_api_version_age_and_preview(api, today, expected):
     template = from_pycep("m.bicep", _pycep(LOCATION_PARAM, {"r": _resource(api=api)}), is_main=False)
     assert len(api_versions_recent(template, today, {})) == expected
@@ -153,10 +189,18 @@ def test_api_version_age_and_preview(api, today, expected):
 
 def test_api_version_exception_applies_to_exactly_that_type_and_version():
     template = from_pycep("m.bicep", _pycep(LOCATION_PARAM, {"r": _resource(api="2020-02-02")}), is_main=False)
-    assert api_versions_recent(template, date(2026, 11, 21),
-                               {"Microsoft.Storage/storageAccounts@2020-02-02": "reviewed"}) == []
-    assert len(api_versions_recent(template, date(2026, 11, 21),
-                                   {"Microsoft.Storage/storageAccounts@2020-02-03": "reviewed"})) == 1
+    assert (
+        api_versions_recent(template, date(2026, 11, 21), {"Microsoft.Storage/storageAccounts@2020-02-02": "reviewed"})
+        == []
+    )
+    assert (
+        len(
+            api_versions_recent(
+                template, date(2026, 11, 21), {"Microsoft.Storage/storageAccounts@2020-02-03": "reviewed"}
+            )
+        )
+        == 1
+    )
 
 
 def test_exceptions_file_only_lists_versions_that_need_one():

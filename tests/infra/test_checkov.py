@@ -23,9 +23,25 @@ def run_checkov(folder: Path, *extra: str) -> list[dict[str, Any]]:
     """checkov's failed checks for the Bicep files under `folder` (JSON output, no download, no network)."""
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
     result = subprocess.run(
-        [str(CHECKOV), "--framework", "bicep", "--skip-download", "--quiet", "--compact", "-o", "json",
-         "-d", str(folder), *extra],
-        capture_output=True, text=True, timeout=300, env=env, check=False)
+        [
+            str(CHECKOV),
+            "--framework",
+            "bicep",
+            "--skip-download",
+            "--quiet",
+            "--compact",
+            "-o",
+            "json",
+            "-d",
+            str(folder),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
     assert result.returncode in (0, 1), f"checkov crashed ({result.returncode}):\n{result.stderr[-3000:]}"
     report = json.loads(result.stdout) if result.stdout.strip() else []
     reports = report if isinstance(report, list) else [report]
@@ -71,8 +87,10 @@ def test_checkov_catches_a_broken_copy(tmp_path):
     """The gate can fail: a copy that lets clients fall back to TLS 1.0 is reported."""
     if not INFRA_PYTHON.exists():
         pytest.skip(SKIP_REASON)
-    broken = copy_infra(tmp_path, {"modules/storage.bicep": (
-        "    minimumTlsVersion: 'TLS1_2'\n", "    minimumTlsVersion: 'TLS1_0'\n")})
+    broken = copy_infra(
+        tmp_path, {"modules/storage.bicep": ("    minimumTlsVersion: 'TLS1_2'\n", "    minimumTlsVersion: 'TLS1_0'\n")}
+    )
     failed = run_checkov(broken / "modules", "--check", "CKV_AZURE_44")
     assert {(c["check_id"], c["resource"]) for c in failed} == {
-        ("CKV_AZURE_44", "Microsoft.Storage/storageAccounts.storage")}
+        ("CKV_AZURE_44", "Microsoft.Storage/storageAccounts.storage")
+    }

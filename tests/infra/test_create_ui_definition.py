@@ -13,8 +13,10 @@ from tests.infra.conftest import INFRA, SCHEMA_DIR, load_json
 CUID_PATH = INFRA / "marketplace" / "createUiDefinition.json"
 PARAMETERS = read_parameters((INFRA / "main.bicep").read_text())
 
-needs_schemas = pytest.mark.skipif(not (SCHEMA_DIR / "CreateUIDefinition.MultiVm.json").exists(),
-                                   reason=f"Azure's createUiDefinition schemas are not at {SCHEMA_DIR}")
+needs_schemas = pytest.mark.skipif(
+    not (SCHEMA_DIR / "CreateUIDefinition.MultiVm.json").exists(),
+    reason=f"Azure's createUiDefinition schemas are not at {SCHEMA_DIR}",
+)
 
 
 @pytest.fixture
@@ -55,10 +57,14 @@ def test_output_with_no_matching_parameter_is_caught(cuid):
     cuid["parameters"]["outputs"]["approverGroupId"] = cuid["parameters"]["outputs"].pop("approverGroupObjectId")
     findings = check_cuid(cuid, PARAMETERS)
     messages = {(f.rule, f.message) for f in findings}
-    assert ("Outputs-Must-Be-Present-In-Template-Parameters",
-            "output 'approverGroupId' is not a parameter of the template") in messages
-    assert ("Parameters-Without-Default-Must-Exist-In-CreateUIDefinition",
-            "template parameter 'approverGroupObjectId' has no default value and is not in the outputs") in messages
+    assert (
+        "Outputs-Must-Be-Present-In-Template-Parameters",
+        "output 'approverGroupId' is not a parameter of the template",
+    ) in messages
+    assert (
+        "Parameters-Without-Default-Must-Exist-In-CreateUIDefinition",
+        "template parameter 'approverGroupObjectId' has no default value and is not in the outputs",
+    ) in messages
 
 
 def test_parameter_with_default_left_out_is_caught(cuid):
@@ -77,7 +83,8 @@ def test_missing_tooltip_is_caught(cuid):
     del cuid["parameters"]["steps"][1]["elements"][3]["toolTip"]
     findings = check_cuid(cuid, PARAMETERS)
     assert [(f.rule, f.where) for f in findings] == [
-        ("Tooltips-Should-Be-Present", "createUiDefinition.json:logRetentionDays")]
+        ("Tooltips-Should-Be-Present", "createUiDefinition.json:logRetentionDays")
+    ]
 
 
 def test_validation_without_message_is_caught(cuid):
@@ -94,7 +101,8 @@ def test_output_naming_a_missing_control_is_caught(cuid):
     cuid["parameters"]["outputs"]["teamsAppClientId"] = "[steps('approvals').teamsClientId]"
     findings = check_cuid(cuid, PARAMETERS)
     assert [(f.rule, f.message) for f in findings] == [
-        ("Controls-In-Outputs-Must-Exist", "step 'approvals' has no control 'teamsClientId'")]
+        ("Controls-In-Outputs-Must-Exist", "step 'approvals' has no control 'teamsClientId'")
+    ]
 
 
 def test_every_asked_control_has_a_tooltip_and_every_validation_a_message(cuid):

@@ -47,8 +47,9 @@ def test_release_workflow_compiles_packages_and_uploads():
     assert "python -m gatekeeper package marketplace" in script and "--template build/mainTemplate.json" in script
     upload = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
     assert upload and upload[0]["with"]["path"] == "build/marketplace/gatekeeper-marketplace.zip"
-    order = [i for i, s in enumerate(steps) if "bicep build" in s.get("run", "")] + \
-            [i for i, s in enumerate(steps) if "package marketplace" in s.get("run", "")]
+    order = [i for i, s in enumerate(steps) if "bicep build" in s.get("run", "")] + [
+        i for i, s in enumerate(steps) if "package marketplace" in s.get("run", "")
+    ]
     assert order == sorted(order) and len(order) == 2
 
 

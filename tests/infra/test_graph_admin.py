@@ -40,13 +40,25 @@ class LocalGraphAdmin(LocalServer):
         super().__init__()
         self.assignments = [self._assignment(ROLE_IDS[r]) for r in existing]
         # an assignment to another resource, on page 1: must not count as a Graph role
-        self.assignments.insert(0, {"id": "x", "principalId": MI_PRINCIPAL, "appRoleId": ROLE_IDS["Mail.Send"],
-                                    "resourceId": "0d0d0d0d-0000-4000-8000-000000000000"})
+        self.assignments.insert(
+            0,
+            {
+                "id": "x",
+                "principalId": MI_PRINCIPAL,
+                "appRoleId": ROLE_IDS["Mail.Send"],
+                "resourceId": "0d0d0d0d-0000-4000-8000-000000000000",
+            },
+        )
 
     @staticmethod
     def _assignment(role_id: str) -> dict[str, Any]:
-        return {"id": uuid.uuid4().hex, "principalId": MI_PRINCIPAL, "resourceId": GRAPH_SP, "appRoleId": role_id,
-                "principalType": "ServicePrincipal"}
+        return {
+            "id": uuid.uuid4().hex,
+            "principalId": MI_PRINCIPAL,
+            "resourceId": GRAPH_SP,
+            "appRoleId": role_id,
+            "principalType": "ServicePrincipal",
+        }
 
     @property
     def base_url(self) -> str:
@@ -58,28 +70,55 @@ class LocalGraphAdmin(LocalServer):
         if method == "GET" and path == "/v1.0/servicePrincipals":
             wanted = query.get("$filter", [""])[0]
             if wanted == "appId eq '00000003-0000-0000-c000-000000000000'":
-                roles = [{"id": rid, "value": value, "allowedMemberTypes": ["Application"], "isEnabled": True,
-                          "displayName": value} for value, rid in ROLE_IDS.items()]
-                return _json(200, {"value": [{"id": GRAPH_SP, "appId": "00000003-0000-0000-c000-000000000000",
-                                              "displayName": "Microsoft Graph", "appRoles": roles}]})
+                roles = [
+                    {
+                        "id": rid,
+                        "value": value,
+                        "allowedMemberTypes": ["Application"],
+                        "isEnabled": True,
+                        "displayName": value,
+                    }
+                    for value, rid in ROLE_IDS.items()
+                ]
+                return _json(
+                    200,
+                    {
+                        "value": [
+                            {
+                                "id": GRAPH_SP,
+                                "appId": "00000003-0000-0000-c000-000000000000",
+                                "displayName": "Microsoft Graph",
+                                "appRoles": roles,
+                            }
+                        ]
+                    },
+                )
             if wanted == f"appId eq '{MI_CLIENT}'":
                 return _json(200, {"value": [{"id": MI_PRINCIPAL, "appId": MI_CLIENT, "appRoles": []}]})
             return _json(200, {"value": []})
         if method == "GET" and path == f"/v1.0/servicePrincipals/{MI_PRINCIPAL}/appRoleAssignments":
             page = int(query.get("page", ["0"])[0])
-            items = self.assignments[page:page + 1]
+            items = self.assignments[page : page + 1]
             result: dict[str, Any] = {"value": items}
             if page + 1 < len(self.assignments):
-                result["@odata.nextLink"] = (f"{self.base_url}/servicePrincipals/{MI_PRINCIPAL}/"
-                                             f"appRoleAssignments?page={page + 1}")
+                result["@odata.nextLink"] = (
+                    f"{self.base_url}/servicePrincipals/{MI_PRINCIPAL}/appRoleAssignments?page={page + 1}"
+                )
             return _json(200, result)
         if method == "POST" and path == f"/v1.0/servicePrincipals/{GRAPH_SP}/appRoleAssignedTo":
             document = json.loads(body)
             if document.get("resourceId") != GRAPH_SP or document.get("principalId") != MI_PRINCIPAL:
                 return _json(400, {"error": {"code": "Request_BadRequest", "message": "wrong ids"}})
             if any(a["appRoleId"] == document["appRoleId"] and a["resourceId"] == GRAPH_SP for a in self.assignments):
-                return _json(400, {"error": {"code": "Request_BadRequest",
-                                             "message": "Permission being assigned already exists on the object"}})
+                return _json(
+                    400,
+                    {
+                        "error": {
+                            "code": "Request_BadRequest",
+                            "message": "Permission being assigned already exists on the object",
+                        }
+                    },
+                )
             created = self._assignment(document["appRoleId"])
             self.assignments.append(created)
             return _json(201, created)
@@ -131,8 +170,9 @@ def test_unknown_client_id_is_a_clear_error():
     from gatekeeper.cli import UsageError
 
     with LocalGraphAdmin() as server, pytest.raises(UsageError, match="no single service principal with appId"):
-        run_grant(_args(server, principal_id=None, client_id=str(uuid.uuid4())),
-                  credential=StaticTokenCredential(TOKEN))
+        run_grant(
+            _args(server, principal_id=None, client_id=str(uuid.uuid4())), credential=StaticTokenCredential(TOKEN)
+        )
 
 
 def test_bad_principal_id_is_refused_naming_the_field():

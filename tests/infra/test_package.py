@@ -28,33 +28,60 @@ def compiled_template() -> dict[str, Any]:
     for name, p in read_parameters((INFRA / "main.bicep").read_text()).items():
         spec: dict[str, Any] = {"type": p.type}
         if p.has_default:
-            spec["defaultValue"] = ("[resourceGroup().location]" if name == "location"
-                                    else int(p.default) if p.type == "int" else p.default)
+            spec["defaultValue"] = (
+                "[resourceGroup().location]" if name == "location" else int(p.default) if p.type == "int" else p.default
+            )
         parameters[name] = spec
     module = {
-        "type": "Microsoft.Resources/deployments", "apiVersion": "2025-04-01", "name": "gatekeeper-identity",
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": "2025-04-01",
+        "name": "gatekeeper-identity",
         "properties": {
-            "expressionEvaluationOptions": {"scope": "inner"}, "mode": "Incremental",
+            "expressionEvaluationOptions": {"scope": "inner"},
+            "mode": "Incremental",
             "parameters": {"location": {"value": "[parameters('location')]"}},
             "template": {
                 "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
                 "contentVersion": "1.0.0.0",
                 "parameters": {"location": {"type": "string"}},
-                "resources": [{"type": "Microsoft.ManagedIdentity/userAssignedIdentities",
-                               "apiVersion": "2024-11-30", "name": "id", "location": "[parameters('location')]"}],
-                "outputs": {"clientId": {"type": "string",
-                                         "value": "[reference(resourceId('Microsoft.ManagedIdentity/"
-                                                  "userAssignedIdentities', 'id'), '2024-11-30').clientId]"}},
+                "resources": [
+                    {
+                        "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
+                        "apiVersion": "2024-11-30",
+                        "name": "id",
+                        "location": "[parameters('location')]",
+                    }
+                ],
+                "outputs": {
+                    "clientId": {
+                        "type": "string",
+                        "value": "[reference(resourceId('Microsoft.ManagedIdentity/"
+                        "userAssignedIdentities', 'id'), '2024-11-30').clientId]",
+                    }
+                },
             },
         },
     }
-    pid = {"type": "Microsoft.Resources/deployments", "apiVersion": "2025-04-01", "name": PID,
-           "properties": {"mode": "Incremental", "template": {
-               "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-               "contentVersion": "1.0.0.0", "resources": []}}}
-    return {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-            "contentVersion": "1.0.0.0", "parameters": parameters, "resources": [module, pid],
-            "outputs": {"AZURE_FUNCTION_APP_NAME": {"type": "string", "value": "[variables('x')]"}}}
+    pid = {
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": "2025-04-01",
+        "name": PID,
+        "properties": {
+            "mode": "Incremental",
+            "template": {
+                "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+                "contentVersion": "1.0.0.0",
+                "resources": [],
+            },
+        },
+    }
+    return {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": parameters,
+        "resources": [module, pid],
+        "outputs": {"AZURE_FUNCTION_APP_NAME": {"type": "string", "value": "[variables('x')]"}},
+    }
 
 
 def write(path: Path, data: Any) -> Path:
@@ -63,8 +90,13 @@ def write(path: Path, data: Any) -> Path:
 
 
 def inputs(template: Path, **extra: Any) -> PackageInputs:
-    return PackageInputs(template=template, ui_definition=INFRA / "marketplace" / "createUiDefinition.json",
-                         bicep=INFRA / "main.bicep", api_exceptions=EXCEPTIONS, **extra)
+    return PackageInputs(
+        template=template,
+        ui_definition=INFRA / "marketplace" / "createUiDefinition.json",
+        bicep=INFRA / "main.bicep",
+        api_exceptions=EXCEPTIONS,
+        **extra,
+    )
 
 
 def test_builds_the_offer_zip(tmp_path):
@@ -73,8 +105,9 @@ def test_builds_the_offer_zip(tmp_path):
     (artifacts / "nestedtemplates").mkdir(parents=True)
     (artifacts / "nestedtemplates" / "extra.json").write_text("{}")
     schema_dir = SCHEMA_DIR if SCHEMA_DIR.is_dir() else None
-    target, findings = build_package(inputs(template, artifacts=artifacts, schema_dir=schema_dir),
-                                     tmp_path / "out", TODAY)
+    target, findings = build_package(
+        inputs(template, artifacts=artifacts, schema_dir=schema_dir), tmp_path / "out", TODAY
+    )
     assert findings == []
     assert target == tmp_path / "out" / ZIP_NAME
     with zipfile.ZipFile(target) as archive:
@@ -120,8 +153,14 @@ def test_refuses_without_the_partner_center_attribution(tmp_path):
 def test_refuses_attribution_inside_a_nested_template(tmp_path):
     template = compiled_template()
     inner = template["resources"][0]["properties"]["template"]["resources"]
-    inner.append({"type": "Microsoft.Resources/deployments", "apiVersion": "2025-04-01", "name": PID,
-                  "properties": {"mode": "Incremental", "template": {}}})
+    inner.append(
+        {
+            "type": "Microsoft.Resources/deployments",
+            "apiVersion": "2025-04-01",
+            "name": PID,
+            "properties": {"mode": "Incremental", "template": {}},
+        }
+    )
     _, findings = build_package(inputs(write(tmp_path / "t.json", template)), tmp_path / "out", TODAY)
     assert [(f.rule, f.where) for f in findings] == [("Customer-Usage-Attribution", "t.json#gatekeeper-identity")]
 
@@ -131,8 +170,9 @@ def test_refuses_hard_coded_location_and_leaked_key_in_the_compiled_template(tmp
     inner = template["resources"][0]["properties"]["template"]
     inner["resources"][0]["location"] = "westeurope"
     template["outputs"]["storageKey"] = {
-        "type": "string", "value": "[listKeys(resourceId('Microsoft.Storage/storageAccounts', 'st'), "
-                                   "'2025-06-01').keys[0].value]"}
+        "type": "string",
+        "value": "[listKeys(resourceId('Microsoft.Storage/storageAccounts', 'st'), '2025-06-01').keys[0].value]",
+    }
     _, findings = build_package(inputs(write(tmp_path / "t.json", template)), tmp_path / "out", TODAY)
     assert sorted(f.rule for f in findings) == ["Location-Should-Not-Be-Hardcoded", "Outputs-Must-Not-Contain-Secrets"]
 
@@ -143,15 +183,17 @@ def test_refuses_a_file_that_is_not_a_deployment_template(tmp_path):
 
 
 def test_command_exit_codes(tmp_path):
-    missing = run_gatekeeper("package", "marketplace", "--template", str(tmp_path / "mainTemplate.json"),
-                             "--out", str(tmp_path / "out"))
+    missing = run_gatekeeper(
+        "package", "marketplace", "--template", str(tmp_path / "mainTemplate.json"), "--out", str(tmp_path / "out")
+    )
     assert missing.returncode == 2
     assert "mainTemplate.json: compiled template" in missing.stderr and "not found" in missing.stderr
 
     bad = compiled_template()
     bad["parameters"]["extra"] = {"type": "string"}
-    inconsistent = run_gatekeeper("package", "marketplace", "--template", str(write(tmp_path / "bad.json", bad)),
-                                  "--out", str(tmp_path / "out"))
+    inconsistent = run_gatekeeper(
+        "package", "marketplace", "--template", str(write(tmp_path / "bad.json", bad)), "--out", str(tmp_path / "out")
+    )
     assert inconsistent.returncode == 1
     assert "refusing to package" in inconsistent.stderr and "Template-Matches-Bicep" in inconsistent.stderr
 

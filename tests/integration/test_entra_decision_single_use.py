@@ -30,10 +30,12 @@ def redeem(table, token: str) -> dt.DecisionClaims:
 @pytest.mark.azurite
 def test_second_redemption_is_409(storage_connection_string, unique_name):
     table = TableServiceClient.from_connection_string(storage_connection_string).create_table(unique_name)
-    token = dt.issue(SECRET, instance_id=INSTANCE, approver_oid=APPROVER, stage="1",
-                     expires_at=NOW + timedelta(hours=1), now=NOW)
-    other = dt.issue(SECRET, instance_id=INSTANCE, approver_oid=APPROVER, stage="1",
-                     expires_at=NOW + timedelta(hours=1), now=NOW)
+    token = dt.issue(
+        SECRET, instance_id=INSTANCE, approver_oid=APPROVER, stage="1", expires_at=NOW + timedelta(hours=1), now=NOW
+    )
+    other = dt.issue(
+        SECRET, instance_id=INSTANCE, approver_oid=APPROVER, stage="1", expires_at=NOW + timedelta(hours=1), now=NOW
+    )
     first = redeem(table, token)
     assert first.instance_id == INSTANCE
     with pytest.raises(Problem) as info:

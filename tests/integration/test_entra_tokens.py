@@ -55,8 +55,15 @@ def refusal(validator, token, expected_tenant_id=None) -> Problem:
 
 
 def test_valid_token_is_accepted(issuer, validator, tid):
-    token = issuer.issue(OID, tid, AUDIENCE, name="Ada Approver", upn="ada@contoso.example",
-                         groups=["0C8D7E6F-1A2B-4C3D-8E9F-AABBCCDDEEFF"], roles=["Gatekeeper.Auditor"])
+    token = issuer.issue(
+        OID,
+        tid,
+        AUDIENCE,
+        name="Ada Approver",
+        upn="ada@contoso.example",
+        groups=["0C8D7E6F-1A2B-4C3D-8E9F-AABBCCDDEEFF"],
+        roles=["Gatekeeper.Auditor"],
+    )
     p = validator.validate(bearer_token(f"Bearer {token}"), expected_tenant_id=tid)
     assert (p.oid, p.tid, p.auth) == (OID, tid, "bearer")
     assert (p.name, p.upn) == ("Ada Approver", "ada@contoso.example")

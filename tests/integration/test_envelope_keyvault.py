@@ -36,18 +36,21 @@ class Clock:
         return self.now
 
 
-def _cipher(storage: StorageAccount, provider: KeyVaultKeyProvider, clock: Clock | None = None) -> EnvelopeCipher:  # noqa: F811
+def _cipher(storage: StorageAccount, provider: KeyVaultKeyProvider, clock: Clock | None = None) -> EnvelopeCipher:
     return EnvelopeCipher(DataKeyRing(storage, provider), cache_seconds=300, clock=clock or Clock())
 
 
-def _repo(storage, tenant, cipher) -> EventRecords:  # noqa: F811
+def _repo(storage, tenant, cipher) -> EventRecords:
     repo = EventRecords(storage, tenant, cipher)
     repo.ensure_table()
     return repo
 
 
 def test_ten_thousand_sealed_writes_across_three_tenants_cost_three_unwraps(
-    storage, keyvault_provider, keyvault_tenant, local_keyvault  # noqa: F811
+    storage,
+    keyvault_provider,
+    keyvault_tenant,
+    local_keyvault,
 ):
     tenants = [keyvault_tenant() for _ in range(3)]
     # An earlier process made each tenant's data key (wrapping runs on the public key: no unwrap needed).
@@ -63,8 +66,12 @@ def test_ten_thousand_sealed_writes_across_three_tenants_cost_three_unwraps(
     # 1,200 rows through table transactions (two sealed properties each: 2,400 seals) ...
     for i in range(12):
         repos[i % 3].batch(
-            {"PartitionKey": f"batch{i}", "RowKey": f"{n:03d}", "payload": {"run": i * 100 + n},
-             "callback_token": f"token-{i}-{n}"}
+            {
+                "PartitionKey": f"batch{i}",
+                "RowKey": f"{n:03d}",
+                "payload": {"run": i * 100 + n},
+                "callback_token": f"token-{i}-{n}",
+            }
             for n in range(100)
         )
     # ... and 7,600 more sealed values (Azurite's write speed is not what this test measures)
@@ -90,11 +97,18 @@ def test_ten_thousand_sealed_writes_across_three_tenants_cost_three_unwraps(
     assert local_keyvault.count("wrapkey") == 0
 
 
-def test_stored_values_are_ciphertext(storage, keyvault_provider, keyvault_tenant):  # noqa: F811
+def test_stored_values_are_ciphertext(storage, keyvault_provider, keyvault_tenant):
     tenant = keyvault_tenant()
     repo = _repo(storage, tenant, _cipher(storage, keyvault_provider))
-    repo.create({"PartitionKey": "github", "RowKey": "run-1", "payload": {"secret": "hunter2"},
-                 "callback_token": "ado-token-xyz", "status": "pending"})
+    repo.create(
+        {
+            "PartitionKey": "github",
+            "RowKey": "run-1",
+            "payload": {"secret": "hunter2"},
+            "callback_token": "ado-token-xyz",
+            "status": "pending",
+        }
+    )
     raw = storage.table(tenant_table_name(tenant, TablePurpose.EVENTS)).get_entity("github", "run-1")
     assert raw["status"] == "pending"  # not listed as sensitive: stays queryable
     for name in ("payload", "callback_token"):
@@ -105,7 +119,11 @@ def test_stored_values_are_ciphertext(storage, keyvault_provider, keyvault_tenan
 
 @pytest.mark.parametrize("outage", ["unavailable", "forbidden"])
 def test_key_vault_down_fails_closed_and_writes_nothing(
-    storage, keyvault_provider, keyvault_tenant, local_keyvault, outage  # noqa: F811
+    storage,
+    keyvault_provider,
+    keyvault_tenant,
+    local_keyvault,
+    outage,
 ):
     tenant = keyvault_tenant()
     repo = _repo(storage, tenant, _cipher(storage, keyvault_provider))
@@ -125,7 +143,7 @@ def test_key_vault_down_fails_closed_and_writes_nothing(
     assert repo.get("github", "run-1")["payload"] == {"secret": "hunter2"}
 
 
-def test_missing_or_disabled_tenant_key_fails_closed(storage, keyvault_provider, keyvault_tenant, local_keyvault):  # noqa: F811
+def test_missing_or_disabled_tenant_key_fails_closed(storage, keyvault_provider, keyvault_tenant, local_keyvault):
     never_created = new_tenant_id()
     with pytest.raises(SealingUnavailable):
         _cipher(storage, keyvault_provider).seal(never_created, "t", "p", "r", b"x")
@@ -138,7 +156,10 @@ def test_missing_or_disabled_tenant_key_fails_closed(storage, keyvault_provider,
 
 
 def test_crypto_shredding_deleting_the_key_makes_only_that_tenant_unreadable(
-    storage, keyvault_provider, keyvault_tenant, local_keyvault  # noqa: F811
+    storage,
+    keyvault_provider,
+    keyvault_tenant,
+    local_keyvault,
 ):
     clock = Clock()
     cipher = _cipher(storage, keyvault_provider, clock)
@@ -163,7 +184,7 @@ def test_crypto_shredding_deleting_the_key_makes_only_that_tenant_unreadable(
     assert _repo(storage, kept, fresh).get("p", "r")["payload"] == {"t": kept}
 
 
-def test_crypto_shredding_through_the_sdk_delete(storage, keyvault_provider, keyvault_tenant, local_keyvault):  # noqa: F811
+def test_crypto_shredding_through_the_sdk_delete(storage, keyvault_provider, keyvault_tenant, local_keyvault):
     from azure.keyvault.keys import KeyClient
 
     tenant = keyvault_tenant()
@@ -176,7 +197,7 @@ def test_crypto_shredding_through_the_sdk_delete(storage, keyvault_provider, key
         cipher.open(tenant, "t", "p", "r", sealed)
 
 
-def test_kek_rotation_rewraps_without_touching_data(storage, keyvault_provider, keyvault_tenant, local_keyvault):  # noqa: F811
+def test_kek_rotation_rewraps_without_touching_data(storage, keyvault_provider, keyvault_tenant, local_keyvault):
     tenant = keyvault_tenant()
     repo = _repo(storage, tenant, _cipher(storage, keyvault_provider))
     repo.create({"PartitionKey": "p", "RowKey": "r", "payload": {"v": 1}})
@@ -197,7 +218,7 @@ def test_kek_rotation_rewraps_without_touching_data(storage, keyvault_provider, 
     assert ring.rewrap(tenant).already_current == [before.data_key_id]
 
 
-def test_data_key_rotation_applies_to_new_writes_only(storage, keyvault_provider, keyvault_tenant):  # noqa: F811
+def test_data_key_rotation_applies_to_new_writes_only(storage, keyvault_provider, keyvault_tenant):
     tenant = keyvault_tenant()
     repo = _repo(storage, tenant, _cipher(storage, keyvault_provider))
     repo.create({"PartitionKey": "p", "RowKey": "old", "payload": "old"})
@@ -215,7 +236,7 @@ def test_data_key_rotation_applies_to_new_writes_only(storage, keyvault_provider
     assert later.get("p", "old")["payload"] == "old" and later.get("p", "new")["payload"] == "new"
 
 
-def test_racing_first_data_keys_end_with_one_active_key(storage, keyvault_provider, keyvault_tenant):  # noqa: F811
+def test_racing_first_data_keys_end_with_one_active_key(storage, keyvault_provider, keyvault_tenant):
     tenant = keyvault_tenant()
     rings = [DataKeyRing(storage, keyvault_provider) for _ in range(4)]
     barrier = threading.Barrier(len(rings))
@@ -244,7 +265,9 @@ def test_racing_first_data_keys_end_with_one_active_key(storage, keyvault_provid
 
 
 def test_sealed_value_copied_to_another_tenant_with_the_same_keys_does_not_open(
-    storage, keyvault_provider, keyvault_tenant  # noqa: F811
+    storage,
+    keyvault_provider,
+    keyvault_tenant,
 ):
     cipher = _cipher(storage, keyvault_provider)
     a, b = keyvault_tenant(), keyvault_tenant()

@@ -15,7 +15,7 @@ from tests.keyvault_fixtures import local_cipher, local_key_provider, new_tenant
 pytestmark = pytest.mark.azurite
 
 
-def test_round_trip_and_one_data_key_per_tenant(storage, local_cipher, local_key_provider):  # noqa: F811
+def test_round_trip_and_one_data_key_per_tenant(storage, local_cipher, local_key_provider):
     tenant = new_tenant_id()
     sealed = [local_cipher.seal_json(tenant, "gkEvents", "p", str(n), {"n": n}) for n in range(50)]
     assert {s.split(".")[1] for s in sealed} == {DataKeyRing(storage, local_key_provider).active_id(tenant)}
@@ -29,7 +29,7 @@ def test_round_trip_and_one_data_key_per_tenant(storage, local_cipher, local_key
     assert "wrapped_key" not in repr(record)
 
 
-def test_crypto_shredding_by_removing_the_local_key(storage, local_cipher, local_key_provider):  # noqa: F811
+def test_crypto_shredding_by_removing_the_local_key(storage, local_cipher, local_key_provider):
     doomed, kept = new_tenant_id(), new_tenant_id()
     sealed = {t: local_cipher.seal(t, "gkEvents", "p", "r", t.encode()) for t in (doomed, kept)}
     assert local_key_provider.destroy(doomed)
@@ -51,7 +51,7 @@ def local_mode(monkeypatch, tmp_path, storage_connection_string):
     return LocalKeyProvider(keys), storage_connection_string
 
 
-def test_cli_rotate_kek_then_data_key(local_mode, storage, capsys):  # noqa: F811
+def test_cli_rotate_kek_then_data_key(local_mode, storage, capsys):
     provider, connection = local_mode
     tenant = new_tenant_id()
     cipher = build_cipher(storage, provider)

@@ -35,9 +35,14 @@ def callback_from_check(check: dict, plan_url: str, token: str = TOKEN) -> Azure
     """What the ingestion route extracts from the check's request headers."""
     headers = check["headers"]
     return AzureDevOpsCallback(
-        plan_url=plan_url, project_id=headers["ProjectId"], hub_name=headers["HubName"],
-        plan_id=headers["PlanId"], job_id=headers["JobId"], timeline_id=headers["TimelineId"],
-        task_instance_id=headers["TaskInstanceId"], auth_token=SecretStr(token),
+        plan_url=plan_url,
+        project_id=headers["ProjectId"],
+        hub_name=headers["HubName"],
+        plan_id=headers["PlanId"],
+        job_id=headers["JobId"],
+        timeline_id=headers["TimelineId"],
+        task_instance_id=headers["TaskInstanceId"],
+        auth_token=SecretStr(token),
     )
 
 
@@ -61,7 +66,10 @@ def test_approval_sends_task_completed_exactly_as_documented(client, ado, check)
     assert completion["body"] == check["callback"]["body"]  # {"name": "TaskCompleted", ..., "succeeded"}
     assert completion["auth_scheme"] == "bearer"
     assert (completion["project"], completion["hub"], completion["plan"]) == (
-        check["headers"]["ProjectId"], "build", check["headers"]["PlanId"])
+        check["headers"]["ProjectId"],
+        "build",
+        check["headers"]["PlanId"],
+    )
     [request] = ado.requests_to("/events")
     assert request.query == {"api-version": ["2.0-preview.1"]}
     assert request.headers["authorization"] == f"Bearer {TOKEN}"

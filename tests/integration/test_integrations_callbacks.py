@@ -35,16 +35,27 @@ def key_dir(tmp_path, app_key):
     def b64(value: bytes) -> str:
         return base64.urlsafe_b64encode(value).rstrip(b"=").decode()
 
-    document = {"keys": [{"kty": "RSA", "kid": "github-app", **{
-        name: b64(getattr(jwk, name)) for name in ("n", "e", "d", "p", "q", "dp", "dq", "qi")}}]}
+    document = {
+        "keys": [
+            {
+                "kty": "RSA",
+                "kid": "github-app",
+                **{name: b64(getattr(jwk, name)) for name in ("n", "e", "d", "p", "q", "dp", "dq", "qi")},
+            }
+        ]
+    }
     (tmp_path / "github-app.jwk.json").write_text(json.dumps(document))
     return tmp_path
 
 
 @pytest.fixture
 def servers(app_key, shared_fixture):
-    github = LocalGitHubServer(APP_ID, app_key.public_key(), installation_id=3,
-                               review_schema=shared_fixture("github/review-custom-gates-for-run.request-schema.json"))
+    github = LocalGitHubServer(
+        APP_ID,
+        app_key.public_key(),
+        installation_id=3,
+        review_schema=shared_fixture("github/review-custom-gates-for-run.request-schema.json"),
+    )
     ado = LocalAzureDevOpsServer(ADO_TOKEN)
     hook = LocalWebhookReceiver(WEBHOOK_SECRET)
     with github, ado, hook:
@@ -54,22 +65,40 @@ def servers(app_key, shared_fixture):
 @pytest.fixture
 def callbacks(servers, key_dir) -> PipelineCallbacks:
     github, _, _ = servers
-    env = {"GATEKEEPER_GITHUB_APP_ID": APP_ID, "GATEKEEPER_GITHUB_API_URL": github.api_url,
-           "GATEKEEPER_KEY_MODE": "local", "GATEKEEPER_LOCAL_KEY_DIR": str(key_dir)}
+    env = {
+        "GATEKEEPER_GITHUB_APP_ID": APP_ID,
+        "GATEKEEPER_GITHUB_API_URL": github.api_url,
+        "GATEKEEPER_KEY_MODE": "local",
+        "GATEKEEPER_LOCAL_KEY_DIR": str(key_dir),
+    }
     policy = RetryPolicy(max_attempts=3, initial_wait=0.01, max_wait=0.02, jitter=0, sleep=lambda s: None)
-    return build_pipeline_callbacks(env=env, policy=policy, allow_loopback_http=True,
-                                    webhook_secret=lambda tenant: WEBHOOK_SECRET if tenant == "contoso" else b"")
+    return build_pipeline_callbacks(
+        env=env,
+        policy=policy,
+        allow_loopback_http=True,
+        webhook_secret=lambda tenant: WEBHOOK_SECRET if tenant == "contoso" else b"",
+    )
 
 
 def handles(servers) -> dict[str, dict]:
     _, ado, hook = servers
     return {
-        "github": GitHubCallback(owner="contoso", repo="web", run_id=77, environment_name="production",
-                                 installation_id=3).model_dump(mode="json"),
-        "azure-devops": {**AzureDevOpsCallback(
-            plan_url=ado.plan_url, project_id="p1", hub_name="build", plan_id="plan-1", job_id="job-1",
-            timeline_id="tl-1", task_instance_id="task-1", auth_token=ADO_TOKEN).model_dump(mode="json"),
-            "auth_token": ADO_TOKEN},  # the activity re-hydrates the token from its sealed store
+        "github": GitHubCallback(
+            owner="contoso", repo="web", run_id=77, environment_name="production", installation_id=3
+        ).model_dump(mode="json"),
+        "azure-devops": {
+            **AzureDevOpsCallback(
+                plan_url=ado.plan_url,
+                project_id="p1",
+                hub_name="build",
+                plan_id="plan-1",
+                job_id="job-1",
+                timeline_id="tl-1",
+                task_instance_id="task-1",
+                auth_token=ADO_TOKEN,
+            ).model_dump(mode="json"),
+            "auth_token": ADO_TOKEN,
+        },  # the activity re-hydrates the token from its sealed store
         "webhook": {"type": "webhook", "url": f"{hook.url}/gates"},
     }
 
@@ -79,8 +108,11 @@ def test_complete_reaches_each_ci_in_its_own_protocol(callbacks, servers):
     for target, handle in handles(servers).items():
         result = callbacks.complete("contoso", handle, True, "Approved by alice.", {"instance_id": "gate-9"})
         assert result.ok and result.target == target and result.action == "complete", result.detail
-    assert github.decisions()[0]["body"] == {"environment_name": "production", "state": "approved",
-                                             "comment": "Approved by alice."}
+    assert github.decisions()[0]["body"] == {
+        "environment_name": "production",
+        "state": "approved",
+        "comment": "Approved by alice.",
+    }
     assert ado.completions[0]["body"]["result"] == "succeeded"
     [delivery] = hook.deliveries
     assert delivery["event"] == "gate.completed"
@@ -97,8 +129,12 @@ def test_progress_reaches_each_ci(callbacks, servers):
 
 
 def test_a_pipeline_event_handle_round_trips_through_json(callbacks, servers):
-    event = PipelineEvent(tenant_id="contoso", source=EventSource.GENERIC, kind=EventKind.GATE_REQUEST,
-                          callback={"type": "webhook", "url": f"{servers[2].url}/gates"})
+    event = PipelineEvent(
+        tenant_id="contoso",
+        source=EventSource.GENERIC,
+        kind=EventKind.GATE_REQUEST,
+        callback={"type": "webhook", "url": f"{servers[2].url}/gates"},
+    )
     history_copy = json.loads(event.model_dump_json())["callback"]
     assert callbacks.complete("contoso", history_copy, False, "Rejected.", {}).ok
     assert servers[2].deliveries[0]["body"]["state"] == "rejected"
@@ -109,8 +145,12 @@ def test_a_failing_callback_is_returned_for_audit_and_alert(callbacks, servers):
     ado.fail_next(10, 502)
     result = callbacks.complete("contoso", handles(servers)["azure-devops"], True, "ok", {})
     assert not result.ok and result.attempts == 3 and ADO_TOKEN not in result.detail
-    alert = failure_alert(result, recipients=("group:7d3e5f60-3333-4c4c-8d8d-000000000003",),
-                          instance_id="gate-9", link="https://gatekeeper.contoso.example/gates/gate-9")
+    alert = failure_alert(
+        result,
+        recipients=("group:7d3e5f60-3333-4c4c-8d8d-000000000003",),
+        instance_id="gate-9",
+        link="https://gatekeeper.contoso.example/gates/gate-9",
+    )
     assert alert.kind == "alert" and "Azure DevOps" in alert.title and "still be waiting" in alert.title
     assert result.detail in alert.text
 

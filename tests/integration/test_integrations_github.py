@@ -36,8 +36,7 @@ def app_key() -> rsa.RSAPrivateKey:
 
 @pytest.fixture
 def github(app_key, shared_fixture):
-    server = LocalGitHubServer(APP_ID, app_key.public_key(), installation_id=77,
-                               review_schema=shared_fixture(SCHEMA))
+    server = LocalGitHubServer(APP_ID, app_key.public_key(), installation_id=77, review_schema=shared_fixture(SCHEMA))
     with server:
         yield server
 
@@ -80,8 +79,11 @@ def test_approval_posts_a_schema_valid_review_with_an_installation_token(app, gi
     assert result.target == "github" and result.action == "complete"
     [review] = github.decisions()
     body = review["body"]
-    assert body == {"environment_name": "production", "state": "approved",
-                    "comment": "All checks passed; approved by alice."}
+    assert body == {
+        "environment_name": "production",
+        "state": "approved",
+        "comment": "All checks passed; approved by alice.",
+    }
     assert (review["owner"], review["repo"], review["run_id"]) == ("contoso", "web", 9001)
     review_validator(shared_fixture(SCHEMA)).validate(body)  # the wire format, proven against the spec
     [call] = github.requests_to("/deployment_protection_rule")
@@ -113,10 +115,10 @@ def test_installation_token_is_cached_until_close_to_expiry(app, github):
 
 
 def test_installation_token_is_refreshed_when_it_expires_within_the_margin(app_key, shared_fixture, waits):
-    with LocalGitHubServer(APP_ID, app_key.public_key(), installation_id=77, token_ttl_seconds=120,
-                           review_schema=shared_fixture(SCHEMA)) as server:
-        app = GitHubApp(APP_ID, CryptographyClient.from_jwk(rsa_jwk(app_key)), server.api_url,
-                        allow_loopback_http=True)
+    with LocalGitHubServer(
+        APP_ID, app_key.public_key(), installation_id=77, token_ttl_seconds=120, review_schema=shared_fixture(SCHEMA)
+    ) as server:
+        app = GitHubApp(APP_ID, CryptographyClient.from_jwk(rsa_jwk(app_key)), server.api_url, allow_loopback_http=True)
         assert app.decide(handle(server), True, "one").ok
         assert app.decide(handle(server, run_id=2), True, "two").ok
         assert len(server.requests_to("/access_tokens")) == 2
@@ -169,8 +171,9 @@ def test_installation_token_failure_is_a_result(app, github):
 def test_a_signer_without_the_private_key_fails_cleanly(app_key, github):
     public = app_key.public_key().public_numbers()
     raw = lambda v: v.to_bytes((v.bit_length() + 7) // 8, "big")  # noqa: E731
-    verify_only = CryptographyClient.from_jwk(JsonWebKey(kid="pub", kty="RSA", key_ops=["verify"],
-                                                         n=raw(public.n), e=raw(public.e)))
+    verify_only = CryptographyClient.from_jwk(
+        JsonWebKey(kid="pub", kty="RSA", key_ops=["verify"], n=raw(public.n), e=raw(public.e))
+    )
     app = GitHubApp(APP_ID, verify_only, github.api_url, allow_loopback_http=True)
     result = app.decide(handle(github), True, "ok")
     assert not result.ok and "signing failed" in result.detail
@@ -216,8 +219,9 @@ def test_progress_comments_are_truncated_and_capped_leaving_one_for_the_decision
 
 def test_the_decision_goes_out_without_a_comment_when_the_budget_is_spent(app_key, github):
     budget = InMemoryCommentBudget()
-    app = GitHubApp(APP_ID, CryptographyClient.from_jwk(rsa_jwk(app_key)), github.api_url,
-                    budget=budget, allow_loopback_http=True)
+    app = GitHubApp(
+        APP_ID, CryptographyClient.from_jwk(rsa_jwk(app_key)), github.api_url, budget=budget, allow_loopback_http=True
+    )
     callback = handle(github)
     for _ in range(10):
         budget.take("contoso/web/runs/9001/production", 10)
@@ -234,8 +238,9 @@ def test_truncate_comment_keeps_short_text():
 def test_tokens_never_reach_logs_results_or_reprs(app, github, caplog):
     caplog.set_level(logging.DEBUG)
     assert app.decide(handle(github), True, "first").ok
-    github.fail_next(50, 500, path_contains="/deployment_protection_rule",
-                     body={"message": "echo: " + next(iter(github.tokens))})
+    github.fail_next(
+        50, 500, path_contains="/deployment_protection_rule", body={"message": "echo: " + next(iter(github.tokens))}
+    )
     result = app.decide(handle(github, run_id=2), True, "second")
     assert not result.ok
     issued = list(github.tokens)

@@ -23,8 +23,10 @@ APPROVAL_LINK = "https://gatekeeper.contoso.example/approve/gate-123?t=decision-
 def graph():
     server = LocalGraphServer(
         TOKEN,
-        users={ALICE: {"mail": "alice@contoso.example", "userPrincipalName": "alice@contoso.example"},
-               BOB: {"mail": None, "userPrincipalName": "bob@contoso.example"}},
+        users={
+            ALICE: {"mail": "alice@contoso.example", "userPrincipalName": "alice@contoso.example"},
+            BOB: {"mail": None, "userPrincipalName": "bob@contoso.example"},
+        },
         groups={OPS_TEAM: {"mail": "ops@contoso.example"}, NO_APP_TEAM: {"mail": "noapp@contoso.example"}},
         not_installed={BOB, NO_APP_TEAM, "carol@contoso.example"},
     )
@@ -45,9 +47,14 @@ def notifier(graph, credential):
 
 
 def approval(*recipients: str) -> Notification:
-    return Notification(kind="approval_request", recipients=recipients, title="Deploy web to production",
-                        text="contoso/web run 9001 waits for your approval (L2).", link=APPROVAL_LINK,
-                        instance_id="gate-123")
+    return Notification(
+        kind="approval_request",
+        recipients=recipients,
+        title="Deploy web to production",
+        text="contoso/web run 9001 waits for your approval (L2).",
+        link=APPROVAL_LINK,
+        instance_id="gate-123",
+    )
 
 
 def test_an_approval_request_reaches_the_users_activity_feed(notifier, graph, credential):
@@ -108,8 +115,10 @@ def test_a_group_is_reached_through_its_team(notifier, graph):
     assert result.ok and result.deliveries[0].channel == "teams"
     [sent] = graph.activity_notifications
     assert (sent["scope"], sent["target"]) == ("team", OPS_TEAM)
-    assert sent["body"]["recipient"] == {"@odata.type": "#microsoft.graph.teamMembersNotificationRecipient",
-                                         "teamId": OPS_TEAM}
+    assert sent["body"]["recipient"] == {
+        "@odata.type": "#microsoft.graph.teamMembersNotificationRecipient",
+        "teamId": OPS_TEAM,
+    }
 
 
 def test_a_group_without_the_app_gets_mail_at_the_group_address(notifier, graph):
@@ -122,7 +131,10 @@ def test_each_recipient_gets_its_own_outcome(notifier, graph):
     result = notifier.notify("contoso", approval(ALICE, BOB, f"group:{OPS_TEAM}"))
     assert result.ok
     assert [(d.recipient, d.channel) for d in result.deliveries] == [
-        (ALICE, "teams"), (BOB, "mail"), (f"group:{OPS_TEAM}", "teams")]
+        (ALICE, "teams"),
+        (BOB, "mail"),
+        (f"group:{OPS_TEAM}", "teams"),
+    ]
 
 
 def test_without_a_mail_sender_a_failure_is_reported_not_raised(graph, credential, caplog):
@@ -147,10 +159,12 @@ def test_a_wrong_token_fails_both_channels_cleanly(graph):
 
 def test_info_without_a_link_uses_the_portal_url(graph, credential):
     client, http = make_graph_client(credential, graph.base_url)
-    with GraphNotifier(client, None, None, portal_url="https://gatekeeper.contoso.example/",
-                       http_client=http) as notifier:
-        result = notifier.notify("contoso", Notification(kind="info", recipients=(ALICE,),
-                                                         title="Deployed web to staging (L1)"))
+    with GraphNotifier(
+        client, None, None, portal_url="https://gatekeeper.contoso.example/", http_client=http
+    ) as notifier:
+        result = notifier.notify(
+            "contoso", Notification(kind="info", recipients=(ALICE,), title="Deployed web to staging (L1)")
+        )
     assert result.ok
     body = graph.activity_notifications[0]["body"]
     assert body["topic"]["webUrl"] == "https://gatekeeper.contoso.example/"

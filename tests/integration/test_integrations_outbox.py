@@ -17,9 +17,14 @@ LINK = "https://gatekeeper.contoso.example/approve/gate-1"
 
 def test_each_notification_is_one_file_with_the_graph_requests_it_stands_for(tmp_path):
     outbox = OutboxNotifier(tmp_path, teams_app_id="teams-app-1")
-    note = Notification(kind="approval_request", recipients=("alice@contoso.example", "group:"
-                        "7d3e5f60-3333-4c4c-8d8d-000000000003"), title="Deploy web", text="L2", link=LINK,
-                        instance_id="gate-1")
+    note = Notification(
+        kind="approval_request",
+        recipients=("alice@contoso.example", "group:7d3e5f60-3333-4c4c-8d8d-000000000003"),
+        title="Deploy web",
+        text="L2",
+        link=LINK,
+        instance_id="gate-1",
+    )
     result = outbox.notify("contoso", note)
 
     assert result.ok and result.path and [d.channel for d in result.deliveries] == ["outbox", "outbox"]
@@ -47,15 +52,17 @@ def test_files_are_kept_per_tenant_in_order(tmp_path):
 
 def test_the_tenant_id_cannot_escape_the_outbox(tmp_path):
     with pytest.raises(InvalidTenantId):
-        OutboxNotifier(tmp_path).notify("../etc", Notification(kind="info", recipients=("a@b.example",),
-                                                               title="x"))
+        OutboxNotifier(tmp_path).notify("../etc", Notification(kind="info", recipients=("a@b.example",), title="x"))
 
 
-@pytest.mark.parametrize("recipients, field", [
-    (("alice@contoso.example", "not a user"), "recipients[1]"),
-    (("group:ops",), "recipients[0]"),
-    ((), "recipients"),
-])
+@pytest.mark.parametrize(
+    "recipients, field",
+    [
+        (("alice@contoso.example", "not a user"), "recipients[1]"),
+        (("group:ops",), "recipients[0]"),
+        ((), "recipients"),
+    ],
+)
 def test_bad_recipients_are_named(recipients, field):
     with pytest.raises(ValidationError) as info:
         Notification(kind="info", recipients=recipients, title="x")
@@ -76,11 +83,17 @@ def test_recipient_forms():
 
 
 def test_the_factory_builds_the_outbox_from_settings(tmp_path):
-    notifier = build_notifier(env={"GATEKEEPER_NOTIFY_MODE": "outbox", "GATEKEEPER_OUTBOX_DIR": str(tmp_path),
-                                   "GATEKEEPER_APPROVAL_BASE_URL": "https://gk.contoso.example/"})
+    notifier = build_notifier(
+        env={
+            "GATEKEEPER_NOTIFY_MODE": "outbox",
+            "GATEKEEPER_OUTBOX_DIR": str(tmp_path),
+            "GATEKEEPER_APPROVAL_BASE_URL": "https://gk.contoso.example/",
+        }
+    )
     assert isinstance(notifier, OutboxNotifier)
-    result = notifier.notify("contoso", Notification(kind="alert", recipients=("ops@contoso.example",),
-                                                     title="Callback failed"))
+    result = notifier.notify(
+        "contoso", Notification(kind="alert", recipients=("ops@contoso.example",), title="Callback failed")
+    )
     record = json.loads(Path(result.path).read_text(encoding="utf-8"))
     assert record["graph_requests"][0]["teams"]["body"]["topic"]["webUrl"] == "https://gk.contoso.example/"
     with pytest.raises(ValueError, match="GATEKEEPER_NOTIFY_MODE"):

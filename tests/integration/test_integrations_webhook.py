@@ -36,8 +36,12 @@ def sender() -> WebhookSender:
 
 
 def test_a_delivery_is_signed_and_verifies_at_the_receiver(sender, receiver):
-    result = sender.send(f"{receiver.url}/ci/callback", SECRET, "gate.completed",
-                         {"tenant_id": "contoso", "state": "approved", "approved": True})
+    result = sender.send(
+        f"{receiver.url}/ci/callback",
+        SECRET,
+        "gate.completed",
+        {"tenant_id": "contoso", "state": "approved", "approved": True},
+    )
     assert result.ok and result.status_code == 200 and result.attempts == 1 and result.target == "webhook"
     [delivery] = receiver.deliveries
     assert delivery["event"] == "gate.completed" and delivery["path"] == "/ci/callback"
@@ -68,9 +72,12 @@ def test_a_tampered_delivery_is_refused_by_the_receiver(sender, receiver):
     assert sender.send(receiver.url, SECRET, "gate.completed", {"state": "rejected"}).ok
     original = receiver.requests[0]
     tampered = original.body.replace(b"rejected", b"approved")
-    headers = {SIGNATURE_HEADER: original.headers[SIGNATURE_HEADER.lower()],
-               TIMESTAMP_HEADER: original.headers[TIMESTAMP_HEADER.lower()],
-               DELIVERY_HEADER: "forged", "Content-Type": "application/json"}
+    headers = {
+        SIGNATURE_HEADER: original.headers[SIGNATURE_HEADER.lower()],
+        TIMESTAMP_HEADER: original.headers[TIMESTAMP_HEADER.lower()],
+        DELIVERY_HEADER: "forged",
+        "Content-Type": "application/json",
+    }
     answer = requests.post(receiver.url, data=tampered, headers=headers, timeout=5)
     assert answer.status_code == 401
     assert [d["body"]["state"] for d in receiver.deliveries] == ["rejected"]
@@ -83,8 +90,9 @@ def test_retries_keep_the_delivery_id_and_sign_each_attempt(sender, receiver):
     ids = {r.headers[DELIVERY_HEADER.lower()] for r in receiver.requests}
     assert len(ids) == 1 and len(receiver.requests) == 3
     for request in receiver.requests:
-        assert verify_webhook_signature(SECRET, request.headers[TIMESTAMP_HEADER.lower()], request.body,
-                                        request.headers[SIGNATURE_HEADER.lower()])
+        assert verify_webhook_signature(
+            SECRET, request.headers[TIMESTAMP_HEADER.lower()], request.body, request.headers[SIGNATURE_HEADER.lower()]
+        )
 
 
 def test_a_receiver_with_another_secret_refuses_and_it_is_not_retried(sender):
@@ -107,14 +115,17 @@ def test_unreachable_receiver_is_retried_then_reported(sender):
     assert "ConnectionError" in result.detail
 
 
-@pytest.mark.parametrize("url, reason", [
-    ("http://ci.example.com/hook", "https"),
-    ("https://10.1.2.3/hook", "private"),
-    ("https://169.254.169.254/metadata", "private"),
-    ("https://user:pw@ci.example.com/hook", "credentials"),
-    ("ftp://ci.example.com/hook", "https"),
-    ("", "required"),
-])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("http://ci.example.com/hook", "https"),
+        ("https://10.1.2.3/hook", "private"),
+        ("https://169.254.169.254/metadata", "private"),
+        ("https://user:pw@ci.example.com/hook", "credentials"),
+        ("ftp://ci.example.com/hook", "https"),
+        ("", "required"),
+    ],
+)
 def test_callback_urls_are_checked_before_anything_is_sent(url, reason):
     result = WebhookSender().send(url, SECRET, "gate.completed", {})
     assert not result.ok and result.attempts == 0

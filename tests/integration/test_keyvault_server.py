@@ -22,7 +22,7 @@ def _client(vault: LocalKeyVault, credential=None) -> KeyClient:
     return KeyClient(vault.vault_url, credential or vault.credential(), **vault.client_kwargs())
 
 
-def test_challenge_then_bearer_token(local_keyvault: LocalKeyVault):  # noqa: F811
+def test_challenge_then_bearer_token(local_keyvault: LocalKeyVault):
     credential = local_keyvault.credential()
     key = _client(local_keyvault, credential).create_rsa_key("tenant-acme", size=2048)
     assert key.id.startswith(f"{local_keyvault.vault_url}/keys/tenant-acme/")
@@ -32,14 +32,14 @@ def test_challenge_then_bearer_token(local_keyvault: LocalKeyVault):  # noqa: F8
     assert local_keyvault.api_versions, "the SDK sent its api-version"
 
 
-def test_wrong_token_is_refused(local_keyvault: LocalKeyVault):  # noqa: F811
+def test_wrong_token_is_refused(local_keyvault: LocalKeyVault):
     local_keyvault.create_key("tenant-acme", size=2048)
     with pytest.raises(ClientAuthenticationError):
         _client(local_keyvault, StaticTokenCredential("not-the-token")).get_key("tenant-acme")
     assert local_keyvault.count("get") == 0
 
 
-def test_get_key_returns_public_material_only(local_keyvault: LocalKeyVault):  # noqa: F811
+def test_get_key_returns_public_material_only(local_keyvault: LocalKeyVault):
     kid = local_keyvault.create_key("tenant-acme", size=3072, key_ops=["wrapKey", "unwrapKey"])
     key = _client(local_keyvault).get_key("tenant-acme")
     assert key.id == kid and key.key_type == "RSA"
@@ -48,7 +48,7 @@ def test_get_key_returns_public_material_only(local_keyvault: LocalKeyVault):  #
     assert _client(local_keyvault).get_key("tenant-acme", kid.rsplit("/", 1)[1]).id == kid
 
 
-def test_wrap_locally_unwrap_remotely(local_keyvault: LocalKeyVault):  # noqa: F811
+def test_wrap_locally_unwrap_remotely(local_keyvault: LocalKeyVault):
     local_keyvault.create_key("tenant-acme", size=2048, key_ops=["wrapKey", "unwrapKey"])
     credential, kwargs = local_keyvault.credential(), local_keyvault.client_kwargs()
     key = _client(local_keyvault).get_key("tenant-acme")
@@ -58,12 +58,13 @@ def test_wrap_locally_unwrap_remotely(local_keyvault: LocalKeyVault):  # noqa: F
     assert by_id.unwrap_key(ALG, wrapped.encrypted_key).key == b"d" * 32
     assert local_keyvault.count("unwrapkey") == 1
     # remote wrap also works (a client built from a bare id before it has fetched the key)
-    remote = local_keyvault.handle("POST", f"/keys/tenant-acme/{key.properties.version}/wrapkey",
-                                   {"alg": "RSA-OAEP-256", "value": "ZGRkZA"})
+    remote = local_keyvault.handle(
+        "POST", f"/keys/tenant-acme/{key.properties.version}/wrapkey", {"alg": "RSA-OAEP-256", "value": "ZGRkZA"}
+    )
     assert remote[0] == 200 and remote[1]["kid"] == key.id
 
 
-def test_sign_rsa_and_ec_verifiable_with_public_keys(local_keyvault: LocalKeyVault):  # noqa: F811
+def test_sign_rsa_and_ec_verifiable_with_public_keys(local_keyvault: LocalKeyVault):
     credential, kwargs = local_keyvault.credential(), local_keyvault.client_kwargs()
     digest = hashlib.sha256(b"checkpoint 42 root abc").digest()
 
@@ -72,8 +73,9 @@ def test_sign_rsa_and_ec_verifiable_with_public_keys(local_keyvault: LocalKeyVau
     signature = ec_client.sign(SignatureAlgorithm.es256, digest).signature
     assert len(signature) == 64 and local_keyvault.count("sign") == 1
     ec_key = _client(local_keyvault).get_key("audit-checkpoint").key
-    point = ec.EllipticCurvePublicNumbers(int.from_bytes(ec_key.x, "big"), int.from_bytes(ec_key.y, "big"),
-                                          ec.SECP256R1()).public_key()
+    point = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(ec_key.x, "big"), int.from_bytes(ec_key.y, "big"), ec.SECP256R1()
+    ).public_key()
     der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
     point.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))  # raises if invalid
     assert ec_client.verify(SignatureAlgorithm.es256, digest, signature).is_valid
@@ -91,7 +93,7 @@ def test_sign_rsa_and_ec_verifiable_with_public_keys(local_keyvault: LocalKeyVau
         rsa_public.verify(rsa_signature, digest, pad, Prehashed(hashes.SHA256()))  # raises if invalid
 
 
-def test_rotate_and_list_versions(local_keyvault: LocalKeyVault):  # noqa: F811
+def test_rotate_and_list_versions(local_keyvault: LocalKeyVault):
     client = _client(local_keyvault)
     first = client.create_rsa_key("tenant-acme", size=2048)
     second = client.rotate_key("tenant-acme")
@@ -100,7 +102,7 @@ def test_rotate_and_list_versions(local_keyvault: LocalKeyVault):  # noqa: F811
     assert versions == {first.properties.version, second.properties.version}
 
 
-def test_delete_makes_every_version_unusable(local_keyvault: LocalKeyVault):  # noqa: F811
+def test_delete_makes_every_version_unusable(local_keyvault: LocalKeyVault):
     client = _client(local_keyvault)
     key = client.create_rsa_key("tenant-acme", size=2048)
     wrapped = CryptographyClient(key, local_keyvault.credential(), **local_keyvault.client_kwargs()).wrap_key(
@@ -115,7 +117,7 @@ def test_delete_makes_every_version_unusable(local_keyvault: LocalKeyVault):  # 
         by_id.unwrap_key(ALG, wrapped.encrypted_key)
 
 
-def test_disabled_key_and_outages_are_http_errors(local_keyvault: LocalKeyVault):  # noqa: F811
+def test_disabled_key_and_outages_are_http_errors(local_keyvault: LocalKeyVault):
     kid = local_keyvault.create_key("tenant-acme", size=2048)
     client = CryptographyClient(kid, local_keyvault.credential(), **local_keyvault.client_kwargs())
     wrapped = client.wrap_key(ALG, b"d" * 32)
@@ -132,7 +134,7 @@ def test_disabled_key_and_outages_are_http_errors(local_keyvault: LocalKeyVault)
     assert client.unwrap_key(ALG, wrapped.encrypted_key).key == b"d" * 32
 
 
-def test_bad_ciphertext_is_a_400(local_keyvault: LocalKeyVault):  # noqa: F811
+def test_bad_ciphertext_is_a_400(local_keyvault: LocalKeyVault):
     kid = local_keyvault.create_key("tenant-acme", size=2048)
     client = CryptographyClient(kid, local_keyvault.credential(), **local_keyvault.client_kwargs())
     with pytest.raises(HttpResponseError) as bad:

@@ -20,8 +20,24 @@ from tests.keyvault_fixtures import local_cipher, local_key_provider, new_tenant
 
 pytestmark = pytest.mark.azurite
 
-BAD_TENANT_IDS = ["../x", "..", "A", "ab", "Acme", "ACME", "acme-1", "acme/x", "acme x", "1acme", "a" * 33, "",
-                  "acmé", "gkacmeEvents", "acme\n", "acme\x00"]
+BAD_TENANT_IDS = [
+    "../x",
+    "..",
+    "A",
+    "ab",
+    "Acme",
+    "ACME",
+    "acme-1",
+    "acme/x",
+    "acme x",
+    "1acme",
+    "a" * 33,
+    "",
+    "acmé",
+    "gkacmeEvents",
+    "acme\n",
+    "acme\x00",
+]
 
 
 class Events(TenantRepository):
@@ -38,7 +54,7 @@ class Plain(TenantRepository):
     purpose = TablePurpose.POLICY
 
 
-def _make_two_tenants(storage: StorageAccount, cipher: EnvelopeCipher):  # noqa: F811
+def _make_two_tenants(storage: StorageAccount, cipher: EnvelopeCipher):
     a, b = new_tenant_id(), new_tenant_id()
     repos = {}
     for tenant in (a, b):
@@ -76,7 +92,7 @@ def fresh_tenants(module_storage, module_cipher):
 
 
 @pytest.mark.parametrize("tenant", BAD_TENANT_IDS)
-def test_invalid_tenant_ids_are_refused_everywhere(storage, local_cipher, local_key_provider, tenant):  # noqa: F811
+def test_invalid_tenant_ids_are_refused_everywhere(storage, local_cipher, local_key_provider, tenant):
     with pytest.raises(InvalidTenantId):
         tenant_table_name(tenant, TablePurpose.EVENTS)
     with pytest.raises(InvalidTenantId):
@@ -165,7 +181,7 @@ def test_keys_with_path_characters_are_refused(two_tenants, key):
         list(repos[a].partition(key))
 
 
-def test_row_copied_into_another_tenant_does_not_open(fresh_tenants, storage):  # noqa: F811
+def test_row_copied_into_another_tenant_does_not_open(fresh_tenants, storage):
     a, b, repos = fresh_tenants
     raw = dict(storage.table(repos[a].table_name).get_entity(f"only-{a}", "x"))
     storage.table(repos[b].table_name).create_entity(raw)
@@ -184,7 +200,7 @@ def test_sealed_value_opened_under_another_tenants_binding_is_unreadable(two_ten
     assert module_cipher.open(a, repos[a].table_name, "p", "r", sealed) == b"secret"
 
 
-def test_moved_rows_do_not_open(fresh_tenants, storage, module_cipher):  # noqa: F811
+def test_moved_rows_do_not_open(fresh_tenants, storage, module_cipher):
     a, _, repos = fresh_tenants
     table = storage.table(repos[a].table_name)
     raw = dict(table.get_entity("shared", "r0"))
@@ -201,14 +217,14 @@ def test_moved_rows_do_not_open(fresh_tenants, storage, module_cipher):  # noqa:
         gates.get("shared", "r0")
 
 
-def test_plain_text_in_a_sealed_property_is_refused(fresh_tenants, storage):  # noqa: F811
+def test_plain_text_in_a_sealed_property_is_refused(fresh_tenants, storage):
     a, _, repos = fresh_tenants
     storage.table(repos[a].table_name).create_entity({"PartitionKey": "p", "RowKey": "forged", "payload": '{"x":1}'})
     with pytest.raises(SealedDataUnreadable, match="plain text"):
         repos[a].get("p", "forged")
 
 
-def test_repository_without_sealed_properties_needs_no_cipher(storage: StorageAccount):  # noqa: F811
+def test_repository_without_sealed_properties_needs_no_cipher(storage: StorageAccount):
     tenant = new_tenant_id()
     repo = Plain(storage, tenant)
     repo.ensure_table()

@@ -74,8 +74,10 @@ def test_plan_parses_iso_timeouts_and_normalises_approvers():
 def test_plan_refuses_impossible_stages_naming_the_field(changes, field):
     with pytest.raises(ValidationError) as info:
         plan({**stage(), **changes})
-    assert any(field in ".".join(map(str, e["loc"])) or e["msg"].startswith(f"Value error, {field}:")
-               for e in info.value.errors())
+    assert any(
+        field in ".".join(map(str, e["loc"])) or e["msg"].startswith(f"Value error, {field}:")
+        for e in info.value.errors()
+    )
 
 
 def test_group_quorum_may_exceed_the_number_of_entries():

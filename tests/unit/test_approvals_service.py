@@ -60,8 +60,9 @@ def durable() -> Iterator[DurableApiServer]:
 def runtime_env(azurite, tmp_path_factory, issuer) -> Iterator[Any]:
     """One tenant and runtime for the module (tenant keys are slow to make); one gate per test."""
     env = make_env(azurite.connection_string, tmp_path_factory.mktemp("keys"))
-    env.runtime.token_validator = EntraTokenValidator(AUDIENCE, authority_host=issuer.authority_host,
-                                                      allowed_tenants=lambda tid: True)
+    env.runtime.token_validator = EntraTokenValidator(
+        AUDIENCE, authority_host=issuer.authority_host, allowed_tenants=lambda tid: True
+    )
     yield env
 
 
@@ -71,16 +72,28 @@ def gate(runtime_env, durable) -> Iterator[dict[str, Any]]:
     set_runtime(env.runtime)
     now = datetime.now(UTC)
     gate_id = "gate-" + uuid.uuid4().hex
-    plan = ChainPlan.model_validate({"stages": [
-        {"name": "cab", "approvers": [ANNA, PIET], "quorum": 2, "timeout": "PT1H"}]})
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 2, "timeout": "PT1H"}]}
+    )
     GateIndex(env.storage).put(gate_id, env.tenant_id)
     store = GateStore(env.storage, env.tenant_id, env.runtime.sealer)
-    store.save(GateRecord(
-        instance_id=gate_id, tenant_id=env.tenant_id, status=GateStatus.AWAITING_APPROVAL, level="L2",
-        title="deploy contoso/webshop to production", requester=("dev@contoso.com",), created_at=now,
-        updated_at=now, chain_instance_id=chain_instance_id(gate_id), plan=plan, stage=0, stage_started_at=now,
-        deadline=now + timedelta(hours=1),
-    ))
+    store.save(
+        GateRecord(
+            instance_id=gate_id,
+            tenant_id=env.tenant_id,
+            status=GateStatus.AWAITING_APPROVAL,
+            level="L2",
+            title="deploy contoso/webshop to production",
+            requester=("dev@contoso.com",),
+            created_at=now,
+            updated_at=now,
+            chain_instance_id=chain_instance_id(gate_id),
+            plan=plan,
+            stage=0,
+            stage_started_at=now,
+            deadline=now + timedelta(hours=1),
+        )
+    )
     durable.instances[chain_instance_id(gate_id)] = {"name": "approval_chain", "runtimeStatus": "Running"}
     try:
         yield {"id": gate_id, "env": env, "store": store}
@@ -94,14 +107,24 @@ def bearer(issuer: LocalEntraIssuer, oid: str, tid: str = ENTRA_TENANT, **claims
 
 def post(gate_id: str, durable: DurableApiServer, headers: dict[str, str], body: Any) -> func.HttpResponse:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = func.HttpRequest("POST", f"http://localhost/api/approvals/{gate_id}/decisions", headers=headers,
-                               body=raw, route_params={"instance_id": gate_id})
+    request = func.HttpRequest(
+        "POST",
+        f"http://localhost/api/approvals/{gate_id}/decisions",
+        headers=headers,
+        body=raw,
+        route_params={"instance_id": gate_id},
+    )
     return run_on_worker(FUNCTIONS["approval_decision"](req=request, client=durable.client_binding))
 
 
 def get(gate_id: str, headers: dict[str, str]) -> func.HttpResponse:
-    request = func.HttpRequest("GET", f"http://localhost/api/approvals/{gate_id}", headers=headers, body=b"",
-                               route_params={"instance_id": gate_id})
+    request = func.HttpRequest(
+        "GET",
+        f"http://localhost/api/approvals/{gate_id}",
+        headers=headers,
+        body=b"",
+        route_params={"instance_id": gate_id},
+    )
     return FUNCTIONS["approval_state"](request)
 
 
@@ -112,8 +135,13 @@ def raised(durable: DurableApiServer) -> list[tuple[str, Any]]:
 def test_an_approval_is_stored_and_raised_as_a_numbered_event(gate, durable, issuer):
     response = post(gate["id"], durable, bearer(issuer, ANNA), {"decision": "approve", "comment": "looks good"})
     assert response.status_code == 202, response.get_body()
-    assert json.loads(response.get_body()) == {"instance_id": gate["id"], "status": "accepted", "vote": 0,
-                                               "stage": 0, "decision": "approve"}
+    assert json.loads(response.get_body()) == {
+        "instance_id": gate["id"],
+        "status": "accepted",
+        "vote": 0,
+        "stage": 0,
+        "decision": "approve",
+    }
     [(path, body)] = raised(durable)
     assert path.startswith(f"/durabletask/instances/{chain_instance_id(gate['id'])}/raiseEvent/approval-vote-0")
     body = json.loads(body)  # the SDK client posts json.dumps(data) as a JSON string
@@ -180,10 +208,12 @@ def test_an_orchestration_that_is_gone_answers_410(gate, durable, issuer):
 
 
 def test_the_easy_auth_header_identifies_the_caller_when_trusted(gate, durable, monkeypatch):
-    claims = [{"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": ANNA},
-              {"typ": "http://schemas.microsoft.com/identity/claims/tenantid", "val": ENTRA_TENANT},
-              {"typ": "preferred_username", "val": "anna@contoso.com"},
-              {"typ": "http://schemas.microsoft.com/identity/claims/scope", "val": "user_impersonation"}]
+    claims = [
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": ANNA},
+        {"typ": "http://schemas.microsoft.com/identity/claims/tenantid", "val": ENTRA_TENANT},
+        {"typ": "preferred_username", "val": "anna@contoso.com"},
+        {"typ": "http://schemas.microsoft.com/identity/claims/scope", "val": "user_impersonation"},
+    ]
     header = base64.b64encode(json.dumps({"auth_typ": "aad", "claims": claims}).encode()).decode()
     headers = {"X-MS-CLIENT-PRINCIPAL": header}
     assert post(gate["id"], durable, headers, {"decision": "approve"}).status_code == 401  # not trusted here
@@ -208,8 +238,13 @@ class FailingOnce:
 def test_a_vote_stored_but_not_delivered_is_delivered_on_retry_not_refused(gate, durable, issuer):
     env = gate["env"]
     gateway = FailingOnce(DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop()))
-    service = DecisionService(env.storage, env.runtime.sealer, gateway, entra_tenants_for=lambda _t: (ENTRA_TENANT,),
-                              token_validator=env.runtime.token_validator)
+    service = DecisionService(
+        env.storage,
+        env.runtime.sealer,
+        gateway,
+        entra_tenants_for=lambda _t: (ENTRA_TENANT,),
+        token_validator=env.runtime.token_validator,
+    )
     body = json.dumps({"decision": "approve"}).encode()
     with pytest.raises(Problem) as info:
         service.decide(gate["id"], bearer(issuer, ANNA), body)

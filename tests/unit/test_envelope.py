@@ -137,9 +137,15 @@ def test_tampered_nonce_or_ciphertext_does_not_open(cipher: EnvelopeCipher, part
 
 @pytest.mark.parametrize(
     "sealed",
-    ["", "plain text", "gk1.abc", "gk2.0123456789abcdef.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA",
-     "gk1.0123456789abcdef.AAAA.AAAAAAAAAAAAAAAAAAAAAA", "gk1.0123456789abcdef.!!!!.AAAA",
-     "gk1..AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA"],
+    [
+        "",
+        "plain text",
+        "gk1.abc",
+        "gk2.0123456789abcdef.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA",
+        "gk1.0123456789abcdef.AAAA.AAAAAAAAAAAAAAAAAAAAAA",
+        "gk1.0123456789abcdef.!!!!.AAAA",
+        "gk1..AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA",
+    ],
 )
 def test_malformed_values_are_unreadable(cipher: EnvelopeCipher, sealed: str):
     with pytest.raises(SealedDataUnreadable):

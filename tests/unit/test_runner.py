@@ -66,9 +66,18 @@ def test_activities_run_in_order_and_the_history_has_the_hosts_shape():
     assert status.output == {"a": 10, "b": 20, "at": START.isoformat()}
     history = runner.history("i-1")
     assert kinds(history) == [
-        "ORCHESTRATOR_STARTED", "EXECUTION_STARTED", "TASK_SCHEDULED", "ORCHESTRATOR_COMPLETED",
-        "ORCHESTRATOR_STARTED", "TASK_COMPLETED", "TASK_SCHEDULED", "ORCHESTRATOR_COMPLETED",
-        "ORCHESTRATOR_STARTED", "TASK_COMPLETED", "EXECUTION_COMPLETED", "ORCHESTRATOR_COMPLETED",
+        "ORCHESTRATOR_STARTED",
+        "EXECUTION_STARTED",
+        "TASK_SCHEDULED",
+        "ORCHESTRATOR_COMPLETED",
+        "ORCHESTRATOR_STARTED",
+        "TASK_COMPLETED",
+        "TASK_SCHEDULED",
+        "ORCHESTRATOR_COMPLETED",
+        "ORCHESTRATOR_STARTED",
+        "TASK_COMPLETED",
+        "EXECUTION_COMPLETED",
+        "ORCHESTRATOR_COMPLETED",
     ]
     scheduled = [e for e in history if e["EventType"] == EventType.TASK_SCHEDULED]
     completed = [e for e in history if e["EventType"] == EventType.TASK_COMPLETED]
@@ -234,9 +243,18 @@ def test_retry_fails_twice_then_succeeds_with_durable_timers_between_attempts():
     assert status.output == {"result": {"ok": "x"}, "at": (START + timedelta(seconds=4)).isoformat()}
     history = runner.history("r")
     steps = [describe(e) for e in history if e["EventType"] in (4, 5, 6, 10, 11)]
-    assert steps == ["TaskScheduled#0 flaky", "TaskFailed#0", "TimerCreated#1", "TimerFired#1",
-                     "TaskScheduled#2 flaky", "TaskFailed#2", "TimerCreated#3", "TimerFired#3",
-                     "TaskScheduled#4 flaky", "TaskCompleted#4"]
+    assert steps == [
+        "TaskScheduled#0 flaky",
+        "TaskFailed#0",
+        "TimerCreated#1",
+        "TimerFired#1",
+        "TaskScheduled#2 flaky",
+        "TaskFailed#2",
+        "TimerCreated#3",
+        "TimerFired#3",
+        "TaskScheduled#4 flaky",
+        "TaskCompleted#4",
+    ]
 
 
 def test_retry_gives_up_after_max_attempts_and_the_orchestrator_sees_the_last_error():

@@ -19,8 +19,13 @@ APPROVER = "5f6c2b1e-8d3a-4c1b-9e7f-0a1b2c3d4e5f"
 
 
 def make(**overrides) -> str:
-    args = {"instance_id": INSTANCE, "approver_oid": APPROVER, "stage": "1",
-            "expires_at": NOW + timedelta(hours=4), "now": NOW}
+    args = {
+        "instance_id": INSTANCE,
+        "approver_oid": APPROVER,
+        "stage": "1",
+        "expires_at": NOW + timedelta(hours=4),
+        "now": NOW,
+    }
     args.update(overrides)
     return dt.issue(SECRET, **args)
 
@@ -42,8 +47,10 @@ def test_round_trip_returns_the_bound_claims():
 
 
 def test_each_token_has_its_own_jti():
-    assert dt.verify(make(), INSTANCE, APPROVER, NOW, secret=SECRET).jti != \
+    assert (
         dt.verify(make(), INSTANCE, APPROVER, NOW, secret=SECRET).jti
+        != dt.verify(make(), INSTANCE, APPROVER, NOW, secret=SECRET).jti
+    )
 
 
 def test_wrong_instance_approver_or_stage_is_403_naming_the_binding():
@@ -69,8 +76,17 @@ def test_tampered_claims_or_foreign_secret_is_403_invalid():
     claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     claims["approver_oid"] = "00000000-0000-4000-8000-000000000000"
     forged_body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    for bad in (f"{prefix}.{forged_body}.{mac}", dt.issue(OTHER_SECRET, instance_id=INSTANCE,
-                approver_oid=APPROVER, stage="1", expires_at=NOW + timedelta(hours=1), now=NOW)):
+    for bad in (
+        f"{prefix}.{forged_body}.{mac}",
+        dt.issue(
+            OTHER_SECRET,
+            instance_id=INSTANCE,
+            approver_oid=APPROVER,
+            stage="1",
+            expires_at=NOW + timedelta(hours=1),
+            now=NOW,
+        ),
+    ):
         p = refused(bad)
         assert (p.status, p.slug) == (403, "invalid-decision-token")
 
@@ -88,8 +104,14 @@ def test_rotation_accepts_any_listed_secret():
 
 def test_programming_errors_are_value_errors():
     with pytest.raises(ValueError, match="secret"):
-        dt.issue(b"short", instance_id=INSTANCE, approver_oid=APPROVER, stage="1",
-                 expires_at=NOW + timedelta(hours=1), now=NOW)
+        dt.issue(
+            b"short",
+            instance_id=INSTANCE,
+            approver_oid=APPROVER,
+            stage="1",
+            expires_at=NOW + timedelta(hours=1),
+            now=NOW,
+        )
     with pytest.raises(ValueError, match="expires_at"):
         make(expires_at=NOW)
     with pytest.raises(ValueError, match="timezone"):

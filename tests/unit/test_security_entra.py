@@ -18,8 +18,15 @@ def test_bearer_token_extracts_the_token(header):
 
 @pytest.mark.parametrize(
     ("header", "reason"),
-    [(None, "missing-token"), ("", "missing-token"), ("   ", "missing-token"), ("Basic dXNlcjpwYXNz", "malformed"),
-     ("Bearer", "malformed"), ("Bearer a b", "malformed"), ("abc.def.ghi", "malformed")],
+    [
+        (None, "missing-token"),
+        ("", "missing-token"),
+        ("   ", "missing-token"),
+        ("Basic dXNlcjpwYXNz", "malformed"),
+        ("Bearer", "malformed"),
+        ("Bearer a b", "malformed"),
+        ("abc.def.ghi", "malformed"),
+    ],
 )
 def test_bearer_token_refuses_other_shapes(header, reason):
     with pytest.raises(Problem) as info:
@@ -29,11 +36,13 @@ def test_bearer_token_refuses_other_shapes(header, reason):
 
 
 def test_from_settings_reads_audiences_host_and_cache():
-    v = EntraTokenValidator.from_settings(env={
-        "GATEKEEPER_ENTRA_AUDIENCE": "api://gatekeeper, 8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d",
-        "GATEKEEPER_ENTRA_AUTHORITY_HOST": "https://login.microsoftonline.us/",
-        "GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS": "120",
-    })
+    v = EntraTokenValidator.from_settings(
+        env={
+            "GATEKEEPER_ENTRA_AUDIENCE": "api://gatekeeper, 8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d",
+            "GATEKEEPER_ENTRA_AUTHORITY_HOST": "https://login.microsoftonline.us/",
+            "GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS": "120",
+        }
+    )
     assert v.audiences == ["api://gatekeeper", "8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d"]
     assert v.jwks_uri(TID) == f"https://login.microsoftonline.us/{TID}/discovery/v2.0/keys"
     assert v.issuers(TID) == [f"https://login.microsoftonline.us/{TID}/v2.0"]
@@ -53,9 +62,18 @@ def test_v1_issuer_is_opt_in():
 
 
 def test_claims_map_to_principal_with_overage_and_v1_upn():
-    p = principal_from_claims({"oid": OID, "tid": TID, "sub": "pairwise", "scp": "access_as_user",
-                               "upn": "ada@contoso.example", "_claim_names": {"groups": "src1"},
-                               "roles": ["A", 7], "groups": "not-a-list"})
+    p = principal_from_claims(
+        {
+            "oid": OID,
+            "tid": TID,
+            "sub": "pairwise",
+            "scp": "access_as_user",
+            "upn": "ada@contoso.example",
+            "_claim_names": {"groups": "src1"},
+            "roles": ["A", 7],
+            "groups": "not-a-list",
+        }
+    )
     assert p.upn == "ada@contoso.example" and p.groups_overage and p.groups == frozenset()
     assert p.roles == {"A"} and not p.app_only
 

@@ -37,8 +37,10 @@ SAMPLE = {
         {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": OID},
         {"typ": "preferred_username", "val": "ada@contoso.onmicrosoft.com"},
         {"typ": "roles", "val": AUDITOR_ROLE},
-        {"typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
-         "val": "Xy3kP0q9z8w7v6u5t4s3r2q1p0o9n8m7l6k5j4i3h2g"},
+        {
+            "typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
+            "val": "Xy3kP0q9z8w7v6u5t4s3r2q1p0o9n8m7l6k5j4i3h2g",
+        },
         {"typ": "http://schemas.microsoft.com/identity/claims/tenantid", "val": TID},
         {"typ": "uti", "val": "AbCdEfGhIjKlMnOpQrStAA"},
         {"typ": "ver", "val": "2.0"},

@@ -43,8 +43,15 @@ def events(caplog: pytest.LogCaptureFixture, name: str | None = None) -> list[di
 
 
 def request_fields(**overrides: Any) -> dict[str, Any]:
-    return {"tenant": "contoso", "instance_id": "gate-1", "stage": 0, "approvers": 2, "quorum": 1,
-            "notified": True, **overrides}
+    return {
+        "tenant": "contoso",
+        "instance_id": "gate-1",
+        "stage": 0,
+        "approvers": 2,
+        "quorum": 1,
+        "notified": True,
+        **overrides,
+    }
 
 
 # ----- the line ---------------------------------------------------------------------------------------
@@ -67,8 +74,7 @@ def test_emit_logs_one_info_line_of_compact_json_on_the_telemetry_logger(caplog:
 def test_enum_values_and_none_are_logged_as_plain_json(caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.INFO, logger=telemetry.LOGGER_NAME)
     telemetry.emit(Event.INGEST_REJECTED, route="/api/events/github", status=401, slug=EventSource.GITHUB)
-    telemetry.emit(Event.CALLBACK_FAILED, tenant="contoso", instance_id="g", target=None, status_code=None,
-                   final=True)
+    telemetry.emit(Event.CALLBACK_FAILED, tenant="contoso", instance_id="g", target=None, status_code=None, final=True)
     rejected, failed = events(caplog)
     assert rejected == {"name": "IngestRejected", "route": "/api/events/github", "status": 401, "slug": "github"}
     assert failed["target"] is None and failed["final"] is True
@@ -148,8 +154,9 @@ def test_override_kind(decision: str | None, quality: str | None, score: float |
 
 def test_handle_emits_ingest_rejected_without_the_query_string(caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.INFO, logger=telemetry.LOGGER_NAME)
-    req = func.HttpRequest("POST", "https://gk.example/api/events/generic?code=function-key-value", body=b"{}",
-                           headers={})
+    req = func.HttpRequest(
+        "POST", "https://gk.example/api/events/generic?code=function-key-value", body=b"{}", headers={}
+    )
 
     def refuse() -> tuple[int, dict[str, Any]]:
         raise Problem(401, "unauthenticated", "Unauthenticated", "no key")
@@ -161,9 +168,12 @@ def test_handle_emits_ingest_rejected_without_the_query_string(caplog: pytest.Lo
     assert handle(req, crash).status_code == 500
     assert handle(req, lambda: (202, {"ok": True})).status_code == 202
     assert [(e["route"], e["status"], e["slug"]) for e in events(caplog, "IngestRejected")] == [
-        ("/api/events/generic", 401, "unauthenticated"), ("/api/events/generic", 500, "internal-error")]
-    assert "function-key-value" not in "".join(r.getMessage() for r in caplog.records
-                                               if r.name == telemetry.LOGGER_NAME)
+        ("/api/events/generic", 401, "unauthenticated"),
+        ("/api/events/generic", 500, "internal-error"),
+    ]
+    assert "function-key-value" not in "".join(
+        r.getMessage() for r in caplog.records if r.name == telemetry.LOGGER_NAME
+    )
 
 
 # ----- whole gates ------------------------------------------------------------------------------------
@@ -174,11 +184,18 @@ ANNA = str(uuid.UUID(int=0xA))
 START = datetime(2031, 3, 3, 10, 0, tzinfo=UTC)
 POLICY = {
     "version": 1,
-    "defaults": {"level": "L2", "approval": {"stages": [
-        {"name": "default", "approvers": [ANNA], "quorum": 1, "timeout": "PT1H", "on_timeout": "reject"}]}},
+    "defaults": {
+        "level": "L2",
+        "approval": {
+            "stages": [{"name": "default", "approvers": [ANNA], "quorum": 1, "timeout": "PT1H", "on_timeout": "reject"}]
+        },
+    },
     "rules": [{"name": "dev", "match": {"environments": ["dev"]}, "level": "L0"}],
-    "quality": {"objectives": [{"sli": "slo.errors", "pass": "<1", "warning": "<2", "key_sli": True}],
-                "total_score": {"pass": 90, "warning": 50}, "on_fail": "L2"},
+    "quality": {
+        "objectives": [{"sli": "slo.errors", "pass": "<1", "warning": "<2", "key_sli": True}],
+        "total_score": {"pass": 90, "warning": 50},
+        "on_fail": "L2",
+    },
 }
 
 
@@ -190,12 +207,21 @@ class Flow:
 
     def submit(self, environment: str, errors: float) -> str:
         """A gate request with inline SLO evidence and no callback handle (the pipeline is not measured here)."""
-        return self.gates.submit(PipelineEvent(
-            tenant_id=self.tenant_id, source=EventSource.GENERIC, kind=EventKind.GATE_REQUEST,
-            action=ActionKind.DEPLOY, environment=environment, repository="contoso/webshop", ref="refs/heads/main",
-            commit="a1b2c3d", actor="dev@contoso.com", run_id=uuid.uuid4().hex,
-            evidence=(EvidenceRef(kind="slo", data={"indicators": [{"name": "errors", "value": errors}]}),),
-        ))
+        return self.gates.submit(
+            PipelineEvent(
+                tenant_id=self.tenant_id,
+                source=EventSource.GENERIC,
+                kind=EventKind.GATE_REQUEST,
+                action=ActionKind.DEPLOY,
+                environment=environment,
+                repository="contoso/webshop",
+                ref="refs/heads/main",
+                commit="a1b2c3d",
+                actor="dev@contoso.com",
+                run_id=uuid.uuid4().hex,
+                evidence=(EvidenceRef(kind="slo", data={"indicators": [{"name": "errors", "value": errors}]}),),
+            )
+        )
 
     def decide(self, gate: str, decision: str) -> int:
         token = self.issuer.issue(ANNA, TID, AUDIENCE, issued_at=datetime.now(UTC).timestamp())
@@ -211,13 +237,18 @@ def flow(azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
     policy = load_policy(POLICY)
     with LocalEntraIssuer() as issuer:
         gates = local_gates(
-            storage, cipher, decider=PolicyDecider(lambda _t: policy), audit_for=lambda _t: audit,
+            storage,
+            cipher,
+            decider=PolicyDecider(lambda _t: policy),
+            audit_for=lambda _t: audit,
             notifier=OutboxNotifier(tmp_path_factory.mktemp("outbox")),
             callbacks=PipelineCallbacks(webhooks=WebhookSender(), webhook_secret=lambda _t: b"unused"),
             entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
-            token_validator=EntraTokenValidator(AUDIENCE, authority_host=issuer.authority_host,
-                                                allowed_tenants=lambda tid: tid == TID),
-            operators_for=lambda _t: ("ops@contoso.com",), clock=ManualClock(START),
+            token_validator=EntraTokenValidator(
+                AUDIENCE, authority_host=issuer.authority_host, allowed_tenants=lambda tid: tid == TID
+            ),
+            operators_for=lambda _t: ("ops@contoso.com",),
+            clock=ManualClock(START),
             env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"},
         )
         try:
@@ -244,7 +275,8 @@ def mine(caplog: pytest.LogCaptureFixture, gate: str) -> dict[str, list[dict[str
 
 @pytest.mark.azurite
 def test_approving_a_gate_with_failing_quality_is_an_override_with_its_latency(
-        gate_flow: Flow, caplog: pytest.LogCaptureFixture):
+    gate_flow: Flow, caplog: pytest.LogCaptureFixture
+):
     gate = gate_flow.submit("dev", errors=5)  # rule L0, quality fail raises it to L2
     gate_flow.gates.clock.advance(timedelta(minutes=20))
     assert gate_flow.decide(gate, "approve") == 202
@@ -252,9 +284,18 @@ def test_approving_a_gate_with_failing_quality_is_an_override_with_its_latency(
     seen = mine(caplog, gate)
     (decision,) = seen["GateDecision"]
     assert decision == {
-        "name": "GateDecision", "tenant": gate_flow.tenant_id, "instance_id": gate, "level": "L2", "rule": "dev",
-        "source": "generic", "environment": "dev", "action": "deploy", "blocked": False, "quality": "fail",
-        "quality_score": 0.0, "approval_stages": 1,
+        "name": "GateDecision",
+        "tenant": gate_flow.tenant_id,
+        "instance_id": gate,
+        "level": "L2",
+        "rule": "dev",
+        "source": "generic",
+        "environment": "dev",
+        "action": "deploy",
+        "blocked": False,
+        "quality": "fail",
+        "quality_score": 0.0,
+        "approval_stages": 1,
     }
     (requested,) = seen["ApprovalRequested"]
     assert (requested["stage"], requested["approvers"], requested["quorum"]) == (0, 1, 1)
@@ -284,7 +325,8 @@ def test_rejecting_a_gate_whose_quality_passed_is_an_override(gate_flow: Flow, c
 
 @pytest.mark.azurite
 def test_agreeing_decisions_timeouts_and_automated_gates_are_not_overrides(
-        gate_flow: Flow, caplog: pytest.LogCaptureFixture):
+    gate_flow: Flow, caplog: pytest.LogCaptureFixture
+):
     approved = gate_flow.submit("production", errors=0)
     assert gate_flow.decide(approved, "approve") == 202
     timed_out = gate_flow.submit("production", errors=5)

@@ -197,23 +197,7 @@ class GitHubApp:
             if cached and cached[1] - TOKEN_REFRESH_MARGIN_SECONDS > self._clock():
                 return cached[0]
         url = f"{self.api_url}/app/installations/{int(installation_id)}/access_tokens"
-        jwt = self._signed_jwt()
-        outcome = send_with_retry(
-            lambda: self._session.post(url, headers=self._headers(jwt), timeout=self._policy.timeout),
-            self._policy,
-            label="github installation token",
-        )
-        if not outcome.ok or outcome.response is None:
-            raise GitHubAppError(
-                CallbackResult(
-                    ok=False,
-                    target="github",
-                    status_code=outcome.status_code,
-                    attempts=outcome.attempts,
-                    detail=describe(outcome, "github installation token", [jwt]),
-                )
-            )
-        body = outcome.response.json()
+        body = self._as_app("POST", url, "github installation token")
         token = SecretStr(body["token"])
         expires_at = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00")).timestamp()
         with self._lock:
@@ -226,12 +210,16 @@ class GitHubApp:
 
     def installation_id_for(self, owner: str, repo: str) -> int:
         """`GET /repos/{owner}/{repo}/installation` with the App JWT, for events that carry no installation."""
-        jwt = self._signed_jwt()
         url = f"{self.api_url}/repos/{owner}/{repo}/installation"
+        return int(self._as_app("GET", url, "github installation lookup")["id"])
+
+    def _as_app(self, method: str, url: str, label: str) -> Any:
+        """A request authenticated as the App itself (app JWT), retried; the JSON answer, or GitHubAppError."""
+        jwt = self._signed_jwt()
         outcome = send_with_retry(
-            lambda: self._session.get(url, headers=self._headers(jwt), timeout=self._policy.timeout),
+            lambda: self._session.request(method, url, headers=self._headers(jwt), timeout=self._policy.timeout),
             self._policy,
-            label="github installation lookup",
+            label=label,
         )
         if not outcome.ok or outcome.response is None:
             raise GitHubAppError(
@@ -240,10 +228,10 @@ class GitHubApp:
                     target="github",
                     status_code=outcome.status_code,
                     attempts=outcome.attempts,
-                    detail=describe(outcome, "github installation lookup", [jwt]),
+                    detail=describe(outcome, label, [jwt]),
                 )
             )
-        return int(outcome.response.json()["id"])
+        return outcome.response.json()
 
     # --- deployment protection rule -------------------------------------------------------------------
 

@@ -93,6 +93,7 @@ class Demo:
     received: Counter[str] = field(default_factory=Counter)
     handlers: dict[str, Any] = field(default_factory=dict)
     webhooks_shown: int = 0
+    seen_notifications: set[str] = field(default_factory=set)
 
     # -- sending events the way the sources do --------------------------------------------------------
 
@@ -124,7 +125,7 @@ class Demo:
 
     def dispatch(self) -> list[Any]:
         """What the queue trigger does for each waiting message, then let the orchestrations run."""
-        queue = self.stack.runtime.sink._queue
+        queue = self.stack.runtime.sink.queue
         results = []
         for message in queue.receive_messages(max_messages=32):
             queued = decode_message(self.stack.runtime.sealer, message.content.decode())
@@ -180,8 +181,8 @@ def run(out_dir: Path) -> int:
         receiver = LocalWebhookReceiver(stack.secret("env:GK_CONTOSO_CALLBACK_SECRET").encode()).start()
         with LocalEntraIssuer() as issuer:
             demo = _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir)
-            _ingestion(demo)
-            _gates(demo)
+            production_gate = _ingestion(demo)
+            _gates(demo, production_gate)
             _audit(demo, out_dir, key_dir)
         receiver.stop()
     finally:
@@ -212,7 +213,7 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
     )
     from gatekeeper.audit.signing import LocalCheckpointKey
 
-    runtime.checkpoint_signer = LocalCheckpointKey(key_dir_of(stack), "audit-checkpoint").signer()
+    runtime.checkpoint_signer = LocalCheckpointKey(str(stack.key_dir), "audit-checkpoint").signer()
     revision = PolicyStore(runtime.storage, TENANT).publish(
         (EXAMPLES / "policy.yaml").read_text(), published_by="admin@contoso.com"
     )
@@ -244,7 +245,7 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         audit_for=runtime.audit_for,
         notifier=outbox,
         callbacks=callbacks,
-        entra_tenants_for=lambda t: runtime.registry.get(t).entra_tenant_ids if runtime.registry.get(t) else (),
+        entra_tenants_for=runtime.entra_tenants_for,
         token_validator=validator,
         operators_for=runtime.operators_for,
         clock=clock,
@@ -258,14 +259,11 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
     return Demo(stack, gates, issuer, github, devops, receiver, outbox, timeline, handlers=handlers)
 
 
-def key_dir_of(stack: LocalStack) -> str:
-    return str(stack.key_dir)
-
-
 # -- act 1: ingestion ---------------------------------------------------------------------------------------
 
 
-def _ingestion(demo: Demo) -> None:
+def _ingestion(demo: Demo) -> str:
+    """Act 1; returns the production gate it started, which act 2 follows."""
     t = demo.timeline
     t.section("1. Events come in: authenticated, normalised, deduplicated")
     dpr = json.loads((EXAMPLES / "events/github-deployment-protection-rule.json").read_text())
@@ -274,7 +272,7 @@ def _ingestion(demo: Demo) -> None:
         f"GitHub deployment_protection_rule for {dpr['repository']['full_name']} -> production: {status} "
         f"{answer['status']} (gate {answer.get('instanceId')})"
     )
-    demo.production_gate = answer["instanceId"]  # type: ignore[attr-defined]
+    production_gate = str(answer["instanceId"])
     status, answer = demo.github_event("deployment_protection_rule", dpr, delivery="b1f7c0de-0001")
     t.say(f"the same delivery redelivered from GitHub's UI: {status} {answer['status']} (dedupe happens next)")
     status, answer = demo.github_event("deployment_protection_rule", dpr, forge=True)
@@ -312,14 +310,14 @@ def _ingestion(demo: Demo) -> None:
     outcome = Counter(r.disposition.value for r in results)
     t.say(f"dispatcher: {dict(outcome)} (the redelivery was recognised by its business key, not its delivery id)")
     t.say(f"received {sum(demo.received.values())}: {dict(demo.received)}")
+    return production_gate
 
 
 # -- act 2: the gates ---------------------------------------------------------------------------------------
 
 
-def _gates(demo: Demo) -> None:
+def _gates(demo: Demo, gate: str) -> None:
     t = demo.timeline
-    gate = demo.production_gate  # type: ignore[attr-defined]
     t.section("2. L2: a production deployment waits for two approval stages")
     _show_decision(demo, gate)
     _show_new_notifications(demo)
@@ -405,16 +403,13 @@ def _show_decision(demo: Demo, instance_id: str) -> None:
                 )
 
 
-_seen_notifications: set[str] = set()
-
-
 def _show_new_notifications(demo: Demo) -> None:
     for entry in demo.outbox.read_all(TENANT):
         note = entry["notification"]
         key = json.dumps(entry, sort_keys=True)
-        if key in _seen_notifications:
+        if key in demo.seen_notifications:
             continue
-        _seen_notifications.add(key)
+        demo.seen_notifications.add(key)
         demo.timeline.say(f"outbox: {note['kind']} to {', '.join(note['recipients'])}: {note['title']}", indent=1)
 
 

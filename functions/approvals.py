@@ -29,19 +29,13 @@ def decision_service(gateway: OrchestrationGateway) -> DecisionService:
     from gatekeeper.approvals.service import DecisionService
 
     runtime = services()
-
-    def entra_tenants(tenant_id: str) -> tuple[str, ...]:
-        record = runtime.registry.get(tenant_id)
-        return record.entra_tenant_ids if record is not None else ()
-
-    audit_for = runtime.audit_for
     return DecisionService(
         runtime.storage,
         runtime.sealer,
         gateway,
-        entra_tenants_for=entra_tenants,
+        entra_tenants_for=runtime.entra_tenants_for,
         token_validator=runtime.token_validator,
-        audit_for=audit_for,
+        audit_for=runtime.audit_for,
     )
 
 

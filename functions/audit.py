@@ -18,14 +18,15 @@ bp = df.Blueprint()
 @bp.route(route="tenants/{tenant}/audit/export", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def audit_export(req: func.HttpRequest) -> func.HttpResponse:
     """`?format=oscal|bundle` (and `jsonl`), optional `from`/`to`; Entra ID app role Gatekeeper.Auditor."""
-    from gatekeeper.audit.access import authorize_auditor, identify, parse_range
+    from gatekeeper.audit.access import authorize_auditor, parse_range
     from gatekeeper.audit.export import export_for_http
+    from gatekeeper.security.identity import identify_caller
 
     rt = services()
     tenant = req.route_params.get("tenant", "")
     try:
-        principal = identify(dict(req.headers), rt.token_validator, rt.environ)
-        authorize_auditor(principal, tenant, _entra_tenants(rt))
+        principal = identify_caller(dict(req.headers), rt.token_validator, rt.environ)
+        authorize_auditor(principal, tenant, rt.entra_tenants_for)
         content_type, body = export_for_http(
             rt.storage,
             rt.sealer,
@@ -55,11 +56,3 @@ def audit_checkpoints(timer: func.TimerRequest) -> None:
             continue
         if signed is not None:
             log.info("checkpoint for %s", record.tenant_id)
-
-
-def _entra_tenants(rt):
-    def lookup(tenant_id: str) -> tuple[str, ...]:
-        record = rt.registry.get(tenant_id) if tenant_id.isalnum() else None
-        return record.entra_tenant_ids if record else ()
-
-    return lookup

@@ -58,7 +58,9 @@ class Runtime:
     tenant_cache_seconds: float = 60.0
     queue_name: str = PIPELINE_EVENTS_QUEUE
     checkpoint_signer: Any = None  # gatekeeper.audit.signing.CheckpointSigner; None = no checkpoints
-    environ: Mapping[str, str] | None = None  # where `env:` secret references resolve; None = os.environ
+    # The process environment: app settings and the values of `env:` secret references. None = os.environ;
+    # the local stack passes its own mapping so a demo never needs to touch the real environment.
+    environ: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         self._audit_logs: dict[str, AuditLog] = {}
@@ -117,6 +119,11 @@ class Runtime:
             return PolicyStore(self.storage, tenant_id).current().document
         except NoPolicy:
             return load_policy(NO_POLICY, name="built-in safe default")
+
+    def entra_tenants_for(self, tenant_id: str) -> tuple[str, ...]:
+        """The Entra ID tenants whose people may act for this tenant (approve, audit); none if unknown."""
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        return record.entra_tenant_ids if record else ()
 
     def operators_for(self, tenant_id: str) -> tuple[str, ...]:
         record = self.registry.get(tenant_id)

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from gatekeeper.errors import Problem
-from gatekeeper.security.identity import identify_caller as identify  # noqa: F401 - used by the route
 from gatekeeper.security.principal import AUDITOR_ROLE, Principal, wrong_tenant
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
+from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
 from gatekeeper.events.codec import event_from_sealable, event_to_sealable
 from gatekeeper.events.model import PipelineEvent
@@ -68,6 +68,11 @@ class QueueEventSink:
             message_decode_policy=BinaryBase64DecodePolicy(),
         )
         self._sealer = sealer
+
+    @property
+    def queue(self) -> QueueClient:
+        """The queue the dispatcher's trigger reads (the local demo drains it the way the host does)."""
+        return self._queue
 
     def ensure_queue(self) -> None:
         with contextlib.suppress(ResourceExistsError):

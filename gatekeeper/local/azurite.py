@@ -90,13 +90,12 @@ def start_azurite(root: Path = PROJECT_ROOT, timeout: float = 30.0, attempts: in
     Another process can take a port between our probe and Azurite's bind, so a start that fails with
     EADDRINUSE is retried on fresh ports.
     """
-    for attempt in range(1, attempts + 1):
+    for _ in range(attempts - 1):
         try:
             return _start_once(root, timeout)
         except PortTaken:
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return _start_once(root, timeout)
 
 
 class PortTaken(RuntimeError):

@@ -58,14 +58,14 @@ def gateway_for(durable) -> DurableClientGateway:
     return DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
 
 
-def started(durable) -> list[tuple[str, str, dict]]:
-    return [r for r in durable.requests if r[0] == "POST" and "/orchestrators/" in r[1]]
+def started(durable) -> list[tuple[str, dict]]:
+    return durable.posts("/orchestrators/")
 
 
 def test_a_gate_request_starts_one_orchestration_with_the_derived_instance_id(env, durable):
     deliver(env, "deployment_protection_rule", DPR)
     run_dispatcher(env, durable)
-    [(_, path, body)] = started(durable)
+    [(path, body)] = started(durable)
     assert path.startswith("/durabletask/orchestrators/deployment_gate/gate-")
     instance_id = path.rsplit("/", 1)[1]
     assert body["instance_id"] == instance_id and body["tenant_id"] == env.tenant_id
@@ -88,7 +88,7 @@ def test_another_environment_is_another_gate(env, durable):
     staging = dict(DPR, environment="staging", deployment=dict(DPR["deployment"], environment="staging"))
     deliver(env, "deployment_protection_rule", staging)
     run_dispatcher(env, durable)
-    assert len({path for _, path, _ in started(durable)}) == 2
+    assert len({path for path, _ in started(durable)}) == 2
 
 
 def test_status_events_are_recorded_once(env, durable):
@@ -109,7 +109,7 @@ def test_a_failed_start_is_retried_not_mistaken_for_a_duplicate(env, durable):
     queued = decode_message(env.runtime.sealer, text)
     gateway = gateway_for(durable)
     dispatcher = env.runtime.dispatcher(gateway)
-    durable.fail_next_starts = 1
+    durable.fail_next(1, 500, path_contains="/orchestrators/", body={"Message": "storage unavailable"})
     with pytest.raises(Exception, match="storage unavailable"):
         dispatcher.dispatch(queued.event, queued.event_id)  # the host would retry the message
     result = dispatcher.dispatch(queued.event, queued.event_id)
@@ -148,4 +148,4 @@ def test_a_rerun_job_is_a_new_gate_so_it_is_answered(env, durable):
     rerun = dict(DPR, deployment=dict(DPR["deployment"], id=DPR["deployment"]["id"] + 1))
     deliver(env, "deployment_protection_rule", rerun)
     run_dispatcher(env, durable)
-    assert len({path for _, path, _ in started(durable)}) == 2
+    assert len({path for path, _ in started(durable)}) == 2

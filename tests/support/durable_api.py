@@ -6,104 +6,79 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-START = re.compile(r"^/durabletask/orchestrators/(?P<name>[^/?]+)(/(?P<id>[^/?]+))?")
-STATUS = re.compile(r"^/durabletask/instances/(?P<id>[^/?]+)(\?.*)?$")
-RAISE = re.compile(r"^/durabletask/instances/(?P<id>[^/?]+)/raiseEvent/(?P<event>[^/?]+)")
+from gatekeeper.local.protocol_servers import LocalServer, Response
+
+START = re.compile(r"^/durabletask/orchestrators/(?P<name>[^/]+)(/(?P<id>[^/]+))?$")
+STATUS = re.compile(r"^/durabletask/instances/(?P<id>[^/]+)$")
+RAISE = re.compile(r"^/durabletask/instances/(?P<id>[^/]+)/raiseEvent/(?P<event>[^/]+)$")
 
 
-class DurableApiServer:
+def _answer(status: int, body: Any = None) -> Response:
+    payload = b"" if body is None else json.dumps(body).encode()
+    return status, {"Content-Type": "application/json"}, payload
+
+
+def _decoded(path: str, body: bytes) -> Any:
+    value = json.loads(body) if body else None
+    if START.match(path) and isinstance(value, str):
+        value = json.loads(value)  # the Python SDK sends the input already serialised: JSON inside JSON
+    return value
+
+
+class DurableApiServer(LocalServer):
+    name = "local Durable Functions HTTP API"
+
     def __init__(self, task_hub: str = "GatekeeperTest"):
+        super().__init__()
         self.task_hub = task_hub
         self.instances: dict[str, dict[str, Any]] = {}
-        self.requests: list[tuple[str, str, Any]] = []
-        self.fail_next_starts = 0
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+    def posts(self, path_contains: str) -> list[tuple[str, Any]]:
+        """(path, JSON body) of every POST whose path contains the text, oldest first."""
+        return [(r.path, _decoded(r.path, r.body)) for r in self.requests_to(path_contains, "POST")]
 
-            def _send(self, status: int, body: Any = None) -> None:
-                payload = b"" if body is None else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def _body(self) -> Any:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                return json.loads(raw) if raw else None
-
-            def do_POST(self) -> None:
-                body = self._body()
-                if START.match(self.path) and isinstance(body, str):
-                    # The Python SDK sends the input already serialised: a JSON string holding JSON.
-                    body = json.loads(body)
-                server.requests.append(("POST", self.path, body))
-                if match := RAISE.match(self.path):
-                    instance = server.instances.get(match["id"])
-                    if instance is None:
-                        return self._send(404)
-                    instance.setdefault("events", []).append((match["event"], body))
-                    return self._send(202)
-                if match := START.match(self.path):
-                    if server.fail_next_starts:
-                        server.fail_next_starts -= 1
-                        return self._send(500, {"Message": "storage unavailable"})
-                    instance_id = match["id"] or "generated"
-                    now = datetime.now(UTC).isoformat()
-                    server.instances[instance_id] = {
-                        "name": match["name"],
-                        "instanceId": instance_id,
-                        "runtimeStatus": "Pending",
-                        "input": body,
-                        "createdTime": now,
-                        "lastUpdatedTime": now,
-                    }
-                    base = f"http://127.0.0.1:{server.port}/runtime/webhooks/durabletask/instances/{instance_id}"
-                    return self._send(202, {"id": instance_id, "statusQueryGetUri": base})
-                return self._send(404)
-
-            def do_GET(self) -> None:
-                server.requests.append(("GET", self.path, None))
-                if match := STATUS.match(self.path):
-                    instance = server.instances.get(match["id"])
-                    if instance is None:
-                        return self._send(404)
-                    public = {k: v for k, v in instance.items() if k != "events"}
-                    return self._send(202, public)
-                return self._send(404)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> Response:
+        if method == "POST" and (match := RAISE.match(path)):
+            instance = self.instances.get(match["id"])
+            if instance is None:
+                return _answer(404)
+            instance.setdefault("events", []).append((match["event"], _decoded(path, body)))
+            return _answer(202)
+        if method == "POST" and (match := START.match(path)):
+            instance_id = match["id"] or "generated"
+            now = datetime.now(UTC).isoformat()
+            self.instances[instance_id] = {
+                "name": match["name"],
+                "instanceId": instance_id,
+                "runtimeStatus": "Pending",
+                "input": _decoded(path, body),
+                "createdTime": now,
+                "lastUpdatedTime": now,
+            }
+            status_uri = f"{self.url}/runtime/webhooks/durabletask/instances/{instance_id}"
+            return _answer(202, {"id": instance_id, "statusQueryGetUri": status_uri})
+        if method == "GET" and (match := STATUS.match(path)):
+            instance = self.instances.get(match["id"])
+            if instance is None:
+                return _answer(404)
+            return _answer(202, {k: v for k, v in instance.items() if k != "events"})
+        return _answer(404)
 
     @property
     def client_binding(self) -> str:
         """The JSON the Functions host hands a `durable_client_input` binding."""
-        base = f"http://127.0.0.1:{self.port}"
         return json.dumps(
             {
                 "taskHubName": self.task_hub,
                 "creationUrls": {},
                 "managementUrls": {},
-                "baseUrl": f"{base}/runtime/webhooks/durabletask",
+                "baseUrl": f"{self.url}/runtime/webhooks/durabletask",
                 "requiredQueryStringParameters": "",
-                "rpcBaseUrl": f"{base}/durabletask/",
+                "rpcBaseUrl": f"{self.url}/durabletask/",
             }
         )
-
-    def __enter__(self) -> DurableApiServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()

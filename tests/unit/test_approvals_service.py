@@ -129,7 +129,7 @@ def get(gate_id: str, headers: dict[str, str]) -> func.HttpResponse:
 
 
 def raised(durable: DurableApiServer) -> list[tuple[str, Any]]:
-    return [(path, body) for method, path, body in durable.requests if method == "POST" and "/raiseEvent/" in path]
+    return durable.posts("/raiseEvent/")
 
 
 def test_an_approval_is_stored_and_raised_as_a_numbered_event(gate, durable, issuer):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -151,7 +150,3 @@ def test_ping_is_answered(env):
     }
     response = call(github_request("ping", ping))
     assert response.status_code == 202
-
-
-def test_openapi_document_exists_for_generic_api():
-    assert Path(ROOT / "docs/openapi/events.yaml").exists()

@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from azure.data.tables import TableClient
+
 from gatekeeper.store.tables import StorageAccount
 
 DEAD_LETTER_TABLE = "gkDeadLetters"
@@ -29,7 +31,6 @@ class DeadLetter:
 class DeadLetters:
     def __init__(self, storage: StorageAccount):
         self._storage = storage
-        self._ready = False
 
     def record(self, queue: str, message: str, reason: str, *, dequeue_count: int | None = None) -> str:
         table = self._table()
@@ -55,8 +56,5 @@ class DeadLetters:
             DeadLetter(e["PartitionKey"], e["RowKey"], e["reason"], e["message"], e["recorded_at"]) for e in entities
         ]
 
-    def _table(self):
-        if not self._ready:
-            self._storage.ensure_table(DEAD_LETTER_TABLE)
-            self._ready = True
-        return self._storage.table(DEAD_LETTER_TABLE)
+    def _table(self) -> TableClient:
+        return self._storage.ensure_table(DEAD_LETTER_TABLE)

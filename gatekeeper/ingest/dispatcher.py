@@ -69,7 +69,6 @@ class EventDispatcher:
         self._storage = storage
         self._sealer = sealer
         self._gateway = gateway
-        self._known_tables: set[str] = set()
 
     def dispatch(self, event: PipelineEvent, event_id: str) -> DispatchResult:
         table = self._events_table(event.tenant_id)
@@ -109,11 +108,7 @@ class EventDispatcher:
         return DispatchResult(Disposition.STARTED, event)
 
     def _events_table(self, tenant_id: str) -> TableClient:
-        name = tenant_table_name(tenant_id, TablePurpose.EVENTS)
-        if name not in self._known_tables:
-            self._storage.ensure_table(name)
-            self._known_tables.add(name)
-        return self._storage.table(name)
+        return self._storage.ensure_table(tenant_table_name(tenant_id, TablePurpose.EVENTS))
 
     @staticmethod
     def _mark(table: TableClient, row_key: str, etag: str, state: str) -> None:

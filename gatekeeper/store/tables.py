@@ -82,8 +82,15 @@ class StorageAccount:
     def tenant_table(self, tenant_id: str, purpose: TablePurpose) -> TableClient:
         return self.tables.get_table_client(tenant_table_name(tenant_id, purpose))
 
+    @cached_property
+    def _ensured_tables(self) -> set[str]:
+        return set()
+
     def ensure_table(self, name: str) -> TableClient:
-        self.tables.create_table_if_not_exists(name)
+        """Create the table once per process: per-tenant tables are ensured on hot paths (every event)."""
+        if name not in self._ensured_tables:
+            self.tables.create_table_if_not_exists(name)
+            self._ensured_tables.add(name)
         return self.tables.get_table_client(name)
 
     def ensure_tenant_table(self, tenant_id: str, purpose: TablePurpose) -> TableClient:

@@ -41,7 +41,9 @@ from gatekeeper.audit.merkle import EMPTY_ROOT, CompactRange, ProofError, node_h
 from gatekeeper.audit.records import GENESIS_HASH, LEAF_PREFIX, SEPARATOR, canonical_bytes
 
 _TEXT_FIELDS = ("tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash", "entry_hash")
-CHUNK = 1024  # entries checked per bulk step, and per progress update
+CHUNK_LEVELS = 10
+CHUNK = 1 << CHUNK_LEVELS  # entries checked per bulk step (and per progress update): a whole subtree
+HEX_LENGTH = 64
 Progress = Callable[[int], None]
 
 
@@ -285,17 +287,20 @@ class _Verifier:
             raise _Bad(start, f"the frontier does not produce the root signed by the checkpoint at size {start}")
         self.checkpoints_at(start, self.compact.root())
 
-        digests = self._bulk(entries, progress)
+        levels = _Levels() if start == 0 else None
+        digests = self._bulk(entries, progress, levels)
         if digests is None:
             self._walk(entries)  # names the first bad entry (and judges checkpoints up to it on the way)
             raise AssertionError("the entry walk found nothing the bulk check rejected")  # pragma: no cover
         end = start + len(entries)
-        if start == 0:
-            self._checkpoints_from_levels(digests, end)
+        if levels is not None:
+            levels.finish()
+            while self.pending and self.pending[0].size <= end:
+                size = self.pending[0].size
+                self.checkpoints_at(size, levels.root(size))
         else:
             self._checkpoints_streaming(digests)
         self.state.checked = end - start
-        self.compact_after = end
         self._beyond(end)
 
     def _beyond(self, end: int) -> None:
@@ -307,16 +312,19 @@ class _Verifier:
                 end, f"missing: a signed checkpoint covers {cp.size} entries but the last present is seq {end - 1}"
             )
 
-    def _bulk(self, entries: Sequence[Any], progress: Progress | None) -> list[bytes] | None:
-        """Leaf hashes of all entries when every entry passes every per-entry rule, else None.
+    def _bulk(self, entries: Sequence[Any], progress: Progress | None, levels: _Levels | None) -> list[bytes] | None:
+        """Leaf hashes of all entries when every entry passes every per-entry rule, else None. With
+        `levels` (a log from seq 0) each chunk's subtree is hashed into it while its leaves are in cache.
 
         Per chunk each field is read into a column (one C-level map per field) and the rules of
         `_diagnose` and `canonical_bytes` are checked over whole columns: every entry is a dict (not a
         subclass or other mapping), every seq exactly the int expected, every text field exactly a str,
         every tenant ours, no field holding U+001F (a memchr over each column's concatenation), every hash
         that of the entry's canonical bytes and every prev_hash the hash before it. So the bulk check
-        accepts exactly what the walk accepts, only faster."""
-        sha256, digest, to_hex, encode = hashlib.sha256, methodcaller("digest"), bytes.hex, str.encode
+        accepts exactly what the walk accepts, only faster. Hashes are compared per chunk as one hex text
+        each side, after checking that every stored hash is 64 characters long, so that the comparison
+        still holds entry by entry."""
+        sha256, digest, encode = hashlib.sha256, methodcaller("digest"), str.encode
         join, separator, tenant, getters = SEPARATOR.join, SEPARATOR, self.tenant, _COLUMNS
         digests: list[bytes] = []
         prev: str | None = GENESIS_HASH if self.start == 0 else None
@@ -346,27 +354,22 @@ class _Verifier:
                 hashed = list(map(digest, map(sha256, map(encode, leaves))))
             except UnicodeError:  # a lone surrogate: the walk names the field
                 return None
-            hexes = tuple(map(to_hex, hashed))
-            prevs = texts[-1]
-            if hexes != stored or prevs != (prevs[0] if prev is None else prev, *hexes[:-1]):
+            prevs, lengths = texts[-1], [HEX_LENGTH] * count
+            computed = b"".join(hashed).hex()
+            if (
+                list(map(len, stored)) != lengths
+                or list(map(len, prevs)) != lengths
+                or "".join(stored) != computed
+                or "".join(prevs) != (prevs[0] if prev is None else prev) + computed[:-HEX_LENGTH]
+            ):
                 return None
-            prev = hexes[-1]
+            prev = computed[-HEX_LENGTH:]
             digests += hashed
+            if levels is not None:
+                levels.add_chunk(hashed)
             if progress is not None:
                 progress(count)
         return digests
-
-    def _checkpoints_from_levels(self, digests: list[bytes], end: int) -> None:
-        """A log exported from seq 0: build every perfect subtree level in bulk, then read each checkpoint's
-        root from it in O(log n)."""
-        sha256, digest, node = hashlib.sha256, methodcaller("digest"), repeat(b"\x01")
-        levels = [digests]
-        while len(levels[-1]) > 1:
-            level = levels[-1]
-            levels.append(list(map(digest, map(sha256, map(add, map(add, node, level[0::2]), level[1::2])))))
-        while self.pending and self.pending[0].size <= end:
-            size = self.pending[0].size
-            self.checkpoints_at(size, _root_from_levels(levels, size))
 
     def _checkpoints_streaming(self, digests: list[bytes]) -> None:
         """A range export: continue the frontier's compact range leaf by leaf."""
@@ -421,21 +424,54 @@ _COLUMNS = tuple(map(itemgetter, ("seq", *_TEXT_FIELDS)))
 _LEAF_HEAD = LEAF_PREFIX.removesuffix(SEPARATOR)  # joined with seq and the fields by SEPARATOR
 
 
-def _root_from_levels(levels: list[list[bytes]], size: int) -> bytes:
-    if size == 0:
-        return EMPTY_ROOT
-    parts: list[bytes] = []
-    position, remaining = 0, size
-    while remaining:
-        width = 1 << (remaining.bit_length() - 1)
-        level = width.bit_length() - 1
-        parts.append(levels[level][position >> level])
-        position += width
-        remaining -= width
-    acc = parts[-1]
-    for h in reversed(parts[:-1]):
-        acc = node_hash(h, acc)
-    return acc
+class _Levels:
+    """Every perfect subtree root of a log exported from seq 0, level by level (level k holds the roots
+    of the aligned 2**k-leaf subtrees), so each checkpoint's root is read in O(log n) hashes.
+
+    Chunks are CHUNK (a power of two) leaves, aligned, so a chunk's pairs never straddle two chunks up
+    to level CHUNK_LEVELS; `finish` pairs the chunk roots above that."""
+
+    def __init__(self) -> None:
+        self.levels: list[list[bytes]] = [[] for _ in range(CHUNK_LEVELS + 1)]
+
+    def add_chunk(self, leaves: list[bytes]) -> None:
+        level = leaves
+        for k in range(CHUNK_LEVELS + 1):
+            self.levels[k] += level
+            if k == CHUNK_LEVELS or len(level) < 2:
+                return
+            level = _pairs(level)
+
+    def finish(self) -> None:
+        levels = self.levels
+        while len(levels) > 1 and not levels[-1]:
+            levels.pop()
+        while len(levels[-1]) > 1:
+            levels.append(_pairs(levels[-1]))
+
+    def root(self, size: int) -> bytes:
+        if size == 0:
+            return EMPTY_ROOT
+        levels, parts = self.levels, []
+        position, remaining = 0, size
+        while remaining:
+            level = remaining.bit_length() - 1
+            parts.append(levels[level][position >> level])
+            position += 1 << level
+            remaining -= 1 << level
+        acc = parts[-1]
+        for h in reversed(parts[:-1]):
+            acc = node_hash(h, acc)
+        return acc
+
+
+def _pairs(level: list[bytes]) -> list[bytes]:
+    """The parents of each complete pair of a level, `SHA-256(0x01 || left || right)`, in one C pipeline."""
+    return list(map(_DIGEST, map(hashlib.sha256, map(add, map(add, _NODE_PREFIX, level[0::2]), level[1::2]))))
+
+
+_DIGEST = methodcaller("digest")
+_NODE_PREFIX = repeat(b"\x01")
 
 
 def _diagnose(entries: Sequence[Any], index: int, seq: int, tenant: str) -> None:

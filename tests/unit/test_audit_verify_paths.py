@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from gatekeeper.audit.merkle import CompactRange
+from gatekeeper.audit.merkle import CompactRange, MerkleTree
 from gatekeeper.audit.records import RECORD_FORMAT, SEPARATOR
-from gatekeeper.audit.verify import CHUNK, _Bad, _Verifier
+from gatekeeper.audit.verify import CHUNK, _Bad, _Levels, _Verifier
 from tests.unit.test_audit_support import make_entries, rehash
 
 TENANT = "contoso"
@@ -212,3 +212,17 @@ def test_stored_hashes_that_only_line_up_when_concatenated_are_refused(pristine)
     head, tail = entries[6]["entry_hash"], entries[7]["entry_hash"]
     entries[6]["entry_hash"], entries[7]["entry_hash"] = head[:-1], head[-1] + tail
     assert _bulk_root(entries) is None and _walk_root(entries) is None
+
+
+def test_chunked_subtree_levels_give_every_root_of_the_whole_tree():
+    """Subtrees hashed chunk by chunk must give the RFC 6962 root at every size, across chunk seams."""
+    rng = random.Random(7)
+    leaves = [rng.randbytes(32) for _ in range(2 * CHUNK + 5)]
+    levels = _Levels()
+    for offset in range(0, len(leaves), CHUNK):
+        levels.add_chunk(leaves[offset : offset + CHUNK])
+    levels.finish()
+    tree = MerkleTree(leaves)
+    sizes = {0, 1, 2, 3, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, len(leaves), *rng.sample(range(len(leaves)), 40)}
+    for size in sorted(sizes):
+        assert levels.root(size) == tree.root(size), size

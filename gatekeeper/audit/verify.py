@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from operator import add, itemgetter, methodcaller
+from operator import itemgetter
 from typing import Any
 
 from pydantic import ValidationError
@@ -324,7 +324,7 @@ class _Verifier:
         accepts exactly what the walk accepts, only faster. Hashes are compared per chunk as one hex text
         each side, after checking that every stored hash is 64 characters long, so that the comparison
         still holds entry by entry."""
-        sha256, digest, encode = hashlib.sha256, methodcaller("digest"), str.encode
+        sha256, encode = hashlib.sha256, str.encode
         join, separator, tenant, getters = SEPARATOR.join, SEPARATOR, self.tenant, _COLUMNS
         digests: list[bytes] = []
         prev: str | None = GENESIS_HASH if self.start == 0 else None
@@ -348,10 +348,11 @@ class _Verifier:
             ):
                 return None
             try:
-                # one pipeline, so each leaf text is hashed while still in cache
+                # one pipeline, so each leaf text is hashed while still in cache; a comprehension, because
+                # `.digest()` called in place skips the bound method a methodcaller would build per leaf.
                 # repr of an exact int is its decimal form, as str() gives, with less call overhead
-                leaves = map(join, zip(repeat(_LEAF_HEAD), map(repr, seq_range), *texts))
-                hashed = list(map(digest, map(sha256, map(encode, leaves))))
+                leaves = map(encode, map(join, zip(repeat(_LEAF_HEAD), map(repr, seq_range), *texts)))
+                hashed = [sha256(leaf).digest() for leaf in leaves]
             except UnicodeError:  # a lone surrogate: the walk names the field
                 return None
             prevs, lengths = texts[-1], [HEX_LENGTH] * count
@@ -466,12 +467,10 @@ class _Levels:
 
 
 def _pairs(level: list[bytes]) -> list[bytes]:
-    """The parents of each complete pair of a level, `SHA-256(0x01 || left || right)`, in one C pipeline."""
-    return list(map(_DIGEST, map(hashlib.sha256, map(add, map(add, _NODE_PREFIX, level[0::2]), level[1::2]))))
-
-
-_DIGEST = methodcaller("digest")
-_NODE_PREFIX = repeat(b"\x01")
+    """The parents of each complete pair of a level, `SHA-256(0x01 || left || right)`; an odd last node has
+    no parent at this level (not strict zip)."""
+    sha256, pairs = hashlib.sha256, zip(level[0::2], level[1::2], strict=False)
+    return [sha256(b"\x01" + left + right).digest() for left, right in pairs]
 
 
 def _diagnose(entries: Sequence[Any], index: int, seq: int, tenant: str) -> None:

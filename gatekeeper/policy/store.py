@@ -63,8 +63,13 @@ class PolicyStore(TenantRepository):
                     }
                 )
             except ResourceExistsError:
-                continue  # someone published this revision first: build on theirs
-            if self._move_pointer(pointer, revision):
+                # Someone published this revision first and may not have moved the pointer yet: move it for
+                # them (same ETag guard), so the next attempt builds on theirs instead of re-reading the stale
+                # pointer and losing the same race again. Each lost attempt is then another publisher's
+                # revision, which bounds the attempts by the number of concurrent publishers.
+                self._move_pointer(pointer, revision)
+                continue
+            if self._move_pointer(pointer, revision) or self._pointer_reached(revision):
                 return PolicyRevision(revision, document, text, document.fingerprint(), published_by, now)
         raise RuntimeError(f"could not publish a policy for {self.tenant_id}: too many concurrent publishers")
 
@@ -99,6 +104,12 @@ class PolicyStore(TenantRepository):
             return self._client.get_entity(POINTER_PARTITION, CURRENT)
         except ResourceNotFoundError:
             return None
+
+    def _pointer_reached(self, revision: int) -> bool:
+        """Our revision row is stored but our pointer move lost: another publisher moved the pointer to it
+        (or past it) for us."""
+        pointer = self._client_pointer()
+        return pointer is not None and int(pointer["revision"]) >= revision
 
     def _move_pointer(self, pointer, revision: int) -> bool:
         entity = {"PartitionKey": POINTER_PARTITION, "RowKey": CURRENT, "revision": revision}

@@ -100,9 +100,15 @@ def _b64u(data: bytes) -> str:
 
 
 def _unb64u(text: str) -> bytes:
+    """Strict base64url: unpadded and canonical. The decoder alone ignores the unused low bits of the last
+    character (and characters outside the alphabet), so a changed text could still open; re-encoding must
+    give back the very same text."""
     if not text or "=" in text:
         raise ValueError("empty or padded base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64u(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 def associated_data(data_key_id: str, tenant_id: str, table: str, partition_key: str, row_key: str) -> bytes:

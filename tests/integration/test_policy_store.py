@@ -10,7 +10,7 @@ import pytest
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.cli import main
 from gatekeeper.policy.document import PolicyError
-from gatekeeper.policy.store import NoPolicy, PolicyStore
+from gatekeeper.policy.store import REVISION_PARTITION, NoPolicy, PolicyStore
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
 from tests.conftest import ROOT
@@ -61,6 +61,26 @@ def test_concurrent_publishers_never_lose_a_revision(store):
     revisions = [r[0] for r in store.history()]
     assert revisions == [1, 2, 3, 4, 5]
     assert store.current().revision == 5
+
+
+def test_a_revision_stored_without_its_pointer_move_does_not_block_later_publishers(store):
+    """A publisher that stored revision 2 and stopped (or has not yet moved the pointer) must not make every
+    later publish re-read the stale pointer, lose on revision 2 again and give up."""
+    store.publish(SMALL, published_by="seed")
+    seed = store.revision(1)
+    store.create(
+        {
+            "PartitionKey": REVISION_PARTITION,
+            "RowKey": f"{2:010d}",
+            "revision": 2,
+            "text": SMALL,
+            "fingerprint": seed.fingerprint,
+            "published_by": "stalled",
+            "published_at": seed.published_at,
+        }
+    )
+    assert store.publish(SMALL, published_by="next").revision == 3
+    assert [r[0] for r in store.history()] == [1, 2, 3] and store.current().revision == 3
 
 
 def test_cli_publish_show_history_and_audit(storage_connection_string, tmp_path, capsys, monkeypatch):

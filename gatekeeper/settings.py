@@ -79,7 +79,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "GATEKEEPER_CHECKPOINT_KEY_NAME",
         "audit-checkpoint",
-        "Key Vault key (EC P-256 or RSA) that signs audit checkpoints; locally a JWK of that name.",
+        "Key Vault key (RSA, the template's RSA-HSM 3072, or EC P-256) that signs audit checkpoints; "
+        "locally a JWK of that name.",
     ),
     Setting(
         "GATEKEEPER_DATA_KEY_CACHE_SECONDS",

@@ -4,9 +4,9 @@ The signed body is a C2SP-checkpoint-like note (https://c2sp.org/tlog-checkpoint
 
     gatekeeper.audit/<tenant>\\n<size>\\n<root, standard base64>\\n<time, RFC 3339 UTC>\\n
 
-The signature is ES256 (or RS256) over SHA-256(note), made by a Key Vault key; ES256 signatures are raw
-r||s (JWS form, what Key Vault returns). Verification here is offline: it needs only the public key PEM
-and the `cryptography` package, never Azure.
+The signature is RS256 (new keys, RSA-3072) or ES256 (EC P-256) over SHA-256(note), made by a Key Vault
+key; RS256 signatures are PKCS#1 v1.5, ES256 signatures raw r||s (JWS form, what Key Vault returns).
+Verification here is offline: it needs only the public key PEM and the `cryptography` package, never Azure.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from gatekeeper.audit.ports import NoteSignature, NoteSigner
 ORIGIN_PREFIX = "gatekeeper.audit/"
 ES256 = "ES256"
 RS256 = "RS256"
+MIN_RSA_BITS = 2048  # below this an RSA signature proves little; new checkpoint keys are 3072
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 _PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
 
@@ -144,6 +145,8 @@ def load_public_keys(pem_text: str | bytes) -> dict[str, PublicKey]:
             raise CheckpointFormatError(f"public key block {number}: not a valid PEM public key") from None
         if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise CheckpointFormatError(f"public key block {number}: must be an EC or RSA key")
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            raise CheckpointFormatError(f"public key block {number}: RSA keys must have at least {MIN_RSA_BITS} bits")
         keys[key_fingerprint(key)] = key
     return keys
 

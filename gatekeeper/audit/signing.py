@@ -1,4 +1,10 @@
-"""The checkpoint signing key: a Key Vault key in Azure, a local EC P-256 JWK in development.
+"""The checkpoint signing key: a Key Vault key in Azure, a local JWK in development.
+
+New keys are RSA-3072 (RS256). A checkpoint is signed once per hundred entries or quarter hour but verified
+by every audit, export check and auditor, and RSA with e = 65537 verifies in about 44 us against 70 us for
+ECDSA P-256 at the same 128-bit strength; signing is the slower side, and it happens rarely. EC P-256 keys
+(ES256) keep working: logs signed with them still verify, and an existing key file or vault key is used as
+it is.
 
 Both paths sign through `azure.keyvault.keys.crypto.CryptographyClient.sign` over SHA-256(note), so the
 product runs one code path; the private key of a Key Vault key never leaves the vault. The public key is
@@ -28,6 +34,9 @@ from gatekeeper.audit.ports import NoteSignature
 
 _ALGORITHMS = {ES256: SignatureAlgorithm.es256, "RS256": SignatureAlgorithm.rs256}
 _NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
+RSA_KEY_BITS = 3072  # new local keys; infra/modules/keyvault.bicep creates the vault key at the same size
+# The JWK members (RFC 7518 section 6) a private key file must hold, by key type.
+_PRIVATE_FIELDS = {"RSA": ("n", "e", "d", "p", "q", "dp", "dq", "qi"), "EC": ("x", "y", "d")}
 
 
 class CheckpointKeyError(RuntimeError):
@@ -40,6 +49,23 @@ def _b64u(data: bytes) -> str:
 
 def _unb64u(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _int_bytes(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def _rsa_fields(public: rsa.RSAPublicNumbers, private: rsa.RSAPrivateNumbers) -> tuple[tuple[str, int], ...]:
+    return (
+        ("n", public.n),
+        ("e", public.e),
+        ("d", private.d),
+        ("p", private.p),
+        ("q", private.q),
+        ("dp", private.dmp1),
+        ("dq", private.dmq1),
+        ("qi", private.iqmp),
+    )
 
 
 def public_key_from_jwk(jwk: JsonWebKey) -> PublicKey:
@@ -98,8 +124,9 @@ class CheckpointSigner:
 
 
 class LocalCheckpointKey:
-    """A development checkpoint key: an EC P-256 JWK in `key_dir/<name>.jwk.json` (mode 0600), created on
-    first use. Signing runs through `CryptographyClient.from_jwk`, exactly as the product's Key Vault path."""
+    """A development checkpoint key: a private JWK in `key_dir/<name>.jwk.json` (mode 0600), created on first
+    use as RSA-3072 (an EC P-256 file from an earlier version is still used). Signing runs through
+    `CryptographyClient.from_jwk`, exactly as the product's Key Vault path."""
 
     def __init__(self, key_dir: str | os.PathLike[str], name: str = "audit-checkpoint") -> None:
         if not _NAME.match(name):
@@ -115,15 +142,12 @@ class LocalCheckpointKey:
         return self.key_dir / f"{self.name}.jwk.json"
 
     def _create(self) -> None:
-        private = ec.generate_private_key(ec.SECP256R1())
-        numbers = private.private_numbers()
+        private = rsa.generate_private_key(65537, RSA_KEY_BITS).private_numbers()
+        public = private.public_numbers
         jwk = {
-            "kty": "EC",
-            "crv": "P-256",
+            "kty": "RSA",
             "kid": f"local://keys/{self.name}/{os.urandom(16).hex()}",
-            "x": _b64u(numbers.public_numbers.x.to_bytes(32, "big")),
-            "y": _b64u(numbers.public_numbers.y.to_bytes(32, "big")),
-            "d": _b64u(numbers.private_value.to_bytes(32, "big")),
+            **{name: _b64u(_int_bytes(value)) for name, value in _rsa_fields(public, private)},
             "key_ops": ["sign", "verify"],
         }
         self.key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -137,38 +161,34 @@ class LocalCheckpointKey:
         finally:
             Path(temp).unlink(missing_ok=True)
 
-    def _jwk(self) -> dict[str, Any]:
+    def _jwk(self) -> JsonWebKey:
         if not self.path.exists():
             self._create()
         try:
             jwk = json.loads(self.path.read_text())
-            if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or not all(jwk.get(k) for k in "xyd"):
-                raise ValueError("not an EC P-256 private JWK")
+            names = _PRIVATE_FIELDS.get(str(jwk.get("kty"))) if isinstance(jwk, dict) else None
+            if not names or not all(isinstance(jwk.get(name), str) and jwk[name] for name in names):
+                raise ValueError("not an RSA or EC private JWK")
+            if jwk["kty"] == "EC" and jwk.get("crv") != "P-256":
+                raise ValueError("not an EC P-256 JWK")
+            fields = {name: _unb64u(jwk[name]) for name in names}
         except (OSError, ValueError) as exc:
             raise CheckpointKeyError(f"local checkpoint key {self.path}: unreadable ({type(exc).__name__})") from None
-        return jwk
+        curve = {"crv": "P-256"} if jwk["kty"] == "EC" else {}
+        return JsonWebKey(kid=jwk.get("kid"), kty=jwk["kty"], key_ops=["sign", "verify"], **curve, **fields)
 
     def signer(self) -> CheckpointSigner:
-        jwk = self._jwk()
-        key = JsonWebKey(
-            kid=jwk["kid"],
-            kty="EC",
-            crv="P-256",
-            x=_unb64u(jwk["x"]),
-            y=_unb64u(jwk["y"]),
-            d=_unb64u(jwk["d"]),
-            key_ops=["sign", "verify"],
-        )
-        public = public_key_from_jwk(key)
-        return CheckpointSigner(CryptographyClient.from_jwk(key), public)
+        key = self._jwk()
+        return CheckpointSigner(CryptographyClient.from_jwk(key), public_key_from_jwk(key))
 
     def public_key_pem(self) -> str:
         return self.signer().public_key_pem()
 
 
 class KeyVaultCheckpointKey:
-    """The checkpoint key in Azure Key Vault (EC P-256 for ES256, or RSA for RS256). Needs keys/get and
-    keys/sign; the current version signs, and each checkpoint records the versioned key id."""
+    """The checkpoint key in Azure Key Vault (RSA for RS256, as the template creates it, or EC P-256 for
+    ES256). Needs keys/get and keys/sign; the current version signs, and each checkpoint records the
+    versioned key id."""
 
     def __init__(self, vault_url: str, name: str, credential: Any, **client_kwargs: Any) -> None:
         self.vault_url = vault_url.rstrip("/")

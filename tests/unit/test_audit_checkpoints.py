@@ -1,4 +1,5 @@
-"""Checkpoint notes, ES256 signatures through CryptographyClient.from_jwk, offline verification."""
+"""Checkpoint notes, RS256 (new keys) and ES256 (earlier keys) signatures through CryptographyClient.from_jwk,
+offline verification."""
 
 from __future__ import annotations
 
@@ -61,13 +62,49 @@ def test_local_key_file_is_private_and_reused(key):
     first = key.signer()
     assert stat.S_IMODE(key.path.stat().st_mode) == 0o600
     jwk = json.loads(key.path.read_text())
-    assert (jwk["kty"], jwk["crv"], jwk["key_ops"]) == ("EC", "P-256", ["sign", "verify"])
+    assert (jwk["kty"], jwk["key_ops"]) == ("RSA", ["sign", "verify"])
+    assert len(base64.urlsafe_b64decode(jwk["n"] + "==")) * 8 == 3072
     assert key.signer().key_fingerprint == first.key_fingerprint
     assert jwk["d"] not in repr(first) and jwk["d"] not in repr(key)
 
 
-def test_es256_signature_is_raw_r_s_over_the_note_digest(key):
+def test_rs256_signature_is_pkcs1_v15_over_the_note_digest(key):
     signer = key.signer()
+    signed = sign_checkpoint(signer, CP)
+    raw = signed.signature_bytes()
+    assert signed.algorithm == "RS256" and len(raw) == 384
+    # Independent check with plain `cryptography`: PKCS#1 v1.5 over SHA-256(note).
+    public = load_public_keys(signer.public_key_pem())[signed.key_fingerprint]
+    public.verify(raw, hashlib.sha256(CP.note().encode()).digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+    assert verify_signature(public, "RS256", CP.note().encode(), raw)
+    assert not verify_signature(public, "RS256", CP.note().encode().replace(b"42", b"43"), raw)
+    assert not verify_signature(public, "ES256", CP.note().encode(), raw)
+
+
+@pytest.fixture(scope="module")
+def ec_key(tmp_path_factory):
+    """A local key file in the EC P-256 form earlier versions created: still used as it is."""
+    key = LocalCheckpointKey(tmp_path_factory.mktemp("ec-keys"))
+    numbers = ec.generate_private_key(ec.SECP256R1()).private_numbers()
+
+    def b64u(value: int) -> str:
+        return base64.urlsafe_b64encode(value.to_bytes(32, "big")).rstrip(b"=").decode()
+
+    jwk = {
+        "kty": "EC",
+        "crv": "P-256",
+        "kid": "local://keys/audit-checkpoint/earlier",
+        "x": b64u(numbers.public_numbers.x),
+        "y": b64u(numbers.public_numbers.y),
+        "d": b64u(numbers.private_value),
+        "key_ops": ["sign", "verify"],
+    }
+    key.path.write_text(json.dumps(jwk))
+    return key
+
+
+def test_an_earlier_ec_key_file_signs_es256_as_raw_r_s_over_the_note_digest(ec_key):
+    signer = ec_key.signer()
     signed = sign_checkpoint(signer, CP)
     raw = signed.signature_bytes()
     assert signed.algorithm == "ES256" and len(raw) == 64
@@ -120,15 +157,35 @@ def test_signed_note_text_has_a_c2sp_style_signature_line(key):
     text = signed.signed_note_text()
     body, sig_line = text.split("\n\n")
     assert body + "\n" == CP.note()
-    assert sig_line.startswith("\u2014 es256:local://keys/audit-checkpoint/")
+    assert sig_line.startswith("\u2014 rs256:local://keys/audit-checkpoint/")
     blob = base64.b64decode(sig_line.rsplit(" ", 1)[1])
     assert blob[:4] == bytes.fromhex(signed.key_fingerprint)[:4] and blob[4:] == signed.signature_bytes()
 
 
-def test_unreadable_local_key_is_reported_without_material(tmp_path):
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"kty": "RSA"}',
+        '{"kty": "EC", "crv": "P-384", "x": "AQ", "y": "AQ", "d": "AQ"}',
+        '{"kty": "oct", "k": "AQ"}',
+        '{"kty": "RSA", "n": "!", "e": "AQAB", "d": "AQ", "p": "AQ", "q": "AQ", "dp": "AQ", "dq": "AQ", "qi": 1}',
+        "[]",
+        "not json",
+    ],
+)
+def test_unreadable_local_key_is_reported_without_material(tmp_path, content):
     broken = LocalCheckpointKey(tmp_path)
-    broken.path.write_text('{"kty": "RSA"}')
+    broken.path.write_text(content)
     with pytest.raises(CheckpointKeyError, match="unreadable"):
         broken.signer()
+
+
+def test_local_key_names_are_plain(tmp_path):
     with pytest.raises(ValueError, match="name"):
         LocalCheckpointKey(tmp_path, "../escape")
+
+
+def test_rsa_keys_shorter_than_2048_bits_are_not_trusted():
+    weak = rsa.generate_private_key(65537, 1024).public_key()  # noqa: S505 - the point of the test
+    with pytest.raises(CheckpointFormatError, match="at least 2048 bits"):
+        load_public_keys(public_key_pem(weak))

@@ -29,7 +29,7 @@ from gatekeeper.audit.signing import LocalCheckpointKey
 APPENDS = 60
 MANY = 300
 VERIFY_ENTRIES = 20_000
-CHECKPOINT_EVERY = 100
+CHECKPOINT_EVERY = 100  # the product default, GATEKEEPER_CHECKPOINT_EVERY; signed by the default local key (RSA-3072)
 SEALED_BYTES = 600  # a typical sealed decision record: reasons, levels, ids
 ROUNDS = 5
 

@@ -36,6 +36,7 @@ def decision_service(gateway: OrchestrationGateway) -> DecisionService:
         entra_tenants_for=runtime.entra_tenants_for,
         token_validator=runtime.token_validator,
         audit_for=runtime.audit_for,
+        group_membership=runtime.group_membership,
     )
 
 

@@ -25,6 +25,7 @@ from gatekeeper.tenancy.secrets import SecretResolver
 if TYPE_CHECKING:
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.policy.document import PolicyDocument
+    from gatekeeper.security.groups import GroupMembership
 
 
 def storage_from_settings() -> StorageAccount:
@@ -93,6 +94,25 @@ class Runtime:
     @cached_property
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.storage)
+
+    @cached_property
+    def group_membership(self) -> GroupMembership | None:
+        """Directory lookups for approvers whose token lists too many groups: Graph `checkMemberGroups` in
+        GATEKEEPER_GRAPH_TENANT_ID with the managed identity, cached per person and group. None when unset."""
+        entra_tenant = settings.get("GATEKEEPER_GRAPH_TENANT_ID", self.environ)
+        if not entra_tenant:
+            return None
+        from azure.identity import DefaultAzureCredential
+
+        from gatekeeper.integrations.graph_groups import GraphGroupMembership
+        from gatekeeper.integrations.graph_notify import make_graph_client
+        from gatekeeper.security.groups import CachedGroupMembership
+
+        client_id = settings.get("AZURE_CLIENT_ID", self.environ)
+        credential = DefaultAzureCredential(**({"managed_identity_client_id": client_id} if client_id else {}))
+        graph_url = settings.get("GATEKEEPER_GRAPH_BASE_URL", self.environ) or "https://graph.microsoft.com/v1.0"
+        client, http = make_graph_client(credential, graph_url)
+        return CachedGroupMembership(GraphGroupMembership(client, entra_tenant, http_client=http))
 
     def is_registered_entra_tenant(self, entra_tenant_id: str) -> bool:
         """Only tokens from Entra tenants in the registry are worth fetching signing keys for."""

@@ -117,6 +117,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Microsoft Graph root (national clouds differ).",
     ),
     Setting(
+        "GATEKEEPER_GRAPH_TENANT_ID",
+        None,
+        "Entra tenant whose directory the managed identity reads through Graph to check an approver's groups "
+        "when the token lists too many; empty: no lookups (such approvers must be named directly).",
+    ),
+    Setting(
         "GATEKEEPER_NOTIFY_MODE",
         "graph",
         "How notifications go out: 'graph' (Teams activity feed, mail fallback) or 'outbox' (local files).",

@@ -28,6 +28,7 @@ from gatekeeper.approvals import chain
 from gatekeeper.errors import Problem, ValidationProblem
 from gatekeeper.gates.model import GateStatus, VoteEvent, vote_event_name
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore, StoredVote, VoteExists
+from gatekeeper.security.groups import GroupLookupUnavailable, GroupMembership
 from gatekeeper.security.identity import TokenValidator, identify_caller
 from gatekeeper.security.principal import Principal, wrong_tenant
 from gatekeeper.store.envelope import EnvelopeCipher
@@ -71,8 +72,10 @@ class DecisionService:
         audit_for: Callable[[str], Any] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         env: Mapping[str, str] | None = None,
+        group_membership: GroupMembership | None = None,
     ):
         self._storage = storage
+        self._groups = group_membership
         self._cipher = cipher
         self._gateway = gateway
         self._entra_tenants_for = entra_tenants_for
@@ -91,6 +94,9 @@ class DecisionService:
         request = _parse(body)
         now = self._clock()
         state = self._state(store, record)
+        plan_stages = record.plan.stages if record.plan else ()
+        if record.stage is not None and record.stage < len(plan_stages):
+            principal = self._with_directory_groups(principal, plan_stages[record.stage].groups)
         vote = chain.Vote(
             voter_id=principal.oid,
             decision=request.decision,
@@ -107,7 +113,10 @@ class DecisionService:
         if refusal is not None:
             problem = _refusal_problem(refusal)
             if isinstance(refusal, chain.NotAnApprover) and principal.groups_overage:
-                problem.detail += " (the token lists too many groups to check membership; ask to be named directly)"
+                problem.detail += (
+                    " (the token lists too many groups, and this service cannot read your directory to check "
+                    "membership; ask to be named directly)"
+                )
             raise problem
         try:
             stored = store.record_vote(
@@ -122,9 +131,10 @@ class DecisionService:
     def state(self, instance_id: str, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         principal = self.identify(headers)
         store, record = self._gate(instance_id, principal)
+        stages = record.plan.stages if record.plan else ()
+        principal = self._with_directory_groups(principal, frozenset().union(*(s.groups for s in stages)))
         identities = frozenset({principal.oid.lower(), *((principal.upn.lower(),) if principal.upn else ())})
         groups = frozenset(g.lower() for g in principal.groups)
-        stages = record.plan.stages if record.plan else ()
         if stages and not any(s.admits(identities, groups) for s in stages):  # no chain: any tenant user
             raise Problem(
                 403,
@@ -191,6 +201,26 @@ class DecisionService:
                 "Application identities cannot approve or reject deployments.",
             )
         return principal
+
+    def _with_directory_groups(self, principal: Principal, chain_groups: frozenset[str]) -> Principal:
+        """A caller whose token could not list its groups, with its memberships among the groups this chain
+        names, read from the directory. Unchanged when nothing needs asking or nobody can answer (the
+        refusal then says why); 503 when the directory cannot answer now, so nobody is refused by mistake."""
+        if not principal.groups_overage or not chain_groups or self._groups is None:
+            return principal
+        if not self._groups.serves(principal.tid):
+            return principal
+        try:
+            found = self._groups.member_groups(principal.tid, principal.oid, chain_groups)
+        except GroupLookupUnavailable:
+            raise Problem(
+                503,
+                "group-lookup-unavailable",
+                "Group membership cannot be checked now",
+                "Your token lists too many groups, and the directory could not be asked which of this "
+                "chain's approver groups you belong to. Try again in a minute.",
+            ) from None
+        return principal.model_copy(update={"groups": principal.groups | found, "groups_overage": False})
 
     def _gate(self, instance_id: str, principal: Principal) -> tuple[GateStore, GateRecord]:
         if not INSTANCE_ID.match(instance_id or ""):

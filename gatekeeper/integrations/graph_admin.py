@@ -20,8 +20,10 @@ from msgraph.generated.models.service_principal import ServicePrincipal
 from msgraph.generated.service_principals.service_principals_request_builder import ServicePrincipalsRequestBuilder
 
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
-# TeamsActivity.Send: approval requests in the activity feed. Mail.Send: the mail fallback.
-REQUIRED_GRAPH_ROLES: tuple[str, ...] = ("TeamsActivity.Send", "Mail.Send")
+# TeamsActivity.Send: approval requests in the activity feed. Mail.Send: the mail fallback. User.Read.All and
+# GroupMember.Read.All: a recipient's fallback address, and checkMemberGroups for approvers whose token lists
+# too many groups.
+REQUIRED_GRAPH_ROLES: tuple[str, ...] = ("TeamsActivity.Send", "Mail.Send", "User.Read.All", "GroupMember.Read.All")
 
 
 class GraphAdminError(Exception):

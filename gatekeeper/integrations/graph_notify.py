@@ -77,7 +77,7 @@ def make_graph_client(
     return GraphServiceClient(request_adapter=adapter), http
 
 
-class _LoopThread:
+class LoopThread:
     """A private event loop on a daemon thread; sync callers submit coroutines and wait."""
 
     def __init__(self) -> None:
@@ -96,7 +96,7 @@ class _LoopThread:
         self._loop.close()
 
 
-def _error_text(exc: BaseException) -> tuple[int | None, str]:
+def graph_error_text(exc: BaseException) -> tuple[int | None, str]:
     """Status and a short message from a Graph error (ODataError carries `.error.code/.message`)."""
     if isinstance(exc, APIError):
         status = exc.response_status_code
@@ -129,7 +129,7 @@ class GraphNotifier:
         self._portal_url = portal_url or None
         self._http = http_client
         self._timeout = timeout
-        self._runner = _LoopThread()
+        self._runner = LoopThread()
 
     def __repr__(self) -> str:
         return f"GraphNotifier(teams_app_id={self._teams_app_id!r}, mail_sender={self._mail_sender!r})"
@@ -177,7 +177,7 @@ class GraphNotifier:
                     detail="teams activity notification sent",
                 )
             except (APIError, httpx.HTTPError) as exc:
-                _, text = _error_text(exc)
+                _, text = graph_error_text(exc)
                 teams_detail = f"teams: {text}"
                 log.warning(
                     "graph: activity notification to %s failed (%s); falling back to mail", recipient.label, text
@@ -252,7 +252,7 @@ class GraphNotifier:
                 SendMailPostRequestBody(message=message, save_to_sent_items=False)
             )
         except (APIError, httpx.HTTPError) as exc:
-            status, text = _error_text(exc)
+            status, text = graph_error_text(exc)
             return Delivery(
                 recipient=recipient.label,
                 channel="mail",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import threading
 import time
@@ -591,6 +592,9 @@ class StaticTokenCredential:
         return AccessToken(self._token, int(time.time()) + self._expires_in)
 
 
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
 def _lower_keys(value: Any) -> Any:
     """Graph property names are case-insensitive (msgraph-sdk sends `Message`, `SaveToSentItems`)."""
     if isinstance(value, dict):
@@ -602,9 +606,10 @@ def _lower_keys(value: Any) -> Any:
 
 class LocalGraphServer(LocalServer):
     """Microsoft Graph v1.0: `users/{id}/teamwork/sendActivityNotification`,
-    `teams/{id}/sendActivityNotification`, `users/{sender}/sendMail`, `users/{id}` and `groups/{id}`.
-    `not_installed` lists users/teams without the Teams app (403, as Graph answers); `throttle_next`
-    answers 429 with Retry-After."""
+    `teams/{id}/sendActivityNotification`, `users/{sender}/sendMail`, `users/{id}`, `groups/{id}` and
+    `users/{id}/checkMemberGroups` (at most 20 group ids, answered from `memberships`: user id -> the
+    groups it belongs to, nested ones included). `not_installed` lists users/teams without the Teams app
+    (403, as Graph answers); `throttle_next` answers 429 with Retry-After."""
 
     name = "local Microsoft Graph"
 
@@ -615,10 +620,13 @@ class LocalGraphServer(LocalServer):
         users: dict[str, dict[str, Any]] | None = None,
         groups: dict[str, dict[str, Any]] | None = None,
         not_installed: Iterable[str] = (),
+        memberships: dict[str, Iterable[str]] | None = None,
     ):
         super().__init__()
         self._token = token
         self.users = {k.lower(): v for k, v in (users or {}).items()}
+        self.memberships = {k.lower(): {g.lower() for g in v} for k, v in (memberships or {}).items()}
+        self.member_checks: list[dict[str, Any]] = []
         self.groups = {k.lower(): v for k, v in (groups or {}).items()}
         self.not_installed = {item.lower() for item in not_installed}
         self.activity_notifications: list[dict[str, Any]] = []
@@ -697,6 +705,8 @@ class LocalGraphServer(LocalServer):
                     {"sender": parts[1], "to": [r["emailAddress"]["address"] for r in recipients], "message": message}
                 )
             return _empty(202)
+        if method == "POST" and len(parts) == 3 and parts[0] == "users" and parts[2] == "checkMemberGroups":
+            return self._check_member_groups(parts[1].lower(), document)
         if method == "GET" and len(parts) == 2 and parts[0] in ("users", "groups"):
             directory = self.users if parts[0] == "users" else self.groups
             entry = directory.get(parts[1].lower())
@@ -704,6 +714,21 @@ class LocalGraphServer(LocalServer):
                 return self._error(404, "Request_ResourceNotFound", f"Resource '{parts[1]}' does not exist.")
             return _json(200, {"id": parts[1], **entry})
         return self._error(404, "UnknownAction", f"{method} /{'/'.join(parts)} is not served here.")
+
+    def _check_member_groups(self, user: str, document: Any) -> Response:
+        ids = document.get("groupIds") if isinstance(document, dict) else None
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and _GUID.match(i) for i in ids):
+            return self._error(400, "Request_BadRequest", "groupIds must be a non-empty list of group object ids.")
+        if len(ids) > 20:
+            return self._error(400, "Request_BadRequest", "checkMemberGroups accepts at most 20 group ids.")
+        if user not in self.users and user not in self.memberships:
+            return self._error(404, "Request_ResourceNotFound", f"Resource '{user}' does not exist.")
+        with self._lock:
+            self.member_checks.append({"user": user, "group_ids": list(ids)})
+        member_of = self.memberships.get(user, set())
+        value = [i for i in ids if i.lower() in member_of]
+        context = "https://graph.microsoft.com/v1.0/$metadata#Collection(Edm.String)"
+        return _json(200, {"@odata.context": context, "value": value})
 
     def _activity(self, scope: str, target: str, document: Any) -> Response:
         problem = self._check_activity(document, target.lower() if scope == "team" else None)

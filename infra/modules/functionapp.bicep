@@ -158,6 +158,8 @@ var appSettings = {
   GATEKEEPER_APPROVAL_BASE_URL: 'https://${app.properties.defaultHostName}'
   GATEKEEPER_TEAMS_APP_ID: teamsManifest.id
   GATEKEEPER_GRAPH_BASE_URL: '${environment().graph}v1.0'
+  // Group-overage lookups read the directory the managed identity lives in.
+  GATEKEEPER_GRAPH_TENANT_ID: tenant().tenantId
   GATEKEEPER_NOTIFY_MODE: 'graph'
   GATEKEEPER_MAIL_SENDER: mailSenderAddress
   GATEKEEPER_DATA_KEY_CACHE_SECONDS: string(dataKeyCacheSeconds)

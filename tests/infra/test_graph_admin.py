@@ -26,7 +26,9 @@ ROLE_IDS = {
     "TeamsActivity.Send": "a267235f-af13-44dc-8385-c1dc93023186",
     "Mail.Send": "b633e1c5-b582-4048-a93e-9f11b44c7e96",
     "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
+    "GroupMember.Read.All": "98830695-27a2-44f7-8c18-0c3ebc9698f6",
 }
+ALL_ROLES = ["GroupMember.Read.All", "Mail.Send", "TeamsActivity.Send", "User.Read.All"]
 
 
 def _json(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
@@ -136,34 +138,35 @@ def _graph_roles(server: LocalGraphAdmin) -> list[str]:
     return sorted(by_id[a["appRoleId"]] for a in server.assignments if a["resourceId"] == GRAPH_SP)
 
 
-def test_grants_both_roles(capsys):
+def test_grants_every_role(capsys):
     with LocalGraphAdmin() as server:
         assert run_grant(_args(server), credential=StaticTokenCredential(TOKEN)) == 0
-        assert _graph_roles(server) == ["Mail.Send", "TeamsActivity.Send"]
+        assert _graph_roles(server) == ALL_ROLES
         posts = server.requests_to("/appRoleAssignedTo", "POST")
-        assert len(posts) == 2
+        assert len(posts) == 4
     out = capsys.readouterr().out
     assert f"TeamsActivity.Send: granted (service principal {MI_PRINCIPAL})" in out
-    assert "Mail.Send: granted" in out
+    for role in ("Mail.Send", "User.Read.All", "GroupMember.Read.All"):
+        assert f"{role}: granted" in out
 
 
 def test_is_idempotent_and_reports_existing_assignments(capsys):
     with LocalGraphAdmin(existing=["TeamsActivity.Send"]) as server:
         run_grant(_args(server), credential=StaticTokenCredential(TOKEN))
-        assert len(server.requests_to("/appRoleAssignedTo", "POST")) == 1
+        assert len(server.requests_to("/appRoleAssignedTo", "POST")) == 3
         run_grant(_args(server), credential=StaticTokenCredential(TOKEN))
-        assert len(server.requests_to("/appRoleAssignedTo", "POST")) == 1  # nothing new the second time
-        assert _graph_roles(server) == ["Mail.Send", "TeamsActivity.Send"]
+        assert len(server.requests_to("/appRoleAssignedTo", "POST")) == 3  # nothing new the second time
+        assert _graph_roles(server) == ALL_ROLES
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("TeamsActivity.Send: already granted")
     assert out[1].startswith("Mail.Send: granted")
-    assert out[2].startswith("TeamsActivity.Send: already granted") and out[3].startswith("Mail.Send: already granted")
+    assert all(line.split(":")[1].strip().startswith("already granted") for line in out[4:8])
 
 
 def test_finds_the_principal_from_the_client_id():
     with LocalGraphAdmin() as server:
         run_grant(_args(server, principal_id=None, client_id=MI_CLIENT), credential=StaticTokenCredential(TOKEN))
-        assert _graph_roles(server) == ["Mail.Send", "TeamsActivity.Send"]
+        assert _graph_roles(server) == ALL_ROLES
 
 
 def test_unknown_client_id_is_a_clear_error():

@@ -1,5 +1,6 @@
 """GraphNotifier with the real msgraph-sdk (kiota middleware included) against the local Graph stand-in:
-Teams activity-feed notifications, the team-scoped form for groups, the mail fallback and 429 handling."""
+Teams activity-feed notifications, the team-scoped form for groups, the mail fallback and 429 handling; and
+checkMemberGroups for approvers whose token lists too many groups."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import logging
 
 import pytest
 
+from gatekeeper.integrations.graph_groups import GraphGroupMembership
 from gatekeeper.integrations.graph_notify import GraphNotifier, make_graph_client
 from gatekeeper.integrations.notify import ACTIVITY_TYPES, Notification, chain_id
 from gatekeeper.local.protocol_servers import LocalGraphServer, StaticTokenCredential
+from gatekeeper.security.groups import GroupLookupUnavailable
 
 TOKEN = "graph-access-token-for-tests-0123456789"
 ALICE = "0f9a1c2e-1111-4a4a-9b9b-000000000001"  # has the Teams app
@@ -169,3 +172,41 @@ def test_info_without_a_link_uses_the_portal_url(graph, credential):
     body = graph.activity_notifications[0]["body"]
     assert body["topic"]["webUrl"] == "https://gatekeeper.contoso.example/"
     assert body["activityType"] == "gateInfo" and "chainId" not in body
+
+
+# ----- checkMemberGroups: approvers whose token lists too many groups -----------------------------------------
+
+DIRECTORY = "72f988bf-0000-4000-8000-00000000d1d1"
+
+
+def test_group_membership_is_asked_20_ids_at_a_time_and_only_asked_ids_count(credential):
+    groups = [f"7d3e5f60-{i:04d}-4c4c-8d8d-000000000000" for i in range(25)]
+    with LocalGraphServer(TOKEN, memberships={ALICE: {groups[3], groups[21], OPS_TEAM}}) as server:
+        client, http = make_graph_client(credential, server.base_url)
+        with GraphGroupMembership(client, DIRECTORY, http_client=http) as lookup:
+            assert lookup.member_groups(DIRECTORY, ALICE, [g.upper() for g in groups]) == {groups[3], groups[21]}
+            assert [len(call["group_ids"]) for call in server.member_checks] == [20, 5]
+            assert lookup.member_groups(DIRECTORY, ALICE, []) == frozenset()
+            assert lookup.serves(DIRECTORY.upper()) and not lookup.serves("another-directory")
+
+
+@pytest.mark.parametrize(("status", "user"), [(None, "0f9a1c2e-9999-4a4a-9b9b-000000000009"), (500, ALICE)])
+def test_an_unknown_user_or_a_failing_graph_is_unavailable_not_an_empty_answer(credential, status, user):
+    with LocalGraphServer(TOKEN, memberships={ALICE: {OPS_TEAM}}) as server:
+        if status:
+            server.fail_next(1, status, path_contains="/checkMemberGroups")
+        client, http = make_graph_client(credential, server.base_url)
+        with GraphGroupMembership(client, DIRECTORY, http_client=http) as lookup:
+            with pytest.raises(GroupLookupUnavailable, match="checkMemberGroups failed"):
+                lookup.member_groups(DIRECTORY, user, [OPS_TEAM])
+            with pytest.raises(GroupLookupUnavailable, match="not the directory"):
+                lookup.member_groups("another-directory", ALICE, [OPS_TEAM])
+
+
+def test_a_wrong_graph_token_is_unavailable(graph):
+    client, http = make_graph_client(StaticTokenCredential("not-the-token"), graph.base_url)
+    with (
+        GraphGroupMembership(client, DIRECTORY, http_client=http) as lookup,
+        pytest.raises(GroupLookupUnavailable, match="401"),
+    ):
+        lookup.member_groups(DIRECTORY, ALICE, [OPS_TEAM])

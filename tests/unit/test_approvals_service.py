@@ -22,9 +22,13 @@ from gatekeeper.approvals.service import DecisionService
 from gatekeeper.errors import Problem
 from gatekeeper.gates.model import GateStatus, chain_instance_id
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
+from gatekeeper.integrations.graph_groups import GraphGroupMembership
+from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.local.entra_issuer import LocalEntraIssuer
+from gatekeeper.local.protocol_servers import LocalGraphServer, StaticTokenCredential
 from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.security.groups import CachedGroupMembership
 from tests.support.durable_api import DurableApiServer
 from tests.support.gatekeeper_env import ENTRA_TENANT, make_env
 from tests.support.worker_loop import run_on_worker, worker_loop
@@ -66,15 +70,10 @@ def runtime_env(azurite, tmp_path_factory, issuer) -> Iterator[Any]:
     yield env
 
 
-@pytest.fixture
-def gate(runtime_env, durable) -> Iterator[dict[str, Any]]:
-    env = runtime_env
-    set_runtime(env.runtime)
+def save_gate(env: Any, durable: DurableApiServer, plan: ChainPlan) -> dict[str, Any]:
+    """A gate waiting at stage 0 of `plan`, with its chain orchestration running."""
     now = datetime.now(UTC)
     gate_id = "gate-" + uuid.uuid4().hex
-    plan = ChainPlan.model_validate(
-        {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 2, "timeout": "PT1H"}]}
-    )
     GateIndex(env.storage).put(gate_id, env.tenant_id)
     store = GateStore(env.storage, env.tenant_id, env.runtime.sealer)
     store.save(
@@ -95,8 +94,17 @@ def gate(runtime_env, durable) -> Iterator[dict[str, Any]]:
         )
     )
     durable.instances[chain_instance_id(gate_id)] = {"name": "approval_chain", "runtimeStatus": "Running"}
+    return {"id": gate_id, "env": env, "store": store}
+
+
+@pytest.fixture
+def gate(runtime_env, durable) -> Iterator[dict[str, Any]]:
+    set_runtime(runtime_env.runtime)
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 2, "timeout": "PT1H"}]}
+    )
     try:
-        yield {"id": gate_id, "env": env, "store": store}
+        yield save_gate(runtime_env, durable, plan)
     finally:
         set_runtime(None)
 
@@ -268,3 +276,94 @@ def test_concurrent_voters_get_distinct_vote_numbers(gate):
     store_stale = GateStore(gate["env"].storage, gate["env"].tenant_id, gate["env"].runtime.sealer)
     store_stale.votes = lambda _id: []  # type: ignore[method-assign]  # simulate the stale read
     assert store_stale.record_vote(gate["id"], "d", Decision.REJECT, 0, at, "").seq == 3
+
+
+# ----- approvers whose token lists too many groups (Entra "groups overage") ---------------------------------
+
+OPS = "5e1d2c3b-0000-4000-8000-0000000000c1"  # the chain's approver group
+GRAPH_TOKEN = "graph-token-for-overage-tests-0123456789"
+
+
+@pytest.fixture
+def graph() -> Iterator[LocalGraphServer]:
+    with LocalGraphServer(GRAPH_TOKEN, users={PIET: {}}, memberships={ANNA: {OPS, str(uuid.uuid4())}}) as server:
+        yield server
+
+
+def directory(graph: LocalGraphServer, entra_tenant: str = ENTRA_TENANT) -> GraphGroupMembership:
+    client, http = make_graph_client(StaticTokenCredential(GRAPH_TOKEN), graph.base_url)
+    return GraphGroupMembership(client, entra_tenant, http_client=http)
+
+
+@pytest.fixture
+def group_gate(runtime_env, durable, graph) -> Iterator[dict[str, Any]]:
+    """A chain whose only approvers are group OPS; the runtime reads the directory through the local Graph."""
+    set_runtime(runtime_env.runtime)
+    lookup = directory(graph)
+    runtime_env.runtime.group_membership = CachedGroupMembership(lookup)
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "ops", "approvers": [f"group:{OPS}"], "quorum": 1, "timeout": "PT1H"}]}
+    )
+    try:
+        yield save_gate(runtime_env, durable, plan)
+    finally:
+        lookup.close()
+        del runtime_env.runtime.group_membership  # back to the settings-built value (none in tests)
+        set_runtime(None)
+
+
+def overage(issuer: LocalEntraIssuer, oid: str, tid: str = ENTRA_TENANT) -> dict[str, str]:
+    """A token that names no groups but says there are too many to list (`hasgroups`)."""
+    return bearer(issuer, oid, tid, extra_claims={"hasgroups": True})
+
+
+def test_an_overage_approver_is_checked_in_the_directory_once_and_may_vote(group_gate, durable, issuer, graph):
+    seen = get(group_gate["id"], overage(issuer, ANNA))
+    assert seen.status_code == 200 and json.loads(seen.get_body())["can_decide"] is True
+    response = post(group_gate["id"], durable, overage(issuer, ANNA), {"decision": "approve"})
+    assert response.status_code == 202, response.get_body()
+    assert [call["group_ids"] for call in graph.member_checks] == [[OPS]]  # only the chain's group; cached
+    assert graph.member_checks[0]["user"] == ANNA
+    [(path, _)] = raised(durable)
+    assert "approval-vote-0" in path
+
+
+def test_an_overage_caller_outside_the_group_is_refused_as_not_an_approver(group_gate, durable, issuer, graph):
+    response = post(group_gate["id"], durable, overage(issuer, PIET), {"decision": "approve"})
+    assert response.status_code == 403
+    problem = json.loads(response.get_body())
+    assert problem["type"].endswith("/not-an-approver") and "cannot read your directory" not in problem["detail"]
+    assert [call["user"] for call in graph.member_checks] == [PIET] and raised(durable) == []
+
+
+def test_a_token_that_lists_its_groups_never_reaches_the_directory(group_gate, durable, issuer, graph):
+    response = post(group_gate["id"], durable, bearer(issuer, ANNA, groups=[OPS]), {"decision": "approve"})
+    assert response.status_code == 202 and graph.member_checks == []
+
+
+def test_an_unreachable_directory_is_503_and_stores_no_vote(group_gate, durable, issuer, graph):
+    graph.fail_next(1, 500, path_contains="/checkMemberGroups")
+    response = post(group_gate["id"], durable, overage(issuer, ANNA), {"decision": "approve"})
+    assert response.status_code == 503 and response.mimetype == "application/problem+json"
+    assert json.loads(response.get_body())["type"].endswith("/group-lookup-unavailable")
+    assert group_gate["store"].votes(group_gate["id"]) == [] and raised(durable) == []
+    assert post(group_gate["id"], durable, overage(issuer, ANNA), {"decision": "approve"}).status_code == 202
+
+
+def test_a_directory_this_service_cannot_read_gives_403_with_the_reason(runtime_env, durable, issuer, graph):
+    set_runtime(runtime_env.runtime)
+    lookup = directory(graph, entra_tenant=str(uuid.uuid4()))  # the managed identity lives elsewhere
+    runtime_env.runtime.group_membership = lookup
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "ops", "approvers": [f"group:{OPS}"], "quorum": 1, "timeout": "PT1H"}]}
+    )
+    try:
+        gate = save_gate(runtime_env, durable, plan)
+        response = post(gate["id"], durable, overage(issuer, ANNA), {"decision": "approve"})
+        assert response.status_code == 403
+        assert "cannot read your directory" in json.loads(response.get_body())["detail"]
+        assert graph.member_checks == []
+    finally:
+        lookup.close()
+        del runtime_env.runtime.group_membership
+        set_runtime(None)

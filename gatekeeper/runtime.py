@@ -6,6 +6,7 @@ explicitly against Azurite and local keys, so no code path differs except where 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ def storage_from_settings() -> StorageAccount:
     )
 
 
+_UNBUILT = object()
+_TENANT_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
 # With no policy published a tenant still gets gates, never automation: L3, a person decides.
 NO_POLICY = {"version": 1, "defaults": {"level": "L3"}, "rules": []}
 
@@ -66,6 +70,8 @@ class Runtime:
     def __post_init__(self) -> None:
         self._audit_logs: dict[str, AuditLog] = {}
         self._audit_lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._group_membership: object = _UNBUILT
 
     @cached_property
     def registry(self) -> TenantRegistry:
@@ -95,13 +101,32 @@ class Runtime:
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.storage)
 
-    @cached_property
+    @property
     def group_membership(self) -> GroupMembership | None:
         """Directory lookups for approvers whose token lists too many groups: Graph `checkMemberGroups` in
-        GATEKEEPER_GRAPH_TENANT_ID with the managed identity, cached per person and group. None when unset."""
-        entra_tenant = settings.get("GATEKEEPER_GRAPH_TENANT_ID", self.environ)
+        GATEKEEPER_GRAPH_TENANT_ID with the managed identity, cached per person and group. None when unset.
+        Built once per process, under a lock: it owns an HTTP client and an event-loop thread."""
+        with self._build_lock:
+            if self._group_membership is _UNBUILT:
+                self._group_membership = self._build_group_membership()
+            return self._group_membership  # type: ignore[return-value]
+
+    @group_membership.setter
+    def group_membership(self, value: GroupMembership | None) -> None:
+        with self._build_lock:
+            self._group_membership = value
+
+    @group_membership.deleter
+    def group_membership(self) -> None:
+        with self._build_lock:
+            self._group_membership = _UNBUILT
+
+    def _build_group_membership(self) -> GroupMembership | None:
+        entra_tenant = (settings.get("GATEKEEPER_GRAPH_TENANT_ID", self.environ) or "").strip()
         if not entra_tenant:
             return None
+        if not _TENANT_GUID.match(entra_tenant):
+            raise ValueError("GATEKEEPER_GRAPH_TENANT_ID: must be the Entra tenant id (a GUID), not a domain name")
         from azure.identity import DefaultAzureCredential
 
         from gatekeeper.integrations.graph_groups import GraphGroupMembership

@@ -56,6 +56,21 @@ def not_found() -> Problem:
     return Problem(404, "gate-not-found", "Gate not found", "No gate with this instance id exists.")
 
 
+_UNREADABLE_DIRECTORY = (
+    " (the token lists too many groups, and this service cannot read your directory to check membership; "
+    "ask to be named directly)"
+)
+
+
+def _groups_to_ask(principal: Principal, stages: Iterable[Any]) -> frozenset[str]:
+    """The groups of the stages that do not name the caller directly: a person named in a stage never
+    depends on the directory there, so a directory outage cannot lock them out."""
+    if not principal.groups_overage:
+        return frozenset()
+    identities = frozenset({principal.oid.lower(), *((principal.upn.lower(),) if principal.upn else ())})
+    return frozenset(g for stage in stages if not stage.admits(identities, frozenset()) for g in stage.groups)
+
+
 def _refusal_problem(refusal: chain.Refusal) -> Problem:
     return Problem(refusal.status, refusal.slug, refusal.title, refusal.detail)
 
@@ -94,9 +109,9 @@ class DecisionService:
         request = _parse(body)
         now = self._clock()
         state = self._state(store, record)
-        plan_stages = record.plan.stages if record.plan else ()
-        if record.stage is not None and record.stage < len(plan_stages):
-            principal = self._with_directory_groups(principal, plan_stages[record.stage].groups)
+        stage = record.stage  # _state() made sure the gate waits at a stage of its plan
+        current = record.plan.stages[stage : stage + 1] if record.plan and stage is not None else ()
+        principal = self._with_directory_groups(principal, _groups_to_ask(principal, current))
         vote = chain.Vote(
             voter_id=principal.oid,
             decision=request.decision,
@@ -112,11 +127,8 @@ class DecisionService:
                 return self._raise(store, record, stored, principal, request.comment)
         if refusal is not None:
             problem = _refusal_problem(refusal)
-            if isinstance(refusal, chain.NotAnApprover) and principal.groups_overage:
-                problem.detail += (
-                    " (the token lists too many groups, and this service cannot read your directory to check "
-                    "membership; ask to be named directly)"
-                )
+            if isinstance(refusal, chain.NotAnApprover) and _groups_to_ask(principal, current):
+                problem.detail += _UNREADABLE_DIRECTORY
             raise problem
         try:
             stored = store.record_vote(
@@ -132,15 +144,17 @@ class DecisionService:
         principal = self.identify(headers)
         store, record = self._gate(instance_id, principal)
         stages = record.plan.stages if record.plan else ()
-        principal = self._with_directory_groups(principal, frozenset().union(*(s.groups for s in stages)))
         identities = frozenset({principal.oid.lower(), *((principal.upn.lower(),) if principal.upn else ())})
+        named = any(s.admits(identities, frozenset()) for s in stages)
+        principal = self._with_directory_groups(principal, _groups_to_ask(principal, stages), required=not named)
         groups = frozenset(g.lower() for g in principal.groups)
         if stages and not any(s.admits(identities, groups) for s in stages):  # no chain: any tenant user
+            unreadable = _UNREADABLE_DIRECTORY if _groups_to_ask(principal, stages) else ""
             raise Problem(
                 403,
                 "not-an-approver",
                 "Not an approver of this gate",
-                "Only the approvers named in this gate's approval chain may see it.",
+                "Only the approvers named in this gate's approval chain may see it." + unreadable,
             )
         votes = store.votes(instance_id)
         can_decide = False
@@ -202,17 +216,22 @@ class DecisionService:
             )
         return principal
 
-    def _with_directory_groups(self, principal: Principal, chain_groups: frozenset[str]) -> Principal:
-        """A caller whose token could not list its groups, with its memberships among the groups this chain
-        names, read from the directory. Unchanged when nothing needs asking or nobody can answer (the
-        refusal then says why); 503 when the directory cannot answer now, so nobody is refused by mistake."""
-        if not principal.groups_overage or not chain_groups or self._groups is None:
+    def _with_directory_groups(
+        self, principal: Principal, groups_to_ask: frozenset[str], *, required: bool = True
+    ) -> Principal:
+        """A caller whose token could not list its groups, with its memberships among `groups_to_ask`, read
+        from the directory. Unchanged when nothing needs asking or nobody can answer (the refusal then says
+        why). When the directory cannot answer now: 503 if the answer decides whether the caller may act
+        (`required`), so nobody is refused by mistake; otherwise the caller goes on without it."""
+        if not principal.groups_overage or not groups_to_ask or self._groups is None:
             return principal
         if not self._groups.serves(principal.tid):
             return principal
         try:
-            found = self._groups.member_groups(principal.tid, principal.oid, chain_groups)
+            found = self._groups.member_groups(principal.tid, principal.oid, groups_to_ask)
         except GroupLookupUnavailable:
+            if not required:
+                return principal
             raise Problem(
                 503,
                 "group-lookup-unavailable",

@@ -3,13 +3,14 @@
 Used when a caller's token has too many groups to list them (see `gatekeeper.security.groups`). Graph
 answers which of at most 20 given group ids the user belongs to, transitively; longer lists are asked in
 batches. The application permissions are User.Read.All and GroupMember.Read.All (granted by
-`python -m gatekeeper graph grant`). The credential reads one directory, its own: users of other Entra
+`python -m gatekeeper admin grant-graph-permissions`). The credential reads one directory, its own: users of other Entra
 tenants are not served, and the decision route says so.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection
 
 import httpx
@@ -24,6 +25,8 @@ from gatekeeper.security.groups import GroupLookupUnavailable
 log = logging.getLogger("gatekeeper.integrations.graph")
 
 BATCH = 20  # Graph's limit of group ids per checkMemberGroups request
+# Graph refuses the whole request when one id is not an object id; such an id names no group anyone is in.
+_OBJECT_ID = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
 
 
 class GraphGroupMembership:
@@ -52,7 +55,7 @@ class GraphGroupMembership:
     def member_groups(self, entra_tenant: str, user_oid: str, group_ids: Collection[str]) -> frozenset[str]:
         if not self.serves(entra_tenant):
             raise GroupLookupUnavailable(f"Entra tenant {entra_tenant} is not the directory this lookup reads")
-        wanted = sorted({g.lower() for g in group_ids})
+        wanted = sorted(g for g in {g.lower() for g in group_ids} if _OBJECT_ID.match(g))
         if not wanted:
             return frozenset()
         try:
@@ -68,8 +71,9 @@ class GraphGroupMembership:
         for start in range(0, len(wanted), BATCH):
             batch = wanted[start : start + BATCH]
             response = await user.check_member_groups.post(CheckMemberGroupsPostRequestBody(group_ids=batch))
-            answered = {str(g).lower() for g in (response.value if response and response.value else [])}
-            found |= answered & set(batch)  # only what was asked: never trust extra ids in the answer
+            if response is None or not isinstance(response.value, list):
+                raise ValueError("checkMemberGroups answered without a value list")  # not "no groups"
+            found |= {str(g).lower() for g in response.value} & set(batch)  # never trust ids not asked about
         return frozenset(found)
 
     def close(self) -> None:

@@ -62,6 +62,12 @@ class CachedGroupMembership:
     def serves(self, entra_tenant: str) -> bool:
         return self._lookup.serves(entra_tenant)
 
+    def close(self) -> None:
+        """Close the wrapped lookup when it holds connections (the Graph one does)."""
+        close = getattr(self._lookup, "close", None)
+        if callable(close):
+            close()
+
     def member_groups(self, entra_tenant: str, user_oid: str, group_ids: Collection[str]) -> frozenset[str]:
         tenant, user = entra_tenant.lower(), user_oid.lower()
         wanted = {g.lower() for g in group_ids}

@@ -210,3 +210,12 @@ def test_a_wrong_graph_token_is_unavailable(graph):
         pytest.raises(GroupLookupUnavailable, match="401"),
     ):
         lookup.member_groups(DIRECTORY, ALICE, [OPS_TEAM])
+
+
+def test_ids_that_are_not_object_ids_are_not_sent_and_name_no_membership(credential):
+    with LocalGraphServer(TOKEN, memberships={ALICE: {OPS_TEAM}}) as server:
+        client, http = make_graph_client(credential, server.base_url)
+        with GraphGroupMembership(client, DIRECTORY, http_client=http) as lookup:
+            assert lookup.member_groups(DIRECTORY, ALICE, ["ops-team", OPS_TEAM]) == {OPS_TEAM}
+            assert lookup.member_groups(DIRECTORY, ALICE, ["ops-team"]) == frozenset()
+            assert [call["group_ids"] for call in server.member_checks] == [[OPS_TEAM]]

@@ -367,3 +367,25 @@ def test_a_directory_this_service_cannot_read_gives_403_with_the_reason(runtime_
         lookup.close()
         del runtime_env.runtime.group_membership
         set_runtime(None)
+
+
+def test_an_approver_named_directly_never_waits_for_the_directory(runtime_env, durable, issuer, graph):
+    """Named in the stage and in too many groups: a Graph outage must not lock this person out."""
+    set_runtime(runtime_env.runtime)
+    runtime_env.runtime.group_membership = directory(graph)
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "ops", "approvers": [PIET, f"group:{OPS}"], "quorum": 1, "timeout": "PT1H"}]}
+    )
+    try:
+        gate = save_gate(runtime_env, durable, plan)
+        graph.fail_next(5, 500, path_contains="/checkMemberGroups")
+        assert get(gate["id"], overage(issuer, PIET)).status_code == 200
+        assert post(gate["id"], durable, overage(issuer, PIET), {"decision": "approve"}).status_code == 202
+        assert graph.member_checks == []
+        # Someone who depends on the group gets 503 on both routes while the directory cannot answer.
+        assert get(gate["id"], overage(issuer, ANNA)).status_code == 503
+        assert post(gate["id"], durable, overage(issuer, ANNA), {"decision": "approve"}).status_code == 503
+    finally:
+        runtime_env.runtime.group_membership.close()
+        del runtime_env.runtime.group_membership
+        set_runtime(None)

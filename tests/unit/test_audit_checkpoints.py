@@ -189,3 +189,25 @@ def test_rsa_keys_shorter_than_2048_bits_are_not_trusted():
     weak = rsa.generate_private_key(65537, 1024).public_key()  # noqa: S505 - the point of the test
     with pytest.raises(CheckpointFormatError, match="at least 2048 bits"):
         load_public_keys(public_key_pem(weak))
+
+
+def test_a_log_signed_first_by_an_ec_key_then_by_an_rsa_key_verifies_with_both_public_keys(key, ec_key):
+    """The upgrade path: checkpoints before the switch stay ES256, later ones are RS256."""
+    from gatekeeper.audit.bundle import build_bundle, verify_bundle
+    from tests.unit.test_audit_support import make_checkpoints, make_entries
+
+    entries = make_entries("contoso", 30)
+    old, new = ec_key.signer(), key.signer()
+    checkpoints = [
+        *make_checkpoints("contoso", entries[:10], old, 10),
+        *make_checkpoints("contoso", entries, new, 10)[1:],
+    ]
+    assert [c.algorithm for c in checkpoints] == ["ES256", "RS256", "RS256"]
+    bundle = build_bundle(
+        "contoso", entries, checkpoints, start_seq=0, end_seq=30, exported_at="2026-03-01T12:00:00.000000Z"
+    )
+    both = old.public_key_pem() + new.public_key_pem()
+    result = verify_bundle(bundle, public_key_pem=both)
+    assert result.ok and result.size == 30 and result.checkpoints_checked == 3
+    only_new = verify_bundle(bundle, public_key_pem=new.public_key_pem())
+    assert not only_new.ok and only_new.first_bad_seq == 0 and "not a trusted checkpoint key" in only_new.problem

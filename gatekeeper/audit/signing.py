@@ -29,7 +29,7 @@ from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gatekeeper import settings
-from gatekeeper.audit.checkpoints import ES256, PublicKey, algorithm_for, key_fingerprint, public_key_pem
+from gatekeeper.audit.checkpoints import ES256, MIN_RSA_BITS, PublicKey, algorithm_for, key_fingerprint, public_key_pem
 from gatekeeper.audit.ports import NoteSignature
 
 _ALGORITHMS = {ES256: SignatureAlgorithm.es256, "RS256": SignatureAlgorithm.rs256}
@@ -172,6 +172,8 @@ class LocalCheckpointKey:
             if jwk["kty"] == "EC" and jwk.get("crv") != "P-256":
                 raise ValueError("not an EC P-256 JWK")
             fields = {name: _unb64u(jwk[name]) for name in names}
+            if jwk["kty"] == "RSA" and int.from_bytes(fields["n"], "big").bit_length() < MIN_RSA_BITS:
+                raise ValueError("RSA key too short")  # verifiers would refuse its signatures
         except (OSError, ValueError) as exc:
             raise CheckpointKeyError(f"local checkpoint key {self.path}: unreadable ({type(exc).__name__})") from None
         curve = {"crv": "P-256"} if jwk["kty"] == "EC" else {}

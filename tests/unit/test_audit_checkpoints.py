@@ -171,6 +171,7 @@ def test_signed_note_text_has_a_c2sp_style_signature_line(key):
         '{"kty": "RSA", "n": "!", "e": "AQAB", "d": "AQ", "p": "AQ", "q": "AQ", "dp": "AQ", "dq": "AQ", "qi": 1}',
         "[]",
         "not json",
+        json.dumps({"kty": "RSA", **dict.fromkeys(("n", "e", "d", "p", "q", "dp", "dq", "qi"), "AQAB")}),
     ],
 )
 def test_unreadable_local_key_is_reported_without_material(tmp_path, content):

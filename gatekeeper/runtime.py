@@ -6,7 +6,6 @@ explicitly against Azurite and local keys, so no code path differs except where 
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,7 +45,6 @@ def storage_from_settings() -> StorageAccount:
 
 
 _UNBUILT = object()
-_TENANT_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 # With no policy published a tenant still gets gates, never automation: L3, a person decides.
 NO_POLICY = {"version": 1, "defaults": {"level": "L3"}, "rules": []}
@@ -125,8 +123,6 @@ class Runtime:
         entra_tenant = (settings.get("GATEKEEPER_GRAPH_TENANT_ID", self.environ) or "").strip()
         if not entra_tenant:
             return None
-        if not _TENANT_GUID.match(entra_tenant):
-            raise ValueError("GATEKEEPER_GRAPH_TENANT_ID: must be the Entra tenant id (a GUID), not a domain name")
         from azure.identity import DefaultAzureCredential
 
         from gatekeeper.integrations.graph_groups import GraphGroupMembership
@@ -137,7 +133,10 @@ class Runtime:
         credential = DefaultAzureCredential(**({"managed_identity_client_id": client_id} if client_id else {}))
         graph_url = settings.get("GATEKEEPER_GRAPH_BASE_URL", self.environ) or "https://graph.microsoft.com/v1.0"
         client, http = make_graph_client(credential, graph_url)
-        return CachedGroupMembership(GraphGroupMembership(client, entra_tenant, http_client=http))
+        try:
+            return CachedGroupMembership(GraphGroupMembership(client, entra_tenant, http_client=http))
+        except ValueError as exc:
+            raise ValueError(f"GATEKEEPER_GRAPH_TENANT_ID: {exc}") from None
 
     def is_registered_entra_tenant(self, entra_tenant_id: str) -> bool:
         """Only tokens from Entra tenants in the registry are worth fetching signing keys for."""

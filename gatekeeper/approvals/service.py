@@ -62,12 +62,17 @@ _UNREADABLE_DIRECTORY = (
 )
 
 
+def _identities(principal: Principal) -> frozenset[str]:
+    """The ids a stage may name a person by: object id and UPN, lower case."""
+    return frozenset({principal.oid.lower(), *((principal.upn.lower(),) if principal.upn else ())})
+
+
 def _groups_to_ask(principal: Principal, stages: Iterable[Any]) -> frozenset[str]:
     """The groups of the stages that do not name the caller directly: a person named in a stage never
     depends on the directory there, so a directory outage cannot lock them out."""
     if not principal.groups_overage:
         return frozenset()
-    identities = frozenset({principal.oid.lower(), *((principal.upn.lower(),) if principal.upn else ())})
+    identities = _identities(principal)
     return frozenset(g for stage in stages if not stage.admits(identities, frozenset()) for g in stage.groups)
 
 
@@ -144,7 +149,7 @@ class DecisionService:
         principal = self.identify(headers)
         store, record = self._gate(instance_id, principal)
         stages = record.plan.stages if record.plan else ()
-        identities = frozenset({principal.oid.lower(), *((principal.upn.lower(),) if principal.upn else ())})
+        identities = _identities(principal)
         named = any(s.admits(identities, frozenset()) for s in stages)
         principal = self._with_directory_groups(principal, _groups_to_ask(principal, stages), required=not named)
         groups = frozenset(g.lower() for g in principal.groups)

@@ -10,7 +10,6 @@ tenants are not served, and the decision route says so.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Collection
 
 import httpx
@@ -19,17 +18,16 @@ from msgraph.generated.users.item.check_member_groups.check_member_groups_post_r
     CheckMemberGroupsPostRequestBody,
 )
 
-from gatekeeper.integrations.graph_notify import LoopThread, graph_error_text
+from gatekeeper.integrations.graph_notify import GraphSession, graph_error_text
+from gatekeeper.integrations.notify import GUID
 from gatekeeper.security.groups import GroupLookupUnavailable
 
 log = logging.getLogger("gatekeeper.integrations.graph")
 
 BATCH = 20  # Graph's limit of group ids per checkMemberGroups request
-# Graph refuses the whole request when one id is not an object id; such an id names no group anyone is in.
-_OBJECT_ID = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
 
 
-class GraphGroupMembership:
+class GraphGroupMembership(GraphSession):
     def __init__(
         self,
         graph_client: GraphServiceClient,
@@ -38,13 +36,12 @@ class GraphGroupMembership:
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
     ) -> None:
-        if not entra_tenant:
-            raise ValueError("entra_tenant: the directory Graph is asked about is required")
+        if not GUID.match(entra_tenant or ""):
+            raise ValueError("must be the Entra tenant id (a GUID), not a domain name")
         self._client = graph_client
         self._tenant = entra_tenant.lower()
-        self._http = http_client
         self._timeout = timeout
-        self._runner = LoopThread()
+        super().__init__(http_client)
 
     def __repr__(self) -> str:
         return f"GraphGroupMembership(entra_tenant={self._tenant!r})"
@@ -55,7 +52,8 @@ class GraphGroupMembership:
     def member_groups(self, entra_tenant: str, user_oid: str, group_ids: Collection[str]) -> frozenset[str]:
         if not self.serves(entra_tenant):
             raise GroupLookupUnavailable(f"Entra tenant {entra_tenant} is not the directory this lookup reads")
-        wanted = sorted(g for g in {g.lower() for g in group_ids} if _OBJECT_ID.match(g))
+        # Graph refuses the whole request when one id is not an object id; such an id names no one's group.
+        wanted = sorted(g for g in {g.lower() for g in group_ids} if GUID.match(g))
         if not wanted:
             return frozenset()
         try:
@@ -75,17 +73,3 @@ class GraphGroupMembership:
                 raise ValueError("checkMemberGroups answered without a value list")  # not "no groups"
             found |= {str(g).lower() for g in response.value} & set(batch)  # never trust ids not asked about
         return frozenset(found)
-
-    def close(self) -> None:
-        if self._http is not None:
-            try:
-                self._runner.run(self._http.aclose(), timeout=5)
-            except Exception:
-                log.debug("graph: closing the http client failed", exc_info=True)
-        self._runner.close()
-
-    def __enter__(self) -> GraphGroupMembership:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -101,6 +101,29 @@ class LoopThread:
         self._loop.close()
 
 
+class GraphSession:
+    """What every msgraph-sdk adapter here owns: a private event loop on a thread and, optionally, the httpx
+    client it created; closing it closes both. Usable as a context manager."""
+
+    def __init__(self, http_client: httpx.AsyncClient | None = None) -> None:
+        self._http = http_client
+        self._runner = LoopThread()
+
+    def close(self) -> None:
+        if self._http is not None:
+            try:
+                self._runner.run(self._http.aclose(), timeout=5)
+            except Exception:
+                log.debug("graph: closing the http client failed", exc_info=True)
+        self._runner.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def graph_error_text(exc: BaseException) -> tuple[int | None, str]:
     """Status and a short message from a Graph error (ODataError carries `.error.code/.message`)."""
     if isinstance(exc, APIError):
@@ -113,7 +136,7 @@ def graph_error_text(exc: BaseException) -> tuple[int | None, str]:
     return None, type(exc).__name__
 
 
-class GraphNotifier:
+class GraphNotifier(GraphSession):
     """Teams activity feed (`sendActivityNotification`) linking to the approval page; mail (`sendMail`
     from `mail_sender`) when the activity notification fails, e.g. the Teams app is not installed for
     the user (403/404). Groups are reached through their team's members."""
@@ -132,26 +155,11 @@ class GraphNotifier:
         self._teams_app_id = teams_app_id or None
         self._mail_sender = mail_sender or None
         self._portal_url = portal_url or None
-        self._http = http_client
         self._timeout = timeout
-        self._runner = LoopThread()
+        super().__init__(http_client)
 
     def __repr__(self) -> str:
         return f"GraphNotifier(teams_app_id={self._teams_app_id!r}, mail_sender={self._mail_sender!r})"
-
-    def close(self) -> None:
-        if self._http is not None:
-            try:
-                self._runner.run(self._http.aclose(), timeout=5)
-            except Exception:
-                log.debug("graph: closing the http client failed", exc_info=True)
-        self._runner.close()
-
-    def __enter__(self) -> GraphNotifier:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def notify(self, tenant_id: str, notification: Notification) -> NotificationResult:
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import secrets
 import threading
 import time
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jsonschema import Draft202012Validator
 
+from gatekeeper.integrations.notify import GUID
 from gatekeeper.integrations.webhook import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -592,9 +592,6 @@ class StaticTokenCredential:
         return AccessToken(self._token, int(time.time()) + self._expires_in)
 
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-
-
 def _lower_keys(value: Any) -> Any:
     """Graph property names are case-insensitive (msgraph-sdk sends `Message`, `SaveToSentItems`)."""
     if isinstance(value, dict):
@@ -717,7 +714,7 @@ class LocalGraphServer(LocalServer):
 
     def _check_member_groups(self, user: str, document: Any) -> Response:
         ids = document.get("groupIds") if isinstance(document, dict) else None
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and _GUID.match(i) for i in ids):
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and GUID.match(i) for i in ids):
             return self._error(400, "Request_BadRequest", "groupIds must be a non-empty list of group object ids.")
         if len(ids) > 20:
             return self._error(400, "Request_BadRequest", "checkMemberGroups accepts at most 20 group ids.")

@@ -205,11 +205,11 @@ class GateStore:
         row = repo.get(check_key("instance_id", instance_id), VOTER_PREFIX + check_key("voter_id", voter_id.lower()))
         if row is None or row.get("raised"):
             return None
-        until = row.get("claim_until")
-        if isinstance(until, datetime) and until > now:
+        until, etag = row.get("claim_until"), row.metadata.get("etag")
+        if (isinstance(until, datetime) and until > now) or not etag:
             return None
         try:
-            repo.replace({**row, "claim_until": now + VOTE_CLAIM_LEASE}, row.metadata["etag"])
+            repo.replace({**row, "claim_until": now + VOTE_CLAIM_LEASE}, etag)
         except ResourceModifiedError:
             return None
         return _vote(row)

@@ -123,7 +123,7 @@ def test_a_failed_start_is_retried_not_mistaken_for_a_duplicate(env, durable):
 
 
 def test_an_existing_instance_is_not_replaced(env, durable):
-    """start_new silently replaces an existing instance, so the dispatcher checks first."""
+    """start_new replaces a finished instance (and is refused for a running one), so the claimer checks first."""
     deliver(env, "deployment_protection_rule", DPR)
     [text] = env.drain()
     queued = decode_message(env.runtime.sealer, text)

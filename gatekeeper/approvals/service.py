@@ -11,7 +11,10 @@ is stored create-only under the next vote number (409 on a race with the same pe
 to the chain orchestration as event `approval-vote-<n>` -> 202.
 
 If raising fails after the vote was stored, the same person's retry raises it again instead of answering
-409, so a vote is never stored but silently lost.
+409, so a vote is never stored but silently lost. Only one request delivers a stored vote (raises it and
+audits it): the one that stored it, or the one that wins the ETag-conditional claim once the first handed
+it back or its claim expired (`GateStore.claim_delivery`), so twenty identical concurrent votes give one
+202, nineteen 409s, one raised event and one audit entry.
 """
 
 from __future__ import annotations
@@ -127,8 +130,10 @@ class DecisionService:
         )
         refusal = chain.check(state, vote)
         if isinstance(refusal, chain.DuplicateVote):
-            stored = store.vote_of(instance_id, principal.oid)
-            if stored is not None and not stored.raised:  # stored earlier, raising failed: finish the job
+            # stored earlier but not delivered (raising failed, or its request died): finish the job, if
+            # this request wins the claim to deliver it; an identical concurrent request never does
+            stored = store.claim_delivery(instance_id, principal.oid, now)
+            if stored is not None:
                 return self._raise(store, record, stored, principal, request.comment)
         if refusal is not None:
             problem = _refusal_problem(refusal)
@@ -139,9 +144,10 @@ class DecisionService:
             stored = store.record_vote(
                 instance_id, principal.oid, request.decision, int(record.stage or 0), now, request.comment
             )
-        except VoteExists as exists:
-            if not exists.vote.raised:
-                return self._raise(store, record, exists.vote, principal, request.comment)
+        except VoteExists:
+            claimed = store.claim_delivery(instance_id, principal.oid, now)
+            if claimed is not None:
+                return self._raise(store, record, claimed, principal, request.comment)
             raise _refusal_problem(chain.DuplicateVote("one person counts once per approval chain")) from None
         return self._raise(store, record, stored, principal, request.comment)
 
@@ -313,6 +319,7 @@ class DecisionService:
                 record.chain_instance_id, vote_event_name(stored.seq), event.model_dump(mode="json")
             )
         except Exception as exc:
+            store.release_delivery(record.instance_id, stored.voter_id)  # the person's retry delivers it
             text = str(exc).lower()
             if any(word in text for word in ("gone", "not running", "completed", "failed", "no instance")):
                 raise Problem(

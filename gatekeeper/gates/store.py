@@ -7,6 +7,10 @@ Rows of one gate share one partition (the gate's instance id):
   the decision, the stage, the vote number and the sealed comment;
 - `seq|<00000>`: one per vote number (create-only, so two concurrent votes never share a number).
 A voter row and its seq row are written in one entity-group transaction: both or neither.
+The voter row also carries the claim to deliver the vote (`claim_until`): the request that stored it raises
+the event and audits it; an identical concurrent request never does, and takes over only when the claim was
+handed back (delivery failed) or has expired (its request died), with an ETag-conditional write, so of
+twenty identical requests exactly one delivers.
 
 The index (`gkGateIndex`, shared) maps an instance id to its tenant, so the decision route can find the
 right tenant's table from the URL alone; the caller's Entra tenant is then checked against that tenant.
@@ -14,10 +18,11 @@ right tenant's table from the URL alone; the caller's Entra tenant is then check
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError
 from pydantic import BaseModel, ConfigDict
 
@@ -27,11 +32,20 @@ from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.repository import TenantRepository, check_key
 from gatekeeper.store.tables import StorageAccount, TablePurpose, validate_tenant_id
 
+log = logging.getLogger(__name__)
+
 GATE_INDEX_TABLE = "gkGateIndex"
 GATE_ROW = "gate"
 VOTER_PREFIX = "voter|"
 SEQ_PREFIX = "seq|"
 MAX_VOTE_ATTEMPTS = 20
+
+VOTE_CLAIM_LEASE = timedelta(minutes=2)
+"""How long the request that stored a vote keeps the sole right to deliver it (raise the event, audit it).
+Delivering is one raise_event call, bounded at 60 s by the Durable client gateway, and one audit append, so
+two minutes is longer than its worst case: a concurrent identical request never delivers the vote a second
+time. After it, a retry of a request that died between storing and delivering delivers the vote itself."""
+_HANDED_BACK = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class GateRecord(BaseModel):
@@ -165,6 +179,7 @@ class GateStore:
                     "at": at,
                     "seq": seq,
                     "raised": False,
+                    "claim_until": at + VOTE_CLAIM_LEASE,
                 }
                 if comment:
                     row["comment"] = comment
@@ -181,6 +196,34 @@ class GateStore:
                     raise VoteExists(again) from None
                 seq += 1  # another person took this number first
         raise RuntimeError(f"could not allocate a vote number for gate {instance_id}")
+
+    def claim_delivery(self, instance_id: str, voter_id: str, now: datetime) -> StoredVote | None:
+        """This person's stored vote if this request may deliver it: not delivered yet, and the claim of the
+        request that stored it handed back or expired. Taken with an ETag-conditional write, so of several
+        identical requests at most one gets it; None for the others (they answer 409)."""
+        repo = self._ready()
+        row = repo.get(check_key("instance_id", instance_id), VOTER_PREFIX + check_key("voter_id", voter_id.lower()))
+        if row is None or row.get("raised"):
+            return None
+        until, etag = row.get("claim_until"), row.metadata.get("etag")
+        if (isinstance(until, datetime) and until > now) or not etag:
+            return None
+        try:
+            repo.replace({**row, "claim_until": now + VOTE_CLAIM_LEASE}, etag)
+        except ResourceModifiedError:
+            return None
+        return _vote(row)
+
+    def release_delivery(self, instance_id: str, voter_id: str) -> None:
+        """Hand the claim back after a failed delivery, so the same person's retry delivers at once. Best
+        effort: if the table cannot be written either, the claim expires after VOTE_CLAIM_LEASE."""
+        try:
+            self._ready().upsert(
+                {"PartitionKey": instance_id, "RowKey": VOTER_PREFIX + voter_id.lower(), "claim_until": _HANDED_BACK},
+                merge=True,
+            )
+        except Exception:  # the delivery's own failure is the one the caller reports
+            log.warning("gate %s: could not hand back a vote's delivery claim; it expires", instance_id)
 
     def mark_raised(self, instance_id: str, voter_id: str) -> None:
         self._ready().upsert(

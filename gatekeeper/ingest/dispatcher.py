@@ -1,17 +1,30 @@
-"""The dispatcher: deduplicate queued events on their business key and start gates.
+"""The dispatcher: deduplicate queued events on their business key and start gates, exactly once.
 
 GitHub re-sends the same delivery id on a manual redelivery and a new one on an automatic retry, so the
-dedupe key is the business key (source, run id, environment, kind), never the delivery id. The record is
-created first (create-only, so two workers racing on one key cannot both win) and only then is the
-orchestration started, under an instance id derived from the same key. If starting fails, the message is
-retried: the record stays "received", and the retry finishes the job instead of calling it a duplicate.
+dedupe key is the business key (source, run id, environment, kind), never the delivery id. Deliveries of
+one event are processed concurrently by several workers, and `start_new` on an instance id that finished
+replaces it, so "did anybody start it yet?" is decided by a small state machine on the event's row in the
+tenant's Events table, never by asking the Durable client first:
+
+    (create-only) received --ETag--> starting --ETag--> started      gate requests
+                  received --ETag--> recorded                        status events
+                  starting (lease expired) --ETag--> starting        a crashed claimer's row, reclaimed
+
+Every transition is an update conditional on the ETag the worker read, so of any number of workers that
+saw the same row exactly one moves it on; only the worker that moved it to `starting` calls the
+orchestration gateway. A claim carries its owner and a lease; a claimer whose start fails hands the row
+back (`starting -> received`) and raises, so the host's retry claims it again at once. One that dies
+leaves `starting`, which another worker may take over once the lease has expired; it then asks whether the
+instance exists before starting it, because the dead claimer may have started it already.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -28,6 +41,29 @@ log = logging.getLogger(__name__)
 
 GATE_ORCHESTRATOR = "deployment_gate"
 EVENT_PARTITION = "event"
+
+CLAIM_LEASE = timedelta(minutes=5)
+"""How long a claim on a business key holds before another worker may take it over.
+
+A claimer does at most one `exists` and one `start` call, each bounded at 60 s by the Durable client
+gateway (`functions.durable_gateway.CALL_TIMEOUT_SECONDS`), and two table writes: about two minutes in the
+worst case. Five minutes leaves room for that, so a slow but live claimer is never overtaken (which would
+start the gate twice), and stays below the Functions host's ten-minute lease on a queue message, so when a
+claimer dies, its own message, delivered again after that lease, finds the claim expired and finishes."""
+
+
+class State(StrEnum):
+    """The states of an event's row; see the module docstring for the transitions."""
+
+    RECEIVED = "received"
+    STARTING = "starting"
+    STARTED = "started"
+    RECORDED = "recorded"
+
+
+class ClaimHeld(Exception):
+    """This message's own earlier attempt still holds the claim: raised so that the host retries the
+    message later (by then the claim is finished or expired) instead of calling it a duplicate."""
 
 
 class OrchestrationGateway(Protocol):
@@ -65,19 +101,30 @@ def gate_input(event: PipelineEvent) -> dict[str, Any]:
 
 
 class EventDispatcher:
-    def __init__(self, storage: StorageAccount, sealer: Sealer, gateway: OrchestrationGateway):
+    def __init__(
+        self,
+        storage: StorageAccount,
+        sealer: Sealer,
+        gateway: OrchestrationGateway,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
         self._storage = storage
         self._sealer = sealer
         self._gateway = gateway
+        self._clock = clock
 
     def dispatch(self, event: PipelineEvent, event_id: str) -> DispatchResult:
         table = self._events_table(event.tenant_id)
         table_name = tenant_table_name(event.tenant_id, TablePurpose.EVENTS)
-        now = datetime.now(UTC)
+        now = self._clock()
+        owner = f"{event_id}/{uuid.uuid4().hex}"  # this attempt: two copies of one message are two owners
         entity = {
             "PartitionKey": EVENT_PARTITION,
             "RowKey": event.key_hash,
-            "state": "received",
+            "state": State.RECEIVED.value,
+            "claim_owner": owner,
+            "lease_until": now + CLAIM_LEASE,
             "kind": event.kind.value,
             "source": event.source.value,
             "business_key": event.business_key,
@@ -89,32 +136,93 @@ class EventDispatcher:
             ),
         }
         try:
+            row: dict[str, Any] = entity
             etag = table.create_entity(entity)["etag"]
         except ResourceExistsError:
             existing = table.get_entity(EVENT_PARTITION, event.key_hash)
-            if existing["state"] != "received" or not event.is_gate_request:
-                log.info("duplicate event %s (key %s)", event_id, event.key_hash[:12])
-                return DispatchResult(Disposition.DUPLICATE, event)
-            etag = existing.metadata["etag"]  # an earlier attempt stored it but did not start the gate
+            row, etag = dict(existing), existing.metadata["etag"]
+        state = row.get("state")
         if not event.is_gate_request:
-            self._mark(table, event.key_hash, etag, "recorded")
-            return DispatchResult(Disposition.RECORDED, event)
-        if self._gateway.exists(event.instance_id):
-            self._mark(table, event.key_hash, etag, "started")
+            if state == State.RECEIVED and self._move(table, event.key_hash, etag, State.RECORDED) is not None:
+                return DispatchResult(Disposition.RECORDED, event)
+            log.info("duplicate event %s (key %s)", event_id, event.key_hash[:12])
             return DispatchResult(Disposition.DUPLICATE, event)
-        self._gateway.start(GATE_ORCHESTRATOR, event.instance_id, gate_input(event))
-        self._mark(table, event.key_hash, etag, "started")
+        if state == State.STARTING and not self._expired(row, now):
+            if str(row.get("claim_owner", "")).startswith(f"{event_id}/"):
+                raise ClaimHeld(f"event {event_id}: an earlier attempt still holds the claim")
+            log.info("event %s is being started by another worker (key %s)", event_id, event.key_hash[:12])
+            return DispatchResult(Disposition.DUPLICATE, event)
+        if state not in (State.RECEIVED, State.STARTING):
+            log.info("duplicate event %s (key %s)", event_id, event.key_hash[:12])
+            return DispatchResult(Disposition.DUPLICATE, event)
+        reclaimed = state == State.STARTING
+        claimed = self._move(table, event.key_hash, etag, State.STARTING, owner=owner, now=now)
+        if claimed is None:  # another worker moved the row first: it starts the gate
+            return DispatchResult(Disposition.DUPLICATE, event)
+        if reclaimed:
+            log.warning("event %s: reclaimed key %s from an expired claim", event_id, event.key_hash[:12])
+        try:
+            started = self._start(event)
+        except Exception:
+            self._release(table, event.key_hash, claimed)
+            raise
+        if self._move(table, event.key_hash, claimed, State.STARTED) is None:
+            log.warning(
+                "event %s: the claim on %s expired before the gate was marked started", event_id, event.key_hash[:12]
+            )
+        if not started:
+            return DispatchResult(Disposition.DUPLICATE, event)
         log.info("started gate %s for event %s", event.instance_id, event_id)
         return DispatchResult(Disposition.STARTED, event)
+
+    def _start(self, event: PipelineEvent) -> bool:
+        """Start the gate unless its instance exists (a dead claimer may have started it). False if it did."""
+        if self._gateway.exists(event.instance_id):
+            return False
+        try:
+            self._gateway.start(GATE_ORCHESTRATOR, event.instance_id, gate_input(event))
+        except Exception as exc:
+            if "already exists" in str(exc):  # the extension refuses to replace a running instance
+                return False
+            raise
+        return True
+
+    def _release(self, table: TableClient, row_key: str, etag: str) -> None:
+        """Hand a claim back after a failed start, so the host's retry claims it at once rather than after
+        the lease. Best effort: if the table cannot be written either, the lease expires on its own."""
+        try:
+            self._move(table, row_key, etag, State.RECEIVED)
+        except Exception:  # the start's own error is the one worth raising
+            log.warning("event %s: could not hand back the claim; it expires after the lease", row_key[:12])
 
     def _events_table(self, tenant_id: str) -> TableClient:
         return self._storage.ensure_table(tenant_table_name(tenant_id, TablePurpose.EVENTS))
 
     @staticmethod
-    def _mark(table: TableClient, row_key: str, etag: str, state: str) -> None:
-        """Advance the record's state; the ETag guard keeps a slower worker from moving it backwards."""
-        update = {"PartitionKey": EVENT_PARTITION, "RowKey": row_key, "state": state}
+    def _expired(row: dict[str, Any], now: datetime) -> bool:
+        lease_until = row.get("lease_until")
+        return not isinstance(lease_until, datetime) or lease_until <= now
+
+    @staticmethod
+    def _move(
+        table: TableClient,
+        row_key: str,
+        etag: str,
+        state: State,
+        *,
+        owner: str | None = None,
+        now: datetime | None = None,
+    ) -> str | None:
+        """Move the row to `state` if nobody changed it since `etag` was read: the new ETag, or None when
+        another worker moved it first. A claim (`owner`) also renews the lease."""
+        update: dict[str, Any] = {"PartitionKey": EVENT_PARTITION, "RowKey": row_key, "state": state.value}
+        if owner is not None and now is not None:
+            update |= {"claim_owner": owner, "lease_until": now + CLAIM_LEASE}
         try:
-            table.update_entity(update, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
+            result = table.update_entity(
+                update, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
         except ResourceModifiedError:
-            log.info("event %s was advanced by another worker", row_key[:12])
+            log.info("event %s was moved on by another worker", row_key[:12])
+            return None
+        return str(result["etag"])

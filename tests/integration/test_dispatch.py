@@ -4,13 +4,16 @@ local server speaking the Durable Functions HTTP API, with the dedupe records in
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
 from functions.durable_gateway import DurableClientGateway
-from gatekeeper.ingest.dispatcher import Disposition, gate_input
+from gatekeeper.ingest.dispatcher import ClaimHeld, Disposition, EventDispatcher, gate_input
 from gatekeeper.ingest.queue import decode_message
 from gatekeeper.runtime import set_runtime
 from gatekeeper.store.tables import TablePurpose
@@ -120,7 +123,7 @@ def test_a_failed_start_is_retried_not_mistaken_for_a_duplicate(env, durable):
 
 
 def test_an_existing_instance_is_not_replaced(env, durable):
-    """start_new silently replaces an existing instance, so the dispatcher checks first."""
+    """start_new replaces a finished instance (and is refused for a running one), so the claimer checks first."""
     deliver(env, "deployment_protection_rule", DPR)
     [text] = env.drain()
     queued = decode_message(env.runtime.sealer, text)
@@ -149,3 +152,143 @@ def test_a_rerun_job_is_a_new_gate_so_it_is_answered(env, durable):
     deliver(env, "deployment_protection_rule", rerun)
     run_dispatcher(env, durable)
     assert len({path for path, _ in started(durable)}) == 2
+
+
+# ----- exactly one gate per business key, under concurrency -------------------------------------------
+
+
+class WorkerDied(BaseException):
+    """A worker process killed mid-dispatch: nothing after this point of the dispatcher runs."""
+
+
+class DyingGateway(DurableClientGateway):
+    """The real gateway, in a worker that dies during `start`: before the call reaches the Durable API, or
+    right after it returned (the instance was created, but the row was never marked)."""
+
+    def __init__(self, durable, *, after_start: bool):
+        super().__init__(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
+        self._after_start = after_start
+
+    def start(self, orchestrator: str, instance_id: str, payload: dict) -> None:
+        if self._after_start:
+            super().start(orchestrator, instance_id, payload)
+        raise WorkerDied
+
+
+def queued_gate(env, delivery: str | None = None):
+    deliver(env, "deployment_protection_rule", DPR, delivery=delivery)
+    [text] = env.drain()
+    return decode_message(env.runtime.sealer, text)
+
+
+def event_row(env, queued) -> dict:
+    return dict(env.storage.tenant_table(env.tenant_id, TablePurpose.EVENTS).get_entity("event", queued.event.key_hash))
+
+
+def test_twenty_concurrent_deliveries_start_exactly_one_gate(env, durable):
+    """Twenty deliveries of one event reach twenty workers at once, and the Durable API is slow to create
+    the instance (so "does it exist?" says no to everyone): exactly one worker calls start."""
+    for _ in range(20):
+        deliver(env, "deployment_protection_rule", DPR)
+    messages = env.drain()
+    assert len(messages) == 20
+    durable.delay("/orchestrators/", 0.5)
+    barrier = threading.Barrier(20, timeout=30)
+
+    def worker(text: str) -> None:
+        barrier.wait()
+        trigger(text.encode(), durable)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        futures = [pool.submit(worker, text) for text in messages]
+        failures = [future.exception(timeout=120) for future in futures]
+    assert len(started(durable)) == 1
+    assert failures == [None] * 20  # no worker failed, so no message goes back to the queue
+    [(path, body)] = started(durable)
+    assert path.endswith("/" + body["instance_id"])
+    assert durable.instances[body["instance_id"]]["input"] == body
+    row = env.storage.tenant_table(env.tenant_id, TablePurpose.EVENTS).get_entity("event", body["event_key"])
+    assert row["state"] == "started"
+
+
+def test_twenty_concurrent_dispatches_of_a_status_event_record_it_once(env, durable):
+    payload = json.loads((SHARED_FIXTURES / "github/workflow_run.completed.payload.json").read_text())
+    for _ in range(20):
+        deliver(env, "workflow_run", payload)
+    events = [decode_message(env.runtime.sealer, m) for m in env.drain()]
+    dispatcher = env.runtime.dispatcher(gateway_for(durable))
+    barrier = threading.Barrier(20, timeout=30)
+
+    def worker(queued) -> Disposition:
+        barrier.wait()
+        return dispatcher.dispatch(queued.event, queued.event_id).disposition
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(worker, events, timeout=120))
+    assert sorted(outcomes) == sorted([Disposition.RECORDED] + [Disposition.DUPLICATE] * 19)
+    assert started(durable) == []
+
+
+def test_a_dead_claimers_row_is_reclaimed_after_the_lease_and_started_once(env, durable):
+    queued = queued_gate(env)
+    with pytest.raises(WorkerDied):
+        env.runtime.dispatcher(DyingGateway(durable, after_start=False)).dispatch(queued.event, queued.event_id)
+    row = event_row(env, queued)
+    assert row["state"] == "starting" and started(durable) == []
+    # another delivery while the dead worker's lease still runs: it is not taken over yet
+    again = queued_gate(env)
+    assert env.runtime.dispatcher(gateway_for(durable)).dispatch(again.event, again.event_id).disposition is (
+        Disposition.DUPLICATE
+    )
+    assert started(durable) == []
+    # the dead worker's own message, delivered again after the lease: reclaimed and started, once
+    later = EventDispatcher(
+        env.storage, env.runtime.sealer, gateway_for(durable), clock=lambda: row["lease_until"] + timedelta(seconds=1)
+    )
+    assert later.dispatch(queued.event, queued.event_id).disposition is Disposition.STARTED
+    assert later.dispatch(again.event, again.event_id).disposition is Disposition.DUPLICATE
+    [(_, body)] = started(durable)
+    assert body == gate_input(queued.event)
+    assert event_row(env, queued)["state"] == "started"
+
+
+def test_a_reclaimer_does_not_start_what_the_dead_claimer_already_started(env, durable):
+    queued = queued_gate(env)
+    with pytest.raises(WorkerDied):
+        env.runtime.dispatcher(DyingGateway(durable, after_start=True)).dispatch(queued.event, queued.event_id)
+    row = event_row(env, queued)
+    assert row["state"] == "starting" and len(started(durable)) == 1
+    later = EventDispatcher(
+        env.storage, env.runtime.sealer, gateway_for(durable), clock=lambda: row["lease_until"] + timedelta(seconds=1)
+    )
+    assert later.dispatch(queued.event, queued.event_id).disposition is Disposition.DUPLICATE
+    assert len(started(durable)) == 1  # it asked first, found the instance, and did not replace it
+    assert event_row(env, queued)["state"] == "started"
+
+
+def test_the_same_message_again_while_its_own_claim_runs_is_retried_not_dropped(env, durable):
+    """A copy of the message whose earlier attempt still holds the claim must not be consumed as a
+    duplicate: if that attempt died, this message is the only one left to finish the job."""
+    queued = queued_gate(env)
+    with pytest.raises(WorkerDied):
+        env.runtime.dispatcher(DyingGateway(durable, after_start=False)).dispatch(queued.event, queued.event_id)
+    with pytest.raises(ClaimHeld):
+        env.runtime.dispatcher(gateway_for(durable)).dispatch(queued.event, queued.event_id)
+    assert started(durable) == []
+
+
+def test_two_tenants_with_the_same_business_key_each_start_their_own_gate(
+    env, durable, storage_connection_string, tmp_path
+):
+    queued = queued_gate(env)
+    other = make_env(storage_connection_string, tmp_path / "other-keys")
+    theirs = queued.event.model_copy(update={"tenant_id": other.tenant_id})
+    assert theirs.business_key == queued.event.business_key
+    assert theirs.instance_id != queued.event.instance_id
+    mine = env.runtime.dispatcher(gateway_for(durable)).dispatch(queued.event, queued.event_id)
+    their = other.runtime.dispatcher(gateway_for(durable)).dispatch(theirs, "e-other")
+    assert (mine.disposition, their.disposition) == (Disposition.STARTED, Disposition.STARTED)
+    assert {body["tenant_id"]: body["instance_id"] for _, body in started(durable)} == {
+        env.tenant_id: queued.event.instance_id,
+        other.tenant_id: theirs.instance_id,
+    }

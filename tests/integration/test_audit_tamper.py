@@ -183,3 +183,20 @@ def test_consistent_forgery_without_the_signing_key(log, keys):
     log.table.upsert_entity(head, mode=UpdateMode.REPLACE)
     result = log.verify()
     assert (result.ok, result.first_bad_seq) == (False, 10), result.summary()
+
+
+def test_rewritten_unsigned_tail_is_caught_by_the_head_last_hash(log, keys):
+    """Entries after the last checkpoint are signed by nothing yet: an attacker who rewrites the last
+    one and its hash keeps the chain intact, and only the head's `last_hash` still tells."""
+    log.append("decision", "system:gatekeeper", "gate-x", "deploy-30", {"level": "L1"})
+    log.append("decision", "system:gatekeeper", "gate-x", "deploy-31", {"level": "L1"})
+    head = log.head()
+    assert (head.size, head.checkpoint_size) == (N + 2, N)
+    assert log.verify().ok and log.verify().unsigned_tail == 2
+    values = entity(log, N + 1)
+    values["subject"] = "deploy-evil"
+    values["entry_hash"] = entry_hash(entry_canonical({**values, "seq": N + 1})).hex()
+    put(log, N + 1, values)
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq) == (False, N + 1), result.summary()
+    assert result.problem == "altered: the log head records a different hash for the last entry"

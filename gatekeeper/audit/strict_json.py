@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -57,6 +58,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is too large for a number (it would read as Infinity)")
+    return value
+
+
 def _walk(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[Any, tuple[str | int, ...]]]:
     """Every object and array in document order, with its path."""
     stack = [(value, path)]
@@ -81,7 +89,8 @@ def format_path(path: tuple[str | int, ...]) -> str:
 
 def loads(raw: bytes | str, *, source: str, max_depth: int = MAX_DEPTH) -> Any:
     """Parse one strict JSON document. Raises StrictJSONError naming `source` and the problem:
-    nesting deeper than `max_depth`, NaN/Infinity, a repeated key (DuplicateKeyError), or not JSON."""
+    nesting deeper than `max_depth`, NaN/Infinity (or a float literal too large, which would read as
+    Infinity), text that is not UTF-8, a repeated key (DuplicateKeyError), or not JSON."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     depth = nesting_depth(data)
     if depth > max_depth:
@@ -100,11 +109,13 @@ def loads(raw: bytes | str, *, source: str, max_depth: int = MAX_DEPTH) -> Any:
         return obj
 
     try:
-        document = json.loads(data, object_pairs_hook=pairs_hook, parse_constant=_no_constant)
-    except RecursionError:
-        raise StrictJSONError(f"{source}: nested too deep to read") from None
+        text = data.decode("utf-8")  # RFC 8259: UTF-8 only (json would also guess UTF-16/32 and pass surrogates)
     except UnicodeDecodeError as exc:
         raise StrictJSONError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        document = json.loads(text, object_pairs_hook=pairs_hook, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise StrictJSONError(f"{source}: nested too deep to read") from None
     except ValueError as exc:
         raise StrictJSONError(f"{source}: not a JSON document ({exc})") from None
     if repeated:

@@ -47,7 +47,7 @@ def _archived(
             checkpoint = signed.checkpoint()
             signature = signed.signature_bytes()
         except (strict_json.StrictJSONError, ValidationError, CheckpointFormatError) as exc:
-            detail = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else "not a signed checkpoint"
+            detail = "not a signed checkpoint" if isinstance(exc, ValidationError) else str(exc).removeprefix(f"{where}: ")
             raise _Mismatch(seq, f"{where} is unreadable ({detail})") from None
         if checkpoint.origin != origin_for(tenant) or name != blob_name(tenant, checkpoint.size):
             raise _Mismatch(seq, f"{where} holds checkpoint {checkpoint.origin} size {checkpoint.size}")

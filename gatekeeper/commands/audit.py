@@ -19,9 +19,12 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatekeeper.commands.common import add_storage_option, storage_from_args
+
+if TYPE_CHECKING:
+    from gatekeeper.audit.verify import VerificationResult
 
 PROGRESS_MIN_ENTRIES = 5000  # below this a bar would only flicker
 
@@ -162,7 +165,7 @@ def verify_command(args: argparse.Namespace) -> int:
         bundle = load_bundle(path)
     except BundleDuplicateKey as exc:
         print(exc.result.summary())
-        print(f"{path}: {exc}", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
         return 1
     except BundleFormatError as exc:
         raise _usage(str(exc)) from None
@@ -206,7 +209,9 @@ def verify_command(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _against_worm(args: argparse.Namespace, bundle: dict[str, Any], pem: bytes | None, result: Any) -> Any:
+def _against_worm(
+    args: argparse.Namespace, bundle: dict[str, Any], pem: bytes | None, result: VerificationResult
+) -> tuple[VerificationResult, list[str]]:
     """The result compared with the tenant's archived checkpoints, and the line that says so."""
     from azure.core.exceptions import AzureError
 

@@ -210,6 +210,8 @@ def test_expect_size_catches_a_bundle_cut_back_to_an_older_checkpoint(tmp_path, 
         (lambda raw: raw.replace(b'"start_seq":0', b'"start_seq":-Infinity', 1), "-Infinity is not a JSON number"),
         (lambda raw: raw.replace(b'"start_seq":0', b'"start_seq":' + b"9" * 5000, 1), "not a JSON document"),
         (lambda raw: b"\xff" + raw, "not UTF-8 text"),
+        (lambda raw: raw.decode().encode("utf-16"), "not UTF-8 text"),
+        (lambda raw: raw.replace(b'"start_seq":0', b'"start_seq":1e999', 1), "1e999 is too large for a number"),
     ],
 )
 def test_hostile_json_is_bad_input(tmp_path, capsys, bundle, pem_path, make, fragment):

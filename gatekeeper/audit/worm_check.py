@@ -47,7 +47,9 @@ def _archived(
             checkpoint = signed.checkpoint()
             signature = signed.signature_bytes()
         except (strict_json.StrictJSONError, ValidationError, CheckpointFormatError) as exc:
-            detail = "not a signed checkpoint" if isinstance(exc, ValidationError) else str(exc).removeprefix(f"{where}: ")
+            detail = str(exc).removeprefix(f"{where}: ")
+            if isinstance(exc, ValidationError):
+                detail = "not a signed checkpoint"
             raise _Mismatch(seq, f"{where} is unreadable ({detail})") from None
         if checkpoint.origin != origin_for(tenant) or name != blob_name(tenant, checkpoint.size):
             raise _Mismatch(seq, f"{where} holds checkpoint {checkpoint.origin} size {checkpoint.size}")

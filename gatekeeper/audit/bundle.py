@@ -14,6 +14,10 @@
 Entries are exported sealed, exactly as stored, so the bundle proves integrity without revealing data.
 `end_seq` is always the size of a signed checkpoint (the export signs one first if needed); the last
 checkpoint before `start_seq` is included too, linked by a consistency proof.
+
+The file is read strictly (`strict_json`): a repeated key makes the bundle ambiguous and fails
+verification, NaN/Infinity or nesting past the bound make it unreadable. `range.from/to` are not signed,
+so they are checked against the entries the way the exporter chose them (`range_problem`).
 """
 
 from __future__ import annotations
@@ -22,35 +26,48 @@ import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gatekeeper.audit import strict_json
 from gatekeeper.audit.checkpoints import (
     CheckpointFormatError,
+    PublicKey,
     SignedCheckpoint,
     load_public_keys,
     origin_for,
 )
-from gatekeeper.audit.merkle import CompactRange, MerkleTree
+from gatekeeper.audit.merkle import EMPTY_ROOT, CompactRange, MerkleTree
 from gatekeeper.audit.records import entry_canonical, entry_hash
 from gatekeeper.audit.verify import Progress, VerificationResult, verify_log
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 
 BUNDLE_FORMAT = "gatekeeper-audit-bundle/1"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# format_time's form: fixed width, so text order is time order
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
 
 class BundleFormatError(ValueError):
     """The file is not a readable bundle (or key file); the message names the field. CLI exit code 2."""
 
 
+class BundleDuplicateKey(BundleFormatError):
+    """The bundle repeats a key somewhere: readable, but ambiguous, so it fails verification (exit 1)."""
+
+    def __init__(self, message: str, result: VerificationResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class BundleRange(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
+    from_: str | None = Field(default=None, alias="from", pattern=_TIME.pattern)
+    to: str | None = Field(default=None, pattern=_TIME.pattern)
     start_seq: int = Field(ge=0)
     end_seq: int = Field(ge=0)
 
@@ -155,17 +172,89 @@ def dumps(bundle: Mapping[str, Any]) -> bytes:
     return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def load_bundle(path: str | Path) -> dict[str, Any]:
-    """Read a bundle file; BundleFormatError names the file when it is unreadable or not JSON."""
+def _duplicate_result(exc: strict_json.DuplicateKeyError) -> VerificationResult:
+    """A repeated key as a verification failure naming the first entry it leaves unproven: the entry
+    that repeats it, else the first entry of the bundle (a header key can change what every entry means)."""
+    document, path = exc.document, exc.path
+    start = 0
+    if isinstance(document, dict) and isinstance(document.get("range"), dict):
+        found = document["range"].get("start_seq")
+        start = found if type(found) is int and found >= 0 else 0
+    seq, where = start, strict_json.format_path(path)
+    if len(path) >= 2 and path[0] == "entries" and isinstance(path[1], int):
+        seq, where = start + path[1], "entry" + (f" field {path[2]!r}" if len(path) > 2 else "")
+    problem = f"{where} repeats the key {exc.key!r}: the JSON is ambiguous (readers disagree on its value)"
+    return VerificationResult(False, 0, EMPTY_ROOT.hex(), 0, 0, seq, problem)
+
+
+def read_bundle(raw: bytes | str, source: str = "bundle") -> dict[str, Any]:
+    """Parse a bundle strictly. BundleFormatError names `source` and the problem; BundleDuplicateKey (a
+    subclass) carries the failed VerificationResult for a repeated key."""
     try:
-        data = json.loads(Path(path).read_bytes())
+        data = strict_json.loads(raw, source=source)
+    except strict_json.DuplicateKeyError as exc:
+        raise BundleDuplicateKey(str(exc), _duplicate_result(exc)) from None
+    except strict_json.StrictJSONError as exc:
+        raise BundleFormatError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise BundleFormatError(f"{source}: top level must be a JSON object")
+    return data
+
+
+def load_bundle(path: str | Path) -> dict[str, Any]:
+    """Read a bundle file; BundleFormatError names the file when it is unreadable or not strict JSON."""
+    try:
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise BundleFormatError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BundleFormatError(f"{path}: not a JSON document ({exc})") from None
-    if not isinstance(data, dict):
-        raise BundleFormatError(f"{path}: top level must be a JSON object")
-    return data
+    return read_bundle(raw, str(path))
+
+
+def range_problem(header: BundleHeader) -> tuple[int, str] | None:
+    """(first unproven seq, why) when `range.from/to` disagree with the entries, else None.
+
+    The exporter starts an open range (`from` null) at seq 0 and any other at the first entry recorded in
+    [from, to]; it ends at the first checkpoint after the last entry in the range. So the first entry lies
+    in the range, and no checkpoint of the bundle falls between the last in-range entry and the end."""
+    rng, entries = header.range, header.entries
+    time_from, time_to = rng.from_, rng.to
+    if rng.end_seq != rng.start_seq + len(entries):
+        return min(rng.end_seq, rng.start_seq + len(entries)), (
+            f"range.end_seq {rng.end_seq} disagrees with the entries (seq {rng.start_seq} "
+            f"onwards, {len(entries)} of them)"
+        )
+    if time_from is not None and time_to is not None and time_from > time_to:
+        return rng.start_seq, f"range.from {time_from} is after range.to {time_to}"
+    if not entries:
+        return None
+    if time_from is None and rng.start_seq != 0:
+        return 0, f"range.from is open (the whole log) but the bundle leaves out seq 0..{rng.start_seq - 1}"
+    if time_from is None and time_to is None:
+        return None
+    times: list[str] = []
+    for index, entry in enumerate(entries):
+        at = entry.get("at") if type(entry) is dict else None
+        if type(at) is not str or not _TIME.match(at):
+            return rng.start_seq + index, "field 'at' is not an RFC 3339 UTC time to compare with range.from/to"
+        times.append(at)
+    low, high = time_from or "", time_to or "~"  # "~" sorts after every digit
+    in_range = [i for i, t in enumerate(times) if low <= t <= high]
+    if time_from is not None and (not in_range or in_range[0] != 0):
+        return rng.start_seq, f"recorded at {times[0]}, outside the bundle's range {time_from} .. {time_to or 'now'}"
+    if not in_range:
+        return rng.start_seq, f"no entry of the bundle was recorded in its range .. {time_to}"
+    last = rng.start_seq + in_range[-1]
+    for raw in header.checkpoints:
+        try:
+            size = SignedCheckpoint.model_validate(raw).checkpoint().size
+        except (ValidationError, CheckpointFormatError):
+            continue  # the verifier names it
+        if last < size < rng.end_seq:
+            return size, (
+                f"the checkpoint at size {size} already covers the range up to {time_to}, "
+                f"but the bundle goes on to seq {rng.end_seq - 1}"
+            )
+    return None
 
 
 def parse_header(bundle: Mapping[str, Any]) -> BundleHeader:
@@ -175,6 +264,19 @@ def parse_header(bundle: Mapping[str, Any]) -> BundleHeader:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "bundle"
         raise BundleFormatError(f"field {where}: {first['msg']}") from None
+
+
+def bundle_keys(header: BundleHeader, public_key_pem: str | bytes | None) -> tuple[dict[str, PublicKey], bool]:
+    """(checkpoint keys by fingerprint, trusted): the auditor's PEM when given, else the bundle's own."""
+    trusted = public_key_pem is not None
+    try:
+        if public_key_pem is not None:
+            return load_public_keys(public_key_pem), True
+        if header.public_keys:
+            return load_public_keys("\n".join(header.public_keys)), False
+        raise BundleFormatError("field public_keys: the bundle carries no key; pass the checkpoint public key")
+    except CheckpointFormatError as exc:
+        raise BundleFormatError(str(exc) if trusted else f"field public_keys: {exc}") from None
 
 
 def verify_bundle(
@@ -191,24 +293,13 @@ def verify_bundle(
     Raises BundleFormatError when the bundle's header or the key is unreadable."""
     if isinstance(bundle, bytes | str):
         try:
-            bundle = json.loads(bundle)
-        except ValueError as exc:
-            raise BundleFormatError(f"bundle: not a JSON document ({exc})") from None
-        if not isinstance(bundle, dict):
-            raise BundleFormatError("bundle: top level must be a JSON object")
+            bundle = read_bundle(bundle)
+        except BundleDuplicateKey as exc:
+            return exc.result
     header = parse_header(bundle)
     if header.origin != origin_for(header.tenant):
         raise BundleFormatError(f"field origin: must be {origin_for(header.tenant)!r} for tenant {header.tenant!r}")
-    trusted = public_key_pem is not None
-    try:
-        if trusted:
-            keys = load_public_keys(public_key_pem)  # type: ignore[arg-type]
-        elif header.public_keys:
-            keys = load_public_keys("\n".join(header.public_keys))
-        else:
-            raise BundleFormatError("field public_keys: the bundle carries no key; pass the checkpoint public key")
-    except CheckpointFormatError as exc:
-        raise BundleFormatError(str(exc) if trusted else f"field public_keys: {exc}") from None
+    keys, trusted = bundle_keys(header, public_key_pem)
     consistency = {(p.from_size, p.to_size): list(map(bytes.fromhex, p.proof)) for p in header.consistency}
     result = verify_log(
         header.tenant,
@@ -223,4 +314,8 @@ def verify_bundle(
         trusted_key=trusted,
         progress=progress,
     )
+    if result.ok:
+        problem = range_problem(header)
+        if problem is not None:
+            return replace(result, ok=False, first_bad_seq=problem[0], problem=problem[1])
     return result

@@ -84,7 +84,7 @@ def export_bundle(
     entries = list(log.entries(0, last))
     in_range = [i for i, e in enumerate(entries) if _in_range(e, time_from, time_to)]
     if in_range:
-        start_seq = in_range[0]
+        start_seq = 0 if time_from is None else in_range[0]  # an open range is the log from its start
         end_seq = min(s for s in sizes if s > in_range[-1])
     else:  # nothing recorded in the range: an empty bundle anchored at a checkpoint
         after = next((i for i, e in enumerate(entries) if _in_range(e, time_from, None)), last)

@@ -35,6 +35,7 @@ from pydantic_core import to_jsonable_python
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from gatekeeper import settings
+from gatekeeper.audit import strict_json
 from gatekeeper.audit.archive import CheckpointArchive
 from gatekeeper.audit.checkpoints import (
     Checkpoint,
@@ -520,10 +521,10 @@ class AuditLog:
     def all_checkpoints(self) -> list[Any]:
         """Checkpoints from the WORM archive and the table, raw (dicts), for the verifier to judge."""
         raw: list[Any] = []
-        for _, body in self.archive.list(self.tenant_id):
-            try:
-                raw.append(json.loads(body))
-            except ValueError:
+        for name, body in self.archive.list(self.tenant_id):
+            try:  # strictly: a blob that repeats a key means two things, so it counts as damaged
+                raw.append(strict_json.loads(body, source=f"WORM archive blob {name}"))
+            except strict_json.StrictJSONError:
                 raw.append({"note": None})
         for entity in self.table.query_entities(f"PartitionKey eq '{CHECKPOINT_PARTITION}'"):
             raw.append({k: entity.get(k) for k in SignedCheckpoint.model_fields})

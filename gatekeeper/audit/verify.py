@@ -4,12 +4,14 @@
 It walks the entries in order and stops at the first problem, naming the first sequence number whose
 integrity cannot be established:
 
-- per entry: seq continuity (gap, duplicate, reorder), field types, tenant, the prev_hash link to the entry
-  before and the entry's own hash;
+- per entry: seq continuity (gap, duplicate, reorder), field types, exactly the hashed fields (an unhashed
+  extra such as `approved_by` is refused, not ignored), tenant, the prev_hash link to the entry before and
+  the entry's own hash;
 - per checkpoint: the note's origin, the Merkle root recomputed at its size, its signature by a trusted key,
   and the RFC 6962 consistency proof from the checkpoint before it;
-- at the end: checkpoints or a head that claim more entries than there are (truncation), and entries no
-  signed checkpoint covers.
+- at the end: checkpoints or a head that claim more entries than there are (truncation), entries no
+  signed checkpoint covers, a verified size that no checkpoint signature covers (a frontier alone proves
+  nothing), and consistency proofs that linked no two checkpoints (data nobody checked).
 
 When a link between seq n-1 and n breaks, the blame goes to the entry whose own evidence fails: n when its
 hash does not match its content, n-1 when n links to n-2 (n-1 was inserted) or when n is self-consistent
@@ -21,6 +23,7 @@ checkpoint covers is reported.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -38,12 +41,13 @@ from gatekeeper.audit.checkpoints import (
     verify_signature,
 )
 from gatekeeper.audit.merkle import EMPTY_ROOT, CompactRange, ProofError, node_hash, verify_consistency
-from gatekeeper.audit.records import GENESIS_HASH, LEAF_PREFIX, SEPARATOR, canonical_bytes
+from gatekeeper.audit.records import ENTRY_FIELDS, GENESIS_HASH, LEAF_PREFIX, SEPARATOR, canonical_bytes
 
 _TEXT_FIELDS = ("tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash", "entry_hash")
 CHUNK_LEVELS = 10
 CHUNK = 1 << CHUNK_LEVELS  # entries checked per bulk step (and per progress update): a whole subtree
 HEX_LENGTH = 64
+_ENTRY_KEYS = frozenset(ENTRY_FIELDS)
 Progress = Callable[[int], None]
 
 
@@ -176,6 +180,20 @@ def verify_log(
         good = state.good_size
         if good < end and not allow_unsigned_tail:
             raise _Bad(good, f"entries {good}..{end - 1} are not covered by any signed checkpoint")
+        if good and not verifier.anchored:
+            state.good_size, state.root = 0, EMPTY_ROOT
+            raise _Bad(
+                0,
+                f"no trusted checkpoint signature covers entry {good - 1}: the {good} entries rest on "
+                "the frontier alone, which nothing signed",
+            )
+        unused = sorted(set(consistency or ()) - verifier.used_proofs)
+        if unused:
+            a, b = unused[0]
+            raise _Bad(
+                min(a, good),
+                f"consistency proof from size {a} to {b} links no two checkpoints of the bundle (nothing checked it)",
+            )
         return VerificationResult(
             True,
             good,
@@ -219,6 +237,8 @@ class _Verifier:
         self.state = _State(start, compact.root())
         self.previous: _Checkpoint | None = None  # last checkpoint that passed
         self.pending: list[_Checkpoint] = []
+        self.anchored = False  # a checkpoint whose root was recomputed here covers good_size
+        self.used_proofs: set[tuple[int, int]] = set()
 
     # -- checkpoints -----------------------------------------------------------------------------
     def accept(self, cp: _Checkpoint, root_checked: bool) -> None:
@@ -234,6 +254,7 @@ class _Verifier:
                 raise _Bad(state.good_size, f"two signed checkpoints for size {s2} disagree")
             if s1 != s2 and self.consistency is not None:
                 proof = self.consistency.get((s1, s2))
+                self.used_proofs.add((s1, s2))
                 if proof is None:
                     raise _Bad(state.good_size, f"no consistency proof from checkpoint size {s1} to {s2}")
                 try:
@@ -245,6 +266,7 @@ class _Verifier:
         if root_checked:
             state.good_size = cp.parsed.size
             state.root = cp.parsed.root
+            self.anchored = True
         self.previous = cp
         state.checkpoints += 1
 
@@ -252,6 +274,13 @@ class _Verifier:
         """Judge every pending checkpoint of this size against the recomputed root."""
         state = self.state
         state.checked = size - self.start
+        same = list(itertools.takewhile(lambda c: c.size == size, self.pending))
+        if len({c.parsed.root for c in same if c.parsed is not None and c.error is None}) > 1:
+            for cp in same:  # a forged one is named as such; two genuine ones mean the log forked
+                problem = _check_signature(cp, self.keys)
+                if problem:
+                    raise _Bad(state.good_size, problem)
+            raise _Bad(state.good_size, f"two signed checkpoints for size {size} disagree (the log forked)")
         while self.pending and self.pending[0].size == size:
             cp = self.pending.pop(0)
             assert cp.parsed is not None
@@ -332,8 +361,8 @@ class _Verifier:
             chunk = entries[offset : offset + CHUNK]
             count = len(chunk)
             seq_range = range(self.start + offset, self.start + offset + count)
-            if list(map(type, chunk)) != [dict] * count:
-                return None
+            if list(map(type, chunk)) != [dict] * count or list(map(len, chunk)) != [len(ENTRY_FIELDS)] * count:
+                return None  # (every hashed field is read below, so ten keys means no unhashed extra)
             try:
                 seqs, *texts, stored = [tuple(map(get, chunk)) for get in getters]
             except KeyError:
@@ -493,5 +522,8 @@ def _diagnose(entries: Sequence[Any], index: int, seq: int, tenant: str) -> None
     for name in _TEXT_FIELDS:
         if type(entry.get(name)) is not str:
             raise _Bad(seq, f"field {name!r} is missing or not a string")
+    extra = sorted(set(entry) - _ENTRY_KEYS)
+    if extra:
+        raise _Bad(seq, f"field {extra[0]!r} is not covered by the entry's hash (unhashed fields are refused)")
     if entry["tenant"] != tenant:
         raise _Bad(seq, f"belongs to tenant {entry['tenant']!r}, not {tenant!r} (moved between tenants)")

@@ -1,23 +1,30 @@
 """`gatekeeper audit export|verify|public-key|checkpoint`: the tenant audit log for auditors and operators.
 
     audit export --tenant T --format bundle|oscal|jsonl --out FILE [--from ISO --to ISO]
-    audit verify BUNDLE [--public-key PEM]
+    audit verify BUNDLE [--public-key PEM] [--expect-size N] [--against-worm [--storage-connection CS]]
     audit public-key [--out FILE]
     audit checkpoint --tenant T [--force]
 
 `verify` runs offline (no storage, no Azure): exit 0 and `verified <size> entries, root <hex>`, or exit 1 and
-`first bad entry: seq <n>: <what is wrong>`; exit 2 when the bundle or key file cannot be read.
+`first bad entry: seq <n>: <what is wrong>`; exit 2 when the bundle or key file cannot be read (or is not
+strict JSON: NaN, nesting past the bound; a repeated key is readable but ambiguous, so it is exit 1).
+`--expect-size N` and `--against-worm` (the checkpoints in the WORM container, read from storage) catch a
+bundle cut back to an older checkpoint, which verifies on its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatekeeper.commands.common import add_storage_option, storage_from_args
+
+if TYPE_CHECKING:
+    from gatekeeper.audit.verify import VerificationResult
 
 PROGRESS_MIN_ENTRIES = 5000  # below this a bar would only flicker
 
@@ -44,6 +51,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="trusted checkpoint public key(s), PEM (default: the key inside the bundle)",
     )
     verify.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    verify.add_argument(
+        "--expect-size",
+        type=int,
+        metavar="N",
+        help="fail unless the verified log has exactly N entries (a size you learnt elsewhere)",
+    )
+    verify.add_argument(
+        "--against-worm",
+        action="store_true",
+        help="also compare with the checkpoints in the WORM blob container (needs storage access)",
+    )
+    add_storage_option(verify)
     verify.set_defaults(handler=verify_command)
 
     public_key = actions.add_parser("public-key", help="print or write the checkpoint public key (PEM)")
@@ -137,11 +156,17 @@ def export_command(args: argparse.Namespace) -> int:
 def verify_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gatekeeper.audit.bundle import BundleFormatError, load_bundle, verify_bundle
+    from gatekeeper.audit.bundle import BundleDuplicateKey, BundleFormatError, load_bundle, verify_bundle
 
     path: Path = args.bundle
+    if args.expect_size is not None and args.expect_size < 0:
+        raise _usage("--expect-size: must be a number of entries, 0 or more")
     try:
         bundle = load_bundle(path)
+    except BundleDuplicateKey as exc:
+        print(exc.result.summary())
+        print(str(exc), file=sys.stderr)
+        return 1
     except BundleFormatError as exc:
         raise _usage(str(exc)) from None
     pem: bytes | None = None
@@ -161,7 +186,20 @@ def verify_command(args: argparse.Namespace) -> int:
         except BundleFormatError as exc:
             where = args.public_key if pem is not None and "public key" in str(exc) else path
             raise _usage(f"{where}: {exc}") from None
+    extra: list[str] = []
+    if result.ok and args.expect_size is not None and result.size != args.expect_size:
+        expected = args.expect_size
+        result = replace(
+            result,
+            ok=False,
+            first_bad_seq=min(result.size, expected),
+            problem=f"the bundle verifies {result.size} entries, not the {expected} expected (--expect-size)",
+        )
+    if result.ok and args.against_worm:
+        result, extra = _against_worm(args, bundle, pem, result)
     print(result.summary())
+    for line in extra:
+        print(line)
     if result.ok and not result.trusted_key:
         print(
             "note: signatures were checked against the key inside the bundle; pass --public-key with your own "
@@ -169,6 +207,31 @@ def verify_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0 if result.ok else 1
+
+
+def _against_worm(
+    args: argparse.Namespace, bundle: dict[str, Any], pem: bytes | None, result: VerificationResult
+) -> tuple[VerificationResult, list[str]]:
+    """The result compared with the tenant's archived checkpoints, and the line that says so."""
+    from azure.core.exceptions import AzureError
+
+    from gatekeeper import settings
+    from gatekeeper.audit.archive import CheckpointArchive
+    from gatekeeper.audit.bundle import bundle_keys, parse_header
+    from gatekeeper.audit.worm_check import against_archive, summary
+
+    header = parse_header(bundle)
+    keys, _ = bundle_keys(header, pem)
+    try:
+        container = settings.require("GATEKEEPER_AUDIT_CONTAINER")
+        archive = CheckpointArchive.from_storage(storage_from_args(args), container)
+        blobs = archive.list(header.tenant)
+    except (ValueError, RuntimeError) as exc:
+        raise _usage(f"--against-worm: {exc}") from None
+    except AzureError as exc:
+        raise _usage(f"--against-worm: cannot read the WORM archive ({type(exc).__name__})") from None
+    checked = against_archive(header, result, blobs, keys)
+    return checked, [summary(blobs, checked)] if checked.ok else []
 
 
 def public_key_command(args: argparse.Namespace) -> int:

@@ -4,9 +4,12 @@ of the tampered table fails offline verification the same way."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from azure.data.tables import UpdateMode
 
+from gatekeeper.audit.archive import blob_name
 from gatekeeper.audit.bundle import verify_bundle
 from gatekeeper.audit.checkpoints import Checkpoint, sign_checkpoint
 from gatekeeper.audit.export import export_bundle
@@ -183,3 +186,33 @@ def test_consistent_forgery_without_the_signing_key(log, keys):
     log.table.upsert_entity(head, mode=UpdateMode.REPLACE)
     result = log.verify()
     assert (result.ok, result.first_bad_seq) == (False, 10), result.summary()
+
+
+def test_rewritten_unsigned_tail_is_caught_by_the_head_last_hash(log, keys):
+    """Entries after the last checkpoint are signed by nothing yet: an attacker who rewrites the last
+    one and its hash keeps the chain intact, and only the head's `last_hash` still tells."""
+    log.append("decision", "system:gatekeeper", "gate-x", "deploy-30", {"level": "L1"})
+    log.append("decision", "system:gatekeeper", "gate-x", "deploy-31", {"level": "L1"})
+    head = log.head()
+    assert (head.size, head.checkpoint_size) == (N + 2, N)
+    assert log.verify().ok and log.verify().unsigned_tail == 2
+    values = entity(log, N + 1)
+    values["subject"] = "deploy-evil"
+    values["entry_hash"] = entry_hash(entry_canonical({**values, "seq": N + 1})).hex()
+    put(log, N + 1, values)
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq) == (False, N + 1), result.summary()
+    assert result.problem == "altered: the log head records a different hash for the last entry"
+
+
+def test_an_archived_checkpoint_that_repeats_a_key_is_damaged(log, keys):
+    """A WORM blob rewritten (where no immutability policy stops it, as in Azurite) to carry a second
+    `note`: a lenient reader keeps the genuine last one and sees nothing; the strict reader refuses it."""
+    container = log.archive._container
+    name = blob_name(log.tenant_id, 20)
+    body = container.download_blob(name).readall()
+    forged = body.replace(b'{\n "algorithm"', b'{\n "note": "gatekeeper.audit/x\\n1\\nAA==\\nnow\\n",\n "algorithm"', 1)
+    assert forged != body and json.loads(forged) == json.loads(body)
+    container.upload_blob(name, forged, overwrite=True)
+    result = log.verify()
+    assert not result.ok and "malformed" in result.problem, result.summary()

@@ -72,13 +72,17 @@ def make_bundle(
 ) -> dict[str, Any]:
     entries = make_entries(tenant, n)
     checkpoints = make_checkpoints(tenant, entries, signer, every)
+    end = n if end_seq is None else end_seq
     return build_bundle(
         tenant,
         entries,
         checkpoints,
         start_seq=start_seq,
-        end_seq=n if end_seq is None else end_seq,
+        end_seq=end,
         exported_at=format_time(T0 + timedelta(days=1)),
+        # the time range an export of [start_seq, end) would carry (an open range starts at seq 0)
+        time_from=entries[start_seq]["at"] if start_seq else None,
+        time_to=entries[end - 1]["at"] if end < n and end > start_seq else None,
         public_keys=[signer.public_key_pem()],
     )
 

@@ -32,7 +32,6 @@ from gatekeeper.events.common import (
     header,
     normalise_status,
     number_to_text,
-    problem,
     shown,
     unexpanded_variable,
     validate,
@@ -329,9 +328,7 @@ def _source_version(build: _Build) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _build_complete(
-    payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str
-) -> PipelineEvent | Ignored:
+def _build_complete(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent | Ignored:
     build = validate(_BuildCompleteEvent, payload, context=envelope.eventType).resource
     if not (build.result or build.status):
         return Ignored(f"Azure DevOps {envelope.eventType} build {build.id} carries neither result nor status")

@@ -157,9 +157,7 @@ def _run_id_from_callback(url: str, repository: _Repository, context: str) -> in
     return int(run_id)
 
 
-def _protection_rule(
-    payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None
-) -> PipelineEvent | Ignored:
+def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent | Ignored:
     context = "deployment_protection_rule"
     body = validate(_ProtectionRuleRequested, payload, context=context)
     missing = [name for name in ("environment", "deployment_callback_url") if not getattr(body, name)]

@@ -97,8 +97,8 @@ def bind_azure_devops(tenant: TenantRecord, document: Mapping[str, Any], event: 
     """Every organisation URL and account id the body or check names must be registered for the tenant."""
     identities = tenant.all_identities
     if event is not None and isinstance(event.callback, AzureDevOpsCallback):
-        [plan] = source_identities(EventSource.AZURE_DEVOPS, {}, {"PlanUrl": event.callback.plan_url}) or [None]
-        if plan is None or not owns_identity(identities, plan):
+        plan = source_identities(EventSource.AZURE_DEVOPS, {}, {"PlanUrl": event.callback.plan_url})
+        if not plan or not owns_identity(identities, plan[0]):
             raise foreign_target("header:PlanUrl", NOT_REGISTERED)
         return
     containers = document.get("resourceContainers")
@@ -127,7 +127,11 @@ _CONNECTOR_PAYLOAD_FIELD = {
 def bind_connector(tenant: TenantRecord, source: EventSource, document: Mapping[str, Any]) -> None:
     """The envelope's `account` and any account the vendor body names must be registered for the tenant."""
     identities = tenant.all_identities
-    account_only = {"connector": document.get("connector"), "account": document.get("account"), "payload": {}}
+    account_only: dict[str, Any] = {
+        "connector": document.get("connector"),
+        "account": document.get("account"),
+        "payload": {},
+    }
     for identity in source_identities(source, account_only):
         if not owns_identity(identities, identity):
             raise foreign_target("account", NOT_REGISTERED)

@@ -23,7 +23,6 @@ from gatekeeper.events.generic import parse_generic
 from gatekeeper.events.github import parse_github
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource, PipelineEvent
-from gatekeeper.ingest.scope import bind_azure_devops, bind_connector, bind_github, bind_webhook
 from gatekeeper.ingest.edge import (
     IncomingRequest,
     parse_json_object,
@@ -31,6 +30,7 @@ from gatekeeper.ingest.edge import (
     require_json_content_type,
     require_size,
 )
+from gatekeeper.ingest.scope import bind_azure_devops, bind_connector, bind_github, bind_webhook
 from gatekeeper.security.identity import TokenValidator, identify_caller
 from gatekeeper.security.signatures import basic_auth_password, verify_github_signature, verify_shared_secret
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
@@ -136,9 +136,7 @@ class IngestionService:
         )
         tenant = self._authenticate(
             source_identities(EventSource.AZURE_DEVOPS, document),
-            lambda t: verify_shared_secret(
-                self._secrets.resolve(t, SecretPurpose.AZURE_DEVOPS_SERVICE_HOOK), offered
-            ),
+            lambda t: verify_shared_secret(self._secrets.resolve(t, SecretPurpose.AZURE_DEVOPS_SERVICE_HOOK), offered),
         )
         parsed = parse_service_hook(document, tenant_id=tenant.tenant_id)
         if isinstance(parsed, PipelineEvent):

@@ -36,7 +36,8 @@ def _ids(identities: Iterable[str]) -> frozenset[str]:
 def github_installations(identities: Iterable[str]) -> frozenset[int]:
     """The App installation ids registered for a tenant."""
     prefix = "github:installation:"
-    return frozenset(int(i[len(prefix) :]) for i in _ids(identities) if i.startswith(prefix) and i[len(prefix) :].isdigit())
+    numbers = (i[len(prefix) :] for i in _ids(identities) if i.startswith(prefix))
+    return frozenset(int(number) for number in numbers if number.isdigit())
 
 
 def owns_github_repository(identities: Iterable[str], full_name: str) -> bool:

@@ -68,7 +68,14 @@ class GatekeeperEnv:
         return texts
 
 
-def make_env(connection_string: str, key_dir: Path, *, extra_identities: tuple[str, ...] = ()) -> GatekeeperEnv:
+def make_env(
+    connection_string: str,
+    key_dir: Path,
+    *,
+    extra_identities: tuple[str, ...] = (),
+    extra_tenants: tuple[TenantRecord, ...] = (),
+    extra_environ: dict[str, str] | None = None,
+) -> GatekeeperEnv:
     storage = StorageAccount(connection_string=connection_string)
     tenant_id = "t" + uuid.uuid4().hex[:12]
     runtime = Runtime(
@@ -82,6 +89,7 @@ def make_env(connection_string: str, key_dir: Path, *, extra_identities: tuple[s
             "GK_ADO_HOOK": ADO_HOOK_SECRET,
             "GK_API_KEY": API_KEY,
             "GK_CONNECTOR": CONNECTOR_SECRET,
+            **(extra_environ or {}),
         },
     )
     registry = runtime.registry
@@ -104,7 +112,8 @@ def make_env(connection_string: str, key_dir: Path, *, extra_identities: tuple[s
                     SecretPurpose.GENERIC_API_KEY: ("env:GK_API_KEY",),
                     SecretPurpose.CONNECTOR: ("env:GK_CONNECTOR",),
                 },
-            )
+            ),
+            *extra_tenants,
         ]
     )
     runtime.sink.ensure_queue()

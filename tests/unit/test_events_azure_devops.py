@@ -275,4 +275,3 @@ def test_check_with_only_the_documented_minimum_headers_is_a_gate_without_a_time
     headers.pop("TimelineId")
     event = parse_check_request(headers, {"environment": "production"}, tenant_id="contoso")
     assert isinstance(event.callback, AzureDevOpsCallback) and event.callback.timeline_id is None
-

@@ -101,6 +101,15 @@ def test_check_without_a_documented_header_names_it(env, missing):
     assert env.queued_texts() == []
 
 
+def test_check_with_only_the_minimum_headers_is_accepted(env):
+    """invoke-checks.md lists the minimum headers without TimelineId; the task's defaults add it."""
+    headers = {k: v for k, v in check_headers().items() if k != "TimelineId"}
+    response = post("azure_devops_check", CHECK_BODY, headers)
+    assert response.status_code == 200, response.get_body()
+    [text] = env.queued_texts()
+    assert decode_message(env.runtime.sealer, text).event.callback.timeline_id is None
+
+
 def test_check_with_a_wrong_secret_is_refused(env):
     response = post("azure_devops_check", CHECK_BODY, check_headers(**{"X-Gatekeeper-Check-Secret": "nope"}))
     assert response.status_code == 401 and env.queued_texts() == []

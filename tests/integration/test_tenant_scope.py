@@ -38,6 +38,7 @@ from tests.support.gatekeeper_env import (
 pytestmark = pytest.mark.azurite
 
 B_GITHUB, B_HOOK, B_CONNECTOR, B_KEY = "b-github-secret", "b-hook-secret", "b-connector-secret", "b-api-key"
+B_CHECK = "b-check-secret"
 B_ORG, B_REPO, B_INSTALLATION = "tenant-b-org", "tenant-b-org/app", 7777
 B_ADO_ORG = "https://dev.azure.com/tenant-b/"
 A_ACCOUNT = "f844ec47-a9db-4511-8281-8b63f4eaf94e"  # the published samples' account: tenant A's
@@ -61,6 +62,7 @@ def tenant_b(tenant_id: str, **overrides: Any) -> TenantRecord:
         "secrets": {
             SecretPurpose.GITHUB_WEBHOOK: ("env:B_GITHUB",),
             SecretPurpose.AZURE_DEVOPS_SERVICE_HOOK: ("env:B_HOOK",),
+            SecretPurpose.AZURE_DEVOPS_CHECK: ("env:B_CHECK",),
             SecretPurpose.CONNECTOR: ("env:B_CONNECTOR",),
             SecretPurpose.GENERIC_API_KEY: ("env:B_KEY",),
         },
@@ -82,7 +84,13 @@ def env(storage_connection_string, tmp_path):
             # A connector-only tenant that configured no connector secret and did not opt out.
             TenantRecord(tenant_id=unsigned, display_name="Unsigned", identities=("connectwise:company:nosecret",)),
         ),
-        extra_environ={"B_GITHUB": B_GITHUB, "B_HOOK": B_HOOK, "B_CONNECTOR": B_CONNECTOR, "B_KEY": B_KEY},
+        extra_environ={
+            "B_GITHUB": B_GITHUB,
+            "B_HOOK": B_HOOK,
+            "B_CONNECTOR": B_CONNECTOR,
+            "B_KEY": B_KEY,
+            "B_CHECK": B_CHECK,
+        },
     )
     env.b = b  # type: ignore[attr-defined]
     env.unsigned = unsigned  # type: ignore[attr-defined]
@@ -233,6 +241,28 @@ def test_service_hook_signed_by_a_naming_bs_organisation_is_refused(env):
     response = hook(body, ADO_HOOK_SECRET)
     assert response.status_code == 422 and problem(response)["field"] == "resourceContainers.project.baseUrl"
     assert env.queued_texts() == []
+
+
+def check(plan_url: str, secret: str, body: dict[str, Any]) -> func.HttpResponse:
+    sample = json.loads((SHARED_FIXTURES / "azure-devops/invoke-azure-function-check.request.json").read_text())
+    headers = dict(sample["headers"], PlanUrl=plan_url, AuthToken="job-token")
+    headers["X-Gatekeeper-Check-Secret"] = secret
+    request = func.HttpRequest(
+        "POST", "http://localhost/api/azure-devops/check", headers=headers, body=json.dumps(body).encode()
+    )
+    return http_function("azure_devops_check")(request)
+
+
+def test_check_is_addressed_by_its_plan_url_only(env):
+    """The decision goes to the PlanUrl, so that is what names the tenant: B's secret with A's PlanUrl is an
+    authentication failure (401), and a body naming B's organisation cannot move it into B."""
+    body = {"environment": "production", "resourceContainers": {"collection": {"baseUrl": B_ADO_ORG}}}
+    response = check("https://dev.azure.com/fabrikam/", B_CHECK, body)
+    assert response.status_code == 401 and env.queued_texts() == []
+    own = check(B_ADO_ORG, B_CHECK, {"environment": "production"})
+    assert own.status_code == 200, own.get_body()
+    [text] = env.queued_texts()
+    assert decode_message(env.runtime.sealer, text).event.tenant_id == env.b  # type: ignore[attr-defined]
 
 
 def test_run_state_sample_without_run_id_is_accepted_with_the_run_from_its_link(env):

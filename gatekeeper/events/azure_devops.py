@@ -49,7 +49,6 @@ CHECK_CONTEXT = "Invoke Azure Function check"
 # The documented minimum (invoke-checks.md); the task's default headers add TimelineId, which only the live
 # console feed needs, so it is optional.
 REQUIRED_HEADERS = ("PlanUrl", "ProjectId", "HubName", "PlanId", "JobId", "TaskInstanceId", "AuthToken")
-OPTIONAL_HEADERS = ("TimelineId",)
 _GUID_HEADERS = ("ProjectId", "PlanId", "JobId", "TimelineId", "TaskInstanceId")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _HUB = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
@@ -267,7 +266,7 @@ def _summary(envelope: _HookEnvelope, fallback: str) -> str:
     return text[:300]
 
 
-_RUN_URL = re.compile(r"/runs/(\d+)/?$")
+_RUN_URL = re.compile(r"/runs/(\d{1,18})/?$")  # bounded: a run id fits in 64 bits
 
 
 def _run_number(run: _Run) -> int | None:
@@ -275,10 +274,12 @@ def _run_number(run: _Run) -> int | None:
     if run.id is not None:
         return run.id
     for url in (run.links.self_link.href if run.links and run.links.self_link else None, run.url):
-        if url:
-            match = _RUN_URL.search(urlsplit(url).path)
-            if match:
-                return int(match.group(1))
+        try:
+            match = _RUN_URL.search(urlsplit(url).path) if url else None
+        except ValueError:  # a malformed URL names no run
+            match = None
+        if match:
+            return int(match.group(1))
     return None
 
 

@@ -119,7 +119,7 @@ class _Ping(Payload):
     hook_id: int | None = None
 
 
-_RUN_URL = re.compile(r"^/(?:api/v3/)?repos/([^/]+)/([^/]+)/actions/runs/(\d+)/deployment_protection_rule/?$")
+_RUN_URL = re.compile(r"^/(?:api/v3/)?repos/([^/]+)/([^/]+)/actions/runs/(\d{1,18})/deployment_protection_rule/?$")
 
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")  # GitHub sends a GUID
 

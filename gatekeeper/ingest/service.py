@@ -1,8 +1,9 @@
 """Ingestion: from an authenticated request to a normalised event handed to the sink.
 
-Order matters and is the same for every source: size and content type, then which tenant the request
-claims, then that tenant's credential over the raw bytes, and only then parsing. Until the credential
-checks out, nothing about tenants is revealed and nothing is written.
+Order matters and is the same for every source: size and content type, then which tenants the request
+claims, then their credentials over the raw bytes (the one that verifies is the tenant), then parsing, then
+every target the event names checked against that tenant's registered identities (`ingest/scope.py`). Until
+the credential checks out nothing about tenants is revealed, and until the targets check out nothing is written.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ class IngestionService:
 def canonical_envelope(document: dict[str, Any]) -> bytes:
     """The bytes a connector relay signs: the whole envelope except `signature` (connector, account,
     receivedAt, payload, ...) as compact, key-sorted, ASCII-escaped JSON, so re-addressing a message to another
-    account or connector breaks its signature. Signature header form: `sha256=<hex HMAC-SHA256>`."""
+    account or connector breaks its signature. The `signature` member reads `sha256=<hex HMAC-SHA256>`."""
     unsigned = {key: value for key, value in document.items() if key != "signature"}
     return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 

@@ -33,7 +33,7 @@ from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url, s
 InstallationResolver = Callable[[str], Collection[int]]
 """tenant id -> the GitHub App installation ids registered for that tenant."""
 
-_REVIEW_PATH = re.compile(r"/repos/([^/]+)/([^/]+)/actions/runs/(\d+)/deployment_protection_rule/?$")
+_REVIEW_PATH = re.compile(r"/repos/([^/]+)/([^/]+)/actions/runs/(\d{1,18})/deployment_protection_rule/?$")
 
 log = logging.getLogger("gatekeeper.integrations.github")
 

@@ -31,6 +31,7 @@ from gatekeeper.cli import main as gatekeeper_cli
 from gatekeeper.errors import Problem
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.ingest.queue import decode_message
+from gatekeeper.ingest.service import sign_envelope
 from gatekeeper.integrations.factory import build_pipeline_callbacks
 from gatekeeper.integrations.github_app import rsa_jwk
 from gatekeeper.local.entra_issuer import LocalEntraIssuer
@@ -207,7 +208,12 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
     runtime.registry.import_records(
         [
             TenantRecord.model_validate(
-                {**record.model_dump(), "identities": (*record.identities, f"azure-devops:org:{devops.plan_url}")}
+                {
+                    **record.model_dump(),
+                    "identities": (*record.identities, f"azure-devops:org:{devops.plan_url}"),
+                    # The local CI receiver stands in for https://ci.contoso.com/hooks/ (loopback http).
+                    "callback_url_prefixes": (*record.callback_url_prefixes, receiver.url + "/ci/"),
+                }
             )
         ]
     )
@@ -236,6 +242,8 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         signer=CryptographyClient.from_jwk(rsa_jwk(app_key)),
         webhook_secret=runtime.callback_secret,
         allow_loopback_http=True,
+        github_installations=runtime.github_installations,
+        webhook_allowed=runtime.webhook_url_allowed,
     )
     validator = EntraTokenValidator(AUDIENCE, issuer.authority_host, allowed_tenants=runtime.is_registered_entra_tenant)
     gates = local_gates(
@@ -298,8 +306,9 @@ def _ingestion(demo: Demo) -> str:
         connector["account"] = {"connectwise": "contoso", "ninjarmm": "42"}[connector["connector"]]
         if connector["connector"] == "connectwise":
             connector["payload"]["CompanyId"] = "contoso"
-        demo.handlers["connector_events"](func.QueueMessage(id=name, body=json.dumps(connector).encode()))
-        t.say(f"connector queue message from {connector['connector']}: accepted")
+        signed = sign_envelope(demo.stack.secret("env:GK_CONTOSO_CONNECTOR_SECRET").encode(), connector)
+        demo.handlers["connector_events"](func.QueueMessage(id=name, body=json.dumps(signed).encode()))
+        t.say(f"connector queue message from {connector['connector']}: accepted (signed over the whole envelope)")
         demo.received["accepted"] += 1
     stranger = {"connector": "autotask", "account": "99999999", "payload": {"Id": 1}}
     demo.handlers["connector_events"](func.QueueMessage(id="stranger", body=json.dumps(stranger).encode()))

@@ -55,3 +55,15 @@ class ValidationProblem(Problem):
 def unauthenticated(detail: str = "The request could not be authenticated.") -> Problem:
     """One answer for a bad signature, a missing secret and an unknown tenant: nothing is revealed."""
     return Problem(401, "unauthenticated", "Authentication failed", detail)
+
+
+def foreign_target(field: str, detail: str) -> Problem:
+    """An authenticated request names a target (repository, installation, callback URL, organisation, account)
+    that is not registered for its tenant: 422 naming the field. Whose it is, if anyone's, is not said."""
+    return Problem(
+        422,
+        "target-not-registered",
+        "The request names a target not registered for this tenant",
+        f"field '{field}' {detail}",
+        field=field,
+    )

@@ -173,6 +173,20 @@ class Runtime:
         record = self.registry.get(tenant_id)
         return record.operators if record else ()
 
+    def github_installations(self, tenant_id: str) -> frozenset[int]:
+        """The GitHub App installations registered for the tenant: the only ones its callbacks may use."""
+        from gatekeeper.tenancy.ownership import github_installations
+
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        return github_installations(record.identities) if record and record.enabled else frozenset()
+
+    def webhook_url_allowed(self, tenant_id: str, url: str) -> bool:
+        """Whether a gate's webhook callback still lies under the tenant's registered callback URL prefixes."""
+        from gatekeeper.tenancy.ownership import callback_url_allowed
+
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        return bool(record and record.enabled and callback_url_allowed(record.callback_url_prefixes, url))
+
     def callback_secret(self, tenant_id: str) -> bytes:
         record = self.registry.get(tenant_id)
         found = self.secrets.resolve(record, SecretPurpose.CALLBACK_SIGNING) if record else []

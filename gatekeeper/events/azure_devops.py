@@ -32,7 +32,6 @@ from gatekeeper.events.common import (
     header,
     normalise_status,
     number_to_text,
-    problem,
     shown,
     unexpanded_variable,
     validate,
@@ -47,7 +46,9 @@ from gatekeeper.events.model import (
 )
 
 CHECK_CONTEXT = "Invoke Azure Function check"
-REQUIRED_HEADERS = ("PlanUrl", "ProjectId", "HubName", "PlanId", "JobId", "TimelineId", "TaskInstanceId", "AuthToken")
+# The documented minimum (invoke-checks.md); the task's default headers add TimelineId, which only the live
+# console feed needs, so it is optional.
+REQUIRED_HEADERS = ("PlanUrl", "ProjectId", "HubName", "PlanId", "JobId", "TaskInstanceId", "AuthToken")
 _GUID_HEADERS = ("ProjectId", "PlanId", "JobId", "TimelineId", "TaskInstanceId")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _HUB = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
@@ -123,6 +124,8 @@ def parse_check_request(headers: Mapping[str, str], body: Mapping[str, Any] | No
     The run id is the body's `runId`, else the `BuildId` header, else the plan id (unique per run).
     """
     values = {name: _header_value(headers, name) for name in REQUIRED_HEADERS}
+    timeline = header(headers, "TimelineId")
+    timeline_id = _header_value(headers, "TimelineId") if timeline is not None and timeline.strip() else None
     request = validate(CheckRequestBody, {} if body is None else body, context=CHECK_CONTEXT)
     build_id = header(headers, "BuildId")
     if build_id is not None and (unexpanded_variable(build_id) or not build_id.strip()):
@@ -134,7 +137,7 @@ def parse_check_request(headers: Mapping[str, str], body: Mapping[str, Any] | No
         hub_name=values["HubName"],
         plan_id=values["PlanId"],
         job_id=values["JobId"],
-        timeline_id=values["TimelineId"],
+        timeline_id=timeline_id,
         task_instance_id=values["TaskInstanceId"],
         auth_token=SecretStr(values["AuthToken"]),
     )
@@ -178,9 +181,19 @@ class _PipelineRef(Payload):
     name: str | None = None
 
 
+class _Link(Payload):
+    href: str | None = None
+
+
+class _RunLinks(Payload):
+    self_link: _Link | None = Field(default=None, alias="self")
+
+
 class _Run(Payload):
-    id: int
+    id: int | None = None  # absent from the current run-state-changed sample: then from `_links.self` or `url`
     name: str | None = None
+    url: str | None = None
+    links: _RunLinks | None = Field(default=None, alias="_links")
     state: str
     result: str | None = None
     pipeline: _PipelineRef | None = None
@@ -253,33 +266,56 @@ def _summary(envelope: _HookEnvelope, fallback: str) -> str:
     return text[:300]
 
 
-def _run_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent:
+_RUN_URL = re.compile(r"/runs/(\d{1,18})/?$")  # bounded: a run id fits in 64 bits
+
+
+def _run_number(run: _Run) -> int | None:
+    """The run id: `id`, else the last segment of `_links.self.href` or `url` (`.../_apis/Pipelines/1/runs/11`)."""
+    if run.id is not None:
+        return run.id
+    for url in (run.links.self_link.href if run.links and run.links.self_link else None, run.url):
+        try:
+            match = _RUN_URL.search(urlsplit(url).path) if url else None
+        except ValueError:  # a malformed URL names no run
+            match = None
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _run_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent | Ignored:
     run = validate(_RunStateEvent, payload, context=envelope.eventType).resource.run
+    run_id = _run_number(run)
+    if run_id is None:
+        return Ignored(f"Azure DevOps {envelope.eventType} names no run (no id, _links.self.href or url)")
     status = normalise_status(run.result or run.state)
     return PipelineEvent(
         tenant_id=tenant_id,
         source=EventSource.AZURE_DEVOPS,
         kind=EventKind.RUN_STATUS,
-        run_id=str(run.id),
+        run_id=str(run_id),
         status=status,
         delivery_id=envelope.id,
-        summary=_summary(envelope, f"Run {run.id} is {status}"),
+        summary=_summary(envelope, f"Run {run_id} is {status}"),
     )
 
 
-def _stage_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent:
+def _stage_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent | Ignored:
     resource = validate(_StageStateEvent, payload, context=envelope.eventType).resource
     stage = resource.stage
+    run_id = _run_number(resource.run)
+    if run_id is None:
+        return Ignored(f"Azure DevOps {envelope.eventType} names no run (no id, _links.self.href or url)")
     status = normalise_status(stage.result or stage.state)
     return PipelineEvent(
         tenant_id=tenant_id,
         source=EventSource.AZURE_DEVOPS,
         kind=EventKind.STAGE_STATUS,
         environment=stage.name,
-        run_id=str(resource.run.id),
+        run_id=str(run_id),
         status=status,
         delivery_id=envelope.id,
-        summary=_summary(envelope, f"Run {resource.run.id} stage {stage.name} is {status}"),
+        summary=_summary(envelope, f"Run {run_id} stage {stage.name} is {status}"),
     )
 
 
@@ -293,10 +329,10 @@ def _source_version(build: _Build) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _build_complete(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent:
+def _build_complete(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent | Ignored:
     build = validate(_BuildCompleteEvent, payload, context=envelope.eventType).resource
     if not (build.result or build.status):
-        raise problem(envelope.eventType, "resource.result", "is required")
+        return Ignored(f"Azure DevOps {envelope.eventType} build {build.id} carries neither result nor status")
     ref, commit = _source_version(build)
     requested = build.requestedFor or next((r.requestedFor for r in build.requests if r.requestedFor), None)
     status = normalise_status(build.result or build.status)
@@ -316,7 +352,7 @@ def _build_complete(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_
     )
 
 
-_HOOKS: dict[str, Callable[[Mapping[str, Any], _HookEnvelope, str], PipelineEvent]] = {
+_HOOKS: dict[str, Callable[[Mapping[str, Any], _HookEnvelope, str], PipelineEvent | Ignored]] = {
     "ms.vss-pipelines.run-state-changed-event": _run_state,
     "ms.vss-pipelines.stage-state-changed-event": _stage_state,
     "build.complete": _build_complete,

@@ -3,7 +3,11 @@
 A connector (a thin webhook receiver per vendor) verifies the vendor's signature and enqueues:
 
     {"connector": "connectwise" | "autotask" | "halopsa" | "ninjarmm",
-     "account": "<vendor account id>", "receivedAt": "<ISO 8601>", "payload": {<the vendor's own body>}}
+     "account": "<vendor account id>", "receivedAt": "<ISO 8601>", "payload": {<the vendor's own body>},
+     "signature": "sha256=<hex HMAC-SHA256 of the rest of the envelope>"}
+
+The signature covers the whole envelope (`gatekeeper.ingest.service.canonical_envelope`), so a message
+cannot be re-addressed to another account or connector; the tenant's `connector` secret makes it.
 
 Each vendor body is modelled on the vendor's documented webhook shape, using only the fields we need:
 

@@ -52,9 +52,12 @@ class _Action(Payload):
 
 
 class _ProtectionRuleRequested(Payload):
-    environment: str
-    deployment_callback_url: str
+    # GitHub's schema requires neither: an older payload without them cannot be answered, so it is ignored.
+    environment: str | None = None
+    deployment_callback_url: str | None = None
     deployment: _Deployment | None = None
+    sha: str | None = None  # with `deployment: null` the commit and ref are only here
+    ref: str | None = None
     repository: _Repository
     sender: _User | None = None
     installation: _Installation | None = None
@@ -116,7 +119,9 @@ class _Ping(Payload):
     hook_id: int | None = None
 
 
-_RUN_URL = re.compile(r"^/(?:api/v3/)?repos/([^/]+)/([^/]+)/actions/runs/(\d+)/deployment_protection_rule/?$")
+_RUN_URL = re.compile(r"^/(?:api/v3/)?repos/([^/]+)/([^/]+)/actions/runs/(\d{1,18})/deployment_protection_rule/?$")
+
+_DELIVERY_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")  # GitHub sends a GUID
 
 _ACTIONS: dict[str, frozenset[str]] = {
     "deployment_protection_rule": frozenset({"requested"}),
@@ -152,9 +157,16 @@ def _run_id_from_callback(url: str, repository: _Repository, context: str) -> in
     return int(run_id)
 
 
-def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent:
+def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent | Ignored:
     context = "deployment_protection_rule"
     body = validate(_ProtectionRuleRequested, payload, context=context)
+    missing = [name for name in ("environment", "deployment_callback_url") if not getattr(body, name)]
+    if missing:
+        return Ignored(
+            f"GitHub deployment_protection_rule without {' or '.join(missing)} (an older payload version) "
+            "cannot be answered; nothing to gate"
+        )
+    assert body.environment is not None and body.deployment_callback_url is not None
     run_id = _run_id_from_callback(body.deployment_callback_url, body.repository, context)
     deployment = body.deployment
     actor = (deployment.creator.login if deployment and deployment.creator else None) or (
@@ -167,12 +179,10 @@ def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: st
         action=ActionKind.DEPLOY,
         environment=body.environment,
         repository=body.repository.full_name,
-        ref=deployment.ref if deployment else None,
-        commit=deployment.sha if deployment else None,
+        ref=(deployment.ref if deployment else None) or body.ref,
+        commit=(deployment.sha if deployment else None) or body.sha,
         actor=actor,
-        # A re-run of the job asks again for the same run and environment with a new deployment: keying on
-        # the deployment keeps that a new gate, while a redelivery of the same request stays a duplicate.
-        run_id=f"{run_id}/deployments/{deployment.id}" if deployment else str(run_id),
+        run_id=_gate_run_key(run_id, deployment, delivery_id, body.sha),
         callback=GitHubCallback(
             owner=body.repository.owner.login,
             repo=body.repository.name,
@@ -184,6 +194,21 @@ def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: st
         delivery_id=delivery_id,
         summary=f"{body.repository.full_name}: deployment to {body.environment} requested by {actor or 'unknown'}",
     )
+
+
+def _gate_run_key(run_id: int, deployment: _Deployment | None, delivery_id: str | None, sha: str | None) -> str:
+    """What separates one protection-rule request from the next for the same run and environment.
+
+    A re-run of the job asks again with a new deployment: keying on the deployment keeps that a new gate,
+    while a redelivery of the same request stays a duplicate. With `deployment: null` there is no deployment
+    id; GitHub keeps the delivery GUID on a redelivery and issues a new one for a re-run's request, so the
+    delivery id takes its place (and the commit, where a sender gives no delivery id).
+    """
+    if deployment is not None:
+        return f"{run_id}/deployments/{deployment.id}"
+    if delivery_id and _DELIVERY_ID.match(delivery_id):
+        return f"{run_id}/deliveries/{delivery_id.lower()}"
+    return f"{run_id}/commits/{sha}" if sha else str(run_id)
 
 
 def _deployment_status(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent:
@@ -266,7 +291,7 @@ def _ping(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -
     )
 
 
-_PARSERS: dict[str, Callable[[Mapping[str, Any], str, str | None], PipelineEvent]] = {
+_PARSERS: dict[str, Callable[[Mapping[str, Any], str, str | None], PipelineEvent | Ignored]] = {
     "deployment_protection_rule": _protection_rule,
     "deployment_status": _deployment_status,
     "workflow_run": _workflow_run,

@@ -74,7 +74,7 @@ class AzureDevOpsCallback(BaseModel):
     hub_name: str
     plan_id: str
     job_id: str
-    timeline_id: str
+    timeline_id: str | None = None  # not in the documented minimum headers; only the console feed needs it
     task_instance_id: str
     auth_token: SecretStr
 

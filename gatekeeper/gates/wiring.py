@@ -25,7 +25,12 @@ def gate_services_from_settings(rt: Runtime | None = None) -> GateServices:
         decider=PolicyDecider(rt.policy_for),
         audit_for=rt.audit_for,
         notifier=build_notifier(credential=credential),
-        callbacks=build_pipeline_callbacks(credential=credential, webhook_secret=rt.callback_secret),
+        callbacks=build_pipeline_callbacks(
+            credential=credential,
+            webhook_secret=rt.callback_secret,
+            github_installations=rt.github_installations,
+            webhook_allowed=rt.webhook_url_allowed,
+        ),
         approval_base_url=settings.get("GATEKEEPER_APPROVAL_BASE_URL") or "http://localhost:7071",
         operators_for=rt.operators_for,
     )

@@ -1,12 +1,15 @@
 """Ingestion: from an authenticated request to a normalised event handed to the sink.
 
-Order matters and is the same for every source: size and content type, then which tenant the request
-claims, then that tenant's credential over the raw bytes, and only then parsing. Until the credential
-checks out, nothing about tenants is revealed and nothing is written.
+Order matters and is the same for every source: size and content type, then which tenants the request
+claims, then their credentials over the raw bytes (the one that verifies is the tenant), then parsing, then
+every target the event names checked against that tenant's registered identities (`ingest/scope.py`). Until
+the credential checks out nothing about tenants is revealed, and until the targets check out nothing is written.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Callable
@@ -28,6 +31,7 @@ from gatekeeper.ingest.edge import (
     require_json_content_type,
     require_size,
 )
+from gatekeeper.ingest.scope import bind_azure_devops, bind_connector, bind_github, bind_webhook
 from gatekeeper.security.identity import TokenValidator, identify_caller
 from gatekeeper.security.signatures import basic_auth_password, verify_github_signature, verify_shared_secret
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
@@ -38,6 +42,7 @@ CHECK_SECRET_HEADER = "X-Gatekeeper-Check-Secret"  # noqa: S105 - a header name
 SERVICE_HOOK_SECRET_HEADER = "X-Gatekeeper-Hook-Secret"  # noqa: S105 - a header name
 GENERIC_TENANT_HEADER = "X-Gatekeeper-Tenant"
 GENERIC_KEY_HEADER = "x-functions-key"
+MAX_CANDIDATES = 4  # tenants tried per request: more distinct hints than this is not a real delivery
 CONNECTORS = {
     s.value: s for s in (EventSource.CONNECTWISE, EventSource.AUTOTASK, EventSource.HALOPSA, EventSource.NINJARMM)
 }
@@ -93,16 +98,19 @@ class IngestionService:
     def github(self, request: IncomingRequest) -> Outcome:
         document = self._json(request)
         event_name = require_header(request, "X-GitHub-Event")
-        tenant = self._registry.resolve(source_identities(EventSource.GITHUB, document, request.headers.as_dict()))
-        if tenant is None or not verify_github_signature(
-            self._secrets.resolve(tenant, SecretPurpose.GITHUB_WEBHOOK),
-            request.body,
-            request.headers.get("X-Hub-Signature-256"),
-        ):
-            raise unauthenticated("The X-Hub-Signature-256 signature could not be verified.")
+        signature = request.headers.get("X-Hub-Signature-256")
+        tenant = self._authenticate(
+            source_identities(EventSource.GITHUB, document, request.headers.as_dict()),
+            lambda t: verify_github_signature(
+                self._secrets.resolve(t, SecretPurpose.GITHUB_WEBHOOK), request.body, signature
+            ),
+            "The X-Hub-Signature-256 signature could not be verified.",
+        )
         parsed = parse_github(
             event_name, document, tenant_id=tenant.tenant_id, delivery_id=request.headers.get("X-GitHub-Delivery")
         )
+        if isinstance(parsed, PipelineEvent):
+            parsed = bind_github(tenant, document, parsed)
         return self._hand_over(parsed)
 
     # -- Azure DevOps -----------------------------------------------------------------------------
@@ -111,29 +119,39 @@ class IngestionService:
         require_size(request, self._max_body_bytes)
         document = parse_json_object(request.body) if request.body.strip() else {}
         plan_url = require_header(request, "PlanUrl")
-        identities = source_identities(EventSource.AZURE_DEVOPS, document, {"PlanUrl": plan_url})
-        tenant = self._registry.resolve(identities)
-        self._require_secret(tenant, SecretPurpose.AZURE_DEVOPS_CHECK, request.headers.get(CHECK_SECRET_HEADER))
-        assert tenant is not None
+        # Only the PlanUrl names the tenant: it is where the decision goes, so the body cannot re-address it.
+        identities = source_identities(EventSource.AZURE_DEVOPS, {}, {"PlanUrl": plan_url})
+        offered = request.headers.get(CHECK_SECRET_HEADER)
+        tenant = self._authenticate(
+            identities,
+            lambda t: verify_shared_secret(self._secrets.resolve(t, SecretPurpose.AZURE_DEVOPS_CHECK), offered),
+        )
         event = parse_check_request(request.headers.as_dict(), document, tenant_id=tenant.tenant_id)
+        bind_azure_devops(tenant, document, event)
         return self._hand_over(event)
 
     def azure_devops_service_hook(self, request: IncomingRequest) -> Outcome:
         document = self._json(request)
-        tenant = self._registry.resolve(source_identities(EventSource.AZURE_DEVOPS, document))
         offered = basic_auth_password(request.headers.get("Authorization")) or request.headers.get(
             SERVICE_HOOK_SECRET_HEADER
         )
-        self._require_secret(tenant, SecretPurpose.AZURE_DEVOPS_SERVICE_HOOK, offered)
-        assert tenant is not None
-        return self._hand_over(parse_service_hook(document, tenant_id=tenant.tenant_id))
+        tenant = self._authenticate(
+            source_identities(EventSource.AZURE_DEVOPS, document),
+            lambda t: verify_shared_secret(self._secrets.resolve(t, SecretPurpose.AZURE_DEVOPS_SERVICE_HOOK), offered),
+        )
+        parsed = parse_service_hook(document, tenant_id=tenant.tenant_id)
+        if isinstance(parsed, PipelineEvent):
+            bind_azure_devops(tenant, document, None)
+        return self._hand_over(parsed)
 
     # -- any CI -----------------------------------------------------------------------------------
 
     def generic(self, request: IncomingRequest) -> Outcome:
         document = self._json(request)
         tenant = self._generic_tenant(request)
-        return self._hand_over(parse_generic(document, tenant_id=tenant.tenant_id))
+        event = parse_generic(document, tenant_id=tenant.tenant_id)
+        bind_webhook(tenant, event)
+        return self._hand_over(event)
 
     def _generic_tenant(self, request: IncomingRequest) -> TenantRecord:
         authorization = request.headers.get("Authorization") or ""
@@ -168,13 +186,23 @@ class IngestionService:
                 "connector: expected one of " + ", ".join(sorted(CONNECTORS)),
                 field="connector",
             )
-        tenant = self._registry.resolve(source_identities(source, document))
-        if tenant is None:
-            raise unauthenticated("The connector account is not registered.")
+        tenant = self._authenticate(
+            source_identities(source, document),
+            lambda t: self._connector_signed(t, document),
+            "The connector message could not be authenticated.",
+        )
+        parsed = parse_connector_message(document, tenant_id=tenant.tenant_id)
+        if isinstance(parsed, PipelineEvent):
+            bind_connector(tenant, source, document)
+        return self._hand_over(parsed)
+
+    def _connector_signed(self, tenant: TenantRecord, document: dict[str, Any]) -> bool:
+        """The tenant's connector secret signs the whole envelope; unsigned only where the registry says so."""
         secrets = self._secrets.resolve(tenant, SecretPurpose.CONNECTOR)
-        if secrets and not verify_github_signature(secrets, canonical_payload(document), document.get("signature")):
-            raise unauthenticated("The connector message signature could not be verified.")
-        return self._hand_over(parse_connector_message(document, tenant_id=tenant.tenant_id))
+        if not secrets:
+            return not tenant.connector_secret_required
+        signature = document.get("signature")
+        return isinstance(signature, str) and verify_github_signature(secrets, canonical_envelope(document), signature)
 
     # -- shared steps -----------------------------------------------------------------------------
 
@@ -182,6 +210,24 @@ class IngestionService:
         require_size(request, self._max_body_bytes)
         require_json_content_type(request)
         return parse_json_object(request.body)
+
+    def _authenticate(
+        self,
+        identities: list[str],
+        verified: Callable[[TenantRecord], bool],
+        detail: str = "The request could not be authenticated.",
+    ) -> TenantRecord:
+        """The first tenant named by the hints whose credential the request carries, else 401.
+
+        The hints may name several tenants (B's organisation beside A's repository); each is tried, at most
+        `MAX_CANDIDATES`, and the one that authenticates is the tenant. What else the body names is checked
+        against that tenant afterwards (`gatekeeper.ingest.scope`), so naming another tenant's target never
+        moves the request into that tenant and never slips past as this one's.
+        """
+        for tenant in self._registry.candidates(identities)[:MAX_CANDIDATES]:
+            if verified(tenant):
+                return tenant
+        raise unauthenticated(detail)
 
     def _require_secret(self, tenant: TenantRecord | None, purpose: SecretPurpose, offered: str | None) -> None:
         if tenant is None or not verify_shared_secret(self._secrets.resolve(tenant, purpose), offered):
@@ -195,6 +241,15 @@ class IngestionService:
         return Outcome("accepted", event_id, event=parsed)
 
 
-def canonical_payload(document: dict[str, Any]) -> bytes:
-    """The bytes a connector relay signs: the `payload` member as compact, key-sorted JSON."""
-    return json.dumps(document.get("payload"), sort_keys=True, separators=(",", ":")).encode()
+def canonical_envelope(document: dict[str, Any]) -> bytes:
+    """The bytes a connector relay signs: the whole envelope except `signature` (connector, account,
+    receivedAt, payload, ...) as compact, key-sorted, ASCII-escaped JSON, so re-addressing a message to another
+    account or connector breaks its signature. The `signature` member reads `sha256=<hex HMAC-SHA256>`."""
+    unsigned = {key: value for key, value in document.items() if key != "signature"}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def sign_envelope(secret: bytes, document: dict[str, Any]) -> dict[str, Any]:
+    """A connector relay's side: the envelope with `signature` = `sha256=<hex HMAC-SHA256(secret, canonical)>`."""
+    digest = hmac.new(secret, canonical_envelope(document), hashlib.sha256).hexdigest()
+    return {**{k: v for k, v in document.items() if k != "signature"}, "signature": f"sha256={digest}"}

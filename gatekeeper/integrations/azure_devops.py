@@ -56,7 +56,7 @@ def task_completed_body(callback: AzureDevOpsCallback, approved: bool) -> dict[s
 
 def feed_url(callback: AzureDevOpsCallback) -> str:
     return (
-        f"{plan_base(callback)}/timelines/{quote(callback.timeline_id, safe='')}/records/"
+        f"{plan_base(callback)}/timelines/{quote(callback.timeline_id or '', safe='')}/records/"
         f"{quote(callback.job_id, safe='')}/feed?api-version={FEED_API_VERSION}"
     )
 
@@ -124,6 +124,14 @@ class AzureDevOpsClient:
 
     def progress(self, callback: AzureDevOpsCallback, comment: str) -> CallbackResult:
         """Append a line to the check's live console (`.../timelines/{t}/records/{jobId}/feed`)."""
+        if not callback.timeline_id:
+            return CallbackResult(
+                ok=True,
+                skipped=True,
+                target="azure-devops",
+                action="progress",
+                detail="azure devops progress: skipped, the check sent no TimelineId header",
+            )
         lines = [line[:MAX_FEED_LINE_CHARS] for line in comment.splitlines() if line.strip()] or [""]
         return self._post(
             callback, feed_url(callback), {"value": lines, "count": len(lines)}, "progress feed", "progress"

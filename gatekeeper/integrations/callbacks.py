@@ -29,6 +29,9 @@ _HANDLE = TypeAdapter(CallbackHandle)
 WebhookSecretResolver = Callable[[str], bytes]
 """tenant id -> that tenant's webhook signing secret (resolved from its secret reference)."""
 
+WebhookAllowed = Callable[[str, str], bool]
+"""(tenant id, url) -> whether the URL lies under the tenant's registered callback URL prefixes."""
+
 __all__ = ["CallbackResult", "PipelineCallbacks", "failure_alert"]
 
 
@@ -42,12 +45,14 @@ class PipelineCallbacks:
         azure_devops: AzureDevOpsClient | None = None,
         webhooks: WebhookSender | None = None,
         webhook_secret: WebhookSecretResolver | None = None,
+        webhook_allowed: WebhookAllowed | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self._github = github
         self._ado = azure_devops
         self._webhooks = webhooks
         self._webhook_secret = webhook_secret
+        self._webhook_allowed = webhook_allowed
         self._clock = clock
 
     def complete(
@@ -116,7 +121,7 @@ class PipelineCallbacks:
         if isinstance(handle, GitHubCallback):
             if self._github is None:
                 return self._missing(handle, "complete", "the GitHub App (GATEKEEPER_GITHUB_APP_ID)")
-            return self._github.decide(handle, approved, comment)
+            return self._github.decide(handle, approved, comment, tenant_id=tenant_id)
         if isinstance(handle, AzureDevOpsCallback):
             if self._ado is None:
                 return self._missing(handle, "complete", "the Azure DevOps client")
@@ -135,7 +140,7 @@ class PipelineCallbacks:
         if isinstance(handle, GitHubCallback):
             if self._github is None:
                 return self._missing(handle, "progress", "the GitHub App (GATEKEEPER_GITHUB_APP_ID)")
-            return self._github.progress(handle, comment)
+            return self._github.progress(handle, comment, tenant_id=tenant_id)
         if isinstance(handle, AzureDevOpsCallback):
             if self._ado is None:
                 return self._missing(handle, "progress", "the Azure DevOps client")
@@ -148,6 +153,13 @@ class PipelineCallbacks:
     ) -> CallbackResult:
         if self._webhooks is None or self._webhook_secret is None:
             return self._missing(handle, action, "the webhook sender or the tenant's signing secret")
+        if self._webhook_allowed is not None and not self._webhook_allowed(tenant_id, handle.url):
+            return CallbackResult(
+                ok=False,
+                target="webhook",
+                action=action,  # type: ignore[arg-type]
+                detail="callback.url: not under a callback URL prefix registered for the tenant; nothing was sent",
+            )
         secret = self._webhook_secret(tenant_id)
         return self._webhooks.send(handle.url, secret, event, payload, action=action)  # type: ignore[arg-type]
 

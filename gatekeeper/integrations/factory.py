@@ -18,8 +18,8 @@ from azure.keyvault.keys.crypto import CryptographyClient
 
 from gatekeeper import settings
 from gatekeeper.integrations.azure_devops import AzureDevOpsClient
-from gatekeeper.integrations.callbacks import PipelineCallbacks, WebhookSecretResolver
-from gatekeeper.integrations.github_app import DigestSigner, GitHubApp
+from gatekeeper.integrations.callbacks import PipelineCallbacks, WebhookAllowed, WebhookSecretResolver
+from gatekeeper.integrations.github_app import DigestSigner, GitHubApp, InstallationResolver
 from gatekeeper.integrations.notify import Notifier
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.integrations.webhook import WebhookSender
@@ -70,8 +70,14 @@ def build_pipeline_callbacks(
     webhook_secret: WebhookSecretResolver | None = None,
     policy: RetryPolicy | None = None,
     allow_loopback_http: bool = False,
+    github_installations: InstallationResolver | None = None,
+    webhook_allowed: WebhookAllowed | None = None,
 ) -> PipelineCallbacks:
-    """GitHub only when `GATEKEEPER_GITHUB_APP_ID` is set; Azure DevOps and webhooks always."""
+    """GitHub only when `GATEKEEPER_GITHUB_APP_ID` is set; Azure DevOps and webhooks always.
+
+    `github_installations` (tenant id -> registered installation ids) confines the App to each tenant's own
+    installations and `webhook_allowed` (tenant id, url) re-checks a webhook against the tenant's registered
+    callback URL prefixes at send time; every composition root that serves tenants passes both."""
     policy = policy or callback_policy(env)
     github = None
     app_id = settings.get("GATEKEEPER_GITHUB_APP_ID", env)
@@ -82,12 +88,14 @@ def build_pipeline_callbacks(
             settings.get("GATEKEEPER_GITHUB_API_URL", env) or "https://api.github.com",
             policy=policy,
             allow_loopback_http=allow_loopback_http,
+            installations=github_installations,
         )
     return PipelineCallbacks(
         github=github,
         azure_devops=AzureDevOpsClient(policy=policy, allow_loopback_http=allow_loopback_http),
         webhooks=WebhookSender(policy=policy, allow_loopback_http=allow_loopback_http),
         webhook_secret=webhook_secret,
+        webhook_allowed=webhook_allowed,
     )
 
 

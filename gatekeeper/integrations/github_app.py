@@ -11,9 +11,10 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -28,6 +29,11 @@ from gatekeeper.events.model import GitHubCallback
 from gatekeeper.integrations.results import CallbackResult
 from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url, safe_url, same_origin
+
+InstallationResolver = Callable[[str], Collection[int]]
+"""tenant id -> the GitHub App installation ids registered for that tenant."""
+
+_REVIEW_PATH = re.compile(r"/repos/([^/]+)/([^/]+)/actions/runs/(\d{1,18})/deployment_protection_rule/?$")
 
 log = logging.getLogger("gatekeeper.integrations.github")
 
@@ -142,6 +148,7 @@ class GitHubApp:
         budget: CommentBudget | None = None,
         clock: Callable[[], float] = time.time,
         allow_loopback_http: bool = False,
+        installations: InstallationResolver | None = None,
     ):
         if not str(app_id).strip():
             raise ValueError("GATEKEEPER_GITHUB_APP_ID: the GitHub App id is required")
@@ -156,6 +163,7 @@ class GitHubApp:
         self._clock = clock
         self._tokens: dict[int, tuple[SecretStr, float]] = {}
         self._lock = threading.Lock()
+        self._installations = installations
 
     def __repr__(self) -> str:
         return f"GitHubApp(app_id={self.app_id!r}, api_url={self.api_url!r})"
@@ -237,9 +245,17 @@ class GitHubApp:
 
     def review_url(self, callback: GitHubCallback) -> str:
         """The webhook's `deployment_callback_url` when it points at our API root, else the documented path.
-        An installation token is never sent anywhere but the configured GitHub API."""
+        An installation token is never sent anywhere but the configured GitHub API, and never to a run of
+        another repository than the gate's (`ValueError` naming the field)."""
         given = callback.deployment_callback_url
         if given and same_origin(given, self.api_url) and given.startswith(self.api_url + "/"):
+            match = _REVIEW_PATH.search(given[len(self.api_url) :].split("?", 1)[0])
+            named = (match.group(1).lower(), match.group(2).lower(), int(match.group(3))) if match else None
+            if named != (callback.owner.lower(), callback.repo.lower(), callback.run_id):
+                raise ValueError(
+                    "callback.deployment_callback_url: names another repository or run than the gate's "
+                    f"({callback.owner}/{callback.repo} run {callback.run_id})"
+                )
             return given
         if given:
             log.warning("github: ignoring deployment_callback_url %s (not under %s)", safe_url(given), self.api_url)
@@ -248,6 +264,30 @@ class GitHubApp:
             f"{callback.run_id}/deployment_protection_rule"
         )
 
+    def _installation_for(self, callback: GitHubCallback, tenant_id: str | None) -> int:
+        """The installation to act as: one registered for the gate's tenant, never merely the payload's.
+
+        Without a resolver (a single-tenant App wired by hand) the callback's installation, else GitHub's
+        installation for the repository."""
+        if self._installations is None:
+            return callback.installation_id or self.installation_id_for(callback.owner, callback.repo)
+        registered = set(self._installations(tenant_id)) if tenant_id else set()
+        chosen = callback.installation_id
+        if chosen is None and len(registered) == 1:
+            chosen = next(iter(registered))
+        if chosen is None or chosen not in registered:
+            raise GitHubAppError(
+                CallbackResult(
+                    ok=False,
+                    target="github",
+                    detail=(
+                        f"github review: installation {chosen if chosen is not None else '(none)'} is not "
+                        f"registered for tenant {tenant_id or '(none)'}; nothing was sent"
+                    ),
+                )
+            )
+        return chosen
+
     def review(
         self,
         callback: GitHubCallback,
@@ -255,8 +295,10 @@ class GitHubApp:
         comment: str | None,
         *,
         action: Literal["complete", "progress"] = "complete",
+        tenant_id: str | None = None,
     ) -> CallbackResult:
-        """`POST .../deployment_protection_rule` with `environment_name`, `state` and/or `comment`."""
+        """`POST .../deployment_protection_rule` with `environment_name`, `state` and/or `comment`, as the
+        installation registered for `tenant_id`, to the gate's own repository and run only."""
         body: dict[str, str] = {"environment_name": callback.environment_name}
         if state is not None:
             body["state"] = state
@@ -267,11 +309,15 @@ class GitHubApp:
                 ok=False, target="github", action=action, detail="github review: state or comment is required"
             )
         try:
-            installation_id = callback.installation_id or self.installation_id_for(callback.owner, callback.repo)
+            url = self.review_url(callback)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return CallbackResult(ok=False, target="github", action=action, detail=str(exc))
+        try:
+            installation_id = self._installation_for(callback, tenant_id)
             token = self.installation_token(installation_id)
         except GitHubAppError as exc:
             return exc.result.model_copy(update={"action": action})
-        url = self.review_url(callback)
         try:
             check_outbound_url(
                 url, field="callback.deployment_callback_url", allow_loopback_http=self.api_url.startswith("http://")
@@ -306,16 +352,18 @@ class GitHubApp:
             action=action,
         )
 
-    def decide(self, callback: GitHubCallback, approved: bool, comment: str | None) -> CallbackResult:
+    def decide(
+        self, callback: GitHubCallback, approved: bool, comment: str | None, *, tenant_id: str | None = None
+    ) -> CallbackResult:
         """Approve or reject. The decision always goes out; its comment only if the budget allows."""
         if comment and not self._budget.take(deployment_key(callback), MAX_COMMENTS_PER_DEPLOYMENT):
             log.info(
                 "github: comment budget spent for %s; sending the decision without a comment", deployment_key(callback)
             )
             comment = None
-        return self.review(callback, "approved" if approved else "rejected", comment)
+        return self.review(callback, "approved" if approved else "rejected", comment, tenant_id=tenant_id)
 
-    def progress(self, callback: GitHubCallback, comment: str) -> CallbackResult:
+    def progress(self, callback: GitHubCallback, comment: str, *, tenant_id: str | None = None) -> CallbackResult:
         """A comment-only review while the gate waits. One comment of the ten is kept for the decision."""
         if not self._budget.take(deployment_key(callback), MAX_COMMENTS_PER_DEPLOYMENT - 1):
             return CallbackResult(
@@ -329,4 +377,4 @@ class GitHubApp:
                     "the last is kept for the decision)"
                 ),
             )
-        return self.review(callback, None, comment, action="progress")
+        return self.review(callback, None, comment, action="progress", tenant_id=tenant_id)

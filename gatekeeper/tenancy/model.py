@@ -43,6 +43,12 @@ class TenantRecord(BaseModel):
     secrets: dict[SecretPurpose, tuple[str, ...]] = Field(default_factory=dict)
     operators: tuple[str, ...] = ()  # who hears about L1 changes and failed callbacks (UPNs, group:<id>)
     key_name: str | None = None  # Key Vault key wrapping the tenant's data keys; default tenant-<id>
+    # Where gate decisions may be sent as signed webhooks (generic API `callbackUrl`): absolute https URL
+    # prefixes such as https://ci.contoso.com/hooks/. Empty: the tenant's gates cannot name a callback URL.
+    callback_url_prefixes: tuple[str, ...] = ()
+    # Connector queue messages must carry an HMAC over the whole envelope made with the tenant's
+    # `connector` secret. Only a tenant whose connectors cannot sign may set this to false, explicitly.
+    connector_secret_required: bool = True
     enabled: bool = True
 
     @field_validator("identities")
@@ -57,6 +63,13 @@ class TenantRecord(BaseModel):
                     "autotask:account:<id>, halopsa:instance:<host>, ninjarmm:org:<id>)"
                 )
         return tuple(normalise_identity(i) for i in value)
+
+    @field_validator("callback_url_prefixes")
+    @classmethod
+    def _prefixes_are_https(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from gatekeeper.tenancy.ownership import normalise_callback_prefix
+
+        return tuple(normalise_callback_prefix(prefix, f"callback_url_prefixes[{i}]") for i, prefix in enumerate(value))
 
     @field_validator("secrets")
     @classmethod

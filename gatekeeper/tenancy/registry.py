@@ -81,6 +81,25 @@ class TenantRegistry:
                 return record if record and record.enabled else None
         return None
 
+    def candidates(self, identities: Iterable[str]) -> list[TenantRecord]:
+        """Every enabled tenant any of the identities belongs to, each once, in the order first named.
+
+        The hints come from an unverified body and may name several tenants (a tenant's own org beside
+        another tenant's repository); the caller authenticates against each in turn and then checks that
+        every named target belongs to the one that authenticated.
+        """
+        seen: set[str] = set()
+        found: list[TenantRecord] = []
+        for identity in identities:
+            tenant_id = self.tenant_for_identity(identity)
+            if not tenant_id or tenant_id in seen:
+                continue
+            seen.add(tenant_id)
+            record = self.get(tenant_id)
+            if record and record.enabled:
+                found.append(record)
+        return found
+
     def records(self) -> list[TenantRecord]:
         entities = self.table.query_entities(f"PartitionKey eq '{TENANT_PARTITION}'")
         return sorted((TenantRecord.model_validate_json(e["record"]) for e in entities), key=lambda r: r.tenant_id)

@@ -132,11 +132,19 @@ def test_bad_requests_get_problem_details_and_nothing_is_queued(env, mutate, sta
 
 
 def test_invalid_payload_names_the_field(env):
-    broken = {k: v for k, v in DPR.items() if k != "environment"}
-    broken["deployment"] = {k: v for k, v in DPR["deployment"].items() if k != "environment"}
+    broken = dict(DPR, environment=["production"])
     response = call(github_request("deployment_protection_rule", broken))
     assert response.status_code == 422
     assert "environment" in problem(response)["detail"]
+    assert env.queued_texts() == []
+
+
+def test_legacy_protection_rule_without_environment_is_ignored_with_a_reason(env):
+    legacy = {k: v for k, v in DPR.items() if k != "environment"}
+    response = call(github_request("deployment_protection_rule", legacy))
+    assert response.status_code == 202
+    body = json.loads(response.get_body())
+    assert body["status"] == "ignored" and "environment" in body["reason"]
     assert env.queued_texts() == []
 
 

@@ -27,6 +27,7 @@ from tests.support.gatekeeper_env import (
     http_function,
     make_env,
     problem,
+    signed_connector,
 )
 
 CONNECTOR_FIXTURES = sorted((ROOT / "tests/fixtures/connectors").glob("*.json"))
@@ -91,13 +92,22 @@ def test_check_is_acknowledged_with_200_and_the_token_is_sealed(env, caplog):
 
 
 @pytest.mark.parametrize(
-    "missing", ["PlanUrl", "ProjectId", "HubName", "PlanId", "JobId", "TimelineId", "TaskInstanceId", "AuthToken"]
+    "missing", ["PlanUrl", "ProjectId", "HubName", "PlanId", "JobId", "TaskInstanceId", "AuthToken"]
 )
 def test_check_without_a_documented_header_names_it(env, missing):
     response = post("azure_devops_check", CHECK_BODY, check_headers(**{missing: ""}))
     assert response.status_code in (400, 422)
     assert problem(response)["field"].lower() == f"header:{missing.lower()}"
     assert env.queued_texts() == []
+
+
+def test_check_with_only_the_minimum_headers_is_accepted(env):
+    """invoke-checks.md lists the minimum headers without TimelineId; the task's defaults add it."""
+    headers = {k: v for k, v in check_headers().items() if k != "TimelineId"}
+    response = post("azure_devops_check", CHECK_BODY, headers)
+    assert response.status_code == 200, response.get_body()
+    [text] = env.queued_texts()
+    assert decode_message(env.runtime.sealer, text).event.callback.timeline_id is None
 
 
 def test_check_with_a_wrong_secret_is_refused(env):
@@ -225,7 +235,7 @@ class QueueMessage(func.QueueMessage):
 
 @pytest.mark.parametrize("path", CONNECTOR_FIXTURES, ids=lambda p: p.stem)
 def test_connector_samples_are_accepted(env, path: Path):
-    http_function("connector_events")(func.QueueMessage(id="m1", body=path.read_bytes()))
+    http_function("connector_events")(func.QueueMessage(id="m1", body=signed_connector(path.read_bytes())))
     [text] = env.queued_texts()
     event = decode_message(env.runtime.sealer, text).event
     assert event.source.value == json.loads(path.read_text())["connector"]

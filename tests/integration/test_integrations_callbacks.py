@@ -177,3 +177,39 @@ def test_the_attempt_setting_is_validated():
     assert callback_policy({"GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "3"}).max_attempts == 3
     with pytest.raises(ValueError, match="GATEKEEPER_CALLBACK_MAX_ATTEMPTS"):
         callback_policy({"GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "0"})
+
+
+def test_callbacks_act_only_within_the_gates_tenant(servers, key_dir):
+    """The production wiring passes the registry's view: installations and callback URL prefixes per tenant."""
+    github, _, hook = servers
+    env = {
+        "GATEKEEPER_GITHUB_APP_ID": APP_ID,
+        "GATEKEEPER_GITHUB_API_URL": github.api_url,
+        "GATEKEEPER_KEY_MODE": "local",
+        "GATEKEEPER_LOCAL_KEY_DIR": str(key_dir),
+    }
+    callbacks = build_pipeline_callbacks(
+        env=env,
+        policy=RetryPolicy(max_attempts=1, initial_wait=0.01, max_wait=0.02, jitter=0, sleep=lambda s: None),
+        allow_loopback_http=True,
+        webhook_secret=lambda tenant: WEBHOOK_SECRET,
+        github_installations=lambda tenant: {"contoso": frozenset({3})}.get(tenant, frozenset()),
+        webhook_allowed=lambda tenant, url: tenant == "contoso" and url.startswith(hook.url + "/gates"),
+    )
+    own = handles(servers)
+    assert callbacks.complete("contoso", own["github"], True, "ok", {}).ok
+    assert callbacks.complete("contoso", own["webhook"], True, "ok", {}).ok
+    sent = (len(github.decisions()), len(hook.deliveries))
+    foreign_install = callbacks.complete("fabrikam", own["github"], True, "ok", {})
+    foreign_hook = callbacks.complete("fabrikam", own["webhook"], True, "ok", {})
+    outside = callbacks.complete("contoso", {"type": "webhook", "url": f"{hook.url}/admin"}, True, "ok", {})
+    assert not foreign_install.ok and "not registered for tenant fabrikam" in foreign_install.detail
+    assert not foreign_hook.ok and not outside.ok and "callback URL prefix" in outside.detail
+    assert (len(github.decisions()), len(hook.deliveries)) == sent  # nothing went out for the refused ones
+
+
+def test_azure_devops_progress_without_a_timeline_is_skipped_not_failed(callbacks, servers):
+    handle = {**handles(servers)["azure-devops"], "timeline_id": None}
+    result = callbacks.progress("contoso", handle, "Waiting.")
+    assert result.ok and result.skipped and servers[1].feed == []
+    assert callbacks.complete("contoso", handle, True, "ok", {}).ok  # TaskCompleted needs no timeline

@@ -251,3 +251,62 @@ def test_tokens_never_reach_logs_results_or_reprs(app, github, caplog):
         assert secret not in result.detail
         assert secret not in repr(result) and secret not in repr(app)
     assert "***" in result.detail  # the echoed token was redacted
+
+
+# --- the App acts only for the gate's tenant, on the gate's own run ------------------------------------------
+
+
+@pytest.fixture
+def scoped_app(app_key, github) -> GitHubApp:
+    """An App confined to registered installations: tenant contoso has 77 (the server's), fabrikam has 78."""
+    registered = {"contoso": frozenset({77}), "fabrikam": frozenset({78})}
+    signer = CryptographyClient.from_jwk(rsa_jwk(app_key))
+    policy = RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.02, jitter=0, sleep=lambda _s: None)
+    return GitHubApp(
+        APP_ID,
+        signer,
+        github.api_url,
+        policy=policy,
+        allow_loopback_http=True,
+        installations=lambda tenant: registered.get(tenant, frozenset()),
+    )
+
+
+def test_scoped_app_answers_with_the_tenants_installation(scoped_app, github):
+    result = scoped_app.decide(handle(github), approved=True, comment=None, tenant_id="contoso")
+    assert result.ok and [r["body"]["state"] for r in github.decisions()] == ["approved"]
+    missing = scoped_app.decide(handle(github, installation_id=None), approved=True, comment=None, tenant_id="contoso")
+    assert missing.ok  # no installation on the handle: the tenant's only registered one
+
+
+@pytest.mark.parametrize(
+    ("tenant", "installation"),
+    [("fabrikam", 77), ("contoso", 78), ("contoso", 999), (None, 77), ("nobody", None)],
+)
+def test_scoped_app_refuses_an_installation_not_registered_for_the_tenant(scoped_app, github, tenant, installation):
+    callback = handle(github, installation_id=installation)
+    result = scoped_app.decide(callback, approved=True, comment="approved", tenant_id=tenant)
+    assert not result.ok and "not registered for tenant" in result.detail
+    assert github.requests_to("/access_tokens") == [] and github.requests_to("/deployment_protection_rule") == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/repos/fabrikam/web/actions/runs/9001/deployment_protection_rule",  # another owner
+        "/repos/contoso/api/actions/runs/9001/deployment_protection_rule",  # another repository
+        "/repos/contoso/web/actions/runs/9002/deployment_protection_rule",  # another run
+        "/repos/contoso/web/actions/runs/9001/approve",  # not the review endpoint
+    ],
+)
+def test_app_refuses_a_callback_url_naming_another_run_than_the_gates(scoped_app, app, github, path):
+    callback = handle(github, deployment_callback_url=github.api_url + path)
+    for client, tenant in ((scoped_app, "contoso"), (app, None)):
+        result = client.decide(callback, approved=True, comment=None, tenant_id=tenant)
+        assert not result.ok and "deployment_callback_url" in result.detail
+    assert github.requests_to("/deployment_protection_rule") == [] and github.requests_to("/access_tokens") == []
+    own = handle(
+        github,
+        deployment_callback_url=github.api_url + "/repos/Contoso/Web/actions/runs/9001/deployment_protection_rule",
+    )
+    assert scoped_app.decide(own, approved=True, comment=None, tenant_id="contoso").ok  # case-insensitive owner/repo

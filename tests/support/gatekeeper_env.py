@@ -24,6 +24,7 @@ GITHUB_SECRET = "gh-webhook-secret-for-tests"
 ADO_CHECK_SECRET = "ado-check-secret-for-tests"
 ADO_HOOK_SECRET = "ado-hook-secret-for-tests"
 API_KEY = "generic-api-key-for-tests"
+CONNECTOR_SECRET = "connector-secret-for-tests"
 ENTRA_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 FIXTURE_IDENTITIES = (
@@ -34,7 +35,12 @@ FIXTURE_IDENTITIES = (
     "github:repo:lineville/elastic-machines-testing",
     "azure-devops:org:https://dev.azure.com/fabrikam/",
     "azure-devops:account:f844ec47-a9db-4511-8281-8b63f4eaf94e",
+    # The App installations the fixture payloads name (callbacks use only registered installations).
+    "github:installation:35490125",
+    "github:installation:1",
+    "github:installation:23154469",
 )
+CALLBACK_PREFIXES = ("https://ci.contoso.com/gatekeeper/",)
 
 
 @dataclass
@@ -62,7 +68,14 @@ class GatekeeperEnv:
         return texts
 
 
-def make_env(connection_string: str, key_dir: Path, *, extra_identities: tuple[str, ...] = ()) -> GatekeeperEnv:
+def make_env(
+    connection_string: str,
+    key_dir: Path,
+    *,
+    extra_identities: tuple[str, ...] = (),
+    extra_tenants: tuple[TenantRecord, ...] = (),
+    extra_environ: dict[str, str] | None = None,
+) -> GatekeeperEnv:
     storage = StorageAccount(connection_string=connection_string)
     tenant_id = "t" + uuid.uuid4().hex[:12]
     runtime = Runtime(
@@ -75,6 +88,8 @@ def make_env(connection_string: str, key_dir: Path, *, extra_identities: tuple[s
             "GK_ADO_CHECK": ADO_CHECK_SECRET,
             "GK_ADO_HOOK": ADO_HOOK_SECRET,
             "GK_API_KEY": API_KEY,
+            "GK_CONNECTOR": CONNECTOR_SECRET,
+            **(extra_environ or {}),
         },
     )
     registry = runtime.registry
@@ -89,17 +104,28 @@ def make_env(connection_string: str, key_dir: Path, *, extra_identities: tuple[s
                 display_name="Contoso",
                 identities=FIXTURE_IDENTITIES + extra_identities,
                 entra_tenant_ids=(ENTRA_TENANT,),
+                callback_url_prefixes=CALLBACK_PREFIXES,
                 secrets={
                     SecretPurpose.GITHUB_WEBHOOK: ("env:GK_GITHUB",),
                     SecretPurpose.AZURE_DEVOPS_CHECK: ("env:GK_ADO_CHECK",),
                     SecretPurpose.AZURE_DEVOPS_SERVICE_HOOK: ("env:GK_ADO_HOOK",),
                     SecretPurpose.GENERIC_API_KEY: ("env:GK_API_KEY",),
+                    SecretPurpose.CONNECTOR: ("env:GK_CONNECTOR",),
                 },
-            )
+            ),
+            *extra_tenants,
         ]
     )
     runtime.sink.ensure_queue()
     return GatekeeperEnv(runtime, tenant_id, storage)
+
+
+def signed_connector(document: dict[str, Any] | bytes, secret: str = CONNECTOR_SECRET) -> bytes:
+    """A connector queue message body signed over the whole envelope, as a connector relay sends it."""
+    from gatekeeper.ingest.service import sign_envelope
+
+    parsed = json.loads(document) if isinstance(document, bytes) else document
+    return json.dumps(sign_envelope(secret.encode(), parsed)).encode()
 
 
 def github_request(

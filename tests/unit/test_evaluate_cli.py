@@ -230,11 +230,20 @@ def test_bad_quorum_in_policy(capsys, tmp_path):
 
 def test_event_missing_a_field(capsys, tmp_path):
     payload = json.loads(PROTECTION_RULE.read_text())
-    del payload["environment"]
+    payload["environment"] = 5
     event = _write(tmp_path, "event.json", payload)
     code, _, err = evaluate(capsys, "--event", str(event), "--event-name", "deployment_protection_rule")
     assert code == 2
     assert err.startswith(f"gatekeeper: error: {event}: environment: ")
+
+
+def test_legacy_event_without_an_environment_has_nothing_to_evaluate(capsys, tmp_path):
+    payload = json.loads(PROTECTION_RULE.read_text())
+    del payload["environment"]  # GitHub's schema allows it; the route answers 202 "ignored" with this reason
+    event = _write(tmp_path, "event.json", payload)
+    code, _, err = evaluate(capsys, "--event", str(event), "--event-name", "deployment_protection_rule")
+    assert code == 2
+    assert err.startswith(f"gatekeeper: error: {event}: ") and "without environment" in err
 
 
 def test_ado_check_request_missing_header(capsys, tmp_path):

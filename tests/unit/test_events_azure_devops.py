@@ -209,12 +209,10 @@ def test_run_state_uses_state_when_no_result_yet() -> None:
 @pytest.mark.parametrize(
     ("name", "path", "field"),
     [
-        ("ms.vss-pipelines.run-state-changed-event.json", ("resource", "run", "id"), "resource.run.id"),
         ("ms.vss-pipelines.run-state-changed-event.json", ("resource", "run", "state"), "resource.run.state"),
         ("ms.vss-pipelines.stage-state-changed-event.json", ("resource", "stage", "name"), "resource.stage.name"),
         ("ms.vss-pipelines.stage-state-changed-event.json", ("resource", "run"), "resource.run"),
         ("build.complete.json", ("resource", "id"), "resource.id"),
-        ("build.complete.json", ("resource", "status"), "resource.result"),
         ("build.complete.json", ("eventType",), "eventType"),
     ],
 )
@@ -242,3 +240,38 @@ def test_service_hook_keys_stage_vs_run_and_redelivery() -> None:
     assert isinstance(stage, PipelineEvent) and isinstance(other_stage, PipelineEvent)
     assert run.business_key == again.business_key
     assert len({run.business_key, stage.business_key, other_stage.business_key}) == 3
+
+
+def _local_fixture(name: str) -> dict[str, Any]:
+    import json
+
+    from tests.conftest import ROOT
+
+    return json.loads((ROOT / "tests/fixtures/azure-devops" / name).read_text())
+
+
+def test_run_state_without_run_id_takes_it_from_the_self_link() -> None:
+    body = _local_fixture("ms.vss-pipelines.run-state-changed-event.without-run-id.json")
+    event = parse_service_hook(body, tenant_id="contoso")
+    assert isinstance(event, PipelineEvent) and event.run_id == "11" and event.status == "success"
+    del body["resource"]["run"]["_links"]
+    assert parse_service_hook(body, tenant_id="contoso").run_id == "11"  # type: ignore[union-attr]  # from `url`
+
+
+def test_run_state_naming_no_run_at_all_is_ignored_with_a_reason() -> None:
+    body = _local_fixture("ms.vss-pipelines.run-state-changed-event.without-run-id.json")
+    del body["resource"]["run"]["_links"], body["resource"]["run"]["url"]
+    result = parse_service_hook(body, tenant_id="contoso")
+    assert isinstance(result, Ignored) and "names no run" in result.reason
+
+
+def test_legacy_build_complete_without_result_is_ignored_with_a_reason() -> None:
+    result = parse_service_hook(_local_fixture("build.complete.legacy.json"), tenant_id="contoso")
+    assert isinstance(result, Ignored) and "neither result nor status" in result.reason
+
+
+def test_check_with_only_the_documented_minimum_headers_is_a_gate_without_a_timeline() -> None:
+    headers = check_headers()
+    headers.pop("TimelineId")
+    event = parse_check_request(headers, {"environment": "production"}, tenant_id="contoso")
+    assert isinstance(event.callback, AzureDevOpsCallback) and event.callback.timeline_id is None

@@ -94,8 +94,8 @@ def test_protection_rule_actor_falls_back_to_sender_without_deployment() -> None
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
-        (lambda p: p.pop("environment"), "environment"),
-        (lambda p: p.pop("deployment_callback_url"), "deployment_callback_url"),
+        (lambda p: p.update(environment=5), "environment"),
+        (lambda p: p.update(deployment_callback_url=["x"]), "deployment_callback_url"),
         (lambda p: p.pop("repository"), "repository"),
         (lambda p: p["repository"].pop("full_name"), "repository.full_name"),
         (lambda p: p["repository"]["owner"].pop("login"), "repository.owner.login"),
@@ -114,12 +114,26 @@ def test_protection_rule_missing_or_wrong_field_is_named(mutate: Any, field: str
     assert f"field '{field}'" in caught.value.detail
 
 
-def test_missing_environment_detail_reads_as_documented() -> None:
+@pytest.mark.parametrize("missing", ["environment", "deployment_callback_url"])
+def test_legacy_protection_rule_without_what_a_gate_needs_is_ignored_with_a_reason(missing: str) -> None:
+    """GitHub's schema requires neither field; an older payload without them cannot be answered (2xx, not 422)."""
     payload = protection_rule_payload()
-    del payload["environment"]
-    with pytest.raises(ValidationProblem) as caught:
-        parse("deployment_protection_rule", payload)
-    assert caught.value.detail == "deployment_protection_rule: field 'environment' is required"
+    del payload[missing]
+    result = parse("deployment_protection_rule", payload)
+    assert isinstance(result, Ignored) and missing in result.reason
+
+
+def test_protection_rule_with_null_deployment_takes_sha_and_ref_from_the_top_level() -> None:
+    payload = protection_rule_payload()
+    payload["deployment"] = None
+    payload["sha"], payload["ref"] = "3484a3fb816e0859fd6e1cea078d76385ff50625", "refs/heads/main"
+    first = parse_github("deployment_protection_rule", payload, tenant_id="contoso", delivery_id="d-1")
+    again = parse_github("deployment_protection_rule", payload, tenant_id="contoso", delivery_id="d-1")
+    rerun = parse_github("deployment_protection_rule", payload, tenant_id="contoso", delivery_id="d-2")
+    assert isinstance(first, PipelineEvent) and isinstance(again, PipelineEvent) and isinstance(rerun, PipelineEvent)
+    assert (first.commit, first.ref) == ("3484a3fb816e0859fd6e1cea078d76385ff50625", "refs/heads/main")
+    assert first.business_key == again.business_key  # a redelivery keeps its delivery id: still one gate
+    assert first.business_key != rerun.business_key  # a re-run's request is a new delivery: a new gate
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ If raising fails after the vote was stored, the same person's retry raises it ag
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gatekeeper import json_bounded
 from gatekeeper.approvals import chain
 from gatekeeper.errors import Problem, ValidationProblem
 from gatekeeper.gates.model import GateStatus, VoteEvent, vote_event_name
@@ -356,8 +356,10 @@ def _parse(body: bytes) -> DecisionRequest:
     if len(body) > MAX_BODY_BYTES:
         raise Problem(413, "body-too-large", "The body is too large", f"At most {MAX_BODY_BYTES} bytes.")
     try:
-        data = json.loads(body.decode("utf-8") or "null")
-    except (UnicodeDecodeError, ValueError):
+        data = json_bounded.loads(body or b"null")
+    except json_bounded.JsonBoundsError as exc:
+        if exc.kind != "syntax":
+            raise json_bounded.as_problem(exc) from None
         raise ValidationProblem("the body must be a JSON object", field="body") from None
     if not isinstance(data, dict):
         raise ValidationProblem("the body must be a JSON object", field="body")

@@ -6,12 +6,31 @@ the tests; the trigger functions only copy the request into `IncomingRequest`.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatekeeper.errors import Problem
+from gatekeeper import json_bounded
+from gatekeeper.errors import Problem, unauthenticated
+
+MAX_HEADER_CHARS = 8192  # any one header; what a proxy in front of the app would allow
+MAX_LARGE_HEADER_CHARS = 65_536
+# Headers whose documented content can be larger: Azure DevOps sends the job's access token (a JWT that
+# grows with the pipeline's scopes) in the check's `AuthToken` header. Still bounded, by the body limit.
+LARGE_HEADERS = frozenset({"authtoken"})
+# Headers that carry a credential or name the tenant: too large means "not authenticated" (401), never 400,
+# so the answer says no more than for any other wrong credential.
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",
+        "x-gatekeeper-tenant",
+        "x-functions-key",
+        "x-hub-signature-256",
+        "x-gatekeeper-check-secret",
+        "x-gatekeeper-hook-secret",
+        "x-ms-client-principal",
+    }
+)
 
 
 class Headers:
@@ -59,14 +78,35 @@ def require_json_content_type(request: IncomingRequest) -> None:
         )
 
 
+def require_bounded_headers(
+    request: IncomingRequest, names: Iterable[str] = (), max_large_chars: int = MAX_LARGE_HEADER_CHARS
+) -> None:
+    """Refuse over-long headers before any of them is used as a key or compared: a credential or tenant
+    header answers 401 (as any bad credential does), any other 431 naming the header. `names` are extra
+    headers of the route that may be as large as `max_large_chars` (e.g. the check's `AuthToken`)."""
+    large = LARGE_HEADERS | {n.lower() for n in names}
+    for name, value in request.headers.as_dict().items():
+        limit = max_large_chars if name in large else MAX_HEADER_CHARS
+        if len(name) + len(value) <= limit:
+            continue
+        if name in CREDENTIAL_HEADERS:
+            raise unauthenticated(f"Header {name} is longer than {MAX_HEADER_CHARS} characters.")
+        shown = name if len(name) <= 64 else name[:63] + "…"
+        raise Problem(
+            431,
+            "header-too-large",
+            "A request header is too large",
+            f"Header {shown} is longer than the limit of {limit} characters.",
+            field=f"header:{shown}",
+        )
+
+
 def parse_json_object(body: bytes, *, what: str = "body") -> dict[str, Any]:
+    """The body as a JSON object, read by the bounded parser: 400 naming the field for anything else."""
     try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Problem(400, "malformed-json", "The body is not valid JSON", f"{what}: {exc}", field=what) from exc
-    if not isinstance(document, dict):
-        raise Problem(400, "malformed-json", "The body must be a JSON object", f"{what}: expected an object")
-    return document
+        return json_bounded.loads_object(body)
+    except json_bounded.JsonBoundsError as exc:
+        raise json_bounded.as_problem(exc, what) from None
 
 
 def require_header(request: IncomingRequest, name: str) -> str:

@@ -24,12 +24,14 @@ from gatekeeper.events.model import EventSource, PipelineEvent
 from gatekeeper.ingest.edge import (
     IncomingRequest,
     parse_json_object,
+    require_bounded_headers,
     require_header,
     require_json_content_type,
     require_size,
 )
 from gatekeeper.security.identity import TokenValidator, identify_caller
 from gatekeeper.security.signatures import basic_auth_password, verify_github_signature, verify_shared_secret
+from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
 from gatekeeper.tenancy.registry import TenantRegistry
 from gatekeeper.tenancy.secrets import SecretResolver
@@ -109,6 +111,7 @@ class IngestionService:
 
     def azure_devops_check(self, request: IncomingRequest) -> Outcome:
         require_size(request, self._max_body_bytes)
+        require_bounded_headers(request)
         document = parse_json_object(request.body) if request.body.strip() else {}
         plan_url = require_header(request, "PlanUrl")
         identities = source_identities(EventSource.AZURE_DEVOPS, document, {"PlanUrl": plan_url})
@@ -144,7 +147,7 @@ class IngestionService:
                 raise unauthenticated()
             return tenant
         tenant_id = request.headers.get(GENERIC_TENANT_HEADER)
-        tenant = self._registry.get(tenant_id) if tenant_id and tenant_id.isalnum() else None
+        tenant = self._registry.get(tenant_id) if tenant_id and TENANT_ID_PATTERN.fullmatch(tenant_id) else None
         self._require_secret(
             tenant if tenant and tenant.enabled else None,
             SecretPurpose.GENERIC_API_KEY,
@@ -180,6 +183,7 @@ class IngestionService:
 
     def _json(self, request: IncomingRequest) -> dict[str, Any]:
         require_size(request, self._max_body_bytes)
+        require_bounded_headers(request)
         require_json_content_type(request)
         return parse_json_object(request.body)
 

@@ -113,6 +113,16 @@ resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
   }
 }
 
+// Claim-check blobs: sealed pipeline events too large for a 64 KiB queue message (gatekeeper/ingest/queue.py
+// LARGE_EVENTS_CONTAINER). The dispatcher deletes each after dispatch; dead-lettered ones stay for inspection.
+resource largeEventsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
+  parent: blobService
+  name: 'pipeline-events-large'
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 // Time-based retention (WORM). Created unlocked because ARM cannot lock a policy; docs/deploy.md has the
 // admin step that locks it, after which nobody (not even the subscription owner) can shorten it.
 resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-06-01' = {

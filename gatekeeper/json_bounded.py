@@ -36,11 +36,14 @@ class JsonBoundsError(ValueError):
     """Input outside what the product reads. `kind` is stable (`syntax`, `depth`, `number`, `constant`,
     `duplicate-key`, `string`, `yaml-size`), `path` names where (`$` is the whole document)."""
 
-    def __init__(self, kind: str, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
+    def __init__(self, kind: str, path: str, message: str, line: int | None = None, column: int | None = None):
+        where = f" at line {line}, column {column}" if line is not None else ""
+        super().__init__(f"{path}: {message}{where}")
         self.kind = kind
         self.path = path
         self.message = message
+        self.line = line  # 1-based, for YAML syntax errors
+        self.column = column
 
 
 class _Rejected:
@@ -172,6 +175,11 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
     return value
 
 
+def verdict(error: JsonBoundsError) -> str:
+    """A short phrase for messages: what was wrong with the document as a whole."""
+    return "not valid JSON" if error.kind == "syntax" else "outside the accepted JSON bounds"
+
+
 def field_of(error: JsonBoundsError, what: str) -> str:
     """The problem's `field`: the JSON path without the `$.` root, or `what` for the whole document."""
     if error.path == "$":
@@ -259,13 +267,15 @@ def check_yaml(text: str, *, loader: type[yaml.SafeLoader] = yaml.SafeLoader, ma
                 if closed[3]:
                     anchors[closed[3]] = nodes - closed[4] + 1
     except yaml.YAMLError as exc:
-        raise JsonBoundsError("syntax", "$", _yaml_message(exc)) from None
+        raise _yaml_error(exc) from None
 
 
-def _yaml_message(exc: yaml.YAMLError) -> str:
+def _yaml_error(exc: yaml.YAMLError) -> JsonBoundsError:
     mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    return f"not valid YAML: {getattr(exc, 'problem', None) or exc}{where}"
+    problem = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
+    if mark is None:
+        return JsonBoundsError("syntax", "$", problem)
+    return JsonBoundsError("syntax", "$", problem, mark.line + 1, mark.column + 1)
 
 
 def _check_yaml_values(value: Any, path: str, depth: int = 0) -> None:
@@ -287,7 +297,7 @@ def load_yaml(text: str, *, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> 
     try:
         value = yaml.load(text, Loader=loader)  # noqa: S506 - always a SafeLoader (sub)class
     except yaml.YAMLError as exc:
-        raise JsonBoundsError("syntax", "$", _yaml_message(exc)) from None
+        raise _yaml_error(exc) from None
     except ValueError as exc:  # a scalar the constructor cannot build (e.g. a bad timestamp)
         raise JsonBoundsError("syntax", "$", f"not valid YAML: {exc}") from None
     _check_yaml_values(value, "$")

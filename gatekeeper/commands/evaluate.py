@@ -61,7 +61,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json_bounded.loads(data)
     except json_bounded.JsonBoundsError as exc:
-        raise _usage(f"{path}: not accepted as JSON: {exc}") from None
+        raise _usage(f"{path}: {json_bounded.verdict(exc)}: {exc}") from None
 
 
 def parse_at(value: str | None) -> datetime:

@@ -108,7 +108,7 @@ def parse_json_string(value: str, *, context: str, field: str) -> dict[str, Any]
     try:
         decoded = json_bounded.loads(value)
     except json_bounded.JsonBoundsError as exc:
-        raise problem(context, field, f"is not accepted as JSON ({exc.message})") from None
+        raise problem(context, field, f"is {json_bounded.verdict(exc)} ({exc.message})") from None
     if not isinstance(decoded, dict):
         raise problem(context, field, "must hold a JSON object")
     return decoded

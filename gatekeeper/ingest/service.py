@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from gatekeeper.errors import Problem, unauthenticated
 from gatekeeper.events.azure_devops import parse_check_request, parse_service_hook
+from gatekeeper.events.codec import event_to_sealable
 from gatekeeper.events.common import Ignored
 from gatekeeper.events.connectors import parse_connector_message
 from gatekeeper.events.generic import parse_generic
@@ -195,8 +196,27 @@ class IngestionService:
         event_id = self._new_id()
         if isinstance(parsed, Ignored):
             return Outcome("ignored", event_id, reason=parsed.reason)
+        require_event_size(parsed)
         self._sink.submit(parsed, event_id)
         return Outcome("accepted", event_id, event=parsed)
+
+
+MAX_EVENT_BYTES = 262_144  # the normalised event, sealed, must fit one table entity (gatekeeper.store.chunks)
+
+
+def require_event_size(event: PipelineEvent) -> None:
+    """413 before anything is written when the normalised event (mostly inline evidence) is larger than the
+    gate can keep; below it, events over the queue's 64 KiB travel by claim check."""
+    size = len(json.dumps(event_to_sealable(event), ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_EVENT_BYTES:
+        raise Problem(
+            413,
+            "payload-too-large",
+            "The event is too large",
+            f"The normalised event has {size} bytes; the limit is {MAX_EVENT_BYTES} bytes (move big evidence "
+            "behind a uri).",
+            field="evidence" if event.evidence else None,
+        )
 
 
 def canonical_payload(document: dict[str, Any]) -> bytes:

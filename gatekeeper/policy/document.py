@@ -182,8 +182,13 @@ def _parse_text(text: str, source: str | None) -> Any:
     try:
         return json_bounded.load_yaml(text, loader=_PolicyYamlLoader)  # same bounds as every JSON input
     except json_bounded.JsonBoundsError as exc:
-        where = "(document)" if exc.path == "$" else exc.path
-        raise PolicyError([(where, f"not accepted as YAML/JSON: {exc.message}")], source) from None
+        if exc.line is not None:
+            where = f"line {exc.line}, column {exc.column}"
+        else:
+            where = "(document)" if exc.path == "$" else exc.path
+        raise PolicyError(
+            [(where, f"not valid YAML/JSON: {exc.message.removeprefix('not valid YAML: ')}")], source
+        ) from None
 
 
 def load_policy(source: str | Path | Mapping[str, Any], *, name: str | None = None) -> PolicyDocument:

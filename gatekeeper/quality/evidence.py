@@ -159,7 +159,7 @@ def load_evidence(path: str | Path) -> QualityEvidence:
     except OSError as exc:
         raise EvidenceError("(file)", f"cannot be read: {exc.strerror}") from None
     except json_bounded.JsonBoundsError as exc:
-        raise EvidenceError("(file)", f"is not accepted as JSON: {exc}") from None
+        raise EvidenceError("(file)", f"is {json_bounded.verdict(exc)}: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("sarif"), str):
         sarif_file = (file.parent / data["sarif"]).resolve()
         try:
@@ -167,5 +167,5 @@ def load_evidence(path: str | Path) -> QualityEvidence:
         except OSError as exc:
             raise EvidenceError("sarif", f"{data['sarif']!r} cannot be read: {exc.strerror}") from None
         except json_bounded.JsonBoundsError as exc:
-            raise EvidenceError("sarif", f"{data['sarif']!r} is not accepted as JSON: {exc}") from None
+            raise EvidenceError("sarif", f"{data['sarif']!r} is {json_bounded.verdict(exc)}: {exc}") from None
     return QualityEvidence.from_mapping(data)

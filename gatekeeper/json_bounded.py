@@ -56,7 +56,7 @@ class _Rejected:
         self.message = message
 
 
-class _DuplicateKeys(dict):  # type: ignore[type-arg]
+class _DuplicateKeys(dict):
     """An object that repeated a key: kept (so the walk can still name the path) and then refused."""
 
     duplicate: str = ""

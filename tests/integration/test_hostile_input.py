@@ -196,6 +196,15 @@ def test_a_body_over_the_limit_is_413_naming_it(env):
     assert nothing_written(env)
 
 
+def test_an_event_too_large_to_keep_is_413_naming_the_limit_before_anything_is_written(env):
+    evidence = [{"kind": "tests", "data": {"cases": ["x" * 1000] * 300}}]  # 300 KB inline, under the body limit
+    response = route_request("generic_events", env, json.dumps(dict(GENERIC, evidence=evidence)).encode())
+    assert response.status_code == 413, response.get_body()[:300]
+    details = problem(response)
+    assert details["field"] == "evidence" and "262144" in details["detail"]
+    assert nothing_written(env)
+
+
 # -- valid requests up to the limits: the claim check -------------------------------------------------------
 
 

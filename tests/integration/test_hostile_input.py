@@ -8,12 +8,14 @@ import hashlib
 import hmac
 import json
 import uuid
+from types import SimpleNamespace
 
 import azure.functions as func
 import pytest
 
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource
+from gatekeeper.gates.activities import load_event
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.queue import decode_message
 from gatekeeper.local.entra_issuer import LocalEntraIssuer
@@ -252,8 +254,14 @@ def test_an_azure_devops_check_with_a_44_kib_auth_token_is_accepted_and_dispatch
     assert queued.event.callback.auth_token.get_secret_value() == token
     assert token[:100] not in (env.runtime.large_events.get(queued.blob) or token)
     dispatch_all(env, durable)
-    assert len(durable.posts("/orchestrators/")) == 1
+    [(_, gate)] = durable.posts("/orchestrators/")
     assert claim_check_blobs(env) == []
+    # the gate's activities read the event back from the Events table, where it spans several properties
+    row = env.storage.tenant_table(env.tenant_id, TablePurpose.EVENTS).get_entity("event", gate["event_key"])
+    assert "sealed_event_1" in row and token[:100] not in json.dumps(dict(row), default=str)
+    services = SimpleNamespace(storage=env.storage, cipher=env.runtime.sealer)
+    stored = load_event(services, env.tenant_id, gate["event_key"])  # type: ignore[arg-type]
+    assert stored.callback.auth_token.get_secret_value() == token
 
 
 def test_a_claim_check_message_cannot_name_another_tenants_blob(env, durable):

@@ -155,7 +155,7 @@ def fuzz_headers(rng: random.Random, headers: dict[str, str]) -> dict[str, str]:
     headers = dict(headers)
     if rng.random() < 0.7:
         return headers
-    name = rng.choice([*sorted(headers), "X-Extra"])
+    name = rng.choice([*sorted(headers), "X-Extra", "Content-Length"])
     choice = rng.random()
     if choice < 0.25:
         headers.pop(name, None)
@@ -164,7 +164,9 @@ def fuzz_headers(rng: random.Random, headers: dict[str, str]) -> dict[str, str]:
     elif choice < 0.75:
         headers[name] = "".join(chr(rng.randrange(32, 0x3000)) for _ in range(rng.randint(0, 40)))
     else:
-        headers[name] = rng.choice(["", " ", "$(System.PlanId)", "text/plain", "Bearer", "Basic !!!", "sha256=00"])
+        headers[name] = rng.choice(
+            ["", " ", "$(System.PlanId)", "text/plain", "Bearer", "Basic !!!", "sha256=00", "\u00b2", "9" * 5000]
+        )
     return headers
 
 

@@ -191,6 +191,15 @@ def test_an_oversized_auth_token_beyond_the_large_header_limit_is_refused(env):
     assert nothing_written(env)
 
 
+@pytest.mark.parametrize("declared", ["9" * 5000, "\u00b2", "-1", "1e9", " 12 "])
+def test_an_odd_content_length_is_never_a_500(env, declared):
+    headers = {"Content-Type": "application/json", "X-Gatekeeper-Tenant": env.tenant_id, "x-functions-key": API_KEY}
+    response = _call("generic_events", json.dumps(GENERIC).encode(), {**headers, "Content-Length": declared})
+    assert response.status_code in (202, 413), response.get_body()[:300]
+    assert (response.status_code == 413) == (declared == "9" * 5000)
+    env.drain()
+
+
 def test_a_body_over_the_limit_is_413_naming_it(env):
     body = json.dumps(dict(GENERIC, labels=["x" * 100] * 11_000)).encode()
     response = route_request("generic_events", env, body)

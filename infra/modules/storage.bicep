@@ -123,6 +123,41 @@ resource largeEventsContainer 'Microsoft.Storage/storageAccounts/blobServices/co
   }
 }
 
+// A claim-check blob outlives its message only when the message was dead-lettered; those are kept long enough
+// to inspect and replay, then removed, so a stuck or abandoned event does not stay in storage for ever.
+resource largeEventsLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-06-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-claim-check-blobs'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${largeEventsContainer.name}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: 30
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
 // Time-based retention (WORM). Created unlocked because ARM cannot lock a policy; docs/deploy.md has the
 // admin step that locks it, after which nobody (not even the subscription owner) can shorten it.
 resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-06-01' = {

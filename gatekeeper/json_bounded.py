@@ -126,7 +126,7 @@ def check_depth(text: str, max_depth: int = MAX_DEPTH) -> None:
             if depth > max_depth:
                 raise JsonBoundsError("depth", "$", f"nested deeper than {max_depth} levels (at character {position})")
         elif char in "]}":
-            depth -= 1
+            depth = max(depth - 1, 0)  # a stray closer cannot buy room for deeper nesting later
 
 
 def _check(value: Any, path: str) -> None:

@@ -58,6 +58,12 @@ def test_nesting_beyond_the_limit_is_a_depth_error_never_recursion(depth, innerm
     assert caught.value.kind == "depth"
 
 
+def test_stray_closers_do_not_buy_room_for_deeper_nesting():
+    with pytest.raises(JsonBoundsError) as caught:
+        json_bounded.loads("]" * 5000 + "[" * 3000)
+    assert caught.value.kind == "depth"
+
+
 @BOUNDED
 @given(st.integers(min_value=1, max_value=100))
 def test_brackets_inside_strings_do_not_count_as_depth(count):

@@ -129,8 +129,11 @@ class Demo:
         queue = self.stack.runtime.sink.queue
         results = []
         for message in queue.receive_messages(max_messages=32):
-            queued = decode_message(self.stack.runtime.sealer, message.content.decode())
+            runtime = self.stack.runtime
+            queued = decode_message(runtime.sealer, message.content.decode(), runtime.large_events)
             results.append(self.gates.dispatcher.dispatch(queued.event, queued.event_id))
+            if queued.blob is not None:
+                runtime.large_events.delete(queued.blob)
             queue.delete_message(message)
         self.gates.runner.run_until_idle()
         return results

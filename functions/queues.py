@@ -51,11 +51,13 @@ def _dispatch(body: bytes, gateway: DurableClientGateway) -> None:
     rt = services()
     text = body.decode("utf-8", errors="replace")
     try:
-        queued = decode_message(rt.sealer, text)
-    except ValueError as exc:
+        queued = decode_message(rt.sealer, text, rt.large_events)
+    except ValueError as exc:  # kept with its claim-check blob, if any, for whoever looks at dead letters
         rt.dead_letters.record(PIPELINE_EVENTS_QUEUE, text, f"undecodable: {exc}")
         return
     result = rt.dispatcher(gateway).dispatch(queued.event, queued.event_id)
+    if queued.blob is not None:  # dispatched (or a duplicate): the claim check has served its purpose
+        rt.large_events.delete(queued.blob)
     log.info("event %s: %s", queued.event_id, result.disposition.value)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from gatekeeper import settings
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
-from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, QueueEventSink, Sealer
+from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, LargeEventStore, QueueEventSink, Sealer
 from gatekeeper.ingest.service import IngestionService, TokenValidator
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import SecretPurpose
@@ -80,8 +80,13 @@ class Runtime:
         return SecretResolver(self.environ)
 
     @cached_property
+    def large_events(self) -> LargeEventStore:
+        """Claim-check blobs for events too large for a queue message (`pipeline-events-large`)."""
+        return LargeEventStore.from_storage(self.storage)
+
+    @cached_property
     def sink(self) -> QueueEventSink:
-        sink = QueueEventSink(self.storage, self.sealer, self.queue_name)
+        sink = QueueEventSink(self.storage, self.sealer, self.queue_name, self.large_events)
         sink.ensure_queue()
         return sink
 

@@ -19,7 +19,6 @@ it back or its claim expired (`GateStore.claim_delivery`), so twenty identical c
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gatekeeper import json_bounded
 from gatekeeper.approvals import chain
 from gatekeeper.errors import Problem, ValidationProblem
 from gatekeeper.gates.model import GateStatus, VoteEvent, vote_event_name
@@ -363,8 +363,10 @@ def _parse(body: bytes) -> DecisionRequest:
     if len(body) > MAX_BODY_BYTES:
         raise Problem(413, "body-too-large", "The body is too large", f"At most {MAX_BODY_BYTES} bytes.")
     try:
-        data = json.loads(body.decode("utf-8") or "null")
-    except (UnicodeDecodeError, ValueError):
+        data = json_bounded.loads(body or b"null")
+    except json_bounded.JsonBoundsError as exc:
+        if exc.kind != "syntax":
+            raise json_bounded.as_problem(exc) from None
         raise ValidationProblem("the body must be a JSON object", field="body") from None
     if not isinstance(data, dict):
         raise ValidationProblem("the body must be a JSON object", field="body")

@@ -5,7 +5,7 @@ exist, gets the same 403, so the route reveals nothing about which tenants exist
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from gatekeeper.errors import Problem
 from gatekeeper.security.principal import AUDITOR_ROLE, Principal, wrong_tenant
@@ -30,4 +30,10 @@ def parse_range(value: str | None, name: str) -> datetime | None:
         ) from None
     if parsed.tzinfo is None:
         raise Problem(400, "invalid-query", "Invalid query parameter", f"{name}: needs a time zone", field=name)
+    try:  # 0001-01-01T00:00:00+14:00 parses but has no UTC equivalent; every comparison would overflow
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise Problem(
+            400, "invalid-query", "Invalid query parameter", f"{name}: outside the representable range", field=name
+        ) from None
     return parsed

@@ -87,9 +87,11 @@ def _instant(option: str, text: str | None) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise _usage(f"{option}: {text!r} is not an ISO 8601 date or date-time") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        value.astimezone(UTC)  # 0001-01-01T00:00:00+14:00 parses but has no UTC equivalent
+    except (ValueError, OverflowError):
+        raise _usage(f"{option}: {text!r} is not an ISO 8601 date or date-time in range") from None
+    return value
 
 
 def _tenant(text: str) -> str:

@@ -52,14 +52,16 @@ def _usage(message: str) -> Exception:
 
 
 def _read_json(path: Path) -> Any:
+    from gatekeeper import json_bounded
+
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise _usage(f"{path}: cannot be read: {exc.strerror}") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _usage(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        return json_bounded.loads(data)
+    except json_bounded.JsonBoundsError as exc:
+        raise _usage(f"{path}: {json_bounded.verdict(exc)}: {exc}") from None
 
 
 def parse_at(value: str | None) -> datetime:

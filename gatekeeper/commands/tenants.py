@@ -30,9 +30,11 @@ def import_tenants(args: argparse.Namespace) -> int:
 
     path: Path = args.file
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         records = load_tenant_file(text, filename=str(path))
     except ValueError as exc:

@@ -9,7 +9,6 @@ here and never chained: a secret in a bad payload must not reach a log through a
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -104,10 +103,12 @@ def validate(model: type[M], data: Any, *, context: str, root: str = "") -> M:
 
 def parse_json_string(value: str, *, context: str, field: str) -> dict[str, Any]:
     """Decode a JSON object carried as a string inside a payload (ConnectWise's `Entity`)."""
+    from gatekeeper import json_bounded
+
     try:
-        decoded = json.loads(value)
-    except ValueError:
-        raise problem(context, field, "is not valid JSON") from None
+        decoded = json_bounded.loads(value)
+    except json_bounded.JsonBoundsError as exc:
+        raise problem(context, field, f"is {json_bounded.verdict(exc)} ({exc.message})") from None
     if not isinstance(decoded, dict):
         raise problem(context, field, "must hold a JSON object")
     return decoded

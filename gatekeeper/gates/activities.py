@@ -21,6 +21,7 @@ from gatekeeper.gates.model import EvaluationSummary, GateStatus
 from gatekeeper.gates.services import GateServices
 from gatekeeper.gates.store import GateRecord, GateStore
 from gatekeeper.integrations.notify import Notification
+from gatekeeper.store.chunks import join_property
 from gatekeeper.store.tables import TablePurpose, tenant_table_name
 
 log = logging.getLogger("gatekeeper.gates")
@@ -48,7 +49,7 @@ def load_event(services: GateServices, tenant_id: str, event_key: str) -> Pipeli
         tenant_table_name(tenant_id, TablePurpose.EVENTS),
         EVENT_PARTITION,
         event_key,
-        entity["sealed_event"],
+        join_property(entity, "sealed_event"),
     )
     return event_from_sealable(document)
 

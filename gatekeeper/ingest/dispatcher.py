@@ -35,6 +35,7 @@ from azure.data.tables import TableClient, UpdateMode
 from gatekeeper.events.codec import event_to_sealable
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.ingest.queue import Sealer
+from gatekeeper.store.chunks import split_property
 from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_name
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,11 @@ class EventDispatcher:
             "event_id": event_id,
             "delivery_id": event.delivery_id or "",
             "received_at": now,
-            "sealed_event": self._sealer.seal_json(
-                event.tenant_id, table_name, EVENT_PARTITION, event.key_hash, event_to_sealable(event)
+            **split_property(  # long events (inline evidence, big job tokens) span several properties
+                "sealed_event",
+                self._sealer.seal_json(
+                    event.tenant_id, table_name, EVENT_PARTITION, event.key_hash, event_to_sealable(event)
+                ),
             ),
         }
         try:

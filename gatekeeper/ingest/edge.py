@@ -6,12 +6,32 @@ the tests; the trigger functions only copy the request into `IncomingRequest`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatekeeper.errors import Problem
+from gatekeeper import json_bounded
+from gatekeeper.errors import Problem, unauthenticated
+
+MAX_HEADER_CHARS = 8192  # any one header; what a proxy in front of the app would allow
+MAX_LARGE_HEADER_CHARS = 65_536
+# Headers whose documented content can be larger. Azure DevOps sends the job's access token (a JWT that grows
+# with the pipeline's scopes; 44 KiB is seen) in the check's `AuthToken` header; Entra access tokens carrying
+# many groups or roles run past 8 KiB.
+HEADER_LIMITS = {"authtoken": MAX_LARGE_HEADER_CHARS, "authorization": 2 * MAX_HEADER_CHARS}
+# Headers that carry a credential or name the tenant: too large means "not authenticated" (401), never 400,
+# so the answer says no more than for any other wrong credential.
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",
+        "x-gatekeeper-tenant",
+        "x-functions-key",
+        "x-hub-signature-256",
+        "x-gatekeeper-check-secret",
+        "x-gatekeeper-hook-secret",
+        "x-ms-client-principal",
+    }
+)
 
 
 class Headers:
@@ -42,8 +62,10 @@ class IncomingRequest:
 
 
 def require_size(request: IncomingRequest, max_bytes: int) -> None:
-    declared = request.headers.get("content-length")
-    if (declared and declared.isdigit() and int(declared) > max_bytes) or len(request.body) > max_bytes:
+    declared = (request.headers.get("content-length") or "").strip()
+    # ASCII digits only ("²".isdigit() is True) and no more than 20 of them (int() refuses 4,300)
+    too_long = declared.isascii() and declared.isdigit() and (len(declared) > 20 or int(declared) > max_bytes)
+    if too_long or len(request.body) > max_bytes:
         raise Problem(413, "payload-too-large", "The request body is too large", f"The limit is {max_bytes} bytes.")
 
 
@@ -59,14 +81,31 @@ def require_json_content_type(request: IncomingRequest) -> None:
         )
 
 
+def require_bounded_headers(request: IncomingRequest) -> None:
+    """Refuse over-long headers before any of them is used as a key or compared: a credential or tenant
+    header answers 401 (as any bad credential does), any other 431 naming the header."""
+    for name, value in request.headers.as_dict().items():
+        limit = HEADER_LIMITS.get(name, MAX_HEADER_CHARS)
+        if len(name) + len(value) <= limit:
+            continue
+        if name in CREDENTIAL_HEADERS:
+            raise unauthenticated(f"Header {name} is longer than {limit} characters.")
+        shown = name if len(name) <= 64 else name[:63] + "…"
+        raise Problem(
+            431,
+            "header-too-large",
+            "A request header is too large",
+            f"Header {shown} is longer than the limit of {limit} characters.",
+            field=f"header:{shown}",
+        )
+
+
 def parse_json_object(body: bytes, *, what: str = "body") -> dict[str, Any]:
+    """The body as a JSON object, read by the bounded parser: 400 naming the field for anything else."""
     try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Problem(400, "malformed-json", "The body is not valid JSON", f"{what}: {exc}", field=what) from exc
-    if not isinstance(document, dict):
-        raise Problem(400, "malformed-json", "The body must be a JSON object", f"{what}: expected an object")
-    return document
+        return json_bounded.loads_object(body)
+    except json_bounded.JsonBoundsError as exc:
+        raise json_bounded.as_problem(exc, what) from None
 
 
 def require_header(request: IncomingRequest, name: str) -> str:

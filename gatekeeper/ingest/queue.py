@@ -4,26 +4,39 @@ The edge answers as soon as the normalised event is durably queued, well inside 
 and Azure DevOps' 3; everything slower (dedupe, starting orchestrations) happens in the dispatcher,
 which the queue retries and, after maxDequeueCount, dead-letters. Event contents are sealed with the
 tenant's data key, because the queue is outside the tenant's tables (and holds callback tokens).
+
+A queue message holds at most 64 KiB, and a request within the body limit (inline evidence, an Azure
+DevOps `AuthToken` of 44 KiB) seals to more than that. Such events take the claim-check path: the sealed
+event goes to a blob in `pipeline-events-large` named after the tenant and event id, sealed exactly as the
+message would be but bound to the blob's name, and the message carries only that name. The dispatcher
+reads it back, and the blob is deleted after a successful dispatch or kept for the dead-letter path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
+from gatekeeper import json_bounded
 from gatekeeper.events.codec import event_from_sealable, event_to_sealable
 from gatekeeper.events.model import PipelineEvent
-from gatekeeper.store.tables import StorageAccount
+from gatekeeper.store.tables import TENANT_ID_PATTERN, StorageAccount
 
 PIPELINE_EVENTS_QUEUE = "pipeline-events"
 CONNECTOR_EVENTS_QUEUE = "connector-events"
 SEAL_TABLE = "queue-" + PIPELINE_EVENTS_QUEUE
 MESSAGE_VERSION = 1
+LARGE_EVENTS_CONTAINER = PIPELINE_EVENTS_QUEUE + "-large"
+LARGE_SEAL_TABLE = "blob-" + LARGE_EVENTS_CONTAINER
+QUEUE_MESSAGE_LIMIT = 65_536  # characters of a queue message as stored (the base64 text)
+_EVENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 class Sealer(Protocol):
@@ -36,32 +49,117 @@ class QueuedEvent:
     tenant_id: str
     event_id: str
     event: PipelineEvent
+    blob: str | None = None  # the claim-check blob holding the sealed event, if the message only named it
 
 
-def encode_message(sealer: Sealer, event: PipelineEvent, event_id: str) -> str:
+def large_blob_name(tenant_id: str, event_id: str) -> str:
+    """`<tenant>/<event id>.sealed`: derived, so a message can name no other blob than its own."""
+    if not TENANT_ID_PATTERN.fullmatch(tenant_id) or not _EVENT_ID.fullmatch(event_id):
+        raise ValueError("not a pipeline-events message: bad tenant or event id")
+    return f"{tenant_id}/{event_id}.sealed"
+
+
+class LargeEventStore:
+    """The claim-check blobs of `pipeline-events-large`: sealed events too large for a queue message."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+        self._ensured = False
+
+    @classmethod
+    def from_storage(cls, storage: StorageAccount, container_name: str = LARGE_EVENTS_CONTAINER) -> LargeEventStore:
+        from gatekeeper.audit.archive import blob_service
+
+        return cls(blob_service(storage).get_container_client(container_name))
+
+    @property
+    def container(self) -> ContainerClient:
+        return self._container
+
+    def ensure(self) -> None:
+        if not self._ensured:
+            with contextlib.suppress(ResourceExistsError):
+                self._container.create_container()
+            self._ensured = True
+
+    def put(self, name: str, sealed: str) -> None:
+        self.ensure()
+        self._container.upload_blob(name, sealed.encode("ascii"), overwrite=True)
+
+    def get(self, name: str) -> str | None:
+        try:
+            return self._container.download_blob(name).readall().decode("ascii")
+        except ResourceNotFoundError:
+            return None
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self._container.delete_blob(name)
+
+
+def _stored_length(message: str) -> int:
+    """Characters the queue stores for `message`: the Functions encoding is base64 of its UTF-8 bytes."""
+    return 4 * ((len(message.encode()) + 2) // 3)
+
+
+def encode_message(sealer: Sealer, event: PipelineEvent, event_id: str, large: LargeEventStore | None = None) -> str:
+    """The queue message for `event`; with `large`, an event over the queue limit goes to a blob first and
+    the message only names it (claim check). Without `large`, such an event raises ValueError."""
     sealed = sealer.seal_json(event.tenant_id, SEAL_TABLE, event.tenant_id, event_id, event_to_sealable(event))
-    return json.dumps({"v": MESSAGE_VERSION, "tenant": event.tenant_id, "id": event_id, "sealed": sealed})
+    message = json.dumps({"v": MESSAGE_VERSION, "tenant": event.tenant_id, "id": event_id, "sealed": sealed})
+    if _stored_length(message) <= QUEUE_MESSAGE_LIMIT:
+        return message
+    if large is None:
+        raise ValueError(f"event {event_id}: {_stored_length(message)} characters exceed the queue limit")
+    name = large_blob_name(event.tenant_id, event_id)
+    in_blob = sealer.seal_json(event.tenant_id, LARGE_SEAL_TABLE, event.tenant_id, name, event_to_sealable(event))
+    large.put(name, in_blob)
+    return json.dumps({"v": MESSAGE_VERSION, "tenant": event.tenant_id, "id": event_id, "blob": name})
 
 
-def decode_message(sealer: Sealer, text: str) -> QueuedEvent:
+def decode_message(sealer: Sealer, text: str, large: LargeEventStore | None = None) -> QueuedEvent:
     """Raises ValueError for a message that can never be processed (the caller dead-letters it)."""
     try:
-        document = json.loads(text)
+        document = json_bounded.loads_object(text)
         if document.get("v") != MESSAGE_VERSION:
-            raise ValueError(f"unsupported message version {document.get('v')!r}")
-        tenant_id, event_id, sealed = str(document["tenant"]), str(document["id"]), str(document["sealed"])
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"unsupported message version {str(document.get('v'))[:20]!r}")
+        tenant_id, event_id = str(document["tenant"]), str(document["id"])
+        sealed, blob = document.get("sealed"), document.get("blob")
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not a pipeline-events message: {exc}") from exc
-    event = event_from_sealable(sealer.open_json(tenant_id, SEAL_TABLE, tenant_id, event_id, sealed))
+    except ValueError as exc:
+        raise ValueError(f"not a pipeline-events message: {exc}") from None
+    if isinstance(sealed, str) and blob is None:
+        value = sealer.open_json(tenant_id, SEAL_TABLE, tenant_id, event_id, sealed)
+    elif isinstance(blob, str) and sealed is None:
+        name = large_blob_name(tenant_id, event_id)
+        if blob != name:
+            raise ValueError("not a pipeline-events message: the blob is not the one of this event")
+        if large is None:
+            raise ValueError("a claim-check message, but no blob store to read it from")
+        stored = large.get(name)
+        if stored is None:
+            raise ValueError(f"the claim-check blob {name} is missing")
+        value = sealer.open_json(tenant_id, LARGE_SEAL_TABLE, tenant_id, name, stored)
+    else:
+        raise ValueError("not a pipeline-events message: exactly one of 'sealed' and 'blob' is needed")
+    event = event_from_sealable(value)
     if event.tenant_id != tenant_id:
         raise ValueError("message tenant does not match the sealed event")
-    return QueuedEvent(tenant_id, event_id, event)
+    return QueuedEvent(tenant_id, event_id, event, blob)
 
 
 class QueueEventSink:
     """Seals and queues accepted events onto `pipeline-events`."""
 
-    def __init__(self, storage: StorageAccount, sealer: Sealer, queue_name: str = PIPELINE_EVENTS_QUEUE):
+    def __init__(
+        self,
+        storage: StorageAccount,
+        sealer: Sealer,
+        queue_name: str = PIPELINE_EVENTS_QUEUE,
+        large: LargeEventStore | None = None,
+    ):
+        self._large = large
         self._queue = storage.queue(
             queue_name,
             message_encode_policy=BinaryBase64EncodePolicy(),
@@ -79,4 +177,10 @@ class QueueEventSink:
             self._queue.create_queue()
 
     def submit(self, event: PipelineEvent, event_id: str) -> None:
-        self._queue.send_message(encode_message(self._sealer, event, event_id).encode())
+        message = encode_message(self._sealer, event, event_id, self._large)
+        try:
+            self._queue.send_message(message.encode())
+        except Exception:
+            if self._large is not None and '"blob"' in message:  # nothing half-written: drop the claim check
+                self._large.delete(large_blob_name(event.tenant_id, event_id))
+            raise

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from gatekeeper.errors import Problem, unauthenticated
 from gatekeeper.events.azure_devops import parse_check_request, parse_service_hook
+from gatekeeper.events.codec import event_to_sealable
 from gatekeeper.events.common import Ignored
 from gatekeeper.events.connectors import parse_connector_message
 from gatekeeper.events.generic import parse_generic
@@ -27,6 +28,7 @@ from gatekeeper.events.model import EventSource, PipelineEvent
 from gatekeeper.ingest.edge import (
     IncomingRequest,
     parse_json_object,
+    require_bounded_headers,
     require_header,
     require_json_content_type,
     require_size,
@@ -34,6 +36,7 @@ from gatekeeper.ingest.edge import (
 from gatekeeper.ingest.scope import bind_azure_devops, bind_connector, bind_github, bind_webhook
 from gatekeeper.security.identity import TokenValidator, identify_caller
 from gatekeeper.security.signatures import basic_auth_password, verify_github_signature, verify_shared_secret
+from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
 from gatekeeper.tenancy.registry import TenantRegistry
 from gatekeeper.tenancy.secrets import SecretResolver
@@ -117,6 +120,7 @@ class IngestionService:
 
     def azure_devops_check(self, request: IncomingRequest) -> Outcome:
         require_size(request, self._max_body_bytes)
+        require_bounded_headers(request)
         document = parse_json_object(request.body) if request.body.strip() else {}
         plan_url = require_header(request, "PlanUrl")
         # Only the PlanUrl names the tenant: it is where the decision goes, so the body cannot re-address it.
@@ -162,7 +166,7 @@ class IngestionService:
                 raise unauthenticated()
             return tenant
         tenant_id = request.headers.get(GENERIC_TENANT_HEADER)
-        tenant = self._registry.get(tenant_id) if tenant_id and tenant_id.isalnum() else None
+        tenant = self._registry.get(tenant_id) if tenant_id and TENANT_ID_PATTERN.fullmatch(tenant_id) else None
         self._require_secret(
             tenant if tenant and tenant.enabled else None,
             SecretPurpose.GENERIC_API_KEY,
@@ -208,6 +212,7 @@ class IngestionService:
 
     def _json(self, request: IncomingRequest) -> dict[str, Any]:
         require_size(request, self._max_body_bytes)
+        require_bounded_headers(request)
         require_json_content_type(request)
         return parse_json_object(request.body)
 
@@ -237,8 +242,27 @@ class IngestionService:
         event_id = self._new_id()
         if isinstance(parsed, Ignored):
             return Outcome("ignored", event_id, reason=parsed.reason)
+        require_event_size(parsed)
         self._sink.submit(parsed, event_id)
         return Outcome("accepted", event_id, event=parsed)
+
+
+MAX_EVENT_BYTES = 262_144  # the normalised event, sealed, must fit one table entity (gatekeeper.store.chunks)
+
+
+def require_event_size(event: PipelineEvent) -> None:
+    """413 before anything is written when the normalised event (mostly inline evidence) is larger than the
+    gate can keep; below it, events over the queue's 64 KiB travel by claim check."""
+    size = len(json.dumps(event_to_sealable(event), ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_EVENT_BYTES:
+        raise Problem(
+            413,
+            "payload-too-large",
+            "The event is too large",
+            f"The normalised event has {size} bytes; the limit is {MAX_EVENT_BYTES} bytes (move big evidence "
+            "behind a uri).",
+            field="evidence" if event.evidence else None,
+        )
 
 
 def canonical_envelope(document: dict[str, Any]) -> bytes:

@@ -177,13 +177,18 @@ def _schema_issues(data: Any) -> list[tuple[str, str]]:
 
 
 def _parse_text(text: str, source: str | None) -> Any:
+    from gatekeeper import json_bounded
+
     try:
-        return yaml.load(text, Loader=_PolicyYamlLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
-        problem = getattr(exc, "problem", None) or "not valid YAML or JSON"
-        raise PolicyError([(where, f"not valid YAML/JSON: {problem}")], source) from None
+        return json_bounded.load_yaml(text, loader=_PolicyYamlLoader)  # same bounds as every JSON input
+    except json_bounded.JsonBoundsError as exc:
+        if exc.line is not None:
+            where = f"line {exc.line}, column {exc.column}"
+        else:
+            where = "(document)" if exc.path == "$" else exc.path
+        raise PolicyError(
+            [(where, f"not valid YAML/JSON: {exc.message.removeprefix('not valid YAML: ')}")], source
+        ) from None
 
 
 def load_policy(source: str | Path | Mapping[str, Any], *, name: str | None = None) -> PolicyDocument:

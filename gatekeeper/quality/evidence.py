@@ -14,7 +14,6 @@ Indicator names that quality objectives refer to (`sli:` in the policy):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -153,20 +152,20 @@ class QualityEvidence(BaseModel):
 def load_evidence(path: str | Path) -> QualityEvidence:
     """Read an evidence JSON file. `sarif` may be inline or a path relative to the evidence file."""
     file = Path(path)
+    from gatekeeper import json_bounded
+
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = json_bounded.loads(file.read_bytes())
     except OSError as exc:
         raise EvidenceError("(file)", f"cannot be read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        detail = f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        raise EvidenceError("(file)", detail) from None
+    except json_bounded.JsonBoundsError as exc:
+        raise EvidenceError("(file)", f"is {json_bounded.verdict(exc)}: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("sarif"), str):
         sarif_file = (file.parent / data["sarif"]).resolve()
         try:
-            data["sarif"] = json.loads(sarif_file.read_text(encoding="utf-8"))
+            data["sarif"] = json_bounded.loads(sarif_file.read_bytes())
         except OSError as exc:
             raise EvidenceError("sarif", f"{data['sarif']!r} cannot be read: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            detail = f"{data['sarif']!r} is not valid JSON: {exc.msg} at line {exc.lineno}"
-            raise EvidenceError("sarif", detail) from None
+        except json_bounded.JsonBoundsError as exc:
+            raise EvidenceError("sarif", f"{data['sarif']!r} is {json_bounded.verdict(exc)}: {exc}") from None
     return QualityEvidence.from_mapping(data)

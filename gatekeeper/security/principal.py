@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gatekeeper import settings
+from gatekeeper import json_bounded, settings
 from gatekeeper.errors import Problem, unauthenticated
 
 AuthKind = Literal["bearer", "easyauth", "function-key"]
@@ -122,7 +121,7 @@ def _decode_header(value: str) -> _ClientPrincipal:
         raise unauthenticated("The X-MS-CLIENT-PRINCIPAL header is empty or too large.")
     try:
         raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-        data = json.loads(raw.decode("utf-8"))
+        data = json_bounded.loads(raw)
     except (binascii.Error, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise unauthenticated("The X-MS-CLIENT-PRINCIPAL header is not base64-encoded JSON.") from None
     try:

@@ -7,7 +7,6 @@ registry changes rarely; an import invalidates this process's cache at once.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -184,13 +183,15 @@ _MISS = object()
 
 def load_tenant_file(text: str, *, filename: str) -> list[TenantRecord]:
     """Parse a YAML or JSON tenants file (`tenants: [...]` or a bare list) into validated records."""
-    import yaml
     from pydantic import ValidationError
 
+    from gatekeeper import json_bounded
+
     try:
-        document = json.loads(text) if filename.endswith(".json") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{filename}: not valid {'JSON' if filename.endswith('.json') else 'YAML'}: {exc}") from exc
+        document = json_bounded.loads(text) if filename.endswith(".json") else json_bounded.load_yaml(text)
+    except json_bounded.JsonBoundsError as exc:
+        kind = "JSON" if filename.endswith(".json") else "YAML"
+        raise ValueError(f"{filename}: not accepted as {kind}: {exc}") from None
     items = document.get("tenants") if isinstance(document, dict) else document
     if not isinstance(items, list):
         raise ValueError(f"{filename}: tenants: expected a list of tenant records")

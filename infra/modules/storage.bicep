@@ -113,6 +113,51 @@ resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
   }
 }
 
+// Claim-check blobs: sealed pipeline events too large for a 64 KiB queue message (gatekeeper/ingest/queue.py
+// LARGE_EVENTS_CONTAINER). The dispatcher deletes each after dispatch; dead-lettered ones stay for inspection.
+resource largeEventsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
+  parent: blobService
+  name: 'pipeline-events-large'
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// A claim-check blob outlives its message only when the message was dead-lettered; those are kept long enough
+// to inspect and replay, then removed, so a stuck or abandoned event does not stay in storage for ever.
+resource largeEventsLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-06-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-claim-check-blobs'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${largeEventsContainer.name}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: 30
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
 // Time-based retention (WORM). Created unlocked because ARM cannot lock a policy; docs/deploy.md has the
 // admin step that locks it, after which nobody (not even the subscription owner) can shorten it.
 resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-06-01' = {

@@ -199,6 +199,23 @@ def test_refusals_are_problem_details(gate, durable, issuer, who, body, status, 
     assert raised(durable) == []
 
 
+@pytest.mark.parametrize(
+    ("body", "slug", "field"),
+    [
+        (b'{"decision": "approve", "comment": ' + b"[" * 5000 + b"]" * 5000 + b"}", "json-out-of-bounds", "body"),
+        (b'{"decision": "approve", "comment": ' + b"9" * 5000 + b"}", "json-out-of-bounds", "comment"),
+        (b'{"decision": "approve", "comment": NaN}', "json-out-of-bounds", "comment"),
+        (b'{"decision": "reject", "decision": "approve"}', "duplicate-key", "decision"),
+    ],
+)
+def test_hostile_decision_bodies_are_400_naming_the_field_and_raise_nothing(gate, durable, issuer, body, slug, field):
+    response = post(gate["id"], durable, bearer(issuer, ANNA), body)
+    assert response.status_code == 400, response.get_body()[:300]
+    problem = json.loads(response.get_body())
+    assert problem["type"].endswith("/" + slug) and problem["field"] == field
+    assert raised(durable) == []
+
+
 def test_a_second_vote_is_a_conflict_and_a_decided_gate_is_gone(gate, durable, issuer):
     assert post(gate["id"], durable, bearer(issuer, ANNA), {"decision": "approve"}).status_code == 202
     again = post(gate["id"], durable, bearer(issuer, ANNA), {"decision": "reject"})

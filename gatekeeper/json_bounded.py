@@ -36,7 +36,17 @@ class JsonBoundsError(ValueError):
     """Input outside what the product reads. `kind` is stable (`syntax`, `depth`, `number`, `constant`,
     `duplicate-key`, `string`, `yaml-size`), `path` names where (`$` is the whole document)."""
 
-    def __init__(self, kind: str, path: str, message: str, line: int | None = None, column: int | None = None):
+    def __init__(
+        self,
+        kind: str,
+        path: str,
+        message: str,
+        line: int | None = None,
+        column: int | None = None,
+        *,
+        parts: tuple[str | int, ...] = (),
+        document: Any = None,
+    ):
         where = f" at line {line}, column {column}" if line is not None else ""
         super().__init__(f"{path}: {message}{where}")
         self.kind = kind
@@ -44,6 +54,8 @@ class JsonBoundsError(ValueError):
         self.message = message
         self.line = line  # 1-based, for YAML syntax errors
         self.column = column
+        self.parts = parts  # the path as keys and indexes (JSON values only), for callers that map it
+        self.document = document  # the parsed document, for a repeated key (so a caller can say what it affects)
 
 
 class _Rejected:
@@ -129,24 +141,31 @@ def check_depth(text: str, max_depth: int = MAX_DEPTH) -> None:
             depth = max(depth - 1, 0)  # a stray closer cannot buy room for deeper nesting later
 
 
-def _check(value: Any, path: str) -> None:
+def _check(value: Any, path: str, parts: tuple[str | int, ...] = ()) -> None:
     """Find the first refused value (depth is already bounded, so recursion is safe here)."""
     if isinstance(value, _Rejected):
-        raise JsonBoundsError(value.kind, path, value.message)
+        raise JsonBoundsError(value.kind, path, value.message, parts=parts)
     if isinstance(value, str):
         if _SURROGATE.search(value):
-            raise JsonBoundsError("string", path, "string holds an unpaired surrogate (not encodable as UTF-8)")
+            raise JsonBoundsError(
+                "string", path, "string holds an unpaired surrogate (not encodable as UTF-8)", parts=parts
+            )
         return
     if isinstance(value, _DuplicateKeys):
-        raise JsonBoundsError("duplicate-key", _key_path(path, value.duplicate), "key appears more than once")
+        raise JsonBoundsError(
+            "duplicate-key",
+            _key_path(path, value.duplicate),
+            "key appears more than once",
+            parts=(*parts, value.duplicate),
+        )
     if isinstance(value, dict):
         for key, item in value.items():
             if _SURROGATE.search(key):
-                raise JsonBoundsError("string", path, "a key holds an unpaired surrogate")
-            _check(item, _key_path(path, key))
+                raise JsonBoundsError("string", path, "a key holds an unpaired surrogate", parts=parts)
+            _check(item, _key_path(path, key), (*parts, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]")
+            _check(item, f"{path}[{index}]", (*parts, index))
 
 
 def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
@@ -163,7 +182,12 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise JsonBoundsError("syntax", "$", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    _check(value, "$")
+    try:
+        _check(value, "$")
+    except JsonBoundsError as exc:
+        if exc.kind == "duplicate-key":
+            exc.document = value
+        raise
     return value
 
 

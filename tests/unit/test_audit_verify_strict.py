@@ -204,14 +204,14 @@ def test_expect_size_catches_a_bundle_cut_back_to_an_older_checkpoint(tmp_path, 
 @pytest.mark.parametrize(
     ("make", "fragment"),
     [
-        (lambda raw: b"[" * 100_000 + b"]" * 100_000, "nested 100000 levels deep, more than the 64 allowed"),
+        (lambda raw: b"[" * 100_000 + b"]" * 100_000, "nested more than the 64 levels allowed"),
         (lambda raw: raw.replace(b'"entries":[', b'"entries":[' + b"[" * 5000 + b"]" * 5000 + b",", 1), "nested"),
         (lambda raw: raw.replace(b'"start_seq":0', b'"start_seq":NaN', 1), "NaN is not a JSON number"),
         (lambda raw: raw.replace(b'"start_seq":0', b'"start_seq":-Infinity', 1), "-Infinity is not a JSON number"),
-        (lambda raw: raw.replace(b'"start_seq":0', b'"start_seq":' + b"9" * 5000, 1), "not a JSON document"),
-        (lambda raw: b"\xff" + raw, "not UTF-8 text"),
-        (lambda raw: raw.decode().encode("utf-16"), "not UTF-8 text"),
-        (lambda raw: raw.replace(b'"start_seq":0', b'"start_seq":1e999', 1), "1e999 is too large for a number"),
+        (lambda raw: raw.replace(b'"start_seq":0', b'"start_seq":' + b"9" * 5000, 1), "integer with 5000 digits"),
+        (lambda raw: b"\xff" + raw, "not UTF-8"),
+        (lambda raw: raw.decode().encode("utf-16"), "not UTF-8"),
+        (lambda raw: raw.replace(b'"start_seq":0', b'"start_seq":1e999', 1), "number 1e999 is out of range"),
     ],
 )
 def test_hostile_json_is_bad_input(tmp_path, capsys, bundle, pem_path, make, fragment):
@@ -222,7 +222,6 @@ def test_hostile_json_is_bad_input(tmp_path, capsys, bundle, pem_path, make, fra
 
 def test_brackets_inside_strings_do_not_count_as_nesting():
     text = b'{"subject":"' + b"[{" * 500 + b'","x":[[1]]}'
-    assert strict_json.nesting_depth(text) == 3
     assert strict_json.loads(text, source="t")["x"] == [[1]]
 
 
@@ -404,7 +403,7 @@ def test_strict_reader_refuses_exactly_repeats_constants_and_depth(key, depth, c
         refused = str(exc)
     bad_constant = constant in ("NaN", "Infinity", "-Infinity")
     if depth + 1 > strict_json.MAX_DEPTH:
-        assert refused is not None and "levels deep" in refused
+        assert refused is not None and "levels allowed" in refused
     elif bad_constant:
         assert refused is not None and "is not a JSON number" in refused
     else:

@@ -29,6 +29,7 @@ from gatekeeper.ingest.edge import (
     require_size,
 )
 from gatekeeper.security.identity import TokenValidator, identify_caller
+from gatekeeper.security.principal import Principal
 from gatekeeper.security.signatures import basic_auth_password, verify_github_signature, verify_shared_secret
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
 from gatekeeper.tenancy.registry import TenantRegistry
@@ -132,17 +133,21 @@ class IngestionService:
 
     def generic(self, request: IncomingRequest) -> Outcome:
         document = self._json(request)
-        tenant = self._generic_tenant(request)
-        return self._hand_over(parse_generic(document, tenant_id=tenant.tenant_id))
+        tenant, principal = self._generic_tenant(request)
+        parsed = parse_generic(document, tenant_id=tenant.tenant_id)
+        if principal is not None:  # the token says who asks; the body's actor is only shown
+            who = (f"entra:oid:{principal.oid.lower()}",)
+            parsed = parsed.model_copy(update={"requester_ids": who})
+        return self._hand_over(parsed)
 
-    def _generic_tenant(self, request: IncomingRequest) -> TenantRecord:
+    def _generic_tenant(self, request: IncomingRequest) -> tuple[TenantRecord, Principal | None]:
         authorization = request.headers.get("Authorization") or ""
         if authorization.lower().startswith("bearer "):
             principal = identify_caller({"Authorization": authorization}, self._token_validator)
             tenant = self._registry.resolve([f"entra:tenant:{principal.tid.lower()}"])
             if tenant is None:
                 raise unauthenticated()
-            return tenant
+            return tenant, principal
         tenant_id = request.headers.get(GENERIC_TENANT_HEADER)
         tenant = self._registry.get(tenant_id) if tenant_id and tenant_id.isalnum() else None
         self._require_secret(
@@ -151,7 +156,7 @@ class IngestionService:
             request.headers.get(GENERIC_KEY_HEADER),
         )
         assert tenant is not None
-        return tenant
+        return tenant, None
 
     # -- connectors (queue messages) --------------------------------------------------------------
 

@@ -603,7 +603,8 @@ def _lower_keys(value: Any) -> Any:
 
 class LocalGraphServer(LocalServer):
     """Microsoft Graph v1.0: `users/{id}/teamwork/sendActivityNotification`,
-    `teams/{id}/sendActivityNotification`, `users/{sender}/sendMail`, `users/{id}`, `groups/{id}` and
+    `teams/{id}/sendActivityNotification`, `users/{sender}/sendMail`, `users/{id or userPrincipalName}` (with
+    `$select`; `users` entries carry `mail`, `userPrincipalName`, `proxyAddresses`), `groups/{id}` and
     `users/{id}/checkMemberGroups` (at most 20 group ids, answered from `memberships`: user id -> the
     groups it belongs to, nested ones included). `not_installed` lists users/teams without the Teams app
     (403, as Graph answers); `throttle_next` answers 429 with Retry-After."""
@@ -706,10 +707,21 @@ class LocalGraphServer(LocalServer):
             return self._check_member_groups(parts[1].lower(), document)
         if method == "GET" and len(parts) == 2 and parts[0] in ("users", "groups"):
             directory = self.users if parts[0] == "users" else self.groups
-            entry = directory.get(parts[1].lower())
+            key, entry = parts[1].lower(), directory.get(parts[1].lower())
+            if entry is None and parts[0] == "users":  # Graph also finds a user by userPrincipalName, not by mail
+                key, entry = next(
+                    ((k, v) for k, v in directory.items() if str(v.get("userPrincipalName", "")).lower() == key),
+                    (key, None),
+                )
             if entry is None:
                 return self._error(404, "Request_ResourceNotFound", f"Resource '{parts[1]}' does not exist.")
-            return _json(200, {"id": parts[1], **entry})
+            document = {"id": key, **entry}
+            select = [f.strip() for v in query.get("$select", ()) for f in v.split(",") if f.strip()]
+            if select:  # Graph returns only the selected properties (and the id)
+                wanted = {f.lower() for f in select} | {"id"}
+                document = {k: v for k, v in document.items() if k.lower() in wanted}
+            context = f"https://graph.microsoft.com/v1.0/$metadata#{parts[0]}/$entity"
+            return _json(200, {"@odata.context": context, **document})
         return self._error(404, "UnknownAction", f"{method} /{'/'.join(parts)} is not served here.")
 
     def _check_member_groups(self, user: str, document: Any) -> Response:

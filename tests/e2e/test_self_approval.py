@@ -353,3 +353,11 @@ def test_graph_alias_lookups_are_cached(world: World):
         world.decide(gate, DEV, upn=DEV_UPN)
     after = len([r for r in world.graph.requests if "/users/" in r.path])
     assert after - before <= 1
+
+
+def test_a_directory_that_cannot_answer_is_503_and_counts_no_vote(world: World):
+    gate = world.generic({"actor": "dev.alias@contoso.com"})
+    world.graph.fail_next(5, 500, path_contains="/users/")
+    status, body = world.decide(gate, DEV, upn=DEV_UPN)
+    assert status == 503 and body["type"].endswith("/identity-lookup-unavailable")
+    assert world.view(gate)["votes"] == [] and world.status(gate).runtime_status == "Running"

@@ -233,8 +233,9 @@ class DecisionService:
     def _aliases(self, principal: Principal, record: GateRecord) -> frozenset[str]:
         """The caller's names besides the object id, for matching named approvers and the requester: the
         token's UPN and, where the requester is known by name or address only, every address the directory
-        has for the caller (`mail`, `userPrincipalName`, `proxyAddresses`). A directory that cannot answer
-        then is 503: a vote is never counted on a comparison that could not be made."""
+        has for the caller (`mail`, `userPrincipalName`, `proxyAddresses`). A directory that cannot answer is
+        503 when the requester has no object id: a vote is never counted on a comparison that could not be
+        made. With a resolved requester the object ids decide, and the addresses only add certainty."""
         found = {a for a in (principal.upn.strip().lower() if principal.upn else None,) if a}
         found |= {a for a in (normalise_address(principal.upn),) if a}
         if self._directory is None or not _needs_names(record):
@@ -242,6 +243,8 @@ class DecisionService:
         try:
             user = self._directory.user(principal.oid)
         except DirectoryUnavailable:
+            if record.requested_by is not None and record.requested_by.resolved:
+                return frozenset(found)  # the requester's object id is known: comparing it is enough
             raise Problem(
                 503,
                 "identity-lookup-unavailable",

@@ -28,6 +28,7 @@ from gatekeeper.errors import Problem
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.gates.model import chain_instance_id
 from gatekeeper.ingest.queue import decode_message
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.graph_notify import make_graph_client
@@ -361,3 +362,12 @@ def test_a_directory_that_cannot_answer_is_503_and_counts_no_vote(world: World):
     status, body = world.decide(gate, DEV, upn=DEV_UPN)
     assert status == 503 and body["type"].endswith("/identity-lookup-unavailable")
     assert world.view(gate)["votes"] == [] and world.status(gate).runtime_status == "Running"
+
+
+def test_a_resolved_requester_needs_no_directory_to_refuse_or_admit(world: World):
+    world.link("github:login:Dev-GH", DEV)
+    gate = world.github("Dev-GH", 4242)
+    world.graph.fail_next(50, 500, path_contains="/users/")
+    assert_self_approval_refused(world, gate)
+    assert world.decide(gate, ANNA)[0] == 202
+    assert world.status(chain_instance_id(gate)).output["status"] == "approved"  # the GitHub callback is next

@@ -267,7 +267,7 @@ def test_email_versus_upn_through_graph_aliases(world: World):
     assert_self_approval_refused(world, gate)
 
 
-@pytest.mark.parametrize("alias", ["Dev.Alias@Contoso.com", "dev.primary@CONTOSO.COM", "SMTP:dev.alias@contoso.com"])
+@pytest.mark.parametrize("alias", ["Dev.Alias@Contoso.com", "dev.primary@CONTOSO.COM", "SMTP:Dev.Alias@CONTOSO.com"])
 def test_proxy_address_aliases_in_smtp_and_SMTP_forms(world: World, alias: str):
     gate = world.generic({"actor": alias})
     assert_self_approval_refused(world, gate)

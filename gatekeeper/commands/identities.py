@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_storage_option(lister)
     lister.set_defaults(handler=list_identities)
 
-    importer = actions.add_parser("import", help="link identities from a JSON file: [{external, oid, note}]")
+    importer = actions.add_parser(
+        "import", help="link identities from a JSON file ([{external, oid, note}]) or a GitHub org's SAML identities"
+    )
     importer.add_argument("--tenant", required=True)
-    importer.add_argument("file", type=Path)
+    importer.add_argument("file", type=Path, nargs="?")
+    importer.add_argument(
+        "--from-github-org",
+        metavar="ORG",
+        help="link members' GitHub logins and ids from the organisation's SAML/SCIM identities (the GitHub App "
+        "needs Members: read there; addresses resolve through Graph GATEKEEPER_GRAPH_TENANT_ID)",
+    )
+    importer.add_argument("--installation-id", type=int, help="the GitHub App's installation on --from-github-org")
     importer.add_argument("--by", default=None, help="who imports (recorded in the audit log; default: $USER)")
     add_storage_option(importer)
     importer.set_defaults(handler=import_identities)
@@ -95,6 +105,10 @@ def import_identities(args: argparse.Namespace) -> int:
     from gatekeeper.cli import UsageError
     from gatekeeper.tenancy.identities import IdentityFileError, load_identity_file
 
+    if (args.file is None) == (args.from_github_org is None):
+        raise UsageError("import: give either FILE or --from-github-org ORG")
+    if args.from_github_org is not None:
+        return _import_from_github(args)
     path: Path = args.file
     try:
         text = path.read_text(encoding="utf-8")
@@ -109,6 +123,64 @@ def import_identities(args: argparse.Namespace) -> int:
     changed = sum(1 for link in links if identity_map.link(link, audit, by=by, how="import") != link.oid)
     print(f"imported {len(links)} identities for {args.tenant} ({changed} changed)")
     return 0
+
+
+def _import_from_github(args: argparse.Namespace) -> int:
+    """The organisation's SAML/SCIM identities, resolved through the directory and linked (audited)."""
+    from gatekeeper import settings
+    from gatekeeper.cli import UsageError
+    from gatekeeper.integrations.github_saml import SamlIdentitiesUnavailable, fill_identity_map, saml_members
+    from gatekeeper.tenancy.identities import IdentityLink
+
+    if not args.installation_id or args.installation_id < 1:
+        raise UsageError("--installation-id: the GitHub App's installation id on the organisation is required")
+    if not settings.get("GATEKEEPER_GITHUB_APP_ID"):
+        raise UsageError("app settings: GATEKEEPER_GITHUB_APP_ID is not set (the GitHub App reads the identities)")
+    if not settings.get("GATEKEEPER_GRAPH_TENANT_ID"):
+        raise UsageError("app settings: GATEKEEPER_GRAPH_TENANT_ID is not set (Graph resolves the addresses)")
+    identity_map, audit = _map_and_audit(args, audited=True)
+    app, directory = _github_app_and_directory()
+    by = args.by or getpass.getuser()
+
+    def link(external: str, oid: str) -> None:
+        identity_map.link(IdentityLink(external=external, oid=oid), audit, by=by, how="github-saml")
+
+    try:
+        members = saml_members(app, args.installation_id, args.from_github_org)
+        report = fill_identity_map(members, directory, link)
+    except SamlIdentitiesUnavailable as exc:
+        print(f"gatekeeper: {args.from_github_org}: SAML identities not available: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        directory.close()
+    print(f"linked {len(report.linked)} identities from {len(members)} SAML members of {args.from_github_org}")
+    for login, why in report.skipped:
+        print(f"skipped {login}: {why}")
+    return 0
+
+
+def _github_app_and_directory() -> tuple[Any, Any]:
+    """The GitHub App and the Graph user directory from app settings (the managed identity in Azure)."""
+    from azure.identity import DefaultAzureCredential
+
+    from gatekeeper import settings
+    from gatekeeper.integrations.factory import github_app_signer
+    from gatekeeper.integrations.github_app import GitHubApp
+    from gatekeeper.integrations.graph_notify import make_graph_client
+    from gatekeeper.integrations.graph_users import CachedUserDirectory, GraphUserDirectory
+
+    client_id = settings.get("AZURE_CLIENT_ID")
+    credential = DefaultAzureCredential(**({"managed_identity_client_id": client_id} if client_id else {}))
+    local = (settings.get("GATEKEEPER_KEY_MODE") or "").lower() == "local"
+    app = GitHubApp(
+        settings.require("GATEKEEPER_GITHUB_APP_ID"),
+        github_app_signer(None if local else credential),
+        settings.get("GATEKEEPER_GITHUB_API_URL") or "https://api.github.com",
+        allow_loopback_http=True,  # only loopback may be plain http (a local GitHub)
+    )
+    graph_url = settings.get("GATEKEEPER_GRAPH_BASE_URL") or "https://graph.microsoft.com/v1.0"
+    client, http = make_graph_client(credential, graph_url)
+    return app, CachedUserDirectory(GraphUserDirectory(client, http_client=http))
 
 
 def list_identities(args: argparse.Namespace) -> int:

@@ -268,7 +268,10 @@ def review_validator(document: dict[str, Any]) -> Draft202012Validator:
 class LocalGitHubServer(LocalServer):
     """GitHub REST for a GitHub App: installation tokens (App JWT verified with the App's public key),
     installation lookup and the deployment protection rule review endpoint (body validated against the
-    published schema)."""
+    published schema); and GraphQL `organization.samlIdentityProvider.externalIdentities` (the one query
+    Gatekeeper sends), answered from `saml_identities` (org login -> [{"login", "databaseId", "nameId",
+    "scimUsername"}], paged by `graphql_page_size`); orgs in `graphql_forbidden` get GitHub's
+    "Resource not accessible by integration" error."""
 
     name = "local GitHub"
 
@@ -293,6 +296,9 @@ class LocalGitHubServer(LocalServer):
         self.tokens: dict[str, float] = {}  # token -> expiry (unix seconds)
         self.reviews: list[dict[str, Any]] = []
         self.jwt_claims: list[dict[str, Any]] = []
+        self.saml_identities: dict[str, list[dict[str, Any]]] = {}
+        self.graphql_forbidden: set[str] = set()
+        self.graphql_page_size = 100
 
     @property
     def api_url(self) -> str:
@@ -365,6 +371,8 @@ class LocalGitHubServer(LocalServer):
                     "repository_selection": "all",
                 },
             )
+        if method == "POST" and parts == ["graphql"]:
+            return self._graphql(headers, body)
         if method == "GET" and len(parts) == 4 and parts[0] == "repos" and parts[3] == "installation":
             if (error := self._app_jwt_error(headers)) is not None:
                 return error
@@ -394,6 +402,40 @@ class LocalGitHubServer(LocalServer):
                 self.reviews.append({"owner": parts[1], "repo": parts[2], "run_id": int(parts[5]), "body": document})
             return _empty(204)
         return _json(404, {"message": "Not Found"})
+
+    def _graphql(self, headers: dict[str, str], body: bytes) -> Response:
+        presented = _bearer(headers)
+        with self._lock:
+            valid = presented is not None and self.tokens.get(presented, 0) > time.time()
+        if not valid:
+            return _json(401, {"message": "Bad credentials"})
+        try:
+            document = json.loads(body or b"null")
+            query, variables = document["query"], document.get("variables") or {}
+        except (ValueError, TypeError, KeyError):
+            return _json(400, {"message": "Problems parsing JSON"})
+        if "samlIdentityProvider" not in query or "externalIdentities" not in query:
+            return _json(200, {"errors": [{"message": "this local GitHub answers only the SAML identities query"}]})
+        org = str(variables.get("org") or "").lower()
+        if org in self.graphql_forbidden:
+            error = {"type": "FORBIDDEN", "path": ["organization"], "message": "Resource not accessible by integration"}
+            return _json(200, {"data": {"organization": None}, "errors": [error]})
+        if org not in self.saml_identities:
+            return _json(200, {"data": {"organization": {"samlIdentityProvider": None}}})
+        start = int(variables.get("after") or 0)
+        entries = self.saml_identities[org][start : start + self.graphql_page_size]
+        end = start + len(entries)
+        nodes = [
+            {
+                "samlIdentity": {"nameId": e["nameId"]} if e.get("nameId") else None,
+                "scimIdentity": {"username": e["scimUsername"]} if e.get("scimUsername") else None,
+                "user": {"login": e["login"], "databaseId": e.get("databaseId")} if e.get("login") else None,
+            }
+            for e in entries
+        ]
+        page = {"hasNextPage": end < len(self.saml_identities[org]), "endCursor": str(end)}
+        identities = {"pageInfo": page, "nodes": nodes}
+        return _json(200, {"data": {"organization": {"samlIdentityProvider": {"externalIdentities": identities}}}})
 
     def report(self) -> list[str]:
         lines = []

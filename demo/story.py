@@ -42,6 +42,7 @@ from gatekeeper.local.stack import LocalStack, start_local_stack
 from gatekeeper.policy.store import PolicyStore
 from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
 from gatekeeper.tenancy.model import TenantRecord
 from orchestrators.local import LocalGates, local_gates
 
@@ -54,6 +55,7 @@ GITHUB_APP_ID = "424242"
 JOB_TOKEN = "demo-job-access-token"  # noqa: S105 - the local Azure DevOps stand-in's job token
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # Monday 10:00 in Amsterdam: inside business hours
 
+DEVELOPER_OID = "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a0d"  # Codertocat on GitHub
 APPROVERS = {
     "lisa.devries@contoso.com": "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a01",
     "anna.jansen@contoso.com": "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a02",
@@ -233,6 +235,12 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         f"policy revision {revision.revision}",
         {"revision": revision.revision, "fingerprint": revision.fingerprint},
         at=clock.now(),
+    )
+    # The developer who deploys from GitHub is a person in Entra too: the identity map says so (audited).
+    IdentityMap(runtime.storage, TENANT, runtime.sealer).link(
+        IdentityLink(external="github:login:Codertocat", oid=DEVELOPER_OID, note="demo developer"),
+        runtime.audit_for(TENANT),
+        by="admin@contoso.com",
     )
     outbox = OutboxNotifier(out_dir / "outbox", portal_url="http://localhost:7071")
     env = {

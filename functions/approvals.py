@@ -37,6 +37,7 @@ def decision_service(gateway: OrchestrationGateway) -> DecisionService:
         token_validator=runtime.token_validator,
         audit_for=runtime.audit_for,
         group_membership=runtime.group_membership,
+        directory=runtime.user_directory,
     )
 
 

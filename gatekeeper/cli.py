@@ -17,6 +17,7 @@ from gatekeeper.errors import Problem
 # Module names under gatekeeper.commands; each defines register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
     "tenants",
+    "identities",
     "policy",
     "keys",
     "evaluate",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.policy.document import PolicyDocument
     from gatekeeper.security.groups import GroupMembership
+    from gatekeeper.security.requester import UserDirectory
 
 
 def storage_from_settings() -> StorageAccount:
@@ -70,6 +71,7 @@ class Runtime:
         self._audit_lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._group_membership: object = _UNBUILT
+        self._user_directory: object = _UNBUILT
 
     @cached_property
     def registry(self) -> TenantRegistry:
@@ -142,6 +144,35 @@ class Runtime:
             return CachedGroupMembership(GraphGroupMembership(client, entra_tenant, http_client=http))
         except ValueError as exc:
             raise ValueError(f"GATEKEEPER_GRAPH_TENANT_ID: {exc}") from None
+
+    @property
+    def user_directory(self) -> UserDirectory | None:
+        """Every address of a directory user (Graph `GET /users/{id}`), cached: requesters known only by an
+        address are matched against approvers through it. Same directory and credential as group checks;
+        None when GATEKEEPER_GRAPH_TENANT_ID is unset. Built once per process."""
+        with self._build_lock:
+            if self._user_directory is _UNBUILT:
+                self._user_directory = self._build_user_directory()
+            return self._user_directory  # type: ignore[return-value]
+
+    @user_directory.setter
+    def user_directory(self, value: UserDirectory | None) -> None:
+        with self._build_lock:
+            self._user_directory = value
+
+    def _build_user_directory(self) -> UserDirectory | None:
+        if not (settings.get("GATEKEEPER_GRAPH_TENANT_ID", self.environ) or "").strip():
+            return None
+        from azure.identity import DefaultAzureCredential
+
+        from gatekeeper.integrations.graph_notify import make_graph_client
+        from gatekeeper.integrations.graph_users import CachedUserDirectory, GraphUserDirectory
+
+        client_id = settings.get("AZURE_CLIENT_ID", self.environ)
+        credential = DefaultAzureCredential(**({"managed_identity_client_id": client_id} if client_id else {}))
+        graph_url = settings.get("GATEKEEPER_GRAPH_BASE_URL", self.environ) or "https://graph.microsoft.com/v1.0"
+        client, http = make_graph_client(credential, graph_url, timeout=10.0)
+        return CachedUserDirectory(GraphUserDirectory(client, http_client=http))
 
     def is_registered_entra_tenant(self, entra_tenant_id: str) -> bool:
         """Only tokens from Entra tenants in the registry are worth fetching signing keys for."""

@@ -22,6 +22,7 @@ from gatekeeper.gates.services import GateServices
 from gatekeeper.ingest.dispatcher import EventDispatcher
 from gatekeeper.integrations.notify import Notifier
 from gatekeeper.local.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
+from gatekeeper.security.requester import UserDirectory
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.tables import StorageAccount
 from orchestrators import ACTIVITIES, ORCHESTRATORS
@@ -70,6 +71,7 @@ def local_gates(
     clock: ManualClock | None = None,
     approval_base_url: str = "http://localhost:7071",
     env: Mapping[str, str] | None = None,
+    directory: UserDirectory | None = None,
 ) -> LocalGates:
     """Build the local gate and install its services for the activities (gatekeeper.gates.services)."""
     clock = clock or ManualClock()
@@ -83,6 +85,7 @@ def local_gates(
         callbacks=callbacks,
         approval_base_url=approval_base_url,
         clock=now,
+        directory=directory,
     )
     if operators_for is not None:
         services.operators_for = operators_for
@@ -98,5 +101,6 @@ def local_gates(
         audit_for=audit_for,
         clock=now,
         env=env,
+        directory=directory,
     )
     return LocalGates(runner, services, decisions, EventDispatcher(storage, cipher, gateway), gateway)

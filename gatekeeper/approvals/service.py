@@ -34,6 +34,7 @@ from gatekeeper.gates.store import GateIndex, GateRecord, GateStore, StoredVote,
 from gatekeeper.security.groups import GroupLookupUnavailable, GroupMembership
 from gatekeeper.security.identity import TokenValidator, identify_caller
 from gatekeeper.security.principal import Principal, wrong_tenant
+from gatekeeper.security.requester import GUID, DirectoryUnavailable, UserDirectory, normalise_address
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.tables import StorageAccount
 
@@ -96,8 +97,10 @@ class DecisionService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         env: Mapping[str, str] | None = None,
         group_membership: GroupMembership | None = None,
+        directory: UserDirectory | None = None,
     ):
         self._storage = storage
+        self._directory = directory
         self._groups = group_membership
         self._cipher = cipher
         self._gateway = gateway
@@ -120,13 +123,14 @@ class DecisionService:
         stage = record.stage  # _state() made sure the gate waits at a stage of its plan
         current = record.plan.stages[stage : stage + 1] if record.plan and stage is not None else ()
         principal = self._with_directory_groups(principal, _groups_to_ask(principal, current))
+        aliases = self._aliases(principal, record)
         vote = chain.Vote(
             voter_id=principal.oid,
             decision=request.decision,
             at=now,
             stage=record.stage,
             groups=principal.groups,
-            aliases=frozenset(a for a in (principal.upn,) if a),
+            aliases=aliases,
         )
         refusal = chain.check(state, vote)
         if isinstance(refusal, chain.DuplicateVote):
@@ -134,7 +138,7 @@ class DecisionService:
             # this request wins the claim to deliver it; an identical concurrent request never does
             stored = store.claim_delivery(instance_id, principal.oid, now)
             if stored is not None:
-                return self._raise(store, record, stored, principal, request.comment)
+                return self._raise(store, record, stored, principal, request.comment, aliases)
         if refusal is not None:
             problem = _refusal_problem(refusal)
             if isinstance(refusal, chain.NotAnApprover) and _groups_to_ask(principal, current):
@@ -147,9 +151,9 @@ class DecisionService:
         except VoteExists:
             claimed = store.claim_delivery(instance_id, principal.oid, now)
             if claimed is not None:
-                return self._raise(store, record, claimed, principal, request.comment)
+                return self._raise(store, record, claimed, principal, request.comment, aliases)
             raise _refusal_problem(chain.DuplicateVote("one person counts once per approval chain")) from None
-        return self._raise(store, record, stored, principal, request.comment)
+        return self._raise(store, record, stored, principal, request.comment, aliases)
 
     def state(self, instance_id: str, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         principal = self.identify(headers)
@@ -170,15 +174,19 @@ class DecisionService:
         votes = store.votes(instance_id)
         can_decide = False
         if record.status is GateStatus.AWAITING_APPROVAL and record.stage is not None:
+            try:
+                aliases = identities | self._aliases(principal, record)
+            except Problem:  # the directory is down: the page still shows, without offering a decision
+                aliases = None
             probe = chain.Vote(
                 voter_id=principal.oid,
                 decision=chain.Decision.APPROVE,
                 at=self._clock(),
                 stage=record.stage,
                 groups=groups,
-                aliases=identities,
+                aliases=aliases or identities,
             )
-            can_decide = chain.check(self._state(store, record, votes), probe) is None
+            can_decide = aliases is not None and chain.check(self._state(store, record, votes), probe) is None
         current = stages[record.stage] if record.stage is not None and stages else None
         return 200, {
             "instance_id": instance_id,
@@ -209,6 +217,7 @@ class DecisionService:
                 for v in votes
             ],
             "can_decide": can_decide,
+            "requester": _requester_view(record),
             "decided_at": record.decided_at.isoformat() if record.decided_at else None,
             "outcome": record.outcome_reason,
         }
@@ -226,6 +235,32 @@ class DecisionService:
                 "Application identities cannot approve or reject deployments.",
             )
         return principal
+
+    def _aliases(self, principal: Principal, record: GateRecord) -> frozenset[str]:
+        """The caller's names besides the object id, for matching named approvers and the requester: the
+        token's UPN and, where the requester is known by name or address only, every address the directory
+        has for the caller (`mail`, `userPrincipalName`, `proxyAddresses`). A directory that cannot answer is
+        503 when the requester has no object id: a vote is never counted on a comparison that could not be
+        made. With a resolved requester the object ids decide, and the addresses only add certainty."""
+        found = {a for a in (principal.upn.strip().lower() if principal.upn else None,) if a}
+        found |= {a for a in (normalise_address(principal.upn),) if a}
+        if self._directory is None or not _needs_names(record):
+            return frozenset(found)
+        try:
+            user = self._directory.user(principal.oid)
+        except DirectoryUnavailable:
+            if record.requested_by is not None and record.requested_by.resolved:
+                return frozenset(found)  # the requester's object id is known: comparing it is enough
+            raise Problem(
+                503,
+                "identity-lookup-unavailable",
+                "Your identity cannot be checked now",
+                "This gate's requester is known by name only, and the directory could not be asked for your "
+                "addresses to rule out self-approval. Try again in a minute.",
+            ) from None
+        if user is not None and user.oid.lower() == principal.oid.lower():
+            found |= user.addresses
+        return frozenset(found)
 
     def _with_directory_groups(
         self, principal: Principal, groups_to_ask: frozenset[str], *, required: bool = True
@@ -301,7 +336,13 @@ class DecisionService:
         )
 
     def _raise(
-        self, store: GateStore, record: GateRecord, stored: StoredVote, principal: Principal, comment: str
+        self,
+        store: GateStore,
+        record: GateRecord,
+        stored: StoredVote,
+        principal: Principal,
+        comment: str,
+        aliases: frozenset[str] = frozenset(),
     ) -> tuple[int, dict[str, Any]]:
         assert record.chain_instance_id is not None and record.plan is not None
         named_groups = frozenset(g for s in record.plan.stages for g in s.groups)
@@ -312,7 +353,7 @@ class DecisionService:
             at=stored.at,
             stage=stored.stage,
             groups=tuple(sorted(g for g in (x.lower() for x in principal.groups) if g in named_groups)),
-            aliases=tuple(a.lower() for a in (principal.upn,) if a),
+            aliases=tuple(sorted({a.lower() for a in (principal.upn,) if a} | aliases)),
         )
         try:
             self._gateway.raise_event(
@@ -357,6 +398,33 @@ class DecisionService:
             "stage": stored.stage,
             "decision": stored.decision.value,
         }
+
+
+def _needs_names(record: GateRecord) -> bool:
+    """True when the requester is (also) known by something other than an object id."""
+    if record.requested_by is not None:
+        return record.requested_by.needs_names()
+    return any(not GUID.match(r) for r in record.requester)
+
+
+def _requester_view(record: GateRecord) -> dict[str, Any]:
+    """What an approver is shown of the requester: who the request says asked, and whether that could be
+    matched to an Entra identity (if not, separation of duties works on names only, and policy raised the bar)."""
+    who = record.requested_by
+    if who is None:
+        return {"resolved": None, "display": None, "seen_as": list(record.requester), "note": None}
+    note = None
+    if not who.resolved:
+        note = "requester unresolved: " + (who.note or "no Entra identity could be matched")
+        if record.extra_approver_stage is not None:
+            note += f"; one extra distinct approver is required at stage {record.extra_approver_stage + 1}"
+    return {
+        "resolved": who.resolved,
+        "oid": who.oid,
+        "display": who.display,
+        "seen_as": list(who.seen_as),
+        "note": note,
+    }
 
 
 def _parse(body: bytes) -> DecisionRequest:

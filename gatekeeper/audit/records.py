@@ -47,6 +47,7 @@ class RecordKind(StrEnum):
     ROLLBACK = "rollback"
     POLICY_CHANGED = "policy_changed"
     TENANT_CHANGED = "tenant_changed"
+    IDENTITY_LINKED = "identity_linked"
     KEY_ROTATED = "key_rotated"
 
 

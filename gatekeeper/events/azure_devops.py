@@ -9,10 +9,13 @@ The check's body is whatever the check configuration says. Our convention (docum
 
     {"environment": "$(Environment.Name)", "repository": "$(Build.Repository.Name)",
      "ref": "$(Build.SourceBranch)", "commit": "$(Build.SourceVersion)",
-     "requestedBy": "$(Build.RequestedForId)", "runId": "$(Build.BuildId)", "stage": "$(System.StageName)",
+     "requestedBy": "$(Build.RequestedForId)", "requestedByEmail": "$(Build.RequestedForEmail)",
+     "runId": "$(Build.BuildId)", "stage": "$(System.StageName)",
      "action": "deploy", "labels": ["pci"], "evidence": [{"kind": "tests", "uri": "https://..."}]}
 
-Only `environment` is required. A value still reading `$(...)` means the variable is not available to
+`requestedBy` is the check's requester: its identity id (a GUID, linkable in the tenant's identity map), or
+a unique name (an address); a display name is shown but cannot be matched. `requestedByEmail` adds the unique
+name. Only `environment` is required. A value still reading `$(...)` means the variable is not available to
 checks, and is refused naming the field rather than becoming a literal environment called "$(...)".
 """
 
@@ -44,6 +47,7 @@ from gatekeeper.events.model import (
     EvidenceRef,
     PipelineEvent,
 )
+from gatekeeper.security.requester import external_id, normalise_address
 
 CHECK_CONTEXT = "Invoke Azure Function check"
 # The documented minimum (invoke-checks.md); the task's default headers add TimelineId, which only the live
@@ -68,13 +72,16 @@ class CheckRequestBody(BaseModel):
     ref: Text | None = None
     commit: Text | None = None
     requested_by: Text | None = Field(default=None, alias="requestedBy")
+    requested_by_email: Text | None = Field(default=None, alias="requestedByEmail")
     run_id: Text | None = Field(default=None, alias="runId")
     stage: Text | None = None
     action: ActionKind = ActionKind.DEPLOY
     labels: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
     evidence: list[EvidenceRef] = Field(default_factory=list, max_length=20)
 
-    @field_validator("environment", "repository", "ref", "commit", "requested_by", "run_id", "stage")
+    @field_validator(
+        "environment", "repository", "ref", "commit", "requested_by", "requested_by_email", "run_id", "stage"
+    )
     @classmethod
     def _expanded(cls, value: str | None) -> str | None:
         if unexpanded_variable(value):
@@ -117,6 +124,18 @@ def _header_value(headers: Mapping[str, str] | None, name: str) -> str:
     return value
 
 
+def _check_requester(request: CheckRequestBody) -> tuple[str, ...]:
+    """The check's requester as Azure DevOps identities: id (GUID), unique name (address) or display name."""
+    found: list[str | None] = []
+    if request.requested_by:
+        value = request.requested_by
+        kind = "id" if _GUID.match(value) else "unique" if normalise_address(value) else "name"
+        found.append(external_id("azure-devops", kind, value))
+    if request.requested_by_email:
+        found.append(external_id("azure-devops", "unique", request.requested_by_email))
+    return tuple(dict.fromkeys(f for f in found if f))
+
+
 def parse_check_request(headers: Mapping[str, str], body: Mapping[str, Any] | None, *, tenant_id: str) -> PipelineEvent:
     """Normalise an "Invoke Azure Function" check request (callback mode) into a gate request.
 
@@ -151,7 +170,8 @@ def parse_check_request(headers: Mapping[str, str], body: Mapping[str, Any] | No
         repository=request.repository,
         ref=request.ref,
         commit=request.commit,
-        actor=request.requested_by,
+        actor=request.requested_by or request.requested_by_email,
+        requester_ids=_check_requester(request),
         # Each evaluation of the check has its own task instance: a re-run stage is a new gate (it must be
         # answered), while a repeated delivery of the same evaluation stays a duplicate.
         run_id=f"{run_id}/checks/{values['TaskInstanceId']}",

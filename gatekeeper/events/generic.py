@@ -23,6 +23,7 @@ from gatekeeper.events.model import (
     PipelineEvent,
     WebhookCallback,
 )
+from gatekeeper.security.requester import external_id
 
 CONTEXT = "generic event"
 _DEV_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -132,6 +133,9 @@ def parse_generic(body: Mapping[str, Any], *, tenant_id: str) -> PipelineEvent:
         ref=request.ref,
         commit=request.commit,
         actor=request.actor,
+        # The body's actor is the caller's claim. The ingestion route replaces this with the bearer token's
+        # object id when there is one; with a function key it stays a claim (the requester is unresolved).
+        requester_ids=tuple(i for i in (external_id("claim", "actor", request.actor),) if i),
         run_id=request.run_id,
         status=status,
         labels=tuple(request.labels),

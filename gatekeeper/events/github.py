@@ -15,10 +15,12 @@ from urllib.parse import urlsplit
 from gatekeeper.errors import ValidationProblem
 from gatekeeper.events.common import Ignored, Payload, normalise_status, problem, shown, validate
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, GitHubCallback, PipelineEvent
+from gatekeeper.security.requester import external_id
 
 
 class _User(Payload):
     login: str
+    id: int | None = None
 
 
 class _Owner(Payload):
@@ -157,6 +159,18 @@ def _run_id_from_callback(url: str, repository: _Repository, context: str) -> in
     return int(run_id)
 
 
+def _requester_ids(*users: _User | None) -> tuple[str, ...]:
+    """The sender (who triggered the deployment) first, then the deployment's creator: each by login and id."""
+    found = [
+        identity
+        for user in users
+        if user is not None
+        for identity in (external_id("github", "id", user.id), external_id("github", "login", user.login))
+        if identity
+    ]
+    return tuple(dict.fromkeys(found))
+
+
 def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent | Ignored:
     context = "deployment_protection_rule"
     body = validate(_ProtectionRuleRequested, payload, context=context)
@@ -182,6 +196,7 @@ def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: st
         ref=(deployment.ref if deployment else None) or body.ref,
         commit=(deployment.sha if deployment else None) or body.sha,
         actor=actor,
+        requester_ids=_requester_ids(body.sender, deployment.creator if deployment else None),
         run_id=_gate_run_key(run_id, deployment, delivery_id, body.sha),
         callback=GitHubCallback(
             owner=body.repository.owner.login,

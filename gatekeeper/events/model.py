@@ -116,7 +116,10 @@ class PipelineEvent(BaseModel):
     repository: str | None = None
     ref: str | None = None
     commit: str | None = None
-    actor: str | None = None
+    actor: str | None = None  # who the source says asked: shown to people, never trusted for separation of duties
+    # The identities the requester was seen as, namespaced (`gatekeeper.security.requester`): `entra:oid:<id>`
+    # only from an authenticated credential, else the source's own ids (GitHub login/id, Azure DevOps id, ...).
+    requester_ids: tuple[str, ...] = ()
     run_id: str | None = None
     status: str | None = None  # source status normalised to lower case: success, failure, in_progress, ...
     labels: tuple[str, ...] = ()

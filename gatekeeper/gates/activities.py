@@ -14,13 +14,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from gatekeeper import telemetry
-from gatekeeper.approvals.chain import ChainPlan
+from gatekeeper.approvals.chain import ChainPlan, StagePlan
 from gatekeeper.events.codec import event_from_sealable
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.gates.model import EvaluationSummary, GateStatus
 from gatekeeper.gates.services import GateServices
 from gatekeeper.gates.store import GateRecord, GateStore
 from gatekeeper.integrations.notify import Notification
+from gatekeeper.security.requester import requester_claims
 from gatekeeper.store.chunks import join_property
 from gatekeeper.store.tables import TablePurpose, tenant_table_name
 
@@ -105,18 +106,40 @@ def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
     event = load_event(services, tenant_id, payload["event_key"])
     decision = services.decider.decide(event, at)
     plan = ChainPlan.from_policy(decision.approval) if decision.approval is not None else None
-    requester = tuple(
-        dict.fromkeys(r.strip().lower() for r in (payload.get("requested_by"), event.actor) if r and r.strip())
+    who = services.requesters.resolve(
+        tenant_id, requester_claims(event.source.value, event.actor, event.requester_ids), display=event.actor
     )
+    requester = who.identities()
+    blocked, reasons, raised_stage = decision.blocked, tuple(decision.reasons), None
+    if plan is not None and not who.resolved and not blocked:
+        if services.decider.unresolved_requester(tenant_id) == "deny":
+            blocked = True
+            reasons += (
+                f"requester unresolved ({who.note}); the policy denies such gates (unresolved_requester: deny)",
+            )
+        else:
+            raised = raise_quorum(plan)
+            if raised is None:
+                blocked = True
+                reasons += (
+                    f"requester unresolved ({who.note}); no approval stage can supply the extra distinct approver "
+                    "that policy requires (unresolved_requester: raise)",
+                )
+            else:
+                plan, raised_stage = raised
+                reasons += (
+                    f"requester unresolved ({who.note}): one extra distinct approver required at stage "
+                    f"'{plan.stages[raised_stage].name}' (unresolved_requester: raise)",
+                )
     title = _title(event)
     record = GateRecord(
         instance_id=instance_id,
         tenant_id=tenant_id,
         status=GateStatus.EVALUATED,
         level=str(decision.level),
-        blocked=decision.blocked,
+        blocked=blocked,
         rule=decision.rule,
-        reasons=tuple(decision.reasons),
+        reasons=reasons,
         title=title,
         subject={
             "source": event.source.value,
@@ -128,6 +151,8 @@ def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
             "action": event.action.value if event.action else None,
         },
         requester=requester,
+        requested_by=who,
+        extra_approver_stage=raised_stage,
         created_at=at,
         updated_at=at,
         plan=plan,
@@ -137,8 +162,13 @@ def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
     )
     services.index.put(instance_id, tenant_id)
     services.gates(tenant_id).save(record)
-    _audit(services, tenant_id, "event_received", instance_id, title, _event_facts(event, requester), at)
-    _audit(services, tenant_id, "decision", instance_id, title, decision.to_public_json(), at)
+    facts = {**_event_facts(event, requester), "requester_resolved": who.resolved, "requester_oid": who.oid}
+    _audit(services, tenant_id, "event_received", instance_id, title, facts, at)
+    public = decision.to_public_json()
+    if blocked != decision.blocked or raised_stage is not None:
+        public = {**public, "blocked": blocked, "reasons": list(reasons)}
+        public["approval"] = plan.model_dump(mode="json") if plan is not None else None
+    _audit(services, tenant_id, "decision", instance_id, title, public, at)
     telemetry.emit(
         telemetry.Event.GATE_DECISION,
         tenant=tenant_id,
@@ -148,14 +178,14 @@ def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
         source=event.source.value,
         environment=event.environment,
         action=event.action.value if event.action else None,
-        blocked=decision.blocked,
+        blocked=blocked,
         quality=decision.quality.result,
         quality_score=decision.quality.score,
         approval_stages=len(plan.stages) if plan is not None else 0,
     )
     return EvaluationSummary(
         level=str(decision.level),
-        blocked=decision.blocked,
+        blocked=blocked,
         rule=decision.rule,
         plan=plan,
         requester=requester,
@@ -163,6 +193,32 @@ def evaluate(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
         has_callback=event.callback is not None,
         title=title,
     ).model_dump(mode="json")
+
+
+def raise_quorum(plan: ChainPlan) -> tuple[ChainPlan, int] | None:
+    """The plan with one more approval required at the first stage that can still reach it (a group, or
+    enough named people), and that stage's index; None when no stage can. One person counts once per chain,
+    so one more approval anywhere is one more distinct approver."""
+    for index, stage in enumerate(plan.stages):
+        if stage.groups or len(stage.users) > stage.quorum:
+            bumped = StagePlan.model_validate({**stage.model_dump(mode="json"), "quorum": stage.quorum + 1})
+            stages = (*plan.stages[:index], bumped, *plan.stages[index + 1 :])
+            return ChainPlan(stages=stages), index
+    return None
+
+
+def unresolved_note(record: GateRecord) -> str:
+    """What approvers are told about a requester without an Entra identity ("" when it is resolved)."""
+    who = record.requested_by
+    if who is None or who.resolved:
+        return ""
+    shown = who.display or ", ".join(who.seen_as) or "nobody named"
+    extra = (
+        f" One extra distinct approver is required at stage {record.extra_approver_stage + 1}."
+        if record.extra_approver_stage is not None
+        else ""
+    )
+    return f"Requester unresolved (seen as {shown}): it could not be matched to an Entra identity.{extra}"
 
 
 def request_approval(services: GateServices, payload: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +253,10 @@ def request_approval(services: GateServices, payload: dict[str, Any]) -> dict[st
             "kind": "approval_request",
             "recipients": spec.approvers,
             "title": f"Approval needed: {record.title}"[:200],
-            "text": f"Stage '{spec.name}': {spec.quorum} approval(s) needed before {deadline.isoformat()}.",
+            "text": (
+                f"Stage '{spec.name}': {spec.quorum} approval(s) needed before {deadline.isoformat()}. "
+                + unresolved_note(record)
+            ).strip()[:2000],
             "link": services.approval_link(gate_id),
             "instance_id": gate_id,
         },
@@ -210,6 +269,7 @@ def request_approval(services: GateServices, payload: dict[str, Any]) -> dict[st
         (
             f"Gatekeeper: waiting for approval, stage '{spec.name}' needs {spec.quorum} of "
             f"{len(spec.approvers)} approver(s) before {deadline:%Y-%m-%d %H:%M} UTC. {services.approval_link(gate_id)}"
+            + (f" {unresolved_note(record)}" if unresolved_note(record) else "")
         ),
     )
     _audit(
@@ -224,6 +284,7 @@ def request_approval(services: GateServices, payload: dict[str, Any]) -> dict[st
             "approvers": list(spec.approvers),
             "quorum": spec.quorum,
             "deadline": deadline.isoformat(),
+            "requester_resolved": record.requested_by.resolved if record.requested_by else None,
             "notified": result["ok"],
             "pipeline_told": told,
         },

@@ -23,6 +23,10 @@ class Decider(Protocol):
 
     def decide(self, event: PipelineEvent, at: datetime) -> GateDecision: ...
 
+    def unresolved_requester(self, tenant_id: str) -> str:
+        """The tenant's policy for a requester without an Entra identity: "raise" or "deny"."""
+        ...
+
 
 class AuditTrail(Protocol):
     """One tenant's audit log (gatekeeper.audit.log.AuditLog has this shape)."""
@@ -63,3 +67,6 @@ class PolicyDecider:
 
     def decide(self, event: PipelineEvent, at: datetime) -> GateDecision:
         return evaluate(self._policy_for(event.tenant_id), event, QualityEvidence.from_refs(event.evidence), at)
+
+    def unresolved_requester(self, tenant_id: str) -> str:
+        return self._policy_for(tenant_id).unresolved_requester

@@ -17,8 +17,10 @@ from functools import cached_property
 from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
 from gatekeeper.gates.store import GateIndex, GateStore
 from gatekeeper.integrations.notify import Notifier
+from gatekeeper.security.requester import RequesterResolver, UserDirectory
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.tables import StorageAccount
+from gatekeeper.tenancy.identities import IdentityMap
 
 
 def _utc_now() -> datetime:
@@ -41,7 +43,21 @@ class GateServices:
     # Who hears about L1 changes and failed callbacks when the policy names nobody (tenant contacts).
     operators_for: Callable[[str], tuple[str, ...]] = _nobody
     clock: Callable[[], datetime] = _utc_now
+    # Addresses and object ids of directory users (Graph), to resolve requesters known only by address.
+    directory: UserDirectory | None = None
     _stores: dict[str, GateStore] = field(default_factory=dict, repr=False)
+    _identity_maps: dict[str, IdentityMap] = field(default_factory=dict, repr=False)
+
+    def identities(self, tenant_id: str) -> IdentityMap:
+        """The tenant's identity map (external identities -> Entra object ids)."""
+        found = self._identity_maps.get(tenant_id)
+        if found is None:
+            found = self._identity_maps[tenant_id] = IdentityMap(self.storage, tenant_id, self.cipher)
+        return found
+
+    @cached_property
+    def requesters(self) -> RequesterResolver:
+        return RequesterResolver(self.identities, self.directory)
 
     def gates(self, tenant_id: str) -> GateStore:
         store = self._stores.get(tenant_id)

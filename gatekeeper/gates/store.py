@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gatekeeper.approvals.chain import ChainPlan, Decision, RecordedVote
 from gatekeeper.gates.model import GateStatus
+from gatekeeper.security.requester import Requester
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.repository import TenantRepository, check_key
 from gatekeeper.store.tables import StorageAccount, TablePurpose, validate_tenant_id
@@ -62,7 +63,9 @@ class GateRecord(BaseModel):
     reasons: tuple[str, ...] = ()
     title: str = ""
     subject: dict[str, Any] = {}
-    requester: tuple[str, ...] = ()
+    requester: tuple[str, ...] = ()  # every identity the requester is compared by (object id, addresses, ...)
+    requested_by: Requester | None = None  # the resolved requester; None on gates evaluated before it existed
+    extra_approver_stage: int | None = None  # unresolved requester, policy "raise": this stage needs one more
     created_at: datetime
     updated_at: datetime
     chain_instance_id: str | None = None

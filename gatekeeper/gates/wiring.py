@@ -33,4 +33,5 @@ def gate_services_from_settings(rt: Runtime | None = None) -> GateServices:
         ),
         approval_base_url=settings.get("GATEKEEPER_APPROVAL_BASE_URL") or "http://localhost:7071",
         operators_for=rt.operators_for,
+        directory=rt.user_directory,
     )

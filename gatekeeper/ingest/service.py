@@ -35,6 +35,7 @@ from gatekeeper.ingest.edge import (
 )
 from gatekeeper.ingest.scope import bind_azure_devops, bind_connector, bind_github, bind_webhook
 from gatekeeper.security.identity import TokenValidator, identify_caller
+from gatekeeper.security.principal import Principal
 from gatekeeper.security.signatures import basic_auth_password, verify_github_signature, verify_shared_secret
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
@@ -152,19 +153,22 @@ class IngestionService:
 
     def generic(self, request: IncomingRequest) -> Outcome:
         document = self._json(request)
-        tenant = self._generic_tenant(request)
+        tenant, principal = self._generic_tenant(request)
         event = parse_generic(document, tenant_id=tenant.tenant_id)
+        if principal is not None:  # the token says who asks; the body's actor is only shown
+            who = (f"entra:oid:{principal.oid.lower()}",)
+            event = event.model_copy(update={"requester_ids": who})
         bind_webhook(tenant, event)
         return self._hand_over(event)
 
-    def _generic_tenant(self, request: IncomingRequest) -> TenantRecord:
+    def _generic_tenant(self, request: IncomingRequest) -> tuple[TenantRecord, Principal | None]:
         authorization = request.headers.get("Authorization") or ""
         if authorization.lower().startswith("bearer "):
             principal = identify_caller({"Authorization": authorization}, self._token_validator)
             tenant = self._registry.resolve([f"entra:tenant:{principal.tid.lower()}"])
             if tenant is None:
                 raise unauthenticated()
-            return tenant
+            return tenant, principal
         tenant_id = request.headers.get(GENERIC_TENANT_HEADER)
         tenant = self._registry.get(tenant_id) if tenant_id and TENANT_ID_PATTERN.fullmatch(tenant_id) else None
         self._require_secret(
@@ -173,7 +177,7 @@ class IngestionService:
             request.headers.get(GENERIC_KEY_HEADER),
         )
         assert tenant is not None
-        return tenant
+        return tenant, None
 
     # -- connectors (queue messages) --------------------------------------------------------------
 

@@ -268,7 +268,10 @@ def review_validator(document: dict[str, Any]) -> Draft202012Validator:
 class LocalGitHubServer(LocalServer):
     """GitHub REST for a GitHub App: installation tokens (App JWT verified with the App's public key),
     installation lookup and the deployment protection rule review endpoint (body validated against the
-    published schema)."""
+    published schema); and GraphQL `organization.samlIdentityProvider.externalIdentities` (the one query
+    Gatekeeper sends), answered from `saml_identities` (org login -> [{"login", "databaseId", "nameId",
+    "scimUsername"}], paged by `graphql_page_size`); orgs in `graphql_forbidden` get GitHub's
+    "Resource not accessible by integration" error."""
 
     name = "local GitHub"
 
@@ -293,6 +296,9 @@ class LocalGitHubServer(LocalServer):
         self.tokens: dict[str, float] = {}  # token -> expiry (unix seconds)
         self.reviews: list[dict[str, Any]] = []
         self.jwt_claims: list[dict[str, Any]] = []
+        self.saml_identities: dict[str, list[dict[str, Any]]] = {}
+        self.graphql_forbidden: set[str] = set()
+        self.graphql_page_size = 100
 
     @property
     def api_url(self) -> str:
@@ -365,6 +371,8 @@ class LocalGitHubServer(LocalServer):
                     "repository_selection": "all",
                 },
             )
+        if method == "POST" and parts == ["graphql"]:
+            return self._graphql(headers, body)
         if method == "GET" and len(parts) == 4 and parts[0] == "repos" and parts[3] == "installation":
             if (error := self._app_jwt_error(headers)) is not None:
                 return error
@@ -394,6 +402,40 @@ class LocalGitHubServer(LocalServer):
                 self.reviews.append({"owner": parts[1], "repo": parts[2], "run_id": int(parts[5]), "body": document})
             return _empty(204)
         return _json(404, {"message": "Not Found"})
+
+    def _graphql(self, headers: dict[str, str], body: bytes) -> Response:
+        presented = _bearer(headers)
+        with self._lock:
+            valid = presented is not None and self.tokens.get(presented, 0) > time.time()
+        if not valid:
+            return _json(401, {"message": "Bad credentials"})
+        try:
+            document = json.loads(body or b"null")
+            query, variables = document["query"], document.get("variables") or {}
+        except (ValueError, TypeError, KeyError):
+            return _json(400, {"message": "Problems parsing JSON"})
+        if "samlIdentityProvider" not in query or "externalIdentities" not in query:
+            return _json(200, {"errors": [{"message": "this local GitHub answers only the SAML identities query"}]})
+        org = str(variables.get("org") or "").lower()
+        if org in self.graphql_forbidden:
+            error = {"type": "FORBIDDEN", "path": ["organization"], "message": "Resource not accessible by integration"}
+            return _json(200, {"data": {"organization": None}, "errors": [error]})
+        if org not in self.saml_identities:
+            return _json(200, {"data": {"organization": {"samlIdentityProvider": None}}})
+        start = int(variables.get("after") or 0)
+        entries = self.saml_identities[org][start : start + self.graphql_page_size]
+        end = start + len(entries)
+        nodes = [
+            {
+                "samlIdentity": {"nameId": e["nameId"]} if e.get("nameId") else None,
+                "scimIdentity": {"username": e["scimUsername"]} if e.get("scimUsername") else None,
+                "user": {"login": e["login"], "databaseId": e.get("databaseId")} if e.get("login") else None,
+            }
+            for e in entries
+        ]
+        page = {"hasNextPage": end < len(self.saml_identities[org]), "endCursor": str(end)}
+        identities = {"pageInfo": page, "nodes": nodes}
+        return _json(200, {"data": {"organization": {"samlIdentityProvider": {"externalIdentities": identities}}}})
 
     def report(self) -> list[str]:
         lines = []
@@ -603,7 +645,8 @@ def _lower_keys(value: Any) -> Any:
 
 class LocalGraphServer(LocalServer):
     """Microsoft Graph v1.0: `users/{id}/teamwork/sendActivityNotification`,
-    `teams/{id}/sendActivityNotification`, `users/{sender}/sendMail`, `users/{id}`, `groups/{id}` and
+    `teams/{id}/sendActivityNotification`, `users/{sender}/sendMail`, `users/{id or userPrincipalName}` (with
+    `$select`; `users` entries carry `mail`, `userPrincipalName`, `proxyAddresses`), `groups/{id}` and
     `users/{id}/checkMemberGroups` (at most 20 group ids, answered from `memberships`: user id -> the
     groups it belongs to, nested ones included). `not_installed` lists users/teams without the Teams app
     (403, as Graph answers); `throttle_next` answers 429 with Retry-After."""
@@ -706,10 +749,21 @@ class LocalGraphServer(LocalServer):
             return self._check_member_groups(parts[1].lower(), document)
         if method == "GET" and len(parts) == 2 and parts[0] in ("users", "groups"):
             directory = self.users if parts[0] == "users" else self.groups
-            entry = directory.get(parts[1].lower())
+            key, entry = parts[1].lower(), directory.get(parts[1].lower())
+            if entry is None and parts[0] == "users":  # Graph also finds a user by userPrincipalName, not by mail
+                key, entry = next(
+                    ((k, v) for k, v in directory.items() if str(v.get("userPrincipalName", "")).lower() == key),
+                    (key, None),
+                )
             if entry is None:
                 return self._error(404, "Request_ResourceNotFound", f"Resource '{parts[1]}' does not exist.")
-            return _json(200, {"id": parts[1], **entry})
+            document = {"id": key, **entry}
+            select = [f.strip() for v in query.get("$select", ()) for f in v.split(",") if f.strip()]
+            if select:  # Graph returns only the selected properties (and the id)
+                wanted = {f.lower() for f in select} | {"id"}
+                document = {k: v for k, v in document.items() if k.lower() in wanted}
+            context = f"https://graph.microsoft.com/v1.0/$metadata#{parts[0]}/$entity"
+            return _json(200, {"@odata.context": context, **document})
         return self._error(404, "UnknownAction", f"{method} /{'/'.join(parts)} is not served here.")
 
     def _check_member_groups(self, user: str, document: Any) -> Response:

@@ -88,6 +88,8 @@ class PolicyDocument(BaseModel):
     change_windows: ChangeWindows = Field(default_factory=ChangeWindows)
     rules: list[PolicyRule] = Field(default_factory=list)
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
+    # A gate whose requester has no Entra identity: "raise" needs one extra distinct approver, "deny" refuses.
+    unresolved_requester: Literal["raise", "deny"] = "raise"
 
     _index: RuleIndex | None = PrivateAttr(default=None)
 
@@ -112,9 +114,10 @@ class PolicyDocument(BaseModel):
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON form: which policy decided, for the audit log."""
-        canonical = json.dumps(
-            self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True, separators=(",", ":")
-        )
+        document = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if document.get("unresolved_requester") == "raise":  # the default: fingerprints of older policies hold
+            del document["unresolved_requester"]
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -26,6 +26,7 @@ class TablePurpose(StrEnum):
     AUDIT = "Audit"  # the append-only audit log
     KEYS = "Keys"  # wrapped data keys
     POLICY = "Policy"  # policy document versions
+    IDENTITIES = "Identities"  # the identity map: external identities -> Entra object ids (sealed)
 
 
 class SharedTable(StrEnum):

@@ -97,6 +97,8 @@ class Env:
         return self.gates.clock
 
     def event(self, environment: str, action: ActionKind = ActionKind.DEPLOY, **extra: Any) -> PipelineEvent:
+        """A gate request as `POST /api/events` hands it over after a bearer token identified the requester."""
+        extra.setdefault("requester_ids", (f"entra:oid:{DEV_OID}",))
         return PipelineEvent(
             tenant_id=self.tenant_id,
             source=EventSource.GENERIC,

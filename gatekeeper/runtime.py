@@ -6,6 +6,7 @@ explicitly against Azurite and local keys, so no code path differs except where 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,10 +14,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper import settings
+from gatekeeper.audit.records import SYSTEM_ACTOR
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
 from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, QueueEventSink, Sealer
 from gatekeeper.ingest.service import IngestionService, TokenValidator
+from gatekeeper.store.envelope import SealedDataUnreadable
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import SecretPurpose
 from gatekeeper.tenancy.registry import TenantRegistry
@@ -43,6 +46,8 @@ def storage_from_settings() -> StorageAccount:
         credential=credential,
     )
 
+
+log = logging.getLogger("gatekeeper.runtime")
 
 _UNBUILT = object()
 
@@ -72,8 +77,14 @@ class Runtime:
         self._group_membership: object = _UNBUILT
 
     @cached_property
+    def request_storage(self) -> StorageAccount:
+        """The account with request-path budgets: what the HTTP edge reads and writes through, so a storage
+        outage is a 503 within 2 s (gatekeeper.store.budgets), not a minute of SDK retries."""
+        return self.storage.bounded()
+
+    @cached_property
     def registry(self) -> TenantRegistry:
-        return TenantRegistry(self.storage, cache_seconds=self.tenant_cache_seconds)
+        return TenantRegistry(self.request_storage, cache_seconds=self.tenant_cache_seconds)
 
     @cached_property
     def secrets(self) -> SecretResolver:
@@ -81,7 +92,7 @@ class Runtime:
 
     @cached_property
     def sink(self) -> QueueEventSink:
-        sink = QueueEventSink(self.storage, self.sealer, self.queue_name)
+        sink = QueueEventSink(self.request_storage, self.sealer, self.queue_name)
         sink.ensure_queue()
         return sink
 
@@ -153,6 +164,43 @@ class Runtime:
                     self.storage, self.sealer, self.checkpoint_signer, tenant_id, env=self.environ
                 )
             return log
+
+    def record_integrity_failure(self, failure: SealedDataUnreadable, route: str) -> bool:
+        """Log and audit a sealed value that did not open: where it lies and why, never its contents.
+
+        The audit entry goes to the tenant the value belongs to (kind `integrity_failure`, system actor).
+        Returns whether it was audited: when the tenant's own key is what failed, its audit log cannot be
+        sealed either, and the log line is the record."""
+        where = failure.location
+        log.error(
+            "integrity failure on %s: sealed value in tenant %s, table %s, partition %s, row %s did not open (%s)",
+            route,
+            where.tenant_id if where else "?",
+            where.table if where else "?",
+            where.partition_key if where else "?",
+            where.row_key if where else "?",
+            failure.reason,
+        )
+        if where is None:
+            return False
+        try:
+            self.audit_for(where.tenant_id).append(
+                "integrity_failure",
+                SYSTEM_ACTOR,
+                "",
+                f"sealed value in {where.table} did not open",
+                {
+                    "table": where.table,
+                    "partition_key": where.partition_key,
+                    "row_key": where.row_key,
+                    "reason": failure.reason,
+                    "route": route,
+                },
+            )
+        except Exception as exc:  # the audit log's own outage must not hide the integrity answer
+            log.error("integrity failure in tenant %s could not be audited (%s)", where.tenant_id, type(exc).__name__)
+            return False
+        return True
 
     def policy_for(self, tenant_id: str) -> PolicyDocument:
         """The tenant's current policy; with none published, the safe default (every change needs a human)."""

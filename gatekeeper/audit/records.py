@@ -48,6 +48,7 @@ class RecordKind(StrEnum):
     POLICY_CHANGED = "policy_changed"
     TENANT_CHANGED = "tenant_changed"
     KEY_ROTATED = "key_rotated"
+    INTEGRITY_FAILURE = "integrity_failure"  # a sealed value did not open where it lies (moved, tampered)
 
 
 def format_time(value: datetime) -> str:

@@ -80,7 +80,6 @@ class EventDispatcher:
             "state": "received",
             "kind": event.kind.value,
             "source": event.source.value,
-            "business_key": event.business_key,
             "event_id": event_id,
             "delivery_id": event.delivery_id or "",
             "received_at": now,

@@ -298,3 +298,30 @@ def test_a_sealed_row_that_does_not_open_is_an_audited_integrity_error(
     assert entry.data["reason"] == ("key-gone" if how == "moved-tenant" else "does-not-open")
     assert entry.data["route"].endswith(gate_id)
     assert sealed not in json.dumps(entry.data)
+
+
+@pytest.mark.parametrize("how", ["tampered", "moved"])
+def test_a_queued_event_that_does_not_open_is_dead_lettered_and_audited_not_retried(env, how):
+    from gatekeeper.ingest.deadletter import DeadLetters
+    from tests.support.durable_api import DurableApiServer
+    from tests.support.worker_loop import run_on_worker
+
+    set_runtime(env.runtime)
+    response = http_function("github_webhook")(github_request("deployment_protection_rule", DPR))
+    assert response.status_code == 202, response.get_body()
+    [text] = env.drain()
+    message = json.loads(text)
+    if how == "tampered":
+        message["sealed"] = _flip(message["sealed"])
+    else:  # re-addressed to another event id: the ciphertext is bound to the one it was sealed for
+        message["id"] = uuid.uuid4().hex
+    with DurableApiServer() as durable:
+        function = http_function("dispatch_pipeline_events")
+        body = json.dumps(message).encode()
+        run_on_worker(function(func.QueueMessage(id="x", body=body), client=durable.client_binding))
+        assert durable.posts("/orchestrators/") == [], "nothing may start from an event that did not open"
+    letters = DeadLetters(env.storage).list("pipeline-events")
+    [letter] = [d for d in letters if "integrity" in d.reason and message["id"] in d.message]
+    assert "does-not-open" in letter.reason
+    [entry] = [r for r in env.runtime.audit_for(env.tenant_id).records() if r.kind == "integrity_failure"]
+    assert entry.data["route"] == "queue:pipeline-events" and entry.data["row_key"] == message["id"]

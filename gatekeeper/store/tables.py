@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cached_property
+from typing import Any
 
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient, QueueServiceClient
@@ -74,10 +75,10 @@ class StorageAccount:
         """The same account with request-path budgets (itself when it already has them)."""
         return self if self.request_path else replace(self, request_path=True)
 
-    def _table_options(self) -> dict[str, object]:
+    def _table_options(self) -> dict[str, Any]:
         return budgets.table_client_options() if self.request_path else {}
 
-    def _queue_options(self) -> dict[str, object]:
+    def _queue_options(self) -> dict[str, Any]:
         return budgets.queue_client_options() if self.request_path else {}
 
     @cached_property

@@ -116,6 +116,26 @@ def test_storage_down_answers_503_with_retry_after_within_two_seconds(env, tmp_p
             assert silent.accepted >= 1  # it really reached the stuck server and gave up on it
 
 
+@pytest.mark.parametrize("outage", ["refused", "silent"])
+def test_storage_down_on_the_approval_routes_answers_503_within_two_seconds(env, tmp_path, monkeypatch, outage):
+    monkeypatch.setenv("GATEKEEPER_TRUST_EASYAUTH_HEADER", "true")
+    with SilentServer() as silent:
+        port = dead_port() if outage == "refused" else silent.port
+        storage = StorageAccount(connection_string=storage_connection_string(blob=port, queue=port, table=port))
+        install(env, storage, build_cipher(storage, LocalKeyProvider(tmp_path / "keys")))
+        gate_id = "gate-" + uuid.uuid4().hex
+        started = time.monotonic()
+        request = func.HttpRequest(
+            "GET",
+            f"http://localhost/api/approvals/{gate_id}",
+            headers=easyauth("0000000a-0000-4000-8000-00000000000a"),
+            route_params={"instance_id": gate_id},
+            body=b"",
+        )
+        response = http_function("approval_state")(request)
+        assert_unavailable(response, time.monotonic() - started)
+
+
 @pytest.mark.parametrize("route", ROUTES)
 def test_queue_down_with_tables_up_answers_503_and_queues_nothing(env, azurite, route):
     with SilentServer() as silent:

@@ -30,6 +30,7 @@ from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_n
 from tests.conftest import ROOT, SHARED_FIXTURES
 from tests.support.gatekeeper_env import (
     ADO_CHECK_SECRET,
+    ADO_HOOK_SECRET,
     API_KEY,
     ENTRA_TENANT,
     GatekeeperEnv,
@@ -44,11 +45,12 @@ pytestmark = pytest.mark.azurite
 
 # The promise is 2 s; the margin is for a loaded test machine, not for the product.
 BOUND_SECONDS = 2.5
-ROUTES = ("generic_events", "github_webhook", "azure_devops_check")
+ROUTES = ("generic_events", "github_webhook", "azure_devops_check", "azure_devops_service_hook")
 GENERIC = (ROOT / "tests/fixtures/generic/gate-request.json").read_bytes()
 DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.requested.json").read_text())
 CHECK_SAMPLE = json.loads((SHARED_FIXTURES / "azure-devops/invoke-azure-function-check.request.json").read_text())
 JOB_TOKEN = "job-access-token-for-outage-tests-0123456789"
+HOOK_BODY = (SHARED_FIXTURES / "azure-devops/build.complete.json").read_bytes()
 CHECK_BODY = json.dumps({"environment": "production", "runId": "77", "requestedBy": "alice@fabrikam.com"}).encode()
 
 
@@ -58,6 +60,12 @@ def route_request(route: str, tenant_id: str) -> func.HttpRequest:
     if route == "azure_devops_check":
         headers = {**CHECK_SAMPLE["headers"], "AuthToken": JOB_TOKEN, "X-Gatekeeper-Check-Secret": ADO_CHECK_SECRET}
         return func.HttpRequest("POST", "http://localhost/api/azure-devops/checks", headers=headers, body=CHECK_BODY)
+    if route == "azure_devops_service_hook":
+        basic = "Basic " + base64.b64encode(f"gatekeeper:{ADO_HOOK_SECRET}".encode()).decode()
+        headers = {"Content-Type": "application/json", "Authorization": basic}
+        return func.HttpRequest(
+            "POST", "http://localhost/api/azure-devops/service-hooks", headers=headers, body=HOOK_BODY
+        )
     headers = {"Content-Type": "application/json", "X-Gatekeeper-Tenant": tenant_id, "x-functions-key": API_KEY}
     return func.HttpRequest("POST", "http://localhost/api/events", headers=headers, body=GENERIC)
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from gatekeeper import telemetry
-from gatekeeper.errors import Problem
+from gatekeeper.errors import RETRY_AFTER_SECONDS, Problem
 from gatekeeper.ingest.edge import IncomingRequest
 
 log = logging.getLogger("gatekeeper.http")
@@ -38,8 +38,11 @@ def problem_response(problem: Problem, instance: str | None = None) -> func.Http
     headers: dict[str, str] = {}
     if problem.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="gatekeeper"'
-    if problem.retry_after is not None:
-        headers["Retry-After"] = str(problem.retry_after)
+    retry_after = problem.retry_after
+    if retry_after is None and problem.status == 503:  # every "not now" says when to try again
+        retry_after = RETRY_AFTER_SECONDS
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return func.HttpResponse(
         json.dumps(problem.to_dict(instance)),
         status_code=problem.status,

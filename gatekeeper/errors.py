@@ -6,6 +6,8 @@ import dataclasses
 from typing import Any
 
 PROBLEM_BASE = "https://gatekeeper.dev/problems/"
+# What a 503 tells the caller (Retry-After): long enough for a blip to pass, short enough for a waiting pipeline.
+RETRY_AFTER_SECONDS = 5
 
 
 @dataclasses.dataclass

@@ -24,11 +24,14 @@ from typing import Any
 
 from azure.core.pipeline.policies import RetryMode
 
+from gatekeeper.errors import RETRY_AFTER_SECONDS
+
+__all__ = ["RETRY_AFTER_SECONDS", "keyvault_client_options", "queue_client_options", "table_client_options"]
+
 REQUEST_DEADLINE_SECONDS = 2.0
 CONNECT_SECONDS = 0.5
 READ_SECONDS = 1.0
 BACKOFF_SECONDS = 0.1
-RETRY_AFTER_SECONDS = 5  # what a 503 tells the caller: long enough for a blip to pass, short for a pipeline
 
 
 def _azure_core_retry() -> dict[str, Any]:

@@ -85,3 +85,16 @@ def test_an_internal_error_has_no_retry_after():
     response = handle(request, _boom(RuntimeError("internal detail")))
     assert response.status_code == 500 and "Retry-After" not in response.headers
     assert "internal detail" not in response.get_body().decode()
+
+
+def test_every_503_says_when_to_try_again():
+    """Route-specific 503s (an orchestration or directory lookup that is not reachable now) get Retry-After
+    too, so a caller never has to guess."""
+    from gatekeeper.errors import Problem
+
+    request = func.HttpRequest("POST", "http://localhost/api/approvals/x/decisions", headers={}, body=b"{}")
+    unavailable = Problem(503, "orchestration-unavailable", "Try again", "send it again")
+    response = handle(request, _boom(unavailable))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    refused = handle(request, _boom(Problem(409, "duplicate-vote", "Already voted")))
+    assert "Retry-After" not in refused.headers

@@ -13,6 +13,10 @@ table names and request ids, and key errors must never reach a caller.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -21,10 +25,12 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from gatekeeper.errors import Problem, dependency_unavailable, integrity_error
-from gatekeeper.store.budgets import RETRY_AFTER_SECONDS
+from gatekeeper.audit.records import SYSTEM_ACTOR
+from gatekeeper.errors import RETRY_AFTER_SECONDS, Problem, dependency_unavailable, integrity_error
 from gatekeeper.store.envelope import SealedDataUnreadable, SealingUnavailable
 from gatekeeper.store.key_errors import KeyServiceUnavailable
+
+log = logging.getLogger("gatekeeper.integrity")
 
 KEY_SERVICE = "key service"
 STORAGE = "storage service"
@@ -55,3 +61,41 @@ def as_problem(exc: BaseException) -> Problem | None:
     if isinstance(exc, AzureError):  # other transport-level failures (e.g. a broken connection mid-read)
         return dependency_unavailable(STORAGE, RETRY_AFTER_SECONDS)
     return None
+
+
+def record_integrity_failure(audit_for: Callable[[str], Any], failure: SealedDataUnreadable, route: str) -> bool:
+    """Log and audit a sealed value that did not open: where it lies and why, never its contents.
+
+    The audit entry goes to the tenant the value belongs to (kind `integrity_failure`, system actor).
+    Returns whether it was audited: when the tenant's own key is what failed, its audit log cannot be sealed
+    either, and the log line is the record."""
+    where = failure.location
+    log.error(
+        "integrity failure on %s: sealed value in tenant %s, table %s, partition %s, row %s did not open (%s)",
+        route,
+        where.tenant_id if where else "?",
+        where.table if where else "?",
+        where.partition_key if where else "?",
+        where.row_key if where else "?",
+        failure.reason,
+    )
+    if where is None:
+        return False
+    try:
+        audit_for(where.tenant_id).append(
+            "integrity_failure",
+            SYSTEM_ACTOR,
+            "",
+            f"sealed value in {where.table} did not open",
+            {
+                "table": where.table,
+                "partition_key": where.partition_key,
+                "row_key": where.row_key,
+                "reason": failure.reason,
+                "route": route,
+            },
+        )
+    except Exception as exc:  # the audit log's own outage must not hide the integrity answer
+        log.error("integrity failure in tenant %s could not be audited (%s)", where.tenant_id, type(exc).__name__)
+        return False
+    return True

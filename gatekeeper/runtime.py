@@ -6,7 +6,6 @@ explicitly against Azurite and local keys, so no code path differs except where 
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from gatekeeper import settings
-from gatekeeper.audit.records import SYSTEM_ACTOR
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
 from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, QueueEventSink, Sealer
@@ -46,8 +44,6 @@ def storage_from_settings() -> StorageAccount:
         credential=credential,
     )
 
-
-log = logging.getLogger("gatekeeper.runtime")
 
 _UNBUILT = object()
 
@@ -166,41 +162,10 @@ class Runtime:
             return log
 
     def record_integrity_failure(self, failure: SealedDataUnreadable, route: str) -> bool:
-        """Log and audit a sealed value that did not open: where it lies and why, never its contents.
+        """Log and audit a sealed value that did not open (gatekeeper.failures.record_integrity_failure)."""
+        from gatekeeper.failures import record_integrity_failure
 
-        The audit entry goes to the tenant the value belongs to (kind `integrity_failure`, system actor).
-        Returns whether it was audited: when the tenant's own key is what failed, its audit log cannot be
-        sealed either, and the log line is the record."""
-        where = failure.location
-        log.error(
-            "integrity failure on %s: sealed value in tenant %s, table %s, partition %s, row %s did not open (%s)",
-            route,
-            where.tenant_id if where else "?",
-            where.table if where else "?",
-            where.partition_key if where else "?",
-            where.row_key if where else "?",
-            failure.reason,
-        )
-        if where is None:
-            return False
-        try:
-            self.audit_for(where.tenant_id).append(
-                "integrity_failure",
-                SYSTEM_ACTOR,
-                "",
-                f"sealed value in {where.table} did not open",
-                {
-                    "table": where.table,
-                    "partition_key": where.partition_key,
-                    "row_key": where.row_key,
-                    "reason": failure.reason,
-                    "route": route,
-                },
-            )
-        except Exception as exc:  # the audit log's own outage must not hide the integrity answer
-            log.error("integrity failure in tenant %s could not be audited (%s)", where.tenant_id, type(exc).__name__)
-            return False
-        return True
+        return record_integrity_failure(self.audit_for, failure, route)
 
     def policy_for(self, tenant_id: str) -> PolicyDocument:
         """The tenant's current policy; with none published, the safe default (every change needs a human)."""

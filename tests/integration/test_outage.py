@@ -353,3 +353,45 @@ def test_a_queued_event_that_does_not_open_is_dead_lettered_and_audited_not_retr
     assert "does-not-open" in letter.reason
     [entry] = [r for r in env.runtime.audit_for(env.tenant_id).records() if r.kind == "integrity_failure"]
     assert entry.data["route"] == "queue:pipeline-events" and entry.data["row_key"] == message["id"]
+
+
+def test_a_stored_event_that_does_not_open_in_an_activity_is_audited(env, tmp_path):
+    """The gate's evaluate activity reads the sealed event the dispatcher stored; tampered, it fails by name
+    and leaves an integrity_failure entry (the orchestration's retry policy then ends the gate)."""
+    import azure.durable_functions as df
+
+    from functions.durable_gateway import DurableClientGateway
+    from gatekeeper.gates.activities import EVENT_PARTITION, load_event
+    from gatekeeper.gates.effects import PolicyDecider
+    from gatekeeper.gates.services import GateServices
+    from gatekeeper.ingest.queue import decode_message
+    from gatekeeper.integrations.factory import build_pipeline_callbacks
+    from gatekeeper.local.outbox import OutboxNotifier
+    from gatekeeper.store.envelope import SealedDataUnreadable
+    from tests.support.durable_api import DurableApiServer
+    from tests.support.worker_loop import worker_loop
+
+    set_runtime(env.runtime)
+    assert http_function("github_webhook")(github_request("deployment_protection_rule", DPR)).status_code == 202
+    [text] = env.drain()
+    queued = decode_message(env.runtime.sealer, text)
+    with DurableApiServer() as durable:
+        gateway = DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
+        env.runtime.dispatcher(gateway).dispatch(queued.event, queued.event_id)
+    events = env.storage.table(tenant_table_name(env.tenant_id, TablePurpose.EVENTS))
+    row = dict(events.get_entity(EVENT_PARTITION, queued.event.key_hash))
+    row["sealed_event"] = _flip(row["sealed_event"])
+    events.update_entity(row, mode=UpdateMode.REPLACE)
+
+    services = GateServices(
+        storage=env.storage,
+        cipher=env.runtime.sealer,
+        decider=PolicyDecider(env.runtime.policy_for),
+        audit_for=env.runtime.audit_for,
+        notifier=OutboxNotifier(tmp_path / "outbox"),
+        callbacks=build_pipeline_callbacks(env={}),
+    )
+    with pytest.raises(SealedDataUnreadable):
+        load_event(services, env.tenant_id, queued.event.key_hash)
+    [entry] = [r for r in env.runtime.audit_for(env.tenant_id).records() if r.kind == "integrity_failure"]
+    assert entry.data["route"] == "activity:load_event" and entry.data["row_key"] == queued.event.key_hash

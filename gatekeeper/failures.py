@@ -47,7 +47,20 @@ def _unavailable_status(exc: HttpResponseError) -> bool:
 
 def as_problem(exc: BaseException) -> Problem | None:
     """The Problem a request path answers for `exc`, or None when it is not a dependency or integrity
-    failure (an internal error). Problems pass through unchanged."""
+    failure (an internal error). Problems pass through unchanged. An exception raised *from* a dependency
+    failure (e.g. the checkpoint key that cannot be read while the process builds its runtime) is that
+    dependency's failure."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 8:
+        problem = _direct_problem(cause)
+        if problem is not None:
+            return problem
+        cause, seen = cause.__cause__, seen + 1
+    return None
+
+
+def _direct_problem(exc: BaseException) -> Problem | None:
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, SealedDataUnreadable):

@@ -395,3 +395,26 @@ def test_a_stored_event_that_does_not_open_in_an_activity_is_audited(env, tmp_pa
         load_event(services, env.tenant_id, queued.event.key_hash)
     [entry] = [r for r in env.runtime.audit_for(env.tenant_id).records() if r.kind == "integrity_failure"]
     assert entry.data["route"] == "activity:load_event" and entry.data["row_key"] == queued.event.key_hash
+
+
+@pytest.mark.parametrize("outage", ["hang", "error"])
+def test_the_checkpoint_key_read_at_cold_start_is_bounded_and_a_503(local_keyvault, outage):
+    """A cold process reads the checkpoint key while building its runtime, inside the first request."""
+    from gatekeeper.audit.signing import CheckpointKeyError, KeyVaultCheckpointKey
+    from gatekeeper.failures import as_problem
+
+    local_keyvault.create_key("audit-checkpoint", size=3072, key_ops=["sign", "verify"])
+    key = KeyVaultCheckpointKey(
+        local_keyvault.vault_url,
+        "audit-checkpoint",
+        local_keyvault.credential(),
+        connection_verify=local_keyvault.ca_file,
+        verify_challenge_resource=False,
+    )
+    local_keyvault.outage = outage
+    started = time.monotonic()
+    with pytest.raises(CheckpointKeyError) as info:
+        key.signer()
+    assert time.monotonic() - started < BOUND_SECONDS
+    problem = as_problem(info.value)
+    assert problem is not None and problem.status == 503 and problem.retry_after

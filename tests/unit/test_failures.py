@@ -98,3 +98,17 @@ def test_every_503_says_when_to_try_again():
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     refused = handle(request, _boom(Problem(409, "duplicate-vote", "Already voted")))
     assert "Retry-After" not in refused.headers
+
+
+def test_a_failure_raised_from_a_dependency_outage_is_that_outage():
+    from gatekeeper.audit.signing import CheckpointKeyError
+
+    try:
+        try:
+            raise ServiceResponseError("read timed out")
+        except ServiceResponseError as inner:
+            raise CheckpointKeyError("checkpoint key: cannot be read from Key Vault") from inner
+    except CheckpointKeyError as outer:
+        problem = as_problem(outer)
+    assert problem is not None and problem.status == 503
+    assert as_problem(CheckpointKeyError("checkpoint key type 'oct' is neither EC nor RSA")) is None

@@ -4,7 +4,8 @@ Key Vault has no local emulator, yet the envelope-encryption path must run the r
 clients (challenge auth, bearer token, JSON wire format, remote unwrap). This server speaks just enough of
 the documented API (`/keys/{name}[/{version}]`, `create`, `rotate`, `versions`, `wrapkey`, `unwrapkey`,
 `encrypt`, `decrypt`, `sign`, `verify`, `DELETE /keys/{name}`, `GET /deletedkeys/{name}`, `PATCH` to
-enable/disable) and counts every operation, so tests can assert how often Key Vault is called.
+enable/disable) and counts every operation, so tests can assert how often Key Vault is called. Setting
+`outage` simulates a vault that answers 503, 500 or 403, or that accepts connections and never answers.
 
 TLS: the SDK refuses bearer tokens over plain HTTP, so the server makes a throw-away CA and a certificate
 for 127.0.0.1 at start-up; clients get `connection_verify=<ca file>` and `verify_challenge_resource=False`

@@ -30,7 +30,7 @@ def decision_service(gateway: OrchestrationGateway) -> DecisionService:
 
     runtime = services()
     return DecisionService(
-        runtime.storage,
+        runtime.request_storage,  # bounded budgets: storage down is a 503 within 2 s, not a minute's wait
         runtime.sealer,
         gateway,
         entra_tenants_for=runtime.entra_tenants_for,

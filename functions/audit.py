@@ -7,7 +7,7 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http import problem_response, services
+from functions.http import failure_response, problem_response, services
 from gatekeeper.errors import Problem
 
 log = logging.getLogger("gatekeeper.audit")
@@ -39,6 +39,8 @@ def audit_export(req: func.HttpRequest) -> func.HttpResponse:
         )
     except Problem as problem:
         return problem_response(problem, instance=req.url.split("?")[0])
+    except Exception as exc:  # outages: 503 with Retry-After; sealed data that does not open: integrity-error
+        return failure_response(req, exc)
     log.info("audit export of %s by %s", tenant, principal.oid)
     return func.HttpResponse(body, status_code=200, mimetype=content_type)
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from gatekeeper import telemetry
-from gatekeeper.errors import Problem
+from gatekeeper.errors import RETRY_AFTER_SECONDS, Problem
 from gatekeeper.ingest.edge import IncomingRequest
 
 log = logging.getLogger("gatekeeper.http")
@@ -35,14 +35,50 @@ def json_response(status: int, body: dict[str, Any]) -> func.HttpResponse:
 
 
 def problem_response(problem: Problem, instance: str | None = None) -> func.HttpResponse:
-    headers = {"WWW-Authenticate": 'Bearer realm="gatekeeper"'} if problem.status == 401 else None
+    headers: dict[str, str] = {}
+    if problem.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="gatekeeper"'
+    retry_after = problem.retry_after
+    if retry_after is None and problem.status == 503:  # every "not now" says when to try again
+        retry_after = RETRY_AFTER_SECONDS
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return func.HttpResponse(
-        json.dumps(problem.to_dict(instance)), status_code=problem.status, mimetype=PROBLEM_JSON, headers=headers
+        json.dumps(problem.to_dict(instance)),
+        status_code=problem.status,
+        mimetype=PROBLEM_JSON,
+        headers=headers or None,
     )
 
 
+def failure_response(req: func.HttpRequest, exc: Exception) -> func.HttpResponse:
+    """The answer for an exception a route did not turn into a Problem itself: dependency outages are 503
+    with Retry-After, sealed data that does not open is a named, audited integrity error, anything else a
+    500 without internals. Never a traceback or an exception message in the body."""
+    from gatekeeper.failures import as_problem
+    from gatekeeper.store.envelope import SealedDataUnreadable
+
+    route = req.url.split("?")[0]
+    problem = as_problem(exc)
+    if problem is None:
+        log.exception("unhandled error on %s", route)
+        problem = Problem(500, "internal-error", "Internal error", "The event was not accepted; retry later.")
+        instance = None
+    else:
+        instance = route
+        if isinstance(exc, SealedDataUnreadable):
+            services().record_integrity_failure(exc, urlsplit(req.url).path)
+        else:
+            log.warning("refused %s: %s %s (%s)", route, problem.status, problem.slug, type(exc).__name__)
+    telemetry.emit(
+        telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=problem.status, slug=problem.slug
+    )
+    return problem_response(problem, instance=instance)
+
+
 def handle(req: func.HttpRequest, action: Callable[[], tuple[int, dict[str, Any]]]) -> func.HttpResponse:
-    """Run a route's action; Problems become problem+json, anything else a 500 without internals."""
+    """Run a route's action; Problems become problem+json, outages 503 with Retry-After, sealed data that
+    does not open an audited `integrity-error`, anything else a 500 without internals."""
     try:
         status, body = action()
         return json_response(status, body)
@@ -52,9 +88,5 @@ def handle(req: func.HttpRequest, action: Callable[[], tuple[int, dict[str, Any]
             telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=problem.status, slug=problem.slug
         )
         return problem_response(problem, instance=req.url.split("?")[0])
-    except Exception:
-        log.exception("unhandled error on %s", req.url.split("?")[0])
-        telemetry.emit(telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=500, slug="internal-error")
-        return problem_response(
-            Problem(500, "internal-error", "Internal error", "The event was not accepted; retry later."),
-        )
+    except Exception as exc:
+        return failure_response(req, exc)

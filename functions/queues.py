@@ -47,6 +47,7 @@ async def dispatch_pipeline_events(msg: func.QueueMessage, client: df.DurableOrc
 
 def _dispatch(body: bytes, gateway: DurableClientGateway) -> None:
     from gatekeeper.ingest.queue import decode_message
+    from gatekeeper.store.envelope import SealedDataUnreadable
 
     rt = services()
     text = body.decode("utf-8", errors="replace")
@@ -54,6 +55,10 @@ def _dispatch(body: bytes, gateway: DurableClientGateway) -> None:
         queued = decode_message(rt.sealer, text, rt.large_events)
     except ValueError as exc:  # kept with its claim-check blob, if any, for whoever looks at dead letters
         rt.dead_letters.record(PIPELINE_EVENTS_QUEUE, text, f"undecodable: {exc}")
+        return
+    except SealedDataUnreadable as exc:  # tampered, or moved from another message: retrying cannot help
+        rt.record_integrity_failure(exc, f"queue:{PIPELINE_EVENTS_QUEUE}")
+        rt.dead_letters.record(PIPELINE_EVENTS_QUEUE, text, f"integrity: sealed event does not open ({exc.reason})")
         return
     result = rt.dispatcher(gateway).dispatch(queued.event, queued.event_id)
     if queued.blob is not None:  # dispatched (or a duplicate): the claim check has served its purpose

@@ -6,6 +6,8 @@ import dataclasses
 from typing import Any
 
 PROBLEM_BASE = "https://gatekeeper.dev/problems/"
+# What a 503 tells the caller (Retry-After): long enough for a blip to pass, short enough for a waiting pipeline.
+RETRY_AFTER_SECONDS = 5
 
 
 @dataclasses.dataclass
@@ -18,6 +20,7 @@ class Problem(Exception):
     detail: str = ""
     field: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    retry_after: int | None = None  # seconds; sent as the Retry-After header (503: when to try again)
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.title}: {self.detail}" if self.detail else self.title)
@@ -66,4 +69,32 @@ def foreign_target(field: str, detail: str) -> Problem:
         "The request names a target not registered for this tenant",
         f"field '{field}' {detail}",
         field=field,
+    )
+
+
+DEPENDENCY_UNAVAILABLE = "dependency-unavailable"
+INTEGRITY_ERROR = "integrity-error"
+
+
+def dependency_unavailable(dependency: str, retry_after: int) -> Problem:
+    """503: storage or the key service did not answer in time. Nothing was accepted and nothing written, so
+    the caller can send the same request again after `retry_after` seconds."""
+    return Problem(
+        503,
+        DEPENDENCY_UNAVAILABLE,
+        "A service Gatekeeper depends on is unavailable",
+        f"The {dependency} did not answer in time; nothing was accepted. Send the request again later.",
+        extra={"dependency": dependency},
+        retry_after=retry_after,
+    )
+
+
+def integrity_error() -> Problem:
+    """500, named: stored sealed data did not open where it lies (moved, copied or tampered with, or its key
+    was destroyed). Retrying will not help; the failure is logged and audited for the tenant's operators."""
+    return Problem(
+        500,
+        INTEGRITY_ERROR,
+        "Stored data failed its integrity check",
+        "A sealed record did not open where it is stored; the failure was recorded. Contact the operators.",
     )

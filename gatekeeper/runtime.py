@@ -17,6 +17,7 @@ from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
 from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, LargeEventStore, QueueEventSink, Sealer
 from gatekeeper.ingest.service import IngestionService, TokenValidator
+from gatekeeper.store.envelope import SealedDataUnreadable
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import SecretPurpose
 from gatekeeper.tenancy.registry import TenantRegistry
@@ -74,8 +75,14 @@ class Runtime:
         self._user_directory: object = _UNBUILT
 
     @cached_property
+    def request_storage(self) -> StorageAccount:
+        """The account with request-path budgets: what the HTTP edge reads and writes through, so a storage
+        outage is a 503 within 2 s (gatekeeper.store.budgets), not a minute of SDK retries."""
+        return self.storage.bounded()
+
+    @cached_property
     def registry(self) -> TenantRegistry:
-        return TenantRegistry(self.storage, cache_seconds=self.tenant_cache_seconds)
+        return TenantRegistry(self.request_storage, cache_seconds=self.tenant_cache_seconds)
 
     @cached_property
     def secrets(self) -> SecretResolver:
@@ -83,12 +90,15 @@ class Runtime:
 
     @cached_property
     def large_events(self) -> LargeEventStore:
-        """Claim-check blobs for events too large for a queue message (`pipeline-events-large`)."""
+        """Claim-check blobs for events too large for a queue message (`pipeline-events-large`), as the
+        dispatcher reads and deletes them: a background path, with the SDK's default budgets."""
         return LargeEventStore.from_storage(self.storage)
 
     @cached_property
     def sink(self) -> QueueEventSink:
-        sink = QueueEventSink(self.storage, self.sealer, self.queue_name, self.large_events)
+        """The edge's hand-over: queue and claim-check blobs both on request-path budgets."""
+        large = LargeEventStore.from_storage(self.request_storage)
+        sink = QueueEventSink(self.request_storage, self.sealer, self.queue_name, large)
         sink.ensure_queue()
         return sink
 
@@ -189,6 +199,12 @@ class Runtime:
                     self.storage, self.sealer, self.checkpoint_signer, tenant_id, env=self.environ
                 )
             return log
+
+    def record_integrity_failure(self, failure: SealedDataUnreadable, route: str) -> bool:
+        """Log and audit a sealed value that did not open (gatekeeper.failures.record_integrity_failure)."""
+        from gatekeeper.failures import record_integrity_failure
+
+        return record_integrity_failure(self.audit_for, failure, route)
 
     def policy_for(self, tenant_id: str) -> PolicyDocument:
         """The tenant's current policy; with none published, the safe default (every change needs a human)."""

@@ -122,7 +122,8 @@ def export_jsonl(log: AuditLog, *, start: datetime | None = None, end: datetime 
         if not _in_range(entry, time_from, time_to):
             continue
         data = _opened(log, [entry])[int(entry["seq"])]
-        yield json.dumps(opened_entry(entry, data), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        view = opened_entry(log.readable(entry), data)
+        yield json.dumps(view, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def export_oscal(
@@ -141,8 +142,9 @@ def export_oscal(
         bundle, public_key_pem=log.trusted_public_key_pem() if log.has_signer else None
     )
     opened = _opened(log, bundle["entries"])
+    readable = {**bundle, "entries": [log.readable(e) for e in bundle["entries"]]}  # actors, subjects opened
     return to_oscal(
-        bundle, opened, verification, generated_at=now or datetime.now(UTC), time_from=time_from, time_to=time_to
+        readable, opened, verification, generated_at=now or datetime.now(UTC), time_from=time_from, time_to=time_to
     )
 
 

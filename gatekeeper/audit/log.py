@@ -53,18 +53,24 @@ from gatekeeper.audit.records import (
     AuditInput,
     AuditRecord,
     RecordKind,
+    actor_stays_plain,
     format_time,
     parse_time,
     sealed_entry,
 )
 from gatekeeper.audit.verify import Progress, VerificationResult, verify_log
 from gatekeeper.errors import ValidationProblem
+from gatekeeper.store.envelope import FORMAT as SEALED_FORMAT
+from gatekeeper.store.envelope import SealedDataUnreadable
 from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_name, validate_tenant_id
 
 log = logging.getLogger(__name__)
 
 ENTRY_PARTITION = "log"
 HEAD_ROW = "head"
+# Subjects and non-identifier actors are sealed too, each bound to its own field of its entry's row: '#' never
+# occurs in a RowKey, so no row's data binding can equal a field binding, and the fields cannot be swapped.
+SEALED_TEXT_FIELDS = {"actor": "#actor", "subject": "#subject"}
 CHECKPOINT_PARTITION = "checkpoint"
 MAX_ENTRIES_PER_TRANSACTION = 99  # an entity-group transaction holds 100 operations; the head takes one
 DATA_CHUNK_CHARS = 30_000  # a Table string property holds 64 KiB (32K UTF-16 code units)
@@ -381,9 +387,9 @@ class AuditLog:
                 seq,
                 item.kind.value,
                 format_time(at),
-                item.actor,
+                item.actor if actor_stays_plain(item.actor) else self._seal_text(seq, "actor", item.actor),
                 item.instance_id,
-                item.subject,
+                self._seal_text(seq, "subject", item.subject) if item.subject else "",
                 sealed,
                 prev,
             )
@@ -541,6 +547,33 @@ class AuditLog:
         except ResourceNotFoundError:
             return
 
+    def _seal_text(self, seq: int, field: str, value: str) -> str:
+        binding = _row(seq) + SEALED_TEXT_FIELDS[field]
+        return self._cipher.seal_json(self.tenant_id, self.table_name, ENTRY_PARTITION, binding, value)
+
+    def open_text(self, entry: Mapping[str, Any], field: str) -> str:
+        """The readable `actor` or `subject` of a stored entry: opened when sealed, as stored when plain (Entra
+        object ids, system actors, entries written before these fields were sealed). Raises
+        SealedDataUnreadable when a sealed value does not open here."""
+        value = entry.get(field)
+        if not isinstance(value, str) or not value.startswith(SEALED_FORMAT + "."):
+            return value if isinstance(value, str) else ""
+        binding = _row(int(entry["seq"])) + SEALED_TEXT_FIELDS[field]
+        opened = self._cipher.open_json(self.tenant_id, self.table_name, ENTRY_PARTITION, binding, value)
+        if not isinstance(opened, str):
+            raise SealedDataUnreadable(f"tenant {self.tenant_id}: sealed {field} is not text", reason="not-json")
+        return opened
+
+    def readable(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of a stored entry with `actor` and `subject` opened for the tenant's own auditors (exports).
+        A field that no longer opens (its key destroyed, or moved) is left as stored, so one bad entry does not
+        hide the others; verification judges the stored form anyway."""
+        view = dict(entry)
+        for field in SEALED_TEXT_FIELDS:
+            with contextlib.suppress(SealedDataUnreadable, ValueError, KeyError, TypeError):
+                view[field] = self.open_text(entry, field)
+        return view
+
     def open_data(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         """The opened `data` of a sealed entry. Raises SealedDataUnreadable if it was moved or its key is gone."""
         value = self._cipher.open_json(
@@ -556,9 +589,9 @@ class AuditLog:
                 seq=entry["seq"],
                 kind=entry["kind"],
                 at=parse_time(entry["at"]),
-                actor=entry["actor"],
+                actor=self.open_text(entry, "actor"),
                 instance_id=entry["instance_id"],
-                subject=entry["subject"],
+                subject=self.open_text(entry, "subject"),
                 data=self.open_data(entry),
                 prev_hash=entry["prev_hash"],
                 entry_hash=entry["entry_hash"],

@@ -25,6 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 RECORD_FORMAT = "gatekeeper.audit/1"
 GENESIS_HASH = "0" * 64  # prev_hash of seq 0
 SYSTEM_ACTOR = "system:gatekeeper"
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_PLAIN_ACTORS = frozenset({"gatekeeper", SYSTEM_ACTOR})
+
+
+def actor_stays_plain(actor: str) -> bool:
+    """Whether an actor is stored in plain text: an Entra object id (a pseudonymous GUID, the join key of
+    separation-of-duties checks, readable as a person only with the customer's directory) or a system actor.
+    Any other actor (a name, a login, a mail address) is sealed like the entry's data (docs/threats/outage.md)."""
+    return bool(_GUID.fullmatch(actor)) or actor in _PLAIN_ACTORS or actor.startswith("system:")
+
+
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_TEXT = 1024  # actor, instance id and subject: identifiers, not documents
 
@@ -49,6 +60,7 @@ class RecordKind(StrEnum):
     TENANT_CHANGED = "tenant_changed"
     IDENTITY_LINKED = "identity_linked"
     KEY_ROTATED = "key_rotated"
+    INTEGRITY_FAILURE = "integrity_failure"  # a sealed value did not open where it lies (moved, tampered)
 
 
 def format_time(value: datetime) -> str:

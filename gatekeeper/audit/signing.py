@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from gatekeeper import settings
 from gatekeeper.audit.checkpoints import ES256, MIN_RSA_BITS, PublicKey, algorithm_for, key_fingerprint, public_key_pem
 from gatekeeper.audit.ports import NoteSignature
+from gatekeeper.store import budgets
 
 _ALGORITHMS = {ES256: SignatureAlgorithm.es256, "RS256": SignatureAlgorithm.rs256}
 _NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
@@ -190,13 +191,15 @@ class LocalCheckpointKey:
 class KeyVaultCheckpointKey:
     """The checkpoint key in Azure Key Vault (RSA for RS256, as the template creates it, or EC P-256 for
     ES256). Needs keys/get and keys/sign; the current version signs, and each checkpoint records the
-    versioned key id."""
+    versioned key id. The key is read when the process builds its runtime (on a first request) and signs
+    after audit appends on request paths, so its clients get the bounded request-path budgets
+    (gatekeeper.store.budgets) unless `client_kwargs` says otherwise."""
 
     def __init__(self, vault_url: str, name: str, credential: Any, **client_kwargs: Any) -> None:
         self.vault_url = vault_url.rstrip("/")
         self.name = name
         self._credential = credential
-        self._client_kwargs = client_kwargs
+        self._client_kwargs = {**budgets.keyvault_client_options(), **client_kwargs}
 
     def __repr__(self) -> str:
         return f"KeyVaultCheckpointKey({self.vault_url!r}, {self.name!r})"

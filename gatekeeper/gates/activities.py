@@ -17,12 +17,14 @@ from gatekeeper import telemetry
 from gatekeeper.approvals.chain import ChainPlan, StagePlan
 from gatekeeper.events.codec import event_from_sealable
 from gatekeeper.events.model import PipelineEvent
+from gatekeeper.failures import record_integrity_failure
 from gatekeeper.gates.model import EvaluationSummary, GateStatus
 from gatekeeper.gates.services import GateServices
 from gatekeeper.gates.store import GateRecord, GateStore
 from gatekeeper.integrations.notify import Notification
 from gatekeeper.security.requester import requester_claims
 from gatekeeper.store.chunks import join_property
+from gatekeeper.store.envelope import SealedDataUnreadable
 from gatekeeper.store.tables import TablePurpose, tenant_table_name
 
 log = logging.getLogger("gatekeeper.gates")
@@ -45,13 +47,17 @@ def load_event(services: GateServices, tenant_id: str, event_key: str) -> Pipeli
     """The sealed event the dispatcher stored: Events table, PartitionKey "event", RowKey = key hash."""
     table = services.storage.tenant_table(tenant_id, TablePurpose.EVENTS)
     entity = table.get_entity(EVENT_PARTITION, event_key)
-    document = services.cipher.open_json(
-        tenant_id,
-        tenant_table_name(tenant_id, TablePurpose.EVENTS),
-        EVENT_PARTITION,
-        event_key,
-        join_property(entity, "sealed_event"),
-    )
+    try:
+        document = services.cipher.open_json(
+            tenant_id,
+            tenant_table_name(tenant_id, TablePurpose.EVENTS),
+            EVENT_PARTITION,
+            event_key,
+            join_property(entity, "sealed_event"),
+        )
+    except SealedDataUnreadable as exc:  # moved or tampered: named, logged and audited, then the gate fails
+        record_integrity_failure(services.audit_for, exc, "activity:load_event")
+        raise
     return event_from_sealable(document)
 
 

@@ -128,7 +128,6 @@ class EventDispatcher:
             "lease_until": now + CLAIM_LEASE,
             "kind": event.kind.value,
             "source": event.source.value,
-            "business_key": event.business_key,
             "event_id": event_id,
             "delivery_id": event.delivery_id or "",
             "received_at": now,

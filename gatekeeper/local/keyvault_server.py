@@ -4,7 +4,8 @@ Key Vault has no local emulator, yet the envelope-encryption path must run the r
 clients (challenge auth, bearer token, JSON wire format, remote unwrap). This server speaks just enough of
 the documented API (`/keys/{name}[/{version}]`, `create`, `rotate`, `versions`, `wrapkey`, `unwrapkey`,
 `encrypt`, `decrypt`, `sign`, `verify`, `DELETE /keys/{name}`, `GET /deletedkeys/{name}`, `PATCH` to
-enable/disable) and counts every operation, so tests can assert how often Key Vault is called.
+enable/disable) and counts every operation, so tests can assert how often Key Vault is called. Setting
+`outage` simulates a vault that answers 503, 500 or 403, or that accepts connections and never answers.
 
 TLS: the SDK refuses bearer tokens over plain HTTP, so the server makes a throw-away CA and a certificate
 for 127.0.0.1 at start-up; clients get `connection_verify=<ca file>` and `verify_challenge_resource=False`
@@ -132,7 +133,10 @@ class LocalKeyVault:
         self._counts: Counter[str] = Counter()
         self._counts_by_key: Counter[tuple[str, str]] = Counter()
         self.api_versions: set[str] = set()
-        self.outage: str | None = None  # None, "unavailable" (503) or "forbidden" (403)
+        # None, "unavailable" (503), "error" (500), "forbidden" (403), or "hang": accept and never answer
+        # (until the outage is lifted or the server stops), as a stuck vault or a black-holed network does
+        self.outage: str | None = None
+        self._released = threading.Event()
         self._workdir: str | None = None
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -140,6 +144,7 @@ class LocalKeyVault:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> LocalKeyVault:
+        self._released.clear()
         self._workdir = tempfile.mkdtemp(prefix="gk-keyvault-")
         cert_file, key_file, self.ca_file = _make_tls_files(Path(self._workdir))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -156,6 +161,7 @@ class LocalKeyVault:
         return self
 
     def stop(self) -> None:
+        self._released.set()  # let hanging handlers go
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -498,8 +504,18 @@ class _Handler(BaseHTTPRequestHandler):
         for pair in url.query.split("&"):
             if pair.startswith("api-version="):
                 self.vault.api_versions.add(pair.partition("=")[2])
+        if self.vault.outage == "hang":
+            with self.vault._lock:
+                self.vault._counts["hung"] += 1
+            while self.vault.outage == "hang" and not self.vault._released.wait(0.05):
+                pass
+            self.close_connection = True
+            return
         if self.vault.outage == "unavailable":
             self._error(503, "ServiceUnavailable", "The service is unavailable (simulated outage).")
+            return
+        if self.vault.outage == "error":
+            self._error(500, "InternalServerError", "An unexpected error occurred (simulated outage).")
             return
         authorization = self.headers.get("Authorization", "")
         if not secrets.compare_digest(authorization.encode(), f"Bearer {self.vault.token}".encode()):

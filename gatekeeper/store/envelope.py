@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -45,9 +46,27 @@ class SealingUnavailable(EnvelopeError):
     missing when sealing). Fail closed: the caller must not write the value at all. Retrying later may work."""
 
 
+@dataclass(frozen=True)
+class SealedLocation:
+    """Where a sealed value lies: what its ciphertext is bound to. Names and keys only, never data."""
+
+    tenant_id: str
+    table: str
+    partition_key: str
+    row_key: str
+
+
 class SealedDataUnreadable(EnvelopeError):
     """This sealed value will not open: wrong binding (moved or copied), tampered, malformed, or its key was
-    destroyed (crypto-shredded). Retrying will not help."""
+    destroyed (crypto-shredded). Retrying will not help.
+
+    `reason` is a stable code (`does-not-open`, `malformed`, `key-gone`, `plaintext`, `not-json`) and
+    `location` where the value lies, so the edge can answer `integrity-error` and audit it by name."""
+
+    def __init__(self, message: str, *, reason: str = "does-not-open", location: SealedLocation | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.location = location
 
 
 class KeySource(Protocol):
@@ -202,7 +221,9 @@ class EnvelopeCipher:
             try:
                 key = self._keys.data_key(tenant_id, data_key_id)
             except KeyGone as exc:
-                raise SealedDataUnreadable(f"tenant {tenant_id}: sealed value cannot be opened: {exc}") from exc
+                raise SealedDataUnreadable(
+                    f"tenant {tenant_id}: sealed value cannot be opened: {exc}", reason="key-gone"
+                ) from exc
             except KeyServiceUnavailable as exc:
                 raise SealingUnavailable(f"tenant {tenant_id}: cannot open now: {exc}") from exc
             except Exception as exc:
@@ -230,16 +251,26 @@ class EnvelopeCipher:
         """Decrypt a value sealed for this exact place. Raises SealedDataUnreadable if it does not open here,
         SealingUnavailable if the key service cannot be reached right now."""
         _check_binding(tenant_id, table, partition_key, row_key)
+        try:
+            return self._open(tenant_id, table, partition_key, row_key, sealed)
+        except SealedDataUnreadable as exc:
+            if exc.location is None:
+                exc.location = SealedLocation(tenant_id, table, partition_key, row_key)
+            raise
+
+    def _open(self, tenant_id: str, table: str, partition_key: str, row_key: str, sealed: str) -> bytes:
         parts = sealed.split(".") if isinstance(sealed, str) else []
         if len(parts) != 4 or parts[0] != FORMAT or not parts[1]:
-            raise SealedDataUnreadable(f"tenant {tenant_id}: value is not a {FORMAT} sealed value")
+            raise SealedDataUnreadable(f"tenant {tenant_id}: value is not a {FORMAT} sealed value", reason="malformed")
         _, data_key_id, nonce_text, body_text = parts
         try:
             nonce, body = _unb64u(nonce_text), _unb64u(body_text)
         except (ValueError, binascii.Error):
-            raise SealedDataUnreadable(f"tenant {tenant_id}: sealed value is not valid base64url") from None
+            raise SealedDataUnreadable(
+                f"tenant {tenant_id}: sealed value is not valid base64url", reason="malformed"
+            ) from None
         if len(nonce) != NONCE_BYTES or len(body) < 16:
-            raise SealedDataUnreadable(f"tenant {tenant_id}: sealed value has the wrong shape")
+            raise SealedDataUnreadable(f"tenant {tenant_id}: sealed value has the wrong shape", reason="malformed")
         aead = self._for_open(tenant_id, data_key_id)
         try:
             return aead.decrypt(nonce, body, associated_data(data_key_id, tenant_id, table, partition_key, row_key))
@@ -261,4 +292,8 @@ class EnvelopeCipher:
         try:
             return json.loads(raw)
         except (UnicodeDecodeError, ValueError):
-            raise SealedDataUnreadable(f"tenant {tenant_id}: sealed value does not hold JSON") from None
+            raise SealedDataUnreadable(
+                f"tenant {tenant_id}: sealed value does not hold JSON",
+                reason="not-json",
+                location=SealedLocation(tenant_id, table, partition_key, row_key),
+            ) from None

@@ -27,6 +27,7 @@ from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gatekeeper import settings
+from gatekeeper.store import budgets
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable, classify
 from gatekeeper.store.keyring import DataKeyRing
@@ -67,13 +68,16 @@ class KeyVaultKeyProvider(TenantKeyProvider):
     """Customer-managed keys in Azure Key Vault: one RSA key `tenant-<tenantId>` per tenant.
 
     The current version comes from `KeyClient.get_key`; wrapping then runs locally on the public key that
-    call returned, unwrapping runs in Key Vault (the private key never leaves it)."""
+    call returned, unwrapping runs in Key Vault (the private key never leaves it).
+
+    Sealing sits on request paths, so the clients get bounded timeouts and retry budgets
+    (gatekeeper.store.budgets) unless `client_kwargs` says otherwise."""
 
     def __init__(self, vault_url: str, credential: TokenCredential, **client_kwargs: Any) -> None:
         self._vault_url = vault_url.rstrip("/")
         self._credential = credential
-        self._client_kwargs = client_kwargs
-        self._keys = KeyClient(self._vault_url, credential, **client_kwargs)
+        self._client_kwargs = {**budgets.keyvault_client_options(), **client_kwargs}
+        self._keys = KeyClient(self._vault_url, credential, **self._client_kwargs)
 
     def __repr__(self) -> str:
         return f"KeyVaultKeyProvider({self._vault_url!r})"
@@ -278,8 +282,11 @@ def build_cipher(
     *,
     max_cached_keys: int = 1024,
 ) -> EnvelopeCipher:
-    """The product's cipher: data keys in each tenant's Keys table, wrapped by the provider's KEKs."""
-    return EnvelopeCipher(DataKeyRing(storage, provider), cache_seconds=cache_seconds, max_cached_keys=max_cached_keys)
+    """The product's cipher: data keys in each tenant's Keys table, wrapped by the provider's KEKs. The Keys
+    table is read on request paths (every seal after a cache miss), so it is read with bounded budgets."""
+    return EnvelopeCipher(
+        DataKeyRing(storage.bounded(), provider), cache_seconds=cache_seconds, max_cached_keys=max_cached_keys
+    )
 
 
 def provider_from_settings(env: Mapping[str, str] | None = None) -> TenantKeyProvider:

@@ -22,7 +22,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 
-from gatekeeper.store.envelope import FORMAT, EnvelopeCipher, SealedDataUnreadable
+from gatekeeper.store.envelope import FORMAT, EnvelopeCipher, SealedDataUnreadable, SealedLocation
 from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_name, validate_tenant_id
 
 # Azure Tables forbids / \ # ? and control characters in PartitionKey and RowKey; keys are at most 1 KiB.
@@ -96,7 +96,9 @@ class TenantRepository:
             if not isinstance(value, str) or not value.startswith(FORMAT + "."):
                 raise SealedDataUnreadable(
                     f"tenant {self._tenant_id}: property {name!r} of {self._table_name} should be sealed "
-                    "but is stored in plain text"
+                    "but is stored in plain text",
+                    reason="plaintext",
+                    location=SealedLocation(self._tenant_id, self._table_name, pk, rk),
                 )
             assert self._cipher is not None
             entity[name] = self._cipher.open_json(self._tenant_id, self._table_name, pk, rk, value)

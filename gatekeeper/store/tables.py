@@ -7,12 +7,15 @@ another tenant's table by a value that came from a request.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cached_property
+from typing import Any
 
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient, QueueServiceClient
+
+from gatekeeper.store import budgets
 
 TENANT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9]{2,31}$")
 TABLE_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
@@ -57,25 +60,45 @@ def tenant_table_name(tenant_id: str, purpose: TablePurpose) -> str:
 @dataclass(frozen=True)
 class StorageAccount:
     """Clients for one storage account, from a connection string (Azurite, local) or an account URL
-    with a token credential (Azure, managed identity)."""
+    with a token credential (Azure, managed identity).
+
+    `request_path=True` gives the clients bounded timeouts and retry budgets (gatekeeper.store.budgets), so an
+    outage is answered with 503 within 2 s; `bounded()` returns that twin of an account."""
 
     connection_string: str | None = None
     table_endpoint: str | None = None
     queue_endpoint: str | None = None
     blob_endpoint: str | None = None
     credential: object | None = None
+    request_path: bool = False
+
+    def bounded(self) -> StorageAccount:
+        """The same account with request-path budgets (itself when it already has them)."""
+        return self if self.request_path else replace(self, request_path=True)
+
+    def _table_options(self) -> dict[str, Any]:
+        return budgets.table_client_options() if self.request_path else {}
+
+    def _queue_options(self) -> dict[str, Any]:
+        return budgets.queue_client_options() if self.request_path else {}
+
+    def blob_options(self) -> dict[str, Any]:
+        """Keywords for a blob client of this account (blobs retry like queues: storage's ExponentialRetry)."""
+        return budgets.queue_client_options() if self.request_path else {}
 
     @cached_property
     def tables(self) -> TableServiceClient:
+        options = self._table_options()
         if self.connection_string:
-            return TableServiceClient.from_connection_string(self.connection_string)
-        return TableServiceClient(endpoint=self.table_endpoint, credential=self.credential)  # type: ignore[arg-type]
+            return TableServiceClient.from_connection_string(self.connection_string, **options)
+        return TableServiceClient(endpoint=self.table_endpoint, credential=self.credential, **options)  # type: ignore[arg-type]
 
     @cached_property
     def queues(self) -> QueueServiceClient:
+        options = self._queue_options()
         if self.connection_string:
-            return QueueServiceClient.from_connection_string(self.connection_string)
-        return QueueServiceClient(account_url=self.queue_endpoint, credential=self.credential)  # type: ignore[arg-type]
+            return QueueServiceClient.from_connection_string(self.connection_string, **options)
+        return QueueServiceClient(account_url=self.queue_endpoint, credential=self.credential, **options)  # type: ignore[arg-type]
 
     def table(self, name: str) -> TableClient:
         return self.tables.get_table_client(name)
@@ -99,6 +122,7 @@ class StorageAccount:
 
     def queue(self, name: str, **client_options: object) -> QueueClient:
         """A queue client; pass message_encode_policy/message_decode_policy for Functions' base64."""
+        client_options = {**self._queue_options(), **client_options}
         if self.connection_string:
             return QueueClient.from_connection_string(self.connection_string, name, **client_options)  # type: ignore[arg-type]
         return QueueClient(self.queue_endpoint, name, credential=self.credential, **client_options)  # type: ignore[arg-type]

@@ -32,7 +32,8 @@ _PLAIN_ACTORS = frozenset({"gatekeeper", SYSTEM_ACTOR})
 def actor_stays_plain(actor: str) -> bool:
     """Whether an actor is stored in plain text: an Entra object id (a pseudonymous GUID, the join key of
     separation-of-duties checks, readable as a person only with the customer's directory) or a system actor.
-    Any other actor (a name, a login, a mail address) is sealed like the entry's data (docs/threats/outage.md)."""
+    Any other actor (a name, a login, a mail address) is sealed like the entry's data (docs/security.md,
+    "Dependency outages and integrity errors")."""
     return bool(_GUID.fullmatch(actor)) or actor in _PLAIN_ACTORS or actor.startswith("system:")
 
 

@@ -10,12 +10,12 @@ change that cannot be audited is not made: the audit log is opened first by the 
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gatekeeper import json_bounded
 from gatekeeper.security.requester import GUID, parse_external
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.repository import TenantRepository
@@ -127,9 +127,10 @@ def load_identity_file(text: str) -> list[IdentityLink]:
     `{"external": "github:login:octocat", "oid": "<guid>", "note": "..."}`. Raises IdentityFileError naming
     the first bad field; nothing is returned (so nothing is written) unless every entry is valid."""
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise IdentityFileError("(document)", f"not valid JSON: {exc}") from None
+        data = json_bounded.loads(text)
+    except json_bounded.JsonBoundsError as exc:
+        where = json_bounded.field_of(exc, "(document)")
+        raise IdentityFileError(where, f"{json_bounded.verdict(exc)}: {exc.message}") from None
     prefix = ""
     if isinstance(data, dict):
         unknown = sorted(set(data) - {"identities"})

@@ -102,6 +102,9 @@ def _links(*pairs: tuple[str, str], **extra: str) -> str:
         (_links(("github:login:A", DEV), ("github:login:a", DEV)), "[1].external"),
         ('{"people": []}', "people"),
         ("[1, 2", "(document)"),
+        ("[" * 5000 + "]" * 5000, "(document)"),
+        ('[{"external": "github:login:a", "oid": "' + DEV + '", "oid": "' + DEV + '"}]', "[0].oid"),
+        ('[{"external": "github:login:a", "oid": ' + "9" * 5000 + "}]", "[0].oid"),
     ],
 )
 def test_bad_import_files_exit_2_naming_file_and_field_and_write_nothing(cli, tmp_path, capsys, content, field):

@@ -181,6 +181,7 @@ def test_handle_emits_ingest_rejected_without_the_query_string(caplog: pytest.Lo
 TID = "3f6c2a8e-1b7d-4c9e-8a5f-0d2e4b6c8a10"
 AUDIENCE = "api://gatekeeper-telemetry-tests"
 ANNA = str(uuid.UUID(int=0xA))
+DEV = str(uuid.UUID(int=0xD))
 START = datetime(2031, 3, 3, 10, 0, tzinfo=UTC)
 POLICY = {
     "version": 1,
@@ -218,6 +219,7 @@ class Flow:
                 ref="refs/heads/main",
                 commit="a1b2c3d",
                 actor="dev@contoso.com",
+                requester_ids=(f"entra:oid:{DEV}",),  # authenticated: no extra approver is needed
                 run_id=uuid.uuid4().hex,
                 evidence=(EvidenceRef(kind="slo", data={"indicators": [{"name": "errors", "value": errors}]}),),
             )

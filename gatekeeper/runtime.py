@@ -7,7 +7,7 @@ explicitly against Azurite and local keys, so no code path differs except where 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -60,7 +60,10 @@ class Runtime:
     max_body_bytes: int = 1_048_576
     tenant_cache_seconds: float = 60.0
     queue_name: str = PIPELINE_EVENTS_QUEUE
-    checkpoint_signer: Any = None  # gatekeeper.audit.signing.CheckpointSigner; None = no checkpoints
+    # Builds the gatekeeper.audit.signing.CheckpointSigner on first audit use, not with the runtime: reading the
+    # key (a Key Vault round trip, or validating a local RSA key) is no part of answering an ingestion route.
+    # None = no checkpoints (unless one is assigned to `checkpoint_signer`).
+    checkpoint_signer_factory: Callable[[], Any] | None = None
     # The process environment: app settings and the values of `env:` secret references. None = os.environ;
     # the local stack passes its own mapping so a demo never needs to touch the real environment.
     environ: Mapping[str, str] | None = None
@@ -70,6 +73,8 @@ class Runtime:
         self._audit_lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._group_membership: object = _UNBUILT
+        self._checkpoint_signer: Any = _UNBUILT
+        self._signer_lock = threading.Lock()
 
     @cached_property
     def registry(self) -> TenantRegistry:
@@ -98,6 +103,21 @@ class Runtime:
     @cached_property
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.storage)
+
+    @property
+    def checkpoint_signer(self) -> Any:
+        """The audit checkpoint signer (None = no checkpoints), built once, on first use. A failure to build it
+        is raised to that caller and retried by the next, so an unreachable key never fails ingestion."""
+        with self._signer_lock:
+            if self._checkpoint_signer is _UNBUILT:
+                factory = self.checkpoint_signer_factory
+                self._checkpoint_signer = factory() if factory is not None else None
+            return self._checkpoint_signer
+
+    @checkpoint_signer.setter
+    def checkpoint_signer(self, value: Any) -> None:
+        with self._signer_lock:
+            self._checkpoint_signer = value
 
     @property
     def group_membership(self) -> GroupMembership | None:
@@ -204,16 +224,20 @@ def set_runtime(value: Runtime | None) -> None:
     _runtime = value
 
 
+def _signer_from_settings() -> Any:
+    from gatekeeper.audit.signing import signer_from_settings
+
+    return signer_from_settings()
+
+
 def _build_from_settings() -> Runtime:
     from gatekeeper.store.keys import cipher_from_settings
 
     storage = storage_from_settings()
-    from gatekeeper.audit.signing import signer_from_settings
-
     built = Runtime(
         storage=storage,
         sealer=cipher_from_settings(storage),
-        checkpoint_signer=signer_from_settings(),
+        checkpoint_signer_factory=_signer_from_settings,
         max_body_bytes=int(settings.get("GATEKEEPER_MAX_BODY_BYTES") or 1_048_576),
         tenant_cache_seconds=float(settings.get("GATEKEEPER_TENANT_CACHE_SECONDS") or 60),
     )

@@ -1,0 +1,278 @@
+"""Cold start, honestly: a fresh process until the first answer of each ingestion route.
+
+What a new Functions instance pays before its first request is answered is not `import function_app`
+(heavy imports may hide behind the first request) but everything up to the first `202` (`200` for the
+Azure DevOps check). For each route the parent starts Azurite, seeds a tenant (registry row, secrets as
+`env:` references whose values are environment variables, a local key folder) and warms the storage a
+running deployment already has (tables, queue, the tenant's data key). Then, per round, it spawns a fresh
+`python -c` child with only the app settings Azure would give it; the child indexes the app, builds a
+correctly signed `azure.functions.HttpRequest`, calls the registered function's user code and prints the
+time since its first line, its peak RSS and how many modules it loaded. The baseline is a fresh child that
+only does `import azure.functions, azure.durable_functions` (what any Durable Functions app pays).
+
+Rounds interleave baseline and target so drift on a shared machine hits both alike; medians are reported.
+Target: every route <= 2.0x the baseline. The Azure DevOps check must be acknowledged within 3 s including
+the host's own start; its absolute time (wall clock from spawning the child) is printed for information.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import Ratio
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+TARGET = "<= 2.0"
+ADO_CHECK_BUDGET_SECONDS = 3.0
+
+# perf_counter is read on the script's first line, so the figure covers every import the app makes.
+CHILD = """\
+import time; T0 = time.perf_counter()
+import base64, json, resource, sys
+spec = json.loads(sys.stdin.read())
+if spec["function"]:
+    import azure.functions as func
+    import function_app
+    user = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+    request = func.HttpRequest("POST", spec["url"], headers=spec["headers"], body=base64.b64decode(spec["body"]))
+    response = user[spec["function"]](request)
+    status, answer = response.status_code, response.get_body().decode()[:300]
+else:
+    import azure.functions, azure.durable_functions
+    status, answer = 0, ""
+seconds = time.perf_counter() - T0
+try:  # VmHWM is this program's own peak; ru_maxrss would include the parent's copy from before exec
+    with open("/proc/self/status") as status_file:
+        peak = next(int(line.split()[1]) for line in status_file if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": seconds, "status": status, "answer": answer, "modules": len(sys.modules),
+                  "maxrss_kb": peak}), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class Route:
+    label: str
+    function: str
+    path: str
+    expect: int
+    headers: dict[str, str]
+    body: bytes
+
+    def spec(self) -> str:
+        body = base64.b64encode(self.body).decode()
+        url = f"http://localhost/api/{self.path}"
+        return json.dumps({"function": self.function, "url": url, "headers": self.headers, "body": body})
+
+
+@dataclass(frozen=True)
+class Sample:
+    seconds: float  # inside the child, from its first line to the answer
+    wall: float  # from spawning the child until it printed the answer (interpreter start included)
+    modules: int
+    maxrss_kb: int
+
+
+@dataclass
+class Setup:
+    environ: dict[str, str]
+    routes: list[Route]
+
+
+def run_child(spec: str, environ: dict[str, str], expect: int | None) -> Sample:
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        cwd=ROOT,
+        env=environ,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(spec)
+    process.stdin.close()
+    line = process.stdout.readline()
+    wall = time.perf_counter() - start
+    process.stdout.read()
+    errors = process.stderr.read() if process.stderr else ""
+    process.wait(timeout=60)
+    if not line:
+        raise RuntimeError(f"cold-start child failed: {errors[-2000:]}")
+    result = json.loads(line)
+    if expect is not None and result["status"] != expect:
+        raise RuntimeError(f"cold-start child answered {result['status']}, not {expect}: {result['answer']}")
+    return Sample(result["seconds"], wall, result["modules"], result["maxrss_kb"])
+
+
+BASELINE_SPEC = json.dumps({"function": ""})
+
+
+def child_environment(connection: str, key_dir: Path, secrets: dict[str, str]) -> dict[str, str]:
+    """App settings as Azure would set them, nothing from the test harness or the caller's GATEKEEPER_*."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+    environ = {k: v for k, v in os.environ.items() if k in keep}
+    environ.update(
+        {
+            "GATEKEEPER_STORAGE_CONNECTION": connection,
+            "GATEKEEPER_KEY_MODE": "local",
+            "GATEKEEPER_LOCAL_KEY_DIR": str(key_dir),
+        }
+    )
+    environ.update(secrets)
+    return environ
+
+
+@contextmanager
+def seeded() -> Iterator[Setup]:
+    """Azurite with one tenant registered and warmed; the routes' signed requests for that tenant."""
+    from gatekeeper.local.azurite import start_azurite
+    from gatekeeper.runtime import set_runtime
+    from gatekeeper.store.keys import LocalKeyProvider, build_cipher
+    from tests.support import gatekeeper_env as support
+
+    server = start_azurite(ROOT)
+    workdir = tempfile.mkdtemp(prefix="gk-coldstart-")
+    try:
+        key_dir = Path(workdir) / "keys"
+        env = support.make_env(server.connection_string, key_dir)
+        secrets = dict(env.runtime.environ or {})
+        routes = requests_for(env.tenant_id)
+        environ = child_environment(server.connection_string, key_dir, secrets)
+        # A running deployment already has its tables, queue and the tenant's data key: warm them once
+        # through the product's own runtime built from the same settings the children get.
+        from gatekeeper import runtime as runtime_module
+
+        warm = runtime_module.Runtime(
+            storage=env.storage,
+            sealer=build_cipher(env.storage, LocalKeyProvider(str(key_dir))),
+            environ=secrets,
+        )
+        warm.sink.ensure_queue()
+        set_runtime(warm)
+        try:
+            for route in routes:
+                status = support.http_function(route.function)(_request(route)).status_code
+                if status != route.expect:
+                    raise RuntimeError(f"warm-up of {route.label} answered {status}, not {route.expect}")
+        finally:
+            set_runtime(None)
+        yield Setup(environ, routes)
+    finally:
+        server.stop()
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _request(route: Route):  # type: ignore[no-untyped-def]
+    import azure.functions as func
+
+    return func.HttpRequest("POST", f"http://localhost/api/{route.path}", headers=route.headers, body=route.body)
+
+
+def requests_for(tenant_id: str) -> list[Route]:
+    from tests.support import gatekeeper_env as support
+
+    github_body = (ROOT / "tests/fixtures/github/deployment_protection_rule.requested.json").read_bytes()
+    github = support.github_request("deployment_protection_rule", github_body)
+    check_sample = json.loads((SHARED_FIXTURES / "azure-devops/invoke-azure-function-check.request.json").read_text())
+    check_headers = dict(check_sample["headers"], AuthToken="job-access-token-for-the-benchmark")
+    check_headers["X-Gatekeeper-Check-Secret"] = support.ADO_CHECK_SECRET
+    check_body = json.dumps(
+        {
+            "environment": "production",
+            "repository": "fabrikam/web",
+            "runId": "1234",
+            "ref": "refs/heads/main",
+            "commit": "a1b2c3d",
+            "requestedBy": "alice@fabrikam.com",
+        }
+    ).encode()
+    basic = "Basic " + base64.b64encode(f"gatekeeper:{support.ADO_HOOK_SECRET}".encode()).decode()
+    hook_body = (SHARED_FIXTURES / "azure-devops/ms.vss-pipelines.run-state-changed-event.json").read_bytes()
+    generic_body = (ROOT / "tests/fixtures/generic/gate-request.json").read_bytes()
+    generic_headers = {
+        "Content-Type": "application/json",
+        "X-Gatekeeper-Tenant": tenant_id,
+        "x-functions-key": support.API_KEY,
+    }
+    return [
+        Route("github webhook", "github_webhook", "github/webhook", 202, dict(github.headers), github_body),
+        Route("azure-devops check", "azure_devops_check", "azure-devops/checks", 200, check_headers, check_body),
+        Route(
+            "azure-devops service hook",
+            "azure_devops_service_hook",
+            "azure-devops/service-hooks",
+            202,
+            {"Content-Type": "application/json", "Authorization": basic},
+            hook_body,
+        ),
+        Route("generic events", "generic_events", "events", 202, generic_headers, generic_body),
+    ]
+
+
+def measure(setup: Setup, rounds: int) -> tuple[list[Sample], dict[str, list[Sample]]]:
+    baseline: list[Sample] = []
+    targets: dict[str, list[Sample]] = {route.label: [] for route in setup.routes}
+    for _ in range(rounds):
+        for route in setup.routes:  # interleaved: a baseline child right before each target child
+            baseline.append(run_child(BASELINE_SPEC, setup.environ, None))
+            targets[route.label].append(run_child(route.spec(), setup.environ, route.expect))
+    return baseline, targets
+
+
+def median(samples: list[Sample], field: str) -> float:
+    return statistics.median(getattr(s, field) for s in samples)
+
+
+def run(rounds: int = 5) -> list[Ratio]:
+    with seeded() as setup:
+        baseline, targets = measure(setup, rounds)
+    base_ms = median(baseline, "seconds") * 1000
+    results = []
+    for label, samples in targets.items():
+        results.append(
+            Ratio(
+                f"cold start to first answer: {label}",
+                median(samples, "seconds") * 1000,
+                base_ms,
+                "ms",
+                TARGET,
+                higher_is_better=False,
+            )
+        )
+    check = targets["azure-devops check"]
+    results.append(
+        Ratio(
+            "azure-devops check acknowledged (wall clock from spawn, vs the 3 s budget)",
+            median(check, "wall") * 1000,
+            ADO_CHECK_BUDGET_SECONDS * 1000,
+            "ms",
+            "",
+            higher_is_better=False,
+        )
+    )
+    for label, samples in targets.items():
+        print(
+            f"  {label}: {median(samples, 'modules'):.0f} modules loaded (baseline {median(baseline, 'modules'):.0f}),"
+            f" peak RSS {median(samples, 'maxrss_kb') / 1024:.1f} MiB (baseline"
+            f" {median(baseline, 'maxrss_kb') / 1024:.1f} MiB), wall {median(samples, 'wall') * 1000:.0f} ms"
+            f" (baseline {median(baseline, 'wall') * 1000:.0f} ms)",
+            flush=True,
+        )
+    return results

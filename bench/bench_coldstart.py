@@ -131,6 +131,25 @@ def child_environment(connection: str, key_dir: Path, secrets: dict[str, str]) -
             "GATEKEEPER_STORAGE_CONNECTION": connection,
             "GATEKEEPER_KEY_MODE": "local",
             "GATEKEEPER_LOCAL_KEY_DIR": str(key_dir),
+            # The rest as infra/modules/functionapp.bicep sets them, so anything built eagerly from a setting
+            # (token validation, directory lookups, checkpoint signing, notifications) shows in the figure.
+            # Loopback addresses: none of these is contacted while answering an ingestion route.
+            "GATEKEEPER_TASK_HUB": "GatekeeperHub",
+            "GATEKEEPER_MAX_BODY_BYTES": "1048576",
+            "GATEKEEPER_TENANT_CACHE_SECONDS": "60",
+            "GATEKEEPER_ENTRA_AUDIENCE": "00000000-0000-0000-0000-0000000000aa,api://00000000-0000-0000-0000-0000000000aa",
+            "GATEKEEPER_ENTRA_AUTHORITY_HOST": "http://127.0.0.1:9/authority",
+            "GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS": "3600",
+            "GATEKEEPER_TRUST_EASYAUTH_HEADER": "true",
+            "GATEKEEPER_APPROVAL_BASE_URL": "http://127.0.0.1:9",
+            "GATEKEEPER_GRAPH_BASE_URL": "http://127.0.0.1:9/v1.0",
+            "GATEKEEPER_GRAPH_TENANT_ID": "00000000-0000-0000-0000-0000000000bb",
+            "GATEKEEPER_NOTIFY_MODE": "graph",
+            "GATEKEEPER_CHECKPOINT_KEY_NAME": "audit-checkpoint",
+            "GATEKEEPER_CHECKPOINT_EVERY": "100",
+            "GATEKEEPER_CHECKPOINT_MINUTES": "15",
+            "GATEKEEPER_GITHUB_API_URL": "http://127.0.0.1:9",
+            "GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "5",
         }
     )
     environ.update(secrets)

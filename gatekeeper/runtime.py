@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.policy.document import PolicyDocument
     from gatekeeper.security.groups import GroupMembership
+    from gatekeeper.security.principal import Principal
 
 
 def storage_from_settings() -> StorageAccount:
@@ -204,6 +205,25 @@ class Runtime:
         return EventDispatcher(self.storage, self.sealer, gateway)
 
 
+class DeferredTokenValidator:
+    """Builds the Entra ID token validator on the first bearer token it is asked to check.
+
+    Most requests (signed webhooks, checks, API keys) carry no bearer token; importing PyJWT and its
+    cryptography backends for them made every cold start pay for a route it did not serve."""
+
+    def __init__(self, build: Callable[[], TokenValidator]) -> None:
+        self._build = build
+        self._built: TokenValidator | None = None
+        self._lock = threading.Lock()
+
+    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal:
+        with self._lock:
+            if self._built is None:
+                self._built = self._build()
+            validator = self._built
+        return validator.validate(token, expected_tenant_id)
+
+
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 
@@ -242,7 +262,11 @@ def _build_from_settings() -> Runtime:
         tenant_cache_seconds=float(settings.get("GATEKEEPER_TENANT_CACHE_SECONDS") or 60),
     )
     if settings.get("GATEKEEPER_ENTRA_AUDIENCE"):
-        from gatekeeper.security.entra import EntraTokenValidator
 
-        built.token_validator = EntraTokenValidator.from_settings(allowed_tenants=built.is_registered_entra_tenant)
+        def entra_validator() -> TokenValidator:
+            from gatekeeper.security.entra import EntraTokenValidator
+
+            return EntraTokenValidator.from_settings(allowed_tenants=built.is_registered_entra_tenant)
+
+        built.token_validator = DeferredTokenValidator(entra_validator)
     return built

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -58,8 +59,10 @@ try:  # VmHWM is this program's own peak; ru_maxrss would include the parent's c
         peak = next(int(line.split()[1]) for line in status_file if line.startswith("VmHWM:"))
 except (OSError, StopIteration):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+loaded = sorted({".".join(m.split(".")[:2]) if m.startswith(("azure.", "gatekeeper.")) else m.split(".")[0]
+                 for m in list(sys.modules)})
 print(json.dumps({"seconds": seconds, "status": status, "answer": answer, "modules": len(sys.modules),
-                  "maxrss_kb": peak}), flush=True)
+                  "maxrss_kb": peak, "loaded": loaded}), flush=True)
 """
 
 
@@ -84,6 +87,7 @@ class Sample:
     wall: float  # from spawning the child until it printed the answer (interpreter start included)
     modules: int
     maxrss_kb: int
+    loaded: tuple[str, ...] = ()  # top-level packages (two levels for azure.* and gatekeeper.*) in the child
 
 
 @dataclass
@@ -116,7 +120,7 @@ def run_child(spec: str, environ: dict[str, str], expect: int | None) -> Sample:
     result = json.loads(line)
     if expect is not None and result["status"] != expect:
         raise RuntimeError(f"cold-start child answered {result['status']}, not {expect}: {result['answer']}")
-    return Sample(result["seconds"], wall, result["modules"], result["maxrss_kb"])
+    return Sample(result["seconds"], wall, result["modules"], result["maxrss_kb"], tuple(result["loaded"]))
 
 
 BASELINE_SPEC = json.dumps({"function": ""})
@@ -156,45 +160,46 @@ def child_environment(connection: str, key_dir: Path, secrets: dict[str, str]) -
     return environ
 
 
-@contextmanager
-def seeded() -> Iterator[Setup]:
-    """Azurite with one tenant registered and warmed; the routes' signed requests for that tenant."""
-    from gatekeeper.local.azurite import start_azurite
-    from gatekeeper.runtime import set_runtime
+def seed(connection_string: str, workdir: Path) -> Setup:
+    """One tenant registered in the storage behind `connection_string` and warmed as a running deployment
+    would be (tables, queue, the tenant's data key); the routes' signed requests for it and the children's
+    environment. Runs in the caller's process, never in a timed child."""
+    from gatekeeper.runtime import Runtime, set_runtime
     from gatekeeper.store.keys import LocalKeyProvider, build_cipher
     from tests.support import gatekeeper_env as support
+
+    key_dir = workdir / "keys"
+    env = support.make_env(connection_string, key_dir)
+    secrets = dict(env.runtime.environ or {})
+    routes = requests_for(env.tenant_id)
+    environ = child_environment(connection_string, key_dir, secrets)
+    # The product's own runtime over the same storage, keys and queue the children will use.
+    warm = Runtime(
+        storage=env.storage, sealer=build_cipher(env.storage, LocalKeyProvider(str(key_dir))), environ=secrets
+    )
+    warm.sink.ensure_queue()
+    set_runtime(warm)
+    try:
+        for route in routes:
+            status = support.http_function(route.function)(_request(route)).status_code
+            if status != route.expect:
+                raise RuntimeError(f"warm-up of {route.label} answered {status}, not {route.expect}")
+    finally:
+        set_runtime(None)
+    return Setup(environ, routes)
+
+
+@contextmanager
+def seeded() -> Iterator[Setup]:
+    """Azurite from node_modules, seeded by `seed`, stopped afterwards."""
+    from gatekeeper.local.azurite import start_azurite
 
     server = start_azurite(ROOT)
     workdir = tempfile.mkdtemp(prefix="gk-coldstart-")
     try:
-        key_dir = Path(workdir) / "keys"
-        env = support.make_env(server.connection_string, key_dir)
-        secrets = dict(env.runtime.environ or {})
-        routes = requests_for(env.tenant_id)
-        environ = child_environment(server.connection_string, key_dir, secrets)
-        # A running deployment already has its tables, queue and the tenant's data key: warm them once
-        # through the product's own runtime built from the same settings the children get.
-        from gatekeeper import runtime as runtime_module
-
-        warm = runtime_module.Runtime(
-            storage=env.storage,
-            sealer=build_cipher(env.storage, LocalKeyProvider(str(key_dir))),
-            environ=secrets,
-        )
-        warm.sink.ensure_queue()
-        set_runtime(warm)
-        try:
-            for route in routes:
-                status = support.http_function(route.function)(_request(route)).status_code
-                if status != route.expect:
-                    raise RuntimeError(f"warm-up of {route.label} answered {status}, not {route.expect}")
-        finally:
-            set_runtime(None)
-        yield Setup(environ, routes)
+        yield seed(server.connection_string, Path(workdir))
     finally:
         server.stop()
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -44,16 +44,21 @@ import time; T0 = time.perf_counter()
 import base64, json, resource, sys
 spec = json.loads(sys.stdin.read())
 if spec["function"]:
-    import azure.functions as func
+    import azure.functions as func, azure.durable_functions  # what function_app imports first anyway
+    T_SDK = time.perf_counter()
     import function_app
     user = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+    T_INDEX = time.perf_counter()
     request = func.HttpRequest("POST", spec["url"], headers=spec["headers"], body=base64.b64decode(spec["body"]))
     response = user[spec["function"]](request)
     status, answer = response.status_code, response.get_body().decode()[:300]
 else:
     import azure.functions, azure.durable_functions
+    T_SDK = T_INDEX = time.perf_counter()
     status, answer = 0, ""
 seconds = time.perf_counter() - T0
+phases = [T_SDK - T0, T_INDEX - T_SDK, T0 + seconds - T_INDEX]
+usage = resource.getrusage(resource.RUSAGE_SELF)
 try:  # VmHWM is this program's own peak; ru_maxrss would include the parent's copy from before exec
     with open("/proc/self/status") as status_file:
         peak = next(int(line.split()[1]) for line in status_file if line.startswith("VmHWM:"))
@@ -62,7 +67,8 @@ except (OSError, StopIteration):
 loaded = sorted({".".join(m.split(".")[:2]) if m.startswith(("azure.", "gatekeeper.")) else m.split(".")[0]
                  for m in list(sys.modules)})
 print(json.dumps({"seconds": seconds, "status": status, "answer": answer, "modules": len(sys.modules),
-                  "maxrss_kb": peak, "loaded": loaded}), flush=True)
+                  "maxrss_kb": peak, "loaded": loaded, "phases": phases,
+                  "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
 """
 
 
@@ -88,6 +94,9 @@ class Sample:
     modules: int
     maxrss_kb: int
     loaded: tuple[str, ...] = ()  # top-level packages (two levels for azure.* and gatekeeper.*) in the child
+    # SDK import, importing and indexing function_app, first request (services built lazily included)
+    phases: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cpu: float = 0.0  # user + system CPU seconds of the child, interpreter start included: steadier when busy
 
 
 @dataclass
@@ -120,7 +129,15 @@ def run_child(spec: str, environ: dict[str, str], expect: int | None) -> Sample:
     result = json.loads(line)
     if expect is not None and result["status"] != expect:
         raise RuntimeError(f"cold-start child answered {result['status']}, not {expect}: {result['answer']}")
-    return Sample(result["seconds"], wall, result["modules"], result["maxrss_kb"], tuple(result["loaded"]))
+    return Sample(
+        result["seconds"],
+        wall,
+        result["modules"],
+        result["maxrss_kb"],
+        tuple(result["loaded"]),
+        tuple(result["phases"]),  # type: ignore[arg-type]
+        result["cpu"],
+    )
 
 
 BASELINE_SPEC = json.dumps({"function": ""})
@@ -291,12 +308,16 @@ def run(rounds: int = 5) -> list[Ratio]:
             higher_is_better=False,
         )
     )
+    base_cpu = median(baseline, "cpu") * 1000
     for label, samples in targets.items():
+        phases = [statistics.median(s.phases[k] for s in samples) * 1000 for k in range(3)]
         print(
-            f"  {label}: {median(samples, 'modules'):.0f} modules loaded (baseline {median(baseline, 'modules'):.0f}),"
+            f"  {label}: {median(samples, 'modules'):.0f} modules loaded (baseline {median(baseline, 'modules'):.0f});"
             f" peak RSS {median(samples, 'maxrss_kb') / 1024:.1f} MiB (baseline"
-            f" {median(baseline, 'maxrss_kb') / 1024:.1f} MiB), wall {median(samples, 'wall') * 1000:.0f} ms"
-            f" (baseline {median(baseline, 'wall') * 1000:.0f} ms)",
+            f" {median(baseline, 'maxrss_kb') / 1024:.1f} MiB); CPU {median(samples, 'cpu') * 1000:.0f} ms"
+            f" (baseline {base_cpu:.0f} ms, ratio {median(samples, 'cpu') * 1000 / base_cpu:.2f}); phases: SDK import"
+            f" {phases[0]:.0f} ms, function_app import+index {phases[1]:.0f} ms, first request with services"
+            f" {phases[2]:.0f} ms",
             flush=True,
         )
     return results

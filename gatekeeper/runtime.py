@@ -87,9 +87,7 @@ class Runtime:
 
     @cached_property
     def sink(self) -> QueueEventSink:
-        sink = QueueEventSink(self.storage, self.sealer, self.queue_name)
-        sink.ensure_queue()
-        return sink
+        return QueueEventSink(self.storage, self.sealer, self.queue_name)  # the queue is created on a miss
 
     @cached_property
     def ingestion(self) -> IngestionService:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
 from gatekeeper.events.codec import event_from_sealable, event_to_sealable
@@ -79,4 +79,10 @@ class QueueEventSink:
             self._queue.create_queue()
 
     def submit(self, event: PipelineEvent, event_id: str) -> None:
-        self._queue.send_message(encode_message(self._sealer, event, event_id).encode())
+        message = encode_message(self._sealer, event, event_id).encode()
+        try:
+            self._queue.send_message(message)
+        except ResourceNotFoundError:
+            # Created when found missing, not by every new instance before its first answer (cold start).
+            self.ensure_queue()
+            self._queue.send_message(message)

@@ -7,7 +7,7 @@ explicitly against Azurite and local keys, so no code path differs except where 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.policy.document import PolicyDocument
     from gatekeeper.security.groups import GroupMembership
+    from gatekeeper.security.principal import Principal
     from gatekeeper.security.requester import UserDirectory
 
 
@@ -62,7 +63,10 @@ class Runtime:
     max_body_bytes: int = 1_048_576
     tenant_cache_seconds: float = 60.0
     queue_name: str = PIPELINE_EVENTS_QUEUE
-    checkpoint_signer: Any = None  # gatekeeper.audit.signing.CheckpointSigner; None = no checkpoints
+    # Builds the gatekeeper.audit.signing.CheckpointSigner on first audit use, not with the runtime: reading the
+    # key (a Key Vault round trip, or validating a local RSA key) is no part of answering an ingestion route.
+    # None = no checkpoints (unless one is assigned to `checkpoint_signer`).
+    checkpoint_signer_factory: Callable[[], Any] | None = None
     # The process environment: app settings and the values of `env:` secret references. None = os.environ;
     # the local stack passes its own mapping so a demo never needs to touch the real environment.
     environ: Mapping[str, str] | None = None
@@ -73,6 +77,8 @@ class Runtime:
         self._build_lock = threading.Lock()
         self._group_membership: object = _UNBUILT
         self._user_directory: object = _UNBUILT
+        self._checkpoint_signer: Any = _UNBUILT
+        self._signer_lock = threading.Lock()
 
     @cached_property
     def request_storage(self) -> StorageAccount:
@@ -96,11 +102,10 @@ class Runtime:
 
     @cached_property
     def sink(self) -> QueueEventSink:
-        """The edge's hand-over: queue and claim-check blobs both on request-path budgets."""
+        """The edge's hand-over: queue and claim-check blobs both on request-path budgets; the queue is
+        created when a send finds it missing, not by every new instance (cold start)."""
         large = LargeEventStore.from_storage(self.request_storage)
-        sink = QueueEventSink(self.request_storage, self.sealer, self.queue_name, large)
-        sink.ensure_queue()
-        return sink
+        return QueueEventSink(self.request_storage, self.sealer, self.queue_name, large)
 
     @cached_property
     def ingestion(self) -> IngestionService:
@@ -115,6 +120,21 @@ class Runtime:
     @cached_property
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.storage)
+
+    @property
+    def checkpoint_signer(self) -> Any:
+        """The audit checkpoint signer (None = no checkpoints), built once, on first use. A failure to build it
+        is raised to that caller and retried by the next, so an unreachable key never fails ingestion."""
+        with self._signer_lock:
+            if self._checkpoint_signer is _UNBUILT:
+                factory = self.checkpoint_signer_factory
+                self._checkpoint_signer = factory() if factory is not None else None
+            return self._checkpoint_signer
+
+    @checkpoint_signer.setter
+    def checkpoint_signer(self, value: Any) -> None:
+        with self._signer_lock:
+            self._checkpoint_signer = value
 
     @property
     def group_membership(self) -> GroupMembership | None:
@@ -250,6 +270,25 @@ class Runtime:
         return EventDispatcher(self.storage, self.sealer, gateway)
 
 
+class DeferredTokenValidator:
+    """Builds the Entra ID token validator on the first bearer token it is asked to check.
+
+    Most requests (signed webhooks, checks, API keys) carry no bearer token; importing PyJWT and its
+    cryptography backends for them made every cold start pay for a route it did not serve."""
+
+    def __init__(self, build: Callable[[], TokenValidator]) -> None:
+        self._build = build
+        self._built: TokenValidator | None = None
+        self._lock = threading.Lock()
+
+    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal:
+        with self._lock:
+            if self._built is None:
+                self._built = self._build()
+            validator = self._built
+        return validator.validate(token, expected_tenant_id)
+
+
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 
@@ -270,21 +309,29 @@ def set_runtime(value: Runtime | None) -> None:
     _runtime = value
 
 
+def _signer_from_settings() -> Any:
+    from gatekeeper.audit.signing import signer_from_settings
+
+    return signer_from_settings()
+
+
 def _build_from_settings() -> Runtime:
     from gatekeeper.store.keys import cipher_from_settings
 
     storage = storage_from_settings()
-    from gatekeeper.audit.signing import signer_from_settings
-
     built = Runtime(
         storage=storage,
         sealer=cipher_from_settings(storage),
-        checkpoint_signer=signer_from_settings(),
+        checkpoint_signer_factory=_signer_from_settings,
         max_body_bytes=int(settings.get("GATEKEEPER_MAX_BODY_BYTES") or 1_048_576),
         tenant_cache_seconds=float(settings.get("GATEKEEPER_TENANT_CACHE_SECONDS") or 60),
     )
     if settings.get("GATEKEEPER_ENTRA_AUDIENCE"):
-        from gatekeeper.security.entra import EntraTokenValidator
 
-        built.token_validator = EntraTokenValidator.from_settings(allowed_tenants=built.is_registered_entra_tenant)
+        def entra_validator() -> TokenValidator:
+            from gatekeeper.security.entra import EntraTokenValidator
+
+            return EntraTokenValidator.from_settings(allowed_tenants=built.is_registered_entra_tenant)
+
+        built.token_validator = DeferredTokenValidator(entra_validator)
     return built

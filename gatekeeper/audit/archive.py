@@ -25,12 +25,7 @@ class CheckpointConflict(RuntimeError):
 
 def blob_service(storage: StorageAccount) -> BlobServiceClient:
     """A blob client for the account, with request-path budgets when the account has them."""
-    options = storage.blob_options()
-    if storage.connection_string:
-        return BlobServiceClient.from_connection_string(storage.connection_string, **options)
-    if not storage.blob_endpoint:
-        raise ValueError("storage: a blob endpoint (or a connection string) is needed for the checkpoint archive")
-    return BlobServiceClient(account_url=storage.blob_endpoint, credential=storage.credential, **options)  # type: ignore[arg-type]
+    return storage.blobs
 
 
 def blob_name(tenant_id: str, size: int) -> str:

@@ -65,7 +65,9 @@ Text = Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_l
 class CheckRequestBody(BaseModel):
     """The JSON body our "Invoke Azure Function" check convention sends (see the module docstring)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, populate_by_name=True, str_strip_whitespace=True, defer_build=True
+    )
 
     environment: Text
     repository: Text | None = None

@@ -33,10 +33,11 @@ class Payload(BaseModel):
     """Base for models of third-party payloads: only the fields we use, strict types, extras ignored.
 
     Strict so that `true` is not an id and `"12"` is not a number: a vendor sending the wrong type is a
-    bug we want named, not silently coerced.
+    bug we want named, not silently coerced. Validators are built on first use (`defer_build`): a cold
+    instance answering one source's route should not build every other source's payload schemas first.
     """
 
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, defer_build=True)
 
 
 M = TypeVar("M", bound=BaseModel)

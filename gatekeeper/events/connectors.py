@@ -58,7 +58,7 @@ CONTEXT = "connector message"
 class ConnectorMessage(BaseModel):
     """The queue envelope every connector writes."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
     connector: Literal["connectwise", "autotask", "halopsa", "ninjarmm"]
     account: Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=200)]

@@ -42,7 +42,7 @@ Label = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\s,]+$")
 class GenericEvidence(BaseModel):
     """Quality evidence: where it lives (`uri`) or a small inline document (`data`), exactly one of them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     kind: Literal["tests", "coverage", "sarif", "slo"]
     uri: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
@@ -58,7 +58,9 @@ class GenericEvidence(BaseModel):
 class GenericEventRequest(BaseModel):
     """Body of `POST /api/events`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True, defer_build=True
+    )
 
     kind: Literal["gate_request", "deployment_status", "run_status"]
     action: ActionKind | None = None

@@ -17,17 +17,21 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import ContainerClient
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
 from gatekeeper import json_bounded
 from gatekeeper.events.codec import event_from_sealable, event_to_sealable
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.store.tables import TENANT_ID_PATTERN, StorageAccount
+
+if TYPE_CHECKING:  # the blob SDK is imported only when a large event needs it (cold start)
+    from azure.storage.blob import ContainerClient
 
 PIPELINE_EVENTS_QUEUE = "pipeline-events"
 CONNECTOR_EVENTS_QUEUE = "connector-events"
@@ -62,19 +66,22 @@ def large_blob_name(tenant_id: str, event_id: str) -> str:
 class LargeEventStore:
     """The claim-check blobs of `pipeline-events-large`: sealed events too large for a queue message."""
 
-    def __init__(self, container: ContainerClient) -> None:
-        self._container = container
+    def __init__(self, container: Callable[[], ContainerClient]) -> None:
+        self._container_factory = container
         self._ensured = False
 
     @classmethod
     def from_storage(cls, storage: StorageAccount, container_name: str = LARGE_EVENTS_CONTAINER) -> LargeEventStore:
-        from gatekeeper.audit.archive import blob_service
+        """The store of `storage`; its blob client is built on first use (most events never need it)."""
+        return cls(lambda: storage.blobs.get_container_client(container_name))
 
-        return cls(blob_service(storage).get_container_client(container_name))
+    @cached_property
+    def container(self) -> ContainerClient:
+        return self._container_factory()
 
     @property
-    def container(self) -> ContainerClient:
-        return self._container
+    def _container(self) -> ContainerClient:
+        return self.container
 
     def ensure(self) -> None:
         if not self._ensured:
@@ -179,8 +186,16 @@ class QueueEventSink:
     def submit(self, event: PipelineEvent, event_id: str) -> None:
         message = encode_message(self._sealer, event, event_id, self._large)
         try:
-            self._queue.send_message(message.encode())
+            self._send(message.encode())
         except Exception:
             if self._large is not None and '"blob"' in message:  # nothing half-written: drop the claim check
                 self._large.delete(large_blob_name(event.tenant_id, event_id))
             raise
+
+    def _send(self, message: bytes) -> None:
+        try:
+            self._queue.send_message(message)
+        except ResourceNotFoundError:
+            # Created when found missing, not by every new instance before its first answer (cold start).
+            self.ensure_queue()
+            self._queue.send_message(message)

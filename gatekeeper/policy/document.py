@@ -180,10 +180,10 @@ def _schema_issues(data: Any) -> list[tuple[str, str]]:
 
 
 def _parse_text(text: str, source: str | None) -> Any:
-    from gatekeeper import json_bounded
+    from gatekeeper import json_bounded, yaml_bounded
 
     try:
-        return json_bounded.load_yaml(text, loader=_PolicyYamlLoader)  # same bounds as every JSON input
+        return yaml_bounded.load_yaml(text, loader=_PolicyYamlLoader)  # same bounds as every JSON input
     except json_bounded.JsonBoundsError as exc:
         if exc.line is not None:
             where = f"line {exc.line}, column {exc.column}"

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from gatekeeper.errors import unauthenticated
-from gatekeeper.security.entra import bearer_token
 from gatekeeper.security.principal import Principal, easyauth_principal
 
 
@@ -22,6 +21,10 @@ def identify_caller(
     if principal is not None:
         return principal
     authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+    # Imported here: the Entra module brings PyJWT and its crypto backends, which requests that carry no
+    # bearer token (webhooks, checks, API keys) should not pay for on a cold start.
+    from gatekeeper.security.entra import bearer_token
+
     token = bearer_token(authorization)
     if validator is None:
         raise unauthenticated("Bearer tokens are not accepted: no Entra ID audience is configured.")

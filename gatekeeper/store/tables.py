@@ -10,12 +10,15 @@ import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from gatekeeper.store import budgets
+
+if TYPE_CHECKING:  # the blob SDK is imported on first use: no ingestion route needs it before a large event
+    from azure.storage.blob import BlobServiceClient
 
 TENANT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9]{2,31}$")
 TABLE_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
@@ -82,9 +85,21 @@ class StorageAccount:
     def _queue_options(self) -> dict[str, Any]:
         return budgets.queue_client_options() if self.request_path else {}
 
-    def blob_options(self) -> dict[str, Any]:
-        """Keywords for a blob client of this account (blobs retry like queues: storage's ExponentialRetry)."""
+    def _blob_options(self) -> dict[str, Any]:
+        """Blobs retry like queues (storage's ExponentialRetry), so they take the queue budgets."""
         return budgets.queue_client_options() if self.request_path else {}
+
+    @cached_property
+    def blobs(self) -> BlobServiceClient:
+        """The account's blob service (claim-check events, the audit checkpoint archive)."""
+        from azure.storage.blob import BlobServiceClient
+
+        options = self._blob_options()
+        if self.connection_string:
+            return BlobServiceClient.from_connection_string(self.connection_string, **options)
+        if not self.blob_endpoint:
+            raise ValueError("storage: a blob endpoint (or a connection string) is needed for blobs")
+        return BlobServiceClient(account_url=self.blob_endpoint, credential=self.credential, **options)  # type: ignore[arg-type]
 
     @cached_property
     def tables(self) -> TableServiceClient:

@@ -45,12 +45,21 @@ class TenantRegistry:
         self._identities: dict[str, tuple[float, str | None]] = {}
         self._records: dict[str, tuple[float, TenantRecord | None]] = {}
         self._table: TableClient | None = None
+        self._reader: TableClient | None = None
 
     @property
     def table(self) -> TableClient:
         if self._table is None:
             self._table = self._storage.ensure_table(SharedTable.TENANTS)
         return self._table
+
+    @property
+    def _lookups(self) -> TableClient:
+        """Reads create nothing: a registry whose table does not exist yet knows no tenant (404 = unknown), and
+        a new instance should not spend a create-table round trip before answering its first request."""
+        if self._reader is None:
+            self._reader = self._storage.table(SharedTable.TENANTS)
+        return self._reader
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -156,13 +165,13 @@ class TenantRegistry:
 
     def _read_identity(self, identity: str) -> str | None:
         try:
-            return str(self.table.get_entity(IDENTITY_PARTITION, identity_row_key(identity))["tenant_id"])
+            return str(self._lookups.get_entity(IDENTITY_PARTITION, identity_row_key(identity))["tenant_id"])
         except ResourceNotFoundError:
             return None
 
     def _read_record(self, tenant_id: str) -> TenantRecord | None:
         try:
-            return TenantRecord.model_validate_json(self.table.get_entity(TENANT_PARTITION, tenant_id)["record"])
+            return TenantRecord.model_validate_json(self._lookups.get_entity(TENANT_PARTITION, tenant_id)["record"])
         except ResourceNotFoundError:
             return None
 
@@ -185,10 +194,10 @@ def load_tenant_file(text: str, *, filename: str) -> list[TenantRecord]:
     """Parse a YAML or JSON tenants file (`tenants: [...]` or a bare list) into validated records."""
     from pydantic import ValidationError
 
-    from gatekeeper import json_bounded
+    from gatekeeper import json_bounded, yaml_bounded
 
     try:
-        document = json_bounded.loads(text) if filename.endswith(".json") else json_bounded.load_yaml(text)
+        document = json_bounded.loads(text) if filename.endswith(".json") else yaml_bounded.load_yaml(text)
     except json_bounded.JsonBoundsError as exc:
         kind = "JSON" if filename.endswith(".json") else "YAML"
         raise ValueError(f"{filename}: not accepted as {kind}: {exc}") from None

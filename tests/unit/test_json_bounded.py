@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatekeeper import json_bounded
+from gatekeeper import json_bounded, yaml_bounded
 from gatekeeper.json_bounded import MAX_DEPTH, MAX_INT_DIGITS, JsonBoundsError
 
 BOUNDED = settings(derandomize=True, max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -127,14 +127,14 @@ def test_problems_name_the_field():
 @given(documents)
 def test_yaml_within_the_bounds_round_trips(document):
     finite = json.loads(json.dumps(document))  # YAML has no -0.0 vs 0.0 distinction issues here
-    assert json_bounded.load_yaml(yaml.safe_dump(finite)) == finite
+    assert yaml_bounded.load_yaml(yaml.safe_dump(finite)) == finite
 
 
 @settings(derandomize=True, max_examples=20, deadline=None)
 @given(st.integers(min_value=MAX_DEPTH + 1, max_value=5_000))
 def test_yaml_nesting_beyond_the_limit_is_a_depth_error(depth):
     with pytest.raises(JsonBoundsError) as caught:
-        json_bounded.load_yaml("a: " + "[" * depth + "]" * depth)
+        yaml_bounded.load_yaml("a: " + "[" * depth + "]" * depth)
     assert caught.value.kind == "depth"
 
 
@@ -142,14 +142,14 @@ def test_yaml_nesting_beyond_the_limit_is_a_depth_error(depth):
 @given(st.integers(min_value=MAX_INT_DIGITS + 1, max_value=6_000))
 def test_yaml_integers_beyond_the_digit_limit_are_refused(digits):
     with pytest.raises(JsonBoundsError) as caught:
-        json_bounded.load_yaml(f"tenants:\n  - count: {'7' * digits}\n")
+        yaml_bounded.load_yaml(f"tenants:\n  - count: {'7' * digits}\n")
     assert caught.value.kind == "number"
 
 
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
 def test_yaml_non_finite_numbers_are_refused(value):
     with pytest.raises(JsonBoundsError) as caught:
-        json_bounded.load_yaml(f"x: {value}\n")
+        yaml_bounded.load_yaml(f"x: {value}\n")
     assert caught.value.kind == "number" and caught.value.path == "$.x"
 
 
@@ -158,19 +158,19 @@ def test_yaml_alias_bombs_and_repeated_keys_are_refused():
         f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
     )
     with pytest.raises(JsonBoundsError) as caught:
-        json_bounded.load_yaml(bomb)
+        yaml_bounded.load_yaml(bomb)
     assert caught.value.kind == "yaml-size"
     with pytest.raises(JsonBoundsError) as caught:
-        json_bounded.load_yaml("tenants:\n  - tenant_id: a\n    tenant_id: b\n")
+        yaml_bounded.load_yaml("tenants:\n  - tenant_id: a\n    tenant_id: b\n")
     assert caught.value.kind == "duplicate-key" and caught.value.path.endswith("tenant_id")
-    assert json_bounded.load_yaml("a: &a [1, 2]\nb: *a\n") == {"a": [1, 2], "b": [1, 2]}
+    assert yaml_bounded.load_yaml("a: &a [1, 2]\nb: *a\n") == {"a": [1, 2], "b": [1, 2]}
 
 
 @BOUNDED
 @given(st.text(max_size=200))
 def test_arbitrary_yaml_text_gives_a_value_or_the_specific_error(source):
     try:
-        value = json_bounded.load_yaml(source)
+        value = yaml_bounded.load_yaml(source)
     except JsonBoundsError:
         return
     assert not (isinstance(value, float) and not math.isfinite(value))

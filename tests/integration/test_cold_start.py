@@ -1,0 +1,57 @@
+"""A fresh instance answers each ingestion route without importing what those routes do not use.
+
+Each child is the benchmark's own (bench/bench_coldstart.py): a new interpreter with only the app settings
+Azure sets, indexing the real function app and answering one correctly signed request against Azurite.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import bench_coldstart
+
+# Never needed to authenticate, parse, seal and queue an event: token validation (PyJWT), the directory and
+# mail (Graph SDK, Kiota, MSAL), audit checkpoint signing, policy documents and schemas.
+NOT_ON_THE_INGESTION_PATH = (
+    "jwt",
+    "msgraph",
+    "kiota_abstractions",
+    "kiota_http",
+    "msal",
+    "azure.identity",
+    "yaml",
+    "jsonschema",
+    "gatekeeper.audit",
+    "gatekeeper.policy",
+    "gatekeeper.integrations",
+    "gatekeeper.approvals",
+    "gatekeeper.gates",
+)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from gatekeeper.local.azurite import start_azurite
+    from tests.conftest import ROOT
+
+    server = start_azurite(ROOT)
+    try:
+        yield bench_coldstart.seed(server.connection_string, tmp_path_factory.mktemp("coldstart"))
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "label", ["github webhook", "azure-devops check", "azure-devops service hook", "generic events"]
+)
+def test_a_fresh_process_answers_the_route_without_the_heavy_imports(setup, label):
+    route = next(r for r in setup.routes if r.label == label)
+    sample = bench_coldstart.run_child(route.spec(), setup.environ, route.expect)  # raises unless 202/200
+    assert "function_app" in sample.loaded and "gatekeeper.ingest" in sample.loaded
+    assert [name for name in NOT_ON_THE_INGESTION_PATH if name in sample.loaded] == []
+    assert sample.maxrss_kb > 0 and sample.modules > 0
+
+
+def test_the_baseline_child_loads_only_the_sdk(setup):
+    sample = bench_coldstart.run_child(bench_coldstart.BASELINE_SPEC, setup.environ, None)
+    assert "azure.functions" in sample.loaded and "function_app" not in sample.loaded

@@ -603,7 +603,7 @@ def _make_tls_files(workdir: Path) -> tuple[str, str, str]:
     return str(cert_file), str(key_file), str(ca_file)
 
 
-def main() -> None:  # pragma: no cover - manual use: python -m gatekeeper.local.keyvault_server
+def main() -> None:  # pragma: no cover - manual use: python -m devstack.keyvault_server
     with LocalKeyVault() as vault:
         print(f"local Key Vault at {vault.vault_url} (CA file {vault.ca_file}); Ctrl-C to stop", flush=True)
         with contextlib.suppress(KeyboardInterrupt):

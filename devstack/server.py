@@ -9,6 +9,7 @@ demo starts them and prints `report()`. One module per fake sits beside this one
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,20 +56,75 @@ class _Failure:
     body: Any = None
 
 
-class LocalServer:
-    """Base class: a ThreadingHTTPServer on a free loopback port, started in a daemon thread."""
+class LoopbackServer:
+    """The shared lifecycle of every local fake: a ThreadingHTTPServer on a free 127.0.0.1 port (TLS when
+    `ssl_context` gives one), served from a daemon thread, usable as a context manager. Subclasses supply
+    the request handler class."""
 
     name = "local server"
 
     def __init__(self) -> None:
-        self.requests: list[RecordedRequest] = []
-        self._failures: list[_Failure] = []
-        self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    # lifecycle
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return None
+
     def start(self) -> Self:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler_class())
+        server.daemon_threads = True
+        context = self.ssl_context()
+        if context is not None:
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.name, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return int(self._server.server_address[1])
+
+
+class LocalServer(LoopbackServer):
+    """A recording fake: every request is kept (`requests`, `report()`), failures can be injected
+    (`fail_next`), and subclasses answer through `route`."""
+
+    name = "local server"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[RecordedRequest] = []
+        self._failures: list[_Failure] = []
+        self._lock = threading.Lock()
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -95,31 +151,7 @@ class LocalServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.name, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError(f"{self.name} is not started")
-        return int(self._server.server_address[1])
+        return Handler
 
     @property
     def url(self) -> str:

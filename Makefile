@@ -41,7 +41,7 @@ lint: $(VENV_STAMP)
 	@$(VENV)/bin/ruff format --check --quiet .
 
 typecheck: $(VENV_STAMP)
-	@$(VENV)/bin/mypy gatekeeper functions orchestrators demo function_app.py
+	@$(VENV)/bin/mypy gatekeeper functions orchestrators demo devstack function_app.py
 
 bench: bootstrap
 	@$(PY) -m bench

@@ -107,8 +107,8 @@ def _verify_ratio(key_dir: str) -> Ratio:
 
 
 def _append_ratios(key_dir: str) -> list[Ratio]:
+    from devstack.azurite import start_azurite
     from gatekeeper.audit.log import AuditLog
-    from gatekeeper.local.azurite import start_azurite
     from gatekeeper.store.keys import LocalKeyProvider, build_cipher
     from gatekeeper.store.tables import StorageAccount
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bench.common import Ratio, best_of, rate
-from gatekeeper.local.azurite import start_azurite
-from gatekeeper.local.keyvault_server import LocalKeyVault
+from devstack.azurite import start_azurite
+from devstack.keyvault_server import LocalKeyVault
 from gatekeeper.store.keys import KeyVaultKeyProvider, build_cipher, tenant_key_name
 from gatekeeper.store.tables import StorageAccount
 

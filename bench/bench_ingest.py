@@ -30,9 +30,9 @@ def ingestion(count: int = 400) -> Ratio:
     from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
 
     import function_app
+    from devstack.stack import start_local_stack
     from gatekeeper.events.github import parse_github
     from gatekeeper.ingest.queue import encode_message
-    from gatekeeper.local.stack import start_local_stack
     from gatekeeper.runtime import set_runtime
 
     handler = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}["github_webhook"]

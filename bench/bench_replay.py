@@ -15,8 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 from bench.common import Ratio, best_of
+from devstack.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
 from gatekeeper.gates.model import VoteEvent, chain_instance_id, vote_event_name
-from gatekeeper.local.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
 from orchestrators import names
 from orchestrators.approval_chain import approval_chain
 

@@ -27,6 +27,13 @@ import azure.functions as func
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devstack.azure_devops import LocalAzureDevOpsServer
+from devstack.entra_issuer import LocalEntraIssuer
+from devstack.gates import LocalGates, local_gates
+from devstack.github import LocalGitHubServer
+from devstack.runner import ManualClock
+from devstack.stack import LocalStack, start_local_stack
+from devstack.webhook import LocalWebhookReceiver
 from gatekeeper.cli import main as gatekeeper_cli
 from gatekeeper.errors import Problem
 from gatekeeper.gates.effects import PolicyDecider
@@ -34,17 +41,12 @@ from gatekeeper.ingest.queue import decode_message
 from gatekeeper.ingest.service import sign_envelope
 from gatekeeper.integrations.factory import build_pipeline_callbacks
 from gatekeeper.integrations.github_app import rsa_jwk
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
-from gatekeeper.local.outbox import OutboxNotifier
-from gatekeeper.local.protocol_servers import LocalAzureDevOpsServer, LocalGitHubServer, LocalWebhookReceiver
-from gatekeeper.local.runner import ManualClock
-from gatekeeper.local.stack import LocalStack, start_local_stack
+from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.policy.store import PolicyStore
 from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
 from gatekeeper.tenancy.model import TenantRecord
-from orchestrators.local import LocalGates, local_gates
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

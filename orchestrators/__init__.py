@@ -35,10 +35,3 @@ for _name, _fn in ORCHESTRATORS.items():
     bp.orchestration_trigger(context_name="context", orchestration=_name)(_fn)
 for _name, _fn in ACTIVITIES.items():
     bp.activity_trigger(input_name="payload", activity=_name)(_fn)
-
-
-def local_runner(clock: Any = None) -> Any:
-    """A LocalOrchestrationRunner with every gate orchestrator and activity registered (tests, demo)."""
-    from gatekeeper.local.runner import LocalOrchestrationRunner
-
-    return LocalOrchestrationRunner(ORCHESTRATORS, ACTIVITIES, clock)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gatekeeper.local.azurite import Azurite, start_azurite
+from devstack.azurite import Azurite, start_azurite
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"

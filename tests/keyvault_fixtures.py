@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gatekeeper.local.keyvault_server import LocalKeyVault
+from devstack.keyvault_server import LocalKeyVault
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.keys import KeyVaultKeyProvider, LocalKeyProvider, build_cipher, tenant_key_name
 from gatekeeper.store.tables import StorageAccount

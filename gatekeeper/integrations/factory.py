@@ -106,7 +106,7 @@ def build_notifier(*, env: Mapping[str, str] | None = None, credential: TokenCre
     portal = settings.get("GATEKEEPER_APPROVAL_BASE_URL", env)
     teams_app_id = settings.get("GATEKEEPER_TEAMS_APP_ID", env)
     if mode == "outbox":
-        from gatekeeper.local.outbox import OutboxNotifier
+        from gatekeeper.integrations.outbox import OutboxNotifier
 
         return OutboxNotifier(
             settings.get("GATEKEEPER_OUTBOX_DIR", env) or ".gatekeeper/outbox",

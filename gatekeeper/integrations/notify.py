@@ -4,7 +4,7 @@ Graph cannot post channel or chat messages as an app (outside migration), so app
 Teams activity-feed notifications that link to the approval page, with mail as the fallback. The payloads
 are built here, once, so the Graph notifier and the local outbox show exactly the same thing.
 Implementations: `GraphNotifier` (gatekeeper.integrations.graph_notify) and `OutboxNotifier`
-(gatekeeper.local.outbox); both are importable from here too.
+(gatekeeper.integrations.outbox). They import this module, never the reverse, so there is no import cycle.
 """
 
 from __future__ import annotations
@@ -12,13 +12,9 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-if TYPE_CHECKING:
-    from gatekeeper.integrations.graph_notify import GraphNotifier
-    from gatekeeper.local.outbox import OutboxNotifier
 
 NotificationKind = Literal["approval_request", "info", "alert", "human_task"]
 Channel = Literal["teams", "mail", "outbox"]
@@ -197,27 +193,12 @@ def send_mail_body(notification: Notification, address: str, web_url: str | None
     }
 
 
-def __getattr__(name: str) -> Any:
-    """`GraphNotifier` and `OutboxNotifier` on demand, so importing the model never loads msgraph."""
-    if name == "GraphNotifier":
-        from gatekeeper.integrations.graph_notify import GraphNotifier
-
-        return GraphNotifier
-    if name == "OutboxNotifier":
-        from gatekeeper.local.outbox import OutboxNotifier
-
-        return OutboxNotifier
-    raise AttributeError(name)
-
-
 __all__ = [
     "ACTIVITY_TYPES",
     "Delivery",
-    "GraphNotifier",
     "Notification",
     "NotificationResult",
     "Notifier",
-    "OutboxNotifier",
     "Recipient",
     "activity_notification_body",
     "parse_recipient",

@@ -18,18 +18,15 @@ import datetime as dt
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, UpdateMode
-from azure.keyvault.keys.crypto import KeyWrapAlgorithm
+from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable, classify
 from gatekeeper.store.tables import StorageAccount, TablePurpose, validate_tenant_id
-
-if TYPE_CHECKING:
-    from gatekeeper.store.keys import TenantKeyProvider
 
 DATA_KEY_PARTITION = "datakey"
 POINTER_PARTITION = "pointer"
@@ -37,6 +34,16 @@ POINTER_ROW = "active"
 WRAP_ALGORITHM = KeyWrapAlgorithm.rsa_oaep_256
 DATA_KEY_BYTES = 32  # AES-256
 DATA_KEY_ID_PATTERN = re.compile(r"^[a-z0-9]{8,32}$")
+
+
+class KekClients(Protocol):
+    """What the key ring needs of a tenant key provider (gatekeeper.store.keys.TenantKeyProvider): clients on
+    the current KEK version and on one named version. Declared here so keys.py imports this module, not the
+    reverse (no import cycle)."""
+
+    def crypto_client(self, tenant_id: str) -> CryptographyClient: ...
+
+    def crypto_client_for(self, tenant_id: str, key_id: str) -> CryptographyClient: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ class DataKeyRing:
     """Reads, creates, rotates and re-wraps a tenant's data keys. Every failure is KeyGone or
     KeyServiceUnavailable (see key_errors), so the cipher can fail closed."""
 
-    def __init__(self, storage: StorageAccount, provider: TenantKeyProvider) -> None:
+    def __init__(self, storage: StorageAccount, provider: KekClients) -> None:
         self._storage = storage
         self.provider = provider
 

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gatekeeper.store.tables import TENANT_ID_PATTERN
+from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_identity
 
 IDENTITY_PATTERN = re.compile(
     r"^(github:(installation|org|repo)|azure-devops:(org|account)|entra:tenant|"
@@ -67,8 +68,6 @@ class TenantRecord(BaseModel):
     @field_validator("callback_url_prefixes")
     @classmethod
     def _prefixes_are_https(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from gatekeeper.tenancy.ownership import normalise_callback_prefix
-
         return tuple(normalise_callback_prefix(prefix, f"callback_url_prefixes[{i}]") for i, prefix in enumerate(value))
 
     @field_validator("secrets")
@@ -88,11 +87,3 @@ class TenantRecord(BaseModel):
     @property
     def all_identities(self) -> tuple[str, ...]:
         return self.identities + tuple(f"entra:tenant:{tid.lower()}" for tid in self.entra_tenant_ids)
-
-
-def normalise_identity(identity: str) -> str:
-    """Identities compare case-insensitively; organisation URLs end with exactly one slash."""
-    prefix = "azure-devops:org:"
-    if identity.startswith(prefix):
-        return prefix + identity[len(prefix) :].lower().rstrip("/") + "/"
-    return identity.lower()

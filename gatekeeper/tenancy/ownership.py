@@ -23,7 +23,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from gatekeeper.tenancy.model import normalise_identity
+
+def normalise_identity(identity: str) -> str:
+    """Identities compare case-insensitively; organisation URLs end with exactly one slash."""
+    prefix = "azure-devops:org:"
+    if identity.startswith(prefix):
+        return prefix + identity[len(prefix) :].lower().rstrip("/") + "/"
+    return identity.lower()
+
 
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _DEFAULT_PORTS = {"https": 443, "http": 80}

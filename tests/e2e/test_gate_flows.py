@@ -13,6 +13,11 @@ from typing import Any
 
 import pytest
 
+from devstack.entra_issuer import LocalEntraIssuer
+from devstack.gates import LocalGates, local_gates
+from devstack.history import EventType
+from devstack.runner import ManualClock
+from devstack.webhook import LocalWebhookReceiver
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.errors import Problem
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
@@ -20,18 +25,13 @@ from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.gates.model import chain_instance_id
 from gatekeeper.integrations.callbacks import PipelineCallbacks
+from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.integrations.webhook import WebhookSender
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
-from gatekeeper.local.history import EventType
-from gatekeeper.local.outbox import OutboxNotifier
-from gatekeeper.local.protocol_servers import LocalWebhookReceiver
-from gatekeeper.local.runner import ManualClock
 from gatekeeper.policy import load_policy
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
-from orchestrators.local import LocalGates, local_gates
 
 pytestmark = pytest.mark.azurite
 

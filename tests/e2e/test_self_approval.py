@@ -23,6 +23,11 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from devstack.entra_issuer import LocalEntraIssuer
+from devstack.gates import LocalGates, local_gates
+from devstack.graph import LocalGraphServer
+from devstack.runner import ManualClock
+from devstack.server import StaticTokenCredential
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.errors import Problem
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
@@ -33,16 +38,12 @@ from gatekeeper.ingest.queue import decode_message
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import CachedUserDirectory, GraphUserDirectory
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
-from gatekeeper.local.outbox import OutboxNotifier
-from gatekeeper.local.protocol_servers import LocalGraphServer, StaticTokenCredential
-from gatekeeper.local.runner import ManualClock
+from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.policy import load_policy
 from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.store.tables import TablePurpose
 from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
-from orchestrators.local import LocalGates, local_gates
 from tests.conftest import ROOT, SHARED_FIXTURES
 from tests.support.gatekeeper_env import (
     ADO_CHECK_SECRET,

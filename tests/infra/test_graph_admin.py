@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from devstack.server import LocalServer, StaticTokenCredential
 from gatekeeper.commands.admin import run_grant
-from gatekeeper.local.protocol_servers import LocalServer, StaticTokenCredential
 from tests.infra.conftest import run_gatekeeper
 
 TOKEN = "graph-admin-token-for-tests-0123456789"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.keyvault_server import KEY_VAULT_SCOPE, LocalKeyVault
 from gatekeeper.audit.bundle import verify_bundle
 from gatekeeper.audit.export import export_bundle
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.signing import CheckpointKeyError, KeyVaultCheckpointKey
-from gatekeeper.local.keyvault_server import KEY_VAULT_SCOPE, LocalKeyVault
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
 

@@ -7,10 +7,10 @@ import json
 import azure.functions as func
 import pytest
 
+from devstack.entra_issuer import LocalEntraIssuer
 from gatekeeper.audit.bundle import verify_bundle
 from gatekeeper.audit.oscal_validate import validation_errors
 from gatekeeper.audit.signing import LocalCheckpointKey
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
 from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
 from tests.conftest import SHARED_FIXTURES

@@ -12,13 +12,13 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
+from devstack.durable_api import DurableApiServer
 from functions.durable_gateway import DurableClientGateway
 from gatekeeper.ingest.dispatcher import ClaimHeld, Disposition, EventDispatcher, gate_input
 from gatekeeper.ingest.queue import decode_message
 from gatekeeper.runtime import set_runtime
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT, SHARED_FIXTURES
-from tests.support.durable_api import DurableApiServer
 from tests.support.gatekeeper_env import github_request, http_function, make_env
 from tests.support.worker_loop import run_on_worker, worker_loop
 

@@ -12,7 +12,7 @@ import azure.durable_functions as df
 import pytest
 import requests
 
-from tests.support.durable_api import DurableApiServer
+from devstack.durable_api import DurableApiServer
 from tests.support.worker_loop import run_on_worker
 
 

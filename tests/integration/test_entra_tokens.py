@@ -14,9 +14,9 @@ from datetime import timedelta
 import jwt
 import pytest
 
+from devstack.azurite import free_port
+from devstack.entra_issuer import LocalEntraIssuer, SigningKey
 from gatekeeper.errors import Problem
-from gatekeeper.local.azurite import free_port
-from gatekeeper.local.entra_issuer import LocalEntraIssuer, SigningKey
 from gatekeeper.security.entra import EntraTokenValidator, bearer_token
 
 AUDIENCE = "8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d"

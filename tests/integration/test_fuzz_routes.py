@@ -18,6 +18,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from devstack.durable_api import DurableApiServer
 from gatekeeper import json_bounded
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource
@@ -25,7 +26,6 @@ from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.runtime import set_runtime
 from gatekeeper.store.tables import TablePurpose, tenant_table_name
 from tests.conftest import ROOT, SHARED_FIXTURES
-from tests.support.durable_api import DurableApiServer
 from tests.support.gatekeeper_env import (
     ADO_CHECK_SECRET,
     ADO_HOOK_SECRET,

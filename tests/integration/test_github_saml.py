@@ -11,6 +11,9 @@ import pytest
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devstack.github import LocalGitHubServer
+from devstack.graph import LocalGraphServer
+from devstack.server import StaticTokenCredential
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.cli import main
 from gatekeeper.integrations.github_app import GitHubApp, rsa_jwk
@@ -22,7 +25,6 @@ from gatekeeper.integrations.github_saml import (
 )
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import GraphUserDirectory
-from gatekeeper.local.protocol_servers import LocalGitHubServer, LocalGraphServer, StaticTokenCredential
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.identities import IdentityLink, IdentityMap

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack.graph import LocalGraphServer
+from devstack.server import StaticTokenCredential
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import CachedUserDirectory, GraphUserDirectory
-from gatekeeper.local.protocol_servers import LocalGraphServer, StaticTokenCredential
 from gatekeeper.security.requester import DirectoryUnavailable
 
 TOKEN = "graph-token-for-user-directory-tests-01"

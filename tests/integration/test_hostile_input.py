@@ -13,17 +13,17 @@ from types import SimpleNamespace
 import azure.functions as func
 import pytest
 
+from devstack.durable_api import DurableApiServer
+from devstack.entra_issuer import LocalEntraIssuer
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource
 from gatekeeper.gates.activities import load_event
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
 from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT, SHARED_FIXTURES
-from tests.support.durable_api import DurableApiServer
 from tests.support.gatekeeper_env import (
     ADO_CHECK_SECRET,
     ADO_HOOK_SECRET,

@@ -11,11 +11,11 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
+from devstack.entra_issuer import LocalEntraIssuer
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
 from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
 from tests.conftest import ROOT, SHARED_FIXTURES

@@ -11,10 +11,10 @@ import logging
 import pytest
 from pydantic import SecretStr
 
+from devstack.azure_devops import LocalAzureDevOpsServer
 from gatekeeper.events.model import AzureDevOpsCallback
 from gatekeeper.integrations.azure_devops import AzureDevOpsClient, task_completed_url
 from gatekeeper.integrations.retry import RetryPolicy
-from gatekeeper.local.protocol_servers import LocalAzureDevOpsServer
 
 FIXTURE = "azure-devops/invoke-azure-function-check.request.json"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.job-access-token-for-tests"

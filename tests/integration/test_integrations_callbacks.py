@@ -9,12 +9,14 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devstack.azure_devops import LocalAzureDevOpsServer
+from devstack.github import LocalGitHubServer
+from devstack.webhook import LocalWebhookReceiver
 from gatekeeper.events.model import AzureDevOpsCallback, EventKind, EventSource, GitHubCallback, PipelineEvent
 from gatekeeper.integrations.callbacks import PipelineCallbacks, failure_alert
 from gatekeeper.integrations.factory import build_pipeline_callbacks, callback_policy
 from gatekeeper.integrations.github_app import rsa_jwk
 from gatekeeper.integrations.retry import RetryPolicy
-from gatekeeper.local.protocol_servers import LocalAzureDevOpsServer, LocalGitHubServer, LocalWebhookReceiver
 
 APP_ID = "5150"
 ADO_TOKEN = "ado-job-access-token-abcdefghijklmnop"

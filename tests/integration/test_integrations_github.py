@@ -14,6 +14,7 @@ from azure.keyvault.keys import JsonWebKey
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devstack.github import LocalGitHubServer, review_validator
 from gatekeeper.events.model import GitHubCallback
 from gatekeeper.integrations.github_app import (
     MAX_COMMENT_CHARS,
@@ -23,7 +24,6 @@ from gatekeeper.integrations.github_app import (
     truncate_comment,
 )
 from gatekeeper.integrations.retry import RetryPolicy
-from gatekeeper.local.protocol_servers import LocalGitHubServer, review_validator
 
 APP_ID = "424242"
 SCHEMA = "github/review-custom-gates-for-run.request-schema.json"

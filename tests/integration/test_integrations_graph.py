@@ -8,10 +8,11 @@ import logging
 
 import pytest
 
+from devstack.graph import LocalGraphServer
+from devstack.server import StaticTokenCredential
 from gatekeeper.integrations.graph_groups import GraphGroupMembership
 from gatekeeper.integrations.graph_notify import GraphNotifier, make_graph_client
 from gatekeeper.integrations.notify import ACTIVITY_TYPES, Notification, chain_id
-from gatekeeper.local.protocol_servers import LocalGraphServer, StaticTokenCredential
 from gatekeeper.security.groups import GroupLookupUnavailable
 
 TOKEN = "graph-access-token-for-tests-0123456789"

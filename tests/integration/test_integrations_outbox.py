@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from gatekeeper.integrations.factory import build_notifier
-from gatekeeper.integrations.notify import Notification, OutboxNotifier, parse_recipient
+from gatekeeper.integrations.notify import Notification, parse_recipient
+from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.store.tables import InvalidTenantId
 
 LINK = "https://gatekeeper.contoso.example/approve/gate-1"

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from devstack.webhook import LocalWebhookReceiver
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.integrations.webhook import (
     DELIVERY_HEADER,
@@ -18,7 +19,6 @@ from gatekeeper.integrations.webhook import (
     sign_webhook,
     verify_webhook_signature,
 )
-from gatekeeper.local.protocol_servers import LocalWebhookReceiver
 
 SECRET = b"tenant-webhook-signing-secret-0123456789"
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-from gatekeeper.local.keyvault_server import KEY_VAULT_SCOPE, LocalKeyVault, StaticTokenCredential
+from devstack.keyvault_server import KEY_VAULT_SCOPE, LocalKeyVault, StaticTokenCredential
 from tests.keyvault_fixtures import local_keyvault  # noqa: F401
 
 ALG = KeyWrapAlgorithm.rsa_oaep_256

@@ -20,9 +20,9 @@ import azure.functions as func
 import pytest
 from azure.data.tables import UpdateMode
 
+from devstack.keyvault_server import LocalKeyVault
 from gatekeeper.gates.model import GateStatus
 from gatekeeper.gates.store import GATE_ROW, GateIndex, GateRecord, GateStore
-from gatekeeper.local.keyvault_server import LocalKeyVault
 from gatekeeper.runtime import Runtime, set_runtime
 from gatekeeper.store.keyring import DATA_KEY_PARTITION
 from gatekeeper.store.keys import KeyVaultKeyProvider, LocalKeyProvider, build_cipher, tenant_key_name
@@ -330,8 +330,8 @@ def test_a_sealed_row_that_does_not_open_is_an_audited_integrity_error(
 
 @pytest.mark.parametrize("how", ["tampered", "moved"])
 def test_a_queued_event_that_does_not_open_is_dead_lettered_and_audited_not_retried(env, how):
+    from devstack.durable_api import DurableApiServer
     from gatekeeper.ingest.deadletter import DeadLetters
-    from tests.support.durable_api import DurableApiServer
     from tests.support.worker_loop import run_on_worker
 
     set_runtime(env.runtime)
@@ -360,15 +360,15 @@ def test_a_stored_event_that_does_not_open_in_an_activity_is_audited(env, tmp_pa
     and leaves an integrity_failure entry (the orchestration's retry policy then ends the gate)."""
     import azure.durable_functions as df
 
+    from devstack.durable_api import DurableApiServer
     from functions.durable_gateway import DurableClientGateway
     from gatekeeper.gates.activities import EVENT_PARTITION, load_event
     from gatekeeper.gates.effects import PolicyDecider
     from gatekeeper.gates.services import GateServices
     from gatekeeper.ingest.queue import decode_message
     from gatekeeper.integrations.factory import build_pipeline_callbacks
-    from gatekeeper.local.outbox import OutboxNotifier
+    from gatekeeper.integrations.outbox import OutboxNotifier
     from gatekeeper.store.envelope import SealedDataUnreadable
-    from tests.support.durable_api import DurableApiServer
     from tests.support.worker_loop import worker_loop
 
     set_runtime(env.runtime)

@@ -16,14 +16,14 @@ import azure.functions as func
 import pytest
 from azure.data.tables import UpdateMode
 
+from devstack.durable_api import DurableApiServer
+from devstack.entra_issuer import LocalEntraIssuer
 from gatekeeper.approvals.chain import ChainPlan, Decision
 from gatekeeper.gates.model import GateStatus, chain_instance_id
 from gatekeeper.gates.store import VOTE_CLAIM_LEASE, GateIndex, GateRecord, GateStore
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
 from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.store.tables import TablePurpose
-from tests.support.durable_api import DurableApiServer
 from tests.support.gatekeeper_env import ENTRA_TENANT, http_function, make_env
 from tests.support.worker_loop import run_on_worker
 

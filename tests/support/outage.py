@@ -7,7 +7,7 @@ import socket
 import threading
 from types import TracebackType
 
-from gatekeeper.local.azurite import DEV_ACCOUNT, DEV_KEY, free_port
+from devstack.azurite import DEV_ACCOUNT, DEV_KEY, free_port
 
 
 def storage_connection_string(*, blob: int, queue: int, table: int) -> str:

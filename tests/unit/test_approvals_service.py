@@ -15,6 +15,10 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
+from devstack.durable_api import DurableApiServer
+from devstack.entra_issuer import LocalEntraIssuer
+from devstack.graph import LocalGraphServer
+from devstack.server import StaticTokenCredential
 from functions import approvals
 from functions.durable_gateway import DurableClientGateway
 from gatekeeper.approvals.chain import ChainPlan, Decision
@@ -24,12 +28,9 @@ from gatekeeper.gates.model import GateStatus, chain_instance_id
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 from gatekeeper.integrations.graph_groups import GraphGroupMembership
 from gatekeeper.integrations.graph_notify import make_graph_client
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
-from gatekeeper.local.protocol_servers import LocalGraphServer, StaticTokenCredential
 from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.security.groups import CachedGroupMembership
-from tests.support.durable_api import DurableApiServer
 from tests.support.gatekeeper_env import ENTRA_TENANT, make_env
 from tests.support.worker_loop import run_on_worker, worker_loop
 

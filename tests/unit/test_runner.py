@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import azure.durable_functions as df
 import pytest
 
-from gatekeeper.local.history import EventType, describe
-from gatekeeper.local.runner import (
+from devstack.history import EventType, describe
+from devstack.runner import (
     InstanceNotFound,
     InstanceNotRunning,
     LocalOrchestrationRunner,

@@ -16,6 +16,9 @@ import azure.functions as func
 import pytest
 from pydantic import SecretStr
 
+from devstack.entra_issuer import LocalEntraIssuer
+from devstack.gates import LocalGates, local_gates
+from devstack.runner import ManualClock
 from functions.http import handle
 from gatekeeper import telemetry
 from gatekeeper.audit.log import AuditLog
@@ -24,15 +27,12 @@ from gatekeeper.events.model import ActionKind, EventKind, EventSource, Evidence
 from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.integrations.callbacks import PipelineCallbacks
+from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.integrations.webhook import WebhookSender
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
-from gatekeeper.local.outbox import OutboxNotifier
-from gatekeeper.local.runner import ManualClock
 from gatekeeper.policy import load_policy
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
-from orchestrators.local import LocalGates, local_gates
 
 Event = telemetry.Event
 

@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from gatekeeper.local.protocol_servers import LocalServer, Response
+from devstack.server import LocalServer, Response
 
 START = re.compile(r"^/durabletask/orchestrators/(?P<name>[^/]+)(/(?P<id>[^/]+))?$")
 STATUS = re.compile(r"^/durabletask/instances/(?P<id>[^/]+)$")

@@ -27,9 +27,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessToken
@@ -43,6 +43,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from devstack.server import LoopbackServer
 
 ENTRA_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # any GUID: the challenge only names an authority
 CHALLENGE = (
@@ -122,10 +124,13 @@ class _KeyVersion:
     crv: str | None = None
 
 
-class LocalKeyVault:
+class LocalKeyVault(LoopbackServer):
     """The server's state and admin handle. Use as a context manager or call start()/stop()."""
 
+    name = "local-keyvault"
+
     def __init__(self, *, token: str | None = None) -> None:
+        super().__init__()
         self.token = token or secrets.token_urlsafe(24)
         self._lock = threading.Lock()
         self._keys: dict[str, list[_KeyVersion]] = {}
@@ -138,52 +143,30 @@ class LocalKeyVault:
         self.outage: str | None = None
         self._released = threading.Event()
         self._workdir: str | None = None
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.ca_file: str = ""
+        self._tls: ssl.SSLContext | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> LocalKeyVault:
+    def start(self) -> Self:
         self._released.clear()
         self._workdir = tempfile.mkdtemp(prefix="gk-keyvault-")
         cert_file, key_file, self.ca_file = _make_tls_files(Path(self._workdir))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert_file, key_file)
-        handler = type("_BoundHandler", (_Handler,), {"vault": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        httpd.daemon_threads = True
-        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="local-keyvault", daemon=True
-        )
-        self._thread.start()
-        return self
+        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._tls.load_cert_chain(cert_file, key_file)
+        return super().start()
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return type("_BoundHandler", (_Handler,), {"vault": self})
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self._tls
 
     def stop(self) -> None:
         self._released.set()  # let hanging handlers go
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        super().stop()
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
-
-    def __enter__(self) -> LocalKeyVault:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("the local Key Vault is not running")
-        return int(self._httpd.server_address[1])
 
     @property
     def vault_url(self) -> str:
@@ -603,7 +586,7 @@ def _make_tls_files(workdir: Path) -> tuple[str, str, str]:
     return str(cert_file), str(key_file), str(ca_file)
 
 
-def main() -> None:  # pragma: no cover - manual use: python -m gatekeeper.local.keyvault_server
+def main() -> None:  # pragma: no cover - manual use: python -m devstack.keyvault_server
     with LocalKeyVault() as vault:
         print(f"local Key Vault at {vault.vault_url} (CA file {vault.ca_file}); Ctrl-C to stop", flush=True)
         with contextlib.suppress(KeyboardInterrupt):

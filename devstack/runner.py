@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gatekeeper.local import history as h
+from devstack import history as h
 
 ERROR_LABEL = "\n\n$OutOfProcData$:"
 MAX_STEPS = 100_000

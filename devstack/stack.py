@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gatekeeper.local.azurite import PROJECT_ROOT, Azurite, start_azurite
+from devstack.azurite import PROJECT_ROOT, Azurite, start_azurite
 from gatekeeper.runtime import Runtime
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount

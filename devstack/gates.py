@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from devstack.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
 from gatekeeper.approvals.service import DecisionService, TokenValidator
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.gates import services as gate_services
@@ -21,7 +22,6 @@ from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
 from gatekeeper.gates.services import GateServices
 from gatekeeper.ingest.dispatcher import EventDispatcher
 from gatekeeper.integrations.notify import Notifier
-from gatekeeper.local.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
 from gatekeeper.security.requester import UserDirectory
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.tables import StorageAccount
@@ -57,6 +57,12 @@ class LocalGates:
         return answer
 
 
+def local_runner(clock: ManualClock | None = None) -> LocalOrchestrationRunner:
+    """A runner with every gate orchestrator and activity registered. It lives here, not in `orchestrators`,
+    so the deployed orchestrators never import development code: the runner imports them, not the reverse."""
+    return LocalOrchestrationRunner(ORCHESTRATORS, ACTIVITIES, clock)
+
+
 def local_gates(
     storage: StorageAccount,
     cipher: EnvelopeCipher,
@@ -90,7 +96,7 @@ def local_gates(
     if operators_for is not None:
         services.operators_for = operators_for
     gate_services.configure(services)
-    runner = LocalOrchestrationRunner(ORCHESTRATORS, ACTIVITIES, clock)
+    runner = local_runner(clock)
     gateway = RunnerGateway(runner)
     decisions = DecisionService(
         storage,

@@ -1,4 +1,5 @@
-"""A notifier for local development and the demo: one JSON file per notification in an outbox folder.
+"""A notifier that writes files instead of calling Graph: `GATEKEEPER_NOTIFY_MODE=outbox` (local development,
+the demo, and deployments that collect notifications from a folder): one JSON file per notification.
 
 Each file holds the notification and the exact Graph requests the Graph notifier would send (the Teams
 activity notification per recipient and the fallback mail), so the demo shows what Teams would receive.

@@ -19,13 +19,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from devstack.server import LoopbackServer
 
 _METADATA = re.compile(r"^/([0-9a-f-]{36})/v2\.0/\.well-known/openid-configuration$")
 _KEYS = re.compile(r"^/([0-9a-f-]{36})/discovery/v2\.0/keys$")
@@ -63,20 +65,21 @@ class SigningKey:
         )
 
 
-class LocalEntraIssuer:
+class LocalEntraIssuer(LoopbackServer):
     """Serves Entra-shaped discovery and keys on a free loopback port and mints v2 access tokens.
 
     Use as a context manager. `requests` counts hits per path so tests can prove JWKS caching."""
 
+    name = "local-entra"
+
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._keys: list[SigningKey] = [SigningKey.generate()]
         self.requests: Counter[str] = Counter()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # lifecycle ---------------------------------------------------------------------------------
-    def start(self) -> LocalEntraIssuer:
+    # lifecycle (start, stop, context manager: LoopbackServer) ------------------------------------
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -93,33 +96,12 @@ class LocalEntraIssuer:
             def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-entra", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> LocalEntraIssuer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
     # addresses ---------------------------------------------------------------------------------
     @property
     def authority_host(self) -> str:
-        if self._server is None:
-            raise RuntimeError("LocalEntraIssuer is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def issuer(self, tid: str) -> str:
         return f"{self.authority_host}/{tid}/v2.0"

@@ -17,7 +17,7 @@ from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.oscal_validate import validation_errors
 from gatekeeper.audit.records import GENESIS_HASH, RecordKind
 from gatekeeper.audit.signing import LocalCheckpointKey
-from gatekeeper.errors import ValidationProblem
+from gatekeeper.errors import InvalidInput
 from gatekeeper.store.keyring import DataKeyRing
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
@@ -109,13 +109,13 @@ def test_append_chains_entries_and_seals_data(make_log):
 def test_bad_input_names_the_field_and_writes_nothing(make_log):
     log = make_log()
     fill(log, 1)
-    with pytest.raises(ValidationProblem) as info:
+    with pytest.raises(InvalidInput) as info:
         log.append("not-a-kind", "system:gatekeeper")
     assert info.value.field == "kind"
-    with pytest.raises(ValidationProblem) as info:
+    with pytest.raises(InvalidInput) as info:
         log.append("decision", "")
     assert info.value.field == "actor"
-    with pytest.raises(ValidationProblem) as info:
+    with pytest.raises(InvalidInput) as info:
         log.append("decision", "system:gatekeeper", data={"when": object()})
     assert info.value.field == "data"
     assert log.head().size == 1
@@ -208,7 +208,7 @@ def test_large_data_is_chunked_and_too_large_is_refused(make_log):
     entity = log.table.get_entity("log", f"{record.seq:020d}")
     assert entity["data_parts"] > 1
     assert next(log.records()).data["payload"] == big
-    with pytest.raises(ValidationProblem, match="data: too large"):
+    with pytest.raises(InvalidInput, match="data: too large"):
         log.append("event_received", "system:gatekeeper", data={"payload": "y" * 500_000})
     log.checkpoint(force=True)
     assert log.verify().ok
@@ -264,7 +264,7 @@ def test_export_by_time_range(make_log, clock, signer):
     assert [json.loads(line)["seq"] for line in lines] == [11, 12, 13, 14, 15, 16]
     empty = export_bundle(log, start=T0 + timedelta(days=1))
     assert empty["entries"] == [] and verify_bundle(empty, public_key_pem=signer.public_key_pem()).ok
-    with pytest.raises(ValidationProblem, match="to: must not be earlier"):
+    with pytest.raises(InvalidInput, match="to: must not be earlier"):
         export_bundle(log, start=end, end=start)
 
 
@@ -325,7 +325,7 @@ def test_export_for_http(storage, cipher, signer, make_log, unique_name):
     assert content_type == CONTENT_TYPES["bundle"] and verify_bundle(body).ok
     content_type, body = export_for_http(storage, cipher, unique_name, "oscal", signer=signer, env={})
     assert "assessment-results" in json.loads(body)
-    with pytest.raises(ValidationProblem) as info:
+    with pytest.raises(InvalidInput) as info:
         export_for_http(storage, cipher, unique_name, "pdf", signer=signer, env={})
     assert info.value.field == "format"
 

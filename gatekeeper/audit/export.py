@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gatekeeper.audit.bundle import build_bundle, dumps, verify_bundle
+from gatekeeper.audit.bundle import build_bundle, check_bundle, dumps
 from gatekeeper.audit.checkpoints import SignedCheckpoint
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.oscal import to_oscal
@@ -138,7 +138,7 @@ def export_oscal(
     against the log's own checkpoint key, and its entries opened to describe decisions and approvers."""
     time_from, time_to = _time_bounds(start, end)
     bundle = bundle if bundle is not None else export_bundle(log, start=start, end=end, now=now)
-    verification: VerificationResult = verify_bundle(
+    verification: VerificationResult = check_bundle(
         bundle, public_key_pem=log.trusted_public_key_pem() if log.has_signer else None
     )
     opened = _opened(log, bundle["entries"])

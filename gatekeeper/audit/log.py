@@ -58,7 +58,7 @@ from gatekeeper.audit.records import (
     parse_time,
     sealed_entry,
 )
-from gatekeeper.audit.verify import Progress, VerificationResult, verify_log
+from gatekeeper.audit.verify import Progress, VerificationError, VerificationResult, check_log
 from gatekeeper.errors import InvalidInput
 from gatekeeper.store.envelope import FORMAT as SEALED_FORMAT
 from gatekeeper.store.envelope import SealedDataUnreadable
@@ -618,15 +618,24 @@ class AuditLog:
     def verify(
         self, *, public_key_pem: str | bytes | None = None, progress: Progress | None = None
     ) -> VerificationResult:
-        """Online verification of the whole log as stored now: entries, head, table and archived checkpoints.
-        Entries after the last checkpoint are allowed (they are reported as `unsigned_tail`)."""
+        """`check` that raises: the verified result, or VerificationError naming the first bad entry."""
+        result = self.check(public_key_pem=public_key_pem, progress=progress)
+        if not result.ok:
+            raise VerificationError.of(result)
+        return result
+
+    def check(
+        self, *, public_key_pem: str | bytes | None = None, progress: Progress | None = None
+    ) -> VerificationResult:
+        """Online verification of the whole log as stored now: entries, head, table and archived checkpoints,
+        reported failed or not. Entries after the last checkpoint are allowed (reported as `unsigned_tail`)."""
         keys = self.trusted_keys(public_key_pem)
         entries = list(self.entries())
         try:
             head: Head | None = self._read_head()
         except AuditLogCorrupted:
             head = None
-        result = verify_log(
+        result = check_log(
             self.tenant_id,
             entries,
             self.all_checkpoints(),

@@ -209,7 +209,7 @@ def seed(connection_string: str, workdir: Path) -> Setup:
 @contextmanager
 def seeded() -> Iterator[Setup]:
     """Azurite from node_modules, seeded by `seed`, stopped afterwards."""
-    from gatekeeper.local.azurite import start_azurite
+    from devstack.azurite import start_azurite
 
     server = start_azurite(ROOT)
     workdir = tempfile.mkdtemp(prefix="gk-coldstart-")

@@ -34,8 +34,9 @@ from devstack.github import LocalGitHubServer
 from devstack.runner import ManualClock
 from devstack.stack import LocalStack, start_local_stack
 from devstack.webhook import LocalWebhookReceiver
+from functions.http import problem_body, status_of
 from gatekeeper.cli import main as gatekeeper_cli
-from gatekeeper.errors import Problem
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.ingest.queue import decode_message
 from gatekeeper.ingest.service import sign_envelope
@@ -149,8 +150,8 @@ class Demo:
         token = self.issuer.issue(APPROVERS[upn], ENTRA_TENANT, AUDIENCE, upn=upn, name=upn.split("@")[0])
         try:
             return self.gates.decide(instance_id, {"Authorization": f"Bearer {token}"}, decision, comment)
-        except Problem as problem:  # the route answers problem+json; the demo shows the status and title
-            return problem.status, problem.to_dict()
+        except GatekeeperError as problem:  # the route answers problem+json; the demo shows status and title
+            return status_of(problem), problem_body(problem)
 
     def status(self, instance_id: str) -> str:
         status = self.gates.runner.status(instance_id)

@@ -8,7 +8,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.http import failure_response, problem_response, services
-from gatekeeper.errors import Problem
+from gatekeeper.errors import GatekeeperError
 
 log = logging.getLogger("gatekeeper.audit")
 bp = df.Blueprint()
@@ -37,7 +37,7 @@ def audit_export(req: func.HttpRequest) -> func.HttpResponse:
             end=parse_range(req.params.get("to"), "to"),
             env=rt.environ,
         )
-    except Problem as problem:
+    except GatekeeperError as problem:
         return problem_response(problem, instance=req.url.split("?")[0])
     except Exception as exc:  # outages: 503 with Retry-After; sealed data that does not open: integrity-error
         return failure_response(req, exc)

@@ -1,4 +1,8 @@
-"""Shared HTTP plumbing for trigger functions: request conversion and problem-details answers."""
+"""Shared HTTP plumbing for trigger functions: request conversion and problem-details answers.
+
+The only place a product error kind (`gatekeeper.errors`) becomes an HTTP status: `STATUS_BY_KIND` below,
+rendered as RFC 9457 problem+json with `Retry-After` (dependency unavailable) and `WWW-Authenticate`
+(unauthenticated)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,22 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from gatekeeper import telemetry
-from gatekeeper.errors import RETRY_AFTER_SECONDS, Problem
+from gatekeeper.errors import (
+    RETRY_AFTER_SECONDS,
+    Conflict,
+    DependencyUnavailable,
+    Forbidden,
+    GatekeeperError,
+    Gone,
+    HeadersTooLarge,
+    InputTooLarge,
+    IntegrityError,
+    InvalidInput,
+    MalformedInput,
+    NotFound,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
 from gatekeeper.ingest.edge import IncomingRequest
 
 log = logging.getLogger("gatekeeper.http")
@@ -34,58 +53,98 @@ def json_response(status: int, body: dict[str, Any]) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
 
 
-def problem_response(problem: Problem, instance: str | None = None) -> func.HttpResponse:
+# Kind -> HTTP status. The most specific kind in an error's class hierarchy wins; anything else is 500.
+STATUS_BY_KIND: dict[type[GatekeeperError], int] = {
+    MalformedInput: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Gone: 410,
+    InputTooLarge: 413,
+    UnsupportedMediaType: 415,
+    InvalidInput: 422,
+    HeadersTooLarge: 431,
+    IntegrityError: 500,
+    DependencyUnavailable: 503,
+}
+
+
+def status_of(error: GatekeeperError) -> int:
+    """The HTTP status a product error is answered with."""
+    for kind in type(error).__mro__:
+        status = STATUS_BY_KIND.get(kind)
+        if status is not None:
+            return status
+    return 500
+
+
+def problem_body(error: GatekeeperError, instance: str | None = None) -> dict[str, Any]:
+    """The RFC 9457 problem-details document for a product error."""
+    body: dict[str, Any] = {"type": error.type_uri, "title": error.title, "status": status_of(error)}
+    if error.detail:
+        body["detail"] = error.detail
+    if instance:
+        body["instance"] = instance
+    if error.field:
+        body["field"] = error.field
+    body.update(error.extra)
+    return body
+
+
+def problem_response(problem: GatekeeperError, instance: str | None = None) -> func.HttpResponse:
+    status = status_of(problem)
     headers: dict[str, str] = {}
-    if problem.status == 401:
+    if isinstance(problem, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="gatekeeper"'
-    retry_after = problem.retry_after
-    if retry_after is None and problem.status == 503:  # every "not now" says when to try again
+    retry_after = problem.retry_after if isinstance(problem, DependencyUnavailable) else None
+    if retry_after is None and status == 503:  # every "not now" says when to try again
         retry_after = RETRY_AFTER_SECONDS
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return func.HttpResponse(
-        json.dumps(problem.to_dict(instance)),
-        status_code=problem.status,
+        json.dumps(problem_body(problem, instance)),
+        status_code=status,
         mimetype=PROBLEM_JSON,
         headers=headers or None,
     )
 
 
 def failure_response(req: func.HttpRequest, exc: Exception) -> func.HttpResponse:
-    """The answer for an exception a route did not turn into a Problem itself: dependency outages are 503
+    """The answer for an exception a route did not turn into a product error itself: dependency outages are 503
     with Retry-After, sealed data that does not open is a named, audited integrity error, anything else a
     500 without internals. Never a traceback or an exception message in the body."""
-    from gatekeeper.failures import as_problem
+    from gatekeeper.failures import as_error
     from gatekeeper.store.envelope import SealedDataUnreadable
 
     route = req.url.split("?")[0]
-    problem = as_problem(exc)
+    problem = as_error(exc)
     if problem is None:
         log.exception("unhandled error on %s", route)
-        problem = Problem(500, "internal-error", "Internal error", "The event was not accepted; retry later.")
+        problem = GatekeeperError("The event was not accepted; retry later.")
         instance = None
     else:
         instance = route
         if isinstance(exc, SealedDataUnreadable):
             services().record_integrity_failure(exc, urlsplit(req.url).path)
         else:
-            log.warning("refused %s: %s %s (%s)", route, problem.status, problem.slug, type(exc).__name__)
+            log.warning("refused %s: %s %s (%s)", route, status_of(problem), problem.code, type(exc).__name__)
     telemetry.emit(
-        telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=problem.status, slug=problem.slug
+        telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=status_of(problem), slug=problem.code
     )
     return problem_response(problem, instance=instance)
 
 
 def handle(req: func.HttpRequest, action: Callable[[], tuple[int, dict[str, Any]]]) -> func.HttpResponse:
-    """Run a route's action; Problems become problem+json, outages 503 with Retry-After, sealed data that
+    """Run a route's action; product errors become problem+json, outages 503 with Retry-After, sealed data that
     does not open an audited `integrity-error`, anything else a 500 without internals."""
     try:
         status, body = action()
         return json_response(status, body)
-    except Problem as problem:
-        log.info("refused %s: %s %s", req.url.split("?")[0], problem.status, problem.slug)
+    except GatekeeperError as problem:
+        log.info("refused %s: %s %s", req.url.split("?")[0], status_of(problem), problem.code)
         telemetry.emit(
-            telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=problem.status, slug=problem.slug
+            telemetry.Event.INGEST_REJECTED, route=urlsplit(req.url).path, status=status_of(problem), slug=problem.code
         )
         return problem_response(problem, instance=req.url.split("?")[0])
     except Exception as exc:

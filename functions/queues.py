@@ -9,8 +9,8 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.durable_gateway import DurableClientGateway
-from functions.http import services
-from gatekeeper.errors import Problem
+from functions.http import services, status_of
+from gatekeeper.errors import GatekeeperError
 
 # Queue names are part of the deployment contract (Bicep creates them); kept literal so that
 # indexing the app does not import the ingestion code.
@@ -30,9 +30,9 @@ def connector_events(msg: func.QueueMessage) -> None:
     try:
         outcome = services().ingestion.connector(msg.get_body())
         log.info("connector message %s: %s", msg.id, outcome.status)
-    except Problem as problem:
+    except GatekeeperError as problem:
         services().dead_letters.record(
-            CONNECTOR_EVENTS_QUEUE, text, f"{problem.status} {problem.slug}: {problem.detail}"
+            CONNECTOR_EVENTS_QUEUE, text, f"{status_of(problem)} {problem.code}: {problem.detail}"
         )
 
 

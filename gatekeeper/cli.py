@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from gatekeeper.errors import Problem
+from gatekeeper.errors import GatekeeperError, InvalidInput
 
 # Module names under gatekeeper.commands; each defines register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
@@ -27,8 +27,33 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-class UsageError(Exception):
+class UsageError(InvalidInput):
     """Bad input to a command: printed as one line naming the file and field; exit code 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="usage", title="Invalid input")
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+# Exit codes: 0 success, 1 a check the command ran failed (the command returns it), 2 bad input. Every product
+# error a command lets through is answered here, from its kind; today every kind exits 2.
+EXIT_BAD_INPUT = 2
+EXIT_BY_KIND: dict[type[GatekeeperError], int] = {InvalidInput: EXIT_BAD_INPUT, GatekeeperError: EXIT_BAD_INPUT}
+
+
+def exit_code_of(error: GatekeeperError) -> int:
+    """The exit code for a product error: the most specific kind in its class hierarchy that has one."""
+    return next(EXIT_BY_KIND[k] for k in type(error).__mro__ if k in EXIT_BY_KIND)
+
+
+def error_line(error: GatekeeperError) -> str:
+    """The one line a command prints for a product error, naming the file and field where it knows them."""
+    if isinstance(error, UsageError):
+        return f"gatekeeper: error: {error}"
+    where = f" (field: {error.field})" if error.field else ""
+    return f"gatekeeper: error: {error.title}: {error.detail}{where}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,10 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except UsageError as exc:
-        print(f"gatekeeper: error: {exc}", file=sys.stderr)
-        return 2
-    except Problem as exc:
-        where = f" (field: {exc.field})" if exc.field else ""
-        print(f"gatekeeper: error: {exc.title}: {exc.detail}{where}", file=sys.stderr)
-        return 2
+    except GatekeeperError as exc:
+        print(error_line(exc), file=sys.stderr)
+        return exit_code_of(exc)

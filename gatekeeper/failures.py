@@ -1,11 +1,13 @@
 """What a request path answers when a dependency fails or stored data does not check out.
 
-Two kinds callers act on, besides the product's own Problems:
+Two kinds callers act on, besides the product's own errors (`gatekeeper.errors`):
 
-- **dependency-unavailable** (503 with `Retry-After`): storage or the key service could not be reached,
-  timed out, throttled us or answered 5xx. Nothing was accepted; the same request can be sent again.
-- **integrity-error** (500, named): a sealed value did not open where it is stored (moved, copied, tampered
-  with, or its key destroyed). Retrying will not help; the failure is logged and audited.
+- **dependency-unavailable** (`DependencyUnavailable`, answered 503 with `Retry-After`): storage or the key
+  service could not be reached, timed out, throttled us or answered 5xx. Nothing was accepted; the same
+  request can be sent again.
+- **integrity-error** (`IntegrityError`, answered 500, named): a sealed value did not open where it is stored
+  (moved, copied, tampered with, or its key destroyed). Retrying will not help; the failure is logged and
+  audited.
 
 Everything else stays an internal error. No answer carries exception text: SDK messages can hold URLs,
 table names and request ids, and key errors must never reach a caller.
@@ -26,7 +28,7 @@ from azure.core.exceptions import (
 )
 
 from gatekeeper.audit.records import SYSTEM_ACTOR
-from gatekeeper.errors import RETRY_AFTER_SECONDS, Problem, dependency_unavailable, integrity_error
+from gatekeeper.errors import RETRY_AFTER_SECONDS, GatekeeperError, dependency_unavailable, integrity_error
 from gatekeeper.store.envelope import SealedDataUnreadable, SealingUnavailable
 from gatekeeper.store.key_errors import KeyServiceUnavailable
 
@@ -45,9 +47,9 @@ def _unavailable_status(exc: HttpResponseError) -> bool:
     return status >= 500 or status in _UNAVAILABLE_STATUSES
 
 
-def as_problem(exc: BaseException) -> Problem | None:
-    """The Problem a request path answers for `exc`, or None when it is not a dependency or integrity
-    failure (an internal error). Problems pass through unchanged. An exception raised *from* a dependency
+def as_error(exc: BaseException) -> GatekeeperError | None:
+    """The product error a request path answers for `exc`, or None when it is not a dependency or integrity
+    failure (an internal error). Product errors pass through unchanged. An exception raised *from* a dependency
     failure (e.g. the checkpoint key that cannot be read while the process builds its runtime) is that
     dependency's failure."""
     seen = 0
@@ -60,8 +62,8 @@ def as_problem(exc: BaseException) -> Problem | None:
     return None
 
 
-def _direct_problem(exc: BaseException) -> Problem | None:
-    if isinstance(exc, Problem):
+def _direct_problem(exc: BaseException) -> GatekeeperError | None:
+    if isinstance(exc, GatekeeperError):
         return exc
     if isinstance(exc, SealedDataUnreadable):
         return integrity_error()

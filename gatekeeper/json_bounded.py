@@ -18,7 +18,7 @@ import math
 import re
 from typing import Any
 
-from gatekeeper.errors import Problem
+from gatekeeper.errors import MalformedInput
 
 MAX_DEPTH = 64  # arrays and objects inside each other; real payloads stay below 15
 MAX_INT_DIGITS = 20  # a signed 64-bit integer has at most 19 digits; ids longer than that arrive as strings
@@ -207,18 +207,21 @@ def field_of(error: JsonBoundsError, what: str) -> str:
     return error.path[2:] if error.path.startswith("$.") else error.path[1:]
 
 
-def as_problem(error: JsonBoundsError, what: str = "body") -> Problem:
-    """The 400 every edge answers for JSON it will not read, naming the field (RFC 9457)."""
+def as_problem(error: JsonBoundsError, what: str = "body") -> MalformedInput:
+    """The malformed-input error every edge answers for JSON it will not read, naming the field."""
     if error.kind == "syntax":
-        return Problem(400, "malformed-json", "The body is not valid JSON", f"{what}: {error.message}", field=what)
+        return MalformedInput(
+            f"{what}: {error.message}", what, code="malformed-json", title="The body is not valid JSON"
+        )
     field = field_of(error, what)
     if error.kind == "duplicate-key":
-        return Problem(400, "duplicate-key", "A JSON key appears more than once", f"{field}: {error.message}", field)
-    return Problem(
-        400,
-        "json-out-of-bounds",
-        "The JSON is outside the accepted bounds",
+        return MalformedInput(
+            f"{field}: {error.message}", field, code="duplicate-key", title="A JSON key appears more than once"
+        )
+    return MalformedInput(
         f"{field}: {error.message}",
-        field=field,
+        field,
+        code="json-out-of-bounds",
+        title="The JSON is outside the accepted bounds",
         extra={"limit": error.kind},
     )

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
+from gatekeeper.errors import Conflict, Forbidden, GatekeeperError, Gone, MalformedInput
 from gatekeeper.policy.durations import format_duration, parse_duration
 
 GROUP_PREFIX = "group:"
@@ -250,45 +251,45 @@ class Escalated:
 
 @dataclass(frozen=True)
 class Refusal:
-    """A vote that changes nothing. `status` is the HTTP answer the decision route gives."""
+    """A vote that changes nothing. `kind` is the error the decision route raises for it."""
 
     detail: str
-    status: ClassVar[int] = 400
+    kind: ClassVar[type[GatekeeperError]] = MalformedInput
     slug: ClassVar[str] = "refused"
     title: ClassVar[str] = "Refused"
 
 
 @dataclass(frozen=True)
 class NotAnApprover(Refusal):
-    status: ClassVar[int] = 403
+    kind: ClassVar[type[GatekeeperError]] = Forbidden
     slug: ClassVar[str] = "not-an-approver"
     title: ClassVar[str] = "Not an approver of the current stage"
 
 
 @dataclass(frozen=True)
 class SelfApproval(Refusal):
-    status: ClassVar[int] = 403
+    kind: ClassVar[type[GatekeeperError]] = Forbidden
     slug: ClassVar[str] = "self-approval"
     title: ClassVar[str] = "The requester cannot decide on their own deployment"
 
 
 @dataclass(frozen=True)
 class DuplicateVote(Refusal):
-    status: ClassVar[int] = 409
+    kind: ClassVar[type[GatekeeperError]] = Conflict
     slug: ClassVar[str] = "duplicate-vote"
     title: ClassVar[str] = "This person has already voted on this gate"
 
 
 @dataclass(frozen=True)
 class ChainClosed(Refusal):
-    status: ClassVar[int] = 410
+    kind: ClassVar[type[GatekeeperError]] = Gone
     slug: ClassVar[str] = "gate-decided"
     title: ClassVar[str] = "The gate has already been decided"
 
 
 @dataclass(frozen=True)
 class PastDeadline(Refusal):
-    status: ClassVar[int] = 410
+    kind: ClassVar[type[GatekeeperError]] = Gone
     slug: ClassVar[str] = "past-deadline"
     title: ClassVar[str] = "The deadline for this stage has passed"
 

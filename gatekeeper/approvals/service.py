@@ -28,7 +28,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gatekeeper import json_bounded
 from gatekeeper.approvals import chain
-from gatekeeper.errors import Problem, ValidationProblem
+from gatekeeper.errors import (
+    Conflict,
+    DependencyUnavailable,
+    Forbidden,
+    GatekeeperError,
+    Gone,
+    InputTooLarge,
+    InvalidInput,
+    NotFound,
+)
 from gatekeeper.gates.model import GateStatus, VoteEvent, vote_event_name
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore, StoredVote, VoteExists
 from gatekeeper.security.groups import GroupLookupUnavailable, GroupMembership
@@ -56,8 +65,8 @@ class DecisionRequest(BaseModel):
     comment: str = Field(default="", max_length=1000)
 
 
-def not_found() -> Problem:
-    return Problem(404, "gate-not-found", "Gate not found", "No gate with this instance id exists.")
+def not_found() -> NotFound:
+    return NotFound("No gate with this instance id exists.", code="gate-not-found", title="Gate not found")
 
 
 _UNREADABLE_DIRECTORY = (
@@ -80,8 +89,8 @@ def _groups_to_ask(principal: Principal, stages: Iterable[Any]) -> frozenset[str
     return frozenset(g for stage in stages if not stage.admits(identities, frozenset()) for g in stage.groups)
 
 
-def _refusal_problem(refusal: chain.Refusal) -> Problem:
-    return Problem(refusal.status, refusal.slug, refusal.title, refusal.detail)
+def _refusal_problem(refusal: chain.Refusal) -> GatekeeperError:
+    return refusal.kind(refusal.detail, code=refusal.slug, title=refusal.title)
 
 
 class DecisionService:
@@ -165,18 +174,17 @@ class DecisionService:
         groups = frozenset(g.lower() for g in principal.groups)
         if stages and not any(s.admits(identities, groups) for s in stages):  # no chain: any tenant user
             unreadable = _UNREADABLE_DIRECTORY if _groups_to_ask(principal, stages) else ""
-            raise Problem(
-                403,
-                "not-an-approver",
-                "Not an approver of this gate",
+            raise Forbidden(
                 "Only the approvers named in this gate's approval chain may see it." + unreadable,
+                code="not-an-approver",
+                title="Not an approver of this gate",
             )
         votes = store.votes(instance_id)
         can_decide = False
         if record.status is GateStatus.AWAITING_APPROVAL and record.stage is not None:
             try:
                 aliases = identities | self._aliases(principal, record)
-            except Problem:  # the directory is down: the page still shows, without offering a decision
+            except DependencyUnavailable:  # the directory is down: the page still shows, without offering a decision
                 aliases = None
             probe = chain.Vote(
                 voter_id=principal.oid,
@@ -228,11 +236,10 @@ class DecisionService:
         """The platform's principal (behind App Service authentication) or a validated bearer token."""
         principal = identify_caller(headers, self._tokens, self._env)
         if principal.app_only:
-            raise Problem(
-                403,
-                "not-a-person",
-                "Approvals need a person",
+            raise Forbidden(
                 "Application identities cannot approve or reject deployments.",
+                code="not-a-person",
+                title="Approvals need a person",
             )
         return principal
 
@@ -251,12 +258,11 @@ class DecisionService:
         except DirectoryUnavailable:
             if record.requested_by is not None and record.requested_by.resolved:
                 return frozenset(found)  # the requester's object id is known: comparing it is enough
-            raise Problem(
-                503,
-                "identity-lookup-unavailable",
-                "Your identity cannot be checked now",
+            raise DependencyUnavailable(
                 "This gate's requester is known by name only, and the directory could not be asked for your "
                 "addresses to rule out self-approval. Try again in a minute.",
+                code="identity-lookup-unavailable",
+                title="Your identity cannot be checked now",
             ) from None
         if user is not None and user.oid.lower() == principal.oid.lower():
             found |= user.addresses
@@ -278,12 +284,11 @@ class DecisionService:
         except GroupLookupUnavailable:
             if not required:
                 return principal
-            raise Problem(
-                503,
-                "group-lookup-unavailable",
-                "Group membership cannot be checked now",
+            raise DependencyUnavailable(
                 "Your token lists too many groups, and the directory could not be asked which of this "
                 "chain's approver groups you belong to. Try again in a minute.",
+                code="group-lookup-unavailable",
+                title="Group membership cannot be checked now",
             ) from None
         return principal.model_copy(update={"groups": principal.groups | found, "groups_overage": False})
 
@@ -307,12 +312,11 @@ class DecisionService:
     def _state(self, store: GateStore, record: GateRecord, votes: list[StoredVote] | None = None) -> chain.ChainState:
         """The chain as the route sees it, from the gate record and the stored votes."""
         if record.status in (GateStatus.APPROVED, GateStatus.REJECTED, GateStatus.HUMAN_TASK):
-            raise Problem(
-                410,
-                "gate-decided",
-                "The gate has already been decided",
+            raise Gone(
                 f"The gate was {record.status.value} at "
                 f"{record.decided_at.isoformat() if record.decided_at else 'an earlier time'}.",
+                code="gate-decided",
+                title="The gate has already been decided",
             )
         if (
             record.status is not GateStatus.AWAITING_APPROVAL
@@ -320,11 +324,10 @@ class DecisionService:
             or record.stage is None
             or record.stage_started_at is None
         ):
-            raise Problem(
-                409,
-                "not-awaiting-approval",
-                "The gate is not waiting for approval",
+            raise Conflict(
                 "This gate has not asked for approval (yet); try again when it has.",
+                code="not-awaiting-approval",
+                title="The gate is not waiting for approval",
             )
         recorded = tuple(v.recorded() for v in (votes if votes is not None else store.votes(record.instance_id)))
         return chain.ChainState(
@@ -363,17 +366,15 @@ class DecisionService:
             store.release_delivery(record.instance_id, stored.voter_id)  # the person's retry delivers it
             text = str(exc).lower()
             if any(word in text for word in ("gone", "not running", "completed", "failed", "no instance")):
-                raise Problem(
-                    410,
-                    "gate-decided",
-                    "The gate has already been decided",
+                raise Gone(
                     "The approval is no longer waiting for decisions.",
+                    code="gate-decided",
+                    title="The gate has already been decided",
                 ) from None
-            raise Problem(
-                503,
-                "orchestration-unavailable",
-                "Try again",
+            raise DependencyUnavailable(
                 "The vote was stored but could not be delivered yet; send it again.",
+                code="orchestration-unavailable",
+                title="Try again",
             ) from None
         store.mark_raised(record.instance_id, stored.voter_id)
         if self._audit_for is not None:
@@ -429,21 +430,19 @@ def _requester_view(record: GateRecord) -> dict[str, Any]:
 
 def _parse(body: bytes) -> DecisionRequest:
     if len(body) > MAX_BODY_BYTES:
-        raise Problem(413, "body-too-large", "The body is too large", f"At most {MAX_BODY_BYTES} bytes.")
+        raise InputTooLarge(f"At most {MAX_BODY_BYTES} bytes.", code="body-too-large", title="The body is too large")
     try:
         data = json_bounded.loads(body or b"null")
     except json_bounded.JsonBoundsError as exc:
         if exc.kind != "syntax":
             raise json_bounded.as_problem(exc) from None
-        raise ValidationProblem("the body must be a JSON object", field="body") from None
+        raise InvalidInput("the body must be a JSON object", field="body") from None
     if not isinstance(data, dict):
-        raise ValidationProblem("the body must be a JSON object", field="body")
+        raise InvalidInput("the body must be a JSON object", field="body")
     try:
         return DecisionRequest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "body"
         detail = "must be 'approve' or 'reject'" if field == "decision" and first["type"] == "enum" else first["msg"]
-        raise ValidationProblem(
-            f"{field}: {detail}", field=field, errors=[{"field": field, "message": detail}]
-        ) from None
+        raise InvalidInput(f"{field}: {detail}", field=field, errors=[{"field": field, "message": detail}]) from None

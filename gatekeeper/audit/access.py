@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from gatekeeper.errors import Problem
+from gatekeeper.errors import Forbidden, MalformedInput
 from gatekeeper.security.principal import AUDITOR_ROLE, Principal, wrong_tenant
 
 
@@ -16,7 +16,11 @@ def authorize_auditor(principal: Principal, tenant_id: str, entra_tenants_for: C
     if principal.tid.lower() not in allowed:
         raise wrong_tenant()
     if not principal.has_role(AUDITOR_ROLE):
-        raise Problem(403, "forbidden", "Forbidden", f"Exporting the audit log needs the app role '{AUDITOR_ROLE}'.")
+        raise Forbidden(f"Exporting the audit log needs the app role '{AUDITOR_ROLE}'.")
+
+
+def _invalid_query(detail: str, name: str) -> MalformedInput:
+    return MalformedInput(detail, name, code="invalid-query", title="Invalid query parameter")
 
 
 def parse_range(value: str | None, name: str) -> datetime | None:
@@ -25,15 +29,11 @@ def parse_range(value: str | None, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise Problem(
-            400, "invalid-query", "Invalid query parameter", f"{name}: not an ISO 8601 instant", field=name
-        ) from None
+        raise _invalid_query(f"{name}: not an ISO 8601 instant", name) from None
     if parsed.tzinfo is None:
-        raise Problem(400, "invalid-query", "Invalid query parameter", f"{name}: needs a time zone", field=name)
+        raise _invalid_query(f"{name}: needs a time zone", name)
     try:  # 0001-01-01T00:00:00+14:00 parses but has no UTC equivalent; every comparison would overflow
         parsed.astimezone(UTC)
     except OverflowError:
-        raise Problem(
-            400, "invalid-query", "Invalid query parameter", f"{name}: outside the representable range", field=name
-        ) from None
+        raise _invalid_query(f"{name}: outside the representable range", name) from None
     return parsed

@@ -42,7 +42,8 @@ from gatekeeper.audit.checkpoints import (
 )
 from gatekeeper.audit.merkle import EMPTY_ROOT, CompactRange, MerkleTree
 from gatekeeper.audit.records import entry_canonical, entry_hash
-from gatekeeper.audit.verify import Progress, VerificationResult, verify_log
+from gatekeeper.audit.verify import Progress, VerificationError, VerificationResult, check_log
+from gatekeeper.errors import MalformedInput
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 
 BUNDLE_FORMAT = "gatekeeper-audit-bundle/1"
@@ -51,16 +52,14 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
 
-class BundleFormatError(ValueError):
+class BundleFormatError(MalformedInput, ValueError):
     """The file is not a readable bundle (or key file); the message names the field. CLI exit code 2."""
 
+    default_code = "malformed-bundle"
+    default_title = "The audit bundle is malformed"
 
-class BundleDuplicateKey(BundleFormatError):
-    """The bundle repeats a key somewhere: readable, but ambiguous, so it fails verification (exit 1)."""
-
-    def __init__(self, message: str, result: VerificationResult) -> None:
-        super().__init__(message)
-        self.result = result
+    def __str__(self) -> str:
+        return self.detail
 
 
 class BundleRange(BaseModel):
@@ -188,12 +187,13 @@ def _duplicate_result(exc: strict_json.DuplicateKeyError) -> VerificationResult:
 
 
 def read_bundle(raw: bytes | str, source: str = "bundle") -> dict[str, Any]:
-    """Parse a bundle strictly. BundleFormatError names `source` and the problem; BundleDuplicateKey (a
-    subclass) carries the failed VerificationResult for a repeated key."""
+    """Parse a bundle strictly. BundleFormatError names `source` and the problem; a repeated key is readable
+    but ambiguous, so it fails verification: VerificationError naming the entry it leaves unproven, with the
+    parser's message as its `__cause__`."""
     try:
         data = strict_json.loads(raw, source=source)
     except strict_json.DuplicateKeyError as exc:
-        raise BundleDuplicateKey(str(exc), _duplicate_result(exc)) from None
+        raise VerificationError.of(_duplicate_result(exc)) from exc
     except strict_json.StrictJSONError as exc:
         raise BundleFormatError(str(exc)) from None
     if not isinstance(data, dict):
@@ -279,7 +279,7 @@ def bundle_keys(header: BundleHeader, public_key_pem: str | bytes | None) -> tup
         raise BundleFormatError(str(exc) if trusted else f"field public_keys: {exc}") from None
 
 
-def verify_bundle(
+def check_bundle(
     bundle: Mapping[str, Any] | bytes | str,
     public_key_pem: str | bytes | None = None,
     progress: Progress | None = None,
@@ -290,18 +290,20 @@ def verify_bundle(
     With `public_key_pem` (the auditor's trusted copy of the checkpoint key, several PEM blocks allowed)
     signatures are checked against it; without, against the keys embedded in the bundle, which proves
     integrity only relative to whoever made the bundle (`result.trusted_key` is then False).
-    Raises BundleFormatError when the bundle's header or the key is unreadable."""
+    Reports a failed verification in the result (for the CLI's lines and OSCAL); raises BundleFormatError
+    when the bundle's header or the key is unreadable."""
     if isinstance(bundle, bytes | str):
         try:
             bundle = read_bundle(bundle)
-        except BundleDuplicateKey as exc:
+        except VerificationError as exc:
+            assert exc.result is not None
             return exc.result
     header = parse_header(bundle)
     if header.origin != origin_for(header.tenant):
         raise BundleFormatError(f"field origin: must be {origin_for(header.tenant)!r} for tenant {header.tenant!r}")
     keys, trusted = bundle_keys(header, public_key_pem)
     consistency = {(p.from_size, p.to_size): list(map(bytes.fromhex, p.proof)) for p in header.consistency}
-    result = verify_log(
+    result = check_log(
         header.tenant,
         header.entries,
         header.checkpoints,
@@ -318,4 +320,17 @@ def verify_bundle(
         problem = range_problem(header)
         if problem is not None:
             return replace(result, ok=False, first_bad_seq=problem[0], problem=problem[1])
+    return result
+
+
+def verify_bundle(
+    bundle: Mapping[str, Any] | bytes | str,
+    public_key_pem: str | bytes | None = None,
+    progress: Progress | None = None,
+) -> VerificationResult:
+    """`check_bundle` that raises: the verified result, or VerificationError naming the first bad entry
+    (BundleFormatError when the bundle or key cannot be read at all)."""
+    result = check_bundle(bundle, public_key_pem=public_key_pem, progress=progress)
+    if not result.ok:
+        raise VerificationError.of(result)
     return result

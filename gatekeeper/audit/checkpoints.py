@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from pydantic import BaseModel, ConfigDict, Field
 
 from gatekeeper.audit.ports import NoteSignature, NoteSigner
+from gatekeeper.errors import MalformedInput
 
 ORIGIN_PREFIX = "gatekeeper.audit/"
 ES256 = "ES256"
@@ -35,8 +36,14 @@ _PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----"
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(MalformedInput, ValueError):
     """A checkpoint note or signature block is malformed; the message names the line or field."""
+
+    default_code = "malformed-checkpoint"
+    default_title = "The checkpoint is malformed"
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 def origin_for(tenant_id: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gatekeeper.audit.bundle import build_bundle, dumps, verify_bundle
+from gatekeeper.audit.bundle import build_bundle, check_bundle, dumps
 from gatekeeper.audit.checkpoints import SignedCheckpoint
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.oscal import to_oscal
@@ -20,7 +20,7 @@ from gatekeeper.audit.ports import NoteSigner, RecordSealer
 from gatekeeper.audit.records import format_time
 from gatekeeper.audit.verify import Progress, VerificationResult
 from gatekeeper.audit.views import opened_entry
-from gatekeeper.errors import Problem, ValidationProblem
+from gatekeeper.errors import InvalidInput, NotFound
 from gatekeeper.store.tables import StorageAccount
 
 FORMATS = ("bundle", "oscal", "jsonl")
@@ -46,11 +46,11 @@ def _signed_checkpoints(log: AuditLog) -> list[SignedCheckpoint]:
 
 def _time_bounds(start: datetime | None, end: datetime | None) -> tuple[str | None, str | None]:
     if start is not None and start.tzinfo is None:
-        raise ValidationProblem("from: must include a time zone (e.g. 2026-01-31T00:00:00Z)", field="from")
+        raise InvalidInput("from: must include a time zone (e.g. 2026-01-31T00:00:00Z)", field="from")
     if end is not None and end.tzinfo is None:
-        raise ValidationProblem("to: must include a time zone (e.g. 2026-01-31T23:59:59Z)", field="to")
+        raise InvalidInput("to: must include a time zone (e.g. 2026-01-31T23:59:59Z)", field="to")
     if start is not None and end is not None and end < start:
-        raise ValidationProblem("to: must not be earlier than from", field="to")
+        raise InvalidInput("to: must not be earlier than from", field="to")
     return (format_time(start) if start else None, format_time(end) if end else None)
 
 
@@ -138,7 +138,7 @@ def export_oscal(
     against the log's own checkpoint key, and its entries opened to describe decisions and approvers."""
     time_from, time_to = _time_bounds(start, end)
     bundle = bundle if bundle is not None else export_bundle(log, start=start, end=end, now=now)
-    verification: VerificationResult = verify_bundle(
+    verification: VerificationResult = check_bundle(
         bundle, public_key_pem=log.trusted_public_key_pem() if log.has_signer else None
     )
     opened = _opened(log, bundle["entries"])
@@ -163,7 +163,7 @@ def export_bytes(
         return json.dumps(export_oscal(log, start=start, end=end), ensure_ascii=False, indent=1).encode("utf-8")
     if fmt == "jsonl":
         return "".join(line + "\n" for line in export_jsonl(log, start=start, end=end)).encode("utf-8")
-    raise ValidationProblem(f"format: must be one of {', '.join(FORMATS)}, not {fmt!r}", field="format")
+    raise InvalidInput(f"format: must be one of {', '.join(FORMATS)}, not {fmt!r}", field="format")
 
 
 def export_for_http(
@@ -181,7 +181,7 @@ def export_for_http(
     The caller has already checked that the principal holds the tenant's auditor role. The signer defaults
     to the checkpoint key from settings."""
     if fmt not in FORMATS:
-        raise ValidationProblem(f"format: must be one of {', '.join(FORMATS)}, not {fmt!r}", field="format")
+        raise InvalidInput(f"format: must be one of {', '.join(FORMATS)}, not {fmt!r}", field="format")
     if signer is None:
         from gatekeeper.audit.signing import signer_from_settings
 
@@ -189,5 +189,5 @@ def export_for_http(
     try:
         log = AuditLog(storage, cipher, signer, tenant_id, env=env)
     except ValueError as exc:
-        raise Problem(404, "not-found", "Unknown tenant", str(exc), field="tenant") from None
+        raise NotFound(str(exc), code="not-found", title="Unknown tenant", field="tenant") from None
     return CONTENT_TYPES[fmt], export_bytes(log, fmt, start=start, end=end)

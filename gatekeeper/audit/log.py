@@ -58,8 +58,8 @@ from gatekeeper.audit.records import (
     parse_time,
     sealed_entry,
 )
-from gatekeeper.audit.verify import Progress, VerificationResult, verify_log
-from gatekeeper.errors import ValidationProblem
+from gatekeeper.audit.verify import Progress, VerificationError, VerificationResult, check_log
+from gatekeeper.errors import InvalidInput
 from gatekeeper.store.envelope import FORMAT as SEALED_FORMAT
 from gatekeeper.store.envelope import SealedDataUnreadable
 from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_name, validate_tenant_id
@@ -128,14 +128,14 @@ def _data_json(data: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
         value = to_jsonable_python(data)
         size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8"))
     except (TypeError, ValueError) as exc:
-        raise ValidationProblem(f"data: cannot be recorded as JSON ({type(exc).__name__})", field="data") from None
+        raise InvalidInput(f"data: cannot be recorded as JSON ({type(exc).__name__})", field="data") from None
     return value, size
 
 
-def _validation_problem(exc: ValidationError) -> ValidationProblem:
+def _validation_problem(exc: ValidationError) -> InvalidInput:
     first = exc.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "entry"
-    return ValidationProblem(
+    return InvalidInput(
         f"{field}: {first['msg']}",
         field=field,
         errors=[{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()],
@@ -309,7 +309,7 @@ class AuditLog:
         data: Mapping[str, Any] | None = None,
         at: datetime | None = None,
     ) -> AuditRecord:
-        """Append one entry and return it (with its seq and hash). Raises ValidationProblem naming the
+        """Append one entry and return it (with its seq and hash). Raises InvalidInput naming the
         field for bad input, SealingUnavailable when the tenant key can't be used (nothing is written)."""
         item = self._input(
             kind=kind, actor=actor, instance_id=instance_id or "", subject=subject or "", data=dict(data or {}), at=at
@@ -381,7 +381,7 @@ class AuditLog:
             at = item.at or now
             sealed = self._cipher.seal_json(self.tenant_id, self.table_name, ENTRY_PARTITION, _row(seq), value)
             if len(sealed) > MAX_DATA_CHARS:
-                raise ValidationProblem(f"data: too large for one audit entry ({size} bytes of JSON)", field="data")
+                raise InvalidInput(f"data: too large for one audit entry ({size} bytes of JSON)", field="data")
             entry = sealed_entry(
                 self.tenant_id,
                 seq,
@@ -618,15 +618,24 @@ class AuditLog:
     def verify(
         self, *, public_key_pem: str | bytes | None = None, progress: Progress | None = None
     ) -> VerificationResult:
-        """Online verification of the whole log as stored now: entries, head, table and archived checkpoints.
-        Entries after the last checkpoint are allowed (they are reported as `unsigned_tail`)."""
+        """`check` that raises: the verified result, or VerificationError naming the first bad entry."""
+        result = self.check(public_key_pem=public_key_pem, progress=progress)
+        if not result.ok:
+            raise VerificationError.of(result)
+        return result
+
+    def check(
+        self, *, public_key_pem: str | bytes | None = None, progress: Progress | None = None
+    ) -> VerificationResult:
+        """Online verification of the whole log as stored now: entries, head, table and archived checkpoints,
+        reported failed or not. Entries after the last checkpoint are allowed (reported as `unsigned_tail`)."""
         keys = self.trusted_keys(public_key_pem)
         entries = list(self.entries())
         try:
             head: Head | None = self._read_head()
         except AuditLogCorrupted:
             head = None
-        result = verify_log(
+        result = check_log(
             self.tenant_id,
             entries,
             self.all_checkpoints(),

@@ -13,12 +13,19 @@ from __future__ import annotations
 from typing import Any
 
 from gatekeeper import json_bounded
+from gatekeeper.errors import MalformedInput
 
 MAX_DEPTH = json_bounded.MAX_DEPTH  # a bundle nests 4 deep; anything near this bound is not a bundle
 
 
-class StrictJSONError(ValueError):
+class StrictJSONError(MalformedInput, ValueError):
     """Not a strict JSON document: the message names the source and the problem (bad input, exit 2)."""
+
+    default_code = "malformed-json"
+    default_title = "Not a strict JSON document"
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 class DuplicateKeyError(StrictJSONError):

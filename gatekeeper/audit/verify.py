@@ -42,6 +42,7 @@ from gatekeeper.audit.checkpoints import (
 )
 from gatekeeper.audit.merkle import EMPTY_ROOT, CompactRange, ProofError, node_hash, verify_consistency
 from gatekeeper.audit.records import ENTRY_FIELDS, GENESIS_HASH, LEAF_PREFIX, SEPARATOR, canonical_bytes
+from gatekeeper.errors import IntegrityError
 
 _TEXT_FIELDS = ("tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash", "entry_hash")
 CHUNK_LEVELS = 10
@@ -69,11 +70,29 @@ class VerificationResult:
         return f"first bad entry: seq {self.first_bad_seq}: {self.problem}"
 
 
-class _Bad(Exception):
-    def __init__(self, seq: int, problem: str) -> None:
-        super().__init__(problem)
+class VerificationError(IntegrityError):
+    """The one way verification fails: `seq` is the first entry whose integrity cannot be established and
+    `reason` says why. `result` is the partial verification up to that point (what was proven before it)."""
+
+    default_code = "verification-failed"
+    default_title = "The audit log failed verification"
+
+    def __init__(self, seq: int, reason: str, result: VerificationResult | None = None) -> None:
+        super().__init__(f"first bad entry: seq {seq}: {reason}", extra={"seq": seq})
         self.seq = seq
-        self.problem = problem
+        self.reason = reason
+        self.result = result
+
+    def __str__(self) -> str:
+        return self.detail
+
+    @classmethod
+    def of(cls, result: VerificationResult) -> VerificationError:
+        """The error for a failed result (`result.ok` is False)."""
+        return cls(result.first_bad_seq if result.first_bad_seq is not None else 0, result.problem or "", result)
+
+
+_Bad = VerificationError  # the short name the many checks below raise
 
 
 @dataclass
@@ -143,7 +162,7 @@ def _check_signature(cp: _Checkpoint, keys: Mapping[str, PublicKey]) -> str | No
     return None
 
 
-def verify_log(
+def check_log(
     tenant: str,
     entries: Sequence[Any],
     checkpoints: Iterable[Any],
@@ -158,9 +177,11 @@ def verify_log(
     trusted_key: bool = True,
     progress: Progress | None = None,
 ) -> VerificationResult:
-    """Verify entries [start, start+len(entries)) of `tenant`'s log. `frontier` is the compact range of the
-    leaves before `start` (empty when start is 0); `consistency` maps (old size, new size) to the proof
-    between consecutive checkpoints and, when given, every such proof must be present and verify."""
+    """Verify entries [start, start+len(entries)) of `tenant`'s log and report the outcome, failed or not
+    (for reports that show what was proven before the first bad entry: the CLI's lines, OSCAL). `frontier`
+    is the compact range of the leaves before `start` (empty when start is 0); `consistency` maps (old size,
+    new size) to the proof between consecutive checkpoints and, when given, every such proof must be present
+    and verify."""
     try:
         compact = CompactRange(start, frontier)
     except ProofError as exc:
@@ -203,7 +224,7 @@ def verify_log(
             trusted_key=trusted_key,
             unsigned_tail=end - good,
         )
-    except _Bad as bad:
+    except VerificationError as bad:
         return VerificationResult(
             False,
             state.good_size,
@@ -211,9 +232,19 @@ def verify_log(
             state.checked,
             state.checkpoints,
             bad.seq,
-            bad.problem,
+            bad.reason,
             trusted_key,
         )
+
+
+def verify_log(
+    tenant: str, entries: Sequence[Any], checkpoints: Iterable[Any], keys: Mapping[str, PublicKey], **kw: Any
+) -> VerificationResult:
+    """`check_log` that raises: the verified result, or VerificationError naming the first bad entry."""
+    result = check_log(tenant, entries, checkpoints, keys, **kw)
+    if not result.ok:
+        raise VerificationError.of(result)
+    return result
 
 
 class _Verifier:
@@ -503,7 +534,7 @@ def _pairs(level: list[bytes]) -> list[bytes]:
 
 
 def _diagnose(entries: Sequence[Any], index: int, seq: int, tenant: str) -> None:
-    """Raise _Bad naming exactly what is wrong with the entry's shape, if anything."""
+    """Raise VerificationError naming exactly what is wrong with the entry's shape, if anything."""
     entry = entries[index]
     if type(entry) is not dict:
         raise _Bad(seq, "entry is not a JSON object")

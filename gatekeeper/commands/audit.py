@@ -158,16 +158,17 @@ def export_command(args: argparse.Namespace) -> int:
 def verify_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gatekeeper.audit.bundle import BundleDuplicateKey, BundleFormatError, load_bundle, verify_bundle
+    from gatekeeper.audit.bundle import BundleFormatError, check_bundle, load_bundle
+    from gatekeeper.audit.verify import VerificationError
 
     path: Path = args.bundle
     if args.expect_size is not None and args.expect_size < 0:
         raise _usage("--expect-size: must be a number of entries, 0 or more")
     try:
         bundle = load_bundle(path)
-    except BundleDuplicateKey as exc:
-        print(exc.result.summary())
-        print(str(exc), file=sys.stderr)
+    except VerificationError as exc:  # a repeated key: readable but ambiguous, so unverified (exit 1)
+        print(exc.detail)
+        print(str(exc.__cause__), file=sys.stderr)
         return 1
     except BundleFormatError as exc:
         raise _usage(str(exc)) from None
@@ -184,7 +185,7 @@ def verify_command(args: argparse.Namespace) -> int:
         total=total, unit="entry", file=sys.stderr, disable=None if show else True, desc="verifying", leave=False
     ) as bar:
         try:
-            result = verify_bundle(bundle, public_key_pem=pem, progress=bar.update)
+            result = check_bundle(bundle, public_key_pem=pem, progress=bar.update)
         except BundleFormatError as exc:
             where = args.public_key if pem is not None and "public key" in str(exc) else path
             raise _usage(f"{where}: {exc}") from None

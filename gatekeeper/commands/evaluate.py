@@ -124,7 +124,8 @@ def _parse_event(args: argparse.Namespace, payload: Any, source: str, tenant_id:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gatekeeper.errors import Problem
+    from gatekeeper.cli import UsageError
+    from gatekeeper.errors import GatekeeperError
     from gatekeeper.events.common import Ignored
     from gatekeeper.policy import PolicyError, evaluate, load_policy
     from gatekeeper.quality import EvidenceError, QualityEvidence, load_evidence
@@ -145,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     source = args.source or detect_source(payload)
     try:
         event = _parse_event(args, payload, source, tenant_id)
-    except Problem as exc:
+    except UsageError:
+        raise  # already names the file and field
+    except GatekeeperError as exc:
         raise _usage(f"{args.event}: {exc.field or '$'}: {exc.detail or exc.title}") from None
     if isinstance(event, Ignored):
         raise _usage(f"{args.event}: {event.reason}; there is nothing to evaluate")

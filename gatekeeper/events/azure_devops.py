@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
-from gatekeeper.errors import ValidationProblem
+from gatekeeper.errors import InvalidInput
 from gatekeeper.events.common import (
     Ignored,
     Payload,
@@ -107,19 +107,19 @@ def _header_value(headers: Mapping[str, str] | None, name: str) -> str:
     value = header(headers, name)
     field = f"header:{name}"
     if value is None or not value.strip():
-        raise ValidationProblem(f"{CHECK_CONTEXT}: header '{name}' is required", field=field)
+        raise InvalidInput(f"{CHECK_CONTEXT}: header '{name}' is required", field=field)
     value = value.strip()
     if name != "AuthToken" and unexpanded_variable(value):
-        raise ValidationProblem(f"{CHECK_CONTEXT}: header '{name}' holds an unexpanded pipeline variable", field=field)
+        raise InvalidInput(f"{CHECK_CONTEXT}: header '{name}' holds an unexpanded pipeline variable", field=field)
     if name in _GUID_HEADERS and not _GUID.match(value):
-        raise ValidationProblem(f"{CHECK_CONTEXT}: header '{name}' must be a GUID", field=field)
+        raise InvalidInput(f"{CHECK_CONTEXT}: header '{name}' must be a GUID", field=field)
     if name == "HubName" and not _HUB.match(value):
-        raise ValidationProblem(f"{CHECK_CONTEXT}: header 'HubName' must be a hub name such as 'build'", field=field)
+        raise InvalidInput(f"{CHECK_CONTEXT}: header 'HubName' must be a hub name such as 'build'", field=field)
     if name == "PlanUrl":
         parts = urlsplit(value)
         secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
         if not secure or not parts.hostname or parts.query or parts.fragment:
-            raise ValidationProblem(
+            raise InvalidInput(
                 f"{CHECK_CONTEXT}: header 'PlanUrl' must be the https collection URL ($(System.CollectionUri))",
                 field=field,
             )
@@ -141,7 +141,7 @@ def _check_requester(request: CheckRequestBody) -> tuple[str, ...]:
 def parse_check_request(headers: Mapping[str, str], body: Mapping[str, Any] | None, *, tenant_id: str) -> PipelineEvent:
     """Normalise an "Invoke Azure Function" check request (callback mode) into a gate request.
 
-    Headers are looked up case-insensitively; a missing one raises `ValidationProblem(field="header:<Name>")`.
+    Headers are looked up case-insensitively; a missing one raises `InvalidInput(field="header:<Name>")`.
     The run id is the body's `runId`, else the `BuildId` header, else the plan id (unique per run).
     """
     values = {name: _header_value(headers, name) for name in REQUIRED_HEADERS}

@@ -1,7 +1,7 @@
 """Pieces every source parser shares: the `Ignored` outcome, strict payload models and error translation.
 
 Parsers validate only the fields they use. A payload that is well-formed but not for us becomes `Ignored`
-(the edge answers 202 with the reason); a payload missing a field we need raises `ValidationProblem` whose
+(the edge answers 202 with the reason); a payload missing a field we need raises `InvalidInput` whose
 detail names the field by its JSON path. Pydantic's own errors echo input values, so they are translated
 here and never chained: a secret in a bad payload must not reach a log through an exception.
 """
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gatekeeper.errors import ValidationProblem
+from gatekeeper.errors import InvalidInput
 from gatekeeper.events.model import ActionKind, PipelineEvent
 
 
@@ -71,7 +71,7 @@ def _describe(error: Mapping[str, Any]) -> str:
     return message[:1].lower() + message[1:]
 
 
-def validation_problem(exc: ValidationError, *, context: str, root: str = "") -> ValidationProblem:
+def validation_problem(exc: ValidationError, *, context: str, root: str = "") -> InvalidInput:
     """Turn a pydantic error into a 422 problem naming the first bad field (all of them under `errors`)."""
     errors = [
         {"field": json_path(err["loc"], root), "detail": _describe(err)}
@@ -79,23 +79,23 @@ def validation_problem(exc: ValidationError, *, context: str, root: str = "") ->
     ]
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return ValidationProblem(
+    return InvalidInput(
         f"{context}: field '{first['field']}' {first['detail']}{more}", field=first["field"], errors=errors
     )
 
 
-def problem(context: str, field: str, detail: str) -> ValidationProblem:
+def problem(context: str, field: str, detail: str) -> InvalidInput:
     """A hand-made validation problem in the same shape as the translated pydantic ones."""
-    return ValidationProblem(
+    return InvalidInput(
         f"{context}: field '{field}' {detail}", field=field, errors=[{"field": field, "detail": detail}]
     )
 
 
 def validate(model: type[M], data: Any, *, context: str, root: str = "") -> M:
-    """Validate `data` against `model`, raising `ValidationProblem` (never a chained pydantic error)."""
+    """Validate `data` against `model`, raising `InvalidInput` (never a chained pydantic error)."""
     if not isinstance(data, Mapping):
         where = f"field '{root}'" if root else "the payload"
-        raise ValidationProblem(f"{context}: {where} must be a JSON object", field=root or "$")
+        raise InvalidInput(f"{context}: {where} must be a JSON object", field=root or "$")
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:

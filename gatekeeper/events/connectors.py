@@ -400,7 +400,7 @@ _VENDORS: dict[str, Callable[[ConnectorMessage, str], PipelineEvent | Ignored]] 
 
 
 def parse_connector_message(message: Mapping[str, Any], *, tenant_id: str) -> PipelineEvent | Ignored:
-    """Normalise one connector queue message. Raises `ValidationProblem` naming the field (JSON path from
+    """Normalise one connector queue message. Raises `InvalidInput` naming the field (JSON path from
     the envelope, e.g. `payload.Entity.status.name`); returns `Ignored` for well-formed events we skip."""
     envelope = validate(ConnectorMessage, message, context=CONTEXT)
     return _VENDORS[envelope.connector](envelope, tenant_id)

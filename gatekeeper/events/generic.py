@@ -116,7 +116,7 @@ def _is_dev_host(host: str) -> bool:
 
 
 def parse_generic(body: Mapping[str, Any], *, tenant_id: str) -> PipelineEvent:
-    """Validate a generic API body and normalise it. Raises `ValidationProblem` naming the field.
+    """Validate a generic API body and normalise it. Raises `InvalidInput` naming the field.
 
     A gate request without an `action` is a deploy. `idempotencyKey`, when given, is kept as the
     event's delivery id; deduplication still uses the business key (source, run, environment, kind).

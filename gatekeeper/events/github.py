@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from gatekeeper.errors import ValidationProblem
+from gatekeeper.errors import InvalidInput
 from gatekeeper.events.common import Ignored, Payload, normalise_status, problem, shown, validate
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, GitHubCallback, PipelineEvent
 from gatekeeper.security.requester import external_id
@@ -320,11 +320,11 @@ def parse_github(
 ) -> PipelineEvent | Ignored:
     """Normalise one GitHub webhook delivery (`X-GitHub-Event` name + JSON body).
 
-    Returns `Ignored` for events and actions we do not act on; raises `ValidationProblem` naming the field
+    Returns `Ignored` for events and actions we do not act on; raises `InvalidInput` naming the field
     when a handled event lacks something we need.
     """
     if not isinstance(event_name, str) or not event_name.strip():
-        raise ValidationProblem("GitHub delivery: header 'X-GitHub-Event' is required", field="header:X-GitHub-Event")
+        raise InvalidInput("GitHub delivery: header 'X-GitHub-Event' is required", field="header:X-GitHub-Event")
     name = event_name.strip()
     parser = _PARSERS.get(name)
     if parser is None:
@@ -335,5 +335,5 @@ def parse_github(
         if action not in allowed:
             return Ignored(f"GitHub event '{name}' with action '{shown(action)}' is not handled")
     elif not isinstance(payload, Mapping):
-        raise ValidationProblem(f"{name}: the payload must be a JSON object", field="$")
+        raise InvalidInput(f"{name}: the payload must be a JSON object", field="$")
     return parser(payload, tenant_id, delivery_id)

@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatekeeper import json_bounded
-from gatekeeper.errors import Problem, unauthenticated
+from gatekeeper.errors import (
+    HeadersTooLarge,
+    InputTooLarge,
+    MalformedInput,
+    UnsupportedMediaType,
+    unauthenticated,
+)
 
 MAX_HEADER_CHARS = 8192  # any one header; what a proxy in front of the app would allow
 MAX_LARGE_HEADER_CHARS = 65_536
@@ -66,18 +72,17 @@ def require_size(request: IncomingRequest, max_bytes: int) -> None:
     # ASCII digits only ("²".isdigit() is True) and no more than 20 of them (int() refuses 4,300)
     too_long = declared.isascii() and declared.isdigit() and (len(declared) > 20 or int(declared) > max_bytes)
     if too_long or len(request.body) > max_bytes:
-        raise Problem(413, "payload-too-large", "The request body is too large", f"The limit is {max_bytes} bytes.")
+        raise InputTooLarge(f"The limit is {max_bytes} bytes.")
 
 
 def require_json_content_type(request: IncomingRequest) -> None:
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
-        raise Problem(
-            415,
-            "unsupported-media-type",
-            "Unsupported content type",
+        raise UnsupportedMediaType(
             f"Expected application/json, got {content_type or 'no content type'}.",
-            field="header:Content-Type",
+            "header:Content-Type",
+            code="unsupported-media-type",
+            title="Unsupported content type",
         )
 
 
@@ -91,12 +96,11 @@ def require_bounded_headers(request: IncomingRequest) -> None:
         if name in CREDENTIAL_HEADERS:
             raise unauthenticated(f"Header {name} is longer than {limit} characters.")
         shown = name if len(name) <= 64 else name[:63] + "…"
-        raise Problem(
-            431,
-            "header-too-large",
-            "A request header is too large",
+        raise HeadersTooLarge(
             f"Header {shown} is longer than the limit of {limit} characters.",
-            field=f"header:{shown}",
+            f"header:{shown}",
+            code="header-too-large",
+            title="A request header is too large",
         )
 
 
@@ -111,7 +115,7 @@ def parse_json_object(body: bytes, *, what: str = "body") -> dict[str, Any]:
 def require_header(request: IncomingRequest, name: str) -> str:
     value = request.headers.get(name)
     if not value:
-        raise Problem(
-            400, "missing-header", "A required header is missing", f"Header {name} is required.", field=f"header:{name}"
+        raise MalformedInput(
+            f"Header {name} is required.", f"header:{name}", code="missing-header", title="A required header is missing"
         )
     return value

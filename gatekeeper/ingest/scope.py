@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gatekeeper.errors import ValidationProblem, foreign_target
+from gatekeeper.errors import InvalidInput, foreign_target
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import AzureDevOpsCallback, EventSource, GitHubCallback, PipelineEvent, WebhookCallback
 from gatekeeper.tenancy.model import TenantRecord
@@ -66,13 +66,13 @@ def bind_github(tenant: TenantRecord, document: Mapping[str, Any], event: Pipeli
         # The callback goes to owner/repo: for a gate every name of the repository must be the same one.
         # (Status events only need each name to be the tenant's: published samples mix them.)
         if full_name and owner and name and full_name.lower() != f"{owner}/{name}".lower():
-            raise ValidationProblem(
+            raise InvalidInput(
                 "deployment_protection_rule: field 'repository.full_name' does not agree with "
                 "'repository.owner.login' and 'repository.name'",
                 field="repository.full_name",
             )
         if org and owner and org.lower() != owner.lower():
-            raise ValidationProblem(
+            raise InvalidInput(
                 "deployment_protection_rule: field 'organization.login' must be the repository's owner",
                 field="organization.login",
             )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gatekeeper.errors import Problem, unauthenticated
+from gatekeeper.errors import InputTooLarge, InvalidInput, unauthenticated
 from gatekeeper.events.azure_devops import parse_check_request, parse_service_hook
 from gatekeeper.events.codec import event_to_sealable
 from gatekeeper.events.common import Ignored
@@ -182,17 +182,16 @@ class IngestionService:
     # -- connectors (queue messages) --------------------------------------------------------------
 
     def connector(self, message: bytes | str) -> Outcome:
-        """A connector queue message. Problems raised here are permanent: the caller dead-letters them."""
+        """A connector queue message. Invalid input raised here is permanent: the caller dead-letters them."""
         body = message.encode() if isinstance(message, str) else message
         document = parse_json_object(body, what="message")
         source = CONNECTORS.get(str(document.get("connector", "")))
         if source is None:
-            raise Problem(
-                422,
-                "unknown-connector",
-                "Unknown connector",
+            raise InvalidInput(
                 "connector: expected one of " + ", ".join(sorted(CONNECTORS)),
-                field="connector",
+                "connector",
+                code="unknown-connector",
+                title="Unknown connector",
             )
         tenant = self._authenticate(
             source_identities(source, document),
@@ -259,13 +258,12 @@ def require_event_size(event: PipelineEvent) -> None:
     gate can keep; below it, events over the queue's 64 KiB travel by claim check."""
     size = len(json.dumps(event_to_sealable(event), ensure_ascii=False, separators=(",", ":")).encode())
     if size > MAX_EVENT_BYTES:
-        raise Problem(
-            413,
-            "payload-too-large",
-            "The event is too large",
+        raise InputTooLarge(
             f"The normalised event has {size} bytes; the limit is {MAX_EVENT_BYTES} bytes (move big evidence "
             "behind a uri).",
-            field="evidence" if event.evidence else None,
+            "evidence" if event.evidence else None,
+            code="payload-too-large",
+            title="The event is too large",
         )
 
 

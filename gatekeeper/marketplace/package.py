@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from gatekeeper.errors import InvalidInput
 from gatekeeper.marketplace.bicep_params import read_parameters
 from gatekeeper.marketplace.cuid_rules import check_cuid, validate_schema
 from gatekeeper.marketplace.findings import Finding
@@ -30,8 +31,14 @@ ZIP_NAME = "gatekeeper-marketplace.zip"
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-class PackageError(Exception):
+class PackageError(InvalidInput):
     """The inputs cannot be read at all (missing file, not JSON): nothing to check."""
+
+    default_code = "unreadable-package-input"
+    default_title = "The package inputs cannot be read"
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 @dataclass(frozen=True)

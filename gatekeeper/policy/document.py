@@ -26,7 +26,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from gatekeeper.errors import ValidationProblem
+from gatekeeper.errors import InvalidInput
 from gatekeeper.policy.approval import ApprovalChainSpec, ApprovalStageSpec
 from gatekeeper.policy.index import RuleIndex
 from gatekeeper.policy.levels import GateLevel
@@ -53,7 +53,7 @@ __all__ = [
 TENANT_PATTERN = r"^[a-z][a-z0-9]{2,31}$"  # same as gatekeeper.store.tables (not imported: no SDK here)
 
 
-class PolicyError(ValidationProblem):
+class PolicyError(InvalidInput):
     """A policy that is not valid. `field` is the first bad field's path; `issues` lists them all."""
 
     def __init__(self, issues: list[tuple[str, str]], source: str | None = None):
@@ -197,7 +197,7 @@ def _parse_text(text: str, source: str | None) -> Any:
 def load_policy(source: str | Path | Mapping[str, Any], *, name: str | None = None) -> PolicyDocument:
     """Load and validate a policy from a file path, YAML/JSON text, or an already parsed mapping.
 
-    Raises PolicyError (a 422 ValidationProblem) whose `field` names the first bad field and whose
+    Raises PolicyError (a 422 InvalidInput) whose `field` names the first bad field and whose
     `issues` list every one, as (path, message).
     """
     label = name

@@ -16,6 +16,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
+from gatekeeper.errors import NotFound
 from gatekeeper.policy.document import PolicyDocument, load_policy
 from gatekeeper.store.repository import TenantRepository
 from gatekeeper.store.tables import TablePurpose
@@ -25,8 +26,14 @@ POINTER_PARTITION = "pointer"
 CURRENT = "current"
 
 
-class NoPolicy(LookupError):
+class NoPolicy(NotFound, LookupError):
     """The tenant has no published policy (gates then refuse to automate: L2 safe default applies)."""
+
+    default_code = "no-policy"
+    default_title = "No published policy"
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from jwt import PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
 from gatekeeper import settings
-from gatekeeper.errors import Problem, unauthenticated
+from gatekeeper.errors import DependencyUnavailable, Unauthenticated, unauthenticated
 from gatekeeper.security.principal import GUID_PATTERN, Principal, check_tenant, is_app_only
 
 ACCEPTED_ALGORITHMS = ("RS256",)
@@ -28,20 +28,19 @@ MAX_TOKEN_CHARS = 16 * 1024  # large group lists make tokens big; anything large
 MAX_CACHED_TENANTS = 256
 
 
-def refused(detail: str, reason: str) -> Problem:
+def refused(detail: str, reason: str) -> Unauthenticated:
     """401 with a stable machine-readable reason (RFC 6750 style) and nothing from the token echoed back."""
     problem = unauthenticated(detail)
     problem.extra["reason"] = reason
     return problem
 
 
-def identity_unavailable() -> Problem:
-    """Our side could not reach Entra ID's key endpoint: a retryable 503, not the caller's fault."""
-    return Problem(
-        503,
-        "identity-provider-unavailable",
-        "Identity provider unavailable",
+def identity_unavailable() -> DependencyUnavailable:
+    """Our side could not reach Entra ID's key endpoint: retryable, not the caller's fault."""
+    return DependencyUnavailable(
         "The signing keys of Microsoft Entra ID could not be fetched; retry later.",
+        code="identity-provider-unavailable",
+        title="Identity provider unavailable",
     )
 
 
@@ -143,7 +142,8 @@ class EntraTokenValidator:
         return jwk.key
 
     def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal:
-        """The verified caller, or Problem 401 (bad token), 403 `wrong-tenant`, 503 (keys unreachable)."""
+        """The verified caller, or Unauthenticated (bad token), Forbidden `wrong-tenant`,
+        DependencyUnavailable (keys unreachable)."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise refused("The bearer token is missing or too large.", "malformed")
         try:

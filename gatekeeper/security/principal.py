@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gatekeeper import json_bounded, settings
-from gatekeeper.errors import Problem, unauthenticated
+from gatekeeper.errors import Forbidden, unauthenticated
 
 AuthKind = Literal["bearer", "easyauth", "function-key"]
 
@@ -67,13 +67,13 @@ def function_key_principal() -> Principal:
     return Principal(oid=FUNCTION_KEY_OID, tid="", auth="function-key", app_only=True)
 
 
-def wrong_tenant() -> Problem:
-    """A valid identity from another Entra ID tenant than the gate's (403, never 401: retrying won't help)."""
-    return Problem(
-        403,
-        "wrong-tenant",
-        "Wrong tenant",
+def wrong_tenant() -> Forbidden:
+    """A valid identity from another Entra ID tenant than the gate's (forbidden, never unauthenticated:
+    retrying won't help)."""
+    return Forbidden(
         "The identity belongs to a different Microsoft Entra ID tenant than this gate.",
+        code="wrong-tenant",
+        title="Wrong tenant",
     )
 
 
@@ -87,7 +87,7 @@ def check_tenant(principal: Principal, expected_tenant_id: str | None) -> Princi
 def require_role(principal: Principal, role: str) -> Principal:
     """Refuse a caller without an Entra ID app role (e.g. `Gatekeeper.Auditor` for the audit export)."""
     if not principal.has_role(role):
-        raise Problem(403, "forbidden", "Forbidden", f"The caller does not hold the app role '{role}'.")
+        raise Forbidden(f"The caller does not hold the app role '{role}'.")
     return principal
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gatekeeper import json_bounded
+from gatekeeper.errors import InvalidInput
 from gatekeeper.security.requester import GUID, parse_external
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.repository import TenantRepository
@@ -56,13 +57,15 @@ class IdentityLink(BaseModel):
         return text
 
 
-class IdentityFileError(ValueError):
+class IdentityFileError(InvalidInput, ValueError):
     """An import file that is not valid; `field` is the first bad field's path."""
 
     def __init__(self, field: str, detail: str):
-        super().__init__(f"{field}: {detail}")
-        self.field = field
-        self.detail = detail
+        super().__init__(detail, field, code="invalid-identity-file", title="The identity file is not valid")
+        self.field: str = field
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.detail}"
 
 
 def row_key(external: str) -> str:

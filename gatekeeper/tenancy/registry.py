@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from gatekeeper.errors import Conflict
 from gatekeeper.store.tables import SharedTable, StorageAccount
 from gatekeeper.tenancy.model import TenantRecord, normalise_identity
 
@@ -22,8 +23,14 @@ TENANT_PARTITION = "tenant"
 IDENTITY_PARTITION = "identity"
 
 
-class RegistryConflict(ValueError):
+class RegistryConflict(Conflict, ValueError):
     """An import would map one source identity to two tenants."""
+
+    default_code = "identity-claimed"
+    default_title = "The identity belongs to another tenant"
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 def identity_row_key(identity: str) -> str:

@@ -18,8 +18,9 @@ from devstack.gates import LocalGates, local_gates
 from devstack.history import EventType
 from devstack.runner import ManualClock
 from devstack.webhook import LocalWebhookReceiver
+from functions.http import problem_body, status_of
 from gatekeeper.audit.log import AuditLog
-from gatekeeper.errors import Problem
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import PolicyDecider
@@ -122,8 +123,8 @@ class Env:
         """The route's answer: (202, body) or (problem status, problem+json body)."""
         try:
             return self.gates.decide(gate_id, self.headers(oid, **who), decision, comment=f"{decision} by {oid[-2:]}")
-        except Problem as problem:
-            return problem.status, problem.to_dict()
+        except GatekeeperError as problem:
+            return status_of(problem), problem_body(problem)
 
     def status(self, instance_id: str) -> Any:
         return self.gates.runner.status(instance_id)
@@ -311,7 +312,7 @@ def test_duplicate_vote_is_refused(env: Env):
     gate = env.gates.submit(env.event("production"))
     assert env.decide(gate, ANNA)[0] == 202
     problem = refused(env, gate, ANNA, "reject")
-    assert (problem.status, problem.slug) == (409, "duplicate-vote")
+    assert (status_of(problem), problem.code) == (409, "duplicate-vote")
     _, state = env.gates.decisions.state(gate, env.headers(ANNA))
     assert len(state["votes"]) == 1 and state["can_decide"] is False
 
@@ -320,10 +321,10 @@ def test_late_decision_is_refused(env: Env):
     gate = env.gates.submit(env.event("production"))
     env.clock.advance(timedelta(hours=1, seconds=1))  # past the deadline, before the timer is processed
     problem = refused(env, gate, ANNA)
-    assert (problem.status, problem.slug) == (410, "past-deadline")
+    assert (status_of(problem), problem.code) == (410, "past-deadline")
     env.gates.runner.run_until_idle()
     problem = refused(env, gate, PIET)
-    assert (problem.status, problem.slug) == (410, "gate-decided")
+    assert (status_of(problem), problem.code) == (410, "gate-decided")
 
 
 def test_rejection_ends_the_chain(env: Env):
@@ -340,7 +341,7 @@ def test_two_stages_pass_in_order(env: Env):
     gate = env.gates.submit(env.event("prod-us"))
     assert env.decide(gate, ANNA)[0] == 202
     assert env.status(gate).runtime_status == "Running"
-    assert refused(env, gate, PIET).status == 403  # stage one passed; Piet is not a manager
+    assert status_of(refused(env, gate, PIET)) == 403  # stage one passed; Piet is not a manager
     assert env.decide(gate, TOM)[0] == 202
     assert env.status(gate).output["status"] == "approved"
 
@@ -351,19 +352,19 @@ def test_two_stages_pass_in_order(env: Env):
 def test_unauthenticated_wrong_tenant_and_stranger_are_refused(env: Env):
     gate = env.gates.submit(env.event("production"))
     body = json.dumps({"decision": "approve"}).encode()
-    with pytest.raises(Problem) as info:
+    with pytest.raises(GatekeeperError) as info:
         env.gates.decisions.decide(gate, {}, body)
-    assert info.value.status == 401
-    with pytest.raises(Problem) as info:
+    assert status_of(info.value) == 401
+    with pytest.raises(GatekeeperError) as info:
         env.gates.decisions.decide(gate, env.headers(ANNA, tid=OTHER_TID), body)
-    assert (info.value.status, info.value.slug) == (403, "wrong-tenant")
-    assert refused(env, gate, str(uuid.uuid4())).slug == "not-an-approver"
-    with pytest.raises(Problem) as info:
+    assert (status_of(info.value), info.value.code) == (403, "wrong-tenant")
+    assert refused(env, gate, str(uuid.uuid4())).code == "not-an-approver"
+    with pytest.raises(GatekeeperError) as info:
         env.gates.decisions.decide(gate, env.headers(ANNA), b'{"decision": "maybe"}')
-    assert (info.value.status, info.value.field) == (422, "decision")
-    with pytest.raises(Problem) as info:
+    assert (status_of(info.value), info.value.field) == (422, "decision")
+    with pytest.raises(GatekeeperError) as info:
         env.gates.decisions.decide("gate-unknown", env.headers(ANNA), body)
-    assert info.value.status == 404
+    assert status_of(info.value) == 404
 
 
 # ----- callbacks --------------------------------------------------------------------------------------
@@ -410,7 +411,7 @@ def test_replaying_finished_gates_yields_the_same_actions(env: Env):
     assert set(payload) == {"seq", "voter_id", "decision", "at", "stage", "groups", "aliases"}  # no comment
 
 
-def refused(env: Env, gate: str, oid: str, decision: str = "approve", **who: Any) -> Problem:
-    with pytest.raises(Problem) as info:
+def refused(env: Env, gate: str, oid: str, decision: str = "approve", **who: Any) -> GatekeeperError:
+    with pytest.raises(GatekeeperError) as info:
         env.gates.decisions.decide(gate, env.headers(oid, **who), json.dumps({"decision": decision}).encode())
     return info.value

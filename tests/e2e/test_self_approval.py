@@ -28,8 +28,9 @@ from devstack.gates import LocalGates, local_gates
 from devstack.graph import LocalGraphServer
 from devstack.runner import ManualClock
 from devstack.server import StaticTokenCredential
+from functions.http import problem_body, status_of
 from gatekeeper.audit.log import AuditLog
-from gatekeeper.errors import Problem
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import PolicyDecider
@@ -151,8 +152,8 @@ class World:
         token = self.issuer.issue(oid, ENTRA_TENANT, AUDIENCE, upn=upn, issued_at=datetime.now(UTC).timestamp())
         try:
             return self.gates.decide(gate, {"Authorization": f"Bearer {token}"}, decision)
-        except Problem as problem:
-            return problem.status, problem.to_dict()
+        except GatekeeperError as problem:
+            return status_of(problem), problem_body(problem)
 
     def view(self, gate: str) -> dict[str, Any]:
         token = self.issuer.issue(ANNA, ENTRA_TENANT, AUDIENCE)

@@ -67,7 +67,7 @@ def test_eight_concurrent_writers_leave_a_gap_free_valid_log(storage_connection_
     assert all(by_seq[e["seq"]].entry_hash == e["entry_hash"] for e in entries)
 
     log.checkpoint(force=True)
-    result = log.verify()
+    result = log.check()
     assert result.ok, result.summary()
     assert result.size == total
     assert [c.checkpoint().size for c in log.checkpoints()][:6] == [10, 20, 30, 40, 50, 60]

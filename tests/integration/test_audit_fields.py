@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from azure.data.tables import UpdateMode
 
-from gatekeeper.audit.bundle import verify_bundle
+from gatekeeper.audit.bundle import check_bundle
 from gatekeeper.audit.export import export_bundle, export_jsonl, export_oscal
 from gatekeeper.audit.log import ENTRY_PARTITION, AuditLog
 from gatekeeper.audit.signing import LocalCheckpointKey
@@ -59,8 +59,8 @@ def test_subjects_and_named_actors_are_sealed_at_rest_and_opened_for_auditors(lo
 
     # the bundle (offline verification) carries the stored form and still verifies
     bundle = export_bundle(log)
-    assert PERSON not in json.dumps(bundle) and verify_bundle(bundle, public_key_pem=log.trusted_public_key_pem()).ok
-    assert log.verify().ok
+    assert PERSON not in json.dumps(bundle) and check_bundle(bundle, public_key_pem=log.trusted_public_key_pem()).ok
+    assert log.check().ok
     # the tenant's own auditors read them opened
     lines = [json.loads(line) for line in export_jsonl(log)]
     assert [line["actor"] for line in lines][:2] == [PERSON, OID] and lines[0]["subject"] == TITLE
@@ -84,5 +84,5 @@ def test_a_sealed_subject_moved_to_another_entry_or_field_does_not_open(log):
     # the export still goes through (the field stays sealed) and verification names the changed entry
     subjects = [json.loads(line)["subject"] for line in export_jsonl(log)]
     assert subjects[0] == "first subject" and subjects[1] == first["subject"]
-    result = log.verify()
+    result = log.check()
     assert not result.ok and result.first_bad_seq == 1

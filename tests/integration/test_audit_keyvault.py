@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from devstack.keyvault_server import KEY_VAULT_SCOPE, LocalKeyVault
-from gatekeeper.audit.bundle import verify_bundle
+from gatekeeper.audit.bundle import check_bundle
 from gatekeeper.audit.export import export_bundle
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.signing import CheckpointKeyError, KeyVaultCheckpointKey
@@ -47,7 +47,7 @@ def test_key_vault_key_signs_checkpoints_that_verify_offline(vault, storage, pro
     assert [(c.algorithm, c.key_id) for c in checkpoints] == [(algorithm, kid)]
     assert KEY_VAULT_SCOPE in credential.scopes_requested
     bundle = export_bundle(log)
-    result = verify_bundle(bundle, public_key_pem=key.public_key_pem())
+    result = check_bundle(bundle, public_key_pem=key.public_key_pem())
     assert result.ok and result.size == 7
 
 
@@ -65,7 +65,7 @@ def test_vault_outage_keeps_appending_and_the_checkpoint_is_repaired(vault, stor
     assert records[-1].seq == 2 and log.last_checkpoint_error == "CheckpointKeyError"
     assert log.checkpoints() == []
     assert log.checkpoint().checkpoint().size == 3
-    assert log.verify().ok
+    assert log.check().ok
 
 
 def test_missing_vault_key_is_a_clear_error(vault):

@@ -10,14 +10,14 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 
 from gatekeeper.audit.archive import CheckpointArchive, CheckpointConflict, blob_name
-from gatekeeper.audit.bundle import verify_bundle
+from gatekeeper.audit.bundle import check_bundle
 from gatekeeper.audit.checkpoints import Checkpoint, origin_for, sign_checkpoint
 from gatekeeper.audit.export import CONTENT_TYPES, export_bundle, export_for_http, export_jsonl, export_oscal
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.oscal_validate import validation_errors
 from gatekeeper.audit.records import GENESIS_HASH, RecordKind
 from gatekeeper.audit.signing import LocalCheckpointKey
-from gatekeeper.errors import ValidationProblem
+from gatekeeper.errors import InvalidInput
 from gatekeeper.store.keyring import DataKeyRing
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
@@ -109,13 +109,13 @@ def test_append_chains_entries_and_seals_data(make_log):
 def test_bad_input_names_the_field_and_writes_nothing(make_log):
     log = make_log()
     fill(log, 1)
-    with pytest.raises(ValidationProblem) as info:
+    with pytest.raises(InvalidInput) as info:
         log.append("not-a-kind", "system:gatekeeper")
     assert info.value.field == "kind"
-    with pytest.raises(ValidationProblem) as info:
+    with pytest.raises(InvalidInput) as info:
         log.append("decision", "")
     assert info.value.field == "actor"
-    with pytest.raises(ValidationProblem) as info:
+    with pytest.raises(InvalidInput) as info:
         log.append("decision", "system:gatekeeper", data={"when": object()})
     assert info.value.field == "data"
     assert log.head().size == 1
@@ -133,7 +133,7 @@ def test_checkpoints_every_n_entries_go_to_table_and_worm_container(make_log, st
     assert names == [blob_name(unique_name, 10), blob_name(unique_name, 20)]
     with pytest.raises(ResourceExistsError):
         container.upload_blob(names[0], b"{}", overwrite=False)
-    result = log.verify()
+    result = log.check()
     assert result.ok and result.size == 20 and result.unsigned_tail == 5
 
 
@@ -186,7 +186,7 @@ def test_failed_signature_does_not_fail_the_append_and_is_repaired(make_log, sig
     repaired = log.checkpoint()
     assert repaired.checkpoint().size == 5
     assert [c.checkpoint().size for c in log.checkpoints()] == [5]
-    assert log.verify().ok
+    assert log.check().ok
 
 
 def test_append_many_spans_transactions(make_log):
@@ -198,7 +198,7 @@ def test_append_many_spans_transactions(make_log):
     assert [r.seq for r in records] == list(range(150))
     assert log.head().size == 150
     log.checkpoint(force=True)
-    assert log.verify().ok
+    assert log.check().ok
 
 
 def test_large_data_is_chunked_and_too_large_is_refused(make_log):
@@ -208,10 +208,10 @@ def test_large_data_is_chunked_and_too_large_is_refused(make_log):
     entity = log.table.get_entity("log", f"{record.seq:020d}")
     assert entity["data_parts"] > 1
     assert next(log.records()).data["payload"] == big
-    with pytest.raises(ValidationProblem, match="data: too large"):
+    with pytest.raises(InvalidInput, match="data: too large"):
         log.append("event_received", "system:gatekeeper", data={"payload": "y" * 500_000})
     log.checkpoint(force=True)
-    assert log.verify().ok
+    assert log.check().ok
 
 
 def test_key_rotation_never_changes_history(make_log, storage, provider, cipher, unique_name):
@@ -230,7 +230,7 @@ def test_key_rotation_never_changes_history(make_log, storage, provider, cipher,
     data_keys = {e["data"].split(".")[1] for e in log.entries()}
     assert len(data_keys) == 2  # old entries stay sealed under the old data key
     log.checkpoint(force=True)
-    assert log.verify().ok
+    assert log.check().ok
 
 
 def test_export_bundle_ends_on_a_signed_checkpoint_and_verifies_offline(make_log, signer):
@@ -239,7 +239,7 @@ def test_export_bundle_ends_on_a_signed_checkpoint_and_verifies_offline(make_log
     bundle = export_bundle(log)
     assert bundle["range"]["end_seq"] == 23 and len(bundle["entries"]) == 23
     assert bundle["public_keys"] == [signer.public_key_pem()]
-    result = verify_bundle(json.loads(json.dumps(bundle)), public_key_pem=signer.public_key_pem())
+    result = check_bundle(json.loads(json.dumps(bundle)), public_key_pem=signer.public_key_pem())
     assert result.ok and result.size == 23
     assert result.root == log.head().checkpoint_root
 
@@ -259,12 +259,12 @@ def test_export_by_time_range(make_log, clock, signer):
         "start_seq": 11,
         "end_seq": 20,
     }
-    assert verify_bundle(bundle, public_key_pem=signer.public_key_pem()).ok
+    assert check_bundle(bundle, public_key_pem=signer.public_key_pem()).ok
     lines = list(export_jsonl(log, start=start, end=end))
     assert [json.loads(line)["seq"] for line in lines] == [11, 12, 13, 14, 15, 16]
     empty = export_bundle(log, start=T0 + timedelta(days=1))
-    assert empty["entries"] == [] and verify_bundle(empty, public_key_pem=signer.public_key_pem()).ok
-    with pytest.raises(ValidationProblem, match="to: must not be earlier"):
+    assert empty["entries"] == [] and check_bundle(empty, public_key_pem=signer.public_key_pem()).ok
+    with pytest.raises(InvalidInput, match="to: must not be earlier"):
         export_bundle(log, start=end, end=start)
 
 
@@ -322,10 +322,10 @@ def test_export_oscal_and_jsonl_open_the_records(make_log):
 def test_export_for_http(storage, cipher, signer, make_log, unique_name):
     fill(make_log(), 3)
     content_type, body = export_for_http(storage, cipher, unique_name, "bundle", signer=signer, env={})
-    assert content_type == CONTENT_TYPES["bundle"] and verify_bundle(body).ok
+    assert content_type == CONTENT_TYPES["bundle"] and check_bundle(body).ok
     content_type, body = export_for_http(storage, cipher, unique_name, "oscal", signer=signer, env={})
     assert "assessment-results" in json.loads(body)
-    with pytest.raises(ValidationProblem) as info:
+    with pytest.raises(InvalidInput) as info:
         export_for_http(storage, cipher, unique_name, "pdf", signer=signer, env={})
     assert info.value.field == "format"
 
@@ -342,6 +342,6 @@ def test_a_log_without_signer_appends_and_records_no_checkpoint(storage, cipher,
     assert log.head().checkpoint_size == 0 and log.checkpoints() == []
     assert log.last_checkpoint_error is None and "not published" not in caplog.text
     with pytest.raises(ValueError, match="public_key_pem"):
-        log.verify()
+        log.check()
     bundle = export_bundle(log)  # nothing signed yet: an empty bundle, no entry unproven
     assert bundle["entries"] == [] and bundle["checkpoints"] == []

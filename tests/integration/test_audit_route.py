@@ -8,7 +8,7 @@ import azure.functions as func
 import pytest
 
 from devstack.entra_issuer import LocalEntraIssuer
-from gatekeeper.audit.bundle import verify_bundle
+from gatekeeper.audit.bundle import check_bundle
 from gatekeeper.audit.oscal_validate import validation_errors
 from gatekeeper.audit.signing import LocalCheckpointKey
 from gatekeeper.runtime import set_runtime
@@ -66,7 +66,7 @@ def test_the_bundle_export_verifies_offline(env, issuer):
     token = issuer.issue(AUDITOR, ENTRA_TENANT, AUDIENCE, roles=("Gatekeeper.Auditor",))
     response = export(env.tenant_id, token, "bundle")
     assert response.status_code == 200
-    result = verify_bundle(json.loads(response.get_body()))
+    result = check_bundle(json.loads(response.get_body()))
     assert result.ok and result.size == 2
 
 

@@ -10,7 +10,7 @@ import pytest
 from azure.data.tables import UpdateMode
 
 from gatekeeper.audit.archive import blob_name
-from gatekeeper.audit.bundle import verify_bundle
+from gatekeeper.audit.bundle import check_bundle
 from gatekeeper.audit.checkpoints import Checkpoint, sign_checkpoint
 from gatekeeper.audit.export import export_bundle
 from gatekeeper.audit.log import AuditLog
@@ -62,7 +62,7 @@ def new_log(storage, keys, tenant, n=N):
 @pytest.fixture
 def log(storage, keys, unique_name):
     built = new_log(storage, keys, unique_name)
-    assert built.verify().ok
+    assert built.check().ok
     return built
 
 
@@ -80,10 +80,10 @@ def put(log, seq, values) -> None:
 
 
 def assert_detected(log, seq, fragment, keys):
-    result = log.verify()
+    result = log.check()
     assert (result.ok, result.first_bad_seq) == (False, seq), result.summary()
     assert fragment in result.problem
-    offline = verify_bundle(export_bundle(log, sign_now=False), public_key_pem=keys["signer"].public_key_pem())
+    offline = check_bundle(export_bundle(log, sign_now=False), public_key_pem=keys["signer"].public_key_pem())
     assert (offline.ok, offline.first_bad_seq) == (False, seq), offline.summary()
 
 
@@ -142,7 +142,7 @@ def test_truncate_and_rewrite_head_and_table_checkpoints(log, keys):
     head = dict(log.table.get_entity("log", "head"))
     head.update(size=15, last_hash=entity(log, 14)["entry_hash"], cp_size=10)
     log.table.upsert_entity(head, mode=UpdateMode.REPLACE)
-    result = log.verify()
+    result = log.check()
     assert (result.ok, result.first_bad_seq) == (False, 15) and "missing" in result.problem
 
 
@@ -184,7 +184,7 @@ def test_consistent_forgery_without_the_signing_key(log, keys):
     head = dict(log.table.get_entity("log", "head"))
     head.update(last_hash=prev, cp_root=tree.root(30).hex())
     log.table.upsert_entity(head, mode=UpdateMode.REPLACE)
-    result = log.verify()
+    result = log.check()
     assert (result.ok, result.first_bad_seq) == (False, 10), result.summary()
 
 
@@ -195,12 +195,12 @@ def test_rewritten_unsigned_tail_is_caught_by_the_head_last_hash(log, keys):
     log.append("decision", "system:gatekeeper", "gate-x", "deploy-31", {"level": "L1"})
     head = log.head()
     assert (head.size, head.checkpoint_size) == (N + 2, N)
-    assert log.verify().ok and log.verify().unsigned_tail == 2
+    assert log.check().ok and log.check().unsigned_tail == 2
     values = entity(log, N + 1)
     values["subject"] = "deploy-evil"
     values["entry_hash"] = entry_hash(entry_canonical({**values, "seq": N + 1})).hex()
     put(log, N + 1, values)
-    result = log.verify()
+    result = log.check()
     assert (result.ok, result.first_bad_seq) == (False, N + 1), result.summary()
     assert result.problem == "altered: the log head records a different hash for the last entry"
 
@@ -214,5 +214,5 @@ def test_an_archived_checkpoint_that_repeats_a_key_is_damaged(log, keys):
     forged = body.replace(b'{\n "algorithm"', b'{\n "note": "gatekeeper.audit/x\\n1\\nAA==\\nnow\\n",\n "algorithm"', 1)
     assert forged != body and json.loads(forged) == json.loads(body)
     container.upload_blob(name, forged, overwrite=True)
-    result = log.verify()
+    result = log.check()
     assert not result.ok and "malformed" in result.problem, result.summary()

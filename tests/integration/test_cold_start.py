@@ -31,7 +31,7 @@ NOT_ON_THE_INGESTION_PATH = (
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from gatekeeper.local.azurite import start_azurite
+    from devstack.azurite import start_azurite
     from tests.conftest import ROOT
 
     server = start_azurite(ROOT)

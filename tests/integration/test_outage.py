@@ -400,8 +400,10 @@ def test_a_stored_event_that_does_not_open_in_an_activity_is_audited(env, tmp_pa
 @pytest.mark.parametrize("outage", ["hang", "error"])
 def test_the_checkpoint_key_read_at_cold_start_is_bounded_and_a_503(local_keyvault, outage):
     """A cold process reads the checkpoint key while building its runtime, inside the first request."""
+    from functions.http import status_of
     from gatekeeper.audit.signing import CheckpointKeyError, KeyVaultCheckpointKey
-    from gatekeeper.failures import as_problem
+    from gatekeeper.errors import DependencyUnavailable
+    from gatekeeper.failures import as_error
 
     local_keyvault.create_key("audit-checkpoint", size=3072, key_ops=["sign", "verify"])
     key = KeyVaultCheckpointKey(
@@ -416,5 +418,5 @@ def test_the_checkpoint_key_read_at_cold_start_is_bounded_and_a_503(local_keyvau
     with pytest.raises(CheckpointKeyError) as info:
         key.signer()
     assert time.monotonic() - started < BOUND_SECONDS
-    problem = as_problem(info.value)
-    assert problem is not None and problem.status == 503 and problem.retry_after
+    problem = as_error(info.value)
+    assert isinstance(problem, DependencyUnavailable) and status_of(problem) == 503 and problem.retry_after

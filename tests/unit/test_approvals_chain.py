@@ -25,6 +25,7 @@ from gatekeeper.approvals.chain import (
     Vote,
     VoteCounted,
 )
+from gatekeeper.errors import Conflict, Forbidden, Gone
 from gatekeeper.policy import load_policy
 
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
@@ -141,7 +142,7 @@ def test_upn_alias_matches_a_named_approver():
 def test_not_an_approver_is_refused_and_changes_nothing():
     state = started(plan(stage()))
     after, out = chain.apply(state, vote("mallory", groups=frozenset({"other-group"})))
-    assert isinstance(out, NotAnApprover) and out.status == 403
+    assert isinstance(out, NotAnApprover) and out.kind is Forbidden
     assert after == state
 
 
@@ -149,7 +150,7 @@ def test_not_an_approver_is_refused_and_changes_nothing():
 def test_the_requester_cannot_decide_even_when_listed_as_approver(decision):
     state = started(plan(stage(approvers=("dev", "anna"))), requester=("Dev",))
     after, out = chain.apply(state, vote("dev", decision))
-    assert isinstance(out, SelfApproval) and out.status == 403 and after == state
+    assert isinstance(out, SelfApproval) and out.kind is Forbidden and after == state
 
 
 def test_self_approval_is_detected_through_an_alias():
@@ -162,7 +163,7 @@ def test_second_vote_of_the_same_person_is_a_duplicate_even_with_another_decisio
     state = started(plan(stage(quorum=2)))
     state, _ = chain.apply(state, vote("anna"))
     after, out = chain.apply(state, vote("ANNA", "reject", minutes=2))
-    assert isinstance(out, DuplicateVote) and out.status == 409 and after == state
+    assert isinstance(out, DuplicateVote) and out.kind is Conflict and after == state
 
 
 def test_one_person_counts_once_per_chain_not_per_stage():
@@ -176,7 +177,7 @@ def test_one_person_counts_once_per_chain_not_per_stage():
 def test_vote_at_or_after_the_deadline_is_refused_as_late():
     state = started(plan(stage(timeout="PT1H")))
     _, out = chain.apply(state, vote("anna", minutes=60))
-    assert isinstance(out, PastDeadline) and out.status == 410
+    assert isinstance(out, PastDeadline) and out.kind is Gone
     _, out = chain.apply(state, vote("anna", minutes=59))
     assert isinstance(out, ChainApproved)
 
@@ -191,7 +192,7 @@ def test_vote_cast_for_a_stage_that_is_no_longer_current_is_late():
 def test_votes_after_the_chain_closed_are_refused_as_decided():
     state, _ = chain.apply(started(plan(stage())), vote("anna"))
     _, out = chain.apply(state, vote("piet", minutes=2))
-    assert isinstance(out, ChainClosed) and out.status == 410
+    assert isinstance(out, ChainClosed) and out.kind is Gone
 
 
 def test_refusal_order_closed_before_late_before_self_before_duplicate():

@@ -21,9 +21,10 @@ from devstack.graph import LocalGraphServer
 from devstack.server import StaticTokenCredential
 from functions import approvals
 from functions.durable_gateway import DurableClientGateway
+from functions.http import status_of
 from gatekeeper.approvals.chain import ChainPlan, Decision
 from gatekeeper.approvals.service import DecisionService
-from gatekeeper.errors import Problem
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.gates.model import GateStatus, chain_instance_id
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 from gatekeeper.integrations.graph_groups import GraphGroupMembership
@@ -272,17 +273,17 @@ def test_a_vote_stored_but_not_delivered_is_delivered_on_retry_not_refused(gate,
         token_validator=env.runtime.token_validator,
     )
     body = json.dumps({"decision": "approve"}).encode()
-    with pytest.raises(Problem) as info:
+    with pytest.raises(GatekeeperError) as info:
         service.decide(gate["id"], bearer(issuer, ANNA), body)
-    assert info.value.status == 503
+    assert status_of(info.value) == 503
     [stored] = gate["store"].votes(gate["id"])
     assert stored.decision is Decision.APPROVE and not stored.raised
     status, answer = service.decide(gate["id"], bearer(issuer, ANNA), body)
     assert status == 202 and answer["vote"] == 0
     assert [p.rsplit("/", 1)[1].split("?")[0] for p, _ in raised(durable)] == ["approval-vote-0"]
-    with pytest.raises(Problem) as info:
+    with pytest.raises(GatekeeperError) as info:
         service.decide(gate["id"], bearer(issuer, ANNA), body)
-    assert info.value.status == 409
+    assert status_of(info.value) == 409
 
 
 def test_concurrent_voters_get_distinct_vote_numbers(gate):

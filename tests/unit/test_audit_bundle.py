@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from gatekeeper.audit.bundle import BundleFormatError, build_bundle, dumps, verify_bundle
+from gatekeeper.audit.bundle import BundleFormatError, build_bundle, check_bundle, dumps
 from gatekeeper.audit.checkpoints import SignedCheckpoint
 from gatekeeper.audit.signing import LocalCheckpointKey
 from tests.unit.test_audit_support import forge, make_bundle, make_checkpoints, make_entries, rehash
@@ -36,7 +36,7 @@ def bundle(signer):
 
 
 def check(bundle, pem):
-    return verify_bundle(json.loads(dumps(bundle)), public_key_pem=pem)
+    return check_bundle(json.loads(dumps(bundle)), public_key_pem=pem)
 
 
 def test_intact_bundle_verifies_with_size_and_root(bundle, pem):
@@ -222,12 +222,12 @@ def test_missing_consistency_proof(bundle, pem):
 
 
 def test_embedded_key_is_used_without_a_trusted_key_and_flagged(bundle):
-    result = verify_bundle(bundle)
+    result = check_bundle(bundle)
     assert result.ok and not result.trusted_key
 
 
 def test_wrong_trusted_key_fails(bundle, attacker):
-    result = verify_bundle(bundle, public_key_pem=attacker.public_key_pem())
+    result = check_bundle(bundle, public_key_pem=attacker.public_key_pem())
     assert result.first_bad_seq == 0 and "not a trusted checkpoint key" in result.problem
 
 
@@ -239,8 +239,8 @@ def test_rotated_checkpoint_keys_verify_with_both_keys_in_the_pem(signer, attack
         "contoso", entries, [*first, *second], start_seq=0, end_seq=20, exported_at="2026-03-02T00:00:00.000000Z"
     )
     both = signer.public_key_pem() + attacker.public_key_pem()
-    assert verify_bundle(bundle, public_key_pem=both).ok
-    assert verify_bundle(bundle, public_key_pem=signer.public_key_pem()).first_bad_seq == 10
+    assert check_bundle(bundle, public_key_pem=both).ok
+    assert check_bundle(bundle, public_key_pem=signer.public_key_pem()).first_bad_seq == 10
 
 
 @pytest.mark.parametrize(("start_seq", "end_seq"), [(12, 30), (10, 20), (0, 20), (25, 30)])
@@ -311,16 +311,16 @@ def test_wrong_types_are_named(bundle, pem):
 def test_unreadable_headers_name_the_field(bundle, pem, mutate, field):
     mutate(bundle)
     with pytest.raises(BundleFormatError, match=f"field {field}"):
-        verify_bundle(bundle, public_key_pem=pem)
+        check_bundle(bundle, public_key_pem=pem)
 
 
 def test_unreadable_public_key_is_a_format_error(bundle):
     with pytest.raises(BundleFormatError, match="no '-----BEGIN PUBLIC KEY-----' block"):
-        verify_bundle(bundle, public_key_pem="not a key")
+        check_bundle(bundle, public_key_pem="not a key")
 
 
 def test_progress_reports_every_entry(signer, pem):
     bundle = make_bundle(signer, n=2100, every=500)
     seen: list[int] = []
-    assert verify_bundle(bundle, public_key_pem=pem, progress=seen.append).ok
+    assert check_bundle(bundle, public_key_pem=pem, progress=seen.append).ok
     assert sum(seen) == 2100 and seen[0] == 1024

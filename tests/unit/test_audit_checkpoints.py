@@ -194,7 +194,7 @@ def test_rsa_keys_shorter_than_2048_bits_are_not_trusted():
 
 def test_a_log_signed_first_by_an_ec_key_then_by_an_rsa_key_verifies_with_both_public_keys(key, ec_key):
     """The upgrade path: checkpoints before the switch stay ES256, later ones are RS256."""
-    from gatekeeper.audit.bundle import build_bundle, verify_bundle
+    from gatekeeper.audit.bundle import build_bundle, check_bundle
     from tests.unit.test_audit_support import make_checkpoints, make_entries
 
     entries = make_entries("contoso", 30)
@@ -208,7 +208,7 @@ def test_a_log_signed_first_by_an_ec_key_then_by_an_rsa_key_verifies_with_both_p
         "contoso", entries, checkpoints, start_seq=0, end_seq=30, exported_at="2026-03-01T12:00:00.000000Z"
     )
     both = old.public_key_pem() + new.public_key_pem()
-    result = verify_bundle(bundle, public_key_pem=both)
+    result = check_bundle(bundle, public_key_pem=both)
     assert result.ok and result.size == 30 and result.checkpoints_checked == 3
-    only_new = verify_bundle(bundle, public_key_pem=new.public_key_pem())
+    only_new = check_bundle(bundle, public_key_pem=new.public_key_pem())
     assert not only_new.ok and only_new.first_bad_seq == 0 and "not a trusted checkpoint key" in only_new.problem

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gatekeeper.audit.bundle import verify_bundle
+from gatekeeper.audit.bundle import check_bundle
 from gatekeeper.audit.oscal import CONTROLS, to_oscal
 from gatekeeper.audit.oscal_validate import oscal_validator, validation_errors
 from gatekeeper.audit.signing import LocalCheckpointKey
@@ -76,7 +76,7 @@ def opened_for(bundle, *, self_approval: bool = False, skip_approval: bool = Fal
 
 def build(signer, **opened_options):
     bundle = make_bundle(signer, n=30, every=10)
-    verification = verify_bundle(bundle, public_key_pem=signer.public_key_pem())
+    verification = check_bundle(bundle, public_key_pem=signer.public_key_pem())
     return bundle, to_oscal(bundle, opened_for(bundle, **opened_options), verification, generated_at=NOW)
 
 
@@ -182,7 +182,7 @@ def test_violations_make_findings_not_satisfied(signer, schema):
 def test_failed_verification_fails_au9(signer, schema):
     bundle = make_bundle(signer, n=30, every=10)
     bundle["entries"][4]["actor"] = "user:tamperer"
-    verification = verify_bundle(bundle, public_key_pem=signer.public_key_pem())
+    verification = check_bundle(bundle, public_key_pem=signer.public_key_pem())
     document = to_oscal(bundle, opened_for(bundle), verification, generated_at=NOW)
     findings = {f["target"]["target-id"]: f for f in document["assessment-results"]["results"][0]["findings"]}
     assert findings["au-9_smt"]["target"]["status"]["state"] == "not-satisfied"
@@ -192,7 +192,7 @@ def test_failed_verification_fails_au9(signer, schema):
 
 def test_unreadable_data_is_still_described(signer, schema):
     bundle = make_bundle(signer, n=10, every=10)
-    verification = verify_bundle(bundle, public_key_pem=signer.public_key_pem())
+    verification = check_bundle(bundle, public_key_pem=signer.public_key_pem())
     document = to_oscal(bundle, dict.fromkeys(range(10)), verification, generated_at=NOW)
     assert validation_errors(document, schema) == []
     assert "can no longer be opened" in document["assessment-results"]["results"][0]["observations"][0]["description"]
@@ -272,7 +272,7 @@ def test_the_records_the_gate_activities_write_map_as_documented(signer, schema)
         end_seq=len(entries),
         exported_at="2026-03-02T00:00:00.000000Z",
     )
-    verification = verify_bundle(bundle, public_key_pem=signer.public_key_pem())
+    verification = check_bundle(bundle, public_key_pem=signer.public_key_pem())
     opened = {seq: data for seq, (_, _, data) in enumerate(steps)}
     document = to_oscal(bundle, opened, verification, generated_at=NOW)
     assert validation_errors(document, schema) == []

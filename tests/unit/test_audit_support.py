@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gatekeeper.audit.bundle import build_bundle, verify_bundle
+from gatekeeper.audit.bundle import build_bundle, check_bundle
 from gatekeeper.audit.checkpoints import Checkpoint, SignedCheckpoint, origin_for, sign_checkpoint
 from gatekeeper.audit.merkle import CompactRange, MerkleTree
 from gatekeeper.audit.records import GENESIS_HASH, entry_canonical, entry_hash, format_time, sealed_entry
@@ -138,7 +138,7 @@ def attacker_signer(tmp_path_factory) -> CheckpointSigner:
 
 def test_builders_make_a_bundle_that_verifies(audit_signer):
     bundle = make_bundle(audit_signer)
-    result = verify_bundle(bundle, public_key_pem=audit_signer.public_key_pem())
+    result = check_bundle(bundle, public_key_pem=audit_signer.public_key_pem())
     assert result.ok, result.summary()
     assert (result.size, result.entries_checked, result.checkpoints_checked) == (30, 30, 3)
 
@@ -147,5 +147,5 @@ def test_forge_keeps_the_chain_consistent(audit_signer, attacker_signer):
     forged = forge(make_bundle(audit_signer), 13, attacker_signer)
     assert forged["entries"][13]["actor"] == "user:attacker"
     # Checked against its own (attacker-supplied) keys, the forgery is internally consistent...
-    assert verify_bundle(forged).ok
+    assert check_bundle(forged).ok
     # ...which is exactly why the verifier must be given the trusted key (see test_audit_bundle).

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.audit import strict_json
-from gatekeeper.audit.bundle import BundleFormatError, build_bundle, dumps, read_bundle, verify_bundle
+from gatekeeper.audit.bundle import BundleFormatError, build_bundle, check_bundle, dumps, read_bundle
 from gatekeeper.audit.checkpoints import Checkpoint, SignedCheckpoint, origin_for, sign_checkpoint
 from gatekeeper.audit.merkle import CompactRange, MerkleTree
 from gatekeeper.audit.records import ENTRY_FIELDS
 from gatekeeper.audit.signing import LocalCheckpointKey
-from gatekeeper.audit.verify import verify_log
+from gatekeeper.audit.verify import VerificationError, check_log
 from gatekeeper.audit.worm_check import against_archive
 from gatekeeper.cli import main
 from tests.unit.test_audit_support import make_bundle, make_checkpoints, make_entries
@@ -227,7 +227,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
 
 def test_verify_bundle_on_bytes_reads_strictly(bundle, signer):
     raw = b'{"format":"x",' + dumps(bundle)[1:]
-    result = verify_bundle(raw, public_key_pem=signer.public_key_pem())
+    result = check_bundle(raw, public_key_pem=signer.public_key_pem())
     assert not result.ok and "top level repeats the key 'format'" in (result.problem or "")
 
 
@@ -242,7 +242,7 @@ def test_two_genuinely_signed_checkpoints_of_one_size_that_disagree_fail(signer,
     for position in (1, 2):
         forked = copy.deepcopy(bundle)
         forked["checkpoints"].insert(position, other.model_dump())
-        result = verify_bundle(forked, public_key_pem=signer.public_key_pem())
+        result = check_bundle(forked, public_key_pem=signer.public_key_pem())
         assert (result.ok, result.first_bad_seq) == (False, 10), result.summary()
         assert result.problem == "two signed checkpoints for size 20 disagree (the log forked)"
 
@@ -259,7 +259,7 @@ def test_against_archive_finds_truncation_forks_and_forged_blobs(signer, bundle)
 
     def check(data: dict[str, Any], archive: list[tuple[str, bytes]]):
         header = parse_header(data)
-        return against_archive(header, verify_bundle(data, public_key_pem=pem), archive, bundle_keys(header, pem)[0])
+        return against_archive(header, check_bundle(data, public_key_pem=pem), archive, bundle_keys(header, pem)[0])
 
     assert check(bundle, blobs[:3]).ok
     truncated = check(bundle, blobs)
@@ -297,8 +297,8 @@ def accepted(raw: bytes, pem: str) -> bool:
     """What `audit verify` decides: exit 0 only when this is True."""
     try:
         data = read_bundle(raw)
-        return verify_bundle(data, public_key_pem=pem).ok
-    except BundleFormatError:  # exit 2, or exit 1 for a repeated key (BundleDuplicateKey)
+        return check_bundle(data, public_key_pem=pem).ok
+    except (BundleFormatError, VerificationError):  # exit 2, or exit 1 for a repeated key
         return False
 
 
@@ -419,7 +419,7 @@ def test_verify_log_alone_refuses_a_frontier_without_a_checkpoint(signer):
     for i in range(5):
         frontier.append(tree.leaf(i))
     keys = {}
-    result = verify_log("contoso", [], [], keys, start=5, frontier=frontier.hashes, expected_size=5)
+    result = check_log("contoso", [], [], keys, start=5, frontier=frontier.hashes, expected_size=5)
     assert not result.ok and result.first_bad_seq == 0 and "frontier alone" in (result.problem or "")
-    assert verify_log("contoso", [], [], keys).ok  # an empty log claims nothing
+    assert check_log("contoso", [], [], keys).ok  # an empty log claims nothing
     assert origin_for("contoso") == "gatekeeper.audit/contoso"

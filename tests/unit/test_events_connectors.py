@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gatekeeper.errors import ValidationProblem
+from gatekeeper.errors import InvalidInput
 from gatekeeper.events.common import Ignored
 from gatekeeper.events.connectors import parse_connector_message
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent
@@ -153,7 +153,7 @@ def test_connectwise_other_callbacks_are_ignored(mutate: Any, expected: str) -> 
 def test_connectwise_bad_fields_are_named(mutate: Any, field: str) -> None:
     message = sample("connectwise.ticket-approved")
     mutate(message["payload"])
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse(message)
     assert caught.value.field == field
 
@@ -191,7 +191,7 @@ def test_autotask_alert_resolution_and_missing_device() -> None:
 def test_autotask_missing_fields_are_named(field: str, path: str) -> None:
     message = sample("autotask.ticket-alert")
     del message["payload"][field]
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse(message)
     assert caught.value.field == path
 
@@ -201,7 +201,7 @@ def test_halopsa_variants() -> None:
     message["payload"]["ticket"]["status_name"] = "With Customer"
     assert isinstance(parse(message), Ignored)
     del message["payload"]["ticket"]["id"]
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse(message)
     assert caught.value.field == "payload.ticket.id"
     neither = sample("halopsa.asset-alert")
@@ -220,7 +220,7 @@ def test_ninjarmm_variants() -> None:
     del no_device["payload"]["deviceId"]
     assert event(no_device).subject == "311"  # falls back to device.id
     del no_device["payload"]["device"]
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse(no_device)
     assert caught.value.field == "payload.deviceId"
     other = sample("ninjarmm.condition-triggered")
@@ -242,7 +242,7 @@ def test_ninjarmm_variants() -> None:
 def test_envelope_errors_are_named(mutate: Any, field: str) -> None:
     message = copy.deepcopy(sample("ninjarmm.condition-triggered"))
     mutate(message)
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse(message)
     assert caught.value.field == field
 

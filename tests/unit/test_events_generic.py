@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gatekeeper.errors import ValidationProblem
+from gatekeeper.errors import InvalidInput
 from gatekeeper.events.generic import parse_generic
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
 
@@ -55,7 +55,7 @@ def test_gate_request_defaults_to_deploy() -> None:
     ],
 )
 def test_invalid_fixtures_name_the_field(name: str, field: str) -> None:
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse(fixture(name))
     assert caught.value.field == field
 
@@ -87,7 +87,7 @@ def test_invalid_fixtures_name_the_field(name: str, field: str) -> None:
     ],
 )
 def test_bad_bodies_name_the_field(body: dict[str, Any], field: str, words: str) -> None:
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse(body)
     assert caught.value.field == field
     assert words in caught.value.detail
@@ -105,7 +105,7 @@ def test_bad_bodies_name_the_field(body: dict[str, Any], field: str, words: str)
     ],
 )
 def test_callback_url_rules_refuse(url: str) -> None:
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse({"kind": "gate_request", "environment": "prod", "runId": "1", "callbackUrl": url})
     assert caught.value.field == "callbackUrl"
     assert "pass" not in caught.value.detail
@@ -118,7 +118,7 @@ def test_callback_url_allows_local_http_for_development(url: str) -> None:
 
 
 def test_non_object_body() -> None:
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse([1, 2, 3])
     assert caught.value.field == "$"
 
@@ -138,7 +138,7 @@ def test_business_keys() -> None:
 
 
 def test_unknown_field_names_are_echoed_short_and_printable() -> None:
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse({"kind": "gate_request", "environment": "prod", "runId": "1", "x\n" + "y" * 5000: 1})
     assert caught.value.field is not None
     assert len(caught.value.field) <= 64

@@ -11,7 +11,8 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from gatekeeper.errors import ValidationProblem
+from functions.http import status_of
+from gatekeeper.errors import InvalidInput
 from gatekeeper.events.common import Ignored
 from gatekeeper.events.github import parse_github
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, GitHubCallback, PipelineEvent
@@ -107,10 +108,10 @@ def test_protection_rule_actor_falls_back_to_sender_without_deployment() -> None
 def test_protection_rule_missing_or_wrong_field_is_named(mutate: Any, field: str) -> None:
     payload = copy.deepcopy(protection_rule_payload())
     mutate(payload)
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse("deployment_protection_rule", payload)
     assert caught.value.field == field
-    assert caught.value.status == 422
+    assert status_of(caught.value) == 422
     assert f"field '{field}'" in caught.value.detail
 
 
@@ -148,7 +149,7 @@ def test_protection_rule_with_null_deployment_takes_sha_and_ref_from_the_top_lev
 def test_callback_url_must_name_a_run_of_this_repository_over_https(url: str) -> None:
     payload = protection_rule_payload()
     payload["deployment_callback_url"] = url
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse("deployment_protection_rule", payload)
     assert caught.value.field == "deployment_callback_url"
 
@@ -236,7 +237,7 @@ def test_deployment_status_without_any_environment_is_refused() -> None:
     payload = load_fixture("github/deployment_status.payload.json")
     del payload["deployment_status"]["environment"]
     del payload["deployment"]["environment"]
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse("deployment_status", payload)
     assert caught.value.field == "deployment.environment"
 
@@ -244,7 +245,7 @@ def test_deployment_status_without_any_environment_is_refused() -> None:
 def test_deployment_status_missing_state_is_named() -> None:
     payload = load_fixture("github/deployment_status.payload.json")
     del payload["deployment_status"]["state"]
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse("deployment_status", payload)
     assert caught.value.field == "deployment_status.state"
 
@@ -252,7 +253,7 @@ def test_deployment_status_missing_state_is_named() -> None:
 def test_workflow_run_missing_id_is_named() -> None:
     payload = load_fixture("github/workflow_run.completed.payload.json")
     del payload["workflow_run"]["id"]
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse("workflow_run", payload)
     assert caught.value.field == "workflow_run.id"
 
@@ -288,10 +289,10 @@ def test_ping() -> None:
 
 
 def test_missing_event_name_and_non_object_payload() -> None:
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse("", {})
     assert caught.value.field == "header:X-GitHub-Event"
-    with pytest.raises(ValidationProblem) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse("workflow_run", ["not", "an", "object"])
     assert caught.value.field == "$"
 

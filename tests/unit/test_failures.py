@@ -16,8 +16,8 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from functions.http import handle
-from gatekeeper.failures import as_problem
+from functions.http import handle, problem_body, status_of
+from gatekeeper.failures import as_error
 from gatekeeper.store.envelope import SealingUnavailable
 from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable
 
@@ -41,10 +41,10 @@ def _status(exc: HttpResponseError, status: int) -> HttpResponseError:
     ],
 )
 def test_dependency_failures_are_503_with_retry_after(exc, dependency):
-    problem = as_problem(exc)
-    assert problem is not None and problem.status == 503 and problem.slug == "dependency-unavailable"
+    problem = as_error(exc)
+    assert problem is not None and status_of(problem) == 503 and problem.code == "dependency-unavailable"
     assert problem.retry_after and problem.retry_after > 0 and problem.extra["dependency"] == dependency
-    assert str(exc) not in json.dumps(problem.to_dict())
+    assert str(exc) not in json.dumps(problem_body(problem))
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_dependency_failures_are_503_with_retry_after(exc, dependency):
     ],
 )
 def test_other_failures_stay_internal_errors(exc):
-    assert as_problem(exc) is None
+    assert as_error(exc) is None
 
 
 def _boom(exc: Exception):
@@ -90,13 +90,13 @@ def test_an_internal_error_has_no_retry_after():
 def test_every_503_says_when_to_try_again():
     """Route-specific 503s (an orchestration or directory lookup that is not reachable now) get Retry-After
     too, so a caller never has to guess."""
-    from gatekeeper.errors import Problem
+    from gatekeeper.errors import Conflict, DependencyUnavailable
 
     request = func.HttpRequest("POST", "http://localhost/api/approvals/x/decisions", headers={}, body=b"{}")
-    unavailable = Problem(503, "orchestration-unavailable", "Try again", "send it again")
+    unavailable = DependencyUnavailable("send it again", code="orchestration-unavailable", title="Try again")
     response = handle(request, _boom(unavailable))
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
-    refused = handle(request, _boom(Problem(409, "duplicate-vote", "Already voted")))
+    refused = handle(request, _boom(Conflict(code="duplicate-vote", title="Already voted")))
     assert "Retry-After" not in refused.headers
 
 
@@ -109,6 +109,6 @@ def test_a_failure_raised_from_a_dependency_outage_is_that_outage():
         except ServiceResponseError as inner:
             raise CheckpointKeyError("checkpoint key: cannot be read from Key Vault") from inner
     except CheckpointKeyError as outer:
-        problem = as_problem(outer)
-    assert problem is not None and problem.status == 503
-    assert as_problem(CheckpointKeyError("checkpoint key type 'oct' is neither EC nor RSA")) is None
+        problem = as_error(outer)
+    assert problem is not None and status_of(problem) == 503
+    assert as_error(CheckpointKeyError("checkpoint key type 'oct' is neither EC nor RSA")) is None

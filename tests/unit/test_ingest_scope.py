@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.errors import Problem
+from functions.http import status_of
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.github import parse_github
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.ingest.scope import bind_github
@@ -70,9 +71,9 @@ def test_bound_iff_every_named_target_is_the_tenants_and_they_agree(repo, org, i
         )
         assert isinstance(event, PipelineEvent)
         bound = bind_github(B, payload(repo, org, installation, callback_repo), event)
-    except Problem as problem:
+    except GatekeeperError as problem:
         assert not expected, problem.detail
-        assert problem.status == 422 and problem.field
+        assert status_of(problem) == 422 and problem.field
         return
     assert expected
     assert bound.callback.installation_id == installation  # type: ignore[union-attr]

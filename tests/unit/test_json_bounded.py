@@ -11,6 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from functions.http import status_of
 from gatekeeper import json_bounded, yaml_bounded
 from gatekeeper.json_bounded import MAX_DEPTH, MAX_INT_DIGITS, JsonBoundsError
 
@@ -114,10 +115,10 @@ def test_problems_name_the_field():
     with pytest.raises(JsonBoundsError) as caught:
         json_bounded.loads(b'{"deployment": {"creator": {"id": ' + b"1" * 5000 + b"}}}")
     problem = json_bounded.as_problem(caught.value)
-    assert (problem.status, problem.slug, problem.field) == (400, "json-out-of-bounds", "deployment.creator.id")
+    assert (status_of(problem), problem.code, problem.field) == (400, "json-out-of-bounds", "deployment.creator.id")
     with pytest.raises(JsonBoundsError) as caught:
         json_bounded.loads_object(b"[]")
-    assert json_bounded.as_problem(caught.value, "message").slug == "malformed-json"
+    assert json_bounded.as_problem(caught.value, "message").code == "malformed-json"
 
 
 # -- YAML --------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from functions.http import status_of
 from gatekeeper.policy import GateLevel, PolicyError, load_policy, policy_schema
 from gatekeeper.policy.document import PolicyDocument
 
@@ -172,7 +173,7 @@ def test_errors_name_the_field(path, value, field, message):
     assert error.field == field, error.issues
     assert message in error.detail
     assert str(error).startswith(f"policy.yaml: {field}: ")
-    assert error.status == 422 and error.extra["errors"][0]["field"] == field
+    assert status_of(error) == 422 and error.extra["errors"][0]["field"] == field
 
 
 def test_naive_freeze_time_is_refused():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gatekeeper.errors import Problem
+from functions.http import problem_body, status_of
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.security.entra import EntraTokenValidator, bearer_token, principal_from_claims
 
 OID = "5f6c2b1e-8d3a-4c1b-9e7f-0a1b2c3d4e5f"
@@ -29,10 +30,10 @@ def test_bearer_token_extracts_the_token(header):
     ],
 )
 def test_bearer_token_refuses_other_shapes(header, reason):
-    with pytest.raises(Problem) as info:
+    with pytest.raises(GatekeeperError) as info:
         bearer_token(header)
-    assert (info.value.status, info.value.extra["reason"]) == (401, reason)
-    assert "dXNlcjpwYXNz" not in str(info.value.to_dict())
+    assert (status_of(info.value), info.value.extra["reason"]) == (401, reason)
+    assert "dXNlcjpwYXNz" not in str(problem_body(info.value))
 
 
 def test_from_settings_reads_audiences_host_and_cache():

@@ -22,7 +22,7 @@ from devstack.runner import ManualClock
 from functions.http import handle
 from gatekeeper import telemetry
 from gatekeeper.audit.log import AuditLog
-from gatekeeper.errors import Problem
+from gatekeeper.errors import Unauthenticated
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, EvidenceRef, PipelineEvent
 from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import PolicyDecider
@@ -159,7 +159,7 @@ def test_handle_emits_ingest_rejected_without_the_query_string(caplog: pytest.Lo
     )
 
     def refuse() -> tuple[int, dict[str, Any]]:
-        raise Problem(401, "unauthenticated", "Unauthenticated", "no key")
+        raise Unauthenticated("no key", title="Unauthenticated")
 
     def crash() -> tuple[int, dict[str, Any]]:
         raise RuntimeError("boom")

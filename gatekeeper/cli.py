@@ -43,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from gatekeeper.commands.common import command_services
+    from gatekeeper.services import using_services
+
     try:
-        return int(args.handler(args) or 0)
+        with using_services(lambda: command_services(args)):
+            return int(args.handler(args) or 0)
     except UsageError as exc:
         print(f"gatekeeper: error: {exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,6 @@ import pytest
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.errors import Problem
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
-from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.gates.model import chain_instance_id
 from gatekeeper.integrations.callbacks import PipelineCallbacks
@@ -207,7 +206,6 @@ def env(shared: Shared) -> Iterator[Env]:
         yield Env(gates, shared.issuer, receiver, shared.outbox, shared.audit, shared.tenant_id)
     finally:
         receiver.stop()
-        gate_services.configure(None)
 
 
 # ----- levels -----------------------------------------------------------------------------------------

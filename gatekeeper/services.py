@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
-from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, LargeEventStore, QueueEventSink, Sealer
+from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, LargeEventStore, QueueEventSink
 from gatekeeper.ingest.service import IngestionService, TokenValidator
 from gatekeeper.settings import KeyMode, NotifyMode, Settings
 from gatekeeper.store.envelope import SealedDataUnreadable
@@ -72,7 +72,7 @@ class Services:
         *,
         credential: TokenCredential | None = None,
         storage: StorageAccount | None = None,
-        sealer: Sealer | None = None,
+        sealer: EnvelopeCipher | None = None,
         queue_name: str = PIPELINE_EVENTS_QUEUE,
         token_validator: TokenValidator | None = _FROM_SETTINGS,
         checkpoint_signer_factory: Callable[[], Any] | None = _FROM_SETTINGS,
@@ -152,7 +152,7 @@ class Services:
         return build_key_provider(self.settings, self._lazy_credential)
 
     @cached_property
-    def sealer(self) -> Sealer:
+    def sealer(self) -> EnvelopeCipher:
         from gatekeeper.store.keys import build_cipher
 
         return build_cipher(self.storage, self.key_provider, self.settings.data_key_cache_seconds)
@@ -160,7 +160,7 @@ class Services:
     @property
     def cipher(self) -> EnvelopeCipher:
         """The sealer, as the gate steps and stores name it."""
-        return self.sealer  # type: ignore[return-value]
+        return self.sealer
 
     @cached_property
     def request_storage(self) -> StorageAccount:
@@ -328,7 +328,7 @@ class Services:
         with self._build_lock:
             if self._group_membership is _UNBUILT:
                 self._group_membership = self._build_group_membership()
-            return self._group_membership  # type: ignore[no-any-return]
+            return self._group_membership
 
     @group_membership.setter
     def group_membership(self, value: GroupMembership | None) -> None:
@@ -362,7 +362,7 @@ class Services:
         with self._build_lock:
             if self._user_directory is _UNBUILT:
                 self._user_directory = self._build_user_directory()
-            return self._user_directory  # type: ignore[no-any-return]
+            return self._user_directory
 
     @user_directory.setter
     def user_directory(self, value: UserDirectory | None) -> None:

@@ -211,7 +211,7 @@ class _Reader:
 
     def choice(self, name: str, kind: type[StrEnum]) -> str:
         raw = self.required(name).strip().lower()
-        allowed = [m.value for m in kind]  # type: ignore[attr-defined]
+        allowed = [m.value for m in kind]
         if raw not in allowed:
             quoted = " or ".join(repr(a) for a in allowed)
             raise ValueError(f"{name}: must be {quoted}, not {raw!r}")

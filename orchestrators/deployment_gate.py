@@ -52,7 +52,7 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     ids = {"tenant_id": gate.tenant_id, "instance_id": gate_id}
 
     def now() -> datetime:
-        return context.current_utc_datetime  # type: ignore[no-any-return]
+        return context.current_utc_datetime
 
     context.set_custom_status({"phase": "evaluating"})
     asked = c.EvaluateInput(**ids, event_key=gate.event_key, requested_by=gate.requested_by, at=now())
@@ -64,7 +64,7 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
         status, reason = S.APPROVED, ("L0: fully automated" if level == "L0" else "L1: executed, people notified")
     elif level == "L2" and summary.plan is None:
         status, reason = S.REJECTED, "L2 without an approval chain in the policy"
-    elif level == "L2":
+    elif level == "L2" and summary.plan is not None:
         context.set_custom_status({"phase": "awaiting_approval"})
         plan = c.ChainInput(
             tenant_id=gate.tenant_id,
@@ -99,10 +99,13 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
         notice = c.NotifyInput(**ids, notification=_executed_notice(summary, gate_id), at=now())
         yield call(context, step.gate_notify, notice)
 
-    done = {"status": status, "reason": reason, "level": level, "chain": chain}
-    yield call(context, step.gate_record_outcome, c.OutcomeInput(**ids, **done, at=now(), callback=callback))
+    outcome = c.OutcomeInput(**ids, status=status, reason=reason, level=level, at=now(), callback=callback, chain=chain)
+    yield call(context, step.gate_record_outcome, outcome)
     context.set_custom_status({"phase": "done", "status": status.value})
-    return c.GateResult(instance_id=gate_id, callback_ok=callback.ok, **done).to_json()
+    result = c.GateResult(
+        instance_id=gate_id, level=level, status=status, reason=reason, callback_ok=callback.ok, chain=chain
+    )
+    return result.to_json()
 
 
 def _executed_notice(summary: EvaluationSummary, gate_id: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def key_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     services_module.set_services(None)
 
 
-def test_the_checkpoint_key_is_read_on_first_audit_use_not_when_the_services_are_built(key_dir):
+def test_the_checkpoint_key_is_read_on_first_audit_use_not_when_the_runtime_is_built(key_dir):
     built = services_module.get_services()
     assert not (key_dir / "audit-checkpoint.jwk.json").exists()  # before: created and loaded by every instance
     signer = built.checkpoint_signer

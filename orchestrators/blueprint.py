@@ -6,10 +6,12 @@ and the typed call helpers the flows use: a contract model goes out as JSON, exp
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
-from pydantic import BaseModel
+
+if TYPE_CHECKING:  # the contracts are pydantic models; pydantic is imported with them, on the first run
+    from pydantic import BaseModel
 
 bp = df.Blueprint()
 

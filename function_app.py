@@ -1,7 +1,8 @@
-"""Composition root: one Durable Functions app that registers every blueprint. No logic here.
+"""The Functions entry point: one Durable Functions app that registers every blueprint. No logic here.
 
-Gate activity services are built from app settings on the first activity (`gatekeeper.gates.services`
-defaults to `gatekeeper.gates.wiring`), so indexing the app imports none of the gate code (cold start).
+Triggers and activities get their services through `gatekeeper.services.get_services()`, which builds the
+one `Services` object from app settings on first use, so indexing the app imports none of the product's
+heavy code (cold start).
 """
 
 import azure.durable_functions as df

@@ -181,28 +181,33 @@ def seed(connection_string: str, workdir: Path) -> Setup:
     """One tenant registered in the storage behind `connection_string` and warmed as a running deployment
     would be (tables, queue, the tenant's data key); the routes' signed requests for it and the children's
     environment. Runs in the caller's process, never in a timed child."""
-    from gatekeeper.runtime import Runtime, set_runtime
+    from gatekeeper.services import Services, set_services
+    from gatekeeper.settings import Settings
     from gatekeeper.store.keys import LocalKeyProvider, build_cipher
     from tests.support import gatekeeper_env as support
 
     key_dir = workdir / "keys"
     env = support.make_env(connection_string, key_dir)
-    secrets = dict(env.runtime.environ or {})
+    # the tenant's `env:` secret values, not the test environment's own settings
+    secrets = {k: v for k, v in env.services.settings.environ.items() if not k.startswith("GATEKEEPER_")}
     routes = requests_for(env.tenant_id)
     environ = child_environment(connection_string, key_dir, secrets)
-    # The product's own runtime over the same storage, keys and queue the children will use.
-    warm = Runtime(
-        storage=env.storage, sealer=build_cipher(env.storage, LocalKeyProvider(str(key_dir))), environ=secrets
+    # The product's own services over the same storage, keys and queue the children will use.
+    warm = Services(
+        Settings.from_environ(secrets),
+        storage=env.storage,
+        sealer=build_cipher(env.storage, LocalKeyProvider(str(key_dir))),
+        checkpoint_signer_factory=None,
     )
     warm.sink.ensure_queue()
-    set_runtime(warm)
+    set_services(warm)
     try:
         for route in routes:
             status = support.http_function(route.function)(_request(route)).status_code
             if status != route.expect:
                 raise RuntimeError(f"warm-up of {route.label} answered {status}, not {route.expect}")
     finally:
-        set_runtime(None)
+        set_services(None)
     return Setup(environ, routes)
 
 

@@ -33,11 +33,11 @@ def ingestion(count: int = 400) -> Ratio:
     from devstack.stack import start_local_stack
     from gatekeeper.events.github import parse_github
     from gatekeeper.ingest.queue import encode_message
-    from gatekeeper.runtime import set_runtime
+    from gatekeeper.services import set_services
 
     handler = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}["github_webhook"]
     with start_local_stack() as stack:
-        set_runtime(stack.runtime)
+        set_services(stack.services)
         secret = stack.secret("env:GK_CONTOSO_GITHUB_SECRET").encode()
         template = json.loads(PAYLOAD.read_text())
         requests = []
@@ -66,7 +66,7 @@ def ingestion(count: int = 400) -> Ratio:
         raw_queue.create_queue()
         # The baseline sends messages of the size the handler queues (a sealed event).
         event = parse_github("deployment_protection_rule", template, tenant_id="contoso", delivery_id=None)
-        message = encode_message(stack.runtime.sealer, event, uuid.uuid4().hex).encode()
+        message = encode_message(stack.services.sealer, event, uuid.uuid4().hex).encode()
 
         def raw() -> float:
             start = time.perf_counter()
@@ -85,7 +85,7 @@ def ingestion(count: int = 400) -> Ratio:
         for _ in range(3):  # interleaved, so drift on a shared machine hits both alike
             raw_rates.append(raw())
             real_rates.append(real())
-        set_runtime(None)
+        set_services(None)
     return Ratio(
         "ingestion: signed GitHub events through the handler",
         statistics.median(real_rates),

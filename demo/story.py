@@ -40,12 +40,12 @@ from gatekeeper.errors import GatekeeperError
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.ingest.queue import decode_message
 from gatekeeper.ingest.service import sign_envelope
-from gatekeeper.integrations.factory import build_pipeline_callbacks
 from gatekeeper.integrations.github_app import rsa_jwk
 from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.policy.store import PolicyStore
-from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.services import build_pipeline_callbacks, set_services
+from gatekeeper.settings import Settings
 from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
 from gatekeeper.tenancy.model import TenantRecord
 
@@ -131,10 +131,10 @@ class Demo:
 
     def dispatch(self) -> list[Any]:
         """What the queue trigger does for each waiting message, then let the orchestrations run."""
-        queue = self.stack.runtime.sink.queue
+        queue = self.stack.services.sink.queue
         results = []
         for message in queue.receive_messages(max_messages=32):
-            runtime = self.stack.runtime
+            runtime = self.stack.services
             queued = decode_message(runtime.sealer, message.content.decode(), runtime.large_events)
             results.append(self.gates.dispatcher.dispatch(queued.event, queued.event_id))
             if queued.blob is not None:
@@ -195,7 +195,7 @@ def run(out_dir: Path) -> int:
             _audit(demo, out_dir, key_dir)
         receiver.stop()
     finally:
-        set_runtime(None)
+        set_services(None)
         github.stop()
         devops.stop()
         stack.stop()
@@ -208,8 +208,8 @@ def run(out_dir: Path) -> int:
 def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir) -> Demo:
     import function_app
 
-    runtime = stack.runtime
-    set_runtime(runtime)
+    runtime = stack.services
+    set_services(runtime)
     # The local Azure DevOps stand-in plays the organisation whose checks call us.
     record = runtime.registry.get(TENANT)
     assert record is not None
@@ -252,7 +252,7 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         "GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "3",
     }
     callbacks = build_pipeline_callbacks(
-        env=env,
+        Settings.from_environ(env),
         signer=CryptographyClient.from_jwk(rsa_jwk(app_key)),
         webhook_secret=runtime.callback_secret,
         allow_loopback_http=True,
@@ -326,7 +326,7 @@ def _ingestion(demo: Demo) -> str:
         demo.received["accepted"] += 1
     stranger = {"connector": "autotask", "account": "99999999", "payload": {"Id": 1}}
     demo.handlers["connector_events"](func.QueueMessage(id="stranger", body=json.dumps(stranger).encode()))
-    letters = demo.stack.runtime.dead_letters.list("connector-events")
+    letters = demo.stack.services.dead_letters.list("connector-events")
     t.say(f"connector message from an unregistered Autotask account: dead-lettered ({letters[-1].reason})")
     demo.received["dead-lettered"] += 1
     results = demo.dispatch()
@@ -413,7 +413,7 @@ def _generic(demo: Demo, run_id: str, *, environment: str, action: str) -> str:
 
 def _show_decision(demo: Demo, instance_id: str) -> None:
     """What the policy decided for this gate, read back from the audit log (where the decision lives)."""
-    for record in demo.stack.runtime.audit_for(TENANT).records():
+    for record in demo.stack.services.audit_for(TENANT).records():
         if record.instance_id == instance_id and record.kind == "decision" and "quality" in record.data:
             data = record.data
             reason = (data.get("reasons") or [""])[0]
@@ -442,7 +442,7 @@ def _show_new_notifications(demo: Demo) -> None:
 def _audit(demo: Demo, out_dir: Path, key_dir: Path) -> None:
     t = demo.timeline
     t.section("7. The audit trail: exported, and verified offline")
-    log = demo.stack.runtime.audit_for(TENANT)
+    log = demo.stack.services.audit_for(TENANT)
     log.checkpoint(force=True)
     for record in log.records():
         t.say(f"#{record.seq:<3} {record.kind:<20} {record.actor[:36]:<36} {record.subject or ''}"[:150], indent=1)

@@ -17,21 +17,21 @@ from typing import Any
 from devstack.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
 from gatekeeper.approvals.service import DecisionService, TokenValidator
 from gatekeeper.events.model import PipelineEvent
-from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
-from gatekeeper.gates.services import GateServices
 from gatekeeper.ingest.dispatcher import EventDispatcher
 from gatekeeper.integrations.notify import Notifier
 from gatekeeper.security.requester import UserDirectory
+from gatekeeper.services import Services, build_services, using_services
+from gatekeeper.settings import Settings
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.tables import StorageAccount
-from orchestrators import ACTIVITIES, ORCHESTRATORS
+from orchestrators import bp
 
 
 @dataclass
 class LocalGates:
     runner: LocalOrchestrationRunner
-    services: GateServices
+    services: Services
     decisions: DecisionService
     dispatcher: EventDispatcher
     gateway: RunnerGateway
@@ -58,9 +58,17 @@ class LocalGates:
 
 
 def local_runner(clock: ManualClock | None = None) -> LocalOrchestrationRunner:
-    """A runner with every gate orchestrator and activity registered. It lives here, not in `orchestrators`,
-    so the deployed orchestrators never import development code: the runner imports them, not the reverse."""
-    return LocalOrchestrationRunner(ORCHESTRATORS, ACTIVITIES, clock)
+    """A runner over every orchestrator and activity registered on the blueprint. It lives here, not in
+    `orchestrators`, so the deployed orchestrators never import development code: the runner imports them."""
+    return LocalOrchestrationRunner.from_blueprint(bp, clock)
+
+
+def _serving(services: Services, activity: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def run(payload: Any) -> Any:
+        with using_services(services):
+            return activity(payload)
+
+    return run
 
 
 def local_gates(
@@ -79,12 +87,15 @@ def local_gates(
     env: Mapping[str, str] | None = None,
     directory: UserDirectory | None = None,
 ) -> LocalGates:
-    """Build the local gate and install its services for the activities (gatekeeper.gates.services)."""
+    """Build the local gate: the product's `Services` over the given storage and adapters, and a runner over
+    the orchestrators and activities registered on the blueprint whose activities are served those services
+    (`gatekeeper.services.using_services`), so nothing process-wide is installed."""
     clock = clock or ManualClock()
     now: Callable[[], datetime] = clock.now
-    services = GateServices(
+    services = build_services(
+        Settings.from_environ(env or {}),
         storage=storage,
-        cipher=cipher,
+        sealer=cipher,
         decider=decider,
         audit_for=audit_for,
         notifier=notifier,
@@ -92,11 +103,11 @@ def local_gates(
         approval_base_url=approval_base_url,
         clock=now,
         directory=directory,
+        operators_for=operators_for,
+        token_validator=token_validator,
     )
-    if operators_for is not None:
-        services.operators_for = operators_for
-    gate_services.configure(services)
     runner = local_runner(clock)
+    runner.activities = {name: _serving(services, fn) for name, fn in runner.activities.items()}
     gateway = RunnerGateway(runner)
     decisions = DecisionService(
         storage,

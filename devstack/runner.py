@@ -157,6 +157,25 @@ def flatten(actions: Iterable[Any]) -> list[dict[str, Any]]:
     return flat
 
 
+def registered_functions(
+    blueprint: Any,
+) -> tuple[dict[str, Callable[..., Any]], dict[str, Callable[[Any], Any]]]:
+    """(orchestrators, activities) by function name, read from the blueprint's function builders, as the
+    Functions host indexes them: the orchestrator's generator function, the activity's plain function."""
+    orchestrators: dict[str, Callable[..., Any]] = {}
+    activities: dict[str, Callable[[Any], Any]] = {}
+    for builder in blueprint._function_builders:  # what `register_functions` and indexing read, too
+        function = builder._function
+        trigger = function.get_trigger()
+        name = function.get_function_name()
+        kind = trigger.type if trigger is not None else None
+        if kind == "orchestrationTrigger":
+            orchestrators[name] = function._func.orchestrator_function
+        elif kind == "activityTrigger":
+            activities[name] = function._func
+    return orchestrators, activities
+
+
 class LocalOrchestrationRunner:
     """Drives registered orchestrators and activities through the real SDK replay code.
 
@@ -179,6 +198,13 @@ class LocalOrchestrationRunner:
         self._instances: dict[str, _Instance] = {}
         self._work: deque[_Work] = deque()
         self.activity_log: list[tuple[str, str, int]] = []  # (instance, activity, attempt seq), for tests
+
+    @classmethod
+    def from_blueprint(cls, blueprint: Any, clock: ManualClock | None = None) -> LocalOrchestrationRunner:
+        """A runner over every orchestrator and activity decorated on a Durable Functions blueprint (or app),
+        under the names the host indexes them by: the registrations are the only list."""
+        orchestrators, activities = registered_functions(blueprint)
+        return cls(orchestrators, activities, clock)
 
     # ----- client side ---------------------------------------------------------------------------------
 

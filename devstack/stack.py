@@ -1,7 +1,7 @@
 """A whole Gatekeeper on this machine: Azurite, local tenant keys, a seeded registry, local secrets.
 
-`make demo` and the benchmarks run on it; in Azure the same services are built from app settings
-(gatekeeper.runtime), so only where things live differs, not the code that runs.
+`make demo` and the benchmarks run on it; in Azure the same `Services` are built from app settings
+(gatekeeper.services.build_services), so only where things live differs, not the code that runs.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.azurite import PROJECT_ROOT, Azurite, start_azurite
-from gatekeeper.runtime import Runtime
-from gatekeeper.store.keys import LocalKeyProvider, build_cipher
+from gatekeeper.services import Services, build_services
+from gatekeeper.settings import Settings
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.registry import load_tenant_file
 
@@ -23,13 +23,13 @@ DEFAULT_TENANTS = PROJECT_ROOT / "examples" / "tenants.yaml"
 @dataclass
 class LocalStack:
     azurite: Azurite
-    runtime: Runtime
+    services: Services
     key_dir: Path
     local_secrets: dict[str, str] = field(default_factory=dict)
 
     @property
     def storage(self) -> StorageAccount:
-        return self.runtime.storage
+        return self.services.storage
 
     def secret(self, reference: str) -> str:
         return self.local_secrets[reference.removeprefix("env:")]
@@ -57,14 +57,18 @@ def start_local_stack(tenants_file: Path = DEFAULT_TENANTS, key_dir: Path | None
             for refs in record.secrets.values()
             for ref in refs
         }
-        runtime = Runtime(
-            storage=storage,
-            sealer=build_cipher(storage, LocalKeyProvider(str(keys))),
-            environ=local_secrets,
+        settings = Settings.from_environ(
+            {
+                "GATEKEEPER_STORAGE_CONNECTION": azurite.connection_string,
+                "GATEKEEPER_KEY_MODE": "local",
+                "GATEKEEPER_LOCAL_KEY_DIR": str(keys),
+                **local_secrets,  # the values of the tenants' `env:` secret references
+            }
         )
-        runtime.registry.import_records(records)
-        runtime.sink.ensure_queue()
-        return LocalStack(azurite, runtime, keys, local_secrets)
+        services = build_services(settings, storage=storage, checkpoint_signer_factory=None)  # the demo assigns one
+        services.registry.import_records(records)
+        services.sink.ensure_queue()
+        return LocalStack(azurite, services, keys, local_secrets)
     except BaseException:
         azurite.stop()
         raise

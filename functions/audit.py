@@ -25,7 +25,7 @@ def audit_export(req: func.HttpRequest) -> func.HttpResponse:
     rt = services()
     tenant = req.route_params.get("tenant", "")
     try:
-        principal = identify_caller(dict(req.headers), rt.token_validator, rt.environ)
+        principal = identify_caller(dict(req.headers), rt.token_validator, rt.settings.environ)
         authorize_auditor(principal, tenant, rt.entra_tenants_for)
         content_type, body = export_for_http(
             rt.storage,
@@ -35,7 +35,7 @@ def audit_export(req: func.HttpRequest) -> func.HttpResponse:
             signer=rt.checkpoint_signer,
             start=parse_range(req.params.get("from"), "from"),
             end=parse_range(req.params.get("to"), "to"),
-            env=rt.environ,
+            env=rt.settings.environ,
         )
     except GatekeeperError as problem:
         return problem_response(problem, instance=req.url.split("?")[0])

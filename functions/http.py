@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -33,16 +33,20 @@ from gatekeeper.errors import (
 )
 from gatekeeper.ingest.edge import IncomingRequest
 
+if TYPE_CHECKING:
+    from gatekeeper.services import Services
+
 log = logging.getLogger("gatekeeper.http")
 
 PROBLEM_JSON = "application/problem+json"
 
 
-def services():
-    """The process runtime, imported on first use so that indexing the app stays fast (cold start)."""
-    from gatekeeper.runtime import runtime
+def services() -> Services:
+    """The process's services (`gatekeeper.services.get_services`), imported on first use so that indexing
+    the app stays fast (cold start)."""
+    from gatekeeper.services import get_services
 
-    return runtime()
+    return get_services()
 
 
 def incoming(req: func.HttpRequest) -> IncomingRequest:

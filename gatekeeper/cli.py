@@ -68,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from gatekeeper.commands.common import command_services
+    from gatekeeper.services import using_services
+
     try:
-        return int(args.handler(args) or 0)
+        with using_services(lambda: command_services(args)):
+            return int(args.handler(args) or 0)
     except GatekeeperError as exc:
         print(error_line(exc), file=sys.stderr)
         return exit_code_of(exc)

@@ -1,14 +1,19 @@
-"""Every app setting the product reads, in one place.
+"""Every app setting the product reads, in one place, and `Settings`: their typed values, read once.
 
 The Bicep sets each of these (or the README names it as the admin's), and a test checks that both lists
-agree, so a deployment can never miss a setting the code needs. Read settings only through this module.
+agree, so a deployment can never miss a setting the code needs. The composition root
+(`gatekeeper.services.build_services`) reads them once with `Settings.from_environ` and hands values, not
+settings, to everything it builds.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -154,3 +159,152 @@ def require(name: str, env: Mapping[str, str] | None = None) -> str:
     if not value:
         raise RuntimeError(f"app setting {name} is required but not set")
     return value
+
+
+class KeyMode(StrEnum):
+    KEYVAULT = "keyvault"  # customer-managed keys in Key Vault (Azure)
+    LOCAL = "local"  # JSON Web Keys in a folder (development only)
+
+
+class NotifyMode(StrEnum):
+    GRAPH = "graph"  # Teams activity feed, mail fallback, through Microsoft Graph
+    OUTBOX = "outbox"  # files in a folder (local)
+
+
+_DEFAULT_CALLBACK_ATTEMPTS = 5
+_DEFAULT_DATA_KEY_CACHE_SECONDS = 300.0
+
+
+class _Reader:
+    """Reads declared settings from one mapping; every error names the setting."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def text(self, name: str) -> str | None:
+        return get(name, self.environ)
+
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if value is None:  # only settings with a default reach here
+            raise ValueError(f"{name}: is required but not set")
+        return value
+
+    def integer(self, name: str, low: int, high: int, message: str) -> int:
+        raw = self.required(name).strip()
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ValueError(f"{name}: must be {message}, not {raw!r}")
+        return int(raw)
+
+    def number(self, name: str, low: float, high: float, message: str, *, low_open: bool = False) -> float:
+        raw = self.required(name).strip()
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise ValueError(f"{name}: must be {message}, not {raw!r}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        return self.required(name).strip().lower() in {"1", "true", "yes"}
+
+    def choice(self, name: str, kind: type[StrEnum]) -> str:
+        raw = self.required(name).strip().lower()
+        allowed = [m.value for m in kind]
+        if raw not in allowed:
+            quoted = " or ".join(repr(a) for a in allowed)
+            raise ValueError(f"{name}: must be {quoted}, not {raw!r}")
+        return raw
+
+    def url(self, name: str) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        parts = urlsplit(raw.strip())
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise ValueError(f"{name}: must be an absolute http(s) URL, not {raw!r}")
+        return raw.strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The typed value of every declared app setting, read once from the environment.
+
+    `environ` is the mapping they were read from: the values of tenants' `env:NAME` secret references are
+    looked up in it (gatekeeper.tenancy.secrets.SecretResolver), and it never appears in a repr."""
+
+    storage_connection: str | None = field(default=None, repr=False)
+    storage_account: str | None = None
+    key_mode: KeyMode = KeyMode.KEYVAULT
+    key_vault_url: str | None = None
+    local_key_dir: str = ".gatekeeper/keys"
+    max_body_bytes: int = 1_048_576
+    tenant_cache_seconds: float = 60.0
+    entra_audiences: tuple[str, ...] = ()
+    entra_authority_host: str = "https://login.microsoftonline.com"
+    entra_jwks_cache_seconds: float = 3600.0
+    azure_client_id: str | None = None
+    trust_easyauth_header: bool = False
+    audit_container: str = "audit-checkpoints"
+    checkpoint_every: int = 100
+    checkpoint_minutes: float = 15.0
+    checkpoint_key_name: str = "audit-checkpoint"
+    data_key_cache_seconds: float = _DEFAULT_DATA_KEY_CACHE_SECONDS
+    github_api_url: str = "https://api.github.com"
+    github_app_id: str | None = None
+    github_app_key_name: str = "github-app"
+    approval_base_url: str | None = None
+    teams_app_id: str | None = None
+    mail_sender: str | None = None
+    graph_base_url: str = "https://graph.microsoft.com/v1.0"
+    graph_tenant_id: str | None = None
+    notify_mode: NotifyMode = NotifyMode.GRAPH
+    outbox_dir: str = ".gatekeeper/outbox"
+    callback_max_attempts: int = _DEFAULT_CALLBACK_ATTEMPTS
+    environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse every declared setting from `environ` (None: the process environment), once. A value that
+        does not parse raises ValueError naming the setting; unset settings take their declared default."""
+        source: Mapping[str, str] = os.environ if environ is None else environ
+        r = _Reader(source)
+        audiences = tuple(a.strip() for a in (r.text("GATEKEEPER_ENTRA_AUDIENCE") or "").split(",") if a.strip())
+        return cls(
+            storage_connection=r.text("GATEKEEPER_STORAGE_CONNECTION"),
+            storage_account=r.text("GATEKEEPER_STORAGE_ACCOUNT"),
+            key_mode=KeyMode(r.choice("GATEKEEPER_KEY_MODE", KeyMode)),
+            key_vault_url=r.url("GATEKEEPER_KEY_VAULT_URL"),
+            local_key_dir=r.required("GATEKEEPER_LOCAL_KEY_DIR"),
+            max_body_bytes=r.integer("GATEKEEPER_MAX_BODY_BYTES", 1, 2**31, "a whole number of bytes"),
+            tenant_cache_seconds=r.number("GATEKEEPER_TENANT_CACHE_SECONDS", 0, 86400, "a number of seconds"),
+            entra_audiences=audiences,
+            entra_authority_host=r.url("GATEKEEPER_ENTRA_AUTHORITY_HOST") or "https://login.microsoftonline.com",
+            entra_jwks_cache_seconds=r.number(
+                "GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS", 0, 86400 * 7, "a number of seconds"
+            ),
+            azure_client_id=r.text("AZURE_CLIENT_ID"),
+            trust_easyauth_header=r.flag("GATEKEEPER_TRUST_EASYAUTH_HEADER"),
+            audit_container=r.required("GATEKEEPER_AUDIT_CONTAINER"),
+            checkpoint_every=r.integer("GATEKEEPER_CHECKPOINT_EVERY", 1, 10**9, "a whole number of entries"),
+            checkpoint_minutes=r.number(
+                "GATEKEEPER_CHECKPOINT_MINUTES", 0, 10**6, "a number of minutes", low_open=True
+            ),
+            checkpoint_key_name=r.required("GATEKEEPER_CHECKPOINT_KEY_NAME"),
+            data_key_cache_seconds=r.number(
+                "GATEKEEPER_DATA_KEY_CACHE_SECONDS", 0, 86400, "a number of seconds in (0, 86400]", low_open=True
+            ),
+            github_api_url=r.url("GATEKEEPER_GITHUB_API_URL") or "https://api.github.com",
+            github_app_id=r.text("GATEKEEPER_GITHUB_APP_ID"),
+            github_app_key_name=r.required("GATEKEEPER_GITHUB_APP_KEY_NAME"),
+            approval_base_url=r.url("GATEKEEPER_APPROVAL_BASE_URL"),
+            teams_app_id=r.text("GATEKEEPER_TEAMS_APP_ID"),
+            mail_sender=r.text("GATEKEEPER_MAIL_SENDER"),
+            graph_base_url=r.url("GATEKEEPER_GRAPH_BASE_URL") or "https://graph.microsoft.com/v1.0",
+            graph_tenant_id=(r.text("GATEKEEPER_GRAPH_TENANT_ID") or "").strip() or None,
+            notify_mode=NotifyMode(r.choice("GATEKEEPER_NOTIFY_MODE", NotifyMode)),
+            outbox_dir=r.required("GATEKEEPER_OUTBOX_DIR"),
+            callback_max_attempts=r.integer("GATEKEEPER_CALLBACK_MAX_ATTEMPTS", 1, 10, "a whole number from 1 to 10"),
+            environ=source,
+        )

@@ -21,41 +21,40 @@ from collections.abc import Generator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from orchestrators import names
+from orchestrators import gate_activities as step
+from orchestrators.blueprint import bp, call
 
 if TYPE_CHECKING:
     from gatekeeper.approvals.chain import ChainState
-    from gatekeeper.gates.model import ChainInput, VoteEvent
+    from gatekeeper.contracts.gate import AuditInput, ChainInput, VoteEvent
 
 
 def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
+@bp.orchestration_trigger(context_name="context")
 def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     from gatekeeper.approvals import chain
-    from gatekeeper.gates.model import ChainInput, ChainResult, vote_event_name
+    from gatekeeper.contracts.gate import ApprovalRequest, AuditInput, ChainInput, ChainResult, vote_event_name
 
     request = ChainInput.model_validate(context.get_input())
-    base = {"tenant_id": request.tenant_id}
     state = chain.start(request.plan, request.requester, context.current_utc_datetime)
     consumed = 0  # vote events taken so far; the next one is vote_event_name(consumed)
     while not state.closed:
         stage = state.stage
         spec = state.current
         context.set_custom_status({"stage": stage, "stage_name": spec.name, "deadline": _iso(state.deadline)})
-        yield context.call_activity(
-            names.REQUEST_APPROVAL,
-            {
-                **base,
-                "gate_id": request.gate_id,
-                "chain_id": context.instance_id,
-                "stage": stage,
-                "started_at": _iso(state.stage_started_at),
-                "deadline": _iso(state.deadline),
-                "at": _iso(context.current_utc_datetime),
-            },
+        opened = ApprovalRequest(
+            tenant_id=request.tenant_id,
+            gate_id=request.gate_id,
+            chain_id=context.instance_id,
+            stage=stage,
+            started_at=state.stage_started_at,
+            deadline=state.deadline,
+            at=context.current_utc_datetime,
         )
+        yield call(context, step.gate_request_approval, opened)
         timer = context.create_timer(state.deadline)
         outcome: chain.Outcome | None = None
         while not state.closed and state.stage == stage:
@@ -76,21 +75,19 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
             )
             state, outcome = chain.apply(state, vote, now=context.current_utc_datetime)
             if isinstance(outcome, chain.Refusal):  # the route checked first; this is a race it lost
-                yield context.call_activity(
-                    names.AUDIT,
-                    {
-                        **base,
-                        "kind": "approval_decided",
-                        "instance_id": request.gate_id,
-                        "actor": event.voter_id,
-                        "subject": request.title,
-                        "at": _iso(context.current_utc_datetime),
-                        "data": {"stage": stage, "vote": event.seq, "counted": False, "refusal": outcome.slug},
-                    },
+                refused = AuditInput(
+                    tenant_id=request.tenant_id,
+                    kind="approval_decided",
+                    instance_id=request.gate_id,
+                    actor=event.voter_id,
+                    subject=request.title,
+                    at=context.current_utc_datetime,
+                    data={"stage": stage, "vote": event.seq, "counted": False, "refusal": outcome.slug},
                 )
+                yield call(context, step.gate_audit, refused)
         if not timer.is_completed:
             timer.cancel()
-        yield context.call_activity(names.AUDIT, _stage_audit(request, stage, spec.name, outcome, state, context))
+        yield call(context, step.gate_audit, _stage_audit(request, stage, spec.name, outcome, state, context))
     return ChainResult(
         status=state.status.value,
         reason=state.reason or "",
@@ -103,26 +100,27 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
 def _vote_event(data: Any) -> VoteEvent:
     """The SDK's `DurableOrchestrationClient.raise_event` JSON-encodes the data and then posts it as JSON,
     so the event arrives as a JSON string; a dict (other clients, the runner) is accepted as well."""
-    from gatekeeper.gates.model import VoteEvent
+    from gatekeeper.contracts.gate import VoteEvent
 
     return VoteEvent.model_validate_json(data) if isinstance(data, str | bytes) else VoteEvent.model_validate(data)
 
 
 def _stage_audit(
     request: ChainInput, stage: int, stage_name: str, outcome: Any, state: ChainState, context: Any
-) -> dict[str, Any]:
+) -> AuditInput:
     from gatekeeper.approvals import chain
+    from gatekeeper.contracts.gate import AuditInput
 
     kind = {chain.Escalated: "approval_escalated"}.get(type(outcome), "approval_decided")
     if isinstance(outcome, chain.ChainRejected) and outcome.reason == "timeout":
         kind = "approval_expired"
-    return {
-        "tenant_id": request.tenant_id,
-        "kind": kind,
-        "instance_id": request.gate_id,
-        "subject": request.title,
-        "at": _iso(context.current_utc_datetime),
-        "data": {
+    return AuditInput(
+        tenant_id=request.tenant_id,
+        kind=kind,
+        instance_id=request.gate_id,
+        subject=request.title,
+        at=context.current_utc_datetime,
+        data={
             "stage": stage,
             "stage_name": stage_name,
             "outcome": type(outcome).__name__,
@@ -130,4 +128,4 @@ def _stage_audit(
             "chain_status": state.status.value,
             "next_stage": state.stage if not state.closed else None,
         },
-    }
+    )

@@ -7,18 +7,25 @@ evaluate -> by level:
   L3  refuse to execute (callback reject), open a human task and notify;
   blocked (or L2 without a chain): stop.
 Then the outcome is recorded; a callback that still fails after its retries is audited and alerted.
-Every activity appends to the audit log. Deterministic: context time only, no I/O here.
-The gate models are imported on the first run, not when the host indexes the app (cold start).
+Every activity appends to the audit log. Deterministic: context time only, no I/O here. Activities are
+called by reference with typed inputs (`gatekeeper.contracts.gate`), imported on the first run, not when
+the host indexes the app (cold start).
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 
-from orchestrators import names
+from orchestrators import gate_activities as step
+from orchestrators.approval_chain import approval_chain
+from orchestrators.blueprint import bp, call, call_with_retry
+
+if TYPE_CHECKING:
+    from gatekeeper.contracts.gate import EvaluationSummary
 
 # Durable retry for the pipeline callback: a durable timer between attempts, no sleeping in activities.
 CALLBACK_FIRST_RETRY_MS = 5_000
@@ -29,114 +36,83 @@ def callback_retry() -> df.RetryOptions:
     return df.RetryOptions(CALLBACK_FIRST_RETRY_MS, CALLBACK_MAX_ATTEMPTS)
 
 
+RETRY = callback_retry()
+
+
+def _first_line(exc: Exception, limit: int) -> str:
+    return str(exc).splitlines()[0][:limit]
+
+
+@bp.orchestration_trigger(context_name="context")
 def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
-    from gatekeeper.gates.model import EvaluationSummary, GateInput, GateStatus, chain_instance_id
+    from gatekeeper.contracts import gate as c
 
-    gate = GateInput.model_validate(context.get_input())
-    gate_id = context.instance_id
-    base = {"tenant_id": gate.tenant_id, "instance_id": gate_id}
+    S, gate_id = c.GateStatus, context.instance_id
+    gate = c.GateInput.model_validate(context.get_input())
+    ids = {"tenant_id": gate.tenant_id, "instance_id": gate_id}
 
-    def now() -> str:
-        return context.current_utc_datetime.isoformat()
+    def now() -> datetime:
+        return context.current_utc_datetime
 
     context.set_custom_status({"phase": "evaluating"})
-    summary = EvaluationSummary.model_validate(
-        (
-            yield context.call_activity(
-                names.EVALUATE,
-                {
-                    **base,
-                    "event_key": gate.event_key,
-                    "requested_by": gate.requested_by,
-                    "at": now(),
-                },
-            )
-        )
-    )
-    level = summary.level
-    chain_result: dict[str, Any] | None = None
+    asked = c.EvaluateInput(**ids, event_key=gate.event_key, requested_by=gate.requested_by, at=now())
+    summary = c.EvaluationSummary.model_validate((yield call(context, step.gate_evaluate, asked)))
+    level, chain = summary.level, None
     if summary.blocked:
-        status, reason = GateStatus.REJECTED, "blocked by policy"
-    elif level == "L0":
-        status, reason = GateStatus.APPROVED, "L0: fully automated"
-    elif level == "L1":
-        status, reason = GateStatus.APPROVED, "L1: executed, people notified"
+        status, reason = S.REJECTED, "blocked by policy"
+    elif level in ("L0", "L1"):
+        status, reason = S.APPROVED, ("L0: fully automated" if level == "L0" else "L1: executed, people notified")
     elif level == "L2" and summary.plan is None:
-        status, reason = GateStatus.REJECTED, "L2 without an approval chain in the policy"
+        status, reason = S.REJECTED, "L2 without an approval chain in the policy"
     elif level == "L2" and summary.plan is not None:
         context.set_custom_status({"phase": "awaiting_approval"})
+        plan = c.ChainInput(
+            tenant_id=gate.tenant_id,
+            gate_id=gate_id,
+            plan=summary.plan,
+            requester=summary.requester,
+            title=summary.title,
+        )
         try:
-            chain_result = yield context.call_sub_orchestrator(
-                names.APPROVAL_CHAIN,
-                {
-                    "tenant_id": gate.tenant_id,
-                    "gate_id": gate_id,
-                    "plan": summary.plan.model_dump(mode="json"),
-                    "requester": list(summary.requester),
-                    "title": summary.title,
-                },
-                chain_instance_id(gate_id),
+            started = context.call_sub_orchestrator(
+                approval_chain, plan.model_dump(mode="json"), c.chain_instance_id(gate_id), expected_type=dict
             )
-            approved = chain_result["status"] == "approved"
-            status = GateStatus.APPROVED if approved else GateStatus.REJECTED
-            reason = f"approval chain {chain_result['status']} ({chain_result['reason']})"
+            chain = c.ChainResult.model_validate((yield started))
+            status = S.APPROVED if chain.status == "approved" else S.REJECTED
+            reason = f"approval chain {chain.status} ({chain.reason})"
         except Exception as exc:  # a failed chain must still answer the pipeline: deny
-            status, reason = GateStatus.REJECTED, f"approval chain failed: {str(exc).splitlines()[0][:200]}"
+            status, reason = S.REJECTED, f"approval chain failed: {_first_line(exc, 200)}"
     else:  # L3: human only
-        yield context.call_activity(names.OPEN_HUMAN_TASK, {**base, "at": now()})
-        status, reason = GateStatus.HUMAN_TASK, "L3: human only, automation refused"
+        yield call(context, step.gate_open_human_task, c.HumanTaskInput(**ids, at=now()))
+        status, reason = S.HUMAN_TASK, "L3: human only, automation refused"
 
     context.set_custom_status({"phase": "calling_back", "status": status.value})
-    approved = status is GateStatus.APPROVED
-    callback: dict[str, Any]
+    approved = status is S.APPROVED
+    told = c.CallbackInput(**ids, event_key=gate.event_key, approved=approved, comment=reason)
     try:
-        callback = yield context.call_activity_with_retry(
-            names.CALLBACK,
-            callback_retry(),
-            {
-                **base,
-                "event_key": gate.event_key,
-                "approved": approved,
-                "comment": reason,
-            },
-        )
+        answer = c.CallbackResult.model_validate((yield call_with_retry(context, step.gate_callback, RETRY, told)))
+        callback = c.CallbackSummary(ok=answer.ok, detail=answer.detail)
     except Exception as exc:  # retries exhausted: record it, the outcome activity alerts
-        callback = {"ok": False, "detail": str(exc).splitlines()[0][:300]}
+        callback = c.CallbackSummary(ok=False, detail=_first_line(exc, 300))
 
     if level == "L1" and approved and not summary.blocked:
-        yield context.call_activity(
-            names.NOTIFY,
-            {
-                **base,
-                "at": now(),
-                "notification": {
-                    "kind": "info",
-                    "recipients": list(summary.notify),
-                    "title": f"Executed: {summary.title}"[:200],
-                    "text": "Level L1: the change ran automatically; this is the notice that it did.",
-                    "instance_id": gate_id,
-                },
-            },
-        )
+        notice = c.NotifyInput(**ids, notification=_executed_notice(summary, gate_id), at=now())
+        yield call(context, step.gate_notify, notice)
 
-    yield context.call_activity(
-        names.RECORD_OUTCOME,
-        {
-            **base,
-            "status": status.value,
-            "reason": reason,
-            "level": level,
-            "at": now(),
-            "callback": {"ok": bool(callback.get("ok")), "detail": callback.get("detail", "")},
-            "chain": chain_result,
-        },
-    )
+    outcome = c.OutcomeInput(**ids, status=status, reason=reason, level=level, at=now(), callback=callback, chain=chain)
+    yield call(context, step.gate_record_outcome, outcome)
     context.set_custom_status({"phase": "done", "status": status.value})
+    result = c.GateResult(
+        instance_id=gate_id, level=level, status=status, reason=reason, callback_ok=callback.ok, chain=chain
+    )
+    return result.to_json()
+
+
+def _executed_notice(summary: EvaluationSummary, gate_id: str) -> dict[str, Any]:
     return {
+        "kind": "info",
+        "recipients": list(summary.notify),
+        "title": f"Executed: {summary.title}"[:200],
+        "text": "Level L1: the change ran automatically; this is the notice that it did.",
         "instance_id": gate_id,
-        "level": level,
-        "status": status.value,
-        "reason": reason,
-        "callback_ok": bool(callback.get("ok")),
-        "chain": chain_result,
     }

@@ -14,8 +14,8 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 
-from gatekeeper import settings
 from gatekeeper.cli import UsageError
+from gatekeeper.commands.common import services_from_args
 from gatekeeper.integrations.graph_admin import REQUIRED_GRAPH_ROLES, GraphAdminError, RoleGrant
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -72,7 +72,7 @@ async def _grant(
 def run_grant(args: argparse.Namespace, credential: Any = None) -> int:
     _check_guid(args.principal_id, "--principal-id")
     _check_guid(args.client_id, "--client-id")
-    graph_url = args.graph_url or settings.get("GATEKEEPER_GRAPH_BASE_URL") or "https://graph.microsoft.com/v1.0"
+    graph_url = args.graph_url or services_from_args(args).settings.graph_base_url
     credential = credential or _default_credential(args.tenant)
     try:
         principal_id, grants = asyncio.run(_grant(credential, graph_url, args.principal_id, args.client_id))

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gatekeeper.commands.common import add_storage_option, storage_from_args
+from gatekeeper.commands.common import add_storage_option, services_from_args, storage_from_args
 
 if TYPE_CHECKING:
     from gatekeeper.audit.verify import VerificationResult
@@ -103,11 +103,11 @@ def _tenant(text: str) -> str:
         raise _usage(f"--tenant: {exc}") from None
 
 
-def _signer() -> Any:
-    from gatekeeper.audit.signing import CheckpointKeyError, signer_from_settings
+def _signer(args: argparse.Namespace) -> Any:
+    from gatekeeper.audit.signing import CheckpointKeyError
 
     try:
-        return signer_from_settings()
+        return services_from_args(args).checkpoint_signer
     except (ValueError, RuntimeError) as exc:
         if isinstance(exc, CheckpointKeyError):
             raise
@@ -115,17 +115,19 @@ def _signer() -> Any:
 
 
 def _log(args: argparse.Namespace, tenant: str) -> Any:
-    from gatekeeper.audit.log import AuditLog
-    from gatekeeper.store.keys import cipher_from_settings
+    from gatekeeper.audit.signing import CheckpointKeyError
 
-    storage = storage_from_args(args)
+    services = services_from_args(args)
     try:
-        cipher = cipher_from_settings(storage)
+        services.sealer  # noqa: B018  (the tenant keys first: a settings error names them)
     except (ValueError, RuntimeError) as exc:
         raise _usage(f"app settings: {exc}") from None
+    _signer(args)  # the checkpoint key next, as before: an unreadable key is its own error
     try:
-        return AuditLog(storage, cipher, _signer(), tenant)
-    except ValueError as exc:
+        return services.audit_for(tenant)
+    except (ValueError, RuntimeError) as exc:
+        if isinstance(exc, CheckpointKeyError):
+            raise
         raise _usage(f"app settings: {exc}") from None
 
 
@@ -218,7 +220,6 @@ def _against_worm(
     """The result compared with the tenant's archived checkpoints, and the line that says so."""
     from azure.core.exceptions import AzureError
 
-    from gatekeeper import settings
     from gatekeeper.audit.archive import CheckpointArchive
     from gatekeeper.audit.bundle import bundle_keys, parse_header
     from gatekeeper.audit.worm_check import against_archive, summary
@@ -226,7 +227,7 @@ def _against_worm(
     header = parse_header(bundle)
     keys, _ = bundle_keys(header, pem)
     try:
-        container = settings.require("GATEKEEPER_AUDIT_CONTAINER")
+        container = services_from_args(args).settings.audit_container
         archive = CheckpointArchive.from_storage(storage_from_args(args), container)
         blobs = archive.list(header.tenant)
     except (ValueError, RuntimeError) as exc:
@@ -238,7 +239,7 @@ def _against_worm(
 
 
 def public_key_command(args: argparse.Namespace) -> int:
-    pem = _signer().public_key_pem()
+    pem = _signer(args).public_key_pem()
     if args.out:
         _write(args.out, pem.encode("ascii"))
     else:

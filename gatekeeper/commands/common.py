@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from gatekeeper.store.tables import StorageAccount
+
+if TYPE_CHECKING:
+    from gatekeeper.services import Services
 
 
 def add_storage_option(parser: argparse.ArgumentParser) -> None:
@@ -16,9 +20,35 @@ def add_storage_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def command_services(args: argparse.Namespace) -> Services:
+    """What `gatekeeper.cli.main` serves to one command (through `gatekeeper.services.using_services`): the
+    product's services built from the environment at that moment, over `--storage-connection` when given.
+    A setting that does not parse is a usage error naming it (exit 2)."""
+    from gatekeeper.cli import UsageError
+    from gatekeeper.services import build_services
+    from gatekeeper.settings import Settings
+
+    try:
+        settings = Settings.from_environ()
+    except ValueError as exc:
+        raise UsageError(f"app settings: {exc}") from None
+    connection = getattr(args, "storage_connection", None)
+    return build_services(settings, storage=StorageAccount(connection_string=connection) if connection else None)
+
+
+def services_from_args(args: argparse.Namespace) -> Services:
+    """The services a command uses: `gatekeeper.services.get_services()`, the one accessor (the CLI's
+    `main` scopes `command_services(args)` around each command); building one is a usage error if it fails."""
+    from gatekeeper.cli import UsageError
+    from gatekeeper.services import get_services
+
+    try:
+        return get_services()
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"app settings: {exc}") from None
+
+
 def storage_from_args(args: argparse.Namespace) -> StorageAccount:
     if getattr(args, "storage_connection", None):
         return StorageAccount(connection_string=args.storage_connection)
-    from gatekeeper.runtime import storage_from_settings
-
-    return storage_from_settings()
+    return services_from_args(args).storage  # a missing account setting raises to the command, as before

@@ -12,9 +12,12 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gatekeeper.commands.common import add_storage_option, storage_from_args
+from gatekeeper.commands.common import add_storage_option, services_from_args
+
+if TYPE_CHECKING:
+    from gatekeeper.services import Services
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +60,6 @@ def _map_and_audit(args: argparse.Namespace, *, audited: bool) -> tuple[Any, Any
     """The tenant's identity map and, for changes, its audit log, opened first: a change that cannot be
     audited is not made."""
     from gatekeeper.cli import UsageError
-    from gatekeeper.store.keys import cipher_from_settings
     from gatekeeper.store.tables import InvalidTenantId, validate_tenant_id
     from gatekeeper.tenancy.identities import IdentityMap
 
@@ -65,15 +67,10 @@ def _map_and_audit(args: argparse.Namespace, *, audited: bool) -> tuple[Any, Any
         validate_tenant_id(args.tenant)
     except InvalidTenantId as exc:
         raise UsageError(f"--tenant: {exc}") from None
-    storage = storage_from_args(args)
+    services = services_from_args(args)
     try:
-        cipher = cipher_from_settings(storage)
-        audit = None
-        if audited:
-            from gatekeeper.audit.log import AuditLog
-            from gatekeeper.audit.signing import signer_from_settings
-
-            audit = AuditLog(storage, cipher, signer_from_settings(), args.tenant)
+        storage, cipher = services.storage, services.cipher
+        audit = services.audit_for(args.tenant) if audited else None
     except (ValueError, RuntimeError) as exc:
         raise UsageError(f"app settings: {exc}") from None
     return IdentityMap(storage, args.tenant, cipher), audit
@@ -127,19 +124,19 @@ def import_identities(args: argparse.Namespace) -> int:
 
 def _import_from_github(args: argparse.Namespace) -> int:
     """The organisation's SAML/SCIM identities, resolved through the directory and linked (audited)."""
-    from gatekeeper import settings
     from gatekeeper.cli import UsageError
     from gatekeeper.integrations.github_saml import SamlIdentitiesUnavailable, fill_identity_map, saml_members
     from gatekeeper.tenancy.identities import IdentityLink
 
     if not args.installation_id or args.installation_id < 1:
         raise UsageError("--installation-id: the GitHub App's installation id on the organisation is required")
-    if not settings.get("GATEKEEPER_GITHUB_APP_ID"):
+    services = services_from_args(args)
+    if not services.settings.github_app_id:
         raise UsageError("app settings: GATEKEEPER_GITHUB_APP_ID is not set (the GitHub App reads the identities)")
-    if not settings.get("GATEKEEPER_GRAPH_TENANT_ID"):
+    if not services.settings.graph_tenant_id:
         raise UsageError("app settings: GATEKEEPER_GRAPH_TENANT_ID is not set (Graph resolves the addresses)")
     identity_map, audit = _map_and_audit(args, audited=True)
-    app, directory = _github_app_and_directory()
+    app, directory = _github_app_and_directory(services)
     by = args.by or getpass.getuser()
 
     def link(external: str, oid: str) -> None:
@@ -159,27 +156,24 @@ def _import_from_github(args: argparse.Namespace) -> int:
     return 0
 
 
-def _github_app_and_directory() -> tuple[Any, Any]:
-    """The GitHub App and the Graph user directory from app settings (the managed identity in Azure)."""
-    from azure.identity import DefaultAzureCredential
-
-    from gatekeeper import settings
-    from gatekeeper.integrations.factory import github_app_signer
+def _github_app_and_directory(services: Services) -> tuple[Any, Any]:
+    """The GitHub App and the Graph user directory from the app settings, with the process credential (the
+    managed identity in Azure)."""
     from gatekeeper.integrations.github_app import GitHubApp
     from gatekeeper.integrations.graph_notify import make_graph_client
     from gatekeeper.integrations.graph_users import CachedUserDirectory, GraphUserDirectory
+    from gatekeeper.services import github_app_signer
 
-    client_id = settings.get("AZURE_CLIENT_ID")
-    credential = DefaultAzureCredential(**({"managed_identity_client_id": client_id} if client_id else {}))
-    local = (settings.get("GATEKEEPER_KEY_MODE") or "").lower() == "local"
+    settings = services.settings
+    if not settings.github_app_id:
+        raise RuntimeError("app setting GATEKEEPER_GITHUB_APP_ID is required but not set")
     app = GitHubApp(
-        settings.require("GATEKEEPER_GITHUB_APP_ID"),
-        github_app_signer(None if local else credential),
-        settings.get("GATEKEEPER_GITHUB_API_URL") or "https://api.github.com",
+        settings.github_app_id,
+        github_app_signer(settings, lambda: services.credential),
+        settings.github_api_url,
         allow_loopback_http=True,  # only loopback may be plain http (a local GitHub)
     )
-    graph_url = settings.get("GATEKEEPER_GRAPH_BASE_URL") or "https://graph.microsoft.com/v1.0"
-    client, http = make_graph_client(credential, graph_url)
+    client, http = make_graph_client(services.credential, settings.graph_base_url)
     return app, CachedUserDirectory(GraphUserDirectory(client, http_client=http))
 
 

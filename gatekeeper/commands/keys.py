@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from gatekeeper.commands.common import add_storage_option, storage_from_args
+from gatekeeper.commands.common import add_storage_option, services_from_args, storage_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,10 +51,9 @@ def _tenant(args: argparse.Namespace) -> str:
 def _ring(args: argparse.Namespace):  # -> DataKeyRing
     from gatekeeper.cli import UsageError
     from gatekeeper.store.keyring import DataKeyRing
-    from gatekeeper.store.keys import provider_from_settings
 
     try:
-        provider = provider_from_settings()
+        provider = services_from_args(args).key_provider
     except (ValueError, RuntimeError) as exc:
         raise UsageError(f"app settings: {exc}") from None
     return DataKeyRing(storage_from_args(args), provider)

@@ -6,7 +6,7 @@ import argparse
 import getpass
 from pathlib import Path
 
-from gatekeeper.commands.common import add_storage_option, storage_from_args
+from gatekeeper.commands.common import add_storage_option, services_from_args, storage_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,10 +44,7 @@ def _store(args: argparse.Namespace):
 
 
 def publish_policy(args: argparse.Namespace) -> int:
-    from gatekeeper.audit.log import AuditLog
-    from gatekeeper.audit.signing import signer_from_settings
     from gatekeeper.cli import UsageError
-    from gatekeeper.store.keys import cipher_from_settings
 
     try:
         text = args.file.read_text(encoding="utf-8")
@@ -55,7 +52,7 @@ def publish_policy(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file}: cannot read: {exc.strerror}") from None
     store = _store(args)
     try:  # the audit log is opened first: a change that cannot be audited is not made
-        audit = AuditLog(store._storage, cipher_from_settings(store._storage), signer_from_settings(), args.tenant)
+        audit = services_from_args(args).audit_for(args.tenant)
     except (ValueError, RuntimeError) as exc:
         raise UsageError(f"app settings: {exc}") from None
     by = args.by or getpass.getuser()

@@ -2,7 +2,7 @@
 
 Activities see only these interfaces, so a test can run a whole gate against Azurite, a local HTTP
 server and the local outbox, and Azure runs the same code against GitHub, Azure DevOps and Graph
-(`gatekeeper.integrations.factory` builds the callbacks and the notifier; `gatekeeper.audit.log.AuditLog`
+(`gatekeeper.services` builds the callbacks and the notifier; `gatekeeper.audit.log.AuditLog`
 is the audit trail).
 """
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -33,14 +33,19 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from azure.data.tables import TableClient, UpdateMode
 
 from gatekeeper.events.codec import event_to_sealable
-from gatekeeper.events.model import PipelineEvent
+from gatekeeper.events.model import EventKind, PipelineEvent
 from gatekeeper.ingest.queue import Sealer
 from gatekeeper.store.chunks import split_property
 from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_name
 
 log = logging.getLogger(__name__)
 
-GATE_ORCHESTRATOR = "deployment_gate"
+ORCHESTRATOR_FOR_KIND: Mapping[EventKind, str] = {
+    EventKind.GATE_REQUEST: "deployment_gate",
+}
+"""The one routing table: which orchestrator (by its registered function name, see `orchestrators/`) an
+event kind starts. Kinds not listed are recorded for the gates and watchers that read them. A new flow
+(the post-deploy watch, a rollback) plugs in here."""
 EVENT_PARTITION = "event"
 
 CLAIM_LEASE = timedelta(minutes=5)
@@ -145,7 +150,7 @@ class EventDispatcher:
             existing = table.get_entity(EVENT_PARTITION, event.key_hash)
             row, etag = dict(existing), existing.metadata["etag"]
         state = row.get("state")
-        if not event.is_gate_request:
+        if event.kind not in ORCHESTRATOR_FOR_KIND:
             if state == State.RECEIVED and self._move(table, event.key_hash, etag, State.RECORDED) is not None:
                 return DispatchResult(Disposition.RECORDED, event)
             log.info("duplicate event %s (key %s)", event_id, event.key_hash[:12])
@@ -183,7 +188,7 @@ class EventDispatcher:
         if self._gateway.exists(event.instance_id):
             return False
         try:
-            self._gateway.start(GATE_ORCHESTRATOR, event.instance_id, gate_input(event))
+            self._gateway.start(ORCHESTRATOR_FOR_KIND[event.kind], event.instance_id, gate_input(event))
         except Exception as exc:
             if "already exists" in str(exc):  # the extension refuses to replace a running instance
                 return False

@@ -18,7 +18,6 @@ import jwt
 from jwt import PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
-from gatekeeper import settings
 from gatekeeper.errors import DependencyUnavailable, Unauthenticated, unauthenticated
 from gatekeeper.security.principal import GUID_PATTERN, Principal, check_tenant, is_app_only
 
@@ -86,19 +85,6 @@ class EntraTokenValidator:
         self.http_timeout_seconds = http_timeout_seconds
         self._clients: OrderedDict[str, PyJWKClient] = OrderedDict()
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_settings(
-        cls, allowed_tenants: Callable[[str], bool] | None = None, env: Mapping[str, str] | None = None
-    ) -> EntraTokenValidator:
-        """Built from GATEKEEPER_ENTRA_AUDIENCE (comma-separated), _AUTHORITY_HOST and _JWKS_CACHE_SECONDS."""
-        audiences = [a.strip() for a in settings.require("GATEKEEPER_ENTRA_AUDIENCE", env).split(",")]
-        return cls(
-            audience=[a for a in audiences if a],
-            authority_host=settings.require("GATEKEEPER_ENTRA_AUTHORITY_HOST", env),
-            allowed_tenants=allowed_tenants,
-            jwks_cache_seconds=float(settings.require("GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS", env)),
-        )
 
     def jwks_uri(self, tid: str) -> str:
         return f"{self.authority_host}/{tid}/discovery/v2.0/keys"

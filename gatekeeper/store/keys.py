@@ -17,7 +17,6 @@ import secrets
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from azure.keyvault.keys import JsonWebKey, KeyClient, KeyVaultKey, KeyVaultKeyI
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gatekeeper import settings
 from gatekeeper.store import budgets
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable, classify
@@ -287,35 +285,3 @@ def build_cipher(
     return EnvelopeCipher(
         DataKeyRing(storage.bounded(), provider), cache_seconds=cache_seconds, max_cached_keys=max_cached_keys
     )
-
-
-def provider_from_settings(env: Mapping[str, str] | None = None) -> TenantKeyProvider:
-    """`GATEKEEPER_KEY_MODE` 'keyvault' (DefaultAzureCredential, honouring AZURE_CLIENT_ID) or 'local'."""
-    mode = (settings.get("GATEKEEPER_KEY_MODE", env) or "").strip().lower()
-    if mode == "local":
-        return LocalKeyProvider(settings.require("GATEKEEPER_LOCAL_KEY_DIR", env))
-    if mode == "keyvault":
-        from azure.identity import DefaultAzureCredential
-
-        vault_url = settings.require("GATEKEEPER_KEY_VAULT_URL", env)
-        client_id = settings.get("AZURE_CLIENT_ID", env)
-        credential = (
-            DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else (DefaultAzureCredential())
-        )
-        return KeyVaultKeyProvider(vault_url, credential)
-    raise ValueError(f"GATEKEEPER_KEY_MODE: must be 'keyvault' or 'local', not {mode!r}")
-
-
-def cache_seconds_from_settings(env: Mapping[str, str] | None = None) -> float:
-    raw = settings.get("GATEKEEPER_DATA_KEY_CACHE_SECONDS", env) or str(DEFAULT_CACHE_SECONDS)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 86400:
-        raise ValueError(f"GATEKEEPER_DATA_KEY_CACHE_SECONDS: must be a number of seconds in (0, 86400], not {raw!r}")
-    return value
-
-
-def cipher_from_settings(storage: StorageAccount, env: Mapping[str, str] | None = None) -> EnvelopeCipher:
-    return build_cipher(storage, provider_from_settings(env), cache_seconds_from_settings(env))

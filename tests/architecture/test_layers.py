@@ -26,11 +26,7 @@ KNOWN_PACKAGE_CYCLE_EDGES: dict[tuple[str, str], str] = {
 
 # Module-level cycles inside one package, reported separately: not a layering breach, but each one is a
 # module that cannot be understood alone. Same rule: cut before the check, and must still exist.
-KNOWN_MODULE_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    # services.py builds GateServices lazily through wiring.py, which needs GateServices back. Issue 11's one
-    # composition root (build_services) replaces both modules.
-    ("gatekeeper.gates.services", "gatekeeper.gates.wiring"): "issue 11: one composition root",
-}
+KNOWN_MODULE_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 
 def _cut(graph: dict[str, set[str]], edges: dict[tuple[str, str], str]) -> dict[str, set[str]]:

@@ -22,7 +22,6 @@ from functions.http import problem_body, status_of
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
-from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.gates.model import chain_instance_id
 from gatekeeper.integrations.callbacks import PipelineCallbacks
@@ -208,7 +207,6 @@ def env(shared: Shared) -> Iterator[Env]:
         yield Env(gates, shared.issuer, receiver, shared.outbox, shared.audit, shared.tenant_id)
     finally:
         receiver.stop()
-        gate_services.configure(None)
 
 
 # ----- levels -----------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from functions.http import problem_body, status_of
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
-from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.gates.model import chain_instance_id
 from gatekeeper.ingest.queue import decode_message
@@ -41,8 +40,8 @@ from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import CachedUserDirectory, GraphUserDirectory
 from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.policy import load_policy
-from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose
 from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
 from tests.conftest import ROOT, SHARED_FIXTURES
@@ -113,7 +112,7 @@ class World:
         response = http_function(function)(request)
         assert response.status_code in (200, 202), response.get_body()
         [text] = self.env.drain()
-        event = decode_message(self.env.runtime.sealer, text).event
+        event = decode_message(self.env.services.sealer, text).event
         return self.gates.submit(event)
 
     def generic(self, body: dict[str, Any], *, bearer_oid: str | None = None, upn: str | None = None) -> str:
@@ -180,31 +179,30 @@ def _world(connection: str, tmp_path: Any, unresolved: str) -> Iterator[World]:
     env = make_env(connection, tmp_path / "keys")
     document = load_policy(policy(unresolved))
     with LocalEntraIssuer() as issuer, LocalGraphServer(GRAPH_TOKEN, users=USERS) as graph:
-        env.runtime.token_validator = EntraTokenValidator(
-            AUDIENCE, issuer.authority_host, allowed_tenants=env.runtime.is_registered_entra_tenant
+        env.services.token_validator = EntraTokenValidator(
+            AUDIENCE, issuer.authority_host, allowed_tenants=env.services.is_registered_entra_tenant
         )
-        set_runtime(env.runtime)
+        set_services(env.services)
         client, http = make_graph_client(StaticTokenCredential(GRAPH_TOKEN), graph.base_url)
         directory = CachedUserDirectory(GraphUserDirectory(client, http_client=http))
-        audit = AuditLog(env.storage, env.runtime.sealer, None, env.tenant_id, checkpoint_every=10_000)
+        audit = AuditLog(env.storage, env.services.sealer, None, env.tenant_id, checkpoint_every=10_000)
         gates = local_gates(
             env.storage,
-            env.runtime.sealer,
+            env.services.sealer,
             decider=PolicyDecider(lambda _t: document),
             audit_for=lambda _t: audit,
             notifier=OutboxNotifier(tmp_path / "outbox"),
             callbacks=PipelineCallbacks(),
             entra_tenants_for=lambda t: (ENTRA_TENANT,) if t == env.tenant_id else (),
-            token_validator=env.runtime.token_validator,
+            token_validator=env.services.token_validator,
             clock=ManualClock(START),
             env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"},
             directory=directory,
         )
         try:
-            yield World(env, gates, issuer, graph, audit, IdentityMap(env.storage, env.tenant_id, env.runtime.sealer))
+            yield World(env, gates, issuer, graph, audit, IdentityMap(env.storage, env.tenant_id, env.services.sealer))
         finally:
-            set_runtime(None)
-            gate_services.configure(None)
+            set_services(None)
             directory.close()
 
 

@@ -11,8 +11,8 @@ from devstack.entra_issuer import LocalEntraIssuer
 from gatekeeper.audit.bundle import check_bundle
 from gatekeeper.audit.oscal_validate import validation_errors
 from gatekeeper.audit.signing import LocalCheckpointKey
-from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.services import set_services
 from tests.conftest import SHARED_FIXTURES
 from tests.support.gatekeeper_env import ENTRA_TENANT, http_function, make_env, problem
 
@@ -30,15 +30,17 @@ def issuer():
 @pytest.fixture
 def env(storage_connection_string, tmp_path, issuer):
     env = make_env(storage_connection_string, tmp_path / "keys")
-    env.runtime.checkpoint_signer = LocalCheckpointKey(str(tmp_path / "keys"), "audit-checkpoint").signer()
-    env.runtime.token_validator = EntraTokenValidator(AUDIENCE, issuer.authority_host, allowed_tenants=lambda tid: True)
-    log = env.runtime.audit_for(env.tenant_id)
+    env.services.checkpoint_signer = LocalCheckpointKey(str(tmp_path / "keys"), "audit-checkpoint").signer()
+    env.services.token_validator = EntraTokenValidator(
+        AUDIENCE, issuer.authority_host, allowed_tenants=lambda tid: True
+    )
+    log = env.services.audit_for(env.tenant_id)
     log.append("policy_changed", "admin@contoso.com", "", "policy revision 1", {"revision": 1})
     log.append("decision", "gatekeeper", "gate-1", "deploy to production", {"level": "L2", "rule": "prod"})
     log.checkpoint(force=True)
-    set_runtime(env.runtime)
+    set_services(env.services)
     yield env
-    set_runtime(None)
+    set_services(None)
 
 
 def export(tenant: str, token: str | None, fmt: str = "oscal") -> func.HttpResponse:

@@ -10,7 +10,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 from gatekeeper.ingest.queue import QueueEventSink, decode_message
-from gatekeeper.runtime import Runtime
+from gatekeeper.services import Services
 from gatekeeper.store.tables import SharedTable, StorageAccount
 from gatekeeper.tenancy.model import TenantRecord
 from gatekeeper.tenancy.registry import TenantRegistry
@@ -51,7 +51,7 @@ def test_the_sink_creates_its_queue_on_the_first_send_that_finds_it_missing(
 ):
     env = make_env(storage_connection_string, tmp_path / "keys")
     name = "q" + uuid.uuid4().hex[:12]
-    runtime = Runtime(storage=env.storage, sealer=env.runtime.sealer, queue_name=name)
+    runtime = Services(env.services.settings, storage=env.storage, sealer=env.services.sealer, queue_name=name)
     if existing:
         env.storage.queue(name).create_queue()
     sink = runtime.sink
@@ -59,5 +59,5 @@ def test_the_sink_creates_its_queue_on_the_first_send_that_finds_it_missing(
     sink.submit(event(env.tenant_id), "e1")
     sink.submit(event(env.tenant_id), "e2")
     texts = [m.content.decode() for m in sink.queue.receive_messages(max_messages=8)]
-    assert sorted(decode_message(env.runtime.sealer, t).event_id for t in texts) == ["e1", "e2"]
+    assert sorted(decode_message(env.services.sealer, t).event_id for t in texts) == ["e1", "e2"]
     assert isinstance(sink, QueueEventSink)

@@ -16,7 +16,7 @@ from devstack.durable_api import DurableApiServer
 from functions.durable_gateway import DurableClientGateway
 from gatekeeper.ingest.dispatcher import ClaimHeld, Disposition, EventDispatcher, gate_input
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.runtime import set_runtime
+from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT, SHARED_FIXTURES
 from tests.support.gatekeeper_env import github_request, http_function, make_env
@@ -28,9 +28,9 @@ DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.reque
 @pytest.fixture
 def env(storage_connection_string, tmp_path):
     env = make_env(storage_connection_string, tmp_path / "keys")
-    set_runtime(env.runtime)
+    set_services(env.services)
     yield env
-    set_runtime(None)
+    set_services(None)
 
 
 @pytest.fixture
@@ -100,8 +100,8 @@ def test_status_events_are_recorded_once(env, durable):
     deliver(env, "workflow_run", payload)
     messages = env.drain()
     gateway = gateway_for(durable)
-    dispatcher = env.runtime.dispatcher(gateway)
-    outcomes = [dispatcher.dispatch(decode_message(env.runtime.sealer, m).event, "e") for m in messages]
+    dispatcher = env.services.dispatcher(gateway)
+    outcomes = [dispatcher.dispatch(decode_message(env.services.sealer, m).event, "e") for m in messages]
     assert [o.disposition for o in outcomes] == [Disposition.RECORDED, Disposition.DUPLICATE]
     assert started(durable) == []
 
@@ -109,9 +109,9 @@ def test_status_events_are_recorded_once(env, durable):
 def test_a_failed_start_is_retried_not_mistaken_for_a_duplicate(env, durable):
     deliver(env, "deployment_protection_rule", DPR)
     [text] = env.drain()
-    queued = decode_message(env.runtime.sealer, text)
+    queued = decode_message(env.services.sealer, text)
     gateway = gateway_for(durable)
-    dispatcher = env.runtime.dispatcher(gateway)
+    dispatcher = env.services.dispatcher(gateway)
     durable.fail_next(1, 500, path_contains="/orchestrators/", body={"Message": "storage unavailable"})
     with pytest.raises(Exception, match="storage unavailable"):
         dispatcher.dispatch(queued.event, queued.event_id)  # the host would retry the message
@@ -126,7 +126,7 @@ def test_an_existing_instance_is_not_replaced(env, durable):
     """start_new replaces a finished instance (and is refused for a running one), so the claimer checks first."""
     deliver(env, "deployment_protection_rule", DPR)
     [text] = env.drain()
-    queued = decode_message(env.runtime.sealer, text)
+    queued = decode_message(env.services.sealer, text)
     durable.instances[queued.event.instance_id] = {
         "name": "deployment_gate",
         "instanceId": queued.event.instance_id,
@@ -134,7 +134,7 @@ def test_an_existing_instance_is_not_replaced(env, durable):
     }
     gateway = gateway_for(durable)
     assert gateway.exists(queued.event.instance_id)
-    assert env.runtime.dispatcher(gateway).dispatch(queued.event, "e").disposition is Disposition.DUPLICATE
+    assert env.services.dispatcher(gateway).dispatch(queued.event, "e").disposition is Disposition.DUPLICATE
     assert started(durable) == []
 
 
@@ -178,7 +178,7 @@ class DyingGateway(DurableClientGateway):
 def queued_gate(env, delivery: str | None = None):
     deliver(env, "deployment_protection_rule", DPR, delivery=delivery)
     [text] = env.drain()
-    return decode_message(env.runtime.sealer, text)
+    return decode_message(env.services.sealer, text)
 
 
 def event_row(env, queued) -> dict:
@@ -215,8 +215,8 @@ def test_twenty_concurrent_dispatches_of_a_status_event_record_it_once(env, dura
     payload = json.loads((SHARED_FIXTURES / "github/workflow_run.completed.payload.json").read_text())
     for _ in range(20):
         deliver(env, "workflow_run", payload)
-    events = [decode_message(env.runtime.sealer, m) for m in env.drain()]
-    dispatcher = env.runtime.dispatcher(gateway_for(durable))
+    events = [decode_message(env.services.sealer, m) for m in env.drain()]
+    dispatcher = env.services.dispatcher(gateway_for(durable))
     barrier = threading.Barrier(20, timeout=30)
 
     def worker(queued) -> Disposition:
@@ -232,18 +232,18 @@ def test_twenty_concurrent_dispatches_of_a_status_event_record_it_once(env, dura
 def test_a_dead_claimers_row_is_reclaimed_after_the_lease_and_started_once(env, durable):
     queued = queued_gate(env)
     with pytest.raises(WorkerDied):
-        env.runtime.dispatcher(DyingGateway(durable, after_start=False)).dispatch(queued.event, queued.event_id)
+        env.services.dispatcher(DyingGateway(durable, after_start=False)).dispatch(queued.event, queued.event_id)
     row = event_row(env, queued)
     assert row["state"] == "starting" and started(durable) == []
     # another delivery while the dead worker's lease still runs: it is not taken over yet
     again = queued_gate(env)
-    assert env.runtime.dispatcher(gateway_for(durable)).dispatch(again.event, again.event_id).disposition is (
+    assert env.services.dispatcher(gateway_for(durable)).dispatch(again.event, again.event_id).disposition is (
         Disposition.DUPLICATE
     )
     assert started(durable) == []
     # the dead worker's own message, delivered again after the lease: reclaimed and started, once
     later = EventDispatcher(
-        env.storage, env.runtime.sealer, gateway_for(durable), clock=lambda: row["lease_until"] + timedelta(seconds=1)
+        env.storage, env.services.sealer, gateway_for(durable), clock=lambda: row["lease_until"] + timedelta(seconds=1)
     )
     assert later.dispatch(queued.event, queued.event_id).disposition is Disposition.STARTED
     assert later.dispatch(again.event, again.event_id).disposition is Disposition.DUPLICATE
@@ -255,11 +255,11 @@ def test_a_dead_claimers_row_is_reclaimed_after_the_lease_and_started_once(env, 
 def test_a_reclaimer_does_not_start_what_the_dead_claimer_already_started(env, durable):
     queued = queued_gate(env)
     with pytest.raises(WorkerDied):
-        env.runtime.dispatcher(DyingGateway(durable, after_start=True)).dispatch(queued.event, queued.event_id)
+        env.services.dispatcher(DyingGateway(durable, after_start=True)).dispatch(queued.event, queued.event_id)
     row = event_row(env, queued)
     assert row["state"] == "starting" and len(started(durable)) == 1
     later = EventDispatcher(
-        env.storage, env.runtime.sealer, gateway_for(durable), clock=lambda: row["lease_until"] + timedelta(seconds=1)
+        env.storage, env.services.sealer, gateway_for(durable), clock=lambda: row["lease_until"] + timedelta(seconds=1)
     )
     assert later.dispatch(queued.event, queued.event_id).disposition is Disposition.DUPLICATE
     assert len(started(durable)) == 1  # it asked first, found the instance, and did not replace it
@@ -271,9 +271,9 @@ def test_the_same_message_again_while_its_own_claim_runs_is_retried_not_dropped(
     duplicate: if that attempt died, this message is the only one left to finish the job."""
     queued = queued_gate(env)
     with pytest.raises(WorkerDied):
-        env.runtime.dispatcher(DyingGateway(durable, after_start=False)).dispatch(queued.event, queued.event_id)
+        env.services.dispatcher(DyingGateway(durable, after_start=False)).dispatch(queued.event, queued.event_id)
     with pytest.raises(ClaimHeld):
-        env.runtime.dispatcher(gateway_for(durable)).dispatch(queued.event, queued.event_id)
+        env.services.dispatcher(gateway_for(durable)).dispatch(queued.event, queued.event_id)
     assert started(durable) == []
 
 
@@ -285,8 +285,8 @@ def test_two_tenants_with_the_same_business_key_each_start_their_own_gate(
     theirs = queued.event.model_copy(update={"tenant_id": other.tenant_id})
     assert theirs.business_key == queued.event.business_key
     assert theirs.instance_id != queued.event.instance_id
-    mine = env.runtime.dispatcher(gateway_for(durable)).dispatch(queued.event, queued.event_id)
-    their = other.runtime.dispatcher(gateway_for(durable)).dispatch(theirs, "e-other")
+    mine = env.services.dispatcher(gateway_for(durable)).dispatch(queued.event, queued.event_id)
+    their = other.services.dispatcher(gateway_for(durable)).dispatch(theirs, "e-other")
     assert (mine.disposition, their.disposition) == (Disposition.STARTED, Disposition.STARTED)
     assert {body["tenant_id"]: body["instance_id"] for _, body in started(durable)} == {
         env.tenant_id: queued.event.instance_id,

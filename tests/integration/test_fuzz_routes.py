@@ -23,7 +23,7 @@ from gatekeeper import json_bounded
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource
 from gatekeeper.ingest.deadletter import DeadLetters
-from gatekeeper.runtime import set_runtime
+from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose, tenant_table_name
 from tests.conftest import ROOT, SHARED_FIXTURES
 from tests.support.gatekeeper_env import (
@@ -219,13 +219,13 @@ def env(storage_connection_string, tmp_path):
     for document in CONNECTORS:
         identities += source_identities(EventSource(document["connector"]), document)
     env = make_env(storage_connection_string, tmp_path / "keys", extra_identities=tuple(sorted(set(identities))))
-    set_runtime(env.runtime)
+    set_services(env.services)
     yield env
-    set_runtime(None)
+    set_services(None)
 
 
 def claim_check_blobs(env: GatekeeperEnv) -> list[str]:
-    container = env.runtime.large_events.container
+    container = env.services.large_events.container
     return [b.name for b in container.list_blobs(name_starts_with=env.tenant_id + "/")] if container.exists() else []
 
 
@@ -242,7 +242,7 @@ def reset_after_accepting(env: GatekeeperEnv, durable: DurableApiServer | None =
             run_on_worker(http_function("dispatch_pipeline_events")(message, client=durable.client_binding))
     assert claim_check_blobs(env) == [] or durable is None, "a dispatched event left its claim-check blob"
     for name in claim_check_blobs(env):
-        env.runtime.large_events.delete(name)
+        env.services.large_events.delete(name)
 
 
 @pytest.fixture(scope="module")

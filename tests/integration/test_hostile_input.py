@@ -17,11 +17,11 @@ from devstack.durable_api import DurableApiServer
 from devstack.entra_issuer import LocalEntraIssuer
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource
-from gatekeeper.gates.activities import load_event
+from gatekeeper.gates.common import load_event
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT, SHARED_FIXTURES
 from tests.support.gatekeeper_env import (
@@ -46,9 +46,9 @@ DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.reque
 def env(storage_connection_string, tmp_path):
     extra = tuple(source_identities(EventSource(CONNECTOR["connector"]), CONNECTOR))
     env = make_env(storage_connection_string, tmp_path / "keys", extra_identities=extra)
-    set_runtime(env.runtime)
+    set_services(env.services)
     yield env
-    set_runtime(None)
+    set_services(None)
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def nothing_written(env) -> bool:
     """No queue message, no claim-check blob and no Events table row for the tenant."""
     if env.queued_texts():
         return False
-    container = env.runtime.large_events.container
+    container = env.services.large_events.container
     if container.exists() and list(container.list_blobs(name_starts_with=env.tenant_id + "/")):
         return False
     events = env.storage.tenant_table(env.tenant_id, TablePurpose.EVENTS)
@@ -229,7 +229,7 @@ def dispatch_all(env, durable) -> None:
 
 
 def claim_check_blobs(env) -> list[str]:
-    container = env.runtime.large_events.container
+    container = env.services.large_events.container
     return [b.name for b in container.list_blobs(name_starts_with=env.tenant_id + "/")] if container.exists() else []
 
 
@@ -243,7 +243,7 @@ def test_a_gate_request_with_40_kib_of_inline_evidence_is_accepted_and_dispatche
     assert len(text) < 1024 and '"blob"' in text  # only a reference travels on the queue
     [blob] = claim_check_blobs(env)
     assert blob == f"{env.tenant_id}/{json.loads(text)['id']}.sealed"
-    stored = env.runtime.large_events.get(blob)
+    stored = env.services.large_events.get(blob)
     assert stored is not None and "case-00001" not in stored  # sealed, like the queue message
     instance_id = json.loads(response.get_body())["instanceId"]
     dispatch_all(env, durable)
@@ -259,16 +259,16 @@ def test_an_azure_devops_check_with_a_44_kib_auth_token_is_accepted_and_dispatch
     assert response.status_code == 200, response.get_body()[:300]
     [text] = env.queued_texts()
     assert token[:100] not in text
-    queued = decode_message(env.runtime.sealer, text, env.runtime.large_events)
+    queued = decode_message(env.services.sealer, text, env.services.large_events)
     assert queued.event.callback.auth_token.get_secret_value() == token
-    assert token[:100] not in (env.runtime.large_events.get(queued.blob) or token)
+    assert token[:100] not in (env.services.large_events.get(queued.blob) or token)
     dispatch_all(env, durable)
     [(_, gate)] = durable.posts("/orchestrators/")
     assert claim_check_blobs(env) == []
     # the gate's activities read the event back from the Events table, where it spans several properties
     row = env.storage.tenant_table(env.tenant_id, TablePurpose.EVENTS).get_entity("event", gate["event_key"])
     assert "sealed_event_1" in row and token[:100] not in json.dumps(dict(row), default=str)
-    services = SimpleNamespace(storage=env.storage, cipher=env.runtime.sealer)
+    services = SimpleNamespace(storage=env.storage, cipher=env.services.sealer)
     stored = load_event(services, env.tenant_id, gate["event_key"])  # type: ignore[arg-type]
     assert stored.callback.auth_token.get_secret_value() == token
 
@@ -297,10 +297,10 @@ def test_a_claim_check_blob_moved_to_another_name_does_not_open(env):
     message = json.loads(text)
     [name] = claim_check_blobs(env)
     other_id = uuid.uuid4().hex
-    env.runtime.large_events.put(f"{env.tenant_id}/{other_id}.sealed", env.runtime.large_events.get(name) or "")
+    env.services.large_events.put(f"{env.tenant_id}/{other_id}.sealed", env.services.large_events.get(name) or "")
     moved = json.dumps(dict(message, id=other_id, blob=f"{env.tenant_id}/{other_id}.sealed"))
     with pytest.raises(Exception, match="does not open"):
-        decode_message(env.runtime.sealer, moved, env.runtime.large_events)
+        decode_message(env.services.sealer, moved, env.services.large_events)
 
 
 # -- audit export query bounds -----------------------------------------------------------------------------
@@ -314,7 +314,7 @@ AUDIENCE = "api://gatekeeper-hostile-tests"
 )
 def test_audit_export_bounds_outside_the_representable_range_are_400(env, name, value):
     with LocalEntraIssuer() as issuer:
-        env.runtime.token_validator = EntraTokenValidator(
+        env.services.token_validator = EntraTokenValidator(
             AUDIENCE, issuer.authority_host, allowed_tenants=lambda t: True
         )
         token = issuer.issue(

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.runtime import set_runtime
+from gatekeeper.services import set_services
 from tests.conftest import ROOT, SHARED_FIXTURES
 from tests.support.gatekeeper_env import github_request, http_function, make_env, problem
 
@@ -17,9 +17,9 @@ DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.reque
 @pytest.fixture
 def env(storage_connection_string, tmp_path):
     env = make_env(storage_connection_string, tmp_path / "keys")
-    set_runtime(env.runtime)
+    set_services(env.services)
     yield env
-    set_runtime(None)
+    set_services(None)
 
 
 def call(request):
@@ -38,7 +38,7 @@ def test_protection_rule_is_accepted_queued_and_sealed(env):
     assert body["instanceId"].startswith("gate-")
     [text] = env.queued_texts()
     assert "octo-repo" not in text  # the event travels sealed
-    queued = decode_message(env.runtime.sealer, text)
+    queued = decode_message(env.services.sealer, text)
     assert queued.event.tenant_id == env.tenant_id
     assert queued.event.environment == "production"
     assert queued.event.callback.run_id == 289782451

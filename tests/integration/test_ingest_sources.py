@@ -16,8 +16,8 @@ from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.services import set_services
 from tests.conftest import ROOT, SHARED_FIXTURES
 from tests.support.gatekeeper_env import (
     ADO_CHECK_SECRET,
@@ -46,9 +46,9 @@ def connector_identities() -> tuple[str, ...]:
 @pytest.fixture
 def env(storage_connection_string, tmp_path):
     env = make_env(storage_connection_string, tmp_path / "keys", extra_identities=connector_identities())
-    set_runtime(env.runtime)
+    set_services(env.services)
     yield env
-    set_runtime(None)
+    set_services(None)
 
 
 def post(route_function: str, body: bytes, headers: dict[str, str]) -> func.HttpResponse:
@@ -86,7 +86,7 @@ def test_check_is_acknowledged_with_200_and_the_token_is_sealed(env, caplog):
     assert body["kind"] == "gate_request" and body["instanceId"].startswith("gate-")
     [text] = env.queued_texts()
     assert JOB_TOKEN not in text and JOB_TOKEN not in caplog.text and JOB_TOKEN not in response.get_body().decode()
-    event = decode_message(env.runtime.sealer, text).event
+    event = decode_message(env.services.sealer, text).event
     assert event.callback.auth_token.get_secret_value() == JOB_TOKEN
     assert JOB_TOKEN not in repr(event) and JOB_TOKEN not in event.model_dump_json()
 
@@ -107,7 +107,7 @@ def test_check_with_only_the_minimum_headers_is_accepted(env):
     response = post("azure_devops_check", CHECK_BODY, headers)
     assert response.status_code == 200, response.get_body()
     [text] = env.queued_texts()
-    assert decode_message(env.runtime.sealer, text).event.callback.timeline_id is None
+    assert decode_message(env.services.sealer, text).event.callback.timeline_id is None
 
 
 def test_check_with_a_wrong_secret_is_refused(env):
@@ -201,8 +201,8 @@ def test_generic_api_refuses_bad_credentials_alike(env, headers):
 
 def test_generic_api_with_an_entra_bearer_token(env):
     with LocalEntraIssuer() as issuer:
-        env.runtime.token_validator = EntraTokenValidator(
-            "api://gatekeeper", issuer.authority_host, allowed_tenants=env.runtime.is_registered_entra_tenant
+        env.services.token_validator = EntraTokenValidator(
+            "api://gatekeeper", issuer.authority_host, allowed_tenants=env.services.is_registered_entra_tenant
         )
         good = issuer.issue("11111111-1111-1111-1111-111111111111", ENTRA_TENANT, "api://gatekeeper")
         stranger = issuer.issue(
@@ -237,7 +237,7 @@ class QueueMessage(func.QueueMessage):
 def test_connector_samples_are_accepted(env, path: Path):
     http_function("connector_events")(func.QueueMessage(id="m1", body=signed_connector(path.read_bytes())))
     [text] = env.queued_texts()
-    event = decode_message(env.runtime.sealer, text).event
+    event = decode_message(env.services.sealer, text).event
     assert event.source.value == json.loads(path.read_text())["connector"]
     assert event.kind.value in {"change_approved", "change_rejected", "alert"}
 

@@ -14,9 +14,10 @@ from devstack.github import LocalGitHubServer
 from devstack.webhook import LocalWebhookReceiver
 from gatekeeper.events.model import AzureDevOpsCallback, EventKind, EventSource, GitHubCallback, PipelineEvent
 from gatekeeper.integrations.callbacks import PipelineCallbacks, failure_alert
-from gatekeeper.integrations.factory import build_pipeline_callbacks, callback_policy
 from gatekeeper.integrations.github_app import rsa_jwk
 from gatekeeper.integrations.retry import RetryPolicy
+from gatekeeper.services import build_pipeline_callbacks
+from gatekeeper.settings import Settings
 
 APP_ID = "5150"
 ADO_TOKEN = "ado-job-access-token-abcdefghijklmnop"
@@ -75,7 +76,7 @@ def callbacks(servers, key_dir) -> PipelineCallbacks:
     }
     policy = RetryPolicy(max_attempts=3, initial_wait=0.01, max_wait=0.02, jitter=0, sleep=lambda s: None)
     return build_pipeline_callbacks(
-        env=env,
+        Settings.from_environ(env),
         policy=policy,
         allow_loopback_http=True,
         webhook_secret=lambda tenant: WEBHOOK_SECRET if tenant == "contoso" else b"",
@@ -170,15 +171,15 @@ def test_a_tenant_without_a_webhook_secret_is_reported(callbacks, servers):
 
 
 def test_missing_github_app_configuration_is_a_result_not_a_crash(servers):
-    callbacks = build_pipeline_callbacks(env={}, allow_loopback_http=True)
+    callbacks = build_pipeline_callbacks(Settings.from_environ({}), allow_loopback_http=True)
     result = callbacks.complete("contoso", handles(servers)["github"], True, "ok", {})
     assert not result.ok and "GATEKEEPER_GITHUB_APP_ID" in result.detail
 
 
 def test_the_attempt_setting_is_validated():
-    assert callback_policy({"GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "3"}).max_attempts == 3
+    assert Settings.from_environ({"GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "3"}).callback_max_attempts == 3
     with pytest.raises(ValueError, match="GATEKEEPER_CALLBACK_MAX_ATTEMPTS"):
-        callback_policy({"GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "0"})
+        Settings.from_environ({"GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "0"})
 
 
 def test_callbacks_act_only_within_the_gates_tenant(servers, key_dir):
@@ -191,7 +192,7 @@ def test_callbacks_act_only_within_the_gates_tenant(servers, key_dir):
         "GATEKEEPER_LOCAL_KEY_DIR": str(key_dir),
     }
     callbacks = build_pipeline_callbacks(
-        env=env,
+        Settings.from_environ(env),
         policy=RetryPolicy(max_attempts=1, initial_wait=0.01, max_wait=0.02, jitter=0, sleep=lambda s: None),
         allow_loopback_http=True,
         webhook_secret=lambda tenant: WEBHOOK_SECRET,

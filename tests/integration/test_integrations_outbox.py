@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gatekeeper.integrations.factory import build_notifier
 from gatekeeper.integrations.notify import Notification, parse_recipient
 from gatekeeper.integrations.outbox import OutboxNotifier
+from gatekeeper.services import build_notifier
+from gatekeeper.settings import Settings
 from gatekeeper.store.tables import InvalidTenantId
 
 LINK = "https://gatekeeper.contoso.example/approve/gate-1"
@@ -85,11 +86,13 @@ def test_recipient_forms():
 
 def test_the_factory_builds_the_outbox_from_settings(tmp_path):
     notifier = build_notifier(
-        env={
-            "GATEKEEPER_NOTIFY_MODE": "outbox",
-            "GATEKEEPER_OUTBOX_DIR": str(tmp_path),
-            "GATEKEEPER_APPROVAL_BASE_URL": "https://gk.contoso.example/",
-        }
+        Settings.from_environ(
+            {
+                "GATEKEEPER_NOTIFY_MODE": "outbox",
+                "GATEKEEPER_OUTBOX_DIR": str(tmp_path),
+                "GATEKEEPER_APPROVAL_BASE_URL": "https://gk.contoso.example/",
+            }
+        )
     )
     assert isinstance(notifier, OutboxNotifier)
     result = notifier.notify(
@@ -98,6 +101,6 @@ def test_the_factory_builds_the_outbox_from_settings(tmp_path):
     record = json.loads(Path(result.path).read_text(encoding="utf-8"))
     assert record["graph_requests"][0]["teams"]["body"]["topic"]["webUrl"] == "https://gk.contoso.example/"
     with pytest.raises(ValueError, match="GATEKEEPER_NOTIFY_MODE"):
-        build_notifier(env={"GATEKEEPER_NOTIFY_MODE": "pigeon"})
+        build_notifier(Settings.from_environ({"GATEKEEPER_NOTIFY_MODE": "pigeon"}))
     with pytest.raises(ValueError, match="credential"):
-        build_notifier(env={"GATEKEEPER_NOTIFY_MODE": "graph"})
+        build_notifier(Settings.from_environ({"GATEKEEPER_NOTIFY_MODE": "graph"}))

@@ -23,7 +23,7 @@ from azure.data.tables import UpdateMode
 from devstack.keyvault_server import LocalKeyVault
 from gatekeeper.gates.model import GateStatus
 from gatekeeper.gates.store import GATE_ROW, GateIndex, GateRecord, GateStore
-from gatekeeper.runtime import Runtime, set_runtime
+from gatekeeper.services import Services, set_services
 from gatekeeper.store.keyring import DATA_KEY_PARTITION
 from gatekeeper.store.keys import KeyVaultKeyProvider, LocalKeyProvider, build_cipher, tenant_key_name
 from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_name
@@ -91,19 +91,19 @@ def assert_unavailable(response: func.HttpResponse, elapsed: float) -> dict[str,
 def env(storage_connection_string: str, tmp_path: Path) -> Iterator[GatekeeperEnv]:
     env = make_env(storage_connection_string, tmp_path / "keys")
     yield env
-    set_runtime(None)
+    set_services(None)
 
 
-def install(env: GatekeeperEnv, storage: StorageAccount, sealer: Any) -> Runtime:
-    """A fresh process's runtime (cold caches) on `storage`, for the tenant `env` registered."""
-    runtime = Runtime(
+def install(env: GatekeeperEnv, storage: StorageAccount, sealer: Any) -> Services:
+    """A fresh process's services (cold caches) on `storage`, for the tenant `env` registered."""
+    runtime = Services(
+        env.services.settings,  # tenant cache off, the tenant's secrets
         storage=storage,
         sealer=sealer,
-        tenant_cache_seconds=0,
-        queue_name=env.runtime.queue_name,
-        environ=env.runtime.environ,
+        queue_name=env.services.queue_name,
+        checkpoint_signer_factory=None,
     )
-    set_runtime(runtime)
+    set_services(runtime)
     return runtime
 
 
@@ -149,7 +149,7 @@ def test_queue_down_with_tables_up_answers_503_and_queues_nothing(env, azurite, 
     with SilentServer() as silent:
         connection = storage_connection_string(blob=azurite.blob_port, queue=silent.port, table=azurite.table_port)
         storage = StorageAccount(connection_string=connection)
-        install(env, storage, env.runtime.sealer)
+        install(env, storage, env.services.sealer)
         response, elapsed = timed(route, env.tenant_id)
         assert_unavailable(response, elapsed)
     assert env.queued_texts() == []
@@ -172,7 +172,7 @@ def keyvault_provider(vault: LocalKeyVault) -> KeyVaultKeyProvider:
 
 
 @pytest.fixture
-def keyvault_runtime(env: GatekeeperEnv, local_keyvault: LocalKeyVault) -> Runtime:
+def keyvault_runtime(env: GatekeeperEnv, local_keyvault: LocalKeyVault) -> Services:
     """The tenant's KEK in the local vault and its data key made by an earlier process; this process starts
     cold, so sealing the first event needs Key Vault (unwrap)."""
     local_keyvault.create_key(tenant_key_name(env.tenant_id), size=3072, key_ops=["wrapKey", "unwrapKey"])
@@ -240,7 +240,7 @@ def stored_gate(env: GatekeeperEnv) -> tuple[str, dict[str, Any]]:
     gate_id = "gate-" + uuid.uuid4().hex
     now = datetime.now(UTC)
     GateIndex(env.storage).put(gate_id, env.tenant_id)
-    GateStore(env.storage, env.tenant_id, env.runtime.sealer).save(
+    GateStore(env.storage, env.tenant_id, env.services.sealer).save(
         GateRecord(
             instance_id=gate_id,
             tenant_id=env.tenant_id,
@@ -285,7 +285,7 @@ def tamper(env: GatekeeperEnv, other: Callable[[], GatekeeperEnv], how: str) -> 
     GateIndex(env.storage).put("x" + gate_id, target.tenant_id)
     table = target.storage.ensure_table(tenant_table_name(target.tenant_id, TablePurpose.GATES))
     table.create_entity({**raw, "PartitionKey": "x" + gate_id})
-    set_runtime(target.runtime)
+    set_services(target.services)
     return target.tenant_id, "x" + gate_id, raw["record"]
 
 
@@ -294,7 +294,7 @@ def test_a_sealed_row_that_does_not_open_is_an_audited_integrity_error(
     env, storage_connection_string, tmp_path, monkeypatch, caplog, how
 ):
     monkeypatch.setenv("GATEKEEPER_TRUST_EASYAUTH_HEADER", "true")
-    set_runtime(env.runtime)
+    set_services(env.services)
     tenant_id, gate_id, sealed = tamper(env, lambda: make_env(storage_connection_string, tmp_path / "other-keys"), how)
     caplog.set_level(logging.DEBUG)
     request = func.HttpRequest(
@@ -316,9 +316,9 @@ def test_a_sealed_row_that_does_not_open_is_an_audited_integrity_error(
     assert "integrity failure" in caplog.text and gate_id in caplog.text
     assert sealed not in caplog.text and SECRET_TITLE not in caplog.text
     # audited in the tenant whose table holds the row
-    from gatekeeper.runtime import runtime
+    from gatekeeper.services import get_services
 
-    [entry] = [r for r in runtime().audit_for(tenant_id).records() if r.kind == "integrity_failure"]
+    [entry] = [r for r in get_services().audit_for(tenant_id).records() if r.kind == "integrity_failure"]
     assert entry.actor == "system:gatekeeper"
     assert entry.data["partition_key"] == gate_id and entry.data["row_key"] == GATE_ROW
     assert entry.data["table"] == tenant_table_name(tenant_id, TablePurpose.GATES)
@@ -334,7 +334,7 @@ def test_a_queued_event_that_does_not_open_is_dead_lettered_and_audited_not_retr
     from gatekeeper.ingest.deadletter import DeadLetters
     from tests.support.worker_loop import run_on_worker
 
-    set_runtime(env.runtime)
+    set_services(env.services)
     response = http_function("github_webhook")(github_request("deployment_protection_rule", DPR))
     assert response.status_code == 202, response.get_body()
     [text] = env.drain()
@@ -351,7 +351,7 @@ def test_a_queued_event_that_does_not_open_is_dead_lettered_and_audited_not_retr
     letters = DeadLetters(env.storage).list("pipeline-events")
     [letter] = [d for d in letters if "integrity" in d.reason and message["id"] in d.message]
     assert "does-not-open" in letter.reason
-    [entry] = [r for r in env.runtime.audit_for(env.tenant_id).records() if r.kind == "integrity_failure"]
+    [entry] = [r for r in env.services.audit_for(env.tenant_id).records() if r.kind == "integrity_failure"]
     assert entry.data["route"] == "queue:pipeline-events" and entry.data["row_key"] == message["id"]
 
 
@@ -362,38 +362,39 @@ def test_a_stored_event_that_does_not_open_in_an_activity_is_audited(env, tmp_pa
 
     from devstack.durable_api import DurableApiServer
     from functions.durable_gateway import DurableClientGateway
-    from gatekeeper.gates.activities import EVENT_PARTITION, load_event
+    from gatekeeper.gates.common import EVENT_PARTITION, load_event
     from gatekeeper.gates.effects import PolicyDecider
-    from gatekeeper.gates.services import GateServices
     from gatekeeper.ingest.queue import decode_message
-    from gatekeeper.integrations.factory import build_pipeline_callbacks
     from gatekeeper.integrations.outbox import OutboxNotifier
+    from gatekeeper.services import build_pipeline_callbacks
+    from gatekeeper.settings import Settings
     from gatekeeper.store.envelope import SealedDataUnreadable
     from tests.support.worker_loop import worker_loop
 
-    set_runtime(env.runtime)
+    set_services(env.services)
     assert http_function("github_webhook")(github_request("deployment_protection_rule", DPR)).status_code == 202
     [text] = env.drain()
-    queued = decode_message(env.runtime.sealer, text)
+    queued = decode_message(env.services.sealer, text)
     with DurableApiServer() as durable:
         gateway = DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
-        env.runtime.dispatcher(gateway).dispatch(queued.event, queued.event_id)
+        env.services.dispatcher(gateway).dispatch(queued.event, queued.event_id)
     events = env.storage.table(tenant_table_name(env.tenant_id, TablePurpose.EVENTS))
     row = dict(events.get_entity(EVENT_PARTITION, queued.event.key_hash))
     row["sealed_event"] = _flip(row["sealed_event"])
     events.update_entity(row, mode=UpdateMode.REPLACE)
 
-    services = GateServices(
+    services = Services(
+        Settings.from_environ({}),
         storage=env.storage,
-        cipher=env.runtime.sealer,
-        decider=PolicyDecider(env.runtime.policy_for),
-        audit_for=env.runtime.audit_for,
+        sealer=env.services.sealer,
+        decider=PolicyDecider(env.services.policy_for),
+        audit_for=env.services.audit_for,
         notifier=OutboxNotifier(tmp_path / "outbox"),
-        callbacks=build_pipeline_callbacks(env={}),
+        callbacks=build_pipeline_callbacks(Settings.from_environ({})),
     )
     with pytest.raises(SealedDataUnreadable):
         load_event(services, env.tenant_id, queued.event.key_hash)
-    [entry] = [r for r in env.runtime.audit_for(env.tenant_id).records() if r.kind == "integrity_failure"]
+    [entry] = [r for r in env.services.audit_for(env.tenant_id).records() if r.kind == "integrity_failure"]
     assert entry.data["route"] == "activity:load_event" and entry.data["row_key"] == queued.event.key_hash
 
 

@@ -21,7 +21,7 @@ import pytest
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.queue import decode_message
 from gatekeeper.ingest.service import sign_envelope
-from gatekeeper.runtime import set_runtime
+from gatekeeper.services import set_services
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
 from tests.conftest import ROOT, SHARED_FIXTURES
 from tests.support.gatekeeper_env import (
@@ -94,9 +94,9 @@ def env(storage_connection_string, tmp_path):
     )
     env.b = b  # type: ignore[attr-defined]
     env.unsigned = unsigned  # type: ignore[attr-defined]
-    set_runtime(env.runtime)
+    set_services(env.services)
     yield env
-    set_runtime(None)
+    set_services(None)
 
 
 def b_dpr() -> dict[str, Any]:
@@ -170,7 +170,7 @@ def test_tenant_b_own_protection_rule_gates_in_b_with_bs_installation(env):
     response = as_b(payload)
     assert response.status_code == 202, response.get_body()
     [text] = env.queued_texts()
-    event = decode_message(env.runtime.sealer, text).event
+    event = decode_message(env.services.sealer, text).event
     assert event.tenant_id == env.b  # type: ignore[attr-defined]
     assert (event.callback.owner, event.callback.repo, event.callback.run_id) == (B_ORG, "app", 42)
     assert event.callback.installation_id == B_INSTALLATION
@@ -181,7 +181,7 @@ def test_protection_rule_without_installation_uses_the_tenants_registered_one(en
     del payload["installation"]
     assert as_b(payload).status_code == 202
     [text] = env.queued_texts()
-    assert decode_message(env.runtime.sealer, text).event.callback.installation_id == B_INSTALLATION
+    assert decode_message(env.services.sealer, text).event.callback.installation_id == B_INSTALLATION
 
 
 def test_tenant_a_without_exactly_one_installation_must_name_one(env):
@@ -209,7 +209,7 @@ def test_a_protection_rule_with_null_deployment_is_gated_on_the_top_level_commit
     rerun = call(github_request("deployment_protection_rule", payload, delivery="d-2"))
     assert first.status_code == rerun.status_code == 202, first.get_body()
     assert json.loads(first.get_body())["instanceId"] != json.loads(rerun.get_body())["instanceId"]
-    event = decode_message(env.runtime.sealer, env.queued_texts()[0]).event
+    event = decode_message(env.services.sealer, env.queued_texts()[0]).event
     assert (event.commit, event.ref) == ("3484a3fb816e0859fd6e1cea078d76385ff50625", "refs/heads/main")
 
 
@@ -262,7 +262,7 @@ def test_check_is_addressed_by_its_plan_url_only(env):
     own = check(B_ADO_ORG, B_CHECK, {"environment": "production"})
     assert own.status_code == 200, own.get_body()
     [text] = env.queued_texts()
-    assert decode_message(env.runtime.sealer, text).event.tenant_id == env.b  # type: ignore[attr-defined]
+    assert decode_message(env.services.sealer, text).event.tenant_id == env.b  # type: ignore[attr-defined]
 
 
 def test_run_state_sample_without_run_id_is_accepted_with_the_run_from_its_link(env):
@@ -271,7 +271,7 @@ def test_run_state_sample_without_run_id_is_accepted_with_the_run_from_its_link(
     )
     response = hook(body, ADO_HOOK_SECRET)
     assert response.status_code == 202, response.get_body()
-    assert decode_message(env.runtime.sealer, env.queued_texts()[0]).event.run_id == "11"
+    assert decode_message(env.services.sealer, env.queued_texts()[0]).event.run_id == "11"
 
 
 # -- connectors ---------------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def cw_message(account: str) -> dict[str, Any]:
 def test_connector_message_signed_by_its_tenant_is_accepted(env):
     deliver(sign_envelope(CONNECTOR_SECRET.encode(), cw_message("contoso")))
     [text] = env.queued_texts()
-    assert decode_message(env.runtime.sealer, text).event.tenant_id == env.tenant_id
+    assert decode_message(env.services.sealer, text).event.tenant_id == env.tenant_id
 
 
 @pytest.mark.parametrize(
@@ -334,8 +334,8 @@ def test_connector_tenant_without_a_secret_is_refused_unless_it_opts_out(env):
     unsigned = cw_message("nosecret")
     deliver(unsigned)
     assert env.queued_texts() == [] and dead_letter_reason(env, unsigned).startswith("401")
-    record = env.runtime.registry.get(env.unsigned)  # type: ignore[attr-defined]
-    env.runtime.registry.import_records([record.model_copy(update={"connector_secret_required": False})])
+    record = env.services.registry.get(env.unsigned)  # type: ignore[attr-defined]
+    env.services.registry.import_records([record.model_copy(update={"connector_secret_required": False})])
     deliver(unsigned)
     assert len(env.queued_texts()) == 1
 

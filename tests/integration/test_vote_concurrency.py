@@ -21,8 +21,8 @@ from devstack.entra_issuer import LocalEntraIssuer
 from gatekeeper.approvals.chain import ChainPlan, Decision
 from gatekeeper.gates.model import GateStatus, chain_instance_id
 from gatekeeper.gates.store import VOTE_CLAIM_LEASE, GateIndex, GateRecord, GateStore
-from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose
 from tests.support.gatekeeper_env import ENTRA_TENANT, http_function, make_env
 from tests.support.worker_loop import run_on_worker
@@ -43,7 +43,7 @@ def issuer() -> Iterator[LocalEntraIssuer]:
 @pytest.fixture(scope="module")
 def runtime_env(azurite, tmp_path_factory, issuer) -> Any:
     env = make_env(azurite.connection_string, tmp_path_factory.mktemp("keys"))
-    env.runtime.token_validator = EntraTokenValidator(
+    env.services.token_validator = EntraTokenValidator(
         AUDIENCE, authority_host=issuer.authority_host, allowed_tenants=lambda tid: True
     )
     return env
@@ -58,12 +58,12 @@ def durable() -> Iterator[DurableApiServer]:
 @pytest.fixture
 def gate(runtime_env, durable) -> Iterator[dict[str, Any]]:
     """A gate waiting at stage 0 (two approvers, quorum 2), with its chain orchestration running."""
-    set_runtime(runtime_env.runtime)
+    set_services(runtime_env.services)
     http_function("approval_decision")  # index the app once, before any thread looks a function up
     now = datetime.now(UTC)
     gate_id = "gate-" + uuid.uuid4().hex
     GateIndex(runtime_env.storage).put(gate_id, runtime_env.tenant_id)
-    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.runtime.sealer)
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
     plan = ChainPlan.model_validate(
         {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 2, "timeout": "PT1H"}]}
     )
@@ -88,7 +88,7 @@ def gate(runtime_env, durable) -> Iterator[dict[str, Any]]:
     try:
         yield {"id": gate_id, "store": store, "env": runtime_env}
     finally:
-        set_runtime(None)
+        set_services(None)
 
 
 def post(gate_id: str, durable: DurableApiServer, token: str, decision: str = "approve") -> func.HttpResponse:
@@ -128,7 +128,7 @@ def delivered(durable: DurableApiServer) -> list[Any]:
 
 
 def decided_entries(env: Any) -> list[Any]:
-    return [r for r in env.runtime.audit_for(env.tenant_id).records() if r.kind == "approval_decided"]
+    return [r for r in env.services.audit_for(env.tenant_id).records() if r.kind == "approval_decided"]
 
 
 def test_twenty_identical_approvals_at_once_count_once(gate, durable, issuer):

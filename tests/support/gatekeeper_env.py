@@ -1,4 +1,4 @@
-"""Builds a real Gatekeeper runtime for tests: Azurite storage, local tenant keys, a fresh registry."""
+"""Builds the real Gatekeeper services for tests: Azurite storage, local tenant keys, a fresh registry."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 import azure.functions as func
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
-from gatekeeper.runtime import Runtime
+from gatekeeper.services import Services, build_services
+from gatekeeper.settings import Settings
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
@@ -45,13 +46,13 @@ CALLBACK_PREFIXES = ("https://ci.contoso.com/gatekeeper/",)
 
 @dataclass
 class GatekeeperEnv:
-    runtime: Runtime
+    services: Services
     tenant_id: str
     storage: StorageAccount
 
     def queue(self) -> QueueClient:
         return self.storage.queue(
-            self.runtime.queue_name,
+            self.services.queue_name,
             message_encode_policy=BinaryBase64EncodePolicy(),
             message_decode_policy=BinaryBase64DecodePolicy(),
         )
@@ -78,21 +79,25 @@ def make_env(
 ) -> GatekeeperEnv:
     storage = StorageAccount(connection_string=connection_string)
     tenant_id = "t" + uuid.uuid4().hex[:12]
-    runtime = Runtime(
-        storage=storage,
-        sealer=build_cipher(storage, LocalKeyProvider(str(key_dir))),
-        tenant_cache_seconds=0,
-        queue_name="q" + uuid.uuid4().hex[:12],
-        environ={
+    settings = Settings.from_environ(
+        {
+            "GATEKEEPER_TENANT_CACHE_SECONDS": "0",
             "GK_GITHUB": GITHUB_SECRET,
             "GK_ADO_CHECK": ADO_CHECK_SECRET,
             "GK_ADO_HOOK": ADO_HOOK_SECRET,
             "GK_API_KEY": API_KEY,
             "GK_CONNECTOR": CONNECTOR_SECRET,
             **(extra_environ or {}),
-        },
+        }
     )
-    registry = runtime.registry
+    services = build_services(
+        settings,
+        storage=storage,
+        sealer=build_cipher(storage, LocalKeyProvider(str(key_dir))),
+        queue_name="q" + uuid.uuid4().hex[:12],
+        checkpoint_signer_factory=None,  # no checkpoints unless a test assigns a signer
+    )
+    registry = services.registry
     # The fixture payloads' organisations are claimed by exactly one tenant at a time.
     for entity in list(registry.table.list_entities()):
         if entity["PartitionKey"] in (IDENTITY_PARTITION, TENANT_PARTITION):
@@ -116,8 +121,8 @@ def make_env(
             *extra_tenants,
         ]
     )
-    runtime.sink.ensure_queue()
-    return GatekeeperEnv(runtime, tenant_id, storage)
+    services.sink.ensure_queue()
+    return GatekeeperEnv(services, tenant_id, storage)
 
 
 def signed_connector(document: dict[str, Any] | bytes, secret: str = CONNECTOR_SECRET) -> bytes:

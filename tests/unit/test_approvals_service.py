@@ -29,9 +29,9 @@ from gatekeeper.gates.model import GateStatus, chain_instance_id
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 from gatekeeper.integrations.graph_groups import GraphGroupMembership
 from gatekeeper.integrations.graph_notify import make_graph_client
-from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.security.groups import CachedGroupMembership
+from gatekeeper.services import set_services
 from tests.support.gatekeeper_env import ENTRA_TENANT, make_env
 from tests.support.worker_loop import run_on_worker, worker_loop
 
@@ -66,7 +66,7 @@ def durable() -> Iterator[DurableApiServer]:
 def runtime_env(azurite, tmp_path_factory, issuer) -> Iterator[Any]:
     """One tenant and runtime for the module (tenant keys are slow to make); one gate per test."""
     env = make_env(azurite.connection_string, tmp_path_factory.mktemp("keys"))
-    env.runtime.token_validator = EntraTokenValidator(
+    env.services.token_validator = EntraTokenValidator(
         AUDIENCE, authority_host=issuer.authority_host, allowed_tenants=lambda tid: True
     )
     yield env
@@ -77,7 +77,7 @@ def save_gate(env: Any, durable: DurableApiServer, plan: ChainPlan) -> dict[str,
     now = datetime.now(UTC)
     gate_id = "gate-" + uuid.uuid4().hex
     GateIndex(env.storage).put(gate_id, env.tenant_id)
-    store = GateStore(env.storage, env.tenant_id, env.runtime.sealer)
+    store = GateStore(env.storage, env.tenant_id, env.services.sealer)
     store.save(
         GateRecord(
             instance_id=gate_id,
@@ -101,14 +101,14 @@ def save_gate(env: Any, durable: DurableApiServer, plan: ChainPlan) -> dict[str,
 
 @pytest.fixture
 def gate(runtime_env, durable) -> Iterator[dict[str, Any]]:
-    set_runtime(runtime_env.runtime)
+    set_services(runtime_env.services)
     plan = ChainPlan.model_validate(
         {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 2, "timeout": "PT1H"}]}
     )
     try:
         yield save_gate(runtime_env, durable, plan)
     finally:
-        set_runtime(None)
+        set_services(None)
 
 
 def bearer(issuer: LocalEntraIssuer, oid: str, tid: str = ENTRA_TENANT, **claims: Any) -> dict[str, str]:
@@ -267,10 +267,10 @@ def test_a_vote_stored_but_not_delivered_is_delivered_on_retry_not_refused(gate,
     gateway = FailingOnce(DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop()))
     service = DecisionService(
         env.storage,
-        env.runtime.sealer,
+        env.services.sealer,
         gateway,
         entra_tenants_for=lambda _t: (ENTRA_TENANT,),
-        token_validator=env.runtime.token_validator,
+        token_validator=env.services.token_validator,
     )
     body = json.dumps({"decision": "approve"}).encode()
     with pytest.raises(GatekeeperError) as info:
@@ -292,7 +292,7 @@ def test_concurrent_voters_get_distinct_vote_numbers(gate):
     numbers = [store.record_vote(gate["id"], who, Decision.APPROVE, 0, at, "").seq for who in (ANNA, PIET, "c")]
     assert numbers == [0, 1, 2]
     # A writer that read a stale count tries number 1 again: it moves on to the next free number.
-    store_stale = GateStore(gate["env"].storage, gate["env"].tenant_id, gate["env"].runtime.sealer)
+    store_stale = GateStore(gate["env"].storage, gate["env"].tenant_id, gate["env"].services.sealer)
     store_stale.votes = lambda _id: []  # type: ignore[method-assign]  # simulate the stale read
     assert store_stale.record_vote(gate["id"], "d", Decision.REJECT, 0, at, "").seq == 3
 
@@ -317,9 +317,9 @@ def directory(graph: LocalGraphServer, entra_tenant: str = ENTRA_TENANT) -> Grap
 @pytest.fixture
 def group_gate(runtime_env, durable, graph) -> Iterator[dict[str, Any]]:
     """A chain whose only approvers are group OPS; the runtime reads the directory through the local Graph."""
-    set_runtime(runtime_env.runtime)
+    set_services(runtime_env.services)
     lookup = directory(graph)
-    runtime_env.runtime.group_membership = CachedGroupMembership(lookup)
+    runtime_env.services.group_membership = CachedGroupMembership(lookup)
     plan = ChainPlan.model_validate(
         {"stages": [{"name": "ops", "approvers": [f"group:{OPS}"], "quorum": 1, "timeout": "PT1H"}]}
     )
@@ -327,8 +327,8 @@ def group_gate(runtime_env, durable, graph) -> Iterator[dict[str, Any]]:
         yield save_gate(runtime_env, durable, plan)
     finally:
         lookup.close()
-        del runtime_env.runtime.group_membership  # back to the settings-built value (none in tests)
-        set_runtime(None)
+        del runtime_env.services.group_membership  # back to the settings-built value (none in tests)
+        set_services(None)
 
 
 def overage(issuer: LocalEntraIssuer, oid: str, tid: str = ENTRA_TENANT) -> dict[str, str]:
@@ -370,9 +370,9 @@ def test_an_unreachable_directory_is_503_and_stores_no_vote(group_gate, durable,
 
 
 def test_a_directory_this_service_cannot_read_gives_403_with_the_reason(runtime_env, durable, issuer, graph):
-    set_runtime(runtime_env.runtime)
+    set_services(runtime_env.services)
     lookup = directory(graph, entra_tenant=str(uuid.uuid4()))  # the managed identity lives elsewhere
-    runtime_env.runtime.group_membership = lookup
+    runtime_env.services.group_membership = lookup
     plan = ChainPlan.model_validate(
         {"stages": [{"name": "ops", "approvers": [f"group:{OPS}"], "quorum": 1, "timeout": "PT1H"}]}
     )
@@ -384,14 +384,14 @@ def test_a_directory_this_service_cannot_read_gives_403_with_the_reason(runtime_
         assert graph.member_checks == []
     finally:
         lookup.close()
-        del runtime_env.runtime.group_membership
-        set_runtime(None)
+        del runtime_env.services.group_membership
+        set_services(None)
 
 
 def test_an_approver_named_directly_never_waits_for_the_directory(runtime_env, durable, issuer, graph):
     """Named in the stage and in too many groups: a Graph outage must not lock this person out."""
-    set_runtime(runtime_env.runtime)
-    runtime_env.runtime.group_membership = directory(graph)
+    set_services(runtime_env.services)
+    runtime_env.services.group_membership = directory(graph)
     plan = ChainPlan.model_validate(
         {"stages": [{"name": "ops", "approvers": [PIET, f"group:{OPS}"], "quorum": 1, "timeout": "PT1H"}]}
     )
@@ -405,6 +405,6 @@ def test_an_approver_named_directly_never_waits_for_the_directory(runtime_env, d
         assert get(gate["id"], overage(issuer, ANNA)).status_code == 503
         assert post(gate["id"], durable, overage(issuer, ANNA), {"decision": "approve"}).status_code == 503
     finally:
-        runtime_env.runtime.group_membership.close()
-        del runtime_env.runtime.group_membership
-        set_runtime(None)
+        runtime_env.services.group_membership.close()
+        del runtime_env.services.group_membership
+        set_services(None)

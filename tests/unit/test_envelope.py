@@ -283,14 +283,18 @@ def test_no_key_material_or_plaintext_in_repr_or_errors(cipher: EnvelopeCipher, 
 
 
 def test_settings_are_validated():
-    from gatekeeper.store.keys import cache_seconds_from_settings, provider_from_settings
+    from gatekeeper.services import build_key_provider
+    from gatekeeper.settings import Settings
+
+    def never() -> object:
+        raise AssertionError("no credential is needed to refuse the settings")
 
     with pytest.raises(ValueError, match="GATEKEEPER_KEY_MODE"):
-        provider_from_settings({"GATEKEEPER_KEY_MODE": "plaintext"})
+        Settings.from_environ({"GATEKEEPER_KEY_MODE": "plaintext"})
     with pytest.raises(ValueError, match="GATEKEEPER_DATA_KEY_CACHE_SECONDS"):
-        cache_seconds_from_settings({"GATEKEEPER_DATA_KEY_CACHE_SECONDS": "soon"})
+        Settings.from_environ({"GATEKEEPER_DATA_KEY_CACHE_SECONDS": "soon"})
     with pytest.raises(ValueError, match="GATEKEEPER_DATA_KEY_CACHE_SECONDS"):
-        cache_seconds_from_settings({"GATEKEEPER_DATA_KEY_CACHE_SECONDS": "0"})
-    assert cache_seconds_from_settings({}) == 300
+        Settings.from_environ({"GATEKEEPER_DATA_KEY_CACHE_SECONDS": "0"})
+    assert Settings.from_environ({}).data_key_cache_seconds == 300
     with pytest.raises(RuntimeError, match="GATEKEEPER_KEY_VAULT_URL"):
-        provider_from_settings({"GATEKEEPER_KEY_MODE": "keyvault"})
+        build_key_provider(Settings.from_environ({"GATEKEEPER_KEY_MODE": "keyvault"}), never)  # type: ignore[arg-type]

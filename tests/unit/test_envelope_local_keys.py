@@ -11,8 +11,10 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 from cryptography.hazmat.primitives.hashes import SHA256
 
+from gatekeeper.services import build_key_provider
+from gatekeeper.settings import Settings
 from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable
-from gatekeeper.store.keys import LocalKeyProvider, provider_from_settings
+from gatekeeper.store.keys import LocalKeyProvider
 
 ALG = KeyWrapAlgorithm.rsa_oaep_256
 
@@ -100,5 +102,6 @@ def test_tenant_ids_are_validated_before_touching_the_disk(tmp_path, tenant):
 
 
 def test_provider_from_settings_local(tmp_path):
-    provider = provider_from_settings({"GATEKEEPER_KEY_MODE": "local", "GATEKEEPER_LOCAL_KEY_DIR": str(tmp_path)})
+    settings = Settings.from_environ({"GATEKEEPER_KEY_MODE": "local", "GATEKEEPER_LOCAL_KEY_DIR": str(tmp_path)})
+    provider = build_key_provider(settings, credential=lambda: None)  # type: ignore[arg-type,return-value]
     assert isinstance(provider, LocalKeyProvider) and provider.key_dir == tmp_path

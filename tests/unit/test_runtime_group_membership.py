@@ -1,15 +1,16 @@
-"""The process runtime builds the directory lookup once, only when GATEKEEPER_GRAPH_TENANT_ID names one."""
+"""The process services build the directory lookup once, only when GATEKEEPER_GRAPH_TENANT_ID names one."""
 
 from __future__ import annotations
 
 import pytest
 
-from gatekeeper.runtime import Runtime
 from gatekeeper.security.groups import CachedGroupMembership
+from gatekeeper.services import Services
+from gatekeeper.settings import Settings
 
 
-def runtime(environ: dict[str, str]) -> Runtime:
-    return Runtime(storage=None, sealer=None, environ=environ)  # type: ignore[arg-type]  # not used here
+def runtime(environ: dict[str, str]) -> Services:
+    return Services(Settings.from_environ(environ))  # storage and keys are never built here
 
 
 def test_no_tenant_means_no_lookups():

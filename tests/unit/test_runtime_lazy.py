@@ -1,4 +1,4 @@
-"""Building the process runtime from settings builds only what every route needs: the audit checkpoint
+"""Building the process services from settings builds only what every route needs: the audit checkpoint
 signer and the Entra token validator are built on first use, once, so a cold instance answering a webhook
 pays for neither (and an unreadable checkpoint key cannot fail ingestion)."""
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper import runtime as runtime_module
-from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper import services as services_module
+from gatekeeper.security import entra
+from gatekeeper.settings import Settings
 
 # Azurite's documented development account; nothing here connects to it.
 CONNECTION = (
@@ -29,13 +30,13 @@ def key_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("GATEKEEPER_CHECKPOINT_KEY_NAME", "audit-checkpoint")
     monkeypatch.setenv("GATEKEEPER_ENTRA_AUDIENCE", "api://gatekeeper")
     monkeypatch.setenv("GATEKEEPER_ENTRA_AUTHORITY_HOST", "http://127.0.0.1:9")
-    runtime_module.set_runtime(None)
+    services_module.set_services(None)
     yield tmp_path / "keys"
-    runtime_module.set_runtime(None)
+    services_module.set_services(None)
 
 
 def test_the_checkpoint_key_is_read_on_first_audit_use_not_when_the_runtime_is_built(key_dir):
-    built = runtime_module.runtime()
+    built = services_module.get_services()
     assert not (key_dir / "audit-checkpoint.jwk.json").exists()  # before: created and loaded by every instance
     signer = built.checkpoint_signer
     assert signer is not None and (key_dir / "audit-checkpoint.jwk.json").exists()
@@ -49,7 +50,7 @@ def test_a_checkpoint_key_that_cannot_be_read_fails_its_caller_and_is_retried(ke
         calls.append(1)
         raise RuntimeError("key service down")
 
-    rt = runtime_module.Runtime(storage=None, sealer=None, checkpoint_signer_factory=failing)  # type: ignore[arg-type]
+    rt = services_module.Services(Settings.from_environ(), checkpoint_signer_factory=failing)
     for _ in range(2):
         with pytest.raises(RuntimeError, match="key service down"):
             rt.checkpoint_signer  # noqa: B018
@@ -67,12 +68,12 @@ def test_the_token_validator_is_built_on_the_first_bearer_token_only(key_dir, mo
             assert (token, expected_tenant_id) == ("tok", "tid")
             return principal
 
-    def from_settings(cls, allowed_tenants=None, env=None):  # type: ignore[no-untyped-def]
+    def built(*args, allowed_tenants=None, **kwargs):  # type: ignore[no-untyped-def]
         built_validators.append(allowed_tenants)
         return Recording()
 
-    monkeypatch.setattr(EntraTokenValidator, "from_settings", classmethod(from_settings))
-    validator = runtime_module.runtime().token_validator
+    monkeypatch.setattr(entra, "EntraTokenValidator", built)
+    validator = services_module.get_services().token_validator
     assert validator is not None and built_validators == []
     assert validator.validate("tok", "tid") is principal
     assert validator.validate("tok", "tid") is principal
@@ -81,4 +82,4 @@ def test_the_token_validator_is_built_on_the_first_bearer_token_only(key_dir, mo
 
 def test_without_an_audience_there_is_no_token_validator(key_dir, monkeypatch):
     monkeypatch.delenv("GATEKEEPER_ENTRA_AUDIENCE")
-    assert runtime_module.runtime().token_validator is None
+    assert services_module.get_services().token_validator is None

@@ -7,6 +7,8 @@ import pytest
 from functions.http import problem_body, status_of
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.security.entra import EntraTokenValidator, bearer_token, principal_from_claims
+from gatekeeper.services import build_entra_validator
+from gatekeeper.settings import Settings
 
 OID = "5f6c2b1e-8d3a-4c1b-9e7f-0a1b2c3d4e5f"
 TID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -37,13 +39,16 @@ def test_bearer_token_refuses_other_shapes(header, reason):
 
 
 def test_from_settings_reads_audiences_host_and_cache():
-    v = EntraTokenValidator.from_settings(
-        env={
-            "GATEKEEPER_ENTRA_AUDIENCE": "api://gatekeeper, 8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d",
-            "GATEKEEPER_ENTRA_AUTHORITY_HOST": "https://login.microsoftonline.us/",
-            "GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS": "120",
-        }
+    v = build_entra_validator(
+        Settings.from_environ(
+            {
+                "GATEKEEPER_ENTRA_AUDIENCE": "api://gatekeeper, 8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d",
+                "GATEKEEPER_ENTRA_AUTHORITY_HOST": "https://login.microsoftonline.us/",
+                "GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS": "120",
+            }
+        )
     )
+    assert isinstance(v, EntraTokenValidator)
     assert v.audiences == ["api://gatekeeper", "8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d"]
     assert v.jwks_uri(TID) == f"https://login.microsoftonline.us/{TID}/discovery/v2.0/keys"
     assert v.issuers(TID) == [f"https://login.microsoftonline.us/{TID}/v2.0"]
@@ -52,7 +57,7 @@ def test_from_settings_reads_audiences_host_and_cache():
 
 def test_from_settings_requires_an_audience():
     with pytest.raises(RuntimeError, match="GATEKEEPER_ENTRA_AUDIENCE"):
-        EntraTokenValidator.from_settings(env={})
+        build_entra_validator(Settings.from_environ({}))
     with pytest.raises(ValueError, match="audience"):
         EntraTokenValidator([])
 

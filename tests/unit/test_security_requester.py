@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.approvals.chain import ChainPlan
-from gatekeeper.gates.activities import raise_quorum
+from gatekeeper.gates.evaluate import raise_quorum
 from gatekeeper.policy.document import PolicyError, load_policy
 from gatekeeper.security.requester import (
     Requester,

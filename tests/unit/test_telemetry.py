@@ -24,7 +24,6 @@ from gatekeeper import telemetry
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.errors import Unauthenticated
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, EvidenceRef, PipelineEvent
-from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.outbox import OutboxNotifier
@@ -253,15 +252,11 @@ def flow(azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
             clock=ManualClock(START),
             env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"},
         )
-        try:
-            yield Flow(gates, issuer, tenant_id)
-        finally:
-            gate_services.configure(None)
+        yield Flow(gates, issuer, tenant_id)
 
 
 @pytest.fixture
 def gate_flow(flow: Flow, caplog: pytest.LogCaptureFixture) -> Flow:
-    gate_services.configure(flow.gates.services)  # another module's gates may have been installed meanwhile
     flow.gates.clock.advance(timedelta(days=1))  # each test on a fresh day; the clock never goes back
     caplog.set_level(logging.INFO, logger=telemetry.LOGGER_NAME)
     return flow

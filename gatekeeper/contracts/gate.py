@@ -1,0 +1,188 @@
+"""Contracts of the gate flow (`deployment_gate` and its `approval_chain`): every activity's input and output.
+
+The flow documents themselves (the orchestration inputs, the evaluation verdict, vote events, the chain's
+result) live in `gatekeeper.gates.model`, next to the gate state they describe, and are re-exported here so a
+flow reads its whole contract from one module.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gatekeeper.gates.model import (
+    ChainInput,
+    ChainResult,
+    EvaluationSummary,
+    GateInput,
+    GateStatus,
+    VoteEvent,
+    chain_instance_id,
+    vote_event_name,
+)
+from gatekeeper.store.tables import TENANT_ID_PATTERN
+
+__all__ = [
+    "ApprovalRequest",
+    "ApprovalRequested",
+    "AuditInput",
+    "AuditRecorded",
+    "CallbackInput",
+    "CallbackResult",
+    "CallbackSummary",
+    "ChainInput",
+    "ChainResult",
+    "EvaluateInput",
+    "EvaluationSummary",
+    "GateInput",
+    "GateResult",
+    "GateStatus",
+    "HumanTaskInput",
+    "HumanTaskOpened",
+    "NotifyInput",
+    "NotifyResult",
+    "OutcomeInput",
+    "OutcomeRecorded",
+    "VoteEvent",
+    "chain_instance_id",
+    "vote_event_name",
+]
+
+_TENANT = Field(pattern=TENANT_ID_PATTERN.pattern)
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document that crosses the orchestration boundary (history, activity input/output)."""
+        return self.model_dump(mode="json")
+
+
+class EvaluateInput(_Contract):
+    """`gate_evaluate`: decide the level of the gate whose sealed event sits under `event_key`."""
+
+    tenant_id: str = _TENANT
+    instance_id: str
+    event_key: str = Field(pattern=r"^[0-9a-f]{64}$")
+    requested_by: str | None = Field(default=None, max_length=256)
+    at: datetime | None = None
+
+
+class ApprovalRequest(_Contract):
+    """`gate_request_approval`: open one stage of the chain and tell its approvers and the pipeline."""
+
+    tenant_id: str = _TENANT
+    gate_id: str
+    chain_id: str
+    stage: int = Field(ge=0)
+    started_at: datetime | None = None
+    deadline: datetime
+    at: datetime | None = None
+
+
+class ApprovalRequested(_Contract):
+    stage: int
+    notified: bool
+
+
+class NotifyInput(_Contract):
+    """`gate_notify`: one notification. The fields stay a mapping here; the activity validates them as a
+    `Notification` and audits a malformed one as not sent (a notice never fails the gate)."""
+
+    tenant_id: str = _TENANT
+    instance_id: str
+    notification: dict[str, Any]
+    at: datetime | None = None
+
+
+class NotifyResult(_Contract):
+    ok: bool
+    detail: str
+    kind: str | None = None
+
+
+class CallbackInput(_Contract):
+    """`gate_callback`: tell the waiting pipeline to proceed or stop."""
+
+    tenant_id: str = _TENANT
+    instance_id: str
+    event_key: str = Field(pattern=r"^[0-9a-f]{64}$")
+    approved: bool
+    comment: str = ""
+
+
+class CallbackResult(_Contract):
+    ok: bool
+    skipped: bool = False
+    detail: str = ""
+    status_code: int | None = None
+    target: str | None = None
+
+
+class HumanTaskInput(_Contract):
+    """`gate_open_human_task`: L3, a person carries the change out (or drops it)."""
+
+    tenant_id: str = _TENANT
+    instance_id: str
+    at: datetime | None = None
+    recipients: tuple[str, ...] = ()
+
+
+class HumanTaskOpened(_Contract):
+    opened: bool
+    notified: bool
+
+
+class CallbackSummary(_Contract):
+    """Whether the pipeline was told, as the outcome records it."""
+
+    ok: bool
+    detail: str = ""
+
+
+class OutcomeInput(_Contract):
+    """`gate_record_outcome`: the gate's final state."""
+
+    tenant_id: str = _TENANT
+    instance_id: str
+    status: GateStatus
+    reason: str
+    level: str | None = None
+    at: datetime | None = None
+    callback: CallbackSummary
+    chain: ChainResult | None = None
+
+
+class OutcomeRecorded(_Contract):
+    status: str
+    alerted: bool | None = None
+
+
+class AuditInput(_Contract):
+    """`gate_audit`: an orchestrator step worth recording (stage passed, escalated, expired, chain decided)."""
+
+    tenant_id: str = _TENANT
+    kind: str
+    instance_id: str = ""
+    subject: str = ""
+    actor: str | None = None
+    at: datetime | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditRecorded(_Contract):
+    ok: bool = True
+
+
+class GateResult(_Contract):
+    """What `deployment_gate` returns."""
+
+    instance_id: str
+    level: str
+    status: GateStatus
+    reason: str
+    callback_ok: bool
+    chain: ChainResult | None = None

@@ -1,0 +1,151 @@
+"""Step `evaluate` of the gate: policy, quality and the requester's identity decide the level.
+
+The full decision goes to the Gates table and the audit log; the orchestrator gets the verdict only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gatekeeper import telemetry
+from gatekeeper.approvals.chain import ChainPlan, StagePlan
+from gatekeeper.contracts.gate import EvaluateInput, EvaluationSummary
+from gatekeeper.events.model import PipelineEvent
+from gatekeeper.gates.common import append_audit, at_or_now, gate_title, load_event
+from gatekeeper.gates.model import GateStatus
+from gatekeeper.gates.store import GateRecord
+from gatekeeper.security.requester import requester_claims
+
+if TYPE_CHECKING:
+    from gatekeeper.services import Services
+
+
+def event_facts(event: PipelineEvent, requester: tuple[str, ...]) -> dict[str, Any]:
+    """What triggered the gate, for the audit trail: who asked for which revision of what, and where.
+    Callback handles (and the tokens inside them) stay out; only which kind of pipeline waits is kept."""
+    return {
+        "source": event.source.value,
+        "kind": event.kind.value,
+        "action": event.action.value if event.action else None,
+        "environment": event.environment,
+        "repository": event.repository,
+        "ref": event.ref,
+        "commit": event.commit,
+        "requested_by": event.actor,
+        "requester": list(requester),
+        "run_id": event.run_id,
+        "delivery_id": event.delivery_id,
+        "labels": list(event.labels),
+        "evidence": [e.kind for e in event.evidence],
+        "business_key": event.business_key,
+        "callback": event.callback.type if event.callback is not None else None,
+        "received_at": event.received_at.isoformat(),
+    }
+
+
+def evaluate(services: Services, request: EvaluateInput) -> EvaluationSummary:
+    """Decide the level, store the full decision in the Gates table, index the gate, audit it."""
+    tenant_id, instance_id = request.tenant_id, request.instance_id
+    at = at_or_now(request.at, services)
+    event = load_event(services, tenant_id, request.event_key)
+    decision = services.decider.decide(event, at)
+    plan = ChainPlan.from_policy(decision.approval) if decision.approval is not None else None
+    who = services.requesters.resolve(
+        tenant_id, requester_claims(event.source.value, event.actor, event.requester_ids), display=event.actor
+    )
+    requester = who.identities()
+    blocked, reasons, raised_stage = decision.blocked, tuple(decision.reasons), None
+    if plan is not None and not who.resolved and not blocked:
+        if services.decider.unresolved_requester(tenant_id) == "deny":
+            blocked = True
+            reasons += (
+                f"requester unresolved ({who.note}); the policy denies such gates (unresolved_requester: deny)",
+            )
+        else:
+            raised = raise_quorum(plan)
+            if raised is None:
+                blocked = True
+                reasons += (
+                    f"requester unresolved ({who.note}); no approval stage can supply the extra distinct approver "
+                    "that policy requires (unresolved_requester: raise)",
+                )
+            else:
+                plan, raised_stage = raised
+                reasons += (
+                    f"requester unresolved ({who.note}): one extra distinct approver required at stage "
+                    f"'{plan.stages[raised_stage].name}' (unresolved_requester: raise)",
+                )
+    title = gate_title(event)
+    record = GateRecord(
+        instance_id=instance_id,
+        tenant_id=tenant_id,
+        status=GateStatus.EVALUATED,
+        level=str(decision.level),
+        blocked=blocked,
+        rule=decision.rule,
+        reasons=reasons,
+        title=title,
+        subject={
+            "source": event.source.value,
+            "repository": event.repository,
+            "environment": event.environment,
+            "ref": event.ref,
+            "commit": event.commit,
+            "run_id": event.run_id,
+            "action": event.action.value if event.action else None,
+        },
+        requester=requester,
+        requested_by=who,
+        extra_approver_stage=raised_stage,
+        created_at=at,
+        updated_at=at,
+        plan=plan,
+        quality=decision.quality.result,
+        quality_score=decision.quality.score,
+        event_key=request.event_key,
+    )
+    services.index.put(instance_id, tenant_id)
+    services.gates(tenant_id).save(record)
+    facts = {**event_facts(event, requester), "requester_resolved": who.resolved, "requester_oid": who.oid}
+    append_audit(services, tenant_id, "event_received", instance_id, title, facts, at)
+    public = decision.to_public_json()
+    if blocked != decision.blocked or raised_stage is not None:
+        public = {**public, "blocked": blocked, "reasons": list(reasons)}
+        public["approval"] = plan.model_dump(mode="json") if plan is not None else None
+    append_audit(services, tenant_id, "decision", instance_id, title, public, at)
+    telemetry.emit(
+        telemetry.Event.GATE_DECISION,
+        tenant=tenant_id,
+        instance_id=instance_id,
+        level=str(decision.level),
+        rule=decision.rule,
+        source=event.source.value,
+        environment=event.environment,
+        action=event.action.value if event.action else None,
+        blocked=blocked,
+        quality=decision.quality.result,
+        quality_score=decision.quality.score,
+        approval_stages=len(plan.stages) if plan is not None else 0,
+    )
+    return EvaluationSummary(
+        level=str(decision.level),
+        blocked=blocked,
+        rule=decision.rule,
+        plan=plan,
+        requester=requester,
+        notify=services.operators_for(tenant_id),
+        has_callback=event.callback is not None,
+        title=title,
+    )
+
+
+def raise_quorum(plan: ChainPlan) -> tuple[ChainPlan, int] | None:
+    """The plan with one more approval required at the first stage that can still reach it (a group, or
+    enough named people), and that stage's index; None when no stage can. One person counts once per chain,
+    so one more approval anywhere is one more distinct approver."""
+    for index, stage in enumerate(plan.stages):
+        if stage.groups or len(stage.users) > stage.quorum:
+            bumped = StagePlan.model_validate({**stage.model_dump(mode="json"), "quorum": stage.quorum + 1})
+            stages = (*plan.stages[:index], bumped, *plan.stages[index + 1 :])
+            return ChainPlan(stages=stages), index
+    return None

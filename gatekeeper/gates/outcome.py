@@ -1,0 +1,199 @@
+"""Step `outcome` of the gate: the final state, the L1 notice, and orchestrator steps worth auditing.
+
+A callback that finally failed is audited and alerted, never silent; telemetry never fails the gate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gatekeeper import telemetry
+from gatekeeper.contracts.gate import (
+    AuditInput,
+    AuditRecorded,
+    NotifyInput,
+    NotifyResult,
+    OutcomeInput,
+    OutcomeRecorded,
+)
+from gatekeeper.gates.common import SYSTEM_ACTOR, append_audit, at_or_now, log, notify_people
+from gatekeeper.gates.model import GateStatus
+from gatekeeper.gates.store import GateRecord, GateStore
+
+if TYPE_CHECKING:
+    from gatekeeper.services import Services
+
+
+def record_outcome(services: Services, request: OutcomeInput) -> OutcomeRecorded:
+    """The gate's final state; a callback that finally failed is audited and alerted, never silent."""
+    tenant_id, instance_id = request.tenant_id, request.instance_id
+    at = at_or_now(request.at, services)
+    store = services.gates(tenant_id)
+    record = store.load(instance_id)
+    status = request.status
+    cb = request.callback.to_json()
+    chain = request.chain.model_dump(mode="json") if request.chain is not None else None
+    title = record.title if record else instance_id
+    if record is not None:
+        store.save(
+            record.model_copy(
+                update={
+                    "status": status,
+                    "decided_at": at,
+                    "updated_at": at,
+                    "outcome_reason": request.reason,
+                    "callback_ok": cb.get("ok"),
+                }
+            )
+        )
+    append_audit(
+        services,
+        tenant_id,
+        "decision",
+        instance_id,
+        title,
+        {
+            "final": True,
+            "status": status.value,
+            "level": request.level,
+            "reason": request.reason,
+            "callback_ok": cb.get("ok"),
+            "chain": chain,
+        },
+        at,
+    )
+    try:  # telemetry must never fail the gate: the outcome is already stored and audited
+        _emit_outcome(store, record, tenant_id, instance_id, request.level, chain, cb, status, at)
+    except Exception as exc:
+        log.warning("telemetry for %s failed: %s", instance_id, type(exc).__name__)
+    alerted = None
+    if cb.get("ok") is False:
+        telemetry.emit(
+            telemetry.Event.CALLBACK_FAILED,
+            tenant=tenant_id,
+            instance_id=instance_id,
+            target=None,
+            status_code=None,
+            final=True,
+        )
+        append_audit(
+            services,
+            tenant_id,
+            "callback",
+            instance_id,
+            title,
+            {"final": True, "ok": False, "detail": str(cb.get("detail", ""))[:300]},
+            at,
+        )
+        recipients = services.operators_for(tenant_id) or (
+            record.plan.stages[0].approvers if record and record.plan else ()
+        )
+        alerted = notify_people(
+            services,
+            tenant_id,
+            instance_id,
+            {
+                "kind": "alert",
+                "recipients": recipients,
+                "title": f"Pipeline not told: {title}"[:200],
+                "text": (
+                    f"The gate decided '{status.value}' but the pipeline callback failed after all retries: "
+                    f"{str(cb.get('detail', ''))[:300]}. Tell the pipeline by hand."
+                ),
+                "link": services.approval_link(instance_id),
+                "instance_id": instance_id,
+            },
+            at,
+        )["ok"]
+    return OutcomeRecorded(status=status.value, alerted=alerted)
+
+
+def _emit_outcome(
+    store: GateStore,
+    record: GateRecord | None,
+    tenant_id: str,
+    instance_id: str,
+    requested_level: str | None,
+    chain: dict[str, Any] | None,
+    cb: dict[str, Any],
+    status: GateStatus,
+    at: datetime,
+) -> None:
+    """GateOutcome; for a closed approval chain also ApprovalDecided (latency from the first approval request
+    to the deciding vote, or to the deadline on timeout) and HitlOverride when people went against the
+    quality verdict (`telemetry.override_kind`)."""
+    level = requested_level or (record.level if record else None)
+    closed = chain is not None and chain.get("status") in ("approved", "rejected")
+    if closed and chain is not None:
+        decided_by = "timeout" if chain.get("reason") == "timeout" else "approvers"
+    else:
+        decided_by = "person" if status is GateStatus.HUMAN_TASK else "automation"
+    telemetry.emit(
+        telemetry.Event.GATE_OUTCOME,
+        tenant=tenant_id,
+        instance_id=instance_id,
+        level=level,
+        status=status.value,
+        decided_by=decided_by,
+        callback_ok=cb.get("ok"),
+        duration_seconds=round((at - record.created_at).total_seconds(), 3) if record else None,
+    )
+    if not closed or chain is None or record is None:
+        return
+    if decided_by == "timeout":
+        decided = record.deadline or at
+    else:
+        counted = {str(v.get("voter_id", "")).strip().lower() for v in chain.get("votes") or ()}
+        decided = max((v.at for v in store.votes(instance_id) if v.voter_id in counted), default=at)
+    requested = record.approval_requested_at or record.created_at
+    telemetry.emit(
+        telemetry.Event.APPROVAL_DECIDED,
+        tenant=tenant_id,
+        instance_id=instance_id,
+        level=level,
+        outcome=chain["status"],
+        decided_by=decided_by,
+        stage=chain.get("stage"),
+        votes=len(chain.get("votes") or ()),
+        escalations=len(chain.get("escalations") or ()),
+        quality=record.quality,
+        latency_seconds=round(max(0.0, (decided - requested).total_seconds()), 3),
+    )
+    kind = telemetry.override_kind(
+        chain["status"] if decided_by == "approvers" else None, record.quality, record.quality_score
+    )
+    if kind is not None:
+        telemetry.emit(
+            telemetry.Event.HITL_OVERRIDE,
+            tenant=tenant_id,
+            instance_id=instance_id,
+            level=level,
+            kind=kind,
+            decision=chain["status"],
+            quality=record.quality,
+            quality_score=record.quality_score,
+        )
+
+
+def notify(services: Services, request: NotifyInput) -> NotifyResult:
+    """Send one notification; the result (ok or not) is audited and returned, never raised."""
+    at = at_or_now(request.at, services)
+    return NotifyResult.model_validate(
+        notify_people(services, request.tenant_id, request.instance_id, request.notification, at)
+    )
+
+
+def audit(services: Services, request: AuditInput) -> AuditRecorded:
+    """An orchestrator step worth recording (stage passed, escalated, expired, chain decided)."""
+    append_audit(
+        services,
+        request.tenant_id,
+        request.kind,
+        request.instance_id,
+        request.subject,
+        dict(request.data),
+        at_or_now(request.at, services),
+        request.actor or SYSTEM_ACTOR,
+    )
+    return AuditRecorded()

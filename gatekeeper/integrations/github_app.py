@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -378,3 +378,19 @@ class GitHubApp:
                 ),
             )
         return self.review(callback, None, comment, action="progress", tenant_id=tenant_id)
+
+
+class GitHubTarget:
+    """The `PipelineTarget` for `github` handles: the decision as a deployment protection rule review, a
+    progress line as a comment-only review (budgeted)."""
+
+    def __init__(self, app: GitHubApp):
+        self._app = app
+
+    def complete(
+        self, tenant_id: str, handle: GitHubCallback, approved: bool, comment: str, context: Mapping[str, Any]
+    ) -> CallbackResult:
+        return self._app.decide(handle, approved, comment, tenant_id=tenant_id)
+
+    def progress(self, tenant_id: str, handle: GitHubCallback, comment: str) -> CallbackResult:
+        return self._app.progress(handle, comment, tenant_id=tenant_id)

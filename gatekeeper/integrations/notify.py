@@ -3,7 +3,8 @@
 Graph cannot post channel or chat messages as an app (outside migration), so approval requests go out as
 Teams activity-feed notifications that link to the approval page, with mail as the fallback. The payloads
 are built here, once, so the Graph notifier and the local outbox show exactly the same thing.
-Implementations: `GraphNotifier` (gatekeeper.integrations.graph_notify) and `OutboxNotifier`
+The `Notifier` port lives in `gatekeeper.ports` (re-exported here); several channels fan out behind it with
+`FanOutNotifier`. Implementations: `GraphNotifier` (gatekeeper.integrations.graph_notify) and `OutboxNotifier`
 (gatekeeper.local.outbox); both are importable from here too.
 """
 
@@ -12,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gatekeeper.ports import Notifier
 
 if TYPE_CHECKING:
     from gatekeeper.integrations.graph_notify import GraphNotifier
@@ -126,8 +130,35 @@ class NotificationResult(BaseModel):
         return self.model_dump(mode="json")
 
 
-class Notifier(Protocol):
-    def notify(self, tenant_id: str, notification: Notification) -> NotificationResult: ...
+class FanOutNotifier:
+    """Several channels behind the one `Notifier` port: each channel gets the notification, and the result
+    is ok only when every channel reached everyone. One channel's result passes through unchanged, so a
+    deployment with one channel behaves exactly as that channel does. A channel that raises is a failed
+    delivery in the result, not an exception: the other channels still run."""
+
+    def __init__(self, channels: Sequence[Notifier]):
+        if not channels:
+            raise ValueError("FanOutNotifier: at least one channel is required")
+        self._channels = tuple(channels)
+
+    def __repr__(self) -> str:
+        return f"FanOutNotifier({', '.join(repr(c) for c in self._channels)})"
+
+    def notify(self, tenant_id: str, notification: Notification) -> NotificationResult:
+        results = []
+        for channel in self._channels:
+            try:
+                results.append(channel.notify(tenant_id, notification))
+            except Exception as exc:  # one channel's bug must not silence the others
+                results.append(NotificationResult(ok=False, detail=f"{type(channel).__name__}: {type(exc).__name__}"))
+        if len(results) == 1:
+            return results[0]
+        return NotificationResult(
+            ok=all(r.ok for r in results),
+            deliveries=tuple(d for r in results for d in r.deliveries),
+            path=next((r.path for r in results if r.path), None),
+            detail="; ".join(r.detail for r in results if r.detail),
+        )
 
 
 # --- pure payload builders (Graph JSON shapes) -------------------------------------------------------
@@ -213,6 +244,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ACTIVITY_TYPES",
     "Delivery",
+    "FanOutNotifier",
     "GraphNotifier",
     "Notification",
     "NotificationResult",

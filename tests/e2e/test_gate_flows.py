@@ -256,7 +256,7 @@ def test_l3_refuses_opens_a_human_task_and_notifies(env: Env):
     (task,) = env.notifications("human_task")
     assert task["recipients"] == [OPERATOR]
     assert "human_task_opened" in env.audit_kinds(gate)
-    status, body = env.gates.decisions.state(gate, env.headers(ANNA))
+    status, body = env.gates.decisions.state(gate, env.gates.identify(env.headers(ANNA)))
     assert status == 200 and body["status"] == "human_task"
 
 
@@ -290,7 +290,7 @@ def test_timeout_escalates_to_the_second_stage(env: Env):
 def test_two_of_three_quorum_with_group_members(env: Env):
     gate = env.gates.submit(env.event("production"))
     assert env.decide(gate, ANNA)[0] == 202
-    _, state = env.gates.decisions.state(gate, env.headers(SARA))
+    _, state = env.gates.decisions.state(gate, env.gates.identify(env.headers(SARA)))
     assert state["status"] == "awaiting_approval" and [v["voter_id"] for v in state["votes"]] == [ANNA]
     assert state["can_decide"] is True and state["stage"]["quorum"] == 2
     assert env.status(gate).runtime_status == "Running"  # one of two
@@ -304,7 +304,7 @@ def test_self_approval_is_refused(env: Env):
     status, body = env.decide(gate, DEV_OID, upn=REQUESTER, groups=(OPS_GROUP,))  # an ops member, but the requester
     assert status == 403 and body["type"].endswith("/self-approval")
     assert env.status(gate).runtime_status == "Running"
-    assert env.gates.decisions.state(gate, env.headers(ANNA))[1]["votes"] == []
+    assert env.gates.decisions.state(gate, env.gates.identify(env.headers(ANNA)))[1]["votes"] == []
 
 
 def test_duplicate_vote_is_refused(env: Env):
@@ -312,7 +312,7 @@ def test_duplicate_vote_is_refused(env: Env):
     assert env.decide(gate, ANNA)[0] == 202
     problem = refused(env, gate, ANNA, "reject")
     assert (problem.status, problem.slug) == (409, "duplicate-vote")
-    _, state = env.gates.decisions.state(gate, env.headers(ANNA))
+    _, state = env.gates.decisions.state(gate, env.gates.identify(env.headers(ANNA)))
     assert len(state["votes"]) == 1 and state["can_decide"] is False
 
 
@@ -352,17 +352,17 @@ def test_unauthenticated_wrong_tenant_and_stranger_are_refused(env: Env):
     gate = env.gates.submit(env.event("production"))
     body = json.dumps({"decision": "approve"}).encode()
     with pytest.raises(Problem) as info:
-        env.gates.decisions.decide(gate, {}, body)
+        env.gates.decisions.decide(gate, env.gates.identify({}), body)
     assert info.value.status == 401
     with pytest.raises(Problem) as info:
-        env.gates.decisions.decide(gate, env.headers(ANNA, tid=OTHER_TID), body)
+        env.gates.decisions.decide(gate, env.gates.identify(env.headers(ANNA, tid=OTHER_TID)), body)
     assert (info.value.status, info.value.slug) == (403, "wrong-tenant")
     assert refused(env, gate, str(uuid.uuid4())).slug == "not-an-approver"
     with pytest.raises(Problem) as info:
-        env.gates.decisions.decide(gate, env.headers(ANNA), b'{"decision": "maybe"}')
+        env.gates.decisions.decide(gate, env.gates.identify(env.headers(ANNA)), b'{"decision": "maybe"}')
     assert (info.value.status, info.value.field) == (422, "decision")
     with pytest.raises(Problem) as info:
-        env.gates.decisions.decide("gate-unknown", env.headers(ANNA), body)
+        env.gates.decisions.decide("gate-unknown", env.gates.identify(env.headers(ANNA)), body)
     assert info.value.status == 404
 
 
@@ -412,5 +412,5 @@ def test_replaying_finished_gates_yields_the_same_actions(env: Env):
 
 def refused(env: Env, gate: str, oid: str, decision: str = "approve", **who: Any) -> Problem:
     with pytest.raises(Problem) as info:
-        env.gates.decisions.decide(gate, env.headers(oid, **who), json.dumps({"decision": decision}).encode())
+        env.gates.decisions.decide(gate, env.gates.identify(env.headers(oid, **who)), json.dumps({"decision": decision}).encode())
     return info.value

@@ -18,6 +18,7 @@ import pytest
 from functions import approvals
 from functions.durable_gateway import DurableClientGateway
 from gatekeeper.approvals.chain import ChainPlan, Decision
+from gatekeeper.approvals.authenticate import approver_from_headers
 from gatekeeper.approvals.service import DecisionService
 from gatekeeper.errors import Problem
 from gatekeeper.gates.model import GateStatus, chain_instance_id
@@ -268,19 +269,19 @@ def test_a_vote_stored_but_not_delivered_is_delivered_on_retry_not_refused(gate,
         env.runtime.sealer,
         gateway,
         entra_tenants_for=lambda _t: (ENTRA_TENANT,),
-        token_validator=env.runtime.token_validator,
     )
+    anna = approver_from_headers(bearer(issuer, ANNA), env.runtime.token_validator)
     body = json.dumps({"decision": "approve"}).encode()
     with pytest.raises(Problem) as info:
-        service.decide(gate["id"], bearer(issuer, ANNA), body)
+        service.decide(gate["id"], anna, body)
     assert info.value.status == 503
     [stored] = gate["store"].votes(gate["id"])
     assert stored.decision is Decision.APPROVE and not stored.raised
-    status, answer = service.decide(gate["id"], bearer(issuer, ANNA), body)
+    status, answer = service.decide(gate["id"], anna, body)
     assert status == 202 and answer["vote"] == 0
     assert [p.rsplit("/", 1)[1].split("?")[0] for p, _ in raised(durable)] == ["approval-vote-0"]
     with pytest.raises(Problem) as info:
-        service.decide(gate["id"], bearer(issuer, ANNA), body)
+        service.decide(gate["id"], anna, body)
     assert info.value.status == 409
 
 

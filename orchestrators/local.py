@@ -21,10 +21,10 @@ from gatekeeper.gates import services as gate_services
 from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
 from gatekeeper.gates.services import GateServices
 from gatekeeper.ingest.dispatcher import EventDispatcher
-from gatekeeper.security.identity import TokenValidator
-from gatekeeper.security.principal import Principal
 from gatekeeper.integrations.notify import Notifier
 from gatekeeper.local.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
+from gatekeeper.security.identity import TokenValidator
+from gatekeeper.security.principal import Principal
 from gatekeeper.security.requester import UserDirectory
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.tables import StorageAccount

@@ -412,5 +412,7 @@ def test_replaying_finished_gates_yields_the_same_actions(env: Env):
 
 def refused(env: Env, gate: str, oid: str, decision: str = "approve", **who: Any) -> Problem:
     with pytest.raises(Problem) as info:
-        env.gates.decisions.decide(gate, env.gates.identify(env.headers(oid, **who)), json.dumps({"decision": decision}).encode())
+        env.gates.decisions.decide(
+            gate, env.gates.identify(env.headers(oid, **who)), json.dumps({"decision": decision}).encode()
+        )
     return info.value

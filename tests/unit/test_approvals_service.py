@@ -17,8 +17,8 @@ import pytest
 
 from functions import approvals
 from functions.durable_gateway import DurableClientGateway
-from gatekeeper.approvals.chain import ChainPlan, Decision
 from gatekeeper.approvals.authenticate import approver_from_headers
+from gatekeeper.approvals.chain import ChainPlan, Decision
 from gatekeeper.approvals.service import DecisionService
 from gatekeeper.errors import Problem
 from gatekeeper.gates.model import GateStatus, chain_instance_id

@@ -7,7 +7,6 @@ sign its SHA-256 digest (RS256). Locally the same `CryptographyClient` API runs 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
+from gatekeeper.encoding import b64url
 from gatekeeper.events.model import GitHubCallback
 from gatekeeper.integrations.results import CallbackResult
 from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
@@ -59,10 +59,6 @@ class GitHubAppError(Exception):
     def __init__(self, result: CallbackResult):
         super().__init__(result.detail)
         self.result = result
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def truncate_comment(comment: str, limit: int = MAX_COMMENT_CHARS) -> str:
@@ -175,10 +171,10 @@ class GitHubApp:
         now = int(self._clock())
         header = {"alg": "RS256", "typ": "JWT"}
         claims = {"iat": now - JWT_BACKDATE_SECONDS, "exp": now + JWT_LIFETIME_SECONDS, "iss": self.app_id}
-        signing_input = ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
+        signing_input = ".".join(b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
         digest = hashlib.sha256(signing_input.encode("ascii")).digest()
         signature = self._signer.sign(SignatureAlgorithm.rs256, digest).signature
-        return f"{signing_input}.{_b64url(signature)}"
+        return f"{signing_input}.{b64url(signature)}"
 
     def _signed_jwt(self) -> str:
         try:

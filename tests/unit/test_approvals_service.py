@@ -30,6 +30,7 @@ from gatekeeper.local.protocol_servers import LocalGraphServer, StaticTokenCrede
 from gatekeeper.runtime import set_runtime
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.security.groups import CachedGroupMembership
+from gatekeeper.security.principal import Principal
 from tests.support.durable_api import DurableApiServer
 from tests.support.gatekeeper_env import ENTRA_TENANT, make_env
 from tests.support.worker_loop import run_on_worker, worker_loop
@@ -283,6 +284,34 @@ def test_a_vote_stored_but_not_delivered_is_delivered_on_retry_not_refused(gate,
     with pytest.raises(Problem) as info:
         service.decide(gate["id"], anna, body)
     assert info.value.status == 409
+
+
+def test_the_service_takes_a_principal_from_any_channel_and_still_refuses_applications(gate, durable):
+    """A channel that authenticates in its own way (a Teams card action, Slack) hands the decision service the
+    person it established, with no HTTP headers: the vote counts under the same rules. An application
+    identity is refused by the service itself, whichever trigger let it through."""
+    env = gate["env"]
+    service = DecisionService(
+        env.storage,
+        env.runtime.sealer,
+        DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop()),
+        entra_tenants_for=lambda _t: (ENTRA_TENANT,),
+    )
+    body = json.dumps({"decision": "approve"}).encode()
+    app = Principal(oid=PIET, tid=ENTRA_TENANT, auth="bearer", app_only=True)
+    with pytest.raises(Problem) as info:
+        service.decide(gate["id"], app, body)
+    assert (info.value.status, info.value.slug) == (403, "not-a-person")
+    with pytest.raises(Problem) as info:
+        service.state(gate["id"], app)
+    assert (info.value.status, info.value.slug) == (403, "not-a-person")
+    assert gate["store"].votes(gate["id"]) == []
+    anna = Principal(oid=ANNA, tid=ENTRA_TENANT, auth="bearer")
+    status, answer = service.decide(gate["id"], anna, body)
+    assert status == 202 and answer["vote"] == 0
+    [stored] = gate["store"].votes(gate["id"])
+    assert stored.voter_id == ANNA and stored.decision is Decision.APPROVE
+    assert service.state(gate["id"], anna)[1]["votes"][0]["voter_id"] == ANNA
 
 
 def test_concurrent_voters_get_distinct_vote_numbers(gate):

@@ -3,7 +3,8 @@
 Graph cannot post channel or chat messages as an app (outside migration), so approval requests go out as
 Teams activity-feed notifications that link to the approval page, with mail as the fallback. The payloads
 are built here, once, so the Graph notifier and the local outbox show exactly the same thing.
-The `Notifier` port lives in `gatekeeper.ports` (re-exported here); several channels fan out behind it with
+The `Notifier` port and its value models (`Notification`, `NotificationResult`, ...) live in `gatekeeper.ports`
+and are re-exported here; several channels fan out behind it with
 `FanOutNotifier`. Implementations: `GraphNotifier` (gatekeeper.integrations.graph_notify) and `OutboxNotifier`
 (gatekeeper.local.outbox); both are importable from here too.
 """
@@ -12,24 +13,26 @@ from __future__ import annotations
 
 import hashlib
 import html
-import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from gatekeeper.ports import Notifier
+from gatekeeper.ports import (
+    GROUP_PREFIX,
+    GUID,
+    UPN,
+    Channel,
+    Delivery,
+    Notification,
+    NotificationKind,
+    NotificationResult,
+    Notifier,
+    Recipient,
+    parse_recipient,
+)
 
 if TYPE_CHECKING:
     from gatekeeper.integrations.graph_notify import GraphNotifier
     from gatekeeper.local.outbox import OutboxNotifier
-
-NotificationKind = Literal["approval_request", "info", "alert", "human_task"]
-Channel = Literal["teams", "mail", "outbox"]
-
-GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-UPN = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+$")
-GROUP_PREFIX = "group:"
 
 # Activity types declared in the Teams app manifest (infra/teams), one per kind; each template is
 # "{title}" preceded by a short reason, see docs/integrations.md.
@@ -40,94 +43,6 @@ ACTIVITY_TYPES: dict[str, str] = {
     "human_task": "humanTaskAssigned",
 }
 PREVIEW_CHARS = 150  # Teams shows the first 150 characters of previewText
-
-
-class Recipient(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    kind: Literal["user", "group"]
-    id: str  # user object id or UPN; group (team) object id
-
-    @property
-    def label(self) -> str:
-        return f"group:{self.id}" if self.kind == "group" else self.id
-
-
-def parse_recipient(value: str) -> Recipient:
-    """`group:<object id>` for an Entra ID group (its team), else a user object id or UPN."""
-    text = value.strip()
-    if text.lower().startswith(GROUP_PREFIX):
-        group_id = text[len(GROUP_PREFIX) :]
-        if not GUID.match(group_id):
-            raise ValueError(f"{value!r}: a group recipient is 'group:<object id>' with a GUID")
-        return Recipient(kind="group", id=group_id.lower())
-    if GUID.match(text):
-        return Recipient(kind="user", id=text.lower())
-    if UPN.match(text):
-        return Recipient(kind="user", id=text)
-    raise ValueError(f"{value!r}: not a user object id, user principal name or 'group:<id>'")
-
-
-class Notification(BaseModel):
-    """What to tell whom. `link` points at the approval page (required for approval requests)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: NotificationKind
-    recipients: tuple[str, ...] = Field(min_length=1, max_length=100)
-    title: str = Field(min_length=1, max_length=200)
-    text: str = Field(default="", max_length=4000)
-    link: str | None = None
-    instance_id: str | None = None
-
-    @field_validator("recipients")
-    @classmethod
-    def _recipients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for index, item in enumerate(value):
-            try:
-                parse_recipient(item)
-            except ValueError as exc:
-                raise ValueError(f"recipients[{index}]: {exc}") from None
-        return tuple(dict.fromkeys(item.strip() for item in value))
-
-    @field_validator("link")
-    @classmethod
-    def _link(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("link: must be an absolute http(s) URL")
-        return value
-
-    @model_validator(mode="after")
-    def _approval_has_link(self) -> Notification:
-        if self.kind == "approval_request" and not self.link:
-            raise ValueError("link: an approval request must link to the approval page")
-        return self
-
-    def parsed_recipients(self) -> list[Recipient]:
-        return [parse_recipient(item) for item in self.recipients]
-
-
-class Delivery(BaseModel):
-    """What happened for one recipient."""
-
-    model_config = ConfigDict(frozen=True)
-    recipient: str
-    channel: Channel | None
-    ok: bool
-    status_code: int | None = None
-    detail: str = ""
-
-
-class NotificationResult(BaseModel):
-    """`ok` when every recipient was reached on some channel. Returned, never raised."""
-
-    model_config = ConfigDict(frozen=True)
-    ok: bool
-    deliveries: tuple[Delivery, ...] = ()
-    path: str | None = None  # the outbox file, for the local notifier
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 class FanOutNotifier:
@@ -243,10 +158,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ACTIVITY_TYPES",
+    "GROUP_PREFIX",
+    "GUID",
+    "UPN",
+    "Channel",
     "Delivery",
     "FanOutNotifier",
     "GraphNotifier",
     "Notification",
+    "NotificationKind",
     "NotificationResult",
     "Notifier",
     "OutboxNotifier",

@@ -19,8 +19,7 @@ from gatekeeper.audit import records, verify, views
 from gatekeeper.encoding import b64url, b64url_decode, b64url_decode_strict, int_to_b64url
 from gatekeeper.events import identity
 from gatekeeper.events.common import dedupe
-from gatekeeper.events.connectors import BY_SOURCE, CONNECTORS, parse_connector_message
-from gatekeeper.events.connectors.base import ConnectorName
+from gatekeeper.events.connectors import BY_SOURCE, CONNECTORS, ConnectorName, parse_connector_message
 from gatekeeper.events.model import EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.notify import FanOutNotifier, Notification, NotificationResult

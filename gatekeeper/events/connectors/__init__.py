@@ -14,7 +14,7 @@ Each vendor lives in its own module here (payload model, parser and identity hin
 - `autotask`: Datto Autotask
 - `halopsa`: HaloPSA
 - `ninjarmm`: NinjaOne (NinjaRMM).
-Adding a vendor: its module, one entry in `CONNECTORS`, its name in `base.ConnectorName` and its
+Adding a vendor: its module, its entry in `CONNECTORS` and its name in `ConnectorName` (both here), and its
 `EventSource` value.
 
 Decisions carry status `approved`/`rejected`, alerts `triggered`/`resolved` (or the device status), so
@@ -24,12 +24,29 @@ policy matches one vocabulary whatever the vendor.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from gatekeeper.events.common import Ignored, validate
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+from gatekeeper.events.common import Ignored, number_to_text, validate
 from gatekeeper.events.connectors import autotask, connectwise, halopsa, ninjarmm
-from gatekeeper.events.connectors.base import CONTEXT, Connector, ConnectorMessage
+from gatekeeper.events.connectors.base import CONTEXT, Connector
 from gatekeeper.events.model import EventSource, PipelineEvent
+
+ConnectorName = Literal["connectwise", "autotask", "halopsa", "ninjarmm"]
+"""The `connector` values a queue message may carry (one per module in this package, listed in `CONNECTORS`)."""
+
+
+class ConnectorMessage(BaseModel):
+    """The queue envelope every connector writes."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
+
+    connector: ConnectorName
+    account: Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=200)]
+    received_at: AwareDatetime = Field(alias="receivedAt")
+    payload: dict[str, Any]
+
 
 CONNECTORS: Mapping[str, Connector] = {
     c.name: c for c in (connectwise.CONNECTOR, autotask.CONNECTOR, halopsa.CONNECTOR, ninjarmm.CONNECTOR)

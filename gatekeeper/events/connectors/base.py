@@ -1,4 +1,5 @@
-"""What every connector shares: the queue envelope, the registry entry, and the event builder.
+"""What every connector shares: the registry entry and the event builder (the queue envelope,
+`ConnectorMessage`, lives with the table in `gatekeeper.events.connectors`).
 
 A connector is one module per vendor (`gatekeeper.events.connectors.<vendor>`) that exposes `CONNECTOR`, a
 `Connector` bundling the vendor's payload model, its parser and its tenant identity hints; the table in
@@ -9,33 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
-
-from gatekeeper.events.common import Ignored, Payload, number_to_text
+from gatekeeper.events.common import Ignored, Payload
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 
 CONTEXT = "connector message"
 
-ConnectorName = Literal["connectwise", "autotask", "halopsa", "ninjarmm"]
-"""The `connector` values a queue message may carry (one per module in this package)."""
+if TYPE_CHECKING:
+    from gatekeeper.events.connectors import ConnectorMessage
 
-
-class ConnectorMessage(BaseModel):
-    """The queue envelope every connector writes."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
-
-    connector: ConnectorName
-    account: Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=200)]
-    received_at: AwareDatetime = Field(alias="receivedAt")
-    payload: dict[str, Any]
-
-
-Parser = Callable[[ConnectorMessage, str], PipelineEvent | Ignored]
-"""(envelope, tenant id) -> the event, or `Ignored` with the reason; raises `ValidationProblem` naming the
-field for a malformed body."""
+    Parser = Callable[[ConnectorMessage, str], PipelineEvent | Ignored]
+    """(envelope, tenant id) -> the event, or `Ignored` with the reason; raises `ValidationProblem` naming
+    the field for a malformed body."""
 
 IdentityHints = Callable[[Mapping[str, Any], Mapping[str, str] | None], Iterator[str]]
 """(unverified body or envelope, headers) -> tenant lookup hints, most specific first. Never trusted for

@@ -9,7 +9,7 @@ device record RMM integrations keep current) → ALERT about that device.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -24,9 +24,12 @@ from gatekeeper.events.common import (
     shown,
     validate,
 )
-from gatekeeper.events.connectors.base import CONTEXT, Connector, ConnectorMessage, connector_event, decision_kind
+from gatekeeper.events.connectors.base import CONTEXT, Connector, connector_event, decision_kind
 from gatekeeper.events.hints import clean, envelope_body
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
+
+if TYPE_CHECKING:
+    from gatekeeper.events.connectors import ConnectorMessage
 
 
 class _CwCallback(Payload):

@@ -7,7 +7,7 @@ HaloPSA webhooks: `{id, webhook_id, event, ticket{id, summary, status_name, tick
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gatekeeper.events.common import (
@@ -19,9 +19,12 @@ from gatekeeper.events.common import (
     shown,
     validate,
 )
-from gatekeeper.events.connectors.base import CONTEXT, Connector, ConnectorMessage, connector_event, decision_kind
+from gatekeeper.events.connectors.base import CONTEXT, Connector, connector_event, decision_kind
 from gatekeeper.events.hints import envelope_body
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
+
+if TYPE_CHECKING:
+    from gatekeeper.events.connectors import ConnectorMessage
 
 
 class _HaloTicket(Payload):

@@ -9,7 +9,7 @@ activityType, statusCode, status, sourceName, subject, message, userId, device{.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatekeeper.events.common import (
     Ignored,
@@ -18,9 +18,12 @@ from gatekeeper.events.common import (
     shown,
     validate,
 )
-from gatekeeper.events.connectors.base import CONTEXT, Connector, ConnectorMessage, connector_event, decision_kind
+from gatekeeper.events.connectors.base import CONTEXT, Connector, connector_event, decision_kind
 from gatekeeper.events.hints import clean, envelope_body, get_path
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent
+
+if TYPE_CHECKING:
+    from gatekeeper.events.connectors import ConnectorMessage
 
 
 class _NinjaDevice(Payload):

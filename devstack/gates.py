@@ -15,11 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from devstack.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
-from gatekeeper.approvals.service import DecisionService, TokenValidator
+from gatekeeper.approvals.authenticate import approver_from_headers
+from gatekeeper.approvals.service import DecisionService
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
 from gatekeeper.ingest.dispatcher import EventDispatcher
 from gatekeeper.integrations.notify import Notifier
+from gatekeeper.security.identity import TokenValidator
+from gatekeeper.security.principal import Principal
 from gatekeeper.security.requester import UserDirectory
 from gatekeeper.services import Services, build_services, using_services
 from gatekeeper.settings import Settings
@@ -35,6 +38,8 @@ class LocalGates:
     decisions: DecisionService
     dispatcher: EventDispatcher
     gateway: RunnerGateway
+    identify: Callable[[Mapping[str, str]], Principal]
+    """The approval route's authentication (headers -> the deciding person), as the trigger does it."""
 
     @property
     def clock(self) -> ManualClock:
@@ -52,7 +57,7 @@ class LocalGates:
     ) -> tuple[int, dict[str, Any]]:
         """POST /api/approvals/{id}/decisions through the route logic, then let the runner react."""
         body = json.dumps({"decision": decision, "comment": comment}).encode()
-        answer = self.decisions.decide(instance_id, headers, body)
+        answer = self.decisions.decide(instance_id, self.identify(headers), body)
         self.runner.run_until_idle()
         return answer
 
@@ -114,10 +119,12 @@ def local_gates(
         cipher,
         gateway,
         entra_tenants_for=entra_tenants_for,
-        token_validator=token_validator,
         audit_for=audit_for,
         clock=now,
-        env=env,
         directory=directory,
     )
-    return LocalGates(runner, services, decisions, EventDispatcher(storage, cipher, gateway), gateway)
+
+    def identify(headers: Mapping[str, str]) -> Principal:
+        return approver_from_headers(headers, token_validator, env)
+
+    return LocalGates(runner, services, decisions, EventDispatcher(storage, cipher, gateway), gateway, identify)

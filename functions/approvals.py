@@ -20,6 +20,7 @@ from functions.http import handle, services
 
 if TYPE_CHECKING:
     from gatekeeper.approvals.service import DecisionService, OrchestrationGateway
+    from gatekeeper.security.principal import Principal
 
 bp = df.Blueprint()
 
@@ -34,11 +35,17 @@ def decision_service(gateway: OrchestrationGateway) -> DecisionService:
         runtime.sealer,
         gateway,
         entra_tenants_for=runtime.entra_tenants_for,
-        token_validator=runtime.token_validator,
         audit_for=runtime.audit_for,
         group_membership=runtime.group_membership,
         directory=runtime.user_directory,
     )
+
+
+def approver(req: func.HttpRequest) -> Principal:
+    """The deciding person, authenticated once here (401/403), so the decision service never sees headers."""
+    from gatekeeper.approvals.authenticate import approver_from_headers
+
+    return approver_from_headers(dict(req.headers), services().token_validator)
 
 
 class _NoGateway:
@@ -55,7 +62,7 @@ async def approval_decision(req: func.HttpRequest, client: df.DurableOrchestrati
     instance_id = req.route_params.get("instance_id", "")
     gateway = DurableClientGateway(client, asyncio.get_running_loop())
     return await asyncio.to_thread(
-        handle, req, lambda: decision_service(gateway).decide(instance_id, dict(req.headers), req.get_body() or b"")
+        handle, req, lambda: decision_service(gateway).decide(instance_id, approver(req), req.get_body() or b"")
     )
 
 
@@ -63,4 +70,4 @@ async def approval_decision(req: func.HttpRequest, client: df.DurableOrchestrati
 @bp.route(route="approvals/{instance_id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def approval_state(req: func.HttpRequest) -> func.HttpResponse:
     instance_id = req.route_params.get("instance_id", "")
-    return handle(req, lambda: decision_service(_NoGateway()).state(instance_id, dict(req.headers)))
+    return handle(req, lambda: decision_service(_NoGateway()).state(instance_id, approver(req)))

@@ -1,4 +1,7 @@
-"""The decision route's logic, free of azure.functions: who is asking, may they decide, record, raise.
+"""The decision route's logic, free of azure.functions: may this person decide, record, raise.
+
+The caller arrives authenticated, as a `Principal` (the channel's trigger identified it once, see
+`gatekeeper.approvals.authenticate`), so every approval channel shares these rules.
 
     POST /api/approvals/{instance_id}/decisions  {"decision": "approve"|"reject", "comment": "..."}
     GET  /api/approvals/{instance_id}
@@ -20,7 +23,7 @@ it back or its claim expired (`GateStore.claim_delivery`), so twenty identical c
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -28,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gatekeeper import json_bounded
 from gatekeeper.approvals import chain
+from gatekeeper.approvals.authenticate import require_person
 from gatekeeper.errors import (
     Conflict,
     DependencyUnavailable,
@@ -41,7 +45,6 @@ from gatekeeper.errors import (
 from gatekeeper.gates.model import GateStatus, VoteEvent, vote_event_name
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore, StoredVote, VoteExists
 from gatekeeper.security.groups import GroupLookupUnavailable, GroupMembership
-from gatekeeper.security.identity import TokenValidator, identify_caller
 from gatekeeper.security.principal import Principal, wrong_tenant
 from gatekeeper.security.requester import GUID, DirectoryUnavailable, UserDirectory, normalise_address
 from gatekeeper.store.envelope import EnvelopeCipher
@@ -101,10 +104,8 @@ class DecisionService:
         gateway: OrchestrationGateway,
         *,
         entra_tenants_for: Callable[[str], Iterable[str]],
-        token_validator: TokenValidator | None = None,
         audit_for: Callable[[str], Any] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        env: Mapping[str, str] | None = None,
         group_membership: GroupMembership | None = None,
         directory: UserDirectory | None = None,
     ):
@@ -114,17 +115,16 @@ class DecisionService:
         self._cipher = cipher
         self._gateway = gateway
         self._entra_tenants_for = entra_tenants_for
-        self._tokens = token_validator
         self._audit_for = audit_for
         self._clock = clock
-        self._env = env
         self._index = GateIndex(storage)
         self._stores: dict[str, GateStore] = {}
 
     # ----- the two routes ------------------------------------------------------------------------------
 
-    def decide(self, instance_id: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
-        principal = self.identify(headers)
+    def decide(self, instance_id: str, principal: Principal, body: bytes) -> tuple[int, dict[str, Any]]:
+        """A vote by `principal` (authenticated by the channel's trigger, see `approvals.authenticate`)."""
+        principal = require_person(principal)
         store, record = self._gate(instance_id, principal)
         request = _parse(body)
         now = self._clock()
@@ -164,8 +164,9 @@ class DecisionService:
             raise _refusal_problem(chain.DuplicateVote("one person counts once per approval chain")) from None
         return self._raise(store, record, stored, principal, request.comment, aliases)
 
-    def state(self, instance_id: str, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
-        principal = self.identify(headers)
+    def state(self, instance_id: str, principal: Principal) -> tuple[int, dict[str, Any]]:
+        """The gate as `principal` may see it, and whether they may decide now."""
+        principal = require_person(principal)
         store, record = self._gate(instance_id, principal)
         stages = record.plan.stages if record.plan else ()
         identities = _identities(principal)
@@ -231,17 +232,6 @@ class DecisionService:
         }
 
     # ----- steps ---------------------------------------------------------------------------------------
-
-    def identify(self, headers: Mapping[str, str]) -> Principal:
-        """The platform's principal (behind App Service authentication) or a validated bearer token."""
-        principal = identify_caller(headers, self._tokens, self._env)
-        if principal.app_only:
-            raise Forbidden(
-                "Application identities cannot approve or reject deployments.",
-                code="not-a-person",
-                title="Approvals need a person",
-            )
-        return principal
 
     def _aliases(self, principal: Principal, record: GateRecord) -> frozenset[str]:
         """The caller's names besides the object id, for matching named approvers and the requester: the

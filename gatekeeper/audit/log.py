@@ -7,7 +7,7 @@ Layout (one table per tenant, `gk<tenant>Audit`):
 - PartitionKey `log`, RowKey `head`: size, last entry hash, the Merkle compact range (so a checkpoint root
   never needs a scan) and the last checkpoint (size, root, time);
 - PartitionKey `checkpoint`, RowKey = size as 20 digits: signed checkpoints (also written, write-once, to
-  the WORM blob container, which is what verification trusts).
+  the WORM blob container, which is what verification trusts); see `gatekeeper.audit.checkpointing`.
 
 Sequence numbers are allocated by one entity-group transaction per append: `update` of the head under its
 ETag (If-Match) plus `create` of the new entries, committed atomically in the `log` partition. A concurrent
@@ -28,25 +28,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from gatekeeper import settings
-from gatekeeper.audit import strict_json
 from gatekeeper.audit.archive import CheckpointArchive
-from gatekeeper.audit.checkpoints import (
-    Checkpoint,
-    SignedCheckpoint,
-    load_public_keys,
-    origin_for,
-    sign_checkpoint,
-)
+from gatekeeper.audit.checkpointing import LogCheckpoints
+from gatekeeper.audit.checkpoints import Checkpoint, load_public_keys, origin_for
 from gatekeeper.audit.merkle import HASH_SIZE, CompactRange
 from gatekeeper.audit.ports import NoteSigner, RecordSealer
 from gatekeeper.audit.records import (
+    ENTRY_FIELDS,
     GENESIS_HASH,
     HEX64,
     RECORD_FORMAT,
@@ -71,7 +66,6 @@ HEAD_ROW = "head"
 # Subjects and non-identifier actors are sealed too, each bound to its own field of its entry's row: '#' never
 # occurs in a RowKey, so no row's data binding can equal a field binding, and the fields cannot be swapped.
 SEALED_TEXT_FIELDS = {"actor": "#actor", "subject": "#subject"}
-CHECKPOINT_PARTITION = "checkpoint"
 MAX_ENTRIES_PER_TRANSACTION = 99  # an entity-group transaction holds 100 operations; the head takes one
 DATA_CHUNK_CHARS = 30_000  # a Table string property holds 64 KiB (32K UTF-16 code units)
 MAX_DATA_CHARS = 600_000  # keeps an entry well under the 1 MiB entity limit
@@ -154,18 +148,12 @@ def entity_to_entry(entity: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(data, str) and count > 1:
         data += "".join(str(entity.get(f"data_{i}", "")) for i in range(1, count))
     row = str(entity.get("RowKey", ""))
-    return {
-        "seq": int(row) if row.isdigit() else row,
-        "tenant": entity.get("tenant"),
-        "kind": entity.get("kind"),
-        "at": entity.get("at"),
-        "actor": entity.get("actor"),
-        "instance_id": entity.get("instance_id"),
-        "subject": entity.get("subject"),
-        "data": data,
-        "prev_hash": entity.get("prev_hash"),
-        "entry_hash": entity.get("entry_hash"),
-    }
+    special = {"seq": int(row) if row.isdigit() else row, "data": data}
+    return {name: special[name] if name in special else entity.get(name) for name in ENTRY_FIELDS}
+
+
+_PLAIN_COLUMNS = tuple(name for name in ENTRY_FIELDS if name not in ("seq", "data"))
+"""Entry fields stored as one column each (seq is the RowKey; data is chunked)."""
 
 
 def _entry_entity(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,7 +162,7 @@ def _entry_entity(entry: Mapping[str, Any]) -> dict[str, Any]:
         "RowKey": _row(entry["seq"]),
         "format": RECORD_FORMAT,
     }
-    for name in ("tenant", "kind", "at", "actor", "instance_id", "subject", "prev_hash", "entry_hash"):
+    for name in _PLAIN_COLUMNS:
         entity[name] = entry[name]
     data: str = entry["data"]
     chunks = [data[i : i + DATA_CHUNK_CHARS] for i in range(0, len(data), DATA_CHUNK_CHARS)] or [""]
@@ -185,7 +173,7 @@ def _entry_entity(entry: Mapping[str, Any]) -> dict[str, Any]:
     return entity
 
 
-class AuditLog:
+class AuditLog(LogCheckpoints):
     """One tenant's audit log. Thread-safe; share one instance per tenant and process if you like."""
 
     def __init__(
@@ -231,6 +219,8 @@ class AuditLog:
         self._head: Head | None = None
         self._lock = threading.Lock()
         self.last_checkpoint_error: str | None = None
+
+    _contention_error = AuditContention
 
     def __repr__(self) -> str:
         return f"AuditLog(tenant_id={self.tenant_id!r})"
@@ -436,105 +426,6 @@ class AuditLog:
         with self._lock:
             self._head = replace(new_head, etag=result[0].get("etag"))
         return records, checkpoint
-
-    def _due(self, head: Head, now: datetime, *, force: bool) -> bool:
-        if head.size <= head.checkpoint_size:
-            return False
-        if force or head.size - head.checkpoint_size >= self.checkpoint_every:
-            return True
-        return now - parse_time(head.checkpoint_time) >= self.checkpoint_interval
-
-    # -- checkpoints -----------------------------------------------------------------------------
-    def _publish_quietly(self, checkpoint: Checkpoint) -> None:
-        """After the entries are committed a failed signature must not fail the append (a retry would
-        record the step twice): log it; `checkpoint()` repairs it from the head later."""
-        try:
-            self._publish(checkpoint)
-            self.last_checkpoint_error = None
-        except Exception as exc:
-            self.last_checkpoint_error = type(exc).__name__
-            log.warning(
-                "tenant %s: checkpoint at size %d not published yet (%s)",
-                self.tenant_id,
-                checkpoint.size,
-                type(exc).__name__,
-            )
-
-    def _publish(self, checkpoint: Checkpoint) -> SignedCheckpoint:
-        if self._signer is None:
-            raise RuntimeError("this AuditLog has no checkpoint signer")
-        signed = sign_checkpoint(self._signer, checkpoint)
-        if not self.archive.put(self.tenant_id, signed):
-            archived = self.archive.get(self.tenant_id, checkpoint.size)
-            signed = archived or signed
-        entity = {"PartitionKey": CHECKPOINT_PARTITION, "RowKey": _row(checkpoint.size), **signed.model_dump()}
-        with contextlib.suppress(ResourceExistsError):  # already stored by an earlier attempt
-            self.table.create_entity(entity)
-        return signed
-
-    def _stored_checkpoint(self, size: int) -> SignedCheckpoint | None:
-        try:
-            entity = self.table.get_entity(CHECKPOINT_PARTITION, _row(size))
-        except ResourceNotFoundError:
-            return None
-        return SignedCheckpoint.model_validate({k: entity.get(k) for k in SignedCheckpoint.model_fields})
-
-    def checkpoint(self, force: bool = False) -> SignedCheckpoint | None:
-        """Sign a checkpoint now if one is due (N entries or T minutes since the last, or `force` and there
-        are unsigned entries); repair a checkpoint whose publication failed. Returns the latest checkpoint
-        (None for an empty log). Call it from a timer so a quiet log still gets its T-minute checkpoint."""
-        for _ in range(self._max_attempts):
-            head = self._read_head()
-            latest: SignedCheckpoint | None = None
-            if head.checkpoint_size > 0:
-                latest = self._stored_checkpoint(head.checkpoint_size)
-                if latest is None:
-                    latest = self._publish(
-                        Checkpoint(
-                            self.origin, head.checkpoint_size, bytes.fromhex(head.checkpoint_root), head.checkpoint_time
-                        )
-                    )
-            now = self._clock()
-            if not self._due(head, now, force=force):
-                return latest
-            checkpoint = Checkpoint(self.origin, head.size, head.root(), format_time(now))
-            new_head = replace(
-                head, checkpoint_size=head.size, checkpoint_root=checkpoint.root.hex(), checkpoint_time=checkpoint.time
-            )
-            try:
-                self.table.update_entity(
-                    self._head_entity(new_head),
-                    mode=UpdateMode.REPLACE,
-                    etag=head.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except HttpResponseError as exc:
-                if exc.status_code in (409, 412):
-                    continue
-                raise
-            with self._lock:
-                self._head = None
-            return self._publish(checkpoint)
-        raise AuditContention(f"tenant {self.tenant_id}: could not record a checkpoint (concurrent writers)")
-
-    def checkpoints(self) -> list[SignedCheckpoint]:
-        """Checkpoints as stored in the table, in size order (convenience copy of the archive)."""
-        found = []
-        for entity in self.table.query_entities(f"PartitionKey eq '{CHECKPOINT_PARTITION}'"):
-            found.append(SignedCheckpoint.model_validate({k: entity.get(k) for k in SignedCheckpoint.model_fields}))
-        return found
-
-    def all_checkpoints(self) -> list[Any]:
-        """Checkpoints from the WORM archive and the table, raw (dicts), for the verifier to judge."""
-        raw: list[Any] = []
-        for name, body in self.archive.list(self.tenant_id):
-            try:  # strictly: a blob that repeats a key means two things, so it counts as damaged
-                raw.append(strict_json.loads(body, source=f"WORM archive blob {name}"))
-            except strict_json.StrictJSONError:
-                raw.append({"note": None})
-        for entity in self.table.query_entities(f"PartitionKey eq '{CHECKPOINT_PARTITION}'"):
-            raw.append({k: entity.get(k) for k in SignedCheckpoint.model_fields})
-        return raw
 
     # -- reading ---------------------------------------------------------------------------------
     def entries(self, from_seq: int = 0, to_seq: int | None = None) -> Iterator[dict[str, Any]]:

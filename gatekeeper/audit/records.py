@@ -79,6 +79,14 @@ SEPARATOR = "\x1f"  # U+001F UNIT SEPARATOR: never part of a field (the writer a
 LEAF_PREFIX = "\x00" + RECORD_FORMAT + SEPARATOR  # how every leaf-hash input starts, as text
 
 
+# The one canonical list of an audit entry's fields, in canonical order: also the keys of an entry as read
+# from the table and in an export bundle. Every other list (verify's columns, the table layout, the export
+# view) is derived from it.
+ENTRY_FIELDS = ("seq", "tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash", "entry_hash")
+HASHED_FIELDS = ENTRY_FIELDS[1:-1]
+"""tenant .. prev_hash: the fields after `seq` in the canonical bytes, in their order."""
+
+
 def canonical_bytes(
     tenant: str,
     seq: int,
@@ -100,16 +108,12 @@ def canonical_bytes(
     return f"{RECORD_FORMAT}{SEPARATOR}{seq}{SEPARATOR}{SEPARATOR.join(fields)}".encode()
 
 
-_FIELD_NAMES = ("tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash")
+_FIELD_NAMES = HASHED_FIELDS
 
 
 def entry_hash(canonical: bytes) -> bytes:
     """RFC 6962 leaf hash of the canonical bytes: chain link and Merkle leaf in one."""
     return hashlib.sha256(b"\x00" + canonical).digest()
-
-
-# The fields of a sealed entry, in canonical order; also the keys of an entry in an export bundle.
-ENTRY_FIELDS = ("seq", "tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash", "entry_hash")
 
 
 def entry_canonical(entry: Mapping[str, Any]) -> bytes:

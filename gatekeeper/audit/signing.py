@@ -13,7 +13,6 @@ exported as PEM for auditors, who verify offline with `python -m gatekeeper audi
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from gatekeeper import settings
 from gatekeeper.audit.checkpoints import ES256, MIN_RSA_BITS, PublicKey, algorithm_for, key_fingerprint, public_key_pem
 from gatekeeper.audit.ports import NoteSignature
+from gatekeeper.encoding import b64url_decode, int_to_b64url
 from gatekeeper.store import budgets
 
 _ALGORITHMS = {ES256: SignatureAlgorithm.es256, "RS256": SignatureAlgorithm.rs256}
@@ -42,18 +42,6 @@ _PRIVATE_FIELDS = {"RSA": ("n", "e", "d", "p", "q", "dp", "dq", "qi"), "EC": ("x
 
 class CheckpointKeyError(RuntimeError):
     """The checkpoint key cannot be loaded or used; the message names the key, never its material."""
-
-
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64u(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _int_bytes(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
 def _rsa_fields(public: rsa.RSAPublicNumbers, private: rsa.RSAPrivateNumbers) -> tuple[tuple[str, int], ...]:
@@ -148,7 +136,7 @@ class LocalCheckpointKey:
         jwk = {
             "kty": "RSA",
             "kid": f"local://keys/{self.name}/{os.urandom(16).hex()}",
-            **{name: _b64u(_int_bytes(value)) for name, value in _rsa_fields(public, private)},
+            **{name: int_to_b64url(value) for name, value in _rsa_fields(public, private)},
             "key_ops": ["sign", "verify"],
         }
         self.key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -172,7 +160,7 @@ class LocalCheckpointKey:
                 raise ValueError("not an RSA or EC private JWK")
             if jwk["kty"] == "EC" and jwk.get("crv") != "P-256":
                 raise ValueError("not an EC P-256 JWK")
-            fields = {name: _unb64u(jwk[name]) for name in names}
+            fields = {name: b64url_decode(jwk[name]) for name in names}
             if jwk["kty"] == "RSA" and int.from_bytes(fields["n"], "big").bit_length() < MIN_RSA_BITS:
                 raise ValueError("RSA key too short")  # verifiers would refuse its signatures
         except (OSError, ValueError) as exc:

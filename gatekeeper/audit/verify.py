@@ -44,7 +44,7 @@ from gatekeeper.audit.merkle import EMPTY_ROOT, CompactRange, ProofError, node_h
 from gatekeeper.audit.records import ENTRY_FIELDS, GENESIS_HASH, LEAF_PREFIX, SEPARATOR, canonical_bytes
 from gatekeeper.errors import IntegrityError
 
-_TEXT_FIELDS = ("tenant", "kind", "at", "actor", "instance_id", "subject", "data", "prev_hash", "entry_hash")
+_TEXT_FIELDS = ENTRY_FIELDS[1:]  # tenant .. entry_hash
 CHUNK_LEVELS = 10
 CHUNK = 1 << CHUNK_LEVELS  # entries checked per bulk step (and per progress update): a whole subtree
 HEX_LENGTH = 64

@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gatekeeper.audit.records import ENTRY_FIELDS
+
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
     r"(token|secret|password|passwd|authorization|credential|signature|api[_-]?key|cookie|private[_-]?key)",
@@ -32,7 +34,7 @@ def redact(value: Any) -> Any:
 def opened_entry(entry: Mapping[str, Any], data: Mapping[str, Any] | None) -> dict[str, Any]:
     """One line of the JSONL export: the entry's fields, its opened data (or a note that it cannot be
     opened any more, e.g. after the tenant's key was destroyed) and its hashes."""
-    view = {k: entry.get(k) for k in ("seq", "tenant", "kind", "at", "actor", "instance_id", "subject")}
+    view = {k: entry.get(k) for k in ENTRY_FIELDS[: ENTRY_FIELDS.index("data")]}  # seq .. subject
     if data is None:
         view["data"] = None
         view["data_unreadable"] = True

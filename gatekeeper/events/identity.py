@@ -21,39 +21,17 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from gatekeeper.events.common import ci_get, dedupe, header
+from gatekeeper.events.common import dedupe, header
+from gatekeeper.events.connectors import BY_SOURCE as CONNECTORS_BY_SOURCE
+from gatekeeper.events.hints import clean, get_path
 from gatekeeper.events.model import EventSource
 
-_MAX_LEN = 256
-_SAFE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces or control characters
 _GUID = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
-
-
-def _clean(value: Any, *, lower: bool = True) -> str | None:
-    """A usable identity component, or None for anything odd (wrong type, empty, huge, control chars)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value) if value > 0 else None
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if not text or len(text) > _MAX_LEN or not _SAFE.match(text):
-        return None
-    return text.lower() if lower else text
-
-
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
 def _org_url(value: Any) -> str | None:
     """Normalise an Azure DevOps organisation/collection URL: lower case, http(s), one trailing slash."""
-    text = _clean(value)
+    text = clean(value)
     if text is None:
         return None
     try:
@@ -66,14 +44,14 @@ def _org_url(value: Any) -> str | None:
 
 
 def _github(payload: Mapping[str, Any], _headers: Mapping[str, str] | None) -> Iterator[str]:
-    repo = _clean(_get(payload, "repository", "full_name"))
+    repo = clean(get_path(payload, "repository", "full_name"))
     if repo and repo.count("/") == 1:
         yield f"github:repo:{repo}"
-    installation = _clean(_get(payload, "installation", "id"))
+    installation = clean(get_path(payload, "installation", "id"))
     if installation and installation.isdigit():
         yield f"github:installation:{installation}"
-    for login in (_get(payload, "organization", "login"), _get(payload, "repository", "owner", "login")):
-        org = _clean(login)
+    for login in (get_path(payload, "organization", "login"), get_path(payload, "repository", "owner", "login")):
+        org = clean(login)
         if org and "/" not in org:
             yield f"github:org:{org}"
 
@@ -81,64 +59,22 @@ def _github(payload: Mapping[str, Any], _headers: Mapping[str, str] | None) -> I
 def _azure_devops(payload: Mapping[str, Any], headers: Mapping[str, str] | None) -> Iterator[str]:
     containers = payload.get("resourceContainers")
     for name in ("collection", "account", "project"):
-        url = _org_url(_get(containers, name, "baseUrl"))
+        url = _org_url(get_path(containers, name, "baseUrl"))
         if url:
             yield f"azure-devops:org:{url}"
     url = _org_url(header(headers, "PlanUrl"))
     if url:
         yield f"azure-devops:org:{url}"
     # Service hooks always carry the organisation's account id; the published samples carry nothing else.
-    account = _clean(_get(containers, "account", "id"))
+    account = clean(get_path(containers, "account", "id"))
     if account and _GUID.match(account):
         yield f"azure-devops:account:{account}"
-
-
-def _envelope(payload: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any]]:
-    """Connector queue messages wrap the vendor body; accept either the envelope or the bare body."""
-    inner = payload.get("payload")
-    if "connector" in payload and isinstance(inner, Mapping):
-        return _clean(payload.get("account")), inner
-    return None, payload
-
-
-def _connectwise(payload: Mapping[str, Any], _headers: Mapping[str, str] | None) -> Iterator[str]:
-    account, body = _envelope(payload)
-    for value in (account, _clean(body.get("CompanyId"))):
-        if value:
-            yield f"connectwise:company:{value}"
-
-
-def _autotask(payload: Mapping[str, Any], _headers: Mapping[str, str] | None) -> Iterator[str]:
-    account, body = _envelope(payload)
-    company = _clean(ci_get(body.get("Fields"), "CompanyID", "AccountID"))
-    for value in (account, company):
-        if value:
-            yield f"autotask:account:{value}"
-
-
-def _halopsa(payload: Mapping[str, Any], _headers: Mapping[str, str] | None) -> Iterator[str]:
-    account, _body = _envelope(payload)
-    if account:
-        host = urlsplit(account).hostname if "://" in account else account
-        if host:
-            yield f"halopsa:instance:{host.rstrip('/')}"
-
-
-def _ninjarmm(payload: Mapping[str, Any], _headers: Mapping[str, str] | None) -> Iterator[str]:
-    account, body = _envelope(payload)
-    org = _clean(_get(body, "device", "organizationId")) or _clean(body.get("organizationId"))
-    for value in (account, org):
-        if value:
-            yield f"ninjarmm:org:{value}"
 
 
 _BY_SOURCE: dict[EventSource, Callable[[Mapping[str, Any], Mapping[str, str] | None], Iterator[str]]] = {
     EventSource.GITHUB: _github,
     EventSource.AZURE_DEVOPS: _azure_devops,
-    EventSource.CONNECTWISE: _connectwise,
-    EventSource.AUTOTASK: _autotask,
-    EventSource.HALOPSA: _halopsa,
-    EventSource.NINJARMM: _ninjarmm,
+    **{source: connector.identity_hints for source, connector in CONNECTORS_BY_SOURCE.items()},
 }
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 from urllib.parse import quote
 
 import requests
@@ -136,3 +137,19 @@ class AzureDevOpsClient:
         return self._post(
             callback, feed_url(callback), {"value": lines, "count": len(lines)}, "progress feed", "progress"
         )
+
+
+class AzureDevOpsTarget:
+    """The `PipelineTarget` for `azure-devops` handles: `TaskCompleted` with the decision, progress lines
+    in the check's console feed."""
+
+    def __init__(self, client: AzureDevOpsClient):
+        self._client = client
+
+    def complete(
+        self, tenant_id: str, handle: AzureDevOpsCallback, approved: bool, comment: str, context: Mapping[str, Any]
+    ) -> CallbackResult:
+        return self._client.complete(handle, approved)
+
+    def progress(self, tenant_id: str, handle: AzureDevOpsCallback, comment: str) -> CallbackResult:
+        return self._client.progress(handle, comment)

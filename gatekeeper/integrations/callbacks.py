@@ -16,27 +16,39 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from gatekeeper.events.model import AzureDevOpsCallback, CallbackHandle, GitHubCallback, WebhookCallback
-from gatekeeper.integrations.azure_devops import AzureDevOpsClient
-from gatekeeper.integrations.github_app import GitHubApp
+from gatekeeper.integrations.azure_devops import AzureDevOpsClient, AzureDevOpsTarget
+from gatekeeper.integrations.github_app import GitHubApp, GitHubTarget
 from gatekeeper.integrations.notify import Notification
 from gatekeeper.integrations.results import CallbackResult
-from gatekeeper.integrations.webhook import WebhookSender
+from gatekeeper.integrations.webhook import WebhookAllowed, WebhookSecretResolver, WebhookSender, WebhookTarget
+from gatekeeper.ports import PipelineTarget
 
 log = logging.getLogger("gatekeeper.integrations.callbacks")
 
 _HANDLE = TypeAdapter(CallbackHandle)
 
-WebhookSecretResolver = Callable[[str], bytes]
-"""tenant id -> that tenant's webhook signing secret (resolved from its secret reference)."""
+NOT_CONFIGURED: dict[str, str] = {
+    "github": "the GitHub App (GATEKEEPER_GITHUB_APP_ID)",
+    "azure-devops": "the Azure DevOps client",
+    "webhook": "the webhook sender or the tenant's signing secret",
+}
+"""Handle type -> what is missing when no adapter serves it (named in the failed result)."""
 
-WebhookAllowed = Callable[[str, str], bool]
-"""(tenant id, url) -> whether the URL lies under the tenant's registered callback URL prefixes."""
-
-__all__ = ["CallbackResult", "PipelineCallbacks", "failure_alert"]
+__all__ = [
+    "CallbackResult",
+    "PipelineCallbacks",
+    "WebhookAllowed",
+    "WebhookSecretResolver",
+    "failure_alert",
+]
 
 
 class PipelineCallbacks:
-    """Dispatches by callback type. A missing adapter is a configuration error reported in the result."""
+    """Looks up the `PipelineTarget` for the callback handle's `type` in one table. A type without an
+    adapter is a configuration error reported in the result.
+
+    The keyword arguments build the table for the three built-in CIs; `targets` adds or replaces entries
+    (a new CI is an adapter plus its handle type)."""
 
     def __init__(
         self,
@@ -47,13 +59,17 @@ class PipelineCallbacks:
         webhook_secret: WebhookSecretResolver | None = None,
         webhook_allowed: WebhookAllowed | None = None,
         clock: Callable[[], float] = time.time,
+        targets: Mapping[str, PipelineTarget] | None = None,
     ):
-        self._github = github
-        self._ado = azure_devops
-        self._webhooks = webhooks
-        self._webhook_secret = webhook_secret
-        self._webhook_allowed = webhook_allowed
-        self._clock = clock
+        table: dict[str, PipelineTarget] = {}
+        if github is not None:
+            table["github"] = GitHubTarget(github)
+        if azure_devops is not None:
+            table["azure-devops"] = AzureDevOpsTarget(azure_devops)
+        if webhooks is not None and webhook_secret is not None:
+            table["webhook"] = WebhookTarget(webhooks, webhook_secret, allowed=webhook_allowed, clock=clock)
+        table.update(targets or {})
+        self._targets: Mapping[str, PipelineTarget] = table
 
     def complete(
         self,
@@ -69,18 +85,24 @@ class PipelineCallbacks:
             tenant_id,
             callback,
             "complete",
-            lambda handle: self._complete(tenant_id, handle, approved, comment, context or {}),
+            lambda target, handle: target.complete(tenant_id, handle, approved, comment, context or {}),
         )
 
     def progress(self, tenant_id: str, callback: CallbackHandle | Mapping[str, Any], comment: str) -> CallbackResult:
         """A status line while the gate waits: a GitHub comment-only review (budgeted), a line in the ADO
         check's console, or a signed `gate.progress` webhook."""
-        return self._guard(tenant_id, callback, "progress", lambda handle: self._progress(tenant_id, handle, comment))
+        return self._guard(
+            tenant_id, callback, "progress", lambda target, handle: target.progress(tenant_id, handle, comment)
+        )
 
     # --- internals ------------------------------------------------------------------------------------
 
     def _guard(
-        self, tenant_id: str, callback: Any, action: str, call: Callable[[CallbackHandle], CallbackResult]
+        self,
+        tenant_id: str,
+        callback: Any,
+        action: str,
+        call: Callable[[PipelineTarget, CallbackHandle], CallbackResult],
     ) -> CallbackResult:
         try:
             handle = (
@@ -96,8 +118,17 @@ class PipelineCallbacks:
                 action=action,  # type: ignore[arg-type]
                 detail=f"callback.{where}: {first.get('msg', 'invalid')}",
             )
+        target = self._targets.get(handle.type)
+        if target is None:
+            what = NOT_CONFIGURED.get(handle.type, f"an adapter for {handle.type!r} callbacks")
+            return CallbackResult(
+                ok=False,
+                target=handle.type,
+                action=action,  # type: ignore[arg-type]
+                detail=f"{handle.type} {action}: {what} is not configured",
+            )
         try:
-            return call(handle)
+            return call(target, handle)
         except Exception as exc:  # a bug must still reach the audit log and an operator
             log.exception("callback %s for tenant %s failed unexpectedly", action, tenant_id)
             return CallbackResult(
@@ -106,62 +137,6 @@ class PipelineCallbacks:
                 action=action,  # type: ignore[arg-type]
                 detail=f"{handle.type} {action}: unexpected {type(exc).__name__}",
             )
-
-    def _missing(self, handle: CallbackHandle, action: str, what: str) -> CallbackResult:
-        return CallbackResult(
-            ok=False,
-            target=handle.type,
-            action=action,  # type: ignore[arg-type]
-            detail=f"{handle.type} {action}: {what} is not configured",
-        )
-
-    def _complete(
-        self, tenant_id: str, handle: CallbackHandle, approved: bool, comment: str, context: Mapping[str, Any]
-    ) -> CallbackResult:
-        if isinstance(handle, GitHubCallback):
-            if self._github is None:
-                return self._missing(handle, "complete", "the GitHub App (GATEKEEPER_GITHUB_APP_ID)")
-            return self._github.decide(handle, approved, comment, tenant_id=tenant_id)
-        if isinstance(handle, AzureDevOpsCallback):
-            if self._ado is None:
-                return self._missing(handle, "complete", "the Azure DevOps client")
-            return self._ado.complete(handle, approved)
-        payload = {
-            "tenant_id": tenant_id,
-            "approved": approved,
-            "state": "approved" if approved else "rejected",
-            "comment": comment,
-            "context": dict(context),
-            "sent_at": int(self._clock()),
-        }
-        return self._send_webhook(tenant_id, handle, "gate.completed", payload, "complete")
-
-    def _progress(self, tenant_id: str, handle: CallbackHandle, comment: str) -> CallbackResult:
-        if isinstance(handle, GitHubCallback):
-            if self._github is None:
-                return self._missing(handle, "progress", "the GitHub App (GATEKEEPER_GITHUB_APP_ID)")
-            return self._github.progress(handle, comment, tenant_id=tenant_id)
-        if isinstance(handle, AzureDevOpsCallback):
-            if self._ado is None:
-                return self._missing(handle, "progress", "the Azure DevOps client")
-            return self._ado.progress(handle, comment)
-        payload = {"tenant_id": tenant_id, "comment": comment, "sent_at": int(self._clock())}
-        return self._send_webhook(tenant_id, handle, "gate.progress", payload, "progress")
-
-    def _send_webhook(
-        self, tenant_id: str, handle: WebhookCallback, event: str, payload: dict, action: str
-    ) -> CallbackResult:
-        if self._webhooks is None or self._webhook_secret is None:
-            return self._missing(handle, action, "the webhook sender or the tenant's signing secret")
-        if self._webhook_allowed is not None and not self._webhook_allowed(tenant_id, handle.url):
-            return CallbackResult(
-                ok=False,
-                target="webhook",
-                action=action,  # type: ignore[arg-type]
-                detail="callback.url: not under a callback URL prefix registered for the tenant; nothing was sent",
-            )
-        secret = self._webhook_secret(tenant_id)
-        return self._webhooks.send(handle.url, secret, event, payload, action=action)  # type: ignore[arg-type]
 
 
 def failure_alert(

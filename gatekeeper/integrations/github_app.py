@@ -7,14 +7,13 @@ sign its SHA-256 digest (RS256). Locally the same `CryptographyClient` API runs 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
+from gatekeeper.encoding import b64url
 from gatekeeper.events.model import GitHubCallback
 from gatekeeper.integrations.results import CallbackResult
 from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
@@ -59,10 +59,6 @@ class GitHubAppError(Exception):
     def __init__(self, result: CallbackResult):
         super().__init__(result.detail)
         self.result = result
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def truncate_comment(comment: str, limit: int = MAX_COMMENT_CHARS) -> str:
@@ -175,10 +171,10 @@ class GitHubApp:
         now = int(self._clock())
         header = {"alg": "RS256", "typ": "JWT"}
         claims = {"iat": now - JWT_BACKDATE_SECONDS, "exp": now + JWT_LIFETIME_SECONDS, "iss": self.app_id}
-        signing_input = ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
+        signing_input = ".".join(b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
         digest = hashlib.sha256(signing_input.encode("ascii")).digest()
         signature = self._signer.sign(SignatureAlgorithm.rs256, digest).signature
-        return f"{signing_input}.{_b64url(signature)}"
+        return f"{signing_input}.{b64url(signature)}"
 
     def _signed_jwt(self) -> str:
         try:
@@ -378,3 +374,19 @@ class GitHubApp:
                 ),
             )
         return self.review(callback, None, comment, action="progress", tenant_id=tenant_id)
+
+
+class GitHubTarget:
+    """The `PipelineTarget` for `github` handles: the decision as a deployment protection rule review, a
+    progress line as a comment-only review (budgeted)."""
+
+    def __init__(self, app: GitHubApp):
+        self._app = app
+
+    def complete(
+        self, tenant_id: str, handle: GitHubCallback, approved: bool, comment: str, context: Mapping[str, Any]
+    ) -> CallbackResult:
+        return self._app.decide(handle, approved, comment, tenant_id=tenant_id)
+
+    def progress(self, tenant_id: str, handle: GitHubCallback, comment: str) -> CallbackResult:
+        return self._app.progress(handle, comment, tenant_id=tenant_id)

@@ -3,25 +3,32 @@
 Graph cannot post channel or chat messages as an app (outside migration), so approval requests go out as
 Teams activity-feed notifications that link to the approval page, with mail as the fallback. The payloads
 are built here, once, so the Graph notifier and the local outbox show exactly the same thing.
-Implementations: `GraphNotifier` (gatekeeper.integrations.graph_notify) and `OutboxNotifier`
-(gatekeeper.integrations.outbox). They import this module, never the reverse, so there is no import cycle.
+The `Notifier` port and its value models (`Notification`, `NotificationResult`, ...) live in `gatekeeper.ports`
+and are re-exported here; several channels fan out behind it with `FanOutNotifier`. Implementations:
+`GraphNotifier` (gatekeeper.integrations.graph_notify) and `OutboxNotifier` (gatekeeper.integrations.outbox).
+They import this module, never the reverse, so there is no import cycle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
-import re
-from typing import Any, Literal, Protocol
+from collections.abc import Sequence
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-NotificationKind = Literal["approval_request", "info", "alert", "human_task"]
-Channel = Literal["teams", "mail", "outbox"]
-
-GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-UPN = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+$")
-GROUP_PREFIX = "group:"
+from gatekeeper.ports import (
+    GROUP_PREFIX,
+    GUID,
+    UPN,
+    Channel,
+    Delivery,
+    Notification,
+    NotificationKind,
+    NotificationResult,
+    Notifier,
+    Recipient,
+    parse_recipient,
+)
 
 # Activity types declared in the Teams app manifest (infra/teams), one per kind; each template is
 # "{title}" preceded by a short reason, see docs/integrations.md.
@@ -34,96 +41,35 @@ ACTIVITY_TYPES: dict[str, str] = {
 PREVIEW_CHARS = 150  # Teams shows the first 150 characters of previewText
 
 
-class Recipient(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    kind: Literal["user", "group"]
-    id: str  # user object id or UPN; group (team) object id
+class FanOutNotifier:
+    """Several channels behind the one `Notifier` port: each channel gets the notification, and the result
+    is ok only when every channel reached everyone. One channel's result passes through unchanged, so a
+    deployment with one channel behaves exactly as that channel does. A channel that raises is a failed
+    delivery in the result, not an exception: the other channels still run."""
 
-    @property
-    def label(self) -> str:
-        return f"group:{self.id}" if self.kind == "group" else self.id
+    def __init__(self, channels: Sequence[Notifier]):
+        if not channels:
+            raise ValueError("FanOutNotifier: at least one channel is required")
+        self._channels = tuple(channels)
 
+    def __repr__(self) -> str:
+        return f"FanOutNotifier({', '.join(repr(c) for c in self._channels)})"
 
-def parse_recipient(value: str) -> Recipient:
-    """`group:<object id>` for an Entra ID group (its team), else a user object id or UPN."""
-    text = value.strip()
-    if text.lower().startswith(GROUP_PREFIX):
-        group_id = text[len(GROUP_PREFIX) :]
-        if not GUID.match(group_id):
-            raise ValueError(f"{value!r}: a group recipient is 'group:<object id>' with a GUID")
-        return Recipient(kind="group", id=group_id.lower())
-    if GUID.match(text):
-        return Recipient(kind="user", id=text.lower())
-    if UPN.match(text):
-        return Recipient(kind="user", id=text)
-    raise ValueError(f"{value!r}: not a user object id, user principal name or 'group:<id>'")
-
-
-class Notification(BaseModel):
-    """What to tell whom. `link` points at the approval page (required for approval requests)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: NotificationKind
-    recipients: tuple[str, ...] = Field(min_length=1, max_length=100)
-    title: str = Field(min_length=1, max_length=200)
-    text: str = Field(default="", max_length=4000)
-    link: str | None = None
-    instance_id: str | None = None
-
-    @field_validator("recipients")
-    @classmethod
-    def _recipients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for index, item in enumerate(value):
+    def notify(self, tenant_id: str, notification: Notification) -> NotificationResult:
+        results = []
+        for channel in self._channels:
             try:
-                parse_recipient(item)
-            except ValueError as exc:
-                raise ValueError(f"recipients[{index}]: {exc}") from None
-        return tuple(dict.fromkeys(item.strip() for item in value))
-
-    @field_validator("link")
-    @classmethod
-    def _link(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("link: must be an absolute http(s) URL")
-        return value
-
-    @model_validator(mode="after")
-    def _approval_has_link(self) -> Notification:
-        if self.kind == "approval_request" and not self.link:
-            raise ValueError("link: an approval request must link to the approval page")
-        return self
-
-    def parsed_recipients(self) -> list[Recipient]:
-        return [parse_recipient(item) for item in self.recipients]
-
-
-class Delivery(BaseModel):
-    """What happened for one recipient."""
-
-    model_config = ConfigDict(frozen=True)
-    recipient: str
-    channel: Channel | None
-    ok: bool
-    status_code: int | None = None
-    detail: str = ""
-
-
-class NotificationResult(BaseModel):
-    """`ok` when every recipient was reached on some channel. Returned, never raised."""
-
-    model_config = ConfigDict(frozen=True)
-    ok: bool
-    deliveries: tuple[Delivery, ...] = ()
-    path: str | None = None  # the outbox file, for the local notifier
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
-class Notifier(Protocol):
-    def notify(self, tenant_id: str, notification: Notification) -> NotificationResult: ...
+                results.append(channel.notify(tenant_id, notification))
+            except Exception as exc:  # one channel's bug must not silence the others
+                results.append(NotificationResult(ok=False, detail=f"{type(channel).__name__}: {type(exc).__name__}"))
+        if len(results) == 1:
+            return results[0]
+        return NotificationResult(
+            ok=all(r.ok for r in results),
+            deliveries=tuple(d for r in results for d in r.deliveries),
+            path=next((r.path for r in results if r.path), None),
+            detail="; ".join(r.detail for r in results if r.detail),
+        )
 
 
 # --- pure payload builders (Graph JSON shapes) -------------------------------------------------------
@@ -195,8 +141,14 @@ def send_mail_body(notification: Notification, address: str, web_url: str | None
 
 __all__ = [
     "ACTIVITY_TYPES",
+    "GROUP_PREFIX",
+    "GUID",
+    "UPN",
+    "Channel",
     "Delivery",
+    "FanOutNotifier",
     "Notification",
+    "NotificationKind",
     "NotificationResult",
     "Notifier",
     "Recipient",

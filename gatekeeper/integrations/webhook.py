@@ -14,11 +14,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import requests
 
+from gatekeeper.events.model import WebhookCallback
 from gatekeeper.integrations.results import CallbackResult
 from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url, safe_url
@@ -128,3 +129,62 @@ class WebhookSender:
             target="webhook",
             action=action,
         )
+
+
+WebhookSecretResolver = Callable[[str], bytes]
+"""tenant id -> that tenant's webhook signing secret (resolved from its secret reference)."""
+
+WebhookAllowed = Callable[[str, str], bool]
+"""(tenant id, url) -> whether the URL lies under the tenant's registered callback URL prefixes."""
+
+
+class WebhookTarget:
+    """The `PipelineTarget` for `webhook` handles: a signed `gate.completed` / `gate.progress` body to the
+    handle's URL, re-checked at send time against the tenant's registered callback URL prefixes."""
+
+    def __init__(
+        self,
+        sender: WebhookSender,
+        secret: WebhookSecretResolver,
+        *,
+        allowed: WebhookAllowed | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._sender = sender
+        self._secret = secret
+        self._allowed = allowed
+        self._clock = clock
+
+    def complete(
+        self, tenant_id: str, handle: WebhookCallback, approved: bool, comment: str, context: Mapping[str, Any]
+    ) -> CallbackResult:
+        payload = {
+            "tenant_id": tenant_id,
+            "approved": approved,
+            "state": "approved" if approved else "rejected",
+            "comment": comment,
+            "context": dict(context),
+            "sent_at": int(self._clock()),
+        }
+        return self._send(tenant_id, handle, "gate.completed", payload, "complete")
+
+    def progress(self, tenant_id: str, handle: WebhookCallback, comment: str) -> CallbackResult:
+        payload = {"tenant_id": tenant_id, "comment": comment, "sent_at": int(self._clock())}
+        return self._send(tenant_id, handle, "gate.progress", payload, "progress")
+
+    def _send(
+        self,
+        tenant_id: str,
+        handle: WebhookCallback,
+        event: WebhookEvent,
+        payload: dict[str, Any],
+        action: Literal["complete", "progress"],
+    ) -> CallbackResult:
+        if self._allowed is not None and not self._allowed(tenant_id, handle.url):
+            return CallbackResult(
+                ok=False,
+                target="webhook",
+                action=action,
+                detail="callback.url: not under a callback URL prefix registered for the tenant; nothing was sent",
+            )
+        return self._sender.send(handle.url, self._secret(tenant_id), event, payload, action=action)

@@ -13,7 +13,6 @@ failure while sealing raises `SealingUnavailable`, so nothing is ever written in
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import json
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gatekeeper.encoding import b64url, b64url_decode_strict
 from gatekeeper.store.key_errors import KeyGone, KeyProviderError, KeyServiceUnavailable
 from gatekeeper.store.tables import InvalidTenantId, validate_tenant_id
 
@@ -114,20 +114,8 @@ class _TTLCache:
         return len(self._items)
 
 
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64u(text: str) -> bytes:
-    """Strict base64url: unpadded and canonical. The decoder alone ignores the unused low bits of the last
-    character (and characters outside the alphabet), so a changed text could still open; re-encoding must
-    give back the very same text."""
-    if not text or "=" in text:
-        raise ValueError("empty or padded base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64u(data) != text:
-        raise ValueError("not canonical base64url")
-    return data
+_b64u = b64url
+_unb64u = b64url_decode_strict  # sealed values: only the canonical unpadded text opens
 
 
 def associated_data(data_key_id: str, tenant_id: str, table: str, partition_key: str, row_key: str) -> bytes:

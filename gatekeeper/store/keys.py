@@ -8,7 +8,6 @@ demo on a JSON Web Key file through `CryptographyClient.from_jwk`. The factories
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import hashlib
 import json
@@ -25,6 +24,7 @@ from azure.keyvault.keys import JsonWebKey, KeyClient, KeyVaultKey, KeyVaultKeyI
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gatekeeper.encoding import int_to_b64url, jwk_binary_fields
 from gatekeeper.store import budgets
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable, classify
@@ -123,21 +123,6 @@ class KeyVaultKeyProvider(TenantKeyProvider):
         return str(key.id)
 
 
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64u(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _int_bytes(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")
-
-
-_JWK_BINARY_FIELDS = ("n", "e", "d", "p", "q", "dp", "dq", "qi")
-
-
 class LocalKeyProvider(TenantKeyProvider):
     """Development keys: an RSA-3072 JWK Set per tenant in `key_dir/<tenant>.jwk.json` (mode 0600).
 
@@ -174,7 +159,7 @@ class LocalKeyProvider(TenantKeyProvider):
             "qi": numbers.iqmp,
         }
         jwk: dict[str, Any] = {"kty": "RSA", "kid": self._kid(tenant_id, secrets.token_hex(16))}
-        jwk.update({name: _b64u(_int_bytes(value)) for name, value in values.items()})
+        jwk.update({name: int_to_b64url(value) for name, value in values.items()})
         jwk["key_ops"] = list(LOCAL_KEY_OPS)
         return jwk
 
@@ -231,7 +216,7 @@ class LocalKeyProvider(TenantKeyProvider):
         if client is not None:
             return client
         fields: dict[str, Any] = {"kid": jwk["kid"], "kty": jwk["kty"], "key_ops": list(LOCAL_KEY_OPS)}
-        fields.update({name: _unb64u(jwk[name]) for name in _JWK_BINARY_FIELDS if name in jwk})
+        fields.update(jwk_binary_fields(jwk))
         client = CryptographyClient.from_jwk(JsonWebKey(**fields))
         with self._memo_lock:
             if len(self._memo) >= 256:

@@ -255,7 +255,7 @@ def test_l3_refuses_opens_a_human_task_and_notifies(env: Env):
     (task,) = env.notifications("human_task")
     assert task["recipients"] == [OPERATOR]
     assert "human_task_opened" in env.audit_kinds(gate)
-    status, body = env.gates.decisions.state(gate, env.headers(ANNA))
+    status, body = env.gates.decisions.state(gate, env.gates.identify(env.headers(ANNA)))
     assert status == 200 and body["status"] == "human_task"
 
 
@@ -289,7 +289,7 @@ def test_timeout_escalates_to_the_second_stage(env: Env):
 def test_two_of_three_quorum_with_group_members(env: Env):
     gate = env.gates.submit(env.event("production"))
     assert env.decide(gate, ANNA)[0] == 202
-    _, state = env.gates.decisions.state(gate, env.headers(SARA))
+    _, state = env.gates.decisions.state(gate, env.gates.identify(env.headers(SARA)))
     assert state["status"] == "awaiting_approval" and [v["voter_id"] for v in state["votes"]] == [ANNA]
     assert state["can_decide"] is True and state["stage"]["quorum"] == 2
     assert env.status(gate).runtime_status == "Running"  # one of two
@@ -303,7 +303,7 @@ def test_self_approval_is_refused(env: Env):
     status, body = env.decide(gate, DEV_OID, upn=REQUESTER, groups=(OPS_GROUP,))  # an ops member, but the requester
     assert status == 403 and body["type"].endswith("/self-approval")
     assert env.status(gate).runtime_status == "Running"
-    assert env.gates.decisions.state(gate, env.headers(ANNA))[1]["votes"] == []
+    assert env.gates.decisions.state(gate, env.gates.identify(env.headers(ANNA)))[1]["votes"] == []
 
 
 def test_duplicate_vote_is_refused(env: Env):
@@ -311,7 +311,7 @@ def test_duplicate_vote_is_refused(env: Env):
     assert env.decide(gate, ANNA)[0] == 202
     problem = refused(env, gate, ANNA, "reject")
     assert (status_of(problem), problem.code) == (409, "duplicate-vote")
-    _, state = env.gates.decisions.state(gate, env.headers(ANNA))
+    _, state = env.gates.decisions.state(gate, env.gates.identify(env.headers(ANNA)))
     assert len(state["votes"]) == 1 and state["can_decide"] is False
 
 
@@ -351,17 +351,17 @@ def test_unauthenticated_wrong_tenant_and_stranger_are_refused(env: Env):
     gate = env.gates.submit(env.event("production"))
     body = json.dumps({"decision": "approve"}).encode()
     with pytest.raises(GatekeeperError) as info:
-        env.gates.decisions.decide(gate, {}, body)
+        env.gates.decisions.decide(gate, env.gates.identify({}), body)
     assert status_of(info.value) == 401
     with pytest.raises(GatekeeperError) as info:
-        env.gates.decisions.decide(gate, env.headers(ANNA, tid=OTHER_TID), body)
+        env.gates.decisions.decide(gate, env.gates.identify(env.headers(ANNA, tid=OTHER_TID)), body)
     assert (status_of(info.value), info.value.code) == (403, "wrong-tenant")
     assert refused(env, gate, str(uuid.uuid4())).code == "not-an-approver"
     with pytest.raises(GatekeeperError) as info:
-        env.gates.decisions.decide(gate, env.headers(ANNA), b'{"decision": "maybe"}')
+        env.gates.decisions.decide(gate, env.gates.identify(env.headers(ANNA)), b'{"decision": "maybe"}')
     assert (status_of(info.value), info.value.field) == (422, "decision")
     with pytest.raises(GatekeeperError) as info:
-        env.gates.decisions.decide("gate-unknown", env.headers(ANNA), body)
+        env.gates.decisions.decide("gate-unknown", env.gates.identify(env.headers(ANNA)), body)
     assert status_of(info.value) == 404
 
 
@@ -411,5 +411,7 @@ def test_replaying_finished_gates_yields_the_same_actions(env: Env):
 
 def refused(env: Env, gate: str, oid: str, decision: str = "approve", **who: Any) -> GatekeeperError:
     with pytest.raises(GatekeeperError) as info:
-        env.gates.decisions.decide(gate, env.headers(oid, **who), json.dumps({"decision": decision}).encode())
+        env.gates.decisions.decide(
+            gate, env.gates.identify(env.headers(oid, **who)), json.dumps({"decision": decision}).encode()
+        )
     return info.value

@@ -156,7 +156,7 @@ class World:
 
     def view(self, gate: str) -> dict[str, Any]:
         token = self.issuer.issue(ANNA, ENTRA_TENANT, AUDIENCE)
-        return self.gates.decisions.state(gate, {"Authorization": f"Bearer {token}"})[1]
+        return self.gates.decisions.state(gate, self.gates.identify({"Authorization": f"Bearer {token}"}))[1]
 
     def status(self, gate: str) -> Any:
         return self.gates.runner.status(gate)

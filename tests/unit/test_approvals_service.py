@@ -22,6 +22,7 @@ from devstack.server import StaticTokenCredential
 from functions import approvals
 from functions.durable_gateway import DurableClientGateway
 from functions.http import status_of
+from gatekeeper.approvals.authenticate import approver_from_headers
 from gatekeeper.approvals.chain import ChainPlan, Decision
 from gatekeeper.approvals.service import DecisionService
 from gatekeeper.errors import GatekeeperError
@@ -31,6 +32,7 @@ from gatekeeper.integrations.graph_groups import GraphGroupMembership
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.security.groups import CachedGroupMembership
+from gatekeeper.security.principal import Principal
 from gatekeeper.services import set_services
 from tests.support.gatekeeper_env import ENTRA_TENANT, make_env
 from tests.support.worker_loop import run_on_worker, worker_loop
@@ -270,20 +272,48 @@ def test_a_vote_stored_but_not_delivered_is_delivered_on_retry_not_refused(gate,
         env.services.sealer,
         gateway,
         entra_tenants_for=lambda _t: (ENTRA_TENANT,),
-        token_validator=env.services.token_validator,
     )
+    anna = approver_from_headers(bearer(issuer, ANNA), env.runtime.token_validator)
     body = json.dumps({"decision": "approve"}).encode()
     with pytest.raises(GatekeeperError) as info:
-        service.decide(gate["id"], bearer(issuer, ANNA), body)
+        service.decide(gate["id"], anna, body)
     assert status_of(info.value) == 503
     [stored] = gate["store"].votes(gate["id"])
     assert stored.decision is Decision.APPROVE and not stored.raised
-    status, answer = service.decide(gate["id"], bearer(issuer, ANNA), body)
+    status, answer = service.decide(gate["id"], anna, body)
     assert status == 202 and answer["vote"] == 0
     assert [p.rsplit("/", 1)[1].split("?")[0] for p, _ in raised(durable)] == ["approval-vote-0"]
     with pytest.raises(GatekeeperError) as info:
-        service.decide(gate["id"], bearer(issuer, ANNA), body)
+        service.decide(gate["id"], anna, body)
     assert status_of(info.value) == 409
+
+
+def test_the_service_takes_a_principal_from_any_channel_and_still_refuses_applications(gate, durable):
+    """A channel that authenticates in its own way (a Teams card action, Slack) hands the decision service the
+    person it established, with no HTTP headers: the vote counts under the same rules. An application
+    identity is refused by the service itself, whichever trigger let it through."""
+    env = gate["env"]
+    service = DecisionService(
+        env.storage,
+        env.runtime.sealer,
+        DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop()),
+        entra_tenants_for=lambda _t: (ENTRA_TENANT,),
+    )
+    body = json.dumps({"decision": "approve"}).encode()
+    app = Principal(oid=PIET, tid=ENTRA_TENANT, auth="bearer", app_only=True)
+    with pytest.raises(GatekeeperError) as info:
+        service.decide(gate["id"], app, body)
+    assert (status_of(info.value), info.value.code) == (403, "not-a-person")
+    with pytest.raises(GatekeeperError) as info:
+        service.state(gate["id"], app)
+    assert (status_of(info.value), info.value.code) == (403, "not-a-person")
+    assert gate["store"].votes(gate["id"]) == []
+    anna = Principal(oid=ANNA, tid=ENTRA_TENANT, auth="bearer")
+    status, answer = service.decide(gate["id"], anna, body)
+    assert status == 202 and answer["vote"] == 0
+    [stored] = gate["store"].votes(gate["id"])
+    assert stored.voter_id == ANNA and stored.decision is Decision.APPROVE
+    assert service.state(gate["id"], anna)[1]["votes"][0]["voter_id"] == ANNA
 
 
 def test_concurrent_voters_get_distinct_vote_numbers(gate):

@@ -1,0 +1,181 @@
+"""The ports: the few interfaces the gate's steps talk to, so adapters are looked up, not `isinstance`-checked.
+
+- `PipelineTarget`: answers the pipeline that waits on a gate. One adapter per callback handle type
+  (`github`, `azure-devops`, `webhook`); `gatekeeper.integrations.callbacks.PipelineCallbacks` picks the
+  adapter by the handle's `type`, so a new CI is one adapter and one entry in that table.
+- `Notifier`: tells approvers and operators. Channels (Graph: Teams activity feed + mail; the outbox) fan
+  out behind it (`gatekeeper.integrations.notify.FanOutNotifier`), so a new channel is one adapter.
+
+Ports named in the design but with no adapter yet (TicketSystem, DeviceManager, EventPublisher,
+HealthProbe) are left out on purpose: an interface without a caller would be a guess.
+
+Each port is defined together with the values it speaks (`CallbackResult`; `Notification`,
+`NotificationResult`), so this module imports no adapter and every adapter depends on it, never the
+reverse. The adapters' modules re-export these names (`gatekeeper.integrations.results`, `.notify`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "CallbackAction",
+    "CallbackResult",
+    "CallbackTarget",
+    "Delivery",
+    "Notification",
+    "NotificationResult",
+    "Notifier",
+    "PipelineTarget",
+    "Recipient",
+    "parse_recipient",
+]
+
+# --- pipeline callbacks --------------------------------------------------------------------------------------
+
+CallbackTarget = Literal["github", "azure-devops", "webhook"]
+CallbackAction = Literal["complete", "progress"]
+
+
+class CallbackResult(BaseModel):
+    """`ok` is True only when the pipeline acknowledged the call (2xx). A final failure is returned, never
+    raised: the caller audits it and alerts. `detail` never contains a token or signing secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    status_code: int | None = None
+    attempts: int = 0
+    detail: str = ""
+    target: CallbackTarget | None = None
+    action: CallbackAction = "complete"
+    skipped: bool = False  # deliberately not sent (e.g. GitHub's comment budget is spent)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+class PipelineTarget(Protocol):
+    """One CI's way to answer a waiting pipeline. `handle` is the callback handle of the adapter's type.
+
+    Returns a `CallbackResult`; a remote failure is a result with ok=False, never an exception, so the
+    caller can audit it and alert a human."""
+
+    def complete(
+        self, tenant_id: str, handle: Any, approved: bool, comment: str, context: Mapping[str, Any]
+    ) -> CallbackResult:
+        """The gate's decision (approved or rejected)."""
+        ...
+
+    def progress(self, tenant_id: str, handle: Any, comment: str) -> CallbackResult:
+        """A status line while the gate waits."""
+        ...
+
+
+# --- notifications -------------------------------------------------------------------------------------------
+
+NotificationKind = Literal["approval_request", "info", "alert", "human_task"]
+Channel = Literal["teams", "mail", "outbox"]
+
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UPN = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+$")
+GROUP_PREFIX = "group:"
+
+
+class Recipient(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["user", "group"]
+    id: str  # user object id or UPN; group (team) object id
+
+    @property
+    def label(self) -> str:
+        return f"group:{self.id}" if self.kind == "group" else self.id
+
+
+def parse_recipient(value: str) -> Recipient:
+    """`group:<object id>` for an Entra ID group (its team), else a user object id or UPN."""
+    text = value.strip()
+    if text.lower().startswith(GROUP_PREFIX):
+        group_id = text[len(GROUP_PREFIX) :]
+        if not GUID.match(group_id):
+            raise ValueError(f"{value!r}: a group recipient is 'group:<object id>' with a GUID")
+        return Recipient(kind="group", id=group_id.lower())
+    if GUID.match(text):
+        return Recipient(kind="user", id=text.lower())
+    if UPN.match(text):
+        return Recipient(kind="user", id=text)
+    raise ValueError(f"{value!r}: not a user object id, user principal name or 'group:<id>'")
+
+
+class Notification(BaseModel):
+    """What to tell whom. `link` points at the approval page (required for approval requests)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: NotificationKind
+    recipients: tuple[str, ...] = Field(min_length=1, max_length=100)
+    title: str = Field(min_length=1, max_length=200)
+    text: str = Field(default="", max_length=4000)
+    link: str | None = None
+    instance_id: str | None = None
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, item in enumerate(value):
+            try:
+                parse_recipient(item)
+            except ValueError as exc:
+                raise ValueError(f"recipients[{index}]: {exc}") from None
+        return tuple(dict.fromkeys(item.strip() for item in value))
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("link: must be an absolute http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _approval_has_link(self) -> Notification:
+        if self.kind == "approval_request" and not self.link:
+            raise ValueError("link: an approval request must link to the approval page")
+        return self
+
+    def parsed_recipients(self) -> list[Recipient]:
+        return [parse_recipient(item) for item in self.recipients]
+
+
+class Delivery(BaseModel):
+    """What happened for one recipient."""
+
+    model_config = ConfigDict(frozen=True)
+    recipient: str
+    channel: Channel | None
+    ok: bool
+    status_code: int | None = None
+    detail: str = ""
+
+
+class NotificationResult(BaseModel):
+    """`ok` when every recipient was reached on some channel. Returned, never raised."""
+
+    model_config = ConfigDict(frozen=True)
+    ok: bool
+    deliveries: tuple[Delivery, ...] = ()
+    path: str | None = None  # the outbox file, for the local notifier
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class Notifier(Protocol):
+    """Delivers one notification for one tenant. Returns the result (per recipient), never raises for a
+    remote failure."""
+
+    def notify(self, tenant_id: str, notification: Notification) -> NotificationResult: ...

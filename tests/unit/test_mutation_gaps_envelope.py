@@ -1,0 +1,102 @@
+"""The envelope's associated data (issue 21): length-prefixed, so no two bindings give the same bytes.
+
+The existing test covers the '.' split; replacing the length prefixes by a join on any other delimiter survived
+it. Here the bytes are checked against an independent construction, ambiguity is tried for every likely
+delimiter and for arbitrary splits, and a value sealed with a fixed key and nonce must keep opening: the format is
+stored in tenants' tables, so a refactor may not change it.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gatekeeper.store.envelope import EnvelopeCipher, SealedDataUnreadable, associated_data
+
+KEY = bytes(range(32))
+DATA_KEY_ID = "0123456789abcdef"
+NONCE = bytes(range(100, 112))
+
+
+def _expected(*fields: str) -> bytes:
+    """The documented layout: 'gk1', then per field a 4-byte big-endian length and the UTF-8 bytes."""
+    out = b"gk1"
+    for field in fields:
+        data = field.encode("utf-8")
+        out += struct.pack(">I", len(data)) + data
+    return out
+
+
+def test_associated_data_is_the_documented_length_prefixed_layout():
+    fields = ("0123456789abcdef", "acme", "gkacmeEvents", "github", "run-42")
+    assert associated_data(*fields) == _expected(*fields)
+
+
+def test_associated_data_counts_bytes_not_characters():
+    assert associated_data("k", "acme", "t", "é", "") == _expected("k", "acme", "t", "é", "")
+    assert associated_data("k", "acme", "t", "é", "")[-8:] == b"\x00\x00\x00\x02\xc3\xa9\x00\x00\x00\x00"[-8:]
+
+
+@pytest.mark.parametrize("sep", ["|", ".", ":", "/", ",", ";", " ", "\t", "\n", "\x00", "\x1f", "-", "_", "="])
+def test_no_delimiter_makes_two_splits_equal(sep: str):
+    left = associated_data("k", "acme", "t", f"a{sep}b", "c")
+    right = associated_data("k", "acme", "t", "a", f"b{sep}c")
+    assert left != right
+    # moving a field boundary across the tenant and table, too
+    assert associated_data("k", f"acme{sep}x", "t", "p", "r") != associated_data("k", "acme", f"x{sep}t", "p", "r")
+
+
+def test_empty_fields_move_nothing():
+    assert associated_data("k", "acme", "t", "", "pr") != associated_data("k", "acme", "t", "p", "r")
+    assert associated_data("k", "acme", "t", "pr", "") != associated_data("k", "acme", "t", "", "pr")
+
+
+@settings(derandomize=True, max_examples=80, deadline=None)
+@given(
+    a=st.tuples(*[st.text(max_size=6)] * 3),
+    b=st.tuples(*[st.text(max_size=6)] * 3),
+)
+def test_distinct_bindings_never_share_associated_data(a, b):
+    if a != b:
+        assert associated_data("k", "acme", *a) != associated_data("k", "acme", *b)
+
+
+class _OneKey:
+    def active_key(self, tenant_id: str) -> tuple[str, bytes]:
+        return DATA_KEY_ID, KEY
+
+    def data_key(self, tenant_id: str, data_key_id: str) -> bytes:
+        assert data_key_id == DATA_KEY_ID
+        return KEY
+
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _sealed_independently(binding: tuple[str, str, str, str], plaintext: bytes) -> str:
+    body = AESGCM(KEY).encrypt(NONCE, plaintext, _expected(DATA_KEY_ID, *binding))
+    return f"gk1.{DATA_KEY_ID}.{_b64u(NONCE)}.{_b64u(body)}"
+
+
+def test_a_value_sealed_in_the_stored_format_opens_and_only_at_its_place():
+    cipher = EnvelopeCipher(_OneKey(), cache_seconds=60, max_cached_keys=4)
+    binding = ("acme", "gkacmeEvents", "a|b", "c")
+    sealed = _sealed_independently(binding, b"payload")
+    assert cipher.open(*binding, sealed) == b"payload"
+    with pytest.raises(SealedDataUnreadable):
+        cipher.open("acme", "gkacmeEvents", "a", "b|c", sealed)
+
+
+def test_what_the_cipher_seals_opens_under_the_independent_layout():
+    cipher = EnvelopeCipher(_OneKey(), cache_seconds=60, max_cached_keys=4)
+    binding = ("acme", "gkacmeGates", "gate", "row-1")
+    _, key_id, nonce, body = cipher.seal(*binding, b"value").split(".")
+    raw_nonce = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+    raw_body = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    assert AESGCM(KEY).decrypt(raw_nonce, raw_body, _expected(key_id, *binding)) == b"value"

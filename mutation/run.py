@@ -12,6 +12,8 @@ every survivor with its diff. Equivalent mutants are reviewed by hand in mutatio
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
 import json
 import os
 import shutil
@@ -56,7 +58,9 @@ class Equivalent:
         lines = survivor.diff.splitlines()
         removed = [line[1:] for line in lines if line.startswith("-") and not line.startswith("---")]
         added = [line[1:] for line in lines if line.startswith("+") and not line.startswith("+++")]
-        return any(self.original in line for line in removed) and any(self.mutated in line for line in added)
+        if not any(self.original in line for line in removed):
+            return False
+        return not added if not self.mutated else any(self.mutated in line for line in added)
 
 
 @dataclass
@@ -104,7 +108,9 @@ def load_equivalents(path: Path = EQUIVALENT_FILE) -> list[Equivalent]:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     out = []
     for index, raw in enumerate(data.get("equivalent", [])):
-        missing = [k for k in ("module", "original", "mutated", "reason") if not str(raw.get(k, "")).strip()]
+        missing = [k for k in ("module", "original", "reason") if not str(raw.get(k, "")).strip()]
+        if "mutated" not in raw:
+            missing.append("mutated (an empty string for a deleted line)")
         if missing:
             raise SystemExit(f"{path.name}: equivalent[{index}] lacks {', '.join(missing)}")
         if len(raw["reason"].strip()) < 30:
@@ -190,8 +196,52 @@ def dump(session: Path) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
     return [tuple(json.loads(line)) for line in text.splitlines() if line.strip()]  # type: ignore[misc]
 
 
+ANNOTATION_REASON = (
+    "the mutant changes a type annotation of a module with `from __future__ import annotations`: annotations there "
+    "are strings that are never evaluated (pydantic evaluates its models' and would fail loudly, so those are killed)"
+)
+
+
+@functools.cache
+def _annotation_spans(path: Path) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
+    """(start, end) positions of every annotation, when the module postpones their evaluation; else none."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return ()
+    postponed = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )
+    if not postponed:
+        return ()
+    spans = []
+    for node in ast.walk(tree):
+        annotations: list[ast.expr | None] = []
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            args = node.args
+            every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+            annotations += [a.annotation for a in every if a is not None]
+            annotations.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+        for a in annotations:
+            if a is not None and a.end_lineno is not None and a.end_col_offset is not None:
+                spans.append(((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)))
+    return tuple(spans)
+
+
+def in_annotation(path: Path, position: tuple[int, int]) -> bool:
+    """Whether a mutation at `position` (line, column) lies inside a never-evaluated annotation."""
+    return any(start <= position < end for start, end in _annotation_spans(path))
+
+
 def score(
-    rows: list[tuple[dict[str, Any], dict[str, Any] | None]], equivalents: list[Equivalent]
+    rows: list[tuple[dict[str, Any], dict[str, Any] | None]],
+    equivalents: list[Equivalent],
+    source_root: Path = ROOT,
 ) -> dict[str, ModuleScore]:
     modules: dict[str, ModuleScore] = {}
     for item, result in rows:
@@ -209,6 +259,8 @@ def score(
         else:
             survivor = Survivor(module, mutation["operator_name"], mutation["start_pos"][0], result.get("diff") or "")
             survivor.equivalent = next((e for e in equivalents if e.matches(survivor)), None)
+            if survivor.equivalent is None and in_annotation(source_root / module, tuple(mutation["start_pos"])):
+                survivor.equivalent = Equivalent(module, "", "", ANNOTATION_REASON)
             if survivor.equivalent is not None:
                 stats.equivalent += 1
             else:
@@ -265,7 +317,8 @@ def run_group(group: Group, exclude: list[str], equivalents: list[Equivalent], j
         if proc.wait() != 0:
             log = WORK / f"{group.name}-{slot}" / "cosmic-ray.log"
             raise SystemExit(f"[{group.name}] cosmic-ray exec failed; see {log}")
-        scores.update(score(dump(WORK / f"{group.name}-{slot}" / "session.sqlite"), equivalents))
+        base = WORK / f"{group.name}-{slot}"
+        scores.update(score(dump(base / "session.sqlite"), equivalents, base / ROOT.name))
     text = report(group, scores, time.monotonic() - started)
     print(text, flush=True)
     summary = {

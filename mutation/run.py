@@ -193,7 +193,12 @@ def dump(session: Path) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
     text = subprocess.run(
         [str(bindir / "cosmic-ray"), "dump", str(session)], capture_output=True, text=True, check=True
     ).stdout
-    return [tuple(json.loads(line)) for line in text.splitlines() if line.strip()]  # type: ignore[misc]
+    rows = []
+    for line in text.splitlines():
+        if line.strip():
+            item, result = json.loads(line)
+            rows.append((item, result))
+    return rows
 
 
 ANNOTATION_REASON = (

@@ -47,9 +47,10 @@ bench: bootstrap
 	@$(PY) -m bench
 
 # Mutation testing of the trust-critical modules (mutation/groups.toml), one group at a time:
-# `make mutation MODULES=signatures,dispatcher` (JOBS=2 runs two scratch copies at once).
+# `make mutation MODULES=signatures,dispatcher` (JOBS=2 runs two scratch copies at once; RETEST=1 re-runs only
+# the survivors of the last run, after adding tests for them).
 mutation: $(VENV_STAMP)
-	@$(PY) -m mutation.run $(if $(MODULES),--modules $(MODULES)) $(if $(JOBS),--jobs $(JOBS)) $(if $(FAIL_UNDER),--fail-under $(FAIL_UNDER))
+	@$(PY) -m mutation.run $(if $(MODULES),--modules $(MODULES)) $(if $(JOBS),--jobs $(JOBS)) $(if $(FAIL_UNDER),--fail-under $(FAIL_UNDER)) $(if $(RETEST),--retest)
 
 # The CI smoke: the fixed list of mutants in mutation/smoke.toml must each be killed by their tests.
 mutation-smoke: bootstrap

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -120,14 +121,15 @@ def load_equivalents(path: Path = EQUIVALENT_FILE) -> list[Equivalent]:
 
 
 def scratch_copy(destination: Path) -> Path:
-    """A copy of the project (symlinks kept: .venv, node_modules) beside a link to ../shared, like the worktree."""
-    if destination.exists():
-        shutil.rmtree(destination)
-    destination.mkdir(parents=True)
+    """A fresh copy of the project (symlinks kept: .venv, node_modules) in `destination`, beside a link to
+    ../shared as in the worktree. Anything else in `destination` (a session) is kept."""
+    destination.mkdir(parents=True, exist_ok=True)
     repo = destination / ROOT.name
+    if repo.exists():
+        shutil.rmtree(repo)
     shutil.copytree(ROOT, repo, symlinks=True, ignore=COPY_IGNORE)
     shared = ROOT.parent / "shared"
-    if shared.exists():
+    if shared.exists() and not (destination / "shared").exists():
         (destination / "shared").symlink_to(shared)
     return repo
 
@@ -166,16 +168,31 @@ def _run(args: list[str], cwd: Path, log: Path) -> None:
         raise SystemExit(f"{' '.join(args[:2])} failed ({result.returncode}); see {log}")
 
 
-def run_partition(group: Group, modules: list[str], exclude: list[str], slot: int) -> subprocess.Popen[bytes]:
-    """Start one cosmic-ray session over `modules` in its own scratch copy; returns the running exec."""
+def run_partition(
+    group: Group, modules: list[str], exclude: list[str], slot: int, retest: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start one cosmic-ray session over `modules` in its own scratch copy; returns the running exec.
+
+    With `retest` the previous session is kept and only its survivors are run again, against a fresh copy of the
+    code and tests (after tests were added for them)."""
     base = WORK / f"{group.name}-{slot}"
-    repo = scratch_copy(base)
-    config = write_config(repo, group, modules, exclude)
     session = base / "session.sqlite"
     log = base / "cosmic-ray.log"
     bindir = Path(sys.executable).parent
-    _run([str(bindir / "cosmic-ray"), "init", str(config), str(session), "--force"], repo, log)
-    _run([str(bindir / "cr-filter-operators"), str(session), str(config)], repo, log)
+    if retest:
+        if not session.exists():
+            raise SystemExit(f"[{group.name}] --retest: no previous session at {session}; run without --retest first")
+        repo = scratch_copy(base)
+        config = write_config(repo, group, modules, exclude)
+        with sqlite3.connect(session) as db:
+            db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+    else:
+        if base.exists():
+            shutil.rmtree(base)
+        repo = scratch_copy(base)
+        config = write_config(repo, group, modules, exclude)
+        _run([str(bindir / "cosmic-ray"), "init", str(config), str(session), "--force"], repo, log)
+        _run([str(bindir / "cr-filter-operators"), str(session), str(config)], repo, log)
     baseline = subprocess.run(
         test_command(group.tests).split(), cwd=repo, capture_output=True, text=True, timeout=900, check=False
     )
@@ -313,10 +330,12 @@ def partitions(modules: tuple[str, ...], jobs: int) -> list[list[str]]:
     return [b for b in buckets if b]
 
 
-def run_group(group: Group, exclude: list[str], equivalents: list[Equivalent], jobs: int) -> dict[str, ModuleScore]:
+def run_group(
+    group: Group, exclude: list[str], equivalents: list[Equivalent], jobs: int, retest: bool = False
+) -> dict[str, ModuleScore]:
     started = time.monotonic()
     parts = partitions(group.modules, jobs)
-    procs = [(slot, run_partition(group, part, exclude, slot)) for slot, part in enumerate(parts)]
+    procs = [(slot, run_partition(group, part, exclude, slot, retest)) for slot, part in enumerate(parts)]
     scores: dict[str, ModuleScore] = {}
     for slot, proc in procs:
         if proc.wait() != 0:
@@ -342,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "1")))
     parser.add_argument("--fail-under", type=float, default=0.0, help="exit 1 when a module scores below this")
     parser.add_argument("--list", action="store_true", help="list the groups and exit")
+    parser.add_argument("--retest", action="store_true", help="re-run only the survivors of the last run")
     args = parser.parse_args(argv)
     groups, exclude = load_groups()
     if args.list:
@@ -362,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(exist_ok=True)
     below = []
     for name in names:
-        for module, s in run_group(groups[name], exclude, equivalents, args.jobs).items():
+        for module, s in run_group(groups[name], exclude, equivalents, args.jobs, args.retest).items():
             if s.score < args.fail_under:
                 below.append(f"{module} {s.score:.1f}%")
     if below:

@@ -11,11 +11,12 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import jwt
 import pytest
 
 from gatekeeper.errors import Problem
 from gatekeeper.local.entra_issuer import LocalEntraIssuer
-from gatekeeper.security.entra import MAX_TOKEN_CHARS, EntraTokenValidator
+from gatekeeper.security.entra import MAX_TOKEN_CHARS, EntraTokenValidator, principal_from_claims
 from gatekeeper.security.signatures import basic_auth_password
 
 AUDIENCE = "8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d"
@@ -64,7 +65,7 @@ def failing_authority() -> Iterator[ThreadingHTTPServer]:
         server.server_close()
 
 
-@pytest.mark.parametrize(("status", "expected"), [(500, 503), (503, 503), (404, 401), (499, 401)])
+@pytest.mark.parametrize(("status", "expected"), [(500, 503), (503, 503), (400, 401), (404, 401), (499, 401)])
 def test_key_endpoint_errors_on_its_side_are_503_on_the_callers_side_401(failing_authority, status, expected):
     _Failing.status = status
     host = f"http://127.0.0.1:{failing_authority.server_address[1]}"
@@ -86,6 +87,7 @@ def test_the_documented_defaults_hold():
     """docs/security.md: 60 s leeway on exp/nbf/iat, one refetch per 30 s cooldown, 16 KiB tokens."""
     validator = EntraTokenValidator(AUDIENCE)
     assert validator.leeway_seconds == 60
+    assert validator.jwks_cache_seconds == 3600
     assert validator.refresh_cooldown_seconds == 30
     assert MAX_TOKEN_CHARS == 16 * 1024
 
@@ -100,3 +102,21 @@ def test_at_most_256_tenants_keep_a_key_client_least_recently_used_first_out():
     validator._client_for(tids[256])
     assert len(validator._clients) == 256
     assert tids[1] not in validator._clients and tids[0] in validator._clients
+
+
+@pytest.mark.parametrize("kid", [""])
+def test_a_token_without_a_usable_kid_is_refused_before_any_key_fetch(kid):
+    tid = str(uuid.uuid4())
+    with LocalEntraIssuer() as issuer:
+        claims = jwt.decode(issuer.issue(OID, tid, AUDIENCE), options={"verify_signature": False})
+        token = issuer.sign(claims, headers={"kid": kid})
+        problem = _refusal(EntraTokenValidator(AUDIENCE, issuer.authority_host), token)
+        assert problem.extra["reason"] == "unknown-key" and "names no signing key" in problem.detail
+        assert issuer.requests.get(issuer.jwks_path(tid), 0) == 0
+
+
+@pytest.mark.parametrize("tid", ["not-a-guid", 7, None])
+def test_principal_from_claims_refuses_a_tenant_id_that_is_not_a_guid(tid):
+    with pytest.raises(Problem) as info:
+        principal_from_claims({"oid": OID, "tid": tid})
+    assert info.value.extra["reason"] == "missing-claim"

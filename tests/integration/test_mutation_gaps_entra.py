@@ -88,6 +88,7 @@ def test_the_documented_defaults_hold():
     validator = EntraTokenValidator(AUDIENCE)
     assert validator.leeway_seconds == 60
     assert validator.jwks_cache_seconds == 3600
+    assert validator.http_timeout_seconds == 10
     assert validator.refresh_cooldown_seconds == 30
     assert MAX_TOKEN_CHARS == 16 * 1024
 
@@ -120,3 +121,12 @@ def test_principal_from_claims_refuses_a_tenant_id_that_is_not_a_guid(tid):
     with pytest.raises(Problem) as info:
         principal_from_claims({"oid": OID, "tid": tid})
     assert info.value.extra["reason"] == "missing-claim"
+
+
+def test_any_other_token_error_is_a_401_not_a_crash():
+    """A PyJWT error without its own branch (here a non-numeric iat) is still a clean 401 `invalid`."""
+    tid = str(uuid.uuid4())
+    with LocalEntraIssuer() as issuer:
+        claims = jwt.decode(issuer.issue(OID, tid, AUDIENCE), options={"verify_signature": False})
+        problem = _refusal(EntraTokenValidator(AUDIENCE, issuer.authority_host), issuer.sign({**claims, "iat": "soon"}))
+    assert (problem.status, problem.extra["reason"]) == (401, "invalid")

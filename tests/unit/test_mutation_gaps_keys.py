@@ -69,3 +69,48 @@ def test_the_subject_stands_in_for_the_run_id_then_the_delivery_id():
 def test_only_gate_requests_are_gate_requests():
     assert _event("t1").is_gate_request is True
     assert _event("t1", kind=EventKind.RUN_STATUS).is_gate_request is False
+
+
+def test_an_event_cannot_be_rebound_to_another_tenant_after_validation():
+    """The key hash and the sealed copy are derived from the fields: an authenticated event is frozen."""
+    import pytest
+    from pydantic import ValidationError
+
+    event = _event("tcontoso0001")
+    with pytest.raises(ValidationError):
+        event.tenant_id = "tfabrikam002"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        PipelineEvent(tenant_id="t1", unexpected="x", **BASE)
+
+
+def test_callback_handles_are_frozen_strict_and_discriminated():
+    import pytest
+    from pydantic import SecretStr, ValidationError
+
+    from gatekeeper.events.model import AzureDevOpsCallback, GitHubCallback, WebhookCallback
+
+    github = GitHubCallback(owner="o", repo="r", run_id=1, environment_name="prod")
+    ado = AzureDevOpsCallback(
+        plan_url="https://dev.azure.com/x/",
+        project_id="p",
+        hub_name="build",
+        plan_id="pl",
+        job_id="j",
+        timeline_id="t",
+        task_instance_id="ti",
+        auth_token=SecretStr("job-token"),
+    )
+    hook = WebhookCallback(url="https://ci.example/cb")
+    for handle in (github, ado, hook):
+        with pytest.raises(ValidationError):
+            handle.type = "other"  # type: ignore[misc,assignment]
+    for model, fields in (
+        (GitHubCallback, {"owner": "o", "repo": "r", "run_id": 1, "environment_name": "p"}),
+        (WebhookCallback, {"url": "u"}),
+    ):
+        with pytest.raises(ValidationError):
+            model(**fields, extra_field=1)
+    event = _event("t1", callback={"type": "webhook", "url": "https://ci.example/cb"})
+    assert isinstance(event.callback, WebhookCallback)
+    assert "job-token" not in repr(ado)
+    assert {github.type, ado.type, hook.type} == {"github", "azure-devops", "webhook"}

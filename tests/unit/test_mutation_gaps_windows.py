@@ -219,3 +219,17 @@ def test_a_matched_rule_is_explained_by_its_reason_or_its_level():
     assert "rule 'prod' matched: prod needs a look" in prod.reasons
     other = evaluate(policy, _gate(environment="dev"), None, _local(12, 10))
     assert "rule 'any' matched: level L0" in other.reasons
+
+
+def test_windows_are_immutable_once_validated():
+    freeze = _freeze()
+    hours = BusinessHours(timezone="Europe/Amsterdam")
+    with pytest.raises(ValidationError):
+        freeze.end = START  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        hours.start = hours.end  # type: ignore[misc]
+
+
+def test_business_hours_must_not_be_empty():
+    with pytest.raises(ValidationError, match="must differ from start"):
+        BusinessHours(timezone="Europe/Amsterdam", start="08:00", end="08:00")

@@ -100,3 +100,61 @@ def test_what_the_cipher_seals_opens_under_the_independent_layout():
     raw_nonce = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
     raw_body = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     assert AESGCM(KEY).decrypt(raw_nonce, raw_body, _expected(key_id, *binding)) == b"value"
+
+
+# --- survivors of `make mutation MODULES=envelope` ----------------------------------------------------------------
+
+
+def _counting():
+    from tests.unit.test_envelope import Clock, CountingKeys
+
+    keys, clock = CountingKeys(), Clock()
+    return keys, clock, EnvelopeCipher(keys, cache_seconds=300, max_cached_keys=16, clock=clock)
+
+
+def test_an_empty_data_key_id_is_refused_before_any_key_lookup():
+    keys, _, cipher = _counting()
+    _, _, nonce, body = cipher.seal("acme", "t", "p", "r", b"v").split(".")
+    with pytest.raises(SealedDataUnreadable, match="is not a gk1 sealed value"):
+        cipher.open("acme", "t", "p", "r", f"gk1..{nonce}.{body}")
+    assert keys.calls["data_key"] == 0
+
+
+def test_a_body_shorter_than_the_gcm_tag_is_refused_by_shape():
+    keys, _, cipher = _counting()
+    key_id, nonce = cipher.seal("acme", "t", "p", "r", b"v").split(".")[1:3]
+    cipher.forget()
+    short = base64.urlsafe_b64encode(b"\x00" * 15).rstrip(b"=").decode()
+    with pytest.raises(SealedDataUnreadable, match="wrong shape"):
+        cipher.open("acme", "t", "p", "r", f"gk1.{key_id}.{nonce}.{short}")
+    assert keys.calls["data_key"] == 0
+    tag_only = base64.urlsafe_b64encode(b"\x00" * 16).rstrip(b"=").decode()
+    with pytest.raises(SealedDataUnreadable, match="does not open"):
+        cipher.open("acme", "t", "p", "r", f"gk1.{key_id}.{nonce}.{tag_only}")
+
+
+def test_cache_seconds_must_be_positive_but_may_be_short():
+    from tests.unit.test_envelope import CountingKeys
+
+    assert EnvelopeCipher(CountingKeys(), cache_seconds=0.5).cache_seconds == 0.5
+    with pytest.raises(ValueError, match="cache_seconds"):
+        EnvelopeCipher(CountingKeys(), cache_seconds=0)
+    with pytest.raises(ValueError, match="max_cached_keys"):
+        EnvelopeCipher(CountingKeys(), max_cached_keys=0)
+    assert EnvelopeCipher(CountingKeys(), max_cached_keys=1) is not None
+
+
+def test_the_default_cache_holds_1024_entries():
+    """Two entries per tenant (the active pointer and the key); the bound shows in the cipher's repr."""
+    from tests.unit.test_envelope import Clock, CountingKeys
+
+    cipher = EnvelopeCipher(CountingKeys(), cache_seconds=300, clock=Clock())
+    for i in range(600):
+        cipher.seal(f"t{i:04d}", "t", "p", "r", b"v")
+    assert repr(cipher) == "EnvelopeCipher(cache_seconds=300, cached=1024)"
+
+
+def test_a_lone_surrogate_cannot_be_sealed_as_json():
+    _, _, cipher = _counting()
+    with pytest.raises(ValueError):
+        cipher.seal_json("acme", "t", "p", "r", {"text": "\ud800"})

@@ -158,3 +158,38 @@ def test_a_lone_surrogate_cannot_be_sealed_as_json():
     _, _, cipher = _counting()
     with pytest.raises(ValueError):
         cipher.seal_json("acme", "t", "p", "r", {"text": "\ud800"})
+
+
+@pytest.mark.parametrize("size", range(0, 41))
+def test_every_plaintext_length_round_trips(size: int):
+    """Every base64url length (so every padding case) opens again, the empty value included."""
+    _, _, cipher = _counting()
+    value = bytes(range(size))
+    assert cipher.open("acme", "t", "p", "r", cipher.seal("acme", "t", "p", "r", value)) == value
+
+
+def test_a_nonce_of_the_wrong_length_is_refused_by_shape():
+    keys, _, cipher = _counting()
+    key_id, _, body = cipher.seal("acme", "t", "p", "r", b"v").split(".")[1:]
+    cipher.forget()
+    short_nonce = base64.urlsafe_b64encode(b"\x01" * 11).rstrip(b"=").decode()
+    with pytest.raises(SealedDataUnreadable, match="wrong shape"):
+        cipher.open("acme", "t", "p", "r", f"gk1.{key_id}.{short_nonce}.{body}")
+    assert keys.calls["data_key"] == 0
+
+
+def test_an_unexpected_key_failure_on_open_is_unavailable_not_unreadable():
+    from gatekeeper.store.envelope import SealingUnavailable
+
+    keys, _, cipher = _counting()
+    sealed = cipher.seal("acme", "t", "p", "r", b"v")
+    cipher.forget()
+    keys.fail = RuntimeError("socket closed")
+    with pytest.raises(SealingUnavailable, match="unexpected key failure"):
+        cipher.open("acme", "t", "p", "r", sealed)
+
+
+def test_the_default_cache_period_is_five_minutes():
+    from tests.unit.test_envelope import CountingKeys
+
+    assert EnvelopeCipher(CountingKeys()).cache_seconds == 300.0

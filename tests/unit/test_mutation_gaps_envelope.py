@@ -193,3 +193,35 @@ def test_the_default_cache_period_is_five_minutes():
     from tests.unit.test_envelope import CountingKeys
 
     assert EnvelopeCipher(CountingKeys()).cache_seconds == 300.0
+
+
+def test_a_cached_key_expires_at_exactly_the_cache_period():
+    keys, clock, cipher = _counting()
+    cipher.seal("acme", "t", "p", "r", b"v")
+    clock.now += 300  # the cipher was built with cache_seconds=300
+    cipher.seal("acme", "t", "p", "r", b"v")
+    assert keys.calls["active_key"] == 2
+
+
+def test_json_sealing_refuses_nan_and_infinity():
+    _, _, cipher = _counting()
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"^value:"):
+            cipher.seal_json("acme", "t", "p", "r", {"x": value})
+
+
+@pytest.mark.parametrize("plaintext", [b"\xff\xfe", b"not json", b""])
+def test_open_json_refuses_a_value_that_does_not_hold_json(plaintext: bytes):
+    _, _, cipher = _counting()
+    sealed = cipher.seal("acme", "t", "p", "r", plaintext)
+    with pytest.raises(SealedDataUnreadable, match="does not hold JSON"):
+        cipher.open_json("acme", "t", "p", "r", sealed)
+
+
+def test_another_format_prefix_is_refused_before_any_key_lookup():
+    keys, _, cipher = _counting()
+    rest = cipher.seal("acme", "t", "p", "r", b"v").split(".", 1)[1]
+    cipher.forget()
+    with pytest.raises(SealedDataUnreadable, match="is not a gk1 sealed value"):
+        cipher.open("acme", "t", "p", "r", "gk2." + rest)
+    assert keys.calls["data_key"] == 0

@@ -50,7 +50,7 @@ bench: bootstrap
 # `make mutation MODULES=signatures,dispatcher` (JOBS=2 runs two scratch copies at once; RETEST=1 re-runs only
 # the survivors of the last run, after adding tests for them).
 mutation: $(VENV_STAMP)
-	@$(PY) -m mutation.run $(if $(MODULES),--modules $(MODULES)) $(if $(JOBS),--jobs $(JOBS)) $(if $(FAIL_UNDER),--fail-under $(FAIL_UNDER)) $(if $(RETEST),--retest)
+	@$(PY) -m mutation.run $(if $(MODULES),--modules $(MODULES)) $(if $(JOBS),--jobs $(JOBS)) $(if $(FAIL_UNDER),--fail-under $(FAIL_UNDER)) $(if $(RETEST),--retest) $(if $(REPORT),--report)
 
 # The CI smoke: the fixed list of mutants in mutation/smoke.toml must each be killed by their tests.
 mutation-smoke: bootstrap

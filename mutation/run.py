@@ -331,14 +331,23 @@ def partitions(modules: tuple[str, ...], jobs: int) -> list[list[str]]:
 
 
 def run_group(
-    group: Group, exclude: list[str], equivalents: list[Equivalent], jobs: int, retest: bool = False
+    group: Group,
+    exclude: list[str],
+    equivalents: list[Equivalent],
+    jobs: int,
+    retest: bool = False,
+    report_only: bool = False,
 ) -> dict[str, ModuleScore]:
     started = time.monotonic()
     parts = partitions(group.modules, jobs)
-    procs = [(slot, run_partition(group, part, exclude, slot, retest)) for slot, part in enumerate(parts)]
+    procs: list[tuple[int, subprocess.Popen[bytes] | None]]
+    if report_only:
+        procs = [(slot, None) for slot in range(len(parts))]
+    else:
+        procs = [(slot, run_partition(group, part, exclude, slot, retest)) for slot, part in enumerate(parts)]
     scores: dict[str, ModuleScore] = {}
     for slot, proc in procs:
-        if proc.wait() != 0:
+        if proc is not None and proc.wait() != 0:
             log = WORK / f"{group.name}-{slot}" / "cosmic-ray.log"
             raise SystemExit(f"[{group.name}] cosmic-ray exec failed; see {log}")
         base = WORK / f"{group.name}-{slot}"
@@ -362,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-under", type=float, default=0.0, help="exit 1 when a module scores below this")
     parser.add_argument("--list", action="store_true", help="list the groups and exit")
     parser.add_argument("--retest", action="store_true", help="re-run only the survivors of the last run")
+    parser.add_argument("--report", action="store_true", help="only print the report of the last run")
     args = parser.parse_args(argv)
     groups, exclude = load_groups()
     if args.list:
@@ -382,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(exist_ok=True)
     below = []
     for name in names:
-        for module, s in run_group(groups[name], exclude, equivalents, args.jobs, args.retest).items():
+        for module, s in run_group(groups[name], exclude, equivalents, args.jobs, args.retest, args.report).items():
             if s.score < args.fail_under:
                 below.append(f"{module} {s.score:.1f}%")
     if below:

@@ -7,6 +7,7 @@ tenant's orchestration), and one customer's pipeline would be answered by anothe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 
@@ -77,7 +78,23 @@ def test_two_tenants_with_one_business_key_get_two_records_and_two_gates(env, du
         )
         assert stored["tenant_id"] == event.tenant_id
 
+    mine_record = env.storage.tenant_table(mine.tenant_id, TablePurpose.EVENTS).get_entity("event", mine.key_hash)
+    assert mine.delivery_id and mine_record["delivery_id"] == mine.delivery_id
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.disposition = Disposition.DUPLICATE  # type: ignore[misc]
+
     # each tenant's redelivery is still a duplicate of its own gate only
     assert dispatcher.dispatch(theirs, "again").disposition is Disposition.DUPLICATE
     assert dispatcher.dispatch(mine, "again").disposition is Disposition.DUPLICATE
     assert len(durable.posts("/orchestrators/")) == 2
+
+
+def test_a_started_key_never_starts_again_even_when_its_orchestration_is_gone(env, durable):
+    """Once a business key has started a gate, a redelivery is a duplicate, even after the instance was purged."""
+    queued = _queued_event(env)
+    gateway = DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
+    dispatcher = env.runtime.dispatcher(gateway)
+    assert dispatcher.dispatch(queued.event, queued.event_id).disposition is Disposition.STARTED
+    durable.instances.clear()  # purged (history retention), or a hub that lost it
+    assert dispatcher.dispatch(queued.event, "redelivery").disposition is Disposition.DUPLICATE
+    assert len(durable.posts("/orchestrators/")) == 1

@@ -114,3 +114,14 @@ def test_callback_handles_are_frozen_strict_and_discriminated():
     assert isinstance(event.callback, WebhookCallback)
     assert "job-token" not in repr(ado)
     assert {github.type, ado.type, hook.type} == {"github", "azure-devops", "webhook"}
+
+
+def test_evidence_references_are_frozen():
+    import pytest
+    from pydantic import ValidationError
+
+    from gatekeeper.events.model import EvidenceRef
+
+    ref = EvidenceRef(kind="tests", uri="https://ci.example/report.xml")
+    with pytest.raises(ValidationError):
+        ref.uri = "https://attacker.example/"  # type: ignore[misc]

@@ -9,7 +9,7 @@ INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck bench bootstrap clean
+.PHONY: demo test lint typecheck bench bootstrap clean mutation mutation-smoke
 
 bootstrap: $(VENV_STAMP) $(NODE_STAMP) $(INFRA_STAMP)
 
@@ -46,5 +46,15 @@ typecheck: $(VENV_STAMP)
 bench: bootstrap
 	@$(PY) -m bench
 
+# Mutation testing of the trust-critical modules (mutation/groups.toml), one group at a time:
+# `make mutation MODULES=signatures,dispatcher` (JOBS=2 runs two scratch copies at once; RETEST=1 re-runs only
+# the survivors of the last run, after adding tests for them).
+mutation: $(VENV_STAMP)
+	@$(PY) -m mutation.run $(if $(MODULES),--modules $(MODULES)) $(if $(JOBS),--jobs $(JOBS)) $(if $(FAIL_UNDER),--fail-under $(FAIL_UNDER)) $(if $(RETEST),--retest) $(if $(REPORT),--report)
+
+# The CI smoke: the fixed list of mutants in mutation/smoke.toml must each be killed by their tests.
+mutation-smoke: bootstrap
+	@$(PY) -m mutation.smoke
+
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) node_modules demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) node_modules demo-output .pytest_cache .mypy_cache .ruff_cache .mutation

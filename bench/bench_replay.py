@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.common import Ratio, best_of
 from devstack.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
-from gatekeeper.gates.model import VoteEvent, chain_instance_id, vote_event_name
+from gatekeeper.contracts.gate import VoteEvent, chain_instance_id, vote_event_name
 from orchestrators import bp
 
 GROUP = "5f0c7a52-3b8e-4c1d-9a6f-2e4b8d7c1a90"

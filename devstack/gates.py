@@ -16,8 +16,8 @@ from typing import Any
 
 from devstack.runner import LocalOrchestrationRunner, ManualClock, RunnerGateway
 from gatekeeper.approvals.authenticate import approver_from_headers
-from gatekeeper.approvals.service import DecisionService
 from gatekeeper.events.model import PipelineEvent
+from gatekeeper.gates.decisions import DecisionService
 from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
 from gatekeeper.ingest.dispatcher import EventDispatcher
 from gatekeeper.integrations.notify import Notifier

@@ -1,4 +1,4 @@
-"""Approval routes (public contract). Thin: the logic is `gatekeeper.approvals.service.DecisionService`.
+"""Approval routes (public contract). Thin: the logic is `gatekeeper.gates.decisions.DecisionService`.
 
     POST /api/approvals/{instance_id}/decisions   {"decision": "approve"|"reject", "comment": "..."} -> 202
     GET  /api/approvals/{instance_id}                                                               -> 200
@@ -19,7 +19,7 @@ from functions.durable_gateway import DurableClientGateway
 from functions.http import handle, services
 
 if TYPE_CHECKING:
-    from gatekeeper.approvals.service import DecisionService, OrchestrationGateway
+    from gatekeeper.gates.decisions import DecisionService, OrchestrationGateway
     from gatekeeper.security.principal import Principal
 
 bp = df.Blueprint()
@@ -27,7 +27,7 @@ bp = df.Blueprint()
 
 def decision_service(gateway: OrchestrationGateway) -> DecisionService:
     # Imported on the first request, not when the host indexes the app (cold start).
-    from gatekeeper.approvals.service import DecisionService
+    from gatekeeper.gates.decisions import DecisionService
 
     runtime = services()
     return DecisionService(

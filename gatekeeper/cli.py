@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from gatekeeper.commands.common import UsageError
 from gatekeeper.errors import GatekeeperError, InvalidInput
 
 # Module names under gatekeeper.commands; each defines register(subparsers).
@@ -25,16 +26,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "admin",
     "audit",
 )
-
-
-class UsageError(InvalidInput):
-    """Bad input to a command: printed as one line naming the file and field; exit code 2."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="usage", title="Invalid input")
-
-    def __str__(self) -> str:
-        return self.detail
 
 
 # Exit codes: 0 success, 1 a check the command ran failed (the command returns it), 2 bad input. Every product

@@ -27,7 +27,7 @@ from gatekeeper.audit.ports import NoteSigner
 from gatekeeper.audit.records import format_time, parse_time
 
 if TYPE_CHECKING:
-    from gatekeeper.audit.log import Head
+    from gatekeeper.audit.head import Head
 
 log = logging.getLogger("gatekeeper.audit.log")
 

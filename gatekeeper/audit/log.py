@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from gatekeeper import settings
 from gatekeeper.audit.archive import CheckpointArchive
 from gatekeeper.audit.checkpointing import LogCheckpoints
 from gatekeeper.audit.checkpoints import Checkpoint, load_public_keys, origin_for
+from gatekeeper.audit.head import Head
 from gatekeeper.audit.merkle import HASH_SIZE, CompactRange
 from gatekeeper.audit.ports import NoteSigner, RecordSealer
 from gatekeeper.audit.records import (
@@ -82,22 +83,6 @@ class AuditLogCorrupted(RuntimeError):
 
 class _Conflict(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class Head:
-    """The log head: where the next entry goes and what the last checkpoint said."""
-
-    size: int
-    last_hash: str
-    frontier: tuple[bytes, ...]
-    checkpoint_size: int
-    checkpoint_root: str
-    checkpoint_time: str
-    etag: str | None = None
-
-    def root(self) -> bytes:
-        return CompactRange(self.size, self.frontier).root()
 
 
 def _row(seq: int) -> str:

@@ -14,8 +14,7 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 
-from gatekeeper.cli import UsageError
-from gatekeeper.commands.common import services_from_args
+from gatekeeper.commands.common import UsageError, services_from_args
 from gatekeeper.integrations.graph_admin import REQUIRED_GRAPH_ROLES, GraphAdminError, RoleGrant
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _usage(message: str) -> Exception:
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
 
     return UsageError(message)
 

@@ -5,10 +5,21 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from gatekeeper.errors import InvalidInput
 from gatekeeper.store.tables import StorageAccount
 
 if TYPE_CHECKING:
     from gatekeeper.services import Services
+
+
+class UsageError(InvalidInput):
+    """Bad input to a command: printed as one line naming the file and field; exit code 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="usage", title="Invalid input")
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 def add_storage_option(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +35,7 @@ def command_services(args: argparse.Namespace) -> Services:
     """What `gatekeeper.cli.main` serves to one command (through `gatekeeper.services.using_services`): the
     product's services built from the environment at that moment, over `--storage-connection` when given.
     A setting that does not parse is a usage error naming it (exit 2)."""
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.services import build_services
     from gatekeeper.settings import Settings
 
@@ -39,7 +50,7 @@ def command_services(args: argparse.Namespace) -> Services:
 def services_from_args(args: argparse.Namespace) -> Services:
     """The services a command uses: `gatekeeper.services.get_services()`, the one accessor (the CLI's
     `main` scopes `command_services(args)` around each command); building one is a usage error if it fails."""
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.services import get_services
 
     try:

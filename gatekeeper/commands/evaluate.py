@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _usage(message: str) -> Exception:
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
 
     return UsageError(message)
 
@@ -124,7 +124,7 @@ def _parse_event(args: argparse.Namespace, payload: Any, source: str, tenant_id:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.errors import GatekeeperError
     from gatekeeper.events.common import Ignored
     from gatekeeper.policy import PolicyError, evaluate, load_policy

@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _map_and_audit(args: argparse.Namespace, *, audited: bool) -> tuple[Any, Any]:
     """The tenant's identity map and, for changes, its audit log, opened first: a change that cannot be
     audited is not made."""
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.store.tables import InvalidTenantId, validate_tenant_id
     from gatekeeper.tenancy.identities import IdentityMap
 
@@ -79,7 +79,7 @@ def _map_and_audit(args: argparse.Namespace, *, audited: bool) -> tuple[Any, Any
 def link_identity(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.tenancy.identities import IdentityLink
 
     try:
@@ -99,7 +99,7 @@ def link_identity(args: argparse.Namespace) -> int:
 
 
 def import_identities(args: argparse.Namespace) -> int:
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.tenancy.identities import IdentityFileError, load_identity_file
 
     if (args.file is None) == (args.from_github_org is None):
@@ -124,7 +124,7 @@ def import_identities(args: argparse.Namespace) -> int:
 
 def _import_from_github(args: argparse.Namespace) -> int:
     """The organisation's SAML/SCIM identities, resolved through the directory and linked (audited)."""
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.integrations.github_saml import SamlIdentitiesUnavailable, fill_identity_map, saml_members
     from gatekeeper.tenancy.identities import IdentityLink
 

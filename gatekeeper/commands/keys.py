@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tenant(args: argparse.Namespace) -> str:
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.store.tables import InvalidTenantId, validate_tenant_id
 
     try:
@@ -49,7 +49,7 @@ def _tenant(args: argparse.Namespace) -> str:
 
 
 def _ring(args: argparse.Namespace):  # -> DataKeyRing
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.store.keyring import DataKeyRing
 
     try:

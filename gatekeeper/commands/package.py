@@ -13,7 +13,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from gatekeeper.cli import UsageError
+from gatekeeper.commands.common import UsageError
 from gatekeeper.marketplace.package import PackageError, PackageInputs, build_package
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace):
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.policy.store import PolicyStore
     from gatekeeper.store.tables import InvalidTenantId
 
@@ -44,7 +44,7 @@ def _store(args: argparse.Namespace):
 
 
 def publish_policy(args: argparse.Namespace) -> int:
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
 
     try:
         text = args.file.read_text(encoding="utf-8")
@@ -74,7 +74,7 @@ def publish_policy(args: argparse.Namespace) -> int:
 
 
 def show_policy(args: argparse.Namespace) -> int:
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.policy.store import NoPolicy
 
     store = _store(args)

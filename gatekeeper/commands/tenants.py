@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def import_tenants(args: argparse.Namespace) -> int:
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
     from gatekeeper.tenancy.registry import RegistryConflict, TenantRegistry, load_tenant_file
 
     path: Path = args.file

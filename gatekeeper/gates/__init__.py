@@ -1,7 +1,9 @@
-"""Gates: the state a gate keeps in its tenant's tables and the steps its orchestrators delegate.
+"""Gates: the state a gate keeps in its tenant's tables, the steps its orchestrators delegate, and the
+decision service the approval channels call.
 
-`model` holds the small documents that travel through orchestration histories, `store` the Gates table
-and the shared gate index, `effects` the interfaces to policy, audit, notifications and pipeline callbacks,
-and one module per step: `evaluate`, `approval`, `callback`, `outcome` (with `common`). Steps take the
-process's `gatekeeper.services.Services` and a typed contract from `gatekeeper.contracts.gate`.
+`store` holds the Gates table and the shared gate index, `effects` the interfaces to policy, audit,
+notifications and pipeline callbacks, `needs` what every step needs from the process (a port that
+`gatekeeper.services.Services` satisfies), `decisions` the approval decisions, and one module per step:
+`evaluate`, `approval`, `callback`, `outcome` (with `common`). Each step takes a typed contract from
+`gatekeeper.contracts.gate`; the documents that travel through orchestration histories live there too.
 """

@@ -8,13 +8,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gatekeeper import telemetry
-from gatekeeper.contracts.gate import ApprovalRequest, ApprovalRequested, HumanTaskInput, HumanTaskOpened
+from gatekeeper.contracts.gate import ApprovalRequest, ApprovalRequested, GateStatus, HumanTaskInput, HumanTaskOpened
 from gatekeeper.gates.common import append_audit, at_or_now, load_event, log, notify_people
-from gatekeeper.gates.model import GateStatus
 from gatekeeper.gates.store import GateRecord
 
 if TYPE_CHECKING:
-    from gatekeeper.services import Services
+    from gatekeeper.gates.needs import GateNeeds
 
 
 def unresolved_note(record: GateRecord) -> str:
@@ -31,7 +30,7 @@ def unresolved_note(record: GateRecord) -> str:
     return f"Requester unresolved (seen as {shown}): it could not be matched to an Entra identity.{extra}"
 
 
-def request_approval(services: Services, request: ApprovalRequest) -> ApprovalRequested:
+def request_approval(services: GateNeeds, request: ApprovalRequest) -> ApprovalRequested:
     """Open a stage: the gate record says which stage, who and until when; the approvers are notified."""
     tenant_id, gate_id, stage = request.tenant_id, request.gate_id, request.stage
     at = at_or_now(request.at, services)
@@ -112,7 +111,7 @@ def request_approval(services: Services, request: ApprovalRequest) -> ApprovalRe
     return ApprovalRequested(stage=stage, notified=bool(result["ok"]))
 
 
-def _tell_pipeline_it_waits(services: Services, tenant_id: str, record: GateRecord, comment: str) -> bool:
+def _tell_pipeline_it_waits(services: GateNeeds, tenant_id: str, record: GateRecord, comment: str) -> bool:
     """A progress note on the waiting pipeline (GitHub deployment comment, Azure DevOps check console, a
     `gate.progress` webhook), so nobody stares at a silent pipeline. Best effort: the gate goes on without."""
     if record.event_key is None:
@@ -127,7 +126,7 @@ def _tell_pipeline_it_waits(services: Services, tenant_id: str, record: GateReco
         return False
 
 
-def open_human_task(services: Services, request: HumanTaskInput) -> HumanTaskOpened:
+def open_human_task(services: GateNeeds, request: HumanTaskInput) -> HumanTaskOpened:
     """L3: automation refuses; a person is asked to carry out (or drop) the change by hand."""
     tenant_id, instance_id = request.tenant_id, request.instance_id
     at = at_or_now(request.at, services)

@@ -12,12 +12,12 @@ from gatekeeper.contracts.gate import CallbackInput, CallbackResult
 from gatekeeper.gates.common import CallbackFailed, append_audit, gate_title, load_event
 
 if TYPE_CHECKING:
-    from gatekeeper.services import Services
+    from gatekeeper.gates.needs import GateNeeds
 
 __all__ = ["CallbackFailed", "callback"]
 
 
-def callback(services: Services, request: CallbackInput) -> CallbackResult:
+def callback(services: GateNeeds, request: CallbackInput) -> CallbackResult:
     """Tell the pipeline. Each attempt is audited; a failed attempt raises CallbackFailed for the retry."""
     tenant_id, instance_id = request.tenant_id, request.instance_id
     approved, comment = request.approved, request.comment[:1000]

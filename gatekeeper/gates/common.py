@@ -21,7 +21,7 @@ from gatekeeper.store.envelope import SealedDataUnreadable
 from gatekeeper.store.tables import TablePurpose, tenant_table_name
 
 if TYPE_CHECKING:
-    from gatekeeper.services import Services
+    from gatekeeper.gates.needs import GateNeeds
 
 log = logging.getLogger("gatekeeper.gates")
 
@@ -34,12 +34,12 @@ class CallbackFailed(RuntimeError):
     The message is the integration's scrubbed detail (never a token)."""
 
 
-def at_or_now(at: datetime | None, services: Services) -> datetime:
+def at_or_now(at: datetime | None, services: GateNeeds) -> datetime:
     """The orchestrator's (deterministic) time of the step, or now when it sent none."""
     return at if at is not None else services.clock()
 
 
-def load_event(services: Services, tenant_id: str, event_key: str) -> PipelineEvent:
+def load_event(services: GateNeeds, tenant_id: str, event_key: str) -> PipelineEvent:
     """The sealed event the dispatcher stored: Events table, PartitionKey "event", RowKey = key hash."""
     table = services.storage.tenant_table(tenant_id, TablePurpose.EVENTS)
     entity = table.get_entity(EVENT_PARTITION, event_key)
@@ -66,7 +66,7 @@ def gate_title(event: PipelineEvent) -> str:
 
 
 def append_audit(
-    services: Services,
+    services: GateNeeds,
     tenant_id: str,
     kind: str,
     instance_id: str,
@@ -79,7 +79,7 @@ def append_audit(
 
 
 def notify_people(
-    services: Services, tenant_id: str, instance_id: str, fields: dict[str, Any], at: datetime
+    services: GateNeeds, tenant_id: str, instance_id: str, fields: dict[str, Any], at: datetime
 ) -> dict[str, Any]:
     """Send one notification and audit the result; a notifier failure is a result, never an exception."""
     recipients = tuple(fields.get("recipients") or ())

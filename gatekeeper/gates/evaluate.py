@@ -9,15 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from gatekeeper import telemetry
 from gatekeeper.approvals.chain import ChainPlan, StagePlan
-from gatekeeper.contracts.gate import EvaluateInput, EvaluationSummary
+from gatekeeper.contracts.gate import EvaluateInput, EvaluationSummary, GateStatus
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.gates.common import append_audit, at_or_now, gate_title, load_event
-from gatekeeper.gates.model import GateStatus
 from gatekeeper.gates.store import GateRecord
 from gatekeeper.security.requester import requester_claims
 
 if TYPE_CHECKING:
-    from gatekeeper.services import Services
+    from gatekeeper.gates.needs import GateNeeds
 
 
 def event_facts(event: PipelineEvent, requester: tuple[str, ...]) -> dict[str, Any]:
@@ -43,7 +42,7 @@ def event_facts(event: PipelineEvent, requester: tuple[str, ...]) -> dict[str, A
     }
 
 
-def evaluate(services: Services, request: EvaluateInput) -> EvaluationSummary:
+def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
     """Decide the level, store the full decision in the Gates table, index the gate, audit it."""
     tenant_id, instance_id = request.tenant_id, request.instance_id
     at = at_or_now(request.at, services)

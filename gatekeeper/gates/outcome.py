@@ -12,20 +12,20 @@ from gatekeeper import telemetry
 from gatekeeper.contracts.gate import (
     AuditInput,
     AuditRecorded,
+    GateStatus,
     NotifyInput,
     NotifyResult,
     OutcomeInput,
     OutcomeRecorded,
 )
 from gatekeeper.gates.common import SYSTEM_ACTOR, append_audit, at_or_now, log, notify_people
-from gatekeeper.gates.model import GateStatus
 from gatekeeper.gates.store import GateRecord, GateStore
 
 if TYPE_CHECKING:
-    from gatekeeper.services import Services
+    from gatekeeper.gates.needs import GateNeeds
 
 
-def record_outcome(services: Services, request: OutcomeInput) -> OutcomeRecorded:
+def record_outcome(services: GateNeeds, request: OutcomeInput) -> OutcomeRecorded:
     """The gate's final state; a callback that finally failed is audited and alerted, never silent."""
     tenant_id, instance_id = request.tenant_id, request.instance_id
     at = at_or_now(request.at, services)
@@ -176,7 +176,7 @@ def _emit_outcome(
         )
 
 
-def notify(services: Services, request: NotifyInput) -> NotifyResult:
+def notify(services: GateNeeds, request: NotifyInput) -> NotifyResult:
     """Send one notification; the result (ok or not) is audited and returned, never raised."""
     at = at_or_now(request.at, services)
     return NotifyResult.model_validate(
@@ -184,7 +184,7 @@ def notify(services: Services, request: NotifyInput) -> NotifyResult:
     )
 
 
-def audit(services: Services, request: AuditInput) -> AuditRecorded:
+def audit(services: GateNeeds, request: AuditInput) -> AuditRecorded:
     """An orchestrator step worth recording (stage passed, escalated, expired, chain decided)."""
     append_audit(
         services,

@@ -27,7 +27,7 @@ from azure.data.tables import TableTransactionError
 from pydantic import BaseModel, ConfigDict
 
 from gatekeeper.approvals.chain import ChainPlan, Decision, RecordedVote
-from gatekeeper.gates.model import GateStatus
+from gatekeeper.contracts.gate import GateStatus
 from gatekeeper.security.requester import Requester
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.repository import TenantRepository, check_key

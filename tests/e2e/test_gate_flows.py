@@ -20,10 +20,10 @@ from devstack.runner import ManualClock
 from devstack.webhook import LocalWebhookReceiver
 from functions.http import problem_body, status_of
 from gatekeeper.audit.log import AuditLog
+from gatekeeper.contracts.gate import chain_instance_id
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates.effects import PolicyDecider
-from gatekeeper.gates.model import chain_instance_id
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.integrations.retry import RetryPolicy

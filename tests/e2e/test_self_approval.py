@@ -30,10 +30,10 @@ from devstack.runner import ManualClock
 from devstack.server import StaticTokenCredential
 from functions.http import problem_body, status_of
 from gatekeeper.audit.log import AuditLog
+from gatekeeper.contracts.gate import chain_instance_id
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 from gatekeeper.gates.effects import PolicyDecider
-from gatekeeper.gates.model import chain_instance_id
 from gatekeeper.ingest.queue import decode_message
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.graph_notify import make_graph_client

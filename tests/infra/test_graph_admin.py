@@ -170,7 +170,7 @@ def test_finds_the_principal_from_the_client_id():
 
 
 def test_unknown_client_id_is_a_clear_error():
-    from gatekeeper.cli import UsageError
+    from gatekeeper.commands.common import UsageError
 
     with LocalGraphAdmin() as server, pytest.raises(UsageError, match="no single service principal with appId"):
         run_grant(

@@ -13,11 +13,11 @@ import uuid
 
 import azure.durable_functions as df
 import pytest
+from gatekeeper.runtime import set_runtime
 
 from functions.durable_gateway import DurableClientGateway
 from gatekeeper.ingest.dispatcher import Disposition
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.runtime import set_runtime
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT
 from tests.support.durable_api import DurableApiServer

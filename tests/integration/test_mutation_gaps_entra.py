@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
+from gatekeeper.local.entra_issuer import LocalEntraIssuer
 
 from gatekeeper.errors import Problem
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
 from gatekeeper.security.entra import MAX_TOKEN_CHARS, EntraTokenValidator, principal_from_claims
 from gatekeeper.security.signatures import basic_auth_password
 

@@ -12,12 +12,12 @@ import json
 
 import azure.functions as func
 import pytest
+from gatekeeper.runtime import set_runtime
 
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.runtime import set_runtime
 from gatekeeper.tenancy.model import SecretPurpose
 from tests.conftest import ROOT
 from tests.support.gatekeeper_env import http_function, make_env

@@ -21,7 +21,7 @@ import pytest
 from azure.data.tables import UpdateMode
 
 from devstack.keyvault_server import LocalKeyVault
-from gatekeeper.gates.model import GateStatus
+from gatekeeper.contracts.gate import GateStatus
 from gatekeeper.gates.store import GATE_ROW, GateIndex, GateRecord, GateStore
 from gatekeeper.services import Services, set_services
 from gatekeeper.store.keyring import DATA_KEY_PARTITION

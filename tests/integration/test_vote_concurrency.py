@@ -19,7 +19,7 @@ from azure.data.tables import UpdateMode
 from devstack.durable_api import DurableApiServer
 from devstack.entra_issuer import LocalEntraIssuer
 from gatekeeper.approvals.chain import ChainPlan, Decision
-from gatekeeper.gates.model import GateStatus, chain_instance_id
+from gatekeeper.contracts.gate import GateStatus, chain_instance_id
 from gatekeeper.gates.store import VOTE_CLAIM_LEASE, GateIndex, GateRecord, GateStore
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.services import set_services

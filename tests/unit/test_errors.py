@@ -13,7 +13,7 @@ import pytest
 
 from functions.http import STATUS_BY_KIND, handle, problem_body, status_of
 from gatekeeper import errors
-from gatekeeper.cli import UsageError, error_line, exit_code_of
+from gatekeeper.commands.common import UsageError, error_line, exit_code_of
 from gatekeeper.errors import (
     Conflict,
     DependencyUnavailable,
@@ -56,9 +56,9 @@ def _product_modules() -> list[Path]:
 
 def _kind_names() -> set[str]:
     """Every GatekeeperError subclass defined anywhere in the product (the kinds and their folds)."""
-    import gatekeeper.approvals.service
     import gatekeeper.audit.bundle
     import gatekeeper.cli
+    import gatekeeper.gates.decisions
     import gatekeeper.policy.document  # noqa: F401
 
     found: set[str] = set()

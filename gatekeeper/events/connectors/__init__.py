@@ -24,29 +24,13 @@ policy matches one vocabulary whatever the vendor.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
-
-from gatekeeper.events.common import Ignored, number_to_text, validate
+from gatekeeper.events.common import Ignored, validate
 from gatekeeper.events.connectors import autotask, connectwise, halopsa, ninjarmm
 from gatekeeper.events.connectors.base import CONTEXT, Connector
+from gatekeeper.events.connectors.envelope import ConnectorMessage, ConnectorName
 from gatekeeper.events.model import EventSource, PipelineEvent
-
-ConnectorName = Literal["connectwise", "autotask", "halopsa", "ninjarmm"]
-"""The `connector` values a queue message may carry (one per module in this package, listed in `CONNECTORS`)."""
-
-
-class ConnectorMessage(BaseModel):
-    """The queue envelope every connector writes."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
-
-    connector: ConnectorName
-    account: Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=200)]
-    received_at: AwareDatetime = Field(alias="receivedAt")
-    payload: dict[str, Any]
-
 
 CONNECTORS: Mapping[str, Connector] = {
     c.name: c for c in (connectwise.CONNECTOR, autotask.CONNECTOR, halopsa.CONNECTOR, ninjarmm.CONNECTOR)
@@ -55,7 +39,7 @@ CONNECTORS: Mapping[str, Connector] = {
 
 BY_SOURCE: Mapping[EventSource, Connector] = {c.source: c for c in CONNECTORS.values()}
 
-__all__ = ["BY_SOURCE", "CONNECTORS", "Connector", "ConnectorMessage", "parse_connector_message"]
+__all__ = ["BY_SOURCE", "CONNECTORS", "Connector", "ConnectorMessage", "ConnectorName", "parse_connector_message"]
 
 
 def parse_connector_message(message: Mapping[str, Any], *, tenant_id: str) -> PipelineEvent | Ignored:

@@ -18,7 +18,7 @@ from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 CONTEXT = "connector message"
 
 if TYPE_CHECKING:
-    from gatekeeper.events.connectors import ConnectorMessage
+    from gatekeeper.events.connectors.envelope import ConnectorMessage
 
     Parser = Callable[[ConnectorMessage, str], PipelineEvent | Ignored]
     """(envelope, tenant id) -> the event, or `Ignored` with the reason; raises `InvalidInput` naming

@@ -29,7 +29,7 @@ from gatekeeper.events.hints import clean, envelope_body
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 
 if TYPE_CHECKING:
-    from gatekeeper.events.connectors import ConnectorMessage
+    from gatekeeper.events.connectors.envelope import ConnectorMessage
 
 
 class _CwCallback(Payload):

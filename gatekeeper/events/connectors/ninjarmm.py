@@ -23,7 +23,7 @@ from gatekeeper.events.hints import clean, envelope_body, get_path
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent
 
 if TYPE_CHECKING:
-    from gatekeeper.events.connectors import ConnectorMessage
+    from gatekeeper.events.connectors.envelope import ConnectorMessage
 
 
 class _NinjaDevice(Payload):

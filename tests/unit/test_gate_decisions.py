@@ -24,9 +24,9 @@ from functions.durable_gateway import DurableClientGateway
 from functions.http import status_of
 from gatekeeper.approvals.authenticate import approver_from_headers
 from gatekeeper.approvals.chain import ChainPlan, Decision
-from gatekeeper.approvals.service import DecisionService
+from gatekeeper.contracts.gate import GateStatus, chain_instance_id
 from gatekeeper.errors import GatekeeperError
-from gatekeeper.gates.model import GateStatus, chain_instance_id
+from gatekeeper.gates.decisions import DecisionService
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 from gatekeeper.integrations.graph_groups import GraphGroupMembership
 from gatekeeper.integrations.graph_notify import make_graph_client

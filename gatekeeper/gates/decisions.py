@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gatekeeper import json_bounded
 from gatekeeper.approvals import chain
 from gatekeeper.approvals.authenticate import require_person
+from gatekeeper.contracts.gate import GateStatus, VoteEvent, vote_event_name
 from gatekeeper.errors import (
     Conflict,
     DependencyUnavailable,
@@ -42,7 +43,6 @@ from gatekeeper.errors import (
     InvalidInput,
     NotFound,
 )
-from gatekeeper.gates.model import GateStatus, VoteEvent, vote_event_name
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore, StoredVote, VoteExists
 from gatekeeper.security.groups import GroupLookupUnavailable, GroupMembership
 from gatekeeper.security.principal import Principal, wrong_tenant

@@ -13,7 +13,8 @@ import pytest
 
 from functions.http import STATUS_BY_KIND, handle, problem_body, status_of
 from gatekeeper import errors
-from gatekeeper.commands.common import UsageError, error_line, exit_code_of
+from gatekeeper.cli import error_line, exit_code_of
+from gatekeeper.commands.common import UsageError
 from gatekeeper.errors import (
     Conflict,
     DependencyUnavailable,

@@ -2,9 +2,10 @@
 
 `gatekeeper/settings.py` parses them (`Settings.from_environ`) and `gatekeeper/tenancy/secrets.py` resolves
 tenants' `env:NAME` secret references (its job); `gatekeeper/services.py` hands the parsed values to what it
-builds and needs no exemption, so it gets none. Nothing else in the product calls `settings.get`/`settings.require` or touches `os.environ`/`getenv`;
-a module that did would read a value the root never validated, or a different one from the rest of the
-process. The checker is also run on a planted tree to show it reports each form of the violation.
+builds and needs no exemption, so it gets none. Nothing else in the product calls `settings.get` or
+`settings.require` or touches `os.environ`/`getenv`: a module that did would read a value the root never
+validated, or a different one from the rest of the process. The checker is also run on a planted tree to
+show it reports each form of the violation.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def _append_ratios(key_dir: str) -> list[Ratio]:
 
         def new_log() -> AuditLog:
             tenant = "b" + uuid.uuid4().hex[:12]
-            log = AuditLog(storage, cipher, signer, tenant, checkpoint_every=CHECKPOINT_EVERY, env={})
+            log = AuditLog(storage, cipher, signer, tenant, checkpoint_every=CHECKPOINT_EVERY)
             log.append("decision", "system:gatekeeper", data={"warm": True})  # table, data key, head
             return log
 

@@ -271,7 +271,7 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         token_validator=validator,
         operators_for=runtime.operators_for,
         clock=clock,
-        env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"},
+        settings=Settings(trust_easyauth_header=False),
     )
     timeline.say(
         f"tenant {TENANT}: policy revision {revision.revision} published "

@@ -89,7 +89,7 @@ def local_gates(
     operators_for: Callable[[str], tuple[str, ...]] | None = None,
     clock: ManualClock | None = None,
     approval_base_url: str = "http://localhost:7071",
-    env: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
     directory: UserDirectory | None = None,
 ) -> LocalGates:
     """Build the local gate: the product's `Services` over the given storage and adapters, and a runner over
@@ -97,8 +97,9 @@ def local_gates(
     (`gatekeeper.services.using_services`), so nothing process-wide is installed."""
     clock = clock or ManualClock()
     now: Callable[[], datetime] = clock.now
+    settings = settings or Settings.from_environ({})
     services = build_services(
-        Settings.from_environ(env or {}),
+        settings,
         storage=storage,
         sealer=cipher,
         decider=decider,
@@ -125,6 +126,6 @@ def local_gates(
     )
 
     def identify(headers: Mapping[str, str]) -> Principal:
-        return approver_from_headers(headers, token_validator, env)
+        return approver_from_headers(headers, token_validator, trust_easyauth=settings.trust_easyauth_header)
 
     return LocalGates(runner, services, decisions, EventDispatcher(storage, cipher, gateway), gateway, identify)

@@ -45,7 +45,10 @@ def approver(req: func.HttpRequest) -> Principal:
     """The deciding person, authenticated once here (401/403), so the decision service never sees headers."""
     from gatekeeper.approvals.authenticate import approver_from_headers
 
-    return approver_from_headers(dict(req.headers), services().token_validator)
+    runtime = services()
+    return approver_from_headers(
+        dict(req.headers), runtime.token_validator, trust_easyauth=runtime.settings.trust_easyauth_header
+    )
 
 
 class _NoGateway:

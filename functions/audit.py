@@ -25,17 +25,16 @@ def audit_export(req: func.HttpRequest) -> func.HttpResponse:
     rt = services()
     tenant = req.route_params.get("tenant", "")
     try:
-        principal = identify_caller(dict(req.headers), rt.token_validator, rt.settings.environ)
+        principal = identify_caller(
+            dict(req.headers), rt.token_validator, trust_easyauth=rt.settings.trust_easyauth_header
+        )
         authorize_auditor(principal, tenant, rt.entra_tenants_for)
         content_type, body = export_for_http(
-            rt.storage,
-            rt.sealer,
+            rt.audit_for,
             tenant,
             req.params.get("format", "oscal"),
-            signer=rt.checkpoint_signer,
             start=parse_range(req.params.get("from"), "from"),
             end=parse_range(req.params.get("to"), "to"),
-            env=rt.settings.environ,
         )
     except GatekeeperError as problem:
         return problem_response(problem, instance=req.url.split("?")[0])

@@ -259,7 +259,6 @@ class Services:
                     checkpoint_every=s.checkpoint_every,
                     checkpoint_interval=timedelta(minutes=s.checkpoint_minutes),
                     archive=CheckpointArchive.from_storage(self.storage, s.audit_container),
-                    env=s.environ,
                 )
             return log
 

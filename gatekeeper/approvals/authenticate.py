@@ -30,8 +30,8 @@ def require_person(principal: Principal) -> Principal:
 
 
 def approver_from_headers(
-    headers: Mapping[str, str], token_validator: TokenValidator | None, env: Mapping[str, str] | None = None
+    headers: Mapping[str, str], token_validator: TokenValidator | None, *, trust_easyauth: bool
 ) -> Principal:
-    """The HTTP caller: the platform's principal (behind App Service authentication) or a validated bearer
-    token (401 when neither), and it must be a person (403)."""
-    return require_person(identify_caller(headers, token_validator, env))
+    """The HTTP caller: the platform's principal (behind App Service authentication, when `trust_easyauth`)
+    or a validated bearer token (401 when neither), and it must be a person (403)."""
+    return require_person(identify_caller(headers, token_validator, trust_easyauth=trust_easyauth))

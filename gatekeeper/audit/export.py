@@ -8,7 +8,7 @@ so what an auditor receives can be verified completely.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,12 +16,10 @@ from gatekeeper.audit.bundle import build_bundle, check_bundle, dumps
 from gatekeeper.audit.checkpoints import SignedCheckpoint
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.oscal import to_oscal
-from gatekeeper.audit.ports import NoteSigner, RecordSealer
 from gatekeeper.audit.records import format_time
 from gatekeeper.audit.verify import Progress, VerificationResult
 from gatekeeper.audit.views import opened_entry
 from gatekeeper.errors import InvalidInput, NotFound
-from gatekeeper.store.tables import StorageAccount
 
 FORMATS = ("bundle", "oscal", "jsonl")
 CONTENT_TYPES = {
@@ -167,27 +165,20 @@ def export_bytes(
 
 
 def export_for_http(
-    storage: StorageAccount,
-    cipher: RecordSealer,
+    audit_for: Callable[[str], AuditLog],
     tenant_id: str,
     fmt: str,
     *,
-    signer: NoteSigner | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
-    env: Mapping[str, str] | None = None,
 ) -> tuple[str, bytes]:
     """(content type, body) for `GET /api/tenants/{tenant}/audit/export?format=oscal|bundle|jsonl`.
-    The caller has already checked that the principal holds the tenant's auditor role. The signer defaults
-    to the checkpoint key from settings."""
+    The caller has already checked that the principal holds the tenant's auditor role. `audit_for` gives the
+    tenant's log as the composition root built it (its checkpoint signer, interval and WORM archive)."""
     if fmt not in FORMATS:
         raise InvalidInput(f"format: must be one of {', '.join(FORMATS)}, not {fmt!r}", field="format")
-    if signer is None:
-        from gatekeeper.audit.signing import signer_from_settings
-
-        signer = signer_from_settings(env)
     try:
-        log = AuditLog(storage, cipher, signer, tenant_id, env=env)
+        log = audit_for(tenant_id)
     except ValueError as exc:
         raise NotFound(str(exc), code="not-found", title="Unknown tenant", field="tenant") from None
     return CONTENT_TYPES[fmt], export_bytes(log, fmt, start=start, end=end)

@@ -34,7 +34,6 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from gatekeeper import settings
 from gatekeeper.audit.archive import CheckpointArchive
 from gatekeeper.audit.checkpointing import LogCheckpoints
 from gatekeeper.audit.checkpoints import Checkpoint, load_public_keys, origin_for
@@ -71,6 +70,11 @@ MAX_ENTRIES_PER_TRANSACTION = 99  # an entity-group transaction holds 100 operat
 DATA_CHUNK_CHARS = 30_000  # a Table string property holds 64 KiB (32K UTF-16 code units)
 MAX_DATA_CHARS = 600_000  # keeps an entry well under the 1 MiB entity limit
 MAX_TRANSACTION_CHARS = 3_000_000  # entity-group transactions are limited to 4 MiB
+# The declared defaults of GATEKEEPER_CHECKPOINT_EVERY, _MINUTES and GATEKEEPER_AUDIT_CONTAINER, for logs built
+# outside the composition root (tools, tests); tests/unit/test_composition_root.py keeps them in step.
+DEFAULT_CHECKPOINT_EVERY = 100
+DEFAULT_CHECKPOINT_INTERVAL = timedelta(minutes=15)
+DEFAULT_ARCHIVE_CONTAINER = "audit-checkpoints"
 
 
 class AuditContention(RuntimeError):
@@ -168,36 +172,27 @@ class AuditLog(LogCheckpoints):
         signer: NoteSigner | None,
         tenant_id: str,
         *,
-        checkpoint_every: int | None = None,
-        checkpoint_interval: timedelta | None = None,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        checkpoint_interval: timedelta = DEFAULT_CHECKPOINT_INTERVAL,
         archive: CheckpointArchive | None = None,
         clock: Callable[[], datetime] | None = None,
         max_attempts: int = 200,
-        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`checkpoint_every`, `checkpoint_interval` and the WORM `archive` are values: the composition root
+        (gatekeeper.services) passes them from the app settings; without an archive, the default container."""
         self.tenant_id = validate_tenant_id(tenant_id)
         self.origin = origin_for(tenant_id)
         self.table_name = tenant_table_name(tenant_id, TablePurpose.AUDIT)
         self._storage = storage
         self._cipher = cipher
         self._signer = signer
-        every = (
-            checkpoint_every
-            if checkpoint_every is not None
-            else int(settings.require("GATEKEEPER_CHECKPOINT_EVERY", env))
-        )
-        minutes = float(settings.require("GATEKEEPER_CHECKPOINT_MINUTES", env))
-        self.checkpoint_every = every
-        self.checkpoint_interval = (
-            checkpoint_interval if checkpoint_interval is not None else timedelta(minutes=minutes)
-        )
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
         if self.checkpoint_every < 1:
             raise ValueError("checkpoint_every: must be at least 1")
         if self.checkpoint_interval <= timedelta(0):
             raise ValueError("checkpoint_interval: must be positive")
-        self.archive = archive or CheckpointArchive.from_storage(
-            storage, settings.require("GATEKEEPER_AUDIT_CONTAINER", env)
-        )
+        self.archive = archive or CheckpointArchive.from_storage(storage, DEFAULT_ARCHIVE_CONTAINER)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._max_attempts = max_attempts
         self._table: TableClient | None = None

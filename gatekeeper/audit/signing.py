@@ -19,7 +19,6 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from azure.keyvault.keys import JsonWebKey, KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gatekeeper import settings
 from gatekeeper.audit.checkpoints import ES256, MIN_RSA_BITS, PublicKey, algorithm_for, key_fingerprint, public_key_pem
 from gatekeeper.audit.ports import NoteSignature
 from gatekeeper.encoding import b64url_decode, int_to_b64url
@@ -205,25 +203,3 @@ class KeyVaultCheckpointKey:
 
     def public_key_pem(self) -> str:
         return self.signer().public_key_pem()
-
-
-def checkpoint_key_from_settings(env: Mapping[str, str] | None = None) -> LocalCheckpointKey | KeyVaultCheckpointKey:
-    """`GATEKEEPER_KEY_MODE` local: a JWK in GATEKEEPER_LOCAL_KEY_DIR; keyvault: the key
-    GATEKEEPER_CHECKPOINT_KEY_NAME in GATEKEEPER_KEY_VAULT_URL with the managed identity."""
-    mode = (settings.get("GATEKEEPER_KEY_MODE", env) or "").strip().lower()
-    name = settings.require("GATEKEEPER_CHECKPOINT_KEY_NAME", env)
-    if mode == "local":
-        return LocalCheckpointKey(settings.require("GATEKEEPER_LOCAL_KEY_DIR", env), name)
-    if mode == "keyvault":
-        from azure.identity import DefaultAzureCredential
-
-        client_id = settings.get("AZURE_CLIENT_ID", env)
-        credential = (
-            DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else (DefaultAzureCredential())
-        )
-        return KeyVaultCheckpointKey(settings.require("GATEKEEPER_KEY_VAULT_URL", env), name, credential)
-    raise ValueError(f"GATEKEEPER_KEY_MODE: must be 'keyvault' or 'local', not {mode!r}")
-
-
-def signer_from_settings(env: Mapping[str, str] | None = None) -> CheckpointSigner:
-    return checkpoint_key_from_settings(env).signer()

@@ -164,7 +164,8 @@ class IngestionService:
     def _generic_tenant(self, request: IncomingRequest) -> tuple[TenantRecord, Principal | None]:
         authorization = request.headers.get("Authorization") or ""
         if authorization.lower().startswith("bearer "):
-            principal = identify_caller({"Authorization": authorization}, self._token_validator)
+            # Only the bearer token is handed over: the ingestion routes never take the platform's header.
+            principal = identify_caller({"Authorization": authorization}, self._token_validator, trust_easyauth=False)
             tenant = self._registry.resolve([f"entra:tenant:{principal.tid.lower()}"])
             if tenant is None:
                 raise unauthenticated()

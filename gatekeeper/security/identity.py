@@ -14,10 +14,10 @@ class TokenValidator(Protocol):
     def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal: ...
 
 
-def identify_caller(
-    headers: Mapping[str, str], validator: TokenValidator | None, env: Mapping[str, str] | None = None
-) -> Principal:
-    principal = easyauth_principal(headers, env)
+def identify_caller(headers: Mapping[str, str], validator: TokenValidator | None, *, trust_easyauth: bool) -> Principal:
+    """The platform's principal when `trust_easyauth` (GATEKEEPER_TRUST_EASYAUTH_HEADER, from Settings) and the
+    header is there, else a validated bearer token; 401 when neither."""
+    principal = easyauth_principal(headers, trusted=trust_easyauth)
     if principal is not None:
         return principal
     authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), None)

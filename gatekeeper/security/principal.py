@@ -6,7 +6,8 @@ whether identity came from a validated JWT or from the platform's `X-MS-CLIENT-P
 The header is only meaningful behind App Service authentication ("Easy Auth"): the platform removes any
 client-sent `X-MS-CLIENT-PRINCIPAL*` headers and sets its own after validating the session or token. On a
 host without it (local `func start`, a misconfigured app) anyone can send the header, so it is read only
-when the app setting GATEKEEPER_TRUST_EASYAUTH_HEADER is true (the Bicep sets it with authentication).
+when the app setting GATEKEEPER_TRUST_EASYAUTH_HEADER is true (the Bicep sets it with authentication); the
+caller passes that value (`trusted`), read once with the other settings.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gatekeeper import json_bounded, settings
+from gatekeeper import json_bounded
 from gatekeeper.errors import Forbidden, unauthenticated
 
 AuthKind = Literal["bearer", "easyauth", "function-key"]
@@ -166,16 +167,13 @@ def principal_from_client_principal_header(value: str) -> Principal:
     )
 
 
-def easyauth_trusted(env: Mapping[str, str] | None = None) -> bool:
-    value = settings.get("GATEKEEPER_TRUST_EASYAUTH_HEADER", env) or "false"
-    return value.strip().lower() in {"1", "true", "yes"}
-
-
-def easyauth_principal(headers: Mapping[str, str], env: Mapping[str, str] | None = None) -> Principal | None:
+def easyauth_principal(headers: Mapping[str, str], *, trusted: bool) -> Principal | None:
     """The platform-set principal, or None when the header is absent or not trusted on this host.
 
-    An untrusted header is ignored rather than refused, so the route falls back to a bearer token."""
-    if not easyauth_trusted(env):
+    `trusted` is the GATEKEEPER_TRUST_EASYAUTH_HEADER value the composition root read (Settings), passed by
+    the trigger. An untrusted header is ignored rather than refused, so the route falls back to a bearer
+    token."""
+    if not trusted:
         return None
     wanted = CLIENT_PRINCIPAL_HEADER.lower()
     value = next((v for k, v in headers.items() if k.lower() == wanted), None)

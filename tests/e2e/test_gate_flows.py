@@ -30,6 +30,7 @@ from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.integrations.webhook import WebhookSender
 from gatekeeper.policy import load_policy
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.settings import Settings
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
 
@@ -201,7 +202,7 @@ def env(shared: Shared) -> Iterator[Env]:
         token_validator=validator,
         operators_for=lambda _t: (OPERATOR,),
         clock=shared.clock,
-        env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"},
+        settings=Settings(trust_easyauth_header=False),
     )
     try:
         yield Env(gates, shared.issuer, receiver, shared.outbox, shared.audit, shared.tenant_id)

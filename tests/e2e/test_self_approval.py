@@ -42,6 +42,7 @@ from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.policy import load_policy
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.services import set_services
+from gatekeeper.settings import Settings
 from gatekeeper.store.tables import TablePurpose
 from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
 from tests.conftest import ROOT, SHARED_FIXTURES
@@ -196,7 +197,7 @@ def _world(connection: str, tmp_path: Any, unresolved: str) -> Iterator[World]:
             entra_tenants_for=lambda t: (ENTRA_TENANT,) if t == env.tenant_id else (),
             token_validator=env.services.token_validator,
             clock=ManualClock(START),
-            env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"},
+            settings=Settings(trust_easyauth_header=False),
             directory=directory,
         )
         try:

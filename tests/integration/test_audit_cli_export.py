@@ -11,6 +11,7 @@ from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.oscal_validate import validation_errors
 from gatekeeper.audit.signing import LocalCheckpointKey
 from gatekeeper.cli import main
+from gatekeeper.settings import Settings
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
 from tests.conftest import SHARED_FIXTURES
@@ -31,7 +32,8 @@ def settings_env(monkeypatch, tmp_path, storage_connection_string):
 def seed(connection, key_dir, tenant):
     storage = StorageAccount(connection_string=connection)
     cipher = build_cipher(storage, LocalKeyProvider(key_dir))
-    log = AuditLog(storage, cipher, LocalCheckpointKey(key_dir).signer(), tenant)
+    every = Settings.from_environ().checkpoint_every  # the value the CLI's services pass (4, from settings_env)
+    log = AuditLog(storage, cipher, LocalCheckpointKey(key_dir).signer(), tenant, checkpoint_every=every)
     log.append(
         "event_received",
         "system:gatekeeper",

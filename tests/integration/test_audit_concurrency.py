@@ -31,7 +31,7 @@ def test_eight_concurrent_writers_leave_a_gap_free_valid_log(storage_connection_
 
     def writer(number: int) -> None:
         storage = StorageAccount(connection_string=storage_connection_string)
-        log = AuditLog(storage, build_cipher(storage, provider), signer, unique_name, checkpoint_every=10, env={})
+        log = AuditLog(storage, build_cipher(storage, provider), signer, unique_name, checkpoint_every=10)
         barrier.wait()
         try:
             results[number] = [
@@ -55,7 +55,7 @@ def test_eight_concurrent_writers_leave_a_gap_free_valid_log(storage_connection_
         assert [r.seq for r in records] == sorted(r.seq for r in records)
 
     storage = StorageAccount(connection_string=storage_connection_string)
-    log = AuditLog(storage, build_cipher(storage, provider), signer, unique_name, checkpoint_every=10, env={})
+    log = AuditLog(storage, build_cipher(storage, provider), signer, unique_name, checkpoint_every=10)
     entries = list(log.entries())
     assert [e["seq"] for e in entries] == list(range(total))
     assert Counter(log.open_text(e, "subject") for e in entries) == Counter(  # subjects are sealed at rest

@@ -39,7 +39,7 @@ def test_key_vault_key_signs_checkpoints_that_verify_offline(vault, storage, pro
     credential = vault.credential()
     key = KeyVaultCheckpointKey(vault.vault_url, name, credential, **vault.client_kwargs())
     signer = key.signer()
-    log = AuditLog(storage, build_cipher(storage, provider), signer, unique_name, checkpoint_every=5, env={})
+    log = AuditLog(storage, build_cipher(storage, provider), signer, unique_name, checkpoint_every=5)
     for i in range(7):
         log.append("decision", "system:gatekeeper", subject=f"s{i}", data={"i": i})
     assert vault.count("sign", name) == 1  # the checkpoint at 5 was signed in the vault
@@ -56,7 +56,7 @@ def test_vault_outage_keeps_appending_and_the_checkpoint_is_repaired(vault, stor
     signer = KeyVaultCheckpointKey(
         vault.vault_url, "audit-outage", vault.credential(), **vault.client_kwargs()
     ).signer()
-    log = AuditLog(storage, build_cipher(storage, provider), signer, unique_name, checkpoint_every=3, env={})
+    log = AuditLog(storage, build_cipher(storage, provider), signer, unique_name, checkpoint_every=3)
     vault.outage = "unavailable"
     try:
         records = [log.append("callback", "system:gatekeeper", data={"i": i}) for i in range(3)]

@@ -17,7 +17,7 @@ from gatekeeper.audit.log import AuditLog
 from gatekeeper.audit.oscal_validate import validation_errors
 from gatekeeper.audit.records import GENESIS_HASH, RecordKind
 from gatekeeper.audit.signing import LocalCheckpointKey
-from gatekeeper.errors import InvalidInput
+from gatekeeper.errors import InvalidInput, NotFound
 from gatekeeper.store.keyring import DataKeyRing
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
@@ -73,7 +73,7 @@ def make_log(storage, cipher, signer, clock, unique_name):
     def make(tenant: str = unique_name, **options):
         options.setdefault("checkpoint_every", 10)
         options.setdefault("clock", clock)
-        return AuditLog(storage, cipher, options.pop("signer", signer), tenant, env={}, **options)
+        return AuditLog(storage, cipher, options.pop("signer", signer), tenant, **options)
 
     return make
 
@@ -319,15 +319,18 @@ def test_export_oscal_and_jsonl_open_the_records(make_log):
     }
 
 
-def test_export_for_http(storage, cipher, signer, make_log, unique_name):
+def test_export_for_http(make_log, unique_name):
     fill(make_log(), 3)
-    content_type, body = export_for_http(storage, cipher, unique_name, "bundle", signer=signer, env={})
+    content_type, body = export_for_http(make_log, unique_name, "bundle")  # the log as the root builds it
     assert content_type == CONTENT_TYPES["bundle"] and check_bundle(body).ok
-    content_type, body = export_for_http(storage, cipher, unique_name, "oscal", signer=signer, env={})
+    content_type, body = export_for_http(make_log, unique_name, "oscal")
     assert "assessment-results" in json.loads(body)
     with pytest.raises(InvalidInput) as info:
-        export_for_http(storage, cipher, unique_name, "pdf", signer=signer, env={})
+        export_for_http(make_log, unique_name, "pdf")
     assert info.value.field == "format"
+    with pytest.raises(NotFound) as missing:
+        export_for_http(make_log, "not a tenant", "bundle")
+    assert missing.value.field == "tenant"
 
 
 def test_archive_from_endpoint_settings_needs_a_blob_endpoint():
@@ -336,7 +339,7 @@ def test_archive_from_endpoint_settings_needs_a_blob_endpoint():
 
 
 def test_a_log_without_signer_appends_and_records_no_checkpoint(storage, cipher, unique_name, caplog):
-    log = AuditLog(storage, cipher, None, unique_name, checkpoint_every=2, env={})
+    log = AuditLog(storage, cipher, None, unique_name, checkpoint_every=2)
     for i in range(3):
         log.append("notification", "system:gatekeeper", data={"i": i})
     assert log.head().checkpoint_size == 0 and log.checkpoints() == []

@@ -41,9 +41,7 @@ def storage(storage_connection_string):
 
 
 def new_log(storage, keys, tenant, n=N):
-    log = AuditLog(
-        storage, build_cipher(storage, keys["provider"]), keys["signer"], tenant, checkpoint_every=10, env={}
-    )
+    log = AuditLog(storage, build_cipher(storage, keys["provider"]), keys["signer"], tenant, checkpoint_every=10)
     items = [
         {
             "kind": "decision",

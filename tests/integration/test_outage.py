@@ -7,6 +7,7 @@ half-written. Sealed rows that were tampered with or moved answer a named, logge
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from azure.data.tables import UpdateMode
 from devstack.keyvault_server import LocalKeyVault
 from gatekeeper.contracts.gate import GateStatus
 from gatekeeper.gates.store import GATE_ROW, GateIndex, GateRecord, GateStore
-from gatekeeper.services import Services, set_services
+from gatekeeper.services import Services, get_services, set_services
 from gatekeeper.store.keyring import DATA_KEY_PARTITION
 from gatekeeper.store.keys import KeyVaultKeyProvider, LocalKeyProvider, build_cipher, tenant_key_name
 from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_name
@@ -94,6 +95,11 @@ def env(storage_connection_string: str, tmp_path: Path) -> Iterator[GatekeeperEn
     set_services(None)
 
 
+def trust_easyauth(monkeypatch: pytest.MonkeyPatch, services: Services) -> None:
+    """Behind App Service authentication: the settings value the approval routes pass on is true."""
+    monkeypatch.setattr(services, "settings", dataclasses.replace(services.settings, trust_easyauth_header=True))
+
+
 def install(env: GatekeeperEnv, storage: StorageAccount, sealer: Any) -> Services:
     """A fresh process's services (cold caches) on `storage`, for the tenant `env` registered."""
     runtime = Services(
@@ -126,7 +132,7 @@ def test_storage_down_answers_503_with_retry_after_within_two_seconds(env, tmp_p
 
 @pytest.mark.parametrize("outage", ["refused", "silent"])
 def test_storage_down_on_the_approval_routes_answers_503_within_two_seconds(env, tmp_path, monkeypatch, outage):
-    monkeypatch.setenv("GATEKEEPER_TRUST_EASYAUTH_HEADER", "true")
+    trust_easyauth(monkeypatch, env.services)  # install() builds the fresh services on these settings
     with SilentServer() as silent:
         port = dead_port() if outage == "refused" else silent.port
         storage = StorageAccount(connection_string=storage_connection_string(blob=port, queue=port, table=port))
@@ -293,9 +299,9 @@ def tamper(env: GatekeeperEnv, other: Callable[[], GatekeeperEnv], how: str) -> 
 def test_a_sealed_row_that_does_not_open_is_an_audited_integrity_error(
     env, storage_connection_string, tmp_path, monkeypatch, caplog, how
 ):
-    monkeypatch.setenv("GATEKEEPER_TRUST_EASYAUTH_HEADER", "true")
     set_services(env.services)
     tenant_id, gate_id, sealed = tamper(env, lambda: make_env(storage_connection_string, tmp_path / "other-keys"), how)
+    trust_easyauth(monkeypatch, get_services())  # the services the route will read the row through
     caplog.set_level(logging.DEBUG)
     request = func.HttpRequest(
         "GET",
@@ -316,7 +322,6 @@ def test_a_sealed_row_that_does_not_open_is_an_audited_integrity_error(
     assert "integrity failure" in caplog.text and gate_id in caplog.text
     assert sealed not in caplog.text and SECRET_TITLE not in caplog.text
     # audited in the tenant whose table holds the row
-    from gatekeeper.services import get_services
 
     [entry] = [r for r in get_services().audit_for(tenant_id).records() if r.kind == "integrity_failure"]
     assert entry.actor == "system:gatekeeper"

@@ -123,3 +123,48 @@ def test_the_old_builders_are_gone():
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(gone)
     assert services_module.build_services is build_services
+
+
+AZURITE_STYLE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+    "BlobEndpoint=http://127.0.0.1:1/devstoreaccount1;TableEndpoint=http://127.0.0.1:1/devstoreaccount1"
+)
+
+
+def test_the_audit_log_gets_its_checkpoint_values_from_the_settings():
+    """Services passes GATEKEEPER_CHECKPOINT_EVERY / _MINUTES / GATEKEEPER_AUDIT_CONTAINER as values; nothing
+    is read here (the storage endpoints are a closed port: building a log touches no storage)."""
+    from datetime import timedelta
+
+    from gatekeeper.store.tables import StorageAccount
+
+    settings = Settings.from_environ(
+        {
+            "GATEKEEPER_CHECKPOINT_EVERY": "7",
+            "GATEKEEPER_CHECKPOINT_MINUTES": "2.5",
+            "GATEKEEPER_AUDIT_CONTAINER": "tenant-worm",
+        }
+    )
+    storage = StorageAccount(connection_string=AZURITE_STYLE)
+    built = build_services(settings, storage=storage, sealer=object(), checkpoint_signer_factory=None)  # type: ignore[arg-type]
+    log = built.audit_for("contoso")
+    assert log.checkpoint_every == 7 and log.checkpoint_interval == timedelta(minutes=2.5)
+    assert repr(log.archive) == "CheckpointArchive('tenant-worm')"
+    assert built.audit_for("contoso") is log  # one per tenant and process
+
+
+def test_an_audit_log_built_directly_takes_values_not_the_environment(monkeypatch):
+    from gatekeeper.audit import log as audit_log
+    from gatekeeper.store.tables import StorageAccount
+
+    monkeypatch.setenv("GATEKEEPER_CHECKPOINT_EVERY", "3")
+    monkeypatch.setenv("GATEKEEPER_CHECKPOINT_MINUTES", "1")
+    monkeypatch.setenv("GATEKEEPER_AUDIT_CONTAINER", "from-the-environment")
+    storage = StorageAccount(connection_string=AZURITE_STYLE)
+    log = audit_log.AuditLog(storage, object(), None, "contoso")  # type: ignore[arg-type]
+    declared = Settings.from_environ({})  # the defaults the tools' logs share with the composition root
+    assert log.checkpoint_every == declared.checkpoint_every == audit_log.DEFAULT_CHECKPOINT_EVERY
+    assert log.checkpoint_interval.total_seconds() == declared.checkpoint_minutes * 60
+    assert repr(log.archive) == f"CheckpointArchive({declared.audit_container!r})"
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        audit_log.AuditLog(storage, object(), None, "contoso", checkpoint_every=0)  # type: ignore[arg-type]

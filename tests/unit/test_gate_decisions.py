@@ -5,6 +5,7 @@ tokens from a local Entra issuer checked by the real validator."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -237,6 +238,7 @@ def test_an_orchestration_that_is_gone_answers_410(gate, durable, issuer):
 
 
 def test_the_easy_auth_header_identifies_the_caller_when_trusted(gate, durable, monkeypatch):
+    services = gate["env"].services
     claims = [
         {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": ANNA},
         {"typ": "http://schemas.microsoft.com/identity/claims/tenantid", "val": ENTRA_TENANT},
@@ -246,7 +248,10 @@ def test_the_easy_auth_header_identifies_the_caller_when_trusted(gate, durable, 
     header = base64.b64encode(json.dumps({"auth_typ": "aad", "claims": claims}).encode()).decode()
     headers = {"X-MS-CLIENT-PRINCIPAL": header}
     assert post(gate["id"], durable, headers, {"decision": "approve"}).status_code == 401  # not trusted here
-    monkeypatch.setenv("GATEKEEPER_TRUST_EASYAUTH_HEADER", "true")
+    monkeypatch.setenv("GATEKEEPER_TRUST_EASYAUTH_HEADER", "true")  # the environment is read once, not per request
+    assert post(gate["id"], durable, headers, {"decision": "approve"}).status_code == 401
+    trusted = dataclasses.replace(services.settings, trust_easyauth_header=True)
+    monkeypatch.setattr(services, "settings", trusted)  # the value the composition root passes the trigger
     assert post(gate["id"], durable, headers, {"decision": "approve"}).status_code == 202
 
 
@@ -273,7 +278,7 @@ def test_a_vote_stored_but_not_delivered_is_delivered_on_retry_not_refused(gate,
         gateway,
         entra_tenants_for=lambda _t: (ENTRA_TENANT,),
     )
-    anna = approver_from_headers(bearer(issuer, ANNA), env.services.token_validator)
+    anna = approver_from_headers(bearer(issuer, ANNA), env.services.token_validator, trust_easyauth=False)
     body = json.dumps({"decision": "approve"}).encode()
     with pytest.raises(GatekeeperError) as info:
         service.decide(gate["id"], anna, body)

@@ -9,6 +9,7 @@ import pytest
 
 from functions.http import problem_body, status_of
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.security.identity import identify_caller
 from gatekeeper.security.principal import (
     AUDITOR_ROLE,
     Principal,
@@ -18,6 +19,7 @@ from gatekeeper.security.principal import (
     principal_from_client_principal_header,
     require_role,
 )
+from gatekeeper.settings import Settings
 
 OID = "5f6c2b1e-8d3a-4c1b-9e7f-0a1b2c3d4e5f"
 TID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -113,16 +115,40 @@ def test_malformed_or_unusable_header_is_401_without_echo(value):
 
 def test_header_ignored_unless_easyauth_is_trusted():
     headers = {"x-ms-client-principal": encode(SAMPLE)}
-    assert easyauth_principal(headers, env={}) is None
-    assert easyauth_principal(headers, env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"}) is None
-    trusted = easyauth_principal(headers, env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "true"})
+    assert easyauth_principal(headers, trusted=False) is None
+    assert easyauth_principal(headers, trusted=Settings.from_environ({}).trust_easyauth_header) is None  # default
+    trusted = easyauth_principal(headers, trusted=True)
     assert trusted is not None and trusted.oid == OID
-    assert easyauth_principal({}, env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "true"}) is None
+    assert easyauth_principal({}, trusted=True) is None
+
+
+class _Validator:
+    """A token validator that must not be reached when the platform's principal is used."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+
+    def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal:
+        self.tokens.append(token)
+        raise AssertionError("the bearer path was taken")
+
+
+def test_identify_caller_takes_the_trust_flag_as_a_value_not_from_the_environment(monkeypatch):
+    headers = {"X-MS-CLIENT-PRINCIPAL": encode(SAMPLE)}
+    monkeypatch.setenv("GATEKEEPER_TRUST_EASYAUTH_HEADER", "true")  # ignored: the caller passes the value
+    with pytest.raises(GatekeeperError) as info:
+        identify_caller(headers, None, trust_easyauth=False)  # falls back to a bearer token, which is absent
+    assert status_of(info.value) == 401
+    validator = _Validator()
+    caller = identify_caller(headers, validator, trust_easyauth=True)
+    assert caller.oid == OID and caller.auth == "easyauth" and validator.tokens == []
+    monkeypatch.delenv("GATEKEEPER_TRUST_EASYAUTH_HEADER")
+    assert identify_caller(headers, None, trust_easyauth=True).oid == OID
 
 
 def test_trusted_but_malformed_header_is_refused():
     with pytest.raises(GatekeeperError) as info:
-        easyauth_principal({"X-MS-CLIENT-PRINCIPAL": "%%%"}, env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "1"})
+        easyauth_principal({"X-MS-CLIENT-PRINCIPAL": "%%%"}, trusted=True)
     assert status_of(info.value) == 401
 
 

@@ -30,6 +30,7 @@ from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.integrations.webhook import WebhookSender
 from gatekeeper.policy import load_policy
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.settings import Settings
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
 
@@ -250,7 +251,7 @@ def flow(azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
             ),
             operators_for=lambda _t: ("ops@contoso.com",),
             clock=ManualClock(START),
-            env={"GATEKEEPER_TRUST_EASYAUTH_HEADER": "false"},
+            settings=Settings(trust_easyauth_header=False),
         )
         yield Flow(gates, issuer, tenant_id)
 

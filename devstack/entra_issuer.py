@@ -8,7 +8,6 @@ only, and its keys live in memory for the life of the process.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from devstack.server import LoopbackServer
+from gatekeeper.encoding import b64url
 
 _METADATA = re.compile(r"^/([0-9a-f-]{36})/v2\.0/\.well-known/openid-configuration$")
 _KEYS = re.compile(r"^/([0-9a-f-]{36})/discovery/v2\.0/keys$")
@@ -44,7 +44,7 @@ class SigningKey:
         jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
         # RFC 7638 thumbprint as kid, like Entra's stable, opaque key ids.
         canonical = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True)
-        kid = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+        kid = b64url(hashlib.sha256(canonical.encode()).digest())
         return cls(kid=kid, private_key=key)
 
     def public_jwk(self, issuer_template: str) -> dict[str, Any]:
@@ -230,4 +230,4 @@ class LocalEntraIssuer(LoopbackServer):
 
 def _pairwise_sub(oid: str, audience: str) -> str:
     """Entra's `sub` is pairwise (per user and app), never the object id."""
-    return base64.urlsafe_b64encode(hashlib.sha256(f"{oid}|{audience}".encode()).digest()).rstrip(b"=").decode()
+    return b64url(hashlib.sha256(f"{oid}|{audience}".encode()).digest())

@@ -14,7 +14,6 @@ for 127.0.0.1 at start-up; clients get `connection_verify=<ca file>` and `verify
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import ipaddress
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devstack.server import LoopbackServer
+from gatekeeper.encoding import b64url, b64url_decode
 
 ENTRA_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # any GUID: the challenge only names an authority
 CHALLENGE = (
@@ -66,14 +66,6 @@ _KEY_OPERATIONS = {
     "sign": "sign",
     "verify": "verify",
 }
-
-
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64u(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _int_bytes(value: int) -> bytes:
@@ -287,11 +279,13 @@ class LocalKeyVault(LoopbackServer):
         public = version.private_key.public_key()
         if isinstance(public, rsa.RSAPublicKey):
             numbers = public.public_numbers()
-            jwk.update(n=_b64u(_int_bytes(numbers.n)), e=_b64u(_int_bytes(numbers.e)))
+            jwk.update(n=b64url(_int_bytes(numbers.n)), e=b64url(_int_bytes(numbers.e)))
         else:
             point = public.public_numbers()
             size = (public.curve.key_size + 7) // 8
-            jwk.update(crv=version.crv, x=_b64u(point.x.to_bytes(size, "big")), y=_b64u(point.y.to_bytes(size, "big")))
+            jwk.update(
+                crv=version.crv, x=b64url(point.x.to_bytes(size, "big")), y=b64url(point.y.to_bytes(size, "big"))
+            )
         return {
             "key": jwk,
             "attributes": {
@@ -384,7 +378,7 @@ class LocalKeyVault(LoopbackServer):
             raise KeyVaultError(403, "Forbidden", f"Operation {key_op} is not permitted on this key.")
         algorithm = str(body.get("alg", ""))
         try:
-            value = _unb64u(str(body["value"]))
+            value = b64url_decode(str(body["value"]))
         except (KeyError, ValueError) as exc:
             raise KeyVaultError(400, "BadParameter", "Property 'value' is missing or not base64url.") from exc
         kid = self._kid(version)
@@ -394,16 +388,16 @@ class LocalKeyVault(LoopbackServer):
                 raise KeyVaultError(400, "BadParameter", f"Operation {key_op} needs an RSA key.")
             pad = _rsa_padding(algorithm)
             if operation in ("wrapkey", "encrypt"):
-                return {"kid": kid, "value": _b64u(private.public_key().encrypt(value, pad))}
+                return {"kid": kid, "value": b64url(private.public_key().encrypt(value, pad))}
             try:
-                return {"kid": kid, "value": _b64u(private.decrypt(value, pad))}
+                return {"kid": kid, "value": b64url(private.decrypt(value, pad))}
             except ValueError as exc:
                 raise KeyVaultError(400, "BadParameter", "Error decrypting the value.") from exc
         if operation == "sign":
-            return {"kid": kid, "value": _b64u(_sign(private, algorithm, value))}
+            return {"kid": kid, "value": b64url(_sign(private, algorithm, value))}
         try:
-            signature = _unb64u(str(body.get("value", "")))
-            digest = _unb64u(str(body["digest"]))
+            signature = b64url_decode(str(body.get("value", "")))
+            digest = b64url_decode(str(body["digest"]))
         except (KeyError, ValueError) as exc:
             raise KeyVaultError(400, "BadParameter", "Property 'digest' is missing or not base64url.") from exc
         return {"value": _verify(private, algorithm, digest, signature)}

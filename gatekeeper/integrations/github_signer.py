@@ -6,7 +6,6 @@ In Azure the App's key is a Key Vault key and `CryptographyClient` signs remotel
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,7 @@ from typing import Any
 from azure.keyvault.keys import JsonWebKey
 from azure.keyvault.keys.crypto import CryptographyClient
 
-_JWK_BINARY_FIELDS = ("n", "e", "d", "p", "q", "dp", "dq", "qi")
-
-
-def _unb64u(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+from gatekeeper.encoding import jwk_binary_fields
 
 
 def load_local_signer(path: str | Path) -> CryptographyClient:
@@ -29,5 +24,5 @@ def load_local_signer(path: str | Path) -> CryptographyClient:
     if jwk.get("kty") != "RSA" or "d" not in jwk:
         raise ValueError(f"{path}: must be an RSA private JWK")
     fields: dict[str, Any] = {"kid": jwk.get("kid", Path(path).stem), "kty": "RSA", "key_ops": ["sign", "verify"]}
-    fields.update({name: _unb64u(jwk[name]) for name in _JWK_BINARY_FIELDS if name in jwk})
+    fields.update(jwk_binary_fields(jwk))
     return CryptographyClient.from_jwk(JsonWebKey(**fields))

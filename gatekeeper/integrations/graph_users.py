@@ -13,9 +13,7 @@ and vote, and a gate's evaluation and its votes ask about the same people.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 import httpx
@@ -25,6 +23,7 @@ from msgraph.generated.users.item.user_item_request_builder import UserItemReque
 
 from gatekeeper.integrations.graph_notify import GraphSession, graph_error_text
 from gatekeeper.security.requester import DirectoryUnavailable, DirectoryUser, UserDirectory, user_addresses
+from gatekeeper.ttl_cache import TtlCache
 
 log = logging.getLogger("gatekeeper.integrations.graph")
 
@@ -80,14 +79,10 @@ class CachedUserDirectory:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ttl_seconds <= 0 or max_entries < 1:
-            raise ValueError("ttl_seconds and max_entries must be positive")
         self._directory = directory
-        self._ttl = ttl_seconds
-        self._max = max_entries
-        self._clock = clock
-        self._answers: OrderedDict[str, tuple[float, DirectoryUser | None]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._answers: TtlCache[str, DirectoryUser | None] = TtlCache(
+            ttl_seconds=ttl_seconds, max_entries=max_entries, clock=clock
+        )
 
     def close(self) -> None:
         close = getattr(self._directory, "close", None)
@@ -96,16 +91,9 @@ class CachedUserDirectory:
 
     def user(self, id_or_upn: str) -> DirectoryUser | None:
         key = (id_or_upn or "").strip().lower()
-        with self._lock:
-            cached = self._answers.get(key)
-            if cached is not None and cached[0] > self._clock():
-                return cached[1]
+        hit, cached = self._answers.get(key)
+        if hit:
+            return cached
         found = self._directory.user(key)
-        with self._lock:
-            expires = self._clock() + self._ttl
-            for k in {key, found.oid} if found is not None else {key}:
-                self._answers.pop(k, None)
-                self._answers[k] = (expires, found)
-            while len(self._answers) > self._max:
-                self._answers.popitem(last=False)
+        self._answers.put((k, found) for k in ({key, found.oid} if found is not None else {key}))
         return found

@@ -12,11 +12,11 @@ opening the approval page and then voting costs one directory call, not two.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Collection
 from typing import Protocol
+
+from gatekeeper.ttl_cache import TtlCache
 
 
 class GroupLookupUnavailable(RuntimeError):
@@ -50,14 +50,10 @@ class CachedGroupMembership:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ttl_seconds <= 0 or max_entries < 1:
-            raise ValueError("ttl_seconds and max_entries must be positive")
         self._lookup = lookup
-        self._ttl = ttl_seconds
-        self._max = max_entries
-        self._clock = clock
-        self._answers: OrderedDict[tuple[str, str, str], tuple[float, bool]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._answers: TtlCache[tuple[str, str, str], bool] = TtlCache(
+            ttl_seconds=ttl_seconds, max_entries=max_entries, clock=clock
+        )
 
     def serves(self, entra_tenant: str) -> bool:
         return self._lookup.serves(entra_tenant)
@@ -71,23 +67,14 @@ class CachedGroupMembership:
     def member_groups(self, entra_tenant: str, user_oid: str, group_ids: Collection[str]) -> frozenset[str]:
         tenant, user = entra_tenant.lower(), user_oid.lower()
         wanted = {g.lower() for g in group_ids}
-        now = self._clock()
         known: dict[str, bool] = {}
-        with self._lock:
-            for group in wanted:
-                answer = self._answers.get((tenant, user, group))
-                if answer is not None and answer[0] > now:
-                    known[group] = answer[1]
+        for group in wanted:
+            hit, member = self._answers.get((tenant, user, group))
+            if hit:
+                known[group] = bool(member)
         unknown = wanted - known.keys()
         if unknown:
             found = {g.lower() for g in self._lookup.member_groups(entra_tenant, user_oid, sorted(unknown))}
-            expires = self._clock() + self._ttl
-            with self._lock:
-                for group in unknown:
-                    key = (tenant, user, group)
-                    self._answers.pop(key, None)
-                    self._answers[key] = (expires, group in found)
-                    known[group] = group in found
-                while len(self._answers) > self._max:
-                    self._answers.popitem(last=False)
+            self._answers.put(((tenant, user, group), group in found) for group in unknown)
+            known.update({group: group in found for group in unknown})
         return frozenset(group for group, member in known.items() if member)

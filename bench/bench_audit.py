@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -68,7 +69,7 @@ def _bundle(signer, tenant: str, n: int) -> dict:
     )
 
 
-def _verify_ratio(key_dir: str) -> Ratio:
+def _verify_ratios(key_dir: str) -> list[Ratio]:
     signer = LocalCheckpointKey(key_dir).signer()
     bundle = _bundle(signer, "benchtenant", VERIFY_ENTRIES)
     pem = signer.public_key_pem()
@@ -93,17 +94,29 @@ def _verify_ratio(key_dir: str) -> Ratio:
     # Interleaved rounds, fastest of each: on a shared machine a neighbour's burst should not land on one
     # side of the ratio only. The fastest of 15 rather than 5: on this 2-core VM the ratio moved between
     # 0.40 and 0.56 from run to run with 5, because a burst can cover all five verify rounds.
+    # Also the median of the per-round ratios (each verify round against the raw round right after it): the
+    # figure issue 11 holds to >= 0.55, less flattering than fastest-of-each but steadier than one pair.
     verify_rates, raw_rates = [], []
     for _ in range(ROUNDS):
         verify_rates.append(verify_rate())
         raw_rates.append(raw_rate())
-    return Ratio(
-        "offline verify vs raw SHA-256 + AES-GCM over the same bytes",
-        max(verify_rates),
-        max(raw_rates),
-        "entries/s",
-        ">= 0.5",
-    )
+    per_round = [v / r for v, r in zip(verify_rates, raw_rates, strict=True)]
+    return [
+        Ratio(
+            "offline verify vs raw SHA-256 + AES-GCM over the same bytes",
+            max(verify_rates),
+            max(raw_rates),
+            "entries/s",
+            ">= 0.5",
+        ),
+        Ratio(
+            "offline verify vs raw, median of the interleaved rounds' ratios",
+            statistics.median(per_round),
+            1.0,
+            "x",
+            ">= 0.55",
+        ),
+    ]
 
 
 def _append_ratios(key_dir: str) -> list[Ratio]:
@@ -166,4 +179,4 @@ def _append_ratios(key_dir: str) -> list[Ratio]:
 
 def run() -> list[Ratio]:
     with tempfile.TemporaryDirectory(prefix="gk-bench-audit-") as key_dir:
-        return [*_append_ratios(key_dir), _verify_ratio(key_dir)]
+        return [*_append_ratios(key_dir), *_verify_ratios(key_dir)]

@@ -273,7 +273,7 @@ def test_a_vote_stored_but_not_delivered_is_delivered_on_retry_not_refused(gate,
         gateway,
         entra_tenants_for=lambda _t: (ENTRA_TENANT,),
     )
-    anna = approver_from_headers(bearer(issuer, ANNA), env.runtime.token_validator)
+    anna = approver_from_headers(bearer(issuer, ANNA), env.services.token_validator)
     body = json.dumps({"decision": "approve"}).encode()
     with pytest.raises(GatekeeperError) as info:
         service.decide(gate["id"], anna, body)
@@ -295,7 +295,7 @@ def test_the_service_takes_a_principal_from_any_channel_and_still_refuses_applic
     env = gate["env"]
     service = DecisionService(
         env.storage,
-        env.runtime.sealer,
+        env.services.sealer,
         DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop()),
         entra_tenants_for=lambda _t: (ENTRA_TENANT,),
     )

@@ -1,0 +1,166 @@
+"""The decision service and the chain's models (issue 21: survivors of `make mutation MODULES=approvals`).
+
+A vote is only counted on a gate that really waits for approval at a stage of its plan; a vote stored by a
+request that died before delivering it is delivered by the person's retry, exactly once; what an approver is
+told about an unresolved requester names the stage people count from 1; the chain's values are immutable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import pytest
+from pydantic import ValidationError
+
+from functions.durable_gateway import DurableClientGateway
+from functions.http import status_of
+from gatekeeper.approvals.chain import ChainApproved, ChainPlan, Decision, Vote
+from gatekeeper.contracts.gate import GateStatus, chain_instance_id
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.gates.decisions import DecisionRequest, DecisionService
+from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
+from gatekeeper.security.principal import Principal
+from gatekeeper.security.requester import Requester
+from tests.support.gatekeeper_env import ENTRA_TENANT
+from tests.support.worker_loop import worker_loop
+from tests.unit.test_gate_decisions import ANNA, PIET, durable, issuer, runtime_env  # noqa: F401
+
+pytestmark = pytest.mark.azurite
+
+PLAN = ChainPlan.model_validate(
+    {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 2, "timeout": "PT1H"}]}
+)
+
+
+def _gate(env: Any, durable: Any, **fields: Any) -> str:
+    now = datetime.now(UTC)
+    gate_id = "gate-" + uuid.uuid4().hex
+    GateIndex(env.storage).put(gate_id, env.tenant_id)
+    record: dict[str, Any] = {
+        "instance_id": gate_id,
+        "tenant_id": env.tenant_id,
+        "status": GateStatus.AWAITING_APPROVAL,
+        "level": "L2",
+        "title": "deploy contoso/webshop to production",
+        "requester": ("dev@contoso.com",),
+        "created_at": now,
+        "updated_at": now,
+        "chain_instance_id": chain_instance_id(gate_id),
+        "plan": PLAN,
+        "stage": 0,
+        "stage_started_at": now,
+        "deadline": now + timedelta(hours=1),
+    }
+    record.update(fields)
+    GateStore(env.storage, env.tenant_id, env.services.sealer).save(GateRecord(**record))
+    durable.instances[chain_instance_id(gate_id)] = {"name": "approval_chain", "runtimeStatus": "Running"}
+    return gate_id
+
+
+def _service(env: Any, durable: Any) -> DecisionService:
+    gateway = DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
+    return DecisionService(env.storage, env.services.sealer, gateway, entra_tenants_for=lambda _t: (ENTRA_TENANT,))
+
+
+def _person(oid: str) -> Principal:
+    return Principal(oid=oid, tid=ENTRA_TENANT, auth="bearer")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": GateStatus.EVALUATED},  # the gate never asked for approval, though a plan is stored
+        {"plan": None},  # awaiting, but no plan to count against
+        {"stage": None},  # awaiting, but at no stage
+        {"stage_started_at": None},  # awaiting, at a stage that never started
+    ],
+    ids=["evaluated-with-plan", "no-plan", "no-stage", "stage-not-started"],
+)
+def test_a_gate_not_waiting_at_a_stage_of_its_plan_takes_no_vote(runtime_env, durable, fields):  # noqa: F811
+    gate_id = _gate(runtime_env, durable, **fields)
+    with pytest.raises(GatekeeperError) as info:
+        _service(runtime_env, durable).decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
+    assert (status_of(info.value), info.value.code) == (409, "not-awaiting-approval")
+    assert durable.posts("/raiseEvent/") == []
+
+
+class _DiedAfterStoring(GateStore):
+    """An identical request stored this person's vote between our read of the votes and our write, then died
+    (`handed_back`: it gave its delivery claim back) or is still delivering it (it holds the claim)."""
+
+    def __init__(self, *args: Any, handed_back: bool) -> None:
+        super().__init__(*args)
+        self.handed_back = handed_back
+        self.raced = False
+
+    def record_vote(self, instance_id, voter_id, decision, stage, at, comment):  # type: ignore[no-untyped-def]
+        if not self.raced:
+            self.raced = True
+            super().record_vote(instance_id, voter_id, decision, stage, at, comment)
+            if self.handed_back:
+                self.release_delivery(instance_id, voter_id)
+        return super().record_vote(instance_id, voter_id, decision, stage, at, comment)
+
+
+def _racing_service(env: Any, durable: Any, *, handed_back: bool) -> tuple[DecisionService, _DiedAfterStoring]:
+    service = _service(env, durable)
+    store = _DiedAfterStoring(env.storage, env.tenant_id, env.services.sealer, handed_back=handed_back)
+    service._stores[env.tenant_id] = store  # the service's per-tenant store, with the race built in
+    return service, store
+
+
+def test_a_vote_stored_by_a_request_that_died_is_delivered_once_by_the_retry(runtime_env, durable):  # noqa: F811
+    gate_id = _gate(runtime_env, durable)
+    service, store = _racing_service(runtime_env, durable, handed_back=True)
+    status, body = service.decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
+    assert store.raced and (status, body["vote"], body["decision"]) == (202, 0, "approve")
+    assert len(durable.posts("/raiseEvent/")) == 1
+    [vote] = store.votes(gate_id)
+    assert vote.raised
+
+
+def test_a_vote_another_request_is_still_delivering_is_a_409_not_a_second_event(runtime_env, durable):  # noqa: F811
+    gate_id = _gate(runtime_env, durable)
+    service, store = _racing_service(runtime_env, durable, handed_back=False)
+    with pytest.raises(GatekeeperError) as info:
+        service.decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
+    assert store.raced and status_of(info.value) == 409
+    assert durable.posts("/raiseEvent/") == []
+
+
+def test_the_unresolved_requester_note_counts_stages_from_one(runtime_env, durable):  # noqa: F811
+    requester = Requester(resolved=False, seen_as=("github:login:dev-gh",), note="no Entra identity is linked")
+    gate_id = _gate(runtime_env, durable, requested_by=requester, extra_approver_stage=0)
+    status, view = _service(runtime_env, durable).state(gate_id, _person(ANNA))
+    assert status == 200
+    assert view["requester"]["resolved"] is False
+    assert view["requester"]["note"] == (
+        "requester unresolved: no Entra identity is linked; one extra distinct approver is required at stage 1"
+    )
+
+
+def test_a_decision_request_and_a_vote_are_immutable():
+    request = DecisionRequest(decision=Decision.APPROVE)
+    with pytest.raises(ValidationError):
+        request.comment = "changed after validation"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ChainApproved(stage=0).stage = 1  # type: ignore[misc]
+
+
+def test_a_voter_id_may_be_128_characters_and_no_more():
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    assert Vote(voter_id="v" * 128, decision=Decision.APPROVE, at=at, stage=0).voter_id == "v" * 128
+    with pytest.raises(ValidationError):
+        Vote(voter_id="v" * 129, decision=Decision.APPROVE, at=at, stage=0)
+
+
+def test_a_policy_stage_keeps_only_what_the_chain_knows():
+    """The policy's approval block may carry more per stage (a description, notification targets): the chain
+    plan takes its own keys and ignores the rest instead of refusing the gate."""
+    stage = {"name": "cab", "approvers": [ANNA], "quorum": 1, "timeout": "PT1H", "description": "change board"}
+    plan = ChainPlan.from_policy({"stages": [stage]})
+    assert plan.stages[0].name == "cab" and plan.stages[0].approvers == (ANNA,)

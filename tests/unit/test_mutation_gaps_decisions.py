@@ -80,7 +80,7 @@ def _person(oid: str) -> Principal:
     ],
     ids=["evaluated-with-plan", "no-plan", "no-stage", "stage-not-started"],
 )
-def test_a_gate_not_waiting_at_a_stage_of_its_plan_takes_no_vote(runtime_env, durable, fields):  # noqa: F811
+def test_a_gate_not_waiting_at_a_stage_of_its_plan_takes_no_vote(runtime_env, durable, fields):
     gate_id = _gate(runtime_env, durable, **fields)
     with pytest.raises(GatekeeperError) as info:
         _service(runtime_env, durable).decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
@@ -113,7 +113,7 @@ def _racing_service(env: Any, durable: Any, *, handed_back: bool) -> tuple[Decis
     return service, store
 
 
-def test_a_vote_stored_by_a_request_that_died_is_delivered_once_by_the_retry(runtime_env, durable):  # noqa: F811
+def test_a_vote_stored_by_a_request_that_died_is_delivered_once_by_the_retry(runtime_env, durable):
     gate_id = _gate(runtime_env, durable)
     service, store = _racing_service(runtime_env, durable, handed_back=True)
     status, body = service.decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
@@ -123,7 +123,7 @@ def test_a_vote_stored_by_a_request_that_died_is_delivered_once_by_the_retry(run
     assert vote.raised
 
 
-def test_a_vote_another_request_is_still_delivering_is_a_409_not_a_second_event(runtime_env, durable):  # noqa: F811
+def test_a_vote_another_request_is_still_delivering_is_a_409_not_a_second_event(runtime_env, durable):
     gate_id = _gate(runtime_env, durable)
     service, store = _racing_service(runtime_env, durable, handed_back=False)
     with pytest.raises(GatekeeperError) as info:
@@ -132,7 +132,7 @@ def test_a_vote_another_request_is_still_delivering_is_a_409_not_a_second_event(
     assert durable.posts("/raiseEvent/") == []
 
 
-def test_the_unresolved_requester_note_counts_stages_from_one(runtime_env, durable):  # noqa: F811
+def test_the_unresolved_requester_note_counts_stages_from_one(runtime_env, durable):
     requester = Requester(resolved=False, seen_as=("github:login:dev-gh",), note="no Entra identity is linked")
     gate_id = _gate(runtime_env, durable, requested_by=requester, extra_approver_stage=0)
     status, view = _service(runtime_env, durable).state(gate_id, _person(ANNA))

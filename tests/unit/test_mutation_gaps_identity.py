@@ -51,7 +51,8 @@ def directory() -> Iterator[GraphUserDirectory]:
 
 
 def test_an_address_the_directory_knows_resolves_to_its_object_id_and_aliases(directory):
-    requester = RequesterResolver(directory=directory).resolve("t1", ["azure-devops:unique:Dev@Contoso.onmicrosoft.com"])
+    seen = ["azure-devops:unique:Dev@Contoso.onmicrosoft.com"]
+    requester = RequesterResolver(directory=directory).resolve("t1", seen)
     assert (requester.resolved, requester.oid) == (True, DEV)
     assert {"dev@contoso.com", "dev.primary@contoso.com", "dev.alias@contoso.com"} <= set(requester.identities())
 

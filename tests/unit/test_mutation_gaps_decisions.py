@@ -8,6 +8,7 @@ told about an unresolved requester names the stage people count from 1; the chai
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,11 +19,16 @@ from pydantic import ValidationError
 
 from functions.durable_gateway import DurableClientGateway
 from functions.http import status_of
-from gatekeeper.approvals.chain import ChainApproved, ChainPlan, Decision, Vote
+from devstack.graph import LocalGraphServer
+from devstack.server import StaticTokenCredential
+from gatekeeper.approvals.chain import ChainApproved, ChainPlan, Decision, StagePlan, Vote
+from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.gate import GateStatus, chain_instance_id
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.gates.decisions import DecisionRequest, DecisionService
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
+from gatekeeper.integrations.graph_notify import make_graph_client
+from gatekeeper.integrations.graph_users import GraphUserDirectory
 from gatekeeper.security.principal import Principal
 from gatekeeper.security.requester import Requester
 from tests.support.gatekeeper_env import ENTRA_TENANT
@@ -61,13 +67,15 @@ def _gate(env: Any, durable: Any, **fields: Any) -> str:
     return gate_id
 
 
-def _service(env: Any, durable: Any) -> DecisionService:
+def _service(env: Any, durable: Any, **kw: Any) -> DecisionService:
     gateway = DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
-    return DecisionService(env.storage, env.services.sealer, gateway, entra_tenants_for=lambda _t: (ENTRA_TENANT,))
+    return DecisionService(
+        env.storage, env.services.sealer, gateway, entra_tenants_for=lambda _t: (ENTRA_TENANT,), **kw
+    )
 
 
-def _person(oid: str) -> Principal:
-    return Principal(oid=oid, tid=ENTRA_TENANT, auth="bearer")
+def _person(oid: str, upn: str | None = None) -> Principal:
+    return Principal(oid=oid, tid=ENTRA_TENANT, auth="bearer", upn=upn)
 
 
 @pytest.mark.parametrize(
@@ -164,3 +172,93 @@ def test_a_policy_stage_keeps_only_what_the_chain_knows():
     stage = {"name": "cab", "approvers": [ANNA], "quorum": 1, "timeout": "PT1H", "description": "change board"}
     plan = ChainPlan.from_policy({"stages": [stage]})
     assert plan.stages[0].name == "cab" and plan.stages[0].approvers == (ANNA,)
+
+
+def test_an_approver_id_may_be_256_characters_and_no_more():
+    upn = "a" * 244 + "@contoso.com"
+    assert len(upn) == 256
+    assert StagePlan(name="cab", approvers=(upn,), quorum=1, timeout="PT1H").approvers == (upn,)
+    with pytest.raises(ValidationError):
+        StagePlan(name="cab", approvers=("a" + upn,), quorum=1, timeout="PT1H")
+
+
+def test_a_comment_of_the_longest_allowed_length_is_audited_whole(runtime_env, durable):  # noqa: F811
+    env = runtime_env
+    audit = AuditLog(env.storage, env.services.sealer, None, env.tenant_id, checkpoint_every=10_000)
+    gate_id = _gate(env, durable)
+    comment = "c" * 1000  # DecisionRequest's limit
+    body = ('{"decision": "approve", "comment": "' + comment + '"}').encode()
+    assert _service(env, durable, audit_for=lambda _t: audit).decide(gate_id, _person(ANNA), body)[0] == 202
+    [entry] = [e for e in audit.entries() if e.get("subject") == gate_id or gate_id in str(e)]
+    assert audit.open_data(entry)["comment"] == comment
+
+
+# ----- the directory: a requester known by address only ----------------------------------------------------
+
+GRAPH_TOKEN = "graph-token-for-decision-gap-tests-0001"
+DEV = "0d0d0d0d-0000-4000-8000-00000000de00"
+DEV_UPN, ANNA_UPN = "dev@contoso.onmicrosoft.com", "anna@contoso.onmicrosoft.com"
+USERS = {
+    DEV: {"userPrincipalName": DEV_UPN, "mail": "dev@contoso.com", "proxyAddresses": ["smtp:dev.alias@contoso.com"]},
+    ANNA: {"userPrincipalName": ANNA_UPN, "mail": "anna@contoso.com", "proxyAddresses": []},
+}
+BOTH = ChainPlan.model_validate({"stages": [{"name": "cab", "approvers": [DEV, ANNA], "quorum": 1, "timeout": "PT1H"}]})
+
+
+@pytest.fixture
+def graph() -> Any:
+    with LocalGraphServer(GRAPH_TOKEN, users=USERS) as server:
+        yield server
+
+
+@pytest.fixture
+def directory(graph: LocalGraphServer) -> Any:
+    client, http = make_graph_client(StaticTokenCredential(GRAPH_TOKEN), graph.base_url)
+    with GraphUserDirectory(client, http_client=http) as found:
+        yield found
+
+
+def test_a_requester_known_by_address_only_cannot_approve_under_their_object_id(  # noqa: F811
+    runtime_env, durable, directory
+):
+    """A gate recorded before requesters were resolved (no `requested_by`) names the requester by address:
+    the voter's directory addresses decide whether they are that person."""
+    gate_id = _gate(runtime_env, durable, plan=BOTH)  # requester ("dev@contoso.com",), requested_by None
+    service = _service(runtime_env, durable, directory=directory)
+    assert service.state(gate_id, _person(DEV, DEV_UPN))[1]["can_decide"] is False
+    with pytest.raises(GatekeeperError) as info:
+        service.decide(gate_id, _person(DEV, DEV_UPN), b'{"decision": "approve"}')
+    assert (status_of(info.value), info.value.code) == (403, "self-approval")
+    assert durable.posts("/raiseEvent/") == []
+    # another approver may, and the chain hears every address the directory knows them by
+    assert service.state(gate_id, _person(ANNA, ANNA_UPN))[1]["can_decide"] is True
+    assert service.decide(gate_id, _person(ANNA, ANNA_UPN), b'{"decision": "approve"}')[0] == 202
+    [(_path, raw)] = durable.posts("/raiseEvent/")
+    event = json.loads(raw)
+    event = json.loads(event) if isinstance(event, str) else event
+    assert {"anna@contoso.com", ANNA_UPN} <= set(event["aliases"])
+
+
+def test_a_directory_that_cannot_answer_counts_no_vote_on_a_name_only_requester(  # noqa: F811
+    runtime_env, durable, directory, graph
+):
+    gate_id = _gate(runtime_env, durable, plan=BOTH)
+    service = _service(runtime_env, durable, directory=directory)
+    graph.fail_next(50, 500, path_contains="/users/")
+    status, view = service.state(gate_id, _person(ANNA, ANNA_UPN))
+    assert (status, view["can_decide"]) == (200, False)  # the page shows; no decision is offered
+    with pytest.raises(GatekeeperError) as info:
+        service.decide(gate_id, _person(ANNA, ANNA_UPN), b'{"decision": "approve"}')
+    assert (status_of(info.value), info.value.code) == (503, "identity-lookup-unavailable")
+    assert durable.posts("/raiseEvent/") == []
+
+
+def test_a_resolved_requester_needs_no_directory_to_admit_another_approver(  # noqa: F811
+    runtime_env, durable, directory, graph
+):
+    requester = Requester(oid=DEV, resolved=True, seen_as=("github:login:dev-gh",))
+    assert requester.needs_names()  # the login is a name: the directory would be asked if it could answer
+    gate_id = _gate(runtime_env, durable, plan=BOTH, requester=(DEV, "github:login:dev-gh"), requested_by=requester)
+    service = _service(runtime_env, durable, directory=directory)
+    graph.fail_next(50, 500, path_contains="/users/")
+    assert service.decide(gate_id, _person(ANNA, ANNA_UPN), b'{"decision": "approve"}')[0] == 202

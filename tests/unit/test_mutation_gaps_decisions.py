@@ -17,10 +17,10 @@ import azure.durable_functions as df
 import pytest
 from pydantic import ValidationError
 
-from functions.durable_gateway import DurableClientGateway
-from functions.http import status_of
 from devstack.graph import LocalGraphServer
 from devstack.server import StaticTokenCredential
+from functions.durable_gateway import DurableClientGateway
+from functions.http import status_of
 from gatekeeper.approvals.chain import ChainApproved, ChainPlan, Decision, StagePlan, Vote
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.gate import GateStatus, chain_instance_id
@@ -182,7 +182,7 @@ def test_an_approver_id_may_be_256_characters_and_no_more():
         StagePlan(name="cab", approvers=("a" + upn,), quorum=1, timeout="PT1H")
 
 
-def test_a_comment_of_the_longest_allowed_length_is_audited_whole(runtime_env, durable):  # noqa: F811
+def test_a_comment_of_the_longest_allowed_length_is_audited_whole(runtime_env, durable):
     env = runtime_env
     audit = AuditLog(env.storage, env.services.sealer, None, env.tenant_id, checkpoint_every=10_000)
     gate_id = _gate(env, durable)
@@ -218,9 +218,7 @@ def directory(graph: LocalGraphServer) -> Any:
         yield found
 
 
-def test_a_requester_known_by_address_only_cannot_approve_under_their_object_id(  # noqa: F811
-    runtime_env, durable, directory
-):
+def test_a_requester_known_by_address_only_cannot_approve_under_their_object_id(runtime_env, durable, directory):
     """A gate recorded before requesters were resolved (no `requested_by`) names the requester by address:
     the voter's directory addresses decide whether they are that person."""
     gate_id = _gate(runtime_env, durable, plan=BOTH)  # requester ("dev@contoso.com",), requested_by None
@@ -239,9 +237,7 @@ def test_a_requester_known_by_address_only_cannot_approve_under_their_object_id(
     assert {"anna@contoso.com", ANNA_UPN} <= set(event["aliases"])
 
 
-def test_a_directory_that_cannot_answer_counts_no_vote_on_a_name_only_requester(  # noqa: F811
-    runtime_env, durable, directory, graph
-):
+def test_a_directory_that_cannot_answer_counts_no_vote_on_a_name_only_requester(runtime_env, durable, directory, graph):
     gate_id = _gate(runtime_env, durable, plan=BOTH)
     service = _service(runtime_env, durable, directory=directory)
     graph.fail_next(50, 500, path_contains="/users/")
@@ -253,9 +249,7 @@ def test_a_directory_that_cannot_answer_counts_no_vote_on_a_name_only_requester(
     assert durable.posts("/raiseEvent/") == []
 
 
-def test_a_resolved_requester_needs_no_directory_to_admit_another_approver(  # noqa: F811
-    runtime_env, durable, directory, graph
-):
+def test_a_resolved_requester_needs_no_directory_to_admit_another_approver(runtime_env, durable, directory, graph):
     requester = Requester(oid=DEV, resolved=True, seen_as=("github:login:dev-gh",))
     assert requester.needs_names()  # the login is a name: the directory would be asked if it could answer
     gate_id = _gate(runtime_env, durable, plan=BOTH, requester=(DEV, "github:login:dev-gh"), requested_by=requester)

@@ -22,6 +22,7 @@ from gatekeeper.integrations.graph_users import GraphUserDirectory
 from gatekeeper.security.principal import principal_from_client_principal_header
 from gatekeeper.security.requester import (
     MAX_VALUE,
+    DirectoryUser,
     Requester,
     RequesterResolver,
     is_linkable,
@@ -113,3 +114,16 @@ def test_an_easyauth_app_token_without_idtyp_is_app_only_by_sub_and_scope():
     assert app.app_only is True
     user = principal_from_client_principal_header(_easyauth(("sub", OID), ("scp", "Gates.Decide")))
     assert user.app_only is False
+
+
+def test_every_identity_a_requester_was_seen_as_counts_after_an_object_id():
+    requester = Requester(seen_as=("entra:oid:" + DEV, "github:login:dev-gh", "azure-devops:unique:Dev@Contoso.com"))
+    assert requester.identities() == (DEV, "github:login:dev-gh", "dev@contoso.com")
+
+
+def test_a_recorded_requester_and_a_directory_user_are_immutable():
+    requester = Requester(oid=DEV, resolved=True)
+    with pytest.raises(ValidationError):
+        requester.oid = "0e0e0e0e-0000-4000-8000-00000000e000"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        DirectoryUser(oid=DEV).oid = "x"  # type: ignore[misc]

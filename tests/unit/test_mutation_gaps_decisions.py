@@ -185,12 +185,35 @@ def test_an_approver_id_may_be_256_characters_and_no_more():
 def test_a_comment_of_the_longest_allowed_length_is_audited_whole(runtime_env, durable):
     env = runtime_env
     audit = AuditLog(env.storage, env.services.sealer, None, env.tenant_id, checkpoint_every=10_000)
-    gate_id = _gate(env, durable)
+    gate_id = _gate(env, durable, title="t" * 1500)
     comment = "c" * 1000  # DecisionRequest's limit
     body = ('{"decision": "approve", "comment": "' + comment + '"}').encode()
     assert _service(env, durable, audit_for=lambda _t: audit).decide(gate_id, _person(ANNA), body)[0] == 202
-    [entry] = [e for e in audit.entries() if e.get("subject") == gate_id or gate_id in str(e)]
+    [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
     assert audit.open_data(entry)["comment"] == comment
+    assert audit.readable(entry)["subject"] == "t" * 1000  # the gate's title, cut to the audit's limit
+
+
+def _refusal(env: Any, durable: Any, body: bytes) -> GatekeeperError:
+    with pytest.raises(GatekeeperError) as info:
+        _service(env, durable).decide(_gate(env, durable), _person(ANNA), body)
+    return info.value
+
+
+def test_a_decision_body_is_at_most_16_kib(runtime_env, durable):
+    padded = b'{"decision": "approve", "comment": ""}'
+    at_limit = padded + b" " * (16 * 1024 - len(padded))
+    assert _service(runtime_env, durable).decide(_gate(runtime_env, durable), _person(ANNA), at_limit)[0] == 202
+    too_large = _refusal(runtime_env, durable, at_limit + b" ")
+    assert (status_of(too_large), too_large.code) == (413, "body-too-large")
+    assert "16384 bytes" in too_large.detail
+
+
+def test_a_bad_decision_names_the_field_and_the_two_choices(runtime_env, durable):
+    bad = _refusal(runtime_env, durable, b'{"decision": "maybe"}')
+    assert (status_of(bad), bad.field, bad.detail) == (422, "decision", "decision: must be 'approve' or 'reject'")
+    long = _refusal(runtime_env, durable, ('{"decision": "approve", "comment": "' + "c" * 1001 + '"}').encode())
+    assert long.field == "comment" and "1000" in long.detail and "approve" not in long.detail
 
 
 # ----- the directory: a requester known by address only ----------------------------------------------------

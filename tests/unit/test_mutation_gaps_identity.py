@@ -17,9 +17,11 @@ from pydantic import ValidationError
 
 from devstack.graph import LocalGraphServer
 from devstack.server import StaticTokenCredential
+from gatekeeper.audit.log import AuditLog
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import GraphUserDirectory
-from gatekeeper.security.principal import principal_from_client_principal_header
+from gatekeeper.security.principal import MAX_HEADER_CHARS, Principal, principal_from_client_principal_header
 from gatekeeper.security.requester import (
     MAX_VALUE,
     DirectoryUser,
@@ -27,7 +29,10 @@ from gatekeeper.security.requester import (
     RequesterResolver,
     is_linkable,
     normalise_address,
+    value_of,
 )
+from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
+from tests.support.gatekeeper_env import make_env
 
 TOKEN = "graph-token-for-requester-gap-tests-0001"
 DEV = "0d0d0d0d-0000-4000-8000-00000000de00"
@@ -44,11 +49,16 @@ TID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 
 @pytest.fixture
-def directory() -> Iterator[GraphUserDirectory]:
-    with LocalGraphServer(TOKEN, users=USERS) as graph:
-        client, http = make_graph_client(StaticTokenCredential(TOKEN), graph.base_url)
-        with GraphUserDirectory(client, http_client=http) as found:
-            yield found
+def graph() -> Iterator[LocalGraphServer]:
+    with LocalGraphServer(TOKEN, users=USERS) as server:
+        yield server
+
+
+@pytest.fixture
+def directory(graph: LocalGraphServer) -> Iterator[GraphUserDirectory]:
+    client, http = make_graph_client(StaticTokenCredential(TOKEN), graph.base_url)
+    with GraphUserDirectory(client, http_client=http) as found:
+        yield found
 
 
 def test_an_address_the_directory_knows_resolves_to_its_object_id_and_aliases(directory):
@@ -127,3 +137,83 @@ def test_a_recorded_requester_and_a_directory_user_are_immutable():
         requester.oid = "0e0e0e0e-0000-4000-8000-00000000e000"  # type: ignore[misc]
     with pytest.raises(ValidationError):
         DirectoryUser(oid=DEV).oid = "x"  # type: ignore[misc]
+
+
+# ----- the tenant's identity map (Azurite) -------------------------------------------------------------------
+
+OTHER = "0e0e0e0e-0000-4000-8000-00000000e000"
+
+
+@pytest.fixture
+def identity_map(storage_connection_string, tmp_path) -> Iterator[tuple[str, IdentityMap]]:
+    env = make_env(storage_connection_string, tmp_path / "keys")
+    audit = AuditLog(env.storage, env.services.sealer, None, env.tenant_id, checkpoint_every=10_000)
+    found = IdentityMap(env.storage, env.tenant_id, env.services.sealer)
+    found.link(IdentityLink(external="github:login:dev-gh", oid=DEV), audit, by="ops")
+    found.link(IdentityLink(external="github:id:4242", oid=OTHER), audit, by="ops")
+    yield env.tenant_id, found
+
+
+def test_a_linked_identity_resolves_to_its_object_id(identity_map, directory):
+    tenant, found = identity_map
+    resolver = RequesterResolver(identity_map_for=lambda _t: found, directory=directory)
+    requester = resolver.resolve(tenant, ["github:login:dev-gh"], display="Dev-GH")
+    assert (requester.resolved, requester.oid, requester.note) == (True, DEV, None)
+    assert "dev.alias@contoso.com" in requester.aliases  # the directory's addresses for the linked object id
+    assert requester.display == "Dev-GH"
+
+
+def test_every_further_object_id_a_requester_maps_to_is_an_alias(identity_map):
+    tenant, found = identity_map
+    resolver = RequesterResolver(identity_map_for=lambda _t: found)
+    requester = resolver.resolve(tenant, ["entra:oid:" + DEV, "github:login:dev-gh", "github:id:4242"])
+    assert requester.oid == DEV and OTHER in requester.aliases and DEV not in requester.aliases
+    assert set(requester.identities()) >= {DEV, OTHER}
+
+
+def test_an_unlinked_requester_says_what_it_was_seen_as(identity_map):
+    tenant, found = identity_map
+    resolver = RequesterResolver(identity_map_for=lambda _t: found)
+    unlinked = resolver.resolve(tenant, ["github:login:someone-else"])
+    assert (unlinked.resolved, unlinked.note) == (False, "no Entra identity is linked to github:login:someone-else")
+    nobody = resolver.resolve(tenant, [])
+    assert nobody.note == "no Entra identity is linked to this request: it names no actor"
+
+
+def test_a_directory_that_cannot_answer_leaves_the_requester_unresolved_and_says_so(directory, graph):
+    graph.fail_next(50, 500, path_contains="/users/")
+    requester = RequesterResolver(directory=directory).resolve("t1", ["azure-devops:unique:dev@contoso.com"])
+    assert requester.resolved is False
+    assert requester.note and requester.note.startswith("the directory could not be asked")
+
+
+def test_value_of_takes_the_value_of_a_namespaced_identity_only():
+    assert value_of("github:login:dev-gh") == "dev-gh"
+    assert value_of("azure-devops:unique:a:b") == "a:b"
+    assert value_of("smtp:dev@contoso.com") == "smtp:dev@contoso.com"  # not provider:kind:value
+    assert value_of(DEV) == DEV
+
+
+def test_a_principal_needs_an_object_id_and_asks_no_directory_by_default():
+    person = Principal(oid="x", tid=TID, auth="bearer")
+    assert person.groups_overage is False and person.app_only is False
+    with pytest.raises(ValidationError):
+        Principal(oid="", tid=TID, auth="bearer")
+
+
+def test_an_easyauth_header_may_be_64_kib_unpadded():
+    base = json.loads(base64.b64decode(_easyauth(("sub", "pairwise-sub"))))
+    filler = {"typ": "filler", "val": ""}
+    base["claims"].append(filler)
+    raw_size = MAX_HEADER_CHARS // 4 * 3  # 64 KiB of base64 carries exactly this many bytes
+    filler["val"] = "f" * (raw_size - len(json.dumps(base).encode()))
+    header = base64.b64encode(json.dumps(base).encode()).decode()
+    assert len(header) == MAX_HEADER_CHARS and not header.endswith("=")
+    assert principal_from_client_principal_header(header).oid == OID
+    with pytest.raises(GatekeeperError):  # one character more is refused before decoding
+        principal_from_client_principal_header(header + "A")
+    # App Service sends padded base64; a header whose padding was stripped still decodes
+    for size in range(3):
+        document = dict(base, claims=[*base["claims"][:-1], {"typ": "filler", "val": "f" * size}])
+        unpadded = base64.b64encode(json.dumps(document).encode()).decode().rstrip("=")
+        assert principal_from_client_principal_header(unpadded).oid == OID

@@ -96,6 +96,13 @@ def test_a_gate_not_waiting_at_a_stage_of_its_plan_takes_no_vote(runtime_env, du
     assert durable.posts("/raiseEvent/") == []
 
 
+@pytest.mark.parametrize("fields", [{"status": GateStatus.EVALUATED}, {"stage": None}], ids=["evaluated", "no-stage"])
+def test_a_gate_not_waiting_offers_no_decision(runtime_env, durable, fields):
+    gate_id = _gate(runtime_env, durable, **fields)
+    status, view = _service(runtime_env, durable).state(gate_id, _person(ANNA))
+    assert (status, view["can_decide"]) == (200, False)
+
+
 class _DiedAfterStoring(GateStore):
     """An identical request stored this person's vote between our read of the votes and our write, then died
     (`handed_back`: it gave its delivery claim back) or is still delivering it (it holds the claim)."""

@@ -197,8 +197,18 @@ def test_value_of_takes_the_value_of_a_namespaced_identity_only():
 def test_a_principal_needs_an_object_id_and_asks_no_directory_by_default():
     person = Principal(oid="x", tid=TID, auth="bearer")
     assert person.groups_overage is False and person.app_only is False
+    assert Principal(oid="o" * 128, tid="t" * 128, auth="bearer").tid == "t" * 128
+    for bad in ({"oid": ""}, {"oid": "o" * 129}, {"tid": "t" * 129}):
+        with pytest.raises(ValidationError):
+            Principal(**{"oid": "x", "tid": TID, "auth": "bearer", **bad})
+
+
+def test_a_requester_known_by_object_ids_only_needs_no_names():
+    assert Requester(oid=DEV, resolved=True, aliases=(OTHER,)).needs_names() is False
+    assert Requester(oid=DEV, resolved=True, aliases=("dev@contoso.com",)).needs_names() is True
+    assert Requester(oid="a" * 64).oid == "a" * 64
     with pytest.raises(ValidationError):
-        Principal(oid="", tid=TID, auth="bearer")
+        Requester(oid="a" * 65)
 
 
 def test_an_easyauth_header_may_be_64_kib_unpadded():
@@ -210,8 +220,15 @@ def test_an_easyauth_header_may_be_64_kib_unpadded():
     header = base64.b64encode(json.dumps(base).encode()).decode()
     assert len(header) == MAX_HEADER_CHARS and not header.endswith("=")
     assert principal_from_client_principal_header(header).oid == OID
-    with pytest.raises(GatekeeperError):  # one character more is refused before decoding
-        principal_from_client_principal_header(header + "A")
+    longer = dict(base, claims=[*base["claims"][:-1], {"typ": "filler", "val": filler["val"] + "fff"}])
+    too_large = base64.b64encode(json.dumps(longer).encode()).decode()  # valid, 4 characters over the limit
+    with pytest.raises(GatekeeperError) as info:
+        principal_from_client_principal_header(too_large)
+    assert "too large" in info.value.detail
+    with pytest.raises(GatekeeperError) as info:
+        short = _easyauth(("sub", "pairwise-sub"))
+        principal_from_client_principal_header(short[:8] + "!" + short[8:])  # not the base64 alphabet
+    assert "base64" in info.value.detail
     # App Service sends padded base64; a header whose padding was stripped still decodes
     for size in range(3):
         document = dict(base, claims=[*base["claims"][:-1], {"typ": "filler", "val": "f" * size}])

@@ -87,3 +87,24 @@ def test_the_documented_bounds_hold_exactly():
     assert len(Vote(voter_id=ANNA, decision=Decision.APPROVE, at=T0, comment="c" * 2000).comment) == 2000
     with pytest.raises(ValidationError):
         Vote(voter_id=ANNA, decision=Decision.APPROVE, at=T0, comment="c" * 2001)
+
+
+def test_a_policy_approval_model_becomes_the_chain_plan():
+    from gatekeeper.policy.approval import ApprovalChainSpec
+
+    spec = ApprovalChainSpec.model_validate(
+        {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 2, "timeout": "PT4H"}]}
+    )
+    plan = ChainPlan.from_policy(spec)
+    assert [(s.name, s.approvers, s.quorum, s.timeout) for s in plan.stages] == [
+        ("cab", (ANNA, PIET), 2, timedelta(hours=4))
+    ]
+
+
+def test_a_stage_timeout_may_be_any_positive_duration_and_a_name_64_characters():
+    assert StagePlan(name="n" * 64, approvers=(ANNA,), quorum=1, timeout=timedelta(hours=1)).timeout == timedelta(
+        hours=1
+    )
+    for bad in ({"timeout": timedelta(0)}, {"timeout": timedelta(seconds=-1)}, {"name": "n" * 65}):
+        with pytest.raises(ValidationError):
+            StagePlan(**{"name": "cab", "approvers": (ANNA,), "quorum": 1, "timeout": timedelta(hours=1), **bad})

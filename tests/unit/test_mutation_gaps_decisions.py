@@ -152,6 +152,9 @@ def test_the_unresolved_requester_note_counts_stages_from_one(runtime_env, durab
     gate_id = _gate(runtime_env, durable, requested_by=requester, extra_approver_stage=0)
     status, view = _service(runtime_env, durable).state(gate_id, _person(ANNA))
     assert status == 200
+    record = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer).load(gate_id)
+    assert record is not None and record.deadline is not None
+    assert view["stage"]["deadline"] == record.deadline.isoformat()
     assert view["requester"]["resolved"] is False
     assert view["requester"]["note"] == (
         "requester unresolved: no Entra identity is linked; one extra distinct approver is required at stage 1"

@@ -36,13 +36,15 @@ from tests.support.gatekeeper_env import make_env
 
 TOKEN = "graph-token-for-requester-gap-tests-0001"
 DEV = "0d0d0d0d-0000-4000-8000-00000000de00"
+ANNA = "0a0a0a0a-0000-4000-8000-00000000a000"
 DEV_UPN = "dev@contoso.onmicrosoft.com"
 USERS = {
     DEV: {
         "userPrincipalName": DEV_UPN,
         "mail": "Dev@Contoso.com",
         "proxyAddresses": ["SMTP:dev.primary@contoso.com", "smtp:dev.alias@contoso.com"],
-    }
+    },
+    ANNA: {"userPrincipalName": "anna@contoso.onmicrosoft.com", "mail": "anna@contoso.com", "proxyAddresses": []},
 }
 OID = "5f6c2b1e-8d3a-4c1b-9e7f-0a1b2c3d4e5f"
 TID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -234,3 +236,23 @@ def test_an_easyauth_header_may_be_64_kib_unpadded():
         document = dict(base, claims=[*base["claims"][:-1], {"typ": "filler", "val": "f" * size}])
         unpadded = base64.b64encode(json.dumps(document).encode()).decode().rstrip("=")
         assert principal_from_client_principal_header(unpadded).oid == OID
+
+
+def test_only_an_entra_object_id_is_taken_for_one():
+    """An Azure DevOps identity id is a GUID too, but not an Entra object id: it resolves through the map only."""
+    resolver = RequesterResolver()
+    assert resolver.resolve("t1", ["azure-devops:id:6d5e4f3a-2b1c-4d0e-9f8a-7b6c5d4e3f2a"]).oid is None
+    assert resolver.resolve("t1", ["entra:oid:not-a-guid"]).oid is None
+    assert resolver.resolve("t1", ["entra:oid:" + DEV]).oid == DEV
+
+
+def test_the_first_address_the_directory_knows_decides_and_no_other(directory):
+    seen = ["azure-devops:unique:dev@contoso.onmicrosoft.com", "azure-devops:unique:anna@contoso.onmicrosoft.com"]
+    requester = RequesterResolver(directory=directory).resolve("t1", seen)
+    assert requester.oid == DEV
+    assert ANNA not in requester.aliases and "anna@contoso.com" not in requester.aliases
+
+
+def test_the_first_value_of_a_repeated_claim_counts():
+    assert principal_from_client_principal_header(_easyauth(("sub", OID), ("sub", "pairwise"))).app_only is True
+    assert principal_from_client_principal_header(_easyauth(("sub", "pairwise"), ("sub", OID))).app_only is False

@@ -108,3 +108,22 @@ def test_a_stage_timeout_may_be_any_positive_duration_and_a_name_64_characters()
     for bad in ({"timeout": timedelta(0)}, {"timeout": timedelta(seconds=-1)}, {"name": "n" * 65}):
         with pytest.raises(ValidationError):
             StagePlan(**{"name": "cab", "approvers": (ANNA,), "quorum": 1, "timeout": timedelta(hours=1), **bad})
+
+
+def test_a_timeout_serialises_in_days_never_in_ambiguous_years():
+    stage = StagePlan(name="cab", approvers=(ANNA,), quorum=1, timeout=timedelta(days=400))
+    dumped = stage.model_dump(mode="json")
+    assert dumped["timeout"] == "P400D"  # a "year" has no fixed length; the chain's deadline must not move
+    assert StagePlan.model_validate(dumped).timeout == timedelta(days=400)
+
+
+def test_names_ids_and_stage_counts_have_their_documented_bounds():
+    stage = StagePlan(name="s", approvers=(ANNA,), quorum=1, timeout="PT1H")
+    assert len(ChainPlan(stages=(stage,) * 10).stages) == 10
+    for build in (
+        lambda: ChainPlan(stages=(stage,) * 11),
+        lambda: StagePlan(name="", approvers=(ANNA,), quorum=1, timeout="PT1H"),
+        lambda: Vote(voter_id="", decision=Decision.APPROVE, at=T0),
+    ):
+        with pytest.raises(ValidationError):
+            build()

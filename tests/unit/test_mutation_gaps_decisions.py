@@ -289,3 +289,28 @@ def test_a_resolved_requester_needs_no_directory_to_admit_another_approver(runti
     service = _service(runtime_env, durable, directory=directory)
     graph.fail_next(50, 500, path_contains="/users/")
     assert service.decide(gate_id, _person(ANNA, ANNA_UPN), b'{"decision": "approve"}')[0] == 202
+
+
+def test_a_vote_at_a_later_stage_is_stored_for_that_stage(runtime_env, durable):
+    two = ChainPlan.model_validate(
+        {
+            "stages": [
+                {"name": "lead", "approvers": [PIET], "quorum": 1, "timeout": "PT1H"},
+                {"name": "cab", "approvers": [ANNA, PIET], "quorum": 1, "timeout": "PT1H"},
+            ]
+        }
+    )
+    gate_id = _gate(runtime_env, durable, plan=two, stage=1)
+    status, body = _service(runtime_env, durable).decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
+    assert (status, body["stage"]) == (202, 1)
+    [vote] = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer).votes(gate_id)
+    assert vote.stage == 1
+
+
+def test_a_decided_gate_says_when_it_was_decided(runtime_env, durable):
+    decided_at = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
+    gate_id = _gate(runtime_env, durable, status=GateStatus.APPROVED, decided_at=decided_at)
+    with pytest.raises(GatekeeperError) as info:
+        _service(runtime_env, durable).decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
+    assert (status_of(info.value), info.value.code) == (410, "gate-decided")
+    assert decided_at.isoformat() in info.value.detail

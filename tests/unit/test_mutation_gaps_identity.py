@@ -27,6 +27,7 @@ from gatekeeper.security.requester import (
     DirectoryUser,
     Requester,
     RequesterResolver,
+    external_id,
     is_linkable,
     normalise_address,
     value_of,
@@ -256,3 +257,17 @@ def test_the_first_address_the_directory_knows_decides_and_no_other(directory):
 def test_the_first_value_of_a_repeated_claim_counts():
     assert principal_from_client_principal_header(_easyauth(("sub", OID), ("sub", "pairwise"))).app_only is True
     assert principal_from_client_principal_header(_easyauth(("sub", "pairwise"), ("sub", OID))).app_only is False
+
+
+def test_external_ids_refuse_booleans_and_every_control_character():
+    assert external_id("github", "id", True) is None and external_id("github", "id", False) is None
+    assert external_id("github", "id", 4242) == "github:id:4242"
+    for code in (0, 9, 31):
+        assert external_id("claim", "actor", f"a{chr(code)}b") is None, code
+    assert external_id("claim", "actor", "a b") == "claim:actor:a b"
+
+
+def test_a_long_display_name_is_cut_not_refused():
+    requester = RequesterResolver().resolve("t1", ["claim:actor:dev"], display="D" * 300)
+    assert requester.display == "D" * 256
+    assert RequesterResolver().resolve("t1", ["claim:actor:dev"], display="").display is None

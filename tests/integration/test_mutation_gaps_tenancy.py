@@ -12,7 +12,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from pydantic import ValidationError
 
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.events.identity import source_identities
+from gatekeeper.events.model import AzureDevOpsCallback, EventSource, PipelineEvent
+from gatekeeper.ingest.scope import bind_azure_devops
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import TenantRecord
 from gatekeeper.tenancy.ownership import callback_url_allowed
@@ -82,3 +87,44 @@ def test_every_prefix_of_the_tenant_is_tried():
     prefixes = ["https://other.example/hooks/", "https://ci.contoso.com:8443/x/", "https://ci.contoso.com/gatekeeper/"]
     assert callback_url_allowed(prefixes, "https://ci.contoso.com/gatekeeper/run/1")
     assert callback_url_allowed(list(reversed(prefixes)), "https://other.example/hooks/1")
+
+
+def test_a_loopback_http_prefix_and_its_explicit_default_port_are_the_same_origin():
+    assert callback_url_allowed(["http://127.0.0.1/gk/"], "http://127.0.0.1:80/gk/run/1")
+    assert callback_url_allowed(["https://ci.contoso.com/gk/"], "https://ci.contoso.com:443/gk/run/1")
+    assert not callback_url_allowed(["http://127.0.0.1/gk/"], "http://127.0.0.1:8080/gk/run/1")
+
+
+def test_a_tenant_record_is_immutable():
+    record = _record("tenanta", "github:org:a")
+    with pytest.raises(ValidationError):
+        record.enabled = False  # type: ignore[misc]
+
+
+def _ado_event(plan_url: str) -> PipelineEvent:
+    callback = AzureDevOpsCallback(
+        plan_url=plan_url,
+        project_id="p",
+        hub_name="checks",
+        plan_id="1",
+        job_id="2",
+        task_instance_id="3",
+        auth_token="job-token",
+    )
+    return PipelineEvent.model_construct(callback=callback)  # bind_azure_devops reads the callback only
+
+
+def test_an_azure_devops_check_is_bound_only_to_the_organisation_of_its_plan_url():
+    tenant = _record("tenanta", "azure-devops:org:https://dev.azure.com/fabrikam/")
+    bind_azure_devops(tenant, {}, _ado_event("https://dev.azure.com/fabrikam/"))
+    for plan_url in ("https://dev.azure.com/contoso-other/", "not a url"):
+        with pytest.raises(GatekeeperError) as info:
+            bind_azure_devops(tenant, {}, _ado_event(plan_url))
+        assert info.value.field == "header:PlanUrl", plan_url
+
+
+@pytest.mark.parametrize("full_name", ["a/b/c", "solo", None, ""])
+def test_only_an_owner_and_name_make_a_repository_identity(full_name):
+    found = list(source_identities(EventSource.GITHUB, {"repository": {"full_name": full_name}}))
+    assert not any(i.startswith("github:repo:") for i in found)
+    assert "github:repo:octo/app" in source_identities(EventSource.GITHUB, {"repository": {"full_name": "octo/app"}})

@@ -314,3 +314,11 @@ def test_a_decided_gate_says_when_it_was_decided(runtime_env, durable):
         _service(runtime_env, durable).decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
     assert (status_of(info.value), info.value.code) == (410, "gate-decided")
     assert decided_at.isoformat() in info.value.detail
+
+
+def test_a_stranger_is_refused_the_view_without_blaming_the_directory(runtime_env, durable):
+    gate_id = _gate(runtime_env, durable)
+    with pytest.raises(GatekeeperError) as info:
+        _service(runtime_env, durable).state(gate_id, _person("0c0c0c0c-0000-4000-8000-00000000c000"))
+    assert (status_of(info.value), info.value.code) == (403, "not-an-approver")
+    assert info.value.detail == "Only the approvers named in this gate's approval chain may see it."

@@ -271,3 +271,17 @@ def test_a_long_display_name_is_cut_not_refused():
     requester = RequesterResolver().resolve("t1", ["claim:actor:dev"], display="D" * 300)
     assert requester.display == "D" * 256
     assert RequesterResolver().resolve("t1", ["claim:actor:dev"], display="").display is None
+
+
+def test_the_upn_comes_from_the_name_claim_type_only_when_the_header_names_one():
+    document = json.loads(base64.b64decode(_easyauth(("emailaddress", "ada@contoso.com"))))
+    assert principal_from_client_principal_header(base64.b64encode(json.dumps(document).encode()).decode()).upn is None
+    document["name_typ"] = "emailaddress"
+    named = principal_from_client_principal_header(base64.b64encode(json.dumps(document).encode()).decode())
+    assert named.upn == "ada@contoso.com"
+
+
+def test_the_first_object_id_claim_counts():
+    second = "0f0f0f0f-0000-4000-8000-00000000f000"
+    header = _easyauth(("http://schemas.microsoft.com/identity/claims/objectidentifier", second))  # a repeat
+    assert principal_from_client_principal_header(header).oid == OID

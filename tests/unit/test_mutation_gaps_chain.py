@@ -122,6 +122,7 @@ def test_names_ids_and_stage_counts_have_their_documented_bounds():
     assert len(ChainPlan(stages=(stage,) * 10).stages) == 10
     for build in (
         lambda: ChainPlan(stages=(stage,) * 11),
+        lambda: ChainPlan(stages=()),
         lambda: StagePlan(name="", approvers=(ANNA,), quorum=1, timeout="PT1H"),
         lambda: Vote(voter_id="", decision=Decision.APPROVE, at=T0),
     ):

@@ -322,3 +322,29 @@ def test_a_stranger_is_refused_the_view_without_blaming_the_directory(runtime_en
         _service(runtime_env, durable).state(gate_id, _person("0c0c0c0c-0000-4000-8000-00000000c000"))
     assert (status_of(info.value), info.value.code) == (403, "not-an-approver")
     assert info.value.detail == "Only the approvers named in this gate's approval chain may see it."
+
+
+def test_a_missing_decision_says_it_is_missing(runtime_env, durable):
+    missing = _refusal(runtime_env, durable, b"{}")
+    assert (missing.field, missing.detail) == ("decision", "decision: Field required")
+
+
+def test_an_approver_the_directory_does_not_know_may_still_vote(runtime_env, durable, directory):
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": [PIET, ANNA], "quorum": 1, "timeout": "PT1H"}]}
+    )
+    gate_id = _gate(runtime_env, durable, plan=plan)  # a name-only requester: the directory is asked
+    service = _service(runtime_env, durable, directory=directory)
+    assert service.decide(gate_id, _person(PIET, "piet@contoso.com"), b'{"decision": "approve"}')[0] == 202
+
+
+def test_a_token_with_too_many_groups_and_no_directory_is_refused_not_crashed(runtime_env, durable):
+    group = "0c8d7e6f-1a2b-4c3d-8e9f-aabbccddeeff"
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": [f"group:{group}"], "quorum": 1, "timeout": "PT1H"}]}
+    )
+    gate_id = _gate(runtime_env, durable, plan=plan)
+    overage = Principal(oid=ANNA, tid=ENTRA_TENANT, auth="bearer", groups_overage=True)
+    with pytest.raises(GatekeeperError) as info:
+        _service(runtime_env, durable).decide(gate_id, overage, b'{"decision": "approve"}')
+    assert (status_of(info.value), info.value.code) == (403, "not-an-approver")

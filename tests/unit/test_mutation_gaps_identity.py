@@ -30,6 +30,7 @@ from gatekeeper.security.requester import (
     external_id,
     is_linkable,
     normalise_address,
+    user_addresses,
     value_of,
 )
 from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
@@ -218,10 +219,11 @@ def test_an_easyauth_header_may_be_64_kib_unpadded():
     base = json.loads(base64.b64decode(_easyauth(("sub", "pairwise-sub"))))
     filler = {"typ": "filler", "val": ""}
     base["claims"].append(filler)
-    raw_size = MAX_HEADER_CHARS // 4 * 3  # 64 KiB of base64 carries exactly this many bytes
+    assert MAX_HEADER_CHARS == 64 * 1024
+    raw_size = 64 * 1024 // 4 * 3  # 64 KiB of base64 carries exactly this many bytes (written out: not the constant)
     filler["val"] = "f" * (raw_size - len(json.dumps(base).encode()))
     header = base64.b64encode(json.dumps(base).encode()).decode()
-    assert len(header) == MAX_HEADER_CHARS and not header.endswith("=")
+    assert len(header) == 64 * 1024 and not header.endswith("=")
     assert principal_from_client_principal_header(header).oid == OID
     longer = dict(base, claims=[*base["claims"][:-1], {"typ": "filler", "val": filler["val"] + "fff"}])
     too_large = base64.b64encode(json.dumps(longer).encode()).decode()  # valid, 4 characters over the limit
@@ -285,3 +287,24 @@ def test_the_first_object_id_claim_counts():
     second = "0f0f0f0f-0000-4000-8000-00000000f000"
     header = _easyauth(("http://schemas.microsoft.com/identity/claims/objectidentifier", second))  # a repeat
     assert principal_from_client_principal_header(header).oid == OID
+
+
+def test_the_first_idtyp_claim_decides_app_only():
+    assert principal_from_client_principal_header(_easyauth(("idtyp", "app"), ("idtyp", "user"))).app_only is True
+    assert principal_from_client_principal_header(_easyauth(("idtyp", "user"), ("idtyp", "app"))).app_only is False
+
+
+def test_a_non_smtp_proxy_address_does_not_hide_the_ones_after_it():
+    found = user_addresses(None, None, ["SIP:dev@contoso.com", "X500:/o=x", "smtp:dev.alias@contoso.com"])
+    assert found == {"dev.alias@contoso.com"}
+
+
+def test_a_requester_without_an_object_id_needs_names():
+    assert Requester(seen_as=("github:login:dev-gh",)).needs_names() is True
+    assert Requester().needs_names() is False
+
+
+def test_external_values_may_be_256_characters():
+    value = "v" * 256
+    assert external_id("claim", "actor", value) == "claim:actor:" + value
+    assert external_id("claim", "actor", value + "v") is None

@@ -13,14 +13,14 @@ import uuid
 
 import azure.durable_functions as df
 import pytest
-from gatekeeper.runtime import set_runtime
 
+from devstack.durable_api import DurableApiServer
 from functions.durable_gateway import DurableClientGateway
 from gatekeeper.ingest.dispatcher import Disposition
 from gatekeeper.ingest.queue import decode_message
+from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT
-from tests.support.durable_api import DurableApiServer
 from tests.support.gatekeeper_env import github_request, http_function, make_env
 from tests.support.worker_loop import worker_loop
 
@@ -30,9 +30,9 @@ DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.reque
 @pytest.fixture
 def env(storage_connection_string, tmp_path):
     env = make_env(storage_connection_string, tmp_path / "keys")
-    set_runtime(env.runtime)
+    set_services(env.services)
     yield env
-    set_runtime(None)
+    set_services(None)
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def _queued_event(env):
     response = http_function("github_webhook")(github_request("deployment_protection_rule", DPR))
     assert response.status_code == 202, response.get_body()
     [text] = env.drain()
-    return decode_message(env.runtime.sealer, text)
+    return decode_message(env.services.sealer, text)
 
 
 def test_two_tenants_with_one_business_key_get_two_records_and_two_gates(env, durable):
@@ -55,7 +55,7 @@ def test_two_tenants_with_one_business_key_get_two_records_and_two_gates(env, du
     assert mine.business_key == theirs.business_key
 
     gateway = DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
-    dispatcher = env.runtime.dispatcher(gateway)
+    dispatcher = env.services.dispatcher(gateway)
     first = dispatcher.dispatch(mine, queued.event_id)
     second = dispatcher.dispatch(theirs, "other-event-id")
 
@@ -73,7 +73,7 @@ def test_two_tenants_with_one_business_key_get_two_records_and_two_gates(env, du
         record = table.get_entity("event", event.key_hash)
         assert record["state"] == "started"
         # the sealed copy opens only in its own tenant's table
-        stored = env.runtime.sealer.open_json(
+        stored = env.services.sealer.open_json(
             event.tenant_id, table.table_name, "event", event.key_hash, record["sealed_event"]
         )
         assert stored["tenant_id"] == event.tenant_id
@@ -93,7 +93,7 @@ def test_a_started_key_never_starts_again_even_when_its_orchestration_is_gone(en
     """Once a business key has started a gate, a redelivery is a duplicate, even after the instance was purged."""
     queued = _queued_event(env)
     gateway = DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
-    dispatcher = env.runtime.dispatcher(gateway)
+    dispatcher = env.services.dispatcher(gateway)
     assert dispatcher.dispatch(queued.event, queued.event_id).disposition is Disposition.STARTED
     durable.instances.clear()  # purged (history retention), or a hub that lost it
     assert dispatcher.dispatch(queued.event, "redelivery").disposition is Disposition.DUPLICATE

@@ -13,9 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
-from gatekeeper.local.entra_issuer import LocalEntraIssuer
 
-from gatekeeper.errors import Problem
+from devstack.entra_issuer import LocalEntraIssuer
+from functions.http import status_of
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.security.entra import MAX_TOKEN_CHARS, EntraTokenValidator, principal_from_claims
 from gatekeeper.security.signatures import basic_auth_password
 
@@ -23,8 +24,8 @@ AUDIENCE = "8f5b1c0e-2d4a-4e6b-9c7d-1e2f3a4b5c6d"
 OID = "5f6c2b1e-8d3a-4c1b-9e7f-0a1b2c3d4e5f"
 
 
-def _refusal(validator: EntraTokenValidator, token: str) -> Problem:
-    with pytest.raises(Problem) as info:
+def _refusal(validator: EntraTokenValidator, token: str) -> GatekeeperError:
+    with pytest.raises(GatekeeperError) as info:
         validator.validate(token)
     return info.value
 
@@ -34,7 +35,7 @@ def test_the_size_limit_is_sixteen_kib_and_checked_first():
     assert MAX_TOKEN_CHARS == 16 * 1024
     for token in ("", "x" * (MAX_TOKEN_CHARS + 1)):
         problem = _refusal(validator, token)
-        assert (problem.status, problem.extra["reason"]) == (401, "malformed")
+        assert (status_of(problem), problem.extra["reason"]) == (401, "malformed")
         assert "missing or too large" in problem.detail
     at_limit = _refusal(validator, "x" * MAX_TOKEN_CHARS)  # within the limit: refused as not a JWT instead
     assert at_limit.extra["reason"] == "malformed" and "well-formed" in at_limit.detail
@@ -73,7 +74,7 @@ def test_key_endpoint_errors_on_its_side_are_503_on_the_callers_side_401(failing
     with LocalEntraIssuer() as issuer:
         token = issuer.issue(OID, tid, AUDIENCE, issuer=f"{host}/{tid}/v2.0")
     problem = _refusal(EntraTokenValidator(AUDIENCE, host, http_timeout_seconds=5), token)
-    assert problem.status == expected
+    assert status_of(problem) == expected
     if expected == 401:
         assert problem.extra["reason"] == "unknown-key"
 
@@ -118,7 +119,7 @@ def test_a_token_without_a_usable_kid_is_refused_before_any_key_fetch(kid):
 
 @pytest.mark.parametrize("tid", ["not-a-guid", 7, None])
 def test_principal_from_claims_refuses_a_tenant_id_that_is_not_a_guid(tid):
-    with pytest.raises(Problem) as info:
+    with pytest.raises(GatekeeperError) as info:
         principal_from_claims({"oid": OID, "tid": tid})
     assert info.value.extra["reason"] == "missing-claim"
 
@@ -129,4 +130,4 @@ def test_any_other_token_error_is_a_401_not_a_crash():
     with LocalEntraIssuer() as issuer:
         claims = jwt.decode(issuer.issue(OID, tid, AUDIENCE), options={"verify_signature": False})
         problem = _refusal(EntraTokenValidator(AUDIENCE, issuer.authority_host), issuer.sign({**claims, "iat": "soon"}))
-    assert (problem.status, problem.extra["reason"]) == (401, "invalid")
+    assert (status_of(problem), problem.extra["reason"]) == (401, "invalid")

@@ -12,12 +12,12 @@ import json
 
 import azure.functions as func
 import pytest
-from gatekeeper.runtime import set_runtime
 
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.queue import decode_message
+from gatekeeper.services import set_services
 from gatekeeper.tenancy.model import SecretPurpose
 from tests.conftest import ROOT
 from tests.support.gatekeeper_env import http_function, make_env
@@ -28,29 +28,35 @@ OLD_SECRET = "connector-relay-secret-rotated-out"
 
 
 def sign(document: dict, secret: str) -> dict:
-    """What a connector relay does today: HMAC-SHA256 of the payload as compact, key-sorted JSON, GitHub-style.
+    """What a connector relay does: HMAC-SHA256 of the whole envelope but `signature` (connector, account,
+    receivedAt, payload) as compact, key-sorted, ASCII-escaped JSON, GitHub-style `sha256=<hex>`.
 
-    (If the signature comes to cover the whole envelope, only this helper changes.)
+    Written out here rather than calling the product's `sign_envelope`, so a change to what the product signs
+    (a member left out, another serialisation) fails these tests instead of agreeing with itself.
     """
-    canonical = json.dumps(document["payload"], sort_keys=True, separators=(",", ":")).encode()
-    return dict(document, signature="sha256=" + hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest())
+    unsigned = {k: v for k, v in document.items() if k != "signature"}
+    canonical = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return dict(unsigned, signature="sha256=" + hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest())
 
 
 @pytest.fixture
 def env(storage_connection_string, tmp_path):
     identities = tuple(source_identities(EventSource(SAMPLE["connector"]), SAMPLE))
-    env = make_env(storage_connection_string, tmp_path / "keys", extra_identities=identities)
-    registry = env.runtime.registry
+    env = make_env(
+        storage_connection_string,
+        tmp_path / "keys",
+        extra_identities=identities,
+        extra_environ={"GK_CONNECTOR": CONNECTOR_SECRET, "GK_CONNECTOR_OLD": OLD_SECRET},
+    )
+    registry = env.services.registry
     record = registry.get(env.tenant_id)
     assert record is not None
     secrets = dict(record.secrets)
     secrets[SecretPurpose.CONNECTOR] = ("env:GK_CONNECTOR_OLD", "env:GK_CONNECTOR")
     registry.import_records([record.model_copy(update={"secrets": secrets})])
-    env.runtime.environ["GK_CONNECTOR"] = CONNECTOR_SECRET  # type: ignore[index]
-    env.runtime.environ["GK_CONNECTOR_OLD"] = OLD_SECRET  # type: ignore[index]
-    set_runtime(env.runtime)
+    set_services(env.services)
     yield env
-    set_runtime(None)
+    set_services(None)
 
 
 def deliver(document: dict) -> bytes:
@@ -67,7 +73,7 @@ def dead_letter_reason(env, body: bytes) -> str | None:
 def test_a_message_signed_with_the_tenant_secret_is_accepted(env):
     deliver(sign(SAMPLE, CONNECTOR_SECRET))
     [text] = env.queued_texts()
-    event = decode_message(env.runtime.sealer, text).event
+    event = decode_message(env.services.sealer, text).event
     assert event.tenant_id == env.tenant_id and event.source.value == SAMPLE["connector"]
 
 
@@ -86,8 +92,22 @@ def test_the_rotated_out_secret_still_signs_during_rotation(env):
         lambda d: dict(
             sign(d, CONNECTOR_SECRET), payload=dict(d["payload"], injected="approved")
         ),  # payload changed after signing
+        lambda d: dict(sign(d, CONNECTOR_SECRET), receivedAt="2031-01-01T00:00:00Z"),  # envelope member changed
+        lambda d: dict(sign(d, CONNECTOR_SECRET), extra="added"),  # a member added after signing
+        lambda d: dict(sign(d, CONNECTOR_SECRET), signature=sign(d, CONNECTOR_SECRET)["signature"].upper()),
+        lambda d: dict(sign(d, CONNECTOR_SECRET), signature=7),  # not a string
     ],
-    ids=["other-secret", "unsigned", "empty", "truncated", "payload-changed"],
+    ids=[
+        "other-secret",
+        "unsigned",
+        "empty",
+        "truncated",
+        "payload-changed",
+        "received-at-changed",
+        "member-added",
+        "upper-case",
+        "not-a-string",
+    ],
 )
 def test_a_forged_connector_message_is_dead_lettered_and_not_queued(env, forge):
     body = deliver(forge(SAMPLE))

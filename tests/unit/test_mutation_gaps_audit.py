@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from gatekeeper.audit.checkpoints import Checkpoint, load_public_keys, origin_for, sign_checkpoint
 from gatekeeper.audit.merkle import CompactRange, MerkleTree
-from gatekeeper.audit.verify import verify_log
+from gatekeeper.audit.verify import VerificationError, check_log, verify_log
 from tests.unit.test_audit_support import audit_signer, make_checkpoints, make_entries, rehash  # noqa: F401
 
 TENANT = "contoso"
@@ -25,7 +27,7 @@ def _signed_log(signer):
 
 
 def _verify(entries, checkpoints, keys, **head):
-    return verify_log(TENANT, entries, checkpoints, keys, allow_unsigned_tail=True, **head)
+    return check_log(TENANT, entries, checkpoints, keys, allow_unsigned_tail=True, **head)
 
 
 def test_intact_log_with_an_unsigned_tail_matches_its_head(audit_signer):
@@ -45,6 +47,8 @@ def test_a_rewritten_last_entry_is_caught_by_the_head_last_hash(audit_signer):
     result = _verify(tampered, checkpoints, keys, expected_size=N, expected_last_hash=head_hash)
     assert (result.ok, result.first_bad_seq) == (False, N - 1), result.summary()
     assert "altered" in result.problem and "head" in result.problem
+    with pytest.raises(VerificationError):  # the raising form used by `audit verify` refuses it too
+        verify_log(TENANT, tampered, checkpoints, keys, allow_unsigned_tail=True, expected_last_hash=head_hash)
 
 
 def test_a_dropped_tail_is_caught_by_the_head_size(audit_signer):
@@ -95,7 +99,7 @@ def test_two_signed_checkpoints_of_one_size_before_an_export_range_must_agree(au
     rogue = sign_checkpoint(audit_signer, Checkpoint(origin_for(TENANT), 10, rogue_root, genuine.time))
 
     def run(cps):
-        return verify_log(
+        return check_log(
             TENANT, entries[start:], cps, keys, start=start, frontier=frontier.hashes, allow_unsigned_tail=True
         )
 

@@ -1,0 +1,130 @@
+"""Tenant resolution edges (issue 21: survivors of `make mutation MODULES=tenancy`), on Azurite.
+
+The registry caches what it read for `cache_seconds` (GATEKEEPER_TENANT_CACHE_SECONDS): within that time a
+change made elsewhere is not seen, and from the instant it expires the next read sees it, so an offboarded tenant
+stops resolving within the documented bound. The suite ran with the cache off, so the cache's answers were never
+checked. Callback URLs: a user name alone (no password) is refused like full credentials, and a prefix that does
+not match does not stop the search through the tenant's other prefixes.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.events.identity import source_identities
+from gatekeeper.events.model import AzureDevOpsCallback, EventSource, PipelineEvent
+from gatekeeper.ingest.scope import bind_azure_devops
+from gatekeeper.store.tables import StorageAccount
+from gatekeeper.tenancy.model import TenantRecord
+from gatekeeper.tenancy.ownership import callback_url_allowed
+from gatekeeper.tenancy.registry import TenantRegistry
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def storage(storage_connection_string):
+    return StorageAccount(connection_string=storage_connection_string)
+
+
+def _record(tenant_id: str, identity: str, *, enabled: bool = True) -> TenantRecord:
+    return TenantRecord(tenant_id=tenant_id, display_name="Fabrikam", identities=(identity,), enabled=enabled)
+
+
+def test_the_registry_answers_from_its_cache_until_it_expires_then_reads_again(storage):
+    tenant_id, identity = "t" + uuid.uuid4().hex[:12], f"github:org:org-{uuid.uuid4().hex[:8]}"
+    writer = TenantRegistry(storage, cache_seconds=0)
+    writer.import_records([_record(tenant_id, identity)])
+    clock = Clock()
+    cached = TenantRegistry(storage, cache_seconds=60, clock=clock)
+
+    first = cached.resolve([identity])
+    assert first is not None and first.tenant_id == tenant_id
+    writer.import_records([_record(tenant_id, identity, enabled=False)])  # offboarded elsewhere
+
+    clock.now += 59.9
+    again = cached.get(tenant_id)
+    assert isinstance(again, TenantRecord) and again.enabled  # still the cached record, as documented
+    assert cached.tenant_for_identity(identity) == tenant_id
+    assert cached.resolve([identity]) == first
+
+    clock.now += 0.1  # exactly cache_seconds after the read: expired
+    assert cached.resolve([identity]) is None
+    assert cached.get(tenant_id) is not None and cached.get(tenant_id).enabled is False  # type: ignore[union-attr]
+
+
+def test_an_unknown_identity_is_cached_as_unknown_too(storage):
+    identity = f"github:org:org-{uuid.uuid4().hex[:8]}"
+    clock = Clock()
+    cached = TenantRegistry(storage, cache_seconds=60, clock=clock)
+    assert cached.tenant_for_identity(identity) is None
+    tenant_id = "t" + uuid.uuid4().hex[:12]
+    TenantRegistry(storage, cache_seconds=0).import_records([_record(tenant_id, identity)])
+    assert cached.tenant_for_identity(identity) is None
+    clock.now += 60
+    assert cached.tenant_for_identity(identity) == tenant_id
+
+
+def test_a_callback_url_with_a_user_name_is_refused_even_without_a_password():
+    prefixes = ["https://ci.contoso.com/gatekeeper/"]
+    assert callback_url_allowed(prefixes, "https://ci.contoso.com/gatekeeper/run/1")
+    assert not callback_url_allowed(prefixes, "https://user@ci.contoso.com/gatekeeper/run/1")
+    assert not callback_url_allowed(prefixes, "https://:secret@ci.contoso.com/gatekeeper/run/1")
+    assert not callback_url_allowed(prefixes, "https:///gatekeeper/run/1")
+
+
+def test_every_prefix_of_the_tenant_is_tried():
+    prefixes = ["https://other.example/hooks/", "https://ci.contoso.com:8443/x/", "https://ci.contoso.com/gatekeeper/"]
+    assert callback_url_allowed(prefixes, "https://ci.contoso.com/gatekeeper/run/1")
+    assert callback_url_allowed(list(reversed(prefixes)), "https://other.example/hooks/1")
+
+
+def test_a_loopback_http_prefix_and_its_explicit_default_port_are_the_same_origin():
+    assert callback_url_allowed(["http://127.0.0.1/gk/"], "http://127.0.0.1:80/gk/run/1")
+    assert callback_url_allowed(["https://ci.contoso.com/gk/"], "https://ci.contoso.com:443/gk/run/1")
+    assert not callback_url_allowed(["http://127.0.0.1/gk/"], "http://127.0.0.1:8080/gk/run/1")
+
+
+def test_a_tenant_record_is_immutable():
+    record = _record("tenanta", "github:org:a")
+    with pytest.raises(ValidationError):
+        record.enabled = False  # type: ignore[misc]
+
+
+def _ado_event(plan_url: str) -> PipelineEvent:
+    callback = AzureDevOpsCallback(
+        plan_url=plan_url,
+        project_id="p",
+        hub_name="checks",
+        plan_id="1",
+        job_id="2",
+        task_instance_id="3",
+        auth_token="job-token",
+    )
+    return PipelineEvent.model_construct(callback=callback)  # bind_azure_devops reads the callback only
+
+
+def test_an_azure_devops_check_is_bound_only_to_the_organisation_of_its_plan_url():
+    tenant = _record("tenanta", "azure-devops:org:https://dev.azure.com/fabrikam/")
+    bind_azure_devops(tenant, {}, _ado_event("https://dev.azure.com/fabrikam/"))
+    for plan_url in ("https://dev.azure.com/contoso-other/", "not a url"):
+        with pytest.raises(GatekeeperError) as info:
+            bind_azure_devops(tenant, {}, _ado_event(plan_url))
+        assert info.value.field == "header:PlanUrl", plan_url
+
+
+@pytest.mark.parametrize("full_name", ["a/b/c", "solo", None, ""])
+def test_only_an_owner_and_name_make_a_repository_identity(full_name):
+    found = list(source_identities(EventSource.GITHUB, {"repository": {"full_name": full_name}}))
+    assert not any(i.startswith("github:repo:") for i in found)
+    assert "github:repo:octo/app" in source_identities(EventSource.GITHUB, {"repository": {"full_name": "octo/app"}})

@@ -1,0 +1,350 @@
+"""The decision service and the chain's models (issue 21: survivors of `make mutation MODULES=approvals`).
+
+A vote is only counted on a gate that really waits for approval at a stage of its plan; a vote stored by a
+request that died before delivering it is delivered by the person's retry, exactly once; what an approver is
+told about an unresolved requester names the stage people count from 1; the chain's values are immutable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import pytest
+from pydantic import ValidationError
+
+from devstack.graph import LocalGraphServer
+from devstack.server import StaticTokenCredential
+from functions.durable_gateway import DurableClientGateway
+from functions.http import status_of
+from gatekeeper.approvals.chain import ChainApproved, ChainPlan, Decision, StagePlan, Vote
+from gatekeeper.audit.log import AuditLog
+from gatekeeper.contracts.gate import GateStatus, chain_instance_id
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.gates.decisions import DecisionRequest, DecisionService
+from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
+from gatekeeper.integrations.graph_notify import make_graph_client
+from gatekeeper.integrations.graph_users import GraphUserDirectory
+from gatekeeper.security.principal import Principal
+from gatekeeper.security.requester import Requester
+from tests.support.gatekeeper_env import ENTRA_TENANT
+from tests.support.worker_loop import worker_loop
+from tests.unit.test_gate_decisions import ANNA, PIET, durable, issuer, runtime_env  # noqa: F401
+
+pytestmark = pytest.mark.azurite
+
+PLAN = ChainPlan.model_validate(
+    {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 2, "timeout": "PT1H"}]}
+)
+
+
+def _gate(env: Any, durable: Any, **fields: Any) -> str:
+    now = datetime.now(UTC)
+    gate_id = "gate-" + uuid.uuid4().hex
+    GateIndex(env.storage).put(gate_id, env.tenant_id)
+    record: dict[str, Any] = {
+        "instance_id": gate_id,
+        "tenant_id": env.tenant_id,
+        "status": GateStatus.AWAITING_APPROVAL,
+        "level": "L2",
+        "title": "deploy contoso/webshop to production",
+        "requester": ("dev@contoso.com",),
+        "created_at": now,
+        "updated_at": now,
+        "chain_instance_id": chain_instance_id(gate_id),
+        "plan": PLAN,
+        "stage": 0,
+        "stage_started_at": now,
+        "deadline": now + timedelta(hours=1),
+    }
+    record.update(fields)
+    GateStore(env.storage, env.tenant_id, env.services.sealer).save(GateRecord(**record))
+    durable.instances[chain_instance_id(gate_id)] = {"name": "approval_chain", "runtimeStatus": "Running"}
+    return gate_id
+
+
+def _service(env: Any, durable: Any, **kw: Any) -> DecisionService:
+    gateway = DurableClientGateway(df.DurableOrchestrationClient(durable.client_binding), worker_loop())
+    return DecisionService(
+        env.storage, env.services.sealer, gateway, entra_tenants_for=lambda _t: (ENTRA_TENANT,), **kw
+    )
+
+
+def _person(oid: str, upn: str | None = None) -> Principal:
+    return Principal(oid=oid, tid=ENTRA_TENANT, auth="bearer", upn=upn)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": GateStatus.EVALUATED},  # the gate never asked for approval, though a plan is stored
+        {"plan": None},  # awaiting, but no plan to count against
+        {"stage": None},  # awaiting, but at no stage
+        {"stage_started_at": None},  # awaiting, at a stage that never started
+    ],
+    ids=["evaluated-with-plan", "no-plan", "no-stage", "stage-not-started"],
+)
+def test_a_gate_not_waiting_at_a_stage_of_its_plan_takes_no_vote(runtime_env, durable, fields):
+    gate_id = _gate(runtime_env, durable, **fields)
+    with pytest.raises(GatekeeperError) as info:
+        _service(runtime_env, durable).decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
+    assert (status_of(info.value), info.value.code) == (409, "not-awaiting-approval")
+    assert durable.posts("/raiseEvent/") == []
+
+
+@pytest.mark.parametrize("fields", [{"status": GateStatus.EVALUATED}, {"stage": None}], ids=["evaluated", "no-stage"])
+def test_a_gate_not_waiting_offers_no_decision(runtime_env, durable, fields):
+    gate_id = _gate(runtime_env, durable, **fields)
+    status, view = _service(runtime_env, durable).state(gate_id, _person(ANNA))
+    assert (status, view["can_decide"]) == (200, False)
+
+
+class _DiedAfterStoring(GateStore):
+    """An identical request stored this person's vote between our read of the votes and our write, then died
+    (`handed_back`: it gave its delivery claim back) or is still delivering it (it holds the claim)."""
+
+    def __init__(self, *args: Any, handed_back: bool) -> None:
+        super().__init__(*args)
+        self.handed_back = handed_back
+        self.raced = False
+
+    def record_vote(self, instance_id, voter_id, decision, stage, at, comment):  # type: ignore[no-untyped-def]
+        if not self.raced:
+            self.raced = True
+            super().record_vote(instance_id, voter_id, decision, stage, at, comment)
+            if self.handed_back:
+                self.release_delivery(instance_id, voter_id)
+        return super().record_vote(instance_id, voter_id, decision, stage, at, comment)
+
+
+def _racing_service(env: Any, durable: Any, *, handed_back: bool) -> tuple[DecisionService, _DiedAfterStoring]:
+    service = _service(env, durable)
+    store = _DiedAfterStoring(env.storage, env.tenant_id, env.services.sealer, handed_back=handed_back)
+    service._stores[env.tenant_id] = store  # the service's per-tenant store, with the race built in
+    return service, store
+
+
+def test_a_vote_stored_by_a_request_that_died_is_delivered_once_by_the_retry(runtime_env, durable):
+    gate_id = _gate(runtime_env, durable)
+    service, store = _racing_service(runtime_env, durable, handed_back=True)
+    status, body = service.decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
+    assert store.raced and (status, body["vote"], body["decision"]) == (202, 0, "approve")
+    assert len(durable.posts("/raiseEvent/")) == 1
+    [vote] = store.votes(gate_id)
+    assert vote.raised
+
+
+def test_a_vote_another_request_is_still_delivering_is_a_409_not_a_second_event(runtime_env, durable):
+    gate_id = _gate(runtime_env, durable)
+    service, store = _racing_service(runtime_env, durable, handed_back=False)
+    with pytest.raises(GatekeeperError) as info:
+        service.decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
+    assert store.raced and status_of(info.value) == 409
+    assert durable.posts("/raiseEvent/") == []
+
+
+def test_the_unresolved_requester_note_counts_stages_from_one(runtime_env, durable):
+    requester = Requester(resolved=False, seen_as=("github:login:dev-gh",), note="no Entra identity is linked")
+    gate_id = _gate(runtime_env, durable, requested_by=requester, extra_approver_stage=0)
+    status, view = _service(runtime_env, durable).state(gate_id, _person(ANNA))
+    assert status == 200
+    record = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer).load(gate_id)
+    assert record is not None and record.deadline is not None
+    assert view["stage"]["deadline"] == record.deadline.isoformat()
+    assert view["requester"]["resolved"] is False
+    assert view["requester"]["note"] == (
+        "requester unresolved: no Entra identity is linked; one extra distinct approver is required at stage 1"
+    )
+
+
+def test_a_decision_request_and_a_vote_are_immutable():
+    request = DecisionRequest(decision=Decision.APPROVE)
+    with pytest.raises(ValidationError):
+        request.comment = "changed after validation"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ChainApproved(stage=0).stage = 1  # type: ignore[misc]
+
+
+def test_a_voter_id_may_be_128_characters_and_no_more():
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    assert Vote(voter_id="v" * 128, decision=Decision.APPROVE, at=at, stage=0).voter_id == "v" * 128
+    with pytest.raises(ValidationError):
+        Vote(voter_id="v" * 129, decision=Decision.APPROVE, at=at, stage=0)
+
+
+def test_a_policy_stage_keeps_only_what_the_chain_knows():
+    """The policy's approval block may carry more per stage (a description, notification targets): the chain
+    plan takes its own keys and ignores the rest instead of refusing the gate."""
+    stage = {"name": "cab", "approvers": [ANNA], "quorum": 1, "timeout": "PT1H", "description": "change board"}
+    plan = ChainPlan.from_policy({"stages": [stage]})
+    assert plan.stages[0].name == "cab" and plan.stages[0].approvers == (ANNA,)
+
+
+def test_an_approver_id_may_be_256_characters_and_no_more():
+    upn = "a" * 244 + "@contoso.com"
+    assert len(upn) == 256
+    assert StagePlan(name="cab", approvers=(upn,), quorum=1, timeout="PT1H").approvers == (upn,)
+    with pytest.raises(ValidationError):
+        StagePlan(name="cab", approvers=("a" + upn,), quorum=1, timeout="PT1H")
+
+
+def test_a_comment_of_the_longest_allowed_length_is_audited_whole(runtime_env, durable):
+    env = runtime_env
+    audit = AuditLog(env.storage, env.services.sealer, None, env.tenant_id, checkpoint_every=10_000)
+    gate_id = _gate(env, durable, title="t" * 1500)
+    comment = "c" * 1000  # DecisionRequest's limit
+    body = ('{"decision": "approve", "comment": "' + comment + '"}').encode()
+    assert _service(env, durable, audit_for=lambda _t: audit).decide(gate_id, _person(ANNA), body)[0] == 202
+    [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
+    assert audit.open_data(entry)["comment"] == comment
+    assert audit.readable(entry)["subject"] == "t" * 1000  # the gate's title, cut to the audit's limit
+
+
+def _refusal(env: Any, durable: Any, body: bytes) -> GatekeeperError:
+    with pytest.raises(GatekeeperError) as info:
+        _service(env, durable).decide(_gate(env, durable), _person(ANNA), body)
+    return info.value
+
+
+def test_a_decision_body_is_at_most_16_kib(runtime_env, durable):
+    padded = b'{"decision": "approve", "comment": ""}'
+    at_limit = padded + b" " * (16 * 1024 - len(padded))
+    assert _service(runtime_env, durable).decide(_gate(runtime_env, durable), _person(ANNA), at_limit)[0] == 202
+    too_large = _refusal(runtime_env, durable, at_limit + b" ")
+    assert (status_of(too_large), too_large.code) == (413, "body-too-large")
+    assert "16384 bytes" in too_large.detail
+
+
+def test_a_bad_decision_names_the_field_and_the_two_choices(runtime_env, durable):
+    bad = _refusal(runtime_env, durable, b'{"decision": "maybe"}')
+    assert (status_of(bad), bad.field, bad.detail) == (422, "decision", "decision: must be 'approve' or 'reject'")
+    long = _refusal(runtime_env, durable, ('{"decision": "approve", "comment": "' + "c" * 1001 + '"}').encode())
+    assert long.field == "comment" and "1000" in long.detail and "approve" not in long.detail
+
+
+# ----- the directory: a requester known by address only ----------------------------------------------------
+
+GRAPH_TOKEN = "graph-token-for-decision-gap-tests-0001"
+DEV = "0d0d0d0d-0000-4000-8000-00000000de00"
+DEV_UPN, ANNA_UPN = "dev@contoso.onmicrosoft.com", "anna@contoso.onmicrosoft.com"
+USERS = {
+    DEV: {"userPrincipalName": DEV_UPN, "mail": "dev@contoso.com", "proxyAddresses": ["smtp:dev.alias@contoso.com"]},
+    ANNA: {"userPrincipalName": ANNA_UPN, "mail": "anna@contoso.com", "proxyAddresses": []},
+}
+BOTH = ChainPlan.model_validate({"stages": [{"name": "cab", "approvers": [DEV, ANNA], "quorum": 1, "timeout": "PT1H"}]})
+
+
+@pytest.fixture
+def graph() -> Any:
+    with LocalGraphServer(GRAPH_TOKEN, users=USERS) as server:
+        yield server
+
+
+@pytest.fixture
+def directory(graph: LocalGraphServer) -> Any:
+    client, http = make_graph_client(StaticTokenCredential(GRAPH_TOKEN), graph.base_url)
+    with GraphUserDirectory(client, http_client=http) as found:
+        yield found
+
+
+def test_a_requester_known_by_address_only_cannot_approve_under_their_object_id(runtime_env, durable, directory):
+    """A gate recorded before requesters were resolved (no `requested_by`) names the requester by address:
+    the voter's directory addresses decide whether they are that person."""
+    gate_id = _gate(runtime_env, durable, plan=BOTH)  # requester ("dev@contoso.com",), requested_by None
+    service = _service(runtime_env, durable, directory=directory)
+    assert service.state(gate_id, _person(DEV, DEV_UPN))[1]["can_decide"] is False
+    with pytest.raises(GatekeeperError) as info:
+        service.decide(gate_id, _person(DEV, DEV_UPN), b'{"decision": "approve"}')
+    assert (status_of(info.value), info.value.code) == (403, "self-approval")
+    assert durable.posts("/raiseEvent/") == []
+    # another approver may, and the chain hears every address the directory knows them by
+    assert service.state(gate_id, _person(ANNA, ANNA_UPN))[1]["can_decide"] is True
+    assert service.decide(gate_id, _person(ANNA, ANNA_UPN), b'{"decision": "approve"}')[0] == 202
+    [(_path, raw)] = durable.posts("/raiseEvent/")
+    event = json.loads(raw)
+    event = json.loads(event) if isinstance(event, str) else event
+    assert {"anna@contoso.com", ANNA_UPN} <= set(event["aliases"])
+
+
+def test_a_directory_that_cannot_answer_counts_no_vote_on_a_name_only_requester(runtime_env, durable, directory, graph):
+    gate_id = _gate(runtime_env, durable, plan=BOTH)
+    service = _service(runtime_env, durable, directory=directory)
+    graph.fail_next(50, 500, path_contains="/users/")
+    status, view = service.state(gate_id, _person(ANNA, ANNA_UPN))
+    assert (status, view["can_decide"]) == (200, False)  # the page shows; no decision is offered
+    with pytest.raises(GatekeeperError) as info:
+        service.decide(gate_id, _person(ANNA, ANNA_UPN), b'{"decision": "approve"}')
+    assert (status_of(info.value), info.value.code) == (503, "identity-lookup-unavailable")
+    assert durable.posts("/raiseEvent/") == []
+
+
+def test_a_resolved_requester_needs_no_directory_to_admit_another_approver(runtime_env, durable, directory, graph):
+    requester = Requester(oid=DEV, resolved=True, seen_as=("github:login:dev-gh",))
+    assert requester.needs_names()  # the login is a name: the directory would be asked if it could answer
+    gate_id = _gate(runtime_env, durable, plan=BOTH, requester=(DEV, "github:login:dev-gh"), requested_by=requester)
+    service = _service(runtime_env, durable, directory=directory)
+    graph.fail_next(50, 500, path_contains="/users/")
+    assert service.decide(gate_id, _person(ANNA, ANNA_UPN), b'{"decision": "approve"}')[0] == 202
+
+
+def test_a_vote_at_a_later_stage_is_stored_for_that_stage(runtime_env, durable):
+    two = ChainPlan.model_validate(
+        {
+            "stages": [
+                {"name": "lead", "approvers": [PIET], "quorum": 1, "timeout": "PT1H"},
+                {"name": "cab", "approvers": [ANNA, PIET], "quorum": 1, "timeout": "PT1H"},
+            ]
+        }
+    )
+    gate_id = _gate(runtime_env, durable, plan=two, stage=1)
+    status, body = _service(runtime_env, durable).decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
+    assert (status, body["stage"]) == (202, 1)
+    [vote] = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer).votes(gate_id)
+    assert vote.stage == 1
+
+
+def test_a_decided_gate_says_when_it_was_decided(runtime_env, durable):
+    decided_at = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
+    gate_id = _gate(runtime_env, durable, status=GateStatus.APPROVED, decided_at=decided_at)
+    with pytest.raises(GatekeeperError) as info:
+        _service(runtime_env, durable).decide(gate_id, _person(ANNA), b'{"decision": "approve"}')
+    assert (status_of(info.value), info.value.code) == (410, "gate-decided")
+    assert decided_at.isoformat() in info.value.detail
+
+
+def test_a_stranger_is_refused_the_view_without_blaming_the_directory(runtime_env, durable):
+    gate_id = _gate(runtime_env, durable)
+    with pytest.raises(GatekeeperError) as info:
+        _service(runtime_env, durable).state(gate_id, _person("0c0c0c0c-0000-4000-8000-00000000c000"))
+    assert (status_of(info.value), info.value.code) == (403, "not-an-approver")
+    assert info.value.detail == "Only the approvers named in this gate's approval chain may see it."
+
+
+def test_a_missing_decision_says_it_is_missing(runtime_env, durable):
+    missing = _refusal(runtime_env, durable, b"{}")
+    assert (missing.field, missing.detail) == ("decision", "decision: Field required")
+
+
+def test_an_approver_the_directory_does_not_know_may_still_vote(runtime_env, durable, directory):
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": [PIET, ANNA], "quorum": 1, "timeout": "PT1H"}]}
+    )
+    gate_id = _gate(runtime_env, durable, plan=plan)  # a name-only requester: the directory is asked
+    service = _service(runtime_env, durable, directory=directory)
+    assert service.decide(gate_id, _person(PIET, "piet@contoso.com"), b'{"decision": "approve"}')[0] == 202
+
+
+def test_a_token_with_too_many_groups_and_no_directory_is_refused_not_crashed(runtime_env, durable):
+    group = "0c8d7e6f-1a2b-4c3d-8e9f-aabbccddeeff"
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": [f"group:{group}"], "quorum": 1, "timeout": "PT1H"}]}
+    )
+    gate_id = _gate(runtime_env, durable, plan=plan)
+    overage = Principal(oid=ANNA, tid=ENTRA_TENANT, auth="bearer", groups_overage=True)
+    with pytest.raises(GatekeeperError) as info:
+        _service(runtime_env, durable).decide(gate_id, overage, b'{"decision": "approve"}')
+    assert (status_of(info.value), info.value.code) == (403, "not-an-approver")

@@ -128,3 +128,19 @@ def test_names_ids_and_stage_counts_have_their_documented_bounds():
     ):
         with pytest.raises(ValidationError):
             build()
+
+
+def test_a_late_vote_is_told_when_the_stage_closed():
+    plan = ChainPlan.model_validate({"stages": [{"name": "cab", "approvers": [ANNA], "quorum": 1, "timeout": "PT1H"}]})
+    state = chain.start(plan, set(), T0)
+    late = chain.check(state, Vote(voter_id=ANNA, decision=Decision.APPROVE, at=T0 + timedelta(hours=2)))
+    assert isinstance(late, chain.PastDeadline)
+    assert late.detail == f"stage 'cab' closed at {(T0 + timedelta(hours=1)).isoformat()}"
+
+
+def test_a_stage_names_at_most_100_approvers_and_a_voter_id_may_be_one_character():
+    hundred = tuple(f"user{i}@contoso.com" for i in range(100))
+    assert len(StagePlan(name="cab", approvers=hundred, quorum=1, timeout="PT1H").approvers) == 100
+    with pytest.raises(ValidationError):
+        StagePlan(name="cab", approvers=(*hundred, "one.more@contoso.com"), quorum=1, timeout="PT1H")
+    assert Vote(voter_id="a", decision=Decision.APPROVE, at=T0).voter_id == "a"

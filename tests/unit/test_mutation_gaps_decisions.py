@@ -348,3 +348,8 @@ def test_a_token_with_too_many_groups_and_no_directory_is_refused_not_crashed(ru
     with pytest.raises(GatekeeperError) as info:
         _service(runtime_env, durable).decide(gate_id, overage, b'{"decision": "approve"}')
     assert (status_of(info.value), info.value.code) == (403, "not-an-approver")
+
+
+def test_of_several_validation_errors_the_first_is_named(runtime_env, durable):
+    both = _refusal(runtime_env, durable, ('{"decision": "maybe", "comment": "' + "c" * 1001 + '"}').encode())
+    assert both.field == "decision" and len(both.extra["errors"]) == 1

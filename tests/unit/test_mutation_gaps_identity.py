@@ -308,3 +308,12 @@ def test_external_values_may_be_256_characters():
     value = "v" * 256
     assert external_id("claim", "actor", value) == "claim:actor:" + value
     assert external_id("claim", "actor", value + "v") is None
+
+
+def test_roles_are_read_from_the_role_claim_type_the_header_names():
+    document = json.loads(base64.b64decode(_easyauth(("urn:custom:role", "Gatekeeper.Auditor"))))
+    plain = principal_from_client_principal_header(base64.b64encode(json.dumps(document).encode()).decode())
+    assert "Gatekeeper.Auditor" not in plain.roles
+    document["role_typ"] = "urn:custom:role"
+    named = principal_from_client_principal_header(base64.b64encode(json.dumps(document).encode()).decode())
+    assert "Gatekeeper.Auditor" in named.roles

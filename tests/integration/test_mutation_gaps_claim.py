@@ -266,3 +266,19 @@ def test_a_status_event_is_recorded_once(env):
     assert dispatcher(env, gateway, NOW).dispatch(status.event, "s2").disposition is Disposition.DUPLICATE
     assert dispatcher(env, gateway, NOW).dispatch(status.event, "s1").disposition is Disposition.DUPLICATE
     assert gateway.starts == [] and gateway.exists_calls == []
+
+
+def test_the_lease_is_five_minutes(env):
+    """CLAIM_LEASE's documented value: above a claimer's two-minute worst case (one `exists` and one `start`
+    of at most 60 s each), below the host's ten-minute queue-message lease. A claim at 10:15:30.25 holds
+    until 10:20:30.25 and is taken over from then on."""
+    gate = queued(env)
+    stored = leave_starting(env, gate, "g1", NOW)
+    assert stored["lease_until"] == datetime(2026, 3, 2, 10, 20, 30, 250000, tzinfo=UTC)
+    gateway = Gateway()
+    at_lease_end = datetime(2026, 3, 2, 10, 20, 30, 250000, tzinfo=UTC)
+    assert (
+        dispatcher(env, gateway, at_lease_end - timedelta(microseconds=1)).dispatch(gate.event, "other").disposition
+        is Disposition.DUPLICATE
+    )
+    assert dispatcher(env, gateway, at_lease_end).dispatch(gate.event, "other").disposition is Disposition.STARTED

@@ -282,3 +282,19 @@ def test_the_lease_is_five_minutes(env):
         is Disposition.DUPLICATE
     )
     assert dispatcher(env, gateway, at_lease_end).dispatch(gate.event, "other").disposition is Disposition.STARTED
+
+
+def test_a_hand_back_that_cannot_be_written_still_raises_the_starts_own_error(env, caplog):
+    """The table fails too (here the row is gone, so the conditional update is a 404): the start's error is
+    the one raised, and the hand-back failure is only a warning; the lease then expires on its own."""
+    gate = queued(env)
+    failure = RuntimeError("storage unavailable")
+
+    def row_vanishes(_: str) -> None:
+        table(env).delete_entity("event", gate.event.key_hash)
+
+    gateway = Gateway(on_start=row_vanishes, start_error=failure)
+    with caplog.at_level(logging.INFO, logger="gatekeeper.ingest.dispatcher"), pytest.raises(RuntimeError) as raised:
+        dispatcher(env, gateway, NOW).dispatch(gate.event, "g1")
+    assert raised.value is failure
+    assert any("could not hand back the claim" in r.getMessage() for r in caplog.records)

@@ -93,3 +93,24 @@ def load_fixture(relative: str) -> dict[str, Any]:
 @pytest.fixture
 def shared_fixture():
     return load_fixture
+
+
+@pytest.fixture
+def served_env(storage_connection_string: str, tmp_path: Path) -> Iterator[Any]:
+    """A seeded Gatekeeper over Azurite whose `Services` the registered functions use for the test."""
+    from gatekeeper.services import set_services
+    from tests.support.gatekeeper_env import make_env
+
+    env = make_env(storage_connection_string, tmp_path / "keys")
+    set_services(env.services)
+    yield env
+    set_services(None)
+
+
+@pytest.fixture
+def durable() -> Iterator[Any]:
+    """The local Durable HTTP API server, answering as the extension does."""
+    from devstack.durable_api import DurableApiServer
+
+    with DurableApiServer() as server:
+        yield server

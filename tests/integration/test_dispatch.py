@@ -12,11 +12,9 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
-from devstack.durable_api import DurableApiServer
 from functions.durable_gateway import DurableClientGateway
 from gatekeeper.ingest.dispatcher import ClaimHeld, Disposition, EventDispatcher, gate_input
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT, SHARED_FIXTURES
 from tests.support.gatekeeper_env import github_request, http_function, make_env
@@ -26,17 +24,8 @@ DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.reque
 
 
 @pytest.fixture
-def env(storage_connection_string, tmp_path):
-    env = make_env(storage_connection_string, tmp_path / "keys")
-    set_services(env.services)
-    yield env
-    set_services(None)
-
-
-@pytest.fixture
-def durable():
-    with DurableApiServer() as server:
-        yield server
+def env(served_env):
+    return served_env
 
 
 def deliver(env, event: str, payload: dict, delivery: str | None = None) -> None:

@@ -7,19 +7,15 @@ import json
 import pytest
 
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.services import set_services
 from tests.conftest import ROOT, SHARED_FIXTURES
-from tests.support.gatekeeper_env import github_request, http_function, make_env, problem
+from tests.support.gatekeeper_env import github_request, http_function, problem
 
 DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.requested.json").read_text())
 
 
 @pytest.fixture
-def env(storage_connection_string, tmp_path):
-    env = make_env(storage_connection_string, tmp_path / "keys")
-    set_services(env.services)
-    yield env
-    set_services(None)
+def env(served_env):
+    return served_env
 
 
 def call(request):

@@ -21,10 +21,9 @@ from azure.data.tables import UpdateMode
 
 from gatekeeper.ingest.dispatcher import CLAIM_LEASE, ClaimHeld, Disposition, EventDispatcher, State, gate_input
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT, SHARED_FIXTURES
-from tests.support.gatekeeper_env import github_request, http_function, make_env
+from tests.support.gatekeeper_env import github_request, http_function
 
 DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.requested.json").read_text())
 STATUS_PAYLOAD = SHARED_FIXTURES / "github/workflow_run.completed.payload.json"
@@ -68,11 +67,8 @@ class Gateway:
 
 
 @pytest.fixture
-def env(storage_connection_string, tmp_path):
-    env = make_env(storage_connection_string, tmp_path / "keys")
-    set_services(env.services)
-    yield env
-    set_services(None)
+def env(served_env):
+    return served_env
 
 
 def queued(env, event: str = "deployment_protection_rule", payload: dict | None = None):

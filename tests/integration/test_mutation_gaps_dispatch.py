@@ -14,31 +14,20 @@ import uuid
 import azure.durable_functions as df
 import pytest
 
-from devstack.durable_api import DurableApiServer
 from functions.durable_gateway import DurableClientGateway
 from gatekeeper.ingest.dispatcher import Disposition
 from gatekeeper.ingest.queue import decode_message
-from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT
-from tests.support.gatekeeper_env import github_request, http_function, make_env
+from tests.support.gatekeeper_env import github_request, http_function
 from tests.support.worker_loop import worker_loop
 
 DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.requested.json").read_text())
 
 
 @pytest.fixture
-def env(storage_connection_string, tmp_path):
-    env = make_env(storage_connection_string, tmp_path / "keys")
-    set_services(env.services)
-    yield env
-    set_services(None)
-
-
-@pytest.fixture
-def durable():
-    with DurableApiServer() as server:
-        yield server
+def env(served_env):
+    return served_env
 
 
 def _queued_event(env):

@@ -114,6 +114,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Teams app id (manifest id) whose activity types the activity-feed notifications use.",
     ),
     Setting(
+        "GATEKEEPER_BOT_APP_ID",
+        None,
+        "App id of the Azure Bot that sends approval cards in Teams (the user-assigned managed identity's client "
+        "id); empty: no Teams bot, cards are not sent and /api/messages refuses every activity.",
+    ),
+    Setting(
+        "GATEKEEPER_BOT_TENANT_ID",
+        None,
+        "Entra tenant of the bot's identity (the MSP's tenant); inbound bot tokens must be issued for it.",
+    ),
+    Setting(
+        "GATEKEEPER_BOT_SERVICE_URL",
+        "https://smba.trafficmanager.net/teams/",
+        "Bot Connector endpoint for the first proactive message to a user (later ones use the conversation's "
+        "own serviceUrl).",
+    ),
+    Setting(
+        "GATEKEEPER_BOT_OPENID_METADATA",
+        "https://login.botframework.com/v1/.well-known/openidconfiguration",
+        "OpenID configuration whose keys sign the Bot Connector's tokens on activities sent to /api/messages.",
+    ),
+    Setting(
         "GATEKEEPER_MAIL_SENDER", None, "Mailbox (UPN or object id) that sends fallback mail through Graph sendMail."
     ),
     Setting(
@@ -256,6 +278,10 @@ class Settings:
     github_app_key_name: str = "github-app"
     approval_base_url: str | None = None
     teams_app_id: str | None = None
+    bot_app_id: str | None = None
+    bot_tenant_id: str | None = None
+    bot_service_url: str = "https://smba.trafficmanager.net/teams/"
+    bot_openid_metadata: str = "https://login.botframework.com/v1/.well-known/openidconfiguration"
     mail_sender: str | None = None
     graph_base_url: str = "https://graph.microsoft.com/v1.0"
     graph_tenant_id: str | None = None
@@ -300,6 +326,11 @@ class Settings:
             github_app_key_name=r.required("GATEKEEPER_GITHUB_APP_KEY_NAME"),
             approval_base_url=r.url("GATEKEEPER_APPROVAL_BASE_URL"),
             teams_app_id=r.text("GATEKEEPER_TEAMS_APP_ID"),
+            bot_app_id=(r.text("GATEKEEPER_BOT_APP_ID") or "").strip() or None,
+            bot_tenant_id=(r.text("GATEKEEPER_BOT_TENANT_ID") or "").strip() or None,
+            bot_service_url=r.url("GATEKEEPER_BOT_SERVICE_URL") or "https://smba.trafficmanager.net/teams/",
+            bot_openid_metadata=r.url("GATEKEEPER_BOT_OPENID_METADATA")
+            or "https://login.botframework.com/v1/.well-known/openidconfiguration",
             mail_sender=r.text("GATEKEEPER_MAIL_SENDER"),
             graph_base_url=r.url("GATEKEEPER_GRAPH_BASE_URL") or "https://graph.microsoft.com/v1.0",
             graph_tenant_id=(r.text("GATEKEEPER_GRAPH_TENANT_ID") or "").strip() or None,

@@ -157,6 +157,11 @@ var appSettings = {
   // Notifications link to <base>/api/approvals/<gate id>.
   GATEKEEPER_APPROVAL_BASE_URL: 'https://${app.properties.defaultHostName}'
   GATEKEEPER_TEAMS_APP_ID: teamsManifest.id
+  // The Azure Bot (Teams approval cards) uses the user-assigned managed identity as its app identity.
+  GATEKEEPER_BOT_APP_ID: identityClientId
+  GATEKEEPER_BOT_TENANT_ID: tenant().tenantId
+  GATEKEEPER_BOT_SERVICE_URL: 'https://smba.trafficmanager.net/teams/'
+  GATEKEEPER_BOT_OPENID_METADATA: 'https://login.botframework.com/v1/.well-known/openidconfiguration'
   GATEKEEPER_GRAPH_BASE_URL: '${environment().graph}v1.0'
   // Group-overage lookups read the directory the managed identity lives in.
   GATEKEEPER_GRAPH_TENANT_ID: tenant().tenantId

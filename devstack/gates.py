@@ -123,6 +123,7 @@ def local_gates(
         audit_for=audit_for,
         clock=now,
         directory=directory,
+        base_url=approval_base_url,
     )
 
     def identify(headers: Mapping[str, str]) -> Principal:

@@ -38,6 +38,7 @@ def decision_service(gateway: OrchestrationGateway) -> DecisionService:
         audit_for=runtime.audit_for,
         group_membership=runtime.group_membership,
         directory=runtime.user_directory,
+        base_url=runtime.approval_base_url,
     )
 
 

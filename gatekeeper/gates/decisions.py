@@ -44,6 +44,7 @@ from gatekeeper.errors import (
     NotFound,
 )
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore, StoredVote, VoteExists
+from gatekeeper.gates.view import ApprovalView, build_view
 from gatekeeper.security.groups import GroupLookupUnavailable, GroupMembership
 from gatekeeper.security.principal import Principal, wrong_tenant
 from gatekeeper.security.requester import GUID, DirectoryUnavailable, UserDirectory, normalise_address
@@ -108,7 +109,9 @@ class DecisionService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         group_membership: GroupMembership | None = None,
         directory: UserDirectory | None = None,
+        base_url: str | None = None,
     ):
+        self._base_url = base_url
         self._storage = storage
         self._directory = directory
         self._groups = group_membership
@@ -196,40 +199,27 @@ class DecisionService:
                 aliases=aliases or identities,
             )
             can_decide = aliases is not None and chain.check(self._state(store, record, votes), probe) is None
-        current = stages[record.stage] if record.stage is not None and stages else None
-        return 200, {
-            "instance_id": instance_id,
-            "status": record.status.value,
-            "level": record.level,
-            "title": record.title,
-            "subject": record.subject,
-            "reasons": list(record.reasons),
-            "stage": None
-            if current is None
-            else {
-                "index": record.stage,
-                "name": current.name,
-                "approvers": list(current.approvers),
-                "quorum": current.quorum,
-                "deadline": record.deadline.isoformat() if record.deadline else None,
-                "on_timeout": current.on_timeout.value,
-            },
-            "stages": [{"name": s.name, "quorum": s.quorum} for s in stages],
-            "votes": [
-                {
-                    "voter_id": v.voter_id,
-                    "decision": v.decision.value,
-                    "stage": v.stage,
-                    "at": v.at.isoformat(),
-                    "comment": v.comment,
-                }
-                for v in votes
-            ],
-            "can_decide": can_decide,
-            "requester": _requester_view(record),
-            "decided_at": record.decided_at.isoformat() if record.decided_at else None,
-            "outcome": record.outcome_reason,
-        }
+        view = build_view(record, votes, can_decide=can_decide, base_url=self._base_url)
+        return 200, view.to_api()
+
+    def view(self, instance_id: str, principal: Principal) -> ApprovalView:
+        """The gate as `principal` may see it (same checks as `state`), for the card and the page."""
+        _, document = self.state(instance_id, principal)
+        return self.system_view(instance_id, can_decide=bool(document["can_decide"]))
+
+    def system_view(self, instance_id: str, *, can_decide: bool = False) -> ApprovalView:
+        """The gate as the system shows it to everyone it asks (a card sent to each approver, the read-only
+        summary after the decision). No caller checks: never answer a request with this directly."""
+        if not INSTANCE_ID.match(instance_id or ""):
+            raise not_found()
+        tenant_id = self._index.tenant_of(instance_id)
+        if tenant_id is None:
+            raise not_found()
+        store = self._store(tenant_id)
+        record = store.load(instance_id)
+        if record is None:
+            raise not_found()
+        return build_view(record, store.votes(instance_id), can_decide=can_decide, base_url=self._base_url)
 
     # ----- steps ---------------------------------------------------------------------------------------
 
@@ -291,13 +281,17 @@ class DecisionService:
         allowed = {t.strip().lower() for t in self._entra_tenants_for(tenant_id)}
         if principal.tid.lower() not in allowed:
             raise wrong_tenant()
-        store = self._stores.get(tenant_id)
-        if store is None:
-            store = self._stores[tenant_id] = GateStore(self._storage, tenant_id, self._cipher)
+        store = self._store(tenant_id)
         record = store.load(instance_id)
         if record is None:
             raise not_found()
         return store, record
+
+    def _store(self, tenant_id: str) -> GateStore:
+        store = self._stores.get(tenant_id)
+        if store is None:
+            store = self._stores[tenant_id] = GateStore(self._storage, tenant_id, self._cipher)
+        return store
 
     def _state(self, store: GateStore, record: GateRecord, votes: list[StoredVote] | None = None) -> chain.ChainState:
         """The chain as the route sees it, from the gate record and the stored votes."""
@@ -396,26 +390,6 @@ def _needs_names(record: GateRecord) -> bool:
     if record.requested_by is not None:
         return record.requested_by.needs_names()
     return any(not GUID.match(r) for r in record.requester)
-
-
-def _requester_view(record: GateRecord) -> dict[str, Any]:
-    """What an approver is shown of the requester: who the request says asked, and whether that could be
-    matched to an Entra identity (if not, separation of duties works on names only, and policy raised the bar)."""
-    who = record.requested_by
-    if who is None:
-        return {"resolved": None, "display": None, "seen_as": list(record.requester), "note": None}
-    note = None
-    if not who.resolved:
-        note = "requester unresolved: " + (who.note or "no Entra identity could be matched")
-        if record.extra_approver_stage is not None:
-            note += f"; one extra distinct approver is required at stage {record.extra_approver_stage + 1}"
-    return {
-        "resolved": who.resolved,
-        "oid": who.oid,
-        "display": who.display,
-        "seen_as": list(who.seen_as),
-        "note": note,
-    }
 
 
 def _parse(body: bytes) -> DecisionRequest:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gatekeeper import json_bounded
 from gatekeeper.errors import InvalidInput
 from gatekeeper.teams_app.png import PngError, read_png, rgba_pixels
 
@@ -139,18 +140,11 @@ def load_template(source: Path) -> dict[str, Any]:
     if len(raw) > MAX_TEMPLATE_BYTES:
         raise _bad(str(path), f"is larger than {MAX_TEMPLATE_BYTES} bytes")
 
-    def no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise _bad(str(path), f"repeats the key {next(k for k in keys if keys.count(k) > 1)!r}")
-        return dict(pairs)
-
     try:
-        document = json.loads(raw.decode("utf-8"), object_pairs_hook=no_repeats)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise _bad(str(path), f"is not JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise _bad(str(path), "must be a JSON object")
+        document = json_bounded.loads_object(raw)
+    except json_bounded.JsonBoundsError as exc:
+        where = "" if exc.path == "$" else f"{exc.path}: "
+        raise _bad(str(path), f"{where}{exc.message} ({json_bounded.verdict(exc)})") from None
     return document
 
 
@@ -210,7 +204,8 @@ def manifest_problems(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -
         for i, domain in enumerate(domains):
             if not isinstance(domain, str) or not DOMAIN.match(domain):
                 problems.append(f"validDomains[{i}]: must be a host name without scheme, path or wildcard")
-    icons = manifest.get("icons") if isinstance(manifest.get("icons"), dict) else {}
+    found = manifest.get("icons")
+    icons: dict[str, Any] = found if isinstance(found, dict) else {}
     for key, size in (("color", COLOR_ICON_SIZE), ("outline", OUTLINE_ICON_SIZE)):
         problems.extend(_icon_problems(key, str(icons.get(key, "")), size, files))
     return problems

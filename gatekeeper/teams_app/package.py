@@ -63,7 +63,8 @@ def build_teams_app(source: Path, inputs: TeamsAppInputs) -> TeamsAppPackage:
     """The package built from the template folder `source` (infra/teams/); InvalidInput naming the setting,
     option or manifest path at fault, and nothing built, when a check fails."""
     manifest = build_manifest(load_template(source), inputs)
-    icons = manifest.get("icons") if isinstance(manifest.get("icons"), dict) else {}
+    found = manifest.get("icons")
+    icons: dict[str, Any] = found if isinstance(found, dict) else {}
     files = {str(name): _icon(source, str(name)) for name in sorted({str(v) for v in icons.values()})}
     problems = manifest_problems(manifest, files)
     if problems:

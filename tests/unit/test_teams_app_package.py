@@ -358,4 +358,11 @@ def test_a_template_with_a_repeated_key_is_refused_naming_the_file(env, tmp_path
     repeated = text.replace('"version": "1.1.0",', '"version": "1.1.0", "version": "9.0.0",')
     (source / "manifest.json").write_text(repeated)
     code, err = build(tmp_path, capsys, "--source", str(source))
-    assert code == 2 and "manifest.json" in err and "repeats the key 'version'" in err
+    assert code == 2 and "manifest.json: $.version: key appears more than once" in err
+
+
+def test_a_template_nested_too_deep_is_refused_before_parsing(env, tmp_path, capsys):
+    source = source_copy(tmp_path)
+    (source / "manifest.json").write_text("[" * 5000 + "]" * 5000)
+    code, err = build(tmp_path, capsys, "--source", str(source))
+    assert code == 2 and "manifest.json: nested deeper than 64 levels" in err

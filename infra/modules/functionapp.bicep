@@ -199,10 +199,10 @@ module settings 'appsettings.bicep' = {
 // no App Service session with 302 to /.auth/login/aad?post_login_redirect_uri=/api/approvals/{id}/page.
 // /.auth/login/aad works in this mode because the Entra ID provider below is configured.
 //
-// /api/messages is excluded from App Service authentication altogether: the Bot Connector's bearer tokens
-// are issued by the Bot Framework for the bot's app id, not by this tenant for the app registration, so the
-// platform must not judge them; the bot validates them itself (Agents SDK, GATEKEEPER_BOT_OPENID_METADATA)
-// and never reads X-MS-CLIENT-PRINCIPAL.
+// /api/messages is listed in excludedPaths as a precaution: the Bot Connector's bearer tokens are issued by
+// the Bot Framework for the bot's app id, not by this tenant for the app registration, so the platform has
+// no say on them; the bot validates them itself (Agents SDK, GATEKEEPER_BOT_OPENID_METADATA) and never
+// reads X-MS-CLIENT-PRINCIPAL.
 resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
   parent: app
   name: 'authsettingsV2'

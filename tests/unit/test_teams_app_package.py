@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft4Validator, Draft7Validator, validators
 
 from gatekeeper.cli import main
 from gatekeeper.integrations.notify import ACTIVITY_TYPES
-from gatekeeper.teams_app.manifest import MANIFEST_VERSION, SCHEMA_URL
+from gatekeeper.teams_app.manifest import MANIFEST_VERSION, SCHEMA_URL, TeamsAppInputs, build_manifest, load_template
 from gatekeeper.teams_app.png import PngError, read_png, rgba_pixels
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +59,9 @@ def schema() -> dict[str, Any]:
     raw = SCHEMA_PATH.read_bytes()
     assert hashlib.sha256(raw).hexdigest() == SCHEMA_SHA256, "the vendored Teams schema was edited"
     return json.loads(raw)
+
+
+SCHEMA_VALIDATOR = TeamsValidator(schema())
 
 
 def build(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str, name: str = "app.zip") -> tuple[int, str]:
@@ -366,3 +374,48 @@ def test_a_template_nested_too_deep_is_refused_before_parsing(env, tmp_path, cap
     (source / "manifest.json").write_text("[" * 5000 + "]" * 5000)
     code, err = build(tmp_path, capsys, "--source", str(source))
     assert code == 2 and "manifest.json: nested deeper than 64 levels" in err
+
+
+# ------------------------------------------------------------------------------------------ properties
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(
+    name=st.text(
+        alphabet=st.characters(min_codepoint=32, blacklist_categories=("Cs", "Cc")), min_size=1, max_size=32
+    ).filter(lambda n: n.strip() and "{{" not in n and "}}" not in n),
+    team=st.booleans(),
+)
+def test_any_printable_msp_name_is_kept_verbatim_and_the_manifest_stays_schema_valid(name, team):
+    inputs = TeamsAppInputs(
+        bot_app_id=BOT,
+        approval_base_url=f"https://{HOST}",
+        msp_name=name,
+        website_url="https://contoso.example",
+        privacy_url="https://contoso.example/privacy",
+        terms_url="https://contoso.example/terms",
+        team=team,
+    )
+    manifest = build_manifest(load_template(TEAMS), inputs)
+    assert manifest["developer"]["name"] == name.strip()
+    assert SCHEMA_VALIDATOR.is_valid(manifest)
+    assert manifest["bots"][0]["scopes"] == (["personal", "team"] if team else ["personal"])
+
+
+def test_separate_processes_write_the_same_bytes(tmp_path):
+    """Same inputs, two interpreters with different hash seeds: byte-identical packages."""
+    env = {**os.environ, "GATEKEEPER_BOT_APP_ID": BOT, "GATEKEEPER_APPROVAL_BASE_URL": f"https://{HOST}"}
+    env.pop("GATEKEEPER_TEAMS_APP_ID", None)
+    for seed in ("1", "2"):
+        command = ["package", "teams-app", "--out", str(tmp_path / f"{seed}.zip"), *OPTIONS]
+        result = subprocess.run(
+            [sys.executable, "-m", "gatekeeper", *command],
+            cwd=ROOT,
+            env={**env, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "1.zip").read_bytes() == (tmp_path / "2.zip").read_bytes()

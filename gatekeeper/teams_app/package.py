@@ -86,6 +86,9 @@ def write_zip(package: TeamsAppPackage, target: Path) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode a plain open would
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

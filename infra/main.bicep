@@ -143,6 +143,20 @@ module functionApp 'modules/functionapp.bicep' = {
   }
 }
 
+// The Azure Bot for Teams approval cards, running as the app's managed identity, messaging endpoint
+// https://<app host>/api/messages, with the Microsoft Teams channel.
+module bot 'modules/bot.bicep' = {
+  name: 'gatekeeper-bot'
+  params: {
+    name: '${namePrefix}-bot-${token}'
+    displayName: 'Gatekeeper'
+    identityClientId: identity.outputs.clientId
+    identityId: identity.outputs.id
+    appHostName: functionApp.outputs.hostName
+    tags: tags
+  }
+}
+
 // Empty nested deployment whose name carries the Partner Center tracking id (customer usage attribution).
 resource partnerCenterAttribution 'Microsoft.Resources/deployments@2025-04-01' = {
   name: 'pid-${partnerCenterTrackingId}-partnercenter'
@@ -163,6 +177,9 @@ output AZURE_FUNCTION_APP_HOSTNAME string = functionApp.outputs.hostName
 output GATEKEEPER_APPROVAL_BASE_URL string = functionApp.outputs.approvalBaseUrl
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+// The bot's app id (the managed identity's client id): `package teams-app` reads it as GATEKEEPER_BOT_APP_ID.
+output GATEKEEPER_BOT_APP_ID string = bot.outputs.appId
+output AZURE_BOT_NAME string = bot.outputs.name
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name

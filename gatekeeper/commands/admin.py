@@ -1,8 +1,12 @@
 """`gatekeeper admin`: post-deployment steps a Marketplace deployment cannot do by itself.
 
 `grant-graph-permissions` gives the Function App's managed identity the Microsoft Graph application roles
-TeamsActivity.Send and Mail.Send. Run it once after deploying, signed in (`az login`) as an Entra ID
-admin who may grant application permissions (Privileged Role Administrator or Global Administrator).
+in `gatekeeper.integrations.graph_admin.REQUIRED_GRAPH_ROLES`: TeamsActivity.Send and Mail.Send
+(notifications), User.Read.All and GroupMember.Read.All (addresses, group checks), and
+TeamsAppInstallation.ReadWriteForUser.All and AppCatalog.Read.All (the Teams bot installs its app for an
+approver and finds the chat for the approval card). Run it after deploying and after each upgrade, signed in
+(`az login`) as an Entra ID admin who may grant application permissions (Privileged Role Administrator or
+Global Administrator); roles already granted are reported, not granted twice.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     admin = subparsers.add_parser("admin", help="post-deployment admin steps")
     steps = admin.add_subparsers(dest="step", required=True, metavar="STEP")
     grant = steps.add_parser(
-        "grant-graph-permissions", help="grant the app's managed identity TeamsActivity.Send and Mail.Send on Graph"
+        "grant-graph-permissions",
+        help="grant the app's managed identity its Microsoft Graph application permissions "
+        "(notifications, mail, directory reads, Teams app installation for the bot)",
     )
     who = grant.add_mutually_exclusive_group(required=True)
     who.add_argument(

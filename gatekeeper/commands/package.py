@@ -1,8 +1,13 @@
-"""`gatekeeper package marketplace`: build the Azure Marketplace offer zip from the compiled template.
+"""`gatekeeper package marketplace` and `gatekeeper package teams-app`: the release packages.
 
-Run by .github/workflows/release.yml after `bicep build infra/main.bicep --outfile mainTemplate.json`.
-Exit 0 with the zip written, 1 when the template or createUiDefinition fails a check (each finding
-printed), 2 when an input is missing or unreadable.
+`marketplace` builds the Azure Marketplace offer zip from the compiled template; run by
+.github/workflows/release.yml after `bicep build infra/main.bicep --outfile mainTemplate.json`. Exit 0 with
+the zip written, 1 when the template or createUiDefinition fails a check (each finding printed), 2 when an
+input is missing or unreadable.
+
+`teams-app` builds the Teams app package an admin uploads (docs/deploy.md): infra/teams/ filled with the
+bot's app id (GATEKEEPER_BOT_APP_ID), the app's host (GATEKEEPER_APPROVAL_BASE_URL) and the MSP's name and
+pages. Exit 0 with the zip written, 2 naming the setting, option or manifest field at fault (nothing written).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ DEFAULT_UI_DEFINITION = ROOT / "infra" / "marketplace" / "createUiDefinition.jso
 DEFAULT_BICEP = ROOT / "infra" / "main.bicep"
 DEFAULT_API_EXCEPTIONS = ROOT / "infra" / "checks" / "api-version-exceptions.json"
 DEFAULT_SCHEMA_DIR = ROOT.parent / "shared" / "fixtures" / "arm"
+DEFAULT_TEAMS_SOURCE = ROOT / "infra" / "teams"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,6 +69,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(default: {DEFAULT_SCHEMA_DIR} when it exists)",
     )
     market.set_defaults(handler=run_marketplace)
+    _register_teams_app(targets)
+
+
+def _register_teams_app(targets: argparse._SubParsersAction) -> None:
+    teams = targets.add_parser(
+        "teams-app",
+        help="build the Teams app package (bot, activity types, icons) to upload to the Teams admin center",
+        description="Reads GATEKEEPER_BOT_APP_ID and GATEKEEPER_APPROVAL_BASE_URL (and GATEKEEPER_TEAMS_APP_ID, "
+        "when set, to check it) from the environment; the MSP's details come from the options.",
+    )
+    teams.add_argument("--out", required=True, type=Path, metavar="FILE.zip", help="the package to write")
+    teams.add_argument(
+        "--team", action="store_true", help="let the bot be added to a team too (the optional approval channel)"
+    )
+    teams.add_argument("--msp-name", required=True, help="your company's name as Teams shows it (at most 32 chars)")
+    teams.add_argument("--website-url", required=True, help="your company's https web site")
+    teams.add_argument("--privacy-url", required=True, help="https URL of your privacy statement")
+    teams.add_argument("--terms-url", required=True, help="https URL of your terms of use")
+    teams.add_argument(
+        "--app-version", default=None, help="the app's version, higher than the uploaded one (default: the template's)"
+    )
+    teams.add_argument(
+        "--source", type=Path, default=DEFAULT_TEAMS_SOURCE, help="template folder (default: infra/teams)"
+    )
+    teams.set_defaults(handler=run_teams_app)
 
 
 def _exceptions(path: Path) -> dict[str, str]:
@@ -104,4 +135,37 @@ def run_marketplace(args: argparse.Namespace) -> int:
             print(f"  {finding}", file=sys.stderr)
         return 1
     print(f"wrote {target}")
+    return 0
+
+
+def run_teams_app(args: argparse.Namespace) -> int:
+    from gatekeeper.commands.common import services_from_args
+    from gatekeeper.teams_app.manifest import TeamsAppInputs
+    from gatekeeper.teams_app.package import build_teams_app, write_zip
+
+    out: Path = args.out
+    if out.suffix.lower() != ".zip":
+        raise UsageError(f"command line: --out: {out}: the package must be a .zip file")
+    if out.is_dir() or not out.parent.is_dir():
+        raise UsageError(f"command line: --out: {out}: name a file in an existing folder")
+    settings = services_from_args(args).settings
+    inputs = TeamsAppInputs(
+        bot_app_id=settings.bot_app_id,
+        approval_base_url=settings.approval_base_url,
+        msp_name=args.msp_name,
+        website_url=args.website_url,
+        privacy_url=args.privacy_url,
+        terms_url=args.terms_url,
+        team=args.team,
+        app_version=args.app_version,
+        teams_app_id=settings.teams_app_id,
+    )
+    package = build_teams_app(args.source, inputs)
+    write_zip(package, out)
+    manifest = package.manifest
+    scopes = ", ".join(manifest["bots"][0]["scopes"])
+    print(
+        f"wrote {out}: Teams app {manifest['id']} version {manifest['version']}, bot {manifest['bots'][0]['botId']} "
+        f"({scopes}), valid domain {manifest['validDomains'][0]}"
+    )
     return 0

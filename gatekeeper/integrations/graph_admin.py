@@ -22,8 +22,19 @@ from msgraph.generated.service_principals.service_principals_request_builder imp
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 # TeamsActivity.Send: approval requests in the activity feed. Mail.Send: the mail fallback. User.Read.All and
 # GroupMember.Read.All: a recipient's fallback address, and checkMemberGroups for approvers whose token lists
-# too many groups.
-REQUIRED_GRAPH_ROLES: tuple[str, ...] = ("TeamsActivity.Send", "Mail.Send", "User.Read.All", "GroupMember.Read.All")
+# too many groups. The Teams bot's 1:1 approval cards: TeamsAppInstallation.ReadWriteForUser.All installs the
+# Teams app for an approver who has not got it (POST users/{id}/teamwork/installedApps) and reads the app's
+# installation and its chat with the user (GET .../installedApps/{id}/chat); AppCatalog.Read.All finds the
+# app's catalog id from the manifest id (GET appCatalogs/teamsApps?$filter=externalId eq '...'), which the
+# install must name, since an app uploaded to the organisation's catalog gets an id of its own.
+TEAMS_BOT_GRAPH_ROLES: tuple[str, ...] = ("TeamsAppInstallation.ReadWriteForUser.All", "AppCatalog.Read.All")
+REQUIRED_GRAPH_ROLES: tuple[str, ...] = (
+    "TeamsActivity.Send",
+    "Mail.Send",
+    "User.Read.All",
+    "GroupMember.Read.All",
+    *TEAMS_BOT_GRAPH_ROLES,
+)
 
 
 class GraphAdminError(Exception):

@@ -190,6 +190,19 @@ module settings 'appsettings.bicep' = {
 // App Service authentication: signs approvers in with Entra ID on the approval page and sets a trusted
 // X-MS-CLIENT-PRINCIPAL header. Anonymous requests still reach the app, because webhooks authenticate
 // with signatures and keys, and each route decides what it requires.
+//
+// Login redirect for the approval page only: authsettingsV2 cannot say "redirect for this path". Its one
+// path list, globalValidation.excludedPaths, is an exclusion list with a trailing-wildcard prefix at most,
+// so a platform redirect would have to cover /api/approvals/{id} (JSON, bearer tokens) and .../decisions too,
+// and every webhook route added later would start answering 302 unless someone remembered to exclude it. So
+// the platform allows anonymous requests, and GET /api/approvals/{id}/page itself answers a browser that has
+// no App Service session with 302 to /.auth/login/aad?post_login_redirect_uri=/api/approvals/{id}/page.
+// /.auth/login/aad works in this mode because the Entra ID provider below is configured.
+//
+// /api/messages is listed in excludedPaths as a precaution: the Bot Connector's bearer tokens are issued by
+// the Bot Framework for the bot's app id, not by this tenant for the app registration, so the platform has
+// no say on them; the bot validates them itself (Agents SDK, GATEKEEPER_BOT_OPENID_METADATA) and never
+// reads X-MS-CLIENT-PRINCIPAL.
 resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
   parent: app
   name: 'authsettingsV2'
@@ -200,6 +213,9 @@ resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     globalValidation: {
       requireAuthentication: false
       unauthenticatedClientAction: 'AllowAnonymous'
+      excludedPaths: [
+        '/api/messages'
+      ]
     }
     httpSettings: {
       requireHttps: true

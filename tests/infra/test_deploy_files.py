@@ -59,7 +59,9 @@ def test_teams_manifest_declares_the_activity_types_the_notifier_sends():
     assert set(declared) == set(ACTIVITY_TYPES.values())
     for text in declared.values():
         assert set(re.findall(r"\{(\w+)\}", text)) <= {"title"}, "the notifier only sends the 'title' parameter"
-    assert manifest["webApplicationInfo"]["id"] == "{{MANAGED_IDENTITY_CLIENT_ID}}"
+    # activity notifications come from the managed identity, which is also the bot (GATEKEEPER_BOT_APP_ID)
+    assert manifest["webApplicationInfo"]["id"] == "{{BOT_APP_ID}}"
+    assert [bot["botId"] for bot in manifest["bots"]] == ["{{BOT_APP_ID}}"]
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", manifest["id"])
     for icon in manifest["icons"].values():
         assert (INFRA / "teams" / icon).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -2,7 +2,7 @@
 
 The stand-in answers the documented wire format of the three calls the grant makes: the Microsoft Graph
 service principal by appId (with its appRoles), the identity's appRoleAssignments (paged), and
-POST servicePrincipals/{id}/appRoleAssignedTo.
+POST servicePrincipals/{id}/appRoleAssignedTo. Role ids are Microsoft Graph's published ones.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ ROLE_IDS = {
     "Mail.Send": "b633e1c5-b582-4048-a93e-9f11b44c7e96",
     "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
     "GroupMember.Read.All": "98830695-27a2-44f7-8c18-0c3ebc9698f6",
+    "TeamsAppInstallation.ReadWriteForUser.All": "74ef0291-ca83-4d02-8c7e-d2391e6a444f",
+    "AppCatalog.Read.All": "e12dae10-5a57-4817-b79d-dfbec5348930",
 }
-ALL_ROLES = ["GroupMember.Read.All", "Mail.Send", "TeamsActivity.Send", "User.Read.All"]
+ALL_ROLES = sorted(ROLE_IDS)
+BEFORE_THE_BOT = ["TeamsActivity.Send", "Mail.Send", "User.Read.All", "GroupMember.Read.All"]
 
 
 def _json(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
@@ -38,8 +41,9 @@ def _json(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
 class LocalGraphAdmin(LocalServer):
     name = "local Microsoft Graph (service principals)"
 
-    def __init__(self, existing: list[str] = ()):  # type: ignore[assignment]
+    def __init__(self, existing: list[str] = (), published: list[str] | None = None):  # type: ignore[assignment]
         super().__init__()
+        self.published = {name: ROLE_IDS[name] for name in (published or ROLE_IDS)}
         self.assignments = [self._assignment(ROLE_IDS[r]) for r in existing]
         # an assignment to another resource, on page 1: must not count as a Graph role
         self.assignments.insert(
@@ -80,7 +84,7 @@ class LocalGraphAdmin(LocalServer):
                         "isEnabled": True,
                         "displayName": value,
                     }
-                    for value, rid in ROLE_IDS.items()
+                    for value, rid in self.published.items()
                 ]
                 return _json(
                     200,
@@ -143,24 +147,26 @@ def test_grants_every_role(capsys):
         assert run_grant(_args(server), credential=StaticTokenCredential(TOKEN)) == 0
         assert _graph_roles(server) == ALL_ROLES
         posts = server.requests_to("/appRoleAssignedTo", "POST")
-        assert len(posts) == 4
+        assert len(posts) == len(ALL_ROLES) == 6
     out = capsys.readouterr().out
     assert f"TeamsActivity.Send: granted (service principal {MI_PRINCIPAL})" in out
-    for role in ("Mail.Send", "User.Read.All", "GroupMember.Read.All"):
+    for role in ALL_ROLES:
         assert f"{role}: granted" in out
 
 
 def test_is_idempotent_and_reports_existing_assignments(capsys):
     with LocalGraphAdmin(existing=["TeamsActivity.Send"]) as server:
         run_grant(_args(server), credential=StaticTokenCredential(TOKEN))
-        assert len(server.requests_to("/appRoleAssignedTo", "POST")) == 3
+        assert len(server.requests_to("/appRoleAssignedTo", "POST")) == len(ALL_ROLES) - 1
         run_grant(_args(server), credential=StaticTokenCredential(TOKEN))
-        assert len(server.requests_to("/appRoleAssignedTo", "POST")) == 3  # nothing new the second time
+        assert len(server.requests_to("/appRoleAssignedTo", "POST")) == len(ALL_ROLES) - 1  # nothing new
         assert _graph_roles(server) == ALL_ROLES
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("TeamsActivity.Send: already granted")
     assert out[1].startswith("Mail.Send: granted")
-    assert all(line.split(":")[1].strip().startswith("already granted") for line in out[4:8])
+    second_run = out[len(ALL_ROLES) :]
+    assert len(second_run) == len(ALL_ROLES)
+    assert all(line.split(":")[1].strip().startswith("already granted") for line in second_run)
 
 
 def test_finds_the_principal_from_the_client_id():
@@ -182,3 +188,27 @@ def test_bad_principal_id_is_refused_naming_the_field():
     result = run_gatekeeper("admin", "grant-graph-permissions", "--principal-id", "not-a-guid")
     assert result.returncode == 2
     assert "--principal-id: must be a GUID" in result.stderr
+
+
+def test_an_upgrade_grants_the_teams_bot_roles_to_an_identity_that_has_the_older_ones(capsys):
+    """The bot installs its Teams app for an approver (TeamsAppInstallation.ReadWriteForUser.All) after finding
+    the app's catalog id (AppCatalog.Read.All); a deployment granted before the bot gets exactly these two."""
+    with LocalGraphAdmin(existing=BEFORE_THE_BOT) as server:
+        assert run_grant(_args(server), credential=StaticTokenCredential(TOKEN)) == 0
+        posted = [json.loads(r.body)["appRoleId"] for r in server.requests_to("/appRoleAssignedTo", "POST")]
+        assert posted == [ROLE_IDS["TeamsAppInstallation.ReadWriteForUser.All"], ROLE_IDS["AppCatalog.Read.All"]]
+        assert _graph_roles(server) == ALL_ROLES
+    out = capsys.readouterr().out
+    assert f"TeamsAppInstallation.ReadWriteForUser.All: granted (service principal {MI_PRINCIPAL})" in out
+    assert "AppCatalog.Read.All: granted" in out
+    assert "TeamsActivity.Send: already granted" in out
+
+
+def test_a_graph_without_a_required_role_is_refused_naming_it_and_grants_nothing():
+    from gatekeeper.commands.common import UsageError
+
+    older_graph = [r for r in ROLE_IDS if r != "TeamsAppInstallation.ReadWriteForUser.All"]
+    with LocalGraphAdmin(published=older_graph) as server:
+        with pytest.raises(UsageError, match=r"no application role TeamsAppInstallation\.ReadWriteForUser\.All"):
+            run_grant(_args(server), credential=StaticTokenCredential(TOKEN))
+        assert server.requests_to("/appRoleAssignedTo", "POST") == []

@@ -1,0 +1,1 @@
+"""The Teams app package (`python -m gatekeeper package teams-app`): manifest, icon checks, deterministic zip."""

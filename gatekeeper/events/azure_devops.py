@@ -15,11 +15,12 @@ The check's body is whatever the check configuration says. Our convention (docum
      "repositoryUrl": "$(Build.Repository.Uri)", "versionTags": ["$(Build.BuildNumber)"],
      "artifacts": ["drop@$(Build.BuildNumber)"]}
 
-`requestedBy` is the check's requester: its identity id (a GUID, linkable in the tenant's identity map), or
-a unique name (an address); a display name is shown but cannot be matched. `requestedByEmail` adds the unique
+`requestedBy` is the check's requester: its identity id (a GUID, linkable in the tenant's identity map), or a
+unique name (an address); a display name is shown but cannot be matched. `requestedByEmail` adds the unique
 name. `repositoryUrl` (https only), `versionTags` and `artifacts` are shown to approvers; the run's web page
-(`<PlanUrl><ProjectId>/_build/results?buildId=<run>`) is derived from the headers. Only `environment` is required. A value still reading `$(...)` means the variable is not available to
-checks, and is refused naming the field rather than becoming a literal environment called "$(...)".
+(`<PlanUrl><ProjectId>/_build/results?buildId=<run>`) is derived from the headers. Only `environment` is
+required. A value still reading `$(...)` means the variable is not available to checks, and is refused naming
+the field rather than becoming a literal environment called "$(...)".
 """
 
 from __future__ import annotations

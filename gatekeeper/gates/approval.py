@@ -11,6 +11,7 @@ from gatekeeper import telemetry
 from gatekeeper.contracts.gate import ApprovalRequest, ApprovalRequested, GateStatus, HumanTaskInput, HumanTaskOpened
 from gatekeeper.gates.common import append_audit, at_or_now, load_event, log, notify_people
 from gatekeeper.gates.store import GateRecord
+from gatekeeper.gates.view import build_view, notification_details
 
 if TYPE_CHECKING:
     from gatekeeper.gates.needs import GateNeeds
@@ -41,19 +42,20 @@ def request_approval(services: GateNeeds, request: ApprovalRequest) -> ApprovalR
     spec = record.plan.stages[stage]
     deadline = request.deadline
     started = request.started_at or at
-    store.save(
-        record.model_copy(
-            update={  # the route rebuilds the deadline from start + timeout: same as here
-                "status": GateStatus.AWAITING_APPROVAL,
-                "chain_instance_id": request.chain_id,
-                "stage": stage,
-                "stage_started_at": started,
-                "deadline": deadline,
-                "updated_at": at,
-                "approval_requested_at": record.approval_requested_at or started,  # the first stage's start
-            }
-        )
+    waiting = record.model_copy(
+        update={  # the route rebuilds the deadline from start + timeout: same as here
+            "status": GateStatus.AWAITING_APPROVAL,
+            "chain_instance_id": request.chain_id,
+            "stage": stage,
+            "stage_started_at": started,
+            "deadline": deadline,
+            "updated_at": at,
+            "approval_requested_at": record.approval_requested_at or started,  # the first stage's start
+        }
     )
+    store.save(waiting)
+    # The mail shows the context the card and the page show: the same view, from the stored record.
+    view = build_view(waiting, store.votes(gate_id), audit=store.audit_refs(gate_id))
     result = notify_people(
         services,
         tenant_id,
@@ -61,13 +63,15 @@ def request_approval(services: GateNeeds, request: ApprovalRequest) -> ApprovalR
         {
             "kind": "approval_request",
             "recipients": spec.approvers,
-            "title": f"Approval needed: {record.title}"[:200],
+            # The gate's own title: "Approval needed" is the channel's to say (mail subject, Teams template).
+            "title": record.title[:200] or gate_id,
             "text": (
                 f"Stage '{spec.name}': {spec.quorum} approval(s) needed before {deadline.isoformat()}. "
                 + unresolved_note(record)
             ).strip()[:2000],
             "link": services.approval_link(gate_id),
             "instance_id": gate_id,
+            "details": notification_details(view),
         },
         at,
     )
@@ -143,8 +147,8 @@ def open_human_task(services: GateNeeds, request: HumanTaskInput) -> HumanTaskOp
         {
             "kind": "human_task",
             "recipients": recipients,
-            "title": f"Human-only change: {title}"[:200],
-            "text": "Automation refused this change (level L3). A person must review and carry it out.",
+            "title": title[:200] or instance_id,
+            "text": "Human-only change: automation refused it (level L3). A person must review and carry it out.",
             "link": services.approval_link(instance_id),
             "instance_id": instance_id,
         },

@@ -79,9 +79,10 @@ def compliance_props(data: Mapping[str, Any] | None) -> list[dict[str, str]]:
         if not isinstance(mapping, Mapping):
             continue
         framework, control = mapping.get("framework"), mapping.get("control")
-        if isinstance(framework, str) and isinstance(control, str):
-            if _FRAMEWORK.match(framework) and _CONTROL.match(control):
-                props.append({"name": "compliance-control", "ns": NS, "class": framework, "value": control})
+        if not (isinstance(framework, str) and isinstance(control, str)):
+            continue
+        if _FRAMEWORK.match(framework) and _CONTROL.match(control):
+            props.append({"name": "compliance-control", "ns": NS, "class": framework, "value": control})
     return props
 
 

@@ -230,3 +230,17 @@ def test_the_mail_body_escapes_every_detail_and_links_only_https():
     assert '<a href="https://git.example/aaaaaaaaaa">' in body and "**v1**" in body
     with pytest.raises(ValidationError):
         NotificationDetail(label="Run", text="x", url="javascript:alert(1)")
+
+
+def test_the_generic_api_takes_version_tags_by_either_name_and_builds_the_commit_link():
+    from gatekeeper.events.generic import parse_generic
+
+    body = json.loads((ROOT / "tests/fixtures/generic/gate-request.json").read_text())
+    event = parse_generic(
+        {**body, "repositoryUrl": "https://git.contoso.com/shop/web-shop", "version_tags": ["v2.4.1", "v2.4.1"]},
+        tenant_id="contoso",
+    )
+    assert event.version_tags == ("v2.4.1",)
+    assert event.commit_url == "https://git.contoso.com/shop/web-shop/commit/" + body["commit"]
+    again = parse_generic({**body, "versionTags": ["v3"], "artifacts": ["web-shop-1287.zip"]}, tenant_id="contoso")
+    assert again.version_tags == ("v3",) and again.artifacts == ("web-shop-1287.zip",)

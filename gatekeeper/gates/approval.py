@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 from gatekeeper import telemetry
 from gatekeeper.contracts.gate import ApprovalRequest, ApprovalRequested, GateStatus, HumanTaskInput, HumanTaskOpened
 from gatekeeper.gates.common import append_audit, at_or_now, load_event, log, notify_people
-from gatekeeper.gates.store import GateRecord
+from gatekeeper.gates.store import GateRecord, GateStore
 from gatekeeper.gates.view import build_view, notification_details
+from gatekeeper.ports import NotificationDetail
 
 if TYPE_CHECKING:
     from gatekeeper.gates.needs import GateNeeds
@@ -54,8 +55,7 @@ def request_approval(services: GateNeeds, request: ApprovalRequest) -> ApprovalR
         }
     )
     store.save(waiting)
-    # The mail shows the context the card and the page show: the same view, from the stored record.
-    view = build_view(waiting, store.votes(gate_id), audit=store.audit_refs(gate_id))
+    details = _context_lines(store, waiting)
     result = notify_people(
         services,
         tenant_id,
@@ -71,7 +71,7 @@ def request_approval(services: GateNeeds, request: ApprovalRequest) -> ApprovalR
             ).strip()[:2000],
             "link": services.approval_link(gate_id),
             "instance_id": gate_id,
-            "details": notification_details(view),
+            "details": details,
         },
         at,
     )
@@ -113,6 +113,18 @@ def request_approval(services: GateNeeds, request: ApprovalRequest) -> ApprovalR
         notified=bool(result["ok"]),
     )
     return ApprovalRequested(stage=stage, notified=bool(result["ok"]))
+
+
+def _context_lines(store: GateStore, record: GateRecord) -> tuple[NotificationDetail, ...]:
+    """The mail shows the context the card and the page show: the same view, from the stored record. The
+    context is worth a retry of nothing: if votes or audit references cannot be read, the approvers are still
+    asked, with the link to the page that shows it all."""
+    try:
+        view = build_view(record, store.votes(record.instance_id), audit=store.audit_refs(record.instance_id))
+        return notification_details(view)
+    except Exception:
+        log.warning("gate %s: approval request sent without its context lines", record.instance_id, exc_info=True)
+        return ()
 
 
 def _tell_pipeline_it_waits(services: GateNeeds, tenant_id: str, record: GateRecord, comment: str) -> bool:

@@ -28,6 +28,7 @@ __all__ = [
     "CallbackTarget",
     "Delivery",
     "Notification",
+    "NotificationDetail",
     "NotificationResult",
     "Notifier",
     "PipelineTarget",
@@ -111,8 +112,27 @@ def parse_recipient(value: str) -> Recipient:
     raise ValueError(f"{value!r}: not a user object id, user principal name or 'group:<id>'")
 
 
+class NotificationDetail(BaseModel):
+    """One line of context under a notification (mail body): a label, the text, optionally an https link.
+    Plain text: every channel escapes it for its own format."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str = Field(min_length=1, max_length=40)
+    text: str = Field(min_length=1, max_length=1000)
+    url: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https://[^\s/?#@]+(?:[/?#]\S*)?$", value):
+            raise ValueError("url: must be an https URL")
+        return value
+
+
 class Notification(BaseModel):
-    """What to tell whom. `link` points at the approval page (required for approval requests)."""
+    """What to tell whom. `link` points at the approval page (required for approval requests); `details`
+    are the context lines an approver sees in the mail (the same as on the card and the page)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -122,6 +142,7 @@ class Notification(BaseModel):
     text: str = Field(default="", max_length=4000)
     link: str | None = None
     instance_id: str | None = None
+    details: tuple[NotificationDetail, ...] = Field(default=(), max_length=40)
 
     @field_validator("recipients")
     @classmethod

@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
@@ -435,7 +436,9 @@ class Services:
         return GateIndex(self.storage)
 
     def approval_link(self, gate_id: str) -> str:
-        return f"{self.approval_base_url.rstrip('/')}/api/approvals/{gate_id}"
+        """Where a person opens the gate: the approval page (`ApprovalView.page_url`), never the JSON route,
+        which answers a browser's click with 401."""
+        return f"{self.approval_base_url.rstrip('/')}/api/approvals/{quote(gate_id, safe='')}/page"
 
 
 def _require(value: str | None, name: str) -> str:

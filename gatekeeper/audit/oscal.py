@@ -7,6 +7,9 @@ Mapping:
 - findings against the NIST SP 800-53 controls the evidence supports: CM-3 (change control), CM-5 (access
   restrictions for change), AU-9 (protection of audit information), AU-10 (non-repudiation) and SA-10
   (developer configuration management), each satisfied or not with the observations behind it;
+- compliance mappings of the policy rule that decided a gate (`compliance: [{framework, control}]` in the
+  `decision` entry) become props of that decision's observation: `name: "compliance-control"`, `class`: the
+  framework (a token, e.g. `SOC2`), `value`: the control (e.g. `CC8.1`), one prop per mapping;
 - back-matter: the assessment plan `import-ap` points to (Gatekeeper's continuous gate, `#<uuid>`), every
   signed checkpoint (C2SP-style signed note, base64) and the checkpoint public key; observations cite the
   checkpoint that covers their entry as relevant evidence.
@@ -43,6 +46,9 @@ _HUMAN_KINDS = {"approval_decided", "policy_changed"}
 _APPROVED = {"approve", "approved", "accept", "accepted"}
 _APPROVAL_LEVELS = {"l2", "2"}
 _WS = re.compile(r"\s+")
+_FRAMEWORK = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,39}$")  # as gatekeeper.policy.compliance: an OSCAL token
+_CONTROL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._()/-]{0,63}$")
+MAX_COMPLIANCE_PROPS = 20
 
 
 def _uuid(*parts: object) -> str:
@@ -59,6 +65,25 @@ def _line(value: object, limit: int = 200) -> str:
 
 def _prop(name: str, value: object) -> dict[str, str]:
     return {"name": name, "ns": NS, "value": _line(value, 1000)}
+
+
+def compliance_props(data: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """One `compliance-control` prop per mapping the decision recorded (`class` = framework, `value` =
+    control). Entries written by other versions or by hand are read defensively: a mapping that is not a
+    well-formed framework token and control id is left out, never put into the document unchecked."""
+    mappings = data.get("compliance") if data else None
+    if not isinstance(mappings, list):
+        return []
+    props: list[dict[str, str]] = []
+    for mapping in mappings[:MAX_COMPLIANCE_PROPS]:
+        if not isinstance(mapping, Mapping):
+            continue
+        framework, control = mapping.get("framework"), mapping.get("control")
+        if not (isinstance(framework, str) and isinstance(control, str)):
+            continue
+        if _FRAMEWORK.match(framework) and _CONTROL.match(control):
+            props.append({"name": "compliance-control", "ns": NS, "class": framework, "value": control})
+    return props
 
 
 def _get(data: Mapping[str, Any] | None, *names: str) -> Any:
@@ -178,6 +203,8 @@ class _Builder:
         ]
         if entry.get("instance_id"):
             props.append(_prop("orchestration-instance", entry["instance_id"]))
+        if kind == "decision":
+            props += compliance_props(data)
         observation: dict[str, Any] = {
             "uuid": obs_uuid,
             "title": title,

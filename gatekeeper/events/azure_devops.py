@@ -11,12 +11,16 @@ The check's body is whatever the check configuration says. Our convention (docum
      "ref": "$(Build.SourceBranch)", "commit": "$(Build.SourceVersion)",
      "requestedBy": "$(Build.RequestedForId)", "requestedByEmail": "$(Build.RequestedForEmail)",
      "runId": "$(Build.BuildId)", "stage": "$(System.StageName)",
-     "action": "deploy", "labels": ["pci"], "evidence": [{"kind": "tests", "uri": "https://..."}]}
+     "action": "deploy", "labels": ["pci"], "evidence": [{"kind": "tests", "uri": "https://..."}],
+     "repositoryUrl": "$(Build.Repository.Uri)", "versionTags": ["$(Build.BuildNumber)"],
+     "artifacts": ["drop@$(Build.BuildNumber)"]}
 
-`requestedBy` is the check's requester: its identity id (a GUID, linkable in the tenant's identity map), or
-a unique name (an address); a display name is shown but cannot be matched. `requestedByEmail` adds the unique
-name. Only `environment` is required. A value still reading `$(...)` means the variable is not available to
-checks, and is refused naming the field rather than becoming a literal environment called "$(...)".
+`requestedBy` is the check's requester: its identity id (a GUID, linkable in the tenant's identity map), or a
+unique name (an address); a display name is shown but cannot be matched. `requestedByEmail` adds the unique
+name. `repositoryUrl` (https only), `versionTags` and `artifacts` are shown to approvers; the run's web page
+(`<PlanUrl><ProjectId>/_build/results?buildId=<run>`) is derived from the headers. Only `environment` is
+required. A value still reading `$(...)` means the variable is not available to checks, and is refused naming
+the field rather than becoming a literal environment called "$(...)".
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from gatekeeper.errors import InvalidInput
 from gatekeeper.events.common import (
     Ignored,
     Payload,
+    commit_link,
     header,
+    https_link,
     normalise_status,
     number_to_text,
     shown,
@@ -40,12 +46,15 @@ from gatekeeper.events.common import (
     validate,
 )
 from gatekeeper.events.model import (
+    MAX_CONTEXT_ITEMS,
     ActionKind,
+    ArtifactId,
     AzureDevOpsCallback,
     EventKind,
     EventSource,
     EvidenceRef,
     PipelineEvent,
+    VersionTag,
 )
 from gatekeeper.security.requester import external_id, normalise_address
 
@@ -80,6 +89,23 @@ class CheckRequestBody(BaseModel):
     action: ActionKind = ActionKind.DEPLOY
     labels: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
     evidence: list[EvidenceRef] = Field(default_factory=list, max_length=20)
+    repository_url: Annotated[str, Field(max_length=2000)] | None = Field(default=None, alias="repositoryUrl")
+    version_tags: list[VersionTag] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS, alias="versionTags")
+    artifacts: list[ArtifactId] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+
+    @field_validator("repository_url")
+    @classmethod
+    def _https_repository(cls, value: str | None) -> str | None:
+        if value is not None and https_link(value) is None:
+            raise ValueError("must be an https URL ($(Build.Repository.Uri))")
+        return value
+
+    @field_validator("version_tags", "artifacts")
+    @classmethod
+    def _items_expanded(cls, value: list[str]) -> list[str]:
+        if any(unexpanded_variable(item) for item in value):
+            raise ValueError("holds an unexpanded pipeline variable ($(...))")
+        return list(dict.fromkeys(value))
 
     @field_validator(
         "environment", "repository", "ref", "commit", "requested_by", "requested_by_email", "run_id", "stage"
@@ -126,6 +152,12 @@ def _header_value(headers: Mapping[str, str] | None, name: str) -> str:
     return value
 
 
+def web_link_query(collection: str, project: str, page: str, query: str) -> str | None:
+    """`<collection URI><project>/<page>?<query>`, an https link or None (a loopback PlanUrl in development)."""
+    base = https_link(collection)
+    return https_link(f"{base.rstrip('/')}/{project}/{page}?{query}") if base else None
+
+
 def _check_requester(request: CheckRequestBody) -> tuple[str, ...]:
     """The check's requester as Azure DevOps identities: id (GUID), unique name (address) or display name."""
     found: list[str | None] = []
@@ -163,6 +195,11 @@ def parse_check_request(headers: Mapping[str, str], body: Mapping[str, Any] | No
         auth_token=SecretStr(values["AuthToken"]),
     )
     where = f" (stage {request.stage})" if request.stage else ""
+    run_url = (
+        web_link_query(values["PlanUrl"], values["ProjectId"], "_build/results", f"buildId={run_id}")
+        if str(run_id).isdigit()
+        else None
+    )
     return PipelineEvent(
         tenant_id=tenant_id,
         source=EventSource.AZURE_DEVOPS,
@@ -178,6 +215,11 @@ def parse_check_request(headers: Mapping[str, str], body: Mapping[str, Any] | No
         # answered), while a repeated delivery of the same evaluation stays a duplicate.
         run_id=f"{run_id}/checks/{values['TaskInstanceId']}",
         labels=tuple(request.labels),
+        repository_url=request.repository_url,
+        commit_url=commit_link(request.repository_url, request.commit),
+        run_url=run_url,
+        version_tags=tuple(request.version_tags),
+        artifacts=tuple(request.artifacts),
         callback=callback,
         evidence=tuple(request.evidence),
         delivery_id=values["TaskInstanceId"],
@@ -209,6 +251,7 @@ class _Link(Payload):
 
 class _RunLinks(Payload):
     self_link: _Link | None = Field(default=None, alias="self")
+    web: _Link | None = None  # the run's page for people
 
 
 class _Run(Payload):
@@ -316,6 +359,7 @@ def _run_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: s
         source=EventSource.AZURE_DEVOPS,
         kind=EventKind.RUN_STATUS,
         run_id=str(run_id),
+        run_url=https_link(run.links.web.href) if run.links and run.links.web else None,
         status=status,
         delivery_id=envelope.id,
         summary=_summary(envelope, f"Run {run_id} is {status}"),
@@ -335,6 +379,7 @@ def _stage_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id:
         kind=EventKind.STAGE_STATUS,
         environment=stage.name,
         run_id=str(run_id),
+        run_url=https_link(resource.run.links.web.href) if resource.run.links and resource.run.links.web else None,
         status=status,
         delivery_id=envelope.id,
         summary=_summary(envelope, f"Run {run_id} stage {stage.name} is {status}"),

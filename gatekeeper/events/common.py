@@ -12,6 +12,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -238,6 +239,52 @@ def shown(value: Any, limit: int = 64) -> str:
     """A sender-supplied name made safe to echo in an `Ignored` reason: printable and short."""
     text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_HEX_COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")
+
+
+def https_link(value: object) -> str | None:
+    """`value` when it is an https URL fit to show as a link (a host, no credentials, no spaces or control
+    characters, at most 2000 characters), else None: an event never puts `javascript:` or `http:` links in
+    front of an approver, and a bad link drops the link, not the gate."""
+    if not isinstance(value, str) or not value or len(value) > 2000:
+        return None
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return None
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme != "https" or not host or parts.username is not None or parts.password is not None:
+        return None
+    if not value.lower().startswith("https://") or "@" in parts.netloc:
+        return None
+    return value
+
+
+def web_link(base: str | None, *segments: str) -> str | None:
+    """`base` (an https link) with path `segments` appended, each percent-encoded; None without a base."""
+    root = https_link(base)
+    if root is None or not segments:
+        return None
+    return https_link(root.rstrip("/") + "/" + "/".join(quote(s, safe="") for s in segments))
+
+
+def commit_link(repository_url: str | None, commit: str | None) -> str | None:
+    """`<repository web URL>/commit/<sha>`: the same form on GitHub, GitHub Enterprise and Azure Repos."""
+    if not commit or not _HEX_COMMIT.match(commit):
+        return None
+    return web_link(repository_url, "commit", commit)
+
+
+def tag_of(ref: str | None) -> str | None:
+    """The tag a `refs/tags/<tag>` ref names (a release deployed from a tag), else None."""
+    if ref and ref.startswith("refs/tags/") and len(ref) > len("refs/tags/"):
+        tag = ref[len("refs/tags/") :]
+        return tag if len(tag) <= 100 and not any(ch.isspace() or ord(ch) < 32 for ch in tag) else None
+    return None
 
 
 def dedupe(items: Iterable[str]) -> list[str]:

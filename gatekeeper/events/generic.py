@@ -14,13 +14,16 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from gatekeeper.events.common import normalise_status, number_to_text, validate
+from gatekeeper.events.common import commit_link, https_link, normalise_status, number_to_text, validate
 from gatekeeper.events.model import (
+    MAX_CONTEXT_ITEMS,
     ActionKind,
+    ArtifactId,
     EventKind,
     EventSource,
     EvidenceRef,
     PipelineEvent,
+    VersionTag,
     WebhookCallback,
 )
 from gatekeeper.security.requester import external_id
@@ -37,6 +40,7 @@ _REQUIRED_FOR_KIND: dict[Any, tuple[str, ...]] = {
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 RunId = Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=200)]
 Label = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\s,]+$")]
+Link = Annotated[str, Field(max_length=2000)]
 
 
 class GenericEvidence(BaseModel):
@@ -77,6 +81,19 @@ class GenericEventRequest(BaseModel):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         default=None, alias="idempotencyKey"
     )
+    # Shown to approvers (never used to decide): web links (https only), version tags and artifact ids.
+    repository_url: Link | None = Field(default=None, alias="repositoryUrl")
+    commit_url: Link | None = Field(default=None, alias="commitUrl")
+    run_url: Link | None = Field(default=None, alias="runUrl")
+    version_tags: list[VersionTag] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS, alias="versionTags")
+    artifacts: list[ArtifactId] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+
+    @field_validator("repository_url", "commit_url", "run_url")
+    @classmethod
+    def _https_links(cls, value: str | None) -> str | None:
+        if value is not None and https_link(value) is None:
+            raise ValueError("must be an absolute https URL without credentials or spaces")
+        return value
 
     @field_validator("callback_url")
     @classmethod
@@ -143,6 +160,11 @@ def parse_generic(body: Mapping[str, Any], *, tenant_id: str) -> PipelineEvent:
         labels=tuple(request.labels),
         callback=WebhookCallback(url=request.callback_url) if request.callback_url else None,
         evidence=tuple(EvidenceRef(kind=e.kind, uri=e.uri, data=e.data) for e in request.evidence),
+        repository_url=request.repository_url,
+        commit_url=request.commit_url or commit_link(request.repository_url, request.commit),
+        run_url=request.run_url,
+        version_tags=tuple(dict.fromkeys(request.version_tags)),
+        artifacts=tuple(dict.fromkeys(request.artifacts)),
         delivery_id=request.idempotency_key,
         summary=_summary(request, kind, status),
     )

@@ -9,12 +9,35 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from pydantic import BeforeValidator, Field
+
 from gatekeeper.errors import InvalidInput
-from gatekeeper.events.common import Ignored, Payload, normalise_status, problem, shown, validate
-from gatekeeper.events.model import ActionKind, EventKind, EventSource, GitHubCallback, PipelineEvent
+from gatekeeper.events.common import (
+    Ignored,
+    Payload,
+    commit_link,
+    https_link,
+    normalise_status,
+    number_to_text,
+    problem,
+    shown,
+    tag_of,
+    validate,
+    web_link,
+)
+from gatekeeper.events.model import (
+    MAX_CONTEXT_ITEMS,
+    ActionKind,
+    ArtifactId,
+    EventKind,
+    EventSource,
+    GitHubCallback,
+    PipelineEvent,
+    VersionTag,
+)
 from gatekeeper.security.requester import external_id
 
 
@@ -31,6 +54,7 @@ class _Repository(Payload):
     name: str
     full_name: str
     owner: _Owner
+    html_url: str | None = None  # the web address: github.com or a GitHub Enterprise host, never hard-coded
 
 
 class _Installation(Payload):
@@ -43,6 +67,16 @@ class _Deployment(Payload):
     ref: str | None = None
     environment: str | None = None
     creator: _User | None = None
+    payload: dict[str, Any] | str | None = None  # what the deployment's creator attached (object or string)
+
+
+class _DeploymentContext(Payload):
+    """What a deployment's `payload` may tell the approver (our convention, docs/integrations.md): the version
+    it deploys and the artifacts it ships. Other keys are the creator's own business and are ignored."""
+
+    version: Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=100)] | None = None
+    version_tags: list[VersionTag] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+    artifacts: list[ArtifactId] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
 
 
 class _WorkflowRunRef(Payload):
@@ -83,6 +117,7 @@ class _DeploymentStatusCreated(Payload):
 class _WorkflowRun(Payload):
     id: int
     name: str | None = None
+    html_url: str | None = None
     status: str
     conclusion: str | None = None
     head_branch: str | None = None
@@ -183,6 +218,10 @@ def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: st
     assert body.environment is not None and body.deployment_callback_url is not None
     run_id = _run_id_from_callback(body.deployment_callback_url, body.repository, context)
     deployment = body.deployment
+    ref = (deployment.ref if deployment else None) or body.ref
+    commit = (deployment.sha if deployment else None) or body.sha
+    tags, artifacts = _deployment_context(deployment, ref, context)
+    repository_url = https_link(body.repository.html_url)
     actor = (deployment.creator.login if deployment and deployment.creator else None) or (
         body.sender.login if body.sender else None
     )
@@ -193,10 +232,15 @@ def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: st
         action=ActionKind.DEPLOY,
         environment=body.environment,
         repository=body.repository.full_name,
-        ref=(deployment.ref if deployment else None) or body.ref,
-        commit=(deployment.sha if deployment else None) or body.sha,
+        ref=ref,
+        commit=commit,
         actor=actor,
         requester_ids=_requester_ids(body.sender, deployment.creator if deployment else None),
+        repository_url=repository_url,
+        commit_url=commit_link(repository_url, commit),
+        run_url=web_link(repository_url, "actions", "runs", str(run_id)),
+        version_tags=tags,
+        artifacts=artifacts,
         run_id=_gate_run_key(run_id, deployment, delivery_id, body.sha),
         callback=GitHubCallback(
             owner=body.repository.owner.login,
@@ -209,6 +253,22 @@ def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: st
         delivery_id=delivery_id,
         summary=f"{body.repository.full_name}: deployment to {body.environment} requested by {actor or 'unknown'}",
     )
+
+
+def _deployment_context(
+    deployment: _Deployment | None, ref: str | None, context: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Version tags and artifact ids: the tag a `refs/tags/...` ref names, then the deployment payload's
+    `version`, `version_tags` and `artifacts` (a wrong type or too many is a 422 naming the field)."""
+    tags = [t for t in (tag_of(ref),) if t]
+    artifacts: list[str] = []
+    payload = deployment.payload if deployment is not None else None
+    if isinstance(payload, Mapping):
+        extra = validate(_DeploymentContext, payload, context=context, root="deployment.payload")
+        tags += [t for t in (extra.version, *extra.version_tags) if t]
+        artifacts += extra.artifacts
+    unique_tags = tuple(dict.fromkeys(tags))[:MAX_CONTEXT_ITEMS]
+    return unique_tags, tuple(dict.fromkeys(artifacts))
 
 
 def _gate_run_key(run_id: int, deployment: _Deployment | None, delivery_id: str | None, sha: str | None) -> str:
@@ -245,6 +305,8 @@ def _deployment_status(payload: Mapping[str, Any], tenant_id: str, delivery_id: 
         ref=body.deployment.ref,
         commit=body.deployment.sha,
         actor=creator.login if creator else None,
+        repository_url=https_link(body.repository.html_url),
+        commit_url=commit_link(https_link(body.repository.html_url), body.deployment.sha),
         run_id=str(run_id),
         status=normalise_status(status.state),
         delivery_id=delivery_id,
@@ -266,6 +328,9 @@ def _workflow_run(payload: Mapping[str, Any], tenant_id: str, delivery_id: str |
         ref=run.head_branch,
         commit=run.head_sha,
         actor=actor.login if actor else None,
+        repository_url=https_link(body.repository.html_url),
+        commit_url=commit_link(https_link(body.repository.html_url), run.head_sha),
+        run_url=https_link(run.html_url),
         run_id=str(run.id),
         status=status,
         delivery_id=delivery_id,

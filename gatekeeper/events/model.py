@@ -87,6 +87,14 @@ class WebhookCallback(BaseModel):
     url: str
 
 
+# What an approver is shown about the change besides repository, ref and commit. Links are https only (a
+# parser drops anything else), bounded; tags and artifact ids are short texts, at most MAX_CONTEXT_ITEMS each.
+MAX_CONTEXT_ITEMS = 20
+WebLink = Annotated[str, Field(max_length=2000, pattern=r"^https://[^\s/?#@]+(?:[/?#][^\s]*)?$")]
+VersionTag = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+ArtifactId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
 CallbackHandle = Annotated[GitHubCallback | AzureDevOpsCallback | WebhookCallback, Field(discriminator="type")]
 
 
@@ -127,6 +135,13 @@ class PipelineEvent(BaseModel):
     evidence: tuple[EvidenceRef, ...] = ()
     delivery_id: str | None = None  # the source's delivery id; NOT the dedupe key (redeliveries reuse it)
     subject: str | None = None  # connector events: ticket or device id
+    # Context for the approver (issue 12): web links of the repository, the commit and the run, and the
+    # version tags and artifact ids the event names. Shown, never trusted for a decision.
+    repository_url: WebLink | None = None
+    commit_url: WebLink | None = None
+    run_url: WebLink | None = None
+    version_tags: tuple[VersionTag, ...] = Field(default=(), max_length=MAX_CONTEXT_ITEMS)
+    artifacts: tuple[ArtifactId, ...] = Field(default=(), max_length=MAX_CONTEXT_ITEMS)
     summary: str | None = None  # a short human-readable line
     received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 

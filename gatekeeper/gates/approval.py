@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 from gatekeeper import telemetry
 from gatekeeper.contracts.gate import ApprovalRequest, ApprovalRequested, GateStatus, HumanTaskInput, HumanTaskOpened
 from gatekeeper.gates.common import append_audit, at_or_now, load_event, log, notify_people
-from gatekeeper.gates.store import GateRecord
+from gatekeeper.gates.store import GateRecord, GateStore
+from gatekeeper.gates.view import build_view, notification_details
+from gatekeeper.ports import NotificationDetail
 
 if TYPE_CHECKING:
     from gatekeeper.gates.needs import GateNeeds
@@ -41,19 +43,19 @@ def request_approval(services: GateNeeds, request: ApprovalRequest) -> ApprovalR
     spec = record.plan.stages[stage]
     deadline = request.deadline
     started = request.started_at or at
-    store.save(
-        record.model_copy(
-            update={  # the route rebuilds the deadline from start + timeout: same as here
-                "status": GateStatus.AWAITING_APPROVAL,
-                "chain_instance_id": request.chain_id,
-                "stage": stage,
-                "stage_started_at": started,
-                "deadline": deadline,
-                "updated_at": at,
-                "approval_requested_at": record.approval_requested_at or started,  # the first stage's start
-            }
-        )
+    waiting = record.model_copy(
+        update={  # the route rebuilds the deadline from start + timeout: same as here
+            "status": GateStatus.AWAITING_APPROVAL,
+            "chain_instance_id": request.chain_id,
+            "stage": stage,
+            "stage_started_at": started,
+            "deadline": deadline,
+            "updated_at": at,
+            "approval_requested_at": record.approval_requested_at or started,  # the first stage's start
+        }
     )
+    store.save(waiting)
+    details = _context_lines(store, waiting)
     result = notify_people(
         services,
         tenant_id,
@@ -61,13 +63,15 @@ def request_approval(services: GateNeeds, request: ApprovalRequest) -> ApprovalR
         {
             "kind": "approval_request",
             "recipients": spec.approvers,
-            "title": f"Approval needed: {record.title}"[:200],
+            # The gate's own title: "Approval needed" is the channel's to say (mail subject, Teams template).
+            "title": record.title[:200] or gate_id,
             "text": (
                 f"Stage '{spec.name}': {spec.quorum} approval(s) needed before {deadline.isoformat()}. "
                 + unresolved_note(record)
             ).strip()[:2000],
             "link": services.approval_link(gate_id),
             "instance_id": gate_id,
+            "details": details,
         },
         at,
     )
@@ -111,6 +115,18 @@ def request_approval(services: GateNeeds, request: ApprovalRequest) -> ApprovalR
     return ApprovalRequested(stage=stage, notified=bool(result["ok"]))
 
 
+def _context_lines(store: GateStore, record: GateRecord) -> tuple[NotificationDetail, ...]:
+    """The mail shows the context the card and the page show: the same view, from the stored record. The
+    context is worth a retry of nothing: if votes or audit references cannot be read, the approvers are still
+    asked, with the link to the page that shows it all."""
+    try:
+        view = build_view(record, store.votes(record.instance_id), audit=store.audit_refs(record.instance_id))
+        return notification_details(view)
+    except Exception:
+        log.warning("gate %s: approval request sent without its context lines", record.instance_id, exc_info=True)
+        return ()
+
+
 def _tell_pipeline_it_waits(services: GateNeeds, tenant_id: str, record: GateRecord, comment: str) -> bool:
     """A progress note on the waiting pipeline (GitHub deployment comment, Azure DevOps check console, a
     `gate.progress` webhook), so nobody stares at a silent pipeline. Best effort: the gate goes on without."""
@@ -143,8 +159,8 @@ def open_human_task(services: GateNeeds, request: HumanTaskInput) -> HumanTaskOp
         {
             "kind": "human_task",
             "recipients": recipients,
-            "title": f"Human-only change: {title}"[:200],
-            "text": "Automation refused this change (level L3). A person must review and carry it out.",
+            "title": title[:200] or instance_id,
+            "text": "Human-only change: automation refused it (level L3). A person must review and carry it out.",
             "link": services.approval_link(instance_id),
             "instance_id": instance_id,
         },

@@ -75,7 +75,12 @@ def append_audit(
     at: datetime,
     actor: str = SYSTEM_ACTOR,
 ) -> None:
-    services.audit_for(tenant_id).append(kind, actor, instance_id, subject[:1000], data, at=at)
+    """Append the entry, then note its sequence number with the gate (`GateStore.note_audit`), so the approval
+    view names the gate's audit entries without scanning the log."""
+    entry = services.audit_for(tenant_id).append(kind, actor, instance_id, subject[:1000], data, at=at)
+    seq = getattr(entry, "seq", None)
+    if instance_id and isinstance(seq, int):
+        services.gates(tenant_id).note_audit(instance_id, seq, kind, at)
 
 
 def notify_people(

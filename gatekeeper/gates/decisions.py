@@ -199,7 +199,9 @@ class DecisionService:
                 aliases=aliases or identities,
             )
             can_decide = aliases is not None and chain.check(self._state(store, record, votes), probe) is None
-        view = build_view(record, votes, can_decide=can_decide, base_url=self._base_url)
+        view = build_view(
+            record, votes, can_decide=can_decide, base_url=self._base_url, audit=store.audit_refs(instance_id)
+        )
         return 200, view.to_api()
 
     def view(self, instance_id: str, principal: Principal) -> ApprovalView:
@@ -219,7 +221,13 @@ class DecisionService:
         record = store.load(instance_id)
         if record is None:
             raise not_found()
-        return build_view(record, store.votes(instance_id), can_decide=can_decide, base_url=self._base_url)
+        return build_view(
+            record,
+            store.votes(instance_id),
+            can_decide=can_decide,
+            base_url=self._base_url,
+            audit=store.audit_refs(instance_id),
+        )
 
     # ----- steps ---------------------------------------------------------------------------------------
 
@@ -362,7 +370,7 @@ class DecisionService:
             ) from None
         store.mark_raised(record.instance_id, stored.voter_id)
         if self._audit_for is not None:
-            self._audit_for(record.tenant_id).append(
+            entry = self._audit_for(record.tenant_id).append(
                 "approval_decided",
                 principal.oid,
                 record.instance_id,
@@ -376,6 +384,9 @@ class DecisionService:
                 },
                 at=stored.at,
             )
+            seq = getattr(entry, "seq", None)
+            if isinstance(seq, int):  # the gate's view lists its audit entries (GateStore.note_audit)
+                store.note_audit(record.instance_id, seq, "approval_decided", stored.at)
         return 202, {
             "instance_id": record.instance_id,
             "status": "accepted",

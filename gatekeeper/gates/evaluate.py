@@ -12,7 +12,8 @@ from gatekeeper.approvals.chain import ChainPlan, StagePlan
 from gatekeeper.contracts.gate import EvaluateInput, EvaluationSummary, GateStatus
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.gates.common import append_audit, at_or_now, gate_title, load_event
-from gatekeeper.gates.store import GateRecord
+from gatekeeper.gates.store import FailingObjective, GateRecord
+from gatekeeper.policy.decision import QualityResult
 from gatekeeper.security.requester import requester_claims
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ def event_facts(event: PipelineEvent, requester: tuple[str, ...]) -> dict[str, A
         "run_id": event.run_id,
         "delivery_id": event.delivery_id,
         "labels": list(event.labels),
+        "version_tags": list(event.version_tags),
+        "artifacts": list(event.artifacts),
         "evidence": [e.kind for e in event.evidence],
         "business_key": event.business_key,
         "callback": event.callback.type if event.callback is not None else None,
@@ -102,6 +105,13 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
         quality=decision.quality.result,
         quality_score=decision.quality.score,
         event_key=request.event_key,
+        repository_url=event.repository_url,
+        commit_url=event.commit_url,
+        run_url=event.run_url,
+        version_tags=event.version_tags,
+        artifact_ids=event.artifacts,
+        quality_failing=failing_objectives(decision.quality),
+        compliance=decision.compliance,
     )
     services.index.put(instance_id, tenant_id)
     services.gates(tenant_id).save(record)
@@ -136,6 +146,13 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
         has_callback=event.callback is not None,
         title=title,
     )
+
+
+def failing_objectives(quality: QualityResult) -> tuple[FailingObjective, ...]:
+    """The objectives an approver must know about: failed ones first, then warnings, each with its reason."""
+    order = {"fail": 0, "warning": 1}
+    chosen = sorted((o for o in quality.objectives if o.verdict in order), key=lambda o: order[o.verdict])
+    return tuple(FailingObjective(name=o.name[:200], verdict=o.verdict, detail=o.reason[:500]) for o in chosen[:50])
 
 
 def raise_quorum(plan: ChainPlan) -> tuple[ChainPlan, int] | None:

@@ -5,7 +5,9 @@ Rows of one gate share one partition (the gate's instance id):
   outcome) plus plain `status` and `updated_at` columns for listing;
 - `voter|<object id>`: one per person who voted (create-only, so one person counts once per chain), with
   the decision, the stage, the vote number and the sealed comment;
-- `seq|<00000>`: one per vote number (create-only, so two concurrent votes never share a number).
+- `seq|<00000>`: one per vote number (create-only, so two concurrent votes never share a number);
+- `audit|<seq, 20 digits>`: one per audit entry appended for this gate (create-only, kind and time), so
+  the approval view lists the gate's audit entries without scanning the tenant's log.
 A voter row and its seq row are written in one entity-group transaction: both or neither.
 The voter row also carries the claim to deliver the vote (`claim_until`): the request that stored it raises
 the event and audits it; an identical concurrent request never does, and takes over only when the claim was
@@ -24,10 +26,11 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gatekeeper.approvals.chain import ChainPlan, Decision, RecordedVote
 from gatekeeper.contracts.gate import GateStatus
+from gatekeeper.policy.compliance import ComplianceMapping
 from gatekeeper.security.requester import Requester
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.repository import TenantRepository, check_key
@@ -39,6 +42,8 @@ GATE_INDEX_TABLE = "gkGateIndex"
 GATE_ROW = "gate"
 VOTER_PREFIX = "voter|"
 SEQ_PREFIX = "seq|"
+AUDIT_PREFIX = "audit|"
+MAX_AUDIT_REFS = 500  # a gate's own entries: a handful per stage and vote; the view lists at most this many
 MAX_VOTE_ATTEMPTS = 20
 
 VOTE_CLAIM_LEASE = timedelta(minutes=2)
@@ -47,6 +52,26 @@ Delivering is one raise_event call, bounded at 60 s by the Durable client gatewa
 two minutes is longer than its worst case: a concurrent identical request never delivers the vote a second
 time. After it, a retry of a request that died between storing and delivering delivers the vote itself."""
 _HANDED_BACK = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class FailingObjective(BaseModel):
+    """A quality objective that did not pass, as the approver reads it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(max_length=200)
+    verdict: str = Field(default="fail", max_length=20)  # fail | warning
+    detail: str = Field(default="", max_length=500)
+
+
+class AuditRef(BaseModel):
+    """One audit entry appended for a gate: its sequence number in the tenant's log, its kind and time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int = Field(ge=0)
+    kind: str
+    at: datetime
 
 
 class GateRecord(BaseModel):
@@ -82,6 +107,15 @@ class GateRecord(BaseModel):
     quality_score: float | None = None
     approval_requested_at: datetime | None = None
     event_key: str | None = None  # the sealed triggering event in the tenant's Events table
+    # What the approver sees besides `subject` (issue 12), written at evaluation; the defaults keep records
+    # stored before these fields existed loading. Links are https only (the event model refuses others).
+    repository_url: str | None = None
+    commit_url: str | None = None
+    run_url: str | None = None
+    version_tags: tuple[str, ...] = ()
+    artifact_ids: tuple[str, ...] = ()
+    quality_failing: tuple[FailingObjective, ...] = ()
+    compliance: tuple[ComplianceMapping, ...] = ()
 
 
 class StoredVote(BaseModel):
@@ -145,6 +179,36 @@ class GateStore:
     def load(self, instance_id: str) -> GateRecord | None:
         entity = self._ready().get(check_key("instance_id", instance_id), GATE_ROW)
         return None if entity is None else GateRecord.model_validate(entity["record"])
+
+    # audit entries -------------------------------------------------------------------------------
+    def note_audit(self, instance_id: str, seq: int, kind: str, at: datetime) -> None:
+        """Remember that audit entry `seq` belongs to this gate. Best effort: the entry itself is what counts,
+        so a failure here is logged, never raised into the step that audited."""
+        try:
+            self._ready().upsert(
+                {
+                    "PartitionKey": check_key("instance_id", instance_id),
+                    "RowKey": f"{AUDIT_PREFIX}{seq:020d}",
+                    "seq": seq,
+                    "kind": kind,
+                    "at": at,
+                }
+            )
+        except Exception:
+            log.warning("gate %s: could not note audit entry %s", instance_id, seq)
+
+    def audit_refs(self, instance_id: str) -> list[AuditRef]:
+        """The audit entries noted for this gate, oldest first (at most MAX_AUDIT_REFS)."""
+        rows = self._ready().query(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            {"pk": check_key("instance_id", instance_id), "lo": AUDIT_PREFIX, "hi": AUDIT_PREFIX[:-1] + "}"},
+        )
+        refs = []
+        for row in rows:
+            refs.append(AuditRef(seq=int(row["seq"]), kind=str(row["kind"]), at=row["at"]))
+            if len(refs) >= MAX_AUDIT_REFS:
+                break
+        return sorted(refs, key=lambda r: r.seq)
 
     # votes ---------------------------------------------------------------------------------------
     def votes(self, instance_id: str) -> list[StoredVote]:

@@ -20,7 +20,9 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict
 
 from gatekeeper.contracts.gate import GateStatus
-from gatekeeper.gates.store import GateRecord, StoredVote
+from gatekeeper.events.common import https_link
+from gatekeeper.gates.store import AuditRef, GateRecord, StoredVote
+from gatekeeper.ports import NotificationDetail
 
 ViewKind = Literal["deployment", "action"]
 DECIDED = frozenset({GateStatus.APPROVED, GateStatus.REJECTED, GateStatus.HUMAN_TASK})
@@ -39,11 +41,26 @@ class RequesterView(_Frozen):
     upn: str | None = None  # the directory's name for `oid`, when known
     seen_as: tuple[str, ...] = ()  # namespaced source identities: github:login:octocat, azure-devops:unique:...
     note: str | None = None  # why it is unresolved, and what policy required because of it
+    display_name: str | None = None  # the directory's displayName for `oid` (Entra), when known
+
+    def describe(self) -> str:
+        """One line for every channel: "Anna Jansen (anna@contoso.com), as github:login:anna", or
+        "unresolved (seen as ...)"; plain text, to be escaped by the renderer."""
+        seen = f"as {', '.join(self.seen_as)}" if self.seen_as else ""
+        if self.resolved:
+            name = self.display_name or self.upn or self.oid or "resolved"
+            who = f"{name} ({self.upn})" if self.upn and name != self.upn else name
+            return f"{who}, {seen}" if seen else who
+        if self.resolved is None:
+            return f"{self.display or 'unknown'}" + (f", {seen}" if seen else "")
+        shown = self.display or ", ".join(self.seen_as) or "nobody named"
+        return f"unresolved (seen as {shown})"
 
 
 class ObjectiveView(_Frozen):
     name: str
     detail: str = ""
+    verdict: str = "fail"  # fail | warning
 
 
 class QualityView(_Frozen):
@@ -74,10 +91,21 @@ class VoteView(_Frozen):
     comment: str = ""
 
 
+class AuditEntryView(_Frozen):
+    seq: int
+    kind: str
+    at: datetime
+
+
 class AuditView(_Frozen):
-    """The audit entries of this gate and where their inclusion proofs are served."""
+    """The audit entries of this gate and where their inclusion proofs are served. `entry_ids` are the
+    entries' sequence numbers in the tenant's log (as text); `proof_endpoint` is the audit export in bundle
+    form from the gate's first entry on: the bundle holds every entry up to the newest, the signed
+    checkpoints and the consistency proofs, from which `gatekeeper audit verify` proves each entry's
+    inclusion (there is no per-entry proof route)."""
 
     entry_ids: tuple[str, ...] = ()
+    entries: tuple[AuditEntryView, ...] = ()
     proof_endpoint: str | None = None
 
 
@@ -187,9 +215,15 @@ def _requester(record: GateRecord) -> RequesterView:
         note = "requester unresolved: " + (who.note or "no Entra identity could be matched")
         if record.extra_approver_stage is not None:
             note += f"; one extra distinct approver is required at stage {record.extra_approver_stage + 1}"
-    upn = next((a for a in who.aliases if "@" in a), None)
+    upn = who.upn or next((a for a in who.aliases if "@" in a), None)
     return RequesterView(
-        resolved=who.resolved, oid=who.oid, display=who.display, upn=upn, seen_as=who.seen_as, note=note
+        resolved=who.resolved,
+        oid=who.oid,
+        display=who.display,
+        upn=upn,
+        seen_as=who.seen_as,
+        note=note,
+        display_name=who.display_name,
     )
 
 
@@ -207,28 +241,28 @@ def _texts(subject: dict[str, Any], key: str) -> tuple[str, ...]:
 
 def _https(url: str | None) -> str | None:
     """Links are shown only when they are https URLs: an event cannot smuggle `javascript:` into a page."""
-    return url if url and url.startswith("https://") and not any(c.isspace() for c in url) else None
+    return https_link(url)
 
 
 def _quality(record: GateRecord) -> QualityView | None:
     if record.quality is None:
         return None
-    failing = record.subject.get("quality_failing")
-    objectives = tuple(
-        ObjectiveView(name=str(o.get("name", "")), detail=str(o.get("detail", "")))
-        for o in (failing if isinstance(failing, list) else [])
-        if isinstance(o, dict) and o.get("name")
-    )
+    objectives = tuple(ObjectiveView(name=o.name, detail=o.detail, verdict=o.verdict) for o in record.quality_failing)
     return QualityView(result=record.quality, score=record.quality_score, failing=objectives)
 
 
 def _compliance(record: GateRecord) -> tuple[ComplianceTag, ...]:
-    tags = record.subject.get("compliance")
-    return tuple(
-        ComplianceTag(framework=str(t["framework"]), control=str(t["control"]))
-        for t in (tags if isinstance(tags, list) else [])
-        if isinstance(t, dict) and t.get("framework") and t.get("control")
-    )
+    return tuple(ComplianceTag(framework=t.framework, control=t.control) for t in record.compliance)
+
+
+def _audit(record: GateRecord, refs: Sequence[AuditRef], base: str | None) -> AuditView:
+    entries = tuple(AuditEntryView(seq=r.seq, kind=r.kind, at=r.at) for r in refs)
+    endpoint = None
+    if base:
+        tenant = quote(record.tenant_id, safe="")
+        since = min((r.at for r in refs), default=record.created_at)
+        endpoint = f"{base}/api/tenants/{tenant}/audit/export?format=bundle&from={quote(since.isoformat(), safe='')}"
+    return AuditView(entry_ids=tuple(str(e.seq) for e in entries), entries=entries, proof_endpoint=endpoint)
 
 
 def build_view(
@@ -237,16 +271,17 @@ def build_view(
     *,
     can_decide: bool = False,
     base_url: str | None = None,
-    audit_entry_ids: Sequence[str] = (),
+    audit: Sequence[AuditRef] = (),
 ) -> ApprovalView:
-    """The view of `record` with its stored `votes`. `can_decide` is the caller's (False for a system view,
-    e.g. a card sent to everyone); `base_url` is the app's public URL (GATEKEEPER_APPROVAL_BASE_URL)."""
+    """The view of `record` with its stored `votes` and the audit entries noted for it. `can_decide` is the
+    caller's (False for a system view, e.g. a card sent to everyone); `base_url` is the app's public URL
+    (GATEKEEPER_APPROVAL_BASE_URL). Context fields come from the record's own fields; `subject` keys are
+    read as a fallback (and for action-level requests: `command`, `plan_digest`, `plan_url`)."""
     subject = record.subject
     stages = record.plan.stages if record.plan else ()
     current = stages[record.stage] if record.stage is not None and record.stage < len(stages) else None
     base = base_url.rstrip("/") if base_url else None
     gate = quote(record.instance_id, safe="")
-    tenant = quote(record.tenant_id, safe="")
     return ApprovalView(
         instance_id=record.instance_id,
         tenant_id=record.tenant_id,
@@ -261,23 +296,20 @@ def build_view(
         action=_text(subject, "action"),
         environment=_text(subject, "environment"),
         repository=_text(subject, "repository"),
-        repository_url=_https(_text(subject, "repository_url")),
+        repository_url=_https(record.repository_url or _text(subject, "repository_url")),
         ref=_text(subject, "ref"),
         commit=_text(subject, "commit"),
-        commit_url=_https(_text(subject, "commit_url")),
+        commit_url=_https(record.commit_url or _text(subject, "commit_url")),
         run_id=_text(subject, "run_id"),
-        run_url=_https(_text(subject, "run_url")),
-        version_tags=_texts(subject, "version_tags"),
-        artifact_ids=_texts(subject, "artifact_ids"),
+        run_url=_https(record.run_url or _text(subject, "run_url")),
+        version_tags=record.version_tags or _texts(subject, "version_tags"),
+        artifact_ids=record.artifact_ids or _texts(subject, "artifact_ids"),
         requester=_requester(record),
         rule=record.rule,
         reasons=record.reasons,
         quality=_quality(record),
         compliance=_compliance(record),
-        audit=AuditView(
-            entry_ids=tuple(audit_entry_ids),
-            proof_endpoint=f"{base}/api/tenants/{tenant}/audit/export" if base else None,
-        ),
+        audit=_audit(record, audit, base),
         stage=None
         if current is None or record.stage is None
         else StageView(
@@ -299,4 +331,46 @@ def build_view(
         outcome=record.outcome_reason,
         page_url=f"{base}/api/approvals/{gate}/page" if base else None,
         api_url=f"{base}/api/approvals/{gate}" if base else None,
+    )
+
+
+def _clip(text: str, limit: int = 1000) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def notification_details(view: ApprovalView) -> tuple[NotificationDetail, ...]:
+    """The view as labelled lines for channels that render text (the fallback mail): the same context as the
+    card and the page, in the same order. Plain text; the mail escapes it."""
+    lines: list[tuple[str, str | None, str | None]] = [
+        ("Command", view.command, view.plan_url),
+        ("Plan digest", view.plan_digest, None),
+        ("Action", " to ".join(x for x in (view.action, view.environment) if x) or None, None),
+        ("Repository", view.repository or view.repository_url, view.repository_url),
+        ("Ref", view.ref, None),
+        ("Commit", view.commit, view.commit_url),
+        ("Run", view.run_id or view.run_url, view.run_url),
+        ("Version tags", ", ".join(view.version_tags) or None, None),
+        ("Artifacts", ", ".join(view.artifact_ids) or None, None),
+        ("Requested by", view.requester.describe(), None),
+        ("Requester note", view.requester.note, None),
+        ("Rule", view.rule, None),
+        ("Reasons", "; ".join(view.reasons) or None, None),
+    ]
+    if view.quality is not None:
+        score = f", score {view.quality.score:g}" if view.quality.score is not None else ""
+        failing = "; ".join(
+            f"{o.name} ({o.verdict}{': ' + o.detail if o.detail else ''})" for o in view.quality.failing
+        )
+        lines.append(("Quality", f"{view.quality.result}{score}" + (f"; {failing}" if failing else ""), None))
+    lines.append(("Compliance", ", ".join(f"{t.framework} {t.control}" for t in view.compliance) or None, None))
+    if view.stage is not None:
+        deadline = f", decide before {view.stage.deadline:%Y-%m-%d %H:%M} UTC" if view.stage.deadline else ""
+        lines.append(("Stage", f"{view.stage.name}: {view.stage.quorum} approval(s) needed{deadline}", None))
+    votes = "; ".join(f"{v.voter_id} {v.decision}" for v in view.votes)
+    lines.append(("Votes so far", votes or None, None))
+    lines.append(("Audit entries", ", ".join(view.audit.entry_ids) or None, view.audit.proof_endpoint))
+    return tuple(
+        NotificationDetail(label=label, text=_clip(text), url=url)
+        for label, text, url in lines
+        if text and text.strip()
     )

@@ -2,9 +2,10 @@
 
 Separation of duties compares object ids; where a requester is only known by an address (an Azure DevOps
 unique name, a mail alias, a CI's actor field) the approver's addresses are needed too: `mail`,
-`userPrincipalName` and the SMTP entries of `proxyAddresses`. Graph answers `GET /users/{key}` for an object
-id or a user principal name (not for a secondary address), which is also how a requester's UPN resolves to
-an object id. Application permission: User.Read.All (already granted for group checks).
+`userPrincipalName` and the SMTP entries of `proxyAddresses`; `displayName` is read to show who asked. Graph
+answers `GET /users/{key}` for an object id or a user principal name (not for a secondary address), which is
+also how a requester's UPN resolves to an object id. Application permission: User.Read.All (already granted
+for group checks).
 
 `CachedUserDirectory` keeps answers (a user, or "no such user") for a few minutes: approvers open the page
 and vote, and a gate's evaluation and its votes ask about the same people.
@@ -27,7 +28,7 @@ from gatekeeper.ttl_cache import TtlCache
 
 log = logging.getLogger("gatekeeper.integrations.graph")
 
-SELECT = ["id", "mail", "userPrincipalName", "proxyAddresses"]
+SELECT = ["id", "displayName", "mail", "userPrincipalName", "proxyAddresses"]
 _SAFE_KEY = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@._-+'")
 
 
@@ -64,7 +65,12 @@ class GraphUserDirectory(GraphSession):
         if user is None or not user.id:
             return None
         addresses = user_addresses(user.mail, user.user_principal_name, user.proxy_addresses)
-        return DirectoryUser(oid=str(user.id).lower(), addresses=addresses)
+        return DirectoryUser(
+            oid=str(user.id).lower(),
+            addresses=addresses,
+            display_name=user.display_name or None,
+            upn=user.user_principal_name or None,
+        )
 
 
 class CachedUserDirectory:

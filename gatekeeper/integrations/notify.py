@@ -23,6 +23,7 @@ from gatekeeper.ports import (
     Channel,
     Delivery,
     Notification,
+    NotificationDetail,
     NotificationKind,
     NotificationResult,
     Notifier,
@@ -109,9 +110,23 @@ def activity_notification_body(
 
 
 def mail_html(notification: Notification, web_url: str | None) -> str:
+    """The mail body: title, text, the context lines (`details`, the same as the card and the page) as a
+    table, and the link to the approval page. Everything from events is escaped; links are https only (the
+    model refuses others) and quoted."""
     parts = [f"<p><strong>{html.escape(notification.title)}</strong></p>"]
     if notification.text:
         parts.append("<p>" + html.escape(notification.text).replace("\n", "<br>") + "</p>")
+    if notification.details:
+        rows = []
+        for detail in notification.details:
+            value = html.escape(detail.text)
+            if detail.url:
+                value = f'<a href="{html.escape(detail.url, quote=True)}">{value}</a>'
+            rows.append(
+                f'<tr><th align="left" valign="top" style="padding-right:12px">{html.escape(detail.label)}</th>'
+                f"<td>{value}</td></tr>"
+            )
+        parts.append('<table role="presentation">' + "".join(rows) + "</table>")
     if web_url:
         label = "Review and decide" if notification.kind == "approval_request" else "Open in Gatekeeper"
         parts.append(f'<p><a href="{html.escape(web_url, quote=True)}">{label}</a></p>')
@@ -120,11 +135,18 @@ def mail_html(notification: Notification, web_url: str | None) -> str:
     return "\n".join(parts)
 
 
+MAIL_PREFIXES = {"approval_request": "Approval needed", "alert": "Alert", "info": "Info", "human_task": "Action needed"}
+
+
 def mail_subject(notification: Notification) -> str:
-    prefix = {"approval_request": "Approval needed", "alert": "Alert", "info": "Info", "human_task": "Action needed"}[
-        notification.kind
-    ]
-    return f"[Gatekeeper] {prefix}: {notification.title}"
+    """`[Gatekeeper] <why>: <title>`. The reason is said here once (as the Teams activity type's template says
+    it there), so titles carry the gate's own title only; a title that already starts with the same reason
+    is not prefixed twice. One line: line breaks in a title would split the header."""
+    prefix = MAIL_PREFIXES[notification.kind]
+    title = " ".join(notification.title.split())
+    if title.casefold().startswith(prefix.casefold() + ":"):
+        title = title[len(prefix) + 1 :].lstrip()
+    return f"[Gatekeeper] {prefix}: {title}"
 
 
 def send_mail_body(notification: Notification, address: str, web_url: str | None) -> dict[str, Any]:
@@ -148,6 +170,7 @@ __all__ = [
     "Delivery",
     "FanOutNotifier",
     "Notification",
+    "NotificationDetail",
     "NotificationKind",
     "NotificationResult",
     "Notifier",

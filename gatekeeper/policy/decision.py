@@ -12,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gatekeeper.events.model import ActionKind
 from gatekeeper.policy.approval import ApprovalStageSpec
+from gatekeeper.policy.compliance import ComplianceMapping
 from gatekeeper.policy.levels import GateLevel
 from gatekeeper.quality.result import ObjectiveResult, QualityResult
 
-__all__ = ["ApprovalPlan", "GateDecision", "ObjectiveResult", "QualityResult"]
+__all__ = ["ApprovalPlan", "ComplianceMapping", "GateDecision", "ObjectiveResult", "QualityResult"]
 
 
 class ApprovalPlan(BaseModel):
@@ -39,8 +40,14 @@ class GateDecision(BaseModel):
     quality: QualityResult
     approval: ApprovalPlan | None
     blocked: bool = False
+    compliance: tuple[ComplianceMapping, ...] = ()  # the matching rule's framework controls
 
     def to_public_json(self) -> dict[str, Any]:
         """The `gatekeeper evaluate` contract: level, action, environment, rule, reasons, quality
-        (result, score, objectives), approval (null or stages) and blocked."""
-        return self.model_dump(mode="json")
+        (result, score, objectives), approval (null or stages) and blocked; `compliance` (framework and
+        control of each mapping) only when the matching rule has mappings, so the output of policies without
+        them keeps its exact shape."""
+        document = self.model_dump(mode="json")
+        if not self.compliance:
+            del document["compliance"]
+        return document

@@ -159,4 +159,5 @@ def evaluate(
         quality=quality,
         approval=approval,
         blocked=blocked,
+        compliance=tuple(rule.compliance or ()) if rule is not None else (),
     )

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from gatekeeper.events.model import ActionKind, EventSource
 from gatekeeper.policy.approval import ApprovalChainSpec
+from gatekeeper.policy.compliance import MAX_MAPPINGS, ComplianceMapping, unique_mappings
 from gatekeeper.policy.globs import GlobSet
 from gatekeeper.policy.levels import GateLevel
 from gatekeeper.policy.windows import WindowLevel
@@ -117,3 +118,11 @@ class PolicyRule(BaseModel):
     approval: ApprovalChainSpec | None = None  # used whenever the final level is L2
     reason: str | None = Field(default=None, max_length=500)
     on_freeze: WindowLevel | None = None  # overrides the freeze's own level for events this rule matched
+    # Framework controls this rule's changes are evidence for; None (not []) when absent, so fingerprints of
+    # policies written before the field existed do not change.
+    compliance: list[ComplianceMapping] | None = Field(default=None, min_length=1, max_length=MAX_MAPPINGS)
+
+    @field_validator("compliance")
+    @classmethod
+    def _unique_compliance(cls, value: list[ComplianceMapping] | None) -> list[ComplianceMapping] | None:
+        return unique_mappings(value)

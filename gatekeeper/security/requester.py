@@ -116,6 +116,10 @@ class Requester(BaseModel):
     aliases: tuple[str, ...] = ()  # addresses (normalised) and further object ids the person is known by
     display: str | None = Field(default=None, max_length=256)  # the claimed actor, shown, never trusted
     note: str | None = None  # why it is unresolved, for the approver
+    # The directory's names for `oid` (Graph displayName and userPrincipalName), shown to approvers; None on
+    # requesters resolved before they were kept, or when the directory could not be asked.
+    display_name: str | None = Field(default=None, max_length=256)
+    upn: str | None = Field(default=None, max_length=256)
 
     def identities(self) -> tuple[str, ...]:
         """Everything an approver is compared against, lower case: the object id, every alias, and each
@@ -143,6 +147,8 @@ class DirectoryUser(BaseModel):
 
     oid: str
     addresses: frozenset[str] = frozenset()
+    display_name: str | None = None  # Graph `displayName`: shown, never compared
+    upn: str | None = None  # Graph `userPrincipalName`, as the directory spells it
 
 
 class DirectoryUnavailable(RuntimeError):
@@ -201,6 +207,7 @@ class RequesterResolver:
                         oids.append(oid.lower())
         aliases: set[str] = set()
         note: str | None = None
+        named: DirectoryUser | None = None  # the directory's entry for the requester's object id
         if self._directory is not None:
             try:
                 if not oids:  # an address may be a user principal name the directory can resolve
@@ -214,6 +221,7 @@ class RequesterResolver:
                     user = self._directory.user(oid)
                     if user is not None:
                         aliases |= user.addresses
+                        named = named or user
             except DirectoryUnavailable as exc:
                 note = f"the directory could not be asked ({exc})"
         unique = list(dict.fromkeys(oids))
@@ -227,7 +235,17 @@ class RequesterResolver:
             aliases=tuple(sorted(aliases | set(unique[1:]))),
             display=(display or None) and display[:256],
             note=None if oid else note,
+            display_name=_shown(named.display_name) if named is not None and named.oid == oid else None,
+            upn=_shown(named.upn) if named is not None and named.oid == oid else None,
         )
+
+
+def _shown(value: str | None) -> str | None:
+    """A directory name fit to show: printable, at most 256 characters, None when empty."""
+    if not value:
+        return None
+    text = "".join(ch for ch in value if ch.isprintable()).strip()
+    return text[:256] or None
 
 
 def requester_claims(source: str, actor: str | None, requester_ids: Iterable[str]) -> tuple[str, ...]:

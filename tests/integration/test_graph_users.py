@@ -42,7 +42,15 @@ def test_a_user_by_object_id_has_every_smtp_address_normalised(directory, graph)
     assert user is not None and user.oid == DEV
     assert user.addresses == {"dev@contoso.onmicrosoft.com", "dev@contoso.com", "dev.alias@contoso.com"}
     [request] = [r for r in graph.requests if r.path.endswith(DEV)]
-    assert set(request.query["$select"][0].split(",")) == {"id", "mail", "userPrincipalName", "proxyAddresses"}
+    assert set(request.query["$select"][0].split(",")) == {
+        "id",
+        "displayName",
+        "mail",
+        "userPrincipalName",
+        "proxyAddresses",
+    }
+    # shown to approvers as who asked (issue 12), as the directory spells them
+    assert user.display_name == "Dev" and user.upn == "Dev@Contoso.onmicrosoft.com"
 
 
 def test_a_user_by_principal_name_in_any_case(directory):

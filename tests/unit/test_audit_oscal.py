@@ -287,3 +287,31 @@ def test_the_records_the_gate_activities_write_map_as_documented(signer, schema)
     assert observations[5]["title"] == "Gate outcome approved for contoso/web to production"
     status = {f["target"]["target-id"]: f["target"]["status"]["state"] for f in result["findings"]}
     assert status["cm-3_smt"] == status["cm-5_smt"] == status["au-9_smt"] == status["au-10_smt"] == "satisfied"
+
+
+def test_compliance_mappings_of_decisions_become_observation_props_and_stay_schema_valid(signer, schema):
+    """Issue 12: the matching rule's `compliance` tags, written in the audit decision entry, map to one
+    `compliance-control` prop per tag (class = framework, value = control); malformed ones are left out."""
+    bundle = make_bundle(signer, n=30, every=10)
+    opened = opened_for(bundle)
+    tags = [{"framework": "SOC2", "control": "CC8.1"}, {"framework": "FedRAMP", "control": "CM-3"}]
+    hostile = [{"framework": "SOC 2", "control": "x"}, {"framework": "ISO27001", "control": "<b>A.8.32</b>"}, "CM-3"]
+    decisions = [seq for seq, data in opened.items() if "level" in data]
+    assert len(decisions) >= 2
+    opened[decisions[0]] = {**opened[decisions[0]], "compliance": tags + hostile}
+    opened[decisions[1]] = {**opened[decisions[1]], "compliance": [{"framework": "ISO27001", "control": "A.8.32"}]}
+    verification = check_bundle(bundle, public_key_pem=signer.public_key_pem())
+    document = to_oscal(bundle, opened, verification, generated_at=NOW)
+    assert validation_errors(document, schema) == []
+    observations = {
+        int(next(p["value"] for p in o["props"] if p["name"] == "audit-seq")): o
+        for o in document["assessment-results"]["results"][0]["observations"]
+    }
+
+    def mapped(seq: int) -> list[tuple[str, str]]:
+        return [(p["class"], p["value"]) for p in observations[seq]["props"] if p["name"] == "compliance-control"]
+
+    assert mapped(decisions[0]) == [("SOC2", "CC8.1"), ("FedRAMP", "CM-3")]
+    assert mapped(decisions[1]) == [("ISO27001", "A.8.32")]
+    others = [seq for seq in observations if seq not in decisions[:2]]
+    assert all(mapped(seq) == [] for seq in others)

@@ -98,3 +98,32 @@ def test_plain_text_leaves_no_markdown_character_unescaped(text: str):
         assert escaped[i] not in "`*_{}[]()#+-.!|<>~&"
         assert escaped[i].isprintable() or escaped[i] in "\r\n\t"
         i += 1
+
+
+def test_the_context_comes_from_the_records_own_fields():
+    from gatekeeper.gates.store import AuditRef, FailingObjective
+    from gatekeeper.policy.compliance import ComplianceMapping
+
+    view = build_view(
+        record(
+            repository_url="https://github.com/contoso/web",
+            commit_url="https://github.com/contoso/web/commit/abc1234",
+            run_url="https://github.com/contoso/web/actions/runs/7",
+            version_tags=("v1.2.0",),
+            artifact_ids=("web@sha256:00",),
+            quality_failing=(FailingObjective(name="line-coverage", detail="61.5 is not >=80"),),
+            compliance=(ComplianceMapping(framework="SOC2", control="CC8.1"),),
+        ),
+        base_url="https://gk.example.net",
+        audit=(AuditRef(seq=4, kind="event_received", at=AT), AuditRef(seq=5, kind="decision", at=AT)),
+    )
+    assert view.run_url == "https://github.com/contoso/web/actions/runs/7" and view.version_tags == ("v1.2.0",)
+    assert view.artifact_ids == ("web@sha256:00",)
+    assert view.quality is not None and view.quality.failing[0].name == "line-coverage"
+    assert [(t.framework, t.control) for t in view.compliance] == [("SOC2", "CC8.1")]
+    assert view.audit.entry_ids == ("4", "5") and view.audit.entries[1].kind == "decision"
+    assert view.audit.proof_endpoint is not None and "format=bundle" in view.audit.proof_endpoint
+    document = view.to_api()
+    assert document["audit"]["entry_ids"] == ["4", "5"] and document["compliance"] == [
+        {"framework": "SOC2", "control": "CC8.1"}
+    ]

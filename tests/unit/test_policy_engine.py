@@ -363,7 +363,17 @@ def test_decision_survives_a_json_round_trip():
         policy, event(environment="production", ref="main"), load_evidence(EXAMPLES / "evidence" / "warning.json")
     )
     public = decision.to_public_json()
-    assert list(public) == ["level", "action", "environment", "rule", "reasons", "quality", "approval", "blocked"]
+    assert list(public) == [
+        "level",
+        "action",
+        "environment",
+        "rule",
+        "reasons",
+        "quality",
+        "approval",
+        "blocked",
+        "compliance",  # the matching rule's mappings: only present when the rule has some
+    ]
     again = GateDecision.model_validate(public)
     assert again.to_public_json() == public
     assert again.approval.stages[1].timeout_delta.total_seconds() == 8 * 3600

@@ -111,6 +111,9 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_MARKED = (_Rejected, _DuplicateKeys)
+
+
 def _decoder(marked: list[object]) -> json.JSONDecoder:
     """A C decoder for one document whose hooks also append every value they refuse to `marked`, so a
     document with nothing refused skips the walk."""
@@ -121,15 +124,15 @@ def _decoder(marked: list[object]) -> json.JSONDecoder:
         return note(_parse_int(text))
 
     def note(value: Any) -> Any:
-        if type(value) is _Rejected:
+        if type(value) in _MARKED:
             marked.append(value)
         return value
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = _pairs(items)
-        if type(result) is _DuplicateKeys:
-            marked.append(result)
-        return result
+        result = dict(items)
+        if len(result) == len(items):  # no key repeated: the common case without a call
+            return result
+        return note(_pairs(items))
 
     return json.JSONDecoder(
         object_pairs_hook=pairs,
@@ -139,7 +142,7 @@ def _decoder(marked: list[object]) -> json.JSONDecoder:
     )
 
 
-# Deleted from the bytes by `_structure`: everything but quotes and brackets (backslash escapes go first).
+# Deleted from the bytes by `_structure`: everything but quotes and brackets (escaped quotes are blanked first).
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 _PARENS = bytes.maketrans(b"[{]}", b"(())")
 _QUOTED = re.compile(rb'"[^"]*(?:"|\Z)')  # a string (brackets only, by then) or an unclosed one to the end
@@ -181,27 +184,32 @@ def check_depth(text: str, max_depth: int = MAX_DEPTH) -> None:
 def _structure(raw: bytes, max_depth: int) -> tuple[bool, bool]:
     """(nesting within `max_depth`, a string may hold a surrogate escape), read in C-speed passes.
 
-    Exact for a document the parser accepts, where every backslash is inside a string: an escape pair is
-    dropped (pairs taken left to right, as the scan does), then everything but quotes and brackets, then
-    `""` (an empty string, or two strings with nothing structural between), then the strings left (their
-    brackets do not count). What is left is brackets; removing every `()` pair takes exactly one round per
-    level of a balanced sequence. Not within when unsure (unbalanced, deeper) and a possible surrogate when
-    there are too many escapes to look at: the caller then runs the exact scan or the walk, which decide as
-    they always did."""
-    pieces: list[memoryview] = []
-    view, start, surrogate = memoryview(raw), 0, False
+    Exact for a document the parser accepts, where every backslash is inside a string: an escaped quote is
+    blanked (escape pairs taken left to right, as the scan does), everything but quotes and brackets is
+    deleted (backslashes too: an escaped backslash or letter is no structure), then `""` (an empty string,
+    or two strings with nothing structural between), then the strings left (their brackets do not count).
+    What is left is brackets; removing every `()` pair takes exactly one round per level of a balanced
+    sequence. Not within when unsure (unbalanced, deeper) and a possible surrogate when there are too many
+    escapes to look at: the caller then runs the exact scan or the walk, which decide as they always did."""
+    escaped_quotes: list[int] = []
+    surrogate, escapes = False, 0
     at = raw.find(b"\\")
     while at >= 0:
-        if len(pieces) == MAX_ESCAPES_SCANNED:
+        escapes += 1
+        if escapes > MAX_ESCAPES_SCANNED:
             return False, True
-        surrogate = surrogate or _SURROGATE_ESCAPE.match(raw, at + 1) is not None
-        pieces.append(view[start:at])
-        start = at + 2
-        at = raw.find(b"\\", start)
-    if pieces:
-        pieces.append(view[start:])
-        raw = b"".join(pieces)
-    structure = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+        follower = raw[at + 1 : at + 2]
+        if follower == b'"':
+            escaped_quotes.append(at)
+        elif follower == b"u" and _SURROGATE_ESCAPE.match(raw, at + 1):
+            surrogate = True
+        at = raw.find(b"\\", at + 2)  # the byte after a backslash is escaped, even another backslash
+    source: bytes | bytearray = raw
+    if escaped_quotes:  # the only escape the deletion below would misread: blank the quote
+        source = bytearray(raw)
+        for at in escaped_quotes:
+            source[at + 1] = 0x20
+    structure = bytes(source.translate(None, _NOT_STRUCTURE)).replace(b'""', b"")
     if b'"' in structure:
         structure = _QUOTED.sub(b"", structure)
     brackets = structure.translate(_PARENS)

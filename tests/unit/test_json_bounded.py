@@ -3,6 +3,7 @@ the specific JsonBoundsError comes back, and nothing else (RecursionError, Value
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -175,3 +176,135 @@ def test_arbitrary_yaml_text_gives_a_value_or_the_specific_error(source):
     except JsonBoundsError:
         return
     assert not (isinstance(value, float) and not math.isfinite(value))
+
+
+# -- the C-speed passes (`_structure`) and the skipped walk: the same outcome as scan-then-walk -------------
+
+
+def outcome(data: str | bytes, max_depth: int = MAX_DEPTH) -> tuple:
+    try:
+        return ("value", json_bounded.loads(data, max_depth=max_depth))
+    except JsonBoundsError as exc:
+        return ("error", exc.kind, exc.path, str(exc), exc.parts)
+
+
+def exact_outcome(data: str | bytes, monkeypatch: pytest.MonkeyPatch, max_depth: int = MAX_DEPTH) -> tuple:
+    """What the reader says with the passes unsure of everything: the exact scan, the parser, the walk."""
+    with monkeypatch.context() as patched:
+        patched.setattr(json_bounded, "_structure", lambda raw, max_depth: (False, True))
+        return outcome(data, max_depth)
+
+
+FRAGMENTS = st.sampled_from(
+    [
+        "[", "]", "{", "}", '"', "\\", '\\"', "\\\\", '"a"', '"[{"', '"]}"', ":", ",", " ", "1", "-0", "1.5",
+        '"k":', "\\ud800", "\\uDC00", "\\ud83d\\ude00", "\\u00e9", "NaN", "1e999", "9" * 25, "é", "null",
+    ]
+)  # fmt: skip
+
+
+PASSES = settings(derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(PASSES, max_examples=300)
+@given(
+    source=st.lists(FRAGMENTS, max_size=40).map("".join),
+    as_bytes=st.booleans(),
+    max_depth=st.sampled_from([0, 1, 2, 3, MAX_DEPTH]),
+)
+def test_the_passes_never_change_what_hostile_text_gives(source, as_bytes, max_depth, monkeypatch):
+    data = source.encode("utf-8", "surrogatepass") if as_bytes else source
+    assert outcome(data, max_depth) == exact_outcome(data, monkeypatch, max_depth)
+
+
+def test_text_the_parser_refuses_is_scanned_exactly_so_too_deep_still_comes_first():
+    """A backslash outside a string is no escape for the scan (the passes drop it with the quote after it,
+    and so see one string to the end): the scan finds the nesting, and depth is reported before syntax."""
+    body = '\\""' + "[" * (MAX_DEPTH + 1)
+    assert json_bounded._structure(body.encode(), MAX_DEPTH)[0] is True
+    with pytest.raises(JsonBoundsError) as caught:
+        json_bounded.loads(body)
+    assert caught.value.kind == "depth"
+
+
+@settings(PASSES, max_examples=150)
+@given(
+    document=documents,
+    depth=st.integers(min_value=MAX_DEPTH - 3, max_value=MAX_DEPTH + 2),
+    inside=st.sampled_from(FRAGMENTS.elements),
+)
+def test_the_passes_never_change_what_a_document_near_the_depth_limit_gives(document, depth, inside, monkeypatch):
+    """Valid JSON around the bound, with brackets, quotes and escapes inside its strings."""
+    body = nested(depth, json.dumps([document, inside, {"s": inside + "\\"}]))
+    assert outcome(body) == exact_outcome(body, monkeypatch)
+    assert outcome(body.encode()) == exact_outcome(body.encode(), monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("raw", "verdict"),
+    [
+        (b'{"a": "[[[", "b": ["\\"]]]"]}', (True, False)),  # brackets and an escaped quote inside strings
+        (nested(MAX_DEPTH).encode(), (True, False)),
+        (nested(MAX_DEPTH + 1).encode(), (False, False)),
+        # an escaped backslash closes its string: the brackets after it count
+        (b'["\\\\", ' + nested(MAX_DEPTH).encode() + b"]", (False, False)),
+        (b'["\\\\\\"", ' + nested(MAX_DEPTH - 1).encode() + b"]", (True, False)),
+        (b'["\\ud800"]', (True, True)),
+        (b'["\\uDFFF"]', (True, True)),
+        (b'["\\ud83d\\ude00"]', (True, True)),  # a pair: the walk looks, and finds nothing
+        (b'["\\u00e9", "\\uD7FF", "\\ue000"]', (True, False)),
+        (b'["\\\\ud800"]', (True, False)),  # an escaped backslash, then plain text
+        (b"][", (False, False)),
+        (b"[[]", (False, False)),
+        (b'"[[[', (True, False)),  # an unclosed string runs to the end, as the scan reads it
+        (b'["' + b"\\n" * json_bounded.MAX_ESCAPES_SCANNED + b'"]', (True, False)),
+        (b'["' + b"\\n" * (json_bounded.MAX_ESCAPES_SCANNED + 1) + b'"]', (False, True)),
+    ],
+)
+def test_the_passes_clear_exactly_what_they_can_read(raw, verdict):
+    assert json_bounded._structure(raw, MAX_DEPTH) == verdict
+
+
+def test_a_zero_depth_bound_clears_only_a_scalar():
+    assert json_bounded._structure(b'"[]"', 0) == (True, False)
+    assert json_bounded._structure(b"[]", 0) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("body", "walked"),
+    [
+        ('{"a": [1, -99999999999999999999, 1.5, "\\n\\u00e9", "[{\\"", "\\\\"]}', False),
+        ('{"a": "\\ud83d\\ude00"}', True),
+        ('{"a": 1, "a": 2}', True),
+        ('{"a": NaN}', True),
+        ('{"a": 1e999}', True),
+        ('{"a": 1.' + "0" * 50 + "}", True),
+        ('{"a": ' + "9" * (MAX_INT_DIGITS + 1) + "}", True),
+        ('{"a": "\\ud800"}', True),
+    ],
+)
+def test_the_walk_runs_only_when_something_was_marked_or_a_surrogate_may_hide(body, walked, monkeypatch):
+    calls = []
+    original = json_bounded._check
+    monkeypatch.setattr(json_bounded, "_check", lambda *args: calls.append(args) or original(*args))
+    with contextlib.suppress(JsonBoundsError):
+        json_bounded.loads(body)
+    assert bool(calls) is walked
+
+
+def test_a_lone_surrogate_in_text_is_walked_and_refused():
+    with pytest.raises(JsonBoundsError) as caught:
+        json_bounded.loads('{"a": "x\ud800"}')
+    assert (caught.value.kind, caught.value.path) == ("string", "$.a")
+    assert json_bounded.loads('{"a": "é\U0001f600"}') == {"a": "é\U0001f600"}
+
+
+def test_the_first_repeated_key_in_document_order_is_named():
+    for body, key in (('{"a": 1, "b": 2, "a": 3, "b": 4}', "a"), ('{"b": 1, "a": 2, "a": 3, "b": 4}', "a")):
+        with pytest.raises(JsonBoundsError) as caught:
+            json_bounded.loads(body)
+        assert caught.value.path == f"$.{key}" and caught.value.document == {"a": 3, "b": 4}
+
+
+def test_a_signed_integer_at_the_digit_limit_is_read():
+    assert json_bounded.loads("[-" + "9" * MAX_INT_DIGITS + "]") == [-int("9" * MAX_INT_DIGITS)]

@@ -435,7 +435,11 @@ class Services:
         return GateIndex(self.storage)
 
     def approval_link(self, gate_id: str) -> str:
-        return f"{self.approval_base_url.rstrip('/')}/api/approvals/{gate_id}"
+        """Where notifications (activity feed, mail) send an approver: the approval page, as
+        `ApprovalView.page_url` names it, so a click opens HTML behind sign-in, not the JSON API."""
+        from urllib.parse import quote
+
+        return f"{self.approval_base_url.rstrip('/')}/api/approvals/{quote(gate_id, safe='')}/page"
 
 
 def _require(value: str | None, name: str) -> str:

@@ -190,7 +190,11 @@ def parse_form(body: bytes, content_type: str | None) -> PageForm:
         raise InputTooLarge(f"At most {MAX_FORM_BYTES} bytes.", code="body-too-large", title="The body is too large")
     try:
         pairs = parse_qsl(
-            body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body), max_num_fields=len(FORM_FIELDS)
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=bool(body),
+            max_num_fields=len(FORM_FIELDS),
+            errors="strict",
         )
     except (UnicodeDecodeError, ValueError):
         raise InvalidInput("the form must be URL-encoded UTF-8 with the page's fields", field="body") from None

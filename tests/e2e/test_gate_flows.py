@@ -239,7 +239,7 @@ def test_l2_waits_for_approval_then_proceeds(env: Env):
     (note,) = env.progress()  # the waiting pipeline is told what it waits for, and where to decide
     assert "waiting for approval" in note["comment"] and gate in note["comment"]
     (request,) = env.notifications("approval_request")
-    assert request["link"].endswith(f"/api/approvals/{gate}") and ANNA in request["recipients"]
+    assert request["link"].endswith(f"/api/approvals/{gate}/page") and ANNA in request["recipients"]
     assert env.decide(gate, ANNA)[0] == 202
     assert env.decide(gate, PIET)[0] == 202
     output = env.status(gate).output

@@ -108,7 +108,7 @@ def test_explicit_members_win_over_the_settings_recipe():
     marker = object()
     built = Services(Settings.from_environ({}), notifier=marker, operators_for=lambda t: ("ops",))  # type: ignore[arg-type]
     assert built.notifier is marker and built.operators_for("t1") == ("ops",)
-    assert built.approval_link("g1") == "http://localhost:7071/api/approvals/g1"
+    assert built.approval_link("g1") == "http://localhost:7071/api/approvals/g1/page"
 
 
 def test_the_old_builders_are_gone():

@@ -237,7 +237,7 @@ class LocalFunctionsHost(LoopbackServer):
         session = secrets.token_urlsafe(24)
         with self._lock:
             self._sessions[session] = self.sign_in_as
-        cookie = f"{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax"
+        cookie = f"{SESSION_COOKIE}={session}; Path=/; Secure; HttpOnly; SameSite=None"  # as App Service sets it
         return 302, [("Location", target), ("Set-Cookie", cookie)], b""
 
     def _session_user(self, headers: dict[str, str]) -> SignedInUser | None:

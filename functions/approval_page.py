@@ -40,7 +40,12 @@ def approval_page(gateway: OrchestrationGateway) -> ApprovalPage:
     from gatekeeper.gates.page_guard import FormGuard
 
     runtime = services()
-    return ApprovalPage(decision_service(gateway), FormGuard(runtime.sealer), app_url=runtime.approval_base_url)
+    return ApprovalPage(
+        decision_service(gateway),
+        FormGuard(runtime.sealer, runtime.clock),
+        app_url=runtime.approval_base_url,
+        clock=runtime.clock,
+    )
 
 
 def render_problem(status: int, title: str, detail: str) -> str:

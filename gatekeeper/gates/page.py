@@ -36,7 +36,9 @@ code{font-family:Consolas,"Courier New",monospace}
 a{color:#1d4ed8}
 a:focus,button:focus,textarea:focus{outline:3px solid #b45309;outline-offset:2px}
 table{border-collapse:collapse;width:100%}
-th,td{text-align:left;border-bottom:1px solid #e5e7eb;padding:.25rem .5rem;vertical-align:top;overflow-wrap:anywhere}
+th,td{text-align:left;border-bottom:1px solid #e5e7eb;padding:.25rem .5rem;vertical-align:top}
+th{white-space:nowrap}
+td{overflow-wrap:anywhere}
 .status{font-weight:600}
 .warning{background:#fef3c7;border-left:4px solid #b45309;padding:.5rem .75rem}
 .notice{border-left:4px solid #b91c1c;background:#fef2f2;padding:.5rem .75rem}

@@ -181,6 +181,47 @@ def test_a_hostile_repository_name_renders_as_text(browser, rig):
     assert tab.dialogs == [] and tab.errors == []
 
 
+CONTRAST = """() => {
+  const channels = c => c.match(/[\\d.]+/g).map(Number);
+  const luminance = c => {
+    const [r, g, b] = channels(c).slice(0, 3).map(v => v / 255)
+      .map(v => (v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4)));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const opaque = c => (channels(c).length < 4 || channels(c)[3] > 0);
+  const background = e => {
+    for (let n = e; n; n = n.parentElement) {
+      const c = getComputedStyle(n).backgroundColor;
+      if (opaque(c)) return c;
+    }
+    return "rgb(255, 255, 255)";
+  };
+  const found = [];
+  for (const e of document.querySelectorAll("body *")) {
+    if (![...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const [hi, lo] = [luminance(getComputedStyle(e).color), luminance(background(e))].sort((a, b) => b - a);
+    found.push([e.tagName, e.textContent.trim().slice(0, 40), (hi + 0.05) / (lo + 0.05)]);
+  }
+  return found;
+}"""
+
+
+def test_every_text_on_the_page_has_sufficient_contrast(browser, rig):
+    """WCAG 2.x AA: at least 4.5:1 for every element with text (computed colours on their painted background),
+    on a page with the unresolved-requester warning, links, code,
+    the vote table, both buttons."""
+    gate = rig.gate(
+        requested_by={"oid": None, "resolved": False, "seen_as": ["github:login:someone"], "note": "not linked"}
+    )
+    tab = open_page(browser, rig, ANNA, gate)
+    tab.page.get_by_role("button", name="Reject").click()  # empty comment: blocked by the browser
+    texts = tab.page.evaluate(CONTRAST)
+    assert len(texts) > 40
+    low = [(tag, text, round(ratio, 2)) for tag, text, ratio in texts if ratio < 4.5]
+    assert low == []
+    assert {"BUTTON", "A", "CODE", "STRONG", "DT", "DD"} <= {tag for tag, _, _ in texts}
+
+
 class AttackerSite(LocalServer):
     """Another site (http://localhost:<port>, cross-site to 127.0.0.1) whose page posts the approval form."""
 

@@ -252,3 +252,47 @@ def test_the_links_in_notifications_open_the_page(rig):
     visitor = Visitor(rig, ANNA)
     response = http_get(link, headers={"Accept": "text/html", "Cookie": visitor.cookies()})
     assert response.status_code == 200 and "Approve" in response.text
+
+
+def test_seeded_random_form_posts_never_answer_5xx_and_record_nothing(rig):
+    """Mutations of a valid form post by a signed-in approver with the right cookie: random bytes, random
+    field names and values, mangled tokens, invalid percent-encoding. Every answer is a 4xx page, no vote."""
+    import random
+
+    gate = rig.gate()
+    anna = Visitor(rig, ANNA)
+    token = anna.token(gate)
+    rng = random.Random(1212)
+    alphabet = "abcdefghijklmnopqrstuvwxyz=&%+;_-.~0123456789ÿ€\u0000"
+    statuses = set()
+    for case in range(60):
+        kind = case % 4
+        if kind == 0:
+            body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+        elif kind == 1:
+            body = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 120))).encode("utf-8", "replace")
+        elif kind == 2:
+            mangled = list(token)
+            at = rng.randrange(len(mangled))
+            mangled[at] = rng.choice([c for c in "AZaz09-_." if c != mangled[at]])
+            body = f"token={quote(''.join(mangled))}&decision=approve".encode()
+        else:
+            decision = "".join(rng.choice("approverejct ") for _ in range(rng.randrange(0, 9)))
+            if decision.strip().lower() in ("approve", "reject"):
+                decision += "x"
+            body = f"token={quote(token)}&decision={quote(decision)}&comment=c".encode()
+        response = http_post(
+            rig.page_url(gate),
+            data=body,
+            headers={
+                "Cookie": anna.cookies(),
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Sec-Fetch-Site": "same-origin",
+            },
+            allow_redirects=False,
+        )
+        assert 400 <= response.status_code < 500, (body, response.status_code, response.text[:300])
+        assert response.headers["Content-Type"].startswith("text/html")
+        statuses.add(response.status_code)
+    assert statuses >= {403, 422}
+    nothing_recorded(rig, gate)

@@ -189,6 +189,7 @@ def test_a_post_is_decided_once_and_answered_with_a_redirect_to_the_page(rig):
         ("no token", 403, "was not issued to you"),
         ("token of another gate", 403, "was not issued to you"),
         ("token of another approver", 403, "was not issued to you"),
+        ("token under an unknown data key", 403, "was not issued to you"),
         ("another browser's cookie", 403, "was not issued to you"),
         ("cross-site fetch metadata", 403, "posted from another site"),
         ("another origin", 403, "posted from another site"),
@@ -211,6 +212,9 @@ def test_a_post_that_fails_a_check_records_nothing(rig, case: str, status: int, 
         fields["token"] = anna.token(other_gate)
     elif case == "token of another approver":
         fields["token"] = piet.token(gate)
+    elif case == "token under an unknown data key":
+        version, _, nonce, sealed = fields["token"].split(".")
+        fields["token"] = ".".join((version, "0123456789abcdef", nonce, sealed))
     elif case == "another browser's cookie":
         piet.token(gate)
         anna.page_cookie = piet.page_cookie

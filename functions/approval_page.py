@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from gatekeeper.gates.decisions import OrchestrationGateway
 
 bp = df.Blueprint()
+log = logging.getLogger("gatekeeper.approval_page")
 
 LOGIN_PATH = "/.auth/login/aad"  # App Service authentication's sign-in endpoint for Entra ID
 
@@ -93,12 +95,18 @@ def login_redirect(instance_id: str) -> func.HttpResponse:
     return func.HttpResponse(status_code=302, headers=_headers({"Location": target}))
 
 
-def answer(answer: PageAnswer) -> func.HttpResponse:
+def to_response(answer: PageAnswer) -> func.HttpResponse:
     extra = {"Set-Cookie": answer.set_cookie} if answer.set_cookie else {}
     if answer.redirect is not None:
         return func.HttpResponse(status_code=303, headers=_headers({"Location": answer.redirect, **extra}))
+    if answer.refusal is not None:
+        _log_refusal("page shows refusal", answer.refusal)
     status = 200 if answer.refusal is None else status_of(answer.refusal)
     return html_response(status, answer.html or "", extra)
+
+
+def _log_refusal(what: str, problem: GatekeeperError) -> None:
+    log.info("%s: %s %s", what, status_of(problem), problem.code)  # the code only: no detail, no identity
 
 
 def serve(req: func.HttpRequest, action: Callable[[], PageAnswer]) -> func.HttpResponse:
@@ -106,12 +114,14 @@ def serve(req: func.HttpRequest, action: Callable[[], PageAnswer]) -> func.HttpR
     anything else the API's failure handling (503 with Retry-After, audited integrity errors, bare 500)."""
     instance_id = req.route_params.get("instance_id", "")
     try:
-        return answer(action())
+        return to_response(action())
     except Unauthenticated as problem:
         if _is_browser_without_identity(req):
             return login_redirect(instance_id)
+        _log_refusal("page refused", problem)
         return problem_page(problem)
     except GatekeeperError as problem:
+        _log_refusal("page refused", problem)
         return problem_page(problem)
     except Exception as exc:
         failed = failure_response(req, exc)  # logs, audits integrity failures, never leaks internals

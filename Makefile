@@ -8,10 +8,11 @@ VENV_STAMP := $(VENV)/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 NODE_STAMP := node_modules/.installed
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test lint typecheck bench bootstrap clean mutation mutation-smoke
 
-bootstrap: $(VENV_STAMP) $(NODE_STAMP) $(INFRA_STAMP)
+bootstrap: $(VENV_STAMP) $(NODE_STAMP) $(INFRA_STAMP) $(CHROMIUM)
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,11 +27,17 @@ $(INFRA_STAMP): requirements-infra.txt
 	@$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-infra.txt
 	@touch $@
 
+# The approval page's browser tests and the demo's page screenshot drive Debian's Chromium through Playwright
+# (`playwright install` is never used: it downloads a browser build of its own).
+$(CHROMIUM):
+	@$$(test "$$(id -u)" = 0 || echo sudo) apt-get update -qq
+	@DEBIAN_FRONTEND=noninteractive $$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y -qq chromium
+
 $(NODE_STAMP): package.json package-lock.json
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-demo: $(VENV_STAMP) $(NODE_STAMP)
+demo: $(VENV_STAMP) $(NODE_STAMP) $(CHROMIUM)
 	@$(PY) -m demo --out demo-output
 
 test: bootstrap lint typecheck

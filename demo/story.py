@@ -50,6 +50,7 @@ from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
 from gatekeeper.tenancy.model import TenantRecord
 
 ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by make demo / make bootstrap
 EXAMPLES = ROOT / "examples"
 TENANT = "contoso"
 ENTRA_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -98,6 +99,8 @@ class Demo:
     timeline: Timeline
     received: Counter[str] = field(default_factory=Counter)
     handlers: dict[str, Any] = field(default_factory=dict)
+    functions: tuple[Any, ...] = ()
+    out_dir: Path = Path("demo-output")
     webhooks_shown: int = 0
     seen_notifications: set[str] = field(default_factory=set)
 
@@ -175,7 +178,14 @@ class Demo:
 
 def run(out_dir: Path) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("outbox", "audit.bundle.json", "audit.oscal.json", "audit.jsonl", "checkpoint-public-key.pem"):
+    stale_files = (
+        "audit.bundle.json",
+        "audit.oscal.json",
+        "audit.jsonl",
+        "checkpoint-public-key.pem",
+        "approval-page.png",
+    )
+    for stale in ("outbox", *stale_files):
         target = out_dir / stale
         shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     key_dir = Path(tempfile.mkdtemp(prefix="gatekeeper-demo-keys-"))
@@ -201,7 +211,8 @@ def run(out_dir: Path) -> int:
         stack.stop()
         shutil.rmtree(key_dir, ignore_errors=True)  # private keys never outlive the demo
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
-    print(f"\nEverything above is in {out_dir}/ (timeline.txt, outbox/, audit.*, checkpoint-public-key.pem).")
+    written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png"
+    print(f"\nEverything above is in {out_dir}/ ({written}).")
     return 0
 
 
@@ -277,8 +288,21 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         f"tenant {TENANT}: policy revision {revision.revision} published "
         f"(fingerprint {revision.fingerprint[:12]}), {len(record.identities) + 1} source identities"
     )
-    handlers = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
-    return Demo(stack, gates, issuer, github, devops, receiver, outbox, timeline, handlers=handlers)
+    functions = tuple(function_app.app.get_functions())  # the host indexes the app once
+    handlers = {f.get_function_name(): f.get_user_function() for f in functions}
+    return Demo(
+        stack,
+        gates,
+        issuer,
+        github,
+        devops,
+        receiver,
+        outbox,
+        timeline,
+        handlers=handlers,
+        functions=functions,
+        out_dir=out_dir,
+    )
 
 
 # -- act 1: ingestion ---------------------------------------------------------------------------------------
@@ -347,6 +371,7 @@ def _gates(demo: Demo, gate: str) -> None:
     status, _ = demo.decide(gate, "lisa.devries@contoso.com", "approve", "Release notes reviewed; go.")
     t.say(f"lisa.devries approves (release managers, 1 of 2 needed): {status}")
     _show_new_notifications(demo)
+    _screenshot_page(demo, gate, "anna.jansen@contoso.com")
     demo.timeline.clock.advance(timedelta(minutes=25))
     status, _ = demo.decide(gate, "anna.jansen@contoso.com", "approve", "CAB: low risk, rollback plan attached.")
     t.say(f"anna.jansen approves (change advisory board, 2 of 3 needed): {status}")
@@ -387,6 +412,40 @@ def _gates(demo: Demo, gate: str) -> None:
     for line in demo.new_webhook_calls():
         t.say(line)
     t.say(f"outcome: {demo.status(infra)}")
+
+
+def _screenshot_page(demo: Demo, gate: str, upn: str) -> None:
+    """The approval page as `upn` sees it (GET /api/approvals/{id}/page through the registered function, served
+    over HTTP on this machine), rendered by headless Chromium into demo-output/approval-page.png."""
+    out = demo.out_dir / "approval-page.png"
+    if not CHROMIUM.exists():
+        demo.timeline.say(f"approval page screenshot skipped: {CHROMIUM} is missing (make demo installs it)")
+        return
+    from playwright.sync_api import sync_playwright
+
+    from devstack.functions_host import LocalFunctionsHost
+    from gatekeeper.gates.page import page_path
+
+    token = demo.issuer.issue(APPROVERS[upn], ENTRA_TENANT, AUDIENCE, upn=upn, name=upn.split("@")[0])
+    set_services(demo.gates.services)  # the gate's clock and the local token validator, for the host's threads
+    try:
+        with LocalFunctionsHost(demo.functions) as host, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+            context = browser.new_context(
+                viewport={"width": 1100, "height": 900}, extra_http_headers={"Authorization": f"Bearer {token}"}
+            )
+            page = context.new_page()
+            response = page.goto(host.url + page_path(gate))
+            status = response.status if response else 0
+            buttons = page.get_by_role("button").all_inner_texts()
+            page.screenshot(path=str(out), full_page=True)
+            browser.close()
+    finally:
+        set_services(demo.stack.services)
+    demo.timeline.say(
+        f"approval page for {upn.split('@')[0]} in headless Chromium: {status}, buttons {buttons} -> {out.name}",
+        indent=1,
+    )
 
 
 def _generic(demo: Demo, run_id: str, *, environment: str, action: str) -> str:

@@ -39,6 +39,7 @@ def decision_service(gateway: OrchestrationGateway) -> DecisionService:
         group_membership=runtime.group_membership,
         directory=runtime.user_directory,
         base_url=runtime.approval_base_url,
+        clock=runtime.clock,
     )
 
 

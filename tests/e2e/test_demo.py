@@ -39,6 +39,8 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
     assert validation_errors(oscal, SHARED_FIXTURES / "oscal/oscal_complete_schema-1.2.3.json") == []
     assert (out / "checkpoint-public-key.pem").read_text().startswith("-----BEGIN PUBLIC KEY-----")
     assert list((out / "outbox").rglob("*.json"))
+    assert "approval page for anna.jansen in headless Chromium: 200, buttons ['Approve', 'Reject']" in timeline
+    assert (out / "approval-page.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
     capsys.readouterr()
     bundle, key = str(out / "audit.bundle.json"), str(out / "checkpoint-public-key.pem")

@@ -155,11 +155,16 @@ def github_request(
 
 
 @functools.cache
-def registered_functions() -> dict[str, Any]:
-    """The user functions of the real function app by name (get_functions() may run only once)."""
+def app_functions() -> tuple[Any, ...]:
+    """The real function app's functions, with their bindings (get_functions() may run only once)."""
     import function_app
 
-    return {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+    return tuple(function_app.app.get_functions())
+
+
+def registered_functions() -> dict[str, Any]:
+    """The user functions of the real function app by name."""
+    return {f.get_function_name(): f.get_user_function() for f in app_functions()}
 
 
 def http_function(name: str):  # type: ignore[no-untyped-def]

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from gatekeeper.security.requester import RequesterResolver, UserDirectory
     from gatekeeper.store.envelope import EnvelopeCipher
     from gatekeeper.store.keys import TenantKeyProvider
+    from gatekeeper.teams.auth import BotTokenValidator
+    from gatekeeper.teams.bot import BotHost
     from gatekeeper.tenancy.identities import IdentityMap
 
 _UNBUILT: Any = object()
@@ -433,6 +435,22 @@ class Services:
         from gatekeeper.gates.store import GateIndex
 
         return GateIndex(self.storage)
+
+    @cached_property
+    def bot_validator(self) -> BotTokenValidator:
+        """The Bot Connector's tokens on /api/messages (GATEKEEPER_BOT_APP_ID, GATEKEEPER_BOT_OPENID_METADATA);
+        with no bot app id it refuses every activity."""
+        from gatekeeper.teams.auth import BotTokenValidator
+
+        return BotTokenValidator(self.settings.bot_app_id, self.settings.bot_openid_metadata)
+
+    @cached_property
+    def bot_host(self) -> BotHost:
+        """The Agents SDK host behind /api/messages, calling out with the process credential (the managed
+        identity). Imports the SDK: built on the first bot request only."""
+        from gatekeeper.teams.bot import BotHost
+
+        return BotHost(self.credential, self.settings.bot_app_id or "", self.settings.bot_tenant_id)
 
     def approval_link(self, gate_id: str) -> str:
         return f"{self.approval_base_url.rstrip('/')}/api/approvals/{gate_id}"

@@ -28,7 +28,6 @@ NOT_ON_THE_INGESTION_PATH = (
     "gatekeeper.gates",
     "gatekeeper.teams",
     "microsoft_agents",  # the Teams bot's Agents SDK: /api/messages only
-    "aiohttp",
 )
 
 

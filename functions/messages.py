@@ -53,7 +53,9 @@ async def bot_messages(req: func.HttpRequest, client: df.DurableOrchestrationCli
             service_url if isinstance(service_url, str) else None,
         )
         gateway = DurableClientGateway(client, asyncio.get_running_loop())
-        status, answer = await runtime.bot_host.process(activity, headers, claims, decision_service(gateway))
+        status, answer = await runtime.bot_host.process(
+            activity, headers, claims, decision_service(gateway), runtime.user_directory
+        )
     except GatekeeperError as problem:
         log.info("refused /api/messages: %s", problem.code)
         return problem_response(problem, instance="/api/messages")

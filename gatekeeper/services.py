@@ -426,6 +426,7 @@ class Services:
             installer=installer,
             base_url=self.approval_base_url,
             bot_tenant_id=self.settings.bot_tenant_id,
+            directory=self.user_directory,
         )
 
     @cached_property

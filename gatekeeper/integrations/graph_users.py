@@ -64,7 +64,8 @@ class GraphUserDirectory(GraphSession):
         if user is None or not user.id:
             return None
         addresses = user_addresses(user.mail, user.user_principal_name, user.proxy_addresses)
-        return DirectoryUser(oid=str(user.id).lower(), addresses=addresses)
+        upn = user.user_principal_name.strip().lower() if user.user_principal_name else None
+        return DirectoryUser(oid=str(user.id).lower(), addresses=addresses, upn=upn)
 
 
 class CachedUserDirectory:

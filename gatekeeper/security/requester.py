@@ -143,6 +143,7 @@ class DirectoryUser(BaseModel):
 
     oid: str
     addresses: frozenset[str] = frozenset()
+    upn: str | None = None  # the userPrincipalName (also among `addresses`), for channels that carry no UPN
 
 
 class DirectoryUnavailable(RuntimeError):

@@ -29,6 +29,8 @@ from gatekeeper.teams.invoke import Decisions, answer, parse_card_action
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from gatekeeper.security.requester import UserDirectory
+
 BOT_FRAMEWORK_SCOPE = "https://api.botframework.com/.default"
 
 
@@ -121,9 +123,12 @@ class ApprovalBot(ActivityHandler):
     """Answers card actions (approve, reject, refresh) with a card; every other activity is accepted quietly
     (installing the app, a message to the bot)."""
 
-    def __init__(self, decisions: Decisions, document: Mapping[str, Any]) -> None:
+    def __init__(
+        self, decisions: Decisions, document: Mapping[str, Any], directory: UserDirectory | None = None
+    ) -> None:
         self._decisions = decisions
         self._document = document
+        self._directory = directory
 
     async def on_adaptive_card_invoke(
         self, turn_context: TurnContextProtocol[Any], invoke_value: AdaptiveCardInvokeValue
@@ -136,7 +141,7 @@ class ApprovalBot(ActivityHandler):
                 type="application/vnd.microsoft.error",
                 value={"code": "BadRequest", "message": f"{problem.field or 'activity'}: {problem.detail}"},
             )
-        card = await asyncio.to_thread(answer, self._decisions, action)
+        card = await asyncio.to_thread(answer, self._decisions, action, self._directory)
         return AdaptiveCardInvokeResponse(status_code=200, type=CARD_CONTENT_TYPE, value=card)
 
 
@@ -150,11 +155,16 @@ class BotHost:
         )
 
     async def process(
-        self, document: dict[str, Any], headers: Mapping[str, str], claims: Mapping[str, Any], decisions: Decisions
+        self,
+        document: dict[str, Any],
+        headers: Mapping[str, str],
+        claims: Mapping[str, Any],
+        decisions: Decisions,
+        directory: UserDirectory | None = None,
     ) -> tuple[int, Any]:
-        """(status, JSON body or None) for an authenticated activity."""
+        """(status, JSON body or None) for an authenticated activity; `directory` names voters by UPN."""
         identity = ClaimsIdentity(dict(claims), authentication_type="Bearer")
         response = await self.adapter.process_request(
-            _Request(document, headers, identity), ApprovalBot(decisions, document)
+            _Request(document, headers, identity), ApprovalBot(decisions, document, directory)
         )
         return int(response.status_code), response.body

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from gatekeeper.errors import DependencyUnavailable, Forbidden, GatekeeperError, Gone, InvalidInput, NotFound
 from gatekeeper.gates.view import ApprovalView
 from gatekeeper.security.principal import GUID_PATTERN, Principal
+from gatekeeper.security.requester import DirectoryUnavailable, UserDirectory
 from gatekeeper.teams.cards import (
     APPROVE,
     COMMENT_INPUT,
@@ -58,6 +59,7 @@ class CardAction:
     voter_oid: str
     tenant_id: str
     name: str | None = None
+    upn: str | None = None  # from the directory, never from the activity
 
 
 def _field(value: Any, path: str) -> Mapping[str, Any]:
@@ -128,9 +130,32 @@ def parse_card_action(activity: Mapping[str, Any]) -> CardAction:
 
 
 def principal_of(action: CardAction) -> Principal:
-    """The person Teams vouches for, as the decision service takes it: object id and tenant, no UPN and no
-    groups (a card action carries none; group approvers are asked about through the directory)."""
-    return Principal(oid=action.voter_oid, tid=action.tenant_id, name=action.name, auth="teams", groups_overage=True)
+    """The person Teams vouches for, as the decision service takes it: object id, tenant and, when the
+    directory knows it, the UPN (approvers are often named by UPN); no groups (a card action carries none:
+    group approvers are asked about through the directory)."""
+    return Principal(
+        oid=action.voter_oid,
+        tid=action.tenant_id,
+        name=action.name,
+        upn=action.upn,
+        auth="teams",
+        groups_overage=True,
+    )
+
+
+def with_directory_name(action: CardAction, directory: UserDirectory | None) -> CardAction:
+    """The action with the voter's UPN from the directory. Without a directory, or when it cannot answer
+    now, the voter goes on by object id alone (a stage naming them by UPN then says they are not on it)."""
+    if directory is None:
+        return action
+    try:
+        user = directory.user(action.voter_oid)
+    except DirectoryUnavailable:
+        log.warning("card action: the directory could not name the voter")
+        return action
+    if user is None or user.oid.lower() != action.voter_oid or not user.upn:
+        return action
+    return replace(action, upn=user.upn)
 
 
 def _notice_for(problem: GatekeeperError) -> CardNotice:
@@ -154,8 +179,9 @@ def _card_or_refusal(decisions: Decisions, action: CardAction, notice: CardNotic
         return refusal_card(problem.title, problem.detail)
 
 
-def answer(decisions: Decisions, action: CardAction) -> dict[str, Any]:
+def answer(decisions: Decisions, action: CardAction, directory: UserDirectory | None = None) -> dict[str, Any]:
     """The card that answers `action`: a refresh shows the current state, a vote is decided and shown."""
+    action = with_directory_name(action, directory)
     try:
         if action.verb == REFRESH:
             return _card_or_refusal(decisions, action, None)

@@ -27,6 +27,7 @@ from gatekeeper.gates.store import GateStore
 from gatekeeper.gates.view import ApprovalView, build_view
 from gatekeeper.ports import Delivery, Notification, NotificationResult
 from gatekeeper.security.principal import GUID_PATTERN
+from gatekeeper.security.requester import DirectoryUnavailable, UserDirectory
 from gatekeeper.store.repository import TenantRepository, check_key
 from gatekeeper.store.tables import StorageAccount, TablePurpose
 from gatekeeper.teams.cards import CARD_CONTENT_TYPE, approval_card
@@ -131,7 +132,9 @@ class TeamsCardNotifier:
         installer: AppInstaller | None = None,
         base_url: str | None = None,
         bot_tenant_id: str | None = None,
+        directory: UserDirectory | None = None,
     ) -> None:
+        self._directory = directory
         self._app_id = app_id
         self._service_url = service_url
         self._credential = credential
@@ -153,11 +156,7 @@ class TeamsCardNotifier:
         view = self._view(tenant_id, notification.instance_id, can_decide=True)
         if view is None:
             return NotificationResult(ok=False, detail="teams: the gate is not stored")
-        users = [
-            r.id.lower()
-            for r in notification.parsed_recipients()
-            if r.kind == "user" and GUID_PATTERN.match(r.id.lower())
-        ]
+        users = self._object_ids([r.id for r in notification.parsed_recipients() if r.kind == "user"])
         if not users:
             return NotificationResult(ok=True, detail="teams: no approver named by object id")
         tid = next(iter(self._entra_tenants_for(tenant_id)), None) or self._bot_tenant_id
@@ -177,6 +176,22 @@ class TeamsCardNotifier:
             log.warning("teams: %d of %d cards of %s could not be updated", failed, len(sent), instance_id)
 
     # ----- steps -------------------------------------------------------------------------------------------
+
+    def _object_ids(self, users: list[str]) -> list[str]:
+        """The approvers' object ids: as named, or a UPN's through the directory (a bot chat needs one)."""
+        found: list[str] = []
+        for user in users:
+            oid = user.lower() if GUID_PATTERN.match(user.lower()) else None
+            if oid is None and self._directory is not None:
+                try:
+                    entry = self._directory.user(user)
+                except DirectoryUnavailable:
+                    log.warning("teams: the directory could not resolve an approver's UPN")
+                    entry = None
+                oid = entry.oid.lower() if entry is not None and GUID_PATTERN.match(entry.oid.lower()) else None
+            if oid is not None and oid not in found:
+                found.append(oid)
+        return found
 
     def _view(self, tenant_id: str, instance_id: str, *, can_decide: bool) -> ApprovalView | None:
         store = GateStore(self._storage, tenant_id, self._cipher)

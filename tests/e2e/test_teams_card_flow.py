@@ -30,6 +30,7 @@ from gatekeeper.events.model import ActionKind, EventKind, EventSource, Pipeline
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.graph_notify import make_graph_client
+from gatekeeper.integrations.graph_users import GraphUserDirectory
 from gatekeeper.integrations.notify import FanOutNotifier
 from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.integrations.retry import RetryPolicy
@@ -54,6 +55,7 @@ GRAPH_TOKEN = "local-graph-token"
 WEBHOOK_SECRET = b"webhook-signing-secret-for-card-tests"
 ANNA, PIET = (str(uuid.UUID(int=i)) for i in (0xA, 0xB))
 DEV_OID = str(uuid.UUID(int=0xDE))
+ANNA_UPN = "anna.jansen@contoso.com"
 START = datetime(2030, 6, 3, 10, 0, tzinfo=UTC)
 
 POLICY = {
@@ -66,7 +68,14 @@ POLICY = {
             ]
         },
     },
-    "rules": [],
+    "rules": [
+        {
+            "name": "named-by-upn",
+            "match": {"environments": ["prod-upn"]},
+            "level": "L2",
+            "approval": {"stages": [{"name": "leads", "approvers": [ANNA_UPN], "quorum": 1, "timeout": "PT1H"}]},
+        }
+    ],
 }
 
 
@@ -79,18 +88,19 @@ class Env:
     receiver: LocalWebhookReceiver
     validator: BotTokenValidator
     host: BotHost
+    directory: GraphUserDirectory
     storage: StorageAccount
     cipher: Any
     tenant_id: str
 
-    def submit(self) -> str:
+    def submit(self, environment: str = "production") -> str:
         return self.gates.submit(
             PipelineEvent(
                 tenant_id=self.tenant_id,
                 source=EventSource.GENERIC,
                 kind=EventKind.GATE_REQUEST,
                 action=ActionKind.DEPLOY,
-                environment="production",
+                environment=environment,
                 repository="contoso/webshop",
                 ref="refs/heads/main",
                 commit="a1b2c3d",
@@ -116,7 +126,9 @@ class Env:
         token = self.issuer.sign_activity(APP_ID, activity["serviceUrl"])
         claims = self.validator.validate(f"Bearer {token}", activity["serviceUrl"])
         status, body = asyncio.run(
-            self.host.process(activity, {"Authorization": f"Bearer {token}"}, claims, self.gates.decisions)
+            self.host.process(
+                activity, {"Authorization": f"Bearer {token}"}, claims, self.gates.decisions, self.directory
+            )
         )
         assert status == 200 and body["statusCode"] == 200, body
         self.gates.runner.run_until_idle()
@@ -158,7 +170,9 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
     policy = load_policy(POLICY)
     with (
         LocalBotFrameworkIssuer() as issuer,
-        LocalGraphServer(GRAPH_TOKEN, not_installed=[PIET]) as graph,
+        LocalGraphServer(
+            GRAPH_TOKEN, not_installed=[PIET], users={ANNA: {"userPrincipalName": ANNA_UPN, "mail": ANNA_UPN}}
+        ) as graph,
         LocalWebhookReceiver(WEBHOOK_SECRET) as receiver,
     ):
         issuer.client_secrets[APP_ID] = BOT_SECRET
@@ -169,6 +183,8 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
             credential = LocalClientCredential(issuer.token_url, APP_ID, BOT_SECRET)
             client, http = make_graph_client(StaticTokenCredential(GRAPH_TOKEN), graph.base_url)
             installer = GraphAppInstaller(client, MANIFEST_ID, graph.base_url, http_client=http)
+            directory_client, directory_http = make_graph_client(StaticTokenCredential(GRAPH_TOKEN), graph.base_url)
+            directory = GraphUserDirectory(directory_client, http_client=directory_http)
             cards = TeamsCardNotifier(
                 app_id=APP_ID,
                 service_url=connector.url + "/",
@@ -178,6 +194,7 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
                 entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
                 installer=installer,
                 base_url="https://gatekeeper.contoso.com",
+                directory=directory,
             )
             gates = local_gates(
                 storage,
@@ -193,6 +210,7 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
                 operators_for=lambda _t: ("ops@contoso.com",),
                 clock=ManualClock(START),
                 settings=Settings(trust_easyauth_header=False),
+                directory=directory,
             )
             try:
                 yield Env(
@@ -203,12 +221,14 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
                     receiver,
                     BotTokenValidator(APP_ID, issuer.metadata_url),
                     BotHost(credential, APP_ID, TID),
+                    directory,
                     storage,
                     cipher,
                     tenant_id,
                 )
             finally:
                 installer.close()
+                directory.close()
 
 
 def test_an_approval_from_a_card_runs_the_whole_gate_and_closes_every_card(env: Env):
@@ -270,3 +290,13 @@ def test_an_expired_gate_closes_every_card(env: Env):
         assert verbs(card) == [] and "Decided rejected" in texts(card)
     late = env.press(gate, ANNA)
     assert "already been decided" in texts(late) and verbs(late) == []
+
+
+def test_an_approver_named_by_upn_gets_the_card_and_is_recognised_by_the_directory(env: Env):
+    gate = env.submit("prod-upn")
+    card = env.chat_card(ANNA)  # the UPN resolved to an object id through Graph, so the bot could chat
+    assert verbs(card) == ["approve", "reject"]
+    answer = env.press(gate, ANNA)  # Teams names her by object id only; the directory gives her UPN
+    assert "You approved this request." in texts(answer)
+    assert env.gates.runner.status(gate).output["status"] == "approved"
+    assert env.callbacks() == ["approved"]

@@ -349,3 +349,13 @@ def test_a_card_action_with_a_missing_or_wrong_field_is_refused_naming_it(
     assert status == 200 and body["statusCode"] == 400 and body["type"] == "application/vnd.microsoft.error"
     assert body["value"]["message"].startswith(field)
     assert raised(durable) == []
+
+
+def test_other_activities_are_accepted_quietly(served, durable, issuer, connector):
+    message = action(connector, "gate-x", ANNA)
+    message.update(type="message", text="hello bot")
+    message.pop("name")
+    message.pop("value")
+    response = post(durable, message, issuer.sign_activity(APP_ID, message["serviceUrl"]))
+    assert response.status_code == 202
+    assert raised(durable) == [] and connector.conversations == {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -23,11 +24,29 @@ from functions.http import failure_response, problem_response, services
 from gatekeeper.errors import GatekeeperError, InputTooLarge
 from gatekeeper.ingest.edge import IncomingRequest, parse_json_object, require_bounded_headers
 
+if TYPE_CHECKING:
+    from gatekeeper.gates.followup import FollowUpService
+
 log = logging.getLogger("gatekeeper.bot")
 
 bp = df.Blueprint()
 
 MAX_ACTIVITY_BYTES = 256 * 1024  # a card action is a few KiB; Teams caps a message with cards at 28 KiB
+
+
+def follow_ups() -> FollowUpService:
+    """L1 acknowledgements / rollback flags and L3 "done" from cards (imported on first use: cold start)."""
+    from gatekeeper.gates.followup import FollowUpService
+
+    runtime = services()
+    return FollowUpService(
+        runtime.request_storage,
+        runtime.sealer,
+        entra_tenants_for=runtime.entra_tenants_for,
+        operators_for=runtime.operators_for,
+        audit_for=runtime.audit_for,
+        base_url=runtime.approval_base_url,
+    )
 
 
 @bp.function_name("bot_messages")
@@ -54,7 +73,7 @@ async def bot_messages(req: func.HttpRequest, client: df.DurableOrchestrationCli
         )
         gateway = DurableClientGateway(client, asyncio.get_running_loop())
         status, answer = await runtime.bot_host.process(
-            activity, headers, claims, decision_service(gateway), runtime.user_directory
+            activity, headers, claims, decision_service(gateway), runtime.user_directory, follow_ups()
         )
     except GatekeeperError as problem:
         log.info("refused /api/messages: %s", problem.code)

@@ -24,7 +24,7 @@ from microsoft_agents.hosting.core.rest_channel_service_client_factory import Re
 
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.teams.cards import CARD_CONTENT_TYPE
-from gatekeeper.teams.invoke import Decisions, answer, parse_card_action
+from gatekeeper.teams.invoke import Decisions, FollowUps, answer, parse_card_action
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -124,11 +124,16 @@ class ApprovalBot(ActivityHandler):
     (installing the app, a message to the bot)."""
 
     def __init__(
-        self, decisions: Decisions, document: Mapping[str, Any], directory: UserDirectory | None = None
+        self,
+        decisions: Decisions,
+        document: Mapping[str, Any],
+        directory: UserDirectory | None = None,
+        followups: FollowUps | None = None,
     ) -> None:
         self._decisions = decisions
         self._document = document
         self._directory = directory
+        self._followups = followups
 
     async def on_adaptive_card_invoke(
         self, turn_context: TurnContextProtocol[Any], invoke_value: AdaptiveCardInvokeValue
@@ -141,7 +146,7 @@ class ApprovalBot(ActivityHandler):
                 type="application/vnd.microsoft.error",
                 value={"code": "BadRequest", "message": f"{problem.field or 'activity'}: {problem.detail}"},
             )
-        card = await asyncio.to_thread(answer, self._decisions, action, self._directory)
+        card = await asyncio.to_thread(answer, self._decisions, action, self._directory, self._followups)
         return AdaptiveCardInvokeResponse(status_code=200, type=CARD_CONTENT_TYPE, value=card)
 
 
@@ -161,10 +166,12 @@ class BotHost:
         claims: Mapping[str, Any],
         decisions: Decisions,
         directory: UserDirectory | None = None,
+        followups: FollowUps | None = None,
     ) -> tuple[int, Any]:
-        """(status, JSON body or None) for an authenticated activity; `directory` names voters by UPN."""
+        """(status, JSON body or None) for an authenticated activity; `directory` names voters by UPN,
+        `followups` takes L1 acknowledgements / rollback flags and L3 "done"."""
         identity = ClaimsIdentity(dict(claims), authentication_type="Bearer")
         response = await self.adapter.process_request(
-            _Request(document, headers, identity), ApprovalBot(decisions, document, directory)
+            _Request(document, headers, identity), ApprovalBot(decisions, document, directory, followups)
         )
         return int(response.status_code), response.body

@@ -24,6 +24,8 @@ from gatekeeper.security.principal import GUID_PATTERN
 CARD_VERSION = "1.5"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 APPROVE, REJECT, REFRESH = "approve", "reject", "refresh"
+ACKNOWLEDGE, FLAG_ROLLBACK, MARK_DONE = "acknowledge", "flag_rollback", "mark_done"
+NOTE_INPUT = "note"
 COMMENT_INPUT = "comment"
 REJECT_COMMENT_INPUT = "reject_comment"
 MAX_COMMENT = 1000
@@ -266,6 +268,93 @@ def _outcome(view: ApprovalView) -> dict[str, Any]:
         "style": "good" if view.status.value == "approved" else "attention",
         "items": [_text(f"Decided {outcome} at {_when(view.decided_at)}{reason}", weight="Bolder")],
     }
+
+
+FOLLOW_UP_TITLES = {ACKNOWLEDGE: "acknowledged", FLAG_ROLLBACK: "flagged for rollback", MARK_DONE: "marked done"}
+
+
+def follow_up_card(
+    view: ApprovalView,
+    done: list[dict[str, Any]],
+    *,
+    can_act: bool,
+    notice: CardNotice | None = None,
+) -> dict[str, Any]:
+    """The card for an L1 notice (the change ran: Acknowledge / Flag for rollback) or an L3 task (a person
+    must do it: Mark done, with a note), with what people did so far; buttons only while `can_act`."""
+    task = view.status.value == "human_task"
+    headline = f"L3 human action required: {view.title}" if task else f"L1 executed, please review: {view.title}"
+    body: list[dict[str, Any]] = [_notice(notice)] if notice is not None else []
+    body.append(_text(headline, size="Large", weight="Bolder"))
+    body += _body(view)[1:]  # the same context as an approval, without its headline
+    body.append(_text("Follow-up", weight="Bolder", spacing="Medium"))
+    if done:
+        for entry in done:
+            note = f": {entry['note']}" if entry.get("note") else ""
+            when = entry["at"].strftime("%Y-%m-%d %H:%M UTC") if isinstance(entry.get("at"), datetime) else ""
+            body.append(
+                _text(
+                    f"{FOLLOW_UP_TITLES.get(entry['verb'], entry['verb'])} by {entry['by']} {when}{note}", size="Small"
+                )
+            )
+    else:
+        body.append(_text("Nobody has responded yet.", isSubtle=True))
+    data = {"instance_id": view.instance_id}
+    actions: list[dict[str, Any]] = []
+    if can_act and task:
+        body.append(
+            {
+                "type": "Input.Text",
+                "id": NOTE_INPUT,
+                "label": "What was done? (required)",
+                "isMultiline": True,
+                "isRequired": True,
+                "maxLength": MAX_COMMENT,
+                "errorMessage": "Say what was done.",
+            }
+        )
+        actions.append(
+            {"type": "Action.Execute", "title": "Mark done", "verb": MARK_DONE, "data": data, "style": "positive"}
+        )
+    elif can_act:
+        body.append(
+            {
+                "type": "Input.Text",
+                "id": NOTE_INPUT,
+                "label": "Note (optional)",
+                "isMultiline": True,
+                "maxLength": MAX_COMMENT,
+            }
+        )
+        actions.append(
+            {
+                "type": "Action.Execute",
+                "title": "Acknowledge",
+                "verb": ACKNOWLEDGE,
+                "data": data,
+                "associatedInputs": "auto",
+            }
+        )
+        actions.append(
+            {
+                "type": "Action.Execute",
+                "title": "Flag for rollback",
+                "verb": FLAG_ROLLBACK,
+                "data": data,
+                "style": "destructive",
+            }
+        )
+    actions += _links(view)
+    card: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": CARD_VERSION,
+        "fallbackText": plain_text(headline),
+        "body": body,
+    }
+    if actions:
+        card["actions"] = actions
+    return card
 
 
 def refusal_card(title: str, detail: str) -> dict[str, Any]:

@@ -24,14 +24,20 @@ from gatekeeper.gates.view import ApprovalView
 from gatekeeper.security.principal import GUID_PATTERN, Principal
 from gatekeeper.security.requester import DirectoryUnavailable, UserDirectory
 from gatekeeper.teams.cards import (
+    ACKNOWLEDGE,
     APPROVE,
     COMMENT_INPUT,
+    FLAG_ROLLBACK,
+    FOLLOW_UP_TITLES,
+    MARK_DONE,
     MAX_COMMENT,
+    NOTE_INPUT,
     REFRESH,
     REJECT,
     REJECT_COMMENT_INPUT,
     CardNotice,
     approval_card,
+    follow_up_card,
     refusal_card,
 )
 
@@ -39,7 +45,8 @@ log = logging.getLogger("gatekeeper.teams")
 
 CARD_ACTION = "adaptiveCard/action"
 TEAMS_CHANNEL = "msteams"
-VERBS = (APPROVE, REJECT, REFRESH)
+FOLLOW_UPS = (ACKNOWLEDGE, FLAG_ROLLBACK, MARK_DONE)
+VERBS = (APPROVE, REJECT, REFRESH, *FOLLOW_UPS)
 MAX_ID_CHARS = 200
 
 
@@ -49,6 +56,14 @@ class Decisions(Protocol):
     def decide(self, instance_id: str, principal: Principal, body: bytes) -> tuple[int, dict[str, Any]]: ...
 
     def view(self, instance_id: str, principal: Principal) -> ApprovalView: ...
+
+
+class FollowUps(Protocol):
+    """What the bot needs of `gatekeeper.gates.followup.FollowUpService` (L1 notices, L3 tasks)."""
+
+    def act(self, instance_id: str, principal: Principal, verb: str, note: str = "") -> dict[str, Any]: ...
+
+    def view(self, instance_id: str, principal: Principal) -> tuple[ApprovalView, list[dict[str, Any]], bool]: ...
 
 
 @dataclass(frozen=True)
@@ -115,7 +130,7 @@ def parse_card_action(activity: Mapping[str, Any]) -> CardAction:
         raise InvalidInput(f"value.action.verb must be one of {', '.join(VERBS)}", field="value.action.verb")
     data = _field(action.get("data"), "value.action.data")
     instance_id = _string(data.get("instance_id"), "value.action.data.instance_id")
-    comment = data.get(REJECT_COMMENT_INPUT) or data.get(COMMENT_INPUT) or ""
+    comment = data.get(REJECT_COMMENT_INPUT) or data.get(COMMENT_INPUT) or data.get(NOTE_INPUT) or ""
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
         raise InvalidInput(f"the comment must be text of at most {MAX_COMMENT} characters", field="comment")
     name = sender.get("name")
@@ -179,9 +194,40 @@ def _card_or_refusal(decisions: Decisions, action: CardAction, notice: CardNotic
         return refusal_card(problem.title, problem.detail)
 
 
-def answer(decisions: Decisions, action: CardAction, directory: UserDirectory | None = None) -> dict[str, Any]:
-    """The card that answers `action`: a refresh shows the current state, a vote is decided and shown."""
+def _follow_up(followups: FollowUps, action: CardAction) -> dict[str, Any]:
+    """An L1 acknowledgement or rollback flag, or an L3 "done": recorded (and audited) by the follow-up
+    service, answered with the notice's card as the person may now see it."""
+    principal = principal_of(action)
+    try:
+        followups.act(action.instance_id, principal, action.verb, action.comment)
+        notice = CardNotice("info", f"Recorded: {FOLLOW_UP_TITLES[action.verb]}.", action.comment)
+    except DependencyUnavailable as problem:
+        return refusal_card(problem.title, problem.detail)
+    except GatekeeperError as problem:
+        log.info("card follow-up refused: %s %s", action.verb, problem.code)
+        notice = CardNotice("refused", problem.title, problem.detail)
+    try:
+        view, done, can_act = followups.view(action.instance_id, principal)
+    except GatekeeperError as problem:
+        return refusal_card(
+            notice.title if notice.kind == "refused" else problem.title, notice.detail or problem.detail
+        )
+    return follow_up_card(view, done, can_act=can_act, notice=notice)
+
+
+def answer(
+    decisions: Decisions,
+    action: CardAction,
+    directory: UserDirectory | None = None,
+    followups: FollowUps | None = None,
+) -> dict[str, Any]:
+    """The card that answers `action`: a refresh shows the current state, a vote is decided and shown, an
+    L1/L3 follow-up is recorded and shown."""
     action = with_directory_name(action, directory)
+    if action.verb in FOLLOW_UPS:
+        if followups is None:
+            return refusal_card("Not available", "Follow-ups are not taken here.")
+        return _follow_up(followups, action)
     try:
         if action.verb == REFRESH:
             return _card_or_refusal(decisions, action, None)

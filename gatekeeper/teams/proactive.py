@@ -30,7 +30,7 @@ from gatekeeper.security.principal import GUID_PATTERN
 from gatekeeper.security.requester import DirectoryUnavailable, UserDirectory
 from gatekeeper.store.repository import TenantRepository, check_key
 from gatekeeper.store.tables import StorageAccount, TablePurpose
-from gatekeeper.teams.cards import CARD_CONTENT_TYPE, approval_card
+from gatekeeper.teams.cards import CARD_CONTENT_TYPE, approval_card, follow_up_card
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -151,18 +151,23 @@ class TeamsCardNotifier:
     # ----- the Notifier port -------------------------------------------------------------------------------
 
     def notify(self, tenant_id: str, notification: Notification) -> NotificationResult:
-        if notification.kind != "approval_request" or not notification.instance_id:
-            return NotificationResult(ok=True)  # only approval requests are cards (for now)
-        view = self._view(tenant_id, notification.instance_id, can_decide=True)
+        """Approval requests become approval cards (recorded, so they can be closed); L1 notices ("info") and
+        L3 tasks ("human_task") become follow-up cards. Other notifications are not cards."""
+        kinds = ("approval_request", "info", "human_task")
+        if notification.kind not in kinds or not notification.instance_id:
+            return NotificationResult(ok=True)
+        approval = notification.kind == "approval_request"
+        view = self._view(tenant_id, notification.instance_id, can_decide=approval)
         if view is None:
             return NotificationResult(ok=False, detail="teams: the gate is not stored")
         users = self._object_ids([r.id for r in notification.parsed_recipients() if r.kind == "user"])
         if not users:
-            return NotificationResult(ok=True, detail="teams: no approver named by object id")
+            return NotificationResult(ok=True, detail="teams: no recipient named by object id")
         tid = next(iter(self._entra_tenants_for(tenant_id)), None) or self._bot_tenant_id
         if not tid:
             return NotificationResult(ok=False, detail="teams: the tenant has no Entra tenant id")
-        deliveries = asyncio.run(self._send_all(tenant_id, view, users, tid))
+        card = approval_card(view) if approval else follow_up_card(view, [], can_act=True)
+        deliveries = asyncio.run(self._send_all(tenant_id, view, users, tid, card, record=approval))
         return NotificationResult(ok=all(d.ok for d in deliveries), deliveries=tuple(deliveries))
 
     def gate_closed(self, tenant_id: str, instance_id: str) -> None:
@@ -204,10 +209,11 @@ class TeamsCardNotifier:
         token = await asyncio.to_thread(self._credential.get_token, BOT_FRAMEWORK_SCOPE)
         return token.token
 
-    async def _send_all(self, tenant_id: str, view: ApprovalView, users: list[str], tid: str) -> list[Delivery]:
+    async def _send_all(
+        self, tenant_id: str, view: ApprovalView, users: list[str], tid: str, card: dict[str, Any], *, record: bool
+    ) -> list[Delivery]:
         from microsoft_agents.hosting.core.connector.client import ConnectorClient
 
-        card = approval_card(view)
         store = CardStore(self._storage, tenant_id, self._cipher)
         client = ConnectorClient(self._service_url, await self._token())
         deliveries = []
@@ -215,7 +221,8 @@ class TeamsCardNotifier:
             for user in users:
                 try:
                     sent = await self._send_one(client, user, tid, card)
-                    await asyncio.to_thread(store.save, view.instance_id, sent)
+                    if record:  # approval cards are closed when the gate is decided
+                        await asyncio.to_thread(store.save, view.instance_id, sent)
                     deliveries.append(Delivery(recipient=user, channel="teams", ok=True, status_code=201))
                 except Exception as exc:
                     log.warning("teams: card to %s failed: %s", user, type(exc).__name__)

@@ -28,6 +28,7 @@ from devstack.webhook import LocalWebhookReceiver
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.gates.followup import FollowUpService
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import GraphUserDirectory
@@ -56,6 +57,7 @@ WEBHOOK_SECRET = b"webhook-signing-secret-for-card-tests"
 ANNA, PIET = (str(uuid.UUID(int=i)) for i in (0xA, 0xB))
 DEV_OID = str(uuid.UUID(int=0xDE))
 ANNA_UPN = "anna.jansen@contoso.com"
+OPS, OPS_UPN = str(uuid.UUID(int=0x0F)), "ops@contoso.com"
 START = datetime(2030, 6, 3, 10, 0, tzinfo=UTC)
 
 POLICY = {
@@ -69,12 +71,14 @@ POLICY = {
         },
     },
     "rules": [
+        {"name": "staging", "match": {"environments": ["staging"]}, "level": "L1"},
+        {"name": "secrets", "match": {"actions": ["secret_access"]}, "level": "L3"},
         {
             "name": "named-by-upn",
             "match": {"environments": ["prod-upn"]},
             "level": "L2",
             "approval": {"stages": [{"name": "leads", "approvers": [ANNA_UPN], "quorum": 1, "timeout": "PT1H"}]},
-        }
+        },
     ],
 }
 
@@ -89,17 +93,19 @@ class Env:
     validator: BotTokenValidator
     host: BotHost
     directory: GraphUserDirectory
+    followups: FollowUpService
+    audit: AuditLog
     storage: StorageAccount
     cipher: Any
     tenant_id: str
 
-    def submit(self, environment: str = "production") -> str:
+    def submit(self, environment: str = "production", action: ActionKind = ActionKind.DEPLOY) -> str:
         return self.gates.submit(
             PipelineEvent(
                 tenant_id=self.tenant_id,
                 source=EventSource.GENERIC,
                 kind=EventKind.GATE_REQUEST,
-                action=ActionKind.DEPLOY,
+                action=action,
                 environment=environment,
                 repository="contoso/webshop",
                 ref="refs/heads/main",
@@ -127,7 +133,12 @@ class Env:
         claims = self.validator.validate(f"Bearer {token}", activity["serviceUrl"])
         status, body = asyncio.run(
             self.host.process(
-                activity, {"Authorization": f"Bearer {token}"}, claims, self.gates.decisions, self.directory
+                activity,
+                {"Authorization": f"Bearer {token}"},
+                claims,
+                self.gates.decisions,
+                self.directory,
+                self.followups,
             )
         )
         assert status == 200 and body["statusCode"] == 200, body
@@ -171,7 +182,12 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
     with (
         LocalBotFrameworkIssuer() as issuer,
         LocalGraphServer(
-            GRAPH_TOKEN, not_installed=[PIET], users={ANNA: {"userPrincipalName": ANNA_UPN, "mail": ANNA_UPN}}
+            GRAPH_TOKEN,
+            not_installed=[PIET],
+            users={
+                ANNA: {"userPrincipalName": ANNA_UPN, "mail": ANNA_UPN},
+                OPS: {"userPrincipalName": OPS_UPN, "mail": OPS_UPN},
+            },
         ) as graph,
         LocalWebhookReceiver(WEBHOOK_SECRET) as receiver,
     ):
@@ -207,7 +223,7 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
                     webhook_secret=lambda _tenant: WEBHOOK_SECRET,
                 ),
                 entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
-                operators_for=lambda _t: ("ops@contoso.com",),
+                operators_for=lambda _t: (OPS_UPN,),
                 clock=ManualClock(START),
                 settings=Settings(trust_easyauth_header=False),
                 directory=directory,
@@ -222,6 +238,14 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
                     BotTokenValidator(APP_ID, issuer.metadata_url),
                     BotHost(credential, APP_ID, TID),
                     directory,
+                    FollowUpService(
+                        storage,
+                        cipher,
+                        entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
+                        operators_for=lambda _t: (OPS_UPN,),
+                        audit_for=lambda _t: audit,
+                    ),
+                    audit,
                     storage,
                     cipher,
                     tenant_id,
@@ -300,3 +324,39 @@ def test_an_approver_named_by_upn_gets_the_card_and_is_recognised_by_the_directo
     assert "You approved this request." in texts(answer)
     assert env.gates.runner.status(gate).output["status"] == "approved"
     assert env.callbacks() == ["approved"]
+
+
+def follow_ups(env: Env, gate: str) -> list[dict]:
+    return [r.data for r in env.audit.records() if r.instance_id == gate and r.kind == "follow_up"]
+
+
+def test_an_l1_notice_is_a_card_the_operator_acknowledges_or_flags_for_rollback(env: Env):
+    gate = env.submit("staging")
+    assert env.gates.runner.status(gate).output["status"] == "approved" and env.callbacks() == ["approved"]
+    card = env.chat_card(OPS)  # the operator (named by UPN) got the L1 card
+    assert "L1 executed, please review" in texts(card) and verbs(card) == ["acknowledge", "flag_rollback"]
+    stranger = env.press(gate, ANNA, "acknowledge")  # not someone the notice went to
+    assert "Not for you" in texts(stranger) and "webshop" not in texts(stranger)
+    flagged = env.press(gate, OPS, "flag_rollback", note="error rate doubled")
+    assert "Recorded: flagged for rollback." in texts(flagged) and verbs(flagged) == ["acknowledge", "flag_rollback"]
+    assert "flagged for rollback by " + OPS in texts(flagged)
+    again = env.press(gate, OPS, "flag_rollback")
+    assert "Already recorded" in texts(again)
+    assert [(f["action"], f["note"], f["upn"], f["channel"]) for f in follow_ups(env, gate)] == [
+        ("flag_rollback", "error rate doubled", OPS_UPN, "teams")
+    ]
+
+
+def test_an_l3_task_is_marked_done_with_a_note_and_audited(env: Env):
+    gate = env.submit("production", ActionKind.SECRET_ACCESS)
+    assert env.gates.runner.status(gate).output["status"] == "human_task"
+    card = env.chat_card(OPS)
+    assert "L3 human action required" in texts(card) and verbs(card) == ["mark_done"]
+    assert "approve" not in verbs(card)
+    missing = env.press(gate, OPS, "mark_done")
+    assert "say what was done" in texts(missing) and follow_ups(env, gate) == []
+    done = env.press(gate, OPS, "mark_done", note="secret rotated by hand, ticket CHG-1042")
+    assert "Recorded: marked done." in texts(done) and verbs(done) == []
+    assert [f["action"] for f in follow_ups(env, gate)] == ["mark_done"]
+    wrong = env.press(gate, OPS, "acknowledge")  # an L3 task is not an L1 notice
+    assert "Not applicable" in texts(wrong)

@@ -26,7 +26,7 @@ from gatekeeper.gates.view import (
     StageView,
     VoteView,
 )
-from gatekeeper.teams.cards import CardNotice, approval_card, invoke_response, refusal_card
+from gatekeeper.teams.cards import CardNotice, approval_card, follow_up_card, invoke_response, refusal_card
 from tests.conftest import SHARED_FIXTURES
 
 # Source: https://github.com/microsoft/AdaptiveCards/blob/main/schemas/1.5.0/adaptive-card.json
@@ -199,3 +199,24 @@ def _text_blocks(card: Any) -> list[str]:
     if isinstance(card, list):
         return [t for v in card for t in _text_blocks(v)]
     return []
+
+
+@pytest.mark.parametrize(
+    ("status", "level", "expected"),
+    [
+        (GateStatus.APPROVED, "L1", ["acknowledge", "flag_rollback"]),
+        (GateStatus.HUMAN_TASK, "L3", ["mark_done"]),
+    ],
+)
+def test_follow_up_cards_for_l1_notices_and_l3_tasks_are_valid(status, level, expected):
+    done = [{"verb": "acknowledge", "by": ANNA, "at": NOW, "note": "looked fine"}]
+    card = follow_up_card(view(status=status, level=level, stage=None, can_decide=False), done, can_act=True)
+    assert_valid(card)
+    assert verbs(card) == expected and "refresh" not in card
+    assert f"acknowledged by {ANNA} 2030-06-03 10:00 UTC: looked fine" in readable(card)
+    if level == "L3":
+        note = next(b for b in card["body"] if b.get("id") == "note")
+        assert note["isRequired"] is True
+    closed = follow_up_card(view(status=status, level=level, stage=None), done, can_act=False)
+    assert_valid(closed)
+    assert verbs(closed) == []

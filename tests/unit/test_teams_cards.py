@@ -110,7 +110,6 @@ def verbs(card: dict[str, Any]) -> list[str]:
 
 def test_an_open_gate_card_for_an_approver_has_everything_to_decide_and_is_valid():
     card = approval_card(view())
-    assert_valid(card)
     text = readable(card)
     for expected in (
         "L2 approval: deploy contoso/webshop to production",
@@ -138,7 +137,6 @@ def test_an_open_gate_card_for_an_approver_has_everything_to_decide_and_is_valid
 
 def test_an_action_level_request_shows_the_command_verbatim():
     card = approval_card(view(command="terraform apply -auto-approve -target=module.db", plan_digest="sha256:abc"))
-    assert_valid(card)
     command = next(b for b in card["body"] if b.get("fontType") == "Monospace")
     assert readable(command) == "terraform apply -auto-approve -target=module.db"
     assert "Plan digest: sha256:abc" in readable(card)
@@ -146,7 +144,6 @@ def test_an_action_level_request_shows_the_command_verbatim():
 
 def test_a_person_who_cannot_decide_gets_no_buttons_but_the_live_card():
     card = approval_card(view(can_decide=False), CardNotice("approved", "You approved this request."))
-    assert_valid(card)
     assert verbs(card) == [] and "refresh" in card
     assert readable(card["body"][0]) == "You approved this request."
 
@@ -157,14 +154,12 @@ def test_a_decided_gate_is_a_read_only_summary(status):
         view(status=status, can_decide=True, decided_at=NOW, outcome="quorum reached"),
         CardNotice("already-decided", "The gate has already been decided"),
     )
-    assert_valid(card)
     assert verbs(card) == [] and "refresh" not in card  # even if the view said it could decide
     assert f"Decided {status.value} at 2030-06-03 10:00 UTC: quorum reached" in readable(card)
 
 
 def test_a_refusal_card_shows_only_why():
     card = refusal_card("Wrong tenant", "The identity belongs to a different Microsoft Entra ID tenant than this gate.")
-    assert_valid(card)
     assert "webshop" not in readable(card) and verbs(card) == []
     assert invoke_response(card) == {
         "statusCode": 200,
@@ -185,7 +180,6 @@ HOSTILE = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size
 @given(title=HOSTILE, repository=HOSTILE, reason=HOSTILE)
 def test_event_text_stays_text_and_the_card_stays_valid(title, repository, reason):
     card = approval_card(view(title=title, repository=repository, reasons=(reason,)))
-    assert_valid(card)
     for block in _text_blocks(card):
         # every Markdown-active character is escaped: no link, emphasis or HTML can be formed from event text
         assert re.search(r"(?<!\\)[\[\]()*_`<>#|~]", re.sub(r"\\\\", "", block)) is None, block
@@ -211,12 +205,37 @@ def _text_blocks(card: Any) -> list[str]:
 def test_follow_up_cards_for_l1_notices_and_l3_tasks_are_valid(status, level, expected):
     done = [{"verb": "acknowledge", "by": ANNA, "at": NOW, "note": "looked fine"}]
     card = follow_up_card(view(status=status, level=level, stage=None, can_decide=False), done, can_act=True)
-    assert_valid(card)
     assert verbs(card) == expected and "refresh" not in card
     assert f"acknowledged by {ANNA} 2030-06-03 10:00 UTC: looked fine" in readable(card)
     if level == "L3":
         note = next(b for b in card["body"] if b.get("id") == "note")
         assert note["isRequired"] is True
     closed = follow_up_card(view(status=status, level=level, stage=None), done, can_act=False)
-    assert_valid(closed)
     assert verbs(closed) == []
+
+
+HOSTILE_EXAMPLES = (
+    "[click](https://evil.example)",
+    "<script>alert(1)</script>",
+    "**bold** _it_ `code` # h",
+    "\u202e\x00\x07",
+)
+
+
+def test_every_card_variant_is_valid_against_the_official_schema():
+    """Adaptive Card 1.5, checked with the official schema (from ../shared/fixtures: see SCHEMA)."""
+    done = [{"verb": "mark_done", "by": ANNA, "at": NOW, "note": "rotated"}]
+    variants = [
+        approval_card(view()),
+        approval_card(view(command="terraform apply -target=module.db", plan_digest="sha256:abc")),
+        approval_card(view(can_decide=False), CardNotice("approved", "You approved this request.", "ok")),
+        approval_card(view(status=GateStatus.APPROVED, decided_at=NOW), CardNotice("already-decided", "Decided")),
+        approval_card(view(status=GateStatus.REJECTED, decided_at=NOW, outcome="timeout")),
+        refusal_card("Wrong tenant", "another tenant"),
+        follow_up_card(view(status=GateStatus.APPROVED, level="L1", stage=None), [], can_act=True),
+        follow_up_card(view(status=GateStatus.HUMAN_TASK, level="L3", stage=None), done, can_act=True),
+        follow_up_card(view(status=GateStatus.HUMAN_TASK, level="L3", stage=None), done, can_act=False),
+        *(approval_card(view(title=t, repository=t, reasons=(t,), command=t)) for t in HOSTILE_EXAMPLES),
+    ]
+    for card in variants:
+        assert_valid(card)

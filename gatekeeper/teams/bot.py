@@ -13,17 +13,20 @@ Imported on the first request of /api/messages only: the SDK is heavy, and no ot
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from microsoft_agents.activity import AdaptiveCardInvokeResponse, AdaptiveCardInvokeValue, TurnContextProtocol
+from microsoft_agents.activity import Activity, AdaptiveCardInvokeResponse, AdaptiveCardInvokeValue, TurnContextProtocol
 from microsoft_agents.hosting.core import ActivityHandler
 from microsoft_agents.hosting.core._http_adapter_base import HttpAdapterBase
 from microsoft_agents.hosting.core.authorization import AgentAuthConfiguration, ClaimsIdentity
 from microsoft_agents.hosting.core.rest_channel_service_client_factory import RestChannelServiceClientFactory
+from pydantic import ValidationError
 
-from gatekeeper.errors import GatekeeperError
-from gatekeeper.teams.cards import CARD_CONTENT_TYPE
+from gatekeeper.errors import GatekeeperError, MalformedInput
+from gatekeeper.failures import as_error
+from gatekeeper.teams.cards import CARD_CONTENT_TYPE, refusal_card
 from gatekeeper.teams.invoke import Decisions, FollowUps, answer, parse_card_action
 
 if TYPE_CHECKING:
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from gatekeeper.security.requester import UserDirectory
 
 BOT_FRAMEWORK_SCOPE = "https://api.botframework.com/.default"
+log = logging.getLogger("gatekeeper.teams")
 
 
 class CredentialTokenProvider:
@@ -90,7 +94,20 @@ class SingleConnection:
 
 
 class FunctionsAdapter(HttpAdapterBase):
-    """The SDK's HTTP adapter for an Azure Functions request (the SDK ships aiohttp and FastAPI ones)."""
+    """The SDK's HTTP adapter for an Azure Functions request (the SDK ships aiohttp and FastAPI ones).
+
+    A failed turn is raised to the trigger (which answers it as every route does: 503 with Retry-After for a
+    dependency, 500 without internals otherwise), never posted into the user's chat: the SDK's default
+    handler would send the exception's text to Teams."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+        async def raise_turn_error(context: TurnContextProtocol[Any], error: Exception) -> None:
+            log.warning("bot turn failed: %s", type(error).__name__)
+            raise error
+
+        self.on_turn_error = raise_turn_error
 
 
 class _Request:
@@ -146,7 +163,12 @@ class ApprovalBot(ActivityHandler):
                 type="application/vnd.microsoft.error",
                 value={"code": "BadRequest", "message": f"{problem.field or 'activity'}: {problem.detail}"},
             )
-        card = await asyncio.to_thread(answer, self._decisions, action, self._directory, self._followups)
+        try:
+            card = await asyncio.to_thread(answer, self._decisions, action, self._directory, self._followups)
+        except Exception as exc:  # storage or the directory failed in a way the decision service did not name
+            log.warning("card action failed: %s", type(exc).__name__)
+            failure = as_error(exc) or GatekeeperError("Your action could not be processed; try again in a minute.")
+            card = refusal_card(failure.title, failure.detail or "Try again in a minute.")
         return AdaptiveCardInvokeResponse(status_code=200, type=CARD_CONTENT_TYPE, value=card)
 
 
@@ -170,6 +192,12 @@ class BotHost:
     ) -> tuple[int, Any]:
         """(status, JSON body or None) for an authenticated activity; `directory` names voters by UPN,
         `followups` takes L1 acknowledgements / rollback flags and L3 "done"."""
+        try:  # the SDK reads the activity with its model: refuse what it cannot read, naming the field
+            Activity.model_validate(document)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "activity"
+            raise MalformedInput(f"{field}: {first['msg']}", field=field) from None
         identity = ClaimsIdentity(dict(claims), authentication_type="Bearer")
         response = await self.adapter.process_request(
             _Request(document, headers, identity), ApprovalBot(decisions, document, directory, followups)

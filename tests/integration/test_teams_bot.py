@@ -359,3 +359,33 @@ def test_other_activities_are_accepted_quietly(served, durable, issuer, connecto
     response = post(durable, message, issuer.sign_activity(APP_ID, message["serviceUrl"]))
     assert response.status_code == 202
     assert raised(durable) == [] and connector.conversations == {}
+
+
+def test_an_activity_the_sdk_cannot_read_is_refused_naming_the_field(served, durable, issuer, connector):
+    activity = action(connector, "gate-x", ANNA)
+    activity["from"] = "anna"
+    response = post(durable, activity, issuer.sign_activity(APP_ID, activity["serviceUrl"]))
+    assert response.status_code == 400 and json.loads(response.get_body())["field"] == "from"
+    assert raised(durable) == []
+
+
+def test_a_storage_failure_during_a_click_is_a_try_again_card_not_an_error_in_the_chat(
+    served, durable, issuer, connector
+):
+    gate = seed_gate(served, durable)
+
+    class Down:
+        def decide(self, *args: Any) -> Any:
+            raise ConnectionError("storage down: details nobody in Teams should see")
+
+        view = decide
+
+    activity = action(connector, gate, ANNA)
+    claims = served.services.bot_validator.validate(
+        "Bearer " + issuer.sign_activity(APP_ID, activity["serviceUrl"]), activity["serviceUrl"]
+    )
+    status, body = run_on_worker(served.services.bot_host.process(activity, {}, claims, Down()))
+    assert status == 200 and body["statusCode"] == 200
+    text = card_texts(body["value"])
+    assert "try again" in text.lower() and "storage down" not in text
+    assert connector.requests == []  # nothing was posted into the chat

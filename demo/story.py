@@ -14,10 +14,12 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +29,7 @@ import azure.functions as func
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from demo.teams import DemoTeams, start_teams, write_card
 from devstack.azure_devops import LocalAzureDevOpsServer
 from devstack.entra_issuer import LocalEntraIssuer
 from devstack.gates import LocalGates, local_gates
@@ -41,6 +44,7 @@ from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.ingest.queue import decode_message
 from gatekeeper.ingest.service import sign_envelope
 from gatekeeper.integrations.github_app import rsa_jwk
+from gatekeeper.integrations.notify import FanOutNotifier
 from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.policy.store import PolicyStore
 from gatekeeper.security.entra import EntraTokenValidator
@@ -103,6 +107,7 @@ class Demo:
     out_dir: Path = Path("demo-output")
     webhooks_shown: int = 0
     seen_notifications: set[str] = field(default_factory=set)
+    teams: DemoTeams | None = None
 
     # -- sending events the way the sources do --------------------------------------------------------
 
@@ -184,6 +189,7 @@ def run(out_dir: Path) -> int:
         "audit.jsonl",
         "checkpoint-public-key.pem",
         "approval-page.png",
+        "teams-card.json",
     )
     for stale in ("outbox", *stale_files):
         target = out_dir / stale
@@ -198,8 +204,17 @@ def run(out_dir: Path) -> int:
     stack = start_local_stack(EXAMPLES / "tenants.yaml", key_dir)
     try:
         receiver = LocalWebhookReceiver(stack.secret("env:GK_CONTOSO_CALLBACK_SECRET").encode()).start()
-        with LocalEntraIssuer() as issuer:
-            demo = _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir)
+        with LocalEntraIssuer() as issuer, ExitStack() as local_teams:
+            teams = start_teams(
+                local_teams,
+                users=APPROVERS,
+                storage=stack.services.storage,
+                cipher=stack.services.sealer,
+                entra_tenant=ENTRA_TENANT,
+                base_url="http://localhost:7071",
+                not_installed=(APPROVERS["sara.visser@contoso.com"],),
+            )
+            demo = _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams)
             production_gate = _ingestion(demo)
             _gates(demo, production_gate)
             _audit(demo, out_dir, key_dir)
@@ -211,12 +226,12 @@ def run(out_dir: Path) -> int:
         stack.stop()
         shutil.rmtree(key_dir, ignore_errors=True)  # private keys never outlive the demo
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
-    written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png"
+    written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json"
     print(f"\nEverything above is in {out_dir}/ ({written}).")
     return 0
 
 
-def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir) -> Demo:
+def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams) -> Demo:
     import function_app
 
     runtime = stack.services
@@ -276,7 +291,7 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         runtime.sealer,
         decider=PolicyDecider(runtime.policy_for),
         audit_for=runtime.audit_for,
-        notifier=outbox,
+        notifier=FanOutNotifier([outbox, teams.cards]),  # the outbox stands in for the Graph feed and mail
         callbacks=callbacks,
         entra_tenants_for=runtime.entra_tenants_for,
         token_validator=validator,
@@ -301,6 +316,7 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         timeline,
         handlers=handlers,
         functions=functions,
+        teams=teams,
         out_dir=out_dir,
     )
 
@@ -377,11 +393,24 @@ def _gates(demo: Demo, gate: str) -> None:
     t.say(f"anna.jansen approves (change advisory board, 2 of 3 needed): {status}")
     status, body = demo.decide(gate, "anna.jansen@contoso.com", "approve", "again")
     t.say(f"anna.jansen votes again: {status} {body.get('title')}")
-    status, _ = demo.decide(gate, "sara.visser@contoso.com", "approve", "Agreed.")
-    t.say(f"sara.visser approves: {status} -> quorum reached")
+    assert demo.teams is not None
+    for line in demo.teams.sent():
+        t.say(line, indent=1)
+    names = {oid: upn.split("@")[0] for upn, oid in APPROVERS.items()}
+    installed = ", ".join(sorted(names.get(oid, oid) for oid in demo.teams.graph.installed_apps))
+    t.say(f"Teams app installed through Graph for {installed} (the bot could not open a chat before)", indent=1)
+    sara = APPROVERS["sara.visser@contoso.com"]
+    status, card = demo.teams.press(demo.gates.decisions, gate, sara, "Sara Visser", "approve")
+    demo.gates.runner.run_until_idle()
+    write_card(demo.out_dir / "teams-card.json", card)
+    notice = re.sub(r"\\(.)", r"\1", card["body"][0]["items"][0]["text"])
+    t.say(f"sara.visser approves from the Teams card (a signed adaptiveCard/action invoke): {status} '{notice}'")
+    t.say(f"-> quorum reached; the card she now sees is in {demo.out_dir / 'teams-card.json'}", indent=1)
     for line in demo.github.report():
         t.say(line)
     t.say(f"gate outcome: {demo.status(gate)}")
+    for line in demo.teams.sent():
+        t.say(line, indent=1)
 
     t.section("3. L0: a CI build runs fully automated")
     build = _generic(demo, "build-1042", environment="ci", action="build")

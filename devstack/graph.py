@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from devstack.server import LocalServer, Response, bearer_token, empty_response, json_response
@@ -47,6 +48,11 @@ class LocalGraphServer(LocalServer):
         self.not_installed = {item.lower() for item in not_installed}
         self.activity_notifications: list[dict[str, Any]] = []
         self.mails: list[dict[str, Any]] = []
+        # the tenant app catalog (manifest id -> catalog id) and personal installations (user -> catalog ids);
+        # `on_install(user)` is told about each new installation (the local Bot Connector's `install`)
+        self.teams_apps: dict[str, str] = {}
+        self.installed_apps: dict[str, set[str]] = {}
+        self.on_install: Callable[[str], None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -121,6 +127,10 @@ class LocalGraphServer(LocalServer):
                     {"sender": parts[1], "to": [r["emailAddress"]["address"] for r in recipients], "message": message}
                 )
             return empty_response(202)
+        if method == "GET" and parts == ["appCatalogs", "teamsApps"]:
+            return self._teams_apps(query)
+        if method == "POST" and len(parts) == 4 and parts[0] == "users" and parts[2:] == ["teamwork", "installedApps"]:
+            return self._install(parts[1].lower(), document)
         if method == "POST" and len(parts) == 3 and parts[0] == "users" and parts[2] == "checkMemberGroups":
             return self._check_member_groups(parts[1].lower(), document)
         if method == "GET" and len(parts) == 2 and parts[0] in ("users", "groups"):
@@ -141,6 +151,33 @@ class LocalGraphServer(LocalServer):
             context = f"https://graph.microsoft.com/v1.0/$metadata#{parts[0]}/$entity"
             return json_response(200, {"@odata.context": context, **document})
         return self._error(404, "UnknownAction", f"{method} /{'/'.join(parts)} is not served here.")
+
+    def _teams_apps(self, query: dict[str, list[str]]) -> Response:
+        wanted = (query.get("$filter") or [""])[0]
+        match = re.fullmatch(r"externalId eq '([^']+)'", wanted.strip())
+        apps = [
+            {"id": catalog, "externalId": manifest, "displayName": "Gatekeeper", "distributionMethod": "organization"}
+            for manifest, catalog in self.teams_apps.items()
+            if match is None or manifest.lower() == match.group(1).lower()
+        ]
+        return json_response(
+            200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#appCatalogs/teamsApps", "value": apps}
+        )
+
+    def _install(self, user: str, document: Any) -> Response:
+        bind = (document or {}).get("teamsApp@odata.bind") if isinstance(document, dict) else None
+        catalog = str(bind).rsplit("/", 1)[-1] if isinstance(bind, str) and "/appCatalogs/teamsApps/" in bind else None
+        if catalog is None or catalog not in self.teams_apps.values():
+            return self._error(400, "BadRequest", "teamsApp@odata.bind must name an app of the tenant catalog.")
+        with self._lock:
+            installed = self.installed_apps.setdefault(user, set())
+            if catalog in installed:
+                return self._error(409, "Conflict", "The app is already installed for this user.")
+            installed.add(catalog)
+        self.not_installed.discard(user)
+        if self.on_install is not None:
+            self.on_install(user)
+        return empty_response(201)
 
     def _check_member_groups(self, user: str, document: Any) -> Response:
         ids = document.get("groupIds") if isinstance(document, dict) else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -200,3 +200,11 @@ class Notifier(Protocol):
     remote failure."""
 
     def notify(self, tenant_id: str, notification: Notification) -> NotificationResult: ...
+
+
+@runtime_checkable
+class GateClosedListener(Protocol):
+    """A channel whose messages show a gate's live state (the Teams bot's cards): told once the gate is decided
+    or has expired, so every message it sent can show the outcome instead of buttons. Never raises."""
+
+    def gate_closed(self, tenant_id: str, instance_id: str) -> None: ...

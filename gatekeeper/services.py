@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from gatekeeper.security.requester import RequesterResolver, UserDirectory
     from gatekeeper.store.envelope import EnvelopeCipher
     from gatekeeper.store.keys import TenantKeyProvider
+    from gatekeeper.teams.auth import BotTokenValidator
+    from gatekeeper.teams.bot import BotHost
     from gatekeeper.tenancy.identities import IdentityMap
 
 _UNBUILT: Any = object()
@@ -392,7 +394,41 @@ class Services:
 
     @cached_property
     def notifier(self) -> Notifier:
-        return build_notifier(self.settings, self._lazy_credential)
+        """The Graph (or outbox) channel and, with a Teams bot (GATEKEEPER_BOT_APP_ID), the bot's cards."""
+        channel = build_notifier(self.settings, self._lazy_credential)
+        if not self.settings.bot_app_id:
+            return channel
+        from gatekeeper.integrations.notify import FanOutNotifier
+
+        return FanOutNotifier([channel, self.teams_cards])
+
+    @cached_property
+    def teams_cards(self) -> Notifier:
+        """The bot's approval cards in 1:1 chats (GATEKEEPER_BOT_APP_ID, GATEKEEPER_BOT_SERVICE_URL), installing
+        the Teams app (GATEKEEPER_TEAMS_APP_ID) through Graph where it is missing."""
+        from gatekeeper.teams.proactive import TeamsCardNotifier
+
+        installer = None
+        if self.settings.teams_app_id:
+            from gatekeeper.integrations.graph_notify import make_graph_client
+            from gatekeeper.teams.install import GraphAppInstaller
+
+            client, http = make_graph_client(self.credential, self.settings.graph_base_url)
+            installer = GraphAppInstaller(
+                client, self.settings.teams_app_id, self.settings.graph_base_url, http_client=http
+            )
+        return TeamsCardNotifier(
+            app_id=self.settings.bot_app_id or "",
+            service_url=self.settings.bot_service_url,
+            credential=self.credential,
+            storage=self.storage,
+            cipher=self.sealer,
+            entra_tenants_for=self.entra_tenants_for,
+            installer=installer,
+            base_url=self.approval_base_url,
+            bot_tenant_id=self.settings.bot_tenant_id,
+            directory=self.user_directory,
+        )
 
     @cached_property
     def callbacks(self) -> PipelineCallbacks:
@@ -434,6 +470,22 @@ class Services:
         from gatekeeper.gates.store import GateIndex
 
         return GateIndex(self.storage)
+
+    @cached_property
+    def bot_validator(self) -> BotTokenValidator:
+        """The Bot Connector's tokens on /api/messages (GATEKEEPER_BOT_APP_ID, GATEKEEPER_BOT_OPENID_METADATA);
+        with no bot app id it refuses every activity."""
+        from gatekeeper.teams.auth import BotTokenValidator
+
+        return BotTokenValidator(self.settings.bot_app_id, self.settings.bot_openid_metadata)
+
+    @cached_property
+    def bot_host(self) -> BotHost:
+        """The Agents SDK host behind /api/messages, calling out with the process credential (the managed
+        identity). Imports the SDK: built on the first bot request only."""
+        from gatekeeper.teams.bot import BotHost
+
+        return BotHost(self.credential, self.settings.bot_app_id or "", self.settings.bot_tenant_id)
 
     def approval_link(self, gate_id: str) -> str:
         """Where a person opens the gate: the approval page (`ApprovalView.page_url`), never the JSON route,

@@ -18,7 +18,9 @@ the gate's automated quality verdict, as recorded when the gate was evaluated:
   `approved_despite_warning`), or
 - rejected although the quality result was "pass" with a score, i.e. objectives were actually evaluated
   (`rejected_despite_pass`; a "pass" with no score means nothing was assessed, so there is nothing to
-  override).
+  override), or
+- an L1 change that ran automatically flagged for rollback by a person (`flagged_for_rollback`, from the
+  follow-up on its notice: `gatekeeper.gates.followup`).
 L3 gates are not overrides: policy made them human-only and automation refused, so no automated verdict was
 set aside (they appear as `GateOutcome` with `decided_by` "person"). Timeouts are not human decisions.
 

@@ -52,6 +52,7 @@ class RecordKind(StrEnum):
     APPROVAL_ESCALATED = "approval_escalated"
     APPROVAL_EXPIRED = "approval_expired"
     HUMAN_TASK_OPENED = "human_task_opened"
+    FOLLOW_UP = "follow_up"  # a person acknowledged or flagged an L1 notice, or marked an L3 task done
     NOTIFICATION = "notification"
     CALLBACK = "callback"
     DEPLOYMENT_FINISHED = "deployment_finished"

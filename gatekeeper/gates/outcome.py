@@ -20,9 +20,20 @@ from gatekeeper.contracts.gate import (
 )
 from gatekeeper.gates.common import SYSTEM_ACTOR, append_audit, at_or_now, log, notify_people
 from gatekeeper.gates.store import GateRecord, GateStore
+from gatekeeper.ports import GateClosedListener
 
 if TYPE_CHECKING:
     from gatekeeper.gates.needs import GateNeeds
+
+
+def close_live_messages(services: GateNeeds, tenant_id: str, instance_id: str) -> None:
+    """Channels that show the gate's live state (Teams cards) show the outcome now; never fails the gate."""
+    notifier = services.notifier
+    if isinstance(notifier, GateClosedListener):
+        try:
+            notifier.gate_closed(tenant_id, instance_id)
+        except Exception as exc:
+            log.warning("closing the messages of %s failed: %s", instance_id, type(exc).__name__)
 
 
 def record_outcome(services: GateNeeds, request: OutcomeInput) -> OutcomeRecorded:
@@ -63,6 +74,7 @@ def record_outcome(services: GateNeeds, request: OutcomeInput) -> OutcomeRecorde
         },
         at,
     )
+    close_live_messages(services, tenant_id, instance_id)
     try:  # telemetry must never fail the gate: the outcome is already stored and audited
         _emit_outcome(store, record, tenant_id, instance_id, request.level, chain, cb, status, at)
     except Exception as exc:

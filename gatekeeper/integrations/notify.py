@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from gatekeeper.ports import (
     UPN,
     Channel,
     Delivery,
+    GateClosedListener,
     Notification,
     NotificationDetail,
     NotificationKind,
@@ -39,6 +41,7 @@ ACTIVITY_TYPES: dict[str, str] = {
     "info": "gateInfo",
     "human_task": "humanTaskAssigned",
 }
+log = logging.getLogger("gatekeeper.notify")
 PREVIEW_CHARS = 150  # Teams shows the first 150 characters of previewText
 
 
@@ -71,6 +74,15 @@ class FanOutNotifier:
             path=next((r.path for r in results if r.path), None),
             detail="; ".join(r.detail for r in results if r.detail),
         )
+
+    def gate_closed(self, tenant_id: str, instance_id: str) -> None:
+        """Tell the channels that show a gate's live state (`GateClosedListener`) that it is closed."""
+        for channel in self._channels:
+            if isinstance(channel, GateClosedListener):
+                try:
+                    channel.gate_closed(tenant_id, instance_id)
+                except Exception as exc:  # a channel's failure must not touch the gate's outcome
+                    log.warning("%s: closing messages failed: %s", type(channel).__name__, type(exc).__name__)
 
 
 # --- pure payload builders (Graph JSON shapes) -------------------------------------------------------

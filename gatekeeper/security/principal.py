@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gatekeeper import json_bounded
 from gatekeeper.errors import Forbidden, unauthenticated
 
-AuthKind = Literal["bearer", "easyauth", "function-key"]
+AuthKind = Literal["bearer", "easyauth", "function-key", "teams"]  # teams: a Bot Connector-signed card action
 
 AUDITOR_ROLE = "Gatekeeper.Auditor"
 CLIENT_PRINCIPAL_HEADER = "X-MS-CLIENT-PRINCIPAL"

@@ -34,6 +34,11 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
     ):
         assert expected in timeline, expected
     assert "demo-job-access-token" not in timeline
+    assert "sara.visser approves from the Teams card (a signed adaptiveCard/action invoke): 200" in timeline
+    assert "Teams chat with sara.visser: the card is now the read-only summary: Decided approved" in timeline
+    card = json.loads((out / "teams-card.json").read_text())
+    assert card["type"] == "AdaptiveCard" and card["version"] == "1.5"
+    assert card["body"][0]["items"][0]["text"] == "You approved this request\\."
 
     oscal = json.loads((out / "audit.oscal.json").read_text())
     assert validation_errors(oscal, SHARED_FIXTURES / "oscal/oscal_complete_schema-1.2.3.json") == []

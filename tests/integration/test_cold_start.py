@@ -26,6 +26,8 @@ NOT_ON_THE_INGESTION_PATH = (
     "gatekeeper.integrations",
     "gatekeeper.approvals",
     "gatekeeper.gates",
+    "gatekeeper.teams",
+    "microsoft_agents",  # the Teams bot's Agents SDK: /api/messages only
 )
 
 

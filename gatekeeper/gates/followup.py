@@ -1,0 +1,160 @@
+"""What people do with a gate after automation acted or refused: the L1 notice ("it ran, please review":
+Acknowledge or Flag for rollback) and the L3 task ("a person must do this": Mark done, with a note).
+
+Any channel (the Teams card today) calls `FollowUpService.act` with the authenticated person. The checks, in
+an order that reveals nothing to a stranger: the gate exists (404) -> the person's Entra tenant is one of the
+gate tenant's (403 wrong-tenant) -> the action fits the gate (409: acknowledge / flag only an executed L1
+gate, mark done only an L3 task) -> the person is one of those the notice went to (the tenant's operators,
+by object id or UPN; 403) -> a note for "done" (422) -> once per person and action (409, stored create-only
+in the gate's partition) -> audited (`follow_up`). A flag for rollback is a person overriding an automated
+"proceed": it is counted as a HitlOverride (`flagged_for_rollback`) in telemetry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from azure.core.exceptions import ResourceExistsError
+
+from gatekeeper import telemetry
+from gatekeeper.contracts.gate import GateStatus
+from gatekeeper.errors import Conflict, Forbidden, InvalidInput
+from gatekeeper.gates.decisions import INSTANCE_ID, not_found
+from gatekeeper.gates.store import GateIndex, GateRecord, GateRepository, GateStore
+from gatekeeper.gates.view import ApprovalView, build_view
+from gatekeeper.security.principal import Principal, wrong_tenant
+from gatekeeper.store.envelope import EnvelopeCipher
+from gatekeeper.store.repository import check_key
+from gatekeeper.store.tables import StorageAccount
+
+FollowUpVerb = Literal["acknowledge", "flag_rollback", "mark_done"]
+FOLLOW_UP_VERBS: tuple[str, ...] = ("acknowledge", "flag_rollback", "mark_done")
+ROW_PREFIX = "followup|"
+MAX_NOTE = 1000
+
+
+class FollowUpService:
+    def __init__(
+        self,
+        storage: StorageAccount,
+        cipher: EnvelopeCipher,
+        *,
+        entra_tenants_for: Callable[[str], Iterable[str]],
+        operators_for: Callable[[str], tuple[str, ...]],
+        audit_for: Callable[[str], Any],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        base_url: str | None = None,
+    ) -> None:
+        self._storage = storage
+        self._cipher = cipher
+        self._entra_tenants_for = entra_tenants_for
+        self._operators_for = operators_for
+        self._audit_for = audit_for
+        self._clock = clock
+        self._base_url = base_url
+        self._index = GateIndex(storage)
+
+    def _gate(self, instance_id: str, principal: Principal) -> tuple[GateStore, GateRecord]:
+        if not INSTANCE_ID.match(instance_id or ""):
+            raise not_found()
+        tenant_id = self._index.tenant_of(instance_id)
+        if tenant_id is None:
+            raise not_found()
+        if principal.tid.lower() not in {t.strip().lower() for t in self._entra_tenants_for(tenant_id)}:
+            raise wrong_tenant()
+        store = GateStore(self._storage, tenant_id, self._cipher)
+        record = store.load(instance_id)
+        if record is None:
+            raise not_found()
+        return store, record
+
+    def _notified(self, principal: Principal, record: GateRecord) -> bool:
+        names = {principal.oid.lower(), *((principal.upn.lower(),) if principal.upn else ())}
+        return any(o.strip().lower() in names for o in self._operators_for(record.tenant_id))
+
+    def view(self, instance_id: str, principal: Principal) -> tuple[ApprovalView, list[dict[str, Any]], bool]:
+        """The gate as the notice shows it, what people did with it so far, and whether `principal` may act."""
+        store, record = self._gate(instance_id, principal)
+        if not self._notified(principal, record):
+            raise Forbidden(
+                "Only the people this notice went to may see it here.", code="not-notified", title="Not for you"
+            )
+        done = self._done(record)
+        mine = {(d["verb"], d["by"]) for d in done}
+        open_verbs = [v for v in _verbs_for(record) if (v, principal.oid.lower()) not in mine]
+        return build_view(record, store.votes(instance_id), base_url=self._base_url), done, bool(open_verbs)
+
+    def act(self, instance_id: str, principal: Principal, verb: str, note: str = "") -> dict[str, Any]:
+        _, record = self._gate(instance_id, principal)
+        if verb not in _verbs_for(record):
+            raise Conflict(
+                f"'{verb}' does not apply to this gate ({record.level} {record.status.value}).",
+                code="not-applicable",
+                title="Not applicable to this gate",
+            )
+        if not self._notified(principal, record):
+            raise Forbidden(
+                "Only the people this notice went to may act on it.", code="not-notified", title="Not for you"
+            )
+        note = note.strip()
+        if len(note) > MAX_NOTE:
+            raise InvalidInput(f"note: at most {MAX_NOTE} characters", field="note")
+        if verb == "mark_done" and not note:
+            raise InvalidInput("note: say what was done (required to mark the task done)", field="note")
+        at = self._clock()
+        repo = GateRepository(self._storage, record.tenant_id, self._cipher)
+        try:
+            repo.create(
+                {
+                    "PartitionKey": check_key("instance_id", instance_id),
+                    "RowKey": f"{ROW_PREFIX}{verb}|{check_key('oid', principal.oid.lower())}",
+                    "at": at,
+                    "comment": {"note": note, "upn": principal.upn},
+                }
+            )
+        except ResourceExistsError:
+            raise Conflict(
+                "You already did this for this gate.", code="already-recorded", title="Already recorded"
+            ) from None
+        self._audit_for(record.tenant_id).append(
+            "follow_up",
+            principal.oid,
+            instance_id,
+            record.title[:1000],
+            {"action": verb, "level": record.level, "note": note, "upn": principal.upn, "channel": principal.auth},
+            at=at,
+        )
+        if verb == "flag_rollback":
+            telemetry.emit(
+                telemetry.Event.HITL_OVERRIDE,
+                tenant=record.tenant_id,
+                instance_id=instance_id,
+                level=record.level,
+                kind="flagged_for_rollback",
+                decision=verb,
+                quality=record.quality,
+                quality_score=record.quality_score,
+            )
+        return {"instance_id": instance_id, "action": verb, "status": "recorded"}
+
+    def _done(self, record: GateRecord) -> list[dict[str, Any]]:
+        repo = GateRepository(self._storage, record.tenant_id, self._cipher)
+        rows = repo.query(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            {"pk": record.instance_id, "lo": ROW_PREFIX, "hi": ROW_PREFIX[:-1] + "}"},
+        )
+        done = []
+        for row in rows:
+            _, verb, oid = str(row["RowKey"]).split("|", 2)
+            done.append({"verb": verb, "by": oid, "at": row["at"], "note": (row.get("comment") or {}).get("note", "")})
+        return sorted(done, key=lambda d: d["at"])
+
+
+def _verbs_for(record: GateRecord) -> tuple[str, ...]:
+    if record.status is GateStatus.HUMAN_TASK:
+        return ("mark_done",)
+    if record.level == "L1" and record.status is GateStatus.APPROVED:
+        return ("acknowledge", "flag_rollback")
+    return ()

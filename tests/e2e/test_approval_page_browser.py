@@ -158,13 +158,16 @@ def test_an_expired_or_decided_gate_shows_the_outcome_and_no_buttons(browser, ri
 def test_a_hostile_repository_name_renders_as_text(browser, rig):
     subject = {
         "repository": HOSTILE_REPOSITORY,
-        "repository_url": "javascript:alert(4)",
         "environment": "production",
         "ref": "refs/heads/<svg onload=alert(5)>",
         "commit": "[x](https://evil.example)",
-        "commit_url": 'https://github.com/contoso/x/commit/1"onmouseover="alert(6)',
     }
-    gate = rig.gate(subject=subject, title=f"deploy {HOSTILE_REPOSITORY}")
+    gate = rig.gate(
+        subject=subject,
+        title=f"deploy {HOSTILE_REPOSITORY}",
+        repository_url="javascript:alert(4)",
+        commit_url='https://github.com/contoso/x/commit/1"onmouseover="alert(6)',
+    )
     tab = open_page(browser, rig, ANNA, gate)
     page = tab.page
     assert page.get_by_role("heading", level=1).inner_text() == f"deploy {HOSTILE_REPOSITORY}"

@@ -83,13 +83,13 @@ class PageRig:
                 "action": "deploy",
                 "environment": "production",
                 "repository": "contoso/webshop",
-                "repository_url": "https://github.com/contoso/webshop",
                 "ref": "refs/heads/main",
                 "commit": "a1b2c3d4e5f6",
-                "commit_url": "https://github.com/contoso/webshop/commit/a1b2c3d4e5f6",
-                "quality_failing": [{"name": "coverage", "detail": "71% < 80%"}],
-                "compliance": [{"framework": "SOC2", "control": "CC8.1"}],
             },
+            "repository_url": "https://github.com/contoso/webshop",
+            "commit_url": "https://github.com/contoso/webshop/commit/a1b2c3d4e5f6",
+            "quality_failing": [{"name": "coverage", "detail": "71% < 80%"}],
+            "compliance": [{"framework": "SOC2", "control": "CC8.1"}],
             "requester": (DEV, "dev@contoso.com"),
             "requested_by": Requester(
                 oid=DEV, resolved=True, seen_as=("github:login:dev-octo",), aliases=("dev@contoso.com",)

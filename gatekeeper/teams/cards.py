@@ -175,9 +175,16 @@ def _notice(notice: CardNotice) -> dict[str, Any]:
     return {"type": "Container", "style": "emphasis", "items": items}
 
 
+TEAMS_USER_MRI_PREFIX = "8:orgid:"
+MAX_REFRESH_USERS = 60
+
+
 def _refresh(view: ApprovalView) -> dict[str, Any]:
     approvers = view.stage.approvers if view.stage else ()
-    user_ids = sorted({a.lower() for a in approvers if GUID_PATTERN.match(a.lower())})
+    # userIds are Teams user MRIs (`8:orgid:<Entra object id>`), at most 60: Teams refreshes those users' cards
+    # by itself; anyone else sees a manual refresh. Approvers named by UPN or group are left to that.
+    oids = sorted({a.lower() for a in approvers if GUID_PATTERN.match(a.lower())})
+    user_ids = [f"{TEAMS_USER_MRI_PREFIX}{oid}" for oid in oids[:MAX_REFRESH_USERS]]
     refresh: dict[str, Any] = {
         "type": "Refresh",
         "action": {"type": "Action.Execute", "verb": REFRESH, "data": {"instance_id": view.instance_id}},

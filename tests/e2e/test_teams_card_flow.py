@@ -264,7 +264,7 @@ def test_an_approval_from_a_card_runs_the_whole_gate_and_closes_every_card(env: 
     for user in (ANNA, PIET):
         card = env.chat_card(user)
         assert verbs(card) == ["approve", "reject"] and "deploy of contoso/webshop (main) to production" in texts(card)
-        assert card["refresh"]["userIds"] == sorted([ANNA, PIET])
+        assert card["refresh"]["userIds"] == [f"8:orgid:{oid}" for oid in sorted([ANNA, PIET])]
     created = env.connector.conversations[env.connector.conversation_of(PIET)]
     assert (
         created["members"] == [{"id": PIET}] and created["tenantId"] == TID and created["bot"]["id"] == f"28:{APP_ID}"

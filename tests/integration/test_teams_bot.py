@@ -182,7 +182,9 @@ def test_a_signed_approve_is_decided_and_answered_with_the_refreshed_card(served
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.5"
     assert "You approved this request." in card_texts(card)
     assert not any(a.get("verb") in ("approve", "reject") for a in card.get("actions", []))  # voted: no buttons
-    assert card["refresh"]["userIds"] == sorted([ANNA, PIET])  # every approver's card refreshes itself
+    assert card["refresh"]["userIds"] == [
+        f"8:orgid:{oid}" for oid in sorted([ANNA, PIET])
+    ]  # every approver's card refreshes itself
     assert "contoso/\\[webshop\\]\\(https://evil" in raw_texts(card)  # event text is escaped, not a link
     (event,) = raised(durable)
     assert event.path.endswith("/raiseEvent/approval-vote-0") and vote(event)["voter_id"] == ANNA

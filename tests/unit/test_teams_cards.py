@@ -124,7 +124,10 @@ def test_an_open_gate_card_for_an_approver_has_everything_to_decide_and_is_valid
     assert verbs(card) == ["approve", "reject"]
     reject = next(a for a in card["actions"] if a["title"] == "Reject")
     assert reject["card"]["body"][0]["isRequired"] is True  # reject asks for a comment
-    assert card["refresh"]["action"]["verb"] == "refresh" and card["refresh"]["userIds"] == [ANNA, PIET]
+    assert card["refresh"]["action"]["verb"] == "refresh" and card["refresh"]["userIds"] == [
+        f"8:orgid:{ANNA}",
+        f"8:orgid:{PIET}",
+    ]
     assert {"title": "Repository", "url": "https://github.com/contoso/webshop"} in [
         {k: a[k] for k in ("title", "url")} for a in card["actions"] if a["type"] == "Action.OpenUrl"
     ]
@@ -234,3 +237,14 @@ def test_every_card_variant_is_valid_against_the_official_schema():
     ]
     for card in variants:
         assert_valid(card)
+
+
+def test_refresh_names_at_most_60_approvers_as_teams_user_mris():
+    """Teams refreshes by itself the cards of the users named in `userIds` (user MRIs, at most 60)."""
+    many = tuple(f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(75))
+    stage = StageView(
+        index=0, name="ops", approvers=(*many, "ops@contoso.com"), quorum=1, deadline=NOW, on_timeout="reject"
+    )
+    ids = approval_card(view(stage=stage))["refresh"]["userIds"]
+    assert len(ids) == 60
+    assert ids == [f"8:orgid:{oid}" for oid in sorted(many)[:60]]

@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from gatekeeper.errors import Conflict
+from gatekeeper.errors import Conflict, NotFound
 from gatekeeper.store.tables import SharedTable, StorageAccount
 from gatekeeper.tenancy.model import TenantRecord, normalise_identity
 
@@ -162,6 +163,24 @@ class TenantRegistry:
                 if self._read_identity(identity) == record.tenant_id:
                     self.table.delete_entity(IDENTITY_PARTITION, identity_row_key(identity))
         self.invalidate()
+
+    def set_kek_public(self, tenant_id: str, jwk: dict[str, str]) -> TenantRecord:
+        """Record the public key of the tenant's current KEK version (after onboarding or a KEK rotation).
+        The record is validated again (the key must be the tenant's) and replaced only if unchanged since read."""
+        try:
+            entity = self.table.get_entity(TENANT_PARTITION, tenant_id)
+        except ResourceNotFoundError:
+            raise NotFound(f"tenant {tenant_id} is not registered", field="tenant") from None
+        current = TenantRecord.model_validate_json(entity["record"])
+        record = TenantRecord.model_validate({**current.model_dump(), "kek_public": jwk})
+        self.table.update_entity(
+            {"PartitionKey": TENANT_PARTITION, "RowKey": tenant_id, "record": record.model_dump_json()},
+            mode=UpdateMode.MERGE,
+            etag=entity.metadata["etag"],
+            match_condition=MatchConditions.IfNotModified,
+        )
+        self.invalidate()
+        return record
 
     def invalidate(self) -> None:
         with self._lock:

@@ -47,6 +47,7 @@ MAX_EXPONENT_BITS = 32
 _KID_VERSION = r"[A-Za-z0-9]{1,64}"
 _KID_VAULT = r"(?:https://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?|local:/)"
 _TRANSIT_ID = re.compile(r"t[0-9a-f]{16}")
+_MEMBER_NAME = re.compile(r"[A-Za-z0-9_]{1,16}")
 
 
 class InvalidPublicKey(ValueError):
@@ -94,9 +95,10 @@ class KekPublicKey:
         """Strictly read `{kty: RSA, kid, n, e}`. With `tenant_id`, the kid must name that tenant's key."""
         if not isinstance(jwk, Mapping):
             raise InvalidPublicKey("expected a JSON Web Key object")
-        unknown = sorted(set(jwk) - {"kty", "kid", "n", "e"})
+        unknown = sorted(str(name) for name in set(jwk) - {"kty", "kid", "n", "e"})
         if unknown:  # private members (d, p, q, ...) never belong in a record
-            raise InvalidPublicKey(f"{unknown[0]}: not a member of a public RSA key")
+            shown = unknown[0] if _MEMBER_NAME.fullmatch(unknown[0]) else "(unknown member)"
+            raise InvalidPublicKey(f"{shown}: not a member of a public RSA key")
         if jwk.get("kty") != "RSA":
             raise InvalidPublicKey("kty: must be RSA")
         kid = jwk.get("kid")

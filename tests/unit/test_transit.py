@@ -297,3 +297,51 @@ def test_a_tenants_file_with_a_bad_public_key_names_the_file_and_field():
     )
     with pytest.raises(ValueError, match=r"^tenants\.yaml: tenants\[0\]\..*kek_public\.kid: does not name"):
         load_tenant_file(text, filename="tenants.yaml")
+
+
+# -- boundaries (mutation gaps) ------------------------------------------------------------------------------
+
+
+def test_the_modulus_bounds_are_exact_and_an_even_modulus_of_a_good_size_is_refused():
+    with pytest.raises(InvalidPublicKey, match=r"^n: "):
+        KekPublicKey.from_jwk(jwk(n=int_to_b64url((1 << 8192) | 1)), TENANT)  # 8193 bits
+    with pytest.raises(InvalidPublicKey, match=r"^n: "):
+        KekPublicKey.from_jwk(jwk(n=int_to_b64url((1 << 2047) + 2)), TENANT)  # 2048 bits, even
+
+
+def test_a_leading_zero_byte_is_refused_in_e_as_well():
+    with pytest.raises(InvalidPublicKey, match=r"^e: has a leading zero byte"):
+        KekPublicKey.from_jwk(jwk(e="AAEAAQ"), TENANT)
+
+
+def test_the_kid_length_bound_holds_without_a_tenant_too():
+    assert KekPublicKey.from_jwk(jwk("x" * 400)).kid == "x" * 400
+    with pytest.raises(InvalidPublicKey, match=r"^kid: expected the versioned key id"):
+        KekPublicKey.from_jwk(jwk("x" * 401))
+
+
+def test_a_key_that_cannot_wrap_makes_sealing_unavailable_before_anything_is_registered():
+    from gatekeeper.store.envelope import EnvelopeCipher, SealingUnavailable
+    from gatekeeper.store.transit import TransitKeys
+
+    class NoStorage:
+        def tenant_table(self, *args: Any) -> Any:
+            raise AssertionError("nothing may be registered for a key that cannot wrap")
+
+    broken = KekPublicKey(KID, (1 << 2047) + 2, 65537)  # even modulus: the RSA backend refuses it
+    cipher = EnvelopeCipher(TransitKeys(NoStorage(), lambda tenant_id: broken))  # type: ignore[arg-type]
+    with pytest.raises(SealingUnavailable, match="the KEK public key cannot wrap"):
+        cipher.seal(TENANT, "t", "p", "r", b"x")
+    with pytest.raises(SealingUnavailable, match="no KEK public key in the tenant record"):
+        EnvelopeCipher(TransitKeys(NoStorage(), lambda tenant_id: None)).seal(  # type: ignore[arg-type]
+            TENANT, "t", "p", "r", b"x"
+        )
+
+
+def test_transit_keys_never_open_anything_themselves():
+    from gatekeeper.store.key_errors import KeyGone
+    from gatekeeper.store.transit import TransitKeys
+
+    with pytest.raises(KeyGone, match="the edge seals only"):
+        TransitKeys(None, lambda tenant_id: None).data_key(TENANT, "t0123456789abcdef")  # type: ignore[arg-type]
+    assert repr(TransitKeys(None, lambda tenant_id: None)) == "TransitKeys()"  # type: ignore[arg-type]

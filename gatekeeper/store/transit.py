@@ -25,7 +25,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
@@ -34,7 +34,6 @@ from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable
 from gatekeeper.store.tables import StorageAccount, TablePurpose, validate_tenant_id
 
 if TYPE_CHECKING:
-    from gatekeeper.ingest.queue import Sealer
     from gatekeeper.store.envelope import EnvelopeCipher
 
 TRANSIT_PARTITION = "transit"
@@ -198,6 +197,15 @@ class TransitKeys:
                 table.create_entity(row)
         except AzureError as exc:
             raise KeyServiceUnavailable(f"tenant {tenant_id}: the transit key cannot be registered") from exc
+
+
+class Sealer(Protocol):
+    """What seals and opens JSON for a place (gatekeeper.ingest.queue.Sealer; declared here, store/ never
+    imports ingest/)."""
+
+    def seal_json(self, tenant_id: str, table: str, partition_key: str, row_key: str, value: Any) -> str: ...
+
+    def open_json(self, tenant_id: str, table: str, partition_key: str, row_key: str, sealed: str) -> Any: ...
 
 
 class EdgeSealer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import uuid
 from collections.abc import Callable
@@ -243,7 +244,9 @@ class IngestionService:
         against that tenant afterwards (`gatekeeper.ingest.scope`), so naming another tenant's target never
         moves the request into that tenant and never slips past as this one's.
         """
-        for tenant in self._registry.candidates(identities)[:MAX_CANDIDATES]:
+        # Lazily: the hints after the first tenant that authenticates are not looked up (their targets are
+        # still checked against that tenant by `ingest/scope.py`); a failure has tried every candidate.
+        for tenant in itertools.islice(self._registry.iter_candidates(identities), MAX_CANDIDATES):
             if verified(tenant):
                 return tenant
         raise unauthenticated(detail)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 from azure.core import MatchConditions
@@ -104,8 +104,12 @@ class TenantRegistry:
         another tenant's repository); the caller authenticates against each in turn and then checks that
         every named target belongs to the one that authenticated.
         """
+        return list(self.iter_candidates(identities))
+
+    def iter_candidates(self, identities: Iterable[str]) -> Iterator[TenantRecord]:
+        """`candidates`, one at a time: each hint is looked up only when the tenants before it were tried, so
+        a request whose first tenant authenticates costs one lookup, not one per hint (cold start)."""
         seen: set[str] = set()
-        found: list[TenantRecord] = []
         for identity in identities:
             tenant_id = self.tenant_for_identity(identity)
             if not tenant_id or tenant_id in seen:
@@ -113,8 +117,7 @@ class TenantRegistry:
             seen.add(tenant_id)
             record = self.get(tenant_id)
             if record and record.enabled:
-                found.append(record)
-        return found
+                yield record
 
     def records(self) -> list[TenantRecord]:
         entities = self.table.query_entities(f"PartitionKey eq '{TENANT_PARTITION}'")

@@ -64,8 +64,8 @@ try:  # VmHWM is this program's own peak; ru_maxrss would include the parent's c
         peak = next(int(line.split()[1]) for line in status_file if line.startswith("VmHWM:"))
 except (OSError, StopIteration):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-loaded = sorted({".".join(m.split(".")[:2]) if m.startswith(("azure.", "gatekeeper.")) else m.split(".")[0]
-                 for m in list(sys.modules)})
+loaded = sorted({m if m.startswith("gatekeeper.") else ".".join(m.split(".")[:2]) if m.startswith("azure.")
+                 else m.split(".")[0] for m in list(sys.modules)})
 print(json.dumps({"seconds": seconds, "status": status, "answer": answer, "modules": len(sys.modules),
                   "maxrss_kb": peak, "loaded": loaded, "phases": phases,
                   "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
@@ -93,7 +93,7 @@ class Sample:
     wall: float  # from spawning the child until it printed the answer (interpreter start included)
     modules: int
     maxrss_kb: int
-    loaded: tuple[str, ...] = ()  # top-level packages (two levels for azure.* and gatekeeper.*) in the child
+    loaded: tuple[str, ...] = ()  # top-level packages (two levels for azure.*, every gatekeeper module) in the child
     # SDK import, importing and indexing function_app, first request (services built lazily included)
     phases: tuple[float, float, float] = (0.0, 0.0, 0.0)
     cpu: float = 0.0  # user + system CPU seconds of the child, interpreter start included: steadier when busy
@@ -177,17 +177,19 @@ def child_environment(connection: str, key_dir: Path, secrets: dict[str, str]) -
     return environ
 
 
-def seed(connection_string: str, workdir: Path) -> Setup:
+def seed(connection_string: str, workdir: Path, *, record_kek_public: bool = True) -> Setup:
     """One tenant registered in the storage behind `connection_string` and warmed as a running deployment
     would be (tables, queue, the tenant's data key); the routes' signed requests for it and the children's
-    environment. Runs in the caller's process, never in a timed child."""
+    environment. Runs in the caller's process, never in a timed child. The tenant record carries its KEK's
+    public key as `gatekeeper tenants import` writes it; `record_kek_public=False` measures a record from
+    before that field (the edge then unwraps the tenant's active data key)."""
     from gatekeeper.services import Services, set_services
     from gatekeeper.settings import Settings
     from gatekeeper.store.keys import LocalKeyProvider, build_cipher
     from tests.support import gatekeeper_env as support
 
     key_dir = workdir / "keys"
-    env = support.make_env(connection_string, key_dir)
+    env = support.make_env(connection_string, key_dir, record_kek_public=record_kek_public)
     # the tenant's `env:` secret values, not the test environment's own settings
     secrets = {k: v for k, v in env.services.settings.environ.items() if not k.startswith("GATEKEEPER_")}
     routes = requests_for(env.tenant_id)
@@ -212,14 +214,14 @@ def seed(connection_string: str, workdir: Path) -> Setup:
 
 
 @contextmanager
-def seeded() -> Iterator[Setup]:
+def seeded(*, record_kek_public: bool = True) -> Iterator[Setup]:
     """Azurite from node_modules, seeded by `seed`, stopped afterwards."""
     from devstack.azurite import start_azurite
 
     server = start_azurite(ROOT)
     workdir = tempfile.mkdtemp(prefix="gk-coldstart-")
     try:
-        yield seed(server.connection_string, Path(workdir))
+        yield seed(server.connection_string, Path(workdir), record_kek_public=record_kek_public)
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

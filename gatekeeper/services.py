@@ -19,10 +19,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from gatekeeper.ingest.deadletter import DeadLetters
-from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
-from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, LargeEventStore, QueueEventSink
-from gatekeeper.ingest.service import IngestionService, TokenValidator
+from gatekeeper.ingest.queue import PIPELINE_EVENTS_QUEUE, LargeEventStore, QueueEventSink, Sealer
+from gatekeeper.ingest.service import IngestionService
 from gatekeeper.settings import KeyMode, NotifyMode, Settings
 from gatekeeper.store.envelope import SealedDataUnreadable
 from gatekeeper.store.tables import StorageAccount
@@ -30,22 +28,26 @@ from gatekeeper.tenancy.model import SecretPurpose
 from gatekeeper.tenancy.registry import TenantRegistry
 from gatekeeper.tenancy.secrets import SecretResolver
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (cold start of HTTP routes)
     from azure.core.credentials import TokenCredential
 
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
+    from gatekeeper.ingest.deadletter import DeadLetters
+    from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
     from gatekeeper.integrations.callbacks import WebhookAllowed, WebhookSecretResolver
     from gatekeeper.integrations.github_app import DigestSigner, InstallationResolver
     from gatekeeper.integrations.notify import Notifier
     from gatekeeper.integrations.retry import RetryPolicy
     from gatekeeper.policy.document import PolicyDocument
     from gatekeeper.security.groups import GroupMembership
+    from gatekeeper.security.identity import TokenValidator
     from gatekeeper.security.principal import Principal
     from gatekeeper.security.requester import RequesterResolver, UserDirectory
     from gatekeeper.store.envelope import EnvelopeCipher
     from gatekeeper.store.keys import TenantKeyProvider
+    from gatekeeper.store.transit import KekPublicKey
     from gatekeeper.teams.auth import BotTokenValidator
     from gatekeeper.teams.bot import BotHost
     from gatekeeper.tenancy.identities import IdentityMap
@@ -193,7 +195,28 @@ class Services:
         """The edge's hand-over: queue and claim-check blobs both on request-path budgets; the queue is
         created when a send finds it missing, not by every new instance (cold start)."""
         large = LargeEventStore.from_storage(self.request_storage)
-        return QueueEventSink(self.request_storage, self.sealer, self.queue_name, large)
+        return QueueEventSink(self.request_storage, self.edge_sealer, self.queue_name, large)
+
+    @cached_property
+    def edge_sealer(self) -> Sealer:
+        """What the edge seals queued events with: a transit data key wrapped with the tenant KEK's public key
+        from its record (no private-key operation, no Key Vault call, no Key Vault SDK), or, for a record
+        without `kek_public`, the envelope cipher (`sealer`) as before. The dispatcher opens both."""
+        from gatekeeper.store.envelope import EnvelopeCipher
+        from gatekeeper.store.transit import EdgeSealer, TransitKeys
+
+        transit = EnvelopeCipher(
+            TransitKeys(self.request_storage, self.kek_public_for), cache_seconds=self.settings.data_key_cache_seconds
+        )
+        return EdgeSealer(transit, lambda tenant_id: self.kek_public_for(tenant_id) is not None, lambda: self.sealer)
+
+    def kek_public_for(self, tenant_id: str) -> KekPublicKey | None:
+        """The public key of the tenant's current KEK version, from its record (None: not recorded)."""
+        from gatekeeper.store.transit import parse_kek_public
+
+        record = self.registry.get(tenant_id)
+        jwk = record.kek_public if record is not None and record.enabled else None
+        return parse_kek_public(tenant_id, jwk["kid"], jwk["n"], jwk["e"]) if jwk else None
 
     @cached_property
     def token_validator(self) -> TokenValidator | None:
@@ -218,9 +241,13 @@ class Services:
 
     @cached_property
     def dead_letters(self) -> DeadLetters:
+        from gatekeeper.ingest.deadletter import DeadLetters
+
         return DeadLetters(self.storage)
 
     def dispatcher(self, gateway: OrchestrationGateway) -> EventDispatcher:
+        from gatekeeper.ingest.dispatcher import EventDispatcher
+
         return EventDispatcher(self.storage, self.sealer, gateway)
 
     # ----- audit ----------------------------------------------------------------------------------------

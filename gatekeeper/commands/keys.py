@@ -78,10 +78,26 @@ def rotate_keys(args: argparse.Namespace) -> int:
         if args.data_key:
             data_key_id = ring.create_data_key(tenant)
             print(f"tenant {tenant}: data key {data_key_id} is now active for new writes; older keys stay for reading")
+        _record_kek_public(args, tenant, ring)
     except KeyProviderError as exc:
         print(f"gatekeeper: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _record_kek_public(args: argparse.Namespace, tenant: str, ring) -> None:  # ring: DataKeyRing
+    """Write the current KEK version's public key into the tenant record, so ingestion wraps its transit keys
+    with the current version (instances pick it up within the registry's cache period). A failure is an error
+    (exit 1): a record left on an old version would keep sealing under it after that version is disabled."""
+    from gatekeeper.tenancy.registry import TenantRegistry
+
+    registry = TenantRegistry(storage_from_args(args))
+    if registry.get(tenant) is None:
+        print(f"tenant {tenant}: not in the registry; no KEK public key recorded")
+        return
+    jwk = ring.provider.public_jwk(tenant)
+    registry.set_kek_public(tenant, jwk)
+    print(f"tenant {tenant}: ingestion now wraps transit keys with {jwk['kid']}")
 
 
 def key_status(args: argparse.Namespace) -> int:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gatekeeper.commands.common import add_storage_option, storage_from_args
+
+if TYPE_CHECKING:
+    from gatekeeper.tenancy.model import TenantRecord
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +44,7 @@ def import_tenants(args: argparse.Namespace) -> int:
         records = load_tenant_file(text, filename=str(path))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    records = _with_kek_public(records)
     registry = TenantRegistry(storage_from_args(args))
     try:
         registry.import_records(records)
@@ -46,6 +52,30 @@ def import_tenants(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: {exc}") from exc
     print(f"imported {len(records)} tenant(s): {', '.join(r.tenant_id for r in records)}")
     return 0
+
+
+def _with_kek_public(records: list[TenantRecord]) -> list[TenantRecord]:
+    """Each record with the public key of its tenant's current KEK (`kek_public`), read from the key provider
+    the app settings name, so the ingestion edge needs no private-key operation. A tenant whose key cannot be
+    read is imported without it (the edge then unwraps the active data key, as before) and a note says so."""
+    from gatekeeper.services import get_services
+    from gatekeeper.store.key_errors import KeyProviderError
+    from gatekeeper.tenancy.model import TenantRecord
+
+    try:
+        provider = get_services().key_provider
+    except (ValueError, RuntimeError) as exc:
+        print(f"note: KEK public keys not recorded ({exc}); run `gatekeeper keys rotate` later", file=sys.stderr)
+        return records
+    completed = []
+    for record in records:
+        try:
+            jwk = provider.public_jwk(record.tenant_id, create=True)  # onboarding: a local key is made now
+            record = TenantRecord.model_validate({**record.model_dump(), "kek_public": jwk})
+        except (KeyProviderError, ValueError) as exc:
+            print(f"note: tenant {record.tenant_id}: KEK public key not recorded: {exc}", file=sys.stderr)
+        completed.append(record)
+    return completed
 
 
 def list_tenants(args: argparse.Namespace) -> int:

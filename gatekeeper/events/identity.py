@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gatekeeper.events.common import dedupe, header
-from gatekeeper.events.connectors import BY_SOURCE as CONNECTORS_BY_SOURCE
 from gatekeeper.events.hints import clean, get_path
 from gatekeeper.events.model import EventSource
 
@@ -71,11 +70,20 @@ def _azure_devops(payload: Mapping[str, Any], headers: Mapping[str, str] | None)
         yield f"azure-devops:account:{account}"
 
 
-_BY_SOURCE: dict[EventSource, Callable[[Mapping[str, Any], Mapping[str, str] | None], Iterator[str]]] = {
-    EventSource.GITHUB: _github,
-    EventSource.AZURE_DEVOPS: _azure_devops,
-    **{source: connector.identity_hints for source, connector in CONNECTORS_BY_SOURCE.items()},
-}
+Finder = Callable[[Mapping[str, Any], Mapping[str, str] | None], Iterator[str]]
+_BY_SOURCE: dict[EventSource, Finder] = {EventSource.GITHUB: _github, EventSource.AZURE_DEVOPS: _azure_devops}
+
+
+def _finder(source: EventSource) -> Finder | None:
+    """The hint finder of `source`; the connectors' table is imported only for a connector message, so the
+    HTTP routes do not load every vendor's payload models (cold start)."""
+    found = _BY_SOURCE.get(source)
+    if found is None:
+        from gatekeeper.events.connectors import BY_SOURCE as CONNECTORS_BY_SOURCE
+
+        connector = CONNECTORS_BY_SOURCE.get(source)
+        found = connector.identity_hints if connector is not None else None
+    return found
 
 
 def source_identities(source: EventSource | str, payload: Any, headers: Mapping[str, str] | None = None) -> list[str]:
@@ -84,7 +92,7 @@ def source_identities(source: EventSource | str, payload: Any, headers: Mapping[
     Never raises: any surprise in the input means "no hint", and the request then fails authentication.
     """
     try:
-        finder = _BY_SOURCE.get(EventSource(source))
+        finder = _finder(EventSource(source))
         if finder is None:
             return []
         body = payload if isinstance(payload, Mapping) else {}

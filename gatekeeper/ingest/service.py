@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gatekeeper.errors import InputTooLarge, InvalidInput, unauthenticated
-from gatekeeper.events.azure_devops import parse_check_request, parse_service_hook
 from gatekeeper.events.codec import event_to_sealable
 from gatekeeper.events.common import Ignored
-from gatekeeper.events.connectors import parse_connector_message
-from gatekeeper.events.generic import parse_generic
-from gatekeeper.events.github import parse_github
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import EventSource, PipelineEvent
 from gatekeeper.ingest.edge import (
@@ -34,13 +31,15 @@ from gatekeeper.ingest.edge import (
     require_size,
 )
 from gatekeeper.ingest.scope import bind_azure_devops, bind_connector, bind_github, bind_webhook
-from gatekeeper.security.identity import TokenValidator, identify_caller
-from gatekeeper.security.principal import Principal
 from gatekeeper.security.signatures import basic_auth_password, verify_github_signature, verify_shared_secret
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
 from gatekeeper.tenancy.registry import TenantRegistry
 from gatekeeper.tenancy.secrets import SecretResolver
+
+if TYPE_CHECKING:  # each route imports its own parser, and bearer-token code, on first use (cold start)
+    from gatekeeper.security.identity import TokenValidator
+    from gatekeeper.security.principal import Principal
 
 CHECK_SECRET_HEADER = "X-Gatekeeper-Check-Secret"  # noqa: S105 - a header name
 SERVICE_HOOK_SECRET_HEADER = "X-Gatekeeper-Hook-Secret"  # noqa: S105 - a header name
@@ -100,6 +99,8 @@ class IngestionService:
     # -- GitHub -----------------------------------------------------------------------------------
 
     def github(self, request: IncomingRequest) -> Outcome:
+        from gatekeeper.events.github import parse_github
+
         document = self._json(request)
         event_name = require_header(request, "X-GitHub-Event")
         signature = request.headers.get("X-Hub-Signature-256")
@@ -120,6 +121,8 @@ class IngestionService:
     # -- Azure DevOps -----------------------------------------------------------------------------
 
     def azure_devops_check(self, request: IncomingRequest) -> Outcome:
+        from gatekeeper.events.azure_devops import parse_check_request
+
         require_size(request, self._max_body_bytes)
         require_bounded_headers(request)
         document = parse_json_object(request.body) if request.body.strip() else {}
@@ -136,6 +139,8 @@ class IngestionService:
         return self._hand_over(event)
 
     def azure_devops_service_hook(self, request: IncomingRequest) -> Outcome:
+        from gatekeeper.events.azure_devops import parse_service_hook
+
         document = self._json(request)
         offered = basic_auth_password(request.headers.get("Authorization")) or request.headers.get(
             SERVICE_HOOK_SECRET_HEADER
@@ -152,6 +157,8 @@ class IngestionService:
     # -- any CI -----------------------------------------------------------------------------------
 
     def generic(self, request: IncomingRequest) -> Outcome:
+        from gatekeeper.events.generic import parse_generic
+
         document = self._json(request)
         tenant, principal = self._generic_tenant(request)
         event = parse_generic(document, tenant_id=tenant.tenant_id)
@@ -164,6 +171,8 @@ class IngestionService:
     def _generic_tenant(self, request: IncomingRequest) -> tuple[TenantRecord, Principal | None]:
         authorization = request.headers.get("Authorization") or ""
         if authorization.lower().startswith("bearer "):
+            from gatekeeper.security.identity import identify_caller
+
             # Only the bearer token is handed over: the ingestion routes never take the platform's header.
             principal = identify_caller({"Authorization": authorization}, self._token_validator, trust_easyauth=False)
             tenant = self._registry.resolve([f"entra:tenant:{principal.tid.lower()}"])
@@ -184,6 +193,8 @@ class IngestionService:
 
     def connector(self, message: bytes | str) -> Outcome:
         """A connector queue message. Invalid input raised here is permanent: the caller dead-letters them."""
+        from gatekeeper.events.connectors import parse_connector_message
+
         body = message.encode() if isinstance(message, str) else message
         document = parse_json_object(body, what="message")
         source = CONNECTORS.get(str(document.get("connector", "")))
@@ -233,7 +244,9 @@ class IngestionService:
         against that tenant afterwards (`gatekeeper.ingest.scope`), so naming another tenant's target never
         moves the request into that tenant and never slips past as this one's.
         """
-        for tenant in self._registry.candidates(identities)[:MAX_CANDIDATES]:
+        # Lazily: the hints after the first tenant that authenticates are not looked up (their targets are
+        # still checked against that tenant by `ingest/scope.py`); a failure has tried every candidate.
+        for tenant in itertools.islice(self._registry.iter_candidates(identities), MAX_CANDIDATES):
             if verified(tenant):
                 return tenant
         raise unauthenticated(detail)

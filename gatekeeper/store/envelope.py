@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gatekeeper.encoding import b64url, b64url_decode_strict
-from gatekeeper.store.key_errors import KeyGone, KeyProviderError, KeyServiceUnavailable
+from gatekeeper.store.key_errors import KeyGone, KeyProviderError, KeyRefused, KeyServiceUnavailable
 from gatekeeper.store.tables import InvalidTenantId, validate_tenant_id
 
 FORMAT = "gk1"
@@ -60,7 +60,8 @@ class SealedDataUnreadable(EnvelopeError):
     """This sealed value will not open: wrong binding (moved or copied), tampered, malformed, or its key was
     destroyed (crypto-shredded). Retrying will not help.
 
-    `reason` is a stable code (`does-not-open`, `malformed`, `key-gone`, `plaintext`, `not-json`) and
+    `reason` is a stable code (`does-not-open`, `malformed`, `key-gone`, `unwrap-refused` (the KEK refuses the
+    wrapped data key: damaged, or wrapped under a public key that is not the tenant's), `plaintext`, `not-json`) and
     `location` where the value lies, so the edge can answer `integrity-error` and audit it by name."""
 
     def __init__(self, message: str, *, reason: str = "does-not-open", location: SealedLocation | None = None):
@@ -210,7 +211,8 @@ class EnvelopeCipher:
                 key = self._keys.data_key(tenant_id, data_key_id)
             except KeyGone as exc:
                 raise SealedDataUnreadable(
-                    f"tenant {tenant_id}: sealed value cannot be opened: {exc}", reason="key-gone"
+                    f"tenant {tenant_id}: sealed value cannot be opened: {exc}",
+                    reason="unwrap-refused" if isinstance(exc, KeyRefused) else "key-gone",
                 ) from exc
             except KeyServiceUnavailable as exc:
                 raise SealingUnavailable(f"tenant {tenant_id}: cannot open now: {exc}") from exc

@@ -22,6 +22,11 @@ class KeyGone(KeyProviderError):
     """The key needed for this data no longer exists or does not fit: the data is unreadable for good."""
 
 
+class KeyRefused(KeyGone):
+    """The KEK exists but refuses this wrapped key: it was not wrapped by this KEK version (damaged, or
+    wrapped under a public key that is not the tenant's). Named apart so integrity reports say so."""
+
+
 def classify(exc: BaseException, what: str) -> KeyProviderError:
     """Turn an SDK or crypto exception into one of the two kinds; `what` says what was attempted."""
     if isinstance(exc, KeyProviderError):
@@ -29,11 +34,11 @@ def classify(exc: BaseException, what: str) -> KeyProviderError:
     if isinstance(exc, ResourceNotFoundError) or (isinstance(exc, HttpResponseError) and exc.status_code == 404):
         return KeyGone(f"{what}: the key was not found (deleted or never created)")
     if isinstance(exc, HttpResponseError) and exc.status_code == 400:
-        return KeyGone(f"{what}: the key service could not unwrap the value with this key")
+        return KeyRefused(f"{what}: the key service could not unwrap the value with this key")
     if isinstance(exc, HttpResponseError):
         return KeyServiceUnavailable(f"{what}: the key service answered HTTP {exc.status_code}")
     if isinstance(exc, AzureError):
         return KeyServiceUnavailable(f"{what}: the key service failed ({type(exc).__name__})")
     if isinstance(exc, ValueError):  # local RSA-OAEP decryption failure: wrong key or damaged wrapped key
-        return KeyGone(f"{what}: the wrapped key does not unwrap with this key")
+        return KeyRefused(f"{what}: the wrapped key does not unwrap with this key")
     return KeyServiceUnavailable(f"{what}: unexpected failure ({type(exc).__name__})")

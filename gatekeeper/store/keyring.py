@@ -3,6 +3,9 @@
 Rows (table `gk<tenant>Keys`):
 - PartitionKey `datakey`, RowKey `<data-key id>`: `wrapped_key` (base64), `kek_id` (the versioned KEK id that
   wrapped it), `algorithm` (RSA-OAEP-256), `created`, `active`, and after a re-wrap `rewrapped`.
+- PartitionKey `transit`, RowKey `t<hex>`: the same properties for a transit key, made and wrapped with the
+  KEK's public key by an ingesting instance to seal queued events (gatekeeper.store.transit). Never active;
+  opened here like any data key, and re-wrapped with the others on a KEK rotation.
 - PartitionKey `pointer`, RowKey `active`: `data_key_id` of the key new writes use. It is created with
   `create_entity` and changed only with an ETag match, so two processes racing to make a tenant's first data
   key (or to rotate it) agree on one winner before anything is sealed; the loser deletes its unused row.
@@ -27,6 +30,7 @@ from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable, classify
 from gatekeeper.store.tables import StorageAccount, TablePurpose, validate_tenant_id
+from gatekeeper.store.transit import TRANSIT_PARTITION, is_transit_id
 
 DATA_KEY_PARTITION = "datakey"
 POINTER_PARTITION = "pointer"
@@ -121,7 +125,8 @@ class DataKeyRing:
     def record(self, tenant_id: str, data_key_id: str) -> DataKeyRecord:
         if not DATA_KEY_ID_PATTERN.match(data_key_id):
             raise KeyGone(f"tenant {tenant_id}: data key id is malformed")
-        entity = self._get(tenant_id, DATA_KEY_PARTITION, data_key_id)
+        partition = TRANSIT_PARTITION if is_transit_id(data_key_id) else DATA_KEY_PARTITION
+        entity = self._get(tenant_id, partition, data_key_id)
         if entity is None:
             raise KeyGone(f"tenant {tenant_id}: data key {data_key_id} does not exist in this tenant's Keys table")
         try:
@@ -129,11 +134,10 @@ class DataKeyRing:
         except (KeyError, ValueError, TypeError) as exc:
             raise KeyGone(f"tenant {tenant_id}: data key {data_key_id} row is damaged") from exc
 
-    def records(self, tenant_id: str) -> list[DataKeyRecord]:
+    def records(self, tenant_id: str, partition: str = DATA_KEY_PARTITION) -> list[DataKeyRecord]:
+        """The tenant's data keys (or, with `partition=TRANSIT_PARTITION`, its transit keys), oldest first."""
         try:
-            entities = list(
-                self._table(tenant_id).query_entities("PartitionKey eq @pk", parameters={"pk": DATA_KEY_PARTITION})
-            )
+            entities = list(self._table(tenant_id).query_entities("PartitionKey eq @pk", parameters={"pk": partition}))
         except ResourceNotFoundError:
             return []
         except AzureError as exc:
@@ -258,9 +262,10 @@ class DataKeyRing:
         return data_key_id
 
     def rewrap(self, tenant_id: str) -> RewrapResult:
-        """KEK rotation: re-wrap every data key under the KEK's current version. Data is not touched; each new
-        wrapping is checked by unwrapping it before it replaces the old one (a bad re-wrap would shred)."""
-        records = self.records(tenant_id)
+        """KEK rotation: re-wrap every data key (transit keys included: queued events may still need them)
+        under the KEK's current version. Data is not touched; each new wrapping is checked by unwrapping it
+        before it replaces the old one (a bad re-wrap would shred)."""
+        records = self.records(tenant_id) + self.records(tenant_id, TRANSIT_PARTITION)
         if not records:
             return RewrapResult(kek_id="", rewrapped=[], already_current=[])
         try:
@@ -287,7 +292,7 @@ class DataKeyRing:
             try:
                 self._table(tenant_id).update_entity(
                     {
-                        "PartitionKey": DATA_KEY_PARTITION,
+                        "PartitionKey": TRANSIT_PARTITION if is_transit_id(record.data_key_id) else DATA_KEY_PARTITION,
                         "RowKey": record.data_key_id,
                         "wrapped_key": base64.b64encode(wrapped).decode("ascii"),
                         "kek_id": current,

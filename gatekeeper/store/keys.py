@@ -61,6 +61,11 @@ class TenantKeyProvider(ABC):
     def new_version(self, tenant_id: str) -> str:
         """Rotate the KEK: make a new current version and return its versioned id."""
 
+    @abstractmethod
+    def public_jwk(self, tenant_id: str, *, create: bool = False) -> dict[str, str]:
+        """The current KEK version's public key as a JWK {kty, kid, n, e} (for the tenant record). KeyGone when
+        the tenant has no KEK; `create` makes a local key then (onboarding), Key Vault keys are never made here."""
+
 
 class KeyVaultKeyProvider(TenantKeyProvider):
     """Customer-managed keys in Azure Key Vault: one RSA key `tenant-<tenantId>` per tenant.
@@ -92,6 +97,15 @@ class KeyVaultKeyProvider(TenantKeyProvider):
 
     def crypto_client(self, tenant_id: str) -> CryptographyClient:
         return CryptographyClient(self.current_key(tenant_id), self._credential, **self._client_kwargs)
+
+    def public_jwk(self, tenant_id: str, *, create: bool = False) -> dict[str, str]:
+        key = self.current_key(tenant_id)
+        # JsonWebKey sets its members dynamically (n and e are big-endian bytes)
+        kty, n_bytes, e_bytes = (getattr(key.key, name, None) for name in ("kty", "n", "e"))
+        if kty not in ("RSA", "RSA-HSM") or not n_bytes or not e_bytes or not key.id:
+            raise KeyServiceUnavailable(f"tenant {tenant_id}: the KEK is not an RSA key with a versioned id")
+        n, e = int.from_bytes(n_bytes, "big"), int.from_bytes(e_bytes, "big")
+        return {"kty": "RSA", "kid": str(key.id), "n": int_to_b64url(n), "e": int_to_b64url(e)}
 
     def crypto_client_for(self, tenant_id: str, key_id: str) -> CryptographyClient:
         try:
@@ -229,6 +243,13 @@ class LocalKeyProvider(TenantKeyProvider):
 
     def crypto_client(self, tenant_id: str) -> CryptographyClient:
         return self._client(self._current_keys(tenant_id)[-1])
+
+    def public_jwk(self, tenant_id: str, *, create: bool = False) -> dict[str, str]:
+        keys = self._current_keys(tenant_id) if create else self._read(tenant_id)
+        if not keys:
+            raise KeyGone(f"tenant {tenant_id}: no local key yet")
+        jwk = keys[-1]
+        return {"kty": "RSA", "kid": str(jwk["kid"]), "n": str(jwk["n"]), "e": str(jwk["e"])}
 
     def crypto_client_for(self, tenant_id: str, key_id: str) -> CryptographyClient:
         keys = self._read(tenant_id)  # never creates: a missing file means the tenant's key was destroyed

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_identity
@@ -51,6 +51,25 @@ class TenantRecord(BaseModel):
     # `connector` secret. Only a tenant whose connectors cannot sign may set this to false, explicitly.
     connector_secret_required: bool = True
     enabled: bool = True
+    # The public half of the tenant's current KEK version as a JWK {kty, kid, n, e}, written by `gatekeeper
+    # tenants import` and `gatekeeper keys rotate` from Key Vault (or the local key). The ingestion edge wraps
+    # transit data keys with it, so it needs no private-key operation and no Key Vault call
+    # (gatekeeper.store.transit). Absent: the edge seals with the tenant's active data key as before.
+    kek_public: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _kek_public_is_the_tenants(self) -> TenantRecord:
+        if self.kek_public is not None:
+            from gatekeeper.store.transit import InvalidPublicKey, parse_kek_public
+
+            jwk = self.kek_public
+            if set(jwk) != {"kty", "kid", "n", "e"} or jwk["kty"] != "RSA":
+                raise ValueError("kek_public: expected exactly the members kty (RSA), kid, n and e")
+            try:
+                parse_kek_public(self.tenant_id, jwk["kid"], jwk["n"], jwk["e"])
+            except InvalidPublicKey as exc:
+                raise ValueError(f"kek_public.{exc}") from None
+        return self
 
     @field_validator("identities")
     @classmethod

@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from gatekeeper.errors import Conflict
+from gatekeeper.errors import Conflict, NotFound
 from gatekeeper.store.tables import SharedTable, StorageAccount
 from gatekeeper.tenancy.model import TenantRecord, normalise_identity
 
@@ -103,8 +104,12 @@ class TenantRegistry:
         another tenant's repository); the caller authenticates against each in turn and then checks that
         every named target belongs to the one that authenticated.
         """
+        return list(self.iter_candidates(identities))
+
+    def iter_candidates(self, identities: Iterable[str]) -> Iterator[TenantRecord]:
+        """`candidates`, one at a time: each hint is looked up only when the tenants before it were tried, so
+        a request whose first tenant authenticates costs one lookup, not one per hint (cold start)."""
         seen: set[str] = set()
-        found: list[TenantRecord] = []
         for identity in identities:
             tenant_id = self.tenant_for_identity(identity)
             if not tenant_id or tenant_id in seen:
@@ -112,8 +117,7 @@ class TenantRegistry:
             seen.add(tenant_id)
             record = self.get(tenant_id)
             if record and record.enabled:
-                found.append(record)
-        return found
+                yield record
 
     def records(self) -> list[TenantRecord]:
         entities = self.table.query_entities(f"PartitionKey eq '{TENANT_PARTITION}'")
@@ -162,6 +166,24 @@ class TenantRegistry:
                 if self._read_identity(identity) == record.tenant_id:
                     self.table.delete_entity(IDENTITY_PARTITION, identity_row_key(identity))
         self.invalidate()
+
+    def set_kek_public(self, tenant_id: str, jwk: dict[str, str]) -> TenantRecord:
+        """Record the public key of the tenant's current KEK version (after onboarding or a KEK rotation).
+        The record is validated again (the key must be the tenant's) and replaced only if unchanged since read."""
+        try:
+            entity = self.table.get_entity(TENANT_PARTITION, tenant_id)
+        except ResourceNotFoundError:
+            raise NotFound(f"tenant {tenant_id} is not registered", field="tenant") from None
+        current = TenantRecord.model_validate_json(entity["record"])
+        record = TenantRecord.model_validate({**current.model_dump(), "kek_public": jwk})
+        self.table.update_entity(
+            {"PartitionKey": TENANT_PARTITION, "RowKey": tenant_id, "record": record.model_dump_json()},
+            mode=UpdateMode.MERGE,
+            etag=entity.metadata["etag"],
+            match_condition=MatchConditions.IfNotModified,
+        )
+        self.invalidate()
+        return record
 
     def invalidate(self) -> None:
         with self._lock:

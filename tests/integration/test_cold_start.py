@@ -11,8 +11,12 @@ import pytest
 from bench import bench_coldstart
 
 # Never needed to authenticate, parse, seal and queue an event: token validation (PyJWT), the directory and
-# mail (Graph SDK, Kiota, MSAL), audit checkpoint signing, policy documents and schemas.
+# mail (Graph SDK, Kiota, MSAL), audit checkpoint signing, policy documents and schemas, and the tenant's KEK:
+# the edge wraps its transit key with the KEK's public key from the tenant record, so neither the Key Vault
+# SDK nor the modules that load or use a private key (keys, keyring) are imported.
+PRIVATE_KEY_MODULES = ("azure.keyvault", "gatekeeper.store.keys", "gatekeeper.store.keyring")
 NOT_ON_THE_INGESTION_PATH = (
+    *PRIVATE_KEY_MODULES,
     "jwt",
     "msgraph",
     "kiota_abstractions",
@@ -33,6 +37,7 @@ NOT_ON_THE_INGESTION_PATH = (
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    """A tenant onboarded as `gatekeeper tenants import` does it: its record carries the KEK's public key."""
     from devstack.azurite import start_azurite
     from tests.conftest import ROOT
 
@@ -50,8 +55,27 @@ def test_a_fresh_process_answers_the_route_without_the_heavy_imports(setup, labe
     route = next(r for r in setup.routes if r.label == label)
     sample = bench_coldstart.run_child(route.spec(), setup.environ, route.expect)  # raises unless 202/200
     assert "function_app" in sample.loaded and "gatekeeper.ingest" in sample.loaded
+    assert "gatekeeper.store.transit" in sample.loaded
     assert [name for name in NOT_ON_THE_INGESTION_PATH if name in sample.loaded] == []
     assert sample.maxrss_kb > 0 and sample.modules > 0
+
+
+def test_a_record_from_before_the_public_key_still_answers_on_the_old_path(tmp_path_factory):
+    """The migration path (and proof the check above can fail): a record without `kek_public` makes the edge
+    unwrap the tenant's active data key with the KEK, which loads the Key Vault SDK and the key modules."""
+    from devstack.azurite import start_azurite
+    from tests.conftest import ROOT
+
+    server = start_azurite(ROOT)
+    try:
+        old = bench_coldstart.seed(
+            server.connection_string, tmp_path_factory.mktemp("coldstart-old"), record_kek_public=False
+        )
+        route = next(r for r in old.routes if r.label == "github webhook")
+        sample = bench_coldstart.run_child(route.spec(), old.environ, route.expect)
+    finally:
+        server.stop()
+    assert [name for name in PRIVATE_KEY_MODULES if name in sample.loaded] == list(PRIVATE_KEY_MODULES)
 
 
 def test_the_baseline_child_loads_only_the_sdk(setup):

@@ -61,3 +61,51 @@ def test_the_sink_creates_its_queue_on_the_first_send_that_finds_it_missing(
     texts = [m.content.decode() for m in sink.queue.receive_messages(max_messages=8)]
     assert sorted(decode_message(env.services.sealer, t).event_id for t in texts) == ["e1", "e2"]
     assert isinstance(sink, QueueEventSink)
+
+
+class CountingRegistry(TenantRegistry):
+    """The real registry over Azurite, counting the identity rows it reads."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.identity_reads: list[str] = []
+
+    def _read_identity(self, identity: str) -> str | None:
+        self.identity_reads.append(identity)
+        return super()._read_identity(identity)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_request_whose_first_tenant_authenticates_looks_up_one_hint_and_a_forged_one_all(
+    storage_connection_string, tmp_path, signed
+):
+    """The GitHub fixture names three hints: a repository nobody registered, then the tenant's installation and
+    organisation. Hints are looked up only until a tenant's secret verifies, so the organisation is never read
+    before the answer (its target is still checked against that tenant's record by ingest/scope.py). A request
+    that does not verify has tried every hint."""
+    from pathlib import Path
+
+    from gatekeeper.services import set_services
+    from tests.support.gatekeeper_env import github_request, http_function
+
+    env = make_env(storage_connection_string, tmp_path / "keys")
+    registry = CountingRegistry(env.services.request_storage, cache_seconds=0)
+    env.services.registry = registry  # before the ingestion service is built from it
+    body = (
+        Path(__file__).resolve().parents[1] / "fixtures/github/deployment_protection_rule.requested.json"
+    ).read_bytes()
+    request = github_request(
+        "deployment_protection_rule", body, secret="gh-webhook-secret-for-tests" if signed else "x"
+    )
+    set_services(env.services)
+    try:
+        status = http_function("github_webhook")(request).status_code
+    finally:
+        set_services(None)
+    hints = ["github:repo:octo-org/octo-repo", "github:installation:35490125", "github:org:octo-org"]
+    if signed:
+        assert status == 202 and registry.identity_reads == hints[:2]
+        assert len(env.drain()) == 1
+    else:
+        assert status == 401 and registry.identity_reads == hints
+        assert env.drain() == []

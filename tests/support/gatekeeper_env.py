@@ -76,6 +76,7 @@ def make_env(
     extra_identities: tuple[str, ...] = (),
     extra_tenants: tuple[TenantRecord, ...] = (),
     extra_environ: dict[str, str] | None = None,
+    record_kek_public: bool = False,
 ) -> GatekeeperEnv:
     storage = StorageAccount(connection_string=connection_string)
     tenant_id = "t" + uuid.uuid4().hex[:12]
@@ -121,6 +122,8 @@ def make_env(
             *extra_tenants,
         ]
     )
+    if record_kek_public:  # as `gatekeeper tenants import` does: the edge then seals with transit keys
+        registry.set_kek_public(tenant_id, LocalKeyProvider(str(key_dir)).public_jwk(tenant_id, create=True))
     services.sink.ensure_queue()
     return GatekeeperEnv(services, tenant_id, storage)
 

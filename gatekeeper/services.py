@@ -36,10 +36,12 @@ if TYPE_CHECKING:
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
     from gatekeeper.integrations.callbacks import WebhookAllowed, WebhookSecretResolver
-    from gatekeeper.integrations.github_app import DigestSigner, InstallationResolver
+    from gatekeeper.integrations.github_app import DigestSigner, GitHubWorkflows, InstallationResolver
     from gatekeeper.integrations.notify import Notifier
     from gatekeeper.integrations.retry import RetryPolicy
     from gatekeeper.policy.document import PolicyDocument
+    from gatekeeper.rollback.steps import HealthProbe
+    from gatekeeper.rollback.store import WatchStore
     from gatekeeper.security.groups import GroupMembership
     from gatekeeper.security.principal import Principal
     from gatekeeper.security.requester import RequesterResolver, UserDirectory
@@ -86,6 +88,8 @@ class Services:
         directory: UserDirectory | None = _FROM_SETTINGS,
         clock: Callable[[], datetime] = _utc_now,
         approval_base_url: str | None = None,
+        health_probe: HealthProbe | None = None,
+        github_workflows: GitHubWorkflows | None = None,
     ) -> None:
         self.settings = settings
         self.queue_name = queue_name
@@ -102,6 +106,8 @@ class Services:
             ("decider", decider),
             ("notifier", notifier),
             ("callbacks", callbacks),
+            ("health_probe", health_probe),
+            ("github_workflows", github_workflows),
         ):
             if value is not None:  # an explicit member wins over the settings recipe (cached_property)
                 self.__dict__[name] = value
@@ -121,6 +127,7 @@ class Services:
         self._user_directory: Any = _UNBUILT if directory is _FROM_SETTINGS else directory
         self._checkpoint_signer: Any = _UNBUILT
         self._stores: dict[str, GateStore] = {}
+        self._watch_stores: dict[str, WatchStore] = {}
         self._identity_maps: dict[str, IdentityMap] = {}
 
     # ----- the one credential, storage and sealing ------------------------------------------------------
@@ -436,6 +443,41 @@ class Services:
 
     def approval_link(self, gate_id: str) -> str:
         return f"{self.approval_base_url.rstrip('/')}/api/approvals/{gate_id}"
+
+    # ----- post-deploy watch and rollback ---------------------------------------------------------------
+
+    def watches(self, tenant_id: str) -> WatchStore:
+        from gatekeeper.rollback.store import WatchStore
+
+        store = self._watch_stores.get(tenant_id)
+        if store is None:
+            store = self._watch_stores[tenant_id] = WatchStore(self.storage, tenant_id, self.cipher)
+        return store
+
+    @cached_property
+    def health_probe(self) -> HealthProbe:
+        """The HTTP health probe of the post-deploy watch (outbound URL rules as for callbacks)."""
+        from gatekeeper.rollback.probes import HttpHealthProbe
+
+        return HttpHealthProbe(allow_loopback_http=self._allow_loopback_http)
+
+    @cached_property
+    def github_workflows(self) -> GitHubWorkflows | None:
+        """Rollback workflows through the GitHub App (None without GATEKEEPER_GITHUB_APP_ID)."""
+        if not self.settings.github_app_id:
+            return None
+        from gatekeeper.integrations.github_app import GitHubApp, GitHubWorkflows
+        from gatekeeper.integrations.retry import RetryPolicy
+
+        app = GitHubApp(
+            self.settings.github_app_id,
+            self._github_signer or github_app_signer(self.settings, self._lazy_credential),
+            self.settings.github_api_url,
+            policy=RetryPolicy(max_attempts=self.settings.callback_max_attempts),
+            allow_loopback_http=self._allow_loopback_http,
+            installations=self.github_installations,
+        )
+        return GitHubWorkflows(app)
 
 
 def _require(value: str | None, name: str) -> str:

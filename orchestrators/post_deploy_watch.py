@@ -118,7 +118,10 @@ def _roll_back(context: Any, c: Any, ids: dict[str, Any], cause: str, now: Any) 
             decided = ChainResult.model_validate(
                 (
                     yield context.call_sub_orchestrator(
-                        approval_chain, asked.model_dump(mode="json"), chain_instance_id(plan.gate_id)
+                        approval_chain,
+                        asked.model_dump(mode="json"),
+                        chain_instance_id(plan.gate_id),
+                        expected_type=dict,
                     )
                 )
             )

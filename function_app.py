@@ -9,10 +9,11 @@ import azure.durable_functions as df
 
 from functions.approvals import bp as approvals_bp
 from functions.audit import bp as audit_bp
+from functions.deployments import bp as deployments_bp
 from functions.ingest import bp as ingest_bp
 from functions.queues import bp as queues_bp
 from orchestrators import bp as orchestrators_bp
 
 app = df.DFApp()
-for blueprint in (ingest_bp, queues_bp, approvals_bp, audit_bp, orchestrators_bp):
+for blueprint in (ingest_bp, queues_bp, approvals_bp, audit_bp, deployments_bp, orchestrators_bp):
     app.register_functions(blueprint)

@@ -243,6 +243,7 @@ def plan_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackPlan:
         at,
         (spec.rollback.follow_timeout if spec else timedelta(minutes=30)) + LEASE_MARGIN,
     )
+    decision = None
     if holder is None:
         level, reason, leased = GateLevel.L3, "another rollback of this environment is running: people decide", False
     else:
@@ -271,7 +272,11 @@ def plan_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackPlan:
             level, reason = GateLevel.L3, "no last known good deployment recorded for this environment"
     chain = gate_id = None
     if level is GateLevel.L2:
-        approval = (spec.rollback.approval if spec else None) or services.policy_for(record.tenant_id).defaults.approval
+        approval = (
+            (spec.rollback.approval if spec else None)
+            or (decision.approval if decision is not None else None)  # the rule that raised it to L2
+            or services.policy_for(record.tenant_id).defaults.approval
+        )
         if approval is None:
             level, reason = GateLevel.L3, "L2 rollback without an approval chain in the policy: people decide"
         else:

@@ -1,0 +1,394 @@
+"""Post-deploy watches end to end through the local runner: the real dispatcher, orchestrator, activities and
+SDK replay, Azurite tables, local tenant keys, the real audit log and outbox, the published policy, a local
+health endpoint that turns unhealthy at a chosen probe, the local GitHub server (App tokens,
+workflow_dispatch, run listing), and Entra tokens from a local issuer for the control routes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from azure.keyvault.keys.crypto import CryptographyClient
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from devstack.entra_issuer import LocalEntraIssuer
+from devstack.gates import LocalGates, local_gates
+from devstack.github import LocalGitHubServer
+from devstack.health import LocalHealthServer
+from devstack.runner import ManualClock
+from functions.http import problem_body, status_of
+from gatekeeper.audit.log import AuditLog
+from gatekeeper.contracts.watch import rollback_gate_id
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
+from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.integrations.callbacks import PipelineCallbacks
+from gatekeeper.integrations.github_app import GitHubApp, GitHubWorkflows, rsa_jwk
+from gatekeeper.integrations.outbox import OutboxNotifier
+from gatekeeper.integrations.retry import RetryPolicy
+from gatekeeper.policy.store import PolicyStore
+from gatekeeper.rollback.control import DeploymentControl
+from gatekeeper.rollback.probes import HttpHealthProbe
+from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.settings import Settings
+from gatekeeper.store.keys import LocalKeyProvider, build_cipher
+from gatekeeper.store.tables import StorageAccount
+
+pytestmark = pytest.mark.azurite
+
+TID = "3f6c2a8e-1b7d-4c9e-8a5f-0d2e4b6c8a10"
+AUDIENCE = "api://gatekeeper-tests"
+START = datetime(2031, 3, 3, 10, 0, tzinfo=UTC)
+APP_ID = "424242"
+INSTALLATION = 77
+REPO = "contoso/webshop"
+ANNA = str(uuid.UUID(int=0xA))
+OPERATOR_OID = str(uuid.UUID(int=0x0B))
+STRANGER = str(uuid.UUID(int=0x5))
+OPERATOR = "ops@contoso.com"
+
+
+def watch_entry(environments: list[str], health_url: str, **over: Any) -> dict[str, Any]:
+    return {
+        "environments": environments,
+        "window": "PT5M",
+        "interval": "PT1M",
+        "failure_limit": 1,
+        "consecutive_error_limit": 2,
+        "probes": [{"name": "health", "url": health_url, "json": {"path": "status", "equals": "ok"}}],
+        "rollback": {
+            "level": "L1",
+            "target": {"type": "github", "workflow": "rollback.yml", "inputs": {"sha": "{commit}"}},
+            "notify": [OPERATOR],
+        },
+    } | over
+
+
+def policy_for(health_url: str) -> dict[str, Any]:
+    stage = {"name": "cab", "approvers": [ANNA], "timeout": "PT1H"}
+    return {
+        "version": 1,
+        "rules": [
+            {
+                "name": "eu rollbacks ask",
+                "match": {"actions": ["rollback"], "environments": ["prod-eu"]},
+                "level": "L2",
+                "approval": {"stages": [stage]},
+            },
+        ],
+        "watch": [
+            watch_entry(["production", "prod-eu"], health_url),
+            watch_entry(["canary"], health_url, failure_limit=0, rollback={"level": "L1"}),  # no target
+        ],
+    }
+
+
+@dataclass
+class Env:
+    gates: LocalGates
+    github: LocalGitHubServer
+    health: LocalHealthServer
+    outbox: OutboxNotifier
+    audit: AuditLog
+    tenant_id: str
+    control: DeploymentControl
+    issuer: LocalEntraIssuer
+
+    def deployment(self, environment: str = "production", status: str = "success", **over: Any) -> PipelineEvent:
+        run = over.pop("run_id", str(uuid.uuid4().int % 10**9))
+        return PipelineEvent(
+            tenant_id=self.tenant_id,
+            source=EventSource.GITHUB,
+            kind=EventKind.DEPLOYMENT_STATUS,
+            environment=environment,
+            repository=REPO,
+            ref=over.pop("ref", "refs/heads/main"),
+            commit=over.pop("commit", uuid.uuid4().hex[:12]),
+            run_id=run,
+            status=status,
+            subject=f"deployments/{run}",
+            **over,
+        )
+
+    def deploy(self, event: PipelineEvent) -> str:
+        return self.gates.submit(event)
+
+    def finish(self, watch_id: str) -> dict[str, Any]:
+        status = self.gates.runner.run_until_complete(watch_id, horizon=timedelta(days=3))
+        assert status.runtime_status == "Completed", status
+        return status.output
+
+    def kinds(self, watch_id: str) -> list[str]:
+        return [r.kind for r in self.audit.records() if r.instance_id == watch_id]
+
+    def entries(self, watch_id: str, kind: str) -> list[dict[str, Any]]:
+        return [r.data for r in self.audit.records() if r.instance_id == watch_id and r.kind == kind]
+
+    def notices(self, watch_id: str) -> list[dict[str, Any]]:
+        return [
+            n["notification"]
+            for n in self.outbox.read_all(self.tenant_id)
+            if n["notification"]["instance_id"] == watch_id
+        ]
+
+    def person(self, oid: str, **claims: Any) -> Any:
+        token = self.issuer.issue(oid, TID, AUDIENCE, issued_at=datetime.now(UTC).timestamp(), **claims)
+        return self.gates.identify({"Authorization": f"Bearer {token}"})
+
+    def call(self, action: Any, *args: Any) -> tuple[int, dict[str, Any]]:
+        try:
+            result: tuple[int, dict[str, Any]] = action(*args)
+        except GatekeeperError as problem:
+            return status_of(problem), problem_body(problem)
+        self.gates.runner.run_until_idle()
+        return result
+
+    def good_then_bad(self, environment: str = "production") -> tuple[str, str, PipelineEvent]:
+        """A deployment that passes its window (last known good), then one whose health fails from its
+        second probe on."""
+        good_event = self.deployment(environment, ref="refs/tags/v1", commit="c0ffee000001")
+        good = self.deploy(good_event)
+        assert self.finish(good)["outcome"] == "healthy"
+        self.health.unhealthy_from = self.health.probes + 1
+        bad = self.deploy(self.deployment(environment, ref="refs/tags/v2", commit="badbad000002"))
+        return good, bad, good_event
+
+
+@pytest.fixture(scope="module")
+def app_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def shared(azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    storage = StorageAccount(connection_string=azurite.connection_string)
+    cipher = build_cipher(storage, LocalKeyProvider(str(tmp_path_factory.mktemp("keys"))))
+    with LocalEntraIssuer() as issuer:
+        yield {"storage": storage, "cipher": cipher, "issuer": issuer, "clock": ManualClock(START)}
+
+
+@pytest.fixture
+def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterator[Env]:
+    storage, cipher, issuer, clock = shared["storage"], shared["cipher"], shared["issuer"], shared["clock"]
+    clock.advance(timedelta(days=7))  # each test on a fresh week; the clock never goes back
+    tenant_id = "t" + uuid.uuid4().hex[:12]  # a tenant per test: leases and last known good start empty
+    audit = AuditLog(storage, cipher, None, tenant_id, checkpoint_every=10_000, checkpoint_interval=timedelta(days=365))
+    outbox = OutboxNotifier(tmp_path / "outbox")
+    with (
+        LocalGitHubServer(APP_ID, app_key.public_key(), installation_id=INSTALLATION) as github,
+        LocalHealthServer() as health,
+    ):
+        PolicyStore(storage, tenant_id).publish(json.dumps(policy_for(health.health_url)), published_by="tests")
+        app = GitHubApp(
+            APP_ID,
+            CryptographyClient.from_jwk(rsa_jwk(app_key)),
+            github.api_url,
+            policy=RetryPolicy(max_attempts=1),
+            allow_loopback_http=True,
+            installations=lambda t: {INSTALLATION} if t == tenant_id else set(),
+        )
+        validator = EntraTokenValidator(
+            AUDIENCE, authority_host=issuer.authority_host, allowed_tenants=lambda t: t == TID
+        )
+        gates = local_gates(
+            storage,
+            cipher,
+            decider=None,  # type: ignore[arg-type]  (the services' own: the published policy)
+            audit_for=lambda _t: audit,
+            notifier=outbox,
+            callbacks=PipelineCallbacks(),
+            entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
+            token_validator=validator,
+            operators_for=lambda _t: (OPERATOR, OPERATOR_OID),
+            clock=clock,
+            settings=Settings(trust_easyauth_header=False),
+            health_probe=HttpHealthProbe(allow_loopback_http=True),
+            github_workflows=GitHubWorkflows(app),
+        )
+        gates.services.__dict__["decider"] = PolicyDecider(gates.services.policy_for)
+        control = DeploymentControl(
+            storage,
+            cipher,
+            gates.gateway,
+            entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
+            operators_for=lambda _t: (OPERATOR, OPERATOR_OID),
+            policy_for=gates.services.policy_for,
+            audit_for=lambda _t: audit,
+            clock=clock.now,
+        )
+        yield Env(gates, github, health, outbox, audit, tenant_id, control, issuer)
+
+
+# ----- the window -------------------------------------------------------------------------------------
+
+
+def test_a_clean_window_ends_quietly_and_records_last_known_good(env: Env):
+    event = env.deployment(commit="c0ffee000001")
+    watch = env.deploy(event)
+    assert watch.startswith("watch-") and env.gates.runner.status(watch).runtime_status == "Running"
+    assert env.finish(watch)["outcome"] == "healthy"
+    assert env.health.probes == 6  # rounds at 0..5 minutes of a 5-minute window, one a minute
+    good = env.gates.services.watches(env.tenant_id).last_good(REPO, "production")
+    assert good is not None and good.commit == "c0ffee000001"
+    kinds = env.kinds(watch)
+    assert kinds[0] == "deployment_finished" and kinds.count("health_check") == 7  # 6 rounds + the verdict
+    assert "rollback" not in kinds and env.notices(watch) == []  # quiet
+    first = env.entries(watch, "health_check")[0]
+    assert first["result"] == "pass" and first["probes"][0]["status_code"] == 200
+    assert env.github.dispatches == []
+    assert env.gates.runner.replay(watch) == env.gates.runner.episodes(watch)[-1]
+
+
+def test_a_deployment_to_an_unwatched_environment_is_recorded_only(env: Env):
+    watch = env.deploy(env.deployment("dev"))
+    assert env.finish(watch)["outcome"] == "not_watched"
+    assert env.kinds(watch) == ["deployment_finished"] and env.health.probes == 0
+
+
+def test_an_in_progress_deployment_status_starts_nothing(env: Env):
+    result = env.gates.dispatcher.dispatch(env.deployment(status="in_progress"), event_id="e1")
+    assert result.disposition.value == "recorded" and env.gates.runner.instances() == []
+
+
+# ----- rolling back -----------------------------------------------------------------------------------
+
+
+def test_failures_past_the_limit_roll_back_through_github_and_notify(env: Env):
+    _, bad, good_event = env.good_then_bad()
+    output = env.finish(bad)
+    assert output["outcome"] == "rolled_back", output
+    (dispatch,) = env.github.dispatches
+    assert dispatch["owner"] == "contoso" and dispatch["repo"] == "webshop" and dispatch["workflow"] == "rollback.yml"
+    assert dispatch["body"] == {"ref": "refs/tags/v1", "inputs": {"sha": good_event.commit}}
+    checks = env.entries(bad, "health_check")
+    assert [c["result"] for c in checks] == ["pass", "fail", "fail"]  # failure_limit 1: the second failure acts
+    steps = [e["step"] for e in env.entries(bad, "rollback")]
+    assert steps == ["decided", "dispatched", "finished"]
+    assert env.entries(bad, "rollback")[0]["level"] == "L1"
+    assert env.entries(bad, "rollback")[2]["conclusion"] == "success"
+    (notice,) = env.notices(bad)
+    assert notice["kind"] == "info" and notice["title"].startswith("Rolled back")
+    assert "health: status 503" in notice["text"] and "refs/tags/v1" in notice["text"]
+    assert OPERATOR in notice["recipients"]
+    state = env.gates.services.watches(env.tenant_id).load(bad)
+    assert state.state.value == "rolled_back" and state.rollback.conclusion == "success"
+    assert env.gates.runner.replay(bad) == env.gates.runner.episodes(bad)[-1]
+
+
+def test_a_failing_rollback_escalates_to_l3_at_once(env: Env):
+    env.github.dispatch_conclusion = "failure"
+    _, bad, _ = env.good_then_bad()
+    assert env.finish(bad)["outcome"] == "rollback_failed"
+    steps = [(e["step"], e.get("level")) for e in env.entries(bad, "rollback")]
+    assert steps[-1] == ("escalated", "L3") and len(env.github.dispatches) == 1  # no retry loop
+    (alert,) = env.notices(bad)
+    assert alert["kind"] == "alert" and "FAILED" in alert["title"]
+
+
+def test_no_rollback_of_a_rollback(env: Env):
+    _, bad, _ = env.good_then_bad()
+    assert env.finish(bad)["outcome"] == "rolled_back"
+    run_id = env.gates.services.watches(env.tenant_id).load(bad).rollback.run_id
+    # the rollback run deploys and fails: its watch asks people instead of rolling back again
+    again = env.deploy(env.deployment(status="failure", run_id=run_id, commit="c0ffee000001"))
+    output = env.gates.runner.run_until_complete(again, horizon=timedelta(hours=1))
+    assert output.runtime_status == "Running" and output.custom_status["phase"] == "asked"
+    record = env.gates.services.watches(env.tenant_id).load(again)
+    assert record.is_rollback and "no rollback of a rollback" in " ".join(record.reasons)
+    assert len(env.github.dispatches) == 1
+    code, problem = env.call(env.control.rollback, again, env.person(OPERATOR_OID), b"{}")
+    assert code == 409 and problem["type"].endswith("/rollback-of-rollback") and len(env.github.dispatches) == 1
+
+
+def test_one_rollback_per_environment_at_a_time(env: Env):
+    env.github.dispatch_conclusion = None  # the first rollback keeps running
+    _, first, _ = env.good_then_bad()
+    env.gates.runner.advance(timedelta(minutes=3))
+    assert env.gates.services.watches(env.tenant_id).load(first).state.value == "rolling_back"
+    env.health.unhealthy_from = 0
+    second = env.deploy(env.deployment(status="failure"))
+    assert env.finish(second)["outcome"] == "human_task"
+    assert "another rollback of this environment" in env.entries(second, "rollback")[0]["reason"]
+    assert len(env.github.dispatches) == 1
+
+
+def test_a_failed_deployment_goes_straight_to_the_rollback(env: Env):
+    env.deploy(env.deployment(commit="c0ffee000001"))
+    env.gates.runner.run_until_complete(env.gates.runner.instances()[0], horizon=timedelta(days=1))
+    before = env.health.probes
+    bad = env.deploy(env.deployment(status="failure"))
+    assert env.finish(bad)["outcome"] == "rolled_back" and env.health.probes == before  # no probing first
+
+
+def test_without_a_target_people_are_told_to_roll_back(env: Env):
+    env.health.unhealthy_from = 0
+    watch = env.deploy(env.deployment("canary"))
+    assert env.finish(watch)["outcome"] == "human_task"
+    (task,) = env.notices(watch)
+    assert task["kind"] == "human_task" and "no rollback target configured" in task["text"]
+
+
+def test_probe_errors_past_the_limit_are_inconclusive_and_notify(env: Env):
+    env.health.garbled_from = 1
+    watch = env.deploy(env.deployment())
+    status = env.gates.runner.run_until_complete(watch, horizon=timedelta(minutes=30))
+    assert status.runtime_status == "Running" and status.custom_status["phase"] == "asked"
+    assert [c["result"] for c in env.entries(watch, "health_check")] == ["pass", "error", "error", "error"]
+    (notice,) = env.notices(watch)
+    assert notice["kind"] == "alert" and notice["title"].startswith("Your call")
+    assert "could not be evaluated" in notice["text"] and env.github.dispatches == []
+
+
+# ----- L2 and people ----------------------------------------------------------------------------------
+
+
+def test_an_l2_rollback_waits_for_approval(env: Env):
+    _, bad, _ = env.good_then_bad("prod-eu")
+    env.gates.runner.advance(timedelta(minutes=3))
+    gate = rollback_gate_id(bad)
+    assert env.gates.services.watches(env.tenant_id).load(bad).state.value == "awaiting_approval"
+    assert env.github.dispatches == []
+    (request,) = [n for n in env.notices(gate) if n["kind"] == "approval_request"]
+    assert ANNA in request["recipients"] and request["link"].endswith(f"/api/approvals/{gate}")
+    body = json.dumps({"decision": "approve"}).encode()
+    assert env.gates.decisions.decide(gate, env.person(ANNA), body)[0] == 202
+    assert env.finish(bad)["outcome"] == "rolled_back" and len(env.github.dispatches) == 1
+    assert env.entries(bad, "rollback")[0]["level"] == "L2"
+
+
+def test_a_hold_stops_the_automatic_rollback_and_a_person_rolls_back(env: Env):
+    _, bad, _ = env.good_then_bad()
+    env.gates.runner.run_until_idle()
+    assert env.call(env.control.hold, bad, env.person(OPERATOR_OID), b'{"reason": "investigating"}')[0] == 200
+    status = env.gates.runner.run_until_complete(bad, horizon=timedelta(minutes=10))
+    assert status.custom_status["phase"] == "asked" and env.github.dispatches == []
+    assert "on hold" in " ".join(env.gates.services.watches(env.tenant_id).load(bad).reasons)
+    code, view = env.call(env.control.rollback, bad, env.person(OPERATOR_OID), b'{"reason": "confirmed bad"}')
+    assert code == 202 and view["state"] == "unhealthy"
+    assert env.finish(bad)["outcome"] == "rolled_back" and len(env.github.dispatches) == 1
+    steps = [(e["step"], e.get("by")) for e in env.entries(bad, "rollback")]
+    assert steps[:2] == [("hold", OPERATOR_OID), ("requested", OPERATOR_OID)]
+
+
+def test_control_routes_check_the_person_and_answer_problems(env: Env):
+    watch = env.deploy(env.deployment())
+    code, body = env.call(env.control.state, watch, env.person(OPERATOR_OID))
+    assert code == 200 and body["state"] == "watching" and body["deployment"]["repository"] == REPO
+    assert env.call(env.control.state, watch, env.person(STRANGER))[0] == 403
+    assert env.call(env.control.state, "watch-" + "0" * 40, env.person(OPERATOR_OID))[0] == 404
+    assert env.call(env.control.state, "../gate-x", env.person(OPERATOR_OID))[0] == 404
+    bad_body = env.call(env.control.hold, watch, env.person(OPERATOR_OID), b'{"hold": "yes please"}')
+    assert bad_body[0] == 422 and bad_body[1]["field"] == "hold"
+    unknown = env.call(env.control.hold, watch, env.person(OPERATOR_OID), b'{"hodl": true}')
+    assert unknown[0] == 422 and unknown[1]["field"] == "hodl"
+    assert env.call(env.control.hold, watch, env.person(OPERATOR_OID), b'{"a":1,"a":2}')[0] in (400, 422)
+    assert env.call(env.control.hold, watch, env.person(OPERATOR_OID), b"[" * 200)[0] in (400, 422)
+    assert env.call(env.control.hold, watch, env.person(OPERATOR_OID), b"x" * 5000)[0] == 413
+    assert env.finish(watch)["outcome"] == "healthy"
+    code, problem = env.call(env.control.rollback, watch, env.person(OPERATOR_OID), b"{}")
+    assert code == 410 and problem["type"].endswith("/watch-ended")

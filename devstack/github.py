@@ -265,7 +265,8 @@ class LocalGitHubServer(LocalServer):
                 )
             return empty_response(204)
         if method == "GET" and len(parts) == 7 and parts[6] == "runs":
-            event = (query.get("event") or [None])[0]
+            events = query.get("event")
+            event = events[0] if events else None
             created = (query.get("created") or [""])[0]
             since = created[2:] if created.startswith(">=") else ""
             with self._lock:

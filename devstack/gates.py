@@ -95,6 +95,7 @@ def local_gates(
     directory: UserDirectory | None = None,
     health_probe: HealthProbe | None = None,
     github_workflows: GitHubWorkflows | None = None,
+    allow_loopback_http: bool = False,
 ) -> LocalGates:
     """Build the local gate: the product's `Services` over the given storage and adapters, and a runner over
     the orchestrators and activities registered on the blueprint whose activities are served those services
@@ -117,6 +118,7 @@ def local_gates(
         token_validator=token_validator,
         health_probe=health_probe,
         github_workflows=github_workflows,
+        allow_loopback_http=allow_loopback_http,
     )
     runner = local_runner(clock)
     runner.activities = {name: _serving(services, fn) for name, fn in runner.activities.items()}

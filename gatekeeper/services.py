@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from gatekeeper.integrations.github_app import DigestSigner, GitHubWorkflows, InstallationResolver
     from gatekeeper.integrations.notify import Notifier
     from gatekeeper.integrations.retry import RetryPolicy
+    from gatekeeper.integrations.rollbacks import RollbackRunners
     from gatekeeper.policy.document import PolicyDocument
     from gatekeeper.rollback.steps import HealthProbe
     from gatekeeper.rollback.store import WatchStore
@@ -90,6 +91,7 @@ class Services:
         approval_base_url: str | None = None,
         health_probe: HealthProbe | None = None,
         github_workflows: GitHubWorkflows | None = None,
+        rollback_runners: RollbackRunners | None = None,
     ) -> None:
         self.settings = settings
         self.queue_name = queue_name
@@ -108,6 +110,7 @@ class Services:
             ("callbacks", callbacks),
             ("health_probe", health_probe),
             ("github_workflows", github_workflows),
+            ("rollback_runners", rollback_runners),
         ):
             if value is not None:  # an explicit member wins over the settings recipe (cached_property)
                 self.__dict__[name] = value
@@ -478,6 +481,49 @@ class Services:
             installations=self.github_installations,
         )
         return GitHubWorkflows(app)
+
+    @cached_property
+    def rollback_runners(self) -> RollbackRunners:
+        """Rollback runs by target type: GitHub (with the App), Azure DevOps pipelines, signed webhooks."""
+        from gatekeeper.integrations.retry import RetryPolicy
+        from gatekeeper.integrations.rollbacks import (
+            AzureDevOpsRollbacks,
+            GitHubRollbacks,
+            RollbackRunners,
+            WebhookRollbacks,
+        )
+        from gatekeeper.integrations.webhook import WebhookSender
+        from gatekeeper.ports import RollbackRunner
+
+        policy = RetryPolicy(max_attempts=self.settings.callback_max_attempts)
+        runners: dict[str, RollbackRunner] = {
+            "azure-devops": AzureDevOpsRollbacks(
+                self.pipelines_token,
+                self.owns_azure_devops_org,
+                policy=policy,
+                allow_loopback_http=self._allow_loopback_http,
+            ),
+            "webhook": WebhookRollbacks(
+                WebhookSender(policy=policy, allow_loopback_http=self._allow_loopback_http),
+                self.callback_secret,
+                self.webhook_url_allowed,
+            ),
+        }
+        if self.github_workflows is not None:
+            runners["github"] = GitHubRollbacks(self.github_workflows)
+        return RollbackRunners(runners)
+
+    def pipelines_token(self, tenant_id: str) -> str | None:
+        """The tenant's Azure DevOps PAT for queuing rollback pipelines (secret purpose azure_devops_pipelines)."""
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        found = self.secrets.resolve(record, SecretPurpose.AZURE_DEVOPS_PIPELINES) if record else []
+        return found[0].decode("utf-8") if found else None
+
+    def owns_azure_devops_org(self, tenant_id: str, organization: str) -> bool:
+        from gatekeeper.tenancy.ownership import owns_identity
+
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        return bool(record and record.enabled and owns_identity(record.identities, f"azure-devops:org:{organization}"))
 
 
 def _require(value: str | None, name: str) -> str:

@@ -29,11 +29,12 @@ from gatekeeper.events.model import ActionKind, EventKind, PipelineEvent
 from gatekeeper.gates.common import append_audit, load_event, notify_people
 from gatekeeper.gates.needs import GateNeeds
 from gatekeeper.policy.levels import GateLevel
+from gatekeeper.ports import RollbackOrder, RollbackStatus
 from gatekeeper.rollback import decide
 from gatekeeper.rollback.store import Deployment, RollbackRun, WatchRecord, WatchState, WatchStore
 
 if TYPE_CHECKING:
-    from gatekeeper.integrations.github_app import GitHubWorkflows
+    from gatekeeper.integrations.rollbacks import RollbackRunners
     from gatekeeper.policy.document import PolicyDocument
     from gatekeeper.policy.watch import HttpProbeSpec, WatchSpec
     from gatekeeper.rollback.probes import ProbeResult
@@ -48,7 +49,7 @@ class HealthProbe(Protocol):
 
 
 class WatchNeeds(GateNeeds, Protocol):
-    """What the watch steps need beyond the gate's: the policy, the watch store, the probe, GitHub."""
+    """What the watch steps need beyond the gate's: the policy, the watch store, the probe, the rollback runs."""
 
     def policy_for(self, tenant_id: str) -> PolicyDocument: ...
 
@@ -58,7 +59,7 @@ class WatchNeeds(GateNeeds, Protocol):
     def health_probe(self) -> HealthProbe: ...
 
     @property
-    def github_workflows(self) -> GitHubWorkflows | None: ...
+    def rollback_runners(self) -> RollbackRunners: ...
 
 
 def _spec(services: WatchNeeds, record: WatchRecord) -> WatchSpec | None:
@@ -342,11 +343,19 @@ def _open_rollback_gate(
     return plan, gate_id
 
 
-def _expand(value: str, good: Deployment) -> str:
-    return (
-        value.replace("{ref}", good.ref or "")
-        .replace("{commit}", good.commit or "")
-        .replace("{run_id}", good.run_id or "")
+def _order(record: WatchRecord, spec: WatchSpec | None, good: Deployment | None) -> RollbackOrder | None:
+    target = spec.rollback.target if spec else None
+    if target is None or good is None:
+        return None
+    return RollbackOrder(
+        target=target.model_dump(mode="json"),
+        watch_id=record.instance_id,
+        repository=record.deployment.repository,
+        environment=record.deployment.environment,
+        to_ref=good.ref,
+        to_commit=good.commit,
+        to_run_id=good.run_id,
+        ordered_at=record.dispatched_wall,
     )
 
 
@@ -356,45 +365,34 @@ def dispatch_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackD
     store = services.watches(request.tenant_id)
     record = _load(services, request.tenant_id, request.instance_id)
     spec = _spec(services, record)
-    d = record.deployment
-    good = store.last_good(d.repository, d.environment)
-    target = spec.rollback.target if spec else None
-    ok, detail, name = False, "", None
-    if target is None or good is None:
-        detail = "no rollback target or no last known good deployment"
-    elif target.type == "github":
-        name = "github"
-        workflows = services.github_workflows
-        owner, _, repo = (d.repository or "").partition("/")
-        if workflows is None:
-            detail = "github: the GitHub App (GATEKEEPER_GITHUB_APP_ID) is not configured"
-        elif not owner or not repo:
-            detail = "github: the deployment names no owner/repository"
-        else:
-            ref = _expand(target.ref, good) if target.ref else (good.ref or "")
-            inputs = {k: _expand(v, good) for k, v in target.inputs.items()}
-            outcome = workflows.dispatch(record.tenant_id, owner, repo, target.workflow, ref, inputs)
-            ok, detail = outcome.ok, outcome.detail
+    good = store.last_good(record.deployment.repository, record.deployment.environment)
+    record = record.model_copy(update={"dispatched_wall": datetime.now(UTC)})  # the CI's clock, not ours
+    order = _order(record, spec, good)
+    if order is None:
+        sent = RollbackStatus(ok=False, detail="no rollback target or no last known good deployment")
     else:
-        name = target.type
-        detail = f"{target.type}: rollback runs on this target are not supported yet"
+        sent = services.rollback_runners.dispatch(record.tenant_id, order)
+    kind = str(order.target["type"]) if order else None
     run = (record.rollback or RollbackRun(level=request.level or "L1")).model_copy(
         update={
-            "target": name,
+            "target": kind,
+            "run_id": sent.run_id,
+            "url": sent.url,
             "to_ref": good.ref if good else None,
             "to_commit": good.commit if good else None,
             "started_at": at,
-            "detail": detail[:300],
-            "conclusion": None if ok else "not_started",
+            "detail": sent.detail[:300],
+            "conclusion": None if sent.ok else "not_started",
         }
     )
+    if sent.ok and sent.run_id:
+        store.mark_rollback_run(record.deployment.source, sent.run_id, record.instance_id)
     store.save(
         record.model_copy(
             update={
-                "state": WatchState.ROLLING_BACK if ok else WatchState.ROLLBACK_FAILED,
+                "state": WatchState.ROLLING_BACK if sent.ok else WatchState.ROLLBACK_FAILED,
                 "rollback": run,
                 "updated_at": at,
-                "dispatched_wall": datetime.now(UTC),
             }
         )
     )
@@ -404,15 +402,16 @@ def dispatch_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackD
         "rollback",
         {
             "step": "dispatched",
-            "ok": ok,
-            "target": name,
+            "ok": sent.ok,
+            "target": kind,
+            "run_id": sent.run_id,
             "to_ref": run.to_ref,
             "to_commit": run.to_commit,
-            "detail": detail[:300],
+            "detail": sent.detail[:300],
         },
         at,
     )
-    return RollbackDispatched(ok=ok, detail=detail[:300])
+    return RollbackDispatched(ok=sent.ok, detail=sent.detail[:300], run_id=sent.run_id)
 
 
 def follow_rollback(services: WatchNeeds, request: FollowInput) -> FollowResult:
@@ -420,56 +419,35 @@ def follow_rollback(services: WatchNeeds, request: FollowInput) -> FollowResult:
     at = request.at
     store = services.watches(request.tenant_id)
     record = _load(services, request.tenant_id, request.instance_id)
-    spec = _spec(services, record)
     run = record.rollback
-    target = spec.rollback.target if spec else None
-    workflows = services.github_workflows
-    if run is None or target is None or target.type != "github" or workflows is None or record.dispatched_wall is None:
-        return FollowResult(done=True, conclusion="unknown", detail="the rollback run cannot be followed")
-    owner, _, repo = (record.deployment.repository or "").partition("/")
-    since = record.dispatched_wall - timedelta(seconds=60)  # GitHub's clock, not ours
-    try:
-        found = workflows.latest_run(record.tenant_id, owner, repo, target.workflow, since)
-    except Exception as exc:  # GitHub unreachable: ask again at the next poll
-        return FollowResult(done=False, detail=f"github: could not list runs ({type(exc).__name__})")
-    if found is None:
-        return FollowResult(done=False, detail="the rollback run is not listed yet")
-    if found["id"] and run.run_id != found["id"]:
-        store.mark_rollback_run(record.deployment.source, found["id"], record.instance_id)
-    if found["status"] != "completed":
-        store.save(
-            record.model_copy(
-                update={
-                    "rollback": run.model_copy(update={"run_id": found["id"], "url": found["html_url"]}),
-                    "updated_at": at,
-                }
-            )
-        )
-        return FollowResult(done=False, detail=f"run {found['id']} is {found['status']}")
-    conclusion = str(found["conclusion"] or "unknown")
-    store.save(
-        record.model_copy(
-            update={
-                "rollback": run.model_copy(
-                    update={
-                        "run_id": found["id"],
-                        "url": found["html_url"],
-                        "conclusion": conclusion,
-                        "finished_at": at,
-                    }
-                ),
-                "updated_at": at,
-            }
-        )
+    order = _order(
+        record, _spec(services, record), store.last_good(record.deployment.repository, record.deployment.environment)
     )
+    if run is None or order is None:
+        return FollowResult(done=True, conclusion="unknown", detail="the rollback run cannot be followed")
+    if run.to_ref or run.to_commit:  # follow towards what was dispatched, even if last good moved since
+        order = order.model_copy(update={"to_ref": run.to_ref, "to_commit": run.to_commit})
+    seen = services.rollback_runners.follow(record.tenant_id, order, run.run_id)
+    if not seen.ok:  # the CI could not be asked: ask again at the next poll
+        return FollowResult(done=False, detail=seen.detail[:300])
+    run_id = seen.run_id or run.run_id
+    if run_id and run_id != run.run_id:
+        store.mark_rollback_run(record.deployment.source, run_id, record.instance_id)
+    update: dict[str, Any] = {"run_id": run_id, "url": seen.url or run.url}
+    if seen.done:
+        update |= {"conclusion": seen.conclusion or "unknown", "finished_at": at}
+    store.save(record.model_copy(update={"rollback": run.model_copy(update=update), "updated_at": at}))
+    if not seen.done:
+        return FollowResult(done=False, detail=seen.detail[:300])
+    conclusion = seen.conclusion or "unknown"
     _audit(
         services,
         record,
         "rollback",
-        {"step": "finished", "run_id": found["id"], "url": found["html_url"], "conclusion": conclusion},
+        {"step": "finished", "run_id": run_id, "url": update["url"], "conclusion": conclusion},
         at,
     )
-    return FollowResult(done=True, conclusion=conclusion, detail=f"run {found['id']} {conclusion}")
+    return FollowResult(done=True, conclusion=conclusion, detail=seen.detail[:300])
 
 
 # --- close ---------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ class SecretPurpose(StrEnum):
     GENERIC_API_KEY = "generic_api_key"
     CALLBACK_SIGNING = "callback_signing"
     CONNECTOR = "connector"
+    AZURE_DEVOPS_PIPELINES = "azure_devops_pipelines"  # a PAT that may queue the tenant's rollback pipelines
 
 
 class TenantRecord(BaseModel):

@@ -16,11 +16,13 @@ import pytest
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devstack.azure_devops import LocalAzureDevOpsServer
 from devstack.entra_issuer import LocalEntraIssuer
 from devstack.gates import LocalGates, local_gates
 from devstack.github import LocalGitHubServer
 from devstack.health import LocalHealthServer
 from devstack.runner import ManualClock
+from devstack.webhook import LocalWebhookReceiver
 from functions.http import problem_body, status_of
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.watch import rollback_gate_id
@@ -38,6 +40,8 @@ from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.settings import Settings
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
+from gatekeeper.tenancy.model import TenantRecord
+from gatekeeper.tenancy.registry import TenantRegistry
 
 pytestmark = pytest.mark.azurite
 
@@ -51,6 +55,8 @@ ANNA = str(uuid.UUID(int=0xA))
 OPERATOR_OID = str(uuid.UUID(int=0x0B))
 STRANGER = str(uuid.UUID(int=0x5))
 OPERATOR = "ops@contoso.com"
+PAT = "local-pipelines-pat"
+HOOK_SECRET = b"rollback-webhook-signing-secret"
 
 
 def watch_entry(environments: list[str], health_url: str, **over: Any) -> dict[str, Any]:
@@ -69,7 +75,11 @@ def watch_entry(environments: list[str], health_url: str, **over: Any) -> dict[s
     } | over
 
 
-def policy_for(health_url: str) -> dict[str, Any]:
+def policy_for(health_url: str, ado_org: str, hook: str) -> dict[str, Any]:
+    def ado(organization: str) -> dict[str, Any]:
+        target = {"type": "azure-devops", "organization": organization, "project": "web", "pipeline_id": 12}
+        return {"level": "L1", "target": target | {"parameters": {"version": "{commit}"}}}
+
     stage = {"name": "cab", "approvers": [ANNA], "timeout": "PT1H"}
     return {
         "version": 1,
@@ -84,6 +94,11 @@ def policy_for(health_url: str) -> dict[str, Any]:
         "watch": [
             watch_entry(["production", "prod-eu"], health_url),
             watch_entry(["canary"], health_url, failure_limit=0, rollback={"level": "L1"}),  # no target
+            watch_entry(["ado-prod"], health_url, rollback=ado(ado_org)),
+            watch_entry(["ado-foreign"], health_url, rollback=ado(ado_org.rsplit("/", 1)[0] + "/someoneelse")),
+            watch_entry(
+                ["hook-prod"], health_url, rollback={"level": "L1", "target": {"type": "webhook", "url": hook}}
+            ),
         ],
     }
 
@@ -98,6 +113,8 @@ class Env:
     tenant_id: str
     control: DeploymentControl
     issuer: LocalEntraIssuer
+    ado: LocalAzureDevOpsServer
+    receiver: LocalWebhookReceiver
 
     def deployment(self, environment: str = "production", status: str = "success", **over: Any) -> PipelineEvent:
         run = over.pop("run_id", str(uuid.uuid4().int % 10**9))
@@ -182,8 +199,24 @@ def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterato
     with (
         LocalGitHubServer(APP_ID, app_key.public_key(), installation_id=INSTALLATION) as github,
         LocalHealthServer() as health,
+        LocalAzureDevOpsServer("check-token") as ado,
+        LocalWebhookReceiver(HOOK_SECRET) as receiver,
     ):
-        PolicyStore(storage, tenant_id).publish(json.dumps(policy_for(health.health_url)), published_by="tests")
+        ado.pipelines_pat = PAT
+        ado_org, hook = f"{ado.url}/{ado.organization}", f"{receiver.url}/ci/rollback"
+        text = json.dumps(policy_for(health.health_url, ado_org, hook))
+        PolicyStore(storage, tenant_id).publish(text, published_by="tests")
+        TenantRegistry(storage).import_records(
+            [
+                TenantRecord(
+                    tenant_id=tenant_id,
+                    display_name="Contoso",
+                    identities=(f"azure-devops:org:{ado_org}",),
+                    secrets={"azure_devops_pipelines": ("env:GK_PIPELINES_PAT",), "callback_signing": ("env:GK_HOOK",)},
+                    callback_url_prefixes=(f"{receiver.url}/ci/",),
+                )
+            ]
+        )
         app = GitHubApp(
             APP_ID,
             CryptographyClient.from_jwk(rsa_jwk(app_key)),
@@ -206,9 +239,12 @@ def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterato
             token_validator=validator,
             operators_for=lambda _t: (OPERATOR, OPERATOR_OID),
             clock=clock,
-            settings=Settings(trust_easyauth_header=False),
+            settings=Settings(
+                trust_easyauth_header=False, environ={"GK_PIPELINES_PAT": PAT, "GK_HOOK": HOOK_SECRET.decode()}
+            ),
             health_probe=HttpHealthProbe(allow_loopback_http=True),
             github_workflows=GitHubWorkflows(app),
+            allow_loopback_http=True,
         )
         gates.services.__dict__["decider"] = PolicyDecider(gates.services.policy_for)
         control = DeploymentControl(
@@ -221,7 +257,7 @@ def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterato
             audit_for=lambda _t: audit,
             clock=clock.now,
         )
-        yield Env(gates, github, health, outbox, audit, tenant_id, control, issuer)
+        yield Env(gates, github, health, outbox, audit, tenant_id, control, issuer, ado, receiver)
 
 
 # ----- the window -------------------------------------------------------------------------------------
@@ -278,6 +314,48 @@ def test_failures_past_the_limit_roll_back_through_github_and_notify(env: Env):
     state = env.gates.services.watches(env.tenant_id).load(bad)
     assert state.state.value == "rolled_back" and state.rollback.conclusion == "success"
     assert env.gates.runner.replay(bad) == env.gates.runner.episodes(bad)[-1]
+
+
+def test_failures_past_the_limit_roll_back_through_azure_devops(env: Env):
+    env.ado.run_result = None  # the run is queued and still running when first asked
+    _, bad, good_event = env.good_then_bad("ado-prod")
+    env.gates.runner.advance(timedelta(minutes=3))
+    (run,) = env.ado.pipeline_runs
+    assert run["project"] == "web" and run["pipeline"] == 12
+    assert run["body"] == {
+        "templateParameters": {"version": good_event.commit},
+        "resources": {"repositories": {"self": {"refName": "refs/tags/v1", "version": good_event.commit}}},
+    }
+    assert env.gates.services.watches(env.tenant_id).load(bad).state.value == "rolling_back"
+    env.ado.finish_run(run["id"], "succeeded")
+    assert env.finish(bad)["outcome"] == "rolled_back"
+    finished = env.entries(bad, "rollback")[-1]
+    assert finished["conclusion"] == "success" and finished["run_id"] == str(run["id"])
+    assert "_build/results?buildId=" in finished["url"]
+    assert all(r.headers["authorization"].startswith("Basic ") for r in env.ado.requests_to("/_apis/pipelines/"))
+
+
+def test_an_azure_devops_run_that_fails_escalates(env: Env):
+    env.ado.run_result = "failed"
+    _, bad, _ = env.good_then_bad("ado-prod")
+    assert env.finish(bad)["outcome"] == "rollback_failed"
+    assert [e["step"] for e in env.entries(bad, "rollback")][-2:] == ["finished", "escalated"]
+
+
+def test_failures_past_the_limit_roll_back_through_a_signed_webhook(env: Env):
+    _, bad, good_event = env.good_then_bad("hook-prod")
+    assert env.finish(bad)["outcome"] == "rolled_back"
+    (delivery,) = [d["body"] for d in env.receiver.deliveries if d["body"].get("event") == "rollback.requested"]
+    assert delivery["watch_id"] == bad and delivery["labels"] == ["rollback"]
+    assert delivery["to"] == {"ref": "refs/tags/v1", "commit": good_event.commit, "run_id": good_event.run_id}
+    assert delivery["environment"] == "hook-prod" and delivery["repository"] == REPO
+
+
+def test_a_rollback_target_outside_the_tenant_is_never_called(env: Env):
+    _, bad, _ = env.good_then_bad("ado-foreign")
+    assert env.finish(bad)["outcome"] == "rollback_failed"
+    assert env.ado.pipeline_runs == [] and env.ado.requests_to("/_apis/pipelines/") == []
+    assert "not an Azure DevOps organization registered for the tenant" in env.entries(bad, "rollback")[1]["detail"]
 
 
 def test_a_failing_rollback_escalates_to_l3_at_once(env: Env):

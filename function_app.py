@@ -7,6 +7,7 @@ heavy code (cold start).
 
 import azure.durable_functions as df
 
+from functions.alerts import bp as alerts_bp
 from functions.approvals import bp as approvals_bp
 from functions.audit import bp as audit_bp
 from functions.deployments import bp as deployments_bp
@@ -15,5 +16,5 @@ from functions.queues import bp as queues_bp
 from orchestrators import bp as orchestrators_bp
 
 app = df.DFApp()
-for blueprint in (ingest_bp, queues_bp, approvals_bp, audit_bp, deployments_bp, orchestrators_bp):
+for blueprint in (ingest_bp, queues_bp, approvals_bp, audit_bp, deployments_bp, alerts_bp, orchestrators_bp):
     app.register_functions(blueprint)

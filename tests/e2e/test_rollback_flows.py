@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +35,8 @@ from gatekeeper.integrations.github_app import GitHubApp, GitHubWorkflows, rsa_j
 from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.policy.store import PolicyStore
+from gatekeeper.ingest.edge import IncomingRequest
+from gatekeeper.rollback.alerts import AlertRouter
 from gatekeeper.rollback.control import DeploymentControl
 from gatekeeper.rollback.probes import HttpHealthProbe
 from gatekeeper.security.entra import EntraTokenValidator
@@ -56,6 +59,11 @@ OPERATOR_OID = str(uuid.UUID(int=0x0B))
 STRANGER = str(uuid.UUID(int=0x5))
 OPERATOR = "ops@contoso.com"
 PAT = "local-pipelines-pat"
+API_KEY = "local-generic-api-key"
+ALERTS = Path(__file__).resolve().parents[1] / "fixtures" / "azure-monitor"
+FIRED = json.loads((ALERTS / "common-alert-schema.metric-static.fired.json").read_text())
+RESOLVED = json.loads((ALERTS / "common-alert-schema.metric.resolved.json").read_text())
+SHOP_RESOURCES = [FIRED["data"]["essentials"]["alertTargetIDs"][0], RESOLVED["data"]["essentials"]["alertTargetIDs"][0]]
 HOOK_SECRET = b"rollback-webhook-signing-secret"
 
 
@@ -92,7 +100,7 @@ def policy_for(health_url: str, ado_org: str, hook: str) -> dict[str, Any]:
             },
         ],
         "watch": [
-            watch_entry(["production", "prod-eu"], health_url),
+            watch_entry(["production", "prod-eu"], health_url, alert_resources=SHOP_RESOURCES),
             watch_entry(["canary"], health_url, failure_limit=0, rollback={"level": "L1"}),  # no target
             watch_entry(["ado-prod"], health_url, rollback=ado(ado_org)),
             watch_entry(["ado-foreign"], health_url, rollback=ado(ado_org.rsplit("/", 1)[0] + "/someoneelse")),
@@ -115,6 +123,7 @@ class Env:
     issuer: LocalEntraIssuer
     ado: LocalAzureDevOpsServer
     receiver: LocalWebhookReceiver
+    alerts: AlertRouter
 
     def deployment(self, environment: str = "production", status: str = "success", **over: Any) -> PipelineEvent:
         run = over.pop("run_id", str(uuid.uuid4().int % 10**9))
@@ -165,6 +174,13 @@ class Env:
         self.gates.runner.run_until_idle()
         return result
 
+    def alert(self, document: Any, *, key: str = API_KEY, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        """POST /api/azure-monitor/alerts through the route logic, authenticated with the tenant's API key."""
+        headers = {"Content-Type": "application/json", "X-Gatekeeper-Tenant": self.tenant_id, "x-functions-key": key}
+        body = raw if raw is not None else json.dumps(document).encode()
+        request = IncomingRequest.of(body, headers, "/api/azure-monitor/alerts")
+        return self.call(self.alerts.receive, request, self.gates.services.ingestion.generic_tenant)
+
     def good_then_bad(self, environment: str = "production") -> tuple[str, str, PipelineEvent]:
         """A deployment that passes its window (last known good), then one whose health fails from its
         second probe on."""
@@ -212,7 +228,11 @@ def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterato
                     tenant_id=tenant_id,
                     display_name="Contoso",
                     identities=(f"azure-devops:org:{ado_org}",),
-                    secrets={"azure_devops_pipelines": ("env:GK_PIPELINES_PAT",), "callback_signing": ("env:GK_HOOK",)},
+                    secrets={
+                        "azure_devops_pipelines": ("env:GK_PIPELINES_PAT",),
+                        "callback_signing": ("env:GK_HOOK",),
+                        "generic_api_key": ("env:GK_API_KEY",),
+                    },
                     callback_url_prefixes=(f"{receiver.url}/ci/",),
                 )
             ]
@@ -240,7 +260,8 @@ def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterato
             operators_for=lambda _t: (OPERATOR, OPERATOR_OID),
             clock=clock,
             settings=Settings(
-                trust_easyauth_header=False, environ={"GK_PIPELINES_PAT": PAT, "GK_HOOK": HOOK_SECRET.decode()}
+                trust_easyauth_header=False,
+                environ={"GK_PIPELINES_PAT": PAT, "GK_HOOK": HOOK_SECRET.decode(), "GK_API_KEY": API_KEY},
             ),
             health_probe=HttpHealthProbe(allow_loopback_http=True),
             github_workflows=GitHubWorkflows(app),
@@ -257,7 +278,15 @@ def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterato
             audit_for=lambda _t: audit,
             clock=clock.now,
         )
-        yield Env(gates, github, health, outbox, audit, tenant_id, control, issuer, ado, receiver)
+        alerts = AlertRouter(
+            storage,
+            cipher,
+            gates.gateway,
+            policy_for=gates.services.policy_for,
+            audit_for=lambda _t: audit,
+            clock=clock.now,
+        )
+        yield Env(gates, github, health, outbox, audit, tenant_id, control, issuer, ado, receiver, alerts)
 
 
 # ----- the window -------------------------------------------------------------------------------------
@@ -470,3 +499,54 @@ def test_control_routes_check_the_person_and_answer_problems(env: Env):
     assert env.finish(watch)["outcome"] == "healthy"
     code, problem = env.call(env.control.rollback, watch, env.person(OPERATOR_OID), b"{}")
     assert code == 410 and problem["type"].endswith("/watch-ended")
+
+
+# ----- Azure Monitor alerts ---------------------------------------------------------------------------
+
+
+def test_a_fired_common_schema_alert_rolls_back_the_affected_watch(env: Env):
+    good = env.deploy(env.deployment(ref="refs/tags/v1", commit="c0ffee000001"))
+    assert env.finish(good)["outcome"] == "healthy"
+    watch = env.deploy(env.deployment(ref="refs/tags/v2"))
+    env.gates.runner.advance(timedelta(minutes=1))  # probes still pass
+    code, body = env.alert(FIRED)
+    assert code == 202 and body == {"status": "accepted", "watches": [watch], "condition": "Fired"}
+    assert env.finish(watch)["outcome"] == "rolled_back"
+    (alert,) = [e for e in env.entries(watch, "health_check") if e.get("source") == "azure-monitor"]
+    assert alert["alert_rule"] == "test-metricAlertRule" and alert["result"] == "fail"
+    assert "Azure Monitor alert fired: test-metricAlertRule (Sev3) fired" in env.entries(watch, "rollback")[0]["cause"]
+    assert [d["body"]["ref"] for d in env.github.dispatches] == ["refs/tags/v1"]
+
+
+def test_a_resolved_alert_is_recorded_and_changes_nothing(env: Env):
+    watch = env.deploy(env.deployment())
+    code, body = env.alert(RESOLVED)
+    assert code == 202 and body["condition"] == "Resolved"
+    assert env.finish(watch)["outcome"] == "healthy" and env.github.dispatches == []
+    assert [e["condition"] for e in env.entries(watch, "health_check") if e.get("source")] == ["Resolved"]
+
+
+def test_an_alert_on_unregistered_resources_is_ignored_with_a_reason(env: Env):
+    watch = env.deploy(env.deployment())
+    other = json.loads(json.dumps(FIRED))
+    other["data"]["essentials"]["alertTargetIDs"] = ["/subscriptions/x/resourcegroups/y/providers/z/other"]
+    code, body = env.alert(other)
+    assert code == 202 and body["status"] == "ignored" and "no running watch" in body["reason"]
+    assert env.finish(watch)["outcome"] == "healthy"
+
+
+def test_alerts_are_authenticated_per_tenant_and_bounded(env: Env):
+    env.deploy(env.deployment())
+    assert env.alert(FIRED, key="wrong")[0] == 401
+    wrong_schema = dict(FIRED, schemaId="Microsoft.Insights/activityLogs")
+    code, problem = env.alert(wrong_schema)
+    assert code == 422 and problem["field"] == "schemaId" and "common alert schema" in problem["detail"]
+    no_targets = json.loads(json.dumps(FIRED))
+    no_targets["data"]["essentials"]["alertTargetIDs"] = []
+    code, problem = env.alert(no_targets)
+    assert code == 422 and problem["field"] == "data.essentials.alertTargetIDs"
+    assert env.alert(None, raw=b'{"schemaId": 1, "schemaId": 2}')[0] in (400, 422)  # duplicate keys
+    assert env.alert(None, raw=b"[" * 500)[0] in (400, 422)  # depth
+    assert env.alert(None, raw=b'{"n": ' + b"9" * 500 + b"}")[0] in (400, 422)  # huge number
+    assert env.alert(None, raw=b" " * 300_000)[0] == 413
+    assert env.github.dispatches == []

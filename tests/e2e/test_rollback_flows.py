@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,12 +30,12 @@ from gatekeeper.contracts.watch import rollback_gate_id
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.ingest.edge import IncomingRequest
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.github_app import GitHubApp, GitHubWorkflows, rsa_jwk
 from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.policy.store import PolicyStore
-from gatekeeper.ingest.edge import IncomingRequest
 from gatekeeper.rollback.alerts import AlertRouter
 from gatekeeper.rollback.control import DeploymentControl
 from gatekeeper.rollback.probes import HttpHealthProbe

@@ -460,9 +460,20 @@ class Services:
     @cached_property
     def health_probe(self) -> HealthProbe:
         """The HTTP health probe of the post-deploy watch (outbound URL rules as for callbacks)."""
-        from gatekeeper.rollback.probes import HttpHealthProbe
+        from gatekeeper.rollback.kql import KqlProbe
+        from gatekeeper.rollback.probes import HttpHealthProbe, Probes
 
-        return HttpHealthProbe(allow_loopback_http=self._allow_loopback_http)
+        kql = KqlProbe(self._lazy_credential, self.settings.log_analytics_endpoint, self.owns_workspace)
+        return Probes(HttpHealthProbe(allow_loopback_http=self._allow_loopback_http), kql)
+
+    def owns_workspace(self, tenant_id: str, workspace_id: str) -> bool:
+        """Whether a Log Analytics workspace is registered for the tenant (azure-monitor:workspace:<id>)."""
+        from gatekeeper.tenancy.ownership import owns_identity
+
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        return bool(
+            record and record.enabled and owns_identity(record.identities, f"azure-monitor:workspace:{workspace_id}")
+        )
 
     @cached_property
     def github_workflows(self) -> GitHubWorkflows | None:

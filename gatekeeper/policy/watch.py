@@ -14,14 +14,23 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from gatekeeper.policy.approval import ApprovalChainSpec
 from gatekeeper.policy.durations import parse_duration
 from gatekeeper.policy.globs import GlobSet
 from gatekeeper.policy.levels import GateLevel
 
-__all__ = ["HttpProbeSpec", "JsonCondition", "RollbackSpec", "RollbackTarget", "WatchSpec", "watch_for"]
+__all__ = [
+    "HttpProbeSpec",
+    "JsonCondition",
+    "KqlProbeSpec",
+    "ProbeSpec",
+    "RollbackSpec",
+    "RollbackTarget",
+    "WatchSpec",
+    "watch_for",
+]
 
 MAX_WINDOW = timedelta(days=7)
 MAX_PROBES_PER_WINDOW = 1000  # bounds a watch's history (and its replay cost)
@@ -93,6 +102,44 @@ class HttpProbeSpec(BaseModel):
         return _duration(value, minimum=timedelta(milliseconds=1), maximum=timedelta(seconds=60))
 
 
+class KqlProbeSpec(BaseModel):
+    """A Log Analytics / Application Insights query (`azure-monitor-query`): the first numeric value of its
+    first row (the column `value` when there is one) fails the probe when it is `operator` `threshold`, or,
+    with `max_increase_percent`, when it exceeds the same query's value over the same span before the
+    deployment by more than that (the pre-deploy baseline)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["kql"]
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    workspace_id: str = Field(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+    query: str = Field(min_length=1, max_length=4000)
+    timespan: timedelta = timedelta(minutes=15)
+    operator: Literal[">", ">=", "<", "<="] = ">"
+    threshold: float | None = Field(default=None, allow_inf_nan=False, ge=-1e15, le=1e15)
+    max_increase_percent: float | None = Field(default=None, allow_inf_nan=False, ge=0, le=100_000)
+    timeout: timedelta = timedelta(seconds=30)
+
+    @field_validator("timespan", mode="before")
+    @classmethod
+    def _span(cls, value: Any) -> timedelta:
+        return _duration(value, minimum=timedelta(minutes=1), maximum=timedelta(days=2))
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> timedelta:
+        return _duration(value, minimum=timedelta(seconds=1), maximum=timedelta(minutes=3))
+
+    @model_validator(mode="after")
+    def _a_condition(self) -> KqlProbeSpec:
+        if self.threshold is None and self.max_increase_percent is None:
+            raise ValueError("@threshold: a KQL probe needs a threshold, a max_increase_percent, or both")
+        return self
+
+
+ProbeSpec = Annotated[HttpProbeSpec | KqlProbeSpec, Field(discriminator="type")]
+
+
 class GitHubRollbackTarget(BaseModel):
     """Dispatch a workflow (`workflow_dispatch`) in the deployment's repository."""
 
@@ -147,6 +194,33 @@ RollbackTarget = Annotated[
 ]
 
 
+_PROBES: dict[str, type[BaseModel]] = {"http": HttpProbeSpec, "kql": KqlProbeSpec}
+_TARGETS: dict[str, type[BaseModel]] = {
+    "github": GitHubRollbackTarget,
+    "azure-devops": AzureDevOpsRollbackTarget,
+    "webhook": WebhookRollbackTarget,
+}
+
+
+def _typed(value: Any, models: dict[str, type[BaseModel]], where: str, default: str | None = None) -> Any:
+    """One of `models` by the value's `type`, with errors naming the field without pydantic's union tag."""
+    if not isinstance(value, dict):
+        return value
+    kind = value.get("type", default)
+    model = models.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ValueError(f"@{where}.type: must be one of {', '.join(sorted(models))}".replace("@.", "@"))
+    try:
+        return model.model_validate({**value, "type": kind})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if message.startswith("@") and ": " in message:  # a model validator that names its own field
+            loc, message = message[1:].split(": ", 1)
+        raise ValueError(f"@{where}.{loc}: {message}".replace("@.", "@")) from None
+
+
 class RollbackSpec(BaseModel):
     """What a failed watch does: the level (raised, never lowered, by a policy rule for `rollback`), the
     chain at L2 (else `defaults.approval`), the target, and how long to follow the rollback run."""
@@ -158,6 +232,11 @@ class RollbackSpec(BaseModel):
     target: RollbackTarget | None = None  # none: people are told what to do (as at L3)
     follow_timeout: timedelta = timedelta(minutes=30)
     notify: tuple[Annotated[str, Field(min_length=1, max_length=256)], ...] = ()
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_by_type(cls, value: Any) -> Any:
+        return None if value is None else _typed(value, _TARGETS, "")
 
     @field_validator("follow_timeout", mode="before")
     @classmethod
@@ -176,13 +255,20 @@ class WatchSpec(BaseModel):
     interval: timedelta = timedelta(minutes=1)
     failure_limit: int = Field(default=0, ge=0, le=100)
     consecutive_error_limit: int = Field(default=4, ge=0, le=100)
-    probes: tuple[HttpProbeSpec, ...] = Field(default=(), max_length=10)
+    probes: tuple[ProbeSpec, ...] = Field(default=(), max_length=10)
     alert_resources: tuple[Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^/subscriptions/")], ...] = (
         Field(default=(), max_length=50)
     )
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
 
     _globs: Any = PrivateAttr(default=None)
+
+    @field_validator("probes", mode="before")
+    @classmethod
+    def _probes_by_type(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        return [_typed(p, _PROBES, f"[{i}]", default="http") for i, p in enumerate(value)]
 
     @field_validator("window", mode="before")
     @classmethod

@@ -14,13 +14,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 import requests
 
 from gatekeeper import json_bounded
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
-from gatekeeper.policy.watch import HttpProbeSpec
+from gatekeeper.policy.watch import HttpProbeSpec, KqlProbeSpec
 
 MAX_BODY_BYTES = 64 * 1024
 _MISSING = object()
@@ -78,7 +79,7 @@ class HttpHealthProbe:
         self._allow_loopback_http = allow_loopback_http
         self._clock = clock
 
-    def run(self, spec: HttpProbeSpec) -> ProbeResult:
+    def run(self, spec: HttpProbeSpec, tenant_id: str = "", deployed_at: datetime | None = None) -> ProbeResult:
         name = spec.name
         try:
             url = check_outbound_url(
@@ -124,3 +125,24 @@ class HttpHealthProbe:
                     name, "fail", f"field {condition.path} is {str(value)[:60]!r}, expected {condition.equals!r}"
                 )
         return ProbeResult(name, "pass", f"status {status} in {latency_ms} ms", status, latency_ms)
+
+
+class KqlRunner(Protocol):
+    """`gatekeeper.rollback.kql.KqlProbe` (kept apart: it imports the query SDK on first use)."""
+
+    def run(self, spec: KqlProbeSpec, tenant_id: str, deployed_at: datetime) -> ProbeResult: ...
+
+
+class Probes:
+    """The watch's probes by type: HTTP health endpoints, and KQL queries when a query client is configured."""
+
+    def __init__(self, http: HttpHealthProbe, kql: KqlRunner | None = None):
+        self._http = http
+        self._kql = kql
+
+    def run(self, spec: HttpProbeSpec | KqlProbeSpec, tenant_id: str, deployed_at: datetime) -> ProbeResult:
+        if isinstance(spec, KqlProbeSpec):
+            if self._kql is None:
+                return ProbeResult(spec.name, "error", "KQL probes are not configured in this deployment")
+            return self._kql.run(spec, tenant_id, deployed_at)
+        return self._http.run(spec, tenant_id, deployed_at)

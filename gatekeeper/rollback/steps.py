@@ -36,7 +36,7 @@ from gatekeeper.rollback.store import Deployment, RollbackRun, WatchRecord, Watc
 if TYPE_CHECKING:
     from gatekeeper.integrations.rollbacks import RollbackRunners
     from gatekeeper.policy.document import PolicyDocument
-    from gatekeeper.policy.watch import HttpProbeSpec, WatchSpec
+    from gatekeeper.policy.watch import ProbeSpec, WatchSpec
     from gatekeeper.rollback.probes import ProbeResult
 
 FAILED_STATUSES = frozenset({"failure", "failed", "error"})
@@ -45,7 +45,7 @@ LEASE_MARGIN = timedelta(minutes=10)
 
 
 class HealthProbe(Protocol):
-    def run(self, spec: HttpProbeSpec) -> ProbeResult: ...
+    def run(self, spec: ProbeSpec, tenant_id: str, deployed_at: datetime) -> ProbeResult: ...
 
 
 class WatchNeeds(GateNeeds, Protocol):
@@ -173,7 +173,7 @@ def probe_round(services: WatchNeeds, request: RoundInput) -> RoundResult:
     rounds = record.rounds
     probes = record.probes
     if request.probe and spec is not None:
-        outcomes = [services.health_probe.run(probe) for probe in spec.probes]
+        outcomes = [services.health_probe.run(probe, record.tenant_id, record.started_at) for probe in spec.probes]
         result = decide.round_result([o.outcome for o in outcomes])
         rounds = (*rounds, result)[-1000:]
         probes = tuple(o.to_json() for o in outcomes)

@@ -22,6 +22,7 @@ from devstack.entra_issuer import LocalEntraIssuer
 from devstack.gates import LocalGates, local_gates
 from devstack.github import LocalGitHubServer
 from devstack.health import LocalHealthServer
+from devstack.log_analytics import LocalLogAnalyticsServer
 from devstack.runner import ManualClock
 from devstack.webhook import LocalWebhookReceiver
 from functions.http import problem_body, status_of
@@ -38,7 +39,8 @@ from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.policy.store import PolicyStore
 from gatekeeper.rollback.alerts import AlertRouter
 from gatekeeper.rollback.control import DeploymentControl
-from gatekeeper.rollback.probes import HttpHealthProbe
+from gatekeeper.rollback.kql import KqlProbe
+from gatekeeper.rollback.probes import HttpHealthProbe, Probes
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.settings import Settings
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
@@ -67,6 +69,16 @@ SHOP_RESOURCES = [FIRED["data"]["essentials"]["alertTargetIDs"][0], RESOLVED["da
 HOOK_SECRET = b"rollback-webhook-signing-secret"
 
 
+def kql_probe(workspace: str) -> dict[str, Any]:
+    return {
+        "type": "kql",
+        "name": "failed requests",
+        "workspace_id": workspace,
+        "max_increase_percent": 50,
+        "query": "requests | summarize value = countif(success == false) * 100.0 / count()",
+    }
+
+
 def watch_entry(environments: list[str], health_url: str, **over: Any) -> dict[str, Any]:
     return {
         "environments": environments,
@@ -83,7 +95,7 @@ def watch_entry(environments: list[str], health_url: str, **over: Any) -> dict[s
     } | over
 
 
-def policy_for(health_url: str, ado_org: str, hook: str) -> dict[str, Any]:
+def policy_for(health_url: str, ado_org: str, hook: str, workspace: str) -> dict[str, Any]:
     def ado(organization: str) -> dict[str, Any]:
         target = {"type": "azure-devops", "organization": organization, "project": "web", "pipeline_id": 12}
         return {"level": "L1", "target": target | {"parameters": {"version": "{commit}"}}}
@@ -104,6 +116,7 @@ def policy_for(health_url: str, ado_org: str, hook: str) -> dict[str, Any]:
             watch_entry(["canary"], health_url, failure_limit=0, rollback={"level": "L1"}),  # no target
             watch_entry(["ado-prod"], health_url, rollback=ado(ado_org)),
             watch_entry(["ado-foreign"], health_url, rollback=ado(ado_org.rsplit("/", 1)[0] + "/someoneelse")),
+            watch_entry(["metrics-prod"], health_url, probes=[kql_probe(workspace)]),
             watch_entry(
                 ["hook-prod"], health_url, rollback={"level": "L1", "target": {"type": "webhook", "url": hook}}
             ),
@@ -124,6 +137,7 @@ class Env:
     ado: LocalAzureDevOpsServer
     receiver: LocalWebhookReceiver
     alerts: AlertRouter
+    logs: LocalLogAnalyticsServer
 
     def deployment(self, environment: str = "production", status: str = "success", **over: Any) -> PipelineEvent:
         run = over.pop("run_id", str(uuid.uuid4().int % 10**9))
@@ -212,22 +226,24 @@ def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterato
     tenant_id = "t" + uuid.uuid4().hex[:12]  # a tenant per test: leases and last known good start empty
     audit = AuditLog(storage, cipher, None, tenant_id, checkpoint_every=10_000, checkpoint_interval=timedelta(days=365))
     outbox = OutboxNotifier(tmp_path / "outbox")
+    workspace = str(uuid.uuid4())  # a Log Analytics workspace per tenant (identities are unique across tenants)
     with (
         LocalGitHubServer(APP_ID, app_key.public_key(), installation_id=INSTALLATION) as github,
         LocalHealthServer() as health,
         LocalAzureDevOpsServer("check-token") as ado,
         LocalWebhookReceiver(HOOK_SECRET) as receiver,
+        LocalLogAnalyticsServer({workspace}) as logs,
     ):
         ado.pipelines_pat = PAT
         ado_org, hook = f"{ado.url}/{ado.organization}", f"{receiver.url}/ci/rollback"
-        text = json.dumps(policy_for(health.health_url, ado_org, hook))
+        text = json.dumps(policy_for(health.health_url, ado_org, hook, workspace))
         PolicyStore(storage, tenant_id).publish(text, published_by="tests")
         TenantRegistry(storage).import_records(
             [
                 TenantRecord(
                     tenant_id=tenant_id,
                     display_name="Contoso",
-                    identities=(f"azure-devops:org:{ado_org}",),
+                    identities=(f"azure-devops:org:{ado_org}", f"azure-monitor:workspace:{workspace}"),
                     secrets={
                         "azure_devops_pipelines": ("env:GK_PIPELINES_PAT",),
                         "callback_signing": ("env:GK_HOOK",),
@@ -268,6 +284,8 @@ def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterato
             allow_loopback_http=True,
         )
         gates.services.__dict__["decider"] = PolicyDecider(gates.services.policy_for)
+        kql = KqlProbe(logs.credential, logs.endpoint, gates.services.owns_workspace, **logs.client_kwargs())
+        gates.services.__dict__["health_probe"] = Probes(HttpHealthProbe(allow_loopback_http=True), kql)
         control = DeploymentControl(
             storage,
             cipher,
@@ -286,7 +304,7 @@ def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterato
             audit_for=lambda _t: audit,
             clock=clock.now,
         )
-        yield Env(gates, github, health, outbox, audit, tenant_id, control, issuer, ado, receiver, alerts)
+        yield Env(gates, github, health, outbox, audit, tenant_id, control, issuer, ado, receiver, alerts, logs)
 
 
 # ----- the window -------------------------------------------------------------------------------------
@@ -550,3 +568,20 @@ def test_alerts_are_authenticated_per_tenant_and_bounded(env: Env):
     assert env.alert(None, raw=b'{"n": ' + b"9" * 500 + b"}")[0] in (400, 422)  # huge number
     assert env.alert(None, raw=b" " * 300_000)[0] == 413
     assert env.github.dispatches == []
+
+
+# ----- KQL --------------------------------------------------------------------------------------------
+
+
+def test_a_kql_probe_against_the_pre_deploy_baseline_rolls_back(env: Env):
+    env.logs.current = env.logs.baseline = 2.0  # failed-request rate in percent, as before the deployment
+    good = env.deploy(env.deployment("metrics-prod", ref="refs/tags/v1", commit="c0ffee000001"))
+    assert env.finish(good)["outcome"] == "healthy"
+    watch = env.deploy(env.deployment("metrics-prod", ref="refs/tags/v2"))
+    env.gates.runner.advance(timedelta(minutes=1))
+    env.logs.current = 9.5  # the new version fails far more requests than the baseline allows
+    assert env.finish(watch)["outcome"] == "rolled_back"
+    checks = env.entries(watch, "health_check")
+    assert [c["result"] for c in checks[:4]] == ["pass", "pass", "fail", "fail"]
+    assert checks[2]["probes"][0]["detail"] == "9.5 is more than 50% above the baseline 2"
+    assert {q["workspace"] for q in env.logs.queries} == env.logs.workspaces

@@ -128,6 +128,8 @@ def start(services: WatchNeeds, request: WatchInput, at: datetime) -> WatchPlan:
         store.save(record)
         services.index.put(request.instance_id, request.tenant_id)
     reason = "watched" if spec is not None else f"environment {event.environment!r} has no watch in the policy"
+    if spec is None and event.kind is EventKind.STAGE_STATUS:  # an unwatched Azure DevOps stage may be a build
+        return WatchPlan(watched=False, reason=reason, failed=failed, is_rollback=is_rollback)
     _audit(
         services,
         record,

@@ -29,8 +29,12 @@ from functions.http import problem_body, status_of
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.watch import rollback_gate_id
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.events.azure_devops import parse_service_hook
+from gatekeeper.events.generic import parse_generic
+from gatekeeper.events.github import parse_github
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.ingest.dispatcher import Disposition
 from gatekeeper.ingest.edge import IncomingRequest
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.github_app import GitHubApp, GitHubWorkflows, rsa_jwk
@@ -47,8 +51,14 @@ from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import TenantRecord
 from gatekeeper.tenancy.registry import TenantRegistry
+from tests.conftest import load_fixture
 
 pytestmark = pytest.mark.azurite
+
+
+def load_fixture_local(relative: str) -> Any:
+    return json.loads((Path(__file__).resolve().parents[1] / "fixtures" / relative).read_text())
+
 
 TID = "3f6c2a8e-1b7d-4c9e-8a5f-0d2e4b6c8a10"
 AUDIENCE = "api://gatekeeper-tests"
@@ -585,3 +595,50 @@ def test_a_kql_probe_against_the_pre_deploy_baseline_rolls_back(env: Env):
     assert [c["result"] for c in checks[:4]] == ["pass", "pass", "fail", "fail"]
     assert checks[2]["probes"][0]["detail"] == "9.5 is more than 50% above the baseline 2"
     assert {q["workspace"] for q in env.logs.queries} == env.logs.workspaces
+
+
+# ----- what starts a watch ----------------------------------------------------------------------------
+
+
+def test_a_github_deployment_status_starts_one_watch_linked_to_its_gate(env: Env):
+    payload = load_fixture("github/deployment_status.payload.json")  # state success, environment production
+    event = parse_github("deployment_status", payload, tenant_id=env.tenant_id, delivery_id="delivery-1")
+    result = env.gates.dispatcher.dispatch(event, "e1")
+    assert result.disposition is Disposition.STARTED and result.instance_id.startswith("watch-")
+    env.gates.runner.run_until_idle()
+    record = env.gates.services.watches(env.tenant_id).load(result.instance_id)
+    gate = event.model_copy(
+        update={"kind": EventKind.GATE_REQUEST, "status": None, "run_id": f"{event.run_id}/deployments/145988746"}
+    )
+    assert record.gate_id == gate.instance_id  # the gate a protection rule for this deployment started
+    assert record.deployment.repository == "Codertocat/Hello-World" and record.deployment.status == "success"
+    again = env.gates.dispatcher.dispatch(event, "e2")  # a redelivery
+    failed = env.gates.dispatcher.dispatch(event.model_copy(update={"status": "failure"}), "e3")
+    assert again.disposition is Disposition.DUPLICATE and failed.disposition is Disposition.DUPLICATE
+    assert [i for i in env.gates.runner.instances() if i.startswith("watch-")] == [result.instance_id]
+    assert env.kinds(result.instance_id)[0] == "deployment_finished"
+
+
+def test_a_generic_deployment_status_starts_a_watch_linked_to_its_gate(env: Env):
+    event = parse_generic(load_fixture_local("generic/deployment-status.json"), tenant_id=env.tenant_id)
+    result = env.gates.dispatcher.dispatch(event, "e1")
+    assert result.disposition is Disposition.STARTED
+    env.gates.runner.run_until_idle()
+    gate = event.model_copy(update={"kind": EventKind.GATE_REQUEST, "status": None})
+    assert env.gates.services.watches(env.tenant_id).load(result.instance_id).gate_id == gate.instance_id
+
+
+def test_a_completed_azure_devops_stage_starts_a_watch_and_an_unwatched_stage_leaves_no_trace(env: Env):
+    hook = load_fixture("azure-devops/ms.vss-pipelines.stage-state-changed-event.json")  # stage __default
+    event = parse_service_hook(hook, tenant_id=env.tenant_id)
+    assert event.kind is EventKind.STAGE_STATUS and event.status == "success"
+    result = env.gates.dispatcher.dispatch(event, "e1")
+    assert result.disposition is Disposition.STARTED
+    env.gates.runner.run_until_idle()
+    assert env.gates.runner.status(result.instance_id).output["outcome"] == "not_watched"
+    assert env.kinds(result.instance_id) == []  # a build stage is not a deployment: no audit noise
+    watched = event.model_copy(update={"environment": "production", "run_id": "77"})
+    started = env.gates.dispatcher.dispatch(watched, "e2")
+    env.gates.runner.run_until_idle()
+    assert env.kinds(started.instance_id)[0] == "deployment_finished"
+    assert env.gates.services.watches(env.tenant_id).load(started.instance_id).gate_id is None  # no link

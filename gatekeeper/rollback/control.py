@@ -226,7 +226,12 @@ class DeploymentControl:
             principal.oid,
             record.instance_id,
             f"{record.deployment.repository or ''} {record.deployment.environment}".strip()[:1000],
-            {"step": step, "reason": reason[:500], "by": principal.oid},
+            {
+                "step": step,
+                "result": {"hold": "held", "released": "hold released"}.get(step, "rollback requested"),
+                "reason": reason[:500] or "no reason given",
+                "by": principal.oid,
+            },
             at=self._clock(),
         )
 

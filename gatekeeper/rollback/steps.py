@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gatekeeper import telemetry
 from gatekeeper.contracts.gate import GateStatus
 from gatekeeper.contracts.watch import (
     FollowInput,
@@ -26,7 +27,7 @@ from gatekeeper.contracts.watch import (
     rollback_gate_id,
 )
 from gatekeeper.events.model import ActionKind, EventKind, PipelineEvent
-from gatekeeper.gates.common import append_audit, load_event, notify_people
+from gatekeeper.gates.common import append_audit, load_event, log, notify_people
 from gatekeeper.gates.needs import GateNeeds
 from gatekeeper.policy.levels import GateLevel
 from gatekeeper.ports import RollbackOrder, RollbackStatus
@@ -214,9 +215,17 @@ def probe_round(services: WatchNeeds, request: RoundInput) -> RoundResult:
     }[verdict]
     if action is decide.Action.WAIT and record.state is not WatchState.WATCHING:
         state = record.state  # asked people earlier: keep saying so
+    failed_at = record.failed_at or (at if verdict is decide.Verdict.UNHEALTHY else None)
     store.save(
         record.model_copy(
-            update={"rounds": rounds, "probes": probes, "state": state, "reasons": (why, because), "updated_at": at}
+            update={
+                "rounds": rounds,
+                "probes": probes,
+                "state": state,
+                "reasons": (why, because),
+                "updated_at": at,
+                "failed_at": failed_at,
+            }
         )
     )
     return RoundResult(
@@ -288,7 +297,14 @@ def plan_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackPlan:
         services,
         record,
         "rollback",
-        {"step": "decided", "level": level.value, "reason": reason, "cause": request.reason, "leased": leased},
+        {
+            "step": "decided",
+            "result": f"decided at level {level.value}",
+            "level": level.value,
+            "reason": reason,
+            "cause": request.reason,
+            "leased": leased,
+        },
         at,
     )
     store.save(
@@ -404,6 +420,8 @@ def dispatch_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackD
         "rollback",
         {
             "step": "dispatched",
+            "result": "dispatched" if sent.ok else "could not be started",
+            "reason": request.reason or "the watch decided to roll back",
             "ok": sent.ok,
             "target": kind,
             "run_id": sent.run_id,
@@ -446,7 +464,13 @@ def follow_rollback(services: WatchNeeds, request: FollowInput) -> FollowResult:
         services,
         record,
         "rollback",
-        {"step": "finished", "run_id": run_id, "url": update["url"], "conclusion": conclusion},
+        {
+            "step": "finished",
+            "result": f"run finished: {conclusion}",
+            "run_id": run_id,
+            "url": update["url"],
+            "conclusion": conclusion,
+        },
         at,
     )
     return FollowResult(done=True, conclusion=conclusion, detail=seen.detail[:300])
@@ -480,8 +504,15 @@ def close(services: WatchNeeds, request: WatchCloseInput) -> WatchClosed:
         store.release_lease(d.repository, d.environment, record.instance_id)
     if request.outcome == "rollback_failed":
         level, why = decide.escalate_after_failed_rollback()
-        _audit(services, record, "rollback", {"step": "escalated", "level": level.value, "reason": why}, at)
+        _audit(
+            services,
+            record,
+            "rollback",
+            {"step": "escalated", "result": "escalated to L3", "level": level.value, "reason": why},
+            at,
+        )
     store.save(record.model_copy(update={"state": state, "updated_at": at}))
+    _emit_outcome(record, request, at)
     notified = None
     if request.outcome not in ("healthy", "not_watched"):
         notified = bool(
@@ -490,6 +521,30 @@ def close(services: WatchNeeds, request: WatchCloseInput) -> WatchClosed:
             ]
         )
     return WatchClosed(state=state.value, notified=notified)
+
+
+def _emit_outcome(record: WatchRecord, request: WatchCloseInput, at: datetime) -> None:
+    """WatchOutcome: change failure rate (unhealthy deployments) and time to restore (unhealthy verdict to a
+    successful rollback run). Telemetry never fails the watch."""
+    run = record.rollback
+    restored = request.outcome == "rolled_back" and record.failed_at is not None
+    finished = (run.finished_at if run is not None else None) or at
+    try:
+        telemetry.emit(
+            telemetry.Event.WATCH_OUTCOME,
+            tenant=record.tenant_id,
+            instance_id=record.instance_id,
+            environment=record.deployment.environment,
+            outcome=request.outcome,
+            change_failed=record.failed_at is not None,
+            rolled_back=request.outcome == "rolled_back",
+            time_to_restore_seconds=(
+                round((finished - record.failed_at).total_seconds(), 3) if restored and record.failed_at else None
+            ),
+            duration_seconds=round((at - record.started_at).total_seconds(), 3),
+        )
+    except Exception as exc:
+        log.warning("telemetry for %s failed: %s", record.instance_id, type(exc).__name__)
 
 
 def _notice(

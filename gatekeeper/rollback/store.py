@@ -97,6 +97,7 @@ class WatchRecord(BaseModel):
     alerts: tuple[str, ...] = Field(default=(), max_length=50)
     wakes: int = 0  # wake events raised to the orchestration so far (control routes, alerts)
     dispatched_wall: datetime | None = None  # when the rollback run was dispatched, by the wall clock
+    failed_at: datetime | None = None  # when the watch first found the deployment unhealthy (time to restore)
 
 
 class WatchRepository(TenantRepository):

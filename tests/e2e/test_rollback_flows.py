@@ -642,3 +642,21 @@ def test_a_completed_azure_devops_stage_starts_a_watch_and_an_unwatched_stage_le
     env.gates.runner.run_until_idle()
     assert env.kinds(started.instance_id)[0] == "deployment_finished"
     assert env.gates.services.watches(env.tenant_id).load(started.instance_id).gate_id is None  # no link
+
+
+def test_watch_outcomes_feed_change_failure_rate_and_time_to_restore(env: Env, caplog):
+    caplog.set_level("INFO", logger="gatekeeper.telemetry")
+    good, bad, _ = env.good_then_bad()
+    assert env.finish(bad)["outcome"] == "rolled_back"
+    events = [
+        json.loads(r.getMessage().removeprefix("GATEKEEPER_EVENT "))
+        for r in caplog.records
+        if r.name == "gatekeeper.telemetry" and "WatchOutcome" in r.getMessage()
+    ]
+    by_id = {e["instance_id"]: e for e in events}
+    assert by_id[good]["outcome"] == "healthy" and by_id[good]["change_failed"] is False
+    assert by_id[good]["time_to_restore_seconds"] is None
+    restored = by_id[bad]
+    assert restored["change_failed"] is True and restored["rolled_back"] is True
+    assert restored["time_to_restore_seconds"] == 30.0  # unhealthy at minute 2, rollback seen done 30 s later
+    assert restored["environment"] == "production"

@@ -404,8 +404,14 @@ class GitHubWorkflows:
         self._app = app
 
     def _token(self, tenant_id: str, owner: str, repo: str) -> SecretStr:
-        handle = GitHubCallback(owner=owner, repo=repo, run_id=0, environment_name="rollback")
-        return self._app.installation_token(self._app._installation_for(handle, tenant_id))
+        """An installation token for the repository, as an installation registered for the tenant: its only
+        one, or (with several) the one GitHub says the repository is in, which must be registered too."""
+        app = self._app
+        chosen = None
+        if app._installations is not None and len(set(app._installations(tenant_id))) > 1:
+            chosen = app.installation_id_for(owner, repo)
+        handle = GitHubCallback(owner=owner, repo=repo, run_id=0, environment_name="rollback", installation_id=chosen)
+        return app.installation_token(app._installation_for(handle, tenant_id))
 
     def _base(self, owner: str, repo: str, workflow: str) -> str:
         return f"{self._app.api_url}/repos/{owner}/{repo}/actions/workflows/{workflow}"

@@ -126,7 +126,8 @@ def rollback_level(configured: GateLevel, decision: GateDecision | None) -> tupl
         return GateLevel.L3, f"rule {decision.rule!r} blocks rollbacks now: L3, people carry it out"
     level = configured.raise_to(decision.level)
     if level != configured:
-        return level, f"rollback level raised from {configured} to {level} by rule {decision.rule!r}"
+        why = "; ".join(r for r in decision.reasons if "matched" in r or "raised" in r)
+        return level, f"rollback level raised from {configured} to {level} by the policy: {why}"[:500]
     return level, f"rollback level {level} (rule {decision.rule!r} does not raise it)"
 
 

@@ -145,7 +145,7 @@ def test_the_rollback_level_is_the_configured_one_unless_a_rule_raises_it():
     plain = evaluate(doc, rollback_event("production"), None, AT)
     assert rollback_level(GateLevel.L1, plain) == (GateLevel.L1, "rollback level L1 from the watch settings")
     raised, why = rollback_level(GateLevel.L1, evaluate(doc, rollback_event("prod-eu"), None, AT))
-    assert raised is GateLevel.L2 and "raised from L1 to L2 by rule 'eu rollbacks'" in why
+    assert raised is GateLevel.L2 and "raised from L1 to L2 by the policy: rule 'eu rollbacks' matched" in why
     kept, _ = rollback_level(GateLevel.L1, evaluate(doc, rollback_event("prod-us"), None, AT))
     assert kept is GateLevel.L1  # a rule never lowers the configured level
     assert rollback_level(GateLevel.L3, None)[0] is GateLevel.L3

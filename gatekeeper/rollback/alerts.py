@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from azure.core.exceptions import ResourceModifiedError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gatekeeper.contracts.watch import wake_event_name
@@ -33,7 +32,7 @@ from gatekeeper.ingest.edge import (
 )
 from gatekeeper.policy.document import PolicyDocument
 from gatekeeper.rollback.control import WakeGateway
-from gatekeeper.rollback.store import WATCH_PARTITION, WatchRecord, WatchState, WatchStore
+from gatekeeper.rollback.store import WatchRecord, WatchState, WatchStore
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.tables import StorageAccount
 
@@ -164,10 +163,7 @@ class AlertRouter:
         return 202, {"status": "accepted", "watches": delivered, "condition": alert.monitorCondition}
 
     def _open_watches(self, store: WatchStore) -> Iterable[WatchRecord]:
-        repo = store._ready()
-        states = " or ".join(f"state eq '{s.value}'" for s in OPEN_STATES)
-        for entity in repo.query(f"PartitionKey eq @pk and ({states})", {"pk": WATCH_PARTITION}):
-            yield WatchRecord.model_validate(entity["record"])
+        return store.in_states(OPEN_STATES)
 
     @staticmethod
     def _concerns(policy: PolicyDocument, record: WatchRecord, targets: set[str]) -> bool:
@@ -178,29 +174,11 @@ class AlertRouter:
         """Add the alert to the watch (a fired one counts one more wake), ETag-conditionally."""
         if line is None:
             return None
-        repo = store._ready()
-        for _ in range(10):
-            entity = repo.get(WATCH_PARTITION, watch_id)
-            if entity is None:
-                return None
-            record = WatchRecord.model_validate(entity["record"])
-            updated = record.model_copy(
-                update={
-                    "alerts": (*record.alerts, line[:300])[-50:],
-                    "wakes": record.wakes + 1,
-                    "updated_at": self._clock(),
-                }
+        now = self._clock()
+        try:
+            return store.change(
+                watch_id,
+                lambda r: {"alerts": (*r.alerts, line[:300])[-50:], "wakes": r.wakes + 1, "updated_at": now},
             )
-            row = {
-                "PartitionKey": WATCH_PARTITION,
-                "RowKey": watch_id,
-                "state": updated.state.value,
-                "updated_at": updated.updated_at,
-                "record": updated.model_dump(mode="json"),
-            }
-            try:
-                repo.replace(row, str(entity.metadata["etag"]))
-            except ResourceModifiedError:
-                continue
-            return updated
-        return None
+        except LookupError:
+            return None

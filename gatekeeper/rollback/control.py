@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
-from azure.core.exceptions import ResourceModifiedError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gatekeeper import json_bounded
@@ -23,7 +22,7 @@ from gatekeeper.contracts.watch import wake_event_name
 from gatekeeper.errors import Conflict, Forbidden, Gone, InputTooLarge, InvalidInput, NotFound
 from gatekeeper.gates.store import GateIndex, GateStore
 from gatekeeper.policy.document import PolicyDocument
-from gatekeeper.rollback.store import WATCH_PARTITION, WatchRecord, WatchState, WatchStore
+from gatekeeper.rollback.store import WatchRecord, WatchState, WatchStore
 from gatekeeper.security.principal import Principal, wrong_tenant
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.tables import StorageAccount
@@ -199,26 +198,14 @@ class DeploymentControl:
 
     def _change(self, store: WatchStore, watch_id: str, changes: dict[str, Any]) -> WatchRecord:
         """Apply `changes` and count one more wake, ETag-conditionally (a concurrent change retries)."""
-        repo = store._ready()
-        for _ in range(10):
-            entity = repo.get(WATCH_PARTITION, watch_id)
-            if entity is None:
-                raise not_found()
-            record = WatchRecord.model_validate(entity["record"])
-            updated = record.model_copy(update={**changes, "wakes": record.wakes + 1, "updated_at": self._clock()})
-            row = {
-                "PartitionKey": WATCH_PARTITION,
-                "RowKey": watch_id,
-                "state": updated.state.value,
-                "updated_at": updated.updated_at,
-                "record": updated.model_dump(mode="json"),
-            }
-            try:
-                repo.replace(row, str(entity.metadata["etag"]))
-            except ResourceModifiedError:
-                continue
-            return updated
-        raise Conflict("The watch is changing too fast; try again.", code="busy")
+        now = self._clock()
+        try:
+            changed = store.change(watch_id, lambda r: {**changes, "wakes": r.wakes + 1, "updated_at": now})
+        except LookupError:
+            raise Conflict("The watch is changing too fast; try again.", code="busy") from None
+        if changed is None:
+            raise not_found()
+        return changed
 
     def _audit(self, record: WatchRecord, principal: Principal, step: str, reason: str) -> None:
         self._audit_for(record.tenant_id).append(

@@ -13,7 +13,8 @@ Rows:
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -138,6 +139,41 @@ class WatchStore:
         entity = self._ready().get(WATCH_PARTITION, check_key("instance_id", instance_id))
         return None if entity is None else WatchRecord.model_validate(entity["record"])
 
+    def change(
+        self, instance_id: str, update: Callable[[WatchRecord], dict[str, Any]], *, attempts: int = 10
+    ) -> WatchRecord | None:
+        """Apply `update(record)` to the stored record if nobody changed it since it was read (ETag), retrying
+        on a lost race: the record after the change, None when there is none. LookupError after `attempts`."""
+        repo = self._ready()
+        for _ in range(attempts):
+            entity = repo.get(WATCH_PARTITION, check_key("instance_id", instance_id))
+            if entity is None:
+                return None
+            record = WatchRecord.model_validate(entity["record"])
+            updated = record.model_copy(update=update(record))
+            row = {
+                "PartitionKey": WATCH_PARTITION,
+                "RowKey": instance_id,
+                "state": updated.state.value,
+                "updated_at": updated.updated_at,
+                "record": updated.model_dump(mode="json"),
+            }
+            try:
+                repo.replace(row, str(entity.metadata["etag"]))
+            except ResourceModifiedError:
+                continue
+            return updated
+        raise LookupError(f"watch {instance_id} kept changing; gave up after {attempts} attempts")
+
+    def in_states(self, states: Iterable[WatchState]) -> Iterator[WatchRecord]:
+        """The tenant's watches whose plain `state` column is one of `states`."""
+        wanted = [s.value for s in states]
+        clause = " or ".join(f"state eq @s{i}" for i in range(len(wanted)))
+        parameters: dict[str, Any] = {"pk": WATCH_PARTITION} | {f"s{i}": v for i, v in enumerate(wanted)}
+        query = f"PartitionKey eq @pk and ( {clause} )"  # the SDK ends a parameter name at a space
+        for entity in self._ready().query(query, parameters):
+            yield WatchRecord.model_validate(entity["record"])
+
     def update(self, instance_id: str, **changes: Any) -> WatchRecord:
         record = self.load(instance_id)
         if record is None:
@@ -199,16 +235,14 @@ class WatchStore:
         return str(current["owner"]) if isinstance(until, datetime) and until > now else None
 
     def release_lease(self, repository: str | None, environment: str, owner: str) -> bool:
-        """Give the lease back if `owner` still holds it (ETag-conditional delete)."""
+        """Give the lease back if `owner` still holds it: it expires at once (ETag-conditional)."""
         repo = self._ready()
         key = environment_key(repository, environment)
         current = repo.get(LEASE_PARTITION, key)
         if current is None or current.get("owner") != owner:
             return False
-        try:
-            repo._client.delete_entity(
-                LEASE_PARTITION, key, etag=current.metadata["etag"], match_condition=_if_not_modified()
-            )
+        try:  # "released" is an expired lease: the next holder takes it over ETag-conditionally, as after a crash
+            repo.replace({**current, "until": datetime(1970, 1, 1, tzinfo=UTC)}, str(current.metadata["etag"]))
         except (ResourceModifiedError, ResourceNotFoundError):
             return False
         return True
@@ -245,9 +279,3 @@ class WatchStore:
     def last_good(self, repository: str | None, environment: str) -> Deployment | None:
         row = self._ready().get(GOOD_PARTITION, environment_key(repository, environment))
         return None if row is None else Deployment.model_validate(row["record"]["deployment"])
-
-
-def _if_not_modified() -> Any:
-    from azure.core import MatchConditions
-
-    return MatchConditions.IfNotModified

@@ -240,7 +240,7 @@ def env(shared: dict[str, Any], app_key: rsa.RSAPrivateKey, tmp_path) -> Iterato
     with (
         LocalGitHubServer(APP_ID, app_key.public_key(), installation_id=INSTALLATION) as github,
         LocalHealthServer() as health,
-        LocalAzureDevOpsServer("check-token") as ado,
+        LocalAzureDevOpsServer("check-token", organization=f"fabrikam{uuid.uuid4().hex[:8]}") as ado,
         LocalWebhookReceiver(HOOK_SECRET) as receiver,
         LocalLogAnalyticsServer({workspace}) as logs,
     ):

@@ -7,14 +7,27 @@ heavy code (cold start).
 
 import azure.durable_functions as df
 
+from functions.alerts import bp as alerts_bp
 from functions.approval_page import bp as approval_page_bp
 from functions.approvals import bp as approvals_bp
 from functions.audit import bp as audit_bp
+from functions.deployments import bp as deployments_bp
 from functions.ingest import bp as ingest_bp
 from functions.messages import bp as messages_bp
 from functions.queues import bp as queues_bp
 from orchestrators import bp as orchestrators_bp
 
 app = df.DFApp()
-for blueprint in (ingest_bp, queues_bp, approvals_bp, approval_page_bp, audit_bp, messages_bp, orchestrators_bp):
+BLUEPRINTS = (
+    ingest_bp,
+    queues_bp,
+    approvals_bp,
+    approval_page_bp,
+    audit_bp,
+    messages_bp,
+    deployments_bp,
+    alerts_bp,
+    orchestrators_bp,
+)
+for blueprint in BLUEPRINTS:
     app.register_functions(blueprint)

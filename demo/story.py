@@ -217,6 +217,7 @@ def run(out_dir: Path) -> int:
             demo = _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams)
             production_gate = _ingestion(demo)
             _gates(demo, production_gate)
+            _rollback(demo, app_key)
             _audit(demo, out_dir, key_dir)
         receiver.stop()
     finally:
@@ -524,12 +525,105 @@ def _show_new_notifications(demo: Demo) -> None:
         demo.timeline.say(f"outbox: {note['kind']} to {', '.join(note['recipients'])}: {note['title']}", indent=1)
 
 
-# -- act 3: the audit trail ---------------------------------------------------------------------------------
+# -- act 3: after the deployment: the watch and the rollback -------------------------------------------------
+
+
+def _rollback(demo: Demo, app_key: rsa.RSAPrivateKey) -> None:
+    """A production deployment is watched; the next one goes bad and is rolled back to the last good one."""
+    from devstack.health import LocalHealthServer
+    from gatekeeper.integrations.github_app import GitHubApp, GitHubWorkflows
+    from gatekeeper.integrations.retry import RetryPolicy
+    from gatekeeper.rollback.probes import HttpHealthProbe, Probes
+
+    t = demo.timeline
+    runtime, services = demo.stack.services, demo.gates.services
+    t.section("7. After the deployment: watched, gone bad, rolled back (L1: roll back, then tell people)")
+    health = LocalHealthServer().start()
+    try:
+        policy = (EXAMPLES / "policy.yaml").read_text() + ROLLBACK_POLICY.format(health=health.health_url)
+        revision = PolicyStore(runtime.storage, TENANT).publish(policy, published_by="admin@contoso.com")
+        t.say(f"policy revision {revision.revision}: production deployments are watched 10 minutes, probed each minute")
+        services.health_probe = Probes(HttpHealthProbe(allow_loopback_http=True))  # the local service is http
+        services.github_workflows = GitHubWorkflows(
+            GitHubApp(
+                GITHUB_APP_ID,
+                CryptographyClient.from_jwk(rsa_jwk(app_key)),
+                demo.github.api_url,
+                policy=RetryPolicy(max_attempts=3),
+                allow_loopback_http=True,
+                installations=runtime.github_installations,
+            )
+        )
+        template = json.loads((ROOT.parent / "shared/fixtures/github/deployment_status.payload.json").read_text())
+
+        def deployed(run: int, ref: str, sha: str, state: str = "success") -> str:
+            payload = json.loads(json.dumps(template))
+            payload["deployment"].update(id=run, ref=ref, sha=sha, environment="production")
+            payload["deployment_status"].update(state=state, environment="production")
+            status, _ = demo.github_event("deployment_status", payload)
+            (result,) = demo.dispatch()
+            t.say(f"GitHub deployment_status {state} for {ref}: {status} -> watch {result.instance_id}")
+            return str(result.instance_id)
+
+        next_morning = datetime.combine(demo.timeline.clock.now().date() + timedelta(days=1), datetime.min.time(), UTC)
+        demo.timeline.clock.advance(next_morning + timedelta(hours=8) - demo.timeline.clock.now())
+        demo.gates.runner.run_until_idle()
+        t.say("the next morning, inside business hours (after hours even a rollback would need approval)")
+        good = deployed(7001, "v1.4.0", "1a2b3c4d5e6f")
+        demo.timeline.clock.advance(timedelta(minutes=11))
+        demo.gates.runner.run_until_idle()
+        t.say(f"10 minutes of healthy probes: {_watch_outcome(demo, good)}; v1.4.0 is the last known good release")
+        health.unhealthy_from = health.probes + 1  # v1.5.0 answers 503 from its second probe on
+        bad = deployed(7002, "v1.5.0", "9f8e7d6c5b4a")
+        for _ in range(4):
+            demo.timeline.clock.advance(timedelta(minutes=1))
+            demo.gates.runner.run_until_idle()
+        for record in runtime.audit_for(TENANT).records():
+            if record.instance_id == bad and record.kind in ("health_check", "rollback"):
+                what = record.data.get("result") or record.data.get("verdict")
+                extra = record.data.get("reason") or "; ".join(
+                    f"{p['name']}: {p['detail']}" for p in record.data.get("probes", []) if p["outcome"] != "pass"
+                )
+                t.say(f"{record.kind}: {what}{' - ' + extra if extra else ''}"[:160], indent=1)
+        for dispatch in demo.github.dispatches:
+            t.say(
+                f"GitHub was asked: workflow_dispatch {dispatch['workflow']} on {dispatch['owner']}/{dispatch['repo']} "
+                f"ref {dispatch['body']['ref']} inputs {dispatch['body']['inputs']}"
+            )
+        _show_new_notifications(demo)
+        t.say(f"watch outcome: {_watch_outcome(demo, bad)}")
+    finally:
+        health.stop()
+
+
+def _watch_outcome(demo: Demo, watch: str) -> str:
+    status = demo.gates.runner.status(watch)
+    output = status.output if status else None
+    return str(output.get("outcome")) if isinstance(output, dict) else str(status.runtime_status if status else "?")
+
+
+ROLLBACK_POLICY = """
+watch:
+  - environments: [production]
+    window: PT10M
+    interval: PT1M
+    failure_limit: 1
+    probes:
+      - name: health
+        url: {health}
+        json: {{path: status, equals: ok}}
+    rollback:
+      level: L1
+      target: {{type: github, workflow: rollback.yml, inputs: {{version: "{{ref}}"}}}}
+"""
+
+
+# -- act 4: the audit trail ---------------------------------------------------------------------------------
 
 
 def _audit(demo: Demo, out_dir: Path, key_dir: Path) -> None:
     t = demo.timeline
-    t.section("7. The audit trail: exported, and verified offline")
+    t.section("8. The audit trail: exported, and verified offline")
     log = demo.stack.services.audit_for(TENANT)
     log.checkpoint(force=True)
     for record in log.records():

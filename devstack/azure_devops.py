@@ -24,6 +24,11 @@ class LocalAzureDevOpsServer(LocalServer):
         self.organization = organization
         self.completions: list[dict[str, Any]] = []
         self.feed: list[dict[str, Any]] = []
+        # Pipelines runs API (rollback pipelines): a PAT (Basic), the queued runs, and the result the next
+        # runs report once asked about (None: they stay inProgress).
+        self.pipelines_pat: str | None = None
+        self.pipeline_runs: list[dict[str, Any]] = []
+        self.run_result: str | None = "succeeded"
 
     @property
     def plan_url(self) -> str:
@@ -49,6 +54,8 @@ class LocalAzureDevOpsServer(LocalServer):
         if "//" in path:
             return json_response(404, {"message": "The resource cannot be found (double slash in the path)."})
         parts = path.strip("/").split("/")
+        if len(parts) >= 6 and parts[0] == self.organization and parts[2:4] == ["_apis", "pipelines"]:
+            return self._pipelines(method, parts, query, headers, body)
         # {org}/{project}/_apis/distributedtask/hubs/{hub}/plans/{plan}/...
         if (
             len(parts) < 8
@@ -100,6 +107,73 @@ class LocalAzureDevOpsServer(LocalServer):
                 self.feed.append({"plan": plan, "timeline": parts[9], "record": parts[11], "lines": document["value"]})
             return empty_response(200)
         return json_response(404, {"message": "The resource cannot be found."})
+
+    def _pipelines(
+        self, method: str, parts: list[str], query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> Response:
+        """`POST {org}/{project}/_apis/pipelines/{id}/runs` (queue a run; body: resources, templateParameters)
+        and `GET .../runs/{runId}` (state, result), api-version 7.1, PAT as the Basic password."""
+        scheme, _, value = headers.get("authorization", "").partition(" ")
+        try:
+            _, _, password = base64.b64decode(value.strip()).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            password = ""
+        if (
+            scheme.lower() != "basic"
+            or not self.pipelines_pat
+            or not secrets.compare_digest(password, self.pipelines_pat)
+        ):
+            return json_response(401, {"message": "TF400813: The user is not authorized to access this resource."})
+        if (query.get("api-version") or [""])[0] != "7.1":
+            return json_response(400, {"message": "api-version 7.1 is required"})
+        project, pipeline = parts[1], parts[4]
+        if not pipeline.isdigit() or parts[5] != "runs":
+            return json_response(404, {"message": "The resource cannot be found."})
+        if method == "POST" and len(parts) == 6:
+            try:
+                document = json.loads(body or b"null")
+            except ValueError:
+                return json_response(400, {"message": "The request body is not valid JSON."})
+            if not isinstance(document, dict) or set(document) - {"resources", "templateParameters", "variables"}:
+                return json_response(400, {"message": "Expected {resources, templateParameters, variables}."})
+            with self._lock:
+                run_id = 500 + len(self.pipeline_runs)
+                run = {
+                    "id": run_id,
+                    "project": project,
+                    "pipeline": int(pipeline),
+                    "body": document,
+                    "state": "completed" if self.run_result else "inProgress",
+                    "result": self.run_result,
+                }
+                self.pipeline_runs.append(run)
+            return json_response(200, self._run_json(run))
+        if method == "GET" and len(parts) == 7 and parts[6].isdigit():
+            with self._lock:
+                found = next((r for r in self.pipeline_runs if r["id"] == int(parts[6])), None)
+            if found is None:
+                return json_response(404, {"message": f"Run {parts[6]} was not found."})
+            return json_response(200, self._run_json(found))
+        return json_response(404, {"message": "The resource cannot be found."})
+
+    def _run_json(self, run: dict[str, Any]) -> dict[str, Any]:
+        web = f"{self.url}/{self.organization}/{run['project']}/_build/results?buildId={run['id']}"
+        answer = {
+            "id": run["id"],
+            "name": f"rollback-{run['id']}",
+            "state": run["state"],
+            "pipeline": {"id": run["pipeline"]},
+            "_links": {"web": {"href": web}},
+        }
+        if run["result"] and run["state"] == "completed":
+            answer["result"] = run["result"]
+        return answer
+
+    def finish_run(self, run_id: int, result: str) -> None:
+        with self._lock:
+            for run in self.pipeline_runs:
+                if run["id"] == run_id:
+                    run.update(state="completed", result=result)
 
     def report(self) -> list[str]:
         with self._lock:

@@ -20,7 +20,9 @@ from gatekeeper.events.model import PipelineEvent
 from gatekeeper.gates.decisions import DecisionService
 from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
 from gatekeeper.ingest.dispatcher import EventDispatcher
+from gatekeeper.integrations.github_app import GitHubWorkflows
 from gatekeeper.integrations.notify import Notifier
+from gatekeeper.rollback.steps import HealthProbe
 from gatekeeper.security.identity import TokenValidator
 from gatekeeper.security.principal import Principal
 from gatekeeper.security.requester import UserDirectory
@@ -91,6 +93,9 @@ def local_gates(
     approval_base_url: str = "http://localhost:7071",
     settings: Settings | None = None,
     directory: UserDirectory | None = None,
+    health_probe: HealthProbe | None = None,
+    github_workflows: GitHubWorkflows | None = None,
+    allow_loopback_http: bool = False,
 ) -> LocalGates:
     """Build the local gate: the product's `Services` over the given storage and adapters, and a runner over
     the orchestrators and activities registered on the blueprint whose activities are served those services
@@ -111,6 +116,9 @@ def local_gates(
         directory=directory,
         operators_for=operators_for,
         token_validator=token_validator,
+        health_probe=health_probe,
+        github_workflows=github_workflows,
+        allow_loopback_http=allow_loopback_http,
     )
     runner = local_runner(clock)
     runner.activities = {name: _serving(services, fn) for name, fn in runner.activities.items()}

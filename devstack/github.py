@@ -107,6 +107,11 @@ class LocalGitHubServer(LocalServer):
         self.saml_identities: dict[str, list[dict[str, Any]]] = {}
         self.graphql_forbidden: set[str] = set()
         self.graphql_page_size = 100
+        # workflow_dispatch: every dispatch is recorded and starts a run; `dispatch_conclusion` is the
+        # conclusion the next runs report once listed (None: they stay in progress until `finish_run`).
+        self.dispatches: list[dict[str, Any]] = []
+        self.workflow_runs: list[dict[str, Any]] = []
+        self.dispatch_conclusion: str | None = "success"
 
     @property
     def api_url(self) -> str:
@@ -179,6 +184,8 @@ class LocalGitHubServer(LocalServer):
                     "repository_selection": "all",
                 },
             )
+        if len(parts) >= 6 and parts[0] == "repos" and parts[3:5] == ["actions", "workflows"]:
+            return self._workflows(method, parts, query, headers, body)
         if method == "POST" and parts == ["graphql"]:
             return self._graphql(headers, body)
         if method == "GET" and len(parts) == 4 and parts[0] == "repos" and parts[3] == "installation":
@@ -209,6 +216,68 @@ class LocalGitHubServer(LocalServer):
             with self._lock:
                 self.reviews.append({"owner": parts[1], "repo": parts[2], "run_id": int(parts[5]), "body": document})
             return empty_response(204)
+        return json_response(404, {"message": "Not Found"})
+
+    def finish_run(self, run_id: int, conclusion: str) -> None:
+        with self._lock:
+            for run in self.workflow_runs:
+                if run["id"] == run_id:
+                    run.update(status="completed", conclusion=conclusion)
+
+    def _workflows(
+        self, method: str, parts: list[str], query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> Response:
+        """`POST .../actions/workflows/{id}/dispatches` (204, records the dispatch, starts a run) and
+        `GET .../actions/workflows/{id}/runs` (filters `event` and `created=>=`)."""
+        presented = bearer_token(headers)
+        with self._lock:
+            valid = presented is not None and self.tokens.get(presented, 0) > time.time()
+        if not valid:
+            return json_response(401, {"message": "Bad credentials"})
+        owner, repo, workflow = parts[1], parts[2], parts[5]
+        if method == "POST" and len(parts) == 7 and parts[6] == "dispatches":
+            try:
+                document = json.loads(body or b"null")
+            except ValueError:
+                return json_response(400, {"message": "Problems parsing JSON"})
+            if not isinstance(document, dict) or not isinstance(document.get("ref"), str):
+                return json_response(422, {"message": 'Invalid request.\n\n"ref" wasn\'t supplied.'})
+            inputs = document.get("inputs") or {}
+            if not isinstance(inputs, dict) or len(inputs) > 10:
+                return json_response(422, {"message": "inputs: at most 10 properties"})
+            now = datetime.now(UTC)
+            with self._lock:
+                run_id = 9000 + len(self.workflow_runs)
+                self.dispatches.append({"owner": owner, "repo": repo, "workflow": workflow, "body": document})
+                done = self.dispatch_conclusion is not None
+                self.workflow_runs.append(
+                    {
+                        "id": run_id,
+                        "owner": owner,
+                        "repo": repo,
+                        "workflow": workflow,
+                        "event": "workflow_dispatch",
+                        "status": "completed" if done else "in_progress",
+                        "conclusion": self.dispatch_conclusion,
+                        "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "html_url": f"{self.url}/{owner}/{repo}/actions/runs/{run_id}",
+                    }
+                )
+            return empty_response(204)
+        if method == "GET" and len(parts) == 7 and parts[6] == "runs":
+            events = query.get("event")
+            event = events[0] if events else None
+            created = (query.get("created") or [""])[0]
+            since = created[2:] if created.startswith(">=") else ""
+            with self._lock:
+                runs = [
+                    {k: v for k, v in run.items() if k not in ("owner", "repo", "workflow")}
+                    for run in self.workflow_runs
+                    if (run["owner"], run["repo"], run["workflow"]) == (owner, repo, workflow)
+                    and (event is None or run["event"] == event)
+                    and run["created_at"] >= since
+                ]
+            return json_response(200, {"total_count": len(runs), "workflow_runs": runs})
         return json_response(404, {"message": "Not Found"})
 
     def _graphql(self, headers: dict[str, str], body: bytes) -> Response:

@@ -3,6 +3,8 @@
 - `PipelineTarget`: answers the pipeline that waits on a gate. One adapter per callback handle type
   (`github`, `azure-devops`, `webhook`); `gatekeeper.integrations.callbacks.PipelineCallbacks` picks the
   adapter by the handle's `type`, so a new CI is one adapter and one entry in that table.
+- `RollbackRunner`: runs a rollback on the deployment's CI and reports its end (one adapter per target type,
+  picked by `gatekeeper.integrations.rollbacks.RollbackRunners`).
 - `Notifier`: tells approvers and operators. Channels (Graph: Teams activity feed + mail; the outbox) fan
   out behind it (`gatekeeper.integrations.notify.FanOutNotifier`), so a new channel is one adapter.
 
@@ -33,6 +35,9 @@ __all__ = [
     "Notifier",
     "PipelineTarget",
     "Recipient",
+    "RollbackOrder",
+    "RollbackRunner",
+    "RollbackStatus",
     "parse_recipient",
 ]
 
@@ -208,3 +213,48 @@ class GateClosedListener(Protocol):
     or has expired, so every message it sent can show the outcome instead of buttons. Never raises."""
 
     def gate_closed(self, tenant_id: str, instance_id: str) -> None: ...
+
+
+# --- rollback runs -------------------------------------------------------------------------------------------
+
+
+class RollbackOrder(BaseModel):
+    """What to roll back to, where: the environment's policy target (its JSON, with `type`), the deployment's
+    repository and environment, the last known good deployment to return to, and when it was ordered (wall
+    clock, for the CI's own run listings)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target: dict[str, Any]
+    watch_id: str
+    repository: str | None = None
+    environment: str
+    to_ref: str | None = None
+    to_commit: str | None = None
+    to_run_id: str | None = None
+    ordered_at: Any = None  # datetime, wall clock
+
+
+class RollbackStatus(BaseModel):
+    """A rollback run as its CI reports it. `ok` False: it could not be started or asked about; `done` with
+    `conclusion` (success | failure | cancelled | ...) once it finished. Returned, never raised; `detail`
+    never carries a token."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    done: bool = False
+    conclusion: str | None = None
+    run_id: str | None = None
+    url: str | None = None
+    detail: str = ""
+
+
+class RollbackRunner(Protocol):
+    """One CI's way to run a rollback and report its end (GitHub workflow_dispatch, an Azure DevOps pipeline
+    run, a signed webhook). `gatekeeper.integrations.rollbacks.RollbackRunners` picks one by the target's
+    `type`, like `PipelineCallbacks` picks a `PipelineTarget`."""
+
+    def dispatch(self, tenant_id: str, order: RollbackOrder) -> RollbackStatus: ...
+
+    def follow(self, tenant_id: str, order: RollbackOrder, run_id: str | None) -> RollbackStatus: ...

@@ -37,10 +37,13 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.ingest.deadletter import DeadLetters
     from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
     from gatekeeper.integrations.callbacks import WebhookAllowed, WebhookSecretResolver
-    from gatekeeper.integrations.github_app import DigestSigner, InstallationResolver
+    from gatekeeper.integrations.github_app import DigestSigner, GitHubWorkflows, InstallationResolver
     from gatekeeper.integrations.notify import Notifier
     from gatekeeper.integrations.retry import RetryPolicy
+    from gatekeeper.integrations.rollbacks import RollbackRunners
     from gatekeeper.policy.document import PolicyDocument
+    from gatekeeper.rollback.steps import HealthProbe
+    from gatekeeper.rollback.store import WatchStore
     from gatekeeper.security.groups import GroupMembership
     from gatekeeper.security.identity import TokenValidator
     from gatekeeper.security.principal import Principal
@@ -91,6 +94,9 @@ class Services:
         directory: UserDirectory | None = _FROM_SETTINGS,
         clock: Callable[[], datetime] = _utc_now,
         approval_base_url: str | None = None,
+        health_probe: HealthProbe | None = None,
+        github_workflows: GitHubWorkflows | None = None,
+        rollback_runners: RollbackRunners | None = None,
     ) -> None:
         self.settings = settings
         self.queue_name = queue_name
@@ -107,6 +113,9 @@ class Services:
             ("decider", decider),
             ("notifier", notifier),
             ("callbacks", callbacks),
+            ("health_probe", health_probe),
+            ("github_workflows", github_workflows),
+            ("rollback_runners", rollback_runners),
         ):
             if value is not None:  # an explicit member wins over the settings recipe (cached_property)
                 self.__dict__[name] = value
@@ -126,6 +135,7 @@ class Services:
         self._user_directory: Any = _UNBUILT if directory is _FROM_SETTINGS else directory
         self._checkpoint_signer: Any = _UNBUILT
         self._stores: dict[str, GateStore] = {}
+        self._watch_stores: dict[str, WatchStore] = {}
         self._identity_maps: dict[str, IdentityMap] = {}
 
     # ----- the one credential, storage and sealing ------------------------------------------------------
@@ -518,6 +528,95 @@ class Services:
         """Where a person opens the gate: the approval page (`ApprovalView.page_url`), never the JSON route,
         which answers a browser's click with 401."""
         return f"{self.approval_base_url.rstrip('/')}/api/approvals/{quote(gate_id, safe='')}/page"
+
+    # ----- post-deploy watch and rollback ---------------------------------------------------------------
+
+    def watches(self, tenant_id: str) -> WatchStore:
+        from gatekeeper.rollback.store import WatchStore
+
+        store = self._watch_stores.get(tenant_id)
+        if store is None:
+            store = self._watch_stores[tenant_id] = WatchStore(self.storage, tenant_id, self.cipher)
+        return store
+
+    @cached_property
+    def health_probe(self) -> HealthProbe:
+        """The HTTP health probe of the post-deploy watch (outbound URL rules as for callbacks)."""
+        from gatekeeper.rollback.kql import KqlProbe
+        from gatekeeper.rollback.probes import HttpHealthProbe, Probes
+
+        kql = KqlProbe(self._lazy_credential, self.settings.log_analytics_endpoint, self.owns_workspace)
+        return Probes(HttpHealthProbe(allow_loopback_http=self._allow_loopback_http), kql)
+
+    def owns_workspace(self, tenant_id: str, workspace_id: str) -> bool:
+        """Whether a Log Analytics workspace is registered for the tenant (azure-monitor:workspace:<id>)."""
+        from gatekeeper.tenancy.ownership import owns_identity
+
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        return bool(
+            record and record.enabled and owns_identity(record.identities, f"azure-monitor:workspace:{workspace_id}")
+        )
+
+    @cached_property
+    def github_workflows(self) -> GitHubWorkflows | None:
+        """Rollback workflows through the GitHub App (None without GATEKEEPER_GITHUB_APP_ID)."""
+        if not self.settings.github_app_id:
+            return None
+        from gatekeeper.integrations.github_app import GitHubApp, GitHubWorkflows
+        from gatekeeper.integrations.retry import RetryPolicy
+
+        app = GitHubApp(
+            self.settings.github_app_id,
+            self._github_signer or github_app_signer(self.settings, self._lazy_credential),
+            self.settings.github_api_url,
+            policy=RetryPolicy(max_attempts=self.settings.callback_max_attempts),
+            allow_loopback_http=self._allow_loopback_http,
+            installations=self.github_installations,
+        )
+        return GitHubWorkflows(app)
+
+    @cached_property
+    def rollback_runners(self) -> RollbackRunners:
+        """Rollback runs by target type: GitHub (with the App), Azure DevOps pipelines, signed webhooks."""
+        from gatekeeper.integrations.retry import RetryPolicy
+        from gatekeeper.integrations.rollbacks import (
+            AzureDevOpsRollbacks,
+            GitHubRollbacks,
+            RollbackRunners,
+            WebhookRollbacks,
+        )
+        from gatekeeper.integrations.webhook import WebhookSender
+        from gatekeeper.ports import RollbackRunner
+
+        policy = RetryPolicy(max_attempts=self.settings.callback_max_attempts)
+        runners: dict[str, RollbackRunner] = {
+            "azure-devops": AzureDevOpsRollbacks(
+                self.pipelines_token,
+                self.owns_azure_devops_org,
+                policy=policy,
+                allow_loopback_http=self._allow_loopback_http,
+            ),
+            "webhook": WebhookRollbacks(
+                WebhookSender(policy=policy, allow_loopback_http=self._allow_loopback_http),
+                self.callback_secret,
+                self.webhook_url_allowed,
+            ),
+        }
+        if self.github_workflows is not None:
+            runners["github"] = GitHubRollbacks(self.github_workflows)
+        return RollbackRunners(runners)
+
+    def pipelines_token(self, tenant_id: str) -> str | None:
+        """The tenant's Azure DevOps PAT for queuing rollback pipelines (secret purpose azure_devops_pipelines)."""
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        found = self.secrets.resolve(record, SecretPurpose.AZURE_DEVOPS_PIPELINES) if record else []
+        return found[0].decode("utf-8") if found else None
+
+    def owns_azure_devops_org(self, tenant_id: str, organization: str) -> bool:
+        from gatekeeper.tenancy.ownership import owns_identity
+
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        return bool(record and record.enabled and owns_identity(record.identities, f"azure-devops:org:{organization}"))
 
 
 def _require(value: str | None, name: str) -> str:

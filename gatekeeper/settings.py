@@ -160,6 +160,11 @@ SETTINGS: tuple[Setting, ...] = (
         "5",
         "Attempts per pipeline callback (GitHub, Azure DevOps, webhook) before it is reported as failed.",
     ),
+    Setting(
+        "GATEKEEPER_LOG_ANALYTICS_ENDPOINT",
+        "https://api.loganalytics.io",
+        "Log Analytics query API root for the post-deploy watch's KQL probes (national clouds differ).",
+    ),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -288,6 +293,7 @@ class Settings:
     notify_mode: NotifyMode = NotifyMode.GRAPH
     outbox_dir: str = ".gatekeeper/outbox"
     callback_max_attempts: int = _DEFAULT_CALLBACK_ATTEMPTS
+    log_analytics_endpoint: str = "https://api.loganalytics.io"
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
     @classmethod
@@ -337,5 +343,6 @@ class Settings:
             notify_mode=NotifyMode(r.choice("GATEKEEPER_NOTIFY_MODE", NotifyMode)),
             outbox_dir=r.required("GATEKEEPER_OUTBOX_DIR"),
             callback_max_attempts=r.integer("GATEKEEPER_CALLBACK_MAX_ATTEMPTS", 1, 10, "a whole number from 1 to 10"),
+            log_analytics_endpoint=r.url("GATEKEEPER_LOG_ANALYTICS_ENDPOINT") or "https://api.loganalytics.io",
             environ=source,
         )

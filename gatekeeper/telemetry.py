@@ -54,6 +54,7 @@ class Event(StrEnum):
     CALLBACK_FAILED = "CallbackFailed"  # a pipeline callback attempt failed (final: after all retries)
     HITL_OVERRIDE = "HitlOverride"  # people decided against the automated quality verdict (see above)
     INGEST_REJECTED = "IngestRejected"  # an HTTP route answered with a problem (4xx, or a handled 5xx)
+    WATCH_OUTCOME = "WatchOutcome"  # a post-deploy watch ended: change failure rate and time to restore
 
 
 EVENT_NAMES: frozenset[str] = frozenset(e.value for e in Event)
@@ -123,6 +124,18 @@ FIELDS: dict[Event, frozenset[str]] = {
         }
     ),
     Event.INGEST_REJECTED: frozenset({"route", "status", "slug"}),
+    Event.WATCH_OUTCOME: frozenset(
+        {
+            "tenant",
+            "instance_id",
+            "environment",
+            "outcome",
+            "change_failed",
+            "rolled_back",
+            "time_to_restore_seconds",
+            "duration_seconds",
+        }
+    ),
 }
 
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

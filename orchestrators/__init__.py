@@ -6,7 +6,12 @@ registrations from `bp`, so there is no second list of names.
 
 from __future__ import annotations
 
-from orchestrators import approval_chain, deployment_gate, gate_activities  # noqa: F401  (registers the flows)
+from orchestrators import (  # noqa: F401  (registers the flows)
+    approval_chain,
+    deployment_gate,
+    gate_activities,
+    post_deploy_watch,
+)
 from orchestrators.blueprint import bp
 
 __all__ = ["bp"]

@@ -299,6 +299,30 @@ class _Builder:
                 f"Rollback of {subject}: {_line(_get(data, 'result', 'outcome') or 'started')}. "
                 f"Reason: {_line(_get(data, 'reason') or 'not recorded', 1000)}.",
             )
+        if kind == "deployment_finished":
+            status = _get(data, "status") or "finished"
+            where = _get(data, "environment") or "?"
+            watched = "watched after deployment" if data.get("watched") else _get(data, "reason") or "not watched"
+            return (
+                _line(f"Deployment {status}: {subject}"),
+                f"Deployment of {_line(_get(data, 'repository') or '?')} at {_line(_get(data, 'commit') or '?')} "
+                f"to {_line(where)} reported {_line(status)}; {_line(watched)}.",
+            )
+        if kind == "health_check":
+            result = _get(data, "result", "verdict") or "recorded"
+            listed = data.get("probes")
+            probes: list[Any] = listed if isinstance(listed, list) else []
+            failing = "; ".join(
+                _line(f"{p.get('name')}: {p.get('detail')}", 120)
+                for p in probes
+                if isinstance(p, Mapping) and p.get("outcome") != "pass"
+            )
+            source = _get(data, "source") or "probes"
+            return (
+                _line(f"Health check of {subject}: {result}"),
+                f"Post-deploy health check ({_line(source)}) of {subject}: {_line(result)}"
+                f"{'; ' + failing if failing else ''}.",
+            )
         if kind == "policy_changed":
             return (
                 _line(f"Policy changed to version {_get(data, 'version') or '?'}"),

@@ -310,6 +310,7 @@ def _deployment_status(payload: Mapping[str, Any], tenant_id: str, delivery_id: 
         run_id=str(run_id),
         status=normalise_status(status.state),
         delivery_id=delivery_id,
+        subject=f"deployments/{body.deployment.id}",  # links the watch to the gate of this deployment
         summary=f"{body.repository.full_name}: deployment to {environment} is {status.state}",
     )
 

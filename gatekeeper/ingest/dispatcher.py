@@ -20,6 +20,7 @@ instance exists before starting it, because the dead claimer may have started it
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -42,10 +43,16 @@ log = logging.getLogger(__name__)
 
 ORCHESTRATOR_FOR_KIND: Mapping[EventKind, str] = {
     EventKind.GATE_REQUEST: "deployment_gate",
+    EventKind.DEPLOYMENT_STATUS: "post_deploy_watch",
+    EventKind.STAGE_STATUS: "post_deploy_watch",
 }
 """The one routing table: which orchestrator (by its registered function name, see `orchestrators/`) an
 event kind starts. Kinds not listed are recorded for the gates and watchers that read them. A new flow
 (the post-deploy watch, a rollback) plugs in here."""
+WATCH = "post_deploy_watch"
+FINISHED_STATUSES = frozenset({"success", "failure", "error"})
+"""A deployment status starts a watch only when the deployment finished (and names its environment); while
+it is queued or in progress it is recorded like any other status event."""
 EVENT_PARTITION = "event"
 
 CLAIM_LEASE = timedelta(minutes=5)
@@ -93,7 +100,53 @@ class DispatchResult:
 
     @property
     def instance_id(self) -> str | None:
-        return self.event.instance_id if self.event.is_gate_request else None
+        return instance_for(self.event) if orchestrator_for(self.event) is not None else None
+
+
+def orchestrator_for(event: PipelineEvent) -> str | None:
+    """The orchestrator this event starts (from ORCHESTRATOR_FOR_KIND), or None when it is only recorded."""
+    name = ORCHESTRATOR_FOR_KIND.get(event.kind)
+    if name == WATCH and not (event.environment and event.status in FINISHED_STATUSES):
+        return None
+    return name
+
+
+def deployment_key(event: PipelineEvent) -> str:
+    """The deployment a status is about, without its status: success and failure of one deployment are one
+    watch (source, run, environment)."""
+    return hashlib.sha256(
+        "|".join(
+            [event.tenant_id, event.source.value, event.run_id or event.subject or "", event.environment or ""]
+        ).encode()
+    ).hexdigest()
+
+
+def instance_for(event: PipelineEvent) -> str:
+    """Gates keep `event.instance_id`; a watch is `watch-` + its deployment key."""
+    if orchestrator_for(event) == WATCH:
+        return f"watch-{deployment_key(event)[:40]}"
+    return event.instance_id
+
+
+def gate_of(event: PipelineEvent) -> str | None:
+    """The gate that let this deployment through, where its business key can be rebuilt: a generic run
+    (same run id and environment) or a GitHub deployment (`<run>/deployments/<id>`, the id in `subject`)."""
+    run = event.run_id
+    if event.subject and event.subject.startswith("deployments/"):
+        run = f"{event.run_id}/{event.subject}"
+    if not run or event.source.value not in ("generic", "github"):
+        return None
+    gate = event.model_copy(update={"kind": EventKind.GATE_REQUEST, "run_id": run, "status": None})
+    return gate.instance_id
+
+
+def watch_input(event: PipelineEvent) -> dict[str, Any]:
+    return {
+        "tenant_id": event.tenant_id,
+        "event_key": event.key_hash,
+        "instance_id": instance_for(event),
+        "gate_id": gate_of(event),
+    }
 
 
 def gate_input(event: PipelineEvent) -> dict[str, Any]:
@@ -150,7 +203,8 @@ class EventDispatcher:
             existing = table.get_entity(EVENT_PARTITION, event.key_hash)
             row, etag = dict(existing), existing.metadata["etag"]
         state = row.get("state")
-        if event.kind not in ORCHESTRATOR_FOR_KIND:
+        orchestrator = orchestrator_for(event)
+        if orchestrator is None:
             if state == State.RECEIVED and self._move(table, event.key_hash, etag, State.RECORDED) is not None:
                 return DispatchResult(Disposition.RECORDED, event)
             log.info("duplicate event %s (key %s)", event_id, event.key_hash[:12])
@@ -170,7 +224,7 @@ class EventDispatcher:
         if reclaimed:
             log.warning("event %s: reclaimed key %s from an expired claim", event_id, event.key_hash[:12])
         try:
-            started = self._start(event)
+            started = self._start(event, orchestrator)
         except Exception:
             self._release(table, event.key_hash, claimed)
             raise
@@ -180,15 +234,17 @@ class EventDispatcher:
             )
         if not started:
             return DispatchResult(Disposition.DUPLICATE, event)
-        log.info("started gate %s for event %s", event.instance_id, event_id)
+        log.info("started %s %s for event %s", orchestrator, instance_for(event), event_id)
         return DispatchResult(Disposition.STARTED, event)
 
-    def _start(self, event: PipelineEvent) -> bool:
-        """Start the gate unless its instance exists (a dead claimer may have started it). False if it did."""
-        if self._gateway.exists(event.instance_id):
+    def _start(self, event: PipelineEvent, orchestrator: str) -> bool:
+        """Start the flow unless its instance exists (a dead claimer may have started it). False if it did."""
+        instance_id = instance_for(event)
+        if self._gateway.exists(instance_id):
             return False
+        payload = watch_input(event) if orchestrator == WATCH else gate_input(event)
         try:
-            self._gateway.start(ORCHESTRATOR_FOR_KIND[event.kind], event.instance_id, gate_input(event))
+            self._gateway.start(orchestrator, instance_id, payload)
         except Exception as exc:
             if "already exists" in str(exc):  # the extension refuses to replace a running instance
                 return False

@@ -168,6 +168,11 @@ class IngestionService:
         bind_webhook(tenant, event)
         return self._hand_over(event)
 
+    def generic_tenant(self, request: IncomingRequest) -> str:
+        """The tenant a request authenticates as on the generic API's terms (Entra bearer token, or the tenant
+        header with its generic API key): for routes beside `/api/events`, such as Azure Monitor alerts."""
+        return self._generic_tenant(request)[0].tenant_id
+
     def _generic_tenant(self, request: IncomingRequest) -> tuple[TenantRecord, Principal | None]:
         authorization = request.headers.get("Authorization") or ""
         if authorization.lower().startswith("bearer "):

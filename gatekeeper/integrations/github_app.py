@@ -390,3 +390,91 @@ class GitHubTarget:
 
     def progress(self, tenant_id: str, handle: GitHubCallback, comment: str) -> CallbackResult:
         return self._app.progress(handle, comment, tenant_id=tenant_id)
+
+
+# --- rollback: workflow_dispatch and following the run ----------------------------------------------------
+
+
+class GitHubWorkflows:
+    """Dispatches a rollback workflow (`POST /repos/{owner}/{repo}/actions/workflows/{id}/dispatches`) as the
+    installation registered for the tenant, and follows the run it started (`GET .../workflows/{id}/runs`,
+    the newest `workflow_dispatch` run created since the dispatch)."""
+
+    def __init__(self, app: GitHubApp):
+        self._app = app
+
+    def _token(self, tenant_id: str, owner: str, repo: str) -> SecretStr:
+        """An installation token for the repository, as an installation registered for the tenant: its only
+        one, or (with several) the one GitHub says the repository is in, which must be registered too."""
+        app = self._app
+        chosen = None
+        if app._installations is not None and len(set(app._installations(tenant_id))) > 1:
+            chosen = app.installation_id_for(owner, repo)
+        handle = GitHubCallback(owner=owner, repo=repo, run_id=0, environment_name="rollback", installation_id=chosen)
+        return app.installation_token(app._installation_for(handle, tenant_id))
+
+    def _base(self, owner: str, repo: str, workflow: str) -> str:
+        return f"{self._app.api_url}/repos/{owner}/{repo}/actions/workflows/{workflow}"
+
+    def dispatch(
+        self, tenant_id: str, owner: str, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
+    ) -> CallbackResult:
+        try:
+            token = self._token(tenant_id, owner, repo)
+        except GitHubAppError as exc:
+            return exc.result
+        url = f"{self._base(owner, repo, workflow)}/dispatches"
+        body = {"ref": ref, "inputs": dict(inputs)}
+        app = self._app
+        outcome = send_with_retry(
+            lambda: app._session.post(
+                url, json=body, headers=app._headers(token.get_secret_value()), timeout=app._policy.timeout
+            ),
+            app._policy,
+            label="github workflow dispatch",
+        )
+        detail = describe(
+            outcome, f"github workflow_dispatch {owner}/{repo} {workflow}@{ref}", [token.get_secret_value()]
+        )
+        return CallbackResult(
+            ok=outcome.ok, status_code=outcome.status_code, attempts=outcome.attempts, detail=detail, target="github"
+        )
+
+    def latest_run(
+        self, tenant_id: str, owner: str, repo: str, workflow: str, since: datetime
+    ) -> dict[str, Any] | None:
+        """The newest `workflow_dispatch` run of the workflow created at or after `since`: id, status,
+        conclusion, html_url; None when GitHub lists none yet. Raises GitHubAppError when it cannot ask."""
+        token = self._token(tenant_id, owner, repo)
+        stamp = since.strftime("%Y-%m-%dT%H:%M:%SZ")
+        url = f"{self._base(owner, repo, workflow)}/runs"
+        app = self._app
+        outcome = send_with_retry(
+            lambda: app._session.get(
+                url,
+                params={"event": "workflow_dispatch", "created": f">={stamp}", "per_page": "5"},
+                headers=app._headers(token.get_secret_value()),
+                timeout=app._policy.timeout,
+            ),
+            app._policy,
+            label="github workflow runs",
+        )
+        if not outcome.ok or outcome.response is None:
+            raise GitHubAppError(
+                CallbackResult(
+                    ok=False,
+                    target="github",
+                    status_code=outcome.status_code,
+                    detail=describe(outcome, "github workflow runs", [token.get_secret_value()]),
+                )
+            )
+        runs = outcome.response.json().get("workflow_runs") or []
+        if not runs:
+            return None
+        newest = max(runs, key=lambda r: (str(r.get("created_at", "")), int(r.get("id", 0))))
+        return {
+            "id": str(newest.get("id")),
+            "status": str(newest.get("status") or ""),
+            "conclusion": newest.get("conclusion"),
+            "html_url": newest.get("html_url"),
+        }

@@ -32,7 +32,7 @@ DELIVERY_HEADER = "X-Gatekeeper-Delivery"
 EVENT_HEADER = "X-Gatekeeper-Event"
 DEFAULT_TOLERANCE_SECONDS = 300
 
-WebhookEvent = Literal["gate.completed", "gate.progress"]
+WebhookEvent = Literal["gate.completed", "gate.progress", "rollback.requested"]
 
 
 def sign_webhook(secret: bytes, timestamp: str, body: bytes) -> str:

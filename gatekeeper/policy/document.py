@@ -31,6 +31,7 @@ from gatekeeper.policy.approval import ApprovalChainSpec, ApprovalStageSpec
 from gatekeeper.policy.index import RuleIndex
 from gatekeeper.policy.levels import GateLevel
 from gatekeeper.policy.rules import MatchContext, PolicyRule, RuleMatch
+from gatekeeper.policy.watch import WatchSpec, watch_for
 from gatekeeper.policy.windows import BusinessHours, ChangeWindows, FreezePeriod
 from gatekeeper.quality.paths import format_path, pydantic_issues
 from gatekeeper.quality.policy import QualityPolicy
@@ -90,6 +91,8 @@ class PolicyDocument(BaseModel):
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
     # A gate whose requester has no Entra identity: "raise" needs one extra distinct approver, "deny" refuses.
     unresolved_requester: Literal["raise", "deny"] = "raise"
+    # Post-deploy watch and rollback per environment (gatekeeper.policy.watch); first entry covering it applies.
+    watch: tuple[WatchSpec, ...] = ()
 
     _index: RuleIndex | None = PrivateAttr(default=None)
 
@@ -112,11 +115,17 @@ class PolicyDocument(BaseModel):
         assert self._index is not None
         return self._index.first_match(ctx)
 
+    def watch_for(self, environment: str | None) -> WatchSpec | None:
+        """The watch settings of `environment`, or None when deployments to it are not watched."""
+        return watch_for(self.watch, environment)
+
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON form: which policy decided, for the audit log."""
         document = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         if document.get("unresolved_requester") == "raise":  # the default: fingerprints of older policies hold
             del document["unresolved_requester"]
+        if not document.get("watch"):  # no watch: fingerprints of policies from before it existed hold
+            document.pop("watch", None)
         canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -33,6 +33,7 @@ class TablePurpose(StrEnum):
     KEYS = "Keys"  # wrapped data keys
     POLICY = "Policy"  # policy document versions
     IDENTITIES = "Identities"  # the identity map: external identities -> Entra object ids (sealed)
+    WATCHES = "Watches"  # post-deploy watches, rollback leases per environment, last known good deployments
 
 
 class SharedTable(StrEnum):

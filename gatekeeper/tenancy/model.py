@@ -16,7 +16,7 @@ from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_id
 
 IDENTITY_PATTERN = re.compile(
     r"^(github:(installation|org|repo)|azure-devops:(org|account)|entra:tenant|"
-    r"connectwise:company|autotask:account|halopsa:instance|ninjarmm:org):\S+$"
+    r"connectwise:company|autotask:account|halopsa:instance|ninjarmm:org|azure-monitor:workspace):\S+$"
 )
 SECRET_REF_PATTERN = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -30,6 +30,7 @@ class SecretPurpose(StrEnum):
     GENERIC_API_KEY = "generic_api_key"
     CALLBACK_SIGNING = "callback_signing"
     CONNECTOR = "connector"
+    AZURE_DEVOPS_PIPELINES = "azure_devops_pipelines"  # a PAT that may queue the tenant's rollback pipelines
 
 
 class TenantRecord(BaseModel):
@@ -80,7 +81,7 @@ class TenantRecord(BaseModel):
                     f"identities[{index}]: {identity!r} is not a known source identity "
                     "(github:installation:<id>, github:org:<login>, github:repo:<owner/name>, "
                     "azure-devops:org:<url>, azure-devops:account:<id>, entra:tenant:<guid>, connectwise:company:<id>, "
-                    "autotask:account:<id>, halopsa:instance:<host>, ninjarmm:org:<id>)"
+                    "autotask:account:<id>, halopsa:instance:<host>, ninjarmm:org:<id>, azure-monitor:workspace:<id>)"
                 )
         return tuple(normalise_identity(i) for i in value)
 

@@ -175,6 +175,8 @@ var appSettings = {
   GATEKEEPER_GITHUB_APP_KEY_NAME: githubAppKeyName
   GATEKEEPER_GITHUB_API_URL: 'https://api.github.com'
   GATEKEEPER_CALLBACK_MAX_ATTEMPTS: '5'
+  // KQL probes of the post-deploy watch (the managed identity needs Log Analytics Reader on the workspaces).
+  GATEKEEPER_LOG_ANALYTICS_ENDPOINT: 'https://api.loganalytics.io'
 }
 
 // Written through a module that keeps settings an admin added by hand (GATEKEEPER_GITHUB_APP_ID, tenants'

@@ -30,6 +30,8 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
         "policy: L1 by rule staging",
         "policy: L3 by rule privilege-escalation",
         "L2 rejected: approval chain rejected (timeout); pipeline called back",
+        "GitHub was asked: workflow_dispatch rollback.yml on Codertocat/Hello-World ref v1.4.0",
+        "watch outcome: rolled_back",
         "gatekeeper audit verify (offline): exit 0",
     ):
         assert expected in timeline, expected

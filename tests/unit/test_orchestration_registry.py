@@ -21,12 +21,18 @@ ACTIVITY_NAMES = {
     "gate_notify",
     "gate_record_outcome",
     "gate_audit",
+    "watch_start",
+    "watch_round",
+    "watch_plan_rollback",
+    "watch_dispatch_rollback",
+    "watch_follow_rollback",
+    "watch_close",
 }
 
 
 def test_the_runner_discovers_exactly_what_the_blueprint_registers():
     flows, activities = registered_functions(orchestrators.bp)
-    assert set(flows) == {"deployment_gate", "approval_chain"}
+    assert set(flows) == {"deployment_gate", "approval_chain", "post_deploy_watch"}
     assert set(activities) == ACTIVITY_NAMES
     runner = LocalOrchestrationRunner.from_blueprint(orchestrators.bp)
     assert set(runner.orchestrators) == set(flows) and set(runner.activities) == ACTIVITY_NAMES

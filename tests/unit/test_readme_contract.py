@@ -18,6 +18,9 @@ def test_every_app_setting_is_listed():
 def test_every_public_route_is_listed():
     for route in ("/api/github/webhook", "/api/azure-devops/checks", "/api/azure-devops/service-hooks", "/api/events"):
         assert f"`POST {route}`" in README
+    for route in ("/api/azure-monitor/alerts", "/api/deployments/{id}/hold", "/api/deployments/{id}/rollback"):
+        assert f"`POST {route}`" in README
+    assert "`GET /api/deployments/{id}`" in README
 
 
 def test_ci_runs_the_readme_test_command():

@@ -1,0 +1,184 @@
+"""Azure Monitor alerts (common alert schema) for the post-deploy watch: `POST /api/azure-monitor/alerts`.
+
+Authenticated per tenant like the generic events API: an Entra bearer token (an action group's *secure
+webhook*; the token's tenant must be registered) or the tenant header with the tenant's generic API key (a
+Logic App or runbook relaying the alert). The tenant comes from the credential, never from the body.
+
+The body is read with the bounded JSON reader and validated (essentials only; the alert context varies by
+alert type and is not trusted for decisions). The alert's `alertTargetIDs` are matched, case-insensitively,
+against the `alert_resources` of the tenant's watch settings: every running watch of a covered environment
+gets the alert, audited as a `health_check`, and is woken to decide at once (a fired alert is unhealthy; a
+resolved one is recorded only). An alert naming no registered resource is answered 202 with the reason it
+was ignored, like an unknown event type.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gatekeeper.contracts.watch import wake_event_name
+from gatekeeper.errors import InvalidInput
+from gatekeeper.ingest.edge import (
+    IncomingRequest,
+    parse_json_object,
+    require_bounded_headers,
+    require_json_content_type,
+    require_size,
+)
+from gatekeeper.policy.document import PolicyDocument
+from gatekeeper.rollback.control import WakeGateway
+from gatekeeper.rollback.store import WatchRecord, WatchState, WatchStore
+from gatekeeper.store.envelope import EnvelopeCipher
+from gatekeeper.store.tables import StorageAccount
+
+log = logging.getLogger("gatekeeper.rollback.alerts")
+SCHEMA_ID = "azureMonitorCommonAlertSchema"
+MAX_ALERT_BYTES = 262_144  # Azure Monitor caps a common-schema alert at 256 KB
+OPEN_STATES = (WatchState.WATCHING, WatchState.INCONCLUSIVE, WatchState.UNHEALTHY)
+ResourceId = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class Essentials(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")  # Microsoft adds fields; only these are read
+
+    alertId: str = Field(min_length=1, max_length=1000)
+    alertRule: str = Field(min_length=1, max_length=500)
+    severity: str = Field(default="", max_length=20)
+    signalType: str = Field(default="", max_length=50)
+    monitorCondition: Literal["Fired", "Resolved"]
+    monitoringService: str = Field(default="", max_length=100)
+    alertTargetIDs: list[ResourceId] = Field(min_length=1, max_length=100)
+    firedDateTime: str | None = Field(default=None, max_length=40)
+
+
+class AlertData(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    essentials: Essentials
+
+
+class CommonAlert(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schemaId: Literal["azureMonitorCommonAlertSchema"]
+    data: AlertData
+
+
+def parse_alert(request: IncomingRequest) -> Essentials:
+    """The alert's essentials, or InvalidInput naming the field (size, content type and depth bounded first)."""
+    require_size(request, MAX_ALERT_BYTES)
+    require_bounded_headers(request)
+    require_json_content_type(request)
+    document = parse_json_object(request.body)
+    try:
+        return CommonAlert.model_validate(document).data.essentials
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        detail = f"{field}: {first['msg']}"
+        if field == "schemaId":
+            detail = f"schemaId: must be '{SCHEMA_ID}' (enable the common alert schema on the action group)"
+        raise InvalidInput(detail, field=field, errors=[{"field": field, "message": first["msg"]}]) from None
+
+
+def _normal(resource_id: str) -> str:
+    return resource_id.strip().lower().rstrip("/")
+
+
+class AlertRouter:
+    """Delivers one authenticated tenant's alert to the watches it concerns."""
+
+    def __init__(
+        self,
+        storage: StorageAccount,
+        cipher: EnvelopeCipher,
+        gateway: WakeGateway,
+        *,
+        policy_for: Callable[[str], PolicyDocument],
+        audit_for: Callable[[str], Any],
+        clock: Callable[[], datetime],
+    ):
+        self._storage = storage
+        self._cipher = cipher
+        self._gateway = gateway
+        self._policy_for = policy_for
+        self._audit_for = audit_for
+        self._clock = clock
+
+    def receive(
+        self, request: IncomingRequest, authenticate: Callable[[IncomingRequest], str]
+    ) -> tuple[int, dict[str, Any]]:
+        """The route: bound the request, authenticate the tenant (401 before the body is read), parse, deliver."""
+        require_size(request, MAX_ALERT_BYTES)
+        require_bounded_headers(request)
+        tenant_id = authenticate(request)
+        return self.deliver(tenant_id, parse_alert(request))
+
+    def deliver(self, tenant_id: str, alert: Essentials) -> tuple[int, dict[str, Any]]:
+        policy = self._policy_for(tenant_id)
+        targets = {_normal(t) for t in alert.alertTargetIDs}
+        store = WatchStore(self._storage, tenant_id, self._cipher)
+        matched = [w for w in self._open_watches(store) if self._concerns(policy, w, targets)]
+        if not matched:
+            return 202, {
+                "status": "ignored",
+                "reason": "no running watch of an environment that registers these alert target resources",
+            }
+        line = f"{alert.alertRule} ({alert.severity or 'no severity'}) {alert.monitorCondition.lower()}"
+        delivered = []
+        for record in matched:
+            fired = alert.monitorCondition == "Fired"
+            changed = self._record(store, record.instance_id, line if fired else None)
+            self._audit_for(tenant_id).append(
+                "health_check",
+                "azure-monitor",
+                record.instance_id,
+                f"{record.deployment.repository or ''} {record.deployment.environment}".strip()[:1000],
+                {
+                    "source": "azure-monitor",
+                    "alert_rule": alert.alertRule[:200],
+                    "severity": alert.severity,
+                    "condition": alert.monitorCondition,
+                    "signal": alert.signalType,
+                    "targets": sorted(targets)[:10],
+                    "result": "fail" if fired else "recorded",
+                },
+                at=self._clock(),
+            )
+            if fired and changed is not None:
+                try:
+                    self._gateway.raise_event(
+                        changed.instance_id, wake_event_name(changed.wakes - 1), {"kind": "alert"}
+                    )
+                except Exception as exc:  # the watch ended meanwhile: the alert is recorded and audited
+                    log.info(
+                        "alert for %s not delivered to the orchestration: %s", changed.instance_id, type(exc).__name__
+                    )
+            delivered.append(record.instance_id)
+        return 202, {"status": "accepted", "watches": delivered, "condition": alert.monitorCondition}
+
+    def _open_watches(self, store: WatchStore) -> Iterable[WatchRecord]:
+        return store.in_states(OPEN_STATES)
+
+    @staticmethod
+    def _concerns(policy: PolicyDocument, record: WatchRecord, targets: set[str]) -> bool:
+        spec = policy.watch_for(record.deployment.environment)
+        return spec is not None and not targets.isdisjoint(spec.alert_resources)
+
+    def _record(self, store: WatchStore, watch_id: str, line: str | None) -> WatchRecord | None:
+        """Add the alert to the watch (a fired one counts one more wake), ETag-conditionally."""
+        if line is None:
+            return None
+        now = self._clock()
+        try:
+            return store.change(
+                watch_id,
+                lambda r: {"alerts": (*r.alerts, line[:300])[-50:], "wakes": r.wakes + 1, "updated_at": now},
+            )
+        except LookupError:
+            return None

@@ -1,0 +1,231 @@
+"""People's control of a watch: see it, hold automatic rollback, roll back now. The routes
+(`GET /api/deployments/{id}`, `POST .../hold`, `POST .../rollback`) are thin; the rules live here.
+
+Who may: a person (never an app-only identity) from one of the tenant's Entra tenants who is a tenant
+operator, or an approver named by the gate that let the deployment through or by the environment's rollback
+chain (object id, UPN or group). Every change is audited (`rollback`, with the person's object id) and wakes
+the orchestration with a numbered event (`watch-wake-<n>`), so it reassesses at once; the state itself lives
+in the watch record, so a wake that arrives twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gatekeeper import json_bounded
+from gatekeeper.approvals.authenticate import require_person
+from gatekeeper.contracts.watch import wake_event_name
+from gatekeeper.errors import Conflict, Forbidden, Gone, InputTooLarge, InvalidInput, NotFound
+from gatekeeper.gates.store import GateIndex, GateStore
+from gatekeeper.policy.document import PolicyDocument
+from gatekeeper.rollback.store import WatchRecord, WatchState, WatchStore
+from gatekeeper.security.principal import Principal, wrong_tenant
+from gatekeeper.store.envelope import EnvelopeCipher
+from gatekeeper.store.tables import StorageAccount
+
+MAX_BODY_BYTES = 4096
+ENDED = frozenset({WatchState.HEALTHY, WatchState.ROLLED_BACK, WatchState.ROLLBACK_FAILED, WatchState.HUMAN_TASK})
+
+
+class WakeGateway(Protocol):
+    def raise_event(self, instance_id: str, event_name: str, data: Any) -> None: ...
+
+
+class HoldRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hold: bool = True  # false releases the hold
+    reason: str = Field(default="", max_length=500)
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str = Field(default="", max_length=500)
+
+
+def not_found() -> NotFound:
+    return NotFound("No watched deployment with this id exists.", code="deployment-not-found", title="Not found")
+
+
+def _parse(body: bytes, model: type[BaseModel]) -> Any:
+    if len(body) > MAX_BODY_BYTES:
+        raise InputTooLarge(f"At most {MAX_BODY_BYTES} bytes.", code="body-too-large", title="The body is too large")
+    try:
+        data = json_bounded.loads(body or b"{}")
+    except json_bounded.JsonBoundsError as exc:
+        if exc.kind != "syntax":
+            raise json_bounded.as_problem(exc) from None
+        raise InvalidInput("the body must be a JSON object", field="body") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object", field="body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
+
+
+def view(record: WatchRecord) -> dict[str, Any]:
+    """What an on-call engineer sees: the deployment, the watch's state and why, the last probes, the
+    rollback and its run."""
+    run = record.rollback
+    return {
+        "id": record.instance_id,
+        "deployment": record.deployment.model_dump(mode="json"),
+        "gate_id": record.gate_id,
+        "is_rollback": record.is_rollback,
+        "state": record.state.value,
+        "held": record.held,
+        "held_by": record.held_by,
+        "reasons": list(record.reasons),
+        "rounds": len(record.rounds),
+        "failed_rounds": record.rounds.count("fail"),
+        "last_probes": list(record.probes),
+        "alerts": list(record.alerts),
+        "started_at": record.started_at.isoformat(),
+        "ends_at": record.ends_at.isoformat() if record.ends_at else None,
+        "rollback": run.model_dump(mode="json") if run is not None else None,
+    }
+
+
+class DeploymentControl:
+    def __init__(
+        self,
+        storage: StorageAccount,
+        cipher: EnvelopeCipher,
+        gateway: WakeGateway,
+        *,
+        entra_tenants_for: Callable[[str], Iterable[str]],
+        operators_for: Callable[[str], tuple[str, ...]],
+        policy_for: Callable[[str], PolicyDocument],
+        audit_for: Callable[[str], Any],
+        clock: Callable[[], datetime],
+    ):
+        self._storage = storage
+        self._cipher = cipher
+        self._gateway = gateway
+        self._entra_tenants_for = entra_tenants_for
+        self._operators_for = operators_for
+        self._policy_for = policy_for
+        self._audit_for = audit_for
+        self._clock = clock
+        self._index = GateIndex(storage)
+
+    # ----- routes ----------------------------------------------------------------------------------------
+
+    def state(self, watch_id: str, principal: Principal) -> tuple[int, dict[str, Any]]:
+        _, record = self._watch(watch_id, principal)
+        return 200, view(record)
+
+    def hold(self, watch_id: str, principal: Principal, body: bytes) -> tuple[int, dict[str, Any]]:
+        store, record = self._watch(watch_id, principal)
+        request: HoldRequest = _parse(body, HoldRequest)
+        if record.state in ENDED:
+            raise Gone(f"The watch has ended ({record.state.value}).", code="watch-ended", title="Watch ended")
+        changed = self._change(
+            store, watch_id, {"held": request.hold, "held_by": principal.oid if request.hold else None}
+        )
+        self._audit(changed, principal, "hold" if request.hold else "released", request.reason)
+        self._wake(changed, {"kind": "hold" if request.hold else "release"})
+        return 200, view(changed)
+
+    def rollback(self, watch_id: str, principal: Principal, body: bytes) -> tuple[int, dict[str, Any]]:
+        store, record = self._watch(watch_id, principal)
+        request: RollbackRequest = _parse(body, RollbackRequest)
+        if record.state in ENDED:
+            raise Gone(f"The watch has ended ({record.state.value}).", code="watch-ended", title="Watch ended")
+        if record.is_rollback:
+            raise Conflict(
+                "This deployment is itself a rollback: it is not rolled back automatically; redeploy instead.",
+                code="rollback-of-rollback",
+                title="No rollback of a rollback",
+            )
+        if record.rollback is not None or record.requested_by:
+            raise Conflict("A rollback of this deployment was already started.", code="rollback-started")
+        changed = self._change(store, watch_id, {"requested_by": principal.oid})
+        self._audit(changed, principal, "requested", request.reason)
+        self._wake(changed, {"kind": "rollback"})
+        return 202, view(changed)
+
+    # ----- steps -------------------------------------------------------------------------------------------
+
+    def _watch(self, watch_id: str, principal: Principal) -> tuple[WatchStore, WatchRecord]:
+        principal = require_person(principal)
+        if not watch_id.startswith("watch-") or len(watch_id) > 100 or not watch_id.replace("-", "").isalnum():
+            raise not_found()
+        tenant_id = self._index.tenant_of(watch_id)
+        if tenant_id is None:
+            raise not_found()
+        allowed = {t.strip().lower() for t in self._entra_tenants_for(tenant_id)}
+        if principal.tid.lower() not in allowed:
+            raise wrong_tenant()
+        store = WatchStore(self._storage, tenant_id, self._cipher)
+        record = store.load(watch_id)
+        if record is None:
+            raise not_found()
+        if not self._may_act(record, principal):
+            raise Forbidden(
+                "Only the tenant's operators and the approvers of this deployment may see or control its watch.",
+                code="not-allowed",
+                title="Not an operator or approver",
+            )
+        return store, record
+
+    def _people(self, record: WatchRecord) -> set[str]:
+        people = {p.strip().lower() for p in self._operators_for(record.tenant_id)}
+        if record.gate_id:
+            gate = GateStore(self._storage, record.tenant_id, self._cipher).load(record.gate_id)
+            if gate is not None and gate.plan is not None:
+                for stage in gate.plan.stages:
+                    people |= set(stage.users) | {f"group:{g}" for g in stage.groups}
+        spec = self._policy_for(record.tenant_id).watch_for(record.deployment.environment)
+        if spec is not None and spec.rollback.approval is not None:
+            for stage_spec in spec.rollback.approval.stages:
+                people |= {a.strip().lower() for a in stage_spec.approvers}
+        return people
+
+    def _may_act(self, record: WatchRecord, principal: Principal) -> bool:
+        people = self._people(record)
+        mine = {principal.oid.lower(), *((principal.upn.lower(),) if principal.upn else ())}
+        mine |= {f"group:{g.lower()}" for g in principal.groups}
+        return not people.isdisjoint(mine)
+
+    def _change(self, store: WatchStore, watch_id: str, changes: dict[str, Any]) -> WatchRecord:
+        """Apply `changes` and count one more wake, ETag-conditionally (a concurrent change retries)."""
+        now = self._clock()
+        try:
+            changed = store.change(watch_id, lambda r: {**changes, "wakes": r.wakes + 1, "updated_at": now})
+        except LookupError:
+            raise Conflict("The watch is changing too fast; try again.", code="busy") from None
+        if changed is None:
+            raise not_found()
+        return changed
+
+    def _audit(self, record: WatchRecord, principal: Principal, step: str, reason: str) -> None:
+        self._audit_for(record.tenant_id).append(
+            "rollback",
+            principal.oid,
+            record.instance_id,
+            f"{record.deployment.repository or ''} {record.deployment.environment}".strip()[:1000],
+            {
+                "step": step,
+                "result": {"hold": "held", "released": "hold released"}.get(step, "rollback requested"),
+                "reason": reason[:500] or "no reason given",
+                "by": principal.oid,
+            },
+            at=self._clock(),
+        )
+
+    def _wake(self, record: WatchRecord, data: dict[str, Any]) -> None:
+        try:
+            self._gateway.raise_event(record.instance_id, wake_event_name(record.wakes - 1), data)
+        except Exception as exc:
+            if "not running" in str(exc).lower() or "not found" in str(exc).lower():
+                raise Gone("The watch has ended.", code="watch-ended", title="Watch ended") from None
+            raise

@@ -1,0 +1,150 @@
+"""The watch's HTTP routes as the host runs them: the registered functions (`deployment_state`,
+`deployment_hold`, `deployment_rollback`, `azure_monitor_alert`) with the real DurableOrchestrationClient
+against the local Durable HTTP API, state in Azurite, Entra tokens from a local issuer, problem+json."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from devstack.durable_api import DurableApiServer
+from devstack.entra_issuer import LocalEntraIssuer
+from gatekeeper.gates.store import GateIndex
+from gatekeeper.policy.store import PolicyStore
+from gatekeeper.rollback.store import Deployment, WatchRecord, WatchStore
+from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.services import set_services
+from tests.support.gatekeeper_env import API_KEY, ENTRA_TENANT, http_function, make_env, problem
+from tests.support.worker_loop import run_on_worker
+
+pytestmark = pytest.mark.azurite
+
+AUDIENCE = "api://gatekeeper-rollback-routes"
+OPERATOR = "0000000c-0000-4000-8000-00000000000c"
+STRANGER = "0000000d-0000-4000-8000-00000000000d"
+FIRED = json.loads(
+    (
+        Path(__file__).resolve().parents[1] / "fixtures/azure-monitor/common-alert-schema.metric-static.fired.json"
+    ).read_text()
+)
+TARGET = FIRED["data"]["essentials"]["alertTargetIDs"][0]
+POLICY = {
+    "version": 1,
+    "watch": [
+        {
+            "environments": ["production"],
+            "probes": [{"name": "health", "url": "https://shop.contoso.com/health"}],
+            "alert_resources": [TARGET],
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalEntraIssuer]:
+    with LocalEntraIssuer() as server:
+        yield server
+
+
+@pytest.fixture
+def env(azurite, tmp_path, issuer) -> Iterator[dict[str, Any]]:
+    runtime = make_env(azurite.connection_string, tmp_path / "keys")
+    runtime.services.token_validator = EntraTokenValidator(
+        AUDIENCE, authority_host=issuer.authority_host, allowed_tenants=lambda tid: True
+    )
+    runtime.services.__dict__["operators_for"] = lambda _t: (OPERATOR,)
+    set_services(runtime.services)
+    PolicyStore(runtime.storage, runtime.tenant_id).publish(json.dumps(POLICY), published_by="tests")
+    watch_id = "watch-" + uuid.uuid4().hex[:40]
+    now = datetime.now(UTC)
+    WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).save(
+        WatchRecord(
+            instance_id=watch_id,
+            tenant_id=runtime.tenant_id,
+            deployment=Deployment(source="github", repository="contoso/shop", environment="production"),
+            started_at=now,
+            updated_at=now,
+        )
+    )
+    GateIndex(runtime.storage).put(watch_id, runtime.tenant_id)
+    with DurableApiServer() as durable:
+        durable.instances[watch_id] = {"name": "post_deploy_watch", "runtimeStatus": "Running"}
+        try:
+            yield {"runtime": runtime, "watch": watch_id, "durable": durable, "issuer": issuer}
+        finally:
+            set_services(None)
+
+
+def call(
+    env: dict[str, Any],
+    function: str,
+    route: str,
+    *,
+    oid: str | None = None,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+) -> func.HttpResponse:
+    sent = dict(headers or {})
+    if oid is not None:
+        token = env["issuer"].issue(oid, ENTRA_TENANT, AUDIENCE, issued_at=datetime.now(UTC).timestamp())
+        sent["Authorization"] = f"Bearer {token}"
+    request = func.HttpRequest(
+        method,
+        f"http://localhost/api/{route}",
+        headers={"Content-Type": "application/json", **sent},
+        body=b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode()),
+        route_params={"instance_id": env["watch"]},
+    )
+    handler = http_function(function)
+    if function == "deployment_state":
+        return handler(req=request)
+    return run_on_worker(handler(req=request, client=env["durable"].client_binding))
+
+
+def raised(env: dict[str, Any]) -> list[tuple[str, Any]]:
+    return env["durable"].instances[env["watch"]].get("events", [])
+
+
+def test_an_operator_holds_and_rolls_back_through_the_routes(env):
+    watch = env["watch"]
+    seen = call(env, "deployment_state", f"deployments/{watch}", oid=OPERATOR, method="GET")
+    assert seen.status_code == 200 and json.loads(seen.get_body())["state"] == "watching"
+    held = call(env, "deployment_hold", f"deployments/{watch}/hold", oid=OPERATOR, body={"reason": "looking"})
+    assert held.status_code == 200 and json.loads(held.get_body())["held"] is True
+    rolled = call(env, "deployment_rollback", f"deployments/{watch}/rollback", oid=OPERATOR, body={})
+    assert rolled.status_code == 202
+    assert [name for name, _ in raised(env)] == ["watch-wake-0", "watch-wake-1"]
+    again = call(env, "deployment_rollback", f"deployments/{watch}/rollback", oid=OPERATOR, body={})
+    assert again.status_code == 409 and problem(again)["type"].endswith("/rollback-started")
+
+
+def test_strangers_and_anonymous_callers_are_refused_with_problem_json(env):
+    watch = env["watch"]
+    stranger = call(env, "deployment_hold", f"deployments/{watch}/hold", oid=STRANGER, body={})
+    assert stranger.status_code == 403 and problem(stranger)["type"].endswith("/not-allowed")
+    anonymous = call(env, "deployment_rollback", f"deployments/{watch}/rollback", body={})
+    assert anonymous.status_code == 401 and problem(anonymous)["status"] == 401
+    bad = call(env, "deployment_hold", f"deployments/{watch}/hold", oid=OPERATOR, body={"hold": "maybe"})
+    assert bad.status_code == 422 and problem(bad)["field"] == "hold"
+    assert raised(env) == []
+
+
+def test_a_common_schema_alert_wakes_the_watch_through_the_route(env):
+    headers = {"X-Gatekeeper-Tenant": env["runtime"].tenant_id, "x-functions-key": API_KEY}
+    answer = call(env, "azure_monitor_alert", "azure-monitor/alerts", body=FIRED, headers=headers)
+    assert answer.status_code == 202
+    assert json.loads(answer.get_body()) == {"status": "accepted", "watches": [env["watch"]], "condition": "Fired"}
+    assert [name for name, _ in raised(env)] == ["watch-wake-0"]
+    forged = call(
+        env, "azure_monitor_alert", "azure-monitor/alerts", body=FIRED, headers={**headers, "x-functions-key": "x"}
+    )
+    assert forged.status_code == 401 and problem(forged)["status"] == 401
+    assert len(raised(env)) == 1

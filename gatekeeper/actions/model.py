@@ -112,13 +112,19 @@ def command_text(command: str | list[str]) -> str:
     return shlex.join(command) if isinstance(command, list) else command
 
 
+def _union_tag(part: object) -> bool:
+    """Pydantic names the union member that failed in the location (`command.str`, `command.list[...]`);
+    the field is what the caller needs."""
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool", "none") or "[" in part)
+
+
 def parse_model(model: type[Any], document: dict[str, Any]) -> Any:
     """The validated model, or 422 naming the first bad field (dotted path) and what is wrong with it."""
     try:
         return model.model_validate(document)
     except ValidationError as exc:
         error = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in error["loc"]) or "body"
+        where = ".".join(str(part) for part in error["loc"] if not _union_tag(part)) or "body"
         if error["type"] == "extra_forbidden":
             message = "is not a known field"
         elif error["type"] == "missing":

@@ -406,7 +406,7 @@ def test_a_github_workflow_token_is_accepted_and_its_actor_is_the_requester(worl
     assert response.status_code == 200, response.get_body()
     action_id = body(response)["id"]
     world.pump()
-    received = [r.data for r in world.audit(action_id) if r.kind == "event_received"][0]
+    received = next(r.data for r in world.audit(action_id) if r.kind == "event_received")
     assert received["requester"] == ["github:login:dev-alice"] and received["repository"] == "contoso/infra"
     assert body(world.get(action_id, world.workflow()))["status"] == "approved"
 

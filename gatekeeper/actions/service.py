@@ -49,6 +49,22 @@ POLL_STEPS = (0.25, 0.5, 1.0, 2.0)  # then every 2 s: two table reads per step, 
 RESUBMIT_AFTER = timedelta(seconds=30)  # a claim whose request died before queueing is re-queued by a re-request
 MAX_ACTION_BODY = 65_536
 _WAIT = re.compile(r"^[0-9]{1,3}$")
+STATE_FIELDS = (
+    "id",
+    "status",
+    "level",
+    "decision",
+    "reason",
+    "decided_by",
+    "decided_at",
+    "approval_url",
+    "command",
+    "action",
+    "environment",
+    "outcome",
+)
+"""The fields of `GET /api/actions/{id}` (docs/openapi/actions.yaml `ActionState`), in order."""
+STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "human_only")
 
 
 class Gateway(Protocol):

@@ -24,6 +24,7 @@ from devstack.gates import LocalGates, local_gates
 from devstack.github_oidc import LocalGitHubOidcIssuer
 from devstack.runner import ManualClock
 from functions.http import problem_body, status_of
+from gatekeeper.actions.service import STATE_FIELDS
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, chain_instance_id
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.gates.effects import PolicyDecider
@@ -263,6 +264,7 @@ def test_l2_waits_for_a_person_and_the_decision_route_approves_it(world):
     assert answer["approval_url"].endswith(f"/api/approvals/{action_id}/page")
     world.pump()
     pending = body(world.get(action_id, world.agent()))
+    assert tuple(pending) == STATE_FIELDS
     assert pending["status"] == "pending" and pending["decision"] is None
     assert pending["command"] == "terraform apply -auto-approve plan.tfplan"
     # the approver sees the exact command and the plan on the gate's view

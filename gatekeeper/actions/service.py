@@ -178,7 +178,7 @@ class ActionService:
                     "resource": existing.resource,
                     "level": existing.level,
                     "answer": existing.immediate or "pending",
-                    "credential": existing.credential,
+                    "auth": existing.credential,
                     "requester": list(existing.requester_ids),
                     "requested_by": existing.requested_by,
                     "plan_digest": event.plan_digest,

@@ -279,6 +279,32 @@ def test_l2_waits_for_a_person_and_the_decision_route_approves_it(world):
     assert kinds[0] == "action_requested" and "approval_decided" in kinds and kinds[-1] == "action_reported"
 
 
+def test_the_registered_approval_route_decides_an_action_like_any_gate(world):
+    """`POST /api/approvals/{id}/decisions` (the route the Teams card, the page and API clients call)."""
+    action_id = body(world.post(ask(), world.agent()))["id"]
+    world.pump()
+    chain = chain_instance_id(action_id)
+    world.durable.instances[chain] = {"name": "approval_chain", "runtimeStatus": "Running"}
+    request = func.HttpRequest(
+        "POST",
+        f"http://localhost/api/approvals/{action_id}/decisions",
+        headers={**world.person(PIET), "Content-Type": "application/json"},
+        body=json.dumps({"decision": "approve", "comment": "plan reviewed"}).encode(),
+        route_params={"instance_id": action_id},
+    )
+    response = run_on_worker(http_function("approval_decision")(req=request, client=world.durable.client_binding))
+    assert response.status_code == 202, response.get_body()
+    [raised] = [r for r in world.durable.requests_to("/raiseEvent/", "POST") if r.status == 202]
+    assert raised.path.startswith(f"/durabletask/instances/{chain}/raiseEvent/approval-vote-")
+    # the Durable host delivers the vote to the chain; the runner stands in for it
+    vote = json.loads(raised.json)  # the SDK posts the JSON text of the vote as a JSON string
+    assert vote["voter_id"] == PIET and vote["decision"] == "approve"
+    world.gates.gateway.raise_event(chain, raised.path.rsplit("/", 1)[-1], vote)
+    world.gates.runner.run_until_idle()
+    state = body(world.get(action_id, world.agent()))
+    assert (state["status"], state["decided_by"]) == ("approved", PIET)
+
+
 def test_the_requester_cannot_approve_their_own_action(world):
     action_id = body(world.post(ask(), world.agent(ANNA)))["id"]
     world.pump()

@@ -11,6 +11,7 @@ request's timeout, and whether the step then ran.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -197,9 +198,14 @@ class ActionService:
                 environment=existing.environment,
                 auth=existing.credential,
             )
-        if not claim.submitted and (claim.created or now - existing.created_at >= RESUBMIT_AFTER):
+        if not claim.submitted and (claim.created or claim.failed or now - existing.created_at >= RESUBMIT_AFTER):
             # A duplicate submission is harmless: the dispatcher claims the business key exactly once.
-            self._sink.submit(event_from_sealable(existing.event), existing.action_id)
+            try:
+                self._sink.submit(event_from_sealable(existing.event), existing.action_id)
+            except Exception:
+                with contextlib.suppress(Exception):  # best effort: the caller's retry queues it either way
+                    store.mark_submitted(existing, ok=False)
+                raise
             store.mark_submitted(existing)
         if claim.created:
             return self._answer(existing)
@@ -250,6 +256,7 @@ class ActionService:
     def begin_status(self, incoming: IncomingRequest, action_id: str, wait: str | None) -> tuple[str, int]:
         """Authenticate, check the action is the caller's (404 otherwise) and read `wait`: the tenant and the
         seconds to wait. The waiting itself is `watch`, so no thread is held while nothing changes."""
+        require_bounded_headers(incoming)
         caller = self._auth.authenticate(incoming)
         seconds = parse_wait(wait)
         record, _ = self._own(caller, action_id)
@@ -283,6 +290,7 @@ class ActionService:
     # -- POST /api/actions/{id}/cancel ------------------------------------------------------------
 
     def cancel(self, incoming: IncomingRequest, action_id: str, gateway: Gateway) -> Answer:
+        require_bounded_headers(incoming)
         caller = self._auth.authenticate(incoming)
         record, etag = self._own(caller, action_id)
         if caller.caller_key != record.caller_key:

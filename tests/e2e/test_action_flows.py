@@ -507,3 +507,30 @@ def test_deep_duplicate_and_oversize_bodies_are_refused_before_anything_is_writt
         response = world.post(raw, world.agent())
         assert response.status_code == status, (raw[:40], response.get_body())
     assert world.env.drain() == []
+
+
+# -- queue down ------------------------------------------------------------------------------------
+
+
+def test_queue_down_answers_503_and_the_clients_retry_queues_the_action_once(world, azurite):
+    from gatekeeper.ingest.queue import QueueEventSink
+    from gatekeeper.store.tables import StorageAccount
+    from tests.support.outage import dead_port, storage_connection_string
+
+    services = world.env.services
+    working = services.sink
+    down = StorageAccount(
+        connection_string=storage_connection_string(blob=azurite.blob_port, queue=dead_port(), table=azurite.table_port)
+    )
+    services.__dict__["sink"] = QueueEventSink(down, services.sealer, services.queue_name)
+    services.__dict__.pop("actions", None)  # rebuilt over the sink that is down
+    request = ask()
+    failed = world.post(request, world.agent())
+    assert failed.status_code == 503 and int(failed.headers["Retry-After"]) > 0
+    services.__dict__["sink"] = working
+    services.__dict__.pop("actions", None)
+    retried = world.post(request, world.agent())  # at once, not only after RESUBMIT_AFTER
+    assert retried.status_code == 202
+    assert len(world.pump()) == 1
+    assert body(world.get(body(retried)["id"], world.agent()))["status"] == "pending"
+    assert [r.kind for r in world.audit(body(retried)["id"])].count("action_requested") == 1

@@ -522,11 +522,13 @@ def test_queue_down_answers_503_and_the_clients_retry_queues_the_action_once(wor
     down = StorageAccount(
         connection_string=storage_connection_string(blob=azurite.blob_port, queue=dead_port(), table=azurite.table_port)
     )
-    services.__dict__["sink"] = QueueEventSink(down, services.sealer, services.queue_name)
-    services.__dict__.pop("actions", None)  # rebuilt over the sink that is down
+    services.__dict__["sink"] = QueueEventSink(down.bounded(), services.sealer, services.queue_name)
+    services.__dict__.pop("actions", None)  # rebuilt over the sink that is down (request-path budgets)
     request = ask()
+    started = time.monotonic()
     failed = world.post(request, world.agent())
     assert failed.status_code == 503 and int(failed.headers["Retry-After"]) > 0
+    assert time.monotonic() - started < 5  # request-path budgets (unbounded SDK retries take over a minute)
     services.__dict__["sink"] = working
     services.__dict__.pop("actions", None)
     retried = world.post(request, world.agent())  # at once, not only after RESUBMIT_AFTER

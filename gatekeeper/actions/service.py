@@ -40,7 +40,8 @@ from gatekeeper.ingest.edge import (
 from gatekeeper.ingest.service import EventSink, require_event_size
 
 if TYPE_CHECKING:
-    from gatekeeper.gates.effects import AuditTrail, Decider
+    from gatekeeper.audit.log import AuditLog
+    from gatekeeper.gates.effects import Decider
     from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class ActionService:
         index: GateIndex,
         sink: EventSink,
         decider: Decider,
-        audit_for: Callable[[str], AuditTrail],
+        audit_for: Callable[[str], AuditLog],
         *,
         base_url: str,
         approval_link: Callable[[str], str],
@@ -369,8 +370,7 @@ class ActionService:
             state = ActionState("pending", None, "awaiting approval")
         decided_by = None
         if gate is not None and state.status in ("approved", "denied") and record.immediate is None:
-            votes = self._gates(tenant_id).votes(action_id)
-            decided_by = votes[-1].voter_id if votes else None
+            decided_by = self._decided_by(tenant_id, action_id)
         return {
             "id": action_id,
             "status": state.status,
@@ -385,6 +385,18 @@ class ActionService:
             "environment": record.environment,
             "outcome": record.outcome,
         }
+
+    def _decided_by(self, tenant_id: str, action_id: str) -> str | None:
+        """Who cast the deciding vote, as their token named them (UPN), else their object id: the gate's last
+        counted vote in the audit log. None when no person decided (a timeout, a policy block)."""
+        refs = [r for r in self._gates(tenant_id).audit_refs(action_id) if r.kind == "approval_decided"]
+        log = self._audit_for(tenant_id)
+        for ref in reversed(refs):
+            for entry in log.records(ref.seq, ref.seq + 1):
+                data = entry.data
+                if "vote" in data and data.get("counted") is not False:
+                    return str(data.get("upn") or entry.actor)[:256]
+        return None
 
     def _withdraw(self, record: ActionRecord, etag: str, reason: str, by: str, gateway: Gateway) -> bool:
         """Close a pending action as cancelled or expired (ETag-conditional: one closer wins), end its

@@ -7,6 +7,7 @@ heavy code (cold start).
 
 import azure.durable_functions as df
 
+from functions.actions import bp as actions_bp
 from functions.alerts import bp as alerts_bp
 from functions.approval_page import bp as approval_page_bp
 from functions.approvals import bp as approvals_bp
@@ -23,6 +24,7 @@ BLUEPRINTS = (
     queues_bp,
     approvals_bp,
     approval_page_bp,
+    actions_bp,
     audit_bp,
     messages_bp,
     deployments_bp,

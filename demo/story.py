@@ -29,6 +29,7 @@ import azure.functions as func
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from demo.actions import action_approvals
 from demo.teams import DemoTeams, start_teams, write_card
 from devstack.azure_devops import LocalAzureDevOpsServer
 from devstack.entra_issuer import LocalEntraIssuer
@@ -218,6 +219,7 @@ def run(out_dir: Path) -> int:
             production_gate = _ingestion(demo)
             _gates(demo, production_gate)
             _rollback(demo, app_key)
+            action_approvals(demo)
             _audit(demo, out_dir, key_dir)
         receiver.stop()
     finally:

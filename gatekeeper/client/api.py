@@ -586,6 +586,9 @@ class GatekeeperClient:
                 )
             error = _problem_error(status, document)
             if status == 401 and self._token_provider is not None and isinstance(error, InvalidRequest):
+                invalidate = getattr(self._token_provider, "invalidate", None)
+                if callable(invalidate):
+                    invalidate()  # the next attempt fetches a fresh token instead of the cached one
                 raise _Unauthorized(error)
             raise error
 

@@ -88,6 +88,19 @@ class ActionsContractDouble(LocalServer):
             self.audit.append((action_id, status, decided_by))
             self._changed.notify_all()
 
+    def decide_when_requested(self, status: str, after: float = 0.3, decided_by: str = "Jane Approver") -> None:
+        """From a thread: once the first action exists, decide it `after` seconds later (a person clicking)."""
+
+        def run() -> None:
+            deadline = time.monotonic() + 10
+            while not self.actions and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(after)
+            if self.actions:
+                self.decide(next(iter(self.actions)), status, decided_by)
+
+        threading.Thread(target=run, daemon=True, name="decide-later").start()
+
     def only_action(self) -> Action:
         assert len(self.actions) == 1, list(self.actions)
         return next(iter(self.actions.values()))
@@ -231,3 +244,38 @@ class ActionsContractDouble(LocalServer):
             action.outcome = outcome
             self.audit.append((action.id, outcome, str(body.get("exit_code"))))
         return 202, {}, b""
+
+
+class GitHubIdTokenEndpoint(LocalServer):
+    """A stand-in for the runner's `ACTIONS_ID_TOKEN_REQUEST_URL`: checks the request token and answers
+    `{"value": <token>}` for the audience asked, minting tokens with `mint(audience) -> str`."""
+
+    name = "github id-token endpoint double"
+
+    def __init__(self, request_token: str, mint: Callable[[str], str]) -> None:
+        super().__init__()
+        self.request_token = request_token
+        self.mint = mint
+
+    @property
+    def request_url(self) -> str:
+        return f"{self.url}/_apis/pipelines/1/runs/2/idtoken?api-version=2.0"
+
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ) -> Response:
+        if headers.get("authorization") != f"bearer {self.request_token}":
+            return json_response(401, {"message": "bad request token"})
+        if query.get("api-version") != ["2.0"] or len(query.get("audience", [])) != 1:
+            return json_response(400, {"message": "api-version and one audience expected"})
+        return json_response(200, {"value": self.mint(query["audience"][0])})
+
+
+def unsigned_jwt(claims: dict[str, Any]) -> str:
+    """A JWT-shaped string (no signature) for the contract double, which compares tokens as strings."""
+    import base64
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"

@@ -7,6 +7,7 @@ heavy code (cold start).
 
 import azure.durable_functions as df
 
+from functions.actions import bp as actions_bp
 from functions.approvals import bp as approvals_bp
 from functions.audit import bp as audit_bp
 from functions.ingest import bp as ingest_bp
@@ -14,5 +15,5 @@ from functions.queues import bp as queues_bp
 from orchestrators import bp as orchestrators_bp
 
 app = df.DFApp()
-for blueprint in (ingest_bp, queues_bp, approvals_bp, audit_bp, orchestrators_bp):
+for blueprint in (ingest_bp, queues_bp, approvals_bp, audit_bp, orchestrators_bp, actions_bp):
     app.register_functions(blueprint)

@@ -33,6 +33,8 @@ from gatekeeper.tenancy.secrets import SecretResolver
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from gatekeeper.actions.caller import GitHubValidator
+    from gatekeeper.actions.service import ActionService
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
@@ -212,6 +214,41 @@ class Services:
             self.sink,
             max_body_bytes=self.settings.max_body_bytes,
             token_validator=self.token_validator,
+        )
+
+    @cached_property
+    def github_oidc(self) -> GitHubValidator | None:
+        """GitHub Actions OIDC tokens (GATEKEEPER_GITHUB_OIDC_AUDIENCE, _ISSUER); None without an audience.
+        Imported on first use: only the action routes take these tokens."""
+        if not self.settings.github_oidc_audience:
+            return None
+        from gatekeeper.security.github_oidc import GitHubOidcValidator
+
+        return GitHubOidcValidator(
+            self.settings.github_oidc_audience,
+            self.settings.github_oidc_issuer,
+            jwks_cache_seconds=self.settings.entra_jwks_cache_seconds,
+        )
+
+    @cached_property
+    def actions(self) -> ActionService:
+        """The action-approval API (POST/GET /api/actions): the same queue, policy, gates and audit as gates."""
+        from gatekeeper.actions.caller import ActionAuthenticator
+        from gatekeeper.actions.service import ActionService
+        from gatekeeper.actions.store import ActionStore
+
+        return ActionService(
+            ActionAuthenticator(self.registry, self.secrets, self.token_validator, self.github_oidc),
+            lambda tenant_id: ActionStore(self.request_storage, tenant_id, self.cipher),
+            self.gates,
+            self.index,
+            self.sink,
+            self.decider,
+            self.audit_for,
+            base_url=self.approval_base_url,
+            approval_link=self.approval_link,
+            clock=self.clock,
+            max_body_bytes=self.settings.max_body_bytes,
         )
 
     @cached_property

@@ -57,6 +57,18 @@ SETTINGS: tuple[Setting, ...] = (
         "https://login.microsoftonline.com",
         "Entra ID authority host used to build issuer and JWKS URLs.",
     ),
+    Setting(
+        "GATEKEEPER_GITHUB_OIDC_AUDIENCE",
+        None,
+        "Audience GitHub Actions OIDC tokens must carry to request action approvals (POST /api/actions); "
+        "empty: GitHub OIDC tokens are refused.",
+    ),
+    Setting(
+        "GATEKEEPER_GITHUB_OIDC_ISSUER",
+        "https://token.actions.githubusercontent.com",
+        "Issuer of GitHub Actions OIDC tokens (GitHub Enterprise Cloud with a custom issuer: its URL); "
+        "the signing keys are read from <issuer>/.well-known/jwks.",
+    ),
     Setting("AZURE_CLIENT_ID", None, "Client id of the Function App's user-assigned managed identity."),
     Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", None, "Application Insights connection string."),
     Setting(
@@ -266,6 +278,8 @@ class Settings:
     entra_audiences: tuple[str, ...] = ()
     entra_authority_host: str = "https://login.microsoftonline.com"
     entra_jwks_cache_seconds: float = 3600.0
+    github_oidc_audience: str | None = None
+    github_oidc_issuer: str = "https://token.actions.githubusercontent.com"
     azure_client_id: str | None = None
     trust_easyauth_header: bool = False
     audit_container: str = "audit-checkpoints"
@@ -310,6 +324,10 @@ class Settings:
             entra_jwks_cache_seconds=r.number(
                 "GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS", 0, 86400 * 7, "a number of seconds"
             ),
+            github_oidc_audience=(r.text("GATEKEEPER_GITHUB_OIDC_AUDIENCE") or "").strip() or None,
+            github_oidc_issuer=(
+                r.url("GATEKEEPER_GITHUB_OIDC_ISSUER") or "https://token.actions.githubusercontent.com"
+            ).rstrip("/"),
             azure_client_id=r.text("AZURE_CLIENT_ID"),
             trust_easyauth_header=r.flag("GATEKEEPER_TRUST_EASYAUTH_HEADER"),
             audit_container=r.required("GATEKEEPER_AUDIT_CONTAINER"),

@@ -52,6 +52,8 @@ class Event(StrEnum):
     CALLBACK_FAILED = "CallbackFailed"  # a pipeline callback attempt failed (final: after all retries)
     HITL_OVERRIDE = "HitlOverride"  # people decided against the automated quality verdict (see above)
     INGEST_REJECTED = "IngestRejected"  # an HTTP route answered with a problem (4xx, or a handled 5xx)
+    ACTION_REQUESTED = "ActionRequested"  # a step or agent asked for one command (POST /api/actions)
+    ACTION_RESOLVED = "ActionResolved"  # an action ended: cancelled, expired, or reported executed/skipped
 
 
 EVENT_NAMES: frozenset[str] = frozenset(e.value for e in Event)
@@ -121,6 +123,8 @@ FIELDS: dict[Event, frozenset[str]] = {
         }
     ),
     Event.INGEST_REJECTED: frozenset({"route", "status", "slug"}),
+    Event.ACTION_REQUESTED: frozenset({"tenant", "instance_id", "level", "action", "environment", "auth"}),
+    Event.ACTION_RESOLVED: frozenset({"tenant", "instance_id", "level", "status", "outcome", "refused"}),
 }
 
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

@@ -36,7 +36,14 @@ def _iso(value: datetime) -> str:
 @bp.orchestration_trigger(context_name="context")
 def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     from gatekeeper.approvals import chain
-    from gatekeeper.contracts.gate import ApprovalRequest, AuditInput, ChainInput, ChainResult, vote_event_name
+    from gatekeeper.contracts.gate import (
+        WITHDRAW_EVENT,
+        ApprovalRequest,
+        AuditInput,
+        ChainInput,
+        ChainResult,
+        vote_event_name,
+    )
 
     request = ChainInput.model_validate(context.get_input())
     state = chain.start(request.plan, request.requester, context.current_utc_datetime)
@@ -59,9 +66,14 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
         outcome: chain.Outcome | None = None
         while not state.closed and state.stage == stage:
             vote_task = context.wait_for_external_event(vote_event_name(consumed))
-            winner = yield context.task_any([vote_task, timer])
+            # A withdrawn request (an action cancelled or past its own timeout) ends the chain at once.
+            withdrawn = context.wait_for_external_event(WITHDRAW_EVENT)
+            winner = yield context.task_any([vote_task, timer, withdrawn])
             if winner is timer:
                 state, outcome = chain.expire(state, context.current_utc_datetime)
+                break
+            if winner is withdrawn:
+                state, outcome = chain.cancel(state, context.current_utc_datetime, _withdrawal(withdrawn.result))
                 break
             consumed += 1
             event = _vote_event(vote_task.result)
@@ -105,6 +117,19 @@ def _vote_event(data: Any) -> VoteEvent:
     return VoteEvent.model_validate_json(data) if isinstance(data, str | bytes) else VoteEvent.model_validate(data)
 
 
+def _withdrawal(data: Any) -> str:
+    """The withdrawal's reason; a payload that does not parse still withdraws (as "cancelled")."""
+    from gatekeeper.contracts.gate import Withdrawal
+
+    try:
+        parsed = (
+            Withdrawal.model_validate_json(data) if isinstance(data, str | bytes) else Withdrawal.model_validate(data)
+        )
+    except ValueError:
+        return "cancelled"
+    return parsed.reason
+
+
 def _stage_audit(
     request: ChainInput, stage: int, stage_name: str, outcome: Any, state: ChainState, context: Any
 ) -> AuditInput:
@@ -114,6 +139,8 @@ def _stage_audit(
     kind = {chain.Escalated: "approval_escalated"}.get(type(outcome), "approval_decided")
     if isinstance(outcome, chain.ChainRejected) and outcome.reason == "timeout":
         kind = "approval_expired"
+    elif isinstance(outcome, chain.ChainRejected) and outcome.reason in ("cancelled", "expired"):
+        kind = "approval_withdrawn"
     return AuditInput(
         tenant_id=request.tenant_id,
         kind=kind,

@@ -239,7 +239,7 @@ class ChainApproved:
 @dataclass(frozen=True)
 class ChainRejected:
     stage: int
-    reason: str  # "rejected" or "timeout"
+    reason: str  # "rejected", "timeout", or (withdrawn) "cancelled" / "expired"
     by: str | None = None
 
 
@@ -353,6 +353,15 @@ def expire(state: ChainState, now: datetime) -> tuple[ChainState, Outcome]:
         return moved, Escalated(from_stage=state.stage, to_stage=state.stage + 1)
     closed = state.model_copy(update={"status": ChainStatus.REJECTED, "decided_at": now, "reason": "timeout"})
     return closed, ChainRejected(stage=state.stage, reason="timeout")
+
+
+def cancel(state: ChainState, now: datetime, reason: str = "cancelled") -> tuple[ChainState, Outcome]:
+    """The request was withdrawn (action approvals: the requester cancelled, or the request's own timeout
+    passed): the chain closes rejected with that reason; votes after it are refused as for any closed chain."""
+    if state.closed:
+        return state, ChainClosed(f"the gate was already {state.status.value}")
+    closed = state.model_copy(update={"status": ChainStatus.REJECTED, "decided_at": now, "reason": reason})
+    return closed, ChainRejected(stage=state.stage, reason=reason)
 
 
 def _iso(value: datetime | None) -> str:

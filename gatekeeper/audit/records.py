@@ -62,6 +62,12 @@ class RecordKind(StrEnum):
     IDENTITY_LINKED = "identity_linked"
     KEY_ROTATED = "key_rotated"
     INTEGRITY_FAILURE = "integrity_failure"  # a sealed value did not open where it lies (moved, tampered)
+    # Action-level approvals (issue 13): the request, its withdrawal, and whether the step then ran.
+    ACTION_REQUESTED = "action_requested"
+    ACTION_CANCELLED = "action_cancelled"
+    ACTION_EXPIRED = "action_expired"
+    ACTION_REPORTED = "action_reported"  # data.refused: `executed` reported for an action not approved
+    APPROVAL_WITHDRAWN = "approval_withdrawn"  # the chain ended because its action was cancelled or expired
 
 
 def format_time(value: datetime) -> str:

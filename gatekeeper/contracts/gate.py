@@ -17,6 +17,7 @@ from gatekeeper.approvals.chain import ChainPlan, Decision
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 
 __all__ = [
+    "WITHDRAW_EVENT",
     "ApprovalRequest",
     "ApprovalRequested",
     "AuditInput",
@@ -38,12 +39,16 @@ __all__ = [
     "OutcomeInput",
     "OutcomeRecorded",
     "VoteEvent",
+    "Withdrawal",
     "chain_instance_id",
     "vote_event_name",
 ]
 
 
 VOTE_EVENT_PREFIX = "approval-vote-"
+WITHDRAW_EVENT = "approval-withdrawn"
+"""Raised to a chain when its request is withdrawn (an action cancelled by its requester, or past its own
+timeout); the payload is a `Withdrawal`. The chain then closes rejected with that reason."""
 CHAIN_SUFFIX = ":approval"
 
 
@@ -118,6 +123,15 @@ class VoteEvent(BaseModel):
     stage: int = Field(ge=0)
     groups: tuple[str, ...] = ()  # only the voter's groups that the chain names
     aliases: tuple[str, ...] = ()
+
+
+class Withdrawal(BaseModel):
+    """The payload of `WITHDRAW_EVENT`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str = Field(pattern=r"^(cancelled|expired)$")
+    by: str | None = Field(default=None, max_length=256)
 
 
 class ChainResult(BaseModel):

@@ -95,6 +95,9 @@ VersionTag = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\s\
 ArtifactId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
+MAX_COMMAND_CHARS = 8192  # one command line as an approver reads it; longer is refused, never cut
+
+
 CallbackHandle = Annotated[GitHubCallback | AzureDevOpsCallback | WebhookCallback, Field(discriminator="type")]
 
 
@@ -143,6 +146,13 @@ class PipelineEvent(BaseModel):
     version_tags: tuple[VersionTag, ...] = Field(default=(), max_length=MAX_CONTEXT_ITEMS)
     artifacts: tuple[ArtifactId, ...] = Field(default=(), max_length=MAX_CONTEXT_ITEMS)
     summary: str | None = None  # a short human-readable line
+    # Action-level requests (POST /api/actions, issue 13): the exact command an approver decides on, shown
+    # verbatim (renderers escape it), kept sealed; the plan it applies, the resource and the change ticket.
+    command: str | None = Field(default=None, max_length=MAX_COMMAND_CHARS)
+    plan_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    plan_url: WebLink | None = None
+    resource: str | None = Field(default=None, max_length=200)
+    ticket: str | None = Field(default=None, max_length=100)
     received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property

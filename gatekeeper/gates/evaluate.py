@@ -45,6 +45,21 @@ def event_facts(event: PipelineEvent, requester: tuple[str, ...]) -> dict[str, A
     }
 
 
+def action_subject(event: PipelineEvent) -> dict[str, Any]:
+    """An action-level request's exact command, plan, resource and ticket, for the sealed gate record (the
+    approval view reads `command`, `plan_digest` and `plan_url` from it); nothing for other gates."""
+    if event.command is None:
+        return {}
+    fields = {
+        "command": event.command,
+        "plan_digest": event.plan_digest,
+        "plan_url": event.plan_url,
+        "resource": event.resource,
+        "ticket": event.ticket,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
+
+
 def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
     """Decide the level, store the full decision in the Gates table, index the gate, audit it."""
     tenant_id, instance_id = request.tenant_id, request.instance_id
@@ -95,6 +110,7 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
             "commit": event.commit,
             "run_id": event.run_id,
             "action": event.action.value if event.action else None,
+            **action_subject(event),
         },
         requester=requester,
         requested_by=who,

@@ -15,7 +15,7 @@ from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_identity
 
 IDENTITY_PATTERN = re.compile(
-    r"^(github:(installation|org|repo)|azure-devops:(org|account)|entra:tenant|"
+    r"^(github:(installation|org|repo|owner-id)|azure-devops:(org|account)|entra:tenant|"
     r"connectwise:company|autotask:account|halopsa:instance|ninjarmm:org):\S+$"
 )
 SECRET_REF_PATTERN = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
@@ -60,6 +60,7 @@ class TenantRecord(BaseModel):
                 raise ValueError(
                     f"identities[{index}]: {identity!r} is not a known source identity "
                     "(github:installation:<id>, github:org:<login>, github:repo:<owner/name>, "
+                    "github:owner-id:<number> (GitHub Actions OIDC), "
                     "azure-devops:org:<url>, azure-devops:account:<id>, entra:tenant:<guid>, connectwise:company:<id>, "
                     "autotask:account:<id>, halopsa:instance:<host>, ninjarmm:org:<id>)"
                 )

@@ -152,6 +152,9 @@ var appSettings = {
   GATEKEEPER_ENTRA_AUDIENCE: '${teamsAppClientId},api://${teamsAppClientId}'
   GATEKEEPER_ENTRA_AUTHORITY_HOST: authorityHost
   GATEKEEPER_ENTRA_JWKS_CACHE_SECONDS: '3600'
+  // GitHub Actions jobs ask for action approvals with their OIDC token (id-token: write), audience below.
+  GATEKEEPER_GITHUB_OIDC_AUDIENCE: 'api://${teamsAppClientId}/github-actions'
+  GATEKEEPER_GITHUB_OIDC_ISSUER: 'https://token.actions.githubusercontent.com'
   // App Service authentication (authsettingsV2 below) strips client-sent principal headers.
   GATEKEEPER_TRUST_EASYAUTH_HEADER: 'true'
   // Notifications link to <base>/api/approvals/<gate id>.

@@ -1,0 +1,472 @@
+"""The action-approval API (docs/openapi/actions.yaml): request, status (long poll), cancel, report.
+
+An action is a gate of kind action. `request` authenticates the caller (`actions.caller`), validates the
+strict body, decides the level with the same policy the gate uses (so L0/L1 and L3 answer at once), claims
+the idempotency key create-only, and hands the same normalised event to the same queue as every gate
+request: the dispatcher starts `deployment_gate`, whose chain, decision route, notifications and audit are
+the gates'. The action's own row (`actions.store`) adds what a gate has no place for: who may cancel, the
+request's timeout, and whether the step then ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gatekeeper import telemetry
+from gatekeeper.actions.caller import ActionAuthenticator, ActionCaller
+from gatekeeper.actions.model import ActionRequest, ReportRequest, parse_model
+from gatekeeper.actions.store import ActionRecord, ActionStore, action_key
+from gatekeeper.contracts.gate import WITHDRAW_EVENT, GateStatus, Withdrawal
+from gatekeeper.errors import Conflict, Forbidden, InvalidInput, NotFound, foreign_target
+from gatekeeper.events.codec import event_from_sealable, event_to_sealable
+from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
+from gatekeeper.ingest.edge import (
+    IncomingRequest,
+    parse_json_object,
+    require_bounded_headers,
+    require_json_content_type,
+    require_size,
+)
+from gatekeeper.ingest.service import EventSink, require_event_size
+
+if TYPE_CHECKING:
+    from gatekeeper.gates.effects import AuditTrail, Decider
+    from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 25  # long poll: well under the Functions HTTP timeout (230 s at the front end)
+POLL_STEPS = (0.25, 0.5, 1.0, 2.0)  # then every 2 s: two table reads per step, never a busy loop
+RESUBMIT_AFTER = timedelta(seconds=30)  # a claim whose request died before queueing is re-queued by a re-request
+MAX_ACTION_BODY = 65_536
+_WAIT = re.compile(r"^[0-9]{1,3}$")
+
+
+class Gateway(Protocol):
+    """Raises events to orchestrations (the Durable client, or the local runner)."""
+
+    def raise_event(self, instance_id: str, event_name: str, data: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    location: str | None = None
+
+
+class ActionService:
+    def __init__(
+        self,
+        authenticator: ActionAuthenticator,
+        actions: Callable[[str], ActionStore],
+        gates: Callable[[str], GateStore],
+        index: GateIndex,
+        sink: EventSink,
+        decider: Decider,
+        audit_for: Callable[[str], AuditTrail],
+        *,
+        base_url: str,
+        approval_link: Callable[[str], str],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+        max_body_bytes: int = MAX_ACTION_BODY,
+    ) -> None:
+        self._auth = authenticator
+        self._actions = actions
+        self._gates = gates
+        self._index = index
+        self._sink = sink
+        self._decider = decider
+        self._audit_for = audit_for
+        self._base_url = base_url.rstrip("/")
+        self._approval_link = approval_link
+        self._clock = clock
+        self._monotonic = monotonic
+        self._max_body = min(max_body_bytes, MAX_ACTION_BODY)
+
+    # -- POST /api/actions ------------------------------------------------------------------------
+
+    def request(self, incoming: IncomingRequest) -> Answer:
+        require_size(incoming, self._max_body)
+        require_bounded_headers(incoming)
+        require_json_content_type(incoming)
+        caller = self._auth.authenticate(incoming)
+        asked: ActionRequest = parse_model(ActionRequest, parse_json_object(incoming.body))
+        tenant_id = caller.tenant.tenant_id
+        now = self._clock()
+        event = self._event(caller, asked, now)
+        action_id = event.instance_id
+        decision = self._decider.decide(event, now)
+        level, immediate, reason = str(decision.level), None, ""
+        if decision.blocked:
+            immediate, reason = "denied", "; ".join(decision.reasons)[:500] or "blocked by policy"
+        elif level in ("L0", "L1"):
+            immediate = "approved"
+            reason = "L0: fully automated" if level == "L0" else "L1: approved, people are notified afterwards"
+        elif level == "L3":
+            immediate, reason = "human_only", "L3: human only, automation refused; a human task was opened"
+        span = asked.timeout_span
+        record = ActionRecord(
+            action_id=action_id,
+            tenant_id=tenant_id,
+            idempotency_key=asked.idempotency_key,
+            fingerprint=fingerprint(asked),
+            command=asked.text,
+            argv=tuple(asked.command) if isinstance(asked.command, list) else None,
+            action=asked.action.value,
+            environment=asked.target.environment,
+            resource=asked.target.resource,
+            credential=caller.credential,
+            caller_key=caller.caller_key,
+            requester_ids=caller.requester_ids,
+            requested_by=caller.display,
+            level=level,
+            immediate=immediate,
+            reason=reason,
+            created_at=now,
+            expires_at=now + span if span else None,
+            event=event_to_sealable(event),
+        )
+        store = self._actions(tenant_id)
+        claim = store.claim(record)
+        if claim.record.fingerprint != record.fingerprint:
+            raise Conflict(
+                "This idempotency key was used for a different command, action or target.",
+                field="idempotency_key",
+                code="idempotency-key-reused",
+                title="The idempotency key was used for another request",
+            )
+        existing = claim.record
+        if claim.created:
+            self._index.put(existing.action_id, tenant_id)
+            self._audit(
+                existing,
+                "action_requested",
+                caller.display or caller.credential,
+                {
+                    "action_id": existing.action_id,
+                    "command": existing.command,
+                    "command_sha256": hashlib.sha256(existing.command.encode()).hexdigest(),
+                    "action": existing.action,
+                    "environment": existing.environment,
+                    "resource": existing.resource,
+                    "level": existing.level,
+                    "answer": existing.immediate or "pending",
+                    "credential": existing.credential,
+                    "requester": list(existing.requester_ids),
+                    "requested_by": existing.requested_by,
+                    "plan_digest": event.plan_digest,
+                    "ticket": event.ticket,
+                    "version_tags": list(event.version_tags),
+                    "artifacts": list(event.artifacts),
+                    "expires_at": existing.expires_at.isoformat() if existing.expires_at else None,
+                },
+            )
+            telemetry.emit(
+                telemetry.Event.ACTION_REQUESTED,
+                tenant=tenant_id,
+                instance_id=existing.action_id,
+                level=existing.level,
+                action=existing.action,
+                environment=existing.environment,
+                auth=existing.credential,
+            )
+        if not claim.submitted and (claim.created or now - existing.created_at >= RESUBMIT_AFTER):
+            # A duplicate submission is harmless: the dispatcher claims the business key exactly once.
+            self._sink.submit(event_from_sealable(existing.event), existing.action_id)
+            store.mark_submitted(existing)
+        if claim.created:
+            return self._answer(existing)
+        view = self._view(tenant_id, existing.action_id, None)
+        if view["status"] == "pending":
+            return self._answer(existing.model_copy(update={"immediate": None}))
+        status_url = f"{self._base_url}/api/actions/{existing.action_id}"
+        keys = ("id", "status", "level", "decision", "reason")
+        return Answer(200, {**{k: view[k] for k in keys}, "status_url": status_url})
+
+    def _event(self, caller: ActionCaller, asked: ActionRequest, now: datetime) -> PipelineEvent:
+        context = asked.context
+        repository = context.repository
+        if caller.repository is not None:  # a GitHub job asks for its own repository only
+            if repository is not None and repository.lower() != caller.repository.lower():
+                raise foreign_target("context.repository", "is not the repository of the workflow's OIDC token")
+            repository = caller.repository
+        tenant_id = caller.tenant.tenant_id
+        event = PipelineEvent(
+            tenant_id=tenant_id,
+            source=EventSource.GENERIC,
+            kind=EventKind.GATE_REQUEST,
+            action=asked.action,
+            environment=asked.target.environment,
+            repository=repository,
+            ref=context.ref,
+            commit=context.commit,
+            actor=caller.display,
+            requester_ids=caller.requester_ids,
+            run_id=action_key(tenant_id, asked.idempotency_key),
+            labels=("action",),
+            run_url=context.run_url,
+            version_tags=tuple(context.version_tags),
+            artifacts=tuple(context.artifacts),
+            summary=action_title(asked, repository),
+            command=asked.text,
+            plan_digest=context.plan_digest,
+            plan_url=context.plan_url,
+            resource=asked.target.resource,
+            ticket=context.ticket,
+            received_at=now,
+        )
+        require_event_size(event)
+        return event
+
+    # -- GET /api/actions/{id}[?wait=N] -----------------------------------------------------------
+
+    def begin_status(self, incoming: IncomingRequest, action_id: str, wait: str | None) -> tuple[str, int]:
+        """Authenticate, check the action is the caller's (404 otherwise) and read `wait`: the tenant and the
+        seconds to wait. The waiting itself is `watch`, so no thread is held while nothing changes."""
+        caller = self._auth.authenticate(incoming)
+        seconds = parse_wait(wait)
+        record, _ = self._own(caller, action_id)
+        return record.tenant_id, seconds
+
+    def current(self, tenant_id: str, action_id: str, gateway: Gateway | None) -> dict[str, Any]:
+        """The action's state now (one read of its row and its gate)."""
+        return self._view(tenant_id, action_id, gateway)
+
+    async def watch(
+        self,
+        tenant_id: str,
+        action_id: str,
+        seconds: int,
+        gateway: Gateway | None,
+        run_sync: Callable[[Callable[[], dict[str, Any]]], Awaitable[dict[str, Any]]],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> dict[str, Any]:
+        """Long poll: the state as soon as it leaves `pending`, or when `seconds` have passed. Reads back off
+        (0.25 s, 0.5 s, 1 s, then every 2 s) and the wait between them is an async sleep, not a thread."""
+        started = self._monotonic()
+        step = 0
+        while True:
+            view = await run_sync(lambda: self.current(tenant_id, action_id, gateway))
+            remaining = seconds - (self._monotonic() - started)
+            if view["status"] != "pending" or remaining <= 0:
+                return view
+            await sleep(min(POLL_STEPS[min(step, len(POLL_STEPS) - 1)], remaining))
+            step += 1
+
+    # -- POST /api/actions/{id}/cancel ------------------------------------------------------------
+
+    def cancel(self, incoming: IncomingRequest, action_id: str, gateway: Gateway) -> Answer:
+        caller = self._auth.authenticate(incoming)
+        record, etag = self._own(caller, action_id)
+        if caller.caller_key != record.caller_key:
+            raise Forbidden(
+                "Only the credential that requested the action may cancel it.",
+                code="not-the-requester",
+                title="Only the requester may cancel",
+            )
+        view = self._view(record.tenant_id, action_id, gateway)
+        if view["status"] != "pending":
+            raise already_decided(view["status"])
+        if not self._withdraw(record, etag, "cancelled", caller.display or caller.credential, gateway):
+            raise already_decided(self._view(record.tenant_id, action_id, gateway)["status"])
+        return Answer(200, self._view(record.tenant_id, action_id, gateway))
+
+    # -- POST /api/actions/{id}/report ------------------------------------------------------------
+
+    def report(self, incoming: IncomingRequest, action_id: str) -> Answer:
+        require_size(incoming, self._max_body)
+        require_bounded_headers(incoming)
+        require_json_content_type(incoming)
+        caller = self._auth.authenticate(incoming)
+        told: ReportRequest = parse_model(ReportRequest, parse_json_object(incoming.body))
+        record, etag = self._own(caller, action_id)
+        view = self._view(record.tenant_id, action_id, None)
+        who = caller.display or caller.credential
+        data = {"outcome": told.outcome, "exit_code": told.exit_code, "detail": told.detail, "status": view["status"]}
+        if told.outcome == "executed" and view["status"] != "approved":
+            self._audit(record, "action_reported", who, {**data, "refused": True, "approved": False})
+            self._resolved(record, view["status"], told.outcome, refused=True)
+            raise Conflict(
+                f"The action is {view['status']}, not approved: it must not run.",
+                field="outcome",
+                code="not-approved",
+                title="The action was not approved",
+            )
+        if record.outcome is not None:
+            raise Conflict(
+                f"The action's outcome was already reported ({record.outcome}).",
+                field="outcome",
+                code="already-reported",
+                title="The outcome was already reported",
+            )
+        updated = record.model_copy(
+            update={"outcome": told.outcome, "exit_code": told.exit_code, "reported_at": self._clock()}
+        )
+        if not self._actions(record.tenant_id).replace(updated, etag):
+            raise Conflict("The action changed meanwhile; report again.", code="conflict", title="Conflict")
+        self._audit(
+            record, "action_reported", who, {**data, "refused": False, "approved": view["status"] == "approved"}
+        )
+        self._resolved(record, view["status"], told.outcome, refused=False)
+        return Answer(202, {"id": action_id, "status": view["status"], "outcome": told.outcome})
+
+    # -- shared -----------------------------------------------------------------------------------
+
+    def _own(self, caller: ActionCaller, action_id: str) -> tuple[ActionRecord, str]:
+        """The caller's tenant's action; 404 for unknown ids and other tenants' alike."""
+        tenant_id = self._index.tenant_of(action_id) if action_id.startswith("gate-") else None
+        found = self._actions(tenant_id).load(action_id) if tenant_id == caller.tenant.tenant_id else None
+        if found is None:
+            raise NotFound("No such action.", code="not-found", title="Not found")
+        return found
+
+    def _view(self, tenant_id: str, action_id: str, gateway: Gateway | None) -> dict[str, Any]:
+        loaded = self._actions(tenant_id).load(action_id)
+        if loaded is None:  # pragma: no cover - _own found it; rows are never deleted
+            raise NotFound("No such action.")
+        record, etag = loaded
+        gate = self._gates(tenant_id).load(action_id)
+        state = action_state(record, gate, self._clock())
+        if state.status == "expiring" and gateway is not None:  # past the request's own timeout: withdraw it
+            self._withdraw(record, etag, "expired", "system", gateway)
+            return self._view(tenant_id, action_id, gateway)
+        if state.status == "expiring":
+            state = ActionState("pending", None, "awaiting approval")
+        decided_by = None
+        if gate is not None and state.status in ("approved", "denied") and record.immediate is None:
+            votes = self._gates(tenant_id).votes(action_id)
+            decided_by = votes[-1].voter_id if votes else None
+        return {
+            "id": action_id,
+            "status": state.status,
+            "level": record.level,
+            "decision": state.decision,
+            "reason": state.reason,
+            "decided_by": decided_by,
+            "decided_at": state.decided_at.isoformat() if state.decided_at else None,
+            "approval_url": self._approval_link(action_id) if record.level in ("L2", "L3") else None,
+            "command": record.command,
+            "action": record.action,
+            "environment": record.environment,
+            "outcome": record.outcome,
+        }
+
+    def _withdraw(self, record: ActionRecord, etag: str, reason: str, by: str, gateway: Gateway) -> bool:
+        """Close a pending action as cancelled or expired (ETag-conditional: one closer wins), end its
+        approval chain, audit it. False when somebody changed the row first."""
+        at = self._clock()
+        closed = record.model_copy(update={"closed": reason, "closed_at": at, "closed_by": by})
+        if not self._actions(record.tenant_id).replace(closed, etag):
+            return False
+        gate = self._gates(record.tenant_id).load(record.action_id)
+        ended = False
+        if gate is not None and gate.chain_instance_id and gate.status is GateStatus.AWAITING_APPROVAL:
+            try:
+                payload = Withdrawal(reason=reason, by=by[:256]).model_dump(mode="json")
+                gateway.raise_event(gate.chain_instance_id, WITHDRAW_EVENT, payload)
+                ended = True
+            except Exception as exc:  # recorded; the action stays closed and must not run
+                log.warning("action %s: could not end the approval chain (%s)", record.action_id, type(exc).__name__)
+        self._audit(record, f"action_{reason}", by, {"reason": reason, "chain_ended": ended, "level": record.level})
+        self._resolved(record, reason, None, refused=False)
+        return True
+
+    def _audit(self, record: ActionRecord, kind: str, actor: str, data: dict[str, Any]) -> None:
+        """Append to the tenant's audit log and note the entry with the gate (the approval view lists it)."""
+        at = self._clock()
+        title = f"{record.action.replace('_', ' ')} on {record.environment} (action)"
+        entry = self._audit_for(record.tenant_id).append(kind, actor[:256], record.action_id, title, data, at=at)
+        seq = getattr(entry, "seq", None)
+        if isinstance(seq, int):
+            self._gates(record.tenant_id).note_audit(record.action_id, seq, kind, at)
+
+    def _resolved(self, record: ActionRecord, status: str, outcome: str | None, *, refused: bool) -> None:
+        telemetry.emit(
+            telemetry.Event.ACTION_RESOLVED,
+            tenant=record.tenant_id,
+            instance_id=record.action_id,
+            level=record.level,
+            status=status,
+            outcome=outcome,
+            refused=refused,
+        )
+
+    def _answer(self, record: ActionRecord) -> Answer:
+        status_url = f"{self._base_url}/api/actions/{record.action_id}"
+        body: dict[str, Any] = {"id": record.action_id, "level": record.level, "status_url": status_url}
+        if record.immediate == "approved":
+            return Answer(200, {**body, "status": "approved", "decision": "approved"})
+        if record.immediate is not None:
+            return Answer(200, {**body, "status": record.immediate, "decision": "denied", "reason": record.reason})
+        body |= {"status": "pending", "approval_url": self._approval_link(record.action_id)}
+        return Answer(202, body, location=status_url)
+
+
+@dataclass(frozen=True)
+class ActionState:
+    status: str  # pending | approved | denied | expired | cancelled | human_only | expiring (internal)
+    decision: str | None
+    reason: str
+    decided_at: datetime | None = None
+
+
+def action_state(record: ActionRecord, gate: GateRecord | None, now: datetime) -> ActionState:
+    """What an action's status is, from its row and its gate: the row's own closing (cancel, timeout) and
+    the immediate answer (L0/L1, L3, blocked) first, then the gate's outcome."""
+    if record.closed == "cancelled":
+        return ActionState("cancelled", None, "cancelled by the requester", record.closed_at)
+    if record.closed == "expired":
+        return ActionState("expired", "denied", "no decision before the request's timeout", record.closed_at)
+    if record.immediate == "approved":
+        return ActionState("approved", "approved", record.reason, record.created_at)
+    if record.immediate is not None:
+        return ActionState(record.immediate, "denied", record.reason, record.created_at)
+    final = gate is not None and gate.status in (GateStatus.APPROVED, GateStatus.REJECTED, GateStatus.HUMAN_TASK)
+    if gate is None or not final:
+        if record.expires_at is not None and now >= record.expires_at:
+            return ActionState("expiring", None, "")
+        return ActionState("pending", None, "awaiting approval")
+    reason = gate.outcome_reason or ""
+    if gate.status is GateStatus.APPROVED:
+        return ActionState("approved", "approved", reason, gate.decided_at)
+    if gate.status is GateStatus.HUMAN_TASK:
+        return ActionState("human_only", "denied", reason, gate.decided_at)
+    if "(timeout)" in reason:
+        return ActionState("expired", "denied", reason, gate.decided_at)
+    return ActionState("denied", "denied", reason, gate.decided_at)
+
+
+def fingerprint(asked: ActionRequest) -> str:
+    """What an idempotency key stands for: the same key with another command, kind or target is a conflict."""
+    document = [asked.text, asked.action.value, asked.target.environment, asked.target.resource]
+    return hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).hexdigest()
+
+
+def action_title(asked: ActionRequest, repository: str | None) -> str:
+    """The approver's one-line title; never the command (it is shown verbatim, separately)."""
+    where = f" of {repository}" if repository else ""
+    what = asked.target.resource or asked.target.environment
+    return f"Action: {asked.action.value.replace('_', ' ')}{where} on {what} ({asked.target.environment})"[:200]
+
+
+def parse_wait(wait: str | None) -> int:
+    if wait is None or wait == "":
+        return 0
+    if not _WAIT.fullmatch(wait) or int(wait) > MAX_WAIT_SECONDS:
+        raise InvalidInput(f"wait: a whole number of seconds from 0 to {MAX_WAIT_SECONDS}", "wait")
+    return int(wait)
+
+
+def already_decided(status: str) -> Conflict:
+    return Conflict(f"The action is already {status}.", code="already-decided", title="The action was already decided")

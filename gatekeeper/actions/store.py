@@ -1,0 +1,157 @@
+"""An action's row, next to its gate in the tenant's Gates table (partition = the action id = the gate's
+instance id, RowKey `action`), so everything about one gate stays in one partition.
+
+The row is created create-only: the action id derives from (tenant, idempotency key), so of any number of
+identical concurrent requests exactly one creates it; the others read it back and answer the same action.
+Later changes (submitted, cancelled, expired, reported) are ETag-conditional replaces, so a cancel racing a
+report, or two cancels, cannot both win. The request itself (command, context, requester) is sealed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+from pydantic import BaseModel, ConfigDict, Field
+
+from gatekeeper.store.envelope import EnvelopeCipher
+from gatekeeper.store.repository import TenantRepository, check_key
+from gatekeeper.store.tables import StorageAccount, TablePurpose, validate_tenant_id
+
+ACTION_ROW = "action"
+CLAIM_ROW = "claim"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming an idempotency key: whether this request created the action, the action as
+    first requested, and whether its event was already handed to the queue."""
+
+    created: bool
+    record: ActionRecord
+    submitted: bool
+
+
+def action_key(tenant_id: str, idempotency_key: str) -> str:
+    """The run id an action's event carries: one per (tenant, idempotency key), so the business key, and so
+    the gate's instance id, are the same for every re-request."""
+    return "action:" + hashlib.sha256(f"{tenant_id}|{idempotency_key}".encode()).hexdigest()[:40]
+
+
+class ActionRecord(BaseModel):
+    """One action request and what became of it (sealed in the `record` property)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action_id: str
+    tenant_id: str
+    idempotency_key: str
+    fingerprint: str  # sha256 of what the key stands for (command, action, environment, resource)
+    command: str
+    argv: tuple[str, ...] | None = None
+    action: str
+    environment: str
+    resource: str | None = None
+    credential: str
+    caller_key: str
+    requester_ids: tuple[str, ...] = ()
+    requested_by: str | None = None
+    level: str
+    immediate: str | None = None  # L0/L1 "approved", L3 "human_only", blocked "denied"; None: people decide
+    reason: str = ""
+    created_at: datetime
+    expires_at: datetime | None = None
+    event: dict[str, Any] = Field(default_factory=dict)  # the sealable event, re-submitted by a re-request
+    submitted: bool = False
+    closed: str | None = None  # "cancelled" | "expired": ended by the requester or the request's timeout
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    outcome: str | None = None  # "executed" | "skipped", as the client reported
+    exit_code: int | None = None
+    reported_at: datetime | None = None
+
+
+class ActionRepository(TenantRepository):
+    purpose = TablePurpose.GATES
+    sealed_properties = frozenset({"record"})
+
+
+class ActionStore:
+    """One tenant's action rows."""
+
+    def __init__(self, storage: StorageAccount, tenant_id: str, cipher: EnvelopeCipher):
+        self._repo = ActionRepository(storage, validate_tenant_id(tenant_id), cipher)
+        self._ensured = False
+
+    def _ready(self) -> ActionRepository:
+        if not self._ensured:
+            self._repo.ensure_table()
+            self._ensured = True
+        return self._repo
+
+    @staticmethod
+    def _entity(record: ActionRecord) -> dict[str, Any]:
+        return {
+            "PartitionKey": check_key("action_id", record.action_id),
+            "RowKey": ACTION_ROW,
+            "level": record.level,
+            "closed": record.closed or "",
+            "outcome": record.outcome or "",
+            "record": record.model_dump(mode="json"),
+        }
+
+    def claim(self, record: ActionRecord) -> Claim:
+        """Claim the idempotency key (row `claim` in the partition named by the key's run id), create-only,
+        then write the action's row. Of identical concurrent requests one creates; the rest get the first
+        request's record back (and write the action's row if its creator died before doing so)."""
+        repo = self._ready()
+        key = check_key("run_id", str(record.event.get("run_id", "")))
+        try:
+            repo.create(
+                {
+                    "PartitionKey": key,
+                    "RowKey": CLAIM_ROW,
+                    "action_id": record.action_id,
+                    "submitted": False,
+                    "record": record.model_dump(mode="json"),
+                }
+            )
+        except ResourceExistsError:
+            entity = repo.get(key, CLAIM_ROW)
+            if entity is None:  # pragma: no cover - claim rows are never deleted
+                raise
+            first = ActionRecord.model_validate(entity["record"])
+            if first.fingerprint == record.fingerprint and self.load(first.action_id) is None:
+                with contextlib.suppress(ResourceExistsError):
+                    repo.create(self._entity(first))
+            return Claim(False, first, bool(entity.get("submitted")))
+        repo.create(self._entity(record))
+        return Claim(True, record, False)
+
+    def mark_submitted(self, record: ActionRecord) -> None:
+        """The event is on the queue: later re-requests need not queue it again."""
+        key = check_key("run_id", str(record.event.get("run_id", "")))
+        self._ready().upsert({"PartitionKey": key, "RowKey": CLAIM_ROW, "submitted": True}, merge=True)
+
+    def load(self, action_id: str) -> tuple[ActionRecord, str] | None:
+        """The record and its ETag, or None."""
+        try:
+            key = check_key("action_id", action_id)
+        except ValueError:
+            return None
+        entity = self._ready().get(key, ACTION_ROW)
+        if entity is None:
+            return None
+        return ActionRecord.model_validate(entity["record"]), str(entity.metadata.get("etag", ""))
+
+    def replace(self, record: ActionRecord, etag: str) -> bool:
+        """Write the record if nobody changed it since `etag`; False when somebody did."""
+        try:
+            self._ready().replace(self._entity(record), etag)
+        except ResourceModifiedError:
+            return False
+        return True

@@ -99,7 +99,7 @@ _ISO = re.compile(r"^P(?:(\d{1,3})D)?(?:T(?=\d)(?:(\d{1,4})H)?(?:(\d{1,6})M)?(?:
 _SHORT = re.compile(r"^(\d{1,7})([smhd])$")
 
 
-def parse_duration(text: str, field: str) -> int:
+def parse_duration(text: str, field: str, minimum: int = 1) -> int:
     iso, short = _ISO.match(text.upper()), _SHORT.match(text.lower())
     if iso and text.upper() != "P":
         d, h, m, s = (int(g or 0) for g in iso.groups())
@@ -108,8 +108,8 @@ def parse_duration(text: str, field: str) -> int:
         seconds = int(short.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[short.group(2)]
     else:
         raise Failure(EXIT_BAD_INPUT, f"{field}: {text[:40]!r} is not a duration (PT30M, 30m, 2h)", field)
-    if not 1 <= seconds <= 7 * 86400:
-        raise Failure(EXIT_BAD_INPUT, f"{field}: must be between 1 second and 7 days", field)
+    if not minimum <= seconds <= 7 * 86400:
+        raise Failure(EXIT_BAD_INPUT, f"{field}: must be between {format_duration(minimum)} and 7 days", field)
     return seconds
 
 
@@ -562,7 +562,7 @@ def main() -> int:
             raise Failure(EXIT_BAD_INPUT, f"action: {action[:40]!r} is not one of {', '.join(ACTION_KINDS)}", "action")
         if not environment:
             raise Failure(EXIT_BAD_INPUT, "environment: required", "environment")
-        timeout = parse_duration(env("GATEKEEPER_TIMEOUT"), "timeout") if env("GATEKEEPER_TIMEOUT") else None
+        timeout = parse_duration(env("GATEKEEPER_TIMEOUT"), "timeout", 60) if env("GATEKEEPER_TIMEOUT") else None
         local = env("GATEKEEPER_WAIT_SECONDS")
         if local and (not local.isdigit() or not 1 <= int(local) <= 7 * 86400):
             raise Failure(EXIT_BAD_INPUT, "wait-seconds: expected whole seconds 1..604800", "wait-seconds")

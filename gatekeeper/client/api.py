@@ -71,6 +71,7 @@ MAX_CONTEXT_STRING = 2048
 MAX_CONTEXT_ITEMS = 64
 MAX_DETAIL_CHARS = 500
 MAX_POLL_SECONDS = 25  # the server's bound for ?wait (under the Functions HTTP timeout)
+MIN_TIMEOUT_SECONDS = 60  # what the server accepts for an action's timeout (PT1M..P7D)
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_RETRY_AFTER = 60.0
 MAX_ANSWER_BYTES = 1 << 20
@@ -90,9 +91,9 @@ _SHORT_DURATION = re.compile(r"^(\d{1,7})([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(value: str | int | float | timedelta, *, field: str = "timeout") -> int:
+def parse_duration(value: str | int | float | timedelta, *, field: str = "timeout", minimum: int = 1) -> int:
     """Seconds from an ISO 8601 duration (`PT30M`, `P1DT2H`), a short form (`90s`, `30m`, `2h`, `1d`),
-    a number of seconds or a timedelta; 1 second to 7 days. Anything else is InvalidRequest naming `field`."""
+    a number of seconds or a timedelta; `minimum` seconds to 7 days. Otherwise InvalidRequest naming `field`."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, bool):
@@ -112,8 +113,9 @@ def parse_duration(value: str | int | float | timedelta, *, field: str = "timeou
             raise InvalidRequest(
                 f"{field}: {value[:40]!r} is not a duration (ISO 8601 like PT30M, or 90s, 30m, 2h, 1d)", field=field
             )
-    if not 1 <= seconds <= MAX_TIMEOUT_SECONDS:
-        raise InvalidRequest(f"{field}: must be between 1 second and 7 days", field=field)
+    if not minimum <= seconds <= MAX_TIMEOUT_SECONDS:
+        shown = format_duration(minimum)
+        raise InvalidRequest(f"{field}: must be between {shown} and 7 days", field=field)
     return int(seconds)
 
 
@@ -426,7 +428,7 @@ class GatekeeperClient:
         if checked:
             body["context"] = checked
         if timeout is not None:
-            body["timeout"] = format_duration(parse_duration(timeout))
+            body["timeout"] = format_duration(parse_duration(timeout, minimum=MIN_TIMEOUT_SECONDS))
         answer = self._call("POST", "/api/actions", body=body, ok=(200, 201, 202))
         return Approval(self, ActionState.from_answer(answer), body["idempotency_key"])
 

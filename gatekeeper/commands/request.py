@@ -2,7 +2,7 @@
 
     python -m gatekeeper request --command "terraform apply plan.tfplan" --action infrastructure_change \\
         --environment production [--resource R] [--context-file F.json] [--plan-file plan.tfplan] [--plan-url U]
-        [--idempotency-key K] [--wait] [--timeout PT30M] [--on-deny skip|fail] [--base-url URL] [--json]
+        [--idempotency-key K] [--wait [DURATION]] [--timeout PT30M] [--on-deny skip|fail] [--base-url URL] [--json]
     python -m gatekeeper request --action deploy --environment production --wait --argv ./deploy.sh --all
 
 Exit codes (the contract every client shares): 0 approved; 4 denied, expired, cancelled or human only (with
@@ -51,6 +51,7 @@ OPTION_FOR_FIELD = {
     "target.resource": "--resource",
     "idempotency_key": "--idempotency-key",
     "timeout": "--timeout",
+    "wait": "--wait",
     "base_url": "--base-url (or GATEKEEPER_URL)",
     "credentials": "credentials (GATEKEEPER_TOKEN, GATEKEEPER_API_KEY + GATEKEEPER_TENANT, or GitHub OIDC)",
     "tenant": "GATEKEEPER_TENANT",
@@ -79,7 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plan-file", type=Path, help="the plan to approve; its sha256 becomes the plan digest")
     parser.add_argument("--plan-url", help="a link to the full plan")
     parser.add_argument("--idempotency-key", help="the same key asks for the same action again")
-    parser.add_argument("--wait", action="store_true", help="wait for the decision (long polling)")
+    parser.add_argument(
+        "--wait",
+        nargs="?",
+        const="",
+        metavar="DURATION",
+        help="wait for the decision (long polling), at most DURATION if given (default: the timeout plus a "
+        "grace, else 6 hours); still pending then: the request is withdrawn and the exit code is 3",
+    )
     parser.add_argument("--timeout", help="how long approvers have (ISO 8601 like PT30M, or 30m); bounds --wait")
     parser.add_argument(
         "--on-deny",
@@ -196,6 +204,7 @@ def _client_error(exc: Exception) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from gatekeeper.client import ClientError, derive_idempotency_key, parse_duration
+    from gatekeeper.client.api import MIN_TIMEOUT_SECONDS
     from gatekeeper.client.environment import ClientEnvironment
 
     env = ClientEnvironment.from_environ()
@@ -211,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
         context["plan_url"] = args.plan_url
     shown = command if isinstance(command, str) else " ".join(command)
     try:
-        timeout = parse_duration(args.timeout) if args.timeout else None
+        timeout = parse_duration(args.timeout, minimum=MIN_TIMEOUT_SECONDS) if args.timeout else None
+        local_wait = parse_duration(args.wait, field="wait") if args.wait else None
         client = build_client(args, env)
         key = args.idempotency_key
         if key is None and (ci_run := env.run()) is not None:
@@ -225,9 +235,11 @@ def run(args: argparse.Namespace) -> int:
             idempotency_key=key,
             timeout=timeout,
         )
-        if approval.state.pending and args.wait:
+        if approval.state.pending and args.wait is not None:
+            if local_wait is None:
+                local_wait = timeout + min(GRACE_SECONDS, timeout) if timeout else DEFAULT_LOCAL_WAIT
             try:
-                approval.wait(timeout + min(GRACE_SECONDS, timeout) if timeout else DEFAULT_LOCAL_WAIT)
+                approval.wait(local_wait)
             except KeyboardInterrupt:
                 approval.cancel()
                 _print(args, approval.state, shown, 130, error=True)

@@ -232,6 +232,7 @@ def test_cancel_withdraws_and_a_decision_that_won_the_race_counts(double: Action
         ({"context": {"version_tags": ["v1", ""]}}, "context.version_tags[1]"),
         ({"context": {"plan_url": "javascript:alert(1)"}}, "context.plan_url"),
         ({"timeout": "P8D"}, "timeout"),
+        ({"timeout": "PT59S"}, "timeout"),
         ({"timeout": "soon"}, "timeout"),
     ],
 )

@@ -79,7 +79,7 @@ def test_nobody_deciding_in_time_exits_3_and_withdraws_the_request(
     double: ActionsContractDouble, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = time.monotonic()
-    assert main([*BASE, *TF, "--wait", "--timeout", "1s"]) == 3
+    assert main([*BASE, *TF, "--timeout", "PT5M", "--wait", "1s"]) == 3
     assert time.monotonic() - started < 6
     assert double.only_action().status == "cancelled"
     assert "cancelled" in capsys.readouterr().err
@@ -170,6 +170,8 @@ def test_a_github_oidc_token_is_fetched_for_the_audience(
         (["--action", "nuke", "--environment", "production", *TF], "--action"),
         (["--action", "deploy", "--environment", "", *TF], "--environment"),
         (["--action", "deploy", "--environment", "production", *TF, "--timeout", "forever"], "--timeout"),
+        (["--action", "deploy", "--environment", "production", *TF, "--timeout", "30s"], "--timeout"),
+        (["--action", "deploy", "--environment", "production", *TF, "--wait", "P9D"], "--wait"),
         (["--action", "deploy", "--environment", "production", *TF, "--idempotency-key", "a b"], "--idempotency-key"),
         (["--action", "deploy", "--environment", "production", *TF, "--plan-url", "file:///etc"], "--plan-url"),
         (["--action", "deploy", "--environment", "production", *TF, "--base-url", "http://evil.example"], "--base-url"),

@@ -27,6 +27,7 @@ import azure.functions as func
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from demo.actions import action_approvals
 from devstack.azure_devops import LocalAzureDevOpsServer
 from devstack.entra_issuer import LocalEntraIssuer
 from devstack.gates import LocalGates, local_gates
@@ -192,6 +193,7 @@ def run(out_dir: Path) -> int:
             demo = _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir)
             production_gate = _ingestion(demo)
             _gates(demo, production_gate)
+            action_approvals(demo)
             _audit(demo, out_dir, key_dir)
         receiver.stop()
     finally:

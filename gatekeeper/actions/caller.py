@@ -113,7 +113,7 @@ class ActionAuthenticator:
             credential="entra",
             caller_key=f"entra:oid:{oid}",
             requester_ids=(f"entra:oid:{oid}",),
-            display=principal.upn or principal.name or (f"app {oid}" if principal.app_only else oid),
+            display=principal.upn or principal.name or oid,
         )
 
     def _api_key_caller(self, request: IncomingRequest) -> ActionCaller:

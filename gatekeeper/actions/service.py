@@ -11,6 +11,7 @@ request's timeout, and whether the step then ran.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -49,6 +50,22 @@ POLL_STEPS = (0.25, 0.5, 1.0, 2.0)  # then every 2 s: two table reads per step, 
 RESUBMIT_AFTER = timedelta(seconds=30)  # a claim whose request died before queueing is re-queued by a re-request
 MAX_ACTION_BODY = 65_536
 _WAIT = re.compile(r"^[0-9]{1,3}$")
+STATE_FIELDS = (
+    "id",
+    "status",
+    "level",
+    "decision",
+    "reason",
+    "decided_by",
+    "decided_at",
+    "approval_url",
+    "command",
+    "action",
+    "environment",
+    "outcome",
+)
+"""The fields of `GET /api/actions/{id}` (docs/openapi/actions.yaml `ActionState`), in order."""
+STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "human_only")
 
 
 class Gateway(Protocol):
@@ -162,7 +179,7 @@ class ActionService:
                     "resource": existing.resource,
                     "level": existing.level,
                     "answer": existing.immediate or "pending",
-                    "credential": existing.credential,
+                    "auth": existing.credential,
                     "requester": list(existing.requester_ids),
                     "requested_by": existing.requested_by,
                     "plan_digest": event.plan_digest,
@@ -181,9 +198,14 @@ class ActionService:
                 environment=existing.environment,
                 auth=existing.credential,
             )
-        if not claim.submitted and (claim.created or now - existing.created_at >= RESUBMIT_AFTER):
+        if not claim.submitted and (claim.created or claim.failed or now - existing.created_at >= RESUBMIT_AFTER):
             # A duplicate submission is harmless: the dispatcher claims the business key exactly once.
-            self._sink.submit(event_from_sealable(existing.event), existing.action_id)
+            try:
+                self._sink.submit(event_from_sealable(existing.event), existing.action_id)
+            except Exception:
+                with contextlib.suppress(Exception):  # best effort: the caller's retry queues it either way
+                    store.mark_submitted(existing, ok=False)
+                raise
             store.mark_submitted(existing)
         if claim.created:
             return self._answer(existing)
@@ -234,6 +256,7 @@ class ActionService:
     def begin_status(self, incoming: IncomingRequest, action_id: str, wait: str | None) -> tuple[str, int]:
         """Authenticate, check the action is the caller's (404 otherwise) and read `wait`: the tenant and the
         seconds to wait. The waiting itself is `watch`, so no thread is held while nothing changes."""
+        require_bounded_headers(incoming)
         caller = self._auth.authenticate(incoming)
         seconds = parse_wait(wait)
         record, _ = self._own(caller, action_id)
@@ -267,6 +290,7 @@ class ActionService:
     # -- POST /api/actions/{id}/cancel ------------------------------------------------------------
 
     def cancel(self, incoming: IncomingRequest, action_id: str, gateway: Gateway) -> Answer:
+        require_bounded_headers(incoming)
         caller = self._auth.authenticate(incoming)
         record, etag = self._own(caller, action_id)
         if caller.caller_key != record.caller_key:

@@ -34,6 +34,7 @@ class Claim:
     created: bool
     record: ActionRecord
     submitted: bool
+    failed: bool = False  # the creator could not queue the event: the next re-request queues it
 
 
 def action_key(tenant_id: str, idempotency_key: str) -> str:
@@ -128,14 +129,16 @@ class ActionStore:
             if first.fingerprint == record.fingerprint and self.load(first.action_id) is None:
                 with contextlib.suppress(ResourceExistsError):
                     repo.create(self._entity(first))
-            return Claim(False, first, bool(entity.get("submitted")))
+            return Claim(False, first, bool(entity.get("submitted")), bool(entity.get("submit_failed")))
         repo.create(self._entity(record))
         return Claim(True, record, False)
 
-    def mark_submitted(self, record: ActionRecord) -> None:
-        """The event is on the queue: later re-requests need not queue it again."""
+    def mark_submitted(self, record: ActionRecord, *, ok: bool = True) -> None:
+        """The event is on the queue (later re-requests need not queue it again), or queueing failed (the next
+        re-request queues it at once instead of after RESUBMIT_AFTER)."""
         key = check_key("run_id", str(record.event.get("run_id", "")))
-        self._ready().upsert({"PartitionKey": key, "RowKey": CLAIM_ROW, "submitted": True}, merge=True)
+        flag = {"submitted": True} if ok else {"submit_failed": True}
+        self._ready().upsert({"PartitionKey": key, "RowKey": CLAIM_ROW, **flag}, merge=True)
 
     def load(self, action_id: str) -> tuple[ActionRecord, str] | None:
         """The record and its ETag, or None."""

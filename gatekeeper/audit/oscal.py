@@ -129,6 +129,51 @@ def _approves(data: Mapping[str, Any] | None) -> bool:
     return str(_get(data, "decision", "outcome", "result") or "").lower() in _APPROVED
 
 
+def _describe_action(kind: str, subject: str, data: Mapping[str, Any], entry: Mapping[str, Any]) -> tuple[str, str]:
+    """Action-level approvals (issue 13). The command is identified by its SHA-256, never quoted: commands can
+    carry secrets-ish arguments, and the sealed audit entry keeps the text for whoever may open it."""
+    if kind == "action_requested":
+        who = _line(_get(data, "requested_by") or _get(data, "auth") or "an automation", 200)
+        level = _line(_get(data, "level") or "?", 10)
+        extras = [
+            f"command SHA-256 {_line(data['command_sha256'], 64)}" if data.get("command_sha256") else "",
+            f"plan digest {_line(data['plan_digest'], 80)}" if data.get("plan_digest") else "",
+            f"change ticket {_line(data['ticket'], 100)}" if data.get("ticket") else "",
+        ]
+        details = "; ".join(x for x in extras if x)
+        return (
+            _line(f"Action requested: {subject}"),
+            f"{who} asked to run one {_line(_get(data, 'action') or 'privileged', 40)} command on "
+            f"{_line(_get(data, 'environment') or '?', 100)} ({_line(_get(data, 'resource') or 'no resource named')}); "
+            f"gate level {level}, first answer {_line(_get(data, 'answer') or '?', 20)}"
+            f"{'; ' + details if details else ''}.",
+        )
+    if kind in ("action_cancelled", "action_expired"):
+        how = "cancelled by its requester" if kind == "action_cancelled" else "expired on its own timeout"
+        return (
+            _line(f"Action {how.split(' ')[0]}: {subject}"),
+            f"The action request {subject} was {how} before a decision; it must not run"
+            f"{'' if data.get('chain_ended') else ' (its approval chain was not running)'}.",
+        )
+    if kind == "action_reported":
+        outcome = _line(_get(data, "outcome") or "?", 20)
+        code = data.get("exit_code")
+        if data.get("refused") is True:
+            return (
+                _line(f"Refused report: {outcome} for {subject}"),
+                f"A client reported the action {subject} as {outcome} although it was "
+                f"{_line(_get(data, 'status') or 'not approved', 40)}; the report was refused and recorded as an "
+                "attempt.",
+            )
+        return (
+            _line(f"Action {outcome}: {subject}"),
+            f"The client reported the action {subject} as {outcome}"
+            f"{' (exit code ' + _line(code, 20) + ')' if code is not None else ''} after it was "
+            f"{_line(_get(data, 'status') or '?', 40)}.",
+        )
+    return _line(f"{kind.replace('_', ' ').capitalize()} for {subject}"), f"Audit entry {entry['seq']}: {kind}."
+
+
 class _Builder:
     def __init__(
         self,
@@ -305,6 +350,8 @@ class _Builder:
                 f"The tenant's gate policy changed (version {_line(_get(data, 'version') or '?')}): "
                 f"{_line(_get(data, 'summary') or 'no summary recorded', 2000)}",
             )
+        if kind.startswith("action_"):
+            return _describe_action(kind, subject, data, entry)
         if kind == "event_received":
             repo = _get(data, "repository", "repo") or "?"
             commit = _get(data, "commit", "sha") or "?"
@@ -319,6 +366,13 @@ class _Builder:
     def classify(self, kind: str, obs_uuid: str, entry: Mapping[str, Any], data: Mapping[str, Any] | None) -> None:
         if kind in ("decision", "approval_requested", "approval_decided", "callback", "rollback", "policy_changed"):
             self.by_control["cm-3"].append(obs_uuid)
+        if kind in ("action_requested", "action_cancelled", "action_expired", "action_reported"):
+            self.by_control["cm-3"].append(obs_uuid)
+        if kind == "action_reported" and data is not None and data.get("refused") is True:
+            self.violations["cm-3"].append(
+                f"a client reported running action {_line(entry.get('instance_id'), 80)} although it was "
+                f"{_line(_get(data, 'status') or 'not approved', 40)} (entry {entry['seq']})"
+            )
         if kind == "approval_decided" and _human_vote(entry, data):
             self.by_control["cm-5"].append(obs_uuid)
             self.by_control["au-10"].append(obs_uuid)
@@ -330,6 +384,7 @@ class _Builder:
             kind == "event_received"
             and data is not None
             and not (_get(data, "repository", "repo") and _get(data, "commit", "sha"))
+            and "action" not in (data.get("labels") or ())  # an agent's command need not come from a revision
         ):
             self.violations["sa-10"].append(f"deployment request at entry {entry['seq']} names no repository/commit")
 

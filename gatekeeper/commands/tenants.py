@@ -1,4 +1,5 @@
-"""`gatekeeper tenants import FILE` and `gatekeeper tenants list`: the tenant registry."""
+"""`gatekeeper tenants import FILE`, `gatekeeper tenants list` and `gatekeeper tenants github-oidc`: the tenant
+registry."""
 
 from __future__ import annotations
 
@@ -22,6 +23,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lister.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_storage_option(lister)
     lister.set_defaults(handler=list_tenants)
+
+    oidc = actions.add_parser(
+        "github-oidc",
+        help="let GitHub Actions jobs of an owner (by numeric id) ask for action approvals with their OIDC token",
+    )
+    oidc.add_argument("tenant", help="the tenant id")
+    oidc.add_argument(
+        "--owner-id",
+        required=True,
+        help="the organisation's or user's numeric id (the token's repository_owner_id claim)",
+    )
+    oidc.add_argument(
+        "--repository",
+        action="append",
+        default=[],
+        metavar="OWNER/NAME",
+        help="accept only these repositories of the owner (repeatable); default: every repository of the owner",
+    )
+    oidc.add_argument("--remove", action="store_true", help="remove the binding (and the named repositories)")
+    add_storage_option(oidc)
+    oidc.set_defaults(handler=bind_github_oidc)
 
 
 def import_tenants(args: argparse.Namespace) -> int:
@@ -64,4 +86,38 @@ def list_tenants(args: argparse.Namespace) -> int:
         print(
             f"{record.tenant_id:<16} {record.display_name[:28]:<28} {'yes' if record.enabled else 'no':<8} {identities}"
         )
+    return 0
+
+
+def bind_github_oidc(args: argparse.Namespace) -> int:
+    """Add (or remove) `github:owner-id:<id>` and optional `github:repo:<owner/name>` identities."""
+    import re
+
+    from gatekeeper.commands.common import UsageError
+    from gatekeeper.tenancy.model import TenantRecord
+    from gatekeeper.tenancy.registry import RegistryConflict, TenantRegistry
+
+    owner_id = str(args.owner_id).strip()
+    if not re.fullmatch(r"[0-9]{1,20}", owner_id):
+        raise UsageError(f"--owner-id: {owner_id[:40]!r} is not a GitHub numeric id (repository_owner_id)")
+    for repository in args.repository:
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}", repository):
+            raise UsageError(f"--repository: {repository[:120]!r} is not OWNER/NAME")
+    registry = TenantRegistry(storage_from_args(args))
+    record = registry.get(args.tenant)
+    if record is None:
+        raise UsageError(f"tenant {args.tenant[:64]!r}: not registered (gatekeeper tenants import)")
+    named = [f"github:owner-id:{owner_id}", *(f"github:repo:{r.lower()}" for r in args.repository)]
+    if args.remove:
+        identities = tuple(i for i in record.identities if i not in named)
+    else:
+        identities = record.identities + tuple(i for i in named if i not in record.identities)
+    updated = TenantRecord.model_validate({**record.model_dump(mode="json"), "identities": list(identities)})
+    try:
+        registry.import_records([updated])
+    except RegistryConflict as exc:
+        raise UsageError(f"tenant {record.tenant_id}: {exc}") from exc
+    verb = "removed" if args.remove else "bound"
+    scope = ", ".join(args.repository) or "every repository of the owner"
+    print(f"{verb} GitHub OIDC owner {owner_id} for tenant {record.tenant_id} ({scope})")
     return 0

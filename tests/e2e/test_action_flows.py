@@ -24,6 +24,7 @@ from devstack.gates import LocalGates, local_gates
 from devstack.github_oidc import LocalGitHubOidcIssuer
 from devstack.runner import ManualClock
 from functions.http import problem_body, status_of
+from gatekeeper.actions.service import STATE_FIELDS
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, chain_instance_id
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.gates.effects import PolicyDecider
@@ -263,6 +264,7 @@ def test_l2_waits_for_a_person_and_the_decision_route_approves_it(world):
     assert answer["approval_url"].endswith(f"/api/approvals/{action_id}/page")
     world.pump()
     pending = body(world.get(action_id, world.agent()))
+    assert tuple(pending) == STATE_FIELDS
     assert pending["status"] == "pending" and pending["decision"] is None
     assert pending["command"] == "terraform apply -auto-approve plan.tfplan"
     # the approver sees the exact command and the plan on the gate's view
@@ -275,6 +277,32 @@ def test_l2_waits_for_a_person_and_the_decision_route_approves_it(world):
     assert body(world.get(action_id, world.agent()))["outcome"] == "executed"
     kinds = [r.kind for r in world.audit(action_id)]
     assert kinds[0] == "action_requested" and "approval_decided" in kinds and kinds[-1] == "action_reported"
+
+
+def test_the_registered_approval_route_decides_an_action_like_any_gate(world):
+    """`POST /api/approvals/{id}/decisions` (the route the Teams card, the page and API clients call)."""
+    action_id = body(world.post(ask(), world.agent()))["id"]
+    world.pump()
+    chain = chain_instance_id(action_id)
+    world.durable.instances[chain] = {"name": "approval_chain", "runtimeStatus": "Running"}
+    request = func.HttpRequest(
+        "POST",
+        f"http://localhost/api/approvals/{action_id}/decisions",
+        headers={**world.person(PIET), "Content-Type": "application/json"},
+        body=json.dumps({"decision": "approve", "comment": "plan reviewed"}).encode(),
+        route_params={"instance_id": action_id},
+    )
+    response = run_on_worker(http_function("approval_decision")(req=request, client=world.durable.client_binding))
+    assert response.status_code == 202, response.get_body()
+    [raised] = [r for r in world.durable.requests_to("/raiseEvent/", "POST") if r.status == 202]
+    assert raised.path.startswith(f"/durabletask/instances/{chain}/raiseEvent/approval-vote-")
+    # the Durable host delivers the vote to the chain; the runner stands in for it
+    vote = json.loads(raised.json)  # the SDK posts the JSON text of the vote as a JSON string
+    assert vote["voter_id"] == PIET and vote["decision"] == "approve"
+    world.gates.gateway.raise_event(chain, raised.path.rsplit("/", 1)[-1], vote)
+    world.gates.runner.run_until_idle()
+    state = body(world.get(action_id, world.agent()))
+    assert (state["status"], state["decided_by"]) == ("approved", PIET)
 
 
 def test_the_requester_cannot_approve_their_own_action(world):
@@ -406,7 +434,7 @@ def test_a_github_workflow_token_is_accepted_and_its_actor_is_the_requester(worl
     assert response.status_code == 200, response.get_body()
     action_id = body(response)["id"]
     world.pump()
-    received = [r.data for r in world.audit(action_id) if r.kind == "event_received"][0]
+    received = next(r.data for r in world.audit(action_id) if r.kind == "event_received")
     assert received["requester"] == ["github:login:dev-alice"] and received["repository"] == "contoso/infra"
     assert body(world.get(action_id, world.workflow()))["status"] == "approved"
 
@@ -479,3 +507,32 @@ def test_deep_duplicate_and_oversize_bodies_are_refused_before_anything_is_writt
         response = world.post(raw, world.agent())
         assert response.status_code == status, (raw[:40], response.get_body())
     assert world.env.drain() == []
+
+
+# -- queue down ------------------------------------------------------------------------------------
+
+
+def test_queue_down_answers_503_and_the_clients_retry_queues_the_action_once(world, azurite):
+    from gatekeeper.ingest.queue import QueueEventSink
+    from gatekeeper.store.tables import StorageAccount
+    from tests.support.outage import dead_port, storage_connection_string
+
+    services = world.env.services
+    working = services.sink
+    down = StorageAccount(
+        connection_string=storage_connection_string(blob=azurite.blob_port, queue=dead_port(), table=azurite.table_port)
+    )
+    services.__dict__["sink"] = QueueEventSink(down.bounded(), services.sealer, services.queue_name)
+    services.__dict__.pop("actions", None)  # rebuilt over the sink that is down (request-path budgets)
+    request = ask()
+    started = time.monotonic()
+    failed = world.post(request, world.agent())
+    assert failed.status_code == 503 and int(failed.headers["Retry-After"]) > 0
+    assert time.monotonic() - started < 5  # request-path budgets (unbounded SDK retries take over a minute)
+    services.__dict__["sink"] = working
+    services.__dict__.pop("actions", None)
+    retried = world.post(request, world.agent())  # at once, not only after RESUBMIT_AFTER
+    assert retried.status_code == 202
+    assert len(world.pump()) == 1
+    assert body(world.get(body(retried)["id"], world.agent()))["status"] == "pending"
+    assert [r.kind for r in world.audit(body(retried)["id"])].count("action_requested") == 1

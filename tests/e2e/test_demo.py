@@ -30,6 +30,10 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
         "policy: L1 by rule staging",
         "policy: L3 by rule privilege-escalation",
         "L2 rejected: approval chain rejected (timeout); pipeline called back",
+        "on-deny: skip -> action denied: step skipped, exit 0",
+        "claims it ran the denied command anyway: 409",
+        "data export: 202 pending L2",
+        "the agent reports `executed` (exit 0): 202",
         "gatekeeper audit verify (offline): exit 0",
     ):
         assert expected in timeline, expected

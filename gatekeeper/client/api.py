@@ -64,7 +64,9 @@ CONTEXT_FIELDS: dict[str, type] = {
 }
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # idempotency keys and action ids
 PLAN_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-ENVIRONMENT = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,99}$")  # the server's pattern (docs/openapi/actions.yaml)
+RESOURCE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+MAX_RESOURCE_CHARS = 200
 MAX_COMMAND_CHARS = 8192
 MAX_ARGV_ITEMS = 256
 MAX_CONTEXT_STRING = 2048
@@ -421,8 +423,10 @@ class GatekeeperClient:
             else f"gk-random:{uuid.uuid4().hex}",
         }
         if resource is not None:
-            if not isinstance(resource, str) or not ENVIRONMENT.fullmatch(resource):
-                raise InvalidRequest("target.resource: expected 1..128 characters of text", field="target.resource")
+            if not isinstance(resource, str) or not RESOURCE.fullmatch(resource):
+                raise InvalidRequest(
+                    f"target.resource: expected 1..{MAX_RESOURCE_CHARS} characters of text", field="target.resource"
+                )
             body["target"]["resource"] = resource
         checked = check_context(context)
         if checked:
@@ -475,7 +479,10 @@ class GatekeeperClient:
     @staticmethod
     def _check_environment(environment: str) -> str:
         if not isinstance(environment, str) or not environment.strip() or not ENVIRONMENT.fullmatch(environment):
-            raise InvalidRequest("target.environment: expected 1..128 characters of text", field="target.environment")
+            raise InvalidRequest(
+                "target.environment: expected 1..100 of A-Z a-z 0-9 space . _ / - (starting with a letter or digit)",
+                field="target.environment",
+            )
         return environment
 
     @staticmethod

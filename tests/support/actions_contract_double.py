@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,11 @@ KINDS = {
 }
 
 
+def command_text(command: str | list[str]) -> str:
+    """The command as the server shows it: text as given, argv shell-quoted."""
+    return shlex.join(command) if isinstance(command, list) else command
+
+
 def problem(status: int, code: str, detail: str, field: str | None = None) -> Response:
     body: dict[str, Any] = {"type": f"https://gatekeeper.dev/problems/{code}", "title": code, "status": status}
     body["detail"] = detail
@@ -51,7 +57,7 @@ class Action:
     level: str
     status: str
     decision: str | None = None
-    reason: str | None = None
+    reason: str = "awaiting approval"
     decided_by: str | None = None
     decided_at: str | None = None
     outcome: str | None = None
@@ -83,7 +89,7 @@ class ActionsContractDouble(LocalServer):
             action.status = status
             action.decision = "approved" if status == "approved" else "denied"
             action.decided_by = decided_by
-            action.reason = reason
+            action.reason = reason or f"approval chain {status}"
             action.decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self.audit.append((action_id, status, decided_by))
             self._changed.notify_all()
@@ -153,13 +159,25 @@ class ActionsContractDouble(LocalServer):
             "reason": action.reason,
             "decided_by": action.decided_by,
             "decided_at": action.decided_at,
-            "approval_url": f"{self._base()}/api/approvals/gate-{action.id}/page" if action.level == "L2" else None,
-            "status_url": f"{self._base()}/api/actions/{action.id}",
-            "command": action.body["command"],
+            "approval_url": self._approval_url(action),
+            "command": command_text(action.body["command"]),
             "action": action.body["action"],
             "environment": action.body["target"]["environment"],
             "outcome": action.outcome,
         }
+
+    def _approval_url(self, action: Action) -> str | None:
+        return f"{self._base()}/api/approvals/gate-{action.id}/page" if action.level == "L2" else None
+
+    def _answer(self, action: Action) -> Response:
+        """The POST's answer as the contract gives it: 202 pending with the approval URL, else 200 decided."""
+        status_url = f"{self._base()}/api/actions/{action.id}"
+        body: dict[str, Any] = {"id": action.id, "level": action.level, "status_url": status_url}
+        if action.status == "pending":
+            body |= {"status": "pending", "approval_url": self._approval_url(action)}
+            return json_response(202, body, {"Location": status_url})
+        body |= {"status": action.status, "decision": action.decision, "reason": action.reason}
+        return json_response(200, body)
 
     def _create(self, tenant: str, requester: str, raw: bytes) -> Response:
         try:
@@ -191,16 +209,13 @@ class ActionsContractDouble(LocalServer):
                 status = {"L0": "approved", "L1": "approved", "L3": "human_only"}.get(level, "pending")
                 action = Action(f"act-{self._counter:04d}", tenant, requester, body, level, status)
                 if status == "approved":
-                    action.decision = "approved"
+                    action.decision, action.reason = "approved", f"{level}: approved at once"
                 elif status == "human_only":
                     action.decision, action.reason = "denied", "policy: human only"
                 self.actions[action.id] = action
                 self.by_key[(tenant, key)] = action.id
                 self.audit.append((action.id, "requested", requester))
-        view = self._view(action)
-        if action.status == "pending":
-            return json_response(202, view, {"Location": view["status_url"]})
-        return json_response(200, view)
+        return self._answer(action)
 
     def _get(self, action: Action, query: dict[str, list[str]]) -> Response:
         raw = query.get("wait", ["0"])[-1]
@@ -224,7 +239,7 @@ class ActionsContractDouble(LocalServer):
         with self._changed:
             if action.status != "pending":
                 return problem(409, "already-decided", "the action is already decided", "id")
-            action.status, action.decision = "cancelled", "denied"
+            action.status, action.decision, action.reason = "cancelled", "denied", "cancelled by the requester"
             self.audit.append((action.id, "cancelled", action.requester))
             self._changed.notify_all()
             return json_response(200, self._view(action))

@@ -59,8 +59,11 @@ class Denied:
 
 
 def default_command(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-    """What the approver sees when no command is given: the call as Python would print it."""
-    shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    """What the approver sees when no `command` is given: the function and the argument names, never their
+    values (they could hold a secret, and the command is shown, audited and exported). Give `command` (text,
+    argv, or a callable of the call's arguments) to show what the call will do."""
+    shown = [f"<{len(args)} positional>"] if args else []
+    shown += [f"{name}=..." for name in kwargs]
     text = f"{func.__module__}.{func.__qualname__}({', '.join(shown)})"
     return text if len(text) <= MAX_REPR_CHARS else text[: MAX_REPR_CHARS - 3] + "..."
 

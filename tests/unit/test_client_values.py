@@ -141,3 +141,13 @@ def test_no_oidc_permission_is_bad_input_naming_the_credentials() -> None:
     with pytest.raises(InvalidRequest) as caught:
         GitHubOidcTokenProvider("", "", "api://gk")
     assert caught.value.field == "credentials" and "id-token: write" in caught.value.detail
+
+
+def test_the_default_command_never_shows_argument_values() -> None:
+    from gatekeeper.client.guard import default_command
+
+    def export(table: str, password: str) -> None: ...
+
+    shown = default_command(export, ("customers",), {"password": "s3cret-value"})
+    assert shown.endswith("export(<1 positional>, password=...)")
+    assert "s3cret" not in shown and "customers" not in shown

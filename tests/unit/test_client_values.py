@@ -151,3 +151,22 @@ def test_the_default_command_never_shows_argument_values() -> None:
     shown = default_command(export, ("customers",), {"password": "s3cret-value"})
     assert shown.endswith("export(<1 positional>, password=...)")
     assert "s3cret" not in shown and "customers" not in shown
+
+
+def test_the_client_imports_nothing_heavy() -> None:
+    """An agent or build step loads `gatekeeper.client` quickly: requests (tenacity on first retry), no Azure
+    SDK, no pydantic, no JWT or crypto library."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    probe = (
+        "import json, sys, gatekeeper.client, gatekeeper.client.oidc, gatekeeper.client.environment\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout))
+    assert "requests" in loaded
+    assert not loaded & {"azure", "pydantic", "msgraph", "jwt", "cryptography", "yaml", "tenacity"}

@@ -361,3 +361,25 @@ def test_on_azure_pipelines_outputs_are_well_formed_escaped_vso_variables(
 )
 def test_vso_escaping_follows_the_agent(raw: str, escaped: str) -> None:
     assert load_script().vso_escape(raw) == escaped
+
+
+def test_a_cancelled_job_withdraws_the_pending_request(runner: Runner, double: ActionsContractDouble) -> None:
+    """GitHub cancels a job with SIGINT, then SIGTERM: the step withdraws its request on the way out, so an
+    approver never approves a command nobody runs."""
+    import signal
+
+    env = {**runner.env}
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("Waiting for approval of action act-0001")
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert double.only_action().status == "cancelled"
+    assert runner.outputs()["decision"] == "cancelled" and runner.outputs()["approved"] == "false"

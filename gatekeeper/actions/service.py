@@ -40,7 +40,8 @@ from gatekeeper.ingest.edge import (
 from gatekeeper.ingest.service import EventSink, require_event_size
 
 if TYPE_CHECKING:
-    from gatekeeper.gates.effects import AuditTrail, Decider
+    from gatekeeper.audit.log import AuditLog
+    from gatekeeper.gates.effects import Decider
     from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class ActionService:
         index: GateIndex,
         sink: EventSink,
         decider: Decider,
-        audit_for: Callable[[str], AuditTrail],
+        audit_for: Callable[[str], AuditLog],
         *,
         base_url: str,
         approval_link: Callable[[str], str],
@@ -124,14 +125,8 @@ class ActionService:
         event = self._event(caller, asked, now)
         action_id = event.instance_id
         decision = self._decider.decide(event, now)
-        level, immediate, reason = str(decision.level), None, ""
-        if decision.blocked:
-            immediate, reason = "denied", "; ".join(decision.reasons)[:500] or "blocked by policy"
-        elif level in ("L0", "L1"):
-            immediate = "approved"
-            reason = "L0: fully automated" if level == "L0" else "L1: approved, people are notified afterwards"
-        elif level == "L3":
-            immediate, reason = "human_only", "L3: human only, automation refused; a human task was opened"
+        level = str(decision.level)
+        immediate, reason = immediate_answer(level, decision.blocked, tuple(decision.reasons))
         span = asked.timeout_span
         record = ActionRecord(
             action_id=action_id,
@@ -166,38 +161,7 @@ class ActionService:
         existing = claim.record
         if claim.created:
             self._index.put(existing.action_id, tenant_id)
-            self._audit(
-                existing,
-                "action_requested",
-                caller.display or caller.credential,
-                {
-                    "action_id": existing.action_id,
-                    "command": existing.command,
-                    "command_sha256": hashlib.sha256(existing.command.encode()).hexdigest(),
-                    "action": existing.action,
-                    "environment": existing.environment,
-                    "resource": existing.resource,
-                    "level": existing.level,
-                    "answer": existing.immediate or "pending",
-                    "auth": existing.credential,
-                    "requester": list(existing.requester_ids),
-                    "requested_by": existing.requested_by,
-                    "plan_digest": event.plan_digest,
-                    "ticket": event.ticket,
-                    "version_tags": list(event.version_tags),
-                    "artifacts": list(event.artifacts),
-                    "expires_at": existing.expires_at.isoformat() if existing.expires_at else None,
-                },
-            )
-            telemetry.emit(
-                telemetry.Event.ACTION_REQUESTED,
-                tenant=tenant_id,
-                instance_id=existing.action_id,
-                level=existing.level,
-                action=existing.action,
-                environment=existing.environment,
-                auth=existing.credential,
-            )
+            self._requested(existing, event, caller)
         if not claim.submitted and (claim.created or claim.failed or now - existing.created_at >= RESUBMIT_AFTER):
             # A duplicate submission is harmless: the dispatcher claims the business key exactly once.
             try:
@@ -215,6 +179,41 @@ class ActionService:
         status_url = f"{self._base_url}/api/actions/{existing.action_id}"
         keys = ("id", "status", "level", "decision", "reason")
         return Answer(200, {**{k: view[k] for k in keys}, "status_url": status_url})
+
+    def _requested(self, record: ActionRecord, event: PipelineEvent, caller: ActionCaller) -> None:
+        """Audit the new action (the command verbatim, in the sealed entry) and count it (never the command)."""
+        self._audit(
+            record,
+            "action_requested",
+            caller.display or caller.credential,
+            {
+                "action_id": record.action_id,
+                "command": record.command,
+                "command_sha256": hashlib.sha256(record.command.encode()).hexdigest(),
+                "action": record.action,
+                "environment": record.environment,
+                "resource": record.resource,
+                "level": record.level,
+                "answer": record.immediate or "pending",
+                "auth": record.credential,
+                "requester": list(record.requester_ids),
+                "requested_by": record.requested_by,
+                "plan_digest": event.plan_digest,
+                "ticket": event.ticket,
+                "version_tags": list(event.version_tags),
+                "artifacts": list(event.artifacts),
+                "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+            },
+        )
+        telemetry.emit(
+            telemetry.Event.ACTION_REQUESTED,
+            tenant=record.tenant_id,
+            instance_id=record.action_id,
+            level=record.level,
+            action=record.action,
+            environment=record.environment,
+            auth=record.credential,
+        )
 
     def _event(self, caller: ActionCaller, asked: ActionRequest, now: datetime) -> PipelineEvent:
         context = asked.context
@@ -369,8 +368,7 @@ class ActionService:
             state = ActionState("pending", None, "awaiting approval")
         decided_by = None
         if gate is not None and state.status in ("approved", "denied") and record.immediate is None:
-            votes = self._gates(tenant_id).votes(action_id)
-            decided_by = votes[-1].voter_id if votes else None
+            decided_by = self._decided_by(tenant_id, action_id)
         return {
             "id": action_id,
             "status": state.status,
@@ -385,6 +383,18 @@ class ActionService:
             "environment": record.environment,
             "outcome": record.outcome,
         }
+
+    def _decided_by(self, tenant_id: str, action_id: str) -> str | None:
+        """Who cast the deciding vote, as their token named them (UPN), else their object id: the gate's last
+        counted vote in the audit log. None when no person decided (a timeout, a policy block)."""
+        refs = [r for r in self._gates(tenant_id).audit_refs(action_id) if r.kind == "approval_decided"]
+        log = self._audit_for(tenant_id)
+        for ref in reversed(refs):
+            for entry in log.records(ref.seq, ref.seq + 1):
+                data = entry.data
+                if "vote" in data and data.get("counted") is not False:
+                    return str(data.get("upn") or entry.actor)[:256]
+        return None
 
     def _withdraw(self, record: ActionRecord, etag: str, reason: str, by: str, gateway: Gateway) -> bool:
         """Close a pending action as cancelled or expired (ETag-conditional: one closer wins), end its
@@ -469,6 +479,18 @@ def action_state(record: ActionRecord, gate: GateRecord | None, now: datetime) -
     if "(timeout)" in reason:
         return ActionState("expired", "denied", reason, gate.decided_at)
     return ActionState("denied", "denied", reason, gate.decided_at)
+
+
+def immediate_answer(level: str, blocked: bool, reasons: tuple[str, ...]) -> tuple[str | None, str]:
+    """What the caller hears at once: L0/L1 approved (L1 people are told afterwards), L3 human only, a
+    policy block denied; None for L2, where a person decides first."""
+    if blocked:
+        return "denied", "; ".join(reasons)[:500] or "blocked by policy"
+    if level in ("L0", "L1"):
+        return "approved", "L0: fully automated" if level == "L0" else "L1: approved, people are notified afterwards"
+    if level == "L3":
+        return "human_only", "L3: human only, automation refused; a human task was opened"
+    return None, ""
 
 
 def fingerprint(asked: ActionRequest) -> str:

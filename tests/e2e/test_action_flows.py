@@ -223,6 +223,11 @@ def ask(environment: str = "production", **overrides: Any) -> dict[str, Any]:
     return body
 
 
+def upn(oid: str) -> str:
+    """The UPN the local issuer puts in a person's token (the decision route audits it with the vote)."""
+    return f"{oid[:8]}@example.onmicrosoft.com"
+
+
 def body(response: func.HttpResponse) -> dict[str, Any]:
     return json.loads(response.get_body())
 
@@ -272,7 +277,7 @@ def test_l2_waits_for_a_person_and_the_decision_route_approves_it(world):
     assert view.command == "terraform apply -auto-approve plan.tfplan" and view.plan_digest == PLAN
     assert world.decide(action_id, ANNA, "approve")[0] == 202
     state = body(world.get(action_id, world.agent()))
-    assert (state["status"], state["decision"], state["decided_by"]) == ("approved", "approved", ANNA)
+    assert (state["status"], state["decision"], state["decided_by"]) == ("approved", "approved", upn(ANNA))
     assert world.report(action_id, {"outcome": "executed", "exit_code": 0}, world.agent()).status_code == 202
     assert body(world.get(action_id, world.agent()))["outcome"] == "executed"
     kinds = [r.kind for r in world.audit(action_id)]
@@ -302,7 +307,7 @@ def test_the_registered_approval_route_decides_an_action_like_any_gate(world):
     world.gates.gateway.raise_event(chain, raised.path.rsplit("/", 1)[-1], vote)
     world.gates.runner.run_until_idle()
     state = body(world.get(action_id, world.agent()))
-    assert (state["status"], state["decided_by"]) == ("approved", PIET)
+    assert (state["status"], state["decided_by"]) == ("approved", upn(PIET))
 
 
 def test_the_requester_cannot_approve_their_own_action(world):
@@ -318,7 +323,7 @@ def test_denied_action_is_recorded_and_a_skip_is_audited_but_executed_is_refused
     world.pump()
     assert world.decide(action_id, PIET, "reject")[0] == 202
     state = body(world.get(action_id, world.agent()))
-    assert (state["status"], state["decision"]) == ("denied", "denied")
+    assert (state["status"], state["decision"], state["decided_by"]) == ("denied", "denied", upn(PIET))
     refused = world.report(action_id, {"outcome": "executed"}, world.agent())
     assert refused.status_code == 409 and body(refused)["type"].endswith("/not-approved")
     assert world.report(action_id, {"outcome": "skipped", "detail": "denied"}, world.agent()).status_code == 202

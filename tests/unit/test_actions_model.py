@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gatekeeper.actions.caller import repository_allowed
 from gatekeeper.actions.model import ActionRequest, command_text, parse_model
-from gatekeeper.actions.service import action_state, fingerprint
+from gatekeeper.actions.service import action_state, fingerprint, immediate_answer
 from gatekeeper.actions.store import ActionRecord
 from gatekeeper.approvals import chain
 from gatekeeper.approvals.chain import ChainPlan
@@ -139,3 +139,20 @@ def test_named_repositories_narrow_a_github_owner_binding():
         identities=("github:owner-id:1", "github:repo:contoso/infra", "github:org:contoso"),
     )
     assert repository_allowed(org, "contoso", "contoso/web")
+
+
+@pytest.mark.parametrize(
+    ("level", "blocked", "expected"),
+    [
+        ("L0", False, "approved"),
+        ("L1", False, "approved"),
+        ("L2", False, None),
+        ("L3", False, "human_only"),
+        ("L0", True, "denied"),
+        ("L2", True, "denied"),
+    ],
+)
+def test_the_immediate_answer_follows_the_level_and_a_block_always_denies(level, blocked, expected):
+    answer, reason = immediate_answer(level, blocked, ("change freeze",) if blocked else ())
+    assert answer == expected
+    assert (reason == "change freeze") if blocked else (bool(reason) == (expected is not None))

@@ -47,6 +47,7 @@ ENTRA_AUDIENCE = "api://gatekeeper-client-tests"
 GITHUB_AUDIENCE = "api://gatekeeper-client-tests/github-actions"
 OWNER_ID = 4200001
 ANNA, PIET = "0000000a-0000-4000-8000-00000000000a", "0000000b-0000-4000-8000-00000000000b"
+UPN = {ANNA: "anna@contoso.com", PIET: "piet@contoso.com"}
 AGENT = "0000000e-0000-4000-8000-0000000000ee"
 REQUEST_TOKEN = "runner-request-token-e2e"
 POLICY = {
@@ -100,7 +101,8 @@ class Stack:
         return started
 
     def decide(self, action_id: str, oid: str, decision: str) -> None:
-        headers = {"Authorization": "Bearer " + self.entra.issue(oid, ENTRA_TENANT, ENTRA_AUDIENCE)}
+        token = self.entra.issue(oid, ENTRA_TENANT, ENTRA_AUDIENCE, upn=UPN[oid])
+        headers = {"Authorization": f"Bearer {token}"}
         status, _ = self.gates.decide(action_id, headers, decision)
         assert status == 202
 
@@ -262,7 +264,7 @@ def test_the_cli_waits_for_a_person_with_the_api_key(stack: Stack) -> None:
         process.kill()
     assert process.returncode == 0, stderr
     printed = json.loads(stdout)
-    assert printed["id"] == action_id and printed["status"] == "approved" and printed["decided_by"] in (ANNA, PIET)
+    assert printed["id"] == action_id and printed["status"] == "approved" and printed["decided_by"] in UPN.values()
     assert printed["command"] == "pg_dump --table customers" and printed["exit_code"] == 0
 
 

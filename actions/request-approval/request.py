@@ -11,6 +11,9 @@ step template (pipelines/templates/request-approval.yml); it speaks the same con
     3 Gatekeeper unavailable (always), or still pending when the local wait ended (on-deny fail)
     2 bad input (the message names the input)        1 anything unexpected
 
+Report mode (GATEKEEPER_REPORT=executed|skipped, GATEKEEPER_ACTION_ID, GATEKEEPER_EXIT_CODE,
+GATEKEEPER_REPORT_DETAIL; used by actions/report-outcome) tells Gatekeeper whether the guarded step ran.
+
 Configuration comes from environment variables only (never from text pasted into a shell line, so a
 command holding quotes or `$(...)` is data, not code): GATEKEEPER_COMMAND, GATEKEEPER_ACTION,
 GATEKEEPER_ENVIRONMENT, GATEKEEPER_RESOURCE, GATEKEEPER_TIMEOUT, GATEKEEPER_ON_DENY (skip|fail),
@@ -544,7 +547,38 @@ def finish(state: dict[str, Any], command: Command, outcome: str, code: int) -> 
     return code
 
 
+def report_main() -> int:
+    """Report mode (GATEKEEPER_REPORT=executed|skipped): tell Gatekeeper whether the guarded step ran. 0 when
+    recorded; 4 when `executed` is refused because the action was not approved (the attempt is audited)."""
+    try:
+        outcome, action_id = env("GATEKEEPER_REPORT"), env("GATEKEEPER_ACTION_ID")
+        if outcome not in ("executed", "skipped"):
+            raise Failure(EXIT_BAD_INPUT, "outcome: expected executed or skipped", "outcome")
+        if not KEY.match(action_id):
+            raise Failure(EXIT_BAD_INPUT, "action-id: the gate step's action-id output is required", "action-id")
+        body: dict[str, Any] = {"outcome": outcome}
+        code = env("GATEKEEPER_EXIT_CODE")
+        if code:
+            if not re.fullmatch(r"-?\d{1,10}", code) or not -(2**31) <= int(code) < 2**31:
+                raise Failure(EXIT_BAD_INPUT, "exit-code: expected a 32-bit integer", "exit-code")
+            body["exit_code"] = int(code)
+        detail = os.environ.get("GATEKEEPER_REPORT_DETAIL") or ""
+        if detail:
+            body["detail"] = detail[:500]
+        url = base_url(env("GATEKEEPER_URL"))
+        api = Api(url, Credentials(url), 60.0)
+        api.call("POST", "/api/actions/" + urllib.parse.quote(action_id, safe="") + "/report", body)
+        print(f"Gatekeeper: reported {outcome} for action {action_id}")
+        return EXIT_APPROVED
+    except Failure as failure:
+        where = f" ({failure.field})" if failure.field else ""
+        notice("error", f"Gatekeeper: {failure.message}{where}")
+        return EXIT_DENIED if failure.status == 409 else failure.code
+
+
 def main() -> int:
+    if env("GATEKEEPER_REPORT"):
+        return report_main()
     on_deny = env("GATEKEEPER_ON_DENY") or "skip"
     state: dict[str, Any] = {}
     command: Command = ""

@@ -243,6 +243,14 @@ def test_an_approved_step_sets_approved_true_and_a_retried_step_finds_the_same_a
     again.communicate(timeout=60)
     assert again.returncode == 0 and outputs(output_again)["action-id"] == action_id
     assert [r.kind for r in stack.audit(action_id)].count("action_requested") == 1
+    # the guarded step ran: actions/report-outcome (the same script in report mode) says so
+    (tmp_path / "report").mkdir()
+    report = {"GATEKEEPER_REPORT": "executed", "GATEKEEPER_ACTION_ID": action_id, "GATEKEEPER_EXIT_CODE": "0"}
+    reporter, _, _ = start_step(stack, tmp_path / "report", **report)
+    reporter.communicate(timeout=60)
+    assert reporter.returncode == 0
+    reports = [r.data for r in stack.audit(action_id) if r.kind == "action_reported"]
+    assert [(r["outcome"], r["exit_code"], r["refused"]) for r in reports] == [("executed", 0, False)]
 
 
 def test_the_cli_waits_for_a_person_with_the_api_key(stack: Stack) -> None:

@@ -383,3 +383,44 @@ def test_a_cancelled_job_withdraws_the_pending_request(runner: Runner, double: A
     assert process.returncode == 130
     assert double.only_action().status == "cancelled"
     assert runner.outputs()["decision"] == "cancelled" and runner.outputs()["approved"] == "false"
+
+
+# --- report-outcome: the second action, the same script in report mode ---------------------------------------
+
+
+def report_action_yml() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "actions" / "report-outcome" / "action.yml").read_text(encoding="utf-8"))
+
+
+def test_report_outcome_action_yml_is_valid_and_never_pastes_inputs_into_shell() -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    action = report_action_yml()
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(action)) == []
+    assert action["inputs"]["action-id"]["required"] and action["inputs"]["outcome"]["required"]
+    (step,) = action["runs"]["steps"]
+    assert "${{" not in step["run"] and all(v.startswith("${{ inputs.") for v in step["env"].values())
+    assert '"$GITHUB_ACTION_PATH/../request-approval/request.py"' in step["run"]
+    script = SCRIPT.read_text(encoding="utf-8")
+    assert all(name.startswith("GATEKEEPER_INPUT_") or f'"{name}"' in script for name in step["env"])
+
+
+def test_report_mode_records_executed_and_refuses_executed_on_a_denied_action(
+    runner: Runner, double: ActionsContractDouble
+) -> None:
+    double.level_for = lambda body: "L0" if body["target"]["environment"] == "dev" else "L3"
+    assert runner.run(GATEKEEPER_ENVIRONMENT="dev").returncode == 0
+    assert runner.run(GATEKEEPER_ENVIRONMENT="production").returncode == 0  # L3, skipped quietly
+    report = {"GATEKEEPER_REPORT": "executed", "GATEKEEPER_EXIT_CODE": "0", "GATEKEEPER_REPORT_DETAIL": "applied"}
+    done = runner.run(**report, GATEKEEPER_ACTION_ID="act-0001")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert double.actions["act-0001"].reports == [{"outcome": "executed", "exit_code": 0, "detail": "applied"}]
+    refused = runner.run(**report, GATEKEEPER_ACTION_ID="act-0002")
+    assert refused.returncode == 4 and "::error::Gatekeeper: the action was not approved" in refused.stdout
+    assert ("act-0002", "execution-attempt-refused", "executed") in double.audit
+    for bad, named in [
+        ({"GATEKEEPER_ACTION_ID": "../x"}, "(action-id)"),
+        ({"GATEKEEPER_ACTION_ID": "act-0001", "GATEKEEPER_EXIT_CODE": "1e9"}, "(exit-code)"),
+        ({"GATEKEEPER_ACTION_ID": "act-0001", "GATEKEEPER_REPORT": "ran"}, "(outcome)"),
+    ]:
+        done = runner.run(**{**report, **bad})
+        assert done.returncode == 2 and named in done.stdout, (bad, done.stdout)

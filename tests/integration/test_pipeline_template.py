@@ -181,3 +181,19 @@ def test_a_missing_secret_variable_is_named(double: ActionsContractDouble, tmp_p
     done = run_key_step(double, tmp_path, apiKeyVariable="NoSuchVariable")
     assert done.returncode == 2
     assert "unexpanded $(NoSuchVariable)" in done.stdout and double.requests == []
+
+
+def test_the_report_template_passes_parameters_as_environment_only() -> None:
+    report = yaml.safe_load((ROOT / "pipelines" / "templates" / "report-outcome.yml").read_text(encoding="utf-8"))
+    params = {p["name"]: p for p in report["parameters"]}
+    assert params["outcome"]["values"] == ["executed", "skipped"]
+    script = SCRIPT.read_text(encoding="utf-8")
+    steps = [step for item in report["steps"] for steps in item.values() for step in steps]
+    assert len(steps) == 2
+    for step in steps:
+        text = step.get("bash") or step["inputs"]["inlineScript"]
+        assert "${{" not in text and '"$GATEKEEPER_SCRIPT"' in text
+        assert all(name == "GATEKEEPER_SCRIPT" or f'"{name}"' in script for name in step["env"])
+        assert step["env"]["GATEKEEPER_ACTION_ID"] == "${{ parameters.actionId }}"
+    used = set(PARAMETER.findall(yaml.safe_dump(report)))
+    assert used <= set(params)

@@ -30,16 +30,22 @@ def test_the_github_snippet_uses_only_the_actions_inputs_and_outputs() -> None:
     assert len(guarded) == 1
     for name in re.findall(r"steps\.gate\.outputs\.([a-z-]+)", yaml.safe_dump(workflow)):
         assert name in action["outputs"], name
+    report = yaml.safe_load((ROOT / "actions" / "report-outcome" / "action.yml").read_text(encoding="utf-8"))
+    reporter = next(s for s in steps if "report-outcome@" in s.get("uses", ""))
+    assert set(reporter["with"]) <= set(report["inputs"])
 
 
 def test_the_pipelines_snippet_uses_only_the_templates_parameters() -> None:
-    template = yaml.safe_load((ROOT / "pipelines" / "templates" / "request-approval.yml").read_text(encoding="utf-8"))
-    known = {p["name"] for p in template["parameters"]}
     pipeline = next(yaml.safe_load(b) for b in blocks("yaml") if "request-approval.yml@" in b)
-    use = next(s for s in pipeline["steps"] if "template" in s)
-    assert set(use["parameters"]) <= known
-    required = {p["name"] for p in template["parameters"] if "default" not in p}
-    assert required <= set(use["parameters"])
+    uses = [s for s in pipeline["steps"] if "template" in s]
+    assert len(uses) == 2
+    for use in uses:
+        name = use["template"].split("@")[0]
+        template = yaml.safe_load((ROOT / name).read_text(encoding="utf-8"))
+        known = {p["name"] for p in template["parameters"]}
+        assert set(use["parameters"]) <= known, name
+        required = {p["name"] for p in template["parameters"] if "default" not in p}
+        assert required <= set(use["parameters"]), name
 
 
 def test_the_shell_snippet_parses_with_the_cli() -> None:

@@ -17,7 +17,8 @@ GATEKEEPER_REPORT_DETAIL; used by actions/report-outcome) tells Gatekeeper wheth
 Configuration comes from environment variables only (never from text pasted into a shell line, so a
 command holding quotes or `$(...)` is data, not code): GATEKEEPER_COMMAND, GATEKEEPER_ACTION,
 GATEKEEPER_ENVIRONMENT, GATEKEEPER_RESOURCE, GATEKEEPER_TIMEOUT, GATEKEEPER_ON_DENY (skip|fail),
-GATEKEEPER_PLAN_FILE, GATEKEEPER_PLAN_URL, GATEKEEPER_CONTEXT_FILE, GATEKEEPER_IDEMPOTENCY_KEY,
+GATEKEEPER_ARGV_JSON (the command as a JSON list instead of GATEKEEPER_COMMAND), GATEKEEPER_PLAN_FILE,
+GATEKEEPER_PLAN_URL, GATEKEEPER_CONTEXT_FILE, GATEKEEPER_IDEMPOTENCY_KEY,
 GATEKEEPER_WAIT_SECONDS (local limit), GATEKEEPER_URL; a credential from GATEKEEPER_TOKEN (Entra),
 GATEKEEPER_API_KEY + GATEKEEPER_TENANT, or GitHub OIDC (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, audience
 GATEKEEPER_AUDIENCE, default the Gatekeeper URL). Outputs go to $GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY on
@@ -143,6 +144,16 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _utf8(value: Any) -> bool:
+    """Every string in `value` encodes as UTF-8 (no lone surrogates, which also stand for undecodable bytes
+    in environment variables): what cannot be encoded cannot be sent, sealed or shown."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_command() -> Command:
     text = os.environ.get("GATEKEEPER_COMMAND") or ""
     argv = os.environ.get("GATEKEEPER_ARGV_JSON") or ""
@@ -153,10 +164,11 @@ def read_command() -> Command:
             value = json.loads(argv)
         except ValueError:
             value = None
-        if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value) or len(value) > 256:
+        ok = isinstance(value, list) and 0 < len(value) <= 256 and all(isinstance(a, str) for a in value)
+        if not ok or not _utf8(value):
             raise Failure(EXIT_BAD_INPUT, "argv: expected a JSON list of 1..256 strings", "argv")
         return value
-    if not text.strip() or len(text) > 8192 or "\x00" in text:
+    if not text.strip() or len(text) > 8192 or "\x00" in text or not _utf8(text):
         raise Failure(EXIT_BAD_INPUT, "command: the exact command (1..8192 characters) is required", "command")
     return text
 
@@ -250,6 +262,9 @@ def read_context() -> dict[str, Any]:
         for key, value in document.items():
             if key not in CONTEXT_KEYS:
                 raise Failure(EXIT_BAD_INPUT, f"context-file: {path}: {key}: unknown key", "context-file")
+            if not _utf8(value):
+                message = f"context-file: {path}: {key}: holds text that is not valid Unicode (a lone surrogate)"
+                raise Failure(EXIT_BAD_INPUT, message, "context-file")
             is_list = key in ("version_tags", "artifacts")
             ok = (
                 (isinstance(value, list) and all(isinstance(v, str) for v in value) and len(value) <= 64)

@@ -215,10 +215,19 @@ class ActionState:
         }
 
 
+def _encodable(text: str) -> bool:
+    """Text that encodes as UTF-8: a lone surrogate cannot be sent, sealed or shown."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_command(command: Any) -> str | list[str]:
     """The exact command as text or argv, bounded; InvalidRequest naming `command` otherwise."""
     if isinstance(command, str):
-        if not command.strip() or len(command) > MAX_COMMAND_CHARS or "\x00" in command:
+        if not command.strip() or len(command) > MAX_COMMAND_CHARS or "\x00" in command or not _encodable(command):
             raise InvalidRequest(f"command: must be 1..{MAX_COMMAND_CHARS} characters of text", field="command")
         return command
     if isinstance(command, Sequence) and not isinstance(command, bytes | bytearray):
@@ -226,7 +235,7 @@ def check_command(command: Any) -> str | list[str]:
         if not argv or len(argv) > MAX_ARGV_ITEMS:
             raise InvalidRequest(f"command: argv must have 1..{MAX_ARGV_ITEMS} items", field="command")
         for i, item in enumerate(argv):
-            if not isinstance(item, str) or "\x00" in item:
+            if not isinstance(item, str) or "\x00" in item or not _encodable(item):
                 raise InvalidRequest(f"command[{i}]: must be text", field=f"command[{i}]")
         if not argv[0].strip() or sum(len(a) for a in argv) > MAX_COMMAND_CHARS:
             raise InvalidRequest(f"command: argv must be 1..{MAX_COMMAND_CHARS} characters", field="command")
@@ -249,13 +258,13 @@ def check_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
         if value is None or value == "" or value == []:
             continue
         if kind is str:
-            if not isinstance(value, str) or len(value) > MAX_CONTEXT_STRING:
+            if not isinstance(value, str) or len(value) > MAX_CONTEXT_STRING or not _encodable(value):
                 raise InvalidRequest(f"{where}: expected text of at most {MAX_CONTEXT_STRING} characters", field=where)
         else:
             if not isinstance(value, list | tuple) or len(value) > MAX_CONTEXT_ITEMS:
                 raise InvalidRequest(f"{where}: expected a list of at most {MAX_CONTEXT_ITEMS} items", field=where)
             for i, item in enumerate(value):
-                if not isinstance(item, str) or not item or len(item) > MAX_CONTEXT_STRING:
+                if not isinstance(item, str) or not item or len(item) > MAX_CONTEXT_STRING or not _encodable(item):
                     raise InvalidRequest(f"{where}[{i}]: expected non-empty text", field=f"{where}[{i}]")
             value = list(value)
         if key == "plan_digest" and not PLAN_DIGEST.fullmatch(value):

@@ -424,3 +424,28 @@ def test_report_mode_records_executed_and_refuses_executed_on_a_denied_action(
     ]:
         done = runner.run(**{**report, **bad})
         assert done.returncode == 2 and named in done.stdout, (bad, done.stdout)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('{"ticket": "a", "ticket": "b"}', "appears more than once"),
+        ('{"version_tags": ' + "[" * 5000 + "]" * 5000 + "}", "not valid JSON"),
+        ('{"ticket": ' + "9" * 5000 + "}", "not valid JSON"),
+        ('{"ticket": 1e999}', "ticket: expected text"),
+        ('{"colour": "red"}', "colour: unknown key"),
+        ('{"version_tags": "v1"}', "version_tags: expected a list of text"),
+        ('{"ticket": "' + "x" * 70000 + '"}', "over 64 KiB"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"ticket": "\\ud800"}', "ticket: holds text that is not valid Unicode"),
+    ],
+)
+def test_a_hostile_context_file_exits_2_naming_it(
+    runner: Runner, double: ActionsContractDouble, tmp_path: Path, text: str, said: str
+) -> None:
+    path = tmp_path / "context.json"
+    path.write_text(text, encoding="utf-8")
+    done = runner.run(GATEKEEPER_CONTEXT_FILE=str(path))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"context-file: {path}" in done.stdout and said in done.stdout
+    assert double.requests_to("/api/actions") == []

@@ -97,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--base-url", help="Gatekeeper's URL (default: GATEKEEPER_URL)")
     parser.add_argument("--json", action="store_true", help="print the action's state as JSON")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, needs_services=False)  # a client: the app's services are not built
 
 
 def _usage(message: str) -> Exception:

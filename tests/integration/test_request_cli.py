@@ -254,3 +254,21 @@ def test_the_real_process_exits_with_the_contract_codes(double: ActionsContractD
     assert (ok.returncode, denied.returncode) == (0, 4), (ok.stderr, denied.stderr)
     assert ok.stdout.startswith("gatekeeper: approved (L0)")
     assert denied.stderr.startswith("gatekeeper: error: human_only")
+
+
+def test_the_request_command_loads_no_azure_sdk(double: ActionsContractDouble) -> None:
+    """It runs in every guarded CI step: only its own command is registered and no app services are built,
+    so the Azure SDK, Graph and the other commands' dependencies are never imported (2.0 s -> 0.5 s)."""
+    double.level_for = lambda body: "L0"
+    probe = (
+        "import json, sys\n"
+        "from gatekeeper.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(json.dumps([code, sorted({m.split('.')[0] for m in sys.modules})]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *BASE, *TF], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 0, done.stderr
+    assert not set(loaded) & {"azure", "msgraph", "pydantic", "cryptography", "jwt"}, loaded

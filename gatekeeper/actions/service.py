@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,9 +24,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gatekeeper import telemetry
 from gatekeeper.actions.caller import ActionAuthenticator, ActionCaller
 from gatekeeper.actions.model import ActionRequest, ReportRequest, parse_model
+from gatekeeper.actions.state import (
+    ActionState,
+    action_state,
+    immediate_answer,
+    parse_wait,
+)
 from gatekeeper.actions.store import ActionRecord, ActionStore, action_key
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, GateStatus, Withdrawal
-from gatekeeper.errors import Conflict, Forbidden, InvalidInput, NotFound, foreign_target
+from gatekeeper.errors import Conflict, Forbidden, NotFound, foreign_target
 from gatekeeper.events.codec import event_from_sealable, event_to_sealable
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 from gatekeeper.ingest.edge import (
@@ -42,31 +47,13 @@ from gatekeeper.ingest.service import EventSink, require_event_size
 if TYPE_CHECKING:
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.gates.effects import Decider
-    from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
+    from gatekeeper.gates.store import GateIndex, GateStore
 
 log = logging.getLogger(__name__)
 
-MAX_WAIT_SECONDS = 25  # long poll: well under the Functions HTTP timeout (230 s at the front end)
 POLL_STEPS = (0.25, 0.5, 1.0, 2.0)  # then every 2 s: two table reads per step, never a busy loop
 RESUBMIT_AFTER = timedelta(seconds=30)  # a claim whose request died before queueing is re-queued by a re-request
 MAX_ACTION_BODY = 65_536
-_WAIT = re.compile(r"^[0-9]{1,3}$")
-STATE_FIELDS = (
-    "id",
-    "status",
-    "level",
-    "decision",
-    "reason",
-    "decided_by",
-    "decided_at",
-    "approval_url",
-    "command",
-    "action",
-    "environment",
-    "outcome",
-)
-"""The fields of `GET /api/actions/{id}` (docs/openapi/actions.yaml `ActionState`), in order."""
-STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "human_only")
 
 
 class Gateway(Protocol):
@@ -447,52 +434,6 @@ class ActionService:
         return Answer(202, body, location=status_url)
 
 
-@dataclass(frozen=True)
-class ActionState:
-    status: str  # pending | approved | denied | expired | cancelled | human_only | expiring (internal)
-    decision: str | None
-    reason: str
-    decided_at: datetime | None = None
-
-
-def action_state(record: ActionRecord, gate: GateRecord | None, now: datetime) -> ActionState:
-    """What an action's status is, from its row and its gate: the row's own closing (cancel, timeout) and
-    the immediate answer (L0/L1, L3, blocked) first, then the gate's outcome."""
-    if record.closed == "cancelled":
-        return ActionState("cancelled", None, "cancelled by the requester", record.closed_at)
-    if record.closed == "expired":
-        return ActionState("expired", "denied", "no decision before the request's timeout", record.closed_at)
-    if record.immediate == "approved":
-        return ActionState("approved", "approved", record.reason, record.created_at)
-    if record.immediate is not None:
-        return ActionState(record.immediate, "denied", record.reason, record.created_at)
-    final = gate is not None and gate.status in (GateStatus.APPROVED, GateStatus.REJECTED, GateStatus.HUMAN_TASK)
-    if gate is None or not final:
-        if record.expires_at is not None and now >= record.expires_at:
-            return ActionState("expiring", None, "")
-        return ActionState("pending", None, "awaiting approval")
-    reason = gate.outcome_reason or ""
-    if gate.status is GateStatus.APPROVED:
-        return ActionState("approved", "approved", reason, gate.decided_at)
-    if gate.status is GateStatus.HUMAN_TASK:
-        return ActionState("human_only", "denied", reason, gate.decided_at)
-    if "(timeout)" in reason:
-        return ActionState("expired", "denied", reason, gate.decided_at)
-    return ActionState("denied", "denied", reason, gate.decided_at)
-
-
-def immediate_answer(level: str, blocked: bool, reasons: tuple[str, ...]) -> tuple[str | None, str]:
-    """What the caller hears at once: L0/L1 approved (L1 people are told afterwards), L3 human only, a
-    policy block denied; None for L2, where a person decides first."""
-    if blocked:
-        return "denied", "; ".join(reasons)[:500] or "blocked by policy"
-    if level in ("L0", "L1"):
-        return "approved", "L0: fully automated" if level == "L0" else "L1: approved, people are notified afterwards"
-    if level == "L3":
-        return "human_only", "L3: human only, automation refused; a human task was opened"
-    return None, ""
-
-
 def fingerprint(asked: ActionRequest) -> str:
     """What an idempotency key stands for: the same key with another command, kind or target is a conflict."""
     document = [asked.text, asked.action.value, asked.target.environment, asked.target.resource]
@@ -504,14 +445,6 @@ def action_title(asked: ActionRequest, repository: str | None) -> str:
     where = f" of {repository}" if repository else ""
     what = asked.target.resource or asked.target.environment
     return f"Action: {asked.action.value.replace('_', ' ')}{where} on {what} ({asked.target.environment})"[:200]
-
-
-def parse_wait(wait: str | None) -> int:
-    if wait is None or wait == "":
-        return 0
-    if not _WAIT.fullmatch(wait) or int(wait) > MAX_WAIT_SECONDS:
-        raise InvalidInput(f"wait: a whole number of seconds from 0 to {MAX_WAIT_SECONDS}", "wait")
-    return int(wait)
 
 
 def already_decided(status: str) -> Conflict:

@@ -24,7 +24,7 @@ from devstack.gates import LocalGates, local_gates
 from devstack.github_oidc import LocalGitHubOidcIssuer
 from devstack.runner import ManualClock
 from functions.http import problem_body, status_of
-from gatekeeper.actions.service import STATE_FIELDS
+from gatekeeper.actions.state import STATE_FIELDS
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, chain_instance_id
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.gates.effects import PolicyDecider

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from gatekeeper.actions.caller import repository_allowed
 from gatekeeper.actions.model import ActionRequest, command_text, parse_model
-from gatekeeper.actions.service import action_state, fingerprint, immediate_answer
+from gatekeeper.actions.service import fingerprint
+from gatekeeper.actions.state import action_state, immediate_answer
 from gatekeeper.actions.store import ActionRecord
 from gatekeeper.approvals import chain
 from gatekeeper.approvals.chain import ChainPlan

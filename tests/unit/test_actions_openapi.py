@@ -21,7 +21,7 @@ from gatekeeper.actions.model import (
     ReportRequest,
     parse_model,
 )
-from gatekeeper.actions.service import MAX_WAIT_SECONDS, STATE_FIELDS, STATUSES
+from gatekeeper.actions.state import MAX_WAIT_SECONDS, STATE_FIELDS, STATUSES
 from gatekeeper.errors import InvalidInput
 from gatekeeper.events.model import MAX_COMMAND_CHARS, ActionKind
 

@@ -12,7 +12,6 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from gatekeeper.commands.common import UsageError
 from gatekeeper.errors import GatekeeperError, InvalidInput
 
 # Module names under gatekeeper.commands; each defines register(subparsers).
@@ -25,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "package",
     "admin",
     "audit",
+    "request",
 )
 
 
@@ -41,28 +41,37 @@ def exit_code_of(error: GatekeeperError) -> int:
 
 def error_line(error: GatekeeperError) -> str:
     """The one line a command prints for a product error, naming the file and field where it knows them."""
+    from gatekeeper.commands.common import UsageError
+
     if isinstance(error, UsageError):
         return f"gatekeeper: error: {error}"
     where = f" (field: {error.field})" if error.field else ""
     return f"gatekeeper: error: {error.title}: {error.detail}{where}"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command, or only `only`: `main` registers just the command the line names, so a command imports
+    its own dependencies and no other's (`request` runs in every guarded CI step; it needs no Azure SDK)."""
     parser = argparse.ArgumentParser(prog="gatekeeper", description="Gatekeeper: a CI/CD gate for MSPs.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"gatekeeper.commands.{name}")
-        module.register(subparsers)
+        if only is None or name == only:
+            module = importlib.import_module(f"gatekeeper.commands.{name}")
+            module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from gatekeeper.commands.common import command_services
-    from gatekeeper.services import using_services
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=words[0] if words and words[0] in COMMAND_MODULES else None)
+    args = parser.parse_args(words)
 
     try:
+        if not getattr(args, "needs_services", True):  # a client command: nothing of the app's to build
+            return int(args.handler(args) or 0)
+        from gatekeeper.commands.common import command_services
+        from gatekeeper.services import using_services
+
         with using_services(lambda: command_services(args)):
             return int(args.handler(args) or 0)
     except GatekeeperError as exc:

@@ -54,6 +54,8 @@ LOCAL_ARTEFACTS = (
     ".github/workflows/ci.yml",
     ".ci/run",
     ".vscode/settings.json",
+    "actions/request-approval/request.py",  # the drop-in CI clients run on build agents, not in the app
+    "pipelines/templates/request-approval.yml",
 )
 
 

@@ -16,7 +16,10 @@ from tests.architecture import settings_reads
 from tests.architecture.layers import PRODUCT_ROOTS
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLOWED = ("gatekeeper/settings.py", "gatekeeper/tenancy/secrets.py")
+# gatekeeper/client/environment.py reads CLIENT-side variables (GATEKEEPER_URL, the caller's credential, the CI
+# run asking) on a build agent or an automation host, never app settings: `python -m gatekeeper request` and
+# the client run outside the Function App, where there is no Settings to read.
+ALLOWED = ("gatekeeper/settings.py", "gatekeeper/tenancy/secrets.py", "gatekeeper/client/environment.py")
 
 
 def test_only_the_composition_root_reads_settings_or_the_environment() -> None:

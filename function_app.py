@@ -13,8 +13,18 @@ from functions.audit import bp as audit_bp
 from functions.ingest import bp as ingest_bp
 from functions.messages import bp as messages_bp
 from functions.queues import bp as queues_bp
+from functions.retention import bp as retention_bp
 from orchestrators import bp as orchestrators_bp
 
 app = df.DFApp()
-for blueprint in (ingest_bp, queues_bp, approvals_bp, approval_page_bp, audit_bp, messages_bp, orchestrators_bp):
+for blueprint in (
+    ingest_bp,
+    queues_bp,
+    approvals_bp,
+    approval_page_bp,
+    audit_bp,
+    messages_bp,
+    retention_bp,
+    orchestrators_bp,
+):
     app.register_functions(blueprint)

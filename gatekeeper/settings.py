@@ -220,7 +220,7 @@ class _Reader:
 
     def integer(self, name: str, low: int, high: int, message: str) -> int:
         raw = self.required(name).strip()
-        if not raw.isdigit() or not low <= int(raw) <= high:
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # not "٣٠": ASCII digits only
             raise ValueError(f"{name}: must be {message}, not {raw!r}")
         return int(raw)
 

@@ -298,6 +298,8 @@ def test_a_message_sealed_under_a_pruned_key_is_dead_lettered_key_gone_and_liste
     letters = [d for d in DeadLetters(env.storage).list("pipeline-events") if event_id in d.message]
     [at_dispatch] = [d for d in letters if d.row_key != kept]
     assert "key-gone" in at_dispatch.reason
+    [entry] = [r for r in env.services.audit_for(env.tenant_id).records() if r.kind == "integrity_failure"]
+    assert entry.data["reason"] == "key-gone" and entry.data["row_key"] == event_id
     assert all(DeadLetters(env.storage).key_state(d, env.services.large_events) is KeyState.SHREDDED for d in letters)
 
     monkeypatch.setenv("GATEKEEPER_KEY_MODE", "local")

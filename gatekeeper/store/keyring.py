@@ -68,7 +68,7 @@ class RewrapResult:
     kek_id: str
     rewrapped: list[str]
     already_current: list[str]
-    past_retention: list[str] = field(default_factory=list)  # transit keys left as they are (about to go)
+    past_retention: list[str] = field(default_factory=list)  # transit keys left alone (about to go, or gone)
 
 
 def new_data_key_id() -> str:
@@ -310,6 +310,11 @@ class DataKeyRing:
                     etag=record.etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
+            except ResourceNotFoundError as exc:
+                if not is_transit_id(record.data_key_id):
+                    raise KeyServiceUnavailable(f"tenant {tenant_id}: data key {record.data_key_id} vanished") from exc
+                past.append(record.data_key_id)  # reached its retention and was deleted meanwhile: nothing to keep
+                continue
             except AzureError as exc:
                 raise KeyServiceUnavailable(
                     f"tenant {tenant_id}: data key {record.data_key_id} could not be updated"

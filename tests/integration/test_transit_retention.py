@@ -395,3 +395,22 @@ def test_the_hourly_timer_prunes_every_registered_tenant_and_nothing_young(stora
     assert transit_ids(env.storage, env.tenant_id) == young
     assert transit_ids(env.storage, unregistered) == theirs
     assert expired.isdisjoint(transit_ids(env.storage, env.tenant_id))
+
+
+def test_a_transit_key_deleted_by_retention_during_a_rotation_does_not_fail_it(
+    storage, keyvault_provider, keyvault_tenant
+):
+    tenant = keyvault_tenant()
+    public = KekPublicKey.from_jwk(keyvault_provider.public_jwk(tenant), tenant)
+    young = sealing_at(storage, public, YOUNG).seal(tenant, SEAL_TABLE, tenant, "e1", b"young").split(".")[1]
+    table = storage.tenant_table(tenant, TablePurpose.KEYS)
+    keyvault_provider.new_version(tenant)
+
+    class Racing(DataKeyRing):  # the timer deletes the row between the rotation's read and its update
+        def unwrap(self, tenant_id, record):  # type: ignore[no-untyped-def]
+            key = super().unwrap(tenant_id, record)
+            table.delete_entity(TRANSIT_PARTITION, record.data_key_id)
+            return key
+
+    result = Racing(storage, keyvault_provider).rewrap(tenant)
+    assert result.past_retention == [young] and result.rewrapped == []

@@ -16,6 +16,7 @@ from functions.deployments import bp as deployments_bp
 from functions.ingest import bp as ingest_bp
 from functions.messages import bp as messages_bp
 from functions.queues import bp as queues_bp
+from functions.retention import bp as retention_bp
 from orchestrators import bp as orchestrators_bp
 
 app = df.DFApp()
@@ -29,6 +30,7 @@ BLUEPRINTS = (
     messages_bp,
     deployments_bp,
     alerts_bp,
+    retention_bp,
     orchestrators_bp,
 )
 for blueprint in BLUEPRINTS:

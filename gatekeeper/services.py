@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.security.requester import RequesterResolver, UserDirectory
     from gatekeeper.store.envelope import EnvelopeCipher
     from gatekeeper.store.keys import TenantKeyProvider
+    from gatekeeper.store.retention import TransitKeyPruner
     from gatekeeper.store.transit import KekPublicKey
     from gatekeeper.teams.auth import BotTokenValidator
     from gatekeeper.teams.bot import BotHost
@@ -291,6 +292,13 @@ class Services:
         from gatekeeper.ingest.deadletter import DeadLetters
 
         return DeadLetters(self.storage)
+
+    @cached_property
+    def transit_pruner(self) -> TransitKeyPruner:
+        """Deletes transit keys past `GATEKEEPER_TRANSIT_KEY_RETENTION_DAYS` (timer and `keys prune-transit`)."""
+        from gatekeeper.store.retention import TransitKeyPruner
+
+        return TransitKeyPruner(self.storage, self.settings.transit_key_retention_days)
 
     def dispatcher(self, gateway: OrchestrationGateway) -> EventDispatcher:
         from gatekeeper.ingest.dispatcher import EventDispatcher

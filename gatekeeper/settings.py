@@ -106,6 +106,12 @@ SETTINGS: tuple[Setting, ...] = (
         "tenant per period, and crypto-shredding takes effect within it.",
     ),
     Setting(
+        "GATEKEEPER_TRANSIT_KEY_RETENTION_DAYS",
+        "30",
+        "Days the ingestion edge's transit keys are kept before they are deleted (crypto-shredded), 8 to 3650: "
+        "longer than a queued message lives (7 days); dead letters sealed under an older key can no longer be read.",
+    ),
+    Setting(
         "GATEKEEPER_GITHUB_API_URL",
         "https://api.github.com",
         "GitHub REST API root (GitHub Enterprise Server: https://<host>/api/v3).",
@@ -231,7 +237,7 @@ class _Reader:
 
     def integer(self, name: str, low: int, high: int, message: str) -> int:
         raw = self.required(name).strip()
-        if not raw.isdigit() or not low <= int(raw) <= high:
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # not "٣٠": ASCII digits only
             raise ValueError(f"{name}: must be {message}, not {raw!r}")
         return int(raw)
 
@@ -292,6 +298,7 @@ class Settings:
     checkpoint_minutes: float = 15.0
     checkpoint_key_name: str = "audit-checkpoint"
     data_key_cache_seconds: float = _DEFAULT_DATA_KEY_CACHE_SECONDS
+    transit_key_retention_days: int = 30
     github_api_url: str = "https://api.github.com"
     github_app_id: str | None = None
     github_app_key_name: str = "github-app"
@@ -344,6 +351,9 @@ class Settings:
             checkpoint_key_name=r.required("GATEKEEPER_CHECKPOINT_KEY_NAME"),
             data_key_cache_seconds=r.number(
                 "GATEKEEPER_DATA_KEY_CACHE_SECONDS", 0, 86400, "a number of seconds in (0, 86400]", low_open=True
+            ),
+            transit_key_retention_days=r.integer(
+                "GATEKEEPER_TRANSIT_KEY_RETENTION_DAYS", 8, 3650, "a whole number of days from 8 to 3650"
             ),
             github_api_url=r.url("GATEKEEPER_GITHUB_API_URL") or "https://api.github.com",
             github_app_id=r.text("GATEKEEPER_GITHUB_APP_ID"),

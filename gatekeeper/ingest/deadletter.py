@@ -2,21 +2,68 @@
 
 Two ways in: a message the code recognises as permanently bad (unknown connector account, invalid
 payload), and a message the Functions host moved to `<queue>-poison` after maxDequeueCount failures.
-Both land in the shared `gkDeadLetters` table, where `gatekeeper deadletters list` shows them.
+Both land in the shared `gkDeadLetters` table, where `gatekeeper deadletters list` shows them. A
+`pipeline-events` dead letter keeps the sealed message, so whether it can still be read (and replayed) depends
+on its key: `key_state` says whether the data or transit key it was sealed under is still in the tenant's Keys
+table, or was deleted (transit keys past GATEKEEPER_TRANSIT_KEY_RETENTION_DAYS are, gatekeeper.store.retention).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from gatekeeper.store.tables import StorageAccount
+from gatekeeper import json_bounded
+from gatekeeper.store.tables import InvalidTenantId, StorageAccount, TablePurpose, validate_tenant_id
+from gatekeeper.store.transit import TRANSIT_PARTITION, is_transit_id
 
 DEAD_LETTER_TABLE = "gkDeadLetters"
 MAX_STORED_CHARS = 30_000  # a table property holds at most 64 KiB of UTF-16
+PIPELINE_EVENTS_QUEUE = "pipeline-events"
+DATA_KEY_PARTITION = "datakey"  # gatekeeper.store.keyring.DATA_KEY_PARTITION (not imported: no Key Vault SDK)
+_SEALED = re.compile(r"gk1\.([a-z0-9]{8,32})\.")
+
+
+class KeyState(StrEnum):
+    """Whether a dead letter's sealed event can still be read."""
+
+    READABLE = "readable"  # its key is in the tenant's Keys table (the KEK must still unwrap it)
+    SHREDDED = "shredded"  # its key is gone: deleted by retention (or never registered); unreadable for good
+    BLOB_GONE = "blob-gone"  # a claim-check message whose blob is gone (lifecycle rule, 30 days)
+    UNKNOWN = "unknown"  # not a sealed pipeline-events message (undecodable, truncated, another queue)
+
+
+class BlobReader(Protocol):
+    """What `key_state` needs of the claim-check store (gatekeeper.ingest.queue.LargeEventStore)."""
+
+    def get(self, name: str) -> str | None: ...
+
+
+def sealed_key(message: str, blobs: BlobReader | None = None) -> tuple[str, str] | KeyState:
+    """(tenant id, key id) a pipeline-events message was sealed under, or why that cannot be told."""
+    try:
+        document = json_bounded.loads_object(message)
+        tenant_id = validate_tenant_id(str(document.get("tenant", "")))
+    except (ValueError, InvalidTenantId):
+        return KeyState.UNKNOWN
+    sealed, blob = document.get("sealed"), document.get("blob")
+    if isinstance(blob, str) and sealed is None:
+        if blobs is None:
+            return KeyState.UNKNOWN
+        if blob != f"{tenant_id}/{document.get('id')}.sealed":  # a message names only its own blob
+            return KeyState.UNKNOWN
+        sealed = blobs.get(blob)
+        if sealed is None:
+            return KeyState.BLOB_GONE
+    match = _SEALED.match(sealed) if isinstance(sealed, str) else None
+    return (tenant_id, match.group(1)) if match else KeyState.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -55,6 +102,22 @@ class DeadLetters:
         return [
             DeadLetter(e["PartitionKey"], e["RowKey"], e["reason"], e["message"], e["recorded_at"]) for e in entities
         ]
+
+    def key_state(self, letter: DeadLetter, blobs: BlobReader | None = None) -> KeyState:
+        """For a pipeline-events dead letter: is the key its event was sealed under still there? Reads one
+        Keys-table row (no Key Vault call, nothing is opened). Raises AzureError if the table cannot be read."""
+        if letter.queue != PIPELINE_EVENTS_QUEUE:
+            return KeyState.UNKNOWN
+        found = sealed_key(letter.message, blobs)
+        if isinstance(found, KeyState):
+            return found
+        tenant_id, key_id = found
+        partition = TRANSIT_PARTITION if is_transit_id(key_id) else DATA_KEY_PARTITION
+        try:
+            self._storage.tenant_table(tenant_id, TablePurpose.KEYS).get_entity(partition, key_id, select=["RowKey"])
+        except ResourceNotFoundError:  # no such row (or no Keys table left at all)
+            return KeyState.SHREDDED
+        return KeyState.READABLE
 
     def _table(self) -> TableClient:
         return self._storage.ensure_table(DEAD_LETTER_TABLE)

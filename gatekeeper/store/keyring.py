@@ -68,6 +68,7 @@ class RewrapResult:
     kek_id: str
     rewrapped: list[str]
     already_current: list[str]
+    past_retention: list[str] = field(default_factory=list)  # transit keys left alone (about to go, or gone)
 
 
 def new_data_key_id() -> str:
@@ -261,13 +262,20 @@ class DataKeyRing:
         self._set_active_flags(table, data_key_id, previous)
         return data_key_id
 
-    def rewrap(self, tenant_id: str) -> RewrapResult:
+    def rewrap(self, tenant_id: str, *, retire_before: dt.datetime | None = None) -> RewrapResult:
         """KEK rotation: re-wrap every data key (transit keys included: queued events may still need them)
         under the KEK's current version. Data is not touched; each new wrapping is checked by unwrapping it
-        before it replaces the old one (a bad re-wrap would shred)."""
-        records = self.records(tenant_id) + self.records(tenant_id, TRANSIT_PARTITION)
+        before it replaces the old one (a bad re-wrap would shred).
+
+        With `retire_before` (gatekeeper.store.retention.cutoff), transit keys created before it are past
+        retention and left as they are: re-wrapping them would cost a Key Vault unwrap and wrap each, for keys
+        the retention timer deletes anyway, and rotation itself deletes nothing. Data keys are always
+        re-wrapped, whatever their age."""
+        transit = self.records(tenant_id, TRANSIT_PARTITION)
+        past = [r.data_key_id for r in transit if retire_before and r.created and r.created < retire_before]
+        records = self.records(tenant_id) + [r for r in transit if r.data_key_id not in past]
         if not records:
-            return RewrapResult(kek_id="", rewrapped=[], already_current=[])
+            return RewrapResult(kek_id="", rewrapped=[], already_current=[], past_retention=past)
         try:
             client = self.provider.crypto_client(tenant_id)
             current = str(client.key_id or "")
@@ -302,9 +310,14 @@ class DataKeyRing:
                     etag=record.etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
+            except ResourceNotFoundError as exc:
+                if not is_transit_id(record.data_key_id):
+                    raise KeyServiceUnavailable(f"tenant {tenant_id}: data key {record.data_key_id} vanished") from exc
+                past.append(record.data_key_id)  # reached its retention and was deleted meanwhile: nothing to keep
+                continue
             except AzureError as exc:
                 raise KeyServiceUnavailable(
                     f"tenant {tenant_id}: data key {record.data_key_id} could not be updated"
                 ) from exc
             done.append(record.data_key_id)
-        return RewrapResult(kek_id=current, rewrapped=done, already_current=skipped)
+        return RewrapResult(kek_id=current, rewrapped=done, already_current=skipped, past_retention=past)

@@ -171,6 +171,8 @@ var appSettings = {
   GATEKEEPER_NOTIFY_MODE: 'graph'
   GATEKEEPER_MAIL_SENDER: mailSenderAddress
   GATEKEEPER_DATA_KEY_CACHE_SECONDS: string(dataKeyCacheSeconds)
+  // Longer than a queued message lives (Azure's default TTL, 7 days): docs/encryption.md, "Transit keys".
+  GATEKEEPER_TRANSIT_KEY_RETENTION_DAYS: '30'
   GATEKEEPER_AUDIT_CONTAINER: auditContainerName
   GATEKEEPER_CHECKPOINT_KEY_NAME: checkpointKeyName
   GATEKEEPER_CHECKPOINT_EVERY: '100'

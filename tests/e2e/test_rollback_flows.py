@@ -489,7 +489,7 @@ def test_an_l2_rollback_waits_for_approval(env: Env):
     assert env.gates.services.watches(env.tenant_id).load(bad).state.value == "awaiting_approval"
     assert env.github.dispatches == []
     (request,) = [n for n in env.notices(gate) if n["kind"] == "approval_request"]
-    assert ANNA in request["recipients"] and request["link"].endswith(f"/api/approvals/{gate}")
+    assert ANNA in request["recipients"] and request["link"].endswith(f"/api/approvals/{gate}/page")
     body = json.dumps({"decision": "approve"}).encode()
     assert env.gates.decisions.decide(gate, env.person(ANNA), body)[0] == 202
     assert env.finish(bad)["outcome"] == "rolled_back" and len(env.github.dispatches) == 1

@@ -6,6 +6,7 @@ Entra and GitHub Actions OIDC tokens from local issuers checked by the real vali
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -541,3 +542,47 @@ def test_queue_down_answers_503_and_the_clients_retry_queues_the_action_once(wor
     assert len(world.pump()) == 1
     assert body(world.get(body(retried)["id"], world.agent()))["status"] == "pending"
     assert [r.kind for r in world.audit(body(retried)["id"])].count("action_requested") == 1
+
+
+def test_an_action_is_approved_from_the_teams_card_with_its_command_shown_verbatim(world):
+    """Issue 13: an L2 action approved from the Teams card path (an `adaptiveCard/action` invoke signed as the
+    Teams service signs it, through the real Agents SDK host), then read back as approved through the API."""
+    import asyncio
+
+    from devstack.bot_connector import LocalBotConnector
+    from devstack.botframework import LocalBotFrameworkIssuer, LocalClientCredential, card_action_activity
+    from gatekeeper.teams.auth import BotTokenValidator
+    from gatekeeper.teams.bot import BotHost
+    from gatekeeper.teams.cards import approval_card
+
+    app_id, secret = "6b5a1f1e-2c3d-4e5f-8a9b-0c1d2e3f4a5b", "local-bot-secret"
+    action_id = body(world.post(ask(), world.agent()))["id"]
+    world.pump()
+    card = approval_card(world.gates.decisions.system_view(action_id))
+    shown = re.sub(r"\\(.)", r"\1", json.dumps(card, ensure_ascii=False).replace("\\\\", "\\"))
+    assert "terraform apply -auto-approve plan.tfplan" in shown  # verbatim (Markdown-escaped on the card)
+    with LocalBotFrameworkIssuer() as issuer:
+        issuer.client_secrets[app_id] = secret
+        with LocalBotConnector(lambda token: issuer.verify_bot_token(token, app_id)) as connector:
+            activity = card_action_activity(
+                service_url=connector.url + "/",
+                app_id=app_id,
+                user_oid=ANNA,
+                tenant_id=ENTRA_TENANT,
+                verb="approve",
+                instance_id=action_id,
+                inputs={},
+            )
+            token = issuer.sign_activity(app_id, activity["serviceUrl"])
+            claims = BotTokenValidator(app_id, issuer.metadata_url).validate(f"Bearer {token}", activity["serviceUrl"])
+            host = BotHost(LocalClientCredential(issuer.token_url, app_id, secret), app_id, ENTRA_TENANT)
+            status, answer = asyncio.run(
+                host.process(activity, {"Authorization": f"Bearer {token}"}, claims, world.gates.decisions)
+            )
+    assert status == 200 and answer["statusCode"] == 200, answer
+    assert "You approved this request." in re.sub(r"\\(.)", r"\1", answer["value"]["body"][0]["items"][0]["text"])
+    world.gates.runner.run_until_idle()
+    state = body(world.get(action_id, world.agent()))
+    assert (state["status"], state["decision"]) == ("approved", "approved")
+    kinds = [r.kind for r in world.audit(action_id)]
+    assert "approval_decided" in kinds

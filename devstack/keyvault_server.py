@@ -133,6 +133,8 @@ class LocalKeyVault(LoopbackServer):
         # None, "unavailable" (503), "error" (500), "forbidden" (403), or "hang": accept and never answer
         # (until the outage is lifted or the server stops), as a stuck vault or a black-holed network does
         self.outage: str | None = None
+        # seconds the vault takes to generate a key pair before it answers create/rotate (an HSM takes seconds)
+        self.key_generation_seconds: float = 0.0
         self._released = threading.Event()
         self._workdir: str | None = None
         self.ca_file: str = ""
@@ -325,6 +327,7 @@ class LocalKeyVault(LoopbackServer):
         rest = parts[2:]
         if method == "POST" and rest == ["create"]:
             self._record("create", name)
+            time.sleep(self.key_generation_seconds)
             kid = self.create_key(
                 name,
                 str(body.get("kty", "RSA")),
@@ -336,6 +339,7 @@ class LocalKeyVault(LoopbackServer):
             return 200, self.bundle(self._find(name, kid.rsplit("/", 1)[1]))
         if method == "POST" and rest == ["rotate"]:
             self._record("rotate", name)
+            time.sleep(self.key_generation_seconds)
             kid = self.rotate_key(name)
             return 200, self.bundle(self._find(name, kid.rsplit("/", 1)[1]))
         if method == "GET" and rest == ["versions"]:

@@ -26,12 +26,26 @@ from azure.core.pipeline.policies import RetryMode
 
 from gatekeeper.errors import RETRY_AFTER_SECONDS
 
-__all__ = ["RETRY_AFTER_SECONDS", "keyvault_client_options", "queue_client_options", "table_client_options"]
+__all__ = [
+    "RETRY_AFTER_SECONDS",
+    "admin_call_options",
+    "keyvault_client_options",
+    "queue_client_options",
+    "table_client_options",
+]
 
 REQUEST_DEADLINE_SECONDS = 2.0
 CONNECT_SECONDS = 0.5
 READ_SECONDS = 1.0
 BACKOFF_SECONDS = 0.1
+ADMIN_READ_SECONDS = 60.0
+"""Read timeout of the administrative Key Vault calls (create or rotate a tenant's KEK, from the CLI): Key Vault
+generates the key pair before it answers, which takes seconds for RSA-3072/HSM keys, and no request waits."""
+
+
+def admin_call_options() -> dict[str, Any]:
+    """Per-call keywords for administrative Key Vault operations (never on a request path)."""
+    return {"read_timeout": ADMIN_READ_SECONDS}
 
 
 def _azure_core_retry() -> dict[str, Any]:

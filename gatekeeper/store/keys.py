@@ -123,7 +123,7 @@ class KeyVaultKeyProvider(TenantKeyProvider):
     def new_version(self, tenant_id: str) -> str:
         name = tenant_key_name(tenant_id)
         try:
-            return str(self._keys.rotate_key(name).id)
+            return str(self._keys.rotate_key(name, **budgets.admin_call_options()).id)
         except Exception as exc:
             raise classify(exc, f"tenant {tenant_id}: rotate key {name}") from exc
 
@@ -131,7 +131,9 @@ class KeyVaultKeyProvider(TenantKeyProvider):
         """Onboarding helper: create the tenant's RSA KEK (wrap/unwrap only); returns its versioned id."""
         name = tenant_key_name(tenant_id)
         try:
-            key = self._keys.create_rsa_key(name, size=size, key_operations=["wrapKey", "unwrapKey"])
+            key = self._keys.create_rsa_key(
+                name, size=size, key_operations=["wrapKey", "unwrapKey"], **budgets.admin_call_options()
+            )
         except Exception as exc:
             raise classify(exc, f"tenant {tenant_id}: create key {name}") from exc
         return str(key.id)

@@ -77,7 +77,7 @@ GOV_AUTHORITY_HOST = "login.microsoftonline.us"
 # `{authority host}/{tenant}/v2.0` (VALID_TOKEN_ISSUER_URL_TEMPLATE_V2 on the public authority host).
 ENTRA_V1_ISSUER = "https://sts.windows.net/{tenant}/"
 _GUID = r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
-_V1_ISSUER = re.compile(rf"^https://sts\.windows\.net/{_GUID}/$")
+_V1_ISSUER = re.compile(rf"^(?i:https://sts\.windows\.net/){_GUID}/$")  # host case-blind, as the SDK
 MAX_TOKEN_CHARS = 8 * 1024
 MAX_METADATA_BYTES = 256 * 1024
 LEEWAY_SECONDS = 300
@@ -150,7 +150,7 @@ class BotTokenValidator:
         self.entra_tenants = frozenset(first_party_tenants(self.authority_host)) | (
             {bot_tenant} if bot_tenant else set()
         )
-        self._v2_issuer = re.compile(rf"^{re.escape(self.authority_host)}/{_GUID}/v2\.0$", re.IGNORECASE)
+        self._v2_issuer = re.compile(rf"^(?i:{re.escape(self.authority_host)}/){_GUID}/v2\.0$")
         self._entra = EntraTokenValidator(
             self.app_id or "no-bot",
             authority_host=self.authority_host,

@@ -151,7 +151,7 @@ class BotTokenValidator:
             {bot_tenant} if bot_tenant else set()
         )
         self._v2_issuer = re.compile(rf"^(?i:{re.escape(self.authority_host)}/){_GUID}/v2\.0$")
-        self._entra = EntraTokenValidator(
+        self._entra = EntraTokenValidator(  # only its per-tenant key sets are used; claims are checked here
             self.app_id or "no-bot",
             authority_host=self.authority_host,
             allowed_tenants=self.entra_tenants.__contains__,

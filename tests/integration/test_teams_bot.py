@@ -447,6 +447,26 @@ def test_without_a_bot_tenant_only_microsoft_tenants_may_sign(served, durable, i
         served.services.__dict__.pop("bot_validator", None)
 
 
+def test_entra_keys_out_of_reach_is_a_503_not_a_refusal(served, durable, issuer, connector):
+    from gatekeeper.teams.auth import BotTokenValidator
+
+    down = "http://127.0.0.1:9"  # discard port: nothing listens
+    served.services.__dict__["bot_validator"] = BotTokenValidator(
+        APP_ID, issuer.metadata_url, tenant_id=ENTRA_TENANT, authority_host=down, timeout_seconds=1
+    )
+    try:
+        activity = action(connector, seed_gate(served, durable), ANNA)
+        claims = _entra_claims(issuer, iss=f"{down}/{ENTRA_TENANT}/v2.0", serviceurl=activity["serviceUrl"])
+        started = time.monotonic()
+        response = post(durable, activity, issuer.sign(claims))
+        assert response.status_code == 503 and response.headers.get("Retry-After")
+        assert json.loads(response.get_body())["type"].endswith("/identity-provider-unavailable")
+        assert time.monotonic() - started < 2
+        assert raised(durable) == []
+    finally:
+        served.services.__dict__.pop("bot_validator", None)
+
+
 def test_without_a_bot_app_id_every_activity_is_refused(azurite, tmp_path, durable, issuer, connector):
     env = make_env(azurite.connection_string, tmp_path / "keys", extra_environ=environ(issuer, app_id=None))
     set_services(env.services)

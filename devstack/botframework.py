@@ -4,8 +4,11 @@ It answers what `login.botframework.com` does for a bot: the OpenID metadata
 (`/v1/.well-known/openidconfiguration`, issuer `https://api.botframework.com`) and its keys
 (`/v1/.well-known/keys`, each with the channels it is `endorsements` for), and signs activity tokens as the
 Teams service does when it posts to a bot (issuer `https://api.botframework.com`, audience the bot's app id,
-a `serviceurl` claim). It also hands the bot its own outbound token (`POST /botframework.com/oauth2/v2.0/token`,
-audience `https://api.botframework.com`), which the local Bot Connector (`devstack.bot_connector`) checks.
+a `serviceurl` claim), and as Entra ID does for a single-tenant or managed-identity bot
+(`sign_entra_activity`: issuer the tenant's, keys at `/{tenant}/discovery/v2.0/keys`). It also hands the bot
+its own outbound token (`POST /botframework.com/oauth2/v2.0/token`, audience `https://api.botframework.com`),
+which the local Bot Connector (`devstack.bot_connector`) checks; like Entra, it issues a client-credentials
+token for any one `{resource}/.default` scope (the SDK asks for the calling agent's when it answers one).
 Built on the Entra stand-in's keys and lifecycle (`devstack.entra_issuer`). 127.0.0.1 only.
 """
 
@@ -31,6 +34,7 @@ BOT_FRAMEWORK_AUDIENCE = "https://api.botframework.com"
 METADATA_PATH = "/v1/.well-known/openidconfiguration"
 KEYS_PATH = "/v1/.well-known/keys"
 TOKEN_PATH = "/botframework.com/oauth2/v2.0/token"  # noqa: S105 - a path, not a secret
+CHANNEL_SERVICE_APP_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "bot-service"))  # the caller on Entra-issued tokens
 
 
 class LocalBotFrameworkIssuer(LocalEntraIssuer):
@@ -42,6 +46,7 @@ class LocalBotFrameworkIssuer(LocalEntraIssuer):
         super().__init__()
         self.endorsements = endorsements
         self.client_secrets: dict[str, str] = {}  # app id -> secret the local token endpoint accepts
+        self.scopes_issued: list[str] = []  # the scope of every token the token endpoint handed out
         self._stranger = SigningKey.generate()  # a key nobody publishes, for forged tokens
 
     @property
@@ -122,12 +127,53 @@ class LocalBotFrameworkIssuer(LocalEntraIssuer):
             return jwt.encode(claims, self._stranger.private_key, algorithm="RS256", headers={"kid": self.kid})
         return self.sign(claims)
 
-    def bot_token(self, app_id: str, lifetime: int = 3600) -> str:
-        """The bot's own token for the Bot Connector (what Entra issues the managed identity)."""
+    def sign_entra_activity(
+        self,
+        app_id: str,
+        tenant: str,
+        *,
+        tid: str | None = None,
+        v1: bool = False,
+        service_url: str | None = None,
+        issued_at: float | None = None,
+        lifetime: int = 3600,
+        forged: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The token Azure Bot Service puts on an activity for a single-tenant or managed-identity bot when
+        Entra ID signs it: issuer `{authority}/{tenant}/v2.0` (or v1 `https://sts.windows.net/{tenant}/`),
+        audience the bot's app id, `tid` the tenant (or `tid`, to test the binding), an app-only token of the
+        channel service with no `serviceurl` unless `service_url` is given. Signed with the key the tenant's
+        `/discovery/v2.0/keys` publishes here (`forged`: with a key nobody publishes)."""
+        iat = int(time.time() if issued_at is None else issued_at)
+        service = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/bot-service"))
+        claims: dict[str, Any] = {
+            "aud": app_id,
+            "iss": f"https://sts.windows.net/{tenant}/" if v1 else self.issuer(tenant),
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + lifetime,
+            "tid": tid if tid is not None else tenant,
+            "oid": service,
+            "sub": service,
+            ("appid" if v1 else "azp"): CHANNEL_SERVICE_APP_ID,  # the calling app: v1 / v2 claim name
+            "idtyp": "app",
+            "ver": "1.0" if v1 else "2.0",
+            "uti": uuid.uuid4().hex[:22],
+            **({"serviceurl": service_url} if service_url is not None else {}),
+            **(extra or {}),
+        }
+        if forged:
+            return jwt.encode(claims, self._stranger.private_key, algorithm="RS256", headers={"kid": self.kid})
+        return self.sign(claims)
+
+    def bot_token(self, app_id: str, lifetime: int = 3600, audience: str = BOT_FRAMEWORK_AUDIENCE) -> str:
+        """The bot's own token for the Bot Connector (what Entra issues the managed identity), or for another
+        `audience` (an agent the bot answers)."""
         now = int(time.time())
         return self.sign(
             {
-                "aud": BOT_FRAMEWORK_AUDIENCE,
+                "aud": audience,
                 "iss": f"{self.authority_host}/botframework.com/v2.0",
                 "appid": app_id,
                 "azp": app_id,
@@ -146,9 +192,14 @@ class LocalBotFrameworkIssuer(LocalEntraIssuer):
             "client_secret"
         ):
             return 401, {"error": "invalid_client", "error_description": "Unknown client or wrong secret."}
-        if form.get("scope") != f"{BOT_FRAMEWORK_AUDIENCE}/.default":
+        scope = form.get("scope", "")
+        resource = scope.removesuffix("/.default")
+        if not resource or resource == scope or " " in scope:  # client credentials: one `{resource}/.default`
             return 400, {"error": "invalid_scope"}
-        return 200, {"token_type": "Bearer", "expires_in": 3600, "access_token": self.bot_token(app_id)}
+        with self._lock:
+            self.scopes_issued.append(scope)
+        token = self.bot_token(app_id, audience=resource)
+        return 200, {"token_type": "Bearer", "expires_in": 3600, "access_token": token}
 
     def verify_bot_token(self, token: str, app_id: str) -> bool:
         """What the Bot Connector checks of the bot's outbound token."""

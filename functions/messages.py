@@ -1,8 +1,9 @@
 """The Teams bot's messaging endpoint (public contract): `POST /api/messages`.
 
-Anonymous at the Functions level on purpose: every activity must carry the Bot Connector's token, checked
-by `gatekeeper.teams.auth` (401 without it, with a wrong audience, issuer or lifetime, or a serviceUrl other
-than the one it names; with GATEKEEPER_BOT_APP_ID unset, every activity). The body is bounded like every
+Anonymous at the Functions level on purpose: every activity must carry the Bot Connector's token, Bot
+Framework- or Entra-issued, checked by `gatekeeper.teams.auth` (401 without it, with a wrong audience, issuer,
+tenant or lifetime, or a serviceUrl other than the one it names; with GATEKEEPER_BOT_APP_ID unset, every
+activity). The body is bounded like every
 route (size, headers, depth, numbers, duplicate keys) before anything reads it. Then the Agents SDK runs the
 turn and a card action is decided by the same `DecisionService` as `POST /api/approvals/{id}/decisions`;
 its answer is the refreshed card (`gatekeeper.teams`). The SDK is imported on the first request here only.

@@ -555,11 +555,17 @@ class Services:
 
     @cached_property
     def bot_validator(self) -> BotTokenValidator:
-        """The Bot Connector's tokens on /api/messages (GATEKEEPER_BOT_APP_ID, GATEKEEPER_BOT_OPENID_METADATA);
-        with no bot app id it refuses every activity."""
+        """The Bot Connector's tokens on /api/messages (GATEKEEPER_BOT_APP_ID, GATEKEEPER_BOT_OPENID_METADATA;
+        Entra-issued ones from GATEKEEPER_BOT_TENANT_ID or a Microsoft service tenant, keys from
+        GATEKEEPER_ENTRA_AUTHORITY_HOST); with no bot app id it refuses every activity."""
         from gatekeeper.teams.auth import BotTokenValidator
 
-        return BotTokenValidator(self.settings.bot_app_id, self.settings.bot_openid_metadata)
+        return BotTokenValidator(
+            self.settings.bot_app_id,
+            self.settings.bot_openid_metadata,
+            tenant_id=self.settings.bot_tenant_id,
+            authority_host=self.settings.entra_authority_host,
+        )
 
     @cached_property
     def bot_host(self) -> BotHost:

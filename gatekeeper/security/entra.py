@@ -113,7 +113,10 @@ class EntraTokenValidator:
                 self._clients.move_to_end(tid)
             return client
 
-    def _signing_key(self, tid: str, kid: str) -> Any:
+    def signing_key(self, tid: str, kid: str) -> Any:
+        """The RSA public key `kid` that tenant `tid` publishes at its JWKS (cached per tenant; fetched again
+        for an unknown kid after the cooldown). Also used for the Entra-issued tokens of the Teams bot
+        (`gatekeeper.teams.auth`), so both routes share one key cache design."""
         try:
             jwk = self._client_for(tid).get_signing_key(kid)
         except PyJWKClientConnectionError as exc:
@@ -148,7 +151,7 @@ class EntraTokenValidator:
         if self.allowed_tenants is not None and not self.allowed_tenants(tid):
             raise refused("The bearer token was not issued by an accepted tenant.", "tenant")
 
-        key = self._signing_key(tid, kid)
+        key = self.signing_key(tid, kid)
         try:
             claims = jwt.decode(
                 token,

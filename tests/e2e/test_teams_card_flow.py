@@ -117,9 +117,11 @@ class Env:
             )
         )
 
-    def press(self, gate: str, user: str, verb: str = "approve", **inputs: str) -> dict[str, Any]:
+    def press(
+        self, gate: str, user: str, verb: str = "approve", *, entra_tenant: str | None = None, **inputs: str
+    ) -> dict[str, Any]:
         """What Teams sends when `user` presses a button, through the bot as /api/messages runs it; the card
-        the user then sees."""
+        the user then sees. `entra_tenant`: the Bot Service signs through Entra ID, from that tenant."""
         activity = card_action_activity(
             service_url=self.connector.url + "/",
             app_id=APP_ID,
@@ -129,7 +131,11 @@ class Env:
             instance_id=gate,
             inputs=inputs,
         )
-        token = self.issuer.sign_activity(APP_ID, activity["serviceUrl"])
+        token = (
+            self.issuer.sign_entra_activity(APP_ID, entra_tenant)
+            if entra_tenant
+            else self.issuer.sign_activity(APP_ID, activity["serviceUrl"])
+        )
         claims = self.validator.validate(f"Bearer {token}", activity["serviceUrl"])
         status, body = asyncio.run(
             self.host.process(
@@ -235,7 +241,7 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
                     connector,
                     graph,
                     receiver,
-                    BotTokenValidator(APP_ID, issuer.metadata_url),
+                    BotTokenValidator(APP_ID, issuer.metadata_url, tenant_id=TID, authority_host=issuer.authority_host),
                     BotHost(credential, APP_ID, TID),
                     directory,
                     FollowUpService(
@@ -287,6 +293,20 @@ def test_an_approval_from_a_card_runs_the_whole_gate_and_closes_every_card(env: 
     late = env.press(gate, PIET)  # a second approver after the gate closed
     assert "The gate has already been decided" in texts(late) and verbs(late) == []
     assert env.callbacks() == ["approved"]
+
+
+@pytest.mark.parametrize("signer", [TID, "f8cdef31-a31e-4b4a-93e4-5f571e91255a"], ids=["bot-tenant", "first-party"])
+def test_an_entra_signed_card_action_of_a_managed_identity_bot_runs_the_whole_gate(env: Env, signer: str):
+    gate = env.submit()
+    answer = env.press(gate, ANNA, entra_tenant=signer)  # Entra-issued token, no serviceurl claim
+    assert "You approved this request." in texts(answer) and verbs(answer) == []
+    status = env.gates.runner.status(gate)
+    assert status.runtime_status == "Completed" and status.output["status"] == "approved"
+    assert status.output["chain"]["votes"][0]["voter_id"] == ANNA
+    assert env.callbacks() == ["approved"]
+    for user in (ANNA, PIET):  # the cards were closed through the Bot Connector with the bot's own token
+        card = env.chat_card(user)
+        assert verbs(card) == [] and "Decided approved" in texts(card)
 
 
 def test_the_requesters_own_click_is_refused_with_the_reason_and_changes_nothing(env: Env):

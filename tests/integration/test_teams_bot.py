@@ -13,10 +13,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
+import jwt
 import pytest
 
 from devstack.bot_connector import LocalBotConnector
-from devstack.botframework import LocalBotFrameworkIssuer, LocalClientCredential, card_action_activity
+from devstack.botframework import (
+    CHANNEL_SERVICE_APP_ID,
+    LocalBotFrameworkIssuer,
+    LocalClientCredential,
+    card_action_activity,
+)
 from devstack.durable_api import DurableApiServer
 from gatekeeper.approvals.chain import ChainPlan
 from gatekeeper.contracts.gate import GateStatus, chain_instance_id
@@ -33,6 +39,7 @@ BOT_SECRET = "local-bot-secret"
 ANNA, PIET = "0000000a-0000-4000-8000-00000000000a", "0000000b-0000-4000-8000-00000000000b"
 REQUESTER = "000000de-0000-4000-8000-0000000000de"
 STRANGER_TENANT = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d"
+FIRST_PARTY_TENANT = "d6d49420-f39b-4df7-a1dc-d59a935871db"  # one of Microsoft's service tenants (Agents SDK)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +60,7 @@ def environ(issuer: LocalBotFrameworkIssuer, app_id: str | None = APP_ID) -> dic
         **({"GATEKEEPER_BOT_APP_ID": app_id} if app_id else {}),
         "GATEKEEPER_BOT_TENANT_ID": ENTRA_TENANT,
         "GATEKEEPER_BOT_OPENID_METADATA": issuer.metadata_url,
+        "GATEKEEPER_ENTRA_AUTHORITY_HOST": issuer.authority_host,  # Entra-issued bot tokens' keys
     }
 
 
@@ -302,6 +310,161 @@ def test_a_key_not_endorsed_for_teams_is_refused(served, durable, connector):
             refused(post(durable, activity, other.sign_activity(APP_ID, activity["serviceUrl"])), "endorsement")
         finally:
             served.services.__dict__.pop("bot_validator", None)
+
+
+# ----- Entra-issued tokens (single-tenant / user-assigned managed identity bots) --------------------------
+
+
+def keys_fetched(issuer: LocalBotFrameworkIssuer, tenant: str) -> int:
+    return issuer.requests[issuer.jwks_path(tenant)]
+
+
+@pytest.mark.parametrize(
+    ("tenant", "v1"),
+    [(ENTRA_TENANT, False), (ENTRA_TENANT, True), (FIRST_PARTY_TENANT, False), (FIRST_PARTY_TENANT, True)],
+    ids=["bot-tenant-v2", "bot-tenant-v1", "first-party-v2", "first-party-v1"],
+)
+def test_an_entra_issued_token_of_the_bots_or_a_microsoft_tenant_is_accepted(
+    served, durable, issuer, connector, tenant, v1
+):
+    gate = seed_gate(served, durable)
+    activity = action(connector, gate, ANNA)
+    response = post(durable, activity, issuer.sign_entra_activity(APP_ID, tenant, v1=v1))  # no serviceurl claim
+    assert response.status_code == 200, response.get_body()
+    assert "You approved this request." in card_texts(json.loads(response.get_body())["value"])
+    (event,) = raised(durable)
+    assert vote(event)["voter_id"] == ANNA
+    assert keys_fetched(issuer, tenant) >= 1  # the issuing tenant's own key set, on the authority host
+    # the SDK answers the calling app: its reply token is scoped to that caller, not the Bot Framework
+    assert f"{CHANNEL_SERVICE_APP_ID}/.default" in issuer.scopes_issued
+
+
+def test_an_entra_issued_token_naming_the_activitys_service_url_is_accepted(served, durable, issuer, connector):
+    gate = seed_gate(served, durable)
+    activity = action(connector, gate, ANNA)
+    token = issuer.sign_entra_activity(APP_ID, ENTRA_TENANT, service_url=activity["serviceUrl"].upper())
+    assert post(durable, activity, token).status_code == 200
+    assert len(raised(durable)) == 1
+
+
+def _entra_claims(issuer: LocalBotFrameworkIssuer, **changes: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {
+        "aud": APP_ID,
+        "iss": issuer.issuer(ENTRA_TENANT),
+        "tid": ENTRA_TENANT,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    }
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("another tenant", "issuer"),
+        ("another tenant, v1", "issuer"),
+        ("tid not the issuer's", "tenant"),
+        ("first-party issuer speaking for the bot's tenant", "tenant"),
+        ("no tid", "missing-claim"),
+        ("wrong audience", "audience"),
+        ("expired", "expired"),
+        ("not yet valid", "not-yet-valid"),
+        ("forged key", "signature"),
+        ("HS256", "algorithm"),
+        ("none", "algorithm"),
+        ("other service url", "service-url"),
+        ("no service url and no calling app", "service-url"),
+        ("another cloud's authority", "issuer"),
+        ("tenant alias instead of guid", "issuer"),
+    ],
+)
+def test_an_entra_issued_token_outside_the_rule_is_refused(served, durable, issuer, connector, case, reason):
+    gate = seed_gate(served, durable)
+    activity = action(connector, gate, ANNA)
+    sign, url = issuer.sign_entra_activity, activity["serviceUrl"]
+    before = keys_fetched(issuer, STRANGER_TENANT)
+    token = {
+        "another tenant": lambda: sign(APP_ID, STRANGER_TENANT),
+        "another tenant, v1": lambda: sign(APP_ID, STRANGER_TENANT, v1=True),
+        "tid not the issuer's": lambda: sign(APP_ID, FIRST_PARTY_TENANT, tid=STRANGER_TENANT),
+        "first-party issuer speaking for the bot's tenant": lambda: sign(APP_ID, FIRST_PARTY_TENANT, tid=ENTRA_TENANT),
+        "no tid": lambda: issuer.sign(_entra_claims(issuer, tid=None)),
+        "wrong audience": lambda: sign(str(uuid.uuid4()), ENTRA_TENANT),
+        "expired": lambda: sign(APP_ID, ENTRA_TENANT, issued_at=time.time() - 7200, lifetime=600),
+        "not yet valid": lambda: sign(APP_ID, ENTRA_TENANT, issued_at=time.time() + 3600),
+        "forged key": lambda: sign(APP_ID, ENTRA_TENANT, forged=True),
+        "HS256": lambda: jwt.encode(_entra_claims(issuer), "a-shared-secret-of-32-bytes-long!", algorithm="HS256"),
+        "none": lambda: jwt.encode(_entra_claims(issuer), None, algorithm="none"),
+        "other service url": lambda: sign(APP_ID, ENTRA_TENANT, service_url="https://smba.example.net/teams/"),
+        "no service url and no calling app": lambda: sign(APP_ID, ENTRA_TENANT, extra={"azp": APP_ID}),
+        "another cloud's authority": lambda: issuer.sign(
+            _entra_claims(issuer, iss=f"https://login.microsoftonline.us/{ENTRA_TENANT}/v2.0", serviceurl=url)
+        ),
+        "tenant alias instead of guid": lambda: issuer.sign(
+            _entra_claims(issuer, iss=f"{issuer.authority_host}/contoso.onmicrosoft.com/v2.0", serviceurl=url)
+        ),
+    }[case]()
+    refused(post(durable, activity, token), reason)
+    assert raised(durable) == []
+    assert keys_fetched(issuer, STRANGER_TENANT) == before  # a stranger's tenant never makes us call out
+
+
+def test_endorsements_bind_bot_framework_keys_only(served, durable, connector):
+    with LocalBotFrameworkIssuer(endorsements=("webchat",)) as other:
+        from gatekeeper.teams.auth import BotTokenValidator
+
+        served.services.__dict__["bot_validator"] = BotTokenValidator(
+            APP_ID, other.metadata_url, tenant_id=ENTRA_TENANT, authority_host=other.authority_host
+        )
+        try:
+            gate = seed_gate(served, durable)
+            activity = action(connector, gate, ANNA)
+            refused(post(durable, activity, other.sign_activity(APP_ID, activity["serviceUrl"])), "endorsement")
+            assert raised(durable) == []
+            # the same validator takes the Entra-issued token: Entra key sets carry no endorsements
+            entra = other.sign_entra_activity(APP_ID, ENTRA_TENANT)
+            assert post(durable, activity, entra).status_code == 200
+            assert len(raised(durable)) == 1
+        finally:
+            served.services.__dict__.pop("bot_validator", None)
+
+
+def test_without_a_bot_tenant_only_microsoft_tenants_may_sign(served, durable, issuer, connector):
+    from gatekeeper.teams.auth import BotTokenValidator
+
+    served.services.__dict__["bot_validator"] = BotTokenValidator(
+        APP_ID, issuer.metadata_url, authority_host=issuer.authority_host
+    )
+    try:
+        gate = seed_gate(served, durable)
+        activity = action(connector, gate, ANNA)
+        refused(post(durable, activity, issuer.sign_entra_activity(APP_ID, ENTRA_TENANT)), "issuer")
+        assert post(durable, activity, issuer.sign_entra_activity(APP_ID, FIRST_PARTY_TENANT)).status_code == 200
+    finally:
+        served.services.__dict__.pop("bot_validator", None)
+
+
+def test_entra_keys_out_of_reach_is_a_503_not_a_refusal(served, durable, issuer, connector):
+    from gatekeeper.teams.auth import BotTokenValidator
+
+    down = "http://127.0.0.1:9"  # discard port: nothing listens
+    served.services.__dict__["bot_validator"] = BotTokenValidator(
+        APP_ID, issuer.metadata_url, tenant_id=ENTRA_TENANT, authority_host=down, timeout_seconds=1
+    )
+    try:
+        activity = action(connector, seed_gate(served, durable), ANNA)
+        claims = _entra_claims(issuer, iss=f"{down}/{ENTRA_TENANT}/v2.0", serviceurl=activity["serviceUrl"])
+        started = time.monotonic()
+        response = post(durable, activity, issuer.sign(claims))
+        assert response.status_code == 503 and response.headers.get("Retry-After")
+        assert json.loads(response.get_body())["type"].endswith("/identity-provider-unavailable")
+        assert time.monotonic() - started < 2
+        assert raised(durable) == []
+    finally:
+        served.services.__dict__.pop("bot_validator", None)
 
 
 def test_without_a_bot_app_id_every_activity_is_refused(azurite, tmp_path, durable, issuer, connector):

@@ -564,6 +564,7 @@ class Services:
             self.settings.bot_app_id,
             self.settings.bot_openid_metadata,
             tenant_id=self.settings.bot_tenant_id,
+            allowed_callers=self.settings.bot_allowed_callers,
             authority_host=self.settings.entra_authority_host,
         )
 

@@ -143,6 +143,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Entra tenant of the bot's identity (the MSP's tenant); inbound bot tokens must be issued for it.",
     ),
     Setting(
+        "GATEKEEPER_BOT_ALLOWED_CALLERS",
+        None,
+        "Comma-separated app ids whose Entra tokens issued by the bot's own tenant may post to /api/messages "
+        "(any app of that tenant can get such a token); empty: only Bot Framework and Microsoft service tokens.",
+    ),
+    Setting(
         "GATEKEEPER_BOT_SERVICE_URL",
         "https://smba.trafficmanager.net/teams/",
         "Bot Connector endpoint for the first proactive message to a user (later ones use the conversation's "
@@ -306,6 +312,7 @@ class Settings:
     teams_app_id: str | None = None
     bot_app_id: str | None = None
     bot_tenant_id: str | None = None
+    bot_allowed_callers: tuple[str, ...] = ()
     bot_service_url: str = "https://smba.trafficmanager.net/teams/"
     bot_openid_metadata: str = "https://login.botframework.com/v1/.well-known/openidconfiguration"
     mail_sender: str | None = None
@@ -362,6 +369,9 @@ class Settings:
             teams_app_id=r.text("GATEKEEPER_TEAMS_APP_ID"),
             bot_app_id=(r.text("GATEKEEPER_BOT_APP_ID") or "").strip() or None,
             bot_tenant_id=(r.text("GATEKEEPER_BOT_TENANT_ID") or "").strip() or None,
+            bot_allowed_callers=tuple(
+                c.strip() for c in (r.text("GATEKEEPER_BOT_ALLOWED_CALLERS") or "").split(",") if c.strip()
+            ),
             bot_service_url=r.url("GATEKEEPER_BOT_SERVICE_URL") or "https://smba.trafficmanager.net/teams/",
             bot_openid_metadata=r.url("GATEKEEPER_BOT_OPENID_METADATA")
             or "https://login.botframework.com/v1/.well-known/openidconfiguration",

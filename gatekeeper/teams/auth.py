@@ -46,7 +46,7 @@ import re
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.error import URLError
 
@@ -134,6 +134,7 @@ class BotTokenValidator:
         metadata_url: str,
         *,
         tenant_id: str | None = None,
+        allowed_callers: Iterable[str] = (),
         authority_host: str = DEFAULT_AUTHORITY_HOST,
         channel: str = TEAMS_CHANNEL,
         cache_seconds: float = 24 * 3600,
@@ -147,9 +148,15 @@ class BotTokenValidator:
         self.channel = channel
         self.authority_host = authority_host.rstrip("/")
         bot_tenant = (tenant_id or "").strip().lower()
+        self.bot_tenant = bot_tenant or None
+        # Entra issues app-only tokens for the bot's app id to ANY app of the bot's tenant that has a
+        # credential, so the bot's own tenant counts only for calling apps named here (GATEKEEPER_BOT_ALLOWED_
+        # CALLERS); Microsoft's service tenants issue only to Microsoft's services.
+        self.allowed_callers = frozenset(c.strip().lower() for c in allowed_callers if c.strip())
         self.entra_tenants = frozenset(first_party_tenants(self.authority_host)) | (
             {bot_tenant} if bot_tenant else set()
         )
+        self._first_party = frozenset(first_party_tenants(self.authority_host))
         self._v2_issuer = re.compile(rf"^(?i:{re.escape(self.authority_host)}/){_GUID}/v2\.0$")
         self._entra = EntraTokenValidator(  # only its per-tenant key sets are used; claims are checked here
             self.app_id or "no-bot",
@@ -253,6 +260,16 @@ class BotTokenValidator:
         tid = claims.get("tid")
         if not isinstance(tid, str) or tid.lower() != tenant:
             raise refused("The bearer token's tenant (tid) is not the tenant of its issuer.", "tenant")
+        if (
+            tenant == self.bot_tenant
+            and tenant not in self._first_party
+            and caller_of(claims) not in self.allowed_callers
+        ):
+            raise refused(
+                "A token issued by the bot's own tenant is accepted only from the calling apps the deployment "
+                "names (GATEKEEPER_BOT_ALLOWED_CALLERS): any app of that tenant can obtain one.",
+                "caller",
+            )
         if "serviceurl" in claims:
             if not same_service_url(claims["serviceurl"], service_url):
                 raise refused("The activity's serviceUrl is not the one its token was issued for.", "service-url")
@@ -287,6 +304,12 @@ class BotTokenValidator:
         except jwt.PyJWTError:
             raise refused("The bearer token's signature is invalid.", "signature") from None
         return claims
+
+
+def caller_of(claims: Mapping[str, Any]) -> str | None:
+    """The calling app of a verified Entra token, lower case: `azp` (v2) or `appid` (v1)."""
+    caller = claims.get("azp") if claims.get("ver") == "2.0" else claims.get("appid")
+    return caller.strip().lower() if isinstance(caller, str) and caller.strip() else None
 
 
 def is_agent_call(claims: Mapping[str, Any]) -> bool:

@@ -19,7 +19,12 @@ from typing import Any
 import pytest
 
 from devstack.bot_connector import LocalBotConnector
-from devstack.botframework import LocalBotFrameworkIssuer, LocalClientCredential, card_action_activity
+from devstack.botframework import (
+    CHANNEL_SERVICE_APP_ID,
+    LocalBotFrameworkIssuer,
+    LocalClientCredential,
+    card_action_activity,
+)
 from devstack.gates import LocalGates, local_gates
 from devstack.graph import LocalGraphServer
 from devstack.runner import ManualClock
@@ -241,7 +246,13 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
                     connector,
                     graph,
                     receiver,
-                    BotTokenValidator(APP_ID, issuer.metadata_url, tenant_id=TID, authority_host=issuer.authority_host),
+                    BotTokenValidator(
+                        APP_ID,
+                        issuer.metadata_url,
+                        tenant_id=TID,
+                        allowed_callers=(CHANNEL_SERVICE_APP_ID,),
+                        authority_host=issuer.authority_host,
+                    ),
                     BotHost(credential, APP_ID, TID),
                     directory,
                     FollowUpService(

@@ -59,6 +59,7 @@ def environ(issuer: LocalBotFrameworkIssuer, app_id: str | None = APP_ID) -> dic
     return {
         **({"GATEKEEPER_BOT_APP_ID": app_id} if app_id else {}),
         "GATEKEEPER_BOT_TENANT_ID": ENTRA_TENANT,
+        "GATEKEEPER_BOT_ALLOWED_CALLERS": CHANNEL_SERVICE_APP_ID,  # the app that signs as the bot's own tenant
         "GATEKEEPER_BOT_OPENID_METADATA": issuer.metadata_url,
         "GATEKEEPER_ENTRA_AUTHORITY_HOST": issuer.authority_host,  # Entra-issued bot tokens' keys
     }
@@ -399,7 +400,7 @@ def test_an_entra_issued_token_outside_the_rule_is_refused(served, durable, issu
         "HS256": lambda: jwt.encode(_entra_claims(issuer), "a-shared-secret-of-32-bytes-long!", algorithm="HS256"),
         "none": lambda: jwt.encode(_entra_claims(issuer), None, algorithm="none"),
         "other service url": lambda: sign(APP_ID, ENTRA_TENANT, service_url="https://smba.example.net/teams/"),
-        "no service url and no calling app": lambda: sign(APP_ID, ENTRA_TENANT, extra={"azp": APP_ID}),
+        "no service url and no calling app": lambda: sign(APP_ID, FIRST_PARTY_TENANT, extra={"azp": APP_ID}),
         "another cloud's authority": lambda: issuer.sign(
             _entra_claims(issuer, iss=f"https://login.microsoftonline.us/{ENTRA_TENANT}/v2.0", serviceurl=url)
         ),
@@ -417,7 +418,11 @@ def test_endorsements_bind_bot_framework_keys_only(served, durable, connector):
         from gatekeeper.teams.auth import BotTokenValidator
 
         served.services.__dict__["bot_validator"] = BotTokenValidator(
-            APP_ID, other.metadata_url, tenant_id=ENTRA_TENANT, authority_host=other.authority_host
+            APP_ID,
+            other.metadata_url,
+            tenant_id=ENTRA_TENANT,
+            allowed_callers=(CHANNEL_SERVICE_APP_ID,),
+            authority_host=other.authority_host,
         )
         try:
             gate = seed_gate(served, durable)
@@ -554,3 +559,28 @@ def test_a_storage_failure_during_a_click_is_a_try_again_card_not_an_error_in_th
     text = card_texts(body["value"])
     assert "try again" in text.lower() and "storage down" not in text
     assert connector.requests == []  # nothing was posted into the chat
+
+
+def test_a_token_of_the_bots_own_tenant_counts_only_from_a_calling_app_the_deployment_names(
+    served, durable, issuer, connector
+):
+    """Entra issues an app-only token for the bot's app id to any app of the bot's tenant that has a credential:
+    such a token could name any approver. The bot's own tenant counts only for GATEKEEPER_BOT_ALLOWED_CALLERS;
+    Microsoft's service tenants (which issue only to Microsoft's services) need no naming."""
+    from gatekeeper.teams.auth import BotTokenValidator
+
+    insider = str(uuid.uuid4())
+    gate = seed_gate(served, durable)
+    activity = action(connector, gate, ANNA)
+    for v1 in (False, True):
+        claim = "appid" if v1 else "azp"
+        token = issuer.sign_entra_activity(APP_ID, ENTRA_TENANT, v1=v1, extra={claim: insider})
+        refused(post(durable, activity, token), "caller")
+    served.services.__dict__["bot_validator"] = BotTokenValidator(
+        APP_ID, issuer.metadata_url, tenant_id=ENTRA_TENANT, authority_host=issuer.authority_host
+    )
+    try:  # nothing named: the bot's own tenant never counts
+        refused(post(durable, activity, issuer.sign_entra_activity(APP_ID, ENTRA_TENANT)), "caller")
+        assert raised(durable) == []  # (Microsoft's service tenants still count: test_without_a_bot_tenant_...)
+    finally:
+        served.services.__dict__.pop("bot_validator", None)

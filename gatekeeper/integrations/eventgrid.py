@@ -27,6 +27,19 @@ EVENTS_PATH = "/api/events"
 DEFAULT_ATTEMPTS = 3
 DEFAULT_BACKOFF_SECONDS = 0.5
 DEFAULT_TIMEOUT_SECONDS = 5.0
+SDK_MODEL_LOGGER = "azure.eventgrid._legacy._generated._serialization"
+
+
+class _PipelineOptionsNoise(logging.Filter):
+    """The SDK hands a send's per-call pipeline options (retry, timeouts, TLS) to its CloudEvent model too,
+    which logs a warning per option and event ("... is not a known attribute of class CloudEvent"). Those
+    lines say nothing (the pipeline does use the options), so exactly they are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is not a known attribute of class" not in record.getMessage()
+
+
+_NOISE_FILTER = _PipelineOptionsNoise()
 
 
 def topic_endpoint(url: str) -> str:
@@ -78,6 +91,7 @@ class EventGridPublisher:
             if self._client is None:
                 from azure.eventgrid import EventGridPublisherClient
 
+                logging.getLogger(SDK_MODEL_LOGGER).addFilter(_NOISE_FILTER)  # idempotent: one filter object
                 self._client = EventGridPublisherClient(self.endpoint, self._credential)
             return self._client
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from devstack.eventgrid import LocalEventGridServer, cloud_event_problems
 from devstack.eventgrid import AudienceCredential as MeshCredential
+from devstack.eventgrid import LocalEventGridServer, cloud_event_problems
 from gatekeeper import mesh, telemetry
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.integrations.eventgrid import EventGridPublisher
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.azurite
 
 
 @pytest.fixture
-def topic(env: Env) -> Iterator[LocalEventGridServer]:  # noqa: F811
+def topic(env: Env) -> Iterator[LocalEventGridServer]:
     server = LocalEventGridServer().start()
     env.gates.services.events = EventGridPublisher(  # type: ignore[misc]
         server.endpoint, MeshCredential(), connection_verify=server.ca_file, backoff=0.01, attempts=3
@@ -39,7 +39,7 @@ def _mine(topic: LocalEventGridServer, gate: str) -> list[dict[str, Any]]:
     return [e for e in topic.events if e["subject"] == gate]
 
 
-def test_an_l2_gate_publishes_requested_decided_completed(env: Env, topic: LocalEventGridServer) -> None:  # noqa: F811
+def test_an_l2_gate_publishes_requested_decided_completed(env: Env, topic: LocalEventGridServer) -> None:
     gate = env.gates.submit(env.event("production"))
     assert [e["type"] for e in _mine(topic, gate)] == ["com.gatekeeper.gate.requested"]
     assert env.decide(gate, ANNA)[0] == 202 and env.decide(gate, PIET)[0] == 202
@@ -77,7 +77,7 @@ def test_an_l2_gate_publishes_requested_decided_completed(env: Env, topic: Local
     assert events[1]["id"] == mesh.event_id("gate.decided", env.tenant_id, gate)  # deterministic: dedupable
 
 
-def test_an_l3_gate_is_decided_by_a_person(env: Env, topic: LocalEventGridServer) -> None:  # noqa: F811
+def test_an_l3_gate_is_decided_by_a_person(env: Env, topic: LocalEventGridServer) -> None:
     from gatekeeper.events.model import ActionKind
 
     gate = env.gates.submit(env.event("production", ActionKind.SECRET_ACCESS))
@@ -86,7 +86,7 @@ def test_an_l3_gate_is_decided_by_a_person(env: Env, topic: LocalEventGridServer
 
 
 def test_a_mesh_outage_never_touches_the_gate_and_is_recorded(
-    env: Env,  # noqa: F811
+    env: Env,
     topic: LocalEventGridServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -109,7 +109,7 @@ def test_a_mesh_outage_never_touches_the_gate_and_is_recorded(
     assert [e["types"] for e in counted] == ["gate.requested", "gate.decided,gate.completed"]
 
 
-def test_a_short_outage_is_retried_and_the_events_arrive_once(env: Env, topic: LocalEventGridServer) -> None:  # noqa: F811
+def test_a_short_outage_is_retried_and_the_events_arrive_once(env: Env, topic: LocalEventGridServer) -> None:
     topic.fail_next(2, 503, path_contains="/api/events")
     gate = env.gates.submit(env.event("dev"))
     assert [e["type"].rsplit(".", 1)[-1] for e in _mine(topic, gate)] == ["requested", "decided", "completed"]
@@ -134,7 +134,7 @@ FREE = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min
 )
 @given(summary=FREE, comment=FREE, repo=SAFE, branch=SAFE, commit=HEX, person=SAFE, label=SAFE)
 def test_hostile_gate_content_never_reaches_an_event(
-    env: Env,  # noqa: F811
+    env: Env,
     topic: LocalEventGridServer,
     summary: str,
     comment: str,

@@ -189,7 +189,9 @@ def test_settings_choose_the_publisher_and_the_source_name() -> None:
     assert off.events.publish("t", (_decided(),)).skipped
     on = build_services(
         Settings.from_environ(
-            {"GATEKEEPER_EVENTGRID_TOPIC_ENDPOINT": "https://gk-prod-events.westeurope-1.eventgrid.azure.net/api/events"}
+            {
+                "GATEKEEPER_EVENTGRID_TOPIC_ENDPOINT": "https://gk-prod-events.westeurope-1.eventgrid.azure.net/api/events"
+            }
         ),
         credential=AudienceCredential(),  # type: ignore[arg-type]
     )

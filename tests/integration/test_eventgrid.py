@@ -165,7 +165,9 @@ def test_the_local_topic_refuses_what_cloudevents_forbids(
 
 def test_extension_names_outside_the_spec_are_refused_when_built() -> None:
     with pytest.raises(ValueError, match="extension names"):
-        _decided().model_copy(update={}).model_validate({**_decided().model_dump(), "extensions": {"TenantId": "x"}})
+        MeshEvent.model_validate({**_decided().model_dump(), "extensions": {"TenantId": "x"}})
+    with pytest.raises(ValueError, match="extension names"):
+        MeshEvent.model_validate({**_decided().model_dump(), "extensions": {"gatekeepertenantidentifier": "x"}})
 
 
 def test_data_outside_the_allow_list_cannot_be_built() -> None:

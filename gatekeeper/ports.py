@@ -8,8 +8,12 @@
 - `Notifier`: tells approvers and operators. Channels (Graph: Teams activity feed + mail; the outbox) fan
   out behind it (`gatekeeper.integrations.notify.FanOutNotifier`), so a new channel is one adapter.
 
-Ports named in the design but with no adapter yet (TicketSystem, DeviceManager, EventPublisher,
-HealthProbe) are left out on purpose: an interface without a caller would be a guess.
+- `EventPublisher`: publishes gate lifecycle facts as CloudEvents 1.0 (`MeshEvent`) to the event mesh
+  (`gatekeeper.integrations.eventgrid`: Azure Event Grid; `gatekeeper.mesh` builds the events and is the one
+  hook the gate and watch steps call).
+
+Ports named in the design but with no adapter yet (TicketSystem, DeviceManager, HealthProbe) are left out
+on purpose: an interface without a caller would be a guess.
 
 Each port is defined together with the values it speaks (`CallbackResult`; `Notification`,
 `NotificationResult`), so this module imports no adapter and every adapter depends on it, never the
@@ -29,11 +33,14 @@ __all__ = [
     "CallbackResult",
     "CallbackTarget",
     "Delivery",
+    "EventPublisher",
+    "MeshEvent",
     "Notification",
     "NotificationDetail",
     "NotificationResult",
     "Notifier",
     "PipelineTarget",
+    "PublishResult",
     "Recipient",
     "RollbackOrder",
     "RollbackRunner",
@@ -258,3 +265,53 @@ class RollbackRunner(Protocol):
     def dispatch(self, tenant_id: str, order: RollbackOrder) -> RollbackStatus: ...
 
     def follow(self, tenant_id: str, order: RollbackOrder, run_id: str | None) -> RollbackStatus: ...
+
+
+# --- the event mesh ------------------------------------------------------------------------------------------
+
+EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+
+
+class MeshEvent(BaseModel):
+    """One CloudEvents 1.0 event as the mesh publishes it (structured JSON, `datacontenttype`
+    application/json). `id` is deterministic per fact, so a fact published twice is deduplicated by
+    subscribers (CloudEvents: source + id identify an event). `data` holds ids, levels, outcomes and links
+    only (`gatekeeper.mesh` builds it from an allow-list). `extensions` follow the spec's naming rule
+    (lower-case letters and digits, at most 20 characters)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128)
+    source: str = Field(min_length=1, max_length=512)
+    type: str = Field(pattern=r"^com\.gatekeeper\.[a-z]+(\.[a-z_]+)+$", max_length=128)
+    subject: str = Field(min_length=1, max_length=512)
+    time: Any  # datetime (UTC)
+    data: dict[str, Any]
+    extensions: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("extensions")
+    @classmethod
+    def _extension_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not EXTENSION_NAME.match(name) or name in {"id", "source", "type", "subject", "time", "data"}:
+                raise ValueError(f"extensions.{name}: CloudEvents extension names are lower-case a-z0-9, 1-20")
+        return value
+
+
+class PublishResult(BaseModel):
+    """`ok` when the mesh accepted every event; a failure (after the adapter's bounded retries) is returned,
+    never raised, so the gate goes on and the caller audits it. `detail` never carries a token."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    published: int = 0
+    status_code: int | None = None
+    detail: str = ""
+    skipped: bool = False  # publishing is off (no topic configured)
+
+
+class EventPublisher(Protocol):
+    """Publishes a batch of events for one tenant. Returns the result, never raises for a remote failure."""
+
+    def publish(self, tenant_id: str, events: tuple[MeshEvent, ...]) -> PublishResult: ...

@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.integrations.retry import RetryPolicy
     from gatekeeper.integrations.rollbacks import RollbackRunners
     from gatekeeper.policy.document import PolicyDocument
+    from gatekeeper.ports import EventPublisher
     from gatekeeper.rollback.steps import HealthProbe
     from gatekeeper.rollback.store import WatchStore
     from gatekeeper.security.groups import GroupMembership
@@ -100,6 +101,7 @@ class Services:
         health_probe: HealthProbe | None = None,
         github_workflows: GitHubWorkflows | None = None,
         rollback_runners: RollbackRunners | None = None,
+        events: EventPublisher | None = None,
     ) -> None:
         self.settings = settings
         self.queue_name = queue_name
@@ -119,6 +121,7 @@ class Services:
             ("health_probe", health_probe),
             ("github_workflows", github_workflows),
             ("rollback_runners", rollback_runners),
+            ("events", events),
         ):
             if value is not None:  # an explicit member wins over the settings recipe (cached_property)
                 self.__dict__[name] = value
@@ -575,6 +578,23 @@ class Services:
         from gatekeeper.teams.bot import BotHost
 
         return BotHost(self.credential, self.settings.bot_app_id or "", self.settings.bot_tenant_id)
+
+    @cached_property
+    def events(self) -> EventPublisher:
+        """The event mesh: Event Grid with the managed identity, or off without a topic endpoint."""
+        from gatekeeper.integrations.eventgrid import DisabledPublisher, EventGridPublisher
+
+        endpoint = self.settings.eventgrid_topic_endpoint
+        if not endpoint:
+            return DisabledPublisher()
+        return EventGridPublisher(endpoint, self._lazy_credential())
+
+    @property
+    def mesh_deployment(self) -> str:
+        """The deployment's name in every CloudEvent `source`: the Event Grid topic's name."""
+        from gatekeeper.integrations.eventgrid import topic_name
+
+        return topic_name(self.settings.eventgrid_topic_endpoint or "https://local")
 
     def approval_link(self, gate_id: str) -> str:
         """Where a person opens the gate: the approval page (`ApprovalView.page_url`), never the JSON route,

@@ -189,6 +189,12 @@ SETTINGS: tuple[Setting, ...] = (
         "https://api.loganalytics.io",
         "Log Analytics query API root for the post-deploy watch's KQL probes (national clouds differ).",
     ),
+    Setting(
+        "GATEKEEPER_EVENTGRID_TOPIC_ENDPOINT",
+        None,
+        "Event Grid topic endpoint (CloudEvents 1.0 schema) the gate lifecycle events are published to with the "
+        "managed identity; empty: publishing off.",
+    ),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -322,6 +328,7 @@ class Settings:
     outbox_dir: str = ".gatekeeper/outbox"
     callback_max_attempts: int = _DEFAULT_CALLBACK_ATTEMPTS
     log_analytics_endpoint: str = "https://api.loganalytics.io"
+    eventgrid_topic_endpoint: str | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
     @classmethod
@@ -382,5 +389,6 @@ class Settings:
             outbox_dir=r.required("GATEKEEPER_OUTBOX_DIR"),
             callback_max_attempts=r.integer("GATEKEEPER_CALLBACK_MAX_ATTEMPTS", 1, 10, "a whole number from 1 to 10"),
             log_analytics_endpoint=r.url("GATEKEEPER_LOG_ANALYTICS_ENDPOINT") or "https://api.loganalytics.io",
+            eventgrid_topic_endpoint=r.url("GATEKEEPER_EVENTGRID_TOPIC_ENDPOINT"),
             environ=source,
         )

@@ -57,6 +57,7 @@ class Event(StrEnum):
     WATCH_OUTCOME = "WatchOutcome"  # a post-deploy watch ended: change failure rate and time to restore
     ACTION_REQUESTED = "ActionRequested"  # a step or agent asked for one command (POST /api/actions)
     ACTION_RESOLVED = "ActionResolved"  # an action ended: cancelled, expired, or reported executed/skipped
+    EVENT_PUBLISH_FAILED = "EventPublishFailed"  # the event mesh refused a batch after the adapter's retries
 
 
 EVENT_NAMES: frozenset[str] = frozenset(e.value for e in Event)
@@ -140,6 +141,7 @@ FIELDS: dict[Event, frozenset[str]] = {
     ),
     Event.ACTION_REQUESTED: frozenset({"tenant", "instance_id", "level", "action", "environment", "auth"}),
     Event.ACTION_RESOLVED: frozenset({"tenant", "instance_id", "level", "status", "outcome", "refused"}),
+    Event.EVENT_PUBLISH_FAILED: frozenset({"tenant", "instance_id", "types", "status_code"}),
 }
 
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

@@ -115,6 +115,17 @@ module keyVault 'modules/keyvault.bicep' = {
   }
 }
 
+module eventGrid 'modules/eventgrid.bicep' = {
+  name: 'gatekeeper-eventgrid'
+  params: {
+    location: location
+    name: '${namePrefix}-evgt-${token}'
+    appPrincipalId: identity.outputs.principalId
+    workspaceId: monitoring.outputs.workspaceId
+    tags: tags
+  }
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'gatekeeper-functionapp'
   params: {
@@ -139,6 +150,7 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     workspaceId: monitoring.outputs.workspaceId
+    eventGridTopicEndpoint: eventGrid.outputs.endpoint
     tags: tags
   }
 }

@@ -69,6 +69,7 @@ class RecordKind(StrEnum):
     ACTION_EXPIRED = "action_expired"
     ACTION_REPORTED = "action_reported"  # data.refused: `executed` reported for an action not approved
     APPROVAL_WITHDRAWN = "approval_withdrawn"  # the chain ended because its action was cancelled or expired
+    EVENT_PUBLISH_FAILED = "event_publish_failed"  # the event mesh refused a lifecycle batch (the gate went on)
 
 
 def format_time(value: datetime) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gatekeeper import telemetry
+from gatekeeper import mesh, telemetry
 from gatekeeper.approvals.chain import ChainPlan, StagePlan
 from gatekeeper.contracts.gate import EvaluateInput, EvaluationSummary, GateStatus
 from gatekeeper.events.model import PipelineEvent
@@ -17,6 +17,8 @@ from gatekeeper.policy.decision import QualityResult
 from gatekeeper.security.requester import requester_claims
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from gatekeeper.gates.needs import GateNeeds
 
 
@@ -152,6 +154,7 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
         quality_score=decision.quality.score,
         approval_stages=len(plan.stages) if plan is not None else 0,
     )
+    _publish_requested(services, tenant_id, instance_id, str(decision.level), blocked, plan is not None, at)
     return EvaluationSummary(
         level=str(decision.level),
         blocked=blocked,
@@ -161,6 +164,32 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
         notify=services.operators_for(tenant_id),
         has_callback=event.callback is not None,
         title=title,
+    )
+
+
+def _publish_requested(
+    services: GateNeeds, tenant_id: str, gate_id: str, level: str, blocked: bool, has_plan: bool, at: datetime
+) -> None:
+    """`gate.requested` on the event mesh: ids, level and the approval link only (`gatekeeper.mesh`)."""
+    waits = level == "L2" and has_plan and not blocked
+    mesh.publish(
+        services,
+        tenant_id,
+        lambda deployment: (
+            mesh.build(
+                "gate.requested",
+                deployment,
+                gate_id,
+                at,
+                tenant_id=tenant_id,
+                gate_id=gate_id,
+                level=level,
+                blocked=blocked,
+                status="awaiting_approval" if waits else "evaluated",
+                approval_url=services.approval_link(gate_id),
+            ),
+        ),
+        at,
     )
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
     from gatekeeper.integrations.notify import Notifier
+    from gatekeeper.ports import EventPublisher
     from gatekeeper.security.requester import RequesterResolver
     from gatekeeper.store.envelope import EnvelopeCipher
     from gatekeeper.store.tables import StorageAccount
@@ -44,6 +45,12 @@ class GateNeeds(Protocol):
 
     @property
     def index(self) -> GateIndex: ...
+
+    @property
+    def events(self) -> EventPublisher: ...
+
+    @property
+    def mesh_deployment(self) -> str: ...
 
     def audit_for(self, tenant_id: str) -> AuditTrail: ...
 

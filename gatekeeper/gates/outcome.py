@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gatekeeper import telemetry
+from gatekeeper import mesh, telemetry
 from gatekeeper.contracts.gate import (
     AuditInput,
     AuditRecorded,
@@ -75,6 +75,8 @@ def record_outcome(services: GateNeeds, request: OutcomeInput) -> OutcomeRecorde
         at,
     )
     close_live_messages(services, tenant_id, instance_id)
+    level = request.level or (record.level if record else None)
+    _publish_outcome(services, tenant_id, instance_id, level, chain, cb, status, at)
     try:  # telemetry must never fail the gate: the outcome is already stored and audited
         _emit_outcome(store, record, tenant_id, instance_id, request.level, chain, cb, status, at)
     except Exception as exc:
@@ -121,6 +123,46 @@ def record_outcome(services: GateNeeds, request: OutcomeInput) -> OutcomeRecorde
     return OutcomeRecorded(status=status.value, alerted=alerted)
 
 
+def decided_by_of(chain: dict[str, Any] | None, status: GateStatus) -> str:
+    """Who decided: the approvers, a chain's timeout, a person (L3 human task) or automation (policy)."""
+    if chain is not None and chain.get("status") in ("approved", "rejected"):
+        return "timeout" if chain.get("reason") == "timeout" else "approvers"
+    return "person" if status is GateStatus.HUMAN_TASK else "automation"
+
+
+def _publish_outcome(
+    services: GateNeeds,
+    tenant_id: str,
+    gate_id: str,
+    level: str | None,
+    chain: dict[str, Any] | None,
+    cb: dict[str, Any],
+    status: GateStatus,
+    at: datetime,
+) -> None:
+    """`gate.decided` and `gate.completed` on the event mesh, in one batch (`gatekeeper.mesh`)."""
+    link = services.approval_link(gate_id)
+    common: dict[str, Any] = {"tenant_id": tenant_id, "gate_id": gate_id, "level": level, "status": status.value}
+    callback_ok = cb.get("ok") if isinstance(cb.get("ok"), bool) else None
+    mesh.publish(
+        services,
+        tenant_id,
+        lambda deployment: (
+            mesh.build(
+                "gate.decided",
+                deployment,
+                gate_id,
+                at,
+                **common,
+                decided_by=decided_by_of(chain, status),
+                approval_url=link,
+            ),
+            mesh.build("gate.completed", deployment, gate_id, at, **common, callback_ok=callback_ok, approval_url=link),
+        ),
+        at,
+    )
+
+
 def _emit_outcome(
     store: GateStore,
     record: GateRecord | None,
@@ -137,10 +179,7 @@ def _emit_outcome(
     quality verdict (`telemetry.override_kind`)."""
     level = requested_level or (record.level if record else None)
     closed = chain is not None and chain.get("status") in ("approved", "rejected")
-    if closed and chain is not None:
-        decided_by = "timeout" if chain.get("reason") == "timeout" else "approvers"
-    else:
-        decided_by = "person" if status is GateStatus.HUMAN_TASK else "automation"
+    decided_by = decided_by_of(chain, status)
     telemetry.emit(
         telemetry.Event.GATE_OUTCOME,
         tenant=tenant_id,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gatekeeper import telemetry
+from gatekeeper import mesh, telemetry
 from gatekeeper.contracts.gate import GateStatus
 from gatekeeper.contracts.watch import (
     FollowInput,
@@ -80,6 +80,28 @@ def _people(services: WatchNeeds, record: WatchRecord, spec: WatchSpec | None) -
 
 def _audit(services: WatchNeeds, record: WatchRecord, kind: str, data: dict[str, Any], at: datetime) -> None:
     append_audit(services, record.tenant_id, kind, record.instance_id, _title(record), data, at)
+
+
+LEVELS = frozenset({"L0", "L1", "L2", "L3"})
+ROLLBACK_TARGETS = frozenset({"github", "azure-devops", "webhook"})
+
+
+def _link(url: str | None) -> str | None:
+    """A run URL for the event mesh: only a plain https link, anything else is left out."""
+    return url if url and url.startswith("https://") and len(url) <= 2000 and " " not in url else None
+
+
+def _publish(services: WatchNeeds, record: WatchRecord, kind: mesh.EventType, at: datetime, **data: Any) -> None:
+    """One watch or rollback fact on the event mesh (`gatekeeper.mesh`): the watch's ids and the given fields."""
+    tenant_id, watch_id = record.tenant_id, record.instance_id
+    mesh.publish(
+        services,
+        tenant_id,
+        lambda deployment: (
+            mesh.build(kind, deployment, watch_id, at, tenant_id=tenant_id, watch_id=watch_id, **data),
+        ),
+        at,
+    )
 
 
 def _load(services: WatchNeeds, tenant_id: str, instance_id: str) -> WatchRecord:
@@ -431,6 +453,16 @@ def dispatch_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackD
         },
         at,
     )
+    _publish(
+        services,
+        record,
+        "rollback.dispatched",
+        at,
+        ok=sent.ok,
+        level=run.level if run.level in LEVELS else None,
+        target=kind if kind in ROLLBACK_TARGETS else None,
+        run_url=_link(sent.url),
+    )
     return RollbackDispatched(ok=sent.ok, detail=sent.detail[:300], run_id=sent.run_id)
 
 
@@ -473,6 +505,15 @@ def follow_rollback(services: WatchNeeds, request: FollowInput) -> FollowResult:
         },
         at,
     )
+    word = conclusion.lower()
+    _publish(
+        services,
+        record,
+        "rollback.finished",
+        at,
+        conclusion=word if word.replace("_", "").isalpha() and len(word) <= 40 else "unknown",
+        run_url=_link(update["url"]),
+    )
     return FollowResult(done=True, conclusion=conclusion, detail=seen.detail[:300])
 
 
@@ -511,8 +552,18 @@ def close(services: WatchNeeds, request: WatchCloseInput) -> WatchClosed:
             {"step": "escalated", "result": "escalated to L3", "level": level.value, "reason": why},
             at,
         )
+        _publish(services, record, "rollback.escalated", at, level=level.value)
     store.save(record.model_copy(update={"state": state, "updated_at": at}))
     _emit_outcome(record, request, at)
+    _publish(
+        services,
+        record,
+        "deployment.watched",
+        at,
+        gate_id=record.gate_id,
+        outcome=request.outcome,
+        is_rollback=record.is_rollback,
+    )
     notified = None
     if request.outcome not in ("healthy", "not_watched"):
         notified = bool(

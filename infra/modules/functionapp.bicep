@@ -65,6 +65,9 @@ param instanceMemoryMB int
 @description('Resource id of the Log Analytics workspace receiving diagnostics.')
 param workspaceId string
 
+@description('Endpoint of the Event Grid topic the gate lifecycle events are published to (CloudEvents 1.0).')
+param eventGridTopicEndpoint string
+
 @description('Tags applied to every resource.')
 param tags object
 
@@ -182,6 +185,8 @@ var appSettings = {
   GATEKEEPER_CALLBACK_MAX_ATTEMPTS: '5'
   // KQL probes of the post-deploy watch (the managed identity needs Log Analytics Reader on the workspaces).
   GATEKEEPER_LOG_ANALYTICS_ENDPOINT: 'https://api.loganalytics.io'
+  // The event mesh: gate lifecycle CloudEvents, published with the managed identity (EventGrid Data Sender).
+  GATEKEEPER_EVENTGRID_TOPIC_ENDPOINT: eventGridTopicEndpoint
 }
 
 // Written through a module that keeps settings an admin added by hand (GATEKEEPER_GITHUB_APP_ID, tenants'

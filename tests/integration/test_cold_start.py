@@ -32,6 +32,8 @@ NOT_ON_THE_INGESTION_PATH = (
     "gatekeeper.gates",
     "gatekeeper.teams",
     "microsoft_agents",  # the Teams bot's Agents SDK: /api/messages only
+    "azure.eventgrid",  # the event mesh: gate and watch activities only
+    "gatekeeper.mesh",
 )
 
 

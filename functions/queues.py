@@ -17,6 +17,8 @@ from gatekeeper.errors import GatekeeperError
 CONNECTOR_EVENTS_QUEUE = "connector-events"
 PIPELINE_EVENTS_QUEUE = "pipeline-events"
 
+PSA_DECISION_KINDS = frozenset({"change_approved", "change_rejected"})  # EventKind values, kept literal (cold start)
+
 log = logging.getLogger("gatekeeper.queues")
 bp = df.Blueprint()
 STORAGE = "AzureWebJobsStorage"
@@ -61,9 +63,18 @@ def _dispatch(body: bytes, gateway: DurableClientGateway) -> None:
         rt.dead_letters.record(PIPELINE_EVENTS_QUEUE, text, f"integrity: sealed event does not open ({exc.reason})")
         return
     result = rt.dispatcher(gateway).dispatch(queued.event, queued.event_id)
+    if result.event.kind.value in PSA_DECISION_KINDS:  # recorded or a redelivery: applying is idempotent
+        from functions.approvals import decision_service
+
+        for outcome in decision_service(gateway).psa_change(result.event):
+            log.info("event %s: PSA change decision on gate %s: %s", queued.event_id, *_psa_line(outcome))
     if queued.blob is not None:  # dispatched (or a duplicate): the claim check has served its purpose
         rt.large_events.delete(queued.blob)
     log.info("event %s: %s", queued.event_id, result.disposition.value)
+
+
+def _psa_line(outcome: dict[str, object]) -> tuple[object, object]:
+    return outcome.get("instance_id"), outcome.get("status")
 
 
 @bp.function_name("connector_events_poison")

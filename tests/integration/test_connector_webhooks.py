@@ -306,3 +306,45 @@ def test_secrets_never_reach_the_queue_or_the_answer(env, caplog):
     assert SECRETS["connectwise"] not in response.get_body().decode()
     assert all(SECRETS["connectwise"] not in text for text in env.queued_texts())
     assert SECRETS["connectwise"] not in caplog.text
+
+
+def test_the_dispatcher_trigger_raises_a_psa_approval_to_the_linked_gates_chain(env, durable):
+    """The queue trigger, as the host runs it: the Autotask approval recorded, then raised as the vote of
+    `psa:autotask:<ticket>` to the chain of the gate waiting at its psa_change_approval stage."""
+    from datetime import UTC, datetime
+
+    from gatekeeper.approvals.chain import ChainPlan
+    from gatekeeper.contracts.gate import GateStatus, vote_event_name
+    from gatekeeper.gates.store import GateRecord
+    from tests.integration.test_dispatch import trigger
+
+    now = datetime.now(UTC)
+    gate, chain_id = "gate-" + uuid.uuid4().hex, "chain-" + uuid.uuid4().hex
+    plan = ChainPlan.model_validate({"stages": [{"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"}]})
+    store = env.services.gates(IDS["client"])
+    store.save(
+        GateRecord(
+            instance_id=gate,
+            tenant_id=IDS["client"],
+            status=GateStatus.AWAITING_APPROVAL,
+            level="L2",
+            created_at=now,
+            updated_at=now,
+            chain_instance_id=chain_id,
+            plan=plan,
+            stage=0,
+            stage_started_at=now,
+            ticket="autotask:7311",
+        )
+    )
+    store.link_ticket("7311", gate)
+    durable.instances[chain_id] = {"runtimeStatus": "Running", "name": "approval_chain"}
+    assert post("autotask", (FIXTURES / "autotask" / "ticket-change-approved.json").read_bytes()).status_code == 202
+    for text in env.drain():
+        trigger(text.encode(), durable)
+    [(path, body)] = durable.posts("/raiseEvent/")
+    assert path.endswith(f"/instances/{chain_id}/raiseEvent/{vote_event_name(0)}")
+    vote = json.loads(body) if isinstance(body, str) else body
+    assert vote["voter_id"] == "psa:autotask:7311" and vote["decision"] == "approve" and vote["stage"] == 0
+    [stored] = store.votes(gate)
+    assert stored.raised and stored.voter_id == "psa:autotask:7311"

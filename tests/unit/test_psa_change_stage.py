@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from gatekeeper.approvals import chain
 from gatekeeper.approvals.chain import ChainPlan, Decision, Vote, psa_voter
+from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
+from gatekeeper.gates.psa import change_decision, linked_ticket, ticket_matches
 from gatekeeper.policy import load_policy
 
 T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
@@ -112,3 +114,44 @@ def test_the_policy_refuses_impossible_psa_stages(stage):
     with pytest.raises(Exception) as raised:
         load_policy({"version": 1, "defaults": {"level": "L2", "approval": {"stages": [stage]}}})
     assert "stages" in str(raised.value)
+
+
+# ----- which ticket a gate is linked to, and which decisions name it ---------------------------------------
+
+
+def _event(**fields: object) -> PipelineEvent:
+    base: dict[str, object] = {"tenant_id": "contoso", "source": EventSource.GENERIC, "kind": EventKind.GATE_REQUEST}
+    return PipelineEvent.model_validate({**base, **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "linked"),
+    [
+        ({"ticket": "Autotask:7311"}, ("autotask:7311", "event")),
+        ({"ticket": "T20250304.0012"}, ("t20250304.0012", "event")),
+        ({"labels": ("env:prod", "change-ticket:CW-4711")}, ("cw-4711", "label")),
+        ({"ticket": "servicenow:CHG1"}, None),  # not a PSA this stage kind knows
+        ({"ticket": "7311/../x"}, None),
+        ({"labels": ("change-ticket:",)}, None),
+        ({}, None),
+    ],
+)
+def test_a_gate_is_linked_by_its_ticket_or_a_change_ticket_label(fields, linked):
+    assert linked_ticket(_event(**fields)) == linked
+
+
+def test_only_psa_change_decisions_name_a_ticket():
+    approved = _event(source=EventSource.AUTOTASK, kind=EventKind.CHANGE_APPROVED, subject="7311", status="approved")
+    assert change_decision(approved) == ("autotask", "7311", True)
+    rejected = approved.model_copy(update={"kind": EventKind.CHANGE_REJECTED, "source": EventSource.HALOPSA})
+    assert change_decision(rejected) == ("halopsa", "7311", False)
+    patch = approved.model_copy(update={"source": EventSource.NINJARMM})  # an RMM patch approval is no CAB
+    assert change_decision(patch) is None
+    assert change_decision(approved.model_copy(update={"kind": EventKind.ALERT})) is None
+
+
+def test_a_pinned_ticket_matches_only_its_psa():
+    assert ticket_matches("autotask:7311", "autotask", "7311")
+    assert not ticket_matches("autotask:7311", "halopsa", "7311")
+    assert ticket_matches("7311", "halopsa", "7311")
+    assert not ticket_matches("7312", "autotask", "7311")

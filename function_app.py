@@ -12,6 +12,7 @@ from functions.alerts import bp as alerts_bp
 from functions.approval_page import bp as approval_page_bp
 from functions.approvals import bp as approvals_bp
 from functions.audit import bp as audit_bp
+from functions.connectors import bp as connectors_bp
 from functions.deployments import bp as deployments_bp
 from functions.ingest import bp as ingest_bp
 from functions.messages import bp as messages_bp
@@ -22,6 +23,7 @@ from orchestrators import bp as orchestrators_bp
 app = df.DFApp()
 BLUEPRINTS = (
     ingest_bp,
+    connectors_bp,
     queues_bp,
     approvals_bp,
     approval_page_bp,

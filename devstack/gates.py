@@ -54,6 +54,14 @@ class LocalGates:
         assert result.instance_id is not None, "only gate requests start gates"
         return result.instance_id
 
+    def connector_event(self, event: PipelineEvent) -> list[dict[str, Any]]:
+        """A connector event off the queue, as the dispatcher trigger handles it: recorded (deduped), then a
+        PSA change decision applied to the gates linked to its ticket; then let the runner react."""
+        self.dispatcher.dispatch(event, event_id=str(uuid.uuid4()))
+        outcomes = self.decisions.psa_change(event)
+        self.runner.run_until_idle()
+        return outcomes
+
     def decide(
         self, instance_id: str, headers: Mapping[str, str], decision: str, comment: str = ""
     ) -> tuple[int, dict[str, Any]]:

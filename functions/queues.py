@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -12,10 +13,15 @@ from functions.durable_gateway import DurableClientGateway
 from functions.http import services, status_of
 from gatekeeper.errors import GatekeeperError
 
+if TYPE_CHECKING:
+    from gatekeeper.events.model import PipelineEvent
+
 # Queue names are part of the deployment contract (Bicep creates them); kept literal so that
 # indexing the app does not import the ingestion code.
 CONNECTOR_EVENTS_QUEUE = "connector-events"
 PIPELINE_EVENTS_QUEUE = "pipeline-events"
+
+PSA_DECISION_KINDS = frozenset({"change_approved", "change_rejected"})  # EventKind values, kept literal (cold start)
 
 log = logging.getLogger("gatekeeper.queues")
 bp = df.Blueprint()
@@ -61,9 +67,32 @@ def _dispatch(body: bytes, gateway: DurableClientGateway) -> None:
         rt.dead_letters.record(PIPELINE_EVENTS_QUEUE, text, f"integrity: sealed event does not open ({exc.reason})")
         return
     result = rt.dispatcher(gateway).dispatch(queued.event, queued.event_id)
+    if result.event.kind.value in PSA_DECISION_KINDS:  # recorded or a redelivery: applying is idempotent
+        from functions.approvals import decision_service
+
+        for outcome in decision_service(gateway).psa_change(result.event):
+            log.info("event %s: PSA change decision on gate %s: %s", queued.event_id, *_psa_line(outcome))
+    if result.disposition.value == "recorded" and result.event.kind.value == "alert":  # a duplicate wakes nobody
+        _rmm_alert(result.event, gateway)
     if queued.blob is not None:  # dispatched (or a duplicate): the claim check has served its purpose
         rt.large_events.delete(queued.blob)
     log.info("event %s: %s", queued.event_id, result.disposition.value)
+
+
+def _rmm_alert(event: PipelineEvent, gateway: DurableClientGateway) -> None:
+    """An RMM alert on a device a running watch names (`rmm_devices`) counts against that watch and is
+    audited there, as an Azure Monitor alert on its resources does (gatekeeper.rollback.alerts)."""
+    from functions.alerts import router
+    from gatekeeper.rollback.alerts import connector_alert
+
+    essentials = connector_alert(event)
+    if essentials is not None:
+        _, answer = router(gateway).deliver(event.tenant_id, essentials)
+        log.info("RMM alert %s: %s", essentials.alertId[:64], answer.get("status"))
+
+
+def _psa_line(outcome: dict[str, object]) -> tuple[object, object]:
+    return outcome.get("instance_id"), outcome.get("status")
 
 
 @bp.function_name("connector_events_poison")

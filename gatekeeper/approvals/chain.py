@@ -16,6 +16,10 @@ Rules (see docs/orchestration.md):
 - Any eligible rejection ends the chain at once.
 - A vote at or after the stage deadline, or cast for a stage that is no longer current, is refused;
   the timeout itself is applied with `expire`, driven by the orchestrator's durable timer.
+- A stage of kind `psa_change_approval` is decided by the PSA, not by a person: the change ticket linked to
+  the gate was approved (or rejected) by the tenant's change advisory board, and the connector event is
+  raised to the chain as a vote whose voter is `psa:<source>:<ticket>`. Only such votes count there (from
+  the stage's `sources`, when it names any), and no PSA vote ever counts on a people stage.
 """
 
 from __future__ import annotations
@@ -31,6 +35,17 @@ from gatekeeper.errors import Conflict, Forbidden, GatekeeperError, Gone, Malfor
 from gatekeeper.policy.durations import format_duration, parse_duration
 
 GROUP_PREFIX = "group:"
+PSA_PREFIX = "psa:"  # the voter id of a PSA change decision: psa:<source>:<ticket>
+
+
+def psa_voter(source: str, ticket: str) -> str:
+    """The voter id a PSA change decision on `ticket` counts as (one ticket counts once per chain)."""
+    return f"{PSA_PREFIX}{source.strip().lower()}:{ticket.strip().lower()}"
+
+
+class StageKind(StrEnum):
+    PEOPLE = "people"  # approvers vote (Teams, Slack, the page, the API)
+    PSA_CHANGE_APPROVAL = "psa_change_approval"  # the linked PSA change ticket's CAB decision
 
 
 class Decision(StrEnum):
@@ -59,10 +74,12 @@ class StagePlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=64)
-    approvers: tuple[str, ...] = Field(min_length=1, max_length=100)
-    quorum: int = Field(ge=1, le=1000)
+    approvers: tuple[str, ...] = Field(default=(), max_length=100)
+    quorum: int = Field(default=1, ge=1, le=1000)
     timeout: timedelta
     on_timeout: OnTimeout = OnTimeout.REJECT
+    kind: StageKind = StageKind.PEOPLE
+    sources: tuple[str, ...] = Field(default=(), max_length=10)  # psa stages: the PSAs that may decide; () any
 
     @field_validator("approvers")
     @classmethod
@@ -93,6 +110,16 @@ class StagePlan(BaseModel):
 
     @model_validator(mode="after")
     def _quorum_reachable(self) -> StagePlan:
+        if self.kind is StageKind.PSA_CHANGE_APPROVAL:
+            if self.approvers or self.quorum != 1:
+                raise ValueError(
+                    "approvers: a psa_change_approval stage is decided by the PSA (no approvers, quorum 1)"
+                )
+            return self
+        if self.sources:
+            raise ValueError("sources: only a psa_change_approval stage names PSA sources")
+        if not self.approvers:
+            raise ValueError("approvers: a stage of people needs at least one approver")
         if not self.groups and self.quorum > len(self.users):
             raise ValueError(
                 f"quorum: {self.quorum} approvals can never be reached with {len(self.users)} named approver(s)"
@@ -108,7 +135,14 @@ class StagePlan(BaseModel):
         return frozenset(a for a in self.approvers if not a.startswith(GROUP_PREFIX))
 
     def admits(self, identities: frozenset[str], groups: frozenset[str]) -> bool:
-        """True when a person with these identities and group memberships is an approver here."""
+        """True when a person with these identities and group memberships is an approver here; on a PSA
+        stage, when the voter is a PSA change decision from one of the stage's sources."""
+        psa = {i for i in identities if i.startswith(PSA_PREFIX)}
+        if self.kind is StageKind.PSA_CHANGE_APPROVAL:
+            sources = {s.strip().lower() for s in self.sources}
+            return any(not sources or i.split(":")[1] in sources for i in psa)
+        if psa:
+            return False
         return not self.users.isdisjoint(identities) or not self.groups.isdisjoint(groups)
 
 
@@ -134,7 +168,7 @@ def _stage_dict(stage: Any) -> Any:
     if hasattr(stage, "model_dump"):
         stage = stage.model_dump(mode="json")
     if isinstance(stage, dict):
-        keys = ("name", "approvers", "quorum", "timeout", "on_timeout")
+        keys = ("name", "approvers", "quorum", "timeout", "on_timeout", "kind", "sources")
         return {k: stage[k] for k in keys if k in stage}
     return stage
 

@@ -70,6 +70,9 @@ class RecordKind(StrEnum):
     ACTION_REPORTED = "action_reported"  # data.refused: `executed` reported for an action not approved
     APPROVAL_WITHDRAWN = "approval_withdrawn"  # the chain ended because its action was cancelled or expired
     EVENT_PUBLISH_FAILED = "event_publish_failed"  # the event mesh refused a lifecycle batch (the gate went on)
+    # PSA/RMM connectors (issue 15): a ticket linked to a gate, a PSA change decision applied to a gate's
+    # psa_change_approval stage (or why not), an RMM alert; data.source names the connector.
+    CONNECTOR_EVENT = "connector_event"
 
 
 def format_time(value: datetime) -> str:

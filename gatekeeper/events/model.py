@@ -22,6 +22,7 @@ class EventSource(StrEnum):
     AUTOTASK = "autotask"
     HALOPSA = "halopsa"
     NINJARMM = "ninjarmm"
+    DATTORMM = "dattormm"
 
 
 class EventKind(StrEnum):

@@ -43,6 +43,8 @@ from gatekeeper.errors import (
     InvalidInput,
     NotFound,
 )
+from gatekeeper.events.model import PipelineEvent
+from gatekeeper.gates.psa import change_decision, ticket_matches
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore, StoredVote, VoteExists
 from gatekeeper.gates.view import ApprovalView, build_view
 from gatekeeper.security.groups import GroupLookupUnavailable, GroupMembership
@@ -166,6 +168,66 @@ class DecisionService:
                 return self._raise(store, record, claimed, principal, request.comment, aliases)
             raise _refusal_problem(chain.DuplicateVote("one person counts once per approval chain")) from None
         return self._raise(store, record, stored, principal, request.comment, aliases)
+
+    def psa_change(self, event: PipelineEvent) -> list[dict[str, Any]]:
+        """A PSA change decision (a connector event) applied to every gate of the event's tenant linked to
+        that ticket and waiting at a `psa_change_approval` stage: counted through the chain like a vote
+        (`psa:<source>:<ticket>`), raised to the chain, audited with its source. A gate that is not waiting
+        there is left alone and the reason audited. Returns one outcome per linked gate."""
+        decided = change_decision(event)
+        if decided is None:
+            return []
+        source, ticket, approved = decided
+        store = self._store(event.tenant_id)
+        outcomes: list[dict[str, Any]] = []
+        for instance_id in store.gates_for_ticket(ticket):
+            record = store.load(instance_id)
+            if record is None or not ticket_matches(record.ticket, source, ticket):
+                continue
+            outcomes.append(self._psa_vote(store, record, source, ticket, approved, event))
+        return outcomes
+
+    def _psa_vote(
+        self, store: GateStore, record: GateRecord, source: str, ticket: str, approved: bool, event: PipelineEvent
+    ) -> dict[str, Any]:
+        now = self._clock()
+        voter = chain.psa_voter(source, ticket)
+        decision = chain.Decision.APPROVE if approved else chain.Decision.REJECT
+        facts = {"source": source, "ticket": ticket, "decision": decision.value, "delivery_id": event.delivery_id}
+        try:
+            state = self._state(store, record)
+        except GatekeeperError as not_waiting:
+            return self._psa_not_applied(record, voter, facts, not_waiting.code, now)
+        vote = chain.Vote(voter_id=voter, decision=decision, at=now, stage=record.stage)
+        refusal = chain.check(state, vote)
+        if isinstance(refusal, chain.DuplicateVote):
+            stored = store.claim_delivery(record.instance_id, voter, now)  # stored, not yet raised: finish it
+            if stored is None:
+                return {"instance_id": record.instance_id, "status": "duplicate"}
+        elif refusal is not None:
+            return self._psa_not_applied(record, voter, facts, refusal.slug, now)
+        else:
+            comment = _psa_note(source, ticket, approved, event.received_at)
+            try:
+                stored = store.record_vote(record.instance_id, voter, decision, int(record.stage or 0), now, comment)
+            except VoteExists:
+                return {"instance_id": record.instance_id, "status": "duplicate"}
+        data = {"psa": True, **facts}
+        try:
+            _, answer = self._raise(store, record, stored, None, stored.comment, audit_data=data)
+        except Gone:  # the chain ended meanwhile (timeout, another decision): nothing left to decide
+            return self._psa_not_applied(record, voter, facts, "gate-decided", now)
+        return answer
+
+    def _psa_not_applied(
+        self, record: GateRecord, voter: str, facts: dict[str, Any], reason: str, now: datetime
+    ) -> dict[str, Any]:
+        if self._audit_for is not None:
+            data = {"action": "change_decision_not_applied", "reason": reason, "stage": record.stage, **facts}
+            self._audit_for(record.tenant_id).append(
+                "connector_event", voter, record.instance_id, record.title[:1000], data, at=now
+            )
+        return {"instance_id": record.instance_id, "status": "not_applied", "reason": reason}
 
     def state(self, instance_id: str, principal: Principal) -> tuple[int, dict[str, Any]]:
         """The gate as `principal` may see it, and whether they may decide now."""
@@ -335,20 +397,25 @@ class DecisionService:
         store: GateStore,
         record: GateRecord,
         stored: StoredVote,
-        principal: Principal,
+        principal: Principal | None,
         comment: str,
         aliases: frozenset[str] = frozenset(),
+        audit_data: dict[str, Any] | None = None,
     ) -> tuple[int, dict[str, Any]]:
+        """Raise a stored vote to the chain and audit it. `principal` None: a PSA change decision, whose voter
+        id (`psa:<source>:<ticket>`) is the actor and whose `audit_data` names the source."""
         assert record.chain_instance_id is not None and record.plan is not None
         named_groups = frozenset(g for s in record.plan.stages for g in s.groups)
+        groups = principal.groups if principal is not None else frozenset()
+        upn = principal.upn if principal is not None else None
         event = VoteEvent(
             seq=stored.seq,
             voter_id=stored.voter_id,
             decision=stored.decision,
             at=stored.at,
             stage=stored.stage,
-            groups=tuple(sorted(g for g in (x.lower() for x in principal.groups) if g in named_groups)),
-            aliases=tuple(sorted({a.lower() for a in (principal.upn,) if a} | aliases)),
+            groups=tuple(sorted(g for g in (x.lower() for x in groups) if g in named_groups)),
+            aliases=tuple(sorted({a.lower() for a in (upn,) if a} | aliases)),
         )
         try:
             self._gateway.raise_event(
@@ -372,7 +439,7 @@ class DecisionService:
         if self._audit_for is not None:
             entry = self._audit_for(record.tenant_id).append(
                 "approval_decided",
-                principal.oid,
+                principal.oid if principal is not None else stored.voter_id,
                 record.instance_id,
                 record.title[:1000],
                 {
@@ -380,7 +447,8 @@ class DecisionService:
                     "stage": stored.stage,
                     "decision": stored.decision.value,
                     "comment": comment[:1000],
-                    "upn": principal.upn,
+                    "upn": upn,
+                    **(audit_data or {}),
                 },
                 at=stored.at,
             )
@@ -394,6 +462,11 @@ class DecisionService:
             "stage": stored.stage,
             "decision": stored.decision.value,
         }
+
+
+def _psa_note(source: str, ticket: str, approved: bool, event_at: datetime) -> str:
+    verb = "approved" if approved else "rejected"
+    return f"{source} change ticket {ticket} {verb} in the PSA ({event_at.isoformat()})"
 
 
 def _needs_names(record: GateRecord) -> bool:

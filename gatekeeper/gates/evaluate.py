@@ -12,6 +12,7 @@ from gatekeeper.approvals.chain import ChainPlan, StagePlan
 from gatekeeper.contracts.gate import EvaluateInput, EvaluationSummary, GateStatus
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.gates.common import append_audit, at_or_now, gate_title, load_event
+from gatekeeper.gates.psa import linked_ticket, parse_ticket
 from gatekeeper.gates.store import FailingObjective, GateRecord
 from gatekeeper.policy.decision import QualityResult
 from gatekeeper.security.requester import requester_claims
@@ -95,6 +96,7 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
                     f"'{plan.stages[raised_stage].name}' (unresolved_requester: raise)",
                 )
     title = gate_title(event)
+    linked = linked_ticket(event)
     record = GateRecord(
         instance_id=instance_id,
         tenant_id=tenant_id,
@@ -130,11 +132,18 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
         artifact_ids=event.artifacts,
         quality_failing=failing_objectives(decision.quality),
         compliance=decision.compliance,
+        ticket=linked[0] if linked else None,
+        ticket_via=linked[1] if linked else None,
     )
     services.index.put(instance_id, tenant_id)
     services.gates(tenant_id).save(record)
     facts = {**event_facts(event, requester), "requester_resolved": who.resolved, "requester_oid": who.oid}
     append_audit(services, tenant_id, "event_received", instance_id, title, facts, at)
+    if linked is not None:  # the ticket's change decision must find the gate (gatekeeper.gates.psa)
+        source, ticket_id = parse_ticket(linked[0]) or (None, linked[0])
+        services.gates(tenant_id).link_ticket(ticket_id, instance_id)
+        linked_facts = {"action": "ticket_linked", "ticket": linked[0], "via": linked[1], "source": source}
+        append_audit(services, tenant_id, "connector_event", instance_id, title, linked_facts, at)
     public = decision.to_public_json()
     if blocked != decision.blocked or raised_stage is not None:
         public = {**public, "blocked": blocked, "reasons": list(reasons)}

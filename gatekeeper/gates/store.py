@@ -43,6 +43,7 @@ GATE_ROW = "gate"
 VOTER_PREFIX = "voter|"
 SEQ_PREFIX = "seq|"
 AUDIT_PREFIX = "audit|"
+TICKET_PREFIX = "ticket|"  # PartitionKey of a ticket -> gate link row (no instance id starts so)
 MAX_AUDIT_REFS = 500  # a gate's own entries: a handful per stage and vote; the view lists at most this many
 MAX_VOTE_ATTEMPTS = 20
 
@@ -116,6 +117,10 @@ class GateRecord(BaseModel):
     artifact_ids: tuple[str, ...] = ()
     quality_failing: tuple[FailingObjective, ...] = ()
     compliance: tuple[ComplianceMapping, ...] = ()
+    # The PSA change ticket linked to the gate (issue 15): its id and how it was named ("event": the
+    # request's `ticket`; "label": a `change-ticket:<id>` label). A psa_change_approval stage waits for it.
+    ticket: str | None = None
+    ticket_via: str | None = None
 
 
 class StoredVote(BaseModel):
@@ -179,6 +184,26 @@ class GateStore:
     def load(self, instance_id: str) -> GateRecord | None:
         entity = self._ready().get(check_key("instance_id", instance_id), GATE_ROW)
         return None if entity is None else GateRecord.model_validate(entity["record"])
+
+    # linked PSA tickets (gatekeeper.gates.psa) ---------------------------------------------------
+    def link_ticket(self, ticket: str, instance_id: str) -> None:
+        """Remember that the gate waits on this PSA ticket, so the ticket's change decision finds it."""
+        self._ready().upsert(
+            {
+                "PartitionKey": check_key("ticket", TICKET_PREFIX + ticket.strip().lower()),
+                "RowKey": check_key("instance_id", instance_id),
+            }
+        )
+
+    def gates_for_ticket(self, ticket: str, limit: int = 20) -> list[str]:
+        """The gates linked to this ticket (at most `limit`: one ticket rarely covers more than a few)."""
+        key = check_key("ticket", TICKET_PREFIX + ticket.strip().lower())
+        found: list[str] = []
+        for row in self._ready().query("PartitionKey eq @pk", {"pk": key}):
+            found.append(str(row["RowKey"]))
+            if len(found) >= limit:
+                break
+        return found
 
     # audit entries -------------------------------------------------------------------------------
     def note_audit(self, instance_id: str, seq: int, kind: str, at: datetime) -> None:

@@ -35,6 +35,8 @@ CREDENTIAL_HEADERS = frozenset(
         "x-hub-signature-256",
         "x-gatekeeper-check-secret",
         "x-gatekeeper-hook-secret",
+        "x-gatekeeper-connector-secret",
+        "x-hook-signature",
         "x-ms-client-principal",
     }
 )

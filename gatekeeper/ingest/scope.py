@@ -121,6 +121,7 @@ _CONNECTOR_PAYLOAD_FIELD = {
     EventSource.AUTOTASK: "payload.Fields.CompanyID",
     EventSource.NINJARMM: "payload.device.organizationId",
     EventSource.HALOPSA: "account",
+    EventSource.DATTORMM: "payload.siteUid",
 }
 
 

@@ -47,7 +47,14 @@ GENERIC_TENANT_HEADER = "X-Gatekeeper-Tenant"
 GENERIC_KEY_HEADER = "x-functions-key"
 MAX_CANDIDATES = 4  # tenants tried per request: more distinct hints than this is not a real delivery
 CONNECTORS = {
-    s.value: s for s in (EventSource.CONNECTWISE, EventSource.AUTOTASK, EventSource.HALOPSA, EventSource.NINJARMM)
+    s.value: s
+    for s in (
+        EventSource.CONNECTWISE,
+        EventSource.AUTOTASK,
+        EventSource.HALOPSA,
+        EventSource.NINJARMM,
+        EventSource.DATTORMM,
+    )
 }
 
 
@@ -227,6 +234,56 @@ class IngestionService:
             return not tenant.connector_secret_required
         signature = document.get("signature")
         return isinstance(signature, str) and verify_github_signature(secrets, canonical_envelope(document), signature)
+
+    # -- connectors (vendor webhooks straight to the route) -------------------------------------------
+
+    def connector_webhook(self, vendor: str, request: IncomingRequest) -> Outcome:
+        """`POST /api/connectors/{vendor}`: the vendor's own webhook body, authenticated the vendor's way for
+        the tenant the URL names (`gatekeeper.ingest.connector_webhooks`), then parsed and scoped exactly as
+        a relay's queue message is."""
+        from datetime import UTC, datetime
+
+        from gatekeeper.events.connectors import parse_connector_message
+        from gatekeeper.ingest import connector_webhooks as hooks
+
+        webhook = hooks.vendor_webhook(vendor)
+        require_size(request, self._max_body_bytes)
+        require_bounded_headers(request)
+        query = hooks.query_params(request)
+        tenant_id = hooks.requested_tenant_id(query)
+        tenant = self._registry.get(tenant_id) if tenant_id else None
+        # One answer for every failure below: unknown or disabled tenant, no secret, wrong secret, bad address.
+        if tenant is None or not tenant.enabled:
+            raise unauthenticated()
+        secrets = self._secrets.resolve(tenant, webhook.purpose)
+        authentic = bool(secrets) and webhook.verified(secrets, request, query)
+        if not authentic or (not webhook.signed and not hooks.address_allowed(tenant, request)):
+            raise unauthenticated()
+        require_json_content_type(request)
+        document = parse_json_object(request.body)
+        account = hooks.registered_account(tenant, webhook)
+        if account is None:
+            raise InvalidInput(
+                f"account: the tenant has no {webhook.identity_prefix}<id> identity registered",
+                "account",
+                code="connector-not-registered",
+                title="The connector account is not registered",
+            )
+        envelope = {
+            "connector": webhook.source.value,
+            "account": account,
+            "receivedAt": datetime.now(UTC).isoformat(),
+            "payload": document,
+        }
+        try:
+            parsed = parse_connector_message(envelope, tenant_id=tenant.tenant_id)
+            if isinstance(parsed, PipelineEvent):
+                bind_connector(tenant, webhook.source, envelope)
+        except InvalidInput as problem:  # name the field in the body the vendor sent, not in the envelope
+            if problem.field and problem.field.startswith("payload."):
+                problem.field = problem.field.removeprefix("payload.")
+            raise
+        return self._hand_over(parsed)
 
     # -- shared steps -----------------------------------------------------------------------------
 

@@ -34,20 +34,32 @@ def _timeout(value: str) -> str:
     return value
 
 
+PsaSource = Literal["connectwise", "autotask", "halopsa"]
+
+
 class ApprovalStageSpec(BaseModel):
-    """One stage: `quorum` of `approvers` must approve within `timeout`, else `on_timeout`."""
+    """One stage: `quorum` of `approvers` must approve within `timeout`, else `on_timeout`. A stage of
+    `kind: psa_change_approval` names no approvers: the gate's linked PSA change ticket decides it (the CAB's
+    approval or rejection in the PSA, from `sources` if given)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=64)
-    approvers: list[Approver] = Field(min_length=1, max_length=50)
+    kind: Literal["people", "psa_change_approval"] = "people"
+    approvers: list[Approver] = Field(default_factory=list, max_length=50)
+    sources: list[PsaSource] = Field(default_factory=list, max_length=3)
     quorum: int = 1
     timeout: Annotated[str, AfterValidator(_timeout)]
     on_timeout: Literal["escalate", "reject"] = "reject"
 
     @field_validator("approvers")
     @classmethod
-    def _distinct(cls, value: list[str]) -> list[str]:
+    def _distinct(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        psa = info.data.get("kind") == "psa_change_approval"
+        if psa and value:
+            raise ValueError("a psa_change_approval stage is decided by the PSA; it names no approvers")
+        if not psa and not value:
+            raise ValueError("at least one approver is needed (or kind: psa_change_approval)")
         seen: dict[str, int] = {}
         for index, approver in enumerate(value):
             if approver in seen:
@@ -61,11 +73,22 @@ class ApprovalStageSpec(BaseModel):
         approvers = info.data.get("approvers")
         if approvers is None:  # approvers already failed validation; that error is the one to report
             return value
+        if info.data.get("kind") == "psa_change_approval":
+            if value != 1:
+                raise ValueError("a psa_change_approval stage has quorum 1 (the PSA decides once)")
+            return value
         if any(a.startswith("group:") for a in approvers):
             if value < 1:
                 raise ValueError("must be at least 1")
         elif not 1 <= value <= len(approvers):
             raise ValueError(f"must be between 1 and {len(approvers)}")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_for_psa(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and info.data.get("kind") != "psa_change_approval":
+            raise ValueError("only a psa_change_approval stage names PSA sources")
         return value
 
     @property

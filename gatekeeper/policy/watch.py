@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 MAX_WINDOW = timedelta(days=7)
+RMM_DEVICE_PATTERN = r"^(ninjarmm|dattormm|autotask|connectwise|halopsa):device:\S+$"
 MAX_PROBES_PER_WINDOW = 1000  # bounds a watch's history (and its replay cost)
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _JSON_PATH = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,7}$")
@@ -259,6 +260,10 @@ class WatchSpec(BaseModel):
     alert_resources: tuple[Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^/subscriptions/")], ...] = (
         Field(default=(), max_length=50)
     )
+    # Devices whose RMM (or PSA device) alerts count against the watch, as `<connector>:device:<id>` (issue 15).
+    rmm_devices: tuple[Annotated[str, Field(min_length=1, max_length=300, pattern=RMM_DEVICE_PATTERN)], ...] = Field(
+        default=(), max_length=50
+    )
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
 
     _globs: Any = PrivateAttr(default=None)
@@ -285,7 +290,7 @@ class WatchSpec(BaseModel):
     def _interval(cls, value: Any) -> timedelta:
         return _duration(value, minimum=timedelta(seconds=10), maximum=timedelta(hours=24))
 
-    @field_validator("alert_resources")
+    @field_validator("alert_resources", "rmm_devices")
     @classmethod
     def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(item.lower().rstrip("/") for item in value)  # Azure resource ids compare case-insensitively

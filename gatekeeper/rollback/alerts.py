@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gatekeeper.contracts.watch import wake_event_name
 from gatekeeper.errors import InvalidInput
+from gatekeeper.events.model import EventKind, PipelineEvent
 from gatekeeper.ingest.edge import (
     IncomingRequest,
     parse_json_object,
@@ -86,6 +87,30 @@ def parse_alert(request: IncomingRequest) -> Essentials:
         raise InvalidInput(detail, field=field, errors=[{"field": field, "message": first["msg"]}]) from None
 
 
+CONNECTOR_SOURCES = frozenset({"ninjarmm", "dattormm", "autotask", "connectwise", "halopsa"})
+
+
+def connector_alert(event: PipelineEvent) -> Essentials | None:
+    """An RMM (or PSA device) alert from a connector as the watch's alert essentials: its target is
+    `<connector>:device:<id>`, which a watch names in the policy's `rmm_devices` (issue 15). None for any
+    other event, or an alert that names no device."""
+    if event.kind is not EventKind.ALERT or event.source.value not in CONNECTOR_SOURCES or not event.subject:
+        return None
+    fired = event.status != "resolved"
+    severity = next(
+        (label.split(":", 1)[1] for label in event.labels if label.startswith(("severity:", "priority:"))), ""
+    )
+    return Essentials(
+        alertId=(event.run_id or event.delivery_id or event.subject)[:1000],
+        alertRule=(event.summary or f"{event.source.value} alert")[:500],
+        severity=severity[:20],
+        signalType="rmm",
+        monitorCondition="Fired" if fired else "Resolved",
+        monitoringService=event.source.value,
+        alertTargetIDs=[f"{event.source.value}:device:{event.subject}".lower()[:1000]],
+    )
+
+
 def _normal(resource_id: str) -> str:
     return resource_id.strip().lower().rstrip("/")
 
@@ -134,13 +159,14 @@ class AlertRouter:
         for record in matched:
             fired = alert.monitorCondition == "Fired"
             changed = self._record(store, record.instance_id, line if fired else None)
+            source = alert.monitoringService if alert.monitoringService in CONNECTOR_SOURCES else "azure-monitor"
             self._audit_for(tenant_id).append(
                 "health_check",
-                "azure-monitor",
+                source,
                 record.instance_id,
                 f"{record.deployment.repository or ''} {record.deployment.environment}".strip()[:1000],
                 {
-                    "source": "azure-monitor",
+                    "source": source,
                     "alert_rule": alert.alertRule[:200],
                     "severity": alert.severity,
                     "condition": alert.monitorCondition,
@@ -168,7 +194,7 @@ class AlertRouter:
     @staticmethod
     def _concerns(policy: PolicyDocument, record: WatchRecord, targets: set[str]) -> bool:
         spec = policy.watch_for(record.deployment.environment)
-        return spec is not None and not targets.isdisjoint(spec.alert_resources)
+        return spec is not None and not targets.isdisjoint({*spec.alert_resources, *spec.rmm_devices})
 
     def _record(self, store: WatchStore, watch_id: str, line: str | None) -> WatchRecord | None:
         """Add the alert to the watch (a fired one counts one more wake), ETag-conditionally."""

@@ -16,7 +16,7 @@ from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_id
 
 IDENTITY_PATTERN = re.compile(
     r"^(github:(installation|org|repo|owner-id)|azure-devops:(org|account)|entra:tenant|"
-    r"connectwise:company|autotask:account|halopsa:instance|ninjarmm:org|azure-monitor:workspace):\S+$"
+    r"connectwise:company|autotask:account|halopsa:instance|ninjarmm:org|dattormm:site|azure-monitor:workspace):\S+$"
 )
 SECRET_REF_PATTERN = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -31,6 +31,13 @@ class SecretPurpose(StrEnum):
     CALLBACK_SIGNING = "callback_signing"
     CONNECTOR = "connector"
     AZURE_DEVOPS_PIPELINES = "azure_devops_pipelines"  # a PAT that may queue the tenant's rollback pipelines
+    # Vendor webhooks straight to POST /api/connectors/{vendor} (gatekeeper.ingest.connector_webhooks): one
+    # secret per vendor, so a secret leaked from one vendor's configuration opens no other vendor's route.
+    AUTOTASK_WEBHOOK = "autotask_webhook"  # the webhook's SecretKey (HMAC-SHA1 X-Hook-Signature)
+    CONNECTWISE_WEBHOOK = "connectwise_webhook"  # in the callback URL (ConnectWise callbacks are unsigned)
+    HALOPSA_WEBHOOK = "halopsa_webhook"  # the webhook's Basic auth password or bearer token
+    NINJAONE_WEBHOOK = "ninjaone_webhook"  # a custom header value configured on the NinjaOne webhook
+    DATTORMM_WEBHOOK = "dattormm_webhook"  # a custom header value configured on the Datto RMM webhook
 
 
 class TenantRecord(BaseModel):
@@ -51,6 +58,9 @@ class TenantRecord(BaseModel):
     # Connector queue messages must carry an HMAC over the whole envelope made with the tenant's
     # `connector` secret. Only a tenant whose connectors cannot sign may set this to false, explicitly.
     connector_secret_required: bool = True
+    # Optional source-address allow-list (CIDRs) for vendor webhooks that carry no signature (ConnectWise,
+    # HaloPSA, NinjaOne, Datto RMM): empty means no address check, only the secret.
+    connector_allowed_networks: tuple[str, ...] = ()
     enabled: bool = True
     # The public half of the tenant's current KEK version as a JWK {kty, kid, n, e}, written by `gatekeeper
     # tenants import` and `gatekeeper keys rotate` from Key Vault (or the local key). The ingestion edge wraps
@@ -82,9 +92,25 @@ class TenantRecord(BaseModel):
                     "(github:installation:<id>, github:org:<login>, github:repo:<owner/name>, "
                     "github:owner-id:<number> (GitHub Actions OIDC), "
                     "azure-devops:org:<url>, azure-devops:account:<id>, entra:tenant:<guid>, connectwise:company:<id>, "
-                    "autotask:account:<id>, halopsa:instance:<host>, ninjarmm:org:<id>, azure-monitor:workspace:<id>)"
+                    "autotask:account:<id>, halopsa:instance:<host>, ninjarmm:org:<id>, dattormm:site:<uid>, "
+                    "azure-monitor:workspace:<id>)"
                 )
         return tuple(normalise_identity(i) for i in value)
+
+    @field_validator("connector_allowed_networks")
+    @classmethod
+    def _networks_are_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        networks = []
+        for index, network in enumerate(value):
+            try:
+                networks.append(str(ipaddress.ip_network(network.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"connector_allowed_networks[{index}]: {network[:64]!r} is not an IP network (CIDR)"
+                ) from None
+        return tuple(networks)
 
     @field_validator("callback_url_prefixes")
     @classmethod

@@ -20,6 +20,7 @@ def test_every_public_route_is_listed():
         assert f"`POST {route}`" in README
     for route in ("/api/azure-monitor/alerts", "/api/deployments/{id}/hold", "/api/deployments/{id}/rollback"):
         assert f"`POST {route}`" in README
+    assert "`POST /api/connectors/{vendor}?tenant=<id>`" in README
     assert "`GET /api/deployments/{id}`" in README
 
 

@@ -2,7 +2,7 @@
 
 A connector (a thin webhook receiver per vendor) verifies the vendor's signature and enqueues:
 
-    {"connector": "connectwise" | "autotask" | "halopsa" | "ninjarmm",
+    {"connector": "connectwise" | "autotask" | "halopsa" | "ninjarmm" | "dattormm",
      "account": "<vendor account id>", "receivedAt": "<ISO 8601>", "payload": {<the vendor's own body>},
      "signature": "sha256=<hex HMAC-SHA256 of the rest of the envelope>"}
 
@@ -13,7 +13,8 @@ Each vendor lives in its own module here (payload model, parser and identity hin
 - `connectwise`: ConnectWise PSA
 - `autotask`: Datto Autotask
 - `halopsa`: HaloPSA
-- `ninjarmm`: NinjaOne (NinjaRMM).
+- `ninjarmm`: NinjaOne (NinjaRMM)
+- `dattormm`: Datto RMM (alert webhooks).
 Adding a vendor: its module, its entry in `CONNECTORS` and its name in `ConnectorName` (both here), and its
 `EventSource` value.
 
@@ -27,13 +28,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from gatekeeper.events.common import Ignored, validate
-from gatekeeper.events.connectors import autotask, connectwise, halopsa, ninjarmm
+from gatekeeper.events.connectors import autotask, connectwise, dattormm, halopsa, ninjarmm
 from gatekeeper.events.connectors.base import CONTEXT, Connector
 from gatekeeper.events.connectors.envelope import ConnectorMessage, ConnectorName
 from gatekeeper.events.model import EventSource, PipelineEvent
 
 CONNECTORS: Mapping[str, Connector] = {
-    c.name: c for c in (connectwise.CONNECTOR, autotask.CONNECTOR, halopsa.CONNECTOR, ninjarmm.CONNECTOR)
+    c.name: c
+    for c in (connectwise.CONNECTOR, autotask.CONNECTOR, halopsa.CONNECTOR, ninjarmm.CONNECTOR, dattormm.CONNECTOR)
 }
 """connector name (the envelope's `connector`, also the `EventSource` value) -> the vendor's bundle."""
 

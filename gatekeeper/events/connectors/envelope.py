@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from gatekeeper.events.common import number_to_text
 
-ConnectorName = Literal["connectwise", "autotask", "halopsa", "ninjarmm"]
+ConnectorName = Literal["connectwise", "autotask", "halopsa", "ninjarmm", "dattormm"]
 """The `connector` values a queue message may carry (one per module in this package, listed in `CONNECTORS`)."""
 
 

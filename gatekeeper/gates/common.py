@@ -7,6 +7,7 @@ exceptions; a failed pipeline callback raises, so the orchestrator's retry polic
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,12 +58,21 @@ def load_event(services: GateNeeds, tenant_id: str, event_key: str) -> PipelineE
     return event_from_sealable(document)
 
 
+_CONTROL_RUNS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def one_line(text: str) -> str:
+    """`text` with every run of control characters (line breaks, tabs, C1) as one space: titles from events
+    become audit subjects and notification titles, which are single lines by contract."""
+    return _CONTROL_RUNS.sub(" ", text).strip()
+
+
 def gate_title(event: PipelineEvent) -> str:
     what = (event.action.value if event.action else event.kind.value).replace("_", " ")
     where = f" to {event.environment}" if event.environment else ""
     repo = f" of {event.repository}" if event.repository else ""
     ref = f" ({event.ref.removeprefix('refs/heads/')})" if event.ref else ""
-    return (event.summary or f"{what}{repo}{ref}{where}")[:200]
+    return one_line(event.summary or f"{what}{repo}{ref}{where}")[:200] or what
 
 
 def append_audit(

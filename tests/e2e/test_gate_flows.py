@@ -416,3 +416,13 @@ def refused(env: Env, gate: str, oid: str, decision: str = "approve", **who: Any
             gate, env.gates.identify(env.headers(oid, **who)), json.dumps({"decision": decision}).encode()
         )
     return info.value
+
+
+def test_a_summary_with_line_breaks_and_control_characters_still_gates_with_a_one_line_title(env: Env):
+    """Titles become audit subjects and notification titles, which are single lines: an event's summary with
+    line breaks, tabs or C1 controls is folded to one line instead of failing the evaluation."""
+    gate = env.gates.submit(env.event("dev", summary="deploy\nweb\r\n\tto dev\x00\x85now"))
+    status = env.status(gate)
+    assert status.runtime_status == "Completed" and status.output["status"] == "approved"
+    records = [r for r in env.gates.services.audit_for(env.tenant_id).records() if r.instance_id == gate]
+    assert {r.subject for r in records} == {"deploy web to dev now"}

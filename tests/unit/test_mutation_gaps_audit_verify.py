@@ -1,0 +1,149 @@
+"""Gaps `make mutation MODULES=audit` found in gatekeeper/audit/verify.py and checkpoints.py (issue 21): the
+truncation messages name the last entry present, a truncated log still credits the checkpoints its entries
+prove, a swap of the last two entries is named as a reorder, an inserted entry names the entry it skips, a
+frontier of the wrong shape proves nothing, and the bounds of the stored checkpoint and of checkpoint keys.
+
+Logs are built with the builders of tests/unit/test_audit_support.py; expected sequence numbers and messages
+are written out by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import ValidationError
+
+from gatekeeper.audit.checkpoints import CheckpointFormatError, SignedCheckpoint, load_public_keys
+from gatekeeper.audit.verify import check_log
+from tests.unit.test_audit_support import make_checkpoints, make_entries, rehash
+
+TENANT = "contoso"
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    """30 entries, checkpoints signed at sizes 10, 20 and 30, and the trusted keys."""
+    from gatekeeper.audit.signing import LocalCheckpointKey
+
+    signer = LocalCheckpointKey(tmp_path_factory.mktemp("key")).signer()
+    entries = make_entries(TENANT, 30)
+    return entries, make_checkpoints(TENANT, entries, signer, 10), load_public_keys(signer.public_key_pem())
+
+
+def test_a_head_claiming_more_entries_names_the_last_one_present(log):
+    entries, checkpoints, keys = log
+    short = [c for c in checkpoints if c.checkpoint().size <= 20]
+    result = check_log(TENANT, entries[:22], short, keys, expected_size=25, allow_unsigned_tail=True)
+    assert (result.ok, result.first_bad_seq, result.size) == (False, 22, 20)
+    assert result.problem == "missing: the log records 25 entries but the last present is seq 21"
+
+
+def test_a_truncated_log_keeps_the_checkpoints_its_entries_prove_and_names_the_last_entry(log):
+    """Entries 25..29 are gone but the checkpoint at 30 is still there: the checkpoints at 10 and 20 are
+    judged against the entries (so 20 entries stay proven) and the one at 30 names the truncation."""
+    entries, checkpoints, keys = log
+    result = check_log(TENANT, entries[:25], checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 25)
+    assert (result.size, result.checkpoints_checked) == (20, 2)
+    assert result.problem == "missing: a signed checkpoint covers 30 entries but the last present is seq 24"
+
+
+def test_the_last_two_entries_swapped_are_named_out_of_order(log):
+    entries, checkpoints, keys = log
+    swapped = [*entries[:28], entries[29], entries[28]]
+    result = check_log(TENANT, swapped, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 28)
+    assert result.problem == "out of order (seq 29 found where seq 28 belongs)"
+
+
+def test_the_last_entry_missing_behind_a_gap_is_named_missing(log):
+    entries, checkpoints, keys = log
+    gap = [*entries[:28], entries[29]]
+    result = check_log(TENANT, gap, checkpoints, keys)
+    assert (result.first_bad_seq, result.problem) == (28, "missing (the next entry present is seq 29)")
+
+
+def test_an_inserted_entry_names_the_entry_it_skips(log):
+    entries, checkpoints, keys = log
+    forged = copy.deepcopy(entries[:10])
+    fake = copy.deepcopy(forged[4])
+    fake["actor"] = "user:intruder"
+    rehash(fake)
+    forged.insert(4, fake)
+    for entry in forged[5:]:
+        entry["seq"] += 1
+    result = check_log(TENANT, forged, checkpoints[:1], keys)
+    assert (result.ok, result.first_bad_seq) == (False, 4)
+    assert result.problem == "was inserted: seq 5 links to seq 3"
+
+
+@pytest.mark.parametrize("frontier_length", [0, 1, 3])
+def test_a_frontier_of_the_wrong_shape_proves_nothing(log, frontier_length):
+    """Start 10 needs a frontier of two hashes (10 = 8 + 2): any other count is refused before any entry
+    or checkpoint counts as checked."""
+    entries, checkpoints, keys = log
+    frontier = [bytes.fromhex(entries[0]["entry_hash"])] * frontier_length
+    result = check_log(TENANT, entries[10:20], checkpoints[:2], keys, start=10, frontier=frontier)
+    assert (result.ok, result.size, result.root) == (False, 10, "")
+    assert (result.entries_checked, result.checkpoints_checked, result.first_bad_seq) == (0, 0, 10)
+    assert result.problem == f"frontier: compact range of size 10 needs 2 hashes, got {frontier_length}"
+
+
+# --- checkpoints.py bounds ---------------------------------------------------------------------------------
+
+
+def _stored(**fields):
+    raw = {
+        "note": "gatekeeper.audit/contoso\n1\n" + base64.b64encode(b"\x00" * 32).decode() + "\n",
+        "algorithm": "ES256",
+        "key_id": "k",
+        "key_fingerprint": "ab" * 32,
+        "signature": base64.b64encode(b"\x01" * 64).decode(),
+    }
+    raw.update(fields)
+    return raw
+
+
+def test_a_stored_checkpoint_key_id_may_have_2048_characters_not_more():
+    assert len(SignedCheckpoint.model_validate(_stored(key_id="k" * 2048)).key_id) == 2048
+    with pytest.raises(ValidationError, match="key_id"):
+        SignedCheckpoint.model_validate(_stored(key_id="k" * 2049))
+
+
+def test_a_stored_checkpoint_signature_may_have_4096_characters_not_more():
+    assert len(SignedCheckpoint.model_validate(_stored(signature="A" * 4096)).signature) == 4096
+    with pytest.raises(ValidationError, match="signature"):
+        SignedCheckpoint.model_validate(_stored(signature="A" * 4097))
+
+
+def _rsa_pem(bits: int) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_an_rsa_checkpoint_key_of_exactly_2048_bits_is_accepted_and_a_smaller_one_refused():
+    assert len(load_public_keys(_rsa_pem(2048))) == 1
+    with pytest.raises(CheckpointFormatError, match="public key block 1: RSA keys must have at least 2048 bits"):
+        load_public_keys(_rsa_pem(1024))
+
+
+def test_a_checkpoint_listed_twice_does_not_hide_the_checkpoints_after_it(log):
+    """The online check reads checkpoints from the table and from the WORM archive, so the same one comes
+    twice: the copy is skipped, and every later checkpoint still counts."""
+    entries, checkpoints, keys = log
+    doubled = [checkpoints[0], checkpoints[0], *checkpoints[1:]]
+    result = check_log(TENANT, entries, doubled, keys)
+    assert result.ok, result.summary()
+    assert (result.size, result.checkpoints_checked) == (30, 3)
+
+
+def test_a_malformed_checkpoint_is_named_even_after_a_valid_one(log):
+    entries, checkpoints, keys = log
+    broken = {**checkpoints[1].model_dump(), "signature": "not base64!"}
+    result = check_log(TENANT, entries, [checkpoints[0], broken, checkpoints[2]], keys)
+    assert (result.ok, result.first_bad_seq) == (False, 0)
+    assert result.problem == "checkpoint #1: signature: must be standard base64"

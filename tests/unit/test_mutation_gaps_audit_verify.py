@@ -147,3 +147,15 @@ def test_a_malformed_checkpoint_is_named_even_after_a_valid_one(log):
     result = check_log(TENANT, entries, [checkpoints[0], broken, checkpoints[2]], keys)
     assert (result.ok, result.first_bad_seq) == (False, 0)
     assert result.problem == "checkpoint #1: signature: must be standard base64"
+
+
+def test_a_relinked_entry_right_after_a_checkpoint_names_the_proven_entry_it_no_longer_links_to(log):
+    """Entry 10 is given another prev_hash and re-hashed: entry 9 is proven by the checkpoint at 10, so the
+    blame is entry 10 itself, naming seq 9 as the hash it should link to."""
+    entries, checkpoints, keys = log
+    forged = copy.deepcopy(entries)
+    forged[10]["prev_hash"] = "00" * 32
+    rehash(forged[10])
+    result = check_log(TENANT, forged, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq, result.size) == (False, 10, 10)
+    assert result.problem == "prev_hash does not match the hash of seq 9"

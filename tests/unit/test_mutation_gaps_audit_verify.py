@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
+from gatekeeper.audit import strict_json
 from gatekeeper.audit.checkpoints import CheckpointFormatError, SignedCheckpoint, load_public_keys
 from gatekeeper.audit.verify import check_log
 from tests.unit.test_audit_support import make_checkpoints, make_entries, rehash
@@ -147,6 +148,7 @@ def test_a_malformed_checkpoint_is_named_even_after_a_valid_one(log):
     result = check_log(TENANT, entries, [checkpoints[0], broken, checkpoints[2]], keys)
     assert (result.ok, result.first_bad_seq) == (False, 0)
     assert result.problem == "checkpoint #1: signature: must be standard base64"
+    assert (result.size, result.entries_checked, result.checkpoints_checked) == (0, 0, 0)
 
 
 def test_a_relinked_entry_right_after_a_checkpoint_names_the_proven_entry_it_no_longer_links_to(log):
@@ -159,3 +161,19 @@ def test_a_relinked_entry_right_after_a_checkpoint_names_the_proven_entry_it_no_
     result = check_log(TENANT, forged, checkpoints, keys)
     assert (result.ok, result.first_bad_seq, result.size) == (False, 10, 10)
     assert result.problem == "prev_hash does not match the hash of seq 9"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"{", "b.json: not a JSON document ("),
+        (b"\xff", "b.json: not a JSON document (not UTF-8 (byte 0))"),
+        (b'{"a": NaN}', "b.json: outside the accepted JSON bounds ($.a: NaN is not a JSON number)"),
+        (b'{"a": 1e999}', "b.json: outside the accepted JSON bounds ($.a: number 1e999 is out of range)"),
+    ],
+)
+def test_strict_json_tells_text_that_is_not_json_from_json_outside_the_bounds(raw, message):
+    """The CLI's message for a bundle says which: not JSON at all, or JSON a reader could take two ways."""
+    with pytest.raises(strict_json.StrictJSONError) as raised:
+        strict_json.loads(raw, source="b.json")
+    assert str(raised.value).startswith(message)

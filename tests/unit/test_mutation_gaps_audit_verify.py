@@ -177,3 +177,22 @@ def test_strict_json_tells_text_that_is_not_json_from_json_outside_the_bounds(ra
     with pytest.raises(strict_json.StrictJSONError) as raised:
         strict_json.loads(raw, source="b.json")
     assert str(raised.value).startswith(message)
+
+
+def test_an_unsigned_tail_names_its_first_and_last_entry(log):
+    entries, checkpoints, keys = log
+    short = [c for c in checkpoints if c.checkpoint().size <= 20]
+    result = check_log(TENANT, entries[:25], short, keys)
+    assert (result.ok, result.first_bad_seq, result.size) == (False, 20, 20)
+    assert result.problem == "entries 20..24 are not covered by any signed checkpoint"
+
+
+def test_an_entry_with_an_unhashed_field_in_place_of_a_hashed_one_is_named(log):
+    """Ten keys, as many as an entry has, but `approved_by` stands where `actor` belongs: the bulk check must
+    hand the chunk to the walk, which names the missing field, instead of failing on the lookup."""
+    entries, checkpoints, keys = log
+    forged = copy.deepcopy(entries)
+    forged[6]["approved_by"] = forged[6].pop("actor")
+    result = check_log(TENANT, forged, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 6)
+    assert result.problem == "field 'actor' is missing or not a string"

@@ -196,3 +196,14 @@ def test_an_entry_with_an_unhashed_field_in_place_of_a_hashed_one_is_named(log):
     result = check_log(TENANT, forged, checkpoints, keys)
     assert (result.ok, result.first_bad_seq) == (False, 6)
     assert result.problem == "field 'actor' is missing or not a string"
+
+
+@pytest.mark.parametrize("field", ["note", "signature"])
+def test_a_stored_checkpoint_with_an_empty_note_or_signature_is_malformed(log, field):
+    """Refused when read (naming the field), not left for the note parser or the signature check."""
+    with pytest.raises(ValidationError, match=field):
+        SignedCheckpoint.model_validate(_stored(**{field: ""}))
+    entries, checkpoints, keys = log
+    empty = {**checkpoints[0].model_dump(), field: ""}
+    result = check_log(TENANT, entries, [empty, *checkpoints[1:]], keys)
+    assert (result.first_bad_seq, result.problem) == (0, f"checkpoint #0: field {field!r} is malformed")

@@ -95,3 +95,14 @@ def test_consistency_proof_with_an_extra_hash_is_named_too_long(size1, size2, pr
     verify_consistency(size1, size2, ROOTS[size1], ROOTS[size2], proof)
     with pytest.raises(ProofError, match="consistency proof is longer than the tree is deep"):
         verify_consistency(size1, size2, ROOTS[size1], ROOTS[size2], [*proof, SOME_HASH])
+
+
+def test_inclusion_at_an_index_equal_to_the_size_is_refused_though_it_would_fold_to_the_root():
+    """In a tree of one leaf the root is the leaf hash and the proof is empty: without the strict bound,
+    that leaf would also 'prove' a second leaf at index 1."""
+    verify_inclusion(0, 1, LEAF_HASHES[0], [], ROOTS[1])  # vector (1, 1, []): the genuine proof
+    with pytest.raises(ProofError, match="leaf index 1 is outside a tree of size 1"):
+        verify_inclusion(1, 1, LEAF_HASHES[0], [], ROOTS[1])
+    _, size, proof = INCLUSION_PROOFS[2]
+    with pytest.raises(ProofError, match="leaf index 8 is outside a tree of size 8"):
+        verify_inclusion(size, size, LEAF_HASHES[5], proof, ROOTS[size])

@@ -207,3 +207,21 @@ def test_a_stored_checkpoint_with_an_empty_note_or_signature_is_malformed(log, f
     empty = {**checkpoints[0].model_dump(), field: ""}
     result = check_log(TENANT, entries, [empty, *checkpoints[1:]], keys)
     assert (result.first_bad_seq, result.problem) == (0, f"checkpoint #0: field {field!r} is malformed")
+
+
+def test_entries_rewritten_after_signing_are_named_as_the_span_the_checkpoint_covers(log):
+    """Entry 15 edited and the chain re-linked from there (no signing key): the checkpoint at 20 no longer
+    matches, so entries 10..19 (after the last good checkpoint, up to its size) are named."""
+    entries, checkpoints, keys = log
+    forged = copy.deepcopy(entries)
+    forged[15]["actor"] = "user:attacker"
+    prev = forged[15]["prev_hash"]
+    for entry in forged[15:]:
+        entry["prev_hash"] = prev
+        rehash(entry)
+        prev = entry["entry_hash"]
+    result = check_log(TENANT, forged, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq, result.size) == (False, 10, 10)
+    assert result.problem == (
+        "entries 10..19 do not produce the Merkle root signed at size 20 (rewritten after signing)"
+    )

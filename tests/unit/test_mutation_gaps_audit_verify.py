@@ -225,3 +225,11 @@ def test_entries_rewritten_after_signing_are_named_as_the_span_the_checkpoint_co
     assert result.problem == (
         "entries 10..19 do not produce the Merkle root signed at size 20 (rewritten after signing)"
     )
+
+
+def test_text_holding_a_lone_surrogate_is_refused_as_not_utf8_not_a_crash():
+    """A bundle handed over as text (not bytes) may hold a lone surrogate, which no UTF-8 file can: it is
+    refused as a malformed document naming the byte, never an encoding exception out of the verifier."""
+    with pytest.raises(strict_json.StrictJSONError) as raised:
+        strict_json.loads('{"a":"\ud800"}', source="b.json")
+    assert str(raised.value) == "b.json: not a JSON document (not UTF-8 (byte 6))"

@@ -233,3 +233,16 @@ def test_text_holding_a_lone_surrogate_is_refused_as_not_utf8_not_a_crash():
     with pytest.raises(strict_json.StrictJSONError) as raised:
         strict_json.loads('{"a":"\ud800"}', source="b.json")
     assert str(raised.value) == "b.json: not a JSON document (not UTF-8 (byte 6))"
+
+
+def test_a_checkpoint_signed_by_an_unknown_key_names_the_size_and_the_keys_fingerprint_prefix(log, tmp_path):
+    from gatekeeper.audit.signing import LocalCheckpointKey
+
+    entries, checkpoints, _ = log
+    other = load_public_keys(LocalCheckpointKey(tmp_path, "other").signer().public_key_pem())
+    result = check_log(TENANT, entries, checkpoints, other)
+    assert (result.ok, result.first_bad_seq, result.size) == (False, 0, 0)
+    prefix = checkpoints[0].key_fingerprint[:16]  # 16 hex digits, as stored in the checkpoint
+    assert result.problem == (
+        f"checkpoint at size 10 is signed by key {prefix}..., which is not a trusted checkpoint key"
+    )

@@ -35,6 +35,25 @@ def log(tmp_path_factory):
     return entries, make_checkpoints(TENANT, entries, signer, 10), load_public_keys(signer.public_key_pem())
 
 
+@pytest.fixture
+def pem_bundle_factory(tmp_path):
+    """A bundle of a 30-entry log (checkpoints at 10, 20, 30) exported from `start_seq`, and the trusted PEM."""
+    from gatekeeper.audit.signing import LocalCheckpointKey
+    from tests.unit.test_audit_support import make_bundle
+
+    signer = LocalCheckpointKey(tmp_path).signer()
+
+    def make(start_seq: int = 0):
+        return make_bundle(signer, n=30, every=10, start_seq=start_seq), signer.public_key_pem()
+
+    return make
+
+
+@pytest.fixture
+def pem_bundle(pem_bundle_factory):
+    return pem_bundle_factory()
+
+
 def test_a_head_claiming_more_entries_names_the_last_one_present(log):
     entries, checkpoints, keys = log
     short = [c for c in checkpoints if c.checkpoint().size <= 20]
@@ -246,3 +265,42 @@ def test_a_checkpoint_signed_by_an_unknown_key_names_the_size_and_the_keys_finge
     assert result.problem == (
         f"checkpoint at size 10 is signed by key {prefix}..., which is not a trusted checkpoint key"
     )
+
+
+def test_an_empty_log_with_a_head_verifies_without_reading_a_last_entry(log):
+    _, _, keys = log
+    result = check_log(TENANT, [], [], keys, expected_size=0, expected_last_hash="ab" * 32)
+    assert result.ok and (result.size, result.entries_checked) == (0, 0)
+
+
+def test_a_consistency_proof_linking_no_checkpoints_names_its_from_size(log, pem_bundle):
+    """An extra proof from size 5 to 7 was checked by nothing: it is refused, blaming entry 5 (the earlier
+    of its start and the verified size), not the end of the log."""
+    from gatekeeper.audit.bundle import check_bundle
+
+    bundle, pem = pem_bundle
+    bundle["consistency"].append({"from_size": 5, "to_size": 7, "proof": []})
+    result = check_bundle(bundle, public_key_pem=pem)
+    assert (result.ok, result.first_bad_seq) == (False, 5)
+    assert (
+        result.problem
+        == "consistency proof from size 5 to 7 links no two checkpoints of the bundle (nothing checked it)"
+    )
+
+
+def test_a_range_export_rewritten_after_signing_counts_the_entries_checked_from_its_start(pem_bundle_factory):
+    """A range bundle from seq 12: entry 15 edited and re-linked, so the checkpoint at 20 fails; 8 entries
+    (12..19) were checked when it did."""
+    from gatekeeper.audit.bundle import check_bundle
+
+    bundle, pem = pem_bundle_factory(start_seq=12)
+    entries = bundle["entries"]
+    entries[3]["actor"] = "user:attacker"  # seq 15
+    prev = entries[3]["prev_hash"]
+    for entry in entries[3:]:
+        entry["prev_hash"] = prev
+        rehash(entry)
+        prev = entry["entry_hash"]
+    result = check_bundle(bundle, public_key_pem=pem)
+    assert (result.ok, result.first_bad_seq, result.entries_checked) == (False, 12, 8)
+    assert "do not produce the Merkle root signed at size 20" in (result.problem or "")

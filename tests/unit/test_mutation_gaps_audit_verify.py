@@ -304,3 +304,37 @@ def test_a_range_export_rewritten_after_signing_counts_the_entries_checked_from_
     result = check_bundle(bundle, public_key_pem=pem)
     assert (result.ok, result.first_bad_seq, result.entries_checked) == (False, 12, 8)
     assert "do not produce the Merkle root signed at size 20" in (result.problem or "")
+
+
+def test_an_entry_inserted_right_after_a_checkpoint_is_named_as_inserted(log):
+    entries, checkpoints, keys = log
+    forged = copy.deepcopy(entries[:20])
+    fake = copy.deepcopy(forged[10])
+    fake["actor"] = "user:intruder"
+    rehash(fake)  # links to seq 9, as the genuine seq 10 does
+    forged.insert(10, fake)
+    for entry in forged[11:]:
+        entry["seq"] += 1
+    result = check_log(TENANT, forged, checkpoints[:1], keys)
+    assert (result.ok, result.first_bad_seq, result.size) == (False, 10, 10)
+    assert result.problem == "was inserted: seq 11 links to seq 9"
+
+
+def test_verification_error_of_a_result_without_a_seq_blames_seq_0():
+    from gatekeeper.audit.verify import VerificationError, VerificationResult
+
+    error = VerificationError.of(VerificationResult(False, 0, "", 0, 0, None, "unreadable"))
+    assert (error.seq, error.reason) == (0, "unreadable")
+
+
+def test_a_checkpoint_with_several_bad_fields_names_the_first(log):
+    entries, checkpoints, keys = log
+    bad = {**checkpoints[0].model_dump(), "note": "", "algorithm": "HS256"}
+    result = check_log(TENANT, entries, [bad], keys)
+    assert (result.first_bad_seq, result.problem) == (0, "checkpoint #0: field 'note' is malformed")
+
+
+def test_a_signed_checkpoint_cannot_be_changed_after_it_is_read(log):
+    _, checkpoints, _ = log
+    with pytest.raises(ValidationError, match="frozen"):
+        checkpoints[0].note = "gatekeeper.audit/contoso\n99\n"

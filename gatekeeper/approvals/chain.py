@@ -29,7 +29,16 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from gatekeeper.errors import Conflict, Forbidden, GatekeeperError, Gone, MalformedInput
 from gatekeeper.policy.durations import format_duration, parse_duration
@@ -107,6 +116,16 @@ class StagePlan(BaseModel):
     @field_serializer("timeout")
     def _timeout_iso(self, value: timedelta) -> str:
         return format_duration(value)
+
+    @model_serializer(mode="wrap")
+    def _people_stages_as_before(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A stage of people serialises exactly as before PSA stages existed (no `kind`, no `sources`), so the
+        `evaluate` output, audit `decision` entries and stored plans keep their shape; PSA stages say so."""
+        data: dict[str, Any] = handler(self)
+        if self.kind is StageKind.PEOPLE and not self.sources:
+            data.pop("kind", None)
+            data.pop("sources", None)
+        return data
 
     @model_validator(mode="after")
     def _quorum_reachable(self) -> StagePlan:

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
 from gatekeeper.policy.durations import parse_duration
 
@@ -90,6 +99,16 @@ class ApprovalStageSpec(BaseModel):
         if value and info.data.get("kind") != "psa_change_approval":
             raise ValueError("only a psa_change_approval stage names PSA sources")
         return value
+
+    @model_serializer(mode="wrap")
+    def _people_stages_as_before(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A stage of people serialises as before PSA stages existed (no `kind`, no `sources`): the `evaluate`
+        output and the fingerprint of every existing policy stay the same."""
+        data: dict[str, Any] = handler(self)
+        if self.kind == "people" and not self.sources:
+            data.pop("kind", None)
+            data.pop("sources", None)
+        return data
 
     @property
     def timeout_delta(self) -> timedelta:

@@ -101,3 +101,9 @@ def test_an_equivalent_entry_matches_only_its_module_and_lines():
     assert not Equivalent("b.py", "if ok:", "if not ok:", "r" * 30).matches(survivor)
     assert not Equivalent("a.py", "if done:", "if not ok:", "r" * 30).matches(survivor)
     assert not Equivalent("a.py", "if ok:", "if not ok:", "r" * 30, operator="core/Other").matches(survivor)
+
+
+def test_every_smoke_anchor_applies_to_the_code_as_it_is():
+    """A change that moves a smoke mutant's line fails here, in `make test`, naming the mutant to re-anchor,
+    instead of only in the CI smoke that runs after the suite."""
+    assert anchor_problems(load_mutants()) == []

@@ -52,8 +52,8 @@ from urllib.error import URLError
 
 import jwt
 
-from gatekeeper.errors import DependencyUnavailable, Unauthenticated, unauthenticated
-from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.errors import DependencyUnavailable
+from gatekeeper.security.entra import EntraTokenValidator, refused
 
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 TEAMS_CHANNEL = "msteams"
@@ -81,13 +81,6 @@ _V1_ISSUER = re.compile(rf"^(?i:https://sts\.windows\.net/){_GUID}/$")  # host c
 MAX_TOKEN_CHARS = 8 * 1024
 MAX_METADATA_BYTES = 256 * 1024
 LEEWAY_SECONDS = 300
-
-
-def refused(detail: str, reason: str) -> Unauthenticated:
-    """401 with a stable reason; nothing from the token is echoed back."""
-    problem = unauthenticated(detail)
-    problem.extra["reason"] = reason
-    return problem
 
 
 def keys_unavailable() -> DependencyUnavailable:

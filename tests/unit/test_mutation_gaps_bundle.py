@@ -19,6 +19,7 @@ from gatekeeper.audit.bundle import (
     build_bundle,
     check_bundle,
     dumps,
+    load_bundle,
     parse_header,
     range_problem,
     verify_bundle,
@@ -311,3 +312,41 @@ def test_verify_bundle_returns_the_verified_result_and_raises_on_the_first_bad_e
         verify_bundle(bundle, public_key_pem=pem)
     assert raised.value.seq == 7
     assert raised.value.result is not None and raised.value.result.first_bad_seq == 7
+
+
+# --- the last gaps of the RETEST (docs/mutation.md): file errors, end_seq, start_seq -1, proof hashes ------------
+
+
+def test_an_unreadable_bundle_file_is_a_format_error_naming_the_file_and_the_os_reason(tmp_path):
+    """The auditor sees which file and why (the OS's words), as a BundleFormatError (CLI exit 2), not a
+    traceback; the exception class name is only the fallback when the OS gives no reason."""
+    missing = tmp_path / "no-such-bundle.json"
+    with pytest.raises(BundleFormatError) as raised:
+        load_bundle(missing)
+    assert str(raised.value) == f"{missing}: cannot be read (No such file or directory)"
+    with pytest.raises(BundleFormatError) as raised:
+        load_bundle(tmp_path)  # a directory
+    assert str(raised.value) == f"{tmp_path}: cannot be read (Is a directory)"
+
+
+def test_range_end_seq_must_not_be_negative(log, pem):
+    bundle = export(log, pem, start_seq=0, end_seq=0, entries=[])
+    assert parse_header(bundle).range.end_seq == 0
+    bundle["range"]["end_seq"] = -1
+    with pytest.raises(BundleFormatError, match=r"field range\.end_seq: "):
+        parse_header(bundle)
+
+
+def test_repeated_key_after_a_start_seq_of_minus_one_is_blamed_from_zero():
+    """-1 is the closest negative start: not believed either, so entry 1 is seq 1, not 0."""
+    result = ambiguous('{"range":{"start_seq":-1},"entries":[{},{"k":1,"k":2}]}')
+    assert result.first_bad_seq == 1
+    assert result.problem.startswith("entry repeats the key ")
+
+
+@pytest.mark.parametrize("bad", ["AB" * 32, "ab" * 31, "ab" * 33, "zz" * 32, ""])
+def test_every_consistency_proof_hash_must_be_64_lower_case_hex_digits(log, pem, bad):
+    bundle = export(log, pem)
+    bundle["consistency"] = [{"from_size": 1, "to_size": 2, "proof": [HASH_HEX, bad]}]
+    with pytest.raises(BundleFormatError, match=r"field consistency\.0\.proof: .*64 lower-case hex digits"):
+        parse_header(bundle)

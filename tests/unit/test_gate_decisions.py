@@ -423,6 +423,29 @@ def test_a_directory_this_service_cannot_read_gives_403_with_the_reason(runtime_
         set_services(None)
 
 
+def test_an_overage_vote_asks_the_directory_only_about_the_current_stages_groups(runtime_env, durable, issuer, graph):
+    """A vote at stage 1 of 2 asks about stage 1's group only: the next stage's groups are not this vote's
+    business (and a later stage's group would otherwise be looked up, and cached, for nothing)."""
+    later = "5e1d2c3b-0000-4000-8000-0000000000c2"
+    set_services(runtime_env.services)
+    runtime_env.services.group_membership = directory(graph)
+    plan = ChainPlan.model_validate(
+        {
+            "stages": [
+                {"name": "ops", "approvers": [f"group:{OPS}"], "quorum": 1, "timeout": "PT1H"},
+                {"name": "cab", "approvers": [f"group:{later}"], "quorum": 1, "timeout": "PT1H"},
+            ]
+        }
+    )
+    try:
+        gate = save_gate(runtime_env, durable, plan)
+        assert post(gate["id"], durable, overage(issuer, ANNA), {"decision": "approve"}).status_code == 202
+        assert [call["group_ids"] for call in graph.member_checks] == [[OPS]]
+    finally:
+        del runtime_env.services.group_membership
+        set_services(None)
+
+
 def test_an_approver_named_directly_never_waits_for_the_directory(runtime_env, durable, issuer, graph):
     """Named in the stage and in too many groups: a Graph outage must not lock this person out."""
     set_services(runtime_env.services)

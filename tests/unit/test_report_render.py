@@ -146,3 +146,16 @@ def test_a_tenant_name_and_odd_labels_are_escaped_in_the_header():
     report = build_report(h.as_entries(), WINDOW, tenant='<img src=x onerror="1">', generated_at=WINDOW.until)
     html = render_html(report)
     assert "<img" not in html and "&lt;img src=x" in html
+
+
+def test_people_comments_and_commands_never_reach_the_report():
+    """The report is aggregates and names from policy; who voted, what they wrote and what ran stay in the log."""
+    marker = "MARKER-7f3a"
+    h = rich_history()
+    h.add("approval_decided", WINDOW.since, "gate-2", {"vote": 1, "stage": 0, "comment": marker, "upn": marker})
+    h.add("event_received", WINDOW.since, "act-1", {"requested_by": marker, "commit": marker, "ref": marker})
+    h.add("action_requested", WINDOW.since, "act-1", {"command": marker, "requester": marker})
+    h.add("follow_up", WINDOW.since, "gate-1", {"action": "flag_rollback", "note": marker, "upn": marker}, actor=marker)
+    h.add("rollback", WINDOW.since, "watch-3", {"step": "hold", "reason": marker, "url": marker}, actor=marker)
+    report = build_report(h.as_entries(), WINDOW, tenant="contoso", generated_at=WINDOW.until)
+    assert marker not in json.dumps(report) and marker not in render_html(report)

@@ -1,7 +1,7 @@
 """`gatekeeper report --tenant T [--since 30d] [--until ISO] --out DIR`: the tenant's report, from its audit log.
 
 Writes DIR/report.html (self-contained: charts inline, nothing loaded at view time) and DIR/report.json (the
-same figures), both or neither: each is written to a temporary file in DIR first and moved into place.
+same figures), never half a file: both are written to temporary files in DIR first, then moved into place.
 Exit 0 when written (an empty period gives a report that says so), 2 on bad input, naming the option.
 `--since` is a span back from `--until` (`30d`, `12h`, `8w`) or an RFC 3339 date or date-time; the period may
 be at most 731 days. The storage and keys are the other commands' (`--storage-connection` or the app settings).
@@ -114,7 +114,8 @@ def read_entries(log: AuditLog, window: Window) -> tuple[list[Entry], int, bool]
 
 
 def _write_both(out: Path, files: dict[str, str]) -> None:
-    """Every file or none: each goes to a temporary file in `out` first, then all are moved into place."""
+    """Never half a file: all go to temporary files in `out` first (a failure there leaves the old ones), then
+    each is moved into place."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -137,6 +138,8 @@ def _write_both(out: Path, files: dict[str, str]) -> None:
 
 
 def report_command(args: argparse.Namespace) -> int:
+    from azure.core.exceptions import AzureError
+
     from gatekeeper.report.metrics import build_report
     from gatekeeper.report.render import render_html
 
@@ -145,7 +148,13 @@ def report_command(args: argparse.Namespace) -> int:
     window = window_of(args.since, args.until, now)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: {args.out} is not a folder")
-    entries, unreadable, truncated = read_entries(_log(args, tenant), window)
+    try:
+        entries, unreadable, truncated = read_entries(_log(args, tenant), window)
+    except AzureError as exc:
+        raise UsageError(
+            f"storage: cannot read the audit log of tenant {tenant} ({type(exc).__name__}); check "
+            "--storage-connection or GATEKEEPER_STORAGE_CONNECTION / GATEKEEPER_STORAGE_ACCOUNT"
+        ) from None
     report = build_report(entries, window, tenant=tenant, generated_at=now, unreadable=unreadable, truncated=truncated)
     document = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     _write_both(args.out, {"report.json": document, "report.html": render_html(report)})

@@ -519,10 +519,10 @@ def approval_latency(h: History, window: Window) -> dict[str, Any]:
     stages, series = [], []
     for name, values in groups.items():
         stages.append({"stage": name, **_stats([m for _, m in values]), "timed_out": timeouts[name]})
-        for bucket in window.buckets():
-            in_bucket = [m for at, m in values if window.bucket_of(at) == bucket]
-            if in_bucket:
-                series.append({"bucket": bucket, "stage": name, **_stats(in_bucket)})
+        per_bucket: dict[str, list[float]] = {}
+        for at, minutes in values:
+            per_bucket.setdefault(window.bucket_of(at), []).append(minutes)
+        series += [{"bucket": b, "stage": name, **_stats(per_bucket[b])} for b in sorted(per_bucket)]
     everything = [m for values in groups.values() for _, m in values]
     return {
         "unit": "minutes",

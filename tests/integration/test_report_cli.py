@@ -119,3 +119,14 @@ def test_bad_tenant_and_out_exit_2_and_write_nothing(settings_env, unique_name, 
     assert main(["report", "--tenant", unique_name, "--out", str(blocker)]) == 2
     assert f"--out: {blocker} is not a folder" in capsys.readouterr().err
     assert blocker.read_text() == "keep me"
+
+
+def test_unreachable_storage_is_named_not_a_traceback(settings_env, monkeypatch, unique_name, tmp_path, capsys):
+    closed = "http://127.0.0.1:9/devstoreaccount1"  # the discard port: nothing listens
+    key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # Azurite's
+    connection = f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};TableEndpoint={closed};"
+    monkeypatch.setenv("GATEKEEPER_STORAGE_CONNECTION", connection)
+    assert main(["report", "--tenant", unique_name, "--out", str(tmp_path / "r")]) == 2
+    said = capsys.readouterr().err
+    assert f"storage: cannot read the audit log of tenant {unique_name} (ServiceRequestError)" in said
+    assert not (tmp_path / "r").exists()

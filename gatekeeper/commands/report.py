@@ -113,6 +113,12 @@ def read_entries(log: AuditLog, window: Window) -> tuple[list[Entry], int, bool]
     return entries, unreadable, False
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def _write_both(out: Path, files: dict[str, str]) -> None:
     """Never half a file: all go to temporary files in `out` first (a failure there leaves the old ones), then
     each is moved into place."""
@@ -128,6 +134,7 @@ def _write_both(out: Path, files: dict[str, str]) -> None:
             handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=out)
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 stream.write(text)
+            os.chmod(temporary, 0o666 & ~_umask())  # as an ordinary file would be (mkstemp makes it 0600)
             staged.append((temporary, out / name))
         for temporary, final in staged:
             os.replace(temporary, final)

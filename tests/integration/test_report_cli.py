@@ -4,6 +4,7 @@ by the command with the settings every other command uses, and written as report
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 
 import pytest
@@ -66,6 +67,10 @@ def test_report_from_the_audit_log_has_the_figures_of_the_history(
     html = (out / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and html.count("<svg ") >= 4
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json"]  # no temporary file left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("report.html", "report.json"):  # as any file the user writes (mkstemp alone would give 0600)
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_an_entry_that_does_not_open_is_counted_and_left_out(

@@ -31,6 +31,7 @@ OTHER = "other"
 NO_RULE = "(no rule)"
 OTHER_RULES = "(other rules)"
 OTHER_STAGES = "(other stages)"
+OTHER_ENVIRONMENTS = "(other environments)"
 MAX_LABEL = 80  # rule names, stage names, model versions: names, not documents
 MAX_RULES = 15  # rows in the override table (the rest are summed into one row)
 MAX_STAGES = 8  # stages charted by name (the rest are summed into one)
@@ -257,6 +258,7 @@ class Deployment:
     is_rollback: bool
     gate_id: str | None
     commit_time: datetime | None
+    environment: str = "(none)"
     failing_at: datetime | None = None
     rollback_at: datetime | None = None
     unhealthy: bool = False
@@ -385,6 +387,7 @@ def _watch(h: History, e: Entry, data: Mapping[str, Any]) -> None:
                 is_rollback=data.get("is_rollback") is True,
                 gate_id=label(data.get("gate_id"), "") or None,
                 commit_time=_commit_time(data),
+                environment=label(data.get("environment"), "(none)"),
             )
         return
     deployment = h.deployments.get(e.instance_id)
@@ -634,8 +637,24 @@ def dora_metrics(h: History, window: Window) -> dict[str, Any]:
             "rate": _rate(len(failed), len(shipped)),
         },
         "time_to_restore": {"unit": "minutes", **_stats(restore), "not_restored": len(failed) - len(restore)},
+        "environments": _per_environment(shipped),
         "series": [{"bucket": b, **v} for b, v in series.items()],
     }
+
+
+def _per_environment(shipped: list[Deployment]) -> list[dict[str, Any]]:
+    """Deployments and failed changes per environment, the busiest first (MAX_STAGES rows, then the rest)."""
+    counts: dict[str, list[int]] = {}
+    for d in shipped:
+        row = counts.setdefault(d.environment, [0, 0])
+        row[0] += 1
+        row[1] += int(d.failed)
+    ranked = sorted(counts, key=lambda e: (-counts[e][0], e))
+    rows = [(e, *counts[e]) for e in ranked[:MAX_STAGES]]
+    if len(ranked) > MAX_STAGES:
+        rest = ranked[MAX_STAGES:]
+        rows.append((OTHER_ENVIRONMENTS, sum(counts[e][0] for e in rest), sum(counts[e][1] for e in rest)))
+    return [{"environment": e, "deployments": n, "failed": f, "change_failure_rate": _rate(f, n)} for e, n, f in rows]
 
 
 def recommendation_calibration(h: History, window: Window) -> dict[str, Any]:

@@ -449,6 +449,7 @@ def _dora_section(r: dict[str, Any]) -> str:
         ["failed changes not restored by a rollback", ttr["not_restored"]],
     ]
     series = [[s["bucket"], s["deployments"], s["failed"]] for s in d["series"] if s["deployments"]]
+    envs = d["environments"]
     return _section(
         "dora",
         "DORA metrics",
@@ -457,6 +458,13 @@ def _dora_section(r: dict[str, Any]) -> str:
         chart_dora(r),
         [
             table("table-dora", "DORA figures", ["figure", "value"], rows),
+            table(
+                "table-dora-environments",
+                "By environment",
+                ["environment", "deployments", "failed", "change failure rate"],
+                [[e["environment"], e["deployments"], e["failed"], e["change_failure_rate"]] for e in envs],
+                percent=frozenset({3}),
+            ),
             table("table-dora-series", f"Deployments per {r['bucket']}", ["period", "deployments", "failed"], series),
         ],
         "No deployments finished in this period.",

@@ -201,6 +201,9 @@ def test_dora_metrics_from_deployments_watches_and_rollbacks():
     assert dora["change_failure_rate"] == {"failed": 3, "deployments": 10, "rate": 0.3}
     assert dora["time_to_restore"] == {"unit": "minutes", "n": 1, "p50": 30.0, "p95": 30.0, "not_restored": 2}
     assert [s["failed"] for s in dora["series"][:10]] == [0, 0, 1, 0, 0, 0, 0, 1, 0, 1]
+    assert dora["environments"] == [
+        {"environment": "production", "deployments": 10, "failed": 3, "change_failure_rate": 0.3}
+    ]
 
 
 def test_a_commit_time_in_the_future_or_far_past_is_not_a_lead_time():

@@ -90,6 +90,8 @@ def test_every_number_in_the_tables_is_the_json_figure(rich):
     assert dora["time to restore p50 (minutes)"] == d["time_to_restore"]["p50"]
     assert dora["lead time commit to deploy p95 (hours)"] == d["lead_time"]["p95"]
     assert dora["deployments per day"] == d["deployment_frequency"]["per_day"]
+    envs = [(e["environment"], [e["deployments"], e["failed"], e["change_failure_rate"]]) for e in d["environments"]]
+    assert page.tables["table-dora-environments"] == envs
     bins = [(b["n"], b["mean_predicted"], b["observed"]) for b in report["calibration"]["bins"] if b["n"]]
     assert [tuple(v) for _, v in page.tables["table-calibration-bins"]] == bins
     total = page.tables["table-gates"][-1]

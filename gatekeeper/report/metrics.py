@@ -650,7 +650,7 @@ def _per_environment(shipped: list[Deployment]) -> list[dict[str, Any]]:
         row[0] += 1
         row[1] += int(d.failed)
     ranked = sorted(counts, key=lambda e: (-counts[e][0], e))
-    rows = [(e, *counts[e]) for e in ranked[:MAX_STAGES]]
+    rows: list[tuple[str, int, int]] = [(e, counts[e][0], counts[e][1]) for e in ranked[:MAX_STAGES]]
     if len(ranked) > MAX_STAGES:
         rest = ranked[MAX_STAGES:]
         rows.append((OTHER_ENVIRONMENTS, sum(counts[e][0] for e in rest), sum(counts[e][1] for e in rest)))

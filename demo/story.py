@@ -30,6 +30,7 @@ from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from demo.actions import action_approvals
+from demo.report import report
 from demo.teams import DemoTeams, start_teams, write_card
 from devstack.azure_devops import LocalAzureDevOpsServer
 from devstack.entra_issuer import LocalEntraIssuer
@@ -191,6 +192,9 @@ def run(out_dir: Path) -> int:
         "checkpoint-public-key.pem",
         "approval-page.png",
         "teams-card.json",
+        "report.html",
+        "report.json",
+        "report.png",
     )
     for stale in ("outbox", *stale_files):
         target = out_dir / stale
@@ -221,6 +225,7 @@ def run(out_dir: Path) -> int:
             _rollback(demo, app_key)
             action_approvals(demo)
             _audit(demo, out_dir, key_dir)
+            report(demo, TENANT)
         receiver.stop()
     finally:
         set_services(None)
@@ -229,7 +234,7 @@ def run(out_dir: Path) -> int:
         stack.stop()
         shutil.rmtree(key_dir, ignore_errors=True)  # private keys never outlive the demo
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
-    written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json"
+    written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, report.*"
     print(f"\nEverything above is in {out_dir}/ ({written}).")
     return 0
 

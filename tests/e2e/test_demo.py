@@ -53,6 +53,15 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
     assert "approval page for anna.jansen in headless Chromium: 200, buttons ['Approve', 'Reject']" in timeline
     assert (out / "approval-page.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
+    assert "gatekeeper report --tenant contoso --since 30d -> " in timeline
+    assert "charts, 0 requests beyond the file -> report.png" in timeline
+    assert (out / "report.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    figures = json.loads((out / "report.json").read_text())
+    assert figures["format"] == "gatekeeper-report/1" and figures["tenant"] == "contoso"
+    assert figures["dora"]["deployments"] == 2 and figures["dora"]["change_failure_rate"]["rate"] == 0.5
+    assert figures["gates"]["by_level"]["L3"] >= 1 and figures["approval_latency"]["overall"]["n"] >= 1
+    assert f'<dd data-value="{figures["summary"]["gates"]}">' in (out / "report.html").read_text()
+
     capsys.readouterr()
     bundle, key = str(out / "audit.bundle.json"), str(out / "checkpoint-public-key.pem")
     assert main(["audit", "verify", bundle, "--public-key", key, "--no-progress"]) == 0

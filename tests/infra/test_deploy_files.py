@@ -31,10 +31,23 @@ def test_azd_parameters_cover_every_parameter_with_the_same_defaults():
         assert match, f"{name}: expected an azd environment reference ${{NAME}} or ${{NAME=default}}"
         if name == "location":
             assert match["name"] == "AZURE_LOCATION"
+        elif name == "packageUri":
+            # azd deploys the code from source (azure.yaml), so it installs no released package
+            assert (match["name"], match["default"]) == ("GATEKEEPER_PACKAGE_URI", "")
         elif parameter.has_default:
             assert match["default"] == parameter.default, f"{name}: azd default differs from main.bicep"
         else:
             assert match["default"] is None, f"{name}: a required parameter must come from the azd environment"
+
+
+def test_azd_feeds_the_deployer_principal_from_its_own_environment_values():
+    """azd sets AZURE_PRINCIPAL_ID (and AZURE_PRINCIPAL_TYPE) to the signed-in account: its data roles for
+    onboarding tenants come from there, and developer deployments send no attribution unless asked."""
+    values = load_json(INFRA / "main.parameters.json")["parameters"]
+    assert values["principalId"]["value"] == "${AZURE_PRINCIPAL_ID=}"
+    assert values["principalType"]["value"] == "${AZURE_PRINCIPAL_TYPE=User}"
+    assert values["partnerAttribution"]["value"] == "${GATEKEEPER_PARTNER_ATTRIBUTION=false}"
+    assert PARAMETERS["partnerAttribution"].default == "false"
 
 
 def test_release_workflow_compiles_packages_and_uploads():

@@ -130,11 +130,6 @@ param principalType string = 'User'
 @description('Send Microsoft the customer usage attribution of the Marketplace offer (the Marketplace form sets true; developer deployments send none unless asked).')
 param partnerAttribution bool = false
 
-// Customer usage attribution for the Marketplace offer: the tracking GUID Partner Center shows in the plan's
-// technical configuration. The nil GUID is the placeholder: `package marketplace --release` refuses it
-// (docs/deploy.md, "Marketplace release").
-var partnerCenterTrackingId = '00000000-0000-0000-0000-000000000000'
-
 // Data boundaries (docs/deploy.md, "Data boundary and stamps"): the Azure regions of each geography, for the
 // "Allowed locations" policy, and the regions whose storage must not be geo-redundant because their paired
 // region lies outside the geography or they have none.
@@ -171,11 +166,11 @@ var unpairedRegions = [
   'spaincentral'
 ]
 var boundaryLocations = boundaryRegions[dataBoundary]
-var locationInBoundary = dataBoundary == 'any' || contains(boundaryLocations, toLower(location))
+var locationInBoundary = (dataBoundary == 'any') || contains(boundaryLocations, toLower(location))
 // Every resource's region. A region outside the boundary becomes a name no region has, so the deployment
 // stops at the first resource and the error names the boundary (ARM templates have no assertion).
 var deployLocation = locationInBoundary ? location : 'region-${location}-is-outside-the-${dataBoundary}-data-boundary'
-var storageSku = dataBoundary != 'any' && contains(unpairedRegions, toLower(location)) ? 'Standard_ZRS' : 'Standard_GRS'
+var storageSku = ((dataBoundary != 'any') && contains(unpairedRegions, toLower(location))) ? 'Standard_ZRS' : 'Standard_GRS'
 // Built-in policy "Allowed locations" (deny); it exempts 'global' resources such as the Azure Bot.
 var allowedLocationsPolicyId = 'e56962a6-4747-49cd-b67b-bf8b01975c4c'
 
@@ -329,10 +324,13 @@ resource allowedLocations 'Microsoft.Authorization/policyAssignments@2025-03-01'
   }
 }
 
-// Empty nested deployment whose name carries the Partner Center tracking id (customer usage attribution),
-// deployed only when asked: the Marketplace form asks for it, developer deployments do not.
+// Empty nested deployment whose name carries the Partner Center tracking GUID (customer usage attribution),
+// deployed only when asked: the Marketplace form asks for it, developer deployments do not. The GUID is written
+// literally, so the compiled template names it as Partner Center expects. The nil GUID is the placeholder:
+// replace it with the GUID of the plan's technical configuration; `package marketplace --release` refuses it
+// (docs/deploy.md, "Marketplace release").
 resource partnerCenterAttribution 'Microsoft.Resources/deployments@2025-04-01' = if (partnerAttribution) {
-  name: 'pid-${partnerCenterTrackingId}-partnercenter'
+  name: 'pid-00000000-0000-0000-0000-000000000000-partnercenter'
   properties: {
     mode: 'Incremental'
     template: {

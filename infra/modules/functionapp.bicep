@@ -174,7 +174,7 @@ var appSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   AZURE_CLIENT_ID: identityClientId
   GATEKEEPER_STORAGE_ACCOUNT: storageAccountName
-  // The cloud's storage DNS suffix (core.windows.net in Azure public; others in sovereign clouds).
+  // The cloud's storage DNS suffix: sovereign clouds have their own.
   GATEKEEPER_STORAGE_ENDPOINT_SUFFIX: environment().suffixes.storage
   GATEKEEPER_TASK_HUB: 'GatekeeperHub'
   GATEKEEPER_KEY_MODE: 'keyvault'

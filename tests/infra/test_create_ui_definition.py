@@ -95,7 +95,14 @@ def test_boundary_mismatch_warning_lists_the_bicep_boundary_regions(cuid, parsed
 
 def test_first_tenant_inputs_feed_the_agreed_parameters(cuid):
     outputs = cuid["parameters"]["outputs"]
-    for name in ("firstTenantId", "firstTenantName", "firstTenantEntraId", "operatorsMail", "useGitHub", "useAzureDevOps"):
+    for name in (
+        "firstTenantId",
+        "firstTenantName",
+        "firstTenantEntraId",
+        "operatorsMail",
+        "useGitHub",
+        "useAzureDevOps",
+    ):
         assert outputs[name] == f"[steps('firstTenant').{name}]"
         assert _control(cuid, name)["toolTip"].strip()
     tenant_id = re.compile(_control(cuid, "firstTenantId")["constraints"]["validations"][0]["regex"])

@@ -263,7 +263,8 @@ def test_the_boundary_is_recorded_for_the_app(parsed_infra):
     assert _module_params(parsed_infra, "functionApp")["dataBoundary"] == "dataBoundary"
     parameter = parsed_infra["main.bicep"]["parameters"]["dataBoundary"]
     assert parameter["default"] == "any"
-    assert parameter["decorators"][1]["argument"] == ["EU", "US", "any"] or "EU" in str(parameter["decorators"])
+    allowed = next(d for d in parameter["decorators"] if d.get("type") == "allowed")
+    assert allowed["argument"] == ["EU", "US", "any"]
 
 
 def test_first_tenant_parameters_reach_the_bootstrap_settings(parsed_infra):
@@ -285,3 +286,10 @@ def test_first_tenant_parameters_reach_the_bootstrap_settings(parsed_infra):
             "true_value": "true",
             "false_value": "false",
         }
+
+
+def test_storage_sku_parameter_allows_only_replicated_skus(parsed_infra):
+    """What the reviewed checkov skip CKV_AZURE_206 relies on: every allowed SKU replicates."""
+    decorators = parsed_infra["modules/storage.bicep"]["parameters"]["skuName"]["decorators"]
+    allowed = next(d for d in decorators if d.get("type") == "allowed")
+    assert allowed["argument"] == ["Standard_GRS", "Standard_ZRS"]

@@ -169,22 +169,14 @@ def _project_version(root: Path) -> str | None:
 
 
 def run_functionapp(args: argparse.Namespace) -> int:
-    import subprocess
-
-    from gatekeeper.marketplace.app_package import build_app_package
+    from gatekeeper.marketplace.app_package import build_app_package, folder_files
 
     root: Path = args.root
     declared = _project_version(root)
     if declared != args.version:
         raise UsageError(f"command line: --version: {args.version!r} differs from pyproject.toml's {declared!r}")
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "-z"], cwd=root, capture_output=True, text=True, check=False
-    )
-    if listed.returncode != 0:
-        raise UsageError(f"{root}: not a git checkout; the package is built from the tracked files")
-    candidates = [name for name in listed.stdout.split("\0") if name and (root / name).is_file()]
     try:
-        package = build_app_package(root, candidates, args.version, args.out)
+        package = build_app_package(root, folder_files(root), args.version, args.out)
     except PackageError as exc:
         raise UsageError(str(exc)) from exc
     print(f"wrote {package.zip_path} ({package.files} files) and {package.sha256_path}: sha256 {package.sha256}")

@@ -10,11 +10,13 @@ deterministic (sorted names, fixed times), and its SHA-256 is written next to it
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gatekeeper.marketplace.package import FIXED_ZIP_TIME, PackageError
 
@@ -39,15 +41,35 @@ def package_name(version: str) -> str:
     return f"gatekeeper-functionapp-{version}.zip"
 
 
-def deployed_files(root: Path, candidates: Iterable[str]) -> list[str]:
-    """The candidates (paths relative to `root`, '/'-separated) that `.funcignore` does not exclude."""
+def _funcignore(root: Path) -> Any:
     import pathspec  # release tooling only (requirements-dev.txt); imported here, not at app start
 
     funcignore = root / ".funcignore"
     if not funcignore.is_file():
         raise PackageError(f"{funcignore}: not found; the package is the files .funcignore lets through")
-    spec = pathspec.GitIgnoreSpec.from_lines(funcignore.read_text(encoding="utf-8").splitlines())
+    return pathspec.GitIgnoreSpec.from_lines(funcignore.read_text(encoding="utf-8").splitlines())
+
+
+def deployed_files(root: Path, candidates: Iterable[str]) -> list[str]:
+    """The candidates (paths relative to `root`, '/'-separated) that `.funcignore` does not exclude."""
+    spec = _funcignore(root)
     return sorted(name for name in candidates if not spec.match_file(name))
+
+
+def folder_files(root: Path) -> list[str]:
+    """Every file under `root` as the packer sees the folder (azd and Core Tools pack it the same way),
+    without descending into folders `.funcignore` excludes (.git, virtualenvs, node_modules) or into
+    .python_packages, which build_app_package adds itself."""
+    spec = _funcignore(root)
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        relative = Path(folder).relative_to(root).as_posix()
+        prefix = "" if relative == "." else f"{relative}/"
+        subfolders[:] = sorted(
+            d for d in subfolders if not spec.match_file(f"{prefix}{d}/") and f"{prefix}{d}" != ".python_packages"
+        )
+        found += [f"{prefix}{name}" for name in files]
+    return sorted(found)
 
 
 def _wheel_tags(text: str) -> list[str]:

@@ -143,3 +143,26 @@ def test_command_refuses_a_version_other_than_the_projects(tmp_path):
     assert result.returncode == 2
     assert "--version: '9.9.9' differs from pyproject.toml's" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_folder_walk_sees_what_git_tracks_in_this_checkout():
+    """The release packs the checkout folder (as azd does): the walk, filtered by .funcignore, gives the same
+    files as git's list of tracked files, so no untracked local file reaches the package unnoticed."""
+    from gatekeeper.marketplace.app_package import folder_files
+
+    walked = deployed_files(ROOT, folder_files(ROOT))
+    tracked = deployed_files(ROOT, source_files())
+    assert walked == tracked
+
+
+def test_command_builds_from_a_checkout_folder(tmp_path):
+    root = tmp_path / "src"
+    _tree(root)
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1.2.0"\n')
+    (root / ".funcignore").write_text("tests\ndocs\n*.md\npyproject.toml\n")
+    result = run_gatekeeper(
+        "package", "functionapp", "--version", "1.2.0", "--out", str(tmp_path / "out"), "--root", str(root)
+    )
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(tmp_path / "out" / "gatekeeper-functionapp-1.2.0.zip") as archive:
+        assert "function_app.py" in archive.namelist() and "tests/test_x.py" not in archive.namelist()

@@ -97,6 +97,11 @@ param checkpointKeyName string = 'audit-checkpoint'
 @maxLength(256)
 param githubApiUrl string = 'https://api.github.com'
 
+@description('Log Analytics query API of your cloud, for the post-deploy watch\'s KQL probes (the default is Azure public cloud\'s; sovereign clouds have their own). A parameter because ARM has no environment() value for it.')
+@minLength(8)
+@maxLength(256)
+param logAnalyticsApiUrl string = 'https://api.loganalytics.io'
+
 @description('Set to true after you locked the audit WORM policy (docs/deploy.md, step 7): a locked policy accepts only an extension, so the template must leave it alone.')
 param auditPolicyLocked bool = false
 
@@ -277,6 +282,7 @@ module functionApp 'modules/functionapp.bicep' = {
     eventGridTopicEndpoint: eventGrid.outputs.endpoint
     packageUri: packageUri
     githubApiUrl: githubApiUrl
+    logAnalyticsApiUrl: logAnalyticsApiUrl
     dataBoundary: dataBoundary
     firstTenantId: firstTenantId
     firstTenantName: firstTenantName

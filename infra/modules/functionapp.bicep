@@ -74,6 +74,9 @@ param packageUri string
 @description('GitHub REST API base URL: https://api.github.com, or https://<host>/api/v3 for GitHub Enterprise Server.')
 param githubApiUrl string
 
+@description('Log Analytics query API of the cloud (the post-deploy watch\'s KQL probes).')
+param logAnalyticsApiUrl string
+
 @description('The deployment\'s data boundary (EU, US or any), recorded for the app: it refuses tenants that require another one.')
 param dataBoundary string
 
@@ -214,7 +217,7 @@ var appSettings = {
   GATEKEEPER_GITHUB_API_URL: githubApiUrl
   GATEKEEPER_CALLBACK_MAX_ATTEMPTS: '5'
   // KQL probes of the post-deploy watch (the managed identity needs Log Analytics Reader on the workspaces).
-  GATEKEEPER_LOG_ANALYTICS_ENDPOINT: 'https://api.loganalytics.io'
+  GATEKEEPER_LOG_ANALYTICS_ENDPOINT: logAnalyticsApiUrl
   // The event mesh: gate lifecycle CloudEvents, published with the managed identity (EventGrid Data Sender).
   GATEKEEPER_EVENTGRID_TOPIC_ENDPOINT: eventGridTopicEndpoint
   // Issue 17: the stamp's data boundary, and the first tenant the app imports idempotently on first start

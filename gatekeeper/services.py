@@ -725,10 +725,11 @@ def build_storage(settings: Settings, credential: Callable[[], TokenCredential])
     if settings.storage_connection:
         return StorageAccount(connection_string=settings.storage_connection)
     account = _require(settings.storage_account, "GATEKEEPER_STORAGE_ACCOUNT")
+    suffix = settings.storage_endpoint_suffix  # the cloud's, from the template: sovereign clouds differ
     return StorageAccount(
-        table_endpoint=f"https://{account}.table.core.windows.net",
-        queue_endpoint=f"https://{account}.queue.core.windows.net",
-        blob_endpoint=f"https://{account}.blob.core.windows.net",
+        table_endpoint=f"https://{account}.table.{suffix}",
+        queue_endpoint=f"https://{account}.queue.{suffix}",
+        blob_endpoint=f"https://{account}.blob.{suffix}",
         credential=credential(),
     )
 

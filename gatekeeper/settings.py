@@ -9,6 +9,7 @@ settings, to everything it builds.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -36,6 +37,12 @@ SETTINGS: tuple[Setting, ...] = (
         "GATEKEEPER_STORAGE_ACCOUNT",
         None,
         "Name of the data storage account reached with the managed identity (Azure).",
+    ),
+    Setting(
+        "GATEKEEPER_STORAGE_ENDPOINT_SUFFIX",
+        "core.windows.net",
+        "DNS suffix of the cloud's storage endpoints (https://<account>.table.<suffix>); the template sets "
+        "the cloud's own (sovereign clouds differ).",
     ),
     Setting("GATEKEEPER_TASK_HUB", "GatekeeperHub", "Durable Functions task hub name (host.json reads it)."),
     Setting(
@@ -232,6 +239,10 @@ _DEFAULT_CALLBACK_ATTEMPTS = 5
 _DEFAULT_DATA_KEY_CACHE_SECONDS = 300.0
 
 
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_SUFFIX = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})+")
+
+
 class _Reader:
     """Reads declared settings from one mapping; every error names the setting."""
 
@@ -274,6 +285,12 @@ class _Reader:
             raise ValueError(f"{name}: must be {quoted}, not {raw!r}")
         return raw
 
+    def dns_suffix(self, name: str) -> str:
+        raw = self.required(name).strip().lower()
+        if len(raw) > 253 or not _DNS_SUFFIX.fullmatch(raw):
+            raise ValueError(f"{name}: must be a DNS suffix such as 'core.windows.net', not {raw!r}")
+        return raw
+
     def url(self, name: str) -> str | None:
         raw = self.text(name)
         if raw is None:
@@ -293,6 +310,7 @@ class Settings:
 
     storage_connection: str | None = field(default=None, repr=False)
     storage_account: str | None = None
+    storage_endpoint_suffix: str = "core.windows.net"
     key_mode: KeyMode = KeyMode.KEYVAULT
     key_vault_url: str | None = None
     local_key_dir: str = ".gatekeeper/keys"
@@ -341,6 +359,7 @@ class Settings:
         return cls(
             storage_connection=r.text("GATEKEEPER_STORAGE_CONNECTION"),
             storage_account=r.text("GATEKEEPER_STORAGE_ACCOUNT"),
+            storage_endpoint_suffix=r.dns_suffix("GATEKEEPER_STORAGE_ENDPOINT_SUFFIX"),
             key_mode=KeyMode(r.choice("GATEKEEPER_KEY_MODE", KeyMode)),
             key_vault_url=r.url("GATEKEEPER_KEY_VAULT_URL"),
             local_key_dir=r.required("GATEKEEPER_LOCAL_KEY_DIR"),

@@ -1,9 +1,16 @@
-"""`gatekeeper package marketplace` and `gatekeeper package teams-app`: the release packages.
+"""`gatekeeper package marketplace`, `package functionapp` and `package teams-app`: the release packages.
 
 `marketplace` builds the Azure Marketplace offer zip from the compiled template; run by
 .github/workflows/release.yml after `bicep build infra/main.bicep --outfile mainTemplate.json`. Exit 0 with
 the zip written, 1 when the template or createUiDefinition fails a check (each finding printed), 2 when an
 input is missing or unreadable.
+
+With `--release-package-url URL` (the tag workflow) `marketplace` also refuses the placeholder Partner Center
+tracking GUID and a template whose default package URL is not this release's app package.
+
+`functionapp` builds the app package the offer installs (onedeploy, no remote build): the files `.funcignore`
+lets through plus `.python_packages` (Linux x86_64, CPython 3.11), a deterministic zip and its SHA-256. Exit 0
+with both written, 2 naming what is missing or foreign (nothing written).
 
 `teams-app` builds the Teams app package an admin uploads (docs/deploy.md): infra/teams/ filled with the
 bot's app id (GATEKEEPER_BOT_APP_ID), the app's host (GATEKEEPER_APPROVAL_BASE_URL) and the MSP's name and
@@ -68,7 +75,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder with Azure's createUiDefinition schemas; validates against them when given "
         f"(default: {DEFAULT_SCHEMA_DIR} when it exists)",
     )
+    market.add_argument(
+        "--release-package-url",
+        default=None,
+        metavar="URL",
+        help="a release: refuse the placeholder tracking GUID and a packageUri default other than URL",
+    )
     market.set_defaults(handler=run_marketplace)
+    app = targets.add_parser(
+        "functionapp", help="build the Function App package (with .python_packages) and its SHA-256"
+    )
+    app.add_argument("--version", required=True, help="the release version (pyproject.toml's), e.g. 0.1.0")
+    app.add_argument("--out", required=True, type=Path, help="folder to write the zip and its .sha256 into")
+    app.add_argument("--root", type=Path, default=ROOT, help="the checkout to package (default: this one)")
+    app.set_defaults(handler=run_functionapp, needs_services=False)
     _register_teams_app(targets)
 
 
@@ -120,6 +140,7 @@ def run_marketplace(args: argparse.Namespace) -> int:
         artifacts=args.artifacts,
         api_exceptions=_exceptions(args.api_exceptions),
         schema_dir=schema_dir,
+        release_package_url=args.release_package_url,
     )
     try:
         target, findings = build_package(inputs, args.out, date.today())
@@ -135,6 +156,30 @@ def run_marketplace(args: argparse.Namespace) -> int:
             print(f"  {finding}", file=sys.stderr)
         return 1
     print(f"wrote {target}")
+    return 0
+
+
+def _project_version(root: Path) -> str | None:
+    import tomllib
+
+    try:
+        return str(tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return None
+
+
+def run_functionapp(args: argparse.Namespace) -> int:
+    from gatekeeper.marketplace.app_package import build_app_package, folder_files
+
+    root: Path = args.root
+    declared = _project_version(root)
+    if declared != args.version:
+        raise UsageError(f"command line: --version: {args.version!r} differs from pyproject.toml's {declared!r}")
+    try:
+        package = build_app_package(root, folder_files(root), args.version, args.out)
+    except PackageError as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"wrote {package.zip_path} ({package.files} files) and {package.sha256_path}: sha256 {package.sha256}")
     return 0
 
 

@@ -53,8 +53,52 @@ CONTROL_REFERENCE = re.compile(
 )
 
 # The published 0.1.2-preview schema predates controls and properties the portal accepts today. Each
-# relaxation applied before validation is listed here with its reason; none is needed by the current file.
-SCHEMA_RELAXATIONS: dict[str, str] = {}
+# relaxation applied before validation is listed here with its reason (docs/deploy.md repeats them).
+SCHEMA_RELAXATIONS: dict[str, str] = {
+    "permission-validation": (
+        "config.basics.subscription/resourceGroup constraints.validations may be {permission, message}: the "
+        "portal checks the signed-in account holds that action before the deployment starts (documented in "
+        "'CreateUiDefinition.json for Azure managed application's create experience', Config). The published "
+        "schema only knows {isValid, message}. Such entries are checked here (exactly those two keys, an "
+        "action name, a message) and removed before the schema runs; anything else stays for the schema."
+    ),
+}
+PERMISSION_ACTION = re.compile(r"^[A-Za-z]+\.[A-Za-z]+(?:/[A-Za-z*]+)+$")
+
+
+def _permission_validations(cuid: Mapping[str, Any]) -> Iterator[tuple[str, list[Any], int]]:
+    """(scope, list, index) of each well-formed permission validation in config.basics."""
+    basics = ((cuid.get("parameters") or {}).get("config") or {}).get("basics") or {}
+    for scope in ("subscription", "resourceGroup"):
+        validations = ((basics.get(scope) or {}).get("constraints") or {}).get("validations")
+        if not isinstance(validations, list):
+            continue
+        for index, item in enumerate(validations):
+            if (
+                isinstance(item, Mapping)
+                and set(item) == {"permission", "message"}
+                and isinstance(item["permission"], str)
+                and PERMISSION_ACTION.match(item["permission"])
+                and isinstance(item["message"], str)
+                and item["message"].strip()
+            ):
+                yield scope, validations, index
+
+
+def relaxed_for_schema(cuid: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `cuid` without what SCHEMA_RELAXATIONS lets through (well-formed permission checks)."""
+    copy: dict[str, Any] = json.loads(json.dumps(cuid))
+    for _, validations, index in sorted(_permission_validations(copy), key=lambda found: -found[2]):
+        del validations[index]
+    return copy
+
+
+def permission_checks(cuid: Mapping[str, Any]) -> dict[str, list[str]]:
+    """scope -> the actions the portal checks before deploying (the well-formed permission validations)."""
+    found: dict[str, list[str]] = {}
+    for scope, validations, index in _permission_validations(cuid):
+        found.setdefault(scope, []).append(validations[index]["permission"])
+    return found
 
 
 def load_schema_registry(schema_dir: Path) -> tuple[dict[str, Any], Registry]:
@@ -79,7 +123,8 @@ def validate_schema(cuid: Mapping[str, Any], schema_dir: Path, where: str = "cre
     schema, registry = load_schema_registry(schema_dir)
     validator = Draft4Validator(schema, registry=registry)
     found = []
-    for error in sorted(validator.iter_errors(cuid), key=lambda e: list(e.absolute_path)):
+    relaxed = relaxed_for_schema(cuid)
+    for error in sorted(validator.iter_errors(relaxed), key=lambda e: list(e.absolute_path)):
         path = "/".join(str(p) for p in error.absolute_path) or "(root)"
         found.append(Finding("Schema", f"{where}:{path}", error.message[:300]))
     return found

@@ -27,6 +27,9 @@ from gatekeeper.marketplace.template_rules import check_templates
 DEPLOYMENT_SCHEMA = re.compile(r"^https://schema\.management\.azure\.com/schemas/[^/]+/deploymentTemplate\.json#?$")
 GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 PID_NAME = re.compile(rf"^pid-{GUID}-partnercenter$")
+PID_GUID = re.compile(rf"^pid-(?P<guid>{GUID})-partnercenter$")
+# The tracking GUID main.bicep carries until the publisher puts in the one Partner Center shows.
+PLACEHOLDER_TRACKING_ID = "00000000-0000-0000-0000-000000000000"
 ZIP_NAME = "gatekeeper-marketplace.zip"
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -49,6 +52,9 @@ class PackageInputs:
     artifacts: Path | None = None
     api_exceptions: Mapping[str, str] | None = None
     schema_dir: Path | None = None
+    # A release (the tag workflow): the attribution GUID must be real and the template's default package URL
+    # must be this release's asset, so the offer installs the code it was released with.
+    release_package_url: str | None = None
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -89,6 +95,32 @@ def _partner_center_findings(where: str, main: Template, all_templates: list[Tem
     return found
 
 
+def _release_findings(where: str, main: Template, package_url: str) -> list[Finding]:
+    found = []
+    for resource in main.resources:
+        match = PID_GUID.match(str(resource.name))
+        if match and match.group("guid").lower() == PLACEHOLDER_TRACKING_ID:
+            found.append(
+                Finding(
+                    "Customer-Usage-Attribution",
+                    where,
+                    "the Partner Center tracking GUID is still the placeholder; put the plan's GUID into "
+                    "partnerCenterTrackingId in infra/main.bicep before releasing",
+                )
+            )
+    parameter = main.parameters.get("packageUri")
+    if parameter is None or parameter.default != package_url:
+        found.append(
+            Finding(
+                "Package-Is-This-Release",
+                where,
+                f"the packageUri parameter's default must be this release's app package {package_url!r}, "
+                f"not {parameter.default if parameter else None!r}",
+            )
+        )
+    return found
+
+
 def check_inputs(inputs: PackageInputs, today: date) -> tuple[dict[str, Any], dict[str, Any], list[Finding]]:
     """Read and check the compiled template and createUiDefinition; findings empty means releasable."""
     template = _read_json(inputs.template, "compiled template (mainTemplate.json; run `bicep build` first)")
@@ -125,6 +157,8 @@ def check_inputs(inputs: PackageInputs, today: date) -> tuple[dict[str, Any], di
         found += validate_schema(cuid, inputs.schema_dir, inputs.ui_definition.name)
     found += check_templates(templates, today, inputs.api_exceptions or {})
     found += _partner_center_findings(where, main, templates)
+    if inputs.release_package_url is not None:
+        found += _release_findings(where, main, inputs.release_package_url)
     return template, cuid, found
 
 

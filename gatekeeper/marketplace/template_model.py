@@ -48,6 +48,14 @@ class Template:
 # ---------------------------------------------------------------------------------------------- Bicep (pycep)
 
 
+def pycep_body(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A resource's or module's properties as written: pycep wraps those of a conditional (`= if (...)`) or
+    looped (`= [for ...]`) declaration in {'condition', 'loop_type', 'config'}."""
+    if ("condition" in config or "loop_type" in config) and isinstance(config.get("config"), Mapping):
+        return config["config"]
+    return config
+
+
 def from_pycep(path: str, data: Mapping[str, Any], *, is_main: bool) -> Template:
     """The model of one Bicep file from pycep's JSON (`BicepParser().parse(...)`)."""
     parameters = {}
@@ -58,7 +66,7 @@ def from_pycep(path: str, data: Mapping[str, Any], *, is_main: bool) -> Template
         parameters[name] = Parameter(name, str(spec.get("type")), secure, default is not None, default)
     resources = []
     for symbol, spec in (data.get("resources") or {}).items():
-        config = spec.get("config") or {}
+        config = pycep_body(spec.get("config") or {})
         resources.append(
             Resource(
                 symbol,
@@ -71,7 +79,7 @@ def from_pycep(path: str, data: Mapping[str, Any], *, is_main: bool) -> Template
         )
     passed = []
     for name, spec in (data.get("modules") or {}).items():
-        params = (spec.get("config") or {}).get("params") or {}
+        params = pycep_body(spec.get("config") or {}).get("params") or {}
         if "location" in params:
             passed.append((name, params["location"]))
     outputs = {name: spec.get("value") for name, spec in (data.get("outputs") or {}).items()}

@@ -8,13 +8,13 @@ param appName string
 @description('App settings to set (name to value); they win over existing values of the same name.')
 param settings object
 
-resource app 'Microsoft.Web/sites@2024-11-01' existing = {
+resource app 'Microsoft.Web/sites@2025-03-01' existing = {
   name: appName
 }
 
-var existingSettings = list('${app.id}/config/appsettings', '2024-11-01').properties
+var existingSettings = list('${app.id}/config/appsettings', '2025-03-01').properties
 
-resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
+resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
   parent: app
   name: 'appsettings'
   properties: union(existingSettings, settings)

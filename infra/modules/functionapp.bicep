@@ -68,6 +68,36 @@ param workspaceId string
 @description('Endpoint of the Event Grid topic the gate lifecycle events are published to (CloudEvents 1.0).')
 param eventGridTopicEndpoint string
 
+@description('URL of the released app package (zip with .python_packages) that the onedeploy extension installs; empty to deploy the code some other way (azd deploys from source).')
+param packageUri string
+
+@description('GitHub REST API base URL: https://api.github.com, or https://<host>/api/v3 for GitHub Enterprise Server.')
+param githubApiUrl string
+
+@description('Log Analytics query API of the cloud (the post-deploy watch\'s KQL probes).')
+param logAnalyticsApiUrl string
+
+@description('The deployment\'s data boundary (EU, US or any), recorded for the app: it refuses tenants that require another one.')
+param dataBoundary string
+
+@description('Gatekeeper id of the first managed tenant the app imports on its first start; empty for none.')
+param firstTenantId string
+
+@description('Display name of the first managed tenant.')
+param firstTenantName string
+
+@description('Entra ID tenant id of the first managed tenant.')
+param firstTenantEntraId string
+
+@description('Operators\' mail addresses of the first managed tenant (comma-separated).')
+param operatorsMail string
+
+@description('Whether the first tenant deploys with GitHub.')
+param useGitHub bool
+
+@description('Whether the first tenant deploys with Azure DevOps.')
+param useAzureDevOps bool
+
 @description('Tags applied to every resource.')
 param tags object
 
@@ -76,7 +106,7 @@ var loginEndpoint = environment().authentication.loginEndpoint
 var teamsManifest = loadJsonContent('../teams/manifest.json')
 var authorityHost = endsWith(loginEndpoint, '/') ? substring(loginEndpoint, 0, length(loginEndpoint) - 1) : loginEndpoint
 
-resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
+resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
   name: planName
   location: location
   tags: tags
@@ -90,7 +120,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   }
 }
 
-resource app 'Microsoft.Web/sites@2024-11-01' = {
+resource app 'Microsoft.Web/sites@2025-03-01' = {
   name: appName
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -147,6 +177,8 @@ var appSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   AZURE_CLIENT_ID: identityClientId
   GATEKEEPER_STORAGE_ACCOUNT: storageAccountName
+  // The cloud's storage DNS suffix: sovereign clouds have their own.
+  GATEKEEPER_STORAGE_ENDPOINT_SUFFIX: environment().suffixes.storage
   GATEKEEPER_TASK_HUB: 'GatekeeperHub'
   GATEKEEPER_KEY_MODE: 'keyvault'
   GATEKEEPER_KEY_VAULT_URL: keyVaultUri
@@ -181,12 +213,22 @@ var appSettings = {
   GATEKEEPER_CHECKPOINT_EVERY: '100'
   GATEKEEPER_CHECKPOINT_MINUTES: '15'
   GATEKEEPER_GITHUB_APP_KEY_NAME: githubAppKeyName
-  GATEKEEPER_GITHUB_API_URL: 'https://api.github.com'
+  // A parameter, so a GitHub Enterprise Server URL survives redeployments (the template's values win the merge).
+  GATEKEEPER_GITHUB_API_URL: githubApiUrl
   GATEKEEPER_CALLBACK_MAX_ATTEMPTS: '5'
   // KQL probes of the post-deploy watch (the managed identity needs Log Analytics Reader on the workspaces).
-  GATEKEEPER_LOG_ANALYTICS_ENDPOINT: 'https://api.loganalytics.io'
+  GATEKEEPER_LOG_ANALYTICS_ENDPOINT: logAnalyticsApiUrl
   // The event mesh: gate lifecycle CloudEvents, published with the managed identity (EventGrid Data Sender).
   GATEKEEPER_EVENTGRID_TOPIC_ENDPOINT: eventGridTopicEndpoint
+  // Issue 17: the stamp's data boundary, and the first tenant the app imports idempotently on first start
+  // (with the example policy). The app half of issue 17 declares these in gatekeeper/settings.py.
+  GATEKEEPER_DATA_BOUNDARY: dataBoundary
+  GATEKEEPER_BOOTSTRAP_TENANT_ID: firstTenantId
+  GATEKEEPER_BOOTSTRAP_TENANT_NAME: firstTenantName
+  GATEKEEPER_BOOTSTRAP_TENANT_ENTRA_ID: firstTenantEntraId
+  GATEKEEPER_BOOTSTRAP_TENANT_OPERATORS: operatorsMail
+  GATEKEEPER_BOOTSTRAP_TENANT_GITHUB: useGitHub ? 'true' : 'false'
+  GATEKEEPER_BOOTSTRAP_TENANT_AZURE_DEVOPS: useAzureDevOps ? 'true' : 'false'
 }
 
 // Written through a module that keeps settings an admin added by hand (GATEKEEPER_GITHUB_APP_ID, tenants'
@@ -197,6 +239,22 @@ module settings 'appsettings.bicep' = {
     appName: app.name
     settings: appSettings
   }
+}
+
+// The released app package, installed by the onedeploy extension: the documented way to deploy code to a Flex
+// Consumption app from a template (it stores the zip in the deployment container above). The package holds
+// its Python dependencies (.python_packages, built for Linux and Python 3.11 by the release workflow), so
+// no remote build runs. After the app settings, so the first start reads them.
+resource packageDeployment 'Microsoft.Web/sites/extensions@2025-03-01' = if (!empty(packageUri)) {
+  parent: app
+  name: 'onedeploy'
+  properties: {
+    packageUri: packageUri
+    remoteBuild: false
+  }
+  dependsOn: [
+    settings
+  ]
 }
 
 // App Service authentication: signs approvers in with Entra ID on the approval page and sets a trusted
@@ -215,7 +273,7 @@ module settings 'appsettings.bicep' = {
 // the Bot Framework for the bot's app id, not by this tenant for the app registration, so the platform has
 // no say on them; the bot validates them itself (Agents SDK, GATEKEEPER_BOT_OPENID_METADATA) and never
 // reads X-MS-CLIENT-PRINCIPAL.
-resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
+resource authSettings 'Microsoft.Web/sites/config@2025-03-01' = {
   parent: app
   name: 'authsettingsV2'
   properties: {
@@ -256,7 +314,7 @@ resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
 }
 
 // Deployments use Entra ID (azd, the release workflow); basic publishing credentials stay off.
-resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
   parent: app
   name: 'ftp'
   properties: {
@@ -264,7 +322,7 @@ resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
   }
 }
 
-resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
   parent: app
   name: 'scm'
   properties: {

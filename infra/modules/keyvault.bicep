@@ -18,11 +18,29 @@ param location string
 @maxLength(24)
 param name string
 
-@description('Name of the audit checkpoint signing key.')
+@description('Name of the audit checkpoint signing key. Created if it does not exist (an existing key is left as it is), and the app gets Crypto User on it: changing the name (the RSA upgrade) creates and grants the new key.')
 param checkpointKeyName string
+
+@description('\'default\' creates the vault; \'recover\' restores a soft-deleted vault of the same name with its keys (a reinstall within the 90-day retention).')
+@allowed([
+  'default'
+  'recover'
+])
+param createMode string
 
 @description('Principal id of the Function App identity.')
 param appPrincipalId string
+
+@description('Principal id of the person or pipeline that onboards tenants with the CLI (azd: AZURE_PRINCIPAL_ID); empty for none. Gets Key Vault Crypto Officer (create tenant keys) and Key Vault Secrets Officer (store tenant secrets).')
+param deployerPrincipalId string
+
+@description('Principal type of deployerPrincipalId.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param deployerPrincipalType string
 
 @description('Resource id of the Log Analytics workspace receiving diagnostics.')
 param workspaceId string
@@ -33,12 +51,20 @@ param tags object
 var cryptoServiceEncryptionUserRoleId = 'e147488a-f6f5-4113-8e2d-b22465e65bf6'
 var cryptoUserRoleId = '12338af0-0e69-4776-bea7-57ae8d297424'
 var secretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
+// The deployer's roles for onboarding (docs/deploy.md, "Onboard tenants"): create tenant keys, store secrets.
+var deployerRoleIds = [
+  '14b46e9e-c2b7-41b4-b07b-48a6ebf60603' // Key Vault Crypto Officer
+  'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // Key Vault Secrets Officer
+]
 
 resource vault 'Microsoft.KeyVault/vaults@2025-05-01' = {
   name: name
   location: location
   tags: tags
   properties: {
+    // 'recover' brings back a soft-deleted vault (purge protection holds its name for 90 days) with its keys;
+    // a fresh install with the same prefix picks another name with keyVaultNameSalt instead (main.bicep).
+    createMode: createMode
     tenantId: subscription().tenantId
     sku: {
       family: 'A'
@@ -123,7 +149,20 @@ resource secretsUserRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 }
 
-// Sign with the checkpoint key only (scoped to that key, not the vault).
+resource deployerRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for roleId in deployerRoleIds: if (!empty(deployerPrincipalId)) {
+    name: guid(vault.id, deployerPrincipalId, roleId)
+    scope: vault
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
+      principalId: deployerPrincipalId
+      principalType: deployerPrincipalType
+    }
+  }
+]
+
+// Sign with the checkpoint key only (scoped to that key, not the vault). The name carries the key's id, so a
+// new checkpoint key (checkpointKeyName changed) gets its own assignment and the old key keeps its own.
 resource checkpointSignerRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(checkpointKey.id, appPrincipalId, cryptoUserRoleId)
   scope: checkpointKey

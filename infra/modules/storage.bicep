@@ -21,8 +21,32 @@ param auditContainerName string
 @maxValue(146000)
 param auditImmutabilityDays int
 
+@description('True once an admin has locked the WORM policy: the template then leaves it alone, because a locked policy accepts only an extension and a deployment that writes it fails.')
+param auditPolicyLocked bool
+
+@description('Replication of the account: Standard_GRS where the paired region lies inside the data boundary, Standard_ZRS where it does not (main.bicep decides).')
+@allowed([
+  'Standard_GRS'
+  'Standard_ZRS'
+])
+param skuName string
+
 @description('Principal id of the Function App identity.')
 param appPrincipalId string
+
+@description('Principal id of the connector relays (a PSA/RMM relay\'s managed identity or service principal) that may post messages to the connector-events queue; empty for none.')
+param connectorRelayPrincipalId string
+
+@description('Principal id of the person or pipeline that onboards tenants with the CLI (azd: AZURE_PRINCIPAL_ID); empty for none.')
+param deployerPrincipalId string
+
+@description('Principal type of deployerPrincipalId.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param deployerPrincipalType string
 
 @description('Resource id of the Log Analytics workspace receiving diagnostics.')
 param workspaceId string
@@ -37,6 +61,18 @@ var storageRoles = [
   '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
   '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
 ]
+// The deployer's data role: `tenants import` and the other admin commands write the tenant tables.
+var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+// Connector relays only post messages, to one queue: Storage Queue Data Message Sender on connector-events.
+var storageQueueDataMessageSenderRoleId = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
+// The app's queues (gatekeeper/ingest/queue.py) and the poison queues the Functions host moves a message to
+// after host.json's maxDequeueCount; functions/queues.py keeps what lands there.
+var queueNames = [
+  'pipeline-events'
+  'pipeline-events-poison'
+  'connector-events'
+  'connector-events-poison'
+]
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
   name: name
@@ -44,7 +80,9 @@ resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
   tags: tags
   kind: 'StorageV2'
   sku: {
-    name: 'Standard_GRS' // geo-redundant: the audit trail survives the loss of a region
+    // Geo-redundant where the paired region is inside the data boundary: the audit trail survives the loss of
+    // a region. Zone-redundant otherwise, so no copy leaves the boundary.
+    name: skuName
   }
   properties: {
     accessTier: 'Hot'
@@ -159,8 +197,10 @@ resource largeEventsLifecycle 'Microsoft.Storage/storageAccounts/managementPolic
 }
 
 // Time-based retention (WORM). Created unlocked because ARM cannot lock a policy; docs/deploy.md has the
-// admin step that locks it, after which nobody (not even the subscription owner) can shorten it.
-resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-06-01' = {
+// admin step that locks it, after which nobody (not even the subscription owner) can shorten it. A locked
+// policy rejects every write but an extension, so once it is locked the deployment passes auditPolicyLocked
+// and leaves the policy alone (incremental mode keeps it).
+resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-06-01' = if (!auditPolicyLocked) {
   parent: auditContainer
   name: 'default'
   properties: {
@@ -172,6 +212,43 @@ resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/conta
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2025-06-01' = {
   parent: storage
   name: 'default'
+}
+
+// Created here, not on first use: a relay can post before the app's first start, and the poison queues exist
+// for `deadletters list` from day one.
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-06-01' = [
+  for queueName in queueNames: {
+    parent: queueService
+    name: queueName
+  }
+]
+
+resource connectorEventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-06-01' existing = {
+  parent: queueService
+  name: 'connector-events'
+}
+
+resource connectorRelaySender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(connectorRelayPrincipalId)) {
+  name: guid(storage.id, 'connector-events', connectorRelayPrincipalId, storageQueueDataMessageSenderRoleId)
+  scope: connectorEventsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataMessageSenderRoleId)
+    principalId: connectorRelayPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+  dependsOn: [
+    queues
+  ]
+}
+
+resource deployerTableRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(storage.id, deployerPrincipalId, storageTableDataContributorRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+  }
 }
 
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2025-06-01' = {
@@ -240,3 +317,5 @@ output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerUrl string = '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
 output auditContainerName string = auditContainer.name
+output queueNames array = queueNames
+output skuName string = storage.sku.name

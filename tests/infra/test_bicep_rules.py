@@ -103,7 +103,7 @@ def test_hard_coded_module_location_in_main_is_caught(tmp_path):
         tmp_path,
         {
             "main.bicep": (
-                "    location: location\n    name: '${namePrefix}-id-${token}'",
+                "    location: deployLocation\n    name: '${namePrefix}-id-${token}'",
                 "    location: 'eastus'\n    name: '${namePrefix}-id-${token}'",
             )
         },

@@ -31,10 +31,23 @@ def test_azd_parameters_cover_every_parameter_with_the_same_defaults():
         assert match, f"{name}: expected an azd environment reference ${{NAME}} or ${{NAME=default}}"
         if name == "location":
             assert match["name"] == "AZURE_LOCATION"
+        elif name == "packageUri":
+            # azd deploys the code from source (azure.yaml), so it installs no released package
+            assert (match["name"], match["default"]) == ("GATEKEEPER_PACKAGE_URI", "")
         elif parameter.has_default:
             assert match["default"] == parameter.default, f"{name}: azd default differs from main.bicep"
         else:
             assert match["default"] is None, f"{name}: a required parameter must come from the azd environment"
+
+
+def test_azd_feeds_the_deployer_principal_from_its_own_environment_values():
+    """azd sets AZURE_PRINCIPAL_ID (and AZURE_PRINCIPAL_TYPE) to the signed-in account: its data roles for
+    onboarding tenants come from there, and developer deployments send no attribution unless asked."""
+    values = load_json(INFRA / "main.parameters.json")["parameters"]
+    assert values["principalId"]["value"] == "${AZURE_PRINCIPAL_ID=}"
+    assert values["principalType"]["value"] == "${AZURE_PRINCIPAL_TYPE=User}"
+    assert values["partnerAttribution"]["value"] == "${GATEKEEPER_PARTNER_ATTRIBUTION=false}"
+    assert PARAMETERS["partnerAttribution"].default == "false"
 
 
 def test_release_workflow_compiles_packages_and_uploads():
@@ -73,3 +86,67 @@ def test_workbook_is_a_notebook_with_the_four_views():
     titles = " ".join(item["content"].get("title", "") for item in workbook["items"] if item["type"] == 3)
     for view in ("throughput", "Error rate", "Approval latency", "overrides"):
         assert view.lower() in titles.lower()
+
+
+def _workflow(name: str) -> dict:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    workflow["on"] = workflow.get("on", workflow.get(True))
+    return workflow
+
+
+def _script(steps: list[dict]) -> str:
+    return "\n".join(step.get("run", "") for step in steps)
+
+
+def test_release_builds_the_app_package_and_publishes_it_with_its_checksum():
+    steps = _workflow("release.yml")["jobs"]["marketplace-package"]["steps"]
+    script = _script(steps)
+    assert "--platform manylinux2014_x86_64 --python-version 3.11" in script and "--only-binary=:all:" in script
+    assert "--target .python_packages/lib/site-packages" in script
+    assert 'python -m gatekeeper package functionapp --version "$VERSION" --out build/app' in script
+    assert '--release-package-url "$PACKAGE_URL"' in script
+    assert "gatekeeper-functionapp-${VERSION}.zip.sha256" in script and "gh release create" in script
+    order = [next(i for i, s in enumerate(steps) if marker in s.get("run", "")) for marker in (
+        "package functionapp", "bicep build", "package marketplace", "arm-ttk.ps1", "gh release create")]  # fmt: skip
+    assert order == sorted(order)
+
+
+def test_release_package_url_is_the_one_main_bicep_defaults_to():
+    """The workflow's asset URL, for this repository and version, is the template's packageUri default."""
+    script = _script(_workflow("release.yml")["jobs"]["marketplace-package"]["steps"])
+    line = next(x for x in script.splitlines() if "PACKAGE_URL=" in x)
+    template = line.split("PACKAGE_URL=", 1)[1].split('" >>', 1)[0]
+    default = PARAMETERS["packageUri"].default
+    version = re.search(r"/v([^/]+)/", default)[1]
+    repository = default.split("https://github.com/", 1)[1].split("/releases/", 1)[0]
+    expected = template.replace("${GITHUB_REPOSITORY}", repository).replace("${version}", version)
+    assert expected == default
+
+
+def test_pull_requests_touching_infra_run_compile_package_arm_ttk_and_what_if():
+    workflow = _workflow("infra.yml")
+    assert "infra/**" in workflow["on"]["pull_request"]["paths"]
+    assert re.fullmatch(r"[0-9a-f]{40}", workflow["env"]["ARM_TTK_COMMIT"])
+    check = _script(workflow["jobs"]["compile-and-check"]["steps"])
+    for command in (
+        "az bicep build --file infra/main.bicep --outfile build/mainTemplate.json",
+        "python -m gatekeeper package functionapp",
+        "python -m gatekeeper package marketplace",
+        "./infra/checks/arm-ttk.ps1 -OfferFolder build/offer",
+        "checkout --quiet $env:ARM_TTK_COMMIT",
+    ):
+        assert command in check, command
+    what_if = workflow["jobs"]["what-if"]
+    assert what_if["permissions"]["id-token"] == "write"
+    assert "secrets.AZURE_CLIENT_ID != ''" in what_if["env"]["HAS_AZURE"]
+    login = next(s for s in what_if["steps"] if str(s.get("uses", "")).startswith("azure/login@"))
+    assert set(login["with"]) == {"client-id", "tenant-id", "subscription-id"}, "OIDC: no client secret"
+    for step in what_if["steps"]:
+        if "az deployment group what-if" in step.get("run", "") or step is login:
+            assert step["if"] == "env.HAS_AZURE == 'true'"
+
+
+def test_arm_ttk_script_fails_on_any_failed_test():
+    script = (INFRA / "checks" / "arm-ttk.ps1").read_text()
+    assert "Test-AzTemplate -TemplatePath $OfferFolder -Skip $warningOnly" in script
+    assert "if ($failed.Count -gt 0) { exit 1 }" in script and "ran no test" in script

@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from gatekeeper.marketplace.bicep_params import read_parameters
-from gatekeeper.marketplace.package import ZIP_NAME, PackageError, PackageInputs, build_package
+from gatekeeper.marketplace.package import (
+    PLACEHOLDER_TRACKING_ID,
+    ZIP_NAME,
+    PackageError,
+    PackageInputs,
+    build_package,
+)
 from tests.infra.conftest import INFRA, SCHEMA_DIR, load_json, run_gatekeeper
 
 TODAY = date(2026, 11, 21)
@@ -201,3 +207,53 @@ def test_command_exit_codes(tmp_path):
     good = run_gatekeeper("package", "marketplace", "--template", str(template), "--out", str(tmp_path / "out"))
     assert good.returncode == 0, good.stderr
     assert (tmp_path / "out" / ZIP_NAME).is_file()
+
+
+# ------------------------------------------------------------------------------------- a release (the tag)
+
+RELEASE_URL = "https://github.com/contoso/gatekeeper/releases/download/v0.1.0/gatekeeper-functionapp-0.1.0.zip"
+PLACEHOLDER_PID = f"pid-{PLACEHOLDER_TRACKING_ID}-partnercenter"
+
+
+def _release_template(pid: str = PID, package_url: str = RELEASE_URL) -> dict[str, Any]:
+    template = compiled_template()
+    next(r for r in template["resources"] if r["name"].startswith("pid-"))["name"] = pid
+    template["parameters"]["packageUri"]["defaultValue"] = package_url
+    return template
+
+
+def test_a_release_refuses_the_placeholder_tracking_guid(tmp_path):
+    template = write(tmp_path / "t.json", _release_template(pid=PLACEHOLDER_PID))
+    _, findings = build_package(inputs(template, release_package_url=RELEASE_URL), tmp_path / "out", TODAY)
+    assert [(f.rule, "placeholder" in f.message) for f in findings] == [("Customer-Usage-Attribution", True)]
+    assert not (tmp_path / "out").exists()
+    # without --release (pull requests, local checks) the placeholder is fine
+    target, findings = build_package(inputs(template), tmp_path / "out", TODAY)
+    assert findings == [] and target is not None
+
+
+def test_a_release_refuses_a_template_that_installs_another_package(tmp_path):
+    older = RELEASE_URL.replace("0.1.0", "0.0.9")
+    template = write(tmp_path / "t.json", _release_template(package_url=older))
+    _, findings = build_package(inputs(template, release_package_url=RELEASE_URL), tmp_path / "out", TODAY)
+    assert [f.rule for f in findings] == ["Package-Is-This-Release"]
+
+
+def test_a_release_with_a_real_guid_and_its_own_package_is_written(tmp_path):
+    template = write(tmp_path / "t.json", _release_template())
+    target, findings = build_package(inputs(template, release_package_url=RELEASE_URL), tmp_path / "out", TODAY)
+    assert findings == [] and target is not None and target.is_file()
+
+
+def test_main_bicep_still_carries_the_placeholder_so_a_release_needs_the_real_guid():
+    assert f"name: '{PLACEHOLDER_PID}'" in (INFRA / "main.bicep").read_text()
+
+
+def test_release_command_exit_code(tmp_path):
+    template = write(tmp_path / "mainTemplate.json", _release_template(pid=PLACEHOLDER_PID))
+    result = run_gatekeeper(
+        "package", "marketplace", "--template", str(template), "--out", str(tmp_path / "out"),
+        "--release-package-url", RELEASE_URL,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "tracking GUID is still the placeholder" in result.stderr

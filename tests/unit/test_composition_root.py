@@ -168,3 +168,28 @@ def test_an_audit_log_built_directly_takes_values_not_the_environment(monkeypatc
     assert repr(log.archive) == f"CheckpointArchive({declared.audit_container!r})"
     with pytest.raises(ValueError, match="checkpoint_every"):
         audit_log.AuditLog(storage, object(), None, "contoso", checkpoint_every=0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "expected"),
+    [
+        (None, "https://stgk.table.core.windows.net"),  # the declared default: Azure public
+        ("core.usgovcloudapi.net", "https://stgk.table.core.usgovcloudapi.net"),
+        ("core.chinacloudapi.cn", "https://stgk.table.core.chinacloudapi.cn"),
+    ],
+)
+def test_storage_endpoints_use_the_clouds_suffix(suffix, expected):
+    """Sovereign clouds: the template sets GATEKEEPER_STORAGE_ENDPOINT_SUFFIX from environment()."""
+    environ = {"GATEKEEPER_STORAGE_ACCOUNT": "stgk"}
+    if suffix is not None:
+        environ["GATEKEEPER_STORAGE_ENDPOINT_SUFFIX"] = suffix
+    account = services_module.build_storage(Settings.from_environ(environ), lambda: object())  # type: ignore[arg-type,return-value]
+    assert account.table_endpoint == expected
+    assert account.queue_endpoint == expected.replace(".table.", ".queue.")
+    assert account.blob_endpoint == expected.replace(".table.", ".blob.")
+
+
+@pytest.mark.parametrize("suffix", ["core", "evil.example/x", "https://core.windows.net", "a..b", "-x.net"])
+def test_a_storage_suffix_that_is_no_dns_suffix_is_refused(suffix):
+    with pytest.raises(ValueError, match="GATEKEEPER_STORAGE_ENDPOINT_SUFFIX: must be a DNS suffix"):
+        Settings.from_environ({"GATEKEEPER_STORAGE_ENDPOINT_SUFFIX": suffix})

@@ -37,6 +37,8 @@ from azure.data.tables import UpdateMode
 from gatekeeper.errors import InvalidInput
 from gatekeeper.settings import BOOTSTRAP_PREFIX, DataBoundary
 from gatekeeper.store.tables import TENANT_ID_PATTERN, SharedTable, StorageAccount
+from gatekeeper.tenancy.boundary import BoundaryMismatch
+from gatekeeper.tenancy.registry import RegistryConflict
 
 if TYPE_CHECKING:
     from gatekeeper.audit.log import AuditLog
@@ -222,6 +224,8 @@ class FirstTenantBootstrap:
         if row.get("state") == BootstrapState.DONE.value:
             self._done = True
             return BootstrapResult(BootstrapState.DONE)
+        if row.get("state") == BootstrapState.REFUSED.value:
+            return BootstrapResult(BootstrapState.REFUSED, str(row.get("setting") or ""), str(row.get("detail") or ""))
         return BootstrapResult(BootstrapState.IN_PROGRESS, detail="an instance is importing the first tenant")
 
     # -- the timer ----------------------------------------------------------------------------------
@@ -249,16 +253,42 @@ class FirstTenantBootstrap:
             self._finish(table, record.tenant_id, etag, "kept")
             return BootstrapResult(BootstrapState.DONE, detail="the tenant was already registered; kept as it is")
         if existing is None:
-            self._registry.check_boundaries([record])  # before a key is read or made
-            jwk = self._kek_public(record.tenant_id)
-            if jwk is not None:
-                record = record.model_copy(update={"kek_public": jwk})
-            self._registry.import_records([record])
+            try:
+                self._import(record)
+            except (RegistryConflict, BoundaryMismatch) as exc:  # permanent until someone changes the registry
+                field = ENTRA_ID if isinstance(exc, RegistryConflict) else "GATEKEEPER_DATA_BOUNDARY"
+                log.error("first tenant bootstrap refused: %s: %s", field, exc.detail)
+                self._refuse(table, record.tenant_id, etag, field, exc.detail)
+                return BootstrapResult(BootstrapState.REFUSED, field, exc.detail)
         revision = self._policy(record.tenant_id)
         self._audit(record, revision)
         self._finish(table, record.tenant_id, etag, "imported")
         log.info("first tenant bootstrap done (data boundary %s)", self._boundary.value)
         return BootstrapResult(BootstrapState.DONE)
+
+    def _import(self, record: TenantRecord) -> None:
+        self._registry.check_boundaries([record])  # before a key is read or made
+        jwk = self._kek_public(record.tenant_id)
+        if jwk is not None:
+            record = record.model_copy(update={"kek_public": jwk})
+        self._registry.import_records([record])
+
+    def _refuse(self, table: Any, tenant_id: str, etag: str, setting: str, detail: str) -> None:
+        """Record why (the health route shows it); the next run tries again, in case the registry changed."""
+        table.update_entity(
+            {
+                "PartitionKey": CLAIM_PARTITION,
+                "RowKey": tenant_id,
+                "state": BootstrapState.REFUSED.value,
+                "setting": setting,
+                "detail": detail[:500],
+                "owner": self._owner,
+                "lease_until": self._clock().isoformat(),
+            },
+            mode=UpdateMode.REPLACE,
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
 
     def _claim(self, table: Any, tenant_id: str) -> str | None:
         """The row's ETag when this run holds the claim; None when the work is done or someone else holds it."""

@@ -68,6 +68,31 @@ param workspaceId string
 @description('Endpoint of the Event Grid topic the gate lifecycle events are published to (CloudEvents 1.0).')
 param eventGridTopicEndpoint string
 
+// Issue 17 (app half): the stamp's data boundary and the first tenant the app imports on its first run
+// (gatekeeper/tenancy/bootstrap.py). Defaults keep a deployment without them as it was; main.bicep maps the
+// template's parameters (createUiDefinition) to these.
+@description('Geography this deployment keeps data in: EU, US or any (GATEKEEPER_DATA_BOUNDARY).')
+@allowed(['EU', 'US', 'any'])
+param dataBoundary string = 'any'
+
+@description('First managed tenant the app onboards on its first run: tenant id (empty: none).')
+param bootstrapTenantId string = ''
+
+@description('First managed tenant: display name.')
+param bootstrapTenantName string = ''
+
+@description('First managed tenant: Entra tenant id (GUID).')
+param bootstrapTenantEntraId string = ''
+
+@description('First managed tenant: operators\' mail addresses, comma-separated.')
+param bootstrapTenantOperators string = ''
+
+@description('First managed tenant: its pipelines run on GitHub.')
+param bootstrapTenantGitHub bool = false
+
+@description('First managed tenant: its pipelines run on Azure DevOps.')
+param bootstrapTenantAzureDevOps bool = false
+
 @description('Tags applied to every resource.')
 param tags object
 
@@ -187,6 +212,13 @@ var appSettings = {
   GATEKEEPER_LOG_ANALYTICS_ENDPOINT: 'https://api.loganalytics.io'
   // The event mesh: gate lifecycle CloudEvents, published with the managed identity (EventGrid Data Sender).
   GATEKEEPER_EVENTGRID_TOPIC_ENDPOINT: eventGridTopicEndpoint
+  GATEKEEPER_DATA_BOUNDARY: dataBoundary
+  GATEKEEPER_BOOTSTRAP_TENANT_ID: bootstrapTenantId
+  GATEKEEPER_BOOTSTRAP_TENANT_NAME: bootstrapTenantName
+  GATEKEEPER_BOOTSTRAP_TENANT_ENTRA_ID: bootstrapTenantEntraId
+  GATEKEEPER_BOOTSTRAP_TENANT_OPERATORS: bootstrapTenantOperators
+  GATEKEEPER_BOOTSTRAP_TENANT_GITHUB: string(bootstrapTenantGitHub)
+  GATEKEEPER_BOOTSTRAP_TENANT_AZURE_DEVOPS: string(bootstrapTenantAzureDevOps)
 }
 
 // Written through a module that keeps settings an admin added by hand (GATEKEEPER_GITHUB_APP_ID, tenants'

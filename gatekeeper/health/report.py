@@ -73,19 +73,16 @@ class HealthReport:
 
 def reason_of(exc: BaseException) -> str:
     """A fixed word for what went wrong; the exception's text never leaves the process."""
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return "timeout"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError) or "timeout" in type(exc).__name__.lower():
+        return "timeout"  # ours, or the SDK's read timeout (ServiceResponseTimeoutError) within the budget
     if isinstance(exc, ResourceNotFoundError):
         return "missing"
     if isinstance(exc, ClientAuthenticationError | PermissionError):
         return "refused"
     if isinstance(exc, HttpResponseError) and exc.status_code in (401, 403):
         return "refused"
-    if isinstance(exc, ServiceRequestError | ConnectionError | OSError):
-        return "unreachable"
-    name = type(exc).__name__.lower()
-    if "connect" in name or "timeout" in name:  # aiohttp's ClientConnectorError, ServerTimeoutError
-        return "unreachable"
+    if isinstance(exc, ServiceRequestError | ConnectionError | OSError) or "connect" in type(exc).__name__.lower():
+        return "unreachable"  # nothing answered (aiohttp's ClientConnectorError too)
     return "error"
 
 

@@ -191,6 +191,8 @@ def run(out_dir: Path) -> int:
         "checkpoint-public-key.pem",
         "approval-page.png",
         "teams-card.json",
+        "health.json",
+        "smoke-test.txt",
     )
     for stale in ("outbox", *stale_files):
         target = out_dir / stale
@@ -231,7 +233,11 @@ def run(out_dir: Path) -> int:
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
     written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json"
     print(f"\nEverything above is in {out_dir}/ ({written}).")
-    return 0
+    from demo.install import install_check
+
+    checked = install_check(out_dir)
+    print(f"The install check is in {out_dir}/ (health.json, smoke-test.txt).")
+    return checked
 
 
 def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams) -> Demo:

@@ -138,6 +138,11 @@ def _json(response: Any) -> dict[str, Any]:
     return document if isinstance(document, dict) else {}
 
 
+def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    member = body.get(name)
+    return member if isinstance(member, dict) else {}
+
+
 def _health(session: Any, base: str) -> str:
     import requests
 
@@ -146,13 +151,13 @@ def _health(session: Any, base: str) -> str:
     except requests.RequestException as exc:
         raise StepFailed(f"{base}/api/health did not answer ({type(exc).__name__})") from None
     body = _json(response)
-    dependencies = body.get("dependencies") if isinstance(body.get("dependencies"), dict) else {}
+    dependencies = _object(body, "dependencies")
     summary = ", ".join(
         f"{name} {info.get('status')}" + (f" ({info['reason']})" if info.get("reason") else "")
         for name, info in sorted(dependencies.items())
         if isinstance(info, dict)
     )
-    bootstrap = body.get("bootstrap") if isinstance(body.get("bootstrap"), dict) else {}
+    bootstrap = _object(body, "bootstrap")
     described = f"{summary}; bootstrap {bootstrap.get('status')}; data boundary {body.get('dataBoundary')}"
     if response.status_code != 200:
         setting = f" ({bootstrap['setting']})" if bootstrap.get("setting") else ""

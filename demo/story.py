@@ -241,7 +241,7 @@ def run(out_dir: Path) -> int:
 
 
 def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams) -> Demo:
-    import function_app
+    from devstack.functions_host import app_functions
 
     runtime = stack.services
     set_services(runtime)
@@ -312,7 +312,7 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         f"tenant {TENANT}: policy revision {revision.revision} published "
         f"(fingerprint {revision.fingerprint[:12]}), {len(record.identities) + 1} source identities"
     )
-    functions = tuple(function_app.app.get_functions())  # the host indexes the app once
+    functions = app_functions()  # the host indexes the app once
     handlers = {f.get_function_name(): f.get_user_function() for f in functions}
     return Demo(
         stack,

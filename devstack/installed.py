@@ -10,20 +10,18 @@ runs it on start. Development only, never deployed.
 
 from __future__ import annotations
 
-import functools
 import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
 
 from devstack.azurite import Azurite, start_azurite
 from devstack.durable_api import DurableApiServer
-from devstack.functions_host import LocalFunctionsHost
+from devstack.functions_host import LocalFunctionsHost, app_functions
 from devstack.gates import LocalGates, local_gates
 from devstack.runner import ManualClock
 from gatekeeper.services import Services, build_services, set_services
@@ -61,7 +59,7 @@ class InstalledApp:
 
     def run_timer(self, name: str) -> None:
         """Run a registered timer function now, as the host does on start (`run_on_startup`)."""
-        functions = {f.get_function_name(): f.get_user_function() for f in _app_functions()}
+        functions = {f.get_function_name(): f.get_user_function() for f in app_functions()}
         functions[name](None)
 
     def start_worker(self) -> None:
@@ -101,14 +99,6 @@ class InstalledApp:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@functools.cache
-def _app_functions() -> tuple[Any, ...]:
-    """The function app's functions with their bindings (`get_functions()` may run only once per process)."""
-    import function_app
-
-    return tuple(function_app.app.get_functions())
 
 
 def start_installed_app(
@@ -152,7 +142,7 @@ def start_installed_app(
             entra_tenants_for=services.entra_tenants_for,
             clock=ManualClock(datetime.now(UTC)),
         )
-        host = LocalFunctionsHost(_app_functions(), durable_binding=durable.client_binding).start()
+        host = LocalFunctionsHost(app_functions(), durable_binding=durable.client_binding).start()
         app = InstalledApp(azurite, services, host, durable, gates, environ)
         if bootstrap:
             app.run_timer("first_tenant_bootstrap")

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
 
 from devstack.azurite import Azurite, start_azurite
 from devstack.durable_api import DurableApiServer
-from devstack.functions_host import LocalFunctionsHost, app_functions
+from devstack.functions_host import LocalFunctionsHost, app_functions, run_on_host_loop
 from devstack.gates import LocalGates, local_gates
 from devstack.runner import ManualClock
 from gatekeeper.services import Services, build_services, set_services
@@ -107,8 +108,11 @@ def start_installed_app(
     data_boundary: str = "EU",
     first_tenant: Mapping[str, str] = FIRST_TENANT,
     bootstrap: bool = True,
+    run_async: Callable[[Coroutine[Any, Any, Any]], Any] = run_on_host_loop,
 ) -> InstalledApp:
-    """Azurite, the app from settings, its routes on a free loopback port, the bootstrap run, a worker."""
+    """Azurite, the app from settings, its routes on a free loopback port, the bootstrap run, a worker.
+    `run_async` runs the async functions (the Durable SDK keeps one HTTP session per process, on one loop:
+    a test session passes the loop its other tests use)."""
     azurite = start_azurite()
     durable: DurableApiServer | None = None
     host: LocalFunctionsHost | None = None
@@ -142,7 +146,8 @@ def start_installed_app(
             entra_tenants_for=services.entra_tenants_for,
             clock=ManualClock(datetime.now(UTC)),
         )
-        host = LocalFunctionsHost(app_functions(), durable_binding=durable.client_binding).start()
+        host = LocalFunctionsHost(app_functions(), durable_binding=durable.client_binding, run_async=run_async)
+        host.start()
         app = InstalledApp(azurite, services, host, durable, gates, environ)
         if bootstrap:
             app.run_timer("first_tenant_bootstrap")

@@ -12,13 +12,16 @@ import requests
 
 from devstack.installed import InstalledApp, start_installed_app
 from gatekeeper.cli import main
+from tests.support.worker_loop import run_on_worker
 
 pytestmark = pytest.mark.azurite
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> Iterator[InstalledApp]:
-    with start_installed_app(tmp_path_factory.mktemp("install") / "keys", data_boundary="EU") as installed:
+    keys = tmp_path_factory.mktemp("install") / "keys"
+    # the async routes run on the loop the other tests' routes use (one Durable SDK session per process)
+    with start_installed_app(keys, data_boundary="EU", run_async=lambda c: run_on_worker(c, timeout=120)) as installed:
         yield installed
 
 

@@ -108,6 +108,7 @@ def start_installed_app(
     data_boundary: str = "EU",
     first_tenant: Mapping[str, str] = FIRST_TENANT,
     bootstrap: bool = True,
+    worker: bool = True,
     run_async: Callable[[Coroutine[Any, Any, Any]], Any] = run_on_host_loop,
 ) -> InstalledApp:
     """Azurite, the app from settings, its routes on a free loopback port, the bootstrap run, a worker.
@@ -151,7 +152,8 @@ def start_installed_app(
         app = InstalledApp(azurite, services, host, durable, gates, environ)
         if bootstrap:
             app.run_timer("first_tenant_bootstrap")
-        app.start_worker()
+        if worker:  # without one, queued events wait, as with a stopped queue trigger
+            app.start_worker()
         return app
     except BaseException:
         set_services(None)

@@ -383,7 +383,7 @@ class Settings:
     data_boundary: DataBoundary = DataBoundary.ANY
     # The bootstrap tenant's settings as given (GATEKEEPER_BOOTSTRAP_TENANT_*): checked by
     # gatekeeper.tenancy.bootstrap, so a bad value refuses the bootstrap (named, in health), not the app.
-    bootstrap: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+    bootstrap: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
     @classmethod

@@ -201,15 +201,18 @@ def _gate(services: Any, tenant_id: str, state: dict[str, str], timeout: float) 
     try:
         log = services.audit_for(tenant_id)
         while True:
-            decision = next(
+            found = next(
                 (
-                    r
-                    for r in log.records(_tail_start(log))
-                    if r.instance_id == instance and r.kind == "decision" and r.data.get("final")
+                    entry
+                    for entry in log.entries(_tail_start(log))
+                    if entry["instance_id"] == instance
+                    and entry["kind"] == "decision"
+                    and log.open_data(entry).get("final")  # only this gate's entries are opened
                 ),
                 None,
             )
-            if decision is not None:
+            if found is not None:
+                decision = log.open_data(found)
                 break
             if time.monotonic() - started > timeout:
                 raise StepFailed(
@@ -218,7 +221,7 @@ def _gate(services: Any, tenant_id: str, state: dict[str, str], timeout: float) 
             time.sleep(POLL_SECONDS)
     except (AzureError, ValueError, RuntimeError) as exc:
         raise StepFailed(f"the tenant's audit log could not be read ({type(exc).__name__})") from None
-    level, status = decision.data.get("level"), decision.data.get("status")
+    level, status = decision.get("level"), decision.get("status")
     if level != "L0" or status != "approved":
         raise StepFailed(f"the gate was {status} at {level}, not automated (L0): check the tenant's policy")
     return f"{level} {status} in {time.monotonic() - started:.1f} s"

@@ -86,3 +86,16 @@ def test_a_task_hub_outage_fails_the_health_step(app, admin_shell, capsys, tmp_p
 def test_bad_usage_exits_2_naming_the_option(admin_shell, capsys, extra, message):
     assert main(["admin", "smoke-test", *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_gate_nobody_processes_fails_the_gate_step_after_the_timeout(tmp_path, monkeypatch, capsys):
+    """Last in the module: a second install replaces the process-wide services of the first."""
+    keys = tmp_path / "keys"
+    with start_installed_app(keys, worker=False, run_async=lambda c: run_on_worker(c, timeout=120)) as stalled:
+        for name, value in stalled.environ.items():
+            monkeypatch.setenv(name, value)
+        assert main(["admin", "smoke-test", "--url", stalled.url, "--timeout", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "event: ok: accepted" in out
+    assert "gate: FAILED: no final decision for gate-" in out and "within 2 s" in out
+    assert "audit:" not in out

@@ -256,10 +256,14 @@ class FirstTenantBootstrap:
             try:
                 self._import(record)
             except (RegistryConflict, BoundaryMismatch) as exc:  # permanent until someone changes the registry
-                field = ENTRA_ID if isinstance(exc, RegistryConflict) else "GATEKEEPER_DATA_BOUNDARY"
+                field, detail = (
+                    (ENTRA_ID, "the Entra tenant is registered for another tenant already")
+                    if isinstance(exc, RegistryConflict)
+                    else ("GATEKEEPER_DATA_BOUNDARY", "the tenant's data boundary does not fit this deployment")
+                )  # fixed words: the health route is anonymous and names no tenant or identity
                 log.error("first tenant bootstrap refused: %s: %s", field, exc.detail)
-                self._refuse(table, record.tenant_id, etag, field, exc.detail)
-                return BootstrapResult(BootstrapState.REFUSED, field, exc.detail)
+                self._refuse(table, record.tenant_id, etag, field, detail)
+                return BootstrapResult(BootstrapState.REFUSED, field, detail)
         revision = self._policy(record.tenant_id)
         self._audit(record, revision)
         self._finish(table, record.tenant_id, etag, "imported")

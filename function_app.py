@@ -14,6 +14,7 @@ from functions.approvals import bp as approvals_bp
 from functions.audit import bp as audit_bp
 from functions.connectors import bp as connectors_bp
 from functions.deployments import bp as deployments_bp
+from functions.health import bp as health_bp
 from functions.ingest import bp as ingest_bp
 from functions.messages import bp as messages_bp
 from functions.queues import bp as queues_bp
@@ -33,6 +34,7 @@ BLUEPRINTS = (
     deployments_bp,
     alerts_bp,
     retention_bp,
+    health_bp,
     orchestrators_bp,
 )
 for blueprint in BLUEPRINTS:

@@ -195,6 +195,8 @@ def run(out_dir: Path) -> int:
         "report.html",
         "report.json",
         "report.png",
+        "health.json",
+        "smoke-test.txt",
     )
     for stale in ("outbox", *stale_files):
         target = out_dir / stale
@@ -236,11 +238,15 @@ def run(out_dir: Path) -> int:
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
     written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, report.*"
     print(f"\nEverything above is in {out_dir}/ ({written}).")
-    return 0
+    from demo.install import install_check
+
+    checked = install_check(out_dir)
+    print(f"The install check is in {out_dir}/ (health.json, smoke-test.txt).")
+    return checked
 
 
 def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams) -> Demo:
-    import function_app
+    from devstack.functions_host import app_functions
 
     runtime = stack.services
     set_services(runtime)
@@ -311,7 +317,7 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         f"tenant {TENANT}: policy revision {revision.revision} published "
         f"(fingerprint {revision.fingerprint[:12]}), {len(record.identities) + 1} source identities"
     )
-    functions = tuple(function_app.app.get_functions())  # the host indexes the app once
+    functions = app_functions()  # the host indexes the app once
     handlers = {f.get_function_name(): f.get_user_function() for f in functions}
     return Demo(
         stack,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import inspect
 import json
 import re
@@ -94,6 +95,15 @@ def _routes(functions: Iterable[Any]) -> list[_Route]:
             )
         )
     return routes
+
+
+@functools.cache
+def app_functions() -> tuple[Any, ...]:
+    """The real function app's functions with their bindings, indexed once per process as the host does
+    (`get_functions()` refuses a second call): the demo, devstack/installed.py and the tests share them."""
+    import function_app
+
+    return tuple(function_app.app.get_functions())
 
 
 _loop: asyncio.AbstractEventLoop | None = None

@@ -12,8 +12,12 @@
   (`gatekeeper.integrations.eventgrid`: Azure Event Grid; `gatekeeper.mesh` builds the events and is the one
   hook the gate and watch steps call).
 
-Ports named in the design but with no adapter yet (TicketSystem, DeviceManager, HealthProbe) are left out
-on purpose: an interface without a caller would be a guess.
+- `DependencyProbe`: one dependency the health route checks (storage tables and queues, Key Vault, the task
+  hub; adapters in `gatekeeper.health.probes`, run under one deadline by `gatekeeper.health.report`).
+
+Ports named in the design but with no adapter yet (TicketSystem, DeviceManager) are left out on purpose: an
+interface without a caller would be a guess. (The design's HealthProbe is the post-deploy watch's probe,
+`gatekeeper.rollback.steps.HealthProbe`.)
 
 Each port is defined together with the values it speaks (`CallbackResult`; `Notification`,
 `NotificationResult`), so this module imports no adapter and every adapter depends on it, never the
@@ -33,6 +37,7 @@ __all__ = [
     "CallbackResult",
     "CallbackTarget",
     "Delivery",
+    "DependencyProbe",
     "EventPublisher",
     "MeshEvent",
     "Notification",
@@ -315,3 +320,15 @@ class EventPublisher(Protocol):
     """Publishes a batch of events for one tenant. Returns the result, never raises for a remote failure."""
 
     def publish(self, tenant_id: str, events: tuple[MeshEvent, ...]) -> PublishResult: ...
+
+
+# --- health ----------------------------------------------------------------------------------------------------
+
+
+class DependencyProbe(Protocol):
+    """One dependency of the health route. `check` (a plain or an async method) returns a short detail or None
+    when the dependency answered and raises when it did not; it never returns tenant data or secrets."""
+
+    name: str
+
+    def check(self) -> Any: ...

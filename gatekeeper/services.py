@@ -10,6 +10,7 @@ Domain classes receive values from here, never settings.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.integrations.retry import RetryPolicy
     from gatekeeper.integrations.rollbacks import RollbackRunners
     from gatekeeper.policy.document import PolicyDocument
-    from gatekeeper.ports import EventPublisher
+    from gatekeeper.ports import DependencyProbe, EventPublisher
     from gatekeeper.rollback.steps import HealthProbe
     from gatekeeper.rollback.store import WatchStore
     from gatekeeper.security.groups import GroupMembership
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.store.transit import KekPublicKey
     from gatekeeper.teams.auth import BotTokenValidator
     from gatekeeper.teams.bot import BotHost
+    from gatekeeper.tenancy.bootstrap import FirstTenantBootstrap
     from gatekeeper.tenancy.identities import IdentityMap
 
 _UNBUILT: Any = object()
@@ -193,7 +195,11 @@ class Services:
 
     @cached_property
     def registry(self) -> TenantRegistry:
-        return TenantRegistry(self.request_storage, cache_seconds=self.settings.tenant_cache_seconds)
+        return TenantRegistry(
+            self.request_storage,
+            cache_seconds=self.settings.tenant_cache_seconds,
+            data_boundary=self.settings.data_boundary,
+        )
 
     @cached_property
     def secrets(self) -> SecretResolver:
@@ -355,6 +361,57 @@ class Services:
         from gatekeeper.failures import record_integrity_failure
 
         return record_integrity_failure(self.audit_for, failure, route)
+
+    # ----- health and the first tenant ------------------------------------------------------------------
+
+    @cached_property
+    def health_probes(self) -> tuple[DependencyProbe, ...]:
+        """The health route's probes of this process's own dependencies: storage tables and queues, and Key Vault
+        (the checkpoint key) or, in key mode local, the key folder. The task hub probe needs the trigger's
+        durable client binding, so the route adds it (functions/health.py)."""
+        from gatekeeper.health.probes import KeyVaultProbe, LocalKeysProbe, StorageQueuesProbe, StorageTablesProbe
+
+        s = self.settings
+        keys: DependencyProbe = (
+            LocalKeysProbe(s.local_key_dir)
+            if s.key_mode is KeyMode.LOCAL
+            else KeyVaultProbe(
+                _require(s.key_vault_url, "GATEKEEPER_KEY_VAULT_URL"), self._lazy_credential, s.checkpoint_key_name
+            )
+        )
+        return (StorageTablesProbe(self.storage), StorageQueuesProbe(self.storage, self.queue_name), keys)
+
+    @cached_property
+    def bootstrap(self) -> FirstTenantBootstrap:
+        """The first tenant from GATEKEEPER_BOOTSTRAP_TENANT_* (gatekeeper.tenancy.bootstrap): run by the timer in
+        functions/bootstrap.py, reported by the health route."""
+        from gatekeeper.policy.store import PolicyStore
+        from gatekeeper.tenancy.bootstrap import FirstTenantBootstrap
+
+        return FirstTenantBootstrap(
+            self.settings.bootstrap,
+            self.settings.data_boundary,
+            storage=self.storage,
+            status_storage=self.request_storage,
+            registry=TenantRegistry(self.storage, cache_seconds=0, data_boundary=self.settings.data_boundary),
+            policies=lambda tenant_id: PolicyStore(self.storage, tenant_id),
+            audit_for=self.audit_for,
+            kek_public=self._onboarding_kek_public,
+            clock=self.clock,
+        )
+
+    def _onboarding_kek_public(self, tenant_id: str) -> dict[str, str] | None:
+        """The public key of the tenant's KEK for its record (as `tenants import` records it), or None when it
+        cannot be read now: the edge then seals with the tenant's data key, and `keys rotate` records it later."""
+        from gatekeeper.store.key_errors import KeyProviderError
+
+        try:
+            return self.key_provider.public_jwk(tenant_id, create=True)
+        except (KeyProviderError, ValueError) as exc:
+            logging.getLogger("gatekeeper.bootstrap").warning(
+                "KEK public key of the first tenant not recorded (%s)", type(exc).__name__
+            )
+            return None
 
     # ----- tenants --------------------------------------------------------------------------------------
 

@@ -202,9 +202,43 @@ SETTINGS: tuple[Setting, ...] = (
         "Event Grid topic endpoint (CloudEvents 1.0 schema) the gate lifecycle events are published to with the "
         "managed identity; empty: publishing off.",
     ),
+    Setting(
+        "GATEKEEPER_DATA_BOUNDARY",
+        "any",
+        "The geography this deployment (stamp) keeps data in: 'EU', 'US' or 'any'; a tenant whose record "
+        "requires another boundary is refused at import (an 'any' tenant fits every stamp).",
+    ),
+    Setting(
+        "GATEKEEPER_BOOTSTRAP_TENANT_ID",
+        None,
+        "First managed tenant the app imports on its first run (with the example policy), idempotently; "
+        "empty: no bootstrap.",
+    ),
+    Setting("GATEKEEPER_BOOTSTRAP_TENANT_NAME", None, "Display name of the bootstrap tenant."),
+    Setting(
+        "GATEKEEPER_BOOTSTRAP_TENANT_ENTRA_ID",
+        None,
+        "Entra tenant id (GUID) of the bootstrap tenant: whose people approve and audit its gates.",
+    ),
+    Setting(
+        "GATEKEEPER_BOOTSTRAP_TENANT_OPERATORS",
+        None,
+        "Comma-separated mail addresses of the bootstrap tenant's operators (L1 notices, L3 tasks).",
+    ),
+    Setting(
+        "GATEKEEPER_BOOTSTRAP_TENANT_GITHUB",
+        "false",
+        "'true' when the bootstrap tenant's pipelines run on GitHub (a GitHub webhook secret reference).",
+    ),
+    Setting(
+        "GATEKEEPER_BOOTSTRAP_TENANT_AZURE_DEVOPS",
+        "false",
+        "'true' when the bootstrap tenant's pipelines run on Azure DevOps (check and service hook secret references).",
+    ),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+BOOTSTRAP_PREFIX = "GATEKEEPER_BOOTSTRAP_TENANT_"
 
 
 def get(name: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -223,6 +257,23 @@ def require(name: str, env: Mapping[str, str] | None = None) -> str:
     if not value:
         raise RuntimeError(f"app setting {name} is required but not set")
     return value
+
+
+class DataBoundary(StrEnum):
+    """Where a deployment keeps its data, and where a tenant requires its data to stay."""
+
+    EU = "EU"
+    US = "US"
+    ANY = "any"
+
+
+def parse_data_boundary(raw: str, field_name: str) -> DataBoundary:
+    """'EU', 'US' or 'any' (case-insensitive); anything else is a ValueError naming `field_name`."""
+    text = raw.strip()
+    for member in DataBoundary:
+        if text.lower() == member.value.lower():
+            return member
+    raise ValueError(f"{field_name}: must be 'EU', 'US' or 'any', not {raw[:40]!r}")
 
 
 class KeyMode(StrEnum):
@@ -347,6 +398,10 @@ class Settings:
     callback_max_attempts: int = _DEFAULT_CALLBACK_ATTEMPTS
     log_analytics_endpoint: str = "https://api.loganalytics.io"
     eventgrid_topic_endpoint: str | None = None
+    data_boundary: DataBoundary = DataBoundary.ANY
+    # The bootstrap tenant's settings as given (GATEKEEPER_BOOTSTRAP_TENANT_*): checked by
+    # gatekeeper.tenancy.bootstrap, so a bad value refuses the bootstrap (named, in health), not the app.
+    bootstrap: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
 
     @classmethod
@@ -409,5 +464,9 @@ class Settings:
             callback_max_attempts=r.integer("GATEKEEPER_CALLBACK_MAX_ATTEMPTS", 1, 10, "a whole number from 1 to 10"),
             log_analytics_endpoint=r.url("GATEKEEPER_LOG_ANALYTICS_ENDPOINT") or "https://api.loganalytics.io",
             eventgrid_topic_endpoint=r.url("GATEKEEPER_EVENTGRID_TOPIC_ENDPOINT"),
+            data_boundary=parse_data_boundary(r.required("GATEKEEPER_DATA_BOUNDARY"), "GATEKEEPER_DATA_BOUNDARY"),
+            bootstrap=MappingProxyType(
+                {name: r.text(name) or "" for name in SETTING_NAMES if name.startswith(BOOTSTRAP_PREFIX)}
+            ),
             environ=source,
         )

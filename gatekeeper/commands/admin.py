@@ -1,5 +1,7 @@
 """`gatekeeper admin`: post-deployment steps a Marketplace deployment cannot do by itself.
 
+`smoke-test --url URL` checks an installed app end to end (gatekeeper/commands/smoke_test.py).
+
 `grant-graph-permissions` gives the Function App's managed identity the Microsoft Graph application roles
 in `gatekeeper.integrations.graph_admin.REQUIRED_GRAPH_ROLES`: TeamsActivity.Send and Mail.Send
 (notifications), User.Read.All and GroupMember.Read.All (addresses, group checks), and
@@ -45,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Microsoft Graph root (default: the GATEKEEPER_GRAPH_BASE_URL setting, https://graph.microsoft.com/v1.0)",
     )
     grant.set_defaults(handler=run_grant)
+
+    from gatekeeper.commands import smoke_test
+
+    smoke_test.register(steps)
 
 
 def _check_guid(value: str | None, field: str) -> None:

@@ -10,6 +10,7 @@ from gatekeeper.store.tables import StorageAccount
 
 if TYPE_CHECKING:
     from gatekeeper.services import Services
+    from gatekeeper.tenancy.registry import TenantRegistry
 
 
 class UsageError(InvalidInput):
@@ -63,3 +64,12 @@ def storage_from_args(args: argparse.Namespace) -> StorageAccount:
     if getattr(args, "storage_connection", None):
         return StorageAccount(connection_string=args.storage_connection)
     return services_from_args(args).storage  # a missing account setting raises to the command, as before
+
+
+def registry_from_args(args: argparse.Namespace) -> TenantRegistry:
+    """The tenant registry a command imports through: storage from the arguments or settings, and the
+    deployment's data boundary (GATEKEEPER_DATA_BOUNDARY), so the CLI refuses what the app would refuse."""
+    from gatekeeper.tenancy.registry import TenantRegistry
+
+    boundary = services_from_args(args).settings.data_boundary
+    return TenantRegistry(storage_from_args(args), data_boundary=boundary)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gatekeeper.commands.common import add_storage_option, storage_from_args
+from gatekeeper.commands.common import add_storage_option, registry_from_args, storage_from_args
 
 if TYPE_CHECKING:
     from gatekeeper.tenancy.model import TenantRecord
@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def import_tenants(args: argparse.Namespace) -> int:
     from gatekeeper.commands.common import UsageError
-    from gatekeeper.tenancy.registry import RegistryConflict, TenantRegistry, load_tenant_file
+    from gatekeeper.tenancy.boundary import BoundaryMismatch
+    from gatekeeper.tenancy.registry import RegistryConflict, load_tenant_file
 
     path: Path = args.file
     try:
@@ -66,10 +67,13 @@ def import_tenants(args: argparse.Namespace) -> int:
         records = load_tenant_file(text, filename=str(path))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    records = _with_kek_public(records)
-    registry = TenantRegistry(storage_from_args(args))
-    try:
+    registry = registry_from_args(args)
+    try:  # the boundary first: a tenant this stamp must not hold gets no key and no row
+        registry.check_boundaries(records)
+        records = _with_kek_public(records)
         registry.import_records(records)
+    except BoundaryMismatch as exc:
+        raise UsageError(f"{path}: {exc.field}: {exc}") from exc
     except RegistryConflict as exc:
         raise UsageError(f"{path}: {exc}") from exc
     print(f"imported {len(records)} tenant(s): {', '.join(r.tenant_id for r in records)}")
@@ -124,8 +128,9 @@ def bind_github_oidc(args: argparse.Namespace) -> int:
     import re
 
     from gatekeeper.commands.common import UsageError
+    from gatekeeper.tenancy.boundary import BoundaryMismatch
     from gatekeeper.tenancy.model import TenantRecord
-    from gatekeeper.tenancy.registry import RegistryConflict, TenantRegistry
+    from gatekeeper.tenancy.registry import RegistryConflict
 
     owner_id = str(args.owner_id).strip()
     if not re.fullmatch(r"[0-9]{1,20}", owner_id):
@@ -133,7 +138,7 @@ def bind_github_oidc(args: argparse.Namespace) -> int:
     for repository in args.repository:
         if not re.fullmatch(r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}", repository):
             raise UsageError(f"--repository: {repository[:120]!r} is not OWNER/NAME")
-    registry = TenantRegistry(storage_from_args(args))
+    registry = registry_from_args(args)
     record = registry.get(args.tenant)
     if record is None:
         raise UsageError(f"tenant {args.tenant[:64]!r}: not registered (gatekeeper tenants import)")
@@ -145,7 +150,7 @@ def bind_github_oidc(args: argparse.Namespace) -> int:
     updated = TenantRecord.model_validate({**record.model_dump(mode="json"), "identities": list(identities)})
     try:
         registry.import_records([updated])
-    except RegistryConflict as exc:
+    except (RegistryConflict, BoundaryMismatch) as exc:
         raise UsageError(f"tenant {record.tenant_id}: {exc}") from exc
     verb = "removed" if args.remove else "bound"
     scope = ", ".join(args.repository) or "every repository of the owner"

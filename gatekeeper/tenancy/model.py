@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gatekeeper.settings import DataBoundary, parse_data_boundary
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_identity
 
@@ -67,6 +68,19 @@ class TenantRecord(BaseModel):
     # transit data keys with it, so it needs no private-key operation and no Key Vault call
     # (gatekeeper.store.transit). Absent: the edge seals with the tenant's active data key as before.
     kek_public: dict[str, str] | None = None
+    # The geography the tenant's data must stay in ('EU', 'US' or 'any'): a deployment keeping data elsewhere
+    # refuses to import it (gatekeeper.tenancy.boundary). Records written before the field existed read 'any'.
+    data_boundary: DataBoundary = DataBoundary.ANY
+
+    @field_validator("data_boundary", mode="before")
+    @classmethod
+    def _boundary_is_known(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return parse_data_boundary(value, "data_boundary")
+            except ValueError:
+                raise ValueError(f"must be 'EU', 'US' or 'any', not {value[:40]!r}") from None
+        return value
 
     @model_validator(mode="after")
     def _kek_public_is_the_tenants(self) -> TenantRecord:

@@ -17,7 +17,9 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from gatekeeper.errors import Conflict, NotFound
+from gatekeeper.settings import DataBoundary
 from gatekeeper.store.tables import SharedTable, StorageAccount
+from gatekeeper.tenancy.boundary import require_fit
 from gatekeeper.tenancy.model import TenantRecord, normalise_identity
 
 TENANT_PARTITION = "tenant"
@@ -45,8 +47,12 @@ class TenantRegistry:
         storage: StorageAccount,
         cache_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        data_boundary: DataBoundary = DataBoundary.ANY,
     ):
+        """`data_boundary` is the deployment's (GATEKEEPER_DATA_BOUNDARY): imports of tenants that require
+        another one are refused (gatekeeper.tenancy.boundary)."""
         self._storage = storage
+        self.data_boundary = data_boundary
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -126,7 +132,9 @@ class TenantRegistry:
     # -- writes ------------------------------------------------------------------------------------
 
     def import_records(self, records: list[TenantRecord]) -> None:
-        """Add or replace tenants. Everything is checked before anything is written."""
+        """Add or replace tenants. Everything is checked before anything is written: each record's data
+        boundary against the deployment's (BoundaryMismatch naming `tenants[i].data_boundary`), then identities."""
+        self.check_boundaries(records)
         claimed: dict[str, str] = {}
         for record in records:
             for identity in record.all_identities:
@@ -166,6 +174,11 @@ class TenantRegistry:
                 if self._read_identity(identity) == record.tenant_id:
                     self.table.delete_entity(IDENTITY_PARTITION, identity_row_key(identity))
         self.invalidate()
+
+    def check_boundaries(self, records: list[TenantRecord]) -> None:
+        """Refuse (BoundaryMismatch naming `tenants[i].data_boundary`) any record this deployment may not hold."""
+        for index, record in enumerate(records):
+            require_fit(record.tenant_id, record.data_boundary, self.data_boundary, f"tenants[{index}].data_boundary")
 
     def set_kek_public(self, tenant_id: str, jwk: dict[str, str]) -> TenantRecord:
         """Record the public key of the tenant's current KEK version (after onboarding or a KEK rotation).

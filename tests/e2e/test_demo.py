@@ -72,3 +72,12 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
     (tmp_path / "tampered.json").write_text(json.dumps(tampered))
     assert main(["audit", "verify", str(tmp_path / "tampered.json"), "--public-key", key, "--no-progress"]) == 1
     assert "seq 3" in capsys.readouterr().out + capsys.readouterr().err
+
+    # The install act (issue 17): the health route and the admin's smoke test against a fresh install.
+    health = json.loads((out / "health.json").read_text())
+    assert health["status_code"] == 200 and health["body"]["dataBoundary"] == "EU"
+    assert health["body"]["bootstrap"] == {"status": "done"}
+    smoke = (out / "smoke-test.txt").read_text()
+    for step in ("health: ok:", "event: ok: accepted for tenant northwind", "gate: ok: L0 approved", "audit: ok:"):
+        assert step in smoke, step
+    assert smoke.rstrip().endswith("(exit 0)")

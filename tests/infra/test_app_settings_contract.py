@@ -15,7 +15,6 @@ from tests.infra.conftest import INFRA, ROOT, load_json
 
 CONTRACT = load_json(INFRA / "checks" / "app-settings.json")
 DECLARED = {s.name: s for s in settings.SETTINGS}
-PENDING = CONTRACT.get("pending", {})
 
 
 def _bicep_settings(parsed: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
@@ -52,17 +51,8 @@ def test_every_setting_the_code_reads_is_deployed_or_the_admins(bicep_settings):
 
 def test_every_setting_the_bicep_sets_is_declared_or_a_platform_setting(bicep_settings):
     values, _ = bicep_settings
-    unknown = sorted(set(values) - set(DECLARED) - set(CONTRACT["platform"]) - set(PENDING))
+    unknown = sorted(set(values) - set(DECLARED) - set(CONTRACT["platform"]))
     assert unknown == [], f"the Bicep sets {unknown}, which gatekeeper/settings.py does not declare"
-
-
-def test_pending_settings_are_set_and_not_yet_declared(bicep_settings):
-    """'pending' bridges two branches: the Bicep sets a setting whose declaration lands with another branch.
-    Once settings.py declares it, the entry is stale and must go (the declared contract checks it instead)."""
-    values, _ = bicep_settings
-    assert set(PENDING) <= set(values), f"pending but not set by the Bicep: {sorted(set(PENDING) - set(values))}"
-    declared = sorted(set(PENDING) & set(DECLARED))
-    assert declared == [], f"now declared in settings.py; remove from 'pending' in app-settings.json: {declared}"
 
 
 def test_contract_lists_are_consistent(bicep_settings):
@@ -72,7 +62,7 @@ def test_contract_lists_are_consistent(bicep_settings):
     assert not admin & set(values), f"set by the Bicep, so not the admin's: {sorted(admin & set(values))}"
     assert not platform & set(DECLARED), "a platform setting that the code declares belongs to the contract"
     assert platform <= set(values), f"stale platform entries: {sorted(platform - set(values))}"
-    for section in ("admin", "platform", "overrides", "pending"):
+    for section in ("admin", "platform", "overrides"):
         assert all(len(reason.strip()) >= 20 for reason in CONTRACT.get(section, {}).values()), section
 
 

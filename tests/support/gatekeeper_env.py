@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
@@ -157,12 +156,11 @@ def github_request(
     return func.HttpRequest("POST", "http://localhost/api/github/webhook", headers=all_headers, body=body)
 
 
-@functools.cache
 def app_functions() -> tuple[Any, ...]:
-    """The real function app's functions, with their bindings (get_functions() may run only once)."""
-    import function_app
+    """The real function app's functions, with their bindings (indexed once per process, shared with devstack)."""
+    from devstack.functions_host import app_functions as indexed
 
-    return tuple(function_app.app.get_functions())
+    return indexed()
 
 
 def registered_functions() -> dict[str, Any]:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
     from gatekeeper.ingest.deadletter import DeadLetters
+    from gatekeeper.ingest.connectwise_signature import SigningKeys
     from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
     from gatekeeper.integrations.callbacks import WebhookAllowed, WebhookSecretResolver
     from gatekeeper.integrations.github_app import DigestSigner, GitHubWorkflows, InstallationResolver
@@ -253,7 +254,15 @@ class Services:
             self.sink,
             max_body_bytes=self.settings.max_body_bytes,
             token_validator=self.token_validator,
+            connectwise_keys=self.connectwise_keys,
         )
+
+    @cached_property
+    def connectwise_keys(self) -> SigningKeys:
+        """ConnectWise callback signing keys, fetched from the tenant's own site and cached (one per process)."""
+        from gatekeeper.ingest.connectwise_signature import SigningKeys
+
+        return SigningKeys(allow_loopback_http=self._allow_loopback_http)
 
     @cached_property
     def github_oidc(self) -> GitHubValidator | None:

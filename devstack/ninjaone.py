@@ -63,7 +63,8 @@ class NinjaOneServer(LocalServer):
             if device is None:
                 return json_response(404, {"resultCode": "DEVICE_NOT_FOUND"})
             window = self.maintenance.get(parts[2])
-            return json_response(200, {**device, "maintenance": {"status": "IN_MAINTENANCE", **window}} if window else device)
+            shown = {**device, "maintenance": {"status": "IN_MAINTENANCE", **window}} if window else device
+            return json_response(200, shown)
         if parts[:2] == ["v2", "alert"] and len(parts) == 4 and parts[3] == "reset" and method == "POST":
             if parts[2] not in self.alerts:
                 return json_response(404, {"resultCode": "ALERT_NOT_FOUND"})

@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
-    from gatekeeper.ingest.deadletter import DeadLetters
     from gatekeeper.ingest.connectwise_signature import SigningKeys
+    from gatekeeper.ingest.deadletter import DeadLetters
     from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
     from gatekeeper.integrations.callbacks import WebhookAllowed, WebhookSecretResolver
     from gatekeeper.integrations.github_app import DigestSigner, GitHubWorkflows, InstallationResolver

@@ -56,9 +56,7 @@ class DattoRmm(OAuthApi):
         )
 
     def resolve_alert(self, alert_uid: str) -> RmmResult:
-        outcome, detail = self.call(
-            "POST", f"/api/v2/alert/{quote(alert_uid, safe='')}/resolve", what="resolve alert"
-        )
+        outcome, detail = self.call("POST", f"/api/v2/alert/{quote(alert_uid, safe='')}/resolve", what="resolve alert")
         ok = outcome is not None and outcome.ok
         return RmmResult(
             ok=ok,

@@ -139,7 +139,7 @@ class OAuthApi:
                 return exc.outcome, exc.detail
             url = self.settings.api_url + path
 
-            def attempt(token: str = token) -> requests.Response:
+            def attempt(token: str = token, url: str = url) -> requests.Response:
                 headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
                 return self._session.request(
                     method,

@@ -73,7 +73,8 @@ def post(tenant_id: str, body: bytes, headers: dict[str, str] | None = None, que
 
 def reference_401(env) -> dict:
     headers = {"Content-Type": "application/json", "X-Gatekeeper-Tenant": env.tenant_id, "x-functions-key": "nope"}
-    response = http_function("generic_events")(func.HttpRequest("POST", "http://localhost/api/events", headers=headers, body=b"{}"))
+    request = func.HttpRequest("POST", "http://localhost/api/events", headers=headers, body=b"{}")
+    response = http_function("generic_events")(request)
     assert response.status_code == 401
     return {k: v for k, v in problem(response).items() if k != "instance"}
 

@@ -34,6 +34,7 @@ SECRET_REF = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
 NINJA_DEVICE = re.compile(r"^[0-9]{1,18}$")
 DATTO_UID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+NETLOC = re.compile(r"^([a-z0-9]([a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}|\[::1\])(:[0-9]{1,5})?$")
 # The vendor that owns each RMM connector's device names in the policy (`rmm_devices`, alerts).
 CONNECTOR_OF = {"ninjaone": "ninjarmm", "dattormm": "dattormm"}
 
@@ -87,6 +88,8 @@ class RmmSettings(BaseModel):
             raise ValueError("api_url: must be an https URL (the vendor's regional API host)")
         if not host or parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
             raise ValueError("api_url: only scheme and host, e.g. https://eu.ninjarmm.com")
+        if not NETLOC.match(parts.netloc.lower()):
+            raise ValueError("api_url: the host is not a DNS name")
         return f"{parts.scheme}://{parts.netloc.lower()}"
 
     @field_validator("client_secret")

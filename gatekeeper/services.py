@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.integrations.github_app import DigestSigner, GitHubWorkflows, InstallationResolver
     from gatekeeper.integrations.notify import Notifier
     from gatekeeper.integrations.retry import RetryPolicy
+    from gatekeeper.integrations.rmm import DeviceManagers
     from gatekeeper.integrations.rollbacks import RollbackRunners
     from gatekeeper.policy.document import PolicyDocument
     from gatekeeper.ports import EventPublisher
@@ -59,6 +60,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.teams.auth import BotTokenValidator
     from gatekeeper.teams.bot import BotHost
     from gatekeeper.tenancy.identities import IdentityMap
+    from gatekeeper.tenancy.rmm_settings import RmmSettings
 
 _UNBUILT: Any = object()
 _FROM_SETTINGS: Any = object()
@@ -686,6 +688,24 @@ class Services:
         if self.github_workflows is not None:
             runners["github"] = GitHubRollbacks(self.github_workflows)
         return RollbackRunners(runners)
+
+    @cached_property
+    def device_managers(self) -> DeviceManagers:
+        """Each tenant's RMM client (NinjaOne, Datto RMM) from its `rmm:` settings, for the post-deploy watch."""
+        from gatekeeper.integrations.retry import RetryPolicy
+        from gatekeeper.integrations.rmm import DeviceManagers
+
+        return DeviceManagers(
+            self.rmm_settings_for,
+            self.settings.environ,
+            policy=RetryPolicy(max_attempts=self.settings.callback_max_attempts),
+            allow_loopback_http=self._allow_loopback_http,
+        )
+
+    def rmm_settings_for(self, tenant_id: str) -> RmmSettings | None:
+        """The tenant's `rmm:` settings (None: no RMM, or an unknown or disabled tenant)."""
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        return record.rmm if record is not None and record.enabled else None
 
     def pipelines_token(self, tenant_id: str) -> str | None:
         """The tenant's Azure DevOps PAT for queuing rollback pipelines (secret purpose azure_devops_pipelines)."""

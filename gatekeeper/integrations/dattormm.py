@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import requests
 
-from gatekeeper.integrations.rmm import OAuthApi
+from gatekeeper.integrations.rmm_oauth import OAuthApi
 from gatekeeper.ports import DeviceStatus, MaintenanceWindow, RmmResult
 
 PUBLIC_CLIENT = base64.b64encode(b"public-client:public").decode("ascii")  # documented, not a secret

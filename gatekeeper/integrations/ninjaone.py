@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import requests
 
-from gatekeeper.integrations.rmm import OAuthApi
+from gatekeeper.integrations.rmm_oauth import OAuthApi
 from gatekeeper.ports import DeviceStatus, MaintenanceWindow, RmmAction, RmmResult
 
 SCOPES = "monitoring management"

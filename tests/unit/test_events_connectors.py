@@ -211,7 +211,8 @@ def test_halopsa_variants() -> None:
 
 def test_ninjarmm_variants() -> None:
     triggered = event(sample("ninjarmm.condition-triggered"))
-    assert triggered.labels == ("severity:critical", "priority:high")
+    # the condition's seriesUid is NinjaOne's alert uid: the watch resets the alert by it after a rollback
+    assert triggered.labels == ("severity:critical", "priority:high", "alert:0b5d9c3e-7f21-4a8b-9e6d-3c1f2a4b5d6e")
     assert triggered.run_id == "1187344"
     reset = sample("ninjarmm.condition-triggered")
     reset["payload"]["statusCode"] = "RESET"

@@ -261,3 +261,25 @@ def test_business_keys() -> None:
     assert event(later).business_key != alert.business_key  # a new alert on the same device
     sources = {event(sample(name)).business_key for name in EXPECTED}
     assert len(sources) == len(EXPECTED)
+
+
+def test_rmm_alerts_carry_the_id_the_rmm_resolves_them_by() -> None:
+    from gatekeeper.rollback.alerts import connector_alert
+
+    ninja = connector_alert(event(sample("ninjarmm.condition-triggered")))
+    assert ninja is not None and ninja.rmmAlertUid == "0b5d9c3e-7f21-4a8b-9e6d-3c1f2a4b5d6e"
+    no_series = sample("ninjarmm.condition-triggered")
+    del no_series["payload"]["seriesUid"]
+    unnamed = connector_alert(event(no_series))
+    assert unnamed is not None and unnamed.rmmAlertUid is None  # nothing to reset by: nothing is guessed
+    datto = connector_alert(
+        PipelineEvent(
+            tenant_id="contoso",
+            source=EventSource.DATTORMM,
+            kind=EventKind.ALERT,
+            subject="a7d2e9c4-1f3b-4a8e-b6c5-2e9d0f7a3b18",
+            run_id="9f4c2a7e-5d1b-4c3a-8e6f-0b2d7a1c9e35",
+            received_at=datetime(2026, 12, 5, tzinfo=UTC),
+        )
+    )
+    assert datto is not None and datto.rmmAlertUid == "9f4c2a7e-5d1b-4c3a-8e6f-0b2d7a1c9e35"

@@ -629,7 +629,10 @@ class Services:
         from gatekeeper.rollback.probes import HttpHealthProbe, Probes
 
         kql = KqlProbe(self._lazy_credential, self.settings.log_analytics_endpoint, self.owns_workspace)
-        return Probes(HttpHealthProbe(allow_loopback_http=self._allow_loopback_http), kql)
+        from gatekeeper.rollback.rmm_probe import RmmDeviceProbe
+
+        rmm = RmmDeviceProbe(lambda: self.device_managers)
+        return Probes(HttpHealthProbe(allow_loopback_http=self._allow_loopback_http), kql, rmm)
 
     def owns_workspace(self, tenant_id: str, workspace_id: str) -> bool:
         """Whether a Log Analytics workspace is registered for the tenant (azure-monitor:workspace:<id>)."""

@@ -208,3 +208,22 @@ def test_datto_rmm_resolves_the_alert_behind_the_rollback(env):
         done = step(env, "resolve_alerts")
         assert done.ok and datto.alerts["9f4c2a7e-5d1b-4c3a-8e6f-0b2d7a1c9e35"] is True
         assert [(a["step"], a["source"]) for a in outbound(env)] == [("resolve_alert", "dattormm")]
+
+
+def test_the_rmm_probe_reads_device_status_for_the_watch(env, ninja):
+    from gatekeeper.policy.watch import RmmProbeSpec
+
+    services, tenant = env["runtime"].services, env["runtime"].tenant_id
+    probe = services.health_probe  # the process's probes: http, kql and rmm by type
+    healthy = probe.run(RmmProbeSpec(type="rmm", name="devices", devices=(DEVICE, "400")), tenant, AT)
+    assert healthy.outcome == "pass" and "2 device(s) online" in healthy.detail
+    ninja.devices["400"]["offline"] = True
+    down = probe.run(RmmProbeSpec(type="rmm", name="devices", devices=(DEVICE, "400")), tenant, AT)
+    assert down.outcome == "fail" and down.detail == "device 400 (CONTOSO-SQL01) is offline in ninjaone"
+    unknown = probe.run(RmmProbeSpec(type="rmm", name="devices", devices=("999",)), tenant, AT)
+    assert unknown.outcome == "error" and "404" in unknown.detail
+    ninja.fail_next(100, 503, path_contains="/v2/device/")
+    outage = probe.run(RmmProbeSpec(type="rmm", name="devices", devices=(DEVICE,)), tenant, AT)
+    assert outage.outcome == "error" and "503" in outage.detail
+    other = probe.run(RmmProbeSpec(type="rmm", name="devices", devices=(DEVICE,)), "nosuchtenant", AT)
+    assert other.outcome == "error" and "no RMM configured" in other.detail

@@ -128,3 +128,29 @@ def test_connectwise_site_is_a_host_and_port():
     for bad in ("https://na.myconnectwise.net", "na.myconnectwise.net/path", "user@host", "", "a" * 300):
         with pytest.raises(ValidationError, match="connectwise_site"):
             TenantRecord.model_validate(base | {"connectwise_site": bad})
+
+
+def test_an_rmm_probe_in_the_policy_names_its_devices():
+    from gatekeeper.policy.watch import RmmProbeSpec, WatchSpec
+
+    spec = WatchSpec.model_validate(
+        {"environments": ["production"], "probes": [{"type": "rmm", "name": "devices", "devices": ["311"]}]}
+    )
+    assert spec.probes == (RmmProbeSpec(type="rmm", name="devices", devices=("311",)),)
+    for bad in ({"devices": []}, {"devices": ["a b"]}, {"devices": ["1"] * 21}, {"devices": ["1"], "url": "x"}):
+        with pytest.raises(ValidationError):
+            WatchSpec.model_validate(
+                {"environments": ["production"], "probes": [{"type": "rmm", "name": "devices"} | bad]}
+            )
+
+
+def test_a_policy_with_an_rmm_probe_passes_the_schema_and_the_model():
+    from gatekeeper.errors import InvalidInput
+    from gatekeeper.policy.document import load_policy
+
+    watch = {"environments": ["production"], "probes": [{"type": "rmm", "name": "devices", "devices": ["311"]}]}
+    policy = load_policy({"version": 1, "watch": [watch]})
+    spec = policy.watch_for("production")
+    assert spec is not None and spec.probes[0].type == "rmm"
+    with pytest.raises(InvalidInput):
+        load_policy({"version": 1, "watch": [watch | {"probes": [{"type": "rmm", "name": "d", "devices": ["a b"]}]}]})

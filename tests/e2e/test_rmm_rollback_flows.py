@@ -32,7 +32,7 @@ SECRET = "ninja-client-secret-e2e-0123456789"
 
 
 @pytest.fixture
-def rmm(env: Env) -> Iterator[tuple[Env, NinjaOneServer]]:  # noqa: F811 - the imported fixture
+def rmm(env: Env) -> Iterator[tuple[Env, NinjaOneServer]]:
     with NinjaOneServer("gatekeeper-e2e", SECRET) as ninja:
         ninja.add_device(DEVICE, "CONTOSO-WEB02")
         ninja.add_alert(ALERT_UID)

@@ -79,7 +79,7 @@ def parse_alert(request: IncomingRequest) -> Essentials:
     require_json_content_type(request)
     document = parse_json_object(request.body)
     try:
-        return CommonAlert.model_validate(document).data.essentials
+        essentials = CommonAlert.model_validate(document).data.essentials
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "body"
@@ -87,6 +87,8 @@ def parse_alert(request: IncomingRequest) -> Essentials:
         if field == "schemaId":
             detail = f"schemaId: must be '{SCHEMA_ID}' (enable the common alert schema on the action group)"
         raise InvalidInput(detail, field=field, errors=[{"field": field, "message": first["msg"]}]) from None
+    # Only an RMM's own authenticated webhook names an RMM alert to resolve (connector_alert), never this route.
+    return essentials.model_copy(update={"rmmAlertUid": None})
 
 
 CONNECTOR_SOURCES = frozenset({"ninjarmm", "dattormm", "autotask", "connectwise", "halopsa"})

@@ -283,3 +283,14 @@ def test_rmm_alerts_carry_the_id_the_rmm_resolves_them_by() -> None:
         )
     )
     assert datto is not None and datto.rmmAlertUid == "9f4c2a7e-5d1b-4c3a-8e6f-0b2d7a1c9e35"
+
+
+def test_an_azure_monitor_alert_cannot_name_an_rmm_alert_to_resolve() -> None:
+    from gatekeeper.ingest.edge import IncomingRequest
+    from gatekeeper.rollback.alerts import parse_alert
+
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "azure-monitor"
+    document = json.loads((root / "common-alert-schema.metric-static.fired.json").read_text())
+    document["data"]["essentials"] |= {"monitoringService": "ninjarmm", "rmmAlertUid": "someone-elses-alert"}
+    request = IncomingRequest.of(json.dumps(document).encode(), {"Content-Type": "application/json"})
+    assert parse_alert(request).rmmAlertUid is None

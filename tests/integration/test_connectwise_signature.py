@@ -10,6 +10,9 @@ import uuid
 
 import azure.functions as func
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from devstack.connectwise_keys import ConnectWiseKeyServer
 from gatekeeper.ingest.connectwise_signature import SigningKeys, connectwise_signature, trusted_key_url
@@ -203,3 +206,16 @@ def test_a_rotated_key_is_refetched_at_most_once_a_minute(site):
     for _ in range(5):  # forgeries within the minute do not become fetches
         assert not keys.verify(site.site, body2, forged)
     assert keys.fetches == 2
+
+
+@hypothesis_settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_no_url_off_the_site_is_ever_trusted(prefix: str, suffix: str):
+    from urllib.parse import urlsplit
+
+    for url in (prefix + "na.myconnectwise.net" + suffix, "https://" + prefix + "na.myconnectwise.net" + suffix):
+        trusted = trusted_key_url(url, "na.myconnectwise.net")
+        if trusted is not None:
+            parts = urlsplit(trusted)
+            assert parts.scheme == "https" and parts.hostname == "na.myconnectwise.net"
+            assert parts.port in (None, 443) and parts.username is None and not parts.fragment

@@ -15,9 +15,11 @@
 - `DependencyProbe`: one dependency the health route checks (storage tables and queues, Key Vault, the task
   hub; adapters in `gatekeeper.health.probes`, run under one deadline by `gatekeeper.health.report`).
 
-Ports named in the design but with no adapter yet (TicketSystem, DeviceManager) are left out on purpose: an
-interface without a caller would be a guess. (The design's HealthProbe is the post-deploy watch's probe,
-`gatekeeper.rollback.steps.HealthProbe`.)
+- `DeviceManager`: acts on the tenant's RMM for the post-deploy watch (issue 15): maintenance mode for the
+  watch window, resolving the alert that caused a successful rollback, a device's status. One client per
+  tenant's RMM (`gatekeeper.integrations.rmm`: NinjaOne, Datto RMM).
+
+The design's HealthProbe is the post-deploy watch's probe (`gatekeeper.rollback.steps.HealthProbe`).
 
 Each port is defined together with the values it speaks (`CallbackResult`; `Notification`,
 `NotificationResult`), so this module imports no adapter and every adapter depends on it, never the
@@ -38,7 +40,10 @@ __all__ = [
     "CallbackTarget",
     "Delivery",
     "DependencyProbe",
+    "DeviceManager",
+    "DeviceStatus",
     "EventPublisher",
+    "MaintenanceWindow",
     "MeshEvent",
     "Notification",
     "NotificationDetail",
@@ -47,6 +52,8 @@ __all__ = [
     "PipelineTarget",
     "PublishResult",
     "Recipient",
+    "RmmAction",
+    "RmmResult",
     "RollbackOrder",
     "RollbackRunner",
     "RollbackStatus",
@@ -332,3 +339,69 @@ class DependencyProbe(Protocol):
     name: str
 
     def check(self) -> Any: ...
+
+
+# --- RMM (device management) ---------------------------------------------------------------------------------
+
+RmmAction = Literal["maintenance_on", "maintenance_off", "resolve_alert", "device_status"]
+
+
+class MaintenanceWindow(BaseModel):
+    """Devices to hold in maintenance from `start` to `end` (UTC), with the features it disables and the
+    reason the RMM shows its technicians."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    devices: tuple[str, ...] = Field(min_length=1, max_length=200)
+    start: Any  # datetime (UTC)
+    end: Any  # datetime (UTC), after start
+    features: tuple[str, ...] = Field(min_length=1, max_length=4)
+    reason: str = Field(default="", max_length=300)
+
+
+class RmmResult(BaseModel):
+    """One RMM action's outcome. `ok` only when the RMM accepted it for every device; `skipped` when the
+    RMM cannot do it (Datto RMM has no maintenance API) or there was nothing to do. Returned, never raised;
+    `detail` never carries a token or secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    action: RmmAction
+    vendor: str
+    targets: tuple[str, ...] = ()  # device ids or alert uids acted on
+    failed: tuple[str, ...] = ()  # those the RMM refused or never answered for
+    status_code: int | None = None
+    attempts: int = 0
+    skipped: bool = False
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class DeviceStatus(BaseModel):
+    """A device as the RMM reports it. `ok` False: the RMM could not be asked (then `online` is None)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    device_id: str
+    online: bool | None = None
+    name: str | None = None
+    in_maintenance: bool | None = None
+    detail: str = ""
+
+
+class DeviceManager(Protocol):
+    """One tenant's RMM. Every method returns its outcome; a remote failure is never raised."""
+
+    vendor: str
+
+    def start_maintenance(self, window: MaintenanceWindow) -> RmmResult: ...
+
+    def end_maintenance(self, devices: tuple[str, ...]) -> RmmResult: ...
+
+    def resolve_alert(self, alert_uid: str) -> RmmResult: ...
+
+    def device_status(self, device_id: str) -> DeviceStatus: ...

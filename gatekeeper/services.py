@@ -37,12 +37,14 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
+    from gatekeeper.ingest.connectwise_signature import SigningKeys
     from gatekeeper.ingest.deadletter import DeadLetters
     from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
     from gatekeeper.integrations.callbacks import WebhookAllowed, WebhookSecretResolver
     from gatekeeper.integrations.github_app import DigestSigner, GitHubWorkflows, InstallationResolver
     from gatekeeper.integrations.notify import Notifier
     from gatekeeper.integrations.retry import RetryPolicy
+    from gatekeeper.integrations.rmm import DeviceManagers
     from gatekeeper.integrations.rollbacks import RollbackRunners
     from gatekeeper.policy.document import PolicyDocument
     from gatekeeper.ports import DependencyProbe, EventPublisher
@@ -60,6 +62,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.teams.bot import BotHost
     from gatekeeper.tenancy.bootstrap import FirstTenantBootstrap
     from gatekeeper.tenancy.identities import IdentityMap
+    from gatekeeper.tenancy.rmm_settings import RmmSettings
 
 _UNBUILT: Any = object()
 _FROM_SETTINGS: Any = object()
@@ -259,7 +262,15 @@ class Services:
             self.sink,
             max_body_bytes=self.settings.max_body_bytes,
             token_validator=self.token_validator,
+            connectwise_keys=self.connectwise_keys,
         )
+
+    @cached_property
+    def connectwise_keys(self) -> SigningKeys:
+        """ConnectWise callback signing keys, fetched from the tenant's own site and cached (one per process)."""
+        from gatekeeper.ingest.connectwise_signature import SigningKeys
+
+        return SigningKeys(allow_loopback_http=self._allow_loopback_http)
 
     @cached_property
     def github_oidc(self) -> GitHubValidator | None:
@@ -675,7 +686,10 @@ class Services:
         from gatekeeper.rollback.probes import HttpHealthProbe, Probes
 
         kql = KqlProbe(self._lazy_credential, self.settings.log_analytics_endpoint, self.owns_workspace)
-        return Probes(HttpHealthProbe(allow_loopback_http=self._allow_loopback_http), kql)
+        from gatekeeper.rollback.rmm_probe import RmmDeviceProbe
+
+        rmm = RmmDeviceProbe(lambda: self.device_managers)
+        return Probes(HttpHealthProbe(allow_loopback_http=self._allow_loopback_http), kql, rmm)
 
     def owns_workspace(self, tenant_id: str, workspace_id: str) -> bool:
         """Whether a Log Analytics workspace is registered for the tenant (azure-monitor:workspace:<id>)."""
@@ -734,6 +748,24 @@ class Services:
         if self.github_workflows is not None:
             runners["github"] = GitHubRollbacks(self.github_workflows)
         return RollbackRunners(runners)
+
+    @cached_property
+    def device_managers(self) -> DeviceManagers:
+        """Each tenant's RMM client (NinjaOne, Datto RMM) from its `rmm:` settings, for the post-deploy watch."""
+        from gatekeeper.integrations.retry import RetryPolicy
+        from gatekeeper.integrations.rmm import DeviceManagers
+
+        return DeviceManagers(
+            self.rmm_settings_for,
+            self.settings.environ,
+            policy=RetryPolicy(max_attempts=self.settings.callback_max_attempts),
+            allow_loopback_http=self._allow_loopback_http,
+        )
+
+    def rmm_settings_for(self, tenant_id: str) -> RmmSettings | None:
+        """The tenant's `rmm:` settings (None: no RMM, or an unknown or disabled tenant)."""
+        record = self.registry.get(tenant_id) if tenant_id.isalnum() else None
+        return record.rmm if record is not None and record.enabled else None
 
     def pipelines_token(self, tenant_id: str) -> str | None:
         """The tenant's Azure DevOps PAT for queuing rollback pipelines (secret purpose azure_devops_pipelines)."""

@@ -19,11 +19,15 @@ from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
 
+import azure.durable_functions as df
+
 from orchestrators.approval_chain import approval_chain
-from orchestrators.blueprint import bp, call
+from orchestrators.blueprint import bp, call, call_with_retry
 
 FOLLOW_POLL = timedelta(seconds=30)
 ASK_WAIT = timedelta(hours=24)  # how long an unanswered "your call" keeps the watch open for a rollback request
+# The RMM step retries storage hiccups; the RMM calls inside it already retry with backoff (bounded).
+RMM_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=10_000, max_number_of_attempts=3)
 
 
 def _services() -> Any:
@@ -42,13 +46,28 @@ def post_deploy_watch(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     def now() -> Any:
         return context.current_utc_datetime
 
-    def close(outcome: Any, reason: str) -> Any:
-        return call(context, watch_close, c.WatchCloseInput(**ids, outcome=outcome, reason=reason, at=now()))
+    in_maintenance = [False]
+
+    def rmm(action: Any) -> Generator[Any, Any, None]:
+        """One RMM action (gatekeeper.rollback.rmm): retried, audited by the step, never deciding anything."""
+        try:
+            yield call_with_retry(context, watch_rmm, RMM_RETRY, c.RmmInput(**ids, action=action, at=now()))
+        except Exception:  # the activity failed for good (storage down): the watch goes on, it was logged
+            context.set_custom_status({"phase": "rmm_failed", "action": action})
+
+    def close(outcome: Any, reason: str) -> Generator[Any, Any, Any]:
+        if in_maintenance[0]:  # the judgement is over: the devices leave maintenance first
+            in_maintenance[0] = False
+            yield from rmm("maintenance_off")
+        return (yield call(context, watch_close, c.WatchCloseInput(**ids, outcome=outcome, reason=reason, at=now())))
 
     context.set_custom_status({"phase": "starting"})
     plan = c.WatchPlan.model_validate((yield call(context, watch_start, request.model_copy(update={"at": now()}))))
     if not plan.watched:
         return {"outcome": "not_watched", "reason": plan.reason}
+    if plan.maintenance:
+        in_maintenance[0] = True
+        yield from rmm("maintenance_on")
     begin = now()
     interval = timedelta(seconds=plan.interval_seconds)
     first = begin + timedelta(seconds=plan.initial_delay_seconds)
@@ -80,10 +99,10 @@ def post_deploy_watch(context: Any) -> Generator[Any, Any, dict[str, Any]]:
             if result.action != "wait":
                 break
     if result.action == "close":
-        yield close("healthy", result.reason)
+        yield from close("healthy", result.reason)
         return {"outcome": "healthy", "reason": result.reason}
     if result.action == "ask":  # people decide: tell them, then wait for a rollback request or let it be
-        yield close("asked", result.reason)
+        yield from close("asked", result.reason)
         context.set_custom_status({"phase": "asked", "reason": result.reason[:200]})
         deadline = now() + ASK_WAIT
         while result.action != "rollback":
@@ -97,7 +116,9 @@ def post_deploy_watch(context: Any) -> Generator[Any, Any, dict[str, Any]]:
                 (yield call(context, watch_round, c.RoundInput(**ids, round=n, probe=False, at=now())))
             )
     outcome, reason = yield from _roll_back(context, c, ids, result.reason, now)
-    yield close(outcome, reason)
+    if outcome == "rolled_back" and plan.rmm:  # the RMM alert behind the rollback is resolved
+        yield from rmm("resolve_alerts")
+    yield from close(outcome, reason)
     context.set_custom_status({"phase": "done", "outcome": outcome})
     return {"outcome": outcome, "reason": reason}
 
@@ -199,3 +220,11 @@ def watch_close(payload: dict[str, Any]) -> dict[str, Any]:
     from gatekeeper.rollback.steps import close
 
     return close(_services(), WatchCloseInput.model_validate(payload)).to_json()
+
+
+@bp.activity_trigger(input_name="payload")
+def watch_rmm(payload: dict[str, Any]) -> dict[str, Any]:
+    from gatekeeper.contracts.watch import RmmInput
+    from gatekeeper.rollback.rmm import rmm_step
+
+    return rmm_step(_services(), RmmInput.model_validate(payload)).to_json()

@@ -14,6 +14,8 @@ from gatekeeper.store.tables import TENANT_ID_PATTERN
 __all__ = [
     "FollowInput",
     "FollowResult",
+    "RmmDone",
+    "RmmInput",
     "RollbackDispatched",
     "RollbackInput",
     "RollbackPlan",
@@ -71,6 +73,11 @@ class WatchPlan(_Contract):
     interval_seconds: float = 60
     rounds: int = 0
     probes: int = 0
+    # The tenant's RMM (issue 15): `maintenance` puts the service's devices in maintenance for the window (and
+    # out at the end); `rmm` resolves the RMM alert that caused a successful rollback. Absent in histories of
+    # watches started before: False, so their replay schedules nothing new.
+    maintenance: bool = False
+    rmm: bool = False
 
 
 class RoundInput(_Contract):
@@ -127,6 +134,23 @@ class FollowInput(_Contract):
 class FollowResult(_Contract):
     done: bool
     conclusion: str | None = None
+    detail: str = ""
+
+
+class RmmInput(_Contract):
+    """`watch_rmm`: one RMM action for the watch (maintenance on / off, resolve the alerts behind a rollback)."""
+
+    tenant_id: str = _TENANT
+    instance_id: str
+    action: Literal["maintenance_on", "maintenance_off", "resolve_alerts"]
+    at: datetime
+
+
+class RmmDone(_Contract):
+    """What the RMM action came to (audited by the step); the watch goes on either way."""
+
+    ok: bool
+    skipped: bool = False
     detail: str = ""
 
 

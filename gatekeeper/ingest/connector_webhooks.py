@@ -12,11 +12,11 @@ Per vendor (sources read 2026-12-05):
   "SecretKey", and the webhooks overview
   https://www.autotask.net/help/developerhelp/Content/APIs/Webhooks/WEBHOOKS.htm). A `sha1=` prefix is
   accepted too. The body is then trusted whole, so no address check is needed.
-- ConnectWise PSA callbacks are registered with a URL only
-  (https://developer.connectwise.com/Best_Practices/PSA_Callbacks). They can carry an
-  `x-content-signature` whose key is fetched from a URL named in the callback itself; following a URL from
-  an unauthenticated body is not something the edge does, so the fallback is used: the tenant's secret in
-  the callback URL (`&secret=`) or in `X-Gatekeeper-Connector-Secret` when a relay can set headers, plus the
+- ConnectWise PSA callbacks (https://developer.connectwise.com/Best_Practices/PSA_Callbacks) carry an
+  `x-content-signature` whose key is fetched from `Metadata.key_url` in the callback itself. When the tenant
+  names its ConnectWise site (`connectwise_site`), that signature is required and the key URL is followed only
+  on that site (`gatekeeper.ingest.connectwise_signature`). Otherwise the fallback: the tenant's secret in the
+  callback URL (`&secret=`) or in `X-Gatekeeper-Connector-Secret` when a relay can set headers, plus the
   tenant's optional allow-list of ConnectWise's egress addresses.
 - HaloPSA outbound webhooks offer Basic auth, a bearer token or an API-key header
   (Configuration > Integrations > Webhooks, `authentication_type`; https://halopsa.com/guides/article/?kbid=2058):

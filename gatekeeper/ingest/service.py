@@ -38,6 +38,7 @@ from gatekeeper.tenancy.registry import TenantRegistry
 from gatekeeper.tenancy.secrets import SecretResolver
 
 if TYPE_CHECKING:  # each route imports its own parser, and bearer-token code, on first use (cold start)
+    from gatekeeper.ingest.connectwise_signature import SigningKeys
     from gatekeeper.security.identity import TokenValidator
     from gatekeeper.security.principal import Principal
 
@@ -95,7 +96,9 @@ class IngestionService:
         max_body_bytes: int = 1_048_576,
         token_validator: TokenValidator | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        connectwise_keys: SigningKeys | None = None,
     ):
+        self._connectwise_keys = connectwise_keys
         self._registry = registry
         self._secrets = secrets
         self._sink = sink
@@ -255,9 +258,16 @@ class IngestionService:
         # One answer for every failure below: unknown or disabled tenant, no secret, wrong secret, bad address.
         if tenant is None or not tenant.enabled:
             raise unauthenticated()
-        secrets = self._secrets.resolve(tenant, webhook.purpose)
-        authentic = bool(secrets) and webhook.verified(secrets, request, query)
-        if not authentic or (not webhook.signed and not hooks.address_allowed(tenant, request)):
+        if webhook.source is EventSource.CONNECTWISE and tenant.connectwise_site:
+            # The tenant names its ConnectWise site: callbacks must carry ConnectWise's own signature
+            # (gatekeeper.ingest.connectwise_signature); the secret-in-the-URL fallback no longer opens the route.
+            authentic = self._connectwise_signed(tenant.connectwise_site, request)
+            signed = True
+        else:
+            secrets = self._secrets.resolve(tenant, webhook.purpose)
+            authentic = bool(secrets) and webhook.verified(secrets, request, query)
+            signed = webhook.signed
+        if not authentic or (not signed and not hooks.address_allowed(tenant, request)):
             raise unauthenticated()
         require_json_content_type(request)
         document = parse_json_object(request.body)
@@ -284,6 +294,13 @@ class IngestionService:
                 problem.field = problem.field.removeprefix("payload.")
             raise
         return self._hand_over(parsed)
+
+    def _connectwise_signed(self, site: str, request: IncomingRequest) -> bool:
+        from gatekeeper.ingest.connectwise_signature import SIGNATURE_HEADER, SigningKeys
+
+        if self._connectwise_keys is None:
+            self._connectwise_keys = SigningKeys()
+        return self._connectwise_keys.verify(site, request.body, request.headers.get(SIGNATURE_HEADER))
 
     # -- shared steps -----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ __all__ = [
     "JsonCondition",
     "KqlProbeSpec",
     "ProbeSpec",
+    "RmmProbeSpec",
     "RollbackSpec",
     "RollbackTarget",
     "WatchSpec",
@@ -138,7 +139,19 @@ class KqlProbeSpec(BaseModel):
         return self
 
 
-ProbeSpec = Annotated[HttpProbeSpec | KqlProbeSpec, Field(discriminator="type")]
+class RmmProbeSpec(BaseModel):
+    """The tenant's RMM (`rmm:` in the tenants file) asked about devices: the probe fails when one of them is
+    offline, and is an error when the RMM cannot be asked (issue 15). Device ids as the RMM names them
+    (NinjaOne device id, Datto RMM device uid)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["rmm"]
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    devices: tuple[Annotated[str, Field(pattern=r"^[0-9A-Za-z-]{1,64}$")], ...] = Field(min_length=1, max_length=20)
+
+
+ProbeSpec = Annotated[HttpProbeSpec | KqlProbeSpec | RmmProbeSpec, Field(discriminator="type")]
 
 
 class GitHubRollbackTarget(BaseModel):
@@ -195,7 +208,7 @@ RollbackTarget = Annotated[
 ]
 
 
-_PROBES: dict[str, type[BaseModel]] = {"http": HttpProbeSpec, "kql": KqlProbeSpec}
+_PROBES: dict[str, type[BaseModel]] = {"http": HttpProbeSpec, "kql": KqlProbeSpec, "rmm": RmmProbeSpec}
 _TARGETS: dict[str, type[BaseModel]] = {
     "github": GitHubRollbackTarget,
     "azure-devops": AzureDevOpsRollbackTarget,

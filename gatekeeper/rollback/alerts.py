@@ -55,6 +55,8 @@ class Essentials(BaseModel):
     monitoringService: str = Field(default="", max_length=100)
     alertTargetIDs: list[ResourceId] = Field(min_length=1, max_length=100)
     firedDateTime: str | None = Field(default=None, max_length=40)
+    # An RMM alert's own id (Datto RMM alert uid, NinjaOne alert uid): resolved after a successful rollback.
+    rmmAlertUid: str | None = Field(default=None, max_length=200)
 
 
 class AlertData(BaseModel):
@@ -77,7 +79,7 @@ def parse_alert(request: IncomingRequest) -> Essentials:
     require_json_content_type(request)
     document = parse_json_object(request.body)
     try:
-        return CommonAlert.model_validate(document).data.essentials
+        essentials = CommonAlert.model_validate(document).data.essentials
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "body"
@@ -85,6 +87,8 @@ def parse_alert(request: IncomingRequest) -> Essentials:
         if field == "schemaId":
             detail = f"schemaId: must be '{SCHEMA_ID}' (enable the common alert schema on the action group)"
         raise InvalidInput(detail, field=field, errors=[{"field": field, "message": first["msg"]}]) from None
+    # Only an RMM's own authenticated webhook names an RMM alert to resolve (connector_alert), never this route.
+    return essentials.model_copy(update={"rmmAlertUid": None})
 
 
 CONNECTOR_SOURCES = frozenset({"ninjarmm", "dattormm", "autotask", "connectwise", "halopsa"})
@@ -108,7 +112,22 @@ def connector_alert(event: PipelineEvent) -> Essentials | None:
         monitorCondition="Fired" if fired else "Resolved",
         monitoringService=event.source.value,
         alertTargetIDs=[f"{event.source.value}:device:{event.subject}".lower()[:1000]],
+        rmmAlertUid=_rmm_alert_uid(event),
     )
+
+
+RMM_ALERT_LABEL = "alert:"
+
+
+def _rmm_alert_uid(event: PipelineEvent) -> str | None:
+    """The id the RMM resolves the alert by: Datto RMM's alert uid (the event's run id), NinjaOne's alert uid
+    (the condition's `seriesUid`, carried as the `alert:<uid>` label)."""
+    if event.source.value == "dattormm":
+        return (event.run_id or "")[:200] or None
+    if event.source.value == "ninjarmm":
+        found = next((label for label in event.labels if label.startswith(RMM_ALERT_LABEL)), None)
+        return found[len(RMM_ALERT_LABEL) :][:200] or None if found else None
+    return None
 
 
 def _normal(resource_id: str) -> str:
@@ -158,7 +177,8 @@ class AlertRouter:
         delivered = []
         for record in matched:
             fired = alert.monitorCondition == "Fired"
-            changed = self._record(store, record.instance_id, line if fired else None)
+            rmm_alert = f"{alert.monitoringService}:{alert.rmmAlertUid}" if alert.rmmAlertUid else None
+            changed = self._record(store, record.instance_id, line if fired else None, rmm_alert)
             source = alert.monitoringService if alert.monitoringService in CONNECTOR_SOURCES else "azure-monitor"
             self._audit_for(tenant_id).append(
                 "health_check",
@@ -196,15 +216,22 @@ class AlertRouter:
         spec = policy.watch_for(record.deployment.environment)
         return spec is not None and not targets.isdisjoint({*spec.alert_resources, *spec.rmm_devices})
 
-    def _record(self, store: WatchStore, watch_id: str, line: str | None) -> WatchRecord | None:
-        """Add the alert to the watch (a fired one counts one more wake), ETag-conditionally."""
+    def _record(
+        self, store: WatchStore, watch_id: str, line: str | None, rmm_alert: str | None = None
+    ) -> WatchRecord | None:
+        """Add the alert to the watch (a fired one counts one more wake), ETag-conditionally; an RMM alert's id
+        is kept to resolve it after a successful rollback."""
         if line is None:
             return None
         now = self._clock()
+
+        def update(r: WatchRecord) -> dict[str, Any]:
+            changes: dict[str, Any] = {"alerts": (*r.alerts, line[:300])[-50:], "wakes": r.wakes + 1, "updated_at": now}
+            if rmm_alert and rmm_alert not in r.rmm_alerts:
+                changes["rmm_alerts"] = (*r.rmm_alerts, rmm_alert[:250])[-50:]
+            return changes
+
         try:
-            return store.change(
-                watch_id,
-                lambda r: {"alerts": (*r.alerts, line[:300])[-50:], "wakes": r.wakes + 1, "updated_at": now},
-            )
+            return store.change(watch_id, update)
         except LookupError:
             return None

@@ -21,7 +21,7 @@ import requests
 
 from gatekeeper import json_bounded
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
-from gatekeeper.policy.watch import HttpProbeSpec, KqlProbeSpec
+from gatekeeper.policy.watch import HttpProbeSpec, KqlProbeSpec, RmmProbeSpec
 
 MAX_BODY_BYTES = 64 * 1024
 _MISSING = object()
@@ -133,14 +133,28 @@ class KqlRunner(Protocol):
     def run(self, spec: KqlProbeSpec, tenant_id: str, deployed_at: datetime) -> ProbeResult: ...
 
 
-class Probes:
-    """The watch's probes by type: HTTP health endpoints, and KQL queries when a query client is configured."""
+class RmmRunner(Protocol):
+    """`gatekeeper.rollback.rmm_probe.RmmDeviceProbe`: the tenant's RMM asked about devices."""
 
-    def __init__(self, http: HttpHealthProbe, kql: KqlRunner | None = None):
+    def run(self, spec: RmmProbeSpec, tenant_id: str, deployed_at: datetime) -> ProbeResult: ...
+
+
+class Probes:
+    """The watch's probes by type: HTTP health endpoints, KQL queries when a query client is configured, and
+    device status from the tenant's RMM."""
+
+    def __init__(self, http: HttpHealthProbe, kql: KqlRunner | None = None, rmm: RmmRunner | None = None):
         self._http = http
         self._kql = kql
+        self._rmm = rmm
 
-    def run(self, spec: HttpProbeSpec | KqlProbeSpec, tenant_id: str, deployed_at: datetime) -> ProbeResult:
+    def run(
+        self, spec: HttpProbeSpec | KqlProbeSpec | RmmProbeSpec, tenant_id: str, deployed_at: datetime
+    ) -> ProbeResult:
+        if isinstance(spec, RmmProbeSpec):
+            if self._rmm is None:
+                return ProbeResult(spec.name, "error", "RMM probes are not configured in this deployment")
+            return self._rmm.run(spec, tenant_id, deployed_at)
         if isinstance(spec, KqlProbeSpec):
             if self._kql is None:
                 return ProbeResult(spec.name, "error", "KQL probes are not configured in this deployment")

@@ -173,8 +173,13 @@ def start(services: WatchNeeds, request: WatchInput, at: datetime) -> WatchPlan:
     )
     if spec is None:
         return WatchPlan(watched=False, reason=reason, failed=failed, is_rollback=is_rollback)
+    from gatekeeper.rollback.rmm import plan_flags
+
+    maintenance, rmm = plan_flags(services, request.tenant_id, event.environment or "")
     return WatchPlan(
         watched=True,
+        maintenance=maintenance,
+        rmm=rmm,
         reason=reason,
         failed=failed,
         is_rollback=is_rollback,

@@ -96,6 +96,10 @@ class WatchRecord(BaseModel):
     rollback: RollbackRun | None = None
     requested_by: str | None = None  # who asked for a manual rollback
     alerts: tuple[str, ...] = Field(default=(), max_length=50)
+    # RMM alerts (`<connector>:<alert uid>`) that fired on the watched devices: resolved after a successful
+    # rollback (gatekeeper.rollback.rmm), then removed.
+    rmm_alerts: tuple[str, ...] = Field(default=(), max_length=50)
+    rmm_maintenance: tuple[str, ...] = Field(default=(), max_length=200)  # devices put in maintenance for the watch
     wakes: int = 0  # wake events raised to the orchestration so far (control routes, alerts)
     dispatched_wall: datetime | None = None  # when the rollback run was dispatched, by the wall clock
     failed_at: datetime | None = None  # when the watch first found the deployment unhealthy (time to restore)

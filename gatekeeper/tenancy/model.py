@@ -14,12 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from gatekeeper.settings import DataBoundary, parse_data_boundary
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_identity
+from gatekeeper.tenancy.rmm_settings import RmmSettings
 
 IDENTITY_PATTERN = re.compile(
     r"^(github:(installation|org|repo|owner-id)|azure-devops:(org|account)|entra:tenant|"
     r"connectwise:company|autotask:account|halopsa:instance|ninjarmm:org|dattormm:site|azure-monitor:workspace):\S+$"
 )
 SECRET_REF_PATTERN = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
+SITE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}(:[0-9]{1,5})?$"
 
 
 class SecretPurpose(StrEnum):
@@ -62,6 +64,10 @@ class TenantRecord(BaseModel):
     # Optional source-address allow-list (CIDRs) for vendor webhooks that carry no signature (ConnectWise,
     # HaloPSA, NinjaOne, Datto RMM): empty means no address check, only the secret.
     connector_allowed_networks: tuple[str, ...] = ()
+    # The tenant's ConnectWise PSA site (`na.myconnectwise.net`, or an on-premises `host[:port]`). Set: ConnectWise
+    # callbacks must carry ConnectWise's `x-content-signature`, whose key is fetched only from this host
+    # (gatekeeper.ingest.connectwise_signature). Unset: the per-tenant secret in the callback URL.
+    connectwise_site: str | None = Field(default=None, max_length=260, pattern=SITE_PATTERN)
     enabled: bool = True
     # The public half of the tenant's current KEK version as a JWK {kty, kid, n, e}, written by `gatekeeper
     # tenants import` and `gatekeeper keys rotate` from Key Vault (or the local key). The ingestion edge wraps
@@ -71,6 +77,9 @@ class TenantRecord(BaseModel):
     # The geography the tenant's data must stay in ('EU', 'US' or 'any'): a deployment keeping data elsewhere
     # refuses to import it (gatekeeper.tenancy.boundary). Records written before the field existed read 'any'.
     data_boundary: DataBoundary = DataBoundary.ANY
+    # The tenant's RMM (NinjaOne or Datto RMM) for the post-deploy watch: maintenance mode, alert resolution,
+    # device status (gatekeeper.tenancy.rmm_settings; credentials by reference like `secrets`).
+    rmm: RmmSettings | None = None
 
     @field_validator("data_boundary", mode="before")
     @classmethod

@@ -211,7 +211,8 @@ def test_halopsa_variants() -> None:
 
 def test_ninjarmm_variants() -> None:
     triggered = event(sample("ninjarmm.condition-triggered"))
-    assert triggered.labels == ("severity:critical", "priority:high")
+    # the condition's seriesUid is NinjaOne's alert uid: the watch resets the alert by it after a rollback
+    assert triggered.labels == ("severity:critical", "priority:high", "alert:0b5d9c3e-7f21-4a8b-9e6d-3c1f2a4b5d6e")
     assert triggered.run_id == "1187344"
     reset = sample("ninjarmm.condition-triggered")
     reset["payload"]["statusCode"] = "RESET"
@@ -260,3 +261,36 @@ def test_business_keys() -> None:
     assert event(later).business_key != alert.business_key  # a new alert on the same device
     sources = {event(sample(name)).business_key for name in EXPECTED}
     assert len(sources) == len(EXPECTED)
+
+
+def test_rmm_alerts_carry_the_id_the_rmm_resolves_them_by() -> None:
+    from gatekeeper.rollback.alerts import connector_alert
+
+    ninja = connector_alert(event(sample("ninjarmm.condition-triggered")))
+    assert ninja is not None and ninja.rmmAlertUid == "0b5d9c3e-7f21-4a8b-9e6d-3c1f2a4b5d6e"
+    no_series = sample("ninjarmm.condition-triggered")
+    del no_series["payload"]["seriesUid"]
+    unnamed = connector_alert(event(no_series))
+    assert unnamed is not None and unnamed.rmmAlertUid is None  # nothing to reset by: nothing is guessed
+    datto = connector_alert(
+        PipelineEvent(
+            tenant_id="contoso",
+            source=EventSource.DATTORMM,
+            kind=EventKind.ALERT,
+            subject="a7d2e9c4-1f3b-4a8e-b6c5-2e9d0f7a3b18",
+            run_id="9f4c2a7e-5d1b-4c3a-8e6f-0b2d7a1c9e35",
+            received_at=datetime(2026, 12, 5, tzinfo=UTC),
+        )
+    )
+    assert datto is not None and datto.rmmAlertUid == "9f4c2a7e-5d1b-4c3a-8e6f-0b2d7a1c9e35"
+
+
+def test_an_azure_monitor_alert_cannot_name_an_rmm_alert_to_resolve() -> None:
+    from gatekeeper.ingest.edge import IncomingRequest
+    from gatekeeper.rollback.alerts import parse_alert
+
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "azure-monitor"
+    document = json.loads((root / "common-alert-schema.metric-static.fired.json").read_text())
+    document["data"]["essentials"] |= {"monitoringService": "ninjarmm", "rmmAlertUid": "someone-elses-alert"}
+    request = IncomingRequest.of(json.dumps(document).encode(), {"Content-Type": "application/json"})
+    assert parse_alert(request).rmmAlertUid is None

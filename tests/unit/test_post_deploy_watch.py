@@ -299,3 +299,81 @@ def test_a_waiting_watch_costs_a_bounded_number_of_history_events_per_probe():
     hundred, _ = _probe_cost(100)
     per_probe = (hundred - one) / 99
     assert 6 <= per_probe <= 8, per_probe
+
+
+# --- the tenant's RMM around the watch (issue 15) ---------------------------------------------------------------
+
+
+def rmm_actions(script: Script) -> list[str]:
+    return [p["action"] for n, p in script.calls if n == "watch_rmm"]
+
+
+def test_maintenance_wraps_a_clean_watch_and_ends_before_the_close():
+    script = Script(
+        [verdict("wait"), verdict("close")],
+        watch_start=plan(maintenance=True, rmm=True),
+        watch_rmm={"ok": True},
+    )
+    runner, status = run(script)
+    assert status.output["outcome"] == "healthy"
+    assert script.names() == ["watch_start", "watch_rmm", "watch_round", "watch_round", "watch_rmm", "watch_close"]
+    assert rmm_actions(script) == ["maintenance_on", "maintenance_off"]  # no rollback: nothing to resolve
+    on = next(p for n, p in script.calls if n == "watch_rmm")
+    assert datetime.fromisoformat(on["at"]) == START  # before the initial delay
+    assert runner.replay(WATCH) == runner.episodes(WATCH)[-1]
+
+
+def test_after_a_successful_rollback_the_rmm_alert_is_resolved_then_maintenance_ends():
+    script = Script(
+        [verdict("wait"), verdict("rollback", result="fail")],
+        watch_start=plan(maintenance=True, rmm=True),
+        watch_rmm={"ok": True},
+    )
+    runner, status = run(script)
+    assert status.output["outcome"] == "rolled_back"
+    names = script.names()
+    assert names[-4:] == ["watch_follow_rollback", "watch_rmm", "watch_rmm", "watch_close"]
+    assert rmm_actions(script) == ["maintenance_on", "resolve_alerts", "maintenance_off"]
+    assert runner.replay(WATCH) == runner.episodes(WATCH)[-1]
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"watch_dispatch_rollback": {"ok": False, "detail": "github 422"}},
+        {"watch_plan_rollback": {"level": "L3", "reason": "no target", "leased": True}},
+    ],
+)
+def test_no_alert_is_resolved_when_the_rollback_did_not_succeed(answers):
+    script = Script([verdict("rollback", result="fail")], watch_start=plan(rmm=True), watch_rmm={"ok": True}, **answers)
+    _, status = run(script)
+    assert status.output["outcome"] in ("rollback_failed", "human_task")
+    assert rmm_actions(script) == []
+
+
+def test_a_failing_rmm_step_is_retried_and_never_blocks_the_watch_or_the_rollback():
+    script = Script([verdict("rollback", result="fail")], watch_start=plan(maintenance=True, rmm=True))
+    attempts: list[str] = []
+
+    def broken(payload: Any) -> Any:
+        attempts.append(payload["action"])
+        script.calls.append(("watch_rmm", payload))
+        raise RuntimeError("storage is down")
+
+    flows, activities = registered_functions(orchestrators.bp)
+    fakes = {name: script.activity(name) for name in activities if name.startswith("watch_")}
+    runner = LocalOrchestrationRunner(flows, {**activities, **fakes, "watch_rmm": broken}, ManualClock(START))
+    runner.start("post_deploy_watch", WATCH, INPUT)
+    status = runner.run_until_complete(WATCH)
+    assert status.runtime_status == "Completed" and status.output["outcome"] == "rolled_back"
+    assert attempts == ["maintenance_on"] * 3 + ["resolve_alerts"] * 3 + ["maintenance_off"] * 3
+    assert script.closed() == "rolled_back"
+    assert runner.replay(WATCH) == runner.episodes(WATCH)[-1]
+
+
+def test_a_watch_planned_before_the_rmm_existed_replays_without_rmm_calls():
+    old_plan = {k: v for k, v in plan().items() if k not in ("maintenance", "rmm")}
+    script = Script([verdict("rollback", result="fail")], watch_start=old_plan)
+    runner, status = run(script)
+    assert status.output["outcome"] == "rolled_back" and "watch_rmm" not in script.names()
+    assert runner.replay(WATCH) == runner.episodes(WATCH)[-1]

@@ -64,7 +64,7 @@ def _ninjarmm(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | Ign
             f"{name}:{value.strip().lower()}"
             for name, value in (("severity", act.severity), ("priority", act.priority))
             if value and value.strip().upper() != "NONE"
-        )
+        ) + ((f"alert:{act.seriesUid.strip()[:200]}",) if act.seriesUid and act.seriesUid.strip() else ())
         status = _NINJA_ALERT[code]
         return connector_event(
             envelope,

@@ -1,0 +1,153 @@
+"""The OAuth access token both RMM vendors hand out, and one API call with it (gatekeeper.integrations.rmm).
+
+NinjaOne: client credentials; Datto RMM: the API key and secret key as a password grant. `OAuthApi` fetches a
+token on first use, caches it until a minute before it expires, drops it when the API answers 401 and asks
+once more, and never puts it in a result, a log line or a repr. Calls go through the project's retry helper
+(bounded attempts, backoff, `Retry-After` honoured, 429 and 5xx retried, other 4xx not) with bounded timeouts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from gatekeeper.integrations.retry import HttpOutcome, RetryPolicy, describe, send_with_retry
+from gatekeeper.tenancy.rmm_settings import LOOPBACK, RmmSettings
+
+TOKEN_MARGIN_SECONDS = 60.0
+MAX_TOKEN_SECONDS = 7 * 24 * 3600.0
+
+
+class TokenUnavailable(Exception):
+    """The vendor's token endpoint refused or never answered (the outcome says which)."""
+
+    def __init__(self, outcome: HttpOutcome, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+@dataclass
+class _Token:
+    value: str
+    expires: float
+
+
+class OAuthApi:
+    """A vendor API reached with a cached OAuth access token. Subclasses say how to ask for the token."""
+
+    vendor = "rmm"
+
+    def __init__(
+        self,
+        settings: RmmSettings,
+        secret: str,
+        *,
+        policy: RetryPolicy | None = None,
+        allow_loopback_http: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.settings = settings
+        self._secret = secret
+        self._policy = policy or RetryPolicy(max_attempts=4, initial_wait=1.0, max_wait=10.0, read_timeout=15.0)
+        self._clock = clock
+        self._session = session or requests.Session()
+        self._token: _Token | None = None
+        self._lock = threading.Lock()
+        self.token_requests = 0
+        host = (urlsplit(settings.api_url).hostname or "").lower()
+        self._refused = (
+            None
+            if settings.api_url.startswith("https://") or (allow_loopback_http and host in LOOPBACK)
+            else "api_url: plain http is only allowed to a loopback host in development"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(api_url={self.settings.api_url!r}, token=***)"
+
+    # what subclasses supply
+    def token_request(self) -> requests.PreparedRequest:
+        raise NotImplementedError
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in a detail line."""
+        token = self._token.value if self._token else ""
+        return tuple(s for s in (self._secret, token, self.settings.client_id) if s)
+
+    # the token
+    def _access_token(self) -> str:
+        with self._lock:
+            token = self._token
+            if token is not None and self._clock() < token.expires:
+                return token.value
+            prepared = self.token_request()
+            self.token_requests += 1
+            outcome = send_with_retry(
+                lambda: self._session.send(prepared, timeout=self._policy.timeout, allow_redirects=False),
+                self._policy,
+                label=f"{self.vendor} token",
+            )
+            value, lifetime = self._read_token(outcome)
+            if value is None:
+                raise TokenUnavailable(outcome, describe(outcome, f"{self.vendor} token", self.secrets))
+            self._token = _Token(value, self._clock() + max(0.0, lifetime - TOKEN_MARGIN_SECONDS))
+            return value
+
+    @staticmethod
+    def _read_token(outcome: HttpOutcome) -> tuple[str | None, float]:
+        if not outcome.ok or outcome.response is None:
+            return None, 0.0
+        try:
+            body = outcome.response.json()
+        except ValueError:
+            return None, 0.0
+        token = body.get("access_token") if isinstance(body, dict) else None
+        lifetime = body.get("expires_in") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            return None, 0.0
+        seconds = float(lifetime) if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else 3600.0
+        return token, min(max(seconds, 0.0), MAX_TOKEN_SECONDS)
+
+    def _forget_token(self, value: str) -> None:
+        with self._lock:
+            if self._token is not None and self._token.value == value:
+                self._token = None
+
+    # one API call
+    def call(self, method: str, path: str, *, json_body: Any = None, what: str) -> tuple[HttpOutcome | None, str]:
+        """Send one API request with the token (retried); a 401 renews the token once. Returns the outcome and
+        a redacted detail line; (None, detail) when no token could be had or the URL is refused."""
+        if self._refused:
+            return None, self._refused
+        for renewed in (False, True):
+            try:
+                token = self._access_token()
+            except TokenUnavailable as exc:
+                return exc.outcome, exc.detail
+            url = self.settings.api_url + path
+
+            def attempt(token: str = token, url: str = url) -> requests.Response:
+                headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+                return self._session.request(
+                    method,
+                    url,
+                    json=json_body,
+                    headers=headers,
+                    timeout=self._policy.timeout,
+                    allow_redirects=False,
+                )
+
+            outcome = send_with_retry(attempt, self._policy, label=f"{self.vendor} {what}")
+            if outcome.status_code == 401 and not renewed:
+                self._forget_token(token)
+                continue
+            return outcome, describe(outcome, f"{self.vendor} {what}", self.secrets)
+        raise AssertionError("unreachable")  # pragma: no cover

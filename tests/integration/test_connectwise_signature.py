@@ -1,0 +1,221 @@
+"""ConnectWise callbacks signed with `x-content-signature` (gatekeeper.ingest.connectwise_signature) through the
+real trigger: the vendor's sample callback signed with the key its own site hands out is accepted; a forged
+signature, a tampered body, a key URL on another host and a missing signature get the one 401 the other
+routes give; the key is fetched once and cached; a site that does not answer is a 503 with Retry-After."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import azure.functions as func
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from devstack.connectwise_keys import ConnectWiseKeyServer
+from gatekeeper.ingest.connectwise_signature import SigningKeys, connectwise_signature, trusted_key_url
+from gatekeeper.ingest.queue import decode_message
+from gatekeeper.services import set_services
+from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
+from tests.conftest import ROOT
+from tests.support.gatekeeper_env import http_function, make_env, problem
+
+SAMPLE = ROOT / "tests/fixtures/connectwise/callback-ticket.json"
+SIGNING_KEY = "cw-callback-signing-key-5b2f0e"
+URL_SECRET = "connectwise-url-secret-0123456789"
+
+
+@pytest.fixture
+def site():
+    with ConnectWiseKeyServer(SIGNING_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def env(storage_connection_string, tmp_path, site):
+    ids = {name: name[:5] + uuid.uuid4().hex[:10] for name in ("signed", "legacy")}
+    env = make_env(
+        storage_connection_string,
+        tmp_path / "keys",
+        extra_tenants=(
+            TenantRecord(
+                tenant_id=ids["signed"],
+                display_name="Fabrikam (signed callbacks)",
+                identities=("connectwise:company:fabrikammsp",),
+                secrets={SecretPurpose.CONNECTWISE_WEBHOOK: ("env:GKCW_SECRET",)},
+                connectwise_site=site.site,
+            ),
+            TenantRecord(
+                tenant_id=ids["legacy"],
+                display_name="Fabrikam (secret in the URL)",
+                identities=("connectwise:company:fabrikammsp2",),
+                secrets={SecretPurpose.CONNECTWISE_WEBHOOK: ("env:GKCW_SECRET",)},
+            ),
+        ),
+        extra_environ={"GKCW_SECRET": URL_SECRET},
+    )
+    env.services.connectwise_keys = SigningKeys(allow_loopback_http=True)  # the local site speaks http
+    env.ids = ids  # type: ignore[attr-defined]
+    set_services(env.services)
+    yield env
+    set_services(None)
+
+
+def post(tenant_id: str, body: bytes, headers: dict[str, str] | None = None, query: str = "") -> func.HttpResponse:
+    request = func.HttpRequest(
+        "POST",
+        f"http://localhost/api/connectors/connectwise?tenant={tenant_id}{query}",
+        headers={"Content-Type": "application/json", **(headers or {})},
+        body=body,
+        route_params={"vendor": "connectwise"},
+    )
+    return http_function("connector_webhook")(request)
+
+
+def reference_401(env) -> dict:
+    headers = {"Content-Type": "application/json", "X-Gatekeeper-Tenant": env.tenant_id, "x-functions-key": "nope"}
+    request = func.HttpRequest("POST", "http://localhost/api/events", headers=headers, body=b"{}")
+    response = http_function("generic_events")(request)
+    assert response.status_code == 401
+    return {k: v for k, v in problem(response).items() if k != "instance"}
+
+
+def answer(response: func.HttpResponse) -> dict:
+    return {k: v for k, v in problem(response).items() if k != "instance"}
+
+
+def sample() -> dict:
+    return json.loads(SAMPLE.read_text())
+
+
+def test_the_documented_scheme_is_hmac_sha256_under_the_hashed_key():
+    import base64
+    import hashlib
+    import hmac
+
+    body = SAMPLE.read_bytes()
+    expected = base64.b64encode(
+        hmac.new(hashlib.sha256(SIGNING_KEY.encode()).digest(), body, hashlib.sha256).digest()
+    ).decode()
+    assert connectwise_signature(SIGNING_KEY, body) == expected
+    assert connectwise_signature(SIGNING_KEY + "x", body) != expected
+
+
+def test_a_signed_callback_is_accepted_and_queued(env, site):
+    body, signature = site.sign(sample())
+    response = post(env.ids["signed"], body, {"x-content-signature": signature})
+    assert response.status_code == 202, response.get_body()
+    [text] = env.queued_texts()
+    event = decode_message(env.services.sealer, text).event
+    assert event.tenant_id == env.ids["signed"] and event.kind.value == "change_approved"
+    assert [r.path for r in site.requests] == ["/v4_6_release/system/callbackkey/index.rails"]
+    again = post(env.ids["signed"], body, {"x-content-signature": signature})  # the key is cached
+    assert again.status_code == 202 and len(site.requests) == 1
+
+
+def test_forged_tampered_unsigned_and_foreign_key_urls_get_the_same_401(env, site):
+    reference = reference_401(env)
+    body, signature = site.sign(sample())
+    forged = connectwise_signature("not-the-key", body)
+    tampered = body.replace(b"Change Approved", b"Change Rejected")
+    with ConnectWiseKeyServer(SIGNING_KEY) as elsewhere:  # same key, another host:port: never asked
+        foreign_body, foreign_signature = elsewhere.sign(sample())
+        attempts = [
+            post(env.ids["signed"], body, {"x-content-signature": forged}),
+            post(env.ids["signed"], tampered, {"x-content-signature": signature}),
+            post(env.ids["signed"], body),  # no signature
+            post(env.ids["signed"], body, query=f"&secret={URL_SECRET}"),  # the URL secret no longer opens it
+            post(env.ids["signed"], foreign_body, {"x-content-signature": foreign_signature}),
+        ]
+        assert elsewhere.requests == []  # the foreign key URL was never fetched
+    for response in attempts:
+        assert response.status_code == 401, response.get_body()
+        assert answer(response) == reference
+    assert env.queued_texts() == []
+
+
+def test_a_site_that_does_not_hand_out_the_key_is_a_503_with_retry_after(env, site):
+    body, signature = site.sign(sample())
+    site.fail_next(1, 503)
+    response = post(env.ids["signed"], body, {"x-content-signature": signature})
+    assert response.status_code == 503
+    assert response.headers.get("Retry-After")
+    assert SIGNING_KEY not in response.get_body().decode()
+    assert env.queued_texts() == []
+
+
+def test_a_tenant_without_a_site_keeps_the_secret_in_the_url(env, site):
+    document = sample() | {"CompanyId": "fabrikammsp2"}
+    body, signature = site.sign(document)
+    assert post(env.ids["legacy"], body, query=f"&secret={URL_SECRET}").status_code == 202
+    assert post(env.ids["legacy"], body, {"x-content-signature": signature}).status_code == 401
+    assert site.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/v4_6_release/system/callbackkey/index.rails?id=1",
+        "https://na.myconnectwise.net.evil.example/key?id=1",
+        "https://na.myconnectwise.net:8443/key?id=1",
+        "http://na.myconnectwise.net/key?id=1",
+        "https://user:pw@na.myconnectwise.net/key?id=1",
+        "https://na.myconnectwise.net/key?id=1#frag",
+        "https://na.myconnectwise.net:99999/key",
+        "not a url",
+        "https://[::1/key",
+    ],
+)
+def test_key_urls_off_the_tenants_site_are_not_trusted(url):
+    assert trusted_key_url(url, "na.myconnectwise.net") is None
+
+
+def test_key_urls_on_the_site_are_trusted():
+    url = "https://NA.myconnectwise.net/v4_6_release/system/callbackkey/index.rails?id=1"
+    assert trusted_key_url(url, "na.myconnectwise.net") == url
+    assert trusted_key_url("https://na.myconnectwise.net:443/k?id=1", "na.myconnectwise.net") is not None
+    assert trusted_key_url("http://127.0.0.1:5/k", "127.0.0.1:5") is None  # loopback http only in development
+    assert trusted_key_url("http://127.0.0.1:5/k", "127.0.0.1:5", allow_loopback_http=True) is not None
+
+
+def test_hostile_bodies_and_headers_are_refused_without_a_fetch(site):
+    keys = SigningKeys(allow_loopback_http=True)
+    body, signature = site.sign(sample())
+    assert not keys.verify(site.site, b"[" * 500 + b"]" * 500, signature)
+    assert not keys.verify(site.site, b'{"Metadata": {"key_url": "a", "key_url": "b"}}', signature)
+    assert not keys.verify(site.site, body, "A" * 10_000)
+    assert not keys.verify(None, body, signature)
+    assert keys.fetches == 0 and site.requests == []
+    assert keys.verify(site.site, body, signature)
+
+
+def test_a_rotated_key_is_refetched_at_most_once_a_minute(site):
+    now = [1000.0]
+    keys = SigningKeys(allow_loopback_http=True, clock=lambda: now[0])
+    body, signature = site.sign(sample())
+    assert keys.verify(site.site, body, signature) and keys.fetches == 1
+    site.signing_key = "rotated-key-77"
+    body2, signature2 = site.sign(sample())
+    assert not keys.verify(site.site, body2, signature2)  # cached key, too soon to refetch
+    assert keys.fetches == 1
+    now[0] += 61
+    assert keys.verify(site.site, body2, signature2) and keys.fetches == 2
+    forged = connectwise_signature("forged", body2)
+    for _ in range(5):  # forgeries within the minute do not become fetches
+        assert not keys.verify(site.site, body2, forged)
+    assert keys.fetches == 2
+
+
+@hypothesis_settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_no_url_off_the_site_is_ever_trusted(prefix: str, suffix: str):
+    from urllib.parse import urlsplit
+
+    for url in (prefix + "na.myconnectwise.net" + suffix, "https://" + prefix + "na.myconnectwise.net" + suffix):
+        trusted = trusted_key_url(url, "na.myconnectwise.net")
+        if trusted is not None:
+            parts = urlsplit(trusted)
+            assert parts.scheme == "https" and parts.hostname == "na.myconnectwise.net"
+            assert parts.port in (None, 443) and parts.username is None and not parts.fragment

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_identity
+from gatekeeper.tenancy.psa_settings import PsaSettings
 
 IDENTITY_PATTERN = re.compile(
     r"^(github:(installation|org|repo|owner-id)|azure-devops:(org|account)|entra:tenant|"
@@ -67,6 +68,8 @@ class TenantRecord(BaseModel):
     # transit data keys with it, so it needs no private-key operation and no Key Vault call
     # (gatekeeper.store.transit). Absent: the edge seals with the tenant's active data key as before.
     kek_public: dict[str, str] | None = None
+    # The tenant's PSA, where gates write their notes, statuses and tickets (gatekeeper.tenancy.psa_settings)
+    psa: PsaSettings | None = None
 
     @model_validator(mode="after")
     def _kek_public_is_the_tenants(self) -> TenantRecord:

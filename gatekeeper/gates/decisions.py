@@ -182,7 +182,8 @@ class DecisionService:
         outcomes: list[dict[str, Any]] = []
         for instance_id in store.gates_for_ticket(ticket):
             record = store.load(instance_id)
-            if record is None or not ticket_matches(record.ticket or _opened_ticket(store, instance_id), source, ticket):
+            linked = record.ticket or _opened_ticket(store, instance_id) if record is not None else None
+            if record is None or not ticket_matches(linked, source, ticket):
                 continue
             outcomes.append(self._psa_vote(store, record, source, ticket, approved, event))
         return outcomes

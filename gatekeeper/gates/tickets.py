@@ -59,6 +59,7 @@ class _Writer:
     def __init__(self, services: TicketNeeds, system: TicketSystem, request: PsaTicketInput, at: datetime):
         self.services, self.system, self.request, self.at = services, system, request, at
         self.writes = self.failures = 0
+        self.gave_up = False
 
     def audit(self, result: TicketResult) -> TicketResult:
         if result.skipped:
@@ -80,19 +81,30 @@ class _Writer:
         }
         subject = f"{result.vendor} {result.operation}" + (f" ticket {result.ref.id}" if result.ref else "")
         try:
-            append_audit(self.services, self.request.tenant_id, AUDIT_KIND, self.request.instance_id, subject, data, self.at)
+            request = self.request
+            append_audit(self.services, request.tenant_id, AUDIT_KIND, request.instance_id, subject, data, self.at)
         except Exception as exc:  # the audit log down must not turn a PSA note into a failed gate
             log.warning("psa audit for %s failed: %s", self.request.instance_id, type(exc).__name__)
         return result
 
+    def call(self, send: Any) -> TicketResult | None:
+        """One PSA call, audited. After a call that failed for good (its retries spent) this moment's other
+        writes are not tried: the PSA is down or refusing, and the next moment tries again."""
+        if self.gave_up:
+            return None
+        result = self.audit(send())
+        self.gave_up = not result.ok
+        return result
+
     def find_or_open(self, spec: TicketSpec) -> TicketRef | None:
-        return self.audit(self.system.find_or_open(spec)).ref
+        result = self.call(lambda: self.system.find_or_open(spec))
+        return result.ref if result is not None else None
 
     def note(self, ref: TicketRef, title: str, text: str) -> None:
-        self.audit(self.system.add_note(ref, TicketNote(title=title[:250], text=text[:4000])))
+        self.call(lambda: self.system.add_note(ref, TicketNote(title=title[:250], text=text[:4000])))
 
     def status(self, ref: TicketRef, status: Any) -> None:
-        self.audit(self.system.set_status(ref, status))
+        self.call(lambda: self.system.set_status(ref, status))
 
 
 def write(services: TicketNeeds, request: PsaTicketInput) -> PsaTicketOutcome:
@@ -132,9 +144,7 @@ def write(services: TicketNeeds, request: PsaTicketInput) -> PsaTicketOutcome:
     label = ref.label if ref is not None else None
     if writer.writes == 0 and writer.failures == 0:
         return PsaTicketOutcome(ok=True, skipped=True, ticket=label, detail="nothing to write for this gate")
-    return PsaTicketOutcome(
-        ok=writer.failures == 0, ticket=label, writes=writer.writes, failures=writer.failures
-    )
+    return PsaTicketOutcome(ok=writer.failures == 0, ticket=label, writes=writer.writes, failures=writer.failures)
 
 
 def _known_ticket(store: GateStore, record: GateRecord, vendor: str) -> TicketRef | None:
@@ -168,8 +178,8 @@ def _requested(
         store.save_psa_ticket(record.instance_id, ref.vendor, ref.id, opened=True)
         store.link_ticket(ref.id, record.instance_id)  # a CAB decision on it finds the gate
     elif not ref.opened:  # the linked ticket: check it exists before writing to it
-        summary = record.title[:100] or "change"
-        spec = TicketSpec(key=ticket_key(record.instance_id, "change"), kind="change", summary=summary, ticket_id=ref.id)
+        key, summary = ticket_key(record.instance_id, "change"), record.title[:100] or "change"
+        spec = TicketSpec(key=key, kind="change", summary=summary, ticket_id=ref.id)
         ref = writer.find_or_open(spec)
         if ref is None:
             return None
@@ -211,7 +221,8 @@ def _decided(writer: _Writer, store: GateStore, record: GateRecord, ref: TicketR
         writer.note(
             ref,
             f"Gatekeeper: {verb.lower()} by {_who(vote.voter_id)}"[:250],
-            f"{verb} by {_who(vote.voter_id)} at {vote.at.isoformat()} (stage {vote.stage + 1}).\nGate: {record.instance_id}",
+            f"{verb} by {_who(vote.voter_id)} at {vote.at.isoformat()} (stage {vote.stage + 1}).\n"
+            f"Gate: {record.instance_id}",
         )
     approved = record.status is GateStatus.APPROVED
     when = (record.decided_at or record.updated_at).isoformat()
@@ -219,14 +230,13 @@ def _decided(writer: _Writer, store: GateStore, record: GateRecord, ref: TicketR
     text = f"{'Approved' if approved else 'Rejected'} by {by} at {when}: {record.outcome_reason or '-'}"
     if record.callback_ok is False:
         text += "\nThe pipeline could not be told; operators were alerted."
-    writer.note(ref, f"Gatekeeper: change {'approved' if approved else 'rejected'}", f"{text}\nGate: {record.instance_id}")
+    title = f"Gatekeeper: change {'approved' if approved else 'rejected'}"
+    writer.note(ref, title, f"{text}\nGate: {record.instance_id}")
     if record.status in (GateStatus.APPROVED, GateStatus.REJECTED):
         writer.status(ref, "approved" if approved else "rejected")
 
 
-def _human_task(
-    writer: _Writer, store: GateStore, record: GateRecord, ref: TicketRef | None, settings: Any
-) -> None:
+def _human_task(writer: _Writer, store: GateStore, record: GateRecord, ref: TicketRef | None, settings: Any) -> None:
     if not settings.human_task_tickets:
         return
     spec = TicketSpec(
@@ -248,5 +258,5 @@ def _human_task(
 def _rolled_back(writer: _Writer, ref: TicketRef, request: PsaTicketInput) -> None:
     text = f"The deployment was rolled back: {request.reason or '-'}\nWatch: {request.watch_id or '-'}"
     writer.note(ref, "Gatekeeper: deployment rolled back", text)
-    writer.audit(writer.system.raise_priority(ref))
+    writer.call(lambda: writer.system.raise_priority(ref))
     writer.status(ref, "rolled_back")

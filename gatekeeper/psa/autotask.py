@@ -87,8 +87,10 @@ class AutotaskTickets:
             )
             body = body_of(outcome)
             if not outcome.ok or not isinstance(body, dict) or not isinstance(body.get("url"), str):
-                return self._http.result("find_or_open", outcome, "zone discovery") if not outcome.ok else (
-                    self._http.failed("find_or_open", "zone discovery: the answer named no zone url")
+                return (
+                    self._http.result("find_or_open", outcome, "zone discovery")
+                    if not outcome.ok
+                    else (self._http.failed("find_or_open", "zone discovery: the answer named no zone url"))
                 )
             try:
                 zone = check_url(body["url"])
@@ -107,7 +109,8 @@ class AutotaskTickets:
         zone = self._zone_base()
         if isinstance(zone, TicketResult):
             return zone
-        return self._http.send(method, f"{zone}/v1.0{path}", headers=lambda: self._headers, operation=operation, **kwargs)
+        url = f"{zone}/v1.0{path}"
+        return self._http.send(method, url, headers=lambda: self._headers, operation=operation, **kwargs)
 
     def find_or_open(self, ticket: TicketSpec) -> TicketResult:
         if ticket.ticket_id is not None:

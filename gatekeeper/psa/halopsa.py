@@ -100,10 +100,11 @@ class HaloTickets:
             token = self._bearer()
             if isinstance(token, TicketResult):
                 return token
+            bearer = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             outcome = self._http.send(
                 method,
                 f"{self._base}/api{path}",
-                headers=lambda: {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                headers=lambda bearer=bearer: bearer,  # type: ignore[misc]
                 operation=operation,
                 **kwargs,
             )
@@ -154,7 +155,12 @@ class HaloTickets:
         return self._http.result("find_or_open", opened, f"ticket opened for team {self._settings.board}", ref)
 
     def add_note(self, ref: TicketRef, note: TicketNote) -> TicketResult:
-        action = {"ticket_id": int(ref.id), "outcome": note.title[:100], "note": note.text, "hiddenfromuser": note.internal}
+        action = {
+            "ticket_id": int(ref.id),
+            "outcome": note.title[:100],
+            "note": note.text,
+            "hiddenfromuser": note.internal,
+        }
         outcome = self._send("POST", "/Actions", "note", json=[action])
         return self._done("add_note", outcome, f"note on ticket {ref.id}", ref)
 

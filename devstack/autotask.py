@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from devstack.psa_tickets import LocalPsaServer
+from devstack.psa_tickets import LocalPsaServer, LocalTicket
 from devstack.server import Response, json_response
 
 REQUIRED_TICKET = ("companyID", "queueID", "title", "status", "priority")
@@ -56,6 +56,7 @@ class LocalAutotask(LocalPsaServer):
             return _error(401, "Unauthorized")
         rest = path[len("/atservicesrest/v1.0") :].rstrip("/")
         document: Any = json.loads(body) if body else None
+        ticket: LocalTicket | None
         parts = rest.split("/")
         if rest == "/Tickets/query" and method == "GET":
             search = json.loads((query.get("search") or ["{}"])[0])

@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from devstack.psa_tickets import LocalPsaServer
+from devstack.psa_tickets import LocalPsaServer, LocalTicket
 from devstack.server import Response, json_response
 
 PREFIX = "/v4_6_release/apis/3.0"
@@ -42,6 +42,7 @@ class LocalConnectWise(LocalPsaServer):
             return json_response(401, {"code": "Unauthorized", "message": "Authentication failed"})
         rest = path[len(PREFIX) :].rstrip("/")
         document: Any = json.loads(body) if body else None
+        ticket: LocalTicket | None
         parts = rest.split("/")
         if rest == "/service/tickets" and method == "GET":
             match = _LIKE.match((query.get("conditions") or [""])[0])

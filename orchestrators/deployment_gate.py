@@ -29,6 +29,7 @@ from orchestrators.psa_activities import psa_ticket
 
 if TYPE_CHECKING:
     from gatekeeper.contracts.gate import EvaluationSummary
+    from gatekeeper.contracts.psa import PsaMoment
 
 # Durable retry for the pipeline callback: a durable timer between attempts, no sleeping in activities.
 CALLBACK_FIRST_RETRY_MS = 5_000
@@ -115,7 +116,7 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     return result.to_json()
 
 
-def _psa(context: Any, ids: dict[str, Any], moment: str, at: datetime) -> Any:
+def _psa(context: Any, ids: dict[str, Any], moment: PsaMoment, at: datetime) -> Any:
     """The `psa_ticket` task for one moment (created here, scheduled when yielded)."""
     from gatekeeper.contracts.psa import PsaTicketInput
 

@@ -36,7 +36,8 @@ AT = datetime(2030, 6, 3, 10, 0, tzinfo=UTC)
 
 
 def policy(sleeps: list[float] | None = None, attempts: int = 3) -> RetryPolicy:
-    return RetryPolicy(max_attempts=attempts, initial_wait=0.1, max_wait=0.2, jitter=0, sleep=(sleeps if sleeps is not None else []).append)
+    sink = sleeps if sleeps is not None else []
+    return RetryPolicy(max_attempts=attempts, initial_wait=0.1, max_wait=0.2, jitter=0, sleep=sink.append)
 
 
 def fixture(path: str) -> Any:
@@ -315,5 +316,5 @@ def test_a_credential_reference_not_set_is_named_and_plain_http_is_refused():
     full = TicketSystems(lambda _t: record, SecretResolver({"P": "pub", "K": "key", "I": "client"}))
     assert full.for_tenant("contoso") is full.for_tenant("contoso")  # one client per tenant and settings
     assert TicketSystems(lambda _t: None, SecretResolver({})).for_tenant("contoso") is None
-    with pytest.raises(PsaConfigError, match="psa.url: http is allowed for local servers only"):
+    with pytest.raises(PsaConfigError, match=r"psa\.url: http is allowed for local servers only"):
         base_url("http://127.0.0.1:8080", False, "psa.url")

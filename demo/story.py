@@ -30,6 +30,7 @@ from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from demo.actions import action_approvals
+from demo.psa import psa_write_back
 from demo.teams import DemoTeams, start_teams, write_card
 from devstack.azure_devops import LocalAzureDevOpsServer
 from devstack.entra_issuer import LocalEntraIssuer
@@ -191,6 +192,7 @@ def run(out_dir: Path) -> int:
         "checkpoint-public-key.pem",
         "approval-page.png",
         "teams-card.json",
+        "psa-tickets.json",
     )
     for stale in ("outbox", *stale_files):
         target = out_dir / stale
@@ -220,6 +222,7 @@ def run(out_dir: Path) -> int:
             _gates(demo, production_gate)
             _rollback(demo, app_key)
             action_approvals(demo)
+            psa_write_back(demo)
             _audit(demo, out_dir, key_dir)
         receiver.stop()
     finally:
@@ -229,7 +232,10 @@ def run(out_dir: Path) -> int:
         stack.stop()
         shutil.rmtree(key_dir, ignore_errors=True)  # private keys never outlive the demo
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
-    written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json"
+    written = (
+        "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, "
+        "psa-tickets.json"
+    )
     print(f"\nEverything above is in {out_dir}/ ({written}).")
     return 0
 

@@ -41,14 +41,20 @@ CAB_RULE = {
     "reason": "this environment's changes are approved by the CAB in ConnectWise",
     "approval": {
         "stages": [
-            {"name": "cab-in-connectwise", "kind": "psa_change_approval", "sources": ["connectwise"], "timeout": "P2D"}
+            {"name": "cab-in-connectwise", "kind": "psa_change_approval", "sources": ["connectwise"], "timeout": "P2D"},
+            {
+                "name": "release-managers",
+                "approvers": ["lisa.devries@contoso.com", "anna.jansen@contoso.com"],
+                "quorum": 1,
+                "timeout": "PT8H",
+            },
         ]
     },
 }
 
 
 def psa_write_back(demo: Demo) -> None:
-    from demo.story import EXAMPLES, TENANT, _show_decision
+    from demo.story import EXAMPLES, TENANT, _show_decision, _show_new_notifications
 
     t = demo.timeline
     runtime = demo.stack.services
@@ -79,7 +85,8 @@ def psa_write_back(demo: Demo) -> None:
         hooks = {**record.secrets, SecretPurpose.CONNECTWISE_WEBHOOK: ("env:GK_CONTOSO_CW_CALLBACK",)}
         updated = TenantRecord.model_validate({**record.model_dump(), "psa": settings, "secrets": hooks})
         runtime.registry.import_records([updated])
-        runtime.registry.invalidate()
+        for services in (runtime, demo.gates.services):  # each process's registry cache hears of the change
+            services.registry.invalidate()
         runtime.__dict__["secrets"] = secrets  # the app settings that hold the new references' values
         runtime.__dict__.pop("ingestion", None)
         for services in (runtime, demo.gates.services):
@@ -118,12 +125,15 @@ def psa_write_back(demo: Demo) -> None:
             "commit": "9e1d4c7b2a5f",
             "actor": "dev@contoso.com",
             "runId": "psa-run-1",
-            "ticket": f"connectwise:{ticket.id}",
+            "labels": [f"change-ticket:connectwise:{ticket.id}"],  # a CI's `Change-Ticket:` trailer, as a label
             "callbackUrl": demo.receiver.url + "/ci/gatekeeper",
         }
         status, answer = demo.generic_event(document)
-        gate = str(answer["instanceId"])
         t.say(f"deploy of contoso/platform to prod-psa naming ticket connectwise:{ticket.id}: {status}")
+        if "instanceId" not in answer:
+            t.say(f"refused: {answer.get('title')}: {answer.get('detail')}", indent=1)
+            return
+        gate = str(answer["instanceId"])
         demo.dispatch()
         _show_decision(demo, gate)
         _show_ticket(demo, ticket.id, connectwise)
@@ -144,15 +154,23 @@ def psa_write_back(demo: Demo) -> None:
         )
         for outcome in _dispatch_connector_events(demo):
             t.say(f"psa_change_approval stage: {outcome.get('status')} ({outcome.get('decision')})", indent=1)
+        _show_new_notifications(demo)
+        for upn in ("lisa.devries@contoso.com", "anna.jansen@contoso.com"):  # the unresolved requester's extra one
+            code, _ = demo.decide(gate, upn, "approve", "CAB approved in ConnectWise; go.")
+            t.say(f"{upn.split('@')[0]} (release managers) approves: {code}")
         t.say(demo.status(gate))
         for line in demo.new_webhook_calls():
             t.say(line)
         _show_ticket(demo, ticket.id, connectwise, since=1)
+        written: list[Any] = []
         for entry in runtime.audit_for(TENANT).records():
             if entry.instance_id == gate and entry.kind == "psa_ticket":
                 data = entry.data
+                written.append(data)
                 t.say(f"audit #{entry.seq}: psa_ticket {data['vendor']} {data['operation']} ok={data['ok']}", indent=1)
-        leaked = any(value in json.dumps(connectwise.report()) for value in CW_SECRETS.values())
+        sent = [[r.path, r.query, r.body.decode()] for r in connectwise.requests]  # what went over the wire
+        seen = json.dumps([sent, written])  # (the keys travel only in the Authorization and clientId headers)
+        leaked = any(value in seen for value in CW_SECRETS.values())
         t.say(f"credentials in ConnectWise's request log or the audit entries: {'YES' if leaked else 'none'}")
         _write(demo, connectwise)
 

@@ -16,7 +16,7 @@ the host indexes the app (cold start).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -109,7 +109,8 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     outcome = c.OutcomeInput(**ids, status=status, reason=reason, level=level, at=now(), callback=callback, chain=chain)
     yield call(context, step.gate_record_outcome, outcome)
     context.set_custom_status({"phase": "done", "status": status.value})
-    yield from _psa_after(context, requested, _psa(context, ids, "human_task" if level == "L3" else "decided", now()))
+    then: PsaMoment = "human_task" if level == "L3" else "decided"
+    yield from _psa_after(context, requested, lambda: _psa(context, ids, then, now()))
     result = c.GateResult(
         instance_id=gate_id, level=level, status=status, reason=reason, callback_ok=callback.ok, chain=chain
     )
@@ -123,14 +124,21 @@ def _psa(context: Any, ids: dict[str, Any], moment: PsaMoment, at: datetime) -> 
     return call(context, psa_ticket, PsaTicketInput(**ids, moment=moment, at=at))
 
 
-def _psa_after(context: Any, *tasks: Any) -> Generator[Any, Any, None]:
-    """Run the PSA writes in order after the pipeline's answer; a failed one is the activity's own audit
-    entry (or a bug), never the gate's failure."""
-    for task in tasks:
-        try:
-            yield task
-        except Exception as exc:
-            context.set_custom_status({"phase": "done", "psa": _first_line(exc, 200)})
+def _psa_after(context: Any, requested: Any, then: Callable[[], Any]) -> Generator[Any, Any, None]:
+    """The PSA writes after the pipeline's answer: the request note (if the chain did not already outrun
+    it), then the decision (or the L3 ticket), skipped for a tenant without a PSA. A failure is the
+    activity's own audit entry (or a bug), never the gate's failure."""
+    try:
+        first = yield requested
+    except Exception as exc:
+        first = None
+        context.set_custom_status({"phase": "done", "psa": _first_line(exc, 200)})
+    if isinstance(first, dict) and first.get("configured") is False:
+        return
+    try:
+        yield then()
+    except Exception as exc:
+        context.set_custom_status({"phase": "done", "psa": _first_line(exc, 200)})
 
 
 def _executed_notice(summary: EvaluationSummary, gate_id: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class PsaTicketOutcome(_Contract):
 
     ok: bool
     skipped: bool = False
+    configured: bool = True  # False: the tenant has no PSA (the flow then skips its later moments)
     ticket: str | None = None  # vendor:id
     writes: int = 0
     failures: int = 0

@@ -125,7 +125,7 @@ def write(services: TicketNeeds, request: PsaTicketInput) -> PsaTicketOutcome:
         )
         return PsaTicketOutcome(ok=False, failures=1, detail=str(exc)[:300])
     if system is None:
-        return PsaTicketOutcome(ok=True, skipped=True, detail="the tenant has no PSA configured")
+        return PsaTicketOutcome(ok=True, skipped=True, configured=False, detail="the tenant has no PSA configured")
     settings = services.tickets.settings_for(tenant_id)
     store = services.gates(tenant_id)
     record = store.load(request.instance_id)

@@ -305,3 +305,15 @@ def test_a_rollback_adds_a_note_raises_the_priority_and_moves_the_status(rig: Ri
         "raise_priority",
         "set_status",
     }
+
+
+def test_a_tenant_without_a_psa_costs_one_activity_and_writes_nothing(rig: Rig):
+    services = rig.env.gates.services
+    record = services.registry.get(rig.shared.tenant_id)
+    assert record is not None and record.psa is not None
+    services.registry.import_records([record.model_copy(update={"psa": None})])
+    services.registry.invalidate()
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket="connectwise:41000"))
+    assert rig.env.status(gate).output["status"] == "approved"
+    assert rig.order(gate).count("psa_ticket") == 1  # the request moment says "no PSA"; the decision is skipped
+    assert rig.server.requests == [] and rig.psa_audit(gate) == []

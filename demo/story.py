@@ -30,6 +30,7 @@ from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from demo.actions import action_approvals
+from demo.psa import psa_write_back
 from demo.report import report
 from demo.teams import DemoTeams, start_teams, write_card
 from devstack.azure_devops import LocalAzureDevOpsServer
@@ -197,6 +198,7 @@ def run(out_dir: Path) -> int:
         "report.png",
         "health.json",
         "smoke-test.txt",
+        "psa-tickets.json",
     )
     for stale in ("outbox", *stale_files):
         target = out_dir / stale
@@ -226,6 +228,7 @@ def run(out_dir: Path) -> int:
             _gates(demo, production_gate)
             _rollback(demo, app_key)
             action_approvals(demo)
+            psa_write_back(demo)
             _audit(demo, out_dir, key_dir)
             report(demo, TENANT)
         receiver.stop()
@@ -236,7 +239,10 @@ def run(out_dir: Path) -> int:
         stack.stop()
         shutil.rmtree(key_dir, ignore_errors=True)  # private keys never outlive the demo
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
-    written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, report.*"
+    written = (
+        "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, "
+        "psa-tickets.json, report.*"
+    )
     print(f"\nEverything above is in {out_dir}/ ({written}).")
     from demo.install import install_check
 

@@ -19,6 +19,10 @@
   watch window, resolving the alert that caused a successful rollback, a device's status. One client per
   tenant's RMM (`gatekeeper.integrations.rmm`: NinjaOne, Datto RMM).
 
+- `TicketSystem`: writes a gate's story back to the tenant's PSA (ConnectWise, Autotask, HaloPSA): find or
+  open the ticket, add notes, move its status, raise its priority, log time (`gatekeeper.psa`; one client
+  per vendor, built per tenant by `gatekeeper.psa.systems.TicketSystems`).
+
 The design's HealthProbe is the post-deploy watch's probe (`gatekeeper.rollback.steps.HealthProbe`).
 
 Each port is defined together with the values it speaks (`CallbackResult`; `Notification`,
@@ -57,6 +61,13 @@ __all__ = [
     "RollbackOrder",
     "RollbackRunner",
     "RollbackStatus",
+    "TicketNote",
+    "TicketRef",
+    "TicketResult",
+    "TicketSpec",
+    "TicketStatus",
+    "TicketSystem",
+    "TimeEntry",
     "parse_recipient",
 ]
 
@@ -405,3 +416,101 @@ class DeviceManager(Protocol):
     def resolve_alert(self, alert_uid: str) -> RmmResult: ...
 
     def device_status(self, device_id: str) -> DeviceStatus: ...
+
+
+# --- PSA tickets ---------------------------------------------------------------------------------------------
+
+PsaVendor = Literal["connectwise", "autotask", "halopsa"]
+TicketStatus = Literal["approved", "rejected", "rolled_back", "in_progress"]
+"""The gate's moments a ticket status is mapped for (per tenant: `gatekeeper.tenancy.psa_settings`)."""
+TicketOperation = Literal["find_or_open", "add_note", "set_status", "raise_priority", "log_time"]
+_TICKET_ID = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$"
+
+
+class TicketRef(BaseModel):
+    """A ticket in one tenant's PSA: the vendor's own id (a number for all three vendors, kept as text)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vendor: PsaVendor
+    id: str = Field(pattern=_TICKET_ID)
+    opened: bool = False  # True when Gatekeeper opened it (a change ticket or an L3 task), False when found
+
+    @property
+    def label(self) -> str:
+        return f"{self.vendor}:{self.id}"
+
+
+class TicketSpec(BaseModel):
+    """What to find or open. `key` is Gatekeeper's own reference for the ticket (the gate's instance id and
+    what it is for), written into the ticket so a retried `find_or_open` finds the ticket it opened before
+    instead of opening a second one. `ticket_id` names an existing ticket (a linked change ticket)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9._:-]+$")
+    kind: Literal["change", "task"]
+    summary: str = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=4000)
+    ticket_id: str | None = Field(default=None, pattern=_TICKET_ID)
+
+
+class TicketNote(BaseModel):
+    """One note (ConnectWise note, Autotask ticket note, HaloPSA action). Internal by default: the MSP's
+    technicians read it, the end customer does not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    title: str = Field(min_length=1, max_length=250)
+    text: str = Field(min_length=1, max_length=4000)
+    internal: bool = True
+
+
+class TimeEntry(BaseModel):
+    """Time spent on the ticket (an approver's review, the automation's run), in whole minutes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    minutes: int = Field(ge=1, le=24 * 60)
+    started_at: Any  # datetime, UTC
+    notes: str = Field(default="", max_length=2000)
+
+
+class TicketResult(BaseModel):
+    """`ok` when the PSA accepted the call (2xx after the adapter's bounded retries). A failure is returned,
+    never raised: the caller audits it and the gate goes on. `detail` never carries a credential."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    operation: TicketOperation
+    vendor: PsaVendor
+    ref: TicketRef | None = None
+    status_code: int | None = None
+    attempts: int = 0
+    detail: str = Field(default="", max_length=500)
+    skipped: bool = False  # deliberately not sent (no status mapped for this moment, nothing to log)
+
+
+class TicketSystem(Protocol):
+    """One tenant's PSA. Every method returns a `TicketResult` and never raises for a remote failure."""
+
+    @property
+    def vendor(self) -> PsaVendor: ...
+
+    def find_or_open(self, ticket: TicketSpec) -> TicketResult:
+        """The ticket `ticket.ticket_id` names (checked to exist), else the one opened earlier for
+        `ticket.key`, else a new one on the tenant's board/queue."""
+        ...
+
+    def add_note(self, ref: TicketRef, note: TicketNote) -> TicketResult: ...
+
+    def set_status(self, ref: TicketRef, status: TicketStatus) -> TicketResult:
+        """Move the ticket to the tenant's status for this moment (skipped when none is mapped)."""
+        ...
+
+    def raise_priority(self, ref: TicketRef) -> TicketResult:
+        """Set the tenant's escalation priority (a rollback); skipped when none is configured."""
+        ...
+
+    def log_time(self, ref: TicketRef, entry: TimeEntry) -> TicketResult: ...

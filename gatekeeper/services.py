@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.integrations.rollbacks import RollbackRunners
     from gatekeeper.policy.document import PolicyDocument
     from gatekeeper.ports import DependencyProbe, EventPublisher
+    from gatekeeper.psa.systems import TicketSystems
     from gatekeeper.rollback.steps import HealthProbe
     from gatekeeper.rollback.store import WatchStore
     from gatekeeper.security.groups import GroupMembership
@@ -656,6 +657,15 @@ class Services:
         if not endpoint:
             return DisabledPublisher()
         return EventGridPublisher(endpoint, self._lazy_credential())
+
+    @cached_property
+    def tickets(self) -> TicketSystems:
+        """Each tenant's PSA (`psa` on its record): ConnectWise, Autotask or HaloPSA, credentials by reference."""
+        from gatekeeper.psa.systems import TicketSystems
+
+        return TicketSystems(
+            self.registry.get, self.secrets, allow_loopback_http=self._allow_loopback_http, clock=self.clock
+        )
 
     @property
     def mesh_deployment(self) -> str:

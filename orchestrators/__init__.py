@@ -11,6 +11,7 @@ from orchestrators import (  # noqa: F401  (registers the flows)
     deployment_gate,
     gate_activities,
     post_deploy_watch,
+    psa_activities,
 )
 from orchestrators.blueprint import bp
 

@@ -7,6 +7,8 @@ evaluate -> by level:
   L3  refuse to execute (callback reject), open a human task and notify;
   blocked (or L2 without a chain): stop.
 Then the outcome is recorded; a callback that still fails after its retries is audited and alerted.
+The tenant's PSA ticket hears about it (`psa_ticket`: request note, decision notes and status, the L3 ticket)
+only alongside the approval chain or after the pipeline was answered, and a PSA failure never fails the gate.
 Every activity appends to the audit log. Deterministic: context time only, no I/O here. Activities are
 called by reference with typed inputs (`gatekeeper.contracts.gate`), imported on the first run, not when
 the host indexes the app (cold start).
@@ -14,7 +16,7 @@ the host indexes the app (cold start).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +25,11 @@ import azure.durable_functions as df
 from orchestrators import gate_activities as step
 from orchestrators.approval_chain import approval_chain
 from orchestrators.blueprint import bp, call, call_with_retry
+from orchestrators.psa_activities import psa_ticket
 
 if TYPE_CHECKING:
     from gatekeeper.contracts.gate import EvaluationSummary
+    from gatekeeper.contracts.psa import PsaMoment
 
 # Durable retry for the pipeline callback: a durable timer between attempts, no sleeping in activities.
 CALLBACK_FIRST_RETRY_MS = 5_000
@@ -58,6 +62,8 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     asked = c.EvaluateInput(**ids, event_key=gate.event_key, requested_by=gate.requested_by, at=now())
     summary = c.EvaluationSummary.model_validate((yield call(context, step.gate_evaluate, asked)))
     level, chain = summary.level, None
+    # The PSA request note: raced with the approval chain (L2), else written after the callback.
+    requested = _psa(context, ids, "requested", now())
     if summary.blocked:
         status, reason = S.REJECTED, "blocked by policy"
     elif level in ("L0", "L1"):
@@ -77,6 +83,7 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
             started = context.call_sub_orchestrator(
                 approval_chain, plan.model_dump(mode="json"), c.chain_instance_id(gate_id), expected_type=dict
             )
+            yield context.task_any([started, requested])  # whichever ends first; the chain never waits on it
             chain = c.ChainResult.model_validate((yield started))
             status = S.APPROVED if chain.status == "approved" else S.REJECTED
             reason = f"approval chain {chain.status} ({chain.reason})"
@@ -102,10 +109,36 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     outcome = c.OutcomeInput(**ids, status=status, reason=reason, level=level, at=now(), callback=callback, chain=chain)
     yield call(context, step.gate_record_outcome, outcome)
     context.set_custom_status({"phase": "done", "status": status.value})
+    then: PsaMoment = "human_task" if level == "L3" else "decided"
+    yield from _psa_after(context, requested, lambda: _psa(context, ids, then, now()))
     result = c.GateResult(
         instance_id=gate_id, level=level, status=status, reason=reason, callback_ok=callback.ok, chain=chain
     )
     return result.to_json()
+
+
+def _psa(context: Any, ids: dict[str, Any], moment: PsaMoment, at: datetime) -> Any:
+    """The `psa_ticket` task for one moment (created here, scheduled when yielded)."""
+    from gatekeeper.contracts.psa import PsaTicketInput
+
+    return call(context, psa_ticket, PsaTicketInput(**ids, moment=moment, at=at))
+
+
+def _psa_after(context: Any, requested: Any, then: Callable[[], Any]) -> Generator[Any, Any, None]:
+    """The PSA writes after the pipeline's answer: the request note (if the chain did not already outrun
+    it), then the decision (or the L3 ticket), skipped for a tenant without a PSA. A failure is the
+    activity's own audit entry (or a bug), never the gate's failure."""
+    try:
+        first = yield requested
+    except Exception as exc:
+        first = None
+        context.set_custom_status({"phase": "done", "psa": _first_line(exc, 200)})
+    if isinstance(first, dict) and first.get("configured") is False:
+        return
+    try:
+        yield then()
+    except Exception as exc:
+        context.set_custom_status({"phase": "done", "psa": _first_line(exc, 200)})
 
 
 def _executed_notice(summary: EvaluationSummary, gate_id: str) -> dict[str, Any]:

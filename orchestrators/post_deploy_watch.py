@@ -119,8 +119,29 @@ def post_deploy_watch(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     if outcome == "rolled_back" and plan.rmm:  # the RMM alert behind the rollback is resolved
         yield from rmm("resolve_alerts")
     yield from close(outcome, reason)
+    if request.gate_id and outcome in ("rolled_back", "rollback_failed"):  # the gate's PSA ticket hears of it
+        yield from _psa_rolled_back(context, request, outcome, reason, now())
     context.set_custom_status({"phase": "done", "outcome": outcome})
     return {"outcome": outcome, "reason": reason}
+
+
+def _psa_rolled_back(context: Any, request: Any, outcome: str, reason: str, at: Any) -> Generator[Any, Any, None]:
+    """A note and the rollback priority on the gate's PSA ticket, after the watch closed; never fails the watch."""
+    from gatekeeper.contracts.psa import PsaTicketInput
+    from orchestrators.psa_activities import psa_ticket
+
+    told = PsaTicketInput(
+        tenant_id=request.tenant_id,
+        instance_id=request.gate_id,
+        moment="rolled_back",
+        at=at,
+        watch_id=context.instance_id,
+        reason=f"{outcome}: {reason}"[:500],
+    )
+    try:
+        yield call(context, psa_ticket, told)
+    except Exception:  # the activity audits its own failures; a bug here must not fail the watch
+        return
 
 
 def _roll_back(context: Any, c: Any, ids: dict[str, Any], cause: str, now: Any) -> Generator[Any, Any, tuple[str, str]]:

@@ -73,6 +73,8 @@ class RecordKind(StrEnum):
     # PSA/RMM connectors (issue 15): a ticket linked to a gate, a PSA change decision applied to a gate's
     # psa_change_approval stage (or why not), an RMM alert; data.source names the connector.
     CONNECTOR_EVENT = "connector_event"
+    # Outbound PSA writes (issue 15): data.vendor, data.operation, data.ok, data.ticket, data.detail (no secret)
+    PSA_TICKET = "psa_ticket"
 
 
 def format_time(value: datetime) -> str:

@@ -182,7 +182,8 @@ class DecisionService:
         outcomes: list[dict[str, Any]] = []
         for instance_id in store.gates_for_ticket(ticket):
             record = store.load(instance_id)
-            if record is None or not ticket_matches(record.ticket, source, ticket):
+            linked = record.ticket or _opened_ticket(store, instance_id) if record is not None else None
+            if record is None or not ticket_matches(linked, source, ticket):
                 continue
             outcomes.append(self._psa_vote(store, record, source, ticket, approved, event))
         return outcomes
@@ -462,6 +463,12 @@ class DecisionService:
             "stage": stored.stage,
             "decision": stored.decision.value,
         }
+
+
+def _opened_ticket(store: GateStore, instance_id: str) -> str | None:
+    """The change ticket Gatekeeper opened for a gate that named none (`gatekeeper.gates.tickets`)."""
+    found = store.psa_ticket(instance_id)
+    return f"{found[0]}:{found[1]}" if found is not None and found[2] else None
 
 
 def _psa_note(source: str, ticket: str, approved: bool, event_at: datetime) -> str:

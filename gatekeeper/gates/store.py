@@ -44,6 +44,7 @@ VOTER_PREFIX = "voter|"
 SEQ_PREFIX = "seq|"
 AUDIT_PREFIX = "audit|"
 TICKET_PREFIX = "ticket|"  # PartitionKey of a ticket -> gate link row (no instance id starts so)
+PSA_ROW = "psa"  # the PSA ticket Gatekeeper writes to for this gate (gatekeeper.gates.tickets)
 MAX_AUDIT_REFS = 500  # a gate's own entries: a handful per stage and vote; the view lists at most this many
 MAX_VOTE_ATTEMPTS = 20
 
@@ -204,6 +205,26 @@ class GateStore:
             if len(found) >= limit:
                 break
         return found
+
+    def save_psa_ticket(self, instance_id: str, vendor: str, ticket_id: str, opened: bool) -> None:
+        """Remember the PSA ticket this gate's notes and statuses go to (its own row, so writing it never
+        races the gate record). Ids only: vendor, ticket number, whether Gatekeeper opened it."""
+        self._ready().upsert(
+            {
+                "PartitionKey": check_key("instance_id", instance_id),
+                "RowKey": PSA_ROW,
+                "vendor": vendor,
+                "ticket_id": check_key("ticket", ticket_id),
+                "opened": opened,
+            }
+        )
+
+    def psa_ticket(self, instance_id: str) -> tuple[str, str, bool] | None:
+        """(vendor, ticket id, opened by Gatekeeper) of the gate's PSA ticket, or None."""
+        row = self._ready().get(check_key("instance_id", instance_id), PSA_ROW)
+        if row is None:
+            return None
+        return str(row["vendor"]), str(row["ticket_id"]), bool(row.get("opened"))
 
     # audit entries -------------------------------------------------------------------------------
     def note_audit(self, instance_id: str, seq: int, kind: str, at: datetime) -> None:

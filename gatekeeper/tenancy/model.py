@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from gatekeeper.settings import DataBoundary, parse_data_boundary
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_identity
+from gatekeeper.tenancy.psa_settings import PsaSettings
 from gatekeeper.tenancy.rmm_settings import RmmSettings
 
 IDENTITY_PATTERN = re.compile(
@@ -80,6 +81,8 @@ class TenantRecord(BaseModel):
     # The tenant's RMM (NinjaOne or Datto RMM) for the post-deploy watch: maintenance mode, alert resolution,
     # device status (gatekeeper.tenancy.rmm_settings; credentials by reference like `secrets`).
     rmm: RmmSettings | None = None
+    # The tenant's PSA, where gates write their notes, statuses and tickets (gatekeeper.tenancy.psa_settings)
+    psa: PsaSettings | None = None
 
     @field_validator("data_boundary", mode="before")
     @classmethod

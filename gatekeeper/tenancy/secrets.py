@@ -25,3 +25,9 @@ class SecretResolver:
             if value:
                 values.append(value.encode("utf-8"))
         return values
+
+    def reference(self, ref: str) -> str | None:
+        """The value behind one `env:NAME` reference (a PSA credential in `psa.credentials`), or None."""
+        if not ref.startswith("env:"):
+            return None
+        return self._environ.get(ref.removeprefix("env:")) or None

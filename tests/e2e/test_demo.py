@@ -37,6 +37,16 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
         "data export: 202 pending L2",
         "the agent reports `executed` (exit 0): 202",
         "gatekeeper audit verify (offline): exit 0",
+        "policy: L2 by rule cab-in-connectwise",
+        "note: Gatekeeper: L2 gate requested",
+        "status: Awaiting CAB",
+        "its callback to POST /api/connectors/connectwise: 202",
+        "psa_change_approval stage: accepted (approve)",
+        "anna.jansen (release managers) approves: 202",
+        "L2 approved: approval chain approved",
+        "note: Gatekeeper: change approved",
+        "status: Change Approved",
+        "credentials in ConnectWise's request log or the audit entries: none",
     ):
         assert expected in timeline, expected
     assert "demo-job-access-token" not in timeline
@@ -52,6 +62,8 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
     assert list((out / "outbox").rglob("*.json"))
     assert "approval page for anna.jansen in headless Chromium: 200, buttons ['Approve', 'Reject']" in timeline
     assert (out / "approval-page.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    [ticket] = json.loads((out / "psa-tickets.json").read_text())["tickets"]
+    assert ticket["status"] == "Change Approved" and len(ticket["notes"]) >= 3
 
     assert "gatekeeper report --tenant contoso --since 30d -> " in timeline
     assert "charts, 0 requests beyond the file -> report.png" in timeline

@@ -1,0 +1,319 @@
+"""The gate's story written back into the tenant's PSA ticket (issue 15, outbound), end to end: the real
+orchestrators replayed by the azure-functions-durable SDK in the local runner, Azurite, local keys, and the
+product's ConnectWise client against the local ConnectWise server (devstack/connectwise.py), which checks
+the API member's Basic auth and the clientId header and keeps every ticket and note."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from devstack.connectwise import LocalConnectWise
+from devstack.gates import local_gates
+from devstack.psa_tickets import LocalTicket
+from devstack.webhook import LocalWebhookReceiver
+from gatekeeper.contracts.psa import PsaTicketInput
+from gatekeeper.events.model import ActionKind
+from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.gates.tickets import ticket_key, write
+from gatekeeper.ingest.edge import IncomingRequest
+from gatekeeper.ingest.service import IngestionService
+from gatekeeper.integrations.callbacks import PipelineCallbacks
+from gatekeeper.integrations.retry import RetryPolicy
+from gatekeeper.integrations.webhook import WebhookSender
+from gatekeeper.policy import load_policy
+from gatekeeper.psa.systems import TicketSystems
+from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.settings import Settings
+from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
+from gatekeeper.tenancy.secrets import SecretResolver
+from tests.conftest import ROOT
+from tests.e2e.test_gate_flows import ANNA, AUDIENCE, OPERATOR, TID, WEBHOOK_SECRET, Env, Shared, shared  # noqa: F401
+
+pytestmark = pytest.mark.azurite
+
+LOGIN_COMPANY, PUBLIC_KEY = "fabrikammsp", "pub-8d2f0c1e"
+PRIVATE_KEY, CLIENT_ID = "priv-3b7e9a1c5d0f2468ace0", "6c1f4e2a-7b3d-4c5e-9f80-1a2b3c4d5e6f"
+HOOK_SECRET = "connectwise-callback-secret-0123456789"
+SECRETS = {"E2E_CW_PUBLIC": PUBLIC_KEY, "E2E_CW_PRIVATE": PRIVATE_KEY, "E2E_CW_CLIENT": CLIENT_ID}
+CREDENTIALS = {"public_key": "env:E2E_CW_PUBLIC", "private_key": "env:E2E_CW_PRIVATE", "client_id": "env:E2E_CW_CLIENT"}
+STATUSES = {"in_progress": "Awaiting CAB", "approved": "Change Approved", "rejected": "CAB Rejected"}
+STATUSES |= {"rolled_back": "Rolled Back"}
+CAB_APPROVED = json.loads((ROOT / "tests/fixtures/connectors/connectwise/ticket-approved.json").read_text())
+POLICY = {
+    "version": 1,
+    "defaults": {"level": "L2", "approval": {"stages": [{"name": "team", "approvers": [ANNA], "timeout": "PT1H"}]}},
+    "rules": [
+        {"name": "dev", "match": {"environments": ["dev"]}, "level": "L0"},
+        {"name": "secrets", "match": {"actions": ["secret_access"]}, "level": "L3"},
+        {
+            "name": "cab-in-the-psa",
+            "match": {"environments": ["prod-cab"]},
+            "level": "L2",
+            "approval": {
+                "stages": [{"name": "cab", "kind": "psa_change_approval", "sources": ["connectwise"], "timeout": "P2D"}]
+            },
+        },
+    ],
+}
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def submit(self, event: Any, event_id: str) -> None:
+        self.events.append(event)
+
+
+@dataclass
+class Rig:
+    env: Env
+    server: LocalConnectWise
+    shared: Shared
+    sleeps: list[float]
+    account: str
+
+    @property
+    def runner(self) -> Any:
+        return self.env.gates.runner
+
+    def psa_audit(self, gate: str) -> list[Any]:
+        return [r for r in self.shared.audit.records() if r.instance_id == gate and r.kind == "psa_ticket"]
+
+    def order(self, gate: str) -> list[str]:
+        """The gate's activities in the order they ran."""
+        return [name for instance, name, _ in self.runner.activity_log if instance == gate]
+
+    def cab_callback(self, ticket_id: int) -> list[dict[str, Any]]:
+        """ConnectWise's callback when the CAB approves the ticket, through the route's logic and the queue."""
+        body = json.loads(json.dumps(CAB_APPROVED))
+        entity = json.loads(body["Entity"])
+        entity["id"] = body["ID"] = ticket_id
+        body["Entity"], body["CompanyId"] = json.dumps(entity), self.account
+        sink = Captured()
+        ingestion = IngestionService(
+            self.env.gates.services.registry, SecretResolver({"E2E_CW_HOOK": HOOK_SECRET}), sink
+        )
+        url = f"https://gk.example/api/connectors/connectwise?tenant={self.shared.tenant_id}&secret={HOOK_SECRET}"
+        raw = json.dumps(body).encode()
+        request = IncomingRequest.of(raw, {"Content-Type": "application/json"}, url)
+        outcome = ingestion.connector_webhook("connectwise", request)
+        assert outcome.status == "accepted", outcome.body()
+        return self.env.gates.connector_event(sink.events.pop())
+
+
+def _settings(server: LocalConnectWise, **extra: Any) -> dict[str, Any]:
+    return {
+        "vendor": "connectwise",
+        "url": server.url,
+        "login_company": LOGIN_COMPANY,
+        "company": "ContosoLtd",
+        "board": "Change Management",
+        "statuses": STATUSES,
+        "rollback_priority": "Priority 1 - Emergency Response",
+        "production_environments": ["prod-cab"],
+        "credentials": CREDENTIALS,
+        **extra,
+    }
+
+
+@pytest.fixture
+def rig(shared: Shared, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    extra = getattr(request, "param", {})
+    server = LocalConnectWise(LOGIN_COMPANY, PUBLIC_KEY, PRIVATE_KEY, CLIENT_ID).start()
+    receiver = LocalWebhookReceiver(WEBHOOK_SECRET).start()
+    policy = load_policy(POLICY)
+    callbacks = PipelineCallbacks(
+        webhooks=WebhookSender(policy=RetryPolicy(max_attempts=1), allow_loopback_http=True),
+        webhook_secret=lambda _tenant: WEBHOOK_SECRET,
+    )
+    shared.clock.advance(timedelta(days=1))
+    gates = local_gates(
+        shared.storage,
+        shared.cipher,
+        decider=PolicyDecider(lambda _t: policy),
+        audit_for=lambda _t: shared.audit,
+        notifier=shared.outbox,
+        callbacks=callbacks,
+        entra_tenants_for=lambda t: (TID,) if t == shared.tenant_id else (),
+        operators_for=lambda _t: (OPERATOR,),
+        token_validator=EntraTokenValidator(
+            AUDIENCE, authority_host=shared.issuer.authority_host, allowed_tenants=lambda tid: tid == TID
+        ),
+        clock=shared.clock,
+        settings=Settings(trust_easyauth_header=False),
+    )
+    account = f"msp{uuid.uuid4().hex[:10]}"  # a ConnectWise company id is claimed by one tenant per Azurite
+    gates.services.registry.import_records(
+        [
+            TenantRecord(
+                tenant_id=shared.tenant_id,
+                display_name="Contoso",
+                identities=(f"connectwise:company:{account}",),
+                secrets={SecretPurpose.CONNECTWISE_WEBHOOK: ("env:E2E_CW_HOOK",)},
+                psa=_settings(server, **extra),
+            )
+        ]
+    )
+    gates.services.registry.invalidate()
+    sleeps: list[float] = []
+    gates.services.tickets = TicketSystems(
+        gates.services.registry.get,
+        SecretResolver(SECRETS),
+        policy=RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=2.0, jitter=0, sleep=sleeps.append),
+        allow_loopback_http=True,
+        clock=shared.clock.now,
+    )
+    env = Env(gates, shared.issuer, receiver, shared.outbox, shared.audit, shared.tenant_id)
+    try:
+        yield Rig(env, server, shared, sleeps, account)
+    finally:
+        receiver.stop()
+        server.stop()
+
+
+def _texts(ticket: LocalTicket) -> list[str]:
+    return [note["text"] for note in ticket.notes]
+
+
+def test_a_linked_ticket_gets_the_request_note_then_each_decision_and_the_approved_status(rig: Rig):
+    ticket = rig.server.add_ticket("Deploy web-shop 2.4", board="Change Management", status="New")
+    gate = rig.env.gates.submit(rig.env.event("production", ticket=f"connectwise:{ticket.id}"))
+    assert rig.env.status(gate).runtime_status == "Running"  # waits for Anna; the PSA heard of it already
+    [request_note] = _texts(ticket)
+    assert "Gatekeeper: L2 gate requested" in request_note and "Level: L2" in request_note
+    assert f"/api/approvals/{gate}/page" in request_note and "Reason:" in request_note
+    assert ticket.status == "Awaiting CAB"
+    assert rig.server.notes_of(ticket.id)[0]["internalAnalysisFlag"] is True
+
+    assert rig.env.decide(gate, ANNA)[0] == 202
+    assert rig.env.status(gate).output["status"] == "approved"
+    vote_note, outcome_note = _texts(ticket)[1:]
+    assert f"Approved by {ANNA} at " in vote_note and "(stage 1)" in vote_note
+    assert "change approved" in outcome_note and "Approved by the approvers at" in outcome_note
+    assert ticket.status == "Change Approved"
+    order = rig.order(gate)  # the pipeline was answered before the decision was written to the PSA
+    assert order.index("gate_callback") < len(order) - 1 - order[::-1].index("psa_ticket")
+    audited = rig.psa_audit(gate)
+    assert {(e.data["operation"], e.data["ok"]) for e in audited} >= {("add_note", True), ("set_status", True)}
+    assert all(e.data["vendor"] == "connectwise" and e.data["ticket"] == str(ticket.id) for e in audited)
+
+
+def test_a_rejection_moves_the_ticket_to_the_rejected_status(rig: Rig):
+    ticket = rig.server.add_ticket("Deploy web-shop 2.5", board="Change Management")
+    gate = rig.env.gates.submit(rig.env.event("production", ticket=str(ticket.id)))  # a bare id: the tenant's PSA
+    assert rig.env.decide(gate, ANNA, "reject")[0] == 202
+    assert rig.env.status(gate).output["status"] == "rejected"
+    assert ticket.status == "CAB Rejected" and f"Rejected by {ANNA}" in _texts(ticket)[1]
+
+
+def test_l3_opens_a_ticket_on_the_tenants_board_for_the_person_who_carries_it_out(rig: Rig):
+    gate = rig.env.gates.submit(rig.env.event("production", ActionKind.SECRET_ACCESS))
+    assert rig.env.status(gate).output["status"] == "human_task"
+    [task] = rig.server.tickets.values()
+    assert task.board == "Change Management" and task.company == "ContosoLtd"
+    assert task.summary.startswith("Carry out by hand (L3)") and ticket_key(gate, "task") in task.summary
+    assert "Automation was refused" in task.description
+    order = rig.order(gate)
+    assert order.index("gate_callback") < order.index("psa_ticket")  # the pipeline heard "no" first
+    [opened] = [e for e in rig.psa_audit(gate) if e.data["operation"] == "find_or_open"]
+    assert opened.data["ok"] and opened.data["opened"] and opened.data["ticket"] == str(task.id)
+
+
+@pytest.mark.parametrize("rig", [{"open_change_ticket": "production"}], indirect=True)
+def test_a_production_change_gets_a_change_ticket_whose_cab_approval_in_the_psa_completes_the_gate(rig: Rig):
+    gate = rig.env.gates.submit(rig.env.event("prod-cab"))  # names no ticket; the tenant wants one per change
+    assert rig.env.status(gate).runtime_status == "Running"
+    [ticket] = rig.server.tickets.values()
+    assert ticket.summary.startswith("Change: ") and ticket_key(gate, "change") in ticket.summary
+    assert ticket.board == "Change Management" and ticket.status == "Awaiting CAB"
+    assert "Gatekeeper: L2 gate requested" in _texts(ticket)[0]
+    assert rig.env.callbacks() == []
+
+    outcomes = rig.cab_callback(ticket.id)  # the CAB approves the ticket in ConnectWise
+    [outcome] = [o for o in outcomes if o["instance_id"] == gate]  # (earlier tests' servers reused the number)
+    assert outcome["status"] == "accepted"
+    assert rig.env.status(gate).output["status"] == "approved"
+    assert [c["state"] for c in rig.env.callbacks()] == ["approved"]
+    assert any(f"the change approval in connectwise ticket {ticket.id}" in text for text in _texts(ticket))
+    assert ticket.status == "Change Approved"
+    assert len(rig.server.tickets) == 1  # found again by its key, never opened twice
+
+
+def test_a_gate_without_a_ticket_and_no_change_ticket_policy_writes_nothing(rig: Rig):
+    gate = rig.env.gates.submit(rig.env.event("dev"))
+    assert rig.env.status(gate).output["status"] == "approved"
+    assert rig.server.tickets == {} and rig.server.requests == [] and rig.psa_audit(gate) == []
+
+
+def test_a_psa_outage_is_retried_audited_and_never_holds_the_gate(rig: Rig, caplog: pytest.LogCaptureFixture):
+    ticket = rig.server.add_ticket("Deploy web-shop 2.6", board="Change Management")
+    rig.server.outage(503)
+    caplog.set_level(logging.DEBUG)
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))  # L0
+    output = rig.env.status(gate).output
+    assert output["status"] == "approved" and output["callback_ok"] is True
+    assert [c["state"] for c in rig.env.callbacks()] == ["approved"]
+    order = rig.order(gate)
+    assert order.index("gate_callback") < order.index("psa_ticket")  # the answer never waited on the PSA
+    checked, noted = rig.psa_audit(gate)  # the request's check, then the decision's note; nothing after it
+    for failed in (checked, noted):
+        assert failed.data["ok"] is False and failed.data["attempts"] == 3 and failed.data["status_code"] == 503
+        assert "retries exhausted" in failed.data["detail"]
+    assert (checked.data["operation"], noted.data["operation"]) == ("find_or_open", "add_note")
+    assert rig.sleeps[:2] == [0.5, 1.0]  # exponential backoff between the attempts
+    assert len(rig.server.requests) == 6 and ticket.notes == [] and ticket.status is None
+    everything = json.dumps([r.data for r in rig.shared.audit.records()]) + caplog.text
+    for secret in (PRIVATE_KEY, PUBLIC_KEY, CLIENT_ID):
+        assert secret not in everything
+
+
+def test_a_429_with_retry_after_is_honoured_and_then_the_note_is_written(rig: Rig):
+    ticket = rig.server.add_ticket("Deploy web-shop 2.7", board="Change Management")
+    rig.server.fail_next(1, 429, retry_after=2, path_contains="/notes")
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))
+    assert rig.env.status(gate).output["status"] == "approved"
+    assert 2.0 in rig.sleeps and "Gatekeeper: L0 gate requested" in _texts(ticket)[0]
+    assert ticket.status == "Change Approved"
+
+
+def test_a_rollback_adds_a_note_raises_the_priority_and_moves_the_status(rig: Rig):
+    ticket = rig.server.add_ticket("Deploy web-shop 2.8", board="Change Management")
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))
+    told = PsaTicketInput(
+        tenant_id=rig.shared.tenant_id,
+        instance_id=gate,
+        moment="rolled_back",
+        watch_id="watch-1",
+        reason="rolled_back: error rate 12% over 5%",
+        at=rig.shared.clock.now(),
+    )
+    outcome = write(rig.env.gates.services, told)
+    assert outcome.ok and outcome.writes == 3
+    assert "deployment was rolled back: rolled_back: error rate 12%" in _texts(ticket)[-1]
+    assert ticket.priority == "Priority 1 - Emergency Response" and ticket.status == "Rolled Back"
+    assert {e.data["operation"] for e in rig.psa_audit(gate) if e.data["moment"] == "rolled_back"} == {
+        "add_note",
+        "raise_priority",
+        "set_status",
+    }
+
+
+def test_a_tenant_without_a_psa_costs_one_activity_and_writes_nothing(rig: Rig):
+    services = rig.env.gates.services
+    record = services.registry.get(rig.shared.tenant_id)
+    assert record is not None and record.psa is not None
+    services.registry.import_records([record.model_copy(update={"psa": None})])
+    services.registry.invalidate()
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket="connectwise:41000"))
+    assert rig.env.status(gate).output["status"] == "approved"
+    assert rig.order(gate).count("psa_ticket") == 1  # the request moment says "no PSA"; the decision is skipped
+    assert rig.server.requests == [] and rig.psa_audit(gate) == []

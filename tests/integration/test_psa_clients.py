@@ -1,0 +1,320 @@
+"""The three PSA clients (gatekeeper/psa/) against local servers speaking each vendor's wire format:
+authentication as documented, tickets found or opened once, notes, statuses, priorities, time, retries on
+429/5xx only, credentials never in a result, and the documented answer samples (tests/fixtures/psa/) read."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.autotask import LocalAutotask
+from devstack.connectwise import LocalConnectWise
+from devstack.halopsa import LocalHaloPsa
+from devstack.server import LocalServer, Response, json_response
+from gatekeeper.integrations.retry import RetryPolicy
+from gatekeeper.ports import TicketNote, TicketSpec, TimeEntry
+from gatekeeper.psa.autotask import AutotaskTickets
+from gatekeeper.psa.connectwise import ConnectWiseTickets
+from gatekeeper.psa.halopsa import HaloTickets
+from gatekeeper.psa.http import PsaConfigError, base_url
+from gatekeeper.psa.systems import TicketSystems
+from gatekeeper.tenancy.model import TenantRecord
+from gatekeeper.tenancy.psa_settings import AutotaskSettings, ConnectWiseSettings, HaloSettings
+from gatekeeper.tenancy.secrets import SecretResolver
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "psa"
+AT_USER, AT_SECRET, AT_CODE = "gk-api@contoso-msp.example", "at-secret-9f8e7d6c5b4a", "AT-INTEGRATION-CODE-0123456"
+CW_PUBLIC, CW_PRIVATE, CW_CLIENT = "pub-1a2b3c", "priv-4d5e6f7a8b9c0d1e", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+HALO_ID, HALO_SECRET = "halo-client-id", "halo-client-secret-abcdef0123456789"
+SPEC = TicketSpec(key="GK-0123456789abcdef-change", kind="change", summary="Change: deploy webshop to production")
+NOTE = TicketNote(title="Gatekeeper: L2 gate requested", text="Level: L2\nReason: production")
+AT = datetime(2030, 6, 3, 10, 0, tzinfo=UTC)
+
+
+def policy(sleeps: list[float] | None = None, attempts: int = 3) -> RetryPolicy:
+    sink = sleeps if sleeps is not None else []
+    return RetryPolicy(max_attempts=attempts, initial_wait=0.1, max_wait=0.2, jitter=0, sleep=sink.append)
+
+
+def fixture(path: str) -> Any:
+    return json.loads((FIXTURES / path).read_text())
+
+
+def autotask_settings(server: LocalServer, **extra: Any) -> AutotaskSettings:
+    return AutotaskSettings.model_validate(
+        {
+            "vendor": "autotask",
+            "url": f"{server.url}/atservicesrest",
+            "company": "174",
+            "board": "29682833",
+            "statuses": {"in_progress": "8", "approved": "13", "rejected": "14", "rolled_back": "15"},
+            "rollback_priority": "1",
+            "time_resource_id": "29682885",
+            "credentials": {"username": "env:U", "secret": "env:S", "integration_code": "env:C"},
+            **extra,
+        }
+    )
+
+
+def halo_settings(url: str, **extra: Any) -> HaloSettings:
+    return HaloSettings.model_validate(
+        {
+            "vendor": "halopsa",
+            "url": url,
+            "company": "12",
+            "board": "Change Advisory",
+            "statuses": {"in_progress": "2", "approved": "21", "rejected": "22"},
+            "rollback_priority": "1",
+            "credentials": {"client_id": "env:HID", "client_secret": "env:HS"},
+            **extra,
+        }
+    )
+
+
+def connectwise_settings(url: str) -> ConnectWiseSettings:
+    return ConnectWiseSettings.model_validate(
+        {
+            "vendor": "connectwise",
+            "url": url,
+            "login_company": "fabrikammsp",
+            "company": "ContosoLtd",
+            "board": "Change Management",
+            "statuses": {"approved": "Change Approved"},
+            "rollback_priority": "Priority 1 - Emergency Response",
+            "credentials": {"public_key": "env:P", "private_key": "env:K", "client_id": "env:I"},
+        }
+    )
+
+
+# ----- Autotask --------------------------------------------------------------------------------------------
+
+
+def test_autotask_discovers_its_zone_once_then_opens_notes_moves_and_logs_time():
+    with LocalAutotask(AT_USER, AT_SECRET, AT_CODE) as server:
+        client = AutotaskTickets(
+            autotask_settings(server),
+            AT_USER,
+            AT_SECRET,
+            AT_CODE,
+            policy=policy(),
+            allow_loopback_http=True,
+            clock=lambda: AT,
+        )
+        opened = client.find_or_open(SPEC)
+        assert opened.ok and opened.ref is not None and opened.ref.opened
+        ticket = server.tickets[int(opened.ref.id)]
+        assert (ticket.company, ticket.board, ticket.status, ticket.external_id) == ("174", "29682833", "8", SPEC.key)
+        again = client.find_or_open(SPEC)  # a retried activity finds the ticket by its externalID
+        assert again.ref == opened.ref and len(server.tickets) == 1
+        assert client.add_note(opened.ref, NOTE).ok
+        assert ticket.notes[0]["title"] == NOTE.title and ticket.notes[0]["noteType"] == 1
+        assert client.set_status(opened.ref, "approved").ok and ticket.status == "13"
+        assert client.raise_priority(opened.ref).ok and ticket.priority == "1"
+        assert client.log_time(opened.ref, TimeEntry(minutes=30, started_at=AT, notes="CAB review")).ok
+        assert ticket.time[0]["hoursWorked"] == 0.5 and ticket.time[0]["resourceID"] == 29682885
+        assert len(server.requests_to("zoneInformation")) == 1
+        for request in server.requests:
+            if "zoneInformation" not in request.path:
+                assert request.headers["secret"] == AT_SECRET and request.headers["apiintegrationcode"] == AT_CODE
+
+
+def test_autotask_a_linked_ticket_that_does_not_exist_is_a_failure_named():
+    with LocalAutotask(AT_USER, AT_SECRET, AT_CODE) as server:
+        client = AutotaskTickets(
+            autotask_settings(server), AT_USER, AT_SECRET, AT_CODE, policy=policy(), allow_loopback_http=True
+        )
+        result = client.find_or_open(SPEC.model_copy(update={"ticket_id": "999999"}))
+        assert not result.ok and "not found" in result.detail
+
+
+class HostileZone(LocalAutotask):
+    """Zone discovery that points the client somewhere else (a tampered or wrong answer)."""
+
+    def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+        if "zoneinformation" in path.lower():
+            return json_response(200, {"zoneName": "x", "url": "https://collector.example/ATServicesRest/"})
+        return super().route(method, path, query, headers, body)
+
+
+def test_autotask_never_sends_credentials_to_a_zone_outside_autotask():
+    with HostileZone(AT_USER, AT_SECRET, AT_CODE) as server:
+        client = AutotaskTickets(
+            autotask_settings(server), AT_USER, AT_SECRET, AT_CODE, policy=policy(), allow_loopback_http=True
+        )
+        result = client.find_or_open(SPEC)
+        assert not result.ok and "not an Autotask zone" in result.detail
+        assert [r.path for r in server.requests] == ["/atservicesrest/v1.0/zoneInformation"]
+        assert all("secret" not in r.headers for r in server.requests)
+
+
+def test_autotask_a_wrong_secret_is_refused_once_and_never_echoed():
+    with LocalAutotask(AT_USER, AT_SECRET, AT_CODE) as server:
+        client = AutotaskTickets(
+            autotask_settings(server), AT_USER, "not-the-secret-123", AT_CODE, policy=policy(), allow_loopback_http=True
+        )
+        result = client.find_or_open(SPEC)
+        assert not result.ok and result.status_code == 401 and result.attempts == 1  # a 4xx is never retried
+        assert "not-the-secret-123" not in result.model_dump_json()
+
+
+def test_autotask_an_outage_is_retried_with_backoff_and_returned():
+    sleeps: list[float] = []
+    with LocalAutotask(AT_USER, AT_SECRET, AT_CODE) as server:
+        client = AutotaskTickets(
+            autotask_settings(server), AT_USER, AT_SECRET, AT_CODE, policy=policy(sleeps), allow_loopback_http=True
+        )
+        server.outage(503)
+        result = client.find_or_open(SPEC)
+        assert not result.ok and result.attempts == 3 and result.status_code == 503 and sleeps == [0.1, 0.2]
+        server.restore()
+        assert client.find_or_open(SPEC).ok  # the zone was not cached from a failure
+
+
+# ----- HaloPSA ---------------------------------------------------------------------------------------------
+
+
+def test_halopsa_fetches_one_token_reuses_it_and_fetches_another_after_a_401():
+    with LocalHaloPsa(HALO_ID, HALO_SECRET) as server:
+        client = HaloTickets(halo_settings(server.url), HALO_ID, HALO_SECRET, policy=policy(), allow_loopback_http=True)
+        opened = client.find_or_open(SPEC)
+        assert opened.ok and opened.ref is not None
+        ticket = server.tickets[int(opened.ref.id)]
+        assert ticket.company == "12" and ticket.board == "Change Advisory" and SPEC.key in ticket.summary
+        assert client.find_or_open(SPEC).ref == opened.ref and len(server.tickets) == 1
+        assert client.add_note(opened.ref, NOTE).ok and ticket.notes[0]["hiddenfromuser"] is True
+        assert server.tokens_issued == 1
+        server.expire_tokens()
+        assert client.set_status(opened.ref, "approved").ok and ticket.status == "21"
+        assert server.tokens_issued == 2
+        assert client.raise_priority(opened.ref).ok and ticket.priority == "1"
+        assert client.set_status(opened.ref, "rolled_back").skipped  # no status mapped: nothing sent
+        token_form = server.requests_to("/auth/token")[0].body.decode()
+        assert "grant_type=client_credentials" in token_form and "scope=all" in token_form
+
+
+def test_halopsa_a_wrong_client_secret_is_a_result_without_the_secret():
+    with LocalHaloPsa(HALO_ID, HALO_SECRET) as server:
+        client = HaloTickets(
+            halo_settings(server.url), HALO_ID, "wrong-secret-value-0000", policy=policy(), allow_loopback_http=True
+        )
+        result = client.find_or_open(SPEC)
+        assert not result.ok and result.status_code == 400 and "wrong-secret-value-0000" not in result.detail
+
+
+# ----- ConnectWise -----------------------------------------------------------------------------------------
+
+
+def test_connectwise_refuses_a_wrong_key_pair_and_the_key_never_shows():
+    with LocalConnectWise("fabrikammsp", CW_PUBLIC, CW_PRIVATE, CW_CLIENT) as server:
+        client = ConnectWiseTickets(
+            connectwise_settings(server.url),
+            CW_PUBLIC,
+            "priv-wrong-000000",
+            CW_CLIENT,
+            policy=policy(),
+            allow_loopback_http=True,
+        )
+        result = client.find_or_open(SPEC)
+        assert not result.ok and result.status_code == 401 and result.attempts == 1
+        assert "priv-wrong-000000" not in result.model_dump_json() and "wrong" not in repr(client)
+
+
+def test_connectwise_opens_once_notes_and_logs_time():
+    with LocalConnectWise("fabrikammsp", CW_PUBLIC, CW_PRIVATE, CW_CLIENT) as server:
+        client = ConnectWiseTickets(
+            connectwise_settings(server.url),
+            CW_PUBLIC,
+            CW_PRIVATE,
+            CW_CLIENT,
+            policy=policy(),
+            allow_loopback_http=True,
+        )
+        opened = client.find_or_open(SPEC)
+        assert opened.ok and opened.ref is not None and client.find_or_open(SPEC).ref == opened.ref
+        assert client.log_time(opened.ref, TimeEntry(minutes=15, started_at=AT)).ok
+        entry = server.tickets[int(opened.ref.id)].time[0]
+        assert entry["chargeToType"] == "ServiceTicket" and entry["timeEnd"] == "2030-06-03T10:15:00Z"
+
+
+# ----- the documented answers ------------------------------------------------------------------------------
+
+
+class Documented(LocalServer):
+    """Answers each path with a documented sample body (tests/fixtures/psa/)."""
+
+    def __init__(self, answers: dict[tuple[str, str], Any]) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+        found = self.answers.get((method, path))
+        return json_response(200, found) if found is not None else json_response(404, {"message": "none"})
+
+
+def test_the_clients_read_the_vendors_documented_answers():
+    connectwise = {
+        ("GET", "/v4_6_release/apis/3.0/service/tickets"): [],
+        ("POST", "/v4_6_release/apis/3.0/service/tickets"): fixture("connectwise/ticket.json"),
+    }
+    connectwise[("POST", "/v4_6_release/apis/3.0/service/tickets/48213/notes")] = fixture("connectwise/note.json")
+    with Documented(connectwise) as server:
+        client = ConnectWiseTickets(
+            connectwise_settings(server.url),
+            CW_PUBLIC,
+            CW_PRIVATE,
+            CW_CLIENT,
+            policy=policy(),
+            allow_loopback_http=True,
+        )
+        ref = client.find_or_open(SPEC).ref
+        assert ref is not None and ref.id == "48213" and client.add_note(ref, NOTE).ok
+
+    zone = fixture("autotask/zone-information.json")
+    assert set(zone) >= {"zoneName", "url", "webUrl", "ci"} and zone["url"].startswith("https://webservices")
+    autotask = {
+        ("GET", "/ATServicesRest/v1.0/Tickets/query"): {"items": [], "pageDetails": {"count": 0}},
+        ("POST", "/ATServicesRest/v1.0/Tickets"): fixture("autotask/ticket-created.json"),
+    }
+    with Documented(autotask) as server:
+        zone_url = server.url + "/ATServicesRest"
+        settings = autotask_settings(server).model_copy(update={"url": server.url, "zone_url": zone_url})
+        client = AutotaskTickets(settings, AT_USER, AT_SECRET, AT_CODE, policy=policy(), allow_loopback_http=True)
+        assert client.find_or_open(SPEC).ref.id == "7311"  # type: ignore[union-attr]
+        server.answers[("GET", "/ATServicesRest/v1.0/Tickets/query")] = fixture("autotask/ticket-query.json")
+        found = client.find_or_open(SPEC.model_copy(update={"key": "GK-3f2a9c0d1e4b5a67-change"}))
+        assert found.ref is not None and found.ref.id == "7311" and found.ref.opened
+
+    halo = {
+        ("POST", "/auth/token"): fixture("halopsa/token.json"),
+        ("GET", "/api/Tickets"): {"record_count": 0, "tickets": []},
+        ("POST", "/api/Tickets"): fixture("halopsa/ticket-created.json"),
+        ("POST", "/api/Actions"): fixture("halopsa/action-created.json"),
+    }
+    with Documented(halo) as server:
+        client = HaloTickets(halo_settings(server.url), HALO_ID, HALO_SECRET, policy=policy(), allow_loopback_http=True)
+        ref = client.find_or_open(SPEC).ref
+        assert ref is not None and ref.id == "5182" and client.add_note(ref, NOTE).ok
+        assert server.requests_to("/api/Actions")[0].headers["authorization"].startswith("Bearer eyJ")
+
+
+# ----- building a tenant's client --------------------------------------------------------------------------
+
+
+def test_a_credential_reference_not_set_is_named_and_plain_http_is_refused():
+    record = TenantRecord(
+        tenant_id="contoso",
+        display_name="Contoso",
+        psa=connectwise_settings("https://api-eu.myconnectwise.net").model_dump(),
+    )
+    systems = TicketSystems(lambda _t: record, SecretResolver({"P": "pub", "I": "client"}))
+    with pytest.raises(PsaConfigError, match=r"psa\.credentials\.private_key: the reference env:K is not set"):
+        systems.for_tenant("contoso")
+    full = TicketSystems(lambda _t: record, SecretResolver({"P": "pub", "K": "key", "I": "client"}))
+    assert full.for_tenant("contoso") is full.for_tenant("contoso")  # one client per tenant and settings
+    assert TicketSystems(lambda _t: None, SecretResolver({})).for_tenant("contoso") is None
+    with pytest.raises(PsaConfigError, match=r"psa\.url: http is allowed for local servers only"):
+        base_url("http://127.0.0.1:8080", False, "psa.url")

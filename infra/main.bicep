@@ -54,6 +54,15 @@ param maximumInstanceCount int = 100
 ])
 param instanceMemoryMB int = 2048
 
+@description('Mail address (or distribution list) of the operators who are paged by the alert rules.')
+@minLength(3)
+@maxLength(254)
+param alertEmailAddress string
+
+@description('Teams incoming webhook (Workflows) URL that also receives the alerts; empty: mail only.')
+@secure()
+param alertTeamsWebhookUrl string = ''
+
 // Customer usage attribution for the Marketplace offer. Replace with the tracking GUID Partner Center shows
 // in the plan's technical configuration before publishing (docs/deploy.md, "Marketplace release").
 var partnerCenterTrackingId = '97a7f287-6daf-4b56-af5e-8997cba933b4'
@@ -85,6 +94,20 @@ module monitoring 'modules/monitoring.bicep' = {
     logRetentionDays: logRetentionDays
     publisherPrincipalId: identity.outputs.principalId
     approverGroupObjectId: approverGroupObjectId
+    tags: tags
+  }
+}
+
+// What pages the operators: callback failures, dead letters, stuck gates, route failure rate, Key Vault unwrap
+// failures (docs/telemetry.md, "Alert rules").
+module alerts 'modules/alerts.bicep' = {
+  name: 'gatekeeper-alerts'
+  params: {
+    location: location
+    name: '${namePrefix}-alert-${token}'
+    appInsightsId: monitoring.outputs.appInsightsId
+    operatorEmail: alertEmailAddress
+    teamsWebhookUrl: alertTeamsWebhookUrl
     tags: tags
   }
 }

@@ -242,9 +242,10 @@ class Sink(Protocol):
     def measure(self, metric: Metric, value: float, attributes: Mapping[str, MetricAttribute]) -> None: ...
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _factory: Callable[[], Sink | None] | None = None
 _sink: Sink | None = None
+_configuring = False
 
 
 def enable(factory: Callable[[], Sink | None]) -> None:
@@ -263,19 +264,23 @@ def use(sink: Sink | None) -> None:
 
 
 def active_sink() -> Sink | None:
-    """The configured sink, configuring it first if `enable` left a factory. A factory that fails leaves
-    telemetry unconfigured (logged once): telemetry never fails the caller."""
-    global _factory, _sink
+    """The configured sink, configuring it first if `enable` left a factory. Other threads wait for the
+    configuration instead of skipping the exporter; an event the factory itself causes is only logged. A
+    factory that fails leaves telemetry unconfigured (logged once): telemetry never fails the caller."""
+    global _factory, _sink, _configuring
     if _factory is None:
         return _sink
     with _lock:
-        factory, _factory = _factory, None
-        if factory is not None:
-            try:
-                _sink = factory()
-            except Exception as exc:
-                setup_log.warning("telemetry: exporter not configured: %s", type(exc).__name__)
-                _sink = None
+        if _factory is None or _configuring:
+            return _sink
+        _configuring = True
+        try:
+            _sink = _factory()
+        except Exception as exc:
+            setup_log.warning("telemetry: exporter not configured: %s", type(exc).__name__)
+            _sink = None
+        finally:
+            _factory, _configuring = None, False
         return _sink
 
 

@@ -353,3 +353,34 @@ def test_the_unconfigured_check_would_see_an_opentelemetry_import():
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert "gatekeeper.otel" in report["heavy"] and any(m.startswith("opentelemetry.sdk") for m in report["heavy"])
+
+
+def test_events_during_configuration_wait_for_it_and_an_event_from_the_factory_is_only_logged():
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    sinks: list[Any] = []
+
+    class Recorder:
+        def measure(self, metric: Metric, value: float, attributes: Any) -> None:
+            sinks.append((metric, value))
+
+    def slow_factory() -> Recorder:
+        started.set()
+        telemetry.emit(Event.DEAD_LETTERED, queue="q", cause="poison", dequeue_count=1)  # re-entrant: no deadlock
+        assert release.wait(10)
+        return Recorder()
+
+    telemetry.enable(slow_factory)
+    try:
+        first = threading.Thread(target=telemetry.measure, args=(Metric.QUEUE_AGE, 1.0), kwargs={"queue": "a"})
+        first.start()
+        assert started.wait(10)
+        second = threading.Thread(target=telemetry.measure, args=(Metric.QUEUE_AGE, 2.0), kwargs={"queue": "b"})
+        second.start()
+        release.set()
+        first.join(10)
+        second.join(10)
+        assert sorted(value for _, value in sinks) == [1.0, 2.0], "neither measurement skipped the exporter"
+    finally:
+        telemetry.use(None)

@@ -2,7 +2,8 @@
 
 Triggers and activities get their services through `gatekeeper.services.get_services()`, which builds the
 one `Services` object from app settings on first use, so indexing the app imports none of the product's
-heavy code (cold start).
+heavy code (cold start). Telemetry's exporter is configured the same way: once, by the composition root, on
+the first event (`gatekeeper.services.azure_monitor`; only with APPLICATIONINSIGHTS_CONNECTION_STRING set).
 """
 
 import azure.durable_functions as df
@@ -19,7 +20,18 @@ from functions.ingest import bp as ingest_bp
 from functions.messages import bp as messages_bp
 from functions.queues import bp as queues_bp
 from functions.retention import bp as retention_bp
+from gatekeeper import telemetry
+from gatekeeper.telemetry import Sink
 from orchestrators import bp as orchestrators_bp
+
+
+def _azure_monitor() -> Sink | None:
+    from gatekeeper.services import azure_monitor
+
+    return azure_monitor()
+
+
+telemetry.enable(_azure_monitor)
 
 app = df.DFApp()
 BLUEPRINTS = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
@@ -11,6 +12,7 @@ import azure.functions as func
 
 from functions.durable_gateway import DurableClientGateway
 from functions.http import services, status_of
+from gatekeeper import telemetry
 from gatekeeper.errors import GatekeeperError
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ STORAGE = "AzureWebJobsStorage"
 @bp.queue_trigger(arg_name="msg", queue_name=CONNECTOR_EVENTS_QUEUE, connection=STORAGE)
 def connector_events(msg: func.QueueMessage) -> None:
     """PSA/RMM connector events. Permanently bad messages are dead-lettered; transient errors retry."""
+    queue_age(CONNECTOR_EVENTS_QUEUE, msg)
     text = msg.get_body().decode("utf-8", errors="replace")
     try:
         outcome = services().ingestion.connector(msg.get_body())
@@ -47,8 +50,21 @@ def connector_events(msg: func.QueueMessage) -> None:
 @bp.durable_client_input(client_name="client")
 async def dispatch_pipeline_events(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
     """Dedupe on the business key and start the gate; raising here makes the host retry the message."""
+    queue_age(PIPELINE_EVENTS_QUEUE, msg)
     gateway = DurableClientGateway(client, asyncio.get_running_loop())
     await asyncio.to_thread(_dispatch, msg.get_body(), gateway)
+
+
+def queue_age(queue: str, msg: func.QueueMessage, now: datetime | None = None) -> None:
+    """How long the message waited in its queue (each delivery): a growing age means the dispatcher falls
+    behind or keeps failing (the `gatekeeper.queue.age` metric; nothing is recorded unconfigured)."""
+    inserted = msg.insertion_time
+    if inserted is None:
+        return
+    if inserted.tzinfo is None:
+        inserted = inserted.replace(tzinfo=UTC)
+    waited = ((now or datetime.now(UTC)) - inserted).total_seconds()
+    telemetry.measure(telemetry.Metric.QUEUE_AGE, max(0.0, waited), queue=queue)
 
 
 def _dispatch(body: bytes, gateway: DurableClientGateway) -> None:

@@ -61,6 +61,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.store.transit import KekPublicKey
     from gatekeeper.teams.auth import BotTokenValidator
     from gatekeeper.teams.bot import BotHost
+    from gatekeeper.telemetry import Sink as TelemetrySink
     from gatekeeper.tenancy.bootstrap import FirstTenantBootstrap
     from gatekeeper.tenancy.identities import IdentityMap
     from gatekeeper.tenancy.rmm_settings import RmmSettings
@@ -948,6 +949,18 @@ def build_notifier(settings: Settings, credential: Callable[[], TokenCredential]
         portal_url=settings.approval_base_url,
         http_client=http,
     )
+
+
+def azure_monitor(settings: Settings | None = None) -> TelemetrySink | None:
+    """Telemetry's exporter for this process (`gatekeeper.telemetry.enable` calls it on the first event):
+    Azure Monitor with the process's one credential (the managed identity, Entra ID authentication), or None
+    when APPLICATIONINSIGHTS_CONNECTION_STRING is unset, in which case nothing of OpenTelemetry is imported."""
+    settings = settings or Settings.from_environ()
+    if not settings.applicationinsights_connection_string:
+        return None
+    from gatekeeper.otel import configure_azure_monitor
+
+    return configure_azure_monitor(settings.applicationinsights_connection_string, get_services().credential)
 
 
 def build_services(settings: Settings, credential: TokenCredential | None = None, **members: Any) -> Services:

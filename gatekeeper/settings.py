@@ -77,7 +77,12 @@ SETTINGS: tuple[Setting, ...] = (
         "the signing keys are read from <issuer>/.well-known/jwks.",
     ),
     Setting("AZURE_CLIENT_ID", None, "Client id of the Function App's user-assigned managed identity."),
-    Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", None, "Application Insights connection string."),
+    Setting(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        None,
+        "Application Insights connection string; set: product events and metrics are exported with the managed "
+        "identity (OpenTelemetry, Entra ID authentication), unset: logged locally only.",
+    ),
     Setting(
         "GATEKEEPER_TRUST_EASYAUTH_HEADER",
         "false",
@@ -373,6 +378,7 @@ class Settings:
     github_oidc_audience: str | None = None
     github_oidc_issuer: str = "https://token.actions.githubusercontent.com"
     azure_client_id: str | None = None
+    applicationinsights_connection_string: str | None = field(default=None, repr=False)
     trust_easyauth_header: bool = False
     audit_container: str = "audit-checkpoints"
     checkpoint_every: int = 100
@@ -430,6 +436,8 @@ class Settings:
                 r.url("GATEKEEPER_GITHUB_OIDC_ISSUER") or "https://token.actions.githubusercontent.com"
             ).rstrip("/"),
             azure_client_id=r.text("AZURE_CLIENT_ID"),
+            applicationinsights_connection_string=(r.text("APPLICATIONINSIGHTS_CONNECTION_STRING") or "").strip()
+            or None,
             trust_easyauth_header=r.flag("GATEKEEPER_TRUST_EASYAUTH_HEADER"),
             audit_container=r.required("GATEKEEPER_AUDIT_CONTAINER"),
             checkpoint_every=r.integer("GATEKEEPER_CHECKPOINT_EVERY", 1, 10**9, "a whole number of entries"),

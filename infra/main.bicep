@@ -178,6 +178,14 @@ var deployLocation = locationInBoundary ? location : 'region-${location}-is-outs
 var storageSku = ((dataBoundary != 'any') && contains(unpairedRegions, toLower(location))) ? 'Standard_ZRS' : 'Standard_GRS'
 // Built-in policy "Allowed locations" (deny); it exempts 'global' resources such as the Azure Bot.
 var allowedLocationsPolicyId = 'e56962a6-4747-49cd-b67b-bf8b01975c4c'
+@description('Mail address (or distribution list) of the operators who are paged by the alert rules.')
+@minLength(3)
+@maxLength(254)
+param alertEmailAddress string
+
+@description('Teams incoming webhook (Workflows) URL that also receives the alerts; empty: mail only.')
+@secure()
+param alertTeamsWebhookUrl string = ''
 
 var token = take(uniqueString(subscription().id, resourceGroup().id, namePrefix), 10)
 var vaultToken = empty(keyVaultNameSalt) ? token : take(uniqueString(subscription().id, resourceGroup().id, namePrefix, keyVaultNameSalt), 10)
@@ -206,6 +214,20 @@ module monitoring 'modules/monitoring.bicep' = {
     logRetentionDays: logRetentionDays
     publisherPrincipalId: identity.outputs.principalId
     approverGroupObjectId: approverGroupObjectId
+    tags: tags
+  }
+}
+
+// What pages the operators: callback failures, dead letters, stuck gates, route failure rate, Key Vault unwrap
+// failures (docs/telemetry.md, "Alert rules").
+module alerts 'modules/alerts.bicep' = {
+  name: 'gatekeeper-alerts'
+  params: {
+    location: location
+    name: '${namePrefix}-alert-${token}'
+    appInsightsId: monitoring.outputs.appInsightsId
+    operatorEmail: alertEmailAddress
+    teamsWebhookUrl: alertTeamsWebhookUrl
     tags: tags
   }
 }

@@ -111,6 +111,7 @@ def request_approval(services: GateNeeds, request: ApprovalRequest) -> ApprovalR
         approvers=len(spec.approvers),
         quorum=spec.quorum,
         notified=bool(result["ok"]),
+        deadline_seconds=max(0, round((deadline - at).total_seconds())),  # the stuck-gate alert's clock
     )
     return ApprovalRequested(stage=stage, notified=bool(result["ok"]))
 

@@ -20,7 +20,7 @@ from typing import Protocol
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from gatekeeper import json_bounded
+from gatekeeper import json_bounded, telemetry
 from gatekeeper.store.tables import InvalidTenantId, StorageAccount, TablePurpose, validate_tenant_id
 from gatekeeper.store.transit import TRANSIT_PARTITION, is_transit_id
 
@@ -29,6 +29,20 @@ MAX_STORED_CHARS = 30_000  # a table property holds at most 64 KiB of UTF-16
 PIPELINE_EVENTS_QUEUE = "pipeline-events"
 DATA_KEY_PARTITION = "datakey"  # gatekeeper.store.keyring.DATA_KEY_PARTITION (not imported: no Key Vault SDK)
 _SEALED = re.compile(r"gk1\.([a-z0-9]{8,32})\.")
+_PROBLEM = re.compile(r"^\d{3} ([a-z0-9][a-z0-9-]{0,39}):")  # "<status> <problem code>: <detail>"
+_CAUSES = ("undecodable", "integrity")
+
+
+def dead_letter_cause(reason: str, dequeue_count: int | None) -> str:
+    """A bounded name for why a message became a dead letter (telemetry and alerts; the reason itself is
+    free text and stays in the table): poison, undecodable, integrity, the problem code, or other."""
+    if dequeue_count is not None:
+        return "poison"
+    head = reason.split(":", 1)[0]
+    if head in _CAUSES:
+        return head
+    problem = _PROBLEM.match(reason)
+    return problem.group(1) if problem else "other"
 
 
 class KeyState(StrEnum):
@@ -93,6 +107,12 @@ class DeadLetters:
                 "dequeue_count": dequeue_count or 0,
                 "recorded_at": now,
             }
+        )
+        telemetry.emit(
+            telemetry.Event.DEAD_LETTERED,
+            queue=queue,
+            cause=dead_letter_cause(reason, dequeue_count),
+            dequeue_count=dequeue_count,
         )
         return row_key
 

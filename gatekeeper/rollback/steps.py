@@ -590,6 +590,7 @@ def _emit_outcome(record: WatchRecord, request: WatchCloseInput, at: datetime) -
             telemetry.Event.WATCH_OUTCOME,
             tenant=record.tenant_id,
             instance_id=record.instance_id,
+            gate_id=record.gate_id,  # DORA lead time: the gate's GateDecision joins on it
             environment=record.deployment.environment,
             outcome=request.outcome,
             change_failed=record.failed_at is not None,

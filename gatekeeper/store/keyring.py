@@ -28,7 +28,8 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
-from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable, classify
+from gatekeeper import telemetry
+from gatekeeper.store.key_errors import KeyGone, KeyProviderError, KeyRefused, KeyServiceUnavailable, classify
 from gatekeeper.store.tables import StorageAccount, TablePurpose, validate_tenant_id
 from gatekeeper.store.transit import TRANSIT_PARTITION, is_transit_id
 
@@ -171,7 +172,9 @@ class DataKeyRing:
             client = self.provider.crypto_client_for(tenant_id, record.kek_id)
             key = client.unwrap_key(WRAP_ALGORITHM, record.wrapped_key).key
         except Exception as exc:
-            raise classify(exc, f"tenant {tenant_id}: unwrap data key {record.data_key_id}") from exc
+            failure = classify(exc, f"tenant {tenant_id}: unwrap data key {record.data_key_id}")
+            _unwrap_failed(tenant_id, failure, exc)
+            raise failure from exc
         if len(key) != DATA_KEY_BYTES:
             raise KeyGone(f"tenant {tenant_id}: data key {record.data_key_id} unwrapped to the wrong length")
         return key
@@ -321,3 +324,17 @@ class DataKeyRing:
                 ) from exc
             done.append(record.data_key_id)
         return RewrapResult(kek_id=current, rewrapped=done, already_current=skipped, past_retention=past)
+
+
+def _unwrap_failed(tenant_id: str, failure: KeyProviderError, cause: BaseException) -> None:
+    """KeyUnwrapFailed for the alert rule: which tenant, what kind (refused: wrong or damaged key; gone: the
+    key was deleted; unavailable: Key Vault down or throttling) and the HTTP status when there was one.
+    The caller raises the failure right after."""
+    kind = "refused" if isinstance(failure, KeyRefused) else "gone" if isinstance(failure, KeyGone) else "unavailable"
+    status = getattr(cause, "status_code", None)
+    telemetry.emit(
+        telemetry.Event.KEY_UNWRAP_FAILED,
+        tenant=tenant_id,
+        kind=kind,
+        status_code=status if isinstance(status, int) else None,
+    )

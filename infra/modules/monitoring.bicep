@@ -85,7 +85,8 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
     displayName: workbookDisplayName
     category: 'workbook'
     sourceId: appInsights.id
-    serializedData: loadTextContent('../workbook.json')
+    // The workbook opens on this component without a resource picker: fallbackResourceIds names it.
+    serializedData: string(union(loadJsonContent('../workbook.json'), { fallbackResourceIds: [ appInsights.id ] }))
     version: '1.0'
   }
 }

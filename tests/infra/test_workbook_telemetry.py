@@ -1,27 +1,27 @@
-"""The workbook queries exactly what the product emits: every event name and field its KQL reads is in
-`gatekeeper.telemetry`, every call site emits a declared event with its declared fields, and every event the
-code emits is charted by the workbook or documented in docs/telemetry.md."""
+"""The workbook queries exactly what the product emits: every custom event and field (customEvents) and every
+metric and attribute (customMetrics) its KQL reads is declared in `gatekeeper.telemetry`, every call site emits
+a declared event with its declared fields, every event the code emits is charted by the workbook or documented
+in docs/telemetry.md, and the panels the service owner expects are there, tenant-filtered where a tenant is
+known. The workbook opens on the deployment's Application Insights component (fallbackResourceIds, from Bicep)."""
 
 from __future__ import annotations
 
 import ast
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gatekeeper import telemetry
+from tests.infra import kql_telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKBOOK = ROOT / "infra" / "workbook.json"
+MONITORING = ROOT / "infra" / "modules" / "monitoring.bicep"
 DOC = ROOT / "docs" / "telemetry.md"
 SOURCES = ("gatekeeper", "functions", "orchestrators")
-
-EVENT_NAME = re.compile(r"""tostring\(\s*e\.name\s*\)\s*==\s*["']([^"']+)["']""")
-FIELD_REF = re.compile(r"""\be(?:\.([A-Za-z_]\w*)|\[\s*["']([^"']+)["']\s*\])""")
-PARSE = re.compile(r"parse_json\(\s*substring\(\s*message\s*,\s*(\d+)\s*\)\s*\)")
+TENANT_FILTER = "'{Tenant}' == 'All' or tostring(customDimensions.tenant) == '{Tenant}'"
 
 
 def queries() -> list[tuple[str, str]]:
@@ -41,10 +41,6 @@ def queries() -> list[tuple[str, str]]:
 
     walk(json.loads(WORKBOOK.read_text(encoding="utf-8")), "workbook")
     return found
-
-
-def telemetry_queries() -> list[tuple[str, str]]:
-    return [(name, q) for name, q in queries() if "GATEKEEPER_EVENT" in q]
 
 
 def emit_calls() -> list[tuple[str, str, set[str]]]:
@@ -74,43 +70,86 @@ def emit_calls() -> list[tuple[str, str, set[str]]]:
     return calls
 
 
-def test_the_workbook_reads_telemetry_the_way_it_is_written():
-    found = telemetry_queries()
-    assert len(found) >= 7, "the parameter and the charts all read telemetry"
-    for name, query in found:
-        assert f'message startswith "{telemetry.PREFIX}"' in query, name
-        offsets = PARSE.findall(query)
-        assert offsets and all(int(o) == len(telemetry.PREFIX) for o in offsets), name
-    assert "customEvents" not in WORKBOOK.read_text(encoding="utf-8"), "nothing is sent as a custom event"
+def test_the_workbook_reads_custom_events_and_metrics_not_trace_lines():
+    found = queries()
+    assert len(found) >= 14, "the parameter and the charts all read telemetry"
+    tables = {("customEvents" in q, "customMetrics" in q) for _, q in found}
+    assert (True, False) in tables and (False, True) in tables, "both tables are read"
+    text = WORKBOOK.read_text(encoding="utf-8")
+    assert "GATEKEEPER_EVENT" not in text and "traces" not in text
 
 
-def test_every_event_the_workbook_queries_is_emitted_with_the_fields_it_reads():
-    for name, query in telemetry_queries():
-        names = set(EVENT_NAME.findall(query))
-        assert names, f"{name}: the query names no event"
-        assert names <= telemetry.EVENT_NAMES, f"{name}: unknown event(s) {names - telemetry.EVENT_NAMES}"
-        readable = {"name"}.union(*(telemetry.FIELDS[telemetry.Event(n)] for n in names))
-        fields = {a or b for a, b in FIELD_REF.findall(query)}
-        assert fields <= readable, f"{name}: reads field(s) no queried event has: {fields - readable}"
+def test_every_query_reads_only_declared_events_metrics_and_fields():
+    found = [problem for name, query in queries() for problem in kql_telemetry.problems(name, query)]
+    assert found == [], "\n".join(found)
 
 
-def test_the_field_check_can_fail():
-    query = 'extend e = parse_json(substring(message, 17)) | where tostring(e.name) == "GateDecision" | e.latency'
-    names = set(EVENT_NAME.findall(query))
-    fields = {a or b for a, b in FIELD_REF.findall(query)}
-    assert names == {"GateDecision"} and "latency" in fields
-    assert "latency" not in telemetry.FIELDS[telemetry.Event.GATE_DECISION]
+@pytest.mark.parametrize(
+    "query",
+    [
+        'customEvents | where name == "GateDecision" | extend x = customDimensions.latency_seconds',
+        'customEvents | where name in ("GateOutcome", "Nope") | project customDimensions.status',
+        'customEvents | where name == "ApprovalDecided" | extend m = todouble(customMeasurements.latency)',
+        'customMetrics | where name == "gatekeeper.queue.age" | extend t = tostring(customDimensions.tenant)',
+        'customMetrics | where name == "gatekeeper.gates_total"',
+        'traces | where message startswith "GATEKEEPER_EVENT "',
+    ],
+)
+def test_the_checker_can_fail(query: str):
+    assert kql_telemetry.problems("planted", query), query
 
 
-def test_the_four_views_use_the_events_they_are_about():
-    by_item = dict(telemetry_queries())
-    assert set(EVENT_NAME.findall(by_item["throughput"])) == {"GateDecision"}
-    assert "bin(timestamp, 1h)" in by_item["throughput"] and "e.level" in by_item["throughput"]
-    assert set(EVENT_NAME.findall(by_item["errors"])) == {"IngestRejected"}
+def test_tenant_scoped_panels_filter_by_tenant_and_every_chart_follows_the_time_range():
+    workbook = json.loads(WORKBOOK.read_text(encoding="utf-8"))
+    parameters = {p["name"]: p for p in workbook["items"][1]["content"]["parameters"]}
+    assert parameters["TimeRange"]["type"] == 4 and parameters["Tenant"]["type"] == 2
+    for item in workbook["items"]:
+        if item["type"] != 3:
+            continue
+        content, name = item["content"], item["name"]
+        assert content["timeContextFromParameter"] == "TimeRange", name
+        query = content["query"]
+        tenant_events = [n for n in kql_telemetry.names(query) if n in telemetry.EVENT_NAMES]
+        scoped = any("tenant" in telemetry.FIELDS[telemetry.Event(n)] for n in tenant_events)
+        if scoped:
+            assert TENANT_FILTER in query, f"{name}: tenant-scoped events without the tenant filter"
+
+
+def test_the_panels_a_service_owner_expects_use_the_facts_they_are_about():
+    by_item = dict(queries())
+    expect = {
+        "throughput": {"GateDecision"},
+        "outcomes": {"GateOutcome"},
+        "errors": {"IngestRejected"},
+        "latency": {"ApprovalDecided"},
+        "overridesByRule": {"GateDecision", "HitlOverride", "GateOutcome"},
+        "overrideRate": {"HitlOverride", "GateOutcome", "ApprovalDecided"},
+        "callbacks": {"CallbackFailed"},
+        "deadLetters": {"gatekeeper.dead_letters"},
+        "queueAge": {"gatekeeper.queue.age"},
+        "deploymentFrequency": {"WatchOutcome"},
+        "dora": {"GateDecision", "WatchOutcome"},
+    }
+    for item, names in expect.items():
+        assert kql_telemetry.names(by_item[item]) == names, item
+    for percentile in ("percentile(latencyMinutes, 50)", "percentile(latencyMinutes, 95)"):
+        assert percentile in by_item["latency"], percentile
+    assert "by stage" in by_item["latency"] and "customMeasurements.latency_seconds" in by_item["latency"]
+    assert "by rule" in by_item["overridesByRule"] and "level = tostring(customDimensions.level)" in by_item["outcomes"]
     assert "requests" in by_item["errors"] and "success == false" in by_item["errors"]
-    assert set(EVENT_NAME.findall(by_item["latency"])) == {"ApprovalDecided"}
-    assert "e.latency_seconds" in by_item["latency"]
-    assert set(EVENT_NAME.findall(by_item["overrideRate"])) == {"HitlOverride", "GateOutcome", "ApprovalDecided"}
+    dora = by_item["dora"]
+    for column in ("deploymentsPerDay", "leadTimeHoursP50", "changeFailurePercent", "timeToRestoreHoursP50"):
+        assert column in dora, column
+    assert "customDimensions.gate_id" in dora and "customMeasurements.time_to_restore_seconds" in dora
+
+
+def test_bicep_sets_the_fallback_resource_to_the_component():
+    assert json.loads(WORKBOOK.read_text(encoding="utf-8"))["fallbackResourceIds"] == []
+    bicep = MONITORING.read_text(encoding="utf-8")
+    assert (
+        "serializedData: string(union(loadJsonContent('../workbook.json'), "
+        "{ fallbackResourceIds: [ appInsights.id ] }))" in bicep
+    )
 
 
 def test_every_call_site_emits_a_declared_event_with_exactly_its_fields():
@@ -125,7 +164,12 @@ def test_every_call_site_emits_a_declared_event_with_exactly_its_fields():
 def test_every_event_is_emitted_and_charted_or_documented(event: str):
     emitted = {name for _, name, _ in emit_calls()}
     assert event in emitted, f"{event} is declared but nothing emits it"
-    charted = any(event in EVENT_NAME.findall(q) for _, q in telemetry_queries())
+    charted = any(event in kql_telemetry.names(q) for _, q in queries())
     documented = f"`{event}`" in DOC.read_text(encoding="utf-8")
     assert charted or documented, f"{event} is neither in the workbook nor in docs/telemetry.md"
     assert documented, f"docs/telemetry.md does not describe {event}"
+
+
+@pytest.mark.parametrize("metric", sorted(m.value for m in telemetry.Metric))
+def test_every_metric_is_documented(metric: str):
+    assert f"`{metric}`" in DOC.read_text(encoding="utf-8"), f"docs/telemetry.md does not describe {metric}"

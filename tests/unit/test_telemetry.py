@@ -50,6 +50,7 @@ def request_fields(**overrides: Any) -> dict[str, Any]:
         "approvers": 2,
         "quorum": 1,
         "notified": True,
+        "deadline_seconds": 3600,
         **overrides,
     }
 

@@ -223,7 +223,7 @@ module monitoring 'modules/monitoring.bicep' = {
 module alerts 'modules/alerts.bicep' = {
   name: 'gatekeeper-alerts'
   params: {
-    location: location
+    location: deployLocation
     name: '${namePrefix}-alert-${token}'
     appInsightsId: monitoring.outputs.appInsightsId
     operatorEmail: alertEmailAddress

@@ -215,7 +215,7 @@ def test_every_module_gets_the_guarded_location(parsed_infra):
         for s, spec in parsed_infra["main.bicep"]["modules"].items()
         if "location" in pycep_body(spec["config"])["params"]
     }
-    assert located == {"identity", "monitoring", "storage", "keyVault", "eventGrid", "functionApp"}
+    assert located == {"identity", "monitoring", "alerts", "storage", "keyVault", "eventGrid", "functionApp"}
     main = (INFRA / "main.bicep").read_text()
     outside = "'region-${location}-is-outside-the-${dataBoundary}-data-boundary'"
     assert f"var deployLocation = locationInBoundary ? location : {outside}" in main

@@ -17,6 +17,7 @@ from functions.deployments import bp as deployments_bp
 from functions.ingest import bp as ingest_bp
 from functions.messages import bp as messages_bp
 from functions.queues import bp as queues_bp
+from functions.recommend import bp as recommend_bp
 from functions.retention import bp as retention_bp
 from orchestrators import bp as orchestrators_bp
 
@@ -33,6 +34,7 @@ BLUEPRINTS = (
     deployments_bp,
     alerts_bp,
     retention_bp,
+    recommend_bp,
     orchestrators_bp,
 )
 for blueprint in BLUEPRINTS:

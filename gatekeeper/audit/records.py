@@ -73,6 +73,10 @@ class RecordKind(StrEnum):
     # PSA/RMM connectors (issue 15): a ticket linked to a gate, a PSA change decision applied to a gate's
     # psa_change_approval stage (or why not), an RMM alert; data.source names the connector.
     CONNECTOR_EVENT = "connector_event"
+    # Recommendations (issue 16): a person's decision (or a rollback) set the recommendation aside, both sides
+    # recorded; and a tenant's recommendation model was refitted (gatekeeper.recommend).
+    OVERRIDE = "override"
+    MODEL_FITTED = "model_fitted"
 
 
 def format_time(value: datetime) -> str:

@@ -1,0 +1,251 @@
+"""The recommendation model: per-feature approval evidence, combined naive-Bayes style, calibrated by a
+leave-one-out Brier score. Pure and small, so a person can check every number it gives.
+
+For each feature value (rule=staging-deploy, hour=night, ...) the model keeps two counts from the tenant's
+own L2 history: gates that were approved and stayed (good) and gates that were rejected or approved and then
+rolled back (bad). For a new gate with values x, the log-odds of "good" are
+
+    z = log((G + 1) / (B + 1)) + d * sum_i [ log((g_i + a) / (G + 2a)) - log((b_i + a) / (B + 2a)) ]
+
+(G, B: the tenant's good and bad totals, Laplace-smoothed: the tenant prior; g_i, b_i: the counts of x_i;
+a = 1: shrinkage of every rate towards "no evidence"). Each summand is a factor: its weight is what it adds
+to the log-odds, and the top five by size are shown with their counts. The damping d (features are not
+independent; rule, repository and environment move together) is chosen at fit time from a small grid by the
+leave-one-out Brier score, which is reported next to the Brier score of the base rate alone.
+
+Invariants (tests/unit/test_recommend_model.py, hypothesis): probabilities lie in [0, 1]; one more approved
+gate that looks like x never lowers p_approve(x), one more rejected or rolled-back one never raises it
+(each count enters one side only, and (g + 1 + a)/(G + 1 + 2a) > (g + a)/(G + 2a) whenever g <= G).
+Recommendations never change a gate's level: callers attach them to the decision, nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gatekeeper.recommend.features import FEATURES, rollback_bucket, service_key
+from gatekeeper.recommend.history import GateHistory, recent_rollbacks
+
+Verdict = Literal["approve", "reject", "needs_attention"]
+MODEL_FORMAT: Literal[1] = 1
+SMOOTHING = 1.0
+DAMPING_GRID = (0.2, 0.35, 0.5, 0.75, 1.0)
+MIN_SAMPLES = 10  # fewer decided L2 gates than this: the model says "needs attention" and why
+APPROVE_AT = 0.8  # p_approve at or above: recommend approve
+REJECT_AT = 0.35  # p_approve at or below: recommend reject
+EVIDENCE_HALF = 10  # confidence is half of max(p, 1-p) when the rule has this many decided gates
+MAX_VALUES_PER_FEATURE = 500  # the most frequent values are kept; the model stays a small JSON document
+MAX_LOO_SAMPLES = 50_000  # calibration is measured on the newest this many samples
+TOP_FACTORS = 5
+
+
+class Factor(BaseModel):
+    """One reason behind a recommendation: the feature value, what it added to the log-odds, its counts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    weight: float
+    detail: str
+
+
+class Recommendation(BaseModel):
+    """What an L2 request carries (audit `decision.data.recommendation`, the card and the page)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    verdict: Verdict
+    confidence: float = Field(ge=0.0, le=1.0)
+    p_approve: float = Field(ge=0.0, le=1.0)
+    model_version: str
+    factors: tuple[Factor, ...] = Field(default=(), max_length=TOP_FACTORS)
+
+    def to_audit(self) -> dict[str, object]:
+        return self.model_dump(mode="json")
+
+
+class Model(BaseModel):
+    """One tenant's fitted model: counts, totals, the damping, calibration, recent rollbacks per service."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal[1] = MODEL_FORMAT
+    tenant_id: str
+    version: str
+    fitted_at: datetime
+    samples: int = Field(ge=0)
+    good: int = Field(ge=0)
+    bad: int = Field(ge=0)
+    damping: float = Field(ge=0.0, le=1.0)
+    counts: dict[str, dict[str, tuple[int, int]]] = {}
+    rollbacks: dict[str, list[datetime]] = {}
+    brier: float | None = None
+    base_rate_brier: float | None = None
+
+    def rule_evidence(self, rule: str | None) -> int:
+        good, bad = self.counts.get("rule", {}).get(rule or "", (0, 0))
+        return good + bad
+
+
+def _lr(g: float, b: float, good: float, bad: float) -> float:
+    """log P(value | good) - log P(value | bad), Laplace-smoothed."""
+    a = SMOOTHING
+    return math.log((g + a) / (good + 2 * a)) - math.log((b + a) / (bad + 2 * a))
+
+
+def _prior(good: float, bad: float) -> float:
+    return math.log((good + 1) / (bad + 1))
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def _labelled(history: Sequence[GateHistory]) -> list[tuple[dict[str, str], int]]:
+    """(features, 1 good / 0 bad) of every L2 gate people decided or that was rolled back."""
+    samples = []
+    for gate in history:
+        outcome = gate.outcome
+        if gate.level != "L2" or outcome is None:
+            continue
+        samples.append((gate.features(), 1 if outcome == "approved" else 0))
+    return samples
+
+
+def fit(tenant_id: str, history: Sequence[GateHistory], at: datetime) -> Model:
+    """Count, choose the damping by leave-one-out Brier score, and version the result."""
+    samples = _labelled(history)
+    counts: dict[str, dict[str, list[int]]] = {name: {} for name in FEATURES}
+    good = sum(y for _, y in samples)
+    bad = len(samples) - good
+    for features, y in samples:
+        for name, value in features.items():
+            pair = counts.setdefault(name, {}).setdefault(value, [0, 0])
+            pair[0 if y else 1] += 1
+    kept = {
+        name: dict(sorted(values.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:MAX_VALUES_PER_FEATURE])
+        for name, values in counts.items()
+        if values
+    }
+    damping, brier, base = _calibrate(samples[-MAX_LOO_SAMPLES:], kept, good, bad)
+    frozen = {name: {v: (c[0], c[1]) for v, c in values.items()} for name, values in kept.items()}
+    digest = hashlib.sha256(
+        json.dumps([tenant_id, frozen, damping], sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    return Model(
+        tenant_id=tenant_id,
+        version=f"{at:%Y%m%dT%H%M%SZ}-{digest[:8]}",
+        fitted_at=at,
+        samples=len(samples),
+        good=good,
+        bad=bad,
+        damping=damping,
+        counts=frozen,
+        rollbacks={s: [datetime.fromisoformat(t) for t in ts] for s, ts in recent_rollbacks(history).items()},
+        brier=brier,
+        base_rate_brier=base,
+    )
+
+
+def _calibrate(
+    samples: Sequence[tuple[dict[str, str], int]], counts: Mapping[str, Mapping[str, list[int]]], good: int, bad: int
+) -> tuple[float, float | None, float | None]:
+    """The damping with the lowest leave-one-out Brier score, that score, and the base rate's own."""
+    if len(samples) < 2:
+        return DAMPING_GRID[len(DAMPING_GRID) // 2], None, None
+    parts = []
+    base = 0.0
+    for features, y in samples:
+        g_tot, b_tot = good - y, bad - (1 - y)
+        total = 0.0
+        for name, value in features.items():
+            pair = counts.get(name, {}).get(value)
+            if pair is None:
+                continue
+            total += _lr(pair[0] - y, pair[1] - (1 - y), g_tot, b_tot)
+        parts.append((_prior(g_tot, b_tot), total, y))
+        base += ((g_tot + 1) / (g_tot + b_tot + 2) - y) ** 2
+    best: tuple[float, float] | None = None
+    for d in DAMPING_GRID:
+        score = sum((_sigmoid(p + d * s) - y) ** 2 for p, s, y in parts) / len(parts)
+        if best is None or score < best[1] - 1e-12:
+            best = (d, score)
+    assert best is not None
+    return best[0], round(best[1], 6), round(base / len(parts), 6)
+
+
+def live_features(model: Model | None, features: Mapping[str, str], at: datetime) -> dict[str, str]:
+    """`features` with `recent_rollbacks` counted from the model's record of rollbacks per service (the
+    caller knows only the gate; the incidents come from the history the model was fitted on)."""
+    from datetime import timedelta
+
+    from gatekeeper.recommend.features import ROLLBACK_LOOKBACK_DAYS
+
+    out = dict(features)
+    if model is not None:
+        times = model.rollbacks.get(service_key(features.get("repository"), features.get("environment")), [])
+        cutoff = at - timedelta(days=ROLLBACK_LOOKBACK_DAYS)
+        out["recent_rollbacks"] = rollback_bucket(sum(1 for t in times if cutoff <= t <= at))
+    return out
+
+
+def predict(model: Model, features: Mapping[str, str]) -> tuple[float, list[Factor]]:
+    """p_approve for `features` and every factor, largest contribution first."""
+    factors = []
+    z = _prior(model.good, model.bad)
+    for name in FEATURES:
+        value = features.get(name)
+        if value is None:
+            continue
+        g, b = model.counts.get(name, {}).get(value, (0, 0))
+        weight = model.damping * _lr(g, b, model.good, model.bad)
+        z += weight
+        if g + b:
+            detail = f"{g} approved and kept, {b} rejected or rolled back ({g / (g + b):.0%} good)"
+        else:
+            detail = f"not seen in the {model.samples} decided L2 gates of the history"
+        factors.append(Factor(name=f"{name}={value}"[:200], weight=round(weight, 4), detail=detail))
+    factors.sort(key=lambda f: -abs(f.weight))
+    return _sigmoid(z), factors
+
+
+def recommend(model: Model | None, features: Mapping[str, str], at: datetime) -> Recommendation:
+    """The recommendation for a gate with `features` at `at`; with no or too little history, "needs
+    attention" with the reason as its only factor."""
+    if model is None or model.samples < MIN_SAMPLES:
+        seen = model.samples if model is not None else 0
+        return Recommendation(
+            verdict="needs_attention",
+            confidence=0.0,
+            p_approve=0.5 if model is None else round((model.good + 1) / (model.samples + 2), 4),
+            model_version=model.version if model is not None else "none",
+            factors=(
+                Factor(
+                    name="history",
+                    weight=0.0,
+                    detail=f"{seen} decided L2 gate(s) in this tenant's history; at least {MIN_SAMPLES} needed",
+                ),
+            ),
+        )
+    live = live_features(model, features, at)
+    p, factors = predict(model, live)
+    verdict: Verdict = "approve" if p >= APPROVE_AT else "reject" if p <= REJECT_AT else "needs_attention"
+    evidence = model.rule_evidence(live.get("rule"))
+    confidence = max(p, 1 - p) * evidence / (evidence + EVIDENCE_HALF)
+    return Recommendation(
+        verdict=verdict,
+        confidence=round(min(1.0, max(0.0, confidence)), 4),
+        p_approve=round(min(1.0, max(0.0, p)), 4),
+        model_version=model.version,
+        factors=tuple(factors[:TOP_FACTORS]),
+    )

@@ -31,5 +31,7 @@ def recommendation_refit(timer: func.TimerRequest) -> None:
         except Exception:  # one tenant's outage or bad history must not stop the others' refit
             log.exception("recommendation refit failed for tenant %s", tenant)
             continue
+        if model is None:
+            continue  # no gate to learn from yet
         recommender.remember(tenant, model)
         log.info("tenant %s: recommendation model %s from %d gate(s)", tenant, model.version, model.samples)

@@ -96,10 +96,13 @@ class ModelStore:
 
 def refit(
     tenant_id: str, audit: HistoryLog, models: ModelStore, at: datetime, *, history_days: int = HISTORY_DAYS
-) -> Model:
-    """Fit the tenant's model from its own audit history, store it as a new version, audit `model_fitted`."""
+) -> Model | None:
+    """Fit the tenant's model from its own audit history, store it as a new version, audit `model_fitted`.
+    None (nothing stored or audited) for a tenant that has never had a gate to learn from."""
     history = read_history(audit.records(), since=at - timedelta(days=history_days))
     model = fit(tenant_id, history, at)
+    if model.samples == 0 and models.current() is None:
+        return None
     models.save(model)
     audit.append(
         "model_fitted",

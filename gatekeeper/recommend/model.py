@@ -5,12 +5,13 @@ For each feature value (rule=staging-deploy, hour=night, ...) the model keeps tw
 own L2 history: gates that were approved and stayed (good) and gates that were rejected or approved and then
 rolled back (bad). For a new gate with values x, the log-odds of "good" are
 
-    z = log((G + 1) / (B + 1)) + d * sum_i [ log((g_i + a) / (G + 2a)) - log((b_i + a) / (B + 2a)) ]
+    z = log((G + 1) / (B + 1)) + sum_i w_i * [ log((g_i + a) / (G + 2a)) - log((b_i + a) / (B + 2a)) ]
 
 (G, B: the tenant's good and bad totals, Laplace-smoothed: the tenant prior; g_i, b_i: the counts of x_i;
 a = 1: shrinkage of every rate towards "no evidence"). Each summand is a factor: its weight is what it adds
-to the log-odds, and the top five by size are shown with their counts. The damping d (features are not
-independent; rule, repository and environment move together) is chosen at fit time from a small grid by the
+to the log-odds, and the top five by size are shown with their counts. The per-feature weights w_i >= 0
+(features are not independent: rule, repository and environment move together, and counting them all in
+full would be overconfident) are chosen at fit time by coordinate search over a small grid, minimising the
 leave-one-out Brier score, which is reported next to the Brier score of the base rate alone.
 
 Invariants (tests/unit/test_recommend_model.py, hypothesis): probabilities lie in [0, 1]; one more approved
@@ -36,13 +37,15 @@ from gatekeeper.recommend.history import GateHistory, recent_rollbacks
 Verdict = Literal["approve", "reject", "needs_attention"]
 MODEL_FORMAT: Literal[1] = 1
 SMOOTHING = 1.0
-DAMPING_GRID = (0.2, 0.35, 0.5, 0.75, 1.0)
+WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+START_WEIGHT = 0.5
+SEARCH_PASSES = 3
 MIN_SAMPLES = 10  # fewer decided L2 gates than this: the model says "needs attention" and why
 APPROVE_AT = 0.8  # p_approve at or above: recommend approve
 REJECT_AT = 0.35  # p_approve at or below: recommend reject
 EVIDENCE_HALF = 10  # confidence is half of max(p, 1-p) when the rule has this many decided gates
 MAX_VALUES_PER_FEATURE = 500  # the most frequent values are kept; the model stays a small JSON document
-MAX_LOO_SAMPLES = 50_000  # calibration is measured on the newest this many samples
+MAX_LOO_SAMPLES = 20_000  # calibration is measured on the newest this many samples
 TOP_FACTORS = 5
 
 
@@ -72,7 +75,7 @@ class Recommendation(BaseModel):
 
 
 class Model(BaseModel):
-    """One tenant's fitted model: counts, totals, the damping, calibration, recent rollbacks per service."""
+    """One tenant's fitted model: counts, totals, the feature weights, calibration, recent rollbacks per service."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -83,7 +86,7 @@ class Model(BaseModel):
     samples: int = Field(ge=0)
     good: int = Field(ge=0)
     bad: int = Field(ge=0)
-    damping: float = Field(ge=0.0, le=1.0)
+    weights: dict[str, float] = {}  # per feature name, >= 0 (monotonicity needs it)
     counts: dict[str, dict[str, tuple[int, int]]] = {}
     rollbacks: dict[str, list[datetime]] = {}
     brier: float | None = None
@@ -123,7 +126,7 @@ def _labelled(history: Sequence[GateHistory]) -> list[tuple[dict[str, str], int]
 
 
 def fit(tenant_id: str, history: Sequence[GateHistory], at: datetime) -> Model:
-    """Count, choose the damping by leave-one-out Brier score, and version the result."""
+    """Count, choose the feature weights by leave-one-out Brier score, and version the result."""
     samples = _labelled(history)
     counts: dict[str, dict[str, list[int]]] = {name: {} for name in FEATURES}
     good = sum(y for _, y in samples)
@@ -137,10 +140,10 @@ def fit(tenant_id: str, history: Sequence[GateHistory], at: datetime) -> Model:
         for name, values in counts.items()
         if values
     }
-    damping, brier, base = _calibrate(samples[-MAX_LOO_SAMPLES:], kept, good, bad)
+    weights, brier, base = _calibrate(samples[-MAX_LOO_SAMPLES:], kept, good, bad)
     frozen = {name: {v: (c[0], c[1]) for v, c in values.items()} for name, values in kept.items()}
     digest = hashlib.sha256(
-        json.dumps([tenant_id, frozen, damping], sort_keys=True, separators=(",", ":")).encode()
+        json.dumps([tenant_id, frozen, weights], sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
     return Model(
         tenant_id=tenant_id,
@@ -149,7 +152,7 @@ def fit(tenant_id: str, history: Sequence[GateHistory], at: datetime) -> Model:
         samples=len(samples),
         good=good,
         bad=bad,
-        damping=damping,
+        weights=weights,
         counts=frozen,
         rollbacks={s: [datetime.fromisoformat(t) for t in ts] for s, ts in recent_rollbacks(history).items()},
         brier=brier,
@@ -159,29 +162,48 @@ def fit(tenant_id: str, history: Sequence[GateHistory], at: datetime) -> Model:
 
 def _calibrate(
     samples: Sequence[tuple[dict[str, str], int]], counts: Mapping[str, Mapping[str, list[int]]], good: int, bad: int
-) -> tuple[float, float | None, float | None]:
-    """The damping with the lowest leave-one-out Brier score, that score, and the base rate's own."""
+) -> tuple[dict[str, float], float | None, float | None]:
+    """Per-feature weights with the lowest leave-one-out Brier score (coordinate search over WEIGHT_GRID),
+    that score, and the base rate's own leave-one-out score."""
+    weights = dict.fromkeys(FEATURES, START_WEIGHT)
     if len(samples) < 2:
-        return DAMPING_GRID[len(DAMPING_GRID) // 2], None, None
-    parts = []
+        return weights, None, None
+    priors: list[float] = []
+    labels: list[int] = []
+    columns: dict[str, list[float]] = {name: [] for name in FEATURES}
     base = 0.0
-    for features, y in samples:
+    for features, y in samples:  # every count without the sample itself: leave one out
         g_tot, b_tot = good - y, bad - (1 - y)
-        total = 0.0
-        for name, value in features.items():
-            pair = counts.get(name, {}).get(value)
-            if pair is None:
-                continue
-            total += _lr(pair[0] - y, pair[1] - (1 - y), g_tot, b_tot)
-        parts.append((_prior(g_tot, b_tot), total, y))
+        for name in FEATURES:
+            pair = counts.get(name, {}).get(features.get(name, ""))
+            columns[name].append(0.0 if pair is None else _lr(pair[0] - y, pair[1] - (1 - y), g_tot, b_tot))
+        priors.append(_prior(g_tot, b_tot))
+        labels.append(y)
         base += ((g_tot + 1) / (g_tot + b_tot + 2) - y) ** 2
-    best: tuple[float, float] | None = None
-    for d in DAMPING_GRID:
-        score = sum((_sigmoid(p + d * s) - y) ** 2 for p, s, y in parts) / len(parts)
-        if best is None or score < best[1] - 1e-12:
-            best = (d, score)
-    assert best is not None
-    return best[0], round(best[1], 6), round(base / len(parts), 6)
+    n = len(samples)
+    z = [priors[i] + sum(weights[f] * columns[f][i] for f in FEATURES) for i in range(n)]
+
+    def brier(values: list[float]) -> float:
+        return sum((_sigmoid(v) - y) ** 2 for v, y in zip(values, labels, strict=True)) / n
+
+    best = brier(z)
+    for _ in range(SEARCH_PASSES):
+        changed = False
+        for name in FEATURES:
+            column = columns[name]
+            if not any(column):
+                continue
+            for candidate in WEIGHT_GRID:
+                delta = candidate - weights[name]
+                if delta == 0:
+                    continue
+                trial = [v + delta * c for v, c in zip(z, column, strict=True)]
+                score = brier(trial)
+                if score < best - 1e-9:
+                    best, z, weights[name], changed = score, trial, candidate, True
+        if not changed:
+            break
+    return weights, round(best, 6), round(base / n, 6)
 
 
 def live_features(model: Model | None, features: Mapping[str, str], at: datetime) -> dict[str, str]:
@@ -208,14 +230,17 @@ def predict(model: Model, features: Mapping[str, str]) -> tuple[float, list[Fact
         if value is None:
             continue
         g, b = model.counts.get(name, {}).get(value, (0, 0))
-        weight = model.damping * _lr(g, b, model.good, model.bad)
+        weight = model.weights.get(name, START_WEIGHT) * _lr(g, b, model.good, model.bad)
         z += weight
         if g + b:
             detail = f"{g} approved and kept, {b} rejected or rolled back ({g / (g + b):.0%} good)"
         else:
             detail = f"not seen in the {model.samples} decided L2 gates of the history"
         factors.append(Factor(name=f"{name}={value}"[:200], weight=round(weight, 4), detail=detail))
-    factors.sort(key=lambda f: -abs(f.weight))
+    factors = sorted((f for f in factors if f.weight != 0), key=lambda f: -abs(f.weight))
+    if not factors:
+        rate = f"{model.good} of {model.samples} decided L2 gates approved and kept"
+        factors = [Factor(name="tenant base rate", weight=round(_prior(model.good, model.bad), 4), detail=rate)]
     return _sigmoid(z), factors
 
 

@@ -117,7 +117,7 @@ def refit(
             "features": sorted(model.counts),
             "good": model.good,
             "bad": model.bad,
-            "damping": model.damping,
+            "weights": model.weights,
             "history_days": history_days,
         },
         at=at,

@@ -41,7 +41,7 @@ kinds = st.tuples(
 
 
 def _history(specs: list[tuple[str, str, str]]) -> list[GateHistory]:
-    return [gate(r, e, o, NOW - timedelta(hours=i)) for i, (r, e, o) in enumerate(specs)]
+    return [gate(r, e, o, NOW - timedelta(days=i)) for i, (r, e, o) in enumerate(specs)]  # same hour: no signal
 
 
 @settings(derandomize=True, max_examples=60, deadline=None)

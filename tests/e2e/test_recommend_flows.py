@@ -15,6 +15,7 @@ import pytest
 
 from devstack.entra_issuer import LocalEntraIssuer
 from devstack.gates import LocalGates, local_gates
+from devstack.recommend_history import Kind, generate, write
 from devstack.runner import ManualClock
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent
@@ -29,7 +30,6 @@ from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.settings import Settings
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
-from tests.support.recommend_history import Kind, generate, write
 
 pytestmark = pytest.mark.azurite
 

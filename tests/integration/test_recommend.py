@@ -14,6 +14,7 @@ import azure.functions as func
 import pytest
 import yaml
 
+from devstack.recommend_history import Kind, generate, write
 from gatekeeper.cli import main
 from gatekeeper.policy import load_policy
 from gatekeeper.policy.store import PolicyStore
@@ -23,7 +24,6 @@ from gatekeeper.recommend.store import CURRENT, PARTITION, ModelStore, refit
 from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose, tenant_table_name
 from tests.support.gatekeeper_env import GatekeeperEnv, app_functions, http_function, make_env
-from tests.support.recommend_history import Kind, generate, write
 
 pytestmark = pytest.mark.azurite
 

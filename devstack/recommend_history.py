@@ -1,4 +1,5 @@
-"""Generated gate histories with a known structure, written through the real audit log (issue 16 tests).
+"""Generated gate histories with a known structure, written through the real audit log (issue 16): the
+recommendation tests learn from them, and the demo seeds its tenant's "last weeks" with one.
 
 Each gate is the entries the gate steps write: `event_received`, the evaluation `decision`, the final
 `decision` (with the approval chain when people decided), and where asked a rollback (`deployment_finished`
@@ -32,6 +33,7 @@ class Kind:
     overridden: int = 0
     quality: str = "pass"
     compliance: tuple[tuple[str, str], ...] = ()
+    source: str = "generic"
 
 
 def gate_entries(kind: Kind, at: datetime, outcome: str) -> list[dict[str, Any]]:
@@ -39,7 +41,7 @@ def gate_entries(kind: Kind, at: datetime, outcome: str) -> list[dict[str, Any]]
     human_task."""
     gate = "g" + uuid.uuid4().hex
     facts = {
-        "source": "generic",
+        "source": kind.source,
         "kind": "gate_request",
         "action": "deploy",
         "environment": kind.environment,
@@ -68,10 +70,10 @@ def gate_entries(kind: Kind, at: datetime, outcome: str) -> list[dict[str, Any]]
             "factors": [],
         }
     status = {"rejected": "rejected", "human_task": "human_task"}.get(outcome, "approved")
-    chain = None
+    chain: dict[str, Any] | None = None
     if kind.level == "L2":
-        chain = {"status": status, "reason": "rejected" if status == "rejected" else "quorum", "stage": 0}
-        chain["votes"] = [GOOD_VOTE]
+        reason = "rejected" if status == "rejected" else "quorum"
+        chain = {"status": status, "reason": reason, "stage": 0, "votes": [GOOD_VOTE]}
     entries = [
         _entry("event_received", gate, at, facts),
         _entry("decision", gate, at, decision),
@@ -104,7 +106,7 @@ def _entry(kind: str, instance_id: str, at: datetime, data: dict[str, Any]) -> d
 
 def generate(kinds: list[Kind], now: datetime, *, days: int = 80, seed: int = 7) -> list[dict[str, Any]]:
     """All gates of `kinds`, spread at random (seeded) over the last `days` days, entries in time order."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, nothing secret
     gates: list[tuple[datetime, list[dict[str, Any]]]] = []
     for kind in kinds:
         outcomes = (

@@ -14,9 +14,11 @@ to the log-odds, and the top five by size are shown with their counts. The per-f
 full would be overconfident) are chosen at fit time by coordinate search over a small grid, minimising the
 leave-one-out Brier score, which is reported next to the Brier score of the base rate alone.
 
-Invariants (tests/unit/test_recommend_model.py, hypothesis): probabilities lie in [0, 1]; one more approved
-gate that looks like x never lowers p_approve(x), one more rejected or rolled-back one never raises it
-(each count enters one side only, and (g + 1 + a)/(G + 1 + 2a) > (g + a)/(G + 2a) whenever g <= G).
+Invariants (tests/unit/test_recommend_model.py, hypothesis): probabilities lie in [0, 1]; for given feature
+weights, one more approved gate that looks like x never lowers p_approve(x), one more rejected or rolled-back
+one never raises it (each count enters one side only, and (g + 1 + a)/(G + 1 + 2a) > (g + a)/(G + 2a) whenever
+g <= G). A refit may move the weights (calibration); `model_fitted` records them. A rule with fewer than
+`MIN_RULE_EVIDENCE` decided gates gets "needs attention" whatever the odds.
 Recommendations never change a gate's level: callers attach them to the decision, nothing else.
 """
 
@@ -44,6 +46,7 @@ MIN_SAMPLES = 10  # fewer decided L2 gates than this: the model says "needs atte
 APPROVE_AT = 0.8  # p_approve at or above: recommend approve
 REJECT_AT = 0.35  # p_approve at or below: recommend reject
 EVIDENCE_HALF = 10  # confidence is half of max(p, 1-p) when the rule has this many decided gates
+MIN_RULE_EVIDENCE = 5  # fewer decided gates of the gate's own rule: "needs attention", whatever the odds
 MAX_VALUES_PER_FEATURE = 500  # the most frequent values are kept; the model stays a small JSON document
 MAX_LOO_SAMPLES = 20_000  # calibration is measured on the newest this many samples
 TOP_FACTORS = 5
@@ -189,7 +192,7 @@ def _calibrate(
     best = brier(z)
     for _ in range(SEARCH_PASSES):
         changed = False
-        for name in FEATURES:
+        for name in reversed(FEATURES):  # among equally good fits, the named ones (rule, repository) keep weight
             column = columns[name]
             if not any(column):
                 continue
@@ -267,6 +270,10 @@ def recommend(model: Model | None, features: Mapping[str, str], at: datetime) ->
     verdict: Verdict = "approve" if p >= APPROVE_AT else "reject" if p <= REJECT_AT else "needs_attention"
     evidence = model.rule_evidence(live.get("rule"))
     confidence = max(p, 1 - p) * evidence / (evidence + EVIDENCE_HALF)
+    if evidence < MIN_RULE_EVIDENCE:  # the odds come from other rules' gates: not enough to advise on this one
+        verdict = "needs_attention"
+        note = f"{evidence} decided L2 gate(s) of this rule; at least {MIN_RULE_EVIDENCE} needed to recommend"
+        factors = [Factor(name=f"rule={live.get('rule')}"[:200], weight=0.0, detail=note), *factors]
     return Recommendation(
         verdict=verdict,
         confidence=round(min(1.0, max(0.0, confidence)), 4),

@@ -32,9 +32,9 @@ def hour_bucket(at: datetime) -> str:
     return ("night", "morning", "afternoon", "evening")[at.hour // 6]
 
 
-def window_of(reasons: list[Any] | tuple[Any, ...]) -> str:
+def window_of(reasons: Any) -> str:
     """Change-window risk as the policy saw it: in a freeze, outside business hours, or neither."""
-    texts = [str(r) for r in reasons]
+    texts = [str(r) for r in reasons] if isinstance(reasons, list | tuple) else []
     if any(t.startswith("change freeze") for t in texts):
         return "in_freeze"
     if any(t.startswith("outside business hours") for t in texts):
@@ -46,9 +46,9 @@ def rollback_bucket(count: int) -> str:
     return "0" if count <= 0 else "1" if count == 1 else "2+"
 
 
-def service_key(repository: str | None, environment: str | None) -> str:
+def service_key(repository: Any, environment: Any) -> str:
     """The "service" a rollback belongs to: repository and environment (lower case)."""
-    return f"{(repository or '').lower()}|{(environment or '').lower()}"
+    return f"{_text(repository) or ''}|{_text(environment) or ''}"
 
 
 def _text(value: Any) -> str | None:

@@ -111,9 +111,10 @@ def read_history(entries: Iterable[Entry], since: datetime | None = None) -> lis
                 gate.level = str(data.get("level"))
                 gate.rule = data.get("rule") if isinstance(data.get("rule"), str) else None
                 gate.blocked = bool(data.get("blocked"))
+                mappings = data.get("compliance")
                 gate.compliance = tuple(
                     f"{c.get('framework')} {c.get('control')}"
-                    for c in data.get("compliance") or ()
+                    for c in (mappings if isinstance(mappings, list) else ())
                     if isinstance(c, Mapping)
                 )
                 recommendation = data.get("recommendation")

@@ -170,3 +170,22 @@ def test_wilson_interval():
     low, high = wilson(3, 10)
     assert 0.10 < low < 0.11 and 0.60 < high < 0.61
     assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_odd_audit_data_is_read_without_failing_the_refit():
+    class E:
+        def __init__(self, kind, iid, data):
+            self.kind, self.instance_id, self.at, self.data = kind, iid, NOW, data
+
+    odd = {"level": "L2", "rule": 7, "reasons": 5, "compliance": 3, "quality": "pass", "recommendation": "x"}
+    entries = [
+        E("event_received", "g1", {"received_at": "not a time", "repository": {"a": 1}, "environment": "x" * 500}),
+        E("decision", "g1", odd),
+        E("override", "g1", {"kind": 5, "gate": ["g1"]}),
+        E("decision", "g1", {"final": True, "status": "approved", "chain": "quorum"}),
+    ]
+    (gate_,) = read_history(entries)
+    features = gate_.features()
+    assert features["rule"] == "7" and features["window"] == "normal" and "repository" not in features
+    assert len(features["environment"]) == 120 and gate_.compliance == () and gate_.overrides == []
+    assert fit("acme", [gate_], NOW).samples == 1

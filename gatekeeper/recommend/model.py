@@ -1,25 +1,26 @@
-"""The recommendation model: per-feature approval evidence, combined naive-Bayes style, calibrated by a
-leave-one-out Brier score. Pure and small, so a person can check every number it gives.
+"""The recommendation model: per-feature Bayesian approval rates shrunk to the tenant's own rate, combined
+with weights chosen by a leave-one-out Brier score. Pure and small, so a person can check every number.
 
 For each feature value (rule=staging-deploy, hour=night, ...) the model keeps two counts from the tenant's
-own L2 history: gates that were approved and stayed (good) and gates that were rejected or approved and then
-rolled back (bad). For a new gate with values x, the log-odds of "good" are
+own L2 history: gates that were approved and stayed (good, g) and gates that were rejected or approved and
+then rolled back (bad, b). With the tenant rate P = (G + 1) / (G + B + 2) (G, B: the tenant's totals), each
+value's rate is shrunk towards it, r = (g + k P) / (g + b + k) with k = SHRINK pseudo-gates, and for a new
+gate with values x the log-odds of "good" are
 
-    z = log((G + 1) / (B + 1)) + sum_i w_i * [ log((g_i + a) / (G + 2a)) - log((b_i + a) / (B + 2a)) ]
+    z = logit(P) + sum_i w_i * (logit(r_i) - logit(P))
 
-(G, B: the tenant's good and bad totals, Laplace-smoothed: the tenant prior; g_i, b_i: the counts of x_i;
-a = 1: shrinkage of every rate towards "no evidence"). Each summand is a factor: its weight is what it adds
-to the log-odds, and the top five by size are shown with their counts. The per-feature weights w_i >= 0
-(features are not independent: rule, repository and environment move together, and counting them all in
-full would be overconfident) are chosen at fit time by coordinate search over a small grid, minimising the
-leave-one-out Brier score, which is reported next to the Brier score of the base rate alone.
+Each summand is a factor: its weight is what it adds to the log-odds (a value never seen adds nothing: its
+rate is the tenant's), and the top five by size are shown with their counts. The weights w_i >= 0 with
+sum w_i <= 1 (features are not independent: rule, repository and environment move together, and counting
+them all in full would be overconfident) are chosen at fit time by coordinate search over a grid, minimising
+the leave-one-out Brier score, which is reported next to the Brier score of the tenant rate alone.
 
-Invariants (tests/unit/test_recommend_model.py, hypothesis): probabilities lie in [0, 1]; for given feature
-weights, one more approved gate that looks like x never lowers p_approve(x), one more rejected or rolled-back
-one never raises it (each count enters one side only, and (g + 1 + a)/(G + 1 + 2a) > (g + a)/(G + 2a) whenever
-g <= G). A refit may move the weights (calibration); `model_fitted` records them. A rule with fewer than
-`MIN_RULE_EVIDENCE` decided gates gets "needs attention" whatever the odds.
-Recommendations never change a gate's level: callers attach them to the decision, nothing else.
+Invariants (tests/unit/test_recommend_model.py, hypothesis): probabilities lie in [0, 1]; for given weights,
+one more approved gate that looks like x never lowers p_approve(x) and one more rejected or rolled-back one
+never raises it: z = (1 - sum w_i) logit(P) + sum w_i logit(r_i) has non-negative coefficients, and P and
+every r_i of x move in the direction of the new outcome. A refit may move the weights (calibration);
+`model_fitted` records them. A rule with fewer than `MIN_RULE_EVIDENCE` decided gates gets "needs attention"
+whatever the odds. Recommendations never change a gate's level: callers attach them to the decision only.
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ from gatekeeper.recommend.history import GateHistory, recent_rollbacks
 
 Verdict = Literal["approve", "reject", "needs_attention"]
 MODEL_FORMAT: Literal[1] = 1
-SMOOTHING = 1.0
-WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
-START_WEIGHT = 0.5
-SEARCH_PASSES = 3
+SHRINK = 5.0  # pseudo-gates at the tenant rate that every feature value's rate starts from
+WEIGHT_GRID = tuple(i / 10 for i in range(11))  # 0.0 .. 1.0; the weights of one model sum to at most 1
+SEARCH_PASSES = 4
 MIN_SAMPLES = 10  # fewer decided L2 gates than this: the model says "needs attention" and why
 APPROVE_AT = 0.8  # p_approve at or above: recommend approve
 REJECT_AT = 0.35  # p_approve at or below: recommend reject
@@ -100,14 +100,18 @@ class Model(BaseModel):
         return good + bad
 
 
-def _lr(g: float, b: float, good: float, bad: float) -> float:
-    """log P(value | good) - log P(value | bad), Laplace-smoothed."""
-    a = SMOOTHING
-    return math.log((g + a) / (good + 2 * a)) - math.log((b + a) / (bad + 2 * a))
+def _rate(good: float, bad: float) -> float:
+    """The tenant rate, Laplace-smoothed."""
+    return (good + 1) / (good + bad + 2)
 
 
-def _prior(good: float, bad: float) -> float:
-    return math.log((good + 1) / (bad + 1))
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def _term(g: float, b: float, prior: float) -> float:
+    """logit of the value's rate shrunk towards `prior`, minus logit(prior): 0 for a value never seen."""
+    return _logit((g + SHRINK * prior) / (g + b + SHRINK)) - _logit(prior)
 
 
 def _sigmoid(z: float) -> float:
@@ -166,25 +170,24 @@ def fit(tenant_id: str, history: Sequence[GateHistory], at: datetime) -> Model:
 def _calibrate(
     samples: Sequence[tuple[dict[str, str], int]], counts: Mapping[str, Mapping[str, list[int]]], good: int, bad: int
 ) -> tuple[dict[str, float], float | None, float | None]:
-    """Per-feature weights with the lowest leave-one-out Brier score (coordinate search over WEIGHT_GRID),
-    that score, and the base rate's own leave-one-out score."""
-    weights = dict.fromkeys(FEATURES, START_WEIGHT)
+    """Weights (each >= 0, summing to at most 1) with the lowest leave-one-out Brier score, by coordinate
+    search over WEIGHT_GRID from "the tenant rate alone"; that score, and the tenant rate's own."""
+    weights = dict.fromkeys(FEATURES, 0.0)
     if len(samples) < 2:
         return weights, None, None
-    priors: list[float] = []
     labels: list[int] = []
     columns: dict[str, list[float]] = {name: [] for name in FEATURES}
+    z: list[float] = []
     base = 0.0
     for features, y in samples:  # every count without the sample itself: leave one out
-        g_tot, b_tot = good - y, bad - (1 - y)
+        prior = _rate(good - y, bad - (1 - y))
         for name in FEATURES:
             pair = counts.get(name, {}).get(features.get(name, ""))
-            columns[name].append(0.0 if pair is None else _lr(pair[0] - y, pair[1] - (1 - y), g_tot, b_tot))
-        priors.append(_prior(g_tot, b_tot))
+            columns[name].append(0.0 if pair is None else _term(pair[0] - y, pair[1] - (1 - y), prior))
         labels.append(y)
-        base += ((g_tot + 1) / (g_tot + b_tot + 2) - y) ** 2
+        z.append(_logit(prior))
+        base += (prior - y) ** 2
     n = len(samples)
-    z = [priors[i] + sum(weights[f] * columns[f][i] for f in FEATURES) for i in range(n)]
 
     def brier(values: list[float]) -> float:
         return sum((_sigmoid(v) - y) ** 2 for v, y in zip(values, labels, strict=True)) / n
@@ -192,13 +195,14 @@ def _calibrate(
     best = brier(z)
     for _ in range(SEARCH_PASSES):
         changed = False
-        for name in reversed(FEATURES):  # among equally good fits, the named ones (rule, repository) keep weight
+        for name in FEATURES:  # the named features first: among equal fits, rule and repository get the weight
             column = columns[name]
             if not any(column):
                 continue
+            room = 1.0 - sum(w for other, w in weights.items() if other != name)
             for candidate in WEIGHT_GRID:
                 delta = candidate - weights[name]
-                if delta == 0:
+                if delta == 0 or candidate > room + 1e-9:
                     continue
                 trial = [v + delta * c for v, c in zip(z, column, strict=True)]
                 score = brier(trial)
@@ -227,13 +231,14 @@ def live_features(model: Model | None, features: Mapping[str, str], at: datetime
 def predict(model: Model, features: Mapping[str, str]) -> tuple[float, list[Factor]]:
     """p_approve for `features` and every factor, largest contribution first."""
     factors = []
-    z = _prior(model.good, model.bad)
+    prior = _rate(model.good, model.bad)
+    z = _logit(prior)
     for name in FEATURES:
         value = features.get(name)
         if value is None:
             continue
         g, b = model.counts.get(name, {}).get(value, (0, 0))
-        weight = model.weights.get(name, START_WEIGHT) * _lr(g, b, model.good, model.bad)
+        weight = model.weights.get(name, 0.0) * _term(g, b, prior)
         z += weight
         if g + b:
             detail = f"{g} approved and kept, {b} rejected or rolled back ({g / (g + b):.0%} good)"
@@ -243,7 +248,7 @@ def predict(model: Model, features: Mapping[str, str]) -> tuple[float, list[Fact
     factors = sorted((f for f in factors if f.weight != 0), key=lambda f: -abs(f.weight))
     if not factors:
         rate = f"{model.good} of {model.samples} decided L2 gates approved and kept"
-        factors = [Factor(name="tenant base rate", weight=round(_prior(model.good, model.bad), 4), detail=rate)]
+        factors = [Factor(name="tenant base rate", weight=round(_logit(prior), 4), detail=rate)]
     return _sigmoid(z), factors
 
 

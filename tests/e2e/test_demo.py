@@ -39,7 +39,7 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
         "gatekeeper audit verify (offline): exit 0",
         "decided L2 gates (the refit timer does this daily)",
         "recommendation: approve (confidence",
-        "repository=octo-org/octo-repo (+",
+        "rule=production-deploy (+",
         "gatekeeper policy recommend ->",
     ):
         assert expected in timeline, expected

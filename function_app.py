@@ -19,6 +19,7 @@ from functions.health import bp as health_bp
 from functions.ingest import bp as ingest_bp
 from functions.messages import bp as messages_bp
 from functions.queues import bp as queues_bp
+from functions.recommend import bp as recommend_bp
 from functions.retention import bp as retention_bp
 from gatekeeper import telemetry
 from gatekeeper.telemetry import Sink
@@ -47,6 +48,7 @@ BLUEPRINTS = (
     alerts_bp,
     retention_bp,
     health_bp,
+    recommend_bp,
     orchestrators_bp,
 )
 for blueprint in BLUEPRINTS:

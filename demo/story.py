@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from demo.actions import action_approvals
 from demo.psa import psa_write_back
+from demo.recommend import policy_recommendations, seed_and_fit, show_recommendation
 from demo.report import report
 from demo.teams import DemoTeams, start_teams, write_card
 from devstack.azure_devops import LocalAzureDevOpsServer
@@ -111,6 +112,7 @@ class Demo:
     webhooks_shown: int = 0
     seen_notifications: set[str] = field(default_factory=set)
     teams: DemoTeams | None = None
+    history: tuple[int, int] | None = None  # seq range of the seeded history in the audit log
 
     # -- sending events the way the sources do --------------------------------------------------------
 
@@ -199,6 +201,8 @@ def run(out_dir: Path) -> int:
         "health.json",
         "smoke-test.txt",
         "psa-tickets.json",
+        "recommendation-model.json",
+        "policy-recommendations.txt",
     )
     for stale in ("outbox", *stale_files):
         target = out_dir / stale
@@ -224,6 +228,7 @@ def run(out_dir: Path) -> int:
                 not_installed=(APPROVERS["sara.visser@contoso.com"],),
             )
             demo = _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams)
+            demo.history = seed_and_fit(demo, TENANT, clock.now())
             production_gate = _ingestion(demo)
             _gates(demo, production_gate)
             _rollback(demo, app_key)
@@ -241,7 +246,7 @@ def run(out_dir: Path) -> int:
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
     written = (
         "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, "
-        "psa-tickets.json, report.*"
+        "psa-tickets.json, recommendation-model.json, policy-recommendations.txt, report.*"
     )
     print(f"\nEverything above is in {out_dir}/ ({written}).")
     from demo.install import install_check
@@ -526,6 +531,7 @@ def _show_decision(demo: Demo, instance_id: str) -> None:
             data = record.data
             reason = (data.get("reasons") or [""])[0]
             demo.timeline.say(f"policy: {data['level']} by rule {data.get('rule')}: {reason}", indent=1)
+            show_recommendation(demo, data)
             for stage in (data.get("approval") or {}).get("stages", []):
                 demo.timeline.say(
                     f"stage {stage['name']}: {stage['quorum']} of {', '.join(stage['approvers'])}, "
@@ -645,7 +651,12 @@ def _audit(demo: Demo, out_dir: Path, key_dir: Path) -> None:
     t.section("8. The audit trail: exported, and verified offline")
     log = demo.stack.services.audit_for(TENANT)
     log.checkpoint(force=True)
+    first, last = demo.history or (-1, -1)
     for record in log.records():
+        if first <= record.seq <= last:  # the seeded history (act 0): one line, not hundreds
+            if record.seq == first:
+                t.say(f"#{first}-#{last} the two months of history from act 0 ({last - first + 1} entries)", indent=1)
+            continue
         t.say(f"#{record.seq:<3} {record.kind:<20} {record.actor[:36]:<36} {record.subject or ''}"[:150], indent=1)
     os.environ.update(
         {
@@ -671,3 +682,4 @@ def _audit(demo: Demo, out_dir: Path, key_dir: Path) -> None:
     t.say(f"gatekeeper audit verify (offline): exit {code}")
     if code != 0:
         raise SystemExit(code)
+    policy_recommendations(demo, TENANT, out_dir)

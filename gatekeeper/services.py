@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.policy.document import PolicyDocument
     from gatekeeper.ports import DependencyProbe, EventPublisher
     from gatekeeper.psa.systems import TicketSystems
+    from gatekeeper.recommend.store import Recommender
     from gatekeeper.rollback.steps import HealthProbe
     from gatekeeper.rollback.store import WatchStore
     from gatekeeper.security.groups import GroupMembership
@@ -619,6 +620,13 @@ class Services:
         if store is None:
             store = self._stores[tenant_id] = GateStore(self.storage, tenant_id, self.cipher)
         return store
+
+    @cached_property
+    def recommender(self) -> Recommender:
+        """The L2 recommendation from the tenant's current model (gatekeeper.recommend), cached per tenant."""
+        from gatekeeper.recommend.store import Recommender
+
+        return Recommender(self.storage, self.cipher)
 
     @cached_property
     def index(self) -> GateIndex:

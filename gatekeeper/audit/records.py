@@ -75,6 +75,10 @@ class RecordKind(StrEnum):
     CONNECTOR_EVENT = "connector_event"
     # Outbound PSA writes (issue 15): data.vendor, data.operation, data.ok, data.ticket, data.detail (no secret)
     PSA_TICKET = "psa_ticket"
+    # Recommendations (issue 16): a person's decision (or a rollback) set the recommendation aside, both sides
+    # recorded; and a tenant's recommendation model was refitted (gatekeeper.recommend).
+    OVERRIDE = "override"
+    MODEL_FITTED = "model_fitted"
 
 
 def format_time(value: datetime) -> str:

@@ -11,7 +11,7 @@ from gatekeeper import mesh, telemetry
 from gatekeeper.approvals.chain import ChainPlan, StagePlan
 from gatekeeper.contracts.gate import EvaluateInput, EvaluationSummary, GateStatus
 from gatekeeper.events.model import PipelineEvent
-from gatekeeper.gates.common import append_audit, at_or_now, gate_title, load_event
+from gatekeeper.gates.common import append_audit, at_or_now, gate_title, load_event, log
 from gatekeeper.gates.psa import linked_ticket, parse_ticket
 from gatekeeper.gates.store import FailingObjective, GateRecord
 from gatekeeper.policy.decision import QualityResult
@@ -97,6 +97,14 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
                 )
     title = gate_title(event)
     linked = linked_ticket(event)
+    facts = {**event_facts(event, requester), "requester_resolved": who.resolved, "requester_oid": who.oid}
+    public = decision.to_public_json()
+    if blocked != decision.blocked or raised_stage is not None:
+        public = {**public, "blocked": blocked, "reasons": list(reasons)}
+        public["approval"] = plan.model_dump(mode="json") if plan is not None else None
+    recommendation = recommend_for(services, tenant_id, facts, public, at) if str(decision.level) == "L2" else None
+    if recommendation is not None:
+        public = {**public, "recommendation": recommendation}
     record = GateRecord(
         instance_id=instance_id,
         tenant_id=tenant_id,
@@ -134,20 +142,16 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
         compliance=decision.compliance,
         ticket=linked[0] if linked else None,
         ticket_via=linked[1] if linked else None,
+        recommendation=recommendation,
     )
     services.index.put(instance_id, tenant_id)
     services.gates(tenant_id).save(record)
-    facts = {**event_facts(event, requester), "requester_resolved": who.resolved, "requester_oid": who.oid}
     append_audit(services, tenant_id, "event_received", instance_id, title, facts, at)
     if linked is not None:  # the ticket's change decision must find the gate (gatekeeper.gates.psa)
         source, ticket_id = parse_ticket(linked[0]) or (None, linked[0])
         services.gates(tenant_id).link_ticket(ticket_id, instance_id)
         linked_facts = {"action": "ticket_linked", "ticket": linked[0], "via": linked[1], "source": source}
         append_audit(services, tenant_id, "connector_event", instance_id, title, linked_facts, at)
-    public = decision.to_public_json()
-    if blocked != decision.blocked or raised_stage is not None:
-        public = {**public, "blocked": blocked, "reasons": list(reasons)}
-        public["approval"] = plan.model_dump(mode="json") if plan is not None else None
     append_audit(services, tenant_id, "decision", instance_id, title, public, at)
     telemetry.emit(
         telemetry.Event.GATE_DECISION,
@@ -174,6 +178,22 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
         has_callback=event.callback is not None,
         title=title,
     )
+
+
+def recommend_for(
+    services: GateNeeds, tenant_id: str, facts: dict[str, Any], public: dict[str, Any], at: datetime
+) -> dict[str, Any] | None:
+    """The L2 recommendation from the tenant's current model (gatekeeper.recommend), for the audit entry, the
+    gate record and the approvers. Advice only: it never changes the level, and a model that cannot be read
+    leaves the gate without one (logged), never fails the gate."""
+    from gatekeeper.recommend.features import gate_features
+
+    try:
+        features = gate_features(facts, public, at, 0)  # recent rollbacks: counted from the model's own record
+        return services.recommender.recommend(tenant_id, features, at).to_audit()
+    except Exception as exc:
+        log.warning("no recommendation for a gate of %s: %s", tenant_id, type(exc).__name__)
+        return None
 
 
 def _publish_requested(

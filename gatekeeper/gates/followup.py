@@ -126,7 +126,23 @@ class FollowUpService:
             {"action": verb, "level": record.level, "note": note, "upn": principal.upn, "channel": principal.auth},
             at=at,
         )
-        if verb == "flag_rollback":
+        if verb == "flag_rollback":  # a person set automation's "proceed" aside: an override, both sides
+            from gatekeeper.recommend.overrides import override_data
+
+            self._audit_for(record.tenant_id).append(
+                "override",
+                principal.oid,
+                instance_id,
+                record.title[:1000],
+                override_data(
+                    "flagged_for_rollback",
+                    gate=instance_id,
+                    rule=record.rule,
+                    recommendation=record.recommendation,
+                    decided=verb,
+                ),
+                at=at,
+            )
             telemetry.emit(
                 telemetry.Event.HITL_OVERRIDE,
                 tenant=record.tenant_id,

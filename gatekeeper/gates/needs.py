@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from gatekeeper.gates.store import GateIndex, GateStore
     from gatekeeper.integrations.notify import Notifier
     from gatekeeper.ports import EventPublisher
+    from gatekeeper.recommend.store import Recommender
     from gatekeeper.security.requester import RequesterResolver
     from gatekeeper.store.envelope import EnvelopeCipher
     from gatekeeper.store.tables import StorageAccount
@@ -45,6 +46,9 @@ class GateNeeds(Protocol):
 
     @property
     def index(self) -> GateIndex: ...
+
+    @property
+    def recommender(self) -> Recommender: ...
 
     @property
     def events(self) -> EventPublisher: ...

@@ -74,6 +74,7 @@ def record_outcome(services: GateNeeds, request: OutcomeInput) -> OutcomeRecorde
         },
         at,
     )
+    _record_override(services, record, chain, title, at)
     close_live_messages(services, tenant_id, instance_id)
     level = request.level or (record.level if record else None)
     _publish_outcome(services, tenant_id, instance_id, level, chain, cb, status, at)
@@ -121,6 +122,26 @@ def record_outcome(services: GateNeeds, request: OutcomeInput) -> OutcomeRecorde
             at,
         )["ok"]
     return OutcomeRecorded(status=status.value, alerted=alerted)
+
+
+def _record_override(
+    services: GateNeeds, record: GateRecord | None, chain: dict[str, Any] | None, title: str, at: datetime
+) -> None:
+    """An `override` entry when the approvers decided against the gate's recommendation (both sides:
+    gatekeeper.recommend.overrides). Timeouts and withdrawals are no human decision."""
+    if record is None or chain is None or not record.recommendation:
+        return
+    if decided_by_of(chain, record.status) != "approvers" or chain.get("reason") in ("cancelled", "expired"):
+        return
+    from gatekeeper.recommend.overrides import decision_override, override_data
+
+    decided = str(chain.get("status"))
+    kind = decision_override(str(record.recommendation.get("verdict")), decided)
+    if kind is not None:
+        data = override_data(
+            kind, gate=record.instance_id, rule=record.rule, recommendation=record.recommendation, decided=decided
+        )
+        append_audit(services, record.tenant_id, "override", record.instance_id, title, data, at)
 
 
 def decided_by_of(chain: dict[str, Any] | None, status: GateStatus) -> str:

@@ -199,6 +199,19 @@ def _quality(view: ApprovalView) -> str:
     return _section("quality", "Quality", body)
 
 
+def _recommendation(view: ApprovalView) -> str:
+    advice = view.recommendation
+    if advice is None:
+        return ""
+    body = (
+        f"<p>Recommended: <strong>{_e(advice.verdict.replace('_', ' '))}</strong>"
+        f" (confidence {advice.confidence:.0%}, p(approve) {advice.p_approve:.0%},"
+        f" model <code>{_e(advice.model_version)}</code>). Advice only: you decide.</p>"
+        + _list(_e(r) for r in advice.reasons)
+    )
+    return _section("recommendation", "Recommendation", body)
+
+
 def _compliance(view: ApprovalView) -> str:
     if not view.compliance:
         return ""
@@ -353,6 +366,7 @@ def render_page(
         + _who(view)
         + _why(view)
         + _quality(view)
+        + _recommendation(view)
         + _compliance(view)
         + _chain(view)
         + _votes(view)

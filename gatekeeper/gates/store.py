@@ -122,6 +122,9 @@ class GateRecord(BaseModel):
     # request's `ticket`; "label": a `change-ticket:<id>` label). A psa_change_approval stage waits for it.
     ticket: str | None = None
     ticket_via: str | None = None
+    # The L2 recommendation (issue 16; gatekeeper.recommend): verdict, confidence, p_approve, model_version and
+    # the top factors, as audited with the decision. Advice for the approvers; it never changes the level.
+    recommendation: dict[str, Any] | None = None
 
 
 class StoredVote(BaseModel):

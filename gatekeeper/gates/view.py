@@ -74,6 +74,22 @@ class ComplianceTag(_Frozen):
     control: str
 
 
+class RecommendationView(_Frozen):
+    """The L2 recommendation (gatekeeper.recommend) as approvers read it: advice, never the decision."""
+
+    verdict: str  # approve | reject | needs_attention
+    confidence: float
+    p_approve: float
+    model_version: str
+    reasons: tuple[str, ...] = ()  # the top factors, "name (weight): detail"
+
+    def headline(self) -> str:
+        verdict = self.verdict.replace("_", " ")
+        return (
+            f"{verdict} (confidence {self.confidence:.0%}, p(approve) {self.p_approve:.0%}, model {self.model_version})"
+        )
+
+
 class StageView(_Frozen):
     index: int
     name: str
@@ -138,6 +154,7 @@ class ApprovalView(_Frozen):
     reasons: tuple[str, ...] = ()
     quality: QualityView | None = None
     compliance: tuple[ComplianceTag, ...] = ()
+    recommendation: RecommendationView | None = None
     audit: AuditView = AuditView()
     # the chain
     stage: StageView | None = None
@@ -251,6 +268,26 @@ def _quality(record: GateRecord) -> QualityView | None:
     return QualityView(result=record.quality, score=record.quality_score, failing=objectives)
 
 
+def _recommendation(record: GateRecord) -> RecommendationView | None:
+    found = record.recommendation
+    if not isinstance(found, dict):
+        return None
+    try:
+        factors = [f for f in found.get("factors") or () if isinstance(f, dict)]
+        return RecommendationView(
+            verdict=str(found["verdict"]),
+            confidence=float(found["confidence"]),
+            p_approve=float(found["p_approve"]),
+            model_version=str(found["model_version"]),
+            reasons=tuple(
+                f"{f.get('name')} ({float(f.get('weight', 0.0)):+.2f}): {f.get('detail', '')}"[:300]
+                for f in factors[:5]
+            ),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _compliance(record: GateRecord) -> tuple[ComplianceTag, ...]:
     return tuple(ComplianceTag(framework=t.framework, control=t.control) for t in record.compliance)
 
@@ -309,6 +346,7 @@ def build_view(
         reasons=record.reasons,
         quality=_quality(record),
         compliance=_compliance(record),
+        recommendation=_recommendation(record),
         audit=_audit(record, audit, base),
         stage=None
         if current is None or record.stage is None
@@ -363,6 +401,10 @@ def notification_details(view: ApprovalView) -> tuple[NotificationDetail, ...]:
         )
         lines.append(("Quality", f"{view.quality.result}{score}" + (f"; {failing}" if failing else ""), None))
     lines.append(("Compliance", ", ".join(f"{t.framework} {t.control}" for t in view.compliance) or None, None))
+    if view.recommendation is not None:
+        reasons = "; ".join(view.recommendation.reasons)
+        text = view.recommendation.headline() + (f"; {reasons}" if reasons else "")
+        lines.append(("Recommendation", text, None))
     if view.stage is not None:
         deadline = f", decide before {view.stage.deadline:%Y-%m-%d %H:%M} UTC" if view.stage.deadline else ""
         lines.append(("Stage", f"{view.stage.name}: {view.stage.quorum} approval(s) needed{deadline}", None))

@@ -203,6 +203,12 @@ def _parse_text(text: str, source: str | None) -> Any:
         ) from None
 
 
+def policy_data(text: str, source: str | None = None) -> Any:
+    """The parsed, not yet validated document of a policy's text (bounded, as `load_policy` reads it), for
+    tools that edit a policy and hand the result back to `load_policy` (`policy recommend`)."""
+    return _parse_text(text, source)
+
+
 def load_policy(source: str | Path | Mapping[str, Any], *, name: str | None = None) -> PolicyDocument:
     """Load and validate a policy from a file path, YAML/JSON text, or an already parsed mapping.
 

@@ -432,6 +432,8 @@ def dispatch_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackD
     )
     if sent.ok and sent.run_id:
         store.mark_rollback_run(record.deployment.source, sent.run_id, record.instance_id)
+    if sent.ok:
+        _override_approval(services, record, at)
     store.save(
         record.model_copy(
             update={
@@ -469,6 +471,26 @@ def dispatch_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackD
         run_url=_link(sent.url),
     )
     return RollbackDispatched(ok=sent.ok, detail=sent.detail[:300], run_id=sent.run_id)
+
+
+def _override_approval(services: WatchNeeds, record: WatchRecord, at: datetime) -> None:
+    """A rollback of a change its gate approved: an `override` entry on that gate, both sides (what was
+    recommended, what people or automation decided), so the model learns the approval went badly."""
+    if record.gate_id is None or record.is_rollback:
+        return
+    gate = services.gates(record.tenant_id).load(record.gate_id)
+    if gate is None or gate.status is not GateStatus.APPROVED:
+        return
+    from gatekeeper.recommend.overrides import override_data
+
+    data = override_data(
+        "rolled_back_after_approval",
+        gate=gate.instance_id,
+        rule=gate.rule,
+        recommendation=gate.recommendation,
+        decided="rolled_back",
+    )
+    append_audit(services, record.tenant_id, "override", gate.instance_id, gate.title or _title(record), data, at)
 
 
 def follow_rollback(services: WatchNeeds, request: FollowInput) -> FollowResult:

@@ -34,6 +34,7 @@ class TablePurpose(StrEnum):
     POLICY = "Policy"  # policy document versions
     IDENTITIES = "Identities"  # the identity map: external identities -> Entra object ids (sealed)
     WATCHES = "Watches"  # post-deploy watches, rollback leases per environment, last known good deployments
+    MODELS = "Models"  # the recommendation model's versions (sealed counts; gatekeeper.recommend.store)
 
 
 class SharedTable(StrEnum):

@@ -160,6 +160,9 @@ def _body(view: ApprovalView) -> list[dict[str, Any]]:
         body.append(_text("Why approval is needed", weight="Bolder", spacing="Medium"))
         body += [_text(f"- {reason}", size="Small") for reason in view.reasons]
     body += _quality(view)
+    if view.recommendation is not None:
+        body.append(_text(f"Recommendation: {view.recommendation.headline()}", spacing="Medium"))
+        body += [_text(f"- {reason}", size="Small") for reason in view.recommendation.reasons]
     if view.compliance:
         tags = ", ".join(f"{t.framework} {t.control}" for t in view.compliance)
         body.append(_text(f"Compliance: {tags}", size="Small"))

@@ -47,6 +47,10 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
         "note: Gatekeeper: change approved",
         "status: Change Approved",
         "credentials in ConnectWise's request log or the audit entries: none",
+        "decided L2 gates (the refit timer does this daily)",
+        "recommendation: approve (confidence",
+        "rule=production-deploy (+",
+        "gatekeeper policy recommend ->",
     ):
         assert expected in timeline, expected
     assert "demo-job-access-token" not in timeline
@@ -55,6 +59,12 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
     card = json.loads((out / "teams-card.json").read_text())
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.5"
     assert card["body"][0]["items"][0]["text"] == "You approved this request\\."
+    assert any(str(b.get("text", "")).startswith("Recommendation: approve") for b in card["body"])
+    model = json.loads((out / "recommendation-model.json").read_text())
+    assert model["samples"] == 92 and model["brier"] < model["base_rate_brier"]
+    proposals = (out / "policy-recommendations.txt").read_text()
+    assert "rule production-deploy: 81 approvals, 0 rejections" in proposals  # 80 in the history + act 2's
+    assert "not proposed: it maps to SOC2 CC8.1" in proposals and "never lowered" in proposals
 
     oscal = json.loads((out / "audit.oscal.json").read_text())
     assert validation_errors(oscal, SHARED_FIXTURES / "oscal/oscal_complete_schema-1.2.3.json") == []

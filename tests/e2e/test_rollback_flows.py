@@ -373,6 +373,42 @@ def test_failures_past_the_limit_roll_back_through_github_and_notify(env: Env):
     assert env.gates.runner.replay(bad) == env.gates.runner.episodes(bad)[-1]
 
 
+def test_a_rollback_of_an_approved_change_is_an_override_on_its_gate_with_both_sides(env: Env):
+    from gatekeeper.contracts.gate import GateStatus
+    from gatekeeper.gates.store import GateRecord
+
+    _, bad, _ = env.good_then_bad()
+    gate_id = env.gates.services.watches(env.tenant_id).load(bad).gate_id
+    assert gate_id is not None
+    advice = {"verdict": "approve", "confidence": 0.9, "p_approve": 0.95, "model_version": "m-1", "factors": []}
+    at = env.gates.services.clock()
+    env.gates.services.gates(env.tenant_id).save(  # the gate that approved this deployment, as evaluate left it
+        GateRecord(
+            instance_id=gate_id,
+            tenant_id=env.tenant_id,
+            status=GateStatus.APPROVED,
+            level="L2",
+            rule="cab",
+            title="deploy contoso/webshop to production",
+            created_at=at,
+            updated_at=at,
+            recommendation=advice,
+        )
+    )
+    assert env.finish(bad)["outcome"] == "rolled_back"
+    overrides = [r for r in env.audit.records() if r.kind == "override" and r.instance_id == gate_id]
+    assert [o.data for o in overrides] == [
+        {
+            "kind": "rolled_back_after_approval",
+            "rule": "cab",
+            "recommended": "approve",
+            "decided": "rolled_back",
+            "model_version": "m-1",
+            "gate": gate_id,
+        }
+    ]
+
+
 def test_failures_past_the_limit_roll_back_through_azure_devops(env: Env):
     env.ado.run_result = None  # the run is queued and still running when first asked
     _, bad, good_event = env.good_then_bad("ado-prod")

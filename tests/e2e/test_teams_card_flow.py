@@ -376,6 +376,21 @@ def test_an_l1_notice_is_a_card_the_operator_acknowledges_or_flags_for_rollback(
     assert [(f["action"], f["note"], f["upn"], f["channel"]) for f in follow_ups(env, gate)] == [
         ("flag_rollback", "error rate doubled", OPS_UPN, "teams")
     ]
+    overrides = [r for r in env.audit.records() if r.instance_id == gate and r.kind == "override"]
+    assert [(r.actor, r.data) for r in overrides] == [  # automation said "proceed"; a person flagged it: both sides
+        (
+            OPS,
+            {
+                "kind": "flagged_for_rollback",
+                "rule": overrides[0].data["rule"],
+                "recommended": None,  # L1: no recommendation was made
+                "decided": "flag_rollback",
+                "model_version": None,
+                "gate": gate,
+            },
+        )
+    ]
+    assert overrides[0].data["rule"] != "(no rule)"
 
 
 def test_an_l3_task_is_marked_done_with_a_note_and_audited(env: Env):

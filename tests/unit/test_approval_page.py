@@ -74,6 +74,16 @@ def record(**changes: Any) -> GateRecord:
         "deadline": AT + timedelta(hours=1),
         "quality": "fail",
         "quality_score": 0.5,
+        "recommendation": {
+            "verdict": "reject",
+            "confidence": 0.81,
+            "p_approve": 0.12,
+            "model_version": "20261205T024000Z-49460a76",
+            "factors": [
+                {"name": "rule=production-deploy", "weight": -1.25, "detail": "4 approved and kept, 26 rolled back"},
+                {"name": "recent_rollbacks=2+", "weight": -0.94, "detail": "35 approved and kept, 44 rolled back"},
+            ],
+        },
     }
     base.update(changes)
     return GateRecord.model_validate(base)
@@ -127,6 +137,12 @@ def test_the_page_shows_the_context_an_approver_needs():
         "71% < 80%",
         "SOC2",
         "CC8.1",
+        "Recommended:",
+        "reject",
+        "(confidence 81%, p(approve) 12%, model",
+        "20261205T024000Z-49460a76",
+        "rule=production-deploy (-1.25): 4 approved and kept, 26 rolled back",
+        "recent_rollbacks=2+ (-0.94): 35 approved and kept, 44 rolled back",
         "cab (current), 1 approval(s) needed",
         "looks fine",
         "2026-12-05 10:00 UTC",
@@ -135,6 +151,8 @@ def test_the_page_shows_the_context_an_approver_needs():
         assert expected in text, expected
     links = [a["href"] for tag, a in Tags(html).tags if tag == "a"]
     assert links == ["https://github.com/contoso/web"]
+    plain = page.render_page(view(recommendation=None), now=AT, form_token="tok", viewer_oid=ANNA)
+    assert "Recommended:" not in plain  # gates without a recommendation (below L2, no model) show no section
 
 
 def test_an_action_request_shows_its_exact_command_verbatim_in_a_pre():

@@ -21,6 +21,7 @@ from gatekeeper.gates.view import (
     ComplianceTag,
     ObjectiveView,
     QualityView,
+    RecommendationView,
     RequesterView,
     StageView,
     VoteView,
@@ -68,6 +69,13 @@ def view(**changes: Any) -> ApprovalView:
             result="fail", score=61.5, failing=(ObjectiveView(name="coverage", detail="58% < 80%"),)
         ),
         "compliance": (ComplianceTag(framework="SOC2", control="CC8.1"),),
+        "recommendation": RecommendationView(
+            verdict="needs_attention",
+            confidence=0.43,
+            p_approve=0.57,
+            model_version="20300601T024000Z-3ecaa9f1",
+            reasons=("rule=cab (-0.48): 12 approved and kept, 18 rejected or rolled back (40% good)",),
+        ),
         "stage": StageView(
             index=0, name="cab", approvers=(ANNA, PIET, "group:ops"), quorum=2, deadline=NOW, on_timeout="reject"
         ),
@@ -117,6 +125,8 @@ def test_an_open_gate_card_for_an_approver_has_everything_to_decide_and_is_valid
         "Quality: fail (score 61.5)",
         "coverage: 58% < 80%",
         "SOC2 CC8.1",
+        "Recommendation: needs attention (confidence 43%, p(approve) 57%, model 20300601T024000Z-3ecaa9f1)",
+        "- rule=cab (-0.48): 12 approved and kept, 18 rejected or rolled back (40% good)",
         "2030-06-03 10:00 UTC",
         "approve by " + ANNA,
     ):
@@ -225,6 +235,7 @@ def test_every_card_variant_is_valid_against_the_official_schema():
     done = [{"verb": "mark_done", "by": ANNA, "at": NOW, "note": "rotated"}]
     variants = [
         approval_card(view()),
+        approval_card(view(recommendation=None)),
         approval_card(view(command="terraform apply -target=module.db", plan_digest="sha256:abc")),
         approval_card(view(can_decide=False), CardNotice("approved", "You approved this request.", "ok")),
         approval_card(view(status=GateStatus.APPROVED, decided_at=NOW), CardNotice("already-decided", "Decided")),

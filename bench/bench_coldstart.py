@@ -171,6 +171,8 @@ def child_environment(connection: str, key_dir: Path, secrets: dict[str, str]) -
             "GATEKEEPER_CHECKPOINT_MINUTES": "15",
             "GATEKEEPER_GITHUB_API_URL": "http://127.0.0.1:9",
             "GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "5",
+            # a platform setting the Bicep sets too (infra/checks/app-settings.json): no pydantic plugin lookup
+            "PYDANTIC_DISABLE_PLUGINS": "__all__",
         }
     )
     environ.update(secrets)

@@ -66,11 +66,12 @@ except (OSError, StopIteration):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 loaded = sorted({m if m.startswith("gatekeeper.") else ".".join(m.split(".")[:2]) if m.startswith("azure.")
                  else m.split(".")[0] for m in list(sys.modules)})
+modules = len(sys.modules)
 import gc, tokenize  # work the answer should not have needed (docs/cold-start.md), checked by the tests
 plugin_loader = sys.modules.get("pydantic.plugin._loader")
 lookups = {"pydantic_plugins": plugin_loader is not None and plugin_loader._plugins is not None,
            "tokenize_patterns": tokenize._compile.cache_info().currsize, "frozen_objects": gc.get_freeze_count()}
-print(json.dumps({"seconds": seconds, "status": status, "answer": answer, "modules": len(sys.modules),
+print(json.dumps({"seconds": seconds, "status": status, "answer": answer, "modules": modules,
                   "maxrss_kb": peak, "loaded": loaded, "phases": phases,
                   "cpu": usage.ru_utime + usage.ru_stime, "lookups": lookups}), flush=True)
 """

@@ -6,7 +6,8 @@ heavy code (cold start).
 
 The objects built so far (the Functions SDKs, the worker, the blueprints) live as long as the process. They
 are frozen out of the cyclic garbage collector at the end, so the collections that the first request's
-imports set off scan only what those imports build, not this whole heap again (docs/cold-start.md).
+imports set off scan only what those imports build, not this whole heap again; cycles that were already
+garbage stay in memory once (docs/cold-start.md).
 """
 
 import gc

@@ -4,7 +4,14 @@ Triggers and activities get their services through `gatekeeper.services.get_serv
 one `Services` object from app settings on first use, so indexing the app imports none of the product's
 heavy code (cold start). Telemetry's exporter is configured the same way: once, by the composition root, on
 the first event (`gatekeeper.services.azure_monitor`; only with APPLICATIONINSIGHTS_CONNECTION_STRING set).
+
+The objects built so far (the Functions SDKs, the worker, the blueprints) live as long as the process. They
+are frozen out of the cyclic garbage collector at the end, so the collections that the first request's
+imports set off scan only what those imports build, not this whole heap again; cycles that were already
+garbage stay in memory once (docs/cold-start.md).
 """
+
+import gc
 
 import azure.durable_functions as df
 
@@ -53,3 +60,5 @@ BLUEPRINTS = (
 )
 for blueprint in BLUEPRINTS:
     app.register_functions(blueprint)
+
+gc.freeze()

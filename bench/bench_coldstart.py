@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import Ratio
@@ -66,9 +66,14 @@ except (OSError, StopIteration):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 loaded = sorted({m if m.startswith("gatekeeper.") else ".".join(m.split(".")[:2]) if m.startswith("azure.")
                  else m.split(".")[0] for m in list(sys.modules)})
-print(json.dumps({"seconds": seconds, "status": status, "answer": answer, "modules": len(sys.modules),
+modules = len(sys.modules)
+import gc, tokenize  # work the answer should not have needed (docs/cold-start.md), checked by the tests
+plugin_loader = sys.modules.get("pydantic.plugin._loader")
+lookups = {"pydantic_plugins": plugin_loader is not None and plugin_loader._plugins is not None,
+           "tokenize_patterns": tokenize._compile.cache_info().currsize, "frozen_objects": gc.get_freeze_count()}
+print(json.dumps({"seconds": seconds, "status": status, "answer": answer, "modules": modules,
                   "maxrss_kb": peak, "loaded": loaded, "phases": phases,
-                  "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+                  "cpu": usage.ru_utime + usage.ru_stime, "lookups": lookups}), flush=True)
 """
 
 
@@ -97,6 +102,9 @@ class Sample:
     # SDK import, importing and indexing function_app, first request (services built lazily included)
     phases: tuple[float, float, float] = (0.0, 0.0, 0.0)
     cpu: float = 0.0  # user + system CPU seconds of the child, interpreter start included: steadier when busy
+    # pydantic plugins looked up (a scan of every installed distribution), tokenize patterns compiled (pydantic
+    # reading a builtin default factory's text signature), objects frozen out of the garbage collector
+    lookups: dict[str, int | bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,6 +145,7 @@ def run_child(spec: str, environ: dict[str, str], expect: int | None) -> Sample:
         tuple(result["loaded"]),
         tuple(result["phases"]),  # type: ignore[arg-type]
         result["cpu"],
+        result["lookups"],
     )
 
 
@@ -171,6 +180,8 @@ def child_environment(connection: str, key_dir: Path, secrets: dict[str, str]) -
             "GATEKEEPER_CHECKPOINT_MINUTES": "15",
             "GATEKEEPER_GITHUB_API_URL": "http://127.0.0.1:9",
             "GATEKEEPER_CALLBACK_MAX_ATTEMPTS": "5",
+            # a platform setting the Bicep sets too (infra/checks/app-settings.json): no pydantic plugin lookup
+            "PYDANTIC_DISABLE_PLUGINS": "__all__",
         }
     )
     environ.update(secrets)

@@ -39,6 +39,7 @@ from gatekeeper.events.common import (
     commit_link,
     header,
     https_link,
+    no_items,
     normalise_status,
     number_to_text,
     shown,
@@ -87,11 +88,11 @@ class CheckRequestBody(BaseModel):
     run_id: Text | None = Field(default=None, alias="runId")
     stage: Text | None = None
     action: ActionKind = ActionKind.DEPLOY
-    labels: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
-    evidence: list[EvidenceRef] = Field(default_factory=list, max_length=20)
+    labels: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=no_items, max_length=50)
+    evidence: list[EvidenceRef] = Field(default_factory=no_items, max_length=20)
     repository_url: Annotated[str, Field(max_length=2000)] | None = Field(default=None, alias="repositoryUrl")
-    version_tags: list[VersionTag] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS, alias="versionTags")
-    artifacts: list[ArtifactId] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+    version_tags: list[VersionTag] = Field(default_factory=no_items, max_length=MAX_CONTEXT_ITEMS, alias="versionTags")
+    artifacts: list[ArtifactId] = Field(default_factory=no_items, max_length=MAX_CONTEXT_ITEMS)
 
     @field_validator("repository_url")
     @classmethod

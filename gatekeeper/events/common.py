@@ -296,3 +296,10 @@ def dedupe(items: Iterable[str]) -> list[str]:
             seen.add(item)
             out.append(item)
     return out
+
+
+def no_items() -> list[Any]:
+    """A new empty list: the default of a payload's list fields. A plain function rather than `list`, because
+    pydantic reads a default factory's signature, and a builtin's comes from its text signature through
+    `tokenize`, whose patterns a new instance would compile on its first request (cold start)."""
+    return []

@@ -14,7 +14,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from gatekeeper.events.common import commit_link, https_link, normalise_status, number_to_text, validate
+from gatekeeper.events.common import (
+    commit_link,
+    https_link,
+    no_items,
+    normalise_status,
+    number_to_text,
+    validate,
+)
 from gatekeeper.events.model import (
     MAX_CONTEXT_ITEMS,
     ActionKind,
@@ -75,9 +82,9 @@ class GenericEventRequest(BaseModel):
     actor: Name | None = None
     run_id: RunId = Field(alias="runId")
     status: Annotated[str, Field(min_length=1, max_length=50)] | None = Field(default=None, validate_default=True)
-    labels: list[Label] = Field(default_factory=list, max_length=50)
+    labels: list[Label] = Field(default_factory=no_items, max_length=50)
     callback_url: Annotated[str, Field(max_length=2000)] | None = Field(default=None, alias="callbackUrl")
-    evidence: list[GenericEvidence] = Field(default_factory=list, max_length=20)
+    evidence: list[GenericEvidence] = Field(default_factory=no_items, max_length=20)
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         default=None, alias="idempotencyKey"
     )
@@ -85,8 +92,8 @@ class GenericEventRequest(BaseModel):
     repository_url: Link | None = Field(default=None, alias="repositoryUrl")
     commit_url: Link | None = Field(default=None, alias="commitUrl")
     run_url: Link | None = Field(default=None, alias="runUrl")
-    version_tags: list[VersionTag] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS, alias="versionTags")
-    artifacts: list[ArtifactId] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+    version_tags: list[VersionTag] = Field(default_factory=no_items, max_length=MAX_CONTEXT_ITEMS, alias="versionTags")
+    artifacts: list[ArtifactId] = Field(default_factory=no_items, max_length=MAX_CONTEXT_ITEMS)
 
     @field_validator("repository_url", "commit_url", "run_url")
     @classmethod

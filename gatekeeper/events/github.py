@@ -20,6 +20,7 @@ from gatekeeper.events.common import (
     Payload,
     commit_link,
     https_link,
+    no_items,
     normalise_status,
     number_to_text,
     problem,
@@ -75,8 +76,8 @@ class _DeploymentContext(Payload):
     it deploys and the artifacts it ships. Other keys are the creator's own business and are ignored."""
 
     version: Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=100)] | None = None
-    version_tags: list[VersionTag] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
-    artifacts: list[ArtifactId] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+    version_tags: list[VersionTag] = Field(default_factory=no_items, max_length=MAX_CONTEXT_ITEMS)
+    artifacts: list[ArtifactId] = Field(default_factory=no_items, max_length=MAX_CONTEXT_ITEMS)
 
 
 class _WorkflowRunRef(Payload):

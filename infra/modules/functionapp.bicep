@@ -176,6 +176,9 @@ var appSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   AZURE_CLIENT_ID: identityClientId
+  // Gatekeeper uses no pydantic plugin; without this, the first model a new instance builds scans the metadata
+  // of every installed distribution for one (docs/cold-start.md).
+  PYDANTIC_DISABLE_PLUGINS: '__all__'
   GATEKEEPER_STORAGE_ACCOUNT: storageAccountName
   // The cloud's storage DNS suffix: sovereign clouds have their own.
   GATEKEEPER_STORAGE_ENDPOINT_SUFFIX: environment().suffixes.storage

@@ -83,3 +83,25 @@ def test_a_record_from_before_the_public_key_still_answers_on_the_old_path(tmp_p
 def test_the_baseline_child_loads_only_the_sdk(setup):
     sample = bench_coldstart.run_child(bench_coldstart.BASELINE_SPEC, setup.environ, None)
     assert "azure.functions" in sample.loaded and "function_app" not in sample.loaded
+
+
+@pytest.mark.parametrize(
+    "label", ["github webhook", "azure-devops check", "azure-devops service hook", "generic events"]
+)
+def test_a_fresh_process_answers_without_startup_work_the_route_does_not_need(setup, label):
+    """With the app settings the Bicep sets, no pydantic plugin is looked up (a scan of every installed
+    distribution's entry points), no model's default factory makes pydantic tokenize a builtin's text
+    signature, and the heap built while indexing the app is frozen out of the garbage collector."""
+    route = next(r for r in setup.routes if r.label == label)
+    sample = bench_coldstart.run_child(route.spec(), setup.environ, route.expect)
+    assert sample.lookups["pydantic_plugins"] is False
+    assert sample.lookups["tokenize_patterns"] == 0
+    assert sample.lookups["frozen_objects"] > 10_000  # 0 when nothing was frozen
+
+
+def test_without_the_setting_pydantic_looks_for_plugins(setup):
+    """The check above can fail: the same child without PYDANTIC_DISABLE_PLUGINS scans for plugins."""
+    route = next(r for r in setup.routes if r.label == "github webhook")
+    environ = {k: v for k, v in setup.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    sample = bench_coldstart.run_child(route.spec(), environ, route.expect)
+    assert sample.lookups["pydantic_plugins"] is True

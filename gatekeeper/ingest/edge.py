@@ -37,6 +37,7 @@ CREDENTIAL_HEADERS = frozenset(
         "x-gatekeeper-hook-secret",
         "x-gatekeeper-connector-secret",
         "x-hook-signature",
+        "x-content-signature",  # ConnectWise's callback signature (gatekeeper.ingest.connectwise_signature)
         "x-ms-client-principal",
     }
 )

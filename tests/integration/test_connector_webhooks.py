@@ -278,6 +278,8 @@ def test_oversize_bodies_and_headers_are_refused_before_anything_is_read(env):
     assert post("dattormm", big).status_code == 413
     response = post("dattormm", b"{}", headers={"X-Gatekeeper-Connector-Secret": "s" * 9000})
     assert response.status_code == 401  # a credential header: too long is "not authenticated"
+    response = post("connectwise", b"{}", headers={"x-content-signature": "s" * 9000})
+    assert response.status_code == 401  # ConnectWise's signature is a credential too, never a 431
     response = post("dattormm", b"{}", headers={"X-Other": "s" * 9000})
     assert response.status_code == 431
     assert env.queued_texts() == []

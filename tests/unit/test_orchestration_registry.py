@@ -27,6 +27,8 @@ ACTIVITY_NAMES = {
     "watch_dispatch_rollback",
     "watch_follow_rollback",
     "watch_close",
+    "watch_rmm",  # issue 15: the RMM's maintenance window and alert resolution around the watch
+    "psa_ticket",  # issue 15: the gate's PSA ticket notes, statuses and tickets
 }
 
 

@@ -58,6 +58,8 @@ class Event(StrEnum):
     ACTION_REQUESTED = "ActionRequested"  # a step or agent asked for one command (POST /api/actions)
     ACTION_RESOLVED = "ActionResolved"  # an action ended: cancelled, expired, or reported executed/skipped
     EVENT_PUBLISH_FAILED = "EventPublishFailed"  # the event mesh refused a batch after the adapter's retries
+    MCP_TOOL_CALLED = "McpToolCalled"  # an agent called a Gatekeeper MCP tool (status: the action's, or the error)
+    MCP_GUARD_INTERCEPTED = "McpGuardIntercepted"  # mcp-guard held a tool call: its level and what it decided
 
 
 EVENT_NAMES: frozenset[str] = frozenset(e.value for e in Event)
@@ -142,6 +144,8 @@ FIELDS: dict[Event, frozenset[str]] = {
     Event.ACTION_REQUESTED: frozenset({"tenant", "instance_id", "level", "action", "environment", "auth"}),
     Event.ACTION_RESOLVED: frozenset({"tenant", "instance_id", "level", "status", "outcome", "refused"}),
     Event.EVENT_PUBLISH_FAILED: frozenset({"tenant", "instance_id", "types", "status_code"}),
+    Event.MCP_TOOL_CALLED: frozenset({"tenant", "tool", "status", "agent"}),
+    Event.MCP_GUARD_INTERCEPTED: frozenset({"tool", "level", "decision", "instance_id"}),
 }
 
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

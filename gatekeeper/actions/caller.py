@@ -43,6 +43,8 @@ class ActionCaller:
     display: str | None = None  # who the credential says asked, shown to approvers
     repository: str | None = None  # GitHub OIDC: the workflow's repository (verified)
     run_id: str | None = None
+    via: str | None = None  # "mcp" when an agent asked through the MCP server (audited with the request)
+    agent: str | None = None  # the client application the token was issued to (`azp`/`appid`), if known
 
 
 class GitHubValidator(Protocol):
@@ -101,6 +103,10 @@ class ActionAuthenticator:
             repository=job.repository,
             run_id=job.run_id,
         )
+
+    def entra_caller(self, authorization: str) -> ActionCaller:
+        """An Entra bearer token's caller only (the MCP endpoint accepts nothing else); 401 otherwise."""
+        return self._entra_caller(authorization)
 
     def _entra_caller(self, authorization: str) -> ActionCaller:
         principal = identify_caller({"Authorization": authorization}, self._entra, trust_easyauth=False)

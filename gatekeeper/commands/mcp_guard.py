@@ -53,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
         approvals = ClientApprovals(build_client(args, ClientEnvironment.from_environ()))
     except ClientError as exc:
         return _client_error(exc)
-    asyncio.run(serve_stdio(lambda session: Guard(policy, approvals, session, hold_seconds=args.hold), upstream))
+    asyncio.run(
+        serve_stdio(
+            lambda session: Guard(policy, approvals, session, hold_seconds=args.hold),
+            upstream,
+            ClientEnvironment.for_child_process(),
+        )
+    )
     return 0
 
 

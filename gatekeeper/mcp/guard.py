@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import copy
 import logging
-import os
 import secrets
 import shlex
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -53,7 +52,6 @@ log = logging.getLogger("gatekeeper.mcp.guard")
 DEFAULT_HOLD_SECONDS = 120
 MAX_HOLD_SECONDS = 3600
 MAX_TOOL_PAGES = 20
-CREDENTIAL_PREFIXES = ("GATEKEEPER_", "ACTIONS_ID_TOKEN_")
 
 
 class Approvals(Protocol):
@@ -139,7 +137,10 @@ class Guard:
         tools: list[Tool] = []
         cursor: str | None = None
         for _ in range(MAX_TOOL_PAGES):
-            page = await self._upstream.list_tools(cursor) if cursor else await self._upstream.list_tools()
+            from mcp.types import PaginatedRequestParams
+
+            params = PaginatedRequestParams(cursor=cursor) if cursor else None
+            page = await self._upstream.list_tools(params=params)
             tools.extend(page.tools)
             cursor = page.next_cursor
             if not cursor:
@@ -148,14 +149,14 @@ class Guard:
 
     async def call_tool(self, name: str, arguments: dict[str, Any] | None) -> CallToolResult:
         given = dict(arguments or {})
+        frozen = copy.deepcopy(given)  # what is asked about is exactly what is forwarded
         try:
-            verdict = self._policy.verdict(name, given)
+            verdict = self._policy.verdict(name, frozen)
+            command = guarded_command(name, frozen)
         except ValueError:  # arguments that are not JSON (NaN): nothing can be approved for them
             return self._refuse(name, "L2", "invalid", None, "its arguments cannot be written down exactly")
         if verdict.level is GateLevel.L0:
             return await self._upstream.call_tool(name, given)
-        frozen = copy.deepcopy(given)  # what is asked about is exactly what is forwarded
-        command = guarded_command(name, frozen)
         if not check_command_size(command):
             return self._refuse(name, verdict.level, "invalid", None, "its arguments are too long to be approved")
         digest = arguments_digest(name, frozen)
@@ -221,8 +222,9 @@ class Guard:
 
 
 @contextlib.asynccontextmanager
-async def upstream_session(upstream: str) -> AsyncIterator[ClientSession]:
-    """A session with the upstream MCP server: a streamable HTTP URL, or a command started over stdio."""
+async def upstream_session(upstream: str, environ: Mapping[str, str] | None = None) -> AsyncIterator[ClientSession]:
+    """A session with the upstream MCP server: a streamable HTTP URL, or a command started over stdio with
+    `environ` (`ClientEnvironment.for_child_process()`: never Gatekeeper's credential)."""
     from mcp import ClientSession
 
     async with contextlib.AsyncExitStack() as stack:
@@ -234,26 +236,24 @@ async def upstream_session(upstream: str) -> AsyncIterator[ClientSession]:
             from mcp.client.stdio import StdioServerParameters, stdio_client
 
             words = shlex.split(upstream)
-            params = StdioServerParameters(command=words[0], args=words[1:], env=upstream_environment(os.environ))
+            params = StdioServerParameters(
+                command=words[0], args=words[1:], env=None if environ is None else dict(environ)
+            )
             read, write = await stack.enter_async_context(stdio_client(params))
         session = await stack.enter_async_context(ClientSession(read, write))
         await session.initialize()
         yield session
 
 
-def upstream_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The guard's environment for the upstream command, without Gatekeeper's credential (the upstream
-    server is what is being guarded: it never gets the token that asks for approvals)."""
-    return {k: v for k, v in environ.items() if not k.upper().startswith(CREDENTIAL_PREFIXES)}
-
-
-async def serve_stdio(guard_factory: Callable[[ClientSession], Guard], upstream: str) -> None:
+async def serve_stdio(
+    guard_factory: Callable[[ClientSession], Guard], upstream: str, environ: Mapping[str, str] | None = None
+) -> None:
     """Serve the guard to the agent over stdio until the agent closes it."""
     from mcp import types
     from mcp.server.lowlevel import Server
     from mcp.server.stdio import stdio_server
 
-    async with upstream_session(upstream) as session:
+    async with upstream_session(upstream, environ) as session:
         guard = guard_factory(session)
 
         async def list_tools(_ctx: Any, _params: Any) -> types.ListToolsResult:

@@ -30,6 +30,7 @@ from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from demo.actions import action_approvals
+from demo.agents import agent_guard
 from demo.report import report
 from demo.teams import DemoTeams, start_teams, write_card
 from devstack.azure_devops import LocalAzureDevOpsServer
@@ -195,6 +196,8 @@ def run(out_dir: Path) -> int:
         "report.html",
         "report.json",
         "report.png",
+        "mcp-guard-exchange.json",
+        "mcp-guard-policy.yaml",
     )
     for stale in ("outbox", *stale_files):
         target = out_dir / stale
@@ -224,6 +227,7 @@ def run(out_dir: Path) -> int:
             _gates(demo, production_gate)
             _rollback(demo, app_key)
             action_approvals(demo)
+            agent_guard(demo)
             _audit(demo, out_dir, key_dir)
             report(demo, TENANT)
         receiver.stop()
@@ -235,6 +239,7 @@ def run(out_dir: Path) -> int:
         shutil.rmtree(key_dir, ignore_errors=True)  # private keys never outlive the demo
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
     written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, report.*"
+    written += ", mcp-guard-exchange.json, mcp-guard-policy.yaml"
     print(f"\nEverything above is in {out_dir}/ ({written}).")
     return 0
 

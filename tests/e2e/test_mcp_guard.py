@@ -28,7 +28,7 @@ from tests.support.worker_loop import run_on_worker
 pytestmark = pytest.mark.azurite
 
 ROOT = Path(__file__).resolve().parents[2]
-UPSTREAM = f"{sys.executable} {ROOT / 'tests' / 'support' / 'mcp_upstream.py'}"
+UPSTREAM = f"{sys.executable} -m devstack.mcp_upstream"
 GUARD_POLICY = """\
 version: 1
 defaults: {level: L0, environment: production}

@@ -1,6 +1,7 @@
-"""A small upstream MCP server for mcp-guard's tests and the demo: the official SDK's MCPServer over stdio,
-with a few cluster tools that only record what they were called with (one JSON line per call in the file
-named by MCP_UPSTREAM_LOG), so a test can prove what reached the upstream and what never did."""
+"""A small upstream MCP server for mcp-guard's tests and the demo (development only, never deployed): the
+official SDK's MCPServer over stdio (`python -m devstack.mcp_upstream`), with a few cluster tools that do
+nothing but record what they were called with (one JSON line per call in the file named by MCP_UPSTREAM_LOG,
+when set), so a test can prove what reached the upstream and what never did."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ server: MCPServer[Any] = MCPServer("cluster-tools")
 
 
 def _record(tool: str, arguments: dict[str, Any]) -> None:
-    with open(os.environ["MCP_UPSTREAM_LOG"], "a", encoding="utf-8") as log:
+    path = os.environ.get("MCP_UPSTREAM_LOG")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as log:
         log.write(json.dumps({"tool": tool, "arguments": arguments}, sort_keys=True) + "\n")
 
 

@@ -103,11 +103,12 @@ def agent_guard(demo: Demo) -> None:
     received = [json.loads(line) for line in upstream_log.read_text().splitlines()] if upstream_log.exists() else []
     upstream_log.unlink(missing_ok=True)
     action_id = decided.get("id")
-    t.say(f"anna.jansen (change advisory board) denied it: {decided.get('status')}")
+    t.say(f"anna.jansen (change advisory board) rejected it meanwhile ({DENY_REASON!r}): {decided.get('status')}")
     audit = [r for r in demo.stack.services.audit_for(TENANT).records() if r.instance_id == action_id]
     for record in audit:
         t.say(f"audit #{record.seq}: {record.kind} by {record.actor[:40]}", indent=1)
     requested = next((r.data for r in audit if r.kind == "action_requested"), {})
+    state = demo.stack.services.actions.current(TENANT, action_id, None) if action_id else {}
     document = {
         "agent": {"object_id": OPS_AGENT, "client_application": OPS_AGENT_APP},
         "guard_policy": policy_file.name,
@@ -118,8 +119,10 @@ def agent_guard(demo: Demo) -> None:
             "command": requested.get("command"),
             "level": requested.get("level"),
             "requested_by": requested.get("requested_by"),
-            "decision": "denied",
-            "reason": DENY_REASON,
+            "status": state.get("status"),
+            "decided_by": state.get("decided_by"),
+            "reason": state.get("reason"),
+            "approver_comment": DENY_REASON,
             "audit": [{"seq": r.seq, "kind": r.kind, "actor": r.actor} for r in audit],
         },
     }

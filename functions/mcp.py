@@ -19,8 +19,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.durable_gateway import DurableClientGateway
-from functions.http import failure_response, problem_response, services
+from functions.http import failure_response, incoming, problem_response, services
 from gatekeeper.errors import GatekeeperError, Unauthenticated
+from gatekeeper.ingest.edge import require_bounded_headers
 
 bp = df.Blueprint()
 
@@ -53,6 +54,7 @@ async def mcp(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> f
 
     base_url = services().approval_base_url
     try:
+        require_bounded_headers(incoming(req))
         await asyncio.to_thread(agent_caller, services().actions_authenticator, req.headers.get("Authorization"))
     except Unauthenticated as refused:
         invalid = not isinstance(refused, NoToken)
@@ -67,6 +69,19 @@ async def mcp(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> f
         return problem_response(problem, instance=req.url.split("?")[0])
     except Exception as exc:
         return failure_response(req, exc)
+    if req.method.upper() != "POST":
+        # Stateless JSON mode: no server-to-client SSE stream to open (GET) and no session to end (DELETE);
+        # the transport specification's answer for both is 405. A stream would hold a worker until timeout.
+        body = {"error": "method_not_allowed", "error_description": "Use POST: this server is stateless."}
+        return func.HttpResponse(
+            json.dumps(body), status_code=405, mimetype="application/json", headers={"Allow": "POST"}
+        )
+    from gatekeeper.mcp.resource import refuse_body
+
+    refused_body = refuse_body(req.get_body() or b"")
+    if refused_body is not None:
+        status, error = refused_body
+        return func.HttpResponse(json.dumps(error), status_code=status, mimetype="application/json")
     middleware = await _middleware()
     from gatekeeper.mcp.server import GATEWAY
 

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 MCP_PATH = "/api/mcp"
 METADATA_PATH = "/api/.well-known/oauth-protected-resource"
 MAX_AUTHORIZATION_CHARS = 16_384
+MAX_MCP_BODY = 65_536  # one JSON-RPC message with one tool call: the action API's own body limit
+JSON_RPC_PARSE_ERROR = -32700
+JSON_RPC_INVALID_REQUEST = -32600
 
 
 def resource_url(base_url: str) -> str:
@@ -86,3 +89,24 @@ def client_application(token: str) -> str | None:
 
 class NoToken(Unauthenticated):
     """No bearer token at all: the challenge carries no error code (RFC 6750 §3.1)."""
+
+
+def refuse_body(body: bytes) -> tuple[int, dict[str, Any]] | None:
+    """The product's one bounded JSON reader over an MCP POST body before the SDK parses it (depth, number
+    size, duplicate keys, encoding, size): None when it is within bounds, else the HTTP status and the
+    JSON-RPC error to answer with (413 for size, 400 with a parse error for the rest)."""
+    from gatekeeper.json_bounded import JsonBoundsError, loads
+
+    if len(body) > MAX_MCP_BODY:
+        return 413, rpc_error(JSON_RPC_INVALID_REQUEST, f"The body is larger than {MAX_MCP_BODY} bytes.")
+    try:
+        message = loads(body)
+    except JsonBoundsError as exc:
+        return 400, rpc_error(JSON_RPC_PARSE_ERROR, f"Parse error: {exc}")
+    if not isinstance(message, dict | list):
+        return 400, rpc_error(JSON_RPC_INVALID_REQUEST, "Invalid request: expected a JSON-RPC message.")
+    return None
+
+
+def rpc_error(code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message[:300]}}

@@ -30,7 +30,7 @@ from gatekeeper import telemetry
 from gatekeeper.actions.model import ActionContext, ActionTarget
 from gatekeeper.actions.state import MAX_WAIT_SECONDS
 from gatekeeper.errors import DependencyUnavailable, GatekeeperError
-from gatekeeper.mcp.resource import MCP_PATH, agent_caller
+from gatekeeper.mcp.resource import MAX_MCP_BODY, MCP_PATH, agent_caller
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from gatekeeper.actions.caller import ActionAuthenticator, ActionCaller
     from gatekeeper.actions.service import ActionService, Gateway
 
-MAX_MCP_BODY = 65_536
 DEFAULT_WAIT = 20
 ActionName = Literal[
     "deploy",

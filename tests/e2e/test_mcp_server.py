@@ -284,3 +284,41 @@ def test_importing_the_function_app_does_not_import_the_mcp_sdk():
         [sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True, timeout=120
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (b"[" * 200 + b"]" * 200, 400, -32700),  # deeper than the bounded reader allows
+        (b'{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/list"}', 400, -32700),  # duplicate keys
+        (b'{"jsonrpc":"2.0","id":1e999999,"method":"tools/list"}', 400, -32700),  # a number out of range
+        (b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":"' + b"a" * 70_000 + b'"}}', 413, -32600),
+        (b"\xff\xfe not utf-8", 400, -32700),
+        (b'"just a string"', 400, -32600),
+    ],
+)
+def test_hostile_bodies_are_refused_by_the_bounded_reader_before_the_sdk(rig, raw, status, code):
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {rig.agent_token()}",
+    }
+    response = httpx2.post(rig.url, content=raw, headers=headers, timeout=30)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["jsonrpc"] == "2.0" and error["id"] is None and error["error"]["code"] == code
+
+
+def test_oversize_headers_are_refused_naming_the_header(rig):
+    headers = {"Authorization": f"Bearer {rig.agent_token()}", "X-Padding": "p" * 9_000}
+    response = httpx2.post(rig.url, json={}, headers=headers, timeout=30)
+    assert response.status_code == 431 and response.json()["field"].lower() == "header:x-padding"
+
+
+def test_stateless_json_mode_opens_no_event_stream(rig):
+    """GET would open a server-to-client SSE stream: there is none to keep open on a function."""
+    headers = {"Authorization": f"Bearer {rig.agent_token()}", "Accept": "text/event-stream"}
+    response = httpx2.get(rig.url, headers=headers, timeout=30)
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert httpx2.delete(rig.url, headers=headers, timeout=30).status_code == 405  # no session to end
+    assert httpx2.get(rig.url, timeout=30).status_code == 401  # still authenticated first

@@ -25,7 +25,8 @@ from gatekeeper.ingest.edge import require_bounded_headers
 
 bp = df.Blueprint()
 
-_bridges: dict[int, tuple[func.AsgiMiddleware, asyncio.Task[bool]]] = {}  # per event loop (the worker keeps one)
+# Per event loop (the worker keeps one): the middleware and its started lifespan.
+_bridges: dict[asyncio.AbstractEventLoop, tuple[func.AsgiMiddleware, asyncio.Task[bool]]] = {}
 _bridge_lock = threading.Lock()
 
 
@@ -99,14 +100,14 @@ async def _middleware() -> func.AsgiMiddleware:
     services up per call (`services()`)."""
     loop = asyncio.get_running_loop()
     with _bridge_lock:
-        bridge = _bridges.get(id(loop))
+        bridge = _bridges.get(loop)
         if bridge is None:
             from gatekeeper.mcp.server import ApprovalTools, build_asgi_app
 
             tools = ApprovalTools(lambda: services().actions, lambda: services().actions_authenticator)
             middleware = func.AsgiMiddleware(build_asgi_app(tools))
             bridge = (middleware, loop.create_task(middleware.notify_startup()))
-            _bridges[id(loop)] = bridge
+            _bridges[loop] = bridge
     middleware, started = bridge
     if not await asyncio.shield(started):  # pragma: no cover - the SDK's lifespan does not fail
         raise RuntimeError("the MCP server did not start")

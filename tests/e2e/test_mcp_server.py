@@ -322,3 +322,38 @@ def test_stateless_json_mode_opens_no_event_stream(rig):
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
     assert httpx2.delete(rig.url, headers=headers, timeout=30).status_code == 405  # no session to end
     assert httpx2.get(rig.url, timeout=30).status_code == 401  # still authenticated first
+
+
+def test_an_agents_request_is_approved_from_the_teams_card_and_the_agent_sees_it(rig):
+    """The Teams card path (issue 12): an `adaptiveCard/action` invoke signed as the Teams service signs it,
+    through the real Agents SDK host and the same decision service; the agent's next poll says approved."""
+    from devstack.bot_connector import LocalBotConnector
+    from devstack.botframework import LocalBotFrameworkIssuer, LocalClientCredential, card_action_activity
+    from gatekeeper.teams.auth import BotTokenValidator
+    from gatekeeper.teams.bot import BotHost
+
+    app_id, secret = "6b5a1f1e-2c3d-4e5f-8a9b-0c1d2e3f4a5b", "local-bot-secret"
+    pending = rig.one("request_approval", ask())["structured"]
+    rig.world.pump()
+    with LocalBotFrameworkIssuer() as issuer:
+        issuer.client_secrets[app_id] = secret
+        with LocalBotConnector(lambda token: issuer.verify_bot_token(token, app_id)) as connector:
+            activity = card_action_activity(
+                service_url=connector.url + "/",
+                app_id=app_id,
+                user_oid=PIET,
+                tenant_id=ENTRA_TENANT,
+                verb="approve",
+                instance_id=pending["action_id"],
+                inputs={},
+            )
+            token = issuer.sign_activity(app_id, activity["serviceUrl"])
+            claims = BotTokenValidator(app_id, issuer.metadata_url).validate(f"Bearer {token}", activity["serviceUrl"])
+            host = BotHost(LocalClientCredential(issuer.token_url, app_id, secret), app_id, ENTRA_TENANT)
+            status, answer = asyncio.run(
+                host.process(activity, {"Authorization": f"Bearer {token}"}, claims, rig.world.gates.decisions)
+            )
+    assert status == 200 and answer["statusCode"] == 200, answer
+    rig.world.gates.runner.run_until_idle()
+    state = rig.one("get_approval", {"action_id": pending["action_id"], "wait_seconds": 0})["structured"]
+    assert state["status"] == "approved" and "run exactly this command" in state["next_step"]

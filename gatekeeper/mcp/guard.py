@@ -80,6 +80,8 @@ class ClientApprovals:
             timeout=verdict.timeout,
         )
         state: ActionState = approval.state
+        if state.command is None:  # an immediate answer or a re-request: the record's command is in the state
+            state = self._client.get(state.id)
         return state
 
     def wait(self, action_id: str, seconds: float) -> ActionState:
@@ -188,7 +190,7 @@ class Guard:
             why = f"{state.status}" + (f": {state.reason}" if state.reason else "")
             self._report(state.id, "skipped", f"guard: {state.status}", None)
             return self._refuse(name, verdict.level, state.status, state.id, f"it was {why}")
-        if state.command is not None and state.command != command:
+        if state.command != command:  # Gatekeeper's record of what was approved must be this very call
             self._report(state.id, "skipped", "guard: approved command differs from the call", None)
             return self._refuse(name, verdict.level, "mismatch", state.id, "the approved arguments differ from these")
         self._uses[digest] = self._uses.get(digest, 0) + 1  # this approval is spent

@@ -83,14 +83,17 @@ async def mcp(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> f
     if refused_body is not None:
         status, error = refused_body
         return func.HttpResponse(json.dumps(error), status_code=status, mimetype="application/json")
-    middleware = await _middleware()
-    from gatekeeper.mcp.server import GATEWAY
-
-    token = GATEWAY.set(DurableClientGateway(client, asyncio.get_running_loop()))
     try:
-        response: func.HttpResponse = await middleware.handle_async(req)
-    finally:
-        GATEWAY.reset(token)
+        middleware = await _middleware()
+        from gatekeeper.mcp.server import GATEWAY
+
+        token = GATEWAY.set(DurableClientGateway(client, asyncio.get_running_loop()))
+        try:
+            response: func.HttpResponse = await middleware.handle_async(req)
+        finally:
+            GATEWAY.reset(token)
+    except Exception as exc:  # the SDK answers protocol errors itself; anything else as every route does
+        return failure_response(req, exc)
     return response
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import uuid4
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from gatekeeper.actions.service import ActionService, Gateway
 
 DEFAULT_WAIT = 20
+log = logging.getLogger("gatekeeper.mcp")
 ActionName = Literal[
     "deploy",
     "rollback",
@@ -118,6 +120,15 @@ class ApprovalTools:
             self._count(tool, caller, exc.code)
             where = f" (field: {exc.field})" if getattr(exc, "field", None) else ""
             raise ToolError(f"{exc.title}: {exc.detail}{where}") from None
+        except Exception as exc:  # an SDK failure: outages are named, anything else says nothing of internals
+            from gatekeeper.failures import as_error
+
+            known = as_error(exc)
+            self._count(tool, caller, known.code if known is not None else "internal-error")
+            if isinstance(known, DependencyUnavailable):
+                raise ToolError("Gatekeeper is unavailable right now; try again shortly.") from None
+            log.exception("MCP tool %s failed", tool)
+            raise ToolError("Gatekeeper could not answer this call; nothing was approved.") from None
         status = result.get("status") if isinstance(result, dict) else "listed"
         self._count(tool, caller, str(status))
         return result

@@ -357,3 +357,27 @@ def test_an_agents_request_is_approved_from_the_teams_card_and_the_agent_sees_it
     rig.world.gates.runner.run_until_idle()
     state = rig.one("get_approval", {"action_id": pending["action_id"], "wait_seconds": 0})["structured"]
     assert state["status"] == "approved" and "run exactly this command" in state["next_step"]
+
+
+def test_a_queue_outage_is_a_plain_unavailable_tool_error_without_internals(rig, azurite):
+    from gatekeeper.ingest.queue import QueueEventSink
+    from gatekeeper.store.tables import StorageAccount
+    from tests.support.outage import dead_port, storage_connection_string
+
+    services = rig.world.env.services
+    working = services.sink
+    port = dead_port()
+    down = StorageAccount(
+        connection_string=storage_connection_string(blob=azurite.blob_port, queue=port, table=azurite.table_port)
+    )
+    services.__dict__["sink"] = QueueEventSink(down.bounded(), services.sealer, services.queue_name)
+    services.__dict__.pop("actions", None)
+    try:
+        started = time.monotonic()
+        failed = rig.one("request_approval", ask())
+        assert time.monotonic() - started < 10
+    finally:
+        services.__dict__["sink"] = working
+        services.__dict__.pop("actions", None)
+    assert failed["is_error"] is True and "unavailable" in failed["text"]
+    assert str(port) not in failed["text"] and "127.0.0.1" not in failed["text"]

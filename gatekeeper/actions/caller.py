@@ -120,6 +120,7 @@ class ActionAuthenticator:
             caller_key=f"entra:oid:{oid}",
             requester_ids=(f"entra:oid:{oid}",),
             display=principal.upn or principal.name or oid,
+            agent=client_application(authorization[7:].strip()),
         )
 
     def _api_key_caller(self, request: IncomingRequest) -> ActionCaller:
@@ -131,6 +132,19 @@ class ActionAuthenticator:
         if not verify_shared_secret(self._secrets.resolve(tenant, SecretPurpose.GENERIC_API_KEY), offered):
             raise unauthenticated()
         return ActionCaller(tenant=tenant, credential="api-key", caller_key=f"api-key:{tenant.tenant_id}")
+
+
+def client_application(token: str) -> str | None:
+    """`azp` (v2) or `appid` (v1) of a token that was just validated: which application (the agent, the
+    pipeline's service connection, mcp-guard's identity) holds it. Audited, never used to decide."""
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:  # pragma: no cover - the token was validated a moment ago
+        return None
+    value = claims.get("azp") or claims.get("appid")
+    return str(value)[:128] if isinstance(value, str) and value else None
 
 
 def repository_allowed(tenant: TenantRecord, owner: str, repository: str) -> bool:

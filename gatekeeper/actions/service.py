@@ -196,7 +196,8 @@ class ActionService:
                 "version_tags": list(event.version_tags),
                 "artifacts": list(event.artifacts),
                 "expires_at": record.expires_at.isoformat() if record.expires_at else None,
-                **({"via": caller.via, "agent": caller.agent} if caller.via else {}),
+                **({"via": caller.via} if caller.via else {}),
+                **({"agent": caller.agent} if caller.agent else {}),
             },
         )
         telemetry.emit(
@@ -332,7 +333,9 @@ class ActionService:
             "status": view["status"],
         }
         if caller.via:
-            data |= {"via": caller.via, "agent": caller.agent}
+            data["via"] = caller.via
+        if caller.agent:
+            data["agent"] = caller.agent
         if told.outcome == "executed" and view["status"] != "approved":
             self._audit(record, "action_reported", who, {**data, "refused": True, "approved": False})
             self._resolved(record, view["status"], told.outcome, refused=True)

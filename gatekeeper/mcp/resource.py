@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import jwt
-
 from gatekeeper.errors import Unauthenticated
 
 if TYPE_CHECKING:
@@ -73,18 +71,7 @@ def agent_caller(authenticator: ActionAuthenticator, authorization: str | None) 
     header = (authorization or "").strip()
     if not header.lower().startswith("bearer ") or len(header) > MAX_AUTHORIZATION_CHARS:
         raise NoToken("A bearer token for the Gatekeeper API is required.")
-    caller = authenticator.entra_caller(header)
-    return replace(caller, via="mcp", agent=client_application(header[7:].strip()))
-
-
-def client_application(token: str) -> str | None:
-    """`azp` (v2) or `appid` (v1) of a token that was just validated: which application (agent) holds it."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:  # pragma: no cover - the token was validated a moment ago
-        return None
-    value = claims.get("azp") or claims.get("appid")
-    return str(value)[:128] if isinstance(value, str) and value else None
+    return replace(authenticator.entra_caller(header), via="mcp")
 
 
 class NoToken(Unauthenticated):

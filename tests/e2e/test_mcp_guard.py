@@ -21,13 +21,23 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from devstack.functions_host import LocalFunctionsHost
-from tests.e2e.test_action_flows import ANNA, PIET, World, entra, github, world  # noqa: F401 - fixtures
-from tests.support.gatekeeper_env import app_functions
+from tests.e2e.test_action_flows import (  # noqa: F401 - fixtures
+    AGENT,
+    ANNA,
+    ENTRA_AUDIENCE,
+    PIET,
+    World,
+    entra,
+    github,
+    world,
+)
+from tests.support.gatekeeper_env import ENTRA_TENANT, app_functions
 from tests.support.worker_loop import run_on_worker
 
 pytestmark = pytest.mark.azurite
 
 ROOT = Path(__file__).resolve().parents[2]
+GUARD_APP = "7c2d9e40-0000-4000-8000-00000000b7a1"  # the client application the guard's token was issued to
 UPSTREAM = f"{sys.executable} -m devstack.mcp_upstream"
 GUARD_POLICY = """\
 version: 1
@@ -65,7 +75,9 @@ class GuardRig:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
     def session(self, steps: Callable[[ClientSession], Any], hold: int = 30) -> Any:
-        token = self.world.agent()["Authorization"].split(" ", 1)[1]
+        token = self.world.entra.issue(
+            AGENT, ENTRA_TENANT, ENTRA_AUDIENCE, app_only=True, extra_claims={"azp": GUARD_APP}
+        )
         env = {
             "PATH": os.environ.get("PATH", ""),
             "PYTHONPATH": str(ROOT),
@@ -145,7 +157,8 @@ def test_a_privileged_call_is_held_until_approved_then_forwarded_with_exactly_th
     assert rig.upstream_calls() == [{"tool": "kubectl_delete_namespace", "arguments": {"name": "prod-legacy"}}]
     [asked] = actions_asked(rig)
     assert asked.data["command"] == 'mcp-tool kubectl_delete_namespace {"name":"prod-legacy"}'
-    assert asked.data["level"] == "L2" and asked.data["requester"] == ["entra:oid:" + asked.data["requester"][0][10:]]
+    assert asked.data["level"] == "L2" and asked.data["requester"] == [f"entra:oid:{AGENT}"]
+    assert asked.data["agent"] == GUARD_APP and "via" not in asked.data  # asked through /api/actions
     reported = [r.data for r in rig.world.audit(asked.instance_id) if r.kind == "action_reported"]
     assert [(r["outcome"], r["exit_code"]) for r in reported] == [("executed", 0)]
 

@@ -59,18 +59,20 @@ def challenge(base_url: str, *, invalid: bool) -> str:
     value = f'Bearer resource_metadata="{metadata_url(base_url)}"'
     if invalid:
         value += (
-            ', error="invalid_token", error_description="The access token is missing, expired or not for this resource"'
+            ', error="invalid_token", error_description="The access token is invalid, expired or not for this resource"'
         )
     return value
 
 
 def agent_caller(authenticator: ActionAuthenticator, authorization: str | None) -> ActionCaller:
-    """The calling agent from its `Authorization` header: an Entra token only (401 otherwise), its tenant
-    from the token, and the client application recorded as the agent. Raises Unauthenticated with
-    `presented` telling whether any bearer token was there (for the challenge)."""
+    """The calling agent from its `Authorization` header: an Entra token only, its tenant from the token,
+    the client application recorded as the agent (`via: mcp`). Raises NoToken when no bearer token was
+    presented, Unauthenticated when one was and is refused (the challenge differs)."""
     header = (authorization or "").strip()
-    if not header.lower().startswith("bearer ") or len(header) > MAX_AUTHORIZATION_CHARS:
+    if not header.lower().startswith("bearer "):
         raise NoToken("A bearer token for the Gatekeeper API is required.")
+    if len(header) > MAX_AUTHORIZATION_CHARS:
+        raise Unauthenticated("The request could not be authenticated.")
     return replace(authenticator.entra_caller(header), via="mcp")
 
 

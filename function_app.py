@@ -24,6 +24,7 @@ from functions.connectors import bp as connectors_bp
 from functions.deployments import bp as deployments_bp
 from functions.health import bp as health_bp
 from functions.ingest import bp as ingest_bp
+from functions.mcp import bp as mcp_bp
 from functions.messages import bp as messages_bp
 from functions.queues import bp as queues_bp
 from functions.recommend import bp as recommend_bp
@@ -49,6 +50,7 @@ BLUEPRINTS = (
     approvals_bp,
     approval_page_bp,
     actions_bp,
+    mcp_bp,
     audit_bp,
     messages_bp,
     deployments_bp,

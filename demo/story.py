@@ -30,6 +30,7 @@ from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from demo.actions import action_approvals
+from demo.agents import agent_guard
 from demo.psa import psa_write_back
 from demo.recommend import policy_recommendations, seed_and_fit, show_recommendation
 from demo.report import report
@@ -203,6 +204,8 @@ def run(out_dir: Path) -> int:
         "psa-tickets.json",
         "recommendation-model.json",
         "policy-recommendations.txt",
+        "mcp-guard-exchange.json",
+        "mcp-guard-policy.yaml",
     )
     for stale in ("outbox", *stale_files):
         target = out_dir / stale
@@ -234,6 +237,7 @@ def run(out_dir: Path) -> int:
             _rollback(demo, app_key)
             action_approvals(demo)
             psa_write_back(demo)
+            agent_guard(demo)
             _audit(demo, out_dir, key_dir)
             report(demo, TENANT)
         receiver.stop()
@@ -246,7 +250,8 @@ def run(out_dir: Path) -> int:
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
     written = (
         "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, "
-        "psa-tickets.json, recommendation-model.json, policy-recommendations.txt, report.*"
+        "psa-tickets.json, recommendation-model.json, policy-recommendations.txt, mcp-guard-exchange.json, "
+        "mcp-guard-policy.yaml, report.*"
     )
     print(f"\nEverything above is in {out_dir}/ ({written}).")
     from demo.install import install_check

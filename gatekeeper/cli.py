@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "request",
     "deadletters",
     "report",
+    "mcp_guard",
 )
 
 
@@ -65,7 +66,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(only=words[0] if words and words[0] in COMMAND_MODULES else None)
+    module = words[0].replace("-", "_") if words else None  # `mcp-guard` lives in commands/mcp_guard.py
+    parser = build_parser(only=module if module in COMMAND_MODULES else None)
     args = parser.parse_args(words)
 
     try:

@@ -32,7 +32,7 @@ from gatekeeper.tenancy.secrets import SecretResolver
 if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (cold start of HTTP routes)
     from azure.core.credentials import TokenCredential
 
-    from gatekeeper.actions.caller import GitHubValidator
+    from gatekeeper.actions.caller import ActionAuthenticator, GitHubValidator
     from gatekeeper.actions.service import ActionService
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
@@ -290,14 +290,20 @@ class Services:
         )
 
     @cached_property
+    def actions_authenticator(self) -> ActionAuthenticator:
+        """Who asks for an action (GitHub OIDC, Entra, API key); the MCP endpoint takes its Entra part."""
+        from gatekeeper.actions.caller import ActionAuthenticator
+
+        return ActionAuthenticator(self.registry, self.secrets, self.token_validator, self.github_oidc)
+
+    @cached_property
     def actions(self) -> ActionService:
         """The action-approval API (POST/GET /api/actions): the same queue, policy, gates and audit as gates."""
-        from gatekeeper.actions.caller import ActionAuthenticator
         from gatekeeper.actions.service import ActionService
         from gatekeeper.actions.store import ActionStore
 
         return ActionService(
-            ActionAuthenticator(self.registry, self.secrets, self.token_validator, self.github_oidc),
+            self.actions_authenticator,
             lambda tenant_id: ActionStore(self.request_storage, tenant_id, self.cipher),
             self.gates,
             self.index,

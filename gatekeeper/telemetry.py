@@ -73,6 +73,8 @@ class Event(StrEnum):
     EVENT_PUBLISH_FAILED = "EventPublishFailed"  # the event mesh refused a batch after the adapter's retries
     DEAD_LETTERED = "DeadLettered"  # a queue message was kept as a dead letter (bad, or poison after retries)
     KEY_UNWRAP_FAILED = "KeyUnwrapFailed"  # Key Vault (or the local key) did not unwrap a tenant's data key
+    MCP_TOOL_CALLED = "McpToolCalled"  # an agent called a Gatekeeper MCP tool (status: the action's, or the error)
+    MCP_GUARD_INTERCEPTED = "McpGuardIntercepted"  # mcp-guard held a tool call: its level and what it decided
 
 
 EVENT_NAMES: frozenset[str] = frozenset(e.value for e in Event)
@@ -161,6 +163,8 @@ FIELDS: dict[Event, frozenset[str]] = {
     Event.EVENT_PUBLISH_FAILED: frozenset({"tenant", "instance_id", "types", "status_code"}),
     Event.DEAD_LETTERED: frozenset({"queue", "cause", "dequeue_count"}),
     Event.KEY_UNWRAP_FAILED: frozenset({"tenant", "kind", "status_code"}),
+    Event.MCP_TOOL_CALLED: frozenset({"tenant", "tool", "status", "agent"}),
+    Event.MCP_GUARD_INTERCEPTED: frozenset({"tool", "level", "decision", "instance_id"}),
 }
 
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

@@ -43,6 +43,8 @@ class ActionCaller:
     display: str | None = None  # who the credential says asked, shown to approvers
     repository: str | None = None  # GitHub OIDC: the workflow's repository (verified)
     run_id: str | None = None
+    via: str | None = None  # "mcp" when an agent asked through the MCP server (audited with the request)
+    agent: str | None = None  # the client application the token was issued to (`azp`/`appid`), if known
 
 
 class GitHubValidator(Protocol):
@@ -102,6 +104,10 @@ class ActionAuthenticator:
             run_id=job.run_id,
         )
 
+    def entra_caller(self, authorization: str) -> ActionCaller:
+        """An Entra bearer token's caller only (the MCP endpoint accepts nothing else); 401 otherwise."""
+        return self._entra_caller(authorization)
+
     def _entra_caller(self, authorization: str) -> ActionCaller:
         principal = identify_caller({"Authorization": authorization}, self._entra, trust_easyauth=False)
         tenant = self._registry.resolve([f"entra:tenant:{principal.tid.lower()}"])
@@ -114,6 +120,7 @@ class ActionAuthenticator:
             caller_key=f"entra:oid:{oid}",
             requester_ids=(f"entra:oid:{oid}",),
             display=principal.upn or principal.name or oid,
+            agent=client_application(authorization[7:].strip()),
         )
 
     def _api_key_caller(self, request: IncomingRequest) -> ActionCaller:
@@ -125,6 +132,19 @@ class ActionAuthenticator:
         if not verify_shared_secret(self._secrets.resolve(tenant, SecretPurpose.GENERIC_API_KEY), offered):
             raise unauthenticated()
         return ActionCaller(tenant=tenant, credential="api-key", caller_key=f"api-key:{tenant.tenant_id}")
+
+
+def client_application(token: str) -> str | None:
+    """`azp` (v2) or `appid` (v1) of a token that was just validated: which application (the agent, the
+    pipeline's service connection, mcp-guard's identity) holds it. Audited, never used to decide."""
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:  # pragma: no cover - the token was validated a moment ago
+        return None
+    value = claims.get("azp") or claims.get("appid")
+    return str(value)[:128] if isinstance(value, str) and value else None
 
 
 def repository_allowed(tenant: TenantRecord, owner: str, repository: str) -> bool:

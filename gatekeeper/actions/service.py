@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 POLL_STEPS = (0.25, 0.5, 1.0, 2.0)  # then every 2 s: two table reads per step, never a busy loop
 RESUBMIT_AFTER = timedelta(seconds=30)  # a claim whose request died before queueing is re-queued by a re-request
 MAX_ACTION_BODY = 65_536
+MAX_PENDING_LISTED = 50  # list_my_pending_approvals: enough for an agent, bounded for storage
+MAX_OPEN_SCANNED = 500  # open action rows read per listing (a tenant's unclosed actions, newest kept)
 
 
 class Gateway(Protocol):
@@ -106,7 +108,11 @@ class ActionService:
         require_bounded_headers(incoming)
         require_json_content_type(incoming)
         caller = self._auth.authenticate(incoming)
-        asked: ActionRequest = parse_model(ActionRequest, parse_json_object(incoming.body))
+        return self.request_for(caller, parse_json_object(incoming.body))
+
+    def request_for(self, caller: ActionCaller, document: dict[str, Any]) -> Answer:
+        """`POST /api/actions` for a caller already authenticated (the route above, the MCP server's tools)."""
+        asked: ActionRequest = parse_model(ActionRequest, document)
         tenant_id = caller.tenant.tenant_id
         now = self._clock()
         event = self._event(caller, asked, now)
@@ -190,6 +196,8 @@ class ActionService:
                 "version_tags": list(event.version_tags),
                 "artifacts": list(event.artifacts),
                 "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+                **({"via": caller.via} if caller.via else {}),
+                **({"agent": caller.agent} if caller.agent else {}),
             },
         )
         telemetry.emit(
@@ -245,8 +253,19 @@ class ActionService:
         require_bounded_headers(incoming)
         caller = self._auth.authenticate(incoming)
         seconds = parse_wait(wait)
+        return self.tenant_of(caller, action_id), seconds
+
+    def tenant_of(self, caller: ActionCaller, action_id: str) -> str:
+        """The action's tenant when it is the caller's tenant's action; 404 otherwise (other tenants' alike)."""
         record, _ = self._own(caller, action_id)
-        return record.tenant_id, seconds
+        return record.tenant_id
+
+    def pending_for(self, caller: ActionCaller, limit: int = MAX_PENDING_LISTED) -> list[dict[str, Any]]:
+        """The caller's own actions still waiting for a decision (same credential that asked), newest first."""
+        tenant_id = caller.tenant.tenant_id
+        mine = [r for r in self._actions(tenant_id).open_records(MAX_OPEN_SCANNED) if r.caller_key == caller.caller_key]
+        views = (self._view(tenant_id, r.action_id, None) for r in mine if r.immediate is None)
+        return [v for v in views if v["status"] == "pending"][:limit]
 
     def current(self, tenant_id: str, action_id: str, gateway: Gateway | None) -> dict[str, Any]:
         """The action's state now (one read of its row and its gate)."""
@@ -299,11 +318,24 @@ class ActionService:
         require_bounded_headers(incoming)
         require_json_content_type(incoming)
         caller = self._auth.authenticate(incoming)
-        told: ReportRequest = parse_model(ReportRequest, parse_json_object(incoming.body))
+        return self.report_for(caller, action_id, parse_json_object(incoming.body))
+
+    def report_for(self, caller: ActionCaller, action_id: str, document: dict[str, Any]) -> Answer:
+        """`POST /api/actions/{id}/report` for a caller already authenticated."""
+        told: ReportRequest = parse_model(ReportRequest, document)
         record, etag = self._own(caller, action_id)
         view = self._view(record.tenant_id, action_id, None)
         who = caller.display or caller.credential
-        data = {"outcome": told.outcome, "exit_code": told.exit_code, "detail": told.detail, "status": view["status"]}
+        data: dict[str, Any] = {
+            "outcome": told.outcome,
+            "exit_code": told.exit_code,
+            "detail": told.detail,
+            "status": view["status"],
+        }
+        if caller.via:
+            data["via"] = caller.via
+        if caller.agent:
+            data["agent"] = caller.agent
         if told.outcome == "executed" and view["status"] != "approved":
             self._audit(record, "action_reported", who, {**data, "refused": True, "approved": False})
             self._resolved(record, view["status"], told.outcome, refused=True)

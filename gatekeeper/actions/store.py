@@ -151,6 +151,19 @@ class ActionStore:
             return None
         return ActionRecord.model_validate(entity["record"]), str(entity.metadata.get("etag", ""))
 
+    def open_records(self, limit: int) -> list[ActionRecord]:
+        """Up to `limit` actions nobody closed and nobody reported on (candidates for "pending"), newest
+        first; a filter on the plain properties, so the scan stays within this tenant's table."""
+        rows = self._ready().query(
+            "RowKey eq @row and closed eq @empty and outcome eq @empty", {"row": ACTION_ROW, "empty": ""}
+        )
+        found: list[ActionRecord] = []
+        for entity in rows:
+            found.append(ActionRecord.model_validate(entity["record"]))
+            if len(found) >= limit:
+                break
+        return sorted(found, key=lambda r: r.created_at, reverse=True)
+
     def replace(self, record: ActionRecord, etag: str) -> bool:
         """Write the record if nobody changed it since `etag`; False when somebody did."""
         try:

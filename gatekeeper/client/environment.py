@@ -57,6 +57,9 @@ RUN_VARIABLES = (
 )
 
 
+CREDENTIAL_PREFIXES = ("GATEKEEPER_", "ACTIONS_ID_TOKEN_")
+
+
 @dataclass(frozen=True)
 class ClientEnvironment:
     """What the environment says, as read once. `values` holds only the variables above."""
@@ -68,6 +71,13 @@ class ClientEnvironment:
         source = os.environ if environ is None else environ
         names = CLIENT_VARIABLES + RUN_VARIABLES
         return cls({name: source[name] for name in names if source.get(name, "").strip()})
+
+    @staticmethod
+    def for_child_process(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment a process the client starts (mcp-guard's upstream server) inherits: everything but
+        Gatekeeper's credentials and the GitHub OIDC request token, which stay with the client."""
+        source = os.environ if environ is None else environ
+        return {k: v for k, v in source.items() if not k.upper().startswith(CREDENTIAL_PREFIXES)}
 
     def get(self, name: str) -> str | None:
         value = self.values.get(name)

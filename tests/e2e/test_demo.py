@@ -54,6 +54,14 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
     ):
         assert expected in timeline, expected
     assert "demo-job-access-token" not in timeline
+    # AI agents (issue 20): the guarded delete is denied, never reaches the cluster tools, the agent carries on
+    assert 'kubectl_delete_namespace({"name": "prod-legacy"}) -> isError: Gatekeeper did not allow' in timeline
+    assert "cluster-tools received 2 calls (list_pods, list_pods), 0 deletes" in timeline
+    exchange = json.loads((out / "mcp-guard-exchange.json").read_text())
+    assert [step["is_error"] for step in exchange["exchange"]] == [False, True, False]
+    assert exchange["gatekeeper_action"]["command"] == 'mcp-tool kubectl_delete_namespace {"name":"prod-legacy"}'
+    assert exchange["gatekeeper_action"]["status"] == "denied"
+    assert "kubectl_delete_namespace" not in [call["tool"] for call in exchange["upstream_received"]]
     assert "sara.visser approves from the Teams card (a signed adaptiveCard/action invoke): 200" in timeline
     assert "Teams chat with sara.visser: the card is now the read-only summary: Decided approved" in timeline
     card = json.loads((out / "teams-card.json").read_text())

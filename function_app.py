@@ -18,6 +18,7 @@ from functions.ingest import bp as ingest_bp
 from functions.messages import bp as messages_bp
 from functions.queues import bp as queues_bp
 from functions.retention import bp as retention_bp
+from functions.slack import bp as slack_bp
 from orchestrators import bp as orchestrators_bp
 
 app = df.DFApp()
@@ -30,6 +31,7 @@ BLUEPRINTS = (
     actions_bp,
     audit_bp,
     messages_bp,
+    slack_bp,
     deployments_bp,
     alerts_bp,
     retention_bp,

@@ -39,6 +39,7 @@ LINKABLE: dict[str, frozenset[str]] = {
     "autotask": frozenset({"member"}),
     "halopsa": frozenset({"member"}),
     "ninjarmm": frozenset({"member"}),
+    "slack": frozenset({"user"}),  # slack:user:<team id>/<user id> (gatekeeper.slack.identity)
 }
 
 

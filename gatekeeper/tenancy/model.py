@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_identity
+from gatekeeper.tenancy.slack_settings import SlackSettings
 
 IDENTITY_PATTERN = re.compile(
     r"^(github:(installation|org|repo|owner-id)|azure-devops:(org|account)|entra:tenant|"
@@ -67,6 +68,9 @@ class TenantRecord(BaseModel):
     # transit data keys with it, so it needs no private-key operation and no Key Vault call
     # (gatekeeper.store.transit). Absent: the edge seals with the tenant's active data key as before.
     kek_public: dict[str, str] | None = None
+    # The tenant's Slack workspace (gatekeeper.tenancy.slack_settings): approvals in Slack. Its team id is one of
+    # the tenant's identities (`slack:team:<id>`), so no other tenant can register the workspace.
+    slack: SlackSettings | None = None
 
     @model_validator(mode="after")
     def _kek_public_is_the_tenants(self) -> TenantRecord:
@@ -133,4 +137,5 @@ class TenantRecord(BaseModel):
 
     @property
     def all_identities(self) -> tuple[str, ...]:
-        return self.identities + tuple(f"entra:tenant:{tid.lower()}" for tid in self.entra_tenant_ids)
+        slack = (self.slack.identity,) if self.slack is not None else ()
+        return self.identities + tuple(f"entra:tenant:{tid.lower()}" for tid in self.entra_tenant_ids) + slack

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from devstack.server import LocalServer, Response, bearer_token, json_response
 
@@ -70,8 +70,10 @@ class LocalSlack(LocalServer):
             return json_response(200, {"ok": False, "error": "invalid_auth"})
         name = path.removeprefix("/api/")
         args: dict[str, Any] = {k: v[0] for k, v in query.items()}
-        if body:
+        if body and headers.get("content-type", "").startswith("application/json"):
             args.update(json.loads(body))
+        elif body:  # the WebClient sends some methods form-encoded
+            args.update({k: v[0] for k, v in parse_qs(body.decode()).items()})
         handler = {
             "chat.postMessage": self._post,
             "chat.update": self._update,

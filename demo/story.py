@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from demo.actions import action_approvals
 from demo.report import report
+from demo.slack import DemoSlack, slack_approval, start_slack
 from demo.teams import DemoTeams, start_teams, write_card
 from devstack.azure_devops import LocalAzureDevOpsServer
 from devstack.entra_issuer import LocalEntraIssuer
@@ -71,6 +72,7 @@ APPROVERS = {
     "anna.jansen@contoso.com": "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a02",
     "sara.visser@contoso.com": "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a03",
 }
+SLACK_ONLY = ("piet.bakker@contoso.com", "tom.mulder@contoso.com")  # approvers the demo's Slack knows as well
 
 
 @dataclass
@@ -192,6 +194,8 @@ def run(out_dir: Path) -> int:
         "checkpoint-public-key.pem",
         "approval-page.png",
         "teams-card.json",
+        "slack-request.json",
+        "slack-decided.json",
         "report.html",
         "report.json",
         "report.png",
@@ -219,11 +223,23 @@ def run(out_dir: Path) -> int:
                 base_url="http://localhost:7071",
                 not_installed=(APPROVERS["sara.visser@contoso.com"],),
             )
-            demo = _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams)
+            slack = start_slack(local_teams, stack, [*APPROVERS, *SLACK_ONLY], teams.directory)
+            demo = _assemble(
+                stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams, slack=slack
+            )
             production_gate = _ingestion(demo)
             _gates(demo, production_gate)
             _rollback(demo, app_key)
             action_approvals(demo)
+            sara = "sara.visser@contoso.com"
+            slack_approval(
+                demo,
+                slack,
+                lambda: _generic(demo, "export-2207", environment="reporting", action="data_export"),
+                sara,
+                APPROVERS[sara],
+                "lisa.devries@contoso.com",
+            )
             _audit(demo, out_dir, key_dir)
             report(demo, TENANT)
         receiver.stop()
@@ -234,12 +250,17 @@ def run(out_dir: Path) -> int:
         stack.stop()
         shutil.rmtree(key_dir, ignore_errors=True)  # private keys never outlive the demo
     (out_dir / "timeline.txt").write_text("\n".join(timeline.lines) + "\n")
-    written = "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, report.*"
+    written = (
+        "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, "
+        "slack-request.json, slack-decided.json, report.*"
+    )
     print(f"\nEverything above is in {out_dir}/ ({written}).")
     return 0
 
 
-def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams) -> Demo:
+def _assemble(
+    stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams, *, slack: DemoSlack
+) -> Demo:
     import function_app
 
     runtime = stack.services
@@ -299,7 +320,8 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         runtime.sealer,
         decider=PolicyDecider(runtime.policy_for),
         audit_for=runtime.audit_for,
-        notifier=FanOutNotifier([outbox, teams.cards]),  # the outbox stands in for the Graph feed and mail
+        # the outbox stands in for the Graph feed and mail
+        notifier=FanOutNotifier([outbox, teams.cards, slack.notifier]),
         callbacks=callbacks,
         entra_tenants_for=runtime.entra_tenants_for,
         token_validator=validator,

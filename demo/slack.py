@@ -128,7 +128,7 @@ def slack_approval(demo: Demo, slack: DemoSlack, submit: Any, approver: str, oid
     t.say(f"{approver.split('@')[0]} presses Approve in Slack (signed block_actions): {status}, queued")
     queue = runtime.storage.queue(SLACK_INTERACTIONS_QUEUE)
     for message in queue.receive_messages():  # what the slack_decisions queue trigger does
-        tenant_id, interaction = read_queue_message(base64.b64decode(message.content))
+        tenant_id, interaction = read_queue_message(runtime.sealer, base64.b64decode(message.content))
         outcome = runtime.slack_votes.handle(tenant_id, interaction, demo.gates.decisions)
         queue.delete_message(message)
         t.say(f"slack-interactions queue: {outcome}", indent=1)

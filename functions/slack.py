@@ -38,7 +38,10 @@ def _routes() -> SlackRoutes:
 
     runtime = services()
     return SlackRoutes(
-        runtime.slack_tenants, runtime.slack, queue_sender(runtime.request_storage, SLACK_INTERACTIONS_QUEUE)
+        runtime.slack_tenants,
+        runtime.slack,
+        queue_sender(runtime.request_storage, SLACK_INTERACTIONS_QUEUE),
+        runtime.edge_sealer,  # the tenant's transit key: no private-key operation on the request path
     )
 
 
@@ -82,12 +85,33 @@ def slack_events(req: func.HttpRequest) -> func.HttpResponse:
 async def slack_decisions(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
     """One Slack decision: a refusal is told to the person; a dependency failure raises (the host retries)."""
     from gatekeeper.slack.edge import read_queue_message
+    from gatekeeper.store.envelope import SealedDataUnreadable
 
+    runtime = services()
+    text = msg.get_body().decode("utf-8", errors="replace")
     try:
-        tenant_id, interaction = read_queue_message(msg.get_body())
-    except (ValueError, KeyError, GatekeeperError) as exc:
-        log.error("slack-interactions message %s is not a decision: %s", msg.id, type(exc).__name__)
+        tenant_id, interaction = read_queue_message(runtime.sealer, msg.get_body())
+    except SealedDataUnreadable as exc:  # tampered or moved: retrying cannot help
+        runtime.record_integrity_failure(exc, f"queue:{SLACK_INTERACTIONS_QUEUE}")
+        runtime.dead_letters.record(SLACK_INTERACTIONS_QUEUE, text, f"integrity: does not open ({exc.reason})")
+        return
+    except (ValueError, GatekeeperError) as exc:
+        runtime.dead_letters.record(SLACK_INTERACTIONS_QUEUE, text, f"undecodable: {type(exc).__name__}")
         return
     gateway = DurableClientGateway(client, asyncio.get_running_loop())
-    outcome = await asyncio.to_thread(services().slack_votes.handle, tenant_id, interaction, decision_service(gateway))
+    outcome = await asyncio.to_thread(runtime.slack_votes.handle, tenant_id, interaction, decision_service(gateway))
     log.info("slack decision on %s: %s", interaction.instance_id, outcome)
+
+
+@bp.function_name("slack_interactions_poison")
+@bp.queue_trigger(arg_name="msg", queue_name=SLACK_INTERACTIONS_QUEUE + "-poison", connection=STORAGE)
+def slack_interactions_poison(msg: func.QueueMessage) -> None:
+    """A decision that failed five times (Slack or storage down): kept for `deadletters list`, sealed as it was."""
+    text = msg.get_body().decode("utf-8", errors="replace")
+    services().dead_letters.record(
+        SLACK_INTERACTIONS_QUEUE,
+        text,
+        f"moved to poison after {msg.dequeue_count} attempts",
+        dequeue_count=msg.dequeue_count,
+    )
+    log.error("message %s from %s dead-lettered after repeated failures", msg.id, SLACK_INTERACTIONS_QUEUE)

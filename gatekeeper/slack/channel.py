@@ -161,6 +161,8 @@ class SlackNotifier:
             return NotificationResult(ok=False, detail="slack: the gate is not stored")
         message = approval_message(view)
         store = MessageStore(self._storage, tenant_id, self._cipher)
+        if store.of_gate(view.instance_id):  # a later stage opens: the earlier messages show the gate as it is
+            self.refresh(tenant_id, view.instance_id)
         deliveries: list[Delivery] = []
         targets: list[tuple[str, str | None]] = []  # (channel or user id, label)
         if record.slack.direct_messages:

@@ -21,9 +21,10 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from gatekeeper import json_bounded
@@ -310,37 +311,56 @@ def answer_event(
     return {"ok": True, "ignored": str(document.get("type") or "")[:50]}
 
 
-def queue_message(tenant_id: str, interaction: Interaction) -> bytes:
-    """The work item for the queue (no secret in it: ids, the decision and the comment)."""
-    return json.dumps(
-        {
-            "tenant_id": tenant_id,
-            "kind": interaction.kind,
-            "team_id": interaction.team_id,
-            "user_id": interaction.user_id,
-            "instance_id": interaction.instance_id,
-            "channel": interaction.channel,
-            "ts": interaction.ts,
-            "comment": interaction.comment,
-        }
-    ).encode()
+SEAL_TABLE = "SlackInteractions"  # the associated data's "table": binds the sealed item to this queue
 
 
-def read_queue_message(body: bytes) -> tuple[str, Interaction]:
-    """(tenant id, interaction) of a queue work item; ValueError when it is not one."""
-    data = json_bounded.loads_object(body)
+class QueueSealer(Protocol):
+    def seal_json(self, tenant_id: str, table: str, partition_key: str, row_key: str, value: Any) -> str: ...
+
+
+class QueueOpener(Protocol):
+    def open_json(self, tenant_id: str, table: str, partition_key: str, row_key: str, sealed: str) -> Any: ...
+
+
+def queue_message(sealer: QueueSealer, tenant_id: str, interaction: Interaction) -> bytes:
+    """The work item for the queue: the decision sealed with the tenant's key (bound to tenant, queue and item
+    id), so the comment and who clicked are not readable in the queue or its poison queue."""
+    item = uuid.uuid4().hex
+    data = {
+        "kind": interaction.kind,
+        "team_id": interaction.team_id,
+        "user_id": interaction.user_id,
+        "instance_id": interaction.instance_id,
+        "channel": interaction.channel,
+        "ts": interaction.ts,
+        "comment": interaction.comment,
+    }
+    sealed = sealer.seal_json(tenant_id, SEAL_TABLE, tenant_id, item, data)
+    return json.dumps({"v": 1, "tenant": tenant_id, "id": item, "sealed": sealed}).encode()
+
+
+def read_queue_message(opener: QueueOpener, body: bytes) -> tuple[str, Interaction]:
+    """(tenant id, interaction) of a queue work item; ValueError (or InvalidInput) when it is not one; the
+    cipher's integrity error when the sealed part was tampered with or moved."""
+    document = json_bounded.loads_object(body)
+    if document.get("v") != 1 or not all(isinstance(document.get(k), str) for k in ("tenant", "id", "sealed")):
+        raise ValueError("not a slack-interactions message")
+    tenant_id, item = document["tenant"], document["id"]
+    data = opener.open_json(tenant_id, SEAL_TABLE, tenant_id, item, document["sealed"])
+    if not isinstance(data, dict):
+        raise ValueError("not a slack-interactions message")
     interaction = Interaction(
-        kind=str(data["kind"]),
+        kind=str(data.get("kind")),
         team_id=_id(data.get("team_id"), "team_id", TEAM_ID),
         user_id=_id(data.get("user_id"), "user_id", USER_ID),
         instance_id=_id(data.get("instance_id"), "instance_id", INSTANCE_ID),
-        channel=data.get("channel"),
-        ts=data.get("ts"),
+        channel=data.get("channel") if isinstance(data.get("channel"), str) else None,
+        ts=data.get("ts") if isinstance(data.get("ts"), str) else None,
         comment=str(data.get("comment") or "")[:MAX_COMMENT],
     )
     if interaction.kind not in ("approve", "reject-submitted"):
         raise ValueError("not a Slack decision")
-    return str(data["tenant_id"]), interaction
+    return tenant_id, interaction
 
 
 __all__ = ["CHANNEL_ID", "Interaction", "Tenants", "authenticate_interaction", "parse_interaction", "verify"]

@@ -19,6 +19,7 @@ from gatekeeper.errors import InputTooLarge, InvalidInput
 from gatekeeper.slack.blocks import COMMENT_BLOCK
 from gatekeeper.slack.edge import (
     MAX_BODY_BYTES,
+    QueueSealer,
     Tenants,
     answer_event,
     authenticate_interaction,
@@ -60,12 +61,14 @@ class SlackRoutes:
         tenants: Tenants,
         notifier: SlackNotifier,
         enqueue: Callable[[bytes], None],
+        sealer: QueueSealer,
         *,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._tenants = tenants
         self._notifier = notifier
         self._enqueue = enqueue
+        self._sealer = sealer
         self._now = now
 
     def interactions(self, body: bytes, headers: Mapping[str, str]) -> dict[str, Any] | None:
@@ -82,7 +85,7 @@ class SlackRoutes:
         if interaction.kind == "reject-submitted" and not interaction.comment:
             needed = "Say why you reject: a comment is required."
             return {"response_action": "errors", "errors": {COMMENT_BLOCK: needed}}
-        self._enqueue(queue_message(record.tenant_id, interaction))
+        self._enqueue(queue_message(self._sealer, record.tenant_id, interaction))
         log.info("slack %s queued for gate %s", interaction.kind, interaction.instance_id)
         return None
 

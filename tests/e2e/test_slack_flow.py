@@ -54,6 +54,7 @@ from gatekeeper.slack.blocks import (
 from gatekeeper.slack.channel import SlackNotifier, SlackVotes, slack_external
 from gatekeeper.slack.edge import Tenants, read_queue_message
 from gatekeeper.slack.routes import SlackRoutes, queue_sender
+from gatekeeper.store.envelope import SealedDataUnreadable
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.identities import IdentityMap
@@ -150,7 +151,7 @@ class Env:
         """Drain the queue as the queue trigger does, then let the orchestrations react."""
         outcomes = []
         for message in self.queue.receive_messages():
-            tenant_id, interaction = read_queue_message(base64.b64decode(message.content))
+            tenant_id, interaction = read_queue_message(self.cipher, base64.b64decode(message.content))
             outcomes.append(self.votes.handle(tenant_id, interaction, self.gates.decisions))
             self.queue.delete_message(message)
         self.gates.runner.run_until_idle()
@@ -263,7 +264,7 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
             yield Env(
                 gates,
                 slack,
-                SlackRoutes(tenants, notifier, queue_sender(storage, queue_name)),
+                SlackRoutes(tenants, notifier, queue_sender(storage, queue_name), cipher),
                 votes,
                 storage.queue(queue_name),
                 receiver,
@@ -375,3 +376,28 @@ def test_url_verification_answers_the_challenge_only_when_signed(env: Env):
     assert env.routes.events(body, sign(SIGNING_SECRET, body)) == {"challenge": sample("url_verification")["challenge"]}
     with pytest.raises(Unauthenticated):
         env.routes.events(body, sign("forged", body))
+
+
+def test_the_queued_decision_is_sealed_and_a_tampered_one_does_not_open(env: Env):
+    gate = env.submit()
+    env.post(env.button(gate, U_PIET, REJECT_ACTION))
+    env.post(env.modal_submit(gate, U_PIET, "No change window tonight"))
+    (message,) = env.queue.peek_messages()
+    raw = base64.b64decode(message.content)
+    assert b"No change window" not in raw and U_PIET.encode() not in raw  # who and why are sealed
+    document = json.loads(raw)
+    moved = json.dumps({**document, "id": "f" * 32}).encode()  # the sealed part under another item id
+    with pytest.raises(SealedDataUnreadable):
+        read_queue_message(env.cipher, moved)
+    assert read_queue_message(env.cipher, raw)[1].comment == "No change window tonight"
+
+
+def test_a_click_on_a_gate_that_is_not_the_workspace_tenants_is_refused(env: Env):
+    gate = env.submit()
+    press = env.button(gate, U_ANNA, APPROVE_ACTION)
+    press["actions"][0]["value"] = "gate-of-another-tenant"
+    env.post(press)
+    assert env.work() == ["refused:gate-not-found"]
+    (told,) = env.slack.ephemeral
+    assert told["user"] == U_ANNA and "No gate" in told["text"]
+    assert env.gates.services.gates(env.tenant_id).votes(gate) == []

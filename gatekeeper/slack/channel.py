@@ -46,6 +46,7 @@ log = logging.getLogger("gatekeeper.slack")
 SLACK_API = "https://slack.com/api/"
 ROW_PREFIX = "slack|"
 TIMEOUT_SECONDS = 5
+REQUEST_PATH_TIMEOUT = 2
 LINK_HELP = (
     "You are not linked to a Gatekeeper approver yet, so nothing was recorded. Your Slack e-mail must be one "
     "of your Microsoft Entra addresses, or ask your Gatekeeper admin to run: gatekeeper identities link "
@@ -69,10 +70,10 @@ def slack_external(team_id: str, user_id: str) -> str:
     return identity
 
 
-def web_client(token: str, base_url: str) -> Any:
+def web_client(token: str, base_url: str, timeout: int = TIMEOUT_SECONDS) -> Any:
     from slack_sdk import WebClient  # on first use (cold start)
 
-    return WebClient(token=token, base_url=base_url, timeout=TIMEOUT_SECONDS)
+    return WebClient(token=token, base_url=base_url, timeout=timeout)
 
 
 class _MessageRepository(TenantRepository):
@@ -134,9 +135,9 @@ class SlackNotifier:
     def __repr__(self) -> str:
         return "SlackNotifier()"
 
-    def _client(self, record: TenantRecord) -> Any | None:
+    def _client(self, record: TenantRecord, timeout: int = TIMEOUT_SECONDS) -> Any | None:
         token = self._tenants.bot_token(record)
-        return web_client(token, self._api_url) if token else None
+        return web_client(token, self._api_url, timeout) if token else None
 
     def _view(self, tenant_id: str, instance_id: str, *, can_decide: bool) -> ApprovalView | None:
         store = GateStore(self._storage, tenant_id, self._cipher)
@@ -248,7 +249,7 @@ class SlackNotifier:
 
     def open_reject_modal(self, record: TenantRecord, interaction: Interaction) -> None:
         """`views.open` on the button's trigger (valid for 3 seconds, so on the request path)."""
-        client = self._client(record)
+        client = self._client(record, REQUEST_PATH_TIMEOUT)  # Slack wants the answer within 3 s
         if client is None:
             raise DependencyUnavailable("The Slack bot token is not configured.", code="slack-unavailable")
         client.views_open(
@@ -306,6 +307,9 @@ class SlackVotes:
             problem = NotFound("No gate with this id waits for you here.", code="gate-not-found")
             self._notifier.ephemeral(record, interaction, f"{problem.title}: {problem.detail}")
             return "refused:gate-not-found"
+        if not next(iter(self._entra_tenants_for(tenant_id)), None):
+            self._notifier.ephemeral(record, interaction, "Not recorded: the tenant has no Microsoft Entra tenant set.")
+            return "refused:no-entra-tenant"
         principal = self._principal(record, interaction)
         if principal is None:
             self._notifier.ephemeral(
@@ -318,6 +322,8 @@ class SlackVotes:
         body = json.dumps({"decision": decision, "comment": interaction.comment}).encode()
         try:
             decisions.decide(interaction.instance_id, principal, body)
+        except DependencyUnavailable:
+            raise  # storage or the orchestration is down: the queue retries the message (poison after 5)
         except GatekeeperError as problem:
             log.info("slack vote refused: %s", problem.code)
             self._notifier.ephemeral(record, interaction, f"Not recorded. {problem.title}: {problem.detail}")

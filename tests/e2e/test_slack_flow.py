@@ -31,7 +31,7 @@ from devstack.server import StaticTokenCredential
 from devstack.slack import LocalSlack, form_body, sign
 from devstack.webhook import LocalWebhookReceiver
 from gatekeeper.audit.log import AuditLog
-from gatekeeper.errors import InvalidInput, Unauthenticated
+from gatekeeper.errors import DependencyUnavailable, InvalidInput, Unauthenticated
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.integrations.callbacks import PipelineCallbacks
@@ -401,3 +401,22 @@ def test_a_click_on_a_gate_that_is_not_the_workspace_tenants_is_refused(env: Env
     (told,) = env.slack.ephemeral
     assert told["user"] == U_ANNA and "No gate" in told["text"]
     assert env.gates.services.gates(env.tenant_id).votes(gate) == []
+
+
+def test_an_outage_behind_the_decision_service_is_raised_so_the_queue_retries(env: Env):
+    gate = env.submit()
+    env.post(env.button(gate, U_ANNA, APPROVE_ACTION))
+    (message,) = env.queue.receive_messages()
+    tenant_id, interaction = read_queue_message(env.cipher, base64.b64decode(message.content))
+
+    class Down:
+        def decide(self, *args: Any) -> Any:
+            raise DependencyUnavailable("storage is down", code="storage-unavailable")
+
+        def system_view(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("not reached")
+
+    with pytest.raises(DependencyUnavailable):  # not swallowed as a refusal: the host retries the message
+        env.votes.handle(tenant_id, interaction, Down())
+    assert env.slack.ephemeral == []  # nobody was told "not recorded" for a decision that will be retried
+    assert env.votes.handle(tenant_id, interaction, env.gates.decisions) == "voted"  # the retry

@@ -29,6 +29,7 @@ from functions.messages import bp as messages_bp
 from functions.queues import bp as queues_bp
 from functions.recommend import bp as recommend_bp
 from functions.retention import bp as retention_bp
+from functions.slack import bp as slack_bp
 from gatekeeper import telemetry
 from gatekeeper.telemetry import Sink
 from orchestrators import bp as orchestrators_bp
@@ -53,6 +54,7 @@ BLUEPRINTS = (
     mcp_bp,
     audit_bp,
     messages_bp,
+    slack_bp,
     deployments_bp,
     alerts_bp,
     retention_bp,

@@ -34,6 +34,7 @@ from demo.agents import agent_guard
 from demo.psa import psa_write_back
 from demo.recommend import policy_recommendations, seed_and_fit, show_recommendation
 from demo.report import report
+from demo.slack import DemoSlack, slack_approval, start_slack
 from demo.teams import DemoTeams, start_teams, write_card
 from devstack.azure_devops import LocalAzureDevOpsServer
 from devstack.entra_issuer import LocalEntraIssuer
@@ -74,6 +75,7 @@ APPROVERS = {
     "anna.jansen@contoso.com": "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a02",
     "sara.visser@contoso.com": "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a03",
 }
+SLACK_ONLY = ("piet.bakker@contoso.com", "tom.mulder@contoso.com")  # approvers the demo's Slack knows as well
 
 
 @dataclass
@@ -196,6 +198,8 @@ def run(out_dir: Path) -> int:
         "checkpoint-public-key.pem",
         "approval-page.png",
         "teams-card.json",
+        "slack-request.json",
+        "slack-decided.json",
         "report.html",
         "report.json",
         "report.png",
@@ -230,12 +234,24 @@ def run(out_dir: Path) -> int:
                 base_url="http://localhost:7071",
                 not_installed=(APPROVERS["sara.visser@contoso.com"],),
             )
-            demo = _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams)
+            slack = start_slack(local_teams, stack, [*APPROVERS, *SLACK_ONLY], teams.directory)
+            demo = _assemble(
+                stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams, slack=slack
+            )
             demo.history = seed_and_fit(demo, TENANT, clock.now())
             production_gate = _ingestion(demo)
             _gates(demo, production_gate)
             _rollback(demo, app_key)
             action_approvals(demo)
+            sara = "sara.visser@contoso.com"
+            slack_approval(
+                demo,
+                slack,
+                lambda: _generic(demo, "export-2207", environment="reporting", action="data_export"),
+                sara,
+                APPROVERS[sara],
+                "lisa.devries@contoso.com",
+            )
             psa_write_back(demo)
             agent_guard(demo)
             _audit(demo, out_dir, key_dir)
@@ -251,7 +267,7 @@ def run(out_dir: Path) -> int:
     written = (
         "timeline.txt, outbox/, audit.*, checkpoint-public-key.pem, approval-page.png, teams-card.json, "
         "psa-tickets.json, recommendation-model.json, policy-recommendations.txt, mcp-guard-exchange.json, "
-        "mcp-guard-policy.yaml, report.*"
+        "mcp-guard-policy.yaml, slack-request.json, slack-decided.json, report.*"
     )
     print(f"\nEverything above is in {out_dir}/ ({written}).")
     from demo.install import install_check
@@ -261,7 +277,9 @@ def run(out_dir: Path) -> int:
     return checked
 
 
-def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams) -> Demo:
+def _assemble(
+    stack, clock, timeline, issuer, github, devops, receiver, app_key, out_dir, teams, *, slack: DemoSlack
+) -> Demo:
     from devstack.functions_host import app_functions
 
     runtime = stack.services
@@ -321,7 +339,8 @@ def _assemble(stack, clock, timeline, issuer, github, devops, receiver, app_key,
         runtime.sealer,
         decider=PolicyDecider(runtime.policy_for),
         audit_for=runtime.audit_for,
-        notifier=FanOutNotifier([outbox, teams.cards]),  # the outbox stands in for the Graph feed and mail
+        # the outbox stands in for the Graph feed and mail
+        notifier=FanOutNotifier([outbox, teams.cards, slack.notifier]),
         callbacks=callbacks,
         entra_tenants_for=runtime.entra_tenants_for,
         token_validator=validator,

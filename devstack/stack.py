@@ -54,7 +54,10 @@ def start_local_stack(tenants_file: Path = DEFAULT_TENANTS, key_dir: Path | None
         local_secrets = {
             ref.removeprefix("env:"): secrets.token_urlsafe(24)
             for record in records
-            for refs in record.secrets.values()
+            for refs in (
+                *record.secrets.values(),
+                (record.slack.bot_token, *record.slack.signing_secrets) if record.slack else (),
+            )
             for ref in refs
         }
         settings = Settings.from_environ(

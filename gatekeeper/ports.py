@@ -115,7 +115,7 @@ class PipelineTarget(Protocol):
 # --- notifications -------------------------------------------------------------------------------------------
 
 NotificationKind = Literal["approval_request", "info", "alert", "human_task"]
-Channel = Literal["teams", "mail", "outbox"]
+Channel = Literal["teams", "mail", "outbox", "slack"]
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 UPN = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+$")

@@ -56,6 +56,8 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.security.identity import TokenValidator
     from gatekeeper.security.principal import Principal
     from gatekeeper.security.requester import RequesterResolver, UserDirectory
+    from gatekeeper.slack.channel import SlackNotifier, SlackVotes
+    from gatekeeper.slack.edge import Tenants as SlackTenants
     from gatekeeper.store.envelope import EnvelopeCipher
     from gatekeeper.store.keys import TenantKeyProvider
     from gatekeeper.store.retention import TransitKeyPruner
@@ -556,13 +558,56 @@ class Services:
 
     @cached_property
     def notifier(self) -> Notifier:
-        """The Graph (or outbox) channel and, with a Teams bot (GATEKEEPER_BOT_APP_ID), the bot's cards."""
+        """The Graph (or outbox) channel, with a Teams bot (GATEKEEPER_BOT_APP_ID) the bot's cards, and Slack
+        (which sends only for tenants whose record has `slack:`)."""
         channel = build_notifier(self.settings, self._lazy_credential)
-        if not self.settings.bot_app_id:
-            return channel
         from gatekeeper.integrations.notify import FanOutNotifier
 
-        return FanOutNotifier([channel, self.teams_cards])
+        teams = [self.teams_cards] if self.settings.bot_app_id else []
+        return FanOutNotifier([channel, *teams, self.slack])
+
+    @cached_property
+    def slack_tenants(self) -> SlackTenants:
+        """Tenants by Slack workspace, with their Slack secrets (`slack.bot_token`, `slack.signing_secrets`)."""
+        from gatekeeper.slack.edge import Tenants
+
+        environ = self.settings.environ
+        registry = self.registry
+
+        def secret(ref: str) -> bytes | None:
+            value = environ.get(ref.removeprefix("env:"))
+            return value.encode("utf-8") if value else None
+
+        return Tenants(registry.tenant_for_identity, registry.get, registry.records, secret)
+
+    @cached_property
+    def slack(self) -> SlackNotifier:
+        """Slack: approval requests as Block Kit messages, kept up to date (gatekeeper.slack.channel)."""
+        from gatekeeper.slack.channel import SlackNotifier
+
+        return SlackNotifier(
+            tenants=self.slack_tenants,
+            storage=self.storage,
+            cipher=self.sealer,
+            directory=self.user_directory,
+            base_url=self.approval_base_url,
+        )
+
+    @cached_property
+    def slack_votes(self) -> SlackVotes:
+        """Slack interactions off the queue: the person through the identity map, the vote through the
+        decision service."""
+        from gatekeeper.slack.channel import SlackVotes
+
+        return SlackVotes(
+            tenants=self.slack_tenants,
+            notifier=self.slack,
+            identities=self.identities,
+            audit_for=self.audit_for,
+            entra_tenants_for=self.entra_tenants_for,
+            storage=self.storage,
+            directory=self.user_directory,
+        )
 
     @cached_property
     def teams_cards(self) -> Notifier:

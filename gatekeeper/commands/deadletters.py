@@ -14,7 +14,7 @@ import sys
 
 from gatekeeper.commands.common import add_storage_option, services_from_args
 
-QUEUES = ("pipeline-events", "connector-events")
+QUEUES = ("pipeline-events", "connector-events", "slack-interactions")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

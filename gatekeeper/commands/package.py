@@ -12,6 +12,9 @@ tracking GUID and a template whose default package URL is not this release's app
 lets through plus `.python_packages` (Linux x86_64, CPython 3.11), a deterministic zip and its SHA-256. Exit 0
 with both written, 2 naming what is missing or foreign (nothing written).
 
+`slack-app` writes the Slack app manifest (gatekeeper.slack.manifest): scopes and this deployment's request
+URLs. Exit 0 with the file written, 2 naming the setting or option at fault.
+
 `teams-app` builds the Teams app package an admin uploads (docs/deploy.md): infra/teams/ filled with the
 bot's app id (GATEKEEPER_BOT_APP_ID), the app's host (GATEKEEPER_APPROVAL_BASE_URL) and the MSP's name and
 pages. Exit 0 with the zip written, 2 naming the setting, option or manifest field at fault (nothing written).
@@ -90,6 +93,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     app.add_argument("--root", type=Path, default=ROOT, help="the checkout to package (default: this one)")
     app.set_defaults(handler=run_functionapp, needs_services=False)
     _register_teams_app(targets)
+    slack = targets.add_parser("slack-app", help="write the Slack app manifest (create the app from it)")
+    slack.add_argument("--out", required=True, type=Path, metavar="FILE.json", help="the manifest to write")
+    slack.add_argument("--name", default="Gatekeeper", help="the app's name in Slack (at most 35 characters)")
+    slack.set_defaults(handler=run_slack_app)
 
 
 def _register_teams_app(targets: argparse._SubParsersAction) -> None:
@@ -212,5 +219,30 @@ def run_teams_app(args: argparse.Namespace) -> int:
     print(
         f"wrote {out}: Teams app {manifest['id']} version {manifest['version']}, bot {manifest['bots'][0]['botId']} "
         f"({scopes}), valid domain {manifest['validDomains'][0]}"
+    )
+    return 0
+
+
+def run_slack_app(args: argparse.Namespace) -> int:
+    """The Slack app manifest for this deployment (GATEKEEPER_APPROVAL_BASE_URL): exit 0 written, 2 naming the
+    setting or option at fault (nothing written)."""
+    from gatekeeper.commands.common import services_from_args
+    from gatekeeper.errors import InvalidInput
+    from gatekeeper.slack.manifest import slack_app_manifest
+
+    out: Path = args.out
+    if out.is_dir() or not out.parent.is_dir():
+        raise UsageError(f"command line: --out: {out}: name a file in an existing folder")
+    try:
+        manifest = slack_app_manifest(services_from_args(args).settings.approval_base_url, args.name)
+    except InvalidInput as exc:
+        where = "app settings" if exc.field and exc.field.startswith("GATEKEEPER_") else "command line"
+        raise UsageError(f"{where}: {exc.field}: {exc.detail}") from None
+    out.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    settings = manifest["settings"]
+    print(
+        f"wrote {out}: Slack app {manifest['display_information']['name']!r}, bot scopes "
+        f"{', '.join(manifest['oauth_config']['scopes']['bot'])}; interactivity "
+        f"{settings['interactivity']['request_url']}, events {settings['event_subscriptions']['request_url']}"
     )
     return 0

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gatekeeper import json_bounded
 from gatekeeper.errors import Forbidden, unauthenticated
 
-AuthKind = Literal["bearer", "easyauth", "function-key", "teams"]  # teams: a Bot Connector-signed card action
+# teams: a Bot Connector-signed card action; slack: a signed Slack interaction, the person from the identity map
+AuthKind = Literal["bearer", "easyauth", "function-key", "teams", "slack"]
 
 AUDITOR_ROLE = "Gatekeeper.Auditor"
 CLIENT_PRINCIPAL_HEADER = "X-MS-CLIENT-PRINCIPAL"

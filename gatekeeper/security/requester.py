@@ -29,6 +29,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 GUID = re.compile(r"^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$")
+SLACK_USER = re.compile(r"^T[A-Z0-9]{2,20}/[UW][A-Z0-9]{2,20}$", re.IGNORECASE)  # team id / user id
 MAX_VALUE = 256
 
 # Identities a tenant may link to an object id (`gatekeeper identities link`): provider -> kinds.
@@ -39,6 +40,7 @@ LINKABLE: dict[str, frozenset[str]] = {
     "autotask": frozenset({"member"}),
     "halopsa": frozenset({"member"}),
     "ninjarmm": frozenset({"member"}),
+    "slack": frozenset({"user"}),  # slack:user:<team id>/<user id> (gatekeeper.slack.identity)
 }
 
 
@@ -90,6 +92,8 @@ def parse_external(text: str) -> str:
         raise ValueError("a GitHub user id is a number")
     if provider == "azure-devops" and kind == "id" and not GUID.match(value.strip().lower()):
         raise ValueError("an Azure DevOps identity id is a GUID")
+    if provider == "slack" and not SLACK_USER.match(value.strip()):
+        raise ValueError("a Slack user is <workspace id>/<user id>, e.g. T0123ABCD/U0456EFGH")
     normalised = external_id(provider, kind, value)
     if normalised is None:
         raise ValueError("the value is empty, longer than 256 characters or holds control characters")

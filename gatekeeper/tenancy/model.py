@@ -16,6 +16,7 @@ from gatekeeper.store.tables import TENANT_ID_PATTERN
 from gatekeeper.tenancy.ownership import normalise_callback_prefix, normalise_identity
 from gatekeeper.tenancy.psa_settings import PsaSettings
 from gatekeeper.tenancy.rmm_settings import RmmSettings
+from gatekeeper.tenancy.slack_settings import SlackSettings
 
 IDENTITY_PATTERN = re.compile(
     r"^(github:(installation|org|repo|owner-id)|azure-devops:(org|account)|entra:tenant|"
@@ -83,6 +84,9 @@ class TenantRecord(BaseModel):
     rmm: RmmSettings | None = None
     # The tenant's PSA, where gates write their notes, statuses and tickets (gatekeeper.tenancy.psa_settings)
     psa: PsaSettings | None = None
+    # The tenant's Slack workspace (gatekeeper.tenancy.slack_settings): approvals in Slack. Its team id is one of
+    # the tenant's identities (`slack:team:<id>`), so no other tenant can register the workspace.
+    slack: SlackSettings | None = None
 
     @field_validator("data_boundary", mode="before")
     @classmethod
@@ -159,4 +163,5 @@ class TenantRecord(BaseModel):
 
     @property
     def all_identities(self) -> tuple[str, ...]:
-        return self.identities + tuple(f"entra:tenant:{tid.lower()}" for tid in self.entra_tenant_ids)
+        slack = (self.slack.identity,) if self.slack is not None else ()
+        return self.identities + tuple(f"entra:tenant:{tid.lower()}" for tid in self.entra_tenant_ids) + slack

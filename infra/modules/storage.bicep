@@ -72,6 +72,8 @@ var queueNames = [
   'pipeline-events-poison'
   'connector-events'
   'connector-events-poison'
+  'slack-interactions'
+  'slack-interactions-poison'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {

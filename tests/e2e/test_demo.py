@@ -8,6 +8,7 @@ import sys
 
 from gatekeeper.audit.oscal_validate import validation_errors
 from gatekeeper.cli import main
+from gatekeeper.slack.blocks import violations
 from tests.conftest import ROOT, SHARED_FIXTURES
 
 
@@ -73,6 +74,17 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
     proposals = (out / "policy-recommendations.txt").read_text()
     assert "rule production-deploy: 81 approvals, 0 rejections" in proposals  # 80 in the history + act 2's
     assert "not proposed: it maps to SOC2 CC8.1" in proposals and "never lowered" in proposals
+
+    assert "presses Approve in Slack (signed block_actions): 200, queued" in timeline
+    assert "slack-interactions queue: voted" in timeline and "a forged Slack signature: 401" in timeline
+    request = json.loads((out / "slack-request.json").read_text())
+    decided = json.loads((out / "slack-decided.json").read_text())
+    assert violations(request) == [] and violations(decided) == []  # Slack's Block Kit limits
+    assert [e["action_id"] for b in request["blocks"] if b["type"] == "actions" for e in b["elements"]] == [
+        "gatekeeper_approve",
+        "gatekeeper_reject",
+    ]
+    assert not [b for b in decided["blocks"] if b["type"] == "actions"] and "Decided: approved" in json.dumps(decided)
 
     oscal = json.loads((out / "audit.oscal.json").read_text())
     assert validation_errors(oscal, SHARED_FIXTURES / "oscal/oscal_complete_schema-1.2.3.json") == []

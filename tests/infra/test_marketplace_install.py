@@ -79,7 +79,7 @@ def test_every_microsoft_web_resource_uses_2025_03_01(parsed_infra):
 def test_queues_and_their_poison_queues_are_created(parsed_infra):
     names = parsed_infra["modules/storage.bicep"]["variables"]["queueNames"]["value"]
     expected = [PIPELINE_EVENTS_QUEUE, f"{PIPELINE_EVENTS_QUEUE}-poison", CONNECTOR_EVENTS_QUEUE]
-    assert names == [*expected, f"{CONNECTOR_EVENTS_QUEUE}-poison"]
+    assert names == [*expected, f"{CONNECTOR_EVENTS_QUEUE}-poison", "slack-interactions", "slack-interactions-poison"]
     spec, body = _resource(parsed_infra, "modules/storage.bicep", "queues")
     assert spec["type"] == "Microsoft.Storage/storageAccounts/queueServices/queues"
     assert spec["config"]["loop_type"]["detail"] == {"item_name": "queueName", "array_name": "queueNames"}

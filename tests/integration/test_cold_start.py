@@ -32,6 +32,8 @@ NOT_ON_THE_INGESTION_PATH = (
     "gatekeeper.gates",
     "gatekeeper.teams",
     "microsoft_agents",  # the Teams bot's Agents SDK: /api/messages only
+    "slack_sdk",  # Slack: /api/slack/*, the slack-interactions queue and Slack notifications only
+    "gatekeeper.slack",
     "azure.eventgrid",  # the event mesh: gate and watch activities only
     "gatekeeper.mesh",
 )

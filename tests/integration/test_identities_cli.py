@@ -9,6 +9,7 @@ import pytest
 
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.cli import main
+from gatekeeper.slack.channel import slack_external
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount, TablePurpose
 from gatekeeper.tenancy.identities import IdentityMap
@@ -67,6 +68,14 @@ def test_link_list_and_relink_are_audited_and_sealed(cli, capsys):
     [row] = cli.rows()
     assert "dev-gh" not in json.dumps({k: str(v) for k, v in row.items()}).lower()  # key hashed, entry sealed
     assert cli.identity_map().oid_of("github:login:dev-gh") == ANNA
+
+
+def test_an_admin_links_a_slack_user_per_workspace(cli, capsys):
+    assert cli.run("link", "slack:user:T0CONTOSO1/U0123ABCD", DEV, "--by", "ops") == 0
+    assert "linked slack:user:t0contoso1/u0123abcd to " + DEV in capsys.readouterr().out
+    assert cli.identity_map().oid_of(slack_external("T0CONTOSO1", "U0123ABCD")) == DEV  # what a Slack vote looks up
+    assert cli.run("link", "slack:user:U0123ABCD", DEV) == 2  # no workspace: refused naming the field
+    assert "external: a Slack user is <workspace id>/<user id>" in capsys.readouterr().err
 
 
 def test_import_links_every_entry_and_audits_each(cli, tmp_path, capsys):

@@ -21,6 +21,8 @@ from gatekeeper.tenancy.psa_settings import LOOPBACK_HOSTS
 
 MAX_BODY = 1024 * 1024  # a PSA answer larger than this is not one we asked for
 _ID = re.compile(r"^[0-9]{1,12}$")
+# A linked ticket of another client company in the MSP's PSA: never written to (the request named it).
+OTHER_COMPANY = "not a ticket of the tenant's company; nothing is written to it"
 
 
 class PsaConfigError(ValueError):

@@ -240,6 +240,33 @@ def test_connectwise_opens_once_notes_and_logs_time():
         assert entry["chargeToType"] == "ServiceTicket" and entry["timeEnd"] == "2030-06-03T10:15:00Z"
 
 
+def test_a_linked_ticket_of_another_client_company_is_never_taken_by_any_vendor():
+    """The request names the ticket; the MSP's PSA holds every client's tickets: only the tenant's company's."""
+    linked = SPEC.model_copy(update={"ticket_id": None})
+    with LocalConnectWise("fabrikammsp", CW_PUBLIC, CW_PRIVATE, CW_CLIENT) as server:
+        cw = connectwise_settings(server.url)
+        client = ConnectWiseTickets(cw, CW_PUBLIC, CW_PRIVATE, CW_CLIENT, policy=policy(), allow_loopback_http=True)
+        ours, theirs = server.add_ticket("ours", company="contosoltd"), server.add_ticket("theirs", company="Tailspin")
+        assert client.find_or_open(linked.model_copy(update={"ticket_id": str(ours.id)})).ref is not None
+        refused = client.find_or_open(linked.model_copy(update={"ticket_id": str(theirs.id)}))
+        assert not refused.ok and refused.ref is None and "not a ticket of the tenant's company" in refused.detail
+        assert "Tailspin" not in refused.detail
+    with LocalAutotask(AT_USER, AT_SECRET, AT_CODE) as server:
+        client = AutotaskTickets(
+            autotask_settings(server), AT_USER, AT_SECRET, AT_CODE, policy=policy(), allow_loopback_http=True
+        )
+        ours, theirs = server.add_ticket("ours", company="174"), server.add_ticket("theirs", company="175")
+        assert client.find_or_open(linked.model_copy(update={"ticket_id": str(ours.id)})).ref is not None
+        refused = client.find_or_open(linked.model_copy(update={"ticket_id": str(theirs.id)}))
+        assert not refused.ok and refused.ref is None and "not a ticket of the tenant's company" in refused.detail
+    with LocalHaloPsa(HALO_ID, HALO_SECRET) as server:
+        client = HaloTickets(halo_settings(server.url), HALO_ID, HALO_SECRET, policy=policy(), allow_loopback_http=True)
+        ours, theirs = server.add_ticket("ours", company="12"), server.add_ticket("theirs", company="13")
+        assert client.find_or_open(linked.model_copy(update={"ticket_id": str(ours.id)})).ref is not None
+        refused = client.find_or_open(linked.model_copy(update={"ticket_id": str(theirs.id)}))
+        assert not refused.ok and refused.ref is None and "not a ticket of the tenant's company" in refused.detail
+
+
 # ----- the documented answers ------------------------------------------------------------------------------
 
 

@@ -136,6 +136,34 @@ def test_forged_tampered_unsigned_and_foreign_key_urls_get_the_same_401(env, sit
     assert env.queued_texts() == []
 
 
+def test_another_company_on_the_same_cloud_site_cannot_sign_for_the_tenant(env, site):
+    """The site is ConnectWise's cloud, shared by every company on it: a company with its own callback (its own
+    key URL on the same host, its own key) signs a body naming the tenant's company. The key URL must name
+    the company the body names, and that company must be the tenant's."""
+    reference = reference_401(env)
+    site.companies["evilmsp"] = "evil-company-signing-key-41"
+    forged = {"key_url": site.key_url_of("evilmsp"), "signing_key": "evil-company-signing-key-41"}
+    as_tenant, signature = site.sign(sample(), **forged)  # CompanyId: fabrikammsp, the tenant's company
+    twice = site.key_url_of("evilmsp").replace("companyName=evilmsp", "companyName=fabrikammsp&companyName=evilmsp")
+    doubled, doubled_signature = site.sign(sample(), key_url=twice, signing_key="evil-company-signing-key-41")
+    unnamed, unnamed_signature = site.sign({k: v for k, v in sample().items() if k != "CompanyId"}, **forged)
+    attempts = [
+        post(env.ids["signed"], as_tenant, {"x-content-signature": signature}),
+        post(env.ids["signed"], doubled, {"x-content-signature": doubled_signature}),
+        post(env.ids["signed"], unnamed, {"x-content-signature": unnamed_signature}),
+    ]
+    for response in attempts:
+        assert response.status_code == 401, response.get_body()
+        assert answer(response) == reference
+    assert env.queued_texts() == []
+    own, own_signature = site.sign(sample() | {"CompanyId": "evilmsp"}, **forged)  # honest about its company
+    refused = post(env.ids["signed"], own, {"x-content-signature": own_signature})
+    assert refused.status_code == 422 and problem(refused)["field"] == "CompanyId"  # not the tenant's company
+    assert env.queued_texts() == []
+    body, signature = site.sign(sample())  # the tenant's own company's callback still passes
+    assert post(env.ids["signed"], body, {"x-content-signature": signature}).status_code == 202
+
+
 def test_a_site_that_does_not_hand_out_the_key_is_a_503_with_retry_after(env, site):
     body, signature = site.sign(sample())
     site.fail_next(1, 503)

@@ -18,10 +18,20 @@ from urllib.parse import urlsplit
 import requests
 
 from gatekeeper.integrations.retry import HttpOutcome, RetryPolicy, describe, send_with_retry
+from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.tenancy.rmm_settings import LOOPBACK, RmmSettings
 
 TOKEN_MARGIN_SECONDS = 60.0
 MAX_TOKEN_SECONDS = 7 * 24 * 3600.0
+
+
+def _internal(api_url: str, allow_loopback_http: bool) -> str | None:
+    """Why the tenant's secret may not go to `api_url` (an internal address), or None."""
+    try:
+        check_outbound_url(api_url, field="api_url", allow_loopback_http=allow_loopback_http)
+    except OutboundUrlError as exc:
+        return str(exc)
+    return None
 
 
 class TokenUnavailable(Exception):
@@ -64,7 +74,7 @@ class OAuthApi:
         self.token_requests = 0
         host = (urlsplit(settings.api_url).hostname or "").lower()
         self._refused = (
-            None
+            _internal(settings.api_url, allow_loopback_http)
             if settings.api_url.startswith("https://") or (allow_loopback_http and host in LOOPBACK)
             else "api_url: plain http is only allowed to a loopback host in development"
         )

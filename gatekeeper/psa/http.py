@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import requests
 
 from gatekeeper.integrations.retry import HttpOutcome, RetryPolicy, describe, redact, send_with_retry
+from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.ports import PsaVendor, TicketOperation, TicketRef, TicketResult
 from gatekeeper.tenancy.psa_settings import LOOPBACK_HOSTS
 
@@ -34,6 +35,10 @@ def base_url(url: str, allow_loopback_http: bool, field: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "http" and not (allow_loopback_http and parts.hostname in LOOPBACK_HOSTS):
         raise PsaConfigError(f"{field}: http is allowed for local servers only; use https")
+    try:  # the credentials never go to an internal address (metadata, private endpoints), as for every client
+        check_outbound_url(url, field=field, allow_loopback_http=allow_loopback_http)
+    except OutboundUrlError as exc:
+        raise PsaConfigError(str(exc)) from None
     return url.rstrip("/")
 
 

@@ -328,6 +328,19 @@ def test_the_clients_read_the_vendors_documented_answers():
         assert server.requests_to("/api/Actions")[0].headers["authorization"].startswith("Bearer eyJ")
 
 
+def test_a_psa_url_at_a_private_or_link_local_address_never_gets_the_credentials():
+    """The rule every other credentialed client applies (gatekeeper.integrations.urls.check_outbound_url), also
+    for a record stored before the import-time check: the client is never built, the field is named."""
+    for url in ("https://169.254.169.254", "https://10.0.0.5", "https://[fd00::1]:8443"):
+        settings = connectwise_settings("https://api-na.myconnectwise.net").model_copy(update={"url": url})
+        with pytest.raises(PsaConfigError, match=r"psa\.url: must not point at a private"):
+            ConnectWiseTickets(settings, CW_PUBLIC, CW_PRIVATE, CW_CLIENT, policy=policy())
+        with pytest.raises(PsaConfigError, match=r"psa\.url: must not point at a private"):
+            HaloTickets(
+                halo_settings("https://x.halopsa.com").model_copy(update={"url": url}), "i", "s", policy=policy()
+            )
+
+
 # ----- building a tenant's client --------------------------------------------------------------------------
 
 

@@ -153,6 +153,18 @@ def test_plain_http_to_a_real_host_is_refused_without_a_call():
     assert not result.ok and "http" in result.detail and client.token_requests == 0
 
 
+def test_a_private_or_link_local_api_host_is_refused_without_a_call():
+    """A record stored before the import-time rule (or built without it) never makes the client send the
+    tenant's RMM secret to an internal address: the rule every other credentialed client applies."""
+    valid = RmmSettings.model_validate(
+        {"vendor": "ninjaone", "api_url": "https://eu.ninjarmm.com", "client_id": "x", "client_secret": "env:N"}
+    )
+    for url in ("https://169.254.169.254", "https://10.0.0.4", "https://[fd00::1]"):
+        client = NinjaOne(valid.model_copy(update={"api_url": url}), "s", policy=Waits().policy())
+        result = client.end_maintenance(("311",))
+        assert not result.ok and "private" in result.detail and client.token_requests == 0
+
+
 def test_datto_rmm_password_grant_resolve_and_status(datto):
     client = DattoRmm(datto_settings(datto), DATTO_SECRET, policy=Waits().policy(), allow_loopback_http=True)
     result = client.resolve_alert("9f4c2a7e-5d1b-4c3a-8e6f-0b2d7a1c9e35")

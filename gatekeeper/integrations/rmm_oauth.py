@@ -123,8 +123,9 @@ class OAuthApi:
         lifetime = body.get("expires_in") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             return None, 0.0
-        seconds = float(lifetime) if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else 3600.0
-        return token, min(max(seconds, 0.0), MAX_TOKEN_SECONDS)
+        number = lifetime if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else 3600
+        seconds = float(min(max(number, 0), MAX_TOKEN_SECONDS))  # capped before float(): JSON numbers are unbounded
+        return token, seconds if seconds == seconds else 0.0  # NaN: use once
 
     def _forget_token(self, value: str) -> None:
         with self._lock:

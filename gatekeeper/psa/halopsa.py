@@ -28,6 +28,7 @@ from gatekeeper.psa.http import OTHER_COMPANY, PsaHttp, base_url, body_of, ticke
 from gatekeeper.tenancy.psa_settings import HaloSettings
 
 TOKEN_MARGIN = 60.0
+MAX_TOKEN_SECONDS = 7 * 24 * 3600  # a longer lifetime in the answer is not believed
 
 
 def _first(answer: Any) -> dict[str, Any] | None:
@@ -93,6 +94,7 @@ class HaloTickets:
                     return self._http.failed("find_or_open", "token: the answer carried no access_token")
                 return self._http.result("find_or_open", outcome, "token")
             lifetime = answer.get("expires_in") if isinstance(answer.get("expires_in"), int) else 3600
+            lifetime = min(max(lifetime, 0), MAX_TOKEN_SECONDS)  # before float(): JSON numbers are unbounded
             self._token = (token, self._monotonic() + max(0.0, float(lifetime) - TOKEN_MARGIN))
             return token
 

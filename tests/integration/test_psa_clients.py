@@ -341,6 +341,18 @@ def test_a_psa_url_at_a_private_or_link_local_address_never_gets_the_credentials
             )
 
 
+def test_a_halopsa_token_lifetime_no_float_can_hold_is_not_a_crash():
+    halo = {
+        ("POST", "/auth/token"): {"access_token": "tok-abc", "token_type": "Bearer", "expires_in": 10**400},
+        ("POST", "/api/Tickets"): fixture("halopsa/ticket-created.json"),
+        ("GET", "/api/Tickets"): {"record_count": 0, "tickets": []},
+    }
+    with Documented(halo) as server:
+        client = HaloTickets(halo_settings(server.url), HALO_ID, HALO_SECRET, policy=policy(), allow_loopback_http=True)
+        result = client.find_or_open(SPEC)
+        assert result.ok and result.ref is not None and result.ref.id == "5182"
+
+
 # ----- building a tenant's client --------------------------------------------------------------------------
 
 

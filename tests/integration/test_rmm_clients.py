@@ -165,6 +165,17 @@ def test_a_private_or_link_local_api_host_is_refused_without_a_call():
         assert not result.ok and "private" in result.detail and client.token_requests == 0
 
 
+def test_a_token_lifetime_no_float_can_hold_is_capped_not_a_crash():
+    """A vendor number too large for a float (JSON allows it) is the vendor's answer, never an exception out of
+    the client: the result is what the watch audits."""
+    with NinjaOneServer(NINJA_ID, NINJA_SECRET, expires_in=10**400) as server:
+        server.add_device("311", "web-1")
+        client = ninja_client(server)
+        status = client.device_status("311")
+        assert status.ok and status.online is True
+        assert client.device_status("311").ok and client.token_requests == 1  # cached, capped at a week
+
+
 def test_datto_rmm_password_grant_resolve_and_status(datto):
     client = DattoRmm(datto_settings(datto), DATTO_SECRET, policy=Waits().policy(), allow_loopback_http=True)
     result = client.resolve_alert("9f4c2a7e-5d1b-4c3a-8e6f-0b2d7a1c9e35")

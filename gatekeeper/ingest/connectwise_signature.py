@@ -28,6 +28,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+import urllib3
 
 from gatekeeper import json_bounded
 from gatekeeper.errors import dependency_unavailable
@@ -169,7 +170,8 @@ class SigningKeys:
             with response:
                 raw = response.raw.read(MAX_KEY_ANSWER_BYTES + 1, decode_content=True)
                 status = response.status_code
-        except requests.RequestException:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+            # reading the streamed answer raises urllib3's own errors (a read timeout, a connection ended early)
             raise dependency_unavailable("ConnectWise callback key", 30) from None
         if status != 200 or len(raw) > MAX_KEY_ANSWER_BYTES:
             raise dependency_unavailable("ConnectWise callback key", 30)

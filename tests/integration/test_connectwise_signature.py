@@ -174,6 +174,59 @@ def test_a_site_that_does_not_hand_out_the_key_is_a_503_with_retry_after(env, si
     assert env.queued_texts() == []
 
 
+class StallingSite:
+    """A ConnectWise site that sends the key answer's headers, then a few bytes, then stalls (or drops the
+    connection): the body read fails after the headers, where the HTTP library's own errors surface."""
+
+    def __init__(self, *, drop: bool) -> None:
+        import socket
+        import threading
+
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._drop = drop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import time
+
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{")
+                if not self._drop:
+                    time.sleep(3)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["stalls", "drops"])
+def test_a_site_failing_while_the_key_is_read_is_a_503_not_a_crash(drop):
+    """The key answer is read as a stream (bounded); a read that times out or ends early after the headers is
+    the site's outage, the same DependencyUnavailable (503 with Retry-After) as a refused connection."""
+    from gatekeeper.errors import DependencyUnavailable
+
+    stalling = StallingSite(drop=drop)
+    try:
+        site = f"127.0.0.1:{stalling.port}"
+        key_url = f"http://{site}/v4_6_release/system/callbackkey/index.rails?companyName=fabrikammsp&id=1"
+        body = json.dumps({**sample(), "Metadata": {"key_url": key_url}}).encode()
+        keys = SigningKeys(allow_loopback_http=True, timeout=(1.0, 0.5))
+        with pytest.raises(DependencyUnavailable):
+            keys.verify(site, body, connectwise_signature("k", body))
+    finally:
+        stalling.close()
+
+
 def test_a_tenant_without_a_site_keeps_the_secret_in_the_url(env, site):
     document = sample() | {"CompanyId": "fabrikammsp2"}
     body, signature = site.sign(document)

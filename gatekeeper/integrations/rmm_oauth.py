@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from gatekeeper import json_bounded
 from gatekeeper.integrations.retry import HttpOutcome, RetryPolicy, describe, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.tenancy.rmm_settings import LOOPBACK, RmmSettings
@@ -116,7 +117,7 @@ class OAuthApi:
         if not outcome.ok or outcome.response is None:
             return None, 0.0
         try:
-            body = outcome.response.json()
+            body = json_bounded.loads(outcome.response.content)  # bounded: a vendor answer is input too
         except ValueError:
             return None, 0.0
         token = body.get("access_token") if isinstance(body, dict) else None

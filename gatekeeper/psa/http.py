@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from gatekeeper import json_bounded
 from gatekeeper.integrations.retry import HttpOutcome, RetryPolicy, describe, redact, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.ports import PsaVendor, TicketOperation, TicketRef, TicketResult
@@ -110,7 +111,7 @@ def body_of(outcome: HttpOutcome) -> Any:
     if response is None or not outcome.ok or len(response.content) > MAX_BODY:
         return None
     try:
-        return response.json()
+        return json_bounded.loads(response.content)  # depth and number bounds: a vendor answer is input too
     except ValueError:
         return None
 

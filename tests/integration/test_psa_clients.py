@@ -349,8 +349,30 @@ def test_a_halopsa_token_lifetime_no_float_can_hold_is_not_a_crash():
     }
     with Documented(halo) as server:
         client = HaloTickets(halo_settings(server.url), HALO_ID, HALO_SECRET, policy=policy(), allow_loopback_http=True)
-        result = client.find_or_open(SPEC)
-        assert result.ok and result.ref is not None and result.ref.id == "5182"
+        result = client.find_or_open(SPEC)  # the bounded parser refuses the number: no token, a result
+        assert not result.ok and result.ref is None and "token" in result.detail and HALO_SECRET not in result.detail
+
+
+def test_a_psa_answer_nested_without_bound_is_a_result_not_a_crash():
+    deep = "[" * 100_000 + "]" * 100_000
+
+    class Deep(Documented):
+        def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+            if (method, path) == ("GET", "/v4_6_release/apis/3.0/service/tickets"):
+                return 200, {"Content-Type": "application/json"}, deep.encode()
+            return super().route(method, path, query, headers, body)
+
+    with Deep({("POST", "/v4_6_release/apis/3.0/service/tickets"): fixture("connectwise/ticket.json")}) as server:
+        client = ConnectWiseTickets(
+            connectwise_settings(server.url),
+            CW_PUBLIC,
+            CW_PRIVATE,
+            CW_CLIENT,
+            policy=policy(),
+            allow_loopback_http=True,
+        )
+        result = client.find_or_open(SPEC)  # the search answer is unreadable: nothing found, one ticket opened
+        assert result.ok and result.ref is not None and result.ref.id == "48213"
 
 
 # ----- building a tenant's client --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from devstack.dattormm import DattoRmmServer
 from devstack.ninjaone import NinjaOneServer
+from devstack.server import Response
 from gatekeeper.integrations.dattormm import DattoRmm
 from gatekeeper.integrations.ninjaone import NinjaOne
 from gatekeeper.integrations.retry import RetryPolicy
@@ -165,15 +166,38 @@ def test_a_private_or_link_local_api_host_is_refused_without_a_call():
         assert not result.ok and "private" in result.detail and client.token_requests == 0
 
 
-def test_a_token_lifetime_no_float_can_hold_is_capped_not_a_crash():
-    """A vendor number too large for a float (JSON allows it) is the vendor's answer, never an exception out of
-    the client: the result is what the watch audits."""
+def test_a_token_lifetime_no_float_can_hold_is_a_result_not_a_crash():
+    """A vendor number too large for a float (JSON allows it) is refused by the bounded parser: the token
+    answer is unusable, and that is the result the watch audits, never an exception out of the client."""
     with NinjaOneServer(NINJA_ID, NINJA_SECRET, expires_in=10**400) as server:
         server.add_device("311", "web-1")
         client = ninja_client(server)
         status = client.device_status("311")
-        assert status.ok and status.online is True
-        assert client.device_status("311").ok and client.token_requests == 1  # cached, capped at a week
+        assert not status.ok and NINJA_SECRET not in (status.detail or "")
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # valid JSON no recursive parser survives
+
+
+class DeepNinja(NinjaOneServer):
+    """Answers the device status (or the token) with JSON nested deeper than any parser should follow."""
+
+    deep_token = False
+
+    def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+        if path == "/ws/oauth/token" and self.deep_token:
+            return 200, {"Content-Type": "application/json"}, DEEP
+        if path.startswith("/v2/device/") and method == "GET":
+            return 200, {"Content-Type": "application/json"}, DEEP
+        return super().route(method, path, query, headers, body)
+
+
+def test_vendor_answers_nested_without_bound_are_results_not_crashes():
+    """A vendor's answer is input like any other: deep nesting is refused by the bounded parser and becomes
+    the result the watch audits, never a RecursionError out of the client."""
+    with DeepNinja(NINJA_ID, NINJA_SECRET) as server:
+        status = ninja_client(server).device_status("311")
+        assert not status.ok and "not JSON" in (status.detail or "")
 
 
 def test_datto_rmm_password_grant_resolve_and_status(datto):

@@ -108,7 +108,12 @@ class OAuthApi:
             )
             value, lifetime = self._read_token(outcome)
             if value is None:
-                raise TokenUnavailable(outcome, describe(outcome, f"{self.vendor} token", self.secrets))
+                detail = (
+                    f"{self.vendor} token: the answer carried no usable access_token"
+                    if outcome.ok
+                    else describe(outcome, f"{self.vendor} token", self.secrets)
+                )
+                raise TokenUnavailable(outcome, detail)
             self._token = _Token(value, self._clock() + max(0.0, lifetime - TOKEN_MARGIN_SECONDS))
             return value
 
@@ -142,8 +147,8 @@ class OAuthApi:
         for renewed in (False, True):
             try:
                 token = self._access_token()
-            except TokenUnavailable as exc:
-                return exc.outcome, exc.detail
+            except TokenUnavailable as exc:  # never the token call's 200 standing in for the API call's answer
+                return (None if exc.outcome.ok else exc.outcome), exc.detail
             url = self.settings.api_url + path
 
             def attempt(token: str = token, url: str = url) -> requests.Response:

@@ -200,6 +200,34 @@ def test_vendor_answers_nested_without_bound_are_results_not_crashes():
         assert not status.ok and "not JSON" in (status.detail or "")
 
 
+class TokenlessNinja(NinjaOneServer):
+    """The token endpoint answers 200 but with nothing usable (no access_token, or nesting no parser follows)."""
+
+    answer = b'{"token_type": "Bearer", "expires_in": 3600}'
+
+    def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+        if path == "/ws/oauth/token":
+            return 200, {"Content-Type": "application/json"}, self.answer
+        return super().route(method, path, query, headers, body)
+
+
+@pytest.mark.parametrize("answer", [TokenlessNinja.answer, DEEP], ids=["no-access-token", "too-deep"])
+def test_a_200_without_a_usable_token_is_a_failure_never_done(answer: bytes):
+    """Maintenance, alert resolution and device status are audited as what happened: a token answer that
+    carried no token means nothing was done, whatever its status code."""
+    with TokenlessNinja(NINJA_ID, NINJA_SECRET) as server:
+        server.answer = answer
+        server.add_device("311", "web-1")
+        client = ninja_client(server)
+        ended = client.end_maintenance(("311",))
+        assert not ended.ok and ended.failed == ("311",) and "no usable access_token" in ended.detail
+        reset = client.resolve_alert("a1")
+        assert not reset.ok and reset.failed == ("a1",)
+        status = client.device_status("311")
+        assert not status.ok and "no usable access_token" in (status.detail or "")
+        assert not [r for r in server.requests if r.path.startswith("/v2/")]  # no API call without a token
+
+
 def test_datto_rmm_password_grant_resolve_and_status(datto):
     client = DattoRmm(datto_settings(datto), DATTO_SECRET, policy=Waits().policy(), allow_loopback_http=True)
     result = client.resolve_alert("9f4c2a7e-5d1b-4c3a-8e6f-0b2d7a1c9e35")

@@ -97,7 +97,10 @@ class LocalAutotask(LocalPsaServer):
         if len(parts) >= 3 and parts[1] == "Tickets" and parts[2].isdigit():
             ticket = self.tickets.get(int(parts[2]))
             if len(parts) == 3 and method == "GET":
-                item = None if ticket is None else {"id": ticket.id, "title": ticket.summary, "status": ticket.status}
+                item = None
+                if ticket is not None:
+                    company = int(ticket.company) if ticket.company and ticket.company.isdigit() else None
+                    item = {"id": ticket.id, "title": ticket.summary, "status": ticket.status, "companyID": company}
                 return json_response(200, {"item": item})
             if ticket is None:
                 return _error(404, "Ticket not found")

@@ -66,7 +66,8 @@ class LocalConnectWise(LocalPsaServer):
             if ticket is None:
                 return json_response(404, {"code": "NotFound", "message": "Ticket not found"})
             if len(parts) == 4 and method == "GET":
-                return json_response(200, {"id": ticket.id, "summary": ticket.summary})
+                company = {"identifier": ticket.company} if ticket.company else None
+                return json_response(200, {"id": ticket.id, "summary": ticket.summary, "company": company})
             if len(parts) == 4 and method == "PATCH":
                 if not isinstance(document, list):
                     return json_response(400, {"code": "InvalidObject", "message": "a JSON Patch list is required"})

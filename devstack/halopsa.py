@@ -89,7 +89,9 @@ class LocalHaloPsa(LocalPsaServer):
             ticket = self.tickets.get(int(parts[2]))
             if ticket is None:
                 return json_response(404, {"message": "Ticket not found"})
-            return json_response(200, {"id": ticket.id, "summary": ticket.summary, "status_id": ticket.status})
+            client = int(ticket.company) if ticket.company and ticket.company.isdigit() else None
+            answer = {"id": ticket.id, "summary": ticket.summary, "status_id": ticket.status, "client_id": client}
+            return json_response(200, answer)
         if rest == "/Actions" and method == "POST":
             if not isinstance(document, list) or not document:
                 return json_response(400, {"message": "a list of actions is required"})

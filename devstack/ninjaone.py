@@ -81,7 +81,7 @@ class NinjaOneServer(LocalServer):
         if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
             return json_response(401, {"error": "invalid_client"})
         token = secrets.token_urlsafe(24)
-        self.tokens[token] = time.time() + self.expires_in
+        self.tokens[token] = time.time() + min(self.expires_in, 10**9)  # the answer may name any number
         return json_response(
             200,
             {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in, "scope": form.get("scope")},

@@ -2,7 +2,9 @@
 bootstrap live in gatekeeper/health and gatekeeper/tenancy/bootstrap.py.
 
 The health answer names dependencies and fixed reasons only (no tenant, secret or exception text), is never
-cached (`Cache-Control: no-store`), and is 503 with `Retry-After` when anything is not fine."""
+cached by clients (`Cache-Control: no-store`), and is 503 with `Retry-After` when anything is not fine. The app
+reuses its last check for a few seconds (`Services.health_cache`): an anonymous caller never sets the pace of
+Key Vault, storage and task hub reads."""
 
 from __future__ import annotations
 
@@ -30,7 +32,9 @@ async def health(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
     try:
         rt = services()
         probes = (*rt.health_probes, TaskHubProbe(client.get_status))
-        report = await check_health(probes, rt.settings.data_boundary, rt.bootstrap.status)
+        report = await rt.health_cache.report(
+            lambda: check_health(probes, rt.settings.data_boundary, rt.bootstrap.status)
+        )
     except Exception as exc:  # settings that do not build services: unhealthy, without internals
         log.error("health: the app cannot build its services (%s)", type(exc).__name__)
         body = {"status": "unavailable", "reason": "the app's settings do not build its services; see the logs"}

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.sdk.trace import SpanProcessor
+
 from gatekeeper.telemetry import LOGGER_NAME, METRICS, Metric, MetricAttribute
 
 if TYPE_CHECKING:
@@ -36,6 +38,32 @@ INSTRUMENTATIONS: dict[str, dict[str, bool]] = {
     "flask": {"enabled": False},
     "psycopg2": {"enabled": False},
 }
+
+
+# Span attributes that carry a URL or its query. The HTTP instrumentations record the full URL of every outbound
+# call; a callback URL's query may carry a key (`?code=`, gatekeeper.integrations.urls) and Autotask's zone
+# discovery names the API user, so only the URL without its query may leave the process.
+URL_ATTRIBUTES = ("http.url", "url.full", "http.target")
+QUERY_ATTRIBUTES = ("url.query",)
+
+
+def _without_query(value: str) -> str:
+    return value.split("?", 1)[0].split("#", 1)[0]
+
+
+class QueryRedaction(SpanProcessor):
+    """When a span starts, its URL attributes lose their query strings and fragments, before any exporter sees
+    the span."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        attributes = span.attributes or {}
+        for name in URL_ATTRIBUTES:
+            value = attributes.get(name)
+            if isinstance(value, str) and ("?" in value or "#" in value):
+                span.set_attribute(name, _without_query(value))
+        for name in QUERY_ATTRIBUTES:
+            if name in attributes:
+                span.set_attribute(name, "REDACTED")
 
 
 class OtelSink:
@@ -74,7 +102,8 @@ def configure_azure_monitor(connection_string: str, credential: TokenCredential)
     """Azure Monitor's OpenTelemetry distro for this process: custom events from the telemetry logger,
     metrics, and dependency traces, authenticated with `credential` (Entra ID: the component has local
     authentication disabled, so no instrumentation key is ever used). Live metrics and performance
-    counters stay off: the Functions host reports the process, and each is another thread and connection."""
+    counters stay off: the Functions host reports the process, and each is another thread and connection.
+    Dependencies keep their URLs without the query (`QueryRedaction`)."""
     from azure.monitor.opentelemetry import configure_azure_monitor as distro
     from opentelemetry import metrics
 
@@ -85,6 +114,7 @@ def configure_azure_monitor(connection_string: str, credential: TokenCredential)
         enable_live_metrics=False,
         enable_performance_counters=False,
         instrumentation_options=INSTRUMENTATIONS,
+        span_processors=[QueryRedaction()],  # before the exporter's own processor sees a span
     )
     _export_events()
     return OtelSink(metrics.get_meter_provider())

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.audit.log import AuditLog
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
+    from gatekeeper.health.report import HealthCache
     from gatekeeper.ingest.connectwise_signature import SigningKeys
     from gatekeeper.ingest.deadletter import DeadLetters
     from gatekeeper.ingest.dispatcher import EventDispatcher, OrchestrationGateway
@@ -402,6 +403,13 @@ class Services:
             )
         )
         return (StorageTablesProbe(self.storage), StorageQueuesProbe(self.storage, self.queue_name), keys)
+
+    @cached_property
+    def health_cache(self) -> HealthCache:
+        """The health route's last answer, reused for a few seconds (gatekeeper.health.report.HealthCache)."""
+        from gatekeeper.health.report import HealthCache
+
+        return HealthCache()
 
     @cached_property
     def bootstrap(self) -> FirstTenantBootstrap:

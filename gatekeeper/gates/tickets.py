@@ -1,7 +1,8 @@
 """The gate's story in the tenant's PSA ticket (issue 15, outbound): one step per moment, run by the
 `psa_ticket` activity after the pipeline has its answer, so a slow or absent PSA never holds a gate.
 
-- requested: the linked ticket (the request's `ticket`, a `change-ticket:` label) gets a note with the level,
+- requested: the linked ticket (the request's `ticket`, a `change-ticket:` label), once the PSA says it is a
+  ticket of the tenant's `company` (checked before any moment writes to it), gets a note with the level,
   the reasons and the approval link, and moves to the tenant's `in_progress` status; a gate that names no
   ticket gets a change ticket opened when the tenant's `open_change_ticket` says so (production or always),
   remembered on the gate and linked, so a CAB decision on it in the PSA completes a `psa_change_approval`
@@ -133,6 +134,9 @@ def write(services: TicketNeeds, request: PsaTicketInput) -> PsaTicketOutcome:
         return PsaTicketOutcome(ok=True, skipped=True, detail="no such gate")
     writer = _Writer(services, system, request, at)
     ref = _known_ticket(store, record, system.vendor)
+    saved = store.psa_ticket(record.instance_id)
+    if ref is not None and request.moment != "requested" and (saved is None or saved[0] != system.vendor):
+        ref = _checked(writer, store, record, ref)  # named by the request, never checked yet: check it first
     if request.moment == "requested":
         ref = _requested(writer, store, record, ref, settings, services.approval_link(record.instance_id))
     elif ref is not None and request.moment == "decided":
@@ -177,16 +181,23 @@ def _requested(
             return None
         store.save_psa_ticket(record.instance_id, ref.vendor, ref.id, opened=True)
         store.link_ticket(ref.id, record.instance_id)  # a CAB decision on it finds the gate
-    elif not ref.opened:  # the linked ticket: check it exists before writing to it
-        key, summary = ticket_key(record.instance_id, "change"), record.title[:100] or "change"
-        spec = TicketSpec(key=key, kind="change", summary=summary, ticket_id=ref.id)
-        ref = writer.find_or_open(spec)
+    elif not ref.opened:  # the linked ticket: check it exists and is the tenant's company's before writing
+        ref = _checked(writer, store, record, ref)
         if ref is None:
             return None
-        store.save_psa_ticket(record.instance_id, ref.vendor, ref.id, opened=False)
     writer.note(ref, f"Gatekeeper: {record.level} gate requested", _request_text(record, link))
     writer.status(ref, "in_progress")
     return ref
+
+
+def _checked(writer: _Writer, store: GateStore, record: GateRecord, ref: TicketRef) -> TicketRef | None:
+    """The ticket the request named, once the PSA says it exists and belongs to the tenant's `company` (the
+    request names it, so it may be another client's ticket in the MSP's PSA); remembered for the next moments."""
+    key, summary = ticket_key(record.instance_id, "change"), record.title[:100] or "change"
+    checked = writer.find_or_open(TicketSpec(key=key, kind="change", summary=summary, ticket_id=ref.id))
+    if checked is not None:
+        store.save_psa_ticket(record.instance_id, checked.vendor, checked.id, opened=False)
+    return checked
 
 
 def _request_text(record: GateRecord, link: str) -> str:

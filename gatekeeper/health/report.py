@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,7 @@ from gatekeeper.tenancy.bootstrap import BootstrapResult
 log = logging.getLogger("gatekeeper.health")
 
 DEADLINE_SECONDS = 1.5
+CACHE_SECONDS = 5.0  # an answer is reused this long (HealthCache)
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health-probe")
 
 
@@ -125,6 +126,35 @@ async def check_health(
     dependencies = tuple(r for r in results if isinstance(r, DependencyStatus))
     status = next(r for r in results if isinstance(r, BootstrapResult))
     return HealthReport(dependencies, data_boundary, status, tuple(d.name for d in dependencies if not d.ok))
+
+
+class HealthCache:
+    """The last report, answered again for `ttl` seconds; concurrent callers share one check in progress.
+
+    Why: the route is anonymous and each check reads Key Vault (throttled per vault, a budget the data
+    path's unwraps and signatures share), storage twice and the task hub. Without a bound any caller on the
+    internet sets the pace of those reads; with it, one check per interval per instance, whatever the load."""
+
+    def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._last: tuple[float, HealthReport] | None = None
+        self._pending: asyncio.Future[HealthReport] | None = None
+
+    def expire(self) -> None:
+        self._last = None
+
+    async def report(self, check: Callable[[], Awaitable[HealthReport]]) -> HealthReport:
+        last = self._last
+        if last is not None and self._clock() - last[0] < self._ttl:
+            return last[1]
+        pending = self._pending
+        if pending is None or pending.done() or pending.get_loop() is not asyncio.get_running_loop():
+            pending = asyncio.ensure_future(check())
+            self._pending = pending
+        report = await asyncio.shield(pending)
+        self._last = (self._clock(), report)
+        return report
 
 
 async def _bounded_bootstrap(pending: Any, deadline: float) -> BootstrapResult:

@@ -8,10 +8,12 @@ implement it): the body carries `Metadata.key_url`, a URL on the PSA site
 
 The key URL comes from the unauthenticated body, so it is followed only when it names the tenant's own
 ConnectWise site (`TenantRecord.connectwise_site`, set by the MSP admin): https, that host and port exactly,
-no credentials, no fragment, no redirects. The fetch has a bounded timeout (the request path answers within
-2 s) and a bounded answer; keys are cached per URL for an hour, and a mismatch refetches at most once a
-minute per URL (a rotated key heals, a stream of forgeries does not become a stream of fetches). A key that
-cannot be fetched is a dependency outage (503 with Retry-After); every other failure is the one 401.
+no credentials, no fragment, no redirects; and it must name (`companyName`) the company the body's `CompanyId`
+names, which the route then checks is the tenant's: a cloud site is shared by every company on it. The fetch
+has a bounded timeout (the request path answers within 2 s) and a bounded answer; keys are cached per URL for
+an hour, and a mismatch refetches at most once a minute per URL (a rotated key heals, a stream of forgeries
+does not become a stream of fetches). A key that cannot be fetched is a dependency outage (503 with
+Retry-After); every other failure is the one 401.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
+import urllib3
 
 from gatekeeper import json_bounded
 from gatekeeper.errors import dependency_unavailable
@@ -55,6 +58,24 @@ def key_url_of(body: bytes) -> str | None:
     metadata = document.get("Metadata")
     url = metadata.get("key_url") if isinstance(metadata, dict) else None
     return url if isinstance(url, str) and 0 < len(url) <= MAX_KEY_URL_CHARS else None
+
+
+def key_names_the_callers_company(key_url: str, body: bytes) -> bool:
+    """The key URL names (`companyName`, exactly once) the company the body says it comes from (`CompanyId`).
+
+    The site pins the host, not the company: a cloud site (na.myconnectwise.net) serves every company on it,
+    and any of them can set up a callback and hold a key URL and key on that host. So the key must be the
+    company's the callback claims to be, and that company must be the tenant's (the route's scope check
+    refuses a `CompanyId` not registered for the tenant)."""
+    try:
+        document = json_bounded.loads_object(body)
+        names = [v for k, v in parse_qsl(urlsplit(key_url).query, keep_blank_values=True) if k.lower() == "companyname"]
+    except (json_bounded.JsonBoundsError, ValueError):
+        return False
+    company = document.get("CompanyId")
+    if not isinstance(company, str) or not company.strip() or len(names) != 1:
+        return False
+    return names[0].strip().casefold() == company.strip().casefold()
 
 
 def _host_port(value: str) -> tuple[str, int | None] | None:
@@ -117,7 +138,7 @@ class SigningKeys:
             return False
         url = key_url_of(body)
         trusted = trusted_key_url(url, site, allow_loopback_http=self._allow_loopback_http) if url else None
-        if trusted is None:
+        if trusted is None or not key_names_the_callers_company(trusted, body):
             return False
         given = offered.strip().encode("ascii", errors="replace")
         cached = self._cached(trusted)
@@ -149,7 +170,8 @@ class SigningKeys:
             with response:
                 raw = response.raw.read(MAX_KEY_ANSWER_BYTES + 1, decode_content=True)
                 status = response.status_code
-        except requests.RequestException:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+            # reading the streamed answer raises urllib3's own errors (a read timeout, a connection ended early)
             raise dependency_unavailable("ConnectWise callback key", 30) from None
         if status != 200 or len(raw) > MAX_KEY_ANSWER_BYTES:
             raise dependency_unavailable("ConnectWise callback key", 30)

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import requests
 
+from gatekeeper import json_bounded
 from gatekeeper.integrations.rmm_oauth import OAuthApi
 from gatekeeper.ports import DeviceStatus, MaintenanceWindow, RmmResult
 
@@ -74,7 +75,7 @@ class DattoRmm(OAuthApi):
         if outcome is None or not outcome.ok or outcome.response is None:
             return DeviceStatus(ok=False, device_id=device_id, detail=detail)
         try:
-            body = outcome.response.json()
+            body = json_bounded.loads(outcome.response.content)  # bounded: a vendor answer is input too
         except ValueError:
             return DeviceStatus(ok=False, device_id=device_id, detail="dattormm device status: not JSON")
         if not isinstance(body, dict):

@@ -17,11 +17,22 @@ from urllib.parse import urlsplit
 
 import requests
 
+from gatekeeper import json_bounded
 from gatekeeper.integrations.retry import HttpOutcome, RetryPolicy, describe, send_with_retry
+from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.tenancy.rmm_settings import LOOPBACK, RmmSettings
 
 TOKEN_MARGIN_SECONDS = 60.0
 MAX_TOKEN_SECONDS = 7 * 24 * 3600.0
+
+
+def _internal(api_url: str, allow_loopback_http: bool) -> str | None:
+    """Why the tenant's secret may not go to `api_url` (an internal address), or None."""
+    try:
+        check_outbound_url(api_url, field="api_url", allow_loopback_http=allow_loopback_http)
+    except OutboundUrlError as exc:
+        return str(exc)
+    return None
 
 
 class TokenUnavailable(Exception):
@@ -64,7 +75,7 @@ class OAuthApi:
         self.token_requests = 0
         host = (urlsplit(settings.api_url).hostname or "").lower()
         self._refused = (
-            None
+            _internal(settings.api_url, allow_loopback_http)
             if settings.api_url.startswith("https://") or (allow_loopback_http and host in LOOPBACK)
             else "api_url: plain http is only allowed to a loopback host in development"
         )
@@ -97,7 +108,12 @@ class OAuthApi:
             )
             value, lifetime = self._read_token(outcome)
             if value is None:
-                raise TokenUnavailable(outcome, describe(outcome, f"{self.vendor} token", self.secrets))
+                detail = (
+                    f"{self.vendor} token: the answer carried no usable access_token"
+                    if outcome.ok
+                    else describe(outcome, f"{self.vendor} token", self.secrets)
+                )
+                raise TokenUnavailable(outcome, detail)
             self._token = _Token(value, self._clock() + max(0.0, lifetime - TOKEN_MARGIN_SECONDS))
             return value
 
@@ -106,15 +122,16 @@ class OAuthApi:
         if not outcome.ok or outcome.response is None:
             return None, 0.0
         try:
-            body = outcome.response.json()
+            body = json_bounded.loads(outcome.response.content)  # bounded: a vendor answer is input too
         except ValueError:
             return None, 0.0
         token = body.get("access_token") if isinstance(body, dict) else None
         lifetime = body.get("expires_in") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             return None, 0.0
-        seconds = float(lifetime) if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else 3600.0
-        return token, min(max(seconds, 0.0), MAX_TOKEN_SECONDS)
+        number = lifetime if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else 3600
+        seconds = float(min(max(number, 0), MAX_TOKEN_SECONDS))  # capped before float(): JSON numbers are unbounded
+        return token, seconds if seconds == seconds else 0.0  # NaN: use once
 
     def _forget_token(self, value: str) -> None:
         with self._lock:
@@ -130,8 +147,8 @@ class OAuthApi:
         for renewed in (False, True):
             try:
                 token = self._access_token()
-            except TokenUnavailable as exc:
-                return exc.outcome, exc.detail
+            except TokenUnavailable as exc:  # never the token call's 200 standing in for the API call's answer
+                return (None if exc.outcome.ok else exc.outcome), exc.detail
             url = self.settings.api_url + path
 
             def attempt(token: str = token, url: str = url) -> requests.Response:

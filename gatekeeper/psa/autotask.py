@@ -9,12 +9,12 @@ headers, zone discovery), .../APIs/REST/Entities/TicketsEntity.htm and
   zone must be https under autotask.net (or the configured host itself), so the credentials are never sent
   where an answer points them.
 - Auth: headers `ApiIntegrationCode` (the API tracking identifier), `UserName`, `Secret` (an API-only user).
-- `GET /Tickets/{id}` (a linked ticket: `{"item": {...}}`); `GET /Tickets/query?search={"filter": [{"op":
-  "eq", "field": "externalID", "value": key}]}` finds the ticket this gate opened before; `POST /Tickets`
-  opens one (`companyID`, `queueID`, `title`, `status`, `priority`, `dueDateTime`, `externalID`) and answers
-  `{"itemId": n}`; `POST /Tickets/{id}/Notes` adds a `TicketNotes` child (`noteType` 1, `publish` 1: all
-  Autotask users, never the client portal); `PATCH /Tickets` (`{"id", "status"}` or `priority`) updates;
-  `POST /TimeEntries` logs time for the configured resource.
+- `GET /Tickets/{id}` (a linked ticket: `{"item": {...}}`, its `companyID` must be the tenant's `company`);
+  `GET /Tickets/query?search={"filter": [{"op": "eq", "field": "externalID", "value": key}]}` finds the ticket
+  this gate opened before; `POST /Tickets` opens one (`companyID`, `queueID`, `title`, `status`, `priority`,
+  `dueDateTime`, `externalID`) and answers `{"itemId": n}`; `POST /Tickets/{id}/Notes` adds a `TicketNotes`
+  child (`noteType` 1, `publish` 1: all Autotask users, never the client portal); `PATCH /Tickets` (`{"id",
+  "status"}` or `priority`) updates; `POST /TimeEntries` logs time for the configured resource.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.ports import PsaVendor, TicketNote, TicketRef, TicketResult, TicketSpec, TicketStatus, TimeEntry
-from gatekeeper.psa.http import PsaConfigError, PsaHttp, base_url, body_of, ticket_id
+from gatekeeper.psa.http import OTHER_COMPANY, PsaConfigError, PsaHttp, base_url, body_of, ticket_id
 from gatekeeper.tenancy.psa_settings import AutotaskSettings, check_url
 
 ZONE_HOST_SUFFIX = ".autotask.net"
@@ -120,6 +120,8 @@ class AutotaskTickets:
             item = (body_of(outcome) or {}).get("item") if isinstance(body_of(outcome), dict) else None
             if outcome.ok and not isinstance(item, dict):
                 return self._http.failed("find_or_open", f"ticket {ticket.ticket_id}: not found")
+            if outcome.ok and str(item.get("companyID") if isinstance(item, dict) else "") != self._settings.company:
+                return self._http.failed("find_or_open", f"ticket {ticket.ticket_id}: {OTHER_COMPANY}")
             ref = TicketRef(vendor="autotask", id=ticket.ticket_id) if outcome.ok else None
             return self._http.result("find_or_open", outcome, f"ticket {ticket.ticket_id}", ref)
         search = {"filter": [{"op": "eq", "field": "externalID", "value": ticket.key}]}

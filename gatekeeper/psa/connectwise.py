@@ -8,11 +8,12 @@ carry); checked 2026-12-05.
   https://api-na.myconnectwise.net).
 - Auth: `Authorization: Basic base64("{login_company}+{publicKey}:{privateKey}")` (an API member's key
   pair) and `clientId: {guid}` (the integration's id).
-- `GET /service/tickets/{id}`: check a linked ticket exists; `GET /service/tickets?conditions=summary like
-  "%{key}%"`: the ticket this gate opened before; `POST /service/tickets` opens one on the board for the
-  client company; `POST /service/tickets/{id}/notes` adds a note (`internalAnalysisFlag` for internal);
-  `PATCH /service/tickets/{id}` (JSON Patch) moves `status` or `priority` by name;
-  `POST /time/entries` (`chargeToType` ServiceTicket) logs time.
+- `GET /service/tickets/{id}?fields=id,company/identifier`: check a linked ticket exists and is the tenant's
+  client company's (the request names it; the MSP's PSA holds every client's tickets); `GET
+  /service/tickets?conditions=summary like "%{key}%"`: the ticket this gate opened before; `POST
+  /service/tickets` opens one on the board for the client company; `POST /service/tickets/{id}/notes` adds a
+  note (`internalAnalysisFlag` for internal); `PATCH /service/tickets/{id}` (JSON Patch) moves `status` or
+  `priority` by name; `POST /time/entries` (`chargeToType` ServiceTicket) logs time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.ports import PsaVendor, TicketNote, TicketRef, TicketResult, TicketSpec, TicketStatus, TimeEntry
-from gatekeeper.psa.http import PsaHttp, base_url, body_of, ticket_id
+from gatekeeper.psa.http import OTHER_COMPANY, PsaHttp, base_url, body_of, ticket_id
 from gatekeeper.tenancy.psa_settings import ConnectWiseSettings
 
 API_PATH = "/v4_6_release/apis/3.0"
@@ -66,7 +67,13 @@ class ConnectWiseTickets:
 
     def find_or_open(self, ticket: TicketSpec) -> TicketResult:
         if ticket.ticket_id is not None:
-            outcome = self._send("GET", f"/service/tickets/{ticket.ticket_id}", "find", params={"fields": "id"})
+            fields = {"fields": "id,company/identifier"}
+            outcome = self._send("GET", f"/service/tickets/{ticket.ticket_id}", "find", params=fields)
+            found = body_of(outcome)
+            company = (found.get("company") or {}) if isinstance(found, dict) else {}
+            identifier = company.get("identifier") if isinstance(company, dict) else None
+            if outcome.ok and str(identifier or "").casefold() != self._settings.company.casefold():
+                return self._http.failed("find_or_open", f"ticket {ticket.ticket_id}: {OTHER_COMPANY}")
             ref = TicketRef(vendor="connectwise", id=ticket.ticket_id) if outcome.ok else None
             return self._http.result("find_or_open", outcome, f"ticket {ticket.ticket_id}", ref)
         query = {"conditions": f'summary like "%{ticket.key}%"', "fields": "id", "pageSize": "1"}

@@ -8,10 +8,11 @@ https://halopsa.com/apidoc/resources/tickets, .../resources/actions (tickets and
 - Token: `POST /auth/token[?tenant=]` form `grant_type=client_credentials`, `client_id`, `client_secret`,
   `scope=all` -> `{"access_token", "expires_in"}`; kept until a minute before it expires and fetched again
   after a 401.
-- `GET /api/Tickets/{id}` checks a linked ticket; `GET /api/Tickets?search={key}` finds the ticket this gate
-  opened before (the key is in its summary); `POST /api/Tickets` with a list creates (no `id`) or updates
-  (`id`, `status_id` / `priority_id`); `POST /api/Actions` with a list adds an action (a note;
-  `hiddenfromuser` for internal ones, `timetaken` in hours for time).
+- `GET /api/Tickets/{id}` checks a linked ticket (its `client_id` must be the tenant's `company`); `GET
+  /api/Tickets?search={key}` finds the ticket this gate opened before (the key is in its summary); `POST
+  /api/Tickets` with a list creates (no `id`) or updates (`id`, `status_id` / `priority_id`); `POST
+  /api/Actions` with a list adds an action (a note; `hiddenfromuser` for internal ones, `timetaken` in hours
+  for time).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from typing import Any
 
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.ports import PsaVendor, TicketNote, TicketRef, TicketResult, TicketSpec, TicketStatus, TimeEntry
-from gatekeeper.psa.http import PsaHttp, base_url, body_of, ticket_id
+from gatekeeper.psa.http import OTHER_COMPANY, PsaHttp, base_url, body_of, ticket_id
 from gatekeeper.tenancy.psa_settings import HaloSettings
 
 TOKEN_MARGIN = 60.0
+MAX_TOKEN_SECONDS = 7 * 24 * 3600  # a longer lifetime in the answer is not believed
 
 
 def _first(answer: Any) -> dict[str, Any] | None:
@@ -92,6 +94,7 @@ class HaloTickets:
                     return self._http.failed("find_or_open", "token: the answer carried no access_token")
                 return self._http.result("find_or_open", outcome, "token")
             lifetime = answer.get("expires_in") if isinstance(answer.get("expires_in"), int) else 3600
+            lifetime = min(max(lifetime, 0), MAX_TOKEN_SECONDS)  # before float(): JSON numbers are unbounded
             self._token = (token, self._monotonic() + max(0.0, float(lifetime) - TOKEN_MARGIN))
             return token
 
@@ -123,6 +126,9 @@ class HaloTickets:
         if ticket.ticket_id is not None:
             outcome = self._send("GET", f"/Tickets/{ticket.ticket_id}", "find")
             ok = not isinstance(outcome, TicketResult) and outcome.ok
+            found = body_of(outcome) if ok else None
+            if ok and str(found.get("client_id") if isinstance(found, dict) else "") != self._settings.company:
+                return self._http.failed("find_or_open", f"ticket {ticket.ticket_id}: {OTHER_COMPANY}")
             ref = TicketRef(vendor="halopsa", id=ticket.ticket_id) if ok else None
             return self._done("find_or_open", outcome, f"ticket {ticket.ticket_id}", ref)
         found = self._send("GET", "/Tickets", "find", params={"search": ticket.key, "count": "5"})

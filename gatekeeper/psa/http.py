@@ -15,12 +15,16 @@ from urllib.parse import urlsplit
 
 import requests
 
+from gatekeeper import json_bounded
 from gatekeeper.integrations.retry import HttpOutcome, RetryPolicy, describe, redact, send_with_retry
+from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.ports import PsaVendor, TicketOperation, TicketRef, TicketResult
 from gatekeeper.tenancy.psa_settings import LOOPBACK_HOSTS
 
 MAX_BODY = 1024 * 1024  # a PSA answer larger than this is not one we asked for
 _ID = re.compile(r"^[0-9]{1,12}$")
+# A linked ticket of another client company in the MSP's PSA: never written to (the request named it).
+OTHER_COMPANY = "not a ticket of the tenant's company; nothing is written to it"
 
 
 class PsaConfigError(ValueError):
@@ -32,6 +36,10 @@ def base_url(url: str, allow_loopback_http: bool, field: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "http" and not (allow_loopback_http and parts.hostname in LOOPBACK_HOSTS):
         raise PsaConfigError(f"{field}: http is allowed for local servers only; use https")
+    try:  # the credentials never go to an internal address (metadata, private endpoints), as for every client
+        check_outbound_url(url, field=field, allow_loopback_http=allow_loopback_http)
+    except OutboundUrlError as exc:
+        raise PsaConfigError(str(exc)) from None
     return url.rstrip("/")
 
 
@@ -103,7 +111,7 @@ def body_of(outcome: HttpOutcome) -> Any:
     if response is None or not outcome.ok or len(response.content) > MAX_BODY:
         return None
     try:
-        return response.json()
+        return json_bounded.loads(response.content)  # depth and number bounds: a vendor answer is input too
     except ValueError:
         return None
 

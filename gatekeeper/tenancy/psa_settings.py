@@ -18,6 +18,7 @@ like every tenant secret (`gatekeeper.tenancy.model`). What each vendor calls it
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -54,7 +55,22 @@ def check_url(value: str) -> str:
         raise ValueError("must be an https URL (http only for a local server on the loopback)")
     if parts.username or parts.password or parts.query or parts.fragment or "@" in parts.netloc:
         raise ValueError("must not carry credentials, a query or a fragment")
+    if is_internal_address(parts.hostname):
+        raise ValueError("must not point at a private, link-local or reserved address")
     return text
+
+
+def is_internal_address(host: str) -> bool:
+    """An IP literal no vendor API lives at (private, link-local such as the metadata endpoint, reserved,
+    multicast, unspecified): the rule of every credentialed client (gatekeeper.integrations.urls), at import
+    time. Loopback stays allowed here (local servers); the clients allow it only in development."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if ip.is_loopback:
+        return False
+    return ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified
 
 
 class StatusMap(BaseModel):

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gatekeeper.tenancy.psa_settings import is_internal_address
+
 RmmVendor = Literal["ninjaone", "dattormm"]
 MaintenanceFeature = Literal["ALERTS", "PATCHING", "AVSCANS", "TASKS"]
 SECRET_REF = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
@@ -90,6 +92,8 @@ class RmmSettings(BaseModel):
             raise ValueError("api_url: only scheme and host, e.g. https://eu.ninjarmm.com")
         if not NETLOC.match(parts.netloc.lower()):
             raise ValueError("api_url: the host is not a DNS name")
+        if is_internal_address(host):
+            raise ValueError("api_url: must not point at a private, link-local or reserved address")
         return f"{parts.scheme}://{parts.netloc.lower()}"
 
     @field_validator("client_secret")

@@ -34,7 +34,7 @@ def test_a_rollback_adds_a_note_raises_the_priority_and_moves_the_gates_ticket(e
             policy=RetryPolicy(max_attempts=1),
             allow_loopback_http=True,
         )
-        ticket = server.add_ticket("Deploy web-shop v2 to hook-prod", board="Change Management")
+        ticket = server.add_ticket("Deploy web-shop v2 to hook-prod", company="ContosoLtd", board="Change Management")
 
         _, bad, _ = env.good_then_bad("hook-prod")
         gate_id = services.watches(env.tenant_id).load(bad).gate_id
@@ -60,6 +60,7 @@ def test_a_rollback_adds_a_note_raises_the_priority_and_moves_the_gates_ticket(e
         assert ran.index("watch_close") < ran.index("psa_ticket")  # the watch closed before the PSA write
         audited = [r.data for r in env.audit.records() if r.instance_id == gate_id and r.kind == "psa_ticket"]
         assert [(a["operation"], a["ok"]) for a in audited] == [
+            ("find_or_open", True),  # the linked ticket was never checked: it is the tenant's company's
             ("add_note", True),
             ("raise_priority", True),
             ("set_status", True),

@@ -185,7 +185,7 @@ def _texts(ticket: LocalTicket) -> list[str]:
 
 
 def test_a_linked_ticket_gets_the_request_note_then_each_decision_and_the_approved_status(rig: Rig):
-    ticket = rig.server.add_ticket("Deploy web-shop 2.4", board="Change Management", status="New")
+    ticket = rig.server.add_ticket("Deploy web-shop 2.4", company="ContosoLtd", board="Change Management", status="New")
     gate = rig.env.gates.submit(rig.env.event("production", ticket=f"connectwise:{ticket.id}"))
     assert rig.env.status(gate).runtime_status == "Running"  # waits for Anna; the PSA heard of it already
     [request_note] = _texts(ticket)
@@ -207,8 +207,26 @@ def test_a_linked_ticket_gets_the_request_note_then_each_decision_and_the_approv
     assert all(e.data["vendor"] == "connectwise" and e.data["ticket"] == str(ticket.id) for e in audited)
 
 
+def test_a_ticket_of_another_client_company_gets_no_note_no_status_and_no_link(rig: Rig):
+    """Another client's change ticket in the MSP's PSA, named by this tenant's request: nothing is written to
+    it at any moment (request, decisions, rollback), and the failed check is audited."""
+    theirs = rig.server.add_ticket("Tailspin firewall change", company="Tailspin", board="Change Management")
+    gate = rig.env.gates.submit(rig.env.event("production", ticket=f"connectwise:{theirs.id}"))
+    assert rig.env.decide(gate, ANNA)[0] == 202
+    assert rig.env.status(gate).output["status"] == "approved"
+    told = PsaTicketInput(
+        tenant_id=rig.shared.tenant_id, instance_id=gate, moment="rolled_back", reason="x", at=rig.shared.clock.now()
+    )
+    assert not write(rig.env.gates.services, told).ok
+    assert theirs.notes == [] and theirs.status is None and theirs.priority is None
+    assert [r.method for r in rig.server.requests] == ["GET"] * 3  # one check per moment, no write
+    audited = rig.psa_audit(gate)
+    assert audited and all(e.data["ok"] is False and e.data["operation"] == "find_or_open" for e in audited)
+    assert all("not a ticket of the tenant's company" in e.data["detail"] for e in audited)
+
+
 def test_a_rejection_moves_the_ticket_to_the_rejected_status(rig: Rig):
-    ticket = rig.server.add_ticket("Deploy web-shop 2.5", board="Change Management")
+    ticket = rig.server.add_ticket("Deploy web-shop 2.5", company="ContosoLtd", board="Change Management")
     gate = rig.env.gates.submit(rig.env.event("production", ticket=str(ticket.id)))  # a bare id: the tenant's PSA
     assert rig.env.decide(gate, ANNA, "reject")[0] == 202
     assert rig.env.status(gate).output["status"] == "rejected"
@@ -255,7 +273,7 @@ def test_a_gate_without_a_ticket_and_no_change_ticket_policy_writes_nothing(rig:
 
 
 def test_a_psa_outage_is_retried_audited_and_never_holds_the_gate(rig: Rig, caplog: pytest.LogCaptureFixture):
-    ticket = rig.server.add_ticket("Deploy web-shop 2.6", board="Change Management")
+    ticket = rig.server.add_ticket("Deploy web-shop 2.6", company="ContosoLtd", board="Change Management")
     rig.server.outage(503)
     caplog.set_level(logging.DEBUG)
     gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))  # L0
@@ -264,11 +282,11 @@ def test_a_psa_outage_is_retried_audited_and_never_holds_the_gate(rig: Rig, capl
     assert [c["state"] for c in rig.env.callbacks()] == ["approved"]
     order = rig.order(gate)
     assert order.index("gate_callback") < order.index("psa_ticket")  # the answer never waited on the PSA
-    checked, noted = rig.psa_audit(gate)  # the request's check, then the decision's note; nothing after it
+    checked, noted = rig.psa_audit(gate)  # the request's check, then the decision's check; nothing after it
     for failed in (checked, noted):
         assert failed.data["ok"] is False and failed.data["attempts"] == 3 and failed.data["status_code"] == 503
         assert "retries exhausted" in failed.data["detail"]
-    assert (checked.data["operation"], noted.data["operation"]) == ("find_or_open", "add_note")
+    assert (checked.data["operation"], noted.data["operation"]) == ("find_or_open", "find_or_open")
     assert rig.sleeps[:2] == [0.5, 1.0]  # exponential backoff between the attempts
     assert len(rig.server.requests) == 6 and ticket.notes == [] and ticket.status is None
     everything = json.dumps([r.data for r in rig.shared.audit.records()]) + caplog.text
@@ -277,7 +295,7 @@ def test_a_psa_outage_is_retried_audited_and_never_holds_the_gate(rig: Rig, capl
 
 
 def test_a_429_with_retry_after_is_honoured_and_then_the_note_is_written(rig: Rig):
-    ticket = rig.server.add_ticket("Deploy web-shop 2.7", board="Change Management")
+    ticket = rig.server.add_ticket("Deploy web-shop 2.7", company="ContosoLtd", board="Change Management")
     rig.server.fail_next(1, 429, retry_after=2, path_contains="/notes")
     gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))
     assert rig.env.status(gate).output["status"] == "approved"
@@ -286,7 +304,7 @@ def test_a_429_with_retry_after_is_honoured_and_then_the_note_is_written(rig: Ri
 
 
 def test_a_rollback_adds_a_note_raises_the_priority_and_moves_the_status(rig: Rig):
-    ticket = rig.server.add_ticket("Deploy web-shop 2.8", board="Change Management")
+    ticket = rig.server.add_ticket("Deploy web-shop 2.8", company="ContosoLtd", board="Change Management")
     gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))
     told = PsaTicketInput(
         tenant_id=rig.shared.tenant_id,

@@ -111,3 +111,64 @@ def test_telemetry_with_only_the_instrumentation_key_is_refused(ingestion: Local
         f"https://127.0.0.1:{ingestion.port}/v2.1/track", json=[], verify=ingestion.ca_file, timeout=10
     )
     assert response.status_code == 401
+
+
+DEPENDENCY_CHILD = textwrap.dedent(
+    """
+    import json, logging, sys
+    import requests
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    from devstack.eventgrid import AudienceCredential
+    from devstack.webhook import LocalWebhookReceiver
+    import function_app
+    from gatekeeper import telemetry
+    from gatekeeper.services import build_services, set_services
+    from gatekeeper.settings import Settings
+
+    set_services(build_services(Settings.from_environ(), credential=AudienceCredential()))
+    telemetry.measure("gatekeeper.queue.age", 1.0, queue="pipeline-events")  # configures the exporter
+    with LocalWebhookReceiver("s") as receiver:  # a callback URL whose query carries a key, as ours may
+        requests.post(receiver.url + "/hook?code=" + sys.argv[1] + "&x=1", json={}, timeout=5)
+        requests.get(receiver.url + "/zoneInformation?user=" + sys.argv[1], timeout=5)
+    from opentelemetry import trace
+    assert trace.get_tracer_provider().force_flush(10_000)
+    print("flushed")
+    """
+)
+
+
+def test_dependency_telemetry_never_carries_a_query_string(ingestion: LocalAppInsightsServer):
+    """The HTTP clients are instrumented, so every outbound call becomes a dependency with its URL; a callback
+    URL's query may carry a key (`?code=`, as the log filter in gatekeeper.integrations.urls knows) and
+    Autotask's zone discovery names the API user. Only the URL without its query reaches telemetry."""
+    secret = "query-secret-" + os.urandom(8).hex()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("APPLICATIONINSIGHTS", "GATEKEEPER_"))}
+    environment.update(
+        {
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string,
+            "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+            "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+            "REQUESTS_CA_BUNDLE": ingestion.ca_file,
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "azure_app_service",
+            "GATEKEEPER_KEY_MODE": "local",
+            "GATEKEEPER_NOTIFY_MODE": "outbox",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", DEPENDENCY_CHILD, secret],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "flushed" in result.stdout, result.stderr[-3000:]
+    dependencies = [
+        e["data"]["baseData"] for e in ingestion.envelopes if e["data"].get("baseType") == "RemoteDependencyData"
+    ]
+    paths = " ".join(str(d.get("data")) + " " + str(d.get("name")) for d in dependencies)
+    assert "/hook" in paths  # the call is traced (the distro's sampler may drop the second)
+    assert secret not in json.dumps(ingestion.envelopes)

@@ -136,6 +136,34 @@ def test_forged_tampered_unsigned_and_foreign_key_urls_get_the_same_401(env, sit
     assert env.queued_texts() == []
 
 
+def test_another_company_on_the_same_cloud_site_cannot_sign_for_the_tenant(env, site):
+    """The site is ConnectWise's cloud, shared by every company on it: a company with its own callback (its own
+    key URL on the same host, its own key) signs a body naming the tenant's company. The key URL must name
+    the company the body names, and that company must be the tenant's."""
+    reference = reference_401(env)
+    site.companies["evilmsp"] = "evil-company-signing-key-41"
+    forged = {"key_url": site.key_url_of("evilmsp"), "signing_key": "evil-company-signing-key-41"}
+    as_tenant, signature = site.sign(sample(), **forged)  # CompanyId: fabrikammsp, the tenant's company
+    twice = site.key_url_of("evilmsp").replace("companyName=evilmsp", "companyName=fabrikammsp&companyName=evilmsp")
+    doubled, doubled_signature = site.sign(sample(), key_url=twice, signing_key="evil-company-signing-key-41")
+    unnamed, unnamed_signature = site.sign({k: v for k, v in sample().items() if k != "CompanyId"}, **forged)
+    attempts = [
+        post(env.ids["signed"], as_tenant, {"x-content-signature": signature}),
+        post(env.ids["signed"], doubled, {"x-content-signature": doubled_signature}),
+        post(env.ids["signed"], unnamed, {"x-content-signature": unnamed_signature}),
+    ]
+    for response in attempts:
+        assert response.status_code == 401, response.get_body()
+        assert answer(response) == reference
+    assert env.queued_texts() == []
+    own, own_signature = site.sign(sample() | {"CompanyId": "evilmsp"}, **forged)  # honest about its company
+    refused = post(env.ids["signed"], own, {"x-content-signature": own_signature})
+    assert refused.status_code == 422 and problem(refused)["field"] == "CompanyId"  # not the tenant's company
+    assert env.queued_texts() == []
+    body, signature = site.sign(sample())  # the tenant's own company's callback still passes
+    assert post(env.ids["signed"], body, {"x-content-signature": signature}).status_code == 202
+
+
 def test_a_site_that_does_not_hand_out_the_key_is_a_503_with_retry_after(env, site):
     body, signature = site.sign(sample())
     site.fail_next(1, 503)
@@ -144,6 +172,59 @@ def test_a_site_that_does_not_hand_out_the_key_is_a_503_with_retry_after(env, si
     assert response.headers.get("Retry-After")
     assert SIGNING_KEY not in response.get_body().decode()
     assert env.queued_texts() == []
+
+
+class StallingSite:
+    """A ConnectWise site that sends the key answer's headers, then a few bytes, then stalls (or drops the
+    connection): the body read fails after the headers, where the HTTP library's own errors surface."""
+
+    def __init__(self, *, drop: bool) -> None:
+        import socket
+        import threading
+
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._drop = drop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import time
+
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{")
+                if not self._drop:
+                    time.sleep(3)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["stalls", "drops"])
+def test_a_site_failing_while_the_key_is_read_is_a_503_not_a_crash(drop):
+    """The key answer is read as a stream (bounded); a read that times out or ends early after the headers is
+    the site's outage, the same DependencyUnavailable (503 with Retry-After) as a refused connection."""
+    from gatekeeper.errors import DependencyUnavailable
+
+    stalling = StallingSite(drop=drop)
+    try:
+        site = f"127.0.0.1:{stalling.port}"
+        key_url = f"http://{site}/v4_6_release/system/callbackkey/index.rails?companyName=fabrikammsp&id=1"
+        body = json.dumps({**sample(), "Metadata": {"key_url": key_url}}).encode()
+        keys = SigningKeys(allow_loopback_http=True, timeout=(1.0, 0.5))
+        with pytest.raises(DependencyUnavailable):
+            keys.verify(site, body, connectwise_signature("k", body))
+    finally:
+        stalling.close()
 
 
 def test_a_tenant_without_a_site_keeps_the_secret_in_the_url(env, site):

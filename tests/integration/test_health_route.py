@@ -110,6 +110,39 @@ def test_everything_up_is_200_with_each_dependency_and_the_boundary(stack):
     _no_leaks(response, body)
 
 
+def test_a_flood_of_anonymous_calls_costs_the_dependencies_one_check_per_interval(stack):
+    """The route is anonymous: without a bound, any caller sets the pace of Key Vault reads (throttled per vault,
+    a budget the data path's unwraps share), storage and task hub reads. Answers within the interval reuse the
+    last check; after it, the next call checks again."""
+    services = stack.services()
+    answers = [stack.get(services) for _ in range(20)]
+    assert all(response.status_code == 200 for response, _, _ in answers)
+    assert stack.vault.count("get", CHECKPOINT_KEY) == 1
+    assert len(stack.durable.requests_to("/instances/", "GET")) == 1
+    services.health_cache.expire()
+    stack.get(services)
+    assert stack.vault.count("get", CHECKPOINT_KEY) == 2
+
+
+def test_concurrent_calls_share_one_check_in_progress():
+    import asyncio
+
+    from gatekeeper.health.report import HealthCache
+
+    checks: list[int] = []
+
+    async def check() -> Any:
+        checks.append(1)
+        await asyncio.sleep(0.05)
+        return "the report"
+
+    async def burst() -> list[Any]:
+        cache = HealthCache(ttl=5.0)
+        return await asyncio.gather(*(cache.report(check) for _ in range(25)))
+
+    assert asyncio.run(burst()) == ["the report"] * 25 and len(checks) == 1
+
+
 def test_storage_unreachable_is_503_naming_tables_and_queues(stack):
     response, body, elapsed = stack.get(stack.services(storage=_unreachable_storage()))
     assert response.status_code == 503 and response.headers.get("Retry-After")

@@ -240,6 +240,33 @@ def test_connectwise_opens_once_notes_and_logs_time():
         assert entry["chargeToType"] == "ServiceTicket" and entry["timeEnd"] == "2030-06-03T10:15:00Z"
 
 
+def test_a_linked_ticket_of_another_client_company_is_never_taken_by_any_vendor():
+    """The request names the ticket; the MSP's PSA holds every client's tickets: only the tenant's company's."""
+    linked = SPEC.model_copy(update={"ticket_id": None})
+    with LocalConnectWise("fabrikammsp", CW_PUBLIC, CW_PRIVATE, CW_CLIENT) as server:
+        cw = connectwise_settings(server.url)
+        client = ConnectWiseTickets(cw, CW_PUBLIC, CW_PRIVATE, CW_CLIENT, policy=policy(), allow_loopback_http=True)
+        ours, theirs = server.add_ticket("ours", company="contosoltd"), server.add_ticket("theirs", company="Tailspin")
+        assert client.find_or_open(linked.model_copy(update={"ticket_id": str(ours.id)})).ref is not None
+        refused = client.find_or_open(linked.model_copy(update={"ticket_id": str(theirs.id)}))
+        assert not refused.ok and refused.ref is None and "not a ticket of the tenant's company" in refused.detail
+        assert "Tailspin" not in refused.detail
+    with LocalAutotask(AT_USER, AT_SECRET, AT_CODE) as server:
+        client = AutotaskTickets(
+            autotask_settings(server), AT_USER, AT_SECRET, AT_CODE, policy=policy(), allow_loopback_http=True
+        )
+        ours, theirs = server.add_ticket("ours", company="174"), server.add_ticket("theirs", company="175")
+        assert client.find_or_open(linked.model_copy(update={"ticket_id": str(ours.id)})).ref is not None
+        refused = client.find_or_open(linked.model_copy(update={"ticket_id": str(theirs.id)}))
+        assert not refused.ok and refused.ref is None and "not a ticket of the tenant's company" in refused.detail
+    with LocalHaloPsa(HALO_ID, HALO_SECRET) as server:
+        client = HaloTickets(halo_settings(server.url), HALO_ID, HALO_SECRET, policy=policy(), allow_loopback_http=True)
+        ours, theirs = server.add_ticket("ours", company="12"), server.add_ticket("theirs", company="13")
+        assert client.find_or_open(linked.model_copy(update={"ticket_id": str(ours.id)})).ref is not None
+        refused = client.find_or_open(linked.model_copy(update={"ticket_id": str(theirs.id)}))
+        assert not refused.ok and refused.ref is None and "not a ticket of the tenant's company" in refused.detail
+
+
 # ----- the documented answers ------------------------------------------------------------------------------
 
 
@@ -299,6 +326,53 @@ def test_the_clients_read_the_vendors_documented_answers():
         ref = client.find_or_open(SPEC).ref
         assert ref is not None and ref.id == "5182" and client.add_note(ref, NOTE).ok
         assert server.requests_to("/api/Actions")[0].headers["authorization"].startswith("Bearer eyJ")
+
+
+def test_a_psa_url_at_a_private_or_link_local_address_never_gets_the_credentials():
+    """The rule every other credentialed client applies (gatekeeper.integrations.urls.check_outbound_url), also
+    for a record stored before the import-time check: the client is never built, the field is named."""
+    for url in ("https://169.254.169.254", "https://10.0.0.5", "https://[fd00::1]:8443"):
+        settings = connectwise_settings("https://api-na.myconnectwise.net").model_copy(update={"url": url})
+        with pytest.raises(PsaConfigError, match=r"psa\.url: must not point at a private"):
+            ConnectWiseTickets(settings, CW_PUBLIC, CW_PRIVATE, CW_CLIENT, policy=policy())
+        with pytest.raises(PsaConfigError, match=r"psa\.url: must not point at a private"):
+            HaloTickets(
+                halo_settings("https://x.halopsa.com").model_copy(update={"url": url}), "i", "s", policy=policy()
+            )
+
+
+def test_a_halopsa_token_lifetime_no_float_can_hold_is_not_a_crash():
+    halo = {
+        ("POST", "/auth/token"): {"access_token": "tok-abc", "token_type": "Bearer", "expires_in": 10**400},
+        ("POST", "/api/Tickets"): fixture("halopsa/ticket-created.json"),
+        ("GET", "/api/Tickets"): {"record_count": 0, "tickets": []},
+    }
+    with Documented(halo) as server:
+        client = HaloTickets(halo_settings(server.url), HALO_ID, HALO_SECRET, policy=policy(), allow_loopback_http=True)
+        result = client.find_or_open(SPEC)  # the bounded parser refuses the number: no token, a result
+        assert not result.ok and result.ref is None and "token" in result.detail and HALO_SECRET not in result.detail
+
+
+def test_a_psa_answer_nested_without_bound_is_a_result_not_a_crash():
+    deep = "[" * 100_000 + "]" * 100_000
+
+    class Deep(Documented):
+        def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+            if (method, path) == ("GET", "/v4_6_release/apis/3.0/service/tickets"):
+                return 200, {"Content-Type": "application/json"}, deep.encode()
+            return super().route(method, path, query, headers, body)
+
+    with Deep({("POST", "/v4_6_release/apis/3.0/service/tickets"): fixture("connectwise/ticket.json")}) as server:
+        client = ConnectWiseTickets(
+            connectwise_settings(server.url),
+            CW_PUBLIC,
+            CW_PRIVATE,
+            CW_CLIENT,
+            policy=policy(),
+            allow_loopback_http=True,
+        )
+        result = client.find_or_open(SPEC)  # the search answer is unreadable: nothing found, one ticket opened
+        assert result.ok and result.ref is not None and result.ref.id == "48213"
 
 
 # ----- building a tenant's client --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from devstack.dattormm import DattoRmmServer
 from devstack.ninjaone import NinjaOneServer
+from devstack.server import Response
 from gatekeeper.integrations.dattormm import DattoRmm
 from gatekeeper.integrations.ninjaone import NinjaOne
 from gatekeeper.integrations.retry import RetryPolicy
@@ -151,6 +152,80 @@ def test_plain_http_to_a_real_host_is_refused_without_a_call():
     client = NinjaOne(settings, "s", policy=Waits().policy())  # loopback http not allowed here
     result = client.end_maintenance(("311",))
     assert not result.ok and "http" in result.detail and client.token_requests == 0
+
+
+def test_a_private_or_link_local_api_host_is_refused_without_a_call():
+    """A record stored before the import-time rule (or built without it) never makes the client send the
+    tenant's RMM secret to an internal address: the rule every other credentialed client applies."""
+    valid = RmmSettings.model_validate(
+        {"vendor": "ninjaone", "api_url": "https://eu.ninjarmm.com", "client_id": "x", "client_secret": "env:N"}
+    )
+    for url in ("https://169.254.169.254", "https://10.0.0.4", "https://[fd00::1]"):
+        client = NinjaOne(valid.model_copy(update={"api_url": url}), "s", policy=Waits().policy())
+        result = client.end_maintenance(("311",))
+        assert not result.ok and "private" in result.detail and client.token_requests == 0
+
+
+def test_a_token_lifetime_no_float_can_hold_is_a_result_not_a_crash():
+    """A vendor number too large for a float (JSON allows it) is refused by the bounded parser: the token
+    answer is unusable, and that is the result the watch audits, never an exception out of the client."""
+    with NinjaOneServer(NINJA_ID, NINJA_SECRET, expires_in=10**400) as server:
+        server.add_device("311", "web-1")
+        client = ninja_client(server)
+        status = client.device_status("311")
+        assert not status.ok and NINJA_SECRET not in (status.detail or "")
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # valid JSON no recursive parser survives
+
+
+class DeepNinja(NinjaOneServer):
+    """Answers the device status (or the token) with JSON nested deeper than any parser should follow."""
+
+    deep_token = False
+
+    def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+        if path == "/ws/oauth/token" and self.deep_token:
+            return 200, {"Content-Type": "application/json"}, DEEP
+        if path.startswith("/v2/device/") and method == "GET":
+            return 200, {"Content-Type": "application/json"}, DEEP
+        return super().route(method, path, query, headers, body)
+
+
+def test_vendor_answers_nested_without_bound_are_results_not_crashes():
+    """A vendor's answer is input like any other: deep nesting is refused by the bounded parser and becomes
+    the result the watch audits, never a RecursionError out of the client."""
+    with DeepNinja(NINJA_ID, NINJA_SECRET) as server:
+        status = ninja_client(server).device_status("311")
+        assert not status.ok and "not JSON" in (status.detail or "")
+
+
+class TokenlessNinja(NinjaOneServer):
+    """The token endpoint answers 200 but with nothing usable (no access_token, or nesting no parser follows)."""
+
+    answer = b'{"token_type": "Bearer", "expires_in": 3600}'
+
+    def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+        if path == "/ws/oauth/token":
+            return 200, {"Content-Type": "application/json"}, self.answer
+        return super().route(method, path, query, headers, body)
+
+
+@pytest.mark.parametrize("answer", [TokenlessNinja.answer, DEEP], ids=["no-access-token", "too-deep"])
+def test_a_200_without_a_usable_token_is_a_failure_never_done(answer: bytes):
+    """Maintenance, alert resolution and device status are audited as what happened: a token answer that
+    carried no token means nothing was done, whatever its status code."""
+    with TokenlessNinja(NINJA_ID, NINJA_SECRET) as server:
+        server.answer = answer
+        server.add_device("311", "web-1")
+        client = ninja_client(server)
+        ended = client.end_maintenance(("311",))
+        assert not ended.ok and ended.failed == ("311",) and "no usable access_token" in ended.detail
+        reset = client.resolve_alert("a1")
+        assert not reset.ok and reset.failed == ("a1",)
+        status = client.device_status("311")
+        assert not status.ok and "no usable access_token" in (status.detail or "")
+        assert not [r for r in server.requests if r.path.startswith("/v2/")]  # no API call without a token
 
 
 def test_datto_rmm_password_grant_resolve_and_status(datto):

@@ -77,6 +77,9 @@ def test_the_three_vendors_load_and_a_tenant_without_psa_has_none():
         ({**AUTOTASK, "board": "Change Management"}, "board: the Autotask queueID is a number"),
         ({**AUTOTASK, "statuses": {"rejected": "Rejected"}}, "statuses.rejected: Autotask statuses are picklist"),
         ({**AUTOTASK, "zone_url": "ftp://webservices3.autotask.net"}, "tenants[0].psa.autotask.zone_url"),
+        ({**CONNECTWISE, "url": "https://169.254.169.254"}, "tenants[0].psa.connectwise.url"),  # metadata
+        ({**AUTOTASK, "zone_url": "https://10.1.2.3/atservicesrest"}, "tenants[0].psa.autotask.zone_url"),
+        ({**HALO, "url": "https://[fd00::1]:8443"}, "tenants[0].psa.halopsa.url"),
         ({**HALO, "company": "Contoso"}, "company: the HaloPSA client_id is a number"),
         ({**HALO, "rollback_priority": "urgent"}, "rollback_priority: HaloPSA priority ids are numbers"),
         ({**HALO, "production_environments": ["prod", ""]}, "production_environments[1]"),

@@ -272,7 +272,7 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
             check_depth(text, max_depth)
         raise JsonBoundsError("syntax", "$", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:  # pragma: no cover (only with max_depth near the interpreter's recursion limit)
-        if shallow:
+        if shallow:  # as above: too deep is named first
             check_depth(text, max_depth)
         raise
     if not (marked or raw_surrogate or escaped_surrogate):

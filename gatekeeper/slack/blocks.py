@@ -240,6 +240,37 @@ def approval_message(view: ApprovalView, notice: Notice | None = None) -> dict[s
     return {"text": fallback_text(view), "blocks": blocks[: LIMITS["message_blocks"]]}
 
 
+def follow_up_message(view: ApprovalView) -> dict[str, Any]:
+    """`{"text", "blocks"}` for an L1 notice (the change ran without approval: review it) or an L3 task (a
+    person must carry it out): the same context as an approval, never vote buttons (there is nothing to vote
+    on); the follow-up itself (acknowledge, flag for rollback, mark done) is on the page the message links."""
+    task = view.status.value == "human_task"
+    headline = f"L3 human action required: {view.title}" if task else f"L1 executed, please review: {view.title}"
+    what = (
+        "Automation refused this change (level L3). A person must review it and carry it out by hand; mark it "
+        "done on the Gatekeeper page."
+        if task
+        else "This change ran without approval (level L1). Review it; acknowledge it or flag it for rollback on "
+        "the Gatekeeper page."
+    )
+    shown = approval_message(view.model_copy(update={"can_decide": False}))
+    blocks = [b for b in shown["blocks"] if not _is_votes(b) and not _is_outcome(b)]
+    blocks[0] = {"type": "header", "text": _plain(headline, LIMITS["header_text"])}
+    blocks.insert(1, _section(what))
+    text = clip(" ".join(headline.split()), LIMITS["fallback_text"])
+    return {"text": text, "blocks": blocks[: LIMITS["message_blocks"]]}
+
+
+def _is_votes(block: dict[str, Any]) -> bool:
+    text = (block.get("text") or {}).get("text", "") if block.get("type") == "section" else ""
+    return isinstance(text, str) and text.startswith("Votes:")
+
+
+def _is_outcome(block: dict[str, Any]) -> bool:
+    text = (block.get("text") or {}).get("text", "") if block.get("type") == "section" else ""
+    return isinstance(text, str) and text.startswith("Decided: ")
+
+
 def reject_modal(instance_id: str, channel: str, ts: str) -> dict[str, Any]:
     """The `views.open` view for a rejection: one required comment; `private_metadata` says which gate and
     which message (the gate id is checked again by the decision service on submit)."""

@@ -29,6 +29,7 @@ ACTIVITY_NAMES = {
     "watch_close",
     "watch_rmm",  # issue 15: the RMM's maintenance window and alert resolution around the watch
     "psa_ticket",  # issue 15: the gate's PSA ticket notes, statuses and tickets
+    "gate_update_messages",  # issue 19: the live messages (Slack) show each counted vote, from any channel
 }
 
 

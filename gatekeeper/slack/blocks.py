@@ -183,7 +183,7 @@ def approval_message(view: ApprovalView, notice: Notice | None = None) -> dict[s
     if notice is not None:
         blocks.append(_section(f"{notice.title} {notice.detail}".strip()))
     if view.decided:
-        blocks.append(_section(_outcome(view)))
+        blocks.append({**_section(_outcome(view)), "block_id": "outcome"})
     blocks += _what(view)
     stage = view.stage
     blocks += _fields(
@@ -232,7 +232,7 @@ def approval_message(view: ApprovalView, notice: Notice | None = None) -> dict[s
     recommendation = _recommendation(view)
     if recommendation:
         blocks.append(_section(f"Recommendation: {recommendation}"))
-    blocks.append(_section(_votes(view)))
+    blocks.append({**_section(_votes(view)), "block_id": "votes"})
     if not view.decided and view.can_decide:
         blocks.append(_buttons(view))
     audit = f", audit entries {', '.join(view.audit.entry_ids[-5:])}" if view.audit.entry_ids else ""
@@ -243,32 +243,21 @@ def approval_message(view: ApprovalView, notice: Notice | None = None) -> dict[s
 def follow_up_message(view: ApprovalView) -> dict[str, Any]:
     """`{"text", "blocks"}` for an L1 notice (the change ran without approval: review it) or an L3 task (a
     person must carry it out): the same context as an approval, never vote buttons (there is nothing to vote
-    on); the follow-up itself (acknowledge, flag for rollback, mark done) is on the page the message links."""
+    on). Acknowledge / Flag for rollback / Mark done are Teams card actions (`gatekeeper.gates.followup`); Slack
+    shows the notice and links the page."""
     task = view.status.value == "human_task"
     headline = f"L3 human action required: {view.title}" if task else f"L1 executed, please review: {view.title}"
     what = (
-        "Automation refused this change (level L3). A person must review it and carry it out by hand; mark it "
-        "done on the Gatekeeper page."
+        "Automation refused this change (level L3). A person must review it and carry it out by hand."
         if task
-        else "This change ran without approval (level L1). Review it; acknowledge it or flag it for rollback on "
-        "the Gatekeeper page."
+        else "This change ran without approval (level L1): this is the notice that it did. Please review it."
     )
     shown = approval_message(view.model_copy(update={"can_decide": False}))
-    blocks = [b for b in shown["blocks"] if not _is_votes(b) and not _is_outcome(b)]
+    blocks = [b for b in shown["blocks"] if b.get("block_id") not in ("votes", "outcome")]
     blocks[0] = {"type": "header", "text": _plain(headline, LIMITS["header_text"])}
     blocks.insert(1, _section(what))
     text = clip(" ".join(headline.split()), LIMITS["fallback_text"])
     return {"text": text, "blocks": blocks[: LIMITS["message_blocks"]]}
-
-
-def _is_votes(block: dict[str, Any]) -> bool:
-    text = (block.get("text") or {}).get("text", "") if block.get("type") == "section" else ""
-    return isinstance(text, str) and text.startswith("Votes:")
-
-
-def _is_outcome(block: dict[str, Any]) -> bool:
-    text = (block.get("text") or {}).get("text", "") if block.get("type") == "section" else ""
-    return isinstance(text, str) and text.startswith("Decided: ")
 
 
 def reject_modal(instance_id: str, channel: str, ts: str) -> dict[str, Any]:

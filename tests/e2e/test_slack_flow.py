@@ -523,7 +523,7 @@ def test_an_l1_notice_reaches_slack_as_a_message_without_vote_buttons(env: Env):
     for message in (env.dm(U_OPS), channel_post(env)):  # the operator (named by UPN) and the channel
         assert buttons(message) == [] and violations(message) == []
         assert message["text"].startswith("L1 executed, please review:")
-        assert "flag it for rollback" in text_of(message) and "Approval page" in text_of(message)
+        assert "ran without approval (level L1)" in text_of(message) and "Approval page" in text_of(message)
         assert "Votes:" not in text_of(message) and "contoso/webshop" in text_of(message)
     assert env.slack.messages_in(env.slack.dm_channel(U_ANNA)) == []  # approvers are not asked at L1
     assert MessageStore(env.storage, env.tenant_id, env.cipher).of_gate(gate) == []  # nothing to update later

@@ -37,7 +37,7 @@ from gatekeeper.gates.view import ApprovalView, build_view
 from gatekeeper.ports import Delivery, Notification, NotificationResult
 from gatekeeper.security.principal import GUID_PATTERN, Principal
 from gatekeeper.security.requester import DirectoryUnavailable, UserDirectory, external_id, normalise_address
-from gatekeeper.slack.blocks import Notice, approval_message, follow_up_message, reject_modal
+from gatekeeper.slack.blocks import FOLLOW_UP_VERBS, Notice, approval_message, follow_up_message, reject_modal
 from gatekeeper.slack.edge import Interaction, Tenants
 from gatekeeper.store.repository import TenantRepository, check_key
 from gatekeeper.store.tables import StorageAccount, TablePurpose
@@ -58,6 +58,12 @@ LINK_HELP = (
     "of your Microsoft Entra addresses, or ask your Gatekeeper admin to run: gatekeeper identities link "
     "--tenant {tenant} slack:user:{team}/{user} <your Entra object id>"
 )
+
+
+class FollowUps(Protocol):
+    """What the Slack follow-up buttons need of `gatekeeper.gates.followup.FollowUpService`."""
+
+    def act(self, instance_id: str, principal: Principal, verb: str, note: str = "") -> dict[str, Any]: ...
 
 
 class Decisions(Protocol):
@@ -327,9 +333,11 @@ class SlackVotes:
         storage: StorageAccount,
         directory: UserDirectory | None = None,
         api_url: str = SLACK_API,
+        followups: FollowUps | None = None,
     ) -> None:
         self._tenants = tenants
         self._notifier = notifier
+        self._followups = followups
         self._identities = identities
         self._audit_for = audit_for
         self._entra_tenants_for = entra_tenants_for
@@ -338,7 +346,8 @@ class SlackVotes:
         self._api_url = api_url
 
     def handle(self, tenant_id: str, interaction: Interaction, decisions: Decisions) -> str:
-        """What happened, as a short code for the log: voted | refused:<code> | unlinked | ignored."""
+        """What happened, as a short code for the log: voted | acknowledge | flag_rollback | refused:<code> |
+        unlinked | ignored."""
         record = self._tenants.record(tenant_id)
         if record is None or record.slack is None or record.slack.team_id != interaction.team_id:
             return "ignored"
@@ -357,6 +366,8 @@ class SlackVotes:
                 LINK_HELP.format(tenant=tenant_id, team=interaction.team_id, user=interaction.user_id),
             )
             return "unlinked"
+        if interaction.kind in FOLLOW_UP_VERBS.values():
+            return self._follow_up(record, interaction, principal)
         decision = "approve" if interaction.kind == "approve" else "reject"
         body = json.dumps({"decision": decision, "comment": interaction.comment}).encode()
         try:
@@ -377,6 +388,24 @@ class SlackVotes:
         )
         self._notifier.refresh(tenant_id, interaction.instance_id, voter)
         return "voted"
+
+    def _follow_up(self, record: TenantRecord, interaction: Interaction, principal: Principal) -> str:
+        """An L1 notice acknowledged or flagged for rollback: the follow-up service the Teams card uses decides
+        (only people the notice went to, once each, audited); the person hears the outcome (ephemeral)."""
+        if self._followups is None:
+            self._notifier.ephemeral(record, interaction, "Not recorded: follow-ups are not available here.")
+            return "refused:no-follow-ups"
+        try:
+            self._followups.act(interaction.instance_id, principal, interaction.kind)
+        except DependencyUnavailable:
+            raise  # the queue retries the message
+        except GatekeeperError as problem:
+            log.info("slack follow-up refused: %s", problem.code)
+            self._notifier.ephemeral(record, interaction, f"Not recorded. {problem.title}: {problem.detail}")
+            return f"refused:{problem.code}"
+        done = "flagged for rollback" if interaction.kind == "flag_rollback" else "acknowledged"
+        self._notifier.ephemeral(record, interaction, f"Recorded: {done}.")
+        return interaction.kind
 
     def _principal(self, record: TenantRecord, interaction: Interaction) -> Principal | None:
         """The Entra person behind the Slack user, through the identity map only."""

@@ -35,6 +35,7 @@ from gatekeeper.audit.log import AuditLog
 from gatekeeper.errors import DependencyUnavailable, InvalidInput, Unauthenticated
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.gates.followup import FollowUpService
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import GraphUserDirectory
@@ -46,9 +47,11 @@ from gatekeeper.policy import load_policy
 from gatekeeper.security.principal import Principal
 from gatekeeper.settings import Settings
 from gatekeeper.slack.blocks import (
+    ACKNOWLEDGE_ACTION,
     APPROVE_ACTION,
     COMMENT_ACTION,
     COMMENT_BLOCK,
+    FLAG_ROLLBACK_ACTION,
     REJECT_ACTION,
     REJECT_MODAL,
     violations,
@@ -122,11 +125,13 @@ class Env:
         (message,) = self.slack.messages_in(self.slack.dm_channel(user))
         return message
 
-    def button(self, gate: str, user: str, action_id: str, *, team: str | None = None) -> dict[str, Any]:
-        """A block_actions payload as Slack sends it when `user` presses a button on their DM."""
+    def button(
+        self, gate: str, user: str, action_id: str, *, team: str | None = None, channel: str | None = None
+    ) -> dict[str, Any]:
+        """A block_actions payload as Slack sends it when `user` presses a button on their DM (or `channel`)."""
         payload = sample("block_actions")
         team = team or self.team
-        channel = self.slack.dm_channel(user)
+        channel = channel or self.slack.dm_channel(user)
         (ts,) = [t for (c, t) in self.slack.messages if c == channel]
         payload["team"]["id"] = team
         payload["user"].update(id=user, team_id=team)
@@ -273,6 +278,13 @@ def env(azurite, tmp_path_factory, request) -> Iterator[Env]:
             entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
             storage=storage,
             directory=directory,
+            followups=FollowUpService(
+                storage,
+                cipher,
+                entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
+                operators_for=lambda _t: (OPS_UPN,),
+                audit_for=lambda _t: audit,
+            ),
         )
         try:
             yield Env(
@@ -517,16 +529,30 @@ def test_slack_down_during_an_api_vote_still_counts_it_answers_the_pipeline_and_
     assert env.callbacks() == ["approved"]  # the pipeline was answered although Slack never was
 
 
-def test_an_l1_notice_reaches_slack_as_a_message_without_vote_buttons(env: Env):
+def test_an_l1_notice_reaches_slack_without_vote_buttons_and_can_be_flagged_for_rollback(env: Env):
     gate = env.submit("staging")
     assert env.gates.runner.status(gate).output["status"] == "approved" and env.callbacks() == ["approved"]
     for message in (env.dm(U_OPS), channel_post(env)):  # the operator (named by UPN) and the channel
-        assert buttons(message) == [] and violations(message) == []
+        assert buttons(message) == [ACKNOWLEDGE_ACTION, FLAG_ROLLBACK_ACTION] and violations(message) == []
         assert message["text"].startswith("L1 executed, please review:")
         assert "ran without approval (level L1)" in text_of(message) and "Approval page" in text_of(message)
         assert "Votes:" not in text_of(message) and "contoso/webshop" in text_of(message)
     assert env.slack.messages_in(env.slack.dm_channel(U_ANNA)) == []  # approvers are not asked at L1
     assert MessageStore(env.storage, env.tenant_id, env.cipher).of_gate(gate) == []  # nothing to update later
+
+    (post_ts,) = [t for (c, t) in env.slack.messages if c == CHANNEL]
+    env.post(env.button(gate, U_ANNA, FLAG_ROLLBACK_ACTION, channel=CHANNEL))  # in the channel, not notified
+    env.post(env.button(gate, U_OPS, FLAG_ROLLBACK_ACTION))  # the operator, from their DM
+    env.post(env.button(gate, U_OPS, FLAG_ROLLBACK_ACTION))  # twice
+    assert env.work() == ["refused:not-notified", "flag_rollback", "refused:already-recorded"]
+    told = [(e["user"], e["text"]) for e in env.slack.ephemeral]
+    assert told[0][0] == U_ANNA and "Not for you" in told[0][1]
+    assert told[1] == (U_OPS, "Recorded: flagged for rollback.") and "Already recorded" in told[2][1]
+    follow_ups = [r.data for r in env.audit.records() if r.instance_id == gate and r.kind == "follow_up"]
+    assert [(f["action"], f["upn"], f["channel"]) for f in follow_ups] == [("flag_rollback", OPS_UPN, "slack")]
+    overrides = [r for r in env.audit.records() if r.instance_id == gate and r.kind == "override"]
+    assert [(r.actor, r.data["kind"]) for r in overrides] == [(OPS, "flagged_for_rollback")]
+    assert post_ts and env.slack.messages[(CHANNEL, post_ts)]["updates"] == 0
 
 
 def test_an_l3_task_reaches_slack_as_a_message_without_vote_buttons(env: Env):

@@ -224,8 +224,10 @@ class SlackNotifier:
         """Update every message of the gate to its current state (`chat.update`); `voter` (channel, ts,
         notice) puts a notice on that person's message, without buttons. Returns how many failed."""
         record = self._tenants.record(tenant_id)
+        if record is None or record.slack is None:  # a tenant without Slack: no table read per vote
+            return 0
         sent = MessageStore(self._storage, tenant_id, self._cipher).of_gate(instance_id)
-        if record is None or not sent:
+        if not sent:
             return 0
         client = self._client(record)
         view = self._view(tenant_id, instance_id, can_decide=True)

@@ -1,18 +1,18 @@
 """Slack as an approval channel: the requests it sends, the messages it keeps up to date, the votes it takes.
 
 - `SlackNotifier` (the `Notifier` port, a `GateClosedListener` and a `GateChangedListener`): when an L2 stage
-  opens, each approver
-  is found in the tenant's workspace (`users.lookupByEmail` with the approver's directory addresses, or the
-  UPN) and gets the request as a direct message (`chat.postMessage` to the user id, scope `im:write`), and
-  the tenant's `default_channel` gets it too when one is set. Where each message is (channel, ts) is kept per
-  gate in the tenant's Gates table, sealed. Every message is updated in place (`chat.update`) after each vote,
-  whichever channel it came from (a Slack vote at once; any vote again when the chain has counted it and
-  still waits: `gate_changed`, from the chain's `gate_update_messages` activity), when a later stage opens and
-  when the gate is decided or expires (then without buttons). An approver who has voted sees their vote on
-  their DM instead of buttons. L1 notices and L3 tasks go out the same way as messages without vote buttons
-  (not kept: they never change). Failures are results and log lines, never a failed gate or a delayed vote:
-  Slack is only ever called after the vote was stored, raised and answered, with short timeouts, and one
-  unreachable Slack ends the round instead of waiting once per message.
+  opens, each approver is found in the tenant's workspace (`users.lookupByEmail` with the approver's directory
+  addresses, or the UPN) and gets the request as a direct message (`chat.postMessage` to the user id, scope
+  `im:write`), and the tenant's `default_channel` gets it too when one is set. Where each message is (channel,
+  ts) is kept per gate in the tenant's Gates table, sealed. Every message is updated in place (`chat.update`)
+  after each vote, whichever channel it came from (a Slack vote at once; any vote again when the chain has
+  counted it and still waits: `gate_changed`, from the chain's `gate_update_messages` activity), when a later
+  stage opens and when the gate is decided or expires (then without buttons). An approver who has voted sees
+  their vote on their DM instead of buttons. L1 notices and L3 tasks go out the same way as messages without
+  vote buttons (not kept: they never change); an L1 notice offers Acknowledge / Flag for rollback
+  (`FollowUps`, the Teams card's follow-up service). Failures are results and log lines, never a failed gate
+  or a delayed vote: Slack is only ever called after the vote was stored, raised and answered, with short
+  timeouts, and one unreachable Slack ends the round instead of waiting once per message.
 - `SlackVotes.handle`: one queued interaction (a button press, the reject modal's submit). The Slack user
   becomes an approver only through the tenant's identity map (`slack:user:<team>/<user>`; linked by an admin,
   or here, when the tenant allows it, because the user's Slack e-mail from `users.info` is an address of the

@@ -245,6 +245,17 @@ class GateClosedListener(Protocol):
     def gate_closed(self, tenant_id: str, instance_id: str) -> None: ...
 
 
+@runtime_checkable
+class GateChangedListener(Protocol):
+    """A channel whose messages cannot refresh themselves (Slack; Teams cards pull their own refresh): told
+    after the approval chain counted a vote and still waits, whichever channel the vote came from (API,
+    page, Teams, Slack, PSA), so every message it sent shows the votes so far. Best effort and bounded: it
+    runs in an activity of the chain, after the vote was stored, raised and answered, so a channel that is
+    down never fails or delays a vote. Never raises."""
+
+    def gate_changed(self, tenant_id: str, instance_id: str) -> None: ...
+
+
 # --- rollback runs -------------------------------------------------------------------------------------------
 
 

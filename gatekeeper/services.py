@@ -605,6 +605,7 @@ class Services:
     def slack_votes(self) -> SlackVotes:
         """Slack interactions off the queue: the person through the identity map, the vote through the
         decision service."""
+        from gatekeeper.gates.followup import FollowUpService
         from gatekeeper.slack.channel import SlackVotes
 
         return SlackVotes(
@@ -615,6 +616,14 @@ class Services:
             entra_tenants_for=self.entra_tenants_for,
             storage=self.storage,
             directory=self.user_directory,
+            followups=FollowUpService(  # an L1 notice's Acknowledge / Flag for rollback, as on the Teams card
+                self.storage,
+                self.sealer,
+                entra_tenants_for=self.entra_tenants_for,
+                operators_for=self.operators_for,
+                audit_for=self.audit_for,
+                base_url=self.approval_base_url,
+            ),
         )
 
     @cached_property

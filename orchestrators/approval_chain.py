@@ -42,6 +42,7 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
         AuditInput,
         ChainInput,
         ChainResult,
+        UpdateMessagesInput,
         vote_event_name,
     )
 
@@ -97,6 +98,13 @@ def approval_chain(context: Any) -> Generator[Any, Any, dict[str, Any]]:
                     data={"stage": stage, "vote": event.seq, "counted": False, "refusal": outcome.slug},
                 )
                 yield call(context, step.gate_audit, refused)
+            elif request.live_updates and not state.closed and state.stage == stage:
+                # Counted, still waiting: the messages that cannot refresh themselves (Slack) show the vote,
+                # whichever channel it came from. After the vote was answered; bounded; never raises.
+                changed = UpdateMessagesInput(
+                    tenant_id=request.tenant_id, instance_id=request.gate_id, at=context.current_utc_datetime
+                )
+                yield call(context, step.gate_update_messages, changed)
         if not timer.is_completed:
             timer.cancel()
         yield call(context, step.gate_audit, _stage_audit(request, stage, spec.name, outcome, state, context))

@@ -78,6 +78,7 @@ def deployment_gate(context: Any) -> Generator[Any, Any, dict[str, Any]]:
             plan=summary.plan,
             requester=summary.requester,
             title=summary.title,
+            live_updates=True,
         )
         try:
             started = context.call_sub_orchestrator(

@@ -74,3 +74,11 @@ def gate_audit(payload: dict[str, Any]) -> dict[str, Any]:
     from gatekeeper.gates.outcome import audit
 
     return audit(_services(), AuditInput.model_validate(payload)).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload")
+def gate_update_messages(payload: dict[str, Any]) -> dict[str, Any]:
+    from gatekeeper.contracts.gate import UpdateMessagesInput
+    from gatekeeper.gates.outcome import update_live_messages
+
+    return update_live_messages(_services(), UpdateMessagesInput.model_validate(payload)).model_dump(mode="json")

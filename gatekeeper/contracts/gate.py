@@ -109,6 +109,9 @@ class ChainInput(BaseModel):
     plan: ChainPlan
     requester: tuple[str, ...] = ()
     title: str = ""
+    # After each counted vote that leaves the stage open, tell the channels that cannot refresh themselves
+    # (`gate_update_messages`). False for chains started before it existed: their histories replay unchanged.
+    live_updates: bool = False
 
 
 class VoteEvent(BaseModel):
@@ -198,6 +201,18 @@ class NotifyResult(_Contract):
     ok: bool
     detail: str
     kind: str | None = None
+
+
+class UpdateMessagesInput(_Contract):
+    """`gate_update_messages`: a vote was counted and the chain still waits; the live messages show it."""
+
+    tenant_id: str = _TENANT
+    instance_id: str
+    at: datetime | None = None
+
+
+class MessagesUpdated(_Contract):
+    ok: bool
 
 
 class CallbackInput(_Contract):

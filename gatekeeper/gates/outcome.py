@@ -13,14 +13,16 @@ from gatekeeper.contracts.gate import (
     AuditInput,
     AuditRecorded,
     GateStatus,
+    MessagesUpdated,
     NotifyInput,
     NotifyResult,
     OutcomeInput,
     OutcomeRecorded,
+    UpdateMessagesInput,
 )
 from gatekeeper.gates.common import SYSTEM_ACTOR, append_audit, at_or_now, log, notify_people
 from gatekeeper.gates.store import GateRecord, GateStore
-from gatekeeper.ports import GateClosedListener
+from gatekeeper.ports import GateChangedListener, GateClosedListener
 
 if TYPE_CHECKING:
     from gatekeeper.gates.needs import GateNeeds
@@ -34,6 +36,21 @@ def close_live_messages(services: GateNeeds, tenant_id: str, instance_id: str) -
             notifier.gate_closed(tenant_id, instance_id)
         except Exception as exc:
             log.warning("closing the messages of %s failed: %s", instance_id, type(exc).__name__)
+
+
+def update_live_messages(services: GateNeeds, request: UpdateMessagesInput) -> MessagesUpdated:
+    """A vote was counted and the chain still waits: the channels that cannot refresh their messages
+    themselves (Slack) show the votes so far. Runs after the vote was answered; never fails the chain (a
+    retry would only repeat the same best-effort update), a failure is logged here and by the channel."""
+    notifier = services.notifier
+    if not isinstance(notifier, GateChangedListener):
+        return MessagesUpdated(ok=True)
+    try:
+        notifier.gate_changed(request.tenant_id, request.instance_id)
+    except Exception as exc:
+        log.warning("updating the messages of %s failed: %s", request.instance_id, type(exc).__name__)
+        return MessagesUpdated(ok=False)
+    return MessagesUpdated(ok=True)
 
 
 def record_outcome(services: GateNeeds, request: OutcomeInput) -> OutcomeRecorded:

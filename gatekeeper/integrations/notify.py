@@ -23,6 +23,7 @@ from gatekeeper.ports import (
     UPN,
     Channel,
     Delivery,
+    GateChangedListener,
     GateClosedListener,
     Notification,
     NotificationDetail,
@@ -83,6 +84,16 @@ class FanOutNotifier:
                     channel.gate_closed(tenant_id, instance_id)
                 except Exception as exc:  # a channel's failure must not touch the gate's outcome
                     log.warning("%s: closing messages failed: %s", type(channel).__name__, type(exc).__name__)
+
+    def gate_changed(self, tenant_id: str, instance_id: str) -> None:
+        """Tell the channels that cannot refresh their messages themselves (`GateChangedListener`) that a
+        vote was counted."""
+        for channel in self._channels:
+            if isinstance(channel, GateChangedListener):
+                try:
+                    channel.gate_changed(tenant_id, instance_id)
+                except Exception as exc:  # a channel's failure must not touch the chain
+                    log.warning("%s: updating messages failed: %s", type(channel).__name__, type(exc).__name__)
 
 
 # --- pure payload builders (Graph JSON shapes) -------------------------------------------------------

@@ -22,6 +22,9 @@ from typing import Any, Literal
 from gatekeeper.gates.view import ApprovalView
 
 APPROVE_ACTION, REJECT_ACTION = "gatekeeper_approve", "gatekeeper_reject"
+# An L1 notice's follow-up (the Teams card's Acknowledge / Flag for rollback, `gatekeeper.gates.followup`)
+ACKNOWLEDGE_ACTION, FLAG_ROLLBACK_ACTION = "gatekeeper_acknowledge", "gatekeeper_flag_rollback"
+FOLLOW_UP_VERBS = {ACKNOWLEDGE_ACTION: "acknowledge", FLAG_ROLLBACK_ACTION: "flag_rollback"}
 REJECT_MODAL = "gatekeeper_reject_modal"
 COMMENT_BLOCK, COMMENT_ACTION = "comment", "comment_input"
 MAX_COMMENT = 1000  # the decision service's limit
@@ -183,7 +186,7 @@ def approval_message(view: ApprovalView, notice: Notice | None = None) -> dict[s
     if notice is not None:
         blocks.append(_section(f"{notice.title} {notice.detail}".strip()))
     if view.decided:
-        blocks.append(_section(_outcome(view)))
+        blocks.append({**_section(_outcome(view)), "block_id": "outcome"})
     blocks += _what(view)
     stage = view.stage
     blocks += _fields(
@@ -232,12 +235,57 @@ def approval_message(view: ApprovalView, notice: Notice | None = None) -> dict[s
     recommendation = _recommendation(view)
     if recommendation:
         blocks.append(_section(f"Recommendation: {recommendation}"))
-    blocks.append(_section(_votes(view)))
+    blocks.append({**_section(_votes(view)), "block_id": "votes"})
     if not view.decided and view.can_decide:
         blocks.append(_buttons(view))
     audit = f", audit entries {', '.join(view.audit.entry_ids[-5:])}" if view.audit.entry_ids else ""
     blocks.append(_context(f"Gate {view.instance_id}{audit}"))
     return {"text": fallback_text(view), "blocks": blocks[: LIMITS["message_blocks"]]}
+
+
+def follow_up_message(view: ApprovalView) -> dict[str, Any]:
+    """`{"text", "blocks"}` for an L1 notice (the change ran without approval: review it) or an L3 task (a
+    person must carry it out): the same context as an approval, never vote buttons (there is nothing to vote
+    on). An L1 notice offers Acknowledge and Flag for rollback (the follow-up path the Teams card uses,
+    `gatekeeper.gates.followup`); an L3 task's "Mark done" needs a note and stays on the Teams card."""
+    task = view.status.value == "human_task"
+    headline = f"L3 human action required: {view.title}" if task else f"L1 executed, please review: {view.title}"
+    what = (
+        "Automation refused this change (level L3). A person must review it and carry it out by hand."
+        if task
+        else "This change ran without approval (level L1): this is the notice that it did. Please review it: "
+        "acknowledge it, or flag it for rollback."
+    )
+    shown = approval_message(view.model_copy(update={"can_decide": False}))
+    blocks = [b for b in shown["blocks"] if b.get("block_id") not in ("votes", "outcome")]
+    blocks[0] = {"type": "header", "text": _plain(headline, LIMITS["header_text"])}
+    blocks.insert(1, _section(what))
+    if not task:
+        value = clip(view.instance_id, LIMITS["button_value"])
+        blocks.insert(
+            len(blocks) - 1,  # before the gate's context line
+            {
+                "type": "actions",
+                "block_id": "follow_up",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ACKNOWLEDGE_ACTION,
+                        "text": _plain("Acknowledge", LIMITS["button_text"]),
+                        "value": value,
+                    },
+                    {
+                        "type": "button",
+                        "action_id": FLAG_ROLLBACK_ACTION,
+                        "text": _plain("Flag for rollback", LIMITS["button_text"]),
+                        "style": "danger",
+                        "value": value,
+                    },
+                ],
+            },
+        )
+    text = clip(" ".join(headline.split()), LIMITS["fallback_text"])
+    return {"text": text, "blocks": blocks[: LIMITS["message_blocks"]]}
 
 
 def reject_modal(instance_id: str, channel: str, ts: str) -> dict[str, Any]:

@@ -1,12 +1,18 @@
 """Slack as an approval channel: the requests it sends, the messages it keeps up to date, the votes it takes.
 
-- `SlackNotifier` (the `Notifier` port, and a `GateClosedListener`): when an L2 stage opens, each approver
-  is found in the tenant's workspace (`users.lookupByEmail` with the approver's directory addresses, or the
-  UPN) and gets the request as a direct message (`chat.postMessage` to the user id, scope `im:write`), and
-  the tenant's `default_channel` gets it too when one is set. Where each message is (channel, ts) is kept per
-  gate in the tenant's Gates table, sealed. Every message is updated in place (`chat.update`) after each vote
-  taken in Slack and when the gate is decided or expires (then without buttons). Failures are results and
-  log lines, never a failed gate.
+- `SlackNotifier` (the `Notifier` port, a `GateClosedListener` and a `GateChangedListener`): when an L2 stage
+  opens, each approver is found in the tenant's workspace (`users.lookupByEmail` with the approver's directory
+  addresses, or the UPN) and gets the request as a direct message (`chat.postMessage` to the user id, scope
+  `im:write`), and the tenant's `default_channel` gets it too when one is set. Where each message is (channel,
+  ts) is kept per gate in the tenant's Gates table, sealed. Every message is updated in place (`chat.update`)
+  after each vote, whichever channel it came from (a Slack vote at once; any vote again when the chain has
+  counted it and still waits: `gate_changed`, from the chain's `gate_update_messages` activity), when a later
+  stage opens and when the gate is decided or expires (then without buttons). An approver who has voted sees
+  their vote on their DM instead of buttons. L1 notices and L3 tasks go out the same way as messages without
+  vote buttons (not kept: they never change); an L1 notice offers Acknowledge / Flag for rollback
+  (`FollowUps`, the Teams card's follow-up service). Failures are results and log lines, never a failed gate
+  or a delayed vote: Slack is only ever called after the vote was stored, raised and answered, with short
+  timeouts, and one unreachable Slack ends the round instead of waiting once per message.
 - `SlackVotes.handle`: one queued interaction (a button press, the reject modal's submit). The Slack user
   becomes an approver only through the tenant's identity map (`slack:user:<team>/<user>`; linked by an admin,
   or here, when the tenant allows it, because the user's Slack e-mail from `users.info` is an address of the
@@ -31,7 +37,7 @@ from gatekeeper.gates.view import ApprovalView, build_view
 from gatekeeper.ports import Delivery, Notification, NotificationResult
 from gatekeeper.security.principal import GUID_PATTERN, Principal
 from gatekeeper.security.requester import DirectoryUnavailable, UserDirectory, external_id, normalise_address
-from gatekeeper.slack.blocks import Notice, approval_message, reject_modal
+from gatekeeper.slack.blocks import FOLLOW_UP_VERBS, Notice, approval_message, follow_up_message, reject_modal
 from gatekeeper.slack.edge import Interaction, Tenants
 from gatekeeper.store.repository import TenantRepository, check_key
 from gatekeeper.store.tables import StorageAccount, TablePurpose
@@ -52,6 +58,12 @@ LINK_HELP = (
     "of your Microsoft Entra addresses, or ask your Gatekeeper admin to run: gatekeeper identities link "
     "--tenant {tenant} slack:user:{team}/{user} <your Entra object id>"
 )
+
+
+class FollowUps(Protocol):
+    """What the Slack follow-up buttons need of `gatekeeper.gates.followup.FollowUpService`."""
+
+    def act(self, instance_id: str, principal: Principal, verb: str, note: str = "") -> dict[str, Any]: ...
 
 
 class Decisions(Protocol):
@@ -95,12 +107,14 @@ class MessageStore:
             self._ensured = True
         return self._repo
 
-    def save(self, instance_id: str, channel: str, ts: str, user: str | None) -> None:
+    def save(self, instance_id: str, channel: str, ts: str, user: str | None, approver: str | None = None) -> None:
+        """`user`: the Slack user of a DM (None for a channel post); `approver`: their Entra object id when
+        known, so their DM can show their own vote."""
         self._ready().upsert(
             {
                 "PartitionKey": check_key("instance_id", instance_id),
                 "RowKey": ROW_PREFIX + check_key("message", f"{channel}|{ts}"),
-                "message": {"channel": channel, "ts": ts, "user": user},
+                "message": {"channel": channel, "ts": ts, "user": user, "approver": approver},
             }
         )
 
@@ -149,40 +163,45 @@ class SlackNotifier:
     # ----- the Notifier port -------------------------------------------------------------------------------
 
     def notify(self, tenant_id: str, notification: Notification) -> NotificationResult:
-        if notification.kind != "approval_request" or not notification.instance_id:
+        """Approval requests become approval messages (kept, so they can be updated); L1 notices ("info") and
+        L3 tasks ("human_task") become follow-up messages without vote buttons. Other kinds are not sent."""
+        if notification.kind not in ("approval_request", "info", "human_task") or not notification.instance_id:
             return NotificationResult(ok=True)
+        approval = notification.kind == "approval_request"
         record = self._tenants.record(tenant_id)
         if record is None or record.slack is None:
             return NotificationResult(ok=True)
         client = self._client(record)
         if client is None:
             return NotificationResult(ok=False, detail="slack: the bot token setting is empty")
-        view = self._view(tenant_id, notification.instance_id, can_decide=True)
+        view = self._view(tenant_id, notification.instance_id, can_decide=approval)
         if view is None:
             return NotificationResult(ok=False, detail="slack: the gate is not stored")
-        message = approval_message(view)
+        message = approval_message(view) if approval else follow_up_message(view)
         store = MessageStore(self._storage, tenant_id, self._cipher)
-        if store.of_gate(view.instance_id):  # a later stage opens: the earlier messages show the gate as it is
+        if approval and store.of_gate(view.instance_id):  # a later stage opens: earlier messages show it as it is
             self.refresh(tenant_id, view.instance_id)
         deliveries: list[Delivery] = []
-        targets: list[tuple[str, str | None]] = []  # (channel or user id, label)
+        targets: list[tuple[str, str | None, str | None]] = []  # (channel or user id, label, approver oid)
         if record.slack.direct_messages:
             for recipient in notification.parsed_recipients():
                 if recipient.kind != "user":
                     continue
-                user_id = self._slack_user(client, recipient.id)
+                user_id, oid = self._slack_user(client, recipient.id)
                 if user_id is None:
                     deliveries.append(
                         Delivery(recipient=recipient.id, channel="slack", ok=False, detail="not found in Slack")
                     )
                     continue
-                targets.append((user_id, recipient.id))
+                targets.append((user_id, recipient.id, oid))
         if record.slack.default_channel:
-            targets.append((record.slack.default_channel, None))
-        for channel, label in targets:
+            targets.append((record.slack.default_channel, None, None))
+        for channel, label, oid in targets:
             try:
                 answer = client.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"])
-                store.save(view.instance_id, str(answer["channel"]), str(answer["ts"]), channel if label else None)
+                if approval:  # follow-up messages never change: nothing to keep
+                    user = channel if label else None
+                    store.save(view.instance_id, str(answer["channel"]), str(answer["ts"]), user, oid)
                 deliveries.append(Delivery(recipient=label or channel, channel="slack", ok=True, status_code=200))
             except Exception as exc:
                 log.warning("slack: posting the request failed: %s", _error(exc))
@@ -193,25 +212,41 @@ class SlackNotifier:
         """Every message of the gate shows the outcome, without buttons."""
         self.refresh(tenant_id, instance_id)
 
+    def gate_changed(self, tenant_id: str, instance_id: str) -> None:
+        """A vote was counted (from any channel) and the gate still waits: every message shows the votes so
+        far. Called from the chain's activity, after the vote was answered; failures are logged, never
+        raised."""
+        failed = self.refresh(tenant_id, instance_id)
+        if failed:
+            log.warning("slack: %d message(s) of %s still show an earlier state", failed, instance_id)
+
     def refresh(self, tenant_id: str, instance_id: str, voter: tuple[str, str, Notice] | None = None) -> int:
         """Update every message of the gate to its current state (`chat.update`); `voter` (channel, ts,
         notice) puts a notice on that person's message, without buttons. Returns how many failed."""
         record = self._tenants.record(tenant_id)
+        if record is None or record.slack is None:  # a tenant without Slack: no table read per vote
+            return 0
         sent = MessageStore(self._storage, tenant_id, self._cipher).of_gate(instance_id)
-        if record is None or not sent:
+        if not sent:
             return 0
         client = self._client(record)
         view = self._view(tenant_id, instance_id, can_decide=True)
         if client is None or view is None:
             return len(sent)
+        voted = {v.voter_id.lower(): v for v in view.votes}
         failed = 0
-        for message in sent:
+        for index, message in enumerate(sent):
             own = voter is not None and (message["channel"], message["ts"]) == voter[:2]
-            shown = (
-                approval_message(view.model_copy(update={"can_decide": False}), voter[2])
-                if own and voter is not None
-                else approval_message(view)
-            )
+            theirs = voted.get(str(message.get("approver") or "").lower())  # this DM's approver has voted
+            if own and voter is not None:
+                shown = approval_message(view.model_copy(update={"can_decide": False}), voter[2])
+            elif theirs is not None and not view.decided:
+                approved = theirs.decision == "approve"
+                said = f"You {'approved' if approved else 'rejected'} this request."
+                notice = Notice("approved" if approved else "rejected", said, theirs.comment)
+                shown = approval_message(view.model_copy(update={"can_decide": False}), notice)
+            else:
+                shown = approval_message(view)
             try:
                 client.chat_update(
                     channel=message["channel"], ts=message["ts"], text=shown["text"], blocks=shown["blocks"]
@@ -219,11 +254,16 @@ class SlackNotifier:
             except Exception as exc:
                 failed += 1
                 log.warning("slack: updating a message of %s failed: %s", instance_id, _error(exc))
+                if _unreachable(exc):  # Slack is down: the rest would each wait for their timeout too
+                    failed += len(sent) - index - 1
+                    break
         return failed
 
-    def _slack_user(self, client: Any, approver: str) -> str | None:
-        """The Slack user id of an approver (object id or UPN), found by their e-mail addresses."""
+    def _slack_user(self, client: Any, approver: str) -> tuple[str | None, str | None]:
+        """The Slack user id of an approver (object id or UPN), found by their e-mail addresses, and the
+        approver's object id when known."""
         addresses: list[str] = []
+        oid = approver.lower() if GUID_PATTERN.match(approver.lower()) else None
         if self._directory is not None:
             try:
                 entry = self._directory.user(approver)
@@ -231,6 +271,7 @@ class SlackNotifier:
                 entry = None
             if entry is not None:
                 addresses += sorted(entry.addresses)
+                oid = oid or (entry.oid.lower() if GUID_PATTERN.match(entry.oid.lower()) else None)
         address = normalise_address(approver)
         if address and address not in addresses:
             addresses.append(address)
@@ -242,8 +283,8 @@ class SlackNotifier:
                 continue
             user_id = (answer.get("user") or {}).get("id")
             if isinstance(user_id, str):
-                return user_id
-        return None
+                return user_id, oid
+        return None, oid
 
     # ----- modal -------------------------------------------------------------------------------------------
 
@@ -267,6 +308,12 @@ class SlackNotifier:
             log.warning("slack: the ephemeral answer failed: %s", _error(exc))
 
 
+def _unreachable(exc: Exception) -> bool:
+    """No answer from Slack at all (refused, reset, timed out), as opposed to an API error for one message
+    (`message_not_found`, `channel_not_found`), which says nothing about the next."""
+    return getattr(exc, "response", None) is None
+
+
 def _error(exc: Exception) -> str:
     """The Slack error code (`invalid_auth`, `channel_not_found`), never the token."""
     response = getattr(exc, "response", None)
@@ -288,9 +335,11 @@ class SlackVotes:
         storage: StorageAccount,
         directory: UserDirectory | None = None,
         api_url: str = SLACK_API,
+        followups: FollowUps | None = None,
     ) -> None:
         self._tenants = tenants
         self._notifier = notifier
+        self._followups = followups
         self._identities = identities
         self._audit_for = audit_for
         self._entra_tenants_for = entra_tenants_for
@@ -299,7 +348,8 @@ class SlackVotes:
         self._api_url = api_url
 
     def handle(self, tenant_id: str, interaction: Interaction, decisions: Decisions) -> str:
-        """What happened, as a short code for the log: voted | refused:<code> | unlinked | ignored."""
+        """What happened, as a short code for the log: voted | acknowledge | flag_rollback | refused:<code> |
+        unlinked | ignored."""
         record = self._tenants.record(tenant_id)
         if record is None or record.slack is None or record.slack.team_id != interaction.team_id:
             return "ignored"
@@ -318,6 +368,8 @@ class SlackVotes:
                 LINK_HELP.format(tenant=tenant_id, team=interaction.team_id, user=interaction.user_id),
             )
             return "unlinked"
+        if interaction.kind in FOLLOW_UP_VERBS.values():
+            return self._follow_up(record, interaction, principal)
         decision = "approve" if interaction.kind == "approve" else "reject"
         body = json.dumps({"decision": decision, "comment": interaction.comment}).encode()
         try:
@@ -338,6 +390,24 @@ class SlackVotes:
         )
         self._notifier.refresh(tenant_id, interaction.instance_id, voter)
         return "voted"
+
+    def _follow_up(self, record: TenantRecord, interaction: Interaction, principal: Principal) -> str:
+        """An L1 notice acknowledged or flagged for rollback: the follow-up service the Teams card uses decides
+        (only people the notice went to, once each, audited); the person hears the outcome (ephemeral)."""
+        if self._followups is None:
+            self._notifier.ephemeral(record, interaction, "Not recorded: follow-ups are not available here.")
+            return "refused:no-follow-ups"
+        try:
+            self._followups.act(interaction.instance_id, principal, interaction.kind)
+        except DependencyUnavailable:
+            raise  # the queue retries the message
+        except GatekeeperError as problem:
+            log.info("slack follow-up refused: %s", problem.code)
+            self._notifier.ephemeral(record, interaction, f"Not recorded. {problem.title}: {problem.detail}")
+            return f"refused:{problem.code}"
+        done = "flagged for rollback" if interaction.kind == "flag_rollback" else "acknowledged"
+        self._notifier.ephemeral(record, interaction, f"Recorded: {done}.")
+        return interaction.kind
 
     def _principal(self, record: TenantRecord, interaction: Interaction) -> Principal | None:
         """The Entra person behind the Slack user, through the identity map only."""

@@ -33,6 +33,7 @@ from gatekeeper.slack.blocks import (
     APPROVE_ACTION,
     COMMENT_ACTION,
     COMMENT_BLOCK,
+    FOLLOW_UP_VERBS,
     MAX_COMMENT,
     REJECT_ACTION,
     REJECT_MODAL,
@@ -61,7 +62,8 @@ def refused(reason: str) -> Unauthenticated:
 
 @dataclass(frozen=True)
 class Interaction:
-    """What a person did, reduced to what the decision needs. `kind`: approve | reject | reject-submitted."""
+    """What a person did, reduced to what the decision needs. `kind`: approve | reject | reject-submitted, or
+    an L1 notice's follow-up: acknowledge | flag_rollback."""
 
     kind: str
     team_id: str
@@ -178,7 +180,7 @@ def parse_interaction(payload: Mapping[str, Any]) -> Interaction | None:
             raise InvalidInput("actions must hold exactly one action", field="actions")
         action = _object(actions[0], "actions[0]")
         action_id = action.get("action_id")
-        if action_id not in (APPROVE_ACTION, REJECT_ACTION):
+        if action_id not in (APPROVE_ACTION, REJECT_ACTION, *FOLLOW_UP_VERBS):
             return None
         instance_id = _id(action.get("value"), "actions[0].value", INSTANCE_ID)
         container = payload.get("container")
@@ -189,7 +191,7 @@ def parse_interaction(payload: Mapping[str, Any]) -> Interaction | None:
         if not isinstance(trigger, str) or not trigger or len(trigger) > MAX_TRIGGER_ID:
             raise InvalidInput("trigger_id is required", field="trigger_id")
         return Interaction(
-            kind="approve" if action_id == APPROVE_ACTION else "reject",
+            kind=FOLLOW_UP_VERBS.get(action_id) or ("approve" if action_id == APPROVE_ACTION else "reject"),
             team_id=team_id,
             user_id=user_id,
             instance_id=instance_id,
@@ -358,7 +360,7 @@ def read_queue_message(opener: QueueOpener, body: bytes) -> tuple[str, Interacti
         ts=data.get("ts") if isinstance(data.get("ts"), str) else None,
         comment=str(data.get("comment") or "")[:MAX_COMMENT],
     )
-    if interaction.kind not in ("approve", "reject-submitted"):
+    if interaction.kind not in ("approve", "reject-submitted", *FOLLOW_UP_VERBS.values()):
         raise ValueError("not a Slack decision")
     return tenant_id, interaction
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from gatekeeper.audit.log import AuditLog
 from gatekeeper.errors import DependencyUnavailable, InvalidInput, Unauthenticated
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.gates.followup import FollowUpService
 from gatekeeper.integrations.callbacks import PipelineCallbacks
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import GraphUserDirectory
@@ -42,16 +44,19 @@ from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.integrations.webhook import WebhookSender
 from gatekeeper.policy import load_policy
+from gatekeeper.security.principal import Principal
 from gatekeeper.settings import Settings
 from gatekeeper.slack.blocks import (
+    ACKNOWLEDGE_ACTION,
     APPROVE_ACTION,
     COMMENT_ACTION,
     COMMENT_BLOCK,
+    FLAG_ROLLBACK_ACTION,
     REJECT_ACTION,
     REJECT_MODAL,
     violations,
 )
-from gatekeeper.slack.channel import SlackNotifier, SlackVotes, slack_external
+from gatekeeper.slack.channel import MessageStore, SlackNotifier, SlackVotes, slack_external
 from gatekeeper.slack.edge import Tenants, read_queue_message
 from gatekeeper.slack.routes import SlackRoutes, queue_sender
 from gatekeeper.store.envelope import SealedDataUnreadable
@@ -73,6 +78,8 @@ WEBHOOK_SECRET = b"webhook-signing-secret-for-slack-tests"
 ANNA, PIET, DEV = (str(uuid.UUID(int=i)) for i in (0xA, 0xB, 0xDE))
 ANNA_UPN, PIET_UPN, DEV_UPN = "anna.jansen@contoso.com", "piet.devries@contoso.com", "dev@contoso.com"
 U_ANNA, U_PIET, U_DEV, U_EVE = "UANNA0001", "UPIET0002", "UDEV00003", "UEVE00004"
+OPS, OPS_UPN, U_OPS = str(uuid.UUID(int=0x0F)), "ops@contoso.com", "UOPS00005"
+CHANNEL = "CAPPROVALS1"
 START = datetime(2030, 6, 3, 10, 0, tzinfo=UTC)
 
 
@@ -96,14 +103,14 @@ class Env:
     tenant_id: str
     team: str
 
-    def submit(self) -> str:
+    def submit(self, environment: str = "production", action: ActionKind = ActionKind.DEPLOY) -> str:
         return self.gates.submit(
             PipelineEvent(
                 tenant_id=self.tenant_id,
                 source=EventSource.GENERIC,
                 kind=EventKind.GATE_REQUEST,
-                action=ActionKind.DEPLOY,
-                environment="production",
+                action=action,
+                environment=environment,
                 repository="contoso/webshop",
                 ref="refs/heads/main",
                 commit="a1b2c3d",
@@ -118,11 +125,13 @@ class Env:
         (message,) = self.slack.messages_in(self.slack.dm_channel(user))
         return message
 
-    def button(self, gate: str, user: str, action_id: str, *, team: str | None = None) -> dict[str, Any]:
-        """A block_actions payload as Slack sends it when `user` presses a button on their DM."""
+    def button(
+        self, gate: str, user: str, action_id: str, *, team: str | None = None, channel: str | None = None
+    ) -> dict[str, Any]:
+        """A block_actions payload as Slack sends it when `user` presses a button on their DM (or `channel`)."""
         payload = sample("block_actions")
         team = team or self.team
-        channel = self.slack.dm_channel(user)
+        channel = channel or self.slack.dm_channel(user)
         (ts,) = [t for (c, t) in self.slack.messages if c == channel]
         payload["team"]["id"] = team
         payload["user"].update(id=user, team_id=team)
@@ -170,7 +179,9 @@ def text_of(message: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def env(azurite, tmp_path_factory) -> Iterator[Env]:
+def env(azurite, tmp_path_factory, request) -> Iterator[Env]:
+    """`request.param` (indirect): {"quorum": N} for the production stage (1 by default)."""
+    quorum = getattr(request, "param", {}).get("quorum", 1)
     storage = StorageAccount(connection_string=azurite.connection_string)
     cipher = build_cipher(storage, LocalKeyProvider(str(tmp_path_factory.mktemp("keys"))))
     tenant_id = "t" + uuid.uuid4().hex[:12]
@@ -186,20 +197,26 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
                         {
                             "name": "cab",
                             "approvers": [ANNA, PIET, DEV],
-                            "quorum": 1,
+                            "quorum": quorum,
                             "timeout": "PT1H",
                             "on_timeout": "reject",
                         }
                     ]
                 },
             },
+            "rules": [
+                {"name": "staging", "match": {"environments": ["staging"]}, "level": "L1"},
+                {"name": "secrets", "match": {"actions": ["secret_access"]}, "level": "L3"},
+            ],
         }
     )
     registry = TenantRegistry(storage)
     record = TenantRecord(
         tenant_id=tenant_id,
         display_name="Contoso",
-        slack=SlackSettings(team_id=team, bot_token="env:SLACK_BOT", signing_secrets=("env:SLACK_SIGNING",)),
+        slack=SlackSettings(
+            team_id=team, bot_token="env:SLACK_BOT", signing_secrets=("env:SLACK_SIGNING",), default_channel=CHANNEL
+        ),
     )
     registry.import_records([record])
     environ = {"SLACK_BOT": BOT_TOKEN, "SLACK_SIGNING": SIGNING_SECRET}
@@ -214,10 +231,11 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
         U_PIET: {"email": PIET_UPN, "real_name": "Piet de Vries"},
         U_DEV: {"email": DEV_UPN, "real_name": "Dev"},
         U_EVE: {"email": "eve@elsewhere.example", "real_name": "Eve"},
+        U_OPS: {"email": OPS_UPN, "real_name": "Ops"},
     }
     graph_users = {
         oid: {"userPrincipalName": upn, "mail": upn}
-        for oid, upn in ((ANNA, ANNA_UPN), (PIET, PIET_UPN), (DEV, DEV_UPN))
+        for oid, upn in ((ANNA, ANNA_UPN), (PIET, PIET_UPN), (DEV, DEV_UPN), (OPS, OPS_UPN))
     }
     with (
         LocalGraphServer(GRAPH_TOKEN, users=graph_users) as graph,
@@ -248,6 +266,7 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
             clock=ManualClock(START),
             settings=Settings(trust_easyauth_header=False),
             directory=directory,
+            operators_for=lambda _t: (OPS_UPN,),
         )
         queue_name = "slack-" + uuid.uuid4().hex[:12]
         storage.queue(queue_name).create_queue()
@@ -259,6 +278,13 @@ def env(azurite, tmp_path_factory) -> Iterator[Env]:
             entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
             storage=storage,
             directory=directory,
+            followups=FollowUpService(
+                storage,
+                cipher,
+                entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
+                operators_for=lambda _t: (OPS_UPN,),
+                audit_for=lambda _t: audit,
+            ),
         )
         try:
             yield Env(
@@ -420,3 +446,120 @@ def test_an_outage_behind_the_decision_service_is_raised_so_the_queue_retries(en
         env.votes.handle(tenant_id, interaction, Down())
     assert env.slack.ephemeral == []  # nobody was told "not recorded" for a decision that will be retried
     assert env.votes.handle(tenant_id, interaction, env.gates.decisions) == "voted"  # the retry
+
+
+# --- votes from other channels, L1 notices and L3 tasks (issue 19 follow-up) ----------------------------------
+
+
+def api_vote(env: Env, gate: str, oid: str, upn: str, decision: str, comment: str = "") -> int:
+    """A vote through the decision route's service (what `POST /api/approvals/{id}/decisions` runs)."""
+    principal = Principal(oid=oid, tid=TID, upn=upn, auth="bearer")
+    body = json.dumps({"decision": decision, "comment": comment}).encode()
+    status, _ = env.gates.decisions.decide(gate, principal, body)
+    return status
+
+
+def channel_post(env: Env) -> dict[str, Any]:
+    (message,) = env.slack.messages_in(CHANNEL)
+    return message
+
+
+@pytest.mark.parametrize("env", [{"quorum": 2}], indirect=True)
+def test_a_vote_from_the_api_updates_the_slack_dms_and_channel_post_before_the_gate_closes(env: Env):
+    gate = env.submit()
+    assert "Votes: none yet." in text_of(channel_post(env)) and buttons(channel_post(env)) == [
+        APPROVE_ACTION,
+        REJECT_ACTION,
+    ]
+    assert api_vote(env, gate, ANNA, ANNA_UPN, "approve", "looks fine") == 202
+    assert env.slack.messages_in(CHANNEL)[0]["updates"] == 0  # the vote's own path never calls Slack
+    env.gates.runner.run_until_idle()  # the chain counts it and still waits for the second approval
+
+    assert env.gates.runner.status(gate).runtime_status == "Running" and env.callbacks() == []
+    shown = f"approve by {ANNA}"
+    post, piet, anna = channel_post(env), env.dm(U_PIET), env.dm(U_ANNA)
+    for message in (post, piet, anna):  # every message shows the vote so far, within Block Kit's limits
+        assert message["updates"] == 1 and shown in text_of(message) and "looks fine" in text_of(message)
+        assert violations(message) == [] and "Decided:" not in text_of(message)
+    assert buttons(post) == [APPROVE_ACTION, REJECT_ACTION]  # others in the channel may still vote
+    assert buttons(piet) == [APPROVE_ACTION, REJECT_ACTION]  # Piet has not voted yet
+    assert buttons(anna) == [] and "You approved this request." in text_of(anna)  # Anna has
+
+    assert api_vote(env, gate, PIET, PIET_UPN, "approve") == 202
+    env.gates.runner.run_until_idle()
+    assert env.gates.runner.status(gate).output["status"] == "approved" and env.callbacks() == ["approved"]
+    for message in (channel_post(env), env.dm(U_PIET), env.dm(U_ANNA), env.dm(U_DEV)):
+        assert buttons(message) == [] and "Decided: approved" in text_of(message) and violations(message) == []
+
+
+@pytest.mark.parametrize("env", [{"quorum": 2}], indirect=True)
+def test_a_slack_vote_then_the_chains_update_keep_the_voters_dm_without_buttons(env: Env):
+    gate = env.submit()
+    env.post(env.button(gate, U_ANNA, APPROVE_ACTION))
+    assert env.work() == ["voted"]  # the Slack vote's own update, then the chain's update for every channel
+    anna, piet = env.dm(U_ANNA), env.dm(U_PIET)
+    assert anna["updates"] == 2 and buttons(anna) == [] and "You approved this request." in text_of(anna)
+    assert buttons(piet) == [APPROVE_ACTION, REJECT_ACTION] and f"approve by {ANNA}" in text_of(piet)
+    assert env.gates.runner.status(gate).runtime_status == "Running"
+
+
+@pytest.mark.parametrize("env", [{"quorum": 2}], indirect=True)
+def test_slack_down_during_an_api_vote_still_counts_it_answers_the_pipeline_and_logs(
+    env: Env, caplog: pytest.LogCaptureFixture
+):
+    gate = env.submit()
+    env.slack.stop()  # Slack is unreachable from here on
+    caplog.set_level(logging.WARNING, logger="gatekeeper.slack")
+
+    started = time.monotonic()
+    assert api_vote(env, gate, ANNA, ANNA_UPN, "approve") == 202  # counted and answered
+    env.gates.runner.run_until_idle()
+    took = time.monotonic() - started
+    assert env.gates.runner.status(gate).runtime_status == "Running"
+    assert [v.voter_id for v in env.gates.services.gates(env.tenant_id).votes(gate)] == [ANNA]
+    failures = [r.getMessage() for r in caplog.records if "updating a message of " + gate in r.getMessage()]
+    assert len(failures) == 1  # one unreachable Slack ends the round: no timeout per message
+    assert any("still show an earlier state" in r.getMessage() for r in caplog.records)
+    assert took < 10, took
+
+    assert api_vote(env, gate, PIET, PIET_UPN, "approve") == 202
+    env.gates.runner.run_until_idle()
+    status = env.gates.runner.status(gate)
+    assert status.runtime_status == "Completed" and status.output["status"] == "approved"
+    assert env.callbacks() == ["approved"]  # the pipeline was answered although Slack never was
+
+
+def test_an_l1_notice_reaches_slack_without_vote_buttons_and_can_be_flagged_for_rollback(env: Env):
+    gate = env.submit("staging")
+    assert env.gates.runner.status(gate).output["status"] == "approved" and env.callbacks() == ["approved"]
+    for message in (env.dm(U_OPS), channel_post(env)):  # the operator (named by UPN) and the channel
+        assert buttons(message) == [ACKNOWLEDGE_ACTION, FLAG_ROLLBACK_ACTION] and violations(message) == []
+        assert message["text"].startswith("L1 executed, please review:")
+        assert "ran without approval (level L1)" in text_of(message) and "Approval page" in text_of(message)
+        assert "Votes:" not in text_of(message) and "contoso/webshop" in text_of(message)
+    assert env.slack.messages_in(env.slack.dm_channel(U_ANNA)) == []  # approvers are not asked at L1
+    assert MessageStore(env.storage, env.tenant_id, env.cipher).of_gate(gate) == []  # nothing to update later
+
+    (post_ts,) = [t for (c, t) in env.slack.messages if c == CHANNEL]
+    env.post(env.button(gate, U_ANNA, FLAG_ROLLBACK_ACTION, channel=CHANNEL))  # in the channel, not notified
+    env.post(env.button(gate, U_OPS, FLAG_ROLLBACK_ACTION))  # the operator, from their DM
+    env.post(env.button(gate, U_OPS, FLAG_ROLLBACK_ACTION))  # twice
+    assert env.work() == ["refused:not-notified", "flag_rollback", "refused:already-recorded"]
+    told = [(e["user"], e["text"]) for e in env.slack.ephemeral]
+    assert told[0][0] == U_ANNA and "Not for you" in told[0][1]
+    assert told[1] == (U_OPS, "Recorded: flagged for rollback.") and "Already recorded" in told[2][1]
+    follow_ups = [r.data for r in env.audit.records() if r.instance_id == gate and r.kind == "follow_up"]
+    assert [(f["action"], f["upn"], f["channel"]) for f in follow_ups] == [("flag_rollback", OPS_UPN, "slack")]
+    overrides = [r for r in env.audit.records() if r.instance_id == gate and r.kind == "override"]
+    assert [(r.actor, r.data["kind"]) for r in overrides] == [(OPS, "flagged_for_rollback")]
+    assert post_ts and env.slack.messages[(CHANNEL, post_ts)]["updates"] == 0
+
+
+def test_an_l3_task_reaches_slack_as_a_message_without_vote_buttons(env: Env):
+    gate = env.submit("production", ActionKind.SECRET_ACCESS)
+    assert env.gates.runner.status(gate).output["status"] == "human_task"
+    for message in (env.dm(U_OPS), channel_post(env)):
+        assert buttons(message) == [] and violations(message) == []
+        assert message["text"].startswith("L3 human action required:")
+        assert "carry it out by hand" in text_of(message) and "Votes:" not in text_of(message)
+    assert MessageStore(env.storage, env.tenant_id, env.cipher).of_gate(gate) == []

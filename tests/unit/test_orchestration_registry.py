@@ -29,6 +29,7 @@ ACTIVITY_NAMES = {
     "watch_close",
     "watch_rmm",  # issue 15: the RMM's maintenance window and alert resolution around the watch
     "psa_ticket",  # issue 15: the gate's PSA ticket notes, statuses and tickets
+    "gate_update_messages",  # issue 19: the live messages (Slack) show each counted vote, from any channel
 }
 
 
@@ -75,6 +76,9 @@ def test_the_contracts_accept_the_inputs_running_histories_hold():
     c.CallbackInput.model_validate(
         {"tenant_id": "tenant1", "instance_id": "g", "event_key": key, "approved": True, "comment": "x"}
     )
+    plan = {"stages": [{"name": "cab", "approvers": ["a@contoso.com"], "quorum": 1, "timeout": "PT1H"}]}
+    old_chain = c.ChainInput.model_validate({"tenant_id": "tenant1", "gate_id": "g", "plan": plan, "title": "t"})
+    assert old_chain.live_updates is False  # chains started before issue 19's live updates replay unchanged
     c.HumanTaskInput.model_validate({"tenant_id": "tenant1", "instance_id": "g", "at": at})
     c.NotifyInput.model_validate(
         {"tenant_id": "tenant1", "instance_id": "g", "at": at, "notification": {"kind": "info"}}

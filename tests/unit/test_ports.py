@@ -112,6 +112,43 @@ def test_every_channel_gets_the_notification_and_one_failure_makes_it_not_ok(tmp
 # ----- connectors: one module per vendor, one table ----------------------------------------------------------
 
 
+def test_a_counted_vote_reaches_every_channel_that_cannot_refresh_itself_and_one_failure_stops_none() -> None:
+    """`FanOutNotifier.gate_changed` (and the chain's step over it) tell each `GateChangedListener`; a channel
+    that raises (Slack down, a bug) neither reaches the chain nor keeps the next channel from being told."""
+    from types import SimpleNamespace
+
+    from gatekeeper.contracts.gate import UpdateMessagesInput
+    from gatekeeper.gates.outcome import update_live_messages
+    from gatekeeper.ports import GateChangedListener
+
+    told: list[tuple[str, str, str]] = []
+
+    class Live:
+        def __init__(self, name: str, fails: bool = False) -> None:
+            self.name, self.fails = name, fails
+
+        def notify(self, tenant_id: str, notification: Notification) -> NotificationResult:
+            return NotificationResult(ok=True)
+
+        def gate_changed(self, tenant_id: str, instance_id: str) -> None:
+            told.append((self.name, tenant_id, instance_id))
+            if self.fails:
+                raise ConnectionError("slack is down")
+
+    class Plain:  # a channel without live messages (mail): not told
+        def notify(self, tenant_id: str, notification: Notification) -> NotificationResult:
+            return NotificationResult(ok=True)
+
+    fan_out = FanOutNotifier([Live("slack", fails=True), Plain(), Live("other")])
+    assert isinstance(fan_out, GateChangedListener) and not isinstance(Plain(), GateChangedListener)
+    request = UpdateMessagesInput(tenant_id="contoso", instance_id="gate-1")
+    assert update_live_messages(SimpleNamespace(notifier=fan_out), request).ok  # type: ignore[arg-type]
+    assert told == [("slack", "contoso", "gate-1"), ("other", "contoso", "gate-1")]
+    failing = SimpleNamespace(notifier=Live("alone", fails=True))  # a listener that raises, not behind a fan-out
+    assert update_live_messages(failing, request).ok is False  # type: ignore[arg-type]
+    assert update_live_messages(SimpleNamespace(notifier=Plain()), request).ok  # type: ignore[arg-type]
+
+
 def test_the_connector_table_covers_every_connector_name_and_source() -> None:
     assert set(CONNECTORS) == set(get_args(ConnectorName))
     for name, connector in CONNECTORS.items():

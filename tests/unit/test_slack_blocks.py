@@ -27,11 +27,14 @@ from gatekeeper.gates.view import (
 )
 from gatekeeper.security.requester import parse_external
 from gatekeeper.slack.blocks import (
+    ACKNOWLEDGE_ACTION,
     APPROVE_ACTION,
+    FLAG_ROLLBACK_ACTION,
     LIMITS,
     REJECT_ACTION,
     Notice,
     approval_message,
+    follow_up_message,
     reject_modal,
     violations,
 )
@@ -169,6 +172,29 @@ def test_any_view_yields_a_message_within_block_kit_limits(title, command, reaso
         message = approval_message(shown)
         assert violations(message) == []
         assert len(message["blocks"]) <= LIMITS["message_blocks"]
+    for shown in (hostile.model_copy(update={"status": s}) for s in (GateStatus.APPROVED, GateStatus.HUMAN_TASK)):
+        follow_up = follow_up_message(shown)  # L1 notice, L3 task
+        assert violations(follow_up) == []
+        assert APPROVE_ACTION not in json.dumps(follow_up) and REJECT_ACTION not in json.dumps(follow_up)
+
+
+def test_l1_notices_and_l3_tasks_carry_the_context_and_no_vote_buttons():
+    voted = view(votes=(VoteView(voter_id=ANNA, decision="approve", stage=0, at=NOW),))
+    notice = follow_up_message(voted.model_copy(update={"status": GateStatus.APPROVED, "level": "L1"}))
+    task = follow_up_message(voted.model_copy(update={"status": GateStatus.HUMAN_TASK, "level": "L3"}))
+    assert notice["text"].startswith("L1 executed, please review: deploy contoso/webshop")
+    assert task["text"].startswith("L3 human action required: deploy contoso/webshop")
+    for message in (notice, task):
+        shown = json.dumps(message["blocks"])
+        assert violations(message) == []
+        assert APPROVE_ACTION not in shown and REJECT_ACTION not in shown and "Votes:" not in shown
+        assert "Decided:" not in shown and "contoso/webshop" in shown and "Approval page" in shown
+    assert "ran without approval (level L1)" in json.dumps(notice["blocks"])
+    (actions,) = [b for b in notice["blocks"] if b["type"] == "actions"]  # the L1 follow-up, as on the Teams card
+    assert [e["action_id"] for e in actions["elements"]] == [ACKNOWLEDGE_ACTION, FLAG_ROLLBACK_ACTION]
+    assert {e["value"] for e in actions["elements"]} == {"gate-1"}
+    assert not [b for b in task["blocks"] if b["type"] == "actions"]  # "Mark done" needs a note: Teams only
+    assert "carry it out by hand" in json.dumps(task["blocks"])
 
 
 def test_violations_finds_each_broken_limit():

@@ -331,10 +331,10 @@ def _agent_bars(ax: Any, rows: list[dict[str, Any]], key: str, heading: str) -> 
     ax.set_yticklabels([r[key] if len(r[key]) <= 40 else r[key][:39] + "\u2026" for r in rows])
     for i, r in enumerate(rows):
         if r["executed_refused"]:
-            ax.text(left[i], i, f" {r['executed_refused']} refused `executed`", va="center", fontsize=8)
+            ax.text(left[i], i, f" {r['executed_refused']} ran though not approved (refused)", va="center", fontsize=8)
     ax.set_title(heading, loc="left", fontsize=9)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlim(0, max(left) * 1.35 if left and max(left) else 1)
+    ax.set_xlim(0, max(left) * 1.6 if left and max(left) else 1)
     ax.grid(axis="y", visible=False)
 
 
@@ -350,6 +350,7 @@ def chart_agents(report: dict[str, Any]) -> str | None:
         figsize=(7.5, max(2.6, 0.35 * (len(agents) + len(tools)) + 1.6)),
         gridspec_kw={"height_ratios": [max(1, len(agents)), max(1, len(tools))]},
     )
+    fig.subplots_adjust(hspace=0.6)
     _agent_bars(top, agents, "agent", "by agent")
     _agent_bars(bottom, tools, "tool", "by tool")
     bottom.set_xlabel("action requests")

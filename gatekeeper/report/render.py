@@ -322,7 +322,7 @@ AGENT_SEGMENTS = (  # (figure, legend, colour): how the agents' requests were de
 
 def _agent_bars(ax: Any, rows: list[dict[str, Any]], key: str, heading: str) -> None:
     rows = rows[::-1]  # the most denied at the top
-    left = [0] * len(rows)
+    left: list[int] = [0] * len(rows)
     for figure, legend, colour in AGENT_SEGMENTS:
         values = [r[figure] for r in rows]
         ax.barh(range(len(rows)), values, left=left, color=colour, height=0.6, label=legend)
@@ -334,7 +334,8 @@ def _agent_bars(ax: Any, rows: list[dict[str, Any]], key: str, heading: str) -> 
             ax.text(left[i], i, f" {r['executed_refused']} ran though not approved (refused)", va="center", fontsize=8)
     ax.set_title(heading, loc="left", fontsize=9)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlim(0, max(left) * 1.6 if left and max(left) else 1)
+    widest = max(left, default=0)
+    ax.set_xlim(0, widest * 1.6 if widest else 1)
     ax.grid(axis="y", visible=False)
 
 

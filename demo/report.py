@@ -41,6 +41,13 @@ def report(demo: Demo, tenant: str) -> None:
         f"time to restore p50 {dora['time_to_restore']['p50']} min",
         indent=1,
     )
+    agents = figures["agents"]
+    tools = ", ".join(f"{r['tool']} {r['denied']} of {r['requests']}" for r in agents["by_tool"][:3])
+    t.say(
+        f"AI agents: {agents['requests']} requests by {len(agents['by_agent'])} agents, {agents['denied']} denied "
+        f"(denied by tool: {tools or 'none'}), {agents['executed_refused']} refused executed reports",
+        indent=1,
+    )
     _screenshot(demo, out / "report.html", out / "report.png")
 
 

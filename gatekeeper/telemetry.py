@@ -158,8 +158,14 @@ FIELDS: dict[Event, frozenset[str]] = {
             "duration_seconds",
         }
     ),
-    Event.ACTION_REQUESTED: frozenset({"tenant", "instance_id", "level", "action", "environment", "auth"}),
-    Event.ACTION_RESOLVED: frozenset({"tenant", "instance_id", "level", "status", "outcome", "refused"}),
+    # `agent`: the token's client application (azp/appid); `tool`: the command's tool name only
+    # (gatekeeper.actions.tool.command_tool: the MCP tool or the program, never an argument); `via`: "mcp" or null.
+    Event.ACTION_REQUESTED: frozenset(
+        {"tenant", "instance_id", "level", "action", "environment", "auth", "via", "agent", "tool"}
+    ),
+    Event.ACTION_RESOLVED: frozenset(
+        {"tenant", "instance_id", "level", "status", "outcome", "refused", "agent", "tool"}
+    ),
     Event.EVENT_PUBLISH_FAILED: frozenset({"tenant", "instance_id", "types", "status_code"}),
     Event.DEAD_LETTERED: frozenset({"queue", "cause", "dequeue_count"}),
     Event.KEY_UNWRAP_FAILED: frozenset({"tenant", "kind", "status_code"}),

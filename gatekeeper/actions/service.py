@@ -31,6 +31,7 @@ from gatekeeper.actions.state import (
     parse_wait,
 )
 from gatekeeper.actions.store import ActionRecord, ActionStore, action_key
+from gatekeeper.actions.tool import command_tool
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, GateStatus, Withdrawal
 from gatekeeper.errors import Conflict, Forbidden, NotFound, foreign_target
 from gatekeeper.events.codec import event_from_sealable, event_to_sealable
@@ -135,6 +136,7 @@ class ActionService:
             caller_key=caller.caller_key,
             requester_ids=caller.requester_ids,
             requested_by=caller.display,
+            agent=caller.agent,
             level=level,
             immediate=immediate,
             reason=reason,
@@ -174,7 +176,8 @@ class ActionService:
         return Answer(200, {**{k: view[k] for k in keys}, "status_url": status_url})
 
     def _requested(self, record: ActionRecord, event: PipelineEvent, caller: ActionCaller) -> None:
-        """Audit the new action (the command verbatim, in the sealed entry) and count it (never the command)."""
+        """Audit the new action (the command verbatim, in the sealed entry) and count it (never the command: only
+        its tool name, `command_tool`, and the agent, so analytics can count requests per agent and tool)."""
         self._audit(
             record,
             "action_requested",
@@ -208,6 +211,9 @@ class ActionService:
             action=record.action,
             environment=record.environment,
             auth=record.credential,
+            via=caller.via,
+            agent=caller.agent,
+            tool=command_tool(record.command),
         )
 
     def _event(self, caller: ActionCaller, asked: ActionRequest, now: datetime) -> PipelineEvent:
@@ -453,6 +459,8 @@ class ActionService:
             status=status,
             outcome=outcome,
             refused=refused,
+            agent=record.agent,
+            tool=command_tool(record.command),
         )
 
     def _answer(self, record: ActionRecord) -> Answer:

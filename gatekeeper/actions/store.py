@@ -61,6 +61,7 @@ class ActionRecord(BaseModel):
     caller_key: str
     requester_ids: tuple[str, ...] = ()
     requested_by: str | None = None
+    agent: str | None = None  # the requesting token's client application (`azp`/`appid`): telemetry's `agent`
     level: str
     immediate: str | None = None  # L0/L1 "approved", L3 "human_only", blocked "denied"; None: people decide
     reason: str = ""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from gatekeeper.actions.tool import command_tool
 from gatekeeper.telemetry import override_kind
 
 FORMAT = "gatekeeper-report/1"
@@ -59,6 +60,19 @@ RESTORED_CONCLUSIONS = frozenset({"success", "succeeded"})
 FAILED_CHANGE_STEPS = frozenset({"decided", "requested", "dispatched", "finished", "escalated"})
 COMMIT_TIME_KEYS = ("commit_time", "committed_at", "commit_timestamp")
 WITHDRAWN = frozenset({"cancelled", "expired"})
+UNIDENTIFIED_AGENT = "(unidentified agent)"
+OTHER_AGENTS = "(other agents)"
+OTHER_TOOLS = "(other tools)"
+MAX_AGENTS = 15  # rows per agent and per tool in the AI agents section (the rest are summed into one row)
+AGENT_FIGURES = (
+    "requests",
+    "approved",
+    "denied",
+    "expired_or_cancelled",
+    "pending",
+    "executed_after_approval",
+    "executed_refused",
+)
 
 Bucket = Literal["day", "week"]
 
@@ -287,10 +301,25 @@ class Fit:
 
 
 @dataclass
+class AgentAction:
+    """An action an AI agent asked for (`action_requested` with `via` mcp, an `agent`, or an mcp-guard
+    command) and what became of it. Only the agent and the command's tool name are kept, never the command."""
+
+    requested_at: datetime
+    agent: str
+    tool: str
+    answer: str | None  # the immediate answer: approved | denied | human_only; None while people decide
+    withdrawn_at: datetime | None = None  # action_cancelled / action_expired
+    executed_at: datetime | None = None  # `executed` reported for the approved action
+    refused_at: datetime | None = None  # `executed` reported for an action that was not approved (refused)
+
+
+@dataclass
 class History:
     """The facts of a tenant's entries, keyed by gate, stage and watch; built by `collect`."""
 
     gates: dict[str, Gate] = field(default_factory=dict)
+    actions: dict[str, AgentAction] = field(default_factory=dict)
     stages: dict[tuple[str, int], Stage] = field(default_factory=dict)
     deployments: dict[str, Deployment] = field(default_factory=dict)
     overrides: list[Override] = field(default_factory=list)
@@ -361,7 +390,35 @@ def collect(entries: Iterable[Entry], window: Window) -> History:
             )
         elif kind in ("deployment_finished", "health_check", "rollback") and e.instance_id:
             _watch(h, e, data)
+        elif kind.startswith("action_") and e.instance_id:
+            _agent_action(h, e, data)
     return h
+
+
+def _agent_action(h: History, e: Entry, data: Mapping[str, Any]) -> None:
+    """An agent's action: requested (first entry wins), withdrawn, or reported on."""
+    if e.kind == "action_requested":
+        command = data.get("command")
+        tool = command_tool(command)
+        agent = label(data.get("agent"), "")
+        is_guard = isinstance(command, str) and command.startswith("mcp-tool ")
+        if e.instance_id in h.actions or not (agent or data.get("via") == "mcp" or is_guard):
+            return
+        answer = data.get("answer")
+        h.actions[e.instance_id] = AgentAction(
+            e.at, agent or UNIDENTIFIED_AGENT, tool, answer if answer in ("approved", "denied", "human_only") else None
+        )
+        return
+    action = h.actions.get(e.instance_id)
+    if action is None:
+        return  # not an agent's, or requested before what was read
+    if e.kind in ("action_cancelled", "action_expired"):
+        action.withdrawn_at = action.withdrawn_at or e.at
+    elif e.kind == "action_reported" and data.get("outcome") == "executed":
+        if data.get("refused") is True:
+            action.refused_at = action.refused_at or e.at
+        elif data.get("refused") is False and data.get("approved") is True:
+            action.executed_at = action.executed_at or e.at
 
 
 def _close_stage(h: History, e: Entry, data: Mapping[str, Any]) -> None:
@@ -432,6 +489,7 @@ def build_report(
     overrides = override_frequency(h, window)
     dora = dora_metrics(h, window)
     calibration = recommendation_calibration(h, window)
+    agents = agent_actions(h, window)
     return {
         "format": FORMAT,
         "tenant": tenant,
@@ -459,6 +517,7 @@ def build_report(
         "overrides": overrides,
         "dora": dora,
         "calibration": calibration,
+        "agents": agents,
     }
 
 
@@ -717,3 +776,59 @@ def recommendation_calibration(h: History, window: Window) -> dict[str, Any]:
             for f in fits
         ],
     }
+
+
+def _agent_status(h: History, action_id: str, action: AgentAction, until: datetime) -> str:
+    """approved | denied | expired_or_cancelled | pending, as known at `until` (the rules of
+    gatekeeper.actions.state: a withdrawal first, then the immediate answer, then the gate's outcome)."""
+    if action.withdrawn_at is not None and action.withdrawn_at <= until:
+        return "expired_or_cancelled"
+    if action.answer is not None:
+        return "approved" if action.answer == "approved" else "denied"
+    gate = h.gates.get(action_id)
+    if gate is None or gate.final_at is None or gate.final_at > until:
+        return "pending"
+    if gate.status == "approved":
+        return "approved"
+    if gate.chain_reason == "timeout" or gate.chain_reason in WITHDRAWN:
+        return "expired_or_cancelled"
+    return "denied"
+
+
+def agent_actions(h: History, window: Window) -> dict[str, Any]:
+    """Actions AI agents asked for in the window, per agent and per tool: how many, how they were decided (as
+    known at the end of the window), how many ran after approval, and how many were reported `executed`
+    although not approved (refused: an agent claiming it ran a denied command)."""
+    per_agent: dict[str, Counter[str]] = {}
+    per_tool: dict[str, Counter[str]] = {}
+    for action_id, action in h.actions.items():
+        if not window.contains(action.requested_at):
+            continue
+        figures: Counter[str] = Counter(requests=1)
+        figures[_agent_status(h, action_id, action, window.until)] += 1
+        if action.executed_at is not None and action.executed_at <= window.until:
+            figures["executed_after_approval"] += 1
+        if action.refused_at is not None and action.refused_at <= window.until:
+            figures["executed_refused"] += 1
+        per_agent.setdefault(action.agent, Counter()).update(figures)
+        per_tool.setdefault(action.tool, Counter()).update(figures)
+    total: Counter[str] = Counter()
+    for figures in per_agent.values():
+        total.update(figures)
+    return {
+        **{k: total[k] for k in AGENT_FIGURES},
+        "by_agent": _agent_rows("agent", per_agent, OTHER_AGENTS),
+        "by_tool": _agent_rows("tool", per_tool, OTHER_TOOLS),
+    }
+
+
+def _agent_rows(key: str, groups: dict[str, Counter[str]], rest_name: str) -> list[dict[str, Any]]:
+    """The groups with the most denials first (then requests, then name); MAX_AGENTS rows, the rest summed."""
+    ranked = sorted(groups, key=lambda n: (-groups[n]["denied"], -groups[n]["requests"], n))
+    rows = [(n, groups[n]) for n in ranked[:MAX_AGENTS]]
+    if len(ranked) > MAX_AGENTS:
+        merged: Counter[str] = Counter()
+        for n in ranked[MAX_AGENTS:]:
+            merged.update(groups[n])
+        rows.append((rest_name, merged))
+    return [{key: name, **{k: figures[k] for k in AGENT_FIGURES}} for name, figures in rows]

@@ -312,6 +312,62 @@ def chart_calibration(report: dict[str, Any]) -> str | None:
     )
 
 
+AGENT_SEGMENTS = (  # (figure, legend, colour): how the agents' requests were decided
+    ("approved", "approved", "#009E73"),
+    ("denied", "denied", "#D55E00"),
+    ("expired_or_cancelled", "expired or cancelled", "#999999"),
+    ("pending", "pending", "#56B4E9"),
+)
+
+
+def _agent_bars(ax: Any, rows: list[dict[str, Any]], key: str, heading: str) -> None:
+    rows = rows[::-1]  # the most denied at the top
+    left: list[int] = [0] * len(rows)
+    for figure, legend, colour in AGENT_SEGMENTS:
+        values = [r[figure] for r in rows]
+        ax.barh(range(len(rows)), values, left=left, color=colour, height=0.6, label=legend)
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([r[key] if len(r[key]) <= 40 else r[key][:39] + "\u2026" for r in rows])
+    for i, r in enumerate(rows):
+        if r["executed_refused"]:
+            ax.text(left[i], i, f" {r['executed_refused']} ran though not approved (refused)", va="center", fontsize=8)
+    ax.set_title(heading, loc="left", fontsize=9)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    widest = max(left, default=0)
+    ax.set_xlim(0, widest * 1.6 if widest else 1)
+    ax.grid(axis="y", visible=False)
+
+
+def chart_agents(report: dict[str, Any]) -> str | None:
+    a = report["agents"]
+    if not a["requests"]:
+        return None
+    plt = _pyplot()
+    agents, tools = a["by_agent"], a["by_tool"]
+    fig, (top, bottom) = plt.subplots(
+        2,
+        1,
+        figsize=(7.5, max(2.6, 0.35 * (len(agents) + len(tools)) + 1.6)),
+        gridspec_kw={"height_ratios": [max(1, len(agents)), max(1, len(tools))]},
+    )
+    fig.subplots_adjust(hspace=0.6)
+    _agent_bars(top, agents, "agent", "by agent")
+    _agent_bars(bottom, tools, "tool", "by tool")
+    bottom.set_xlabel("action requests")
+    top.legend(loc="lower left", bbox_to_anchor=(0, 1.12), frameon=False, ncol=4, fontsize=8)
+    words = "; ".join(f"{r['tool']}: {r['requests']} requested, {r['denied']} denied" for r in tools[:8])
+    return svg(
+        fig,
+        "chart-agents",
+        "AI agents' action requests by agent and by tool, by decision",
+        f"Horizontal stacked bars of the action requests AI agents made, per agent and per tool: approved, denied, "
+        f"expired or cancelled, pending. {a['requests']} requests, {a['approved']} approved, {a['denied']} denied, "
+        f"{a['expired_or_cancelled']} expired or cancelled, {a['executed_after_approval']} run after approval, "
+        f"{a['executed_refused']} reported executed although not approved (refused). {words}.",
+    )
+
+
 # --- the page ------------------------------------------------------------------------------------------------
 
 
@@ -514,6 +570,38 @@ def _calibration_section(r: dict[str, Any]) -> str:
     )
 
 
+AGENT_COLUMNS = (
+    "requests",
+    "approved",
+    "denied",
+    "expired or cancelled",
+    "pending",
+    "executed after approval",
+    "executed, refused",
+)
+
+
+def _agents_section(r: dict[str, Any]) -> str:
+    from gatekeeper.report.metrics import AGENT_FIGURES
+
+    a = r["agents"]
+    by_agent = [[x["agent"], *(x[k] for k in AGENT_FIGURES)] for x in a["by_agent"]]
+    by_tool = [[x["tool"], *(x[k] for k in AGENT_FIGURES)] for x in a["by_tool"]]
+    return _section(
+        "agents",
+        "AI agents and tools",
+        "Action requests from AI agents (through the MCP server, mcp-guard, or an agent's own token), per agent "
+        "(the token's client application) and per tool (the MCP tool, or the command's program; never its "
+        "arguments), by how they were decided. Refused: the agent reported it ran an action that was not approved.",
+        chart_agents(r),
+        [
+            table("table-agents", "By agent", ["agent", *AGENT_COLUMNS], by_agent),
+            table("table-agent-tools", "By tool", ["tool", *AGENT_COLUMNS], by_tool),
+        ],
+        "No AI agent asked for an action in this period.",
+    )
+
+
 SOURCES = (
     ("Gates by level", "the first `decision` entry of each gate (level, rule); outcomes from its final `decision`"),
     (
@@ -530,6 +618,12 @@ SOURCES = (
     (
         "Calibration",
         "`decision.recommendation.p_approve` of L2 gates against the people's final decision; `model_fitted`",
+    ),
+    (
+        "AI agents and tools",
+        "`action_requested` with `via` mcp, an `agent` or an mcp-guard command (agent; tool name only); its "
+        "immediate `answer`, the gate's final `decision`, `action_cancelled` / `action_expired`; "
+        "`action_reported` executed (approved, or `refused`)",
     ),
 )
 
@@ -562,6 +656,7 @@ def render_html(report: dict[str, Any]) -> str:
         _overrides_section,
         _dora_section,
         _calibration_section,
+        _agents_section,
     )
     sections = "".join(build(r) for build in builders)
     sources = "".join(f"<li><strong>{escape(k)}</strong>: {_code(escape(v))}</li>" for k, v in SOURCES)

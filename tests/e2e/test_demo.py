@@ -103,6 +103,13 @@ def test_demo_tells_the_whole_story_and_leaves_verifiable_evidence(tmp_path, cap
     assert figures["dora"]["deployments"] == 2 and figures["dora"]["change_failure_rate"]["rate"] == 0.5
     assert figures["gates"]["by_level"]["L3"] >= 1 and figures["approval_latency"]["overall"]["n"] >= 1
     assert f'<dd data-value="{figures["summary"]["gates"]}">' in (out / "report.html").read_text()
+    from demo.agents import OPS_AGENT_APP
+
+    agents = {r["agent"]: r for r in figures["agents"]["by_agent"]}
+    assert agents[OPS_AGENT_APP]["denied"] >= 1  # the guard's kubectl_delete_namespace, denied by anna
+    assert any(r["tool"] == "kubectl_delete_namespace" and r["denied"] for r in figures["agents"]["by_tool"])
+    assert "prod-legacy" not in (out / "report.json").read_text()  # the tool's name, never its arguments
+    assert 'id="agents"' in (out / "report.html").read_text() and "AI agents: " in timeline
 
     capsys.readouterr()
     bundle, key = str(out / "audit.bundle.json"), str(out / "checkpoint-public-key.pem")

@@ -155,6 +155,44 @@ def test_a_denial_tells_the_agent_to_carry_on_and_executed_is_refused(rig):
     ]
 
 
+def test_an_agents_denial_is_counted_by_agent_and_tool_in_telemetry_and_the_report(rig, caplog):
+    """Issue 20 item 4: the request, the denial, the refused `executed` and the `skipped` report are counted per
+    agent and tool, in the events the workbook reads and in the report built from the real audit entries; the
+    command's arguments reach neither."""
+    import logging
+
+    from gatekeeper import telemetry
+    from gatekeeper.report.metrics import Entry, Window, build_report
+
+    caplog.set_level(logging.INFO, logger=telemetry.LOGGER_NAME)
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    pending = rig.one("request_approval", ask())["structured"]
+    rig.world.pump()
+    assert rig.world.decide(pending["action_id"], PIET, "reject")[0] == 202
+    assert rig.one("report_outcome", {"action_id": pending["action_id"], "outcome": "executed"})["is_error"]
+    rig.one("report_outcome", {"action_id": pending["action_id"], "outcome": "skipped"})
+    events = [e for e in (telemetry.parse(r.getMessage()) for r in caplog.records) if e]
+    mine = [e for e in events if e.get("instance_id") == pending["action_id"]]
+    (requested,) = [e for e in mine if e["name"] == "ActionRequested"]
+    assert (requested["agent"], requested["tool"], requested["via"]) == (AGENT_APP, "kubectl", "mcp")
+    resolved = [(e["status"], e["outcome"], e["refused"], e["agent"], e["tool"]) for e in mine
+                if e["name"] == "ActionResolved"]  # fmt: skip
+    assert resolved == [
+        ("denied", "executed", True, AGENT_APP, "kubectl"),
+        ("denied", "skipped", False, AGENT_APP, "kubectl"),
+    ]
+    assert "prod-legacy" not in json.dumps(events)
+
+    log = rig.world.env.services.audit_for(rig.world.tenant_id)
+    entries = [Entry(str(r.kind), r.at, r.instance_id, "", r.data) for r in log.records()]
+    report = build_report(entries, Window(started, datetime.now(UTC)), tenant="t", generated_at=datetime.now(UTC))
+    (agent,) = report["agents"]["by_agent"]
+    assert agent == {"agent": AGENT_APP, "requests": 1, "approved": 0, "denied": 1, "expired_or_cancelled": 0,
+                     "pending": 0, "executed_after_approval": 0, "executed_refused": 1}  # fmt: skip
+    assert [t["tool"] for t in report["agents"]["by_tool"]] == ["kubectl"]
+    assert "prod-legacy" not in json.dumps(report["agents"])
+
+
 def test_the_long_poll_answers_when_a_person_decides_and_ends_at_the_bound(rig):
     pending = rig.one("request_approval", ask())["structured"]
     rig.world.pump()

@@ -61,11 +61,13 @@ def test_report_opens_from_disk_loads_nothing_and_reads_well(browser, tmp_path):
         "Override frequency by rule",
         "DORA metrics",
         "Recommendation calibration",
+        "AI agents and tools",
         "Where the numbers come from",
     ]
     assert page.get_by_role("img", name="Override frequency by rule").count() == 1
     assert page.get_by_role("img", name="Recommendation calibration: reliability diagram and Brier score").count() == 1
-    assert page.get_by_role("img").count() == 5
+    assert page.get_by_role("img", name="AI agents' action requests by agent and by tool, by decision").count() == 1
+    assert page.get_by_role("img").count() == 6
     assert page.locator("script").count() == 0
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     assert page.get_by_role("rowheader", name=HOSTILE, exact=True).count() == 1  # shown as text

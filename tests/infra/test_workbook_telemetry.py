@@ -129,6 +129,8 @@ def test_the_panels_a_service_owner_expects_use_the_facts_they_are_about():
         "queueAge": {"gatekeeper.queue.age"},
         "deploymentFrequency": {"WatchOutcome"},
         "dora": {"GateDecision", "WatchOutcome"},
+        "aiAgents": {"ActionRequested", "ActionResolved", "GateOutcome"},
+        "aiAgentTools": {"McpToolCalled"},
     }
     for item, names in expect.items():
         assert kql_telemetry.names(by_item[item]) == names, item
@@ -141,6 +143,11 @@ def test_the_panels_a_service_owner_expects_use_the_facts_they_are_about():
     for column in ("deploymentsPerDay", "leadTimeHoursP50", "changeFailurePercent", "timeToRestoreHoursP50"):
         assert column in dora, column
     assert "customDimensions.gate_id" in dora and "customMeasurements.time_to_restore_seconds" in dora
+    agents = by_item["aiAgents"]
+    assert "by agent, tool" in agents and "customDimensions.refused" in agents and "customDimensions.via" in agents
+    for column in ("approved", "denied", "expiredOrCancelled", "pending", "executedAfterApproval", "executedRefused"):
+        assert f"{column} = sum" in agents, column
+    assert "by agent = " in by_item["aiAgentTools"] and "customDimensions.tool" in by_item["aiAgentTools"]
 
 
 def test_bicep_sets_the_fallback_resource_to_the_component():

@@ -56,13 +56,13 @@ def test_report_from_the_audit_log_has_the_figures_of_the_history(
     out = tmp_path / "report"
     assert main(["report", "--tenant", unique_name, *PERIOD, "--out", str(out)]) == 0
     said = capsys.readouterr().out
-    assert f"report for tenant {unique_name} (25 gates, " in said and "report.html" in said
+    assert f"report for tenant {unique_name} (33 gates, " in said and "report.html" in said
     written = json.loads((out / "report.json").read_text())
     expected = build_report(kept.as_entries(), WINDOW, tenant=unique_name, generated_at=WINDOW.until)
     assert {k: v for k, v in written.items() if k != "generated_at"} == {
         k: v for k, v in expected.items() if k != "generated_at"
     }
-    assert written["summary"]["gates"] == 25 and written["dora"]["deployments"] == 9
+    assert written["summary"]["gates"] == 33 and written["dora"]["deployments"] == 9
     assert written["overrides"]["by_kind"]["flagged_for_rollback"] == 4  # from follow_up entries
     html = (out / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and html.count("<svg ") >= 4

@@ -15,6 +15,7 @@ SYSTEM = "system:gatekeeper"
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 WINDOW = Window(T0, T0 + timedelta(days=30))
 APPROVER = "0c7f3a52-1d4e-4b8a-9f60-7e2d5c3b1a01"
+OPS_AGENT = "7b1e4c2a-5d3f-4e6a-8b9c-0d1e2f3a4b5c"  # an agent's client application (`azp`)
 
 
 @dataclass
@@ -126,6 +127,63 @@ class History:
         elif healthy and rollback_after is None:
             self.add("health_check", at + timedelta(minutes=10), watch_id, {"final": True, "verdict": "healthy"})
 
+    def action(
+        self,
+        action_id: str,
+        at: datetime,
+        command: str,
+        *,
+        agent: str | None = OPS_AGENT,
+        via: str | None = "mcp",
+        level: str = "L2",
+        final: str | None = None,
+        chain_reason: str | None = None,
+        withdrawn: str | None = None,
+        reports: tuple[tuple[str, bool], ...] = (),
+        minutes: float = 5,
+    ) -> None:
+        """One action request as gatekeeper.actions.service records it, its gate (an action is a gate), and what
+        became of it: `final` the gate's outcome ("approved", "rejected", "human_task"; L0/L1/L3 answer at once),
+        `withdrawn` "cancelled" | "expired" before people decided, `reports` (outcome, refused) at the end."""
+        immediate = {"L0": "approved", "L1": "approved", "L3": "human_only"}.get(level)
+        data: dict[str, Any] = {
+            "action_id": action_id,
+            "command": command,
+            "command_sha256": "0" * 64,
+            "action": "infrastructure_change",
+            "environment": "production",
+            "resource": None,
+            "level": level,
+            "answer": immediate or "pending",
+            "auth": "entra",
+            "requester": [f"entra:oid:{APPROVER}"],
+            "requested_by": "ops-agent",
+        }
+        if via is not None:
+            data["via"] = via
+        if agent is not None:
+            data["agent"] = agent
+        self.add("action_requested", at, action_id, data, actor="ops-agent@contoso.com")
+        end = at + timedelta(minutes=minutes)
+        if withdrawn is not None:
+            self.gate(action_id, at, level, "agents")
+            self.add(f"action_{withdrawn}", end, action_id, {"reason": withdrawn, "chain_ended": True, "level": level})
+            chain = {"status": "rejected", "reason": withdrawn, "votes": []}
+            self.add("decision", end, action_id, {"final": True, "status": "rejected", "level": level, "chain": chain})
+        elif immediate is not None:
+            self.gate(action_id, at, level, "agents", final={"L3": "human_task"}.get(level, "approved"))
+        elif final is not None:
+            how = "timed_out" if chain_reason == "timeout" else "decided"
+            end = self.gate(action_id, at, level, "agents", stages=(("operators", minutes, how),), final=final,
+                            chain_reason=chain_reason)  # fmt: skip
+        else:
+            self.gate(action_id, at, level, "agents")
+        for outcome, refused in reports:
+            end += timedelta(minutes=1)
+            report = {"outcome": outcome, "exit_code": 0, "detail": "", "status": "?", "refused": refused}
+            report["approved"] = (not refused and final == "approved") or (immediate == "approved" and not refused)
+            self.add("action_reported", end, action_id, {**report, **({"agent": agent} if agent else {})})
+
     def flag(self, gate_id: str, at: datetime) -> None:
         self.add("follow_up", at, gate_id, {"action": "flag_rollback", "level": "L1", "note": ""}, actor=APPROVER)
 
@@ -192,4 +250,21 @@ def rich_history() -> History:
     )
     h.fit(T0 + 7 * day, "m1", 120, 0.12, 0.21)
     h.fit(T0 + 14 * day, "m2", 10**30, 1.7, 0.2)
+    agent_actions(h)
     return h
+
+
+def agent_actions(h: History) -> None:
+    """Agents' actions with known figures (asserted in tests/unit/test_report_metrics.py): 6 requests by the
+    ops agent (1 unidentified agent, 1 not an agent), through mcp-guard and the MCP server."""
+    at = T0 + timedelta(days=10)
+    delete = 'mcp-tool kubectl_delete_namespace {"name":"prod-legacy"}'
+    h.action("act-1", at, delete, via=None, final="rejected", reports=(("skipped", False), ("executed", True)))
+    h.action("act-2", at + timedelta(hours=1), delete, via=None, final="approved", reports=(("executed", False),))
+    h.action("act-3", at + timedelta(hours=2), "kubectl scale deploy/web --replicas=3", level="L1",
+             reports=(("executed", False),))  # fmt: skip
+    h.action("act-4", at + timedelta(hours=3), "/usr/bin/psql -c 'DROP TABLE orders'", level="L3")
+    h.action("act-5", at + timedelta(hours=4), "TOKEN=abc ./rotate-keys.sh prod", withdrawn="cancelled")
+    h.action("act-6", at + timedelta(hours=5), delete, via=None, final="rejected", chain_reason="timeout")
+    h.action("act-7", at + timedelta(hours=6), "terraform apply", agent=None, via="mcp")  # still pending
+    h.action("act-8", at + timedelta(hours=7), "make deploy", agent=None, via=None, final="approved")  # a pipeline

@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
+from gatekeeper.actions.tool import OTHER_TOOL, command_tool
 from gatekeeper.report import metrics
 from gatekeeper.report.metrics import Entry, Window, build_report, percentile
-from tests.support.report_history import T0, WINDOW, History, recommendation, rich_history
+from tests.support.report_history import OPS_AGENT, T0, WINDOW, History, agent_actions, recommendation, rich_history
 
 DAY = timedelta(days=1)
 
@@ -290,7 +291,7 @@ def test_an_empty_history_is_a_report_that_says_so():
 def test_the_rich_history_has_the_figures_the_other_tests_expect():
     report = report_of(rich_history())
     s = report["summary"]
-    assert (s["gates"], s["deployments"], s["overrides"]) == (25, 9, 9)
+    assert (s["gates"], s["deployments"], s["overrides"]) == (33, 9, 9)  # 25 gates and 8 actions
     assert s["change_failure_rate"] == 0.3333 and s["time_to_restore_p50_minutes"] == 15.0
     assert report["entries"]["in_window"] == len(rich_history().entries)
 
@@ -319,3 +320,137 @@ def test_entries_with_odd_shapes_do_not_crash_the_report():
     report = build_report(odd, WINDOW, tenant="t", generated_at=T0)
     assert report["gates"]["total"] == 1 and report["overrides"]["by_kind"]["other"] == 1
     assert report["dora"]["deployments"] == 1
+
+
+# --- AI agents and tools ----------------------------------------------------------------------------------------
+
+
+def test_agent_actions_by_agent_and_tool_have_the_known_answers():
+    h = History()
+    agent_actions(h)
+    a = report_of(h)["agents"]
+    # act-8 is a pipeline's (no via, no agent, no mcp-guard command): not counted
+    assert {k: a[k] for k in metrics.AGENT_FIGURES} == {
+        "requests": 7,
+        "approved": 2,  # act-2 by people, act-3 at once (L1)
+        "denied": 2,  # act-1 by people, act-4 human only (L3)
+        "expired_or_cancelled": 2,  # act-5 cancelled, act-6 timed out
+        "pending": 1,  # act-7
+        "executed_after_approval": 2,  # act-2, act-3
+        "executed_refused": 1,  # act-1: `executed` reported after the denial
+    }
+    by_agent = {r["agent"]: r for r in a["by_agent"]}
+    assert by_agent[OPS_AGENT]["requests"] == 6 and by_agent[OPS_AGENT]["executed_refused"] == 1
+    assert by_agent[metrics.UNIDENTIFIED_AGENT] == {
+        "agent": metrics.UNIDENTIFIED_AGENT,
+        "requests": 1,
+        "approved": 0,
+        "denied": 0,
+        "expired_or_cancelled": 0,
+        "pending": 1,
+        "executed_after_approval": 0,
+        "executed_refused": 0,
+    }
+    by_tool = {r["tool"]: r for r in a["by_tool"]}
+    assert set(by_tool) == {"kubectl_delete_namespace", "kubectl", "psql", "rotate-keys.sh", "terraform"}
+    delete = by_tool["kubectl_delete_namespace"]
+    assert (delete["requests"], delete["approved"], delete["denied"], delete["expired_or_cancelled"]) == (3, 1, 1, 1)
+    assert [r["tool"] for r in a["by_tool"]][:2] == ["kubectl_delete_namespace", "psql"]  # most denied first
+
+
+def test_an_agent_outcome_after_the_window_is_pending_and_a_request_before_it_is_not_counted():
+    h = History()
+    end = WINDOW.until
+    h.action("late", end - timedelta(minutes=30), "kubectl get pods", final="rejected", minutes=60,
+             reports=(("executed", True),))  # fmt: skip
+    h.action("early", WINDOW.since - DAY, "kubectl get pods", final="approved", reports=(("executed", False),))
+    a = report_of(h)["agents"]
+    assert (a["requests"], a["pending"], a["denied"], a["executed_refused"]) == (1, 1, 0, 0)
+
+
+def test_the_agent_tables_are_bounded_and_sum_the_rest():
+    h = History()
+    for i in range(metrics.MAX_AGENTS + 4):
+        h.action(f"a{i}", T0 + timedelta(minutes=i), f"tool{i:02d} --x", agent=f"app-{i:02d}", level="L3")
+    a = report_of(h)["agents"]
+    assert len(a["by_agent"]) == len(a["by_tool"]) == metrics.MAX_AGENTS + 1
+    assert a["by_agent"][-1]["agent"] == metrics.OTHER_AGENTS and a["by_agent"][-1]["denied"] == 4
+    assert a["by_tool"][-1] == {"tool": metrics.OTHER_TOOLS, **dict.fromkeys(metrics.AGENT_FIGURES, 0),
+                                "requests": 4, "denied": 4}  # fmt: skip
+
+
+@hyp_settings(derandomize=True, max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("app-a", "app-b", None)),
+            st.sampled_from(("kubectl", "mcp-tool drop_db {}", "helm")),
+            st.sampled_from(("L1", "L3", "approved", "rejected", "timeout", "cancelled", "expired", "open")),
+            st.booleans(),
+        ),
+        max_size=25,
+    )
+)
+def test_agent_figures_match_what_was_generated(actions):
+    h = History()
+    expected: Counter[str] = Counter()
+    for i, (agent, command, fate, report_executed) in enumerate(actions):
+        at = T0 + timedelta(hours=i)
+        status = {"L1": "approved", "L3": "denied", "approved": "approved", "rejected": "denied"}.get(fate)
+        status = status or ("pending" if fate == "open" else "expired_or_cancelled")
+        approved = status == "approved"
+        reports = (("executed", not approved),) if report_executed else ()
+        if fate in ("L1", "L3"):
+            h.action(f"a{i}", at, command, agent=agent, level=fate, reports=reports)
+        elif fate in ("cancelled", "expired"):
+            h.action(f"a{i}", at, command, agent=agent, withdrawn=fate, reports=reports)
+        elif fate == "open":
+            h.action(f"a{i}", at, command, agent=agent, reports=reports)
+        else:
+            final = "rejected" if fate == "timeout" else fate
+            h.action(f"a{i}", at, command, agent=agent, final=final, chain_reason=fate if fate == "timeout" else None,
+                     reports=reports)  # fmt: skip
+        expected.update({"requests": 1, status: 1})
+        if report_executed:
+            expected["executed_after_approval" if approved else "executed_refused"] += 1
+    a = report_of(h)["agents"]
+    assert {k: a[k] for k in metrics.AGENT_FIGURES} == {k: expected[k] for k in metrics.AGENT_FIGURES}
+    for rows in (a["by_agent"], a["by_tool"]):
+        for figure in metrics.AGENT_FIGURES:
+            assert sum(r[figure] for r in rows) == a[figure]
+    for row in a["by_agent"] + a["by_tool"]:
+        assert row["requests"] == sum(row[k] for k in ("approved", "denied", "expired_or_cancelled", "pending"))
+
+
+@pytest.mark.parametrize(
+    ("command", "tool"),
+    [
+        ('mcp-tool kubectl_delete_namespace {"name":"prod-legacy"}', "kubectl_delete_namespace"),
+        ("kubectl delete namespace prod-legacy", "kubectl"),
+        ("/usr/local/bin/terraform apply -auto-approve", "terraform"),
+        ("./deploy.sh --token=s3cr3t", "deploy.sh"),
+        ("API_KEY=s3cr3t OTHER='a b' helm upgrade web", "helm"),
+        ("pg_dump '--file=/x y.sql' db", "pg_dump"),
+        ("psql -c 'unbalanced", "psql"),
+        ("https://user:s3cr3t@example.com/hook", OTHER_TOOL),
+        ("C:\\tools\\x.exe /quiet", OTHER_TOOL),
+        ("s3cr3t@host", OTHER_TOOL),
+        ("--flag value", OTHER_TOOL),
+        ("x" * 65, OTHER_TOOL),
+        ("mcp-tool <script>alert(1)</script> {}", OTHER_TOOL),
+        ("mcp-tool ", OTHER_TOOL),
+        ("A=1 " * 40 + "kubectl", OTHER_TOOL),
+        ("", OTHER_TOOL),
+        (["kubectl"], OTHER_TOOL),
+        (None, OTHER_TOOL),
+    ],
+)
+def test_the_tool_of_a_command_is_one_name_and_never_an_argument(command, tool):
+    assert command_tool(command) == tool
+
+
+@hyp_settings(derandomize=True, max_examples=150, deadline=None)
+@given(st.text(max_size=300))
+def test_the_tool_of_any_text_is_a_bounded_name_that_was_in_it(text):
+    tool = command_tool(text)
+    assert tool == OTHER_TOOL or (len(tool) <= 64 and tool in text and tool.isprintable() and " " not in tool)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
 
@@ -94,6 +95,12 @@ def test_every_number_in_the_tables_is_the_json_figure(rich):
     assert page.tables["table-dora-environments"] == envs
     bins = [(b["n"], b["mean_predicted"], b["observed"]) for b in report["calibration"]["bins"] if b["n"]]
     assert [tuple(v) for _, v in page.tables["table-calibration-bins"]] == bins
+    figures = ("requests", "approved", "denied", "expired_or_cancelled", "pending", "executed_after_approval",
+               "executed_refused")  # fmt: skip
+    agents = report["agents"]
+    assert agents["requests"] and agents["executed_refused"], "the rich history has agents' actions"
+    assert page.tables["table-agents"] == [(r["agent"], [r[k] for k in figures]) for r in agents["by_agent"]]
+    assert page.tables["table-agent-tools"] == [(r["tool"], [r[k] for k in figures]) for r in agents["by_tool"]]
     total = page.tables["table-gates"][-1]
     assert total == ("total", list(report["gates"]["by_level"].values()))
     assert page.cards == list(report["summary"].values())
@@ -102,12 +109,12 @@ def test_every_number_in_the_tables_is_the_json_figure(rich):
 def test_each_chart_is_inline_svg_with_a_title_and_description_first(rich):
     _, html, page = rich
     svgs = [a for tag, a in page.tags if tag == "svg"]
-    assert len(svgs) == 5
+    assert len(svgs) == 6
     for attrs, children in zip(svgs, page.svg_children, strict=True):
         assert attrs["role"] == "img"
         assert children[:2] == ["title", "desc"]
         assert attrs["aria-labelledby"] and "width" not in attrs and attrs["viewbox"]
-    assert html.count("<h2 ") == 7  # summary, five figures, sources
+    assert html.count("<h2 ") == 8  # summary, six figures, sources
     assert all(a.get("scope") in ("col", "row") for tag, a in page.tags if tag == "th")
 
 
@@ -159,5 +166,16 @@ def test_people_comments_and_commands_never_reach_the_report():
     h.add("action_requested", WINDOW.since, "act-1", {"command": marker, "requester": marker})
     h.add("follow_up", WINDOW.since, "gate-1", {"action": "flag_rollback", "note": marker, "upn": marker}, actor=marker)
     h.add("rollback", WINDOW.since, "watch-3", {"step": "hold", "reason": marker, "url": marker}, actor=marker)
+    # An agent's commands: only the tool (MCP tool or program) is shown, never an argument or an assignment.
+    at = WINDOW.since + timedelta(hours=1)
+    h.action("agent-1", at, f'mcp-tool kubectl_delete_namespace {{"name":"{marker}"}}', final="rejected",
+             reports=(("skipped", False), ("executed", True)))  # fmt: skip
+    h.action("agent-2", at, f"SECRET={marker} ./deploy.sh --token={marker} {marker}", level="L1")
+    h.action("agent-3", at, f"https://{marker}@hooks.example/{marker}", level="L3")
+    h.action("agent-4", at, f"{marker}", agent=None, via=None, level="L3")  # a pipeline's: not an agent's
+    reported = {"outcome": "executed", "detail": marker, "refused": False, "approved": True}
+    h.add("action_reported", at, "agent-2", reported)
     report = build_report(h.as_entries(), WINDOW, tenant="contoso", generated_at=WINDOW.until)
     assert marker not in json.dumps(report) and marker not in render_html(report)
+    tools = {r["tool"] for r in report["agents"]["by_tool"]}
+    assert {"kubectl_delete_namespace", "deploy.sh", "(other)"} <= tools

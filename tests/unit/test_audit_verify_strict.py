@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from gatekeeper.audit import strict_json
 from gatekeeper.audit.bundle import BundleFormatError, build_bundle, check_bundle, dumps, read_bundle
 from gatekeeper.audit.checkpoints import Checkpoint, SignedCheckpoint, origin_for, sign_checkpoint
-from gatekeeper.audit.merkle import CompactRange, MerkleTree
+from gatekeeper.audit.merkle import EMPTY_ROOT, CompactRange, MerkleTree
 from gatekeeper.audit.records import ENTRY_FIELDS
 from gatekeeper.audit.signing import LocalCheckpointKey
 from gatekeeper.audit.verify import VerificationError, check_log
@@ -421,5 +421,6 @@ def test_verify_log_alone_refuses_a_frontier_without_a_checkpoint(signer):
     keys = {}
     result = check_log("contoso", [], [], keys, start=5, frontier=frontier.hashes, expected_size=5)
     assert not result.ok and result.first_bad_seq == 0 and "frontier alone" in (result.problem or "")
+    assert (result.size, result.root) == (0, EMPTY_ROOT.hex())  # nothing is verified
     assert check_log("contoso", [], [], keys).ok  # an empty log claims nothing
     assert origin_for("contoso") == "gatekeeper.audit/contoso"

@@ -338,3 +338,51 @@ def test_a_signed_checkpoint_cannot_be_changed_after_it_is_read(log):
     _, checkpoints, _ = log
     with pytest.raises(ValidationError, match="frozen"):
         checkpoints[0].note = "gatekeeper.audit/contoso\n99\n"
+
+
+# --- survivors of the session-6 RETEST (docs/mutation.md) -----------------------------------------------------
+
+
+def test_a_checkpoint_root_with_a_character_outside_base64_is_refused_as_not_base64():
+    """Lenient base64 would drop the stray character and decode the real root; the note is refused first,
+    as not standard base64 (not merely as non-canonical)."""
+    from gatekeeper.audit.checkpoints import Checkpoint
+
+    note = Checkpoint("gatekeeper.audit/contoso", 3, bytes(range(32)), "2026-03-01T09:00:00.000000Z").note()
+    origin, size, root, time = note[:-1].split("\n")
+    stray = root[:8] + "!" + root[8:]
+    with pytest.raises(CheckpointFormatError) as refused:
+        Checkpoint.parse(f"{origin}\n{size}\n{stray}\n{time}\n")
+    assert str(refused.value) == "note line 3: root must be standard base64"
+
+
+def test_a_stored_checkpoint_note_holds_at_most_4096_characters(log):
+    checkpoints = log[1]
+    fields = checkpoints[0].model_dump()
+    assert SignedCheckpoint.model_validate({**fields, "note": "n" * 4096}).note == "n" * 4096
+    with pytest.raises(ValidationError):
+        SignedCheckpoint.model_validate({**fields, "note": "n" * 4097})
+
+
+@pytest.mark.parametrize("start_seq", [1, 10])
+def test_a_range_export_verifies_and_counts_only_its_own_entries(pem_bundle_factory, start_seq):
+    """From seq 1 (the first start that is not the whole log: its roots come from the frontier, never from
+    a tree of the range's leaves as if they started at 0) and from seq 10 (on a checkpoint)."""
+    from gatekeeper.audit.bundle import check_bundle
+
+    bundle, pem = pem_bundle_factory(start_seq=start_seq)
+    result = check_bundle(bundle, public_key_pem=pem)
+    assert result.ok, result.summary()
+    assert (result.size, result.entries_checked) == (30, 30 - start_seq)
+
+
+def test_an_entry_rewritten_and_rehashed_right_after_a_checkpoint_is_itself_named(log):
+    """Entry 10 (the first after the checkpoint at 10) altered and given a matching hash: entry 11's
+    prev_hash no longer links. Entries 0..9 are proven, so the blame is entry 10's, not entry 11's."""
+    entries, checkpoints, keys = log
+    tampered = copy.deepcopy(entries)
+    tampered[10]["actor"] = "user:attacker"
+    rehash(tampered[10])
+    result = check_log(TENANT, tampered, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq) == (False, 10)
+    assert result.problem == "altered: its hash does not match the prev_hash recorded by seq 11"

@@ -92,11 +92,16 @@ class Rig:
         """The gate's activities in the order they ran."""
         return [name for instance, name, _ in self.runner.activity_log if instance == gate]
 
-    def cab_callback(self, ticket_id: int) -> list[dict[str, Any]]:
-        """ConnectWise's callback when the CAB approves the ticket, through the route's logic and the queue."""
+    def cab_callback(self, ticket_id: int, company: str | None = "ContosoLtd") -> list[dict[str, Any]]:
+        """ConnectWise's callback when the CAB approves the ticket, through the route's logic and the queue;
+        the ticket's company as ConnectWise names it in the entity (None: the entity names none)."""
         body = json.loads(json.dumps(CAB_APPROVED))
         entity = json.loads(body["Entity"])
         entity["id"] = body["ID"] = ticket_id
+        if company is None:
+            del entity["company"]
+        else:
+            entity["company"]["identifier"] = company
         body["Entity"], body["CompanyId"] = json.dumps(entity), self.account
         sink = Captured()
         ingestion = IngestionService(
@@ -335,3 +340,38 @@ def test_a_tenant_without_a_psa_costs_one_activity_and_writes_nothing(rig: Rig):
     assert rig.env.status(gate).output["status"] == "approved"
     assert rig.order(gate).count("psa_ticket") == 1  # the request moment says "no PSA"; the decision is skipped
     assert rig.server.requests == [] and rig.psa_audit(gate) == []
+
+
+@pytest.mark.parametrize(
+    ("company", "reason"), [("FabrikamInc", "ticket-of-another-company"), (None, "company-not-named")]
+)
+def test_a_cab_approval_of_another_client_companys_ticket_does_not_satisfy_the_stage(
+    rig: Rig, company: str | None, reason: str
+):
+    """The MSP's ConnectWise holds every client's tickets. A gate of this tenant naming another client's
+    ticket, and that ticket's CAB approval: not applied (audited with the reason, never the other company),
+    and the gate keeps waiting. A callback that names no company is refused the same way (no opt-in)."""
+    ticket = rig.server.add_ticket("Fabrikam change", company="FabrikamInc", board="Change Management", status="New")
+    gate = rig.env.gates.submit(rig.env.event("prod-cab", ticket=f"connectwise:{ticket.id}"))
+    assert rig.env.status(gate).runtime_status == "Running"
+
+    outcomes = rig.cab_callback(ticket.id, company=company)
+    [outcome] = [o for o in outcomes if o["instance_id"] == gate]
+    assert outcome == {"instance_id": gate, "status": "not_applied", "reason": reason}
+    assert rig.env.status(gate).runtime_status == "Running" and rig.env.callbacks() == []
+    entries = [r for r in rig.shared.audit.records() if r.instance_id == gate]
+    [refused] = [e for e in entries if e.data.get("action") == "change_decision_not_applied"]
+    assert refused.data["reason"] == reason and refused.data["source"] == "connectwise"
+    assert "FabrikamInc" not in json.dumps(refused.data)
+    assert not [e for e in entries if e.kind == "approval_decided"]
+
+
+def test_a_cab_approval_of_the_tenants_own_company_ticket_satisfies_the_stage(rig: Rig):
+    ticket = rig.server.add_ticket("Contoso change", company="ContosoLtd", board="Change Management", status="New")
+    gate = rig.env.gates.submit(rig.env.event("prod-cab", ticket=f"connectwise:{ticket.id}"))
+    outcomes = rig.cab_callback(ticket.id, company="contosoltd")  # ConnectWise identifiers: case-insensitive
+    [outcome] = [o for o in outcomes if o["instance_id"] == gate]
+    assert outcome["status"] == "accepted" and outcome["decision"] == "approve"
+    assert rig.env.status(gate).output["status"] == "approved"
+    decided = [r for r in rig.shared.audit.records() if r.instance_id == gate and r.kind == "approval_decided"]
+    assert decided[0].actor == f"psa:connectwise:{ticket.id}" and decided[0].data["source"] == "connectwise"

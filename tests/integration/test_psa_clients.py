@@ -392,3 +392,41 @@ def test_a_credential_reference_not_set_is_named_and_plain_http_is_refused():
     assert TicketSystems(lambda _t: None, SecretResolver({})).for_tenant("contoso") is None
     with pytest.raises(PsaConfigError, match=r"psa\.url: http is allowed for local servers only"):
         base_url("http://127.0.0.1:8080", False, "psa.url")
+
+
+HUGE = 64 * 1024 * 1024  # an answer that never ends, as far as a client that reads everything can tell
+
+
+def huge_written(server: LocalServer) -> list[int]:
+    """What the server's huge answers wrote before the client hung up (the server thread notices a moment
+    after the client closed)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while not server.huge_written and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return list(server.huge_written)
+
+
+def test_a_psa_answer_over_the_bound_is_read_no_further_and_fails_naming_the_bound():
+    """`requests` reads the whole answer before any size check unless it streams: the client stops at its
+    bound (MAX_BODY), hangs up, and the call is a failed result naming the bound; nothing is retried."""
+    from gatekeeper.psa.http import MAX_BODY
+
+    with LocalConnectWise("fabrikammsp", CW_PUBLIC, CW_PRIVATE, CW_CLIENT) as server:
+        ticket = server.add_ticket("Deploy", company="ContosoLtd", board="Change Management")
+        server.answer_huge(1, HUGE, path_contains="/service/tickets")
+        client = ConnectWiseTickets(
+            connectwise_settings(server.url),
+            CW_PUBLIC,
+            CW_PRIVATE,
+            CW_CLIENT,
+            policy=policy(),
+            allow_loopback_http=True,
+        )
+        result = client.find_or_open(SPEC.model_copy(update={"ticket_id": str(ticket.id)}))
+        assert not result.ok and f"over the {MAX_BODY}-byte bound" in (result.detail or "")
+        assert result.attempts == 1
+        [written] = huge_written(server)
+        assert written < 16 * 1024 * 1024  # the client hung up near its bound (socket buffers aside)
+        assert client.find_or_open(SPEC.model_copy(update={"ticket_id": str(ticket.id)})).ok  # served as usual

@@ -42,8 +42,20 @@ pytestmark = pytest.mark.azurite
 LOGIN_COMPANY, PUBLIC_KEY = "fabrikammsp", "pub-8d2f0c1e"
 PRIVATE_KEY, CLIENT_ID = "priv-3b7e9a1c5d0f2468ace0", "6c1f4e2a-7b3d-4c5e-9f80-1a2b3c4d5e6f"
 HOOK_SECRET = "connectwise-callback-secret-0123456789"
-SECRETS = {"E2E_CW_PUBLIC": PUBLIC_KEY, "E2E_CW_PRIVATE": PRIVATE_KEY, "E2E_CW_CLIENT": CLIENT_ID}
-CREDENTIALS = {"public_key": "env:E2E_CW_PUBLIC", "private_key": "env:E2E_CW_PRIVATE", "client_id": "env:E2E_CW_CLIENT"}
+_KEYS = {"public_key": ("CW_PUBLIC", PUBLIC_KEY), "private_key": ("CW_PRIVATE", PRIVATE_KEY)}
+_KEYS |= {"client_id": ("CW_CLIENT", CLIENT_ID)}
+
+
+def credentials_for(tenant_id: str) -> dict[str, str]:
+    """`psa.credentials`: references to the tenant's own app settings (`GK_<TENANT>_...`)."""
+    return {field: f"env:GK_{tenant_id.upper()}_{name}" for field, (name, _) in _KEYS.items()}
+
+
+def secrets_for(tenant_id: str) -> dict[str, str]:
+    """The app settings those references name, with the local ConnectWise's keys."""
+    return {f"GK_{tenant_id.upper()}_{name}": value for name, value in _KEYS.values()}
+
+
 STATUSES = {"in_progress": "Awaiting CAB", "approved": "Change Approved", "rejected": "CAB Rejected"}
 STATUSES |= {"rolled_back": "Rolled Back"}
 CAB_APPROVED = json.loads((ROOT / "tests/fixtures/connectors/connectwise/ticket-approved.json").read_text())
@@ -115,7 +127,7 @@ class Rig:
         return self.env.gates.connector_event(sink.events.pop())
 
 
-def _settings(server: LocalConnectWise, **extra: Any) -> dict[str, Any]:
+def _settings(server: LocalConnectWise, tenant_id: str, **extra: Any) -> dict[str, Any]:
     return {
         "vendor": "connectwise",
         "url": server.url,
@@ -125,7 +137,7 @@ def _settings(server: LocalConnectWise, **extra: Any) -> dict[str, Any]:
         "statuses": STATUSES,
         "rollback_priority": "Priority 1 - Emergency Response",
         "production_environments": ["prod-cab"],
-        "credentials": CREDENTIALS,
+        "credentials": credentials_for(tenant_id),
         **extra,
     }
 
@@ -164,7 +176,7 @@ def rig(shared: Shared, request: pytest.FixtureRequest) -> Iterator[Rig]:
                 display_name="Contoso",
                 identities=(f"connectwise:company:{account}",),
                 secrets={SecretPurpose.CONNECTWISE_WEBHOOK: ("env:E2E_CW_HOOK",)},
-                psa=_settings(server, **extra),
+                psa=_settings(server, shared.tenant_id, **extra),
             )
         ]
     )
@@ -172,7 +184,7 @@ def rig(shared: Shared, request: pytest.FixtureRequest) -> Iterator[Rig]:
     sleeps: list[float] = []
     gates.services.tickets = TicketSystems(
         gates.services.registry.get,
-        SecretResolver(SECRETS),
+        SecretResolver(secrets_for(shared.tenant_id)),
         policy=RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=2.0, jitter=0, sleep=sleeps.append),
         allow_loopback_http=True,
         clock=shared.clock.now,

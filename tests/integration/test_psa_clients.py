@@ -85,7 +85,11 @@ def connectwise_settings(url: str) -> ConnectWiseSettings:
             "board": "Change Management",
             "statuses": {"approved": "Change Approved"},
             "rollback_priority": "Priority 1 - Emergency Response",
-            "credentials": {"public_key": "env:P", "private_key": "env:K", "client_id": "env:I"},
+            "credentials": {
+                "public_key": "env:GK_CONTOSO_P",
+                "private_key": "env:GK_CONTOSO_K",
+                "client_id": "env:GK_CONTOSO_I",
+            },
         }
     )
 
@@ -384,10 +388,11 @@ def test_a_credential_reference_not_set_is_named_and_plain_http_is_refused():
         display_name="Contoso",
         psa=connectwise_settings("https://api-eu.myconnectwise.net").model_dump(),
     )
-    systems = TicketSystems(lambda _t: record, SecretResolver({"P": "pub", "I": "client"}))
-    with pytest.raises(PsaConfigError, match=r"psa\.credentials\.private_key: the reference env:K is not set"):
+    systems = TicketSystems(lambda _t: record, SecretResolver({"GK_CONTOSO_P": "pub", "GK_CONTOSO_I": "client"}))
+    with pytest.raises(PsaConfigError, match=r"psa\.credentials\.private_key: the reference env:GK_CONTOSO_K is not"):
         systems.for_tenant("contoso")
-    full = TicketSystems(lambda _t: record, SecretResolver({"P": "pub", "K": "key", "I": "client"}))
+    every = {"GK_CONTOSO_P": "pub", "GK_CONTOSO_K": "key", "GK_CONTOSO_I": "client"}
+    full = TicketSystems(lambda _t: record, SecretResolver(every))
     assert full.for_tenant("contoso") is full.for_tenant("contoso")  # one client per tenant and settings
     assert TicketSystems(lambda _t: None, SecretResolver({})).for_tenant("contoso") is None
     with pytest.raises(PsaConfigError, match=r"psa\.url: http is allowed for local servers only"):
@@ -430,3 +435,16 @@ def test_a_psa_answer_over_the_bound_is_read_no_further_and_fails_naming_the_bou
         [written] = huge_written(server)
         assert written < 16 * 1024 * 1024  # the client hung up near its bound (socket buffers aside)
         assert client.find_or_open(SPEC.model_copy(update={"ticket_id": str(ticket.id)})).ok  # served as usual
+
+
+@pytest.mark.parametrize("ref", ["env:AzureWebJobsStorage", "env:GK_FABRIKAM_CW_PRIVATE", "env:CW_PRIVATE"])
+def test_a_stored_record_naming_an_app_setting_not_its_own_never_gets_a_client(ref: str):
+    """A record stored before the rule (references name only `GK_<TENANT>_...`): the client is never built,
+    so that value never goes to the configured host; the error names the field, never the value."""
+    settings = connectwise_settings("https://api-eu.myconnectwise.net").model_dump()
+    settings["credentials"]["private_key"] = ref
+    record = TenantRecord(tenant_id="contoso", display_name="Contoso", psa=settings)
+    environ = {"GK_CONTOSO_P": "pub", "GK_CONTOSO_I": "client", ref.removeprefix("env:"): "platform-secret-value"}
+    with pytest.raises(PsaConfigError, match=r"psa\.credentials\.private_key: ") as caught:
+        TicketSystems(lambda _t: record, SecretResolver(environ)).for_tenant("contoso")
+    assert "platform-secret-value" not in str(caught.value)

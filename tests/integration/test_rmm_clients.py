@@ -254,12 +254,22 @@ def test_datto_rmm_outage_is_retried_and_reported(datto):
 
 
 def test_device_managers_build_one_client_per_tenant_from_its_settings(ninja):
-    settings = {"t1": ninja_settings(ninja), "t2": None}
-    managers = DeviceManagers(settings.get, {"NINJA": NINJA_SECRET}, allow_loopback_http=True)
+    settings = {"t1": ninja_settings(ninja, client_secret="env:GK_T1_NINJA"), "t2": None}
+    managers = DeviceManagers(settings.get, {"GK_T1_NINJA": NINJA_SECRET}, allow_loopback_http=True)
     first = managers.for_tenant("t1")
     assert first is not None and first is managers.for_tenant("t1")
     assert managers.for_tenant("t2") is None
     assert DeviceManagers(settings.get, {}, allow_loopback_http=True).for_tenant("t1") is None  # no secret
+
+
+@pytest.mark.parametrize("ref", ["env:NINJA", "env:APPLICATIONINSIGHTS_CONNECTION_STRING", "env:GK_T2_NINJA"])
+def test_a_stored_rmm_secret_naming_an_app_setting_not_its_own_builds_no_client(ninja, ref: str):
+    """A record stored before the rule: its reference names a platform setting or another tenant's, so the
+    value is never sent to the RMM host (no client; the watch audits the RMM as unavailable)."""
+    settings = {"t1": ninja_settings(ninja, client_secret=ref)}
+    environ = {ref.removeprefix("env:"): NINJA_SECRET}
+    assert DeviceManagers(settings.get, environ, allow_loopback_http=True).for_tenant("t1") is None
+    assert ninja.requests == []
 
 
 @pytest.mark.parametrize("path", ["/v2/device/", "/ws/oauth/token"], ids=["api-answer", "token-answer"])

@@ -448,3 +448,21 @@ def test_a_stored_record_naming_an_app_setting_not_its_own_never_gets_a_client(r
     with pytest.raises(PsaConfigError, match=r"psa\.credentials\.private_key: ") as caught:
         TicketSystems(lambda _t: record, SecretResolver(environ)).for_tenant("contoso")
     assert "platform-secret-value" not in str(caught.value)
+
+
+def test_a_psa_answer_declaring_a_length_over_the_bound_is_refused_before_reading():
+    from gatekeeper.psa.http import MAX_BODY
+
+    with LocalConnectWise("fabrikammsp", CW_PUBLIC, CW_PRIVATE, CW_CLIENT) as server:
+        ticket = server.add_ticket("Deploy", company="ContosoLtd", board="Change Management")
+        server.fail_next(1, 200, path_contains="/service/tickets", body=["x" * 1000] * 1100)  # ~1.1 MB, declared
+        client = ConnectWiseTickets(
+            connectwise_settings(server.url),
+            CW_PUBLIC,
+            CW_PRIVATE,
+            CW_CLIENT,
+            policy=policy(),
+            allow_loopback_http=True,
+        )
+        result = client.find_or_open(SPEC.model_copy(update={"ticket_id": str(ticket.id)}))
+        assert not result.ok and f"over the {MAX_BODY}-byte bound (Content-Length" in (result.detail or "")

@@ -140,6 +140,7 @@ def local_gates(
         clock=now,
         directory=directory,
         base_url=approval_base_url,
+        tenant_for=services.registry.get,
     )
 
     def identify(headers: Mapping[str, str]) -> Principal:

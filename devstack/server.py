@@ -122,6 +122,8 @@ class LocalServer(LoopbackServer):
         super().__init__()
         self.requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
+        self._huge: list[list[Any]] = []
+        self.huge_written: list[int] = []
         self._lock = threading.Lock()
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -135,6 +137,11 @@ class LocalServer(LoopbackServer):
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                huge = owner._take_huge(unquote(parts.path))
+                if huge is not None:
+                    owner._record(self.command, unquote(parts.path), parse_qs(parts.query), headers, body, 200)
+                    self._stream_huge(huge)
+                    return
                 status, out_headers, payload = owner._dispatch(
                     self.command, unquote(parts.path), parse_qs(parts.query), headers, body
                 )
@@ -145,6 +152,26 @@ class LocalServer(LoopbackServer):
                 self.end_headers()
                 if payload:
                     self.wfile.write(payload)
+
+            def _stream_huge(self, size: int) -> None:
+                """A JSON answer of `size` bytes with no Content-Length (the end is the connection's), written
+                in 64 KiB pieces until done or the client hangs up; `huge_written` counts what went out."""
+                self.close_connection = True
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                piece, written = b" " * 65536, 0
+                try:
+                    self.wfile.write(b"[")
+                    while written < size:
+                        self.wfile.write(piece)
+                        written += len(piece)
+                    self.wfile.write(b"]")
+                except OSError:  # the client closed the connection: what it took is what was written
+                    pass
+                finally:
+                    owner.huge_written.append(written)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
@@ -171,6 +198,27 @@ class LocalServer(LoopbackServer):
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         with self._lock:
             self._failures.append(_Failure(times, status, path_contains, headers, body))
+
+    def answer_huge(self, times: int, size: int, *, path_contains: str = "") -> None:
+        """Answer the next `times` matching requests 200 with a JSON body of `size` bytes and no Content-Length
+        (a vendor, or whoever answers in its place, that never stops); `huge_written` records, per answer, how
+        many bytes went out before the client hung up (a bounded client stops near its bound)."""
+        with self._lock:
+            self._huge.append([times, size, path_contains])
+
+    def _take_huge(self, path: str) -> int | None:
+        with self._lock:
+            for entry in self._huge:
+                if entry[0] > 0 and entry[2] in path:
+                    entry[0] -= 1
+                    return int(entry[1])
+        return None
+
+    def _record(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes, status: int
+    ) -> None:
+        with self._lock:
+            self.requests.append(RecordedRequest(method, path, query, headers, body, status))
 
     def requests_to(self, path_contains: str, method: str | None = None) -> list[RecordedRequest]:
         with self._lock:

@@ -40,6 +40,7 @@ def decision_service(gateway: OrchestrationGateway) -> DecisionService:
         directory=runtime.user_directory,
         base_url=runtime.approval_base_url,
         clock=runtime.clock,
+        tenant_for=runtime.registry.get,
     )
 
 

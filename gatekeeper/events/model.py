@@ -139,6 +139,9 @@ class PipelineEvent(BaseModel):
     evidence: tuple[EvidenceRef, ...] = ()
     delivery_id: str | None = None  # the source's delivery id; NOT the dedupe key (redeliveries reuse it)
     subject: str | None = None  # connector events: ticket or device id
+    # PSA change decisions: the client company the vendor's callback names for the ticket (ConnectWise
+    # `company.identifier`, Autotask `CompanyID`, HaloPSA `client_id`); compared with the tenant's `psa.company`.
+    company: str | None = Field(default=None, max_length=100)
     # Context for the approver (issue 12): web links of the repository, the commit and the run, and the
     # version tags and artifact ids the event names. Shown, never trusted for a decision.
     repository_url: WebLink | None = None

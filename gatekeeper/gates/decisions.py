@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -44,7 +44,7 @@ from gatekeeper.errors import (
     NotFound,
 )
 from gatekeeper.events.model import PipelineEvent
-from gatekeeper.gates.psa import change_decision, ticket_matches
+from gatekeeper.gates.psa import change_decision, company_refusal, ticket_matches
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore, StoredVote, VoteExists
 from gatekeeper.gates.view import ApprovalView, build_view
 from gatekeeper.security.groups import GroupLookupUnavailable, GroupMembership
@@ -52,6 +52,9 @@ from gatekeeper.security.principal import Principal, wrong_tenant
 from gatekeeper.security.requester import GUID, DirectoryUnavailable, UserDirectory, normalise_address
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.tables import StorageAccount
+
+if TYPE_CHECKING:
+    from gatekeeper.tenancy.model import TenantRecord
 
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,199}$")
 MAX_BODY_BYTES = 16 * 1024
@@ -112,8 +115,10 @@ class DecisionService:
         group_membership: GroupMembership | None = None,
         directory: UserDirectory | None = None,
         base_url: str | None = None,
+        tenant_for: Callable[[str], TenantRecord | None] | None = None,
     ):
         self._base_url = base_url
+        self._tenant_for = tenant_for  # the tenant record (its `psa.company`) for PSA change decisions
         self._storage = storage
         self._directory = directory
         self._groups = group_membership
@@ -179,11 +184,21 @@ class DecisionService:
             return []
         source, ticket, approved = decided
         store = self._store(event.tenant_id)
+        refusal: str | None = None
+        checked = False
         outcomes: list[dict[str, Any]] = []
         for instance_id in store.gates_for_ticket(ticket):
             record = store.load(instance_id)
             linked = record.ticket or _opened_ticket(store, instance_id) if record is not None else None
             if record is None or not ticket_matches(linked, source, ticket):
+                continue
+            if not checked:  # the ticket must be the tenant's client company's (gatekeeper.gates.psa)
+                tenant = self._tenant_for(event.tenant_id) if self._tenant_for is not None else None
+                refusal, checked = company_refusal(event, tenant), True
+            if refusal is not None:
+                facts = _psa_facts(source, ticket, approved, event)
+                voter = chain.psa_voter(source, ticket)
+                outcomes.append(self._psa_not_applied(record, voter, facts, refusal, self._clock()))
                 continue
             outcomes.append(self._psa_vote(store, record, source, ticket, approved, event))
         return outcomes
@@ -194,7 +209,7 @@ class DecisionService:
         now = self._clock()
         voter = chain.psa_voter(source, ticket)
         decision = chain.Decision.APPROVE if approved else chain.Decision.REJECT
-        facts = {"source": source, "ticket": ticket, "decision": decision.value, "delivery_id": event.delivery_id}
+        facts = _psa_facts(source, ticket, approved, event)
         try:
             state = self._state(store, record)
         except GatekeeperError as not_waiting:
@@ -469,6 +484,12 @@ def _opened_ticket(store: GateStore, instance_id: str) -> str | None:
     """The change ticket Gatekeeper opened for a gate that named none (`gatekeeper.gates.tickets`)."""
     found = store.psa_ticket(instance_id)
     return f"{found[0]}:{found[1]}" if found is not None and found[2] else None
+
+
+def _psa_facts(source: str, ticket: str, approved: bool, event: PipelineEvent) -> dict[str, Any]:
+    """What a PSA change decision's audit entries say about it (never the company it named)."""
+    decision = chain.Decision.APPROVE if approved else chain.Decision.REJECT
+    return {"source": source, "ticket": ticket, "decision": decision.value, "delivery_id": event.delivery_id}
 
 
 def _psa_note(source: str, ticket: str, approved: bool, event_at: datetime) -> str:

@@ -11,8 +11,12 @@ decision from any PSA the stage allows.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
+
+if TYPE_CHECKING:
+    from gatekeeper.tenancy.model import TenantRecord
 
 LABEL_PREFIX = "change-ticket:"
 PSA_SOURCES = frozenset({EventSource.CONNECTWISE, EventSource.AUTOTASK, EventSource.HALOPSA})
@@ -49,3 +53,27 @@ def ticket_matches(linked: str | None, source: str, ticket: str) -> bool:
     """True when the gate's linked ticket reference names this PSA ticket."""
     parsed = parse_ticket(linked)
     return parsed is not None and parsed[1] == ticket and parsed[0] in (None, source)
+
+
+def company_refusal(event: PipelineEvent, tenant: TenantRecord | None) -> str | None:
+    """Why a PSA change decision must not touch the tenant's gates, or None when it may.
+
+    The PSA is the MSP's and holds every client's tickets, and a gate is linked to a ticket by the number the
+    request names, so the ticket's company decides: the company the vendor's callback names
+    (`PipelineEvent.company`) must be the tenant's `psa.company` for that vendor. A decision naming another
+    company is refused always; one that cannot be compared (the tenant has no `psa:` settings for this vendor,
+    or the callback names no company) only when the tenant has not opted in
+    (`psa_decisions_without_company`). The reasons never name the other company."""
+    if tenant is None:
+        return "tenant-unknown"
+    settings = tenant.psa
+    named = (event.company or "").strip().casefold()
+    if settings is not None and settings.vendor == event.source.value:
+        if named and named != settings.company.strip().casefold():
+            return "ticket-of-another-company"
+        if named:
+            return None
+        return None if tenant.psa_decisions_without_company else "company-not-named"
+    if tenant.psa_decisions_without_company:
+        return None
+    return "no-psa-company-configured"

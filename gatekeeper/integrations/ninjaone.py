@@ -82,10 +82,10 @@ class NinjaOne(OAuthApi):
 
     def device_status(self, device_id: str) -> DeviceStatus:
         outcome, detail = self.call("GET", f"/v2/device/{quote(device_id, safe='')}", what="device status")
-        if outcome is None or not outcome.ok or outcome.response is None:
+        if outcome is None or not outcome.ok or outcome.response is None or outcome.body is None:
             return DeviceStatus(ok=False, device_id=device_id, detail=detail)
         try:
-            body = json_bounded.loads(outcome.response.content)  # bounded: a vendor answer is input too
+            body = json_bounded.loads(outcome.body)  # bounded: a vendor answer is input too
         except ValueError:
             return DeviceStatus(ok=False, device_id=device_id, detail="ninjaone device status: not JSON")
         if not isinstance(body, dict):

@@ -31,6 +31,36 @@ install_query_redaction()
 
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (requests.ConnectionError, requests.Timeout)
 MAX_DETAIL_CHARS = 300
+READ_CHUNK_BYTES = 64 * 1024
+
+
+class AnswerTooLarge(requests.RequestException):
+    """An answer longer than the caller's bound: read no further than the bound, the connection closed, and
+    not retried (the same request gets the same answer). The message names the bound."""
+
+
+def read_bounded(response: requests.Response, limit: int) -> bytes:
+    """The body of a streamed (`stream=True`) response, reading at most `limit` bytes (plus one chunk's
+    worth from the socket buffer); a longer body closes the connection and raises `AnswerTooLarge`.
+    `response.content` reads everything first, so a vendor (or whoever answers in its place) could make the
+    worker hold gigabytes before any size check. urllib3's read errors arrive as requests exceptions
+    (`iter_content`), so a stalled or cut answer is a transport failure like any other."""
+    declared = response.headers.get("content-length", "")
+    if declared.strip().isdigit() and int(declared) > limit:
+        response.close()
+        raise AnswerTooLarge(f"the answer is over the {limit}-byte bound (Content-Length {int(declared)})")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=min(READ_CHUNK_BYTES, limit + 1)):
+            size += len(chunk)
+            if size > limit:
+                raise AnswerTooLarge(f"the answer is over the {limit}-byte bound; read no further")
+            chunks.append(chunk)
+    except BaseException:
+        response.close()
+        raise
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -63,6 +93,9 @@ class HttpOutcome:
     attempts: int
     error: str | None = None  # a transport error's class name when there was no response
     waits: tuple[float, ...] = ()
+    # The answer's body when the call was made with `max_body` (read bounded from a streamed response, whose
+    # `content` is then consumed): read this, never `response.content`.
+    body: bytes | None = None
 
     @property
     def status_code(self) -> int | None:
@@ -108,9 +141,12 @@ def send_with_retry(
     *,
     label: str,
     retryable: Callable[[requests.Response], bool] = is_retryable_status,
+    max_body: int | None = None,
 ) -> HttpOutcome:
     """Call `attempt` (which builds and sends one request, so signatures can be fresh per try) until it
-    succeeds, fails for good, or the attempts run out."""
+    succeeds, fails for good, or the attempts run out. With `max_body`, `attempt` must send with
+    `stream=True`: each answer is read with `read_bounded` into `HttpOutcome.body`, and an answer over the
+    bound is a failure whose `error` names the bound (not retried)."""
     backoff = wait_exponential_jitter(multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter)
     count = 0
     waits: list[float] = []
@@ -134,10 +170,15 @@ def send_with_retry(
         what = type(outcome.exception()).__name__ if outcome.failed else f"HTTP {outcome.result().status_code}"
         log.warning("%s: attempt %d failed (%s); retrying", label, state.attempt_number, what)
 
+    bodies: dict[int, bytes] = {}
+
     def one() -> requests.Response:
         nonlocal count
         count += 1
-        return attempt()
+        response = attempt()
+        if max_body is not None:
+            bodies[id(response)] = read_bounded(response, max_body)
+        return response
 
     retrying = Retrying(
         stop=stop_after_attempt(policy.max_attempts),
@@ -150,14 +191,17 @@ def send_with_retry(
     )
     try:
         result = retrying(one)
+    except AnswerTooLarge as exc:
+        return HttpOutcome(None, count, str(exc), tuple(waits))
     except requests.RequestException as exc:  # not retryable (e.g. invalid URL)
         return HttpOutcome(None, count, type(exc).__name__, tuple(waits))
     if isinstance(result, requests.Response):
-        return HttpOutcome(result, count, None, tuple(waits))
+        return HttpOutcome(result, count, None, tuple(waits), bodies.get(id(result)))
     # retries exhausted: `result` is the last attempt's future
     if result.failed:
         return HttpOutcome(None, count, type(result.exception()).__name__, tuple(waits))
-    return HttpOutcome(result.result(), count, None, tuple(waits))
+    last = result.result()
+    return HttpOutcome(last, count, None, tuple(waits), bodies.get(id(last)))
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
@@ -167,12 +211,19 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
-def response_message(response: requests.Response) -> str:
-    """The short human part of an error body (GitHub `message`, Azure DevOps/Graph `message`)."""
+def response_message(response: requests.Response, raw: bytes | None = None) -> str:
+    """The short human part of an error body (GitHub `message`, Azure DevOps/Graph `message`); `raw` is the
+    body already read bounded (`HttpOutcome.body`), parsed with the bounded JSON reader."""
     try:
-        body = response.json()
+        if raw is not None:
+            from gatekeeper import json_bounded
+
+            body = json_bounded.loads(raw)
+        else:
+            body = response.json()
     except (ValueError, json.JSONDecodeError):
-        return response.text[:MAX_DETAIL_CHARS].strip()
+        text = raw.decode("utf-8", errors="replace") if raw is not None else response.text
+        return text[:MAX_DETAIL_CHARS].strip()
     if isinstance(body, dict):
         for candidate in (
             body.get("message"),
@@ -187,12 +238,13 @@ def describe(outcome: HttpOutcome, what: str, secrets: Iterable[str | None] = ()
     """One line for results, logs and the audit log; secrets removed, length bounded."""
     tries = f"after {outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''}"
     if outcome.response is None:
-        text = f"{what}: no response ({outcome.error or 'error'}) {tries}"
+        error = outcome.error or "error"
+        text = f"{what}: {error} {tries}" if " bound" in error else f"{what}: no response ({error}) {tries}"
     elif outcome.ok:
         text = f"{what}: HTTP {outcome.response.status_code} {tries}"
     else:
         kind = "retries exhausted" if is_retryable_status(outcome.response) else "not retryable"
-        message = response_message(outcome.response)
+        message = response_message(outcome.response, outcome.body)
         text = f"{what}: HTTP {outcome.response.status_code} ({kind}) {tries}"
         if message:
             text += f": {message}"

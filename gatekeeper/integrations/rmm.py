@@ -7,12 +7,16 @@ Datto RMM (gatekeeper.integrations.dattormm), both on `rmm_oauth.OAuthApi` (cach
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.ports import DeviceManager
+from gatekeeper.tenancy.references import reference_problem
 from gatekeeper.tenancy.rmm_settings import RmmSettings
+
+log = logging.getLogger("gatekeeper.integrations.rmm")
 
 
 class DeviceManagers:
@@ -45,6 +49,9 @@ class DeviceManagers:
             cached = self._clients.get(tenant_id)
             if cached is not None and cached[0] == settings:
                 return cached[1]
+        if reference_problem(tenant_id, settings.client_secret) is not None:
+            log.warning("tenant %s: rmm.client_secret names an app setting not its own; no RMM client", tenant_id)
+            return None  # a record stored before the rule (gatekeeper.tenancy.references)
         secret = settings.secret(self._environ)
         if secret is None:
             return None

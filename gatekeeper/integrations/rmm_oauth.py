@@ -24,6 +24,7 @@ from gatekeeper.tenancy.rmm_settings import LOOPBACK, RmmSettings
 
 TOKEN_MARGIN_SECONDS = 60.0
 MAX_TOKEN_SECONDS = 7 * 24 * 3600.0
+MAX_BODY = 1024 * 1024  # an RMM answer (token, device, alert) larger than this is not one we asked for
 
 
 def _internal(api_url: str, allow_loopback_http: bool) -> str | None:
@@ -102,9 +103,10 @@ class OAuthApi:
             prepared = self.token_request()
             self.token_requests += 1
             outcome = send_with_retry(
-                lambda: self._session.send(prepared, timeout=self._policy.timeout, allow_redirects=False),
+                lambda: self._session.send(prepared, timeout=self._policy.timeout, allow_redirects=False, stream=True),
                 self._policy,
                 label=f"{self.vendor} token",
+                max_body=MAX_BODY,
             )
             value, lifetime = self._read_token(outcome)
             if value is None:
@@ -119,10 +121,10 @@ class OAuthApi:
 
     @staticmethod
     def _read_token(outcome: HttpOutcome) -> tuple[str | None, float]:
-        if not outcome.ok or outcome.response is None:
+        if not outcome.ok or outcome.response is None or outcome.body is None:
             return None, 0.0
         try:
-            body = json_bounded.loads(outcome.response.content)  # bounded: a vendor answer is input too
+            body = json_bounded.loads(outcome.body)  # bounded: a vendor answer is input too
         except ValueError:
             return None, 0.0
         token = body.get("access_token") if isinstance(body, dict) else None
@@ -160,9 +162,10 @@ class OAuthApi:
                     headers=headers,
                     timeout=self._policy.timeout,
                     allow_redirects=False,
+                    stream=True,  # read bounded (MAX_BODY), never the whole answer first
                 )
 
-            outcome = send_with_retry(attempt, self._policy, label=f"{self.vendor} {what}")
+            outcome = send_with_retry(attempt, self._policy, label=f"{self.vendor} {what}", max_body=MAX_BODY)
             if outcome.status_code == 401 and not renewed:
                 self._forget_token(token)
                 continue

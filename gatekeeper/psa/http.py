@@ -75,9 +75,10 @@ class PsaHttp:
                 data=data,
                 timeout=self.policy.timeout,
                 allow_redirects=False,
+                stream=True,  # read bounded (MAX_BODY), never the whole answer first
             )
 
-        return send_with_retry(attempt, self.policy, label=f"{self.vendor} {operation}")
+        return send_with_retry(attempt, self.policy, label=f"{self.vendor} {operation}", max_body=MAX_BODY)
 
     def result(
         self,
@@ -106,12 +107,13 @@ class PsaHttp:
 
 
 def body_of(outcome: HttpOutcome) -> Any:
-    """The JSON answer of a successful call, or None (bounded: an oversized answer is not read)."""
-    response = outcome.response
-    if response is None or not outcome.ok or len(response.content) > MAX_BODY:
+    """The JSON answer of a successful call, or None (bounded: an answer over MAX_BODY was never read whole,
+    and its call failed naming the bound)."""
+    body = outcome.body
+    if outcome.response is None or not outcome.ok or body is None or len(body) > MAX_BODY:
         return None
     try:
-        return json_bounded.loads(response.content)  # depth and number bounds: a vendor answer is input too
+        return json_bounded.loads(body)  # depth and number bounds: a vendor answer is input too
     except ValueError:
         return None
 

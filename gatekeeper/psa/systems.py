@@ -15,6 +15,7 @@ from gatekeeper.ports import TicketSystem
 from gatekeeper.psa.http import PsaConfigError
 from gatekeeper.tenancy.model import TenantRecord
 from gatekeeper.tenancy.psa_settings import AutotaskSettings, ConnectWiseSettings, HaloSettings
+from gatekeeper.tenancy.references import reference_problem
 from gatekeeper.tenancy.secrets import SecretResolver
 
 PSA_RETRY = RetryPolicy(max_attempts=4, initial_wait=1.0, max_wait=10.0, max_retry_after=30.0, read_timeout=15.0)
@@ -54,19 +55,22 @@ class TicketSystems:
             cached = self._built.get(tenant_id)
             if cached is not None and cached[0] == settings:
                 return cached[1]
-        system = self._build(settings)
+        system = self._build(settings, tenant_id)
         with self._lock:
             self._built[tenant_id] = (settings, system)
         return system
 
-    def _secret(self, settings: Any, name: str) -> str:
+    def _secret(self, settings: Any, name: str, tenant_id: str) -> str:
         ref = getattr(settings.credentials, name)
+        refused = reference_problem(tenant_id, ref)  # a record stored before the rule (gatekeeper.tenancy.references)
+        if refused is not None:
+            raise PsaConfigError(f"psa.credentials.{name}: {refused}")
         value = self._secrets.reference(ref)
         if not value:
             raise PsaConfigError(f"psa.credentials.{name}: the reference {ref} is not set in the app settings")
         return value
 
-    def _build(self, settings: ConnectWiseSettings | AutotaskSettings | HaloSettings) -> TicketSystem:
+    def _build(self, settings: ConnectWiseSettings | AutotaskSettings | HaloSettings, tenant_id: str) -> TicketSystem:
         common: dict[str, Any] = {"policy": self._policy, "allow_loopback_http": self._loopback}
         if self._session is not None:
             common["session"] = self._session
@@ -75,9 +79,9 @@ class TicketSystems:
 
             return ConnectWiseTickets(
                 settings,
-                self._secret(settings, "public_key"),
-                self._secret(settings, "private_key"),
-                self._secret(settings, "client_id"),
+                self._secret(settings, "public_key", tenant_id),
+                self._secret(settings, "private_key", tenant_id),
+                self._secret(settings, "client_id", tenant_id),
                 **common,
             )
         if isinstance(settings, AutotaskSettings):
@@ -85,14 +89,17 @@ class TicketSystems:
 
             return AutotaskTickets(
                 settings,
-                self._secret(settings, "username"),
-                self._secret(settings, "secret"),
-                self._secret(settings, "integration_code"),
+                self._secret(settings, "username", tenant_id),
+                self._secret(settings, "secret", tenant_id),
+                self._secret(settings, "integration_code", tenant_id),
                 clock=self._clock,
                 **common,
             )
         from gatekeeper.psa.halopsa import HaloTickets
 
         return HaloTickets(
-            settings, self._secret(settings, "client_id"), self._secret(settings, "client_secret"), **common
+            settings,
+            self._secret(settings, "client_id", tenant_id),
+            self._secret(settings, "client_secret", tenant_id),
+            **common,
         )

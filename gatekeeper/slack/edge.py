@@ -266,11 +266,18 @@ class Tenants:
 
     def signing_secrets(self, record: TenantRecord) -> list[bytes]:
         refs = record.slack.signing_secrets if record.slack else ()
-        return [s for s in (self._secret(ref) for ref in refs) if s]
+        return [s for s in (self._own_secret(record, ref) for ref in refs) if s]
 
     def bot_token(self, record: TenantRecord) -> str | None:
-        secret = self._secret(record.slack.bot_token) if record.slack else None
+        secret = self._own_secret(record, record.slack.bot_token) if record.slack else None
         return secret.decode("utf-8") if secret else None
+
+    def _own_secret(self, record: TenantRecord, ref: str) -> bytes | None:
+        """The value behind one of the tenant's own references only (`GK_<TENANT>_...`); a record stored
+        before that rule, naming a platform or another tenant's setting, gets nothing."""
+        from gatekeeper.tenancy.references import reference_problem
+
+        return None if reference_problem(record.tenant_id, ref) is not None else self._secret(ref)
 
     def with_slack(self) -> list[TenantRecord]:
         return [r for r in self._records() if r.enabled and r.slack is not None][:100]

@@ -84,6 +84,11 @@ class TenantRecord(BaseModel):
     rmm: RmmSettings | None = None
     # The tenant's PSA, where gates write their notes, statuses and tickets (gatekeeper.tenancy.psa_settings)
     psa: PsaSettings | None = None
+    # A PSA change decision applies to a gate only when its ticket is the tenant's client company's: the company
+    # the vendor's callback names must be `psa.company` (gatekeeper.gates.psa.company_refusal). True accepts a
+    # decision whose company cannot be compared (no `psa:` settings of that vendor, or a callback naming no
+    # company); a decision naming another company is refused either way.
+    psa_decisions_without_company: bool = False
     # The tenant's Slack workspace (gatekeeper.tenancy.slack_settings): approvals in Slack. Its team id is one of
     # the tenant's identities (`slack:team:<id>`), so no other tenant can register the workspace.
     slack: SlackSettings | None = None

@@ -16,11 +16,12 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from gatekeeper.errors import Conflict, NotFound
+from gatekeeper.errors import Conflict, InvalidInput, NotFound
 from gatekeeper.settings import DataBoundary
 from gatekeeper.store.tables import SharedTable, StorageAccount
 from gatekeeper.tenancy.boundary import require_fit
 from gatekeeper.tenancy.model import TenantRecord, normalise_identity
+from gatekeeper.tenancy.references import first_problem
 
 TENANT_PARTITION = "tenant"
 IDENTITY_PARTITION = "identity"
@@ -135,6 +136,11 @@ class TenantRegistry:
         """Add or replace tenants. Everything is checked before anything is written: each record's data
         boundary against the deployment's (BoundaryMismatch naming `tenants[i].data_boundary`), then identities."""
         self.check_boundaries(records)
+        for index, record in enumerate(records):  # outbound credentials name only the tenant's own settings
+            refused = first_problem(record)
+            if refused is not None:
+                field = f"tenants[{index}].{refused[0]}"
+                raise InvalidInput(f"{field}: {refused[1]}", field=field)
         claimed: dict[str, str] = {}
         for record in records:
             for identity in record.all_identities:
@@ -256,6 +262,9 @@ def load_tenant_file(text: str, *, filename: str) -> list[TenantRecord]:
             raise ValueError(f"{filename}: tenants[{index}].{where}: {first['msg']}") from exc
     seen: set[str] = set()
     for index, record in enumerate(records):
+        refused = first_problem(record)
+        if refused is not None:
+            raise ValueError(f"{filename}: tenants[{index}].{refused[0]}: {refused[1]}")
         if record.tenant_id in seen:
             raise ValueError(f"{filename}: tenants[{index}].tenant_id: {record.tenant_id} appears twice")
         seen.add(record.tenant_id)

@@ -5,7 +5,7 @@ devices behind each watched service, and what the post-deploy watch may do there
       vendor: ninjaone                  # ninjaone | dattormm
       api_url: https://eu.ninjarmm.com  # the tenant's region (Datto RMM: https://<platform>-api.centrastage.net)
       client_id: 7Yx...                 # NinjaOne client id; Datto RMM API key
-      client_secret: env:CONTOSO_NINJA  # a reference, like `secrets` (Key Vault reference in Azure)
+      client_secret: env:GK_CONTOSO_NINJA  # a reference, like `secrets` (Key Vault reference in Azure)
       maintenance_mode: true            # NinjaOne only: maintenance for the watch window
       maintenance_features: [PATCHING, AVSCANS, TASKS]
       resolve_alerts: true              # reset / resolve the alert that caused a successful rollback

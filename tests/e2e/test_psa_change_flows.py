@@ -140,6 +140,8 @@ def psa(shared: Shared) -> Iterator[PsaEnv]:
                 display_name="Contoso",
                 identities=(f"autotask:account:{account}",),
                 secrets={SecretPurpose.AUTOTASK_WEBHOOK: ("env:E2E_AUTOTASK",)},
+                # no `psa:` settings here, so no company to compare the ticket's with: the tenant opts in
+                psa_decisions_without_company=True,
             )
         ]
     )
@@ -191,3 +193,21 @@ def test_a_redelivered_approval_is_applied_once_and_another_ticket_decides_nothi
     assert [c["state"] for c in psa.completed()] == ["approved"]
     decided = [e for e in psa.audit(gate) if e.kind == "approval_decided" and e.data.get("psa")]
     assert len(decided) == 1
+
+
+def test_without_psa_settings_or_the_opt_in_a_cab_approval_is_not_applied_and_audited_why(psa: PsaEnv):
+    """The MSP's PSA holds every client's tickets: with no `psa.company` to compare the ticket's company with
+    and no opt-in, the decision is refused for the linked gate and the reason audited."""
+    registry = psa.gates.services.registry
+    record = registry.get(psa.shared.tenant_id)
+    assert record is not None
+    registry.import_records([record.model_copy(update={"psa_decisions_without_company": False})])
+    registry.invalidate()
+    ticket = 6000 + uuid.uuid4().int % 999
+    gate = psa.gate(f"autotask:{ticket}")
+    [outcome] = psa.autotask_webhook(APPROVED, ticket)
+    assert outcome == {"instance_id": gate, "status": "not_applied", "reason": "no-psa-company-configured"}
+    assert psa.gates.runner.status(gate).runtime_status == "Running" and psa.completed() == []
+    [refused] = [e for e in psa.audit(gate) if e.data.get("action") == "change_decision_not_applied"]
+    assert refused.data["reason"] == "no-psa-company-configured" and refused.actor == f"psa:autotask:{ticket}"
+    assert not [e for e in psa.audit(gate) if e.kind == "approval_decided"]

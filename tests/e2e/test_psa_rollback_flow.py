@@ -14,7 +14,7 @@ from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.psa.systems import TicketSystems
 from gatekeeper.tenancy.psa_settings import ConnectWiseSettings
 from gatekeeper.tenancy.secrets import SecretResolver
-from tests.e2e.test_psa_ticket_flows import CLIENT_ID, LOGIN_COMPANY, PRIVATE_KEY, PUBLIC_KEY, SECRETS, _settings
+from tests.e2e.test_psa_ticket_flows import CLIENT_ID, LOGIN_COMPANY, PRIVATE_KEY, PUBLIC_KEY, _settings, secrets_for
 from tests.e2e.test_rollback_flows import Env, app_key, env, shared  # noqa: F401
 
 pytestmark = pytest.mark.azurite
@@ -25,12 +25,12 @@ def test_a_rollback_adds_a_note_raises_the_priority_and_moves_the_gates_ticket(e
         services = env.gates.services
         record = services.registry.get(env.tenant_id)
         assert record is not None
-        psa = ConnectWiseSettings.model_validate(_settings(server))
+        psa = ConnectWiseSettings.model_validate(_settings(server, env.tenant_id))
         services.registry.import_records([record.model_copy(update={"psa": psa})])
         services.registry.invalidate()
         services.tickets = TicketSystems(
             services.registry.get,
-            SecretResolver(SECRETS),
+            SecretResolver(secrets_for(env.tenant_id)),
             policy=RetryPolicy(max_attempts=1),
             allow_loopback_http=True,
         )

@@ -42,8 +42,20 @@ pytestmark = pytest.mark.azurite
 LOGIN_COMPANY, PUBLIC_KEY = "fabrikammsp", "pub-8d2f0c1e"
 PRIVATE_KEY, CLIENT_ID = "priv-3b7e9a1c5d0f2468ace0", "6c1f4e2a-7b3d-4c5e-9f80-1a2b3c4d5e6f"
 HOOK_SECRET = "connectwise-callback-secret-0123456789"
-SECRETS = {"E2E_CW_PUBLIC": PUBLIC_KEY, "E2E_CW_PRIVATE": PRIVATE_KEY, "E2E_CW_CLIENT": CLIENT_ID}
-CREDENTIALS = {"public_key": "env:E2E_CW_PUBLIC", "private_key": "env:E2E_CW_PRIVATE", "client_id": "env:E2E_CW_CLIENT"}
+_KEYS = {"public_key": ("CW_PUBLIC", PUBLIC_KEY), "private_key": ("CW_PRIVATE", PRIVATE_KEY)}
+_KEYS |= {"client_id": ("CW_CLIENT", CLIENT_ID)}
+
+
+def credentials_for(tenant_id: str) -> dict[str, str]:
+    """`psa.credentials`: references to the tenant's own app settings (`GK_<TENANT>_...`)."""
+    return {field: f"env:GK_{tenant_id.upper()}_{name}" for field, (name, _) in _KEYS.items()}
+
+
+def secrets_for(tenant_id: str) -> dict[str, str]:
+    """The app settings those references name, with the local ConnectWise's keys."""
+    return {f"GK_{tenant_id.upper()}_{name}": value for name, value in _KEYS.values()}
+
+
 STATUSES = {"in_progress": "Awaiting CAB", "approved": "Change Approved", "rejected": "CAB Rejected"}
 STATUSES |= {"rolled_back": "Rolled Back"}
 CAB_APPROVED = json.loads((ROOT / "tests/fixtures/connectors/connectwise/ticket-approved.json").read_text())
@@ -92,11 +104,16 @@ class Rig:
         """The gate's activities in the order they ran."""
         return [name for instance, name, _ in self.runner.activity_log if instance == gate]
 
-    def cab_callback(self, ticket_id: int) -> list[dict[str, Any]]:
-        """ConnectWise's callback when the CAB approves the ticket, through the route's logic and the queue."""
+    def cab_callback(self, ticket_id: int, company: str | None = "ContosoLtd") -> list[dict[str, Any]]:
+        """ConnectWise's callback when the CAB approves the ticket, through the route's logic and the queue;
+        the ticket's company as ConnectWise names it in the entity (None: the entity names none)."""
         body = json.loads(json.dumps(CAB_APPROVED))
         entity = json.loads(body["Entity"])
         entity["id"] = body["ID"] = ticket_id
+        if company is None:
+            del entity["company"]
+        else:
+            entity["company"]["identifier"] = company
         body["Entity"], body["CompanyId"] = json.dumps(entity), self.account
         sink = Captured()
         ingestion = IngestionService(
@@ -110,7 +127,7 @@ class Rig:
         return self.env.gates.connector_event(sink.events.pop())
 
 
-def _settings(server: LocalConnectWise, **extra: Any) -> dict[str, Any]:
+def _settings(server: LocalConnectWise, tenant_id: str, **extra: Any) -> dict[str, Any]:
     return {
         "vendor": "connectwise",
         "url": server.url,
@@ -120,7 +137,7 @@ def _settings(server: LocalConnectWise, **extra: Any) -> dict[str, Any]:
         "statuses": STATUSES,
         "rollback_priority": "Priority 1 - Emergency Response",
         "production_environments": ["prod-cab"],
-        "credentials": CREDENTIALS,
+        "credentials": credentials_for(tenant_id),
         **extra,
     }
 
@@ -159,7 +176,7 @@ def rig(shared: Shared, request: pytest.FixtureRequest) -> Iterator[Rig]:
                 display_name="Contoso",
                 identities=(f"connectwise:company:{account}",),
                 secrets={SecretPurpose.CONNECTWISE_WEBHOOK: ("env:E2E_CW_HOOK",)},
-                psa=_settings(server, **extra),
+                psa=_settings(server, shared.tenant_id, **extra),
             )
         ]
     )
@@ -167,7 +184,7 @@ def rig(shared: Shared, request: pytest.FixtureRequest) -> Iterator[Rig]:
     sleeps: list[float] = []
     gates.services.tickets = TicketSystems(
         gates.services.registry.get,
-        SecretResolver(SECRETS),
+        SecretResolver(secrets_for(shared.tenant_id)),
         policy=RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=2.0, jitter=0, sleep=sleeps.append),
         allow_loopback_http=True,
         clock=shared.clock.now,
@@ -335,3 +352,38 @@ def test_a_tenant_without_a_psa_costs_one_activity_and_writes_nothing(rig: Rig):
     assert rig.env.status(gate).output["status"] == "approved"
     assert rig.order(gate).count("psa_ticket") == 1  # the request moment says "no PSA"; the decision is skipped
     assert rig.server.requests == [] and rig.psa_audit(gate) == []
+
+
+@pytest.mark.parametrize(
+    ("company", "reason"), [("FabrikamInc", "ticket-of-another-company"), (None, "company-not-named")]
+)
+def test_a_cab_approval_of_another_client_companys_ticket_does_not_satisfy_the_stage(
+    rig: Rig, company: str | None, reason: str
+):
+    """The MSP's ConnectWise holds every client's tickets. A gate of this tenant naming another client's
+    ticket, and that ticket's CAB approval: not applied (audited with the reason, never the other company),
+    and the gate keeps waiting. A callback that names no company is refused the same way (no opt-in)."""
+    ticket = rig.server.add_ticket("Fabrikam change", company="FabrikamInc", board="Change Management", status="New")
+    gate = rig.env.gates.submit(rig.env.event("prod-cab", ticket=f"connectwise:{ticket.id}"))
+    assert rig.env.status(gate).runtime_status == "Running"
+
+    outcomes = rig.cab_callback(ticket.id, company=company)
+    [outcome] = [o for o in outcomes if o["instance_id"] == gate]
+    assert outcome == {"instance_id": gate, "status": "not_applied", "reason": reason}
+    assert rig.env.status(gate).runtime_status == "Running" and rig.env.callbacks() == []
+    entries = [r for r in rig.shared.audit.records() if r.instance_id == gate]
+    [refused] = [e for e in entries if e.data.get("action") == "change_decision_not_applied"]
+    assert refused.data["reason"] == reason and refused.data["source"] == "connectwise"
+    assert "FabrikamInc" not in json.dumps(refused.data)
+    assert not [e for e in entries if e.kind == "approval_decided"]
+
+
+def test_a_cab_approval_of_the_tenants_own_company_ticket_satisfies_the_stage(rig: Rig):
+    ticket = rig.server.add_ticket("Contoso change", company="ContosoLtd", board="Change Management", status="New")
+    gate = rig.env.gates.submit(rig.env.event("prod-cab", ticket=f"connectwise:{ticket.id}"))
+    outcomes = rig.cab_callback(ticket.id, company="contosoltd")  # ConnectWise identifiers: case-insensitive
+    [outcome] = [o for o in outcomes if o["instance_id"] == gate]
+    assert outcome["status"] == "accepted" and outcome["decision"] == "approve"
+    assert rig.env.status(gate).output["status"] == "approved"
+    decided = [r for r in rig.shared.audit.records() if r.instance_id == gate and r.kind == "approval_decided"]
+    assert decided[0].actor == f"psa:connectwise:{ticket.id}" and decided[0].data["source"] == "connectwise"

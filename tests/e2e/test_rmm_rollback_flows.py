@@ -44,7 +44,7 @@ def rmm(env: Env) -> Iterator[tuple[Env, NinjaOneServer]]:
                 "vendor": "ninjaone",
                 "api_url": ninja.url,
                 "client_id": "gatekeeper-e2e",
-                "client_secret": "env:GK_NINJA",
+                "client_secret": f"env:GK_{env.tenant_id.upper()}_NINJA",  # the tenant's own app setting
                 "maintenance_mode": True,
                 "services": [{"name": "webshop", "environments": ["production"], "devices": [DEVICE]}],
             }
@@ -52,7 +52,7 @@ def rmm(env: Env) -> Iterator[tuple[Env, NinjaOneServer]]:
         registry.import_records([record.model_copy(update={"rmm": settings})])
         services.device_managers = DeviceManagers(
             services.rmm_settings_for,
-            {"GK_NINJA": SECRET},
+            {f"GK_{env.tenant_id.upper()}_NINJA": SECRET},
             policy=RetryPolicy(max_attempts=3, initial_wait=0.01, max_wait=0.02, jitter=0),
             allow_loopback_http=True,
         )

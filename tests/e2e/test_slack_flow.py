@@ -211,15 +211,19 @@ def env(azurite, tmp_path_factory, request) -> Iterator[Env]:
         }
     )
     registry = TenantRegistry(storage)
+    own = f"GK_{tenant_id.upper()}_"  # a tenant's references name only its own app settings
     record = TenantRecord(
         tenant_id=tenant_id,
         display_name="Contoso",
         slack=SlackSettings(
-            team_id=team, bot_token="env:SLACK_BOT", signing_secrets=("env:SLACK_SIGNING",), default_channel=CHANNEL
+            team_id=team,
+            bot_token=f"env:{own}SLACK_BOT",
+            signing_secrets=(f"env:{own}SLACK_SIGNING",),
+            default_channel=CHANNEL,
         ),
     )
     registry.import_records([record])
-    environ = {"SLACK_BOT": BOT_TOKEN, "SLACK_SIGNING": SIGNING_SECRET}
+    environ = {f"{own}SLACK_BOT": BOT_TOKEN, f"{own}SLACK_SIGNING": SIGNING_SECRET}
 
     def secret(ref: str) -> bytes | None:
         value = environ.get(ref.removeprefix("env:"))

@@ -63,6 +63,18 @@ def tenant(tenant_id: str, identities: tuple[str, ...], env_prefix: str, **extra
     )
 
 
+def _autotask_psa(tenant_id: str) -> dict[str, object]:
+    """The tenant's Autotask: its client company is the fixtures' `CompanyID`, so their decisions are its own."""
+    ref = f"env:GK_{tenant_id.upper()}_AUTOTASK"
+    return {
+        "vendor": "autotask",
+        "url": "https://webservices.autotask.net/atservicesrest",
+        "company": "29683501",
+        "board": "5",
+        "credentials": {"username": ref + "_USER", "secret": ref + "_SECRET", "integration_code": ref + "_CODE"},
+    }
+
+
 @pytest.fixture
 def env(storage_connection_string, tmp_path):
     environ = {f"GKW_{v.upper()}": s for v, s in SECRETS.items()}
@@ -73,7 +85,7 @@ def env(storage_connection_string, tmp_path):
         storage_connection_string,
         tmp_path / "keys",
         extra_tenants=(
-            tenant(IDS["client"], IDENTITIES, "GKW"),
+            tenant(IDS["client"], IDENTITIES, "GKW", psa=_autotask_psa(IDS["client"])),
             tenant(IDS["other"], ("autotask:account:555", "ninjarmm:org:77", "connectwise:company:other"), "GKO"),
             tenant(
                 IDS["allowlisted"],

@@ -85,7 +85,11 @@ def connectwise_settings(url: str) -> ConnectWiseSettings:
             "board": "Change Management",
             "statuses": {"approved": "Change Approved"},
             "rollback_priority": "Priority 1 - Emergency Response",
-            "credentials": {"public_key": "env:P", "private_key": "env:K", "client_id": "env:I"},
+            "credentials": {
+                "public_key": "env:GK_CONTOSO_P",
+                "private_key": "env:GK_CONTOSO_K",
+                "client_id": "env:GK_CONTOSO_I",
+            },
         }
     )
 
@@ -384,11 +388,81 @@ def test_a_credential_reference_not_set_is_named_and_plain_http_is_refused():
         display_name="Contoso",
         psa=connectwise_settings("https://api-eu.myconnectwise.net").model_dump(),
     )
-    systems = TicketSystems(lambda _t: record, SecretResolver({"P": "pub", "I": "client"}))
-    with pytest.raises(PsaConfigError, match=r"psa\.credentials\.private_key: the reference env:K is not set"):
+    systems = TicketSystems(lambda _t: record, SecretResolver({"GK_CONTOSO_P": "pub", "GK_CONTOSO_I": "client"}))
+    with pytest.raises(PsaConfigError, match=r"psa\.credentials\.private_key: the reference env:GK_CONTOSO_K is not"):
         systems.for_tenant("contoso")
-    full = TicketSystems(lambda _t: record, SecretResolver({"P": "pub", "K": "key", "I": "client"}))
+    every = {"GK_CONTOSO_P": "pub", "GK_CONTOSO_K": "key", "GK_CONTOSO_I": "client"}
+    full = TicketSystems(lambda _t: record, SecretResolver(every))
     assert full.for_tenant("contoso") is full.for_tenant("contoso")  # one client per tenant and settings
     assert TicketSystems(lambda _t: None, SecretResolver({})).for_tenant("contoso") is None
     with pytest.raises(PsaConfigError, match=r"psa\.url: http is allowed for local servers only"):
         base_url("http://127.0.0.1:8080", False, "psa.url")
+
+
+HUGE = 64 * 1024 * 1024  # an answer that never ends, as far as a client that reads everything can tell
+
+
+def huge_written(server: LocalServer) -> list[int]:
+    """What the server's huge answers wrote before the client hung up (the server thread notices a moment
+    after the client closed)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while not server.huge_written and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return list(server.huge_written)
+
+
+def test_a_psa_answer_over_the_bound_is_read_no_further_and_fails_naming_the_bound():
+    """`requests` reads the whole answer before any size check unless it streams: the client stops at its
+    bound (MAX_BODY), hangs up, and the call is a failed result naming the bound; nothing is retried."""
+    from gatekeeper.psa.http import MAX_BODY
+
+    with LocalConnectWise("fabrikammsp", CW_PUBLIC, CW_PRIVATE, CW_CLIENT) as server:
+        ticket = server.add_ticket("Deploy", company="ContosoLtd", board="Change Management")
+        server.answer_huge(1, HUGE, path_contains="/service/tickets")
+        client = ConnectWiseTickets(
+            connectwise_settings(server.url),
+            CW_PUBLIC,
+            CW_PRIVATE,
+            CW_CLIENT,
+            policy=policy(),
+            allow_loopback_http=True,
+        )
+        result = client.find_or_open(SPEC.model_copy(update={"ticket_id": str(ticket.id)}))
+        assert not result.ok and f"over the {MAX_BODY}-byte bound" in (result.detail or "")
+        assert result.attempts == 1
+        [written] = huge_written(server)
+        assert written < 16 * 1024 * 1024  # the client hung up near its bound (socket buffers aside)
+        assert client.find_or_open(SPEC.model_copy(update={"ticket_id": str(ticket.id)})).ok  # served as usual
+
+
+@pytest.mark.parametrize("ref", ["env:AzureWebJobsStorage", "env:GK_FABRIKAM_CW_PRIVATE", "env:CW_PRIVATE"])
+def test_a_stored_record_naming_an_app_setting_not_its_own_never_gets_a_client(ref: str):
+    """A record stored before the rule (references name only `GK_<TENANT>_...`): the client is never built,
+    so that value never goes to the configured host; the error names the field, never the value."""
+    settings = connectwise_settings("https://api-eu.myconnectwise.net").model_dump()
+    settings["credentials"]["private_key"] = ref
+    record = TenantRecord(tenant_id="contoso", display_name="Contoso", psa=settings)
+    environ = {"GK_CONTOSO_P": "pub", "GK_CONTOSO_I": "client", ref.removeprefix("env:"): "platform-secret-value"}
+    with pytest.raises(PsaConfigError, match=r"psa\.credentials\.private_key: ") as caught:
+        TicketSystems(lambda _t: record, SecretResolver(environ)).for_tenant("contoso")
+    assert "platform-secret-value" not in str(caught.value)
+
+
+def test_a_psa_answer_declaring_a_length_over_the_bound_is_refused_before_reading():
+    from gatekeeper.psa.http import MAX_BODY
+
+    with LocalConnectWise("fabrikammsp", CW_PUBLIC, CW_PRIVATE, CW_CLIENT) as server:
+        ticket = server.add_ticket("Deploy", company="ContosoLtd", board="Change Management")
+        server.fail_next(1, 200, path_contains="/service/tickets", body=["x" * 1000] * 1100)  # ~1.1 MB, declared
+        client = ConnectWiseTickets(
+            connectwise_settings(server.url),
+            CW_PUBLIC,
+            CW_PRIVATE,
+            CW_CLIENT,
+            policy=policy(),
+            allow_loopback_http=True,
+        )
+        result = client.find_or_open(SPEC.model_copy(update={"ticket_id": str(ticket.id)}))
+        assert not result.ok and f"over the {MAX_BODY}-byte bound (Content-Length" in (result.detail or "")

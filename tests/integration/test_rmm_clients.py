@@ -254,9 +254,42 @@ def test_datto_rmm_outage_is_retried_and_reported(datto):
 
 
 def test_device_managers_build_one_client_per_tenant_from_its_settings(ninja):
-    settings = {"t1": ninja_settings(ninja), "t2": None}
-    managers = DeviceManagers(settings.get, {"NINJA": NINJA_SECRET}, allow_loopback_http=True)
+    settings = {"t1": ninja_settings(ninja, client_secret="env:GK_T1_NINJA"), "t2": None}
+    managers = DeviceManagers(settings.get, {"GK_T1_NINJA": NINJA_SECRET}, allow_loopback_http=True)
     first = managers.for_tenant("t1")
     assert first is not None and first is managers.for_tenant("t1")
     assert managers.for_tenant("t2") is None
     assert DeviceManagers(settings.get, {}, allow_loopback_http=True).for_tenant("t1") is None  # no secret
+
+
+@pytest.mark.parametrize("ref", ["env:NINJA", "env:APPLICATIONINSIGHTS_CONNECTION_STRING", "env:GK_T2_NINJA"])
+def test_a_stored_rmm_secret_naming_an_app_setting_not_its_own_builds_no_client(ninja, ref: str):
+    """A record stored before the rule: its reference names a platform setting or another tenant's, so the
+    value is never sent to the RMM host (no client; the watch audits the RMM as unavailable)."""
+    settings = {"t1": ninja_settings(ninja, client_secret=ref)}
+    environ = {ref.removeprefix("env:"): NINJA_SECRET}
+    assert DeviceManagers(settings.get, environ, allow_loopback_http=True).for_tenant("t1") is None
+    assert ninja.requests == []
+
+
+@pytest.mark.parametrize("path", ["/v2/device/", "/ws/oauth/token"], ids=["api-answer", "token-answer"])
+def test_an_rmm_answer_over_the_bound_is_read_no_further_and_fails_naming_the_bound(path: str):
+    """The RMM client streams every answer (the token's too) and stops at its bound: a failed result naming
+    the bound, the connection closed, nothing retried, never the whole body held in memory first."""
+    import time
+
+    from gatekeeper.integrations.rmm_oauth import MAX_BODY
+
+    with NinjaOneServer(NINJA_ID, NINJA_SECRET) as server:
+        server.add_device("311", "web-1")
+        server.answer_huge(1, 64 * 1024 * 1024, path_contains=path)
+        client = ninja_client(server)
+        status = client.device_status("311")
+        assert not status.ok and f"over the {MAX_BODY}-byte bound" in (status.detail or "")
+        deadline = time.monotonic() + 10
+        while not server.huge_written and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [written] = server.huge_written
+        assert written < 16 * 1024 * 1024  # the client hung up near its bound (socket buffers aside)
+        assert len(server.requests_to(path)) == 1  # not retried: the same request gets the same answer
+        assert client.device_status("311").ok  # the next call is served as usual

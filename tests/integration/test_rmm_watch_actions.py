@@ -49,6 +49,11 @@ def ninja() -> Iterator[NinjaOneServer]:
 
 
 def configure(runtime: Any, settings: RmmSettings, environ: dict[str, str]) -> list[float]:
+    """The tenant's `rmm:` settings and app settings; `GK_<NAME>` becomes the tenant's own `GK_<TENANT>_<NAME>`
+    (a tenant's references name only its own settings, gatekeeper.tenancy.references)."""
+    own = f"GK_{runtime.tenant_id.upper()}_"
+    settings = settings.model_copy(update={"client_secret": settings.client_secret.replace("env:GK_", "env:" + own)})
+    environ = {name.replace("GK_", own, 1): value for name, value in environ.items()}
     registry = runtime.services.registry
     record = registry.get(runtime.tenant_id)
     registry.import_records([record.model_copy(update={"rmm": settings})])

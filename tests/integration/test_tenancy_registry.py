@@ -108,3 +108,21 @@ def test_cli_import_and_list(tmp_path, capsys, storage_connection_string, regist
     assert main(["tenants", "import", str(bad), *conn]) == 2
     assert "bad.json: tenants[0].display_name" in capsys.readouterr().err
     assert main(["tenants", "import", str(tmp_path / "missing.yaml"), *conn]) == 2
+
+
+def test_the_registry_refuses_a_credential_reference_not_the_tenants_own_naming_the_field(registry):
+    """Records imported in code (bootstrap, the demo, tests) meet the tenants file's rule: nothing written."""
+    from gatekeeper.errors import InvalidInput
+
+    ninja = {"vendor": "ninjaone", "api_url": "https://eu.ninjarmm.com", "client_id": "gk-client"}
+    refused = TenantRecord.model_validate(
+        {"tenant_id": "refusedref", "display_name": "R", "rmm": {**ninja, "client_secret": "env:AzureWebJobsStorage"}}
+    )
+    with pytest.raises(InvalidInput) as caught:
+        registry.import_records([refused])
+    assert caught.value.field == "tenants[0].rmm.client_secret" and registry.get("refusedref") is None
+    own = refused.model_copy(
+        update={"rmm": refused.rmm.model_copy(update={"client_secret": "env:GK_REFUSEDREF_NINJA"})}
+    )  # type: ignore[union-attr]
+    registry.import_records([own])
+    assert registry.get("refusedref") is not None

@@ -294,3 +294,27 @@ def test_an_azure_monitor_alert_cannot_name_an_rmm_alert_to_resolve() -> None:
     document["data"]["essentials"] |= {"monitoringService": "ninjarmm", "rmmAlertUid": "someone-elses-alert"}
     request = IncomingRequest.of(json.dumps(document).encode(), {"Content-Type": "application/json"})
     assert parse_alert(request).rmmAlertUid is None
+
+
+@pytest.mark.parametrize(
+    ("name", "company"),
+    [
+        ("connectwise.ticket-approved", "ContosoLtd"),  # the entity's company.identifier, not CompanyId (the MSP)
+        ("autotask.ticket-change-approved", "29683501"),  # Fields.CompanyID
+        ("halopsa.ticket-approved", "12"),  # ticket.client_id
+    ],
+)
+def test_a_psa_change_decision_names_the_tickets_client_company(name: str, company: str) -> None:
+    assert event(sample(name)).company == company
+
+
+def test_a_psa_change_decision_without_a_company_names_none() -> None:
+    cw = sample("connectwise.ticket-approved")
+    entity = json.loads(cw["payload"]["Entity"])
+    del entity["company"]
+    cw["payload"]["Entity"] = json.dumps(entity)
+    at = sample("autotask.ticket-change-approved")
+    del at["payload"]["Fields"]["CompanyID"]
+    halo = sample("halopsa.ticket-approved")
+    del halo["payload"]["ticket"]["client_id"]
+    assert [event(m).company for m in (cw, at, halo)] == [None, None, None]

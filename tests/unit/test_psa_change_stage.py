@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from gatekeeper.approvals import chain
 from gatekeeper.approvals.chain import ChainPlan, Decision, Vote, psa_voter
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
-from gatekeeper.gates.psa import change_decision, linked_ticket, ticket_matches
+from gatekeeper.gates.psa import change_decision, company_refusal, linked_ticket, ticket_matches
 from gatekeeper.policy import load_policy
+from gatekeeper.tenancy.model import TenantRecord
 
 T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 PSA = {"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"}
@@ -155,3 +156,48 @@ def test_a_pinned_ticket_matches_only_its_psa():
     assert not ticket_matches("autotask:7311", "halopsa", "7311")
     assert ticket_matches("7311", "halopsa", "7311")
     assert not ticket_matches("7312", "autotask", "7311")
+
+
+def _tenant(psa: dict | None = None, opt_in: bool = False) -> TenantRecord:
+    return TenantRecord(tenant_id="contoso", display_name="Contoso", psa=psa, psa_decisions_without_company=opt_in)
+
+
+_CW = {
+    "vendor": "connectwise",
+    "url": "https://api-na.myconnectwise.net",
+    "login_company": "fabrikammsp",
+    "company": "ContosoLtd",
+    "board": "Change Management",
+    "credentials": {
+        "public_key": "env:GK_CONTOSO_CW_PUBLIC",
+        "private_key": "env:GK_CONTOSO_CW_PRIVATE",
+        "client_id": "env:GK_CONTOSO_CW_CLIENT",
+    },
+}
+
+
+def _approval(source: EventSource = EventSource.CONNECTWISE, company: str | None = "ContosoLtd") -> PipelineEvent:
+    return PipelineEvent(
+        tenant_id="contoso", source=source, kind=EventKind.CHANGE_APPROVED, subject="48213", company=company
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "tenant", "refusal"),
+    [
+        (_approval(), _tenant(_CW), None),
+        (_approval(company="contosoltd"), _tenant(_CW), None),
+        (_approval(company="FabrikamInc"), _tenant(_CW), "ticket-of-another-company"),
+        (_approval(company="FabrikamInc"), _tenant(_CW, opt_in=True), "ticket-of-another-company"),
+        (_approval(company=None), _tenant(_CW), "company-not-named"),
+        (_approval(company=None), _tenant(_CW, opt_in=True), None),
+        (_approval(EventSource.HALOPSA, "12"), _tenant(_CW), "no-psa-company-configured"),
+        (_approval(), _tenant(), "no-psa-company-configured"),
+        (_approval(), _tenant(opt_in=True), None),
+        (_approval(), None, "tenant-unknown"),
+    ],
+)
+def test_a_psa_decision_applies_only_to_the_tenants_client_company(
+    event: PipelineEvent, tenant: TenantRecord | None, refusal: str | None
+):
+    assert company_refusal(event, tenant) == refusal

@@ -21,7 +21,11 @@ CONNECTWISE = {
     "board": "Change Management",
     "statuses": {"in_progress": "Awaiting CAB", "approved": "Change Approved", "rejected": "CAB Rejected"},
     "open_change_ticket": "production",
-    "credentials": {"public_key": "env:CW_PUB", "private_key": "env:CW_PRIV", "client_id": "env:CW_CLIENT"},
+    "credentials": {
+        "public_key": "env:GK_CONTOSO_CW_PUB",
+        "private_key": "env:GK_CONTOSO_CW_PRIV",
+        "client_id": "env:GK_CONTOSO_CW_CLIENT",
+    },
 }
 AUTOTASK = {
     "vendor": "autotask",
@@ -29,14 +33,18 @@ AUTOTASK = {
     "company": "174",
     "board": "29682833",
     "statuses": {"approved": "13"},
-    "credentials": {"username": "env:AT_USER", "secret": "env:AT_SECRET", "integration_code": "env:AT_CODE"},
+    "credentials": {
+        "username": "env:GK_CONTOSO_AT_USER",
+        "secret": "env:GK_CONTOSO_AT_SECRET",
+        "integration_code": "env:GK_CONTOSO_AT_CODE",
+    },
 }
 HALO = {
     "vendor": "halopsa",
     "url": "https://contoso.halopsa.com",
     "company": "12",
     "board": "Change Advisory",
-    "credentials": {"client_id": "env:HALO_ID", "client_secret": "env:HALO_SECRET"},
+    "credentials": {"client_id": "env:GK_CONTOSO_HALO_ID", "client_secret": "env:GK_CONTOSO_HALO_SECRET"},
 }
 
 
@@ -90,7 +98,9 @@ def test_a_bad_setting_is_refused_with_the_field_named(psa: dict[str, Any], wher
 
 
 def test_a_credential_given_as_a_value_is_refused_and_the_value_is_never_echoed():
-    message = refused({**HALO, "credentials": {"client_id": "env:HALO_ID", "client_secret": "s3cr3t-value-xyz"}})
+    message = refused(
+        {**HALO, "credentials": {"client_id": "env:GK_CONTOSO_HALO_ID", "client_secret": "s3cr3t-value-xyz"}}
+    )
     assert "tenants[0].psa.halopsa.credentials.client_secret" in message and "env:SETTING_NAME" in message
     assert "s3cr3t-value-xyz" not in message
 
@@ -115,3 +125,68 @@ def test_a_huge_or_deep_psa_block_is_refused_before_it_is_validated():
         load_tenant_file(
             json.dumps({"tenants": [{"tenant_id": "ccc", "display_name": "C", "psa": deep}]}), filename="tenants.json"
         )
+
+
+# ----- which app settings a credential reference may name (gatekeeper.tenancy.references) ---------------------
+
+_NINJA = {"vendor": "ninjaone", "api_url": "https://eu.ninjarmm.com", "client_id": "gk-client"}
+_SLACK = {"team_id": "T0CONTOSO1", "signing_secrets": ["env:GK_CONTOSO_SLACK_SIGNING"]}
+REFUSED_NAMES = [
+    "AzureWebJobsStorage",
+    "AzureWebJobsStorage__accountName",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "GATEKEEPER_STORAGE_CONNECTION",
+    "WEBSITE_AUTH_ENCRYPTION_KEY",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "AZURE_CLIENT_SECRET",
+    "MSI_SECRET",
+    "IDENTITY_HEADER",
+    "GK_FABRIKAM_CW_PRIVATE",  # another tenant's prefix
+    "GK_CONTOSOEU_CW_PRIVATE",  # another tenant whose id starts like this one's
+    "GK_CONTOSO_",  # the prefix alone names nothing of the tenant's
+    "gk_contoso_cw_private",  # app setting names are case-sensitive on Linux: not the tenant's prefix
+    "CONTOSO_CW_PRIVATE",  # no prefix at all
+]
+
+
+def _tenant(**fields: Any) -> str:
+    return json.dumps({"tenants": [{"tenant_id": "contoso", "display_name": "Contoso", **fields}]})
+
+
+@pytest.mark.parametrize("name", REFUSED_NAMES)
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (
+            lambda ref: {"psa": {**CONNECTWISE, "credentials": {**CONNECTWISE["credentials"], "private_key": ref}}},
+            "psa.credentials.private_key",
+        ),
+        (lambda ref: {"rmm": {**_NINJA, "client_secret": ref}}, "rmm.client_secret"),
+        (lambda ref: {"slack": {**_SLACK, "bot_token": ref}}, "slack.bot_token"),
+        (
+            lambda ref: {"slack": {**_SLACK, "bot_token": "env:GK_CONTOSO_BOT", "signing_secrets": [ref]}},
+            "slack.signing_secrets[0]",
+        ),
+    ],
+    ids=["psa", "rmm", "slack-bot-token", "slack-signing-secret"],
+)
+def test_a_credential_reference_naming_an_app_setting_not_the_tenants_own_is_refused(build, field, name):
+    """Those values are sent to the host the record names: a reference may name only `GK_<TENANT>_<NAME>`,
+    never a platform or Gatekeeper setting, nor another tenant's."""
+    with pytest.raises(ValueError) as caught:
+        load_tenant_file(_tenant(**build(f"env:{name}")), filename="tenants.json")
+    assert str(caught.value).startswith(f"tenants.json: tenants[0].{field}: ")
+    assert "GK_CONTOSO_<NAME>" in str(caught.value) or "never a tenant credential" in str(caught.value)
+
+
+def test_the_tenants_own_references_are_accepted_for_every_credential():
+    record = load_tenant_file(
+        _tenant(
+            psa=CONNECTWISE,
+            rmm={**_NINJA, "client_secret": "env:GK_CONTOSO_NINJA"},
+            slack={**_SLACK, "bot_token": "env:GK_CONTOSO_SLACK_BOT"},
+        ),
+        filename="tenants.json",
+    )[0]
+    assert record.psa is not None and record.psa.credentials.private_key == "env:GK_CONTOSO_CW_PRIV"  # type: ignore[union-attr]
+    assert record.rmm is not None and record.slack is not None

@@ -53,6 +53,12 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
+def _company(fields: Mapping[str, Any]) -> str | None:
+    """The ticket's `CompanyID` (the client company, what `psa.company` names), when the webhook sends it."""
+    number = _as_int(ci_get(fields, "CompanyID"))
+    return str(number) if number is not None else None
+
+
 def _autotask(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | Ignored:
     hook = validate(_AtWebhook, envelope.payload, context=CONTEXT, root="payload")
     if hook.EntityType.strip().lower() != "ticket":
@@ -78,6 +84,7 @@ def _autotask(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | Ign
             action=action_from_text(title),
             subject=str(hook.Id),
             status=status,
+            company=_company(fields),
             actor=str(hook.PersonID) if hook.PersonID is not None else None,
             delivery_id=hook.Guid,
             summary=f"Autotask ticket {hook.Id} {title or ''}: change {status}",

@@ -50,8 +50,13 @@ class _CwInfo(Payload):
     updatedBy: str | None = None
 
 
+class _CwCompany(Payload):
+    identifier: str | None = None
+
+
 class _CwTicket(Payload):
     summary: str | None = None
+    company: _CwCompany | None = None
     status: _CwNamed | None = None
     type: _CwNamed | None = None
     subType: _CwNamed | None = None
@@ -118,10 +123,18 @@ def _connectwise(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | 
         ),
         subject=str(cb.ID),
         status=status,
+        company=_company(ticket),
         actor=(ticket.info.updatedBy if ticket.info else None) or cb.MemberId,
         delivery_id=cb.MessageId,
         summary=f"ConnectWise ticket #{cb.ID} {ticket.summary or ''}: {status_name}",
     )
+
+
+def _company(ticket: _CwTicket) -> str | None:
+    """The ticket's client company (`company.identifier`, what `psa.company` names); `CompanyId` at the top of
+    the callback is the MSP's own sign-in company, the same for every client's ticket."""
+    value = ticket.company.identifier.strip() if ticket.company and ticket.company.identifier else ""
+    return value[:100] or None
 
 
 def identity_hints(payload: Mapping[str, Any], _headers: Mapping[str, str] | None) -> Iterator[str]:

@@ -33,6 +33,7 @@ class _HaloTicket(Payload):
     status_name: str | None = None
     tickettype_name: str | None = None
     agent_name: str | None = None
+    client_id: int | None = None
 
 
 class _HaloAsset(Payload):
@@ -66,6 +67,7 @@ def _halopsa(envelope: ConnectorMessage, tenant_id: str) -> PipelineEvent | Igno
             action=action_from_text(ticket.tickettype_name, ticket.summary),
             subject=str(ticket.id),
             status=status,
+            company=str(ticket.client_id) if ticket.client_id is not None else None,
             actor=ticket.agent_name,
             delivery_id=hook.id,
             summary=f"HaloPSA ticket {ticket.id} {ticket.summary or ''}: {ticket.status_name}",

@@ -386,3 +386,22 @@ def test_an_entry_rewritten_and_rehashed_right_after_a_checkpoint_is_itself_name
     result = check_log(TENANT, tampered, checkpoints, keys)
     assert (result.ok, result.first_bad_seq) == (False, 10)
     assert result.problem == "altered: its hash does not match the prev_hash recorded by seq 11"
+
+
+def test_a_failed_verification_reports_no_unsigned_tail(log):
+    """unsigned_tail counts entries after the last checkpoint of a log that verified; a failure claims none."""
+    entries, checkpoints, keys = log
+    tampered = copy.deepcopy(entries)
+    tampered[4]["actor"] = "user:attacker"
+    result = check_log(TENANT, tampered, checkpoints, keys)
+    assert (result.ok, result.first_bad_seq, result.unsigned_tail) == (False, 4, 0)
+
+
+def test_of_several_unused_consistency_proofs_the_one_from_the_smallest_size_is_named(pem_bundle):
+    from gatekeeper.audit.bundle import check_bundle
+
+    bundle, pem = pem_bundle
+    bundle["consistency"] += [{"from_size": 8, "to_size": 9, "proof": []}, {"from_size": 5, "to_size": 7, "proof": []}]
+    result = check_bundle(bundle, public_key_pem=pem)
+    assert (result.ok, result.first_bad_seq) == (False, 5)
+    assert result.problem.startswith("consistency proof from size 5 to 7 links no two checkpoints")

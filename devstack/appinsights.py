@@ -17,44 +17,21 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
-import ssl
-import tempfile
-from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-from devstack.keyvault_server import _make_tls_files
-from devstack.server import LocalServer, Response, bearer_token, json_response
+from devstack.server import Response, bearer_token, json_response
+from devstack.tls import TlsLocalServer
 
 AUDIENCE = "https://monitor.azure.com/"  # the exporter asks for "https://monitor.azure.com//.default"
 INSTRUMENTATION_KEY = "00000000-0000-4000-8000-000000000001"  # identifies the component, grants nothing
 
 
-class LocalAppInsightsServer(LocalServer):
+class LocalAppInsightsServer(TlsLocalServer):
     name = "local Application Insights"
 
     def __init__(self) -> None:
         super().__init__()
         self.envelopes: list[dict[str, Any]] = []
-        self._workdir: str | None = None
-        self.ca_file = ""
-        self._tls: ssl.SSLContext | None = None
-
-    def start(self) -> Self:
-        self._workdir = tempfile.mkdtemp(prefix="gk-appinsights-")
-        cert_file, key_file, self.ca_file = _make_tls_files(Path(self._workdir))
-        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._tls.load_cert_chain(cert_file, key_file)
-        return super().start()
-
-    def stop(self) -> None:
-        super().stop()
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        return self._tls
 
     @property
     def connection_string(self) -> str:

@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import ssl
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from azure.core.credentials import AccessToken
 
-from devstack.keyvault_server import _make_tls_files
-from devstack.server import LocalServer, Response, bearer_token, empty_response, json_response
+from devstack.server import Response, bearer_token, empty_response, json_response
+from devstack.tls import TlsLocalServer
 
 API_VERSION = "2018-01-01"
 CONTENT_TYPE = "application/cloudevents-batch+json"
@@ -78,31 +74,12 @@ def cloud_event_problems(event: Any) -> list[str]:
     return problems
 
 
-class LocalEventGridServer(LocalServer):
+class LocalEventGridServer(TlsLocalServer):
     name = "local Event Grid"
 
     def __init__(self) -> None:
         super().__init__()
         self.events: list[dict[str, Any]] = []
-        self._workdir: str | None = None
-        self.ca_file = ""
-        self._tls: ssl.SSLContext | None = None
-
-    def start(self) -> Self:
-        self._workdir = tempfile.mkdtemp(prefix="gk-eventgrid-")
-        cert_file, key_file, self.ca_file = _make_tls_files(Path(self._workdir))
-        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._tls.load_cert_chain(cert_file, key_file)
-        return super().start()
-
-    def stop(self) -> None:
-        super().stop()
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        return self._tls
 
     @property
     def endpoint(self) -> str:

@@ -15,35 +15,27 @@ for 127.0.0.1 at start-up; clients get `connection_verify=<ca file>` and `verify
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import ipaddress
 import json
 import secrets
-import shutil
-import ssl
-import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessToken
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     Prehashed,
     decode_dss_signature,
     encode_dss_signature,
 )
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from devstack.server import LoopbackServer
+from devstack.tls import TlsServer
 from gatekeeper.encoding import b64url, b64url_decode
 
 ENTRA_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # any GUID: the challenge only names an authority
@@ -116,7 +108,7 @@ class _KeyVersion:
     crv: str | None = None
 
 
-class LocalKeyVault(LoopbackServer):
+class LocalKeyVault(TlsServer):
     """The server's state and admin handle. Use as a context manager or call start()/stop()."""
 
     name = "local-keyvault"
@@ -136,31 +128,18 @@ class LocalKeyVault(LoopbackServer):
         # seconds the vault takes to generate a key pair before it answers create/rotate (an HSM takes seconds)
         self.key_generation_seconds: float = 0.0
         self._released = threading.Event()
-        self._workdir: str | None = None
-        self.ca_file: str = ""
-        self._tls: ssl.SSLContext | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Self:
         self._released.clear()
-        self._workdir = tempfile.mkdtemp(prefix="gk-keyvault-")
-        cert_file, key_file, self.ca_file = _make_tls_files(Path(self._workdir))
-        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._tls.load_cert_chain(cert_file, key_file)
         return super().start()
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         return type("_BoundHandler", (_Handler,), {"vault": self})
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        return self._tls
-
     def stop(self) -> None:
         self._released.set()  # let hanging handlers go
         super().stop()
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
 
     @property
     def vault_url(self) -> str:
@@ -529,59 +508,6 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = _dispatch
     do_PATCH = _dispatch
     do_PUT = _dispatch
-
-
-def _make_tls_files(workdir: Path) -> tuple[str, str, str]:
-    """A throw-away CA and a server certificate for 127.0.0.1/localhost, written as PEM files."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Gatekeeper local Key Vault test CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file = workdir / "ca.pem"
-    cert_file = workdir / "server.pem"
-    key_file = workdir / "server.key"
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(leaf_cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_file.chmod(0o600)
-    return str(cert_file), str(key_file), str(ca_file)
 
 
 def main() -> None:  # pragma: no cover - manual use: python -m devstack.keyvault_server

@@ -10,17 +10,13 @@ service's partial-error body. Only `workspaces` answer (404 otherwise); a wrong 
 from __future__ import annotations
 
 import json
-import shutil
-import ssl
-import tempfile
-from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-from devstack.keyvault_server import _make_tls_files
-from devstack.server import LocalServer, Response, StaticTokenCredential, bearer_token, json_response
+from devstack.server import Response, StaticTokenCredential, bearer_token, json_response
+from devstack.tls import TlsLocalServer
 
 
-class LocalLogAnalyticsServer(LocalServer):
+class LocalLogAnalyticsServer(TlsLocalServer):
     name = "local Log Analytics"
 
     def __init__(self, workspaces: set[str], *, token: str = "local-log-analytics-token") -> None:  # noqa: S107
@@ -31,25 +27,6 @@ class LocalLogAnalyticsServer(LocalServer):
         self.baseline: float | None = 0.01
         self.partial = False
         self.queries: list[dict[str, Any]] = []
-        self._workdir: str | None = None
-        self.ca_file = ""
-        self._tls: ssl.SSLContext | None = None
-
-    def start(self) -> Self:
-        self._workdir = tempfile.mkdtemp(prefix="gk-loganalytics-")
-        cert_file, key_file, self.ca_file = _make_tls_files(Path(self._workdir))
-        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._tls.load_cert_chain(cert_file, key_file)
-        return super().start()
-
-    def stop(self) -> None:
-        super().stop()
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        return self._tls
 
     @property
     def endpoint(self) -> str:

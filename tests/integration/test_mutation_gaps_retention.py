@@ -66,6 +66,7 @@ class _Recording:
 
     def query_entities(self, query: str, **kwargs: Any) -> Any:
         self.pages.append(kwargs.get("results_per_page"))
+        assert 1 <= kwargs["results_per_page"] <= 1000, "a page size the service would refuse or never finish"
         return self._table.query_entities(query, **kwargs)
 
 

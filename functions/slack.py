@@ -54,27 +54,24 @@ def _answer(answer: dict[str, object] | None) -> func.HttpResponse:
 @bp.function_name("slack_interactions")
 @bp.route(route="slack/interactions", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def slack_interactions(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        body = req.get_body() or b""
-        request = IncomingRequest.of(body, dict(req.headers), req.url)
-        require_bounded_headers(request)
-        return _answer(_routes().interactions(body, dict(req.headers)))
-    except GatekeeperError as problem:
-        return problem_response(problem, instance="/api/slack/interactions")
-    except Exception as exc:
-        return failure_response(req, exc)
+    return _serve(req, "interactions")
 
 
 @bp.function_name("slack_events")
 @bp.route(route="slack/events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def slack_events(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve(req, "events")
+
+
+def _serve(req: func.HttpRequest, kind: str) -> func.HttpResponse:
+    """Both Slack routes: headers bounded, then the signed body to SlackRoutes.interactions / .events."""
     try:
         body = req.get_body() or b""
-        request = IncomingRequest.of(body, dict(req.headers), req.url)
-        require_bounded_headers(request)
-        return _answer(_routes().events(body, dict(req.headers)))
+        require_bounded_headers(IncomingRequest.of(body, dict(req.headers), req.url))
+        handle = _routes().interactions if kind == "interactions" else _routes().events
+        return _answer(handle(body, dict(req.headers)))
     except GatekeeperError as problem:
-        return problem_response(problem, instance="/api/slack/events")
+        return problem_response(problem, instance=f"/api/slack/{kind}")
     except Exception as exc:
         return failure_response(req, exc)
 

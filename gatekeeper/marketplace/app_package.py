@@ -26,6 +26,25 @@ VERSION = re.compile(r"^\d+\.\d+\.\d+(?:[-.][0-9A-Za-z.]+)?$")
 # A compiled extension names its interpreter and platform: foo.cpython-311-x86_64-linux-gnu.so, foo.abi3.so.
 EXTENSION_SUFFIX = re.compile(r"\.(?:cpython-(?P<py>\d+)-(?P<platform>[^.]+)|abi3)\.so$")
 WINDOWS_OR_MAC = (".pyd", ".dll", ".dylib")
+# Files that hold secrets in a developer's or an operator's folder: dotenv files (azd keeps its environment
+# in .azure/<env>/.env), Core Tools' local.settings.json, private keys and certificates with their keys.
+# .funcignore excludes them; should an edit of .funcignore let one through, the package is refused rather
+# than shipping a secret to every Marketplace buyer.
+SECRET_FILES = (
+    ".env",
+    ".env.*",
+    "*.env",
+    ".azure/",
+    "local.settings.json",
+    "*.pem",
+    "*.key",
+    "*.pfx",
+    "*.p12",
+    "id_rsa*",
+    "id_ed25519*",
+    ".netrc",
+    ".git-credentials",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,14 @@ def deployed_files(root: Path, candidates: Iterable[str]) -> list[str]:
     """The candidates (paths relative to `root`, '/'-separated) that `.funcignore` does not exclude."""
     spec = _funcignore(root)
     return sorted(name for name in candidates if not spec.match_file(name))
+
+
+def secret_files(names: Iterable[str]) -> list[str]:
+    """The names (relative, '/'-separated) that look like a secret-bearing file (SECRET_FILES)."""
+    import pathspec
+
+    spec = pathspec.GitIgnoreSpec.from_lines(SECRET_FILES)
+    return sorted(name for name in names if spec.match_file(name))
 
 
 def folder_files(root: Path) -> list[str]:
@@ -129,6 +156,12 @@ def build_app_package(root: Path, candidates: Iterable[str], version: str, out_d
     if foreign:
         raise PackageError("dependencies that will not run on the Function App:\n  " + "\n  ".join(foreign))
     names = deployed_files(root, [c for c in candidates if not c.startswith(".python_packages/")])
+    secrets = secret_files(names)
+    if secrets:
+        raise PackageError(
+            f"{root / '.funcignore'}: lets through files that hold secrets, which must never ship: "
+            + ", ".join(secrets)
+        )
     if "function_app.py" not in names or "host.json" not in names:
         raise PackageError(f"{root}: function_app.py and host.json must be in the package (check .funcignore)")
     dependencies = sorted(p.relative_to(root).as_posix() for p in site.rglob("*") if p.is_file())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from gatekeeper.marketplace.app_package import (
     deployed_files,
     foreign_dependencies,
     package_name,
+    secret_files,
 )
 from gatekeeper.marketplace.package import PackageError
 from tests.architecture.test_deployed_files import EXPECTED_TOP_LEVEL, source_files
@@ -166,3 +168,51 @@ def test_command_builds_from_a_checkout_folder(tmp_path):
     assert result.returncode == 0, result.stderr
     with zipfile.ZipFile(tmp_path / "out" / "gatekeeper-functionapp-1.2.0.zip") as archive:
         assert "function_app.py" in archive.namelist() and "tests/test_x.py" not in archive.namelist()
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        ".env",
+        ".env.production",
+        "prod.env",
+        ".azure/prod/.env",
+        "local.settings.json",
+        "certs/signing.pem",
+        "keys/app.key",
+        "cert.pfx",
+        "id_rsa",
+        ".netrc",
+    ],
+)
+def test_a_secret_bearing_file_that_funcignore_lets_through_refuses_the_package(tmp_path, secret):
+    """A developer's folder holds .env files, azd's .azure/<env>/.env, Core Tools' local.settings.json and
+    keys; if .funcignore lets one through, nothing is written and the error names the file."""
+    root = tmp_path / "src"
+    candidates = _tree(root)
+    (root / secret).parent.mkdir(parents=True, exist_ok=True)
+    (root / secret).write_text("AZURE_CLIENT_SECRET=do-not-ship\n")
+    with pytest.raises(PackageError, match=re.escape(secret)) as raised:
+        build_app_package(root, [*candidates, secret], "1.2.0", tmp_path / "out")
+    assert "do-not-ship" not in str(raised.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_projects_funcignore_keeps_every_secret_bearing_file_out(tmp_path):
+    """The real .funcignore excludes what a working folder may hold: the package built from such a folder
+    simply leaves those files out (and secret_files agrees with the patterns)."""
+    names = [
+        ".env",
+        ".env.local",
+        "dev.env",
+        ".azure/dev/.env",
+        "local.settings.json",
+        "a.pem",
+        "b.key",
+        "c.pfx",
+        "d.p12",
+        ".netrc",
+        "gatekeeper/x.py",
+    ]
+    assert secret_files(names) == sorted(n for n in names if n != "gatekeeper/x.py")
+    assert deployed_files(ROOT, names) == ["gatekeeper/x.py"]

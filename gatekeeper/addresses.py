@@ -137,16 +137,17 @@ def is_loopback_name(host: str) -> bool:
 
 def is_internal_host(host: str, *, allow_loopback: bool = False) -> bool:
     """Whether a URL's host names an internal address by its spelling alone: an IP literal in any form a
-    resolver accepts, or a loopback name. A host that is not a valid one counts as internal (refused).
+    resolver accepts, or a loopback name. A host that is not a valid one counts as internal (refused), and
+    so does loopback spelled oddly (`127.1`) even where loopback is allowed.
     A DNS name is not judged here: where it leads is checked on the connected socket."""
     if is_loopback_name(host):
         return not allow_loopback
     try:
-        ip, _ = host_address(host)
+        ip, canonical = host_address(host)
     except ValueError:
         return True
     if ip is None:
         return False
-    if allow_loopback and is_loopback_ip(ip):
+    if allow_loopback and canonical and is_loopback_ip(ip):  # a local server, written plainly
         return False
     return is_internal_ip(ip)

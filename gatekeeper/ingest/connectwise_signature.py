@@ -32,6 +32,7 @@ import urllib3
 
 from gatekeeper import json_bounded
 from gatekeeper.errors import dependency_unavailable
+from gatekeeper.integrations.guarded_http import guarded_session
 
 SIGNATURE_HEADER = "x-content-signature"
 MAX_KEY_URL_CHARS = 2048
@@ -122,8 +123,10 @@ class SigningKeys:
         self._allow_loopback_http = allow_loopback_http
         self._timeout = timeout
         self._clock = clock
-        self._session = session or requests.Session()
-        self._session.trust_env = False  # no proxy settings from the environment for a key fetch
+        # the tenant names the site: a name resolving to an internal address is refused on connect; no
+        # proxy settings from the environment
+        self._session = session or guarded_session(allow_loopback_http)
+        self._session.trust_env = False
         self._keys: dict[str, tuple[float, str]] = {}  # url -> (fetched at, key)
         self._lock = threading.Lock()
         self.fetches = 0

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import requests
 
 from gatekeeper.events.model import AzureDevOpsCallback
+from gatekeeper.integrations.guarded_http import guarded_session
 from gatekeeper.integrations.results import CallbackResult
 from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
@@ -73,7 +74,7 @@ class AzureDevOpsClient:
         auth_scheme: Literal["bearer", "basic"] = "bearer",
         allow_loopback_http: bool = False,
     ):
-        self._session = session or requests.Session()
+        self._session = session or guarded_session(allow_loopback_http)  # the event names the plan URL
         self._policy = policy or RetryPolicy()
         self._auth_scheme = auth_scheme
         self._allow_loopback_http = allow_loopback_http

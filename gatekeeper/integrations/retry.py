@@ -24,6 +24,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from gatekeeper.integrations.guarded_http import OutboundRefused
 from gatekeeper.integrations.urls import install_query_redaction
 
 log = logging.getLogger("gatekeeper.integrations")
@@ -191,7 +192,7 @@ def send_with_retry(
     )
     try:
         result = retrying(one)
-    except AnswerTooLarge as exc:
+    except (AnswerTooLarge, OutboundRefused) as exc:  # said in full: the bound, or the internal peer refused
         return HttpOutcome(None, count, str(exc), tuple(waits))
     except requests.RequestException as exc:  # not retryable (e.g. invalid URL)
         return HttpOutcome(None, count, type(exc).__name__, tuple(waits))

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import requests
 
 from gatekeeper import json_bounded
+from gatekeeper.integrations.guarded_http import guarded_session
 from gatekeeper.integrations.retry import HttpOutcome, RetryPolicy, describe, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.tenancy.rmm_settings import LOOPBACK, RmmSettings
@@ -70,7 +71,7 @@ class OAuthApi:
         self._secret = secret
         self._policy = policy or RetryPolicy(max_attempts=4, initial_wait=1.0, max_wait=10.0, read_timeout=15.0)
         self._clock = clock
-        self._session = session or requests.Session()
+        self._session = session or guarded_session(allow_loopback_http)  # the tenant names the API host
         self._token: _Token | None = None
         self._lock = threading.Lock()
         self.token_requests = 0

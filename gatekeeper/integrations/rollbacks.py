@@ -25,6 +25,7 @@ from urllib.parse import quote
 import requests
 
 from gatekeeper.integrations.github_app import GitHubAppError, GitHubWorkflows
+from gatekeeper.integrations.guarded_http import guarded_session
 from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.integrations.webhook import WebhookAllowed, WebhookSecretResolver, WebhookSender
@@ -95,7 +96,7 @@ class AzureDevOpsRollbacks:
     ):
         self._pat_for = pat_for
         self._allowed = organization_allowed
-        self._session = session or requests.Session()
+        self._session = session or guarded_session(allow_loopback_http)  # the tenant names the organization
         self._policy = policy or RetryPolicy()
         self._allow_loopback_http = allow_loopback_http
 

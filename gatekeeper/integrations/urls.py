@@ -7,10 +7,11 @@ allowed only when the composition root says so (local development, tests, the de
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from urllib.parse import urlsplit, urlunsplit
+
+from gatekeeper.addresses import host_address, is_internal_ip, is_loopback_ip, is_loopback_name
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -19,20 +20,24 @@ class OutboundUrlError(ValueError):
     """The URL may not be called; the message names the field and says why."""
 
 
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
 def is_loopback(host: str) -> bool:
-    ip = _ip(host)
-    return host.lower() in LOOPBACK_NAMES or (ip is not None and ip.is_loopback)
+    """A loopback name or address, in any spelling a resolver accepts (`127.1`, `[::ffff:127.0.0.1]`)."""
+    if is_loopback_name(host):
+        return True
+    try:
+        ip, _ = host_address(host)
+    except ValueError:
+        return False
+    return ip is not None and is_loopback_ip(ip)
 
 
 def check_outbound_url(url: str, *, field: str, allow_loopback_http: bool = False) -> str:
-    """Return `url` if it is an absolute https URL to a public host (or loopback, when allowed)."""
+    """Return `url` if it is an absolute https URL to a public host (or loopback, when allowed).
+
+    The host is judged by its spelling (gatekeeper.addresses): IP literals in every form a resolver reads
+    (`2130706433`, `0x7f.1`, `::ffff:10.0.0.1`) and loopback names. A DNS name that resolves to an internal
+    address passes here; the guarded session (gatekeeper.integrations.guarded_http) refuses it when the
+    socket connects."""
     if not isinstance(url, str) or not url.strip():
         raise OutboundUrlError(f"{field}: a URL is required")
     try:
@@ -45,23 +50,19 @@ def check_outbound_url(url: str, *, field: str, allow_loopback_http: bool = Fals
         raise OutboundUrlError(f"{field}: must be an absolute https URL")
     if parts.username is not None or parts.password is not None:
         raise OutboundUrlError(f"{field}: must not carry credentials in the URL")
-    loopback_ok = allow_loopback_http and is_loopback(host)
+    try:
+        ip, canonical = host_address(host)
+    except ValueError:
+        raise OutboundUrlError(f"{field}: the host is not a valid host name or IP address") from None
+    loopback = is_loopback_name(host) or (ip is not None and is_loopback_ip(ip))
+    loopback_ok = allow_loopback_http and loopback
     if parts.scheme == "http" and not loopback_ok:
         raise OutboundUrlError(f"{field}: must use https")
-    ip = _ip(host)
-    internal = host.lower() == "localhost" or (
-        ip is not None
-        and (
-            ip.is_private
-            or ip.is_loopback
-            or ip.is_link_local
-            or ip.is_reserved
-            or ip.is_multicast
-            or ip.is_unspecified
-        )
-    )
+    internal = loopback or (ip is not None and is_internal_ip(ip))
     if internal and not loopback_ok:
         raise OutboundUrlError(f"{field}: must not point at a private, loopback or link-local address")
+    if not canonical:
+        raise OutboundUrlError(f"{field}: an IPv4 address must be written as four decimal parts (a.b.c.d)")
     return url.strip()
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import requests
 
 from gatekeeper.events.model import WebhookCallback
+from gatekeeper.integrations.guarded_http import guarded_session
 from gatekeeper.integrations.results import CallbackResult
 from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url, safe_url
@@ -75,7 +76,7 @@ class WebhookSender:
         clock: Callable[[], float] = time.time,
         allow_loopback_http: bool = False,
     ):
-        self._session = session or requests.Session()
+        self._session = session or guarded_session(allow_loopback_http)  # the event names the URL
         self._policy = policy or RetryPolicy()
         self._clock = clock
         self._allow_loopback_http = allow_loopback_http

@@ -64,7 +64,9 @@ class AutotaskTickets:
             "Content-Type": "application/json",
         }
         self._clock = clock
-        self._http = PsaHttp("autotask", policy, (secret, integration_code), session)
+        self._http = PsaHttp(
+            "autotask", policy, (secret, integration_code), session, allow_loopback_http=allow_loopback_http
+        )
 
     def __repr__(self) -> str:
         return f"AutotaskTickets(url={self._settings.url!r})"

@@ -53,7 +53,13 @@ class ConnectWiseTickets:
             "Accept": "application/json",
             "Content-Type": "application/json",
         }
-        self._http = PsaHttp("connectwise", policy, (private_key, public_key, client_id, basic), session)
+        self._http = PsaHttp(
+            "connectwise",
+            policy,
+            (private_key, public_key, client_id, basic),
+            session,
+            allow_loopback_http=allow_loopback_http,
+        )
 
     def __repr__(self) -> str:
         return f"ConnectWiseTickets(site={self._settings.url!r})"

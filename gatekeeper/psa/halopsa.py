@@ -59,7 +59,7 @@ class HaloTickets:
         self._monotonic = monotonic
         self._token: tuple[str, float] | None = None
         self._lock = threading.Lock()
-        self._http = PsaHttp("halopsa", policy, (client_secret,), session)
+        self._http = PsaHttp("halopsa", policy, (client_secret,), session, allow_loopback_http=allow_loopback_http)
 
     def __repr__(self) -> str:
         return f"HaloTickets(url={self._settings.url!r})"

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import requests
 
 from gatekeeper import json_bounded
+from gatekeeper.integrations.guarded_http import guarded_session
 from gatekeeper.integrations.retry import HttpOutcome, RetryPolicy, describe, redact, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.ports import PsaVendor, TicketOperation, TicketRef, TicketResult
@@ -46,11 +47,20 @@ def base_url(url: str, allow_loopback_http: bool, field: str) -> str:
 class PsaHttp:
     """One vendor's HTTP: a session, the retry policy, the secrets to scrub."""
 
-    def __init__(self, vendor: PsaVendor, policy: RetryPolicy, secrets: tuple[str, ...], session: Any = None):
+    def __init__(
+        self,
+        vendor: PsaVendor,
+        policy: RetryPolicy,
+        secrets: tuple[str, ...],
+        session: Any = None,
+        *,
+        allow_loopback_http: bool = False,
+    ):
         self.vendor = vendor
         self.policy = policy
         self._secrets = secrets
-        self._session = session or requests.Session()
+        # the tenant names the PSA host: a name resolving to an internal address is refused on connect
+        self._session = session or guarded_session(allow_loopback_http)
 
     def send(
         self,

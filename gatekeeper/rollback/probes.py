@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 import requests
 
 from gatekeeper import json_bounded
+from gatekeeper.integrations.guarded_http import OutboundRefused, guarded_session
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.policy.watch import HttpProbeSpec, KqlProbeSpec, RmmProbeSpec
 
@@ -75,7 +76,7 @@ class HttpHealthProbe:
         allow_loopback_http: bool = False,
         clock: Callable[[], float] = time.perf_counter,
     ):
-        self._session = session or requests.Session()
+        self._session = session or guarded_session(allow_loopback_http)  # the tenant policy names the URL
         self._allow_loopback_http = allow_loopback_http
         self._clock = clock
 
@@ -101,6 +102,8 @@ class HttpHealthProbe:
                 status = response.status_code
         except requests.Timeout:
             return ProbeResult(name, "error", f"no answer within {spec.timeout.total_seconds():g} s")
+        except OutboundRefused as exc:
+            return ProbeResult(name, "error", str(exc))
         except requests.RequestException as exc:
             return ProbeResult(name, "error", f"request failed: {type(exc).__name__}")
         if status not in spec.expected_status:

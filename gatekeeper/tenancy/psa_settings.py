@@ -18,12 +18,13 @@ like every tenant secret (`gatekeeper.tenancy.model`). What each vendor calls it
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gatekeeper.addresses import is_internal_host
 
 SECRET_REF = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]+$")
@@ -61,16 +62,12 @@ def check_url(value: str) -> str:
 
 
 def is_internal_address(host: str) -> bool:
-    """An IP literal no vendor API lives at (private, link-local such as the metadata endpoint, reserved,
-    multicast, unspecified): the rule of every credentialed client (gatekeeper.integrations.urls), at import
-    time. Loopback stays allowed here (local servers); the clients allow it only in development."""
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if ip.is_loopback:
-        return False
-    return ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified
+    """A host no vendor API lives at, by its spelling (private, link-local such as the metadata endpoint,
+    shared, reserved, multicast, unspecified; IP literals in every form a resolver reads): the one rule of
+    every credentialed client (gatekeeper.addresses), at import time. Loopback stays allowed here (local
+    servers); the clients allow it only in development, and refuse a name that resolves internally when
+    they connect."""
+    return is_internal_host(host, allow_loopback=True)
 
 
 class StatusMap(BaseModel):

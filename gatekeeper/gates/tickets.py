@@ -290,7 +290,7 @@ def _done(writer: _Writer, store: GateStore, record: GateRecord, request: PsaTic
     saved = store.psa_task(record.instance_id)
     if saved is None or saved[0] != writer.system.vendor or not request.minutes or not request.by:
         return None
-    ref = TicketRef(vendor=saved[0], id=saved[1], opened=True)  # type: ignore[arg-type]
+    ref = TicketRef(vendor=writer.system.vendor, id=saved[1], opened=True)
     services = writer.services
     repo = GateRepository(services.storage, record.tenant_id, services.cipher)
     entry = done_entry(repo, record.instance_id, request.by) or {}

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from devstack.autotask import LocalAutotask
 from devstack.connectwise import LocalConnectWise
 from devstack.gates import local_gates
 from devstack.psa_tickets import LocalTicket
@@ -36,6 +37,7 @@ from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.security.principal import Principal
 from gatekeeper.settings import Settings
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
+from gatekeeper.tenancy.psa_settings import AutotaskSettings
 from gatekeeper.tenancy.secrets import SecretResolver
 from tests.conftest import ROOT
 from tests.e2e.test_gate_flows import ANNA, AUDIENCE, OPERATOR, TID, WEBHOOK_SECRET, Env, Shared, shared  # noqa: F401
@@ -492,3 +494,46 @@ def test_a_tenant_without_a_psa_records_the_minutes_in_the_audit_only(rig: Rig):
     assert rig.server.requests == [] and rig.runner.status(follow_up_instance_id(gate, OPS_OID)) is None
     [done] = done_audit(rig, gate)
     assert (done["minutes"], done["psa_time_entry"]) == (20, False)
+
+
+def test_an_l3_task_marked_done_with_minutes_logs_an_autotask_time_entry(rig: Rig):
+    """The same flow on Autotask: the L3 ticket opened there gets a TimeEntries item with the hours worked."""
+    tenant_id, services = rig.shared.tenant_id, rig.env.gates.services
+    own = f"GK_{tenant_id.upper()}_"
+    user, secret, code = "gk-api@contoso-msp.example", "at-secret-9f8e7d6c5b4a", "AT-INTEGRATION-CODE-0123456"
+    with LocalAutotask(user, secret, code) as server:
+        autotask = AutotaskSettings.model_validate(
+            {
+                "vendor": "autotask",
+                "url": f"{server.url}/atservicesrest",
+                "company": "174",
+                "board": "29682833",
+                "time_resource_id": "29682885",
+                "credentials": {
+                    "username": f"env:{own}AT_USER",
+                    "secret": f"env:{own}AT_SECRET",
+                    "integration_code": f"env:{own}AT_CODE",
+                },
+            }
+        )
+        record = services.registry.get(tenant_id)
+        assert record is not None
+        services.registry.import_records([record.model_copy(update={"psa": autotask})])
+        services.registry.invalidate()
+        resolver = SecretResolver({f"{own}AT_USER": user, f"{own}AT_SECRET": secret, f"{own}AT_CODE": code})
+        services.tickets = TicketSystems(
+            services.registry.get,
+            resolver,
+            policy=RetryPolicy(max_attempts=1),
+            allow_loopback_http=True,
+            clock=rig.shared.clock.now,
+        )
+        gate = rig.env.gates.submit(rig.env.event("production", ActionKind.SECRET_ACCESS))
+        [task] = server.tickets.values()
+        follow_ups(rig).act(gate, operator(), "mark_done", "rotated by hand", 90)
+        rig.runner.run_until_idle()
+        [entry] = task.time
+        assert entry["ticketID"] == task.id and entry["hoursWorked"] == 1.5 and entry["resourceID"] == 29682885
+        assert f"by {OPERATOR}: rotated by hand" in entry["summaryNotes"]
+        logged = [e.data for e in rig.psa_audit(gate) if e.data["moment"] == "done"]
+        assert [(d["vendor"], d["operation"], d["ok"]) for d in logged] == [("autotask", "log_time", True)]

@@ -35,8 +35,9 @@ bp = df.Blueprint()
 MAX_ACTIVITY_BYTES = 256 * 1024  # a card action is a few KiB; Teams caps a message with cards at 28 KiB
 
 
-def follow_ups() -> FollowUpService:
-    """L1 acknowledgements / rollback flags and L3 "done" from cards (imported on first use: cold start)."""
+def follow_ups(gateway: DurableClientGateway) -> FollowUpService:
+    """L1 acknowledgements / rollback flags and L3 "done" from cards and Slack (imported on first use: cold
+    start); a "done" with minutes starts the PSA time entry through `gateway` when the tenant has a PSA."""
     from gatekeeper.gates.followup import FollowUpService
 
     runtime = services()
@@ -47,6 +48,8 @@ def follow_ups() -> FollowUpService:
         operators_for=runtime.operators_for,
         audit_for=runtime.audit_for,
         base_url=runtime.approval_base_url,
+        orchestrations=gateway,
+        psa_configured=lambda tenant_id: runtime.tickets.settings_for(tenant_id) is not None,
     )
 
 
@@ -74,7 +77,7 @@ async def bot_messages(req: func.HttpRequest, client: df.DurableOrchestrationCli
         )
         gateway = DurableClientGateway(client, asyncio.get_running_loop())
         status, answer = await runtime.bot_host.process(
-            activity, headers, claims, decision_service(gateway), runtime.user_directory, follow_ups()
+            activity, headers, claims, decision_service(gateway), runtime.user_directory, follow_ups(gateway)
         )
     except GatekeeperError as problem:
         log.info("refused /api/messages: %s", problem.code)

@@ -20,6 +20,7 @@ import azure.functions as func
 from functions.approvals import decision_service
 from functions.durable_gateway import DurableClientGateway
 from functions.http import failure_response, problem_response, services
+from functions.messages import follow_ups
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.ingest.edge import IncomingRequest, require_bounded_headers
 
@@ -96,7 +97,9 @@ async def slack_decisions(msg: func.QueueMessage, client: df.DurableOrchestratio
         runtime.dead_letters.record(SLACK_INTERACTIONS_QUEUE, text, f"undecodable: {type(exc).__name__}")
         return
     gateway = DurableClientGateway(client, asyncio.get_running_loop())
-    outcome = await asyncio.to_thread(runtime.slack_votes.handle, tenant_id, interaction, decision_service(gateway))
+    outcome = await asyncio.to_thread(
+        runtime.slack_votes.handle, tenant_id, interaction, decision_service(gateway), follow_ups(gateway)
+    )
     log.info("slack decision on %s: %s", interaction.instance_id, outcome)
 
 

@@ -616,7 +616,9 @@ class Services:
             entra_tenants_for=self.entra_tenants_for,
             storage=self.storage,
             directory=self.user_directory,
-            followups=FollowUpService(  # an L1 notice's Acknowledge / Flag for rollback, as on the Teams card
+            # L1 Acknowledge / Flag for rollback and L3 Mark done, as on the Teams card; the queue trigger passes
+            # its own (functions/messages.follow_ups) with the Durable client for the PSA time entry
+            followups=FollowUpService(
                 self.storage,
                 self.sealer,
                 entra_tenants_for=self.entra_tenants_for,

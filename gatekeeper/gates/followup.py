@@ -8,19 +8,27 @@ gate, mark done only an L3 task) -> the person is one of those the notice went t
 by object id or UPN; 403) -> a note for "done" (422) -> once per person and action (409, stored create-only
 in the gate's partition) -> audited (`follow_up`). A flag for rollback is a person overriding an automated
 "proceed": it is counted as a HitlOverride (`flagged_for_rollback`) in telemetry.
+
+"Done" may carry the time spent (whole minutes, 1..1440; `parse_minutes` is the one reading of what a person
+typed, used by every channel's edge). The minutes are sealed in the row and audited; when the tenant has a PSA,
+the `psa_follow_up` orchestration is started to log them on the gate's L3 ticket (`psa_ticket`, moment
+"done"): the channel's trigger never calls a vendor. A start that fails hands the row back and raises
+DependencyUnavailable, so the person (or the queue) can try again and nothing is half-recorded.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from azure.core.exceptions import ResourceExistsError
 
 from gatekeeper import telemetry
 from gatekeeper.contracts.gate import GateStatus
-from gatekeeper.errors import Conflict, Forbidden, InvalidInput
+from gatekeeper.contracts.psa import MAX_MINUTES, PSA_FOLLOW_UP, PsaTicketInput, follow_up_instance_id
+from gatekeeper.errors import Conflict, DependencyUnavailable, Forbidden, InvalidInput
 from gatekeeper.gates.decisions import INSTANCE_ID, not_found
 from gatekeeper.gates.store import GateIndex, GateRecord, GateRepository, GateStore
 from gatekeeper.gates.view import ApprovalView, build_view
@@ -33,6 +41,30 @@ FollowUpVerb = Literal["acknowledge", "flag_rollback", "mark_done"]
 FOLLOW_UP_VERBS: tuple[str, ...] = ("acknowledge", "flag_rollback", "mark_done")
 ROW_PREFIX = "followup|"
 MAX_NOTE = 1000
+MINUTES_FIELD = "minutes"
+_WHOLE = re.compile(r"^\s*[0-9]{1,6}\s*$")
+
+
+class Orchestrations(Protocol):
+    """Starts an orchestration: the Durable client in Azure, the local runner in development."""
+
+    def start(self, orchestrator: str, instance_id: str, payload: dict[str, Any]) -> None: ...
+
+
+def parse_minutes(value: Any, field: str = MINUTES_FIELD) -> int | None:
+    """The time spent as a person typed it (a card's or a modal's input): None when left empty, else whole
+    minutes within 1..1440; InvalidInput naming `field` for anything else (text, fractions, huge numbers)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    whole = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer() and abs(value) <= MAX_MINUTES
+    )
+    minutes = int(value) if whole or (isinstance(value, str) and _WHOLE.match(value)) else -1
+    if not 1 <= minutes <= MAX_MINUTES:
+        raise InvalidInput(
+            f"{field}: time spent must be a whole number of minutes from 1 to {MAX_MINUTES}", field=field
+        )
+    return minutes
 
 
 class FollowUpService:
@@ -46,7 +78,13 @@ class FollowUpService:
         audit_for: Callable[[str], Any],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         base_url: str | None = None,
+        orchestrations: Orchestrations | None = None,
+        psa_configured: Callable[[str], bool] | None = None,
     ) -> None:
+        """`orchestrations` and `psa_configured` (whether the tenant has `psa` settings): a "done" with
+        minutes starts the PSA time entry; without them the minutes are recorded and audited only."""
+        self._orchestrations = orchestrations
+        self._psa_configured = psa_configured
         self._storage = storage
         self._cipher = cipher
         self._entra_tenants_for = entra_tenants_for
@@ -86,7 +124,9 @@ class FollowUpService:
         open_verbs = [v for v in _verbs_for(record) if (v, principal.oid.lower()) not in mine]
         return build_view(record, store.votes(instance_id), base_url=self._base_url), done, bool(open_verbs)
 
-    def act(self, instance_id: str, principal: Principal, verb: str, note: str = "") -> dict[str, Any]:
+    def act(
+        self, instance_id: str, principal: Principal, verb: str, note: str = "", minutes: int | None = None
+    ) -> dict[str, Any]:
         _, record = self._gate(instance_id, principal)
         if verb not in _verbs_for(record):
             raise Conflict(
@@ -103,28 +143,38 @@ class FollowUpService:
             raise InvalidInput(f"note: at most {MAX_NOTE} characters", field="note")
         if verb == "mark_done" and not note:
             raise InvalidInput("note: say what was done (required to mark the task done)", field="note")
+        if minutes is not None:
+            if verb != "mark_done":
+                raise InvalidInput(
+                    f"{MINUTES_FIELD}: time spent is recorded when a task is marked done", field=MINUTES_FIELD
+                )
+            minutes = parse_minutes(minutes)
         at = self._clock()
         repo = GateRepository(self._storage, record.tenant_id, self._cipher)
+        row_key = f"{ROW_PREFIX}{verb}|{check_key('oid', principal.oid.lower())}"
+        comment: dict[str, Any] = {"note": note, "upn": principal.upn}
+        if minutes is not None:
+            comment["minutes"] = minutes
         try:
             repo.create(
-                {
-                    "PartitionKey": check_key("instance_id", instance_id),
-                    "RowKey": f"{ROW_PREFIX}{verb}|{check_key('oid', principal.oid.lower())}",
-                    "at": at,
-                    "comment": {"note": note, "upn": principal.upn},
-                }
+                {"PartitionKey": check_key("instance_id", instance_id), "RowKey": row_key, "at": at, "comment": comment}
             )
         except ResourceExistsError:
             raise Conflict(
                 "You already did this for this gate.", code="already-recorded", title="Already recorded"
             ) from None
+        data: dict[str, Any] = {
+            "action": verb,
+            "level": record.level,
+            "note": note,
+            "upn": principal.upn,
+            "channel": principal.auth,
+        }
+        if minutes is not None:
+            data["minutes"] = minutes
+            data["psa_time_entry"] = self._log_time(repo, record, principal, row_key, minutes, at)
         self._audit_for(record.tenant_id).append(
-            "follow_up",
-            principal.oid,
-            instance_id,
-            record.title[:1000],
-            {"action": verb, "level": record.level, "note": note, "upn": principal.upn, "channel": principal.auth},
-            at=at,
+            "follow_up", principal.oid, instance_id, record.title[:1000], data, at=at
         )
         if verb == "flag_rollback":  # a person set automation's "proceed" aside: an override, both sides
             from gatekeeper.recommend.overrides import override_data
@@ -155,6 +205,29 @@ class FollowUpService:
             )
         return {"instance_id": instance_id, "action": verb, "status": "recorded"}
 
+    def _log_time(
+        self, repo: GateRepository, record: GateRecord, principal: Principal, row_key: str, minutes: int, at: datetime
+    ) -> bool:
+        """Start the PSA time entry for a task marked done (True), or say it stays in the audit only (False:
+        no PSA for the tenant, or no way to start it here). A failed start hands the row back and raises."""
+        if self._orchestrations is None or self._psa_configured is None:
+            return False
+        if not self._psa_configured(record.tenant_id):
+            return False
+        oid = principal.oid.lower()
+        told = PsaTicketInput(
+            tenant_id=record.tenant_id, instance_id=record.instance_id, moment="done", at=at, by=oid, minutes=minutes
+        )
+        try:
+            self._orchestrations.start(PSA_FOLLOW_UP, follow_up_instance_id(record.instance_id, oid), told.to_json())
+        except Exception as exc:
+            repo.delete(record.instance_id, row_key)  # nothing half-recorded: the retry records it again
+            raise DependencyUnavailable(
+                "The time spent could not be handed to the PSA write-back now; nothing was recorded. Try again.",
+                code="orchestration-unavailable",
+            ) from exc
+        return True
+
     def _done(self, record: GateRecord) -> list[dict[str, Any]]:
         repo = GateRepository(self._storage, record.tenant_id, self._cipher)
         rows = repo.query(
@@ -164,7 +237,17 @@ class FollowUpService:
         done = []
         for row in rows:
             _, verb, oid = str(row["RowKey"]).split("|", 2)
-            done.append({"verb": verb, "by": oid, "at": row["at"], "note": (row.get("comment") or {}).get("note", "")})
+            comment = row.get("comment") or {}
+            done.append(
+                {
+                    "verb": verb,
+                    "by": oid,
+                    "at": row["at"],
+                    "note": comment.get("note", ""),
+                    "upn": comment.get("upn"),
+                    "minutes": comment.get("minutes"),
+                }
+            )
         return sorted(done, key=lambda d: d["at"])
 
 
@@ -174,3 +257,17 @@ def _verbs_for(record: GateRecord) -> tuple[str, ...]:
     if record.level == "L1" and record.status is GateStatus.APPROVED:
         return ("acknowledge", "flag_rollback")
     return ()
+
+
+def done_entry(repo: GateRepository, instance_id: str, oid: str) -> dict[str, Any] | None:
+    """The note, UPN and minutes of `oid`'s "done" on the gate (sealed in its row), for the PSA time entry."""
+    row = repo.get(check_key("instance_id", instance_id), f"{ROW_PREFIX}mark_done|{check_key('oid', oid.lower())}")
+    if row is None:
+        return None
+    comment = row.get("comment") or {}
+    return {
+        "at": row.get("at"),
+        "note": comment.get("note", ""),
+        "upn": comment.get("upn"),
+        "minutes": comment.get("minutes"),
+    }

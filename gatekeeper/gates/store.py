@@ -45,6 +45,7 @@ SEQ_PREFIX = "seq|"
 AUDIT_PREFIX = "audit|"
 TICKET_PREFIX = "ticket|"  # PartitionKey of a ticket -> gate link row (no instance id starts so)
 PSA_ROW = "psa"  # the PSA ticket Gatekeeper writes to for this gate (gatekeeper.gates.tickets)
+PSA_TASK_ROW = "psa|task"  # the L3 task ticket opened for this gate (its time entries go there)
 MAX_AUDIT_REFS = 500  # a gate's own entries: a handful per stage and vote; the view lists at most this many
 MAX_VOTE_ATTEMPTS = 20
 
@@ -221,6 +222,22 @@ class GateStore:
                 "opened": opened,
             }
         )
+
+    def save_psa_task(self, instance_id: str, vendor: str, ticket_id: str) -> None:
+        """Remember the L3 task ticket Gatekeeper opened for this gate, where "done" logs the time spent."""
+        self._ready().upsert(
+            {
+                "PartitionKey": check_key("instance_id", instance_id),
+                "RowKey": PSA_TASK_ROW,
+                "vendor": vendor,
+                "ticket_id": check_key("ticket", ticket_id),
+            }
+        )
+
+    def psa_task(self, instance_id: str) -> tuple[str, str] | None:
+        """(vendor, ticket id) of the gate's L3 task ticket, or None (no PSA, not L3, or not opened)."""
+        row = self._ready().get(check_key("instance_id", instance_id), PSA_TASK_ROW)
+        return None if row is None else (str(row["vendor"]), str(row["ticket_id"]))
 
     def psa_ticket(self, instance_id: str) -> tuple[str, str, bool] | None:
         """(vendor, ticket id, opened by Gatekeeper) of the gate's PSA ticket, or None."""

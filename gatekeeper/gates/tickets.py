@@ -12,6 +12,9 @@
 - human_task (L3): a ticket opened on the tenant's board for the person who carries the change out, and a
   note on the linked ticket pointing at it.
 - rolled_back: a note (why, which watch), the rollback priority, the `rolled_back` status.
+- done: a person marked the L3 task done with the time spent (`psa_follow_up`, started by the follow-up
+  service): a time entry (`log_time`) on the L3 task ticket opened at human_task, with the person and their
+  note (read from the sealed follow-up row, never carried through the history). No task ticket: nothing.
 
 Every PSA call is audited (`psa_ticket`: vendor, operation, outcome, ticket; never a credential), failures
 included; a failure is a result, never an exception into the flow. Retries happen inside the client
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gatekeeper.contracts.gate import GateStatus
@@ -31,7 +34,7 @@ from gatekeeper.contracts.psa import PsaTicketInput, PsaTicketOutcome
 from gatekeeper.gates.common import append_audit, at_or_now
 from gatekeeper.gates.needs import GateNeeds
 from gatekeeper.gates.psa import parse_ticket
-from gatekeeper.ports import TicketNote, TicketRef, TicketResult, TicketSpec
+from gatekeeper.ports import TicketNote, TicketRef, TicketResult, TicketSpec, TimeEntry
 from gatekeeper.psa.http import PsaConfigError
 
 if TYPE_CHECKING:
@@ -133,6 +136,11 @@ def write(services: TicketNeeds, request: PsaTicketInput) -> PsaTicketOutcome:
     if record is None or settings is None:
         return PsaTicketOutcome(ok=True, skipped=True, detail="no such gate")
     writer = _Writer(services, system, request, at)
+    if request.moment == "done":  # only the L3 task ticket: no check or write on the linked ticket
+        task = _done(writer, store, record, request)
+        if writer.writes == 0 and writer.failures == 0:
+            return PsaTicketOutcome(ok=True, skipped=True, ticket=task, detail="no L3 task ticket or no time to log")
+        return PsaTicketOutcome(ok=writer.failures == 0, ticket=task, writes=writer.writes, failures=writer.failures)
     ref = _known_ticket(store, record, system.vendor)
     saved = store.psa_ticket(record.instance_id)
     if ref is not None and request.moment != "requested" and (saved is None or saved[0] != system.vendor):
@@ -260,6 +268,7 @@ def _human_task(writer: _Writer, store: GateStore, record: GateRecord, ref: Tick
     task = writer.find_or_open(spec)
     if task is None:
         return
+    store.save_psa_task(record.instance_id, task.vendor, task.id)
     if ref is None:
         store.save_psa_ticket(record.instance_id, task.vendor, task.id, opened=True)
     else:
@@ -271,3 +280,23 @@ def _rolled_back(writer: _Writer, ref: TicketRef, request: PsaTicketInput) -> No
     writer.note(ref, "Gatekeeper: deployment rolled back", text)
     writer.call(lambda: writer.system.raise_priority(ref))
     writer.status(ref, "rolled_back")
+
+
+def _done(writer: _Writer, store: GateStore, record: GateRecord, request: PsaTicketInput) -> str | None:
+    """The time a person spent on the L3 task, logged on the task ticket; the ticket's label, or None."""
+    from gatekeeper.gates.followup import done_entry
+    from gatekeeper.gates.store import GateRepository
+
+    saved = store.psa_task(record.instance_id)
+    if saved is None or saved[0] != writer.system.vendor or not request.minutes or not request.by:
+        return None
+    ref = TicketRef(vendor=writer.system.vendor, id=saved[1], opened=True)
+    services = writer.services
+    repo = GateRepository(services.storage, record.tenant_id, services.cipher)
+    entry = done_entry(repo, record.instance_id, request.by) or {}
+    who = entry.get("upn") or request.by
+    notes = f"Marked done in Gatekeeper by {who}: {entry.get('note') or '-'}\nGate: {record.instance_id}"
+    started = writer.at - timedelta(minutes=request.minutes)
+    time = TimeEntry(minutes=request.minutes, started_at=started, notes=notes[:2000])
+    writer.call(lambda: writer.system.log_time(ref, time))
+    return ref.label

@@ -25,9 +25,15 @@ APPROVE_ACTION, REJECT_ACTION = "gatekeeper_approve", "gatekeeper_reject"
 # An L1 notice's follow-up (the Teams card's Acknowledge / Flag for rollback, `gatekeeper.gates.followup`)
 ACKNOWLEDGE_ACTION, FLAG_ROLLBACK_ACTION = "gatekeeper_acknowledge", "gatekeeper_flag_rollback"
 FOLLOW_UP_VERBS = {ACKNOWLEDGE_ACTION: "acknowledge", FLAG_ROLLBACK_ACTION: "flag_rollback"}
+# An L3 task's Mark done: the button opens a modal asking what was done and the time spent
+MARK_DONE_ACTION, MARK_DONE_MODAL = "gatekeeper_mark_done", "gatekeeper_mark_done_modal"
+NOTE_BLOCK, NOTE_ACTION = "note", "note_input"
+MINUTES_BLOCK, MINUTES_ACTION = "minutes", "minutes_input"
+MAX_MINUTES = 24 * 60  # the follow-up service's (and `ports.TimeEntry`'s) bound
+FOLLOW_UP_KINDS = ("acknowledge", "flag_rollback", "mark_done")  # what a queued follow-up may ask for
 REJECT_MODAL = "gatekeeper_reject_modal"
 COMMENT_BLOCK, COMMENT_ACTION = "comment", "comment_input"
-MAX_COMMENT = 1000  # the decision service's limit
+MAX_COMMENT = 1000  # the decision service's limit (and the follow-up service's note)
 
 # https://docs.slack.dev/reference/block-kit/blocks and .../block-elements, .../composition-objects
 LIMITS = {
@@ -243,15 +249,70 @@ def approval_message(view: ApprovalView, notice: Notice | None = None) -> dict[s
     return {"text": fallback_text(view), "blocks": blocks[: LIMITS["message_blocks"]]}
 
 
-def follow_up_message(view: ApprovalView) -> dict[str, Any]:
+FOLLOW_UP_DONE = {"acknowledge": "Acknowledged", "flag_rollback": "Flagged for rollback", "mark_done": "Marked done"}
+
+
+def _follow_ups(done: list[dict[str, Any]]) -> str:
+    """Who did what with the notice so far (the follow-up service's rows): person, when, minutes, note."""
+    if not done:
+        return "Follow-up: nobody has responded yet."
+    lines = ["Follow-up:"]
+    for entry in done[-20:]:
+        who = entry.get("upn") or entry.get("by") or "someone"
+        at = entry.get("at")
+        when = f" at {_when(at)}" if isinstance(at, datetime) else ""
+        minutes = f" ({entry['minutes']} min)" if entry.get("minutes") else ""
+        note = f": {entry['note']}" if entry.get("note") else ""
+        verb = FOLLOW_UP_DONE.get(str(entry.get("verb")), str(entry.get("verb")))
+        lines.append(f"- {verb} by {who}{when}{minutes}{note}")
+    return "\n".join(lines)
+
+
+def _follow_up_buttons(view: ApprovalView, task: bool) -> dict[str, Any]:
+    value = clip(view.instance_id, LIMITS["button_value"])
+    if task:
+        elements = [
+            {
+                "type": "button",
+                "action_id": MARK_DONE_ACTION,
+                "text": _plain("Mark done\u2026", LIMITS["button_text"]),
+                "style": "primary",
+                "value": value,
+            }
+        ]
+    else:
+        elements = [
+            {
+                "type": "button",
+                "action_id": ACKNOWLEDGE_ACTION,
+                "text": _plain("Acknowledge", LIMITS["button_text"]),
+                "value": value,
+            },
+            {
+                "type": "button",
+                "action_id": FLAG_ROLLBACK_ACTION,
+                "text": _plain("Flag for rollback", LIMITS["button_text"]),
+                "style": "danger",
+                "value": value,
+            },
+        ]
+    return {"type": "actions", "block_id": "follow_up", "elements": elements}
+
+
+def follow_up_message(
+    view: ApprovalView, done: list[dict[str, Any]] | None = None, *, notice: Notice | None = None
+) -> dict[str, Any]:
     """`{"text", "blocks"}` for an L1 notice (the change ran without approval: review it) or an L3 task (a
     person must carry it out): the same context as an approval, never vote buttons (there is nothing to vote
-    on). An L1 notice offers Acknowledge and Flag for rollback (the follow-up path the Teams card uses,
-    `gatekeeper.gates.followup`); an L3 task's "Mark done" needs a note and stays on the Teams card."""
+    on). As sent (`done` None): an L1 notice offers Acknowledge and Flag for rollback, an L3 task Mark done
+    (a modal asks for the note and the time spent), the Teams card's actions (`gatekeeper.gates.followup`).
+    Once someone acted on this message (`done`: the follow-up service's rows), it says who did what, with
+    `notice` for the person who acted, and has no buttons."""
     task = view.status.value == "human_task"
     headline = f"L3 human action required: {view.title}" if task else f"L1 executed, please review: {view.title}"
     what = (
-        "Automation refused this change (level L3). A person must review it and carry it out by hand."
+        "Automation refused this change (level L3). A person must review it, carry it out by hand and mark it "
+        "done with a note."
         if task
         else "This change ran without approval (level L1): this is the notice that it did. Please review it: "
         "acknowledge it, or flag it for rollback."
@@ -260,32 +321,56 @@ def follow_up_message(view: ApprovalView) -> dict[str, Any]:
     blocks = [b for b in shown["blocks"] if b.get("block_id") not in ("votes", "outcome")]
     blocks[0] = {"type": "header", "text": _plain(headline, LIMITS["header_text"])}
     blocks.insert(1, _section(what))
-    if not task:
-        value = clip(view.instance_id, LIMITS["button_value"])
-        blocks.insert(
-            len(blocks) - 1,  # before the gate's context line
-            {
-                "type": "actions",
-                "block_id": "follow_up",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": ACKNOWLEDGE_ACTION,
-                        "text": _plain("Acknowledge", LIMITS["button_text"]),
-                        "value": value,
-                    },
-                    {
-                        "type": "button",
-                        "action_id": FLAG_ROLLBACK_ACTION,
-                        "text": _plain("Flag for rollback", LIMITS["button_text"]),
-                        "style": "danger",
-                        "value": value,
-                    },
-                ],
-            },
-        )
+    if notice is not None:
+        blocks.insert(1, {**_section(f"{notice.title} {notice.detail}".strip()), "block_id": "notice"})
+    if done is None:
+        blocks.insert(len(blocks) - 1, _follow_up_buttons(view, task))  # before the gate's context line
+    else:
+        blocks.insert(len(blocks) - 1, {**_section(_follow_ups(done)), "block_id": "follow_ups"})
     text = clip(" ".join(headline.split()), LIMITS["fallback_text"])
     return {"text": text, "blocks": blocks[: LIMITS["message_blocks"]]}
+
+
+def mark_done_modal(instance_id: str, channel: str, ts: str) -> dict[str, Any]:
+    """The `views.open` view for marking an L3 task done: what was done (required) and the time spent in
+    minutes (optional, 1..1440; checked again on submit). `private_metadata` says which gate and message."""
+    return {
+        "type": "modal",
+        "callback_id": MARK_DONE_MODAL,
+        "private_metadata": clip(f"{instance_id}|{channel}|{ts}", LIMITS["private_metadata"]),
+        "title": _plain("Mark the task done", LIMITS["modal_title"]),
+        "submit": _plain("Mark done", LIMITS["modal_button"]),
+        "close": _plain("Cancel", LIMITS["modal_button"]),
+        "blocks": [
+            _section(f"Gate {instance_id}: say what was done. It is kept in the audit log (and the PSA ticket)."),
+            {
+                "type": "input",
+                "block_id": NOTE_BLOCK,
+                "label": _plain("What was done? (required)", 2000),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": NOTE_ACTION,
+                    "multiline": True,
+                    "min_length": 1,
+                    "max_length": MAX_COMMENT,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": MINUTES_BLOCK,
+                "optional": True,
+                "label": _plain("Time spent (minutes)", 2000),
+                "hint": _plain(f"Whole minutes, 1 to {MAX_MINUTES}; logged on the task's PSA ticket.", 2000),
+                "element": {
+                    "type": "number_input",
+                    "action_id": MINUTES_ACTION,
+                    "is_decimal_allowed": False,
+                    "min_value": "1",
+                    "max_value": str(MAX_MINUTES),
+                },
+            },
+        ],
+    }
 
 
 def reject_modal(instance_id: str, channel: str, ts: str) -> dict[str, Any]:

@@ -9,10 +9,12 @@
   counted it and still waits: `gate_changed`, from the chain's `gate_update_messages` activity), when a later
   stage opens and when the gate is decided or expires (then without buttons). An approver who has voted sees
   their vote on their DM instead of buttons. L1 notices and L3 tasks go out the same way as messages without
-  vote buttons (not kept: they never change); an L1 notice offers Acknowledge / Flag for rollback
-  (`FollowUps`, the Teams card's follow-up service). Failures are results and log lines, never a failed gate
-  or a delayed vote: Slack is only ever called after the vote was stored, raised and answered, with short
-  timeouts, and one unreachable Slack ends the round instead of waiting once per message.
+  vote buttons (not kept: no vote changes them); an L1 notice offers Acknowledge / Flag for rollback, an L3
+  task Mark done (a modal: the note and the time spent), decided by `FollowUps`, the Teams card's follow-up
+  service; the message acted on is then updated in place (who did what, no buttons). Failures are results
+  and log lines, never a failed gate or a delayed vote: Slack is only ever called after the vote was stored,
+  raised and answered, with short timeouts, and one unreachable Slack ends the round instead of waiting once
+  per message.
 - `SlackVotes.handle`: one queued interaction (a button press, the reject modal's submit). The Slack user
   becomes an approver only through the tenant's identity map (`slack:user:<team>/<user>`; linked by an admin,
   or here, when the tenant allows it, because the user's Slack e-mail from `users.info` is an address of the
@@ -37,7 +39,15 @@ from gatekeeper.gates.view import ApprovalView, build_view
 from gatekeeper.ports import Delivery, Notification, NotificationResult
 from gatekeeper.security.principal import GUID_PATTERN, Principal
 from gatekeeper.security.requester import DirectoryUnavailable, UserDirectory, external_id, normalise_address
-from gatekeeper.slack.blocks import FOLLOW_UP_VERBS, Notice, approval_message, follow_up_message, reject_modal
+from gatekeeper.slack.blocks import (
+    FOLLOW_UP_DONE,
+    FOLLOW_UP_KINDS,
+    Notice,
+    approval_message,
+    follow_up_message,
+    mark_done_modal,
+    reject_modal,
+)
 from gatekeeper.slack.edge import Interaction, Tenants
 from gatekeeper.store.repository import TenantRepository, check_key
 from gatekeeper.store.tables import StorageAccount, TablePurpose
@@ -63,7 +73,11 @@ LINK_HELP = (
 class FollowUps(Protocol):
     """What the Slack follow-up buttons need of `gatekeeper.gates.followup.FollowUpService`."""
 
-    def act(self, instance_id: str, principal: Principal, verb: str, note: str = "") -> dict[str, Any]: ...
+    def act(
+        self, instance_id: str, principal: Principal, verb: str, note: str = "", minutes: int | None = None
+    ) -> dict[str, Any]: ...
+
+    def view(self, instance_id: str, principal: Principal) -> tuple[ApprovalView, list[dict[str, Any]], bool]: ...
 
 
 class Decisions(Protocol):
@@ -298,6 +312,34 @@ class SlackNotifier:
             view=reject_modal(interaction.instance_id, interaction.channel or "", interaction.ts or ""),
         )
 
+    def open_mark_done_modal(self, record: TenantRecord, interaction: Interaction) -> None:
+        """`views.open` for an L3 task's Mark done (the note and the time spent), on the request path too."""
+        client = self._client(record, REQUEST_PATH_TIMEOUT)
+        if client is None:
+            raise DependencyUnavailable("The Slack bot token is not configured.", code="slack-unavailable")
+        client.views_open(
+            trigger_id=interaction.trigger_id,
+            view=mark_done_modal(interaction.instance_id, interaction.channel or "", interaction.ts or ""),
+        )
+
+    def show_follow_up(
+        self, record: TenantRecord, interaction: Interaction, view: ApprovalView, done: list[dict[str, Any]]
+    ) -> bool:
+        """The follow-up message that was acted on, updated in place (`chat.update`): who did what, no
+        buttons. False (logged) when Slack refuses or cannot be reached; the action stays recorded."""
+        client = self._client(record)
+        if client is None or not interaction.channel or not interaction.ts:
+            return False
+        shown = follow_up_message(view, done)
+        try:
+            client.chat_update(
+                channel=interaction.channel, ts=interaction.ts, text=shown["text"], blocks=shown["blocks"]
+            )
+        except Exception as exc:
+            log.warning("slack: updating the follow-up message of %s failed: %s", view.instance_id, _error(exc))
+            return False
+        return True
+
     def ephemeral(self, record: TenantRecord, interaction: Interaction, text: str) -> None:
         client = self._client(record)
         if client is None or not interaction.channel:
@@ -347,9 +389,12 @@ class SlackVotes:
         self._directory = directory
         self._api_url = api_url
 
-    def handle(self, tenant_id: str, interaction: Interaction, decisions: Decisions) -> str:
-        """What happened, as a short code for the log: voted | acknowledge | flag_rollback | refused:<code> |
-        unlinked | ignored."""
+    def handle(
+        self, tenant_id: str, interaction: Interaction, decisions: Decisions, followups: FollowUps | None = None
+    ) -> str:
+        """What happened, as a short code for the log: voted | acknowledge | flag_rollback | mark_done |
+        refused:<code> | unlinked | ignored. `followups`: the follow-up service for this call (the trigger's,
+        able to start the PSA time entry); the one given at construction otherwise."""
         record = self._tenants.record(tenant_id)
         if record is None or record.slack is None or record.slack.team_id != interaction.team_id:
             return "ignored"
@@ -368,8 +413,8 @@ class SlackVotes:
                 LINK_HELP.format(tenant=tenant_id, team=interaction.team_id, user=interaction.user_id),
             )
             return "unlinked"
-        if interaction.kind in FOLLOW_UP_VERBS.values():
-            return self._follow_up(record, interaction, principal)
+        if interaction.kind in FOLLOW_UP_KINDS:
+            return self._follow_up(record, interaction, principal, followups or self._followups)
         decision = "approve" if interaction.kind == "approve" else "reject"
         body = json.dumps({"decision": decision, "comment": interaction.comment}).encode()
         try:
@@ -391,22 +436,34 @@ class SlackVotes:
         self._notifier.refresh(tenant_id, interaction.instance_id, voter)
         return "voted"
 
-    def _follow_up(self, record: TenantRecord, interaction: Interaction, principal: Principal) -> str:
-        """An L1 notice acknowledged or flagged for rollback: the follow-up service the Teams card uses decides
-        (only people the notice went to, once each, audited); the person hears the outcome (ephemeral)."""
-        if self._followups is None:
+    def _follow_up(
+        self, record: TenantRecord, interaction: Interaction, principal: Principal, followups: FollowUps | None
+    ) -> str:
+        """An L1 notice acknowledged or flagged for rollback, or an L3 task marked done (note, minutes): the
+        follow-up service the Teams card uses decides (only people the notice went to, once each, audited; a
+        "done" with minutes goes on to the PSA's time entry); the person hears the outcome (ephemeral) and the
+        message they acted on shows who did what, without buttons."""
+        if followups is None:
             self._notifier.ephemeral(record, interaction, "Not recorded: follow-ups are not available here.")
             return "refused:no-follow-ups"
         try:
-            self._followups.act(interaction.instance_id, principal, interaction.kind)
+            followups.act(
+                interaction.instance_id, principal, interaction.kind, interaction.comment, interaction.minutes
+            )
         except DependencyUnavailable:
             raise  # the queue retries the message
         except GatekeeperError as problem:
             log.info("slack follow-up refused: %s", problem.code)
             self._notifier.ephemeral(record, interaction, f"Not recorded. {problem.title}: {problem.detail}")
             return f"refused:{problem.code}"
-        done = "flagged for rollback" if interaction.kind == "flag_rollback" else "acknowledged"
-        self._notifier.ephemeral(record, interaction, f"Recorded: {done}.")
+        spent = f" ({interaction.minutes} min)" if interaction.minutes else ""
+        self._notifier.ephemeral(record, interaction, f"Recorded: {FOLLOW_UP_DONE[interaction.kind].lower()}{spent}.")
+        try:
+            view, done, _ = followups.view(interaction.instance_id, principal)
+        except GatekeeperError as problem:  # recorded all the same; the message keeps its earlier state
+            log.warning("slack: the follow-up of %s cannot be shown: %s", interaction.instance_id, problem.code)
+        else:
+            self._notifier.show_follow_up(record, interaction, view, done)
         return interaction.kind
 
     def _principal(self, record: TenantRecord, interaction: Interaction) -> Principal | None:

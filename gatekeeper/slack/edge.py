@@ -33,8 +33,15 @@ from gatekeeper.slack.blocks import (
     APPROVE_ACTION,
     COMMENT_ACTION,
     COMMENT_BLOCK,
+    FOLLOW_UP_KINDS,
     FOLLOW_UP_VERBS,
+    MARK_DONE_ACTION,
+    MARK_DONE_MODAL,
     MAX_COMMENT,
+    MINUTES_ACTION,
+    MINUTES_BLOCK,
+    NOTE_ACTION,
+    NOTE_BLOCK,
     REJECT_ACTION,
     REJECT_MODAL,
 )
@@ -63,7 +70,8 @@ def refused(reason: str) -> Unauthenticated:
 @dataclass(frozen=True)
 class Interaction:
     """What a person did, reduced to what the decision needs. `kind`: approve | reject | reject-submitted, or
-    an L1 notice's follow-up: acknowledge | flag_rollback."""
+    a follow-up: acknowledge | flag_rollback (an L1 notice's buttons), mark_done-open (an L3 task's button,
+    which opens the modal) | mark_done (the modal's submit: `comment` is the note, `minutes` the time spent)."""
 
     kind: str
     team_id: str
@@ -73,6 +81,7 @@ class Interaction:
     ts: str | None = None
     trigger_id: str | None = None
     comment: str = ""
+    minutes: int | None = None
 
 
 def _headers(headers: Mapping[str, str]) -> tuple[str, str]:
@@ -180,7 +189,7 @@ def parse_interaction(payload: Mapping[str, Any]) -> Interaction | None:
             raise InvalidInput("actions must hold exactly one action", field="actions")
         action = _object(actions[0], "actions[0]")
         action_id = action.get("action_id")
-        if action_id not in (APPROVE_ACTION, REJECT_ACTION, *FOLLOW_UP_VERBS):
+        if action_id not in (APPROVE_ACTION, REJECT_ACTION, MARK_DONE_ACTION, *FOLLOW_UP_VERBS):
             return None
         instance_id = _id(action.get("value"), "actions[0].value", INSTANCE_ID)
         container = payload.get("container")
@@ -191,7 +200,7 @@ def parse_interaction(payload: Mapping[str, Any]) -> Interaction | None:
         if not isinstance(trigger, str) or not trigger or len(trigger) > MAX_TRIGGER_ID:
             raise InvalidInput("trigger_id is required", field="trigger_id")
         return Interaction(
-            kind=FOLLOW_UP_VERBS.get(action_id) or ("approve" if action_id == APPROVE_ACTION else "reject"),
+            kind=FOLLOW_UP_VERBS.get(action_id) or _BUTTON_KINDS[action_id],
             team_id=team_id,
             user_id=user_id,
             instance_id=instance_id,
@@ -201,6 +210,8 @@ def parse_interaction(payload: Mapping[str, Any]) -> Interaction | None:
         )
     if kind == "view_submission":
         view = _object(payload.get("view"), "view")
+        if view.get("callback_id") == MARK_DONE_MODAL:
+            return _mark_done(view, team_id, user_id)
         if view.get("callback_id") != REJECT_MODAL:
             return None
         instance_id, channel, ts = _metadata(view.get("private_metadata"))
@@ -221,6 +232,44 @@ def parse_interaction(payload: Mapping[str, Any]) -> Interaction | None:
             comment=(comment or "").strip(),
         )
     return None
+
+
+_BUTTON_KINDS = {APPROVE_ACTION: "approve", REJECT_ACTION: "reject", MARK_DONE_ACTION: "mark_done-open"}
+
+
+def _input_value(values: Mapping[str, Any], block: str, action: str) -> tuple[Any, str]:
+    """(the value typed into one input of a modal, its path); a left-empty optional input has no value."""
+    path = f"view.state.values.{block}.{action}.value"
+    holder = values.get(block)
+    if holder is None:
+        return None, path
+    element = _object(_object(holder, f"view.state.values.{block}").get(action), f"view.state.values.{block}.{action}")
+    return element.get("value"), path
+
+
+def _mark_done(view: Mapping[str, Any], team_id: str, user_id: str) -> Interaction:
+    """The mark-done modal's submit: the note (text, at most 1000 characters; empty is answered in the modal
+    by the route) and the time spent (whole minutes 1..1440, or none), each refused naming its field."""
+    from gatekeeper.gates.followup import parse_minutes
+
+    instance_id, channel, ts = _metadata(view.get("private_metadata"))
+    values = _object(_object(view.get("state"), "view.state").get("values"), "view.state.values")
+    note, path = _input_value(values, NOTE_BLOCK, NOTE_ACTION)
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_COMMENT):
+        raise InvalidInput(f"the note must be text of at most {MAX_COMMENT} characters", field=path)
+    raw, path = _input_value(values, MINUTES_BLOCK, MINUTES_ACTION)
+    if raw is not None and not isinstance(raw, str):  # Slack sends a number input's value as a string
+        raise InvalidInput(f"{path} must be the number as text", field=path)
+    return Interaction(
+        kind="mark_done",
+        team_id=team_id,
+        user_id=user_id,
+        instance_id=instance_id,
+        channel=channel,
+        ts=ts,
+        comment=(note or "").strip(),
+        minutes=parse_minutes(raw, path),
+    )
 
 
 def _metadata(value: Any) -> tuple[str, str, str]:
@@ -343,6 +392,7 @@ def queue_message(sealer: QueueSealer, tenant_id: str, interaction: Interaction)
         "channel": interaction.channel,
         "ts": interaction.ts,
         "comment": interaction.comment,
+        "minutes": interaction.minutes,
     }
     sealed = sealer.seal_json(tenant_id, SEAL_TABLE, tenant_id, item, data)
     return json.dumps({"v": 1, "tenant": tenant_id, "id": item, "sealed": sealed}).encode()
@@ -366,10 +416,17 @@ def read_queue_message(opener: QueueOpener, body: bytes) -> tuple[str, Interacti
         channel=data.get("channel") if isinstance(data.get("channel"), str) else None,
         ts=data.get("ts") if isinstance(data.get("ts"), str) else None,
         comment=str(data.get("comment") or "")[:MAX_COMMENT],
+        minutes=_queued_minutes(data.get("minutes")),
     )
-    if interaction.kind not in ("approve", "reject-submitted", *FOLLOW_UP_VERBS.values()):
+    if interaction.kind not in ("approve", "reject-submitted", *FOLLOW_UP_KINDS):
         raise ValueError("not a Slack decision")
     return tenant_id, interaction
+
+
+def _queued_minutes(value: Any) -> int | None:
+    from gatekeeper.gates.followup import parse_minutes
+
+    return parse_minutes(value, "minutes")
 
 
 __all__ = ["CHANNEL_ID", "Interaction", "Tenants", "authenticate_interaction", "parse_interaction", "verify"]

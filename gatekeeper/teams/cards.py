@@ -26,6 +26,8 @@ CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 APPROVE, REJECT, REFRESH = "approve", "reject", "refresh"
 ACKNOWLEDGE, FLAG_ROLLBACK, MARK_DONE = "acknowledge", "flag_rollback", "mark_done"
 NOTE_INPUT = "note"
+MINUTES_INPUT = "minutes"  # an L3 task's time spent (optional, whole minutes 1..1440)
+MAX_MINUTES = 24 * 60
 COMMENT_INPUT = "comment"
 REJECT_COMMENT_INPUT = "reject_comment"
 MAX_COMMENT = 1000
@@ -291,7 +293,8 @@ def follow_up_card(
     notice: CardNotice | None = None,
 ) -> dict[str, Any]:
     """The card for an L1 notice (the change ran: Acknowledge / Flag for rollback) or an L3 task (a person
-    must do it: Mark done, with a note), with what people did so far; buttons only while `can_act`."""
+    must do it: Mark done, with a note and optionally the time spent), with what people did so far; buttons
+    only while `can_act`."""
     task = view.status.value == "human_task"
     headline = f"L3 human action required: {view.title}" if task else f"L1 executed, please review: {view.title}"
     body: list[dict[str, Any]] = [_notice(notice)] if notice is not None else []
@@ -300,7 +303,8 @@ def follow_up_card(
     body.append(_text("Follow-up", weight="Bolder", spacing="Medium"))
     if done:
         for entry in done:
-            note = f": {entry['note']}" if entry.get("note") else ""
+            note = f" ({entry['minutes']} min)" if entry.get("minutes") else ""
+            note += f": {entry['note']}" if entry.get("note") else ""
             when = entry["at"].strftime("%Y-%m-%d %H:%M UTC") if isinstance(entry.get("at"), datetime) else ""
             body.append(
                 _text(
@@ -321,6 +325,16 @@ def follow_up_card(
                 "isRequired": True,
                 "maxLength": MAX_COMMENT,
                 "errorMessage": "Say what was done.",
+            }
+        )
+        body.append(
+            {
+                "type": "Input.Number",
+                "id": MINUTES_INPUT,
+                "label": "Time spent (minutes, optional)",
+                "min": 1,
+                "max": MAX_MINUTES,
+                "errorMessage": f"Whole minutes, 1 to {MAX_MINUTES}.",
             }
         )
         actions.append(

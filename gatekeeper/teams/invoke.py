@@ -8,7 +8,8 @@ self-approval, one vote, deadline): nothing is checked twice or differently here
 
 The answer is always a card (the invoke response replaces the card the person clicked): the gate's current
 state with what happened to their action, or, when they may not see the gate, only why. A refusal is never an
-HTTP error to Teams, which would show the person a generic "something went wrong".
+HTTP error to Teams, which would show the person a generic "something went wrong": time spent that is not
+whole minutes within 1..1440 is answered on the card, naming the field, before anything is recorded.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gatekeeper.teams.cards import (
     FOLLOW_UP_TITLES,
     MARK_DONE,
     MAX_COMMENT,
+    MINUTES_INPUT,
     NOTE_INPUT,
     REFRESH,
     REJECT,
@@ -61,7 +63,9 @@ class Decisions(Protocol):
 class FollowUps(Protocol):
     """What the bot needs of `gatekeeper.gates.followup.FollowUpService` (L1 notices, L3 tasks)."""
 
-    def act(self, instance_id: str, principal: Principal, verb: str, note: str = "") -> dict[str, Any]: ...
+    def act(
+        self, instance_id: str, principal: Principal, verb: str, note: str = "", minutes: int | None = None
+    ) -> dict[str, Any]: ...
 
     def view(self, instance_id: str, principal: Principal) -> tuple[ApprovalView, list[dict[str, Any]], bool]: ...
 
@@ -75,6 +79,7 @@ class CardAction:
     tenant_id: str
     name: str | None = None
     upn: str | None = None  # from the directory, never from the activity
+    minutes: Any = None  # the time-spent input as typed (a short text or number), read by `parse_minutes`
 
 
 def _field(value: Any, path: str) -> Mapping[str, Any]:
@@ -133,6 +138,11 @@ def parse_card_action(activity: Mapping[str, Any]) -> CardAction:
     comment = data.get(REJECT_COMMENT_INPUT) or data.get(COMMENT_INPUT) or data.get(NOTE_INPUT) or ""
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
         raise InvalidInput(f"the comment must be text of at most {MAX_COMMENT} characters", field="comment")
+    minutes = data.get(MINUTES_INPUT)
+    if minutes is not None and (
+        isinstance(minutes, bool) or not isinstance(minutes, str | int | float) or len(str(minutes)) > 20
+    ):
+        raise InvalidInput("the time spent must be a number of minutes", field=MINUTES_INPUT)
     name = sender.get("name")
     return CardAction(
         verb=verb,
@@ -141,6 +151,7 @@ def parse_card_action(activity: Mapping[str, Any]) -> CardAction:
         voter_oid=voter,
         tenant_id=next(iter(tenants.values())),
         name=name[:MAX_ID_CHARS] if isinstance(name, str) else None,
+        minutes=minutes,
     )
 
 
@@ -197,10 +208,14 @@ def _card_or_refusal(decisions: Decisions, action: CardAction, notice: CardNotic
 def _follow_up(followups: FollowUps, action: CardAction) -> dict[str, Any]:
     """An L1 acknowledgement or rollback flag, or an L3 "done": recorded (and audited) by the follow-up
     service, answered with the notice's card as the person may now see it."""
+    from gatekeeper.gates.followup import parse_minutes
+
     principal = principal_of(action)
     try:
-        followups.act(action.instance_id, principal, action.verb, action.comment)
-        notice = CardNotice("info", f"Recorded: {FOLLOW_UP_TITLES[action.verb]}.", action.comment)
+        minutes = parse_minutes(action.minutes)  # InvalidInput naming `minutes`: shown on the card
+        followups.act(action.instance_id, principal, action.verb, action.comment, minutes)
+        spent = f" ({minutes} min)" if minutes else ""
+        notice = CardNotice("info", f"Recorded: {FOLLOW_UP_TITLES[action.verb]}{spent}.", action.comment)
     except DependencyUnavailable as problem:
         return refusal_card(problem.title, problem.detail)
     except GatekeeperError as problem:

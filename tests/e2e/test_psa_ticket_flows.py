@@ -10,18 +10,21 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from devstack.autotask import LocalAutotask
 from devstack.connectwise import LocalConnectWise
 from devstack.gates import local_gates
 from devstack.psa_tickets import LocalTicket
 from devstack.webhook import LocalWebhookReceiver
-from gatekeeper.contracts.psa import PsaTicketInput
+from gatekeeper.contracts.psa import PsaTicketInput, follow_up_instance_id
+from gatekeeper.errors import DependencyUnavailable
 from gatekeeper.events.model import ActionKind
 from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.gates.followup import FollowUpService
 from gatekeeper.gates.tickets import ticket_key, write
 from gatekeeper.ingest.edge import IncomingRequest
 from gatekeeper.ingest.service import IngestionService
@@ -31,8 +34,10 @@ from gatekeeper.integrations.webhook import WebhookSender
 from gatekeeper.policy import load_policy
 from gatekeeper.psa.systems import TicketSystems
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.security.principal import Principal
 from gatekeeper.settings import Settings
 from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
+from gatekeeper.tenancy.psa_settings import AutotaskSettings
 from gatekeeper.tenancy.secrets import SecretResolver
 from tests.conftest import ROOT
 from tests.e2e.test_gate_flows import ANNA, AUDIENCE, OPERATOR, TID, WEBHOOK_SECRET, Env, Shared, shared  # noqa: F401
@@ -387,3 +392,148 @@ def test_a_cab_approval_of_the_tenants_own_company_ticket_satisfies_the_stage(ri
     assert rig.env.status(gate).output["status"] == "approved"
     decided = [r for r in rig.shared.audit.records() if r.instance_id == gate and r.kind == "approval_decided"]
     assert decided[0].actor == f"psa:connectwise:{ticket.id}" and decided[0].data["source"] == "connectwise"
+
+
+# --- time spent on an L3 task, logged when it is marked done (issues 15 and 19) -------------------------------
+
+OPS_OID = str(uuid.UUID(int=0x0F))
+
+
+def follow_ups(rig: Rig, orchestrations: Any = None) -> FollowUpService:
+    """The follow-up service as the Teams and Slack triggers build it: with the Durable client (here the
+    local runner's gateway) and whether the tenant has a PSA."""
+    services = rig.env.gates.services
+    return FollowUpService(
+        rig.shared.storage,
+        rig.shared.cipher,
+        entra_tenants_for=lambda t: (TID,) if t == rig.shared.tenant_id else (),
+        operators_for=lambda _t: (OPERATOR,),
+        audit_for=lambda _t: rig.shared.audit,
+        clock=rig.shared.clock.now,
+        orchestrations=orchestrations or rig.env.gates.gateway,
+        psa_configured=lambda tenant_id: services.tickets.settings_for(tenant_id) is not None,
+    )
+
+
+def operator() -> Principal:
+    return Principal(oid=OPS_OID, tid=TID, upn=OPERATOR, auth="slack")
+
+
+def done_audit(rig: Rig, gate: str) -> list[Any]:
+    return [r.data for r in rig.shared.audit.records() if r.instance_id == gate and r.kind == "follow_up"]
+
+
+def test_an_l3_task_marked_done_with_minutes_logs_the_time_on_its_connectwise_ticket(rig: Rig):
+    linked = rig.server.add_ticket("Rotate the vault secret", company="ContosoLtd", board="Change Management")
+    gate = rig.env.gates.submit(rig.env.event("production", ActionKind.SECRET_ACCESS, ticket=str(linked.id)))
+    assert rig.env.status(gate).output["status"] == "human_task"
+    [task] = [t for t in rig.server.tickets.values() if t.id != linked.id]  # the L3 ticket Gatekeeper opened
+
+    follow_ups(rig).act(gate, operator(), "mark_done", "secret rotated by hand", 45)
+    assert task.time == []  # the trigger never calls the vendor: the orchestration does
+    rig.runner.run_until_idle()
+
+    [entry] = task.time
+    assert entry["chargeToId"] == task.id and entry["chargeToType"] == "ServiceTicket"
+    started = datetime.fromisoformat(entry["timeStart"].replace("Z", "+00:00"))
+    ended = datetime.fromisoformat(entry["timeEnd"].replace("Z", "+00:00"))
+    assert ended - started == timedelta(minutes=45) and ended == rig.shared.clock.now().replace(microsecond=0)
+    assert f"by {OPERATOR}: secret rotated by hand" in entry["notes"] and gate in entry["notes"]
+    assert linked.time == []  # the linked change ticket got the L3 note, not the time
+    status = rig.runner.status(follow_up_instance_id(gate, OPS_OID))
+    assert status.runtime_status == "Completed" and status.output["writes"] == 1
+    logged = [e.data for e in rig.psa_audit(gate) if e.data["moment"] == "done"]
+    assert [(d["operation"], d["ok"], d["ticket"]) for d in logged] == [("log_time", True, str(task.id))]
+    assert "45 min" in logged[0]["detail"]
+    [done] = done_audit(rig, gate)
+    assert (done["action"], done["minutes"], done["psa_time_entry"]) == ("mark_done", 45, True)
+    everything = json.dumps([r.data for r in rig.shared.audit.records()])
+    for secret in (PRIVATE_KEY, PUBLIC_KEY, CLIENT_ID):
+        assert secret not in everything
+
+
+def test_an_l3_task_marked_done_without_minutes_logs_no_time(rig: Rig):
+    gate = rig.env.gates.submit(rig.env.event("production", ActionKind.SECRET_ACCESS))
+    [task] = rig.server.tickets.values()
+    calls = len(rig.server.requests)
+    follow_ups(rig).act(gate, operator(), "mark_done", "secret rotated by hand")
+    rig.runner.run_until_idle()
+    assert task.time == [] and len(rig.server.requests) == calls  # no call to the PSA at all
+    assert rig.runner.status(follow_up_instance_id(gate, OPS_OID)) is None  # nothing started
+    assert [e for e in rig.psa_audit(gate) if e.data["moment"] == "done"] == []
+    [done] = done_audit(rig, gate)
+    assert done["action"] == "mark_done" and "minutes" not in done and "psa_time_entry" not in done
+
+
+def test_when_the_write_back_cannot_start_nothing_is_recorded_and_the_retry_logs_the_time_once(rig: Rig):
+    gate = rig.env.gates.submit(rig.env.event("production", ActionKind.SECRET_ACCESS))
+    [task] = rig.server.tickets.values()
+
+    class Down:
+        def start(self, orchestrator: str, instance_id: str, payload: dict[str, Any]) -> None:
+            raise ConnectionError("the Durable API is unreachable")
+
+    with pytest.raises(DependencyUnavailable):
+        follow_ups(rig, Down()).act(gate, operator(), "mark_done", "rotated", 30)
+    assert done_audit(rig, gate) == []  # not half-recorded: no audit entry and the row was handed back
+    follow_ups(rig).act(gate, operator(), "mark_done", "rotated", 30)  # the retry (Slack's queue, Teams' click)
+    rig.runner.run_until_idle()
+    assert [e["timeEnd"] != e["timeStart"] for e in task.time] == [True]
+    assert [d["minutes"] for d in done_audit(rig, gate)] == [30]
+
+
+def test_a_tenant_without_a_psa_records_the_minutes_in_the_audit_only(rig: Rig):
+    services = rig.env.gates.services
+    record = services.registry.get(rig.shared.tenant_id)
+    assert record is not None
+    services.registry.import_records([record.model_copy(update={"psa": None})])
+    services.registry.invalidate()
+    gate = rig.env.gates.submit(rig.env.event("production", ActionKind.SECRET_ACCESS))
+    follow_ups(rig).act(gate, operator(), "mark_done", "rotated", 20)
+    rig.runner.run_until_idle()
+    assert rig.server.requests == [] and rig.runner.status(follow_up_instance_id(gate, OPS_OID)) is None
+    [done] = done_audit(rig, gate)
+    assert (done["minutes"], done["psa_time_entry"]) == (20, False)
+
+
+def test_an_l3_task_marked_done_with_minutes_logs_an_autotask_time_entry(rig: Rig):
+    """The same flow on Autotask: the L3 ticket opened there gets a TimeEntries item with the hours worked."""
+    tenant_id, services = rig.shared.tenant_id, rig.env.gates.services
+    own = f"GK_{tenant_id.upper()}_"
+    user, secret, code = "gk-api@contoso-msp.example", "at-secret-9f8e7d6c5b4a", "AT-INTEGRATION-CODE-0123456"
+    with LocalAutotask(user, secret, code) as server:
+        autotask = AutotaskSettings.model_validate(
+            {
+                "vendor": "autotask",
+                "url": f"{server.url}/atservicesrest",
+                "company": "174",
+                "board": "29682833",
+                "time_resource_id": "29682885",
+                "credentials": {
+                    "username": f"env:{own}AT_USER",
+                    "secret": f"env:{own}AT_SECRET",
+                    "integration_code": f"env:{own}AT_CODE",
+                },
+            }
+        )
+        record = services.registry.get(tenant_id)
+        assert record is not None
+        services.registry.import_records([record.model_copy(update={"psa": autotask})])
+        services.registry.invalidate()
+        resolver = SecretResolver({f"{own}AT_USER": user, f"{own}AT_SECRET": secret, f"{own}AT_CODE": code})
+        services.tickets = TicketSystems(
+            services.registry.get,
+            resolver,
+            policy=RetryPolicy(max_attempts=1),
+            allow_loopback_http=True,
+            clock=rig.shared.clock.now,
+        )
+        gate = rig.env.gates.submit(rig.env.event("production", ActionKind.SECRET_ACCESS))
+        [task] = server.tickets.values()
+        follow_ups(rig).act(gate, operator(), "mark_done", "rotated by hand", 90)
+        rig.runner.run_until_idle()
+        [entry] = task.time
+        assert entry["ticketID"] == task.id and entry["hoursWorked"] == 1.5 and entry["resourceID"] == 29682885
+        assert f"by {OPERATOR}: rotated by hand" in entry["summaryNotes"]
+        logged = [e.data for e in rig.psa_audit(gate) if e.data["moment"] == "done"]
+        assert [(d["vendor"], d["operation"], d["ok"]) for d in logged] == [("autotask", "log_time", True)]

@@ -52,6 +52,12 @@ from gatekeeper.slack.blocks import (
     COMMENT_ACTION,
     COMMENT_BLOCK,
     FLAG_ROLLBACK_ACTION,
+    MARK_DONE_ACTION,
+    MARK_DONE_MODAL,
+    MINUTES_ACTION,
+    MINUTES_BLOCK,
+    NOTE_ACTION,
+    NOTE_BLOCK,
     REJECT_ACTION,
     REJECT_MODAL,
     violations,
@@ -150,6 +156,21 @@ class Env:
         payload["view"]["state"] = {
             "values": {COMMENT_BLOCK: {COMMENT_ACTION: {"type": "plain_text_input", "value": comment}}}
         }
+        return payload
+
+    def done_submit(
+        self, gate: str, user: str, note: str | None, minutes: str | None = None, *, channel: str | None = None
+    ) -> dict[str, Any]:
+        """The mark-done modal's view_submission as Slack sends it (a number input's value is text)."""
+        payload = sample("view_submission")
+        channel = channel or self.slack.dm_channel(user)
+        (ts,) = [t for (c, t) in self.slack.messages if c == channel]
+        payload["team"]["id"] = payload["view"]["team_id"] = self.team
+        payload["user"].update(id=user, team_id=self.team)
+        payload["view"].update(callback_id=MARK_DONE_MODAL, private_metadata=f"{gate}|{channel}|{ts}")
+        values: dict[str, Any] = {NOTE_BLOCK: {NOTE_ACTION: {"type": "plain_text_input", "value": note}}}
+        values[MINUTES_BLOCK] = {MINUTES_ACTION: {"type": "number_input", "value": minutes}}
+        payload["view"]["state"] = {"values": values}
         return payload
 
     def post(self, payload: dict[str, Any], *, secret: str = SIGNING_SECRET, at: int | None = None) -> Any:
@@ -557,13 +578,82 @@ def test_an_l1_notice_reaches_slack_without_vote_buttons_and_can_be_flagged_for_
     overrides = [r for r in env.audit.records() if r.instance_id == gate and r.kind == "override"]
     assert [(r.actor, r.data["kind"]) for r in overrides] == [(OPS, "flagged_for_rollback")]
     assert post_ts and env.slack.messages[(CHANNEL, post_ts)]["updates"] == 0
+    ops = env.dm(U_OPS)  # the message the operator acted on, updated in place: who did what, no buttons
+    assert ops["updates"] == 1 and buttons(ops) == [] and violations(ops) == []
+    assert f"Flagged for rollback by {OPS_UPN} at" in text_of(ops)
+
+
+def test_an_l1_notice_is_acknowledged_from_slack_and_the_message_then_says_who_without_buttons(env: Env):
+    gate = env.submit("staging")
+    (post_ts,) = [t for (c, t) in env.slack.messages if c == CHANNEL]
+    env.post(env.button(gate, U_PIET, ACKNOWLEDGE_ACTION, channel=CHANNEL))  # a channel member, not notified
+    env.post(env.button(gate, U_OPS, ACKNOWLEDGE_ACTION, channel=CHANNEL))  # the operator, in the channel
+    assert env.work() == ["refused:not-notified", "acknowledge"]
+    told = [(e["user"], e["text"]) for e in env.slack.ephemeral]
+    assert told[0][0] == U_PIET and "Not for you" in told[0][1] and "webshop" not in told[0][1]
+    assert told[1] == (U_OPS, "Recorded: acknowledged.")
+    post = env.slack.messages[(CHANNEL, post_ts)]
+    assert post["updates"] == 1 and buttons(post) == [] and violations(post) == []
+    assert f"Acknowledged by {OPS_UPN} at" in text_of(post) and "L1 executed, please review" in text_of(post)
+    assert buttons(env.dm(U_OPS)) == [ACKNOWLEDGE_ACTION, FLAG_ROLLBACK_ACTION]  # the other message is as sent
+    follow_ups = [r.data for r in env.audit.records() if r.instance_id == gate and r.kind == "follow_up"]
+    assert [(f["action"], f["upn"], f["channel"]) for f in follow_ups] == [("acknowledge", OPS_UPN, "slack")]
+    assert not [r for r in env.audit.records() if r.instance_id == gate and r.kind == "override"]
+
+
+def test_an_l3_task_is_marked_done_from_slack_with_a_note_and_minutes_through_the_modal(env: Env):
+    gate = env.submit("production", ActionKind.SECRET_ACCESS)
+    assert buttons(env.dm(U_OPS)) == [MARK_DONE_ACTION]
+    assert env.post(env.button(gate, U_OPS, MARK_DONE_ACTION)) is None  # opens the modal on the request path
+    (opened,) = env.slack.views
+    assert opened["view"]["callback_id"] == MARK_DONE_MODAL and violations(opened["view"], modal=True) == []
+    assert opened["view"]["private_metadata"].startswith(f"{gate}|")
+
+    assert env.post(env.done_submit(gate, U_OPS, "", "30")) == {  # the note is required: said in the modal
+        "response_action": "errors",
+        "errors": {NOTE_BLOCK: "Say what was done: a note is required to mark the task done."},
+    }
+    for wrong in ("0", "1441", "2.5", "99999999999999999999"):  # out of range: said in the modal, naming it
+        answer = env.post(env.done_submit(gate, U_OPS, "rotated", wrong))
+        assert set(answer["errors"]) == {MINUTES_BLOCK} and answer["response_action"] == "errors"
+        assert "whole number of minutes from 1 to 1440" in answer["errors"][MINUTES_BLOCK]
+    assert env.work() == []  # nothing was queued, nothing recorded
+    assert not [r for r in env.audit.records() if r.instance_id == gate and r.kind == "follow_up"]
+
+    env.post(env.done_submit(gate, U_ANNA, "done it", "10", channel=CHANNEL))  # not someone the task went to
+    env.post(env.done_submit(gate, U_OPS, "secret rotated by hand, CHG-1042", "45"))
+    env.post(env.done_submit(gate, U_OPS, "again", "5"))  # twice
+    assert env.work() == ["refused:not-notified", "mark_done", "refused:already-recorded"]
+    told = [(e["user"], e["text"]) for e in env.slack.ephemeral]
+    assert told[0][0] == U_ANNA and "Not for you" in told[0][1]
+    assert told[1] == (U_OPS, "Recorded: marked done (45 min).") and "Already recorded" in told[2][1]
+    ops = env.dm(U_OPS)
+    assert ops["updates"] == 1 and buttons(ops) == [] and violations(ops) == []
+    assert f"Marked done by {OPS_UPN} at" in text_of(ops) and "(45 min): secret rotated by hand, CHG-1042" in text_of(
+        ops
+    )
+    assert buttons(channel_post(env)) == [MARK_DONE_ACTION] and channel_post(env)["updates"] == 0
+    follow_ups = [r.data for r in env.audit.records() if r.instance_id == gate and r.kind == "follow_up"]
+    assert [(f["action"], f["note"], f["minutes"], f["channel"], f["psa_time_entry"]) for f in follow_ups] == [
+        ("mark_done", "secret rotated by hand, CHG-1042", 45, "slack", False)  # no PSA here: the audit only
+    ]
+
+
+def test_mark_done_on_an_l1_notice_is_refused_as_not_applicable(env: Env):
+    gate = env.submit("staging")  # an executed L1 change, not a task
+    env.post(env.done_submit(gate, U_OPS, "nothing to do", "5"))
+    assert env.work() == ["refused:not-applicable"]
+    (told,) = env.slack.ephemeral
+    assert told["user"] == U_OPS and "Not applicable" in told["text"]
+    assert not [r for r in env.audit.records() if r.instance_id == gate and r.kind == "follow_up"]
+    assert buttons(env.dm(U_OPS)) == [ACKNOWLEDGE_ACTION, FLAG_ROLLBACK_ACTION] and env.dm(U_OPS)["updates"] == 0
 
 
 def test_an_l3_task_reaches_slack_as_a_message_without_vote_buttons(env: Env):
     gate = env.submit("production", ActionKind.SECRET_ACCESS)
     assert env.gates.runner.status(gate).output["status"] == "human_task"
-    for message in (env.dm(U_OPS), channel_post(env)):
-        assert buttons(message) == [] and violations(message) == []
+    for message in (env.dm(U_OPS), channel_post(env)):  # no vote buttons; the task's Mark done only
+        assert buttons(message) == [MARK_DONE_ACTION] and violations(message) == []
         assert message["text"].startswith("L3 human action required:")
         assert "carry it out by hand" in text_of(message) and "Votes:" not in text_of(message)
     assert MessageStore(env.storage, env.tenant_id, env.cipher).of_gate(gate) == []

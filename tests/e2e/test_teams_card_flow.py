@@ -406,3 +406,19 @@ def test_an_l3_task_is_marked_done_with_a_note_and_audited(env: Env):
     assert [f["action"] for f in follow_ups(env, gate)] == ["mark_done"]
     wrong = env.press(gate, OPS, "acknowledge")  # an L3 task is not an L1 notice
     assert "Not applicable" in texts(wrong)
+
+
+def test_an_l3_task_marked_done_on_the_card_records_the_time_spent_within_bounds(env: Env):
+    gate = env.submit("production", ActionKind.SECRET_ACCESS)
+    card = env.chat_card(OPS)
+    (minutes,) = [b for b in card["body"] if b.get("id") == "minutes"]  # optional, bounded by the card too
+    assert minutes["type"] == "Input.Number" and (minutes["min"], minutes["max"]) == (1, 1440)
+    assert not minutes.get("isRequired")
+    for wrong in ("0", "1441", "2.5", "an hour", "99999999999999999999"):  # refused on the card, naming it
+        refused = env.press(gate, OPS, "mark_done", note="rotated", minutes=wrong)
+        assert "minutes: time spent must be a whole number of minutes from 1 to 1440" in texts(refused)
+    assert follow_ups(env, gate) == []  # nothing recorded by any of them
+    done = env.press(gate, OPS, "mark_done", note="secret rotated by hand", minutes="45")
+    assert "Recorded: marked done (45 min)." in texts(done) and verbs(done) == []
+    assert f"marked done by {OPS} " in texts(done) and "(45 min): secret rotated by hand" in texts(done)
+    assert [(f["action"], f["minutes"], f["channel"]) for f in follow_ups(env, gate)] == [("mark_done", 45, "teams")]

@@ -35,7 +35,7 @@ ACTIVITY_NAMES = {
 
 def test_the_runner_discovers_exactly_what_the_blueprint_registers():
     flows, activities = registered_functions(orchestrators.bp)
-    assert set(flows) == {"deployment_gate", "approval_chain", "post_deploy_watch"}
+    assert set(flows) == {"deployment_gate", "approval_chain", "post_deploy_watch", "psa_follow_up"}
     assert set(activities) == ACTIVITY_NAMES
     runner = LocalOrchestrationRunner.from_blueprint(orchestrators.bp)
     assert set(runner.orchestrators) == set(flows) and set(runner.activities) == ACTIVITY_NAMES
@@ -118,3 +118,11 @@ def test_contracts_refuse_what_they_do_not_know():
         c.CallbackInput.model_validate(
             {"tenant_id": "tenant1", "instance_id": "g", "event_key": "ab" * 32, "approved": True, "callback_url": "x"}
         )
+
+
+def test_the_orchestrator_the_follow_up_service_starts_is_registered():
+    """`FollowUpService` starts `PSA_FOLLOW_UP` by name for a task marked done with minutes."""
+    from gatekeeper.contracts.psa import PSA_FOLLOW_UP
+
+    flows, _ = registered_functions(orchestrators.bp)
+    assert PSA_FOLLOW_UP in flows

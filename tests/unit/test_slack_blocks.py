@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from gatekeeper.contracts.gate import GateStatus
 from gatekeeper.errors import InvalidInput, Unauthenticated
+from gatekeeper.gates.followup import parse_minutes
 from gatekeeper.gates.view import (
     ApprovalView,
     ComplianceTag,
@@ -31,10 +32,17 @@ from gatekeeper.slack.blocks import (
     APPROVE_ACTION,
     FLAG_ROLLBACK_ACTION,
     LIMITS,
+    MARK_DONE_ACTION,
+    MARK_DONE_MODAL,
+    MINUTES_ACTION,
+    MINUTES_BLOCK,
+    NOTE_ACTION,
+    NOTE_BLOCK,
     REJECT_ACTION,
     Notice,
     approval_message,
     follow_up_message,
+    mark_done_modal,
     reject_modal,
     violations,
 )
@@ -193,8 +201,48 @@ def test_l1_notices_and_l3_tasks_carry_the_context_and_no_vote_buttons():
     (actions,) = [b for b in notice["blocks"] if b["type"] == "actions"]  # the L1 follow-up, as on the Teams card
     assert [e["action_id"] for e in actions["elements"]] == [ACKNOWLEDGE_ACTION, FLAG_ROLLBACK_ACTION]
     assert {e["value"] for e in actions["elements"]} == {"gate-1"}
-    assert not [b for b in task["blocks"] if b["type"] == "actions"]  # "Mark done" needs a note: Teams only
+    (actions,) = [b for b in task["blocks"] if b["type"] == "actions"]  # the L3 task's one action: Mark done
+    assert [e["action_id"] for e in actions["elements"]] == [MARK_DONE_ACTION]
+    assert {e["value"] for e in actions["elements"]} == {"gate-1"}
     assert "carry it out by hand" in json.dumps(task["blocks"])
+
+
+def test_the_mark_done_modal_asks_for_a_required_note_and_optional_bounded_minutes():
+    modal = mark_done_modal("gate-1", "DUANNA0001", "1900000001.000001")
+    assert violations(modal, modal=True) == [] and modal["callback_id"] == MARK_DONE_MODAL
+    assert modal["private_metadata"] == "gate-1|DUANNA0001|1900000001.000001"
+    inputs = {b["block_id"]: b for b in modal["blocks"] if b["type"] == "input"}
+    assert set(inputs) == {NOTE_BLOCK, MINUTES_BLOCK}
+    note, minutes = inputs[NOTE_BLOCK], inputs[MINUTES_BLOCK]
+    assert not note.get("optional") and note["element"]["min_length"] == 1 and note["element"]["max_length"] == 1000
+    assert minutes["optional"] is True and minutes["element"]["type"] == "number_input"
+    assert minutes["element"]["is_decimal_allowed"] is False
+    assert (minutes["element"]["min_value"], minutes["element"]["max_value"]) == ("1", "1440")
+
+
+def test_a_follow_up_acted_on_says_who_did_what_and_has_no_buttons_any_more():
+    task = view(status=GateStatus.HUMAN_TASK, level="L3", votes=())
+    done = [
+        {
+            "verb": "mark_done",
+            "by": ANNA,
+            "upn": "ops@contoso.com",
+            "at": NOW,
+            "note": "rotated *by hand*",
+            "minutes": 45,
+        }
+    ]
+    message = follow_up_message(task, done)
+    shown = dump(message)
+    assert buttons(message) == [] and violations(message) == []
+    assert "Marked done by ops@contoso.com at 2030-06-03 10:00 UTC (45 min): rotated *by hand*" in shown
+    (said,) = [b for b in message["blocks"] if b.get("block_id") == "follow_ups"]
+    assert said["text"]["type"] == "plain_text"  # the note is shown as typed, never as mrkdwn
+    flagged = follow_up_message(
+        task.model_copy(update={"status": GateStatus.APPROVED, "level": "L1"}),
+        [{"verb": "flag_rollback", "by": ANNA, "upn": None, "at": NOW, "note": ""}],
+    )
+    assert buttons(flagged) == [] and f"Flagged for rollback by {ANNA} at" in dump(flagged)
 
 
 def test_violations_finds_each_broken_limit():
@@ -309,6 +357,65 @@ def test_other_actions_and_payload_types_are_ignored():
     assert parse_interaction(press(type="view_closed")) is None
     taken = parse_interaction(press())
     assert taken is not None and (taken.kind, taken.instance_id, taken.user_id) == ("approve", "gate-1", "UA8RXUSPL")
+
+
+def submit_done(note: Any = "rotated by hand", minutes: Any = "45") -> dict[str, Any]:
+    """A view_submission of the mark-done modal, as Slack sends it (the number input's value is text)."""
+    values: dict[str, Any] = {NOTE_BLOCK: {NOTE_ACTION: {"type": "plain_text_input", "value": note}}}
+    values[MINUTES_BLOCK] = {MINUTES_ACTION: {"type": "number_input", "value": minutes}}
+    return {
+        "type": "view_submission",
+        "team": {"id": "T9TK3CUKW"},
+        "user": {"id": "UA8RXUSPL", "team_id": "T9TK3CUKW"},
+        "view": {
+            "callback_id": MARK_DONE_MODAL,
+            "team_id": "T9TK3CUKW",
+            "private_metadata": "gate-1|DA8RXUSPL|1548261231.000200",
+            "state": {"values": values},
+        },
+    }
+
+
+def test_the_mark_done_button_and_the_modal_submit_are_read_with_the_note_and_minutes():
+    pressed = parse_interaction(press(actions=[{"action_id": MARK_DONE_ACTION, "value": "gate-1"}]))
+    assert pressed is not None and (pressed.kind, pressed.instance_id) == ("mark_done-open", "gate-1")
+    done = parse_interaction(submit_done(" rotated by hand ", "45"))
+    assert done is not None and (done.kind, done.comment, done.minutes) == ("mark_done", "rotated by hand", 45)
+    assert (done.instance_id, done.channel, done.ts) == ("gate-1", "DA8RXUSPL", "1548261231.000200")
+    for empty in (None, ""):  # time spent is optional
+        left = parse_interaction(submit_done(minutes=empty))
+        assert left is not None and left.minutes is None
+
+
+MINUTES_PATH = f"view.state.values.{MINUTES_BLOCK}.{MINUTES_ACTION}.value"
+
+
+@pytest.mark.parametrize("minutes", ["0", "-5", "1441", "1.5", "45 min", "9" * 400, "1e3", [45]])
+def test_time_spent_outside_whole_minutes_1_to_1440_is_refused_naming_the_field(minutes):
+    with pytest.raises(InvalidInput) as refused:
+        parse_interaction(submit_done(minutes=minutes))
+    assert refused.value.field == MINUTES_PATH
+
+
+def test_an_oversize_note_is_refused_naming_the_field():
+    with pytest.raises(InvalidInput) as refused:
+        parse_interaction(submit_done(note="x" * 1001))
+    assert refused.value.field == f"view.state.values.{NOTE_BLOCK}.{NOTE_ACTION}.value"
+
+
+@settings(derandomize=True, max_examples=200)
+@given(st.one_of(st.integers(), st.floats(), st.text(max_size=12), st.booleans(), st.none()))
+def test_parse_minutes_accepts_exactly_whole_minutes_from_1_to_1440(value):
+    try:
+        minutes = parse_minutes(value, "m")
+    except InvalidInput as refused:
+        assert refused.field == "m"
+        return
+    if minutes is None:
+        assert value is None or (isinstance(value, str) and not value.strip())
+    else:
+        assert 1 <= minutes <= 1440 and not isinstance(value, bool)
+        assert float(str(value).strip()) == minutes
 
 
 def test_the_form_body_is_bounded_and_strict():

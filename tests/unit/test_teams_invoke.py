@@ -98,3 +98,21 @@ def test_the_fan_out_tells_every_live_channel_the_gate_is_closed_and_survives_a_
     assert isinstance(fan_out, GateClosedListener) and not isinstance(_FeedOnly(), GateClosedListener)
     fan_out.gate_closed("contoso", "gate-1")
     assert cards.closed == [("contoso", "gate-1")]
+
+
+@pytest.mark.parametrize("minutes", [{"minutes": 45}, [45], True, "9" * 21])
+def test_a_time_spent_input_that_is_not_a_short_number_is_refused_naming_minutes(minutes):
+    done = activity()
+    done["value"]["action"]["verb"] = "mark_done"
+    done["value"]["action"]["data"] = {"instance_id": "gate-1", "note": "rotated", "minutes": minutes}
+    with pytest.raises(InvalidInput) as refused:
+        parse_card_action(done)
+    assert refused.value.field == "minutes"
+
+
+def test_the_time_spent_input_is_carried_as_typed_for_the_follow_up_to_read():
+    done = activity()
+    done["value"]["action"]["verb"] = "mark_done"
+    done["value"]["action"]["data"] = {"instance_id": "gate-1", "note": "rotated", "minutes": "45"}
+    action = parse_card_action(done)
+    assert (action.verb, action.comment, action.minutes) == ("mark_done", "rotated", "45")

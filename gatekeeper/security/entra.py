@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.error import HTTPError
 
@@ -32,6 +33,57 @@ def refused(detail: str, reason: str) -> Unauthenticated:
     problem = unauthenticated(detail)
     problem.extra["reason"] = reason
     return problem
+
+
+@dataclass(frozen=True)
+class TokenWording:
+    """What the 401 of a refused token says where the token's issuer deserves its own words (the Bot
+    Connector's tokens name the bot and the Bot Framework); the reasons (slugs) stay the same everywhere."""
+
+    audience: str = "The bearer token was issued for another audience."
+    issuer: str = "The bearer token's issuer is not accepted."
+    missing_claim: str = "The bearer token lacks the required claim '{claim}'."
+    invalid: tuple[str, str] = ("The bearer token is invalid.", "invalid")  # (detail, reason) of any other failure
+
+
+def verified_claims(
+    token: str,
+    *,
+    key: Any,
+    audience: str | Iterable[str] | None,
+    issuer: str | Sequence[str],
+    leeway: float,
+    required: Iterable[str],
+    wording: TokenWording = TokenWording(),
+) -> dict[str, Any]:
+    """The claims of an RS256 token checked against key, audience, issuer, lifetime and required claims;
+    every PyJWT failure is a 401 with its own reason, so all three validators (Entra, GitHub OIDC, the bot)
+    refuse alike and no PyJWT message (which may quote the token) reaches the caller."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key=key,
+            algorithms=list(ACCEPTED_ALGORITHMS),
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": list(required)},
+        )
+    except jwt.ExpiredSignatureError:
+        raise refused("The bearer token has expired.", "expired") from None
+    except jwt.ImmatureSignatureError:
+        raise refused("The bearer token is not valid yet.", "not-yet-valid") from None
+    except jwt.InvalidAudienceError:
+        raise refused(wording.audience, "audience") from None
+    except jwt.InvalidIssuerError:
+        raise refused(wording.issuer, "issuer") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise refused(wording.missing_claim.format(claim=exc.claim), "missing-claim") from None
+    except jwt.InvalidSignatureError:
+        raise refused("The bearer token's signature is invalid.", "signature") from None
+    except jwt.PyJWTError:
+        raise refused(*wording.invalid) from None
+    return claims
 
 
 def identity_unavailable() -> DependencyUnavailable:
@@ -152,31 +204,14 @@ class EntraTokenValidator:
             raise refused("The bearer token was not issued by an accepted tenant.", "tenant")
 
         key = self.signing_key(tid, kid)
-        try:
-            claims = jwt.decode(
-                token,
-                key=key,
-                algorithms=list(ACCEPTED_ALGORITHMS),
-                audience=self.audiences,
-                issuer=self.issuers(tid),
-                leeway=self.leeway_seconds,
-                options={"require": list(REQUIRED_CLAIMS)},
-            )
-        except jwt.ExpiredSignatureError:
-            raise refused("The bearer token has expired.", "expired") from None
-        except jwt.ImmatureSignatureError:
-            raise refused("The bearer token is not valid yet.", "not-yet-valid") from None
-        except jwt.InvalidAudienceError:
-            raise refused("The bearer token was issued for another audience.", "audience") from None
-        except jwt.InvalidIssuerError:
-            raise refused("The bearer token's issuer is not accepted.", "issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise refused(f"The bearer token lacks the required claim '{exc.claim}'.", "missing-claim") from None
-        except jwt.InvalidSignatureError:
-            raise refused("The bearer token's signature is invalid.", "signature") from None
-        except jwt.PyJWTError:
-            raise refused("The bearer token is invalid.", "invalid") from None
-
+        claims = verified_claims(
+            token,
+            key=key,
+            audience=self.audiences,
+            issuer=self.issuers(tid),
+            leeway=self.leeway_seconds,
+            required=REQUIRED_CLAIMS,
+        )
         principal = principal_from_claims(claims)
         return check_tenant(principal, expected_tenant_id)
 

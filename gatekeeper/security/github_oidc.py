@@ -22,7 +22,7 @@ from jwt import PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
 from gatekeeper.errors import DependencyUnavailable, Unauthenticated
-from gatekeeper.security.entra import refused
+from gatekeeper.security.entra import refused, verified_claims
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 ACCEPTED_ALGORITHMS = ("RS256",)
@@ -129,30 +129,14 @@ class GitHubOidcValidator:
         if not isinstance(kid, str) or not kid or len(kid) > 200:
             raise refused("The bearer token names no signing key (kid).", "unknown-key")
         key = self._signing_key(kid)
-        try:
-            claims = jwt.decode(
-                token,
-                key=key,
-                algorithms=list(ACCEPTED_ALGORITHMS),
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway_seconds,
-                options={"require": list(REQUIRED_CLAIMS)},
-            )
-        except jwt.ExpiredSignatureError:
-            raise refused("The bearer token has expired.", "expired") from None
-        except jwt.ImmatureSignatureError:
-            raise refused("The bearer token is not valid yet.", "not-yet-valid") from None
-        except jwt.InvalidAudienceError:
-            raise refused("The bearer token was issued for another audience.", "audience") from None
-        except jwt.InvalidIssuerError:
-            raise refused("The bearer token's issuer is not accepted.", "issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise refused(f"The bearer token lacks the required claim '{exc.claim}'.", "missing-claim") from None
-        except jwt.InvalidSignatureError:
-            raise refused("The bearer token's signature is invalid.", "signature") from None
-        except jwt.PyJWTError:
-            raise refused("The bearer token is invalid.", "invalid") from None
+        claims = verified_claims(
+            token,
+            key=key,
+            audience=self.audience,
+            issuer=self.issuer,
+            leeway=self.leeway_seconds,
+            required=REQUIRED_CLAIMS,
+        )
         return caller_from_claims(claims)
 
 

@@ -53,7 +53,7 @@ from urllib.error import URLError
 import jwt
 
 from gatekeeper.errors import DependencyUnavailable
-from gatekeeper.security.entra import EntraTokenValidator, refused
+from gatekeeper.security.entra import EntraTokenValidator, TokenWording, refused, verified_claims
 
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 TEAMS_CHANNEL = "msteams"
@@ -81,6 +81,13 @@ _V1_ISSUER = re.compile(rf"^(?i:https://sts\.windows\.net/){_GUID}/$")  # host c
 MAX_TOKEN_CHARS = 8 * 1024
 MAX_METADATA_BYTES = 256 * 1024
 LEEWAY_SECONDS = 300
+# The Bot Connector's tokens are refused in the bot's words; any other failure reads as a bad signature.
+BOT_TOKEN_WORDING = TokenWording(
+    audience="The bearer token was issued for another bot.",
+    issuer="The bearer token was not issued by the Bot Framework.",
+    missing_claim="The bearer token lacks the claim '{claim}'.",
+    invalid=("The bearer token's signature is invalid.", "signature"),
+)
 
 
 def keys_unavailable() -> DependencyUnavailable:
@@ -274,29 +281,15 @@ class BotTokenValidator:
         return claims
 
     def _decode(self, token: str, key: Any, issuer: str, required: tuple[str, ...]) -> dict[str, Any]:
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key=key,
-                algorithms=list(ACCEPTED_ALGORITHMS),
-                audience=self.app_id,
-                issuer=issuer,
-                leeway=LEEWAY_SECONDS,
-                options={"require": list(required)},
-            )
-        except jwt.ExpiredSignatureError:
-            raise refused("The bearer token has expired.", "expired") from None
-        except jwt.ImmatureSignatureError:
-            raise refused("The bearer token is not valid yet.", "not-yet-valid") from None
-        except jwt.InvalidAudienceError:
-            raise refused("The bearer token was issued for another bot.", "audience") from None
-        except jwt.InvalidIssuerError:
-            raise refused("The bearer token was not issued by the Bot Framework.", "issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise refused(f"The bearer token lacks the claim '{exc.claim}'.", "missing-claim") from None
-        except jwt.PyJWTError:
-            raise refused("The bearer token's signature is invalid.", "signature") from None
-        return claims
+        return verified_claims(
+            token,
+            key=key,
+            audience=self.app_id,
+            issuer=issuer,
+            leeway=LEEWAY_SECONDS,
+            required=required,
+            wording=BOT_TOKEN_WORDING,
+        )
 
 
 def caller_of(claims: Mapping[str, Any]) -> str | None:

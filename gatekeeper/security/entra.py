@@ -86,6 +86,26 @@ def verified_claims(
     return claims
 
 
+def jwks_signing_key(
+    client: PyJWKClient, kid: str, *, no_keys: str, unknown_key: str, unavailable: Callable[[], DependencyUnavailable]
+) -> Any:
+    """The RSA key `kid` from an issuer's JWKS. A 4xx from the key endpoint (`no_keys`) or a kid it does not
+    list (`unknown_key`) is the token's fault: 401 `unknown-key`; any other failure to fetch is ours, retryable
+    (`unavailable`, 503). Shared by the Entra and GitHub OIDC validators."""
+    try:
+        jwk = client.get_signing_key(kid)
+    except PyJWKClientConnectionError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, HTTPError) and 400 <= cause.code < 500:
+            raise refused(no_keys, "unknown-key") from None
+        raise unavailable() from None
+    except PyJWKClientError:
+        raise refused(unknown_key, "unknown-key") from None
+    if jwk.key_type != "RSA":
+        raise refused("The token was signed with a key of the wrong type.", "algorithm")
+    return jwk.key
+
+
 def identity_unavailable() -> DependencyUnavailable:
     """Our side could not reach Entra ID's key endpoint: retryable, not the caller's fault."""
     return DependencyUnavailable(
@@ -169,18 +189,13 @@ class EntraTokenValidator:
         """The RSA public key `kid` that tenant `tid` publishes at its JWKS (cached per tenant; fetched again
         for an unknown kid after the cooldown). Also used for the Entra-issued tokens of the Teams bot
         (`gatekeeper.teams.auth`), so both routes share one key cache design."""
-        try:
-            jwk = self._client_for(tid).get_signing_key(kid)
-        except PyJWKClientConnectionError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, HTTPError) and 400 <= cause.code < 500:
-                raise refused("The token's tenant publishes no signing keys.", "unknown-key") from None
-            raise identity_unavailable() from None
-        except PyJWKClientError:
-            raise refused("The token was signed with a key its tenant does not publish.", "unknown-key") from None
-        if jwk.key_type != "RSA":
-            raise refused("The token was signed with a key of the wrong type.", "algorithm")
-        return jwk.key
+        return jwks_signing_key(
+            self._client_for(tid),
+            kid,
+            no_keys="The token's tenant publishes no signing keys.",
+            unknown_key="The token was signed with a key its tenant does not publish.",
+            unavailable=identity_unavailable,
+        )
 
     def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal:
         """The verified caller, or Unauthenticated (bad token), Forbidden `wrong-tenant`,

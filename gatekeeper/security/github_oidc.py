@@ -15,14 +15,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.error import HTTPError
 
 import jwt
 from jwt import PyJWKClient
-from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
 from gatekeeper.errors import DependencyUnavailable, Unauthenticated
-from gatekeeper.security.entra import refused, verified_claims
+from gatekeeper.security.entra import jwks_signing_key, refused, verified_claims
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 ACCEPTED_ALGORITHMS = ("RS256",)
@@ -101,19 +99,14 @@ class GitHubOidcValidator:
         )
 
     def _signing_key(self, kid: str) -> Any:
-        try:
-            with self._lock:
-                jwk = self._client.get_signing_key(kid)
-        except PyJWKClientConnectionError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, HTTPError) and 400 <= cause.code < 500:
-                raise refused("The issuer publishes no signing keys.", "unknown-key") from None
-            raise keys_unavailable() from None
-        except PyJWKClientError:
-            raise refused("The token was signed with a key the issuer does not publish.", "unknown-key") from None
-        if jwk.key_type != "RSA":
-            raise refused("The token was signed with a key of the wrong type.", "algorithm")
-        return jwk.key
+        with self._lock:
+            return jwks_signing_key(
+                self._client,
+                kid,
+                no_keys="The issuer publishes no signing keys.",
+                unknown_key="The token was signed with a key the issuer does not publish.",
+                unavailable=keys_unavailable,
+            )
 
     def validate(self, token: str) -> GitHubWorkflowCaller:
         """The verified workflow job, or Unauthenticated (401) / DependencyUnavailable (keys unreachable)."""

@@ -86,6 +86,25 @@ def verified_claims(
     return claims
 
 
+def unverified_token(
+    token: str, *, algorithm_detail: str = "The bearer token is not signed with an accepted algorithm (RS256)."
+) -> tuple[str, dict[str, Any]]:
+    """Before any key is fetched: the token's signing key id and its claims, NOT verified (they only pick the
+    tenant or issuer whose keys then check the token), or a 401: not a JWT (`malformed`), not RS256
+    (`algorithm`, in `algorithm_detail`'s words), no kid (`unknown-key`). Shared by the Entra and bot validators."""
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise refused("The bearer token is not a well-formed JWT.", "malformed") from None
+    if header.get("alg") not in ACCEPTED_ALGORITHMS:
+        raise refused(algorithm_detail, "algorithm")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise refused("The bearer token names no signing key (kid).", "unknown-key")
+    return kid, unverified
+
+
 def jwks_signing_key(
     client: PyJWKClient, kid: str, *, no_keys: str, unknown_key: str, unavailable: Callable[[], DependencyUnavailable]
 ) -> Any:
@@ -202,16 +221,7 @@ class EntraTokenValidator:
         DependencyUnavailable (keys unreachable)."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise refused("The bearer token is missing or too large.", "malformed")
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise refused("The bearer token is not a well-formed JWT.", "malformed") from None
-        if header.get("alg") not in ACCEPTED_ALGORITHMS:
-            raise refused("The bearer token is not signed with an accepted algorithm (RS256).", "algorithm")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise refused("The bearer token names no signing key (kid).", "unknown-key")
+        kid, unverified = unverified_token(token)
         tid = unverified.get("tid")
         if not isinstance(tid, str) or not GUID_PATTERN.match(tid):
             raise refused("The bearer token lacks a valid tenant id (tid) claim.", "missing-claim")

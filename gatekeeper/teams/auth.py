@@ -53,11 +53,10 @@ from urllib.error import URLError
 import jwt
 
 from gatekeeper.errors import DependencyUnavailable
-from gatekeeper.security.entra import EntraTokenValidator, TokenWording, refused, verified_claims
+from gatekeeper.security.entra import EntraTokenValidator, TokenWording, refused, unverified_token, verified_claims
 
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 TEAMS_CHANNEL = "msteams"
-ACCEPTED_ALGORITHMS = ("RS256",)
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "nbf", "serviceurl")
 ENTRA_REQUIRED_CLAIMS = ("iss", "aud", "exp", "nbf", "tid")
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -220,16 +219,7 @@ class BotTokenValidator:
             )
         if len(token) > MAX_TOKEN_CHARS:
             raise refused("The bearer token is too large.", "malformed")
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise refused("The bearer token is not a well-formed JWT.", "malformed") from None
-        if header.get("alg") not in ACCEPTED_ALGORITHMS:
-            raise refused("The bearer token is not signed with RS256.", "algorithm")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise refused("The bearer token names no signing key (kid).", "unknown-key")
+        kid, unverified = unverified_token(token, algorithm_detail="The bearer token is not signed with RS256.")
         issuer = unverified.get("iss")
         tenant = self.entra_tenant(issuer)
         if tenant is not None:

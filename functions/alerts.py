@@ -8,14 +8,12 @@ Authenticated per tenant like `POST /api/events`: an Entra bearer token (action 
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.durable_gateway import DurableClientGateway
-from functions.http import handle, incoming, services
+from functions.http import handle_with_client, incoming, services
 
 if TYPE_CHECKING:
     from gatekeeper.rollback.alerts import AlertRouter
@@ -42,7 +40,6 @@ def router(gateway: WakeGateway) -> AlertRouter:
 @bp.route(route="azure-monitor/alerts", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @bp.durable_client_input(client_name="client")
 async def azure_monitor_alert(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    gateway = DurableClientGateway(client, asyncio.get_running_loop())
-    return await asyncio.to_thread(
-        handle, req, lambda: router(gateway).receive(incoming(req), services().ingestion.generic_tenant)
+    return await handle_with_client(
+        req, client, lambda gateway: router(gateway).receive(incoming(req), services().ingestion.generic_tenant)
     )

@@ -9,14 +9,12 @@ authentication's X-MS-CLIENT-PRINCIPAL, or a bearer token validated against the 
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.durable_gateway import DurableClientGateway
-from functions.http import handle, services
+from functions.http import handle, handle_with_client, services
 
 if TYPE_CHECKING:
     from gatekeeper.gates.decisions import DecisionService, OrchestrationGateway
@@ -63,12 +61,10 @@ class _NoGateway:
 @bp.route(route="approvals/{instance_id}/decisions", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @bp.durable_client_input(client_name="client")
 async def approval_decision(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    # The durable client binding wraps the function in an async middleware, so this must be async; the
-    # blocking storage calls run on a thread and the gateway hands client calls back to this loop.
+    # The durable client binding wraps the function in an async middleware, so this must be async.
     instance_id = req.route_params.get("instance_id", "")
-    gateway = DurableClientGateway(client, asyncio.get_running_loop())
-    return await asyncio.to_thread(
-        handle, req, lambda: decision_service(gateway).decide(instance_id, approver(req), req.get_body() or b"")
+    return await handle_with_client(
+        req, client, lambda gateway: decision_service(gateway).decide(instance_id, approver(req), req.get_body() or b"")
     )
 
 

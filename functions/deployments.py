@@ -10,15 +10,13 @@ be a tenant operator or an approver of the deployment. Errors are RFC 9457 probl
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from functions.approvals import approver
-from functions.durable_gateway import DurableClientGateway
-from functions.http import handle, services
+from functions.http import handle, handle_with_client, services
 
 if TYPE_CHECKING:
     from gatekeeper.rollback.control import DeploymentControl, WakeGateway
@@ -59,9 +57,8 @@ def deployment_state(req: func.HttpRequest) -> func.HttpResponse:
 @bp.durable_client_input(client_name="client")
 async def deployment_hold(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     instance_id = req.route_params.get("instance_id", "")
-    gateway = DurableClientGateway(client, asyncio.get_running_loop())
-    return await asyncio.to_thread(
-        handle, req, lambda: control(gateway).hold(instance_id, approver(req), req.get_body() or b"")
+    return await handle_with_client(
+        req, client, lambda gateway: control(gateway).hold(instance_id, approver(req), req.get_body() or b"")
     )
 
 
@@ -70,7 +67,6 @@ async def deployment_hold(req: func.HttpRequest, client: df.DurableOrchestration
 @bp.durable_client_input(client_name="client")
 async def deployment_rollback(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     instance_id = req.route_params.get("instance_id", "")
-    gateway = DurableClientGateway(client, asyncio.get_running_loop())
-    return await asyncio.to_thread(
-        handle, req, lambda: control(gateway).rollback(instance_id, approver(req), req.get_body() or b"")
+    return await handle_with_client(
+        req, client, lambda gateway: control(gateway).rollback(instance_id, approver(req), req.get_body() or b"")
     )

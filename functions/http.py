@@ -6,6 +6,7 @@ rendered as RFC 9457 problem+json with `Retry-After` (dependency unavailable) an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from functions.durable_gateway import DurableClientGateway
 from gatekeeper import telemetry
 from gatekeeper.errors import (
     RETRY_AFTER_SECONDS,
@@ -34,6 +36,8 @@ from gatekeeper.errors import (
 from gatekeeper.ingest.edge import IncomingRequest
 
 if TYPE_CHECKING:
+    import azure.durable_functions as df
+
     from gatekeeper.services import Services
 
 log = logging.getLogger("gatekeeper.http")
@@ -153,3 +157,14 @@ def handle(req: func.HttpRequest, action: Callable[[], tuple[int, dict[str, Any]
         return problem_response(problem, instance=req.url.split("?")[0])
     except Exception as exc:
         return failure_response(req, exc)
+
+
+async def handle_with_client(
+    req: func.HttpRequest,
+    client: df.DurableOrchestrationClient,
+    action: Callable[[DurableClientGateway], tuple[int, dict[str, Any]]],
+) -> func.HttpResponse:
+    """`handle` for a route with a durable client binding (which makes the function a coroutine): the action's
+    blocking storage calls run on a worker thread, and its gateway hands each client call back to this loop."""
+    gateway = DurableClientGateway(client, asyncio.get_running_loop())
+    return await asyncio.to_thread(handle, req, lambda: action(gateway))

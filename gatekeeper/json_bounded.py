@@ -25,7 +25,7 @@ import math
 import re
 from typing import Any
 
-from gatekeeper.errors import MalformedInput
+from gatekeeper.errors import InputTooLarge, InvalidInput, MalformedInput
 
 MAX_DEPTH = 64  # arrays and objects inside each other; real payloads stay below 15
 MAX_INT_DIGITS = 20  # a signed 64-bit integer has at most 19 digits; ids longer than that arrive as strings
@@ -292,6 +292,23 @@ def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, 
     if not isinstance(value, dict):
         raise JsonBoundsError("syntax", "$", "expected a JSON object")
     return value
+
+
+def body_object(body: bytes, *, max_bytes: int, empty_is_object: bool = False) -> dict[str, Any]:
+    """A small request body that must be one JSON object (a person's vote, hold or rollback): over `max_bytes`
+    it is 413 before anything is read, JSON outside the bounds is the bounds' own problem, and anything but an
+    object (an empty body too, unless `empty_is_object`) is invalid input naming the field `body`."""
+    if len(body) > max_bytes:
+        raise InputTooLarge(f"At most {max_bytes} bytes.", code="body-too-large", title="The body is too large")
+    try:
+        data = loads(body or (b"{}" if empty_is_object else b"null"))
+    except JsonBoundsError as exc:
+        if exc.kind != "syntax":
+            raise as_problem(exc) from None
+        raise InvalidInput("the body must be a JSON object", field="body") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object", field="body")
+    return data
 
 
 def verdict(error: JsonBoundsError) -> str:

@@ -87,13 +87,9 @@ class ActionStore:
 
     def __init__(self, storage: StorageAccount, tenant_id: str, cipher: EnvelopeCipher):
         self._repo = ActionRepository(storage, validate_tenant_id(tenant_id), cipher)
-        self._ensured = False
 
     def _ready(self) -> ActionRepository:
-        if not self._ensured:
-            self._repo.ensure_table()
-            self._ensured = True
-        return self._repo
+        return self._repo.ready()
 
     @staticmethod
     def _entity(record: ActionRecord) -> dict[str, Any]:

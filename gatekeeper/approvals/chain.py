@@ -304,47 +304,44 @@ class Escalated:
 
 @dataclass(frozen=True)
 class Refusal:
-    """A vote that changes nothing. `kind` is the error the decision route raises for it."""
+    """A vote that changes nothing. `kind` is the error the decision route raises for it; each kind of refusal
+    names its error kind, slug and title in its class line (`class X(Refusal, kind=..., slug=..., title=...)`)."""
 
     detail: str
     kind: ClassVar[type[GatekeeperError]] = MalformedInput
     slug: ClassVar[str] = "refused"
     title: ClassVar[str] = "Refused"
 
-
-@dataclass(frozen=True)
-class NotAnApprover(Refusal):
-    kind: ClassVar[type[GatekeeperError]] = Forbidden
-    slug: ClassVar[str] = "not-an-approver"
-    title: ClassVar[str] = "Not an approver of the current stage"
+    def __init_subclass__(cls, *, kind: type[GatekeeperError], slug: str, title: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.kind, cls.slug, cls.title = kind, slug, title
 
 
 @dataclass(frozen=True)
-class SelfApproval(Refusal):
-    kind: ClassVar[type[GatekeeperError]] = Forbidden
-    slug: ClassVar[str] = "self-approval"
-    title: ClassVar[str] = "The requester cannot decide on their own deployment"
+class NotAnApprover(Refusal, kind=Forbidden, slug="not-an-approver", title="Not an approver of the current stage"):
+    pass
 
 
 @dataclass(frozen=True)
-class DuplicateVote(Refusal):
-    kind: ClassVar[type[GatekeeperError]] = Conflict
-    slug: ClassVar[str] = "duplicate-vote"
-    title: ClassVar[str] = "This person has already voted on this gate"
+class SelfApproval(
+    Refusal, kind=Forbidden, slug="self-approval", title="The requester cannot decide on their own deployment"
+):
+    pass
 
 
 @dataclass(frozen=True)
-class ChainClosed(Refusal):
-    kind: ClassVar[type[GatekeeperError]] = Gone
-    slug: ClassVar[str] = "gate-decided"
-    title: ClassVar[str] = "The gate has already been decided"
+class DuplicateVote(Refusal, kind=Conflict, slug="duplicate-vote", title="This person has already voted on this gate"):
+    pass
 
 
 @dataclass(frozen=True)
-class PastDeadline(Refusal):
-    kind: ClassVar[type[GatekeeperError]] = Gone
-    slug: ClassVar[str] = "past-deadline"
-    title: ClassVar[str] = "The deadline for this stage has passed"
+class ChainClosed(Refusal, kind=Gone, slug="gate-decided", title="The gate has already been decided"):
+    pass
+
+
+@dataclass(frozen=True)
+class PastDeadline(Refusal, kind=Gone, slug="past-deadline", title="The deadline for this stage has passed"):
+    pass
 
 
 Outcome = VoteCounted | StagePassed | ChainApproved | ChainRejected | Escalated | Refusal

@@ -39,7 +39,6 @@ from gatekeeper.errors import (
     Forbidden,
     GatekeeperError,
     Gone,
-    InputTooLarge,
     InvalidInput,
     NotFound,
 )
@@ -505,16 +504,7 @@ def _needs_names(record: GateRecord) -> bool:
 
 
 def _parse(body: bytes) -> DecisionRequest:
-    if len(body) > MAX_BODY_BYTES:
-        raise InputTooLarge(f"At most {MAX_BODY_BYTES} bytes.", code="body-too-large", title="The body is too large")
-    try:
-        data = json_bounded.loads(body or b"null")
-    except json_bounded.JsonBoundsError as exc:
-        if exc.kind != "syntax":
-            raise json_bounded.as_problem(exc) from None
-        raise InvalidInput("the body must be a JSON object", field="body") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("the body must be a JSON object", field="body")
+    data = json_bounded.body_object(body, max_bytes=MAX_BODY_BYTES)
     try:
         return DecisionRequest.model_validate(data)
     except ValidationError as exc:

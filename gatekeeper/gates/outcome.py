@@ -5,6 +5,7 @@ A callback that finally failed is audited and alerted, never silent; telemetry n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -93,10 +94,10 @@ def record_outcome(services: GateNeeds, request: OutcomeInput) -> OutcomeRecorde
     )
     _record_override(services, record, chain, title, at)
     close_live_messages(services, tenant_id, instance_id)
-    level = request.level or (record.level if record else None)
-    _publish_outcome(services, tenant_id, instance_id, level, chain, cb, status, at)
+    ended = Ended(tenant_id, instance_id, request.level or (record.level if record else None), chain, cb, status, at)
+    _publish_outcome(services, ended)
     try:  # telemetry must never fail the gate: the outcome is already stored and audited
-        _emit_outcome(store, record, tenant_id, instance_id, request.level, chain, cb, status, at)
+        _emit_outcome(store, record, ended)
     except Exception as exc:
         log.warning("telemetry for %s failed: %s", instance_id, type(exc).__name__)
     alerted = None
@@ -168,23 +169,33 @@ def decided_by_of(chain: dict[str, Any] | None, status: GateStatus) -> str:
     return "person" if status is GateStatus.HUMAN_TASK else "automation"
 
 
-def _publish_outcome(
-    services: GateNeeds,
-    tenant_id: str,
-    gate_id: str,
-    level: str | None,
-    chain: dict[str, Any] | None,
-    cb: dict[str, Any],
-    status: GateStatus,
-    at: datetime,
-) -> None:
+@dataclass(frozen=True)
+class Ended:
+    """How a gate ended, as its outcome's facts (mesh events, telemetry) report it."""
+
+    tenant_id: str
+    gate_id: str
+    level: str | None  # the level asked for, else the gate's own
+    chain: dict[str, Any] | None
+    callback: dict[str, Any]
+    status: GateStatus
+    at: datetime
+
+
+def _publish_outcome(services: GateNeeds, ended: Ended) -> None:
     """`gate.decided` and `gate.completed` on the event mesh, in one batch (`gatekeeper.mesh`)."""
+    gate_id, at, ok = ended.gate_id, ended.at, ended.callback.get("ok")
     link = services.approval_link(gate_id)
-    common: dict[str, Any] = {"tenant_id": tenant_id, "gate_id": gate_id, "level": level, "status": status.value}
-    callback_ok = cb.get("ok") if isinstance(cb.get("ok"), bool) else None
+    common: dict[str, Any] = {
+        "tenant_id": ended.tenant_id,
+        "gate_id": gate_id,
+        "level": ended.level,
+        "status": ended.status.value,
+    }
+    callback_ok = ok if isinstance(ok, bool) else None
     mesh.publish(
         services,
-        tenant_id,
+        ended.tenant_id,
         lambda deployment: (
             mesh.build(
                 "gate.decided",
@@ -192,7 +203,7 @@ def _publish_outcome(
                 gate_id,
                 at,
                 **common,
-                decided_by=decided_by_of(chain, status),
+                decided_by=decided_by_of(ended.chain, ended.status),
                 approval_url=link,
             ),
             mesh.build("gate.completed", deployment, gate_id, at, **common, callback_ok=callback_ok, approval_url=link),
@@ -201,31 +212,21 @@ def _publish_outcome(
     )
 
 
-def _emit_outcome(
-    store: GateStore,
-    record: GateRecord | None,
-    tenant_id: str,
-    instance_id: str,
-    requested_level: str | None,
-    chain: dict[str, Any] | None,
-    cb: dict[str, Any],
-    status: GateStatus,
-    at: datetime,
-) -> None:
+def _emit_outcome(store: GateStore, record: GateRecord | None, ended: Ended) -> None:
     """GateOutcome; for a closed approval chain also ApprovalDecided (latency from the first approval request
     to the deciding vote, or to the deadline on timeout) and HitlOverride when people went against the
     quality verdict (`telemetry.override_kind`)."""
-    level = requested_level or (record.level if record else None)
+    tenant_id, instance_id, level, chain, at = ended.tenant_id, ended.gate_id, ended.level, ended.chain, ended.at
     closed = chain is not None and chain.get("status") in ("approved", "rejected")
-    decided_by = decided_by_of(chain, status)
+    decided_by = decided_by_of(chain, ended.status)
     telemetry.emit(
         telemetry.Event.GATE_OUTCOME,
         tenant=tenant_id,
         instance_id=instance_id,
         level=level,
-        status=status.value,
+        status=ended.status.value,
         decided_by=decided_by,
-        callback_ok=cb.get("ok"),
+        callback_ok=ended.callback.get("ok"),
         duration_seconds=round((at - record.created_at).total_seconds(), 3) if record else None,
     )
     if not closed or chain is None or record is None:

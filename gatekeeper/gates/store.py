@@ -161,17 +161,13 @@ class GateStore:
 
     def __init__(self, storage: StorageAccount, tenant_id: str, cipher: EnvelopeCipher):
         self._repo = GateRepository(storage, validate_tenant_id(tenant_id), cipher)
-        self._ensured = False
 
     @property
     def tenant_id(self) -> str:
         return self._repo.tenant_id
 
     def _ready(self) -> GateRepository:
-        if not self._ensured:
-            self._repo.ensure_table()
-            self._ensured = True
-        return self._repo
+        return self._repo.ready()
 
     # gate record ---------------------------------------------------------------------------------
     def save(self, record: GateRecord) -> None:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import requests
 
-from gatekeeper import json_bounded
+from gatekeeper.integrations.rmm_device import device_object
 from gatekeeper.integrations.rmm_oauth import OAuthApi
 from gatekeeper.ports import DeviceStatus, MaintenanceWindow, RmmResult
 
@@ -72,14 +72,9 @@ class DattoRmm(OAuthApi):
 
     def device_status(self, device_id: str) -> DeviceStatus:
         outcome, detail = self.call("GET", f"/api/v2/device/{quote(device_id, safe='')}", what="device status")
-        if outcome is None or not outcome.ok or outcome.response is None or outcome.body is None:
-            return DeviceStatus(ok=False, device_id=device_id, detail=detail)
-        try:
-            body = json_bounded.loads(outcome.body)  # bounded: a vendor answer is input too
-        except ValueError:
-            return DeviceStatus(ok=False, device_id=device_id, detail="dattormm device status: not JSON")
-        if not isinstance(body, dict):
-            return DeviceStatus(ok=False, device_id=device_id, detail="dattormm device status: not an object")
+        body = device_object(self.vendor, device_id, outcome, detail)
+        if isinstance(body, DeviceStatus):
+            return body
         online = body.get("online")
         name = body.get("hostname") or body.get("description")
         return DeviceStatus(

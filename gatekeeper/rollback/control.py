@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gatekeeper import json_bounded
 from gatekeeper.approvals.authenticate import require_person
 from gatekeeper.contracts.watch import wake_event_name
-from gatekeeper.errors import Conflict, Forbidden, Gone, InputTooLarge, InvalidInput, NotFound
+from gatekeeper.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
 from gatekeeper.gates.store import GateIndex, GateStore
 from gatekeeper.policy.document import PolicyDocument
 from gatekeeper.rollback.store import WatchRecord, WatchState, WatchStore
@@ -53,16 +53,7 @@ def not_found() -> NotFound:
 
 
 def _parse(body: bytes, model: type[BaseModel]) -> Any:
-    if len(body) > MAX_BODY_BYTES:
-        raise InputTooLarge(f"At most {MAX_BODY_BYTES} bytes.", code="body-too-large", title="The body is too large")
-    try:
-        data = json_bounded.loads(body or b"{}")
-    except json_bounded.JsonBoundsError as exc:
-        if exc.kind != "syntax":
-            raise json_bounded.as_problem(exc) from None
-        raise InvalidInput("the body must be a JSON object", field="body") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("the body must be a JSON object", field="body")
+    data = json_bounded.body_object(body, max_bytes=MAX_BODY_BYTES, empty_is_object=True)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

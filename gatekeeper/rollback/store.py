@@ -119,13 +119,9 @@ class WatchStore:
 
     def __init__(self, storage: StorageAccount, tenant_id: str, cipher: EnvelopeCipher):
         self._repo = WatchRepository(storage, validate_tenant_id(tenant_id), cipher)
-        self._ensured = False
 
     def _ready(self) -> WatchRepository:
-        if not self._ensured:
-            self._repo.ensure_table()
-            self._ensured = True
-        return self._repo
+        return self._repo.ready()
 
     # records ---------------------------------------------------------------------------------------
     def save(self, record: WatchRecord) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.error import HTTPError
 
@@ -32,6 +33,96 @@ def refused(detail: str, reason: str) -> Unauthenticated:
     problem = unauthenticated(detail)
     problem.extra["reason"] = reason
     return problem
+
+
+@dataclass(frozen=True)
+class TokenWording:
+    """What the 401 of a refused token says where the token's issuer deserves its own words (the Bot
+    Connector's tokens name the bot and the Bot Framework); the reasons (slugs) stay the same everywhere."""
+
+    audience: str = "The bearer token was issued for another audience."
+    issuer: str = "The bearer token's issuer is not accepted."
+    missing_claim: str = "The bearer token lacks the required claim '{claim}'."
+    invalid: tuple[str, str] = ("The bearer token is invalid.", "invalid")  # (detail, reason) of any other failure
+
+
+def verified_claims(
+    token: str,
+    *,
+    key: Any,
+    audience: str | Iterable[str] | None,
+    issuer: str | Sequence[str],
+    leeway: float,
+    required: Iterable[str],
+    wording: TokenWording = TokenWording(),
+) -> dict[str, Any]:
+    """The claims of an RS256 token checked against key, audience, issuer, lifetime and required claims;
+    every PyJWT failure is a 401 with its own reason, so all three validators (Entra, GitHub OIDC, the bot)
+    refuse alike and no PyJWT message (which may quote the token) reaches the caller."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key=key,
+            algorithms=list(ACCEPTED_ALGORITHMS),
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": list(required)},
+        )
+    except jwt.ExpiredSignatureError:
+        raise refused("The bearer token has expired.", "expired") from None
+    except jwt.ImmatureSignatureError:
+        raise refused("The bearer token is not valid yet.", "not-yet-valid") from None
+    except jwt.InvalidAudienceError:
+        raise refused(wording.audience, "audience") from None
+    except jwt.InvalidIssuerError:
+        raise refused(wording.issuer, "issuer") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise refused(wording.missing_claim.format(claim=exc.claim), "missing-claim") from None
+    except jwt.InvalidSignatureError:
+        raise refused("The bearer token's signature is invalid.", "signature") from None
+    except jwt.PyJWTError:
+        raise refused(*wording.invalid) from None
+    return claims
+
+
+def unverified_token(
+    token: str, *, algorithm_detail: str = "The bearer token is not signed with an accepted algorithm (RS256)."
+) -> tuple[str, dict[str, Any]]:
+    """Before any key is fetched: the token's signing key id and its claims, NOT verified (they only pick the
+    tenant or issuer whose keys then check the token), or a 401: not a JWT (`malformed`), not RS256
+    (`algorithm`, in `algorithm_detail`'s words), no kid (`unknown-key`). Shared by the Entra and bot validators."""
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise refused("The bearer token is not a well-formed JWT.", "malformed") from None
+    if header.get("alg") not in ACCEPTED_ALGORITHMS:
+        raise refused(algorithm_detail, "algorithm")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise refused("The bearer token names no signing key (kid).", "unknown-key")
+    return kid, unverified
+
+
+def jwks_signing_key(
+    client: PyJWKClient, kid: str, *, no_keys: str, unknown_key: str, unavailable: Callable[[], DependencyUnavailable]
+) -> Any:
+    """The RSA key `kid` from an issuer's JWKS. A 4xx from the key endpoint (`no_keys`) or a kid it does not
+    list (`unknown_key`) is the token's fault: 401 `unknown-key`; any other failure to fetch is ours, retryable
+    (`unavailable`, 503). Shared by the Entra and GitHub OIDC validators."""
+    try:
+        jwk = client.get_signing_key(kid)
+    except PyJWKClientConnectionError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, HTTPError) and 400 <= cause.code < 500:
+            raise refused(no_keys, "unknown-key") from None
+        raise unavailable() from None
+    except PyJWKClientError:
+        raise refused(unknown_key, "unknown-key") from None
+    if jwk.key_type != "RSA":
+        raise refused("The token was signed with a key of the wrong type.", "algorithm")
+    return jwk.key
 
 
 def identity_unavailable() -> DependencyUnavailable:
@@ -117,34 +208,20 @@ class EntraTokenValidator:
         """The RSA public key `kid` that tenant `tid` publishes at its JWKS (cached per tenant; fetched again
         for an unknown kid after the cooldown). Also used for the Entra-issued tokens of the Teams bot
         (`gatekeeper.teams.auth`), so both routes share one key cache design."""
-        try:
-            jwk = self._client_for(tid).get_signing_key(kid)
-        except PyJWKClientConnectionError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, HTTPError) and 400 <= cause.code < 500:
-                raise refused("The token's tenant publishes no signing keys.", "unknown-key") from None
-            raise identity_unavailable() from None
-        except PyJWKClientError:
-            raise refused("The token was signed with a key its tenant does not publish.", "unknown-key") from None
-        if jwk.key_type != "RSA":
-            raise refused("The token was signed with a key of the wrong type.", "algorithm")
-        return jwk.key
+        return jwks_signing_key(
+            self._client_for(tid),
+            kid,
+            no_keys="The token's tenant publishes no signing keys.",
+            unknown_key="The token was signed with a key its tenant does not publish.",
+            unavailable=identity_unavailable,
+        )
 
     def validate(self, token: str, expected_tenant_id: str | None = None) -> Principal:
         """The verified caller, or Unauthenticated (bad token), Forbidden `wrong-tenant`,
         DependencyUnavailable (keys unreachable)."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise refused("The bearer token is missing or too large.", "malformed")
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise refused("The bearer token is not a well-formed JWT.", "malformed") from None
-        if header.get("alg") not in ACCEPTED_ALGORITHMS:
-            raise refused("The bearer token is not signed with an accepted algorithm (RS256).", "algorithm")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise refused("The bearer token names no signing key (kid).", "unknown-key")
+        kid, unverified = unverified_token(token)
         tid = unverified.get("tid")
         if not isinstance(tid, str) or not GUID_PATTERN.match(tid):
             raise refused("The bearer token lacks a valid tenant id (tid) claim.", "missing-claim")
@@ -152,31 +229,14 @@ class EntraTokenValidator:
             raise refused("The bearer token was not issued by an accepted tenant.", "tenant")
 
         key = self.signing_key(tid, kid)
-        try:
-            claims = jwt.decode(
-                token,
-                key=key,
-                algorithms=list(ACCEPTED_ALGORITHMS),
-                audience=self.audiences,
-                issuer=self.issuers(tid),
-                leeway=self.leeway_seconds,
-                options={"require": list(REQUIRED_CLAIMS)},
-            )
-        except jwt.ExpiredSignatureError:
-            raise refused("The bearer token has expired.", "expired") from None
-        except jwt.ImmatureSignatureError:
-            raise refused("The bearer token is not valid yet.", "not-yet-valid") from None
-        except jwt.InvalidAudienceError:
-            raise refused("The bearer token was issued for another audience.", "audience") from None
-        except jwt.InvalidIssuerError:
-            raise refused("The bearer token's issuer is not accepted.", "issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise refused(f"The bearer token lacks the required claim '{exc.claim}'.", "missing-claim") from None
-        except jwt.InvalidSignatureError:
-            raise refused("The bearer token's signature is invalid.", "signature") from None
-        except jwt.PyJWTError:
-            raise refused("The bearer token is invalid.", "invalid") from None
-
+        claims = verified_claims(
+            token,
+            key=key,
+            audience=self.audiences,
+            issuer=self.issuers(tid),
+            leeway=self.leeway_seconds,
+            required=REQUIRED_CLAIMS,
+        )
         principal = principal_from_claims(claims)
         return check_tenant(principal, expected_tenant_id)
 

@@ -15,14 +15,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.error import HTTPError
 
 import jwt
 from jwt import PyJWKClient
-from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
 from gatekeeper.errors import DependencyUnavailable, Unauthenticated
-from gatekeeper.security.entra import refused
+from gatekeeper.security.entra import jwks_signing_key, refused, verified_claims
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 ACCEPTED_ALGORITHMS = ("RS256",)
@@ -101,19 +99,14 @@ class GitHubOidcValidator:
         )
 
     def _signing_key(self, kid: str) -> Any:
-        try:
-            with self._lock:
-                jwk = self._client.get_signing_key(kid)
-        except PyJWKClientConnectionError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, HTTPError) and 400 <= cause.code < 500:
-                raise refused("The issuer publishes no signing keys.", "unknown-key") from None
-            raise keys_unavailable() from None
-        except PyJWKClientError:
-            raise refused("The token was signed with a key the issuer does not publish.", "unknown-key") from None
-        if jwk.key_type != "RSA":
-            raise refused("The token was signed with a key of the wrong type.", "algorithm")
-        return jwk.key
+        with self._lock:
+            return jwks_signing_key(
+                self._client,
+                kid,
+                no_keys="The issuer publishes no signing keys.",
+                unknown_key="The token was signed with a key the issuer does not publish.",
+                unavailable=keys_unavailable,
+            )
 
     def validate(self, token: str) -> GitHubWorkflowCaller:
         """The verified workflow job, or Unauthenticated (401) / DependencyUnavailable (keys unreachable)."""
@@ -129,30 +122,14 @@ class GitHubOidcValidator:
         if not isinstance(kid, str) or not kid or len(kid) > 200:
             raise refused("The bearer token names no signing key (kid).", "unknown-key")
         key = self._signing_key(kid)
-        try:
-            claims = jwt.decode(
-                token,
-                key=key,
-                algorithms=list(ACCEPTED_ALGORITHMS),
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway_seconds,
-                options={"require": list(REQUIRED_CLAIMS)},
-            )
-        except jwt.ExpiredSignatureError:
-            raise refused("The bearer token has expired.", "expired") from None
-        except jwt.ImmatureSignatureError:
-            raise refused("The bearer token is not valid yet.", "not-yet-valid") from None
-        except jwt.InvalidAudienceError:
-            raise refused("The bearer token was issued for another audience.", "audience") from None
-        except jwt.InvalidIssuerError:
-            raise refused("The bearer token's issuer is not accepted.", "issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise refused(f"The bearer token lacks the required claim '{exc.claim}'.", "missing-claim") from None
-        except jwt.InvalidSignatureError:
-            raise refused("The bearer token's signature is invalid.", "signature") from None
-        except jwt.PyJWTError:
-            raise refused("The bearer token is invalid.", "invalid") from None
+        claims = verified_claims(
+            token,
+            key=key,
+            audience=self.audience,
+            issuer=self.issuer,
+            leeway=self.leeway_seconds,
+            required=REQUIRED_CLAIMS,
+        )
         return caller_from_claims(claims)
 
 

@@ -113,13 +113,9 @@ class _MessageRepository(TenantRepository):
 class MessageStore:
     def __init__(self, storage: StorageAccount, tenant_id: str, cipher: EnvelopeCipher) -> None:
         self._repo = _MessageRepository(storage, tenant_id, cipher)
-        self._ensured = False
 
     def _ready(self) -> _MessageRepository:
-        if not self._ensured:
-            self._repo.ensure_table()
-            self._ensured = True
-        return self._repo
+        return self._repo.ready()
 
     def save(self, instance_id: str, channel: str, ts: str, user: str | None, approver: str | None = None) -> None:
         """`user`: the Slack user of a DM (None for a channel post); `approver`: their Entra object id when

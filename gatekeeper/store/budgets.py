@@ -48,8 +48,9 @@ def admin_call_options() -> dict[str, Any]:
     return {"read_timeout": ADMIN_READ_SECONDS}
 
 
-def _azure_core_retry() -> dict[str, Any]:
-    """RetryPolicy keywords of azure-core based clients (Tables, Key Vault)."""
+def _request_budget() -> dict[str, Any]:
+    """What every request-path storage and Key Vault client shares: the per-attempt timeouts, one retry of a
+    failed connection, none of a slow read or an error status."""
     return {
         "connection_timeout": CONNECT_SECONDS,
         "read_timeout": READ_SECONDS,
@@ -57,6 +58,13 @@ def _azure_core_retry() -> dict[str, Any]:
         "retry_connect": 1,
         "retry_read": 0,
         "retry_status": 0,
+    }
+
+
+def _azure_core_retry() -> dict[str, Any]:
+    """RetryPolicy keywords of azure-core based clients (Tables, Key Vault)."""
+    return {
+        **_request_budget(),
         "retry_backoff_factor": BACKOFF_SECONDS,
         "retry_backoff_max": BACKOFF_SECONDS,
         "retry_mode": RetryMode.Fixed,
@@ -71,12 +79,7 @@ def table_client_options() -> dict[str, Any]:
 def queue_client_options() -> dict[str, Any]:
     """Keywords for `QueueClient`/`QueueServiceClient` on request paths (storage's own ExponentialRetry)."""
     return {
-        "connection_timeout": CONNECT_SECONDS,
-        "read_timeout": READ_SECONDS,
-        "retry_total": 1,
-        "retry_connect": 1,
-        "retry_read": 0,
-        "retry_status": 0,
+        **_request_budget(),
         "initial_backoff": BACKOFF_SECONDS,
         "increment_base": 0,
         "random_jitter_range": 0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
@@ -55,6 +55,7 @@ class TenantRepository:
         self._storage = storage
         self._cipher = cipher
         self._client: TableClient = storage.table(self._table_name)
+        self._ensured = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tenant={self._tenant_id!r}, table={self._table_name!r})"
@@ -69,6 +70,14 @@ class TenantRepository:
 
     def ensure_table(self) -> None:
         self._storage.ensure_table(self._table_name)
+
+    def ready(self) -> Self:
+        """This repository with its table created: the first call creates it if missing, later calls of this
+        object cost nothing (the stores call it before every read and write)."""
+        if not self._ensured:
+            self.ensure_table()
+            self._ensured = True
+        return self
 
     # -- sealing ---------------------------------------------------------------------------------
     def _seal(self, entity: Mapping[str, Any]) -> dict[str, Any]:

@@ -53,11 +53,10 @@ from urllib.error import URLError
 import jwt
 
 from gatekeeper.errors import DependencyUnavailable
-from gatekeeper.security.entra import EntraTokenValidator, refused
+from gatekeeper.security.entra import EntraTokenValidator, TokenWording, refused, unverified_token, verified_claims
 
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 TEAMS_CHANNEL = "msteams"
-ACCEPTED_ALGORITHMS = ("RS256",)
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "nbf", "serviceurl")
 ENTRA_REQUIRED_CLAIMS = ("iss", "aud", "exp", "nbf", "tid")
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -81,6 +80,13 @@ _V1_ISSUER = re.compile(rf"^(?i:https://sts\.windows\.net/){_GUID}/$")  # host c
 MAX_TOKEN_CHARS = 8 * 1024
 MAX_METADATA_BYTES = 256 * 1024
 LEEWAY_SECONDS = 300
+# The Bot Connector's tokens are refused in the bot's words; any other failure reads as a bad signature.
+BOT_TOKEN_WORDING = TokenWording(
+    audience="The bearer token was issued for another bot.",
+    issuer="The bearer token was not issued by the Bot Framework.",
+    missing_claim="The bearer token lacks the claim '{claim}'.",
+    invalid=("The bearer token's signature is invalid.", "signature"),
+)
 
 
 def keys_unavailable() -> DependencyUnavailable:
@@ -213,16 +219,7 @@ class BotTokenValidator:
             )
         if len(token) > MAX_TOKEN_CHARS:
             raise refused("The bearer token is too large.", "malformed")
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise refused("The bearer token is not a well-formed JWT.", "malformed") from None
-        if header.get("alg") not in ACCEPTED_ALGORITHMS:
-            raise refused("The bearer token is not signed with RS256.", "algorithm")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise refused("The bearer token names no signing key (kid).", "unknown-key")
+        kid, unverified = unverified_token(token, algorithm_detail="The bearer token is not signed with RS256.")
         issuer = unverified.get("iss")
         tenant = self.entra_tenant(issuer)
         if tenant is not None:
@@ -274,29 +271,15 @@ class BotTokenValidator:
         return claims
 
     def _decode(self, token: str, key: Any, issuer: str, required: tuple[str, ...]) -> dict[str, Any]:
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key=key,
-                algorithms=list(ACCEPTED_ALGORITHMS),
-                audience=self.app_id,
-                issuer=issuer,
-                leeway=LEEWAY_SECONDS,
-                options={"require": list(required)},
-            )
-        except jwt.ExpiredSignatureError:
-            raise refused("The bearer token has expired.", "expired") from None
-        except jwt.ImmatureSignatureError:
-            raise refused("The bearer token is not valid yet.", "not-yet-valid") from None
-        except jwt.InvalidAudienceError:
-            raise refused("The bearer token was issued for another bot.", "audience") from None
-        except jwt.InvalidIssuerError:
-            raise refused("The bearer token was not issued by the Bot Framework.", "issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise refused(f"The bearer token lacks the claim '{exc.claim}'.", "missing-claim") from None
-        except jwt.PyJWTError:
-            raise refused("The bearer token's signature is invalid.", "signature") from None
-        return claims
+        return verified_claims(
+            token,
+            key=key,
+            audience=self.app_id,
+            issuer=issuer,
+            leeway=LEEWAY_SECONDS,
+            required=required,
+            wording=BOT_TOKEN_WORDING,
+        )
 
 
 def caller_of(claims: Mapping[str, Any]) -> str | None:

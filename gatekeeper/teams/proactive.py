@@ -64,13 +64,9 @@ class CardRepository(TenantRepository):
 class CardStore:
     def __init__(self, storage: StorageAccount, tenant_id: str, cipher: EnvelopeCipher) -> None:
         self._repo = CardRepository(storage, tenant_id, cipher)
-        self._ensured = False
 
     def _ready(self) -> CardRepository:
-        if not self._ensured:
-            self._repo.ensure_table()
-            self._ensured = True
-        return self._repo
+        return self._repo.ready()
 
     def save(self, instance_id: str, card: SentCard) -> None:
         self._ready().upsert(

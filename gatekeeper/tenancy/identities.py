@@ -82,17 +82,13 @@ class IdentityMap:
 
     def __init__(self, storage: StorageAccount, tenant_id: str, cipher: EnvelopeCipher):
         self._repo = _IdentityRepository(storage, validate_tenant_id(tenant_id), cipher)
-        self._ensured = False
 
     @property
     def tenant_id(self) -> str:
         return self._repo.tenant_id
 
     def _ready(self) -> _IdentityRepository:
-        if not self._ensured:
-            self._repo.ensure_table()
-            self._ensured = True
-        return self._repo
+        return self._repo.ready()
 
     def oid_of(self, external: str) -> str | None:
         entity = self._ready().get(PARTITION, row_key(external))

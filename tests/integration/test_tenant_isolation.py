@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import pytest
@@ -232,3 +233,26 @@ def test_repository_without_sealed_properties_needs_no_cipher(storage: StorageAc
     assert repo.get("doc", "v1")["text"] == "allow"
     with pytest.raises(ValueError, match="cipher"):
         Events(storage, tenant)
+
+
+@dataclasses.dataclass(frozen=True)
+class CountingStorage(StorageAccount):
+    """The real account (Azurite), noting each table it is asked to ensure."""
+
+    asked: list[str] = dataclasses.field(default_factory=list)
+
+    def ensure_table(self, name: str):
+        self.asked.append(name)
+        return super().ensure_table(name)
+
+
+def test_ready_creates_the_table_on_first_use_and_asks_once_per_repository(storage: StorageAccount):
+    """The stores (gates, actions, watches, identities, Slack messages, Teams cards) call `ready()` before
+    every read and write: the first call creates the missing table, later calls of that repository ask the
+    storage account nothing."""
+    counting = CountingStorage(**{f.name: getattr(storage, f.name) for f in dataclasses.fields(storage)})
+    repo = Plain(counting, new_tenant_id())
+    assert repo.ready() is repo
+    repo.upsert({"PartitionKey": "doc", "RowKey": "v1", "text": "allow"})  # the table exists now
+    assert repo.ready() is repo and repo.ready().get("doc", "v1")["text"] == "allow"
+    assert counting.asked == [repo.table_name]

@@ -308,3 +308,29 @@ def test_the_first_repeated_key_in_document_order_is_named():
 
 def test_a_signed_integer_at_the_digit_limit_is_read():
     assert json_bounded.loads("[-" + "9" * MAX_INT_DIGITS + "]") == [-int("9" * MAX_INT_DIGITS)]
+
+
+def test_body_object_reads_a_small_request_body_or_names_what_is_wrong():
+    """The person routes' body (a vote, a hold, a rollback): 413 just over the limit and not at it, the
+    bounds' own problem for a repeated key, `body` named for anything that is not one JSON object, and an
+    empty body read as `{}` only where the route says so."""
+    from gatekeeper.errors import InputTooLarge, InvalidInput, MalformedInput
+
+    at_limit = b'{"a":"' + b"x" * 10 + b'"}'
+    assert json_bounded.body_object(at_limit, max_bytes=len(at_limit)) == {"a": "x" * 10}
+    with pytest.raises(InputTooLarge) as big:
+        json_bounded.body_object(at_limit, max_bytes=len(at_limit) - 1)
+    assert big.value.code == "body-too-large" and big.value.detail == f"At most {len(at_limit) - 1} bytes."
+
+    with pytest.raises(MalformedInput) as twice:
+        json_bounded.body_object(b'{"a":1,"a":2}', max_bytes=100)
+    assert twice.value.code == "duplicate-key" and twice.value.field == "a"
+
+    for body in (b"", b"[1]", b"null", b"{", b"not json"):
+        with pytest.raises(InvalidInput) as wrong:
+            json_bounded.body_object(body, max_bytes=100)
+        assert type(wrong.value) is InvalidInput
+        assert (wrong.value.field, wrong.value.detail) == ("body", "the body must be a JSON object")
+    assert json_bounded.body_object(b"", max_bytes=100, empty_is_object=True) == {}
+    with pytest.raises(InvalidInput):
+        json_bounded.body_object(b"[]", max_bytes=100, empty_is_object=True)

@@ -87,3 +87,77 @@ def test_claims_map_to_principal_with_overage_and_v1_upn():
 def test_app_only_detection_without_idtyp():
     assert principal_from_claims({"oid": OID, "tid": TID, "sub": OID}).app_only
     assert not principal_from_claims({"oid": OID, "tid": TID, "sub": OID, "idtyp": "user"}).app_only
+
+
+def _rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def test_verified_claims_gives_each_pyjwt_failure_its_reason_in_the_issuers_words():
+    """One mapping for the Entra, GitHub OIDC and bot validators: the reason (slug) per failure is the same for
+    all; the Bot Connector's tokens keep their own wording (audience, issuer, missing claim, any other failure)."""
+    import time
+
+    import jwt
+
+    from gatekeeper.security.entra import TokenWording, verified_claims
+    from gatekeeper.teams.auth import BOT_TOKEN_WORDING
+
+    key, other = _rsa_key(), _rsa_key()
+    now = int(time.time())
+    good = {"iss": "https://issuer", "aud": "app", "exp": now + 600, "nbf": now - 60, "iat": now - 60, "tid": TID}
+
+    def check(claims, *, signer=key, wording=None, token=None):
+        token = token or jwt.encode(claims, signer, algorithm="RS256")
+        required = ("iss", "aud", "exp", "nbf", "tid")
+        try:
+            verified = verified_claims(
+                token,
+                key=key.public_key(),
+                audience="app",
+                issuer="https://issuer",
+                leeway=0,
+                required=required,
+                wording=wording or TokenWording(),
+            )
+        except GatekeeperError as exc:
+            assert status_of(exc) == 401
+            return exc.extra["reason"], exc.detail
+        return "ok", verified["tid"]
+
+    cases = {
+        "valid": (good, "ok", TID, TID),
+        "expired": ({**good, "exp": now - 10}, "expired", "The bearer token has expired.", None),
+        "early": ({**good, "nbf": now + 600}, "not-yet-valid", "The bearer token is not valid yet.", None),
+        "audience": (
+            {**good, "aud": "other"},
+            "audience",
+            "The bearer token was issued for another audience.",
+            "The bearer token was issued for another bot.",
+        ),
+        "issuer": (
+            {**good, "iss": "https://elsewhere"},
+            "issuer",
+            "The bearer token's issuer is not accepted.",
+            "The bearer token was not issued by the Bot Framework.",
+        ),
+        "missing": (
+            {k: v for k, v in good.items() if k != "tid"},
+            "missing-claim",
+            "The bearer token lacks the required claim 'tid'.",
+            "The bearer token lacks the claim 'tid'.",
+        ),
+    }
+    for name, (claims, reason, detail, bot_detail) in cases.items():
+        assert check(claims) == (reason, detail), name
+        assert check(claims, wording=BOT_TOKEN_WORDING) == (reason, bot_detail or detail), name
+
+    signature = ("signature", "The bearer token's signature is invalid.")
+    assert check(good, signer=other) == signature
+    assert check(good, signer=other, wording=BOT_TOKEN_WORDING) == signature
+    header, payload, _sig = jwt.encode(good, key, algorithm="RS256").split(".")
+    garbled = f"{header}.{payload}.!!"  # not base64url: a DecodeError, no failure of its own
+    assert check(good, token=garbled) == ("invalid", "The bearer token is invalid.")
+    assert check(good, token=garbled, wording=BOT_TOKEN_WORDING) == signature

@@ -32,7 +32,6 @@ import urllib3
 
 from gatekeeper import json_bounded
 from gatekeeper.errors import dependency_unavailable
-from gatekeeper.integrations.guarded_http import guarded_session
 
 SIGNATURE_HEADER = "x-content-signature"
 MAX_KEY_URL_CHARS = 2048
@@ -123,13 +122,21 @@ class SigningKeys:
         self._allow_loopback_http = allow_loopback_http
         self._timeout = timeout
         self._clock = clock
-        # the tenant names the site: a name resolving to an internal address is refused on connect; no
-        # proxy settings from the environment
-        self._session = session or guarded_session(allow_loopback_http)
-        self._session.trust_env = False
+        self._given_session = session  # built on the first fetch otherwise (see `_session`)
         self._keys: dict[str, tuple[float, str]] = {}  # url -> (fetched at, key)
         self._lock = threading.Lock()
         self.fetches = 0
+
+    def _session(self) -> requests.Session:
+        """The session of the key fetches, built on first use so that gatekeeper.integrations stays off the
+        ingestion routes' cold path. The tenant names the site: a name resolving to an internal address is
+        refused on connect (the guarded session), and no proxy settings come from the environment."""
+        if self._given_session is None:
+            from gatekeeper.integrations.guarded_http import guarded_session
+
+            self._given_session = guarded_session(self._allow_loopback_http)
+        self._given_session.trust_env = False
+        return self._given_session
 
     def __repr__(self) -> str:
         return f"SigningKeys(cached={len(self._keys)})"
@@ -163,7 +170,7 @@ class SigningKeys:
     def _fetch(self, url: str) -> str:
         self.fetches += 1
         try:
-            response = self._session.get(
+            response = self._session().get(
                 url,
                 timeout=self._timeout,
                 allow_redirects=False,

@@ -36,8 +36,8 @@ from tests.integration.test_outage import (
     install,
     keyvault_provider,
 )
-from tests.support.gatekeeper_env import API_KEY, GatekeeperEnv, http_function, make_env
-from tests.support.outage import SilentServer, dead_port, storage_connection_string
+from tests.support.gatekeeper_env import API_KEY, GatekeeperEnv, github_request, http_function, make_env
+from tests.support.outage import SilentServer, SlowAnswerProxy, dead_port, storage_connection_string
 from tests.support.worker_loop import run_on_worker
 
 pytestmark = pytest.mark.azurite
@@ -221,3 +221,43 @@ def test_key_vault_down_answers_503_writes_nothing_and_the_retry_goes_through_on
         if route == "azure_monitor_alert":  # the failed attempt added nothing: the alert is on the watch once
             watch = WatchStore(env.storage, env.tenant_id, get_services().sealer).load(watch_id)
             assert watch is not None and len(watch.alerts) == 1 and watch.wakes == 1, watch
+
+
+# -- the queue's answer lost: the event is queued although the caller hears 503 ---------------------
+
+
+def github_delivery(delivery: str) -> func.HttpRequest:
+    dpr = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.requested.json").read_text())
+    return github_request("deployment_protection_rule", dpr, delivery=delivery)
+
+
+@pytest.mark.parametrize("route", ("github_webhook", "action_request"))
+def test_a_lost_queue_answer_is_503_and_the_retry_still_starts_exactly_one_gate(env, azurite, durable, route):
+    """The queue stores the message but its answer arrives after the request budget: the caller hears 503 and
+    sends the same event again. Both copies are queued; the dispatcher must start one orchestration."""
+    key = "outage-" + uuid.uuid4().hex
+    delivery = str(uuid.uuid4())
+
+    def once() -> func.HttpResponse:
+        if route == "github_webhook":
+            return http_function(route)(github_delivery(delivery))
+        return send(route, env.tenant_id, durable, key)
+
+    with SlowAnswerProxy(azurite.queue_port, delay=3.0) as proxy:
+        connection = storage_connection_string(blob=azurite.blob_port, queue=proxy.port, table=azurite.table_port)
+        install(env, StorageAccount(connection_string=connection), env.services.sealer)
+        started = time.monotonic()
+        lost = once()
+        assert_unavailable(lost, time.monotonic() - started)
+        assert proxy.connections >= 1
+    assert len(env.queued_texts()) == 1, "the send took effect although its answer was lost"
+    install(env, env.storage, env.services.sealer)
+    retried = once()
+    assert retried.status_code in (200, 202), retried.get_body()
+    messages = env.drain()
+    assert 1 <= len(messages) <= 2
+    dispatch = http_function("dispatch_pipeline_events")
+    for text in messages:
+        run_on_worker(dispatch(func.QueueMessage(id="m", body=text.encode()), client=durable.client_binding))
+    starts = [body for _, body in durable.posts("/orchestrators/") if body.get("tenant_id") == env.tenant_id]
+    assert len(starts) == 1, starts

@@ -3,6 +3,7 @@ accepts connections and never answers (a stuck service, or a network that drops 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from types import TracebackType
@@ -64,4 +65,70 @@ class SilentServer:
         self._thread.join(timeout=5)
         for connection in self._held:
             connection.close()
+        self._socket.close()
+
+
+class SlowAnswerProxy:
+    """Forwards TCP connections on 127.0.0.1 to `target_port` and holds each answer back for `delay` seconds:
+    the request reaches the real service and takes effect, but the caller's read budget runs out first (a
+    reply lost on the way back). What a product does with a write it was not told about shows here."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self._target = target_port
+        self.delay = delay
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._socket.settimeout(0.05)
+        self._open: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="slow-answer-proxy", daemon=True)
+        self.connections = 0
+
+    @property
+    def port(self) -> int:
+        return int(self._socket.getsockname()[1])
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._socket.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            self._open += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, 0.0), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.delay), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, delay: float) -> None:
+        held = False
+        try:
+            while not self._stop.is_set():
+                chunk = source.recv(65536)
+                if not chunk:
+                    break
+                if delay and not held:
+                    held = True
+                    self._stop.wait(delay)
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> SlowAnswerProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for end in self._open:
+            end.close()
         self._socket.close()

@@ -261,3 +261,56 @@ def test_a_lost_queue_answer_is_503_and_the_retry_still_starts_exactly_one_gate(
         run_on_worker(dispatch(func.QueueMessage(id="m", body=text.encode()), client=durable.client_binding))
     starts = [body for _, body in durable.posts("/orchestrators/") if body.get("tenant_id") == env.tenant_id]
     assert len(starts) == 1, starts
+
+
+def large_gate_request(tenant_id: str, run_id: str) -> func.HttpRequest:
+    """A valid gate request whose sealed event is over a queue message (40 KiB of inline evidence): claim check."""
+    generic = json.loads((ROOT / "tests/fixtures/generic/gate-request.json").read_text())
+    evidence = [{"kind": "tests", "data": {"cases": [f"case-{i:05d}-passed" for i in range(2_200)]}}]
+    body = json.dumps({**generic, "runId": run_id, "evidence": evidence}).encode()
+    headers = {"Content-Type": "application/json", "X-Gatekeeper-Tenant": tenant_id, "x-functions-key": API_KEY}
+    return func.HttpRequest("POST", "http://localhost/api/events", headers=headers, body=body)
+
+
+def claim_check_blobs(env: GatekeeperEnv) -> list[str]:
+    container = env.services.large_events.container
+    return [b.name for b in container.list_blobs(name_starts_with=env.tenant_id + "/")] if container.exists() else []
+
+
+def test_a_lost_queue_answer_keeps_the_claim_check_so_the_queued_large_event_still_starts_its_gate(
+    env, azurite, durable
+):
+    """The queue stored the reference but its answer was lost: the blob it names must still be there, or the
+    message is dead-lettered and the gate is lost for a caller that does not retry (GitHub redelivers only
+    by hand). An orphan blob is the cheaper failure: the storage lifecycle rule removes it after 30 days."""
+    run_id = uuid.uuid4().hex[:8]
+    with SlowAnswerProxy(azurite.queue_port, delay=3.0) as proxy:
+        connection = storage_connection_string(blob=azurite.blob_port, queue=proxy.port, table=azurite.table_port)
+        install(env, StorageAccount(connection_string=connection), env.services.sealer)
+        started = time.monotonic()
+        lost = http_function("generic_events")(large_gate_request(env.tenant_id, run_id))
+        assert_unavailable(lost, time.monotonic() - started)
+    install(env, env.storage, env.services.sealer)
+    [text] = env.queued_texts()
+    assert '"blob"' in text, "the event travels as a claim check"
+    assert claim_check_blobs(env) == [json.loads(text)["blob"]], "the blob the queued message names is kept"
+    dispatch = http_function("dispatch_pipeline_events")
+    for message in env.drain():
+        run_on_worker(dispatch(func.QueueMessage(id="m", body=message.encode()), client=durable.client_binding))
+    assert len(starts(durable, env.tenant_id)) == 1, "the queued event started its gate without a retry"
+    assert claim_check_blobs(env) == []  # and its blob went after the dispatch, as always
+
+
+def test_a_refused_queue_still_drops_the_claim_check(env, azurite, durable):
+    """The queue refused the connection, so nothing was queued: the blob is removed at once (nothing half-written)."""
+    connection = storage_connection_string(blob=azurite.blob_port, queue=dead_port(), table=azurite.table_port)
+    install(env, StorageAccount(connection_string=connection), env.services.sealer)
+    started = time.monotonic()
+    refused = http_function("generic_events")(large_gate_request(env.tenant_id, uuid.uuid4().hex[:8]))
+    assert_unavailable(refused, time.monotonic() - started)
+    install(env, env.storage, env.services.sealer)
+    assert env.queued_texts() == [] and claim_check_blobs(env) == []
+
+
+def starts(durable: DurableApiServer, tenant_id: str) -> list[dict[str, Any]]:
+    return [body for _, body in durable.posts("/orchestrators/") if body.get("tenant_id") == tenant_id]

@@ -52,7 +52,43 @@ async def dispatch_pipeline_events(msg: func.QueueMessage, client: df.DurableOrc
     """Dedupe on the business key and start the gate; raising here makes the host retry the message."""
     queue_age(PIPELINE_EVENTS_QUEUE, msg)
     gateway = DurableClientGateway(client, asyncio.get_running_loop())
-    await asyncio.to_thread(_dispatch, msg.get_body(), gateway)
+    try:
+        await asyncio.to_thread(_dispatch, msg.get_body(), gateway)
+    except Exception as exc:
+        if not await asyncio.to_thread(_deferred, msg, exc):
+            raise
+
+
+def _deferred(msg: func.QueueMessage, exc: Exception) -> bool:
+    """An accepted event whose dispatch failed (a dependency down, a bug being fixed) goes back to the queue
+    with a growing delay instead of toward poison (gatekeeper/ingest/redelivery.py). False: let the host
+    retry as before (a copy of the message that still holds its own claim, waited too long, or the copy could
+    not be sent)."""
+    from gatekeeper.ingest.dispatcher import ClaimHeld
+    from gatekeeper.ingest.queue import QUEUE_MESSAGE_LIMIT
+    from gatekeeper.ingest.redelivery import defer
+
+    if isinstance(exc, ClaimHeld):
+        return False
+    text = msg.get_body().decode("utf-8", errors="replace")
+    deferral = defer(text, datetime.now(UTC), msg.insertion_time, QUEUE_MESSAGE_LIMIT)
+    if deferral is None:
+        log.error("message %s: dispatch failed (%s); retried by the host", msg.id, type(exc).__name__)
+        return False
+    try:
+        services().sink.send_later(deferral.text, deferral.delay_seconds)
+    except Exception as send_failed:
+        log.error("message %s: could not be deferred (%s); retried by the host", msg.id, type(send_failed).__name__)
+        return False
+    log.warning(
+        "message %s: dispatch failed (%s); deferred %d s (attempt %d, waiting %d s)",
+        msg.id,
+        type(exc).__name__,
+        deferral.delay_seconds,
+        deferral.attempt,
+        int(deferral.waited.total_seconds()),
+    )
+    return True
 
 
 def queue_age(queue: str, msg: func.QueueMessage, now: datetime | None = None) -> None:

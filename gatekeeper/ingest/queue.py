@@ -206,6 +206,10 @@ class QueueEventSink:
                 self._large.delete(large_blob_name(event.tenant_id, event_id))  # nothing half-written
             raise
 
+    def send_later(self, text: str, delay_seconds: int) -> None:
+        """Queue `text` (an encoded message, e.g. a deferred copy) invisible for `delay_seconds`."""
+        self._queue.send_message(text.encode(), visibility_timeout=delay_seconds)
+
     def _send(self, message: bytes) -> None:
         try:
             self._queue.send_message(message)

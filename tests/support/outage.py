@@ -69,7 +69,7 @@ class SilentServer:
 
 
 class SlowAnswerProxy:
-    """Forwards TCP connections on 127.0.0.1 to `target_port` and holds each answer back for `delay` seconds:
+    """Forwards TCP connections on 127.0.0.1 to `target_port` and holds every answer back for `delay` seconds:
     the request reaches the real service and takes effect, but the caller's read budget runs out first (a
     reply lost on the way back). What a product does with a write it was not told about shows here."""
 
@@ -99,19 +99,21 @@ class SlowAnswerProxy:
             self.connections += 1
             upstream = socket.create_connection(("127.0.0.1", self._target))
             self._open += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, 0.0), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, self.delay), daemon=True).start()
+            asked = threading.Event()  # a request went up since the last answer came down
+            threading.Thread(target=self._pump, args=(client, upstream, asked, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, asked, True), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, delay: float) -> None:
-        held = False
+    def _pump(self, source: socket.socket, sink: socket.socket, asked: threading.Event, answers: bool) -> None:
         try:
             while not self._stop.is_set():
                 chunk = source.recv(65536)
                 if not chunk:
                     break
-                if delay and not held:
-                    held = True
-                    self._stop.wait(delay)
+                if not answers:
+                    asked.set()
+                elif asked.is_set():  # the first bytes of an answer: hold them back
+                    asked.clear()
+                    self._stop.wait(self.delay)
                 sink.sendall(chunk)
         except OSError:
             pass

@@ -36,8 +36,16 @@ from tests.integration.test_outage import (
     install,
     keyvault_provider,
 )
+from tests.integration.test_outage import ROUTES as PIPELINE_ROUTES
+from tests.integration.test_outage import route_request as pipeline_request
 from tests.support.gatekeeper_env import API_KEY, GatekeeperEnv, github_request, http_function, make_env
-from tests.support.outage import SilentServer, SlowAnswerProxy, dead_port, storage_connection_string
+from tests.support.outage import (
+    ImpostorServer,
+    SilentServer,
+    SlowAnswerProxy,
+    dead_port,
+    storage_connection_string,
+)
 from tests.support.worker_loop import run_on_worker
 
 pytestmark = pytest.mark.azurite
@@ -169,6 +177,24 @@ def test_storage_down_answers_503_with_retry_after_within_two_seconds(env, tmp_p
         assert AUTOTASK_SECRET not in response.get_body().decode() and API_KEY not in response.get_body().decode()
 
 
+@pytest.mark.parametrize("route", (*PIPELINE_ROUTES, *ROUTES))
+def test_something_else_answering_for_storage_is_503_not_an_internal_error(env, tmp_path, durable, route):
+    """A proxy's or firewall's page where storage should answer (200, HTML): the SDK cannot read it, and that
+    is storage being unavailable (503 with Retry-After), never a 500."""
+    with ImpostorServer() as impostor:
+        port = impostor.port
+        storage = StorageAccount(connection_string=storage_connection_string(blob=port, queue=port, table=port))
+        install(env, storage, build_cipher(storage, LocalKeyProvider(tmp_path / "keys")))
+        if route in PIPELINE_ROUTES:
+            started = time.monotonic()
+            response = http_function(route)(pipeline_request(route, env.tenant_id))
+            elapsed = time.monotonic() - started
+        else:
+            response, elapsed = timed(route, env.tenant_id, durable, "outage-" + uuid.uuid4().hex)
+        body = assert_unavailable(response, elapsed)
+        assert body["dependency"] == "storage service" and impostor.answered >= 1
+
+
 @pytest.mark.parametrize("route", ("action_request", "connector_webhook"))
 def test_queue_down_with_tables_up_answers_503_and_the_retry_is_queued_once(env, azurite, durable, route):
     """Tables answer, the queue does not: whatever the route wrote first (the action's idempotency claim) must
@@ -193,7 +219,7 @@ def local_keyvault() -> Iterator[LocalKeyVault]:
 
 
 @pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize("outage", ["unavailable", "error", "forbidden", "hang", "stopped"])
+@pytest.mark.parametrize("outage", ["unavailable", "error", "forbidden", "hang", "stopped", "garbage"])
 def test_key_vault_down_answers_503_writes_nothing_and_the_retry_goes_through_once(
     env, local_keyvault, durable, route, outage
 ):

@@ -4,6 +4,7 @@ accepts connections and never answers (a stuck service, or a network that drops 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import threading
 from types import TracebackType
@@ -134,3 +135,51 @@ class SlowAnswerProxy:
         for end in self._open:
             end.close()
         self._socket.close()
+
+
+class ImpostorServer:
+    """Answers every request 200 with an HTML page: what a storage client meets when something else sits where
+    the service should (a proxy's sign-in page, a firewall's block page, a private DNS name pointing at a web
+    app). Not the service's answer, so it is the service being unavailable, never an internal error."""
+
+    PAGE = b"<html><body>Access to this site is blocked by your organisation's proxy.</body></html>"
+
+    def __init__(self) -> None:
+        page = self.PAGE
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                owner.answered += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _answer
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.answered = 0
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="impostor", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def __enter__(self) -> ImpostorServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

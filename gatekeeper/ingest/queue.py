@@ -160,6 +160,13 @@ def decode_message(sealer: Sealer, text: str, large: LargeEventStore | None = No
     return QueuedEvent(tenant_id, event_id, event, blob)
 
 
+def send_later(storage: StorageAccount, queue_name: str, text: str, delay_seconds: int) -> None:
+    """Queue `text` on `queue_name` (base64, as the Functions host reads its queues), invisible for
+    `delay_seconds`: a trigger's deferred copy (gatekeeper/ingest/redelivery.py)."""
+    queue = storage.queue(queue_name, message_encode_policy=BinaryBase64EncodePolicy())
+    queue.send_message(text.encode(), visibility_timeout=delay_seconds)
+
+
 def certainly_not_sent(exc: BaseException) -> bool:
     """Whether a failed send certainly queued nothing: the request never reached the service (refused,
     unresolvable, connect timeout) or the service refused it with a 4xx. A lost or timed-out answer and a

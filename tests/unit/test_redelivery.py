@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.ingest.queue import QUEUE_MESSAGE_LIMIT
-from gatekeeper.ingest.redelivery import DEFER_LIMIT, defer
+from gatekeeper.ingest.redelivery import DEFER_LIMIT, defer, defer_wrapped, unwrap
 
 T0 = datetime(2030, 6, 3, 10, 0, tzinfo=UTC)
 MESSAGE = json.dumps({"v": 1, "tenant": "contoso", "id": "e1", "sealed": "v1.abc"})
@@ -79,3 +79,29 @@ def test_every_deferral_is_bounded_and_none_outlives_the_limit(n, age):
         assert deferral is None
     else:
         assert deferral is not None and 30 <= deferral.delay_seconds <= 900 and deferral.attempt == n + 1
+
+
+ENVELOPE = '{"connector":"ninjarmm","account":"42","payload":{"id":1},"signature":"sha256=ab"}'
+
+
+def test_a_signed_envelope_is_wrapped_byte_for_byte_and_rewrapped_never_nested():
+    first = defer_wrapped(ENVELOPE, T0, T0, QUEUE_MESSAGE_LIMIT)
+    assert first is not None and unwrap(first.text) == ENVELOPE and first.delay_seconds == 30
+    second = defer_wrapped(first.text, T0 + timedelta(seconds=30), None, QUEUE_MESSAGE_LIMIT)
+    assert second is not None and unwrap(second.text) == ENVELOPE and second.delay_seconds == 60
+    assert json.loads(second.text)["deferred"] == {"since": T0.isoformat(), "n": 2}
+    assert defer_wrapped(first.text, T0 + DEFER_LIMIT, None, QUEUE_MESSAGE_LIMIT) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ENVELOPE,
+        '{"deferred": {"n": 1}, "message": "x", "signature": "sha256=ab"}',  # more than the wrapper's two keys
+        '{"deferred": {"n": 1}, "message": {"connector": "x"}}',  # the message is not a string
+        'not json, though it names "message"',
+    ],
+    ids=["envelope", "extra-key", "object-message", "not-json"],
+)
+def test_only_an_exact_wrapper_is_unwrapped(text):
+    assert unwrap(text) is None

@@ -45,20 +45,20 @@ def connector_events(msg: func.QueueMessage) -> None:
         outcome = services().ingestion.connector(body)
         log.info("connector message %s: %s", msg.id, outcome.status)
     except DependencyUnavailable:  # a passing outage, not a bad message: never dead-lettered for it
-        if not _connector_deferred(msg, text):
+        if not deferred_copy(CONNECTOR_EVENTS_QUEUE, msg, text):
             raise
     except GatekeeperError as problem:
         services().dead_letters.record(
             CONNECTOR_EVENTS_QUEUE, inner or text, f"{status_of(problem)} {problem.code}: {problem.detail}"
         )
     except Exception:
-        if not _connector_deferred(msg, text):
+        if not deferred_copy(CONNECTOR_EVENTS_QUEUE, msg, text):
             raise
 
 
-def _connector_deferred(msg: func.QueueMessage, text: str) -> bool:
-    """The connector message back on its queue, wrapped with a growing delay (gatekeeper/ingest/redelivery.py);
-    False when it waited long enough or the copy could not be sent (the host's retries and poison apply)."""
+def deferred_copy(queue_name: str, msg: func.QueueMessage, text: str) -> bool:
+    """The message back on its queue, wrapped with a growing delay (gatekeeper/ingest/redelivery.py); False
+    when it waited long enough or the copy could not be sent (the host's retries and poison apply)."""
     from gatekeeper.ingest.queue import QUEUE_MESSAGE_LIMIT, send_later
     from gatekeeper.ingest.redelivery import defer_wrapped
 
@@ -66,12 +66,13 @@ def _connector_deferred(msg: func.QueueMessage, text: str) -> bool:
     if deferral is None:
         return False
     try:
-        send_later(services().request_storage, CONNECTOR_EVENTS_QUEUE, deferral.text, deferral.delay_seconds)
+        send_later(services().request_storage, queue_name, deferral.text, deferral.delay_seconds)
     except Exception as send_failed:
-        log.error("connector message %s: could not be deferred (%s)", msg.id, type(send_failed).__name__)
+        log.error("%s message %s: could not be deferred (%s)", queue_name, msg.id, type(send_failed).__name__)
         return False
     log.warning(
-        "connector message %s: deferred %d s (attempt %d, waiting %d s)",
+        "%s message %s: deferred %d s (attempt %d, waiting %d s)",
+        queue_name,
         msg.id,
         deferral.delay_seconds,
         deferral.attempt,

@@ -1,8 +1,9 @@
-"""A relay's connector message (`connector-events`) that meets an outage (tables refusing, Key Vault down while
-the event is sealed) is sent back to its queue wrapped, with a growing delay, instead of five host retries
-into poison; the wrapped copy keeps the signed envelope byte for byte, so once the dependency is back it
-authenticates and is handed over once. A bad message is still dead-lettered at once. Azurite, the real
-queue trigger, the local Key Vault."""
+"""The connector-events and slack-interactions triggers during an outage. A relay's connector message that
+meets one (tables refusing, Key Vault down while the event is sealed) is sent back to its queue wrapped, with
+a growing delay, instead of five host retries into poison; the wrapped copy keeps the signed envelope byte
+for byte, so once the dependency is back it authenticates and is handed over once. A bad message is still
+dead-lettered at once. A queued Slack vote that cannot be opened (Key Vault down) is deferred the same way.
+Azurite, the real queue triggers, the local Key Vault."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from tests.integration.test_ingest_sources import connector_identities
 from tests.integration.test_outage import install, keyvault_provider
 from tests.support.gatekeeper_env import GatekeeperEnv, http_function, make_env, signed_connector
 from tests.support.outage import dead_port, storage_connection_string
+from tests.support.worker_loop import run_on_worker
 
 pytestmark = pytest.mark.azurite
 
@@ -117,3 +119,39 @@ def test_a_bad_message_is_still_dead_lettered_at_once_not_deferred(env):
     relay(body)
     assert letters(env, body) and "connector" in letters(env, body)[-1]
     assert deferred_copy(env, body, seconds=2.5) is None
+
+
+# -- slack-interactions: a person's vote queued while Key Vault is down ---------------------------------
+
+
+def test_a_queued_slack_vote_meeting_a_key_vault_outage_is_deferred_not_retried_into_poison(env, durable):
+    from gatekeeper.slack.edge import Interaction, queue_message, read_queue_message
+
+    queue = env.storage.queue("slack-interactions", message_decode_policy=BinaryBase64DecodePolicy())
+    with contextlib.suppress(ResourceExistsError):
+        queue.create_queue()
+    interaction = Interaction(
+        kind="approve", team_id="T0001", user_id="U0001", instance_id="gate-" + uuid.uuid4().hex[:40]
+    )
+    with LocalKeyVault() as vault:
+        vault.create_key(tenant_key_name(env.tenant_id), size=3072, key_ops=["wrapKey", "unwrapKey"])
+        body = queue_message(build_cipher(env.storage, keyvault_provider(vault)), env.tenant_id, interaction)
+        install(env, env.storage, build_cipher(env.storage, keyvault_provider(vault)))  # a cold worker
+        vault.outage = "unavailable"
+        message = QueueMessage(id="s", body=body, insertion_time=datetime.now(UTC), dequeue_count=1)
+        run_on_worker(http_function("slack_decisions")(message, client=durable.client_binding))  # no raise
+        assert [d for d in DeadLetters(env.storage).list("slack-interactions") if d.message == body.decode()] == []
+        vault.outage = None
+        copy = None
+        deadline = time.monotonic() + 10
+        while copy is None and time.monotonic() < deadline:
+            for queued in queue.receive_messages(max_messages=32, visibility_timeout=1):
+                if json.dumps(body.decode())[1:-1] in queued.content.decode():
+                    queue.delete_message(queued)
+                    copy = queued.content.decode()
+            time.sleep(0.2)
+        assert copy is not None
+        inner = redelivery.unwrap(copy)
+        assert inner is not None and inner.encode() == body  # the sealed vote, byte for byte
+        reopened = read_queue_message(build_cipher(env.storage, keyvault_provider(vault)), inner.encode())
+        assert reopened == (env.tenant_id, interaction)

@@ -5,7 +5,8 @@ clients (challenge auth, bearer token, JSON wire format, remote unwrap). This se
 the documented API (`/keys/{name}[/{version}]`, `create`, `rotate`, `versions`, `wrapkey`, `unwrapkey`,
 `encrypt`, `decrypt`, `sign`, `verify`, `DELETE /keys/{name}`, `GET /deletedkeys/{name}`, `PATCH` to
 enable/disable) and counts every operation, so tests can assert how often Key Vault is called. Setting
-`outage` simulates a vault that answers 503, 500 or 403, or that accepts connections and never answers.
+`outage` simulates a vault that answers 503, 500 or 403, that accepts connections and never answers, or
+("garbage") something else answering 200 with an HTML page in its place (a proxy or firewall).
 
 TLS: the SDK refuses bearer tokens over plain HTTP, so the server makes a throw-away CA and a certificate
 for 127.0.0.1 at start-up; clients get `connection_verify=<ca file>` and `verify_challenge_resource=False`
@@ -476,6 +477,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.vault.outage == "error":
             self._error(500, "InternalServerError", "An unexpected error occurred (simulated outage).")
+            return
+        if self.vault.outage == "garbage":  # a proxy's or firewall's page where the vault should answer
+            page = b"<html><body>Access to this site is blocked by your organisation's proxy.</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
             return
         authorization = self.headers.get("Authorization", "")
         if not secrets.compare_digest(authorization.encode(), f"Bearer {self.vault.token}".encode()):

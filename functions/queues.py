@@ -13,7 +13,7 @@ import azure.functions as func
 from functions.durable_gateway import DurableClientGateway
 from functions.http import services, status_of
 from gatekeeper import telemetry
-from gatekeeper.errors import GatekeeperError
+from gatekeeper.errors import DependencyUnavailable, GatekeeperError
 
 if TYPE_CHECKING:
     from gatekeeper.events.model import PipelineEvent
@@ -33,16 +33,52 @@ STORAGE = "AzureWebJobsStorage"
 @bp.function_name("connector_events")
 @bp.queue_trigger(arg_name="msg", queue_name=CONNECTOR_EVENTS_QUEUE, connection=STORAGE)
 def connector_events(msg: func.QueueMessage) -> None:
-    """PSA/RMM connector events. Permanently bad messages are dead-lettered; transient errors retry."""
+    """PSA/RMM connector events. Permanently bad messages are dead-lettered; a dependency outage sends the
+    message back with a growing delay (wrapped, the envelope stays as signed), else the host retries."""
+    from gatekeeper.ingest.redelivery import unwrap
+
     queue_age(CONNECTOR_EVENTS_QUEUE, msg)
     text = msg.get_body().decode("utf-8", errors="replace")
+    inner = unwrap(text)
+    body = msg.get_body() if inner is None else inner.encode()
     try:
-        outcome = services().ingestion.connector(msg.get_body())
+        outcome = services().ingestion.connector(body)
         log.info("connector message %s: %s", msg.id, outcome.status)
+    except DependencyUnavailable:  # a passing outage, not a bad message: never dead-lettered for it
+        if not deferred_copy(CONNECTOR_EVENTS_QUEUE, msg, text):
+            raise
     except GatekeeperError as problem:
         services().dead_letters.record(
-            CONNECTOR_EVENTS_QUEUE, text, f"{status_of(problem)} {problem.code}: {problem.detail}"
+            CONNECTOR_EVENTS_QUEUE, inner or text, f"{status_of(problem)} {problem.code}: {problem.detail}"
         )
+    except Exception:
+        if not deferred_copy(CONNECTOR_EVENTS_QUEUE, msg, text):
+            raise
+
+
+def deferred_copy(queue_name: str, msg: func.QueueMessage, text: str) -> bool:
+    """The message back on its queue, wrapped with a growing delay (gatekeeper/ingest/redelivery.py); False
+    when it waited long enough or the copy could not be sent (the host's retries and poison apply)."""
+    from gatekeeper.ingest.queue import QUEUE_MESSAGE_LIMIT, send_later
+    from gatekeeper.ingest.redelivery import defer_wrapped
+
+    deferral = defer_wrapped(text, datetime.now(UTC), msg.insertion_time, QUEUE_MESSAGE_LIMIT)
+    if deferral is None:
+        return False
+    try:
+        send_later(services().request_storage, queue_name, deferral.text, deferral.delay_seconds)
+    except Exception as send_failed:
+        log.error("%s message %s: could not be deferred (%s)", queue_name, msg.id, type(send_failed).__name__)
+        return False
+    log.warning(
+        "%s message %s: deferred %d s (attempt %d, waiting %d s)",
+        queue_name,
+        msg.id,
+        deferral.delay_seconds,
+        deferral.attempt,
+        int(deferral.waited.total_seconds()),
+    )
+    return True
 
 
 @bp.function_name("dispatch_pipeline_events")
@@ -52,7 +88,43 @@ async def dispatch_pipeline_events(msg: func.QueueMessage, client: df.DurableOrc
     """Dedupe on the business key and start the gate; raising here makes the host retry the message."""
     queue_age(PIPELINE_EVENTS_QUEUE, msg)
     gateway = DurableClientGateway(client, asyncio.get_running_loop())
-    await asyncio.to_thread(_dispatch, msg.get_body(), gateway)
+    try:
+        await asyncio.to_thread(_dispatch, msg.get_body(), gateway)
+    except Exception as exc:
+        if not await asyncio.to_thread(_deferred, msg, exc):
+            raise
+
+
+def _deferred(msg: func.QueueMessage, exc: Exception) -> bool:
+    """An accepted event whose dispatch failed (a dependency down, a bug being fixed) goes back to the queue
+    with a growing delay instead of toward poison (gatekeeper/ingest/redelivery.py). False: let the host
+    retry as before (a copy of the message that still holds its own claim, waited too long, or the copy could
+    not be sent)."""
+    from gatekeeper.ingest.dispatcher import ClaimHeld
+    from gatekeeper.ingest.queue import QUEUE_MESSAGE_LIMIT
+    from gatekeeper.ingest.redelivery import defer
+
+    if isinstance(exc, ClaimHeld):
+        return False
+    text = msg.get_body().decode("utf-8", errors="replace")
+    deferral = defer(text, datetime.now(UTC), msg.insertion_time, QUEUE_MESSAGE_LIMIT)
+    if deferral is None:
+        log.error("message %s: dispatch failed (%s); retried by the host", msg.id, type(exc).__name__)
+        return False
+    try:
+        services().sink.send_later(deferral.text, deferral.delay_seconds)
+    except Exception as send_failed:
+        log.error("message %s: could not be deferred (%s); retried by the host", msg.id, type(send_failed).__name__)
+        return False
+    log.warning(
+        "message %s: dispatch failed (%s); deferred %d s (attempt %d, waiting %d s)",
+        msg.id,
+        type(exc).__name__,
+        deferral.delay_seconds,
+        deferral.attempt,
+        int(deferral.waited.total_seconds()),
+    )
+    return True
 
 
 def queue_age(queue: str, msg: func.QueueMessage, now: datetime | None = None) -> None:

@@ -82,24 +82,37 @@ def _serve(req: func.HttpRequest, kind: str) -> func.HttpResponse:
 @bp.durable_client_input(client_name="client")
 async def slack_decisions(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
     """One Slack decision: a refusal is told to the person; a dependency failure raises (the host retries)."""
+    from functions.queues import deferred_copy
+    from gatekeeper.ingest.redelivery import unwrap
     from gatekeeper.slack.edge import read_queue_message
     from gatekeeper.store.envelope import SealedDataUnreadable
 
     runtime = services()
     text = msg.get_body().decode("utf-8", errors="replace")
+    inner = unwrap(text)  # a copy deferred after an outage carries the message as it was queued
+    body = msg.get_body() if inner is None else inner.encode()
     try:
-        tenant_id, interaction = read_queue_message(runtime.sealer, msg.get_body())
+        tenant_id, interaction = read_queue_message(runtime.sealer, body)
     except SealedDataUnreadable as exc:  # tampered or moved: retrying cannot help
         runtime.record_integrity_failure(exc, f"queue:{SLACK_INTERACTIONS_QUEUE}")
-        runtime.dead_letters.record(SLACK_INTERACTIONS_QUEUE, text, f"integrity: does not open ({exc.reason})")
+        runtime.dead_letters.record(SLACK_INTERACTIONS_QUEUE, inner or text, f"integrity: does not open ({exc.reason})")
         return
     except (ValueError, GatekeeperError) as exc:
-        runtime.dead_letters.record(SLACK_INTERACTIONS_QUEUE, text, f"undecodable: {type(exc).__name__}")
+        runtime.dead_letters.record(SLACK_INTERACTIONS_QUEUE, inner or text, f"undecodable: {type(exc).__name__}")
+        return
+    except Exception:  # the key service down: back to the queue with a growing delay, not toward poison
+        if not await asyncio.to_thread(deferred_copy, SLACK_INTERACTIONS_QUEUE, msg, text):
+            raise
         return
     gateway = DurableClientGateway(client, asyncio.get_running_loop())
-    outcome = await asyncio.to_thread(
-        runtime.slack_votes.handle, tenant_id, interaction, decision_service(gateway), follow_ups(gateway)
-    )
+    try:
+        outcome = await asyncio.to_thread(
+            runtime.slack_votes.handle, tenant_id, interaction, decision_service(gateway), follow_ups(gateway)
+        )
+    except Exception:  # storage or the orchestration down (SlackVotes raises only those): retried later
+        if not await asyncio.to_thread(deferred_copy, SLACK_INTERACTIONS_QUEUE, msg, text):
+            raise
+        return
     log.info("slack decision on %s: %s", interaction.instance_id, outcome)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
+    DeserializationError,
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseError,
@@ -43,8 +44,10 @@ _UNAVAILABLE_STATUSES = frozenset({401, 403, 408, 429})
 
 
 def _unavailable_status(exc: HttpResponseError) -> bool:
+    """A status that is no error (the SDK refused a 2xx/3xx answer: something other than the service
+    answered, e.g. a proxy's page) counts as the service being unavailable too."""
     status = exc.status_code or 0
-    return status >= 500 or status in _UNAVAILABLE_STATUSES
+    return status >= 500 or status < 400 or status in _UNAVAILABLE_STATUSES
 
 
 def as_error(exc: BaseException) -> GatekeeperError | None:
@@ -69,6 +72,8 @@ def _direct_problem(exc: BaseException) -> GatekeeperError | None:
         return integrity_error()
     if isinstance(exc, SealingUnavailable | KeyServiceUnavailable):
         return dependency_unavailable(KEY_SERVICE, RETRY_AFTER_SECONDS)
+    if isinstance(exc, DeserializationError):  # an answer that is not the service's (a proxy or firewall page)
+        return dependency_unavailable(STORAGE, RETRY_AFTER_SECONDS)
     if isinstance(exc, ServiceRequestError | ServiceResponseError | ClientAuthenticationError):
         return dependency_unavailable(STORAGE, RETRY_AFTER_SECONDS)
     if isinstance(exc, HttpResponseError):

@@ -389,10 +389,17 @@ class Services:
 
     @cached_property
     def health_probes(self) -> tuple[DependencyProbe, ...]:
-        """The health route's probes of this process's own dependencies: storage tables and queues, and Key Vault
-        (the checkpoint key) or, in key mode local, the key folder. The task hub probe needs the trigger's
-        durable client binding, so the route adds it (functions/health.py)."""
-        from gatekeeper.health.probes import KeyVaultProbe, LocalKeysProbe, StorageQueuesProbe, StorageTablesProbe
+        """The health route's probes of this process's own dependencies: storage tables, queues and blobs, and
+        Key Vault (the checkpoint key) or, in key mode local, the key folder. The task hub probe needs the
+        trigger's durable client binding, so the route adds it (functions/health.py)."""
+        from gatekeeper.health.probes import (
+            KeyVaultProbe,
+            LocalKeysProbe,
+            StorageBlobsProbe,
+            StorageQueuesProbe,
+            StorageTablesProbe,
+        )
+        from gatekeeper.ingest.queue import LARGE_EVENTS_CONTAINER
 
         s = self.settings
         keys: DependencyProbe = (
@@ -402,7 +409,12 @@ class Services:
                 _require(s.key_vault_url, "GATEKEEPER_KEY_VAULT_URL"), self._lazy_credential, s.checkpoint_key_name
             )
         )
-        return (StorageTablesProbe(self.storage), StorageQueuesProbe(self.storage, self.queue_name), keys)
+        return (
+            StorageTablesProbe(self.storage),
+            StorageQueuesProbe(self.storage, self.queue_name),
+            StorageBlobsProbe(self.storage, LARGE_EVENTS_CONTAINER),
+            keys,
+        )
 
     @cached_property
     def health_cache(self) -> HealthCache:

@@ -48,6 +48,25 @@ class StorageQueuesProbe:
         return None
 
 
+class StorageBlobsProbe:
+    """Reads the claim-check container's properties: blob storage holds the events too large for a queue
+    message (an ingestion route fails without it) and the audit's checkpoint archive. A blob-only outage
+    (a missing private endpoint or firewall rule for the blob service) is otherwise invisible here."""
+
+    name = "storage.blobs"
+
+    def __init__(self, storage: StorageAccount, container: str) -> None:
+        self._storage = storage.bounded()
+        self._container = container
+
+    def check(self) -> str | None:
+        try:
+            self._storage.blobs.get_container_client(self._container).get_container_properties()
+        except ResourceNotFoundError:
+            return "container not created yet"  # created on the first large event
+        return None
+
+
 class KeyVaultProbe:
     """Reads the checkpoint key's properties (the app's identity may: Key Vault Crypto User on that key)."""
 

@@ -10,6 +10,10 @@ DevOps `AuthToken` of 44 KiB) seals to more than that. Such events take the clai
 event goes to a blob in `pipeline-events-large` named after the tenant and event id, sealed exactly as the
 message would be but bound to the blob's name, and the message carries only that name. The dispatcher
 reads it back, and the blob is deleted after a successful dispatch or kept for the dead-letter path.
+A send that fails removes its blob only when the queue certainly stored nothing (the request never left, or
+the service refused it with a 4xx); when the answer was lost on the way back the message may be queued, so
+the blob stays (an orphan is removed by the storage lifecycle rule after 30 days; a deleted blob would
+dead-letter a queued event and lose the gate for a caller that does not retry).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError, ServiceRequestError
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
 from gatekeeper import json_bounded
@@ -156,6 +160,23 @@ def decode_message(sealer: Sealer, text: str, large: LargeEventStore | None = No
     return QueuedEvent(tenant_id, event_id, event, blob)
 
 
+def send_later(storage: StorageAccount, queue_name: str, text: str, delay_seconds: int) -> None:
+    """Queue `text` on `queue_name` (base64, as the Functions host reads its queues), invisible for
+    `delay_seconds`: a trigger's deferred copy (gatekeeper/ingest/redelivery.py)."""
+    queue = storage.queue(queue_name, message_encode_policy=BinaryBase64EncodePolicy())
+    queue.send_message(text.encode(), visibility_timeout=delay_seconds)
+
+
+def certainly_not_sent(exc: BaseException) -> bool:
+    """Whether a failed send certainly queued nothing: the request never reached the service (refused,
+    unresolvable, connect timeout) or the service refused it with a 4xx. A lost or timed-out answer and a
+    5xx (storage may have completed an operation it reports as timed out) leave the outcome open."""
+    if isinstance(exc, ServiceRequestError):
+        return True
+    status = getattr(exc, "status_code", None) if isinstance(exc, HttpResponseError) else None
+    return isinstance(status, int) and 400 <= status < 500 and status != 408
+
+
 class QueueEventSink:
     """Seals and queues accepted events onto `pipeline-events`."""
 
@@ -187,10 +208,14 @@ class QueueEventSink:
         message = encode_message(self._sealer, event, event_id, self._large)
         try:
             self._send(message.encode())
-        except Exception:
-            if self._large is not None and '"blob"' in message:  # nothing half-written: drop the claim check
-                self._large.delete(large_blob_name(event.tenant_id, event_id))
+        except Exception as exc:
+            if self._large is not None and '"blob"' in message and certainly_not_sent(exc):
+                self._large.delete(large_blob_name(event.tenant_id, event_id))  # nothing half-written
             raise
+
+    def send_later(self, text: str, delay_seconds: int) -> None:
+        """Queue `text` (an encoded message, e.g. a deferred copy) invisible for `delay_seconds`."""
+        self._queue.send_message(text.encode(), visibility_timeout=delay_seconds)
 
     def _send(self, message: bytes) -> None:
         try:

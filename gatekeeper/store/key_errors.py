@@ -7,7 +7,9 @@ the data key row is missing, or the wrapped key does not unwrap): that is what c
 
 from __future__ import annotations
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+import json
+
+from azure.core.exceptions import AzureError, DeserializationError, HttpResponseError, ResourceNotFoundError
 
 
 class KeyProviderError(Exception):
@@ -39,6 +41,9 @@ def classify(exc: BaseException, what: str) -> KeyProviderError:
         return KeyServiceUnavailable(f"{what}: the key service answered HTTP {exc.status_code}")
     if isinstance(exc, AzureError):
         return KeyServiceUnavailable(f"{what}: the key service failed ({type(exc).__name__})")
+    if isinstance(exc, DeserializationError | json.JSONDecodeError | UnicodeDecodeError):
+        # something answered that is not the key service (a proxy's or firewall's page): not a refusal
+        return KeyServiceUnavailable(f"{what}: the key service's answer could not be read")
     if isinstance(exc, ValueError):  # local RSA-OAEP decryption failure: wrong key or damaged wrapped key
         return KeyRefused(f"{what}: the wrapped key does not unwrap with this key")
     return KeyServiceUnavailable(f"{what}: unexpected failure ({type(exc).__name__})")

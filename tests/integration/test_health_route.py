@@ -16,7 +16,8 @@ import pytest
 
 from devstack.durable_api import DurableApiServer
 from devstack.keyvault_server import LocalKeyVault
-from gatekeeper.health.probes import KeyVaultProbe, StorageQueuesProbe, StorageTablesProbe
+from gatekeeper.health.probes import KeyVaultProbe, StorageBlobsProbe, StorageQueuesProbe, StorageTablesProbe
+from gatekeeper.ingest.queue import LARGE_EVENTS_CONTAINER
 from gatekeeper.services import Services, build_services, using_services
 from gatekeeper.settings import Settings
 from gatekeeper.store.tables import StorageAccount
@@ -69,6 +70,7 @@ class Stack:
         services.health_probes = (  # the production probes, with the local vault's TLS trust
             StorageTablesProbe(storage),
             StorageQueuesProbe(storage, services.queue_name),
+            StorageBlobsProbe(storage, LARGE_EVENTS_CONTAINER),
             KeyVaultProbe(self.vault.vault_url, self.vault.credential, CHECKPOINT_KEY, **self.vault.client_kwargs()),
         )
         return services
@@ -102,7 +104,7 @@ def test_everything_up_is_200_with_each_dependency_and_the_boundary(stack):
     response, body, _ = stack.get(stack.services())
     assert response.status_code == 200, body
     assert body["status"] == "ok" and body["dataBoundary"] == "EU"
-    assert set(body["dependencies"]) == {"storage.tables", "storage.queues", "keyVault", "taskHub"}
+    assert set(body["dependencies"]) == {"storage.tables", "storage.queues", "storage.blobs", "keyVault", "taskHub"}
     assert all(d["status"] == "ok" for d in body["dependencies"].values())
     assert body["bootstrap"] == {"status": "not-configured"}
     assert stack.vault.count("get", CHECKPOINT_KEY) >= 1  # the real KeyClient reached the vault
@@ -154,6 +156,32 @@ def test_storage_unreachable_is_503_naming_tables_and_queues(stack):
     _no_leaks(response, body)
 
 
+def test_blob_storage_alone_unreachable_is_503_naming_blobs(stack):
+    """Tables and queues answer, the blob service does not (a missing private endpoint or firewall rule for
+    blobs): large events cannot be accepted and checkpoints not archived, so the route says so."""
+    from devstack.azurite import DEV_ACCOUNT, DEV_KEY
+
+    healthy = StorageAccount(connection_string=stack.connection)
+    blobs_down = StorageAccount(
+        connection_string=(
+            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"TableEndpoint={healthy.tables.url.rstrip('/')};"
+            f"QueueEndpoint={healthy.queue('x').url.rsplit('/', 1)[0]};"
+            f"BlobEndpoint=http://127.0.0.1:{_closed_port()}/{DEV_ACCOUNT};"
+        )
+    )
+    response, body, elapsed = stack.get(stack.services(storage=blobs_down))
+    assert response.status_code == 503 and response.headers.get("Retry-After")
+    deps = body["dependencies"]
+    assert deps["storage.blobs"]["status"] == "unavailable" and deps["storage.blobs"]["reason"] in (
+        "unreachable",
+        "timeout",
+    )
+    assert deps["storage.tables"]["status"] == "ok" and deps["storage.queues"]["status"] == "ok"
+    assert elapsed < 3.0
+    _no_leaks(response, body)
+
+
 @pytest.mark.parametrize(
     ("outage", "reason"), [("forbidden", "refused"), ("unavailable", "error"), ("hang", "timeout")]
 )
@@ -186,7 +214,7 @@ def test_a_stopped_key_vault_is_unreachable(stack):
 def test_a_missing_checkpoint_key_is_named_missing(stack):
     services = stack.services()
     services.health_probes = (
-        *services.health_probes[:2],
+        *services.health_probes[:3],
         KeyVaultProbe(stack.vault.vault_url, stack.vault.credential, "no-such-key", **stack.vault.client_kwargs()),
     )
     response, body, _ = stack.get(services)
@@ -248,3 +276,12 @@ def test_settings_that_do_not_build_services_are_503_without_internals(stack):
     response, _, _ = stack.get(services)
     assert response.status_code == 503 and response.headers.get("Cache-Control") == "no-store"
     assert "GATEKEEPER_KEY_VAULT_URL" not in response.get_body().decode()
+
+
+def test_the_production_probes_cover_tables_queues_blobs_and_the_keys(stack, tmp_path):
+    settings = Settings.from_environ({"GATEKEEPER_KEY_MODE": "local", "GATEKEEPER_LOCAL_KEY_DIR": str(tmp_path)})
+    services = build_services(settings, storage=StorageAccount(connection_string=stack.connection))
+    names = [probe.name for probe in services.health_probes]
+    assert names == ["storage.tables", "storage.queues", "storage.blobs", "keyVault"]
+    response, body, _ = stack.get(services)
+    assert response.status_code == 200 and body["dependencies"]["storage.blobs"]["status"] == "ok", body

@@ -203,7 +203,7 @@ def data_key_rows(env: GatekeeperEnv) -> list[str]:
 
 
 @pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize("outage", ["unavailable", "error", "forbidden", "hang", "stopped"])
+@pytest.mark.parametrize("outage", ["unavailable", "error", "forbidden", "hang", "stopped", "garbage"])
 def test_key_vault_down_answers_503_with_retry_after_and_writes_nothing(
     env, local_keyvault, keyvault_runtime, route, outage
 ):

@@ -3,6 +3,8 @@ accepts connections and never answers (a stuck service, or a network that drops 
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import socket
 import threading
 from types import TracebackType
@@ -65,3 +67,119 @@ class SilentServer:
         for connection in self._held:
             connection.close()
         self._socket.close()
+
+
+class SlowAnswerProxy:
+    """Forwards TCP connections on 127.0.0.1 to `target_port` and holds every answer back for `delay` seconds:
+    the request reaches the real service and takes effect, but the caller's read budget runs out first (a
+    reply lost on the way back). What a product does with a write it was not told about shows here."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self._target = target_port
+        self.delay = delay
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._socket.settimeout(0.05)
+        self._open: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="slow-answer-proxy", daemon=True)
+        self.connections = 0
+
+    @property
+    def port(self) -> int:
+        return int(self._socket.getsockname()[1])
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._socket.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            self._open += [client, upstream]
+            asked = threading.Event()  # a request went up since the last answer came down
+            threading.Thread(target=self._pump, args=(client, upstream, asked, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, asked, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, asked: threading.Event, answers: bool) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = source.recv(65536)
+                if not chunk:
+                    break
+                if not answers:
+                    asked.set()
+                elif asked.is_set():  # the first bytes of an answer: hold them back
+                    asked.clear()
+                    self._stop.wait(self.delay)
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> SlowAnswerProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for end in self._open:
+            end.close()
+        self._socket.close()
+
+
+class ImpostorServer:
+    """Answers every request 200 with an HTML page: what a storage client meets when something else sits where
+    the service should (a proxy's sign-in page, a firewall's block page, a private DNS name pointing at a web
+    app). Not the service's answer, so it is the service being unavailable, never an internal error."""
+
+    PAGE = b"<html><body>Access to this site is blocked by your organisation's proxy.</body></html>"
+
+    def __init__(self) -> None:
+        page = self.PAGE
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                owner.answered += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _answer
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.answered = 0
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="impostor", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def __enter__(self) -> ImpostorServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,160 @@
+"""Two approvers of one gate at once, quorum 1: the votes go through the decision service concurrently (as two
+route invocations would), then the real approval chain and gate orchestrations run in the local runner.
+The gate is decided once (one counted vote, one callback, one decision entry), the loser's vote is audited as
+not counted, and a vote after the decision is refused with 410 `gate-decided`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from devstack.entra_issuer import LocalEntraIssuer
+from devstack.gates import LocalGates, local_gates
+from devstack.runner import ManualClock
+from devstack.webhook import LocalWebhookReceiver
+from functions.http import problem_body, status_of
+from gatekeeper.audit.log import AuditLog
+from gatekeeper.contracts.gate import chain_instance_id
+from gatekeeper.errors import GatekeeperError
+from gatekeeper.events.model import EventKind, EventSource, PipelineEvent, WebhookCallback
+from gatekeeper.gates.effects import PolicyDecider
+from gatekeeper.integrations.callbacks import PipelineCallbacks
+from gatekeeper.integrations.outbox import OutboxNotifier
+from gatekeeper.integrations.retry import RetryPolicy
+from gatekeeper.integrations.webhook import WebhookSender
+from gatekeeper.policy import load_policy
+from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.settings import Settings
+from gatekeeper.store.keys import LocalKeyProvider, build_cipher
+from gatekeeper.store.tables import StorageAccount
+
+pytestmark = pytest.mark.azurite
+
+TID = "3f6c2a8e-1b7d-4c9e-8a5f-0d2e4b6c8a10"
+AUDIENCE = "api://gatekeeper-vote-races"
+SECRET = b"webhook-signing-secret-for-vote-races"
+ANNA, PIET, SARA, DEV_OID = (str(uuid.UUID(int=i)) for i in (0xA, 0xB, 0xC, 0xDE))
+POLICY = {
+    "version": 1,
+    "defaults": {
+        "level": "L2",
+        "approval": {"stages": [{"name": "leads", "approvers": [ANNA, PIET, SARA], "quorum": 1, "timeout": "PT1H"}]},
+    },
+}
+
+
+@pytest.fixture
+def rig(azurite, tmp_path) -> Iterator[tuple[LocalGates, LocalEntraIssuer, LocalWebhookReceiver, AuditLog, str]]:
+    storage = StorageAccount(connection_string=azurite.connection_string)
+    cipher = build_cipher(storage, LocalKeyProvider(str(tmp_path / "keys")))
+    tenant_id = "t" + uuid.uuid4().hex[:12]
+    audit = AuditLog(storage, cipher, None, tenant_id, checkpoint_every=10_000, checkpoint_interval=timedelta(days=365))
+    policy = load_policy(POLICY)
+    receiver = LocalWebhookReceiver(SECRET).start()
+    with LocalEntraIssuer() as issuer:
+        gates = local_gates(
+            storage,
+            cipher,
+            decider=PolicyDecider(lambda _t: policy),
+            audit_for=lambda _t: audit,
+            notifier=OutboxNotifier(tmp_path / "outbox"),
+            callbacks=PipelineCallbacks(
+                webhooks=WebhookSender(policy=RetryPolicy(max_attempts=1), allow_loopback_http=True),
+                webhook_secret=lambda _tenant: SECRET,
+            ),
+            entra_tenants_for=lambda t: (TID,) if t == tenant_id else (),
+            token_validator=EntraTokenValidator(
+                AUDIENCE, authority_host=issuer.authority_host, allowed_tenants=lambda tid: tid == TID
+            ),
+            operators_for=lambda _t: ("ops@contoso.com",),
+            clock=ManualClock(datetime(2030, 6, 3, 10, 0, tzinfo=UTC)),
+            settings=Settings(trust_easyauth_header=False),
+        )
+        try:
+            yield gates, issuer, receiver, audit, tenant_id
+        finally:
+            receiver.stop()
+
+
+def vote(gates: LocalGates, issuer: LocalEntraIssuer, gate: str, oid: str, decision: str) -> tuple[int, dict]:
+    """The decision route's answer for one person, without running the orchestrations (a request's view)."""
+    token = issuer.issue(oid, TID, AUDIENCE, issued_at=datetime.now(UTC).timestamp())
+    body = json.dumps({"decision": decision, "comment": f"{decision} by {oid[-1]}"}).encode()
+    try:
+        return gates.decisions.decide(gate, gates.identify({"Authorization": f"Bearer {token}"}), body)
+    except GatekeeperError as problem:
+        return status_of(problem), problem_body(problem)
+
+
+def open_gate(gates: LocalGates, receiver: LocalWebhookReceiver, tenant_id: str) -> str:
+    event = PipelineEvent(
+        tenant_id=tenant_id,
+        source=EventSource.GENERIC,
+        kind=EventKind.GATE_REQUEST,
+        environment="production",
+        repository="contoso/webshop",
+        actor="dev@contoso.com",
+        requester_ids=(f"entra:oid:{DEV_OID}",),  # resolved, so the policy keeps the quorum at one
+        run_id=uuid.uuid4().hex,
+        callback=WebhookCallback(url=receiver.url + "/ci/hook"),
+    )
+    gate = gates.submit(event)
+    assert gates.runner.status(gate).runtime_status == "Running"
+    return gate
+
+
+def both_at_once(gates: LocalGates, issuer: LocalEntraIssuer, gate: str, decisions: tuple[str, str]) -> list[Any]:
+    barrier = threading.Barrier(2, timeout=30)
+
+    def one(who: tuple[str, str]) -> tuple[int, dict]:
+        barrier.wait()
+        return vote(gates, issuer, gate, *who)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(one, zip((ANNA, PIET), decisions, strict=True), timeout=120))
+
+
+@pytest.mark.parametrize("decisions", [("approve", "approve"), ("approve", "reject"), ("reject", "approve")])
+def test_two_approvers_at_once_with_a_quorum_of_one_decide_the_gate_once(rig, decisions):
+    gates, issuer, receiver, audit, tenant_id = rig
+    gate = open_gate(gates, receiver, tenant_id)
+    answers = both_at_once(gates, issuer, gate, decisions)
+    assert {status for status, _ in answers} <= {202, 409, 410}, answers
+    gates.runner.run_until_idle()
+
+    output = gates.runner.status(gate).output
+    [counted] = output["chain"]["votes"]  # quorum 1: the first vote delivered decides, nobody else counts
+    assert output["status"] == ("approved" if counted["decision"] == "approve" else "rejected")
+    finals = [d["body"] for d in receiver.deliveries if d["body"].get("event") == "gate.completed"]
+    assert [c["state"] for c in finals] == [output["status"]], "the pipeline is told once"
+    assert gates.runner.status(chain_instance_id(gate)).runtime_status == "Completed"
+    [final] = [r for r in audit.records() if r.instance_id == gate and r.kind == "decision" and r.data.get("final")]
+    assert final.data["chain"]["votes"] == [counted]
+
+    late_status, late = vote(gates, issuer, gate, SARA, "approve")  # after the decision
+    assert (late_status, late["type"].rsplit("/", 1)[-1]) == (410, "gate-decided")
+    assert len([d for d in receiver.deliveries if d["body"].get("event") == "gate.completed"]) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gap in gatekeeper/gates/decisions.py (out of this branch's scope): DecisionService._state builds "
+    "the ChainState from stored votes without applying them, so a vote stored after an earlier stored vote "
+    "already met the quorum is answered 202 'accepted' and audited as approval_decided although the chain "
+    "never counts it; fix: fold the stored votes through chain.apply (refuse 410 gate-decided when closed) "
+    "and, after record_vote, refuse the vote whose lower-numbered votes closed its stage",
+)
+def test_the_vote_that_loses_the_race_is_told_it_did_not_count(rig):
+    gates, issuer, receiver, _, tenant_id = rig
+    gate = open_gate(gates, receiver, tenant_id)
+    first = vote(gates, issuer, gate, ANNA, "approve")  # stored and raised; the chain has not run yet
+    second = vote(gates, issuer, gate, PIET, "reject")  # the stage is already decided by the stored vote
+    assert first[0] == 202
+    assert (second[0], second[1]["type"].rsplit("/", 1)[-1]) == (410, "gate-decided"), second

@@ -1,0 +1,146 @@
+"""Concurrency at the edge: the same event sent many times at once through the registered HTTP functions (the
+GitHub webhook with one X-GitHub-Delivery, the action route with one idempotency key), each copy answered
+alike, then every queued copy handed to the real dispatcher trigger at once: exactly one orchestration
+starts. Two tenants with the same business key each get their own. State in Azurite, the Durable HTTP API
+served locally (slowed down to widen the race)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import azure.functions as func
+import pytest
+
+from gatekeeper.services import set_services
+from tests.conftest import ROOT
+from tests.support.gatekeeper_env import API_KEY, GatekeeperEnv, github_request, http_function, make_env
+from tests.support.worker_loop import run_on_worker
+
+pytestmark = pytest.mark.azurite
+
+COPIES = 12
+DPR = json.loads((ROOT / "tests/fixtures/github/deployment_protection_rule.requested.json").read_text())
+T = TypeVar("T")
+
+
+@pytest.fixture
+def env(storage_connection_string: str, tmp_path: Path) -> Iterator[GatekeeperEnv]:
+    env = make_env(storage_connection_string, tmp_path / "keys")
+    set_services(env.services)
+    http_function("github_webhook")  # index the app once, before any thread looks a function up
+    yield env
+    set_services(None)
+
+
+def at_once(n: int, call: Callable[[int], T]) -> list[T]:
+    """`n` calls released together by a barrier, every one answered within the timeout."""
+    barrier = threading.Barrier(n, timeout=30)
+
+    def one(i: int) -> T:
+        barrier.wait()
+        return call(i)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(one, range(n), timeout=180))
+
+
+def dispatch_all_at_once(env: GatekeeperEnv, durable: Any) -> list[BaseException | None]:
+    """Every queued message to the registered queue trigger at once, as many workers would take them."""
+    messages = env.drain()
+    function = http_function("dispatch_pipeline_events")
+
+    def one(i: int) -> BaseException | None:
+        try:
+            body = messages[i].encode()
+            run_on_worker(function(func.QueueMessage(id=f"m{i}", body=body), client=durable.client_binding))
+        except Exception as exc:  # the host would put the message back: count it
+            return exc
+        return None
+
+    return at_once(len(messages), one)
+
+
+def starts_for(durable: Any, tenant_id: str) -> list[dict[str, Any]]:
+    return [body for _, body in durable.posts("/orchestrators/") if body.get("tenant_id") == tenant_id]
+
+
+def test_one_github_delivery_sent_many_times_at_once_is_answered_alike_and_starts_one_gate(env, durable):
+    delivery = str(uuid.uuid4())
+    responses = at_once(
+        COPIES,
+        lambda _: http_function("github_webhook")(github_request("deployment_protection_rule", DPR, delivery=delivery)),
+    )
+    assert [r.status_code for r in responses] == [202] * COPIES
+    answers = [json.loads(r.get_body()) for r in responses]
+    assert len({a["businessKey"] for a in answers}) == 1, "every copy is the same gate request"
+    durable.delay("/orchestrators/", 0.3)
+    failures = dispatch_all_at_once(env, durable)
+    assert failures == [None] * len(failures), failures
+    [start] = starts_for(durable, env.tenant_id)
+    assert start["instance_id"].startswith("gate-")
+
+
+def action_request(tenant_id: str, key: str) -> func.HttpResponse:
+    body = {
+        "command": "terraform apply -auto-approve plan.tfplan",
+        "action": "infrastructure_change",
+        "target": {"environment": "production", "resource": "rg-contoso-prod"},
+        "idempotency_key": key,
+    }
+    headers = {"X-Gatekeeper-Tenant": tenant_id, "x-functions-key": API_KEY, "Content-Type": "application/json"}
+    request = func.HttpRequest("POST", "http://localhost/api/actions", headers=headers, body=json.dumps(body).encode())
+    return http_function("action_request")(request)
+
+
+def test_one_action_request_sent_many_times_at_once_is_one_action_and_one_gate(env, durable):
+    key = "run-42:apply-" + uuid.uuid4().hex[:8]
+    responses = at_once(COPIES, lambda _: action_request(env.tenant_id, key))
+    statuses = {r.status_code for r in responses}
+    assert statuses <= {200, 202} and len(statuses) == 1, [r.get_body() for r in responses]
+    ids = {json.loads(r.get_body())["id"] for r in responses}
+    assert len(ids) == 1, "every copy is answered with the same action"
+    durable.delay("/orchestrators/", 0.3)
+    failures = dispatch_all_at_once(env, durable)
+    assert failures == [None] * len(failures), failures
+    [start] = starts_for(durable, env.tenant_id)
+    assert start["instance_id"] == ids.pop()
+
+
+GENERIC = json.loads((ROOT / "tests/fixtures/generic/gate-request.json").read_text())
+
+
+def generic_request(tenant_id: str, run_id: str) -> func.HttpResponse:
+    body = json.dumps({**GENERIC, "runId": run_id}).encode()
+    headers = {"Content-Type": "application/json", "X-Gatekeeper-Tenant": tenant_id, "x-functions-key": API_KEY}
+    return http_function("generic_events")(
+        func.HttpRequest("POST", "http://localhost/api/events", headers=headers, body=body)
+    )
+
+
+def test_two_tenants_sending_the_same_business_key_at_once_each_start_their_own_gate(env, durable):
+    mine = env.services.registry.get(env.tenant_id)
+    assert mine is not None
+    other = "t" + uuid.uuid4().hex[:12]  # another MSP client with the same CI conventions and its own key
+    env.services.registry.import_records(
+        [
+            mine.model_copy(
+                update={"tenant_id": other, "display_name": "Fabrikam", "identities": (), "entra_tenant_ids": ()}
+            )
+        ]
+    )
+    tenants = (env.tenant_id, other)
+    run_id = uuid.uuid4().hex[:8]
+    responses = at_once(COPIES, lambda i: generic_request(tenants[i % 2], run_id))
+    assert [r.status_code for r in responses] == [202] * len(responses), [r.get_body() for r in responses]
+    assert len({json.loads(r.get_body())["businessKey"] for r in responses}) == 1, "the same key in both tenants"
+    durable.delay("/orchestrators/", 0.3)
+    failures = dispatch_all_at_once(env, durable)
+    assert failures == [None] * len(failures), failures
+    [ours], [theirs] = starts_for(durable, env.tenant_id), starts_for(durable, other)
+    assert ours["instance_id"] != theirs["instance_id"]

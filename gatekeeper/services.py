@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.actions.caller import ActionAuthenticator, GitHubValidator
     from gatekeeper.actions.service import ActionService
     from gatekeeper.audit.log import AuditLog
+    from gatekeeper.gates.commit_time import CommitLookup
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
     from gatekeeper.health.report import HealthCache
@@ -806,6 +807,26 @@ class Services:
             installations=self.github_installations,
         )
         return GitHubWorkflows(app)
+
+    @cached_property
+    def commit_lookup(self) -> CommitLookup | None:
+        """When a gated commit was made, asked of GitHub as the tenant's App installation (DORA lead time):
+        one short, bounded attempt (gatekeeper.integrations.github_commits); None without
+        GATEKEEPER_GITHUB_APP_ID. Azure DevOps has none: the product holds no credential meant to read repos."""
+        if not self.settings.github_app_id:
+            return None
+        from gatekeeper.integrations.github_app import GitHubApp
+        from gatekeeper.integrations.github_commits import LOOKUP_POLICY, GitHubCommitTimes
+
+        app = GitHubApp(
+            self.settings.github_app_id,
+            self._github_signer or github_app_signer(self.settings, self._lazy_credential),
+            self.settings.github_api_url,
+            policy=LOOKUP_POLICY,
+            allow_loopback_http=self._allow_loopback_http,
+            installations=self.github_installations,
+        )
+        return GitHubCommitTimes(app, clock=self.clock)
 
     @cached_property
     def rollback_runners(self) -> RollbackRunners:

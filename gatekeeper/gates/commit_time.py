@@ -1,0 +1,48 @@
+"""The commit time a gate records: the event's own, else asked of the source, best effort (DORA lead time).
+
+The evaluate step calls `deployed_commit_time` once, before it writes the gate's `event_received` entry. The
+lookup is advice for a metric: whatever goes wrong (no App, no installation for the tenant, GitHub down, slow
+or answering nonsense) leaves the gate without a commit time and is logged without secrets; it never raises
+into the gate and never changes its decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from gatekeeper.events.model import CallbackHandle, GitHubCallback, PipelineEvent
+
+if TYPE_CHECKING:
+    from gatekeeper.gates.needs import GateNeeds
+
+log = logging.getLogger("gatekeeper.gates.commit_time")
+
+
+class CommitLookup(Protocol):
+    """When a commit was made, asked of the CI the callback handle belongs to (None: it has no time for it).
+    May raise: the caller treats any failure as "no commit time"."""
+
+    def commit_time(self, tenant_id: str, handle: CallbackHandle, sha: str) -> datetime | None: ...
+
+
+def deployed_commit_time(services: GateNeeds, tenant_id: str, event: PipelineEvent) -> datetime | None:
+    """The event's commit time; else, for a GitHub gate with a commit, the commit's time from GitHub."""
+    if event.commit_time is not None:
+        return event.commit_time
+    lookup = services.commit_lookup
+    if lookup is None or not isinstance(event.callback, GitHubCallback) or not event.commit:
+        return None
+    try:
+        return lookup.commit_time(tenant_id, event.callback, event.commit)
+    except Exception as exc:  # best effort: the gate goes on without a commit time
+        log.warning("no commit time for a gate of %s: %s", tenant_id, _reason(exc))
+        return None
+
+
+def _reason(exc: Exception) -> str:
+    """The adapter's own message (it names no secret: `describe` redacts the token), else the class name."""
+    from gatekeeper.integrations.github_commits import CommitLookupFailed
+
+    return str(exc)[:400] if isinstance(exc, CommitLookupFailed) else type(exc).__name__

@@ -40,9 +40,12 @@ class CommitLookupFailed(RuntimeError):
 class GitHubCommitTimes:
     """`commit_time(tenant, handle, sha)` for GitHub handles (the `CommitLookup` the gate step uses)."""
 
-    def __init__(self, app: GitHubApp, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, app: GitHubApp, *, clock: Callable[[], datetime] | None = None, policy: RetryPolicy = LOOKUP_POLICY
+    ) -> None:
         self._app = app
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._policy = policy
 
     def commit_time(self, tenant_id: str, handle: CallbackHandle, sha: str) -> datetime | None:
         """When the commit was made (UTC), or None when the handle is not GitHub's, the sha is not a commit id,
@@ -58,9 +61,9 @@ class GitHubCommitTimes:
         secret = token.get_secret_value()
         outcome = send_with_retry(
             lambda: app._session.get(
-                url, params={"per_page": "1"}, headers=app._headers(secret), timeout=LOOKUP_POLICY.timeout, stream=True
+                url, params={"per_page": "1"}, headers=app._headers(secret), timeout=self._policy.timeout, stream=True
             ),
-            LOOKUP_POLICY,
+            self._policy,
             label="github commit",
             max_body=MAX_ANSWER_BYTES,
         )

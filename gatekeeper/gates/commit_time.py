@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from gatekeeper.events.model import CallbackHandle, GitHubCallback, PipelineEvent
-
-if TYPE_CHECKING:
-    from gatekeeper.gates.needs import GateNeeds
 
 log = logging.getLogger("gatekeeper.gates.commit_time")
 
@@ -27,11 +24,11 @@ class CommitLookup(Protocol):
     def commit_time(self, tenant_id: str, handle: CallbackHandle, sha: str) -> datetime | None: ...
 
 
-def deployed_commit_time(services: GateNeeds, tenant_id: str, event: PipelineEvent) -> datetime | None:
-    """The event's commit time; else, for a GitHub gate with a commit, the commit's time from GitHub."""
+def deployed_commit_time(lookup: CommitLookup | None, tenant_id: str, event: PipelineEvent) -> datetime | None:
+    """The event's commit time; else, for a GitHub gate with a commit, the commit's time from `lookup`
+    (`GateNeeds.commit_lookup`; None: no lookup configured)."""
     if event.commit_time is not None:
         return event.commit_time
-    lookup = services.commit_lookup
     if lookup is None or not isinstance(event.callback, GitHubCallback) or not event.commit:
         return None
     try:

@@ -98,7 +98,7 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
                 )
     title = gate_title(event)
     linked = linked_ticket(event)
-    committed = deployed_commit_time(services, tenant_id, event)
+    committed = deployed_commit_time(services.commit_lookup, tenant_id, event)
     facts = {
         **event_facts(event, requester),
         "requester_resolved": who.resolved,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -139,17 +138,17 @@ def test_a_huge_answer_is_not_read_past_its_bound(app_key, github):
 
 def test_the_gate_step_prefers_the_events_own_commit_time_and_asks_nobody(app_key, github):
     own = datetime(2026, 12, 3, tzinfo=UTC)
-    services = SimpleNamespace(commit_lookup=lookup(app_key, github))
-    assert deployed_commit_time(services, "contoso", gate_event(commit_time=own)) == own  # type: ignore[arg-type]
+    times = lookup(app_key, github)
+    assert deployed_commit_time(times, "contoso", gate_event(commit_time=own)) == own
     assert github.requests == []
 
 
 def test_the_gate_step_looks_a_github_gate_up(app_key, github):
     github.add_commit(SHA, "2026-12-04T21:10:00Z")
-    services = SimpleNamespace(commit_lookup=lookup(app_key, github))
-    found = deployed_commit_time(services, "contoso", gate_event())  # type: ignore[arg-type]
+    times = lookup(app_key, github)
+    found = deployed_commit_time(times, "contoso", gate_event())
     assert found == datetime(2026, 12, 4, 21, 10, tzinfo=UTC)
-    assert deployed_commit_time(SimpleNamespace(commit_lookup=None), "contoso", gate_event()) is None  # type: ignore[arg-type]
+    assert deployed_commit_time(None, "contoso", gate_event()) is None
 
 
 def test_any_failure_of_the_lookup_leaves_the_gate_without_a_commit_time_logged_without_secrets(
@@ -158,8 +157,8 @@ def test_any_failure_of_the_lookup_leaves_the_gate_without_a_commit_time_logged_
     caplog.set_level(logging.DEBUG)
     github.add_commit(SHA, "2026-12-04T21:10:00Z")
     github.fail_next(1, 500, path_contains="/commits/", body={"message": "boom"})
-    services = SimpleNamespace(commit_lookup=lookup(app_key, github))
-    assert deployed_commit_time(services, "contoso", gate_event()) is None  # type: ignore[arg-type]
+    times = lookup(app_key, github)
+    assert deployed_commit_time(times, "contoso", gate_event()) is None
     (line,) = [r.getMessage() for r in caplog.records if r.name == "gatekeeper.gates.commit_time"]
     assert "no commit time for a gate of contoso" in line and "HTTP 500" in line
     tokens = list(github.tokens)
@@ -169,5 +168,5 @@ def test_any_failure_of_the_lookup_leaves_the_gate_without_a_commit_time_logged_
         def commit_time(self, *_: Any) -> datetime | None:
             raise RuntimeError("https://user:hunter2@example.invalid")
 
-    assert deployed_commit_time(SimpleNamespace(commit_lookup=Broken()), "contoso", gate_event()) is None  # type: ignore[arg-type]
+    assert deployed_commit_time(Broken(), "contoso", gate_event()) is None
     assert "hunter2" not in caplog.text and "RuntimeError" in caplog.text

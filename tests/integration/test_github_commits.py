@@ -5,6 +5,7 @@ by the gate step without a secret in the log."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -170,3 +171,21 @@ def test_any_failure_of_the_lookup_leaves_the_gate_without_a_commit_time_logged_
 
     assert deployed_commit_time(Broken(), "contoso", gate_event()) is None
     assert "hunter2" not in caplog.text and "RuntimeError" in caplog.text
+
+
+def test_a_lookup_that_does_not_return_in_time_is_given_up_on(caplog: pytest.LogCaptureFixture):
+    """The whole lookup (token, Key Vault signing, the GET) is bounded, not only its HTTP calls."""
+    release = threading.Event()
+
+    class Stalled:
+        def commit_time(self, *_: Any) -> datetime | None:
+            release.wait(5)
+            return NOW
+
+    started = time.monotonic()
+    try:
+        assert deployed_commit_time(Stalled(), "contoso", gate_event(), deadline=0.3) is None
+        assert time.monotonic() - started < 1.5
+    finally:
+        release.set()
+    assert "no answer within 0.3 s" in caplog.text

@@ -25,6 +25,7 @@ from devstack.github import LocalGitHubServer
 from devstack.runner import ManualClock
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.commands.report import read_entries
+from gatekeeper.events.generic import parse_generic
 from gatekeeper.events.github import parse_github
 from gatekeeper.events.model import EventKind, PipelineEvent
 from gatekeeper.gates.effects import PolicyDecider
@@ -205,3 +206,15 @@ def test_when_github_cannot_say_the_gate_goes_on_without_a_commit_time(env: Env,
     env.clock.advance(timedelta(hours=1))
     env.deployment_finished(gate)
     assert env.lead_time() == {"unit": "hours", "n": 0, "p50": None, "p95": None, "without_commit_time": 1}
+
+
+def test_a_deployment_whose_event_states_its_commit_time_counts_without_a_gate(env: Env):
+    """A generic `deployment_status` with `commitTime` (no gate before it): the watch's `deployment_finished`
+    carries the time, and the report counts the lead time from it."""
+    body = {"kind": "deployment_status", "environment": "production", "runId": "5001", "status": "success"}
+    event = parse_generic(body, tenant_id=env.tenant_id)  # as the route hands it over, clock aside:
+    event = event.model_copy(update={"commit_time": START - timedelta(hours=30)})  # (the edge checks real now)
+    watch = env.gates.submit(event)
+    (finished,) = env.data(watch, "deployment_finished")
+    assert finished["commit_time"] == "2032-02-01T04:00:00+00:00" and finished["gate_id"] is not None
+    assert env.lead_time() == {"unit": "hours", "n": 1, "p50": 30.0, "p95": 30.0, "without_commit_time": 0}

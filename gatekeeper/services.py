@@ -812,20 +812,27 @@ class Services:
     def commit_lookup(self) -> CommitLookup | None:
         """When a gated commit was made, asked of GitHub as the tenant's App installation (DORA lead time):
         one short, bounded attempt (gatekeeper.integrations.github_commits); None without
-        GATEKEEPER_GITHUB_APP_ID. Azure DevOps has none: the product holds no credential meant to read repos."""
+        GATEKEEPER_GITHUB_APP_ID. Azure DevOps has none: the product holds no credential meant to read repos.
+        An App that cannot be built (its key missing) means no lookup, never a failed gate: logged once."""
         if not self.settings.github_app_id:
             return None
         from gatekeeper.integrations.github_app import GitHubApp
         from gatekeeper.integrations.github_commits import LOOKUP_POLICY, GitHubCommitTimes
 
-        app = GitHubApp(
-            self.settings.github_app_id,
-            self._github_signer or github_app_signer(self.settings, self._lazy_credential),
-            self.settings.github_api_url,
-            policy=LOOKUP_POLICY,
-            allow_loopback_http=self._allow_loopback_http,
-            installations=self.github_installations,
-        )
+        try:
+            app = GitHubApp(
+                self.settings.github_app_id,
+                self._github_signer or github_app_signer(self.settings, self._lazy_credential),
+                self.settings.github_api_url,
+                policy=LOOKUP_POLICY,
+                allow_loopback_http=self._allow_loopback_http,
+                installations=self.github_installations,
+            )
+        except Exception as exc:  # the commit time is advice for a metric; the callbacks report the App's state
+            logging.getLogger("gatekeeper.gates.commit_time").warning(
+                "commit times: the GitHub App could not be set up (%s); gates go on without them", type(exc).__name__
+            )
+            return None
         return GitHubCommitTimes(app, clock=self.clock)
 
     @cached_property

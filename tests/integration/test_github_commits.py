@@ -189,3 +189,14 @@ def test_a_lookup_that_does_not_return_in_time_is_given_up_on(caplog: pytest.Log
     finally:
         release.set()
     assert "no answer within 0.3 s" in caplog.text
+
+
+def test_an_app_that_cannot_be_set_up_means_no_lookup_not_a_failed_gate(tmp_path, caplog: pytest.LogCaptureFixture):
+    """The composition root: GATEKEEPER_GITHUB_APP_ID set but the App's key missing (local key mode)."""
+    from gatekeeper.services import build_services
+    from gatekeeper.settings import KeyMode, Settings
+
+    settings = Settings(github_app_id=APP_ID, key_mode=KeyMode.LOCAL, local_key_dir=str(tmp_path))
+    assert build_services(settings).commit_lookup is None
+    assert "the GitHub App could not be set up (FileNotFoundError)" in caplog.text
+    assert build_services(Settings()).commit_lookup is None  # no App at all: nothing to ask

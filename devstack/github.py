@@ -1,5 +1,5 @@
-"""Local GitHub REST for a GitHub App: installation tokens, installation lookup and the deployment
-protection rule review endpoint, whose body is validated against the published request schema."""
+"""Local GitHub REST for a GitHub App: installation tokens, installation lookup, the deployment protection
+rule review endpoint (body validated against the published request schema) and "Get a commit"."""
 
 from __future__ import annotations
 
@@ -112,6 +112,10 @@ class LocalGitHubServer(LocalServer):
         self.dispatches: list[dict[str, Any]] = []
         self.workflow_runs: list[dict[str, Any]] = []
         self.dispatch_conclusion: str | None = "success"
+        # "Get a commit": sha -> (committer date, author date) as GitHub writes them (`add_commit`); an unknown
+        # sha answers 422 "No commit found for SHA", as GitHub does. `commit_delay_seconds` stalls the answer.
+        self.commits: dict[str, tuple[str | None, str | None]] = {}
+        self.commit_delay_seconds = 0.0
 
     @property
     def api_url(self) -> str:
@@ -129,6 +133,11 @@ class LocalGitHubServer(LocalServer):
                 and r["body"].get("environment_name") == environment
                 and "comment" in r["body"]
             ]
+
+    def add_commit(self, sha: str, committed: str | None, authored: str | None = None) -> None:
+        """A commit GitHub knows (dates as GitHub writes them, e.g. 2026-12-01T08:15:00Z; None: a null person)."""
+        with self._lock:
+            self.commits[sha.lower()] = (committed, authored if authored is not None else committed)
 
     def decisions(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -186,6 +195,8 @@ class LocalGitHubServer(LocalServer):
             )
         if len(parts) >= 6 and parts[0] == "repos" and parts[3:5] == ["actions", "workflows"]:
             return self._workflows(method, parts, query, headers, body)
+        if method == "GET" and len(parts) == 5 and parts[0] == "repos" and parts[3] == "commits":
+            return self._commit(parts[1], parts[2], parts[4], headers)
         if method == "POST" and parts == ["graphql"]:
             return self._graphql(headers, body)
         if method == "GET" and len(parts) == 4 and parts[0] == "repos" and parts[3] == "installation":
@@ -279,6 +290,61 @@ class LocalGitHubServer(LocalServer):
                 ]
             return json_response(200, {"total_count": len(runs), "workflow_runs": runs})
         return json_response(404, {"message": "Not Found"})
+
+    def _commit(self, owner: str, repo: str, sha: str, headers: dict[str, str]) -> Response:
+        """`GET /repos/{owner}/{repo}/commits/{ref}` ("Get a commit", an installation token): the commit object
+        in GitHub's shape (sha, node_id, commit{author, committer, message, tree, url, comment_count,
+        verification}, url, html_url, author, committer, parents, stats, files) from `commits`."""
+        presented = bearer_token(headers)
+        with self._lock:
+            valid = presented is not None and self.tokens.get(presented, 0) > time.time()
+            found = self.commits.get(sha.lower())
+            delay = self.commit_delay_seconds
+        if delay:
+            time.sleep(delay)
+        if not valid:
+            return json_response(401, {"message": "Bad credentials"})
+        if found is None:
+            return json_response(422, {"message": f"No commit found for SHA: {sha}"})
+        committed, authored = found
+        api = f"{self.url}/repos/{owner}/{repo}"
+
+        def person(date: str | None) -> dict[str, Any] | None:
+            return None if date is None else {"name": "Mona Lisa", "email": "mona@example.com", "date": date}
+
+        return json_response(
+            200,
+            {
+                "sha": sha,
+                "node_id": "C_kwDOAAAAAdoAKDYwMDA",
+                "url": f"{api}/commits/{sha}",
+                "html_url": f"https://github.com/{owner}/{repo}/commit/{sha}",
+                "comments_url": f"{api}/commits/{sha}/comments",
+                "commit": {
+                    "url": f"{api}/git/commits/{sha}",
+                    "author": person(authored),
+                    "committer": person(committed),
+                    "message": "Fix all the bugs",
+                    "tree": {"url": f"{api}/git/trees/{'6' * 40}", "sha": "6" * 40},
+                    "comment_count": 0,
+                    "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None},
+                },
+                "author": None,
+                "committer": None,
+                "parents": [{"url": f"{api}/commits/{'7' * 40}", "sha": "7" * 40}],
+                "stats": {"additions": 1, "deletions": 1, "total": 2},
+                "files": [
+                    {
+                        "filename": "README.md",
+                        "additions": 1,
+                        "deletions": 1,
+                        "changes": 2,
+                        "status": "modified",
+                        "patch": "@@ -1 +1 @@\n-old\n+new",
+                    }
+                ],
+            },
+        )
 
     def _graphql(self, headers: dict[str, str], body: bytes) -> Response:
         presented = bearer_token(headers)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (
     from gatekeeper.actions.caller import ActionAuthenticator, GitHubValidator
     from gatekeeper.actions.service import ActionService
     from gatekeeper.audit.log import AuditLog
+    from gatekeeper.gates.commit_time import CommitLookup
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
     from gatekeeper.health.report import HealthCache
@@ -818,6 +819,33 @@ class Services:
             installations=self.github_installations,
         )
         return GitHubWorkflows(app)
+
+    @cached_property
+    def commit_lookup(self) -> CommitLookup | None:
+        """When a gated commit was made, asked of GitHub as the tenant's App installation (DORA lead time):
+        one short, bounded attempt (gatekeeper.integrations.github_commits); None without
+        GATEKEEPER_GITHUB_APP_ID. Azure DevOps has none: the product holds no credential meant to read repos.
+        An App that cannot be built (its key missing) means no lookup, never a failed gate: logged once."""
+        if not self.settings.github_app_id:
+            return None
+        from gatekeeper.integrations.github_app import GitHubApp
+        from gatekeeper.integrations.github_commits import LOOKUP_POLICY, GitHubCommitTimes
+
+        try:
+            app = GitHubApp(
+                self.settings.github_app_id,
+                self._github_signer or github_app_signer(self.settings, self._lazy_credential),
+                self.settings.github_api_url,
+                policy=LOOKUP_POLICY,
+                allow_loopback_http=self._allow_loopback_http,
+                installations=self.github_installations,
+            )
+        except Exception as exc:  # the commit time is advice for a metric; the callbacks report the App's state
+            logging.getLogger("gatekeeper.gates.commit_time").warning(
+                "commit times: the GitHub App could not be set up (%s); gates go on without them", type(exc).__name__
+            )
+            return None
+        return GitHubCommitTimes(app, clock=self.clock)
 
     @cached_property
     def rollback_runners(self) -> RollbackRunners:

@@ -94,6 +94,8 @@ FIELDS: dict[Event, frozenset[str]] = {
             "quality",
             "quality_score",
             "approval_stages",
+            "commit_time",  # when the gated commit was made (RFC 3339, UTC), where known: DORA lead time
+            "commit_age_seconds",  # seconds from that commit to the gate request (build and test)
         }
     ),
     Event.GATE_OUTCOME: frozenset(

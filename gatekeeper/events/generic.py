@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from gatekeeper.events.commit_time import check_not_future, parse_rfc3339
 from gatekeeper.events.common import (
     commit_link,
     https_link,
@@ -94,6 +96,15 @@ class GenericEventRequest(BaseModel):
     run_url: Link | None = Field(default=None, alias="runUrl")
     version_tags: list[VersionTag] = Field(default_factory=no_items, max_length=MAX_CONTEXT_ITEMS, alias="versionTags")
     artifacts: list[ArtifactId] = Field(default_factory=no_items, max_length=MAX_CONTEXT_ITEMS)
+    # When the deployed commit was made (RFC 3339 with a zone, not in the future): DORA's lead time starts here.
+    commit_time: Annotated[str, Field(max_length=40)] | None = Field(default=None, alias="commitTime")
+
+    @field_validator("commit_time")
+    @classmethod
+    def _commit_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_not_future(parse_rfc3339(value), datetime.now(UTC))
+        return value
 
     @field_validator("repository_url", "commit_url", "run_url")
     @classmethod
@@ -173,6 +184,7 @@ def parse_generic(body: Mapping[str, Any], *, tenant_id: str) -> PipelineEvent:
         version_tags=tuple(dict.fromkeys(request.version_tags)),
         artifacts=tuple(dict.fromkeys(request.artifacts)),
         delivery_id=request.idempotency_key,
+        commit_time=parse_rfc3339(request.commit_time) if request.commit_time is not None else None,
         summary=_summary(request, kind, status),
     )
 

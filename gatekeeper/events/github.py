@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field
 
 from gatekeeper.errors import InvalidInput
+from gatekeeper.events.commit_time import commit_time_or_none
 from gatekeeper.events.common import (
     Ignored,
     Payload,
@@ -115,6 +117,13 @@ class _DeploymentStatusCreated(Payload):
     sender: _User | None = None
 
 
+class _HeadCommit(Payload):
+    """`workflow_run.head_commit` (GitHub's SimpleCommit): `timestamp` is when the head commit was made.
+    Read leniently: a value that is not a plausible RFC 3339 time only leaves the event without one."""
+
+    timestamp: Any = None
+
+
 class _WorkflowRun(Payload):
     id: int
     name: str | None = None
@@ -123,6 +132,7 @@ class _WorkflowRun(Payload):
     conclusion: str | None = None
     head_branch: str | None = None
     head_sha: str | None = None
+    head_commit: _HeadCommit | None = None
     actor: _User | None = None
     triggering_actor: _User | None = None
 
@@ -336,6 +346,7 @@ def _workflow_run(payload: Mapping[str, Any], tenant_id: str, delivery_id: str |
         run_id=str(run.id),
         status=status,
         delivery_id=delivery_id,
+        commit_time=commit_time_or_none(run.head_commit.timestamp, datetime.now(UTC)) if run.head_commit else None,
         summary=f"{body.repository.full_name}: workflow run {run.name or run.id} is {status}",
     )
 

@@ -157,6 +157,9 @@ class PipelineEvent(BaseModel):
     plan_url: WebLink | None = None
     resource: str | None = Field(default=None, max_length=200)
     ticket: str | None = Field(default=None, max_length=100)
+    # When the deployed commit was made (UTC), where the source states it (gatekeeper.events.commit_time);
+    # the start of DORA's lead time. None for events sealed before it existed and for sources without one.
+    commit_time: datetime | None = None
     received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property

@@ -11,6 +11,7 @@ from gatekeeper import mesh, telemetry
 from gatekeeper.approvals.chain import ChainPlan, StagePlan
 from gatekeeper.contracts.gate import EvaluateInput, EvaluationSummary, GateStatus
 from gatekeeper.events.model import PipelineEvent
+from gatekeeper.gates.commit_time import deployed_commit_time
 from gatekeeper.gates.common import append_audit, at_or_now, gate_title, load_event, log
 from gatekeeper.gates.psa import linked_ticket, parse_ticket
 from gatekeeper.gates.store import FailingObjective, GateRecord
@@ -97,7 +98,13 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
                 )
     title = gate_title(event)
     linked = linked_ticket(event)
-    facts = {**event_facts(event, requester), "requester_resolved": who.resolved, "requester_oid": who.oid}
+    committed = deployed_commit_time(services.commit_lookup, tenant_id, event)
+    facts = {
+        **event_facts(event, requester),
+        "requester_resolved": who.resolved,
+        "requester_oid": who.oid,
+        "commit_time": committed.isoformat() if committed is not None else None,  # report.metrics: lead time
+    }
     public = decision.to_public_json()
     if blocked != decision.blocked or raised_stage is not None:
         public = {**public, "blocked": blocked, "reasons": list(reasons)}
@@ -166,6 +173,8 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
         quality=decision.quality.result,
         quality_score=decision.quality.score,
         approval_stages=len(plan.stages) if plan is not None else 0,
+        commit_time=committed.isoformat() if committed is not None else None,
+        commit_age_seconds=_age_seconds(committed, event.received_at),
     )
     _publish_requested(services, tenant_id, instance_id, str(decision.level), blocked, plan is not None, at)
     return EvaluationSummary(
@@ -178,6 +187,13 @@ def evaluate(services: GateNeeds, request: EvaluateInput) -> EvaluationSummary:
         has_callback=event.callback is not None,
         title=title,
     )
+
+
+def _age_seconds(committed: datetime | None, received: datetime) -> float | None:
+    """Seconds from the commit to the gate request (build and test), the first part of the lead time."""
+    if committed is None:
+        return None
+    return round(max(0.0, (received - committed).total_seconds()), 3)
 
 
 def recommend_for(

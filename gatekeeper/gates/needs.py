@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from gatekeeper.gates.commit_time import CommitLookup
     from gatekeeper.gates.effects import AuditTrail, Decider, PipelineCallbacks
     from gatekeeper.gates.store import GateIndex, GateStore
     from gatekeeper.integrations.notify import Notifier
@@ -55,6 +56,9 @@ class GateNeeds(Protocol):
 
     @property
     def mesh_deployment(self) -> str: ...
+
+    @property
+    def commit_lookup(self) -> CommitLookup | None: ...
 
     def audit_for(self, tenant_id: str) -> AuditTrail: ...
 

@@ -162,6 +162,7 @@ def start(services: WatchNeeds, request: WatchInput, at: datetime) -> WatchPlan:
             "repository": event.repository,
             "ref": event.ref,
             "commit": event.commit,
+            "commit_time": event.commit_time.isoformat() if event.commit_time is not None else None,  # lead time
             "run_id": event.run_id,
             "status": event.status,
             "gate_id": request.gate_id,

@@ -143,6 +143,11 @@ def test_the_panels_a_service_owner_expects_use_the_facts_they_are_about():
     for column in ("deploymentsPerDay", "leadTimeHoursP50", "changeFailurePercent", "timeToRestoreHoursP50"):
         assert column in dora, column
     assert "customDimensions.gate_id" in dora and "customMeasurements.time_to_restore_seconds" in dora
+    # Lead time runs from the commit the gate recorded, not from the gate request (issue 16's DORA panel).
+    assert "commitAt = todatetime(tostring(customDimensions.commit_time))" in dora
+    assert "leadHours = iff(isnull(committedAt)" in dora and "(deployedAt - committedAt) / 1h)" in dora
+    for column in ("withoutCommitTime", "requestToDeployHoursP50"):
+        assert column in dora.rsplit("| project", 1)[1], column
     agents = by_item["aiAgents"]
     assert "by agent, tool" in agents and "customDimensions.refused" in agents and "customDimensions.via" in agents
     for column in ("approved", "denied", "expiredOrCancelled", "pending", "executedAfterApproval", "executedRefused"):

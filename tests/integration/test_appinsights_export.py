@@ -34,7 +34,8 @@ CHILD = textwrap.dedent(
     set_services(build_services(Settings.from_environ(), credential=credential))
     telemetry.emit("GateDecision", tenant="contoso", instance_id="gate-7", level="L2", rule="prod-deploy",
                    source="github", environment="production", action="deploy", blocked=False, quality="warning",
-                   quality_score=87.5, approval_stages=1)
+                   quality_score=87.5, approval_stages=1, commit_time="2026-12-01T08:15:00+00:00",
+                   commit_age_seconds=5400.0)
     telemetry.emit("CallbackFailed", tenant="contoso", instance_id="gate-7", target=None, status_code=502,
                    final=True)
     telemetry.measure("gatekeeper.queue.age", 12.5, queue="pipeline-events")
@@ -90,7 +91,8 @@ def test_the_configured_process_exports_custom_events_and_metrics_with_an_entra_
     (decision,) = ingestion.custom_events("GateDecision")
     assert decision["properties"]["tenant"] == "contoso" and decision["properties"]["level"] == "L2"
     assert decision["properties"]["rule"] == "prod-deploy" and decision["properties"]["blocked"] == "False"
-    assert decision["measurements"] == {"approval_stages": 1.0, "quality_score": 87.5}
+    assert decision["measurements"] == {"approval_stages": 1.0, "quality_score": 87.5, "commit_age_seconds": 5400.0}
+    assert decision["properties"]["commit_time"] == "2026-12-01T08:15:00+00:00"
     (failed,) = ingestion.custom_events("CallbackFailed")
     assert "target" not in failed["properties"] and failed["properties"]["final"] == "True"
 

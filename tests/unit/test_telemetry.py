@@ -295,6 +295,8 @@ def test_approving_a_gate_with_failing_quality_is_an_override_with_its_latency(
         "quality": "fail",
         "quality_score": 0.0,
         "approval_stages": 1,
+        "commit_time": None,
+        "commit_age_seconds": None,
     }
     (requested,) = seen["ApprovalRequested"]
     assert (requested["stage"], requested["approvers"], requested["quorum"]) == (0, 1, 1)

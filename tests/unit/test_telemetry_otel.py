@@ -86,6 +86,8 @@ def decision(**overrides: Any) -> dict[str, Any]:
         "quality": "warning",
         "quality_score": 87.5,
         "approval_stages": 1,
+        "commit_time": None,
+        "commit_age_seconds": None,
         **overrides,
     }
 

@@ -137,7 +137,7 @@ class DecisionService:
         store, record = self._gate(instance_id, principal)
         request = _parse(body)
         now = self._clock()
-        state = self._state(store, record)
+        self._state(store, record, [], fold=False)  # 410 when decided, 409 when not waiting for approval
         stage = record.stage  # _state() made sure the gate waits at a stage of its plan
         current = record.plan.stages[stage : stage + 1] if record.plan and stage is not None else ()
         principal = self._with_directory_groups(principal, _groups_to_ask(principal, current))
@@ -150,12 +150,17 @@ class DecisionService:
             groups=principal.groups,
             aliases=aliases,
         )
-        refusal = chain.check(state, vote)
+        refusal = self._check(store, record, vote)
         if isinstance(refusal, chain.DuplicateVote):
             # stored earlier but not delivered (raising failed, or its request died): finish the job, if
-            # this request wins the claim to deliver it; an identical concurrent request never does
+            # this request wins the claim to deliver it and no vote stored before it decided the stage;
+            # an identical concurrent request never does
             stored = store.claim_delivery(instance_id, principal.oid, now)
             if stored is not None:
+                outrun = self._outrun(store, record, stored)
+                if outrun is not None:
+                    store.release_delivery(instance_id, stored.voter_id)
+                    raise _refusal_problem(outrun)
                 return self._raise(store, record, stored, principal, request.comment, aliases)
         if refusal is not None:
             problem = _refusal_problem(refusal)
@@ -171,6 +176,10 @@ class DecisionService:
             if claimed is not None:
                 return self._raise(store, record, claimed, principal, request.comment, aliases)
             raise _refusal_problem(chain.DuplicateVote("one person counts once per approval chain")) from None
+        outrun = self._outrun(store, record, stored)
+        if outrun is not None:  # a retry hears the same (the claim is handed back, then refused again)
+            store.release_delivery(instance_id, stored.voter_id)
+            raise _refusal_problem(outrun)
         return self._raise(store, record, stored, principal, request.comment, aliases)
 
     def psa_change(self, event: PipelineEvent) -> list[dict[str, Any]]:
@@ -209,16 +218,19 @@ class DecisionService:
         voter = chain.psa_voter(source, ticket)
         decision = chain.Decision.APPROVE if approved else chain.Decision.REJECT
         facts = _psa_facts(source, ticket, approved, event)
+        vote = chain.Vote(voter_id=voter, decision=decision, at=now, stage=record.stage)
         try:
-            state = self._state(store, record)
+            refusal = self._check(store, record, vote)
         except GatekeeperError as not_waiting:
             return self._psa_not_applied(record, voter, facts, not_waiting.code, now)
-        vote = chain.Vote(voter_id=voter, decision=decision, at=now, stage=record.stage)
-        refusal = chain.check(state, vote)
         if isinstance(refusal, chain.DuplicateVote):
             stored = store.claim_delivery(record.instance_id, voter, now)  # stored, not yet raised: finish it
             if stored is None:
                 return {"instance_id": record.instance_id, "status": "duplicate"}
+            outrun = self._outrun(store, record, stored)
+            if outrun is not None:
+                store.release_delivery(record.instance_id, voter)
+                return self._psa_not_applied(record, voter, facts, outrun.slug, now)
         elif refusal is not None:
             return self._psa_not_applied(record, voter, facts, refusal.slug, now)
         else:
@@ -227,6 +239,9 @@ class DecisionService:
                 stored = store.record_vote(record.instance_id, voter, decision, int(record.stage or 0), now, comment)
             except VoteExists:
                 return {"instance_id": record.instance_id, "status": "duplicate"}
+            outrun = self._outrun(store, record, stored)
+            if outrun is not None:
+                return self._psa_not_applied(record, voter, facts, outrun.slug, now)
         data = {"psa": True, **facts}
         try:
             _, answer = self._raise(store, record, stored, None, stored.comment, audit_data=data)
@@ -378,8 +393,11 @@ class DecisionService:
             store = self._stores[tenant_id] = GateStore(self._storage, tenant_id, self._cipher)
         return store
 
-    def _state(self, store: GateStore, record: GateRecord, votes: list[StoredVote] | None = None) -> chain.ChainState:
-        """The chain as the route sees it, from the gate record and the stored votes."""
+    def _state(
+        self, store: GateStore, record: GateRecord, votes: list[StoredVote] | None = None, *, fold: bool = True
+    ) -> chain.ChainState:
+        """The chain as the route sees it, from the gate record and the stored votes (`settled` by them
+        unless `fold` is False)."""
         if record.status in (GateStatus.APPROVED, GateStatus.REJECTED, GateStatus.HUMAN_TASK):
             raise Gone(
                 f"The gate was {record.status.value} at "
@@ -399,13 +417,34 @@ class DecisionService:
                 title="The gate is not waiting for approval",
             )
         recorded = tuple(v.recorded() for v in (votes if votes is not None else store.votes(record.instance_id)))
-        return chain.ChainState(
+        state = chain.ChainState(
             plan=record.plan,
             requester=frozenset(record.requester),
             stage=record.stage,
             stage_started_at=record.stage_started_at,
             votes=recorded,
         )
+        return settled(state) if fold else state
+
+    def _check(self, store: GateStore, record: GateRecord, vote: chain.Vote) -> chain.Refusal | None:
+        """Why `vote` cannot count. The chain's own rules first, over the stored votes as they are (so a
+        person who already voted hears that, and a stored vote whose delivery failed can still be finished);
+        then whether the stored votes have already decided the stage (`settled`)."""
+        state = self._state(store, record, fold=False)
+        return chain.check(state, vote) or chain.check(settled(state), vote)
+
+    def _outrun(self, store: GateStore, record: GateRecord, stored: StoredVote) -> chain.Refusal | None:
+        """Why a vote just stored cannot count: votes stored before it (lower sequence numbers) already
+        rejected its stage or met its quorum while both requests were checking (quorum 1, two approvers at
+        once). The chain counts votes in that order, so this one would be ignored: its voter is told so
+        instead of "accepted", and it is never raised nor audited as a decision."""
+        before = [v for v in store.votes(record.instance_id) if v.seq < stored.seq]
+        state = self._state(store, record, before)
+        if state.closed:
+            return chain.ChainClosed(f"the gate was {state.status.value} at {_iso(state.decided_at)}")
+        if state.stage != stored.stage:
+            return chain.PastDeadline(f"stage {stored.stage} already has its decision; the chain has moved on")
+        return None
 
     def _raise(
         self,
@@ -477,6 +516,34 @@ class DecisionService:
             "stage": stored.stage,
             "decision": stored.decision.value,
         }
+
+
+def settled(state: chain.ChainState) -> chain.ChainState:
+    """The chain as its stored votes leave it, in the order the chain counts them (sequence numbers): a
+    stage whose stored votes already hold a rejection or meet its quorum is over, even while the
+    orchestration has not counted them yet. A vote checked against this state cannot be told "accepted"
+    and then be ignored by the chain. Stored votes were admitted when they were stored, so only their
+    decisions are counted here."""
+    if state.closed:
+        return state
+    approvals: set[str] = set()
+    for vote in state.votes:
+        if vote.stage != state.stage:
+            continue
+        if vote.decision is chain.Decision.REJECT:
+            update = {"status": chain.ChainStatus.REJECTED, "decided_at": vote.at, "reason": "rejected"}
+            return state.model_copy(update=update)
+        approvals.add(vote.voter_id.lower())
+        if len(approvals) >= state.current.quorum:
+            if state.stage + 1 < len(state.plan.stages):
+                return state.model_copy(update={"stage": state.stage + 1, "stage_started_at": vote.at})
+            update = {"status": chain.ChainStatus.APPROVED, "decided_at": vote.at, "reason": "quorum"}
+            return state.model_copy(update=update)
+    return state
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value is not None else "an earlier time"
 
 
 def _opened_ticket(store: GateStore, instance_id: str) -> str | None:

@@ -416,7 +416,7 @@ class SlackVotes:
         try:
             decisions.decide(interaction.instance_id, principal, body)
         except DependencyUnavailable:
-            raise  # storage or the orchestration is down: the queue retries the message (poison after 5)
+            raise  # storage or the orchestration is down: the trigger defers the message (gatekeeper.ingest.redelivery)
         except GatekeeperError as problem:
             log.info("slack vote refused: %s", problem.code)
             self._notifier.ephemeral(record, interaction, f"Not recorded. {problem.title}: {problem.detail}")

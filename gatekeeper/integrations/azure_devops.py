@@ -18,8 +18,8 @@ import requests
 
 from gatekeeper.events.model import AzureDevOpsCallback
 from gatekeeper.integrations.guarded_http import guarded_session
-from gatekeeper.integrations.results import CallbackResult
-from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
+from gatekeeper.integrations.results import CallbackResult, callback_result
+from gatekeeper.integrations.retry import RetryPolicy, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 
 log = logging.getLogger("gatekeeper.integrations.azure_devops")
@@ -106,18 +106,9 @@ class AzureDevOpsClient:
             self._policy,
             label=f"azure devops {what}",
         )
-        detail = describe(
-            outcome, f"azure devops {what} plan {callback.plan_id}", [callback.auth_token.get_secret_value()]
-        )
-        (log.info if outcome.ok else log.error)("%s", detail)
-        return CallbackResult(
-            ok=outcome.ok,
-            status_code=outcome.status_code,
-            attempts=outcome.attempts,
-            detail=detail,
-            target="azure-devops",
-            action=action,
-        )
+        subject = f"azure devops {what} plan {callback.plan_id}"
+        secrets = [callback.auth_token.get_secret_value()]
+        return callback_result(outcome, subject, secrets, target="azure-devops", action=action, log=log)
 
     def complete(self, callback: AzureDevOpsCallback, approved: bool) -> CallbackResult:
         """Send `TaskCompleted` with result succeeded (approved) or failed."""

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from gatekeeper.encoding import b64url
 from gatekeeper.events.model import GitHubCallback
-from gatekeeper.integrations.results import CallbackResult
+from gatekeeper.integrations.results import CallbackResult, callback_result
 from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url, safe_url, same_origin
 
@@ -337,15 +337,8 @@ class GitHubApp:
             outcome = send_with_retry(lambda: post(token), self._policy, label="github review")
             attempts += outcome.attempts
         what = f"github review {state or 'comment'} {callback.owner}/{callback.repo} run {callback.run_id}"
-        detail = describe(outcome, what, [token.get_secret_value()])
-        (log.info if outcome.ok else log.error)("%s", detail)
-        return CallbackResult(
-            ok=outcome.ok,
-            status_code=outcome.status_code,
-            attempts=attempts,
-            detail=detail,
-            target="github",
-            action=action,
+        return callback_result(
+            outcome, what, [token.get_secret_value()], target="github", action=action, log=log, attempts=attempts
         )
 
     def decide(
@@ -433,12 +426,8 @@ class GitHubWorkflows:
             app._policy,
             label="github workflow dispatch",
         )
-        detail = describe(
-            outcome, f"github workflow_dispatch {owner}/{repo} {workflow}@{ref}", [token.get_secret_value()]
-        )
-        return CallbackResult(
-            ok=outcome.ok, status_code=outcome.status_code, attempts=outcome.attempts, detail=detail, target="github"
-        )
+        what = f"github workflow_dispatch {owner}/{repo} {workflow}@{ref}"
+        return callback_result(outcome, what, [token.get_secret_value()], target="github")
 
     def latest_run(
         self, tenant_id: str, owner: str, repo: str, workflow: str, since: datetime

@@ -21,8 +21,8 @@ import requests
 
 from gatekeeper.events.model import WebhookCallback
 from gatekeeper.integrations.guarded_http import guarded_session
-from gatekeeper.integrations.results import CallbackResult
-from gatekeeper.integrations.retry import RetryPolicy, describe, send_with_retry
+from gatekeeper.integrations.results import CallbackResult, callback_result
+from gatekeeper.integrations.retry import RetryPolicy, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url, safe_url
 
 log = logging.getLogger("gatekeeper.integrations.webhook")
@@ -118,18 +118,9 @@ class WebhookSender:
             return self._session.post(url, data=body, headers=headers, timeout=self._policy.timeout)
 
         outcome = send_with_retry(attempt, self._policy, label=f"webhook {event}")
-        detail = describe(
-            outcome, f"webhook {event} to {safe_url(url)} delivery {delivery}", [secret.decode("utf-8", "ignore")]
-        )
-        (log.info if outcome.ok else log.error)("%s", detail)
-        return CallbackResult(
-            ok=outcome.ok,
-            status_code=outcome.status_code,
-            attempts=outcome.attempts,
-            detail=detail,
-            target="webhook",
-            action=action,
-        )
+        what = f"webhook {event} to {safe_url(url)} delivery {delivery}"
+        secrets = [secret.decode("utf-8", "ignore")]
+        return callback_result(outcome, what, secrets, target="webhook", action=action, log=log)
 
 
 WebhookSecretResolver = Callable[[str], bytes]

@@ -143,3 +143,24 @@ def test_progress_goes_to_the_check_console_feed(client, ado, check):
 def test_the_secret_is_hidden_in_the_callback_handle(check, ado):
     callback = callback_from_check(check, ado.plan_url)
     assert TOKEN not in repr(callback) and TOKEN not in str(callback.model_dump())
+
+
+def test_each_callback_logs_its_result_detail_once_on_the_azure_devops_logger(client, ado, check, caplog):
+    """The log line is the result's detail: info when Azure DevOps acknowledged, error when it did not."""
+    caplog.set_level(logging.DEBUG, logger="gatekeeper.integrations.azure_devops")
+    callback = callback_from_check(check, ado.plan_url)
+    ok = client.progress(callback, "waiting for approval")
+    ado.fail_next(10, 500, path_contains="/events")
+    failed = client.complete(callback, approved=False)
+    mine = [r for r in caplog.records if r.name == "gatekeeper.integrations.azure_devops"]
+    assert {r.filename for r in mine} == {"azure_devops.py"}  # the record points at the adapter, not the helper
+    lines = [(r.name, r.levelno, r.getMessage()) for r in mine]
+    assert lines == [
+        ("gatekeeper.integrations.azure_devops", logging.INFO, ok.detail),
+        ("gatekeeper.integrations.azure_devops", logging.ERROR, failed.detail),
+    ]
+    assert ok.detail.startswith(f"azure devops progress feed plan {callback.plan_id}: HTTP 200")
+    assert failed.detail.startswith(f"azure devops TaskCompleted failed plan {callback.plan_id}: HTTP 500")
+    assert (ok.ok, ok.attempts, ok.target, ok.action) == (True, 1, "azure-devops", "progress")
+    assert (failed.ok, failed.status_code, failed.attempts, failed.action) == (False, 500, 4, "complete")
+    assert TOKEN not in caplog.text

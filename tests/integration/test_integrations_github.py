@@ -310,3 +310,25 @@ def test_app_refuses_a_callback_url_naming_another_run_than_the_gates(scoped_app
         deployment_callback_url=github.api_url + "/repos/Contoso/Web/actions/runs/9001/deployment_protection_rule",
     )
     assert scoped_app.decide(own, approved=True, comment=None, tenant_id="contoso").ok  # case-insensitive owner/repo
+
+
+def test_each_review_logs_its_result_detail_once_on_the_github_logger(app, github, caplog):
+    """The log line is the result's detail (info when GitHub acknowledged, error when it did not), and a
+    review retried with a fresh token counts the attempts of both rounds."""
+    caplog.set_level(logging.DEBUG, logger="gatekeeper.integrations.github")
+    assert app.decide(handle(github), True, "first").ok
+    github.revoke_tokens()
+    renewed = app.decide(handle(github, run_id=9002), True, None)
+    github.fail_next(10, 422, path_contains="/deployment_protection_rule")
+    failed = app.progress(handle(github, run_id=9003), "still waiting")
+    mine = [r for r in caplog.records if r.name == "gatekeeper.integrations.github"]
+    assert {r.filename for r in mine} == {"github_app.py"}  # the record points at the adapter, not the helper
+    lines = [(r.name, r.levelno, r.getMessage()) for r in mine]
+    assert lines[1:] == [
+        ("gatekeeper.integrations.github", logging.INFO, renewed.detail),
+        ("gatekeeper.integrations.github", logging.ERROR, failed.detail),
+    ]
+    assert renewed.detail.startswith("github review approved contoso/web run 9002: HTTP 204 after 1 attempt")
+    assert (renewed.ok, renewed.attempts, renewed.target, renewed.action) == (True, 2, "github", "complete")
+    assert (failed.ok, failed.status_code, failed.attempts, failed.action) == (False, 422, 1, "progress")
+    assert failed.detail.startswith("github review comment contoso/web run 9003: HTTP 422 (not retryable)")

@@ -145,3 +145,24 @@ def test_the_secret_and_url_query_never_reach_logs_or_results(sender, receiver, 
     for text in (caplog.text, result.detail, repr(result)):
         assert SECRET.decode() not in text
         assert "function-key-secret" not in text
+
+
+def test_each_delivery_logs_its_result_detail_once_on_the_webhook_logger(sender, receiver, caplog):
+    """The log line is the result's detail: info when the receiver acknowledged, error when it did not; on
+    the adapter's own logger, with the URL's query left out."""
+    caplog.set_level(logging.DEBUG, logger="gatekeeper.integrations.webhook")
+    url = f"{receiver.url}/hook?code=function-key-secret"
+    ok = sender.send(url, SECRET, "gate.completed", {}, action="progress")
+    receiver.fail_next(10, 500)
+    failed = sender.send(url, SECRET, "gate.completed", {})
+    mine = [r for r in caplog.records if r.name == "gatekeeper.integrations.webhook"]
+    assert {r.filename for r in mine} == {"webhook.py"}  # the record points at the adapter, not the helper
+    lines = [(r.name, r.levelno, r.getMessage()) for r in mine]
+    assert lines == [
+        ("gatekeeper.integrations.webhook", logging.INFO, ok.detail),
+        ("gatekeeper.integrations.webhook", logging.ERROR, failed.detail),
+    ]
+    assert ok.detail.startswith(f"webhook gate.completed to {receiver.url}/hook delivery ")
+    assert "?" not in ok.detail and "function-key-secret" not in caplog.text
+    assert (ok.ok, ok.status_code, ok.attempts, ok.target, ok.action) == (True, 200, 1, "webhook", "progress")
+    assert (failed.ok, failed.status_code, failed.attempts, failed.action) == (False, 500, 4, "complete")

@@ -1,4 +1,5 @@
-"""Pieces every source parser shares: the `Ignored` outcome, strict payload models and error translation.
+"""Pieces every source parser shares: the `Ignored` outcome, strict payload models and error translation,
+and the rules for URLs a document names (links shown to approvers; URLs Gatekeeper calls later).
 
 Parsers validate only the fields they use. A payload that is well-formed but not for us becomes `Ignored`
 (the edge answers 202 with the reason); a payload missing a field we need raises `InvalidInput` whose
@@ -16,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gatekeeper.addresses import is_internal_host
 from gatekeeper.errors import InvalidInput
 from gatekeeper.events.model import ActionKind, PipelineEvent
 
@@ -262,6 +264,36 @@ def https_link(value: object) -> str | None:
     if not value.lower().startswith("https://") or "@" in parts.netloc:
         return None
     return value
+
+
+HTTP_ONLY_LOCAL = "must use https (http is allowed only for localhost and 127.0.0.1)"
+
+
+def https_or_loopback_url(value: str) -> str:
+    """`value` if it is an absolute https URL, or plain http to a local server, without credentials; else
+    ValueError saying which rule it breaks. For URLs a document names for Gatekeeper to call later (a
+    generic event's `callbackUrl`, a watch's probe): which ones may be plain http is decided by the one
+    classifier of every outbound check (gatekeeper.addresses), so a URL passes here as local exactly when
+    `check_outbound_url` would let it through where loopback http is allowed. Whether the process allows
+    it, and where a name leads, is checked when the call is made."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        raise ValueError("must be an absolute https URL") from None
+    if not host or parts.scheme not in ("https", "http"):
+        raise ValueError("must be an absolute https URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    if parts.scheme == "http" and not is_local_host(host):
+        raise ValueError(HTTP_ONLY_LOCAL)
+    return value
+
+
+def is_local_host(host: str) -> bool:
+    """A loopback name (`localhost`, `*.localhost`) or a loopback address written plainly (`127.0.0.1`,
+    `::1`): internal, and allowed only because loopback is. `127.1` is loopback spelled oddly, never local."""
+    return is_internal_host(host) and not is_internal_host(host, allow_loopback=True)
 
 
 def web_link(base: str | None, *segments: str) -> str | None:

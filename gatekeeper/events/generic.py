@@ -7,11 +7,9 @@ silently producing an event without an environment.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -19,6 +17,7 @@ from gatekeeper.events.commit_time import check_not_future, parse_rfc3339
 from gatekeeper.events.common import (
     commit_link,
     https_link,
+    https_or_loopback_url,
     no_items,
     normalise_status,
     number_to_text,
@@ -38,7 +37,6 @@ from gatekeeper.events.model import (
 from gatekeeper.security.requester import external_id
 
 CONTEXT = "generic event"
-_DEV_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _REQUIRED_FOR_KIND: dict[Any, tuple[str, ...]] = {
     "gate_request": ("environment",),
     "deployment_status": ("environment", "status"),
@@ -117,20 +115,7 @@ class GenericEventRequest(BaseModel):
     @classmethod
     def _https_only(cls, value: str | None) -> str | None:
         """https, or plain http to this machine for development; never credentials in the URL."""
-        if value is None:
-            return None
-        try:
-            parts = urlsplit(value)
-            host = parts.hostname
-        except ValueError:
-            raise ValueError("must be an absolute https URL") from None
-        if not host or parts.scheme not in ("https", "http"):
-            raise ValueError("must be an absolute https URL")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials")
-        if parts.scheme == "http" and not _is_dev_host(host):
-            raise ValueError("must use https (http is allowed only for localhost and 127.0.0.1)")
-        return value
+        return None if value is None else https_or_loopback_url(value)
 
     @field_validator("environment", "status")
     @classmethod
@@ -139,15 +124,6 @@ class GenericEventRequest(BaseModel):
         if value is None and info.field_name in _REQUIRED_FOR_KIND.get(kind, ()):
             raise ValueError(f"is required when kind is '{kind}'")
         return value
-
-
-def _is_dev_host(host: str) -> bool:
-    if host in _DEV_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_generic(body: Mapping[str, Any], *, tenant_id: str) -> PipelineEvent:

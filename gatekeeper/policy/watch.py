@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from gatekeeper.events.common import https_or_loopback_url
 from gatekeeper.policy.approval import ApprovalChainSpec
 from gatekeeper.policy.durations import parse_duration
 from gatekeeper.policy.globs import GlobSet
@@ -36,7 +36,6 @@ __all__ = [
 MAX_WINDOW = timedelta(days=7)
 RMM_DEVICE_PATTERN = r"^(ninjarmm|dattormm|autotask|connectwise|halopsa):device:\S+$"
 MAX_PROBES_PER_WINDOW = 1000  # bounds a watch's history (and its replay cost)
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _JSON_PATH = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,7}$")
 
 
@@ -47,22 +46,6 @@ def _duration(value: Any, *, minimum: timedelta = timedelta(0), maximum: timedel
     if span < minimum or span > maximum:
         raise ValueError(f"must be between {minimum} and {maximum}")
     return span
-
-
-def _probe_url(value: str) -> str:
-    """https, or http to this machine (development); never credentials in the URL."""
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-    except ValueError:
-        raise ValueError("must be an absolute https URL") from None
-    if not host or parts.scheme not in ("https", "http"):
-        raise ValueError("must be an absolute https URL")
-    if parts.username or parts.password:
-        raise ValueError("must not carry credentials")
-    if parts.scheme == "http" and host not in _LOOPBACK:
-        raise ValueError("must use https (http only for localhost and 127.0.0.1)")
-    return value
 
 
 class JsonCondition(BaseModel):
@@ -91,7 +74,7 @@ class HttpProbeSpec(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _probe_url(value)
+        return https_or_loopback_url(value)
 
     @field_validator("expected_status", mode="before")
     @classmethod
@@ -186,7 +169,7 @@ class AzureDevOpsRollbackTarget(BaseModel):
     @field_validator("organization")
     @classmethod
     def _org(cls, value: str) -> str:
-        return _probe_url(value).rstrip("/")
+        return https_or_loopback_url(value).rstrip("/")
 
 
 class WebhookRollbackTarget(BaseModel):
@@ -200,7 +183,7 @@ class WebhookRollbackTarget(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _probe_url(value)
+        return https_or_loopback_url(value)
 
 
 RollbackTarget = Annotated[

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
 from functions.http import problem_body
 from gatekeeper.errors import InvalidInput
 from gatekeeper.events.common import (
+    HTTP_ONLY_LOCAL,
     Ignored,
     Payload,
     action_from_text,
     decision_from_text,
+    https_or_loopback_url,
+    is_local_host,
     json_path,
     normalise_status,
     validate,
 )
 from gatekeeper.events.model import ActionKind
+from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 
 
 class _Inner(Payload):
@@ -118,3 +126,97 @@ def test_ignored_is_a_frozen_value() -> None:
     with pytest.raises(AttributeError):
         Ignored("x").reason = "y"  # type: ignore[misc]
     assert not isinstance(Ignored("x"), BaseModel)
+
+
+# --- https, or plain http to a local server: the rule of URLs a document names for later calls ---------------
+
+LOCAL_SPELLINGS = [
+    "localhost",
+    "LocalHost",
+    "localhost.",
+    "app.localhost",
+    "ip6-localhost",
+    "127.0.0.1",
+    "127.0.0.2",
+    "[::1]",
+    "[0:0:0:0:0:0:0:1]",
+    "[::ffff:127.0.0.1]",
+]
+NOT_LOCAL_SPELLINGS = [
+    "127.1",  # loopback spelled oddly: refused even where loopback is allowed
+    "2130706433",
+    "0x7f.0.0.1",
+    "017700000001",
+    "0",
+    "0.0.0.0",  # noqa: S104 - a URL host to refuse, nothing binds to it
+    "10.0.0.1",
+    "169.254.169.254",
+    "[::ffff:10.0.0.1]",
+    "[fe80::1]",
+    "ci.contoso.com",
+    "localhost.contoso.com",
+    "1.2.3.4.5",
+    "8.8.8.8",
+]
+
+
+@pytest.mark.parametrize("host", LOCAL_SPELLINGS)
+def test_plain_http_is_allowed_to_a_local_server(host: str) -> None:
+    url = f"http://{host}:7071/cb"
+    assert is_local_host(host.strip("[]")) and https_or_loopback_url(url) == url
+
+
+@pytest.mark.parametrize("host", NOT_LOCAL_SPELLINGS)
+def test_plain_http_elsewhere_is_refused_and_https_is_not_judged_here(host: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(HTTP_ONLY_LOCAL)):
+        https_or_loopback_url(f"http://{host}/cb")
+    if host != "1.2.3.4.5":  # where an https URL leads is checked when it is called (check_outbound_url)
+        assert https_or_loopback_url(f"https://{host}/cb") == f"https://{host}/cb"
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("ftp://ci.contoso.com/cb", "must be an absolute https URL"),
+        ("/relative/cb", "must be an absolute https URL"),
+        ("https://", "must be an absolute https URL"),
+        ("https://[::1/cb", "must be an absolute https URL"),
+        ("https://user:pass@ci.contoso.com/cb", "must not carry credentials"),
+        ("http://:secret@localhost/cb", "must not carry credentials"),
+    ],
+)
+def test_https_or_loopback_url_says_which_rule_a_url_breaks(url: str, words: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        https_or_loopback_url(url)
+    assert str(caught.value) == words
+
+
+_OCTET = st.integers(min_value=0, max_value=255)
+_HOSTS = st.one_of(
+    st.sampled_from(LOCAL_SPELLINGS + NOT_LOCAL_SPELLINGS),
+    st.builds(lambda *o: ".".join(map(str, o)), st.sampled_from([127, 10, 0, 169, 8]), _OCTET, _OCTET, _OCTET),
+    st.builds(lambda n: str(n), st.integers(min_value=0, max_value=2**32 - 1)),
+    st.builds(lambda a, n: f"{a}.{n}", st.sampled_from([127, 10, 8]), st.integers(min_value=0, max_value=2**24 - 1)),
+    st.builds(lambda o: f"[::ffff:127.0.0.{o}]", _OCTET),
+    st.builds(lambda o: f"[::{o:x}]", st.integers(min_value=0, max_value=3)),
+    st.from_regex(r"[a-z0-9]{1,8}(\.[a-z0-9]{1,8}){0,2}(\.localhost)?", fullmatch=True),
+)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(host=_HOSTS)
+def test_plain_http_is_local_exactly_where_the_outbound_check_allows_loopback(host: str) -> None:
+    """A callback or probe URL accepted as plain http when the document is read is one the send-time check
+    (gatekeeper.integrations.urls, with loopback http allowed) lets through, and the reverse: one classifier."""
+    url = f"http://{host}:8080/cb"
+    try:
+        https_or_loopback_url(url)
+        accepted_here = True
+    except ValueError:
+        accepted_here = False
+    try:
+        check_outbound_url(url, field="callbackUrl", allow_loopback_http=True)
+        accepted_when_sent = True
+    except OutboundUrlError:
+        accepted_when_sent = False
+    assert accepted_here == accepted_when_sent, url

@@ -111,10 +111,29 @@ def test_callback_url_rules_refuse(url: str) -> None:
     assert "pass" not in caught.value.detail
 
 
-@pytest.mark.parametrize("url", ["http://localhost:7071/cb", "http://127.0.0.1/cb", "http://[::1]:8080/cb"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:7071/cb",
+        "http://127.0.0.1/cb",
+        "http://[::1]:8080/cb",
+        "http://127.0.0.2/cb",
+        "http://app.localhost:7071/cb",
+        "http://[::ffff:127.0.0.1]:7071/cb",
+    ],
+)
 def test_callback_url_allows_local_http_for_development(url: str) -> None:
     event = parse({"kind": "gate_request", "environment": "prod", "runId": "1", "callbackUrl": url})
     assert event.callback == WebhookCallback(url=url)
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f.0.0.1", "10.0.0.1", "[::ffff:10.0.0.1]", "ci.example"])
+def test_callback_url_refuses_plain_http_to_anything_but_a_plainly_written_loopback(host: str) -> None:
+    """The classifier of the send-time check (gatekeeper.addresses): loopback spelled oddly is not local."""
+    with pytest.raises(InvalidInput) as caught:
+        parse({"kind": "gate_request", "environment": "prod", "runId": "1", "callbackUrl": f"http://{host}/cb"})
+    assert caught.value.field == "callbackUrl"
+    assert "must use https (http is allowed only for localhost and 127.0.0.1)" in caught.value.detail
 
 
 def test_non_object_body() -> None:

@@ -99,6 +99,34 @@ def test_bad_watch_settings_are_refused_naming_the_field(change, field, words):
     assert words in str(caught.value), str(caught.value)
 
 
+def _probe(url: str) -> dict:
+    return {**PRODUCTION, "probes": [{"name": "h", "url": url}], "rollback": {"level": "L1"}}
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:8080/health", "http://127.0.0.2/health", "http://[::ffff:127.0.0.1]/health"]
+)
+def test_a_probe_may_use_plain_http_to_a_local_server(url):
+    spec = load_policy(policy([_probe(url)])).watch[0]
+    assert spec.probes[0].url == url
+
+
+@pytest.mark.parametrize(
+    ("target", "field"),
+    [
+        (_probe("http://127.1/health"), "watch[0].probes[0].url"),
+        (_probe("http://169.254.169.254/health"), "watch[0].probes[0].url"),
+        ({**PRODUCTION, "rollback": {"target": {"type": "webhook", "url": "http://0x7f.1/rb"}}}, "watch[0].rollback"),
+    ],
+)
+def test_watch_urls_follow_the_callback_rule_for_plain_http(target, field):
+    """One rule (gatekeeper.events.common.https_or_loopback_url) for probes, rollback targets and callbacks."""
+    with pytest.raises(PolicyError) as caught:
+        load_policy(policy([target]))
+    assert caught.value.field.startswith(field), caught.value.issues
+    assert "must use https (http is allowed only for localhost and 127.0.0.1)" in str(caught.value)
+
+
 def test_hostile_watch_documents_are_refused():
     with pytest.raises(PolicyError):
         load_policy(policy([PRODUCTION] * 51))  # more entries than the schema allows

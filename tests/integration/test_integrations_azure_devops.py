@@ -15,6 +15,7 @@ from devstack.azure_devops import LocalAzureDevOpsServer
 from gatekeeper.events.model import AzureDevOpsCallback
 from gatekeeper.integrations.azure_devops import AzureDevOpsClient, task_completed_url
 from gatekeeper.integrations.retry import RetryPolicy
+from tests.support.adapter_logs import adapter_lines
 
 FIXTURE = "azure-devops/invoke-azure-function-check.request.json"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.job-access-token-for-tests"
@@ -152,13 +153,8 @@ def test_each_callback_logs_its_result_detail_once_on_the_azure_devops_logger(cl
     ok = client.progress(callback, "waiting for approval")
     ado.fail_next(10, 500, path_contains="/events")
     failed = client.complete(callback, approved=False)
-    mine = [r for r in caplog.records if r.name == "gatekeeper.integrations.azure_devops"]
-    assert {r.filename for r in mine} == {"azure_devops.py"}  # the record points at the adapter, not the helper
-    lines = [(r.name, r.levelno, r.getMessage()) for r in mine]
-    assert lines == [
-        ("gatekeeper.integrations.azure_devops", logging.INFO, ok.detail),
-        ("gatekeeper.integrations.azure_devops", logging.ERROR, failed.detail),
-    ]
+    lines = adapter_lines(caplog, "gatekeeper.integrations.azure_devops", "azure_devops.py")
+    assert lines == [(logging.INFO, ok.detail), (logging.ERROR, failed.detail)]
     assert ok.detail.startswith(f"azure devops progress feed plan {callback.plan_id}: HTTP 200")
     assert failed.detail.startswith(f"azure devops TaskCompleted failed plan {callback.plan_id}: HTTP 500")
     assert (ok.ok, ok.attempts, ok.target, ok.action) == (True, 1, "azure-devops", "progress")

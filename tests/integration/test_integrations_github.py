@@ -24,6 +24,7 @@ from gatekeeper.integrations.github_app import (
     truncate_comment,
 )
 from gatekeeper.integrations.retry import RetryPolicy
+from tests.support.adapter_logs import adapter_lines
 
 APP_ID = "424242"
 SCHEMA = "github/review-custom-gates-for-run.request-schema.json"
@@ -321,13 +322,8 @@ def test_each_review_logs_its_result_detail_once_on_the_github_logger(app, githu
     renewed = app.decide(handle(github, run_id=9002), True, None)
     github.fail_next(10, 422, path_contains="/deployment_protection_rule")
     failed = app.progress(handle(github, run_id=9003), "still waiting")
-    mine = [r for r in caplog.records if r.name == "gatekeeper.integrations.github"]
-    assert {r.filename for r in mine} == {"github_app.py"}  # the record points at the adapter, not the helper
-    lines = [(r.name, r.levelno, r.getMessage()) for r in mine]
-    assert lines[1:] == [
-        ("gatekeeper.integrations.github", logging.INFO, renewed.detail),
-        ("gatekeeper.integrations.github", logging.ERROR, failed.detail),
-    ]
+    lines = adapter_lines(caplog, "gatekeeper.integrations.github", "github_app.py")
+    assert lines[1:] == [(logging.INFO, renewed.detail), (logging.ERROR, failed.detail)]
     assert renewed.detail.startswith("github review approved contoso/web run 9002: HTTP 204 after 1 attempt")
     assert (renewed.ok, renewed.attempts, renewed.target, renewed.action) == (True, 2, "github", "complete")
     assert (failed.ok, failed.status_code, failed.attempts, failed.action) == (False, 422, 1, "progress")

@@ -19,6 +19,7 @@ from gatekeeper.integrations.webhook import (
     sign_webhook,
     verify_webhook_signature,
 )
+from tests.support.adapter_logs import adapter_lines
 
 SECRET = b"tenant-webhook-signing-secret-0123456789"
 
@@ -155,13 +156,8 @@ def test_each_delivery_logs_its_result_detail_once_on_the_webhook_logger(sender,
     ok = sender.send(url, SECRET, "gate.completed", {}, action="progress")
     receiver.fail_next(10, 500)
     failed = sender.send(url, SECRET, "gate.completed", {})
-    mine = [r for r in caplog.records if r.name == "gatekeeper.integrations.webhook"]
-    assert {r.filename for r in mine} == {"webhook.py"}  # the record points at the adapter, not the helper
-    lines = [(r.name, r.levelno, r.getMessage()) for r in mine]
-    assert lines == [
-        ("gatekeeper.integrations.webhook", logging.INFO, ok.detail),
-        ("gatekeeper.integrations.webhook", logging.ERROR, failed.detail),
-    ]
+    lines = adapter_lines(caplog, "gatekeeper.integrations.webhook", "webhook.py")
+    assert lines == [(logging.INFO, ok.detail), (logging.ERROR, failed.detail)]
     assert ok.detail.startswith(f"webhook gate.completed to {receiver.url}/hook delivery ")
     assert "?" not in ok.detail and "function-key-secret" not in caplog.text
     assert (ok.ok, ok.status_code, ok.attempts, ok.target, ok.action) == (True, 200, 1, "webhook", "progress")

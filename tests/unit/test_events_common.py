@@ -220,3 +220,20 @@ def test_plain_http_is_local_exactly_where_the_outbound_check_allows_loopback(ho
     except OutboundUrlError:
         accepted_when_sent = False
     assert accepted_here == accepted_when_sent, url
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP", "ftp", ""]),
+    host=st.text(min_size=0, max_size=40),
+    rest=st.sampled_from(["", "/cb", ":8080/cb", ":99999/cb", ":x/cb", "?code=k", "#f"]),
+)
+def test_hostile_urls_are_refused_with_a_value_error_only(scheme: str, host: str, rest: str) -> None:
+    """Any text a body or policy may carry ends in the URL or a ValueError (a 422 naming the field), never
+    another exception (a 500): the classifier's own errors on odd hosts stay inside it."""
+    url = f"{scheme}://{host}{rest}"
+    try:
+        accepted = https_or_loopback_url(url)
+    except ValueError:
+        return
+    assert accepted == url

@@ -72,6 +72,7 @@ class Event(StrEnum):
     ACTION_RESOLVED = "ActionResolved"  # an action ended: cancelled, expired, or reported executed/skipped
     EVENT_PUBLISH_FAILED = "EventPublishFailed"  # the event mesh refused a batch after the adapter's retries
     DEAD_LETTERED = "DeadLettered"  # a queue message was kept as a dead letter (bad, or poison after retries)
+    DEAD_LETTER_REPLAYED = "DeadLetterReplayed"  # `deadletters replay` sent a dead letter back, or refused it
     KEY_UNWRAP_FAILED = "KeyUnwrapFailed"  # Key Vault (or the local key) did not unwrap a tenant's data key
     MCP_TOOL_CALLED = "McpToolCalled"  # an agent called a Gatekeeper MCP tool (status: the action's, or the error)
     MCP_GUARD_INTERCEPTED = "McpGuardIntercepted"  # mcp-guard held a tool call: its level and what it decided
@@ -170,6 +171,7 @@ FIELDS: dict[Event, frozenset[str]] = {
     ),
     Event.EVENT_PUBLISH_FAILED: frozenset({"tenant", "instance_id", "types", "status_code"}),
     Event.DEAD_LETTERED: frozenset({"queue", "cause", "dequeue_count"}),
+    Event.DEAD_LETTER_REPLAYED: frozenset({"queue", "outcome"}),
     Event.KEY_UNWRAP_FAILED: frozenset({"tenant", "kind", "status_code"}),
     Event.MCP_TOOL_CALLED: frozenset({"tenant", "tool", "status", "agent"}),
     Event.MCP_GUARD_INTERCEPTED: frozenset({"tool", "level", "decision", "instance_id"}),

@@ -10,12 +10,13 @@ table, or was deleted (transit keys past GATEKEEPER_TRANSIT_KEY_RETENTION_DAYS a
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
@@ -87,6 +88,7 @@ class DeadLetter:
     reason: str
     message: str
     recorded_at: datetime
+    truncated: bool = False  # the message was cut at MAX_STORED_CHARS: it cannot be replayed
 
 
 class DeadLetters:
@@ -119,9 +121,19 @@ class DeadLetters:
     def list(self, queue: str | None = None) -> list[DeadLetter]:
         table = self._table()
         entities = table.query_entities(f"PartitionKey eq '{queue}'") if queue else table.list_entities()
-        return [
-            DeadLetter(e["PartitionKey"], e["RowKey"], e["reason"], e["message"], e["recorded_at"]) for e in entities
-        ]
+        return [_letter(e) for e in entities]
+
+    def get(self, queue: str, row_key: str) -> DeadLetter | None:
+        """One dead letter of `queue`, or None when that queue has no such row."""
+        try:
+            return _letter(self._table().get_entity(queue, row_key))
+        except ResourceNotFoundError:
+            return None
+
+    def delete(self, letter: DeadLetter) -> None:
+        """Forget a dead letter (after its replay was sent); one already deleted is no error."""
+        with contextlib.suppress(ResourceNotFoundError):
+            self._table().delete_entity(letter.queue, letter.row_key)
 
     def key_state(self, letter: DeadLetter, blobs: BlobReader | None = None) -> KeyState:
         """For a pipeline-events dead letter: is the key its event was sealed under still there? Reads one
@@ -141,3 +153,14 @@ class DeadLetters:
 
     def _table(self) -> TableClient:
         return self._storage.ensure_table(DEAD_LETTER_TABLE)
+
+
+def _letter(entity: dict[str, Any]) -> DeadLetter:
+    return DeadLetter(
+        entity["PartitionKey"],
+        entity["RowKey"],
+        entity["reason"],
+        entity["message"],
+        entity["recorded_at"],
+        bool(entity.get("truncated", False)),
+    )

@@ -102,7 +102,10 @@ def replay_dead_letters(args: argparse.Namespace) -> int:
         raise UsageError(f"ROW_KEY: {bad[0][:80]!r} is not a dead-letter row key")
     services = services_from_args(args)
     target = services.queue_name if args.queue == PIPELINE_EVENTS_QUEUE else args.queue  # what the trigger reads
-    replayer = Replayer(services.dead_letters, services.large_events, queue_sender(services.storage, target))
+    # The queue on request-path budgets: an unreachable queue is exit 1 within seconds (the row kept), not
+    # a minute of storage retries; the operator runs the command again.
+    send = queue_sender(services.request_storage, target)
+    replayer = Replayer(services.dead_letters, services.large_events, send)
     try:
         if args.all:
             letters = sorted(services.dead_letters.list(args.queue), key=lambda d: (d.recorded_at, d.row_key))

@@ -77,7 +77,8 @@ def replay_message(letter: DeadLetter, key_state: KeyState) -> str:
             raise ValueError("not a sealed pipeline-events message")
         message = _without_deferral(letter.message)
     elif letter.queue in (CONNECTOR_EVENTS_QUEUE, SLACK_INTERACTIONS_QUEUE):
-        message = unwrap(letter.message) or letter.message
+        inner = unwrap(letter.message)  # a deferred copy: the envelope or vote it carries, as it was queued
+        message = letter.message if inner is None else inner
         if letter.queue == SLACK_INTERACTIONS_QUEUE and not _is_sealed_vote(message):
             raise ValueError("not a sealed slack-interactions message")
     else:

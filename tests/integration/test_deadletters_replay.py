@@ -45,7 +45,7 @@ def env(storage_connection_string: str, tmp_path: Path, monkeypatch: pytest.Monk
     set_services(env.services)
     monkeypatch.setenv("GATEKEEPER_KEY_MODE", "local")  # the CLI builds its services from the environment
     monkeypatch.setenv("GATEKEEPER_LOCAL_KEY_DIR", str(tmp_path / "keys"))
-    for name in ("pipeline-events", "connector-events"):
+    for name in ("pipeline-events", "connector-events", "slack-interactions"):
         with contextlib.suppress(ResourceExistsError):  # Bicep creates them in Azure
             product_queue(env, name).create_queue()
     yield env
@@ -179,6 +179,23 @@ def test_a_connector_event_is_replayed_byte_for_byte_and_passes_the_signature_ch
     assert len(env.queued_texts()) == 1  # authenticated and handed over as a pipeline event
     assert [d for d in DeadLetters(env.storage).list("connector-events") if document["payload"]["test_nonce"] in
             d.message] == []  # fmt: skip
+
+
+def test_a_slack_vote_is_replayed_still_sealed_and_opens_as_the_same_decision(env, cli):
+    from gatekeeper.slack.edge import Interaction, queue_message, read_queue_message
+
+    interaction = Interaction(kind="approve", team_id="T0001", user_id="U0001", instance_id="gate-" + uuid.uuid4().hex)
+    body = queue_message(env.services.sealer, env.tenant_id, interaction).decode()
+    wrapped = defer_wrapped(body, datetime.now(UTC), datetime.now(UTC), QUEUE_MESSAGE_LIMIT)
+    assert wrapped is not None
+    poisoned("slack_interactions_poison", wrapped.text)
+    letter = row_of(env, "slack-interactions", wrapped.text)
+
+    assert cli("--queue", "slack-interactions", letter.row_key)[0] == 0
+    [replayed] = take(env, "slack-interactions", lambda t: t == body)
+    assert "U0001" not in replayed  # still sealed on the queue
+    assert read_queue_message(env.services.sealer, replayed.encode()) == (env.tenant_id, interaction)
+    assert not still_there(env, letter)
 
 
 # ----- refused: the reason per row, nothing sent, exit 3 ------------------------------------------------------

@@ -151,3 +151,10 @@ def is_internal_host(host: str, *, allow_loopback: bool = False) -> bool:
     if allow_loopback and canonical and is_loopback_ip(ip):  # a local server, written plainly
         return False
     return is_internal_ip(ip)
+
+
+def is_local_host(host: str) -> bool:
+    """Where plain http may go in development: a loopback name (`localhost`, `*.localhost`) or a loopback
+    address written plainly (`127.0.0.1`, `127.0.0.2`, `::1`). Loopback spelled oddly (`127.1`) never is, and a
+    name that merely starts with `127.` is a name. The one rule of every "http only for a local server" check."""
+    return is_internal_host(host) and not is_internal_host(host, allow_loopback=True)

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
+from gatekeeper.addresses import is_local_host
 from gatekeeper.errors import InvalidInput
 from gatekeeper.events.common import (
     Ignored,
@@ -66,7 +67,6 @@ REQUIRED_HEADERS = ("PlanUrl", "ProjectId", "HubName", "PlanId", "JobId", "TaskI
 _GUID_HEADERS = ("ProjectId", "PlanId", "JobId", "TimelineId", "TaskInstanceId")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _HUB = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 Text = Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=400)]
@@ -144,7 +144,7 @@ def _header_value(headers: Mapping[str, str] | None, name: str) -> str:
         raise InvalidInput(f"{CHECK_CONTEXT}: header 'HubName' must be a hub name such as 'build'", field=field)
     if name == "PlanUrl":
         parts = urlsplit(value)
-        secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
+        secure = parts.scheme == "https" or (parts.scheme == "http" and is_local_host(parts.hostname or ""))
         if not secure or not parts.hostname or parts.query or parts.fragment:
             raise InvalidInput(
                 f"{CHECK_CONTEXT}: header 'PlanUrl' must be the https collection URL ($(System.CollectionUri))",

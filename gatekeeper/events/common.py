@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gatekeeper.addresses import is_internal_host
+from gatekeeper.addresses import is_local_host
 from gatekeeper.errors import InvalidInput
 from gatekeeper.events.model import ActionKind, PipelineEvent
 
@@ -288,12 +288,6 @@ def https_or_loopback_url(value: str) -> str:
     if parts.scheme == "http" and not is_local_host(host):
         raise ValueError(HTTP_ONLY_LOCAL)
     return value
-
-
-def is_local_host(host: str) -> bool:
-    """A loopback name (`localhost`, `*.localhost`) or a loopback address written plainly (`127.0.0.1`,
-    `::1`): internal, and allowed only because loopback is. `127.1` is loopback spelled oddly, never local."""
-    return is_internal_host(host) and not is_internal_host(host, allow_loopback=True)
 
 
 def web_link(base: str | None, *segments: str) -> str | None:

@@ -31,6 +31,7 @@ import requests
 import urllib3
 
 from gatekeeper import json_bounded
+from gatekeeper.addresses import is_local_host
 from gatekeeper.errors import dependency_unavailable
 
 SIGNATURE_HEADER = "x-content-signature"
@@ -40,7 +41,6 @@ KEY_TTL_SECONDS = 3600.0
 REFETCH_AFTER_SECONDS = 60.0
 MAX_CACHED_KEYS = 1024
 FETCH_TIMEOUT = (1.0, 1.0)  # connect, read: within the request path's 2 s
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def connectwise_signature(signing_key: str, body: bytes) -> str:
@@ -99,7 +99,7 @@ def trusted_key_url(key_url: str, site: str, *, allow_loopback_http: bool = Fals
         return None
     if parts.fragment or any(ch.isspace() for ch in key_url):
         return None
-    loopback = host in LOOPBACK_HOSTS
+    loopback = is_local_host(host)
     if parts.scheme != "https" and not (parts.scheme == "http" and loopback and allow_loopback_http):
         return None
     default = 443 if parts.scheme == "https" else 80

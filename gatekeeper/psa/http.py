@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 import requests
 
 from gatekeeper import json_bounded
+from gatekeeper.addresses import is_local_host
 from gatekeeper.integrations.guarded_http import guarded_session
 from gatekeeper.integrations.retry import HttpOutcome, RetryPolicy, describe, redact, send_with_retry
 from gatekeeper.integrations.urls import OutboundUrlError, check_outbound_url
 from gatekeeper.ports import PsaVendor, TicketOperation, TicketRef, TicketResult
-from gatekeeper.tenancy.psa_settings import LOOPBACK_HOSTS
 
 MAX_BODY = 1024 * 1024  # a PSA answer larger than this is not one we asked for
 _ID = re.compile(r"^[0-9]{1,12}$")
@@ -35,7 +35,7 @@ class PsaConfigError(ValueError):
 
 def base_url(url: str, allow_loopback_http: bool, field: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme == "http" and not (allow_loopback_http and parts.hostname in LOOPBACK_HOSTS):
+    if parts.scheme == "http" and not (allow_loopback_http and is_local_host(parts.hostname or "")):
         raise PsaConfigError(f"{field}: http is allowed for local servers only; use https")
     try:  # the credentials never go to an internal address (metadata, private endpoints), as for every client
         check_outbound_url(url, field=field, allow_loopback_http=allow_loopback_http)

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from gatekeeper.addresses import is_local_host
+
 
 def normalise_identity(identity: str) -> str:
     """Identities compare case-insensitively; organisation URLs end with exactly one slash."""
@@ -32,7 +34,6 @@ def normalise_identity(identity: str) -> str:
     return identity.lower()
 
 
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
@@ -70,10 +71,6 @@ def owns_identity(identities: Iterable[str], identity: str) -> bool:
 # --- webhook callback URLs ---------------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    return host in _LOOPBACK or host.startswith("127.")
-
-
 def normalise_callback_prefix(prefix: str, where: str = "callback_url_prefixes") -> str:
     """Validate a registry prefix: absolute https (http only for loopback), no credentials, query or fragment."""
     try:
@@ -84,7 +81,7 @@ def normalise_callback_prefix(prefix: str, where: str = "callback_url_prefixes")
         raise ValueError(f"{where}: {prefix!r} is not a valid URL") from None
     if not host or parts.scheme not in ("https", "http"):
         raise ValueError(f"{where}: {prefix!r} must be an absolute https URL")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_local_host(host):
         raise ValueError(f"{where}: {prefix!r} must use https (http only for loopback development)")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ValueError(f"{where}: {prefix!r} must not carry credentials, a query or a fragment")

@@ -24,12 +24,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gatekeeper.addresses import is_internal_host
+from gatekeeper.addresses import is_internal_host, is_local_host
 
 SECRET_REF = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]+$")
 _NUMBER = re.compile(r"^[0-9]{1,10}$")
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 Vendor = Literal["connectwise", "autotask", "halopsa"]
 
 
@@ -52,7 +51,7 @@ def check_url(value: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError("must be an absolute https URL")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+    if parts.scheme == "http" and not is_local_host(parts.hostname):
         raise ValueError("must be an https URL (http only for a local server on the loopback)")
     if parts.username or parts.password or parts.query or parts.fragment or "@" in parts.netloc:
         raise ValueError("must not carry credentials, a query or a fragment")

@@ -237,3 +237,25 @@ def test_hostile_urls_are_refused_with_a_value_error_only(scheme: str, host: str
     except ValueError:
         return
     assert accepted == url
+
+
+@pytest.mark.parametrize(
+    ("check", "url"),
+    [
+        ("prefix", "http://127.evil.example/hooks/"),
+        ("psa", "http://127.evil.example/"),
+        ("prefix", "http://127.1/hooks/"),
+        ("psa", "http://2130706433/"),
+    ],
+)
+def test_every_http_for_a_local_server_rule_is_the_one_classifier(check, url):
+    """The registry's callback prefixes and the PSA settings once kept their own loopback lists (the prefix
+    rule took any host starting with `127.`, a DNS name included); they now ask gatekeeper.addresses."""
+    from gatekeeper.tenancy.ownership import normalise_callback_prefix
+    from gatekeeper.tenancy.psa_settings import check_url
+
+    validate = normalise_callback_prefix if check == "prefix" else check_url
+    with pytest.raises(ValueError):
+        validate(url)
+    local = url.replace(url.split("/")[2], "127.0.0.2:8080")
+    assert validate(local)

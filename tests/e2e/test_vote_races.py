@@ -199,4 +199,4 @@ def test_a_vote_stored_while_an_earlier_one_was_being_stored_is_refused_and_neve
     output = gates.runner.status(gate).output
     assert output["status"] == "approved" and [v["voter_id"] for v in output["chain"]["votes"]] == [ANNA]
     assert PIET not in {r.actor for r in decisions_of(audit, gate)}  # the people's: ANNA's; then the chain's own
-    assert [r.actor for r in decisions_of(audit, gate)][0] == ANNA
+    assert next(r.actor for r in decisions_of(audit, gate)) == ANNA

@@ -144,3 +144,14 @@ def test_a_stage_names_at_most_100_approvers_and_a_voter_id_may_be_one_character
     with pytest.raises(ValidationError):
         StagePlan(name="cab", approvers=(*hundred, "one.more@contoso.com"), quorum=1, timeout="PT1H")
     assert Vote(voter_id="a", decision=Decision.APPROVE, at=T0).voter_id == "a"
+
+
+def test_a_stage_that_names_no_quorum_needs_one_approval():
+    """The default quorum is 1 (pydantic does not validate defaults, so a default of 0 would pass unnoticed and
+    a stage would need no approval at all)."""
+    stage = StagePlan.model_validate({"name": "leads", "approvers": ["anna", "piet"], "timeout": "PT1H"})
+    assert stage.quorum == 1
+    state = chain.start(ChainPlan(stages=(stage,)), ("dev",), datetime(2030, 6, 3, 10, 0, tzinfo=UTC))
+    assert state.status is ChainStatus.PENDING
+    after, outcome = chain.apply(state, Vote(voter_id="anna", decision=Decision.APPROVE, at=state.stage_started_at))
+    assert isinstance(outcome, chain.ChainApproved) and after.status is ChainStatus.APPROVED

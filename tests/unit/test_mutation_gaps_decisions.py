@@ -25,12 +25,14 @@ from gatekeeper.approvals.chain import ChainApproved, ChainPlan, Decision, Stage
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.gate import GateStatus, chain_instance_id
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 from gatekeeper.gates.decisions import DecisionRequest, DecisionService
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import GraphUserDirectory
 from gatekeeper.security.principal import Principal
 from gatekeeper.security.requester import Requester
+from gatekeeper.tenancy.model import TenantRecord
 from tests.support.gatekeeper_env import ENTRA_TENANT
 from tests.support.worker_loop import worker_loop
 from tests.unit.test_gate_decisions import ANNA, PIET, durable, issuer, runtime_env  # noqa: F401
@@ -353,3 +355,38 @@ def test_a_token_with_too_many_groups_and_no_directory_is_refused_not_crashed(ru
 def test_of_several_validation_errors_the_first_is_named(runtime_env, durable):
     both = _refusal(runtime_env, durable, ('{"decision": "maybe", "comment": "' + "c" * 1001 + '"}').encode())
     assert both.field == "decision" and len(both.extra["errors"]) == 1
+
+
+PSA_PLAN = ChainPlan.model_validate({"stages": [{"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"}]})
+
+
+@pytest.mark.parametrize(("row", "applied"), [("opened", True), ("named", False), ("none", False)])
+def test_a_psa_decision_reaches_a_gate_that_named_no_ticket_only_through_the_ticket_gatekeeper_opened(
+    runtime_env, durable, row, applied
+):
+    """A gate that named no ticket is linked to the change ticket Gatekeeper opened for it; a ticket row that
+    Gatekeeper did not open, or none at all, links nothing (and never crashes the connector event)."""
+    gate_id = _gate(runtime_env, durable, plan=PSA_PLAN)
+    ticket = str(uuid.uuid4().int % 10**9)  # the tenant's tables are shared by the cases: one ticket each
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
+    store.link_ticket(ticket, gate_id)
+    if row != "none":
+        store.save_psa_ticket(gate_id, "connectwise", ticket, opened=row == "opened")
+    event = PipelineEvent(
+        tenant_id=runtime_env.tenant_id, source=EventSource.CONNECTWISE, kind=EventKind.CHANGE_APPROVED, subject=ticket
+    )
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
+    raised = len(durable.posts("/raiseEvent/"))
+    outcomes = _service(runtime_env, durable, tenant_for=lambda _t: tenant).psa_change(event)
+    if applied:
+        assert [(o["instance_id"], o["status"]) for o in outcomes] == [(gate_id, "accepted")]
+        assert len(durable.posts("/raiseEvent/")) == raised + 1
+    else:
+        assert outcomes == [] and len(durable.posts("/raiseEvent/")) == raised
+
+
+def test_can_decide_is_keyword_only():
+    """The card's decide buttons are never switched on by a bare positional `True`."""
+    service = DecisionService(None, None, None, entra_tenants_for=lambda _t: ())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        service.system_view("not a gate id", True)  # type: ignore[misc]

@@ -390,3 +390,56 @@ def test_can_decide_is_keyword_only():
     service = DecisionService(None, None, None, entra_tenants_for=lambda _t: ())  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         service.system_view("not a gate id", True)  # type: ignore[misc]
+
+
+class _OutrunBy(GateStore):
+    """Another approver's vote is stored just before this one (both requests checked an open stage): the
+    quorum-1 race that `DecisionService._outrun` settles in vote-number order."""
+
+    def __init__(self, *args: Any, first: str, at: datetime) -> None:
+        super().__init__(*args)
+        self.first, self.at = first, at
+
+    def record_vote(self, instance_id, voter_id, decision, stage, at, comment):  # type: ignore[no-untyped-def]
+        if voter_id != self.first and not any(v.voter_id == self.first for v in self.votes(instance_id)):
+            super().record_vote(instance_id, self.first, Decision.APPROVE, stage, self.at, "")
+        return super().record_vote(instance_id, voter_id, decision, stage, at, comment)
+
+
+def test_the_vote_that_lost_the_race_is_told_when_the_gate_was_decided(runtime_env, durable):
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 1, "timeout": "PT1H"}]}
+    )
+    gate_id = _gate(runtime_env, durable, plan=plan)
+    first_at = datetime(2030, 6, 3, 10, 1, 2, tzinfo=UTC)
+    service = _service(runtime_env, durable)
+    store = _OutrunBy(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer, first=ANNA, at=first_at)
+    service._stores[runtime_env.tenant_id] = store
+    with pytest.raises(GatekeeperError) as info:
+        service.decide(gate_id, _person(PIET), b'{"decision": "reject"}')
+    assert (status_of(info.value), info.value.code) == (410, "gate-decided")
+    assert info.value.detail == f"the gate was approved at {first_at.isoformat()}"
+    assert durable.posts("/raiseEvent/") == []
+
+
+def test_a_psa_decision_stored_but_not_delivered_is_delivered_when_the_event_comes_again(runtime_env, durable):
+    """The connector event is redelivered after its first handling stored the PSA vote and died before raising
+    it: the redelivery finishes the job (one event raised), never a crash or a second vote."""
+    gate_id = _gate(runtime_env, durable, plan=PSA_PLAN)
+    ticket = str(uuid.uuid4().int % 10**9)
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
+    store.link_ticket(ticket, gate_id)
+    store.save_psa_ticket(gate_id, "connectwise", ticket, opened=True)
+    voter = f"psa:connectwise:{ticket}"
+    store.record_vote(gate_id, voter, Decision.APPROVE, 0, datetime.now(UTC), "CAB approved")
+    store.release_delivery(gate_id, voter)  # the request that stored it died and handed its claim back
+    event = PipelineEvent(
+        tenant_id=runtime_env.tenant_id, source=EventSource.CONNECTWISE, kind=EventKind.CHANGE_APPROVED, subject=ticket
+    )
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
+    raised = len(durable.posts("/raiseEvent/"))
+    outcomes = _service(runtime_env, durable, tenant_for=lambda _t: tenant).psa_change(event)
+    assert [(o["instance_id"], o["status"], o["vote"]) for o in outcomes] == [(gate_id, "accepted", 0)]
+    assert len(durable.posts("/raiseEvent/")) == raised + 1
+    [vote] = store.votes(gate_id)
+    assert vote.raised and vote.voter_id == voter

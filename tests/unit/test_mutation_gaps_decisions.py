@@ -377,10 +377,20 @@ def test_a_psa_decision_reaches_a_gate_that_named_no_ticket_only_through_the_tic
     )
     tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
     raised = len(durable.posts("/raiseEvent/"))
-    outcomes = _service(runtime_env, durable, tenant_for=lambda _t: tenant).psa_change(event)
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    service = _service(runtime_env, durable, tenant_for=lambda _t: tenant, audit_for=lambda _t: audit)
+    outcomes = service.psa_change(event)
     if applied:
         assert [(o["instance_id"], o["status"]) for o in outcomes] == [(gate_id, "accepted")]
         assert len(durable.posts("/raiseEvent/")) == raised + 1
+        [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
+        data = audit.open_data(entry)  # the decision is audited as the PSA's, naming its source and ticket
+        assert (data["psa"], data["source"], data["ticket"], data["decision"]) == (
+            True,
+            "connectwise",
+            ticket,
+            "approve",
+        )
     else:
         assert outcomes == [] and len(durable.posts("/raiseEvent/")) == raised
 

@@ -453,3 +453,61 @@ def test_a_psa_decision_stored_but_not_delivered_is_delivered_when_the_event_com
     assert len(durable.posts("/raiseEvent/")) == raised + 1
     [vote] = store.votes(gate_id)
     assert vote.raised and vote.voter_id == voter
+
+
+def _psa_gate(env: Any, durable: Any, **fields: Any) -> tuple[str, PipelineEvent]:
+    """A gate waiting at a PSA change stage on the change ticket Gatekeeper opened, and that ticket's approval."""
+    gate_id = _gate(env, durable, plan=PSA_PLAN, **fields)
+    ticket = str(uuid.uuid4().int % 10**9)
+    store = GateStore(env.storage, env.tenant_id, env.services.sealer)
+    store.link_ticket(ticket, gate_id)
+    store.save_psa_ticket(gate_id, "connectwise", ticket, opened=True)
+    event = PipelineEvent(
+        tenant_id=env.tenant_id, source=EventSource.CONNECTWISE, kind=EventKind.CHANGE_APPROVED, subject=ticket
+    )
+    return gate_id, event
+
+
+def _psa_service(env: Any, durable: Any, audit: AuditLog) -> DecisionService:
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
+    return _service(env, durable, tenant_for=lambda _t: tenant, audit_for=lambda _t: audit)
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [("decided", "gate-decided"), ("not-asked", "not-awaiting-approval"), ("orchestration-gone", "gate-decided")],
+)
+def test_a_psa_decision_for_a_gate_that_no_longer_waits_is_not_applied_and_audited(runtime_env, durable, case, reason):
+    """A gate decided meanwhile, one that never asked for approval, or whose approval orchestration is gone: the
+    PSA decision is reported and audited as not applied, never raised as an error into the connector queue."""
+    fields: dict[str, Any] = {}
+    if case == "decided":
+        fields = {"status": GateStatus.APPROVED, "decided_at": datetime.now(UTC)}
+    elif case == "not-asked":
+        fields = {"status": GateStatus.EVALUATED}
+    gate_id, event = _psa_gate(runtime_env, durable, **fields)
+    if case == "orchestration-gone":
+        durable.instances.pop(chain_instance_id(gate_id))  # the host answers 404 for the chain instance
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    outcomes = _psa_service(runtime_env, durable, audit).psa_change(event)
+    assert outcomes == [{"instance_id": gate_id, "status": "not_applied", "reason": reason}]
+    [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
+    data = audit.open_data(entry)
+    assert (data["action"], data["reason"], data["ticket"]) == ("change_decision_not_applied", reason, event.subject)
+
+
+def test_a_psa_decision_stored_meanwhile_by_another_handling_of_the_event_is_a_duplicate(runtime_env, durable):
+    """Two deliveries of one connector event at once: the one whose vote write loses hears `duplicate`, and
+    raises nothing (the other delivers)."""
+    gate_id, event = _psa_gate(runtime_env, durable)
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    service = _psa_service(runtime_env, durable, audit)
+    store = _DiedAfterStoring(
+        runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer, handed_back=False
+    )
+    service._stores[runtime_env.tenant_id] = store
+    raised = len(durable.posts("/raiseEvent/"))
+    assert service.psa_change(event) == [{"instance_id": gate_id, "status": "duplicate"}]
+    assert store.raced and len(durable.posts("/raiseEvent/")) == raised
+    [vote] = store.votes(gate_id)
+    assert vote.voter_id == f"psa:connectwise:{event.subject}" and not vote.raised

@@ -457,7 +457,7 @@ def test_a_psa_decision_stored_but_not_delivered_is_delivered_when_the_event_com
 
 def _psa_gate(env: Any, durable: Any, **fields: Any) -> tuple[str, PipelineEvent]:
     """A gate waiting at a PSA change stage on the change ticket Gatekeeper opened, and that ticket's approval."""
-    gate_id = _gate(env, durable, plan=PSA_PLAN, **fields)
+    gate_id = _gate(env, durable, **{"plan": PSA_PLAN, **fields})
     ticket = str(uuid.uuid4().int % 10**9)
     store = GateStore(env.storage, env.tenant_id, env.services.sealer)
     store.link_ticket(ticket, gate_id)
@@ -511,3 +511,27 @@ def test_a_psa_decision_stored_meanwhile_by_another_handling_of_the_event_is_a_d
     assert store.raced and len(durable.posts("/raiseEvent/")) == raised
     [vote] = store.votes(gate_id)
     assert vote.voter_id == f"psa:connectwise:{event.subject}" and not vote.raised
+
+
+@pytest.mark.parametrize("kind", [EventKind.CHANGE_APPROVED, EventKind.CHANGE_REJECTED])
+def test_a_psa_decision_counts_at_the_psa_stage_the_gate_waits_at_with_the_ticket_s_decision(
+    runtime_env, durable, kind
+):
+    """A PSA stage after a people stage: the vote is stored and raised at that stage (1), approving or rejecting
+    as the ticket was decided."""
+    plan = ChainPlan.model_validate(
+        {
+            "stages": [
+                {"name": "leads", "approvers": [ANNA], "quorum": 1, "timeout": "PT1H"},
+                {"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"},
+            ]
+        }
+    )
+    gate_id, event = _psa_gate(runtime_env, durable, plan=plan, stage=1)
+    event = event.model_copy(update={"kind": kind})
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    decision = "approve" if kind is EventKind.CHANGE_APPROVED else "reject"
+    [outcome] = _psa_service(runtime_env, durable, audit).psa_change(event)
+    assert (outcome["status"], outcome["stage"], outcome["decision"]) == ("accepted", 1, decision)
+    [vote] = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer).votes(gate_id)
+    assert (vote.stage, vote.decision.value, vote.raised) == (1, decision, True)

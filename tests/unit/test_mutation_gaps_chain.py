@@ -155,3 +155,18 @@ def test_a_stage_that_names_no_quorum_needs_one_approval():
     assert state.status is ChainStatus.PENDING
     after, outcome = chain.apply(state, Vote(voter_id="anna", decision=Decision.APPROVE, at=state.stage_started_at))
     assert isinstance(outcome, chain.ChainApproved) and after.status is ChainStatus.APPROVED
+
+
+def test_a_withdrawn_request_closes_an_open_chain_and_leaves_a_closed_one_as_it_is():
+    t0 = datetime(2030, 6, 3, 10, 0, tzinfo=UTC)
+    plan = ChainPlan.model_validate({"stages": [{"name": "s", "approvers": ["anna"], "quorum": 1, "timeout": "PT1H"}]})
+    open_state = chain.start(plan, ("dev",), t0)
+    closed, outcome = chain.cancel(open_state, t0 + timedelta(minutes=1), "withdrawn")
+    assert (closed.status, closed.reason, closed.decided_at) == (
+        ChainStatus.REJECTED,
+        "withdrawn",
+        t0 + timedelta(minutes=1),
+    )
+    assert isinstance(outcome, chain.ChainRejected) and outcome.reason == "withdrawn"
+    again, refusal = chain.cancel(closed, t0 + timedelta(minutes=2))
+    assert again is closed and isinstance(refusal, chain.ChainClosed)

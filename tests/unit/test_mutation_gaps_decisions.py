@@ -535,3 +535,37 @@ def test_a_psa_decision_counts_at_the_psa_stage_the_gate_waits_at_with_the_ticke
     assert (outcome["status"], outcome["stage"], outcome["decision"]) == ("accepted", 1, decision)
     [vote] = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer).votes(gate_id)
     assert (vote.stage, vote.decision.value, vote.raised) == (1, decision, True)
+
+
+def test_a_psa_decision_naming_another_company_is_refused_for_every_linked_gate(runtime_env, durable):
+    """The company check runs once per event (the first linked gate) and its refusal holds for every gate."""
+    gate_id, event = _psa_gate(runtime_env, durable)
+    event = event.model_copy(update={"company": "FabrikamInc"})
+    psa = {
+        "vendor": "connectwise",
+        "url": "https://api-na.myconnectwise.net",
+        "login_company": "fabrikammsp",
+        "company": "ContosoLtd",
+        "board": "Change Management",
+        "credentials": {
+            "public_key": "env:GK_CONTOSO_CW_PUBLIC",
+            "private_key": "env:GK_CONTOSO_CW_PRIVATE",
+            "client_id": "env:GK_CONTOSO_CW_CLIENT",
+        },
+    }
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa=psa)
+    raised = len(durable.posts("/raiseEvent/"))
+    outcomes = _service(runtime_env, durable, tenant_for=lambda _t: tenant).psa_change(event)
+    assert outcomes == [{"instance_id": gate_id, "status": "not_applied", "reason": "ticket-of-another-company"}]
+    assert len(durable.posts("/raiseEvent/")) == raised
+    assert GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer).votes(gate_id) == []
+
+
+def test_the_system_view_shows_a_gate_and_refuses_an_id_that_is_none(runtime_env, durable):
+    gate_id = _gate(runtime_env, durable)
+    service = _service(runtime_env, durable)
+    view = service.system_view(gate_id)
+    assert (view.instance_id, view.can_decide) == (gate_id, False)
+    with pytest.raises(GatekeeperError) as info:
+        service.system_view(None)  # type: ignore[arg-type]
+    assert status_of(info.value) == 404

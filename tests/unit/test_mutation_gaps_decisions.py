@@ -569,3 +569,16 @@ def test_the_system_view_shows_a_gate_and_refuses_an_id_that_is_none(runtime_env
     with pytest.raises(GatekeeperError) as info:
         service.system_view(None)  # type: ignore[arg-type]
     assert status_of(info.value) == 404
+
+
+def test_the_decision_s_audit_entry_is_listed_in_the_gate_s_view(runtime_env, durable):
+    env = runtime_env
+    audit = AuditLog(env.storage, env.services.sealer, None, env.tenant_id)
+    gate_id = _gate(env, durable)
+    assert (
+        _service(env, durable, audit_for=lambda _t: audit).decide(gate_id, _person(ANNA), b'{"decision": "approve"}')[0]
+        == 202
+    )
+    [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
+    refs = GateStore(env.storage, env.tenant_id, env.services.sealer).audit_refs(gate_id)
+    assert [(r.seq, r.kind) for r in refs] == [(entry["seq"], "approval_decided")]

@@ -170,3 +170,19 @@ def test_a_withdrawn_request_closes_an_open_chain_and_leaves_a_closed_one_as_it_
     assert isinstance(outcome, chain.ChainRejected) and outcome.reason == "withdrawn"
     again, refusal = chain.cancel(closed, t0 + timedelta(minutes=2))
     assert again is closed and isinstance(refusal, chain.ChainClosed)
+
+
+def test_a_psa_stage_names_at_most_ten_sources():
+    psa = {"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"}
+    ten = [f"psa{i}" for i in range(10)]
+    assert len(StagePlan.model_validate({**psa, "sources": ten}).sources) == 10
+    with pytest.raises(ValidationError, match="sources"):
+        StagePlan.model_validate({**psa, "sources": [*ten, "psa10"]})
+
+
+def test_a_people_stage_serialises_as_before_psa_stages_existed_and_a_psa_stage_says_its_kind():
+    people = StagePlan.model_validate({"name": "leads", "approvers": ["anna"], "quorum": 1, "timeout": "PT4H"})
+    assert set(people.model_dump(mode="json")) == {"name", "approvers", "quorum", "timeout", "on_timeout"}
+    psa = StagePlan.model_validate({"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"})
+    dumped = psa.model_dump(mode="json")
+    assert dumped["kind"] == "psa_change_approval" and dumped["sources"] == []

@@ -535,6 +535,8 @@ def test_a_psa_decision_counts_at_the_psa_stage_the_gate_waits_at_with_the_ticke
     assert (outcome["status"], outcome["stage"], outcome["decision"]) == ("accepted", 1, decision)
     [vote] = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer).votes(gate_id)
     assert (vote.stage, vote.decision.value, vote.raised) == (1, decision, True)
+    verb = "approved" if kind is EventKind.CHANGE_APPROVED else "rejected"
+    assert vote.comment.startswith(f"connectwise change ticket {event.subject} {verb} in the PSA (")
 
 
 def test_a_psa_decision_naming_another_company_is_refused_for_every_linked_gate(runtime_env, durable):

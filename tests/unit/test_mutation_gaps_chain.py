@@ -144,3 +144,45 @@ def test_a_stage_names_at_most_100_approvers_and_a_voter_id_may_be_one_character
     with pytest.raises(ValidationError):
         StagePlan(name="cab", approvers=(*hundred, "one.more@contoso.com"), quorum=1, timeout="PT1H")
     assert Vote(voter_id="a", decision=Decision.APPROVE, at=T0).voter_id == "a"
+
+
+def test_a_stage_that_names_no_quorum_needs_one_approval():
+    """The default quorum is 1 (pydantic does not validate defaults, so a default of 0 would pass unnoticed and
+    a stage would need no approval at all)."""
+    stage = StagePlan.model_validate({"name": "leads", "approvers": ["anna", "piet"], "timeout": "PT1H"})
+    assert stage.quorum == 1
+    state = chain.start(ChainPlan(stages=(stage,)), ("dev",), datetime(2030, 6, 3, 10, 0, tzinfo=UTC))
+    assert state.status is ChainStatus.PENDING
+    after, outcome = chain.apply(state, Vote(voter_id="anna", decision=Decision.APPROVE, at=state.stage_started_at))
+    assert isinstance(outcome, chain.ChainApproved) and after.status is ChainStatus.APPROVED
+
+
+def test_a_withdrawn_request_closes_an_open_chain_and_leaves_a_closed_one_as_it_is():
+    t0 = datetime(2030, 6, 3, 10, 0, tzinfo=UTC)
+    plan = ChainPlan.model_validate({"stages": [{"name": "s", "approvers": ["anna"], "quorum": 1, "timeout": "PT1H"}]})
+    open_state = chain.start(plan, ("dev",), t0)
+    closed, outcome = chain.cancel(open_state, t0 + timedelta(minutes=1), "withdrawn")
+    assert (closed.status, closed.reason, closed.decided_at) == (
+        ChainStatus.REJECTED,
+        "withdrawn",
+        t0 + timedelta(minutes=1),
+    )
+    assert isinstance(outcome, chain.ChainRejected) and outcome.reason == "withdrawn"
+    again, refusal = chain.cancel(closed, t0 + timedelta(minutes=2))
+    assert again is closed and isinstance(refusal, chain.ChainClosed)
+
+
+def test_a_psa_stage_names_at_most_ten_sources():
+    psa = {"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"}
+    ten = [f"psa{i}" for i in range(10)]
+    assert len(StagePlan.model_validate({**psa, "sources": ten}).sources) == 10
+    with pytest.raises(ValidationError, match="sources"):
+        StagePlan.model_validate({**psa, "sources": [*ten, "psa10"]})
+
+
+def test_a_people_stage_serialises_as_before_psa_stages_existed_and_a_psa_stage_says_its_kind():
+    people = StagePlan.model_validate({"name": "leads", "approvers": ["anna"], "quorum": 1, "timeout": "PT4H"})
+    assert set(people.model_dump(mode="json")) == {"name", "approvers", "quorum", "timeout", "on_timeout"}
+    psa = StagePlan.model_validate({"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"})
+    dumped = psa.model_dump(mode="json")
+    assert dumped["kind"] == "psa_change_approval" and dumped["sources"] == []

@@ -25,12 +25,14 @@ from gatekeeper.approvals.chain import ChainApproved, ChainPlan, Decision, Stage
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.gate import GateStatus, chain_instance_id
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 from gatekeeper.gates.decisions import DecisionRequest, DecisionService
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import GraphUserDirectory
 from gatekeeper.security.principal import Principal
 from gatekeeper.security.requester import Requester
+from gatekeeper.tenancy.model import TenantRecord
 from tests.support.gatekeeper_env import ENTRA_TENANT
 from tests.support.worker_loop import worker_loop
 from tests.unit.test_gate_decisions import ANNA, PIET, durable, issuer, runtime_env  # noqa: F401
@@ -353,3 +355,232 @@ def test_a_token_with_too_many_groups_and_no_directory_is_refused_not_crashed(ru
 def test_of_several_validation_errors_the_first_is_named(runtime_env, durable):
     both = _refusal(runtime_env, durable, ('{"decision": "maybe", "comment": "' + "c" * 1001 + '"}').encode())
     assert both.field == "decision" and len(both.extra["errors"]) == 1
+
+
+PSA_PLAN = ChainPlan.model_validate({"stages": [{"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"}]})
+
+
+@pytest.mark.parametrize(("row", "applied"), [("opened", True), ("named", False), ("none", False)])
+def test_a_psa_decision_reaches_a_gate_that_named_no_ticket_only_through_the_ticket_gatekeeper_opened(
+    runtime_env, durable, row, applied
+):
+    """A gate that named no ticket is linked to the change ticket Gatekeeper opened for it; a ticket row that
+    Gatekeeper did not open, or none at all, links nothing (and never crashes the connector event)."""
+    gate_id = _gate(runtime_env, durable, plan=PSA_PLAN)
+    ticket = str(uuid.uuid4().int % 10**9)  # the tenant's tables are shared by the cases: one ticket each
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
+    store.link_ticket(ticket, gate_id)
+    if row != "none":
+        store.save_psa_ticket(gate_id, "connectwise", ticket, opened=row == "opened")
+    event = PipelineEvent(
+        tenant_id=runtime_env.tenant_id, source=EventSource.CONNECTWISE, kind=EventKind.CHANGE_APPROVED, subject=ticket
+    )
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
+    raised = len(durable.posts("/raiseEvent/"))
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    service = _service(runtime_env, durable, tenant_for=lambda _t: tenant, audit_for=lambda _t: audit)
+    outcomes = service.psa_change(event)
+    if applied:
+        assert [(o["instance_id"], o["status"]) for o in outcomes] == [(gate_id, "accepted")]
+        assert len(durable.posts("/raiseEvent/")) == raised + 1
+        [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
+        data = audit.open_data(entry)  # the decision is audited as the PSA's, naming its source and ticket
+        assert (data["psa"], data["source"], data["ticket"], data["decision"]) == (
+            True,
+            "connectwise",
+            ticket,
+            "approve",
+        )
+    else:
+        assert outcomes == [] and len(durable.posts("/raiseEvent/")) == raised
+
+
+def test_can_decide_is_keyword_only():
+    """The card's decide buttons are never switched on by a bare positional `True`."""
+    service = DecisionService(None, None, None, entra_tenants_for=lambda _t: ())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        service.system_view("not a gate id", True)  # type: ignore[misc]
+
+
+class _OutrunBy(GateStore):
+    """Another approver's vote is stored just before this one (both requests checked an open stage): the
+    quorum-1 race that `DecisionService._outrun` settles in vote-number order."""
+
+    def __init__(self, *args: Any, first: str, at: datetime) -> None:
+        super().__init__(*args)
+        self.first, self.at = first, at
+
+    def record_vote(self, instance_id, voter_id, decision, stage, at, comment):  # type: ignore[no-untyped-def]
+        if voter_id != self.first and not any(v.voter_id == self.first for v in self.votes(instance_id)):
+            super().record_vote(instance_id, self.first, Decision.APPROVE, stage, self.at, "")
+        return super().record_vote(instance_id, voter_id, decision, stage, at, comment)
+
+
+def test_the_vote_that_lost_the_race_is_told_when_the_gate_was_decided(runtime_env, durable):
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 1, "timeout": "PT1H"}]}
+    )
+    gate_id = _gate(runtime_env, durable, plan=plan)
+    first_at = datetime(2030, 6, 3, 10, 1, 2, tzinfo=UTC)
+    service = _service(runtime_env, durable)
+    store = _OutrunBy(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer, first=ANNA, at=first_at)
+    service._stores[runtime_env.tenant_id] = store
+    with pytest.raises(GatekeeperError) as info:
+        service.decide(gate_id, _person(PIET), b'{"decision": "reject"}')
+    assert (status_of(info.value), info.value.code) == (410, "gate-decided")
+    assert info.value.detail == f"the gate was approved at {first_at.isoformat()}"
+    assert durable.posts("/raiseEvent/") == []
+
+
+def test_a_psa_decision_stored_but_not_delivered_is_delivered_when_the_event_comes_again(runtime_env, durable):
+    """The connector event is redelivered after its first handling stored the PSA vote and died before raising
+    it: the redelivery finishes the job (one event raised), never a crash or a second vote."""
+    gate_id = _gate(runtime_env, durable, plan=PSA_PLAN)
+    ticket = str(uuid.uuid4().int % 10**9)
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
+    store.link_ticket(ticket, gate_id)
+    store.save_psa_ticket(gate_id, "connectwise", ticket, opened=True)
+    voter = f"psa:connectwise:{ticket}"
+    store.record_vote(gate_id, voter, Decision.APPROVE, 0, datetime.now(UTC), "CAB approved")
+    store.release_delivery(gate_id, voter)  # the request that stored it died and handed its claim back
+    event = PipelineEvent(
+        tenant_id=runtime_env.tenant_id, source=EventSource.CONNECTWISE, kind=EventKind.CHANGE_APPROVED, subject=ticket
+    )
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
+    raised = len(durable.posts("/raiseEvent/"))
+    outcomes = _service(runtime_env, durable, tenant_for=lambda _t: tenant).psa_change(event)
+    assert [(o["instance_id"], o["status"], o["vote"]) for o in outcomes] == [(gate_id, "accepted", 0)]
+    assert len(durable.posts("/raiseEvent/")) == raised + 1
+    [vote] = store.votes(gate_id)
+    assert vote.raised and vote.voter_id == voter
+
+
+def _psa_gate(env: Any, durable: Any, **fields: Any) -> tuple[str, PipelineEvent]:
+    """A gate waiting at a PSA change stage on the change ticket Gatekeeper opened, and that ticket's approval."""
+    gate_id = _gate(env, durable, **{"plan": PSA_PLAN, **fields})
+    ticket = str(uuid.uuid4().int % 10**9)
+    store = GateStore(env.storage, env.tenant_id, env.services.sealer)
+    store.link_ticket(ticket, gate_id)
+    store.save_psa_ticket(gate_id, "connectwise", ticket, opened=True)
+    event = PipelineEvent(
+        tenant_id=env.tenant_id, source=EventSource.CONNECTWISE, kind=EventKind.CHANGE_APPROVED, subject=ticket
+    )
+    return gate_id, event
+
+
+def _psa_service(env: Any, durable: Any, audit: AuditLog) -> DecisionService:
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
+    return _service(env, durable, tenant_for=lambda _t: tenant, audit_for=lambda _t: audit)
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [("decided", "gate-decided"), ("not-asked", "not-awaiting-approval"), ("orchestration-gone", "gate-decided")],
+)
+def test_a_psa_decision_for_a_gate_that_no_longer_waits_is_not_applied_and_audited(runtime_env, durable, case, reason):
+    """A gate decided meanwhile, one that never asked for approval, or whose approval orchestration is gone: the
+    PSA decision is reported and audited as not applied, never raised as an error into the connector queue."""
+    fields: dict[str, Any] = {}
+    if case == "decided":
+        fields = {"status": GateStatus.APPROVED, "decided_at": datetime.now(UTC)}
+    elif case == "not-asked":
+        fields = {"status": GateStatus.EVALUATED}
+    gate_id, event = _psa_gate(runtime_env, durable, **fields)
+    if case == "orchestration-gone":
+        durable.instances.pop(chain_instance_id(gate_id))  # the host answers 404 for the chain instance
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    outcomes = _psa_service(runtime_env, durable, audit).psa_change(event)
+    assert outcomes == [{"instance_id": gate_id, "status": "not_applied", "reason": reason}]
+    [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
+    data = audit.open_data(entry)
+    assert (data["action"], data["reason"], data["ticket"]) == ("change_decision_not_applied", reason, event.subject)
+
+
+def test_a_psa_decision_stored_meanwhile_by_another_handling_of_the_event_is_a_duplicate(runtime_env, durable):
+    """Two deliveries of one connector event at once: the one whose vote write loses hears `duplicate`, and
+    raises nothing (the other delivers)."""
+    gate_id, event = _psa_gate(runtime_env, durable)
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    service = _psa_service(runtime_env, durable, audit)
+    store = _DiedAfterStoring(
+        runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer, handed_back=False
+    )
+    service._stores[runtime_env.tenant_id] = store
+    raised = len(durable.posts("/raiseEvent/"))
+    assert service.psa_change(event) == [{"instance_id": gate_id, "status": "duplicate"}]
+    assert store.raced and len(durable.posts("/raiseEvent/")) == raised
+    [vote] = store.votes(gate_id)
+    assert vote.voter_id == f"psa:connectwise:{event.subject}" and not vote.raised
+
+
+@pytest.mark.parametrize("kind", [EventKind.CHANGE_APPROVED, EventKind.CHANGE_REJECTED])
+def test_a_psa_decision_counts_at_the_psa_stage_the_gate_waits_at_with_the_ticket_s_decision(
+    runtime_env, durable, kind
+):
+    """A PSA stage after a people stage: the vote is stored and raised at that stage (1), approving or rejecting
+    as the ticket was decided."""
+    plan = ChainPlan.model_validate(
+        {
+            "stages": [
+                {"name": "leads", "approvers": [ANNA], "quorum": 1, "timeout": "PT1H"},
+                {"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"},
+            ]
+        }
+    )
+    gate_id, event = _psa_gate(runtime_env, durable, plan=plan, stage=1)
+    event = event.model_copy(update={"kind": kind})
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    decision = "approve" if kind is EventKind.CHANGE_APPROVED else "reject"
+    [outcome] = _psa_service(runtime_env, durable, audit).psa_change(event)
+    assert (outcome["status"], outcome["stage"], outcome["decision"]) == ("accepted", 1, decision)
+    [vote] = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer).votes(gate_id)
+    assert (vote.stage, vote.decision.value, vote.raised) == (1, decision, True)
+    verb = "approved" if kind is EventKind.CHANGE_APPROVED else "rejected"
+    assert vote.comment.startswith(f"connectwise change ticket {event.subject} {verb} in the PSA (")
+
+
+def test_a_psa_decision_naming_another_company_is_refused_for_every_linked_gate(runtime_env, durable):
+    """The company check runs once per event (the first linked gate) and its refusal holds for every gate."""
+    gate_id, event = _psa_gate(runtime_env, durable)
+    event = event.model_copy(update={"company": "FabrikamInc"})
+    psa = {
+        "vendor": "connectwise",
+        "url": "https://api-na.myconnectwise.net",
+        "login_company": "fabrikammsp",
+        "company": "ContosoLtd",
+        "board": "Change Management",
+        "credentials": {
+            "public_key": "env:GK_CONTOSO_CW_PUBLIC",
+            "private_key": "env:GK_CONTOSO_CW_PRIVATE",
+            "client_id": "env:GK_CONTOSO_CW_CLIENT",
+        },
+    }
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa=psa)
+    raised = len(durable.posts("/raiseEvent/"))
+    outcomes = _service(runtime_env, durable, tenant_for=lambda _t: tenant).psa_change(event)
+    assert outcomes == [{"instance_id": gate_id, "status": "not_applied", "reason": "ticket-of-another-company"}]
+    assert len(durable.posts("/raiseEvent/")) == raised
+    assert GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer).votes(gate_id) == []
+
+
+def test_the_system_view_shows_a_gate_and_refuses_an_id_that_is_none(runtime_env, durable):
+    gate_id = _gate(runtime_env, durable)
+    service = _service(runtime_env, durable)
+    view = service.system_view(gate_id)
+    assert (view.instance_id, view.can_decide) == (gate_id, False)
+    with pytest.raises(GatekeeperError) as info:
+        service.system_view(None)  # type: ignore[arg-type]
+    assert status_of(info.value) == 404
+
+
+def test_the_decision_s_audit_entry_is_listed_in_the_gate_s_view(runtime_env, durable):
+    env = runtime_env
+    audit = AuditLog(env.storage, env.services.sealer, None, env.tenant_id)
+    gate_id = _gate(env, durable)
+    assert (
+        _service(env, durable, audit_for=lambda _t: audit).decide(gate_id, _person(ANNA), b'{"decision": "approve"}')[0]
+        == 202
+    )
+    [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
+    refs = GateStore(env.storage, env.tenant_id, env.services.sealer).audit_refs(gate_id)
+    assert [(r.seq, r.kind) for r in refs] == [(entry["seq"], "approval_decided")]

@@ -82,3 +82,12 @@ def test_one_voter_counts_once_whatever_the_case_of_the_id():
 def test_a_closed_chain_is_left_as_it_is(status):
     closed = state(plan(1), ("a", REJECT, 0)).model_copy(update={"status": status, "decided_at": T0})
     assert settled(closed) is closed
+
+
+def test_a_vote_of_an_earlier_stage_stored_first_does_not_stop_the_count():
+    """Votes are stored across stages in one sequence: an earlier stage's vote before the current stage's
+    deciding vote is skipped, and the count goes on to that vote."""
+    after = settled(state(plan(1, 1), ("a", APPROVE, 0), ("b", APPROVE, 1), stage=1))
+    assert (after.status, after.reason, after.decided_at) == (ChainStatus.APPROVED, "quorum", T0 + timedelta(minutes=2))
+    after = settled(state(plan(1, 1), ("a", APPROVE, 0), ("b", REJECT, 1), stage=1))
+    assert (after.status, after.decided_at) == (ChainStatus.REJECTED, T0 + timedelta(minutes=2))

@@ -8,6 +8,7 @@ import http.server
 import socket
 import threading
 from types import TracebackType
+from typing import Self
 
 from devstack.azurite import DEV_ACCOUNT, DEV_KEY, free_port
 
@@ -28,8 +29,11 @@ def dead_port() -> int:
     return free_port()
 
 
-class SilentServer:
-    """Accepts TCP connections on 127.0.0.1 and never sends a byte until stopped."""
+class _LoopbackListener:
+    """A TCP listener on 127.0.0.1 whose accept loop runs on a thread until the `with` block ends; each
+    accepted connection goes to `_handle`, and every socket it keeps in `_open` is closed at the end."""
+
+    name = "loopback-listener"
 
     def __init__(self) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -37,10 +41,9 @@ class SilentServer:
         self._socket.bind(("127.0.0.1", 0))
         self._socket.listen(64)
         self._socket.settimeout(0.05)
-        self._held: list[socket.socket] = []
+        self._open: list[socket.socket] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="silent-server", daemon=True)
-        self.accepted = 0
+        self._thread = threading.Thread(target=self._accept, name=self.name, daemon=True)
 
     @property
     def port(self) -> int:
@@ -52,10 +55,12 @@ class SilentServer:
                 connection, _ = self._socket.accept()
             except (TimeoutError, OSError):
                 continue
-            self._held.append(connection)  # keep it open, read nothing, answer nothing
-            self.accepted += 1
+            self._handle(connection)
 
-    def __enter__(self) -> SilentServer:
+    def _handle(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -64,45 +69,45 @@ class SilentServer:
     ) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        for connection in self._held:
+        for connection in self._open:
             connection.close()
         self._socket.close()
 
 
-class SlowAnswerProxy:
+class SilentServer(_LoopbackListener):
+    """Accepts TCP connections on 127.0.0.1 and never sends a byte until stopped."""
+
+    name = "silent-server"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accepted = 0
+
+    def _handle(self, connection: socket.socket) -> None:
+        self._open.append(connection)  # keep it open, read nothing, answer nothing
+        self.accepted += 1
+
+
+class SlowAnswerProxy(_LoopbackListener):
     """Forwards TCP connections on 127.0.0.1 to `target_port` and holds every answer back for `delay` seconds:
     the request reaches the real service and takes effect, but the caller's read budget runs out first (a
     reply lost on the way back). What a product does with a write it was not told about shows here."""
 
+    name = "slow-answer-proxy"
+
     def __init__(self, target_port: int, delay: float) -> None:
+        super().__init__()
         self._target = target_port
         self.delay = delay
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self._socket.listen(64)
-        self._socket.settimeout(0.05)
-        self._open: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="slow-answer-proxy", daemon=True)
         self.connections = 0
 
-    @property
-    def port(self) -> int:
-        return int(self._socket.getsockname()[1])
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._socket.accept()
-            except (TimeoutError, OSError):
-                continue
-            self.connections += 1
-            upstream = socket.create_connection(("127.0.0.1", self._target))
-            self._open += [client, upstream]
-            asked = threading.Event()  # a request went up since the last answer came down
-            threading.Thread(target=self._pump, args=(client, upstream, asked, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, asked, True), daemon=True).start()
+    def _handle(self, client: socket.socket) -> None:
+        self.connections += 1
+        upstream = socket.create_connection(("127.0.0.1", self._target))
+        self._open += [client, upstream]
+        asked = threading.Event()  # a request went up since the last answer came down
+        threading.Thread(target=self._pump, args=(client, upstream, asked, False), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client, asked, True), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, asked: threading.Event, answers: bool) -> None:
         try:
@@ -122,19 +127,6 @@ class SlowAnswerProxy:
             for end in (source, sink):
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> SlowAnswerProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        for end in self._open:
-            end.close()
-        self._socket.close()
 
 
 class ImpostorServer:

@@ -353,7 +353,7 @@ Outcome = VoteCounted | StagePassed | ChainApproved | ChainRejected | Escalated 
 def check(state: ChainState, vote: Vote) -> Refusal | None:
     """Why this vote would be refused, or None if it would count. Order: closed, late, self, twice, who."""
     if state.closed:
-        return ChainClosed(f"the gate was {state.status.value} at {_iso(state.decided_at)}")
+        return closed_refusal(state)
     if vote.stage is not None and vote.stage != state.stage:
         return PastDeadline(f"the vote was cast for stage {vote.stage}, which is no longer current")
     if vote.at >= state.deadline:
@@ -412,6 +412,11 @@ def cancel(state: ChainState, now: datetime, reason: str = "cancelled") -> tuple
         return state, ChainClosed(f"the gate was already {state.status.value}")
     closed = state.model_copy(update={"status": ChainStatus.REJECTED, "decided_at": now, "reason": reason})
     return closed, ChainRejected(stage=state.stage, reason=reason)
+
+
+def closed_refusal(state: ChainState) -> ChainClosed:
+    """The refusal of any vote on a closed chain, saying how and when it closed."""
+    return ChainClosed(f"the gate was {state.status.value} at {_iso(state.decided_at)}")
 
 
 def _iso(value: datetime | None) -> str:

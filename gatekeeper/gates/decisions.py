@@ -441,7 +441,7 @@ class DecisionService:
         before = [v for v in store.votes(record.instance_id) if v.seq < stored.seq]
         state = self._state(store, record, before)
         if state.closed:
-            return chain.ChainClosed(f"the gate was {state.status.value} at {_iso(state.decided_at)}")
+            return chain.closed_refusal(state)
         if state.stage != stored.stage:
             return chain.PastDeadline(f"stage {stored.stage} already has its decision; the chain has moved on")
         return None
@@ -540,10 +540,6 @@ def settled(state: chain.ChainState) -> chain.ChainState:
             update = {"status": chain.ChainStatus.APPROVED, "decided_at": vote.at, "reason": "quorum"}
             return state.model_copy(update=update)
     return state
-
-
-def _iso(value: datetime | None) -> str:
-    return value.isoformat() if value is not None else "an earlier time"
 
 
 def _opened_ticket(store: GateStore, instance_id: str) -> str | None:

@@ -257,6 +257,13 @@ def github_delivery(delivery: str) -> func.HttpRequest:
     return github_request("deployment_protection_rule", dpr, delivery=delivery)
 
 
+# The queue's answer is held back this long. A lost answer cannot be retried inside one test (the retry is what
+# is under test), so the one answer is judged against the held answer itself, not the 2.5 s route bound: the
+# product must give up on its own budget and answer 503 before the queue's reply would have come. A loaded
+# machine can add a second to one request (seen: 2.8 s under two CPU hogs) without the budget being wrong.
+HELD_ANSWER_SECONDS = 6.0
+
+
 @pytest.mark.parametrize("route", ("github_webhook", "action_request"))
 def test_a_lost_queue_answer_is_503_and_the_retry_still_starts_exactly_one_gate(env, azurite, durable, route):
     """The queue stores the message but its answer arrives after the request budget: the caller hears 503 and
@@ -269,12 +276,12 @@ def test_a_lost_queue_answer_is_503_and_the_retry_still_starts_exactly_one_gate(
             return http_function(route)(github_delivery(delivery))
         return send(route, env.tenant_id, durable, key)
 
-    with SlowAnswerProxy(azurite.queue_port, delay=3.0) as proxy:
+    with SlowAnswerProxy(azurite.queue_port, delay=HELD_ANSWER_SECONDS) as proxy:
         connection = storage_connection_string(blob=azurite.blob_port, queue=proxy.port, table=azurite.table_port)
         install(env, StorageAccount(connection_string=connection), env.services.sealer)
         started = time.monotonic()
         lost = once()
-        assert_unavailable(lost, time.monotonic() - started)
+        assert_unavailable(lost, time.monotonic() - started, bound=HELD_ANSWER_SECONDS)
         assert proxy.connections >= 1
     assert len(env.queued_texts()) == 1, "the send took effect although its answer was lost"
     install(env, env.storage, env.services.sealer)
@@ -310,12 +317,12 @@ def test_a_lost_queue_answer_keeps_the_claim_check_so_the_queued_large_event_sti
     message is dead-lettered and the gate is lost for a caller that does not retry (GitHub redelivers only
     by hand). An orphan blob is the cheaper failure: the storage lifecycle rule removes it after 30 days."""
     run_id = uuid.uuid4().hex[:8]
-    with SlowAnswerProxy(azurite.queue_port, delay=3.0) as proxy:
+    with SlowAnswerProxy(azurite.queue_port, delay=HELD_ANSWER_SECONDS) as proxy:
         connection = storage_connection_string(blob=azurite.blob_port, queue=proxy.port, table=azurite.table_port)
         install(env, StorageAccount(connection_string=connection), env.services.sealer)
         started = time.monotonic()
         lost = http_function("generic_events")(large_gate_request(env.tenant_id, run_id))
-        assert_unavailable(lost, time.monotonic() - started)
+        assert_unavailable(lost, time.monotonic() - started, bound=HELD_ANSWER_SECONDS)
     install(env, env.storage, env.services.sealer)
     [text] = env.queued_texts()
     assert '"blob"' in text, "the event travels as a claim check"

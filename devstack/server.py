@@ -191,10 +191,11 @@ class LocalServer(LoopbackServer):
         status: int = 502,
         *,
         path_contains: str = "",
-        retry_after: int | None = None,
+        retry_after: int | str | None = None,
         body: Any = None,
     ) -> None:
-        """Answer the next `times` matching requests with `status` (and `Retry-After`), then behave."""
+        """Answer the next `times` matching requests with `status` (and `Retry-After`: seconds, or any text such
+        as an HTTP date), then behave."""
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         with self._lock:
             self._failures.append(_Failure(times, status, path_contains, headers, body))

@@ -91,7 +91,7 @@ def env(storage_connection_string, tmp_path):
                 IDS["allowlisted"],
                 ("connectwise:company:fabrikammsp3", "ninjarmm:org:42x"),
                 "GKN",
-                connector_allowed_networks=("203.0.113.0/24",),
+                connector_allowed_networks=("203.0.113.0/24", "2001:db8:5::/48"),
             ),
         ),
         extra_environ=environ,
@@ -362,3 +362,99 @@ def test_the_dispatcher_trigger_raises_a_psa_approval_to_the_linked_gates_chain(
     assert vote["voter_id"] == "psa:autotask:7311" and vote["decision"] == "approve" and vote["stage"] == 0
     [stored] = store.votes(gate)
     assert stored.raised and stored.voter_id == "psa:autotask:7311"
+
+
+def _ninjaone_for_the_allowlisted_tenant() -> bytes:
+    return (
+        (FIXTURES / "ninjaone" / "condition-triggered.json")
+        .read_bytes()
+        .replace(b'"organizationId": 42', b'"organizationId": "42x"')
+    )
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "status"),
+    [
+        ("[2001:db8:5::17]:50312", 202),  # IPv6 as the front end writes it: bracketed, with the port
+        ("2001:db8:5::17", 202),  # IPv6 without a port: its colons are not a port separator
+        ("198.51.100.7, [2001:db8:5::17]:443", 202),  # the platform's right-most entry counts
+        ("[2001:db8:6::17]:50312", 401),  # IPv6 outside the allowed network
+        ("unknown", 401),  # what a proxy writes when it does not know: no address, no pass
+        ("203.0.113.9:50312:7", 401),
+        ("", 401),
+    ],
+)
+def test_the_allow_list_reads_the_callers_address_in_each_form_and_refuses_what_is_not_one(env, forwarded, status):
+    """A tenant's allow-list has an IPv4 and an IPv6 network: an address in either passes (any, not all); an
+    address in neither, or a header that is not an address, is the same 401 as a wrong secret."""
+    response = post(
+        "ninjaone",
+        _ninjaone_for_the_allowlisted_tenant(),
+        tenant_id=IDS["allowlisted"],
+        headers={"X-Forwarded-For": forwarded},
+    )
+    assert response.status_code == status, response.get_body()
+    if status == 401:
+        assert without_instance(response) == unauthenticated_answer(env)
+        assert env.queued_texts() == []
+
+
+def test_an_allow_listed_tenant_without_a_forwarded_address_is_refused(env):
+    response = post("ninjaone", _ninjaone_for_the_allowlisted_tenant(), tenant_id=IDS["allowlisted"])
+    assert response.status_code == 401 and env.queued_texts() == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "bearer " + SECRETS["halopsa"]},  # the scheme is case-insensitive (RFC 9110)
+        {"Authorization": "Bearer " + SECRETS["halopsa"] + "  "},  # trailing blanks are not part of the token
+        {"X-Gatekeeper-Connector-Secret": SECRETS["halopsa"]},  # HaloPSA's API-key header option
+    ],
+)
+def test_halopsa_credentials_in_each_form_its_webhook_form_sends(env, headers):
+    body = (FIXTURES / "halopsa" / "ticket-approved.json").read_bytes()
+    response = post("halopsa", body, signed=False, headers=headers)
+    assert response.status_code == 202, response.get_body()
+
+
+def test_the_vendor_in_the_route_is_case_insensitive_and_bounded(env):
+    body = (FIXTURES / "autotask" / "ticket-change-approved.json").read_bytes()
+    headers = {"Content-Type": "application/json", **credential("autotask", body)[0]}
+
+    def send(vendor: str) -> func.HttpResponse:
+        request = func.HttpRequest(
+            "POST",
+            f"http://localhost/api/connectors/{vendor}?tenant={IDS['client']}",
+            headers=headers,
+            body=body,
+            route_params={"vendor": vendor},
+        )
+        return http_function("connector_webhook")(request)
+
+    assert send("AutoTask").status_code == 202
+    unknown = send("autotask" + "x" * 40)
+    assert unknown.status_code == 404 and problem(unknown)["field"] == "path:vendor"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "tenant={client}&pad=" + "x" * 2100,  # a query over 2 KiB is no vendor's callback URL: read as empty
+        "tenant={client}%0A",  # a tenant id with a line break is no tenant id
+        "tenant=%20{client}",
+    ],
+)
+def test_a_query_that_is_not_a_callback_url_names_no_tenant(env, query):
+    body = (FIXTURES / "autotask" / "ticket-change-approved.json").read_bytes()
+    headers = {"Content-Type": "application/json", **credential("autotask", body)[0]}
+    request = func.HttpRequest(
+        "POST",
+        "http://localhost/api/connectors/autotask?" + query.format(client=IDS["client"]),
+        headers=headers,
+        body=body,
+        route_params={"vendor": "autotask"},
+    )
+    response = http_function("connector_webhook")(request)
+    assert response.status_code == 401, response.get_body()
+    assert env.queued_texts() == []

@@ -122,3 +122,76 @@ def test_only_tokens_naming_the_issuer_are_routed_to_this_validator(issuer):
         entra_token = entra.issue("0000000a-0000-4000-8000-00000000000a", "72f988bf-86f1-41af-91ab-2d7cd011db47", "x")
     assert not is_github_token(entra_token, issuer.issuer)
     assert not is_github_token("not-a-jwt", issuer.issuer)
+
+
+def _claims_of(issuer: LocalGitHubOidcIssuer, **extra: object) -> dict:
+    claims = jwt.decode(issuer.issue(AUDIENCE), options={"verify_signature": False})
+    claims.update(extra)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+@pytest.mark.parametrize("missing", ["nbf", "iat", "sub", "actor", "repository"])
+def test_a_token_without_a_required_claim_is_refused(issuer, validator, missing):
+    """GitHub always sets these; a token without one was not minted for a job (time claims included: without
+    `nbf`/`iat` nothing bounds when it was made)."""
+    token = issuer.sign(_claims_of(issuer, **{missing: None}))
+    assert refusal(validator, token) == "missing-claim"
+
+
+def test_an_oversized_token_or_kid_is_refused_before_any_key_is_fetched(issuer, validator):
+    before = issuer.requests["/.well-known/jwks"]
+    padded = issuer.sign(_claims_of(issuer, padding="x" * 9000))
+    assert refusal(validator, padded) == "malformed"
+    long_kid = issuer.sign(_claims_of(issuer), headers={"kid": "k" * 201})
+    assert refusal(validator, long_kid) == "unknown-key"
+    assert issuer.requests["/.well-known/jwks"] == before
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("repository", "contoso/infra/extra"),  # owner/name only
+        ("repository", "contoso/"),
+        ("actor", "dev alice"),  # a login has no blanks
+        ("actor", "-dev"),  # nor starts with a hyphen
+        ("actor", "d" * 40),  # at most 39 characters
+        ("repository_owner_id", True),  # a boolean is not an id
+    ],
+)
+def test_identifying_claims_must_have_githubs_shapes(issuer, validator, claim, value):
+    token = issuer.sign(_claims_of(issuer, **{claim: value}))
+    assert refusal(validator, token) == "missing-claim"
+
+
+def test_optional_claims_of_the_wrong_shape_are_left_out_not_trusted(issuer, validator):
+    """A triggering actor that is no login does not become the requester (the actor does); a boolean or an
+    over-long text is no ref or workflow; an owner that is no login gives way to the repository's owner."""
+    token = issuer.sign(
+        _claims_of(
+            issuer,
+            triggering_actor="mallory the approver",
+            ref=True,
+            workflow_ref="w" * 501,
+            repository_owner="not a login",
+            run_id=False,
+        )
+    )
+    job = validator.validate(token)
+    assert job.requester == job.actor == "dev-alice"
+    assert job.ref is None and job.workflow_ref is None and job.run_id is None
+    assert job.repository_owner == "contoso"
+
+
+def test_numeric_claims_as_numbers_are_read_as_their_digits(issuer, validator):
+    job = validator.validate(issuer.sign(_claims_of(issuer, run_id=9100002, run_attempt=2)))
+    assert (job.run_id, job.run_attempt) == ("9100002", "2")
+
+
+def test_the_issuer_setting_may_end_with_a_slash(issuer):
+    job = GitHubOidcValidator(AUDIENCE, issuer.issuer + "/").validate(issuer.issue(AUDIENCE))
+    assert job.repository == "contoso/infra"
+
+
+def test_a_lookalike_issuer_is_not_githubs(issuer):
+    for lookalike in (issuer.issuer + ".evil.example", issuer.issuer + "/x", "x" + issuer.issuer):
+        assert not is_github_token(issuer.issue(AUDIENCE, issuer=lookalike), issuer.issuer)

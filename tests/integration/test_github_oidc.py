@@ -155,6 +155,7 @@ def test_an_oversized_token_or_kid_is_refused_before_any_key_is_fetched(issuer, 
         ("actor", "dev alice"),  # a login has no blanks
         ("actor", "-dev"),  # nor starts with a hyphen
         ("actor", "d" * 40),  # at most 39 characters
+        ("actor", "dev-alice\n"),  # the whole value is the login (a `$` alone would let a line break through)
         ("repository_owner_id", True),  # a boolean is not an id
     ],
 )

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from gatekeeper.client.api import ActionState
 from gatekeeper.client.environment import ClientEnvironment
@@ -248,3 +249,43 @@ def test_the_example_policy_file_loads():
     loaded = load_guard_policy(ROOT / "examples" / "mcp-guard.yaml")
     assert str(loaded.verdict("kubectl_delete_namespace", {"name": "prod-legacy"}).level) == "L2"
     assert json.dumps(loaded.document.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_of_several_matching_rules_the_highest_names_the_action_and_environment_whatever_their_order(order):
+    rules = [
+        {"name": "low", "match": {"tools": ["db_*"]}, "level": "L1", "action": "deploy", "environment": "staging"},
+        {
+            "name": "high",
+            "match": {"tools": ["db_export"]},
+            "level": "L3",
+            "action": "data_export",
+            "environment": "prod-eu",
+        },
+    ]
+    verdict = policy({"version": 1, "rules": [rules[i] for i in order]}).verdict("db_export", {})
+    assert str(verdict.level) == "L3"
+    assert (verdict.action, verdict.environment) == ("data_export", "prod-eu")
+
+
+def test_a_structured_argument_is_matched_in_its_canonical_json_spelling():
+    """Objects, lists, numbers and booleans are compared as canonical JSON (sorted keys, no blanks), the same
+    spelling the approver sees in the command, never as Python's repr."""
+    document = {
+        "version": 1,
+        "rules": [
+            {"name": "labels", "match": {"tools": ["tag"], "arguments": {"labels": '{"a":2,"b":1}'}}, "level": "L2"},
+            {"name": "force", "match": {"tools": ["wipe"], "arguments": {"force": "true"}}, "level": "L3"},
+        ],
+    }
+    assert str(policy(document).verdict("tag", {"labels": {"b": 1, "a": 2}}).level) == "L2"
+    assert str(policy(document).verdict("wipe", {"force": True}).level) == "L3"
+    assert str(policy(document).verdict("wipe", {"force": "yes"}).level) == "L0"
+
+
+@pytest.mark.parametrize("glob", ["kubectl\x07", "kubectl\n*", ""])
+def test_a_tool_glob_with_control_characters_is_refused(glob):
+    document = {"version": 1, "rules": [{"name": "x", "match": {"tools": [glob]}, "level": "L2"}]}
+    with pytest.raises(ValidationError) as refused:
+        GuardPolicyDocument.model_validate(document)
+    assert refused.value.errors()[0]["loc"][:4] == ("rules", 0, "match", "tools")

@@ -532,6 +532,19 @@ def test_an_l2_rollback_waits_for_approval(env: Env):
     assert env.entries(bad, "rollback")[0]["level"] == "L2"
 
 
+def test_a_failed_rollback_approval_chain_never_rolls_back_on_its_own(env: Env):
+    from gatekeeper.contracts.gate import chain_instance_id, vote_event_name
+
+    _, bad, _ = env.good_then_bad("prod-eu")
+    env.gates.runner.advance(timedelta(minutes=3))
+    gate = rollback_gate_id(bad)
+    # A vote event no route would send (no decision): the chain fails on it.
+    env.gates.runner.raise_event(chain_instance_id(gate), vote_event_name(0), {"seq": 0, "voter_id": ANNA})
+    output = env.finish(bad)
+    assert output["outcome"] == "human_task" and output["reason"].startswith("approval chain failed: ")
+    assert env.github.dispatches == []
+
+
 def test_a_hold_stops_the_automatic_rollback_and_a_person_rolls_back(env: Env):
     _, bad, _ = env.good_then_bad()
     env.gates.runner.run_until_idle()

@@ -17,7 +17,7 @@ from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 from gatekeeper.store.envelope import SealedDataUnreadable
 from gatekeeper.store.key_errors import KeyGone, KeyServiceUnavailable
 from gatekeeper.store.keyring import DATA_KEY_PARTITION, DataKeyRing
-from gatekeeper.store.keys import KeyVaultKeyProvider, LocalKeyProvider, build_cipher
+from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount, TablePurpose
 from tests.keyvault_fixtures import (  # noqa: F401
     keyvault_provider,

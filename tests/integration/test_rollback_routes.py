@@ -205,6 +205,18 @@ def test_an_ended_watch_can_be_neither_held_nor_rolled_back(env):
     assert raised(env) == []
 
 
+@pytest.mark.parametrize("orchestration", ["Completed", "Failed", "unknown to the task hub"])
+def test_a_watch_whose_orchestration_already_ended_answers_gone(env, orchestration):
+    """The record still says watching (it has not caught up), but the task hub refuses the wake: 410 from the
+    extension for an ended instance, 404 for one it no longer knows; either way the watch has ended."""
+    if orchestration in ("Completed", "Failed"):
+        env["durable"].instances[env["watch"]]["runtimeStatus"] = orchestration
+    else:
+        del env["durable"].instances[env["watch"]]
+    answer = call(env, "deployment_hold", f"deployments/{env['watch']}/hold", oid=OPERATOR, body={})
+    assert answer.status_code == 410 and problem(answer)["type"].endswith("/watch-ended")
+
+
 def test_a_task_hub_failing_to_take_the_wake_is_not_reported_as_an_ended_watch(env):
     env["durable"].fail_next(1, 500, path_contains="/raiseEvent/")
     answer = call(env, "deployment_hold", f"deployments/{env['watch']}/hold", oid=OPERATOR, body={})

@@ -221,3 +221,37 @@ def test_a_task_hub_failing_to_take_the_wake_is_not_reported_as_an_ended_watch(e
     env["durable"].fail_next(1, 500, path_contains="/raiseEvent/")
     answer = call(env, "deployment_hold", f"deployments/{env['watch']}/hold", oid=OPERATOR, body={})
     assert answer.status_code >= 500 and not problem(answer)["type"].endswith("/watch-ended")
+
+
+def test_the_approvers_of_the_deployments_gate_may_act_on_its_watch(env):
+    from gatekeeper.approvals.chain import ChainPlan
+    from gatekeeper.contracts.gate import GateStatus
+    from gatekeeper.gates.store import GateRecord, GateStore
+
+    runtime, watch = env["runtime"], env["watch"]
+    gate_id, now = "gate-" + uuid.uuid4().hex[:40], datetime.now(UTC)
+    plan = ChainPlan.from_policy(
+        {"stages": [{"name": "leads", "approvers": [APPROVER, f"group:{OPS_GROUP}"], "timeout": "PT1H"}]}
+    )
+    GateStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).save(
+        GateRecord(
+            instance_id=gate_id,
+            tenant_id=runtime.tenant_id,
+            status=GateStatus.APPROVED,
+            level="L2",
+            title="deploy",
+            subject={"repository": "contoso/shop"},
+            requester=("dev@contoso.com",),
+            plan=plan,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    route = f"deployments/{watch}"
+    before = call(env, "deployment_state", route, method="GET", headers={"Authorization": as_person(env, APPROVER)})
+    assert before.status_code == 403  # not yet: the watch names no gate
+    WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).update(watch, gate_id=gate_id)
+    for person in (as_person(env, APPROVER), as_person(env, STRANGER, groups=(OPS_GROUP,))):
+        assert call(env, "deployment_state", route, method="GET", headers={"Authorization": person}).status_code == 200
+    stranger = call(env, "deployment_state", route, method="GET", headers={"Authorization": as_person(env, STRANGER)})
+    assert stranger.status_code == 403

@@ -504,6 +504,28 @@ def test_without_a_target_people_are_told_to_roll_back(env: Env):
     assert task["kind"] == "human_task" and "no rollback target configured" in task["text"]
 
 
+def test_a_first_deployment_that_fails_has_nothing_to_roll_back_to_and_people_decide(env: Env):
+    env.health.unhealthy_from = 0
+    watch = env.deploy(env.deployment())  # no earlier deployment passed its watch here
+    assert env.finish(watch)["outcome"] == "human_task"
+    assert "no last known good deployment recorded" in env.entries(watch, "rollback")[0]["reason"]
+    assert env.github.dispatches == []
+
+
+def test_an_l2_rollback_without_any_approval_chain_is_left_to_people(env: Env):
+    document = {
+        "version": 1,
+        "rules": [{"name": "rollbacks ask", "match": {"actions": ["rollback"]}, "level": "L2"}],  # no chain
+        "watch": [watch_entry(["production"], env.health.health_url)],  # nor one of its own, nor a default
+    }
+    PolicyStore(env.gates.services.storage, env.tenant_id).publish(json.dumps(document), published_by="tests")
+    _, bad, _ = env.good_then_bad()
+    assert env.finish(bad)["outcome"] == "human_task"
+    [planned] = [e for e in env.entries(bad, "rollback") if e.get("level")][:1]
+    assert planned["level"] == "L3" and "without an approval chain" in planned["reason"]
+    assert env.github.dispatches == []
+
+
 def test_probe_errors_past_the_limit_are_inconclusive_and_notify(env: Env):
     env.health.garbled_from = 1
     watch = env.deploy(env.deployment())

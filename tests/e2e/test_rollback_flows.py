@@ -28,7 +28,7 @@ from devstack.webhook import LocalWebhookReceiver
 from functions.http import problem_body, status_of
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.watch import rollback_gate_id
-from gatekeeper.errors import GatekeeperError
+from gatekeeper.errors import GatekeeperError, IntegrityError
 from gatekeeper.events.azure_devops import parse_service_hook
 from gatekeeper.events.generic import parse_generic
 from gatekeeper.events.github import parse_github
@@ -509,6 +509,19 @@ def test_a_first_deployment_that_fails_has_nothing_to_roll_back_to_and_people_de
     watch = env.deploy(env.deployment())  # no earlier deployment passed its watch here
     assert env.finish(watch)["outcome"] == "human_task"
     assert "no last known good deployment recorded" in env.entries(watch, "rollback")[0]["reason"]
+    assert env.github.dispatches == []
+
+
+def test_a_policy_that_cannot_be_evaluated_for_the_rollback_leaves_it_to_people(env: Env):
+    class Unavailable(PolicyDecider):
+        def decide(self, event, at):  # type: ignore[no-untyped-def]
+            raise IntegrityError("the policy did not open")
+
+    _, bad, _ = env.good_then_bad()
+    env.gates.services.__dict__["decider"] = Unavailable(env.gates.services.policy_for)
+    assert env.finish(bad)["outcome"] == "human_task"
+    [planned] = [e for e in env.entries(bad, "rollback") if e.get("level")][:1]
+    assert planned["level"] == "L3" and "policy unavailable (IntegrityError)" in planned["reason"]
     assert env.github.dispatches == []
 
 

@@ -638,3 +638,26 @@ def test_a_change_ticket_that_cannot_be_opened_leaves_the_gate_waiting_and_links
     )
     outcome = write(rig.env.gates.services, again)  # a result, never an exception into the flow
     assert (outcome.ok, outcome.failures, outcome.ticket) == (False, 1, None)
+
+
+def _registry_down() -> TicketSystems:
+    """The PSA write-back of a process whose registry cannot be read (storage refusing connections)."""
+    from gatekeeper.store.tables import StorageAccount
+    from gatekeeper.tenancy.registry import TenantRegistry
+    from tests.support.outage import dead_port, storage_connection_string
+
+    port = dead_port()
+    down = StorageAccount(connection_string=storage_connection_string(blob=port, queue=port, table=port))
+    return TicketSystems(TenantRegistry(down).get, SecretResolver({}), policy=RetryPolicy(max_attempts=1))
+
+
+def test_a_psa_write_back_that_fails_outright_never_fails_the_gate_or_its_answer(rig: Rig):
+    rig.env.gates.services.tickets = _registry_down()
+    ticket = rig.server.add_ticket("Deploy web-shop 3.2", company="ContosoLtd", board="Change Management")
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))
+    status = rig.env.status(gate)
+    assert status.runtime_status == "Completed" and status.output["status"] == "approved"
+    assert [c["state"] for c in rig.env.callbacks()] == ["approved"]
+    assert status.custom_status["phase"] == "done" and status.custom_status.get("psa")  # the failure, said
+    assert rig.order(gate).count("psa_ticket") == 2  # the request note and the decision were both tried
+    assert ticket.notes == [] and rig.server.requests == []

@@ -409,6 +409,20 @@ def test_a_rollback_of_an_approved_change_is_an_override_on_its_gate_with_both_s
     ]
 
 
+def test_a_psa_note_that_fails_outright_after_a_rollback_never_fails_the_watch(env: Env):
+    from gatekeeper.psa.systems import TicketSystems
+    from gatekeeper.tenancy.registry import TenantRegistry
+    from gatekeeper.tenancy.secrets import SecretResolver
+    from tests.support.outage import dead_port, storage_connection_string
+
+    port = dead_port()  # the registry behind the PSA write-back cannot be read
+    down = StorageAccount(connection_string=storage_connection_string(blob=port, queue=port, table=port))
+    env.gates.services.tickets = TicketSystems(TenantRegistry(down).get, SecretResolver({}))
+    _, bad, _ = env.good_then_bad()
+    assert env.finish(bad)["outcome"] == "rolled_back" and len(env.github.dispatches) == 1
+    assert [name for instance, name, _ in env.gates.runner.activity_log if instance == bad].count("psa_ticket") == 1
+
+
 def test_failures_past_the_limit_roll_back_through_azure_devops(env: Env):
     env.ado.run_result = None  # the run is queued and still running when first asked
     _, bad, good_event = env.good_then_bad("ado-prod")

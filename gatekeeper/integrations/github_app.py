@@ -121,10 +121,6 @@ class InMemoryCommentBudget:
             self._counts[key] = used + 1
             return True
 
-    def used(self, key: str) -> int:
-        with self._lock:
-            return self._counts.get(key, 0)
-
 
 def deployment_key(callback: GitHubCallback) -> str:
     return f"{callback.owner}/{callback.repo}/runs/{callback.run_id}/{callback.environment_name}"

@@ -217,6 +217,9 @@ class DeploymentControl:
         try:
             self._gateway.raise_event(record.instance_id, wake_event_name(record.wakes - 1), data)
         except Exception as exc:
-            if "not running" in str(exc).lower() or "not found" in str(exc).lower():
+            # The SDK's texts for the extension's 410 ("... is gone: either completed or failed") and 404 ("No
+            # instance with ID ... found."), besides the earlier "not running" and "not found".
+            text = str(exc).lower()
+            if any(word in text for word in ("is gone", "no instance", "not running", "not found")):
                 raise Gone("The watch has ended.", code="watch-ended", title="Watch ended") from None
             raise

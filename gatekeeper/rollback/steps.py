@@ -305,7 +305,8 @@ def plan_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackPlan:
         except Exception as exc:  # a policy that cannot be read must not stop people hearing about it
             decision = None
             configured, reason = GateLevel.L3, f"policy unavailable ({type(exc).__name__})"
-        level, reason = decide.rollback_level(configured, decision)
+        # The audit and the people's notice name the real cause, not "from the watch settings".
+        level, reason = (configured, reason) if decision is None else decide.rollback_level(configured, decision)
         if spec is None or spec.rollback.target is None:
             level, reason = GateLevel.L3, "no rollback target configured: people roll back"
         elif store.last_good(d.repository, d.environment) is None:

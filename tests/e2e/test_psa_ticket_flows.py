@@ -537,3 +537,127 @@ def test_an_l3_task_marked_done_with_minutes_logs_an_autotask_time_entry(rig: Ri
         assert f"by {OPERATOR}: rotated by hand" in entry["summaryNotes"]
         logged = [e.data for e in rig.psa_audit(gate) if e.data["moment"] == "done"]
         assert [(d["vendor"], d["operation"], d["ok"]) for d in logged] == [("autotask", "log_time", True)]
+
+
+# -- what is not written, and why -------------------------------------------------------------------------
+
+
+def _moment_ops(rig: Rig, gate: str, moment: str) -> list[tuple[str, bool]]:
+    return [(e.data["operation"], e.data["ok"]) for e in rig.psa_audit(gate) if e.data["moment"] == moment]
+
+
+def test_psa_settings_that_cannot_be_used_are_audited_and_never_hold_the_gate(rig: Rig):
+    rig.env.gates.services.tickets = TicketSystems(
+        rig.env.gates.services.registry.get,
+        SecretResolver({}),  # the credential references name app settings that are not set
+        policy=RetryPolicy(max_attempts=1),
+        allow_loopback_http=True,
+        clock=rig.shared.clock.now,
+    )
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket="connectwise:41001"))
+    assert rig.env.status(gate).output["status"] == "approved"
+    audited = rig.psa_audit(gate)
+    assert audited and all(e.data["operation"] == "configure" and e.data["ok"] is False for e in audited)
+    assert all(e.data["detail"].startswith("psa.credentials.") for e in audited)
+    assert all(e.subject == "psa settings unusable" for e in audited)
+    assert rig.server.requests == []
+
+
+def test_a_note_that_fails_for_good_stops_that_moments_other_writes(rig: Rig):
+    ticket = rig.server.add_ticket("Deploy web-shop 3.0", company="ContosoLtd", board="Change Management")
+    rig.server.fail_next(3, 500, path_contains="/notes")  # the request note: every retry fails
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))
+    assert rig.env.status(gate).output["status"] == "approved"
+    assert _moment_ops(rig, gate, "requested") == [("find_or_open", True), ("add_note", False)]  # no status
+    assert ("set_status", True) in _moment_ops(rig, gate, "decided")  # the next moment tries again
+    assert ticket.status == "Change Approved"
+
+
+@pytest.mark.parametrize("rig", [{"rollback_priority": None}], indirect=True)
+def test_a_rollback_without_a_priority_to_raise_skips_it_unaudited(rig: Rig):
+    ticket = rig.server.add_ticket("Deploy web-shop 3.1", company="ContosoLtd", board="Change Management")
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))
+    told = PsaTicketInput(
+        tenant_id=rig.shared.tenant_id, instance_id=gate, moment="rolled_back", reason="x", at=rig.shared.clock.now()
+    )
+    outcome = write(rig.env.gates.services, told)
+    assert outcome.ok and outcome.writes == 2 and ticket.priority is None and ticket.status == "Rolled Back"
+    assert _moment_ops(rig, gate, "rolled_back") == [("add_note", True), ("set_status", True)]
+
+
+def test_a_write_for_a_gate_that_does_not_exist_or_has_no_task_asks_the_psa_nothing(rig: Rig):
+    services, now = rig.env.gates.services, rig.shared.clock.now()
+    missing = PsaTicketInput(tenant_id=rig.shared.tenant_id, instance_id="gate-" + "0" * 40, moment="decided", at=now)
+    assert write(services, missing).model_dump(include={"ok", "skipped", "detail"}) == {
+        "ok": True,
+        "skipped": True,
+        "detail": "no such gate",
+    }
+    gate = rig.env.gates.submit(rig.env.event("dev"))
+    done = PsaTicketInput(tenant_id=rig.shared.tenant_id, instance_id=gate, moment="done", minutes=30, by=ANNA, at=now)
+    outcome = write(services, done)
+    assert (outcome.skipped, outcome.detail) == (True, "no L3 task ticket or no time to log")
+    assert rig.server.requests == []
+
+
+@pytest.mark.parametrize("rig", [{"human_task_tickets": False}], indirect=True)
+def test_l3_opens_no_task_ticket_when_the_tenant_does_not_want_them(rig: Rig):
+    gate = rig.env.gates.submit(rig.env.event("production", ActionKind.SECRET_ACCESS))
+    assert rig.env.status(gate).output["status"] == "human_task"
+    assert rig.server.tickets == {} and rig.server.requests == []
+
+
+def test_l3_with_a_linked_ticket_notes_the_task_on_it_and_a_psa_down_opens_nothing(rig: Rig):
+    linked = rig.server.add_ticket("Rotate the vault", company="ContosoLtd", board="Change Management")
+    gate = rig.env.gates.submit(rig.env.event("production", ActionKind.SECRET_ACCESS, ticket=str(linked.id)))
+    [task] = [t for t in rig.server.tickets.values() if t.id != linked.id]
+    assert f"A person carries this change out: ticket {task.id}." in _texts(linked)[-1]
+    rig.server.outage(503)
+    down = rig.env.gates.submit(rig.env.event("production", ActionKind.SECRET_ACCESS))
+    assert rig.env.status(down).output["status"] == "human_task"
+    assert len(rig.server.tickets) == 2  # nothing opened while the PSA is down
+    assert _moment_ops(rig, down, "human_task") == [("find_or_open", False)]
+    again = PsaTicketInput(
+        tenant_id=rig.shared.tenant_id, instance_id=down, moment="human_task", at=rig.shared.clock.now()
+    )
+    outcome = write(rig.env.gates.services, again)  # a result, never an exception into the flow
+    assert (outcome.ok, outcome.failures) == (False, 1)
+    assert rig.env.gates.services.gates(rig.shared.tenant_id).psa_task(down) is None
+    assert rig.env.status(gate).output["status"] == "human_task"
+
+
+@pytest.mark.parametrize("rig", [{"open_change_ticket": "production"}], indirect=True)
+def test_a_change_ticket_that_cannot_be_opened_leaves_the_gate_waiting_and_links_nothing(rig: Rig):
+    rig.server.outage(503)
+    gate = rig.env.gates.submit(rig.env.event("prod-cab"))
+    assert rig.env.status(gate).runtime_status == "Running" and rig.server.tickets == {}
+    assert _moment_ops(rig, gate, "requested") == [("find_or_open", False)]
+    assert rig.env.gates.services.gates(rig.shared.tenant_id).psa_ticket(gate) is None
+    again = PsaTicketInput(
+        tenant_id=rig.shared.tenant_id, instance_id=gate, moment="requested", at=rig.shared.clock.now()
+    )
+    outcome = write(rig.env.gates.services, again)  # a result, never an exception into the flow
+    assert (outcome.ok, outcome.failures, outcome.ticket) == (False, 1, None)
+
+
+def _registry_down() -> TicketSystems:
+    """The PSA write-back of a process whose registry cannot be read (storage refusing connections)."""
+    from gatekeeper.store.tables import StorageAccount
+    from gatekeeper.tenancy.registry import TenantRegistry
+    from tests.support.outage import dead_port, storage_connection_string
+
+    port = dead_port()
+    down = StorageAccount(connection_string=storage_connection_string(blob=port, queue=port, table=port))
+    return TicketSystems(TenantRegistry(down).get, SecretResolver({}), policy=RetryPolicy(max_attempts=1))
+
+
+def test_a_psa_write_back_that_fails_outright_never_fails_the_gate_or_its_answer(rig: Rig):
+    rig.env.gates.services.tickets = _registry_down()
+    ticket = rig.server.add_ticket("Deploy web-shop 3.2", company="ContosoLtd", board="Change Management")
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))
+    status = rig.env.status(gate)
+    assert status.runtime_status == "Completed" and status.output["status"] == "approved"
+    assert [c["state"] for c in rig.env.callbacks()] == ["approved"]
+    assert status.custom_status["phase"] == "done" and status.custom_status.get("psa")  # the failure, said
+    assert rig.order(gate).count("psa_ticket") == 2  # the request note and the decision were both tried
+    assert ticket.notes == [] and rig.server.requests == []

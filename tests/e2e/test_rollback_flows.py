@@ -28,7 +28,7 @@ from devstack.webhook import LocalWebhookReceiver
 from functions.http import problem_body, status_of
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.watch import rollback_gate_id
-from gatekeeper.errors import GatekeeperError
+from gatekeeper.errors import GatekeeperError, IntegrityError
 from gatekeeper.events.azure_devops import parse_service_hook
 from gatekeeper.events.generic import parse_generic
 from gatekeeper.events.github import parse_github
@@ -409,6 +409,20 @@ def test_a_rollback_of_an_approved_change_is_an_override_on_its_gate_with_both_s
     ]
 
 
+def test_a_psa_note_that_fails_outright_after_a_rollback_never_fails_the_watch(env: Env):
+    from gatekeeper.psa.systems import TicketSystems
+    from gatekeeper.tenancy.registry import TenantRegistry
+    from gatekeeper.tenancy.secrets import SecretResolver
+    from tests.support.outage import dead_port, storage_connection_string
+
+    port = dead_port()  # the registry behind the PSA write-back cannot be read
+    down = StorageAccount(connection_string=storage_connection_string(blob=port, queue=port, table=port))
+    env.gates.services.tickets = TicketSystems(TenantRegistry(down).get, SecretResolver({}))
+    _, bad, _ = env.good_then_bad()
+    assert env.finish(bad)["outcome"] == "rolled_back" and len(env.github.dispatches) == 1
+    assert [name for instance, name, _ in env.gates.runner.activity_log if instance == bad].count("psa_ticket") == 1
+
+
 def test_failures_past_the_limit_roll_back_through_azure_devops(env: Env):
     env.ado.run_result = None  # the run is queued and still running when first asked
     _, bad, good_event = env.good_then_bad("ado-prod")
@@ -504,6 +518,41 @@ def test_without_a_target_people_are_told_to_roll_back(env: Env):
     assert task["kind"] == "human_task" and "no rollback target configured" in task["text"]
 
 
+def test_a_first_deployment_that_fails_has_nothing_to_roll_back_to_and_people_decide(env: Env):
+    env.health.unhealthy_from = 0
+    watch = env.deploy(env.deployment())  # no earlier deployment passed its watch here
+    assert env.finish(watch)["outcome"] == "human_task"
+    assert "no last known good deployment recorded" in env.entries(watch, "rollback")[0]["reason"]
+    assert env.github.dispatches == []
+
+
+def test_a_policy_that_cannot_be_evaluated_for_the_rollback_leaves_it_to_people(env: Env):
+    class Unavailable(PolicyDecider):
+        def decide(self, event, at):  # type: ignore[no-untyped-def]
+            raise IntegrityError("the policy did not open")
+
+    _, bad, _ = env.good_then_bad()
+    env.gates.services.__dict__["decider"] = Unavailable(env.gates.services.policy_for)
+    assert env.finish(bad)["outcome"] == "human_task"
+    [planned] = [e for e in env.entries(bad, "rollback") if e.get("level")][:1]
+    assert planned["level"] == "L3" and "policy unavailable (IntegrityError)" in planned["reason"]
+    assert env.github.dispatches == []
+
+
+def test_an_l2_rollback_without_any_approval_chain_is_left_to_people(env: Env):
+    document = {
+        "version": 1,
+        "rules": [{"name": "rollbacks ask", "match": {"actions": ["rollback"]}, "level": "L2"}],  # no chain
+        "watch": [watch_entry(["production"], env.health.health_url)],  # nor one of its own, nor a default
+    }
+    PolicyStore(env.gates.services.storage, env.tenant_id).publish(json.dumps(document), published_by="tests")
+    _, bad, _ = env.good_then_bad()
+    assert env.finish(bad)["outcome"] == "human_task"
+    [planned] = [e for e in env.entries(bad, "rollback") if e.get("level")][:1]
+    assert planned["level"] == "L3" and "without an approval chain" in planned["reason"]
+    assert env.github.dispatches == []
+
+
 def test_probe_errors_past_the_limit_are_inconclusive_and_notify(env: Env):
     env.health.garbled_from = 1
     watch = env.deploy(env.deployment())
@@ -530,6 +579,19 @@ def test_an_l2_rollback_waits_for_approval(env: Env):
     assert env.gates.decisions.decide(gate, env.person(ANNA), body)[0] == 202
     assert env.finish(bad)["outcome"] == "rolled_back" and len(env.github.dispatches) == 1
     assert env.entries(bad, "rollback")[0]["level"] == "L2"
+
+
+def test_a_failed_rollback_approval_chain_never_rolls_back_on_its_own(env: Env):
+    from gatekeeper.contracts.gate import chain_instance_id, vote_event_name
+
+    _, bad, _ = env.good_then_bad("prod-eu")
+    env.gates.runner.advance(timedelta(minutes=3))
+    gate = rollback_gate_id(bad)
+    # A vote event no route would send (no decision): the chain fails on it.
+    env.gates.runner.raise_event(chain_instance_id(gate), vote_event_name(0), {"seq": 0, "voter_id": ANNA})
+    output = env.finish(bad)
+    assert output["outcome"] == "human_task" and output["reason"].startswith("approval chain failed: ")
+    assert env.github.dispatches == []
 
 
 def test_a_hold_stops_the_automatic_rollback_and_a_person_rolls_back(env: Env):

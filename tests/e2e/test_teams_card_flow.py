@@ -30,7 +30,9 @@ from devstack.graph import LocalGraphServer
 from devstack.runner import ManualClock
 from devstack.server import StaticTokenCredential
 from devstack.webhook import LocalWebhookReceiver
+from functions.http import status_of
 from gatekeeper.audit.log import AuditLog
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.gates.followup import FollowUpService
@@ -42,6 +44,7 @@ from gatekeeper.integrations.outbox import OutboxNotifier
 from gatekeeper.integrations.retry import RetryPolicy
 from gatekeeper.integrations.webhook import WebhookSender
 from gatekeeper.policy import load_policy
+from gatekeeper.security.principal import Principal
 from gatekeeper.settings import Settings
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
@@ -422,3 +425,51 @@ def test_an_l3_task_marked_done_on_the_card_records_the_time_spent_within_bounds
     assert "Recorded: marked done (45 min)." in texts(done) and verbs(done) == []
     assert f"marked done by {OPS} " in texts(done) and "(45 min): secret rotated by hand" in texts(done)
     assert [(f["action"], f["minutes"], f["channel"]) for f in follow_ups(env, gate)] == [("mark_done", 45, "teams")]
+
+
+# -- the follow-up service every channel calls: who, which gate, what --------------------------------------
+
+
+def _person(oid: str = OPS, *, tid: str = TID, upn: str | None = OPS_UPN) -> Principal:
+    return Principal(oid=oid, tid=tid, upn=upn, auth="bearer")
+
+
+def _refused(call: Any) -> GatekeeperError:
+    with pytest.raises(GatekeeperError) as caught:
+        call()
+    return caught.value
+
+
+def test_a_follow_up_names_only_its_own_tenants_existing_gates(env: Env):
+    from gatekeeper.gates.store import GateIndex
+
+    gate = env.submit("staging")
+    orphan = "gate-" + uuid.uuid4().hex[:40]
+    GateIndex(env.storage).put(orphan, env.tenant_id)  # indexed, but no gate record
+    cases = {
+        "../etc/passwd": "gate-not-found",
+        "gate-" + uuid.uuid4().hex[:40]: "gate-not-found",  # in nobody's index
+        orphan: "gate-not-found",
+    }
+    for instance_id, slug in cases.items():
+        problem = _refused(lambda i=instance_id: env.followups.act(i, _person(), "acknowledge"))
+        assert status_of(problem) == 404 and problem.code == slug
+    foreign = _refused(lambda: env.followups.act(gate, _person(tid=str(uuid.uuid4())), "acknowledge"))
+    assert (status_of(foreign), foreign.code) == (403, "wrong-tenant")
+    assert follow_ups(env, gate) == []
+
+
+def test_a_follow_up_note_is_bounded_and_minutes_belong_to_a_done_task_only(env: Env):
+    gate = env.submit("staging")
+    long = _refused(lambda: env.followups.act(gate, _person(), "acknowledge", "x" * 5000))
+    assert (status_of(long), long.field) == (422, "note")
+    timed = _refused(lambda: env.followups.act(gate, _person(), "acknowledge", "looked", minutes=30))
+    assert (status_of(timed), timed.field) == (422, "minutes")
+    assert follow_ups(env, gate) == []
+
+
+def test_an_l2_gate_has_no_follow_up_verbs(env: Env):
+    gate = env.submit("production")  # L2: decided by approvals, not by notices
+    for verb in ("acknowledge", "flag_rollback", "mark_done"):
+        problem = _refused(lambda v=verb: env.followups.act(gate, _person(), v, "note"))
+        assert (status_of(problem), problem.code) == (409, "not-applicable")

@@ -22,7 +22,7 @@ from devstack.webhook import LocalWebhookReceiver
 from functions.http import problem_body, status_of
 from gatekeeper.approvals.chain import Decision
 from gatekeeper.audit.log import AuditLog
-from gatekeeper.contracts.gate import chain_instance_id
+from gatekeeper.contracts.gate import WITHDRAW_EVENT, chain_instance_id, vote_event_name
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates.effects import PolicyDecider
@@ -51,13 +51,20 @@ POLICY = {
 }
 
 
+Rig = tuple[LocalGates, LocalEntraIssuer, LocalWebhookReceiver, AuditLog, str]
+
+
 @pytest.fixture
-def rig(azurite, tmp_path) -> Iterator[tuple[LocalGates, LocalEntraIssuer, LocalWebhookReceiver, AuditLog, str]]:
+def rig(azurite, tmp_path) -> Iterator[Rig]:
+    yield from rig_with(azurite, tmp_path, POLICY)
+
+
+def rig_with(azurite: Any, tmp_path: Any, document: dict[str, Any]) -> Iterator[Rig]:
     storage = StorageAccount(connection_string=azurite.connection_string)
     cipher = build_cipher(storage, LocalKeyProvider(str(tmp_path / "keys")))
     tenant_id = "t" + uuid.uuid4().hex[:12]
     audit = AuditLog(storage, cipher, None, tenant_id, checkpoint_every=10_000, checkpoint_interval=timedelta(days=365))
-    policy = load_policy(POLICY)
+    policy = load_policy(document)
     receiver = LocalWebhookReceiver(SECRET).start()
     with LocalEntraIssuer() as issuer:
         gates = local_gates(
@@ -200,3 +207,78 @@ def test_a_vote_stored_while_an_earlier_one_was_being_stored_is_refused_and_neve
     assert output["status"] == "approved" and [v["voter_id"] for v in output["chain"]["votes"]] == [ANNA]
     assert PIET not in {r.actor for r in decisions_of(audit, gate)}  # the people's: ANNA's; then the chain's own
     assert decisions_of(audit, gate)[0].actor == ANNA
+
+
+# -- what the chain and the gate do with what no route would have let through ----------------------------
+
+
+def raised_vote(gates: LocalGates, gate: str, seq: int, voter: str, decision: str = "approve") -> None:
+    """A vote event straight into the chain, as a caller of the Durable API could raise it past the route."""
+    event = {"seq": seq, "voter_id": voter, "decision": decision, "at": gates.clock.now().isoformat(), "stage": 0}
+    gates.runner.raise_event(chain_instance_id(gate), vote_event_name(seq), event)
+    gates.runner.run_until_idle()
+
+
+def test_a_vote_raised_past_the_route_by_someone_not_an_approver_is_audited_as_not_counted(rig):
+    gates, _issuer, receiver, audit, tenant_id = rig
+    gate = open_gate(gates, receiver, tenant_id)
+    stranger = str(uuid.UUID(int=0xEE))
+    raised_vote(gates, gate, 0, stranger)
+    assert gates.runner.status(gate).runtime_status == "Running"  # still waiting: nothing was counted
+    [refused] = decisions_of(audit, gate)
+    assert refused.actor == stranger
+    assert refused.data == {"stage": 0, "vote": 0, "counted": False, "refusal": "not-an-approver"}
+    raised_vote(gates, gate, 1, PIET, "reject")
+    output = gates.runner.status(gate).output
+    assert output["status"] == "rejected" and [v["voter_id"] for v in output["chain"]["votes"]] == [PIET]
+
+
+def test_a_withdrawal_whose_payload_does_not_parse_still_withdraws_the_request_as_cancelled(rig):
+    gates, _issuer, receiver, _audit, tenant_id = rig
+    gate = open_gate(gates, receiver, tenant_id)
+    gates.runner.raise_event(chain_instance_id(gate), WITHDRAW_EVENT, {"reason": "because", "extra": 1})
+    gates.runner.run_until_idle()
+    chain = gates.runner.status(chain_instance_id(gate)).output
+    assert (chain["status"], chain["reason"]) == ("rejected", "cancelled")
+    finals = [d["body"] for d in receiver.deliveries if d["body"].get("event") == "gate.completed"]
+    assert [c["state"] for c in finals] == ["rejected"]
+
+
+def test_a_chain_that_fails_denies_the_gate_and_still_answers_the_pipeline(rig):
+    gates, _issuer, receiver, audit, tenant_id = rig
+    gate = open_gate(gates, receiver, tenant_id)
+    gates.runner.raise_event(chain_instance_id(gate), vote_event_name(0), {"seq": 0, "voter_id": ANNA})  # no decision
+    gates.runner.run_until_idle()
+    assert gates.runner.status(chain_instance_id(gate)).runtime_status == "Failed"
+    output = gates.runner.status(gate).output
+    assert output["status"] == "rejected" and output["reason"].startswith("approval chain failed: ")
+    finals = [d["body"] for d in receiver.deliveries if d["body"].get("event") == "gate.completed"]
+    assert [c["state"] for c in finals] == ["rejected"]
+    [final] = [r for r in audit.records() if r.instance_id == gate and r.kind == "decision" and r.data.get("final")]
+    assert final.data["status"] == "rejected"
+
+
+def test_an_l2_rule_without_an_approval_chain_is_rejected_not_waved_through(azurite, tmp_path):
+    rig = rig_with(azurite, tmp_path, {"version": 1, "defaults": {"level": "L2"}})
+    gates, _issuer, receiver, _audit, tenant_id = next(rig)
+    try:
+        event = PipelineEvent(
+            tenant_id=tenant_id,
+            source=EventSource.GENERIC,
+            kind=EventKind.GATE_REQUEST,
+            environment="production",
+            repository="contoso/webshop",
+            actor="dev@contoso.com",
+            requester_ids=(f"entra:oid:{DEV_OID}",),
+            run_id=uuid.uuid4().hex,
+            callback=WebhookCallback(url=receiver.url + "/ci/hook"),
+        )
+        gate = gates.submit(event)
+        output = gates.runner.status(gate).output
+        assert (output["level"], output["status"]) == ("L2", "rejected")
+        assert output["reason"] == "L2 without an approval chain in the policy"
+        assert gates.runner.status(chain_instance_id(gate)) is None  # no chain was started
+        finals = [d["body"] for d in receiver.deliveries if d["body"].get("event") == "gate.completed"]
+        assert [c["state"] for c in finals] == ["rejected"]
+    finally:
+        rig.close()

@@ -122,3 +122,36 @@ def test_key_vault_down_while_the_dispatcher_opens_the_event_defers_it_without_p
     assert "deploy" not in copy and json.loads(copy)["sealed"] == json.loads(text)["sealed"]  # still sealed
     trigger(copy, durable)
     assert len(starts(durable, env.tenant_id)) == 1
+
+
+def test_a_copy_meeting_its_own_earlier_attempts_claim_is_retried_by_the_host_not_deferred(env, durable):
+    """The worker that claimed the event died mid-start: this copy must come back through the host's retry
+    (by then the claim has expired and it reclaims), not be deferred as if a dependency were down."""
+    from gatekeeper.ingest.dispatcher import ClaimHeld
+    from gatekeeper.ingest.queue import decode_message
+    from tests.integration.test_dispatch import DyingGateway, WorkerDied
+
+    text = accepted(env)
+    queued = decode_message(env.services.sealer, text)
+    with pytest.raises(WorkerDied):
+        env.services.dispatcher(DyingGateway(durable, after_start=False)).dispatch(queued.event, queued.event_id)
+    with pytest.raises(ClaimHeld):
+        trigger(text, durable)
+    assert waiting_copies(env) == 0 and starts(durable, env.tenant_id) == []
+
+
+def test_a_failed_dispatch_whose_copy_cannot_be_sent_is_raised_for_the_host_with_the_claim_handed_back(
+    env, durable, azurite
+):
+    from gatekeeper.store.tables import StorageAccount, TablePurpose
+    from tests.support.outage import dead_port, storage_connection_string
+
+    text = accepted(env)
+    down = storage_connection_string(blob=azurite.blob_port, queue=dead_port(), table=azurite.table_port)
+    install(env, StorageAccount(connection_string=down), env.services.sealer)
+    durable.fail_next(100, 503, path_contains="/orchestrators/")
+    with pytest.raises(Exception):  # noqa: B017 - the start's own error: the host retries, then poison
+        trigger(text, durable)
+    assert waiting_copies(env) == 0 and starts(durable, env.tenant_id) == []
+    rows = env.storage.tenant_table(env.tenant_id, TablePurpose.EVENTS).query_entities("PartitionKey eq 'event'")
+    assert [row["state"] for row in rows] == ["received"]  # the claim handed back for the host's retry

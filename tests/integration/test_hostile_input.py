@@ -331,3 +331,82 @@ def test_audit_export_bounds_outside_the_representable_range_are_400(env, name, 
         response = http_function("audit_export")(request)
     assert response.status_code == 400, response.get_body()[:300]
     assert problem(response)["field"] == name
+
+
+# -- forged or damaged pipeline-events messages: dead-lettered with the reason, no gate started --------------
+
+
+def _forged_messages(env) -> dict[str, tuple[str, str]]:
+    """Each case: (the message as the dispatcher receives it, the reason its dead letter must give)."""
+    from gatekeeper.events.codec import event_to_sealable
+    from gatekeeper.ingest.queue import SEAL_TABLE
+
+    assert route_request("generic_events", env, json.dumps(GENERIC).encode()).status_code == 202
+    [text] = env.drain()
+    real = json.loads(text)
+    tenant, fresh = env.tenant_id, uuid.uuid4().hex
+    event = decode_message(env.services.sealer, text).event
+    theirs = event.model_copy(update={"tenant_id": "tother"})  # sealed by this tenant's key, naming another
+    sealed = env.services.sealer.seal_json(tenant, SEAL_TABLE, tenant, fresh, event_to_sealable(theirs))
+    return {
+        "future version": (json.dumps({**real, "v": 2}), "unsupported message version"),
+        "sealed and a blob": (
+            json.dumps({**real, "blob": f"{tenant}/{real['id']}.sealed"}),
+            "exactly one of 'sealed' and 'blob'",
+        ),
+        "neither sealed nor a blob": (
+            json.dumps({k: v for k, v in real.items() if k != "sealed"}),
+            "exactly one of 'sealed' and 'blob'",
+        ),
+        "a path for an event id": (
+            json.dumps({"v": 1, "tenant": tenant, "id": "../x", "blob": f"{tenant}/../x.sealed"}),
+            "bad tenant or event id",
+        ),
+        "a claim-check blob that is gone": (
+            json.dumps({"v": 1, "tenant": tenant, "id": fresh, "blob": f"{tenant}/{fresh}.sealed"}),
+            f"the claim-check blob {tenant}/{fresh}.sealed is missing",
+        ),
+        "an event of another tenant": (
+            json.dumps({"v": 1, "tenant": tenant, "id": fresh, "sealed": sealed}),
+            "message tenant does not match the sealed event",
+        ),
+    }
+
+
+FORGED_CASES = (
+    "future version",
+    "sealed and a blob",
+    "neither sealed nor a blob",
+    "a path for an event id",
+    "a claim-check blob that is gone",
+    "an event of another tenant",
+)
+
+
+@pytest.mark.parametrize("case", FORGED_CASES)
+def test_a_forged_or_damaged_pipeline_events_message_is_dead_lettered_with_its_reason(env, durable, case):
+    message, reason = _forged_messages(env)[case]
+    run_on_worker(
+        http_function("dispatch_pipeline_events")(
+            func.QueueMessage(id="f", body=message.encode()), client=durable.client_binding
+        )
+    )
+    assert durable.posts("/orchestrators/") == []
+    letters = [d.reason for d in DeadLetters(env.storage).list("pipeline-events") if d.message == message]
+    assert len(letters) == 1 and letters[0].startswith("undecodable: ") and reason in letters[0], letters
+
+
+def test_a_claim_check_message_needs_a_blob_store_and_an_oversize_event_needs_one_to_be_queued(env):
+    from gatekeeper.ingest.queue import encode_message
+
+    body = json.dumps(dict(GENERIC, evidence=[{"kind": "tests", "data": {"x": "y" * 60_000}}])).encode()
+    assert route_request("generic_events", env, body).status_code == 202
+    [text] = env.drain()
+    with pytest.raises(ValueError, match="no blob store to read it from"):
+        decode_message(env.services.sealer, text)
+    queued = decode_message(env.services.sealer, text, env.services.large_events)
+    with pytest.raises(ValueError, match="exceed the queue limit"):
+        encode_message(env.services.sealer, queued.event, uuid.uuid4().hex)
+    again = encode_message(env.services.sealer, queued.event, "e2", env.services.large_events)  # store ready
+    assert json.loads(again)["blob"] == f"{env.tenant_id}/e2.sealed"
+    assert decode_message(env.services.sealer, again, env.services.large_events).event == queued.event

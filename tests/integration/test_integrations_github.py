@@ -328,3 +328,36 @@ def test_each_review_logs_its_result_detail_once_on_the_github_logger(app, githu
     assert (renewed.ok, renewed.attempts, renewed.target, renewed.action) == (True, 2, "github", "complete")
     assert (failed.ok, failed.status_code, failed.attempts, failed.action) == (False, 422, 1, "progress")
     assert failed.detail.startswith("github review comment contoso/web run 9003: HTTP 422 (not retryable)")
+
+
+def test_a_revoked_token_whose_replacement_cannot_be_had_is_a_result_without_a_second_post(app, github):
+    assert app.decide(handle(github), True, "first").ok
+    github.revoke_tokens()
+    github.fail_next(5, 502, path_contains="/access_tokens")  # GitHub cannot mint the fresh token either
+    result = app.decide(handle(github, run_id=9003), True, "second")
+    assert not result.ok and result.action and result.attempts == 1 and "installation token" in result.detail
+    assert [r.status for r in github.requests_to("/runs/9003/deployment_protection_rule")] == [401]
+
+
+def test_the_app_key_from_its_pem_signs_what_github_accepts_and_a_non_rsa_pem_is_refused(app_key, github):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from gatekeeper.integrations.github_app import rsa_jwk_from_pem
+
+    def pem(key) -> bytes:  # type: ignore[no-untyped-def]
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    signer = CryptographyClient.from_jwk(rsa_jwk_from_pem(pem(app_key)))
+    from_pem = GitHubApp(APP_ID, signer, github.api_url, policy=RetryPolicy(max_attempts=1), allow_loopback_http=True)
+    assert from_pem.decide(handle(github), True, "ok").ok
+    with pytest.raises(ValueError, match="the PEM is not an RSA private key"):
+        rsa_jwk_from_pem(pem(ec.generate_private_key(ec.SECP256R1())))
+
+
+@pytest.mark.parametrize("app_id", ["", "   "])
+def test_an_app_without_an_id_is_refused_naming_the_setting(app_key, github, app_id):
+    with pytest.raises(ValueError, match="GATEKEEPER_GITHUB_APP_ID"):
+        GitHubApp(app_id, CryptographyClient.from_jwk(rsa_jwk(app_key)), github.api_url, allow_loopback_http=True)

@@ -466,3 +466,151 @@ def test_a_psa_answer_declaring_a_length_over_the_bound_is_refused_before_readin
         )
         result = client.find_or_open(SPEC.model_copy(update={"ticket_id": str(ticket.id)}))
         assert not result.ok and f"over the {MAX_BODY}-byte bound (Content-Length" in (result.detail or "")
+
+
+# ----- what each client does when a step cannot be taken ---------------------------------------------------
+
+
+class _Answering(LocalAutotask):
+    """Autotask whose zone discovery or ticket creation answers `answers[path]` instead (a wrong or changed
+    answer from the service, or whoever answers in its place)."""
+
+    answers: dict[str, Any] = {}
+
+    def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+        for key, answer in self.answers.items():
+            if key == f"{method} {path.lower()}":
+                return json_response(200, answer)
+        return super().route(method, path, query, headers, body)
+
+
+def _autotask(server: LocalServer, **extra: Any) -> AutotaskTickets:
+    return AutotaskTickets(
+        autotask_settings(server, **extra), AT_USER, AT_SECRET, AT_CODE, policy=policy(), allow_loopback_http=True
+    )
+
+
+@pytest.mark.parametrize("zone", ["ftp://zone.autotask.net/ATServicesRest/", "not a url", 42])
+def test_autotask_a_zone_that_is_no_https_url_gets_no_credentials(zone):
+    class BadZone(_Answering):
+        answers = {"GET /atservicesrest/v1.0/zoneinformation": {"zoneName": "x", "url": zone}}
+
+    with BadZone(AT_USER, AT_SECRET, AT_CODE) as server:
+        result = _autotask(server).find_or_open(SPEC)
+        assert not result.ok and result.detail.startswith("zone discovery: ")
+        assert all("secret" not in r.headers for r in server.requests) and len(server.requests) == 1
+
+
+def test_autotask_every_write_is_a_named_result_when_the_zone_cannot_be_found():
+    from gatekeeper.ports import TicketRef
+
+    ref = TicketRef(vendor="autotask", id="7311")
+    with LocalAutotask(AT_USER, AT_SECRET, AT_CODE) as server:
+        client = _autotask(server)
+        server.outage(503)
+        results = {
+            "find_or_open": client.find_or_open(SPEC.model_copy(update={"ticket_id": "7311"})),
+            "add_note": client.add_note(ref, NOTE),
+            "set_status": client.set_status(ref, "approved"),
+            "raise_priority": client.raise_priority(ref),
+            "log_time": client.log_time(ref, TimeEntry(minutes=5, started_at=AT, notes="x")),
+        }
+        for operation, result in results.items():
+            assert (result.ok, result.operation, result.status_code) == (False, operation, 503), result
+            assert operation == "find_or_open" or result.ref == ref
+        assert {r.path for r in server.requests} == {"/atservicesrest/v1.0/zoneInformation"}
+
+
+def test_autotask_a_ticket_that_cannot_be_opened_or_whose_answer_names_no_id_is_a_failure():
+    class NoItemId(_Answering):
+        answers = {"POST /atservicesrest/v1.0/tickets": {"item": None}}
+
+    with NoItemId(AT_USER, AT_SECRET, AT_CODE) as server:
+        result = _autotask(server).find_or_open(SPEC)
+        assert (result.ok, result.detail) == (False, "ticket opened but the answer named no itemId")
+    with LocalAutotask(AT_USER, AT_SECRET, AT_CODE) as server:
+        server.fail_next(3, 500, path_contains="/Tickets")
+        client = _autotask(server)
+        failed = client.find_or_open(SPEC)
+        assert not failed.ok and failed.ref is None and server.tickets == {}
+
+
+def test_autotask_writes_nothing_it_has_no_value_for():
+    from gatekeeper.ports import TicketRef
+
+    ref = TicketRef(vendor="autotask", id="7311")
+    with LocalAutotask(AT_USER, AT_SECRET, AT_CODE) as server:
+        client = _autotask(server, statuses={}, rollback_priority=None, time_resource_id=None)
+        assert "url=" in repr(client) and AT_SECRET not in repr(client)
+        for result, why in (
+            (client.set_status(ref, "approved"), "no status mapped for approved"),
+            (client.raise_priority(ref), "no rollback priority configured"),
+            (client.log_time(ref, TimeEntry(minutes=5, started_at=AT, notes="x")), "no time_resource_id configured"),
+        ):
+            assert (result.ok, result.skipped, result.detail, result.vendor) == (True, True, why, "autotask")
+        assert server.requests == []
+
+
+def test_halopsa_opens_with_the_ticket_type_logs_time_and_skips_a_priority_it_has_none_for():
+    with LocalHaloPsa(HALO_ID, HALO_SECRET) as server:
+        client = HaloTickets(
+            halo_settings(server.url, ticket_type_id="31", rollback_priority=None),
+            HALO_ID,
+            HALO_SECRET,
+            policy=policy(),
+            allow_loopback_http=True,
+        )
+        assert "url=" in repr(client) and HALO_SECRET not in repr(client) and client.vendor == "halopsa"
+        opened = client.find_or_open(SPEC)
+        assert opened.ok and opened.ref is not None
+        [sent] = json.loads(server.requests_to("/api/Tickets")[-1].body)
+        assert sent["tickettype_id"] == 31
+        logged = client.log_time(opened.ref, TimeEntry(minutes=90, started_at=AT, notes="CAB review"))
+        assert logged.ok and server.tickets[int(opened.ref.id)].time[0]["timetaken"] == 1.5
+        skipped = client.raise_priority(opened.ref)
+        assert (skipped.ok, skipped.skipped, skipped.detail) == (True, True, "no rollback priority configured")
+
+
+def test_halopsa_an_open_answered_without_an_id_or_with_an_empty_list_is_a_failure():
+    for answer in ([], [{"summary": "x"}], {"summary": "x"}):
+
+        class NoId(LocalHaloPsa):
+            created: Any = answer
+
+            def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+                if method == "POST" and path.rstrip("/") == "/api/Tickets":
+                    return json_response(201, self.created)
+                return super().route(method, path, query, headers, body)
+
+        with NoId(HALO_ID, HALO_SECRET) as server:
+            client = HaloTickets(
+                halo_settings(server.url), HALO_ID, HALO_SECRET, policy=policy(), allow_loopback_http=True
+            )
+            result = client.find_or_open(SPEC)
+            assert (result.ok, result.detail) == (False, "ticket opened but the answer named no id"), answer
+
+
+def test_halopsa_a_token_refused_twice_is_a_401_result_after_one_fresh_token():
+    class AlwaysExpired(LocalHaloPsa):
+        def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+            if path.startswith("/api/"):
+                self.expire_tokens()  # every token is already revoked when it arrives
+            return super().route(method, path, query, headers, body)
+
+    with AlwaysExpired(HALO_ID, HALO_SECRET) as server:
+        client = HaloTickets(halo_settings(server.url), HALO_ID, HALO_SECRET, policy=policy(), allow_loopback_http=True)
+        result = client.find_or_open(SPEC)
+        assert not result.ok and result.status_code == 401 and server.tokens_issued == 2  # one retry, not a loop
+
+
+def test_halopsa_an_open_answered_as_a_list_takes_its_first_ticket():
+    class ListAnswer(LocalHaloPsa):
+        def route(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> Response:
+            if method == "POST" and path.rstrip("/") == "/api/Tickets":
+                return json_response(201, [{"id": 5300, "summary": "x"}, {"id": 5301, "summary": "y"}])
+            return super().route(method, path, query, headers, body)
+
+    with ListAnswer(HALO_ID, HALO_SECRET) as server:
+        client = HaloTickets(halo_settings(server.url), HALO_ID, HALO_SECRET, policy=policy(), allow_loopback_http=True)
+        result = client.find_or_open(SPEC)
+        assert result.ok and result.ref is not None and (result.ref.id, result.ref.opened) == ("5300", True)

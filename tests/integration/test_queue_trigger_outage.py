@@ -21,6 +21,7 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient
 
 from devstack.keyvault_server import LocalKeyVault
+from gatekeeper.errors import DependencyUnavailable, GatekeeperError
 from gatekeeper.ingest import redelivery
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.services import set_services
@@ -155,3 +156,60 @@ def test_a_queued_slack_vote_meeting_a_key_vault_outage_is_deferred_not_retried_
         assert inner is not None and inner.encode() == body  # the sealed vote, byte for byte
         reopened = read_queue_message(build_cipher(env.storage, keyvault_provider(vault)), inner.encode())
         assert reopened == (env.tenant_id, interaction)
+
+
+# -- connector-events: when the message goes the host's way instead (retries, then poison) ---------------
+
+
+def relay_at(body: bytes, inserted: datetime) -> None:
+    message = QueueMessage(id="c", body=body, insertion_time=inserted, dequeue_count=1)
+    http_function("connector_events")(message)
+
+
+def a_day_ago() -> datetime:
+    return datetime.now(UTC) - redelivery.DEFER_LIMIT - timedelta(minutes=5)
+
+
+def test_an_outage_meeting_a_message_older_than_a_day_is_raised_for_the_host_not_deferred(env, azurite):
+    body = signed_message()
+    down = storage_connection_string(blob=azurite.blob_port, queue=azurite.queue_port, table=dead_port())
+    install(env, StorageAccount(connection_string=down), env.services.sealer)
+    with pytest.raises(Exception) as raised:  # whatever the SDK raised: the host retries it
+        relay_at(body, a_day_ago())
+    assert not isinstance(raised.value, GatekeeperError)
+    install(env, env.storage, env.services.sealer)
+    assert letters(env, body) == [] and deferred_copy(env, body, seconds=2.5) is None
+
+
+def test_an_outage_whose_copy_cannot_be_sent_is_raised_for_the_host(env):
+    body = signed_message()
+    port = dead_port()  # storage wholly down: the registry cannot be read, nor the copy queued
+    install(env, StorageAccount(connection_string=storage_connection_string(blob=port, queue=port, table=port)), None)
+    with pytest.raises(Exception) as raised:
+        relay(body)
+    assert not isinstance(raised.value, GatekeeperError)
+    install(env, env.storage, env.services.sealer)
+    assert letters(env, body) == [] and deferred_copy(env, body, seconds=2.5) is None
+
+
+def unavailable(_body: bytes) -> None:
+    raise DependencyUnavailable("The key service did not answer in time.", retry_after=30)
+
+
+def test_a_dependency_unavailable_answer_is_deferred_never_dead_lettered(env, monkeypatch):
+    runtime = install(env, env.storage, env.services.sealer)
+    monkeypatch.setattr(runtime.ingestion, "connector", unavailable)
+    body = signed_message()
+    relay(body)  # returns: a passing outage, kept for later
+    assert letters(env, body) == []
+    copy = deferred_copy(env, body)
+    assert copy is not None and redelivery.unwrap(copy) == body.decode()
+
+
+def test_a_dependency_unavailable_answer_after_a_day_is_raised_for_the_host_never_dead_lettered(env, monkeypatch):
+    runtime = install(env, env.storage, env.services.sealer)
+    monkeypatch.setattr(runtime.ingestion, "connector", unavailable)
+    body = signed_message()
+    with pytest.raises(DependencyUnavailable):
+        relay_at(body, a_day_ago())
+    assert letters(env, body) == [] and deferred_copy(env, body, seconds=2.5) is None

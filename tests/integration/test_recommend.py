@@ -219,3 +219,40 @@ def test_policy_recommend_names_the_bad_option_and_exits_2(env, cli, capsys):
     assert cli("policy", "recommend", "--tenant", env.tenant_id, "--since", "ninety") == 2
     assert "--since: 'ninety' is not a number of days" in capsys.readouterr().err
     assert cli("policy", "recommend", "--tenant", "t" + uuid.uuid4().hex[:12]) == 2  # no policy published
+
+
+def test_the_timer_skips_a_tenant_without_gates_and_goes_on_past_one_whose_history_cannot_be_read(
+    azurite, tmp_path, caplog
+):
+    from azure.data.tables import UpdateMode
+
+    from gatekeeper.audit.log import ENTRY_PARTITION, HEAD_ROW
+    from gatekeeper.tenancy.model import TenantRecord
+
+    # The registry lists tenants in id order: the broken and the empty one first, the one with gates last.
+    broken, empty, learning = ("t" + prefix + uuid.uuid4().hex[:9] for prefix in ("000", "001", "fff"))
+    env = make_env(
+        azurite.connection_string,
+        tmp_path / "keys",
+        extra_tenants=tuple(TenantRecord(tenant_id=t, display_name=t) for t in (broken, empty, learning)),
+    )
+    now = datetime.now(UTC)
+    for tenant in (broken, learning):
+        write(env.services.audit_for(tenant), generate([Kind("staging-deploy", "staging", "contoso/api", 12)], now))
+    table = env.storage.tenant_table(broken, TablePurpose.AUDIT)
+    head = dict(table.get_entity(ENTRY_PARTITION, HEAD_ROW))
+    table.update_entity({**head, "size": "not-a-number"}, mode=UpdateMode.REPLACE)
+    set_services(env.services)
+    try:
+        with caplog.at_level("INFO", logger="gatekeeper.recommend"):
+            http_function("recommendation_refit")(_Timer())
+    finally:
+        set_services(None)
+    assert models(env, empty).current() is None  # nothing to learn from: nothing stored
+    learned = models(env, learning).current()
+    assert learned is not None and learned.samples == 12
+    assert env.services.recommender.model(learning) == learned
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines[0] == ("ERROR", f"recommendation refit failed for tenant {broken}")
+    assert [line for line in lines if empty in line[1] or broken in line[1]] == [lines[0]]
+    assert len(lines) == 2 and lines[1][1].startswith(f"tenant {learning}: recommendation model ")

@@ -18,7 +18,7 @@ from devstack.durable_api import DurableApiServer
 from devstack.entra_issuer import LocalEntraIssuer
 from gatekeeper.gates.store import GateIndex
 from gatekeeper.policy.store import PolicyStore
-from gatekeeper.rollback.store import Deployment, WatchRecord, WatchStore
+from gatekeeper.rollback.store import Deployment, WatchRecord, WatchState, WatchStore
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.services import set_services
 from tests.support.gatekeeper_env import API_KEY, ENTRA_TENANT, http_function, make_env, problem
@@ -148,3 +148,110 @@ def test_a_common_schema_alert_wakes_the_watch_through_the_route(env):
     )
     assert forged.status_code == 401 and problem(forged)["status"] == 401
     assert len(raised(env)) == 1
+
+
+# -- who may act, and on which watch ---------------------------------------------------------------------
+
+APPROVER = "0000000e-0000-4000-8000-00000000000e"
+OPS_GROUP = "5f0c7a52-3b8e-4c1d-9a6f-2e4b8d7c1a90"
+OTHER_ENTRA_TENANT = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d"
+
+
+def as_person(env: dict[str, Any], oid: str, *, tid: str = ENTRA_TENANT, groups: tuple[str, ...] = ()) -> str:
+    return "Bearer " + env["issuer"].issue(oid, tid, AUDIENCE, groups=groups, issued_at=datetime.now(UTC).timestamp())
+
+
+def test_the_rollback_approvers_of_the_environment_may_act_on_its_watch_and_nobody_else(env):
+    runtime, watch = env["runtime"], env["watch"]
+    with_approval = json.loads(json.dumps(POLICY))
+    with_approval["watch"][0]["rollback"] = {
+        "level": "L2",
+        "approval": {"stages": [{"name": "ops", "approvers": [APPROVER, f"group:{OPS_GROUP}"], "timeout": "PT1H"}]},
+    }
+    PolicyStore(runtime.storage, runtime.tenant_id).publish(json.dumps(with_approval), published_by="tests")
+    route = f"deployments/{watch}"
+    approver = call(env, "deployment_state", route, method="GET", headers={"Authorization": as_person(env, APPROVER)})
+    assert approver.status_code == 200
+    member = as_person(env, STRANGER, groups=(OPS_GROUP,))  # a member of the approvers' group
+    assert call(env, "deployment_state", route, method="GET", headers={"Authorization": member}).status_code == 200
+    stranger = call(env, "deployment_state", route, method="GET", headers={"Authorization": as_person(env, STRANGER)})
+    assert stranger.status_code == 403 and problem(stranger)["type"].endswith("/not-allowed")
+
+
+def test_an_operator_of_another_entra_tenant_is_refused_as_the_wrong_tenant(env):
+    foreign = as_person(env, OPERATOR, tid=OTHER_ENTRA_TENANT)  # the same object id, another directory
+    route = f"deployments/{env['watch']}/rollback"
+    answer = call(env, "deployment_rollback", route, body={}, headers={"Authorization": foreign})
+    assert answer.status_code == 403 and problem(answer)["type"].endswith("/wrong-tenant")
+    assert raised(env) == []
+
+
+def test_a_watch_indexed_without_a_record_is_not_found(env):
+    runtime = env["runtime"]
+    orphan = "watch-" + uuid.uuid4().hex[:40]
+    GateIndex(runtime.storage).put(orphan, runtime.tenant_id)
+    env = {**env, "watch": orphan}
+    answer = call(env, "deployment_hold", f"deployments/{orphan}/hold", oid=OPERATOR, body={})
+    assert answer.status_code == 404 and problem(answer)["status"] == 404
+
+
+def test_an_ended_watch_can_be_neither_held_nor_rolled_back(env):
+    runtime, watch = env["runtime"], env["watch"]
+    WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).update(watch, state=WatchState.HEALTHY)
+    held = call(env, "deployment_hold", f"deployments/{watch}/hold", oid=OPERATOR, body={})
+    rolled = call(env, "deployment_rollback", f"deployments/{watch}/rollback", oid=OPERATOR, body={})
+    for answer in (held, rolled):
+        assert answer.status_code == 410 and problem(answer)["type"].endswith("/watch-ended")
+    assert raised(env) == []
+
+
+@pytest.mark.parametrize("orchestration", ["Completed", "Failed", "unknown to the task hub"])
+def test_a_watch_whose_orchestration_already_ended_answers_gone(env, orchestration):
+    """The record still says watching (it has not caught up), but the task hub refuses the wake: 410 from the
+    extension for an ended instance, 404 for one it no longer knows; either way the watch has ended."""
+    if orchestration in ("Completed", "Failed"):
+        env["durable"].instances[env["watch"]]["runtimeStatus"] = orchestration
+    else:
+        del env["durable"].instances[env["watch"]]
+    answer = call(env, "deployment_hold", f"deployments/{env['watch']}/hold", oid=OPERATOR, body={})
+    assert answer.status_code == 410 and problem(answer)["type"].endswith("/watch-ended")
+
+
+def test_a_task_hub_failing_to_take_the_wake_is_not_reported_as_an_ended_watch(env):
+    env["durable"].fail_next(1, 500, path_contains="/raiseEvent/")
+    answer = call(env, "deployment_hold", f"deployments/{env['watch']}/hold", oid=OPERATOR, body={})
+    assert answer.status_code >= 500 and not problem(answer)["type"].endswith("/watch-ended")
+
+
+def test_the_approvers_of_the_deployments_gate_may_act_on_its_watch(env):
+    from gatekeeper.approvals.chain import ChainPlan
+    from gatekeeper.contracts.gate import GateStatus
+    from gatekeeper.gates.store import GateRecord, GateStore
+
+    runtime, watch = env["runtime"], env["watch"]
+    gate_id, now = "gate-" + uuid.uuid4().hex[:40], datetime.now(UTC)
+    plan = ChainPlan.from_policy(
+        {"stages": [{"name": "leads", "approvers": [APPROVER, f"group:{OPS_GROUP}"], "timeout": "PT1H"}]}
+    )
+    GateStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).save(
+        GateRecord(
+            instance_id=gate_id,
+            tenant_id=runtime.tenant_id,
+            status=GateStatus.APPROVED,
+            level="L2",
+            title="deploy",
+            subject={"repository": "contoso/shop"},
+            requester=("dev@contoso.com",),
+            plan=plan,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    route = f"deployments/{watch}"
+    before = call(env, "deployment_state", route, method="GET", headers={"Authorization": as_person(env, APPROVER)})
+    assert before.status_code == 403  # not yet: the watch names no gate
+    WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).update(watch, gate_id=gate_id)
+    for person in (as_person(env, APPROVER), as_person(env, STRANGER, groups=(OPS_GROUP,))):
+        assert call(env, "deployment_state", route, method="GET", headers={"Authorization": person}).status_code == 200
+    stranger = call(env, "deployment_state", route, method="GET", headers={"Authorization": as_person(env, STRANGER)})
+    assert stranger.status_code == 403

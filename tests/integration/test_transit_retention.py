@@ -19,6 +19,7 @@ from azure.data.tables import UpdateMode
 from gatekeeper.ingest.deadletter import DeadLetters, KeyState
 from gatekeeper.ingest.queue import SEAL_TABLE, QueueEventSink
 from gatekeeper.services import set_services
+from gatekeeper.store.key_errors import KeyServiceUnavailable
 from gatekeeper.store.keyring import DATA_KEY_PARTITION, POINTER_PARTITION, POINTER_ROW, DataKeyRing
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.retention import (
@@ -414,3 +415,37 @@ def test_a_transit_key_deleted_by_retention_during_a_rotation_does_not_fail_it(
 
     result = Racing(storage, keyvault_provider).rewrap(tenant)
     assert result.past_retention == [young] and result.rewrapped == []
+
+
+def test_the_timer_goes_on_to_the_next_tenant_when_one_tenants_keys_table_cannot_be_read(
+    storage_connection_string, tmp_path, caplog
+):
+    from gatekeeper.store.retention import TransitKeyPruner
+    from gatekeeper.tenancy.model import TenantRecord
+
+    # The registry lists tenants in id order: the failing one first, so the other comes after its failure.
+    failing, other = ("t" + prefix + uuid.uuid4().hex[:9] for prefix in ("000", "fff"))
+    env = make_env(
+        storage_connection_string,
+        tmp_path / "keys",
+        extra_tenants=tuple(TenantRecord(tenant_id=t, display_name=t) for t in (failing, other)),
+    )
+    expired = {t: register_rows(env.storage, t, NOW - dt.timedelta(days=40), 2) for t in (failing, other)}
+    retention_days = env.services.transit_pruner.retention_days
+
+    class OneTenantDown(TransitKeyPruner):  # that tenant's Keys table answers with an outage
+        def prune(self, tenant_id, **options):  # type: ignore[no-untyped-def]
+            if tenant_id == failing:
+                raise KeyServiceUnavailable(f"tenant {tenant_id}: Keys table cannot be read")
+            return super().prune(tenant_id, **options)
+
+    env.services.transit_pruner = OneTenantDown(env.storage, retention_days)  # type: ignore[misc]
+    set_services(env.services)
+    try:
+        with caplog.at_level("ERROR", logger="gatekeeper.retention"):
+            http_function("transit_key_retention")(_Timer())
+    finally:
+        set_services(None)
+    assert transit_ids(env.storage, failing) == expired[failing]
+    assert transit_ids(env.storage, other) == set()
+    assert [r.getMessage() for r in caplog.records] == [f"transit key retention failed for tenant {failing}"]

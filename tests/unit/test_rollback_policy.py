@@ -193,3 +193,59 @@ def test_a_freeze_that_blocks_rollbacks_makes_them_l3():
     )
     level, why = rollback_level(GateLevel.L1, evaluate(doc, rollback_event("production"), None, AT))
     assert level is GateLevel.L3 and "blocks" in why
+
+
+WORKSPACE = "00000000-0000-0000-0000-000000000001"
+KQL = {"type": "kql", "name": "errors", "workspace_id": WORKSPACE, "query": "requests | count", "threshold": 1}
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "words"),
+    [
+        ({"probes": [{**KQL, "timeout": "PT5M"}]}, "watch[0].probes[0].timeout", "must be between 0:00:01 and 0:03:00"),
+        (
+            {"probes": [{k: v for k, v in KQL.items() if k != "threshold"}]},
+            "watch[0].probes[0].threshold",
+            "a KQL probe needs a threshold, a max_increase_percent, or both",
+        ),
+        (
+            {
+                "rollback": {
+                    "target": {"type": "github", "workflow": "r.yml", "inputs": {f"i{n}": "v" for n in range(11)}}
+                }
+            },
+            "watch[0].rollback.target.inputs",
+            "at most 10 inputs",
+        ),
+    ],
+)
+def test_what_only_the_watch_models_check_is_refused_naming_the_field(entry, field, words):
+    with pytest.raises(PolicyError) as caught:
+        load_policy(policy([{"environments": ["prod"], **entry}]))
+    assert caught.value.field == field and words in caught.value.detail
+
+
+def test_a_kql_probe_with_a_timeout_inside_the_bounds_loads():
+    doc = load_policy(policy([{"environments": ["prod"], "probes": [{**KQL, "timeout": "PT45S"}]}]))
+    assert doc.watch[0].probes[0].timeout == timedelta(seconds=45)
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ({"window": 5}, "must be an ISO 8601 duration such as PT5M"),
+        ({"probes": [{"type": "ftp", "name": "x"}]}, "@[0].type: must be one of http, kql, rmm"),
+        ({"probes": [{**KQL, "operator": "=="}]}, "@[0].operator: Input should be"),
+        ({"probes": ["x"]}, "valid dictionary"),
+        ({"probes": "x"}, "valid tuple"),
+    ],
+)
+def test_a_watch_entry_the_schema_never_saw_is_refused_by_the_model(entry, words):
+    """Stored watch entries are read back through the model alone (no schema): it refuses the same things."""
+    from pydantic import ValidationError
+
+    from gatekeeper.policy.watch import WatchSpec
+
+    with pytest.raises(ValidationError) as caught:
+        WatchSpec.model_validate({"environments": ["prod"], **entry})
+    assert words in str(caught.value)

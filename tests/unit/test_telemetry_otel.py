@@ -229,6 +229,19 @@ def test_queue_age_is_measured_from_the_message_insertion_time(otel: Pipeline):
     assert attributes == {"queue": "pipeline-events"} and (point.count, point.sum) == (1, 42.0)
 
 
+def test_a_naive_insertion_time_is_read_as_utc(otel: Pipeline):
+    from functions.queues import queue_age
+
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+    class Message:
+        insertion_time = datetime(2026, 12, 5, 11, 59, 18)  # no zone: the SDK's UTC
+
+    queue_age("connector-events", Message(), now)  # type: ignore[arg-type]
+    ((attributes, point),) = otel.points(Metric.QUEUE_AGE)
+    assert attributes == {"queue": "connector-events"} and (point.count, point.sum) == (1, 42.0)
+
+
 @pytest.mark.parametrize(
     ("value", "attributes", "message"),
     [

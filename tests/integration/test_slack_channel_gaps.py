@@ -604,3 +604,13 @@ def test_no_email_link_when_the_directory_is_down(ch: Ch):
 
 def test_no_email_link_when_the_directory_knows_nobody_with_the_slack_email(ch: Ch):
     unlinked(ch, user=U_EVE)
+
+
+def test_a_lookup_answer_without_a_user_id_is_not_taken_for_the_approver(ch: Ch):
+    gate = ch.gate()
+    ch.slack.fail_next(1, 200, path_contains="users.lookupByEmail", body={"ok": True, "user": {"name": "ghost"}})
+    result = ch.ask(gate, ANNA)  # her first address answers without an id; her second finds her
+    assert [(d.recipient, d.ok) for d in result.deliveries] == [(ANNA, True), (CHANNEL, True)]
+    assert len(ch.slack.messages_in(ch.slack.dm_channel(U_ANNA))) == 1
+    lookups = [r for r in ch.slack.requests if r.path.endswith("users.lookupByEmail")]
+    assert len(lookups) == 2

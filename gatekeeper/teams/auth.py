@@ -310,8 +310,3 @@ def same_service_url(claimed: Any, activity_url: str | None) -> bool:
     if not isinstance(claimed, str) or not isinstance(activity_url, str) or not claimed or not activity_url:
         return False
     return _normalised(claimed) == _normalised(activity_url)
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == wanted), None)

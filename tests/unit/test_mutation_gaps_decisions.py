@@ -584,3 +584,43 @@ def test_the_decision_s_audit_entry_is_listed_in_the_gate_s_view(runtime_env, du
     [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
     refs = GateStore(env.storage, env.tenant_id, env.services.sealer).audit_refs(gate_id)
     assert [(r.seq, r.kind) for r in refs] == [(entry["seq"], "approval_decided")]
+
+
+def _contoso_with_psa_company() -> TenantRecord:
+    psa = {
+        "vendor": "connectwise",
+        "url": "https://api-na.myconnectwise.net",
+        "login_company": "fabrikammsp",
+        "company": "ContosoLtd",
+        "board": "Change Management",
+        "credentials": {
+            "public_key": "env:GK_CONTOSO_CW_PUBLIC",
+            "private_key": "env:GK_CONTOSO_CW_PRIVATE",
+            "client_id": "env:GK_CONTOSO_CW_CLIENT",
+        },
+    }
+    return TenantRecord(tenant_id="contoso", display_name="Contoso", psa=psa)
+
+
+def test_a_psa_decision_naming_another_company_is_reported_and_audited_for_each_of_several_linked_gates(
+    runtime_env, durable
+):
+    """Two gates linked to one ticket: the refusal decided at the first gate is reported and audited for the
+    second too (the loop goes on to every linked gate; nothing is stored or raised for either)."""
+    first, event = _psa_gate(runtime_env, durable)
+    second = _gate(runtime_env, durable, plan=PSA_PLAN)
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
+    store.link_ticket(event.subject, second)
+    store.save_psa_ticket(second, "connectwise", event.subject, opened=True)
+    event = event.model_copy(update={"company": "FabrikamInc"})
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    tenant = _contoso_with_psa_company()
+    service = _service(runtime_env, durable, tenant_for=lambda _t: tenant, audit_for=lambda _t: audit)
+    raised = len(durable.posts("/raiseEvent/"))
+    outcomes = service.psa_change(event)
+    assert sorted(o["instance_id"] for o in outcomes) == sorted([first, second])
+    assert {(o["status"], o["reason"]) for o in outcomes} == {("not_applied", "ticket-of-another-company")}
+    audited = [e for e in audit.entries() if e.get("instance_id") in (first, second)]
+    assert sorted(e["instance_id"] for e in audited) == sorted([first, second])
+    assert len(durable.posts("/raiseEvent/")) == raised
+    assert store.votes(first) == [] and store.votes(second) == []

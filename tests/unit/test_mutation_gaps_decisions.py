@@ -21,6 +21,7 @@ from devstack.graph import LocalGraphServer
 from devstack.server import StaticTokenCredential
 from functions.durable_gateway import DurableClientGateway
 from functions.http import status_of
+from gatekeeper.approvals.authenticate import approver_from_headers
 from gatekeeper.approvals.chain import ChainApproved, ChainPlan, Decision, StagePlan, Vote
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.gate import GateStatus, chain_instance_id
@@ -400,6 +401,16 @@ def test_can_decide_is_keyword_only():
     service = DecisionService(None, None, None, entra_tenants_for=lambda _t: ())  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         service.system_view("not a gate id", True)  # type: ignore[misc]
+
+
+def test_trusting_the_platform_principal_header_is_never_switched_on_by_a_bare_positional_true():
+    """`trust_easyauth` is keyword-only: a call site cannot trust client-sent X-MS-CLIENT-PRINCIPAL headers by
+    passing a positional True, and with it False a caller without a bearer token is 401."""
+    with pytest.raises(TypeError):
+        approver_from_headers({}, None, True)  # type: ignore[misc]
+    with pytest.raises(GatekeeperError) as info:
+        approver_from_headers({"X-MS-CLIENT-PRINCIPAL": "e30="}, None, trust_easyauth=False)
+    assert status_of(info.value) == 401
 
 
 class _OutrunBy(GateStore):

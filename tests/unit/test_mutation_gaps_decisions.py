@@ -635,3 +635,28 @@ def test_a_psa_decision_naming_another_company_is_reported_and_audited_for_each_
     assert sorted(e["instance_id"] for e in audited) == sorted([first, second])
     assert len(durable.posts("/raiseEvent/")) == raised
     assert store.votes(first) == [] and store.votes(second) == []
+
+
+def test_a_psa_decision_s_company_is_checked_once_per_event_and_holds_for_every_linked_gate(runtime_env, durable):
+    """Two gates linked to one ticket: the tenant is looked up and the company compared once, at the first
+    gate; a registry that answers differently a moment later (the tenant offboarded meanwhile) cannot give the
+    gates of one event different answers, and a ticket linked to many gates costs one lookup."""
+    first, event = _psa_gate(runtime_env, durable)
+    second = _gate(runtime_env, durable, plan=PSA_PLAN)
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
+    store.link_ticket(event.subject, second)
+    store.save_psa_ticket(second, "connectwise", event.subject, opened=True)
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
+    lookups: list[str] = []
+
+    def tenant_for(tenant_id: str) -> TenantRecord | None:
+        lookups.append(tenant_id)
+        return tenant if len(lookups) == 1 else None  # unknown from the second lookup on
+
+    raised = len(durable.posts("/raiseEvent/"))
+    outcomes = _service(runtime_env, durable, tenant_for=tenant_for).psa_change(event)
+    assert lookups == [runtime_env.tenant_id]
+    assert sorted((o["instance_id"], o["status"]) for o in outcomes) == sorted(
+        [(first, "accepted"), (second, "accepted")]
+    )
+    assert len(durable.posts("/raiseEvent/")) == raised + 2

@@ -660,3 +660,20 @@ def test_a_psa_decision_s_company_is_checked_once_per_event_and_holds_for_every_
         [(first, "accepted"), (second, "accepted")]
     )
     assert len(durable.posts("/raiseEvent/")) == raised + 2
+
+
+def test_a_psa_decision_skips_links_it_does_not_match_and_still_reaches_the_gate_it_does(runtime_env, durable):
+    """The ticket's links are read in instance-id order: a link to a gate no longer stored and a gate that pins
+    the same number in another PSA come first; neither is touched, and the gate waiting on this ticket still gets
+    the decision."""
+    gate_id, event = _psa_gate(runtime_env, durable)
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
+    stale, other_psa = "gate-" + "0" * 32, "gate-" + "0" * 31 + "1"
+    store.link_ticket(event.subject, stale)  # the link outlived its gate
+    _gate(runtime_env, durable, instance_id=other_psa, ticket=f"autotask:{event.subject}")
+    store.link_ticket(event.subject, other_psa)
+    assert store.gates_for_ticket(event.subject)[:2] == [stale, other_psa]
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
+    outcomes = _service(runtime_env, durable, tenant_for=lambda _t: tenant).psa_change(event)
+    assert [(o["instance_id"], o["status"]) for o in outcomes] == [(gate_id, "accepted")]
+    assert store.votes(other_psa) == []

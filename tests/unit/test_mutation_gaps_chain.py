@@ -186,3 +186,22 @@ def test_a_people_stage_serialises_as_before_psa_stages_existed_and_a_psa_stage_
     psa = StagePlan.model_validate({"name": "cab", "kind": "psa_change_approval", "timeout": "P2D"})
     dumped = psa.model_dump(mode="json")
     assert dumped["kind"] == "psa_change_approval" and dumped["sources"] == []
+
+
+def test_a_counted_vote_and_the_chain_state_cannot_be_changed_afterwards():
+    """What the chain recorded is a value: a counted approval cannot be moved to another stage or turned into
+    a rejection in place, and a state's status changes only through a transition (which returns a new state)."""
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": [ANNA, PIET], "quorum": 2, "timeout": "PT1H"}]}
+    )
+    state, outcome = chain.apply(
+        chain.start(plan, set(), T0), Vote(voter_id=ANNA, decision=Decision.APPROVE, at=T0, aliases={ANNA})
+    )
+    assert isinstance(outcome, chain.VoteCounted)
+    [recorded] = state.votes
+    for field, value in (("stage", 1), ("decision", Decision.REJECT), ("voter_id", PIET)):
+        with pytest.raises(ValidationError):
+            setattr(recorded, field, value)
+    with pytest.raises(ValidationError):
+        state.status = ChainStatus.APPROVED  # type: ignore[misc]
+    assert (recorded.stage, recorded.decision, state.status) == (0, Decision.APPROVE, ChainStatus.PENDING)

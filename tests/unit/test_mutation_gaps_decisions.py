@@ -21,6 +21,7 @@ from devstack.graph import LocalGraphServer
 from devstack.server import StaticTokenCredential
 from functions.durable_gateway import DurableClientGateway
 from functions.http import status_of
+from gatekeeper.approvals.authenticate import approver_from_headers
 from gatekeeper.approvals.chain import ChainApproved, ChainPlan, Decision, StagePlan, Vote
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.gate import GateStatus, chain_instance_id
@@ -402,6 +403,16 @@ def test_can_decide_is_keyword_only():
         service.system_view("not a gate id", True)  # type: ignore[misc]
 
 
+def test_trusting_the_platform_principal_header_is_never_switched_on_by_a_bare_positional_true():
+    """`trust_easyauth` is keyword-only: a call site cannot trust client-sent X-MS-CLIENT-PRINCIPAL headers by
+    passing a positional True, and with it False a caller without a bearer token is 401."""
+    with pytest.raises(TypeError):
+        approver_from_headers({}, None, True)  # type: ignore[misc]
+    with pytest.raises(GatekeeperError) as info:
+        approver_from_headers({"X-MS-CLIENT-PRINCIPAL": "e30="}, None, trust_easyauth=False)
+    assert status_of(info.value) == 401
+
+
 class _OutrunBy(GateStore):
     """Another approver's vote is stored just before this one (both requests checked an open stage): the
     quorum-1 race that `DecisionService._outrun` settles in vote-number order."""
@@ -584,3 +595,85 @@ def test_the_decision_s_audit_entry_is_listed_in_the_gate_s_view(runtime_env, du
     [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
     refs = GateStore(env.storage, env.tenant_id, env.services.sealer).audit_refs(gate_id)
     assert [(r.seq, r.kind) for r in refs] == [(entry["seq"], "approval_decided")]
+
+
+def _contoso_with_psa_company() -> TenantRecord:
+    psa = {
+        "vendor": "connectwise",
+        "url": "https://api-na.myconnectwise.net",
+        "login_company": "fabrikammsp",
+        "company": "ContosoLtd",
+        "board": "Change Management",
+        "credentials": {
+            "public_key": "env:GK_CONTOSO_CW_PUBLIC",
+            "private_key": "env:GK_CONTOSO_CW_PRIVATE",
+            "client_id": "env:GK_CONTOSO_CW_CLIENT",
+        },
+    }
+    return TenantRecord(tenant_id="contoso", display_name="Contoso", psa=psa)
+
+
+def test_a_psa_decision_naming_another_company_is_reported_and_audited_for_each_of_several_linked_gates(
+    runtime_env, durable
+):
+    """Two gates linked to one ticket: the refusal decided at the first gate is reported and audited for the
+    second too (the loop goes on to every linked gate; nothing is stored or raised for either)."""
+    first, event = _psa_gate(runtime_env, durable)
+    second = _gate(runtime_env, durable, plan=PSA_PLAN)
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
+    store.link_ticket(event.subject, second)
+    store.save_psa_ticket(second, "connectwise", event.subject, opened=True)
+    event = event.model_copy(update={"company": "FabrikamInc"})
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    tenant = _contoso_with_psa_company()
+    service = _service(runtime_env, durable, tenant_for=lambda _t: tenant, audit_for=lambda _t: audit)
+    raised = len(durable.posts("/raiseEvent/"))
+    outcomes = service.psa_change(event)
+    assert sorted(o["instance_id"] for o in outcomes) == sorted([first, second])
+    assert {(o["status"], o["reason"]) for o in outcomes} == {("not_applied", "ticket-of-another-company")}
+    audited = [e for e in audit.entries() if e.get("instance_id") in (first, second)]
+    assert sorted(e["instance_id"] for e in audited) == sorted([first, second])
+    assert len(durable.posts("/raiseEvent/")) == raised
+    assert store.votes(first) == [] and store.votes(second) == []
+
+
+def test_a_psa_decision_s_company_is_checked_once_per_event_and_holds_for_every_linked_gate(runtime_env, durable):
+    """Two gates linked to one ticket: the tenant is looked up and the company compared once, at the first
+    gate; a registry that answers differently a moment later (the tenant offboarded meanwhile) cannot give the
+    gates of one event different answers, and a ticket linked to many gates costs one lookup."""
+    first, event = _psa_gate(runtime_env, durable)
+    second = _gate(runtime_env, durable, plan=PSA_PLAN)
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
+    store.link_ticket(event.subject, second)
+    store.save_psa_ticket(second, "connectwise", event.subject, opened=True)
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
+    lookups: list[str] = []
+
+    def tenant_for(tenant_id: str) -> TenantRecord | None:
+        lookups.append(tenant_id)
+        return tenant if len(lookups) == 1 else None  # unknown from the second lookup on
+
+    raised = len(durable.posts("/raiseEvent/"))
+    outcomes = _service(runtime_env, durable, tenant_for=tenant_for).psa_change(event)
+    assert lookups == [runtime_env.tenant_id]
+    assert sorted((o["instance_id"], o["status"]) for o in outcomes) == sorted(
+        [(first, "accepted"), (second, "accepted")]
+    )
+    assert len(durable.posts("/raiseEvent/")) == raised + 2
+
+
+def test_a_psa_decision_skips_links_it_does_not_match_and_still_reaches_the_gate_it_does(runtime_env, durable):
+    """The ticket's links are read in instance-id order: a link to a gate no longer stored and a gate that pins
+    the same number in another PSA come first; neither is touched, and the gate waiting on this ticket still gets
+    the decision."""
+    gate_id, event = _psa_gate(runtime_env, durable)
+    store = GateStore(runtime_env.storage, runtime_env.tenant_id, runtime_env.services.sealer)
+    stale, other_psa = "gate-" + "0" * 32, "gate-" + "0" * 31 + "1"
+    store.link_ticket(event.subject, stale)  # the link outlived its gate
+    _gate(runtime_env, durable, instance_id=other_psa, ticket=f"autotask:{event.subject}")
+    store.link_ticket(event.subject, other_psa)
+    assert store.gates_for_ticket(event.subject)[:2] == [stale, other_psa]
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa_decisions_without_company=True)
+    outcomes = _service(runtime_env, durable, tenant_for=lambda _t: tenant).psa_change(event)
+    assert [(o["instance_id"], o["status"]) for o in outcomes] == [(gate_id, "accepted")]
+    assert store.votes(other_psa) == []

@@ -297,13 +297,20 @@ def _gate_run_key(run_id: int, deployment: _Deployment | None, delivery_id: str 
     return f"{run_id}/commits/{sha}" if sha else str(run_id)
 
 
-def _deployment_status(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent:
+def _deployment_status(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent | Ignored:
     context = "deployment_status"
     body = validate(_DeploymentStatusCreated, payload, context=context)
     status = body.deployment_status
     environment = status.environment or body.deployment.environment
     if not environment:
-        raise problem(context, "deployment.environment", "is required")
+        if status.environment is None and body.deployment.environment is None:
+            raise problem(context, "deployment.environment", "is required")
+        # GitHub's schema requires both fields but allows them empty: such a status names no environment a
+        # gate or a watch could be about, so it is answered (2xx), not refused.
+        return Ignored(
+            "GitHub deployment_status with an empty 'deployment_status.environment' and 'deployment.environment' "
+            "names no environment; nothing to record or watch"
+        )
     creator = status.creator or body.deployment.creator or body.sender
     run_id = body.workflow_run.id if body.workflow_run else body.deployment.id
     return PipelineEvent(

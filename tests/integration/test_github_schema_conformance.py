@@ -52,12 +52,18 @@ CONFORMANCE_TENANT = TenantRecord(
     identities=(f"github:org:{OWNER}", f"github:repo:{OWNER}/{REPO}", f"github:installation:{INSTALLATION}"),
     secrets={SecretPurpose.GITHUB_WEBHOOK: ("env:GK_GITHUB",)},
 )
+# A deployment's `payload` is free-form (whoever creates the deployment writes it); these are the keys our
+# convention reads from it (docs/approval-context.md), tried with any JSON value.
+DEPLOYMENT_PAYLOAD_KEYS = ("version", "version_tags", "artifacts")
 EXAMPLES = 15  # per schema; each one is a signed request through the function into Azurite
 
 
 @pytest.fixture(scope="module")
 def generators() -> dict[str, SchemaInstances]:
-    return {name: load(SCHEMAS / f"{name}.schema.json", SCHEMAS / "common") for name in EVENTS}
+    return {
+        name: load(SCHEMAS / f"{name}.schema.json", SCHEMAS / "common", free_keys=DEPLOYMENT_PAYLOAD_KEYS)
+        for name in EVENTS
+    }
 
 
 @pytest.fixture(scope="module")

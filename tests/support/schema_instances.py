@@ -110,19 +110,27 @@ class _Node:
     resolver: Resolver[Any]
 
 
-def load(path: Path, *others: Path) -> SchemaInstances:
+def load(path: Path, *others: Path, free_keys: Iterable[str] = ()) -> SchemaInstances:
     """The schema at `path`, with every schema in `others` (files or folders of `*.schema.json`) registered."""
     documents = [json.loads(path.read_text())]
     for other in others:
         files = sorted(other.glob("*.schema.json")) if other.is_dir() else [other]
         documents += [json.loads(f.read_text()) for f in files]
-    return SchemaInstances(documents[0], documents[1:])
+    return SchemaInstances(documents[0], documents[1:], free_keys=free_keys)
 
 
 class SchemaInstances:
-    """Deterministic and hypothesis-generated valid instances of one schema."""
+    """Deterministic and hypothesis-generated valid instances of one schema.
 
-    def __init__(self, schema: Mapping[str, Any], referenced: Iterable[Mapping[str, Any]] = ()):
+    `free_keys`: names the strategy also tries as keys of free-form objects (no declared properties, any
+    extra allowed, such as a GitHub deployment's `payload`), with any JSON value; random names alone would
+    never meet the keys a reader of such an object looks for.
+    """
+
+    def __init__(
+        self, schema: Mapping[str, Any], referenced: Iterable[Mapping[str, Any]] = (), *, free_keys: Iterable[str] = ()
+    ):
+        self.free_keys = tuple(free_keys)
         resources = [
             (doc["$id"], Resource.from_contents(doc, default_specification=DRAFT7)) for doc in (schema, *referenced)
         ]
@@ -246,6 +254,9 @@ class SchemaInstances:
         raise GeneratorBug(f"type {kind!r} is not supported")
 
     def _object_strategy(self, shape: _Object, *, depth: int) -> st.SearchStrategy[dict[str, Any]]:
+        if shape.free_form:
+            names = st.one_of(st.text(max_size=12), *([st.sampled_from(self.free_keys)] if self.free_keys else []))
+            return st.dictionaries(names, _any_json(), max_size=3)
         required = {n: self._strategy(s, depth=depth + 1) for n, s in shape.properties.items() if n in shape.required}
         optional = {
             n: self._strategy(s, depth=depth + 1) for n, s in shape.properties.items() if n not in shape.required
@@ -288,6 +299,7 @@ class _Object:
     properties: Mapping[str, _Node]
     required: frozenset[str]
     additional: _Node | None  # the schema of extra properties, when the schema gives one
+    free_form: bool = False  # no declared properties, and any extra property allowed
 
     @staticmethod
     def of(node: _Node) -> _Object:
@@ -297,7 +309,8 @@ class _Object:
         properties = {name: _Node(sub, node.resolver) for name, sub in schema.get("properties", {}).items()}
         extra = schema.get("additionalProperties")
         additional = _Node(extra, node.resolver) if isinstance(extra, Mapping) else None
-        return _Object(properties, frozenset(schema.get("required", ())), additional)
+        free_form = not properties and (extra is None or extra is True)
+        return _Object(properties, frozenset(schema.get("required", ())), additional, free_form)
 
 
 def _types(schema: Mapping[str, Any]) -> list[str]:

@@ -317,7 +317,7 @@ class _Build(Payload):
     definition: _Named | None = None
     repository: _Named | None = None
     requestedFor: _Identity | None = None
-    requests: list[_BuildRequest] = []
+    requests: list[_BuildRequest] | None = None  # null is read as no requests, like the other optional fields
     lastChangedBy: _Identity | None = None
 
 
@@ -408,7 +408,7 @@ def _build_complete(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_
     if not (build.result or build.status):
         return Ignored(f"Azure DevOps {envelope.eventType} build {build.id} carries neither result nor status")
     ref, commit = _source_version(build)
-    requested = build.requestedFor or next((r.requestedFor for r in build.requests if r.requestedFor), None)
+    requested = build.requestedFor or next((r.requestedFor for r in build.requests or () if r.requestedFor), None)
     status = normalise_status(build.result or build.status)
     return PipelineEvent(
         tenant_id=tenant_id,

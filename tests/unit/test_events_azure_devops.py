@@ -249,6 +249,15 @@ def test_state_event_with_the_docs_null_run_or_stage_is_ignored_with_a_reason(
     assert reason in outcome.reason and body["eventType"] in outcome.reason
 
 
+def test_build_complete_with_null_requests_is_read_as_none() -> None:
+    """Every optional field the parser reads may be null; `requests` null is no requester, not a 422."""
+    body = load_fixture("azure-devops/build.complete.json")
+    body["resource"]["requests"] = None
+    event = parse_service_hook(body, tenant_id="contoso")
+    assert isinstance(event, PipelineEvent)
+    assert event.run_id == str(body["resource"]["id"]) and event.actor == "fabrikamfiber16@hotmail.com"
+
+
 def test_service_hook_keys_stage_vs_run_and_redelivery() -> None:
     run = parse_service_hook(load_fixture("azure-devops/ms.vss-pipelines.run-state-changed-event.json"), tenant_id="t")
     again = parse_service_hook(

@@ -216,6 +216,14 @@ def test_payload_with_nulls_and_empty_arrays_is_accepted_or_ignored(env, generat
     conforms(env, generators[name], name, generators[name].nulls_and_empties())
 
 
+def test_every_property_present_with_an_environment_is_a_gate_request(env, generators):
+    """The nulls-and-empties protection rule names the environment "" (ignored, above); with one it is a gate
+    request, deterministically, whatever the hypothesis examples reach."""
+    name = "deployment_protection_rule.requested"
+    payload = {**generators[name].nulls_and_empties(), "environment": "production"}
+    assert conforms(env, generators[name], name, payload) == "accepted"
+
+
 # What the generated examples must reach, so the property is not met by ignoring everything: a protection
 # rule and a status with an environment are accepted, without one ignored; `deployment` is never handled.
 OUTCOMES = {
@@ -246,3 +254,40 @@ def test_generated_payloads_are_accepted_or_ignored(env, generators, name):
 
     check()
     assert seen == OUTCOMES[name]
+
+
+# -- the strictness that stays ------------------------------------------------------------------------------
+
+
+def gate_request(generator: SchemaInstances) -> dict[str, Any]:
+    """A schema-valid protection rule that is a gate request: every property present, an environment named."""
+    document = for_tenant(generator, {**generator.nulls_and_empties(), "environment": "production"})
+    return generator.check(document)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.github.com/repos/someone-else/their-repo/actions/runs/1/deployment_protection_rule",
+        f"http://api.github.com/repos/{OWNER}/{REPO}/actions/runs/1/deployment_protection_rule",
+        f"https://api.github.com/repos/{OWNER}/{REPO}/deployments/1",
+        "urn:x:y",
+    ],
+)
+def test_a_schema_valid_callback_url_elsewhere_is_still_refused_naming_it(env, generators, url):
+    """The schema allows any URI; the answer goes with an installation token, so only a run of the payload's
+    own repository over https is accepted (a target, checked like the tenant's identities)."""
+    generator = generators["deployment_protection_rule.requested"]
+    document = generator.check({**gate_request(generator), "deployment_callback_url": url})
+    answer = deliver(env, "deployment_protection_rule", document)
+    assert answer.status == 422 and answer.body["field"] == "deployment_callback_url", answer.body
+    assert answer.queued == []
+
+
+def test_a_schema_valid_installation_of_another_tenant_is_still_refused_naming_it(env, generators):
+    generator = generators["deployment_protection_rule.requested"]
+    document = gate_request(generator)
+    document["installation"] = {**document["installation"], "id": INSTALLATION + 1}
+    answer = deliver(env, "deployment_protection_rule", generator.check(document))
+    assert answer.status == 422 and answer.body["field"] == "installation.id", answer.body
+    assert answer.queued == []

@@ -153,6 +153,8 @@ def judge_protection_rule(answer: Answer, payload: dict[str, Any]) -> None:
     assert event.ref == ((deployment or {}).get("ref") or None)
     sender = external_id("github", "id", payload["sender"]["id"])
     assert sender in event.requester_ids
+    creator = ((deployment or {}).get("creator") or {}).get("login")
+    assert event.actor == (creator or payload["sender"]["login"])  # who asked: the deployment's creator first
     if deployment is not None:
         assert event.run_id == f"{event.callback.run_id}/deployments/{deployment['id']}"
 
@@ -174,6 +176,7 @@ def judge_deployment_status(answer: Answer, payload: dict[str, Any]) -> None:
     run = payload.get("workflow_run")
     assert event.run_id == str(run["id"] if run else deployment["id"])
     assert event.status == normalise_status(status["state"])
+    assert event.actor == status["creator"]["login"]
     assert event.subject == f"deployments/{deployment['id']}"
 
 
@@ -184,6 +187,7 @@ def judge_workflow_run(answer: Answer, payload: dict[str, Any]) -> None:
     assert (event.commit, event.ref) == (run["head_sha"], run["head_branch"])
     finished = run["status"] == "completed" and run["conclusion"]
     assert event.status == normalise_status(run["conclusion"] if finished else run["status"])
+    assert event.actor == run["triggering_actor"]["login"]
 
 
 JUDGES = {

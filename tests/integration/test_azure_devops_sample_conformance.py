@@ -228,7 +228,7 @@ def expected(document: dict[str, Any]) -> Expected:
     if kind == "ms.vss-pipelines.run-state-changed-event":
         run = resource.get("run")
         number = run_number(run)
-        if number is None:
+        if number is None or not isinstance(run, dict):
             return Expected(None, {}, (kind, "names no run"))
         state = run.get("result") or run.get("state")
         return Expected(EventKind.RUN_STATUS, {"run_id": str(number), "status": normalise_status(state)})

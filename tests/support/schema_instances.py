@@ -33,7 +33,6 @@ from typing import Any
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator, FormatChecker
 from referencing import Registry, Resource
-from referencing._core import Resolver
 from referencing.jsonschema import DRAFT7
 
 # Integers as the vendors send them: ids are signed 64-bit at most (JSON has no bound, the JSON reader of the
@@ -107,7 +106,7 @@ class _Node:
     """A subschema and the resolver of the document it sits in (relative `$ref`s resolve against it)."""
 
     schema: Mapping[str, Any]
-    resolver: Resolver[Any]
+    resolver: Any  # a `referencing` Resolver (its class is not exported)
 
 
 def load(path: Path, *others: Path, free_keys: Iterable[str] = ()) -> SchemaInstances:

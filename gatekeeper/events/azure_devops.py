@@ -266,7 +266,9 @@ class _Run(Payload):
 
 
 class _RunStateResource(Payload):
-    run: _Run
+    # The docs' approval samples carry `run`, `stage` and `pipeline` as null: a state event with them null
+    # names nothing to record, so it is ignored with the reason. Absent is still a 422 naming the field.
+    run: _Run | None
     pipeline: _PipelineRef | None = None
 
 
@@ -282,8 +284,8 @@ class _Stage(Payload):
 
 
 class _StageStateResource(Payload):
-    stage: _Stage
-    run: _Run
+    stage: _Stage | None  # null: ignored, as `_RunStateResource.run`
+    run: _Run | None
     pipeline: _PipelineRef | None = None
 
 
@@ -315,7 +317,7 @@ class _Build(Payload):
     definition: _Named | None = None
     repository: _Named | None = None
     requestedFor: _Identity | None = None
-    requests: list[_BuildRequest] = []
+    requests: list[_BuildRequest] | None = None  # null is read as no requests, like the other optional fields
     lastChangedBy: _Identity | None = None
 
 
@@ -335,8 +337,10 @@ def _summary(envelope: _HookEnvelope, fallback: str) -> str:
 _RUN_URL = re.compile(r"/runs/(\d{1,18})/?$")  # bounded: a run id fits in 64 bits
 
 
-def _run_number(run: _Run) -> int | None:
+def _run_number(run: _Run | None) -> int | None:
     """The run id: `id`, else the last segment of `_links.self.href` or `url` (`.../_apis/Pipelines/1/runs/11`)."""
+    if run is None:
+        return None
     if run.id is not None:
         return run.id
     for url in (run.links.self_link.href if run.links and run.links.self_link else None, run.url):
@@ -352,7 +356,7 @@ def _run_number(run: _Run) -> int | None:
 def _run_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent | Ignored:
     run = validate(_RunStateEvent, payload, context=envelope.eventType).resource.run
     run_id = _run_number(run)
-    if run_id is None:
+    if run is None or run_id is None:
         return Ignored(f"Azure DevOps {envelope.eventType} names no run (no id, _links.self.href or url)")
     status = normalise_status(run.result or run.state)
     return PipelineEvent(
@@ -369,9 +373,11 @@ def _run_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: s
 
 def _stage_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id: str) -> PipelineEvent | Ignored:
     resource = validate(_StageStateEvent, payload, context=envelope.eventType).resource
-    stage = resource.stage
-    run_id = _run_number(resource.run)
-    if run_id is None:
+    stage, run = resource.stage, resource.run
+    if stage is None:
+        return Ignored(f"Azure DevOps {envelope.eventType} names no stage (resource.stage is null or absent)")
+    run_id = _run_number(run)
+    if run is None or run_id is None:
         return Ignored(f"Azure DevOps {envelope.eventType} names no run (no id, _links.self.href or url)")
     status = normalise_status(stage.result or stage.state)
     return PipelineEvent(
@@ -380,7 +386,7 @@ def _stage_state(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_id:
         kind=EventKind.STAGE_STATUS,
         environment=stage.name,
         run_id=str(run_id),
-        run_url=https_link(resource.run.links.web.href) if resource.run.links and resource.run.links.web else None,
+        run_url=https_link(run.links.web.href) if run.links and run.links.web else None,
         status=status,
         delivery_id=envelope.id,
         summary=_summary(envelope, f"Run {run_id} stage {stage.name} is {status}"),
@@ -402,7 +408,7 @@ def _build_complete(payload: Mapping[str, Any], envelope: _HookEnvelope, tenant_
     if not (build.result or build.status):
         return Ignored(f"Azure DevOps {envelope.eventType} build {build.id} carries neither result nor status")
     ref, commit = _source_version(build)
-    requested = build.requestedFor or next((r.requestedFor for r in build.requests if r.requestedFor), None)
+    requested = build.requestedFor or next((r.requestedFor for r in build.requests or () if r.requestedFor), None)
     status = normalise_status(build.result or build.status)
     return PipelineEvent(
         tenant_id=tenant_id,

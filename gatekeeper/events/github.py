@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, ValidationError
 
 from gatekeeper.errors import InvalidInput
 from gatekeeper.events.commit_time import commit_time_or_none
@@ -74,8 +74,9 @@ class _Deployment(Payload):
 
 
 class _DeploymentContext(Payload):
-    """What a deployment's `payload` may tell the approver (our convention, docs/integrations.md): the version
-    it deploys and the artifacts it ships. Other keys are the creator's own business and are ignored."""
+    """What a deployment's `payload` may tell the approver (our convention, docs/approval-context.md): the
+    version it deploys and the artifacts it ships. Other keys are the creator's own business and are ignored.
+    Each value is checked on its own (`_payload_context`), so one that does not fit is left out alone."""
 
     version: Annotated[str, BeforeValidator(number_to_text), Field(min_length=1, max_length=100)] | None = None
     version_tags: list[VersionTag] = Field(default_factory=no_items, max_length=MAX_CONTEXT_ITEMS)
@@ -231,7 +232,7 @@ def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: st
     deployment = body.deployment
     ref = (deployment.ref if deployment else None) or body.ref
     commit = (deployment.sha if deployment else None) or body.sha
-    tags, artifacts = _deployment_context(deployment, ref, context)
+    tags, artifacts = _deployment_context(deployment, ref)
     repository_url = https_link(body.repository.html_url)
     actor = (deployment.creator.login if deployment and deployment.creator else None) or (
         body.sender.login if body.sender else None
@@ -266,20 +267,45 @@ def _protection_rule(payload: Mapping[str, Any], tenant_id: str, delivery_id: st
     )
 
 
-def _deployment_context(
-    deployment: _Deployment | None, ref: str | None, context: str
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _deployment_context(deployment: _Deployment | None, ref: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Version tags and artifact ids: the tag a `refs/tags/...` ref names, then the deployment payload's
-    `version`, `version_tags` and `artifacts` (a wrong type or too many is a 422 naming the field)."""
+    `version`, `version_tags` and `artifacts` (at most `MAX_CONTEXT_ITEMS` of each, duplicates removed)."""
     tags = [t for t in (tag_of(ref),) if t]
     artifacts: list[str] = []
     payload = deployment.payload if deployment is not None else None
     if isinstance(payload, Mapping):
-        extra = validate(_DeploymentContext, payload, context=context, root="deployment.payload")
-        tags += [t for t in (extra.version, *extra.version_tags) if t]
-        artifacts += extra.artifacts
+        tags += _payload_context(payload, "version") + _payload_context(payload, "version_tags")
+        artifacts += _payload_context(payload, "artifacts")
     unique_tags = tuple(dict.fromkeys(tags))[:MAX_CONTEXT_ITEMS]
-    return unique_tags, tuple(dict.fromkeys(artifacts))
+    return unique_tags, tuple(dict.fromkeys(artifacts))[:MAX_CONTEXT_ITEMS]
+
+
+def _payload_context(payload: Mapping[str, Any], key: str) -> list[str]:
+    """The values of one convention key that fit it, each checked on its own; the rest are left out.
+
+    Read leniently: GitHub's schema lets a deployment's `payload` be any object, and whoever created the
+    deployment is not who we answer, so a value of another type or shape is only context the approver does
+    not see, never a reason to refuse the gate request (which would leave the deployment waiting). Only the
+    first `MAX_CONTEXT_ITEMS` items of a list are looked at.
+    """
+    value = payload.get(key)
+    if key == "version":
+        items = [value]
+    elif isinstance(value, list):
+        items = value[:MAX_CONTEXT_ITEMS]
+    else:
+        return []
+    kept: list[str] = []
+    for item in items:
+        try:
+            context = _DeploymentContext.model_validate({key: item if key == "version" else [item]})
+        except ValidationError:
+            continue
+        if key == "version":
+            kept += [context.version] if context.version else []
+        else:
+            kept += getattr(context, key)
+    return kept
 
 
 def _gate_run_key(run_id: int, deployment: _Deployment | None, delivery_id: str | None, sha: str | None) -> str:
@@ -297,13 +323,20 @@ def _gate_run_key(run_id: int, deployment: _Deployment | None, delivery_id: str 
     return f"{run_id}/commits/{sha}" if sha else str(run_id)
 
 
-def _deployment_status(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent:
+def _deployment_status(payload: Mapping[str, Any], tenant_id: str, delivery_id: str | None) -> PipelineEvent | Ignored:
     context = "deployment_status"
     body = validate(_DeploymentStatusCreated, payload, context=context)
     status = body.deployment_status
     environment = status.environment or body.deployment.environment
     if not environment:
-        raise problem(context, "deployment.environment", "is required")
+        if status.environment is None and body.deployment.environment is None:
+            raise problem(context, "deployment.environment", "is required")
+        # GitHub's schema requires both fields but allows them empty: such a status names no environment a
+        # gate or a watch could be about, so it is answered (2xx), not refused.
+        return Ignored(
+            "GitHub deployment_status with an empty 'deployment_status.environment' and 'deployment.environment' "
+            "names no environment; nothing to record or watch"
+        )
     creator = status.creator or body.deployment.creator or body.sender
     run_id = body.workflow_run.id if body.workflow_run else body.deployment.id
     return PipelineEvent(

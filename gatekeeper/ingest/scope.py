@@ -47,8 +47,9 @@ def bind_github(tenant: TenantRecord, document: Mapping[str, Any], event: Pipeli
 
     `repository.full_name`, `repository.owner.login` and `organization.login` must belong to the tenant, and
     for a gate also agree (`full_name` is `owner.login/name`, the organisation is the owner);
-    `installation.id` must be registered for the tenant. The callback URL's path was already checked to
-    name the same repository when the event was parsed.
+    `installation.id` must be registered for the tenant; a gate without one gets the tenant's only
+    installation, or none when it has several (the App looks it up when answering). The callback URL's path
+    was already checked to name the same repository when the event was parsed.
     """
     identities = tenant.all_identities
     full_name = _text(_get(document, "repository", "full_name"))
@@ -83,11 +84,15 @@ def bind_github(tenant: TenantRecord, document: Mapping[str, Any], event: Pipeli
     if not isinstance(event.callback, GitHubCallback):
         return event
     if installation is None:
-        if len(registered) != 1:
+        if not registered:
             raise foreign_target(
-                "installation.id",
-                "is missing, and the tenant does not have exactly one GitHub App installation registered",
+                "installation.id", "is missing, and the tenant has no GitHub App installation registered"
             )
+        if len(registered) > 1:
+            # GitHub's schema lets a protection rule omit `installation`. The repository was checked above to be
+            # the tenant's; when answering, the App asks GitHub which installation that repository is in and
+            # acts only if it is one of the tenant's (gatekeeper.integrations.github_app).
+            return event
         installation = next(iter(registered))
     callback = event.callback.model_copy(update={"installation_id": installation})
     return event.model_copy(update={"callback": callback})

@@ -211,7 +211,13 @@ class GitHubApp:
     def installation_id_for(self, owner: str, repo: str) -> int:
         """`GET /repos/{owner}/{repo}/installation` with the App JWT, for events that carry no installation."""
         url = f"{self.api_url}/repos/{owner}/{repo}/installation"
-        return int(self._as_app("GET", url, "github installation lookup")["id"])
+        answer = self._as_app("GET", url, "github installation lookup")
+        found = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(found, int) or isinstance(found, bool):
+            raise GitHubAppError(
+                CallbackResult(ok=False, target="github", detail="github installation lookup: the answer names no id")
+            )
+        return found
 
     def _as_app(self, method: str, url: str, label: str) -> Any:
         """A request authenticated as the App itself (app JWT), retried; the JSON answer, or GitHubAppError."""
@@ -260,13 +266,17 @@ class GitHubApp:
         """The installation to act as: one registered for the gate's tenant, never merely the payload's.
 
         Without a resolver (a single-tenant App wired by hand) the callback's installation, else GitHub's
-        installation for the repository."""
+        installation for the repository. With a resolver and no installation on the callback (GitHub's schema
+        lets a protection rule omit it): the tenant's only one, or with several the one GitHub says the
+        repository is in, which must be registered for the tenant too."""
         if self._installations is None:
             return callback.installation_id or self.installation_id_for(callback.owner, callback.repo)
         registered = set(self._installations(tenant_id)) if tenant_id else set()
         chosen = callback.installation_id
         if chosen is None and len(registered) == 1:
             chosen = next(iter(registered))
+        elif chosen is None and len(registered) > 1:
+            chosen = self.installation_id_for(callback.owner, callback.repo)
         if chosen is None or chosen not in registered:
             raise GitHubAppError(
                 CallbackResult(

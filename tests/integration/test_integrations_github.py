@@ -280,6 +280,28 @@ def test_scoped_app_answers_with_the_tenants_installation(scoped_app, github):
     assert missing.ok  # no installation on the handle: the tenant's only registered one
 
 
+def test_scoped_app_asks_github_for_the_installation_among_several(app_key, github):
+    """A gate without an installation from a tenant with several: GitHub's installation for the repository
+    (the server's 77), used only when it is registered for the tenant; otherwise nothing is sent."""
+    registered = {"several": frozenset({77, 79}), "others": frozenset({78, 79})}
+    signer = CryptographyClient.from_jwk(rsa_jwk(app_key))
+    policy = RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.02, jitter=0, sleep=lambda _s: None)
+    app = GitHubApp(
+        APP_ID,
+        signer,
+        github.api_url,
+        policy=policy,
+        allow_loopback_http=True,
+        installations=lambda tenant: registered.get(tenant, frozenset()),
+    )
+    refused = app.decide(handle(github, installation_id=None), approved=True, comment=None, tenant_id="others")
+    assert not refused.ok and "installation 77 is not registered for tenant others" in refused.detail
+    assert github.requests_to("/access_tokens") == [] and github.decisions() == []
+    result = app.decide(handle(github, installation_id=None), approved=True, comment=None, tenant_id="several")
+    assert result.ok and [r["body"]["state"] for r in github.decisions()] == ["approved"]
+    assert len(github.requests_to("/repos/contoso/web/installation", method="GET")) == 2
+
+
 @pytest.mark.parametrize(
     ("tenant", "installation"),
     [("fabrikam", 77), ("contoso", 78), ("contoso", 999), (None, 77), ("nobody", None)],

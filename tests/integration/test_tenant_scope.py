@@ -184,12 +184,17 @@ def test_protection_rule_without_installation_uses_the_tenants_registered_one(en
     assert decode_message(env.services.sealer, text).event.callback.installation_id == B_INSTALLATION
 
 
-def test_tenant_a_without_exactly_one_installation_must_name_one(env):
+def test_tenant_a_with_several_installations_leaves_the_installation_to_the_callback(env):
+    """GitHub's schema lets a protection rule omit `installation`: tenant A registers three, so none is
+    guessed here; the App asks GitHub which one the repository is in when it answers, and acts only if it is
+    one of A's (test_integrations_github.py, test_scoped_app_asks_github_for_the_installation_among_several)."""
     payload = copy.deepcopy(DPR)
-    del payload["installation"]  # tenant A registers three installations: which one is not guessed
+    del payload["installation"]
     response = http_function("github_webhook")(github_request("deployment_protection_rule", payload))
-    assert response.status_code == 422 and problem(response)["field"] == "installation.id"
-    assert env.queued_texts() == []
+    assert response.status_code == 202, response.get_body()
+    [text] = env.queued_texts()
+    event = decode_message(env.services.sealer, text).event
+    assert event.tenant_id == env.tenant_id and event.callback.installation_id is None
 
 
 def test_status_events_naming_another_tenants_repository_are_refused_too(env):

@@ -228,6 +228,36 @@ def test_service_hook_missing_field_is_named(name: str, path: tuple[str, ...], f
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("name", "nulls", "reason"),
+    [
+        ("ms.vss-pipelines.run-state-changed-event.json", ("run",), "names no run"),
+        ("ms.vss-pipelines.stage-state-changed-event.json", ("run",), "names no run"),
+        ("ms.vss-pipelines.stage-state-changed-event.json", ("stage",), "names no stage"),
+        ("ms.vss-pipelines.stage-state-changed-event.json", ("pipeline", "stage", "run"), "names no stage"),
+    ],
+)
+def test_state_event_with_the_docs_null_run_or_stage_is_ignored_with_a_reason(
+    name: str, nulls: tuple[str, ...], reason: str
+) -> None:
+    """The docs' approval samples carry `resource.pipeline/stage/run` as null; a state event shaped so names
+    nothing to record: a 2xx with the reason, not a 422 (an absent key is still named, above)."""
+    body = copy.deepcopy(load_fixture(f"azure-devops/{name}"))
+    body["resource"].update(dict.fromkeys(nulls))
+    outcome = parse_service_hook(body, tenant_id="contoso")
+    assert isinstance(outcome, Ignored)
+    assert reason in outcome.reason and body["eventType"] in outcome.reason
+
+
+def test_build_complete_with_null_requests_is_read_as_none() -> None:
+    """Every optional field the parser reads may be null; `requests` null is no requester, not a 422."""
+    body = load_fixture("azure-devops/build.complete.json")
+    body["resource"]["requests"] = None
+    event = parse_service_hook(body, tenant_id="contoso")
+    assert isinstance(event, PipelineEvent)
+    assert event.run_id == str(body["resource"]["id"]) and event.actor == "fabrikamfiber16@hotmail.com"
+
+
 def test_service_hook_keys_stage_vs_run_and_redelivery() -> None:
     run = parse_service_hook(load_fixture("azure-devops/ms.vss-pipelines.run-state-changed-event.json"), tenant_id="t")
     again = parse_service_hook(

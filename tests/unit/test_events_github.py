@@ -242,6 +242,19 @@ def test_deployment_status_without_any_environment_is_refused() -> None:
     assert caught.value.field == "deployment.environment"
 
 
+def test_deployment_status_with_empty_environments_is_ignored_with_a_reason() -> None:
+    """GitHub's schema allows both environments empty: a 2xx with the reason, not a 422 (schema conformance)."""
+    payload = load_fixture("github/deployment_status.payload.json")
+    payload["deployment_status"]["environment"] = ""
+    payload["deployment"]["environment"] = ""
+    outcome = parse("deployment_status", payload)
+    assert isinstance(outcome, Ignored)
+    assert "deployment_status.environment" in outcome.reason and "deployment.environment" in outcome.reason
+    payload["deployment"]["environment"] = "production"  # either one names the environment
+    event = parse("deployment_status", payload)
+    assert isinstance(event, PipelineEvent) and event.environment == "production"
+
+
 def test_deployment_status_missing_state_is_named() -> None:
     payload = load_fixture("github/deployment_status.payload.json")
     del payload["deployment_status"]["state"]

@@ -445,3 +445,87 @@ def test_a_rejection_must_say_why_and_the_decision_must_be_known():
         decision_body(parse_form(b"decision=approve&comment=" + b"x" * 1001, FORM))
     assert caught.value.field == "comment"
     assert decision_body(parse_form(b"decision=approve", FORM)) == ("approve", "")
+
+
+# ----- planted bugs no test caught (page_guard) --------------------------------------------------------------
+
+
+def test_only_the_exact_host_cookie_counts_not_a_lookalike_name():
+    value = new_cookie_value()
+    for name in ("gk-approval", "x__Host-gk-approval", "__host-gk-approval", "__Secure-gk-approval"):
+        assert cookie_value({"Cookie": f"{name}={value}"}) is None, name
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://gk.contoso.example:8443/api/approvals", "https://gk.contoso.example:8443"),
+        ("https://GK.contoso.example:443/", "https://gk.contoso.example"),
+        ("http://localhost:7071", "http://localhost:7071"),
+        ("ftp://gk.contoso.example", None),
+        ("javascript:alert(1)", None),
+        ("https://", None),
+        ("https://gk.contoso.example:99999", None),
+    ],
+)
+def test_an_origin_is_scheme_host_and_a_non_default_port(url, origin):
+    assert origin_of(url) == origin
+
+
+def test_an_origin_on_another_port_or_with_no_configured_app_origin_is_cross_site():
+    with pytest.raises(Forbidden):
+        check_same_origin({"Origin": "https://gk.contoso.example:8443"}, "https://gk.contoso.example")
+    with pytest.raises(Forbidden):  # no GATEKEEPER_APPROVAL_BASE_URL: an Origin cannot be ours
+        check_same_origin({"Origin": "https://gk.contoso.example"}, None)
+    check_same_origin({"Sec-Fetch-Site": "same-origin"}, None)  # no Origin sent: nothing to compare
+
+
+def test_an_oversized_token_is_refused_without_being_opened(clock: Clock):
+    class CountingCipher(EnvelopeCipher):
+        opened = 0
+
+        def open_json(self, *args: Any, **kwargs: Any) -> Any:
+            CountingCipher.opened += 1
+            return super().open_json(*args, **kwargs)
+
+    guard = FormGuard(CountingCipher(Keys()), clock)
+    cookie = new_cookie_value()
+    assert refusal(guard, "contoso", "gate-1", ANNA, cookie, "x" * 2049) == "form-token-invalid"
+    assert CountingCipher.opened == 0
+    token = guard.issue("contoso", "gate-1", ANNA, cookie)
+    guard.check("contoso", "gate-1", ANNA, cookie, token)
+    assert CountingCipher.opened == 1
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"g": "gate-1", "u": ANNA, "exp": 2**40},  # no cookie hash
+        {"g": "gate-1", "u": ANNA, "c": 5, "exp": 2**40},  # a cookie hash that is not text
+        {"g": ["gate-1"], "u": ANNA, "c": "h", "exp": 2**40},
+        {"u": ANNA, "c": "h", "exp": 2**40},  # no gate
+        {"g": "gate-1", "u": PIET, "c": "h", "exp": 2**40},  # sealed for Anna, naming Piet
+    ],
+)
+def test_a_sealed_token_whose_claims_are_not_all_there_as_text_is_refused(claims: dict[str, Any]):
+    """Even sealed under the right tenant, gate and person (only a bug or a stolen key could make one), a token
+    must carry every bound claim as text."""
+    cipher = EnvelopeCipher(Keys())
+    guard = FormGuard(cipher, lambda: AT)
+    cookie = "c" * 43
+    if claims.get("c") == "h":
+        claims = {**claims, "c": hashlib.sha256(cookie.encode()).hexdigest()}
+    token = cipher.seal_json("contoso", "ApprovalPageForm", "gate-1", ANNA.lower(), claims)
+    assert refusal(guard, "contoso", "gate-1", ANNA, cookie, token) == "form-token-invalid"
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=x", "application/json", "text/plain", None])
+def test_only_url_encoded_forms_are_read(content_type):
+    with pytest.raises(UnsupportedMediaType):
+        parse_form(b"decision=approve", content_type)
+
+
+def test_a_form_with_more_fields_than_the_page_has_is_refused_before_its_names_are_read():
+    with pytest.raises(InvalidInput) as refused:
+        parse_form(b"&".join([b"a=1"] * 2000), "application/x-www-form-urlencoded")
+    assert refused.value.field == "body"

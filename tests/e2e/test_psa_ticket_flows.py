@@ -661,3 +661,14 @@ def test_a_psa_write_back_that_fails_outright_never_fails_the_gate_or_its_answer
     assert status.custom_status["phase"] == "done" and status.custom_status.get("psa")  # the failure, said
     assert rig.order(gate).count("psa_ticket") == 2  # the request note and the decision were both tried
     assert ticket.notes == [] and rig.server.requests == []
+
+
+def test_a_decision_the_pipeline_could_not_hear_says_so_on_the_ticket(rig: Rig):
+    ticket = rig.server.add_ticket("Deploy web-shop 3.3", company="ContosoLtd", board="Change Management")
+    rig.env.receiver.fail_next(100, 503, path_contains="/ci/hook")  # the pipeline's callback URL is down
+    gate = rig.env.gates.submit(rig.env.event("dev", ticket=f"connectwise:{ticket.id}"))
+    rig.runner.run_until_complete(gate, horizon=timedelta(days=1))  # through the callback's retries
+    output = rig.env.status(gate).output
+    assert output["status"] == "approved" and output["callback_ok"] is False
+    assert "The pipeline could not be told; operators were alerted." in _texts(ticket)[-1]
+    assert ticket.status == "Change Approved"

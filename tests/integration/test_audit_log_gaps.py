@@ -150,3 +150,9 @@ def test_the_log_refuses_settings_it_cannot_run_with_and_keys_it_does_not_have(s
     pem = keys["signer"].public_key_pem()
     add(unsigned, 2)
     assert unsigned.check(public_key_pem=pem).ok  # unsigned tail: entries, no checkpoint yet
+
+
+def test_an_audit_table_removed_under_a_running_process_reads_as_no_entries_not_an_error(storage, keys):
+    log = add_and(new_log(storage, keys), 2)
+    storage.tables.delete_table(log.table_name)  # the tenant offboarded (table deleted) while this process runs
+    assert list(log.entries()) == [] and list(log.records()) == []

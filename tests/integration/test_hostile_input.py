@@ -410,3 +410,29 @@ def test_a_claim_check_message_needs_a_blob_store_and_an_oversize_event_needs_on
     again = encode_message(env.services.sealer, queued.event, "e2", env.services.large_events)  # store ready
     assert json.loads(again)["blob"] == f"{env.tenant_id}/e2.sealed"
     assert decode_message(env.services.sealer, again, env.services.large_events).event == queued.event
+
+
+def test_forged_dead_letters_never_stop_the_operators_listing_them(env, durable, capsys, monkeypatch, tmp_path):
+    """A claim-check message whose event id is a path names a blob outside the container's naming; listing
+    the dead letters (which tells whether each one's key still exists) must say `unknown` for it, not fail
+    for every dead letter."""
+    from gatekeeper.cli import main
+
+    forged = _forged_messages(env)
+    for message, _ in forged.values():
+        run_on_worker(
+            http_function("dispatch_pipeline_events")(
+                func.QueueMessage(id="f", body=message.encode()), client=durable.client_binding
+            )
+        )
+    monkeypatch.setenv("GATEKEEPER_KEY_MODE", "local")
+    monkeypatch.setenv("GATEKEEPER_LOCAL_KEY_DIR", str(tmp_path / "cli-keys"))
+    capsys.readouterr()
+    connection = env.storage.connection_string
+    assert (
+        main(["deadletters", "list", "--queue", "pipeline-events", "--json", "--storage-connection", connection]) == 0
+    )
+    keys = {r["row_key"]: r["key"] for r in json.loads(capsys.readouterr().out)}
+    row_of = {d.message: d.row_key for d in DeadLetters(env.storage).list("pipeline-events")}
+    assert keys[row_of[forged["a path for an event id"][0]]] == "unknown"
+    assert keys[row_of[forged["a claim-check blob that is gone"][0]]] == "blob-gone"

@@ -198,3 +198,18 @@ def test_a_local_key_file_that_is_no_key_set_is_an_outage_never_a_new_key(tmp_pa
     with pytest.raises(KeyServiceUnavailable, match=f"local key file {reason}"):
         provider.crypto_client(tenant)
     assert path.is_dir() or json.loads(path.read_text()) == content  # nothing was replaced
+
+
+def test_key_vault_down_during_a_kek_rotation_rewrap_changes_no_data_key(
+    storage, keyvault_provider, keyvault_tenant, local_keyvault
+):
+    tenant = keyvault_tenant()
+    sealed, key_id = sealed_by(storage, keyvault_provider, tenant)
+    before = DataKeyRing(storage, keyvault_provider).record(tenant, key_id)
+    local_keyvault.outage = "unavailable"
+    with pytest.raises(KeyServiceUnavailable):
+        DataKeyRing(storage, keyvault_provider).rewrap(tenant)
+    local_keyvault.outage = None
+    after = DataKeyRing(storage, keyvault_provider).record(tenant, key_id)
+    assert (after.wrapped_key, after.kek_id) == (before.wrapped_key, before.kek_id)
+    assert opens(storage, keyvault_provider, tenant, sealed) == b"payload"

@@ -114,3 +114,20 @@ def test_an_invalid_url_is_one_attempt_naming_the_error_never_retried():
     outcome = send_with_retry(lambda: requests.get("http://", timeout=5), policy(waits), label="bad url")
     assert (outcome.response, outcome.attempts, outcome.error, waits) == (None, 1, "InvalidURL", [])
     assert describe(outcome, "callback") == "callback: no response (InvalidURL) after 1 attempt"
+
+
+def test_an_error_body_without_a_message_is_told_as_its_json_and_an_empty_one_adds_nothing(server: Scripted):
+    server.script = [(404, {}, b'{"code": 17, "errors": ["no"]}'), (404, {"Content-Type": "text/plain"}, b"")]
+    first, second = call(server, []), call(server, [])
+    assert (
+        describe(first, "lookup") == 'lookup: HTTP 404 (not retryable) after 1 attempt: {"code": 17, "errors": ["no"]}'
+    )
+    assert describe(second, "lookup") == "lookup: HTTP 404 (not retryable) after 1 attempt"
+
+
+def test_secrets_are_removed_from_a_detail_but_a_value_too_short_to_be_one_is_left(server: Scripted):
+    server.script = [(401, {}, b'{"message": "token tok-0123456789 refused for id ab"}')]
+    outcome = call(server, [])
+    assert describe(outcome, "call", ["tok-0123456789", "ab", None]) == (
+        "call: HTTP 401 (not retryable) after 1 attempt: token *** refused for id ab"
+    )

@@ -31,6 +31,7 @@ from gatekeeper.gates.decisions import DecisionRequest, DecisionService
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import GraphUserDirectory
+from gatekeeper.security.groups import GroupLookupUnavailable
 from gatekeeper.security.principal import Principal
 from gatekeeper.security.requester import Requester
 from gatekeeper.tenancy.model import TenantRecord
@@ -677,3 +678,41 @@ def test_a_psa_decision_skips_links_it_does_not_match_and_still_reaches_the_gate
     outcomes = _service(runtime_env, durable, tenant_for=lambda _t: tenant).psa_change(event)
     assert [(o["instance_id"], o["status"]) for o in outcomes] == [(gate_id, "accepted")]
     assert store.votes(other_psa) == []
+
+
+class _DirectoryDown:
+    """A group lookup (the GroupMembership port) for the caller's directory that cannot answer now."""
+
+    def __init__(self) -> None:
+        self.asked: list[frozenset[str]] = []
+
+    def serves(self, entra_tenant: str) -> bool:
+        return True
+
+    def member_groups(self, entra_tenant: str, user_oid: str, group_ids: Any) -> frozenset[str]:
+        self.asked.append(frozenset(group_ids))
+        raise GroupLookupUnavailable("directory down")
+
+
+def test_a_person_named_in_the_stage_votes_with_too_many_groups_while_the_directory_is_down(runtime_env, durable):
+    """A caller whose token overflowed its groups but who is named in the stage needs no group answer: the
+    directory is not asked at all, so its outage cannot lock a named approver out (no 503)."""
+    group = "0c8d7e6f-1a2b-4c3d-8e9f-aabbccddeeff"
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": [ANNA, f"group:{group}"], "quorum": 1, "timeout": "PT1H"}]}
+    )
+    gate_id = _gate(runtime_env, durable, plan=plan)
+    directory = _DirectoryDown()
+    service = _service(runtime_env, durable, group_membership=directory)
+    overage = Principal(oid=ANNA, tid=ENTRA_TENANT, auth="bearer", groups_overage=True)
+    assert service.decide(gate_id, overage, b'{"decision": "approve"}')[0] == 202
+    assert directory.asked == []
+
+
+def test_a_psa_decision_not_applied_is_audited_under_the_gate_s_title_cut_to_the_audit_s_limit(runtime_env, durable):
+    gate_id, event = _psa_gate(runtime_env, durable, title="t" * 1500, status=GateStatus.EVALUATED)
+    audit = AuditLog(runtime_env.storage, runtime_env.services.sealer, None, runtime_env.tenant_id)
+    [outcome] = _psa_service(runtime_env, durable, audit).psa_change(event)
+    assert (outcome["status"], outcome["reason"]) == ("not_applied", "not-awaiting-approval")
+    [entry] = [e for e in audit.entries() if e.get("instance_id") == gate_id]
+    assert audit.readable(entry)["subject"] == "t" * 1000

@@ -300,3 +300,143 @@ def test_no_url_off_the_site_is_ever_trusted(prefix: str, suffix: str):
             parts = urlsplit(trusted)
             assert parts.scheme == "https" and parts.hostname == "na.myconnectwise.net"
             assert parts.port in (None, 443) and parts.username is None and not parts.fragment
+
+
+# ----- planted bugs no test caught ---------------------------------------------------------------------------
+
+
+def test_a_company_whose_name_extends_the_tenants_cannot_sign_for_it(site):
+    """`fabrikammsp-evil` on the same cloud site signs a body claiming `fabrikammsp`: the key URL must name
+    exactly the body's company, not one that merely starts with it."""
+    site.companies["fabrikammsp-evil"] = "extended-name-signing-key-9"
+    body, signature = site.sign(
+        sample(), key_url=site.key_url_of("fabrikammsp-evil"), signing_key="extended-name-signing-key-9"
+    )
+    keys = SigningKeys(allow_loopback_http=True)
+    assert not keys.verify(site.site, body, signature)
+    assert keys.fetches == 0  # refused on the names, before the key is asked for
+
+
+@pytest.mark.parametrize(
+    ("query", "names_it"),
+    [
+        ("companyName=fabrikammsp&id=1", True),
+        ("CompanyName=Fabrikammsp&id=1", True),  # parameter and company names compare case-insensitively
+        ("companyName=fabrikammsp&companyName=evilmsp&id=1", False),  # two companies: which key is it?
+        ("companyName=fabrikammsp&companyname=fabrikammsp&id=1", False),
+        ("id=1", False),
+        ("companyName=fabrikammsp2&id=1", False),
+    ],
+)
+def test_the_key_url_must_name_the_bodys_company_exactly_once(query, names_it):
+    from gatekeeper.ingest.connectwise_signature import key_names_the_callers_company
+
+    body = json.dumps(sample()).encode()  # CompanyId: fabrikammsp
+    url = f"https://na.myconnectwise.net/v4_6_release/system/callbackkey/index.rails?{query}"
+    assert key_names_the_callers_company(url, body) is names_it
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://na.myconnectwise.net/k ey?id=1",
+        "https://na.myconnectwise.net/key?id=1\n",
+        "https://na.myconnectwise.net/key?id=1\t",
+    ],
+)
+def test_a_key_url_with_blanks_is_not_trusted(url):
+    assert trusted_key_url(url, "na.myconnectwise.net") is None
+
+
+def test_plain_http_on_a_local_site_compares_with_port_80():
+    assert trusted_key_url("http://127.0.0.1/k?id=1", "127.0.0.1:80", allow_loopback_http=True) is not None
+    assert trusted_key_url("http://127.0.0.1/k?id=1", "127.0.0.1:443", allow_loopback_http=True) is None
+
+
+def test_an_overlong_key_url_is_not_read():
+    from gatekeeper.ingest.connectwise_signature import MAX_KEY_URL_CHARS, key_url_of
+
+    def body(url: str) -> bytes:
+        return json.dumps({"Metadata": {"key_url": url}}).encode()
+
+    fits = "https://na.myconnectwise.net/k?id=" + "1" * (MAX_KEY_URL_CHARS - 34)
+    assert len(fits) == MAX_KEY_URL_CHARS and key_url_of(body(fits)) == fits
+    assert key_url_of(body(fits + "1")) is None
+
+
+def test_a_cached_key_is_fetched_again_after_an_hour(site):
+    now = [1000.0]
+    keys = SigningKeys(allow_loopback_http=True, clock=lambda: now[0])
+    body, signature = site.sign(sample())
+    assert keys.verify(site.site, body, signature) and keys.fetches == 1
+    now[0] += 3599
+    assert keys.verify(site.site, body, signature) and keys.fetches == 1
+    now[0] += 1
+    assert keys.verify(site.site, body, signature) and keys.fetches == 2
+
+
+def test_the_key_cache_is_bounded(site, monkeypatch):
+    from gatekeeper.ingest import connectwise_signature as module
+
+    monkeypatch.setattr(module, "MAX_CACHED_KEYS", 3)
+    keys = SigningKeys(allow_loopback_http=True)
+    for n in range(5):
+        url = site.key_url.replace("id=", f"id={n}-")
+        body, signature = site.sign(sample(), key_url=url)
+        assert keys.verify(site.site, body, signature)
+    assert repr(keys) == "SigningKeys(cached=3)"
+
+
+def test_a_key_answer_that_is_too_large_or_too_long_is_the_sites_outage(site):
+    from gatekeeper.errors import DependencyUnavailable
+
+    body, signature = site.sign(sample())
+    site.answer_huge(1, 100_000, path_contains="callbackkey")
+    with pytest.raises(DependencyUnavailable):
+        SigningKeys(allow_loopback_http=True).verify(site.site, body, signature)
+    site.signing_key = "k" * 1025
+    body, signature = site.sign(sample())
+    with pytest.raises(DependencyUnavailable):
+        SigningKeys(allow_loopback_http=True).verify(site.site, body, signature)
+
+
+def test_a_redirect_from_the_key_url_is_not_followed():
+    """The key URL was checked to be on the tenant's site; a redirect could lead anywhere, so the site
+    answering one is an outage, not a key (and the place it points to is never asked)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from gatekeeper.errors import DependencyUnavailable
+
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            if self.path.startswith("/elsewhere"):
+                payload = json.dumps({"signing_key": SIGNING_KEY}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            self.send_response(302)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        site = f"127.0.0.1:{server.server_address[1]}"
+        key_url = f"http://{site}/v4_6_release/system/callbackkey/index.rails?companyName=fabrikammsp&id=1"
+        body = json.dumps({**sample(), "Metadata": {"key_url": key_url}}).encode()
+        with pytest.raises(DependencyUnavailable):
+            SigningKeys(allow_loopback_http=True).verify(site, body, connectwise_signature(SIGNING_KEY, body))
+        assert not any(p.startswith("/elsewhere") for p in asked)
+    finally:
+        server.shutdown()

@@ -83,3 +83,34 @@ def test_serves_is_the_wrapped_lookups():
     assert cache.serves(TENANT) and not cache.serves("elsewhere")
     with pytest.raises(ValueError):
         CachedGroupMembership(RecordingDirectory({}), ttl_seconds=0)
+
+
+def test_the_same_person_and_tenant_in_another_case_is_one_cached_answer():
+    """Object and tenant ids are GUIDs: their case carries no meaning, so it must not cost a second lookup."""
+    directory = RecordingDirectory({USER: {"g1"}})
+    cache = CachedGroupMembership(directory)
+    assert cache.member_groups(TENANT, USER, ["g1"]) == {"g1"}
+    assert cache.member_groups(TENANT.upper(), USER.upper(), ["G1"]) == {"g1"}
+    assert directory.questions == [["g1"]]
+
+
+def test_a_directory_answering_in_upper_case_still_makes_a_member():
+    class UpperCaseDirectory(RecordingDirectory):
+        def member_groups(self, entra_tenant: str, user_oid: str, group_ids: Collection[str]) -> frozenset[str]:
+            return frozenset(g.upper() for g in super().member_groups(entra_tenant, user_oid, group_ids))
+
+    cache = CachedGroupMembership(UpperCaseDirectory({USER: {"g1"}}))
+    assert cache.member_groups(TENANT, USER, ["g1", "g2"]) == {"g1"}
+    assert cache.member_groups(TENANT, USER, ["g1", "g2"]) == {"g1"}  # and the cached answers agree
+
+
+def test_by_default_an_answer_is_kept_five_minutes():
+    directory, clock = RecordingDirectory({USER: {"g1"}}), Clock()
+    cache = CachedGroupMembership(directory, clock=clock)
+    cache.member_groups(TENANT, USER, ["g1"])
+    clock.now += 299
+    cache.member_groups(TENANT, USER, ["g1"])
+    assert len(directory.questions) == 1
+    clock.now += 2
+    cache.member_groups(TENANT, USER, ["g1"])
+    assert len(directory.questions) == 2

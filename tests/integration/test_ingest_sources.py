@@ -214,7 +214,11 @@ def test_generic_api_with_an_entra_bearer_token(env):
         )
     assert ok.status_code == 202, ok.get_body()
     assert refused.status_code == 401
-    assert len(env.queued_texts()) == 1
+    [text] = env.queued_texts()
+    event = decode_message(env.services.sealer, text).event
+    # The token says who asks (compared for self-approval); the body's actor is only shown.
+    assert event.requester_ids == ("entra:oid:11111111-1111-1111-1111-111111111111",)
+    assert event.actor == "jenkins@contoso.com"
 
 
 def test_generic_api_invalid_body_names_the_field(env):

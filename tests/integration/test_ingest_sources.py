@@ -266,3 +266,31 @@ def test_poison_messages_are_kept(env):
     http_function("connector_events_poison")(func.QueueMessage(id="m3", body=body))
     letters = [d for d in DeadLetters(env.storage).list("connector-events") if d.message == body.decode()]
     assert letters and "poison" in letters[-1].reason
+
+
+def test_the_generic_api_key_of_a_disabled_tenant_opens_nothing(storage_connection_string, tmp_path):
+    """An offboarded tenant keeps its record (and its key may linger in the app settings): its key is the same
+    401 as a wrong one, and nothing is queued."""
+    from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
+
+    disabled = TenantRecord(
+        tenant_id="toff" + tmp_path.name[-8:].lower().replace("_", "x"),
+        display_name="Offboarded",
+        enabled=False,
+        secrets={SecretPurpose.GENERIC_API_KEY: ("env:GK_API_KEY",)},
+    )
+    env = make_env(storage_connection_string, tmp_path / "keys", extra_tenants=(disabled,))
+    set_services(env.services)
+    try:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Gatekeeper-Tenant": disabled.tenant_id,
+            "x-functions-key": API_KEY,
+        }
+        response = post("generic_events", GENERIC, headers)
+        assert response.status_code == 401, response.get_body()
+        assert env.queued_texts() == []
+        headers["X-Gatekeeper-Tenant"] = env.tenant_id  # the same key for an enabled tenant opens it
+        assert post("generic_events", GENERIC, headers).status_code == 202
+    finally:
+        set_services(None)

@@ -55,9 +55,6 @@ class KeyState(StrEnum):
     UNKNOWN = "unknown"  # not a sealed pipeline-events message (undecodable, truncated, another queue)
 
 
-_EVENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")  # gatekeeper.ingest.queue's event ids (imported there on use)
-
-
 class BlobReader(Protocol):
     """What `key_state` needs of the claim-check store (gatekeeper.ingest.queue.LargeEventStore)."""
 
@@ -75,10 +72,13 @@ def sealed_key(message: str, blobs: BlobReader | None = None) -> tuple[str, str]
     if isinstance(blob, str) and sealed is None:
         if blobs is None:
             return KeyState.UNKNOWN
+        from gatekeeper.ingest.queue import large_blob_name  # the one naming rule (loaded where letters are read)
+
         event_id = document.get("id")
-        if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):  # as queue.large_blob_name
-            return KeyState.UNKNOWN  # a forged id ("../x") would name a blob outside the container's naming
-        if blob != f"{tenant_id}/{event_id}.sealed":  # a message names only its own blob
+        try:  # a forged id ("../x") names no blob of the container, and a message names only its own blob
+            if not isinstance(event_id, str) or blob != large_blob_name(tenant_id, event_id):
+                return KeyState.UNKNOWN
+        except ValueError:
             return KeyState.UNKNOWN
         sealed = blobs.get(blob)
         if sealed is None:

@@ -128,3 +128,47 @@ def test_only_an_owner_and_name_make_a_repository_identity(full_name):
     found = list(source_identities(EventSource.GITHUB, {"repository": {"full_name": full_name}}))
     assert not any(i.startswith("github:repo:") for i in found)
     assert "github:repo:octo/app" in source_identities(EventSource.GITHUB, {"repository": {"full_name": "octo/app"}})
+
+
+def test_a_registry_built_without_a_cache_setting_caches_for_the_documented_60_seconds(storage):
+    """The CLI builds its registry without `cache_seconds`: it then caches like GATEKEEPER_TENANT_CACHE_SECONDS'
+    default, 60 seconds, so an offboarding made elsewhere is seen from the 60th second on."""
+    tenant_id, identity = "t" + uuid.uuid4().hex[:12], f"github:org:org-{uuid.uuid4().hex[:8]}"
+    writer = TenantRegistry(storage, cache_seconds=0)
+    writer.import_records([_record(tenant_id, identity)])
+    clock = Clock()
+    default = TenantRegistry(storage, clock=clock)
+    assert default.resolve([identity]) is not None
+    writer.import_records([_record(tenant_id, identity, enabled=False)])
+    clock.now += 59.5
+    assert default.resolve([identity]) is not None  # still cached
+    clock.now += 0.5
+    assert default.resolve([identity]) is None
+
+
+def test_connector_networks_are_read_as_cidrs_and_a_bad_one_is_named_with_its_index():
+    record = TenantRecord(
+        tenant_id="tenanta",
+        display_name="A",
+        connector_allowed_networks=(" 10.0.0.0/8 ", "192.168.1.7/24", "2001:db8::1/32"),
+    )
+    assert record.connector_allowed_networks == ("10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32")
+    with pytest.raises(ValidationError) as info:
+        TenantRecord(tenant_id="tenanta", display_name="A", connector_allowed_networks=("10.0.0.0/8", "intranet"))
+    assert "connector_allowed_networks[1]: 'intranet' is not an IP network (CIDR)" in str(info.value)
+
+
+def test_a_bad_connector_network_is_quoted_to_64_characters_in_the_refusal():
+    long = "n" * 100
+    with pytest.raises(ValidationError) as info:
+        TenantRecord(tenant_id="tenanta", display_name="A", connector_allowed_networks=(long,))
+    assert f"connector_allowed_networks[0]: {'n' * 64!r} is not an IP network" in str(info.value)
+
+
+def test_a_callback_prefix_without_a_trailing_slash_admits_itself_and_what_lies_below_it_only():
+    prefixes = ["https://ci.contoso.com/hooks"]
+    assert callback_url_allowed(prefixes, "https://ci.contoso.com/hooks")
+    assert callback_url_allowed(prefixes, "https://ci.contoso.com/hooks/")
+    assert callback_url_allowed(prefixes, "https://ci.contoso.com/hooks/deploy/1")
+    assert not callback_url_allowed(prefixes, "https://ci.contoso.com/hooks-evil/deploy/1")
+    assert not callback_url_allowed(prefixes, "https://ci.contoso.com/hooksdeploy")

@@ -172,3 +172,24 @@ def test_a_callback_prefix_without_a_trailing_slash_admits_itself_and_what_lies_
     assert callback_url_allowed(prefixes, "https://ci.contoso.com/hooks/deploy/1")
     assert not callback_url_allowed(prefixes, "https://ci.contoso.com/hooks-evil/deploy/1")
     assert not callback_url_allowed(prefixes, "https://ci.contoso.com/hooksdeploy")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ci.contoso.com:99999/hooks/run/1",
+        "https://ci.contoso.com:port/hooks/run/1",
+        "https://[ci.contoso.com/hooks/1",
+    ],
+    ids=["port-out-of-range", "port-not-a-number", "unclosed-bracket"],
+)
+def test_a_callback_url_python_cannot_split_is_refused_not_admitted(url):
+    assert not callback_url_allowed(["https://ci.contoso.com/hooks/"], url)
+
+
+def test_a_connectwise_site_may_be_260_characters_and_no_more():
+    site = "a" + ("b" * 62 + ".") * 4 + "c" + ":12345"
+    assert len(site) == 260
+    assert TenantRecord(tenant_id="tenanta", display_name="A", connectwise_site=site).connectwise_site == site
+    with pytest.raises(ValidationError):
+        TenantRecord(tenant_id="tenanta", display_name="A", connectwise_site=site.replace("c:", "cc:"))

@@ -9,6 +9,7 @@ not match does not stop the search through the tenant's other prefixes.
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -21,7 +22,7 @@ from gatekeeper.ingest.scope import bind_azure_devops
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import TenantRecord
 from gatekeeper.tenancy.ownership import callback_url_allowed
-from gatekeeper.tenancy.registry import TenantRegistry
+from gatekeeper.tenancy.registry import TenantRegistry, load_tenant_file
 
 
 class Clock:
@@ -193,3 +194,78 @@ def test_a_connectwise_site_may_be_260_characters_and_no_more():
     assert TenantRecord(tenant_id="tenanta", display_name="A", connectwise_site=site).connectwise_site == site
     with pytest.raises(ValidationError):
         TenantRecord(tenant_id="tenanta", display_name="A", connectwise_site=site.replace("c:", "cc:"))
+
+
+def test_a_disabled_tenant_and_an_identity_whose_tenant_record_is_gone_are_no_candidates(storage):
+    """`candidates` (the tenants a request is authenticated against, in turn) yields enabled tenants only: an
+    offboarded tenant's identity names no candidate, and an identity row whose tenant record was deleted is
+    skipped without a crash while the hints after it are still tried."""
+    suffix = uuid.uuid4().hex[:8]
+    off, gone, on = (f"t{kind}{suffix}" for kind in ("off", "gone", "on"))
+    ids = {t: f"github:org:{t}" for t in (off, gone, on)}
+    registry = TenantRegistry(storage, cache_seconds=0)
+    registry.import_records([_record(off, ids[off], enabled=False), _record(gone, ids[gone]), _record(on, ids[on])])
+    registry.table.delete_entity("tenant", gone)  # the identity row outlived its tenant record
+    assert registry.candidates([ids[off]]) == []
+    assert [r.tenant_id for r in registry.candidates([ids[off], ids[gone], ids[on]])] == [on]
+
+
+def _psa_naming(setting: str) -> dict[str, object]:
+    return {
+        "vendor": "connectwise",
+        "url": "https://api-na.myconnectwise.net",
+        "login_company": "fabrikammsp",
+        "company": "ContosoLtd",
+        "board": "Change Management",
+        "credentials": {
+            "public_key": setting,
+            "private_key": "env:GK_CONTOSO_CW_PRIVATE",
+            "client_id": "env:GK_CONTOSO_CW_CLIENT",
+        },
+    }
+
+
+FOREIGN_SETTING = (
+    "tenants[0].psa.credentials.public_key: names another tenant's app setting; this tenant's references must be "
+    "GK_CONTOSO_<NAME>"
+)
+
+
+def test_an_import_naming_another_tenant_s_setting_is_refused_with_the_field_and_the_reason(storage):
+    record = TenantRecord(tenant_id="contoso", display_name="Contoso", psa=_psa_naming("env:GK_FABRIKAM_CW_PUBLIC"))
+    with pytest.raises(GatekeeperError) as info:
+        TenantRegistry(storage, cache_seconds=0).import_records([record])
+    assert (info.value.field, info.value.detail) == ("tenants[0].psa.credentials.public_key", FOREIGN_SETTING)
+
+
+@pytest.mark.parametrize("filename", ["tenants.yaml", "tenants.json"])
+def test_a_tenants_file_naming_another_tenant_s_setting_is_refused_with_file_field_and_reason(filename):
+    document = {
+        "tenants": [{"tenant_id": "contoso", "display_name": "Contoso", "psa": _psa_naming("env:GK_FABRIKAM_X")}]
+    }
+    with pytest.raises(ValueError) as info:
+        load_tenant_file(json.dumps(document), filename=filename)
+    assert str(info.value) == f"{filename}: {FOREIGN_SETTING}"
+
+
+@pytest.mark.parametrize(("filename", "kind"), [("tenants.json", "JSON"), ("tenants.yaml", "YAML")])
+def test_an_unreadable_tenants_file_is_named_as_the_format_its_name_says(filename, kind):
+    with pytest.raises(ValueError) as info:
+        load_tenant_file("[" * 100 + "]" * 100, filename=filename)
+    assert str(info.value).startswith(f"{filename}: not accepted as {kind}: ")
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://dev.azure.com/contoso/", "https:///contoso/", "file:///contoso/"], ids=["ftp", "no-host", "file"]
+)
+def test_an_azure_devops_organisation_url_needs_http_or_https_and_a_host(url):
+    containers = {"resourceContainers": {"collection": {"baseUrl": url}}}
+    assert source_identities(EventSource.AZURE_DEVOPS, containers) == []
+    assert source_identities(EventSource.AZURE_DEVOPS, {}, {"PlanUrl": url}) == []
+
+
+def test_a_tenant_s_data_boundary_is_read_in_any_case_and_a_bad_one_is_named():
+    assert TenantRecord(tenant_id="tenanta", display_name="A", data_boundary=" eu ").data_boundary.value == "EU"
+    with pytest.raises(ValidationError) as info:
+        TenantRecord(tenant_id="tenanta", display_name="A", data_boundary="mars")
+    assert "must be 'EU', 'US' or 'any', not 'mars'" in str(info.value)

@@ -16,13 +16,15 @@ import pytest
 from pydantic import ValidationError
 
 from gatekeeper.errors import GatekeeperError
+from gatekeeper.events.github import parse_github
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import AzureDevOpsCallback, EventSource, PipelineEvent
-from gatekeeper.ingest.scope import bind_azure_devops
+from gatekeeper.ingest.scope import bind_azure_devops, bind_github
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import TenantRecord
 from gatekeeper.tenancy.ownership import callback_url_allowed
 from gatekeeper.tenancy.registry import TenantRegistry, load_tenant_file
+from tests.conftest import load_fixture
 
 
 class Clock:
@@ -269,3 +271,31 @@ def test_a_tenant_s_data_boundary_is_read_in_any_case_and_a_bad_one_is_named():
     with pytest.raises(ValidationError) as info:
         TenantRecord(tenant_id="tenanta", display_name="A", data_boundary="mars")
     assert "must be 'EU', 'US' or 'any', not 'mars'" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["999", True, 77.0], ids=["string", "boolean", "float"])
+def test_an_installation_id_that_is_not_a_json_integer_names_no_installation(value):
+    """A status event's `installation.id` is a number in GitHub's payloads; anything else (a string, `true`, a
+    float) is not read as an installation, so it neither binds nor refuses the event."""
+    payload = load_fixture("github/deployment_status.payload.json")
+    payload["installation"] = {"id": value}
+    tenant = TenantRecord(
+        tenant_id="contoso",
+        display_name="Contoso",
+        identities=("github:repo:codertocat/hello-world", "github:installation:77"),
+    )
+    event = parse_github("deployment_status", payload, tenant_id="contoso", delivery_id="d")
+    assert isinstance(event, PipelineEvent)
+    assert bind_github(tenant, payload, event) == event
+
+
+def test_a_tenant_s_display_name_may_be_200_characters_and_no_more():
+    assert len(TenantRecord(tenant_id="tenanta", display_name="d" * 200).display_name) == 200
+    with pytest.raises(ValidationError):
+        TenantRecord(tenant_id="tenanta", display_name="d" * 201)
+
+
+def test_a_callback_prefix_python_cannot_split_is_named_as_not_a_valid_url():
+    with pytest.raises(ValidationError) as info:
+        TenantRecord(tenant_id="tenanta", display_name="A", callback_url_prefixes=("https://ci.contoso.com:99999/h/",))
+    assert "callback_url_prefixes[0]: 'https://ci.contoso.com:99999/h/' is not a valid URL" in str(info.value)

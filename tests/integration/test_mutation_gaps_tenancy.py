@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.github import parse_github
 from gatekeeper.events.identity import source_identities
-from gatekeeper.events.model import AzureDevOpsCallback, EventSource, PipelineEvent
+from gatekeeper.events.model import AzureDevOpsCallback, EventKind, EventSource, PipelineEvent
+from gatekeeper.gates.psa import company_refusal
 from gatekeeper.ingest.scope import bind_azure_devops, bind_github
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import TenantRecord
@@ -299,3 +300,24 @@ def test_a_callback_prefix_python_cannot_split_is_named_as_not_a_valid_url():
     with pytest.raises(ValidationError) as info:
         TenantRecord(tenant_id="tenanta", display_name="A", callback_url_prefixes=("https://ci.contoso.com:99999/h/",))
     assert "callback_url_prefixes[0]: 'https://ci.contoso.com:99999/h/' is not a valid URL" in str(info.value)
+
+
+def test_a_tenant_accepts_no_psa_decision_it_cannot_compare_unless_it_opts_in():
+    """`psa_decisions_without_company` defaults to False: a tenant without `psa:` settings refuses a change
+    decision whose company cannot be compared, until its record opts in explicitly."""
+    event = PipelineEvent(
+        tenant_id="tenanta", source=EventSource.CONNECTWISE, kind=EventKind.CHANGE_APPROVED, subject="4711"
+    )
+    default = TenantRecord(tenant_id="tenanta", display_name="A")
+    assert default.psa_decisions_without_company is False
+    assert company_refusal(event, default) == "no-psa-company-configured"
+    opted_in = TenantRecord(tenant_id="tenanta", display_name="A", psa_decisions_without_company=True)
+    assert company_refusal(event, opted_in) is None
+
+
+def test_a_tenants_file_s_name_is_keyword_only():
+    """The file name decides how the text is read (JSON or YAML) and is named in every refusal: never a bare
+    positional argument that could be swapped with the text."""
+    with pytest.raises(TypeError):
+        load_tenant_file("tenants: []", "tenants.yaml")  # type: ignore[misc]
+    assert load_tenant_file("tenants: []", filename="tenants.yaml") == []

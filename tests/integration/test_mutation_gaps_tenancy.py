@@ -21,6 +21,7 @@ from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import AzureDevOpsCallback, EventKind, EventSource, PipelineEvent
 from gatekeeper.gates.psa import company_refusal
 from gatekeeper.ingest.scope import bind_azure_devops, bind_github
+from gatekeeper.settings import DataBoundary
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import TenantRecord
 from gatekeeper.tenancy.ownership import callback_url_allowed
@@ -272,6 +273,9 @@ def test_a_tenant_s_data_boundary_is_read_in_any_case_and_a_bad_one_is_named():
     with pytest.raises(ValidationError) as info:
         TenantRecord(tenant_id="tenanta", display_name="A", data_boundary="mars")
     assert "must be 'EU', 'US' or 'any', not 'mars'" in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        TenantRecord(tenant_id="tenanta", display_name="A", data_boundary="m" * 50)
+    assert f"not {'m' * 40!r}" in str(info.value)
 
 
 @pytest.mark.parametrize("value", ["999", True, 77.0], ids=["string", "boolean", "float"])
@@ -321,3 +325,22 @@ def test_a_tenants_file_s_name_is_keyword_only():
     with pytest.raises(TypeError):
         load_tenant_file("tenants: []", "tenants.yaml")  # type: ignore[misc]
     assert load_tenant_file("tenants: []", filename="tenants.yaml") == []
+
+
+def test_an_import_of_a_tenant_this_stamp_may_not_hold_is_refused_naming_its_index_and_nothing_is_written(storage):
+    suffix = uuid.uuid4().hex[:8]
+    fits, us_only = (
+        _record(f"teu{suffix}", f"github:org:eu-{suffix}"),
+        TenantRecord(
+            tenant_id=f"tus{suffix}",
+            display_name="US only",
+            identities=(f"github:org:us-{suffix}",),
+            data_boundary="US",
+        ),
+    )
+    registry = TenantRegistry(storage, cache_seconds=0, data_boundary=DataBoundary.EU)
+    with pytest.raises(GatekeeperError) as info:
+        registry.import_records([fits, us_only])
+    assert info.value.field == "tenants[1].data_boundary"
+    assert f"tenant tus{suffix} requires data boundary US" in info.value.detail
+    assert registry.get(fits.tenant_id) is None and registry.get(us_only.tenant_id) is None

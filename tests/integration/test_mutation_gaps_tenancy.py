@@ -344,3 +344,13 @@ def test_an_import_of_a_tenant_this_stamp_may_not_hold_is_refused_naming_its_ind
     assert info.value.field == "tenants[1].data_boundary"
     assert f"tenant tus{suffix} requires data boundary US" in info.value.detail
     assert registry.get(fits.tenant_id) is None and registry.get(us_only.tenant_id) is None
+
+
+def test_an_organisation_url_python_cannot_split_drops_only_that_hint():
+    """A service hook whose collection URL cannot be split still names its organisation by account id, so the
+    tenant is found and the signature decides; one bad field does not blank every hint of the request."""
+    account = "b29e3ff3-4a40-4b5b-ab92-1ec7f1c5d8f6"
+    body = {
+        "resourceContainers": {"collection": {"baseUrl": "https://[dev.azure.com/contoso/"}, "account": {"id": account}}
+    }
+    assert source_identities(EventSource.AZURE_DEVOPS, body) == [f"azure-devops:account:{account}"]

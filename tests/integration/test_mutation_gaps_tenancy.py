@@ -354,3 +354,10 @@ def test_an_organisation_url_python_cannot_split_drops_only_that_hint():
         "resourceContainers": {"collection": {"baseUrl": "https://[dev.azure.com/contoso/"}, "account": {"id": account}}
     }
     assert source_identities(EventSource.AZURE_DEVOPS, body) == [f"azure-devops:account:{account}"]
+
+
+def test_of_several_problems_in_a_tenant_record_the_first_field_is_named():
+    document = {"tenants": [{"tenant_id": "Not A Valid Id", "display_name": ""}]}
+    with pytest.raises(ValueError) as info:
+        load_tenant_file(json.dumps(document), filename="tenants.json")
+    assert str(info.value).startswith("tenants.json: tenants[0].tenant_id: ")

@@ -20,7 +20,7 @@ from gatekeeper.events.github import parse_github
 from gatekeeper.events.identity import source_identities
 from gatekeeper.events.model import AzureDevOpsCallback, EventKind, EventSource, PipelineEvent
 from gatekeeper.gates.psa import company_refusal
-from gatekeeper.ingest.scope import bind_azure_devops, bind_github
+from gatekeeper.ingest.scope import bind_azure_devops, bind_connector, bind_github
 from gatekeeper.settings import DataBoundary
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import TenantRecord
@@ -361,3 +361,14 @@ def test_of_several_problems_in_a_tenant_record_the_first_field_is_named():
     with pytest.raises(ValueError) as info:
         load_tenant_file(json.dumps(document), filename="tenants.json")
     assert str(info.value).startswith("tenants.json: tenants[0].tenant_id: ")
+
+
+def test_a_connector_envelope_naming_another_account_is_refused_naming_the_envelope_field():
+    """The envelope's `account` is checked on its own first, so a foreign account is blamed on `account`, not on
+    the vendor payload's field (which names the tenant's own company here)."""
+    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", identities=("connectwise:company:contoso",))
+    document = {"connector": "connectwise", "account": "Fabrikam", "payload": {"CompanyId": "Contoso"}}
+    with pytest.raises(GatekeeperError) as info:
+        bind_connector(tenant, EventSource.CONNECTWISE, document)
+    assert info.value.field == "account"
+    bind_connector(tenant, EventSource.CONNECTWISE, {**document, "account": "contoso"})  # its own: bound

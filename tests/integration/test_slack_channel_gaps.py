@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,8 @@ import pytest
 from devstack.graph import LocalGraphServer
 from devstack.server import StaticTokenCredential
 from devstack.slack import LocalSlack
-from gatekeeper.approvals.chain import ChainPlan
 from gatekeeper.audit.log import AuditLog
-from gatekeeper.contracts.gate import GateStatus, chain_instance_id
 from gatekeeper.errors import DependencyUnavailable, Forbidden
-from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import GraphUserDirectory
 from gatekeeper.ports import Notification
@@ -40,12 +37,13 @@ from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
 from gatekeeper.tenancy.model import TenantRecord
 from gatekeeper.tenancy.registry import TenantRegistry
 from gatekeeper.tenancy.slack_settings import SlackSettings
+from tests.support.approval_gates import store_waiting_gate
 
 pytestmark = pytest.mark.azurite
 
 GRAPH_TOKEN = "local-graph-token"
 BOT_TOKEN = "xoxb-local-slack-bot-token"
-ANNA, PIET, DEV = (str(uuid.UUID(int=i)) for i in (0xA, 0xB, 0xDE))
+ANNA, PIET = (str(uuid.UUID(int=i)) for i in (0xA, 0xB))
 ANNA_UPN, PIET_UPN = "anna.jansen@contoso.com", "piet.devries@contoso.com"
 ANNA_MAIL = "anna@contoso.com"  # the address Anna's Slack profile carries
 U_ANNA, U_PIET, U_EVE = "UANNA0001", "UPIET0002", "UEVE00004"
@@ -123,34 +121,7 @@ class Ch:
         self.environ.pop(f"GK_{self.tenant_id.upper()}_SLACK_BOT")
 
     def gate(self, approvers: tuple[str, ...] = (ANNA, PIET)) -> str:
-        now = datetime.now(UTC)
-        gate_id = "gate-" + uuid.uuid4().hex
-        GateIndex(self.storage).put(gate_id, self.tenant_id)
-        plan = ChainPlan.model_validate(
-            {"stages": [{"name": "cab", "approvers": list(approvers), "quorum": 1, "timeout": "PT1H"}]}
-        )
-        record = GateRecord.model_validate(
-            {
-                "instance_id": gate_id,
-                "tenant_id": self.tenant_id,
-                "status": GateStatus.AWAITING_APPROVAL,
-                "level": "L2",
-                "rule": "production-deploy",
-                "reasons": ("production deployments need approval",),
-                "title": "deploy contoso/webshop to production",
-                "subject": {"source": "github", "action": "deploy", "environment": "production"},
-                "requester": (DEV, "dev@contoso.com"),
-                "created_at": now - timedelta(minutes=5),
-                "updated_at": now,
-                "chain_instance_id": chain_instance_id(gate_id),
-                "plan": plan,
-                "stage": 0,
-                "stage_started_at": now - timedelta(minutes=5),
-                "deadline": now + timedelta(minutes=30),
-            }
-        )
-        GateStore(self.storage, self.tenant_id, self.cipher).save(record)
-        return gate_id
+        return store_waiting_gate(self.storage, self.tenant_id, self.cipher, approvers)
 
     def ask(self, gate: str, *recipients: str, kind: str = "approval_request") -> Any:
         notification = Notification(

@@ -25,9 +25,8 @@ from azure.storage.queue import BinaryBase64DecodePolicy
 from devstack.durable_api import DurableApiServer
 from devstack.slack import LocalSlack, form_body, sign
 from functions.slack import SLACK_INTERACTIONS_QUEUE
-from gatekeeper.approvals.chain import ChainPlan
-from gatekeeper.contracts.gate import GateStatus, chain_instance_id
-from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
+from gatekeeper.contracts.gate import chain_instance_id
+from gatekeeper.gates.store import GateStore
 from gatekeeper.ingest import redelivery
 from gatekeeper.ingest.deadletter import DeadLetters
 from gatekeeper.services import Services, set_services
@@ -49,6 +48,7 @@ from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.identities import IdentityLink
 from gatekeeper.tenancy.model import TenantRecord
 from gatekeeper.tenancy.slack_settings import SlackSettings
+from tests.support.approval_gates import store_waiting_gate
 from tests.support.gatekeeper_env import GatekeeperEnv, http_function, make_env, problem
 from tests.support.outage import dead_port, storage_connection_string
 from tests.support.worker_loop import run_on_worker
@@ -59,7 +59,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slack"
 SIGNING_SECRET = "slack-signing-secret-for-trigger-tests"
 BOT_TOKEN = "xoxb-slack-bot-token-for-trigger-tests"
 ANNA = "0000000a-0000-4000-8000-00000000000a"
-DEV = "000000de-0000-4000-8000-0000000000de"
 U_ANNA, U_EVE = "UANNA0001", "UEVE00004"
 PROBLEM_BASE = "https://gatekeeper.dev/problems/"
 SLACK_ENTRA_TENANT = "5c1e2d3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"  # the Slack tenant's own Entra tenant
@@ -156,34 +155,7 @@ class Rig:
     # --- gates ---
 
     def gate(self, approvers: tuple[str, ...] = (ANNA,)) -> str:
-        """A gate of the Slack tenant waiting at stage 1, its chain orchestration running."""
-        now = datetime.now(UTC)
-        gate_id = "gate-" + uuid.uuid4().hex
-        GateIndex(self.env.storage).put(gate_id, self.tenant_id)
-        plan = ChainPlan.model_validate(
-            {"stages": [{"name": "cab", "approvers": list(approvers), "quorum": 1, "timeout": "PT1H"}]}
-        )
-        record = GateRecord.model_validate(
-            {
-                "instance_id": gate_id,
-                "tenant_id": self.tenant_id,
-                "status": GateStatus.AWAITING_APPROVAL,
-                "level": "L2",
-                "rule": "production-deploy",
-                "reasons": ("production deployments need approval",),
-                "title": "deploy contoso/webshop to production",
-                "subject": {"source": "github", "action": "deploy", "environment": "production"},
-                "requester": (DEV, "dev@contoso.com"),
-                "created_at": now - timedelta(minutes=5),
-                "updated_at": now,
-                "chain_instance_id": chain_instance_id(gate_id),
-                "plan": plan,
-                "stage": 0,
-                "stage_started_at": now - timedelta(minutes=5),
-                "deadline": now + timedelta(minutes=30),
-            }
-        )
-        GateStore(self.env.storage, self.tenant_id, self.env.services.sealer).save(record)
+        gate_id = store_waiting_gate(self.env.storage, self.tenant_id, self.env.services.sealer, approvers)
         self.durable.instances[chain_instance_id(gate_id)] = {"name": "approval_chain", "runtimeStatus": "Running"}
         return gate_id
 

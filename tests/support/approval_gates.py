@@ -16,6 +16,8 @@ from gatekeeper.approvals.chain import ChainPlan
 from gatekeeper.contracts.gate import GateStatus, chain_instance_id
 from gatekeeper.gates.store import GateIndex, GateRecord, GateStore
 from gatekeeper.security.requester import Requester
+from gatekeeper.store.envelope import EnvelopeCipher
+from gatekeeper.store.tables import StorageAccount
 from tests.support.gatekeeper_env import ENTRA_TENANT, GatekeeperEnv, app_functions
 from tests.support.worker_loop import run_on_worker
 
@@ -30,6 +32,41 @@ PEOPLE = {
     DEV: SignedInUser(DEV, ENTRA_TENANT, "Dev Eloper", "dev@contoso.com"),
 }
 HOSTILE_REPOSITORY = 'contoso/<script>alert(1)</script>"><img src=x onerror=alert(2)>[click](javascript:alert(3))'
+
+
+def store_waiting_gate(
+    storage: StorageAccount, tenant_id: str, sealer: EnvelopeCipher, approvers: tuple[str, ...]
+) -> str:
+    """A plain L2 gate of `tenant_id` waiting at its one stage (quorum 1), indexed and stored as the gate steps
+    store it; for channel tests that need a gate to vote on, not the approval page's rich one (`PageRig.gate`)."""
+    now = datetime.now(UTC)
+    gate_id = "gate-" + uuid.uuid4().hex
+    GateIndex(storage).put(gate_id, tenant_id)
+    plan = ChainPlan.model_validate(
+        {"stages": [{"name": "cab", "approvers": list(approvers), "quorum": 1, "timeout": "PT1H"}]}
+    )
+    record = GateRecord.model_validate(
+        {
+            "instance_id": gate_id,
+            "tenant_id": tenant_id,
+            "status": GateStatus.AWAITING_APPROVAL,
+            "level": "L2",
+            "rule": "production-deploy",
+            "reasons": ("production deployments need approval",),
+            "title": "deploy contoso/webshop to production",
+            "subject": {"source": "github", "action": "deploy", "environment": "production"},
+            "requester": (DEV, "dev@contoso.com"),
+            "created_at": now - timedelta(minutes=5),
+            "updated_at": now,
+            "chain_instance_id": chain_instance_id(gate_id),
+            "plan": plan,
+            "stage": 0,
+            "stage_started_at": now - timedelta(minutes=5),
+            "deadline": now + timedelta(minutes=30),
+        }
+    )
+    GateStore(storage, tenant_id, sealer).save(record)
+    return gate_id
 
 
 @dataclass

@@ -124,11 +124,15 @@ def post(
 ) -> func.HttpResponse:
     tenant_id = IDS["client"] if tenant_id is None else tenant_id
     auth, query = credential(vendor, body, secret) if signed else ({}, "")
-    all_headers = {"Content-Type": "application/json", **auth, **(headers or {})}
+    return deliver(vendor, f"tenant={tenant_id}{query}", {**auth, **(headers or {})}, body)
+
+
+def deliver(vendor: str, query: str, headers: dict[str, str], body: bytes) -> func.HttpResponse:
+    """A vendor's POST to `/api/connectors/{vendor}?{query}` with a JSON content type, through the trigger."""
     request = func.HttpRequest(
         "POST",
-        f"http://localhost/api/connectors/{vendor}?tenant={tenant_id}{query}",
-        headers=all_headers,
+        f"http://localhost/api/connectors/{vendor}?{query}",
+        headers={"Content-Type": "application/json", **headers},
         body=body,
         route_params={"vendor": vendor},
     )
@@ -203,15 +207,7 @@ def test_forged_unsigned_and_wrong_tenant_deliveries_get_the_same_401(env, vendo
     ]
     if vendor == "autotask":  # the signature covers the body: a changed body is a forgery
         headers, _ = credential(vendor, body)
-        request_headers = {"Content-Type": "application/json", **headers}
-        request = func.HttpRequest(
-            "POST",
-            f"http://localhost/api/connectors/autotask?tenant={IDS['client']}",
-            headers=request_headers,
-            body=tampered,
-            route_params={"vendor": "autotask"},
-        )
-        attempts.append(http_function("connector_webhook")(request))
+        attempts.append(deliver("autotask", f"tenant={IDS['client']}", headers, tampered))
     for response in attempts:
         assert response.status_code == 401, response.get_body()
         assert without_instance(response) == reference
@@ -420,20 +416,9 @@ def test_halopsa_credentials_in_each_form_its_webhook_form_sends(env, headers):
 
 def test_the_vendor_in_the_route_is_case_insensitive_and_bounded(env):
     body = (FIXTURES / "autotask" / "ticket-change-approved.json").read_bytes()
-    headers = {"Content-Type": "application/json", **credential("autotask", body)[0]}
-
-    def send(vendor: str) -> func.HttpResponse:
-        request = func.HttpRequest(
-            "POST",
-            f"http://localhost/api/connectors/{vendor}?tenant={IDS['client']}",
-            headers=headers,
-            body=body,
-            route_params={"vendor": vendor},
-        )
-        return http_function("connector_webhook")(request)
-
-    assert send("AutoTask").status_code == 202
-    unknown = send("autotask" + "x" * 40)
+    headers = credential("autotask", body)[0]
+    assert deliver("AutoTask", f"tenant={IDS['client']}", headers, body).status_code == 202
+    unknown = deliver("autotask" + "x" * 40, f"tenant={IDS['client']}", headers, body)
     assert unknown.status_code == 404 and problem(unknown)["field"] == "path:vendor"
 
 
@@ -447,14 +432,6 @@ def test_the_vendor_in_the_route_is_case_insensitive_and_bounded(env):
 )
 def test_a_query_that_is_not_a_callback_url_names_no_tenant(env, query):
     body = (FIXTURES / "autotask" / "ticket-change-approved.json").read_bytes()
-    headers = {"Content-Type": "application/json", **credential("autotask", body)[0]}
-    request = func.HttpRequest(
-        "POST",
-        "http://localhost/api/connectors/autotask?" + query.format(client=IDS["client"]),
-        headers=headers,
-        body=body,
-        route_params={"vendor": "autotask"},
-    )
-    response = http_function("connector_webhook")(request)
+    response = deliver("autotask", query.format(client=IDS["client"]), credential("autotask", body)[0], body)
     assert response.status_code == 401, response.get_body()
     assert env.queued_texts() == []

@@ -555,19 +555,7 @@ def test_a_psa_decision_naming_another_company_is_refused_for_every_linked_gate(
     """The company check runs once per event (the first linked gate) and its refusal holds for every gate."""
     gate_id, event = _psa_gate(runtime_env, durable)
     event = event.model_copy(update={"company": "FabrikamInc"})
-    psa = {
-        "vendor": "connectwise",
-        "url": "https://api-na.myconnectwise.net",
-        "login_company": "fabrikammsp",
-        "company": "ContosoLtd",
-        "board": "Change Management",
-        "credentials": {
-            "public_key": "env:GK_CONTOSO_CW_PUBLIC",
-            "private_key": "env:GK_CONTOSO_CW_PRIVATE",
-            "client_id": "env:GK_CONTOSO_CW_CLIENT",
-        },
-    }
-    tenant = TenantRecord(tenant_id="contoso", display_name="Contoso", psa=psa)
+    tenant = _contoso_with_psa_company()
     raised = len(durable.posts("/raiseEvent/"))
     outcomes = _service(runtime_env, durable, tenant_for=lambda _t: tenant).psa_change(event)
     assert outcomes == [{"instance_id": gate_id, "status": "not_applied", "reason": "ticket-of-another-company"}]

@@ -21,6 +21,7 @@ from gatekeeper.client import (
     UnexpectedResponse,
     requires_approval,
 )
+from gatekeeper.client.api import MAX_COMMAND_CHARS
 from tests.support.actions_contract_double import ActionsContractDouble
 
 TENANT, KEY = "contoso", "contoso-api-key-0123456789"
@@ -237,6 +238,14 @@ def test_cancel_withdraws_and_a_decision_that_won_the_race_counts(double: Action
         ({"timeout": "P8D"}, "timeout"),
         ({"timeout": "PT59S"}, "timeout"),
         ({"timeout": "soon"}, "timeout"),
+        ({"command": [" ", "apply"]}, "command"),
+        ({"command": ["x" * (MAX_COMMAND_CHARS + 1)]}, "command"),
+        ({"command": 42}, "command"),
+        ({"command": {"argv": ["ls"]}}, "command"),
+        ({"context": ["ticket", "CHG1"]}, "context"),
+        ({"resource": ""}, "target.resource"),
+        ({"resource": 7}, "target.resource"),
+        ({"environment": 3}, "target.environment"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_sent(

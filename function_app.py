@@ -8,7 +8,8 @@ the first event (`gatekeeper.services.azure_monitor`; only with APPLICATIONINSIG
 The objects built so far (the Functions SDKs, the worker, the blueprints) live as long as the process. They
 are frozen out of the cyclic garbage collector at the end, so the collections that the first request's
 imports set off scan only what those imports build, not this whole heap again; cycles that were already
-garbage stay in memory once (docs/cold-start.md).
+garbage stay in memory once (docs/cold-start.md). The first request does the same for what it builds
+(`gatekeeper.warmup`).
 """
 
 import gc

@@ -49,13 +49,14 @@ if spec["function"]:
     import function_app
     user = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
     T_INDEX = time.perf_counter()
+    import gc; FROZEN_AT_INDEX = gc.get_freeze_count()
     request = func.HttpRequest("POST", spec["url"], headers=spec["headers"], body=base64.b64decode(spec["body"]))
     response = user[spec["function"]](request)
     status, answer = response.status_code, response.get_body().decode()[:300]
 else:
     import azure.functions, azure.durable_functions
     T_SDK = T_INDEX = time.perf_counter()
-    status, answer = 0, ""
+    status, answer, FROZEN_AT_INDEX = 0, "", 0
 seconds = time.perf_counter() - T0
 phases = [T_SDK - T0, T_INDEX - T_SDK, T0 + seconds - T_INDEX]
 usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -70,7 +71,8 @@ modules = len(sys.modules)
 import gc, tokenize  # work the answer should not have needed (docs/cold-start.md), checked by the tests
 plugin_loader = sys.modules.get("pydantic.plugin._loader")
 lookups = {"pydantic_plugins": plugin_loader is not None and plugin_loader._plugins is not None,
-           "tokenize_patterns": tokenize._compile.cache_info().currsize, "frozen_objects": gc.get_freeze_count()}
+           "tokenize_patterns": tokenize._compile.cache_info().currsize, "frozen_objects": gc.get_freeze_count(),
+           "frozen_at_index": FROZEN_AT_INDEX, "collector_enabled": gc.isenabled()}
 print(json.dumps({"seconds": seconds, "status": status, "answer": answer, "modules": modules,
                   "maxrss_kb": peak, "loaded": loaded, "phases": phases,
                   "cpu": usage.ru_utime + usage.ru_stime, "lookups": lookups}), flush=True)

@@ -34,6 +34,7 @@ from gatekeeper.errors import (
     UnsupportedMediaType,
 )
 from gatekeeper.ingest.edge import IncomingRequest
+from gatekeeper.warmup import FIRST_REQUEST
 
 if TYPE_CHECKING:
     import azure.durable_functions as df
@@ -145,9 +146,11 @@ def failure_response(req: func.HttpRequest, exc: Exception) -> func.HttpResponse
 
 def handle(req: func.HttpRequest, action: Callable[[], tuple[int, dict[str, Any]]]) -> func.HttpResponse:
     """Run a route's action; product errors become problem+json, outages 503 with Retry-After, sealed data that
-    does not open an audited `integrity-error`, anything else a 500 without internals."""
+    does not open an audited `integrity-error`, anything else a 500 without internals. The process's first
+    request runs in the start-up window (`gatekeeper.warmup`: its imports without the cyclic collector)."""
     try:
-        status, body = action()
+        with FIRST_REQUEST.hold():
+            status, body = action()
         return json_response(status, body)
     except GatekeeperError as problem:
         log.info("refused %s: %s %s", req.url.split("?")[0], status_of(problem), problem.code)

@@ -28,6 +28,7 @@ from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import SecretPurpose
 from gatekeeper.tenancy.registry import TenantRegistry
 from gatekeeper.tenancy.secrets import SecretResolver
+from gatekeeper.warmup import FIRST_REQUEST
 
 if TYPE_CHECKING:  # the dispatcher and dead letters serve queue triggers only (cold start of HTTP routes)
     from azure.core.credentials import TokenCredential
@@ -1121,7 +1122,7 @@ def get_services() -> Services:
         return scope.get()
     global _services
     if _services is None:
-        with _services_lock:
+        with _services_lock, FIRST_REQUEST.hold():
             if _services is None:
                 _services = build_services(Settings.from_environ())
     return _services

@@ -55,7 +55,7 @@ class ActionKind(StrEnum):
 class GitHubCallback(BaseModel):
     """Where to answer a GitHub deployment protection rule."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     type: Literal["github"] = "github"
     owner: str
     repo: str
@@ -68,7 +68,7 @@ class GitHubCallback(BaseModel):
 class AzureDevOpsCallback(BaseModel):
     """The "Invoke Azure Function" check's callback coordinates. The AuthToken is a secret."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     type: Literal["azure-devops"] = "azure-devops"
     plan_url: str
     project_id: str
@@ -83,7 +83,7 @@ class AzureDevOpsCallback(BaseModel):
 class WebhookCallback(BaseModel):
     """A generic CI's callback URL, called with a signed JSON body."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     type: Literal["webhook"] = "webhook"
     url: str
 
@@ -109,7 +109,7 @@ class EvidenceRef(BaseModel):
     orchestration histories and is fetched by activities.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     kind: Literal["tests", "coverage", "sarif", "slo"]
     uri: str | None = None
     data: dict | None = None

@@ -112,7 +112,7 @@ def value_of(identity: str) -> str:
 class Requester(BaseModel):
     """The requester of one gate, persisted with it. `resolved` means an Entra object id is known."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     oid: str | None = Field(default=None, max_length=64)
     resolved: bool = False
@@ -147,7 +147,7 @@ class Requester(BaseModel):
 class DirectoryUser(BaseModel):
     """A user as the directory knows them: object id and every address."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     oid: str
     addresses: frozenset[str] = frozenset()

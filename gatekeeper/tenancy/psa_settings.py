@@ -72,7 +72,7 @@ def is_internal_address(host: str) -> bool:
 class StatusMap(BaseModel):
     """The ticket status for each moment of a gate; a moment left out moves nothing."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     in_progress: str | None = Field(default=None, min_length=1, max_length=50, pattern=_TEXT.pattern)
     approved: str | None = Field(default=None, min_length=1, max_length=50, pattern=_TEXT.pattern)
@@ -87,7 +87,7 @@ class StatusMap(BaseModel):
 
 
 class _Psa(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     url: str = Field(max_length=300)
     company: str = Field(min_length=1, max_length=100, pattern=_TEXT.pattern)
@@ -125,7 +125,7 @@ class _Psa(BaseModel):
 class ConnectWiseCredentials(BaseModel):
     """The API member's key pair and the integration's clientId (developer.connectwise.com/ClientID)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     public_key: Ref
     private_key: Ref
@@ -137,7 +137,7 @@ class ConnectWiseCredentials(BaseModel):
 class AutotaskCredentials(BaseModel):
     """The API-only user's user name, its secret, and the API tracking identifier (integration code)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     username: Ref
     secret: Ref
@@ -149,7 +149,7 @@ class AutotaskCredentials(BaseModel):
 class HaloCredentials(BaseModel):
     """The API application's client id and secret (authentication method: Client ID and Secret)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     client_id: Ref
     client_secret: Ref

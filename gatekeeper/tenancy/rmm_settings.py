@@ -46,7 +46,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 class RmmService(BaseModel):
     """A watched service: the environments whose deployments it is, and its devices in the RMM."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: str = Field(min_length=1, max_length=100)
     environments: tuple[Name, ...] = Field(min_length=1, max_length=20)
@@ -59,7 +59,7 @@ class RmmService(BaseModel):
 class RmmSettings(BaseModel):
     """One tenant's RMM (frozen; `TenantRecord.rmm`)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     vendor: RmmVendor
     api_url: str = Field(min_length=1, max_length=300)

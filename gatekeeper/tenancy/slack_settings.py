@@ -33,7 +33,7 @@ def _reference(value: str, name: str) -> str:
 class SlackSettings(BaseModel):
     """One tenant's Slack app installation (`slack:` in the tenant file)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     team_id: str = Field(description="the workspace id (team.id), T followed by upper-case letters and digits")
     bot_token: str = Field(description="reference to the bot token (xoxb-...): env:SETTING_NAME")

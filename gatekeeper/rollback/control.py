@@ -85,6 +85,23 @@ def view(record: WatchRecord) -> dict[str, Any]:
     }
 
 
+def _still_watching(record: WatchRecord) -> None:
+    if record.state in ENDED:
+        raise Gone(f"The watch has ended ({record.state.value}).", code="watch-ended", title="Watch ended")
+
+
+def _may_roll_back(record: WatchRecord) -> None:
+    _still_watching(record)
+    if record.is_rollback:
+        raise Conflict(
+            "This deployment is itself a rollback: it is not rolled back automatically; redeploy instead.",
+            code="rollback-of-rollback",
+            title="No rollback of a rollback",
+        )
+    if record.rollback is not None or record.requested_by:
+        raise Conflict("A rollback of this deployment was already started.", code="rollback-started")
+
+
 class DeploymentControl:
     def __init__(
         self,
@@ -115,31 +132,19 @@ class DeploymentControl:
         return 200, view(record)
 
     def hold(self, watch_id: str, principal: Principal, body: bytes) -> tuple[int, dict[str, Any]]:
-        store, record = self._watch(watch_id, principal)
+        store, _ = self._watch(watch_id, principal)
         request: HoldRequest = _parse(body, HoldRequest)
-        if record.state in ENDED:
-            raise Gone(f"The watch has ended ({record.state.value}).", code="watch-ended", title="Watch ended")
         changed = self._change(
-            store, watch_id, {"held": request.hold, "held_by": principal.oid if request.hold else None}
+            store, watch_id, _still_watching, {"held": request.hold, "held_by": principal.oid if request.hold else None}
         )
         self._audit(changed, principal, "hold" if request.hold else "released", request.reason)
         self._wake(changed, {"kind": "hold" if request.hold else "release"})
         return 200, view(changed)
 
     def rollback(self, watch_id: str, principal: Principal, body: bytes) -> tuple[int, dict[str, Any]]:
-        store, record = self._watch(watch_id, principal)
+        store, _ = self._watch(watch_id, principal)
         request: RollbackRequest = _parse(body, RollbackRequest)
-        if record.state in ENDED:
-            raise Gone(f"The watch has ended ({record.state.value}).", code="watch-ended", title="Watch ended")
-        if record.is_rollback:
-            raise Conflict(
-                "This deployment is itself a rollback: it is not rolled back automatically; redeploy instead.",
-                code="rollback-of-rollback",
-                title="No rollback of a rollback",
-            )
-        if record.rollback is not None or record.requested_by:
-            raise Conflict("A rollback of this deployment was already started.", code="rollback-started")
-        changed = self._change(store, watch_id, {"requested_by": principal.oid})
+        changed = self._change(store, watch_id, _may_roll_back, {"requested_by": principal.oid})
         self._audit(changed, principal, "requested", request.reason)
         self._wake(changed, {"kind": "rollback"})
         return 202, view(changed)
@@ -187,11 +192,21 @@ class DeploymentControl:
         mine |= {f"group:{g.lower()}" for g in principal.groups}
         return not people.isdisjoint(mine)
 
-    def _change(self, store: WatchStore, watch_id: str, changes: dict[str, Any]) -> WatchRecord:
-        """Apply `changes` and count one more wake, ETag-conditionally (a concurrent change retries)."""
+    def _change(
+        self, store: WatchStore, watch_id: str, allowed: Callable[[WatchRecord], None], changes: dict[str, Any]
+    ) -> WatchRecord:
+        """Apply `changes` and count one more wake, ETag-conditionally (a concurrent change retries). `allowed`
+        judges the record as it is stored right before the write, not as the route first read it: a watch
+        that ended meanwhile (its orchestration's last write) or a rollback another person started meanwhile
+        refuses the request, and nothing is stored, audited or woken."""
         now = self._clock()
+
+        def update(record: WatchRecord) -> dict[str, Any]:
+            allowed(record)
+            return {**changes, "wakes": record.wakes + 1, "updated_at": now}
+
         try:
-            changed = store.change(watch_id, lambda r: {**changes, "wakes": r.wakes + 1, "updated_at": now})
+            changed = store.change(watch_id, update)
         except LookupError:
             raise Conflict("The watch is changing too fast; try again.", code="busy") from None
         if changed is None:

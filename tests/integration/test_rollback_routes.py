@@ -255,3 +255,49 @@ def test_the_approvers_of_the_deployments_gate_may_act_on_its_watch(env):
         assert call(env, "deployment_state", route, method="GET", headers={"Authorization": person}).status_code == 200
     stranger = call(env, "deployment_state", route, method="GET", headers={"Authorization": as_person(env, STRANGER)})
     assert stranger.status_code == 403
+
+
+# -- a route's read and its write: the watch as it is stored when the change is written ------------------
+
+
+def rollback_entries(env: dict[str, Any]) -> list[dict[str, Any]]:
+    runtime = env["runtime"]
+    return [r.data for r in runtime.services.audit_for(runtime.tenant_id).records() if r.kind == "rollback"]
+
+
+def between_read_and_write(env: dict[str, Any], change: Any) -> None:
+    """Run `change` on the stored watch after the route has read it (while it looks up who may act) and before
+    it writes: the orchestration's last write, or another person's request, landing in between."""
+    runtime, done = env["runtime"], []
+
+    def operators(_tenant: str) -> tuple[str, ...]:
+        if not done:
+            done.append(True)
+            change(WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer), env["watch"])
+        return (OPERATOR,)
+
+    runtime.services.__dict__["operators_for"] = operators
+
+
+@pytest.mark.parametrize("route", ["hold", "rollback"])
+def test_a_watch_that_ends_while_the_request_is_checked_is_neither_changed_audited_nor_woken(env, route):
+    between_read_and_write(env, lambda store, watch: store.update(watch, state=WatchState.HEALTHY))
+    function = {"hold": "deployment_hold", "rollback": "deployment_rollback"}[route]
+    answer = call(env, function, f"deployments/{env['watch']}/{route}", oid=OPERATOR, body={"reason": "late"})
+    assert answer.status_code == 410 and problem(answer)["type"].endswith("/watch-ended")
+    runtime = env["runtime"]
+    stored = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).load(env["watch"])
+    assert stored is not None and stored.state is WatchState.HEALTHY
+    assert (stored.held, stored.requested_by, stored.wakes) == (False, None, 0)
+    assert rollback_entries(env) == [] and raised(env) == []
+
+
+def test_of_two_people_rolling_back_at_once_the_second_is_told_it_started_and_changes_nothing(env):
+    first = "0000000f-0000-4000-8000-00000000000f"  # the other person, whose request was stored first
+    between_read_and_write(env, lambda store, watch: store.update(watch, requested_by=first))
+    answer = call(env, "deployment_rollback", f"deployments/{env['watch']}/rollback", oid=OPERATOR, body={})
+    assert answer.status_code == 409 and problem(answer)["type"].endswith("/rollback-started")
+    runtime = env["runtime"]
+    stored = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).load(env["watch"])
+    assert stored is not None and stored.requested_by == first and stored.wakes == 0
+    assert rollback_entries(env) == [] and raised(env) == []

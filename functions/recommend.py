@@ -1,6 +1,6 @@
 """Recommendation model refit: daily, per registered tenant, from that tenant's own audit history.
 
-Thin: the refit (read history, fit, store the versioned model, audit `model_fitted`) lives in
+Thin: the refit (read history, fit, store the version, audit `model_fitted`, then put it in use) lives in
 gatekeeper.recommend.store; one tenant's failure never stops the others'."""
 
 from __future__ import annotations

@@ -67,12 +67,15 @@ class ModelStore:
         document = self._cipher.open_json(self._tenant, self._table, PARTITION, row, join_property(entity, "model"))
         return Model.model_validate(document)
 
-    def save(self, model: Model) -> None:
-        """Store `model` as a new version (create-only) and make it current; drop versions past the newest
-        `KEEP_VERSIONS`."""
+    def add_version(self, model: Model) -> None:
+        """Store `model` as a new version (create-only), not yet in use."""
         table = self._storage.ensure_table(self._table)
         with contextlib.suppress(ResourceExistsError):  # the same counts fitted in the same second
             table.create_entity(self._entity(model.version, model))
+
+    def make_current(self, model: Model) -> None:
+        """Make `model` the version recommendations use; drop versions past the newest `KEEP_VERSIONS`."""
+        table = self._storage.ensure_table(self._table)
         table.upsert_entity(self._entity(CURRENT, model))
         rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION}, select=["RowKey"])
         versions = sorted(str(e["RowKey"]) for e in rows)
@@ -97,13 +100,15 @@ class ModelStore:
 def refit(
     tenant_id: str, audit: HistoryLog, models: ModelStore, at: datetime, *, history_days: int = HISTORY_DAYS
 ) -> Model | None:
-    """Fit the tenant's model from its own audit history, store it as a new version, audit `model_fitted`.
-    None (nothing stored or audited) for a tenant that has never had a gate to learn from."""
+    """Fit the tenant's model from its own audit history, store it as a new version, audit `model_fitted`,
+    and only then put it in use: every model a recommendation cites has its `model_fitted` entry (an audit
+    that fails leaves the previous model in use and the new version unused). None (nothing stored or
+    audited) for a tenant that has never had a gate to learn from."""
     history = read_history(audit.records(), since=at - timedelta(days=history_days))
     model = fit(tenant_id, history, at)
     if model.samples == 0 and models.current() is None:
         return None
-    models.save(model)
+    models.add_version(model)
     audit.append(
         "model_fitted",
         "system:gatekeeper",
@@ -122,6 +127,7 @@ def refit(
         },
         at=at,
     )
+    models.make_current(model)
     return model
 
 

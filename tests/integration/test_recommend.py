@@ -256,3 +256,39 @@ def test_the_timer_skips_a_tenant_without_gates_and_goes_on_past_one_whose_histo
     assert lines[0] == ("ERROR", f"recommendation refit failed for tenant {broken}")
     assert [line for line in lines if empty in line[1] or broken in line[1]] == [lines[0]]
     assert len(lines) == 2 and lines[1][1].startswith(f"tenant {learning}: recommendation model ")
+
+
+class _AuditThatFailsToAppend:
+    """The tenant's real audit log for reading history, whose append fails (its storage went away)."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    def records(self, from_seq: int = 0, to_seq: int | None = None) -> Any:
+        return self._log.records(from_seq, to_seq)
+
+    def append(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("audit storage unavailable")
+
+
+def test_a_model_whose_fit_could_not_be_audited_is_never_put_in_use(env):
+    """Every model a recommendation cites has its `model_fitted` entry: the version is stored first, the
+    entry written, and only then the version made current."""
+    tenant = "t" + uuid.uuid4().hex[:12]
+    log = env.services.audit_for(tenant)
+    write(log, generate([Kind("staging-deploy", "staging", "contoso/api", 40)], datetime.now(UTC), seed=5))
+    store = models(env, tenant)
+    first = refit(tenant, log, store, datetime(2026, 12, 1, 2, 40, tzinfo=UTC))
+    assert first is not None and store.current() == first
+    write(log, generate([Kind("prod-db", "production", "contoso/db", 30, rolled_back=26)], datetime.now(UTC), seed=6))
+    with pytest.raises(RuntimeError, match="audit storage unavailable"):
+        refit(tenant, _AuditThatFailsToAppend(log), store, datetime(2026, 12, 2, 2, 40, tzinfo=UTC))
+    assert store.current() == first  # the previous model stays in use
+
+    def fitted() -> list[str]:
+        return [r.data["model_version"] for r in log.records() if r.kind == "model_fitted"]
+
+    assert fitted() == [first.version]
+    again = refit(tenant, log, store, datetime(2026, 12, 2, 2, 41, tzinfo=UTC))  # the next refit goes through
+    assert again is not None and store.current() == again and again.version != first.version
+    assert fitted() == [first.version, again.version]

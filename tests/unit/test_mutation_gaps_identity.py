@@ -344,6 +344,10 @@ def test_the_requester_is_named_by_the_directory_entry_of_its_own_object_id(dire
     reversed_order = RequesterResolver(directory=directory).resolve("t1", ["entra:oid:" + ANNA, "entra:oid:" + DEV])
     assert (reversed_order.oid, reversed_order.upn) == (ANNA, "anna@contoso.onmicrosoft.com")
 
+    unknown = "0b0b0b0b-0000-4000-8000-00000000b000"  # not in the directory: it must not borrow Anna's name
+    unnamed = RequesterResolver(directory=directory).resolve("t1", ["entra:oid:" + unknown, "entra:oid:" + ANNA])
+    assert (unnamed.oid, unnamed.display_name, unnamed.upn) == (unknown, None, None)
+
 
 def test_a_long_directory_name_is_shown_cut_at_256_characters(directory):
     requester = RequesterResolver(directory=directory).resolve("t1", ["entra:oid:" + ANNA])

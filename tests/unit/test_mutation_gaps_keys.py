@@ -170,3 +170,20 @@ def test_every_bounded_event_field_keeps_its_limit_and_refuses_one_more(field, l
 def test_context_shown_to_an_approver_must_have_its_documented_shape(field, refused):
     with pytest.raises(ValidationError):
         _event("t1", **{field: refused})
+
+
+@pytest.mark.parametrize("field", ["versionTags", "artifacts"])
+def test_an_empty_tag_or_artifact_is_refused_as_empty_and_one_character_is_kept(field):
+    """The 422 says what is wrong with the item (empty), not that it fails a pattern the sender cannot read."""
+    from gatekeeper.errors import InvalidInput
+    from gatekeeper.events.generic import parse_generic
+
+    body = {"kind": "gate_request", "runId": "r1", "environment": "prod"}
+    with pytest.raises(InvalidInput) as info:
+        parse_generic({**body, field: ["v1", ""]}, tenant_id="t1")
+    assert (info.value.field, info.value.detail) == (
+        f"{field}[1]",
+        f"generic event: field '{field}[1]' string should have at least 1 character",
+    )
+    event = parse_generic({**body, field: ["v"]}, tenant_id="t1")
+    assert (event.version_tags if field == "versionTags" else event.artifacts) == ("v",)

@@ -19,7 +19,18 @@ import pytest
 from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
-from gatekeeper.ingest.dispatcher import CLAIM_LEASE, ClaimHeld, Disposition, EventDispatcher, State, gate_input
+from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
+from gatekeeper.ingest.dispatcher import (
+    CLAIM_LEASE,
+    ClaimHeld,
+    Disposition,
+    EventDispatcher,
+    State,
+    gate_input,
+    gate_of,
+    instance_for,
+    watch_input,
+)
 from gatekeeper.ingest.queue import decode_message
 from gatekeeper.store.tables import TablePurpose
 from tests.conftest import ROOT, SHARED_FIXTURES
@@ -294,3 +305,32 @@ def test_a_hand_back_that_cannot_be_written_still_raises_the_starts_own_error(en
         dispatcher(env, gateway, NOW).dispatch(gate.event, "g1")
     assert raised.value is failure
     assert any("could not hand back the claim" in r.getMessage() for r in caplog.records)
+
+
+def _deployment_status(env, status: str) -> PipelineEvent:
+    return PipelineEvent(
+        tenant_id=env.tenant_id,
+        source=EventSource.GENERIC,
+        kind=EventKind.DEPLOYMENT_STATUS,
+        run_id="r-17",
+        environment="production",
+        status=status,
+    )
+
+
+def test_a_finished_deployment_starts_one_watch_with_its_ids_and_its_other_outcome_none(env):
+    """Fifth day: the watch path of `dispatch`. A finished deployment starts the post-deploy watch (ids only, the
+    gate it follows); the deployment's later failure is a second event of the same deployment, recorded apart but
+    never a second watch; a deployment still in progress starts nothing."""
+    gateway = Gateway()
+    success, failure = _deployment_status(env, "success"), _deployment_status(env, "failure")
+    first = dispatcher(env, gateway, NOW).dispatch(success, "d1")
+    assert (first.disposition, first.instance_id) == (Disposition.STARTED, instance_for(success))
+    assert gateway.starts == [("post_deploy_watch", instance_for(success), watch_input(success))]
+    assert watch_input(success)["gate_id"] == gate_of(success) is not None
+    second = dispatcher(env, gateway, NOW).dispatch(failure, "d2")
+    assert second.disposition is Disposition.DUPLICATE and len(gateway.starts) == 1
+    assert table(env).get_entity("event", failure.key_hash)["state"] == "started"
+    running = _deployment_status(env, "in_progress")
+    assert dispatcher(env, gateway, NOW).dispatch(running, "d3").disposition is Disposition.RECORDED
+    assert len(gateway.starts) == 1

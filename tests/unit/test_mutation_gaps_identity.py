@@ -18,10 +18,16 @@ from pydantic import ValidationError
 from devstack.graph import LocalGraphServer
 from devstack.server import StaticTokenCredential
 from gatekeeper.audit.log import AuditLog
-from gatekeeper.errors import GatekeeperError
+from gatekeeper.errors import GatekeeperError, Unauthenticated
 from gatekeeper.integrations.graph_notify import make_graph_client
 from gatekeeper.integrations.graph_users import GraphUserDirectory
-from gatekeeper.security.principal import MAX_HEADER_CHARS, Principal, principal_from_client_principal_header
+from gatekeeper.security.identity import identify_caller
+from gatekeeper.security.principal import (
+    MAX_HEADER_CHARS,
+    Principal,
+    easyauth_principal,
+    principal_from_client_principal_header,
+)
 from gatekeeper.security.requester import (
     MAX_VALUE,
     DirectoryUser,
@@ -30,6 +36,7 @@ from gatekeeper.security.requester import (
     external_id,
     is_linkable,
     normalise_address,
+    parse_external,
     user_addresses,
     value_of,
 )
@@ -43,10 +50,16 @@ DEV_UPN = "dev@contoso.onmicrosoft.com"
 USERS = {
     DEV: {
         "userPrincipalName": DEV_UPN,
+        "displayName": "Dev Ops",
         "mail": "Dev@Contoso.com",
         "proxyAddresses": ["SMTP:dev.primary@contoso.com", "smtp:dev.alias@contoso.com"],
     },
-    ANNA: {"userPrincipalName": "anna@contoso.onmicrosoft.com", "mail": "anna@contoso.com", "proxyAddresses": []},
+    ANNA: {
+        "userPrincipalName": "anna@contoso.onmicrosoft.com",
+        "displayName": "A" * 300,  # longer than a requester keeps
+        "mail": "anna@contoso.com",
+        "proxyAddresses": [],
+    },
 }
 OID = "5f6c2b1e-8d3a-4c1b-9e7f-0a1b2c3d4e5f"
 TID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -317,3 +330,54 @@ def test_roles_are_read_from_the_role_claim_type_the_header_names():
     document["role_typ"] = "urn:custom:role"
     named = principal_from_client_principal_header(base64.b64encode(json.dumps(document).encode()).decode())
     assert "Gatekeeper.Auditor" in named.roles
+
+
+# ----- fifth day (session 9): the directory's names for the requester, the stored bounds, Slack links --------
+
+
+def test_the_requester_is_named_by_the_directory_entry_of_its_own_object_id(directory):
+    """An approver is shown the directory's name of the requester's object id (the first one found), never the
+    name of a further object id the requester is also known by."""
+    requester = RequesterResolver(directory=directory).resolve("t1", ["entra:oid:" + DEV, "entra:oid:" + ANNA])
+    assert (requester.oid, requester.display_name, requester.upn) == (DEV, "Dev Ops", DEV_UPN)
+    assert ANNA in requester.aliases
+    reversed_order = RequesterResolver(directory=directory).resolve("t1", ["entra:oid:" + ANNA, "entra:oid:" + DEV])
+    assert (reversed_order.oid, reversed_order.upn) == (ANNA, "anna@contoso.onmicrosoft.com")
+
+    unknown = "0b0b0b0b-0000-4000-8000-00000000b000"  # not in the directory: it must not borrow Anna's name
+    unnamed = RequesterResolver(directory=directory).resolve("t1", ["entra:oid:" + unknown, "entra:oid:" + ANNA])
+    assert (unnamed.oid, unnamed.display_name, unnamed.upn) == (unknown, None, None)
+
+
+def test_a_long_directory_name_is_shown_cut_at_256_characters(directory):
+    requester = RequesterResolver(directory=directory).resolve("t1", ["entra:oid:" + ANNA])
+    assert requester.display_name == "A" * 256
+
+
+@pytest.mark.parametrize("field", ["display_name", "upn"])
+def test_a_stored_requester_keeps_directory_names_of_up_to_256_characters(field):
+    """The bound is the one the resolver cuts at: a requester it built always loads again, a longer one never."""
+    assert getattr(Requester(**{field: "n" * 256}), field) == "n" * 256
+    with pytest.raises(ValidationError):
+        Requester(**{field: "n" * 257})
+
+
+def test_a_slack_identity_is_linked_only_in_its_workspace_and_user_form():
+    assert parse_external("slack:user:T0123ABCD/U0456EFGH") == "slack:user:t0123abcd/u0456efgh"
+    assert parse_external("slack:user:T0123ABCD/W0456EFGH") == "slack:user:t0123abcd/w0456efgh"
+    for bad in ("slack:user:U0456EFGH", "slack:user:T0123ABCD/B0456EFGH", "slack:user:T0123ABCD/U0456EFGH/x"):
+        with pytest.raises(ValueError, match="a Slack user is <workspace id>/<user id>"):
+            parse_external(bad)
+
+
+def test_trusting_the_platform_principal_header_is_never_switched_on_by_a_bare_positional_true():
+    """`trust_easyauth` / `trusted` are keyword-only: no call site trusts a client-sent X-MS-CLIENT-PRINCIPAL
+    header by a positional True (on a host without App Service authentication anyone can send it)."""
+    forged = {"X-MS-CLIENT-PRINCIPAL": _easyauth(("sub", "pairwise-sub"))}
+    with pytest.raises(TypeError):
+        identify_caller(forged, None, True)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        easyauth_principal(forged, True)  # type: ignore[misc]
+    with pytest.raises(Unauthenticated):  # no bearer token: the forged header was not read
+        identify_caller(forged, None, trust_easyauth=False)
+    assert easyauth_principal(forged, trusted=False) is None

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+from pydantic import ValidationError
+
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent
 
 BASE = {
@@ -125,3 +128,62 @@ def test_evidence_references_are_frozen():
     ref = EvidenceRef(kind="tests", uri="https://ci.example/report.xml")
     with pytest.raises(ValidationError):
         ref.uri = "https://attacker.example/"  # type: ignore[misc]
+
+
+# ----- fifth day (session 9): the event's documented bounds, at the limit and one over -------------------------
+
+_BOUNDS = [
+    # field, the longest value kept, the same one character longer (refused, never cut)
+    ("command", "c" * 8192, "c" * 8193),
+    ("resource", "r" * 200, "r" * 201),
+    ("ticket", "t" * 100, "t" * 101),
+    ("company", "k" * 100, "k" * 101),
+    ("run_url", "https://ci.example/" + "u" * (2000 - 19), "https://ci.example/" + "u" * (2001 - 19)),
+    ("version_tags", ("v" * 100,), ("v" * 101,)),
+    ("artifacts", ("a" * 200,), ("a" * 201,)),
+    ("version_tags", tuple(f"v{i}" for i in range(20)), tuple(f"v{i}" for i in range(21))),
+    ("artifacts", tuple(f"a{i}" for i in range(20)), tuple(f"a{i}" for i in range(21))),
+]
+
+
+@pytest.mark.parametrize(("field", "longest", "too_long"), _BOUNDS)
+def test_every_bounded_event_field_keeps_its_limit_and_refuses_one_more(field, longest, too_long):
+    assert getattr(_event("t1", **{field: longest}), field) == longest
+    with pytest.raises(ValidationError) as info:
+        _event("t1", **{field: too_long})
+    assert info.value.errors()[0]["loc"][0] == field
+
+
+@pytest.mark.parametrize(
+    ("field", "refused"),
+    [
+        ("version_tags", ("",)),
+        ("version_tags", ("v 1",)),
+        ("artifacts", ("",)),
+        ("artifacts", ("a\nb",)),
+        ("run_url", "http://ci.example/run"),
+        ("commit_url", "https://user@ci.example/"),
+        ("plan_digest", "sha256:" + "A" * 64),
+        ("plan_digest", "sha256:" + "a" * 63),
+    ],
+)
+def test_context_shown_to_an_approver_must_have_its_documented_shape(field, refused):
+    with pytest.raises(ValidationError):
+        _event("t1", **{field: refused})
+
+
+@pytest.mark.parametrize("field", ["versionTags", "artifacts"])
+def test_an_empty_tag_or_artifact_is_refused_as_empty_and_one_character_is_kept(field):
+    """The 422 says what is wrong with the item (empty), not that it fails a pattern the sender cannot read."""
+    from gatekeeper.errors import InvalidInput
+    from gatekeeper.events.generic import parse_generic
+
+    body = {"kind": "gate_request", "runId": "r1", "environment": "prod"}
+    with pytest.raises(InvalidInput) as info:
+        parse_generic({**body, field: ["v1", ""]}, tenant_id="t1")
+    assert (info.value.field, info.value.detail) == (
+        f"{field}[1]",
+        f"generic event: field '{field}[1]' string should have at least 1 character",
+    )
+    event = parse_generic({**body, field: ["v"]}, tenant_id="t1")
+    assert (event.version_tags if field == "versionTags" else event.artifacts) == ("v",)

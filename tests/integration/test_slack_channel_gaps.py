@@ -530,15 +530,21 @@ def test_the_email_link_happens_when_the_slack_email_is_the_approvers_address(ch
     assert [e.data["how"] for e in ch.audit.records() if e.kind == "identity_linked"] == ["slack-email"]
 
 
-def test_no_email_link_without_a_directory(ch: Ch):
-    votes = SlackVotes(
+def votes_with(ch: Ch, directory: Any) -> SlackVotes:
+    """The rig's Slack votes with another user directory (None: no directory at all)."""
+    return SlackVotes(
         tenants=ch.tenants,
         notifier=ch.notifier,
         identities=lambda t: IdentityMap(ch.storage, t, ch.cipher),
         audit_for=lambda _t: ch.audit,
         entra_tenants_for=lambda _t: (ch.entra,),
         storage=ch.storage,
+        directory=directory,
     )
+
+
+def test_no_email_link_without_a_directory(ch: Ch):
+    votes = votes_with(ch, None)
     unlinked(ch, votes)
     ch.link(U_ANNA, ANNA)  # an admin's link still counts; without a directory the vote carries no UPN
     decisions = Recorded()

@@ -4,13 +4,9 @@ tests/integration/test_slack_channel_gaps.py's (Azurite, the local Slack Web API
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from gatekeeper.security.requester import DirectoryUser
-from gatekeeper.slack.channel import SlackVotes
-from gatekeeper.tenancy.identities import IdentityMap
 from tests.integration.test_slack_channel_gaps import (  # noqa: F401 - the fixture is used by name
     ANNA,
     PIET,
@@ -22,6 +18,7 @@ from tests.integration.test_slack_channel_gaps import (  # noqa: F401 - the fixt
     Recorded,
     ch,
     unlinked,
+    votes_with,
 )
 
 pytestmark = pytest.mark.azurite
@@ -35,18 +32,6 @@ class Directory:
 
     def user(self, id_or_upn: str) -> DirectoryUser | None:
         return self.entries.get(id_or_upn)
-
-
-def votes_with(ch: Ch, directory: Any) -> SlackVotes:
-    return SlackVotes(
-        tenants=ch.tenants,
-        notifier=ch.notifier,
-        identities=lambda t: IdentityMap(ch.storage, t, ch.cipher),
-        audit_for=lambda _t: ch.audit,
-        entra_tenants_for=lambda _t: (ch.entra,),
-        storage=ch.storage,
-        directory=directory,
-    )
 
 
 def test_no_email_link_when_the_tenant_turned_it_off(ch: Ch):

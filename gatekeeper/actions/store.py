@@ -105,7 +105,17 @@ class ActionStore:
     def claim(self, record: ActionRecord) -> Claim:
         """Claim the idempotency key (row `claim` in the partition named by the key's run id), create-only,
         then write the action's row. Of identical concurrent requests one creates; the rest get the first
-        request's record back (and write the action's row if its creator died before doing so)."""
+        request's record back (and write the action's row if its creator has not written it yet)."""
+        first = self.claim_key(record)
+        if first is not None:
+            return first
+        self.write_action_row(record)
+        return Claim(True, record, False)
+
+    def claim_key(self, record: ActionRecord) -> Claim | None:
+        """None when this request claimed the key; otherwise the first request's claim. A duplicate whose
+        fingerprint matches also writes the action's row if it is missing, so a creator that died between
+        its two writes does not leave the action without a row."""
         repo = self._ready()
         key = check_key("run_id", str(record.event.get("run_id", "")))
         try:
@@ -124,11 +134,16 @@ class ActionStore:
                 raise
             first = ActionRecord.model_validate(entity["record"])
             if first.fingerprint == record.fingerprint and self.load(first.action_id) is None:
-                with contextlib.suppress(ResourceExistsError):
-                    repo.create(self._entity(first))
+                self.write_action_row(first)
             return Claim(False, first, bool(entity.get("submitted")), bool(entity.get("submit_failed")))
-        repo.create(self._entity(record))
-        return Claim(True, record, False)
+        return None
+
+    def write_action_row(self, record: ActionRecord) -> None:
+        """Create the action's row, create-only. The creator and any duplicate that found the row missing
+        both write the claimed record, so whichever comes second finds the same action already there (and
+        must not overwrite it: a cancel or report may have changed it in between)."""
+        with contextlib.suppress(ResourceExistsError):
+            self._ready().create(self._entity(record))
 
     def mark_submitted(self, record: ActionRecord, *, ok: bool = True) -> None:
         """The event is on the queue (later re-requests need not queue it again), or queueing failed (the next

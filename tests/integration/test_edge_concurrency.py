@@ -11,12 +11,14 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import azure.functions as func
 import pytest
 
+from gatekeeper.actions.store import ActionRecord, ActionStore, action_key
 from gatekeeper.services import set_services
 from tests.conftest import ROOT
 from tests.support.gatekeeper_env import API_KEY, GatekeeperEnv, github_request, http_function, make_env
@@ -110,6 +112,36 @@ def test_one_action_request_sent_many_times_at_once_is_one_action_and_one_gate(e
     assert failures == [None] * len(failures), failures
     [start] = starts_for(durable, env.tenant_id)
     assert start["instance_id"] == ids.pop()
+
+
+def test_a_duplicate_that_writes_the_action_row_first_does_not_fail_the_request_that_claimed_the_key(env):
+    """The interleaving behind a 500 once seen in CI: the creator claims the key; a duplicate finds the claim,
+    finds no action row yet and writes it; then the creator writes its row. Both answer the same action."""
+    store = ActionStore(env.storage, env.tenant_id, env.services.cipher)
+    run_id = action_key(env.tenant_id, "k-" + uuid.uuid4().hex[:8])
+    mine = ActionRecord(
+        action_id="gate-" + uuid.uuid4().hex,
+        tenant_id=env.tenant_id,
+        idempotency_key="k",
+        fingerprint="f" * 64,
+        command="terraform apply",
+        action="deploy",
+        environment="production",
+        credential="api_key",
+        caller_key="api_key:x",
+        level="L2",
+        created_at=datetime.now(UTC),
+        event={"run_id": run_id},
+    )
+    assert store.claim_key(mine) is None, "the creator's first write: the key is its own"
+    duplicate = store.claim(mine)
+    assert (duplicate.created, duplicate.record) == (False, mine)
+    cancelled = mine.model_copy(update={"closed": "cancelled"})
+    loaded = store.load(mine.action_id)
+    assert loaded is not None and store.replace(cancelled, loaded[1]), "somebody changes the action meanwhile"
+    store.write_action_row(mine)  # the creator's second write finds the row there, and leaves it alone
+    after = store.load(mine.action_id)
+    assert after is not None and after[0] == cancelled
 
 
 GENERIC = json.loads((ROOT / "tests/fixtures/generic/gate-request.json").read_text())

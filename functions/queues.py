@@ -161,7 +161,11 @@ def _dispatch(body: bytes, gateway: DurableClientGateway) -> None:
         for outcome in decision_service(gateway).psa_change(result.event):
             log.info("event %s: PSA change decision on gate %s: %s", queued.event_id, *_psa_line(outcome))
     if result.disposition.value == "recorded" and result.event.kind.value == "alert":  # a duplicate wakes nobody
-        _rmm_alert(result.event, gateway)
+        try:
+            _rmm_alert(result.event, gateway)
+        except Exception:  # recorded but not delivered: the retry must deliver it, not find a duplicate
+            rt.dispatcher(gateway).release_recorded(result.event)
+            raise
     if queued.blob is not None:  # dispatched (or a duplicate): the claim check has served its purpose
         rt.large_events.delete(queued.blob)
     log.info("event %s: %s", queued.event_id, result.disposition.value)

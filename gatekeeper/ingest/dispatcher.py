@@ -237,6 +237,19 @@ class EventDispatcher:
         log.info("started %s %s for event %s", orchestrator, instance_for(event), event_id)
         return DispatchResult(Disposition.STARTED, event)
 
+    def release_recorded(self, event: PipelineEvent) -> None:
+        """Hand a recorded status event's key back (`recorded` -> `received`) when what follows the recording
+        failed (an RMM alert's delivery to the watches): the message's retry then records it and delivers it
+        again instead of finding a duplicate, so a failure signal is not lost to a passing error. Best effort
+        and ETag-conditional: a key moved meanwhile is left as it is."""
+        table = self._events_table(event.tenant_id)
+        try:
+            row = table.get_entity(EVENT_PARTITION, event.key_hash)
+            if row.get("state") == State.RECORDED:
+                self._move(table, event.key_hash, str(row.metadata["etag"]), State.RECEIVED)
+        except Exception as exc:  # the delivery's own error is the one worth raising
+            log.warning("key %s: could not hand back the recorded event (%s)", event.key_hash[:12], type(exc).__name__)
+
     def _start(self, event: PipelineEvent, orchestrator: str) -> bool:
         """Start the flow unless its instance exists (a dead claimer may have started it). False if it did."""
         instance_id = instance_for(event)

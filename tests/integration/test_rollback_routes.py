@@ -16,8 +16,11 @@ import pytest
 
 from devstack.durable_api import DurableApiServer
 from devstack.entra_issuer import LocalEntraIssuer
+from gatekeeper.contracts.watch import RoundInput
 from gatekeeper.gates.store import GateIndex
 from gatekeeper.policy.store import PolicyStore
+from gatekeeper.rollback import steps
+from gatekeeper.rollback.probes import ProbeResult
 from gatekeeper.rollback.store import Deployment, WatchRecord, WatchState, WatchStore
 from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.services import set_services
@@ -301,3 +304,35 @@ def test_of_two_people_rolling_back_at_once_the_second_is_told_it_started_and_ch
     stored = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).load(env["watch"])
     assert stored is not None and stored.requested_by == first and stored.wakes == 0
     assert rollback_entries(env) == [] and raised(env) == []
+
+
+# -- the orchestration's step and a person's change: the step writes only what it decided -----------------
+
+
+class HoldWhileProbing:
+    """The environment's probe: while it runs (after the probe round read the watch, before it writes), an
+    operator holds automatic rollback through the route; then the probe fails."""
+
+    def __init__(self, env: dict[str, Any]) -> None:
+        self.env = env
+
+    def run(self, spec: Any, tenant_id: str, deployed_at: datetime) -> ProbeResult:
+        route = f"deployments/{self.env['watch']}/hold"
+        held = call(self.env, "deployment_hold", route, oid=OPERATOR, body={"reason": "looking into it"})
+        assert held.status_code == 200
+        return ProbeResult(name=spec.name, outcome="fail", detail="HTTP 503")
+
+
+def test_a_hold_stored_while_a_probe_round_runs_is_kept_and_stops_the_automatic_rollback(env):
+    """The probe round used to write back the whole watch as it read it: the hold (answered 200) and its wake
+    count were lost, and the round decided "roll back" on the record from before the hold."""
+    runtime = env["runtime"]
+    runtime.services.__dict__["health_probe"] = HoldWhileProbing(env)
+    round_in = RoundInput(tenant_id=runtime.tenant_id, instance_id=env["watch"], round=0, at=datetime.now(UTC))
+    result = steps.probe_round(runtime.services, round_in)
+    stored = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).load(env["watch"])
+    assert stored is not None and (stored.held, stored.held_by, stored.wakes) == (True, OPERATOR, 1)
+    assert stored.rounds == ("fail",) and stored.state is WatchState.UNHEALTHY
+    assert result.action == "ask", "held: people decide; never an automatic rollback past a stored hold"
+    assert result.wakes == 1, "the orchestration waits for the next wake, not the one the hold already raised"
+    assert [name for name, _ in raised(env)] == ["watch-wake-0"]

@@ -154,9 +154,10 @@ class ActionService:
                 title="The idempotency key was used for another request",
             )
         existing = claim.record
-        if claim.created:
+        if claim.created or (not claim.announced and store.take_over(existing, now)):
+            self._announce(store, existing, caller)
+        elif not claim.announced:  # its creator is still at it: the status route must find what we answer
             self._index.put(existing.action_id, tenant_id)
-            self._requested(existing, event, caller)
         if not claim.submitted and (claim.created or claim.failed or now - existing.created_at >= RESUBMIT_AFTER):
             # A duplicate submission is harmless: the dispatcher claims the business key exactly once.
             try:
@@ -174,6 +175,19 @@ class ActionService:
         status_url = f"{self._base_url}/api/actions/{existing.action_id}"
         keys = ("id", "status", "level", "decision", "reason")
         return Answer(200, {**{k: view[k] for k in keys}, "status_url": status_url})
+
+    def _announce(self, store: ActionStore, record: ActionRecord, caller: ActionCaller) -> None:
+        """Index the claimed action (its status route finds it) and audit `action_requested`, once: by the
+        request that claimed the key, or by the one re-request that took over from a creator that failed or
+        died in between (`ActionStore.take_over`). A failure hands it back, so the retry finishes it."""
+        try:
+            self._index.put(record.action_id, record.tenant_id)
+            self._requested(record, event_from_sealable(record.event), caller)
+        except Exception:
+            with contextlib.suppress(Exception):  # best effort: the lease expires on its own otherwise
+                store.hand_back(record)
+            raise
+        store.mark_announced(record)
 
     def _requested(self, record: ActionRecord, event: PipelineEvent, caller: ActionCaller) -> None:
         """Audit the new action (the command verbatim, in the sealed entry) and count it (never the command: only

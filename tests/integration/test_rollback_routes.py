@@ -17,12 +17,15 @@ import pytest
 from devstack.durable_api import DurableApiServer
 from devstack.entra_issuer import LocalEntraIssuer
 from gatekeeper.contracts.watch import RoundInput
+from gatekeeper.errors import DependencyUnavailable
 from gatekeeper.gates.store import GateIndex
 from gatekeeper.policy.store import PolicyStore
 from gatekeeper.rollback import steps
+from gatekeeper.rollback.control import DeploymentControl
 from gatekeeper.rollback.probes import ProbeResult
 from gatekeeper.rollback.store import Deployment, WatchRecord, WatchState, WatchStore
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.security.principal import Principal
 from gatekeeper.services import set_services
 from tests.support.gatekeeper_env import API_KEY, ENTRA_TENANT, http_function, make_env, problem
 from tests.support.worker_loop import run_on_worker
@@ -336,3 +339,46 @@ def test_a_hold_stored_while_a_probe_round_runs_is_kept_and_stops_the_automatic_
     assert result.action == "ask", "held: people decide; never an automatic rollback past a stored hold"
     assert result.wakes == 1, "the orchestration waits for the next wake, not the one the hold already raised"
     assert [name for name, _ in raised(env)] == ["watch-wake-0"]
+
+
+class DurableDownOnce:
+    """The orchestration's wake gateway, unreachable for its first call (a Durable API outage)."""
+
+    def __init__(self) -> None:
+        self.down, self.raised = True, []
+
+    def raise_event(self, instance_id: str, event_name: str, data: Any) -> None:
+        if self.down:
+            self.down = False
+            raise ConnectionError("the Durable API did not answer")
+        self.raised.append((instance_id, event_name, data))
+
+
+def test_a_rollback_request_whose_wake_cannot_be_raised_is_not_kept_so_its_retry_wakes_the_watch(env):
+    """The request used to be stored and audited, then the wake failed (500): the retry was refused as
+    "rollback-started" and the orchestration, waiting for that wake while people were asked, never heard of it."""
+    runtime = env["runtime"]
+    gateway = DurableDownOnce()
+    control = DeploymentControl(
+        runtime.storage,
+        runtime.services.sealer,
+        gateway,
+        entra_tenants_for=runtime.services.entra_tenants_for,
+        operators_for=lambda _t: (OPERATOR,),
+        policy_for=runtime.services.policy_for,
+        audit_for=runtime.services.audit_for,
+        clock=runtime.services.clock,
+    )
+    person = Principal(oid=OPERATOR, tid=ENTRA_TENANT, auth="bearer")
+    store = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer)
+    with pytest.raises(DependencyUnavailable):
+        control.rollback(env["watch"], person, b"{}")
+    stored = store.load(env["watch"])
+    assert stored is not None and (stored.requested_by, stored.wakes) == (None, 0), "nothing kept"
+    assert rollback_entries(env) == []
+    status, _ = control.rollback(env["watch"], person, b"{}")
+    assert status == 202
+    stored = store.load(env["watch"])
+    assert stored is not None and (stored.requested_by, stored.wakes) == (OPERATOR, 1)
+    assert [name for _, name, _ in gateway.raised] == ["watch-wake-0"], "the wake the orchestration waits for"
+    assert [e["step"] for e in rollback_entries(env)] == ["requested"], "audited once"

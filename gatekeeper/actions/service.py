@@ -375,11 +375,18 @@ class ActionService:
         updated = record.model_copy(
             update={"outcome": told.outcome, "exit_code": told.exit_code, "reported_at": self._clock()}
         )
-        if not self._actions(record.tenant_id).replace(updated, etag):
+        store = self._actions(record.tenant_id)
+        written = store.replace(updated, etag)
+        if not written:
             raise Conflict("The action changed meanwhile; report again.", code="conflict", title="Conflict")
-        self._audit(
-            record, "action_reported", who, {**data, "refused": False, "approved": view["status"] == "approved"}
-        )
+        try:
+            self._audit(
+                record, "action_reported", who, {**data, "refused": False, "approved": view["status"] == "approved"}
+            )
+        except Exception:  # not audited, not kept: the client's retry reports (and audits) it again
+            with contextlib.suppress(Exception):
+                store.replace(record, written)
+            raise
         self._resolved(record, view["status"], told.outcome, refused=False)
         return Answer(202, {"id": action_id, "status": view["status"], "outcome": told.outcome})
 
@@ -440,7 +447,9 @@ class ActionService:
         approval chain, audit it. False when somebody changed the row first."""
         at = self._clock()
         closed = record.model_copy(update={"closed": reason, "closed_at": at, "closed_by": by})
-        if not self._actions(record.tenant_id).replace(closed, etag):
+        store = self._actions(record.tenant_id)
+        written = store.replace(closed, etag)
+        if not written:
             return False
         gate = self._gates(record.tenant_id).load(record.action_id)
         ended = False
@@ -451,7 +460,13 @@ class ActionService:
                 ended = True
             except Exception as exc:  # recorded; the action stays closed and must not run
                 log.warning("action %s: could not end the approval chain (%s)", record.action_id, type(exc).__name__)
-        self._audit(record, f"action_{reason}", by, {"reason": reason, "chain_ended": ended, "level": record.level})
+        try:
+            self._audit(record, f"action_{reason}", by, {"reason": reason, "chain_ended": ended, "level": record.level})
+        except Exception:
+            if not ended:  # nothing else happened yet: reopened, so the retry closes (and audits) it again
+                with contextlib.suppress(Exception):
+                    store.replace(record, written)
+            raise
         self._resolved(record, reason, None, refused=False)
         return True
 

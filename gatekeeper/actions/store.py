@@ -220,10 +220,9 @@ class ActionStore:
                 break
         return sorted(found, key=lambda r: r.created_at, reverse=True)
 
-    def replace(self, record: ActionRecord, etag: str) -> bool:
-        """Write the record if nobody changed it since `etag`; False when somebody did."""
+    def replace(self, record: ActionRecord, etag: str) -> str | None:
+        """Write the record if nobody changed it since `etag`: its new ETag; None when somebody did."""
         try:
-            self._ready().replace(self._entity(record), etag)
+            return self._ready().replace(self._entity(record), etag) or None
         except ResourceModifiedError:
-            return False
-        return True
+            return None

@@ -21,6 +21,7 @@ import pytest
 from gatekeeper.actions.store import ANNOUNCE_LEASE, ActionRecord, ActionStore, action_key
 from gatekeeper.errors import DependencyUnavailable
 from gatekeeper.gates.store import GateIndex
+from gatekeeper.policy.store import PolicyStore
 from gatekeeper.services import set_services
 from tests.conftest import ROOT
 from tests.support.gatekeeper_env import API_KEY, GatekeeperEnv, github_request, http_function, make_env
@@ -160,8 +161,8 @@ class IndexDownOnce(GateIndex):
         super().put(instance_id, tenant_id)
 
 
-def audit_down_once(env: GatekeeperEnv) -> Callable[[str], Any]:
-    """The tenant's audit log, unreachable for the first `action_requested` entry."""
+def audit_down_once(env: GatekeeperEnv, down_for: str = "action_requested") -> Callable[[str], Any]:
+    """The tenant's audit log, unreachable for the first entry of kind `down_for`."""
     real, down = env.services.audit_for, [True]
 
     class Log:
@@ -169,7 +170,7 @@ def audit_down_once(env: GatekeeperEnv) -> Callable[[str], Any]:
             self.log = log
 
         def append(self, kind: str, *args: Any, **kwargs: Any) -> Any:
-            if kind == "action_requested" and down:
+            if kind == down_for and down:
                 down.clear()
                 raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
             return self.log.append(kind, *args, **kwargs)
@@ -209,6 +210,46 @@ def test_an_action_whose_creator_failed_after_claiming_the_key_is_finished_by_th
     requested = [r.instance_id for r in getattr(log, "log", log).records() if r.kind == "action_requested"]
     assert requested == [action_id], "audited as requested exactly once"
     assert len(env.queued_texts()) == 1, "its event queued once"
+
+
+L2_POLICY = {
+    "version": 1,
+    "defaults": {
+        "level": "L2",
+        "approval": {"stages": [{"name": "leads", "approvers": [str(uuid.UUID(int=0xA))], "timeout": "PT1H"}]},
+    },
+}
+
+
+def after_request(tenant_id: str, action_id: str, route: str, durable: Any) -> func.HttpResponse:
+    """`POST /api/actions/{id}/cancel` or `.../report` (outcome skipped) by the credential that asked."""
+    headers = {"X-Gatekeeper-Tenant": tenant_id, "x-functions-key": API_KEY, "Content-Type": "application/json"}
+    body = json.dumps({"outcome": "skipped"}).encode() if route == "report" else b""
+    url = f"http://localhost/api/actions/{action_id}/{route}"
+    request = func.HttpRequest("POST", url, headers=headers, body=body, route_params={"action_id": action_id})
+    if route == "report":
+        return http_function("action_report")(request)
+    return run_on_worker(http_function("action_cancel")(request, client=durable.client_binding))
+
+
+@pytest.mark.parametrize("route", ["cancel", "report"])
+def test_a_cancel_or_report_whose_audit_failed_is_not_kept_so_its_retry_records_and_audits_it_once(env, durable, route):
+    """The row was changed, then the audit append met an outage (503): the retry used to hear 409 (already
+    cancelled, already reported) and the change was never audited. Now the row is put back for the retry."""
+    kind = {"cancel": "action_cancelled", "report": "action_reported"}[route]
+    PolicyStore(env.storage, env.tenant_id).publish(json.dumps(L2_POLICY), published_by="tests")  # people decide
+    env.services.__dict__["audit_for"] = audit_down_once(env, kind)
+    asked = action_request(env.tenant_id, "run-44:apply-" + uuid.uuid4().hex[:8])
+    assert asked.status_code == 202, asked.get_body()
+    action_id = json.loads(asked.get_body())["id"]
+    first = after_request(env.tenant_id, action_id, route, durable)
+    assert first.status_code == 503, first.get_body()
+    again = after_request(env.tenant_id, action_id, route, durable)
+    assert again.status_code in (200, 202), again.get_body()
+    log = env.services.audit_for(env.tenant_id)
+    entries = [r.kind for r in getattr(log, "log", log).records() if r.instance_id == action_id and r.kind == kind]
+    assert entries == [kind], "audited once"
+    assert after_request(env.tenant_id, action_id, route, durable).status_code == 409, "and then it is done"
 
 
 def test_of_the_re_requests_of_an_action_whose_creator_died_exactly_one_takes_over_and_only_after_its_lease(env):

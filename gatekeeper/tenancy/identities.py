@@ -116,7 +116,7 @@ class IdentityMap:
                 return previous
             entity = {"PartitionKey": PARTITION, "RowKey": key, "entry": _dump(stored)}
             try:
-                etag = repo.create(entity) if current is None else repo.replace(entity, current.metadata["etag"])
+                etag = repo.create(entity) if current is None else repo.replace(entity, str(current.metadata["etag"]))
             except (ResourceExistsError, ResourceModifiedError):
                 continue  # another linker wrote it first: read it again
             try:

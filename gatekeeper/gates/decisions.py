@@ -137,7 +137,7 @@ class DecisionService:
         store, record = self._gate(instance_id, principal)
         request = _parse(body)
         now = self._clock()
-        unaudited = self._unaudited(store, record, principal, now)
+        unaudited = self._unaudited(store, record, principal.oid, now)
         if unaudited is not None:  # this person's vote went to the chain, its audit failed: finish that first
             return self._raise(store, record, unaudited, principal, unaudited.comment, self._aliases(principal, record))
         self._state(store, record, [], fold=False)  # 410 when decided, 409 when not waiting for approval
@@ -221,6 +221,10 @@ class DecisionService:
         voter = chain.psa_voter(source, ticket)
         decision = chain.Decision.APPROVE if approved else chain.Decision.REJECT
         facts = _psa_facts(source, ticket, approved, event)
+        unaudited = self._unaudited(store, record, voter, now)
+        if unaudited is not None:  # raised by an earlier delivery of this event whose audit failed
+            data = {"psa": True, **facts}
+            return self._raise(store, record, unaudited, None, unaudited.comment, audit_data=data)[1]
         vote = chain.Vote(voter_id=voter, decision=decision, at=now, stage=record.stage)
         try:
             refusal = self._check(store, record, vote)
@@ -437,16 +441,16 @@ class DecisionService:
         return chain.check(state, vote) or chain.check(settled(state), vote)
 
     @staticmethod
-    def _unaudited(store: GateStore, record: GateRecord, principal: Principal, now: datetime) -> StoredVote | None:
-        """This person's vote if it was raised to the chain but its `approval_decided` entry could not be
+    def _unaudited(store: GateStore, record: GateRecord, voter_id: str, now: datetime) -> StoredVote | None:
+        """This voter's vote if it was raised to the chain but its `approval_decided` entry could not be
         written (an outage between the two), and this request won the claim to finish it. Asked before the
         gate's state, because the vote may have decided the gate meanwhile: it counted, so it is audited."""
         if record.chain_instance_id is None or record.plan is None:
             return None
-        mine = store.vote_of(record.instance_id, principal.oid)
+        mine = store.vote_of(record.instance_id, voter_id)
         if mine is None or not mine.raised or mine.audited:
             return None
-        return store.claim_delivery(record.instance_id, principal.oid, now)
+        return store.claim_delivery(record.instance_id, voter_id, now)
 
     def _outrun(self, store: GateStore, record: GateRecord, stored: StoredVote) -> chain.Refusal | None:
         """Why a vote just stored cannot count: votes stored before it (lower sequence numbers) already

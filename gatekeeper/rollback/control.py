@@ -233,8 +233,8 @@ class DeploymentControl:
         )
 
     def _wake(self, store: WatchStore, record: WatchRecord, before: dict[str, Any], data: dict[str, Any]) -> None:
-        """Raise the change's numbered wake. When the orchestration cannot be reached, the change is undone
-        (ETag-conditionally, unless another change followed it) and the person hears 503: a change whose wake
+        """Raise the change's numbered wake. When the orchestration has ended (410) or cannot be reached (503),
+        the change is undone (ETag-conditionally, unless another change followed it): a change whose wake
         never arrived would sit unseen (a rollback requested while people were asked is lost at the deadline),
         and its retry would be refused as already done or wake a number the orchestration is not waiting on."""
         try:
@@ -243,9 +243,9 @@ class DeploymentControl:
             # The SDK's texts for the extension's 410 ("... is gone: either completed or failed") and 404 ("No
             # instance with ID ... found."), besides the earlier "not running" and "not found".
             text = str(exc).lower()
+            self._undo(store, record, before)  # an ended watch, like an unreachable one, keeps nothing
             if any(word in text for word in ("is gone", "no instance", "not running", "not found")):
                 raise Gone("The watch has ended.", code="watch-ended", title="Watch ended") from None
-            self._undo(store, record, before)
             raise DependencyUnavailable(
                 "The watch's orchestration could not be reached; your change was not kept. Try again.",
                 code="orchestration-unavailable",

@@ -221,6 +221,10 @@ def test_a_watch_whose_orchestration_already_ended_answers_gone(env, orchestrati
         del env["durable"].instances[env["watch"]]
     answer = call(env, "deployment_hold", f"deployments/{env['watch']}/hold", oid=OPERATOR, body={})
     assert answer.status_code == 410 and problem(answer)["type"].endswith("/watch-ended")
+    runtime = env["runtime"]
+    stored = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).load(env["watch"])
+    assert stored is not None and (stored.held, stored.wakes) == (False, 0), "nothing kept for an ended watch"
+    assert rollback_entries(env) == [], "nor audited as held"
 
 
 def test_a_task_hub_failing_to_take_the_wake_is_not_reported_as_an_ended_watch(env):

@@ -17,7 +17,9 @@ If raising fails after the vote was stored, the same person's retry raises it ag
 409, so a vote is never stored but silently lost. Only one request delivers a stored vote (raises it and
 audits it): the one that stored it, or the one that wins the ETag-conditional claim once the first handed
 it back or its claim expired (`GateStore.claim_delivery`), so twenty identical concurrent votes give one
-202, nineteen 409s, one raised event and one audit entry.
+202, nineteen 409s, one raised event and one audit entry. A vote raised whose audit append then failed is
+marked raised, not audited: the same voter's retry (or the PSA event's redelivery) audits it without raising
+it again, also once the vote has decided the gate.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ A voter row and its seq row are written in one entity-group transaction: both or
 The voter row also carries the claim to deliver the vote (`claim_until`): the request that stored it raises
 the event and audits it; an identical concurrent request never does, and takes over only when the claim was
 handed back (delivery failed) or has expired (its request died), with an ETag-conditional write, so of
-twenty identical requests exactly one delivers.
+twenty identical requests exactly one delivers. Delivered means raised and audited (`raised`, `audited`): a vote
+raised whose audit failed is handed back with `raised` set, and its retry only audits it.
 
 The index (`gkGateIndex`, shared) maps an instance id to its tenant, so the decision route can find the
 right tenant's table from the URL alone; the caller's Entra tenant is then checked against that tenant.

@@ -5,6 +5,8 @@ The row is created create-only: the action id derives from (tenant, idempotency 
 identical concurrent requests exactly one creates it; the others read it back and answer the same action.
 Later changes (submitted, cancelled, expired, reported) are ETag-conditional replaces, so a cancel racing a
 report, or two cancels, cannot both win. The request itself (command, context, requester) is sealed.
+The claim row also says whether the action was announced (indexed, audited as requested): what a creator
+could not finish (an outage, a crash) one re-request takes over under the announce lease (`take_over`).
 """
 
 from __future__ import annotations

@@ -386,3 +386,38 @@ def test_a_rollback_request_whose_wake_cannot_be_raised_is_not_kept_so_its_retry
     assert stored is not None and (stored.requested_by, stored.wakes) == (OPERATOR, 1)
     assert [name for _, name, _ in gateway.raised] == ["watch-wake-0"], "the wake the orchestration waits for"
     assert [e["step"] for e in rollback_entries(env)] == ["requested"], "audited once"
+
+
+def test_an_alert_whose_wake_cannot_be_raised_leaves_no_gap_in_the_wake_numbers(env):
+    """An alert is recorded (one more wake counted), but the task hub does not take its wake. The count used
+    to stay: the orchestration kept waiting for that number, and a person's rollback request, raised with the
+    next one, went unheard until a timer (while people were asked: the deadline, and the request lost)."""
+    from gatekeeper.rollback.alerts import AlertRouter, Essentials
+
+    runtime = env["runtime"]
+    gateway = DurableDownOnce()
+    router = AlertRouter(
+        runtime.storage,
+        runtime.services.sealer,
+        gateway,
+        policy_for=runtime.services.policy_for,
+        audit_for=runtime.services.audit_for,
+        clock=runtime.services.clock,
+    )
+    status, answer = router.deliver(runtime.tenant_id, Essentials.model_validate(FIRED["data"]["essentials"]))
+    assert status == 202 and answer["watches"] == [env["watch"]]
+    store = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer)
+    stored = store.load(env["watch"])
+    assert stored is not None and len(stored.alerts) == 1 and stored.wakes == 0, "recorded, its wake taken back"
+    control = DeploymentControl(
+        runtime.storage,
+        runtime.services.sealer,
+        gateway,
+        entra_tenants_for=runtime.services.entra_tenants_for,
+        operators_for=lambda _t: (OPERATOR,),
+        policy_for=runtime.services.policy_for,
+        audit_for=runtime.services.audit_for,
+        clock=runtime.services.clock,
+    )
+    assert control.rollback(env["watch"], Principal(oid=OPERATOR, tid=ENTRA_TENANT, auth="bearer"), b"{}")[0] == 202
+    assert [name for _, name, _ in gateway.raised] == ["watch-wake-0"], "the number the orchestration waits for"

@@ -97,17 +97,16 @@ async def dispatch_pipeline_events(msg: func.QueueMessage, client: df.DurableOrc
 
 def _deferred(msg: func.QueueMessage, exc: Exception) -> bool:
     """An accepted event whose dispatch failed (a dependency down, a bug being fixed) goes back to the queue
-    with a growing delay instead of toward poison (gatekeeper/ingest/redelivery.py). False: let the host
-    retry as before (a copy of the message that still holds its own claim, waited too long, or the copy could
-    not be sent)."""
+    with a growing delay instead of toward poison (gatekeeper/ingest/redelivery.py); a copy that met its own
+    earlier attempt's claim (ClaimHeld) comes back only after that claim expires. False: let the host retry
+    as before (waited too long, or the copy could not be sent)."""
     from gatekeeper.ingest.dispatcher import ClaimHeld
     from gatekeeper.ingest.queue import QUEUE_MESSAGE_LIMIT
     from gatekeeper.ingest.redelivery import defer
 
-    if isinstance(exc, ClaimHeld):
-        return False
+    held = exc.until if isinstance(exc, ClaimHeld) else None  # back after the claim expired, never to poison
     text = msg.get_body().decode("utf-8", errors="replace")
-    deferral = defer(text, datetime.now(UTC), msg.insertion_time, QUEUE_MESSAGE_LIMIT)
+    deferral = defer(text, datetime.now(UTC), msg.insertion_time, QUEUE_MESSAGE_LIMIT, until=held)
     if deferral is None:
         log.error("message %s: dispatch failed (%s); retried by the host", msg.id, type(exc).__name__)
         return False

@@ -154,9 +154,10 @@ class ActionService:
                 title="The idempotency key was used for another request",
             )
         existing = claim.record
-        if claim.created:
+        if claim.created or (not claim.announced and store.take_over(existing, now)):
+            self._announce(store, existing, caller)
+        elif not claim.announced:  # its creator is still at it: the status route must find what we answer
             self._index.put(existing.action_id, tenant_id)
-            self._requested(existing, event, caller)
         if not claim.submitted and (claim.created or claim.failed or now - existing.created_at >= RESUBMIT_AFTER):
             # A duplicate submission is harmless: the dispatcher claims the business key exactly once.
             try:
@@ -174,6 +175,19 @@ class ActionService:
         status_url = f"{self._base_url}/api/actions/{existing.action_id}"
         keys = ("id", "status", "level", "decision", "reason")
         return Answer(200, {**{k: view[k] for k in keys}, "status_url": status_url})
+
+    def _announce(self, store: ActionStore, record: ActionRecord, caller: ActionCaller) -> None:
+        """Index the claimed action (its status route finds it) and audit `action_requested`, once: by the
+        request that claimed the key, or by the one re-request that took over from a creator that failed or
+        died in between (`ActionStore.take_over`). A failure hands it back, so the retry finishes it."""
+        try:
+            self._index.put(record.action_id, record.tenant_id)
+            self._requested(record, event_from_sealable(record.event), caller)
+        except Exception:
+            with contextlib.suppress(Exception):  # best effort: the lease expires on its own otherwise
+                store.hand_back(record)
+            raise
+        store.mark_announced(record)
 
     def _requested(self, record: ActionRecord, event: PipelineEvent, caller: ActionCaller) -> None:
         """Audit the new action (the command verbatim, in the sealed entry) and count it (never the command: only
@@ -361,11 +375,18 @@ class ActionService:
         updated = record.model_copy(
             update={"outcome": told.outcome, "exit_code": told.exit_code, "reported_at": self._clock()}
         )
-        if not self._actions(record.tenant_id).replace(updated, etag):
+        store = self._actions(record.tenant_id)
+        written = store.replace(updated, etag)
+        if not written:
             raise Conflict("The action changed meanwhile; report again.", code="conflict", title="Conflict")
-        self._audit(
-            record, "action_reported", who, {**data, "refused": False, "approved": view["status"] == "approved"}
-        )
+        try:
+            self._audit(
+                record, "action_reported", who, {**data, "refused": False, "approved": view["status"] == "approved"}
+            )
+        except Exception:  # not audited, not kept: the client's retry reports (and audits) it again
+            with contextlib.suppress(Exception):
+                store.replace(record, written)
+            raise
         self._resolved(record, view["status"], told.outcome, refused=False)
         return Answer(202, {"id": action_id, "status": view["status"], "outcome": told.outcome})
 
@@ -426,7 +447,9 @@ class ActionService:
         approval chain, audit it. False when somebody changed the row first."""
         at = self._clock()
         closed = record.model_copy(update={"closed": reason, "closed_at": at, "closed_by": by})
-        if not self._actions(record.tenant_id).replace(closed, etag):
+        store = self._actions(record.tenant_id)
+        written = store.replace(closed, etag)
+        if not written:
             return False
         gate = self._gates(record.tenant_id).load(record.action_id)
         ended = False
@@ -437,7 +460,13 @@ class ActionService:
                 ended = True
             except Exception as exc:  # recorded; the action stays closed and must not run
                 log.warning("action %s: could not end the approval chain (%s)", record.action_id, type(exc).__name__)
-        self._audit(record, f"action_{reason}", by, {"reason": reason, "chain_ended": ended, "level": record.level})
+        try:
+            self._audit(record, f"action_{reason}", by, {"reason": reason, "chain_ended": ended, "level": record.level})
+        except Exception:
+            if not ended:  # nothing else happened yet: reopened, so the retry closes (and audits) it again
+                with contextlib.suppress(Exception):
+                    store.replace(record, written)
+            raise
         self._resolved(record, reason, None, refused=False)
         return True
 

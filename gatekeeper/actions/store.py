@@ -5,6 +5,8 @@ The row is created create-only: the action id derives from (tenant, idempotency 
 identical concurrent requests exactly one creates it; the others read it back and answer the same action.
 Later changes (submitted, cancelled, expired, reported) are ETag-conditional replaces, so a cancel racing a
 report, or two cancels, cannot both win. The request itself (command, context, requester) is sealed.
+The claim row also says whether the action was announced (indexed, audited as requested): what a creator
+could not finish (an outage, a crash) one re-request takes over under the announce lease (`take_over`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
@@ -24,6 +26,12 @@ from gatekeeper.store.tables import StorageAccount, TablePurpose, validate_tenan
 
 ACTION_ROW = "action"
 CLAIM_ROW = "claim"
+ANNOUNCE_LEASE = timedelta(seconds=30)
+"""How long the request that claimed a key keeps the sole right to announce the action (index it, audit
+`action_requested`): three table writes on request-path budgets take seconds. After it, or at once when the
+creator handed it back (an outage), one re-request (ETag-conditional) announces it instead, so an action whose
+creator died between its writes is still found by its status route and audited, exactly once."""
+_HANDED_BACK = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Claim:
     record: ActionRecord
     submitted: bool
     failed: bool = False  # the creator could not queue the event: the next re-request queues it
+    announced: bool = True  # indexed and audited (`action_requested`); claims from before the flag were
 
 
 def action_key(tenant_id: str, idempotency_key: str) -> str:
@@ -125,6 +134,8 @@ class ActionStore:
                     "RowKey": CLAIM_ROW,
                     "action_id": record.action_id,
                     "submitted": False,
+                    "announced": False,
+                    "announce_until": record.created_at + ANNOUNCE_LEASE,
                     "record": record.model_dump(mode="json"),
                 }
             )
@@ -135,7 +146,13 @@ class ActionStore:
             first = ActionRecord.model_validate(entity["record"])
             if first.fingerprint == record.fingerprint and self.load(first.action_id) is None:
                 self.write_action_row(first)
-            return Claim(False, first, bool(entity.get("submitted")), bool(entity.get("submit_failed")))
+            return Claim(
+                False,
+                first,
+                bool(entity.get("submitted")),
+                bool(entity.get("submit_failed")),
+                bool(entity.get("announced", True)),
+            )
         return None
 
     def write_action_row(self, record: ActionRecord) -> None:
@@ -151,6 +168,35 @@ class ActionStore:
         key = check_key("run_id", str(record.event.get("run_id", "")))
         flag = {"submitted": True} if ok else {"submit_failed": True}
         self._ready().upsert({"PartitionKey": key, "RowKey": CLAIM_ROW, **flag}, merge=True)
+
+    def take_over(self, record: ActionRecord, now: datetime) -> bool:
+        """The right to announce an action its creator has not announced: True for one caller only, once the
+        creator handed it back (`hand_back`) or its ANNOUNCE_LEASE expired (it died between its writes); taken
+        with an ETag-conditional write, so of several identical re-requests at most one announces."""
+        repo = self._ready()
+        key = check_key("run_id", str(record.event.get("run_id", "")))
+        row = repo.get(key, CLAIM_ROW)
+        if row is None or row.get("announced", True):
+            return False
+        until, etag = row.get("announce_until"), row.metadata.get("etag")
+        if (isinstance(until, datetime) and until > now) or not etag:
+            return False
+        try:
+            repo.replace({**row, "announce_until": now + ANNOUNCE_LEASE}, str(etag))
+        except ResourceModifiedError:
+            return False
+        return True
+
+    def mark_announced(self, record: ActionRecord) -> None:
+        """The action is indexed and its `action_requested` entry written: nobody announces it again."""
+        key = check_key("run_id", str(record.event.get("run_id", "")))
+        self._ready().upsert({"PartitionKey": key, "RowKey": CLAIM_ROW, "announced": True}, merge=True)
+
+    def hand_back(self, record: ActionRecord) -> None:
+        """Announcing or queueing failed (an outage): the next re-request announces and queues at once."""
+        key = check_key("run_id", str(record.event.get("run_id", "")))
+        flags = {"submit_failed": True, "announce_until": _HANDED_BACK}
+        self._ready().upsert({"PartitionKey": key, "RowKey": CLAIM_ROW, **flags}, merge=True)
 
     def load(self, action_id: str) -> tuple[ActionRecord, str] | None:
         """The record and its ETag, or None."""
@@ -176,10 +222,9 @@ class ActionStore:
                 break
         return sorted(found, key=lambda r: r.created_at, reverse=True)
 
-    def replace(self, record: ActionRecord, etag: str) -> bool:
-        """Write the record if nobody changed it since `etag`; False when somebody did."""
+    def replace(self, record: ActionRecord, etag: str) -> str | None:
+        """Write the record if nobody changed it since `etag`: its new ETag; None when somebody did."""
         try:
-            self._ready().replace(self._entity(record), etag)
+            return self._ready().replace(self._entity(record), etag) or None
         except ResourceModifiedError:
-            return False
-        return True
+            return None

@@ -17,7 +17,9 @@ If raising fails after the vote was stored, the same person's retry raises it ag
 409, so a vote is never stored but silently lost. Only one request delivers a stored vote (raises it and
 audits it): the one that stored it, or the one that wins the ETag-conditional claim once the first handed
 it back or its claim expired (`GateStore.claim_delivery`), so twenty identical concurrent votes give one
-202, nineteen 409s, one raised event and one audit entry.
+202, nineteen 409s, one raised event and one audit entry. A vote raised whose audit append then failed is
+marked raised, not audited: the same voter's retry (or the PSA event's redelivery) audits it without raising
+it again, also once the vote has decided the gate.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ class DecisionService:
         store, record = self._gate(instance_id, principal)
         request = _parse(body)
         now = self._clock()
+        unaudited = self._unaudited(store, record, principal.oid, now)
+        if unaudited is not None:  # this person's vote went to the chain, its audit failed: finish that first
+            return self._raise(store, record, unaudited, principal, unaudited.comment, self._aliases(principal, record))
         self._state(store, record, [], fold=False)  # 410 when decided, 409 when not waiting for approval
         stage = record.stage  # _state() made sure the gate waits at a stage of its plan
         current = record.plan.stages[stage : stage + 1] if record.plan and stage is not None else ()
@@ -218,6 +223,10 @@ class DecisionService:
         voter = chain.psa_voter(source, ticket)
         decision = chain.Decision.APPROVE if approved else chain.Decision.REJECT
         facts = _psa_facts(source, ticket, approved, event)
+        unaudited = self._unaudited(store, record, voter, now)
+        if unaudited is not None:  # raised by an earlier delivery of this event whose audit failed
+            data = {"psa": True, **facts}
+            return self._raise(store, record, unaudited, None, unaudited.comment, audit_data=data)[1]
         vote = chain.Vote(voter_id=voter, decision=decision, at=now, stage=record.stage)
         try:
             refusal = self._check(store, record, vote)
@@ -433,6 +442,18 @@ class DecisionService:
         state = self._state(store, record, fold=False)
         return chain.check(state, vote) or chain.check(settled(state), vote)
 
+    @staticmethod
+    def _unaudited(store: GateStore, record: GateRecord, voter_id: str, now: datetime) -> StoredVote | None:
+        """This voter's vote if it was raised to the chain but its `approval_decided` entry could not be
+        written (an outage between the two), and this request won the claim to finish it. Asked before the
+        gate's state, because the vote may have decided the gate meanwhile: it counted, so it is audited."""
+        if record.chain_instance_id is None or record.plan is None:
+            return None
+        mine = store.vote_of(record.instance_id, voter_id)
+        if mine is None or not mine.raised or mine.audited:
+            return None
+        return store.claim_delivery(record.instance_id, voter_id, now)
+
     def _outrun(self, store: GateStore, record: GateRecord, stored: StoredVote) -> chain.Refusal | None:
         """Why a vote just stored cannot count: votes stored before it (lower sequence numbers) already
         rejected its stage or met its quorum while both requests were checking (quorum 1, two approvers at
@@ -472,9 +493,10 @@ class DecisionService:
             aliases=tuple(sorted({a.lower() for a in (upn,) if a} | aliases)),
         )
         try:
-            self._gateway.raise_event(
-                record.chain_instance_id, vote_event_name(stored.seq), event.model_dump(mode="json")
-            )
+            if not stored.raised:  # raised by an earlier request whose audit append failed: audit only
+                self._gateway.raise_event(
+                    record.chain_instance_id, vote_event_name(stored.seq), event.model_dump(mode="json")
+                )
         except Exception as exc:
             store.release_delivery(record.instance_id, stored.voter_id)  # the person's retry delivers it
             text = str(exc).lower()
@@ -489,26 +511,30 @@ class DecisionService:
                 code="orchestration-unavailable",
                 title="Try again",
             ) from None
-        store.mark_raised(record.instance_id, stored.voter_id)
         if self._audit_for is not None:
-            entry = self._audit_for(record.tenant_id).append(
-                "approval_decided",
-                principal.oid if principal is not None else stored.voter_id,
-                record.instance_id,
-                record.title[:1000],
-                {
-                    "vote": stored.seq,
-                    "stage": stored.stage,
-                    "decision": stored.decision.value,
-                    "comment": comment[:1000],
-                    "upn": upn,
-                    **(audit_data or {}),
-                },
-                at=stored.at,
-            )
+            try:
+                entry = self._audit_for(record.tenant_id).append(
+                    "approval_decided",
+                    principal.oid if principal is not None else stored.voter_id,
+                    record.instance_id,
+                    record.title[:1000],
+                    {
+                        "vote": stored.seq,
+                        "stage": stored.stage,
+                        "decision": stored.decision.value,
+                        "comment": comment[:1000],
+                        "upn": upn,
+                        **(audit_data or {}),
+                    },
+                    at=stored.at,
+                )
+            except Exception:  # raised, not audited: the person's retry audits it (and raises nothing again)
+                store.release_delivery(record.instance_id, stored.voter_id, raised=True)
+                raise
             seq = getattr(entry, "seq", None)
             if isinstance(seq, int):  # the gate's view lists its audit entries (GateStore.note_audit)
                 store.note_audit(record.instance_id, seq, "approval_decided", stored.at)
+        store.mark_raised(record.instance_id, stored.voter_id)
         return 202, {
             "instance_id": record.instance_id,
             "status": "accepted",

@@ -18,6 +18,7 @@ DependencyUnavailable, so the person (or the queue) can try again and nothing is
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -173,26 +174,27 @@ class FollowUpService:
         if minutes is not None:
             data["minutes"] = minutes
             data["psa_time_entry"] = self._log_time(repo, record, principal, row_key, minutes, at)
-        self._audit_for(record.tenant_id).append(
-            "follow_up", principal.oid, instance_id, record.title[:1000], data, at=at
-        )
+        entry = {"actor": principal.oid, "instance_id": instance_id, "subject": record.title[:1000], "at": at}
+        entries: list[dict[str, Any]] = [{**entry, "kind": "follow_up", "data": data}]
         if verb == "flag_rollback":  # a person set automation's "proceed" aside: an override, both sides
             from gatekeeper.recommend.overrides import override_data
 
-            self._audit_for(record.tenant_id).append(
-                "override",
-                principal.oid,
-                instance_id,
-                record.title[:1000],
-                override_data(
-                    "flagged_for_rollback",
-                    gate=instance_id,
-                    rule=record.rule,
-                    recommendation=record.recommendation,
-                    decided=verb,
-                ),
-                at=at,
+            override = override_data(
+                "flagged_for_rollback",
+                gate=instance_id,
+                rule=record.rule,
+                recommendation=record.recommendation,
+                decided=verb,
             )
+            entries.append({**entry, "kind": "override", "data": override})
+        try:
+            self._audit(record.tenant_id, entries)
+        except Exception:
+            if not data.get("psa_time_entry"):  # nothing else happened yet: the retry records it again
+                with contextlib.suppress(Exception):
+                    repo.delete(record.instance_id, row_key)
+            raise
+        if verb == "flag_rollback":
             telemetry.emit(
                 telemetry.Event.HITL_OVERRIDE,
                 tenant=record.tenant_id,
@@ -204,6 +206,16 @@ class FollowUpService:
                 quality_score=record.quality_score,
             )
         return {"instance_id": instance_id, "action": verb, "status": "recorded"}
+
+    def _audit(self, tenant_id: str, entries: list[dict[str, Any]]) -> None:
+        """The follow-up's entries, all or none where the log takes several at once (one transaction), so a
+        failed append leaves nothing half-audited for the retry to duplicate."""
+        log = self._audit_for(tenant_id)
+        if len(entries) > 1 and hasattr(log, "append_many"):
+            log.append_many(entries)
+            return
+        for entry in entries:
+            log.append(**entry)
 
     def _log_time(
         self, repo: GateRepository, record: GateRecord, principal: Principal, row_key: str, minutes: int, at: datetime

@@ -12,7 +12,8 @@ A voter row and its seq row are written in one entity-group transaction: both or
 The voter row also carries the claim to deliver the vote (`claim_until`): the request that stored it raises
 the event and audits it; an identical concurrent request never does, and takes over only when the claim was
 handed back (delivery failed) or has expired (its request died), with an ETag-conditional write, so of
-twenty identical requests exactly one delivers.
+twenty identical requests exactly one delivers. Delivered means raised and audited (`raised`, `audited`): a vote
+raised whose audit failed is handed back with `raised` set, and its retry only audits it.
 
 The index (`gkGateIndex`, shared) maps an instance id to its tenant, so the decision route can find the
 right tenant's table from the URL alone; the caller's Entra tenant is then checked against that tenant.
@@ -137,6 +138,7 @@ class StoredVote(BaseModel):
     at: datetime
     seq: int
     raised: bool = False
+    audited: bool = False  # its `approval_decided` entry is written: the delivery is finished
     comment: str = ""
 
     def recorded(self) -> RecordedVote:
@@ -308,6 +310,7 @@ class GateStore:
                     "at": at,
                     "seq": seq,
                     "raised": False,
+                    "audited": False,
                     "claim_until": at + VOTE_CLAIM_LEASE,
                 }
                 if comment:
@@ -327,12 +330,13 @@ class GateStore:
         raise RuntimeError(f"could not allocate a vote number for gate {instance_id}")
 
     def claim_delivery(self, instance_id: str, voter_id: str, now: datetime) -> StoredVote | None:
-        """This person's stored vote if this request may deliver it: not delivered yet, and the claim of the
-        request that stored it handed back or expired. Taken with an ETag-conditional write, so of several
-        identical requests at most one gets it; None for the others (they answer 409)."""
+        """This person's stored vote if this request may deliver it: not delivered yet (not raised, or raised
+        but not audited: an outage between the two), and the claim of the request that stored it handed back
+        or expired. Taken with an ETag-conditional write, so of several identical requests at most one gets
+        it; None for the others (they answer 409)."""
         repo = self._ready()
         row = repo.get(check_key("instance_id", instance_id), VOTER_PREFIX + check_key("voter_id", voter_id.lower()))
-        if row is None or row.get("raised"):
+        if row is None or _audited(row):
             return None
         until, etag = row.get("claim_until"), row.metadata.get("etag")
         if (isinstance(until, datetime) and until > now) or not etag:
@@ -343,21 +347,31 @@ class GateStore:
             return None
         return _vote(row)
 
-    def release_delivery(self, instance_id: str, voter_id: str) -> None:
-        """Hand the claim back after a failed delivery, so the same person's retry delivers at once. Best
+    def release_delivery(self, instance_id: str, voter_id: str, *, raised: bool = False) -> None:
+        """Hand the claim back after a failed delivery, so the same person's retry delivers at once (`raised`:
+        the event went out and only the audit failed, so the retry audits without raising again). Best
         effort: if the table cannot be written either, the claim expires after VOTE_CLAIM_LEASE."""
+        row: dict[str, Any] = {
+            "PartitionKey": instance_id,
+            "RowKey": VOTER_PREFIX + voter_id.lower(),
+            "claim_until": _HANDED_BACK,
+        }
         try:
-            self._ready().upsert(
-                {"PartitionKey": instance_id, "RowKey": VOTER_PREFIX + voter_id.lower(), "claim_until": _HANDED_BACK},
-                merge=True,
-            )
+            self._ready().upsert(row | ({"raised": True} if raised else {}), merge=True)
         except Exception:  # the delivery's own failure is the one the caller reports
             log.warning("gate %s: could not hand back a vote's delivery claim; it expires", instance_id)
 
     def mark_raised(self, instance_id: str, voter_id: str) -> None:
+        """The vote is delivered: raised to the chain and audited."""
         self._ready().upsert(
-            {"PartitionKey": instance_id, "RowKey": VOTER_PREFIX + voter_id.lower(), "raised": True}, merge=True
+            {"PartitionKey": instance_id, "RowKey": VOTER_PREFIX + voter_id.lower(), "raised": True, "audited": True},
+            merge=True,
         )
+
+
+def _audited(row: Any) -> bool:
+    """Rows stored before the `audited` flag existed were audited right after they were raised."""
+    return bool(row.get("audited", row.get("raised")))
 
 
 def _vote(row: Any) -> StoredVote:
@@ -368,6 +382,7 @@ def _vote(row: Any) -> StoredVote:
         at=row["at"],
         seq=int(row["seq"]),
         raised=bool(row.get("raised")),
+        audited=_audited(row),
         comment=row.get("comment") or "",
     )
 

@@ -75,8 +75,14 @@ class State(StrEnum):
 
 
 class ClaimHeld(Exception):
-    """This message's own earlier attempt still holds the claim: raised so that the host retries the
-    message later (by then the claim is finished or expired) instead of calling it a duplicate."""
+    """This message's own earlier attempt still holds the claim (it died, or failed and could not hand the
+    claim back): the message must come back once the claim is finished or has expired (`until`), not be
+    called a duplicate. The trigger sends it back with a delay past `until`: the host's own retries (every
+    30 s, five times) would run into poison well within the lease."""
+
+    def __init__(self, message: str, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until
 
 
 class OrchestrationGateway(Protocol):
@@ -211,7 +217,11 @@ class EventDispatcher:
             return DispatchResult(Disposition.DUPLICATE, event)
         if state == State.STARTING and not self._expired(row, now):
             if str(row.get("claim_owner", "")).startswith(f"{event_id}/"):
-                raise ClaimHeld(f"event {event_id}: an earlier attempt still holds the claim")
+                until = row.get("lease_until")
+                raise ClaimHeld(
+                    f"event {event_id}: an earlier attempt still holds the claim",
+                    until if isinstance(until, datetime) else now + CLAIM_LEASE,
+                )
             log.info("event %s is being started by another worker (key %s)", event_id, event.key_hash[:12])
             return DispatchResult(Disposition.DUPLICATE, event)
         if state not in (State.RECEIVED, State.STARTING):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from gatekeeper import json_bounded
@@ -25,6 +25,7 @@ DEFER_MAX = timedelta(minutes=15)
 DEFER_LIMIT = timedelta(hours=24)
 DEFERRAL_FIELD = "deferred"
 WRAPPED_FIELD = "message"
+MAX_INVISIBLE_SECONDS = 7 * 24 * 3600  # the queue service's longest visibility timeout
 _MAX_DOUBLINGS = 10  # 30 s * 2**5 is already past DEFER_MAX; bounds the exponent of a hostile `n`
 
 
@@ -38,15 +39,22 @@ class Deferral:
     waited: timedelta
 
 
-def defer(text: str, now: datetime, first_queued: datetime | None, limit_chars: int) -> Deferral | None:
+def defer(
+    text: str, now: datetime, first_queued: datetime | None, limit_chars: int, *, until: datetime | None = None
+) -> Deferral | None:
     """The copy of `text` to send back after a failed dispatch, or None when the event has waited long enough
-    (or the message cannot carry the note: not a JSON object, or over `limit_chars` with it)."""
+    (or the message cannot carry the note: not a JSON object, or over `limit_chars` with it). `until`: the copy
+    stays invisible at least until then (an earlier attempt's claim on the event expires)."""
     try:
         document = json_bounded.loads_object(text)
     except ValueError:
         return None
     since, count = _previous(document.get(DEFERRAL_FIELD), first_queued or now, now)
-    return _deferral(since, count, now, limit_chars, lambda note: {**document, DEFERRAL_FIELD: note})
+    deferral = _deferral(since, count, now, limit_chars, lambda note: {**document, DEFERRAL_FIELD: note})
+    if deferral is not None and until is not None:
+        past = int((_aware(until) - _aware(now)).total_seconds()) + 1
+        deferral = replace(deferral, delay_seconds=max(deferral.delay_seconds, min(past, MAX_INVISIBLE_SECONDS)))
+    return deferral
 
 
 def defer_wrapped(text: str, now: datetime, first_queued: datetime | None, limit_chars: int) -> Deferral | None:

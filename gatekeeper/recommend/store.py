@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
 
 from gatekeeper.recommend.history import Entry, read_history
 from gatekeeper.recommend.model import Model, Recommendation, fit, recommend
@@ -74,13 +76,41 @@ class ModelStore:
             table.create_entity(self._entity(model.version, model))
 
     def make_current(self, model: Model) -> None:
-        """Make `model` the version recommendations use; drop versions past the newest `KEEP_VERSIONS`."""
+        """Make `model` the version recommendations use, unless a newer one already is (two refits that
+        overlap: the one that finishes last must not put an older model back); then `prune`."""
         table = self._storage.ensure_table(self._table)
-        table.upsert_entity(self._entity(CURRENT, model))
+        entity = self._entity(CURRENT, model)
+        for _ in range(5):  # each lost race is another refit's write: read it again
+            try:
+                current = table.get_entity(PARTITION, CURRENT, select=["version"])
+            except ResourceNotFoundError:
+                current = None
+            try:
+                if current is None:
+                    table.create_entity(entity)
+                elif str(current.get("version") or "") <= model.version:  # versions sort by their fit time
+                    etag = current.metadata["etag"]
+                    table.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                    )
+                break
+            except (ResourceExistsError, ResourceModifiedError):
+                continue
+        self.prune(self.versions())
+
+    def versions(self) -> list[str]:
+        """The stored versions, oldest first (not `current`)."""
+        table = self._storage.ensure_table(self._table)
         rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION}, select=["RowKey"])
-        versions = sorted(str(e["RowKey"]) for e in rows)
-        for old in [v for v in versions if v != CURRENT][:-KEEP_VERSIONS]:
-            table.delete_entity(PARTITION, old)
+        return sorted(v for v in (str(e["RowKey"]) for e in rows) if v != CURRENT)
+
+    def prune(self, versions: list[str]) -> None:
+        """Drop the versions past the newest `KEEP_VERSIONS` of `versions` (as listed); one another refit
+        dropped since the listing is no error."""
+        table = self._storage.ensure_table(self._table)
+        for old in versions[:-KEEP_VERSIONS]:
+            with contextlib.suppress(ResourceNotFoundError):
+                table.delete_entity(PARTITION, old)
 
     def current(self) -> Model | None:
         try:

@@ -14,6 +14,7 @@ was ignored, like an unknown event type.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -201,7 +202,8 @@ class AlertRouter:
                     self._gateway.raise_event(
                         changed.instance_id, wake_event_name(changed.wakes - 1), {"kind": "alert"}
                     )
-                except Exception as exc:  # the watch ended meanwhile: the alert is recorded and audited
+                except Exception as exc:  # recorded and audited; the next probe round reads it
+                    _unwake(store, changed)
                     log.info(
                         "alert for %s not delivered to the orchestration: %s", changed.instance_id, type(exc).__name__
                     )
@@ -235,3 +237,15 @@ class AlertRouter:
             return store.change(watch_id, update)
         except LookupError:
             return None
+
+
+def _unwake(store: WatchStore, changed: WatchRecord) -> None:
+    """Take back the wake an alert counted but could not raise (the task hub unreachable, or the watch ended),
+    unless another change counted one after it: a number never raised would leave the orchestration waiting
+    on it, deaf to every later wake (a person's hold or rollback request) until its next timer. Best effort."""
+
+    def update(current: WatchRecord) -> dict[str, Any]:
+        return {"wakes": current.wakes - 1} if current.wakes == changed.wakes else {}
+
+    with contextlib.suppress(Exception):
+        store.change(changed.instance_id, update)

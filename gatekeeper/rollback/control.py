@@ -10,6 +10,7 @@ in the watch record, so a wake that arrives twice changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gatekeeper import json_bounded
 from gatekeeper.approvals.authenticate import require_person
 from gatekeeper.contracts.watch import wake_event_name
-from gatekeeper.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from gatekeeper.errors import Conflict, DependencyUnavailable, Forbidden, Gone, InvalidInput, NotFound
 from gatekeeper.gates.store import GateIndex, GateStore
 from gatekeeper.policy.document import PolicyDocument
 from gatekeeper.rollback.store import WatchRecord, WatchState, WatchStore
@@ -134,19 +135,19 @@ class DeploymentControl:
     def hold(self, watch_id: str, principal: Principal, body: bytes) -> tuple[int, dict[str, Any]]:
         store, _ = self._watch(watch_id, principal)
         request: HoldRequest = _parse(body, HoldRequest)
-        changed = self._change(
-            store, watch_id, _still_watching, {"held": request.hold, "held_by": principal.oid if request.hold else None}
-        )
+        changes = {"held": request.hold, "held_by": principal.oid if request.hold else None}
+        changed, before = self._change(store, watch_id, _still_watching, changes)
+        self._wake(store, changed, before, {"kind": "hold" if request.hold else "release"})
         self._audit(changed, principal, "hold" if request.hold else "released", request.reason)
-        self._wake(changed, {"kind": "hold" if request.hold else "release"})
         return 200, view(changed)
 
     def rollback(self, watch_id: str, principal: Principal, body: bytes) -> tuple[int, dict[str, Any]]:
         store, _ = self._watch(watch_id, principal)
         request: RollbackRequest = _parse(body, RollbackRequest)
-        changed = self._change(store, watch_id, _may_roll_back, {"requested_by": principal.oid})
+        changes = {"requested_by": principal.oid}
+        changed, before = self._change(store, watch_id, _may_roll_back, changes)
+        self._wake(store, changed, before, {"kind": "rollback"})
         self._audit(changed, principal, "requested", request.reason)
-        self._wake(changed, {"kind": "rollback"})
         return 202, view(changed)
 
     # ----- steps -------------------------------------------------------------------------------------------
@@ -194,15 +195,18 @@ class DeploymentControl:
 
     def _change(
         self, store: WatchStore, watch_id: str, allowed: Callable[[WatchRecord], None], changes: dict[str, Any]
-    ) -> WatchRecord:
+    ) -> tuple[WatchRecord, dict[str, Any]]:
         """Apply `changes` and count one more wake, ETag-conditionally (a concurrent change retries). `allowed`
         judges the record as it is stored right before the write, not as the route first read it: a watch
         that ended meanwhile (its orchestration's last write) or a rollback another person started meanwhile
         refuses the request, and nothing is stored, audited or woken."""
         now = self._clock()
+        before: dict[str, Any] = {}  # what the change replaced, as stored right before it (for `_undo`)
 
         def update(record: WatchRecord) -> dict[str, Any]:
             allowed(record)
+            before.clear()
+            before.update({name: getattr(record, name) for name in changes})
             return {**changes, "wakes": record.wakes + 1, "updated_at": now}
 
         try:
@@ -211,7 +215,7 @@ class DeploymentControl:
             raise Conflict("The watch is changing too fast; try again.", code="busy") from None
         if changed is None:
             raise not_found()
-        return changed
+        return changed, before
 
     def _audit(self, record: WatchRecord, principal: Principal, step: str, reason: str) -> None:
         self._audit_for(record.tenant_id).append(
@@ -228,13 +232,33 @@ class DeploymentControl:
             at=self._clock(),
         )
 
-    def _wake(self, record: WatchRecord, data: dict[str, Any]) -> None:
+    def _wake(self, store: WatchStore, record: WatchRecord, before: dict[str, Any], data: dict[str, Any]) -> None:
+        """Raise the change's numbered wake. When the orchestration has ended (410) or cannot be reached (503),
+        the change is undone (ETag-conditionally, unless another change followed it): a change whose wake
+        never arrived would sit unseen (a rollback requested while people were asked is lost at the deadline),
+        and its retry would be refused as already done or wake a number the orchestration is not waiting on."""
         try:
             self._gateway.raise_event(record.instance_id, wake_event_name(record.wakes - 1), data)
         except Exception as exc:
             # The SDK's texts for the extension's 410 ("... is gone: either completed or failed") and 404 ("No
             # instance with ID ... found."), besides the earlier "not running" and "not found".
             text = str(exc).lower()
+            self._undo(store, record, before)  # an ended watch, like an unreachable one, keeps nothing
             if any(word in text for word in ("is gone", "no instance", "not running", "not found")):
                 raise Gone("The watch has ended.", code="watch-ended", title="Watch ended") from None
-            raise
+            raise DependencyUnavailable(
+                "The watch's orchestration could not be reached; your change was not kept. Try again.",
+                code="orchestration-unavailable",
+                title="Try again",
+            ) from exc
+
+    def _undo(self, store: WatchStore, record: WatchRecord, before: dict[str, Any]) -> None:
+        """Put back what `_change` replaced, if the watch is still exactly as it left it. Best effort."""
+
+        def update(current: WatchRecord) -> dict[str, Any]:
+            if current.wakes != record.wakes or not before:  # changed again since: its own wake carries on
+                return {}
+            return {**before, "wakes": current.wakes - 1}
+
+        with contextlib.suppress(Exception):
+            store.change(record.instance_id, update)

@@ -195,18 +195,21 @@ def start(services: WatchNeeds, request: WatchInput, at: datetime) -> WatchPlan:
 
 
 def probe_round(services: WatchNeeds, request: RoundInput) -> RoundResult:
-    """Run the environment's probes (when asked), audit them (`health_check`), then assess and decide."""
+    """Run the environment's probes (when asked), audit them (`health_check`), then assess and decide.
+
+    The probes run against the record as first read; the verdict and the action are decided inside an
+    ETag-conditional change, against the record as stored right before the write, so a hold, a rollback
+    request or an alert that a person or Azure Monitor stored while the probes ran is neither overwritten
+    nor decided past (the wake they raised then finds the orchestration waiting on the next number)."""
     at = request.at
     store = services.watches(request.tenant_id)
     record = _load(services, request.tenant_id, request.instance_id)
     spec = _spec(services, record)
     result: str = "none"
-    rounds = record.rounds
     probes = record.probes
     if request.probe and spec is not None:
         outcomes = [services.health_probe.run(probe, record.tenant_id, record.started_at) for probe in spec.probes]
         result = decide.round_result([o.outcome for o in outcomes])
-        rounds = (*rounds, result)[-1000:]
         probes = tuple(o.to_json() for o in outcomes)
         _audit(
             services,
@@ -221,6 +224,39 @@ def probe_round(services: WatchNeeds, request: RoundInput) -> RoundResult:
         failure_limit=spec.failure_limit if spec else 0,
         consecutive_error_limit=spec.consecutive_error_limit if spec else 0,
     )
+    decided: list[tuple[decide.Verdict, str, decide.Action, str]] = []
+
+    def assess(current: WatchRecord) -> dict[str, Any]:
+        decided.clear()  # a lost race runs this again on the newer record
+        rounds = (*current.rounds, result)[-1000:] if result != "none" else current.rounds
+        verdict, why, action, because, state = _round_decision(current, rounds, limits, at)
+        decided.append((verdict, why, action, because))
+        return {
+            "rounds": rounds,
+            "probes": probes,
+            "state": state,
+            "reasons": (why, because),
+            "updated_at": at,
+            "failed_at": current.failed_at or (at if verdict is decide.Verdict.UNHEALTHY else None),
+        }
+
+    changed = store.change(request.instance_id, assess)
+    if changed is None:
+        raise LookupError(f"watch {request.instance_id} has no record")
+    verdict, why, action, because = decided[0]
+    return RoundResult(
+        result=result,  # type: ignore[arg-type]
+        verdict=verdict.value,
+        action=action.value,
+        reason=f"{why}; {because}",
+        wakes=changed.wakes,
+    )
+
+
+def _round_decision(
+    record: WatchRecord, rounds: tuple[str, ...], limits: decide.Limits, at: datetime
+) -> tuple[decide.Verdict, str, decide.Action, str, WatchState]:
+    """The verdict, the action and the watch's state after a round, from the record as stored (pure)."""
     counted: list[decide.RoundResult] = [r for r in rounds if r in ("pass", "fail", "error")]  # type: ignore[misc]
     assessment = decide.assess(counted, limits, record.started_at, at)
     verdict, why = assessment.verdict, assessment.reason
@@ -243,26 +279,7 @@ def probe_round(services: WatchNeeds, request: RoundInput) -> RoundResult:
     }[verdict]
     if action is decide.Action.WAIT and record.state is not WatchState.WATCHING:
         state = record.state  # asked people earlier: keep saying so
-    failed_at = record.failed_at or (at if verdict is decide.Verdict.UNHEALTHY else None)
-    store.save(
-        record.model_copy(
-            update={
-                "rounds": rounds,
-                "probes": probes,
-                "state": state,
-                "reasons": (why, because),
-                "updated_at": at,
-                "failed_at": failed_at,
-            }
-        )
-    )
-    return RoundResult(
-        result=result,  # type: ignore[arg-type]
-        verdict=verdict.value,
-        action=action.value,
-        reason=f"{why}; {because}",
-        wakes=store.wakes(request.instance_id),
-    )
+    return verdict, why, action, because, state
 
 
 # --- rollback ------------------------------------------------------------------------------------------------
@@ -336,14 +353,14 @@ def plan_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackPlan:
         },
         at,
     )
-    store.save(
-        record.model_copy(
-            update={
-                "state": WatchState.AWAITING_APPROVAL if level is GateLevel.L2 else record.state,
-                "rollback": RollbackRun(level=level.value, detail=reason),
-                "updated_at": at,
-            }
-        )
+    run = RollbackRun(level=level.value, detail=reason)
+    store.change(  # only this step's fields: a hold or an alert stored meanwhile stays
+        record.instance_id,
+        lambda r: {
+            "state": WatchState.AWAITING_APPROVAL if level is GateLevel.L2 else r.state,
+            "rollback": run,
+            "updated_at": at,
+        },
     )
     follow = (spec.rollback.follow_timeout if spec else timedelta(minutes=30)).total_seconds()
     return RollbackPlan(
@@ -436,14 +453,14 @@ def dispatch_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackD
         store.mark_rollback_run(record.deployment.source, sent.run_id, record.instance_id)
     if sent.ok:
         _override_approval(services, record, at)
-    store.save(
-        record.model_copy(
-            update={
-                "state": WatchState.ROLLING_BACK if sent.ok else WatchState.ROLLBACK_FAILED,
-                "rollback": run,
-                "updated_at": at,
-            }
-        )
+    store.change(  # only this step's fields: a hold or an alert stored meanwhile stays
+        record.instance_id,
+        lambda _r: {
+            "dispatched_wall": record.dispatched_wall,
+            "state": WatchState.ROLLING_BACK if sent.ok else WatchState.ROLLBACK_FAILED,
+            "rollback": run,
+            "updated_at": at,
+        },
     )
     _audit(
         services,
@@ -517,7 +534,8 @@ def follow_rollback(services: WatchNeeds, request: FollowInput) -> FollowResult:
     update: dict[str, Any] = {"run_id": run_id, "url": seen.url or run.url}
     if seen.done:
         update |= {"conclusion": seen.conclusion or "unknown", "finished_at": at}
-    store.save(record.model_copy(update={"rollback": run.model_copy(update=update), "updated_at": at}))
+    followed = run.model_copy(update=update)
+    store.change(record.instance_id, lambda _r: {"rollback": followed, "updated_at": at})
     if not seen.done:
         return FollowResult(done=False, detail=seen.detail[:300])
     conclusion = seen.conclusion or "unknown"
@@ -582,7 +600,8 @@ def close(services: WatchNeeds, request: WatchCloseInput) -> WatchClosed:
             at,
         )
         _publish(services, record, "rollback.escalated", at, level=level.value)
-    store.save(record.model_copy(update={"state": state, "updated_at": at}))
+    final = _FINAL_STATE[request.outcome]
+    store.change(record.instance_id, lambda r: {"state": final or r.state, "updated_at": at})
     _emit_outcome(record, request, at)
     _publish(
         services,

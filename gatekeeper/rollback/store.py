@@ -175,11 +175,10 @@ class WatchStore:
             yield WatchRecord.model_validate(entity["record"])
 
     def update(self, instance_id: str, **changes: Any) -> WatchRecord:
-        record = self.load(instance_id)
-        if record is None:
+        """Set `changes` on the stored record, ETag-conditionally (`change`): other fields written meanwhile stay."""
+        updated = self.change(instance_id, lambda _record: changes)
+        if updated is None:
             raise LookupError(f"watch {instance_id} has no record")
-        updated = record.model_copy(update=changes)
-        self.save(updated)
         return updated
 
     def wakes(self, instance_id: str) -> int:

@@ -9,14 +9,16 @@ change that cannot be audited is not made: the audit log is opened first by the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gatekeeper import json_bounded
-from gatekeeper.errors import InvalidInput
+from gatekeeper.errors import Conflict, InvalidInput
 from gatekeeper.security.requester import GUID, parse_external
 from gatekeeper.store.envelope import EnvelopeCipher
 from gatekeeper.store.repository import TenantRepository
@@ -99,22 +101,48 @@ class IdentityMap:
         return sorted((IdentityLink.model_validate(r["entry"]) for r in rows), key=lambda link: link.external)
 
     def link(self, link: IdentityLink, audit: AuditTrail, *, by: str, how: str = "link") -> str | None:
-        """Link (or re-link) one external identity; audited. Returns the object id it was linked to before."""
+        """Link (or re-link) one external identity; audited. Returns the object id it was linked to before.
+
+        The row is written create-only (a new link) or ETag-conditionally (a re-link), so of identical
+        concurrent links (two Slack clicks of a new user) one writes and audits and the others find it done.
+        When the audit append fails the row is put back as it was, so the retry links and audits it again."""
         at = datetime.now(UTC)
         stored = link.model_copy(update={"linked_by": by, "linked_at": at})
-        previous = self.oid_of(link.external)
-        if previous == stored.oid:
+        repo, key = self._ready(), row_key(link.external)
+        for _ in range(3):
+            current = repo.get(PARTITION, key)
+            previous = None if current is None else str(current["entry"]["oid"])
+            if previous == stored.oid:
+                return previous
+            entity = {"PartitionKey": PARTITION, "RowKey": key, "entry": _dump(stored)}
+            try:
+                etag = repo.create(entity) if current is None else repo.replace(entity, str(current.metadata["etag"]))
+            except (ResourceExistsError, ResourceModifiedError):
+                continue  # another linker wrote it first: read it again
+            try:
+                audit.append(
+                    "identity_linked",
+                    by,
+                    "",
+                    "identity map",
+                    {"external": link.external, "oid": stored.oid, "previous_oid": previous, "how": how}
+                    | {"note": link.note},
+                    at=at,
+                )
+            except Exception:
+                self._put_back(key, current, etag)
+                raise
             return previous
-        self._ready().upsert({"PartitionKey": PARTITION, "RowKey": row_key(link.external), "entry": _dump(stored)})
-        audit.append(
-            "identity_linked",
-            by,
-            "",
-            "identity map",
-            {"external": link.external, "oid": stored.oid, "previous_oid": previous, "how": how, "note": link.note},
-            at=at,
-        )
-        return previous
+        raise Conflict(f"{link.external}: linked to another object id at the same time; try again", field="external")
+
+    def _put_back(self, key: str, before: Any, etag: str) -> None:
+        """Undo a link whose audit failed, unless somebody changed the row since. Best effort."""
+        repo = self._ready()
+        with contextlib.suppress(Exception):
+            if before is None:
+                repo.delete(PARTITION, key)  # created a moment ago by this call
+            else:
+                repo.replace({"PartitionKey": PARTITION, "RowKey": key, "entry": before["entry"]}, etag)
 
 
 def _dump(link: IdentityLink) -> dict[str, Any]:

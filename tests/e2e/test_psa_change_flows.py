@@ -5,9 +5,10 @@ ticket, the PSA's own webhook (Autotask, signed as Autotask signs) approves or r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from devstack.gates import LocalGates, local_gates
 from devstack.webhook import LocalWebhookReceiver
+from gatekeeper.errors import DependencyUnavailable
 from gatekeeper.events.model import ActionKind, EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.ingest.connector_webhooks import autotask_signature
@@ -113,6 +115,13 @@ class PsaEnv:
 
 @pytest.fixture
 def psa(shared: Shared) -> Iterator[PsaEnv]:
+    with psa_env(shared) as env:
+        yield env
+
+
+@contextlib.contextmanager
+def psa_env(shared: Shared, audit_as: Callable[[Any], Any] = lambda log: log) -> Iterator[PsaEnv]:
+    """The gates with the tenant's PSA connector (`audit_as` wraps the audit log the gates append to)."""
     policy = load_policy(POLICY)
     receiver = LocalWebhookReceiver(WEBHOOK_SECRET).start()
     callbacks = PipelineCallbacks(
@@ -124,7 +133,7 @@ def psa(shared: Shared) -> Iterator[PsaEnv]:
         shared.storage,
         shared.cipher,
         decider=PolicyDecider(lambda _t: policy),
-        audit_for=lambda _t: shared.audit,
+        audit_for=lambda _t: audit_as(shared.audit),
         notifier=shared.outbox,
         callbacks=callbacks,
         entra_tenants_for=lambda t: (TID,) if t == shared.tenant_id else (),
@@ -193,6 +202,41 @@ def test_a_redelivered_approval_is_applied_once_and_another_ticket_decides_nothi
     assert [c["state"] for c in psa.completed()] == ["approved"]
     decided = [e for e in psa.audit(gate) if e.kind == "approval_decided" and e.data.get("psa")]
     assert len(decided) == 1
+
+
+class DecisionAuditDownOnce:
+    """The tenant's audit log, unreachable for the first `approval_decided` entry."""
+
+    def __init__(self, log: Any) -> None:
+        self.log, self.down = log, True
+
+    def append(self, kind: str, *args: Any, **kwargs: Any) -> Any:
+        if kind == "approval_decided" and self.down:
+            self.down = False
+            raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
+        return self.log.append(kind, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.log, name)
+
+
+def test_a_cab_approval_raised_whose_audit_failed_is_audited_by_its_redelivery_once(shared: Shared):
+    """The CAB's approval reached the chain and decided the gate, then its `approval_decided` append met an
+    outage. The redelivered event used to find the gate decided and audit "not applied": the approval that
+    counted was never audited. Now the redelivery audits it, once."""
+    flaky: dict[int, DecisionAuditDownOnce] = {}
+    with psa_env(shared, lambda log: flaky.setdefault(id(log), DecisionAuditDownOnce(log))) as psa:
+        ticket = 6000 + uuid.uuid4().int % 999
+        gate = psa.gate(f"autotask:{ticket}")
+        with pytest.raises(DependencyUnavailable):
+            psa.autotask_webhook(APPROVED, ticket)
+        psa.gates.runner.run_until_idle()
+        assert psa.gates.runner.status(gate).output["status"] == "approved"  # the raised vote counted
+        [again] = psa.autotask_webhook(APPROVED, ticket)  # the queue's redelivery
+        assert again["status"] == "accepted", again
+        decided = [e for e in psa.audit(gate) if e.kind == "approval_decided" and e.data.get("psa")]
+        assert len(decided) == 1 and decided[0].actor == f"psa:autotask:{ticket}"
+        assert [c["state"] for c in psa.completed()] == ["approved"]
 
 
 def test_without_psa_settings_or_the_opt_in_a_cab_approval_is_not_applied_and_audited_why(psa: PsaEnv):

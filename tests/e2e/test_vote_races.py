@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from functions.http import problem_body, status_of
 from gatekeeper.approvals.chain import Decision
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, chain_instance_id, vote_event_name
-from gatekeeper.errors import GatekeeperError
+from gatekeeper.errors import DependencyUnavailable, GatekeeperError
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.integrations.callbacks import PipelineCallbacks
@@ -59,7 +59,9 @@ def rig(azurite, tmp_path) -> Iterator[Rig]:
     yield from rig_with(azurite, tmp_path, POLICY)
 
 
-def rig_with(azurite: Any, tmp_path: Any, document: dict[str, Any]) -> Iterator[Rig]:
+def rig_with(
+    azurite: Any, tmp_path: Any, document: dict[str, Any], audit_as: Callable[[AuditLog], Any] = lambda log: log
+) -> Iterator[Rig]:
     storage = StorageAccount(connection_string=azurite.connection_string)
     cipher = build_cipher(storage, LocalKeyProvider(str(tmp_path / "keys")))
     tenant_id = "t" + uuid.uuid4().hex[:12]
@@ -71,7 +73,7 @@ def rig_with(azurite: Any, tmp_path: Any, document: dict[str, Any]) -> Iterator[
             storage,
             cipher,
             decider=PolicyDecider(lambda _t: policy),
-            audit_for=lambda _t: audit,
+            audit_for=lambda _t: audit_as(audit),
             notifier=OutboxNotifier(tmp_path / "outbox"),
             callbacks=PipelineCallbacks(
                 webhooks=WebhookSender(policy=RetryPolicy(max_attempts=1), allow_loopback_http=True),
@@ -207,6 +209,47 @@ def test_a_vote_stored_while_an_earlier_one_was_being_stored_is_refused_and_neve
     assert output["status"] == "approved" and [v["voter_id"] for v in output["chain"]["votes"]] == [ANNA]
     assert PIET not in {r.actor for r in decisions_of(audit, gate)}  # the people's: ANNA's; then the chain's own
     assert decisions_of(audit, gate)[0].actor == ANNA
+
+
+class DecisionsAuditDownOnce:
+    """The tenant's audit log, unreachable for the first `approval_decided` entry (an outage right after the
+    vote was raised to the chain)."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log, self.down = log, True
+
+    def append(self, kind: str, *args: Any, **kwargs: Any) -> Any:
+        if kind == "approval_decided" and self.down:
+            self.down = False
+            raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
+        return self.log.append(kind, *args, **kwargs)
+
+
+@pytest.mark.parametrize("chain_ran", [False, True])
+def test_a_vote_raised_whose_audit_failed_is_audited_by_the_same_persons_retry_once(azurite, tmp_path, chain_ran):
+    """The vote reached the chain, then its `approval_decided` append met an outage (503). The vote counts, so
+    it must be audited: the retry used to hear 409 (already voted) or, once the chain had decided, 410, and
+    the counted vote was never audited. Now the retry audits it, once, and raises nothing again."""
+    flaky: dict[int, DecisionsAuditDownOnce] = {}  # one wrapper for the one log, so it fails once in all
+    rigs = rig_with(azurite, tmp_path, POLICY, lambda log: flaky.setdefault(id(log), DecisionsAuditDownOnce(log)))
+    gates, issuer, receiver, audit, tenant_id = next(rigs)
+    try:
+        gate = open_gate(gates, receiver, tenant_id)
+        status, body = vote(gates, issuer, gate, ANNA, "approve")
+        assert status == 503, body
+        if chain_ran:
+            gates.runner.run_until_idle()  # the raised vote decides the gate before the retry
+            assert gates.runner.status(gate).output["status"] == "approved"
+        status, body = vote(gates, issuer, gate, ANNA, "approve")
+        assert (status, body.get("vote")) == (202, 0), body
+        assert vote(gates, issuer, gate, ANNA, "approve")[0] in (409, 410), "delivered: asked again, refused"
+        gates.runner.run_until_idle()
+        output = gates.runner.status(gate).output
+        assert output["status"] == "approved" and [v["voter_id"] for v in output["chain"]["votes"]] == [ANNA]
+        people = [r for r in decisions_of(audit, gate) if "vote" in r.data]
+        assert [(r.actor, r.data["vote"]) for r in people] == [(ANNA, 0)], "audited once"
+    finally:
+        rigs.close()
 
 
 # -- what the chain and the gate do with what no route would have let through ----------------------------

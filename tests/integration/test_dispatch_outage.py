@@ -124,20 +124,31 @@ def test_key_vault_down_while_the_dispatcher_opens_the_event_defers_it_without_p
     assert len(starts(durable, env.tenant_id)) == 1
 
 
-def test_a_copy_meeting_its_own_earlier_attempts_claim_is_retried_by_the_host_not_deferred(env, durable):
-    """The worker that claimed the event died mid-start: this copy must come back through the host's retry
-    (by then the claim has expired and it reclaims), not be deferred as if a dependency were down."""
-    from gatekeeper.ingest.dispatcher import ClaimHeld
+def test_a_copy_meeting_its_own_earlier_attempts_claim_waits_out_the_claim_instead_of_going_to_poison(env, durable):
+    """The worker that claimed the event died mid-start (or failed and could not hand the claim back), and a
+    copy of its message comes back while the claim holds. It used to raise for the host, whose retries (every
+    30 s, five times) poisoned it well within the five-minute lease, and nothing replays poison: an accepted
+    event lost. Now the copy is sent back invisible until the claim has expired; then it reclaims and starts
+    the gate once."""
+    from gatekeeper.ingest.dispatcher import CLAIM_LEASE
     from gatekeeper.ingest.queue import decode_message
+    from gatekeeper.store.tables import TablePurpose
     from tests.integration.test_dispatch import DyingGateway, WorkerDied
 
     text = accepted(env)
     queued = decode_message(env.services.sealer, text)
     with pytest.raises(WorkerDied):
         env.services.dispatcher(DyingGateway(durable, after_start=False)).dispatch(queued.event, queued.event_id)
-    with pytest.raises(ClaimHeld):
-        trigger(text, durable)
-    assert waiting_copies(env) == 0 and starts(durable, env.tenant_id) == []
+    trigger(text, durable)  # returns normally: no host retry, no poison
+    assert waiting_copies(env) == 1 and starts(durable, env.tenant_id) == []
+    assert after_the_delay(env, seconds=3) == [], "invisible past the first deferral (1 s here): until the lease"
+    events = env.storage.tenant_table(env.tenant_id, TablePurpose.EVENTS)
+    row = events.get_entity("event", queued.event.key_hash)
+    assert row["state"] == "starting" and row["lease_until"] > datetime.now(UTC) + CLAIM_LEASE / 2
+    expired = {"PartitionKey": "event", "RowKey": queued.event.key_hash, "lease_until": datetime.now(UTC)}
+    events.update_entity(expired)  # the lease has run out by the time the copy is visible again
+    trigger(text, durable)  # the copy, as it comes back
+    assert len(starts(durable, env.tenant_id)) == 1
 
 
 def test_a_failed_dispatch_whose_copy_cannot_be_sent_is_raised_for_the_host_with_the_claim_handed_back(

@@ -11,14 +11,17 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import azure.functions as func
 import pytest
 
-from gatekeeper.actions.store import ActionRecord, ActionStore, action_key
+from gatekeeper.actions.store import ANNOUNCE_LEASE, ActionRecord, ActionStore, action_key
+from gatekeeper.errors import DependencyUnavailable
+from gatekeeper.gates.store import GateIndex
+from gatekeeper.policy.store import PolicyStore
 from gatekeeper.services import set_services
 from tests.conftest import ROOT
 from tests.support.gatekeeper_env import API_KEY, GatekeeperEnv, github_request, http_function, make_env
@@ -142,6 +145,143 @@ def test_a_duplicate_that_writes_the_action_row_first_does_not_fail_the_request_
     store.write_action_row(mine)  # the creator's second write finds the row there, and leaves it alone
     after = store.load(mine.action_id)
     assert after is not None and after[0] == cancelled
+
+
+class IndexDownOnce(GateIndex):
+    """The shared gate index, unreachable for its first write (an outage between the claim and the index)."""
+
+    def __init__(self, storage: Any) -> None:
+        super().__init__(storage)
+        self.down = True
+
+    def put(self, instance_id: str, tenant_id: str) -> None:
+        if self.down:
+            self.down = False
+            raise DependencyUnavailable("the gate index did not answer", code="storage-unavailable")
+        super().put(instance_id, tenant_id)
+
+
+def audit_down_once(env: GatekeeperEnv, down_for: str = "action_requested") -> Callable[[str], Any]:
+    """The tenant's audit log, unreachable for the first entry of kind `down_for`."""
+    real, down = env.services.audit_for, [True]
+
+    class Log:
+        def __init__(self, log: Any) -> None:
+            self.log = log
+
+        def append(self, kind: str, *args: Any, **kwargs: Any) -> Any:
+            if kind == down_for and down:
+                down.clear()
+                raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
+            return self.log.append(kind, *args, **kwargs)
+
+    return lambda tenant_id: Log(real(tenant_id))
+
+
+def action_status(tenant_id: str, action_id: str, durable: Any) -> func.HttpResponse:
+    headers = {"X-Gatekeeper-Tenant": tenant_id, "x-functions-key": API_KEY}
+    url = f"http://localhost/api/actions/{action_id}"
+    request = func.HttpRequest("GET", url, headers=headers, body=b"", route_params={"action_id": action_id})
+    return run_on_worker(http_function("action_status")(request, client=durable.client_binding))
+
+
+@pytest.mark.parametrize("down", ["index", "audit"])
+def test_an_action_whose_creator_failed_after_claiming_the_key_is_finished_by_the_retry_once(env, durable, down):
+    """The request that claims the key then indexes the action, audits it and queues its event. An outage
+    in between used to leave the claim half-done for good: the retry was answered "pending" with a status URL
+    that said 404 forever, the action was never audited as requested and its event never queued."""
+    if down == "index":
+        env.services.__dict__["index"] = IndexDownOnce(env.storage)
+    else:
+        env.services.__dict__["audit_for"] = audit_down_once(env)
+    key = "run-43:apply-" + uuid.uuid4().hex[:8]
+    first = action_request(env.tenant_id, key)
+    assert first.status_code == 503, first.get_body()
+    assert env.queued_texts() == [], "nothing queued by the request that failed"
+    again = action_request(env.tenant_id, key)
+    assert again.status_code in (200, 202), again.get_body()
+    action_id = json.loads(again.get_body())["id"]
+    status = action_status(env.tenant_id, action_id, durable)
+    assert status.status_code == 200, status.get_body()
+    assert json.loads(status.get_body())["id"] == action_id
+    third = action_request(env.tenant_id, key)  # a later re-request changes nothing
+    assert json.loads(third.get_body())["id"] == action_id
+    log = env.services.audit_for(env.tenant_id)
+    requested = [r.instance_id for r in getattr(log, "log", log).records() if r.kind == "action_requested"]
+    assert requested == [action_id], "audited as requested exactly once"
+    assert len(env.queued_texts()) == 1, "its event queued once"
+
+
+L2_POLICY = {
+    "version": 1,
+    "defaults": {
+        "level": "L2",
+        "approval": {"stages": [{"name": "leads", "approvers": [str(uuid.UUID(int=0xA))], "timeout": "PT1H"}]},
+    },
+}
+
+
+def after_request(tenant_id: str, action_id: str, route: str, durable: Any) -> func.HttpResponse:
+    """`POST /api/actions/{id}/cancel` or `.../report` (outcome skipped) by the credential that asked."""
+    headers = {"X-Gatekeeper-Tenant": tenant_id, "x-functions-key": API_KEY, "Content-Type": "application/json"}
+    body = json.dumps({"outcome": "skipped"}).encode() if route == "report" else b""
+    url = f"http://localhost/api/actions/{action_id}/{route}"
+    request = func.HttpRequest("POST", url, headers=headers, body=body, route_params={"action_id": action_id})
+    if route == "report":
+        return http_function("action_report")(request)
+    return run_on_worker(http_function("action_cancel")(request, client=durable.client_binding))
+
+
+@pytest.mark.parametrize("route", ["cancel", "report"])
+def test_a_cancel_or_report_whose_audit_failed_is_not_kept_so_its_retry_records_and_audits_it_once(env, durable, route):
+    """The row was changed, then the audit append met an outage (503): the retry used to hear 409 (already
+    cancelled, already reported) and the change was never audited. Now the row is put back for the retry."""
+    kind = {"cancel": "action_cancelled", "report": "action_reported"}[route]
+    PolicyStore(env.storage, env.tenant_id).publish(json.dumps(L2_POLICY), published_by="tests")  # people decide
+    env.services.__dict__["audit_for"] = audit_down_once(env, kind)
+    asked = action_request(env.tenant_id, "run-44:apply-" + uuid.uuid4().hex[:8])
+    assert asked.status_code == 202, asked.get_body()
+    action_id = json.loads(asked.get_body())["id"]
+    first = after_request(env.tenant_id, action_id, route, durable)
+    assert first.status_code == 503, first.get_body()
+    again = after_request(env.tenant_id, action_id, route, durable)
+    assert again.status_code in (200, 202), again.get_body()
+    log = env.services.audit_for(env.tenant_id)
+    entries = [r.kind for r in getattr(log, "log", log).records() if r.instance_id == action_id and r.kind == kind]
+    assert entries == [kind], "audited once"
+    assert after_request(env.tenant_id, action_id, route, durable).status_code == 409, "and then it is done"
+
+
+def test_of_the_re_requests_of_an_action_whose_creator_died_exactly_one_takes_over_and_only_after_its_lease(env):
+    """A creator that died between claiming the key and announcing the action hands nothing back: a
+    re-request within its lease leaves it alone (it may be slow, not dead); after the lease exactly one of
+    several identical re-requests takes over; once announced, nobody does."""
+    store = ActionStore(env.storage, env.tenant_id, env.services.cipher)
+    created = datetime.now(UTC)
+    mine = ActionRecord(
+        action_id="gate-" + uuid.uuid4().hex,
+        tenant_id=env.tenant_id,
+        idempotency_key="k",
+        fingerprint="f" * 64,
+        command="terraform apply",
+        action="deploy",
+        environment="production",
+        credential="api_key",
+        caller_key="api_key:x",
+        level="L2",
+        created_at=created,
+        event={"run_id": action_key(env.tenant_id, "k-" + uuid.uuid4().hex[:8])},
+    )
+    assert store.claim(mine).created
+    duplicate = store.claim(mine)
+    assert not duplicate.created and not duplicate.announced
+    assert not store.take_over(mine, created + ANNOUNCE_LEASE / 2), "the creator may still be at it"
+    later = created + ANNOUNCE_LEASE + timedelta(seconds=1)
+    assert [store.take_over(mine, later) for _ in range(3)] == [True, False, False]
+    store.hand_back(mine)  # the one that took over failed too: the next re-request goes on at once
+    assert store.take_over(mine, later)
+    store.mark_announced(mine)
+    assert store.claim(mine).announced and not store.take_over(mine, later + ANNOUNCE_LEASE * 10)
 
 
 GENERIC = json.loads((ROOT / "tests/fixtures/generic/gate-request.json").read_text())

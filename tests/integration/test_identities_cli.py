@@ -9,10 +9,11 @@ import pytest
 
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.cli import main
+from gatekeeper.errors import DependencyUnavailable
 from gatekeeper.slack.channel import slack_external
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount, TablePurpose
-from gatekeeper.tenancy.identities import IdentityMap
+from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
 
 pytestmark = pytest.mark.azurite
 
@@ -32,9 +33,11 @@ def cli(storage_connection_string, tmp_path, monkeypatch):
         def run(self, *args: str) -> int:
             return main(["identities", *args[:1], "--tenant", tenant, *args[1:], *conn])
 
+        def log(self) -> AuditLog:
+            return AuditLog(storage, build_cipher(storage, LocalKeyProvider(str(tmp_path / "keys"))), None, tenant)
+
         def audit(self) -> list:
-            cipher = build_cipher(storage, LocalKeyProvider(str(tmp_path / "keys")))
-            return [r for r in AuditLog(storage, cipher, None, tenant).records() if r.kind == "identity_linked"]
+            return [r for r in self.log().records() if r.kind == "identity_linked"]
 
         def identity_map(self) -> IdentityMap:
             return IdentityMap(storage, tenant, build_cipher(storage, LocalKeyProvider(str(tmp_path / "keys"))))
@@ -138,3 +141,35 @@ def test_bad_link_arguments_exit_2_naming_the_field(cli, capsys, external, oid, 
 def test_an_unreadable_file_exits_2(cli, tmp_path, capsys):
     assert cli.run("import", str(tmp_path / "missing.json")) == 2
     assert "missing.json: cannot read" in capsys.readouterr().err
+
+
+class AuditDownOnce:
+    """The tenant's audit log, unreachable for its first append."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log, self.down = log, True
+
+    def append(self, *args, **kwargs):
+        if self.down:
+            self.down = False
+            raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
+        return self.log.append(*args, **kwargs)
+
+
+@pytest.mark.parametrize("relink", [False, True])
+def test_a_link_whose_audit_fails_is_not_kept_and_its_retry_links_and_audits_it_once(cli, relink):
+    """The map promises that a change that cannot be audited is not made. The link used to be stored before the
+    audit: after an outage the retry found it linked already and returned without auditing it, ever."""
+    identities = cli.identity_map()
+    external = "github:login:octocat-" + uuid.uuid4().hex[:6]
+    if relink:
+        assert cli.run("link", external, DEV, "--by", "ops") == 0
+    before = DEV if relink else None
+    log = AuditDownOnce(cli.log())
+    with pytest.raises(DependencyUnavailable):
+        identities.link(IdentityLink(external=external, oid=ANNA), log, by="ops")
+    assert identities.oid_of(external) == before, "nothing changed"
+    assert identities.link(IdentityLink(external=external, oid=ANNA), log, by="ops") == before
+    assert identities.oid_of(external) == ANNA
+    linked = [(r.data["oid"], r.data["previous_oid"]) for r in cli.audit()]
+    assert linked == [*([(DEV, None)] if relink else []), (ANNA, before)], "audited once"

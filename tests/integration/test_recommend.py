@@ -6,7 +6,7 @@ recommend` proposes the expected diffs and refuses to lower L3 or compliance-tag
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from gatekeeper.cli import main
 from gatekeeper.policy import load_policy
 from gatekeeper.policy.store import PolicyStore
 from gatekeeper.recommend.features import gate_features
-from gatekeeper.recommend.model import recommend
-from gatekeeper.recommend.store import CURRENT, PARTITION, ModelStore, refit
+from gatekeeper.recommend.model import fit, recommend
+from gatekeeper.recommend.store import CURRENT, KEEP_VERSIONS, PARTITION, ModelStore, refit
 from gatekeeper.services import set_services
 from gatekeeper.store.tables import TablePurpose, tenant_table_name
 from tests.support.gatekeeper_env import GatekeeperEnv, app_functions, http_function, make_env
@@ -292,3 +292,22 @@ def test_a_model_whose_fit_could_not_be_audited_is_never_put_in_use(env):
     again = refit(tenant, log, store, datetime(2026, 12, 2, 2, 41, tzinfo=UTC))  # the next refit goes through
     assert again is not None and store.current() == again and again.version != first.version
     assert fitted() == [first.version, again.version]
+
+
+def test_two_refits_that_overlap_keep_the_newer_model_in_use_and_prune_without_failing(env):
+    """Two refits of one tenant at once (the daily timer and a second run): the one that finishes last used to
+    put its older model back in use, and its pruning failed on a version the other had already dropped."""
+    tenant = "t" + uuid.uuid4().hex[:12]
+    store, other = models(env, tenant), models(env, tenant)
+    start = datetime(2031, 1, 1, 2, 40, tzinfo=UTC)
+    fitted = [fit(tenant, [], start + timedelta(minutes=i)) for i in range(KEEP_VERSIONS + 2)]
+    for model in fitted:
+        store.add_version(model)
+    older, newer = fitted[-2], fitted[-1]
+    seen = store.versions()  # this refit lists the versions to prune ...
+    other.make_current(newer)  # ... the other refit, started later, finishes first and prunes ...
+    store.make_current(older)  # ... then this one: the newer model stays in use
+    current = store.current()
+    assert current is not None and current.version == newer.version
+    store.prune(seen)  # the versions it listed, some dropped by the other meanwhile: no error
+    assert store.versions() == [m.version for m in fitted[-KEEP_VERSIONS:]]

@@ -16,10 +16,16 @@ import pytest
 
 from devstack.durable_api import DurableApiServer
 from devstack.entra_issuer import LocalEntraIssuer
+from gatekeeper.contracts.watch import RoundInput
+from gatekeeper.errors import DependencyUnavailable
 from gatekeeper.gates.store import GateIndex
 from gatekeeper.policy.store import PolicyStore
+from gatekeeper.rollback import steps
+from gatekeeper.rollback.control import DeploymentControl
+from gatekeeper.rollback.probes import ProbeResult
 from gatekeeper.rollback.store import Deployment, WatchRecord, WatchState, WatchStore
 from gatekeeper.security.entra import EntraTokenValidator
+from gatekeeper.security.principal import Principal
 from gatekeeper.services import set_services
 from tests.support.gatekeeper_env import API_KEY, ENTRA_TENANT, http_function, make_env, problem
 from tests.support.worker_loop import run_on_worker
@@ -215,6 +221,10 @@ def test_a_watch_whose_orchestration_already_ended_answers_gone(env, orchestrati
         del env["durable"].instances[env["watch"]]
     answer = call(env, "deployment_hold", f"deployments/{env['watch']}/hold", oid=OPERATOR, body={})
     assert answer.status_code == 410 and problem(answer)["type"].endswith("/watch-ended")
+    runtime = env["runtime"]
+    stored = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).load(env["watch"])
+    assert stored is not None and (stored.held, stored.wakes) == (False, 0), "nothing kept for an ended watch"
+    assert rollback_entries(env) == [], "nor audited as held"
 
 
 def test_a_task_hub_failing_to_take_the_wake_is_not_reported_as_an_ended_watch(env):
@@ -301,3 +311,113 @@ def test_of_two_people_rolling_back_at_once_the_second_is_told_it_started_and_ch
     stored = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).load(env["watch"])
     assert stored is not None and stored.requested_by == first and stored.wakes == 0
     assert rollback_entries(env) == [] and raised(env) == []
+
+
+# -- the orchestration's step and a person's change: the step writes only what it decided -----------------
+
+
+class HoldWhileProbing:
+    """The environment's probe: while it runs (after the probe round read the watch, before it writes), an
+    operator holds automatic rollback through the route; then the probe fails."""
+
+    def __init__(self, env: dict[str, Any]) -> None:
+        self.env = env
+
+    def run(self, spec: Any, tenant_id: str, deployed_at: datetime) -> ProbeResult:
+        route = f"deployments/{self.env['watch']}/hold"
+        held = call(self.env, "deployment_hold", route, oid=OPERATOR, body={"reason": "looking into it"})
+        assert held.status_code == 200
+        return ProbeResult(name=spec.name, outcome="fail", detail="HTTP 503")
+
+
+def test_a_hold_stored_while_a_probe_round_runs_is_kept_and_stops_the_automatic_rollback(env):
+    """The probe round used to write back the whole watch as it read it: the hold (answered 200) and its wake
+    count were lost, and the round decided "roll back" on the record from before the hold."""
+    runtime = env["runtime"]
+    runtime.services.__dict__["health_probe"] = HoldWhileProbing(env)
+    round_in = RoundInput(tenant_id=runtime.tenant_id, instance_id=env["watch"], round=0, at=datetime.now(UTC))
+    result = steps.probe_round(runtime.services, round_in)
+    stored = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer).load(env["watch"])
+    assert stored is not None and (stored.held, stored.held_by, stored.wakes) == (True, OPERATOR, 1)
+    assert stored.rounds == ("fail",) and stored.state is WatchState.UNHEALTHY
+    assert result.action == "ask", "held: people decide; never an automatic rollback past a stored hold"
+    assert result.wakes == 1, "the orchestration waits for the next wake, not the one the hold already raised"
+    assert [name for name, _ in raised(env)] == ["watch-wake-0"]
+
+
+class DurableDownOnce:
+    """The orchestration's wake gateway, unreachable for its first call (a Durable API outage)."""
+
+    def __init__(self) -> None:
+        self.down, self.raised = True, []
+
+    def raise_event(self, instance_id: str, event_name: str, data: Any) -> None:
+        if self.down:
+            self.down = False
+            raise ConnectionError("the Durable API did not answer")
+        self.raised.append((instance_id, event_name, data))
+
+
+def test_a_rollback_request_whose_wake_cannot_be_raised_is_not_kept_so_its_retry_wakes_the_watch(env):
+    """The request used to be stored and audited, then the wake failed (500): the retry was refused as
+    "rollback-started" and the orchestration, waiting for that wake while people were asked, never heard of it."""
+    runtime = env["runtime"]
+    gateway = DurableDownOnce()
+    control = DeploymentControl(
+        runtime.storage,
+        runtime.services.sealer,
+        gateway,
+        entra_tenants_for=runtime.services.entra_tenants_for,
+        operators_for=lambda _t: (OPERATOR,),
+        policy_for=runtime.services.policy_for,
+        audit_for=runtime.services.audit_for,
+        clock=runtime.services.clock,
+    )
+    person = Principal(oid=OPERATOR, tid=ENTRA_TENANT, auth="bearer")
+    store = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer)
+    with pytest.raises(DependencyUnavailable):
+        control.rollback(env["watch"], person, b"{}")
+    stored = store.load(env["watch"])
+    assert stored is not None and (stored.requested_by, stored.wakes) == (None, 0), "nothing kept"
+    assert rollback_entries(env) == []
+    status, _ = control.rollback(env["watch"], person, b"{}")
+    assert status == 202
+    stored = store.load(env["watch"])
+    assert stored is not None and (stored.requested_by, stored.wakes) == (OPERATOR, 1)
+    assert [name for _, name, _ in gateway.raised] == ["watch-wake-0"], "the wake the orchestration waits for"
+    assert [e["step"] for e in rollback_entries(env)] == ["requested"], "audited once"
+
+
+def test_an_alert_whose_wake_cannot_be_raised_leaves_no_gap_in_the_wake_numbers(env):
+    """An alert is recorded (one more wake counted), but the task hub does not take its wake. The count used
+    to stay: the orchestration kept waiting for that number, and a person's rollback request, raised with the
+    next one, went unheard until a timer (while people were asked: the deadline, and the request lost)."""
+    from gatekeeper.rollback.alerts import AlertRouter, Essentials
+
+    runtime = env["runtime"]
+    gateway = DurableDownOnce()
+    router = AlertRouter(
+        runtime.storage,
+        runtime.services.sealer,
+        gateway,
+        policy_for=runtime.services.policy_for,
+        audit_for=runtime.services.audit_for,
+        clock=runtime.services.clock,
+    )
+    status, answer = router.deliver(runtime.tenant_id, Essentials.model_validate(FIRED["data"]["essentials"]))
+    assert status == 202 and answer["watches"] == [env["watch"]]
+    store = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer)
+    stored = store.load(env["watch"])
+    assert stored is not None and len(stored.alerts) == 1 and stored.wakes == 0, "recorded, its wake taken back"
+    control = DeploymentControl(
+        runtime.storage,
+        runtime.services.sealer,
+        gateway,
+        entra_tenants_for=runtime.services.entra_tenants_for,
+        operators_for=lambda _t: (OPERATOR,),
+        policy_for=runtime.services.policy_for,
+        audit_for=runtime.services.audit_for,
+        clock=runtime.services.clock,
+    )
+    assert control.rollback(env["watch"], Principal(oid=OPERATOR, tid=ENTRA_TENANT, auth="bearer"), b"{}")[0] == 202
+    assert [name for _, name, _ in gateway.raised] == ["watch-wake-0"], "the number the orchestration waits for"

@@ -105,3 +105,14 @@ def test_a_signed_envelope_is_wrapped_byte_for_byte_and_rewrapped_never_nested()
 )
 def test_only_an_exact_wrapper_is_unwrapped(text):
     assert unwrap(text) is None
+
+
+def test_a_copy_held_by_an_earlier_attempts_claim_stays_invisible_until_the_claim_expires():
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    text = json.dumps({"v": 1, "sealed": "x"})
+    held = defer(text, now, now, QUEUE_MESSAGE_LIMIT, until=now + timedelta(minutes=5))
+    assert held is not None and held.delay_seconds == 301, "past the lease, not the first 30 s"
+    expired = defer(text, now, now, QUEUE_MESSAGE_LIMIT, until=now - timedelta(minutes=1))
+    assert expired is not None and expired.delay_seconds == 30, "an expired claim: the usual delay"
+    hostile = defer(text, now, now, QUEUE_MESSAGE_LIMIT, until=now + timedelta(days=3650))
+    assert hostile is not None and hostile.delay_seconds == 7 * 24 * 3600, "bounded by the queue's longest"

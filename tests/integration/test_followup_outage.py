@@ -1,0 +1,93 @@
+"""A follow-up (acknowledge, flag for rollback, mark done) whose audit append meets an outage: nothing is left
+half-recorded, so the person's retry records and audits it once, instead of "already recorded" forever over a
+follow-up the audit log never heard of. Real Azurite tables and the tenant's real audit log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatekeeper.contracts.gate import GateStatus
+from gatekeeper.errors import Conflict, DependencyUnavailable
+from gatekeeper.gates.followup import FollowUpService
+from gatekeeper.gates.store import GateIndex, GateRecord
+from gatekeeper.security.principal import Principal
+from tests.support.gatekeeper_env import ENTRA_TENANT, GatekeeperEnv, make_env
+
+pytestmark = pytest.mark.azurite
+
+OPERATOR = "0000000c-0000-4000-8000-00000000000c"
+
+
+@pytest.fixture
+def env(storage_connection_string: str, tmp_path: Path) -> Iterator[GatekeeperEnv]:
+    yield make_env(storage_connection_string, tmp_path / "keys")
+
+
+def audit_down_once(env: GatekeeperEnv) -> Callable[[str], Any]:
+    """The tenant's audit log, unreachable for its first append (either method)."""
+    real, down = env.services.audit_for, [True]
+
+    def fail_once() -> None:
+        if down:
+            down.clear()
+            raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
+
+    class Log:
+        def __init__(self, log: Any) -> None:
+            self.log = log
+
+        def append(self, *args: Any, **kwargs: Any) -> Any:
+            fail_once()
+            return self.log.append(*args, **kwargs)
+
+        def append_many(self, items: Any) -> Any:
+            fail_once()
+            return self.log.append_many(items)
+
+    return lambda tenant_id: Log(real(tenant_id))
+
+
+def executed_l1_gate(env: GatekeeperEnv) -> str:
+    now = datetime.now(UTC)
+    gate_id = "gate-" + uuid.uuid4().hex
+    env.services.gates(env.tenant_id).save(
+        GateRecord(
+            instance_id=gate_id,
+            tenant_id=env.tenant_id,
+            status=GateStatus.APPROVED,
+            level="L1",
+            title="deploy contoso/shop to production",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    GateIndex(env.storage).put(gate_id, env.tenant_id)
+    return gate_id
+
+
+@pytest.mark.parametrize(
+    ("verb", "kinds"), [("acknowledge", ["follow_up"]), ("flag_rollback", ["follow_up", "override"])]
+)
+def test_a_follow_up_whose_audit_failed_is_recorded_and_audited_once_by_the_retry(env, verb, kinds):
+    gate_id = executed_l1_gate(env)
+    service = FollowUpService(
+        env.storage,
+        env.services.cipher,
+        entra_tenants_for=lambda _t: (ENTRA_TENANT,),
+        operators_for=lambda _t: (OPERATOR,),
+        audit_for=audit_down_once(env),
+    )
+    person = Principal(oid=OPERATOR, tid=ENTRA_TENANT, auth="teams")
+    with pytest.raises(DependencyUnavailable):
+        service.act(gate_id, person, verb)
+    assert service.act(gate_id, person, verb)["status"] == "recorded", "the retry records it"
+    with pytest.raises(Conflict):
+        service.act(gate_id, person, verb)  # and then it is recorded, once
+    entries = [r.kind for r in env.services.audit_for(env.tenant_id).records() if r.instance_id == gate_id]
+    assert entries == kinds, "audited once, the override with its follow-up"

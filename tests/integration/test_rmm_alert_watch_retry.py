@@ -1,5 +1,5 @@
 """An RMM alert whose delivery to the watches fails once (functions/queues.py `_rmm_alert`), then the message's
-retry: a product bug found by the third planted-bug sweep (docs/mutation.md, docs/threats/sweep10.md). The
+retry: a product bug found by the third planted-bug sweep (docs/mutation.md, docs/security.md). The
 dispatcher had moved the business key to `recorded` before the delivery failed, so the retry was dispatched as a
 `duplicate` and the alert never reached the watch; the key is now handed back (`release_recorded`). The rig is
 tests/integration/test_rmm_alert_watch.py's."""

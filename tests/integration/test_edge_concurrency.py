@@ -117,14 +117,11 @@ def test_one_action_request_sent_many_times_at_once_is_one_action_and_one_gate(e
     assert start["instance_id"] == ids.pop()
 
 
-def test_a_duplicate_that_writes_the_action_row_first_does_not_fail_the_request_that_claimed_the_key(env):
-    """The interleaving behind a 500 once seen in CI: the creator claims the key; a duplicate finds the claim,
-    finds no action row yet and writes it; then the creator writes its row. Both answer the same action."""
-    store = ActionStore(env.storage, env.tenant_id, env.services.cipher)
-    run_id = action_key(env.tenant_id, "k-" + uuid.uuid4().hex[:8])
-    mine = ActionRecord(
+def stored_action_record(tenant_id: str, created: datetime) -> ActionRecord:
+    """An L2 action as the service would claim it, under a fresh idempotency key, for the store-level tests."""
+    return ActionRecord(
         action_id="gate-" + uuid.uuid4().hex,
-        tenant_id=env.tenant_id,
+        tenant_id=tenant_id,
         idempotency_key="k",
         fingerprint="f" * 64,
         command="terraform apply",
@@ -133,9 +130,16 @@ def test_a_duplicate_that_writes_the_action_row_first_does_not_fail_the_request_
         credential="api_key",
         caller_key="api_key:x",
         level="L2",
-        created_at=datetime.now(UTC),
-        event={"run_id": run_id},
+        created_at=created,
+        event={"run_id": action_key(tenant_id, "k-" + uuid.uuid4().hex[:8])},
     )
+
+
+def test_a_duplicate_that_writes_the_action_row_first_does_not_fail_the_request_that_claimed_the_key(env):
+    """The interleaving behind a 500 once seen in CI: the creator claims the key; a duplicate finds the claim,
+    finds no action row yet and writes it; then the creator writes its row. Both answer the same action."""
+    store = ActionStore(env.storage, env.tenant_id, env.services.cipher)
+    mine = stored_action_record(env.tenant_id, datetime.now(UTC))
     assert store.claim_key(mine) is None, "the creator's first write: the key is its own"
     duplicate = store.claim(mine)
     assert (duplicate.created, duplicate.record) == (False, mine)
@@ -258,20 +262,7 @@ def test_of_the_re_requests_of_an_action_whose_creator_died_exactly_one_takes_ov
     several identical re-requests takes over; once announced, nobody does."""
     store = ActionStore(env.storage, env.tenant_id, env.services.cipher)
     created = datetime.now(UTC)
-    mine = ActionRecord(
-        action_id="gate-" + uuid.uuid4().hex,
-        tenant_id=env.tenant_id,
-        idempotency_key="k",
-        fingerprint="f" * 64,
-        command="terraform apply",
-        action="deploy",
-        environment="production",
-        credential="api_key",
-        caller_key="api_key:x",
-        level="L2",
-        created_at=created,
-        event={"run_id": action_key(env.tenant_id, "k-" + uuid.uuid4().hex[:8])},
-    )
+    mine = stored_action_record(env.tenant_id, created)
     assert store.claim(mine).created
     duplicate = store.claim(mine)
     assert not duplicate.created and not duplicate.announced

@@ -358,12 +358,9 @@ class DurableDownOnce:
         self.raised.append((instance_id, event_name, data))
 
 
-def test_a_rollback_request_whose_wake_cannot_be_raised_is_not_kept_so_its_retry_wakes_the_watch(env):
-    """The request used to be stored and audited, then the wake failed (500): the retry was refused as
-    "rollback-started" and the orchestration, waiting for that wake while people were asked, never heard of it."""
-    runtime = env["runtime"]
-    gateway = DurableDownOnce()
-    control = DeploymentControl(
+def control_over(runtime: Any, gateway: DurableDownOnce) -> DeploymentControl:
+    """The watch control routes' service over the runtime's stores, with `gateway` as its task hub."""
+    return DeploymentControl(
         runtime.storage,
         runtime.services.sealer,
         gateway,
@@ -373,6 +370,14 @@ def test_a_rollback_request_whose_wake_cannot_be_raised_is_not_kept_so_its_retry
         audit_for=runtime.services.audit_for,
         clock=runtime.services.clock,
     )
+
+
+def test_a_rollback_request_whose_wake_cannot_be_raised_is_not_kept_so_its_retry_wakes_the_watch(env):
+    """The request used to be stored and audited, then the wake failed (500): the retry was refused as
+    "rollback-started" and the orchestration, waiting for that wake while people were asked, never heard of it."""
+    runtime = env["runtime"]
+    gateway = DurableDownOnce()
+    control = control_over(runtime, gateway)
     person = Principal(oid=OPERATOR, tid=ENTRA_TENANT, auth="bearer")
     store = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer)
     with pytest.raises(DependencyUnavailable):
@@ -409,15 +414,6 @@ def test_an_alert_whose_wake_cannot_be_raised_leaves_no_gap_in_the_wake_numbers(
     store = WatchStore(runtime.storage, runtime.tenant_id, runtime.services.sealer)
     stored = store.load(env["watch"])
     assert stored is not None and len(stored.alerts) == 1 and stored.wakes == 0, "recorded, its wake taken back"
-    control = DeploymentControl(
-        runtime.storage,
-        runtime.services.sealer,
-        gateway,
-        entra_tenants_for=runtime.services.entra_tenants_for,
-        operators_for=lambda _t: (OPERATOR,),
-        policy_for=runtime.services.policy_for,
-        audit_for=runtime.services.audit_for,
-        clock=runtime.services.clock,
-    )
+    control = control_over(runtime, gateway)
     assert control.rollback(env["watch"], Principal(oid=OPERATOR, tid=ENTRA_TENANT, auth="bearer"), b"{}")[0] == 202
     assert [name for _, name, _ in gateway.raised] == ["watch-wake-0"], "the number the orchestration waits for"

@@ -6,15 +6,10 @@ the service really answers (412 on a stale ETag, 409 on a row created meanwhile)
 
 from __future__ import annotations
 
-import http.client
 import re
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -23,78 +18,20 @@ from gatekeeper.store.keys import LocalKeyProvider
 from gatekeeper.store.tables import StorageAccount
 from gatekeeper.tenancy.model import TenantRecord
 from gatekeeper.tenancy.registry import RegistryConflict, TenantRegistry
+from tests.support.tables_proxy import WRITES, TablesProxy
 
 pytestmark = pytest.mark.azurite
 
-WRITES = ("POST", "PUT", "MERGE", "PATCH", "DELETE")
-
-
-class Interleave:
-    """Runs `hook` once, right before the first forwarded request for which `when(method, path)` holds."""
-
-    def __init__(self) -> None:
-        self.when: Callable[[str, str], bool] = lambda method, path: False
-        self.hook: Callable[[], None] = lambda: None
-        self.fired = 0
-        self._lock = threading.Lock()
-
-    def arm(self, when: Callable[[str, str], bool], hook: Callable[[], None]) -> None:
-        self.when, self.hook, self.fired = when, hook, 0
-
-    def before(self, method: str, path: str) -> None:
-        with self._lock:
-            if self.fired or not self.when(method, unquote(path)):
-                return
-            self.fired = 1
-        self.hook()
-
-
-class _Forward(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    upstream: tuple[str, int] = ("127.0.0.1", 0)
-    interleave: Interleave
-
-    def _forward(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.interleave.before(self.command, self.path)
-        connection = http.client.HTTPConnection(*self.upstream, timeout=10)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-        connection.request(self.command, self.path, body=body or None, headers=headers)
-        answer = connection.getresponse()
-        data = answer.read()
-        self.send_response(answer.status)
-        for name, value in answer.getheaders():
-            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        connection.close()
-
-    do_GET = do_POST = do_PUT = do_MERGE = do_DELETE = do_PATCH = _forward
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
 
 @pytest.fixture
-def proxied(storage_connection_string: str) -> Iterator[tuple[str, Interleave]]:
-    """A connection string whose Tables endpoint is the interleaving proxy, and the proxy's switch."""
-    found = re.search(r"TableEndpoint=(http://[^;]+)", storage_connection_string)
-    assert found is not None
-    upstream = urlsplit(found.group(1))
-    interleave = Interleave()
-    handler = type("Handler", (_Forward,), {"upstream": (upstream.hostname, upstream.port), "interleave": interleave})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    connection = storage_connection_string.replace(
-        found.group(1), f"http://127.0.0.1:{server.server_address[1]}{upstream.path}"
-    )
-    try:
-        yield connection, interleave
-    finally:
-        server.shutdown()
-        server.server_close()
+def proxied(storage_connection_string: str) -> Iterator[tuple[str, TablesProxy]]:
+    """A connection string whose Tables endpoint is the interleaving proxy, and the proxy."""
+    with TablesProxy(storage_connection_string) as proxy:
+        yield proxy.connection_string, proxy
+
+
+def first_write(method: str, path: str, body: bytes) -> bool:
+    return method in WRITES
 
 
 def record(tenant_id: str, *identities: str) -> TenantRecord:
@@ -112,15 +49,15 @@ def test_two_imports_claiming_one_identity_for_two_tenants_leave_one_owner_and_t
     """Import B checks that the identity is free, then import A claims it for tenant a and finishes, then B
     writes. B used to overwrite the index (last writer wins): both reported success, tenant a's record named an
     identity that resolved to b. Now B's claim is create-only: B hears RegistryConflict and writes no record."""
-    connection, interleave = proxied
+    connection, proxy = proxied
     a, b, identity = names()
     direct = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
     racing = TenantRegistry(StorageAccount(connection_string=connection))
     racing.table  # noqa: B018 - the table exists before the race, so its creation is not the first write
-    interleave.arm(lambda method, path: method in WRITES, lambda: direct.import_records([record(a, identity)]))
+    proxy.interleave(first_write, lambda: direct.import_records([record(a, identity)]))
     with pytest.raises(RegistryConflict, match=re.escape(f"identity {identity} already belongs to another tenant")):
         racing.import_records([record(b, identity)])
-    assert interleave.fired == 1
+    assert proxy.fired == 1
     fresh = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
     assert fresh.tenant_for_identity(identity) == a
     assert fresh.get(a) is not None and fresh.get(b) is None, "the loser wrote no record naming the identity"
@@ -130,17 +67,17 @@ def test_a_stale_delete_does_not_remove_an_ownership_written_after_it_was_read(p
     """Import C re-imports tenant a without the identity and reads it as a's; before C deletes it, import D moves
     the identity to tenant b (D imports both). C's delete used to remove b's ownership: neither tenant owned the
     identity and b's events found no tenant. Now the delete is conditional on the ETag C read."""
-    connection, interleave = proxied
+    connection, proxy = proxied
     a, b, identity = names()
     direct = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
     direct.import_records([record(a, identity, f"{identity}-keep")])
     racing = TenantRegistry(StorageAccount(connection_string=connection))
-    interleave.arm(
-        lambda method, path: method == "DELETE" and "PartitionKey='identity'" in path,
+    proxy.interleave(
+        lambda method, path, body: method == "DELETE" and "PartitionKey='identity'" in path,
         lambda: direct.import_records([record(a, f"{identity}-keep"), record(b, identity)]),
     )
     racing.import_records([record(a, f"{identity}-keep")])
-    assert interleave.fired == 1
+    assert proxy.fired == 1
     fresh = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
     assert fresh.tenant_for_identity(identity) == b
     assert fresh.tenant_for_identity(f"{identity}-keep") == a
@@ -149,14 +86,14 @@ def test_a_stale_delete_does_not_remove_an_ownership_written_after_it_was_read(p
 def test_concurrent_identical_imports_both_succeed_with_one_owner(proxied, storage_connection_string):
     """The same file imported twice at once (a retried deployment step): the second meets the first's rows and
     finishes, nothing refused, the identity the tenant's."""
-    connection, interleave = proxied
+    connection, proxy = proxied
     a, _, identity = names()
     direct = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
     racing = TenantRegistry(StorageAccount(connection_string=connection))
     racing.table  # noqa: B018
-    interleave.arm(lambda method, path: method in WRITES, lambda: direct.import_records([record(a, identity)]))
+    proxy.interleave(first_write, lambda: direct.import_records([record(a, identity)]))
     racing.import_records([record(a, identity)])
-    assert interleave.fired == 1
+    assert proxy.fired == 1
     fresh = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
     assert fresh.tenant_for_identity(identity) == a
 
@@ -164,13 +101,13 @@ def test_concurrent_identical_imports_both_succeed_with_one_owner(proxied, stora
 def test_a_loser_hands_back_the_identities_it_had_claimed(proxied, storage_connection_string):
     """B claims a fresh identity, then meets one A took meanwhile: the fresh one is handed back, so a refused
     import leaves no index row pointing at a tenant that has no record."""
-    connection, interleave = proxied
+    connection, proxy = proxied
     a, b, identity = names()
     fresh_identity = f"{identity}-fresh"
     direct = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
     racing = TenantRegistry(StorageAccount(connection_string=connection))
     racing.table  # noqa: B018
-    interleave.arm(lambda method, path: method in WRITES, lambda: direct.import_records([record(a, identity)]))
+    proxy.interleave(first_write, lambda: direct.import_records([record(a, identity)]))
     with pytest.raises(RegistryConflict):
         racing.import_records([record(b, fresh_identity, identity)])
     fresh = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
@@ -180,7 +117,7 @@ def test_a_loser_hands_back_the_identities_it_had_claimed(proxied, storage_conne
 def test_tenants_import_losing_the_race_exits_2_naming_the_file_and_identity(
     proxied, storage_connection_string, tmp_path: Path, capsys, monkeypatch
 ):
-    connection, interleave = proxied
+    connection, proxy = proxied
     monkeypatch.setenv("GATEKEEPER_KEY_MODE", "local")
     monkeypatch.setenv("GATEKEEPER_LOCAL_KEY_DIR", str(tmp_path / "keys"))
     a, b, identity = names()
@@ -188,8 +125,8 @@ def test_tenants_import_losing_the_race_exits_2_naming_the_file_and_identity(
     file = tmp_path / "tenants.yaml"
     file.write_text(f"tenants:\n  - tenant_id: {b}\n    display_name: B\n    identities: [{identity}]\n")
     direct = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
-    interleave.arm(
-        lambda method, path: method in WRITES and "gkTenants" in path,
+    proxy.interleave(
+        lambda method, path, body: method in WRITES and "gkTenants" in path,
         lambda: direct.import_records([record(a, identity)]),
     )
     assert main(["tenants", "import", str(file), "--storage-connection", connection]) == 2
@@ -203,7 +140,7 @@ def test_keys_rotate_whose_record_changed_meanwhile_exits_2_naming_the_tenant_an
 ):
     """`keys rotate` reads the tenant record, an import replaces it, then the rotation's conditional write of the
     KEK public key meets 412. It used to crash with an unhandled ResourceModifiedError (a traceback, exit 1)."""
-    connection, interleave = proxied
+    connection, proxy = proxied
     keys = tmp_path / "keys"
     monkeypatch.setenv("GATEKEEPER_KEY_MODE", "local")
     monkeypatch.setenv("GATEKEEPER_LOCAL_KEY_DIR", str(keys))
@@ -211,19 +148,19 @@ def test_keys_rotate_whose_record_changed_meanwhile_exits_2_naming_the_tenant_an
     direct = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
     direct.import_records([record(a, identity)])
     renamed = record(a, identity).model_copy(update={"display_name": "renamed meanwhile"})
-    interleave.arm(
-        lambda method, path: method in ("MERGE", "PATCH") and f"RowKey='{a}'" in path,
+    proxy.interleave(
+        lambda method, path, body: method in ("MERGE", "PATCH") and f"RowKey='{a}'" in path,
         lambda: direct.import_records([renamed]),
     )
     assert main(["keys", "rotate", "--tenant", a, "--new-kek-version", "--storage-connection", connection]) == 2
     captured = capsys.readouterr()
-    assert interleave.fired == 1
+    assert proxy.fired == 1
     assert "Traceback" not in captured.err
     assert f"tenant {a}: the registry record changed while the KEK public key was being recorded" in captured.err
     assert "(field: tenant)" in captured.err
     stored = TenantRegistry(StorageAccount(connection_string=storage_connection_string)).get(a)
     assert stored is not None and stored.display_name == "renamed meanwhile" and stored.kek_public is None
-    interleave.arm(lambda method, path: False, lambda: None)
+    proxy.clear()
     assert main(["keys", "rotate", "--tenant", a, "--storage-connection", connection]) == 0  # run again: recorded
     again = TenantRegistry(StorageAccount(connection_string=storage_connection_string)).get(a)
     assert again is not None and again.kek_public == LocalKeyProvider(keys).public_jwk(a)

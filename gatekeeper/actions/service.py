@@ -32,6 +32,7 @@ from gatekeeper.actions.state import (
 )
 from gatekeeper.actions.store import ActionRecord, ActionStore, action_key
 from gatekeeper.actions.tool import command_tool
+from gatekeeper.audit.lookup import find_entry
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, GateStatus, Withdrawal
 from gatekeeper.errors import Conflict, Forbidden, NotFound, foreign_target
 from gatekeeper.events.codec import event_from_sealable, event_to_sealable
@@ -145,7 +146,7 @@ class ActionService:
             event=event_to_sealable(event),
         )
         store = self._actions(tenant_id)
-        claim = store.claim(record)
+        claim = store.claim(record, audit_from=self._audit_for(tenant_id).head().size)
         if claim.record.fingerprint != record.fingerprint:
             raise Conflict(
                 "This idempotency key was used for a different command, action or target.",
@@ -155,7 +156,7 @@ class ActionService:
             )
         existing = claim.record
         if claim.created or (not claim.announced and store.take_over(existing, now)):
-            self._announce(store, existing, caller)
+            self._announce(store, existing, caller, claim.audit_from)
         elif not claim.announced:  # its creator is still at it: the status route must find what we answer
             self._index.put(existing.action_id, tenant_id)
         if not claim.submitted and (claim.created or claim.failed or now - existing.created_at >= RESUBMIT_AFTER):
@@ -176,18 +177,28 @@ class ActionService:
         keys = ("id", "status", "level", "decision", "reason")
         return Answer(200, {**{k: view[k] for k in keys}, "status_url": status_url})
 
-    def _announce(self, store: ActionStore, record: ActionRecord, caller: ActionCaller) -> None:
+    def _announce(self, store: ActionStore, record: ActionRecord, caller: ActionCaller, audit_from: int | None) -> None:
         """Index the claimed action (its status route finds it) and audit `action_requested`, once: by the
         request that claimed the key, or by the one re-request that took over from a creator that failed or
-        died in between (`ActionStore.take_over`). A failure hands it back, so the retry finishes it."""
+        died in between (`ActionStore.take_over`). A failure hands it back, so the retry finishes it. The entry
+        is looked for first (from `audit_from`, the log's size when the key was claimed): a creator whose last
+        write (`mark_announced`) failed had appended it already."""
         try:
             self._index.put(record.action_id, record.tenant_id)
-            self._requested(record, event_from_sealable(record.event), caller)
+            if (
+                audit_from is None
+                or find_entry(self._audit_for(record.tenant_id), audit_from, "action_requested", record.action_id)
+                is None
+            ):
+                self._requested(record, event_from_sealable(record.event), caller)
         except Exception:
             with contextlib.suppress(Exception):  # best effort: the lease expires on its own otherwise
                 store.hand_back(record)
             raise
-        store.mark_announced(record)
+        try:
+            store.mark_announced(record)
+        except Exception as exc:  # indexed and audited: announced; a take-over after the lease finds the entry
+            log.warning("action %s: could not be marked announced (%s)", record.action_id, type(exc).__name__)
 
     def _requested(self, record: ActionRecord, event: PipelineEvent, caller: ActionCaller) -> None:
         """Audit the new action (the command verbatim, in the sealed entry) and count it (never the command: only

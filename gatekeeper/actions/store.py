@@ -33,6 +33,9 @@ ANNOUNCE_LEASE = timedelta(seconds=30)
 `action_requested`): three table writes on request-path budgets take seconds. After it, or at once when the
 creator handed it back (an outage), one re-request (ETag-conditional) announces it instead, so an action whose
 creator died between its writes is still found by its status route and audited, exactly once."""
+CLOSE_AUDIT_LEASE = ANNOUNCE_LEASE
+"""How long the request that closed an action (cancel, expiry) keeps the sole right to audit the close; after
+it, or at once when it handed the close back, the next reader of the action audits it (ETag-conditionally)."""
 _HANDED_BACK = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -86,6 +89,12 @@ class ActionRecord(BaseModel):
     closed: str | None = None  # "cancelled" | "expired": ended by the requester or the request's timeout
     closed_at: datetime | None = None
     closed_by: str | None = None
+    # A close (cancel, expiry) not yet known to be audited: where the audit log stood before the close was
+    # written (its `action_<closed>` entry is looked for from there), who may audit it until when (None: at
+    # once), and whether ending the approval chain succeeded. None once audited, and for older rows.
+    close_audit_from: int | None = None
+    close_audit_until: datetime | None = None
+    chain_ended: bool | None = None
     outcome: str | None = None  # "executed" | "skipped", as the client reported
     exit_code: int | None = None
     reported_at: datetime | None = None

@@ -7,6 +7,7 @@ the tenant's real audit log), with the audit log behind a port double that refus
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,3 +96,34 @@ def test_an_expiry_that_ended_the_chain_and_whose_audit_failed_is_audited_once_b
     assert len(kinds(world, action_id, "action_expired")) == 1, "audited once"
     closed, _ = store.load(action_id)
     assert closed.close_audit_from is None, "noted as audited: later reads look for nothing"
+
+
+def test_a_close_whose_closer_died_is_left_to_it_within_its_lease_then_audited_once_by_concurrent_readers(world):
+    """The closer wrote the closed row and died before its audit append (nothing handed back). A status read
+    within the closer's lease leaves the close alone (the closer may be slow); after it, of several readers at
+    once exactly one audits it (ETag-conditional take-over), and every one answers "cancelled"."""
+    action_id = pending_with_a_running_chain(world)
+    store = world.env.services.actions._actions(world.tenant_id)
+    record, etag = store.load(action_id)
+    log = world.env.services.audit_for(world.tenant_id)
+    now = datetime.now(UTC)
+    closed = record.model_copy(
+        update={
+            "closed": "cancelled",
+            "closed_at": now,
+            "closed_by": "agent",
+            "close_audit_from": log.head().size,
+            "close_audit_until": now + timedelta(minutes=5),
+        }
+    )
+    etag = store.replace(closed, etag)
+    assert etag
+    assert body(world.get(action_id, world.agent()))["status"] == "cancelled"
+    assert kinds(world, action_id, "action_cancelled") == [], "within the closer's lease: left to it"
+    assert store.replace(closed.model_copy(update={"close_audit_until": now - timedelta(seconds=1)}), etag)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: world.get(action_id, world.agent()), range(4)))
+    assert [body(a)["status"] for a in answers] == ["cancelled"] * 4
+    [entry] = kinds(world, action_id, "action_cancelled")
+    assert entry.actor == "agent" and entry.data["chain_ended"] is None, "whether the chain ended is not known"
+    assert store.load(action_id)[0].close_audit_from is None

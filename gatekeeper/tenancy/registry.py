@@ -135,7 +135,11 @@ class TenantRegistry:
 
     def import_records(self, records: list[TenantRecord]) -> None:
         """Add or replace tenants. Everything is checked before anything is written: each record's data
-        boundary against the deployment's (BoundaryMismatch naming `tenants[i].data_boundary`), then identities."""
+        boundary against the deployment's (BoundaryMismatch naming `tenants[i].data_boundary`), then identities.
+        Then every identity is claimed for its tenant (create-only or ETag-conditional, `_claim`) before any
+        record is written, so of two concurrent imports claiming one identity for two tenants one wins and the
+        other hears RegistryConflict with nothing of its own left written; identities a tenant no longer names
+        are deleted only as read (`_release`)."""
         self.check_boundaries(records)
         for index, record in enumerate(records):  # outbound credentials name only the tenant's own settings
             refused = first_problem(record)

@@ -30,8 +30,9 @@ from gatekeeper.actions.state import (
     immediate_answer,
     parse_wait,
 )
-from gatekeeper.actions.store import ActionRecord, ActionStore, action_key
+from gatekeeper.actions.store import CLOSE_AUDIT_LEASE, ActionRecord, ActionStore, action_key
 from gatekeeper.actions.tool import command_tool
+from gatekeeper.audit.lookup import find_entry
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, GateStatus, Withdrawal
 from gatekeeper.errors import Conflict, Forbidden, NotFound, foreign_target
 from gatekeeper.events.codec import event_from_sealable, event_to_sealable
@@ -145,7 +146,7 @@ class ActionService:
             event=event_to_sealable(event),
         )
         store = self._actions(tenant_id)
-        claim = store.claim(record)
+        claim = store.claim(record, audit_from=self._audit_for(tenant_id).head().size)
         if claim.record.fingerprint != record.fingerprint:
             raise Conflict(
                 "This idempotency key was used for a different command, action or target.",
@@ -155,7 +156,7 @@ class ActionService:
             )
         existing = claim.record
         if claim.created or (not claim.announced and store.take_over(existing, now)):
-            self._announce(store, existing, caller)
+            self._announce(store, existing, caller, claim.audit_from)
         elif not claim.announced:  # its creator is still at it: the status route must find what we answer
             self._index.put(existing.action_id, tenant_id)
         if not claim.submitted and (claim.created or claim.failed or now - existing.created_at >= RESUBMIT_AFTER):
@@ -176,18 +177,28 @@ class ActionService:
         keys = ("id", "status", "level", "decision", "reason")
         return Answer(200, {**{k: view[k] for k in keys}, "status_url": status_url})
 
-    def _announce(self, store: ActionStore, record: ActionRecord, caller: ActionCaller) -> None:
+    def _announce(self, store: ActionStore, record: ActionRecord, caller: ActionCaller, audit_from: int | None) -> None:
         """Index the claimed action (its status route finds it) and audit `action_requested`, once: by the
         request that claimed the key, or by the one re-request that took over from a creator that failed or
-        died in between (`ActionStore.take_over`). A failure hands it back, so the retry finishes it."""
+        died in between (`ActionStore.take_over`). A failure hands it back, so the retry finishes it. The entry
+        is looked for first (from `audit_from`, the log's size when the key was claimed): a creator whose last
+        write (`mark_announced`) failed had appended it already."""
         try:
             self._index.put(record.action_id, record.tenant_id)
-            self._requested(record, event_from_sealable(record.event), caller)
+            if (
+                audit_from is None
+                or find_entry(self._audit_for(record.tenant_id), audit_from, "action_requested", record.action_id)
+                is None
+            ):
+                self._requested(record, event_from_sealable(record.event), caller)
         except Exception:
             with contextlib.suppress(Exception):  # best effort: the lease expires on its own otherwise
                 store.hand_back(record)
             raise
-        store.mark_announced(record)
+        try:
+            store.mark_announced(record)
+        except Exception as exc:  # indexed and audited: announced; a take-over after the lease finds the entry
+            log.warning("action %s: could not be marked announced (%s)", record.action_id, type(exc).__name__)
 
     def _requested(self, record: ActionRecord, event: PipelineEvent, caller: ActionCaller) -> None:
         """Audit the new action (the command verbatim, in the sealed entry) and count it (never the command: only
@@ -324,6 +335,8 @@ class ActionService:
                 code="not-the-requester",
                 title="Only the requester may cancel",
             )
+        if self._finish_close(record, etag) and record.closed == "cancelled":  # this cancel's retry: audited now
+            return Answer(200, self._view(record.tenant_id, action_id, gateway))
         view = self._view(record.tenant_id, action_id, gateway)
         if view["status"] != "pending":
             raise already_decided(view["status"])
@@ -405,6 +418,11 @@ class ActionService:
         if loaded is None:  # pragma: no cover - _own found it; rows are never deleted
             raise NotFound("No such action.")
         record, etag = loaded
+        if record.close_audit_from is not None:  # a close whose audit failed or whose closer died: finish it
+            try:
+                self._finish_close(record, etag)
+            except Exception as exc:  # the state is answered anyway; the next reader audits it
+                log.warning("action %s: its close is not audited yet (%s)", action_id, type(exc).__name__)
         gate = self._gates(tenant_id).load(action_id)
         state = action_state(record, gate, self._clock())
         if state.status == "expiring" and gateway is not None:  # past the request's own timeout: withdraw it
@@ -444,9 +462,20 @@ class ActionService:
 
     def _withdraw(self, record: ActionRecord, etag: str, reason: str, by: str, gateway: Gateway) -> bool:
         """Close a pending action as cancelled or expired (ETag-conditional: one closer wins), end its
-        approval chain, audit it. False when somebody changed the row first."""
+        approval chain, audit it. False when somebody changed the row first. The closed row notes where the
+        audit log stood (`close_audit_from`) until the entry is written: a close that ended the chain cannot be
+        undone, so if its audit fails (or its closer dies) the next reader of the action audits it, once
+        (`_finish_close`)."""
         at = self._clock()
-        closed = record.model_copy(update={"closed": reason, "closed_at": at, "closed_by": by})
+        closed = record.model_copy(
+            update={
+                "closed": reason,
+                "closed_at": at,
+                "closed_by": by,
+                "close_audit_from": self._audit_for(record.tenant_id).head().size,
+                "close_audit_until": at + CLOSE_AUDIT_LEASE,
+            }
+        )
         store = self._actions(record.tenant_id)
         written = store.replace(closed, etag)
         if not written:
@@ -463,11 +492,43 @@ class ActionService:
         try:
             self._audit(record, f"action_{reason}", by, {"reason": reason, "chain_ended": ended, "level": record.level})
         except Exception:
-            if not ended:  # nothing else happened yet: reopened, so the retry closes (and audits) it again
-                with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):
+                if not ended:  # nothing else happened yet: reopened, so the retry closes (and audits) it again
                     store.replace(record, written)
+                else:  # the chain has ended: kept closed, handed to the next reader to audit at once
+                    store.replace(closed.model_copy(update={"close_audit_until": None, "chain_ended": True}), written)
             raise
+        with contextlib.suppress(Exception):  # audited; left noted, the next reader finds the entry, adds none
+            store.replace(closed.model_copy(update={"close_audit_from": None, "close_audit_until": None}), written)
         self._resolved(record, reason, None, refused=False)
+        return True
+
+    def _finish_close(self, record: ActionRecord, etag: str) -> bool:
+        """Audit a close whose closer could not (its append failed after the chain ended, or it died): once,
+        by the one reader that takes it over ETag-conditionally after the closer's lease, and only if its
+        `action_<closed>` entry is not in the log already. True when this call finished it."""
+        if record.closed is None or record.close_audit_from is None:
+            return False
+        now = self._clock()
+        if record.close_audit_until is not None and record.close_audit_until > now:
+            return False  # its closer may still be at it
+        store = self._actions(record.tenant_id)
+        taken = record.model_copy(update={"close_audit_until": now + CLOSE_AUDIT_LEASE})
+        written = store.replace(taken, etag)
+        if not written:
+            return False  # another reader took it, or it changed
+        kind = f"action_{record.closed}"
+        if find_entry(self._audit_for(record.tenant_id), record.close_audit_from, kind, record.action_id) is None:
+            data = {"reason": record.closed, "chain_ended": record.chain_ended, "level": record.level}
+            try:
+                self._audit(record, kind, record.closed_by or "system", data)
+            except Exception:
+                with contextlib.suppress(Exception):  # handed back: the next reader tries at once
+                    store.replace(taken.model_copy(update={"close_audit_until": None}), written)
+                raise
+            self._resolved(record, record.closed, None, refused=False)
+        with contextlib.suppress(Exception):  # audited; left noted, the next reader finds the entry, adds none
+            store.replace(taken.model_copy(update={"close_audit_from": None, "close_audit_until": None}), written)
         return True
 
     def _audit(self, record: ActionRecord, kind: str, actor: str, data: dict[str, Any]) -> None:

@@ -6,7 +6,9 @@ identical concurrent requests exactly one creates it; the others read it back an
 Later changes (submitted, cancelled, expired, reported) are ETag-conditional replaces, so a cancel racing a
 report, or two cancels, cannot both win. The request itself (command, context, requester) is sealed.
 The claim row also says whether the action was announced (indexed, audited as requested): what a creator
-could not finish (an outage, a crash) one re-request takes over under the announce lease (`take_over`).
+could not finish (an outage, a crash) one re-request takes over under the announce lease (`take_over`). It
+also keeps where the audit log stood when the key was claimed (`audit_from`), so the one taking over finds an
+`action_requested` the creator appended before its flag write failed, instead of appending a second.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ ANNOUNCE_LEASE = timedelta(seconds=30)
 `action_requested`): three table writes on request-path budgets take seconds. After it, or at once when the
 creator handed it back (an outage), one re-request (ETag-conditional) announces it instead, so an action whose
 creator died between its writes is still found by its status route and audited, exactly once."""
+CLOSE_AUDIT_LEASE = ANNOUNCE_LEASE
+"""How long the request that closed an action (cancel, expiry) keeps the sole right to audit the close; after
+it, or at once when it handed the close back, the next reader of the action audits it (ETag-conditionally)."""
 _HANDED_BACK = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -44,6 +49,9 @@ class Claim:
     submitted: bool
     failed: bool = False  # the creator could not queue the event: the next re-request queues it
     announced: bool = True  # indexed and audited (`action_requested`); claims from before the flag were
+    # The audit log's size when the key was claimed: an announcer looks for `action_requested` from there, so a
+    # creator whose `mark_announced` failed after its append is not audited again by the re-request taking over.
+    audit_from: int | None = None
 
 
 def action_key(tenant_id: str, idempotency_key: str) -> str:
@@ -81,6 +89,12 @@ class ActionRecord(BaseModel):
     closed: str | None = None  # "cancelled" | "expired": ended by the requester or the request's timeout
     closed_at: datetime | None = None
     closed_by: str | None = None
+    # A close (cancel, expiry) not yet known to be audited: where the audit log stood before the close was
+    # written (its `action_<closed>` entry is looked for from there), who may audit it until when (None: at
+    # once), and whether ending the approval chain succeeded. None once audited, and for older rows.
+    close_audit_from: int | None = None
+    close_audit_until: datetime | None = None
+    chain_ended: bool | None = None
     outcome: str | None = None  # "executed" | "skipped", as the client reported
     exit_code: int | None = None
     reported_at: datetime | None = None
@@ -111,17 +125,17 @@ class ActionStore:
             "record": record.model_dump(mode="json"),
         }
 
-    def claim(self, record: ActionRecord) -> Claim:
+    def claim(self, record: ActionRecord, audit_from: int | None = None) -> Claim:
         """Claim the idempotency key (row `claim` in the partition named by the key's run id), create-only,
         then write the action's row. Of identical concurrent requests one creates; the rest get the first
         request's record back (and write the action's row if its creator has not written it yet)."""
-        first = self.claim_key(record)
+        first = self.claim_key(record, audit_from)
         if first is not None:
             return first
         self.write_action_row(record)
-        return Claim(True, record, False)
+        return Claim(True, record, False, audit_from=audit_from)
 
-    def claim_key(self, record: ActionRecord) -> Claim | None:
+    def claim_key(self, record: ActionRecord, audit_from: int | None = None) -> Claim | None:
         """None when this request claimed the key; otherwise the first request's claim. A duplicate whose
         fingerprint matches also writes the action's row if it is missing, so a creator that died between
         its two writes does not leave the action without a row."""
@@ -137,6 +151,7 @@ class ActionStore:
                     "announced": False,
                     "announce_until": record.created_at + ANNOUNCE_LEASE,
                     "record": record.model_dump(mode="json"),
+                    **({"audit_from": audit_from} if audit_from is not None else {}),
                 }
             )
         except ResourceExistsError:
@@ -152,6 +167,7 @@ class ActionStore:
                 bool(entity.get("submitted")),
                 bool(entity.get("submit_failed")),
                 bool(entity.get("announced", True)),
+                entity["audit_from"] if isinstance(entity.get("audit_from"), int) else None,
             )
         return None
 

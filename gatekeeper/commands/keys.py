@@ -112,7 +112,9 @@ def rotate_keys(args: argparse.Namespace) -> int:
 def _record_kek_public(args: argparse.Namespace, tenant: str, ring) -> None:  # ring: DataKeyRing
     """Write the current KEK version's public key into the tenant record, so ingestion wraps its transit keys
     with the current version (instances pick it up within the registry's cache period). A failure is an error
-    (exit 1): a record left on an old version would keep sealing under it after that version is disabled."""
+    (exit 1): a record left on an old version would keep sealing under it after that version is disabled. A
+    record changed meanwhile (another import or rotation) is not overwritten: Conflict naming the tenant, exit 2
+    from `gatekeeper.cli.main`, and the command is run again."""
     from gatekeeper.tenancy.registry import TenantRegistry
 
     registry = TenantRegistry(storage_from_args(args))

@@ -19,11 +19,14 @@ audits it): the one that stored it, or the one that wins the ETag-conditional cl
 it back or its claim expired (`GateStore.claim_delivery`), so twenty identical concurrent votes give one
 202, nineteen 409s, one raised event and one audit entry. A vote raised whose audit append then failed is
 marked raised, not audited: the same voter's retry (or the PSA event's redelivery) audits it without raising
-it again, also once the vote has decided the gate.
+it again, also once the vote has decided the gate. Before the append the voter row records where the audit log
+stood (`audit_from`), so a delivery whose last write (`mark_raised`) failed after the append is finished by the
+retry without a second `approval_decided`: it finds the entry instead.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -34,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gatekeeper import json_bounded
 from gatekeeper.approvals import chain
 from gatekeeper.approvals.authenticate import require_person
+from gatekeeper.audit.lookup import find_entry
 from gatekeeper.contracts.gate import GateStatus, VoteEvent, vote_event_name
 from gatekeeper.errors import (
     Conflict,
@@ -56,6 +60,8 @@ from gatekeeper.store.tables import StorageAccount
 
 if TYPE_CHECKING:
     from gatekeeper.tenancy.model import TenantRecord
+
+logger = logging.getLogger(__name__)
 
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,199}$")
 MAX_BODY_BYTES = 16 * 1024
@@ -454,6 +460,16 @@ class DecisionService:
             return None
         return store.claim_delivery(record.instance_id, voter_id, now)
 
+    @staticmethod
+    def _audited_entry(log: Any, record: GateRecord, stored: StoredVote) -> int | None:
+        """The `approval_decided` entry an earlier delivery of this vote appended (it recorded where the log
+        stood first, `audit_from`), or None: found, the vote is not audited again."""
+        if stored.audit_from is None:
+            return None
+        return find_entry(
+            log, stored.audit_from, "approval_decided", record.instance_id, lambda data: data.get("vote") == stored.seq
+        )
+
     def _outrun(self, store: GateStore, record: GateRecord, stored: StoredVote) -> chain.Refusal | None:
         """Why a vote just stored cannot count: votes stored before it (lower sequence numbers) already
         rejected its stage or met its quorum while both requests were checking (quorum 1, two approvers at
@@ -512,29 +528,37 @@ class DecisionService:
                 title="Try again",
             ) from None
         if self._audit_for is not None:
-            try:
-                entry = self._audit_for(record.tenant_id).append(
-                    "approval_decided",
-                    principal.oid if principal is not None else stored.voter_id,
-                    record.instance_id,
-                    record.title[:1000],
-                    {
-                        "vote": stored.seq,
-                        "stage": stored.stage,
-                        "decision": stored.decision.value,
-                        "comment": comment[:1000],
-                        "upn": upn,
-                        **(audit_data or {}),
-                    },
-                    at=stored.at,
-                )
+            log = self._audit_for(record.tenant_id)
+            try:  # an earlier delivery may have appended the entry and failed only to say so (mark_raised)
+                found = self._audited_entry(log, record, stored)
+                if found is None:
+                    if stored.audit_from is None:
+                        store.mark_auditing(record.instance_id, stored.voter_id, log.head().size)
+                    entry = log.append(
+                        "approval_decided",
+                        principal.oid if principal is not None else stored.voter_id,
+                        record.instance_id,
+                        record.title[:1000],
+                        {
+                            "vote": stored.seq,
+                            "stage": stored.stage,
+                            "decision": stored.decision.value,
+                            "comment": comment[:1000],
+                            "upn": upn,
+                            **(audit_data or {}),
+                        },
+                        at=stored.at,
+                    )
             except Exception:  # raised, not audited: the person's retry audits it (and raises nothing again)
                 store.release_delivery(record.instance_id, stored.voter_id, raised=True)
                 raise
-            seq = getattr(entry, "seq", None)
+            seq = getattr(entry, "seq", None) if found is None else None
             if isinstance(seq, int):  # the gate's view lists its audit entries (GateStore.note_audit)
                 store.note_audit(record.instance_id, seq, "approval_decided", stored.at)
-        store.mark_raised(record.instance_id, stored.voter_id)
+        try:
+            store.mark_raised(record.instance_id, stored.voter_id)
+        except Exception:  # raised and audited: delivered; a retry after the claim finds the entry, adds none
+            logger.warning("gate %s: a delivered vote could not be marked delivered", record.instance_id)
         return 202, {
             "instance_id": record.instance_id,
             "status": "accepted",

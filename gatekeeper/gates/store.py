@@ -139,6 +139,9 @@ class StoredVote(BaseModel):
     seq: int
     raised: bool = False
     audited: bool = False  # its `approval_decided` entry is written: the delivery is finished
+    # The audit log's size before its `approval_decided` append was tried: a retry looks for the entry from
+    # there, so a delivery whose flag write failed after the append is not audited twice.
+    audit_from: int | None = None
     comment: str = ""
 
     def recorded(self) -> RecordedVote:
@@ -361,6 +364,19 @@ class GateStore:
         except Exception:  # the delivery's own failure is the one the caller reports
             log.warning("gate %s: could not hand back a vote's delivery claim; it expires", instance_id)
 
+    def mark_auditing(self, instance_id: str, voter_id: str, audit_from: int) -> None:
+        """The vote went to the chain and its `approval_decided` entry is about to be appended at or after
+        `audit_from`: written before the append, so any retry raises nothing again and finds the entry."""
+        self._ready().upsert(
+            {
+                "PartitionKey": instance_id,
+                "RowKey": VOTER_PREFIX + voter_id.lower(),
+                "raised": True,
+                "audit_from": audit_from,
+            },
+            merge=True,
+        )
+
     def mark_raised(self, instance_id: str, voter_id: str) -> None:
         """The vote is delivered: raised to the chain and audited."""
         self._ready().upsert(
@@ -383,6 +399,7 @@ def _vote(row: Any) -> StoredVote:
         seq=int(row["seq"]),
         raised=bool(row.get("raised")),
         audited=_audited(row),
+        audit_from=row["audit_from"] if isinstance(row.get("audit_from"), int) else None,
         comment=row.get("comment") or "",
     )
 

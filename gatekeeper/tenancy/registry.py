@@ -6,6 +6,7 @@ registry changes rarely; an import invalidates this process's cache at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from gatekeeper.errors import Conflict, InvalidInput, NotFound
@@ -134,7 +135,11 @@ class TenantRegistry:
 
     def import_records(self, records: list[TenantRecord]) -> None:
         """Add or replace tenants. Everything is checked before anything is written: each record's data
-        boundary against the deployment's (BoundaryMismatch naming `tenants[i].data_boundary`), then identities."""
+        boundary against the deployment's (BoundaryMismatch naming `tenants[i].data_boundary`), then identities.
+        Then every identity is claimed for its tenant (create-only or ETag-conditional, `_claim`) before any
+        record is written, so of two concurrent imports claiming one identity for two tenants one wins and the
+        other hears RegistryConflict with nothing of its own left written; identities a tenant no longer names
+        are deleted only as read (`_release`)."""
         self.check_boundaries(records)
         for index, record in enumerate(records):  # outbound credentials name only the tenant's own settings
             refused = first_problem(record)
@@ -153,9 +158,10 @@ class TenantRegistry:
             if existing and existing != tenant_id and existing not in importing:
                 raise RegistryConflict(f"identity {identity} already belongs to another tenant")
 
+        previous = {r.tenant_id: self._read_record(r.tenant_id) for r in records}
+        self._claim(claimed, importing)
         now = datetime.now(UTC).isoformat()
         for record in records:
-            previous = self._read_record(record.tenant_id)
             self.table.upsert_entity(
                 {
                     "PartitionKey": TENANT_PARTITION,
@@ -165,21 +171,86 @@ class TenantRegistry:
                 },
                 mode=UpdateMode.REPLACE,
             )
-            for identity in record.all_identities:
-                self.table.upsert_entity(
-                    {
-                        "PartitionKey": IDENTITY_PARTITION,
-                        "RowKey": identity_row_key(identity),
-                        "identity": identity,
-                        "tenant_id": record.tenant_id,
-                    },
-                    mode=UpdateMode.REPLACE,
-                )
-            stale = set(previous.all_identities) - set(record.all_identities) if previous else set()
-            for identity in stale:
-                if self._read_identity(identity) == record.tenant_id:
-                    self.table.delete_entity(IDENTITY_PARTITION, identity_row_key(identity))
+        for record in records:
+            before = previous[record.tenant_id]
+            stale = set(before.all_identities) - set(record.all_identities) if before else set()
+            for identity in stale - claimed.keys():
+                self._release(identity, record.tenant_id)
         self.invalidate()
+
+    def _claim(self, claimed: dict[str, str], importing: set[str]) -> None:
+        """Point every identity at its tenant before any record is written, each write create-only or
+        conditional on the ETag read, so a concurrent import claiming the same identity for another tenant
+        cannot be overwritten (last writer wins) and both imports report success. The loser hears
+        RegistryConflict and hands back what it had claimed; no record of its is written."""
+        undo: list[tuple[str, str | None, str]] = []  # (identity, owner before, ETag of our write)
+        try:
+            for identity, tenant_id in claimed.items():
+                undo.extend(self._claim_one(identity, tenant_id, importing))
+        except RegistryConflict:
+            for identity, owner, etag in reversed(undo):
+                self._undo_claim(identity, owner, etag)
+            raise
+
+    def _claim_one(self, identity: str, tenant_id: str, importing: set[str]) -> list[tuple[str, str | None, str]]:
+        row = identity_row_key(identity)
+        entity_body = {"PartitionKey": IDENTITY_PARTITION, "RowKey": row, "identity": identity, "tenant_id": tenant_id}
+        for _ in range(3):
+            try:
+                current = self.table.get_entity(IDENTITY_PARTITION, row)
+            except ResourceNotFoundError:
+                try:
+                    written = self.table.create_entity(entity_body)
+                except ResourceExistsError:
+                    continue  # another import created it meanwhile: decide again on what it wrote
+                return [(identity, None, str(written["etag"]))]
+            owner = str(current["tenant_id"])
+            if owner != tenant_id and owner not in importing:
+                raise RegistryConflict(f"identity {identity} already belongs to another tenant")
+            try:  # also when it is ours already: the new ETag makes a concurrent stale delete of it fail
+                written = self.table.update_entity(
+                    entity_body,
+                    mode=UpdateMode.REPLACE,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue  # changed or deleted since read: decide again
+            return [(identity, owner, str(written["etag"]))]
+        raise RegistryConflict(f"identity {identity} is being changed by another import at the same time; try again")
+
+    def _undo_claim(self, identity: str, owner: str | None, etag: str) -> None:
+        """Put back what this import changed, only where nobody wrote the row since (ETag-conditional)."""
+        row = identity_row_key(identity)
+        try:
+            if owner is None:
+                self.table.delete_entity(
+                    IDENTITY_PARTITION, row, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+            else:
+                self.table.update_entity(
+                    {"PartitionKey": IDENTITY_PARTITION, "RowKey": row, "identity": identity, "tenant_id": owner},
+                    mode=UpdateMode.REPLACE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass  # another writer owns the row now; it is theirs to keep
+
+    def _release(self, identity: str, tenant_id: str) -> None:
+        """Delete an identity the tenant no longer names, only if it still points at the tenant as read: an
+        unconditional delete after the read would remove an ownership another import wrote meanwhile."""
+        row = identity_row_key(identity)
+        try:
+            current = self.table.get_entity(IDENTITY_PARTITION, row)
+        except ResourceNotFoundError:
+            return
+        if current["tenant_id"] != tenant_id:
+            return
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):  # another import's since read
+            self.table.delete_entity(
+                IDENTITY_PARTITION, row, etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified
+            )
 
     def check_boundaries(self, records: list[TenantRecord]) -> None:
         """Refuse (BoundaryMismatch naming `tenants[i].data_boundary`) any record this deployment may not hold."""
@@ -188,19 +259,28 @@ class TenantRegistry:
 
     def set_kek_public(self, tenant_id: str, jwk: dict[str, str]) -> TenantRecord:
         """Record the public key of the tenant's current KEK version (after onboarding or a KEK rotation).
-        The record is validated again (the key must be the tenant's) and replaced only if unchanged since read."""
+        The record is validated again (the key must be the tenant's) and replaced only if unchanged since read;
+        otherwise Conflict (field `tenant`), nothing written."""
         try:
             entity = self.table.get_entity(TENANT_PARTITION, tenant_id)
         except ResourceNotFoundError:
             raise NotFound(f"tenant {tenant_id} is not registered", field="tenant") from None
         current = TenantRecord.model_validate_json(entity["record"])
         record = TenantRecord.model_validate({**current.model_dump(), "kek_public": jwk})
-        self.table.update_entity(
-            {"PartitionKey": TENANT_PARTITION, "RowKey": tenant_id, "record": record.model_dump_json()},
-            mode=UpdateMode.MERGE,
-            etag=entity.metadata["etag"],
-            match_condition=MatchConditions.IfNotModified,
-        )
+        try:
+            self.table.update_entity(
+                {"PartitionKey": TENANT_PARTITION, "RowKey": tenant_id, "record": record.model_dump_json()},
+                mode=UpdateMode.MERGE,
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise Conflict(
+                f"tenant {tenant_id}: the registry record changed while the KEK public key was being recorded"
+                " (another import or rotation); nothing was written, run the command again",
+                code="registry-record-changed",
+                field="tenant",
+            ) from None
         self.invalidate()
         return record
 

@@ -179,6 +179,9 @@ def audit_down_once(env: GatekeeperEnv, down_for: str = "action_requested") -> C
                 raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
             return self.log.append(kind, *args, **kwargs)
 
+        def __getattr__(self, name: str) -> Any:  # reads (head, entries) reach the real log
+            return getattr(self.log, name)
+
     return lambda tenant_id: Log(real(tenant_id))
 
 

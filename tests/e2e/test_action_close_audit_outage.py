@@ -1,0 +1,129 @@
+"""A cancel or an expiry that ended the action's approval chain, then whose audit append met an outage (503).
+The close cannot be undone once the chain has ended, so the action stayed closed and was never audited: the
+requester's retried cancel heard 409 "already cancelled", and the status route answered "expired" for good.
+Now the next reader (the retried cancel, the status route) audits the close, once. The rig is
+tests/e2e/test_action_flows.py's (routes, the real queue and dispatcher, the local Durable HTTP API, Azurite and
+the tenant's real audit log), with the audit log behind a port double that refuses one append of one kind."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gatekeeper.contracts.gate import chain_instance_id
+from gatekeeper.errors import DependencyUnavailable
+from tests.e2e.test_action_flows import (  # noqa: F401 - the fixtures are used by name
+    World,
+    ask,
+    body,
+    entra,
+    github,
+    world,
+)
+
+pytestmark = pytest.mark.azurite
+
+
+def audit_down_once(world: World, kind: str) -> None:
+    """The tenant's audit log for the action routes, unreachable for the first entry of `kind`; assigned before
+    the action service is built, so it takes this one."""
+    real, down = world.env.services.audit_for, [True]
+
+    class Log:
+        def __init__(self, log: Any) -> None:
+            self.log = log
+
+        def append(self, what: str, *args: Any, **kwargs: Any) -> Any:
+            if what == kind and down:
+                down.clear()
+                raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
+            return self.log.append(what, *args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:  # reads (head, entries, records) reach the real log
+            return getattr(self.log, name)
+
+    world.env.services.__dict__["audit_for"] = lambda tenant_id: Log(real(tenant_id))
+
+
+def pending_with_a_running_chain(world: World, **overrides: Any) -> str:
+    answer = world.post(ask(**overrides), world.agent())
+    assert answer.status_code == 202, answer.get_body()
+    action_id = body(answer)["id"]
+    world.pump()
+    # the Durable HTTP API knows the chain the runner is running, so withdrawing it ends it
+    world.durable.instances[chain_instance_id(action_id)] = {"name": "approval_chain", "runtimeStatus": "Running"}
+    return action_id
+
+
+def kinds(world: World, action_id: str, kind: str) -> list[Any]:
+    return [r for r in world.audit(action_id) if r.kind == kind]
+
+
+def test_a_cancel_that_ended_the_chain_and_whose_audit_failed_is_audited_once_by_its_retry(world):
+    audit_down_once(world, "action_cancelled")
+    action_id = pending_with_a_running_chain(world)
+    first = world.cancel(action_id, world.agent())
+    assert first.status_code == 503, first.get_body()
+    assert len(world.durable.requests_to("/raiseEvent/", "POST")) == 1, "the chain was told: it has ended"
+    again = world.cancel(action_id, world.agent())
+    assert again.status_code == 200, again.get_body()
+    assert body(again)["status"] == "cancelled"
+    [entry] = kinds(world, action_id, "action_cancelled")
+    assert entry.data["chain_ended"] is True and entry.data["reason"] == "cancelled"
+    assert world.cancel(action_id, world.agent()).status_code == 409, "done: a later cancel is refused"
+    assert body(world.get(action_id, world.agent()))["status"] == "cancelled"
+    assert len(kinds(world, action_id, "action_cancelled")) == 1, "audited once"
+    assert len(world.durable.requests_to("/raiseEvent/", "POST")) == 1, "the chain is not told twice"
+
+
+def test_an_expiry_that_ended_the_chain_and_whose_audit_failed_is_audited_once_by_the_next_status_read(world):
+    audit_down_once(world, "action_expired")
+    action_id = pending_with_a_running_chain(world, timeout="PT1M")
+    store = world.env.services.actions._actions(world.tenant_id)  # age the request: its timeout has passed
+    record, etag = store.load(action_id)
+    assert store.replace(record.model_copy(update={"expires_at": datetime.now(UTC) - timedelta(seconds=1)}), etag)
+    first = world.get(action_id, world.agent())
+    assert first.status_code == 503, first.get_body()
+    assert kinds(world, action_id, "action_expired") == []
+    state = body(world.get(action_id, world.agent()))
+    assert (state["status"], state["decision"]) == ("expired", "denied")
+    [entry] = kinds(world, action_id, "action_expired")
+    assert entry.actor == "system" and entry.data["chain_ended"] is True
+    assert body(world.get(action_id, world.agent()))["status"] == "expired"
+    assert len(kinds(world, action_id, "action_expired")) == 1, "audited once"
+    closed, _ = store.load(action_id)
+    assert closed.close_audit_from is None, "noted as audited: later reads look for nothing"
+
+
+def test_a_close_whose_closer_died_is_left_to_it_within_its_lease_then_audited_once_by_concurrent_readers(world):
+    """The closer wrote the closed row and died before its audit append (nothing handed back). A status read
+    within the closer's lease leaves the close alone (the closer may be slow); after it, of several readers at
+    once exactly one audits it (ETag-conditional take-over), and every one answers "cancelled"."""
+    action_id = pending_with_a_running_chain(world)
+    store = world.env.services.actions._actions(world.tenant_id)
+    record, etag = store.load(action_id)
+    log = world.env.services.audit_for(world.tenant_id)
+    now = datetime.now(UTC)
+    closed = record.model_copy(
+        update={
+            "closed": "cancelled",
+            "closed_at": now,
+            "closed_by": "agent",
+            "close_audit_from": log.head().size,
+            "close_audit_until": now + timedelta(minutes=5),
+        }
+    )
+    etag = store.replace(closed, etag)
+    assert etag
+    assert body(world.get(action_id, world.agent()))["status"] == "cancelled"
+    assert kinds(world, action_id, "action_cancelled") == [], "within the closer's lease: left to it"
+    assert store.replace(closed.model_copy(update={"close_audit_until": now - timedelta(seconds=1)}), etag)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: world.get(action_id, world.agent()), range(4)))
+    assert [body(a)["status"] for a in answers] == ["cancelled"] * 4
+    [entry] = kinds(world, action_id, "action_cancelled")
+    assert entry.actor == "agent" and entry.data["chain_ended"] is None, "whether the chain ended is not known"
+    assert store.load(action_id)[0].close_audit_from is None

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from gatekeeper.contracts.gate import chain_instance_id
-from gatekeeper.errors import DependencyUnavailable
 from tests.e2e.test_action_flows import (  # noqa: F401 - the fixtures are used by name
     World,
     ask,
@@ -23,6 +22,7 @@ from tests.e2e.test_action_flows import (  # noqa: F401 - the fixtures are used 
     github,
     world,
 )
+from tests.support.outage import audit_down_once as audit_logs_down_once
 
 pytestmark = pytest.mark.azurite
 
@@ -30,22 +30,7 @@ pytestmark = pytest.mark.azurite
 def audit_down_once(world: World, kind: str) -> None:
     """The tenant's audit log for the action routes, unreachable for the first entry of `kind`; assigned before
     the action service is built, so it takes this one."""
-    real, down = world.env.services.audit_for, [True]
-
-    class Log:
-        def __init__(self, log: Any) -> None:
-            self.log = log
-
-        def append(self, what: str, *args: Any, **kwargs: Any) -> Any:
-            if what == kind and down:
-                down.clear()
-                raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
-            return self.log.append(what, *args, **kwargs)
-
-        def __getattr__(self, name: str) -> Any:  # reads (head, entries, records) reach the real log
-            return getattr(self.log, name)
-
-    world.env.services.__dict__["audit_for"] = lambda tenant_id: Log(real(tenant_id))
+    world.env.services.__dict__["audit_for"] = audit_logs_down_once(world.env.services.audit_for, kind)
 
 
 def pending_with_a_running_chain(world: World, **overrides: Any) -> str:

@@ -31,6 +31,7 @@ from gatekeeper.tenancy.model import SecretPurpose, TenantRecord
 from gatekeeper.tenancy.secrets import SecretResolver
 from tests.conftest import ROOT
 from tests.e2e.test_gate_flows import ANNA, DEV_OID, OPERATOR, TID, WEBHOOK_SECRET, Shared, shared  # noqa: F401
+from tests.support.outage import AuditDownOnce
 
 pytestmark = pytest.mark.azurite
 
@@ -204,28 +205,12 @@ def test_a_redelivered_approval_is_applied_once_and_another_ticket_decides_nothi
     assert len(decided) == 1
 
 
-class DecisionAuditDownOnce:
-    """The tenant's audit log, unreachable for the first `approval_decided` entry."""
-
-    def __init__(self, log: Any) -> None:
-        self.log, self.down = log, True
-
-    def append(self, kind: str, *args: Any, **kwargs: Any) -> Any:
-        if kind == "approval_decided" and self.down:
-            self.down = False
-            raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
-        return self.log.append(kind, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.log, name)
-
-
 def test_a_cab_approval_raised_whose_audit_failed_is_audited_by_its_redelivery_once(shared: Shared):
     """The CAB's approval reached the chain and decided the gate, then its `approval_decided` append met an
     outage. The redelivered event used to find the gate decided and audit "not applied": the approval that
     counted was never audited. Now the redelivery audits it, once."""
-    flaky: dict[int, DecisionAuditDownOnce] = {}
-    with psa_env(shared, lambda log: flaky.setdefault(id(log), DecisionAuditDownOnce(log))) as psa:
+    flaky: dict[int, AuditDownOnce] = {}
+    with psa_env(shared, lambda log: flaky.setdefault(id(log), AuditDownOnce(log, "approval_decided"))) as psa:
         ticket = 6000 + uuid.uuid4().int % 999
         gate = psa.gate(f"autotask:{ticket}")
         with pytest.raises(DependencyUnavailable):

@@ -23,7 +23,7 @@ from functions.http import problem_body, status_of
 from gatekeeper.approvals.chain import Decision
 from gatekeeper.audit.log import AuditLog
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, chain_instance_id, vote_event_name
-from gatekeeper.errors import DependencyUnavailable, GatekeeperError
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.events.model import EventKind, EventSource, PipelineEvent, WebhookCallback
 from gatekeeper.gates.effects import PolicyDecider
 from gatekeeper.integrations.callbacks import PipelineCallbacks
@@ -35,6 +35,7 @@ from gatekeeper.security.entra import EntraTokenValidator
 from gatekeeper.settings import Settings
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount
+from tests.support.outage import AuditDownOnce
 
 pytestmark = pytest.mark.azurite
 
@@ -211,30 +212,15 @@ def test_a_vote_stored_while_an_earlier_one_was_being_stored_is_refused_and_neve
     assert decisions_of(audit, gate)[0].actor == ANNA
 
 
-class DecisionsAuditDownOnce:
-    """The tenant's audit log, unreachable for the first `approval_decided` entry (an outage right after the
-    vote was raised to the chain)."""
-
-    def __init__(self, log: AuditLog) -> None:
-        self.log, self.down = log, True
-
-    def append(self, kind: str, *args: Any, **kwargs: Any) -> Any:
-        if kind == "approval_decided" and self.down:
-            self.down = False
-            raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
-        return self.log.append(kind, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:  # reads (head, entries) reach the real log
-        return getattr(self.log, name)
-
-
 @pytest.mark.parametrize("chain_ran", [False, True])
 def test_a_vote_raised_whose_audit_failed_is_audited_by_the_same_persons_retry_once(azurite, tmp_path, chain_ran):
     """The vote reached the chain, then its `approval_decided` append met an outage (503). The vote counts, so
     it must be audited: the retry used to hear 409 (already voted) or, once the chain had decided, 410, and
     the counted vote was never audited. Now the retry audits it, once, and raises nothing again."""
-    flaky: dict[int, DecisionsAuditDownOnce] = {}  # one wrapper for the one log, so it fails once in all
-    rigs = rig_with(azurite, tmp_path, POLICY, lambda log: flaky.setdefault(id(log), DecisionsAuditDownOnce(log)))
+    flaky: dict[int, AuditDownOnce] = {}  # one wrapper for the one log, so it fails once in all
+    rigs = rig_with(
+        azurite, tmp_path, POLICY, lambda log: flaky.setdefault(id(log), AuditDownOnce(log, "approval_decided"))
+    )
     gates, issuer, receiver, audit, tenant_id = next(rigs)
     try:
         gate = open_gate(gates, receiver, tenant_id)

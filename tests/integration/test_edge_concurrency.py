@@ -25,6 +25,7 @@ from gatekeeper.policy.store import PolicyStore
 from gatekeeper.services import set_services
 from tests.conftest import ROOT
 from tests.support.gatekeeper_env import API_KEY, GatekeeperEnv, github_request, http_function, make_env
+from tests.support.outage import audit_down_once
 from tests.support.worker_loop import run_on_worker
 
 pytestmark = pytest.mark.azurite
@@ -165,26 +166,6 @@ class IndexDownOnce(GateIndex):
         super().put(instance_id, tenant_id)
 
 
-def audit_down_once(env: GatekeeperEnv, down_for: str = "action_requested") -> Callable[[str], Any]:
-    """The tenant's audit log, unreachable for the first entry of kind `down_for`."""
-    real, down = env.services.audit_for, [True]
-
-    class Log:
-        def __init__(self, log: Any) -> None:
-            self.log = log
-
-        def append(self, kind: str, *args: Any, **kwargs: Any) -> Any:
-            if kind == down_for and down:
-                down.clear()
-                raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
-            return self.log.append(kind, *args, **kwargs)
-
-        def __getattr__(self, name: str) -> Any:  # reads (head, entries) reach the real log
-            return getattr(self.log, name)
-
-    return lambda tenant_id: Log(real(tenant_id))
-
-
 def action_status(tenant_id: str, action_id: str, durable: Any) -> func.HttpResponse:
     headers = {"X-Gatekeeper-Tenant": tenant_id, "x-functions-key": API_KEY}
     url = f"http://localhost/api/actions/{action_id}"
@@ -200,7 +181,7 @@ def test_an_action_whose_creator_failed_after_claiming_the_key_is_finished_by_th
     if down == "index":
         env.services.__dict__["index"] = IndexDownOnce(env.storage)
     else:
-        env.services.__dict__["audit_for"] = audit_down_once(env)
+        env.services.__dict__["audit_for"] = audit_down_once(env.services.audit_for, "action_requested")
     key = "run-43:apply-" + uuid.uuid4().hex[:8]
     first = action_request(env.tenant_id, key)
     assert first.status_code == 503, first.get_body()
@@ -245,7 +226,7 @@ def test_a_cancel_or_report_whose_audit_failed_is_not_kept_so_its_retry_records_
     cancelled, already reported) and the change was never audited. Now the row is put back for the retry."""
     kind = {"cancel": "action_cancelled", "report": "action_reported"}[route]
     PolicyStore(env.storage, env.tenant_id).publish(json.dumps(L2_POLICY), published_by="tests")  # people decide
-    env.services.__dict__["audit_for"] = audit_down_once(env, kind)
+    env.services.__dict__["audit_for"] = audit_down_once(env.services.audit_for, kind)
     asked = action_request(env.tenant_id, "run-44:apply-" + uuid.uuid4().hex[:8])
     assert asked.status_code == 202, asked.get_body()
     action_id = json.loads(asked.get_body())["id"]

@@ -5,10 +5,9 @@ follow-up the audit log never heard of. Real Azurite tables and the tenant's rea
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,7 @@ from gatekeeper.gates.followup import FollowUpService
 from gatekeeper.gates.store import GateIndex, GateRecord
 from gatekeeper.security.principal import Principal
 from tests.support.gatekeeper_env import ENTRA_TENANT, GatekeeperEnv, make_env
+from tests.support.outage import audit_down_once
 
 pytestmark = pytest.mark.azurite
 
@@ -27,30 +27,6 @@ OPERATOR = "0000000c-0000-4000-8000-00000000000c"
 @pytest.fixture
 def env(storage_connection_string: str, tmp_path: Path) -> Iterator[GatekeeperEnv]:
     yield make_env(storage_connection_string, tmp_path / "keys")
-
-
-def audit_down_once(env: GatekeeperEnv) -> Callable[[str], Any]:
-    """The tenant's audit log, unreachable for its first append (either method)."""
-    real, down = env.services.audit_for, [True]
-
-    def fail_once() -> None:
-        if down:
-            down.clear()
-            raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
-
-    class Log:
-        def __init__(self, log: Any) -> None:
-            self.log = log
-
-        def append(self, *args: Any, **kwargs: Any) -> Any:
-            fail_once()
-            return self.log.append(*args, **kwargs)
-
-        def append_many(self, items: Any) -> Any:
-            fail_once()
-            return self.log.append_many(items)
-
-    return lambda tenant_id: Log(real(tenant_id))
 
 
 def executed_l1_gate(env: GatekeeperEnv) -> str:
@@ -81,7 +57,7 @@ def test_a_follow_up_whose_audit_failed_is_recorded_and_audited_once_by_the_retr
         env.services.cipher,
         entra_tenants_for=lambda _t: (ENTRA_TENANT,),
         operators_for=lambda _t: (OPERATOR,),
-        audit_for=audit_down_once(env),
+        audit_for=audit_down_once(env.services.audit_for),
     )
     person = Principal(oid=OPERATOR, tid=ENTRA_TENANT, auth="teams")
     with pytest.raises(DependencyUnavailable):

@@ -14,6 +14,7 @@ from gatekeeper.slack.channel import slack_external
 from gatekeeper.store.keys import LocalKeyProvider, build_cipher
 from gatekeeper.store.tables import StorageAccount, TablePurpose
 from gatekeeper.tenancy.identities import IdentityLink, IdentityMap
+from tests.support.outage import AuditDownOnce
 
 pytestmark = pytest.mark.azurite
 
@@ -141,19 +142,6 @@ def test_bad_link_arguments_exit_2_naming_the_field(cli, capsys, external, oid, 
 def test_an_unreadable_file_exits_2(cli, tmp_path, capsys):
     assert cli.run("import", str(tmp_path / "missing.json")) == 2
     assert "missing.json: cannot read" in capsys.readouterr().err
-
-
-class AuditDownOnce:
-    """The tenant's audit log, unreachable for its first append."""
-
-    def __init__(self, log: AuditLog) -> None:
-        self.log, self.down = log, True
-
-    def append(self, *args, **kwargs):
-        if self.down:
-            self.down = False
-            raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
-        return self.log.append(*args, **kwargs)
 
 
 @pytest.mark.parametrize("relink", [False, True])

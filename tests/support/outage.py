@@ -7,10 +7,12 @@ import contextlib
 import http.server
 import socket
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from devstack.azurite import DEV_ACCOUNT, DEV_KEY, free_port
+from gatekeeper.errors import DependencyUnavailable
 
 
 def storage_connection_string(*, blob: int, queue: int, table: int) -> str:
@@ -175,3 +177,35 @@ class ImpostorServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class AuditDownOnce:
+    """A tenant's audit log whose first append (of kind `kind`, when given) meets an outage, as the table
+    answering nothing would; every other call reaches the real log. Wrappers built with one shared `outage`
+    fail once between them (one log seen through several services)."""
+
+    def __init__(self, log: Any, kind: str | None = None, outage: list[bool] | None = None) -> None:
+        self.log, self._kind = log, kind
+        self._outage = [True] if outage is None else outage
+
+    def _fail_once(self, kinds: Iterable[str]) -> None:
+        if self._outage and (self._kind is None or self._kind in kinds):
+            self._outage.clear()
+            raise DependencyUnavailable("the audit table did not answer", code="storage-unavailable")
+
+    def append(self, kind: str, *args: Any, **kwargs: Any) -> Any:
+        self._fail_once((kind,))
+        return self.log.append(kind, *args, **kwargs)
+
+    def append_many(self, items: list[Mapping[str, Any]]) -> Any:
+        self._fail_once([str(item.get("kind")) for item in items])
+        return self.log.append_many(items)
+
+    def __getattr__(self, name: str) -> Any:  # reads (head, entries, records) reach the real log
+        return getattr(self.log, name)
+
+
+def audit_down_once(audit_for: Callable[[str], Any], kind: str | None = None) -> Callable[[str], AuditDownOnce]:
+    """`audit_for` whose logs, all tenants together, fail their first append (of `kind`, when given) once."""
+    outage = [True]
+    return lambda tenant_id: AuditDownOnce(audit_for(tenant_id), kind, outage)

@@ -118,3 +118,33 @@ def test_rows_an_older_build_wrote_read_as_announced_with_no_close_to_finish(rig
     assert kinds(env, action_id, "action_cancelled") == ["action_cancelled"]
     closed = store.load(action_id)
     assert closed is not None and closed[0].closed == "cancelled" and closed[0].close_audit_from is None
+
+
+class CountingLog:
+    """A tenant's audit log that counts its scans (`entries`); everything reaches the real log."""
+
+    def __init__(self, log: Any, scans: list[int]) -> None:
+        self.log, self._scans = log, scans
+
+    def entries(self, *args: Any, **kwargs: Any) -> Any:
+        self._scans.append(1)
+        return self.log.entries(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.log, name)
+
+
+def test_the_request_that_claims_a_key_does_not_scan_the_audit_log_for_its_own_entry(rig):
+    """The creator has just claimed the key: no `action_requested` for it can be in the log, so looking for one
+    (a query over the log's tail on every new action, the hot path) is a round trip for nothing. Only one taking
+    over from a creator looks."""
+    env, _proxy, _now = rig
+    scans: list[int] = []
+    audit_for = env.services.audit_for
+    env.services.__dict__["audit_for"] = lambda tenant_id: CountingLog(audit_for(tenant_id), scans)
+    key = "run-63:apply-" + uuid.uuid4().hex[:8]
+    asked = action_request(env.tenant_id, key)
+    assert asked.status_code in (200, 202), asked.get_body()
+    assert scans == [], "no scan of the audit log on the creator's path"
+    action_id = json.loads(asked.get_body())["id"]
+    assert kinds(env, action_id, "action_requested") == ["action_requested"]

@@ -155,7 +155,9 @@ class ActionService:
                 title="The idempotency key was used for another request",
             )
         existing = claim.record
-        if claim.created or (not claim.announced and store.take_over(existing, now)):
+        if claim.created:  # the key is ours this moment: no `action_requested` of it can be in the log yet
+            self._announce(store, existing, caller, None)
+        elif not claim.announced and store.take_over(existing, now):
             self._announce(store, existing, caller, claim.audit_from)
         elif not claim.announced:  # its creator is still at it: the status route must find what we answer
             self._index.put(existing.action_id, tenant_id)
@@ -181,8 +183,8 @@ class ActionService:
         """Index the claimed action (its status route finds it) and audit `action_requested`, once: by the
         request that claimed the key, or by the one re-request that took over from a creator that failed or
         died in between (`ActionStore.take_over`). A failure hands it back, so the retry finishes it. The entry
-        is looked for first (from `audit_from`, the log's size when the key was claimed): a creator whose last
-        write (`mark_announced`) failed had appended it already."""
+        is looked for first by one taking over (from `audit_from`, the log's size when the key was claimed; None:
+        not looked for): a creator whose last write (`mark_announced`) failed had appended it already."""
         try:
             self._index.put(record.action_id, record.tenant_id)
             if (

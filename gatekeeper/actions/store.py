@@ -128,11 +128,17 @@ class ActionStore:
     def claim(self, record: ActionRecord, audit_from: int | None = None) -> Claim:
         """Claim the idempotency key (row `claim` in the partition named by the key's run id), create-only,
         then write the action's row. Of identical concurrent requests one creates; the rest get the first
-        request's record back (and write the action's row if its creator has not written it yet)."""
+        request's record back (and write the action's row if its creator has not written it yet). A creator
+        whose row write fails hands the claim back (`hand_back`), so the retry announces and queues at once."""
         first = self.claim_key(record, audit_from)
         if first is not None:
             return first
-        self.write_action_row(record)
+        try:
+            self.write_action_row(record)
+        except Exception:
+            with contextlib.suppress(Exception):  # best effort: the announce lease expires on its own otherwise
+                self.hand_back(record)
+            raise
         return Claim(True, record, False, audit_from=audit_from)
 
     def claim_key(self, record: ActionRecord, audit_from: int | None = None) -> Claim | None:

@@ -13,7 +13,9 @@ in the gate's partition) -> audited (`follow_up`). A flag for rollback is a pers
 typed, used by every channel's edge). The minutes are sealed in the row and audited; when the tenant has a PSA,
 the `psa_follow_up` orchestration is started to log them on the gate's L3 ticket (`psa_ticket`, moment
 "done"): the channel's trigger never calls a vendor. A start that fails hands the row back and raises
-DependencyUnavailable, so the person (or the queue) can try again and nothing is half-recorded.
+DependencyUnavailable, so the person (or the queue) can try again and nothing is half-recorded. An audit
+append that fails after the start keeps the row (the time is on its way to the PSA) with a note of where the
+audit log stood (`audit_from`): the person's retry audits it once and starts nothing again.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 
 from gatekeeper import telemetry
+from gatekeeper.audit.lookup import find_entry
 from gatekeeper.contracts.gate import GateStatus
 from gatekeeper.contracts.psa import MAX_MINUTES, PSA_FOLLOW_UP, PsaTicketInput, follow_up_instance_id
 from gatekeeper.errors import Conflict, DependencyUnavailable, Forbidden, InvalidInput
@@ -43,6 +46,7 @@ FOLLOW_UP_VERBS: tuple[str, ...] = ("acknowledge", "flag_rollback", "mark_done")
 ROW_PREFIX = "followup|"
 MAX_NOTE = 1000
 MINUTES_FIELD = "minutes"
+AUDIT_FROM = "audit_from"  # on a "done" row kept unaudited after its PSA time entry started (absent otherwise)
 _WHOLE = re.compile(r"^\s*[0-9]{1,6}\s*$")
 
 
@@ -161,6 +165,8 @@ class FollowUpService:
                 {"PartitionKey": check_key("instance_id", instance_id), "RowKey": row_key, "at": at, "comment": comment}
             )
         except ResourceExistsError:
+            if self._finish_audit(repo, record, principal, verb, row_key):
+                return {"instance_id": instance_id, "action": verb, "status": "recorded"}
             raise Conflict(
                 "You already did this for this gate.", code="already-recorded", title="Already recorded"
             ) from None
@@ -171,8 +177,14 @@ class FollowUpService:
             "upn": principal.upn,
             "channel": principal.auth,
         }
+        audit_from: int | None = None  # where the log stood, noted on the row if its audit fails after the PSA
         if minutes is not None:
             data["minutes"] = minutes
+            try:
+                audit_from = self._audit_for(record.tenant_id).head().size
+            except Exception:
+                repo.delete(record.instance_id, row_key)  # nothing started yet: the retry records it again
+                raise
             data["psa_time_entry"] = self._log_time(repo, record, principal, row_key, minutes, at)
         entry = {"actor": principal.oid, "instance_id": instance_id, "subject": record.title[:1000], "at": at}
         entries: list[dict[str, Any]] = [{**entry, "kind": "follow_up", "data": data}]
@@ -190,9 +202,11 @@ class FollowUpService:
         try:
             self._audit(record.tenant_id, entries)
         except Exception:
-            if not data.get("psa_time_entry"):  # nothing else happened yet: the retry records it again
-                with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):
+                if not data.get("psa_time_entry"):  # nothing else happened yet: the retry records it again
                     repo.delete(record.instance_id, row_key)
+                else:  # the PSA time entry is on its way: kept, noted for the person's retry to audit
+                    repo.upsert({"PartitionKey": instance_id, "RowKey": row_key, AUDIT_FROM: audit_from}, merge=True)
             raise
         if verb == "flag_rollback":
             telemetry.emit(
@@ -206,6 +220,45 @@ class FollowUpService:
                 quality_score=record.quality_score,
             )
         return {"instance_id": instance_id, "action": verb, "status": "recorded"}
+
+    def _finish_audit(
+        self, repo: GateRepository, record: GateRecord, principal: Principal, verb: str, row_key: str
+    ) -> bool:
+        """A "done" whose PSA time entry was started but whose audit append failed is kept with a note of where
+        the log stood (`audit_from`): the person's retry audits it (True), once: the note is taken
+        ETag-conditionally, the entry looked for from there first, and nothing is started again."""
+        row = repo.get(record.instance_id, row_key)
+        noted = row.get(AUDIT_FROM) if row is not None else None
+        if row is None or not isinstance(noted, int) or isinstance(noted, bool):
+            return False
+        try:
+            etag = repo.replace({k: v for k, v in row.items() if k != AUDIT_FROM}, str(row.metadata["etag"]))
+        except ResourceModifiedError:
+            return False  # another retry took it
+        comment = row.get("comment") or {}
+        data: dict[str, Any] = {
+            "action": verb,
+            "level": record.level,
+            "note": comment.get("note", ""),
+            "upn": comment.get("upn"),
+            "channel": principal.auth,
+            "minutes": comment.get("minutes"),
+            "psa_time_entry": True,
+        }
+
+        def same(found: Any) -> bool:
+            return all(found.get(k) == data[k] for k in ("action", "note", "upn", "minutes"))
+
+        log = self._audit_for(record.tenant_id)
+        try:
+            if find_entry(log, noted, "follow_up", record.instance_id, same) is None:
+                at = row.get("at") or self._clock()
+                log.append("follow_up", principal.oid, record.instance_id, record.title[:1000], data, at=at)
+        except Exception:
+            with contextlib.suppress(Exception):  # noted again: the next retry audits it
+                repo.replace({**row, AUDIT_FROM: noted}, etag)
+            raise
+        return True
 
     def _audit(self, tenant_id: str, entries: list[dict[str, Any]]) -> None:
         """The follow-up's entries, all or none where the log takes several at once (one transaction), so a

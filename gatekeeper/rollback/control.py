@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gatekeeper import json_bounded
 from gatekeeper.approvals.authenticate import require_person
+from gatekeeper.audit.lookup import find_entry
 from gatekeeper.contracts.watch import wake_event_name
 from gatekeeper.errors import Conflict, DependencyUnavailable, Forbidden, Gone, InvalidInput, NotFound
 from gatekeeper.gates.store import GateIndex, GateStore
@@ -142,12 +143,17 @@ class DeploymentControl:
         return 200, view(changed)
 
     def rollback(self, watch_id: str, principal: Principal, body: bytes) -> tuple[int, dict[str, Any]]:
-        store, _ = self._watch(watch_id, principal)
+        store, record = self._watch(watch_id, principal)
         request: RollbackRequest = _parse(body, RollbackRequest)
-        changes = {"requested_by": principal.oid}
+        if record.requested_by == principal.oid and record.request_audit_from is not None:
+            finished = self._audit_request(store, record, principal, request.reason, look=True)
+            if finished is not None:  # this person's request was woken, its audit failed: audited now
+                return 202, view(finished)
+        noted = self._audit_for(record.tenant_id).head().size
+        changes = {"requested_by": principal.oid, "request_audit_from": noted}
         changed, before = self._change(store, watch_id, _may_roll_back, changes)
         self._wake(store, changed, before, {"kind": "rollback"})
-        self._audit(changed, principal, "requested", request.reason)
+        self._audit_request(store, changed, principal, request.reason, look=False)
         return 202, view(changed)
 
     # ----- steps -------------------------------------------------------------------------------------------
@@ -231,6 +237,45 @@ class DeploymentControl:
             },
             at=self._clock(),
         )
+
+    def _audit_request(
+        self, store: WatchStore, record: WatchRecord, principal: Principal, reason: str, *, look: bool
+    ) -> WatchRecord | None:
+        """Audit a rollback request the orchestration was woken for, once. The request's row notes where the
+        audit log stood (`request_audit_from`) until the entry is written: the wake cannot be undone, so if the
+        append fails the note stays and the same person's retry audits it (`look`: after finding no entry of
+        it from there). The note is taken ETag-conditionally first, so of a request and its concurrent retry
+        one audits; None when another took it."""
+        noted = record.request_audit_from
+        taken: list[bool] = []
+
+        def take(current: WatchRecord) -> dict[str, Any]:
+            taken[:] = [noted is not None and current.request_audit_from == noted]
+            return {"request_audit_from": None} if taken[0] else {}
+
+        try:
+            changed = store.change(record.instance_id, take)
+        except LookupError:
+            raise Conflict("The watch is changing too fast; try again.", code="busy") from None
+        if changed is None or not taken[0] or noted is None:
+            return None
+        log = self._audit_for(record.tenant_id)
+
+        def mine(data: Any) -> bool:
+            return data.get("step") == "requested" and data.get("by") == principal.oid
+
+        try:
+            if not look or find_entry(log, noted, "rollback", record.instance_id, mine) is None:
+                self._audit(record, principal, "requested", reason)
+        except Exception:
+
+            def put_back(current: WatchRecord) -> dict[str, Any]:
+                return {"request_audit_from": noted} if current.request_audit_from is None else {}
+
+            with contextlib.suppress(Exception):  # the person's retry audits it
+                store.change(record.instance_id, put_back)
+            raise
+        return changed
 
     def _wake(self, store: WatchStore, record: WatchRecord, before: dict[str, Any], data: dict[str, Any]) -> None:
         """Raise the change's numbered wake. When the orchestration has ended (410) or cannot be reached (503),

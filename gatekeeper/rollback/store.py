@@ -95,6 +95,9 @@ class WatchRecord(BaseModel):
     ends_at: datetime | None = None
     rollback: RollbackRun | None = None
     requested_by: str | None = None  # who asked for a manual rollback
+    # Where the audit log stood before that request, until its `rollback` entry is written (None once audited,
+    # and for older rows): its wake cannot be undone, so the person's retry audits a request whose append failed.
+    request_audit_from: int | None = None
     alerts: tuple[str, ...] = Field(default=(), max_length=50)
     # RMM alerts (`<connector>:<alert uid>`) that fired on the watched devices: resolved after a successful
     # rollback (gatekeeper.rollback.rmm), then removed.

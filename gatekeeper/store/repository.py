@@ -130,8 +130,13 @@ class TenantRepository:
         )
         return str(result.get("etag", ""))
 
-    def delete(self, partition_key: str, row_key: str) -> None:
-        self._client.delete_entity(check_key("PartitionKey", partition_key), check_key("RowKey", row_key))
+    def delete(self, partition_key: str, row_key: str, etag: str | None = None) -> None:
+        """Delete the row; with `etag`, only if unchanged since (raises azure.core.exceptions.ResourceModifiedError)."""
+        pk, rk = check_key("PartitionKey", partition_key), check_key("RowKey", row_key)
+        if etag is None:
+            self._client.delete_entity(pk, rk)
+        else:
+            self._client.delete_entity(pk, rk, etag=etag, match_condition=MatchConditions.IfNotModified)
 
     def batch(
         self, entities: Iterable[Mapping[str, Any]], *, operation: Literal["create", "upsert"] = "create"

@@ -140,7 +140,7 @@ class IdentityMap:
         repo = self._ready()
         with contextlib.suppress(Exception):
             if before is None:
-                repo.delete(PARTITION, key)  # created a moment ago by this call
+                repo.delete(PARTITION, key, etag)  # created by this call, unless re-linked since
             else:
                 repo.replace({"PartitionKey": PARTITION, "RowKey": key, "entry": before["entry"]}, etag)
 

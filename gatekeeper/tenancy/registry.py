@@ -182,14 +182,16 @@ class TenantRegistry:
         """Point every identity at its tenant before any record is written, each write create-only or
         conditional on the ETag read, so a concurrent import claiming the same identity for another tenant
         cannot be overwritten (last writer wins) and both imports report success. The loser hears
-        RegistryConflict and hands back what it had claimed; no record of its is written."""
+        RegistryConflict and hands back what it had claimed; no record of its is written. So does an import whose
+        claims fail midway (an outage): nothing is left pointing at a tenant whose record was never written."""
         undo: list[tuple[str, str | None, str]] = []  # (identity, owner before, ETag of our write)
         try:
             for identity, tenant_id in claimed.items():
                 undo.extend(self._claim_one(identity, tenant_id, importing))
-        except RegistryConflict:
+        except Exception:
             for identity, owner, etag in reversed(undo):
-                self._undo_claim(identity, owner, etag)
+                with contextlib.suppress(Exception):  # best effort: the failure worth reporting is the claim's
+                    self._undo_claim(identity, owner, etag)
             raise
 
     def _claim_one(self, identity: str, tenant_id: str, importing: set[str]) -> list[tuple[str, str | None, str]]:

@@ -161,3 +161,22 @@ def test_a_link_whose_audit_fails_is_not_kept_and_its_retry_links_and_audits_it_
     assert identities.oid_of(external) == ANNA
     linked = [(r.data["oid"], r.data["previous_oid"]) for r in cli.audit()]
     assert linked == [*([(DEV, None)] if relink else []), (ANNA, before)], "audited once"
+
+
+def test_a_new_link_whose_audit_fails_leaves_a_re_link_written_meanwhile_in_place(cli):
+    """The put-back of a new link whose audit failed deleted the row unconditionally: a re-link another linker
+    wrote (ETag-conditionally, over the new row) and audited in between was removed with it, so the map no
+    longer held a link its audit log says was made. Driven in that order: the other linker runs inside the
+    failing append."""
+    identities = cli.identity_map()
+    external = "github:login:octocat-" + uuid.uuid4().hex[:6]
+
+    class OtherLinkerThenDown:
+        def append(self, *args, **kwargs):
+            assert identities.link(IdentityLink(external=external, oid=DEV), cli.log(), by="lead") == ANNA
+            raise DependencyUnavailable("the audit log did not answer", code="storage-unavailable")
+
+    with pytest.raises(DependencyUnavailable):
+        identities.link(IdentityLink(external=external, oid=ANNA), OtherLinkerThenDown(), by="ops")
+    assert identities.oid_of(external) == DEV, "the other linker's audited re-link stays"
+    assert [(r.data["oid"], r.data["previous_oid"]) for r in cli.audit()] == [(DEV, ANNA)]

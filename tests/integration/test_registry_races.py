@@ -165,3 +165,31 @@ def test_keys_rotate_whose_record_changed_meanwhile_exits_2_naming_the_tenant_an
     again = TenantRegistry(StorageAccount(connection_string=storage_connection_string)).get(a)
     assert again is not None and again.kek_public == LocalKeyProvider(keys).public_jwk(a)
     assert again.display_name == "renamed meanwhile"
+
+
+def test_an_import_whose_identity_claims_fail_midway_hands_back_what_it_had_claimed(proxied, storage_connection_string):
+    """The second identity's claim meets a storage outage (503). Only a RegistryConflict used to hand the
+    claims back: the first identity stayed pointed at a tenant whose record was never written, so the next import
+    of another tenant naming it heard "already belongs to another tenant" (a tenant that does not exist)."""
+    connection, proxy = proxied
+    a, b, identity = names()
+    racing = TenantRegistry(StorageAccount(connection_string=connection))
+    racing.table  # noqa: B018 - the table exists before the outage
+    claims = [0]
+
+    def second_claim(method: str, path: str, body: bytes) -> bool:
+        if method == "POST" and re.search(rb'"PartitionKey":\s*"identity"', body):
+            claims[0] += 1
+            return claims[0] >= 2
+        return False
+
+    proxy.refuse(second_claim)
+    with pytest.raises(Exception) as failed:
+        racing.import_records([record(a, identity, f"{identity}-two")])
+    assert not isinstance(failed.value, RegistryConflict) and proxy.refused, "an outage, not a conflict"
+    proxy.clear()
+    fresh = TenantRegistry(StorageAccount(connection_string=storage_connection_string))
+    assert fresh.get(a) is None, "no record written"
+    assert fresh.tenant_for_identity(identity) is None and fresh.tenant_for_identity(f"{identity}-two") is None
+    fresh.import_records([record(b, identity)])  # free again: another tenant may claim it
+    assert fresh.tenant_for_identity(identity) == b

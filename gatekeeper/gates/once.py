@@ -146,3 +146,10 @@ def appended(seq: int) -> None:
     run = _CURRENT.get()
     if run is not None:
         run.owned.add(seq)
+
+
+def rerun() -> bool:
+    """Whether the current step runs after an earlier run of it failed or died half-way (so a step can look for
+    an external effect that run recorded before making it again)."""
+    run = _CURRENT.get()
+    return run is not None and run.rerun

@@ -9,8 +9,11 @@ import json
 from typing import Any
 
 import pytest
+from azure.data.tables import UpdateMode
 
 from devstack.history import EventType
+from gatekeeper.gates.once import RESULT_PROPERTY, STEP_PARTITION_PREFIX, step_key
+from gatekeeper.store.tables import TablePurpose
 from tests.e2e.test_rollback_flows import Env, app_key, env, shared  # noqa: F401  (the watch rig's fixtures)
 
 pytestmark = pytest.mark.azurite
@@ -45,6 +48,23 @@ def test_a_completed_rollback_dispatch_run_again_starts_no_second_rollback(env: 
 
     assert len(env.github.dispatches) == 1  # one rollback run, not two
     assert entries(env, bad) == before  # one `rollback dispatched` entry
+
+
+def test_a_dispatch_that_died_after_recording_its_run_is_not_dispatched_again(env: Env):
+    _, bad, _ = env.good_then_bad()
+    assert env.finish(bad)["outcome"] == "rolled_back" and len(env.github.dispatches) == 1
+    ((payload, result),) = scheduled(env, bad, "watch_dispatch_rollback")
+    before = entries(env, bad)
+    # What a worker that died after dispatching, recording and auditing, before storing the step's result, leaves.
+    table = env.gates.services.storage.tenant_table(env.tenant_id, TablePurpose.GATES)
+    stored = table.get_entity(STEP_PARTITION_PREFIX + bad, step_key("watch_dispatch_rollback", payload))
+    table.update_entity({k: v for k, v in stored.items() if not k.startswith(RESULT_PROPERTY)}, mode=UpdateMode.REPLACE)
+
+    again = run_again(env, "watch_dispatch_rollback", payload)
+
+    assert again["ok"] is True and again["detail"] == result["detail"]  # (the run id: as followed since)
+    assert len(env.github.dispatches) == 1  # the recorded run is the rollback; none started a second time
+    assert entries(env, bad) == before  # its `rollback dispatched` entry found, not appended again
 
 
 def test_a_completed_probe_round_run_again_counts_the_round_once(env: Env):

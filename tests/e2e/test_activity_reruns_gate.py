@@ -114,3 +114,17 @@ def test_a_completed_evaluation_run_again_audits_the_decision_once(env: Env):
     assert run_again(env, "gate_evaluate", payload) == result
 
     assert entries(env, gate) == before
+
+
+def test_the_same_step_at_another_time_is_another_step_and_is_audited(env: Env):
+    gate = env.gates.submit(env.event("prod-eu"))
+    env.decide(gate, ANNA)
+    history = env.gates.runner.history(chain_instance_id(gate))
+    (event,) = [e for e in history if e["EventType"] == EventType.TASK_SCHEDULED and e["Name"] == "gate_audit"]
+    payload = json.loads(event["Input"])
+    later = payload | {"at": "2099-01-01T00:00:00Z"}
+    before = entries(env, gate)
+
+    run_again(env, "gate_audit", later)
+
+    assert entries(env, gate) == [*before, (payload["kind"], payload["data"])]

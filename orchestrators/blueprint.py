@@ -6,6 +6,7 @@ and the typed call helpers the flows use: a contract model goes out as JSON, exp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
@@ -23,3 +24,17 @@ def call(context: Any, activity: Any, request: BaseModel) -> Any:
 
 def call_with_retry(context: Any, activity: Any, retry: df.RetryOptions, request: BaseModel) -> Any:
     return context.call_activity_with_retry(activity, retry, request.model_dump(mode="json"))
+
+
+def once(step: str, request: Any, instance_id: str, body: Callable[[Any], BaseModel]) -> dict[str, Any]:
+    """Run an activity's step once per input, however often the host runs the activity
+    (`gatekeeper.gates.once`): `body(services)` gets the process's `Services` and returns the typed result,
+    which goes back to the orchestration (and into the step's row) as JSON."""
+    from gatekeeper.gates.once import run_once
+    from gatekeeper.services import get_services
+
+    services = get_services()
+    payload = request.model_dump(mode="json")
+    return run_once(
+        services, step, request.tenant_id, instance_id, payload, lambda: body(services).model_dump(mode="json")
+    )

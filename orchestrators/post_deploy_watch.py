@@ -22,18 +22,12 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators.approval_chain import approval_chain
-from orchestrators.blueprint import bp, call, call_with_retry
+from orchestrators.blueprint import bp, call, call_with_retry, once
 
 FOLLOW_POLL = timedelta(seconds=30)
 ASK_WAIT = timedelta(hours=24)  # how long an unanswered "your call" keeps the watch open for a rollback request
 # The RMM step retries storage hiccups; the RMM calls inside it already retry with backoff (bounded).
 RMM_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=10_000, max_number_of_attempts=3)
-
-
-def _services() -> Any:
-    from gatekeeper.services import get_services
-
-    return get_services()
 
 
 @bp.orchestration_trigger(context_name="context")
@@ -198,9 +192,8 @@ def watch_start(payload: dict[str, Any]) -> dict[str, Any]:
     from gatekeeper.contracts.watch import WatchInput
     from gatekeeper.rollback.steps import start
 
-    services = _services()
     request = WatchInput.model_validate(payload)
-    return start(services, request, request.at or services.clock()).to_json()
+    return once("watch_start", request, request.instance_id, lambda s: start(s, request, request.at or s.clock()))
 
 
 @bp.activity_trigger(input_name="payload")
@@ -208,7 +201,8 @@ def watch_round(payload: dict[str, Any]) -> dict[str, Any]:
     from gatekeeper.contracts.watch import RoundInput
     from gatekeeper.rollback.steps import probe_round
 
-    return probe_round(_services(), RoundInput.model_validate(payload)).to_json()
+    request = RoundInput.model_validate(payload)
+    return once("watch_round", request, request.instance_id, lambda s: probe_round(s, request))
 
 
 @bp.activity_trigger(input_name="payload")
@@ -216,7 +210,8 @@ def watch_plan_rollback(payload: dict[str, Any]) -> dict[str, Any]:
     from gatekeeper.contracts.watch import RollbackInput
     from gatekeeper.rollback.steps import plan_rollback
 
-    return plan_rollback(_services(), RollbackInput.model_validate(payload)).to_json()
+    request = RollbackInput.model_validate(payload)
+    return once("watch_plan_rollback", request, request.instance_id, lambda s: plan_rollback(s, request))
 
 
 @bp.activity_trigger(input_name="payload")
@@ -224,7 +219,8 @@ def watch_dispatch_rollback(payload: dict[str, Any]) -> dict[str, Any]:
     from gatekeeper.contracts.watch import RollbackInput
     from gatekeeper.rollback.steps import dispatch_rollback
 
-    return dispatch_rollback(_services(), RollbackInput.model_validate(payload)).to_json()
+    request = RollbackInput.model_validate(payload)
+    return once("watch_dispatch_rollback", request, request.instance_id, lambda s: dispatch_rollback(s, request))
 
 
 @bp.activity_trigger(input_name="payload")
@@ -232,7 +228,8 @@ def watch_follow_rollback(payload: dict[str, Any]) -> dict[str, Any]:
     from gatekeeper.contracts.watch import FollowInput
     from gatekeeper.rollback.steps import follow_rollback
 
-    return follow_rollback(_services(), FollowInput.model_validate(payload)).to_json()
+    request = FollowInput.model_validate(payload)
+    return once("watch_follow_rollback", request, request.instance_id, lambda s: follow_rollback(s, request))
 
 
 @bp.activity_trigger(input_name="payload")
@@ -240,7 +237,8 @@ def watch_close(payload: dict[str, Any]) -> dict[str, Any]:
     from gatekeeper.contracts.watch import WatchCloseInput
     from gatekeeper.rollback.steps import close
 
-    return close(_services(), WatchCloseInput.model_validate(payload)).to_json()
+    request = WatchCloseInput.model_validate(payload)
+    return once("watch_close", request, request.instance_id, lambda s: close(s, request))
 
 
 @bp.activity_trigger(input_name="payload")
@@ -248,4 +246,5 @@ def watch_rmm(payload: dict[str, Any]) -> dict[str, Any]:
     from gatekeeper.contracts.watch import RmmInput
     from gatekeeper.rollback.rmm import rmm_step
 
-    return rmm_step(_services(), RmmInput.model_validate(payload)).to_json()
+    request = RmmInput.model_validate(payload)
+    return once("watch_rmm", request, request.instance_id, lambda s: rmm_step(s, request))

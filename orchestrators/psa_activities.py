@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from orchestrators.blueprint import bp, call
+from orchestrators.blueprint import bp, call, once
 
 
 @bp.activity_trigger(input_name="payload")
 def psa_ticket(payload: dict[str, Any]) -> dict[str, Any]:
     from gatekeeper.contracts.psa import PsaTicketInput
     from gatekeeper.gates.tickets import write
-    from gatekeeper.services import get_services
 
-    return write(get_services(), PsaTicketInput.model_validate(payload)).to_json()
+    request = PsaTicketInput.model_validate(payload)
+    return once("psa_ticket", request, request.instance_id, lambda s: write(s, request))
 
 
 @bp.orchestration_trigger(context_name="context")

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from gatekeeper.events.codec import event_from_sealable
 from gatekeeper.events.model import PipelineEvent
 from gatekeeper.failures import record_integrity_failure
+from gatekeeper.gates import once
 from gatekeeper.integrations.notify import Notification
 from gatekeeper.store.chunks import join_property
 from gatekeeper.store.envelope import SealedDataUnreadable
@@ -86,9 +87,15 @@ def append_audit(
     actor: str = SYSTEM_ACTOR,
 ) -> None:
     """Append the entry, then note its sequence number with the gate (`GateStore.note_audit`), so the approval
-    view names the gate's audit entries without scanning the log."""
-    entry = services.audit_for(tenant_id).append(kind, actor, instance_id, subject[:1000], data, at=at)
-    seq = getattr(entry, "seq", None)
+    view names the gate's audit entries without scanning the log. In an activity's run after an earlier run
+    failed or died half-way (`gatekeeper.gates.once`), the entry that run appended is reused, not appended
+    again."""
+    seq: object = once.appended_before(kind, instance_id, at)
+    if seq is None:
+        entry = services.audit_for(tenant_id).append(kind, actor, instance_id, subject[:1000], data, at=at)
+        seq = getattr(entry, "seq", None)
+        if isinstance(seq, int):
+            once.appended(seq)
     if instance_id and isinstance(seq, int):
         services.gates(tenant_id).note_audit(instance_id, seq, kind, at)
 

@@ -18,8 +18,10 @@
 
 Every PSA call is audited (`psa_ticket`: vendor, operation, outcome, ticket; never a credential), failures
 included; a failure is a result, never an exception into the flow. Retries happen inside the client
-(`gatekeeper.psa.http`: backoff on 429/5xx). Notes are at-least-once: an activity the host runs again may
-write a note twice, never open a second ticket (the ticket carries the gate's key and is found again).
+(`gatekeeper.psa.http`: backoff on 429/5xx). The activity runs once per input (`gatekeeper.gates.once`): run
+again after it completed, it writes nothing; only a run that died before storing its result is redone, which
+may write a note (or a time entry) twice but never opens a second ticket (it carries the gate's key and is
+found again) nor audits a call twice.
 """
 
 from __future__ import annotations

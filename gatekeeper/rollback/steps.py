@@ -27,6 +27,7 @@ from gatekeeper.contracts.watch import (
     rollback_gate_id,
 )
 from gatekeeper.events.model import ActionKind, EventKind, PipelineEvent
+from gatekeeper.gates import once
 from gatekeeper.gates.common import append_audit, load_event, log, notify_people
 from gatekeeper.gates.needs import GateNeeds
 from gatekeeper.policy.levels import GateLevel
@@ -430,9 +431,13 @@ def dispatch_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackD
     record = _load(services, request.tenant_id, request.instance_id)
     spec = _spec(services, record)
     good = store.last_good(record.deployment.repository, record.deployment.environment)
-    record = record.model_copy(update={"dispatched_wall": datetime.now(UTC)})  # the CI's clock, not ours
+    earlier = _dispatched_before(record, at)
+    if earlier is None:
+        record = record.model_copy(update={"dispatched_wall": datetime.now(UTC)})  # the CI's clock, not ours
     order = _order(record, spec, good)
-    if order is None:
+    if earlier is not None:
+        sent = earlier
+    elif order is None:
         sent = RollbackStatus(ok=False, detail="no rollback target or no last known good deployment")
     else:
         sent = services.rollback_runners.dispatch(record.tenant_id, order)
@@ -490,6 +495,15 @@ def dispatch_rollback(services: WatchNeeds, request: RollbackInput) -> RollbackD
         run_url=_link(sent.url),
     )
     return RollbackDispatched(ok=sent.ok, detail=sent.detail[:300], run_id=sent.run_id)
+
+
+def _dispatched_before(record: WatchRecord, at: datetime) -> RollbackStatus | None:
+    """In a run of the dispatch step after an earlier run died half-way (`gatekeeper.gates.once`): the rollback
+    that run dispatched and recorded (its start time is this step's), which is not dispatched a second time."""
+    run = record.rollback
+    if not once.rerun() or run is None or run.started_at != at:
+        return None
+    return RollbackStatus(ok=run.conclusion != "not_started", run_id=run.run_id, url=run.url, detail=run.detail)
 
 
 def _override_approval(services: WatchNeeds, record: WatchRecord, at: datetime) -> None:

@@ -15,6 +15,7 @@ from azure.data.tables import UpdateMode
 
 from devstack.history import EventType
 from gatekeeper.contracts.gate import chain_instance_id
+from gatekeeper.events.model import ActionKind
 from gatekeeper.gates.once import RESULT_PROPERTY, STEP_PARTITION_PREFIX, step_key
 from gatekeeper.store.tables import TablePurpose
 from tests.e2e.test_gate_flows import ANNA, Env, env, shared  # noqa: F401  (the gate rig's fixtures)
@@ -128,3 +129,80 @@ def test_the_same_step_at_another_time_is_another_step_and_is_audited(env: Env):
     run_again(env, "gate_audit", later)
 
     assert entries(env, gate) == [*before, (payload["kind"], payload["data"])]
+
+
+def test_a_completed_approval_request_run_again_asks_the_approvers_and_the_pipeline_once(env: Env):
+    gate = env.gates.submit(env.event("production"))
+    payload, result = scheduled(env, chain_instance_id(gate), "gate_request_approval")
+    before, cards, notes = entries(env, gate), env.notifications("approval_request"), env.progress()
+    assert [k for k, _ in before].count("approval_requested") == 1 and len(cards) == 1 and len(notes) == 1
+
+    assert run_again(env, "gate_request_approval", payload) == result
+
+    assert env.notifications("approval_request") == cards  # no second card or mail to the approvers
+    assert env.progress() == notes  # no second progress note on the waiting pipeline
+    assert entries(env, gate) == before  # one `approval_requested` entry, one `notification` entry
+
+
+def test_an_approval_request_that_died_after_its_entries_finds_them_instead_of_appending_again(env: Env):
+    gate = env.gates.submit(env.event("production"))
+    payload, result = scheduled(env, chain_instance_id(gate), "gate_request_approval")
+    before = entries(env, gate)
+    forget_result(env, "gate_request_approval", gate, payload)  # its step row is keyed by the gate
+
+    assert run_again(env, "gate_request_approval", payload) == result
+
+    assert entries(env, gate) == before
+    assert run_again(env, "gate_request_approval", payload) == result  # the redo stored its result
+    assert entries(env, gate) == before
+
+
+def test_a_completed_human_task_run_again_tells_the_operators_once(env: Env):
+    gate = env.gates.submit(env.event("production", ActionKind.SECRET_ACCESS))
+    payload, result = scheduled(env, gate, "gate_open_human_task")
+    before, tasks = entries(env, gate), env.notifications("human_task")
+    assert [k for k, _ in before].count("human_task_opened") == 1 and len(tasks) == 1
+
+    assert run_again(env, "gate_open_human_task", payload) == result
+
+    assert env.notifications("human_task") == tasks  # nobody is asked twice to do the change by hand
+    assert entries(env, gate) == before  # one `human_task_opened` entry, one `notification` entry
+
+
+def test_a_human_task_that_died_after_its_entries_finds_them_instead_of_appending_again(env: Env):
+    gate = env.gates.submit(env.event("production", ActionKind.SECRET_ACCESS))
+    payload, result = scheduled(env, gate, "gate_open_human_task")
+    before = entries(env, gate)
+    forget_result(env, "gate_open_human_task", gate, payload)
+
+    assert run_again(env, "gate_open_human_task", payload) == result
+
+    assert entries(env, gate) == before
+    assert run_again(env, "gate_open_human_task", payload) == result
+    assert entries(env, gate) == before
+
+
+def test_a_completed_notice_run_again_notifies_once(env: Env):
+    gate = env.gates.submit(env.event("staging"))
+    payload, result = scheduled(env, gate, "gate_notify")
+    before, infos = entries(env, gate), env.notifications("info")
+    assert [k for k, _ in before].count("notification") == 1 and len(infos) == 1
+
+    assert run_again(env, "gate_notify", payload) == result
+
+    assert env.notifications("info") == infos  # the operators hear of the executed change once
+    assert entries(env, gate) == before
+
+
+def test_a_notice_that_died_after_its_entry_finds_it_instead_of_appending_again(env: Env):
+    gate = env.gates.submit(env.event("staging"))
+    payload, result = scheduled(env, gate, "gate_notify")
+    before = entries(env, gate)
+    forget_result(env, "gate_notify", gate, payload)
+
+    again = run_again(env, "gate_notify", payload)  # the redo sends again: the dead run's send is not known
+
+    assert again["ok"] is result["ok"] is True
+    assert entries(env, gate) == before  # one `notification` entry: the dead run's, found
+    assert run_again(env, "gate_notify", payload) == again  # the redo stored its result
+    assert entries(env, gate) == before

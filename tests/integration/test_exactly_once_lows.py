@@ -1,6 +1,7 @@
 """Small leftovers of the review of session 10's exactly-once fixes, each driven into its bad order on real
 Azurite (directly, or behind the loopback Tables proxy of `tests/support/tables_proxy.py`): a follow-up's
-put-back that took away a row it no longer owned, and a refit that gave up putting its model in use silently."""
+put-back that took away a row it no longer owned, a refit that gave up putting its model in use silently, and a
+watch close that answered a state it had not stored."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from urllib.parse import unquote
 
 import pytest
 
+from gatekeeper.contracts.watch import WatchCloseInput
 from gatekeeper.errors import Conflict
 from gatekeeper.gates.followup import ROW_PREFIX, FollowUpService
 from gatekeeper.gates.store import GateRepository
 from gatekeeper.recommend.model import fit
 from gatekeeper.recommend.store import CURRENT, MAKE_CURRENT_ATTEMPTS, PARTITION, ModelStore
+from gatekeeper.rollback.steps import close
+from gatekeeper.rollback.store import Deployment, WatchRecord, WatchState, WatchStore
 from gatekeeper.security.principal import Principal
 from gatekeeper.store.repository import check_key
 from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_name
@@ -139,3 +143,42 @@ def test_a_refit_that_keeps_losing_the_race_for_the_model_in_use_says_so(storage
         assert current is not None and current.version == older.version, "and nothing claims otherwise"
         store.make_current(newer)  # the next refit, uncontended, puts it in use
         assert (store.current() or older).version == newer.version
+
+
+def test_a_watch_close_answers_the_state_it_stored_not_the_one_it_read_first(storage_connection_string, tmp_path):
+    """An "asked" close keeps the watch's state, read again at its conditional write: a person's rollback request
+    that moved the watch on between the close's first read and that write is kept, and the close used to answer
+    the state of its first read, not the one it stored."""
+    with TablesProxy(storage_connection_string) as proxy:
+        env = make_env(proxy.connection_string, tmp_path / "keys")
+        direct = WatchStore(
+            StorageAccount(connection_string=storage_connection_string), env.tenant_id, env.services.cipher
+        )
+        at = datetime.now(UTC)
+        watch_id = "watch-" + uuid.uuid4().hex
+        record = WatchRecord(
+            instance_id=watch_id,
+            tenant_id=env.tenant_id,
+            deployment=Deployment(source="github", repository="contoso/shop", environment="production"),
+            state=WatchState.INCONCLUSIVE,
+            started_at=at,
+            updated_at=at,
+        )
+        direct.save(record)
+
+        def read_of_the_watch(method: str, path: str, *_: Any) -> bool:
+            return method == "GET" and f"RowKey='{watch_id}'" in unquote(path)
+
+        def a_person_requests_a_rollback() -> None:  # between the close's first read and its write
+            direct.save(record.model_copy(update={"state": WatchState.ROLLING_BACK, "requested_by": OPERATOR}))
+
+        proxy.interleave(read_of_the_watch, lambda: proxy.interleave(read_of_the_watch, a_person_requests_a_rollback))
+        closed = close(
+            env.services,
+            WatchCloseInput(
+                instance_id=watch_id, tenant_id=env.tenant_id, outcome="asked", reason="probes erred", at=at
+            ),
+        )
+        stored = direct.load(watch_id)
+        assert stored is not None and stored.state is WatchState.ROLLING_BACK, "the request's state is kept"
+        assert closed.state == stored.state.value, "and the close answers what it stored"

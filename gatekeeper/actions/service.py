@@ -30,7 +30,7 @@ from gatekeeper.actions.state import (
     immediate_answer,
     parse_wait,
 )
-from gatekeeper.actions.store import CLOSE_AUDIT_LEASE, ActionRecord, ActionStore, action_key
+from gatekeeper.actions.store import ANNOUNCE_LEASE, CLOSE_AUDIT_LEASE, ActionRecord, ActionStore, action_key
 from gatekeeper.actions.tool import command_tool
 from gatekeeper.audit.lookup import find_entry
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, GateStatus, Withdrawal
@@ -156,9 +156,9 @@ class ActionService:
             )
         existing = claim.record
         if claim.created:  # the key is ours this moment: no `action_requested` of it can be in the log yet
-            self._announce(store, existing, caller, None)
+            self._announce(store, existing, caller, None, existing.created_at + ANNOUNCE_LEASE)
         elif not claim.announced and store.take_over(existing, now):
-            self._announce(store, existing, caller, claim.audit_from)
+            self._announce(store, existing, caller, claim.audit_from, now + ANNOUNCE_LEASE)
         elif not claim.announced:  # its creator is still at it: the status route must find what we answer
             self._index.put(existing.action_id, tenant_id)
         if not claim.submitted and (claim.created or claim.failed or now - existing.created_at >= RESUBMIT_AFTER):
@@ -179,7 +179,14 @@ class ActionService:
         keys = ("id", "status", "level", "decision", "reason")
         return Answer(200, {**{k: view[k] for k in keys}, "status_url": status_url})
 
-    def _announce(self, store: ActionStore, record: ActionRecord, caller: ActionCaller, audit_from: int | None) -> None:
+    def _announce(
+        self,
+        store: ActionStore,
+        record: ActionRecord,
+        caller: ActionCaller,
+        audit_from: int | None,
+        lease_until: datetime,
+    ) -> None:
         """Index the claimed action (its status route finds it) and audit `action_requested`, once: by the
         request that claimed the key, or by the one re-request that took over from a creator that failed or
         died in between (`ActionStore.take_over`). A failure hands it back, so the retry finishes it. The entry
@@ -195,7 +202,7 @@ class ActionService:
                 self._requested(record, event_from_sealable(record.event), caller)
         except Exception:
             with contextlib.suppress(Exception):  # best effort: the lease expires on its own otherwise
-                store.hand_back(record)
+                store.hand_back(record, lease_until)  # only the lease this call holds
             raise
         try:
             store.mark_announced(record)

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from gatekeeper.actions.store import ANNOUNCE_LEASE, ActionStore
 from gatekeeper.contracts.watch import WatchCloseInput
 from gatekeeper.errors import Conflict
 from gatekeeper.gates.followup import ROW_PREFIX, FollowUpService
@@ -24,6 +25,7 @@ from gatekeeper.rollback.store import Deployment, WatchRecord, WatchState, Watch
 from gatekeeper.security.principal import Principal
 from gatekeeper.store.repository import check_key
 from gatekeeper.store.tables import StorageAccount, TablePurpose, tenant_table_name
+from tests.integration.test_edge_concurrency import stored_action_record
 from tests.integration.test_followup_outage import OPERATOR, executed_l1_gate
 from tests.support.gatekeeper_env import ENTRA_TENANT, make_env
 from tests.support.tables_proxy import TablesProxy
@@ -182,3 +184,40 @@ def test_a_watch_close_answers_the_state_it_stored_not_the_one_it_read_first(sto
         stored = direct.load(watch_id)
         assert stored is not None and stored.state is WatchState.ROLLING_BACK, "the request's state is kept"
         assert closed.state == stored.state.value, "and the close answers what it stored"
+
+
+def test_a_creator_slower_than_its_lease_never_reopens_the_lease_of_the_re_request_that_took_over(
+    storage_connection_string, tmp_path
+):
+    """The creator claims the key and is slow; after its announce lease one re-request takes over. The creator
+    then fails and hands the claim back: its hand-back used to reset the lease whatever it held by then, so a
+    third request took over from the re-request still announcing and audited `action_requested` a second
+    time. Now only the lease the caller holds is reopened; a hand-back by its holder still reopens it at once."""
+    env = make_env(storage_connection_string, tmp_path / "keys")
+    store = ActionStore(env.storage, env.tenant_id, env.services.cipher)
+    created = datetime.now(UTC)
+    mine = stored_action_record(env.tenant_id, created)
+    assert store.claim(mine).created
+    later = created + ANNOUNCE_LEASE * 2
+    assert store.take_over(mine, later), "the re-request takes over after the creator's lease"
+    store.hand_back(mine, created + ANNOUNCE_LEASE)  # the slow creator fails and hands back
+    assert not store.take_over(mine, later + timedelta(seconds=1)), "the re-request still holds its lease"
+    assert store.claim(mine).failed, "the queueing hint is kept: the next re-request queues at once"
+    store.hand_back(mine, later + ANNOUNCE_LEASE)  # the re-request fails too: its own lease, reopened at once
+    assert store.take_over(mine, later + timedelta(seconds=2))
+
+
+def test_a_creator_that_hands_back_within_its_lease_lets_the_retry_announce_at_once(
+    storage_connection_string, tmp_path
+):
+    """The normal outage: the creator's hand-back (its own lease, nothing changed) still reopens the lease at once."""
+    env = make_env(storage_connection_string, tmp_path / "keys")
+    store = ActionStore(env.storage, env.tenant_id, env.services.cipher)
+    created = datetime.now(UTC)
+    mine = stored_action_record(env.tenant_id, created)
+    assert store.claim(mine).created
+    store.mark_submitted(mine, ok=False)  # a flag write next to the lease: the hand-back still reopens it
+    store.hand_back(mine, created + ANNOUNCE_LEASE)
+    again = store.claim(mine)
+    assert again.failed and not again.announced
+    assert store.take_over(mine, created + timedelta(seconds=1)), "at once, well within the creator's lease"

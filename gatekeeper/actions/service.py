@@ -30,7 +30,7 @@ from gatekeeper.actions.state import (
     immediate_answer,
     parse_wait,
 )
-from gatekeeper.actions.store import CLOSE_AUDIT_LEASE, ActionRecord, ActionStore, action_key
+from gatekeeper.actions.store import ANNOUNCE_LEASE, CLOSE_AUDIT_LEASE, ActionRecord, ActionStore, action_key
 from gatekeeper.actions.tool import command_tool
 from gatekeeper.audit.lookup import find_entry
 from gatekeeper.contracts.gate import WITHDRAW_EVENT, GateStatus, Withdrawal
@@ -156,9 +156,9 @@ class ActionService:
             )
         existing = claim.record
         if claim.created:  # the key is ours this moment: no `action_requested` of it can be in the log yet
-            self._announce(store, existing, caller, None)
+            self._announce(store, existing, caller, None, existing.created_at + ANNOUNCE_LEASE)
         elif not claim.announced and store.take_over(existing, now):
-            self._announce(store, existing, caller, claim.audit_from)
+            self._announce(store, existing, caller, claim.audit_from, now + ANNOUNCE_LEASE)
         elif not claim.announced:  # its creator is still at it: the status route must find what we answer
             self._index.put(existing.action_id, tenant_id)
         if not claim.submitted and (claim.created or claim.failed or now - existing.created_at >= RESUBMIT_AFTER):
@@ -179,7 +179,14 @@ class ActionService:
         keys = ("id", "status", "level", "decision", "reason")
         return Answer(200, {**{k: view[k] for k in keys}, "status_url": status_url})
 
-    def _announce(self, store: ActionStore, record: ActionRecord, caller: ActionCaller, audit_from: int | None) -> None:
+    def _announce(
+        self,
+        store: ActionStore,
+        record: ActionRecord,
+        caller: ActionCaller,
+        audit_from: int | None,
+        lease_until: datetime,
+    ) -> None:
         """Index the claimed action (its status route finds it) and audit `action_requested`, once: by the
         request that claimed the key, or by the one re-request that took over from a creator that failed or
         died in between (`ActionStore.take_over`). A failure hands it back, so the retry finishes it. The entry
@@ -195,7 +202,7 @@ class ActionService:
                 self._requested(record, event_from_sealable(record.event), caller)
         except Exception:
             with contextlib.suppress(Exception):  # best effort: the lease expires on its own otherwise
-                store.hand_back(record)
+                store.hand_back(record, lease_until)  # only the lease this call holds
             raise
         try:
             store.mark_announced(record)
@@ -337,7 +344,7 @@ class ActionService:
                 code="not-the-requester",
                 title="Only the requester may cancel",
             )
-        if self._finish_close(record, etag) and record.closed == "cancelled":  # this cancel's retry: audited now
+        if self._finish_close(record, etag, gateway) and record.closed == "cancelled":  # this cancel's retry: audited
             return Answer(200, self._view(record.tenant_id, action_id, gateway))
         view = self._view(record.tenant_id, action_id, gateway)
         if view["status"] != "pending":
@@ -422,7 +429,7 @@ class ActionService:
         record, etag = loaded
         if record.close_audit_from is not None:  # a close whose audit failed or whose closer died: finish it
             try:
-                self._finish_close(record, etag)
+                self._finish_close(record, etag, gateway)
             except Exception as exc:  # the state is answered anyway; the next reader audits it
                 log.warning("action %s: its close is not audited yet (%s)", action_id, type(exc).__name__)
         gate = self._gates(tenant_id).load(action_id)
@@ -482,15 +489,7 @@ class ActionService:
         written = store.replace(closed, etag)
         if not written:
             return False
-        gate = self._gates(record.tenant_id).load(record.action_id)
-        ended = False
-        if gate is not None and gate.chain_instance_id and gate.status is GateStatus.AWAITING_APPROVAL:
-            try:
-                payload = Withdrawal(reason=reason, by=by[:256]).model_dump(mode="json")
-                gateway.raise_event(gate.chain_instance_id, WITHDRAW_EVENT, payload)
-                ended = True
-            except Exception as exc:  # recorded; the action stays closed and must not run
-                log.warning("action %s: could not end the approval chain (%s)", record.action_id, type(exc).__name__)
+        ended = self._end_chain(record, reason, by, gateway)
         try:
             self._audit(record, f"action_{reason}", by, {"reason": reason, "chain_ended": ended, "level": record.level})
         except Exception:
@@ -505,23 +504,46 @@ class ActionService:
         self._resolved(record, reason, None, refused=False)
         return True
 
-    def _finish_close(self, record: ActionRecord, etag: str) -> bool:
+    def _end_chain(self, record: ActionRecord, reason: str, by: str, gateway: Gateway) -> bool:
+        """Withdraw the action's approval chain if it still runs (the gate awaits approval): True when told."""
+        gate = self._gates(record.tenant_id).load(record.action_id)
+        if gate is None or not gate.chain_instance_id or gate.status is not GateStatus.AWAITING_APPROVAL:
+            return False
+        try:
+            payload = Withdrawal(reason=reason, by=by[:256]).model_dump(mode="json")
+            gateway.raise_event(gate.chain_instance_id, WITHDRAW_EVENT, payload)
+        except Exception as exc:  # recorded; the action stays closed and must not run
+            log.warning("action %s: could not end the approval chain (%s)", record.action_id, type(exc).__name__)
+            return False
+        return True
+
+    def _finish_close(self, record: ActionRecord, etag: str, gateway: Gateway | None) -> bool:
         """Audit a close whose closer could not (its append failed after the chain ended, or it died): once,
         by the one reader that takes it over ETag-conditionally after the closer's lease, and only if its
-        `action_<closed>` entry is not in the log already. True when this call finished it."""
+        `action_<closed>` entry is not in the log already. A closer that died left unknown whether it ended
+        the approval chain (`chain_ended` None): the one taking over ends it first, as the live close does, so
+        the entry says what happened; a reader without a gateway (the request and report routes) leaves that
+        to the status and cancel routes. True when this call finished it."""
         if record.closed is None or record.close_audit_from is None:
             return False
         now = self._clock()
         if record.close_audit_until is not None and record.close_audit_until > now:
             return False  # its closer may still be at it
+        if record.chain_ended is None and gateway is None:
+            return False  # the chain may still run: finished by a reader that can end it
         store = self._actions(record.tenant_id)
         taken = record.model_copy(update={"close_audit_until": now + CLOSE_AUDIT_LEASE})
         written = store.replace(taken, etag)
         if not written:
             return False  # another reader took it, or it changed
+        if record.chain_ended is None and gateway is not None:
+            by = record.closed_by or "system"
+            taken = taken.model_copy(update={"chain_ended": self._end_chain(record, record.closed, by, gateway)})
+            with contextlib.suppress(Exception):  # noted, so a retry after a failed append does not tell it again
+                written = store.replace(taken, written) or written
         kind = f"action_{record.closed}"
         if find_entry(self._audit_for(record.tenant_id), record.close_audit_from, kind, record.action_id) is None:
-            data = {"reason": record.closed, "chain_ended": record.chain_ended, "level": record.level}
+            data = {"reason": record.closed, "chain_ended": taken.chain_ended, "level": record.level}
             try:
                 self._audit(record, kind, record.closed_by or "system", data)
             except Exception:

@@ -137,7 +137,7 @@ class ActionStore:
             self.write_action_row(record)
         except Exception:
             with contextlib.suppress(Exception):  # best effort: the announce lease expires on its own otherwise
-                self.hand_back(record)
+                self.hand_back(record, record.created_at + ANNOUNCE_LEASE)
             raise
         return Claim(True, record, False, audit_from=audit_from)
 
@@ -214,11 +214,27 @@ class ActionStore:
         key = check_key("run_id", str(record.event.get("run_id", "")))
         self._ready().upsert({"PartitionKey": key, "RowKey": CLAIM_ROW, "announced": True}, merge=True)
 
-    def hand_back(self, record: ActionRecord) -> None:
-        """Announcing or queueing failed (an outage): the next re-request announces and queues at once."""
+    def hand_back(self, record: ActionRecord, lease_until: datetime) -> None:
+        """Announcing or queueing failed (an outage): the next re-request announces and queues at once. The
+        announce lease is reopened only while it is still the one this caller holds (`lease_until`, the
+        `announce_until` its claim or take-over wrote; ETag-conditional): a creator slower than its lease never
+        reopens the lease of a re-request that took over meanwhile (a third would announce a second time)."""
+        repo = self._ready()
         key = check_key("run_id", str(record.event.get("run_id", "")))
-        flags = {"submit_failed": True, "announce_until": _HANDED_BACK}
-        self._ready().upsert({"PartitionKey": key, "RowKey": CLAIM_ROW, **flags}, merge=True)
+        for _ in range(3):  # a lost race is a flag write (`mark_submitted`) next to ours: read it again
+            row = repo.get(key, CLAIM_ROW)
+            if row is None:  # pragma: no cover - claim rows are never deleted
+                return
+            until = row.get("announce_until")
+            if row.get("announced", True) or not isinstance(until, datetime) or until != lease_until:
+                break  # announced, or another holds the lease now: leave it alone
+            try:
+                repo.replace({**row, "submit_failed": True, "announce_until": _HANDED_BACK}, str(row.metadata["etag"]))
+                return
+            except ResourceModifiedError:
+                continue
+        # The queueing hint only (a duplicate submission is harmless); the lease stays with whoever holds it.
+        repo.upsert({"PartitionKey": key, "RowKey": CLAIM_ROW, "submit_failed": True}, merge=True)
 
     def load(self, action_id: str) -> tuple[ActionRecord, str] | None:
         """The record and its ETag, or None."""

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from gatekeeper import telemetry
 from gatekeeper.audit.lookup import find_entry
@@ -161,7 +161,7 @@ class FollowUpService:
         if minutes is not None:
             comment["minutes"] = minutes
         try:
-            repo.create(
+            etag = repo.create(
                 {"PartitionKey": check_key("instance_id", instance_id), "RowKey": row_key, "at": at, "comment": comment}
             )
         except ResourceExistsError:
@@ -183,9 +183,9 @@ class FollowUpService:
             try:
                 audit_from = self._audit_for(record.tenant_id).head().size
             except Exception:
-                repo.delete(record.instance_id, row_key)  # nothing started yet: the retry records it again
+                _put_back(repo, record.instance_id, row_key, etag)  # nothing started yet: the retry records it again
                 raise
-            data["psa_time_entry"] = self._log_time(repo, record, principal, row_key, minutes, at)
+            data["psa_time_entry"] = self._log_time(repo, record, principal, row_key, etag, minutes, at)
         entry = {"actor": principal.oid, "instance_id": instance_id, "subject": record.title[:1000], "at": at}
         entries: list[dict[str, Any]] = [{**entry, "kind": "follow_up", "data": data}]
         if verb == "flag_rollback":  # a person set automation's "proceed" aside: an override, both sides
@@ -204,7 +204,7 @@ class FollowUpService:
         except Exception:
             with contextlib.suppress(Exception):
                 if not data.get("psa_time_entry"):  # nothing else happened yet: the retry records it again
-                    repo.delete(record.instance_id, row_key)
+                    _put_back(repo, record.instance_id, row_key, etag)
                 else:  # the PSA time entry is on its way: kept, noted for the person's retry to audit
                     repo.upsert({"PartitionKey": instance_id, "RowKey": row_key, AUDIT_FROM: audit_from}, merge=True)
             raise
@@ -271,7 +271,14 @@ class FollowUpService:
             log.append(**entry)
 
     def _log_time(
-        self, repo: GateRepository, record: GateRecord, principal: Principal, row_key: str, minutes: int, at: datetime
+        self,
+        repo: GateRepository,
+        record: GateRecord,
+        principal: Principal,
+        row_key: str,
+        etag: str,
+        minutes: int,
+        at: datetime,
     ) -> bool:
         """Start the PSA time entry for a task marked done (True), or say it stays in the audit only (False:
         no PSA for the tenant, or no way to start it here). A failed start hands the row back and raises."""
@@ -286,7 +293,7 @@ class FollowUpService:
         try:
             self._orchestrations.start(PSA_FOLLOW_UP, follow_up_instance_id(record.instance_id, oid), told.to_json())
         except Exception as exc:
-            repo.delete(record.instance_id, row_key)  # nothing half-recorded: the retry records it again
+            _put_back(repo, record.instance_id, row_key, etag)  # nothing half-recorded: the retry records it again
             raise DependencyUnavailable(
                 "The time spent could not be handed to the PSA write-back now; nothing was recorded. Try again.",
                 code="orchestration-unavailable",
@@ -314,6 +321,13 @@ class FollowUpService:
                 }
             )
         return sorted(done, key=lambda d: d["at"])
+
+
+def _put_back(repo: GateRepository, instance_id: str, row_key: str, etag: str) -> None:
+    """Hand this call's own row back (its audit or start failed): only the row as this call wrote it (its
+    ETag), so a row another click wrote or changed meanwhile is never taken away from it."""
+    with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+        repo.delete(instance_id, row_key, etag=etag or None)
 
 
 def _verbs_for(record: GateRecord) -> tuple[str, ...]:

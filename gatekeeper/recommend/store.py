@@ -18,6 +18,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
+from gatekeeper.errors import Conflict
 from gatekeeper.recommend.history import Entry, read_history
 from gatekeeper.recommend.model import Model, Recommendation, fit, recommend
 from gatekeeper.store.chunks import join_property, split_property
@@ -33,6 +34,7 @@ KEEP_VERSIONS = 30
 HISTORY_DAYS = 180  # a refit learns from this much of the tenant's history
 CACHE_SECONDS = 600.0  # a refit takes effect on every worker within ten minutes
 CACHE_TENANTS = 256
+MAKE_CURRENT_ATTEMPTS = 5  # lost races on the `current` row before a refit says it could not put its model in use
 
 
 class HistoryLog(Protocol):
@@ -77,10 +79,11 @@ class ModelStore:
 
     def make_current(self, model: Model) -> None:
         """Make `model` the version recommendations use, unless a newer one already is (two refits that
-        overlap: the one that finishes last must not put an older model back); then `prune`."""
+        overlap: the one that finishes last must not put an older model back); then `prune`. Conflict (named,
+        never silent) when the row kept changing under it for `MAKE_CURRENT_ATTEMPTS` reads."""
         table = self._storage.ensure_table(self._table)
         entity = self._entity(CURRENT, model)
-        for _ in range(5):  # each lost race is another refit's write: read it again
+        for _ in range(MAKE_CURRENT_ATTEMPTS):  # each lost race is another refit's write: read it again
             try:
                 current = table.get_entity(PARTITION, CURRENT, select=["version"])
             except ResourceNotFoundError:
@@ -96,6 +99,14 @@ class ModelStore:
                 break
             except (ResourceExistsError, ResourceModifiedError):
                 continue
+        else:  # never silent: the timer reports it for this tenant, like its other failures
+            self.prune(self.versions())
+            raise Conflict(
+                f"tenant {self._tenant}: recommendation model {model.version} was not put in use; the model in use "
+                f"changed {MAKE_CURRENT_ATTEMPTS} times while this refit tried (another refit kept writing it)",
+                code="model-current-contended",
+                title="Model not put in use",
+            )
         self.prune(self.versions())
 
     def versions(self) -> list[str]:

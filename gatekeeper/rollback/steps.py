@@ -597,7 +597,6 @@ def close(services: WatchNeeds, request: WatchCloseInput) -> WatchClosed:
     store = services.watches(request.tenant_id)
     record = _load(services, request.tenant_id, request.instance_id)
     spec = _spec(services, record)
-    state = _FINAL_STATE[request.outcome] or record.state
     d = record.deployment
     if request.outcome == "healthy":
         moved = store.record_good(record, at)
@@ -615,7 +614,8 @@ def close(services: WatchNeeds, request: WatchCloseInput) -> WatchClosed:
         )
         _publish(services, record, "rollback.escalated", at, level=level.value)
     final = _FINAL_STATE[request.outcome]
-    store.change(record.instance_id, lambda r: {"state": final or r.state, "updated_at": at})
+    stored = store.change(record.instance_id, lambda r: {"state": final or r.state, "updated_at": at})
+    state = stored.state if stored is not None else final or record.state  # what was stored, not the first read
     _emit_outcome(record, request, at)
     _publish(
         services,

@@ -86,7 +86,9 @@ def test_an_expiry_that_ended_the_chain_and_whose_audit_failed_is_audited_once_b
 def test_a_close_whose_closer_died_is_left_to_it_within_its_lease_then_audited_once_by_concurrent_readers(world):
     """The closer wrote the closed row and died before its audit append (nothing handed back). A status read
     within the closer's lease leaves the close alone (the closer may be slow); after it, of several readers at
-    once exactly one audits it (ETag-conditional take-over), and every one answers "cancelled"."""
+    once exactly one audits it (ETag-conditional take-over), and every one answers "cancelled". The closer died
+    before it knew whether it ended the approval chain: the one taking over ends it first (withdraw, as the live
+    cancel does; it used to audit `chain_ended: None` and leave the chain running)."""
     action_id = pending_with_a_running_chain(world)
     store = world.env.services.actions._actions(world.tenant_id)
     record, etag = store.load(action_id)
@@ -110,5 +112,39 @@ def test_a_close_whose_closer_died_is_left_to_it_within_its_lease_then_audited_o
         answers = list(pool.map(lambda _: world.get(action_id, world.agent()), range(4)))
     assert [body(a)["status"] for a in answers] == ["cancelled"] * 4
     [entry] = kinds(world, action_id, "action_cancelled")
-    assert entry.actor == "agent" and entry.data["chain_ended"] is None, "whether the chain ended is not known"
+    assert entry.actor == "agent" and entry.data["chain_ended"] is True, "the chain was ended by the one finishing"
+    assert len(world.durable.requests_to("/raiseEvent/", "POST")) == 1, "told once, by the one that took it over"
     assert store.load(action_id)[0].close_audit_from is None
+
+
+def test_a_dead_closers_close_is_left_by_a_reader_that_cannot_end_the_chain_and_finished_by_the_status_route(world):
+    """The re-request route has no Durable client, so it cannot end a chain the dead closer may have left running:
+    it answers without auditing the close (an entry saying `chain_ended: None` would be final); the status route
+    then ends the chain and audits it, once."""
+    request = ask()
+    answer = world.post(request, world.agent())
+    assert answer.status_code == 202, answer.get_body()
+    action_id = body(answer)["id"]
+    world.pump()
+    world.durable.instances[chain_instance_id(action_id)] = {"name": "approval_chain", "runtimeStatus": "Running"}
+    store = world.env.services.actions._actions(world.tenant_id)
+    record, etag = store.load(action_id)
+    now = datetime.now(UTC)
+    closed = record.model_copy(
+        update={
+            "closed": "cancelled",
+            "closed_at": now,
+            "closed_by": "agent",
+            "close_audit_from": world.env.services.audit_for(world.tenant_id).head().size,
+            "close_audit_until": now - timedelta(seconds=1),  # the closer's lease has passed: it died
+        }
+    )
+    assert store.replace(closed, etag)
+    again = world.post(request, world.agent())  # the same idempotency key: the request route, no gateway
+    assert again.status_code == 200 and body(again)["status"] == "cancelled", again.get_body()
+    assert kinds(world, action_id, "action_cancelled") == [], "left to a reader that can end the chain"
+    assert world.durable.requests_to("/raiseEvent/", "POST") == []
+    assert body(world.get(action_id, world.agent()))["status"] == "cancelled"
+    [entry] = kinds(world, action_id, "action_cancelled")
+    assert entry.data["chain_ended"] is True
+    assert len(world.durable.requests_to("/raiseEvent/", "POST")) == 1

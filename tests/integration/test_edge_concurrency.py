@@ -253,7 +253,7 @@ def test_of_the_re_requests_of_an_action_whose_creator_died_exactly_one_takes_ov
     assert not store.take_over(mine, created + ANNOUNCE_LEASE / 2), "the creator may still be at it"
     later = created + ANNOUNCE_LEASE + timedelta(seconds=1)
     assert [store.take_over(mine, later) for _ in range(3)] == [True, False, False]
-    store.hand_back(mine)  # the one that took over failed too: the next re-request goes on at once
+    store.hand_back(mine, later + ANNOUNCE_LEASE)  # the one that took over failed too: the next goes on at once
     assert store.take_over(mine, later)
     store.mark_announced(mine)
     assert store.claim(mine).announced and not store.take_over(mine, later + ANNOUNCE_LEASE * 10)

@@ -146,7 +146,8 @@ class ActionService:
             event=event_to_sealable(event),
         )
         store = self._actions(tenant_id)
-        claim = store.claim(record, audit_from=self._audit_for(tenant_id).head().size)
+        audit_from = self._audit_for(tenant_id).head().size
+        claim = store.claim(record, audit_from=audit_from)
         if claim.record.fingerprint != record.fingerprint:
             raise Conflict(
                 "This idempotency key was used for a different command, action or target.",
@@ -155,8 +156,12 @@ class ActionService:
                 title="The idempotency key was used for another request",
             )
         existing = claim.record
-        if claim.created:  # the key is ours this moment: no `action_requested` of it can be in the log yet
-            self._announce(store, existing, caller, None, existing.created_at + ANNOUNCE_LEASE)
+        if claim.created:
+            # Within its lease the key is the creator's alone: no `action_requested` of it can be in the log yet.
+            # A creator slower than its lease looks first: a re-request may have taken over and announced it.
+            lease_until = existing.created_at + ANNOUNCE_LEASE
+            late = self._clock() >= lease_until
+            self._announce(store, existing, caller, audit_from if late else None, lease_until)
         elif not claim.announced and store.take_over(existing, now):
             self._announce(store, existing, caller, claim.audit_from, now + ANNOUNCE_LEASE)
         elif not claim.announced:  # its creator is still at it: the status route must find what we answer

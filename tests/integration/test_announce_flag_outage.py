@@ -65,3 +65,30 @@ def test_an_action_whose_announced_flag_could_not_be_written_is_audited_as_reque
     status = action_status(env.tenant_id, action_id, durable)
     assert status.status_code == 200, status.get_body()
     assert len(env.queued_texts()) == 1, "its event queued once"
+
+
+ACTION_ROW_CREATE = re.compile(rb'"RowKey":\s*"action"')
+
+
+def test_a_creator_slower_than_its_lease_finds_the_entry_of_the_re_request_that_took_over(rig, durable):
+    """The creator claims the key, then stalls past its announce lease; meanwhile a re-request takes over and
+    announces the action. The creator, announcing late, used to append a second `action_requested`; past its
+    lease it now looks in the log first (within the lease it never needs to)."""
+    env, proxy, now = rig
+    key = "run-52:apply-" + uuid.uuid4().hex[:8]
+    answers: list[Any] = []
+
+    def a_re_request_after_the_lease() -> None:
+        now[0] += ANNOUNCE_LEASE + timedelta(seconds=1)
+        answers.append(action_request(env.tenant_id, key))
+
+    proxy.interleave(
+        lambda method, path, body: method == "POST" and ACTION_ROW_CREATE.search(body) is not None,
+        a_re_request_after_the_lease,
+    )
+    first = action_request(env.tenant_id, key)
+    assert proxy.fired and len(answers) == 1, "the re-request ran while the creator stalled"
+    assert first.status_code in (200, 202) and answers[0].status_code in (200, 202), first.get_body()
+    action_id = json.loads(first.get_body())["id"]
+    assert json.loads(answers[0].get_body())["id"] == action_id
+    assert [r.instance_id for r in requested(env, action_id)] == [action_id], "audited as requested once"

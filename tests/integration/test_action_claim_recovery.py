@@ -1,4 +1,4 @@
-"""Review of session 10's exactly-once fixes, on action requests: a creator that claimed the key and then could not
+"""Action requests that must recover: a creator that claimed the key and then could not
 write the action's row, and rows written by a build from before the claim row's `announced`/`audit_from` and the
 action record's close fields (they must read as announced, with no close to finish). Storage is Azurite behind a
 loopback proxy speaking the Tables wire format (`tests/support/tables_proxy.py`) that answers one write 503
@@ -7,38 +7,18 @@ loopback proxy speaking the Tables wire format (`tests/support/tables_proxy.py`)
 from __future__ import annotations
 
 import json
-import re
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gatekeeper.actions.store import ACTION_ROW, ANNOUNCE_LEASE, CLAIM_ROW, ActionRepository, ActionStore, action_key
 from gatekeeper.policy.store import PolicyStore
-from gatekeeper.services import set_services
+from tests.integration.test_announce_flag_outage import ACTION_ROW_CREATE, rig  # noqa: F401 - the fixture, by name
 from tests.integration.test_edge_concurrency import L2_POLICY, action_request, action_status, after_request
-from tests.support.gatekeeper_env import GatekeeperEnv, make_env
-from tests.support.tables_proxy import TablesProxy
+from tests.support.gatekeeper_env import GatekeeperEnv
 
 pytestmark = pytest.mark.azurite
-
-ACTION_ROW_BODY = re.compile(rb'"RowKey":\s*"action"')
-
-
-@pytest.fixture
-def rig(storage_connection_string: str, tmp_path: Path) -> Iterator[tuple[GatekeeperEnv, TablesProxy, list[datetime]]]:
-    with TablesProxy(storage_connection_string) as proxy:
-        env = make_env(proxy.connection_string, tmp_path / "keys")
-        now = [datetime.now(UTC)]
-        env.services.clock = lambda: now[0]  # before the action service is built, so it takes this clock
-        set_services(env.services)
-        try:
-            yield env, proxy, now
-        finally:
-            set_services(None)
 
 
 def kinds(env: GatekeeperEnv, action_id: str, kind: str) -> list[str]:
@@ -53,7 +33,7 @@ def test_an_action_whose_row_write_failed_after_the_key_was_claimed_is_announced
     its answer never sends (it polls the status route)."""
     env, proxy, now = rig
     key = "run-61:apply-" + uuid.uuid4().hex[:8]
-    proxy.refuse(lambda method, path, body: method == "POST" and ACTION_ROW_BODY.search(body) is not None)
+    proxy.refuse(lambda method, path, body: method == "POST" and ACTION_ROW_CREATE.search(body) is not None)
     first = action_request(env.tenant_id, key)
     assert proxy.refused, "the action row's write met the outage"
     assert first.status_code == 503, first.get_body()

@@ -25,6 +25,7 @@ from tests.support.tables_proxy import TablesProxy
 pytestmark = pytest.mark.azurite
 
 ANNOUNCED = re.compile(rb'"announced":\s*true')
+ACTION_ROW_CREATE = re.compile(rb'"RowKey":\s*"action"')
 
 
 @pytest.fixture
@@ -65,9 +66,6 @@ def test_an_action_whose_announced_flag_could_not_be_written_is_audited_as_reque
     status = action_status(env.tenant_id, action_id, durable)
     assert status.status_code == 200, status.get_body()
     assert len(env.queued_texts()) == 1, "its event queued once"
-
-
-ACTION_ROW_CREATE = re.compile(rb'"RowKey":\s*"action"')
 
 
 def test_a_creator_slower_than_its_lease_finds_the_entry_of_the_re_request_that_took_over(rig, durable):

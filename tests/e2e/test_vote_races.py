@@ -61,8 +61,14 @@ def rig(azurite, tmp_path) -> Iterator[Rig]:
 
 
 def rig_with(
-    azurite: Any, tmp_path: Any, document: dict[str, Any], audit_as: Callable[[AuditLog], Any] = lambda log: log
+    azurite: Any,
+    tmp_path: Any,
+    document: dict[str, Any],
+    audit_as: Callable[[AuditLog], Any] = lambda log: log,
+    gate_storage: StorageAccount | None = None,
 ) -> Iterator[Rig]:
+    """The gate rig; `gate_storage` (default: Azurite directly) is the storage the gates' tables go through,
+    the audit log and the data keys always reach Azurite directly."""
     storage = StorageAccount(connection_string=azurite.connection_string)
     cipher = build_cipher(storage, LocalKeyProvider(str(tmp_path / "keys")))
     tenant_id = "t" + uuid.uuid4().hex[:12]
@@ -71,7 +77,7 @@ def rig_with(
     receiver = LocalWebhookReceiver(SECRET).start()
     with LocalEntraIssuer() as issuer:
         gates = local_gates(
-            storage,
+            gate_storage or storage,
             cipher,
             decider=PolicyDecider(lambda _t: policy),
             audit_for=lambda _t: audit_as(audit),

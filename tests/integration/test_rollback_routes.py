@@ -358,8 +358,9 @@ class DurableDownOnce:
         self.raised.append((instance_id, event_name, data))
 
 
-def control_over(runtime: Any, gateway: DurableDownOnce) -> DeploymentControl:
-    """The watch control routes' service over the runtime's stores, with `gateway` as its task hub."""
+def control_over(runtime: Any, gateway: Any, audit_for: Any = None) -> DeploymentControl:
+    """The watch control routes' service over the runtime's stores, with `gateway` as its task hub (and
+    `audit_for` as its audit logs, the runtime's by default)."""
     return DeploymentControl(
         runtime.storage,
         runtime.services.sealer,
@@ -367,7 +368,7 @@ def control_over(runtime: Any, gateway: DurableDownOnce) -> DeploymentControl:
         entra_tenants_for=runtime.services.entra_tenants_for,
         operators_for=lambda _t: (OPERATOR,),
         policy_for=runtime.services.policy_for,
-        audit_for=runtime.services.audit_for,
+        audit_for=audit_for or runtime.services.audit_for,
         clock=runtime.services.clock,
     )
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from gatekeeper.errors import DependencyUnavailable
-from gatekeeper.rollback.control import DeploymentControl
 from gatekeeper.rollback.store import WatchStore
 from gatekeeper.security.principal import Principal
 from tests.integration.test_rollback_routes import (  # noqa: F401 - the fixtures these tests run on
     ENTRA_TENANT,
     OPERATOR,
+    control_over,
     env,
     issuer,
     rollback_entries,
@@ -35,23 +35,10 @@ class Recording:
         self.raised.append((instance_id, event_name, data))
 
 
-def control_with(runtime: Any, gateway: Recording, audit_for: Any) -> DeploymentControl:
-    return DeploymentControl(
-        runtime.storage,
-        runtime.services.sealer,
-        gateway,
-        entra_tenants_for=runtime.services.entra_tenants_for,
-        operators_for=lambda _t: (OPERATOR,),
-        policy_for=runtime.services.policy_for,
-        audit_for=audit_for,
-        clock=runtime.services.clock,
-    )
-
-
 def test_a_rollback_request_woken_but_not_audited_is_audited_by_the_persons_retry_once(env):
     runtime = env["runtime"]
     gateway = Recording()
-    control = control_with(runtime, gateway, audit_down_once(runtime.services.audit_for, "rollback"))
+    control = control_over(runtime, gateway, audit_down_once(runtime.services.audit_for, "rollback"))
     person = Principal(oid=OPERATOR, tid=ENTRA_TENANT, auth="bearer")
     with pytest.raises(DependencyUnavailable):
         control.rollback(env["watch"], person, b'{"reason": "error rate"}')
